@@ -1,0 +1,191 @@
+"""``cuefast …``: the command line.
+
+``cuefast serve`` runs every server role in one process (API today; the scheduler,
+dispatcher and snapshotter join it as they land). With ``CUEFAST_REDIS_URL`` /
+``CUEFAST_DATABASE_URL`` unset it starts embedded Valkey / PostgreSQL under the data
+dir and stops them on exit (normal exit, SIGINT/SIGTERM, or the parent dying).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import sys
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from cuefast import __version__
+from cuefast.config import Settings, load_settings
+from cuefast.errors import ConfigError
+
+log = logging.getLogger("cuefast")
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "ts": self.formatTime(record),
+            "level": record.levelname,
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        for key in ("cue_id", "execution_id", "account_id"):
+            if hasattr(record, key):
+                out[key] = getattr(record, key)
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
+def setup_logging(settings: Settings) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.log_json:
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level.upper())
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+
+
+def redact(url: str) -> str:
+    """A URL without its password (for logs)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparseable url>"
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+@contextlib.contextmanager
+def backends(settings: Settings) -> Iterator[Settings]:
+    """Settings whose empty backend URLs are filled by embedded servers (stopped on exit)."""
+    want_redis = not settings.redis_url
+    want_pg = not settings.database_url
+    if not (want_redis or want_pg):
+        log.info("backends: redis %s, postgres %s", redact(settings.redis_url), redact(settings.database_url))
+        yield settings
+        return
+    from cuefast.embedded import EmbeddedBackends
+
+    with EmbeddedBackends(settings.data_dir, want_redis=want_redis, want_postgres=want_pg) as eb:
+        filled = settings.replace(
+            redis_url=eb.redis_url or settings.redis_url,
+            database_url=eb.database_url or settings.database_url,
+        )
+        log.info(
+            "backends: redis %s (%s), postgres %s (%s)",
+            redact(filled.redis_url),
+            "embedded" if want_redis else "external",
+            redact(filled.database_url),
+            "embedded" if want_pg else "external",
+        )
+        yield filled
+
+
+async def _serve(settings: Settings) -> None:
+    import uvicorn
+
+    from cuefast.api import create_app
+    from cuefast.runtime import Runtime
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:  # our handlers below; never re-raise
+            yield
+
+    rt = Runtime(settings)
+    await rt.start()
+    config = uvicorn.Config(
+        create_app(rt, manage_runtime=False),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        lifespan="on",
+        timeout_graceful_shutdown=10,
+    )
+    server = Server(config)
+    loop = asyncio.get_running_loop()
+
+    def stop() -> None:
+        log.info("shutting down")
+        server.should_exit = True
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop)
+    log.info("cuefast %s serving on http://%s:%d", __version__, settings.host, settings.port)
+    try:
+        await server.serve()
+    finally:
+        await rt.close()
+
+
+async def _migrate(settings: Settings) -> None:
+    from cuefast import pg
+
+    pool = await pg.create_pool(settings.database_url, settings.database_schema)
+    try:
+        await pg.migrate(pool)
+    finally:
+        await pool.close()
+
+
+def _run(coro: Any) -> None:
+    try:
+        import uvloop
+
+        uvloop.run(coro)
+    except ImportError:  # pragma: no cover - uvloop is a server dependency
+        asyncio.run(coro)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cuefast", description="Redis-native scheduler for AI agents")
+    parser.add_argument("--version", action="version", version=f"cuefast {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in (
+        ("serve", "run every server role in one process (API, scheduler, dispatcher, snapshotter)"),
+        ("api", "run the HTTP API only"),
+    ):
+        p = sub.add_parser(name, help=text, description=text)
+        p.add_argument("--host", help="address to bind (CUEFAST_HOST, default 127.0.0.1)")
+        p.add_argument("--port", type=int, help="port to bind (CUEFAST_PORT, default 8000)")
+    sub.add_parser("migrate", help="apply the PostgreSQL schema (idempotent)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(host=getattr(args, "host", None), port=getattr(args, "port", None))
+    except ConfigError as exc:
+        print(f"cuefast: configuration error: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(settings)
+    try:
+        with backends(settings) as filled:
+            if args.command in ("serve", "api"):
+                _run(_serve(filled))
+            elif args.command == "migrate":
+                _run(_migrate(filled))
+    except ConfigError as exc:
+        print(f"cuefast: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

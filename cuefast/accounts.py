@@ -1,0 +1,244 @@
+"""Accounts, API keys and secrets (CONTRACT.md §3.4, §6), without HTTP.
+
+API keys are stored only as SHA-256 hex (lookup key) plus their 12-char prefix. When
+``CUEFAST_KEY_REVEAL_SECRET`` is set, a copy encrypted with AES-GCM (key derived from
+the secret) is kept so ``GET /v1/auth/key`` can reveal it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import secrets
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from cuefast import ssrf
+from cuefast.clock import Clock
+from cuefast.config import Settings
+from cuefast.errors import (
+    ConfirmationRequired,
+    DuplicateEmail,
+    InvalidAlertWebhookURL,
+    InvalidSession,
+    KeyRotated,
+    NoFields,
+    Unauthorized,
+    UnsafeURL,
+)
+from cuefast.ids import (
+    key_prefix,
+    key_sha,
+    new_account_id,
+    new_alert_secret,
+    new_api_key,
+    new_webhook_secret,
+    slug_candidates,
+)
+from cuefast.models import Account
+from cuefast.store import Store
+from cuefast.times import fmt_offset
+from cuefast.validate import Checker, require_object
+
+ROTATED_KEY_TTL_MS = 24 * 3600 * 1000
+_EMAIL = re.compile(
+    r"^[^@\s\x00-\x1f\x7f]{1,64}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+)
+
+
+def check_email(c: Checker, loc: str, value: Any) -> str | None:
+    text = c.string(loc, value)
+    if not isinstance(text, str):
+        return None
+    local = text.split("@", 1)[0]
+    if (
+        len(text) > 254
+        or not _EMAIL.match(text)
+        or local.startswith(".")
+        or local.endswith(".")
+        or ".." in local
+    ):
+        c.add(loc, "value is not a valid email address")
+        return None
+    return text
+
+
+class KeyVault:
+    """Encrypts API keys for reveal; disabled when the secret is empty."""
+
+    def __init__(self, secret: str) -> None:
+        self._aead = (
+            AESGCM(hashlib.sha256(b"cuefast-key-reveal:" + secret.encode()).digest()) if secret else None
+        )
+
+    @property
+    def enabled(self) -> bool:
+        return self._aead is not None
+
+    def seal(self, api_key: str) -> str:
+        if self._aead is None:
+            return ""
+        nonce = secrets.token_bytes(12)
+        return base64.b64encode(nonce + self._aead.encrypt(nonce, api_key.encode(), None)).decode()
+
+    def open(self, sealed: str) -> str | None:
+        if self._aead is None or not sealed:
+            return None
+        try:
+            raw = base64.b64decode(sealed)
+            return self._aead.decrypt(raw[:12], raw[12:], None).decode()
+        except (InvalidTag, ValueError):
+            return None  # sealed under another secret
+
+
+class AccountService:
+    def __init__(self, store: Store, settings: Settings, clock: Clock) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.vault = KeyVault(settings.key_reveal_secret)
+        self.policy = ssrf.Policy(
+            allow_private=settings.allow_private_callbacks, allow_http=settings.allow_http_callbacks
+        )
+
+    async def authenticate(self, authorization: str | None) -> Account:
+        if not authorization or not authorization.startswith("Bearer "):
+            raise Unauthorized("Missing or invalid Authorization header")
+        token = authorization[7:].strip()
+        if not token.startswith("cue_sk_"):
+            raise InvalidSession()
+        res = await self.store.authenticate(key_sha(token))
+        if res == "rotated":
+            raise KeyRotated()
+        if res == "unknown":
+            raise Unauthorized("Invalid API key")
+        return res
+
+    async def register(self, body: Any) -> dict[str, Any]:
+        obj = require_object(body)
+        c = Checker()
+        email = None
+        if "email" in obj:
+            email = check_email(c, "body.email", obj["email"])
+        else:
+            c.add("body.email", "Field required")
+        c.raise_if_any()
+        assert email is not None
+        s = self.settings
+        api_key = new_api_key()
+        now = self.clock.now_us()
+        account = Account(
+            id=new_account_id(),
+            email=email,
+            email_lc=email.lower(),
+            plan=s.default_plan,
+            cue_limit=s.default_cue_limit,
+            exec_limit=s.default_monthly_execution_limit,
+            rate_limit=s.default_rate_limit_per_minute,
+            wh_secret=new_webhook_secret(),
+            alert_secret=new_alert_secret(),
+            key_sha=key_sha(api_key),
+            key_prefix=key_prefix(api_key),
+            key_enc=self.vault.seal(api_key),
+            created=now,
+            updated=now,
+        )
+        res = await self.store.register(account, slug_candidates(email))
+        if res == "duplicate_email":
+            raise DuplicateEmail()
+        if res == "no_slug":  # pragma: no cover - 7 random candidates all taken
+            raise RuntimeError("could not allocate a slug")
+        return {"api_key": api_key, "email": email}
+
+    async def rotate_key(self, account: Account) -> dict[str, Any]:
+        api_key = new_api_key()
+        ok = await self.store.rotate_key(
+            account.id,
+            account.key_sha,
+            key_sha(api_key),
+            key_prefix(api_key),
+            self.vault.seal(api_key),
+            ROTATED_KEY_TTL_MS,
+            self.clock.now_us(),
+        )
+        if not ok:
+            raise KeyRotated()
+        return {"api_key": api_key, "previous_key_revoked": True}
+
+    def reveal_key(self, account: Account) -> dict[str, Any]:
+        if not self.vault.enabled:
+            return {
+                "api_key": None,
+                "prefix": account.key_prefix,
+                "message": "Key reveal is disabled on this server.",
+            }
+        key = self.vault.open(account.key_enc)
+        if key is None or key_sha(key) != account.key_sha:
+            return {
+                "api_key": None,
+                "prefix": account.key_prefix,
+                "message": "Key not available. Regenerate to enable Reveal.",
+            }
+        return {"api_key": key}
+
+    async def me(self, account: Account) -> dict[str, Any]:
+        active = await self.store.count_cues(account.id, "active")
+        return {
+            "email": account.email,
+            "plan": account.plan,
+            "active_cues": active,
+            "active_cue_limit": account.cue_limit,
+            "executions_this_month": await self.store.executions_this_month(account.id, self.clock.now_us()),
+            "monthly_execution_limit": account.exec_limit,
+            "rate_limit_per_minute": account.rate_limit,
+            "has_webhook_secret": bool(account.wh_secret),
+            "api_key_prefix": account.key_prefix,
+            "slug": account.slug,
+        }
+
+    async def patch_me(self, account: Account, body: Any) -> dict[str, Any]:
+        obj = require_object(body)
+        c = Checker()
+        email = None
+        url: str | None = None
+        has_email = obj.get("email") is not None
+        has_url = "alert_webhook_url" in obj and obj["alert_webhook_url"] is not None
+        if not has_email and not has_url:
+            raise NoFields()
+        if has_email:
+            email = check_email(c, "body.email", obj["email"])
+        if has_url:
+            raw = obj["alert_webhook_url"]
+            url = c.string("body.alert_webhook_url", raw) if raw != "" else ""
+        c.raise_if_any()
+        if url:
+            try:
+                await ssrf.check_url(url, self.policy)
+            except UnsafeURL as exc:
+                raise InvalidAlertWebhookURL(exc.message) from None
+        now = self.clock.now_us()
+        if email is not None and not await self.store.change_email(account.id, email, now):
+            raise DuplicateEmail()
+        if has_url:
+            await self.store.set_account_fields(account.id, {"alert_url": url or "", "updated": now})
+        return {"updated_at": fmt_offset(now)}
+
+    async def regenerate_webhook_secret(self, account: Account) -> dict[str, Any]:
+        secret = new_webhook_secret()
+        await self.store.set_account_fields(account.id, {"wh_secret": secret, "updated": self.clock.now_us()})
+        return {"webhook_secret": secret, "previous_secret_revoked": True}
+
+    async def regenerate_alert_secret(self, account: Account) -> dict[str, Any]:
+        secret = new_alert_secret()
+        await self.store.set_account_fields(
+            account.id, {"alert_secret": secret, "updated": self.clock.now_us()}
+        )
+        return {"alert_webhook_secret": secret, "previous_secret_revoked": True}
+
+
+def require_confirmation(header: str | None) -> None:
+    if header is None or header.strip() != "true":
+        raise ConfirmationRequired()

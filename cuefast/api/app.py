@@ -1,0 +1,94 @@
+"""The Litestar application: routes, the error envelope for every failure, OpenAPI."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from litestar import Litestar, Request, Response
+from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFoundException
+from litestar.exceptions.http_exceptions import RequestEntityTooLarge
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import SwaggerRenderPlugin
+
+from cuefast import __version__
+from cuefast.api import auth, cues, system
+from cuefast.api.edge import Edge
+from cuefast.api.http import error_response, json_response
+from cuefast.errors import (
+    CuefastError,
+    InternalError,
+    MethodNotAllowed,
+    NotFound,
+    RequestTooLarge,
+    ServiceUnavailable,
+)
+from cuefast.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+try:  # the redis client's connection errors mean the data store is unreachable → 503
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    _UNAVAILABLE: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError)
+except ImportError:  # pragma: no cover
+    _UNAVAILABLE = ()
+
+
+def _on_cuefast_error(_: Request[Any, Any, Any], exc: CuefastError) -> Response[bytes]:
+    return error_response(exc)
+
+
+def _on_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+    if isinstance(exc, NotFoundException):
+        return error_response(NotFound())
+    if isinstance(exc, MethodNotAllowedException):
+        return error_response(MethodNotAllowed())
+    if isinstance(exc, RequestEntityTooLarge):
+        return error_response(RequestTooLarge())
+    status = exc.status_code
+    if status >= 500:
+        return error_response(InternalError())
+    return json_response(
+        {"error": {"code": "http_error", "message": str(exc.detail), "status": status}}, status
+    )
+
+
+def _on_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    if _UNAVAILABLE and isinstance(exc, _UNAVAILABLE):
+        log.error("data store unreachable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        return error_response(ServiceUnavailable())
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(InternalError())
+
+
+def create_litestar(rt: Runtime, *, manage_runtime: bool = True) -> Litestar:
+    """The Litestar app over ``rt``; with ``manage_runtime`` its lifespan starts/closes ``rt``."""
+    handlers = [*system.routes(rt), *auth.routes(rt), *cues.routes(rt)]
+    return Litestar(
+        route_handlers=handlers,
+        exception_handlers={
+            CuefastError: _on_cuefast_error,
+            HTTPException: _on_http_exception,
+            Exception: _on_exception,
+        },
+        on_startup=[rt.start] if manage_runtime else [],
+        on_shutdown=[rt.close] if manage_runtime else [],
+        request_max_body_size=1_048_576,
+        openapi_config=OpenAPIConfig(
+            title="cuefast",
+            version=__version__,
+            description="CueAPI-compatible scheduler API. Errors use the envelope "
+            '{"error": {"code", "message", "status"}}.',
+            path="/docs",
+            render_plugins=[SwaggerRenderPlugin()],
+        ),
+        logging_config=None,
+        debug=False,
+    )
+
+
+def create_app(rt: Runtime, *, manage_runtime: bool = True) -> Edge:
+    """The ASGI app to serve: the Litestar app behind the edge layer."""
+    return Edge(create_litestar(rt, manage_runtime=manage_runtime))

@@ -1,0 +1,109 @@
+"""The outermost ASGI layer: request ids, CORS, body-size guard, trailing slashes, last-resort 500.
+
+It wraps the Litestar app, so every response — including Litestar's own 404/405, a
+413, and a 500 from an exception nothing else caught — carries ``X-Request-Id`` and the
+CORS headers (CONTRACT.md §3.1, §3.11), and no traceback ever reaches a client.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import msgspec
+
+from cuefast.errors import CuefastError, InternalError, RequestTooLarge
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+MAX_BODY = 1_048_576
+EXPOSE = (
+    b"X-Request-Id, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Retry-After, "
+    b"X-CueAPI-Usage-Warning"
+)
+ALLOW_METHODS = b"DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT"
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", ()):
+        if key == name:
+            return bytes(value)
+    return None
+
+
+class Edge:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        if len(path) > 1 and path.endswith("/"):
+            scope = dict(scope)
+            scope["path"] = path.rstrip("/") or "/"
+            scope["raw_path"] = scope["path"].encode()
+        extra: list[tuple[bytes, bytes]] = [(b"x-request-id", str(uuid.uuid4()).encode())]
+        origin = _header(scope, b"origin")
+        if origin is not None:
+            extra += [
+                (b"access-control-allow-origin", origin),
+                (b"access-control-allow-credentials", b"true"),
+                (b"access-control-expose-headers", EXPOSE),
+                (b"vary", b"Origin"),
+            ]
+            if scope["method"] == "OPTIONS" and _header(scope, b"access-control-request-method"):
+                req_headers = _header(scope, b"access-control-request-headers") or b"*"
+                extra += [
+                    (b"access-control-allow-methods", ALLOW_METHODS),
+                    (b"access-control-allow-headers", req_headers),
+                    (b"access-control-max-age", b"600"),
+                ]
+                await self._send(send, 204, b"", extra)
+                return
+        length = _header(scope, b"content-length")
+        if length is not None:
+            try:
+                too_large = int(length) > MAX_BODY
+            except ValueError:
+                too_large = False
+            if too_large:
+                await self._error(send, RequestTooLarge(), extra)
+                return
+        started = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                message["headers"] = [*message.get("headers", ()), *extra]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_headers)
+        except Exception:
+            log.exception("unhandled error on %s %s", scope.get("method"), path)
+            if not started:
+                await self._error(send, InternalError(), extra)
+
+    async def _error(self, send: Send, err: CuefastError, extra: list[tuple[bytes, bytes]]) -> None:
+        await self._send(send, err.status, msgspec.json.encode(err.envelope()), extra, json=True)
+
+    @staticmethod
+    async def _send(
+        send: Send, status: int, body: bytes, extra: list[tuple[bytes, bytes]], *, json: bool = False
+    ) -> None:
+        headers = [(b"content-length", str(len(body)).encode()), *extra]
+        if json:
+            headers.append((b"content-type", b"application/json"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,80 @@
+"""/health, /status, /v1/info (CONTRACT.md §5)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, get
+from litestar.handlers import HTTPRouteHandler
+
+from cuefast import __version__, pg
+from cuefast.api.http import json_response
+from cuefast.runtime import Runtime
+from cuefast.times import fmt_offset
+
+
+async def _redis_ok(rt: Runtime) -> bool:
+    try:
+        return bool(await rt.store.redis.ping())
+    except Exception:
+        return False
+
+
+async def _postgres_ok(rt: Runtime) -> bool:
+    return rt.pg_pool is not None and await pg.ping(rt.pg_pool)
+
+
+def routes(rt: Runtime) -> list[HTTPRouteHandler]:
+    @get("/health", summary="Liveness and diagnostics", tags=["system"])
+    async def health() -> Response[bytes]:
+        redis_ok = await _redis_ok(rt)
+        pg_ok = await _postgres_ok(rt)
+        body: dict[str, Any] = {
+            "status": "healthy" if redis_ok and pg_ok else "degraded",
+            "version": __version__,
+            "timestamp": fmt_offset(rt.clock.now_us()),
+            "services": {
+                "redis": "ok" if redis_ok else "error",
+                "postgres": "ok" if pg_ok else "error",
+                "poller": "unknown",
+                "worker": "unknown",
+            },
+            "poller": {"status": "unknown"},
+            "workers": {"active_count": 0},
+            "queue": {
+                "pending_outbox": 0,
+                "stale_executions": 0,
+                "pending_retries": 0,
+                "pending_worker_claims": 0,
+            },
+        }
+        return json_response(body)
+
+    @get("/status", summary="Readiness", tags=["system"])
+    async def status() -> Response[bytes]:
+        if not await _redis_ok(rt):
+            return json_response({"status": "down", "reason": "redis unreachable"}, 503)
+        if not await _postgres_ok(rt):
+            return json_response({"status": "degraded", "reason": "postgres unreachable"})
+        return json_response({"status": "healthy"})
+
+    @get("/v1/info", summary="Server facts (no auth)", tags=["system"])
+    async def info() -> Response[bytes]:
+        disabled = ["device_code"]
+        if not rt.settings.enforce_quotas:
+            disabled.insert(0, "quotas")
+        return json_response(
+            {
+                "version": __version__,
+                "authorization_backend": "SameTenantAuthorizationBackend",
+                "authentication_paths": {"per_user_api_key": True, "internal_token_with_on_behalf_of": False},
+                "disabled_primitives": disabled,
+            }
+        )
+
+    @get("/openapi.json", summary="OpenAPI schema", tags=["system"], include_in_schema=False)
+    async def openapi(request: Request[Any, Any, Any]) -> Response[bytes]:
+        schema = request.app.openapi_schema.to_schema()
+        return json_response(schema)
+
+    return [health, status, info, openapi]

@@ -1,0 +1,168 @@
+"""Settings: one frozen struct built once, from ``CUEFAST_*`` environment variables.
+
+Every field below is a variable named ``CUEFAST_<FIELD IN UPPER CASE>``. An unknown
+``CUEFAST_*`` variable (a typo) or a value of the wrong type stops start-up with a
+clear message: a scheduler that silently ignores ``CUEFAST_REDIS_ULR`` is worse than
+one that refuses to start.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from cuefast.errors import ConfigError
+
+PREFIX = "CUEFAST_"
+
+# Variables that are read by tools around cuefast (the test suite, the bench), not by
+# the server; tolerated so that a shared environment does not stop the server.
+_FOREIGN = frozenset({"CUEFAST_TEST_REDIS_URL", "CUEFAST_TEST_DATABASE_URL", "CUEFAST_BENCH_URL"})
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    # --- backends ---------------------------------------------------------------
+    redis_url: str = ""
+    """Redis/Valkey URL (`redis://`, `rediss://`, `unix://`). Empty: embedded Valkey."""
+    database_url: str = ""
+    """PostgreSQL DSN. Empty: embedded PostgreSQL."""
+    database_schema: str = "public"
+    """PostgreSQL schema cuefast's tables live in."""
+    data_dir: str = ".cuefast"
+    """Where the embedded servers keep their data."""
+    key_prefix: str = "cf"
+    """Prefix of every Redis key (lets several installs or test runs share one Redis)."""
+    partitions: int = 16
+    """Number of keyspace partitions (hash slots used); fixed once data exists."""
+    # --- serving ----------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "INFO"
+    log_json: bool = False
+    # --- contract settings (CONTRACT.md §2) --------------------------------------
+    allow_register: bool = True
+    allow_private_callbacks: bool = False
+    allow_http_callbacks: bool = False
+    webhook_timeout_seconds: int = 30
+    notify_timeout_seconds: int = 10
+    webhook_stale_seconds: int = 300
+    worker_lease_seconds: int = 900
+    worker_alive_seconds: int = 180
+    worker_unclaimed_seconds: int = 900
+    worker_max_claim_seconds: int = 21600
+    default_plan: str = "free"
+    default_cue_limit: int = 1_000_000
+    default_monthly_execution_limit: int = 1_000_000_000
+    default_rate_limit_per_minute: int = 60_000
+    ip_rate_limit: int = 60
+    enforce_quotas: bool = True
+    response_body_outcomes: bool = True
+    key_reveal_secret: str = ""
+    dashboard_url: str = ""
+    base_url: str = "http://localhost:8000"
+    smtp_url: str = ""
+    # --- durability ---------------------------------------------------------------
+    snapshot_interval: float = 5.0
+    redis_retention: int = 7 * 86400
+    """Seconds an execution stays in Redis once finished (older history is in PostgreSQL)."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.partitions <= 256:
+            raise ConfigError("CUEFAST_PARTITIONS must be between 1 and 256")
+        if not 1 <= self.port <= 65535:
+            raise ConfigError("CUEFAST_PORT must be between 1 and 65535")
+        if not self.key_prefix or any(c in self.key_prefix for c in "{}: "):
+            raise ConfigError("CUEFAST_KEY_PREFIX must be non-empty without '{', '}', ':' or spaces")
+        if not self.database_schema.replace("_", "").isalnum():
+            raise ConfigError("CUEFAST_DATABASE_SCHEMA must be letters, digits and underscores")
+        if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ConfigError("CUEFAST_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        for name in (
+            "webhook_timeout_seconds",
+            "notify_timeout_seconds",
+            "webhook_stale_seconds",
+            "worker_lease_seconds",
+            "worker_alive_seconds",
+            "worker_unclaimed_seconds",
+            "worker_max_claim_seconds",
+            "redis_retention",
+        ):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{PREFIX}{name.upper()} must be at least 1")
+        for name in (
+            "default_cue_limit",
+            "default_monthly_execution_limit",
+            "default_rate_limit_per_minute",
+            "ip_rate_limit",
+        ):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{PREFIX}{name.upper()} must not be negative")
+        if self.snapshot_interval <= 0:
+            raise ConfigError("CUEFAST_SNAPSHOT_INTERVAL must be positive")
+
+    def replace(self, **changes: Any) -> Settings:
+        return msgspec.structs.replace(self, **changes)
+
+
+FIELDS: dict[str, type] = {
+    f.name: f.type  # type: ignore[misc]
+    for f in msgspec.structs.fields(Settings)
+}
+
+
+def env_name(field: str) -> str:
+    return PREFIX + field.upper()
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _parse(var: str, raw: str, kind: Any) -> Any:
+    text = raw.strip()
+    if kind is bool or kind == "bool":
+        low = text.lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+        raise ConfigError(f"{var}={raw!r} is not a boolean (use true or false)")
+    if kind is int or kind == "int":
+        try:
+            return int(text.replace("_", ""))
+        except ValueError:
+            raise ConfigError(f"{var}={raw!r} is not an integer") from None
+    if kind is float or kind == "float":
+        try:
+            return float(text)
+        except ValueError:
+            raise ConfigError(f"{var}={raw!r} is not a number") from None
+    return raw
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Build Settings from the environment (``os.environ`` by default).
+
+    ``overrides`` (field names) win over the environment: the CLI uses them for flags.
+    """
+    env = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    for var, raw in env.items():
+        if not var.startswith(PREFIX) or var in _FOREIGN:
+            continue
+        field = var[len(PREFIX) :].lower()
+        if field not in FIELDS:
+            known = [env_name(f) for f in FIELDS]
+            hint = difflib.get_close_matches(var, known, n=1)
+            extra = f" (did you mean {hint[0]}?)" if hint else ""
+            raise ConfigError(f"Unknown setting {var}{extra}")
+        values[field] = _parse(var, raw, FIELDS[field])
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Settings(**values)
+    except TypeError as exc:  # pragma: no cover - overrides with a wrong name
+        raise ConfigError(str(exc)) from None

@@ -1,0 +1,314 @@
+"""Cue create and PATCH bodies → checked, typed drafts (schema stage, 422).
+
+Only the schema stage lives here; the later stages of the contract's check order
+(name, limit, SSRF, payload, timezone, schedule, on_failure SSRF) need Redis, DNS or
+the clock and run in ``cues.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from cuefast.models import Alerts, Delivery, OnFailure, Retry, Verification
+from cuefast.times import parse_datetime
+from cuefast.validate import MISSING, Checker, require_object
+
+TRANSPORTS = ("webhook", "worker")
+METHODS = ("POST", "GET", "PUT", "PATCH")
+VERIFICATION_MODES = ("none", "require_external_id", "require_result_url", "require_artifacts", "manual")
+CATCH_UP = ("latest", "all", "none")
+CALLBACK_URL_REQUIRED = "Value error, callback.url is required for webhook transport"
+
+
+class ScheduleInput(msgspec.Struct, kw_only=True):
+    """Schedule fields as sent (types checked, meaning not yet)."""
+
+    type: Any = MISSING  # str when present; its value is checked in the schedule stage
+    cron: Any = MISSING  # str | None
+    at: Any = MISSING  # str | None
+    timezone: Any = MISSING  # str
+
+
+class CallbackInput(msgspec.Struct, kw_only=True):
+    url: Any = MISSING  # str | None
+    method: Any = MISSING  # str (upper case)
+    headers: Any = MISSING  # dict[str, str]
+
+
+class CueDraft(msgspec.Struct, kw_only=True):
+    """A create body (every field) or a PATCH body (MISSING = not provided)."""
+
+    name: Any = MISSING
+    description: Any = MISSING
+    transport: Any = MISSING
+    status: Any = MISSING
+    schedule: ScheduleInput | Any = MISSING
+    callback: CallbackInput | Any | None = MISSING
+    payload: Any = MISSING
+    retry: dict[str, Any] | Any = MISSING
+    on_failure: dict[str, Any] | Any = MISSING
+    verification: Verification | Any | None = MISSING
+    delivery: dict[str, Any] | Any | None = MISSING
+    alerts: dict[str, Any] | Any | None = MISSING
+    catch_up: Any = MISSING
+
+
+PATCH_FIELDS = frozenset(
+    {
+        "name",
+        "description",
+        "status",
+        "schedule",
+        "callback",
+        "payload",
+        "retry",
+        "on_failure",
+        "verification",
+        "delivery",
+        "alerts",
+        "catch_up",
+    }
+)
+
+
+def _schedule(c: Checker, value: Any, *, create: bool) -> ScheduleInput | Any:
+    sched = c.obj("body.schedule", value)
+    if sched is MISSING:
+        return MISSING
+    out = ScheduleInput()
+    if "type" in sched and sched["type"] is not None:
+        out.type = c.string("body.schedule.type", sched["type"])
+    elif create:
+        c.add("body.schedule.type", "Field required")
+    if sched.get("cron") is not None:
+        out.cron = c.string("body.schedule.cron", sched["cron"], clean=True)
+    if sched.get("at") is not None:
+        out.at = c.string("body.schedule.at", sched["at"])
+        if out.at is not MISSING:
+            try:
+                parse_datetime(out.at)
+            except ValueError:
+                c.add("body.schedule.at", "Input should be a valid datetime")
+                out.at = MISSING
+    if sched.get("timezone") is not None:
+        out.timezone = c.string("body.schedule.timezone", sched["timezone"])
+    return out
+
+
+def _callback(c: Checker, value: Any) -> CallbackInput | Any:
+    cb = c.obj("body.callback", value)
+    if cb is MISSING:
+        return MISSING
+    if "transport" in cb:
+        c.add("body.callback.transport", "transport must be specified at the top level, not inside callback")
+        return MISSING
+    out = CallbackInput()
+    if cb.get("url") is not None:
+        out.url = c.http_url("body.callback.url", cb["url"])
+    elif "url" in cb:
+        out.url = None
+    if cb.get("method") is not None:
+        method = cb["method"]
+        if isinstance(method, str) and method.upper() in METHODS:
+            out.method = method.upper()
+        else:
+            c.add("body.callback.method", "Input should be 'POST', 'GET', 'PUT' or 'PATCH'")
+    if cb.get("headers") is not None:
+        out.headers = c.headers("body.callback.headers", cb["headers"])
+    return out
+
+
+def _retry(c: Checker, value: Any) -> dict[str, Any] | Any:
+    r = c.obj("body.retry", value)
+    if r is MISSING:
+        return MISSING
+    out: dict[str, Any] = {}
+    if r.get("max_attempts") is not None:
+        v = c.integer("body.retry.max_attempts", r["max_attempts"], ge=1, le=10)
+        if v is not MISSING:
+            out["max_attempts"] = v
+    if r.get("backoff_minutes") is not None:
+        lst = r["backoff_minutes"]
+        if not isinstance(lst, list):
+            c.add("body.retry.backoff_minutes", "Input should be a valid list")
+        elif len(lst) > 10:
+            c.add("body.retry.backoff_minutes", "List should have at most 10 items after validation")
+        else:
+            items = [
+                c.integer(f"body.retry.backoff_minutes.{i}", x, ge=0, le=10080) for i, x in enumerate(lst)
+            ]
+            if all(x is not MISSING for x in items):
+                out["backoff_minutes"] = items
+    return out
+
+
+def _on_failure(c: Checker, value: Any) -> dict[str, Any] | Any:
+    o = c.obj("body.on_failure", value)
+    if o is MISSING:
+        return MISSING
+    out: dict[str, Any] = {}
+    if o.get("email") is not None:
+        v = c.boolean("body.on_failure.email", o["email"])
+        if v is not MISSING:
+            out["email"] = v
+    if o.get("pause") is not None:
+        v = c.boolean("body.on_failure.pause", o["pause"])
+        if v is not MISSING:
+            out["pause"] = v
+    if "webhook" in o:
+        hook = o["webhook"]
+        if isinstance(hook, dict):
+            url = c.http_url("body.on_failure.webhook.url", hook.get("url"))
+            if url is not MISSING:
+                out["webhook"] = url
+        elif hook is None:
+            out["webhook"] = None
+        else:
+            url = c.http_url("body.on_failure.webhook", hook)
+            if url is not MISSING:
+                out["webhook"] = url
+    return out
+
+
+def _verification(c: Checker, value: Any) -> Verification | Any:
+    v = c.obj("body.verification", value)
+    if v is MISSING:
+        return MISSING
+    mode = v.get("mode")
+    if mode is None:
+        return Verification(mode="none")
+    checked = c.choice("body.verification.mode", mode, VERIFICATION_MODES)
+    return MISSING if checked is MISSING else Verification(mode=checked)
+
+
+def _delivery(c: Checker, value: Any) -> dict[str, Any] | Any:
+    d = c.obj("body.delivery", value)
+    if d is MISSING:
+        return MISSING
+    out: dict[str, Any] = {}
+    if d.get("timeout_seconds") is not None:
+        v = c.integer("body.delivery.timeout_seconds", d["timeout_seconds"], ge=1, le=3600)
+        if v is not MISSING:
+            out["timeout_seconds"] = v
+    if "outcome_deadline_seconds" in d:
+        raw = d["outcome_deadline_seconds"]
+        if raw is None:
+            out["outcome_deadline_seconds"] = None
+        else:
+            v = c.integer("body.delivery.outcome_deadline_seconds", raw, ge=1, le=86400)
+            if v is not MISSING:
+                out["outcome_deadline_seconds"] = v
+    return out
+
+
+def _alerts(c: Checker, value: Any) -> dict[str, Any] | Any:
+    a = c.obj("body.alerts", value)
+    if a is MISSING:
+        return MISSING
+    out: dict[str, Any] = {}
+    if a.get("consecutive_failures") is not None:
+        v = c.integer("body.alerts.consecutive_failures", a["consecutive_failures"], ge=1, le=100)
+        if v is not MISSING:
+            out["consecutive_failures"] = v
+    if "missed_window_multiplier" in a:
+        raw = a["missed_window_multiplier"]
+        if raw is None:
+            out["missed_window_multiplier"] = None
+        else:
+            v = c.integer("body.alerts.missed_window_multiplier", raw, ge=1, le=100)
+            if v is not MISSING:
+                out["missed_window_multiplier"] = v
+    return out
+
+
+def _common(c: Checker, body: dict[str, Any], draft: CueDraft, *, create: bool) -> None:
+    """Fields shared by create and PATCH; a top-level null means "not provided"."""
+    if body.get("name") is not None:
+        draft.name = c.string("body.name", body["name"], min_len=1, max_len=255)
+    elif create:
+        c.add("body.name", "Field required")
+    if "description" in body:
+        desc = body["description"]
+        draft.description = None if desc is None else c.string("body.description", desc)
+    if body.get("schedule") is not None:
+        draft.schedule = _schedule(c, body["schedule"], create=create)
+    elif create:
+        c.add("body.schedule", "Field required")
+    if body.get("callback") is not None:
+        draft.callback = _callback(c, body["callback"])
+    if "payload" in body:
+        payload = body["payload"]
+        if payload is None:
+            draft.payload = None if not create else {}
+        elif isinstance(payload, dict):
+            draft.payload = payload
+        else:
+            c.add("body.payload", "Input should be a valid dictionary")
+    if body.get("retry") is not None:
+        draft.retry = _retry(c, body["retry"])
+    if body.get("on_failure") is not None:
+        draft.on_failure = _on_failure(c, body["on_failure"])
+    if body.get("verification") is not None:
+        draft.verification = _verification(c, body["verification"])
+    if body.get("delivery") is not None:
+        draft.delivery = _delivery(c, body["delivery"])
+    if body.get("alerts") is not None:
+        draft.alerts = _alerts(c, body["alerts"])
+    if body.get("catch_up") is not None:
+        draft.catch_up = c.choice("body.catch_up", body["catch_up"], CATCH_UP)
+
+
+def parse_create(body: Any) -> CueDraft:
+    """Schema stage of ``POST /v1/cues``; unknown top-level fields are ignored."""
+    obj = require_object(body)
+    c = Checker()
+    draft = CueDraft()
+    transport = obj.get("transport")
+    draft.transport = "webhook" if transport is None else c.choice("body.transport", transport, TRANSPORTS)
+    _common(c, obj, draft, create=True)
+    if draft.payload is MISSING:
+        draft.payload = {}
+    c.raise_if_any()
+    if draft.transport == "webhook":
+        cb = draft.callback
+        if not isinstance(cb, CallbackInput) or not isinstance(cb.url, str):
+            c.add("body", CALLBACK_URL_REQUIRED)
+            c.raise_if_any()
+    return draft
+
+
+def parse_patch(body: Any) -> CueDraft:
+    """Schema stage of ``PATCH /v1/cues/{id}``; unknown top-level keys are 422."""
+    obj = require_object(body)
+    c = Checker()
+    for key in obj:
+        if key not in PATCH_FIELDS:
+            c.add(f"body.{key}", "Extra inputs are not permitted")
+    draft = CueDraft()
+    _common(c, obj, draft, create=False)
+    if obj.get("status") is not None:
+        status = obj["status"]
+        if status in ("active", "paused"):
+            draft.status = status
+        else:
+            c.add("body.status", "Value error, status must be 'active' or 'paused'")
+    c.raise_if_any()
+    return draft
+
+
+def merged_retry(current: Retry, patch: dict[str, Any]) -> Retry:
+    return msgspec.structs.replace(current, **patch)
+
+
+def merged_on_failure(current: OnFailure, patch: dict[str, Any]) -> OnFailure:
+    return msgspec.structs.replace(current, **patch)
+
+
+def merged_delivery(current: Delivery | None, patch: dict[str, Any]) -> Delivery:
+    return msgspec.structs.replace(current or Delivery(), **patch)
+
+
+def merged_alerts(current: Alerts | None, patch: dict[str, Any]) -> Alerts:
+    return msgspec.structs.replace(current or Alerts(), **patch)

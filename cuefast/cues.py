@@ -1,0 +1,542 @@
+"""Cues: create, read, list, PATCH, delete (CONTRACT.md §7), without HTTP.
+
+Create and PATCH follow the contract's check order, first failure wins:
+schema (422) → duplicate name (409) → cue limit (403, create only) → callback SSRF (400)
+→ payload (400) → timezone (422) → schedule (400) → on_failure webhook SSRF (400).
+
+Everything that needs no Redis is checked before anything is written, so a failed
+request leaves nothing behind. The happy path costs two scripts: reserve the name on
+the account's slot, then write the cue on its partition. A name reservation whose cue
+never appeared (a crash between the two) is taken over after ``STALE_RESERVATION_US``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+
+from cuefast import cron, ssrf
+from cuefast.clock import Clock
+from cuefast.config import Settings
+from cuefast.cue_input import (
+    CALLBACK_URL_REQUIRED,
+    CallbackInput,
+    CueDraft,
+    ScheduleInput,
+    merged_alerts,
+    merged_delivery,
+    merged_on_failure,
+    merged_retry,
+)
+from cuefast.errors import (
+    CuefastError,
+    CueLimitExceeded,
+    CueNotFound,
+    DuplicateCueName,
+    InvalidCallbackURL,
+    InvalidPayload,
+    InvalidPayloadSize,
+    InvalidSchedule,
+    UnsafeURL,
+    ValidationFailed,
+)
+from cuefast.ids import new_cue_id, scheduled_execution_id
+from cuefast.models import (
+    CONFIG_DECODER,
+    CONFIG_ENCODER,
+    Account,
+    Callback,
+    CueConfig,
+    OnFailure,
+    Retry,
+    Schedule,
+)
+from cuefast.store import Store
+from cuefast.times import fmt_offset, fmt_z, parse_datetime
+from cuefast.validate import MISSING, has_bad_text
+
+log = logging.getLogger(__name__)
+
+MAX_PAYLOAD_BYTES = 1_048_576
+STALE_RESERVATION_US = 30_000_000
+NO_WORKER_WARNING = "No active workers found. Start a cueapi-worker to process this cue."
+_ENCODE = msgspec.json.encode
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value else None
+
+
+def render_cue(
+    h: dict[str, str], cfg: CueConfig | None = None, *, warning: str | None = None
+) -> dict[str, Any]:
+    """A stored cue hash → the contract's Cue object (§7.1)."""
+    cfg = cfg or CONFIG_DECODER.decode(h["cfg"])
+    s = cfg.schedule
+    schedule: dict[str, Any] = {"type": s.type, "timezone": s.timezone}
+    if s.cron is not None:
+        schedule["cron"] = s.cron
+    if s.at is not None:
+        schedule["at"] = fmt_offset(s.at)
+    cb = cfg.callback
+    return {
+        "id": h["id"],
+        "name": h["name"],
+        "description": cfg.description,
+        "status": h["status"],
+        "transport": h["tr"],
+        "schedule": schedule,
+        "callback": {"url": cb.url, "method": cb.method, "headers": cb.headers},
+        "payload": msgspec.Raw(h["pl"]),
+        "retry": {"max_attempts": cfg.retry.max_attempts, "backoff_minutes": cfg.retry.backoff_minutes},
+        "next_run": fmt_z(_int(h.get("nr"))),
+        "last_run": fmt_z(_int(h.get("lr"))),
+        "run_count": int(h.get("rc") or 0),
+        "fired_count": int(h.get("fc") or 0),
+        "on_failure": {
+            "email": cfg.on_failure.email,
+            "webhook": cfg.on_failure.webhook,
+            "pause": cfg.on_failure.pause,
+        },
+        "verification": None if cfg.verification is None else {"mode": cfg.verification.mode},
+        "delivery": None
+        if cfg.delivery is None
+        else {
+            "timeout_seconds": cfg.delivery.timeout_seconds,
+            "outcome_deadline_seconds": cfg.delivery.outcome_deadline_seconds,
+        },
+        "alerts": None
+        if cfg.alerts is None
+        else {
+            "consecutive_failures": cfg.alerts.consecutive_failures,
+            "missed_window_multiplier": cfg.alerts.missed_window_multiplier,
+        },
+        "catch_up": cfg.catch_up,
+        "warning": warning,
+        "created_at": fmt_z(int(h["ca"])),
+        "updated_at": fmt_z(int(h["ua"])),
+    }
+
+
+@dataclass
+class _Checked:
+    """Outcome of the stages after the name/limit checks (for create and PATCH)."""
+
+    config: CueConfig
+    payload_json: bytes | None
+    next_run: int | None
+    error: CuefastError | None
+
+
+class CueService:
+    def __init__(self, store: Store, settings: Settings, clock: Clock) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.policy = ssrf.Policy(
+            allow_private=settings.allow_private_callbacks, allow_http=settings.allow_http_callbacks
+        )
+
+    # ---- shared stages -----------------------------------------------------------
+    async def _ssrf(self, url: str, *, prefix: str = "") -> CuefastError | None:
+        try:
+            await ssrf.check_url(url, self.policy)
+        except UnsafeURL as exc:
+            return InvalidCallbackURL(prefix + exc.message)
+        return None
+
+    def _payload(self, payload: Any) -> bytes | CuefastError:
+        if has_bad_text(payload):
+            return InvalidPayload()
+        raw = _ENCODE(payload)
+        if len(raw) > MAX_PAYLOAD_BYTES:
+            return InvalidPayloadSize()
+        return raw
+
+    def _schedule(
+        self, sched: Schedule, at_text: str | None, now: int, tz_error: CuefastError | None
+    ) -> tuple[Schedule, CuefastError | None]:
+        """Timezone stage then schedule stage; returns the schedule with ``at`` resolved."""
+        if tz_error is not None:
+            return sched, tz_error
+        tz = cron.resolve_timezone(sched.timezone)
+        if sched.type not in ("once", "recurring"):
+            return sched, InvalidSchedule("Schedule type must be 'once' or 'recurring'")
+        if sched.type == "recurring":
+            if not sched.cron:
+                return sched, InvalidSchedule("Cron expression is required for recurring schedules")
+            try:
+                cron.validate_cron(sched.cron, now)
+            except InvalidSchedule as exc:
+                return sched, exc
+            return msgspec.structs.replace(sched, at=None), None
+        if at_text is None and sched.at is None:
+            return sched, InvalidSchedule("Timestamp is required for one-time schedules")
+        if at_text is not None:
+            at = parse_datetime(at_text, tz)
+            if at <= now:
+                return sched, InvalidSchedule("Scheduled time must be in the future")
+            sched = msgspec.structs.replace(sched, at=at)
+        return msgspec.structs.replace(sched, cron=None), None
+
+    def _tz_error(self, name: str) -> CuefastError | None:
+        try:
+            cron.resolve_timezone(name)
+        except CuefastError as exc:
+            return exc
+        return None
+
+    def next_run_for(self, sched: Schedule, after: int) -> int | None:
+        if sched.type == "recurring" and sched.cron:
+            return cron.next_fire(sched.cron, cron.resolve_timezone(sched.timezone), after)
+        return sched.at
+
+    async def _check_name_and_limit(self, account: Account, name: str, own_cue: str | None) -> None:
+        """The 409 and 403 stages, read-only (used when a later stage already failed)."""
+        holder = await self.store.name_holder(account.id, name)
+        if holder is not None and await self._holder_is_live(holder, own_cue):
+            raise DuplicateCueName(name)
+        if (
+            own_cue is None
+            and self.settings.enforce_quotas
+            and await self.store.count_live_cues(account.id) >= account.cue_limit
+        ):
+            raise CueLimitExceeded(account.cue_limit)
+
+    async def _holder_is_live(self, holder: str, own_cue: str | None) -> bool:
+        cue_id, _, reserved = holder.partition(":")
+        if cue_id == own_cue:
+            return False
+        if self.clock.now_us() - int(reserved or 0) < STALE_RESERVATION_US:
+            return True
+        return await self.store.cue_exists(cue_id)
+
+    async def _reserve(self, account: Account, name: str, cue_id: str, *, check_limit: bool) -> None:
+        """Reserve ``name`` for ``cue_id`` (409 / 403 as the contract orders them)."""
+        now = self.clock.now_us()
+        hint = account.cue_limit if check_limit else -1
+        replace_if = ""
+        for _ in range(5):
+            res, current = await self.store.reserve_name(
+                account.id, name, cue_id, now, limit_hint=hint, replace_if=replace_if
+            )
+            if res == "ok":
+                return
+            if res == "taken":
+                if await self._holder_is_live(current, cue_id):
+                    raise DuplicateCueName(name)
+                replace_if = current  # a reservation whose cue never appeared: take it over
+                continue
+            # "count": too many names to prove the limit from them alone; count exactly
+            if await self.store.count_live_cues(account.id) >= account.cue_limit:
+                raise CueLimitExceeded(account.cue_limit)
+            hint = -1
+        raise DuplicateCueName(name)
+
+    # ---- create ------------------------------------------------------------------
+    async def create(self, account: Account, draft: CueDraft) -> dict[str, Any]:
+        now = self.clock.now_us()
+        name: str = draft.name
+        transport: str = draft.transport
+        cb_in = draft.callback if isinstance(draft.callback, CallbackInput) else CallbackInput()
+        callback = Callback(
+            url=cb_in.url if isinstance(cb_in.url, str) else None,
+            method=cb_in.method if cb_in.method is not MISSING else "POST",
+            headers=cb_in.headers if cb_in.headers is not MISSING else {},
+        )
+        s_in: ScheduleInput = draft.schedule
+        sched = Schedule(
+            type=s_in.type,
+            timezone=s_in.timezone if s_in.timezone is not MISSING else "UTC",
+            cron=s_in.cron if s_in.cron is not MISSING else None,
+        )
+        at_text = s_in.at if s_in.at is not MISSING else None
+        on_failure = merged_on_failure(OnFailure(), draft.on_failure or {})
+        config = CueConfig(
+            description=draft.description if draft.description is not MISSING else None,
+            schedule=sched,
+            callback=callback,
+            retry=merged_retry(Retry(), draft.retry or {}),
+            on_failure=on_failure,
+            verification=draft.verification if draft.verification is not MISSING else None,
+            delivery=None if draft.delivery is MISSING else merged_delivery(None, draft.delivery),
+            alerts=None if draft.alerts is MISSING else merged_alerts(None, draft.alerts),
+            catch_up=draft.catch_up if draft.catch_up is not MISSING else "latest",
+        )
+        checked = await self._later_stages(
+            config, draft.payload, at_text, now, check_callback=transport == "webhook"
+        )
+        if checked.error is not None:
+            await self._check_name_and_limit(account, name, None)
+            raise checked.error
+        cue_id = new_cue_id()
+        check_limit = self.settings.enforce_quotas
+        await self._reserve(account, name, cue_id, check_limit=check_limit)
+        fields: dict[str, str | int] = {
+            "id": cue_id,
+            "acct": account.id,
+            "name": name,
+            "status": "active",
+            "tr": transport,
+            "nr": "" if checked.next_run is None else checked.next_run,
+            "lr": "",
+            "rc": 0,
+            "fc": 0,
+            "ca": now,
+            "ua": now,
+            "v": 1,
+            "cfg": CONFIG_ENCODER.encode(checked.config).decode(),
+            "pl": (checked.payload_json or b"{}").decode(),
+        }
+        try:
+            created = await self.store.create_cue(cue_id, fields)
+        except BaseException:
+            await self.store.release_name(account.id, name, cue_id)
+            raise
+        if not created:  # pragma: no cover - a 62-bit random id collision
+            await self.store.release_name(account.id, name, cue_id)
+            raise RuntimeError("cue id collision")
+        warning = (
+            NO_WORKER_WARNING if transport == "worker" and not await self._worker_alive(account) else None
+        )
+        out = render_cue({k: str(v) for k, v in fields.items()}, checked.config, warning=warning)
+        return out
+
+    async def _worker_alive(self, account: Account) -> bool:
+        """Whether the account has a pull worker alive (worker registry: §9.6)."""
+        return await self.store.any_worker_alive(
+            account.id, self.clock.now_us(), self.settings.worker_alive_seconds
+        )
+
+    async def _later_stages(
+        self,
+        config: CueConfig,
+        payload: Any,
+        at_text: str | None,
+        now: int,
+        *,
+        check_callback: bool,
+        check_payload: bool = True,
+        schedule_changed: bool = True,
+        on_failure_changed: bool = True,
+    ) -> _Checked:
+        """Stages after name/limit, in order; the first error wins."""
+        error: CuefastError | None = None
+        if check_callback and config.callback.url is not None:
+            error = await self._ssrf(config.callback.url)
+        payload_json: bytes | None = None
+        if check_payload:
+            p = self._payload(payload)
+            if isinstance(p, CuefastError):
+                error = error or p
+            else:
+                payload_json = p
+        next_run: int | None = None
+        if schedule_changed:
+            tz_error = self._tz_error(config.schedule.timezone)
+            sched, sched_error = self._schedule(config.schedule, at_text, now, tz_error)
+            error = error or sched_error
+            if sched_error is None:
+                config.schedule = sched
+                next_run = self.next_run_for(sched, now)
+        if on_failure_changed and error is None and config.on_failure.webhook:
+            error = await self._ssrf(config.on_failure.webhook, prefix="on_failure.webhook: ")
+        return _Checked(config=config, payload_json=payload_json, next_run=next_run, error=error)
+
+    # ---- read --------------------------------------------------------------------
+    async def get_owned(self, account: Account, cue_id: str) -> dict[str, str]:
+        if not cue_id.startswith("cue_") or len(cue_id) > 64:
+            raise CueNotFound()
+        h = await self.store.get_cue(cue_id)
+        if h is None or h.get("acct") != account.id:
+            raise CueNotFound()
+        return h
+
+    async def get(
+        self, account: Account, cue_id: str, execution_limit: int, execution_offset: int
+    ) -> dict[str, Any]:
+        """A cue plus a page of its executions (newest first)."""
+        out = render_cue(await self.get_owned(account, cue_id))
+        _ids, total = await self.store.cue_execution_ids(cue_id, execution_limit, execution_offset)
+        # Executions are created by the engine (scheduler/fire); until one exists the page is empty.
+        out["executions"] = []
+        out["execution_total"] = total
+        out["execution_limit"] = execution_limit
+        out["execution_offset"] = execution_offset
+        return out
+
+    async def list(
+        self, account: Account, status: str | None, limit: int, offset: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        if status is not None and status not in ("active", "paused", "completed", "failed"):
+            return [], 0
+        ids, total = await self.store.list_cue_ids(account.id, status, offset, limit)
+        rows = await self.store.get_cues(ids)
+        return [render_cue(h) for h in rows if h and h.get("acct") == account.id], total
+
+    # ---- PATCH -------------------------------------------------------------------
+    async def update(self, account: Account, cue_id: str, draft: CueDraft) -> dict[str, Any]:
+        for _ in range(10):
+            h = await self.get_owned(account, cue_id)
+            result = await self._update_once(account, cue_id, h, draft)
+            if result is not None:
+                return result
+        raise RuntimeError("cue kept changing under PATCH")  # pragma: no cover
+
+    async def _update_once(
+        self, account: Account, cue_id: str, h: dict[str, str], draft: CueDraft
+    ) -> dict[str, Any] | None:
+        now = self.clock.now_us()
+        cfg = CONFIG_DECODER.decode(h["cfg"])
+        old_name = h["name"]
+        name: str = draft.name if draft.name is not MISSING else old_name
+        if draft.description is not MISSING:
+            cfg.description = draft.description
+        # schedule: merged; type and timezone kept unless sent
+        schedule_changed = draft.schedule is not MISSING
+        at_text: str | None = None
+        if isinstance(draft.schedule, ScheduleInput):
+            s_in = draft.schedule
+            sched = cfg.schedule
+            new_type = s_in.type if s_in.type is not MISSING else sched.type
+            sched = Schedule(
+                type=new_type,
+                timezone=s_in.timezone if s_in.timezone is not MISSING else sched.timezone,
+                cron=s_in.cron
+                if s_in.cron is not MISSING
+                else (sched.cron if new_type == "recurring" else None),
+                at=sched.at if new_type == "once" else None,
+            )
+            at_text = s_in.at if s_in.at is not MISSING else None
+            if new_type == "once" and at_text is None and cfg.schedule.type != "once":
+                sched.at = None
+            cfg.schedule = sched
+        callback_changed = False
+        if isinstance(draft.callback, CallbackInput):
+            cb = draft.callback
+            if cb.url is not MISSING:
+                callback_changed = cb.url != cfg.callback.url
+                cfg.callback.url = cb.url
+            if cb.method is not MISSING:
+                cfg.callback.method = cb.method
+            if cb.headers is not MISSING:
+                cfg.callback.headers = cb.headers
+        if draft.retry is not MISSING:
+            cfg.retry = merged_retry(cfg.retry, draft.retry)
+        on_failure_changed = False
+        if draft.on_failure is not MISSING:
+            on_failure_changed = "webhook" in draft.on_failure
+            cfg.on_failure = merged_on_failure(cfg.on_failure, draft.on_failure)
+        if draft.verification is not MISSING:
+            cfg.verification = draft.verification
+        if draft.delivery is not MISSING:
+            cfg.delivery = merged_delivery(cfg.delivery, draft.delivery or {})
+        if draft.alerts is not MISSING:
+            cfg.alerts = merged_alerts(cfg.alerts, draft.alerts or {})
+        if draft.catch_up is not MISSING:
+            cfg.catch_up = draft.catch_up
+        if h["tr"] == "webhook" and cfg.callback.url is None:
+            raise ValidationFailed([("body", CALLBACK_URL_REQUIRED)])
+        payload_sent = draft.payload is not MISSING and draft.payload is not None
+
+        checked = await self._later_stages(
+            cfg,
+            draft.payload if payload_sent else None,
+            at_text,
+            now,
+            check_callback=callback_changed and h["tr"] == "webhook",
+            check_payload=payload_sent,
+            schedule_changed=schedule_changed,
+            on_failure_changed=on_failure_changed,
+        )
+        error = checked.error
+        # status and next_run
+        cur_status = h["status"]
+        new_status: str = draft.status if draft.status is not MISSING else cur_status
+        next_run: str | int = "keep"
+        if error is None:
+            next_run, error = await self._next_run_after_patch(
+                cue_id, cfg, cur_status, new_status, checked, schedule_changed, at_text is not None, now
+            )
+        if error is not None:
+            if name != old_name:
+                await self._check_name_and_limit(account, name, cue_id)
+            raise error
+        if name != old_name:
+            await self._reserve(account, name, cue_id, check_limit=False)
+        fields: dict[str, str | int] = {
+            "cfg": CONFIG_ENCODER.encode(cfg).decode(),
+            "ua": now,
+            "v": int(h.get("v") or 1) + 1,
+        }
+        if name != old_name:
+            fields["name"] = name
+        if checked.payload_json is not None:
+            fields["pl"] = checked.payload_json.decode()
+        res = await self.store.update_cue(
+            cue_id,
+            account.id,
+            h.get("v") or "1",
+            status="" if new_status == cur_status else new_status,
+            next_run=next_run if isinstance(next_run, str) else str(next_run),
+            fields=fields,
+        )
+        if res != "ok":
+            if name != old_name:
+                await self.store.release_name(account.id, name, cue_id)
+            if res == "missing":
+                raise CueNotFound()
+            return None  # concurrent PATCH: re-read and apply again
+        if name != old_name:
+            await self.store.release_name(account.id, old_name, cue_id)
+        h = dict(h)
+        h.update({k: str(v) for k, v in fields.items()})
+        h["status"] = new_status
+        if next_run != "keep":
+            h["nr"] = str(next_run)
+        return render_cue(h, cfg)
+
+    async def _next_run_after_patch(
+        self,
+        cue_id: str,
+        cfg: CueConfig,
+        cur_status: str,
+        new_status: str,
+        checked: _Checked,
+        schedule_changed: bool,
+        new_at: bool,
+        now: int,
+    ) -> tuple[str | int, CuefastError | None]:
+        """What PATCH does to next_run (§7.7); an error for a fired one-time cue."""
+        if new_status == "paused":
+            return "", None
+        resuming = new_status == "active" and cur_status != "active"
+        if not resuming and not (schedule_changed and new_status == "active"):
+            return "keep", None
+        sched = cfg.schedule
+        if sched.type == "recurring":
+            nr = checked.next_run if schedule_changed else self.next_run_for(sched, now)
+            return ("" if nr is None else nr), None
+        # one-time
+        assert sched.at is not None
+        if not new_at:
+            fired = await self.store.execution_exists(
+                scheduled_execution_id(cue_id, sched.at, self.store.keys.cue_partition(cue_id))
+            )
+            if fired:
+                if resuming:
+                    return "", InvalidSchedule("One-time cue has already fired; set a new schedule.at")
+                return "keep", None
+        return sched.at, None
+
+    # ---- delete ------------------------------------------------------------------
+    async def delete(self, account: Account, cue_id: str) -> None:
+        if not cue_id.startswith("cue_") or len(cue_id) > 64:
+            raise CueNotFound()
+        name = await self.store.delete_cue(cue_id, account.id)
+        if name is None:
+            raise CueNotFound()
+        await self.store.release_name(account.id, name, cue_id)

@@ -1,0 +1,77 @@
+"""Identifiers and secrets (CONTRACT.md §3.3)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import uuid
+
+_ALNUM = "abcdefghijklmnopqrstuvwxyz0123456789"
+_SLUG_BAD = re.compile(r"[^a-z0-9]+")
+
+
+def new_cue_id() -> str:
+    return "cue_" + "".join(secrets.choice(_ALNUM) for _ in range(12))
+
+
+def new_api_key() -> str:
+    return "cue_sk_" + secrets.token_hex(16)
+
+
+def key_sha(api_key: str) -> str:
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def key_prefix(api_key: str) -> str:
+    return api_key[:12]
+
+
+def new_webhook_secret() -> str:
+    return "whsec_" + secrets.token_hex(32)
+
+
+def new_alert_secret() -> str:
+    return secrets.token_hex(32)
+
+
+def new_account_id() -> str:
+    return str(uuid.uuid4())
+
+
+def _with_partition(raw: bytes, partition: int, version: int) -> str:
+    b = bytearray(raw[:16])
+    b[6] = (b[6] & 0x0F) | (version << 4)
+    b[8] = (b[8] & 0x3F) | 0x80
+    b[15] = partition
+    return str(uuid.UUID(bytes=bytes(b)))
+
+
+def new_execution_id(partition: int) -> str:
+    """A random (v4) execution id whose last byte names its partition."""
+    return _with_partition(secrets.token_bytes(16), partition, 4)
+
+
+def scheduled_execution_id(cue_id: str, scheduled_us: int, partition: int) -> str:
+    """The deterministic id of the scheduler's execution for (cue, scheduled_for).
+
+    Any number of schedulers, restarts and crashes derive the same id for one slot,
+    so a slot can never get two executions.
+    """
+    digest = hashlib.sha256(f"{cue_id}|{scheduled_us}".encode()).digest()
+    return _with_partition(digest, partition, 5)
+
+
+def slug_base(email: str) -> str:
+    local = email.split("@", 1)[0].lower()
+    slug = _SLUG_BAD.sub("-", local).strip("-")[:60].strip("-")
+    return slug or "user"
+
+
+def slug_candidates(email: str) -> list[str]:
+    """The slug, then 5 tries with 4 random hex, then 8 random hex (contract §6.1)."""
+    base = slug_base(email)
+    out = [base]
+    out += [f"{base}-{secrets.token_hex(2)}" for _ in range(5)]
+    out.append(f"{base}-{secrets.token_hex(4)}")
+    return out

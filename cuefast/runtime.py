@@ -1,0 +1,66 @@
+"""The services one process needs, built once from Settings and shared by its roles."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from cuefast import pg
+from cuefast.accounts import AccountService
+from cuefast.clock import Clock, SystemClock
+from cuefast.config import Settings
+from cuefast.cues import CueService
+from cuefast.keys import Keys
+from cuefast.store import Store, connect
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    """Redis store, PostgreSQL pool and the domain services of one process."""
+
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or SystemClock()
+        self.keys = Keys(settings.key_prefix, settings.partitions)
+        self.store = Store(connect(settings.redis_url), self.keys)
+        self.pg_pool: Any = None
+        self.accounts = AccountService(self.store, settings, self.clock)
+        self.cues = CueService(self.store, settings, self.clock)
+        self._pg_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.store.redis.ping()
+        await self.store.check_partitions()
+        await self.store.preload()
+        if self.settings.database_url:
+            try:
+                await self._connect_pg()
+            except Exception as exc:  # the API keeps serving from Redis; /status says degraded
+                log.error(
+                    "postgres unreachable at start (%s); retrying in the background", type(exc).__name__
+                )
+                self._pg_task = asyncio.create_task(self._retry_pg())
+
+    async def _connect_pg(self) -> None:
+        pool = await pg.create_pool(self.settings.database_url, self.settings.database_schema)
+        await pg.migrate(pool)
+        self.pg_pool = pool
+
+    async def _retry_pg(self) -> None:
+        delay = 1.0
+        while self.pg_pool is None:
+            await asyncio.sleep(delay)
+            try:
+                await self._connect_pg()
+                log.info("postgres connected")
+            except Exception:
+                delay = min(delay * 2, 30.0)
+
+    async def close(self) -> None:
+        if self._pg_task is not None:
+            self._pg_task.cancel()
+        if self.pg_pool is not None:
+            await self.pg_pool.close()
+        await self.store.close()

@@ -1,0 +1,334 @@
+"""The only module that talks to Redis: loads ``lua/*.lua``, one typed method per operation.
+
+Scripts are registered once and preloaded with ``SCRIPT LOAD`` at start, so a syntax
+error fails at boot, not on the first request. Every script's KEYS come from
+``Keys`` and share one hash slot.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal
+
+import msgspec
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+
+from cuefast.errors import ConfigError
+from cuefast.keys import CUE_STATUSES, Keys
+from cuefast.models import Account
+from cuefast.times import to_datetime
+
+log = logging.getLogger(__name__)
+
+SCRIPT_NAMES = (
+    "auth",
+    "register",
+    "key_rotate",
+    "email_change",
+    "name_reserve",
+    "name_release",
+    "cue_create",
+    "cue_update",
+    "cue_delete",
+)
+
+Reserve = Literal["ok", "taken", "count"]
+
+
+def month_of(now_us: int) -> str:
+    return to_datetime(now_us).strftime("%Y-%m")
+
+
+def load_lua(name: str) -> str:
+    return importlib.resources.files("cuefast.lua").joinpath(f"{name}.lua").read_text()
+
+
+def connect(url: str) -> aioredis.Redis:
+    """A pooled asyncio client (hiredis parser when installed; str responses)."""
+    return aioredis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+
+
+def _pairs(mapping: Mapping[str, str | int]) -> list[str | int]:
+    out: list[str | int] = []
+    for k, v in mapping.items():
+        out.append(k)
+        out.append(v)
+    return out
+
+
+class Store:
+    def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
+        self.redis = redis
+        self.keys = keys
+        self._scripts: dict[str, AsyncScript] = {
+            name: redis.register_script(load_lua(name)) for name in SCRIPT_NAMES
+        }
+
+    async def preload(self) -> None:
+        """SCRIPT LOAD every script (fails at boot on a syntax error)."""
+        for name, script in self._scripts.items():
+            sha = await self.redis.script_load(script.script)
+            if sha != script.sha:  # pragma: no cover - redis-py computes the same digest
+                raise RuntimeError(f"script {name} loaded with an unexpected sha")
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    async def _run(self, name: str, keys: Sequence[str], args: Sequence[str | int | float]) -> Any:
+        return await self._scripts[name](keys=list(keys), args=list(args))
+
+    # ---- accounts ----------------------------------------------------------------
+    async def authenticate(self, key_sha: str) -> Account | Literal["unknown", "rotated"]:
+        k = self.keys
+        res = await self._run("auth", [k.api_keys, k.rotated_key(key_sha)], [key_sha, k.account_prefix])
+        if res[0] == -2:
+            return "rotated"
+        if res[0] != 1:
+            return "unknown"
+        it = iter(res[1:])
+        return msgspec.convert(dict(zip(it, it, strict=True)), Account, strict=False)
+
+    async def get_account(self, account_id: str) -> Account | None:
+        data = await self.redis.hgetall(self.keys.account(account_id))
+        return msgspec.convert(data, Account, strict=False) if data else None
+
+    async def register(
+        self,
+        account: Account,
+        slug_candidates: Sequence[str],
+    ) -> str | Literal["duplicate_email", "no_slug"]:
+        k = self.keys
+        fields = {
+            f: (v if not isinstance(v, bool) else int(v))
+            for f, v in msgspec.structs.asdict(account).items()
+            if f != "slug"
+        }
+        res = await self._run(
+            "register",
+            [k.emails, k.api_keys, k.slugs, k.account(account.id)],
+            [
+                account.email_lc,
+                account.id,
+                account.key_sha,
+                len(slug_candidates),
+                *slug_candidates,
+                *_pairs(fields),
+            ],
+        )
+        if res[0] == -1:
+            return "duplicate_email"
+        if res[0] == -3:
+            return "no_slug"
+        return str(res[1])
+
+    async def rotate_key(
+        self,
+        account_id: str,
+        old_sha: str,
+        new_sha: str,
+        new_prefix: str,
+        new_enc: str,
+        ttl_ms: int,
+        now_us: int,
+    ) -> bool:
+        k = self.keys
+        res = await self._run(
+            "key_rotate",
+            [k.api_keys, k.account(account_id), k.rotated_key(old_sha)],
+            [old_sha, new_sha, new_prefix, new_enc, ttl_ms, account_id, now_us],
+        )
+        return bool(res[0] == 1)
+
+    async def set_account_fields(self, account_id: str, fields: Mapping[str, str | int]) -> None:
+        await self.redis.hset(self.keys.account(account_id), mapping=dict(fields))
+
+    async def change_email(self, account_id: str, email: str, now_us: int) -> bool:
+        k = self.keys
+        res = await self._run(
+            "email_change", [k.emails, k.account(account_id)], [account_id, email.lower(), email, now_us]
+        )
+        return bool(res[0] == 1)
+
+    # ---- cue names ---------------------------------------------------------------
+    async def reserve_name(
+        self,
+        account_id: str,
+        name: str,
+        cue_id: str,
+        now_us: int,
+        *,
+        limit_hint: int = -1,
+        replace_if: str = "",
+    ) -> tuple[Reserve, str]:
+        """Reserve ``name`` for ``cue_id``. Returns ("ok", ""), ("taken", current value)
+        or ("count", "") when the names alone cannot prove the cue limit is not hit."""
+        res = await self._run(
+            "name_reserve",
+            [self.keys.cue_names(account_id)],
+            [name, f"{cue_id}:{now_us}", limit_hint, replace_if],
+        )
+        if res[0] == 1:
+            return "ok", ""
+        if res[0] == -2:
+            return "count", ""
+        return "taken", str(res[1])
+
+    async def release_name(self, account_id: str, name: str, cue_id: str) -> None:
+        await self._run("name_release", [self.keys.cue_names(account_id)], [name, cue_id])
+
+    async def name_holder(self, account_id: str, name: str) -> str | None:
+        value: str | None = await self.redis.hget(self.keys.cue_names(account_id), name)
+        return value
+
+    # ---- cues --------------------------------------------------------------------
+    def _status_indexes(self, p: int, account_id: str) -> list[str]:
+        return [self.keys.cue_index(p, account_id, s) for s in CUE_STATUSES]
+
+    async def create_cue(self, cue_id: str, fields: Mapping[str, str | int]) -> bool:
+        k = self.keys
+        p = k.cue_partition(cue_id)
+        account_id = str(fields["acct"])
+        res = await self._run(
+            "cue_create",
+            [
+                k.cue(cue_id),
+                k.due(p),
+                k.cue_index(p, account_id),
+                k.cue_index(p, account_id, str(fields["status"])),
+            ],
+            [cue_id, fields["ca"], fields["nr"], *_pairs(fields)],
+        )
+        return bool(res[0] == 1)
+
+    async def get_cue(self, cue_id: str) -> dict[str, str] | None:
+        data: dict[str, str] = await self.redis.hgetall(self.keys.cue(cue_id))
+        return data or None
+
+    async def get_cues(self, cue_ids: Sequence[str]) -> list[dict[str, str]]:
+        if not cue_ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for cue_id in cue_ids:
+                pipe.hgetall(self.keys.cue(cue_id))
+            rows: list[dict[str, str]] = await pipe.execute()
+        return rows
+
+    async def cue_exists(self, cue_id: str) -> bool:
+        return bool(await self.redis.exists(self.keys.cue(cue_id)))
+
+    async def count_live_cues(self, account_id: str) -> int:
+        """Cues in ``active`` or ``paused`` (what the cue limit counts)."""
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in range(k.partitions):
+                pipe.zcard(k.cue_index(p, account_id, "active"))
+                pipe.zcard(k.cue_index(p, account_id, "paused"))
+            counts: list[int] = await pipe.execute()
+        return sum(counts)
+
+    async def count_cues(self, account_id: str, status: str) -> int:
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in range(k.partitions):
+                pipe.zcard(k.cue_index(p, account_id, status))
+            counts: list[int] = await pipe.execute()
+        return sum(counts)
+
+    async def list_cue_ids(
+        self, account_id: str, status: str | None, offset: int, limit: int
+    ) -> tuple[list[str], int]:
+        """A page of cue ids, newest first (ties: id descending), and the total.
+
+        Each partition contributes its newest ``offset + limit`` ids; merging those gives
+        the exact page because no id past that depth in any partition can be on it.
+        """
+        k = self.keys
+        depth = offset + limit
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in range(k.partitions):
+                key = k.cue_index(p, account_id, status)
+                pipe.zrevrange(key, 0, depth - 1, withscores=True)
+                pipe.zcard(key)
+            res = await pipe.execute()
+        merged: list[tuple[float, str]] = []
+        total = 0
+        for i in range(0, len(res), 2):
+            merged.extend((score, member) for member, score in res[i])
+            total += res[i + 1]
+        merged.sort(reverse=True)
+        return [member for _, member in merged[offset:depth]], total
+
+    async def update_cue(
+        self,
+        cue_id: str,
+        account_id: str,
+        expected_version: str,
+        *,
+        status: str = "",
+        next_run: str = "keep",
+        fields: Mapping[str, str | int],
+    ) -> Literal["ok", "missing", "conflict"]:
+        k = self.keys
+        p = k.cue_partition(cue_id)
+        res = await self._run(
+            "cue_update",
+            [k.cue(cue_id), k.due(p), *self._status_indexes(p, account_id)],
+            [account_id, expected_version, cue_id, status, next_run, *_pairs(fields)],
+        )
+        return "ok" if res[0] == 1 else ("missing" if res[0] == -1 else "conflict")
+
+    async def delete_cue(self, cue_id: str, account_id: str) -> str | None:
+        """Delete; returns the cue's name, or None when it is not the account's cue."""
+        k = self.keys
+        p = k.cue_partition(cue_id)
+        res = await self._run(
+            "cue_delete",
+            [k.cue(cue_id), k.due(p), k.cue_index(p, account_id), *self._status_indexes(p, account_id)],
+            [account_id, cue_id],
+        )
+        return str(res[1]) if res[0] == 1 else None
+
+    async def executions_this_month(self, account_id: str, now_us: int) -> int:
+        value = await self.redis.hget(self.keys.usage(account_id, month_of(now_us)), "executions")
+        return int(value or 0)
+
+    async def check_partitions(self) -> None:
+        """Refuse to run with a partition count other than the one this Redis was set up with."""
+        await self.redis.hsetnx(self.keys.meta, "partitions", self.keys.partitions)
+        stored = int(await self.redis.hget(self.keys.meta, "partitions") or 0)
+        if stored != self.keys.partitions:
+            raise ConfigError(
+                f"CUEFAST_PARTITIONS={self.keys.partitions} but this Redis holds data for {stored} "
+                "partitions; set CUEFAST_PARTITIONS to the stored value"
+            )
+
+    async def any_worker_alive(self, account_id: str, now_us: int, alive_seconds: int) -> bool:
+        alive: int = await self.redis.zcount(
+            self.keys.workers(account_id), now_us - alive_seconds * 1_000_000, "+inf"
+        )
+        return alive > 0
+
+    async def cue_execution_ids(self, cue_id: str, limit: int, offset: int) -> tuple[list[str], int]:
+        """A page of a cue's execution ids, newest first, and their total."""
+        key = self.keys.cue_executions(cue_id)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zrevrange(key, offset, offset + limit - 1)
+            pipe.zcard(key)
+            ids, total = await pipe.execute()
+        return list(ids), int(total)
+
+    async def get_execution(self, execution_id: str) -> dict[str, str] | None:
+        p = self.keys.execution_partition(execution_id)
+        if p is None:
+            return None
+        data: dict[str, str] = await self.redis.hgetall(self.keys.execution(p, execution_id))
+        return data or None
+
+    async def execution_exists(self, execution_id: str) -> bool:
+        p = self.keys.execution_partition(execution_id)
+        if p is None:
+            return False
+        return bool(await self.redis.exists(self.keys.execution(p, execution_id)))

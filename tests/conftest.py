@@ -1,0 +1,184 @@
+"""Shared fixtures: real Redis and PostgreSQL, isolated per test by key prefix / schema.
+
+Backends: ``CUEFAST_TEST_REDIS_URL`` / ``CUEFAST_TEST_DATABASE_URL`` when set; else the
+local services on 127.0.0.1 when they answer; else embedded Valkey / PostgreSQL started
+for the session under ``.cuefast/test-backends``. Nothing here ever flushes a server:
+each test owns the keys under its own prefix and deletes them afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from cuefast.api import create_app
+from cuefast.clock import FrozenClock, SystemClock
+from cuefast.config import Settings, load_settings
+from cuefast.runtime import Runtime
+
+ROOT = Path(__file__).resolve().parent.parent
+LOCAL_REDIS = "redis://127.0.0.1:6379/0"
+LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/test"
+
+
+def _port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _redis_answers(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_timeout=1).ping())
+    except Exception:
+        return False
+
+
+def _pg_answers(dsn: str) -> bool:
+    import asyncpg
+
+    async def probe() -> bool:
+        try:
+            conn = await asyncpg.connect(dsn, timeout=2)
+        except Exception:
+            return False
+        await conn.close()
+        return True
+
+    return asyncio.run(probe())
+
+
+@pytest.fixture(scope="session")
+def backend_urls() -> Iterator[tuple[str, str]]:
+    redis_url = os.environ.get("CUEFAST_TEST_REDIS_URL", "")
+    pg_url = os.environ.get("CUEFAST_TEST_DATABASE_URL", "")
+    if not redis_url and _port_open("127.0.0.1", 6379) and _redis_answers(LOCAL_REDIS):
+        redis_url = LOCAL_REDIS
+    if not pg_url and _port_open("127.0.0.1", 5432) and _pg_answers(LOCAL_PG):
+        pg_url = LOCAL_PG
+    if redis_url and pg_url:
+        yield redis_url, pg_url
+        return
+    from cuefast.embedded import EmbeddedBackends
+
+    data_dir = ROOT / ".cuefast" / f"test-backends-{os.getpid()}"
+    with EmbeddedBackends(data_dir, want_redis=not redis_url, want_postgres=not pg_url) as eb:
+        yield redis_url or str(eb.redis_url), pg_url or str(eb.database_url)
+
+
+@pytest.fixture(scope="session")
+def pg_schema() -> str:
+    return f"cftest_{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_pg_schema(backend_urls: tuple[str, str], pg_schema: str) -> Iterator[None]:
+    yield
+    import asyncpg
+
+    async def drop() -> None:
+        conn = await asyncpg.connect(backend_urls[1])
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{pg_schema}" CASCADE')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
+
+
+def _delete_prefix(url: str, prefix: str) -> None:
+    r = redis.Redis.from_url(url)
+    batch = list(r.scan_iter(match=f"{prefix}:*", count=1000))
+    for i in range(0, len(batch), 500):
+        r.delete(*batch[i : i + 500])
+
+
+@pytest.fixture
+def key_prefix(backend_urls: tuple[str, str]) -> Iterator[str]:
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    yield prefix
+    _delete_prefix(backend_urls[0], prefix)
+
+
+@pytest.fixture
+def settings(backend_urls: tuple[str, str], key_prefix: str, pg_schema: str) -> Settings:
+    return load_settings(
+        {},
+        redis_url=backend_urls[0],
+        database_url=backend_urls[1],
+        database_schema=pg_schema,
+        key_prefix=key_prefix,
+        partitions=4,
+        allow_private_callbacks=True,
+    )
+
+
+class Api:
+    """An HTTP client on the in-process app, with helpers for accounts."""
+
+    def __init__(self, client: httpx.AsyncClient, rt: Runtime) -> None:
+        self.client = client
+        self.rt = rt
+
+    async def register(self, email: str | None = None) -> str:
+        email = email or f"user-{uuid.uuid4().hex[:8]}@example.com"
+        res = await self.client.post("/v1/auth/register", json={"email": email})
+        assert res.status_code == 201, res.text
+        key: str = res.json()["api_key"]
+        return key
+
+    async def request(self, method: str, path: str, key: str | None = None, **kw: Any) -> httpx.Response:
+        headers = dict(kw.pop("headers", {}) or {})
+        if key is not None:
+            headers["Authorization"] = f"Bearer {key}"
+        return await self.client.request(method, path, headers=headers, **kw)
+
+
+async def make_api(settings: Settings, clock: Any = None) -> tuple[Api, Runtime]:
+    rt = Runtime(settings, clock or SystemClock())
+    await rt.start()
+    transport = httpx.ASGITransport(app=create_app(rt, manage_runtime=False))  # type: ignore[arg-type]
+    client = httpx.AsyncClient(transport=transport, base_url="http://cuefast.test")
+    return Api(client, rt), rt
+
+
+@pytest.fixture
+async def api(settings: Settings) -> AsyncIterator[Api]:
+    client, rt = await make_api(settings)
+    try:
+        yield client
+    finally:
+        await client.client.aclose()
+        await rt.close()
+
+
+@pytest.fixture
+def frozen_clock() -> FrozenClock:
+    return FrozenClock(1_795_434_122_000_000)
+
+
+def assert_error(res: httpx.Response, status: int, code: str, message: str | None = None) -> dict[str, Any]:
+    """The contract's envelope with this status and code (and message, when given)."""
+    assert res.status_code == status, (res.status_code, res.text)
+    assert res.headers["content-type"].startswith("application/json")
+    body = res.json()
+    assert set(body) == {"error"}, body
+    err = body["error"]
+    assert err["code"] == code, err
+    assert err["status"] == status, err
+    assert isinstance(err["message"], str) and err["message"]
+    if message is not None:
+        assert err["message"] == message, err
+    assert "x-request-id" in res.headers
+    return dict(err)

@@ -1,0 +1,84 @@
+"""Keyspace: partitions, hash tags, and one hash slot per script call (DESIGN.md §3.7)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from redis.crc import key_slot
+
+from cuefast.ids import new_cue_id, new_execution_id, scheduled_execution_id
+from cuefast.keys import Keys
+from cuefast.store import SCRIPT_NAMES, Store, load_lua
+from tests.api.test_cues import create, webhook_cue
+from tests.conftest import Api
+
+
+def test_execution_ids_carry_their_partition() -> None:
+    keys = Keys("cf", 16)
+    for p in range(16):
+        eid = new_execution_id(p)
+        assert keys.execution_partition(eid) == p
+        sid = scheduled_execution_id("cue_abcdefghijkl", 1_795_434_120_000_000, p)
+        assert keys.execution_partition(sid) == p
+        assert sid == scheduled_execution_id("cue_abcdefghijkl", 1_795_434_120_000_000, p)
+    assert scheduled_execution_id("cue_a", 1, 0) != scheduled_execution_id("cue_a", 2, 0)
+    for bad in ("nope", "00000000-0000-0000-0000-0000000000ff", "ZZZZZZZZ-0000-0000-0000-000000000000", ""):
+        assert keys.execution_partition(bad) is None
+
+
+@pytest.mark.parametrize("partitions", [1, 16])
+def test_cue_partitions_spread_and_are_stable(partitions: int) -> None:
+    keys = Keys("cf", partitions)
+    ids = [new_cue_id() for _ in range(2000)]
+    parts = {keys.cue_partition(i) for i in ids}
+    assert parts == set(range(partitions))
+    assert all(keys.cue_partition(i) == keys.cue_partition(i) for i in ids[:10])
+    assert all(keys.cue(i).startswith(keys.part(keys.cue_partition(i))) for i in ids[:50])
+
+
+def test_every_script_has_a_header() -> None:
+    for name in SCRIPT_NAMES:
+        text = load_lua(name)
+        assert text.startswith(f"--[[ {name}:"), name
+        assert "KEYS[1]" in text and "returns" in text, name
+
+
+async def test_every_script_call_touches_one_slot(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[str, list[str]]] = []
+    original = Store._run
+
+    async def spy(self: Store, name: str, keys: Any, args: Any) -> Any:
+        calls.append((name, list(keys)))
+        return await original(self, name, keys, args)
+
+    monkeypatch.setattr(Store, "_run", spy)
+    key = await api.register()
+    a = await create(api, key, webhook_cue("a"))
+    await api.request("PATCH", f"/v1/cues/{a['id']}", key, json={"name": "b", "status": "paused"})
+    await api.request("PATCH", "/v1/auth/me", key, json={"email": "new@example.com"})
+    await api.request("POST", "/v1/auth/key/regenerate", key, headers={"X-Confirm-Destructive": "true"})
+    await api.request("DELETE", f"/v1/cues/{a['id']}", key)
+    seen = {name for name, _ in calls}
+    assert {
+        "auth",
+        "register",
+        "name_reserve",
+        "cue_create",
+        "cue_update",
+        "name_release",
+        "cue_delete",
+        "email_change",
+        "key_rotate",
+    } <= seen
+    for name, ks in calls:
+        slots = {key_slot(k.encode()) for k in ks}
+        assert len(slots) == 1, (name, ks)
+
+
+async def test_partition_count_is_fixed_once_data_exists(api: Api) -> None:
+    from cuefast.errors import ConfigError
+
+    other = Store(api.rt.store.redis, Keys(api.rt.keys.prefix, api.rt.keys.partitions + 1))
+    with pytest.raises(ConfigError, match="CUEFAST_PARTITIONS"):
+        await other.check_partitions()
