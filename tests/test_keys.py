@@ -57,8 +57,9 @@ async def test_every_script_call_touches_one_slot(api: Api, monkeypatch: pytest.
     a = await create(api, key, webhook_cue("a"))
     await api.request("PATCH", f"/v1/cues/{a['id']}", key, json={"name": "b", "status": "paused"})
     await api.request("PATCH", "/v1/auth/me", key, json={"email": "new@example.com"})
-    await api.request("POST", "/v1/auth/key/regenerate", key, headers={"X-Confirm-Destructive": "true"})
-    await api.request("DELETE", f"/v1/cues/{a['id']}", key)
+    res = await api.request("POST", "/v1/auth/key/regenerate", key, headers={"X-Confirm-Destructive": "true"})
+    res = await api.request("DELETE", f"/v1/cues/{a['id']}", res.json()["api_key"])
+    assert res.status_code == 204
     seen = {name for name, _ in calls}
     assert {
         "auth",

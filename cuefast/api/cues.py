@@ -8,7 +8,7 @@ from litestar import Request, Response, delete, get, patch, post
 from litestar.handlers import HTTPRouteHandler
 
 from cuefast.accounts import require_confirmation
-from cuefast.api.http import empty_response, json_response, read_json
+from cuefast.api.http import json_response, read_json
 from cuefast.cue_input import parse_create, parse_patch
 from cuefast.errors import CueNotFound
 from cuefast.runtime import Runtime
@@ -65,7 +65,8 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         return json_response({"deleted": deleted, "skipped": skipped})
 
     @get("/v1/cues/{cue_id:str}", summary="Get a cue with a page of its executions", tags=["cues"])
-    async def get_cue(request: Request[Any, Any, Any], cue_id: str) -> Response[bytes]:
+    async def get_cue(request: Request[Any, Any, Any]) -> Response[bytes]:
+        cue_id: str = request.path_params["cue_id"]
         account = await accounts.authenticate(request.headers.get("authorization"))
         q = request.query_params
         limit = query_int(q, "execution_limit", 10, 1, 100)
@@ -74,15 +75,15 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         return json_response(out)
 
     @patch("/v1/cues/{cue_id:str}", summary="Change a cue (only the fields sent)", tags=["cues"])
-    async def patch_cue(request: Request[Any, Any, Any], cue_id: str) -> Response[bytes]:
+    async def patch_cue(request: Request[Any, Any, Any]) -> Response[bytes]:
+        cue_id: str = request.path_params["cue_id"]
         account = await accounts.authenticate(request.headers.get("authorization"))
         draft = parse_patch(await read_json(request))
         return json_response(await cues.update(account, cue_id, draft))
 
     @delete("/v1/cues/{cue_id:str}", summary="Delete a cue", tags=["cues"], status_code=204)
-    async def delete_cue(request: Request[Any, Any, Any], cue_id: str) -> Response[bytes]:
+    async def delete_cue(request: Request[Any, Any, Any]) -> None:
         account = await accounts.authenticate(request.headers.get("authorization"))
-        await cues.delete(account, cue_id)
-        return empty_response(204)
+        await cues.delete(account, request.path_params["cue_id"])
 
     return [create_cue, list_cues, bulk_delete, get_cue, patch_cue, delete_cue]
