@@ -47,11 +47,11 @@ class CueDraft(msgspec.Struct, kw_only=True):
     schedule: ScheduleInput | Any = MISSING
     callback: CallbackInput | Any | None = MISSING
     payload: Any = MISSING
-    retry: dict[str, Any] | Any = MISSING
-    on_failure: dict[str, Any] | Any = MISSING
+    retry: Any = MISSING  # dict[str, Any]
+    on_failure: Any = MISSING  # dict[str, Any]
     verification: Verification | Any | None = MISSING
-    delivery: dict[str, Any] | Any | None = MISSING
-    alerts: dict[str, Any] | Any | None = MISSING
+    delivery: Any = MISSING  # dict[str, Any]
+    alerts: Any = MISSING  # dict[str, Any]
     catch_up: Any = MISSING
 
 

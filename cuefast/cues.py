@@ -433,9 +433,9 @@ class CueService:
         if draft.verification is not MISSING:
             cfg.verification = draft.verification
         if draft.delivery is not MISSING:
-            cfg.delivery = merged_delivery(cfg.delivery, draft.delivery or {})
+            cfg.delivery = merged_delivery(cfg.delivery, dict(draft.delivery or {}))
         if draft.alerts is not MISSING:
-            cfg.alerts = merged_alerts(cfg.alerts, draft.alerts or {})
+            cfg.alerts = merged_alerts(cfg.alerts, dict(draft.alerts or {}))
         if draft.catch_up is not MISSING:
             cfg.catch_up = draft.catch_up
         if h["tr"] == "webhook" and cfg.callback.url is None:

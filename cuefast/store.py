@@ -143,7 +143,7 @@ class Store:
         return bool(res[0] == 1)
 
     async def set_account_fields(self, account_id: str, fields: Mapping[str, str | int]) -> None:
-        await self.redis.hset(self.keys.account(account_id), mapping=dict(fields))
+        await self.redis.hset(self.keys.account(account_id), mapping=dict(fields))  # type: ignore[arg-type]
 
     async def change_email(self, account_id: str, email: str, now_us: int) -> bool:
         k = self.keys
@@ -180,8 +180,8 @@ class Store:
         await self._run("name_release", [self.keys.cue_names(account_id)], [name, cue_id])
 
     async def name_holder(self, account_id: str, name: str) -> str | None:
-        value: str | None = await self.redis.hget(self.keys.cue_names(account_id), name)
-        return value
+        value = await self.redis.hget(self.keys.cue_names(account_id), name)
+        return None if value is None else str(value)
 
     # ---- cues --------------------------------------------------------------------
     def _status_indexes(self, p: int, account_id: str) -> list[str]:
@@ -204,8 +204,8 @@ class Store:
         return bool(res[0] == 1)
 
     async def get_cue(self, cue_id: str) -> dict[str, str] | None:
-        data: dict[str, str] = await self.redis.hgetall(self.keys.cue(cue_id))
-        return data or None
+        data = await self.redis.hgetall(self.keys.cue(cue_id))
+        return {str(k): str(v) for k, v in data.items()} or None
 
     async def get_cues(self, cue_ids: Sequence[str]) -> list[dict[str, str]]:
         if not cue_ids:
@@ -324,8 +324,8 @@ class Store:
         p = self.keys.execution_partition(execution_id)
         if p is None:
             return None
-        data: dict[str, str] = await self.redis.hgetall(self.keys.execution(p, execution_id))
-        return data or None
+        data = await self.redis.hgetall(self.keys.execution(p, execution_id))
+        return {str(k): str(v) for k, v in data.items()} or None
 
     async def execution_exists(self, execution_id: str) -> bool:
         p = self.keys.execution_partition(execution_id)

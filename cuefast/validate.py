@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -181,7 +182,7 @@ class Checker:
         return value if ok else MISSING
 
 
-def query_int(params: dict[str, str], name: str, default: int, ge: int, le: int | None) -> int:
+def query_int(params: Mapping[str, str], name: str, default: int, ge: int, le: int | None) -> int:
     """A pagination query parameter (CONTRACT.md §3.9)."""
     raw = params.get(name)
     if raw is None:

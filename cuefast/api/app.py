@@ -91,4 +91,4 @@ def create_litestar(rt: Runtime, *, manage_runtime: bool = True) -> Litestar:
 
 def create_app(rt: Runtime, *, manage_runtime: bool = True) -> Edge:
     """The ASGI app to serve: the Litestar app behind the edge layer."""
-    return Edge(create_litestar(rt, manage_runtime=manage_runtime))
+    return Edge(create_litestar(rt, manage_runtime=manage_runtime))  # type: ignore[arg-type]

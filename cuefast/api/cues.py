@@ -53,7 +53,7 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         c.raise_if_any()
         deleted: list[str] = []
         skipped: list[str] = []
-        for cue_id in ids:
+        for cue_id in list(ids or ()):
             if cue_id in deleted:
                 skipped.append(cue_id)
                 continue
