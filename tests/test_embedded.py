@@ -165,7 +165,7 @@ def test_cuefast_serve_on_embedded_default(data_dir: Path) -> None:
                 return False
 
         wait_for(up, 60, "cuefast serve to answer")
-        status, health = _get(base + "/health")
+        _, health = _get(base + "/health")
         assert health["services"] == {**health["services"], "redis": "ok", "postgres": "ok"}  # type: ignore[dict-item]
         req = urllib.request.Request(
             base + "/v1/auth/register", data=b'{"email": "e@example.com"}', method="POST"
