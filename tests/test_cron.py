@@ -107,15 +107,15 @@ def test_next_fire(expr: str, zone: str, ref: str, expected: str | None) -> None
     ],
 )
 def test_invalid_expressions(expr: str) -> None:
-    with pytest.raises(InvalidSchedule, match="^Invalid cron expression$"):
+    with pytest.raises(InvalidSchedule, match=r"^Invalid cron expression$"):
         validate_cron(expr, NOW)
 
 
 def test_never_fires_and_too_long() -> None:
     for expr in ("0 0 30 2 *", "0 0 31 4 *", "0 0 31 11 *"):
-        with pytest.raises(InvalidSchedule, match="^Cron expression never fires$"):
+        with pytest.raises(InvalidSchedule, match=r"^Cron expression never fires$"):
             validate_cron(expr, NOW)
-    with pytest.raises(InvalidSchedule, match="^Cron expression is too long$"):
+    with pytest.raises(InvalidSchedule, match=r"^Cron expression is too long$"):
         validate_cron("0 " * 51, NOW)
     validate_cron("0 0 29 2 *", NOW)
     validate_cron("0 12 1 6 * 0 2030", NOW)

@@ -169,9 +169,9 @@ async def test_delivery_time_returns_a_checked_address() -> None:
     assert (t.ip, t.port, t.path_qs) == ("127.0.0.1", 9, "/")
     # a name that now resolves to a private address (DNS rebinding) is blocked at delivery
     for url in ("https://rebind.example/", "https://mixed.example/"):
-        with pytest.raises(UnsafeURL, match="^Callback URL resolved to blocked IP$"):
+        with pytest.raises(UnsafeURL, match=r"^Callback URL resolved to blocked IP$"):
             await resolve_target(url, STRICT, DNS)
-    with pytest.raises(UnsafeURL, match="^URL must have a hostname$"):
+    with pytest.raises(UnsafeURL, match=r"^URL must have a hostname$"):
         await resolve_target("https:///x", STRICT, DNS)
 
 
