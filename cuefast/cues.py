@@ -359,8 +359,12 @@ class CueService:
         self, account: Account, cue_id: str, execution_limit: int, execution_offset: int
     ) -> dict[str, Any]:
         """A cue plus a page of its executions (newest first)."""
-        out = render_cue(await self.get_owned(account, cue_id))
-        _ids, total = await self.store.cue_execution_ids(cue_id, execution_limit, execution_offset)
+        if not cue_id.startswith("cue_") or len(cue_id) > 64:
+            raise CueNotFound()
+        h, _ids, total = await self.store.get_cue_with_executions(cue_id, execution_limit, execution_offset)
+        if h is None or h.get("acct") != account.id:
+            raise CueNotFound()
+        out = render_cue(h)
         # Executions are created by the engine (scheduler/fire); until one exists the page is empty.
         out["executions"] = []
         out["execution_total"] = total

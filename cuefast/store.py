@@ -311,14 +311,17 @@ class Store:
         )
         return alive > 0
 
-    async def cue_execution_ids(self, cue_id: str, limit: int, offset: int) -> tuple[list[str], int]:
-        """A page of a cue's execution ids, newest first, and their total."""
+    async def get_cue_with_executions(
+        self, cue_id: str, limit: int, offset: int
+    ) -> tuple[dict[str, str] | None, list[str], int]:
+        """The cue hash, a page of its execution ids (newest first) and their total: one round trip."""
         key = self.keys.cue_executions(cue_id)
         async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.keys.cue(cue_id))
             pipe.zrevrange(key, offset, offset + limit - 1)
             pipe.zcard(key)
-            ids, total = await pipe.execute()
-        return list(ids), int(total)
+            data, ids, total = await pipe.execute()
+        return ({str(k): str(v) for k, v in data.items()} or None), list(ids), int(total)
 
     async def get_execution(self, execution_id: str) -> dict[str, str] | None:
         p = self.keys.execution_partition(execution_id)
