@@ -21,7 +21,9 @@ PREFIX = "CUEFAST_"
 
 # Variables that are read by tools around cuefast (the test suite, the bench), not by
 # the server; tolerated so that a shared environment does not stop the server.
-_FOREIGN = frozenset({"CUEFAST_TEST_REDIS_URL", "CUEFAST_TEST_DATABASE_URL", "CUEFAST_BENCH_URL"})
+_FOREIGN = frozenset(
+    {"CUEFAST_TEST_REDIS_URL", "CUEFAST_TEST_DATABASE_URL", "CUEFAST_TEST_EMBEDDED", "CUEFAST_VENV"}
+)
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):

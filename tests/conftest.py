@@ -1,8 +1,8 @@
 """Shared fixtures: real Redis and PostgreSQL, isolated per test by key prefix / schema.
 
 Backends: ``CUEFAST_TEST_REDIS_URL`` / ``CUEFAST_TEST_DATABASE_URL`` when set; else the
-local services on 127.0.0.1 when they answer; else embedded Valkey / PostgreSQL started
-for the session under ``.cuefast/test-backends``. Nothing here ever flushes a server:
+local services on 127.0.0.1 when they answer (unless ``CUEFAST_TEST_EMBEDDED=1``); else
+embedded Valkey / PostgreSQL started for the session under ``.cuefast/``. Nothing here ever flushes a server:
 each test owns the keys under its own prefix and deletes them afterwards.
 """
 
@@ -63,9 +63,10 @@ def _pg_answers(dsn: str) -> bool:
 def backend_urls() -> Iterator[tuple[str, str]]:
     redis_url = os.environ.get("CUEFAST_TEST_REDIS_URL", "")
     pg_url = os.environ.get("CUEFAST_TEST_DATABASE_URL", "")
-    if not redis_url and _port_open("127.0.0.1", 6379) and _redis_answers(LOCAL_REDIS):
+    local = os.environ.get("CUEFAST_TEST_EMBEDDED", "") not in ("1", "true")
+    if local and not redis_url and _port_open("127.0.0.1", 6379) and _redis_answers(LOCAL_REDIS):
         redis_url = LOCAL_REDIS
-    if not pg_url and _port_open("127.0.0.1", 5432) and _pg_answers(LOCAL_PG):
+    if local and not pg_url and _port_open("127.0.0.1", 5432) and _pg_answers(LOCAL_PG):
         pg_url = LOCAL_PG
     if redis_url and pg_url:
         yield redis_url, pg_url
@@ -73,8 +74,13 @@ def backend_urls() -> Iterator[tuple[str, str]]:
     from cuefast.embedded import EmbeddedBackends
 
     data_dir = ROOT / ".cuefast" / f"test-backends-{os.getpid()}"
-    with EmbeddedBackends(data_dir, want_redis=not redis_url, want_postgres=not pg_url) as eb:
-        yield redis_url or str(eb.redis_url), pg_url or str(eb.database_url)
+    try:
+        with EmbeddedBackends(data_dir, want_redis=not redis_url, want_postgres=not pg_url) as eb:
+            yield redis_url or str(eb.redis_url), pg_url or str(eb.database_url)
+    finally:
+        import shutil
+
+        shutil.rmtree(data_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -507,3 +507,23 @@ async def test_stale_name_reservation_is_taken_over(api: Api) -> None:
     assert_error(
         await api.request("POST", "/v1/cues", key, json=webhook_cue("orphan")), 409, "duplicate_cue_name"
     )
+
+
+async def test_single_partition_works(settings: Settings) -> None:
+    client, rt = await make_api(settings.replace(partitions=1, key_prefix=settings.key_prefix + "p1"))
+    try:
+        key = await client.register()
+        ids = [(await create(client, key, webhook_cue(f"c{i}")))["id"] for i in range(5)]
+        assert {rt.keys.cue_partition(i) for i in ids} == {0}
+        page = (await client.request("GET", "/v1/cues?limit=2&offset=1", key)).json()
+        assert [c["id"] for c in page["cues"]] == [ids[3], ids[2]] and page["total"] == 5
+        await client.request("PATCH", f"/v1/cues/{ids[0]}", key, json={"status": "paused", "name": "renamed"})
+        assert (await client.request("DELETE", f"/v1/cues/{ids[0]}", key)).status_code == 204
+    finally:
+        await client.client.aclose()
+        await rt.close()
+        import redis
+
+        r = redis.Redis.from_url(settings.redis_url)
+        for k in r.scan_iter(match=settings.key_prefix + "p1:*"):
+            r.delete(k)
