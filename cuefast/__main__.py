@@ -92,11 +92,12 @@ def backends(settings: Settings) -> Iterator[Settings]:
         yield filled
 
 
-async def _serve(settings: Settings) -> None:
+async def _serve(settings: Settings, *, api: bool = True, scheduler: bool = True) -> None:
     import uvicorn
 
     from cuefast.api import create_app
     from cuefast.runtime import Runtime
+    from cuefast.scheduler import Scheduler
 
     class Server(uvicorn.Server):
         @contextlib.contextmanager
@@ -117,17 +118,29 @@ async def _serve(settings: Settings) -> None:
     )
     server = Server(config)
     loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
 
     def stop() -> None:
         log.info("shutting down")
         server.should_exit = True
+        stopping.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop)
-    log.info("cuefast %s serving on http://%s:%d", __version__, settings.host, settings.port)
+    roles: list[asyncio.Task[None]] = []
+    if scheduler:
+        roles.append(asyncio.create_task(Scheduler(rt.store, rt.clock).run(stopping), name="scheduler"))
+        log.info("scheduler running")
     try:
-        await server.serve()
+        if api:
+            log.info("cuefast %s serving on http://%s:%d", __version__, settings.host, settings.port)
+            await server.serve()
+            stopping.set()
+        else:
+            await stopping.wait()
     finally:
+        stopping.set()
+        await asyncio.gather(*roles, return_exceptions=True)
         await rt.close()
 
 
@@ -155,12 +168,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cuefast {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (
-        ("serve", "run every server role in one process (API, scheduler, dispatcher, snapshotter)"),
+        ("serve", "run every server role in one process (today: API and scheduler)"),
         ("api", "run the HTTP API only"),
     ):
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("--host", help="address to bind (CUEFAST_HOST, default 127.0.0.1)")
         p.add_argument("--port", type=int, help="port to bind (CUEFAST_PORT, default 8000)")
+    sub.add_parser("scheduler", help="run the scheduler role only (any number may run)")
     sub.add_parser("migrate", help="apply the PostgreSQL schema (idempotent)")
     return parser
 
@@ -175,8 +189,12 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(settings)
     try:
         with backends(settings) as filled:
-            if args.command in ("serve", "api"):
+            if args.command == "serve":
                 _run(_serve(filled))
+            elif args.command == "api":
+                _run(_serve(filled, scheduler=False))
+            elif args.command == "scheduler":
+                _run(_serve(filled, api=False))
             elif args.command == "migrate":
                 _run(_migrate(filled))
     except ConfigError as exc:

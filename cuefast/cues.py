@@ -43,6 +43,7 @@ from cuefast.errors import (
     UnsafeURL,
     ValidationFailed,
 )
+from cuefast.executions import ExecutionService
 from cuefast.ids import new_cue_id, scheduled_execution_id
 from cuefast.models import (
     CONFIG_DECODER,
@@ -132,8 +133,9 @@ class _Checked:
 
 
 class CueService:
-    def __init__(self, store: Store, settings: Settings, clock: Clock) -> None:
+    def __init__(self, store: Store, settings: Settings, clock: Clock, executions: ExecutionService) -> None:
         self.store = store
+        self.executions = executions
         self.settings = settings
         self.clock = clock
         self.policy = ssrf.Policy(
@@ -361,12 +363,11 @@ class CueService:
         """A cue plus a page of its executions (newest first)."""
         if not cue_id.startswith("cue_") or len(cue_id) > 64:
             raise CueNotFound()
-        h, _ids, total = await self.store.get_cue_with_executions(cue_id, execution_limit, execution_offset)
+        h, ids, total = await self.store.get_cue_with_executions(cue_id, execution_limit, execution_offset)
         if h is None or h.get("acct") != account.id:
             raise CueNotFound()
         out = render_cue(h)
-        # Executions are created by the engine (scheduler/fire); until one exists the page is empty.
-        out["executions"] = []
+        out["executions"] = await self.executions.cue_page(cue_id, ids) if ids else []
         out["execution_total"] = total
         out["execution_limit"] = execution_limit
         out["execution_offset"] = execution_offset

@@ -115,3 +115,20 @@ class Keys:
 
     def execution(self, p: int, execution_id: str) -> str:
         return f"{self.part(p)}:exec:{execution_id}"
+
+    def execution_index(self, p: int, account_id: str) -> str:
+        """zset: execution id → created_at µs, an account's executions on one partition"""
+        return f"{self.part(p)}:idx:{account_id}:execs"
+
+    def outbox(self, p: int) -> str:
+        """stream: webhook executions ready for delivery (field ``e`` = execution id)"""
+        return f"{self.part(p)}:outbox"
+
+    def work(self, p: int, account_id: str) -> str:
+        """zset: an account's claimable worker executions → scheduled_for µs"""
+        return f"{self.part(p)}:work:{account_id}"
+
+    @property
+    def poller(self) -> str:
+        """hash: the scheduler's last cycle (for /health)"""
+        return f"{self.auth}:poller"

@@ -11,6 +11,7 @@ from cuefast.accounts import AccountService
 from cuefast.clock import Clock, SystemClock
 from cuefast.config import Settings
 from cuefast.cues import CueService
+from cuefast.executions import ExecutionService
 from cuefast.keys import Keys
 from cuefast.store import Store, connect
 
@@ -27,7 +28,8 @@ class Runtime:
         self.store = Store(connect(settings.redis_url), self.keys)
         self.pg_pool: Any = None
         self.accounts = AccountService(self.store, settings, self.clock)
-        self.cues = CueService(self.store, settings, self.clock)
+        self.executions = ExecutionService(self.store)
+        self.cues = CueService(self.store, settings, self.clock, self.executions)
         self._pg_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:

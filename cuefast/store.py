@@ -33,6 +33,7 @@ SCRIPT_NAMES = (
     "cue_create",
     "cue_update",
     "cue_delete",
+    "materialize",
 )
 
 Reserve = Literal["ok", "taken", "count"]
@@ -305,6 +306,36 @@ class Store:
                 "partitions; set CUEFAST_PARTITIONS to the stored value"
             )
 
+    # ---- scheduler -------------------------------------------------------------------
+    async def due_cues(self, p: int, now_us: int, limit: int) -> list[tuple[str, int]]:
+        """Up to ``limit`` cues of partition ``p`` whose next run is at or before now."""
+        rows = await self.redis.zrangebyscore(
+            self.keys.due(p), "-inf", now_us, start=0, num=limit, withscores=True
+        )
+        return [(str(row[0]), int(row[1])) for row in rows]
+
+    async def cue_schedules(self, cue_ids: Sequence[str]) -> list[str | None]:
+        """The ``cfg`` JSON of each cue (None where the cue is gone), one pipeline."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for cue_id in cue_ids:
+                pipe.hget(self.keys.cue(cue_id), "cfg")
+            rows: list[str | None] = await pipe.execute()
+        return rows
+
+    async def materialize(self, p: int, now_us: int, plan: Sequence[Sequence[str | int]]) -> tuple[int, int]:
+        """Run ``materialize.lua`` for one partition; ``plan`` rows are the per-cue ARGV groups."""
+        args: list[str | int] = [now_us, self.keys.part(p) + ":", len(plan)]
+        for row in plan:
+            args.extend(row)
+        res = await self._run("materialize", [self.keys.due(p), self.keys.outbox(p)], args)
+        return int(res[0]), int(res[1])
+
+    async def record_poller(self, now_us: int, cues: int, duration_ms: int) -> None:
+        await self.redis.hset(
+            self.keys.poller,
+            mapping={"last_run": now_us, "cues_last_cycle": cues, "cycle_duration_ms": duration_ms},
+        )
+
     async def any_worker_alive(self, account_id: str, now_us: int, alive_seconds: int) -> bool:
         alive: int = await self.redis.zcount(
             self.keys.workers(account_id), now_us - alive_seconds * 1_000_000, "+inf"
@@ -329,6 +360,44 @@ class Store:
             return None
         data = await self.redis.hgetall(self.keys.execution(p, execution_id))
         return {str(k): str(v) for k, v in data.items()} or None
+
+    async def get_executions(self, execution_ids: Sequence[str]) -> list[dict[str, str] | None]:
+        if not execution_ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for eid in execution_ids:
+                p = self.keys.execution_partition(eid)
+                pipe.hgetall(self.keys.execution(p if p is not None else 0, eid))
+            rows = await pipe.execute()
+        return [{str(k): str(v) for k, v in row.items()} or None for row in rows]
+
+    async def index_members(self, index_keys: Sequence[str]) -> list[tuple[float, str]]:
+        """Every member of these zsets as (score, member), newest first (ties: id desc)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in index_keys:
+                pipe.zrange(key, 0, -1, withscores=True)
+            res = await pipe.execute()
+        merged = [(float(row[1]), str(row[0])) for rows in res for row in rows]
+        merged.sort(reverse=True)
+        return merged
+
+    async def execution_fields(
+        self, execution_ids: Sequence[str], fields: Sequence[str]
+    ) -> list[list[str | None] | None]:
+        """HMGET ``fields`` of each execution (None where it is gone), pipelined in chunks."""
+        out: list[list[str | None] | None] = []
+        for i in range(0, len(execution_ids), 1000):
+            chunk = execution_ids[i : i + 1000]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for eid in chunk:
+                    p = self.keys.execution_partition(eid)
+                    pipe.hmget(self.keys.execution(p if p is not None else 0, eid), list(fields))
+                rows = await pipe.execute()
+            for row in rows:
+                out.append(
+                    None if all(v is None for v in row) else [None if v is None else str(v) for v in row]
+                )
+        return out
 
     async def execution_exists(self, execution_id: str) -> bool:
         p = self.keys.execution_partition(execution_id)

@@ -24,22 +24,45 @@ async def _postgres_ok(rt: Runtime) -> bool:
     return rt.pg_pool is not None and await pg.ping(rt.pg_pool)
 
 
+STALE_POLLER_US = 30_000_000
+
+
+async def _poller(rt: Runtime) -> tuple[str, dict[str, Any]]:
+    """The scheduler's last cycle: ("ok" | "stale" | "unknown", the /health poller object)."""
+    try:
+        data = await rt.store.redis.hgetall(rt.keys.poller)
+    except Exception:
+        return "unknown", {"status": "unknown"}
+    if not data:
+        return "unknown", {"status": "unknown"}
+    last = int(data["last_run"])
+    ago = max(0, rt.clock.now_us() - last)
+    info = {
+        "last_run": fmt_offset(last),
+        "seconds_ago": ago // 1_000_000,
+        "cues_last_cycle": int(data.get("cues_last_cycle", 0)),
+        "cycle_duration_ms": int(data.get("cycle_duration_ms", 0)),
+    }
+    return ("ok" if ago <= STALE_POLLER_US else "stale"), info
+
+
 def routes(rt: Runtime) -> list[HTTPRouteHandler]:
     @get("/health", summary="Liveness and diagnostics", tags=["system"])
     async def health() -> Response[bytes]:
         redis_ok = await _redis_ok(rt)
         pg_ok = await _postgres_ok(rt)
+        poller_status, poller = await _poller(rt)
         body: dict[str, Any] = {
-            "status": "healthy" if redis_ok and pg_ok else "degraded",
+            "status": "healthy" if redis_ok and pg_ok and poller_status != "stale" else "degraded",
             "version": __version__,
             "timestamp": fmt_offset(rt.clock.now_us()),
             "services": {
                 "redis": "ok" if redis_ok else "error",
                 "postgres": "ok" if pg_ok else "error",
-                "poller": "unknown",
+                "poller": poller_status,
                 "worker": "unknown",
             },
-            "poller": {"status": "unknown"},
+            "poller": poller,
             "workers": {"active_count": 0},
             "queue": {
                 "pending_outbox": 0,
@@ -56,6 +79,8 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
             return json_response({"status": "down", "reason": "redis unreachable"}, 503)
         if not await _postgres_ok(rt):
             return json_response({"status": "degraded", "reason": "postgres unreachable"})
+        if (await _poller(rt))[0] == "stale":
+            return json_response({"status": "degraded", "reason": "poller stale"})
         return json_response({"status": "healthy"})
 
     @get("/v1/info", summary="Server facts (no auth)", tags=["system"])

@@ -1,0 +1,66 @@
+"""/v1/executions: list and get (CONTRACT.md §8.3, §8.4)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, Response, get
+from litestar.handlers import HTTPRouteHandler
+
+from cuefast.api.http import json_response
+from cuefast.errors import api_error
+from cuefast.executions import ExecutionFilters
+from cuefast.runtime import Runtime
+from cuefast.validate import query_int
+
+
+def _filters(q: Any) -> ExecutionFilters:
+    status = q.get("status")
+    status_in = q.get("status__in")
+    if status is not None and status_in is not None:
+        raise api_error(400, "conflicting_filters", "Pass either `status` or `status__in`, not both.")
+    statuses: frozenset[str] | None = None
+    if status is not None:
+        statuses = frozenset({status})
+    elif status_in is not None:
+        items = frozenset(s.strip() for s in status_in.split(",") if s.strip())
+        if not items:
+            raise api_error(400, "invalid_status_in", "`status__in` must contain at least one status.")
+        statuses = items
+    return ExecutionFilters(
+        cue_id=q.get("cue_id"),
+        statuses=statuses,
+        worker_id=q.get("worker_id"),
+        outcome_state=q.get("outcome_state"),
+        triggered_by=q.get("triggered_by"),
+    )
+
+
+def routes(rt: Runtime) -> list[HTTPRouteHandler]:
+    accounts = rt.accounts
+    executions = rt.executions
+
+    @get("/v1/executions", summary="List executions (newest first)", tags=["executions"])
+    async def list_executions(request: Request[Any, Any, Any]) -> Response[bytes]:
+        account = await accounts.authenticate(request.headers.get("authorization"))
+        q = request.query_params
+        limit = query_int(q, "limit", 20, 1, 100)
+        offset = query_int(q, "offset", 0, 0, None)
+        items, total, oldest = await executions.list(account, _filters(q), limit, offset)
+        return json_response(
+            {
+                "executions": items,
+                "total": total,
+                "limit": limit,
+                "offset": offset,
+                "has_more": offset + limit < total,
+                "oldest_claimed_at": oldest,
+            }
+        )
+
+    @get("/v1/executions/{execution_id:str}", summary="Get an execution", tags=["executions"])
+    async def get_execution(request: Request[Any, Any, Any]) -> Response[bytes]:
+        account = await accounts.authenticate(request.headers.get("authorization"))
+        return json_response(await executions.get(account, request.path_params["execution_id"]))
+
+    return [list_executions, get_execution]

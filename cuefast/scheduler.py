@@ -1,0 +1,131 @@
+"""The scheduler role: due cues → executions, exactly one per (cue, scheduled_for).
+
+Each pass reads a bounded batch of due cues per partition, computes in Python which
+slots fire and the new ``next_run`` (cron maths with zones stays out of Lua), and hands
+the batch to ``materialize.lua``, which creates each execution under its deterministic
+id only if it does not exist yet and moves ``next_run`` only if nobody moved it first.
+So any number of schedulers, restarts and crashes never create two executions for one
+slot, and a PATCH racing a pass wins.
+
+Catch-up after downtime (per cue, ``catch_up``):
+
+* ``latest`` (default) — one execution for the most recent missed slot;
+* ``all`` — every missed slot, oldest first, at most ``MAX_CATCH_UP`` per pass;
+* ``none`` — missed slots are skipped; the schedule continues at the next future slot.
+
+A slot counts as missed when it is more than ``ON_TIME_US`` behind the pass.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Sequence
+
+from cuefast import cron
+from cuefast.clock import Clock
+from cuefast.ids import scheduled_execution_id
+from cuefast.models import CONFIG_DECODER, Schedule
+from cuefast.store import Store
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+MAX_CATCH_UP = 1000
+ON_TIME_US = 60_000_000
+_SEARCH_WINDOWS_US = (120_000_000, 7_200_000_000, 172_800_000_000, 5_184_000_000_000, 63_072_000_000_000)
+
+
+def latest_slot(expr: str, tz_name: str, first_due: int, now: int) -> int:
+    """The most recent fire at or before ``now`` (``first_due`` is one such fire)."""
+    tz = cron.resolve_timezone(tz_name)
+    for window in _SEARCH_WINDOWS_US:
+        start = max(first_due, now - window)
+        fires = cron.next_fires(expr, tz, start - 1, now, 100_000)
+        if fires:
+            return fires[-1]
+    return first_due
+
+
+def plan_cue(sched: Schedule, catch_up: str, due: int, now: int) -> tuple[list[int], int | None]:
+    """(slots to fire, new next_run) for a cue whose next_run ``due`` ≤ ``now``."""
+    if sched.type != "recurring" or not sched.cron:
+        return [due], None  # one-time: fires once, however late
+    expr, tz_name = sched.cron, sched.timezone
+    tz = cron.resolve_timezone(tz_name)
+    following = cron.next_fire(expr, tz, due)
+    if following is None or following > now:  # at most this one slot is due
+        if catch_up == "none" and now - due > ON_TIME_US:
+            return [], following
+        return [due], following
+    if catch_up == "all":
+        slots = [due, *cron.next_fires(expr, tz, due, now, MAX_CATCH_UP - 1)]
+        return slots, cron.next_fire(expr, tz, slots[-1])
+    last = latest_slot(expr, tz_name, due, now)
+    if catch_up == "none":
+        slots = [last] if now - last <= ON_TIME_US else []
+        return slots, cron.next_fire(expr, tz, max(last, now))
+    return [last], cron.next_fire(expr, tz, last)
+
+
+class Scheduler:
+    def __init__(self, store: Store, clock: Clock, *, batch: int = BATCH) -> None:
+        self.store = store
+        self.clock = clock
+        self.batch = batch
+
+    async def tick(self) -> int:
+        """One pass over every partition; returns the number of executions created."""
+        started = time.monotonic()
+        now = self.clock.now_us()
+        partitions = list(range(self.store.keys.partitions))
+        random.shuffle(partitions)  # several schedulers start on different partitions
+        created = 0
+        for p in partitions:
+            while True:
+                n, full = await self._partition(p, now)
+                created += n
+                if not full:
+                    break
+        await self.store.record_poller(now, created, int((time.monotonic() - started) * 1000))
+        return created
+
+    async def _partition(self, p: int, now: int) -> tuple[int, bool]:
+        due = await self.store.due_cues(p, now, self.batch)
+        if not due:
+            return 0, False
+        configs = await self.store.cue_schedules([cue_id for cue_id, _ in due])
+        plan: list[Sequence[str | int]] = []
+        for (cue_id, due_at), raw in zip(due, configs, strict=True):
+            if raw is None:
+                plan.append([cue_id, due_at, "", 0])  # gone: the script drops the due entry
+                continue
+            cfg = CONFIG_DECODER.decode(raw)
+            try:
+                slots, new_nr = plan_cue(cfg.schedule, cfg.catch_up, due_at, now)
+            except Exception:  # a cue that cannot be planned must not stop the others
+                log.exception("cannot plan cue", extra={"cue_id": cue_id})
+                continue
+            row: list[str | int] = [cue_id, due_at, "" if new_nr is None else new_nr, len(slots)]
+            for slot in slots:
+                row += [slot, scheduled_execution_id(cue_id, slot, p)]
+            plan.append(row)
+        created, _ = await self.store.materialize(p, now, plan)
+        return created, len(due) == self.batch
+
+    async def run(self, stop: asyncio.Event, interval: float = 0.1) -> None:
+        """Tick until ``stop`` is set; errors are logged and retried with backoff."""
+        delay = interval
+        while not stop.is_set():
+            try:
+                await self.tick()
+                delay = interval
+            except Exception:
+                log.exception("scheduler pass failed")
+                delay = min(delay * 2, 5.0)
+            try:
+                await asyncio.wait_for(stop.wait(), delay)
+            except TimeoutError:
+                pass
