@@ -92,10 +92,13 @@ def backends(settings: Settings) -> Iterator[Settings]:
         yield filled
 
 
-async def _serve(settings: Settings, *, api: bool = True, scheduler: bool = True) -> None:
+async def _serve(
+    settings: Settings, *, api: bool = True, scheduler: bool = True, dispatcher: bool = True
+) -> None:
     import uvicorn
 
     from cuefast.api import create_app
+    from cuefast.dispatcher import Dispatcher
     from cuefast.runtime import Runtime
     from cuefast.scheduler import Scheduler
 
@@ -131,6 +134,11 @@ async def _serve(settings: Settings, *, api: bool = True, scheduler: bool = True
     if scheduler:
         roles.append(asyncio.create_task(Scheduler(rt.store, rt.clock).run(stopping), name="scheduler"))
         log.info("scheduler running")
+    if dispatcher:
+        roles.append(
+            asyncio.create_task(Dispatcher(rt.store, settings, rt.clock).run(stopping), name="dispatcher")
+        )
+        log.info("dispatcher running")
     try:
         if api:
             log.info("cuefast %s serving on http://%s:%d", __version__, settings.host, settings.port)
@@ -168,13 +176,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cuefast {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (
-        ("serve", "run every server role in one process (today: API and scheduler)"),
+        ("serve", "run every server role in one process (API, scheduler, dispatcher)"),
         ("api", "run the HTTP API only"),
     ):
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("--host", help="address to bind (CUEFAST_HOST, default 127.0.0.1)")
         p.add_argument("--port", type=int, help="port to bind (CUEFAST_PORT, default 8000)")
     sub.add_parser("scheduler", help="run the scheduler role only (any number may run)")
+    sub.add_parser("dispatcher", help="run the webhook dispatcher role only (any number may run)")
     sub.add_parser("migrate", help="apply the PostgreSQL schema (idempotent)")
     return parser
 
@@ -192,9 +201,11 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "serve":
                 _run(_serve(filled))
             elif args.command == "api":
-                _run(_serve(filled, scheduler=False))
+                _run(_serve(filled, scheduler=False, dispatcher=False))
             elif args.command == "scheduler":
-                _run(_serve(filled, api=False))
+                _run(_serve(filled, api=False, dispatcher=False))
+            elif args.command == "dispatcher":
+                _run(_serve(filled, api=False, scheduler=False))
             elif args.command == "migrate":
                 _run(_migrate(filled))
     except ConfigError as exc:

@@ -124,6 +124,14 @@ class Keys:
         """stream: webhook executions ready for delivery (field ``e`` = execution id)"""
         return f"{self.part(p)}:outbox"
 
+    def leases(self, p: int) -> str:
+        """zset: execution id → lease expiry µs of an attempt in flight"""
+        return f"{self.part(p)}:leases"
+
+    def retries(self, p: int) -> str:
+        """zset: execution id → next retry µs"""
+        return f"{self.part(p)}:retry"
+
     def work(self, p: int, account_id: str) -> str:
         """zset: an account's claimable worker executions → scheduled_for µs"""
         return f"{self.part(p)}:work:{account_id}"

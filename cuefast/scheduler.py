@@ -1,4 +1,5 @@
-"""The scheduler role: due cues → executions, exactly one per (cue, scheduled_for).
+"""The scheduler role: due cues → executions, exactly one per (cue, scheduled_for);
+due webhook retries → back into the outbox.
 
 Each pass reads a bounded batch of due cues per partition, computes in Python which
 slots fire and the new ``next_run`` (cron maths with zones stays out of Lua), and hands
@@ -89,6 +90,8 @@ class Scheduler:
                 created += n
                 if not full:
                     break
+            while await self.store.move_due_retries(p, now, self.batch) == self.batch:
+                pass
         await self.store.record_poller(now, created, int((time.monotonic() - started) * 1000))
         return created
 

@@ -34,7 +34,12 @@ SCRIPT_NAMES = (
     "cue_update",
     "cue_delete",
     "materialize",
+    "deliver_start",
+    "deliver_finish",
+    "retry_due",
 )
+
+DISPATCH_GROUP = "dispatchers"
 
 Reserve = Literal["ok", "taken", "count"]
 
@@ -329,6 +334,104 @@ class Store:
             args.extend(row)
         res = await self._run("materialize", [self.keys.due(p), self.keys.outbox(p)], args)
         return int(res[0]), int(res[1])
+
+    async def move_due_retries(self, p: int, now_us: int, batch: int) -> int:
+        k = self.keys
+        return int(
+            await self._run("retry_due", [k.retries(p), k.outbox(p)], [k.part(p) + ":", batch, now_us])
+        )
+
+    # ---- dispatcher ------------------------------------------------------------------
+    async def ensure_dispatch_groups(self) -> None:
+        for p in range(self.keys.partitions):
+            try:
+                await self.redis.xgroup_create(self.keys.outbox(p), DISPATCH_GROUP, id="0", mkstream=True)
+            except Exception as exc:  # BUSYGROUP: it exists
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    async def read_outbox(self, consumer: str, count: int, block_ms: int) -> list[tuple[int, str, str]]:
+        """New outbox entries for this consumer: (partition, entry id, execution id)."""
+        streams: dict[Any, Any] = {self.keys.outbox(p): ">" for p in range(self.keys.partitions)}
+        res = await self.redis.xreadgroup(DISPATCH_GROUP, consumer, streams, count=count, block=block_ms)
+        return self._entries(res)
+
+    async def reclaim_outbox(self, consumer: str, min_idle_ms: int, count: int) -> list[tuple[int, str, str]]:
+        """Entries another consumer read but never finished (it died): take them over."""
+        out: list[tuple[int, str, str]] = []
+        for p in range(self.keys.partitions):
+            res = await self.redis.xautoclaim(
+                self.keys.outbox(p), DISPATCH_GROUP, consumer, min_idle_ms, "0-0", count=count
+            )
+            for entry_id, fields in res[1]:
+                if fields and "e" in fields:
+                    out.append((p, str(entry_id), str(fields["e"])))
+        return out
+
+    def _entries(self, res: Any) -> list[tuple[int, str, str]]:
+        out: list[tuple[int, str, str]] = []
+        index = {self.keys.outbox(p): p for p in range(self.keys.partitions)}
+        for stream, entries in res or []:
+            p = index[str(stream)]
+            for entry_id, fields in entries:
+                out.append((p, str(entry_id), str(fields.get("e", ""))))
+        return out
+
+    async def deliver_start(
+        self, p: int, execution_id: str, lease_us: int, now_us: int
+    ) -> list[Any] | Literal["gone", "busy"]:
+        k = self.keys
+        res = await self._run(
+            "deliver_start",
+            [k.execution(p, execution_id), k.leases(p)],
+            [execution_id, lease_us, k.part(p) + ":", now_us],
+        )
+        if res[0] == 1:
+            return list(res[1:])
+        return "busy" if res[0] == -1 else "gone"
+
+    async def deliver_finish(
+        self,
+        p: int,
+        execution_id: str,
+        *,
+        ok: bool,
+        http_status: int | None,
+        error: str,
+        next_retry: int | None,
+        deadline: int | None,
+        entry_id: str,
+        decides_once_cue: bool,
+        now_us: int,
+    ) -> str | None:
+        k = self.keys
+        res = await self._run(
+            "deliver_finish",
+            [k.execution(p, execution_id), k.leases(p), k.retries(p), k.outbox(p)],
+            [
+                execution_id,
+                "ok" if ok else "fail",
+                "" if http_status is None else http_status,
+                error,
+                "" if next_retry is None else next_retry,
+                "" if deadline is None else deadline,
+                entry_id,
+                k.part(p) + ":",
+                1 if decides_once_cue else 0,
+                now_us,
+            ],
+        )
+        return str(res[1]) if res[0] == 1 else None
+
+    async def ack(self, p: int, entry_id: str) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xack(self.keys.outbox(p), DISPATCH_GROUP, entry_id)
+            pipe.xdel(self.keys.outbox(p), entry_id)
+            await pipe.execute()
+
+    async def webhook_secret(self, account_id: str) -> str | None:
+        value = await self.redis.hget(self.keys.account(account_id), "wh_secret")
+        return None if value is None else str(value)
 
     async def record_poller(self, now_us: int, cues: int, duration_ms: int) -> None:
         await self.redis.hset(
