@@ -545,3 +545,4 @@ class CueService:
         if name is None:
             raise CueNotFound()
         await self.store.release_name(account.id, name, cue_id)
+        await self.store.purge_cue_executions(cue_id, account.id)

@@ -10,14 +10,29 @@ Times are µs; an absent field is null on the wire.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 import msgspec
 
-from cuefast.errors import ExecutionNotFound
+from cuefast.clock import Clock
+from cuefast.errors import (
+    Conflict,
+    CueNotFound,
+    ExecutionNotFound,
+    InvalidPayload,
+    InvalidPayloadSize,
+    api_error,
+)
+from cuefast.ids import new_execution_id
 from cuefast.models import Account
 from cuefast.store import Store
-from cuefast.times import fmt_offset, fmt_z
+from cuefast.times import fmt_offset, fmt_z, parse_datetime
+from cuefast.validate import MISSING, Checker, has_bad_text, require_object
+
+MAX_PAYLOAD_BYTES = 1_048_576
+TERMINAL = frozenset({"success", "failed", "missed", "outcome_timeout"})
 
 _FILTER_FIELDS = ("st", "cw", "os", "tb", "cla")
 
@@ -84,9 +99,154 @@ class ExecutionFilters(msgspec.Struct, kw_only=True):
         )
 
 
+class FireRequest(msgspec.Struct, kw_only=True):
+    payload_override: dict[str, Any] | None = None
+    merge_strategy: str = "merge"
+    send_at: int | None = None
+    send_at_text: str | None = None
+    idempotency_key: str | None = None
+
+
+def parse_fire(body: Any) -> FireRequest:
+    """Body of ``POST /v1/cues/{id}/fire`` (optional; unknown keys and exit_criteria ignored)."""
+    obj = require_object(body)
+    c = Checker()
+    req = FireRequest()
+    override = obj.get("payload_override")
+    if override is not None:
+        if isinstance(override, dict):
+            req.payload_override = override
+        else:
+            c.add("body.payload_override", "Input should be a valid dictionary")
+    if obj.get("merge_strategy") is not None:
+        strategy = c.choice("body.merge_strategy", obj["merge_strategy"], ("merge", "replace"))
+        if strategy is not MISSING:
+            req.merge_strategy = strategy
+    if obj.get("send_at") is not None:
+        text = c.string("body.send_at", obj["send_at"])
+        if text is not MISSING:
+            try:
+                req.send_at = parse_datetime(text)
+                req.send_at_text = fmt_offset(req.send_at)
+            except ValueError:
+                c.add("body.send_at", "Input should be a valid datetime")
+    if obj.get("idempotency_key") is not None:
+        key = c.string("body.idempotency_key", obj["idempotency_key"], min_len=1, max_len=256)
+        if key is not MISSING:
+            req.idempotency_key = key
+    c.raise_if_any()
+    return req
+
+
+def fire_fingerprint(req: FireRequest) -> str:
+    canonical = json.dumps(
+        {
+            "merge_strategy": req.merge_strategy,
+            "payload_override": req.payload_override,
+            "send_at": req.send_at_text,
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _checked_payload(payload: Any) -> str:
+    if has_bad_text(payload):
+        raise InvalidPayload()
+    raw = msgspec.json.encode(payload)
+    if len(raw) > MAX_PAYLOAD_BYTES:
+        raise InvalidPayloadSize()
+    return raw.decode()
+
+
 class ExecutionService:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, clock: Clock) -> None:
         self.store = store
+        self.clock = clock
+
+    async def fire(self, account: Account, cue_id: str, req: FireRequest) -> dict[str, Any]:
+        """A manual execution now (or at ``send_at``), with the effective payload (§7.10)."""
+        cue = await self.store.get_cue(cue_id) if cue_id.startswith("cue_") and len(cue_id) <= 64 else None
+        if cue is None or cue.get("acct") != account.id:
+            raise CueNotFound()
+        now = self.clock.now_us()
+        if req.payload_override is None:
+            payload_json = cue["pl"]
+        elif req.merge_strategy == "replace":
+            payload_json = _checked_payload(req.payload_override)
+        else:
+            merged = msgspec.json.decode(cue["pl"])
+            merged.update(req.payload_override)
+            payload_json = _checked_payload(merged)
+        scheduled = req.send_at if req.send_at is not None and req.send_at > now else now
+        p = self.store.keys.cue_partition(cue_id)
+        eid = new_execution_id(p)
+        response = {
+            "id": eid,
+            "cue_id": cue_id,
+            "scheduled_for": fmt_offset(scheduled),
+            "status": "pending",
+            "triggered_by": "manual_fire",
+            "payload": msgspec.Raw(payload_json),
+        }
+        response_json = msgspec.json.encode(response).decode()
+        digest = hashlib.sha256(req.idempotency_key.encode()).hexdigest() if req.idempotency_key else ""
+        outcome, detail = await self.store.create_execution(
+            execution_id=eid,
+            cue_id=cue_id,
+            account_id=account.id,
+            scheduled_us=scheduled,
+            payload_json=payload_json,
+            triggered_by="manual_fire",
+            idem_digest=digest,
+            fingerprint=fire_fingerprint(req) if req.idempotency_key else "",
+            response_json=response_json,
+            now_us=now,
+        )
+        if outcome == "no_cue":
+            raise CueNotFound()
+        if outcome == "conflict":
+            raise Conflict(
+                "idempotency_key_conflict",
+                f"Idempotency key reused with a different request. Existing execution: {detail}",
+            )
+        if outcome == "repeat":
+            return dict(msgspec.json.decode(detail))
+        return response
+
+    async def replay(self, account: Account, execution_id: str) -> dict[str, Any]:
+        """A new execution for the same cue with the source's effective payload (§8.10)."""
+        src = await self.store.get_execution(execution_id)
+        if src is None or src.get("acct") != account.id:
+            raise ExecutionNotFound()
+        if src["st"] not in TERMINAL:
+            raise api_error(
+                409, "execution_in_flight", "Cannot replay an execution that is still in progress"
+            )
+        cue_id = src["cue"]
+        now = self.clock.now_us()
+        eid = new_execution_id(self.store.keys.cue_partition(cue_id))
+        outcome, _ = await self.store.create_execution(
+            execution_id=eid,
+            cue_id=cue_id,
+            account_id=account.id,
+            scheduled_us=now,
+            payload_json=src.get("pl") or "{}",
+            triggered_by="replay",
+            replayed_from=execution_id,
+            now_us=now,
+        )
+        if outcome != "created":
+            raise ExecutionNotFound()  # the cue is gone
+        return {
+            "id": eid,
+            "cue_id": cue_id,
+            "scheduled_for": fmt_offset(now),
+            "status": "pending",
+            "triggered_by": "replay",
+            "replayed_from": execution_id,
+        }
 
     async def get(self, account: Account, execution_id: str) -> dict[str, Any]:
         h = await self.store.get_execution(execution_id)

@@ -132,6 +132,14 @@ class Keys:
         """zset: execution id → next retry µs"""
         return f"{self.part(p)}:retry"
 
+    def delayed(self, p: int) -> str:
+        """zset: webhook execution id → send_at µs (fires scheduled for later)"""
+        return f"{self.part(p)}:delayed"
+
+    def idempotency(self, cue_id: str, key_digest: str) -> str:
+        """string (24 h TTL): "<fingerprint>|<execution id>|<response JSON>" of a fire"""
+        return f"{self.part(self.cue_partition(cue_id))}:idem:{cue_id}:{key_digest}"
+
     def work(self, p: int, account_id: str) -> str:
         """zset: an account's claimable worker executions → scheduled_for µs"""
         return f"{self.part(p)}:work:{account_id}"

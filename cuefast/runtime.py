@@ -28,7 +28,7 @@ class Runtime:
         self.store = Store(connect(settings.redis_url), self.keys)
         self.pg_pool: Any = None
         self.accounts = AccountService(self.store, settings, self.clock)
-        self.executions = ExecutionService(self.store)
+        self.executions = ExecutionService(self.store, self.clock)
         self.cues = CueService(self.store, settings, self.clock, self.executions)
         self._pg_task: asyncio.Task[None] | None = None
 

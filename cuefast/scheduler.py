@@ -92,6 +92,8 @@ class Scheduler:
                     break
             while await self.store.move_due_retries(p, now, self.batch) == self.batch:
                 pass
+            while await self.store.move_due_delayed(p, now, self.batch) == self.batch:
+                pass
         await self.store.record_poller(now, created, int((time.monotonic() - started) * 1000))
         return created
 

@@ -37,6 +37,9 @@ SCRIPT_NAMES = (
     "deliver_start",
     "deliver_finish",
     "retry_due",
+    "execution_create",
+    "delayed_due",
+    "cue_purge",
 )
 
 DISPATCH_GROUP = "dispatchers"
@@ -334,6 +337,87 @@ class Store:
             args.extend(row)
         res = await self._run("materialize", [self.keys.due(p), self.keys.outbox(p)], args)
         return int(res[0]), int(res[1])
+
+    async def move_due_delayed(self, p: int, now_us: int, batch: int) -> int:
+        k = self.keys
+        return int(await self._run("delayed_due", [k.delayed(p), k.outbox(p)], [batch, now_us]))
+
+    async def create_execution(
+        self,
+        *,
+        execution_id: str,
+        cue_id: str,
+        account_id: str,
+        scheduled_us: int,
+        payload_json: str,
+        triggered_by: str,
+        replayed_from: str = "",
+        idem_digest: str = "",
+        fingerprint: str = "",
+        response_json: str = "",
+        idem_ttl_ms: int = 24 * 3600 * 1000,
+        now_us: int,
+    ) -> tuple[str, str]:
+        """("created", "") | ("repeat", remembered response) | ("conflict", execution id) | ("no_cue", "")."""
+        k = self.keys
+        p = k.cue_partition(cue_id)
+        res = await self._run(
+            "execution_create",
+            [
+                k.execution(p, execution_id),
+                k.cue(cue_id),
+                k.cue_executions(cue_id),
+                k.execution_index(p, account_id),
+                k.outbox(p),
+                k.delayed(p),
+                k.work(p, account_id),
+                k.idempotency(cue_id, idem_digest),
+            ],
+            [
+                execution_id,
+                account_id,
+                scheduled_us,
+                payload_json,
+                triggered_by,
+                replayed_from,
+                fingerprint,
+                response_json,
+                idem_ttl_ms,
+                now_us,
+            ],
+        )
+        code = int(res[0])
+        if code == 1:
+            return "created", ""
+        if code == 2:
+            return "repeat", str(res[1])
+        if code == -1:
+            return "conflict", str(res[1])
+        return "no_cue", ""
+
+    async def purge_cue_executions(self, cue_id: str, account_id: str, batch: int = 500) -> int:
+        """Remove a deleted cue's executions in bounded batches."""
+        k = self.keys
+        p = k.cue_partition(cue_id)
+        removed = 0
+        while True:
+            n = int(
+                await self._run(
+                    "cue_purge",
+                    [
+                        k.cue_executions(cue_id),
+                        k.execution_index(p, account_id),
+                        k.leases(p),
+                        k.retries(p),
+                        k.delayed(p),
+                        k.work(p, account_id),
+                    ],
+                    [k.part(p) + ":", batch],
+                )
+            )
+            removed += n
+            if n < batch:
+                return removed
 
     async def move_due_retries(self, p: int, now_us: int, batch: int) -> int:
         k = self.keys

@@ -11,6 +11,7 @@ from cuefast.accounts import require_confirmation
 from cuefast.api.http import json_response, read_json
 from cuefast.cue_input import parse_create, parse_patch
 from cuefast.errors import CueNotFound
+from cuefast.executions import parse_fire
 from cuefast.runtime import Runtime
 from cuefast.validate import Checker, query_int, require_object
 
@@ -86,4 +87,12 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         account = await accounts.authenticate(request.headers.get("authorization"))
         await cues.delete(account, request.path_params["cue_id"])
 
-    return [create_cue, list_cues, bulk_delete, get_cue, patch_cue, delete_cue]
+    @post(
+        "/v1/cues/{cue_id:str}/fire", summary="Fire a cue now (or at send_at)", tags=["cues"], status_code=200
+    )
+    async def fire_cue(request: Request[Any, Any, Any]) -> Response[bytes]:
+        account = await accounts.authenticate(request.headers.get("authorization"))
+        req = parse_fire(await read_json(request, required=False))
+        return json_response(await rt.executions.fire(account, request.path_params["cue_id"], req))
+
+    return [create_cue, list_cues, bulk_delete, get_cue, patch_cue, delete_cue, fire_cue]

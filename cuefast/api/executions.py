@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request, Response, get
+from litestar import Request, Response, get, post
 from litestar.handlers import HTTPRouteHandler
 
 from cuefast.api.http import json_response
@@ -63,4 +63,11 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         account = await accounts.authenticate(request.headers.get("authorization"))
         return json_response(await executions.get(account, request.path_params["execution_id"]))
 
-    return [list_executions, get_execution]
+    @post(
+        "/v1/executions/{execution_id:str}/replay", summary="Replay a finished execution", tags=["executions"]
+    )
+    async def replay(request: Request[Any, Any, Any]) -> Response[bytes]:
+        account = await accounts.authenticate(request.headers.get("authorization"))
+        return json_response(await executions.replay(account, request.path_params["execution_id"]))
+
+    return [list_executions, get_execution, replay]
