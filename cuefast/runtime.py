@@ -13,6 +13,7 @@ from cuefast.config import Settings
 from cuefast.cues import CueService
 from cuefast.executions import ExecutionService
 from cuefast.keys import Keys
+from cuefast.outcomes import OutcomeService
 from cuefast.store import Store, connect
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ class Runtime:
         self.pg_pool: Any = None
         self.accounts = AccountService(self.store, settings, self.clock)
         self.executions = ExecutionService(self.store, self.clock)
+        self.outcomes = OutcomeService(self.store, self.clock)
         self.cues = CueService(self.store, settings, self.clock, self.executions)
         self._pg_task: asyncio.Task[None] | None = None
 

@@ -40,6 +40,8 @@ SCRIPT_NAMES = (
     "execution_create",
     "delayed_due",
     "cue_purge",
+    "outcome",
+    "execution_cas",
 )
 
 DISPATCH_GROUP = "dispatchers"
@@ -394,6 +396,46 @@ class Store:
         if code == -1:
             return "conflict", str(res[1])
         return "no_cue", ""
+
+    async def record_outcome(
+        self,
+        execution_id: str,
+        outcome_json: str,
+        success: bool,
+        state: str,
+        error: str,
+        once_cue: bool,
+        now_us: int,
+    ) -> str | Literal["duplicate", "missing"]:
+        k = self.keys
+        p = k.execution_partition(execution_id)
+        if p is None:
+            return "missing"
+        res = await self._run(
+            "outcome",
+            [k.execution(p, execution_id)],
+            [outcome_json, 1 if success else 0, state, error, k.part(p) + ":", 1 if once_cue else 0, now_us],
+        )
+        if res[0] == -1:
+            return "duplicate"
+        if res[0] == -2:
+            return "missing"
+        return str(res[1])
+
+    async def execution_cas(
+        self, execution_id: str, expected_outcome: str, expected_state: str, fields: Mapping[str, str | int]
+    ) -> int:
+        k = self.keys
+        p = k.execution_partition(execution_id)
+        if p is None:
+            return -1
+        return int(
+            await self._run(
+                "execution_cas",
+                [k.execution(p, execution_id)],
+                [expected_outcome, expected_state, *_pairs(fields)],
+            )
+        )
 
     async def purge_cue_executions(self, cue_id: str, account_id: str, batch: int = 500) -> int:
         """Remove a deleted cue's executions in bounded batches."""

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request, Response, get, post
+from litestar import Request, Response, get, patch, post
 from litestar.handlers import HTTPRouteHandler
 
-from cuefast.api.http import json_response
+from cuefast.api.http import json_response, read_json
 from cuefast.errors import api_error
 from cuefast.executions import ExecutionFilters
 from cuefast.runtime import Runtime
@@ -70,4 +70,49 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         account = await accounts.authenticate(request.headers.get("authorization"))
         return json_response(await executions.replay(account, request.path_params["execution_id"]))
 
-    return [list_executions, get_execution, replay]
+    outcomes = rt.outcomes
+
+    @post(
+        "/v1/executions/{execution_id:str}/outcome",
+        summary="Report an outcome (write-once)",
+        tags=["executions"],
+    )
+    async def report_outcome(request: Request[Any, Any, Any]) -> Response[bytes]:
+        account = await accounts.authenticate(request.headers.get("authorization"))
+        body = await read_json(request)
+        return json_response(await outcomes.report(account, request.path_params["execution_id"], body))
+
+    @patch("/v1/executions/{execution_id:str}/evidence", summary="Append evidence", tags=["executions"])
+    async def append_evidence(request: Request[Any, Any, Any]) -> Response[bytes]:
+        account = await accounts.authenticate(request.headers.get("authorization"))
+        body = await read_json(request)
+        return json_response(
+            await outcomes.append_evidence(account, request.path_params["execution_id"], body)
+        )
+
+    @post(
+        "/v1/executions/{execution_id:str}/verify", summary="Mark verified or rejected", tags=["executions"]
+    )
+    async def verify(request: Request[Any, Any, Any]) -> Response[bytes]:
+        account = await accounts.authenticate(request.headers.get("authorization"))
+        body = await read_json(request, required=False)
+        return json_response(await outcomes.verify(account, request.path_params["execution_id"], body))
+
+    @post(
+        "/v1/executions/{execution_id:str}/verification-pending",
+        summary="Mark verification pending",
+        tags=["executions"],
+    )
+    async def verification_pending(request: Request[Any, Any, Any]) -> Response[bytes]:
+        account = await accounts.authenticate(request.headers.get("authorization"))
+        return json_response(await outcomes.mark_pending(account, request.path_params["execution_id"]))
+
+    return [
+        list_executions,
+        get_execution,
+        replay,
+        report_outcome,
+        append_evidence,
+        verify,
+        verification_pending,
+    ]

@@ -1,0 +1,228 @@
+"""Outcomes, evidence and verification (CONTRACT.md §8.5–§8.9), without HTTP.
+
+An outcome is written once, atomically with its status effect (``outcome.lua``); a
+second report is a 409 and the first stays. Evidence, ``/verify`` and
+``/verification-pending`` change an existing outcome through a compare-and-set on the
+outcome and its state, retried on contention.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from cuefast.clock import Clock
+from cuefast.errors import Conflict, CuefastError, ExecutionNotFound, api_error
+from cuefast.models import CONFIG_DECODER, Account
+from cuefast.store import Store
+from cuefast.times import fmt_z
+from cuefast.validate import MISSING, Checker, require_object
+
+MAX_TEXT = 16_384
+MAX_METADATA = 32_768
+EVIDENCE = ("external_id", "result_url", "result_ref", "result_type", "summary", "artifacts")
+_LIMITS = {"external_id": 500, "result_ref": 500, "result_type": 100, "summary": 500}
+VERIFIABLE = frozenset({"reported_success", "reported_failure", "verification_pending"})
+
+
+class MetadataTooLarge(CuefastError):
+    status = 400
+    code = "metadata_too_large"
+
+    def __init__(self) -> None:
+        super().__init__("Outcome metadata must be under 32KB")
+
+
+def _evidence(c: Checker, obj: dict[str, Any]) -> dict[str, Any]:
+    """The evidence keys present and valid (empty strings and lists count as absent)."""
+    out: dict[str, Any] = {}
+    for name in EVIDENCE:
+        value = obj.get(name)
+        if value is None:
+            continue
+        if name == "artifacts":
+            if not isinstance(value, list):
+                c.add("body.artifacts", "Input should be a valid list")
+            elif value:
+                out[name] = value
+            continue
+        if name == "result_url":
+            if value == "":
+                continue
+            checked = c.http_url("body.result_url", value)
+        else:
+            checked = c.string(f"body.{name}", value, max_len=_LIMITS[name])
+        if checked is not MISSING and checked != "":
+            out[name] = checked
+    return out
+
+
+def _metadata(c: Checker, obj: dict[str, Any]) -> Any:
+    value = obj.get("metadata")
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        c.add("body.metadata", "Input should be a valid dictionary")
+        return None
+    if len(msgspec.json.encode(value)) > MAX_METADATA:
+        raise MetadataTooLarge()
+    return value
+
+
+def outcome_state(success: bool, mode: str | None, evidence: dict[str, Any]) -> str:
+    if not success:
+        return "reported_failure"
+    if mode in (None, "none"):
+        return "reported_success"
+    if mode == "manual":
+        return "verification_pending"
+    needed = {
+        "require_external_id": "external_id",
+        "require_result_url": "result_url",
+        "require_artifacts": "artifacts",
+    }
+    return "verified_success" if needed.get(mode, "") in evidence else "verification_failed"
+
+
+class OutcomeService:
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+
+    async def _owned(self, account: Account, execution_id: str) -> dict[str, str]:
+        h = await self.store.get_execution(execution_id)
+        if h is None or h.get("acct") != account.id:
+            raise ExecutionNotFound()
+        return h
+
+    async def report(self, account: Account, execution_id: str, body: Any) -> dict[str, Any]:
+        obj = require_object(body)
+        c = Checker()
+        success = MISSING
+        if obj.get("success") is None:
+            c.add("body.success", "Field required")
+        else:
+            success = c.boolean("body.success", obj["success"])
+        texts: dict[str, str | None] = {}
+        for name in ("result", "error"):
+            value = obj.get(name)
+            if value is None:
+                texts[name] = None
+            elif isinstance(value, str):
+                texts[name] = value[:MAX_TEXT]
+            else:
+                c.add(f"body.{name}", "Input should be a valid string")
+        evidence = _evidence(c, obj)
+        c.raise_if_any()
+        metadata = _metadata(c, obj)
+        c.raise_if_any()
+        h = await self._owned(account, execution_id)
+        cue_raw = await self.store.get_cue(h["cue"])
+        cfg = CONFIG_DECODER.decode(cue_raw["cfg"]) if cue_raw else None
+        mode = cfg.verification.mode if cfg and cfg.verification else None
+        state = outcome_state(bool(success), mode, evidence)
+        now = self.clock.now_us()
+        outcome = {
+            "success": bool(success),
+            "result": texts["result"],
+            "error": texts["error"],
+            "metadata": metadata,
+            "recorded_at": fmt_z(now),
+            **{name: evidence.get(name) for name in EVIDENCE},
+        }
+        res = await self.store.record_outcome(
+            execution_id,
+            msgspec.json.encode(outcome).decode(),
+            bool(success),
+            state,
+            (texts["error"] or "")[:500],
+            bool(cfg and cfg.schedule.type == "once"),
+            now,
+        )
+        if res == "duplicate":
+            raise Conflict("outcome_already_recorded", "Outcome has already been recorded for this execution")
+        if res == "missing":
+            raise ExecutionNotFound()
+        return {
+            "execution_id": execution_id,
+            "outcome_recorded": True,
+            "outcome_state": state,
+            "reason": None,
+        }
+
+    async def _change(self, account: Account, execution_id: str, change: Any) -> dict[str, Any]:
+        """Apply ``change(outcome dict, state) -> (fields, response)`` with compare-and-set."""
+        for _ in range(20):
+            h = await self._owned(account, execution_id)
+            fields, response = change(
+                msgspec.json.decode(h["oc"]) if h.get("oc") else None, h.get("os") or None
+            )
+            res = await self.store.execution_cas(execution_id, h.get("oc") or "", h.get("os") or "", fields)
+            if res == 1:
+                return dict(response)
+            if res == -1:
+                raise ExecutionNotFound()
+        raise RuntimeError("execution kept changing")  # pragma: no cover
+
+    async def append_evidence(self, account: Account, execution_id: str, body: Any) -> dict[str, Any]:
+        obj = require_object(body)
+        c = Checker()
+        evidence = _evidence(c, obj)
+        c.raise_if_any()
+        metadata = _metadata(c, obj)
+        c.raise_if_any()
+
+        def change(
+            outcome: dict[str, Any] | None, state: str | None
+        ) -> tuple[dict[str, Any], dict[str, Any]]:
+            if outcome is None:
+                raise Conflict("no_outcome", "Report outcome first before appending evidence")
+            outcome.update(evidence)
+            fields: dict[str, Any] = {"oc": msgspec.json.encode(outcome).decode(), "ua": self.clock.now_us()}
+            if metadata:
+                fields["evm"] = msgspec.json.encode(metadata).decode()
+            return fields, {"execution_id": execution_id, "outcome_state": state, "evidence_updated": True}
+
+        return await self._change(account, execution_id, change)
+
+    async def verify(self, account: Account, execution_id: str, body: Any) -> dict[str, Any]:
+        obj = require_object(body)
+        c = Checker()
+        valid = True if obj.get("valid") is None else c.boolean("body.valid", obj["valid"])
+        reason = None if obj.get("reason") is None else c.string("body.reason", obj["reason"])
+        c.raise_if_any()
+
+        def change(
+            outcome: dict[str, Any] | None, state: str | None
+        ) -> tuple[dict[str, Any], dict[str, Any]]:
+            if outcome is None or state not in VERIFIABLE:
+                raise api_error(409, "invalid_state", f"Cannot verify from state '{state}'")
+            new_state = "verified_success" if valid else "verification_failed"
+            fields: dict[str, Any] = {"os": new_state, "ua": self.clock.now_us()}
+            if not valid and reason:
+                suffix = f"verification rejected: {reason[:500]}"
+                old = outcome.get("summary") or ""
+                outcome["summary"] = (f"{old} | {suffix}" if old else suffix)[:500]
+                fields["oc"] = msgspec.json.encode(outcome).decode()
+            return fields, {
+                "execution_id": execution_id,
+                "outcome_state": new_state,
+                "valid": valid,
+                "reason": reason,
+            }
+
+        return await self._change(account, execution_id, change)
+
+    async def mark_pending(self, account: Account, execution_id: str) -> dict[str, Any]:
+        def change(
+            outcome: dict[str, Any] | None, state: str | None
+        ) -> tuple[dict[str, Any], dict[str, Any]]:
+            if outcome is None:
+                raise Conflict("no_outcome", "No outcome recorded yet")
+            return (
+                {"os": "verification_pending", "ua": self.clock.now_us()},
+                {"execution_id": execution_id, "outcome_state": "verification_pending"},
+            )
+
+        return await self._change(account, execution_id, change)
