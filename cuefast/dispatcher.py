@@ -29,6 +29,7 @@ from cuefast.clock import Clock
 from cuefast.config import Settings
 from cuefast.errors import UnsafeURL
 from cuefast.models import CONFIG_DECODER, CueConfig
+from cuefast.outcomes import OutcomeService
 from cuefast.signing import canonical_json, decode_payload, sign
 from cuefast.store import Store
 from cuefast.times import fmt_offset
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 USER_AGENT = "CueAPI/1.0"
 PROTECTED = frozenset({"content-type", "content-length", "host", "transfer-encoding", "connection"})
 MAX_ERROR = 500
+MAX_RESPONSE_BODY = 65_536
 
 
 def error_for_status(status: int) -> str:
@@ -142,6 +144,7 @@ class Dispatcher:
         self.policy = ssrf.Policy(
             allow_private=settings.allow_private_callbacks, allow_http=settings.allow_http_callbacks
         )
+        self.outcomes = OutcomeService(store, clock)
         self.session: aiohttp.ClientSession | None = None
         self._slots = asyncio.Semaphore(concurrency)
         self._inflight: set[asyncio.Task[None]] = set()
@@ -248,14 +251,15 @@ class Dispatcher:
             has_body=method != "GET",
         )
         timeout = cfg.delivery.timeout_seconds if cfg.delivery else self.settings.webhook_timeout_seconds
-        status, error = await self.send(cfg.callback.url or "", method, body, headers, timeout)
+        status, error, response = await self.send(cfg.callback.url or "", method, body, headers, timeout)
         ok = status is not None and 200 <= status < 300
         done_at = self.clock.now_us()
         delay = None if ok else next_retry_delay_us(cfg, attempt)
         deadline = None
         if ok and cfg.delivery is not None and cfg.delivery.outcome_deadline_seconds is not None:
             deadline = done_at + cfg.delivery.outcome_deadline_seconds * 1_000_000
-        return await self.store.deliver_finish(
+        recurring = cfg.schedule.type == "recurring"
+        new_status = await self.store.deliver_finish(
             p,
             eid,
             ok=ok,
@@ -264,14 +268,74 @@ class Dispatcher:
             next_retry=None if delay is None else done_at + delay,
             deadline=deadline,
             entry_id=entry_id,
-            decides_once_cue=tb == "scheduled" and cfg.schedule.type == "once",
+            decides_once_cue=tb == "scheduled" and not recurring,
+            pause_on_failure=cfg.on_failure.pause and recurring,
             now_us=done_at,
         )
+        if new_status in ("success", "pending_outcome"):
+            await self.store.count_execution(str(acct), done_at)
+            if self.settings.response_body_outcomes and response:
+                await self.outcomes.record_from_response(eid, response)
+        elif new_status == "failed":
+            self._on_failure(
+                cfg, str(cue_id), str(name), eid, attempt, error, status, str(acct), secret, done_at
+            )
+        return new_status
+
+    def _on_failure(
+        self,
+        cfg: CueConfig,
+        cue_id: str,
+        name: str,
+        eid: str,
+        attempts: int,
+        error: str,
+        status: int | None,
+        account_id: str,
+        secret: str,
+        now: int,
+    ) -> None:
+        """on_failure escalation (§12.1); the pause already happened with the final result."""
+        if cfg.on_failure.email:
+            log.warning(
+                "cue %s failed (execution %s): %s; on_failure e-mail to the account owner",
+                cue_id,
+                eid,
+                error,
+                extra={"cue_id": cue_id, "execution_id": eid, "account_id": account_id},
+            )
+        if cfg.on_failure.webhook:
+            notice = {
+                "attempts": attempts,
+                "cue_id": cue_id,
+                "cue_name": name,
+                "dashboard_url": self.settings.dashboard_url or None,
+                "event": "cue.failed",
+                "execution_id": eid,
+                "failed_at": fmt_offset(now),
+                "last_error": error[:MAX_ERROR],
+                "last_http_status": status,
+            }
+            task = asyncio.create_task(self._notify(cfg.on_failure.webhook, canonical_json(notice), secret))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+
+    async def _notify(self, url: str, body: bytes, secret: str) -> None:
+        ts = self.clock.now_us() // 1_000_000
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "X-CueAPI-Signature": sign(secret, ts, body),
+            "X-CueAPI-Timestamp": str(ts),
+        }
+        status, error, _ = await self.send(url, "POST", body, headers, self.settings.notify_timeout_seconds)
+        if status is None or not 200 <= status < 300:
+            log.warning("on_failure webhook not accepted: %s", error or status)
 
     async def send(
         self, url: str, method: str, body: bytes, headers: dict[str, str], timeout_s: float
-    ) -> tuple[int | None, str]:
-        """(HTTP status or None, error text for a failed attempt)."""
+    ) -> tuple[int | None, str, bytes]:
+        """(HTTP status or None, error text for a failed attempt, start of a 2xx body)."""
         assert self.session is not None, "start() first"
         try:
             await ssrf.resolve_target(url, self.policy)
@@ -283,19 +347,20 @@ class Dispatcher:
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=timeout_s),
             ) as resp:
-                await resp.content.read(2000)
                 status = resp.status
-                return status, "" if 200 <= status < 300 else error_for_status(status)
+                if 200 <= status < 300:
+                    return status, "", await resp.content.read(MAX_RESPONSE_BODY)
+                return status, error_for_status(status), b""
         except UnsafeURL as exc:
-            return None, exc.message
+            return None, exc.message, b""
         except TimeoutError:
-            return None, "Webhook endpoint timed out"
+            return None, "Webhook endpoint timed out", b""
         except (
             aiohttp.ClientConnectorError,
             aiohttp.ClientSSLError,
             aiohttp.ServerDisconnectedError,
             aiohttp.ClientOSError,
         ):
-            return None, "Could not connect to webhook endpoint"
+            return None, "Could not connect to webhook endpoint", b""
         except aiohttp.ClientError as exc:
-            return None, (str(exc) or type(exc).__name__)[:MAX_ERROR]
+            return None, (str(exc) or type(exc).__name__)[:MAX_ERROR], b""

@@ -118,28 +118,7 @@ class OutcomeService:
         metadata = _metadata(c, obj)
         c.raise_if_any()
         h = await self._owned(account, execution_id)
-        cue_raw = await self.store.get_cue(h["cue"])
-        cfg = CONFIG_DECODER.decode(cue_raw["cfg"]) if cue_raw else None
-        mode = cfg.verification.mode if cfg and cfg.verification else None
-        state = outcome_state(bool(success), mode, evidence)
-        now = self.clock.now_us()
-        outcome = {
-            "success": bool(success),
-            "result": texts["result"],
-            "error": texts["error"],
-            "metadata": metadata,
-            "recorded_at": fmt_z(now),
-            **{name: evidence.get(name) for name in EVIDENCE},
-        }
-        res = await self.store.record_outcome(
-            execution_id,
-            msgspec.json.encode(outcome).decode(),
-            bool(success),
-            state,
-            (texts["error"] or "")[:500],
-            bool(cfg and cfg.schedule.type == "once"),
-            now,
-        )
+        res, state = await self.record(h, bool(success), texts["result"], texts["error"], metadata, evidence)
         if res == "duplicate":
             raise Conflict("outcome_already_recorded", "Outcome has already been recorded for this execution")
         if res == "missing":
@@ -150,6 +129,63 @@ class OutcomeService:
             "outcome_state": state,
             "reason": None,
         }
+
+    async def record(
+        self,
+        h: dict[str, str],
+        success: bool,
+        result: str | None,
+        error: str | None,
+        metadata: Any,
+        evidence: dict[str, Any],
+    ) -> tuple[str, str]:
+        """Write an outcome for execution ``h`` (checked values); (store result, outcome_state)."""
+        cue_raw = await self.store.get_cue(h["cue"])
+        cfg = CONFIG_DECODER.decode(cue_raw["cfg"]) if cue_raw else None
+        mode = cfg.verification.mode if cfg and cfg.verification else None
+        state = outcome_state(success, mode, evidence)
+        now = self.clock.now_us()
+        outcome = {
+            "success": success,
+            "result": result,
+            "error": error,
+            "metadata": metadata,
+            "recorded_at": fmt_z(now),
+            **{name: evidence.get(name) for name in EVIDENCE},
+        }
+        res = await self.store.record_outcome(
+            h["id"],
+            msgspec.json.encode(outcome).decode(),
+            success,
+            state,
+            (error or "")[:500],
+            bool(cfg and cfg.schedule.type == "once"),
+            now,
+        )
+        return res, state
+
+    async def record_from_response(self, execution_id: str, body: bytes) -> str | None:
+        """§10.6: a 2xx body ``{"success": bool, …}`` becomes the outcome if none exists yet."""
+        try:
+            obj = msgspec.json.decode(body)
+        except msgspec.DecodeError:
+            return None
+        if not isinstance(obj, dict) or not isinstance(obj.get("success"), bool):
+            return None
+        h = await self.store.get_execution(execution_id)
+        if h is None or h.get("oc"):
+            return None
+        c = Checker()
+        evidence = {
+            k: v for k, v in _evidence(c, obj).items() if not any(loc == f"body.{k}" for loc, _ in c.problems)
+        }
+        try:
+            metadata = _metadata(Checker(), obj)
+        except MetadataTooLarge:
+            metadata = None
+        texts = {n: (obj[n][:MAX_TEXT] if isinstance(obj.get(n), str) else None) for n in ("result", "error")}
+        res, state = await self.record(h, obj["success"], texts["result"], texts["error"], metadata, evidence)
+        return state if res not in ("duplicate", "missing") else None
 
     async def _change(self, account: Account, execution_id: str, change: Any) -> dict[str, Any]:
         """Apply ``change(outcome dict, state) -> (fields, response)`` with compare-and-set."""

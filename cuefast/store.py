@@ -528,6 +528,7 @@ class Store:
         deadline: int | None,
         entry_id: str,
         decides_once_cue: bool,
+        pause_on_failure: bool = False,
         now_us: int,
     ) -> str | None:
         k = self.keys
@@ -545,9 +546,18 @@ class Store:
                 k.part(p) + ":",
                 1 if decides_once_cue else 0,
                 now_us,
+                1 if pause_on_failure else 0,
             ],
         )
         return str(res[1]) if res[0] == 1 else None
+
+    async def count_execution(self, account_id: str, now_us: int) -> None:
+        """+1 on the account's monthly executions counter (first delivery / first claim)."""
+        key = self.keys.usage(account_id, month_of(now_us))
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hincrby(key, "executions", 1)
+            pipe.expire(key, 62 * 86400)
+            await pipe.execute()
 
     async def ack(self, p: int, entry_id: str) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:

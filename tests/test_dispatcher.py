@@ -45,6 +45,10 @@ class Receiver:
             return web.Response(status=302, headers={"Location": "http://127.0.0.1:1/elsewhere"})
         if self.mode == "hang":
             await asyncio.sleep(3)
+        if self.mode == "outcome":
+            return web.json_response(
+                {"success": False, "error": "bad input", "external_id": "x1", "summary": 5}
+            )
         if self.mode == "reset":
             assert request.transport is not None
             request.transport.close()
@@ -330,3 +334,66 @@ async def test_run_loop_delivers_and_stops_gracefully(env: Any) -> None:
         await asyncio.wait_for(task, 10)
     res = (await api.request("GET", "/v1/executions?status=success&limit=100", key)).json()
     assert res["total"] == 20
+
+
+async def test_on_failure_pause_and_signed_notice(env: Any) -> None:
+    api, clock, sched, dispatcher, receiver = env
+    key = await api.register()
+    secret = (await api.request("GET", "/v1/auth/webhook-secret", key)).json()["webhook_secret"]
+    notices = Receiver()
+    await notices.start()
+    try:
+        receiver.mode = "500"
+        cue = await webhook_cue(
+            api,
+            key,
+            receiver.url,
+            name="failer",
+            retry={"max_attempts": 1},
+            on_failure={"pause": True, "webhook": notices.url, "email": True},
+        )
+        clock.set(parse_datetime("2031-01-06T09:00:00Z"))
+        await sched.tick()
+        assert await drain(dispatcher) == ["failed"]
+        await asyncio.gather(*list(dispatcher._inflight))
+        detail = (await api.request("GET", f"/v1/cues/{cue['id']}", key)).json()
+        assert detail["status"] == "paused" and detail["next_run"] is None
+        (req,) = notices.requests
+        body = json.loads(req["body"])
+        assert req["body"] == json.dumps(body, sort_keys=True).encode()
+        e = await only_execution(api, key, cue["id"])
+        assert body == {
+            "attempts": 1,
+            "cue_id": cue["id"],
+            "cue_name": "failer",
+            "dashboard_url": None,
+            "event": "cue.failed",
+            "execution_id": e["id"],
+            "failed_at": "2031-01-06T09:00:00+00:00",
+            "last_error": "Webhook endpoint returned server error (500)",
+            "last_http_status": 500,
+        }
+        h = req["headers"]
+        assert h["X-CueAPI-Signature"] == independent_signature(secret, h["X-CueAPI-Timestamp"], req["body"])
+        assert h["User-Agent"] == "CueAPI/1.0"
+    finally:
+        assert notices.runner is not None
+        await notices.runner.cleanup()
+
+
+async def test_response_body_outcome_and_usage(env: Any) -> None:
+    api, clock, sched, dispatcher, receiver = env
+    key = await api.register()
+    receiver.mode = "outcome"
+    cue = await webhook_cue(api, key, receiver.url, delivery={"outcome_deadline_seconds": 60})
+    clock.set(parse_datetime("2031-01-06T09:00:00Z"))
+    await sched.tick()
+    assert await drain(dispatcher) == ["pending_outcome"]
+    e = await only_execution(api, key, cue["id"])
+    assert e["status"] == "failed" and e["outcome_state"] == "reported_failure"
+    assert e["outcome"]["error"] == "bad input" and e["outcome"]["external_id"] == "x1"
+    assert e["outcome"]["summary"] is None  # invalid evidence value ignored
+    res = await api.request("POST", f"/v1/executions/{e['id']}/outcome", key, json={"success": True})
+    assert res.status_code == 409
+    me = (await api.request("GET", "/v1/auth/me", key)).json()
+    assert me["executions_this_month"] == 1

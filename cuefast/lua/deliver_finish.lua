@@ -4,7 +4,7 @@
   ARGV[4] error message ("" = none)  ARGV[5] next retry µs ("" = no attempts left)
   ARGV[6] outcome deadline µs ("" = not armed)  ARGV[7] stream entry id ("" = none)
   ARGV[8] partition key prefix  ARGV[9] 1 if this execution decides a one-time cue, else 0
-  ARGV[10] now µs
+  ARGV[10] now µs  ARGV[11] 1 if a final failure pauses the (recurring) cue (on_failure.pause)
   returns {1, new status} | {0} the execution was not in flight (deleted or already recorded) ]]
 local now = ARGV[10]
 local pfx = ARGV[8]
@@ -54,6 +54,7 @@ else
     status = 'failed'
     if redis.call('EXISTS', ck) == 1 then redis.call('HSET', ck, 'lr', now) end
     if ARGV[9] == '1' then set_cue_status('failed') end
+    if ARGV[11] == '1' then set_cue_status('paused') end
   end
 end
 redis.call('HSET', KEYS[1], 'st', status)
