@@ -127,6 +127,11 @@ def bench_api(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "engine":
+        from bench.engine import main as engine_main
+
+        engine_main(sys.argv[2:])
+        return
     parser = argparse.ArgumentParser(prog="./dev bench")
     sub = parser.add_subparsers(dest="bench", required=True)
     api = sub.add_parser("api", help="HTTP API: POST /v1/cues and GET /v1/cues/{id} with locust")

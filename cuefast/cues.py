@@ -54,6 +54,7 @@ from cuefast.models import (
     OnFailure,
     Retry,
     Schedule,
+    schedule_summary,
 )
 from cuefast.store import Store
 from cuefast.times import fmt_offset, fmt_z, parse_datetime
@@ -291,6 +292,7 @@ class CueService:
             "ua": now,
             "v": 1,
             "cfg": CONFIG_ENCODER.encode(checked.config).decode(),
+            "sch": schedule_summary(checked.config),
             "pl": (checked.payload_json or b"{}").decode(),
         }
         try:
@@ -474,6 +476,7 @@ class CueService:
             await self._reserve(account, name, cue_id, check_limit=False)
         fields: dict[str, str | int] = {
             "cfg": CONFIG_ENCODER.encode(cfg).decode(),
+            "sch": schedule_summary(cfg),
             "ua": now,
             "v": int(h.get("v") or 1) + 1,
         }

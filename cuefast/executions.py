@@ -60,7 +60,7 @@ def render_execution(h: dict[str, str]) -> dict[str, Any]:
         "last_attempt_at": _time(h, "la"),
         "outcome": msgspec.Raw(outcome) if outcome else None,
         "created_at": fmt_z(int(h["ca"])),
-        "updated_at": fmt_z(int(h["ua"])),
+        "updated_at": fmt_z(int(h.get("ua") or h["ca"])),
         "triggered_by": h.get("tb") or "scheduled",
         "payload": msgspec.Raw(h.get("pl") or "{}"),
         "outcome_state": h.get("os") or None,

@@ -16,6 +16,7 @@ field       value
 ``v``       config version (bumped by every PATCH; optimistic concurrency)
 ``cfg``     CueConfig as JSON (everything only PATCH changes)
 ``pl``      payload: compact JSON exactly as submitted (key order kept)
+``sch``     schedule summary for the scheduler: ``<type>|<timezone>|<catch_up>|<cron>``
 ==========  ====================================================================
 """
 
@@ -77,6 +78,12 @@ class CueConfig(msgspec.Struct, kw_only=True):
     delivery: Delivery | None = None
     alerts: Alerts | None = None
     catch_up: str = "latest"
+
+
+def schedule_summary(cfg: CueConfig) -> str:
+    """The ``sch`` field: what the scheduler needs, without decoding ``cfg``."""
+    s = cfg.schedule
+    return f"{s.type}|{s.timezone}|{cfg.catch_up}|{s.cron or ''}"
 
 
 CONFIG_ENCODER = msgspec.json.Encoder()

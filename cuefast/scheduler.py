@@ -20,15 +20,14 @@ A slot counts as missed when it is more than ``ON_TIME_US`` behind the pass.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 import time
-from collections.abc import Sequence
 
 from cuefast import cron
 from cuefast.clock import Clock
 from cuefast.ids import scheduled_execution_id
-from cuefast.models import CONFIG_DECODER, Schedule
 from cuefast.store import Store
 
 log = logging.getLogger(__name__)
@@ -50,25 +49,29 @@ def latest_slot(expr: str, tz_name: str, first_due: int, now: int) -> int:
     return first_due
 
 
-def plan_cue(sched: Schedule, catch_up: str, due: int, now: int) -> tuple[list[int], int | None]:
-    """(slots to fire, new next_run) for a cue whose next_run ``due`` ≤ ``now``."""
-    if sched.type != "recurring" or not sched.cron:
-        return [due], None  # one-time: fires once, however late
-    expr, tz_name = sched.cron, sched.timezone
+@functools.lru_cache(maxsize=4096)
+def plan_cue(summary: str, due: int, now: int) -> tuple[tuple[int, ...], int | None]:
+    """(slots to fire, new next_run) for a cue whose next_run ``due`` ≤ ``now``.
+
+    ``summary`` is the cue's ``sch`` field (``<type>|<timezone>|<catch_up>|<cron>``);
+    cues sharing a schedule and a due time share the answer (memoised).
+    """
+    kind, tz_name, catch_up, expr = summary.split("|", 3)
+    if kind != "recurring" or not expr:
+        return (due,), None  # one-time: fires once, however late
     tz = cron.resolve_timezone(tz_name)
     following = cron.next_fire(expr, tz, due)
     if following is None or following > now:  # at most this one slot is due
         if catch_up == "none" and now - due > ON_TIME_US:
-            return [], following
-        return [due], following
+            return (), following
+        return (due,), following
     if catch_up == "all":
-        slots = [due, *cron.next_fires(expr, tz, due, now, MAX_CATCH_UP - 1)]
+        slots = (due, *cron.next_fires(expr, tz, due, now, MAX_CATCH_UP - 1))
         return slots, cron.next_fire(expr, tz, slots[-1])
     last = latest_slot(expr, tz_name, due, now)
     if catch_up == "none":
-        slots = [last] if now - last <= ON_TIME_US else []
-        return slots, cron.next_fire(expr, tz, max(last, now))
-    return [last], cron.next_fire(expr, tz, last)
+        return ((last,) if now - last <= ON_TIME_US else ()), cron.next_fire(expr, tz, max(last, now))
+    return (last,), cron.next_fire(expr, tz, last)
 
 
 class Scheduler:
@@ -83,40 +86,42 @@ class Scheduler:
         now = self.clock.now_us()
         partitions = list(range(self.store.keys.partitions))
         random.shuffle(partitions)  # several schedulers start on different partitions
-        created = 0
-        for p in partitions:
-            while True:
-                n, full = await self._partition(p, now)
-                created += n
-                if not full:
-                    break
-            while await self.store.move_due_retries(p, now, self.batch) == self.batch:
-                pass
-            while await self.store.move_due_delayed(p, now, self.batch) == self.batch:
-                pass
+        # Partitions run concurrently: Python plans one batch while Redis runs another's script.
+        created = sum(await asyncio.gather(*(self._drain(p, now) for p in partitions)))
         await self.store.record_poller(now, created, int((time.monotonic() - started) * 1000))
+        return created
+
+    async def _drain(self, p: int, now: int) -> int:
+        created = 0
+        while True:
+            n, full = await self._partition(p, now)
+            created += n
+            if not full:
+                break
+        while await self.store.move_due_retries(p, now, self.batch) == self.batch:
+            pass
+        while await self.store.move_due_delayed(p, now, self.batch) == self.batch:
+            pass
         return created
 
     async def _partition(self, p: int, now: int) -> tuple[int, bool]:
         due = await self.store.due_cues(p, now, self.batch)
         if not due:
             return 0, False
-        configs = await self.store.cue_schedules([cue_id for cue_id, _ in due])
-        plan: list[Sequence[str | int]] = []
-        for (cue_id, due_at), raw in zip(due, configs, strict=True):
-            if raw is None:
-                plan.append([cue_id, due_at, "", 0])  # gone: the script drops the due entry
+        plan: list[str] = []
+        for cue_id, due_at, summary in due:
+            if not summary:
+                plan.append(f"{cue_id} {due_at} - 0")  # gone: the script drops the due entry
                 continue
-            cfg = CONFIG_DECODER.decode(raw)
             try:
-                slots, new_nr = plan_cue(cfg.schedule, cfg.catch_up, due_at, now)
+                slots, new_nr = plan_cue(summary, due_at, now)
             except Exception:  # a cue that cannot be planned must not stop the others
                 log.exception("cannot plan cue", extra={"cue_id": cue_id})
                 continue
-            row: list[str | int] = [cue_id, due_at, "" if new_nr is None else new_nr, len(slots)]
+            words = [cue_id, str(due_at), "-" if new_nr is None else str(new_nr), str(len(slots))]
             for slot in slots:
-                row += [slot, scheduled_execution_id(cue_id, slot, p)]
-            plan.append(row)
+                words += [str(slot), scheduled_execution_id(cue_id, slot, p)]
+            plan.append(" ".join(words))
         created, _ = await self.store.materialize(p, now, plan)
         return created, len(due) == self.batch
 

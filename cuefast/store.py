@@ -34,6 +34,7 @@ SCRIPT_NAMES = (
     "cue_update",
     "cue_delete",
     "materialize",
+    "due",
     "deliver_start",
     "deliver_finish",
     "retry_due",
@@ -317,26 +318,14 @@ class Store:
             )
 
     # ---- scheduler -------------------------------------------------------------------
-    async def due_cues(self, p: int, now_us: int, limit: int) -> list[tuple[str, int]]:
-        """Up to ``limit`` cues of partition ``p`` whose next run is at or before now."""
-        rows = await self.redis.zrangebyscore(
-            self.keys.due(p), "-inf", now_us, start=0, num=limit, withscores=True
-        )
-        return [(str(row[0]), int(row[1])) for row in rows]
+    async def due_cues(self, p: int, now_us: int, limit: int) -> list[tuple[str, int, str]]:
+        """Up to ``limit`` due cues of partition ``p``: (cue id, next run µs, schedule summary)."""
+        res = await self._run("due", [self.keys.due(p)], [now_us, limit, self.keys.part(p) + ":"])
+        return [(str(res[i]), int(float(res[i + 1])), str(res[i + 2])) for i in range(0, len(res), 3)]
 
-    async def cue_schedules(self, cue_ids: Sequence[str]) -> list[str | None]:
-        """The ``cfg`` JSON of each cue (None where the cue is gone), one pipeline."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for cue_id in cue_ids:
-                pipe.hget(self.keys.cue(cue_id), "cfg")
-            rows: list[str | None] = await pipe.execute()
-        return rows
-
-    async def materialize(self, p: int, now_us: int, plan: Sequence[Sequence[str | int]]) -> tuple[int, int]:
-        """Run ``materialize.lua`` for one partition; ``plan`` rows are the per-cue ARGV groups."""
-        args: list[str | int] = [now_us, self.keys.part(p) + ":", len(plan)]
-        for row in plan:
-            args.extend(row)
+    async def materialize(self, p: int, now_us: int, plan: Sequence[str]) -> tuple[int, int]:
+        """Run ``materialize.lua`` for one partition; ``plan`` holds one line per cue."""
+        args: list[str | int] = [now_us, self.keys.part(p) + ":", "\n".join(plan)]
         res = await self._run("materialize", [self.keys.due(p), self.keys.outbox(p)], args)
         return int(res[0]), int(res[1])
 

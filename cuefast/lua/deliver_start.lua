@@ -29,4 +29,4 @@ end
 redis.call('HSET', KEYS[1], 'st', 'delivering', 'la', now_s, 'ua', now_s)
 if not e[9] then redis.call('HSET', KEYS[1], 'sa', now_s) end
 redis.call('ZADD', KEYS[2], string.format('%.0f', now + tonumber(ARGV[2])), ARGV[1])
-return {1, e[3], e[4], e[5], e[6], c[1], c[2], e[7], e[8] or 'scheduled'}
+return {1, e[3], e[4], e[5] or '0', e[6], c[1], c[2], e[7], e[8] or 'scheduled'}

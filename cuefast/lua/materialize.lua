@@ -1,21 +1,21 @@
 --[[ materialize: turn due cues into executions — one per (cue, scheduled_for) — and advance next_run
   KEYS[1] due zset  KEYS[2] outbox stream  (every other key is derived from ARGV[2], the
   partition's key prefix "<pfx>:{pNN}:", so all keys share the partition's slot)
-  ARGV[1] now µs  ARGV[2] partition key prefix  ARGV[3] number of cues, then per cue:
-  cue id, expected next_run (CAS: skipped if next_run moved), new next_run ("" = none),
+  ARGV[1] now µs  ARGV[2] partition key prefix  ARGV[3] the plan, one line per cue (one
+  argument instead of thousands keeps the call cheap to encode), words separated by spaces:
+  cue id, expected next_run (CAS: skipped if next_run moved), new next_run ("-" = none),
   number of slots k, then k pairs (scheduled_for µs, deterministic execution id)
   returns {executions created, cues skipped} ]]
 local now = ARGV[1]
 local pfx = ARGV[2]
-local n = tonumber(ARGV[3])
 local created, skipped = 0, 0
-local i = 4
-for _ = 1, n do
-  local cue_id, expected, new_nr, k = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
-  local slots_at = i + 4
-  i = slots_at + 2 * k
+for line in string.gmatch(ARGV[3], '[^\n]+') do
+  local w = {}
+  for word in string.gmatch(line, '%S+') do w[#w + 1] = word end
+  local cue_id, expected, new_nr, k = w[1], w[2], w[3], tonumber(w[4])
+  if new_nr == '-' then new_nr = '' end
   local ck = pfx .. 'cue:' .. cue_id
-  local c = redis.call('HMGET', ck, 'status', 'nr', 'acct', 'tr', 'pl')
+  local c = redis.call('HMGET', ck, 'status', 'nr', 'acct', 'tr', 'pl', 'fc')
   if not c[1] then
     redis.call('ZREM', KEYS[1], cue_id)
     skipped = skipped + 1
@@ -23,12 +23,14 @@ for _ = 1, n do
     skipped = skipped + 1
   else
     local acct, tr = c[3], c[4]
+    local fired = 0
     for j = 0, k - 1 do
-      local slot, eid = ARGV[slots_at + 2 * j], ARGV[slots_at + 2 * j + 1]
+      local slot, eid = w[5 + 2 * j], w[6 + 2 * j]
       local ek = pfx .. 'exec:' .. eid
       if redis.call('EXISTS', ek) == 0 then
+        -- absent fields mean their defaults: attempts 0, triggered_by scheduled, updated = created
         redis.call('HSET', ek, 'id', eid, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
-          'st', 'pending', 'tb', 'scheduled', 'att', 0, 'ca', now, 'ua', now, 'pl', c[5])
+          'st', 'pending', 'ca', now, 'pl', c[5])
         redis.call('ZADD', pfx .. 'cue:' .. cue_id .. ':execs', now, eid)
         redis.call('ZADD', pfx .. 'idx:' .. acct .. ':execs', now, eid)
         if tr == 'webhook' then
@@ -36,11 +38,11 @@ for _ = 1, n do
         else
           redis.call('ZADD', pfx .. 'work:' .. acct, slot, eid)
         end
-        redis.call('HINCRBY', ck, 'fc', 1)
-        created = created + 1
+        fired = fired + 1
       end
     end
-    redis.call('HSET', ck, 'nr', new_nr)
+    created = created + fired
+    redis.call('HSET', ck, 'nr', new_nr, 'fc', (tonumber(c[6]) or 0) + fired)
     if new_nr == '' then
       redis.call('ZREM', KEYS[1], cue_id)
     else

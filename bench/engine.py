@@ -1,0 +1,281 @@
+"""Engine benchmarks (issue 3): ``./dev bench engine {materialize,deliver,lateness,memory}``.
+
+All run against the local Redis (``CUEFAST_REDIS_URL`` overrides) under a fresh key
+prefix that is deleted afterwards. Cues are written straight into Redis with the same
+fields the API writes (creating 100,000 cues over HTTP would measure the API instead).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+import redis as sync_redis
+
+from cuefast.clock import FrozenClock, SystemClock
+from cuefast.config import load_settings
+from cuefast.dispatcher import Dispatcher
+from cuefast.ids import new_account_id, new_cue_id
+from cuefast.keys import Keys
+from cuefast.models import CONFIG_ENCODER, Callback, CueConfig, Schedule, schedule_summary
+from cuefast.scheduler import Scheduler
+from cuefast.store import Store, connect
+
+RECEIVER = """
+import sys, time, uvloop
+from aiohttp import web
+out = open(sys.argv[2], "w", buffering=1)
+async def hook(request):
+    await request.read()
+    out.write(f"{time.time_ns() // 1000} {request.headers.get('X-CueAPI-Scheduled-For', '')}\\n")
+    return web.Response(text="ok")
+app = web.Application()
+app.router.add_post("/hook", hook)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, loop=uvloop.new_event_loop())
+"""
+
+
+def _url() -> str:
+    return os.environ.get("CUEFAST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+async def seed_cues(
+    store: Store, n: int, *, cron: str, transport: str, url: str, due: int
+) -> tuple[str, list[str]]:
+    """``n`` active cues of one account, all due at ``due``; returns (account id, cue ids)."""
+    account = new_account_id()
+    config = CueConfig(schedule=Schedule(type="recurring", cron=cron), callback=Callback(url=url))
+    cfg = CONFIG_ENCODER.encode(config).decode()
+    sch = schedule_summary(config)
+    keys = store.keys
+    ids = [new_cue_id() for _ in range(n)]
+    for i in range(0, n, 2000):
+        async with store.redis.pipeline(transaction=False) as pipe:
+            for j, cue_id in enumerate(ids[i : i + 2000]):
+                p = keys.cue_partition(cue_id)
+                created = due - 1_000_000 + i + j
+                pipe.hset(
+                    keys.cue(cue_id),
+                    mapping={
+                        "id": cue_id,
+                        "acct": account,
+                        "name": f"c{i + j}",
+                        "status": "active",
+                        "tr": transport,
+                        "nr": due,
+                        "lr": "",
+                        "rc": 0,
+                        "fc": 0,
+                        "ca": created,
+                        "ua": created,
+                        "v": 1,
+                        "cfg": cfg,
+                        "sch": sch,
+                        "pl": '{"task":"bench","n":1}',
+                    },
+                )
+                pipe.zadd(keys.due(p), {cue_id: due})
+                pipe.zadd(keys.cue_index(p, account), {cue_id: created})
+                pipe.zadd(keys.cue_index(p, account, "active"), {cue_id: created})
+            await pipe.execute()
+    return account, ids
+
+
+def cleanup(prefix: str) -> None:
+    r = sync_redis.Redis.from_url(_url())
+    batch: list[bytes] = []
+    for key in r.scan_iter(match=f"{prefix}:*", count=5000):
+        batch.append(key)
+        if len(batch) >= 5000:
+            r.unlink(*batch)
+            batch = []
+    if batch:
+        r.unlink(*batch)
+
+
+def new_store(prefix: str, partitions: int) -> Store:
+    return Store(connect(_url()), Keys(prefix, partitions))
+
+
+async def bench_materialize(args: argparse.Namespace, prefix: str) -> None:
+    store = new_store(prefix, args.partitions)
+    await store.preload()
+    due = 1_900_000_000_000_000
+    await seed_cues(
+        store, args.cues, cron="*/5 * * * *", transport="webhook", url="http://127.0.0.1:9/h", due=due
+    )
+    sched = Scheduler(store, FrozenClock(due + 100_000))
+    t0 = time.perf_counter()
+    created = await sched.tick()
+    dt = time.perf_counter() - t0
+    print(
+        f"materialize: {created} executions from {args.cues} due cues in {dt:.2f} s = {created / dt:,.0f}/s "
+        f"(P={args.partitions}, batch={sched.batch})"
+    )
+    await store.close()
+
+
+async def _receiver(port: int, log_path: str) -> subprocess.Popen[bytes]:
+    proc = subprocess.Popen([sys.executable, "-c", RECEIVER, str(port), log_path])
+    for _ in range(200):
+        try:
+            _, w = await asyncio.open_connection("127.0.0.1", port)
+            w.close()
+            return proc
+        except OSError:
+            await asyncio.sleep(0.05)
+    raise SystemExit("receiver did not start")
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def bench_deliver(args: argparse.Namespace, prefix: str) -> None:
+    port = _free_port()
+    log_path = f"/tmp/cuefast-bench-{uuid.uuid4().hex[:6]}.log"
+    receiver = await _receiver(port, log_path)
+    settings = load_settings({}, allow_private_callbacks=True)
+    store = new_store(prefix, args.partitions)
+    await store.preload()
+    try:
+        due = SystemClock().now_us() - 1_000_000
+        await seed_cues(
+            store,
+            args.executions,
+            cron="0 0 1 1 *",
+            transport="webhook",
+            url=f"http://127.0.0.1:{port}/hook",
+            due=due,
+        )
+        await Scheduler(store, SystemClock()).tick()  # fills the outbox
+        dispatcher = Dispatcher(store, settings, SystemClock(), concurrency=args.concurrency)
+        stop = asyncio.Event()
+        t0 = time.perf_counter()
+        task = asyncio.create_task(dispatcher.run(stop, block_ms=100))
+        while True:
+            await asyncio.sleep(0.2)
+            with open(log_path) as fh:
+                done = sum(1 for _ in fh)
+            if done >= args.executions or time.perf_counter() - t0 > 300:
+                break
+        dt = time.perf_counter() - t0
+        stop.set()
+        await task
+        print(
+            f"deliver: {done} webhooks in {dt:.2f} s = {done / dt:,.0f}/s "
+            f"(one dispatcher, concurrency {args.concurrency})"
+        )
+    finally:
+        receiver.terminate()
+        await store.close()
+        os.unlink(log_path)
+
+
+async def bench_lateness(args: argparse.Namespace, prefix: str) -> None:
+    port = _free_port()
+    log_path = f"/tmp/cuefast-bench-{uuid.uuid4().hex[:6]}.log"
+    receiver = await _receiver(port, log_path)
+    settings = load_settings({}, allow_private_callbacks=True)
+    store = new_store(prefix, args.partitions)
+    await store.preload()
+    try:
+        clock = SystemClock()
+        first = (clock.now_us() // 1_000_000 + 3) * 1_000_000
+        await seed_cues(
+            store,
+            args.rate,
+            cron="* * * * * *",
+            transport="webhook",
+            url=f"http://127.0.0.1:{port}/hook",
+            due=first,
+        )
+        stop = asyncio.Event()
+        sched = asyncio.create_task(Scheduler(store, clock).run(stop, interval=0.01))
+        disp = asyncio.create_task(Dispatcher(store, settings, clock).run(stop, block_ms=100))
+        await asyncio.sleep(args.seconds + 3)
+        stop.set()
+        await asyncio.gather(sched, disp)
+        from cuefast.times import parse_datetime
+
+        late = []
+        with open(log_path) as fh:
+            for line in fh:
+                got, sched_for = line.split()
+                late.append((int(got) - parse_datetime(sched_for)) / 1000)
+        late.sort()
+        p50 = statistics.median(late)
+        p99 = late[int(len(late) * 0.99) - 1]
+        print(
+            f"lateness: {len(late)} deliveries at {args.rate}/s for {args.seconds} s: "
+            f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {late[-1]:.1f} ms (receipt − scheduled_for)"
+        )
+    finally:
+        receiver.terminate()
+        await store.close()
+        os.unlink(log_path)
+
+
+async def bench_memory(args: argparse.Namespace, prefix: str) -> None:
+    store = new_store(prefix, args.partitions)
+    await store.preload()
+    r = store.redis
+    before = int((await r.info("memory"))["used_memory"])
+    due = 1_900_000_000_000_000
+    _account, ids = await seed_cues(
+        store,
+        args.cues,
+        cron="*/5 * * * *",
+        transport="webhook",
+        url="https://agent.example.com/run",
+        due=due,
+    )
+    mid = int((await r.info("memory"))["used_memory"])
+    await Scheduler(store, FrozenClock(due + 1)).tick()
+    after = int((await r.info("memory"))["used_memory"])
+    keys = store.keys
+    sample_cue = await r.memory_usage(keys.cue(ids[0]))
+    eids = await r.zrange(keys.cue_executions(ids[0]), 0, 0)
+    sample_exec = await r.memory_usage(keys.execution(keys.execution_partition(eids[0]) or 0, eids[0]))
+    print(
+        f"memory: per active cue {(mid - before) / args.cues:,.0f} B (hash alone {sample_cue} B); "
+        f"per execution {(after - mid) / args.cues:,.0f} B incl. indexes and outbox entry "
+        f"(hash alone {sample_exec} B)"
+    )
+    await store.close()
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="./dev bench engine")
+    parser.add_argument("what", choices=["materialize", "deliver", "lateness", "memory"])
+    parser.add_argument("--cues", type=int, default=100_000)
+    parser.add_argument("--executions", type=int, default=20_000)
+    parser.add_argument("--rate", type=int, default=1000, help="cues firing every second (lateness)")
+    parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--concurrency", type=int, default=256)
+    parser.add_argument("--partitions", type=int, default=16)
+    args = parser.parse_args(argv)
+    prefix = f"bench{uuid.uuid4().hex[:8]}"
+    runner: dict[str, Any] = {
+        "materialize": bench_materialize,
+        "deliver": bench_deliver,
+        "lateness": bench_lateness,
+        "memory": bench_memory,
+    }
+    try:
+        import uvloop
+
+        uvloop.run(runner[args.what](args, prefix))
+    finally:
+        cleanup(prefix)
