@@ -9,15 +9,24 @@
 local now = ARGV[1]
 local pfx = ARGV[2]
 local created, skipped = 0, 0
+local due_rem = {}
+local zadds = {}  -- key → {score, member, ...}: written with one ZADD per key and chunk
+
+local function add(key, score, member)
+  local t = zadds[key]
+  if not t then t = {}; zadds[key] = t end
+  t[#t + 1] = score
+  t[#t + 1] = member
+end
+
 for line in string.gmatch(ARGV[3], '[^\n]+') do
   local w = {}
   for word in string.gmatch(line, '%S+') do w[#w + 1] = word end
   local cue_id, expected, new_nr, k = w[1], w[2], w[3], tonumber(w[4])
-  if new_nr == '-' then new_nr = '' end
   local ck = pfx .. 'cue:' .. cue_id
   local c = redis.call('HMGET', ck, 'status', 'nr', 'acct', 'tr', 'pl', 'fc')
   if not c[1] then
-    redis.call('ZREM', KEYS[1], cue_id)
+    due_rem[#due_rem + 1] = cue_id
     skipped = skipped + 1
   elseif c[1] ~= 'active' or c[2] ~= expected then
     skipped = skipped + 1
@@ -31,23 +40,34 @@ for line in string.gmatch(ARGV[3], '[^\n]+') do
         -- absent fields mean their defaults: attempts 0, triggered_by scheduled, updated = created
         redis.call('HSET', ek, 'id', eid, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
           'st', 'pending', 'ca', now, 'pl', c[5])
-        redis.call('ZADD', pfx .. 'cue:' .. cue_id .. ':execs', now, eid)
-        redis.call('ZADD', pfx .. 'idx:' .. acct .. ':execs', now, eid)
+        add(pfx .. 'cue:' .. cue_id .. ':execs', now, eid)
+        add(pfx .. 'idx:' .. acct .. ':execs', now, eid)
         if tr == 'webhook' then
           redis.call('XADD', KEYS[2], '*', 'e', eid)
         else
-          redis.call('ZADD', pfx .. 'work:' .. acct, slot, eid)
+          add(pfx .. 'work:' .. acct, slot, eid)
         end
         fired = fired + 1
       end
     end
     created = created + fired
-    redis.call('HSET', ck, 'nr', new_nr, 'fc', (tonumber(c[6]) or 0) + fired)
-    if new_nr == '' then
-      redis.call('ZREM', KEYS[1], cue_id)
+    if new_nr == '-' then
+      redis.call('HSET', ck, 'nr', '', 'fc', (tonumber(c[6]) or 0) + fired)
+      due_rem[#due_rem + 1] = cue_id
     else
-      redis.call('ZADD', KEYS[1], new_nr, cue_id)
+      redis.call('HSET', ck, 'nr', new_nr, 'fc', (tonumber(c[6]) or 0) + fired)
+      add(KEYS[1], new_nr, cue_id)
     end
   end
+end
+
+local CHUNK = 1000  -- values per call, well inside Lua's unpack limit
+for key, t in pairs(zadds) do
+  for i = 1, #t, CHUNK do
+    redis.call('ZADD', key, unpack(t, i, math.min(i + CHUNK - 1, #t)))
+  end
+end
+for i = 1, #due_rem, CHUNK do
+  redis.call('ZREM', KEYS[1], unpack(due_rem, i, math.min(i + CHUNK - 1, #due_rem)))
 end
 return {created, skipped}
