@@ -20,6 +20,7 @@ import logging
 import os
 import socket
 import uuid
+from typing import Any
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -31,7 +32,7 @@ from cuefast.errors import UnsafeURL
 from cuefast.models import CONFIG_DECODER, CueConfig
 from cuefast.outcomes import OutcomeService
 from cuefast.signing import canonical_json, decode_payload, sign
-from cuefast.store import Store
+from cuefast.store import Store, month_of
 from cuefast.times import fmt_offset
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,37 @@ class CheckedResolver(AbstractResolver):
         return None
 
 
+class _Attempt:
+    """One leased delivery attempt (what ``deliver_start.lua`` returned for it)."""
+
+    __slots__ = (
+        "account",
+        "attempts",
+        "cfg",
+        "cue_id",
+        "eid",
+        "entry_id",
+        "name",
+        "p",
+        "payload",
+        "scheduled_for",
+        "secret",
+        "triggered_by",
+    )
+
+    def __init__(self, p: int, entry_id: str, eid: str, row: list[Any]) -> None:
+        self.p, self.entry_id, self.eid = p, entry_id, eid
+        self.cue_id = str(row[0])
+        self.scheduled_for = int(row[1])
+        self.attempts = int(row[2] or 0)
+        self.payload = str(row[3])
+        self.cfg = str(row[4])
+        self.name = str(row[5])
+        self.account = str(row[6])
+        self.triggered_by = str(row[7])
+        self.secret = ""
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -148,6 +180,9 @@ class Dispatcher:
         self.session: aiohttp.ClientSession | None = None
         self._slots = asyncio.Semaphore(concurrency)
         self._inflight: set[asyncio.Task[None]] = set()
+        self._usage: dict[tuple[str, str], int] = {}
+        self._finishing: dict[int, list[tuple[list[str | int], asyncio.Future[str | None]]]] = {}
+        self._flushes: set[asyncio.Task[None]] = set()
 
     def stale_us(self, timeout_s: int) -> int:
         return max(self.settings.webhook_stale_seconds, timeout_s + 60) * 1_000_000
@@ -165,6 +200,10 @@ class Dispatcher:
     async def close(self) -> None:
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
+        try:
+            await self.flush_usage()
+        except Exception:
+            log.exception("could not write execution counters at shutdown")
         if self.session is not None:
             await self.session.close()
             self.session = None
@@ -173,9 +212,13 @@ class Dispatcher:
         await self.start()
         loop = asyncio.get_running_loop()
         next_reclaim = loop.time()
+        next_flush = loop.time() + 1.0
         try:
             while not stop.is_set():
                 try:
+                    if loop.time() >= next_flush:
+                        next_flush = loop.time() + 1.0
+                        await self.flush_usage()
                     if loop.time() >= next_reclaim:
                         next_reclaim = loop.time() + reclaim_every
                         await self._spawn(
@@ -193,59 +236,75 @@ class Dispatcher:
         return max(self.settings.webhook_stale_seconds, self.settings.webhook_timeout_seconds + 60) * 1000
 
     async def _spawn(self, entries: list[tuple[int, str, str]]) -> None:
+        """Start attempts for a batch (one script per partition), then send them concurrently."""
+        by_partition: dict[int, list[tuple[str, str]]] = {}
         for p, entry_id, eid in entries:
-            await self._slots.acquire()
-            task = asyncio.create_task(self._guarded(p, entry_id, eid))
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
+            by_partition.setdefault(p, []).append((entry_id, eid))
+        for p, items in by_partition.items():
+            for attempt in await self.start_batch(p, items):
+                await self._slots.acquire()
+                task = asyncio.create_task(self._guarded(attempt))
+                self._inflight.add(task)
+                task.add_done_callback(self._inflight.discard)
 
-    async def _guarded(self, p: int, entry_id: str, eid: str) -> None:
+    async def _guarded(self, attempt: _Attempt) -> None:
         try:
-            await self.deliver(p, entry_id, eid)
+            await self.attempt(attempt)
         except Exception:
-            log.exception("delivery failed unexpectedly", extra={"execution_id": eid})
+            log.exception("delivery failed unexpectedly", extra={"execution_id": attempt.eid})
         finally:
             self._slots.release()
 
+    async def start_batch(self, p: int, items: list[tuple[str, str]]) -> list[_Attempt]:
+        """Lease the executions of these stream entries; entries of gone executions are acked."""
+        now = self.clock.now_us()
+        lease = self.stale_us(self.settings.webhook_timeout_seconds)
+        wanted = [(entry_id, eid) for entry_id, eid in items if eid]
+        for entry_id, eid in items:
+            if not eid:
+                await self.store.ack(p, entry_id)
+        started = await self.store.deliver_start(p, [eid for _, eid in wanted], lease, now)
+        attempts: list[_Attempt] = []
+        for (entry_id, eid), res in zip(wanted, started, strict=True):
+            if res == "gone":
+                await self.store.ack(p, entry_id)
+            elif res != "busy":  # "busy": a live attempt elsewhere; the entry stays pending
+                attempts.append(_Attempt(p, entry_id, eid, res))
+        secrets = await self.store.webhook_secrets([a.account for a in attempts])
+        for a in attempts:
+            a.secret = secrets.get(a.account, "")
+        return attempts
+
     async def deliver(self, p: int, entry_id: str, eid: str) -> str | None:
         """One attempt for one execution; returns its new status (None if not deliverable)."""
-        if not eid:
-            await self.store.ack(p, entry_id)
-            return None
-        now = self.clock.now_us()
-        started = await self.store.deliver_start(
-            p, eid, self.stale_us(self.settings.webhook_timeout_seconds), now
-        )
-        if started == "busy":  # a live attempt elsewhere; the entry stays pending for later
-            return None
-        if started == "gone":
-            await self.store.ack(p, entry_id)
-            return None
-        cue_id, sf, att, payload, cfg_raw, name, acct, tb = started
-        cfg = CONFIG_DECODER.decode(cfg_raw)
-        attempt = int(att) + 1
-        secret = await self.store.webhook_secret(str(acct)) or ""
-        scheduled_for = fmt_offset(int(sf)) or ""
+        attempts = await self.start_batch(p, [(entry_id, eid)])
+        return await self.attempt(attempts[0]) if attempts else None
+
+    async def attempt(self, a: _Attempt) -> str | None:
+        """Send one leased attempt and record its result with the next state."""
+        cfg = CONFIG_DECODER.decode(a.cfg)
+        attempt = a.attempts + 1
+        scheduled_for = fmt_offset(a.scheduled_for) or ""
         method = cfg.callback.method
         body = b""
         if method != "GET":
             body = canonical_json(
                 {
                     "attempt": attempt,
-                    "cue_id": cue_id,
-                    "execution_id": eid,
-                    "name": name,
-                    "payload": decode_payload(payload),
+                    "cue_id": a.cue_id,
+                    "execution_id": a.eid,
+                    "name": a.name,
+                    "payload": decode_payload(a.payload),
                     "scheduled_for": scheduled_for,
                 }
             )
         ts = self.clock.now_us() // 1_000_000
         headers = request_headers(
             cfg,
-            signature=sign(secret, ts, body),
+            signature=sign(a.secret, ts, body),
             ts=ts,
-            cue_id=str(cue_id),
-            execution_id=eid,
+            cue_id=a.cue_id,
+            execution_id=a.eid,
             scheduled_for=scheduled_for,
             attempt=attempt,
             has_body=method != "GET",
@@ -259,28 +318,67 @@ class Dispatcher:
         if ok and cfg.delivery is not None and cfg.delivery.outcome_deadline_seconds is not None:
             deadline = done_at + cfg.delivery.outcome_deadline_seconds * 1_000_000
         recurring = cfg.schedule.type == "recurring"
-        new_status = await self.store.deliver_finish(
-            p,
-            eid,
-            ok=ok,
-            http_status=status,
-            error="" if ok else error,
-            next_retry=None if delay is None else done_at + delay,
-            deadline=deadline,
-            entry_id=entry_id,
-            decides_once_cue=tb == "scheduled" and not recurring,
-            pause_on_failure=cfg.on_failure.pause and recurring,
-            now_us=done_at,
+        new_status = await self._finish(
+            a.p,
+            [
+                a.eid,
+                "ok" if ok else "fail",
+                "" if status is None else status,
+                "" if ok else error,
+                "" if delay is None else done_at + delay,
+                "" if deadline is None else deadline,
+                a.entry_id,
+                1 if a.triggered_by == "scheduled" and not recurring else 0,
+                1 if cfg.on_failure.pause and recurring else 0,
+            ],
         )
         if new_status in ("success", "pending_outcome"):
-            await self.store.count_execution(str(acct), done_at)
+            month = (a.account, month_of(done_at))
+            self._usage[month] = self._usage.get(month, 0) + 1
             if self.settings.response_body_outcomes and response:
-                await self.outcomes.record_from_response(eid, response)
+                await self.outcomes.record_from_response(a.eid, response)
         elif new_status == "failed":
             self._on_failure(
-                cfg, str(cue_id), str(name), eid, attempt, error, status, str(acct), secret, done_at
+                cfg, a.cue_id, a.name, a.eid, attempt, error, status, a.account, a.secret, done_at
             )
         return new_status
+
+    async def _finish(self, p: int, row: list[str | int]) -> str | None:
+        """Group commit: results that arrive in the same loop turn share one script call."""
+        fut: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        queue = self._finishing.setdefault(p, [])
+        queue.append((row, fut))
+        if len(queue) == 1:
+            asyncio.get_running_loop().call_soon(self._start_flush, p)
+        return await fut
+
+    def _start_flush(self, p: int) -> None:
+        task = asyncio.create_task(self._flush_finishes(p))
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _flush_finishes(self, p: int) -> None:
+        batch = self._finishing.pop(p, [])
+        try:
+            statuses = await self.store.deliver_finish(p, [row for row, _ in batch], self.clock.now_us())
+        except Exception as exc:
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc)
+            return
+        for (_, fut), status in zip(batch, statuses, strict=True):
+            if not fut.done():
+                fut.set_result(status)
+
+    async def flush_usage(self) -> None:
+        """Write the aggregated monthly execution counts (every second, and at shutdown)."""
+        counts, self._usage = self._usage, {}
+        try:
+            await self.store.count_executions(counts)
+        except Exception:
+            for key, n in counts.items():  # keep them for the next flush
+                self._usage[key] = self._usage.get(key, 0) + n
+            raise
 
     def _on_failure(
         self,

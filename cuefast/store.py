@@ -58,9 +58,16 @@ def load_lua(name: str) -> str:
     return importlib.resources.files("cuefast.lua").joinpath(f"{name}.lua").read_text()
 
 
-def connect(url: str) -> aioredis.Redis:
-    """A pooled asyncio client (hiredis parser when installed; str responses)."""
-    return aioredis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+def connect(url: str, max_connections: int = 128) -> aioredis.Redis:
+    """A pooled asyncio client (hiredis parser when installed; str responses).
+
+    The pool blocks (up to 30 s) when all connections are busy instead of failing, so
+    hundreds of concurrent deliveries or requests share a bounded set of connections.
+    """
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, decode_responses=True, health_check_interval=30, max_connections=max_connections, timeout=30
+    )
+    return aioredis.Redis(connection_pool=pool)
 
 
 def _pairs(mapping: Mapping[str, str | int]) -> list[str | int]:
@@ -493,59 +500,59 @@ class Store:
         return out
 
     async def deliver_start(
-        self, p: int, execution_id: str, lease_us: int, now_us: int
-    ) -> list[Any] | Literal["gone", "busy"]:
+        self, p: int, execution_ids: Sequence[str], lease_us: int, now_us: int
+    ) -> list[list[Any] | Literal["gone", "busy"]]:
+        """Lease a batch of webhook executions for one attempt each (one script call).
+
+        Per execution: the attempt's facts (cue id, scheduled_for, attempts, payload, cue cfg,
+        cue name, account, triggered_by), or "gone" (drop its stream entry) or "busy" (a live
+        attempt elsewhere holds it: leave the entry pending)."""
+        if not execution_ids:
+            return []
         k = self.keys
         res = await self._run(
-            "deliver_start",
-            [k.execution(p, execution_id), k.leases(p)],
-            [execution_id, lease_us, k.part(p) + ":", now_us],
+            "deliver_start", [k.leases(p)], [lease_us, k.part(p) + ":", now_us, *execution_ids]
         )
-        if res[0] == 1:
-            return list(res[1:])
-        return "busy" if res[0] == -1 else "gone"
+        out: list[list[Any] | Literal["gone", "busy"]] = []
+        for i in range(0, len(res), 9):
+            code = int(res[i])
+            out.append(list(res[i + 1 : i + 9]) if code == 1 else ("busy" if code == -1 else "gone"))
+        return out
+
+    async def webhook_secrets(self, account_ids: Sequence[str]) -> dict[str, str]:
+        """Current webhook secrets of these accounts, one pipeline."""
+        ids = list(dict.fromkeys(account_ids))
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for account_id in ids:
+                pipe.hget(self.keys.account(account_id), "wh_secret")
+            rows = await pipe.execute()
+        return {a: str(v) for a, v in zip(ids, rows, strict=True) if v is not None}
 
     async def deliver_finish(
-        self,
-        p: int,
-        execution_id: str,
-        *,
-        ok: bool,
-        http_status: int | None,
-        error: str,
-        next_retry: int | None,
-        deadline: int | None,
-        entry_id: str,
-        decides_once_cue: bool,
-        pause_on_failure: bool = False,
-        now_us: int,
-    ) -> str | None:
+        self, p: int, results: Sequence[Sequence[str | int]], now_us: int
+    ) -> list[str | None]:
+        """Record a batch of attempt results (one script call); per attempt its new status, or
+        None when the execution was no longer in flight. Each result row holds: execution id,
+        "ok"/"fail", http status, error, next retry µs, outcome deadline µs, stream entry id,
+        decides-one-time-cue 0/1, pause-on-failure 0/1 ("" for absent values)."""
+        if not results:
+            return []
         k = self.keys
-        res = await self._run(
-            "deliver_finish",
-            [k.execution(p, execution_id), k.leases(p), k.retries(p), k.outbox(p)],
-            [
-                execution_id,
-                "ok" if ok else "fail",
-                "" if http_status is None else http_status,
-                error,
-                "" if next_retry is None else next_retry,
-                "" if deadline is None else deadline,
-                entry_id,
-                k.part(p) + ":",
-                1 if decides_once_cue else 0,
-                now_us,
-                1 if pause_on_failure else 0,
-            ],
-        )
-        return str(res[1]) if res[0] == 1 else None
+        args: list[str | int] = [k.part(p) + ":", now_us]
+        for row in results:
+            args.extend(row)
+        res = await self._run("deliver_finish", [k.leases(p), k.retries(p), k.outbox(p)], args)
+        return [str(v) if v else None for v in res]
 
-    async def count_execution(self, account_id: str, now_us: int) -> None:
-        """+1 on the account's monthly executions counter (first delivery / first claim)."""
-        key = self.keys.usage(account_id, month_of(now_us))
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hincrby(key, "executions", 1)
-            pipe.expire(key, 62 * 86400)
+    async def count_executions(self, counts: Mapping[tuple[str, str], int]) -> None:
+        """Add to monthly executions counters: {(account id, "YYYY-MM"): n}, one pipeline."""
+        if not counts:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for (account_id, month), n in counts.items():
+                key = self.keys.usage(account_id, month)
+                pipe.hincrby(key, "executions", n)
+                pipe.expire(key, 62 * 86400)
             await pipe.execute()
 
     async def ack(self, p: int, entry_id: str) -> None:

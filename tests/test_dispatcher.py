@@ -296,7 +296,8 @@ async def test_crashed_dispatcher_entry_is_reclaimed_once_stale(env: Any, settin
     await sched.tick()
     # a dispatcher reads the entry, starts the attempt, and dies before finishing
     ((p, _entry_id, eid),) = await api.rt.store.read_outbox("dead-consumer", 10, 50)
-    assert isinstance(await api.rt.store.deliver_start(p, eid, dispatcher.stale_us(30), clock.now_us()), list)
+    (started,) = await api.rt.store.deliver_start(p, [eid], dispatcher.stale_us(30), clock.now_us())
+    assert isinstance(started, list)
     # while its lease is live, a reclaimer leaves the entry alone
     reclaimed = await api.rt.store.reclaim_outbox(dispatcher.consumer, 0, 10)
     assert [await dispatcher.deliver(*r) for r in reclaimed] == [None]
@@ -395,5 +396,6 @@ async def test_response_body_outcome_and_usage(env: Any) -> None:
     assert e["outcome"]["summary"] is None  # invalid evidence value ignored
     res = await api.request("POST", f"/v1/executions/{e['id']}/outcome", key, json={"success": True})
     assert res.status_code == 409
+    await dispatcher.flush_usage()  # counters are aggregated and written once a second
     me = (await api.request("GET", "/v1/auth/me", key)).json()
     assert me["executions_this_month"] == 1

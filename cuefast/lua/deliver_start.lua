@@ -1,32 +1,53 @@
---[[ deliver_start: take a webhook execution for one delivery attempt (lease it)
-  KEYS[1] execution hash  KEYS[2] leases zset (execution id → lease expiry µs)
-  ARGV[1] execution id  ARGV[2] lease µs (how long before the attempt counts as stale)
-  ARGV[3] partition key prefix "<pfx>:{pNN}:" (the cue hash is derived in the same slot)
-  ARGV[4] now µs
-  returns {1, cue id, scheduled_for, attempts, payload, cue cfg, cue name, account, triggered_by}
-        | {0} not deliverable (gone, finished, not webhook): drop the stream entry
-        | {-1} another attempt holds a live lease: leave the entry pending ]]
-local now = tonumber(ARGV[4])
-local e = redis.call('HMGET', KEYS[1], 'st', 'tr', 'cue', 'sf', 'att', 'pl', 'acct', 'tb', 'sa')
-local st = e[1]
-if not st or e[2] ~= 'webhook' then return {0} end
-local recovered = false
-if st == 'delivering' then
-  local lease = redis.call('ZSCORE', KEYS[2], ARGV[1])
-  if lease and tonumber(lease) > now then return {-1} end
-  recovered = true
-elseif st ~= 'pending' and st ~= 'retry_ready' then
-  return {0}
-end
-local c = redis.call('HMGET', ARGV[3] .. 'cue:' .. e[3], 'cfg', 'name')
-if not c[1] then return {0} end
+--[[ deliver_start: take a batch of webhook executions for one delivery attempt each (lease them)
+  KEYS[1] leases zset (execution id → lease expiry µs)  (execution and cue hashes are derived
+  from ARGV[2], the partition's key prefix, so every key shares the partition's slot)
+  ARGV[1] lease µs (how long before an unfinished attempt counts as stale)
+  ARGV[2] partition key prefix "<pfx>:{pNN}:"  ARGV[3] now µs  ARGV[4..] execution ids
+  returns 9 values per execution, in order:
+    {1, cue id, scheduled_for, attempts, payload, cue cfg, cue name, account, triggered_by}
+  | {0, …} not deliverable (gone, finished, not webhook): drop the stream entry
+  | {-1, …} another attempt holds a live lease: leave the entry pending ]]
+local lease_us, pfx, now = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
 local now_s = string.format('%.0f', now)
-if recovered then
-  local last = tonumber(redis.call('HGET', KEYS[1], 'la') or now)
-  redis.call('HSET', KEYS[1], 'em', 'Recovered from stale delivering state after ' ..
-    string.format('%d', math.floor((now - last) / 1000000)) .. 's')
+local lease_s = string.format('%.0f', now + lease_us)
+local out = {}
+local function skip(code)
+  for _ = 1, 9 do out[#out + 1] = '' end
+  out[#out - 8] = code
 end
-redis.call('HSET', KEYS[1], 'st', 'delivering', 'la', now_s, 'ua', now_s)
-if not e[9] then redis.call('HSET', KEYS[1], 'sa', now_s) end
-redis.call('ZADD', KEYS[2], string.format('%.0f', now + tonumber(ARGV[2])), ARGV[1])
-return {1, e[3], e[4], e[5] or '0', e[6], c[1], c[2], e[7], e[8] or 'scheduled'}
+for i = 4, #ARGV do
+  local eid = ARGV[i]
+  local ek = pfx .. 'exec:' .. eid
+  local e = redis.call('HMGET', ek, 'st', 'tr', 'cue', 'sf', 'att', 'pl', 'acct', 'tb', 'sa', 'la')
+  local st = e[1]
+  local code = 1
+  local recovered = false
+  if not st or e[2] ~= 'webhook' then
+    code = 0
+  elseif st == 'delivering' then
+    local lease = redis.call('ZSCORE', KEYS[1], eid)
+    if lease and tonumber(lease) > now then code = -1 else recovered = true end
+  elseif st ~= 'pending' and st ~= 'retry_ready' then
+    code = 0
+  end
+  local c = nil
+  if code == 1 then
+    c = redis.call('HMGET', pfx .. 'cue:' .. e[3], 'cfg', 'name')
+    if not c[1] then code = 0 end
+  end
+  if code ~= 1 then
+    skip(code)
+  else
+    if recovered then
+      local last = tonumber(e[10] or now)
+      redis.call('HSET', ek, 'em', 'Recovered from stale delivering state after ' ..
+        string.format('%d', math.floor((now - last) / 1000000)) .. 's')
+    end
+    redis.call('HSET', ek, 'st', 'delivering', 'la', now_s, 'ua', now_s)
+    if not e[9] then redis.call('HSET', ek, 'sa', now_s) end
+    redis.call('ZADD', KEYS[1], lease_s, eid)
+    local row = {1, e[3], e[4], e[5] or '0', e[6], c[1], c[2], e[7], e[8] or 'scheduled'}
+    for _, v in ipairs(row) do out[#out + 1] = v end
+  end
+end
+return out
