@@ -164,7 +164,7 @@ class Dispatcher:
         *,
         concurrency: int = 512,
         per_host: int = 128,
-        batch: int = 256,
+        batch: int = 1000,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -240,8 +240,9 @@ class Dispatcher:
         by_partition: dict[int, list[tuple[str, str]]] = {}
         for p, entry_id, eid in entries:
             by_partition.setdefault(p, []).append((entry_id, eid))
-        for p, items in by_partition.items():
-            for attempt in await self.start_batch(p, items):
+        batches = await asyncio.gather(*(self.start_batch(p, items) for p, items in by_partition.items()))
+        for batch in batches:
+            for attempt in batch:
                 await self._slots.acquire()
                 task = asyncio.create_task(self._guarded(attempt))
                 self._inflight.add(task)

@@ -125,16 +125,20 @@ class Scheduler:
         created, _ = await self.store.materialize(p, now, plan)
         return created, len(due) == self.batch
 
-    async def run(self, stop: asyncio.Event, interval: float = 0.1) -> None:
-        """Tick until ``stop`` is set; errors are logged and retried with backoff."""
-        delay = interval
+    async def run(self, stop: asyncio.Event, interval: float = 0.05) -> None:
+        """Tick until ``stop`` is set: sleep until the next due time, at most ``interval``
+        (so cues created meanwhile are picked up promptly); errors back off."""
+        failures = 0
         while not stop.is_set():
             try:
                 await self.tick()
-                delay = interval
+                failures = 0
+                wait_us = await self.store.next_due_in(self.clock.now_us())
+                delay = min(interval, max(wait_us / 1e6, 0.001)) if wait_us is not None else interval
             except Exception:
                 log.exception("scheduler pass failed")
-                delay = min(delay * 2, 5.0)
+                failures += 1
+                delay = min(interval * 2**failures, 5.0)
             try:
                 await asyncio.wait_for(stop.wait(), delay)
             except TimeoutError:

@@ -565,6 +565,17 @@ class Store:
         value = await self.redis.hget(self.keys.account(account_id), "wh_secret")
         return None if value is None else str(value)
 
+    async def next_due_in(self, now_us: int) -> int | None:
+        """µs until the earliest due cue, retry or delayed fire (None: nothing scheduled)."""
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in range(k.partitions):
+                for key in (k.due(p), k.retries(p), k.delayed(p)):
+                    pipe.zrange(key, 0, 0, withscores=True)
+            rows = await pipe.execute()
+        scores = [float(r[0][1]) for r in rows if r]
+        return None if not scores else int(min(scores)) - now_us
+
     async def record_poller(self, now_us: int, cues: int, duration_ms: int) -> None:
         await self.redis.hset(
             self.keys.poller,
