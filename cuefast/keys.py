@@ -132,6 +132,10 @@ class Keys:
         """zset: execution id → next retry µs"""
         return f"{self.part(p)}:retry"
 
+    def deadlines(self, p: int) -> str:
+        """zset: execution id → outcome deadline µs (armed deadlines)"""
+        return f"{self.part(p)}:deadlines"
+
     def delayed(self, p: int) -> str:
         """zset: webhook execution id → send_at µs (fires scheduled for later)"""
         return f"{self.part(p)}:delayed"

@@ -1,5 +1,6 @@
 """The scheduler role: due cues → executions, exactly one per (cue, scheduled_for);
-due webhook retries → back into the outbox.
+due webhook retries and delayed fires → back into the outbox; passed outcome deadlines →
+``outcome_timeout``.
 
 Each pass reads a bounded batch of due cues per partition, computes in Python which
 slots fire and the new ``next_run`` (cron maths with zones stays out of Lua), and hands
@@ -101,6 +102,8 @@ class Scheduler:
         while await self.store.move_due_retries(p, now, self.batch) == self.batch:
             pass
         while await self.store.move_due_delayed(p, now, self.batch) == self.batch:
+            pass
+        while len(await self.store.expire_deadlines(p, now, self.batch)) == self.batch:
             pass
         return created
 

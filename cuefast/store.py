@@ -41,6 +41,7 @@ SCRIPT_NAMES = (
     "execution_create",
     "delayed_due",
     "cue_purge",
+    "deadline_due",
     "outcome",
     "execution_cas",
 )
@@ -335,6 +336,12 @@ class Store:
         args: list[str | int] = [now_us, self.keys.part(p) + ":", "\n".join(plan)]
         res = await self._run("materialize", [self.keys.due(p), self.keys.outbox(p)], args)
         return int(res[0]), int(res[1])
+
+    async def expire_deadlines(self, p: int, now_us: int, batch: int) -> list[str]:
+        """Executions whose outcome deadline passed → outcome_timeout; returns their ids."""
+        k = self.keys
+        res = await self._run("deadline_due", [k.deadlines(p)], [k.part(p) + ":", batch, now_us])
+        return [str(v) for v in res[1:]]
 
     async def move_due_delayed(self, p: int, now_us: int, batch: int) -> int:
         k = self.keys

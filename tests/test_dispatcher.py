@@ -399,3 +399,48 @@ async def test_response_body_outcome_and_usage(env: Any) -> None:
     await dispatcher.flush_usage()  # counters are aggregated and written once a second
     me = (await api.request("GET", "/v1/auth/me", key)).json()
     assert me["executions_this_month"] == 1
+
+
+async def test_outcome_deadline_times_out(env: Any) -> None:
+    api, clock, sched, dispatcher, receiver = env
+    key = await api.register()
+    cue = await webhook_cue(api, key, receiver.url, delivery={"outcome_deadline_seconds": 120})
+    once = await webhook_cue(
+        api,
+        key,
+        receiver.url,
+        name="once",
+        schedule={"type": "once", "at": "2031-01-06T09:00:00Z"},
+        delivery={"outcome_deadline_seconds": 120},
+    )
+    clock.set(parse_datetime("2031-01-06T09:00:00Z"))
+    await sched.tick()
+    await api.request("PATCH", f"/v1/cues/{cue['id']}", key, json={"status": "paused"})
+    assert sorted(await drain(dispatcher)) == ["pending_outcome", "pending_outcome"]
+    clock.advance(119)
+    await sched.tick()
+    assert (await only_execution(api, key, cue["id"]))["status"] == "pending_outcome"
+    clock.advance(1)
+    await sched.tick()
+    e = await only_execution(api, key, cue["id"])
+    assert e["status"] == "outcome_timeout" and e["error_message"] == "Outcome not reported within 120s"
+    assert (await api.request("GET", f"/v1/cues/{once['id']}", key)).json()["status"] == "failed"
+    # a late outcome is stored, the status stays
+    res = await api.request("POST", f"/v1/executions/{e['id']}/outcome", key, json={"success": True})
+    assert res.status_code == 200
+    assert (await only_execution(api, key, cue["id"]))["status"] == "outcome_timeout"
+
+
+async def test_outcome_in_time_disarms_deadline(env: Any) -> None:
+    api, clock, sched, dispatcher, receiver = env
+    key = await api.register()
+    cue = await webhook_cue(api, key, receiver.url, delivery={"outcome_deadline_seconds": 60})
+    clock.set(parse_datetime("2031-01-06T09:00:00Z"))
+    await sched.tick()
+    await api.request("PATCH", f"/v1/cues/{cue['id']}", key, json={"status": "paused"})
+    await drain(dispatcher)
+    e = await only_execution(api, key, cue["id"])
+    await api.request("POST", f"/v1/executions/{e['id']}/outcome", key, json={"success": True})
+    clock.advance(3600)
+    await sched.tick()
+    assert (await only_execution(api, key, cue["id"]))["status"] == "success"

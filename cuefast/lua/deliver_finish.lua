@@ -39,6 +39,7 @@ local function finish(eid, result, hs, em, nxr, od, entry, once, pause)
     if od ~= '' and not e[4] then
       status = 'pending_outcome'
       redis.call('HSET', ek, 'st', status, 'hs', hs, 'ua', now, 'da', now, 'em', '', 'od', od)
+      redis.call('ZADD', pfx .. 'deadlines', od, eid)
     else
       status = 'success'
       redis.call('HSET', ek, 'st', status, 'hs', hs, 'ua', now, 'da', now, 'em', '')

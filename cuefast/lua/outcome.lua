@@ -22,6 +22,7 @@ if not terminal[st] and (tr == 'worker' or st == 'pending_outcome') then
     redis.call('HSET', KEYS[1], 'st', st, 'em', ARGV[4], 'od', '')
   end
   redis.call('ZREM', pfx .. 'leases', e[7])
+  redis.call('ZREM', pfx .. 'deadlines', e[7])
   if cue_exists and ARGV[6] == '1' and e[5] == 'scheduled' then
     local target = st == 'success' and 'completed' or 'failed'
     local cur = redis.call('HGET', ck, 'status')

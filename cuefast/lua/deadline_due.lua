@@ -1,0 +1,35 @@
+--[[ deadline_due: executions whose outcome deadline passed without an outcome → outcome_timeout
+  KEYS[1] deadlines zset (execution id → outcome deadline µs)
+  ARGV[1] partition key prefix  ARGV[2] batch size  ARGV[3] now µs
+  returns {number timed out, execution id, …} ]]
+local pfx = ARGV[1]
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[3], 'LIMIT', 0, tonumber(ARGV[2]))
+local terminal = {success = true, failed = true, missed = true, outcome_timeout = true}
+local out = {0}
+for _, eid in ipairs(ids) do
+  redis.call('ZREM', KEYS[1], eid)
+  local ek = pfx .. 'exec:' .. eid
+  local e = redis.call('HMGET', ek, 'st', 'oc', 'od', 'da', 'cla', 'cue', 'acct', 'tb')
+  if e[1] and not terminal[e[1]] and (not e[2] or e[2] == '') then
+    local start = tonumber(e[4] or e[5] or e[3])
+    local secs = math.floor((tonumber(e[3]) - start) / 1000000 + 0.5)
+    redis.call('HSET', ek, 'st', 'outcome_timeout', 'ua', ARGV[3],
+      'em', 'Outcome not reported within ' .. string.format('%d', secs) .. 's')
+    out[1] = out[1] + 1
+    out[#out + 1] = eid
+    -- a one-time cue decided by its scheduled execution becomes failed
+    local ck = pfx .. 'cue:' .. e[6]
+    if (e[8] or 'scheduled') == 'scheduled' and redis.call('HGET', ck, 'sch') and
+        string.sub(redis.call('HGET', ck, 'sch'), 1, 5) == 'once|' then
+      local cur = redis.call('HGET', ck, 'status')
+      if cur and cur ~= 'failed' then
+        local score = redis.call('HGET', ck, 'ca')
+        redis.call('ZREM', pfx .. 'idx:' .. e[7] .. ':cues:' .. cur, e[6])
+        redis.call('ZADD', pfx .. 'idx:' .. e[7] .. ':cues:failed', score, e[6])
+        redis.call('HSET', ck, 'status', 'failed', 'nr', '')
+        redis.call('ZREM', pfx .. 'due', e[6])
+      end
+    end
+  end
+end
+return out
