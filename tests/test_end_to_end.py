@@ -1,0 +1,114 @@
+"""The real ``cuefast serve`` process: a per-second cron delivered to a real receiver."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import httpx
+import redis
+
+from tests.test_dispatcher import Receiver
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_per_second_cron_each_slot_once_and_signed(
+    backend_urls: tuple[str, str], pg_schema: str
+) -> None:
+    receiver = Receiver()
+    await receiver.start()
+    port = _free_port()
+    prefix = f"e2e{uuid.uuid4().hex[:8]}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CUEFAST_")}
+    env.update(
+        CUEFAST_REDIS_URL=backend_urls[0],
+        CUEFAST_DATABASE_URL=backend_urls[1],
+        CUEFAST_DATABASE_SCHEMA=pg_schema,
+        CUEFAST_KEY_PREFIX=prefix,
+        CUEFAST_PARTITIONS="4",
+        CUEFAST_ALLOW_PRIVATE_CALLBACKS="true",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cuefast", "serve", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with httpx.AsyncClient(base_url=base, timeout=5) as client:
+            async with asyncio.timeout(30):
+                while True:
+                    try:
+                        if (await client.get("/health")).status_code == 200:
+                            break
+                    except httpx.TransportError:
+                        pass
+                    await asyncio.sleep(0.1)
+            key = (await client.post("/v1/auth/register", json={"email": "e2e@example.com"})).json()[
+                "api_key"
+            ]
+            auth = {"Authorization": f"Bearer {key}"}
+            secret = (await client.get("/v1/auth/webhook-secret", headers=auth)).json()["webhook_secret"]
+            res = await client.post(
+                "/v1/cues",
+                headers=auth,
+                json={
+                    "name": "every-second",
+                    "schedule": {"type": "recurring", "cron": "* * * * * *"},
+                    "callback": {"url": receiver.url},
+                    "payload": {"task": "tick"},
+                },
+            )
+            assert res.status_code == 201, res.text
+            cue_id = res.json()["id"]
+            async with asyncio.timeout(30):
+                while len(receiver.requests) < 4:
+                    await asyncio.sleep(0.05)
+            await client.patch(f"/v1/cues/{cue_id}", headers=auth, json={"status": "paused"})
+            async with asyncio.timeout(15):  # wait until every execution made so far is delivered
+                while True:
+                    listing = (
+                        await client.get(f"/v1/executions?cue_id={cue_id}&limit=100", headers=auth)
+                    ).json()
+                    if {e["status"] for e in listing["executions"]} == {"success"}:
+                        break
+                    await asyncio.sleep(0.05)
+            slots = []
+            for req in receiver.requests:
+                h = req["headers"]
+                expected = hmac.new(
+                    secret.encode(), h["X-CueAPI-Timestamp"].encode() + b"." + req["body"], hashlib.sha256
+                ).hexdigest()
+                assert h["X-CueAPI-Signature"] == "v1=" + expected
+                slots.append(json.loads(req["body"])["scheduled_for"])
+            assert len(slots) == len(set(slots)), slots  # each slot delivered once
+            assert listing["total"] == len(slots) >= 4
+            health = (await client.get("/health")).json()
+            assert health["services"]["poller"] == "ok"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        assert receiver.runner is not None
+        await receiver.runner.cleanup()
+        r = redis.Redis.from_url(backend_urls[0])
+        for k in r.scan_iter(match=f"{prefix}:*", count=1000):
+            r.delete(k)
+    assert proc.returncode == 0, err
+    assert b"Traceback" not in err
