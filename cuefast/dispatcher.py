@@ -101,18 +101,20 @@ def request_headers(
 class CheckedResolver(AbstractResolver):
     """aiohttp resolver that only ever returns addresses that pass the SSRF rules."""
 
-    def __init__(self, policy: ssrf.Policy) -> None:
+    def __init__(self, policy: ssrf.Policy, resolver: ssrf.Resolver | None = None) -> None:
         self.policy = policy
+        self.resolver = resolver
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
-        target = await ssrf.resolve_target(f"http://{host}:{port or 80}/", self.policy)
-        fam = socket.AF_INET6 if ":" in target.ip else socket.AF_INET
+        # the host alone is judged here (the URL's scheme was checked before the request)
+        ip = await ssrf.resolve_host(host, port, self.policy, self.resolver)
+        fam = socket.AF_INET6 if ":" in ip else socket.AF_INET
         return [
             {
                 "hostname": host,
-                "host": target.ip,
+                "host": ip,
                 "port": port,
                 "family": fam,
                 "proto": 0,

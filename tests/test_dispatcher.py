@@ -31,6 +31,7 @@ class Receiver:
         self.mode = "ok"
         self.runner: web.AppRunner | None = None
         self.port = 0
+        self.unblock = asyncio.Event()
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
@@ -45,6 +46,8 @@ class Receiver:
             return web.Response(status=302, headers={"Location": "http://127.0.0.1:1/elsewhere"})
         if self.mode == "hang":
             await asyncio.sleep(3)
+        if self.mode == "block":  # until released (the sender dies meanwhile)
+            await self.unblock.wait()
         if self.mode == "outcome":
             return web.json_response(
                 {"success": False, "error": "bad input", "external_id": "x1", "summary": 5}
@@ -444,3 +447,18 @@ async def test_outcome_in_time_disarms_deadline(env: Any) -> None:
     clock.advance(3600)
     await sched.tick()
     assert (await only_execution(api, key, cue["id"]))["status"] == "success"
+
+
+async def test_checked_resolver_under_the_default_strict_policy() -> None:
+    """Regression: the connector's resolver must judge the host, not an http:// URL."""
+    from cuefast import ssrf
+    from cuefast.dispatcher import CheckedResolver
+
+    async def dns(host: str, port: int) -> list[str]:
+        return {"public.example": ["93.184.216.34"], "internal.example": ["10.0.0.7"]}[host]
+
+    resolver = CheckedResolver(ssrf.Policy(), dns)
+    (hit,) = await resolver.resolve("public.example", 443)
+    assert hit["host"] == "93.184.216.34" and hit["port"] == 443 and hit["hostname"] == "public.example"
+    with pytest.raises(ssrf.UnsafeURL):
+        await resolver.resolve("internal.example", 443)

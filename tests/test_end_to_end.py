@@ -15,8 +15,11 @@ import uuid
 from pathlib import Path
 
 import httpx
+import pytest
 import redis
 
+from cuefast.config import Settings
+from tests.conftest import Api
 from tests.test_dispatcher import Receiver
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -112,3 +115,67 @@ async def test_per_second_cron_each_slot_once_and_signed(
             r.delete(k)
     assert proc.returncode == 0, err
     assert b"Traceback" not in err
+
+
+def _process_env(settings: Settings, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CUEFAST_")}
+    env.update(
+        CUEFAST_REDIS_URL=settings.redis_url,
+        CUEFAST_DATABASE_URL=settings.database_url,
+        CUEFAST_DATABASE_SCHEMA=settings.database_schema,
+        CUEFAST_KEY_PREFIX=settings.key_prefix,
+        CUEFAST_PARTITIONS=str(settings.partitions),
+        CUEFAST_ALLOW_PRIVATE_CALLBACKS="true",
+        **extra,
+    )
+    return env
+
+
+@pytest.mark.timeout(240)
+async def test_killed_dispatcher_process_loses_nothing(api: Api, settings: Settings) -> None:
+    """kill -9 mid-delivery → another dispatcher process delivers it once the attempt is stale."""
+    receiver = Receiver()
+    await receiver.start()
+    receiver.mode = "block"
+    env = _process_env(settings, CUEFAST_WEBHOOK_TIMEOUT_SECONDS="2", CUEFAST_WEBHOOK_STALE_SECONDS="1")
+    first = subprocess.Popen([sys.executable, "-m", "cuefast", "dispatcher"], env=env, cwd=ROOT)
+    second: subprocess.Popen[bytes] | None = None
+    try:
+        key = await api.register()
+        res = await api.request(
+            "POST",
+            "/v1/cues",
+            key,
+            json={
+                "name": "c",
+                "schedule": {"type": "recurring", "cron": "0 0 1 1 *"},
+                "callback": {"url": receiver.url},
+            },
+        )
+        cue_id = res.json()["id"]
+        eid = (await api.request("POST", f"/v1/cues/{cue_id}/fire", key, json={})).json()["id"]
+        async with asyncio.timeout(30):  # the first dispatcher is mid-delivery …
+            while not receiver.requests:
+                await asyncio.sleep(0.05)
+        first.kill()  # … and dies with SIGKILL
+        first.wait(10)
+        receiver.mode = "ok"
+        second = subprocess.Popen([sys.executable, "-m", "cuefast", "dispatcher"], env=env, cwd=ROOT)
+        async with asyncio.timeout(100):  # stale after max(1 s, 2 s + 60 s); reclaimed within 5 s more
+            while True:
+                e = (await api.request("GET", f"/v1/executions/{eid}", key)).json()
+                if e["status"] == "success":
+                    break
+                await asyncio.sleep(0.5)
+        assert e["attempts"] == 1 and e["error_message"] is None
+        bodies = [json.loads(r["body"]) for r in receiver.requests]
+        assert [b["execution_id"] for b in bodies] == [eid, eid]  # at least once: sent again, same id
+        assert [b["attempt"] for b in bodies] == [1, 1]  # the unfinished attempt is not counted
+    finally:
+        for proc in (first, second):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(30)
+        receiver.unblock.set()
+        assert receiver.runner is not None
+        await receiver.runner.cleanup()
