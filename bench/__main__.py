@@ -100,7 +100,7 @@ def bench_api(args: argparse.Namespace) -> None:
     )
     env["CUEFAST_DATABASE_SCHEMA"] = "cuefast_bench"
     server = subprocess.Popen(
-        [sys.executable, "-m", "cuefast", "serve", "--port", str(port)], env=env, cwd=ROOT
+        [sys.executable, "-m", "cuefast", args.role, "--port", str(port)], env=env, cwd=ROOT
     )
     try:
         _wait_healthy(url)
@@ -138,6 +138,12 @@ def main() -> None:
     api.add_argument("--users", type=int, default=50)
     api.add_argument("--seconds", type=int, default=30)
     api.add_argument("--modes", nargs="+", default=["create", "get"], choices=["create", "get"])
+    api.add_argument(
+        "--role",
+        default="serve",
+        choices=["serve", "api"],
+        help="serve: every role in the process; api: API only",
+    )
     args = parser.parse_args()
     if args.bench == "api":
         bench_api(args)

@@ -129,15 +129,25 @@ class Scheduler:
         return created, len(due) == self.batch
 
     async def run(self, stop: asyncio.Event, interval: float = 0.05) -> None:
-        """Tick until ``stop`` is set: sleep until the next due time, at most ``interval``
-        (so cues created meanwhile are picked up promptly); errors back off."""
+        """Until ``stop`` is set: run a pass when something is due, otherwise sleep until the
+        next due time (at most ``interval``, so cues created meanwhile are picked up
+        promptly). An idle check is one pipelined read; the /health heartbeat is still
+        written once a second. Errors are logged and back off."""
         failures = 0
+        last_beat = 0.0
         while not stop.is_set():
             try:
-                await self.tick()
+                now = self.clock.now_us()
+                wait_us = await self.store.next_due_in(now)
+                if wait_us is not None and wait_us <= 0:
+                    await self.tick()
+                    last_beat = time.monotonic()
+                    wait_us = await self.store.next_due_in(self.clock.now_us())
+                elif time.monotonic() - last_beat >= 1.0:
+                    await self.store.record_poller(now, 0, 0)
+                    last_beat = time.monotonic()
                 failures = 0
-                wait_us = await self.store.next_due_in(self.clock.now_us())
-                delay = min(interval, max(wait_us / 1e6, 0.001)) if wait_us is not None else interval
+                delay = interval if wait_us is None else min(interval, max(wait_us / 1e6, 0.001))
             except Exception:
                 log.exception("scheduler pass failed")
                 failures += 1
