@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.resources
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
@@ -55,8 +56,15 @@ def month_of(now_us: int) -> str:
     return to_datetime(now_us).strftime("%Y-%m")
 
 
+_INCLUDE = re.compile(r"^--!include (\w+)$", re.MULTILINE)
+
+
 def load_lua(name: str) -> str:
-    return importlib.resources.files("cuefast.lua").joinpath(f"{name}.lua").read_text()
+    """A script's text; a line ``--!include <lib>`` is replaced by ``lua/lib/<lib>.lua``
+    (Redis scripts cannot load code, so shared functions are pasted in at load time)."""
+    lua = importlib.resources.files("cuefast.lua")
+    text = lua.joinpath(f"{name}.lua").read_text()
+    return _INCLUDE.sub(lambda m: lua.joinpath("lib").joinpath(f"{m.group(1)}.lua").read_text(), text)
 
 
 def connect(url: str, max_connections: int = 128) -> aioredis.Redis:
@@ -110,10 +118,6 @@ class Store:
             return "unknown"
         it = iter(res[1:])
         return msgspec.convert(dict(zip(it, it, strict=True)), Account, strict=False)
-
-    async def get_account(self, account_id: str) -> Account | None:
-        data = await self.redis.hgetall(self.keys.account(account_id))
-        return msgspec.convert(data, Account, strict=False) if data else None
 
     async def register(
         self,
@@ -567,10 +571,6 @@ class Store:
             pipe.xack(self.keys.outbox(p), DISPATCH_GROUP, entry_id)
             pipe.xdel(self.keys.outbox(p), entry_id)
             await pipe.execute()
-
-    async def webhook_secret(self, account_id: str) -> str | None:
-        value = await self.redis.hget(self.keys.account(account_id), "wh_secret")
-        return None if value is None else str(value)
 
     async def next_due_in(self, now_us: int) -> int | None:
         """µs until the earliest due cue, retry or delayed fire (None: nothing scheduled)."""

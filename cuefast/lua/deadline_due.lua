@@ -2,6 +2,7 @@
   KEYS[1] deadlines zset (execution id → outcome deadline µs)
   ARGV[1] partition key prefix  ARGV[2] batch size  ARGV[3] now µs
   returns {number timed out, execution id, …} ]]
+--!include set_cue_status
 local pfx = ARGV[1]
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[3], 'LIMIT', 0, tonumber(ARGV[2]))
 local terminal = {success = true, failed = true, missed = true, outcome_timeout = true}
@@ -21,14 +22,7 @@ for _, eid in ipairs(ids) do
     local ck = pfx .. 'cue:' .. e[6]
     if (e[8] or 'scheduled') == 'scheduled' and redis.call('HGET', ck, 'sch') and
         string.sub(redis.call('HGET', ck, 'sch'), 1, 5) == 'once|' then
-      local cur = redis.call('HGET', ck, 'status')
-      if cur and cur ~= 'failed' then
-        local score = redis.call('HGET', ck, 'ca')
-        redis.call('ZREM', pfx .. 'idx:' .. e[7] .. ':cues:' .. cur, e[6])
-        redis.call('ZADD', pfx .. 'idx:' .. e[7] .. ':cues:failed', score, e[6])
-        redis.call('HSET', ck, 'status', 'failed', 'nr', '')
-        redis.call('ZREM', pfx .. 'due', e[6])
-      end
+      set_cue_status(pfx, e[6], e[7], 'failed')
     end
   end
 end

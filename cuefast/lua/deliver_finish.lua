@@ -8,6 +8,7 @@
     1 if a final failure pauses the recurring cue (on_failure.pause)
   returns one new status per attempt ("" = the execution was not in flight: deleted, or its
   result already recorded by another attempt) ]]
+--!include set_cue_status
 local pfx, now = ARGV[1], ARGV[2]
 local out = {}
 
@@ -22,16 +23,6 @@ local function finish(eid, result, hs, em, nxr, od, entry, once, pause)
   if e[1] ~= 'delivering' then return '' end
   local ck = pfx .. 'cue:' .. e[2]
   local cue_exists = redis.call('EXISTS', ck) == 1
-  local function set_cue_status(status)
-    if not cue_exists then return end
-    local cur = redis.call('HGET', ck, 'status')
-    if cur == status then return end
-    local score = redis.call('HGET', ck, 'ca')
-    redis.call('ZREM', pfx .. 'idx:' .. e[3] .. ':cues:' .. cur, e[2])
-    redis.call('ZADD', pfx .. 'idx:' .. e[3] .. ':cues:' .. status, score, e[2])
-    redis.call('HSET', ck, 'status', status, 'nr', '')
-    redis.call('ZREM', pfx .. 'due', e[2])
-  end
   redis.call('HINCRBY', ek, 'att', 1)
   if cue_exists then redis.call('HINCRBY', ck, 'rc', 1) end
   local status
@@ -44,7 +35,7 @@ local function finish(eid, result, hs, em, nxr, od, entry, once, pause)
       status = 'success'
       redis.call('HSET', ek, 'st', status, 'hs', hs, 'ua', now, 'da', now, 'em', '')
       if cue_exists then redis.call('HSET', ck, 'lr', now) end
-      if once == '1' then set_cue_status('completed') end
+      if once == '1' then set_cue_status(pfx, e[2], e[3], 'completed') end
     end
   elseif nxr ~= '' then
     status = 'retrying'
@@ -54,8 +45,8 @@ local function finish(eid, result, hs, em, nxr, od, entry, once, pause)
     status = 'failed'
     redis.call('HSET', ek, 'st', status, 'hs', hs, 'ua', now, 'em', em)
     if cue_exists then redis.call('HSET', ck, 'lr', now) end
-    if once == '1' then set_cue_status('failed') end
-    if pause == '1' then set_cue_status('paused') end
+    if once == '1' then set_cue_status(pfx, e[2], e[3], 'failed') end
+    if pause == '1' then set_cue_status(pfx, e[2], e[3], 'paused') end
   end
   return status
 end

@@ -4,6 +4,7 @@
   ARGV[5] partition key prefix  ARGV[6] 1 if the cue is one-time (a scheduled execution
   decides it)  ARGV[7] now µs
   returns {1, status} | {-1} an outcome is already recorded | {-2} no such execution ]]
+--!include set_cue_status
 local e = redis.call('HMGET', KEYS[1], 'st', 'tr', 'cue', 'acct', 'tb', 'oc', 'id')
 if not e[1] then return {-2} end
 if e[6] and e[6] ~= '' then return {-1} end
@@ -24,15 +25,7 @@ if not terminal[st] and (tr == 'worker' or st == 'pending_outcome') then
   redis.call('ZREM', pfx .. 'leases', e[7])
   redis.call('ZREM', pfx .. 'deadlines', e[7])
   if cue_exists and ARGV[6] == '1' and e[5] == 'scheduled' then
-    local target = st == 'success' and 'completed' or 'failed'
-    local cur = redis.call('HGET', ck, 'status')
-    if cur ~= target then
-      local score = redis.call('HGET', ck, 'ca')
-      redis.call('ZREM', pfx .. 'idx:' .. e[4] .. ':cues:' .. cur, e[3])
-      redis.call('ZADD', pfx .. 'idx:' .. e[4] .. ':cues:' .. target, score, e[3])
-      redis.call('HSET', ck, 'status', target, 'nr', '')
-      redis.call('ZREM', pfx .. 'due', e[3])
-    end
+    set_cue_status(pfx, e[3], e[4], st == 'success' and 'completed' or 'failed')
   end
 end
 if cue_exists and tr == 'worker' then
