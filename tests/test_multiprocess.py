@@ -1,0 +1,248 @@
+"""The engine's invariants with real, separate OS processes over hundreds of cues.
+
+Two ``cuefast scheduler`` and three ``cuefast dispatcher`` processes (the venv's console
+script) share the test Redis under the test's key prefix and deliver a per-second cron
+(``* * * * * *``, ``catch_up: all``) of 400 cues to a real HTTP receiver on 127.0.0.1. The
+cues are created in-process through the API app, under two accounts, while the processes
+run. Every check is made against what the cron defines and what the receiver saw, computed
+independently of the engine (slots are whole seconds from the cue's first ``next_run``; the
+signature is recomputed with hmac/hashlib):
+
+* each (cue, scheduled_for) from the cue's first ``next_run`` up to its ``next_run`` when
+  the schedulers stopped has exactly one execution — no gap, no duplicate;
+* every execution is ``success`` after one attempt, and was received; every request carries
+  a valid signature, its own execution id, slot and attempt number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from cuefast.config import Settings
+from cuefast.store import DISPATCH_GROUP
+from tests.conftest import Api
+from tests.procs import Processes, process_env
+from tests.test_dispatcher import Receiver
+
+pytestmark = pytest.mark.timeout(90)
+
+CUES = 400
+SECOND = 1_000_000
+# A webhook timeout of 5 s makes the stale window max(1 s, 5 s + 60 s) = 65 s.
+ENV = {"CUEFAST_WEBHOOK_TIMEOUT_SECONDS": "5", "CUEFAST_WEBHOOK_STALE_SECONDS": "1"}
+STALE_MS = 65_000
+
+
+class Recorder(Receiver):
+    """Records every request as it arrives, answers 200 after ``delay`` seconds of 'work'."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        self.requests.append({"headers": dict(request.headers), "body": body, "at": time.monotonic()})
+        await asyncio.sleep(self.delay)
+        return web.Response(status=200)
+
+
+def _us(iso: str) -> int:
+    dt = datetime.fromisoformat(iso)
+    return (int(dt.timestamp()) * SECOND) + dt.microsecond
+
+
+async def until(cond: Any, timeout: float, what: str, every: float = 0.05) -> Any:
+    """Poll the coroutine function ``cond`` until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(every)
+
+
+class Cluster:
+    """The processes, the receiver, the cues and the means to inspect Redis."""
+
+    def __init__(self, api: Api, settings: Settings, procs: Processes, receiver: Recorder) -> None:
+        self.api = api
+        self.redis = api.rt.store.redis
+        self.keys = api.rt.store.keys
+        self.store = api.rt.store
+        self.settings = settings
+        self.procs = procs
+        self.receiver = receiver
+        self.cues: dict[str, tuple[str, int]] = {}  # cue id → (account secret, first next_run µs)
+
+    async def start(self) -> None:
+        env = process_env(self.settings, **ENV)
+        for i in range(2):
+            self.procs.start(f"scheduler-{i}", "scheduler", env=env)
+        for i in range(3):
+            self.procs.start(f"dispatcher-{i}", "dispatcher", env=env)
+        for name in self.procs.procs:
+            await self.procs.wait_for_log(name, f"{name.split('-')[0]} running")
+
+        async def groups() -> bool:  # consumers appear only once they read an entry (Redis 7.0)
+            for p in range(self.keys.partitions):
+                try:
+                    if not await self.redis.xinfo_groups(self.keys.outbox(p)):
+                        return False
+                except Exception:  # no stream yet
+                    return False
+            return True
+
+        await until(groups, 30, "the dispatchers' consumer group on every partition")
+
+    async def create_cues(self) -> None:
+        accounts = []
+        for _ in range(2):
+            key = await self.api.register()
+            res = await self.api.request("GET", "/v1/auth/webhook-secret", key)
+            accounts.append((key, res.json()["webhook_secret"]))
+
+        async def create(i: int) -> None:
+            key, secret = accounts[i % 2]
+            before = time.time_ns() // 1000
+            res = await self.api.request(
+                "POST",
+                "/v1/cues",
+                key,
+                json={
+                    "name": f"tick-{i}",
+                    "schedule": {"type": "recurring", "cron": "* * * * * *"},
+                    "catch_up": "all",
+                    "callback": {"url": self.receiver.url},
+                    "payload": {"i": i},
+                },
+            )
+            after = time.time_ns() // 1000
+            assert res.status_code == 201, res.text
+            first = _us(res.json()["next_run"])
+            assert first % SECOND == 0 and before < first <= after + SECOND  # the next whole second
+            self.cues[res.json()["id"]] = (secret, first)
+
+        for start in range(0, CUES, 50):
+            await asyncio.gather(*(create(i) for i in range(start, min(start + 50, CUES))))
+
+    async def wait_received(self, n: int, timeout: float = 30) -> None:
+        async def enough() -> bool:
+            return len(self.receiver.requests) >= n
+
+        await until(enough, timeout, f"{n} deliveries (got {len(self.receiver.requests)})")
+
+    async def executions(self) -> dict[str, dict[str, str]]:
+        """Every execution of our cues: id → {cue, sf, st, att}."""
+        ids = [
+            eid for _, eid in await self.store.index_members([self.keys.cue_executions(c) for c in self.cues])
+        ]
+        names = ["cue", "sf", "st", "att"]
+        rows = await self.store.execution_fields(ids, names)
+        out = {}
+        for eid, row in zip(ids, rows, strict=True):
+            assert row is not None, f"execution {eid} is indexed but gone"
+            out[eid] = {k: v or "" for k, v in zip(names, row, strict=True)}
+        return out
+
+    async def next_runs(self) -> dict[str, int]:
+        rows = await self.store.get_cues(list(self.cues))
+        return {cid: int(row["nr"]) for cid, row in zip(self.cues, rows, strict=True)}
+
+    async def pending_of(self, consumer: str) -> list[tuple[int, str, str]]:
+        """(partition, stream entry id, execution id) read by ``consumer`` and never acknowledged."""
+        out = []
+        for p in range(self.keys.partitions):
+            stream = self.keys.outbox(p)
+            rows = await self.redis.xpending_range(
+                stream, DISPATCH_GROUP, min="-", max="+", count=100_000, consumername=consumer
+            )
+            for row in rows:
+                entry_id = str(row["message_id"])
+                ((_, fields),) = await self.redis.xrange(stream, min=entry_id, max=entry_id)
+                out.append((p, entry_id, str(fields["e"])))
+        return out
+
+    async def pending_counts(self) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for p in range(self.keys.partitions):
+            summary = await self.redis.xpending(self.keys.outbox(p), DISPATCH_GROUP)
+            for c in summary["consumers"]:
+                counts[str(c["name"])] = counts.get(str(c["name"]), 0) + int(c["pending"])
+        return counts
+
+    def check(self, execs: dict[str, dict[str, str]], final_nr: dict[str, int]) -> dict[str, int]:
+        """The invariants (module docstring); returns how often each execution was received."""
+        slots: dict[str, list[int]] = {cid: [] for cid in self.cues}
+        for e in execs.values():
+            slots[e["cue"]].append(int(e["sf"]))
+        for cid, (_, first) in self.cues.items():
+            expected = list(range(first, final_nr[cid], SECOND))  # what `* * * * * *` defines
+            assert sorted(slots[cid]) == expected, (cid, sorted(slots[cid]), expected)
+        statuses = {(e["st"], e["att"]) for e in execs.values()}
+        assert statuses == {("success", "1")}, statuses
+        received: dict[str, int] = {}
+        for req in self.receiver.requests:
+            h, body = req["headers"], req["body"]
+            eid = h["X-CueAPI-Execution-Id"]
+            e = execs[eid]  # KeyError: a delivery of an execution that does not exist
+            secret = self.cues[e["cue"]][0]
+            mac = hmac.new(secret.encode(), h["X-CueAPI-Timestamp"].encode() + b"." + body, hashlib.sha256)
+            assert h["X-CueAPI-Signature"] == "v1=" + mac.hexdigest(), eid
+            doc = json.loads(body)
+            assert doc["execution_id"] == eid and doc["cue_id"] == e["cue"] == h["X-CueAPI-Cue-Id"]
+            assert _us(h["X-CueAPI-Scheduled-For"]) == _us(doc["scheduled_for"]) == int(e["sf"])
+            assert h["X-CueAPI-Attempt"] == "1" and doc["attempt"] == 1
+            received[eid] = received.get(eid, 0) + 1
+        assert set(received) == set(execs), set(execs) - set(received)  # every execution arrived
+        return received
+
+
+async def _stop_schedulers(cluster: Cluster) -> dict[str, int]:
+    for name in ("scheduler-0", "scheduler-1"):
+        if cluster.procs.procs[name].alive():
+            assert await cluster.procs.stop(name) == 0
+    return await cluster.next_runs()
+
+
+async def test_two_schedulers_three_dispatchers_each_slot_once(
+    api: Api, settings: Settings, tmp_path: Path
+) -> None:
+    """Steady state: five processes, 400 per-second cues for a few seconds; with nobody
+    killed every execution is also received exactly once."""
+    receiver = Recorder(delay=0.05)
+    await receiver.start()
+    try:
+        async with Processes(tmp_path / "logs", lifetime=80) as procs:
+            cluster = Cluster(api, settings, procs, receiver)
+            await cluster.start()
+            await cluster.create_cues()
+            await cluster.wait_received(4 * CUES)
+            final_nr = await _stop_schedulers(cluster)
+
+            async def delivered() -> dict[str, dict[str, str]] | None:
+                execs = await cluster.executions()
+                return execs if all(e["st"] == "success" for e in execs.values()) else None
+
+            execs = await until(delivered, 30, "every execution delivered", every=0.2)
+            received = cluster.check(execs, final_nr)
+            assert len(execs) >= 4 * CUES
+            assert set(received.values()) == {1}
+            for name in list(procs.procs):
+                assert await procs.stop(name) == 0, name
+            assert not procs.problems(), procs.problems()
+    finally:
+        assert receiver.runner is not None
+        await receiver.runner.cleanup()
