@@ -2,7 +2,7 @@
 
 ``Processes`` starts ``cuefast <role>`` (the venv's console script) with stdout and stderr in
 files under a log directory. Every process dies with the test process (PR_SET_PDEATHSIG), is
-SIGKILLed by a watchdog after ``lifetime`` seconds, and is stopped in ``close()`` (SIGTERM,
+SIGKILLed by a watchdog thread after ``lifetime`` seconds, and is stopped in ``close()`` (SIGTERM,
 then SIGKILL), which prints every log when the test failed or a process misbehaved. Waiting
 is asynchronous, so a receiver on the test's event loop keeps answering while a dispatcher
 drains its in-flight deliveries on SIGTERM.
@@ -11,7 +11,6 @@ drains its in-flight deliveries on SIGTERM.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import os
 import signal
 import subprocess
@@ -51,8 +50,14 @@ def cuefast_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "cuefast"]
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+# Run first in the child: SIGKILL when the parent dies (kept across exec, same pid), then exec
+# the command. A launcher instead of preexec_fn, which is unsafe in a process with threads.
+_LAUNCHER = (
+    "import ctypes, os, signal, sys; "
+    f"ctypes.CDLL(None).prctl({_PR_SET_PDEATHSIG}, signal.SIGKILL); "
+    "os.getppid() == int(sys.argv[1]) or sys.exit(3); "
+    "os.execv(sys.argv[2], sys.argv[2:])"
+)
 
 
 class Proc:
@@ -88,13 +93,12 @@ class Processes:
         out, err = self.log_dir / f"{name}.out", self.log_dir / f"{name}.err"
         with out.open("wb") as fo, err.open("wb") as fe:
             popen = subprocess.Popen(
-                [*cuefast_command(), *args],
+                [sys.executable, "-c", _LAUNCHER, str(os.getpid()), *cuefast_command(), *args],
                 env=env,
                 cwd=ROOT,
                 stdin=subprocess.DEVNULL,
                 stdout=fo,
                 stderr=fe,
-                preexec_fn=_die_with_parent,
             )
         proc = Proc(name, popen, out, err)
         self.procs[name] = proc

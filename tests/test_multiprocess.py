@@ -20,6 +20,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import os
 import time
 from datetime import datetime
 from pathlib import Path
@@ -242,6 +243,121 @@ async def test_two_schedulers_three_dispatchers_each_slot_once(
             assert set(received.values()) == {1}
             for name in list(procs.procs):
                 assert await procs.stop(name) == 0, name
+            assert not procs.problems(), procs.problems()
+    finally:
+        assert receiver.runner is not None
+        await receiver.runner.cleanup()
+
+
+REAL_WAIT = os.environ.get("CUEFAST_TEST_REAL_STALE", "") in ("1", "true")
+
+
+@pytest.mark.parametrize(
+    "takeover",
+    [
+        "aged",
+        pytest.param(
+            "real-wait",
+            marks=[
+                pytest.mark.skipif(not REAL_WAIT, reason="waits the real 65 s; CUEFAST_TEST_REAL_STALE=1"),
+                pytest.mark.timeout(180),
+            ],
+        ),
+    ],
+)
+async def test_kill_9_one_scheduler_and_one_dispatcher_mid_run(
+    api: Api, settings: Settings, tmp_path: Path, takeover: str
+) -> None:
+    """kill -9 of a scheduler and of a dispatcher that holds deliveries in flight.
+
+    The receiver takes 0.5 s per request, so deliveries are always in flight; the dispatcher
+    killed is the one with the most unacknowledged outbox entries at that moment, and the
+    test requires that it died holding some (``stranded``) and that the receiver had
+    already received some of them (killed mid-request). Then:
+
+    * the surviving scheduler keeps every cue's slots contiguous (none lost, none twice) —
+      a scheduler holds no state between its atomic ``materialize.lua`` calls;
+    * the surviving dispatchers deliver everything else, and the stranded executions stay
+      ``pending``/``delivering`` — never finished without their entry acknowledged;
+    * after the stale window the survivors take the stranded entries over (XAUTOCLAIM on
+      their 5-s reclaim pass) and deliver them with the same attempt number; executions
+      received twice are only stranded ones (at least once, the id lets receivers dedupe).
+
+    The stale window is max(CUEFAST_WEBHOOK_STALE_SECONDS, timeout + 60 s) = 65 s. ``aged``
+    makes exactly those entries stale instead of waiting: it sets their stream idle time
+    past the window (XCLAIM … IDLE, owner unchanged) and their lease expiry to the past,
+    which is what 65 s of waiting does to them; the takeover itself is the surviving
+    processes' own code path. ``real-wait`` (CUEFAST_TEST_REAL_STALE=1) really waits."""
+    receiver = Recorder(delay=0.5)
+    await receiver.start()
+    try:
+        async with Processes(tmp_path / "logs", lifetime=170 if takeover == "real-wait" else 80) as procs:
+            cluster = Cluster(api, settings, procs, receiver)
+            await cluster.start()
+            await cluster.create_cues()
+            await cluster.wait_received(2 * CUES)
+
+            async def busy_consumer() -> str | None:  # a dispatcher mid-burst
+                counts = await cluster.pending_counts()
+                name, n = max(counts.items(), key=lambda kv: kv[1], default=("", 0))
+                return name if n >= 50 else None
+
+            consumer = await until(busy_consumer, 20, "a dispatcher with 50 deliveries in flight", every=0.01)
+            pid = int(consumer.rsplit("-", 2)[1])
+            (victim,) = [n for n, p in procs.procs.items() if p.pid == pid]
+            procs.kill(victim)
+            procs.kill("scheduler-0")
+            killed_at = time.monotonic()
+            stranded = await cluster.pending_of(consumer)
+            stranded_ids = {eid for _, _, eid in stranded}
+            assert stranded_ids, "the killed dispatcher held no deliveries"
+            seen = {r["headers"]["X-CueAPI-Execution-Id"] for r in receiver.requests}
+            assert stranded_ids & seen, "none of its requests had reached the receiver"
+            sent_before = len(receiver.requests)
+            await cluster.wait_received(sent_before + 3 * CUES)  # the others carry on
+            final_nr = await _stop_schedulers(cluster)
+
+            async def others_delivered() -> dict[str, dict[str, str]] | None:
+                execs = await cluster.executions()
+                rest = [e["st"] for eid, e in execs.items() if eid not in stranded_ids]
+                return execs if set(rest) == {"success"} else None
+
+            execs = await until(others_delivered, 30, "every other execution delivered", every=0.2)
+            assert {execs[eid]["st"] for eid in stranded_ids} <= {"pending", "delivering"}
+            assert time.monotonic() - killed_at < STALE_MS / 1000  # none can have been taken over yet
+
+            if takeover == "aged":
+                for p, entry_id, eid in stranded:
+                    await cluster.redis.xclaim(
+                        cluster.keys.outbox(p),
+                        DISPATCH_GROUP,
+                        consumer,
+                        0,
+                        [entry_id],
+                        idle=STALE_MS + 1000,
+                        justid=True,
+                    )
+                    await cluster.redis.zadd(cluster.keys.leases(p), {eid: 0}, xx=True)
+            aged_at = time.monotonic()
+
+            async def all_delivered() -> dict[str, dict[str, str]] | None:
+                execs = await cluster.executions()
+                return execs if all(e["st"] == "success" for e in execs.values()) else None
+
+            wait = 20 if takeover == "aged" else STALE_MS / 1000 + 20
+            execs = await until(all_delivered, wait, "the stranded executions taken over", every=0.2)
+            received = cluster.check(execs, final_nr)
+            twice = {eid for eid, n in received.items() if n > 1}
+            assert twice and twice <= stranded_ids, (twice - stranded_ids, len(twice))
+            for eid in stranded_ids:  # each one was sent again after the takeover
+                assert any(
+                    r["at"] > aged_at and r["headers"]["X-CueAPI-Execution-Id"] == eid
+                    for r in receiver.requests
+                )
+            assert len(execs) >= 5 * CUES
+            for name, proc in procs.procs.items():
+                if proc.alive():
+                    assert await procs.stop(name) == 0, name
             assert not procs.problems(), procs.problems()
     finally:
         assert receiver.runner is not None
