@@ -20,6 +20,7 @@ import redis
 
 from cuefast.config import Settings
 from tests.conftest import Api
+from tests.procs import process_env
 from tests.test_dispatcher import Receiver
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,27 +118,13 @@ async def test_per_second_cron_each_slot_once_and_signed(
     assert b"Traceback" not in err
 
 
-def _process_env(settings: Settings, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CUEFAST_")}
-    env.update(
-        CUEFAST_REDIS_URL=settings.redis_url,
-        CUEFAST_DATABASE_URL=settings.database_url,
-        CUEFAST_DATABASE_SCHEMA=settings.database_schema,
-        CUEFAST_KEY_PREFIX=settings.key_prefix,
-        CUEFAST_PARTITIONS=str(settings.partitions),
-        CUEFAST_ALLOW_PRIVATE_CALLBACKS="true",
-        **extra,
-    )
-    return env
-
-
 @pytest.mark.timeout(240)
 async def test_killed_dispatcher_process_loses_nothing(api: Api, settings: Settings) -> None:
     """kill -9 mid-delivery → another dispatcher process delivers it once the attempt is stale."""
     receiver = Receiver()
     await receiver.start()
     receiver.mode = "block"
-    env = _process_env(settings, CUEFAST_WEBHOOK_TIMEOUT_SECONDS="2", CUEFAST_WEBHOOK_STALE_SECONDS="1")
+    env = process_env(settings, CUEFAST_WEBHOOK_TIMEOUT_SECONDS="2", CUEFAST_WEBHOOK_STALE_SECONDS="1")
     first = subprocess.Popen([sys.executable, "-m", "cuefast", "dispatcher"], env=env, cwd=ROOT)
     second: subprocess.Popen[bytes] | None = None
     try:

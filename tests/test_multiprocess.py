@@ -176,6 +176,15 @@ class Cluster:
                 out.append((p, entry_id, str(fields["e"])))
         return out
 
+    async def consumer_pids(self) -> set[int]:
+        """Pids of the dispatchers that read outbox entries (a consumer's name holds its pid)."""
+        names = set()
+        for p in range(self.keys.partitions):
+            names |= {
+                str(r["name"]) for r in await self.redis.xinfo_consumers(self.keys.outbox(p), DISPATCH_GROUP)
+            }
+        return {int(name.rsplit("-", 2)[1]) for name in names}
+
     async def pending_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for p in range(self.keys.partitions):
@@ -241,6 +250,8 @@ async def test_two_schedulers_three_dispatchers_each_slot_once(
             received = cluster.check(execs, final_nr)
             assert len(execs) >= 4 * CUES
             assert set(received.values()) == {1}
+            dispatchers = {p.pid for n, p in procs.procs.items() if n.startswith("dispatcher")}
+            assert await cluster.consumer_pids() == dispatchers  # all three took part
             for name in list(procs.procs):
                 assert await procs.stop(name) == 0, name
             assert not procs.problems(), procs.problems()
