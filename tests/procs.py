@@ -126,6 +126,12 @@ class Processes:
             await asyncio.sleep(0.02)
         return int(proc.popen.returncode)
 
+    async def stop_all(self, names: list[str], timeout: float = 20.0) -> dict[str, int]:
+        """``stop`` these processes at the same time; exit codes of those that were running."""
+        running = [n for n in names if self.procs[n].alive()]
+        codes = await asyncio.gather(*(self.stop(n, timeout) for n in running))
+        return dict(zip(running, codes, strict=True))
+
     async def wait_for_log(self, name: str, text: str, timeout: float = 30.0) -> None:
         proc = self.procs[name]
         deadline = time.monotonic() + timeout

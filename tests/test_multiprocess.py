@@ -3,10 +3,11 @@
 Two ``cuefast scheduler`` and three ``cuefast dispatcher`` processes (the venv's console
 script) share the test Redis under the test's key prefix and deliver a per-second cron
 (``* * * * * *``, ``catch_up: all``) of 400 cues to a real HTTP receiver on 127.0.0.1. The
-cues are created in-process through the API app, under two accounts, while the processes
-run. Every check is made against what the cron defines and what the receiver saw, computed
-independently of the engine (slots are whole seconds from the cue's first ``next_run``; the
-signature is recomputed with hmac/hashlib):
+cues are created in-process through the cue service (what ``POST /v1/cues`` runs), under
+two accounts, while the processes boot. The processes use the test PostgreSQL and schema
+(no embedded servers). Every check is against what the cron defines and what the receiver
+saw, computed independently of the engine (slots are whole seconds from the cue's first
+``next_run``; the signature is recomputed with hmac/hashlib):
 
 * each (cue, scheduled_for) from the cue's first ``next_run`` up to its ``next_run`` when
   the schedulers stopped has exactly one execution — no gap, no duplicate;
@@ -30,6 +31,7 @@ import pytest
 from aiohttp import web
 
 from cuefast.config import Settings
+from cuefast.cue_input import parse_create
 from cuefast.store import DISPATCH_GROUP
 from tests.conftest import Api
 from tests.procs import Processes, process_env
@@ -89,11 +91,13 @@ class Cluster:
         self.cues: dict[str, tuple[str, int]] = {}  # cue id → (account secret, first next_run µs)
 
     async def start(self) -> None:
+        """Start the five processes, create the cues while they boot, wait until they run."""
         env = process_env(self.settings, **ENV)
         for i in range(2):
             self.procs.start(f"scheduler-{i}", "scheduler", env=env)
         for i in range(3):
             self.procs.start(f"dispatcher-{i}", "dispatcher", env=env)
+        await self.create_cues()  # slots due before the schedulers run fire then (catch_up: all)
         for name in self.procs.procs:
             await self.procs.wait_for_log(name, f"{name.split('-')[0]} running")
 
@@ -115,29 +119,28 @@ class Cluster:
             res = await self.api.request("GET", "/v1/auth/webhook-secret", key)
             accounts.append((key, res.json()["webhook_secret"]))
 
-        async def create(i: int) -> None:
-            key, secret = accounts[i % 2]
-            before = time.time_ns() // 1000
-            res = await self.api.request(
-                "POST",
-                "/v1/cues",
-                key,
-                json={
-                    "name": f"tick-{i}",
-                    "schedule": {"type": "recurring", "cron": "* * * * * *"},
-                    "catch_up": "all",
-                    "callback": {"url": self.receiver.url},
-                    "payload": {"i": i},
-                },
-            )
-            after = time.time_ns() // 1000
-            assert res.status_code == 201, res.text
-            first = _us(res.json()["next_run"])
-            assert first % SECOND == 0 and before < first <= after + SECOND  # the next whole second
-            self.cues[res.json()["id"]] = (secret, first)
+        rt = self.api.rt
+        owners = [await rt.accounts.authenticate(f"Bearer {key}") for key, _ in accounts]
 
+        async def create(i: int) -> None:  # what POST /v1/cues does, without the HTTP layer
+            body = {
+                "name": f"tick-{i}",
+                "schedule": {"type": "recurring", "cron": "* * * * * *"},
+                "catch_up": "all",
+                "callback": {"url": self.receiver.url},
+                "payload": {"i": i},
+            }
+            before = time.time_ns() // 1000
+            cue = await rt.cues.create(owners[i % 2], parse_create(body))
+            after = time.time_ns() // 1000
+            first = _us(cue["next_run"])
+            assert first % SECOND == 0 and before < first <= after + SECOND  # the next whole second
+            self.cues[cue["id"]] = (accounts[i % 2][1], first)
+
+        began = time.monotonic()
         for start in range(0, CUES, 50):
             await asyncio.gather(*(create(i) for i in range(start, min(start + 50, CUES))))
+        print(f"{CUES} cues created in {time.monotonic() - began:.2f} s")
 
     async def wait_received(self, n: int, timeout: float = 30) -> None:
         async def enough() -> bool:
@@ -185,6 +188,19 @@ class Cluster:
             }
         return {int(name.rsplit("-", 2)[1]) for name in names}
 
+    async def busy_dispatcher(self, minimum: int) -> tuple[str, str]:
+        """(consumer, process name) of a dispatcher with ``minimum`` entries read and not finished."""
+
+        async def busy() -> str | None:
+            counts = await self.pending_counts()
+            name, n = max(counts.items(), key=lambda kv: kv[1], default=("", 0))
+            return name if n >= minimum else None
+
+        consumer = await until(busy, 20, f"a dispatcher with {minimum} deliveries in flight", every=0.01)
+        pid = int(consumer.rsplit("-", 2)[1])
+        (name,) = [n for n, p in self.procs.procs.items() if p.pid == pid]
+        return consumer, name
+
     async def pending_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for p in range(self.keys.partitions):
@@ -221,25 +237,30 @@ class Cluster:
 
 
 async def _stop_schedulers(cluster: Cluster) -> dict[str, int]:
-    for name in ("scheduler-0", "scheduler-1"):
-        if cluster.procs.procs[name].alive():
-            assert await cluster.procs.stop(name) == 0
+    """SIGTERM the schedulers still running; then every cue's next_run is final."""
+    codes = await cluster.procs.stop_all([n for n in cluster.procs.procs if n.startswith("scheduler")])
+    assert set(codes.values()) <= {0}, codes
     return await cluster.next_runs()
 
 
 async def test_two_schedulers_three_dispatchers_each_slot_once(
     api: Api, settings: Settings, tmp_path: Path
 ) -> None:
-    """Steady state: five processes, 400 per-second cues for a few seconds; with nobody
-    killed every execution is also received exactly once."""
-    receiver = Recorder(delay=0.05)
+    """Five processes, 400 per-second cues for a few seconds. One dispatcher gets SIGTERM
+    while it has deliveries in flight: it finishes and records them before it exits (its
+    pending entries are empty), the other two carry on. With nobody killed every execution
+    is also received exactly once."""
+    receiver = Recorder(delay=0.2)
     await receiver.start()
     try:
         async with Processes(tmp_path / "logs", lifetime=80) as procs:
             cluster = Cluster(api, settings, procs, receiver)
             await cluster.start()
-            await cluster.create_cues()
-            await cluster.wait_received(4 * CUES)
+            await cluster.wait_received(2 * CUES)
+            consumer, stopped = await cluster.busy_dispatcher(20)
+            assert await procs.stop(stopped) == 0  # graceful: drains its in-flight deliveries
+            assert await cluster.pending_of(consumer) == []
+            await cluster.wait_received(len(receiver.requests) + 2 * CUES)
             final_nr = await _stop_schedulers(cluster)
 
             async def delivered() -> dict[str, dict[str, str]] | None:
@@ -252,8 +273,8 @@ async def test_two_schedulers_three_dispatchers_each_slot_once(
             assert set(received.values()) == {1}
             dispatchers = {p.pid for n, p in procs.procs.items() if n.startswith("dispatcher")}
             assert await cluster.consumer_pids() == dispatchers  # all three took part
-            for name in list(procs.procs):
-                assert await procs.stop(name) == 0, name
+            codes = await procs.stop_all(list(procs.procs))
+            assert set(codes.values()) == {0}, codes
             assert not procs.problems(), procs.problems()
     finally:
         assert receiver.runner is not None
@@ -305,17 +326,9 @@ async def test_kill_9_one_scheduler_and_one_dispatcher_mid_run(
         async with Processes(tmp_path / "logs", lifetime=170 if takeover == "real-wait" else 80) as procs:
             cluster = Cluster(api, settings, procs, receiver)
             await cluster.start()
-            await cluster.create_cues()
             await cluster.wait_received(2 * CUES)
 
-            async def busy_consumer() -> str | None:  # a dispatcher mid-burst
-                counts = await cluster.pending_counts()
-                name, n = max(counts.items(), key=lambda kv: kv[1], default=("", 0))
-                return name if n >= 50 else None
-
-            consumer = await until(busy_consumer, 20, "a dispatcher with 50 deliveries in flight", every=0.01)
-            pid = int(consumer.rsplit("-", 2)[1])
-            (victim,) = [n for n, p in procs.procs.items() if p.pid == pid]
+            consumer, victim = await cluster.busy_dispatcher(50)
             procs.kill(victim)
             procs.kill("scheduler-0")
             killed_at = time.monotonic()
@@ -365,9 +378,8 @@ async def test_kill_9_one_scheduler_and_one_dispatcher_mid_run(
             again = {r["headers"]["X-CueAPI-Execution-Id"] for r in receiver.requests if r["at"] > aged_at}
             assert stranded_ids <= again, len(stranded_ids - again)  # each one sent again by a survivor
             assert len(execs) >= 5 * CUES
-            for name, proc in procs.procs.items():
-                if proc.alive():
-                    assert await procs.stop(name) == 0, name
+            codes = await procs.stop_all(list(procs.procs))
+            assert set(codes.values()) == {0}, codes
             assert not procs.problems(), procs.problems()
     finally:
         assert receiver.runner is not None
