@@ -21,34 +21,34 @@ local sha, counting, now = ARGV[1], ARGV[5] == '1', tonumber(ARGV[6])
 local function window(key, limit)
   local n = redis.call('LLEN', key)
   local cutoff = now - WINDOW
-  if n > 0 and tonumber(redis.call('LINDEX', key, 0)) <= cutoff then
+  local oldest = n > 0 and tonumber(redis.call('LINDEX', key, 0)) or nil
+  if oldest and oldest <= cutoff then
     -- times are sorted: find the first index still in the window (galloping, then bisection)
     local lo, hi, step = 0, n, 1
+    oldest = nil
     while step < n do
-      if tonumber(redis.call('LINDEX', key, step)) > cutoff then hi = step; break end
+      local v = tonumber(redis.call('LINDEX', key, step))
+      if v > cutoff then hi, oldest = step, v; break end
       lo = step
       step = step * 2 + 1
     end
-    while hi - lo > 1 do  -- index lo is out, index hi is in (or hi == n)
+    while hi - lo > 1 do  -- index lo is out; index hi is in (its time: oldest) or hi == n
       local mid = math.floor((lo + hi) / 2)
-      if tonumber(redis.call('LINDEX', key, mid)) > cutoff then hi = mid else lo = mid end
+      local v = tonumber(redis.call('LINDEX', key, mid))
+      if v > cutoff then hi, oldest = mid, v else lo = mid end
     end
     redis.call('LTRIM', key, hi, -1)
     n = n - hi
   end
-  if n >= limit then
-    local oldest = n > 0 and tonumber(redis.call('LINDEX', key, 0)) or now
-    return {0, n, limit, oldest}
-  end
-  local t = now
+  if n >= limit then return {0, n, limit, oldest or now} end
+  local t, text = now, ARGV[6]
   if n > 0 then  -- keep the list sorted when API processes' clocks differ slightly
-    local last = tonumber(redis.call('LINDEX', key, -1))
-    if last > t then t = last end
+    local last = redis.call('LINDEX', key, -1)
+    if tonumber(last) > t then t, text = tonumber(last), last end
   end
-  redis.call('RPUSH', key, string.format('%d', t))
+  redis.call('RPUSH', key, text)
   redis.call('PEXPIRE', key, 61000)
-  local oldest = n > 0 and tonumber(redis.call('LINDEX', key, 0)) or t
-  return {1, n + 1, limit, oldest}
+  return {1, n + 1, limit, oldest or t}
 end
 
 local auth, acct = 0, nil
