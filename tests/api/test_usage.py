@@ -13,9 +13,12 @@ from cuefast.config import Settings
 from cuefast.ids import key_sha
 from cuefast.models import Account
 from cuefast.store import month_of
-from cuefast.times import from_datetime
+from cuefast.times import from_datetime, parse_datetime
 from cuefast.usage import usage_report
 from tests.conftest import Api, assert_error, make_api
+from tests.test_dispatcher import drain
+from tests.test_dispatcher import env as env_dispatch  # noqa: F401  (fixture)
+from tests.test_dispatcher import webhook_cue as dispatch_cue
 
 T0 = 1_795_434_122_000_000  # 2026-11-23T11:42:02Z
 
@@ -241,3 +244,23 @@ def test_cue_arithmetic() -> None:
     }
     assert report(T0, cues=3, cue_limit=0)["cues"]["percent_used"] == 0
     assert report(T0, cues=1, cue_limit=8)["cues"]["percent_used"] == 12  # 12.5 → 12
+
+
+async def test_deliveries_count_executions_and_final_failures(env_dispatch: Any) -> None:
+    """Real scheduler and dispatcher: a delivered webhook counts an execution (and feeds the
+    usage warning); a final delivery failure without an outcome counts as `outcomes.failed`."""
+    api, clock, sched, dispatcher, receiver = env_dispatch
+    key = await api.register()
+    acct = await account_id(api, key)
+    await api.rt.store.set_account_fields(acct, {"exec_limit": 1})
+    await dispatch_cue(api, key, receiver.url, name="ok")
+    await dispatch_cue(api, key, "http://127.0.0.1:1/nothing", name="refused", retry={"max_attempts": 1})
+    clock.set(parse_datetime("2031-01-06T09:00:01Z"))
+    await sched.tick()
+    assert sorted(str(s) for s in await drain(dispatcher)) == ["failed", "success"]
+    await dispatcher.flush_usage()
+    res = await api.request("GET", "/v1/usage", key)
+    body = res.json()
+    assert body["executions"]["used"] == 1
+    assert body["outcomes"] == {"reported": 0, "succeeded": 0, "failed": 1}
+    assert res.headers["x-cueapi-usage-warning"] == "approaching_limit"
