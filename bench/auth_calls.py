@@ -86,9 +86,8 @@ async def main(url: str) -> None:
             conc = await run(fn, 64)
             server = (await r.info("commandstats"))["cmdstat_evalsha"]["usec_per_call"]
             seq = await run(fn, 1)
-            print(
-                f"{label}: server {server:.1f} µs/call, client {seq:.0f} µs/call sequential, {conc:.0f} concurrent"
-            )
+            client = f"client {seq:.0f} µs/call sequential, {conc:.0f} concurrent"
+            print(f"{label}: server {server:.1f} µs/call, {client}")
         assert await r.llen(window) == 60_000
     finally:
         keys = [key async for key in r.scan_iter(match=f"{prefix}:*")]
