@@ -178,16 +178,39 @@ class Store:
         counters = {str(f): int(v) for f, v in res[-1].items()}
         return sum(res[0:-1:2]), sum(res[1:-1:2]), counters
 
-    async def count_outcome(self, account_id: str, month: str, success: bool | None) -> None:
-        """Monthly outcome counters (CONTRACT.md §13.1): a recorded outcome (``success`` True or
-        False) adds to ``reported`` and ``succeeded``/``failed``; None = an execution that ended
-        failed, missed or outcome_timeout without an outcome (``failed`` only)."""
+    async def count_outcome(self, account_id: str, month: str, success: bool) -> None:
+        """Monthly outcome counters (CONTRACT.md §13.1): a recorded outcome adds to ``reported``
+        and to ``succeeded`` or ``failed``."""
         key = self.keys.usage(account_id, month)
         async with self.redis.pipeline(transaction=False) as pipe:
-            if success is not None:
-                pipe.hincrby(key, "reported", 1)
+            pipe.hincrby(key, "reported", 1)
             pipe.hincrby(key, "succeeded" if success else "failed", 1)
             pipe.expire(key, 62 * 86400)
+            await pipe.execute()
+
+    async def count_failed_executions(self, p: int, execution_ids: Sequence[str]) -> None:
+        """Usage ``failed`` (§13.1) for executions of partition ``p`` that ended failed, missed or
+        outcome_timeout: each one without an outcome adds 1 in its creation month. Two
+        pipelines (read, then count); not atomic with the status change (a crash in between
+        loses the count, never a state)."""
+        if not execution_ids:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for eid in execution_ids:
+                pipe.hmget(self.keys.execution(p, eid), ["acct", "ca", "oc"])
+            rows = await pipe.execute()
+        counts: dict[tuple[str, str], int] = {}
+        for acct, ca, oc in rows:
+            if acct and ca and not oc:
+                bucket = (str(acct), month_of(int(ca)))
+                counts[bucket] = counts.get(bucket, 0) + 1
+        if not counts:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for (account_id, month), n in counts.items():
+                key = self.keys.usage(account_id, month)
+                pipe.hincrby(key, "failed", n)
+                pipe.expire(key, 62 * 86400)
             await pipe.execute()
 
     async def register(
@@ -416,7 +439,9 @@ class Store:
         """Executions whose outcome deadline passed → outcome_timeout; returns their ids."""
         k = self.keys
         res = await self._run("deadline_due", [k.deadlines(p)], [k.part(p) + ":", batch, now_us])
-        return [str(v) for v in res[1:]]
+        timed_out = [str(v) for v in res[1:]]
+        await self.count_failed_executions(p, timed_out)  # usage `outcomes.failed`
+        return timed_out
 
     async def move_due_delayed(self, p: int, now_us: int, batch: int) -> int:
         k = self.keys

@@ -248,19 +248,25 @@ def test_cue_arithmetic() -> None:
 
 async def test_deliveries_count_executions_and_final_failures(env_dispatch: Any) -> None:
     """Real scheduler and dispatcher: a delivered webhook counts an execution (and feeds the
-    usage warning); a final delivery failure without an outcome counts as `outcomes.failed`."""
+    usage warning); a final delivery failure and an outcome timeout, both without an outcome,
+    count as `outcomes.failed`."""
     api, clock, sched, dispatcher, receiver = env_dispatch
     key = await api.register()
     acct = await account_id(api, key)
-    await api.rt.store.set_account_fields(acct, {"exec_limit": 1})
+    await api.rt.store.set_account_fields(acct, {"exec_limit": 2})
     await dispatch_cue(api, key, receiver.url, name="ok")
     await dispatch_cue(api, key, "http://127.0.0.1:1/nothing", name="refused", retry={"max_attempts": 1})
+    await dispatch_cue(api, key, receiver.url, name="late", delivery={"outcome_deadline_seconds": 60})
     clock.set(parse_datetime("2031-01-06T09:00:01Z"))
     await sched.tick()
-    assert sorted(str(s) for s in await drain(dispatcher)) == ["failed", "success"]
+    assert sorted(str(s) for s in await drain(dispatcher)) == ["failed", "pending_outcome", "success"]
     await dispatcher.flush_usage()
     res = await api.request("GET", "/v1/usage", key)
     body = res.json()
-    assert body["executions"]["used"] == 1
+    assert body["executions"]["used"] == 2
     assert body["outcomes"] == {"reported": 0, "succeeded": 0, "failed": 1}
     assert res.headers["x-cueapi-usage-warning"] == "approaching_limit"
+    clock.set(parse_datetime("2031-01-06T09:01:30Z"))  # the outcome deadline has passed
+    await sched.tick()
+    body = (await api.request("GET", "/v1/usage", key)).json()
+    assert body["outcomes"] == {"reported": 0, "succeeded": 0, "failed": 2}
