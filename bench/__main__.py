@@ -93,6 +93,7 @@ def bench_api(args: argparse.Namespace) -> None:
         "CUEFAST_ALLOW_PRIVATE_CALLBACKS": "true",
         "CUEFAST_KEY_PREFIX": f"bench{uuid.uuid4().hex[:8]}",
         "CUEFAST_LOG_LEVEL": "WARNING",
+        "CUEFAST_IP_RATE_LIMIT": "1000000",  # every locust user registers from 127.0.0.1
     }
     env["CUEFAST_REDIS_URL"] = os.environ.get("CUEFAST_REDIS_URL", "redis://127.0.0.1:6379/0")
     env["CUEFAST_DATABASE_URL"] = os.environ.get(

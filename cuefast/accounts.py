@@ -11,6 +11,9 @@ import base64
 import hashlib
 import re
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -39,7 +42,7 @@ from cuefast.ids import (
     slug_candidates,
 )
 from cuefast.models import Account
-from cuefast.store import Store
+from cuefast.store import AuthResult, Store, Window, month_of
 from cuefast.times import fmt_offset
 from cuefast.validate import Checker, require_object
 
@@ -103,19 +106,45 @@ class AccountService:
         self.policy = ssrf.Policy(
             allow_private=settings.allow_private_callbacks, allow_http=settings.allow_http_callbacks
         )
+        self._month_cache: tuple[int, str] = (-1, "")
 
     async def authenticate(self, authorization: str | None) -> Account:
+        """The account of this Authorization header. The rate-limit layer has usually resolved
+        it already (same script call as the count, ``counted_request``): then no Redis call."""
         if not authorization or not authorization.startswith("Bearer "):
             raise Unauthorized("Missing or invalid Authorization header")
         token = authorization[7:].strip()
         if not token.startswith("cue_sk_"):
             raise InvalidSession()
-        res = await self.store.authenticate(key_sha(token))
-        if res == "rotated":
+        pre = _RESOLVED.get()
+        if pre is not None and pre[0] == authorization:
+            res = pre[1]
+        else:
+            res = await self.store.authenticate(key_sha(token), count=False, now_us=self.clock.now_us())
+        if res.status == "rotated":
             raise KeyRotated()
-        if res == "unknown":
+        if res.account is None:
             raise Unauthorized("Invalid API key")
-        return res
+        return res.account
+
+    async def count_request(self, authorization: str | None, ip: str, now_us: int) -> AuthResult:
+        """Authenticate (when the header carries an API key) and count the request in its
+        rate-limit window — the key's, or the client IP's without a valid key (§3.7)."""
+        key = api_key_of(authorization)
+        return await self.store.authenticate(
+            key_sha(key) if key else "",
+            ip=ip,
+            ip_limit=self.settings.ip_rate_limit,
+            month=self._month(now_us),
+            count=True,
+            now_us=now_us,
+        )
+
+    def _month(self, now_us: int) -> str:
+        day = now_us // 86_400_000_000
+        if self._month_cache[0] != day:
+            self._month_cache = (day, month_of(now_us))
+        return self._month_cache[1]
 
     async def register(self, body: Any) -> dict[str, Any]:
         obj = require_object(body)
@@ -185,13 +214,13 @@ class AccountService:
         return {"api_key": key}
 
     async def me(self, account: Account) -> dict[str, Any]:
-        active = await self.store.count_cues(account.id, "active")
+        active, _, counters = await self.store.usage_counts(account.id, month_of(self.clock.now_us()))
         return {
             "email": account.email,
             "plan": account.plan,
             "active_cues": active,
             "active_cue_limit": account.cue_limit,
-            "executions_this_month": await self.store.executions_this_month(account.id, self.clock.now_us()),
+            "executions_this_month": counters.get("executions", 0),
             "monthly_execution_limit": account.exec_limit,
             "rate_limit_per_minute": account.rate_limit,
             "has_webhook_secret": bool(account.wh_secret),
@@ -237,6 +266,36 @@ class AccountService:
             account.id, {"alert_secret": secret, "updated": self.clock.now_us()}
         )
         return {"alert_webhook_secret": secret, "previous_secret_revoked": True}
+
+
+def api_key_of(authorization: str | None) -> str | None:
+    """The API key in an Authorization header (``Bearer cue_sk_…``), else None."""
+    if not authorization or not authorization.startswith("Bearer "):
+        return None
+    token = authorization[7:].strip()
+    return token if token.startswith("cue_sk_") else None
+
+
+# The rate-limit layer's auth result for the request being served: (Authorization header,
+# result). A context variable, so every handler's ``authenticate()`` finds it without a
+# second Redis call and without the handlers knowing about it.
+_RESOLVED: ContextVar[tuple[str | None, AuthResult] | None] = ContextVar("cuefast_auth", default=None)
+
+
+@contextmanager
+def counted_request(authorization: str | None, result: AuthResult) -> Iterator[None]:
+    """Serve one request with ``result`` as its already resolved authentication."""
+    token = _RESOLVED.set((authorization, result))
+    try:
+        yield
+    finally:
+        _RESOLVED.reset(token)
+
+
+def current_window() -> Window | None:
+    """The rate-limit window of the request being served (None: not counted)."""
+    pre = _RESOLVED.get()
+    return None if pre is None else pre[1].window
 
 
 def require_confirmation(header: str | None) -> None:

@@ -344,6 +344,10 @@ class Dispatcher:
             self._on_failure(
                 cfg, a.cue_id, a.name, a.eid, attempt, error, status, a.account, a.secret, done_at
             )
+            try:  # usage `outcomes.failed` (§13.1): a final delivery failure, no outcome reported
+                await self.store.count_failed_executions(a.p, [a.eid])
+            except Exception:
+                log.warning("usage counter not written", extra={"execution_id": a.eid})
         return new_status
 
     async def _finish(self, p: int, row: list[str | int]) -> str | None:

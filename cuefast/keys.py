@@ -3,7 +3,8 @@
 Layout (DESIGN.md §4, with the project's choices written down in docs/DESIGN.md):
 
 * ``<pfx>:{auth}:…`` — the auth slot: API-key hash → account, rotated keys, e-mail and
-  slug uniqueness, account hashes. Every auth lookup is one script on this slot.
+  slug uniqueness, account hashes, rate-limit windows. Every auth lookup (with its
+  rate-limit count) is one script on this slot.
 * ``<pfx>:{a:<account>}:…`` — per-account slot: cue-name uniqueness.
 * ``<pfx>:{pNN}:…`` — partition slots: cues, due times, per-account listing indexes,
   executions. A cue's partition is ``crc32(cue_id) % P``; an execution lives in its
@@ -77,6 +78,14 @@ class Keys:
     def account(self, account_id: str) -> str:
         """hash: the account (see store.ACCOUNT_FIELDS)"""
         return f"{self.auth}:acct:{account_id}"
+
+    def key_window(self, key_sha: str) -> str:
+        """list: request times (µs) of one API key in its 60 s rate-limit window, oldest first"""
+        return f"{self.auth}:rl:k:{key_sha}"
+
+    def ip_window(self, ip: str) -> str:
+        """list: request times (µs) of one client IP (requests without a valid API key)"""
+        return f"{self.auth}:rl:ip:{ip}"
 
     # ---- per-account slot -----------------------------------------------------------
     def cue_names(self, account_id: str) -> str:

@@ -15,7 +15,7 @@ import msgspec
 from cuefast.clock import Clock
 from cuefast.errors import Conflict, CuefastError, ExecutionNotFound, api_error
 from cuefast.models import CONFIG_DECODER, Account
-from cuefast.store import Store
+from cuefast.store import Store, month_of
 from cuefast.times import fmt_z
 from cuefast.validate import MISSING, Checker, require_object
 
@@ -162,6 +162,8 @@ class OutcomeService:
             bool(cfg and cfg.schedule.type == "once"),
             now,
         )
+        if res not in ("duplicate", "missing"):  # monthly outcome counters (§13.1), by creation month
+            await self.store.count_outcome(h["acct"], month_of(int(h.get("ca") or now)), success)
         return res, state
 
     async def record_from_response(self, execution_id: str, body: bytes) -> str | None:

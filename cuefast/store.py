@@ -11,7 +11,7 @@ import importlib.resources
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import msgspec
 import redis.asyncio as aioredis
@@ -52,8 +52,38 @@ DISPATCH_GROUP = "dispatchers"
 Reserve = Literal["ok", "taken", "count"]
 
 
+class Window(NamedTuple):
+    """A rate-limit verdict: ``counted`` (False = over the limit, not counted), the requests
+    in the 60 s window (including this one when counted), the limit, the oldest request µs."""
+
+    counted: bool
+    requests: int
+    limit: int
+    oldest_us: int
+
+
+class AuthResult(NamedTuple):
+    """``status`` "ok" (``account`` set), "none" (no API key), "unknown" or "rotated";
+    ``window`` is None when the request was not counted; ``warn``: executions this month
+    reached 80 % of the monthly limit."""
+
+    status: Literal["ok", "none", "unknown", "rotated"]
+    account: Account | None
+    window: Window | None
+    warn: bool
+
+
+_AUTH_STATUS: dict[int, Literal["none", "unknown", "rotated"]] = {0: "none", -1: "unknown", -2: "rotated"}
+
+
 def month_of(now_us: int) -> str:
     return to_datetime(now_us).strftime("%Y-%m")
+
+
+def previous_month(month: str) -> str:
+    """ "2026-01" → "2025-12"."""
+    year, mon = int(month[:4]), int(month[5:7])
+    return f"{year - 1}-12" if mon == 1 else f"{year:04d}-{mon - 1:02d}"
 
 
 _INCLUDE = re.compile(r"^--!include (\w+)$", re.MULTILINE)
@@ -109,15 +139,79 @@ class Store:
         return await self._scripts[name](keys=list(keys), args=list(args))
 
     # ---- accounts ----------------------------------------------------------------
-    async def authenticate(self, key_sha: str) -> Account | Literal["unknown", "rotated"]:
+    async def authenticate(
+        self, key_sha: str, *, ip: str = "", ip_limit: int = 0, month: str = "", count: bool, now_us: int
+    ) -> AuthResult:
+        """Resolve ``key_sha`` ("" = no API key) and, with ``count``, count the request in the
+        key's window (a valid key) or the IP's (anything else): one script call."""
         k = self.keys
-        res = await self._run("auth", [k.api_keys, k.rotated_key(key_sha)], [key_sha, k.account_prefix])
-        if res[0] == -2:
-            return "rotated"
-        if res[0] != 1:
-            return "unknown"
-        it = iter(res[1:])
-        return msgspec.convert(dict(zip(it, it, strict=True)), Account, strict=False)
+        res = await self._run(
+            "auth",
+            [k.api_keys, k.rotated_key(key_sha), k.key_window(key_sha), k.ip_window(ip)],
+            [key_sha, k.account_prefix, ip_limit, month, 1 if count else 0, now_us],
+        )
+        code, verdict = int(res[0]), int(res[1])
+        window = None if verdict == -1 else Window(verdict == 1, int(res[2]), int(res[3]), int(res[4]))
+        if code != 1:
+            return AuthResult(_AUTH_STATUS.get(code, "unknown"), None, window, False)
+        it = iter(res[6:])
+        account = msgspec.convert(dict(zip(it, it, strict=True)), Account, strict=False)
+        return AuthResult("ok", account, window, res[5] == 1)
+
+    def _mirror_executions(self, pipe: Any, account_id: str, month: str, n: int) -> None:
+        """Mirror a monthly executions increment into the account hash (field ``ex:<month>``,
+        the previous month's field dropped) so ``auth.lua`` can set the usage warning without
+        reading another slot. Every increment of ``executions`` must go through here."""
+        key = self.keys.account(account_id)
+        pipe.hincrby(key, f"ex:{month}", n)
+        pipe.hdel(key, f"ex:{previous_month(month)}")
+
+    async def usage_counts(self, account_id: str, month: str) -> tuple[int, int, dict[str, int]]:
+        """(active cues, paused cues, the month's usage counters): one round trip."""
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in range(k.partitions):
+                pipe.zcard(k.cue_index(p, account_id, "active"))
+                pipe.zcard(k.cue_index(p, account_id, "paused"))
+            pipe.hgetall(k.usage(account_id, month))
+            res = await pipe.execute()
+        counters = {str(f): int(v) for f, v in res[-1].items()}
+        return sum(res[0:-1:2]), sum(res[1:-1:2]), counters
+
+    async def count_outcome(self, account_id: str, month: str, success: bool) -> None:
+        """Monthly outcome counters (CONTRACT.md §13.1): a recorded outcome adds to ``reported``
+        and to ``succeeded`` or ``failed``."""
+        key = self.keys.usage(account_id, month)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hincrby(key, "reported", 1)
+            pipe.hincrby(key, "succeeded" if success else "failed", 1)
+            pipe.expire(key, 62 * 86400)
+            await pipe.execute()
+
+    async def count_failed_executions(self, p: int, execution_ids: Sequence[str]) -> None:
+        """Usage ``failed`` (§13.1) for executions of partition ``p`` that ended failed, missed or
+        outcome_timeout: each one without an outcome adds 1 in its creation month. Two
+        pipelines (read, then count); not atomic with the status change (a crash in between
+        loses the count, never a state)."""
+        if not execution_ids:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for eid in execution_ids:
+                pipe.hmget(self.keys.execution(p, eid), ["acct", "ca", "oc"])
+            rows = await pipe.execute()
+        counts: dict[tuple[str, str], int] = {}
+        for acct, ca, oc in rows:
+            if acct and ca and not oc:
+                bucket = (str(acct), month_of(int(ca)))
+                counts[bucket] = counts.get(bucket, 0) + 1
+        if not counts:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for (account_id, month), n in counts.items():
+                key = self.keys.usage(account_id, month)
+                pipe.hincrby(key, "failed", n)
+                pipe.expire(key, 62 * 86400)
+            await pipe.execute()
 
     async def register(
         self,
@@ -345,7 +439,9 @@ class Store:
         """Executions whose outcome deadline passed → outcome_timeout; returns their ids."""
         k = self.keys
         res = await self._run("deadline_due", [k.deadlines(p)], [k.part(p) + ":", batch, now_us])
-        return [str(v) for v in res[1:]]
+        timed_out = [str(v) for v in res[1:]]
+        await self.count_failed_executions(p, timed_out)  # usage `outcomes.failed`
+        return timed_out
 
     async def move_due_delayed(self, p: int, now_us: int, batch: int) -> int:
         k = self.keys
@@ -564,6 +660,7 @@ class Store:
                 key = self.keys.usage(account_id, month)
                 pipe.hincrby(key, "executions", n)
                 pipe.expire(key, 62 * 86400)
+                self._mirror_executions(pipe, account_id, month, n)
             await pipe.execute()
 
     async def ack(self, p: int, entry_id: str) -> None:

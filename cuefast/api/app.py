@@ -12,9 +12,10 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from cuefast import __version__
-from cuefast.api import auth, cues, executions, system
+from cuefast.api import auth, cues, executions, system, usage
 from cuefast.api.edge import Edge
 from cuefast.api.http import error_response, json_response
+from cuefast.api.ratelimit import RateLimit
 from cuefast.errors import (
     CuefastError,
     InternalError,
@@ -66,6 +67,7 @@ def _on_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[b
 def create_litestar(rt: Runtime, *, manage_runtime: bool = True) -> Litestar:
     """The Litestar app over ``rt``; with ``manage_runtime`` its lifespan starts/closes ``rt``."""
     handlers = [*system.routes(rt), *auth.routes(rt), *cues.routes(rt), *executions.routes(rt)]
+    handlers += usage.routes(rt)
     return Litestar(
         route_handlers=handlers,
         exception_handlers={
@@ -90,5 +92,5 @@ def create_litestar(rt: Runtime, *, manage_runtime: bool = True) -> Litestar:
 
 
 def create_app(rt: Runtime, *, manage_runtime: bool = True) -> Edge:
-    """The ASGI app to serve: the Litestar app behind the edge layer."""
-    return Edge(create_litestar(rt, manage_runtime=manage_runtime))  # type: ignore[arg-type]
+    """The ASGI app to serve: the Litestar app behind the rate limiter behind the edge layer."""
+    return Edge(RateLimit(create_litestar(rt, manage_runtime=manage_runtime), rt))  # type: ignore[arg-type]

@@ -1,0 +1,128 @@
+"""Rate limiting (CONTRACT.md §3.7): an ASGI layer between the edge and the Litestar app.
+
+Each counted request costs one script call, ``auth.lua``, which authenticates the API key
+*and* counts the request in a 60 s sliding window: the key's (limit: the account's
+``rate_limit_per_minute``, read in the same call, so a changed limit applies at once) or,
+for requests without a valid ``cue_sk_`` key, the client IP's (``CUEFAST_IP_RATE_LIMIT``).
+The result is handed to the handlers (``accounts.counted_request``), so their
+``authenticate()`` makes no second call. A request over the limit gets the 429 envelope
+here and never reaches the app; it is not counted.
+
+Fail open: when the call fails (Redis unreachable), the request goes on unlimited and
+without rate-limit headers. Handlers that need an account then authenticate themselves and
+answer 503 ``service_unavailable`` while Redis is down; routes that need no Redis work.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import msgspec
+
+from cuefast.accounts import counted_request
+from cuefast.api.edge import ASGIApp, Message, Receive, Scope, Send
+from cuefast.errors import RateLimited
+from cuefast.runtime import Runtime
+from cuefast.store import Window
+
+log = logging.getLogger(__name__)
+
+WINDOW_US = 60_000_000
+EXEMPT = (
+    "/health",
+    "/status",
+    "/metrics",
+    "/v1/info",
+    "/docs",
+    "/openapi.json",
+    "/redoc",
+    "/auth/device",
+    "/v1/auth/verify",
+)
+_EXEMPT_SUBTREES = tuple(p + "/" for p in EXEMPT)
+WARNING = (b"x-cueapi-usage-warning", b"approaching_limit")
+
+
+def is_exempt(path: str) -> bool:
+    return path in EXEMPT or path.startswith(_EXEMPT_SUBTREES)
+
+
+def _ceil_s(us: int) -> int:
+    return -(-us // 1_000_000)
+
+
+def reset_at(window: Window) -> int:
+    """Unix seconds (rounded up) when the oldest request in the window leaves it."""
+    return _ceil_s(window.oldest_us + WINDOW_US)
+
+
+def retry_after(window: Window, now_us: int) -> int:
+    return max(1, _ceil_s(window.oldest_us + WINDOW_US - now_us))
+
+
+def rate_headers(window: Window) -> list[tuple[bytes, bytes]]:
+    remaining = 0 if not window.counted else max(0, window.limit - window.requests)
+    return [
+        (b"x-ratelimit-limit", str(window.limit).encode()),
+        (b"x-ratelimit-remaining", str(remaining).encode()),
+        (b"x-ratelimit-reset", str(reset_at(window)).encode()),
+    ]
+
+
+def client_ip(scope: Scope) -> str:
+    """The peer address as the server saw it. uvicorn replaces it with X-Forwarded-For only
+    for peers in FORWARDED_ALLOW_IPS (default 127.0.0.1); no other header is trusted."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+def _authorization(scope: Scope) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key == b"authorization":
+            return bytes(value).decode("latin-1")
+    return None
+
+
+class RateLimit:
+    def __init__(self, app: ASGIApp, rt: Runtime) -> None:
+        self.app = app
+        self.accounts = rt.accounts
+        self.clock = rt.clock
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or is_exempt(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        authorization = _authorization(scope)
+        now = self.clock.now_us()
+        try:
+            result = await self.accounts.count_request(authorization, client_ip(scope), now)
+        except Exception as exc:  # fail open (§3.7)
+            log.warning("rate limit skipped on %s: %s", scope["path"], type(exc).__name__)
+            await self.app(scope, receive, send)
+            return
+        window = result.window
+        assert window is not None
+        extra = rate_headers(window)
+        if result.warn:
+            extra.append(WARNING)
+        if not window.counted:
+            err = RateLimited(retry_after(window, now))
+            body = msgspec.json.encode(err.envelope())
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"retry-after", str(err.retry_after).encode()),
+                *extra,
+            ]
+            await send({"type": "http.response.start", "status": 429, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *extra]
+            await send(message)
+
+        with counted_request(authorization, result):
+            await self.app(scope, receive, send_with_headers)
