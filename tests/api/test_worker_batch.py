@@ -49,8 +49,6 @@ async def test_batch_claim_shapes_filters_and_lease(wenv: Env) -> None:
     assert len(out["executions"]) == 1 and out["lease_seconds"] == 900
     out = await batch_claim(wenv, key, tasks=["a", "zzz"], max=500)
     assert {i["execution_id"] for i in out["executions"]} == set(ids_a)
-        out["executions"]
-    ) == 5
     assert (await batch_claim(wenv, key))["executions"] == []
     assert (await batch_claim(wenv, key, tasks=[]))["executions"] == []
     # the 60 s lease is real: the reaper re-offers after it
