@@ -8,6 +8,9 @@
 --!include work_index
 --!include record_outcome
 local eid = string.match(KEYS[1], 'exec:(.*)$')
-local code, st = record_outcome(ARGV[5], eid, '', ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[6], ARGV[7])
+local defer, cues = {}, {}
+local code, st = record_outcome(ARGV[5], eid, '', ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[6], ARGV[7],
+  defer, cues)
 if code ~= 1 then return {code} end
+outcome_flush(ARGV[5], defer, cues, ARGV[7])
 return {1, st}

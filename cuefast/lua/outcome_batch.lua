@@ -9,9 +9,11 @@
 --!include record_outcome
 local pfx, acct, now = ARGV[1], ARGV[2], ARGV[3]
 local out = {}
+local defer, cues = {}, {}
 for i = 4, #ARGV, 6 do
   local code, st = record_outcome(pfx, ARGV[i], acct, ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4],
-    ARGV[i + 5], now)
+    ARGV[i + 5], now, defer, cues)
   out[#out + 1] = code == 1 and st or tostring(code)
 end
+outcome_flush(pfx, defer, cues, now)
 return out
