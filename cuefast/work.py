@@ -1,0 +1,359 @@
+"""Worker transport (CONTRACT.md §9): claimable work, claims, leases and the batch pull API.
+Neighbours: ``work_input`` (request bodies), ``work_feed`` (long-poll wake-ups),
+``work_reaper`` (scheduler steps: expired leases, unclaimed work, on_failure) and
+``worker_registry`` (worker heartbeats, list, delete).
+
+Two doors, one state. The CueAPI endpoints (claimable / claim / claim-by-id / heartbeat) and
+cuefast's batch pull (``/v1/worker/claim|outcomes|leases|release``) both go through the same
+scripts — ``claim.lua``, ``heartbeat.lua``, ``release.lua``, ``lease_reap.lua`` — so their
+guarantees are identical: an execution is claimed by exactly one worker, its lease is real
+(``lease_seconds``), heartbeats extend it, and only after it expired (and its worker is not
+alive, §9.5) can anyone else get it.
+
+Claimable work is indexed per partition in zsets scored by ``scheduled_for``: one per account
+(all tasks) and one per task, per agent and per (task, agent), so a filtered claim reads an
+index of exactly the matching work (filter before limit, never a scan). A claim peeks the
+oldest entries of every partition in one pipelined read, then claims the chosen number from
+each partition's index in one script call per partition, all pipelined in one round trip.
+
+Long-polling claims wait on a per-process ``WorkFeed``: one blocking ``XREAD`` over the
+partitions' capped signal streams (``worksig``), written by every script that makes work
+claimable; a signal for an account wakes that account's waiters, which then claim again.
+Any number of API processes each run their own feed (streams fan out), and a waiter also
+re-checks at least once a second (work whose ``send_at`` time arrives emits no signal).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from typing import Any
+
+import msgspec
+
+from cuefast.clock import Clock
+from cuefast.config import Settings
+from cuefast.errors import (
+    ClaimFailed,
+    CuefastError,
+    ExecutionNotClaiming,
+    ExecutionNotFound,
+    NotExecutionOwner,
+)
+from cuefast.models import CONFIG_DECODER, Account
+from cuefast.outcomes import OutcomeService, ParsedOutcome, parse_outcome
+from cuefast.store import Store, month_of
+from cuefast.times import fmt_offset, fmt_z
+from cuefast.validate import Checker, require_object
+from cuefast.work_feed import WorkFeed
+from cuefast.work_input import BatchClaim, worker_id_field
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH_ITEMS = 500
+RECHECK_SECONDS = 1.0
+_CLAIMABLE = ("pending", "retry_ready")
+_US = 1_000_000
+
+Filter = tuple[str | None, str | None]
+"""(task, agent) of a claim; None = any"""
+
+
+class ClaimedItem(msgspec.Struct, kw_only=True):
+    """One claimed execution (what ``claim.lua`` returned for it)."""
+
+    execution_id: str
+    cue_id: str
+    cue_name: str
+    scheduled_for: int
+    attempt: int
+    payload: str
+    task: str | None
+    lease_expires_at: int
+
+    def wire(self) -> dict[str, Any]:
+        return {
+            "execution_id": self.execution_id,
+            "cue_id": self.cue_id,
+            "cue_name": self.cue_name,
+            "task": self.task,
+            "scheduled_for": fmt_z(self.scheduled_for),
+            "payload": msgspec.Raw(self.payload),
+            "attempt": self.attempt,
+            "lease_expires_at": fmt_z(self.lease_expires_at),
+        }
+
+
+def _item(row: list[Any]) -> ClaimedItem:
+    return ClaimedItem(
+        execution_id=str(row[1]),
+        cue_id=str(row[2]),
+        cue_name=str(row[3]),
+        scheduled_for=int(row[4]),
+        attempt=int(row[5]),
+        payload=str(row[6]) or "{}",
+        task=str(row[7]) or None,
+        lease_expires_at=int(row[8]),
+    )
+
+
+class WorkService:
+    def __init__(self, store: Store, settings: Settings, clock: Clock, outcomes: OutcomeService) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.outcomes = outcomes
+        self.lease_us = settings.worker_lease_seconds * _US
+        self.feed = WorkFeed(store)
+
+    async def close(self) -> None:
+        await self.feed.close()
+
+    # ---- CueAPI door -------------------------------------------------------------
+    async def claimable(
+        self, account: Account, task: str | None, agent: str | None, limit: int
+    ) -> list[dict[str, Any]]:
+        """§9.1: claimable now, filters before the limit, oldest ``scheduled_for`` first."""
+        k = self.store.keys
+        keys = [k.work_filtered(p, account.id, task, agent) for p in range(k.partitions)]
+        entries = await self.store.peek_claimable(keys, self.clock.now_us(), limit)
+        ids = [eid for _, eid, _ in entries]
+        rows = await self.store.execution_fields(ids, ("st", "tr", "acct", "cue", "sf", "pl", "att", "tk"))
+        live = [
+            (eid, r)
+            for eid, r in zip(ids, rows, strict=True)
+            if r is not None and r[0] in _CLAIMABLE and r[1] == "worker" and r[2] == account.id
+        ]
+        names = await self.store.cue_fields([str(r[3]) for _, r in live], ("name",))
+        return [
+            {
+                "execution_id": eid,
+                "cue_id": r[3],
+                "cue_name": names.get(str(r[3]), [None])[0],
+                "task": r[7] or None,
+                "scheduled_for": fmt_z(int(r[4] or 0)),
+                "payload": msgspec.Raw(r[5] or "{}"),
+                "attempt": int(r[6] or 0),
+            }
+            for eid, r in live
+        ]
+
+    async def claim_next(
+        self, account: Account, worker_id: str, task: str | None, agent: str | None
+    ) -> dict[str, Any]:
+        """§9.2: the oldest claimable execution (across partitions) matching the filters."""
+        claimed = await self.claim(account, worker_id, [(task, agent)], 1, self.lease_us)
+        if not claimed:
+            raise ClaimFailed("No executions available for claiming")
+        return {
+            "claimed": True,
+            "execution_id": claimed[0].execution_id,
+            "lease_seconds": self.settings.worker_lease_seconds,
+        }
+
+    async def claim_one(self, account: Account, execution_id: str, worker_id: str) -> dict[str, Any]:
+        """§9.3: claim this execution."""
+        k = self.store.keys
+        p = k.execution_partition(execution_id)
+        if p is None:
+            raise ExecutionNotFound()
+        now = self.clock.now_us()
+        res = await self.store.claim(
+            [(p, k.work(p, account.id), 0, [execution_id])], account.id, worker_id, self.lease_us, now
+        )
+        row = res[0][0]
+        if int(row[0]) == -1:
+            raise ExecutionNotFound()
+        if int(row[0]) != 1:
+            raise ClaimFailed("Execution not available for claiming")
+        await self._after_claim(account, [_item(row)], now)
+        return {
+            "claimed": True,
+            "execution_id": execution_id,
+            "lease_seconds": self.settings.worker_lease_seconds,
+        }
+
+    async def heartbeat(self, account: Account, execution_id: str, worker_id: str | None) -> dict[str, Any]:
+        """§9.4: extend the lease (ownership checked only when ``X-Worker-Id`` is sent)."""
+        p = self.store.keys.execution_partition(execution_id)
+        if p is None:
+            raise ExecutionNotFound()
+        now = self.clock.now_us()
+        (code, lx), *_ = await self.store.heartbeat(
+            p, account.id, worker_id or "", self.lease_us, now, [execution_id]
+        )
+        if code == -1:
+            raise ExecutionNotFound()
+        if code == -2:
+            raise ExecutionNotClaiming()
+        if code == -3:
+            raise NotExecutionOwner()
+        return {"execution_id": execution_id, "lease_extended_until": fmt_offset(lx), "acknowledged": True}
+
+    # ---- the claim path shared by both doors ------------------------------------------
+    async def claim(
+        self, account: Account, worker_id: str, filters: list[Filter], n: int, lease_us: int
+    ) -> list[ClaimedItem]:
+        """Claim up to ``n`` of the oldest available executions matching any filter.
+
+        Peek (one pipelined read over every partition × filter index), then one ``claim.lua``
+        per chosen index with its count, pipelined; entries lost to a concurrent claimer are
+        made up for by another round (bounded)."""
+        k = self.store.keys
+        keys = [
+            (p, k.work_filtered(p, account.id, task, agent))
+            for task, agent in filters
+            for p in range(k.partitions)
+        ]
+        out: list[ClaimedItem] = []
+        now = self.clock.now_us()
+        for _ in range(4):
+            want = n - len(out)
+            entries = await self.store.peek_claimable([key for _, key in keys], now, want)
+            if not entries:
+                break
+            counts = Counter(i for _, _, i in entries)
+            requests = [(keys[i][0], keys[i][1], c, ()) for i, c in counts.items()]
+            res = await self.store.claim(requests, account.id, worker_id, lease_us, now)
+            got = [_item(row) for rows in res for row in rows if int(row[0]) == 1]
+            out.extend(got)
+            if len(out) >= n or len(got) == len(entries) or (not got and len(entries) < want):
+                break
+        out.sort(key=lambda it: (it.scheduled_for, it.execution_id))
+        if out:
+            await self._after_claim(account, out, now)
+        return out
+
+    async def _after_claim(self, account: Account, items: list[ClaimedItem], now: int) -> None:
+        """First claims count in the monthly executions counter (§13.2) and arm the cue's
+        outcome deadline (§11.5)."""
+        first = [it for it in items if it.attempt == 1]
+        if not first:
+            return
+        _, cfgs = await asyncio.gather(
+            self.store.count_executions({(account.id, month_of(now)): len(first)}),
+            self.store.cue_fields([it.cue_id for it in first], ("cfg",)),
+        )
+        arm: dict[int, list[tuple[str, int]]] = {}
+        for it in first:
+            raw = cfgs.get(it.cue_id, [None])[0]
+            if not raw:
+                continue
+            cfg = CONFIG_DECODER.decode(raw)
+            if cfg.delivery is not None and cfg.delivery.outcome_deadline_seconds is not None:
+                p = self.store.keys.execution_partition(it.execution_id)
+                assert p is not None
+                arm.setdefault(p, []).append(
+                    (it.execution_id, now + cfg.delivery.outcome_deadline_seconds * _US)
+                )
+        for p, pairs in arm.items():
+            await self.store.arm_deadlines(p, pairs, now)
+
+    # ---- batch door (cuefast extension) --------------------------------------------
+    async def batch_claim(self, account: Account, req: BatchClaim) -> dict[str, Any]:
+        lease_s = req.lease_seconds or self.settings.worker_lease_seconds
+        filters: list[Filter] = (
+            [(t, req.agent) for t in req.tasks] if req.tasks is not None else [(None, req.agent)]
+        )
+        if not filters:  # an empty task list matches nothing
+            return {"executions": [], "lease_seconds": lease_s}
+        loop = asyncio.get_running_loop()
+        end = loop.time() + req.wait_seconds
+        ev: asyncio.Event | None = None
+        try:
+            while True:
+                if req.wait_seconds > 0 and ev is None:
+                    ev = await self.feed.subscribe(account.id)
+                if ev is not None:
+                    ev.clear()
+                claimed = await self.claim(account, req.worker_id, filters, req.max, lease_s * _US)
+                left = end - loop.time()
+                if claimed or ev is None or left <= 0:
+                    return {"executions": [it.wire() for it in claimed], "lease_seconds": lease_s}
+                try:
+                    await asyncio.wait_for(ev.wait(), min(left, RECHECK_SECONDS))
+                except TimeoutError:
+                    pass
+        finally:
+            if ev is not None:
+                self.feed.unsubscribe(account.id, ev)
+
+    async def batch_outcomes(self, account: Account, body: Any) -> dict[str, Any]:
+        obj = require_object(body)
+        c = Checker()
+        worker_id_field(c, obj)
+        raw = obj.get("outcomes")
+        if raw is None:
+            c.add("body.outcomes", "Field required")
+        elif not isinstance(raw, list):
+            c.add("body.outcomes", "Input should be a valid list")
+        elif not 1 <= len(raw) <= MAX_BATCH_ITEMS:
+            c.add("body.outcomes", f"List should have between 1 and {MAX_BATCH_ITEMS} items")
+        c.raise_if_any()
+        assert isinstance(raw, list)
+        items: list[tuple[str, ParsedOutcome | CuefastError]] = []
+        for i, item in enumerate(raw):
+            loc = f"body.outcomes.{i}"
+            eid = item.get("execution_id") if isinstance(item, dict) else None
+            try:
+                if not isinstance(eid, str) or not eid:
+                    ic = Checker()
+                    ic.add(
+                        f"{loc}.execution_id",
+                        "Field required" if eid is None else "Input should be a valid string",
+                    )
+                    ic.raise_if_any()
+                parsed = parse_outcome(item, loc)
+                if self.store.keys.execution_partition(str(eid)) is None:
+                    raise ExecutionNotFound()
+                items.append((str(eid), parsed))
+            except CuefastError as err:
+                items.append((str(eid) if isinstance(eid, str) else "", err))
+        results = await self.outcomes.report_many(account, items)
+        return {
+            "results": [
+                {
+                    "execution_id": eid or None,
+                    "outcome_recorded": err is None,
+                    "outcome_state": state or None,
+                    "error": None if err is None else {"code": err.code, "message": err.message},
+                }
+                for (eid, _), (state, err) in zip(items, results, strict=True)
+            ]
+        }
+
+    async def extend_leases(self, account: Account, worker_id: str, ids: list[str]) -> dict[str, Any]:
+        by_p, lost = self._by_partition(ids)
+        now = self.clock.now_us()
+        parts = list(by_p.items())
+        results = await asyncio.gather(
+            *(self.store.heartbeat(p, account.id, worker_id, self.lease_us, now, pids) for p, pids in parts)
+        )
+        extended: list[dict[str, Any]] = []
+        for (_, pids), res in zip(parts, results, strict=True):
+            for eid, (code, lx) in zip(pids, res, strict=True):
+                if code == 1:
+                    extended.append({"execution_id": eid, "lease_expires_at": fmt_z(lx)})
+                else:
+                    lost.append(eid)
+        return {"extended": extended, "lost": lost}
+
+    async def release(self, account: Account, worker_id: str, ids: list[str]) -> dict[str, Any]:
+        by_p, _ = self._by_partition(ids)
+        now = self.clock.now_us()
+        counts = await asyncio.gather(
+            *(self.store.release(p, account.id, worker_id, now, pids) for p, pids in by_p.items())
+        )
+        return {"released": sum(counts)}
+
+    def _by_partition(self, ids: list[str]) -> tuple[dict[int, list[str]], list[str]]:
+        by_p: dict[int, list[str]] = {}
+        bad: list[str] = []
+        for eid in ids:
+            p = self.store.keys.execution_partition(eid)
+            if p is None:
+                bad.append(eid)
+            else:
+                by_p.setdefault(p, []).append(eid)
+        return by_p, bad
