@@ -1,0 +1,82 @@
+"""Fixtures for the official clients: their venvs and one real cuefast server per module."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from tests.official.server import CuefastServer
+from tests.official.venvs import CLI_PINS, SDK_PINS, Venv, VenvError, ensure_venv
+
+CUE_LIMIT = 20  # small, so the SDK scenario can reach 403 cue_limit_exceeded
+
+
+def _venv(name: str, pins: tuple[str, ...]) -> Venv:
+    try:
+        return ensure_venv(name, pins)
+    except VenvError as exc:  # never a skip: the official clients must be tested
+        pytest.fail(f"could not build the {name} venv:\n{exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def sdk_venv() -> Venv:
+    """``cueapi-sdk`` + ``cueapi-worker``."""
+    return _venv("sdk", SDK_PINS)
+
+
+@pytest.fixture(scope="session")
+def cli_venv() -> Venv:
+    """The ``cueapi`` CLI (its own venv: it installs a top-level ``cueapi`` package like the SDK)."""
+    return _venv("cli", CLI_PINS)
+
+
+@pytest.fixture(scope="module")
+def server(
+    backend_urls: tuple[str, str], pg_schema: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CuefastServer]:
+    prefix = f"oc{uuid.uuid4().hex[:10]}"
+    srv = CuefastServer(
+        {
+            "CUEFAST_REDIS_URL": backend_urls[0],
+            "CUEFAST_DATABASE_URL": backend_urls[1],
+            "CUEFAST_DATABASE_SCHEMA": pg_schema,
+            "CUEFAST_KEY_PREFIX": prefix,
+            "CUEFAST_PARTITIONS": "4",
+            "CUEFAST_ALLOW_PRIVATE_CALLBACKS": "true",
+            "CUEFAST_DEFAULT_CUE_LIMIT": str(CUE_LIMIT),
+        },
+        tmp_path_factory.mktemp("cuefast-server") / "server.log",
+    )
+    srv.start()
+    try:
+        yield srv
+    finally:
+        code = srv.stop()
+        r = redis.Redis.from_url(backend_urls[0])
+        keys = list(r.scan_iter(match=f"{prefix}:*", count=1000))
+        for i in range(0, len(keys), 500):
+            r.delete(*keys[i : i + 500])
+        log = srv.log()
+    assert code == 0, f"cuefast serve exited with {code}:\n{log[-5000:]}"
+    assert "Traceback" not in log, log[-10000:]
+
+
+def register(server: CuefastServer, prefix: str) -> tuple[str, str]:
+    """A new account: (email, api key)."""
+    email = f"{prefix}-{uuid.uuid4().hex[:8]}@example.com"
+    res = httpx.post(f"{server.base_url}/v1/auth/register", json={"email": email}, timeout=10)
+    assert res.status_code == 201, res.text
+    return email, str(res.json()["api_key"])
+
+
+def client_env(home: Path, **extra: str) -> dict[str, str]:
+    """The environment for a client process: no CUEAPI_* leaking in, a private HOME."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CUEAPI_", "CUEFAST_"))}
+    env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"), PYTHONUNBUFFERED="1", **extra)
+    return env

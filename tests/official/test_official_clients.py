@@ -1,0 +1,554 @@
+"""The official CueAPI clients from PyPI, unchanged, against a real ``cuefast serve``.
+
+* ``cueapi-sdk`` 0.1.3: a scripted scenario run inside its venv (scenarios/sdk_scenario.py).
+* ``cueapi-worker`` 0.3.0: the real daemon process with a YAML config, running shell handlers.
+* ``cueapi`` 0.2.0 CLI: its commands as real processes, with a credentials file or CUEAPI_* env.
+
+Every mismatch found this way is fixed in cuefast, never worked around here.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from tests.official.conftest import CUE_LIMIT, client_env, register
+from tests.official.server import CuefastServer
+from tests.official.venvs import Venv
+
+pytestmark = pytest.mark.timeout(300)  # the first run builds the venvs
+
+SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+
+
+def wait_for(cond: Callable[[], Any], what: str, timeout: float = 30.0, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        last = cond()
+        if last:
+            return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}; last: {last!r}")
+        time.sleep(interval)
+
+
+def run_scenario(venv: Venv, script: str, server: CuefastServer, home: Path, timeout: float = 120) -> None:
+    res = subprocess.run(
+        [str(venv.python), str(SCENARIOS / script), server.base_url],
+        env=client_env(home),
+        cwd=home,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    result_lines = [line for line in res.stdout.splitlines() if line.startswith("RESULT ")]
+    assert result_lines, f"{script} crashed (exit {res.returncode}):\n{res.stdout}\n{res.stderr}"
+    result = json.loads(result_lines[-1][len("RESULT ") :])
+    assert res.returncode == 0 and not result["failed"], (
+        f"{script}: failed steps {result['failed']}\n{res.stdout}\n{res.stderr}\n"
+        f"--- server log (tail) ---\n{server.log()[-4000:]}"
+    )
+    assert result["passed"], res.stdout
+
+
+class Http:
+    """Direct HTTP to the server, to check what the clients did."""
+
+    def __init__(self, server: CuefastServer, key: str) -> None:
+        self.client = httpx.Client(
+            base_url=server.base_url, headers={"Authorization": f"Bearer {key}"}, timeout=10
+        )
+
+    def get(self, path: str, **params: Any) -> Any:
+        res = self.client.get(path, params=params)
+        assert res.status_code == 200, res.text
+        return res.json()
+
+    def post(self, path: str, body: dict[str, Any] | None = None, status: int = 200) -> Any:
+        res = self.client.post(path, json=body or {})
+        assert res.status_code == status, res.text
+        return res.json()
+
+    def create_cue(self, **body: Any) -> dict[str, Any]:
+        out: dict[str, Any] = self.post("/v1/cues", body, status=201)
+        return out
+
+    def fire(self, cue_id: str, **body: Any) -> str:
+        return str(self.post(f"/v1/cues/{cue_id}/fire", body)["id"])
+
+    def execution(self, eid: str) -> dict[str, Any]:
+        out: dict[str, Any] = self.get(f"/v1/executions/{eid}")
+        return out
+
+    def wait_status(self, eid: str, statuses: set[str], timeout: float = 30.0) -> dict[str, Any]:
+        def check() -> dict[str, Any] | None:
+            e = self.execution(eid)
+            return e if e["status"] in statuses else None
+
+        out: dict[str, Any] = wait_for(check, f"execution {eid} to reach {statuses}", timeout)
+        return out
+
+
+# --- the SDK -----------------------------------------------------------------------------
+
+
+def test_sdk_scenario(sdk_venv: Venv, server: CuefastServer, tmp_path: Path) -> None:
+    assert CUE_LIMIT <= 50
+    run_scenario(sdk_venv, "sdk_scenario.py", server, tmp_path)
+
+
+# --- the worker daemon ---------------------------------------------------------------------
+
+
+def _worker_config(path: Path, venv: Venv, server: CuefastServer, key: str, worker_id: str) -> None:
+    handler = f"{venv.python} {SCENARIOS / 'handler.py'}"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "api_key": key,
+                "api_base": server.base_url,
+                "worker_id": worker_id,
+                "poll_interval": 1,
+                "heartbeat_interval": 5,
+                "max_concurrent": 2,
+                "handler_timeout": 60,
+                "handlers": {
+                    "echo": {
+                        "cmd": handler + " ok {{ payload.word }}",
+                        "timeout": 30,
+                        "env": {"GREETING": "hi {{ payload.greeting }}"},
+                    },
+                    "boom": handler + " fail",
+                },
+            }
+        )
+    )
+
+
+@pytest.fixture
+def worker_proc(sdk_venv: Venv, tmp_path: Path) -> Iterator[Callable[[Path], subprocess.Popen[str]]]:
+    procs: list[subprocess.Popen[str]] = []
+
+    def start(config: Path) -> subprocess.Popen[str]:
+        log = open(config.with_suffix(".log"), "w")  # noqa: SIM115 - the process owns it
+        proc = subprocess.Popen(
+            [str(sdk_venv.bin("cueapi-worker")), "start", "-c", str(config)],
+            env=client_env(tmp_path),
+            cwd=tmp_path,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        log.close()
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+def test_worker_daemon_runs_handlers(
+    sdk_venv: Venv,
+    server: CuefastServer,
+    tmp_path: Path,
+    worker_proc: Callable[[Path], subprocess.Popen[str]],
+) -> None:
+    _, key = register(server, "worker")
+    http = Http(server, key)
+    worker_id = f"official-{uuid.uuid4().hex[:6]}"
+    config = tmp_path / "worker.yaml"
+    _worker_config(config, sdk_venv, server, key, worker_id)
+    worker = lambda payload, name: http.create_cue(  # noqa: E731
+        name=name, transport="worker", schedule={"type": "recurring", "cron": "0 0 1 1 *"}, payload=payload
+    )
+    echo = worker({"task": "echo", "word": "plain"}, "echo-cue")
+    boom = worker({"task": "boom"}, "boom-cue")
+    other = worker({"task": "nobody-handles-this"}, "other-cue")
+    assert echo["callback"] == {"url": None, "method": "POST", "headers": {}}
+
+    proc = worker_proc(config)
+    log = config.with_suffix(".log")
+    echo_ids = [
+        http.fire(echo["id"]),
+        http.fire(echo["id"], payload_override={"word": "merged", "greeting": "there"}),
+        http.fire(echo["id"], payload_override={"task": "echo", "evidence": True}, merge_strategy="replace"),
+    ]
+    boom_id = http.fire(boom["id"])
+    other_id = http.fire(other["id"])
+    # A scheduled (per-second cron) worker cue too, paused once it has fired.
+    tick = worker({"task": "echo", "word": "tick"}, "tick-cue")
+    http.client.patch(f"/v1/cues/{tick['id']}", json={"schedule": {"cron": "* * * * * *"}})
+
+    def tick_done() -> list[dict[str, Any]]:
+        execs = http.get("/v1/executions", cue_id=tick["id"])["executions"]
+        return [e for e in execs if e["status"] == "success"]
+
+    try:
+        done = [http.wait_status(eid, {"success", "failed"}) for eid in echo_ids]
+        boomed = http.wait_status(boom_id, {"success", "failed"})
+        ticked = wait_for(tick_done, "a scheduled worker execution to succeed")[0]
+    finally:
+        http.client.patch(f"/v1/cues/{tick['id']}", json={"status": "paused"})
+        if proc.poll() is not None:
+            pytest.fail(f"cueapi-worker exited with {proc.returncode}:\n{log.read_text()}")
+
+    effective = [
+        {"task": "echo", "word": "plain"},
+        {"task": "echo", "word": "merged", "greeting": "there"},
+        {"task": "echo", "evidence": True},
+    ]
+    for eid, e, payload in zip(echo_ids, done, effective, strict=True):
+        assert e["status"] == "success", (e, log.read_text())
+        assert e["claimed_by_worker"] == worker_id and e["attempts"] == 1 and e["delivered_at"]
+        assert e["outcome"]["success"] is True and e["outcome_state"] == "reported_success"
+        seen = json.loads(e["outcome"]["result"])
+        assert seen["execution_id"] == eid and seen["cue_id"] == echo["id"]
+        assert seen["cue_name"] == "echo-cue" and seen["worker_id"] == worker_id
+        assert seen["payload"] == payload == e["payload"]
+        assert seen["has_api_key"] is True and seen["base_url"] == server.base_url
+        assert seen["words"] == ([payload["word"]] if "word" in payload else [])
+        assert seen["greeting"] == ("hi there" if "greeting" in payload else "hi ")  # missing → ""
+    assert done[2]["outcome"]["external_id"] == f"ext-{echo_ids[2]}"  # evidence from the outcome file
+    assert done[2]["outcome"]["summary"] == "made by the handler"
+    assert boomed["status"] == "failed" and boomed["outcome"]["success"] is False
+    assert "handler failed on purpose" in boomed["outcome"]["error"]
+    assert boomed["error_message"] == boomed["outcome"]["error"]
+    assert ticked["triggered_by"] == "scheduled" and json.loads(ticked["outcome"]["result"])["words"] == [
+        "tick"
+    ]
+    # The daemon never takes a task it has no handler for.
+    assert http.execution(other_id)["status"] == "pending"
+    claimable = http.get("/v1/executions/claimable")["executions"]
+    assert other_id in [i["execution_id"] for i in claimable]
+
+    workers = http.get("/v1/workers")["workers"]
+    mine = [w for w in workers if w["worker_id"] == worker_id]
+    assert mine and mine[0]["handlers"] == ["echo", "boom"] and mine[0]["heartbeat_status"] == "active", (
+        workers
+    )
+    cue = http.get(f"/v1/cues/{echo['id']}")
+    assert cue["run_count"] == 3 and cue["last_run"] is not None
+
+    status = subprocess.run(
+        [str(sdk_venv.bin("cueapi-worker")), "status", "-c", str(config)],
+        env=client_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert f"Worker '{worker_id}' is connected and authenticated." in status.stdout
+
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0, log.read_text()
+    text = log.read_text()
+    assert "Traceback" not in text and "ERROR" not in text, text
+
+
+def test_worker_regenerate_key_and_rotated_key(
+    sdk_venv: Venv,
+    server: CuefastServer,
+    tmp_path: Path,
+    worker_proc: Callable[[Path], subprocess.Popen[str]],
+) -> None:
+    _, key = register(server, "rotate")
+    config = tmp_path / "worker.yaml"
+    _worker_config(config, sdk_venv, server, key, "rotating-worker")
+    old_config = tmp_path / "old.yaml"
+    old_config.write_text(config.read_text())
+    bin_ = str(sdk_venv.bin("cueapi-worker"))
+    env = client_env(tmp_path)
+
+    regen = subprocess.run(
+        [bin_, "regenerate-key", "-c", str(config)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert regen.returncode == 0, regen.stdout + regen.stderr
+    new_key = yaml.safe_load(config.read_text())["api_key"]
+    assert new_key != key and new_key.startswith("cue_sk_")
+    status = subprocess.run(
+        [bin_, "status", "-c", str(config)], env=env, capture_output=True, text=True, timeout=30, check=False
+    )
+    assert status.returncode == 0, status.stdout + status.stderr
+    old = httpx.get(f"{server.base_url}/v1/auth/me", headers={"Authorization": f"Bearer {key}"})
+    assert old.status_code == 401 and old.json()["error"]["code"] == "key_rotated"
+
+    # The daemon with the rotated key stops at once and says why (it reads error.code).
+    proc = worker_proc(old_config)
+    assert proc.wait(30) == 1
+    text = old_config.with_suffix(".log").read_text()
+    assert "API key invalid" in text and "API key was rotated" in text, text
+
+
+# --- the CLI -------------------------------------------------------------------------------
+
+
+class Cli:
+    """The ``cueapi`` command with a private config dir holding a credentials file."""
+
+    def __init__(self, venv: Venv, server: CuefastServer, home: Path, email: str, key: str) -> None:
+        self.bin = str(venv.bin("cueapi"))
+        self.home = home
+        self.api_base = f"{server.base_url}/v1"
+        creds = home / ".config" / "cueapi" / "credentials.json"
+        creds.parent.mkdir(parents=True, exist_ok=True)
+        creds.write_text(json.dumps({"default": {"api_key": key, "email": email, "api_base": self.api_base}}))
+        self.creds = creds
+
+    def popen(self, *args: str, **env: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [self.bin, *args],
+            env=client_env(self.home, **env),
+            cwd=self.home,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def __call__(self, *args: str, code: int = 0, **env: str) -> str:
+        res = subprocess.run(
+            [self.bin, *args],
+            env=client_env(self.home, **env),
+            cwd=self.home,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        out = res.stdout + res.stderr
+        assert res.returncode == code, f"cueapi {' '.join(args)} → exit {res.returncode}:\n{out}"
+        assert "Traceback" not in out, out
+        return out
+
+
+def _field(out: str, label: str) -> str:
+    for line in out.splitlines():
+        if line.startswith(label):
+            return line[len(label) :].strip()
+    raise AssertionError(f"no {label!r} in:\n{out}")
+
+
+@pytest.fixture(scope="module")
+def quickstart(
+    cli_venv: Venv, server: CuefastServer, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Any]:
+    """``cueapi quickstart`` waits ~15 s for its cue, so it starts early and runs alongside the others."""
+    email, key = register(server, "quickstart")
+    cli = Cli(cli_venv, server, tmp_path_factory.mktemp("quickstart"), email, key)
+    proc = cli.popen("quickstart")
+    yield proc, Http(server, key)
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_cli_commands(cli_venv: Venv, server: CuefastServer, tmp_path: Path, quickstart: Any) -> None:
+    email, key = register(server, "cli")
+    cli = Cli(cli_venv, server, tmp_path, email, key)
+    http = Http(server, key)
+    hook = "http://127.0.0.1:9/hook"  # never delivered to: these cues are not due
+
+    out = cli("whoami")
+    assert _field(out, "Email:") == email and _field(out, "Plan:") == "Free"
+    assert _field(out, "Active cues:") == f"0 / {CUE_LIMIT}"
+    assert _field(out, "Executions:") == "0 / 1000000000 this month"
+    assert _field(out, "API base:") == cli.api_base
+    out = cli("usage")
+    assert _field(out, "Plan:") == "Free" and _field(out, "Active cues:") == f"0 / {CUE_LIMIT}"
+    assert _field(out, "Executions:") == "0 / 1,000,000,000 (0.0%)"
+    assert _field(out, "Rate limit:").endswith("req/min")
+    assert "No cues yet" in cli("list")
+
+    out = cli(
+        "create",
+        "--name",
+        "cli-cron",
+        "--cron",
+        "0 9 * * 1",
+        "--timezone",
+        "America/New_York",
+        "--url",
+        hook,
+        "--payload",
+        '{"task": "report", "n": 1}',
+        "--description",
+        "from the cli",
+    )
+    cron_id = _field(out, "Created:")
+    assert _field(out, "Status:") == "active" and _field(out, "Next run:").endswith("Z")
+    at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 7200))
+    once_id = _field(cli("create", "--name", "cli-once", "--at", at, "--url", hook), "Created:")
+    assert http.get(f"/v1/cues/{once_id}")["next_run"] == at
+    out = cli(
+        "create",
+        "--name",
+        "cli-worker",
+        "--cron",
+        "*/5 * * * *",
+        "--worker",
+        "--payload",
+        '{"task": "etl"}',
+        "--on-failure",
+        '{"email": false, "pause": true}',
+    )
+    worker_id = _field(out, "Created:")
+    w = http.get(f"/v1/cues/{worker_id}")
+    assert w["transport"] == "worker" and w["on_failure"] == {"email": False, "webhook": None, "pause": True}
+    out = cli("create", "--name", "cli-cron", "--cron", "0 9 * * *", "--url", hook, code=1)
+    # The CLI looks for the message under "detail" (FastAPI's shape), so it prints its fallback.
+    assert "Failed (HTTP 409)" in out
+    assert "Failed (HTTP 400)" in cli(
+        "create", "--name", "bad", "--cron", "61 25 * * *", "--url", hook, code=1
+    )
+
+    out = cli("list")
+    assert "3 cues (3 active)" in out and "cli-cron" in out and "cli-worker" in out
+    out = cli("list", "--limit", "1", "--offset", "1")
+    assert out.count("cue_") == 1
+    out = cli("get", cron_id)
+    assert _field(out, "Name:") == "cli-cron" and "0 9 * * 1 (America/New_York)" in out
+    assert _field(out, "Callback:") == f"POST {hook}" and _field(out, "Description:") == "from the cli"
+    assert "One-time: " in cli("get", once_id)
+    assert "Cue not found" in cli("get", "cue_doesnotexist", code=1)
+
+    out = cli("update", cron_id, "--cron", "30 10 * * *", "--description", "changed")
+    assert "Updated:" in out
+    c = http.get(f"/v1/cues/{cron_id}")
+    assert c["schedule"]["timezone"] == "America/New_York" and c["schedule"]["cron"] == "30 10 * * *"
+    assert c["description"] == "changed" and c["payload"] == {"task": "report", "n": 1}
+    cli("update", cron_id, "--url", "http://127.0.0.1:9/other", "--payload", '{"task": "report", "n": 2}')
+    c = http.get(f"/v1/cues/{cron_id}")
+    assert c["callback"]["url"] == "http://127.0.0.1:9/other" and c["payload"]["n"] == 2
+
+    assert f"Paused: {cron_id} (cli-cron)" in cli("pause", cron_id)
+    assert http.get(f"/v1/cues/{cron_id}")["next_run"] is None
+    assert "1 paused" in cli("list")
+    assert cron_id in cli("list", "--status", "paused")
+    out = cli("resume", cron_id)
+    assert f"Resumed: {cron_id}" in out and _field(out, "Next run:").endswith("Z")
+
+    out = cli("fire", worker_id, "--payload-override", '{"extra": 1}')
+    eid = _field(out, "Execution:")
+    assert _field(out, "Scheduled:").endswith("+00:00")
+    assert http.execution(eid)["payload"] == {"task": "etl", "extra": 1}
+    eid2 = _field(
+        cli("fire", worker_id, "--payload-override", '{"only": 1}', "--merge-strategy", "replace"),
+        "Execution:",
+    )
+    assert http.execution(eid2)["payload"] == {"only": 1}
+    out = cli("get", worker_id)
+    assert "Recent executions:" in out and out.count("pending") == 2
+
+    out = cli("executions", "list", "--cue-id", worker_id)
+    assert eid in out and eid2 in out
+    assert eid in cli("executions", "list", "--status", "pending")
+    assert "No executions found" in cli("executions", "list", "--status", "success")
+    out = cli("executions", "get", eid)
+    assert _field(out, "ID:") == eid and _field(out, "Cue:") == worker_id and _field(out, "Attempts:") == "0"
+    assert "Execution not found" in cli("executions", "get", str(uuid.uuid4()), code=1)
+    assert "Execution not found" in cli("executions", "get", "not-a-uuid", code=1)
+
+    out = cli("executions", "report-outcome", eid2, "--failure", "--summary", "skipped")
+    assert "Outcome recorded" in out
+    assert "already recorded" in cli("executions", "report-outcome", eid2, "--success", code=1)
+
+    # The same commands with the key and base from the environment instead of the file.
+    env_home = tmp_path / "env-only"
+    env_home.mkdir()
+    env_cli = Cli(cli_venv, server, env_home, email, key)
+    env_cli.creds.unlink()
+    out = env_cli("whoami", CUEAPI_API_KEY=key, CUEAPI_API_BASE=cli.api_base)
+    assert _field(out, "Email:") == email and _field(out, "Active cues:") == f"3 / {CUE_LIMIT}"
+    assert "3 cues" in env_cli("list", CUEAPI_API_KEY=key, CUEAPI_API_BASE=cli.api_base)
+
+    assert cli("delete", once_id, "--yes").strip() == "Deleted."
+    assert "Cue not found" in cli("delete", once_id, "--yes", code=1)
+    assert _field(cli("whoami"), "Active cues:") == f"2 / {CUE_LIMIT}"
+
+
+def test_cli_worker_commands(cli_venv: Venv, server: CuefastServer, tmp_path: Path) -> None:
+    email, key = register(server, "cliw")
+    cli = Cli(cli_venv, server, tmp_path, email, key)
+    http = Http(server, key)
+    cue = http.create_cue(
+        name="w",
+        transport="worker",
+        schedule={"type": "recurring", "cron": "0 0 1 1 *"},
+        payload={"task": "t1"},
+    )
+    first, second = http.fire(cue["id"]), http.fire(cue["id"], payload_override={"task": "t2"})
+    wait_for(lambda: len(http.get("/v1/executions/claimable")["executions"]) == 2, "two claimable")
+
+    out = cli("executions", "list-claimable")
+    assert first in out and second in out
+    out = cli("executions", "list-claimable", "--task", "t2")
+    assert second in out and first not in out
+    assert "No claimable executions (task=none)" in cli("executions", "list-claimable", "--task", "none")
+
+    out = cli("executions", "claim", first, "--worker-id", "cli-w")
+    assert f"Claimed: {first}" in out and _field(out, "Lease:") == "900s"
+    assert "Not claimable" in cli("executions", "claim", first, "--worker-id", "cli-w", code=1)
+    assert "Execution not found" in cli("executions", "claim", str(uuid.uuid4()), "--worker-id", "x", code=1)
+    out = cli("executions", "heartbeat", first, "--worker-id", "cli-w")
+    assert "Heartbeat acknowledged" in out and _field(out, "Lease until:").endswith("+00:00")
+    assert "does not match" in cli("executions", "heartbeat", first, "--worker-id", "someone-else", code=1)
+    out = cli("executions", "get", first)
+    assert _field(out, "Claimed by:") == "cli-w" and _field(out, "Started:").endswith("Z")
+
+    out = cli("executions", "claim-next", "--worker-id", "cli-w", "--task", "t2")
+    assert f"Claimed: {second}" in out
+    assert "No executions available" in cli("executions", "claim-next", "--worker-id", "cli-w")
+    third = http.fire(cue["id"])
+    wait_for(lambda: http.get("/v1/executions/claimable")["executions"], "a claimable execution")
+    assert f"Claimed: {third}" in cli("executions", "claim-next", "--worker-id", "cli-w")
+
+    assert "Outcome recorded" in cli(
+        "executions", "report-outcome", first, "--success", "--external-id", "x-1"
+    )
+    e = http.execution(first)
+    assert e["status"] == "success" and e["outcome"]["external_id"] == "x-1"
+    assert "no longer in 'delivering'" in cli(
+        "executions", "heartbeat", first, "--worker-id", "cli-w", code=1
+    )
+
+
+def test_cli_key_regenerate(cli_venv: Venv, server: CuefastServer, tmp_path: Path) -> None:
+    email, key = register(server, "clikey")
+    cli = Cli(cli_venv, server, tmp_path, email, key)
+    out = cli("key", "regenerate", "--yes")
+    new_key = _field(out, "New API key:")
+    assert new_key != key and new_key.startswith("cue_sk_") and "Local credentials updated." in out
+    assert json.loads(cli.creds.read_text())["default"]["api_key"] == new_key
+    assert _field(cli("whoami"), "Email:") == email  # the CLI now uses the new key from its file
+    old = httpx.get(f"{server.base_url}/v1/auth/me", headers={"Authorization": f"Bearer {key}"})
+    assert old.status_code == 401 and old.json()["error"]["code"] == "key_rotated"
+    assert "Failed to get user info (HTTP 401)" in cli("whoami", CUEAPI_API_KEY=key, code=1)
+
+
+def test_cli_quickstart(quickstart: Any) -> None:
+    proc, http = quickstart
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 0, out + err
+    assert "Callback delivered!" in out and "Your first cue! CueAPI is working." in out, out + err
+    assert "Deleted." in out and "CueAPI is working!" in out, out
+    assert http.get("/v1/cues")["total"] == 0  # it cleaned up after itself
