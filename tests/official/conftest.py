@@ -15,6 +15,7 @@ from tests.official.server import CuefastServer
 from tests.official.venvs import CLI_PINS, SDK_PINS, Venv, VenvError, ensure_venv
 
 CUE_LIMIT = 20  # small, so the SDK scenario can reach 403 cue_limit_exceeded
+RATE_LIMIT = 600  # per account and minute; small, so it can reach 429 (the scenarios stay far below)
 
 
 def _venv(name: str, pins: tuple[str, ...]) -> Venv:
@@ -50,6 +51,7 @@ def server(
             "CUEFAST_PARTITIONS": "4",
             "CUEFAST_ALLOW_PRIVATE_CALLBACKS": "true",
             "CUEFAST_DEFAULT_CUE_LIMIT": str(CUE_LIMIT),
+            "CUEFAST_DEFAULT_RATE_LIMIT_PER_MINUTE": str(RATE_LIMIT),
         },
         tmp_path_factory.mktemp("cuefast-server") / "server.log",
     )

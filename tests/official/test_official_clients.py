@@ -22,7 +22,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.official.conftest import CUE_LIMIT, client_env, register
+from tests.official.conftest import CUE_LIMIT, RATE_LIMIT, client_env, register
 from tests.official.server import CuefastServer
 from tests.official.venvs import Venv
 
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.timeout(300)  # the first run builds the venvs
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 
 
-def wait_for(cond: Callable[[], Any], what: str, timeout: float = 30.0, interval: float = 0.1) -> Any:
+def wait_for(cond: Callable[[], Any], what: str, timeout: float = 30.0, interval: float = 0.2) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None
     while True:
@@ -373,10 +373,6 @@ def test_cli_commands(cli_venv: Venv, server: CuefastServer, tmp_path: Path, qui
     assert _field(out, "Active cues:") == f"0 / {CUE_LIMIT}"
     assert _field(out, "Executions:") == "0 / 1000000000 this month"
     assert _field(out, "API base:") == cli.api_base
-    out = cli("usage")
-    assert _field(out, "Plan:") == "Free" and _field(out, "Active cues:") == f"0 / {CUE_LIMIT}"
-    assert _field(out, "Executions:") == "0 / 1,000,000,000 (0.0%)"
-    assert _field(out, "Rate limit:").endswith("req/min")
     assert "No cues yet" in cli("list")
 
     out = cli(
@@ -484,6 +480,18 @@ def test_cli_commands(cli_venv: Venv, server: CuefastServer, tmp_path: Path, qui
     assert cli("delete", once_id, "--yes").strip() == "Deleted."
     assert "Cue not found" in cli("delete", once_id, "--yes", code=1)
     assert _field(cli("whoami"), "Active cues:") == f"2 / {CUE_LIMIT}"
+
+
+def test_cli_usage(cli_venv: Venv, server: CuefastServer, tmp_path: Path) -> None:
+    email, key = register(server, "cliu")
+    cli = Cli(cli_venv, server, tmp_path, email, key)
+    Http(server, key).create_cue(
+        name="u", transport="worker", schedule={"type": "recurring", "cron": "0 0 1 1 *"}, payload={}
+    )
+    out = cli("usage")
+    assert _field(out, "Plan:") == "Free" and _field(out, "Active cues:") == f"1 / {CUE_LIMIT}"
+    assert _field(out, "Executions:") == "0 / 1,000,000,000 (0.0%)"
+    assert _field(out, "Rate limit:") == f"{RATE_LIMIT} req/min"  # rate_limit.limit, not the default 60
 
 
 def test_cli_worker_commands(cli_venv: Venv, server: CuefastServer, tmp_path: Path) -> None:

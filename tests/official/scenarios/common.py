@@ -45,7 +45,7 @@ class Scenario:
         return 1 if failed else 0
 
 
-def wait_for(cond: Callable[[], Any], what: str, timeout: float = 15.0, interval: float = 0.05) -> Any:
+def wait_for(cond: Callable[[], Any], what: str, timeout: float = 15.0, interval: float = 0.1) -> Any:
     """Poll ``cond`` until it returns something truthy; that value, or AssertionError on timeout."""
     deadline = time.monotonic() + timeout
     last: Any = None
