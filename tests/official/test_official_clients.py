@@ -109,6 +109,10 @@ def test_sdk_scenario(sdk_venv: Venv, server: CuefastServer, tmp_path: Path) -> 
     run_scenario(sdk_venv, "sdk_scenario.py", server, tmp_path)
 
 
+def test_sdk_rate_limit_error(sdk_venv: Venv, server: CuefastServer, tmp_path: Path) -> None:
+    run_scenario(sdk_venv, "sdk_rate_limit_scenario.py", server, tmp_path)
+
+
 # --- the worker daemon ---------------------------------------------------------------------
 
 
@@ -132,7 +136,8 @@ def _worker_config(path: Path, venv: Venv, server: CuefastServer, key: str, work
                     },
                     "boom": handler + " fail",
                 },
-            }
+            },
+            sort_keys=False,  # the daemon reports its handlers in config order
         )
     )
 

@@ -25,7 +25,6 @@ from cueapi import (
     CueLimitExceededError,
     CueNotFoundError,
     InvalidScheduleError,
-    RateLimitError,
     verify_webhook,
 )
 from cueapi.models import Cue, CueList
@@ -420,24 +419,6 @@ def cue_limit_maps_to_cue_limit_exceeded() -> None:
         raise AssertionError("no CueLimitExceededError")
     for cid in made:
         c.delete(cid)
-
-
-@sc.step
-def rate_limit_maps_to_rate_limit_error() -> None:
-    email = f"sdk-rl-{uuid.uuid4().hex[:8]}@example.com"
-    key = httpx.post(f"{BASE}/v1/auth/register", json={"email": email}, timeout=10).json()["api_key"]
-    with CueAPI(key, base_url=BASE) as client:
-        limit = client._get("/v1/auth/me")["rate_limit_per_minute"]
-        assert limit <= 1000, f"the test server should run with a small per-minute limit, got {limit}"
-        for _ in range(limit + 1):
-            try:
-                client.cues.list(limit=1)
-            except RateLimitError as exc:
-                assert exc.status_code == 429 and exc.code == "rate_limit_exceeded", exc.body
-                assert isinstance(exc.retry_after, int) and 1 <= exc.retry_after <= 60, exc.retry_after
-                break
-        else:
-            raise AssertionError(f"no RateLimitError after {limit + 1} requests")
 
 
 @sc.step
