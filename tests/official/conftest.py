@@ -15,6 +15,7 @@ from tests.official.server import CuefastServer
 from tests.official.venvs import CLI_PINS, SDK_PINS, Venv, VenvError, ensure_venv
 
 CUE_LIMIT = 20  # small, so the SDK scenario can reach 403 cue_limit_exceeded
+LEASE = 2  # seconds, on the short-lease server
 RATE_LIMIT = 600  # per account and minute; small, so it can reach 429 (the scenarios stay far below)
 
 
@@ -37,9 +38,8 @@ def cli_venv() -> Venv:
     return _venv("cli", CLI_PINS)
 
 
-@pytest.fixture(scope="module")
-def server(
-    backend_urls: tuple[str, str], pg_schema: str, tmp_path_factory: pytest.TempPathFactory
+def _serve(
+    backend_urls: tuple[str, str], pg_schema: str, log_dir: Path, **settings: str
 ) -> Iterator[CuefastServer]:
     prefix = f"oc{uuid.uuid4().hex[:10]}"
     srv = CuefastServer(
@@ -52,8 +52,9 @@ def server(
             "CUEFAST_ALLOW_PRIVATE_CALLBACKS": "true",
             "CUEFAST_DEFAULT_CUE_LIMIT": str(CUE_LIMIT),
             "CUEFAST_DEFAULT_RATE_LIMIT_PER_MINUTE": str(RATE_LIMIT),
+            **settings,
         },
-        tmp_path_factory.mktemp("cuefast-server") / "server.log",
+        log_dir / "server.log",
     )
     srv.start()
     try:
@@ -67,6 +68,22 @@ def server(
         log = srv.log()
     assert code == 0, f"cuefast serve exited with {code}:\n{log[-5000:]}"
     assert "Traceback" not in log, log[-10000:]
+
+
+@pytest.fixture(scope="module")
+def server(
+    backend_urls: tuple[str, str], pg_schema: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[CuefastServer]:
+    """One server for the module: API + scheduler + dispatcher, private callbacks allowed."""
+    yield from _serve(backend_urls, pg_schema, tmp_path_factory.mktemp("cuefast-server"))
+
+
+@pytest.fixture
+def short_lease_server(
+    backend_urls: tuple[str, str], pg_schema: str, tmp_path: Path
+) -> Iterator[CuefastServer]:
+    """A server whose worker claims lease for 2 s only (to outlast them with a slow handler)."""
+    yield from _serve(backend_urls, pg_schema, tmp_path, CUEFAST_WORKER_LEASE_SECONDS=str(LEASE))
 
 
 def register(server: CuefastServer, prefix: str) -> tuple[str, str]:

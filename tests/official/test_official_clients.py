@@ -22,7 +22,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.official.conftest import CUE_LIMIT, RATE_LIMIT, client_env, register
+from tests.official.conftest import CUE_LIMIT, LEASE, RATE_LIMIT, client_env, register
 from tests.official.server import CuefastServer
 from tests.official.venvs import Venv
 
@@ -116,7 +116,9 @@ def test_sdk_rate_limit_error(sdk_venv: Venv, server: CuefastServer, tmp_path: P
 # --- the worker daemon ---------------------------------------------------------------------
 
 
-def _worker_config(path: Path, venv: Venv, server: CuefastServer, key: str, worker_id: str) -> None:
+def _worker_config(
+    path: Path, venv: Venv, server: CuefastServer, key: str, worker_id: str, heartbeat_interval: int = 5
+) -> None:
     handler = f"{venv.python} {SCENARIOS / 'handler.py'}"
     path.write_text(
         yaml.safe_dump(
@@ -125,7 +127,7 @@ def _worker_config(path: Path, venv: Venv, server: CuefastServer, key: str, work
                 "api_base": server.base_url,
                 "worker_id": worker_id,
                 "poll_interval": 1,
-                "heartbeat_interval": 5,
+                "heartbeat_interval": heartbeat_interval,
                 "max_concurrent": 2,
                 "handler_timeout": 60,
                 "handlers": {
@@ -135,6 +137,7 @@ def _worker_config(path: Path, venv: Venv, server: CuefastServer, key: str, work
                         "env": {"GREETING": "hi {{ payload.greeting }}"},
                     },
                     "boom": handler + " fail",
+                    "slow": handler + " sleep {{ payload.seconds }}",
                 },
             },
             sort_keys=False,  # the daemon reports its handlers in config order
@@ -243,9 +246,9 @@ def test_worker_daemon_runs_handlers(
 
     workers = http.get("/v1/workers")["workers"]
     mine = [w for w in workers if w["worker_id"] == worker_id]
-    assert mine and mine[0]["handlers"] == ["echo", "boom"] and mine[0]["heartbeat_status"] == "active", (
-        workers
-    )
+    assert (
+        mine and mine[0]["handlers"] == ["echo", "boom", "slow"] and mine[0]["heartbeat_status"] == "active"
+    ), workers
     cue = http.get(f"/v1/cues/{echo['id']}")
     assert cue["run_count"] == 3 and cue["last_run"] is not None
 
@@ -264,6 +267,43 @@ def test_worker_daemon_runs_handlers(
     assert proc.wait(30) == 0, log.read_text()
     text = log.read_text()
     assert "Traceback" not in text and "ERROR" not in text, text
+
+
+def test_worker_daemon_long_handler_keeps_its_claim(
+    sdk_venv: Venv,
+    short_lease_server: CuefastServer,
+    tmp_path: Path,
+    worker_proc: Callable[[Path], subprocess.Popen[str]],
+) -> None:
+    """The daemon never sends execution heartbeats: its worker heartbeats must keep the claim (§9.5)."""
+    server = short_lease_server
+    _, key = register(server, "slow")
+    http = Http(server, key)
+    config = tmp_path / "worker.yaml"
+    _worker_config(config, sdk_venv, server, key, "slow-worker", heartbeat_interval=1)
+    cue = http.create_cue(
+        name="slow",
+        transport="worker",
+        schedule={"type": "recurring", "cron": "0 0 1 1 *"},
+        payload={"task": "slow", "seconds": 3 * LEASE},
+    )
+    proc = worker_proc(config)
+    eid = http.fire(cue["id"])
+    claimed = http.wait_status(eid, {"delivering"})
+    assert claimed["claimed_by_worker"] == "slow-worker"
+    first_lease = claimed["lease_expires_at"]
+
+    def renewed() -> dict[str, Any] | None:
+        e = http.execution(eid)
+        assert e["status"] == "delivering", e  # never re-offered while the handler runs
+        return e if e["lease_expires_at"] > first_lease else None
+
+    wait_for(renewed, "the lease to be renewed by worker heartbeats", timeout=4 * LEASE)
+    done = http.wait_status(eid, {"success", "failed", "retry_ready"}, timeout=30)
+    assert done["status"] == "success" and done["attempts"] == 1, done
+    assert json.loads(done["outcome"]["result"])["execution_id"] == eid
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(30) == 0
 
 
 def test_worker_regenerate_key_and_rotated_key(

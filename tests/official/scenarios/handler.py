@@ -4,6 +4,7 @@
 gave it (plus GREETING and the words after ``ok``, which come from ``{{ payload.… }}``
 templates in the config) and exits 0; when the payload has ``"evidence": true`` it also
 writes an outcome file with evidence fields. ``handler.py fail``: writes to stderr, exits 3.
+``handler.py sleep <s>``: sleeps, then as ``ok``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
 
 def main() -> int:
@@ -18,6 +20,8 @@ def main() -> int:
     if mode == "fail":
         print("handler failed on purpose", file=sys.stderr)
         return 3
+    if mode == "sleep":  # a long handler: the daemon never sends execution heartbeats meanwhile
+        time.sleep(float(sys.argv[2]))
     env = {k: v for k, v in os.environ.items() if k.startswith("CUEAPI_")}
     out = {
         "execution_id": env.get("CUEAPI_EXECUTION_ID"),
