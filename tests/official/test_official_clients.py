@@ -117,14 +117,20 @@ def test_sdk_rate_limit_error(sdk_venv: Venv, server: CuefastServer, tmp_path: P
 
 
 def _worker_config(
-    path: Path, venv: Venv, server: CuefastServer, key: str, worker_id: str, heartbeat_interval: int = 5
+    path: Path,
+    venv: Venv,
+    server: CuefastServer,
+    key: str,
+    worker_id: str,
+    heartbeat_interval: int = 5,
+    api_base: str | None = None,
 ) -> None:
     handler = f"{venv.python} {SCENARIOS / 'handler.py'}"
     path.write_text(
         yaml.safe_dump(
             {
                 "api_key": key,
-                "api_base": server.base_url,
+                "api_base": api_base or server.base_url,
                 "worker_id": worker_id,
                 "poll_interval": 1,
                 "heartbeat_interval": heartbeat_interval,
@@ -314,7 +320,8 @@ def test_worker_regenerate_key_and_rotated_key(
 ) -> None:
     _, key = register(server, "rotate")
     config = tmp_path / "worker.yaml"
-    _worker_config(config, sdk_venv, server, key, "rotating-worker")
+    # With a trailing slash, as users write it: regenerate-key then posts to "…//v1/auth/key/regenerate".
+    _worker_config(config, sdk_venv, server, key, "rotating-worker", api_base=server.base_url + "/")
     old_config = tmp_path / "old.yaml"
     old_config.write_text(config.read_text())
     bin_ = str(sdk_venv.bin("cueapi-worker"))
