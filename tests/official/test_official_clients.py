@@ -204,6 +204,15 @@ def test_worker_daemon_runs_handlers(
     ]
     boom_id = http.fire(boom["id"])
     other_id = http.fire(other["id"])
+    # Evidence from the handler's outcome file satisfies a verification mode.
+    proof = http.create_cue(
+        name="proof-cue",
+        transport="worker",
+        schedule={"type": "recurring", "cron": "0 0 1 1 *"},
+        payload={"task": "echo", "evidence": True},
+        verification={"mode": "require_external_id"},
+    )
+    proof_ids = [http.fire(proof["id"]), http.fire(proof["id"], payload_override={"evidence": False})]
     # A scheduled (per-second cron) worker cue too, paused once it has fired.
     tick = worker({"task": "echo", "word": "tick"}, "tick-cue")
     http.client.patch(f"/v1/cues/{tick['id']}", json={"schedule": {"cron": "* * * * * *"}})
@@ -239,6 +248,10 @@ def test_worker_daemon_runs_handlers(
         assert seen["greeting"] == ("hi there" if "greeting" in payload else "hi ")  # missing → ""
     assert done[2]["outcome"]["external_id"] == f"ext-{echo_ids[2]}"  # evidence from the outcome file
     assert done[2]["outcome"]["summary"] == "made by the handler"
+    proven, unproven = (http.wait_status(eid, {"success", "failed"}) for eid in proof_ids)
+    assert proven["outcome_state"] == "verified_success", proven
+    assert proven["outcome"]["external_id"] == f"ext-{proof_ids[0]}"
+    assert unproven["outcome_state"] == "verification_failed" and unproven["status"] == "success", unproven
     assert boomed["status"] == "failed" and boomed["outcome"]["success"] is False
     assert "handler failed on purpose" in boomed["outcome"]["error"]
     assert boomed["error_message"] == boomed["outcome"]["error"]

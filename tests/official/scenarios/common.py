@@ -59,7 +59,9 @@ def wait_for(cond: Callable[[], Any], what: str, timeout: float = 15.0, interval
 
 
 class Receiver:
-    """A real HTTP server on 127.0.0.1 recording every request (any method, any path); answers 200.
+    """A real HTTP server on 127.0.0.1 recording every request (any method, any path).
+
+    Answers 500 on paths starting with ``/fail``, else 200.
 
     ``on_request`` (when set) sees each request as it arrives, in the server thread.
     """
@@ -86,7 +88,7 @@ class Receiver:
                 with receiver.lock:
                     receiver.requests.append(req)
                 out = b'{"ok": true}'
-                self.send_response(200)
+                self.send_response(500 if self.path.startswith("/fail") else 200)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(out)))
                 self.end_headers()

@@ -404,6 +404,33 @@ def error_mapping() -> None:
 
 
 @sc.step
+def failed_delivery_runs_signed_on_failure_webhook() -> None:
+    c, r = S["client"], S["receiver"]
+    cue = c.cues.create(
+        "failing",
+        cron="0 0 1 1 *",
+        callback=r.url("/fail"),
+        retry={"max_attempts": 1, "backoff_minutes": [1]},
+        on_failure={"email": False, "webhook": r.url("/onfail"), "pause": True},
+    )
+    assert cue.on_failure is not None and cue.on_failure.webhook == r.url("/onfail") and cue.on_failure.pause
+    eid = fire(cue.id)["id"]
+    notice = wait_for(lambda: r.matching(lambda q: q["path"] == "/onfail"), "the on_failure webhook")[0]
+    assert signed_ok(notice, S["secret"]), notice  # signed like a cue webhook (cuefast)
+    body = json.loads(notice["body"])
+    assert body["event"] == "cue.failed" and body["execution_id"] == eid and body["cue_id"] == cue.id
+    assert body["cue_name"] == "failing" and body["attempts"] == 1 and body["last_http_status"] == 500
+    assert body["last_error"] == "Webhook endpoint returned server error (500)", body
+    assert len(r.for_execution(eid)) == 1  # one attempt only
+    e = c.executions.get(eid)
+    assert e["status"] == "failed" and e["http_status"] == 500 and e["attempts"] == 1
+    assert e["error_message"] == "Webhook endpoint returned server error (500)"
+    paused = c.cues.get(cue.id)
+    assert paused.status == "paused" and paused.next_run is None  # on_failure.pause
+    c.cues.delete(cue.id)
+
+
+@sc.step
 def cue_limit_maps_to_cue_limit_exceeded() -> None:
     c = S["client"].cues
     limit = S["client"]._get("/v1/auth/me")["active_cue_limit"]
