@@ -876,13 +876,39 @@ class Store:
         return out
 
     async def oldest_claimed(self, account_id: str) -> int | None:
-        """The earliest claimed_at µs among the account's executions that have one (claimed zsets)."""
+        """The earliest claimed_at µs among the account's executions that have one (the claimed
+        zsets); entries of executions that no longer exist are dropped on the way."""
+        k = self.keys
+        for _ in range(10):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for p in range(k.partitions):
+                    pipe.zrange(k.claimed(p, account_id), 0, 0, withscores=True)
+                rows = await pipe.execute()
+            firsts = [(int(r[0][1]), str(r[0][0]), p) for p, r in enumerate(rows) if r]
+            if not firsts:
+                return None
+            score, eid, p = min(firsts)
+            if await self.redis.exists(k.execution(p, eid)):
+                return score
+            await self.redis.zrem(k.claimed(p, account_id), eid)
+        return None  # pragma: no cover - ten vanished executions in a row
+
+    async def index_page(self, index_keys: Sequence[str], offset: int, limit: int) -> tuple[list[str], int]:
+        """A page over per-partition created_at zsets, newest first (ties: id descending), and the
+        total: each partition contributes its newest ``offset + limit`` members."""
+        depth = offset + limit
         async with self.redis.pipeline(transaction=False) as pipe:
-            for p in range(self.keys.partitions):
-                pipe.zrange(self.keys.claimed(p, account_id), 0, 0, withscores=True)
-            rows = await pipe.execute()
-        scores = [int(r[0][1]) for r in rows if r]
-        return min(scores) if scores else None
+            for key in index_keys:
+                pipe.zrevrange(key, 0, depth - 1, withscores=True)
+                pipe.zcard(key)
+            res = await pipe.execute()
+        merged: list[tuple[float, str]] = []
+        total = 0
+        for i in range(0, len(res), 2):
+            merged.extend((float(score), str(member)) for member, score in res[i])
+            total += int(res[i + 1])
+        merged.sort(reverse=True)
+        return [member for _, member in merged[offset:depth]], total
 
     async def echo_store(
         self, ip: str, hour: int, token: str, record_json: str, limit: int, ttl_s: int

@@ -174,3 +174,30 @@ async def test_two_workers_race_for_each_execution(wenv: Env) -> None:
     )
     won = [r.json()["execution_id"] for r in results if r.status_code == 200]
     assert sorted(won) == sorted(more)
+
+
+async def test_executions_list_worker_filter_and_oldest_claimed_at(wenv: Env) -> None:
+    key = await wenv.api.register()
+    cue = await wenv.cue(key)
+    ids = []
+    for _ in range(5):
+        ids.append(await wenv.fire(key, cue["id"]))
+        wenv.clock.advance(1)
+    listing = (await wenv.api.request("GET", "/v1/executions", key)).json()
+    assert listing["oldest_claimed_at"] is None and listing["total"] == 5
+    await wenv.claim(key, ids[3], "w1")
+    first_claim = (await wenv.get(key, ids[3]))["claimed_at"]
+    wenv.clock.advance(10)
+    await wenv.claim(key, ids[1], "w2")
+    listing = (await wenv.api.request("GET", "/v1/executions?limit=2&offset=1", key)).json()
+    assert listing["total"] == 5 and listing["has_more"] is True
+    assert [e["id"] for e in listing["executions"]] == [ids[3], ids[2]]
+    assert listing["oldest_claimed_at"] == first_claim.replace("Z", "+00:00")
+    mine = (await wenv.api.request("GET", "/v1/executions?worker_id=w2", key)).json()
+    assert [e["id"] for e in mine["executions"]] == [ids[1]]
+    assert mine["oldest_claimed_at"] == (await wenv.get(key, ids[1]))["claimed_at"].replace("Z", "+00:00")
+    await wenv.post(key, f"/v1/executions/{ids[3]}/outcome", {"success": True})  # claimed_at stays
+    listing = (await wenv.api.request("GET", "/v1/executions", key)).json()
+    assert listing["oldest_claimed_at"] == first_claim.replace("Z", "+00:00")
+    other = await wenv.api.register()
+    assert (await wenv.api.request("GET", "/v1/executions", other)).json()["oldest_claimed_at"] is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -65,8 +66,8 @@ class Env:
         await self.rt.work.flush_notices()
 
 
-@pytest.fixture
-async def wenv(settings: Settings) -> AsyncIterator[Env]:
+@asynccontextmanager
+async def make_env(settings: Settings) -> AsyncIterator[Env]:
     clock = FrozenClock(T0)
     api, rt = await make_api(settings, clock)
     try:
@@ -74,3 +75,9 @@ async def wenv(settings: Settings) -> AsyncIterator[Env]:
     finally:
         await api.client.aclose()
         await rt.close()
+
+
+@pytest.fixture
+async def wenv(settings: Settings) -> AsyncIterator[Env]:
+    async with make_env(settings) as env:
+        yield env
