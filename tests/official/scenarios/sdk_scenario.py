@@ -102,8 +102,8 @@ def register_over_http() -> None:
 
 @sc.step
 def create_one_time_webhook_cue_soon() -> None:
-    # Fires in ~2 s; checked at the end (delivery → success, cue → completed, no outcome needed).
-    at = datetime.now(UTC) + timedelta(seconds=2)
+    # Fires in ~3 s; checked at the end (delivery → success, cue → completed, no outcome needed).
+    at = datetime.now(UTC) + timedelta(seconds=3)
     cue = S["client"].cues.create("soon", at=at, callback=S["receiver"].url("/soon"), payload={"once": True})
     assert isinstance(cue, Cue) and cue.schedule.type == "once" and cue.status == "active"
     assert cue.next_run is not None and abs((cue.next_run - at).total_seconds()) < 0.001, (cue.next_run, at)
