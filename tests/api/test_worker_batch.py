@@ -226,6 +226,7 @@ async def test_worker_registry(wenv: Env) -> None:
         ("box-1", "stale", 210),
     ]
     assert workers[1]["handlers"] == ["etl"] and workers[1]["registered_since"].endswith("Z")
+    assert workers[0]["handlers"] == []
     wenv.clock.advance(900)
     statuses = [
         w["heartbeat_status"] for w in (await wenv.api.request("GET", "/v1/workers", key)).json()["workers"]
@@ -246,3 +247,12 @@ async def test_worker_registry(wenv: Env) -> None:
         422,
         "validation_error",
     )
+
+
+async def test_openapi_documents_the_batch_routes(wenv: Env) -> None:
+    res = await wenv.api.request("GET", "/docs/openapi.json")
+    assert res.status_code == 200
+    paths = res.json()["paths"]
+    for path in ("/v1/worker/claim", "/v1/worker/outcomes", "/v1/worker/leases", "/v1/worker/release"):
+        assert "cuefast extension" in paths[path]["post"]["description"], path
+    assert "/v1/executions/claimable" in paths and "/v1/echo/{token}" in paths
