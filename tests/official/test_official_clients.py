@@ -295,7 +295,8 @@ def test_worker_daemon_long_handler_keeps_its_claim(
     tmp_path: Path,
     worker_proc: Callable[[Path], subprocess.Popen[str]],
 ) -> None:
-    """The daemon never sends execution heartbeats: its worker heartbeats must keep the claim (§9.5)."""
+    """The daemon never sends execution heartbeats: its worker heartbeats must keep the claim (§9.5);
+    a dead worker's expired claim is re-offered, and the daemon takes it."""
     server = short_lease_server
     _, key = register(server, "slow")
     http = Http(server, key)
@@ -307,6 +308,16 @@ def test_worker_daemon_long_handler_keeps_its_claim(
         schedule={"type": "recurring", "cron": "0 0 1 1 *"},
         payload={"task": "slow", "seconds": 3 * LEASE},
     )
+    # A claim by a worker that never heartbeats expires and is re-offered to the daemon (§9.5).
+    echo = http.create_cue(
+        name="echo",
+        transport="worker",
+        schedule={"type": "recurring", "cron": "0 0 1 1 *"},
+        payload={"task": "echo", "word": "again"},
+    )
+    lost = http.fire(echo["id"])
+    wait_for(lambda: http.get("/v1/executions/claimable")["executions"], "a claimable execution")
+    http.post(f"/v1/executions/{lost}/claim", {"worker_id": "ghost"})
     proc = worker_proc(config)
     eid = http.fire(cue["id"])
     claimed = http.wait_status(eid, {"delivering"})
@@ -325,6 +336,10 @@ def test_worker_daemon_long_handler_keeps_its_claim(
     assert renewals, "the lease was never seen renewed by worker heartbeats"
     assert done["attempts"] == 1, done  # one claim: the first one outlived its lease
     assert json.loads(done["outcome"]["result"])["execution_id"] == eid
+    again = http.wait_status(lost, {"success", "failed"})
+    assert again["status"] == "success" and again["attempts"] == 2, again  # ghost's claim, then the daemon's
+    assert again["claimed_by_worker"] in (None, "slow-worker") and again["error_message"] is None, again
+    assert json.loads(again["outcome"]["result"])["words"] == ["again"]
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
 
