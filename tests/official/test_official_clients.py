@@ -30,6 +30,7 @@ from tests.official.venvs import Venv
 pytestmark = pytest.mark.timeout(300)  # the first run builds the venvs
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
+StartWorker = Callable[[Path], "subprocess.Popen[str]"]
 
 
 def wait_for(cond: Callable[[], Any], what: str, timeout: float = 30.0, interval: float = 0.2) -> Any:
@@ -181,7 +182,7 @@ def test_worker_daemon_runs_handlers(
     sdk_venv: Venv,
     server: CuefastServer,
     tmp_path: Path,
-    worker_proc: Callable[[Path], subprocess.Popen[str]],
+    worker_proc: StartWorker,
 ) -> None:
     _, key = register(server, "worker")
     http = Http(server, key)
@@ -289,11 +290,47 @@ def test_worker_daemon_runs_handlers(
     assert "Traceback" not in text and "ERROR" not in text, text
 
 
+def test_two_worker_daemons_share_the_work(
+    sdk_venv: Venv, server: CuefastServer, tmp_path: Path, worker_proc: StartWorker
+) -> None:
+    """Two daemons see the same claimable list and race for it: each execution runs once."""
+    _, key = register(server, "pair")
+    http = Http(server, key)
+    cue = http.create_cue(
+        name="shared",
+        transport="worker",
+        schedule={"type": "recurring", "cron": "0 0 1 1 *"},
+        payload={"task": "echo"},
+    )
+    ids = [http.fire(cue["id"], payload_override={"word": f"w{i}"}) for i in range(8)]
+    wait_for(lambda: len(http.get("/v1/executions/claimable")["executions"]) == 8, "8 claimable")
+    configs = []
+    for name in ("left", "right"):
+        config = tmp_path / f"{name}.yaml"
+        _worker_config(config, sdk_venv, server, key, name)
+        text = yaml.safe_load(config.read_text())
+        config.write_text(yaml.safe_dump({**text, "max_concurrent": 4}, sort_keys=False))
+        configs.append(config)
+    procs = [worker_proc(config) for config in configs]
+    done = [http.wait_status(eid, {"success", "failed"}) for eid in ids]
+    for i, (eid, e) in enumerate(zip(ids, done, strict=True)):
+        assert e["status"] == "success" and e["attempts"] == 1, e
+        assert e["claimed_by_worker"] in ("left", "right")
+        seen = json.loads(e["outcome"]["result"])
+        assert seen["execution_id"] == eid and seen["words"] == [f"w{i}"]
+        assert seen["worker_id"] == e["claimed_by_worker"]  # the claim holder ran it
+    for proc, config in zip(procs, configs, strict=True):
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0
+        text = config.with_suffix(".log").read_text()
+        assert "Traceback" not in text and "ERROR" not in text, text  # lost races are 409s, not errors
+
+
 def test_worker_daemon_long_handler_keeps_its_claim(
     sdk_venv: Venv,
     short_lease_server: CuefastServer,
     tmp_path: Path,
-    worker_proc: Callable[[Path], subprocess.Popen[str]],
+    worker_proc: StartWorker,
 ) -> None:
     """The daemon never sends execution heartbeats: its worker heartbeats must keep the claim (§9.5);
     a dead worker's expired claim is re-offered, and the daemon takes it."""
@@ -348,7 +385,7 @@ def test_worker_regenerate_key_and_rotated_key(
     sdk_venv: Venv,
     server: CuefastServer,
     tmp_path: Path,
-    worker_proc: Callable[[Path], subprocess.Popen[str]],
+    worker_proc: StartWorker,
 ) -> None:
     _, key = register(server, "rotate")
     config = tmp_path / "worker.yaml"
