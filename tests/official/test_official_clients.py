@@ -106,6 +106,7 @@ class Http:
 # --- the SDK -----------------------------------------------------------------------------
 
 
+@pytest.mark.usefixtures("quickstart")  # starts the ~15 s CLI quickstart now, to run alongside
 def test_sdk_scenario(sdk_venv: Venv, server: CuefastServer, tmp_path: Path) -> None:
     assert CUE_LIMIT <= 50
     run_scenario(sdk_venv, "sdk_scenario.py", server, tmp_path)
@@ -483,7 +484,7 @@ def quickstart(
         proc.wait(10)
 
 
-def test_cli_scenario(cli_venv: Venv, server: CuefastServer, tmp_path: Path, quickstart: Any) -> None:
+def test_cli_scenario(cli_venv: Venv, server: CuefastServer, tmp_path: Path) -> None:
     """Every main command but usage and quickstart, in one process (scenarios/cli_scenario.py)."""
     run_scenario(cli_venv, "cli_scenario.py", server, tmp_path)
 
