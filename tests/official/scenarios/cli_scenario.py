@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 from click.testing import CliRunner
-from common import Scenario, main, wait_for
+from common import Receiver, Scenario, main, wait_for
 from cueapi.cli import main as cueapi_main
 from cueapi.credentials import CREDS_PATH
 
@@ -221,6 +221,24 @@ def executions_list_get_and_outcome() -> None:
     assert e["status"] == "failed" and e["outcome"]["summary"] == "skipped"
     assert "already recorded" in a("executions", "report-outcome", e2, "--success", code=1)
     assert "Execution not found" in a("executions", "report-outcome", str(uuid.uuid4()), "--success", code=1)
+
+
+@sc.step
+def delivered_webhook_shows_in_get() -> None:
+    a, r = S["a"], Receiver()
+    try:
+        cid = field(a("create", "--name", "cli-hook", "--cron", "0 0 1 1 *", "--url", r.url()), "Created:")
+        eid = field(a("fire", cid, "--payload-override", '{"hello": "world"}'), "Execution:")
+        req = wait_for(lambda: r.for_execution(eid), "the delivery")[0]
+        assert json.loads(req["body"])["payload"] == {"hello": "world"}
+        wait_for(lambda: a.get(f"/v1/executions/{eid}")["status"] == "success", "success")
+        out = a("get", cid)
+        assert "success  (200, 1 attempt)" in out and field(out, "Run count:") == "1", out
+        out = a("executions", "get", eid)
+        assert field(out, "Status:") == "success" and field(out, "HTTP status:") == "200"
+        assert "Deleted." in a("delete", cid, "--yes")
+    finally:
+        r.close()
 
 
 @sc.step

@@ -39,7 +39,7 @@ PAYLOAD = {
     "task": "brief",
     "n": 1,
     "text": 'héllo ☃ \U0001f600 "q" \\ /',
-    "nested": {"z": [1, 2.5, 1e20, 1e-07, -0.0, 100.0], "a": None, "b": True},
+    "nested": {"z": [1, 2.5, 1e20, 1e-07, -0.0, 100.0, 12345678901234567890123], "a": None, "b": True},
     "ctrl": "\x01\t\n",
 }
 
@@ -261,6 +261,26 @@ def fire_payload_override_merge_and_replace() -> None:
     assert json.loads(req["body"])["payload"] == {"only": "this"} and signed_ok(req, S["secret"])
     assert S["client"].cues.get(cid).payload == PAYLOAD  # the cue itself is unchanged
     S["merged"] = merged["id"]
+
+
+@sc.step
+def callback_methods_get_and_put() -> None:
+    c, r = S["client"], S["receiver"]
+    get = c.cues.create("by-get", cron="0 0 1 1 *", callback=r.url("/get"), callback_method="GET")
+    put = c.cues.create(
+        "by-put", cron="0 0 1 1 *", callback=r.url("/put"), callback_method="PUT", payload={"p": 1}
+    )
+    assert get.callback.method == "GET" and put.callback.method == "PUT"
+    req = delivered(fire(get.id)["id"])
+    h = req["headers"]
+    assert req["method"] == "GET" and req["body"] == b""
+    # cuefast signs the body it sends (empty for GET), so verifying what arrived works.
+    assert verify_webhook(b"", h["x-cueapi-signature"], S["secret"], h["x-cueapi-timestamp"])
+    req = delivered(fire(put.id)["id"])
+    assert req["method"] == "PUT" and signed_ok(req, S["secret"])
+    assert json.loads(req["body"])["payload"] == {"p": 1}
+    c.cues.delete(get.id)
+    c.cues.delete(put.id)
 
 
 @sc.step
