@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -19,23 +20,30 @@ LEASE = 2  # seconds, on the short-lease server
 RATE_LIMIT = 600  # per account and minute; small, so it can reach 429 (the scenarios stay far below)
 
 
-def _venv(name: str, pins: tuple[str, ...]) -> Venv:
+@pytest.fixture(scope="session")
+def official_venvs() -> dict[str, Venv]:
+    """Both venvs, built side by side on a first run (each ~10 s of pip), reused afterwards."""
+    with ThreadPoolExecutor(2) as pool:
+        futures = {
+            name: pool.submit(ensure_venv, name, pins)
+            for name, pins in (("sdk", SDK_PINS), ("cli", CLI_PINS))
+        }
     try:
-        return ensure_venv(name, pins)
+        return {name: f.result() for name, f in futures.items()}
     except VenvError as exc:  # never a skip: the official clients must be tested
-        pytest.fail(f"could not build the {name} venv:\n{exc}", pytrace=False)
+        pytest.fail(f"could not build the official clients' venvs:\n{exc}", pytrace=False)
 
 
 @pytest.fixture(scope="session")
-def sdk_venv() -> Venv:
+def sdk_venv(official_venvs: dict[str, Venv]) -> Venv:
     """``cueapi-sdk`` + ``cueapi-worker``."""
-    return _venv("sdk", SDK_PINS)
+    return official_venvs["sdk"]
 
 
 @pytest.fixture(scope="session")
-def cli_venv() -> Venv:
+def cli_venv(official_venvs: dict[str, Venv]) -> Venv:
     """The ``cueapi`` CLI (its own venv: it installs a top-level ``cueapi`` package like the SDK)."""
-    return _venv("cli", CLI_PINS)
+    return official_venvs["cli"]
 
 
 def _serve(

@@ -42,10 +42,10 @@ class Venv:
         return self.path / "bin" / name
 
 
-def venv_path(name: str, pins: tuple[str, ...]) -> Path:
+def venv_path(name: str, pins: tuple[str, ...], root: Path = VENV_ROOT) -> Path:
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     digest = hashlib.sha256("\n".join([version, *sorted(pins)]).encode()).hexdigest()[:12]
-    return VENV_ROOT / f"{name}-{digest}"
+    return root / f"{name}-{digest}"
 
 
 def _run(cmd: list[str], what: str) -> None:
@@ -54,14 +54,14 @@ def _run(cmd: list[str], what: str) -> None:
         raise VenvError(f"{what} failed (exit {res.returncode}): {' '.join(cmd)}\n{res.stdout}\n{res.stderr}")
 
 
-def ensure_venv(name: str, pins: tuple[str, ...]) -> Venv:
+def ensure_venv(name: str, pins: tuple[str, ...], root: Path = VENV_ROOT) -> Venv:
     """The venv for ``pins``, built now unless a complete one exists."""
-    path = venv_path(name, pins)
+    path = venv_path(name, pins, root)
     stamp = path / ".complete"
     if stamp.exists():
         return Venv(path)
-    VENV_ROOT.mkdir(parents=True, exist_ok=True)
-    with open(VENV_ROOT / f"{path.name}.lock", "w") as lock:
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f"{path.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another session may be building it right now
         if stamp.exists():
             return Venv(path)
