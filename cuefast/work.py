@@ -231,8 +231,10 @@ class WorkService:
         first = [it for it in items if it.attempt == 1]
         if not first:
             return
-        await self.store.count_executions({(account.id, month_of(now)): len(first)})
-        cfgs = await self.store.cue_fields([it.cue_id for it in first], ("cfg",))
+        _, cfgs = await asyncio.gather(
+            self.store.count_executions({(account.id, month_of(now)): len(first)}),
+            self.store.cue_fields([it.cue_id for it in first], ("cfg",)),
+        )
         arm: dict[int, list[tuple[str, int]]] = {}
         for it in first:
             raw = cfgs.get(it.cue_id, [None])[0]
