@@ -1,0 +1,1 @@
+"""The official CueAPI clients (PyPI cueapi-sdk, cueapi-worker, cueapi CLI) against cuefast, unchanged."""
