@@ -10,7 +10,9 @@ attempt is stale (at-least-once; the execution id lets receivers dedupe).
 One pooled ``aiohttp.ClientSession`` per process, bounded concurrency per process and
 per target host, redirects never followed. Every attempt reads the cue's current URL,
 method, headers, timeout and retry policy and the account's current webhook secret.
-The target is SSRF-checked at send time and the connection goes to a checked address.
+The target is SSRF-checked at send time without DNS (``precheck``: scheme, userinfo, names,
+literal IPs); a name is resolved and judged once per new connection by the connector's
+``CheckedResolver``, which hands aiohttp only the checked address to connect to.
 """
 
 from __future__ import annotations
@@ -126,6 +128,26 @@ class CheckedResolver(AbstractResolver):
         return None
 
 
+class _NameNeedsDNS(Exception):
+    """Raised by the pre-check's resolver: the host is a name, judged at connect time."""
+
+
+async def _no_dns(host: str, port: int) -> list[str]:
+    raise _NameNeedsDNS
+
+
+async def precheck(url: str, policy: ssrf.Policy) -> None:
+    """The delivery-time SSRF rules that need no DNS: scheme, userinfo, hostname syntax,
+    blocked names and a literal IP's range (aiohttp connects to a literal IP without asking
+    the resolver). A name is judged by ``CheckedResolver`` when the connector opens a new
+    connection, so a delivery costs at most one lookup per new connection and none per
+    attempt on a kept-alive one. Raises ``UnsafeURL`` with the delivery-time texts."""
+    try:
+        await ssrf.resolve_target(url, policy, _no_dns)
+    except _NameNeedsDNS:
+        return
+
+
 class _Attempt:
     """One leased delivery attempt (what ``deliver_start.lua`` returned for it)."""
 
@@ -167,6 +189,7 @@ class Dispatcher:
         concurrency: int = 512,
         per_host: int = 128,
         batch: int = 1000,
+        resolver: ssrf.Resolver | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
@@ -174,6 +197,7 @@ class Dispatcher:
         self.concurrency = concurrency
         self.per_host = per_host
         self.batch = batch
+        self.resolver = resolver
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.policy = ssrf.Policy(
             allow_private=settings.allow_private_callbacks, allow_http=settings.allow_http_callbacks
@@ -194,7 +218,7 @@ class Dispatcher:
         connector = aiohttp.TCPConnector(
             limit=self.concurrency,
             limit_per_host=self.per_host,
-            resolver=CheckedResolver(self.policy),
+            resolver=CheckedResolver(self.policy, self.resolver),
             use_dns_cache=False,
         )
         self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
@@ -439,7 +463,7 @@ class Dispatcher:
         """(HTTP status or None, error text for a failed attempt, start of a 2xx body)."""
         assert self.session is not None, "start() first"
         try:
-            await ssrf.resolve_target(url, self.policy)
+            await precheck(url, self.policy)
             async with self.session.request(
                 method,
                 url,
