@@ -7,12 +7,36 @@ failed) before the stream entry is acknowledged — so a dispatcher killed mid-d
 leaves a pending entry that another dispatcher takes over with XAUTOCLAIM once the
 attempt is stale (at-least-once; the execution id lets receivers dedupe).
 
-One pooled ``aiohttp.ClientSession`` per process, bounded concurrency per process and
-per target host, redirects never followed. Every attempt reads the cue's current URL,
-method, headers, timeout and retry policy and the account's current webhook secret.
-The target is SSRF-checked at send time without DNS (``precheck``: scheme, userinfo, names,
-literal IPs); a name is resolved and judged once per new connection by the connector's
-``CheckedResolver``, which hands aiohttp only the checked address to connect to.
+One pooled ``aiohttp.ClientSession`` per process, redirects never followed. Every attempt
+reads the cue's current URL, method, headers, timeout and retry policy and the account's
+current webhook secret. The target is SSRF-checked at send time without DNS
+(``precheck``: scheme, userinfo, names, literal IPs); a name is resolved and judged once
+per new connection by the connector's ``CheckedResolver``, which hands aiohttp only the
+checked address to connect to.
+
+Concurrency (``CUEFAST_DELIVERY_CONCURRENCY`` global, ``CUEFAST_DELIVERY_PER_HOST`` per
+callback ``host:port``). A leased attempt first takes a slot of its host; when the host
+is saturated it waits in that host's queue holding no global slot, so a host that hangs
+holds at most its own bound of requests. Reads are sized so that attempts in memory stay
+within the global bound. An attempt queued longer than ``HOST_WAIT_S`` shows that the host
+cannot keep up: that host's queue is handed back, and for ``HOST_WAIT_S`` more new
+attempts for it are handed back at once. Handing back (``deliver_release.lua``) removes
+the lease, acknowledges the stream entry, puts the status back (pending / retry_ready,
+no attempt counted) and re-queues the execution through the delayed zset after the time
+the host has been congested (1–30 s). So a stuck host costs Redis round trips at a
+decreasing rate, never the dispatcher's capacity, and its work is not lost if this
+process dies (the lease would expire as usual).
+
+Graceful stop (``close``). Attempts leased but not sent (queued behind a host, or not
+started) are released at once with a fresh outbox entry: another dispatcher delivers them
+immediately, not after the stale window. Requests already sent are awaited for
+``CUEFAST_DELIVERY_SHUTDOWN_GRACE_SECONDS``; those still running then are cancelled and
+released the same way. Such a request may already have reached the receiver, so it can
+be delivered twice — with the same execution id and attempt number, exactly what stale
+recovery would do minutes later; at-least-once allows it and cutting off is better than
+being killed with the lease held. A release only applies while the attempt still holds
+the very lease it took (checked in the script), so an attempt meanwhile taken over as
+stale, or already recorded, is never touched.
 """
 
 from __future__ import annotations
@@ -266,6 +290,7 @@ class Dispatcher:
         self._finishing: dict[int, list[tuple[list[str | int], asyncio.Future[str | None]]]] = {}
         self._flushes: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
+        self.host_wait_s = HOST_WAIT_S
 
     def stale_us(self, timeout_s: int) -> int:
         return max(self.settings.webhook_stale_seconds, timeout_s + 60) * 1_000_000
@@ -334,12 +359,12 @@ class Dispatcher:
                         next_reclaim = loop.time() + reclaim_every
                         await self._spawn(
                             await self.store.reclaim_outbox(
-                                self.consumer, self._min_idle_ms(), self._room_left()
+                                self.consumer, self._min_idle_ms(), self._per_stream()
                             )
                         )
                         if not await self._wait_for_room(stop):
                             break
-                    entries = await self.store.read_outbox(self.consumer, self._room_left(), block_ms)
+                    entries = await self.store.read_outbox(self.consumer, self._per_stream(), block_ms)
                     await self._spawn(entries)  # even when stopping: close() releases them
                 except Exception:
                     log.exception("dispatcher loop error")
@@ -352,9 +377,13 @@ class Dispatcher:
 
     def _room_left(self) -> int:
         """How many more entries to read: attempts in memory stay within the global bound
-        plus one batch (those queued behind a saturated host are handed back within
-        ``HOST_WAIT_S``, so a stuck host cannot keep this at zero)."""
+        (plus at most one per partition; those queued behind a saturated host are handed
+        back within ``host_wait_s``, so a stuck host cannot keep this at zero)."""
         return min(self.batch, self.concurrency - len(self._tasks) - self._parked)
+
+    def _per_stream(self) -> int:
+        """The room left spread over the partitions' streams (a count is per stream)."""
+        return max(1, -(-self._room_left() // self.store.keys.partitions))
 
     async def _wait_for_room(self, stop: asyncio.Event) -> bool:
         """Until there is room to read more (True) or ``stop`` is set (False)."""
@@ -432,16 +461,16 @@ class Dispatcher:
                 self._hosts.pop(host.key, None)
 
     async def _sweep_hosts(self) -> None:
-        """Twice per ``HOST_WAIT_S``: hand back the queue of every host that cannot keep up."""
+        """Twice per ``host_wait_s``: hand back the queue of every host that cannot keep up."""
         loop = asyncio.get_running_loop()
         while True:
-            await asyncio.sleep(HOST_WAIT_S / 2)
+            await asyncio.sleep(self.host_wait_s / 2)
             now = loop.time()
             back: list[tuple[_Attempt, int]] = []
             for host in list(self._hosts.values()):
-                if host.queue and now - host.queue[0].queued_at > HOST_WAIT_S:
+                if host.queue and now - host.queue[0].queued_at > self.host_wait_s:
                     host.congested_since = host.congested_since or host.queue[0].queued_at
-                    host.congested_until = now + HOST_WAIT_S
+                    host.congested_until = now + self.host_wait_s
                     at = self.clock.now_us() + host.hand_back_delay_us(now)
                     back.extend((a, at) for a in host.queue)
                     self._parked -= len(host.queue)
