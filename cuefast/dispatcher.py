@@ -385,9 +385,13 @@ class Dispatcher:
         """The room left spread over the partitions' streams (a count is per stream)."""
         return max(1, -(-self._room_left() // self.store.keys.partitions))
 
+    def _low_water(self) -> int:
+        """Read only once this much room is free: fewer, larger batches per script call."""
+        return max(1, min(self.batch, self.concurrency // 2))
+
     async def _wait_for_room(self, stop: asyncio.Event) -> bool:
-        """Until there is room to read more (True) or ``stop`` is set (False)."""
-        while self._room_left() <= 0:
+        """Until there is room to read a batch (True) or ``stop`` is set (False)."""
+        while self._room_left() < self._low_water():
             if stop.is_set():
                 return False
             self._room.clear()
@@ -444,7 +448,8 @@ class Dispatcher:
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._tasks.pop(task, None)
-        self._room.set()
+        if not self._room.is_set() and self._room_left() >= self._low_water():
+            self._room.set()  # wake the reader only when a batch fits (not per attempt)
 
     async def _guarded(self, a: _Attempt, host: _Host) -> None:
         try:

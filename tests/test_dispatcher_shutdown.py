@@ -119,7 +119,7 @@ async def test_stop_releases_queued_and_waiting_attempts_and_awaits_sent_ones(en
         task = asyncio.create_task(first.run(stop, block_ms=50))
 
         async def saturated() -> bool:  # in memory: about `concurrency` attempts, no more
-            return sum(len(r.requests) for r in slow) == 4 and first._room_left() <= 0
+            return sum(len(r.requests) for r in slow) == 4 and first._room_left() < first._low_water()
 
         await until(saturated, 10, "4 requests in flight and the rest of the room queued")
         queued = first._parked
