@@ -180,7 +180,9 @@ async def bench_deliver(args: argparse.Namespace, prefix: str) -> None:
         log_path,
     ):
         await Scheduler(store, SystemClock()).tick()  # fills the outbox
-        dispatcher = Dispatcher(store, settings, SystemClock(), concurrency=args.concurrency)
+        dispatcher = Dispatcher(
+            store, settings, SystemClock(), concurrency=args.concurrency, per_host=args.per_host
+        )
         stop = asyncio.Event()
         t0, cpu0 = time.perf_counter(), time.process_time()
         task = asyncio.create_task(dispatcher.run(stop, block_ms=100))
@@ -209,7 +211,8 @@ async def bench_lateness(args: argparse.Namespace, prefix: str) -> None:
     ):
         stop = asyncio.Event()
         sched = asyncio.create_task(Scheduler(store, clock).run(stop, interval=0.01))
-        disp = asyncio.create_task(Dispatcher(store, settings, clock).run(stop, block_ms=100))
+        dispatcher = Dispatcher(store, settings, clock, per_host=args.per_host)
+        disp = asyncio.create_task(dispatcher.run(stop, block_ms=100))
         await asyncio.sleep(args.seconds + 3)
         stop.set()
         await asyncio.gather(sched, disp)
@@ -218,12 +221,17 @@ async def bench_lateness(args: argparse.Namespace, prefix: str) -> None:
             for line in fh:
                 got, sched_for = line.split()
                 late.append((int(got) - parse_datetime(sched_for)) / 1000)
-        started = []
+        passed, started = [], []
         async for key in store.redis.scan_iter(match=f"{prefix}:*:exec:*", count=5000):
-            sf, sa = await store.redis.hmget(key, ["sf", "sa"])
+            sf, ca, sa = await store.redis.hmget(key, ["sf", "ca", "sa"])
+            passed.append((int(ca) - int(sf)) / 1000)
             if sa:
                 started.append((int(sa) - int(sf)) / 1000)
-        for label, values in (("attempt start - scheduled_for", started), ("receipt - scheduled_for", late)):
+        for label, values in (
+            ("scheduler pass - scheduled_for", passed),
+            ("attempt leased - scheduled_for", started),
+            ("receipt - scheduled_for", late),
+        ):
             values.sort()
             p50 = statistics.median(values)
             p99 = values[int(len(values) * 0.99) - 1]
@@ -271,6 +279,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--concurrency", type=int, default=256)
     parser.add_argument("--partitions", type=int, default=16)
+    parser.add_argument("--per-host", type=int, default=None, help="default: CUEFAST_DELIVERY_PER_HOST's")
     args = parser.parse_args(argv)
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     runner: dict[str, Any] = {

@@ -290,6 +290,7 @@ class Dispatcher:
         self._finishing: dict[int, list[tuple[list[str | int], asyncio.Future[str | None]]]] = {}
         self._flushes: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
+        self._releases: set[asyncio.Task[None]] = set()  # hand-backs being written
         self.host_wait_s = HOST_WAIT_S
 
     def stale_us(self, timeout_s: int) -> int:
@@ -311,6 +312,7 @@ class Dispatcher:
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
+        await asyncio.gather(*self._releases, return_exceptions=True)
         unsent: list[_Attempt] = []
         for host in self._hosts.values():
             unsent.extend(host.queue)
@@ -485,10 +487,15 @@ class Dispatcher:
             if back:
                 log.info("handing back %d attempts queued behind congested hosts", len(back))
                 self._room.set()
-                try:
-                    await self._release(back)
-                except Exception:
-                    log.exception("hand-back failed (the leases expire and are recovered)")
+                release = asyncio.create_task(self._release(back))
+                self._releases.add(release)
+                release.add_done_callback(self._released)
+                await asyncio.shield(release)  # a stop meanwhile does not cut it short
+
+    def _released(self, task: asyncio.Task[None]) -> None:
+        self._releases.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("hand-back failed (the leases expire and are recovered)", exc_info=task.exception())
 
     async def _release_safely(self, attempts: list[_Attempt]) -> None:
         try:

@@ -123,7 +123,7 @@ async def test_stop_releases_queued_and_waiting_attempts_and_awaits_sent_ones(en
 
         await until(saturated, 10, "4 requests in flight and the rest of the room queued")
         queued = first._parked
-        assert len(first._tasks) == 4 and 4 <= queued <= 12
+        assert len(first._tasks) == 4 and 1 <= queued <= 12
         assert all(a.phase == QUEUED for h in first._hosts.values() for a in h.queue)
         stop.set()
 
