@@ -9,24 +9,27 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import statistics
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import redis as sync_redis
 
 from cuefast.clock import FrozenClock, SystemClock
-from cuefast.config import load_settings
+from cuefast.config import Settings, load_settings
 from cuefast.dispatcher import Dispatcher
 from cuefast.ids import new_account_id, new_cue_id
 from cuefast.keys import Keys
 from cuefast.models import CONFIG_ENCODER, Callback, CueConfig, Schedule, schedule_summary
 from cuefast.scheduler import Scheduler
 from cuefast.store import Store, connect
+from cuefast.times import parse_datetime
 
 RECEIVER = """
 import sys, time, uvloop
@@ -142,7 +145,12 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def bench_deliver(args: argparse.Namespace, prefix: str) -> None:
+@contextlib.asynccontextmanager
+async def webhook_setup(
+    args: argparse.Namespace, prefix: str, *, n: int, cron: str, due: int
+) -> AsyncIterator[tuple[Store, Settings, str]]:
+    """A receiver process logging each request, a store, and ``n`` webhook cues to it due
+    at ``due``; yields (store, settings, receiver log path)."""
     port = _free_port()
     log_path = f"/tmp/cuefast-bench-{uuid.uuid4().hex[:6]}.log"
     receiver = await _receiver(port, log_path)
@@ -150,76 +158,80 @@ async def bench_deliver(args: argparse.Namespace, prefix: str) -> None:
     store = new_store(prefix, args.partitions)
     await store.preload()
     try:
-        due = SystemClock().now_us() - 1_000_000
-        await seed_cues(
-            store,
-            args.executions,
-            cron="0 0 1 1 *",
-            transport="webhook",
-            url=f"http://127.0.0.1:{port}/hook",
-            due=due,
-        )
-        await Scheduler(store, SystemClock()).tick()  # fills the outbox
-        dispatcher = Dispatcher(store, settings, SystemClock(), concurrency=args.concurrency)
-        stop = asyncio.Event()
-        t0 = time.perf_counter()
-        task = asyncio.create_task(dispatcher.run(stop, block_ms=100))
-        while True:
-            await asyncio.sleep(0.2)
-            with open(log_path) as fh:
-                done = sum(1 for _ in fh)
-            if done >= args.executions or time.perf_counter() - t0 > 300:
-                break
-        dt = time.perf_counter() - t0
-        stop.set()
-        await task
-        print(
-            f"deliver: {done} webhooks in {dt:.2f} s = {done / dt:,.0f}/s "
-            f"(one dispatcher, concurrency {args.concurrency})"
-        )
+        url = f"http://127.0.0.1:{port}/hook"
+        await seed_cues(store, n, cron=cron, transport="webhook", url=url, due=due)
+        yield store, settings, log_path
     finally:
         receiver.terminate()
         await store.close()
         os.unlink(log_path)
 
 
-async def bench_lateness(args: argparse.Namespace, prefix: str) -> None:
-    port = _free_port()
-    log_path = f"/tmp/cuefast-bench-{uuid.uuid4().hex[:6]}.log"
-    receiver = await _receiver(port, log_path)
-    settings = load_settings({}, allow_private_callbacks=True)
-    store = new_store(prefix, args.partitions)
-    await store.preload()
-    try:
-        clock = SystemClock()
-        first = (clock.now_us() // 1_000_000 + 3) * 1_000_000
-        await seed_cues(
-            store,
-            args.rate,
-            cron="* * * * * *",
-            transport="webhook",
-            url=f"http://127.0.0.1:{port}/hook",
-            due=first,
+def _lines(path: str) -> int:
+    with open(path) as fh:
+        return sum(1 for _ in fh)
+
+
+async def bench_deliver(args: argparse.Namespace, prefix: str) -> None:
+    due = SystemClock().now_us() - 1_000_000
+    async with webhook_setup(args, prefix, n=args.executions, cron="0 0 1 1 *", due=due) as (
+        store,
+        settings,
+        log_path,
+    ):
+        await Scheduler(store, SystemClock()).tick()  # fills the outbox
+        dispatcher = Dispatcher(
+            store, settings, SystemClock(), concurrency=args.concurrency, per_host=args.per_host
         )
         stop = asyncio.Event()
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        task = asyncio.create_task(dispatcher.run(stop, block_ms=100))
+        while True:
+            await asyncio.sleep(0.2)
+            done = _lines(log_path)
+            if done >= args.executions or time.perf_counter() - t0 > 300:
+                break
+        dt, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        stop.set()
+        await task
+        print(
+            f"deliver: {done} webhooks in {dt:.2f} s = {done / dt:,.0f}/s, dispatcher CPU "
+            f"{cpu * 1e6 / max(done, 1):.0f} µs/webhook (one dispatcher, concurrency {args.concurrency}, "
+            f"per host {dispatcher.per_host})"
+        )
+
+
+async def bench_lateness(args: argparse.Namespace, prefix: str) -> None:
+    clock = SystemClock()
+    first = (clock.now_us() // 1_000_000 + 3) * 1_000_000
+    async with webhook_setup(args, prefix, n=args.rate, cron="* * * * * *", due=first) as (
+        store,
+        settings,
+        log_path,
+    ):
+        stop = asyncio.Event()
         sched = asyncio.create_task(Scheduler(store, clock).run(stop, interval=0.01))
-        disp = asyncio.create_task(Dispatcher(store, settings, clock).run(stop, block_ms=100))
+        dispatcher = Dispatcher(store, settings, clock, per_host=args.per_host)
+        disp = asyncio.create_task(dispatcher.run(stop, block_ms=100))
         await asyncio.sleep(args.seconds + 3)
         stop.set()
         await asyncio.gather(sched, disp)
-        from cuefast.times import parse_datetime
-
         late = []
         with open(log_path) as fh:
             for line in fh:
                 got, sched_for = line.split()
                 late.append((int(got) - parse_datetime(sched_for)) / 1000)
-        started = []
+        passed, started = [], []
         async for key in store.redis.scan_iter(match=f"{prefix}:*:exec:*", count=5000):
-            sf, sa = await store.redis.hmget(key, ["sf", "sa"])
+            sf, ca, sa = await store.redis.hmget(key, ["sf", "ca", "sa"])
+            passed.append((int(ca) - int(sf)) / 1000)
             if sa:
                 started.append((int(sa) - int(sf)) / 1000)
-        for label, values in (("attempt start - scheduled_for", started), ("receipt - scheduled_for", late)):
+        for label, values in (
+            ("scheduler pass - scheduled_for", passed),
+            ("attempt leased - scheduled_for", started),
+            ("receipt - scheduled_for", late),
+        ):
             values.sort()
             p50 = statistics.median(values)
             p99 = values[int(len(values) * 0.99) - 1]
@@ -227,10 +239,6 @@ async def bench_lateness(args: argparse.Namespace, prefix: str) -> None:
                 f"lateness ({label}): {len(values)} at {args.rate}/s for {args.seconds} s: "
                 f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {values[-1]:.1f} ms"
             )
-    finally:
-        receiver.terminate()
-        await store.close()
-        os.unlink(log_path)
 
 
 async def bench_memory(args: argparse.Namespace, prefix: str) -> None:
@@ -271,6 +279,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--concurrency", type=int, default=256)
     parser.add_argument("--partitions", type=int, default=16)
+    parser.add_argument("--per-host", type=int, default=None, help="default: CUEFAST_DELIVERY_PER_HOST's")
     args = parser.parse_args(argv)
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     runner: dict[str, Any] = {

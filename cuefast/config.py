@@ -67,6 +67,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     dashboard_url: str = ""
     base_url: str = "http://localhost:8000"
     smtp_url: str = ""
+    # --- webhook delivery (per dispatcher process) ----------------------------------
+    delivery_concurrency: int = 512
+    """Most webhook requests one dispatcher process has in flight."""
+    delivery_per_host: int = 64
+    """Most requests in flight to one callback host:port per dispatcher process. Attempts
+    beyond it wait without taking a global slot; while the host stays saturated they are
+    handed back (re-queued a little later, no attempt counted), so a slow host cannot hold
+    the dispatcher's capacity."""
+    delivery_shutdown_grace_seconds: float = 10.0
+    """On shutdown, how long requests already sent may run before they are cut off and
+    their executions released to another dispatcher (attempts not yet sent are released
+    at once)."""
     # --- durability ---------------------------------------------------------------
     snapshot_interval: float = 5.0
     redis_retention: int = 7 * 86400
@@ -92,6 +104,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "worker_unclaimed_seconds",
             "worker_max_claim_seconds",
             "redis_retention",
+            "delivery_concurrency",
+            "delivery_per_host",
         ):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{PREFIX}{name.upper()} must be at least 1")
@@ -103,6 +117,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{PREFIX}{name.upper()} must not be negative")
+        if self.delivery_shutdown_grace_seconds < 0:
+            raise ConfigError("CUEFAST_DELIVERY_SHUTDOWN_GRACE_SECONDS must not be negative")
         if self.snapshot_interval <= 0:
             raise ConfigError("CUEFAST_SNAPSHOT_INTERVAL must be positive")
 

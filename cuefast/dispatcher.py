@@ -7,10 +7,36 @@ failed) before the stream entry is acknowledged — so a dispatcher killed mid-d
 leaves a pending entry that another dispatcher takes over with XAUTOCLAIM once the
 attempt is stale (at-least-once; the execution id lets receivers dedupe).
 
-One pooled ``aiohttp.ClientSession`` per process, bounded concurrency per process and
-per target host, redirects never followed. Every attempt reads the cue's current URL,
-method, headers, timeout and retry policy and the account's current webhook secret.
-The target is SSRF-checked at send time and the connection goes to a checked address.
+One pooled ``aiohttp.ClientSession`` per process, redirects never followed. Every attempt
+reads the cue's current URL, method, headers, timeout and retry policy and the account's
+current webhook secret. The target is SSRF-checked at send time without DNS
+(``precheck``: scheme, userinfo, names, literal IPs); a name is resolved and judged once
+per new connection by the connector's ``CheckedResolver``, which hands aiohttp only the
+checked address to connect to.
+
+Concurrency (``CUEFAST_DELIVERY_CONCURRENCY`` global, ``CUEFAST_DELIVERY_PER_HOST`` per
+callback ``host:port``). A leased attempt first takes a slot of its host; when the host
+is saturated it waits in that host's queue holding no global slot, so a host that hangs
+holds at most its own bound of requests. Reads are sized so that attempts in memory stay
+within the global bound. An attempt queued longer than ``HOST_WAIT_S`` shows that the host
+cannot keep up: that host's queue is handed back, and for ``HOST_WAIT_S`` more new
+attempts for it are handed back at once. Handing back (``deliver_release.lua``) removes
+the lease, acknowledges the stream entry, puts the status back (pending / retry_ready,
+no attempt counted) and re-queues the execution through the delayed zset after the time
+the host has been congested (1–30 s). So a stuck host costs Redis round trips at a
+decreasing rate, never the dispatcher's capacity, and its work is not lost if this
+process dies (the lease would expire as usual).
+
+Graceful stop (``close``). Attempts leased but not sent (queued behind a host, or not
+started) are released at once with a fresh outbox entry: another dispatcher delivers them
+immediately, not after the stale window. Requests already sent are awaited for
+``CUEFAST_DELIVERY_SHUTDOWN_GRACE_SECONDS``; those still running then are cancelled and
+released the same way. Such a request may already have reached the receiver, so it can
+be delivered twice — with the same execution id and attempt number, exactly what stale
+recovery would do minutes later; at-least-once allows it and cutting off is better than
+being killed with the lease held. A release only applies while the attempt still holds
+the very lease it took (checked in the script), so an attempt meanwhile taken over as
+stale, or already recorded, is never touched.
 """
 
 from __future__ import annotations
@@ -20,7 +46,9 @@ import logging
 import os
 import socket
 import uuid
+from collections import deque
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -126,6 +154,51 @@ class CheckedResolver(AbstractResolver):
         return None
 
 
+class _NameNeedsDNS(Exception):
+    """Raised by the pre-check's resolver: the host is a name, judged at connect time."""
+
+
+async def _no_dns(host: str, port: int) -> list[str]:
+    raise _NameNeedsDNS
+
+
+async def precheck(url: str, policy: ssrf.Policy) -> None:
+    """The delivery-time SSRF rules that need no DNS: scheme, userinfo, hostname syntax,
+    blocked names and a literal IP's range (aiohttp connects to a literal IP without asking
+    the resolver). A name is judged by ``CheckedResolver`` when the connector opens a new
+    connection, so a delivery costs at most one lookup per new connection and none per
+    attempt on a kept-alive one. Raises ``UnsafeURL`` with the delivery-time texts."""
+    try:
+        await ssrf.resolve_target(url, policy, _no_dns)
+    except _NameNeedsDNS:
+        return
+
+
+QUEUED, WAITING, SENDING, FINISHING = range(4)
+"""Phases of a leased attempt: behind its host's bound; waiting for a global slot; request
+sent (or being sent); result being recorded."""
+
+HOST_WAIT_S = 1.0
+"""An attempt queued behind a saturated host longer than this means the host cannot keep
+up: its queue is handed back and, for as long again, new attempts for it are handed back
+at once."""
+HAND_BACK_MIN_S = 1.0
+HAND_BACK_MAX_S = 30.0
+"""Handed-back attempts are re-queued after the time their host has been congested,
+clamped to these bounds (a host that stays stuck is retried less and less often)."""
+
+
+def host_key(url: str) -> str:
+    """``host:port`` of a callback URL, what the per-host bound counts (the URL itself when
+    it does not parse: it fails the SSRF pre-check anyway)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+        return f"{parts.hostname or ''}:{port}"
+    except ValueError:
+        return url
+
+
 class _Attempt:
     """One leased delivery attempt (what ``deliver_start.lua`` returned for it)."""
 
@@ -133,18 +206,22 @@ class _Attempt:
         "account",
         "attempts",
         "cfg",
+        "config",
         "cue_id",
         "eid",
         "entry_id",
+        "lease_until",
         "name",
         "p",
         "payload",
+        "phase",
+        "queued_at",
         "scheduled_for",
         "secret",
         "triggered_by",
     )
 
-    def __init__(self, p: int, entry_id: str, eid: str, row: list[Any]) -> None:
+    def __init__(self, p: int, entry_id: str, eid: str, row: list[Any], lease_until: int = 0) -> None:
         self.p, self.entry_id, self.eid = p, entry_id, eid
         self.cue_id = str(row[0])
         self.scheduled_for = int(row[1])
@@ -155,6 +232,27 @@ class _Attempt:
         self.account = str(row[6])
         self.triggered_by = str(row[7])
         self.secret = ""
+        self.lease_until = lease_until
+        self.config: CueConfig | None = None
+        self.phase = WAITING
+        self.queued_at = 0.0
+
+
+class _Host:
+    """One target host's bound: requests in flight and attempts queued behind them."""
+
+    __slots__ = ("active", "congested_since", "congested_until", "key", "queue")
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+        self.active = 0
+        self.queue: deque[_Attempt] = deque()
+        self.congested_since = 0.0  # loop time the host was first found congested (0: it is not)
+        self.congested_until = 0.0  # until then, new attempts for it are handed back at once
+
+    def hand_back_delay_us(self, now: float) -> int:
+        waited = now - (self.congested_since or now)
+        return int(min(max(waited, HAND_BACK_MIN_S), HAND_BACK_MAX_S) * 1_000_000)
 
 
 class Dispatcher:
@@ -164,27 +262,36 @@ class Dispatcher:
         settings: Settings,
         clock: Clock,
         *,
-        concurrency: int = 512,
-        per_host: int = 128,
+        concurrency: int | None = None,
+        per_host: int | None = None,
         batch: int = 1000,
+        resolver: ssrf.Resolver | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.clock = clock
-        self.concurrency = concurrency
-        self.per_host = per_host
+        self.concurrency = concurrency or settings.delivery_concurrency
+        self.per_host = per_host or settings.delivery_per_host
         self.batch = batch
+        self.resolver = resolver
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.policy = ssrf.Policy(
             allow_private=settings.allow_private_callbacks, allow_http=settings.allow_http_callbacks
         )
         self.outcomes = OutcomeService(store, clock)
         self.session: aiohttp.ClientSession | None = None
-        self._slots = asyncio.Semaphore(concurrency)
-        self._inflight: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(self.concurrency)
+        self._hosts: dict[str, _Host] = {}
+        self._tasks: dict[asyncio.Task[None], _Attempt] = {}  # attempts past their host's bound
+        self._parked = 0  # attempts queued behind a saturated host
+        self._room = asyncio.Event()
+        self._inflight: set[asyncio.Task[None]] = set()  # on_failure notices
         self._usage: dict[tuple[str, str], int] = {}
         self._finishing: dict[int, list[tuple[list[str | int], asyncio.Future[str | None]]]] = {}
         self._flushes: set[asyncio.Task[None]] = set()
+        self._sweeper: asyncio.Task[None] | None = None
+        self._releases: set[asyncio.Task[None]] = set()  # hand-backs being written
+        self.host_wait_s = HOST_WAIT_S
 
     def stale_us(self, timeout_s: int) -> int:
         return max(self.settings.webhook_stale_seconds, timeout_s + 60) * 1_000_000
@@ -192,16 +299,42 @@ class Dispatcher:
     async def start(self) -> None:
         await self.store.ensure_dispatch_groups()
         connector = aiohttp.TCPConnector(
-            limit=self.concurrency,
-            limit_per_host=self.per_host,
-            resolver=CheckedResolver(self.policy),
+            limit=self.concurrency,  # never waited on: the global slots bound every request
+            limit_per_host=0,  # the per-host bound is ours (an attempt waits without a slot)
+            resolver=CheckedResolver(self.policy, self.resolver),
             use_dns_cache=False,
         )
         self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
 
     async def close(self) -> None:
-        if self._inflight:
-            await asyncio.gather(*self._inflight, return_exceptions=True)
+        """Graceful stop: release attempts not sent, let sent ones finish within the grace
+        period, cut off and release the rest, write the counters, close the pool."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        await asyncio.gather(*self._releases, return_exceptions=True)
+        unsent: list[_Attempt] = []
+        for host in self._hosts.values():
+            unsent.extend(host.queue)
+            host.queue.clear()
+        self._parked = 0
+        for task, a in list(self._tasks.items()):
+            if a.phase == WAITING:
+                task.cancel()
+                unsent.append(a)
+        await self._release_safely(unsent)
+        running = [t for t, a in self._tasks.items() if a.phase != WAITING] + list(self._inflight)
+        if running:
+            _, late = await asyncio.wait(running, timeout=self.settings.delivery_shutdown_grace_seconds)
+            cut = [self._tasks[t] for t in late if t in self._tasks and self._tasks[t].phase == SENDING]
+            for task in late:
+                if task not in self._tasks or self._tasks[task].phase == SENDING:
+                    task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+            if cut:
+                log.warning("shutdown: %d requests cut off after the grace period, released", len(cut))
+            await self._release_safely(cut)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         try:
             await self.flush_usage()
         except Exception:
@@ -213,6 +346,7 @@ class Dispatcher:
     async def run(self, stop: asyncio.Event, *, block_ms: int = 1000, reclaim_every: float = 5.0) -> None:
         await self.start()
         loop = asyncio.get_running_loop()
+        self._sweeper = asyncio.create_task(self._sweep_hosts())
         next_reclaim = loop.time()
         next_flush = loop.time() + 1.0
         try:
@@ -221,42 +355,164 @@ class Dispatcher:
                     if loop.time() >= next_flush:
                         next_flush = loop.time() + 1.0
                         await self.flush_usage()
+                    if not await self._wait_for_room(stop):
+                        break
                     if loop.time() >= next_reclaim:
                         next_reclaim = loop.time() + reclaim_every
                         await self._spawn(
-                            await self.store.reclaim_outbox(self.consumer, self._min_idle_ms(), self.batch)
+                            await self.store.reclaim_outbox(
+                                self.consumer, self._min_idle_ms(), self._per_stream()
+                            )
                         )
-                    entries = await self.store.read_outbox(self.consumer, self.batch, block_ms)
-                    await self._spawn(entries)
+                        if not await self._wait_for_room(stop):
+                            break
+                    entries = await self.store.read_outbox(self.consumer, self._per_stream(), block_ms)
+                    await self._spawn(entries)  # even when stopping: close() releases them
                 except Exception:
                     log.exception("dispatcher loop error")
                     await asyncio.sleep(1.0)
         finally:
-            await self.close()  # graceful: in-flight deliveries finish and are recorded
+            await self.close()
 
     def _min_idle_ms(self) -> int:
         return max(self.settings.webhook_stale_seconds, self.settings.webhook_timeout_seconds + 60) * 1000
 
+    def _room_left(self) -> int:
+        """How many more entries to read: attempts in memory stay within the global bound
+        (plus at most one per partition; those queued behind a saturated host are handed
+        back within ``host_wait_s``, so a stuck host cannot keep this at zero)."""
+        return min(self.batch, self.concurrency - len(self._tasks) - self._parked)
+
+    def _per_stream(self) -> int:
+        """The room left spread over the partitions' streams (a count is per stream)."""
+        return max(1, -(-self._room_left() // self.store.keys.partitions))
+
+    def _low_water(self) -> int:
+        """Read only once this much room is free: fewer, larger batches per script call."""
+        return max(1, min(self.batch, self.concurrency // 2))
+
+    async def _wait_for_room(self, stop: asyncio.Event) -> bool:
+        """Until there is room to read a batch (True) or ``stop`` is set (False)."""
+        while self._room_left() < self._low_water():
+            if stop.is_set():
+                return False
+            self._room.clear()
+            try:
+                await asyncio.wait_for(self._room.wait(), 0.2)
+            except TimeoutError:
+                pass
+        return not stop.is_set()
+
     async def _spawn(self, entries: list[tuple[int, str, str]]) -> None:
-        """Start attempts for a batch (one script per partition), then send them concurrently."""
+        """Lease a batch (one script per partition), then admit each attempt to its host."""
         by_partition: dict[int, list[tuple[str, str]]] = {}
         for p, entry_id, eid in entries:
             by_partition.setdefault(p, []).append((entry_id, eid))
         batches = await asyncio.gather(*(self.start_batch(p, items) for p, items in by_partition.items()))
+        loop = asyncio.get_running_loop()
+        back: list[tuple[_Attempt, int]] = []
         for batch in batches:
-            for attempt in batch:
-                await self._slots.acquire()
-                task = asyncio.create_task(self._guarded(attempt))
-                self._inflight.add(task)
-                task.add_done_callback(self._inflight.discard)
+            for a in batch:
+                delay = self._admit(a, loop.time())
+                if delay is not None:
+                    back.append((a, self.clock.now_us() + delay))
+        await self._release(back)
 
-    async def _guarded(self, attempt: _Attempt) -> None:
+    def _admit(self, a: _Attempt, now: float) -> int | None:
+        """Start the attempt if its host has a free slot, else queue it behind the host;
+        returns the hand-back delay (µs) when the host is congested instead."""
         try:
-            await self.attempt(attempt)
+            a.config = CONFIG_DECODER.decode(a.cfg)
+        except Exception:  # left leased: recovered as stale, like a crash mid-attempt
+            log.exception("cannot decode cue config", extra={"execution_id": a.eid})
+            return None
+        key = host_key(a.config.callback.url or "")
+        host = self._hosts.get(key)
+        if host is None:
+            host = self._hosts[key] = _Host(key)
+        if host.active < self.per_host:
+            host.congested_since = 0.0
+            self._launch(a, host)
+            return None
+        if now < host.congested_until:
+            return host.hand_back_delay_us(now)
+        a.phase, a.queued_at = QUEUED, now
+        host.queue.append(a)
+        self._parked += 1
+        return None
+
+    def _launch(self, a: _Attempt, host: _Host) -> None:
+        host.active += 1
+        a.phase = WAITING
+        task = asyncio.create_task(self._guarded(a, host))
+        self._tasks[task] = a
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(task, None)
+        if not self._room.is_set() and self._room_left() >= self._low_water():
+            self._room.set()  # wake the reader only when a batch fits (not per attempt)
+
+    async def _guarded(self, a: _Attempt, host: _Host) -> None:
+        try:
+            async with self._slots:
+                await self.attempt(a)
         except Exception:
-            log.exception("delivery failed unexpectedly", extra={"execution_id": attempt.eid})
+            log.exception("delivery failed unexpectedly", extra={"execution_id": a.eid})
         finally:
-            self._slots.release()
+            host.active -= 1
+            if host.queue:
+                self._parked -= 1
+                self._launch(host.queue.popleft(), host)
+            elif host.active == 0 and not host.congested_until > asyncio.get_running_loop().time():
+                self._hosts.pop(host.key, None)
+
+    async def _sweep_hosts(self) -> None:
+        """Twice per ``host_wait_s``: hand back the queue of every host that cannot keep up."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.host_wait_s / 2)
+            now = loop.time()
+            back: list[tuple[_Attempt, int]] = []
+            for host in list(self._hosts.values()):
+                if host.queue and now - host.queue[0].queued_at > self.host_wait_s:
+                    host.congested_since = host.congested_since or host.queue[0].queued_at
+                    host.congested_until = now + self.host_wait_s
+                    at = self.clock.now_us() + host.hand_back_delay_us(now)
+                    back.extend((a, at) for a in host.queue)
+                    self._parked -= len(host.queue)
+                    host.queue.clear()
+                elif not host.queue and host.active == 0 and now >= host.congested_until:
+                    self._hosts.pop(host.key, None)
+            if back:
+                log.info("handing back %d attempts queued behind congested hosts", len(back))
+                self._room.set()
+                release = asyncio.create_task(self._release(back))
+                self._releases.add(release)
+                release.add_done_callback(self._released)
+                await asyncio.shield(release)  # a stop meanwhile does not cut it short
+
+    def _released(self, task: asyncio.Task[None]) -> None:
+        self._releases.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("hand-back failed (the leases expire and are recovered)", exc_info=task.exception())
+
+    async def _release_safely(self, attempts: list[_Attempt]) -> None:
+        try:
+            await self._release([(a, 0) for a in attempts])
+        except Exception:  # their leases expire and are recovered as stale
+            log.exception("shutdown: could not release %d attempts", len(attempts))
+
+    async def _release(self, items: list[tuple[_Attempt, int]]) -> None:
+        """Hand leased, unsent attempts back (``deliver_release.lua``, one call per
+        partition): no attempt counted, re-queued at the given µs (0: at once)."""
+        if not items:
+            return
+        by_partition: dict[int, list[tuple[str, str, int, int]]] = {}
+        for a, at in items:
+            by_partition.setdefault(a.p, []).append((a.eid, a.entry_id, a.lease_until, at))
+        now = self.clock.now_us()
+        await asyncio.gather(*(self.store.deliver_release(p, rows, now) for p, rows in by_partition.items()))
 
     async def start_batch(self, p: int, items: list[tuple[str, str]]) -> list[_Attempt]:
         """Lease the executions of these stream entries; entries of gone executions are acked."""
@@ -272,7 +528,7 @@ class Dispatcher:
             if res == "gone":
                 await self.store.ack(p, entry_id)
             elif res != "busy":  # "busy": a live attempt elsewhere; the entry stays pending
-                attempts.append(_Attempt(p, entry_id, eid, res))
+                attempts.append(_Attempt(p, entry_id, eid, res, now + lease))
         secrets = await self.store.webhook_secrets([a.account for a in attempts])
         for a in attempts:
             a.secret = secrets.get(a.account, "")
@@ -285,7 +541,8 @@ class Dispatcher:
 
     async def attempt(self, a: _Attempt) -> str | None:
         """Send one leased attempt and record its result with the next state."""
-        cfg = CONFIG_DECODER.decode(a.cfg)
+        cfg = a.config or CONFIG_DECODER.decode(a.cfg)
+        a.phase = SENDING
         attempt = a.attempts + 1
         scheduled_for = fmt_offset(a.scheduled_for) or ""
         method = cfg.callback.method
@@ -314,6 +571,7 @@ class Dispatcher:
         )
         timeout = cfg.delivery.timeout_seconds if cfg.delivery else self.settings.webhook_timeout_seconds
         status, error, response = await self.send(cfg.callback.url or "", method, body, headers, timeout)
+        a.phase = FINISHING
         ok = status is not None and 200 <= status < 300
         done_at = self.clock.now_us()
         delay = None if ok else next_retry_delay_us(cfg, attempt)
@@ -433,7 +691,10 @@ class Dispatcher:
             "X-CueAPI-Signature": sign(secret, ts, body),
             "X-CueAPI-Timestamp": str(ts),
         }
-        status, error, _ = await self.send(url, "POST", body, headers, self.settings.notify_timeout_seconds)
+        async with self._slots:
+            status, error, _ = await self.send(
+                url, "POST", body, headers, self.settings.notify_timeout_seconds
+            )
         if status is None or not 200 <= status < 300:
             log.warning("on_failure webhook not accepted: %s", error or status)
 
@@ -443,7 +704,7 @@ class Dispatcher:
         """(HTTP status or None, error text for a failed attempt, start of a 2xx body)."""
         assert self.session is not None, "start() first"
         try:
-            await ssrf.resolve_target(url, self.policy)
+            await precheck(url, self.policy)
             async with self.session.request(
                 method,
                 url,

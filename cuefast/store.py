@@ -38,6 +38,7 @@ SCRIPT_NAMES = (
     "due",
     "deliver_start",
     "deliver_finish",
+    "deliver_release",
     "retry_due",
     "execution_create",
     "delayed_due",
@@ -662,6 +663,22 @@ class Store:
         for row in results:
             args.extend(row)
         res = await self._run("deliver_finish", [k.leases(p), k.retries(p), k.outbox(p)], args)
+        return [str(v) if v else None for v in res]
+
+    async def deliver_release(
+        self, p: int, attempts: Sequence[tuple[str, str, int, int]], now_us: int
+    ) -> list[str | None]:
+        """Hand back leased attempts not sent (one script call): each (execution id, stream
+        entry id, lease expiry µs it holds, re-queue at µs) goes back to pending / retry_ready
+        with no attempt counted, re-queued at that time (≤ now: a fresh outbox entry at once).
+        Per attempt its restored status, or None when it no longer held that lease."""
+        if not attempts:
+            return []
+        k = self.keys
+        args: list[str | int] = [k.part(p) + ":", now_us]
+        for eid, entry_id, lease_until, requeue_at in attempts:
+            args += [eid, entry_id, lease_until, requeue_at]
+        res = await self._run("deliver_release", [k.leases(p), k.outbox(p), k.delayed(p)], args)
         return [str(v) if v else None for v in res]
 
     async def count_executions(self, counts: Mapping[tuple[str, str], int]) -> None:

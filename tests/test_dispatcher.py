@@ -26,7 +26,8 @@ MIN = 60_000_000
 class Receiver:
     """A real HTTP server; ``mode`` decides the answer: ok, 500, 404, 302, hang, reset."""
 
-    def __init__(self) -> None:
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self.host = host
         self.requests: list[dict[str, Any]] = []
         self.mode = "ok"
         self.runner: web.AppRunner | None = None
@@ -63,13 +64,13 @@ class Receiver:
         app.router.add_route("*", "/{tail:.*}", self.handle)
         self.runner = web.AppRunner(app)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        site = web.TCPSite(self.runner, self.host, 0)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
+        return f"http://{self.host}:{self.port}/hook"
 
 
 @pytest.fixture
