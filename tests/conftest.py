@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -19,11 +20,13 @@ from typing import Any
 import httpx
 import pytest
 import redis
+from redis.crc import key_slot
 
 from cuefast.api import create_app
 from cuefast.clock import FrozenClock, SystemClock
 from cuefast.config import Settings, load_settings
 from cuefast.runtime import Runtime
+from cuefast.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"
@@ -81,6 +84,30 @@ def backend_urls() -> Iterator[tuple[str, str]]:
         import shutil
 
         shutil.rmtree(data_dir, ignore_errors=True)
+
+
+_KEYLIKE = re.compile(r"^[A-Za-z0-9_]+:\{[^{}]+\}(:|$)")
+SCRIPTS_CALLED: set[str] = set()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_slot_per_script() -> Iterator[None]:
+    """Every script call of the whole suite (DESIGN.md §3.7): its KEYS, and every argument that
+    names a key or a key prefix for keys derived inside the script, share one hash slot."""
+    original = Store._run
+
+    async def checked(self: Store, name: str, keys: Any, args: Any) -> Any:
+        named = [str(k) for k in keys] + [a for a in args if isinstance(a, str) and _KEYLIKE.match(a)]
+        slots = {key_slot(k.encode()) for k in named}
+        assert len(slots) <= 1, f"script {name} touches several hash slots: {named}"
+        SCRIPTS_CALLED.add(name)
+        return await original(self, name, keys, args)
+
+    Store._run = checked  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Store._run = original  # type: ignore[method-assign]
 
 
 @pytest.fixture(scope="session")
@@ -188,3 +215,13 @@ def assert_error(res: httpx.Response, status: int, code: str, message: str | Non
         assert err["message"] == message, err
     assert "x-request-id" in res.headers
     return dict(err)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """After a run, name the Lua scripts no in-process test called (their one-slot rule was not
+    exercised); informational, so that running a subset of the tests stays quiet."""
+    from cuefast.store import SCRIPT_NAMES
+
+    missing = sorted(set(SCRIPT_NAMES) - SCRIPTS_CALLED)
+    if SCRIPTS_CALLED and missing and terminalreporter.config.option.verbose >= 0:
+        terminalreporter.write_line(f"scripts not called in-process: {', '.join(missing)}")

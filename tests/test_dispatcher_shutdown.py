@@ -21,9 +21,9 @@ from cuefast.scheduler import Scheduler
 from cuefast.store import Store
 from cuefast.times import parse_datetime
 from tests.conftest import Api
+from tests.procs import ROOT, process_env
 from tests.test_dispatcher import Receiver, drain, env, only_execution, webhook_cue
 from tests.test_dispatcher_hosts import statuses, until
-from tests.test_end_to_end import ROOT, _process_env
 
 __all__ = ["env"]
 
@@ -176,7 +176,7 @@ async def test_sigterm_releases_work_to_another_dispatcher_process(api: Api, set
     receiver = Receiver("127.0.0.2")
     receiver.mode = "block"
     await receiver.start()
-    env = _process_env(settings, CUEFAST_DELIVERY_PER_HOST="2", CUEFAST_DELIVERY_SHUTDOWN_GRACE_SECONDS="1")
+    env = process_env(settings, CUEFAST_DELIVERY_PER_HOST="2", CUEFAST_DELIVERY_SHUTDOWN_GRACE_SECONDS="1")
     stop = asyncio.Event()
     scheduler = asyncio.create_task(Scheduler(api.rt.store, SystemClock()).run(stop))  # moves hand-backs
     first = subprocess.Popen([sys.executable, "-m", "cuefast", "dispatcher"], env=env, cwd=ROOT)
