@@ -132,7 +132,9 @@ async def _serve(
         loop.add_signal_handler(sig, stop)
     roles: list[asyncio.Task[None]] = []
     if scheduler:
-        roles.append(asyncio.create_task(Scheduler(rt.store, rt.clock).run(stopping), name="scheduler"))
+        roles.append(
+            asyncio.create_task(Scheduler(rt.store, rt.clock, work=rt.work).run(stopping), name="scheduler")
+        )
         log.info("scheduler running")
     if dispatcher:
         roles.append(

@@ -203,6 +203,50 @@ class DuplicateCueName(Conflict):
         super().__init__("duplicate_cue_name", f"A cue named '{name}' already exists")
 
 
+class ClaimFailed(Conflict):
+    """409 claim_failed: nothing claimable / this execution is not claimable (§9.2, §9.3)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("claim_failed", message)
+
+
+class ExecutionNotClaiming(Conflict):
+    def __init__(self) -> None:
+        super().__init__("execution_not_claiming", "Execution is not currently being claimed")
+
+
+class NotExecutionOwner(CuefastError):
+    status = 403
+    code = "not_execution_owner"
+
+    def __init__(self) -> None:
+        super().__init__("Only the claiming worker can heartbeat")
+
+
+class WorkerNotFound(CuefastError):
+    status = 404
+    code = "worker_not_found"
+
+    def __init__(self) -> None:
+        super().__init__("Worker not found")
+
+
+class InvalidEchoToken(CuefastError):
+    status = 400
+    code = "invalid_token"
+
+    def __init__(self) -> None:
+        super().__init__("Echo token must be at least 16 characters")
+
+
+class EchoPayloadTooLarge(CuefastError):
+    status = 413
+    code = "payload_too_large"
+
+    def __init__(self) -> None:
+        super().__init__("Echo payload exceeds 1000000 bytes")
+
+
 class NoFields(CuefastError):
     status = 422
     code = "no_fields"

@@ -263,6 +263,12 @@ class ExecutionService:
     ) -> tuple[list[dict[str, Any]], int, str | None]:
         """A page (newest first), the filtered total, and the earliest ``claimed_at``."""
         keys = self.store.keys
+        if filters.cue_id is None and filters.only_cue:  # no filter: indexes alone, no scan
+            index_keys = [keys.execution_index(p, account.id) for p in range(keys.partitions)]
+            page_ids, total = await self.store.index_page(index_keys, offset, limit)
+            rows = await self.store.get_executions(page_ids)
+            first_claim = await self.store.oldest_claimed(account.id)
+            return [render_execution(h) for h in rows if h], total, fmt_offset(first_claim)
         if filters.cue_id is not None:
             cue = await self.store.get_cue(filters.cue_id) if filters.cue_id.startswith("cue_") else None
             if cue is None or cue.get("acct") != account.id:

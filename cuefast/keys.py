@@ -148,6 +148,46 @@ class Keys:
         """zset: an account's claimable worker executions → scheduled_for µs"""
         return f"{self.part(p)}:work:{account_id}"
 
+    def work_filtered(self, p: int, account_id: str, task: str | None, agent: str | None) -> str:
+        """zset: the claimable worker executions of one task and/or agent → scheduled_for µs
+        (spelled exactly as ``lua/lib/work_index.lua`` builds it)"""
+        base = self.work(p, account_id)
+        if task and agent:
+            return f"{base}:ta:{len(task.encode())}:{task}:{agent}"
+        if task:
+            return f"{base}:t:{task}"
+        if agent:
+            return f"{base}:a:{agent}"
+        return base
+
+    def claims(self, p: int) -> str:
+        """zset: claimed worker execution id → lease expiry µs"""
+        return f"{self.part(p)}:claims"
+
+    def unclaimed(self, p: int) -> str:
+        """zset: claimable worker execution id → when it became claimable µs (missed timeouts)"""
+        return f"{self.part(p)}:unclaimed"
+
+    def claimed(self, p: int, account_id: str) -> str:
+        """zset: an account's worker executions with a current claim → claimed_at µs"""
+        return f"{self.part(p)}:claimed:{account_id}"
+
+    def work_signal(self, p: int) -> str:
+        """stream (capped): one entry ``a`` = account id whenever worker work becomes claimable"""
+        return f"{self.part(p)}:worksig"
+
+    def worker_info(self, account_id: str) -> str:
+        """hash: worker id → "<registered µs>|<handlers JSON>" (the worker registry, §9.6)"""
+        return f"{self.prefix}:{{a:{account_id}}}:workerinfo"
+
+    def echo(self, token: str) -> str:
+        """string (300 s TTL): an echo request's JSON record (§16.5)"""
+        return f"{self.prefix}:{{echo}}:rec:{token}"
+
+    def echo_rate(self, ip: str, hour: int) -> str:
+        """string (1 h TTL): echo requests stored for one client IP in one hour"""
+        return f"{self.prefix}:{{echo}}:ip:{ip}:{hour}"
+
     @property
     def poller(self) -> str:
         """hash: the scheduler's last cycle (for /health)"""

@@ -26,6 +26,15 @@ _LIMITS = {"external_id": 500, "result_ref": 500, "result_type": 100, "summary":
 VERIFIABLE = frozenset({"reported_success", "reported_failure", "verification_pending"})
 
 
+ParsedOutcome = tuple[bool, str | None, str | None, Any, dict[str, Any]]
+"""success, result, error, metadata, evidence — checked and truncated"""
+
+
+class OutcomeAlreadyRecorded(Conflict):
+    def __init__(self) -> None:
+        super().__init__("outcome_already_recorded", "Outcome has already been recorded for this execution")
+
+
 class MetadataTooLarge(CuefastError):
     status = 400
     code = "metadata_too_large"
@@ -34,7 +43,7 @@ class MetadataTooLarge(CuefastError):
         super().__init__("Outcome metadata must be under 32KB")
 
 
-def _evidence(c: Checker, obj: dict[str, Any]) -> dict[str, Any]:
+def _evidence(c: Checker, obj: dict[str, Any], loc: str = "body") -> dict[str, Any]:
     """The evidence keys present and valid (empty strings and lists count as absent)."""
     out: dict[str, Any] = {}
     for name in EVIDENCE:
@@ -43,31 +52,56 @@ def _evidence(c: Checker, obj: dict[str, Any]) -> dict[str, Any]:
             continue
         if name == "artifacts":
             if not isinstance(value, list):
-                c.add("body.artifacts", "Input should be a valid list")
+                c.add(f"{loc}.artifacts", "Input should be a valid list")
             elif value:
                 out[name] = value
             continue
         if name == "result_url":
             if value == "":
                 continue
-            checked = c.http_url("body.result_url", value)
+            checked = c.http_url(f"{loc}.result_url", value)
         else:
-            checked = c.string(f"body.{name}", value, max_len=_LIMITS[name])
+            checked = c.string(f"{loc}.{name}", value, max_len=_LIMITS[name])
         if checked is not MISSING and checked != "":
             out[name] = checked
     return out
 
 
-def _metadata(c: Checker, obj: dict[str, Any]) -> Any:
+def _metadata(c: Checker, obj: dict[str, Any], loc: str = "body") -> Any:
     value = obj.get("metadata")
     if value is None:
         return None
     if not isinstance(value, dict):
-        c.add("body.metadata", "Input should be a valid dictionary")
+        c.add(f"{loc}.metadata", "Input should be a valid dictionary")
         return None
     if len(msgspec.json.encode(value)) > MAX_METADATA:
         raise MetadataTooLarge()
     return value
+
+
+def parse_outcome(body: Any, loc: str = "body") -> ParsedOutcome:
+    """Check an outcome report (§8.5): 422 on schema problems, 400 ``metadata_too_large``."""
+    obj = require_object(body)
+    c = Checker()
+    success = MISSING
+    if obj.get("success") is None:
+        c.add(f"{loc}.success", "Field required")
+    else:
+        success = c.boolean(f"{loc}.success", obj["success"])
+    texts: dict[str, str | None] = {}
+    for name in ("result", "error"):
+        value = obj.get(name)
+        if value is None:
+            texts[name] = None
+        elif isinstance(value, str):
+            texts[name] = value[:MAX_TEXT]
+        else:
+            c.add(f"{loc}.{name}", "Input should be a valid string")
+    evidence = _evidence(c, obj, loc)
+    c.raise_if_any()
+    metadata = _metadata(c, obj, loc)
+    c.raise_if_any()
+    return bool(success), texts["result"], texts["error"], metadata, evidence
 
 
 def outcome_state(success: bool, mode: str | None, evidence: dict[str, Any]) -> str:
@@ -97,30 +131,11 @@ class OutcomeService:
         return h
 
     async def report(self, account: Account, execution_id: str, body: Any) -> dict[str, Any]:
-        obj = require_object(body)
-        c = Checker()
-        success = MISSING
-        if obj.get("success") is None:
-            c.add("body.success", "Field required")
-        else:
-            success = c.boolean("body.success", obj["success"])
-        texts: dict[str, str | None] = {}
-        for name in ("result", "error"):
-            value = obj.get(name)
-            if value is None:
-                texts[name] = None
-            elif isinstance(value, str):
-                texts[name] = value[:MAX_TEXT]
-            else:
-                c.add(f"body.{name}", "Input should be a valid string")
-        evidence = _evidence(c, obj)
-        c.raise_if_any()
-        metadata = _metadata(c, obj)
-        c.raise_if_any()
+        parsed = parse_outcome(body)
         h = await self._owned(account, execution_id)
-        res, state = await self.record(h, bool(success), texts["result"], texts["error"], metadata, evidence)
+        res, state = await self.record(h, *parsed)
         if res == "duplicate":
-            raise Conflict("outcome_already_recorded", "Outcome has already been recorded for this execution")
+            raise OutcomeAlreadyRecorded()
         if res == "missing":
             raise ExecutionNotFound()
         return {
@@ -129,6 +144,60 @@ class OutcomeService:
             "outcome_state": state,
             "reason": None,
         }
+
+    async def report_many(
+        self, account: Account, items: list[tuple[str, ParsedOutcome | CuefastError]]
+    ) -> list[tuple[str, CuefastError | None]]:
+        """Record many checked outcomes in three round trips (executions, cue configs, one
+        pipelined ``outcome.lua`` call each); per item (outcome_state, None) or ("", error).
+        Same rules as ``report`` item by item: one bad item does not fail the others."""
+        ids = [eid for eid, parsed in items if not isinstance(parsed, CuefastError)]
+        fields = await self.store.execution_fields(ids, ("id", "acct", "cue"))
+        owned = {
+            eid: row[2]
+            for eid, row in zip(ids, fields, strict=True)
+            if row is not None and row[1] == account.id and row[2]
+        }
+        cfgs = await self.store.cue_fields(list(dict.fromkeys(owned.values())), ("cfg",))
+        rows: list[tuple[str, str, bool, str, str, bool]] = []
+        planned: dict[int, str] = {}
+        now = self.clock.now_us()
+        out: list[tuple[str, CuefastError | None]] = []
+        for i, (eid, parsed) in enumerate(items):
+            if isinstance(parsed, CuefastError):
+                out.append(("", parsed))
+                continue
+            cue_id = owned.get(eid)
+            if cue_id is None:
+                out.append(("", ExecutionNotFound()))
+                continue
+            raw = cfgs.get(cue_id, [None])[0]
+            cfg = CONFIG_DECODER.decode(raw) if raw else None
+            success, result, error, metadata, evidence = parsed
+            state = outcome_state(
+                success, cfg.verification.mode if cfg and cfg.verification else None, evidence
+            )
+            outcome = {
+                "success": success,
+                "result": result,
+                "error": error,
+                "metadata": metadata,
+                "recorded_at": fmt_z(now),
+                **{name: evidence.get(name) for name in EVIDENCE},
+            }
+            once = bool(cfg and cfg.schedule.type == "once")
+            rows.append(
+                (eid, msgspec.json.encode(outcome).decode(), success, state, (error or "")[:500], once)
+            )
+            planned[i] = state
+            out.append((state, None))
+        results = await self.store.record_outcomes(rows, now)
+        for (i, _), res in zip(planned.items(), results, strict=True):
+            if res == "duplicate":
+                out[i] = ("", OutcomeAlreadyRecorded())
+            elif res == "missing":
+                out[i] = ("", ExecutionNotFound())
+        return out
 
     async def record(
         self,

@@ -15,6 +15,7 @@ from cuefast.executions import ExecutionService
 from cuefast.keys import Keys
 from cuefast.outcomes import OutcomeService
 from cuefast.store import Store, connect
+from cuefast.work import WorkService
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ class Runtime:
         self.executions = ExecutionService(self.store, self.clock)
         self.outcomes = OutcomeService(self.store, self.clock)
         self.cues = CueService(self.store, settings, self.clock, self.executions)
+        self.work = WorkService(self.store, settings, self.clock, self.outcomes)
         self._pg_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -63,6 +65,7 @@ class Runtime:
                 delay = min(delay * 2, 30.0)
 
     async def close(self) -> None:
+        await self.work.close()
         if self._pg_task is not None:
             self._pg_task.cancel()
         if self.pg_pool is not None:

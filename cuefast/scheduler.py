@@ -30,6 +30,7 @@ from cuefast import cron
 from cuefast.clock import Clock
 from cuefast.ids import scheduled_execution_id
 from cuefast.store import Store
+from cuefast.work import WorkService
 
 log = logging.getLogger(__name__)
 
@@ -76,10 +77,16 @@ def plan_cue(summary: str, due: int, now: int) -> tuple[tuple[int, ...], int | N
 
 
 class Scheduler:
-    def __init__(self, store: Store, clock: Clock, *, batch: int = BATCH) -> None:
+    def __init__(
+        self, store: Store, clock: Clock, *, batch: int = BATCH, work: WorkService | None = None
+    ) -> None:
         self.store = store
         self.clock = clock
         self.batch = batch
+        self.work = work
+        """worker transport steps (expired leases, unclaimed work); None: not run by this scheduler"""
+        if work is not None:
+            store.unclaimed_window_us = work.settings.worker_unclaimed_seconds * 1_000_000
 
     async def tick(self) -> int:
         """One pass over every partition; returns the number of executions created."""
@@ -105,6 +112,9 @@ class Scheduler:
             pass
         while len(await self.store.expire_deadlines(p, now, self.batch)) == self.batch:
             pass
+        if self.work is not None:
+            await self.work.reap_leases(p, now, self.batch)
+            await self.work.expire_unclaimed(p, now, self.batch)
         return created
 
     async def _partition(self, p: int, now: int) -> tuple[int, bool]:

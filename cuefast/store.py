@@ -45,6 +45,17 @@ SCRIPT_NAMES = (
     "deadline_due",
     "outcome",
     "execution_cas",
+    # worker transport
+    "claim",
+    "heartbeat",
+    "release",
+    "lease_due",
+    "lease_reap",
+    "missed",
+    "deadline_arm",
+    "cue_fail_pause",
+    "worker_heartbeat",
+    "echo_store",
 )
 
 DISPATCH_GROUP = "dispatchers"
@@ -573,14 +584,20 @@ class Store:
             await pipe.execute()
 
     async def next_due_in(self, now_us: int) -> int | None:
-        """µs until the earliest due cue, retry or delayed fire (None: nothing scheduled)."""
+        """µs until the earliest due cue, retry, delayed fire, worker lease expiry or missed-claim
+        timeout (None: nothing scheduled)."""
         k = self.keys
+        window = self.unclaimed_window_us
         async with self.redis.pipeline(transaction=False) as pipe:
             for p in range(k.partitions):
                 for key in (k.due(p), k.retries(p), k.delayed(p)):
                     pipe.zrange(key, 0, 0, withscores=True)
+                if window is not None:  # worker steps run: lease expiries and missed-claim timeouts
+                    pipe.zrange(k.claims(p), 0, 0, withscores=True)
+                    pipe.zrange(k.unclaimed(p), 0, 0, withscores=True)
             rows = await pipe.execute()
-        scores = [float(r[0][1]) for r in rows if r]
+        width = 3 if window is None else 5  # unclaimed entries are due one window after their score
+        scores = [float(r[0][1]) + (window or 0 if i % width == 4 else 0) for i, r in enumerate(rows) if r]
         return None if not scores else int(min(scores)) - now_us
 
     async def record_poller(self, now_us: int, cues: int, duration_ms: int) -> None:
@@ -657,3 +674,283 @@ class Store:
         if p is None:
             return False
         return bool(await self.redis.exists(self.keys.execution(p, execution_id)))
+
+    # ---- worker transport ----------------------------------------------------------
+    unclaimed_window_us: int | None = None
+    """CUEFAST_WORKER_UNCLAIMED_SECONDS in µs, set by a scheduler that runs the worker steps
+    (``next_due_in`` then also wakes it for lease expiries and missed-claim timeouts)."""
+
+    async def _run_many(
+        self, calls: Sequence[tuple[str, Sequence[str], Sequence[str | int | float]]]
+    ) -> list[Any]:
+        """Several script calls in one round trip (a non-transactional pipeline)."""
+        if not calls:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name, keys, args in calls:
+                await self._scripts[name](keys=list(keys), args=list(args), client=pipe)
+            res: list[Any] = await pipe.execute()
+        return res
+
+    async def peek_claimable(
+        self, index_keys: Sequence[str], now_us: int, limit: int
+    ) -> list[tuple[float, str, int]]:
+        """The oldest ``limit`` available entries over one index key per partition (``index_keys[p]``):
+        (scheduled_for µs, execution id, partition), oldest first (ties: id ascending)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in index_keys:
+                pipe.zrangebyscore(key, "-inf", now_us, start=0, num=limit, withscores=True)
+            res = await pipe.execute()
+        merged = [(float(score), str(eid), p) for p, rows in enumerate(res) for eid, score in rows]
+        merged.sort()
+        return merged[:limit]
+
+    def _claim_call(
+        self,
+        p: int,
+        account_id: str,
+        worker_id: str,
+        lease_us: int,
+        now_us: int,
+        index_key: str,
+        count: int,
+        ids: Sequence[str],
+    ) -> tuple[str, list[str], list[str | int | float]]:
+        k = self.keys
+        return (
+            "claim",
+            [index_key, k.claims(p), k.claimed(p, account_id)],
+            [k.part(p) + ":", account_id, worker_id, lease_us, count, now_us, *ids],
+        )
+
+    async def claim(
+        self,
+        requests: Sequence[tuple[int, str, int, Sequence[str]]],
+        account_id: str,
+        worker_id: str,
+        lease_us: int,
+        now_us: int,
+    ) -> list[list[list[Any]]]:
+        """One ``claim.lua`` call per request (partition, index key, count, ids), all in one round
+        trip. Per request: rows ``[code, id, cue id, cue name, scheduled_for, attempt, payload,
+        task, lease expiry]`` (code 1 claimed, -1 not found, -2 not claimable)."""
+        res = await self._run_many(
+            [
+                self._claim_call(p, account_id, worker_id, lease_us, now_us, key, count, ids)
+                for p, key, count, ids in requests
+            ]
+        )
+        return [[list(r[i : i + 9]) for i in range(0, len(r), 9)] for r in res]
+
+    async def heartbeat(
+        self, p: int, account_id: str, worker_id: str, default_lease_us: int, now_us: int, ids: Sequence[str]
+    ) -> list[tuple[int, int | None]]:
+        """Extend leases; per id (code, new lease expiry µs): 1 ok, -1 not found, -2 not claimed,
+        -3 another worker's."""
+        k = self.keys
+        res = await self._run(
+            "heartbeat",
+            [k.claims(p)],
+            [k.part(p) + ":", account_id, worker_id, default_lease_us, now_us, *ids],
+        )
+        return [(int(res[i]), int(res[i + 1]) if res[i + 1] else None) for i in range(0, len(res), 2)]
+
+    async def release(self, p: int, account_id: str, worker_id: str, now_us: int, ids: Sequence[str]) -> int:
+        k = self.keys
+        return int(
+            await self._run(
+                "release",
+                [k.claims(p), k.claimed(p, account_id)],
+                [k.part(p) + ":", account_id, worker_id, now_us, *ids],
+            )
+        )
+
+    async def lease_due(self, p: int, batch: int, now_us: int) -> list[list[str]]:
+        """Expired worker claims: [id, account, worker, claimed_at, last heartbeat, attempts, cue id,
+        lease expiry, triggered_by, lease µs] each."""
+        k = self.keys
+        res = await self._run("lease_due", [k.claims(p)], [k.part(p) + ":", batch, now_us])
+        return [[str(v) for v in res[i : i + 10]] for i in range(0, len(res), 10)]
+
+    async def lease_reap(self, p: int, decisions: Sequence[tuple[str, str, str]], now_us: int) -> list[str]:
+        if not decisions:
+            return []
+        k = self.keys
+        args: list[str | int] = [k.part(p) + ":", now_us]
+        for row in decisions:
+            args.extend(row)
+        return [str(v) for v in await self._run("lease_reap", [k.claims(p)], args)]
+
+    async def missed(self, p: int, cutoff_us: int, batch: int, now_us: int) -> tuple[int, list[list[str]]]:
+        """(entries taken, [id, cue id, account, attempts] of each execution that became missed)."""
+        k = self.keys
+        res = await self._run("missed", [k.unclaimed(p)], [k.part(p) + ":", cutoff_us, batch, now_us])
+        return int(res[0]), [[str(v) for v in res[i : i + 4]] for i in range(1, len(res), 4)]
+
+    async def arm_deadlines(self, p: int, pairs: Sequence[tuple[str, int]], now_us: int) -> int:
+        if not pairs:
+            return 0
+        k = self.keys
+        args: list[str | int] = [k.part(p) + ":", now_us]
+        for eid, od in pairs:
+            args += [eid, od]
+        return int(await self._run("deadline_arm", [k.deadlines(p)], args))
+
+    async def pause_cues(self, p: int, cue_ids: Sequence[str]) -> int:
+        if not cue_ids:
+            return 0
+        k = self.keys
+        return int(await self._run("cue_fail_pause", [k.due(p)], [k.part(p) + ":", *cue_ids]))
+
+    async def cue_fields(self, cue_ids: Sequence[str], fields: Sequence[str]) -> dict[str, list[str | None]]:
+        """HMGET ``fields`` of each cue, one pipeline (absent cues: all None)."""
+        ids = list(dict.fromkeys(cue_ids))
+        if not ids:
+            return {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for cue_id in ids:
+                pipe.hmget(self.keys.cue(cue_id), list(fields))
+            rows = await pipe.execute()
+        return {c: [None if v is None else str(v) for v in row] for c, row in zip(ids, rows, strict=True)}
+
+    async def worker_last_seen(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """Last registry heartbeat µs of (account, worker id) pairs that are registered."""
+        pairs = list(dict.fromkeys(pairs))
+        if not pairs:
+            return {}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for account_id, worker_id in pairs:
+                pipe.zscore(self.keys.workers(account_id), worker_id)
+            rows = await pipe.execute()
+        return {pair: int(score) for pair, score in zip(pairs, rows, strict=True) if score is not None}
+
+    async def worker_heartbeat(self, account_id: str, worker_id: str, handlers_json: str, now_us: int) -> int:
+        k = self.keys
+        res = await self._run(
+            "worker_heartbeat",
+            [k.workers(account_id), k.worker_info(account_id)],
+            [worker_id, handlers_json, now_us],
+        )
+        return int(res[1])
+
+    async def list_workers(self, account_id: str) -> list[tuple[str, int, int, str]]:
+        """(worker id, last heartbeat µs, registered µs, handlers JSON), latest heartbeat first."""
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zrevrange(k.workers(account_id), 0, -1, withscores=True)
+            pipe.hgetall(k.worker_info(account_id))
+            ranked, info = await pipe.execute()
+        out: list[tuple[str, int, int, str]] = []
+        for worker_id, score in ranked:
+            since, _, handlers = str(info.get(worker_id, "")).partition("|")
+            out.append((str(worker_id), int(score), int(since or score), handlers or "null"))
+        return out
+
+    async def delete_worker(self, account_id: str, worker_id: str) -> bool:
+        k = self.keys
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(k.workers(account_id), worker_id)
+            pipe.hdel(k.worker_info(account_id), worker_id)
+            removed, _ = await pipe.execute()
+        return bool(removed)
+
+    async def signal_positions(self) -> list[str]:
+        """The last entry id of every partition's work signal stream ("0-0" when empty)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in range(self.keys.partitions):
+                pipe.xrevrange(self.keys.work_signal(p), count=1)
+            rows = await pipe.execute()
+        return [str(r[0][0]) if r else "0-0" for r in rows]
+
+    async def read_signals(self, positions: list[str], block_ms: int) -> list[tuple[int, str, str]]:
+        """Work signals after ``positions`` (blocking up to ``block_ms``): (partition, entry id, account)."""
+        streams: dict[Any, Any] = {
+            self.keys.work_signal(p): positions[p] for p in range(self.keys.partitions)
+        }
+        res: Any = await self.redis.xread(streams, count=1000, block=block_ms)
+        index = {self.keys.work_signal(p): p for p in range(self.keys.partitions)}
+        out: list[tuple[int, str, str]] = []
+        for stream, entries in res or []:
+            for entry_id, fields in entries:
+                out.append((index[str(stream)], str(entry_id), str(fields.get("a", ""))))
+        return out
+
+    async def oldest_claimed(self, account_id: str) -> int | None:
+        """The earliest claimed_at µs among the account's executions that have one (the claimed
+        zsets); entries of executions that no longer exist are dropped on the way."""
+        k = self.keys
+        for _ in range(10):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for p in range(k.partitions):
+                    pipe.zrange(k.claimed(p, account_id), 0, 0, withscores=True)
+                rows = await pipe.execute()
+            firsts = [(int(r[0][1]), str(r[0][0]), p) for p, r in enumerate(rows) if r]
+            if not firsts:
+                return None
+            score, eid, p = min(firsts)
+            if await self.redis.exists(k.execution(p, eid)):
+                return score
+            await self.redis.zrem(k.claimed(p, account_id), eid)
+        return None  # pragma: no cover - ten vanished executions in a row
+
+    async def index_page(self, index_keys: Sequence[str], offset: int, limit: int) -> tuple[list[str], int]:
+        """A page over per-partition created_at zsets, newest first (ties: id descending), and the
+        total: each partition contributes its newest ``offset + limit`` members."""
+        depth = offset + limit
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in index_keys:
+                pipe.zrevrange(key, 0, depth - 1, withscores=True)
+                pipe.zcard(key)
+            res = await pipe.execute()
+        merged: list[tuple[float, str]] = []
+        total = 0
+        for i in range(0, len(res), 2):
+            merged.extend((float(score), str(member)) for member, score in res[i])
+            total += int(res[i + 1])
+        merged.sort(reverse=True)
+        return [member for _, member in merged[offset:depth]], total
+
+    async def echo_store(
+        self, ip: str, hour: int, token: str, record_json: str, limit: int, ttl_s: int
+    ) -> bool:
+        k = self.keys
+        res = await self._run(
+            "echo_store", [k.echo_rate(ip, hour), k.echo(token)], [limit, record_json, ttl_s]
+        )
+        return bool(res[0] == 1)
+
+    async def echo_get(self, token: str) -> str | None:
+        value = await self.redis.get(self.keys.echo(token))
+        return None if value is None else str(value)
+
+    async def record_outcomes(
+        self, rows: Sequence[tuple[str, str, bool, str, str, bool]], now_us: int
+    ) -> list[str]:
+        """Many ``outcome.lua`` calls in one round trip; rows are (execution id, outcome JSON,
+        success, outcome_state, error, one-time cue). Per row its new status, "duplicate" or
+        "missing"."""
+        k = self.keys
+        calls: list[tuple[str, Sequence[str], Sequence[str | int | float]]] = []
+        for eid, outcome_json, success, state, error, once in rows:
+            p = k.execution_partition(eid)
+            assert p is not None
+            calls.append(
+                (
+                    "outcome",
+                    [k.execution(p, eid)],
+                    [
+                        outcome_json,
+                        1 if success else 0,
+                        state,
+                        error,
+                        k.part(p) + ":",
+                        1 if once else 0,
+                        now_us,
+                    ],
+                )
+            )
+        out: list[str] = []
+        for res in await self._run_many(calls):
+            code = int(res[0])
+            out.append(str(res[1]) if code == 1 else ("duplicate" if code == -1 else "missing"))
+        return out

@@ -12,7 +12,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from cuefast import __version__
-from cuefast.api import auth, cues, executions, system
+from cuefast.api import auth, cues, echo, executions, system, workers
 from cuefast.api.edge import Edge
 from cuefast.api.http import error_response, json_response
 from cuefast.errors import (
@@ -65,7 +65,14 @@ def _on_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[b
 
 def create_litestar(rt: Runtime, *, manage_runtime: bool = True) -> Litestar:
     """The Litestar app over ``rt``; with ``manage_runtime`` its lifespan starts/closes ``rt``."""
-    handlers = [*system.routes(rt), *auth.routes(rt), *cues.routes(rt), *executions.routes(rt)]
+    handlers = [
+        *system.routes(rt),
+        *auth.routes(rt),
+        *cues.routes(rt),
+        *executions.routes(rt),
+        *workers.routes(rt),
+        *echo.routes(rt),
+    ]
     return Litestar(
         route_handlers=handlers,
         exception_handlers={

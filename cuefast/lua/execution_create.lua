@@ -8,6 +8,7 @@
   ARGV[10] now µs
   returns {1} created | {2, remembered response} same key and fingerprint
         | {-1, existing execution id} same key, other fingerprint | {-2} no such cue ]]
+--!include work_index
 local now = tonumber(ARGV[10])
 if ARGV[7] ~= '' then
   local held = redis.call('GET', KEYS[8])
@@ -32,7 +33,14 @@ if tr == 'webhook' then
     redis.call('XADD', KEYS[5], '*', 'e', eid)
   end
 else
-  redis.call('ZADD', KEYS[7], ARGV[3], eid)
+  -- worker: claimable from scheduled_for on (KEYS[7] is the account's work zset; the task/agent
+  -- indexes and the unclaimed zset are its slot-mates, derived from the same prefix)
+  local pfx = string.match(KEYS[1], '^(.*)exec:')
+  local tk, ag = task_agent(ARGV[4])
+  if tk ~= '' then redis.call('HSET', KEYS[1], 'tk', tk) end
+  if ag ~= '' then redis.call('HSET', KEYS[1], 'ag', ag) end
+  work_add(pfx, ARGV[2], eid, ARGV[3], tk, ag, ARGV[3])
+  if sf <= now then work_signal(pfx, ARGV[2]) end
 end
 if ARGV[7] ~= '' then
   redis.call('SET', KEYS[8], ARGV[7] .. '|' .. eid .. '|' .. ARGV[8], 'PX', tonumber(ARGV[9]))

@@ -6,10 +6,12 @@
   cue id, expected next_run (CAS: skipped if next_run moved), new next_run ("-" = none),
   number of slots k, then k pairs (scheduled_for µs, deterministic execution id)
   returns {executions created, cues skipped} ]]
+--!include work_index
 local now = ARGV[1]
 local pfx = ARGV[2]
 local created, skipped = 0, 0
 local due_rem = {}
+local signal = {}  -- accounts that got claimable worker executions (one wake-up each)
 local zadds = {}  -- key → {score, member, ...}: written with one ZADD per key and chunk
 
 local function add(key, score, member)
@@ -33,6 +35,7 @@ for line in string.gmatch(ARGV[3], '[^\n]+') do
   else
     local acct, tr = c[3], c[4]
     local fired = 0
+    local tk, ag = nil, nil
     for j = 0, k - 1 do
       local slot, eid = w[5 + 2 * j], w[6 + 2 * j]
       local ek = pfx .. 'exec:' .. eid
@@ -45,7 +48,12 @@ for line in string.gmatch(ARGV[3], '[^\n]+') do
         if tr == 'webhook' then
           redis.call('XADD', KEYS[2], '*', 'e', eid)
         else
-          add(pfx .. 'work:' .. acct, slot, eid)
+          if tk == nil then tk, ag = task_agent(c[5]) end
+          if tk ~= '' then redis.call('HSET', ek, 'tk', tk) end
+          if ag ~= '' then redis.call('HSET', ek, 'ag', ag) end
+          for _, wk in ipairs(work_keys(pfx, acct, tk, ag)) do add(wk, slot, eid) end
+          add(pfx .. 'unclaimed', slot, eid)
+          signal[acct] = true
         end
         fired = fired + 1
       end
@@ -70,4 +78,5 @@ end
 for i = 1, #due_rem, CHUNK do
   redis.call('ZREM', KEYS[1], unpack(due_rem, i, math.min(i + CHUNK - 1, #due_rem)))
 end
+for acct, _ in pairs(signal) do work_signal(pfx, acct) end
 return {created, skipped}

@@ -5,7 +5,8 @@
   decides it)  ARGV[7] now µs
   returns {1, status} | {-1} an outcome is already recorded | {-2} no such execution ]]
 --!include set_cue_status
-local e = redis.call('HMGET', KEYS[1], 'st', 'tr', 'cue', 'acct', 'tb', 'oc', 'id')
+--!include work_index
+local e = redis.call('HMGET', KEYS[1], 'st', 'tr', 'cue', 'acct', 'tb', 'oc', 'id', 'tk', 'ag')
 if not e[1] then return {-2} end
 if e[6] and e[6] ~= '' then return {-1} end
 local now, pfx = ARGV[7], ARGV[5]
@@ -23,6 +24,11 @@ if not terminal[st] and (tr == 'worker' or st == 'pending_outcome') then
     redis.call('HSET', KEYS[1], 'st', st, 'em', ARGV[4], 'od', '')
   end
   redis.call('ZREM', pfx .. 'leases', e[7])
+  if tr == 'worker' then  -- no longer claimable nor claimed (a late outcome is accepted too)
+    work_rem(pfx, e[4], e[7], e[8], e[9])
+    redis.call('ZREM', pfx .. 'claims', e[7])
+    redis.call('HSET', KEYS[1], 'lx', '')
+  end
   redis.call('ZREM', pfx .. 'deadlines', e[7])
   if cue_exists and ARGV[6] == '1' and e[5] == 'scheduled' then
     set_cue_status(pfx, e[3], e[4], st == 'success' and 'completed' or 'failed')

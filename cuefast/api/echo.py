@@ -1,0 +1,74 @@
+"""Echo (CONTRACT.md §16.5): a place the CLI's ``quickstart`` cue can deliver to and read back.
+
+``POST /v1/echo/{token}`` needs no key (it is the webhook target): the body (≤ 1,000,000
+bytes) and lower-cased headers are kept for 300 s, at most 10 stored per client IP per hour.
+``GET /v1/echo/{token}`` (with a key) answers ``waiting`` or what was delivered.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, Response, get, post
+from litestar.handlers import HTTPRouteHandler
+
+from cuefast.api.http import json_response
+from cuefast.errors import EchoPayloadTooLarge, InvalidEchoToken, RateLimited
+from cuefast.runtime import Runtime
+from cuefast.times import fmt_offset
+from cuefast.validate import parse_json_body
+
+MIN_TOKEN = 16
+MAX_TOKEN = 256
+MAX_ECHO_BYTES = 1_000_000
+ECHO_TTL_SECONDS = 300
+ECHO_PER_IP_PER_HOUR = 10
+
+
+def _token(request: Request[Any, Any, Any]) -> str:
+    token = str(request.path_params["token"])
+    if not MIN_TOKEN <= len(token) <= MAX_TOKEN:
+        raise InvalidEchoToken()
+    return token
+
+
+def routes(rt: Runtime) -> list[HTTPRouteHandler]:
+    store = rt.store
+    clock = rt.clock
+
+    @post("/v1/echo/{token:str}", summary="Store an echo (no auth; CLI quickstart target)", tags=["echo"])
+    async def echo_store(request: Request[Any, Any, Any]) -> Response[bytes]:
+        token = _token(request)
+        raw = await request.body()
+        if len(raw) > MAX_ECHO_BYTES:
+            raise EchoPayloadTooLarge()
+        payload = parse_json_body(raw, required=False) if raw.strip() else None
+        now = clock.now_us()
+        record = {
+            "payload": payload,
+            "headers": {k.lower(): v for k, v in request.headers.items()},
+            "received_at": fmt_offset(now),
+        }
+        ip = request.client.host if request.client else "unknown"
+        hour = now // 3_600_000_000
+        stored = await store.echo_store(
+            ip, hour, token, msgspec.json.encode(record).decode(), ECHO_PER_IP_PER_HOUR, ECHO_TTL_SECONDS
+        )
+        if not stored:
+            retry = max(1, (hour + 1) * 3600 - now // 1_000_000)
+            err = RateLimited(retry)
+            return json_response(err.envelope(), err.status, {"Retry-After": str(retry)})
+        return json_response({"stored": True})
+
+    @get("/v1/echo/{token:str}", summary="Read an echo", tags=["echo"])
+    async def echo_read(request: Request[Any, Any, Any]) -> Response[bytes]:
+        await rt.accounts.authenticate(request.headers.get("authorization"))
+        token = _token(request)
+        held = await store.echo_get(token)
+        if held is None:
+            return json_response({"status": "waiting"})
+        record = msgspec.json.decode(held)
+        return json_response({"status": "delivered", **record})
+
+    return [echo_store, echo_read]

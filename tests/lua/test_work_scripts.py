@@ -1,0 +1,246 @@
+"""The worker-transport scripts one by one against real Redis: arrange keys → call → assert the
+return value and the resulting state (claim, heartbeat, release, lease_due/lease_reap, missed,
+deadline_arm, cue_fail_pause, worker_heartbeat, echo_store), and the one-slot rule for each."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from redis.crc import key_slot
+
+from cuefast.ids import new_execution_id
+from cuefast.keys import Keys
+from cuefast.store import Store, connect
+
+P = 1
+ACCT = "acct1"
+NOW = 1_000_000_000_000
+LEASE = 900_000_000
+
+
+@pytest.fixture
+async def store(backend_urls: tuple[str, str], key_prefix: str) -> AsyncIterator[Store]:
+    s = Store(connect(backend_urls[0]), Keys(key_prefix, 4))
+    await s.preload()
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+async def arrange(
+    store: Store,
+    *,
+    st: str = "pending",
+    sf: int = NOW - 10,
+    tk: str = "t",
+    ag: str = "",
+    acct: str = ACCT,
+    listed: bool = True,
+    **extra: Any,
+) -> str:
+    k = store.keys
+    eid = new_execution_id(P)
+    fields: dict[str, Any] = {
+        "id": eid,
+        "cue": "cue_aaaaaaaaaaaa",
+        "acct": acct,
+        "tr": "worker",
+        "sf": sf,
+        "st": st,
+        "ca": NOW - 100,
+        "pl": '{"task": "t"}',
+        **extra,
+    }
+    if tk:
+        fields["tk"] = tk
+    if ag:
+        fields["ag"] = ag
+    await store.redis.hset(k.execution(P, eid), mapping=fields)
+    if listed:
+        for key in {
+            k.work(P, acct),
+            k.work_filtered(P, acct, tk or None, None),
+            k.work_filtered(P, acct, tk or None, ag or None),
+        }:
+            await store.redis.zadd(key, {eid: sf})
+        await store.redis.zadd(k.unclaimed(P), {eid: sf})
+    return eid
+
+
+async def claim_ids(store: Store, ids: list[str], worker: str = "w1", acct: str = ACCT) -> list[list[Any]]:
+    (rows,) = await store.claim([(P, store.keys.work(P, acct), 0, ids)], acct, worker, LEASE, NOW)
+    return rows
+
+
+async def test_claim_ids_mode_codes_and_effects(store: Store) -> None:
+    k = store.keys
+    ok = await arrange(store, ag="bot")
+    future = await arrange(store, sf=NOW + 10)
+    done = await arrange(store, st="success", listed=False)
+    foreign = await arrange(store, acct="other")
+    rows = await claim_ids(store, [ok, future, done, foreign, new_execution_id(P)])
+    assert [int(r[0]) for r in rows] == [1, -2, -2, -1, -1]
+    assert rows[0][1] == ok and int(rows[0][5]) == 1 and int(rows[0][8]) == NOW + LEASE and rows[0][7] == "t"
+    h = await store.redis.hgetall(k.execution(P, ok))
+    assert h["st"] == "delivering" and h["cw"] == "w1" and h["cla"] == h["sa"] == h["la"] == str(NOW)
+    assert h["att"] == "1" and h["ls"] == str(LEASE)
+    for key in (
+        k.work(P, ACCT),
+        k.work_filtered(P, ACCT, "t", None),
+        k.work_filtered(P, ACCT, "t", "bot"),
+        k.unclaimed(P),
+    ):
+        assert await store.redis.zscore(key, ok) is None, key
+    assert await store.redis.zscore(k.claims(P), ok) == NOW + LEASE
+    assert await store.redis.zscore(k.claimed(P, ACCT), ok) == NOW
+    assert int((await claim_ids(store, [ok], "w2"))[0][0]) == -2
+
+
+async def test_claim_count_mode_takes_oldest_and_drops_stale_entries(store: Store) -> None:
+    k = store.keys
+    ids = [await arrange(store, sf=NOW - 100 + i) for i in range(5)]
+    await store.redis.hset(k.execution(P, ids[0]), "st", "success")  # stale index entry
+    await store.redis.zadd(k.work_filtered(P, ACCT, "t", None), {"gone": NOW - 1000})
+    (rows,) = await store.claim([(P, k.work_filtered(P, ACCT, "t", None), 3, ())], ACCT, "w", LEASE, NOW)
+    assert [r[1] for r in rows] == ids[1:4]
+    assert await store.redis.zscore(k.work_filtered(P, ACCT, "t", None), "gone") is None
+    (rows,) = await store.claim([(P, k.work(P, ACCT), 10, ())], ACCT, "w", LEASE, NOW)
+    assert [r[1] for r in rows] == [ids[4]]
+
+
+async def test_heartbeat_codes(store: Store) -> None:
+    eid = await arrange(store)
+    pending = await arrange(store)
+    await claim_ids(store, [eid])
+    res = await store.heartbeat(P, ACCT, "", LEASE, NOW + 5, [eid, pending, new_execution_id(P)])
+    assert res == [(1, NOW + 5 + LEASE), (-2, None), (-1, None)]
+    assert await store.heartbeat(P, ACCT, "w2", LEASE, NOW, [eid]) == [(-3, None)]
+    assert await store.heartbeat(P, "other", "", LEASE, NOW, [eid]) == [(-1, None)]
+    assert await store.redis.zscore(store.keys.claims(P), eid) == NOW + 5 + LEASE
+
+
+async def test_release_restores_claimability(store: Store) -> None:
+    k = store.keys
+    eid = await arrange(store)
+    await claim_ids(store, [eid])
+    assert await store.release(P, ACCT, "intruder", NOW, [eid]) == 0
+    assert await store.release(P, ACCT, "w1", NOW + 1, [eid]) == 1
+    h = await store.redis.hgetall(k.execution(P, eid))
+    assert h["st"] == "pending" and h["att"] == "0" and h["cw"] == "" and h["sa"] == ""
+    assert await store.redis.zscore(k.work_filtered(P, ACCT, "t", None), eid) == NOW - 10
+    assert await store.redis.zscore(k.claims(P), eid) is None
+    assert await store.redis.zscore(k.unclaimed(P), eid) == NOW + 1
+
+
+async def test_lease_due_and_reap_compare_and_set(store: Store) -> None:
+    k = store.keys
+    renew, reoffer, fail, moved = [await arrange(store) for _ in range(4)]
+    await claim_ids(store, [renew, reoffer, fail, moved])
+    later = NOW + LEASE + 1
+    rows = await store.lease_due(P, 100, later)
+    assert sorted(r[0] for r in rows) == sorted([renew, reoffer, fail, moved])
+    assert all(r[1] == ACCT and r[2] == "w1" and r[5] == "1" and r[9] == str(LEASE) for r in rows)
+    lx = str(NOW + LEASE)
+    await store.heartbeat(P, ACCT, "", LEASE, later, [moved])  # extended after the judgement
+    res = await store.lease_reap(
+        P,
+        [
+            (renew, lx, f"renew:{later + LEASE}"),
+            (reoffer, lx, "reoffer"),
+            (fail, lx, "fail"),
+            (moved, lx, "fail"),
+        ],
+        later,
+    )
+    assert res == ["delivering", "retry_ready", "failed", ""]
+    assert await store.redis.zscore(k.claims(P), renew) == later + LEASE
+    h = await store.redis.hgetall(k.execution(P, reoffer))
+    assert (
+        h["st"] == "retry_ready" and h["cw"] == "" and h["em"] == "Worker lease expired; execution re-offered"
+    )
+    assert await store.redis.zscore(k.work(P, ACCT), reoffer) == NOW - 10
+    assert (await store.redis.hget(k.execution(P, fail), "st")) == "failed"
+    assert (await store.redis.hget(k.execution(P, moved), "st")) == "delivering"
+    assert await store.redis.xlen(k.work_signal(P)) >= 1
+
+
+async def test_missed_only_takes_claimable_work(store: Store) -> None:
+    k = store.keys
+    old = await arrange(store, sf=NOW - 2000)
+    claimed = await arrange(store, sf=NOW - 2000)
+    await claim_ids(store, [claimed])
+    await store.redis.zadd(k.unclaimed(P), {claimed: NOW - 2000})  # a stale entry
+    young = await arrange(store, sf=NOW - 10)
+    taken, rows = await store.missed(P, NOW - 1000, 100, NOW)
+    assert taken == 2 and [r[0] for r in rows] == [old]
+    assert await store.redis.hget(k.execution(P, old), "st") == "missed"
+    assert await store.redis.hget(k.execution(P, claimed), "st") == "delivering"
+    assert await store.redis.zscore(k.work(P, ACCT), old) is None
+    assert await store.redis.zscore(k.unclaimed(P), young) is not None
+
+
+async def test_deadline_arm_once(store: Store) -> None:
+    eid = await arrange(store)
+    pending = await arrange(store)
+    await claim_ids(store, [eid])
+    assert await store.arm_deadlines(P, [(eid, NOW + 5), (pending, NOW + 5)], NOW) == 1
+    assert await store.arm_deadlines(P, [(eid, NOW + 9)], NOW) == 0
+    assert await store.redis.zscore(store.keys.deadlines(P), eid) == NOW + 5
+
+
+async def test_worker_heartbeat_keeps_registration(store: Store) -> None:
+    assert await store.worker_heartbeat(ACCT, "w", '["a"]', NOW) == NOW
+    assert await store.worker_heartbeat(ACCT, "w", "null", NOW + 7) == NOW
+    assert await store.list_workers(ACCT) == [("w", NOW + 7, NOW, "null")]
+    assert await store.delete_worker(ACCT, "w") is True
+    assert await store.delete_worker(ACCT, "w") is False
+
+
+async def test_echo_store_limit(store: Store) -> None:
+    assert all([await store.echo_store("1.2.3.4", 7, f"t{i}", "{}", 3, 300) for i in range(3)])
+    assert await store.echo_store("1.2.3.4", 7, "t9", "{}", 3, 300) is False
+    assert await store.echo_get("t9") is None and await store.echo_get("t0") == "{}"
+    assert await store.echo_store("1.2.3.4", 8, "t9", "{}", 3, 300) is True
+
+
+async def test_every_worker_script_call_touches_one_slot(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[str, list[str]]] = []
+    original_run, original_many = Store._run, Store._run_many
+
+    async def run(self: Store, name: str, keys: Any, args: Any) -> Any:
+        seen.append((name, list(keys)))
+        return await original_run(self, name, keys, args)
+
+    async def many(self: Store, calls: Any) -> Any:
+        seen.extend((name, list(keys)) for name, keys, _ in calls)
+        return await original_many(self, calls)
+
+    monkeypatch.setattr(Store, "_run", run)
+    monkeypatch.setattr(Store, "_run_many", many)
+    await test_lease_due_and_reap_compare_and_set(store)
+    await test_release_restores_claimability(store)
+    await test_missed_only_takes_claimable_work(store)
+    await test_deadline_arm_once(store)
+    await test_worker_heartbeat_keeps_registration(store)
+    await test_echo_store_limit(store)
+    await store.pause_cues(P, ["cue_aaaaaaaaaaaa"])
+    names = {name for name, _ in seen}
+    assert names >= {
+        "claim",
+        "heartbeat",
+        "release",
+        "lease_due",
+        "lease_reap",
+        "missed",
+        "deadline_arm",
+        "worker_heartbeat",
+        "echo_store",
+        "cue_fail_pause",
+    }
+    for name, keys in seen:
+        assert len({key_slot(key.encode()) for key in keys}) == 1, (name, keys)
