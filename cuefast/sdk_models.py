@@ -266,6 +266,8 @@ class OutcomeReport(msgspec.Struct, kw_only=True):
     result_url: str | None = None
     artifacts: list[Any] | None = None
     summary: str | None = None
+    result_ref: str | None = None
+    result_type: str | None = None
 
 
 class ErrorInfo(Model, kw_only=True):

@@ -102,6 +102,8 @@ class Outcome:
     result_url: str | None = None
     artifacts: list[Any] | None = None
     summary: str | None = None
+    result_ref: str | None = None
+    result_type: str | None = None
 
 
 @dataclass(slots=True)
@@ -152,6 +154,8 @@ def outcome_report(execution_id: str, value: Any) -> OutcomeReport:
         result_url=_text(fields.get("result_url")),
         artifacts=list(artifacts) if isinstance(artifacts, list | tuple) else None,
         summary=_text(fields.get("summary")),
+        result_ref=_text(fields.get("result_ref")),
+        result_type=_text(fields.get("result_type")),
     )
 
 

@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -52,8 +52,9 @@ def free_port() -> int:
 class LiveServer:
     """The real app (real Redis) served by uvicorn on 127.0.0.1 in a thread of its own."""
 
-    def __init__(self, settings: Settings, port: int | None = None) -> None:
+    def __init__(self, settings: Settings, port: int | None = None, *, scheduler: bool = False) -> None:
         self.settings = settings
+        self.scheduler = scheduler
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self._thread: threading.Thread | None = None
@@ -78,12 +79,21 @@ class LiveServer:
             self._server = server = uvicorn.Server(config)
             server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
             task = asyncio.create_task(server.serve())
+            stopping = asyncio.Event()
+            roles = []
+            if self.scheduler:
+                from cuefast.scheduler import Scheduler
+
+                sched = Scheduler(rt.store, rt.clock, work=rt.work)
+                roles.append(asyncio.create_task(sched.run(stopping)))
             while not server.started and not task.done():
                 await asyncio.sleep(0.01)
             started.set()
             try:
                 await task
             finally:
+                stopping.set()
+                await asyncio.gather(*roles, return_exceptions=True)
                 await rt.close()
 
         def run() -> None:
@@ -428,9 +438,8 @@ async def test_batch_pull(sdk: Any, live: LiveServer) -> None:
 
 async def test_error_mapping(live: LiveServer, settings: Settings) -> None:
     key = live.register()
-    with CueFast("cue_sk_" + "0" * 32, base_url=live.url) as bad:
-        with pytest.raises(AuthenticationError) as auth:
-            bad.cues.list()
+    with CueFast("cue_sk_" + "0" * 32, base_url=live.url) as bad, pytest.raises(AuthenticationError) as auth:
+        bad.cues.list()
     assert auth.value.status_code == 401 and auth.value.code == "invalid_api_key"
     assert auth.value.body["error"]["status"] == 401
 
@@ -490,8 +499,8 @@ def test_rate_limit_maps_to_429_with_retry_after(settings: Settings) -> None:
 class _Flaky(http.server.BaseHTTPRequestHandler):
     """A real HTTP endpoint answering from a script: [(status, headers, body), …]."""
 
-    script: list[tuple[int, dict[str, str], bytes]] = []
-    seen: list[tuple[str, str]] = []
+    script: ClassVar[list[tuple[int, dict[str, str], bytes]]] = []
+    seen: ClassVar[list[tuple[str, str]]] = []
 
     def _answer(self) -> None:
         length = int(self.headers.get("content-length") or 0)
@@ -622,7 +631,8 @@ def test_import_cuefast_and_sdk_loads_no_server_dependency() -> None:
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
         "{'redis', 'litestar', 'croniter', 'aiohttp', 'asyncpg', 'uvicorn', 'uvloop', 'cryptography'})\n"
         "server = sorted(m for m in sys.modules if m.startswith('cuefast.') and m.split('.')[1] in "
-        "{'api', 'store', 'runtime', 'scheduler', 'dispatcher', 'cues', 'cron', 'pg', 'embedded', 'config'})\n"
+        "{'api', 'store', 'runtime', 'scheduler', 'dispatcher', 'cues', 'cron', 'pg', 'embedded',"
+        " 'config', 'work'})\n"
         "print(bad, server)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
