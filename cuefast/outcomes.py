@@ -152,12 +152,7 @@ class OutcomeService:
         pipelined ``outcome.lua`` call each); per item (outcome_state, None) or ("", error).
         Same rules as ``report`` item by item: one bad item does not fail the others."""
         ids = [eid for eid, parsed in items if not isinstance(parsed, CuefastError)]
-        fields = await self.store.execution_fields(ids, ("id", "acct", "cue"))
-        owned = {
-            eid: row[2]
-            for eid, row in zip(ids, fields, strict=True)
-            if row is not None and row[1] == account.id and row[2]
-        }
+        owned = await self.store.execution_cues(account.id, ids)
         cfgs = await self.store.cue_fields(list(dict.fromkeys(owned.values())), ("cfg",))
         rows: list[tuple[str, str, bool, str, str, bool]] = []
         planned: dict[int, str] = {}
@@ -191,7 +186,7 @@ class OutcomeService:
             )
             planned[i] = state
             out.append((state, None))
-        results = await self.store.record_outcomes(rows, now)
+        results = await self.store.record_outcomes(account.id, rows, now)
         for (i, _), res in zip(planned.items(), results, strict=True):
             if res == "duplicate":
                 out[i] = ("", OutcomeAlreadyRecorded())

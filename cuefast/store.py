@@ -56,6 +56,8 @@ SCRIPT_NAMES = (
     "cue_fail_pause",
     "worker_heartbeat",
     "echo_store",
+    "outcome_batch",
+    "execution_cues",
 )
 
 DISPATCH_GROUP = "dispatchers"
@@ -923,34 +925,49 @@ class Store:
         value = await self.redis.get(self.keys.echo(token))
         return None if value is None else str(value)
 
-    async def record_outcomes(
-        self, rows: Sequence[tuple[str, str, bool, str, str, bool]], now_us: int
-    ) -> list[str]:
-        """Many ``outcome.lua`` calls in one round trip; rows are (execution id, outcome JSON,
-        success, outcome_state, error, one-time cue). Per row its new status, "duplicate" or
-        "missing"."""
+    async def execution_cues(self, account_id: str, execution_ids: Sequence[str]) -> dict[str, str]:
+        """The cue of each of the account's executions (absent: not found), one script per
+        partition, one round trip."""
         k = self.keys
-        calls: list[tuple[str, Sequence[str], Sequence[str | int | float]]] = []
-        for eid, outcome_json, success, state, error, once in rows:
+        by_p: dict[int, list[str]] = {}
+        for eid in execution_ids:
             p = k.execution_partition(eid)
+            if p is not None:
+                by_p.setdefault(p, []).append(eid)
+        parts = list(by_p.items())
+        res = await self._run_many(
+            [
+                ("execution_cues", [k.execution_index(p, account_id)], [k.part(p) + ":", account_id, *ids])
+                for p, ids in parts
+            ]
+        )
+        out: dict[str, str] = {}
+        for (_, ids), cues in zip(parts, res, strict=True):
+            out.update({eid: str(cue) for eid, cue in zip(ids, cues, strict=True) if cue})
+        return out
+
+    async def record_outcomes(
+        self, account_id: str, rows: Sequence[tuple[str, str, bool, str, str, bool]], now_us: int
+    ) -> list[str]:
+        """Many outcomes, one ``outcome_batch.lua`` call per partition, one round trip; rows are
+        (execution id, outcome JSON, success, outcome_state, error, one-time cue). Per row its new
+        status, "duplicate" or "missing"."""
+        k = self.keys
+        by_p: dict[int, list[int]] = {}
+        for i, row in enumerate(rows):
+            p = k.execution_partition(row[0])
             assert p is not None
-            calls.append(
-                (
-                    "outcome",
-                    [k.execution(p, eid)],
-                    [
-                        outcome_json,
-                        1 if success else 0,
-                        state,
-                        error,
-                        k.part(p) + ":",
-                        1 if once else 0,
-                        now_us,
-                    ],
-                )
-            )
-        out: list[str] = []
-        for res in await self._run_many(calls):
-            code = int(res[0])
-            out.append(str(res[1]) if code == 1 else ("duplicate" if code == -1 else "missing"))
+            by_p.setdefault(p, []).append(i)
+        calls: list[tuple[str, Sequence[str], Sequence[str | int | float]]] = []
+        for p, idx in by_p.items():
+            args: list[str | int | float] = [k.part(p) + ":", account_id, now_us]
+            for i in idx:
+                eid, outcome_json, success, state, error, once = rows[i]
+                args += [eid, outcome_json, 1 if success else 0, state, error, 1 if once else 0]
+            calls.append(("outcome_batch", [k.claims(p)], args))
+        out = [""] * len(rows)
+        for idx, res in zip(by_p.values(), await self._run_many(calls), strict=True):
+            for i, value in zip(idx, res, strict=True):
+                v = str(value)
+                out[i] = "duplicate" if v == "-1" else "missing" if v == "-2" else v
         return out

@@ -540,7 +540,7 @@ class WorkService:
                     "last_heartbeat": fmt_z(last),
                     "seconds_since_heartbeat": age,
                     "heartbeat_status": status,
-                    "handlers": msgspec.Raw(handlers),
+                    "handlers": msgspec.Raw(handlers if handlers != "null" else "[]"),
                     "registered_since": fmt_z(since),
                 }
             )

@@ -24,21 +24,30 @@ local function row(code, eid, r)
   for i = 1, 7 do out[#out + 1] = r and r[i] or '' end
 end
 
--- 1 claimed | -1 not this account's | -2 not claimable
-local function claim(eid)
+local defer = {}
+
+-- 1 claimed | -1 not this account's | -2 not claimable; `checked`: the caller read it from an
+-- index with a score ≤ now (count mode), so availability needs no second look
+local function claim(eid, checked)
   local ek = pfx .. 'exec:' .. eid
   local e = redis.call('HMGET', ek, 'st', 'tr', 'acct', 'sf', 'tk', 'ag', 'sa', 'cue', 'pl', 'att')
   if not e[1] or e[3] ~= acct then return -1 end
   if e[2] ~= 'worker' or (e[1] ~= 'pending' and e[1] ~= 'retry_ready') then return -2 end
-  local listed = redis.call('ZSCORE', base, eid)
-  if not listed or tonumber(listed) > now then return -2 end
+  if not checked then
+    local listed = redis.call('ZSCORE', base, eid)
+    if not listed or tonumber(listed) > now then return -2 end
+  end
   local att = (tonumber(e[10]) or 0) + 1
-  redis.call('HSET', ek, 'st', 'delivering', 'cw', worker, 'cla', now_s, 'la', now_s, 'ua', now_s,
-    'lx', lx, 'ls', ARGV[4], 'lh', '', 'att', att)
-  if not e[7] or e[7] == '' then redis.call('HSET', ek, 'sa', now_s) end
-  work_rem(pfx, acct, eid, e[5], e[6])
-  redis.call('ZADD', KEYS[2], lx, eid)
-  redis.call('ZADD', KEYS[3], now_s, eid)
+  if not e[7] or e[7] == '' then
+    redis.call('HSET', ek, 'st', 'delivering', 'cw', worker, 'cla', now_s, 'la', now_s, 'ua', now_s,
+      'lx', lx, 'ls', ARGV[4], 'lh', '', 'att', att, 'sa', now_s)
+  else
+    redis.call('HSET', ek, 'st', 'delivering', 'cw', worker, 'cla', now_s, 'la', now_s, 'ua', now_s,
+      'lx', lx, 'ls', ARGV[4], 'lh', '', 'att', att)
+  end
+  work_rem(pfx, acct, eid, e[5], e[6], defer)
+  defer_zadd(defer, KEYS[2], lx, eid)
+  defer_zadd(defer, KEYS[3], now_s, eid)
   local cue = e[8]
   if names[cue] == nil then names[cue] = redis.call('HGET', pfx .. 'cue:' .. cue, 'name') or '' end
   row(1, eid, {cue, names[cue], e[4], att, e[9] or '{}', e[5] or '', lx})
@@ -47,9 +56,10 @@ end
 
 if count == 0 then
   for i = 7, #ARGV do
-    local code = claim(ARGV[i])
+    local code = claim(ARGV[i], false)
     if code ~= 1 then row(code, ARGV[i], nil) end
   end
+  defer_flush(defer)
   return out
 end
 
@@ -58,8 +68,9 @@ for _ = 1, 4 do  -- stale index entries are dropped and the next ones tried (bou
   local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_s, 'LIMIT', 0, count - claimed)
   if #ids == 0 then break end
   for _, eid in ipairs(ids) do
-    if claim(eid) == 1 then claimed = claimed + 1 else redis.call('ZREM', KEYS[1], eid) end
+    if claim(eid, true) == 1 then claimed = claimed + 1 else defer_zrem(defer, KEYS[1], eid) end
   end
+  defer_flush(defer)
   if claimed >= count then break end
 end
 return out

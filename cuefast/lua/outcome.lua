@@ -6,36 +6,11 @@
   returns {1, status} | {-1} an outcome is already recorded | {-2} no such execution ]]
 --!include set_cue_status
 --!include work_index
-local e = redis.call('HMGET', KEYS[1], 'st', 'tr', 'cue', 'acct', 'tb', 'oc', 'id', 'tk', 'ag')
-if not e[1] then return {-2} end
-if e[6] and e[6] ~= '' then return {-1} end
-local now, pfx = ARGV[7], ARGV[5]
-local st, tr = e[1], e[2]
-redis.call('HSET', KEYS[1], 'oc', ARGV[1], 'os', ARGV[3], 'ua', now)
-local terminal = {success = true, failed = true, missed = true, outcome_timeout = true}
-local ck = pfx .. 'cue:' .. e[3]
-local cue_exists = redis.call('EXISTS', ck) == 1
-if not terminal[st] and (tr == 'worker' or st == 'pending_outcome') then
-  if ARGV[2] == '1' then
-    st = 'success'
-    redis.call('HSET', KEYS[1], 'st', st, 'da', now, 'em', '', 'od', '')
-  else
-    st = 'failed'
-    redis.call('HSET', KEYS[1], 'st', st, 'em', ARGV[4], 'od', '')
-  end
-  redis.call('ZREM', pfx .. 'leases', e[7])
-  if tr == 'worker' then  -- no longer claimable nor claimed (a late outcome is accepted too)
-    work_rem(pfx, e[4], e[7], e[8], e[9])
-    redis.call('ZREM', pfx .. 'claims', e[7])
-    redis.call('HSET', KEYS[1], 'lx', '')
-  end
-  redis.call('ZREM', pfx .. 'deadlines', e[7])
-  if cue_exists and ARGV[6] == '1' and e[5] == 'scheduled' then
-    set_cue_status(pfx, e[3], e[4], st == 'success' and 'completed' or 'failed')
-  end
-end
-if cue_exists and tr == 'worker' then
-  redis.call('HINCRBY', ck, 'rc', 1)
-  redis.call('HSET', ck, 'lr', now)
-end
+--!include record_outcome
+local eid = string.match(KEYS[1], 'exec:(.*)$')
+local defer, cues = {}, {}
+local code, st = record_outcome(ARGV[5], eid, '', ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[6], ARGV[7],
+  defer, cues)
+if code ~= 1 then return {code} end
+outcome_flush(ARGV[5], defer, cues, ARGV[7])
 return {1, st}

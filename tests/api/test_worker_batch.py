@@ -6,7 +6,8 @@ import asyncio
 import time
 from typing import Any
 
-from tests.api.worker_helpers import Env, wenv  # noqa: F401  (fixture)
+from cuefast.config import Settings
+from tests.api.worker_helpers import Env, make_env, wenv  # noqa: F401  (fixture)
 from tests.conftest import assert_error
 
 
@@ -226,6 +227,7 @@ async def test_worker_registry(wenv: Env) -> None:
         ("box-1", "stale", 210),
     ]
     assert workers[1]["handlers"] == ["etl"] and workers[1]["registered_since"].endswith("Z")
+    assert workers[0]["handlers"] == []
     wenv.clock.advance(900)
     statuses = [
         w["heartbeat_status"] for w in (await wenv.api.request("GET", "/v1/workers", key)).json()["workers"]
@@ -246,3 +248,39 @@ async def test_worker_registry(wenv: Env) -> None:
         422,
         "validation_error",
     )
+
+
+async def test_openapi_documents_the_batch_routes(wenv: Env) -> None:
+    res = await wenv.api.request("GET", "/docs/openapi.json")
+    assert res.status_code == 200
+    paths = res.json()["paths"]
+    for path in ("/v1/worker/claim", "/v1/worker/outcomes", "/v1/worker/leases", "/v1/worker/release"):
+        assert "cuefast extension" in paths[path]["post"]["description"], path
+    assert "/v1/executions/claimable" in paths and "/v1/echo/{token}" in paths
+
+
+async def test_two_api_processes_share_claims_and_wake_ups(settings: Settings) -> None:
+    """Two runtimes (as two API processes would be) on one Redis: a long poll served by one is
+    woken by work created through the other, and their batch claims never overlap."""
+    async with make_env(settings) as a, make_env(settings) as b:
+        key = await a.api.register()
+        cue = await a.cue(key)
+        waiting = asyncio.create_task(batch_claim(a, key, wait_seconds=20, worker_id="on-a"))
+        await asyncio.sleep(0.2)
+        started = time.monotonic()
+        eid = await b.fire(key, cue["id"])
+        out = await asyncio.wait_for(waiting, 5)
+        assert time.monotonic() - started < 0.9
+        assert [i["execution_id"] for i in out["executions"]] == [eid]
+        ids = [await b.fire(key, cue["id"]) for _ in range(120)]
+        results = await asyncio.gather(
+            *(
+                batch_claim(env, key, worker_id=f"{n}-{i}", max=25)
+                for i in range(3)
+                for n, env in (("a", a), ("b", b))
+            )
+        )
+        won = [item["execution_id"] for r in results for item in r["executions"]]
+        assert len(won) == len(set(won)) and set(won) <= set(ids)
+        rest = await batch_claim(a, key, max=500)
+        assert set(won) | {i["execution_id"] for i in rest["executions"]} == set(ids)

@@ -206,6 +206,27 @@ async def test_echo_store_limit(store: Store) -> None:
     assert await store.echo_store("1.2.3.4", 8, "t9", "{}", 3, 300) is True
 
 
+async def test_outcome_batch_once_and_owned(store: Store) -> None:
+    k = store.keys
+    claimed = await arrange(store)
+    pending = await arrange(store)
+    foreign = await arrange(store, acct="other")
+    await claim_ids(store, [claimed])
+    assert await store.execution_cues(ACCT, [claimed, foreign, "bad"]) == {claimed: "cue_aaaaaaaaaaaa"}
+    rows = [
+        (claimed, '{"success": true}', True, "reported_success", "", False),
+        (pending, '{"success": false}', False, "reported_failure", "boom", False),
+        (foreign, '{"success": true}', True, "reported_success", "", False),
+        (claimed, '{"success": false}', False, "reported_failure", "late", False),
+    ]
+    assert await store.record_outcomes(ACCT, rows, NOW) == ["success", "failed", "missing", "duplicate"]
+    h = await store.redis.hgetall(k.execution(P, claimed))
+    assert h["st"] == "success" and h["oc"] == '{"success": true}' and h["lx"] == ""
+    assert await store.redis.zscore(k.claims(P), claimed) is None
+    assert await store.redis.zscore(k.work(P, ACCT), pending) is None
+    assert await store.redis.hget(k.execution(P, pending), "em") == "boom"
+
+
 async def test_every_worker_script_call_touches_one_slot(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -228,6 +249,7 @@ async def test_every_worker_script_call_touches_one_slot(
     await test_deadline_arm_once(store)
     await test_worker_heartbeat_keeps_registration(store)
     await test_echo_store_limit(store)
+    await test_outcome_batch_once_and_owned(store)
     await store.pause_cues(P, ["cue_aaaaaaaaaaaa"])
     names = {name for name, _ in seen}
     assert names >= {

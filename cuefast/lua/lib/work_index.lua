@@ -20,9 +20,46 @@ local function work_add(pfx, acct, eid, sf, tk, ag, avail)
   redis.call('ZADD', pfx .. 'unclaimed', avail, eid)
 end
 
-local function work_rem(pfx, acct, eid, tk, ag)
-  for _, k in ipairs(work_keys(pfx, acct, tk, ag)) do redis.call('ZREM', k, eid) end
-  redis.call('ZREM', pfx .. 'unclaimed', eid)
+-- `defer` (optional): collect the removals in a table written by defer_flush, one ZREM per key
+-- for a whole batch instead of one per execution and key
+local function work_rem(pfx, acct, eid, tk, ag, defer)
+  local ks = work_keys(pfx, acct, tk, ag)
+  ks[#ks + 1] = pfx .. 'unclaimed'
+  for _, k in ipairs(ks) do
+    if defer then
+      local t = defer[k]
+      if not t then t = {}; defer[k] = t end
+      t[#t + 1] = eid
+    else
+      redis.call('ZREM', k, eid)
+    end
+  end
+end
+
+-- deferred removals (key → members), and deferred additions under the key '+' .. key
+-- (key → score, member, …)
+local function defer_flush(defer)
+  for k, t in pairs(defer) do
+    if string.sub(k, 1, 1) == '+' then
+      for i = 1, #t, 1000 do redis.call('ZADD', string.sub(k, 2), unpack(t, i, math.min(i + 999, #t))) end
+    else
+      for i = 1, #t, 1000 do redis.call('ZREM', k, unpack(t, i, math.min(i + 999, #t))) end
+    end
+    defer[k] = nil
+  end
+end
+
+local function defer_zrem(defer, k, member)
+  local t = defer[k]
+  if not t then t = {}; defer[k] = t end
+  t[#t + 1] = member
+end
+
+local function defer_zadd(defer, k, score, member)
+  local t = defer['+' .. k]
+  if not t then t = {}; defer['+' .. k] = t end
+  t[#t + 1] = score
+  t[#t + 1] = member
 end
 
 local function work_signal(pfx, acct)
