@@ -2,8 +2,8 @@
 
 ``./dev bench worker [--executions N] [--modes batch single] [--role serve|api] ...``
 
-Starts ``cuefast <role>`` as its own process (the local Redis/PostgreSQL by default), fires
-N executions of a worker cue through the API, then drains them:
+Starts ``cuefast <role>`` as its own process (the local Redis/PostgreSQL by default), queues
+N claimable executions of a worker cue (through the store; not measured), then drains them:
 
 * ``batch``  — the ``cuefast worker`` daemon (``cuefast.Worker``, in this process) with a
   no-op async handler: batch claim (``POST /v1/worker/claim``), batched outcomes
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import platform
 import subprocess
@@ -30,28 +31,8 @@ from typing import Any
 from bench.__main__ import ROOT, _free_port, _git_sha, _wait_healthy
 from cuefast import AsyncCueFast, CueAPIError, Worker
 
-
-async def _fire(client: AsyncCueFast, cue_id: str, n: int, parallel: int = 32) -> None:
-    left = n
-
-    async def loop() -> None:
-        nonlocal left
-        while left > 0:
-            left -= 1
-            await client.cues.fire(cue_id)
-
-    await asyncio.gather(*(loop() for _ in range(parallel)))
-
-
-async def _setup(url: str, n: int, task: str) -> str:
-    async with AsyncCueFast(_register(url), base_url=url) as client:
-        cue = await client.cues.create(
-            f"bench-{task}", cron="0 0 1 1 *", transport="worker", payload={"task": task}
-        )
-        started = time.monotonic()
-        await _fire(client, cue.id, n)
-        print(f"  fired {n} executions in {time.monotonic() - started:.1f}s", file=sys.stderr)
-        return client._core.headers["Authorization"][7:]
+REDIS = os.environ.get("CUEFAST_REDIS_URL", "redis://127.0.0.1:6379/0")
+PARTITIONS = 16
 
 
 def _register(url: str) -> str:
@@ -62,8 +43,48 @@ def _register(url: str) -> str:
     return str(res.json()["api_key"])
 
 
-async def run_batch(url: str, n: int, concurrency: int, prefetch: int) -> float:
-    key = await _setup(url, n, "noop")
+async def _setup(url: str, prefix: str, n: int, task: str) -> str:
+    """A fresh account with one worker cue and ``n`` claimable executions of it, queued
+    straight through the store (setup is not measured; firing them over HTTP is slower)."""
+    import hashlib
+
+    from cuefast.ids import new_execution_id
+    from cuefast.keys import Keys
+    from cuefast.store import Store, connect
+
+    key = _register(url)
+    async with AsyncCueFast(key, base_url=url) as client:
+        cue = await client.cues.create(
+            f"bench-{task}", cron="0 0 1 1 *", transport="worker", payload={"task": task}
+        )
+    store = Store(connect(REDIS), Keys(prefix, PARTITIONS))
+    account_id = str(await store.redis.hget(store.keys.api_keys, hashlib.sha256(key.encode()).hexdigest()))
+    p = store.keys.cue_partition(cue.id)
+    now = time.time_ns() // 1000
+    sem = asyncio.Semaphore(256)
+    payload = json.dumps({"task": task})
+
+    async def one() -> None:
+        async with sem:
+            await store.create_execution(
+                execution_id=new_execution_id(p),
+                cue_id=cue.id,
+                account_id=account_id,
+                scheduled_us=now,
+                payload_json=payload,
+                triggered_by="manual_fire",
+                now_us=now,
+            )
+
+    started = time.monotonic()
+    await asyncio.gather(*(one() for _ in range(n)))
+    await store.close()
+    print(f"  queued {n} executions in {time.monotonic() - started:.1f}s", file=sys.stderr)
+    return key
+
+
+async def run_batch(url: str, prefix: str, n: int, concurrency: int, prefetch: int) -> float:
+    key = await _setup(url, prefix, n, "noop")
     worker = Worker(
         api_key=key,
         base_url=url,
@@ -90,8 +111,8 @@ async def run_batch(url: str, n: int, concurrency: int, prefetch: int) -> float:
     return n / elapsed
 
 
-async def run_single(url: str, n: int, clients: int) -> float:
-    key = await _setup(url, n, "noop1")
+async def run_single(url: str, prefix: str, n: int, clients: int) -> float:
+    key = await _setup(url, prefix, n, "noop1")
     done = 0
     async with AsyncCueFast(key, base_url=url, max_retries=0, max_connections=clients) as client:
 
@@ -130,7 +151,8 @@ def main(argv: list[str]) -> None:
         **{k: v for k, v in os.environ.items() if not k.startswith("CUEFAST_")},
         "CUEFAST_KEY_PREFIX": prefix,
         "CUEFAST_LOG_LEVEL": "WARNING",
-        "CUEFAST_REDIS_URL": os.environ.get("CUEFAST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+        "CUEFAST_REDIS_URL": REDIS,
+        "CUEFAST_PARTITIONS": str(PARTITIONS),
         "CUEFAST_DATABASE_URL": os.environ.get(
             "CUEFAST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
         ),
@@ -153,10 +175,10 @@ def main(argv: list[str]) -> None:
         print("|---|---|---|---|---|---|")
         for mode in args.modes:
             if mode == "batch":
-                rate = run(run_batch(url, args.executions, args.concurrency, args.prefetch))
+                rate = run(run_batch(url, prefix, args.executions, args.concurrency, args.prefetch))
                 settings = f"concurrency {args.concurrency}, prefetch {args.prefetch}"
             else:
-                rate = run(run_single(url, args.executions, args.clients))
+                rate = run(run_single(url, prefix, args.executions, args.clients))
                 settings = f"{args.clients} clients"
             print(
                 f"| {sha} | {mode} | {args.role} | {args.executions} | {settings} | {rate:,.0f} |", flush=True
