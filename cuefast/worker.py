@@ -52,15 +52,12 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import datetime as dt
 import inspect
 import logging
 import os
 import platform
-import queue
 import random
 import signal
-import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -76,97 +73,27 @@ from cuefast.client.errors import (
     CueAPIServerError,
     RateLimitError,
 )
+from cuefast.handlers import (
+    Context,
+    Handler,
+    Outcome,
+    Threads,
+    failure_report,
+    minimal_report,
+    outcome_report,
+    positional_arity,
+)
 from cuefast.sdk_models import ClaimedExecution, LeaseExtension, OutcomeReport
+
+__all__ = ["Context", "Outcome", "Worker", "WorkerStopped", "load_app", "outcome_report"]
 
 log = logging.getLogger("cuefast.worker")
 
-Handler = Callable[..., Any]
-OUTCOME_FIELDS = frozenset(f.name for f in msgspec.structs.fields(OutcomeReport)) - {"execution_id"}
-_JSON = msgspec.json.Encoder()
 MAX_BATCH = 500
 
 
 class WorkerStopped(Exception):
     """The worker stopped for a reason that needs attention (e.g. an invalid API key)."""
-
-
-@dataclass(slots=True)
-class Outcome:
-    """An explicit outcome a handler may return."""
-
-    success: bool = True
-    result: str | None = None
-    error: str | None = None
-    metadata: dict[str, Any] | None = None
-    external_id: str | None = None
-    result_url: str | None = None
-    artifacts: list[Any] | None = None
-    summary: str | None = None
-    result_ref: str | None = None
-    result_type: str | None = None
-
-
-@dataclass(slots=True)
-class Context:
-    """What a handler knows about the execution it runs."""
-
-    execution_id: str
-    cue_id: str
-    cue_name: str | None
-    task: str | None
-    scheduled_for: dt.datetime | None
-    attempt: int
-    payload: dict[str, Any]
-    worker_id: str
-    lease_expires_at: dt.datetime | None = None
-    lease_lost: bool = False
-    """Set when the server reported the claim lost (lease expired and re-offered)."""
-
-
-def _text(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    if isinstance(value, bytes):
-        return value.decode("utf-8", "replace")
-    try:
-        return _JSON.encode(value).decode()
-    except (TypeError, ValueError, OverflowError):
-        return str(value)
-
-
-def outcome_report(execution_id: str, value: Any) -> OutcomeReport:
-    """A handler's return value → the outcome to report (rules in the module docstring)."""
-    if isinstance(value, Outcome):
-        fields: Mapping[str, Any] = {k: getattr(value, k) for k in OUTCOME_FIELDS}
-    elif isinstance(value, Mapping) and value and OUTCOME_FIELDS.issuperset(value):
-        fields = value
-    else:
-        return OutcomeReport(execution_id=execution_id, success=True, result=_text(value))
-    metadata = fields.get("metadata")
-    artifacts = fields.get("artifacts")
-    return OutcomeReport(
-        execution_id=execution_id,
-        success=bool(fields.get("success", True)),
-        result=_text(fields.get("result")),
-        error=_text(fields.get("error")),
-        metadata=dict(metadata) if isinstance(metadata, Mapping) else None,
-        external_id=_text(fields.get("external_id")),
-        result_url=_text(fields.get("result_url")),
-        artifacts=list(artifacts) if isinstance(artifacts, list | tuple) else None,
-        summary=_text(fields.get("summary")),
-        result_ref=_text(fields.get("result_ref")),
-        result_type=_text(fields.get("result_type")),
-    )
-
-
-def failure_report(execution_id: str, exc: BaseException) -> OutcomeReport:
-    message = str(exc) or type(exc).__name__
-    return OutcomeReport(
-        execution_id=execution_id,
-        success=False,
-        error=message,
-        metadata={"exception": type(exc).__name__},
-    )
 
 
 def _env(environ: Mapping[str, str], name: str) -> str | None:
@@ -212,63 +139,6 @@ class _Backoff:
 
 
 _RETRYABLE = (CueAPIConnectionError, CueAPIServerError, RateLimitError)
-
-
-class _Threads:
-    """Daemon threads for sync handlers (a stuck handler never blocks process exit)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._threads: list[threading.Thread] = []
-        self._idle = 0
-        self._lock = threading.Lock()
-
-    def run(self, fn: Callable[..., Any], *args: Any) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[Any] = loop.create_future()
-        with self._lock:
-            if self._idle == 0 and len(self._threads) < self.size:
-                t = threading.Thread(
-                    target=self._work, name=f"cuefast-handler-{len(self._threads)}", daemon=True
-                )
-                self._threads.append(t)
-                self._idle += 1
-                t.start()
-            self._idle -= 1
-        self._jobs.put((loop, fut, fn, args))
-        return fut
-
-    def _work(self) -> None:
-        while True:
-            job = self._jobs.get()
-            if job is None:
-                return
-            loop, fut, fn, args = job
-            try:
-                result = fn(*args)
-            except BaseException as exc:
-                outcome: tuple[bool, Any] = (False, exc)
-            else:
-                outcome = (True, result)
-            with self._lock:
-                self._idle += 1
-            with contextlib.suppress(RuntimeError):  # loop closed: the worker is gone
-                loop.call_soon_threadsafe(_settle, fut, outcome)
-
-    def close(self) -> None:
-        for _ in self._threads:
-            self._jobs.put(None)
-
-
-def _settle(fut: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
-    if fut.done():
-        return
-    ok, value = outcome
-    if ok:
-        fut.set_result(value)
-    else:
-        fut.set_exception(value)
 
 
 @dataclass(slots=True)
@@ -360,7 +230,7 @@ class Worker:
         self._is_async[task] = inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
             getattr(fn, "__call__", None)  # noqa: B004 - async callable objects
         )
-        self._arity[task] = _positional_arity(fn)
+        self._arity[task] = positional_arity(fn)
 
     def configure(self, **options: Any) -> Worker:
         """Override settings (the CLI's flags); ``None`` values are ignored."""
@@ -454,7 +324,7 @@ class Worker:
         self._drained.set()
         self._side_tasks: set[asyncio.Task[None]] = set()
         self._lease = float(self.lease_seconds or 900)
-        self._threads = _Threads(self.concurrency)
+        self._threads = Threads(self.concurrency)
         self.stats = _Stats()
         tasks = sorted(self.handlers)
         log.info(
@@ -679,7 +549,7 @@ class Worker:
                 log.info("outcome of %s was already recorded", item.execution_id, extra=extra)
             elif code in ("metadata_too_large", "validation_error") and item.execution_id in by_id:
                 log.warning("outcome of %s refused (%s); reporting it without evidence", message, code)
-                await self._send_one(_minimal(by_id[item.execution_id], f"{code}: {message}"))
+                await self._send_one(minimal_report(by_id[item.execution_id], f"{code}: {message}"))
             else:
                 log.warning(
                     "outcome of %s not recorded: %s %s", item.execution_id, code, message, extra=extra
@@ -697,7 +567,7 @@ class Worker:
             if exc.code == "outcome_already_recorded":
                 return
             if exc.status_code in (400, 422) and (report.metadata or report.artifacts or report.result_url):
-                await self._send_one(_minimal(report, f"{exc.code}: {exc.message}"))
+                await self._send_one(minimal_report(report, f"{exc.code}: {exc.message}"))
                 return
             log.error("outcome of %s not recorded: %s", report.execution_id, exc, extra=extra)
 
@@ -825,30 +695,6 @@ async def _first(fut: Awaitable[Any], event: asyncio.Event, within: float | None
         await asyncio.wait({task, waiter}, timeout=within, return_when=asyncio.FIRST_COMPLETED)
     finally:
         waiter.cancel()
-
-
-def _minimal(report: OutcomeReport, note: str) -> OutcomeReport:
-    """The outcome without the parts the server refused (the reason goes into ``error``)."""
-    return OutcomeReport(
-        execution_id=report.execution_id,
-        success=report.success,
-        result=report.result,
-        error=(report.error + " | " if report.error else "") + f"outcome evidence refused: {note}"[:500],
-    )
-
-
-def _positional_arity(fn: Handler) -> int:
-    try:
-        params = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return 2
-    count = 0
-    for p in params:
-        if p.kind is p.VAR_POSITIONAL:
-            return 2
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
-            count += 1
-    return count
 
 
 def load_app(spec: str) -> Worker:
