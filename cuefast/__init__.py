@@ -18,6 +18,7 @@ _LAZY = {
     "CueFast": "cuefast.client",
     "AsyncCueFast": "cuefast.client",
     "verify_webhook": "cuefast.client.webhook",
+    "CuePayload": "cuefast.client.payload",
     "Worker": "cuefast.worker",
     "Context": "cuefast.worker",
     "Outcome": "cuefast.worker",
@@ -43,6 +44,7 @@ __all__ = [
     "CueFast",
     "CueLimitExceededError",
     "CueNotFoundError",
+    "CuePayload",
     "InvalidScheduleError",
     "Outcome",
     "RateLimitError",
@@ -64,6 +66,7 @@ if TYPE_CHECKING:
         InvalidScheduleError,
         RateLimitError,
     )
+    from cuefast.client.payload import CuePayload
     from cuefast.client.webhook import verify_webhook
     from cuefast.worker import Context, Outcome, Worker
 

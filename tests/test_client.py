@@ -31,6 +31,7 @@ from cuefast import (
     CueFast,
     CueLimitExceededError,
     CueNotFoundError,
+    CuePayload,
     InvalidScheduleError,
     RateLimitError,
     verify_webhook,
@@ -311,6 +312,31 @@ async def test_executions_outcome_evidence_verify_replay(sdk: Any) -> None:
     with pytest.raises(CueNotFoundError) as missing:
         await r(sdk.executions.get("not-a-uuid"))
     assert missing.value.code == "execution_not_found"
+
+
+async def test_handle_context_manager_and_payload_builder(sdk: Any) -> None:
+    payload = CuePayload().task("t").agent("a").kind("k").extra("n", 1).build()
+    assert payload == {"task": "t", "agent": "a", "kind": "k", "n": 1}
+    cue = await r(sdk.cues.create("w", cron="0 0 1 1 *", transport="worker", payload=payload))
+    ok, bad = (await r(sdk.cues.fire(cue.id))).id, (await r(sdk.cues.fire(cue.id))).id
+    ctx = sdk.executions.handle(ok, payload)
+    if isinstance(sdk, CueFast):
+        with ctx:
+            ctx.result = 42
+            ctx.evidence = {"external_id": "x-1"}
+        with pytest.raises(RuntimeError), sdk.executions.handle(bad):
+            raise RuntimeError("nope")
+    else:
+        async with ctx:
+            ctx.result = 42
+            ctx.evidence = {"external_id": "x-1"}
+        with pytest.raises(RuntimeError):
+            async with sdk.executions.handle(bad):
+                raise RuntimeError("nope")
+    good = (await r(sdk.executions.get(ok))).outcome
+    assert good.success and good.result == "42" and good.external_id == "x-1"
+    failed = (await r(sdk.executions.get(bad))).outcome
+    assert failed.success is False and failed.error == "nope"
 
 
 # --- worker transport (needs the worker-server endpoints) ---------------------------------

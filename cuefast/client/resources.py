@@ -219,8 +219,43 @@ def _outcome_body(**fields: Any) -> dict[str, Any]:
     return drop_none(**fields)
 
 
+class ExecutionContext:
+    """``with client.executions.handle(id) as ctx:`` (``async with`` on the async client):
+    a clean exit reports success (``ctx.result``, ``ctx.evidence``), an exception reports
+    failure with its message (and is not suppressed)."""
+
+    def __init__(self, executions: Executions[Any], execution_id: str, payload: Json | None) -> None:
+        self._executions = executions
+        self.execution_id = execution_id
+        self.payload = dict(payload or {})
+        self.result: Any = None
+        self.evidence: dict[str, Any] = {}
+
+    def _report(self, exc: BaseException | None) -> Any:
+        if exc is not None:
+            return self._executions.report_outcome(self.execution_id, False, error=str(exc)[:4096])
+        result = None if self.result is None else str(self.result)
+        return self._executions.report_outcome(self.execution_id, True, result=result, **self.evidence)
+
+    def __enter__(self) -> ExecutionContext:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        self._report(exc)
+
+    async def __aenter__(self) -> ExecutionContext:
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> None:
+        await self._report(exc)
+
+
 class Executions(Resource[Mode]):
     """Executions: one firing of a cue (CONTRACT.md §8, §9)."""
+
+    def handle(self, execution_id: str, payload: Json | None = None) -> ExecutionContext:
+        """A context manager that reports the outcome on exit (see ``ExecutionContext``)."""
+        return ExecutionContext(self, execution_id, payload)
 
     @op
     def list(
