@@ -133,7 +133,7 @@ async def _serve(
     roles: list[asyncio.Task[None]] = []
     if scheduler:
         roles.append(
-            asyncio.create_task(Scheduler(rt.store, rt.clock, work=rt.work).run(stopping), name="scheduler")
+            asyncio.create_task(Scheduler(rt.store, rt.clock, work=rt.reaper).run(stopping), name="scheduler")
         )
         log.info("scheduler running")
     if dispatcher:

@@ -16,6 +16,8 @@ from cuefast.keys import Keys
 from cuefast.outcomes import OutcomeService
 from cuefast.store import Store, connect
 from cuefast.work import WorkService
+from cuefast.work_reaper import WorkReaper
+from cuefast.worker_registry import WorkerRegistry
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,8 @@ class Runtime:
         self.outcomes = OutcomeService(self.store, self.clock)
         self.cues = CueService(self.store, settings, self.clock, self.executions)
         self.work = WorkService(self.store, settings, self.clock, self.outcomes)
+        self.workers = WorkerRegistry(self.store, settings, self.clock)
+        self.reaper = WorkReaper(self.store, settings, self.clock)
         self._pg_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -66,6 +70,7 @@ class Runtime:
 
     async def close(self) -> None:
         await self.work.close()
+        await self.reaper.close()
         if self._pg_task is not None:
             self._pg_task.cancel()
         if self.pg_pool is not None:

@@ -30,7 +30,7 @@ from cuefast import cron
 from cuefast.clock import Clock
 from cuefast.ids import scheduled_execution_id
 from cuefast.store import Store
-from cuefast.work import WorkService
+from cuefast.work_reaper import WorkReaper
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def plan_cue(summary: str, due: int, now: int) -> tuple[tuple[int, ...], int | N
 
 class Scheduler:
     def __init__(
-        self, store: Store, clock: Clock, *, batch: int = BATCH, work: WorkService | None = None
+        self, store: Store, clock: Clock, *, batch: int = BATCH, work: WorkReaper | None = None
     ) -> None:
         self.store = store
         self.clock = clock

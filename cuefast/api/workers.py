@@ -20,7 +20,7 @@ from litestar.handlers import HTTPRouteHandler
 from cuefast.api.http import json_response, read_json
 from cuefast.runtime import Runtime
 from cuefast.validate import Checker, query_int, require_object
-from cuefast.work import _id_list, _optional_text, parse_batch_claim, worker_id_field
+from cuefast.work_input import id_list, optional_text, parse_batch_claim, worker_id_field
 
 _BATCH_DOC = (
     "cuefast extension (not part of CueAPI). Same claim/lease state as the CueAPI worker "
@@ -32,7 +32,7 @@ def _worker_and_ids(body: Any) -> tuple[str, list[str]]:
     obj = require_object(body)
     c = Checker()
     worker = worker_id_field(c, obj)
-    ids = _id_list(c, obj, "execution_ids", 500)
+    ids = id_list(c, obj, "execution_ids", 500)
     c.raise_if_any()
     return str(worker), ids
 
@@ -40,6 +40,7 @@ def _worker_and_ids(body: Any) -> tuple[str, list[str]]:
 def routes(rt: Runtime) -> list[HTTPRouteHandler]:
     accounts = rt.accounts
     work = rt.work
+    registry = rt.workers
 
     @get("/v1/executions/claimable", summary="List claimable worker executions", tags=["workers"])
     async def claimable(request: Request[Any, Any, Any]) -> Response[bytes]:
@@ -55,8 +56,8 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         obj = require_object(await read_json(request))
         c = Checker()
         worker = worker_id_field(c, obj)
-        task = _optional_text(c, obj, "task")
-        agent = _optional_text(c, obj, "agent")
+        task = optional_text(c, obj, "task")
+        agent = optional_text(c, obj, "agent")
         c.raise_if_any()
         return json_response(await work.claim_next(account, str(worker), task, agent))
 
@@ -82,17 +83,17 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
     @post("/v1/worker/heartbeat", summary="Worker registry heartbeat", tags=["workers"])
     async def worker_heartbeat(request: Request[Any, Any, Any]) -> Response[bytes]:
         account = await accounts.authenticate(request.headers.get("authorization"))
-        return json_response(await work.worker_heartbeat(account, await read_json(request)))
+        return json_response(await registry.worker_heartbeat(account, await read_json(request)))
 
     @get("/v1/workers", summary="List workers (latest heartbeat first)", tags=["workers"])
     async def list_workers(request: Request[Any, Any, Any]) -> Response[bytes]:
         account = await accounts.authenticate(request.headers.get("authorization"))
-        return json_response(await work.list_workers(account))
+        return json_response(await registry.list_workers(account))
 
     @delete("/v1/workers/{worker_id:str}", summary="Delete a worker", tags=["workers"], status_code=204)
     async def delete_worker(request: Request[Any, Any, Any]) -> None:
         account = await accounts.authenticate(request.headers.get("authorization"))
-        await work.delete_worker(account, request.path_params["worker_id"])
+        await registry.delete_worker(account, request.path_params["worker_id"])
 
     @post(
         "/v1/worker/claim",

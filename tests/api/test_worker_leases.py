@@ -185,3 +185,26 @@ async def test_scheduled_worker_executions_are_claimable(wenv: Env) -> None:
     assert [i["cue_id"] for i in items] == [cue["id"]]
     res = await wenv.post(key, "/v1/executions/claim", {"worker_id": "w", "task": "m", "agent": "bot"})
     assert res.status_code == 200
+
+
+async def test_scheduler_wakes_for_lease_expiry_and_missed_timeout(wenv: Env) -> None:
+    key = await wenv.api.register()
+    cue = await wenv.cue(key)
+    first = await wenv.fire(key, cue["id"])
+    await wenv.claim(key, first)  # lease ends at 900 s
+    wenv.clock.advance(100)
+    await wenv.fire(key, cue["id"])  # never claimed: missed at 1,000 s
+    assert await wenv.rt.store.next_due_in(wenv.clock.now_us()) == 800 * 1_000_000  # the lease first
+    await wenv.tick(801)  # lease reaped at 901 s (re-offered); next: the other's missed timeout
+    assert (await wenv.get(key, first))["status"] == "retry_ready"
+    assert await wenv.rt.store.next_due_in(wenv.clock.now_us()) == 99 * 1_000_000
+
+
+async def test_first_claim_counts_one_monthly_execution(wenv: Env) -> None:
+    key = await wenv.api.register()
+    eid = await wenv.fire(key, (await wenv.cue(key))["id"])
+    await wenv.claim(key, eid)
+    await wenv.tick(901)  # re-offered
+    await wenv.claim(key, eid, "w2")
+    me = (await wenv.api.request("GET", "/v1/auth/me", key)).json()
+    assert me["executions_this_month"] == 1

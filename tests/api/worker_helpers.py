@@ -63,7 +63,7 @@ class Env:
     async def tick(self, seconds: float = 0) -> None:
         self.clock.advance(seconds)
         await self.sched.tick()
-        await self.rt.work.flush_notices()
+        await self.rt.reaper.flush_notices()
 
 
 @asynccontextmanager
@@ -71,7 +71,7 @@ async def make_env(settings: Settings) -> AsyncIterator[Env]:
     clock = FrozenClock(T0)
     api, rt = await make_api(settings, clock)
     try:
-        yield Env(api, clock, Scheduler(rt.store, clock, work=rt.work))
+        yield Env(api, clock, Scheduler(rt.store, clock, work=rt.reaper))
     finally:
         await api.client.aclose()
         await rt.close()
