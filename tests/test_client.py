@@ -85,7 +85,7 @@ class LiveServer:
             if self.scheduler:
                 from cuefast.scheduler import Scheduler
 
-                sched = Scheduler(rt.store, rt.clock, work=rt.work)
+                sched = Scheduler(rt.store, rt.clock, work=rt.reaper)
                 roles.append(asyncio.create_task(sched.run(stopping)))
             while not server.started and not task.done():
                 await asyncio.sleep(0.01)
