@@ -687,3 +687,18 @@ def test_worker_cli_path_loads_no_server_dependency() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env, check=True
     )
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+async def test_async_client_over_an_asgi_transport(api: Any) -> None:
+    """A user-supplied httpx client (here: the in-process app) gets the SDK's base URL and headers."""
+    from tests.conftest import Api
+
+    assert isinstance(api, Api)
+    key = await api.register()
+    transport = httpx.ASGITransport(app=api.client._transport.app)  # type: ignore[attr-defined]
+    async with httpx.AsyncClient(transport=transport) as http:
+        client = AsyncCueFast(key, base_url="http://cuefast.test", http_client=http)
+        cue = await client.cues.create("asgi", cron="* * * * *", transport="worker")
+        assert (await client.cues.get(cue.id)).name == "asgi"
+        await client.aclose()  # not ours: left open
+        assert not http.is_closed
