@@ -157,6 +157,8 @@ class _Stats:
     reported: int = 0
     released: int = 0
     lost: int = 0
+    claim_calls: int = 0
+    outcome_calls: int = 0
     started_at: float = field(default_factory=time.monotonic)
 
 
@@ -391,6 +393,7 @@ class Worker:
                 self._slot_free.clear()
                 await self._pause(3600, self._slot_free)
                 continue
+            self.stats.claim_calls += 1
             try:
                 batch = await self.client.worker.claim(
                     self.worker_id,
@@ -527,6 +530,7 @@ class Worker:
                     self._drained.set()
 
     async def _send_outcomes(self, batch: list[OutcomeReport]) -> None:
+        self.stats.outcome_calls += 1
         try:
             res = await self.client.worker.report_outcomes(self.worker_id, batch)
         except CueAPIError as exc:

@@ -181,6 +181,30 @@ async def test_concurrency_bound(client: AsyncCueFast, live: LiveServer) -> None
     assert peak == 3
 
 
+async def test_claims_and_outcomes_are_batched(client: AsyncCueFast, live: LiveServer) -> None:
+    key = client._core.headers["Authorization"][7:]
+    worker = Worker(api_key=key, base_url=live.url, worker_id="w", concurrency=100, wait_seconds=1)
+    gate = asyncio.Event()
+
+    @worker.handler("t")
+    async def handler(payload: dict[str, Any], ctx: Context) -> int:
+        await gate.wait()
+        return int(payload["i"])
+
+    cue = await _worker_cue(client, "t")
+    ids = [(await client.cues.fire(cue, payload_override={"i": i})).id for i in range(60)]
+    async with Running(worker):
+        await wait_for(lambda: len(worker._running) == 60, what="all 60 running")
+        gate.set()
+        done = await wait_for(lambda: finished(client, ids), what="all outcomes")
+        await wait_for(lambda: worker.stats.reported == 60, what="all reported")
+    assert sorted(int(e.outcome.result) for e in done.values() if e.outcome and e.outcome.result) == list(
+        range(60)
+    )
+    assert worker.stats.outcome_calls <= 3, worker.stats  # 60 outcomes in one or a few calls
+    assert worker.stats.claim_calls <= 10, worker.stats
+
+
 async def test_lease_heartbeats_keep_a_long_handler(settings: Settings) -> None:
     """Lease 2 s, worker 'alive' only 1 s after a registry heartbeat, the real scheduler
     reaping leases: only the daemon's lease extensions keep a 5-second handler's claim."""
