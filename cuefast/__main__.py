@@ -199,7 +199,7 @@ def _add_worker_parser(sub: Any) -> None:
     )
     p.add_argument("--api-key", help="API key (CUEFAST_API_KEY)")
     p.add_argument("--base-url", help="server root URL (CUEFAST_BASE_URL, default http://127.0.0.1:8000)")
-    p.add_argument("--worker-id", help="worker id (CUEFAST_WORKER_ID, default the hostname)")
+    p.add_argument("--worker-id", help="worker id (CUEFAST_WORKER_ID, default <hostname>-<pid>)")
     p.add_argument("--concurrency", type=int, help="handlers running at once (CUEFAST_WORKER_CONCURRENCY, 8)")
     p.add_argument(
         "--prefetch", type=int, help="claimed executions waiting for a slot (CUEFAST_WORKER_PREFETCH, 0)"

@@ -96,6 +96,14 @@ class WorkerStopped(Exception):
     """The worker stopped for a reason that needs attention (e.g. an invalid API key)."""
 
 
+def default_worker_id() -> str:
+    """``<hostname>-<pid>``: unique per process, so the claims of a daemon that crashed are
+    reclaimed once their lease expires (the server keeps renewing the leases of a worker id
+    that is still heartbeating — a restarted daemon reusing the id would hold them for
+    ``CUEFAST_WORKER_MAX_CLAIM_SECONDS``)."""
+    return f"{platform.node() or 'cuefast-worker'}-{os.getpid()}"
+
+
 def _env(environ: Mapping[str, str], name: str) -> str | None:
     value = environ.get(name, "").strip()
     return value or None
@@ -185,7 +193,7 @@ class Worker:
         env = os.environ if environ is None else environ
         self.api_key = api_key or _env(env, "CUEFAST_API_KEY") or ""
         self.base_url = base_url or _env(env, "CUEFAST_BASE_URL") or "http://127.0.0.1:8000"
-        self.worker_id = worker_id or _env(env, "CUEFAST_WORKER_ID") or platform.node() or "cuefast-worker"
+        self.worker_id = worker_id or _env(env, "CUEFAST_WORKER_ID") or default_worker_id()
         self.concurrency = concurrency or _number(env, "CUEFAST_WORKER_CONCURRENCY", int) or 8
         self.prefetch = (
             prefetch if prefetch is not None else _number(env, "CUEFAST_WORKER_PREFETCH", int) or 0
