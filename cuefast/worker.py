@@ -63,6 +63,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import msgspec
 
 from cuefast.client import AsyncCueFast
@@ -188,9 +189,11 @@ class Worker:
         heartbeat_interval: float = 30.0,
         flush_interval: float = 0.005,
         max_backoff: float = 10.0,
+        sweep_orphans: bool | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
         env = os.environ if environ is None else environ
+        explicit_id = bool(worker_id or _env(env, "CUEFAST_WORKER_ID"))
         self.api_key = api_key or _env(env, "CUEFAST_API_KEY") or ""
         self.base_url = base_url or _env(env, "CUEFAST_BASE_URL") or "http://127.0.0.1:8000"
         self.worker_id = worker_id or _env(env, "CUEFAST_WORKER_ID") or default_worker_id()
@@ -214,6 +217,10 @@ class Worker:
         self.heartbeat_interval = heartbeat_interval
         self.flush_interval = flush_interval
         self.max_backoff = max_backoff
+        self.sweep_orphans = (not explicit_id) if sweep_orphans is None else sweep_orphans
+        """After a claim whose answer was lost, release what the server says this worker id
+        holds beyond what it knows. Safe only when no other process uses the same worker id:
+        on by default for the default (per-process) id, off for an id you chose."""
         self.handlers: dict[str, Handler] = {}
         self._arity: dict[str, int] = {}
         self._is_async: dict[str, bool] = {}
@@ -250,6 +257,8 @@ class Worker:
             if not hasattr(self, name) or name.startswith("_") or name in ("handlers", "stats"):
                 raise TypeError(f"unknown worker option {name!r}")
             setattr(self, name, value)
+        if options.get("worker_id") is not None and options.get("sweep_orphans") is None:
+            self.sweep_orphans = False  # an id chosen by the user may be shared
         return self
 
     def _validate(self) -> None:
@@ -333,6 +342,9 @@ class Worker:
         self._drained = asyncio.Event()
         self._drained.set()
         self._side_tasks: set[asyncio.Task[None]] = set()
+        self._reporting: set[str] = set()
+        self._sweep_guard: set[str] | None = None
+        self._orphans_possible = False
         self._lease = float(self.lease_seconds or 900)
         self._threads = Threads(self.concurrency)
         self.stats = _Stats()
@@ -415,9 +427,14 @@ class Worker:
                 self._die(exc)
                 return
             except CueAPIError as exc:
+                if _maybe_processed(exc):
+                    self._orphans_possible = True
                 await self._pause(backoff.failed(exc))
                 continue
             backoff.ok()
+            if self._orphans_possible and self.sweep_orphans:
+                self._orphans_possible = False
+                await self._sweep_orphans()
             self._lease = float(batch.lease_seconds or self._lease)
             if not batch.executions:
                 if not self.wait_seconds:
@@ -503,6 +520,7 @@ class Worker:
                 extra=extra,
             )
             self._outbox.append(report)
+            self._reporting.add(report.execution_id)
             self._drained.clear()
             self._outbox_ready.set()
 
@@ -534,6 +552,10 @@ class Worker:
                     break
             finally:
                 self._flushing = 0
+                for report in batch:
+                    self._reporting.discard(report.execution_id)
+                    if self._sweep_guard is not None:
+                        self._sweep_guard.add(report.execution_id)
                 if not self._outbox:
                     self._drained.set()
 
@@ -584,6 +606,33 @@ class Worker:
             log.error("outcome of %s not recorded: %s", report.execution_id, exc, extra=extra)
 
     # --- leases, registry, release ------------------------------------------------------
+
+    async def _sweep_orphans(self) -> None:
+        """Release executions the server says this worker holds but the worker does not know
+        (a claim whose answer was lost: read error, timeout, 5xx after the claim)."""
+        guard: set[str] = set()
+        self._sweep_guard = guard
+        try:
+            known = set(self._held_ids()) | self._reporting
+            found: list[str] = []
+            offset = 0
+            while True:
+                page = await self.client.executions.list(
+                    worker_id=self.worker_id, status="delivering", limit=100, offset=offset
+                )
+                found.extend(e.id for e in page.executions)
+                if not page.has_more:
+                    break
+                offset += 100
+            known |= set(self._held_ids()) | self._reporting | guard
+        except CueAPIError as exc:
+            log.warning("orphan sweep failed: %s", exc)
+            return
+        finally:
+            self._sweep_guard = None
+        orphans = [i for i in found if i not in known]
+        if orphans:
+            await self._release(orphans, "claimed by a request whose answer was lost")
 
     def _held_ids(self) -> list[str]:
         ids = [j.item.execution_id for j in self._running.values() if not j.abandoned]
@@ -697,6 +746,15 @@ class Worker:
             await _first(waiter, self._force, within=max(10.0, self.grace_seconds))
         if self._outbox or self._flushing:
             log.error("%d outcomes could not be reported before exit", len(self._outbox) + self._flushing)
+
+
+async def _maybe_processed(exc: CueAPIError) -> bool:
+    """The request may have reached the server (so a claim may have been made)."""
+    if isinstance(exc, CueAPIServerError):
+        return True
+    if isinstance(exc, CueAPIConnectionError):
+        return not isinstance(exc.__cause__, httpx.ConnectError | httpx.ConnectTimeout)
+    return False
 
 
 async def _first(fut: Awaitable[Any], event: asyncio.Event, within: float | None = None) -> None:

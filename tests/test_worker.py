@@ -205,6 +205,35 @@ async def test_claims_and_outcomes_are_batched(client: AsyncCueFast, live: LiveS
     assert worker.stats.claim_calls <= 10, worker.stats
 
 
+async def test_orphan_sweep_releases_claims_whose_answer_was_lost(
+    client: AsyncCueFast, live: LiveServer
+) -> None:
+    key = client._core.headers["Authorization"][7:]
+    worker = Worker(api_key=key, base_url=live.url, wait_seconds=1, environ={})  # default per-process id
+    assert worker.sweep_orphans is True
+    assert Worker(worker_id="shared", environ={}).sweep_orphans is False
+    gate = asyncio.Event()
+
+    @worker.handler("t")
+    async def handler(payload: dict[str, Any], ctx: Context) -> None:
+        await gate.wait()
+
+    mine = (await client.cues.fire(await _worker_cue(client, "t"))).id
+    lost = (await client.cues.fire(await _worker_cue(client, "orphan"))).id
+    async with Running(worker):
+        await wait_for(lambda: mine in worker._running, what="handler running")
+        # a claim made under this worker's id whose answer never reached it
+        got = await client.worker.claim(worker.worker_id, tasks=["orphan"], max=1)
+        assert [e.execution_id for e in got.executions] == [lost]
+        await worker._sweep_orphans()
+        assert worker.stats.released == 1
+        assert (await client.executions.get(mine)).status == "delivering"  # held: kept
+        gate.set()
+    claimable = await client.executions.list_claimable(task="orphan")
+    assert [e.execution_id for e in claimable.executions] == [lost]
+    assert (await client.executions.get(mine)).status == "success"
+
+
 async def test_lease_heartbeats_keep_a_long_handler(settings: Settings) -> None:
     """Lease 2 s, worker 'alive' only 1 s after a registry heartbeat, the real scheduler
     reaping leases: only the daemon's lease extensions keep a 5-second handler's claim."""
