@@ -1,4 +1,4 @@
-"""Benchmark runner: ``./dev bench api [--seconds N] [--users U]``.
+"""Benchmark runner: ``./dev bench api [--seconds N] [--users U]`` (also ``engine``, ``worker``).
 
 Starts ``cuefast serve`` (one process; the local Redis/PostgreSQL when they answer, else
 embedded ones), then runs locust headless from bench/locustfile.py against it, once for
@@ -132,6 +132,11 @@ def main() -> None:
         from bench.engine import main as engine_main
 
         engine_main(sys.argv[2:])
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "worker":
+        from bench.worker import main as worker_main
+
+        worker_main(sys.argv[2:])
         return
     parser = argparse.ArgumentParser(prog="./dev bench")
     sub = parser.add_subparsers(dest="bench", required=True)

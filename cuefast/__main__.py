@@ -34,7 +34,7 @@ class _JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        for key in ("cue_id", "execution_id", "account_id"):
+        for key in ("cue_id", "execution_id", "account_id", "task", "worker_id", "error"):
             if hasattr(record, key):
                 out[key] = getattr(record, key)
         if record.exc_info:
@@ -187,11 +187,87 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("scheduler", help="run the scheduler role only (any number may run)")
     sub.add_parser("dispatcher", help="run the webhook dispatcher role only (any number may run)")
     sub.add_parser("migrate", help="apply the PostgreSQL schema (idempotent)")
+    _add_worker_parser(sub)
     return parser
+
+
+def _add_worker_parser(sub: Any) -> None:
+    text = "run the worker daemon: pull worker-transport executions and run your handlers"
+    p = sub.add_parser("worker", help=text, description=text)
+    p.add_argument(
+        "--app", help="module:attribute of a cuefast.Worker (or a factory returning one); CUEFAST_WORKER_APP"
+    )
+    p.add_argument("--api-key", help="API key (CUEFAST_API_KEY)")
+    p.add_argument("--base-url", help="server root URL (CUEFAST_BASE_URL, default http://127.0.0.1:8000)")
+    p.add_argument("--worker-id", help="worker id (CUEFAST_WORKER_ID, default <hostname>-<pid>)")
+    p.add_argument("--concurrency", type=int, help="handlers running at once (CUEFAST_WORKER_CONCURRENCY, 8)")
+    p.add_argument(
+        "--prefetch", type=int, help="claimed executions waiting for a slot (CUEFAST_WORKER_PREFETCH, 0)"
+    )
+    p.add_argument("--agent", help="only executions whose payload.agent is this (CUEFAST_WORKER_AGENT)")
+    p.add_argument("--lease-seconds", type=int, help="claim lease to ask for (default: the server's)")
+    p.add_argument(
+        "--wait-seconds", type=float, help="long-poll wait per claim, 0-30 (CUEFAST_WORKER_WAIT_SECONDS, 5)"
+    )
+    p.add_argument(
+        "--grace-seconds",
+        type=float,
+        help="shutdown grace for running handlers (CUEFAST_WORKER_GRACE_SECONDS, 30)",
+    )
+    p.add_argument("--heartbeat-interval", type=float, help="worker registry heartbeat interval (30 s)")
+    p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ... (CUEFAST_LOG_LEVEL, INFO)")
+    p.add_argument("--log-json", action="store_true", default=None, help="JSON log lines (CUEFAST_LOG_JSON)")
+
+
+def _worker(args: argparse.Namespace) -> int:
+    """``cuefast worker``: the client side only (SDK + worker; no server modules)."""
+    import os
+
+    from cuefast.worker import load_app
+
+    level = (args.log_level or os.environ.get("CUEFAST_LOG_LEVEL") or "INFO").upper()
+    as_json = args.log_json or os.environ.get("CUEFAST_LOG_JSON", "").lower() in ("1", "true", "yes", "on")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        _JsonFormatter() if as_json else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    try:
+        root.setLevel(level)
+    except ValueError:
+        print(f"cuefast: unknown log level {level!r}", file=sys.stderr)
+        return 2
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    spec = args.app or os.environ.get("CUEFAST_WORKER_APP")
+    if not spec:
+        print("cuefast: worker needs --app module:worker (or CUEFAST_WORKER_APP)", file=sys.stderr)
+        return 2
+    try:
+        worker = load_app(spec)
+        worker.configure(
+            api_key=args.api_key,
+            base_url=args.base_url,
+            worker_id=args.worker_id,
+            concurrency=args.concurrency,
+            prefetch=args.prefetch,
+            agent=args.agent,
+            lease_seconds=args.lease_seconds,
+            wait_seconds=args.wait_seconds,
+            grace_seconds=args.grace_seconds,
+            heartbeat_interval=args.heartbeat_interval,
+        )
+        worker._validate()
+    except (ImportError, AttributeError, ValueError, TypeError) as exc:
+        print(f"cuefast: worker configuration error: {exc}", file=sys.stderr)
+        return 2
+    return worker.run()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "worker":
+        return _worker(args)
     try:
         settings = load_settings(host=getattr(args, "host", None), port=getattr(args, "port", None))
     except ConfigError as exc:

@@ -22,7 +22,21 @@ PREFIX = "CUEFAST_"
 # Variables that are read by tools around cuefast (the test suite, the bench), not by
 # the server; tolerated so that a shared environment does not stop the server.
 _FOREIGN = frozenset(
-    {"CUEFAST_TEST_REDIS_URL", "CUEFAST_TEST_DATABASE_URL", "CUEFAST_TEST_EMBEDDED", "CUEFAST_VENV"}
+    {
+        "CUEFAST_TEST_REDIS_URL",
+        "CUEFAST_TEST_DATABASE_URL",
+        "CUEFAST_TEST_EMBEDDED",
+        "CUEFAST_VENV",
+        # the SDK and the worker daemon (cuefast/client, cuefast/worker.py)
+        "CUEFAST_API_KEY",
+        "CUEFAST_WORKER_APP",
+        "CUEFAST_WORKER_ID",
+        "CUEFAST_WORKER_CONCURRENCY",
+        "CUEFAST_WORKER_PREFETCH",
+        "CUEFAST_WORKER_AGENT",
+        "CUEFAST_WORKER_WAIT_SECONDS",
+        "CUEFAST_WORKER_GRACE_SECONDS",
+    }
 )
 
 
