@@ -18,8 +18,9 @@ Concurrency (``CUEFAST_DELIVERY_CONCURRENCY`` global, ``CUEFAST_DELIVERY_PER_HOS
 callback ``host:port``). A leased attempt first takes a slot of its host; when the host
 is saturated it waits in that host's queue holding no global slot, so a host that hangs
 holds at most its own bound of requests. Reads are sized so that attempts in memory stay
-within the global bound. An attempt queued longer than ``HOST_WAIT_S`` shows that the host
-cannot keep up: that host's queue is handed back, and for ``HOST_WAIT_S`` more new
+within the global bound. When queued attempts leave no room to read (other hosts' work
+would wait) and a host's oldest queued attempt has waited longer than ``HOST_WAIT_S``, the
+host cannot keep up: that host's queue is handed back, and for ``HOST_WAIT_S`` more new
 attempts for it are handed back at once. Handing back (``deliver_release.lua``) removes
 the lease, acknowledges the stream entry, puts the status back (pending / retry_ready,
 no attempt counted) and re-queues the execution through the delayed zset after the time
@@ -468,14 +469,18 @@ class Dispatcher:
                 self._hosts.pop(host.key, None)
 
     async def _sweep_hosts(self) -> None:
-        """Twice per ``host_wait_s``: hand back the queue of every host that cannot keep up."""
+        """Twice per ``host_wait_s``: while attempts queued behind saturated hosts leave no room
+        to read (so other hosts' work would wait), hand back the queue of every host whose
+        oldest attempt waited longer than ``host_wait_s``. A host that is merely busy while
+        there is room keeps its queue: it is served in order, without re-leasing churn."""
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(self.host_wait_s / 2)
             now = loop.time()
             back: list[tuple[_Attempt, int]] = []
+            starved = self._room_left() < self._low_water()  # queues keep the reader from reading
             for host in list(self._hosts.values()):
-                if host.queue and now - host.queue[0].queued_at > self.host_wait_s:
+                if starved and host.queue and now - host.queue[0].queued_at > self.host_wait_s:
                     host.congested_since = host.congested_since or host.queue[0].queued_at
                     host.congested_until = now + self.host_wait_s
                     at = self.clock.now_us() + host.hand_back_delay_us(now)

@@ -31,7 +31,7 @@ import pytest
 from aiohttp import web
 
 from cuefast.config import Settings
-from cuefast.cue_input import parse_create
+from cuefast.cue_input import parse_create, parse_patch
 from cuefast.store import DISPATCH_GROUP
 from tests.conftest import Api
 from tests.procs import Processes, process_env
@@ -89,10 +89,12 @@ class Cluster:
         self.procs = procs
         self.receiver = receiver
         self.cues: dict[str, tuple[str, int]] = {}  # cue id → (account secret, first next_run µs)
+        self.owners: dict[str, Any] = {}  # cue id → its Account
+        self.env: dict[str, str] = {}
 
     async def start(self) -> None:
         """Start the five processes, create the cues while they boot, wait until they run."""
-        env = process_env(self.settings, **ENV)
+        env = self.env = process_env(self.settings, **ENV)
         for i in range(2):
             self.procs.start(f"scheduler-{i}", "scheduler", env=env)
         for i in range(3):
@@ -136,6 +138,7 @@ class Cluster:
             first = _us(cue["next_run"])
             assert first % SECOND == 0 and before < first <= after + SECOND  # the next whole second
             self.cues[cue["id"]] = (accounts[i % 2][1], first)
+            self.owners[cue["id"]] = owners[i % 2]
 
         began = time.monotonic()
         for start in range(0, CUES, 50):
@@ -240,7 +243,17 @@ async def _stop_schedulers(cluster: Cluster) -> dict[str, int]:
     """SIGTERM the schedulers still running; then every cue's next_run is final."""
     codes = await cluster.procs.stop_all([n for n in cluster.procs.procs if n.startswith("scheduler")])
     assert set(codes.values()) <= {0}, codes
-    return await cluster.next_runs()
+    final = await cluster.next_runs()
+    # Pause every cue, then run a scheduler again: it fires nothing more, but keeps doing its
+    # other duties the dispatchers rely on (attempts handed back by a dispatcher whose host
+    # could not keep up come back through the delayed zset; due retries).
+    rt = cluster.api.rt
+    pause = parse_patch({"status": "paused"})
+    for cue_id, account in cluster.owners.items():
+        await rt.cues.update(account, cue_id, pause)
+    cluster.procs.start("scheduler-after", "scheduler", env=cluster.env)
+    await cluster.procs.wait_for_log("scheduler-after", "scheduler running")
+    return final
 
 
 async def test_two_schedulers_three_dispatchers_each_slot_once(
