@@ -212,6 +212,11 @@ class Dispatcher:
 
     async def run(self, stop: asyncio.Event, *, block_ms: int = 1000, reclaim_every: float = 5.0) -> None:
         await self.start()
+        from cuefast.notices import NoticeSender  # alert webhooks and on_failure e-mails, same session
+
+        notices = asyncio.create_task(
+            NoticeSender(self.store, self.settings, self.clock, self.send).run(stop)
+        )
         loop = asyncio.get_running_loop()
         next_reclaim = loop.time()
         next_flush = loop.time() + 1.0
@@ -232,6 +237,7 @@ class Dispatcher:
                     log.exception("dispatcher loop error")
                     await asyncio.sleep(1.0)
         finally:
+            await asyncio.gather(notices, return_exceptions=True)
             await self.close()  # graceful: in-flight deliveries finish and are recorded
 
     def _min_idle_ms(self) -> int:
@@ -401,14 +407,7 @@ class Dispatcher:
         now: int,
     ) -> None:
         """on_failure escalation (§12.1); the pause already happened with the final result."""
-        if cfg.on_failure.email:
-            log.warning(
-                "cue %s failed (execution %s): %s; on_failure e-mail to the account owner",
-                cue_id,
-                eid,
-                error,
-                extra={"cue_id": cue_id, "execution_id": eid, "account_id": account_id},
-            )
+        # on_failure.email: queued by deliver_finish.lua, sent by cuefast.notices
         if cfg.on_failure.webhook:
             notice = {
                 "attempts": attempts,

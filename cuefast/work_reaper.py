@@ -139,14 +139,7 @@ class WorkReaper:
                 cfg = cfgs.get(cue_id)
                 if cfg is None:
                     continue
-                if cfg.on_failure.email:
-                    log.warning(
-                        "cue %s failed (execution %s): %s; on_failure e-mail to the account owner",
-                        cue_id,
-                        eid,
-                        error,
-                        extra={"cue_id": cue_id, "execution_id": eid, "account_id": acct},
-                    )
+                # on_failure.email: queued by lease_reap.lua / missed.lua, sent by cuefast.notices
                 if cfg.on_failure.webhook:
                     notice = {
                         "attempts": attempts,
