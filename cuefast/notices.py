@@ -67,10 +67,11 @@ class NoticeSender:
                 log.exception("notice sender loop error")
                 await asyncio.sleep(1.0)
 
-    async def step(self, *, block_ms: int = 0, reclaim: bool = False) -> int:
-        """Requeue due retries, then send what is queued (concurrently); returns notices handled."""
+    async def step(self, *, block_ms: int = 0, reclaim: bool = False, idle_ms: int = RECLAIM_IDLE_MS) -> int:
+        """Requeue due retries, take over notices idle for ``idle_ms`` in a dead sender's hands
+        (with ``reclaim``), then send what is queued, concurrently; returns notices handled."""
         await self.store.move_due_notices(self.clock.now_us())
-        entries = await self.store.reclaim_notices(self.consumer, RECLAIM_IDLE_MS, 100) if reclaim else []
+        entries = await self.store.reclaim_notices(self.consumer, idle_ms, 100) if reclaim else []
         entries += await self.store.read_notices(self.consumer, 100, block_ms)
         await asyncio.gather(*(self.handle(*e) for e in entries))
         return len(entries)

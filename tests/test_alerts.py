@@ -240,6 +240,24 @@ async def test_alert_webhook_retried_after_500_then_given_up(env: Any) -> None:
     assert len(receiver.requests) == MAX_ATTEMPTS
 
 
+async def test_notice_of_a_dead_sender_is_taken_over(env: Any) -> None:
+    api, _, _, _, receiver = env
+    key = await api.register()
+    await api.request(
+        "PATCH", "/v1/auth/me", key, json={"alert_webhook_url": receiver.url.replace("/hook", "/alerts")}
+    )
+    cue = await paused_cue(api, key, receiver.url, verification={"mode": "require_external_id"})
+    ex = await fire(api, key, cue["id"])
+    await outcome(api, key, ex["id"], {"success": True})
+    dead, alive = sender_for(env), sender_for(env)
+    await dead.start()
+    assert len(await api.rt.store.read_notices(dead.consumer, 10, 0)) == 1  # read, never finished
+    assert await alive.step() == 0
+    assert await alive.step(reclaim=True, idle_ms=0) == 1
+    assert [r["path"] for r in receiver.requests] == ["/alerts"]
+    assert await alive.step(reclaim=True, idle_ms=0) == 0
+
+
 async def test_no_alert_webhook_url_keeps_the_alert_listed(env: Any) -> None:
     api, _, _, _, receiver = env
     key = await api.register()
