@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from cuefast.alerts import webhook_body
 from cuefast.clock import Clock
 from cuefast.config import Settings
+from cuefast.errors import ConfigError
 from cuefast.mail import Mailer
 from cuefast.models import CONFIG_DECODER
 from cuefast.signing import sign
@@ -46,9 +47,12 @@ class NoticeSender:
         self.clock = clock
         self.send = send
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self.mailer = (
-            Mailer(settings.smtp_url, settings.notify_timeout_seconds) if settings.smtp_url else None
-        )
+        self.mailer: Mailer | None = None
+        if settings.smtp_url:
+            try:
+                self.mailer = Mailer(settings.smtp_url, settings.notify_timeout_seconds)
+            except ConfigError as exc:  # a bad mail setting never stops alert webhooks
+                log.error("on_failure e-mail disabled: %s", exc)
 
     async def start(self) -> None:
         await self.store.ensure_notice_groups()

@@ -1,8 +1,9 @@
 """Scheduler steps of the worker transport (CONTRACT.md §9.5, §12.1): expired leases are renewed
 (worker alive, under the ceiling), re-offered as ``retry_ready`` or failed; claimable work
 nobody claimed in time becomes ``missed``; final failures run on_failure (pause, signed
-notice through the dispatcher's SSRF-checked sender, e-mail log line). Bounded batches per
-partition; every state change is a Lua script that re-checks what was judged."""
+notice through the dispatcher's SSRF-checked sender; the e-mail is queued by the Lua script and
+sent by ``cuefast.notices``). Bounded batches per partition; every state change is a Lua script
+that re-checks what was judged."""
 
 from __future__ import annotations
 

@@ -17,6 +17,8 @@ import msgspec
 import pytest
 
 from cuefast.config import Settings
+from cuefast.errors import ConfigError
+from cuefast.mail import Mailer
 from cuefast.notices import MAX_ATTEMPTS, NoticeSender
 from cuefast.times import parse_datetime
 from tests.api.worker_helpers import Env, make_env
@@ -432,3 +434,21 @@ async def test_dispatcher_run_sends_notices(env: Any) -> None:
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
+
+
+def test_smtp_url_forms_and_no_password_in_repr() -> None:
+    m = Mailer("smtps://ops%40x.io:s3cr%2Ft@mail.example.com?from=alerts@x.io")
+    assert (m.tls, m.host, m.port, m.user, m.password, m.sender) == (
+        True,
+        "mail.example.com",
+        465,
+        "ops@x.io",
+        "s3cr/t",
+        "alerts@x.io",
+    )
+    assert "s3cr" not in repr(m)
+    plain = Mailer("smtp://127.0.0.1:2525")
+    assert (plain.tls, plain.port, plain.user, plain.sender) == (False, 2525, "", "cuefast@localhost")
+    for bad in ("http://mail.example.com", "smtp://", "mail.example.com:25"):
+        with pytest.raises(ConfigError):
+            Mailer(bad)
