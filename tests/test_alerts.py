@@ -452,3 +452,17 @@ def test_smtp_url_forms_and_no_password_in_repr() -> None:
     for bad in ("http://mail.example.com", "smtp://", "mail.example.com:25"):
         with pytest.raises(ConfigError):
             Mailer(bad)
+
+
+def test_notice_and_alert_keys_share_the_partition_slot() -> None:
+    from redis.crc import key_slot
+
+    from cuefast.keys import Keys
+
+    k = Keys("cf", 16)
+    for p in (0, 7, 15):
+        slots = {
+            key_slot(x.encode())
+            for x in (k.notices(p), k.notice_retries(p), k.alert(p, "a"), k.alert_index(p, "acct", "x"))
+        }
+        assert slots == {key_slot(k.execution(p, "e").encode())}
