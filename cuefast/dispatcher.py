@@ -346,6 +346,11 @@ class Dispatcher:
 
     async def run(self, stop: asyncio.Event, *, block_ms: int = 1000, reclaim_every: float = 5.0) -> None:
         await self.start()
+        from cuefast.notices import NoticeSender  # alert webhooks and on_failure e-mails, same session
+
+        notices = asyncio.create_task(
+            NoticeSender(self.store, self.settings, self.clock, self.send).run(stop)
+        )
         loop = asyncio.get_running_loop()
         self._sweeper = asyncio.create_task(self._sweep_hosts())
         next_reclaim = loop.time()
@@ -373,7 +378,8 @@ class Dispatcher:
                     log.exception("dispatcher loop error")
                     await asyncio.sleep(1.0)
         finally:
-            await self.close()
+            await asyncio.gather(notices, return_exceptions=True)
+            await self.close()  # graceful: queued attempts released, sent ones awaited (see close)
 
     def _min_idle_ms(self) -> int:
         return max(self.settings.webhook_stale_seconds, self.settings.webhook_timeout_seconds + 60) * 1000
@@ -664,14 +670,7 @@ class Dispatcher:
         now: int,
     ) -> None:
         """on_failure escalation (§12.1); the pause already happened with the final result."""
-        if cfg.on_failure.email:
-            log.warning(
-                "cue %s failed (execution %s): %s; on_failure e-mail to the account owner",
-                cue_id,
-                eid,
-                error,
-                extra={"cue_id": cue_id, "execution_id": eid, "account_id": account_id},
-            )
+        # on_failure.email: queued by deliver_finish.lua, sent by cuefast.notices
         if cfg.on_failure.webhook:
             notice = {
                 "attempts": attempts,

@@ -197,6 +197,29 @@ class Keys:
         """string (1 h TTL): echo requests stored for one client IP in one hour"""
         return f"{self.prefix}:{{echo}}:ip:{ip}:{hour}"
 
+    # ---- alerts and notices (docs/DESIGN.md "Alerts") ----------------------------------
+    def alert(self, p: int, alert_id: str) -> str:
+        """hash: one alert (acct, cue, eid, type, msg, md, ca), in its execution's partition"""
+        return f"{self.part(p)}:alert:{alert_id}"
+
+    def alert_index(self, p: int, account_id: str, alert_type: str | None = None) -> str:
+        """zset: alert id → created_at µs, an account's alerts (of one type) on one partition"""
+        suffix = "" if alert_type is None else f":{alert_type}"
+        return f"{self.part(p)}:idx:{account_id}:alerts{suffix}"
+
+    def notices(self, p: int) -> str:
+        """stream: notices to send (``k`` = "a" alert webhook | "f" on_failure e-mail, ``i`` = alert
+        or execution id, ``n`` = attempt), consumer group ``notifiers``"""
+        return f"{self.part(p)}:notices"
+
+    def notice_retries(self, p: int) -> str:
+        """zset: "<kind>|<id>|<attempt>" → when that notice is sent again µs"""
+        return f"{self.part(p)}:noticeretry"
+
+    def mail_count(self, account_id: str, hour: int) -> str:
+        """string (1 h TTL): on_failure e-mails sent to one account in one clock hour"""
+        return f"{self.prefix}:{{a:{account_id}}}:mail:{hour}"
+
     @property
     def poller(self) -> str:
         """hash: the scheduler's last cycle (for /health)"""

@@ -59,9 +59,13 @@ SCRIPT_NAMES = (
     "echo_store",
     "outcome_batch",
     "execution_cues",
+    # alerts and notices
+    "notice_due",
+    "notice_retry",
 )
 
 DISPATCH_GROUP = "dispatchers"
+NOTICE_GROUP = "notifiers"
 
 Reserve = Literal["ok", "taken", "count"]
 
@@ -790,6 +794,112 @@ class Store:
         if p is None:
             return False
         return bool(await self.redis.exists(self.keys.execution(p, execution_id)))
+
+    # ---- alerts and notices (docs/DESIGN.md "Alerts") ----------------------------------
+    async def alerts_page(
+        self, account_id: str, alert_type: str | None, since_us: int | None, offset: int, limit: int
+    ) -> tuple[list[dict[str, str]], int]:
+        """An account's alerts newest first (ties: id descending) and the filtered total, merged
+        over the per-partition indexes: two round trips (indexes, then the page's hashes)."""
+        k = self.keys
+        low: str | int = "-inf" if since_us is None else since_us
+        depth = offset + limit
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in range(k.partitions):
+                index = k.alert_index(p, account_id, alert_type)
+                pipe.zrevrangebyscore(index, "+inf", low, start=0, num=depth, withscores=True)
+                pipe.zcount(index, low, "+inf")
+            res = await pipe.execute()
+        merged: list[tuple[float, str, int]] = []
+        total = 0
+        for p in range(k.partitions):
+            merged.extend((float(score), str(member), p) for member, score in res[2 * p])
+            total += int(res[2 * p + 1])
+        merged.sort(reverse=True)
+        page = merged[offset:depth]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for _, alert_id, p in page:
+                pipe.hgetall(k.alert(p, alert_id))
+            rows = await pipe.execute()
+        out = [dict(row, id=alert_id) for (_, alert_id, _), row in zip(page, rows, strict=True) if row]
+        return out, total
+
+    async def get_alert(self, p: int, alert_id: str) -> dict[str, str] | None:
+        row = await self.redis.hgetall(self.keys.alert(p, alert_id))
+        return {**{str(f): str(v) for f, v in row.items()}, "id": alert_id} if row else None
+
+    async def notice_targets(self, account_id: str) -> tuple[str, str, str]:
+        """(alert webhook URL, alert secret, e-mail) of an account ("" when absent)."""
+        row = await self.redis.hmget(self.keys.account(account_id), ["alert_url", "alert_secret", "email"])
+        return (str(row[0] or ""), str(row[1] or ""), str(row[2] or ""))
+
+    async def count_mail(self, account_id: str, hour: int) -> int:
+        """Count one on_failure e-mail in the account's clock hour; returns the count so far."""
+        key = self.keys.mail_count(account_id, hour)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, 3600)
+            n, _ = await pipe.execute()
+        return int(n)
+
+    async def ensure_notice_groups(self) -> None:
+        for p in range(self.keys.partitions):
+            try:
+                await self.redis.xgroup_create(self.keys.notices(p), NOTICE_GROUP, id="0", mkstream=True)
+            except Exception as exc:  # BUSYGROUP: it exists
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    def _notice_entries(self, p: int, entries: Any) -> list[tuple[int, str, str, str, int]]:
+        return [
+            (p, str(entry_id), str(f.get("k", "")), str(f.get("i", "")), int(f.get("n") or 1))
+            for entry_id, f in entries or []
+            if f
+        ]
+
+    async def read_notices(
+        self, consumer: str, count: int, block_ms: int
+    ) -> list[tuple[int, str, str, str, int]]:
+        """New notices for this consumer: (partition, entry id, kind, id, attempt)."""
+        k = self.keys
+        streams: dict[Any, Any] = {k.notices(p): ">" for p in range(k.partitions)}
+        block = block_ms if block_ms > 0 else None  # 0 would block forever
+        res: Any = await self.redis.xreadgroup(NOTICE_GROUP, consumer, streams, count=count, block=block)
+        index = {k.notices(p): p for p in range(k.partitions)}
+        out: list[tuple[int, str, str, str, int]] = []
+        for stream, entries in res or []:
+            out.extend(self._notice_entries(index[str(stream)], entries))
+        return out
+
+    async def reclaim_notices(
+        self, consumer: str, min_idle_ms: int, count: int
+    ) -> list[tuple[int, str, str, str, int]]:
+        """Notices another sender read but never finished (it died): take them over."""
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in range(k.partitions):
+                pipe.xautoclaim(k.notices(p), NOTICE_GROUP, consumer, min_idle_ms, "0-0", count=count)
+            rows = await pipe.execute()
+        out: list[tuple[int, str, str, str, int]] = []
+        for p, res in enumerate(rows):
+            out.extend(self._notice_entries(p, res[1]))
+        return out
+
+    async def finish_notice(self, p: int, entry_id: str, retry: str = "", due_us: int = 0) -> None:
+        """Acknowledge a notice entry; ``retry`` ("<kind>|<id>|<attempt>") schedules it again."""
+        k = self.keys
+        await self._run("notice_retry", [k.notices(p), k.notice_retries(p)], [entry_id, retry, due_us])
+
+    async def move_due_notices(self, now_us: int, batch: int = 500) -> int:
+        """Retries that are due → back onto each partition's notices stream (one round trip)."""
+        k = self.keys
+        res = await self._run_many(
+            [
+                ("notice_due", [k.notice_retries(p), k.notices(p)], [now_us, batch])
+                for p in range(k.partitions)
+            ]
+        )
+        return sum(int(n) for n in res)
 
     # ---- worker transport ----------------------------------------------------------
     unclaimed_window_us: int | None = None

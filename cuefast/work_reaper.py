@@ -1,8 +1,9 @@
 """Scheduler steps of the worker transport (CONTRACT.md §9.5, §12.1): expired leases are renewed
 (worker alive, under the ceiling), re-offered as ``retry_ready`` or failed; claimable work
 nobody claimed in time becomes ``missed``; final failures run on_failure (pause, signed
-notice through the dispatcher's SSRF-checked sender, e-mail log line). Bounded batches per
-partition; every state change is a Lua script that re-checks what was judged."""
+notice through the dispatcher's SSRF-checked sender; the e-mail is queued by the Lua script and
+sent by ``cuefast.notices``). Bounded batches per partition; every state change is a Lua script
+that re-checks what was judged."""
 
 from __future__ import annotations
 
@@ -139,14 +140,7 @@ class WorkReaper:
                 cfg = cfgs.get(cue_id)
                 if cfg is None:
                     continue
-                if cfg.on_failure.email:
-                    log.warning(
-                        "cue %s failed (execution %s): %s; on_failure e-mail to the account owner",
-                        cue_id,
-                        eid,
-                        error,
-                        extra={"cue_id": cue_id, "execution_id": eid, "account_id": acct},
-                    )
+                # on_failure.email: queued by lease_reap.lua / missed.lua, sent by cuefast.notices
                 if cfg.on_failure.webhook:
                     notice = {
                         "attempts": attempts,

@@ -12,6 +12,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from cuefast import __version__
+from cuefast.api import alerts as alerts_api
 from cuefast.api import auth, cues, echo, executions, system, usage, workers
 from cuefast.api.edge import Edge
 from cuefast.api.http import error_response, json_response
@@ -74,6 +75,7 @@ def create_litestar(rt: Runtime, *, manage_runtime: bool = True) -> Litestar:
         *workers.routes(rt),
         *echo.routes(rt),
         *usage.routes(rt),
+        *alerts_api.routes(rt),
     ]
     return Litestar(
         route_handlers=handlers,

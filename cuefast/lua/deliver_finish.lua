@@ -9,6 +9,7 @@
   returns one new status per attempt ("" = the execution was not in flight: deleted, or its
   result already recorded by another attempt) ]]
 --!include set_cue_status
+--!include alert
 local pfx, now = ARGV[1], ARGV[2]
 local out = {}
 
@@ -47,6 +48,7 @@ local function finish(eid, result, hs, em, nxr, od, entry, once, pause)
     if cue_exists then redis.call('HSET', ck, 'lr', now) end
     if once == '1' then set_cue_status(pfx, e[2], e[3], 'failed') end
     if pause == '1' then set_cue_status(pfx, e[2], e[3], 'paused') end
+    alert_final_failure(pfx, eid, e[2], e[3], now)  -- streak, on_failure e-mail (§12)
   end
   return status
 end

@@ -7,6 +7,7 @@
   returns the resulting status per claim ("" = changed meanwhile, left alone) ]]
 --!include set_cue_status
 --!include work_index
+--!include alert
 local pfx, now = ARGV[1], ARGV[2]
 local out = {}
 for i = 3, #ARGV, 3 do
@@ -35,6 +36,7 @@ for i = 3, #ARGV, 3 do
         res = 'failed'
         redis.call('HSET', ek, 'st', res, 'ua', now, 'lx', '',
           'em', 'Worker lease expired; max attempts exhausted')
+        alert_final_failure(pfx, eid, e[7], acct, now)  -- streak, on_failure e-mail (§12)
         local ck = pfx .. 'cue:' .. e[7]
         if redis.call('EXISTS', ck) == 1 then
           redis.call('HSET', ck, 'lr', now)

@@ -7,6 +7,7 @@
   attempts} ]]
 --!include set_cue_status
 --!include work_index
+--!include alert
 local pfx, now = ARGV[1], ARGV[4]
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
 local out = {#ids}
@@ -18,6 +19,7 @@ for _, eid in ipairs(ids) do
     redis.call('HSET', ek, 'st', 'missed', 'ua', now,
       'em', 'No worker claimed this execution within timeout window')
     work_rem(pfx, e[3], eid, e[6], e[7])
+    alert_final_failure(pfx, eid, e[4], e[3], now)  -- streak, on_failure e-mail (§12)
     local ck = pfx .. 'cue:' .. e[4]
     if redis.call('EXISTS', ck) == 1 then
       redis.call('HSET', ck, 'lr', now)

@@ -6,6 +6,7 @@
   returns {1, status} | {-1} an outcome is already recorded | {-2} no such execution ]]
 --!include set_cue_status
 --!include work_index
+--!include alert
 --!include record_outcome
 local eid = string.match(KEYS[1], 'exec:(.*)$')
 local defer, cues = {}, {}

@@ -6,6 +6,7 @@
   returns one value per outcome: its new status | "-1" already recorded | "-2" not found ]]
 --!include set_cue_status
 --!include work_index
+--!include alert
 --!include record_outcome
 local pfx, acct, now = ARGV[1], ARGV[2], ARGV[3]
 local out = {}

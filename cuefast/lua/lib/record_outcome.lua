@@ -1,5 +1,5 @@
 -- record_outcome: write an execution's outcome once, atomically with its status effect (needs
--- set_cue_status and work_index included first). Returns 1, status | -1 (an outcome is already
+-- set_cue_status, work_index and alert included first). Returns 1, status | -1 (an outcome is already
 -- recorded) | -2 (no such execution, or not of `acct` when `acct` is given).
 -- `defer` collects index removals and `cues` the run counts per cue (cue id → {n}); the caller
 -- writes them with outcome_flush (one call per key / cue for a whole batch).
@@ -38,6 +38,7 @@ local function record_outcome(pfx, eid, acct, outcome_json, success, state, err,
     redis.call('HSET', ek, 'oc', outcome_json, 'os', state, 'ua', now)
   end
   if c.exists and tr == 'worker' then c.n = c.n + 1 end
+  alert_outcome(pfx, eid, e[3], e[4], tr, success, state, now)  -- alerts (§12.4)
   return 1, st
 end
 

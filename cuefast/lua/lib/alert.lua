@@ -1,0 +1,62 @@
+-- alert: alerts and failure verdicts (CONTRACT.md §12.4), written in the script that records the
+-- event. Keys, all in the execution's partition slot `pfx`:
+--   alert:<id> hash (acct, cue, eid, type, msg, md = metadata JSON, ca = created µs)
+--   idx:<acct>:alerts and idx:<acct>:alerts:<type> zsets (alert id → created µs)
+--   notices stream (k = "a" alert | "f" on_failure e-mail, i = alert / execution id, n = attempt)
+--   the cue hash's fs (failure streak) and fsa ("1" = streak already alerted); the execution
+--   hash's vd ("1" = verdict counted).
+-- The alert id is a name-based UUID of (type, execution id): one alert per (type, execution)
+-- at most — the contract's dedup (user and cue are the execution's).
+local function alert_raise(pfx, acct, cue, eid, atype, msg, md, now)
+  local h = redis.sha1hex(atype .. '|' .. eid)
+  local var = string.sub('89ab', tonumber(string.sub(h, 17, 17), 16) % 4 + 1)
+  local id = string.sub(h, 1, 8) .. '-' .. string.sub(h, 9, 12) .. '-5' .. string.sub(h, 14, 16) .. '-' ..
+    var .. string.sub(h, 18, 20) .. '-' .. string.sub(h, 21, 32)
+  local ak = pfx .. 'alert:' .. id
+  if redis.call('EXISTS', ak) == 1 then return end
+  redis.call('HSET', ak, 'acct', acct, 'cue', cue, 'eid', eid, 'type', atype, 'msg', msg, 'md', md, 'ca', now)
+  redis.call('ZADD', pfx .. 'idx:' .. acct .. ':alerts', now, id)
+  redis.call('ZADD', pfx .. 'idx:' .. acct .. ':alerts:' .. atype, now, id)
+  redis.call('XADD', pfx .. 'notices', '*', 'k', 'a', 'i', id, 'n', '1')
+end
+
+-- the execution's verdict (first one only): a failure adds to its cue's streak, a success resets it;
+-- the streak reaching the cue's alerts.consecutive_failures (default 3) raises one alert
+local function alert_verdict(pfx, eid, cue, acct, success, now)
+  if redis.call('HSETNX', pfx .. 'exec:' .. eid, 'vd', '1') == 0 then return end
+  local ck = pfx .. 'cue:' .. cue
+  local cfg = redis.call('HGET', ck, 'cfg')
+  if not cfg then return end
+  if success then
+    redis.call('HSET', ck, 'fs', 0, 'fsa', '')
+    return
+  end
+  local n = redis.call('HINCRBY', ck, 'fs', 1)
+  local limit = tonumber(string.match(cfg, '"consecutive_failures":(%d+)')) or 3
+  if n >= limit and redis.call('HGET', ck, 'fsa') ~= '1' then
+    redis.call('HSET', ck, 'fsa', '1')
+    alert_raise(pfx, acct, cue, eid, 'consecutive_failures',
+      'Cue ' .. cue .. ' has ' .. n .. ' consecutive failed executions.',
+      '{"consecutive_failures":' .. n .. '}', now)
+  end
+end
+
+-- a final failure (§12.1: attempts exhausted, lease exhausted, missed): its verdict, and the
+-- on_failure e-mail notice when the cue wants one
+local function alert_final_failure(pfx, eid, cue, acct, now)
+  alert_verdict(pfx, eid, cue, acct, false, now)
+  local cfg = redis.call('HGET', pfx .. 'cue:' .. cue, 'cfg')
+  if cfg and string.find(cfg, '"email":true', 1, true) then
+    redis.call('XADD', pfx .. 'notices', '*', 'k', 'f', 'i', eid, 'n', '1')
+  end
+end
+
+-- after an outcome was recorded: its verdict, and a verification_failed alert
+local function alert_outcome(pfx, eid, cue, acct, tr, success, state, now)
+  alert_verdict(pfx, eid, cue, acct, success == '1', now)
+  if state == 'verification_failed' then
+    alert_raise(pfx, acct, cue, eid, 'verification_failed',
+      'Execution ' .. eid .. ' reported success but failed verification (required evidence missing).',
+      '{"outcome_state":"verification_failed","transport":"' .. (tr or 'webhook') .. '"}', now)
+  end
+end

@@ -1,0 +1,58 @@
+"""Outgoing e-mail over SMTP (``CUEFAST_SMTP_URL``), stdlib ``smtplib`` run in a thread.
+
+``smtp://[user:pass@]host[:port][?from=addr]`` (plain, port 25 by default) or
+``smtps://…`` (implicit TLS, port 465). The password is never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+import ssl
+from email.message import EmailMessage
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from cuefast.errors import ConfigError
+
+
+class Mailer:
+    def __init__(self, url: str, timeout_s: float = 10.0) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ConfigError(
+                "CUEFAST_SMTP_URL must look like smtp://host:port or smtps://user:pass@host:port"
+            )
+        self.tls = parts.scheme == "smtps"
+        self.host = parts.hostname
+        self.port = parts.port or (465 if self.tls else 25)
+        self.user = unquote(parts.username or "")
+        self.password = unquote(parts.password or "")
+        self.sender = parse_qs(parts.query).get("from", ["cuefast@localhost"])[0]
+        self.timeout_s = timeout_s
+
+    def __repr__(self) -> str:  # never the password
+        return f"Mailer({'smtps' if self.tls else 'smtp'}://{self.host}:{self.port})"
+
+    def message(self, to: str, subject: str, text: str) -> EmailMessage:
+        msg = EmailMessage()
+        msg["From"] = self.sender
+        msg["To"] = to
+        msg["Subject"] = subject
+        msg.set_content(text)
+        return msg
+
+    def _send(self, msg: EmailMessage) -> None:
+        smtp: smtplib.SMTP
+        if self.tls:
+            smtp = smtplib.SMTP_SSL(
+                self.host, self.port, timeout=self.timeout_s, context=ssl.create_default_context()
+            )
+        else:
+            smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout_s)
+        with smtp:
+            if self.user:
+                smtp.login(self.user, self.password)
+            smtp.send_message(msg)
+
+    async def send(self, msg: EmailMessage) -> None:
+        await asyncio.to_thread(self._send, msg)

@@ -1,0 +1,168 @@
+"""Notices: alert webhooks (CONTRACT.md §12.6) and on_failure e-mails (§12.1), sent from the
+dispatcher role with its aiohttp session, SSRF policy and signing.
+
+The Lua script that records an event queues the notice on its partition's ``notices`` stream
+in the same call (``lua/lib/alert.lua``), so a notice is never lost between the event and its
+delivery. Any number of senders share the ``notifiers`` consumer group; an entry is
+acknowledged only once it was sent, given up on, or rescheduled (``notice_retry.lua``), and
+entries left by a sender that died are taken over after ``RECLAIM_IDLE_MS``. A failed send is
+tried again after 10 s, 60 s and 300 s (``MAX_ATTEMPTS`` in all); receivers dedupe on
+``X-CueAPI-Alert-Id``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable
+
+from cuefast.alerts import webhook_body
+from cuefast.clock import Clock
+from cuefast.config import Settings
+from cuefast.errors import ConfigError
+from cuefast.mail import Mailer
+from cuefast.models import CONFIG_DECODER
+from cuefast.signing import sign
+from cuefast.store import Store
+from cuefast.times import fmt_offset
+
+log = logging.getLogger(__name__)
+
+SendFn = Callable[[str, str, bytes, dict[str, str], float], Awaitable[tuple[int | None, str, bytes]]]
+MAX_ATTEMPTS = 4
+BACKOFF_S = (10, 60, 300)
+MAILS_PER_HOUR = 10
+RECLAIM_IDLE_MS = 120_000
+_US = 1_000_000
+_HOUR_US = 3600 * _US
+
+
+class NoticeSender:
+    def __init__(self, store: Store, settings: Settings, clock: Clock, send: SendFn) -> None:
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.send = send
+        self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.mailer: Mailer | None = None
+        if settings.smtp_url:
+            try:
+                self.mailer = Mailer(settings.smtp_url, settings.notify_timeout_seconds)
+            except ConfigError as exc:  # a bad mail setting never stops alert webhooks
+                log.error("on_failure e-mail disabled: %s", exc)
+
+    async def start(self) -> None:
+        await self.store.ensure_notice_groups()
+
+    async def run(self, stop: asyncio.Event, *, block_ms: int = 1000, reclaim_every: float = 30.0) -> None:
+        await self.start()
+        loop = asyncio.get_running_loop()
+        next_reclaim = loop.time() + reclaim_every
+        while not stop.is_set():
+            try:
+                reclaim = loop.time() >= next_reclaim
+                if reclaim:
+                    next_reclaim = loop.time() + reclaim_every
+                await self.step(block_ms=block_ms, reclaim=reclaim)
+            except Exception:
+                log.exception("notice sender loop error")
+                await asyncio.sleep(1.0)
+
+    async def step(self, *, block_ms: int = 0, reclaim: bool = False, idle_ms: int = RECLAIM_IDLE_MS) -> int:
+        """Requeue due retries, take over notices idle for ``idle_ms`` in a dead sender's hands
+        (with ``reclaim``), then send what is queued, concurrently; returns notices handled."""
+        await self.store.move_due_notices(self.clock.now_us())
+        entries = await self.store.reclaim_notices(self.consumer, idle_ms, 100) if reclaim else []
+        entries += await self.store.read_notices(self.consumer, 100, block_ms)
+        await asyncio.gather(*(self.handle(*e) for e in entries))
+        return len(entries)
+
+    async def handle(self, p: int, entry_id: str, kind: str, ident: str, attempt: int) -> None:
+        try:
+            if kind == "a":
+                done = await self._alert(p, ident)
+            elif kind == "f":
+                done = await self._mail(ident, attempt)
+            else:
+                done = True
+        except Exception:
+            log.exception("notice not sent", extra={"notice": kind, "id": ident})
+            done = False
+        if done or attempt >= MAX_ATTEMPTS:
+            if not done:
+                log.warning("notice given up after %d attempts", attempt, extra={"notice": kind, "id": ident})
+            await self.store.finish_notice(p, entry_id)
+        else:
+            due = self.clock.now_us() + BACKOFF_S[min(attempt, len(BACKOFF_S)) - 1] * _US
+            await self.store.finish_notice(p, entry_id, f"{kind}|{ident}|{attempt + 1}", due)
+
+    async def _alert(self, p: int, alert_id: str) -> bool:
+        """POST the alert to the account's alert webhook (§12.6); True when done."""
+        row = await self.store.get_alert(p, alert_id)
+        if row is None:
+            return True
+        url, secret, _ = await self.store.notice_targets(row.get("acct", ""))
+        if not url:
+            return True  # no alert webhook configured: the alert stays listed in GET /v1/alerts
+        body = webhook_body(row)
+        ts = self.clock.now_us() // _US
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "CueAPI/1.0",
+            "X-CueAPI-Signature": sign(secret, ts, body),
+            "X-CueAPI-Timestamp": str(ts),
+            "X-CueAPI-Alert-Id": alert_id,
+            "X-CueAPI-Alert-Type": row.get("type", ""),
+        }
+        status, error, _ = await self.send(url, "POST", body, headers, self.settings.notify_timeout_seconds)
+        if status is not None and 200 <= status < 300:
+            return True
+        log.warning("alert webhook not accepted: %s", error or status, extra={"alert_id": alert_id})
+        return False
+
+    async def _mail(self, execution_id: str, attempt: int) -> bool:
+        """The on_failure e-mail of a finally failed execution (§12.1); True when done."""
+        h = await self.store.get_execution(execution_id)
+        if h is None:
+            return True
+        cue = await self.store.get_cue(h.get("cue", ""))
+        if cue is None or not CONFIG_DECODER.decode(cue["cfg"]).on_failure.email:
+            return True
+        acct, cue_id = h.get("acct", ""), h.get("cue", "")
+        error = (h.get("em") or "")[:500]
+        extra = {"cue_id": cue_id, "execution_id": execution_id, "account_id": acct}
+        if self.mailer is None:
+            log.warning(
+                "cue %s failed (execution %s): %s; on_failure e-mail (no SMTP configured)",
+                cue_id,
+                execution_id,
+                error,
+                extra=extra,
+            )
+            return True
+        now = self.clock.now_us()
+        if attempt == 1 and await self.store.count_mail(acct, now // _HOUR_US) > MAILS_PER_HOUR:
+            log.warning("on_failure e-mail skipped: %d per hour sent", MAILS_PER_HOUR, extra=extra)
+            return True
+        _, _, to = await self.store.notice_targets(acct)
+        if not to:
+            return True
+        name = cue.get("name", cue_id)
+        lines = [
+            f"Cue {name} ({cue_id}) failed.",
+            "",
+            f"Execution: {execution_id}",
+            f"Status: {h.get('st', '')}",
+            f"Attempts: {h.get('att') or 0}",
+            f"Last error: {error}",
+            f"Failed at: {fmt_offset(int(h.get('ua') or now))}",
+        ]
+        if self.settings.dashboard_url:
+            lines.append(f"Dashboard: {self.settings.dashboard_url}")
+        await self.mailer.send(
+            self.mailer.message(to, f"[cuefast] Cue {name} failed", "\n".join(lines) + "\n")
+        )
+        return True
