@@ -12,7 +12,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from cuefast import __version__
-from cuefast.api import auth, cues, echo, executions, system, usage, workers
+from cuefast.api import auth, cues, echo, executions, metrics, system, usage, workers
 from cuefast.api.edge import Edge
 from cuefast.api.http import error_response, json_response
 from cuefast.api.ratelimit import RateLimit
@@ -74,6 +74,7 @@ def create_litestar(rt: Runtime, *, manage_runtime: bool = True) -> Litestar:
         *workers.routes(rt),
         *echo.routes(rt),
         *usage.routes(rt),
+        *metrics.routes(rt),
     ]
     return Litestar(
         route_handlers=handlers,
@@ -100,4 +101,4 @@ def create_litestar(rt: Runtime, *, manage_runtime: bool = True) -> Litestar:
 
 def create_app(rt: Runtime, *, manage_runtime: bool = True) -> Edge:
     """The ASGI app to serve: the Litestar app behind the rate limiter behind the edge layer."""
-    return Edge(RateLimit(create_litestar(rt, manage_runtime=manage_runtime), rt))  # type: ignore[arg-type]
+    return Edge(RateLimit(create_litestar(rt, manage_runtime=manage_runtime), rt), rt.metrics)  # type: ignore[arg-type]
