@@ -118,40 +118,55 @@ SPECS: tuple[Spec, ...] = (
 )
 _BY_NAME = {s.name: s for s in SPECS}
 _BOUNDS_US = {s.name: tuple(int(b * _US) for b in s.buckets) for s in SPECS}
+_INDEX = tuple(str(i) for i in range(1 + max(len(s.buckets) for s in SPECS)))
 
 
 class Metrics:
-    """One process's counts since its last flush. Not thread-safe (one event loop)."""
+    """One process's counts since its last flush. Not thread-safe (one event loop).
+
+    Keys are tuples (metric name, label values, suffix), turned into hash fields only at
+    flush time, so a hook costs one tuple hash and one dict update."""
 
     __slots__ = ("_counts", "roles")
 
     def __init__(self, roles: str = "") -> None:
         self.roles = roles
-        self._counts: dict[str, int] = {}
+        self._counts: dict[tuple[str, tuple[str, ...], str], int] = {}
 
     def inc(self, spec: Spec, labels: tuple[str, ...] = (), n: int = 1) -> None:
-        field = "\t".join((spec.name, *labels))
+        key = (spec.name, labels, "")
         c = self._counts
-        c[field] = c.get(field, 0) + n
+        c[key] = c.get(key, 0) + n
 
     def observe_us(self, spec: Spec, labels: tuple[str, ...], value_us: int) -> None:
         """One histogram observation (µs; negative values count as 0)."""
-        base = "\t".join((spec.name, *labels))
-        value_us = max(0, value_us)
+        value_us = max(value_us, 0)
+        name = spec.name
         c = self._counts
-        bucket = f"{base}\t{bisect_left(_BOUNDS_US[spec.name], value_us)}"
+        bucket = (name, labels, _INDEX[bisect_left(_BOUNDS_US[name], value_us)])
         c[bucket] = c.get(bucket, 0) + 1
-        total = base + "\ts"
+        total = (name, labels, "s")
         c[total] = c.get(total, 0) + value_us
 
     def take(self) -> dict[str, int]:
+        """The counts as hash fields (``<name>\\t<labels…>[\\t<suffix>]``), reset to zero."""
         counts, self._counts = self._counts, {}
-        return counts
+        out: dict[str, int] = {}
+        for (name, labels, suffix), n in counts.items():
+            if n:
+                field = "\t".join((name, *labels, suffix) if suffix else (name, *labels))
+                out[field] = out.get(field, 0) + n
+        return out
 
-    def give_back(self, counts: Mapping[str, int]) -> None:
+    def give_back(self, fields: Mapping[str, int]) -> None:
+        """Fields from ``take`` that could not be written (kept for the next flush)."""
         c = self._counts
-        for field, n in counts.items():
-            c[field] = c.get(field, 0) + n
+        for field, n in fields.items():
+            parts = field.split("\t")
+            spec = _BY_NAME[parts[0]]
+            nl = len(spec.labels)
+            key = (parts[0], tuple(parts[1 : 1 + nl]), "\t".join(parts[1 + nl :]))
+            c[key] = c.get(key, 0) + n
 
 
 def process_id(roles: str) -> str:
@@ -179,8 +194,7 @@ class Flusher:
             async with self.redis.pipeline(transaction=False) as pipe:
                 key = self.keys.metrics_data
                 for field, n in counts.items():
-                    if n:
-                        pipe.hincrby(key, field, n)
+                    pipe.hincrby(key, field, n)
                 pipe.zadd(self.keys.metrics_processes, {self.member: self.clock.now_us()})
                 await pipe.execute()
         except BaseException:

@@ -122,7 +122,10 @@ def test_render_format_buckets_and_escaping() -> None:
     for us in (1_000, 5_000, 5_001, 40_000_000):  # ≤ 0.005 (twice: le is inclusive), 0.01, +Inf
         met.observe_us(m.WEBHOOK_LATENCY, (), us)
     gauges = [m.Gauge("cuefast_test_gauge", "a\\b\nc", 1.5, (("x", 'q"b\\s\nn'),))]
-    text = m.render(met.take(), gauges)
+    fields = met.take()
+    met.give_back(fields)  # a failed flush keeps its counts
+    assert met.take() == fields and met.take() == {}
+    text = m.render(fields, gauges)
     samples, types = parse(text)
     assert types["cuefast_webhook_request_seconds"] == "histogram"
     assert types["cuefast_worker_claims_total"] == "counter" and types["cuefast_test_gauge"] == "gauge"
