@@ -55,7 +55,7 @@ API_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5
 
 EXECUTIONS_CREATED = Spec(
     "cuefast_executions_created_total",
-    "Executions created, by trigger (scheduled: the scheduler; fire: POST /v1/cues/{id}/fire).",
+    "Executions created, by trigger (scheduled, manual_fire, replay).",
     ("trigger",),
 )
 EXECUTIONS_DELIVERED = Spec(
