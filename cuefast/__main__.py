@@ -107,7 +107,12 @@ async def _serve(
         def capture_signals(self) -> Iterator[None]:  # our handlers below; never re-raise
             yield
 
-    rt = Runtime(settings)
+    rt = Runtime(
+        settings,
+        roles="+".join(
+            r for r, on in (("api", api), ("scheduler", scheduler), ("dispatcher", dispatcher)) if on
+        ),
+    )
     await rt.start()
     config = uvicorn.Config(
         create_app(rt, manage_runtime=False),
@@ -133,12 +138,17 @@ async def _serve(
     roles: list[asyncio.Task[None]] = []
     if scheduler:
         roles.append(
-            asyncio.create_task(Scheduler(rt.store, rt.clock, work=rt.reaper).run(stopping), name="scheduler")
+            asyncio.create_task(
+                Scheduler(rt.store, rt.clock, work=rt.reaper, metrics=rt.metrics).run(stopping),
+                name="scheduler",
+            )
         )
         log.info("scheduler running")
     if dispatcher:
         roles.append(
-            asyncio.create_task(Dispatcher(rt.store, settings, rt.clock).run(stopping), name="dispatcher")
+            asyncio.create_task(
+                Dispatcher(rt.store, settings, rt.clock, metrics=rt.metrics).run(stopping), name="dispatcher"
+            )
         )
         log.info("dispatcher running")
     try:

@@ -59,6 +59,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     port: int = 8000
     log_level: str = "INFO"
     log_json: bool = False
+    metrics_token: str = ""
+    """When set, GET /metrics needs ``Authorization: Bearer <token>``; empty: open."""
     # --- contract settings (CONTRACT.md §2) --------------------------------------
     allow_register: bool = True
     allow_private_callbacks: bool = False

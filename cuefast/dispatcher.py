@@ -46,6 +46,7 @@ import asyncio
 import logging
 import os
 import socket
+import time
 import uuid
 from collections import deque
 from typing import Any
@@ -54,6 +55,7 @@ from urllib.parse import urlsplit
 import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from cuefast import metrics as m
 from cuefast import ssrf
 from cuefast.clock import Clock
 from cuefast.config import Settings
@@ -267,7 +269,9 @@ class Dispatcher:
         per_host: int | None = None,
         batch: int = 1000,
         resolver: ssrf.Resolver | None = None,
+        metrics: m.Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or m.Metrics()
         self.store = store
         self.settings = settings
         self.clock = clock
@@ -279,7 +283,7 @@ class Dispatcher:
         self.policy = ssrf.Policy(
             allow_private=settings.allow_private_callbacks, allow_http=settings.allow_http_callbacks
         )
-        self.outcomes = OutcomeService(store, clock)
+        self.outcomes = OutcomeService(store, clock, self.metrics)
         self.session: aiohttp.ClientSession | None = None
         self._slots = asyncio.Semaphore(self.concurrency)
         self._hosts: dict[str, _Host] = {}
@@ -581,8 +585,12 @@ class Dispatcher:
             has_body=method != "GET",
         )
         timeout = cfg.delivery.timeout_seconds if cfg.delivery else self.settings.webhook_timeout_seconds
+        if attempt == 1:
+            self.metrics.observe_us(m.LATENESS, ("webhook",), self.clock.now_us() - a.scheduled_for)
+        sent = time.perf_counter_ns()
         status, error, response = await self.send(cfg.callback.url or "", method, body, headers, timeout)
         a.phase = FINISHING
+        self.metrics.observe_us(m.WEBHOOK_LATENCY, (), (time.perf_counter_ns() - sent) // 1000)
         ok = status is not None and 200 <= status < 300
         done_at = self.clock.now_us()
         delay = None if ok else next_retry_delay_us(cfg, attempt)
@@ -604,12 +612,15 @@ class Dispatcher:
                 1 if cfg.on_failure.pause and recurring else 0,
             ],
         )
+        self.metrics.inc(m.WEBHOOK_ATTEMPTS, (new_status or "none",))
         if new_status in ("success", "pending_outcome"):
+            self.metrics.inc(m.EXECUTIONS_DELIVERED, ("webhook",))
             month = (a.account, month_of(done_at))
             self._usage[month] = self._usage.get(month, 0) + 1
             if self.settings.response_body_outcomes and response:
                 await self.outcomes.record_from_response(a.eid, response)
         elif new_status == "failed":
+            self.metrics.inc(m.EXECUTIONS_FAILED, ("webhook", "delivery"))
             self._on_failure(
                 cfg, a.cue_id, a.name, a.eid, attempt, error, status, a.account, a.secret, done_at
             )

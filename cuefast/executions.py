@@ -26,6 +26,7 @@ from cuefast.errors import (
     api_error,
 )
 from cuefast.ids import new_execution_id
+from cuefast.metrics import EXECUTIONS_CREATED, Metrics
 from cuefast.models import Account
 from cuefast.store import Store
 from cuefast.times import fmt_offset, fmt_z, parse_datetime
@@ -161,9 +162,10 @@ def _checked_payload(payload: Any) -> str:
 
 
 class ExecutionService:
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(self, store: Store, clock: Clock, metrics: Metrics | None = None) -> None:
         self.store = store
         self.clock = clock
+        self.metrics = metrics or Metrics()
 
     async def fire(self, account: Account, cue_id: str, req: FireRequest) -> dict[str, Any]:
         """A manual execution now (or at ``send_at``), with the effective payload (§7.10)."""
@@ -213,6 +215,7 @@ class ExecutionService:
             )
         if outcome == "repeat":
             return dict(msgspec.json.decode(detail))
+        self.metrics.inc(EXECUTIONS_CREATED, ("manual_fire",))
         return response
 
     async def replay(self, account: Account, execution_id: str) -> dict[str, Any]:
@@ -239,6 +242,7 @@ class ExecutionService:
         )
         if outcome != "created":
             raise ExecutionNotFound()  # the cue is gone
+        self.metrics.inc(EXECUTIONS_CREATED, ("replay",))
         return {
             "id": eid,
             "cue_id": cue_id,

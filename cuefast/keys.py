@@ -220,6 +220,24 @@ class Keys:
         """string (1 h TTL): on_failure e-mails sent to one account in one clock hour"""
         return f"{self.prefix}:{{a:{account_id}}}:mail:{hour}"
 
+    # ---- metrics slot (cuefast/metrics.py) ---------------------------------------------
+    @property
+    def metrics_data(self) -> str:
+        """hash: the install's counters and histogram buckets, "<metric>\\t<labels…>" → int
+        (every process adds its deltas with HINCRBY)"""
+        return f"{self.prefix}:{{metrics}}:data"
+
+    @property
+    def metrics_processes(self) -> str:
+        """zset: "<roles>|<host>-<pid>" → last metrics flush µs"""
+        return f"{self.prefix}:{{metrics}}:procs"
+
+    @property
+    def snapshot(self) -> str:
+        """hash: the PostgreSQL snapshotter's state; field ``last_ok_us`` = end of the last
+        successful snapshot (µs), read by /metrics as cuefast_snapshot_lag_seconds"""
+        return f"{self.auth}:snapshot"
+
     @property
     def poller(self) -> str:
         """hash: the scheduler's last cycle (for /health)"""

@@ -14,6 +14,7 @@ import msgspec
 
 from cuefast.clock import Clock
 from cuefast.errors import Conflict, CuefastError, ExecutionNotFound, api_error
+from cuefast.metrics import OUTCOMES, Metrics
 from cuefast.models import CONFIG_DECODER, Account
 from cuefast.store import Store, month_of
 from cuefast.times import fmt_z
@@ -120,9 +121,10 @@ def outcome_state(success: bool, mode: str | None, evidence: dict[str, Any]) -> 
 
 
 class OutcomeService:
-    def __init__(self, store: Store, clock: Clock) -> None:
+    def __init__(self, store: Store, clock: Clock, metrics: Metrics | None = None) -> None:
         self.store = store
         self.clock = clock
+        self.metrics = metrics or Metrics()
 
     async def _owned(self, account: Account, execution_id: str) -> dict[str, str]:
         h = await self.store.get_execution(execution_id)
@@ -187,11 +189,13 @@ class OutcomeService:
             planned[i] = state
             out.append((state, None))
         results = await self.store.record_outcomes(account.id, rows, now)
-        for (i, _), res in zip(planned.items(), results, strict=True):
+        for (i, _), res, row in zip(planned.items(), results, rows, strict=True):
             if res == "duplicate":
                 out[i] = ("", OutcomeAlreadyRecorded())
             elif res == "missing":
                 out[i] = ("", ExecutionNotFound())
+            else:
+                self.metrics.inc(OUTCOMES, ("true" if row[2] else "false",))
         return out
 
     async def record(
@@ -227,6 +231,7 @@ class OutcomeService:
             now,
         )
         if res not in ("duplicate", "missing"):  # monthly outcome counters (§13.1), by creation month
+            self.metrics.inc(OUTCOMES, ("true" if success else "false",))
             await self.store.count_outcome(h["acct"], month_of(int(h.get("ca") or now)), success)
         return res, state
 

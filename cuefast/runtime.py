@@ -6,7 +6,7 @@ import asyncio
 import logging
 from typing import Any
 
-from cuefast import pg
+from cuefast import metrics, pg
 from cuefast.accounts import AccountService
 from cuefast.clock import Clock, SystemClock
 from cuefast.config import Settings
@@ -25,25 +25,29 @@ log = logging.getLogger(__name__)
 class Runtime:
     """Redis store, PostgreSQL pool and the domain services of one process."""
 
-    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
+    def __init__(self, settings: Settings, clock: Clock | None = None, roles: str = "api") -> None:
         self.settings = settings
         self.clock: Clock = clock or SystemClock()
         self.keys = Keys(settings.key_prefix, settings.partitions)
         self.store = Store(connect(settings.redis_url), self.keys)
         self.pg_pool: Any = None
+        self.metrics = metrics.Metrics(roles)
+        """this process's counts, flushed to the install's hash (cuefast/metrics.py)"""
+        self.metrics_flusher = metrics.Flusher(self.metrics, self.store.redis, self.keys, self.clock)
         self.accounts = AccountService(self.store, settings, self.clock)
-        self.executions = ExecutionService(self.store, self.clock)
-        self.outcomes = OutcomeService(self.store, self.clock)
+        self.executions = ExecutionService(self.store, self.clock, self.metrics)
+        self.outcomes = OutcomeService(self.store, self.clock, self.metrics)
         self.cues = CueService(self.store, settings, self.clock, self.executions)
-        self.work = WorkService(self.store, settings, self.clock, self.outcomes)
+        self.work = WorkService(self.store, settings, self.clock, self.outcomes, self.metrics)
         self.workers = WorkerRegistry(self.store, settings, self.clock)
-        self.reaper = WorkReaper(self.store, settings, self.clock)
+        self.reaper = WorkReaper(self.store, settings, self.clock, self.metrics)
         self._pg_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.store.redis.ping()
         await self.store.check_partitions()
         await self.store.preload()
+        self.metrics_flusher.start()
         if self.settings.database_url:
             try:
                 await self._connect_pg()
@@ -71,6 +75,7 @@ class Runtime:
     async def close(self) -> None:
         await self.work.close()
         await self.reaper.close()
+        await self.metrics_flusher.stop()
         if self._pg_task is not None:
             self._pg_task.cancel()
         if self.pg_pool is not None:

@@ -27,6 +27,7 @@ import random
 import time
 
 from cuefast import cron
+from cuefast import metrics as m
 from cuefast.clock import Clock
 from cuefast.ids import scheduled_execution_id
 from cuefast.store import Store
@@ -78,8 +79,15 @@ def plan_cue(summary: str, due: int, now: int) -> tuple[tuple[int, ...], int | N
 
 class Scheduler:
     def __init__(
-        self, store: Store, clock: Clock, *, batch: int = BATCH, work: WorkReaper | None = None
+        self,
+        store: Store,
+        clock: Clock,
+        *,
+        batch: int = BATCH,
+        work: WorkReaper | None = None,
+        metrics: m.Metrics | None = None,
     ) -> None:
+        self.metrics = metrics or m.Metrics()
         self.store = store
         self.clock = clock
         self.batch = batch
@@ -96,6 +104,7 @@ class Scheduler:
         random.shuffle(partitions)  # several schedulers start on different partitions
         # Partitions run concurrently: Python plans one batch while Redis runs another's script.
         created = sum(await asyncio.gather(*(self._drain(p, now) for p in partitions)))
+        self.metrics.inc(m.EXECUTIONS_CREATED, ("scheduled",), created)
         await self.store.record_poller(now, created, int((time.monotonic() - started) * 1000))
         return created
 
@@ -110,8 +119,11 @@ class Scheduler:
             pass
         while await self.store.move_due_delayed(p, now, self.batch) == self.batch:
             pass
-        while len(await self.store.expire_deadlines(p, now, self.batch)) == self.batch:
-            pass
+        while True:
+            timed_out = len(await self.store.expire_deadlines(p, now, self.batch))
+            self.metrics.inc(m.OUTCOME_TIMEOUTS, (), timed_out)
+            if timed_out < self.batch:
+                break
         if self.work is not None:
             await self.work.reap_leases(p, now, self.batch)
             await self.work.expire_unclaimed(p, now, self.batch)

@@ -32,6 +32,7 @@ from typing import Any
 
 import msgspec
 
+from cuefast import metrics as m
 from cuefast.clock import Clock
 from cuefast.config import Settings
 from cuefast.errors import (
@@ -99,7 +100,15 @@ def _item(row: list[Any]) -> ClaimedItem:
 
 
 class WorkService:
-    def __init__(self, store: Store, settings: Settings, clock: Clock, outcomes: OutcomeService) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        clock: Clock,
+        outcomes: OutcomeService,
+        metrics: m.Metrics | None = None,
+    ) -> None:
+        self.metrics = metrics or m.Metrics()
         self.store = store
         self.settings = settings
         self.clock = clock
@@ -228,7 +237,11 @@ class WorkService:
     async def _after_claim(self, account: Account, items: list[ClaimedItem], now: int) -> None:
         """First claims count in the monthly executions counter (§13.2) and arm the cue's
         outcome deadline (§11.5)."""
+        self.metrics.inc(m.WORKER_CLAIMS, (), len(items))
+        self.metrics.inc(m.EXECUTIONS_DELIVERED, ("worker",), len(items))
         first = [it for it in items if it.attempt == 1]
+        for it in first:
+            self.metrics.observe_us(m.LATENESS, ("worker",), now - it.scheduled_for)
         if not first:
             return
         _, cfgs = await asyncio.gather(

@@ -11,6 +11,7 @@ import asyncio
 import logging
 from typing import Any
 
+from cuefast import metrics as m
 from cuefast.clock import Clock
 from cuefast.config import Settings
 from cuefast.models import CONFIG_DECODER, CueConfig
@@ -25,7 +26,10 @@ _US = 1_000_000
 
 
 class WorkReaper:
-    def __init__(self, store: Store, settings: Settings, clock: Clock) -> None:
+    def __init__(
+        self, store: Store, settings: Settings, clock: Clock, metrics: m.Metrics | None = None
+    ) -> None:
+        self.metrics = metrics or m.Metrics()
         self.store = store
         self.settings = settings
         self.clock = clock
@@ -63,11 +67,14 @@ class WorkReaper:
                 attempts_left = cfg is not None and int(att) < cfg.retry.max_attempts
                 decisions.append((eid, lx, "reoffer" if attempts_left else "fail"))
             results = await self.store.lease_reap(p, decisions, now)
+            for _, _, decision in decisions:
+                self.metrics.inc(m.LEASE_EXPIRIES, (decision.split(":", 1)[0],))
             failed = [
                 (row[0], row[6], row[1], int(row[5]), "Worker lease expired; max attempts exhausted")
                 for row, res in zip(rows, results, strict=True)
                 if res == "failed"
             ]
+            self.metrics.inc(m.EXECUTIONS_FAILED, ("worker", "lease_exhausted"), len(failed))
             self._on_failure(failed, cfgs, now)
             await self.store.count_failed_executions(p, [f[0] for f in failed])  # usage `failed`
             judged += len(rows)
@@ -99,6 +106,7 @@ class WorkReaper:
                 )
                 await self.store.count_failed_executions(p, [r[0] for r in rows])  # usage `failed`
             missed += len(rows)
+            self.metrics.inc(m.EXECUTIONS_FAILED, ("worker", "missed"), len(rows))
             if taken < batch:
                 break
         return missed

@@ -13,7 +13,7 @@ from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from cuefast import __version__
 from cuefast.api import alerts as alerts_api
-from cuefast.api import auth, cues, echo, executions, system, usage, workers
+from cuefast.api import auth, cues, echo, executions, metrics, system, usage, workers
 from cuefast.api.edge import Edge
 from cuefast.api.http import error_response, json_response
 from cuefast.api.ratelimit import RateLimit
@@ -76,6 +76,7 @@ def create_litestar(rt: Runtime, *, manage_runtime: bool = True) -> Litestar:
         *echo.routes(rt),
         *usage.routes(rt),
         *alerts_api.routes(rt),
+        *metrics.routes(rt),
     ]
     return Litestar(
         route_handlers=handlers,
@@ -102,4 +103,4 @@ def create_litestar(rt: Runtime, *, manage_runtime: bool = True) -> Litestar:
 
 def create_app(rt: Runtime, *, manage_runtime: bool = True) -> Edge:
     """The ASGI app to serve: the Litestar app behind the rate limiter behind the edge layer."""
-    return Edge(RateLimit(create_litestar(rt, manage_runtime=manage_runtime), rt))  # type: ignore[arg-type]
+    return Edge(RateLimit(create_litestar(rt, manage_runtime=manage_runtime), rt), rt.metrics)  # type: ignore[arg-type]

@@ -8,12 +8,14 @@ CORS headers (CONTRACT.md §3.1, §3.11), and no traceback ever reaches a client
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import msgspec
 
+from cuefast import metrics as m
 from cuefast.errors import CuefastError, InternalError, RequestTooLarge
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,7 @@ EXPOSE = (
     b"X-CueAPI-Usage-Warning"
 )
 ALLOW_METHODS = b"DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT"
+_METHODS = frozenset(ALLOW_METHODS.decode().split(", "))
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
@@ -40,8 +43,9 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
 
 
 class Edge:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, metrics: m.Metrics | None = None) -> None:
         self.app = app
+        self.metrics = metrics or m.Metrics()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -80,11 +84,14 @@ class Edge:
                 await self._error(send, RequestTooLarge(), extra)
                 return
         started = False
+        status = 500
+        t0 = time.perf_counter_ns()
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal started
+            nonlocal started, status
             if message["type"] == "http.response.start":
                 started = True
+                status = int(message["status"])
                 message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)
 
@@ -94,6 +101,11 @@ class Edge:
             log.exception("unhandled error on %s %s", scope.get("method"), path)
             if not started:
                 await self._error(send, InternalError(), extra)
+        finally:  # by matched route template (bounded), never the raw path
+            route = scope.get("path_template") or "(unmatched)"
+            method = scope["method"] if scope["method"] in _METHODS else "other"
+            labels = (method, route, f"{status // 100}xx")
+            self.metrics.observe_us(m.HTTP_LATENCY, labels, (time.perf_counter_ns() - t0) // 1000)
 
     async def _error(self, send: Send, err: CuefastError, extra: list[tuple[bytes, bytes]]) -> None:
         await self._send(send, err.status, msgspec.json.encode(err.envelope()), extra, json=True)
