@@ -12,6 +12,7 @@ from cuefast.clock import Clock, SystemClock
 from cuefast.config import Settings
 from cuefast.cues import CueService
 from cuefast.executions import ExecutionService
+from cuefast.history import History
 from cuefast.keys import Keys
 from cuefast.outcomes import OutcomeService
 from cuefast.store import Store, connect
@@ -33,6 +34,7 @@ class Runtime:
         self.pg_pool: Any = None
         self.accounts = AccountService(self.store, settings, self.clock)
         self.executions = ExecutionService(self.store, self.clock)
+        self.executions.history = History(lambda: self.pg_pool)  # executions beyond Redis retention
         self.outcomes = OutcomeService(self.store, self.clock)
         self.cues = CueService(self.store, settings, self.clock, self.executions)
         self.work = WorkService(self.store, settings, self.clock, self.outcomes)

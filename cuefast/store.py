@@ -58,6 +58,12 @@ SCRIPT_NAMES = (
     "echo_store",
     "outcome_batch",
     "execution_cues",
+    # snapshots, retention and restore
+    "snapshot_take",
+    "snapshot_lease",
+    "exec_trim",
+    "restore_cues",
+    "restore_execs",
 )
 
 DISPATCH_GROUP = "dispatchers"
@@ -274,7 +280,10 @@ class Store:
         return bool(res[0] == 1)
 
     async def set_account_fields(self, account_id: str, fields: Mapping[str, str | int]) -> None:
-        await self.redis.hset(self.keys.account(account_id), mapping=dict(fields))  # type: ignore[arg-type]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self.keys.account(account_id), mapping=dict(fields))  # type: ignore[arg-type]
+            pipe.sadd(self.keys.dirty(self.keys.auth), f"acct:{account_id}")  # for the snapshotter
+            await pipe.execute()
 
     async def change_email(self, account_id: str, email: str, now_us: int) -> bool:
         k = self.keys
@@ -773,6 +782,98 @@ class Store:
         if p is None:
             return False
         return bool(await self.redis.exists(self.keys.execution(p, execution_id)))
+
+    # ---- snapshots, retention and restore ----------------------------------------------
+    async def snapshot_lease(self, mode: Literal["acquire", "renew", "release"], token: str, ms: int) -> bool:
+        """The one-active-snapshotter lease: acquire (SET NX PX), renew or release it."""
+        k = self.keys
+        return bool(await self._run("snapshot_lease", [k.snapshot_lease], [mode, token, ms]) == 1)
+
+    async def snapshot_take(self, slot: str, batch: int) -> list[str]:
+        """Dirty members of ``slot`` to snapshot now (an uncommitted earlier batch first)."""
+        k = self.keys
+        res = await self._run("snapshot_take", [k.dirty(slot), k.dirty_processing(slot)], [batch])
+        return [str(m) for m in res]
+
+    async def snapshot_read(self, slot: str, members: Sequence[str]) -> list[dict[str, str]]:
+        """The current hash of each member (``{}`` when it is gone), pipelined in chunks."""
+        out: list[dict[str, str]] = []
+        for i in range(0, len(members), 2000):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for m in members[i : i + 2000]:
+                    pipe.hgetall(f"{slot}:{m}")
+                out.extend(await pipe.execute())
+        return out
+
+    async def snapshot_commit(self, slot: str, members: Sequence[str]) -> None:
+        """The batch is in PostgreSQL: drop it from the processing set."""
+        key = self.keys.dirty_processing(slot)
+        for i in range(0, len(members), 5000):
+            await self.redis.srem(key, *members[i : i + 5000])
+
+    async def dirty_count(self) -> int:
+        """Members waiting for a snapshot (dirty + in flight) over every slot."""
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for slot in k.slots():
+                pipe.scard(k.dirty(slot))
+                pipe.scard(k.dirty_processing(slot))
+            return sum(int(n) for n in await pipe.execute())
+
+    async def mark_dirty(self, members_by_slot: Mapping[str, Sequence[str]]) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for slot, members in members_by_slot.items():
+                if members:
+                    pipe.sadd(self.keys.dirty(slot), *members)
+            await pipe.execute()
+
+    async def trim_executions(
+        self, rows_by_p: Mapping[int, Sequence[tuple[str, int, str]]]
+    ) -> tuple[list[str], list[str]]:
+        """Retention: remove finished executions whose snapshotted (id, updated µs, status) is
+        still current; one ``exec_trim.lua`` call per partition, one round trip. Returns (removed
+        or already gone, kept because they changed)."""
+        k = self.keys
+        calls: list[tuple[str, Sequence[str], Sequence[str | int | float]]] = []
+        for p, rows in rows_by_p.items():
+            slot = k.part(p)
+            args: list[str | int | float] = [slot + ":"]
+            for eid, ua, st in rows:
+                args += [eid, ua, st]
+            calls.append(("exec_trim", [k.dirty(slot), k.dirty_processing(slot)], args))
+        gone: list[str] = []
+        kept: list[str] = []
+        for res in await self._run_many(calls):
+            vals = [str(v) for v in res]
+            cut = vals.index("|")
+            gone += vals[:cut]
+            kept += vals[cut + 1 :]
+        return gone, kept
+
+    async def restore_cues(self, batches: Sequence[tuple[int, Sequence[tuple[str, str]]]]) -> int:
+        """Write cue hashes (id, JSON) back with their indexes; (partition, rows) per script call."""
+        k = self.keys
+        calls: list[tuple[str, Sequence[str], Sequence[str | int | float]]] = []
+        for p, rows in batches:
+            args: list[str | int | float] = [k.part(p) + ":"]
+            for cue_id, doc in rows:
+                args += [cue_id, doc]
+            calls.append(("restore_cues", [k.due(p)], args))
+        return sum(int(n) for n in await self._run_many(calls))
+
+    async def restore_executions(self, batches: Sequence[tuple[int, Sequence[str]]], now_us: int) -> int:
+        """Write execution hashes (JSON) back with their indexes; (partition, docs) per script call."""
+        k = self.keys
+        res = await self._run_many(
+            [("restore_execs", [k.outbox(p)], [k.part(p) + ":", now_us, *docs]) for p, docs in batches]
+        )
+        return sum(int(n) for n in res)
+
+    async def keyspace_empty(self) -> bool:
+        """No key under this install's prefix (restore refuses to write over data)."""
+        async for _ in self.redis.scan_iter(match=f"{self.keys.prefix}:*", count=1000):
+            return False
+        return True
 
     # ---- worker transport ----------------------------------------------------------
     unclaimed_window_us: int | None = None

@@ -2,6 +2,7 @@
   KEYS[1] deadlines zset (execution id → outcome deadline µs)
   ARGV[1] partition key prefix  ARGV[2] batch size  ARGV[3] now µs
   returns {number timed out, execution id, …} ]]
+--!include dirty
 --!include set_cue_status
 local pfx = ARGV[1]
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[3], 'LIMIT', 0, tonumber(ARGV[2]))
@@ -17,6 +18,7 @@ for _, eid in ipairs(ids) do
     redis.call('HSET', ek, 'st', 'outcome_timeout', 'ua', ARGV[3],
       'em', 'Outcome not reported within ' .. string.format('%d', secs) .. 's')
     out[1] = out[1] + 1
+    dirty(ek)
     out[#out + 1] = eid
     -- a one-time cue decided by its scheduled execution becomes failed
     local ck = pfx .. 'cue:' .. e[6]
