@@ -870,10 +870,14 @@ class Store:
         return sum(int(n) for n in res)
 
     async def keyspace_empty(self) -> bool:
-        """No key under this install's prefix (restore refuses to write over data)."""
-        async for _ in self.redis.scan_iter(match=f"{self.keys.prefix}:*", count=1000):
-            return False
-        return True
+        """No tenant data under this install's prefix (restore refuses to write over data): no
+        account maps, and no partition with due times, an outbox or unsnapshotted changes. Keys a
+        running API writes on its own (rate-limit windows, meta, the poller) do not count."""
+        k = self.keys
+        names = [k.api_keys, k.emails, k.slugs, k.dirty(k.auth)]
+        for p in range(k.partitions):
+            names += [k.due(p), k.outbox(p), k.dirty(k.part(p)), k.retries(p), k.delayed(p)]
+        return int(await self.redis.exists(*names)) == 0
 
     # ---- worker transport ----------------------------------------------------------
     unclaimed_window_us: int | None = None
