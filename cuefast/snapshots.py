@@ -136,27 +136,38 @@ class Snapshotter:
             self.active = False
 
     # ---- one snapshot ----------------------------------------------------------------
-    async def snapshot(self, *, max_batches: int = 1_000_000) -> SnapshotStats:
-        """Write everything dirty now (bounded batches) to PostgreSQL; the lease must be held."""
+    async def snapshot(self, *, max_batches: int = 1_000_000, concurrency: int = 3) -> SnapshotStats:
+        """Write everything dirty now (bounded batches) to PostgreSQL; the lease must be held.
+        Slots are independent: up to ``concurrency`` of them are written at once."""
         stats = SnapshotStats()
-        for slot in self.store.keys.slots():
-            for _ in range(max_batches):
-                await self._renew()
-                members = await self.store.snapshot_take(slot, BATCH)
-                if not members:
-                    break
-                await self._write(slot, members, stats)  # until the slot has nothing dirty left
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one_slot(slot: str) -> None:
+            async with gate:
+                for _ in range(max_batches):
+                    await self._renew()
+                    batch = await self.store.snapshot_take(slot, BATCH)
+                    if not batch:
+                        return
+                    await self._write(slot, batch, stats)  # until the slot has nothing dirty left
+
+        results = await asyncio.gather(
+            *(one_slot(slot) for slot in self.store.keys.slots()), return_exceptions=True
+        )
         self.stats.add(stats)
+        for res in results:
+            if isinstance(res, BaseException):
+                raise res
         return stats
 
-    async def _write(self, slot: str, members: list[str], stats: SnapshotStats) -> None:
-        hashes = await self.store.snapshot_read(slot, members)
+    async def _write(self, slot: str, batch: list[tuple[str, dict[str, str]]], stats: SnapshotStats) -> None:
+        members = [m for m, _ in batch]
         accounts: list[list[Any]] = [[] for _ in range(6)]
         cues: list[list[Any]] = [[] for _ in range(8)]
         execs: list[list[Any]] = [[] for _ in range(11)]
         alerts: list[list[Any]] = [[] for _ in range(4)]
         gone: dict[str, list[str]] = {"cue": [], "exec": [], "alert": []}
-        for member, h in zip(members, hashes, strict=True):
+        for member, h in batch:
             kind, _, oid = member.partition(":")
             if not h:
                 if kind in gone:

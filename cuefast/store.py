@@ -789,20 +789,16 @@ class Store:
         k = self.keys
         return bool(await self._run("snapshot_lease", [k.snapshot_lease], [mode, token, ms]) == 1)
 
-    async def snapshot_take(self, slot: str, batch: int) -> list[str]:
-        """Dirty members of ``slot`` to snapshot now (an uncommitted earlier batch first)."""
+    async def snapshot_take(self, slot: str, batch: int) -> list[tuple[str, dict[str, str]]]:
+        """Dirty members of ``slot`` to snapshot now (an uncommitted earlier batch first), each
+        with its current hash (``{}`` when it is gone): one script call."""
         k = self.keys
         res = await self._run("snapshot_take", [k.dirty(slot), k.dirty_processing(slot)], [batch])
-        return [str(m) for m in res]
-
-    async def snapshot_read(self, slot: str, members: Sequence[str]) -> list[dict[str, str]]:
-        """The current hash of each member (``{}`` when it is gone), pipelined in chunks."""
-        out: list[dict[str, str]] = []
-        for i in range(0, len(members), 2000):
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for m in members[i : i + 2000]:
-                    pipe.hgetall(f"{slot}:{m}")
-                out.extend(await pipe.execute())
+        out: list[tuple[str, dict[str, str]]] = []
+        for i in range(0, len(res), 2):
+            flat = res[i + 1]
+            it = iter(flat)
+            out.append((str(res[i]), dict(zip(it, it, strict=True))))
         return out
 
     async def snapshot_commit(self, slot: str, members: Sequence[str]) -> None:
