@@ -22,6 +22,7 @@ from typing import Any, TextIO
 
 import msgspec
 
+from cuefast.errors import ConfigError
 from cuefast.store import Store
 
 CHUNK = 500
@@ -88,6 +89,12 @@ async def restore(
     keys = store.keys
     stats = RestoreStats()
     async with pool.acquire() as conn:
+        stored = await conn.fetchval("SELECT value FROM cuefast_meta WHERE key = 'partitions'")
+        if stored is not None and int(stored) != keys.partitions:
+            raise ConfigError(
+                f"CUEFAST_PARTITIONS={keys.partitions} but the snapshot was taken with {stored} "
+                "partitions; set CUEFAST_PARTITIONS to the stored value"
+            )
         counts = await conn.fetchrow(
             "SELECT (SELECT count(*) FROM accounts) AS a, "
             "(SELECT count(*) FROM cues WHERE NOT deleted) AS c, "

@@ -119,6 +119,7 @@ class Snapshotter:
         self.active = False
         self.stats = SnapshotStats()
         self.cycles = 0
+        self._partitions_recorded = False
 
     # ---- lease ---------------------------------------------------------------------
     async def acquire(self) -> bool:
@@ -136,9 +137,22 @@ class Snapshotter:
             self.active = False
 
     # ---- one snapshot ----------------------------------------------------------------
+    async def _record_partitions(self) -> None:
+        """The partition count the snapshot was taken with (restore refuses another one)."""
+        if self._partitions_recorded:
+            return
+        async with self.pool.acquire() as conn:
+            await conn.execute(
+                "INSERT INTO cuefast_meta (key, value) VALUES ('partitions', $1) "
+                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                str(self.store.keys.partitions),
+            )
+        self._partitions_recorded = True
+
     async def snapshot(self, *, max_batches: int = 1_000_000, concurrency: int = 3) -> SnapshotStats:
         """Write everything dirty now (bounded batches) to PostgreSQL; the lease must be held.
         Slots are independent: up to ``concurrency`` of them are written at once."""
+        await self._record_partitions()
         stats = SnapshotStats()
         gate = asyncio.Semaphore(concurrency)
 
