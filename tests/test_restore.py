@@ -121,3 +121,41 @@ async def test_restore_is_refused_over_data_unless_forced(settings: Settings) ->
         await _restore(env, force=True)  # idempotent over the same data
         res = await env.api.request("GET", "/v1/cues", key)
         assert res.status_code == 200 and res.json()["total"] == 1
+
+
+async def test_the_snapshot_and_restore_commands(settings: Settings) -> None:
+    """``cuefast snapshot`` and ``cuefast restore`` as real processes."""
+    import asyncio
+    import os
+    import sys
+
+    async with snap_env(settings) as env:
+        key = await env.api.register()
+        cue = await new_cue(env.api, key, "cli")
+        await env.snap.release()  # the command takes the lease itself
+        environ = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("CUEFAST_")},
+            "CUEFAST_REDIS_URL": env.settings.redis_url,
+            "CUEFAST_DATABASE_URL": env.settings.database_url,
+            "CUEFAST_DATABASE_SCHEMA": env.settings.database_schema,
+            "CUEFAST_KEY_PREFIX": env.settings.key_prefix,
+            "CUEFAST_PARTITIONS": str(env.settings.partitions),
+        }
+
+        async def cli(*args: str) -> tuple[int, str, str]:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "cuefast", *args, env=environ, stdout=-1, stderr=-1
+            )
+            out, err = await asyncio.wait_for(proc.communicate(), timeout=60)
+            return int(proc.returncode or 0), out.decode(), err.decode()
+
+        rc, out, _ = await cli("snapshot")
+        assert rc == 0 and "rows upserted" in out, out
+        rc, _, err = await cli("restore")
+        assert rc == 1 and "--force" in err
+        await wipe_redis(env.rt)
+        rc, out, err = await cli("restore")
+        assert rc == 0, err
+        assert "restored 1 accounts, 1 cues" in out and "100%" in err
+        res = await env.api.request("GET", f"/v1/cues/{cue['id']}", key)
+        assert res.status_code == 200 and res.json()["name"] == "cli"
