@@ -31,7 +31,7 @@ class History:
         try:
             async with pool.acquire() as conn:
                 doc = await conn.fetchval(
-                    "SELECT doc::text FROM executions WHERE id = $1 AND account_id = $2",
+                    "SELECT doc::text FROM executions WHERE id = $1::uuid AND account_id = $2",
                     execution_id,
                     account_id,
                 )

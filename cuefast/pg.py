@@ -47,7 +47,7 @@ CREATE TABLE IF NOT EXISTS cues (
 );
 CREATE INDEX IF NOT EXISTS cues_account_created ON cues (account_id, created_us DESC, id DESC);
 CREATE TABLE IF NOT EXISTS executions (
-    id text PRIMARY KEY,
+    id uuid PRIMARY KEY,
     cue_id text NOT NULL,
     account_id text NOT NULL,
     scheduled_for_us bigint NOT NULL,

@@ -147,7 +147,7 @@ async def restore(
             ):
                 by_p2: dict[int, list[str]] = {}
                 for r in batch:
-                    p = keys.execution_partition(r["id"])
+                    p = keys.execution_partition(str(r["id"]))
                     if p is not None:
                         by_p2.setdefault(p, []).append(r["doc"])
                 calls2 = [

@@ -33,8 +33,9 @@ from cuefast.store import Store
 
 log = logging.getLogger(__name__)
 
-BATCH = 5000
-"""Dirty members per take (and per PostgreSQL transaction)."""
+BATCH = 2000
+"""Dirty members per take (and per PostgreSQL transaction): the take script reads their hashes,
+so this bounds how long it holds Redis (about 10 ms here)."""
 TRIM_BATCH = 1000
 FINAL = ("success", "failed", "missed", "outcome_timeout")
 
@@ -88,7 +89,7 @@ _UPSERT_EXECUTIONS = """
 INSERT INTO executions (id, cue_id, account_id, scheduled_for_us, status, triggered_by, worker_id,
     outcome_state, created_us, updated_us, in_redis, doc)
 SELECT t.id, t.cue_id, t.account_id, t.sf, t.status, t.tb, t.cw, t.os, t.ca, t.ua, true, t.doc::jsonb
-FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[],
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[],
     $8::text[], $9::bigint[], $10::bigint[], $11::text[])
     AS t(id, cue_id, account_id, sf, status, tb, cw, os, ca, ua, doc)
 ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, worker_id = EXCLUDED.worker_id,
@@ -149,9 +150,10 @@ class Snapshotter:
             )
         self._partitions_recorded = True
 
-    async def snapshot(self, *, max_batches: int = 1_000_000, concurrency: int = 3) -> SnapshotStats:
+    async def snapshot(self, *, max_batches: int = 1_000_000, concurrency: int = 4) -> SnapshotStats:
         """Write everything dirty now (bounded batches) to PostgreSQL; the lease must be held.
-        Slots are independent: up to ``concurrency`` of them are written at once."""
+        Slots are independent: up to ``concurrency`` of them are written at once (PostgreSQL
+        works while Python builds the next batch)."""
         await self._record_partitions()
         stats = SnapshotStats()
         gate = asyncio.Semaphore(concurrency)
@@ -249,7 +251,7 @@ class Snapshotter:
                 await conn.execute("DELETE FROM executions WHERE cue_id = ANY($1::text[])", gone["cue"])
                 statements += 2
             if gone["exec"]:
-                await conn.execute("DELETE FROM executions WHERE id = ANY($1::text[])", gone["exec"])
+                await conn.execute("DELETE FROM executions WHERE id = ANY($1::uuid[])", gone["exec"])
                 statements += 1
             if gone["alert"]:
                 await conn.execute(
@@ -284,19 +286,20 @@ class Snapshotter:
                     break
                 # out of the "in Redis" view first: a listing may briefly show one twice, never miss it
                 await conn.execute(
-                    "UPDATE executions SET in_redis = false WHERE id = ANY($1::text[])",
+                    "UPDATE executions SET in_redis = false WHERE id = ANY($1::uuid[])",
                     [r["id"] for r in rows],
                 )
             by_p: dict[int, list[tuple[str, int, str]]] = {}
             for r in rows:
-                p = keys.execution_partition(r["id"])
+                eid = str(r["id"])
+                p = keys.execution_partition(eid)
                 if p is not None:
-                    by_p.setdefault(p, []).append((r["id"], int(r["updated_us"]), r["status"]))
+                    by_p.setdefault(p, []).append((eid, int(r["updated_us"]), r["status"]))
             gone, kept = await self.store.trim_executions(by_p)
             if kept:
                 async with self.pool.acquire() as conn:
                     await conn.execute(
-                        "UPDATE executions SET in_redis = true WHERE id = ANY($1::text[])", kept
+                        "UPDATE executions SET in_redis = true WHERE id = ANY($1::uuid[])", kept
                     )
             removed += len(gone)
             if len(rows) < TRIM_BATCH:

@@ -44,7 +44,7 @@ async def _account_id(env: Env, key: str) -> str:
 async def _pg_execs(env: Env, account_id: str) -> dict[str, dict[str, Any]]:
     async with env.pool.acquire() as conn:
         rows = await conn.fetch(
-            "SELECT id, doc::text AS doc FROM executions WHERE account_id = $1", account_id
+            "SELECT id::text AS id, doc::text AS doc FROM executions WHERE account_id = $1", account_id
         )
     return {r["id"]: msgspec.json.decode(r["doc"]) for r in rows}
 
