@@ -14,6 +14,7 @@ snapshotted is never fired twice (that id exists again).
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from collections.abc import Callable
@@ -174,10 +175,17 @@ async def restore(
 
 
 async def _chunks(conn: Any, sql: str, size: int) -> Any:
-    """Rows of ``sql`` in lists of ``size`` (a server-side cursor; inside a transaction)."""
+    """Rows of ``sql`` in lists of ``size`` (a server-side cursor; inside a transaction). The
+    next chunk is fetched while the caller writes the current one to Redis."""
     cur = await conn.cursor(sql)
+    ahead = asyncio.ensure_future(cur.fetch(size))
     while True:
-        rows = await cur.fetch(size)
+        rows = await ahead
         if not rows:
             return
-        yield rows
+        ahead = asyncio.ensure_future(cur.fetch(size))
+        try:
+            yield rows
+        except BaseException:
+            ahead.cancel()
+            raise
