@@ -18,7 +18,8 @@ SCHEMA_VERSION = 2
 
 # Version 1 declared typed tables that nothing ever wrote (no snapshotter existed); version 2
 # keeps each object's Redis hash verbatim in ``doc`` (restore writes it back as it was) next to
-# the columns that history listings filter and sort on. Upgrading from 1 drops the empty v1 tables.
+# the columns that history listings filter and sort on. ``doc`` is ``json``, not ``jsonb``:
+# nothing queries inside it, and text in, text out is cheaper both ways (snapshot and restore). Upgrading from 1 drops the empty v1 tables.
 _V1_DROP = "DROP TABLE IF EXISTS accounts, cues, executions, alerts"
 
 DDL = """
@@ -32,7 +33,7 @@ CREATE TABLE IF NOT EXISTS accounts (
     key_sha text NOT NULL,
     slug text NOT NULL,
     updated_us bigint NOT NULL,
-    doc jsonb NOT NULL
+    doc json NOT NULL
 );
 CREATE TABLE IF NOT EXISTS cues (
     id text PRIMARY KEY,
@@ -43,7 +44,7 @@ CREATE TABLE IF NOT EXISTS cues (
     created_us bigint NOT NULL,
     updated_us bigint NOT NULL,
     deleted boolean NOT NULL DEFAULT false,
-    doc jsonb NOT NULL
+    doc json NOT NULL
 );
 CREATE INDEX IF NOT EXISTS cues_account_created ON cues (account_id, created_us DESC, id DESC);
 CREATE TABLE IF NOT EXISTS executions (
@@ -58,7 +59,7 @@ CREATE TABLE IF NOT EXISTS executions (
     created_us bigint NOT NULL,
     updated_us bigint NOT NULL,
     in_redis boolean NOT NULL DEFAULT true,
-    doc jsonb NOT NULL
+    doc json NOT NULL
 );
 -- history listings read only what Redis no longer holds: rows still in Redis stay out of these
 -- indexes (cheaper upserts, and counts that do not scan the recent rows)
@@ -73,7 +74,7 @@ CREATE TABLE IF NOT EXISTS alerts (
     account_id text NOT NULL,
     created_us bigint NOT NULL,
     deleted boolean NOT NULL DEFAULT false,
-    doc jsonb NOT NULL
+    doc json NOT NULL
 );
 CREATE INDEX IF NOT EXISTS alerts_account_created ON alerts (account_id, created_us DESC, id DESC);
 """

@@ -68,7 +68,7 @@ def _i(value: str | None, default: int = 0) -> int:
 
 _UPSERT_ACCOUNTS = """
 INSERT INTO accounts (id, email_lc, key_sha, slug, updated_us, doc)
-SELECT t.id, t.email_lc, t.key_sha, t.slug, t.updated_us, t.doc::jsonb
+SELECT t.id, t.email_lc, t.key_sha, t.slug, t.updated_us, t.doc::json
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::text[])
     AS t(id, email_lc, key_sha, slug, updated_us, doc)
 ON CONFLICT (id) DO UPDATE SET email_lc = EXCLUDED.email_lc, key_sha = EXCLUDED.key_sha,
@@ -77,7 +77,7 @@ ON CONFLICT (id) DO UPDATE SET email_lc = EXCLUDED.email_lc, key_sha = EXCLUDED.
 
 _UPSERT_CUES = """
 INSERT INTO cues (id, account_id, name, status, next_run_us, created_us, updated_us, deleted, doc)
-SELECT t.id, t.account_id, t.name, t.status, t.next_run_us, t.created_us, t.updated_us, false, t.doc::jsonb
+SELECT t.id, t.account_id, t.name, t.status, t.next_run_us, t.created_us, t.updated_us, false, t.doc::json
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::bigint[], $7::bigint[],
     $8::text[]) AS t(id, account_id, name, status, next_run_us, created_us, updated_us, doc)
 ON CONFLICT (id) DO UPDATE SET account_id = EXCLUDED.account_id, name = EXCLUDED.name,
@@ -88,7 +88,7 @@ ON CONFLICT (id) DO UPDATE SET account_id = EXCLUDED.account_id, name = EXCLUDED
 _UPSERT_EXECUTIONS = """
 INSERT INTO executions (id, cue_id, account_id, scheduled_for_us, status, triggered_by, worker_id,
     outcome_state, created_us, updated_us, in_redis, doc)
-SELECT t.id, t.cue_id, t.account_id, t.sf, t.status, t.tb, t.cw, t.os, t.ca, t.ua, true, t.doc::jsonb
+SELECT t.id, t.cue_id, t.account_id, t.sf, t.status, t.tb, t.cw, t.os, t.ca, t.ua, true, t.doc::json
 FROM unnest($1::uuid[], $2::text[], $3::text[], $4::bigint[], $5::text[], $6::text[], $7::text[],
     $8::text[], $9::bigint[], $10::bigint[], $11::text[])
     AS t(id, cue_id, account_id, sf, status, tb, cw, os, ca, ua, doc)
@@ -100,7 +100,7 @@ WHERE executions.updated_us <= EXCLUDED.updated_us
 
 _UPSERT_ALERTS = """
 INSERT INTO alerts (id, account_id, created_us, deleted, doc)
-SELECT t.id, t.account_id, t.created_us, false, t.doc::jsonb
+SELECT t.id, t.account_id, t.created_us, false, t.doc::json
 FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) AS t(id, account_id, created_us, doc)
 ON CONFLICT (id) DO UPDATE SET deleted = false, doc = EXCLUDED.doc
 """
