@@ -15,13 +15,15 @@ from typing import Any
 import msgspec
 
 from cuefast.executions import ExecutionFilters
+from cuefast.store import Store
 
 log = logging.getLogger(__name__)
 
 
 class History:
-    def __init__(self, pool_getter: Callable[[], Any]) -> None:
+    def __init__(self, pool_getter: Callable[[], Any], store: Store) -> None:
         self._pool = pool_getter
+        self.store = store
 
     async def get(self, account_id: str, execution_id: str) -> dict[str, str] | None:
         """A snapshotted execution's hash (trimmed from Redis, or Redis lost it)."""
@@ -94,5 +96,7 @@ class History:
     ) -> tuple[list[dict[str, str]], int]:
         """The history rows of a page whose first ``redis_total`` positions Redis holds, and the
         history total (add it to ``redis_total``)."""
+        if self._pool() is None or not await self.store.has_history(account_id):
+            return [], 0  # nothing of this account was ever trimmed: Redis holds it all
         in_redis = max(0, min(offset + limit, redis_total) - offset)
         return await self.page(account_id, filters, max(0, offset - redis_total), limit - in_redis)

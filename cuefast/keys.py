@@ -213,6 +213,11 @@ class Keys:
         """set: dirty members taken by the snapshotter and not yet committed to PostgreSQL"""
         return f"{slot}:dirty:proc"
 
+    def has_history(self, account_id: str) -> str:
+        """string: set once retention moved any of the account's executions to PostgreSQL only
+        (listings skip the PostgreSQL query until then)"""
+        return f"{self.prefix}:{{a:{account_id}}}:hist"
+
     @property
     def snapshot_lease(self) -> str:
         """string (PX): the token of the one active snapshotter"""

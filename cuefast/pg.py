@@ -19,7 +19,8 @@ SCHEMA_VERSION = 2
 # Version 1 declared typed tables that nothing ever wrote (no snapshotter existed); version 2
 # keeps each object's Redis hash verbatim in ``doc`` (restore writes it back as it was) next to
 # the columns that history listings filter and sort on. ``doc`` is ``json``, not ``jsonb``:
-# nothing queries inside it, and text in, text out is cheaper both ways (snapshot and restore). Upgrading from 1 drops the empty v1 tables.
+# nothing queries inside it, and text in, text out is cheaper both ways (snapshot and restore).
+# Upgrading from 1 drops the empty v1 tables.
 _V1_DROP = "DROP TABLE IF EXISTS accounts, cues, executions, alerts"
 
 DDL = """

@@ -159,6 +159,8 @@ async def restore(
                 progress.add(len(batch), "executions")
                 if on_progress is not None:
                     on_progress(stats.executions)
+            rows = await conn.fetch("SELECT DISTINCT account_id FROM executions WHERE NOT in_redis")
+            await store.mark_history(r["account_id"] for r in rows)
             # alerts: their hashes (``alert:<id>`` on the auth slot, as snapshotted)
             async for batch in _chunks(
                 conn, "SELECT id, doc::text AS doc FROM alerts WHERE NOT deleted", 2000

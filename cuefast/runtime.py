@@ -34,7 +34,9 @@ class Runtime:
         self.pg_pool: Any = None
         self.accounts = AccountService(self.store, settings, self.clock)
         self.executions = ExecutionService(self.store, self.clock)
-        self.executions.history = History(lambda: self.pg_pool)  # executions beyond Redis retention
+        self.executions.history = History(
+            lambda: self.pg_pool, self.store
+        )  # executions beyond Redis retention
         self.outcomes = OutcomeService(self.store, self.clock)
         self.cues = CueService(self.store, settings, self.clock, self.executions)
         self.work = WorkService(self.store, settings, self.clock, self.outcomes)

@@ -276,7 +276,7 @@ class Snapshotter:
             await self._renew()
             async with self.pool.acquire() as conn:
                 rows = await conn.fetch(
-                    "SELECT id, updated_us, status FROM executions WHERE in_redis "
+                    "SELECT id, updated_us, status, account_id FROM executions WHERE in_redis "
                     "AND status = ANY($1::text[]) AND updated_us < $2 ORDER BY updated_us LIMIT $3",
                     list(FINAL),
                     cutoff,
@@ -295,6 +295,7 @@ class Snapshotter:
                 p = keys.execution_partition(eid)
                 if p is not None:
                     by_p.setdefault(p, []).append((eid, int(r["updated_us"]), r["status"]))
+            await self.store.mark_history({r["account_id"] for r in rows})  # before any leaves Redis
             gone, kept = await self.store.trim_executions(by_p)
             if kept:
                 async with self.pool.acquire() as conn:

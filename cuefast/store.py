@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.resources
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
 import msgspec
@@ -864,6 +864,16 @@ class Store:
             [("restore_execs", [k.outbox(p)], [k.part(p) + ":", now_us, *docs]) for p, docs in batches]
         )
         return sum(int(n) for n in res)
+
+    async def mark_history(self, account_ids: Iterable[str]) -> None:
+        """These accounts have executions only PostgreSQL holds (listings then read it too)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for account_id in account_ids:
+                pipe.set(self.keys.has_history(account_id), 1)
+            await pipe.execute()
+
+    async def has_history(self, account_id: str) -> bool:
+        return bool(await self.redis.exists(self.keys.has_history(account_id)))
 
     async def keyspace_empty(self) -> bool:
         """No tenant data under this install's prefix (restore refuses to write over data): no

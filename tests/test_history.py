@@ -111,3 +111,25 @@ async def test_a_changed_execution_is_kept_and_snapshotted_again(settings: Setti
         await env.snap.snapshot()
         env.clock.advance(120)
         assert await env.snap.trim() == 1
+
+
+async def test_history_survives_a_restore(settings: Settings) -> None:
+    from cuefast.restore import restore
+    from tests.snap_env import wipe_redis
+
+    async with snap_env(settings, redis_retention=60) as env:
+        key = await env.api.register()
+        cue = await new_cue(env.api, key, "w")
+        old = await fire(env.api, key, cue["id"], 3)
+        await _succeed(env, key, old)
+        await env.snap.snapshot()
+        env.clock.advance(120)
+        assert await env.snap.trim() == 3
+        recent = await fire(env.api, key, cue["id"], 2)
+        await env.snap.snapshot()
+        before, total = await _all_pages(env, key, "/v1/executions", "executions", 2)
+        assert total == 5
+        await wipe_redis(env.rt)
+        await restore(env.rt.store, env.pool, env.clock.now_us())
+        after, total = await _all_pages(env, key, "/v1/executions", "executions", 2)
+        assert total == 5 and after == before and set(after) == set(old + recent)
