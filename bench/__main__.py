@@ -138,6 +138,11 @@ def main() -> None:
 
         worker_main(sys.argv[2:])
         return
+    if len(sys.argv) > 1 and sys.argv[1] == "snapshots":
+        from bench.snapshots import main as snapshots_main
+
+        snapshots_main(sys.argv[2:])
+        return
     parser = argparse.ArgumentParser(prog="./dev bench")
     sub = parser.add_subparsers(dest="bench", required=True)
     api = sub.add_parser("api", help="HTTP API: POST /v1/cues and GET /v1/cues/{id} with locust")

@@ -1,7 +1,8 @@
 """``cuefast …``: the command line.
 
-``cuefast serve`` runs every server role in one process (API today; the scheduler,
-dispatcher and snapshotter join it as they land). With ``CUEFAST_REDIS_URL`` /
+``cuefast serve`` runs every server role in one process (API, scheduler, dispatcher,
+snapshotter); ``cuefast snapshot`` writes one snapshot now, ``cuefast restore`` rebuilds
+Redis from PostgreSQL. With ``CUEFAST_REDIS_URL`` /
 ``CUEFAST_DATABASE_URL`` unset it starts embedded Valkey / PostgreSQL under the data
 dir and stops them on exit (normal exit, SIGINT/SIGTERM, or the parent dying).
 """
@@ -93,7 +94,12 @@ def backends(settings: Settings) -> Iterator[Settings]:
 
 
 async def _serve(
-    settings: Settings, *, api: bool = True, scheduler: bool = True, dispatcher: bool = True
+    settings: Settings,
+    *,
+    api: bool = True,
+    scheduler: bool = True,
+    dispatcher: bool = True,
+    snapshotter: bool = True,
 ) -> None:
     import uvicorn
 
@@ -101,6 +107,7 @@ async def _serve(
     from cuefast.dispatcher import Dispatcher
     from cuefast.runtime import Runtime
     from cuefast.scheduler import Scheduler
+    from cuefast.snapshots import Snapshotter
 
     class Server(uvicorn.Server):
         @contextlib.contextmanager
@@ -151,6 +158,10 @@ async def _serve(
             )
         )
         log.info("dispatcher running")
+    if snapshotter and settings.database_url:
+        snap = Snapshotter(rt.store, settings, rt.clock)
+        roles.append(asyncio.create_task(snap.run(stopping, lambda: rt.pg_pool), name="snapshotter"))
+        log.info("snapshotter running (one active per install; every %ss)", settings.snapshot_interval)
     try:
         if api:
             log.info("cuefast %s serving on http://%s:%d", __version__, settings.host, settings.port)
@@ -174,13 +185,68 @@ async def _migrate(settings: Settings) -> None:
         await pool.close()
 
 
-def _run(coro: Any) -> None:
+async def _snapshot_once(settings: Settings) -> int:
+    """``cuefast snapshot``: one full snapshot now (waits for an active snapshotter's lease)."""
+    from cuefast.runtime import Runtime
+    from cuefast.snapshots import Snapshotter
+
+    rt = Runtime(settings)
+    await rt.start()
+    try:
+        if rt.pg_pool is None:
+            print("cuefast: snapshot needs PostgreSQL (CUEFAST_DATABASE_URL)", file=sys.stderr)
+            return 1
+        snap = Snapshotter(rt.store, settings, rt.clock, rt.pg_pool)
+        for _ in range(int(snap.lease_ms / 500) + 2):
+            if await snap.acquire():
+                break
+            await asyncio.sleep(0.5)  # another snapshotter is writing: its lease ends or lapses
+        else:
+            print("cuefast: another snapshotter holds the lease", file=sys.stderr)
+            return 1
+        try:
+            stats = await snap.snapshot()
+        finally:
+            await snap.release()
+        print(f"snapshot: {stats.rows} rows upserted, {stats.deleted} removed, {stats.batches} batches")
+        return 0
+    finally:
+        await rt.close()
+
+
+async def _restore(settings: Settings, force: bool) -> int:
+    from cuefast.restore import NotEmpty, restore
+    from cuefast.runtime import Runtime
+
+    rt = Runtime(settings)
+    await rt.store.redis.ping()
+    try:
+        await rt._connect_pg()
+        try:
+            stats = await restore(rt.store, rt.pg_pool, rt.clock.now_us(), force=force)
+        except NotEmpty:
+            print(
+                f"cuefast: Redis already holds data under prefix {settings.key_prefix!r}; "
+                "restore writes only into an empty keyspace (--force to write over it)",
+                file=sys.stderr,
+            )
+            return 1
+        print(
+            f"restored {stats.accounts} accounts, {stats.cues} cues, {stats.executions} executions, "
+            f"{stats.alerts} alerts in {stats.seconds:.1f}s"
+        )
+        return 0
+    finally:
+        await rt.close()
+
+
+def _run(coro: Any) -> Any:
     try:
         import uvloop
 
-        uvloop.run(coro)
+        return uvloop.run(coro)
     except ImportError:  # pragma: no cover - uvloop is a server dependency
-        asyncio.run(coro)
+        return asyncio.run(coro)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -188,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cuefast {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, text in (
-        ("serve", "run every server role in one process (API, scheduler, dispatcher)"),
+        ("serve", "run every server role in one process (API, scheduler, dispatcher, snapshotter)"),
         ("api", "run the HTTP API only"),
     ):
         p = sub.add_parser(name, help=text, description=text)
@@ -196,6 +262,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--port", type=int, help="port to bind (CUEFAST_PORT, default 8000)")
     sub.add_parser("scheduler", help="run the scheduler role only (any number may run)")
     sub.add_parser("dispatcher", help="run the webhook dispatcher role only (any number may run)")
+    sub.add_parser("snapshotter", help="run the snapshotter role only (one active at a time; others idle)")
+    sub.add_parser("snapshot", help="write one snapshot to PostgreSQL now and exit")
+    p = sub.add_parser("restore", help="rebuild Redis from the PostgreSQL snapshot (into an empty keyspace)")
+    p.add_argument("--force", action="store_true", help="write even when Redis already holds data")
     sub.add_parser("migrate", help="apply the PostgreSQL schema (idempotent)")
     _add_worker_parser(sub)
     return parser
@@ -289,11 +359,17 @@ def main(argv: list[str] | None = None) -> int:
             if args.command == "serve":
                 _run(_serve(filled))
             elif args.command == "api":
-                _run(_serve(filled, scheduler=False, dispatcher=False))
+                _run(_serve(filled, scheduler=False, dispatcher=False, snapshotter=False))
             elif args.command == "scheduler":
-                _run(_serve(filled, api=False, dispatcher=False))
+                _run(_serve(filled, api=False, dispatcher=False, snapshotter=False))
             elif args.command == "dispatcher":
-                _run(_serve(filled, api=False, scheduler=False))
+                _run(_serve(filled, api=False, scheduler=False, snapshotter=False))
+            elif args.command == "snapshotter":
+                _run(_serve(filled, api=False, scheduler=False, dispatcher=False))
+            elif args.command == "snapshot":
+                return int(_run(_snapshot_once(filled)))
+            elif args.command == "restore":
+                return int(_run(_restore(filled, args.force)))
             elif args.command == "migrate":
                 _run(_migrate(filled))
     except ConfigError as exc:

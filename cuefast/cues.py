@@ -43,7 +43,7 @@ from cuefast.errors import (
     UnsafeURL,
     ValidationFailed,
 )
-from cuefast.executions import ExecutionService
+from cuefast.executions import ExecutionFilters, ExecutionService, render_execution
 from cuefast.ids import new_cue_id, scheduled_execution_id
 from cuefast.models import (
     CONFIG_DECODER,
@@ -370,6 +370,12 @@ class CueService:
             raise CueNotFound()
         out = render_cue(h)
         out["executions"] = await self.executions.cue_page(cue_id, ids) if ids else []
+        history = self.executions.history
+        if history is not None:  # executions beyond Redis retention (PostgreSQL)
+            filters = ExecutionFilters(cue_id=cue_id)
+            older, more = await history.merge(account.id, filters, execution_offset, execution_limit, total)
+            out["executions"] += [render_execution(e) for e in older]
+            total += more
         out["execution_total"] = total
         out["execution_limit"] = execution_limit
         out["execution_offset"] = execution_offset

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
@@ -31,6 +31,9 @@ from cuefast.models import Account
 from cuefast.store import Store
 from cuefast.times import fmt_offset, fmt_z, parse_datetime
 from cuefast.validate import MISSING, Checker, has_bad_text, require_object
+
+if TYPE_CHECKING:
+    from cuefast.history import History
 
 MAX_PAYLOAD_BYTES = 1_048_576
 TERMINAL = frozenset({"success", "failed", "missed", "outcome_timeout"})
@@ -166,6 +169,8 @@ class ExecutionService:
         self.store = store
         self.clock = clock
         self.metrics = metrics or Metrics()
+        self.history: History | None = None
+        """Executions beyond Redis retention (PostgreSQL); set by the runtime."""
 
     async def fire(self, account: Account, cue_id: str, req: FireRequest) -> dict[str, Any]:
         """A manual execution now (or at ``send_at``), with the effective payload (§7.10)."""
@@ -254,6 +259,12 @@ class ExecutionService:
 
     async def get(self, account: Account, execution_id: str) -> dict[str, Any]:
         h = await self.store.get_execution(execution_id)
+        if (
+            h is None
+            and self.history is not None
+            and self.store.keys.execution_partition(execution_id) is not None
+        ):
+            h = await self.history.get(account.id, execution_id)
         if h is None or h.get("acct") != account.id:
             raise ExecutionNotFound()
         return render_execution(h)
@@ -261,6 +272,15 @@ class ExecutionService:
     async def cue_page(self, cue_id: str, ids: list[str]) -> list[dict[str, Any]]:
         rows = await self.store.get_executions(ids)
         return [render_execution(h) for h in rows if h and h.get("cue") == cue_id]
+
+    async def _with_history(
+        self, account: Account, filters: ExecutionFilters, offset: int, limit: int, redis_total: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        """The page's rows past what Redis holds, from PostgreSQL, and the combined total."""
+        if self.history is None:
+            return [], redis_total
+        rows, older = await self.history.merge(account.id, filters, offset, limit, redis_total)
+        return [render_execution(h) for h in rows], redis_total + older
 
     async def list(
         self, account: Account, filters: ExecutionFilters, limit: int, offset: int
@@ -272,7 +292,9 @@ class ExecutionService:
             page_ids, total = await self.store.index_page(index_keys, offset, limit)
             rows = await self.store.get_executions(page_ids)
             first_claim = await self.store.oldest_claimed(account.id)
-            return [render_execution(h) for h in rows if h], total, fmt_offset(first_claim)
+            items = [render_execution(h) for h in rows if h]
+            older, total = await self._with_history(account, filters, offset, limit, total)
+            return items + older, total, fmt_offset(first_claim)
         if filters.cue_id is not None:
             cue = await self.store.get_cue(filters.cue_id) if filters.cue_id.startswith("cue_") else None
             if cue is None or cue.get("acct") != account.id:
@@ -296,4 +318,5 @@ class ExecutionService:
         page_ids = matched[offset : offset + limit]
         rows = await self.store.get_executions(page_ids)
         items = [render_execution(h) for h in rows if h]
-        return items, len(matched), fmt_offset(oldest)
+        older, total = await self._with_history(account, filters, offset, limit, len(matched))
+        return items + older, total, fmt_offset(oldest)

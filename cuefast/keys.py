@@ -238,6 +238,32 @@ class Keys:
         successful snapshot (µs), read by /metrics as cuefast_snapshot_lag_seconds"""
         return f"{self.auth}:snapshot"
 
+    # ---- snapshots (docs/DESIGN.md "Snapshots, retention and restore") --------------------
+    def slots(self) -> list[str]:
+        """Every slot that holds snapshotted objects: the auth slot, then each partition."""
+        return [self.auth, *self.all_parts()]
+
+    @staticmethod
+    def dirty(slot: str) -> str:
+        """set: ``<kind>:<id>`` members (``acct:…``, ``cue:…``, ``exec:…``, ``alert:…``) changed
+        since their last snapshot; ``<slot>:<member>`` is the object's hash (``lua/lib/dirty.lua``)"""
+        return f"{slot}:dirty"
+
+    @staticmethod
+    def dirty_processing(slot: str) -> str:
+        """set: dirty members taken by the snapshotter and not yet committed to PostgreSQL"""
+        return f"{slot}:dirty:proc"
+
+    def has_history(self, account_id: str) -> str:
+        """string: set once retention moved any of the account's executions to PostgreSQL only
+        (listings skip the PostgreSQL query until then)"""
+        return f"{self.prefix}:{{a:{account_id}}}:hist"
+
+    @property
+    def snapshot_lease(self) -> str:
+        """string (PX): the token of the one active snapshotter"""
+        return f"{self.prefix}:{{snap}}:lease"
+
     @property
     def poller(self) -> str:
         """hash: the scheduler's last cycle (for /health)"""

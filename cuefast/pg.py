@@ -14,7 +14,14 @@ import asyncpg
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+# Version 1 declared typed tables that nothing ever wrote (no snapshotter existed); version 2
+# keeps each object's Redis hash verbatim in ``doc`` (restore writes it back as it was) next to
+# the columns that history listings filter and sort on. ``doc`` is ``json``, not ``jsonb``:
+# nothing queries inside it, and text in, text out is cheaper both ways (snapshot and restore).
+# Upgrading from 1 drops the empty v1 tables.
+_V1_DROP = "DROP TABLE IF EXISTS accounts, cues, executions, alerts"
 
 DDL = """
 CREATE TABLE IF NOT EXISTS cuefast_meta (
@@ -22,62 +29,53 @@ CREATE TABLE IF NOT EXISTS cuefast_meta (
     value text NOT NULL
 );
 CREATE TABLE IF NOT EXISTS accounts (
-    id uuid PRIMARY KEY,
-    email text NOT NULL,
-    email_lc text NOT NULL UNIQUE,
-    plan text NOT NULL,
-    cue_limit bigint NOT NULL,
-    exec_limit bigint NOT NULL,
-    rate_limit bigint NOT NULL,
-    wh_secret text NOT NULL,
-    alert_secret text NOT NULL,
-    alert_url text NOT NULL DEFAULT '',
-    key_sha text NOT NULL UNIQUE,
-    key_prefix text NOT NULL,
-    key_enc text NOT NULL DEFAULT '',
+    id text PRIMARY KEY,
+    email_lc text NOT NULL,
+    key_sha text NOT NULL,
     slug text NOT NULL,
-    created_us bigint NOT NULL,
-    updated_us bigint NOT NULL
+    updated_us bigint NOT NULL,
+    doc json NOT NULL
 );
 CREATE TABLE IF NOT EXISTS cues (
     id text PRIMARY KEY,
-    account_id uuid NOT NULL,
+    account_id text NOT NULL,
     name text NOT NULL,
     status text NOT NULL,
-    transport text NOT NULL,
     next_run_us bigint,
-    last_run_us bigint,
-    run_count bigint NOT NULL DEFAULT 0,
-    fired_count bigint NOT NULL DEFAULT 0,
     created_us bigint NOT NULL,
     updated_us bigint NOT NULL,
-    version bigint NOT NULL DEFAULT 1,
-    config jsonb NOT NULL,
-    payload text NOT NULL,
-    deleted boolean NOT NULL DEFAULT false
+    deleted boolean NOT NULL DEFAULT false,
+    doc json NOT NULL
 );
 CREATE INDEX IF NOT EXISTS cues_account_created ON cues (account_id, created_us DESC, id DESC);
 CREATE TABLE IF NOT EXISTS executions (
     id uuid PRIMARY KEY,
     cue_id text NOT NULL,
-    account_id uuid NOT NULL,
+    account_id text NOT NULL,
     scheduled_for_us bigint NOT NULL,
     status text NOT NULL,
     triggered_by text NOT NULL,
+    worker_id text NOT NULL DEFAULT '',
+    outcome_state text NOT NULL DEFAULT '',
     created_us bigint NOT NULL,
     updated_us bigint NOT NULL,
-    doc jsonb NOT NULL
+    in_redis boolean NOT NULL DEFAULT true,
+    doc json NOT NULL
 );
-CREATE INDEX IF NOT EXISTS executions_account_created ON executions (account_id, created_us DESC, id DESC);
-CREATE INDEX IF NOT EXISTS executions_cue_created ON executions (cue_id, created_us DESC, id DESC);
+-- history listings read only what Redis no longer holds: rows still in Redis stay out of these
+-- indexes (cheaper upserts, and counts that do not scan the recent rows)
+CREATE INDEX IF NOT EXISTS executions_account_history ON executions (account_id, created_us DESC, id DESC)
+    WHERE NOT in_redis;
+CREATE INDEX IF NOT EXISTS executions_cue_history ON executions (cue_id, created_us DESC, id DESC)
+    WHERE NOT in_redis;
+CREATE INDEX IF NOT EXISTS executions_trim ON executions (updated_us)
+    WHERE in_redis AND status IN ('success', 'failed', 'missed', 'outcome_timeout');
 CREATE TABLE IF NOT EXISTS alerts (
-    id uuid PRIMARY KEY,
-    account_id uuid NOT NULL,
-    cue_id text,
-    execution_id uuid,
-    alert_type text NOT NULL,
+    id text PRIMARY KEY,
+    account_id text NOT NULL,
     created_us bigint NOT NULL,
-    doc jsonb NOT NULL
+    deleted boolean NOT NULL DEFAULT false,
+    doc json NOT NULL
 );
 CREATE INDEX IF NOT EXISTS alerts_account_created ON alerts (account_id, created_us DESC, id DESC);
 """
@@ -99,6 +97,12 @@ async def migrate(pool: Any) -> None:
     """Apply the schema idempotently (safe to run from several processes at once)."""
     async with pool.acquire() as conn, conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock(7301457291)")
+        await conn.execute(
+            "CREATE TABLE IF NOT EXISTS cuefast_meta (key text PRIMARY KEY, value text NOT NULL)"
+        )
+        stored = await conn.fetchval("SELECT value FROM cuefast_meta WHERE key = 'schema_version'")
+        if stored == "1":
+            await conn.execute(_V1_DROP)
         await conn.execute(DDL)
         await conn.execute(
             "INSERT INTO cuefast_meta (key, value) VALUES ('schema_version', $1) "

@@ -12,6 +12,7 @@ from cuefast.clock import Clock, SystemClock
 from cuefast.config import Settings
 from cuefast.cues import CueService
 from cuefast.executions import ExecutionService
+from cuefast.history import History
 from cuefast.keys import Keys
 from cuefast.outcomes import OutcomeService
 from cuefast.store import Store, connect
@@ -36,6 +37,7 @@ class Runtime:
         self.metrics_flusher = metrics.Flusher(self.metrics, self.store.redis, self.keys, self.clock)
         self.accounts = AccountService(self.store, settings, self.clock)
         self.executions = ExecutionService(self.store, self.clock, self.metrics)
+        self.executions.history = History(lambda: self.pg_pool, self.store)  # beyond Redis retention
         self.outcomes = OutcomeService(self.store, self.clock, self.metrics)
         self.cues = CueService(self.store, settings, self.clock, self.executions)
         self.work = WorkService(self.store, settings, self.clock, self.outcomes, self.metrics)

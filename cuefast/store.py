@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.resources
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
 import msgspec
@@ -62,6 +62,12 @@ SCRIPT_NAMES = (
     # alerts and notices
     "notice_due",
     "notice_retry",
+    # snapshots, retention and restore
+    "snapshot_take",
+    "snapshot_lease",
+    "exec_trim",
+    "restore_cues",
+    "restore_execs",
 )
 
 DISPATCH_GROUP = "dispatchers"
@@ -279,7 +285,10 @@ class Store:
         return bool(res[0] == 1)
 
     async def set_account_fields(self, account_id: str, fields: Mapping[str, str | int]) -> None:
-        await self.redis.hset(self.keys.account(account_id), mapping=dict(fields))  # type: ignore[arg-type]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(self.keys.account(account_id), mapping=dict(fields))  # type: ignore[arg-type]
+            pipe.sadd(self.keys.dirty(self.keys.auth), f"acct:{account_id}")  # for the snapshotter
+            await pipe.execute()
 
     async def change_email(self, account_id: str, email: str, now_us: int) -> bool:
         k = self.keys
@@ -720,6 +729,10 @@ class Store:
         scores = [float(r[0][1]) + (window or 0 if i % width == 4 else 0) for i, r in enumerate(rows) if r]
         return None if not scores else int(min(scores)) - now_us
 
+    async def record_snapshot(self, began_us: int) -> None:
+        """A snapshot that began at ``began_us`` is in PostgreSQL (``/metrics`` snapshot lag)."""
+        await self.redis.hset(self.keys.snapshot, "last_ok_us", began_us)
+
     async def record_poller(self, now_us: int, cues: int, duration_ms: int) -> None:
         await self.redis.hset(
             self.keys.poller,
@@ -900,6 +913,108 @@ class Store:
             ]
         )
         return sum(int(n) for n in res)
+
+    # ---- snapshots, retention and restore ----------------------------------------------
+    async def snapshot_lease(self, mode: Literal["acquire", "renew", "release"], token: str, ms: int) -> bool:
+        """The one-active-snapshotter lease: acquire (SET NX PX), renew or release it."""
+        k = self.keys
+        return bool(await self._run("snapshot_lease", [k.snapshot_lease], [mode, token, ms]) == 1)
+
+    async def snapshot_take(self, slot: str, batch: int) -> list[tuple[str, dict[str, str]]]:
+        """Dirty members of ``slot`` to snapshot now (an uncommitted earlier batch first), each
+        with its current hash (``{}`` when it is gone): one script call."""
+        k = self.keys
+        res = await self._run("snapshot_take", [k.dirty(slot), k.dirty_processing(slot)], [batch])
+        out: list[tuple[str, dict[str, str]]] = []
+        for i in range(0, len(res), 2):
+            flat = res[i + 1]
+            it = iter(flat)
+            out.append((str(res[i]), dict(zip(it, it, strict=True))))
+        return out
+
+    async def snapshot_commit(self, slot: str, members: Sequence[str]) -> None:
+        """The batch is in PostgreSQL: drop it from the processing set."""
+        key = self.keys.dirty_processing(slot)
+        for i in range(0, len(members), 5000):
+            await self.redis.srem(key, *members[i : i + 5000])
+
+    async def dirty_count(self) -> int:
+        """Members waiting for a snapshot (dirty + in flight) over every slot."""
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for slot in k.slots():
+                pipe.scard(k.dirty(slot))
+                pipe.scard(k.dirty_processing(slot))
+            return sum(int(n) for n in await pipe.execute())
+
+    async def mark_dirty(self, members_by_slot: Mapping[str, Sequence[str]]) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for slot, members in members_by_slot.items():
+                if members:
+                    pipe.sadd(self.keys.dirty(slot), *members)
+            await pipe.execute()
+
+    async def trim_executions(
+        self, rows_by_p: Mapping[int, Sequence[tuple[str, int, str]]]
+    ) -> tuple[list[str], list[str]]:
+        """Retention: remove finished executions whose snapshotted (id, updated µs, status) is
+        still current; one ``exec_trim.lua`` call per partition, one round trip. Returns (removed
+        or already gone, kept because they changed)."""
+        k = self.keys
+        calls: list[tuple[str, Sequence[str], Sequence[str | int | float]]] = []
+        for p, rows in rows_by_p.items():
+            slot = k.part(p)
+            args: list[str | int | float] = [slot + ":"]
+            for eid, ua, st in rows:
+                args += [eid, ua, st]
+            calls.append(("exec_trim", [k.dirty(slot), k.dirty_processing(slot)], args))
+        gone: list[str] = []
+        kept: list[str] = []
+        for res in await self._run_many(calls):
+            vals = [str(v) for v in res]
+            cut = vals.index("|")
+            gone += vals[:cut]
+            kept += vals[cut + 1 :]
+        return gone, kept
+
+    async def restore_cues(self, batches: Sequence[tuple[int, Sequence[tuple[str, str]]]]) -> int:
+        """Write cue hashes (id, JSON) back with their indexes; (partition, rows) per script call."""
+        k = self.keys
+        calls: list[tuple[str, Sequence[str], Sequence[str | int | float]]] = []
+        for p, rows in batches:
+            args: list[str | int | float] = [k.part(p) + ":"]
+            for cue_id, doc in rows:
+                args += [cue_id, doc]
+            calls.append(("restore_cues", [k.due(p)], args))
+        return sum(int(n) for n in await self._run_many(calls))
+
+    async def restore_executions(self, batches: Sequence[tuple[int, Sequence[str]]], now_us: int) -> int:
+        """Write execution hashes (JSON) back with their indexes; (partition, docs) per script call."""
+        k = self.keys
+        res = await self._run_many(
+            [("restore_execs", [k.outbox(p)], [k.part(p) + ":", now_us, *docs]) for p, docs in batches]
+        )
+        return sum(int(n) for n in res)
+
+    async def mark_history(self, account_ids: Iterable[str]) -> None:
+        """These accounts have executions only PostgreSQL holds (listings then read it too)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for account_id in account_ids:
+                pipe.set(self.keys.has_history(account_id), 1)
+            await pipe.execute()
+
+    async def has_history(self, account_id: str) -> bool:
+        return bool(await self.redis.exists(self.keys.has_history(account_id)))
+
+    async def keyspace_empty(self) -> bool:
+        """No tenant data under this install's prefix (restore refuses to write over data): no
+        account maps, and no partition with due times, an outbox or unsnapshotted changes. Keys a
+        running API writes on its own (rate-limit windows, meta, the poller) do not count."""
+        k = self.keys
+        names = [k.api_keys, k.emails, k.slugs, k.dirty(k.auth)]
+        for p in range(k.partitions):
+            names += [k.due(p), k.outbox(p), k.dirty(k.part(p)), k.retries(p), k.delayed(p)]
+        return int(await self.redis.exists(*names)) == 0
 
     # ---- worker transport ----------------------------------------------------------
     unclaimed_window_us: int | None = None

@@ -9,6 +9,7 @@
   returns 9 values per claimed execution (count mode) or per id (ids mode):
     {1, id, cue id, cue name, scheduled_for, attempts after this claim, payload, task, lease expiry}
   | {-1, id, ...} no such execution of this account | {-2, id, ...} not claimable now ]]
+--!include dirty
 --!include work_index
 local pfx, acct, worker = ARGV[1], ARGV[2], ARGV[3]
 local lease, count, now = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -46,6 +47,7 @@ local function claim(eid, checked)
       'lx', lx, 'ls', ARGV[4], 'lh', '', 'att', att)
   end
   work_rem(pfx, acct, eid, e[5], e[6], defer)
+  dirty(ek)
   defer_zadd(defer, KEYS[2], lx, eid)
   defer_zadd(defer, KEYS[3], now_s, eid)
   local cue = e[8]

@@ -4,10 +4,12 @@
   ARGV[1] cue id  ARGV[2] created µs (index score)  ARGV[3] next run µs ("" = not scheduled)
   ARGV[4..] field, value pairs
   returns {1} | {-1} a cue with that id exists ]]
+--!include dirty
 if redis.call('EXISTS', KEYS[1]) == 1 then return {-1} end
 local fields = {}
 for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[1], unpack(fields))
+dirty(KEYS[1])
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
 if ARGV[3] ~= '' then redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1]) end

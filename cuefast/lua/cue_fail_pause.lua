@@ -2,6 +2,7 @@
   KEYS[1] due zset  (cue hashes and status indexes derived from ARGV[1], the partition's key prefix)
   ARGV[1] partition key prefix  ARGV[2..] cue ids
   returns the number paused (cues gone or not active are left alone) ]]
+--!include dirty
 --!include set_cue_status
 local pfx = ARGV[1]
 local paused = 0

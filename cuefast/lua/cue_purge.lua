@@ -4,6 +4,7 @@
   ARGV[1] partition key prefix  ARGV[2] batch size
   returns number removed (queued outbox entries of removed executions are dropped by the
   dispatcher when it finds them gone) ]]
+--!include dirty
 --!include work_index
 local ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)
 for _, eid in ipairs(ids) do
@@ -15,6 +16,7 @@ for _, eid in ipairs(ids) do
     redis.call('ZREM', ARGV[1] .. 'claimed:' .. e[2], eid)
   end
   redis.call('DEL', ek)
+  dirty(ek)
   redis.call('ZREM', KEYS[1], eid)
   for k = 2, 6 do redis.call('ZREM', KEYS[k], eid) end
 end

@@ -5,11 +5,13 @@
   ARGV[5] next run: "keep" | "" (clear) | µs  ARGV[6..] field, value pairs (always includes
   the new version 'v' and 'ua')
   returns {1} | {-1} no such cue for that account | {-2} version moved (re-read and retry) ]]
+--!include dirty
 local acct = redis.call('HGET', KEYS[1], 'acct')
 if acct ~= ARGV[1] then return {-1} end
 if redis.call('HGET', KEYS[1], 'v') ~= ARGV[2] then return {-2} end
 local status_key = {active = KEYS[3], paused = KEYS[4], completed = KEYS[5], failed = KEYS[6]}
 local id = ARGV[3]
+dirty(KEYS[1])
 local new_status = ARGV[4]
 if new_status ~= '' then
   local cur = redis.call('HGET', KEYS[1], 'status')

@@ -2,6 +2,7 @@
   KEYS[1] deadlines zset (execution id → outcome deadline µs)
   ARGV[1] partition key prefix  ARGV[2] batch size  ARGV[3] now µs
   returns {number timed out, execution id, …} ]]
+--!include dirty
 --!include set_cue_status
 --!include alert
 local pfx = ARGV[1]
@@ -22,6 +23,7 @@ for _, eid in ipairs(ids) do
     alert_raise(pfx, e[7], e[6], eid, 'outcome_timeout', 'Execution ' .. eid .. ' did not report an outcome within '
       .. string.format('%d', secs) .. ' seconds.', string.format('{"outcome_deadline_seconds":%d,"transport":"%s"}',
       secs, e[9] or 'webhook'), ARGV[3])
+    dirty(ek)
     out[#out + 1] = eid
     -- a one-time cue decided by its scheduled execution becomes failed
     local ck = pfx .. 'cue:' .. e[6]

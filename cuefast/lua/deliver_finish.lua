@@ -8,6 +8,7 @@
     1 if a final failure pauses the recurring cue (on_failure.pause)
   returns one new status per attempt ("" = the execution was not in flight: deleted, or its
   result already recorded by another attempt) ]]
+--!include dirty
 --!include set_cue_status
 --!include alert
 local pfx, now = ARGV[1], ARGV[2]
@@ -25,7 +26,9 @@ local function finish(eid, result, hs, em, nxr, od, entry, once, pause)
   local ck = pfx .. 'cue:' .. e[2]
   local cue_exists = redis.call('EXISTS', ck) == 1
   redis.call('HINCRBY', ek, 'att', 1)
+  dirty(ek)
   if cue_exists then redis.call('HINCRBY', ck, 'rc', 1) end
+  if cue_exists then dirty(ck) end
   local status
   if result == 'ok' then
     if od ~= '' and not e[4] then

@@ -10,6 +10,7 @@
   retry_ready, and on a first attempt started_at / last_attempt_at written by this lease are
   removed again (a retry's last_attempt_at keeps the lease time until its next attempt).
   returns one status per attempt ("" = not released) ]]
+--!include dirty
 local pfx, now = ARGV[1], ARGV[2]
 local out = {}
 for i = 3, #ARGV, 4 do
@@ -28,6 +29,7 @@ for i = 3, #ARGV, 4 do
       local att = tonumber(e[2] or '0')
       status = att > 0 and 'retry_ready' or 'pending'
       redis.call('HSET', ek, 'st', status, 'ua', now)
+      dirty(ek)
       if att == 0 and (not e[3] or e[3] == '') then redis.call('HDEL', ek, 'sa', 'la') end
       if tonumber(at) > tonumber(now) then
         redis.call('ZADD', KEYS[3], at, eid)

@@ -7,6 +7,7 @@
     {1, cue id, scheduled_for, attempts, payload, cue cfg, cue name, account, triggered_by}
   | {0, …} not deliverable (gone, finished, not webhook): drop the stream entry
   | {-1, …} another attempt holds a live lease: leave the entry pending ]]
+--!include dirty
 local lease_us, pfx, now = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
 local now_s = string.format('%.0f', now)
 local lease_s = string.format('%.0f', now + lease_us)
@@ -44,6 +45,7 @@ for i = 4, #ARGV do
         string.format('%d', math.floor((now - last) / 1000000)) .. 's')
     end
     redis.call('HSET', ek, 'st', 'delivering', 'la', now_s, 'ua', now_s)
+    dirty(ek)
     if not e[9] then redis.call('HSET', ek, 'sa', now_s) end
     redis.call('ZADD', KEYS[1], lease_s, eid)
     local row = {1, e[3], e[4], e[5] or '0', e[6], c[1], c[2], e[7], e[8] or 'scheduled'}

@@ -8,6 +8,7 @@
   ARGV[10] now µs
   returns {1} created | {2, remembered response} same key and fingerprint
         | {-1, existing execution id} same key, other fingerprint | {-2} no such cue ]]
+--!include dirty
 --!include work_index
 local now = tonumber(ARGV[10])
 if ARGV[7] ~= '' then
@@ -23,6 +24,7 @@ if c[1] ~= ARGV[2] then return {-2} end
 local eid, tr, sf = ARGV[1], c[2], tonumber(ARGV[3])
 redis.call('HSET', KEYS[1], 'id', eid, 'cue', string.match(KEYS[2], 'cue:(.*)$'), 'acct', ARGV[2], 'tr', tr,
   'sf', ARGV[3], 'st', 'pending', 'tb', ARGV[5], 'att', 0, 'ca', ARGV[10], 'ua', ARGV[10], 'pl', ARGV[4])
+dirty(KEYS[1])
 if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'rf', ARGV[6]) end
 redis.call('ZADD', KEYS[3], ARGV[10], eid)
 redis.call('ZADD', KEYS[4], ARGV[10], eid)

@@ -4,6 +4,7 @@
   ARGV[4] default lease µs (when the claim recorded none)  ARGV[5] now µs  ARGV[6..] execution ids
   returns 2 values per id: {1, new lease expiry µs} | {-1, ""} no such execution of this account
   | {-2, ""} not a claimed worker execution | {-3, ""} claimed by another worker ]]
+--!include dirty
 local pfx, acct, worker, now = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[5])
 local out = {}
 for i = 6, #ARGV do
@@ -20,6 +21,7 @@ for i = 6, #ARGV do
   else
     lx = string.format('%.0f', now + (tonumber(e[5]) or tonumber(ARGV[4])))
     redis.call('HSET', ek, 'lh', ARGV[5], 'lx', lx, 'ua', ARGV[5])
+    dirty(ek)
     redis.call('ZADD', KEYS[1], lx, eid)
   end
   out[#out + 1] = code

@@ -5,6 +5,7 @@
   the lease expiry µs that was judged, and the decision: "renew:<new expiry µs>" (its worker is
   alive) | "reoffer" (attempts left) | "fail" (attempts exhausted)
   returns the resulting status per claim ("" = changed meanwhile, left alone) ]]
+--!include dirty
 --!include set_cue_status
 --!include work_index
 --!include alert
@@ -18,6 +19,7 @@ for i = 3, #ARGV, 3 do
   local res = ''
   if e[1] == 'delivering' and e[2] == 'worker' and lx and tonumber(lx) == tonumber(judged) then
     local acct = e[3]
+    dirty(ek)
     if string.sub(decision, 1, 6) == 'renew:' then
       local new_lx = string.sub(decision, 7)
       redis.call('HSET', ek, 'lx', new_lx)
@@ -40,6 +42,7 @@ for i = 3, #ARGV, 3 do
         local ck = pfx .. 'cue:' .. e[7]
         if redis.call('EXISTS', ck) == 1 then
           redis.call('HSET', ck, 'lr', now)
+          dirty(ck)
           local sch = redis.call('HGET', ck, 'sch')
           if (e[8] or 'scheduled') == 'scheduled' and sch and string.sub(sch, 1, 5) == 'once|' then
             set_cue_status(pfx, e[7], acct, 'failed')

@@ -6,6 +6,7 @@
   cue id, expected next_run (CAS: skipped if next_run moved), new next_run ("-" = none),
   number of slots k, then k pairs (scheduled_for µs, deterministic execution id)
   returns {executions created, cues skipped} ]]
+--!include dirty
 --!include work_index
 local now = ARGV[1]
 local pfx = ARGV[2]
@@ -43,6 +44,7 @@ for line in string.gmatch(ARGV[3], '[^\n]+') do
         -- absent fields mean their defaults: attempts 0, triggered_by scheduled, updated = created
         redis.call('HSET', ek, 'id', eid, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
           'st', 'pending', 'ca', now, 'pl', c[5])
+        dirty(ek)
         add(pfx .. 'cue:' .. cue_id .. ':execs', now, eid)
         add(pfx .. 'idx:' .. acct .. ':execs', now, eid)
         if tr == 'webhook' then
@@ -59,6 +61,7 @@ for line in string.gmatch(ARGV[3], '[^\n]+') do
       end
     end
     created = created + fired
+    dirty(ck)
     if new_nr == '-' then
       redis.call('HSET', ck, 'nr', '', 'fc', (tonumber(c[6]) or 0) + fired)
       due_rem[#due_rem + 1] = cue_id

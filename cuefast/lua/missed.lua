@@ -5,6 +5,7 @@
   ARGV[3] batch size  ARGV[4] now µs
   returns {number of entries taken, then 4 values per missed execution: id, cue id, account,
   attempts} ]]
+--!include dirty
 --!include set_cue_status
 --!include work_index
 --!include alert
@@ -18,11 +19,13 @@ for _, eid in ipairs(ids) do
   if e[2] == 'worker' and (e[1] == 'pending' or e[1] == 'retry_ready') then
     redis.call('HSET', ek, 'st', 'missed', 'ua', now,
       'em', 'No worker claimed this execution within timeout window')
+    dirty(ek)
     work_rem(pfx, e[3], eid, e[6], e[7])
     alert_final_failure(pfx, eid, e[4], e[3], now)  -- streak, on_failure e-mail (§12)
     local ck = pfx .. 'cue:' .. e[4]
     if redis.call('EXISTS', ck) == 1 then
       redis.call('HSET', ck, 'lr', now)
+      dirty(ck)
       local sch = redis.call('HGET', ck, 'sch')
       if (e[5] or 'scheduled') == 'scheduled' and sch and string.sub(sch, 1, 5) == 'once|' then
         set_cue_status(pfx, e[4], e[3], 'failed')

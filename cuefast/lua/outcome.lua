@@ -4,6 +4,7 @@
   ARGV[5] partition key prefix  ARGV[6] 1 if the cue is one-time (a scheduled execution
   decides it)  ARGV[7] now µs
   returns {1, status} | {-1} an outcome is already recorded | {-2} no such execution ]]
+--!include dirty
 --!include set_cue_status
 --!include work_index
 --!include alert

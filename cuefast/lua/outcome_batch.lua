@@ -4,6 +4,7 @@
   ARGV[1] partition key prefix  ARGV[2] account id  ARGV[3] now µs, then 6 values per outcome:
   execution id, outcome JSON, success "1" | "0", outcome_state, error text, 1 if the cue is one-time
   returns one value per outcome: its new status | "-1" already recorded | "-2" not found ]]
+--!include dirty
 --!include set_cue_status
 --!include work_index
 --!include alert

@@ -5,6 +5,7 @@
   ARGV[1] partition key prefix  ARGV[2] account id  ARGV[3] worker id  ARGV[4] now µs
   ARGV[5..] execution ids
   returns the number released (ids not held by this worker are left alone) ]]
+--!include dirty
 --!include work_index
 local pfx, acct, worker, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local released = 0
@@ -16,6 +17,7 @@ for i = 5, #ARGV do
     local att = math.max((tonumber(e[5]) or 1) - 1, 0)
     redis.call('HSET', ek, 'st', att == 0 and 'pending' or 'retry_ready', 'att', att, 'ua', now,
       'cw', '', 'cla', '', 'lx', '', 'ls', '', 'lh', '')
+    dirty(ek)
     if att == 0 then
       redis.call('HSET', ek, 'sa', '', 'la', '')
       if e[9] and e[9] ~= '' and (not e[10] or e[10] == '') then  -- armed by this first claim

@@ -15,6 +15,7 @@ local function alert_raise(pfx, acct, cue, eid, atype, msg, md, now)
   local ak = pfx .. 'alert:' .. id
   if redis.call('EXISTS', ak) == 1 then return end
   redis.call('HSET', ak, 'acct', acct, 'cue', cue, 'eid', eid, 'type', atype, 'msg', msg, 'md', md, 'ca', now)
+  dirty(ak)  -- snapshotted (needs lib dirty included first)
   redis.call('ZADD', pfx .. 'idx:' .. acct .. ':alerts', now, id)
   redis.call('ZADD', pfx .. 'idx:' .. acct .. ':alerts:' .. atype, now, id)
   redis.call('XADD', pfx .. 'notices', '*', 'k', 'a', 'i', id, 'n', '1')
@@ -27,6 +28,8 @@ local function alert_verdict(pfx, eid, cue, acct, success, now)
   local ck = pfx .. 'cue:' .. cue
   local cfg = redis.call('HGET', ck, 'cfg')
   if not cfg then return end
+  dirty(pfx .. 'exec:' .. eid)
+  dirty(ck)
   if success then
     redis.call('HSET', ck, 'fs', 0, 'fsa', '')
     return

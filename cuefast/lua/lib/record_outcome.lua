@@ -8,6 +8,7 @@ local function record_outcome(pfx, eid, acct, outcome_json, success, state, err,
   local e = redis.call('HMGET', ek, 'st', 'tr', 'cue', 'acct', 'tb', 'oc', 'tk', 'ag')
   if not e[1] or (acct ~= '' and e[4] ~= acct) then return -2 end
   if e[6] and e[6] ~= '' then return -1 end
+  dirty(ek)
   local st, tr = e[1], e[2]
   local terminal = {success = true, failed = true, missed = true, outcome_timeout = true}
   local c = cues[e[3]]
@@ -49,6 +50,7 @@ local function outcome_flush(pfx, defer, cues, now)
       local ck = pfx .. 'cue:' .. cue
       redis.call('HINCRBY', ck, 'rc', c.n)
       redis.call('HSET', ck, 'lr', now)
+      dirty(ck)
     end
   end
 end

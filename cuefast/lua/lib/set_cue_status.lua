@@ -8,5 +8,6 @@ local function set_cue_status(pfx, cue_id, account, status)
   redis.call('ZREM', pfx .. 'idx:' .. account .. ':cues:' .. cur, cue_id)
   redis.call('ZADD', pfx .. 'idx:' .. account .. ':cues:' .. status, score, cue_id)
   redis.call('HSET', ck, 'status', status, 'nr', '')
+  dirty(ck)
   redis.call('ZREM', pfx .. 'due', cue_id)
 end

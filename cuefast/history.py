@@ -1,0 +1,102 @@
+"""Execution history beyond Redis retention, read from PostgreSQL.
+
+Listings are Redis first (newest first), then the executions only PostgreSQL still holds
+(``in_redis = false``: trimmed by retention), newest first: one stable order, so offsets page
+through both without gaps or repeats, and ``total`` counts both. Filters apply to both sides.
+Without PostgreSQL (not configured, or down) the history part is empty: Redis keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from cuefast.executions import ExecutionFilters
+from cuefast.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class History:
+    def __init__(self, pool_getter: Callable[[], Any], store: Store) -> None:
+        self._pool = pool_getter
+        self.store = store
+
+    async def get(self, account_id: str, execution_id: str) -> dict[str, str] | None:
+        """A snapshotted execution's hash (trimmed from Redis, or Redis lost it)."""
+        pool = self._pool()
+        if pool is None:
+            return None
+        try:
+            async with pool.acquire() as conn:
+                doc = await conn.fetchval(
+                    "SELECT doc::text FROM executions WHERE id = $1::uuid AND account_id = $2",
+                    execution_id,
+                    account_id,
+                )
+        except Exception as exc:
+            log.warning("history unavailable (%s)", type(exc).__name__)
+            return None
+        return None if doc is None else dict(msgspec.json.decode(doc))
+
+    async def page(
+        self,
+        account_id: str,
+        filters: ExecutionFilters,
+        offset: int,
+        limit: int,
+    ) -> tuple[list[dict[str, str]], int]:
+        """A page of the account's PostgreSQL-only executions (newest first) and their total."""
+        pool = self._pool()
+        if pool is None:
+            return [], 0
+        where = ["account_id = $1", "NOT in_redis"]
+        args: list[Any] = [account_id]
+
+        def arg(value: Any) -> str:
+            args.append(value)
+            return f"${len(args)}"
+
+        if filters.cue_id is not None:
+            where.append(f"cue_id = {arg(filters.cue_id)}")
+        if filters.statuses is not None:
+            where.append(f"status = ANY({arg(sorted(filters.statuses))}::text[])")
+        if filters.worker_id is not None:
+            where.append(f"worker_id = {arg(filters.worker_id)}")
+        if filters.outcome_state is not None:
+            where.append(f"outcome_state = {arg(filters.outcome_state)}")
+        if filters.triggered_by is not None:
+            where.append(f"triggered_by = {arg(filters.triggered_by)}")
+        cond = " AND ".join(where)
+        try:
+            async with pool.acquire() as conn:
+                total = int(await conn.fetchval(f"SELECT count(*) FROM executions WHERE {cond}", *args))
+                if limit <= 0 or offset >= total:
+                    return [], total
+                rows = await conn.fetch(
+                    f"SELECT doc::text AS doc FROM executions WHERE {cond} "
+                    f"ORDER BY created_us DESC, id DESC OFFSET {int(offset)} LIMIT {int(limit)}",
+                    *args,
+                )
+        except Exception as exc:
+            log.warning("history unavailable (%s)", type(exc).__name__)
+            return [], 0
+        return [dict(msgspec.json.decode(r["doc"])) for r in rows], total
+
+    async def merge(
+        self,
+        account_id: str,
+        filters: ExecutionFilters,
+        offset: int,
+        limit: int,
+        redis_total: int,
+    ) -> tuple[list[dict[str, str]], int]:
+        """The history rows of a page whose first ``redis_total`` positions Redis holds, and the
+        history total (add it to ``redis_total``)."""
+        if self._pool() is None or not await self.store.has_history(account_id):
+            return [], 0  # nothing of this account was ever trimmed: Redis holds it all
+        in_redis = max(0, min(offset + limit, redis_total) - offset)
+        return await self.page(account_id, filters, max(0, offset - redis_total), limit - in_redis)

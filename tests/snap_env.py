@@ -1,0 +1,89 @@
+"""Shared setup of the snapshot, history and restore tests: an API on a frozen clock, its own
+PostgreSQL schema (restore reads a whole schema, so each test gets one), a snapshotter."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from cuefast.clock import FrozenClock
+from cuefast.config import Settings
+from cuefast.runtime import Runtime
+from cuefast.scheduler import Scheduler
+from cuefast.snapshots import Snapshotter
+from cuefast.times import parse_datetime
+from tests.conftest import Api, make_api
+
+T0 = parse_datetime("2031-01-06T08:59:30Z")
+
+
+@dataclass
+class Env:
+    api: Api
+    rt: Runtime
+    clock: FrozenClock
+    snap: Snapshotter
+    settings: Settings
+
+    @property
+    def pool(self) -> Any:
+        return self.rt.pg_pool
+
+    def scheduler(self) -> Scheduler:
+        return Scheduler(self.rt.store, self.clock)
+
+
+@asynccontextmanager
+async def snap_env(settings: Settings, **over: Any) -> AsyncIterator[Env]:
+    schema = f"{settings.database_schema}_{uuid.uuid4().hex[:8]}"
+    own = settings.replace(database_schema=schema, **over)
+    clock = FrozenClock(T0)
+    api, rt = await make_api(own, clock)
+    snap = Snapshotter(rt.store, own, clock, rt.pg_pool)
+    assert await snap.acquire()
+    try:
+        yield Env(api, rt, clock, snap, own)
+    finally:
+        await snap.release()
+        await api.client.aclose()
+        await rt.close()
+        conn = await asyncpg.connect(own.database_url)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
+
+async def new_cue(api: Api, key: str, name: str, **over: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": name,
+        "transport": "worker",
+        "schedule": {"type": "recurring", "cron": "* * * * *"},
+        "payload": {"task": name},
+    }
+    body.update(over)
+    res = await api.request("POST", "/v1/cues", key, json=body)
+    assert res.status_code == 201, res.text
+    out: dict[str, Any] = res.json()
+    return out
+
+
+async def fire(api: Api, key: str, cue_id: str, n: int = 1) -> list[str]:
+    ids = []
+    for _ in range(n):
+        res = await api.request("POST", f"/v1/cues/{cue_id}/fire", key, json={})
+        assert res.status_code in (200, 201), res.text
+        ids.append(res.json()["id"])
+    return ids
+
+
+async def wipe_redis(rt: Runtime) -> None:
+    """Delete every key of this test's prefix (never FLUSHALL)."""
+    keys = [k async for k in rt.store.redis.scan_iter(match=f"{rt.keys.prefix}:*", count=1000)]
+    for i in range(0, len(keys), 500):
+        await rt.store.redis.delete(*keys[i : i + 500])

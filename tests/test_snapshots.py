@@ -1,0 +1,194 @@
+"""Snapshotter: dirty tracking, batched upserts, the one-active lease, crash safety."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgspec
+
+from cuefast.config import Settings
+from cuefast.ids import key_sha, new_execution_id
+from cuefast.snapshots import BATCH, LeaseLost, Snapshotter
+from tests.snap_env import Env, fire, new_cue, snap_env
+
+
+async def _bulk_executions(env: Env, account_id: str, cue_id: str, n: int) -> list[str]:
+    """``n`` manual executions straight through execution_create.lua (the API path, minus HTTP)."""
+    store = env.rt.store
+    p = store.keys.cue_partition(cue_id)
+    ids = [new_execution_id(p) for _ in range(n)]
+    now = env.clock.now_us()
+    for i in range(0, n, 500):
+        await asyncio.gather(
+            *(
+                store.create_execution(
+                    execution_id=eid,
+                    cue_id=cue_id,
+                    account_id=account_id,
+                    scheduled_us=now,
+                    payload_json='{"task":"bulk"}',
+                    triggered_by="manual_fire",
+                    now_us=now,
+                )
+                for eid in ids[i : i + 500]
+            )
+        )
+    return ids
+
+
+async def _account_id(env: Env, key: str) -> str:
+    return str(await env.rt.store.redis.hget(env.rt.keys.api_keys, key_sha(key)))
+
+
+async def _pg_execs(env: Env, account_id: str) -> dict[str, dict[str, Any]]:
+    async with env.pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT id::text AS id, doc::text AS doc FROM executions WHERE account_id = $1", account_id
+        )
+    return {r["id"]: msgspec.json.decode(r["doc"]) for r in rows}
+
+
+async def test_thousands_of_changes_go_out_in_a_few_batched_statements(settings: Settings) -> None:
+    async with snap_env(settings) as env:
+        key = await env.api.register()
+        acct = await _account_id(env, key)
+        cue = await new_cue(env.api, key, "bulk")
+        n = 2 * BATCH + 1234
+        ids = await _bulk_executions(env, acct, cue["id"], n)
+        assert await env.rt.store.dirty_count() == n + 2  # + the account and the cue
+        began = env.rt.clock.now_us()
+        stats = await env.snap.snapshot()
+        assert stats.rows == n + 2
+        last_ok = await env.rt.store.redis.hget(env.rt.keys.snapshot, "last_ok_us")
+        assert last_ok is not None and int(last_ok) >= began  # what /metrics reports as snapshot lag
+        # one partition holds every execution: ceil(n / BATCH) takes, plus one each for the
+        # account (auth slot) and the cue's partition shares the executions' batches
+        assert stats.batches <= n // BATCH + 2
+        assert stats.statements <= stats.batches * 2  # one multi-row upsert per table and batch
+        assert await env.rt.store.dirty_count() == 0
+        pg = await _pg_execs(env, acct)
+        assert set(pg) == set(ids)
+        async with env.pool.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM cues WHERE id = $1", cue["id"]) == 1
+            assert await conn.fetchval("SELECT key_sha FROM accounts WHERE id = $1", acct)
+        again = await env.snap.snapshot()  # nothing changed: nothing written
+        assert again.rows == 0 and again.statements == 0
+
+
+async def test_outcomes_evidence_and_deletes_reach_postgres(settings: Settings) -> None:
+    async with snap_env(settings) as env:
+        key = await env.api.register()
+        acct = await _account_id(env, key)
+        cue = await new_cue(env.api, key, "w")
+        [eid] = await fire(env.api, key, cue["id"])
+        await env.snap.snapshot()
+        assert (await _pg_execs(env, acct))[eid]["st"] == "pending"
+        res = await env.api.request(
+            "POST",
+            f"/v1/executions/{eid}/outcome",
+            key,
+            json={"success": True, "result": "done", "metadata": {"n": 1}},
+        )
+        assert res.status_code == 200, res.text
+        await env.snap.snapshot()
+        doc = (await _pg_execs(env, acct))[eid]
+        assert doc["st"] == "success" and msgspec.json.decode(doc["oc"])["result"] == "done"
+        res = await env.api.request("DELETE", f"/v1/cues/{cue['id']}", key)
+        assert res.status_code == 204, res.text
+        await env.snap.snapshot()
+        async with env.pool.acquire() as conn:
+            assert await conn.fetchval("SELECT deleted FROM cues WHERE id = $1", cue["id"]) is True
+        assert await _pg_execs(env, acct) == {}
+
+
+async def test_one_snapshotter_is_active_and_another_takes_over_a_lapsed_lease(settings: Settings) -> None:
+    async with snap_env(settings, snapshot_interval=0.05) as env:
+        first = env.snap
+        second = Snapshotter(env.rt.store, env.settings, env.clock, env.pool)
+        assert not await second.acquire()  # first holds it
+        key = await env.api.register()
+        stopping = asyncio.Event()
+        task = asyncio.create_task(second.run(stopping))
+        try:
+            await first.snapshot()  # the holder works; the other idles
+            assert not second.active and second.cycles == 0
+            # the first one stops renewing (it died): its lease lapses and the second takes over
+            first.lease_ms = 50
+            await first._renew()
+            async with asyncio.timeout(10):
+                while second.cycles == 0:
+                    await asyncio.sleep(0.01)
+            assert second.active
+            try:
+                await first.snapshot()
+                raise AssertionError("a snapshotter without the lease must not write")
+            except LeaseLost:
+                pass
+            await new_cue(env.api, key, "after-takeover")
+            async with asyncio.timeout(10):
+                while await env.rt.store.dirty_count():
+                    await asyncio.sleep(0.01)
+        finally:
+            stopping.set()
+            await task
+        assert not second.active  # released on stop
+        assert await env.rt.store.snapshot_lease("acquire", "someone", 1000)
+
+
+class _FailingPool:
+    """A pool whose execution upserts fail (PostgreSQL died mid-batch)."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+
+    def acquire(self) -> Any:
+        outer = self
+
+        class Ctx:
+            async def __aenter__(self) -> Any:
+                self.cm = outer.pool.acquire()
+                conn = await self.cm.__aenter__()
+
+                class Conn:
+                    def transaction(self) -> Any:
+                        return conn.transaction()
+
+                    async def execute(self, sql: str, *args: Any) -> Any:
+                        if "INSERT INTO executions" in sql:
+                            raise ConnectionError("postgres went away")
+                        return await conn.execute(sql, *args)
+
+                return Conn()
+
+            async def __aexit__(self, *exc: Any) -> Any:
+                return await self.cm.__aexit__(*exc)
+
+        return Ctx()
+
+
+async def test_a_crash_between_take_and_commit_loses_nothing(settings: Settings) -> None:
+    async with snap_env(settings) as env:
+        key = await env.api.register()
+        acct = await _account_id(env, key)
+        cue = await new_cue(env.api, key, "w")
+        ids = await fire(env.api, key, cue["id"], 5)
+        # a snapshotter takes every batch into processing, then its PostgreSQL commit fails
+        dying = Snapshotter(env.rt.store, env.settings, env.clock, _FailingPool(env.pool))
+        dying.token = env.snap.token  # same lease holder: the process restarted
+        dying.active = True
+        try:
+            await dying.snapshot()
+            raise AssertionError("the upsert should have failed")
+        except ConnectionError:
+            pass
+        assert await _pg_execs(env, acct) == {}
+        # one more change to an id that sits in processing: it is dirty again
+        res = await env.api.request("POST", f"/v1/executions/{ids[0]}/outcome", key, json={"success": False})
+        assert res.status_code == 200, res.text
+        stats = await env.snap.snapshot()  # the restart retries the processing batch first
+        assert stats.rows >= 7
+        pg = await _pg_execs(env, acct)
+        assert set(pg) == set(ids)
+        assert pg[ids[0]]["st"] == "failed"
+        assert await env.rt.store.dirty_count() == 0
