@@ -19,7 +19,7 @@ from redis.commands.core import AsyncScript
 
 from cuefast.errors import ConfigError
 from cuefast.keys import CUE_STATUSES, Keys
-from cuefast.models import Account
+from cuefast.models import Account, config_json
 from cuefast.times import to_datetime
 
 log = logging.getLogger(__name__)
@@ -192,7 +192,7 @@ class Store:
         res = await self._run(
             "name_reserve",
             [self.keys.cue_names(account_id)],
-            [name, f"{cue_id}:{now_us}", limit_hint, replace_if],
+            [name, f"{cue_id}:{now_us // 1_000_000}", limit_hint, replace_if],  # seconds: 6 B less
         )
         if res[0] == 1:
             return "ok", ""
@@ -208,37 +208,58 @@ class Store:
         return None if value is None else str(value)
 
     # ---- cues --------------------------------------------------------------------
+    # A cue is two keys (docs/DESIGN.md "Why a cue is two keys"): its hash holds the small
+    # fields, and a string next to it holds "<stored config JSON>\n<payload JSON>" (compact
+    # JSON never contains a raw newline). Readers get one dict: "pl", and "cfg" as the full
+    # CueConfig JSON (models.config_json); writers pass "cfg" as models.stored_config.
     def _status_indexes(self, p: int, account_id: str) -> list[str]:
         return [self.keys.cue_index(p, account_id, s) for s in CUE_STATUSES]
 
+    @staticmethod
+    def _cue_view(cue_id: str, data: Mapping[Any, Any], blob: Any) -> dict[str, str] | None:
+        if not data:
+            return None
+        h = {str(k): str(v) for k, v in data.items()}
+        h["id"] = cue_id
+        if blob is not None:
+            stored, _, h["pl"] = str(blob).partition("\n")
+            h["cfg"] = config_json(stored, h["sch"])
+        return h
+
     async def create_cue(self, cue_id: str, fields: Mapping[str, str | int]) -> bool:
+        """Write a new cue; ``fields`` as models.py names them, ``cfg`` and ``pl`` included."""
         k = self.keys
         p = k.cue_partition(cue_id)
         account_id = str(fields["acct"])
+        small = {f: v for f, v in fields.items() if f not in ("cfg", "pl", "id")}
         res = await self._run(
             "cue_create",
             [
                 k.cue(cue_id),
+                k.cue_config(cue_id),
                 k.due(p),
-                k.cue_index(p, account_id),
                 k.cue_index(p, account_id, str(fields["status"])),
             ],
-            [cue_id, fields["ca"], fields["nr"], *_pairs(fields)],
+            [cue_id, fields["ca"], fields["nr"], f"{fields['cfg']}\n{fields['pl']}", *_pairs(small)],
         )
         return bool(res[0] == 1)
 
     async def get_cue(self, cue_id: str) -> dict[str, str] | None:
-        data = await self.redis.hgetall(self.keys.cue(cue_id))
-        return {str(k): str(v) for k, v in data.items()} or None
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.keys.cue(cue_id))
+            pipe.get(self.keys.cue_config(cue_id))
+            data, blob = await pipe.execute()
+        return self._cue_view(cue_id, data, blob)
 
-    async def get_cues(self, cue_ids: Sequence[str]) -> list[dict[str, str]]:
+    async def get_cues(self, cue_ids: Sequence[str]) -> list[dict[str, str] | None]:
         if not cue_ids:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
             for cue_id in cue_ids:
                 pipe.hgetall(self.keys.cue(cue_id))
-            rows: list[dict[str, str]] = await pipe.execute()
-        return rows
+                pipe.get(self.keys.cue_config(cue_id))
+            rows = await pipe.execute()
+        return [self._cue_view(c, rows[2 * i], rows[2 * i + 1]) for i, c in enumerate(cue_ids)]
 
     async def cue_exists(self, cue_id: str) -> bool:
         return bool(await self.redis.exists(self.keys.cue(cue_id)))
@@ -266,16 +287,19 @@ class Store:
     ) -> tuple[list[str], int]:
         """A page of cue ids, newest first (ties: id descending), and the total.
 
-        Each partition contributes its newest ``offset + limit`` ids; merging those gives
-        the exact page because no id past that depth in any partition can be on it.
+        Each index (one per partition and status; all four statuses when ``status`` is None)
+        contributes its newest ``offset + limit`` ids; merging those gives the exact page
+        because no id past that depth in any index can be on it.
         """
         k = self.keys
         depth = offset + limit
+        statuses = CUE_STATUSES if status is None else (status,)
         async with self.redis.pipeline(transaction=False) as pipe:
             for p in range(k.partitions):
-                key = k.cue_index(p, account_id, status)
-                pipe.zrevrange(key, 0, depth - 1, withscores=True)
-                pipe.zcard(key)
+                for st in statuses:
+                    key = k.cue_index(p, account_id, st)
+                    pipe.zrevrange(key, 0, depth - 1, withscores=True)
+                    pipe.zcard(key)
             res = await pipe.execute()
         merged: list[tuple[float, str]] = []
         total = 0
@@ -295,12 +319,15 @@ class Store:
         next_run: str = "keep",
         fields: Mapping[str, str | int],
     ) -> Literal["ok", "missing", "conflict"]:
+        """Apply a PATCH. ``cfg`` and ``pl`` in ``fields`` go together (both or neither)."""
         k = self.keys
         p = k.cue_partition(cue_id)
+        small = {f: v for f, v in fields.items() if f not in ("cfg", "pl")}
+        blob = f"{fields['cfg']}\n{fields['pl']}" if "cfg" in fields else ""
         res = await self._run(
             "cue_update",
-            [k.cue(cue_id), k.due(p), *self._status_indexes(p, account_id)],
-            [account_id, expected_version, cue_id, status, next_run, *_pairs(fields)],
+            [k.cue(cue_id), k.due(p), *self._status_indexes(p, account_id), k.cue_config(cue_id)],
+            [account_id, expected_version, cue_id, status, next_run, blob, *_pairs(small)],
         )
         return "ok" if res[0] == 1 else ("missing" if res[0] == -1 else "conflict")
 
@@ -310,7 +337,7 @@ class Store:
         p = k.cue_partition(cue_id)
         res = await self._run(
             "cue_delete",
-            [k.cue(cue_id), k.due(p), k.cue_index(p, account_id), *self._status_indexes(p, account_id)],
+            [k.cue(cue_id), k.cue_config(cue_id), k.due(p), *self._status_indexes(p, account_id)],
             [account_id, cue_id],
         )
         return str(res[1]) if res[0] == 1 else None
@@ -525,9 +552,14 @@ class Store:
             "deliver_start", [k.leases(p)], [lease_us, k.part(p) + ":", now_us, *execution_ids]
         )
         out: list[list[Any] | Literal["gone", "busy"]] = []
-        for i in range(0, len(res), 9):
+        for i in range(0, len(res), 10):
             code = int(res[i])
-            out.append(list(res[i + 1 : i + 9]) if code == 1 else ("busy" if code == -1 else "gone"))
+            if code == 1:
+                row = list(res[i + 1 : i + 9])
+                row[4] = config_json(row[4], res[i + 9])  # the stored config + the cue's sch
+                out.append(row)
+            else:
+                out.append("busy" if code == -1 else "gone")
         return out
 
     async def webhook_secrets(self, account_ids: Sequence[str]) -> dict[str, str]:
@@ -602,10 +634,11 @@ class Store:
         key = self.keys.cue_executions(cue_id)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(self.keys.cue(cue_id))
+            pipe.get(self.keys.cue_config(cue_id))
             pipe.zrevrange(key, offset, offset + limit - 1)
             pipe.zcard(key)
-            data, ids, total = await pipe.execute()
-        return ({str(k): str(v) for k, v in data.items()} or None), list(ids), int(total)
+            data, blob, ids, total = await pipe.execute()
+        return self._cue_view(cue_id, data, blob), list(ids), int(total)
 
     async def get_execution(self, execution_id: str) -> dict[str, str] | None:
         p = self.keys.execution_partition(execution_id)

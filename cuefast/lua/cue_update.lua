@@ -1,13 +1,13 @@
 --[[ cue_update: apply a PATCH to a cue (optimistic: the config version must not have moved)
   KEYS[1] cue hash  KEYS[2] due zset  KEYS[3..6] account index of status active, paused,
-  completed, failed
+  completed, failed  KEYS[7] cue config string
   ARGV[1] account id  ARGV[2] expected version  ARGV[3] cue id  ARGV[4] new status ("" = keep)
-  ARGV[5] next run: "keep" | "" (clear) | µs  ARGV[6..] field, value pairs (always includes
-  the new version 'v' and 'ua')
+  ARGV[5] next run: "keep" | "" (clear) | µs  ARGV[6] new "<config JSON>\n<payload JSON>"
+  ("" = keep)  ARGV[7..] field, value pairs (always includes the new version 'v' and 'ua')
   returns {1} | {-1} no such cue for that account | {-2} version moved (re-read and retry) ]]
 local acct = redis.call('HGET', KEYS[1], 'acct')
 if acct ~= ARGV[1] then return {-1} end
-if redis.call('HGET', KEYS[1], 'v') ~= ARGV[2] then return {-2} end
+if (redis.call('HGET', KEYS[1], 'v') or '1') ~= ARGV[2] then return {-2} end  -- absent = 1
 local status_key = {active = KEYS[3], paused = KEYS[4], completed = KEYS[5], failed = KEYS[6]}
 local id = ARGV[3]
 local new_status = ARGV[4]
@@ -27,7 +27,8 @@ elseif ARGV[5] ~= 'keep' then
   redis.call('HSET', KEYS[1], 'nr', ARGV[5])
   redis.call('ZADD', KEYS[2], ARGV[5], id)
 end
+if ARGV[6] ~= '' then redis.call('SET', KEYS[7], ARGV[6]) end
 local fields = {}
-for i = 6, #ARGV do fields[#fields + 1] = ARGV[i] end
+for i = 7, #ARGV do fields[#fields + 1] = ARGV[i] end
 if #fields > 0 then redis.call('HSET', KEYS[1], unpack(fields)) end
 return {1}

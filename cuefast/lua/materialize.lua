@@ -24,7 +24,7 @@ for line in string.gmatch(ARGV[3], '[^\n]+') do
   for word in string.gmatch(line, '%S+') do w[#w + 1] = word end
   local cue_id, expected, new_nr, k = w[1], w[2], w[3], tonumber(w[4])
   local ck = pfx .. 'cue:' .. cue_id
-  local c = redis.call('HMGET', ck, 'status', 'nr', 'acct', 'tr', 'pl', 'fc')
+  local c = redis.call('HMGET', ck, 'status', 'nr', 'acct', 'tr', 'fc')
   if not c[1] then
     due_rem[#due_rem + 1] = cue_id
     skipped = skipped + 1
@@ -32,14 +32,19 @@ for line in string.gmatch(ARGV[3], '[^\n]+') do
     skipped = skipped + 1
   else
     local acct, tr = c[3], c[4]
+    local pl = nil  -- the cue's payload, read once the first slot is new
     local fired = 0
     for j = 0, k - 1 do
       local slot, eid = w[5 + 2 * j], w[6 + 2 * j]
       local ek = pfx .. 'exec:' .. eid
       if redis.call('EXISTS', ek) == 0 then
+        if not pl then
+          local blob = redis.call('GET', ck .. ':cfg')  -- "<config JSON>\n<payload JSON>"
+          pl = blob and string.sub(blob, string.find(blob, '\n', 1, true) + 1) or '{}'
+        end
         -- absent fields mean their defaults: attempts 0, triggered_by scheduled, updated = created
         redis.call('HSET', ek, 'id', eid, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
-          'st', 'pending', 'ca', now, 'pl', c[5])
+          'st', 'pending', 'ca', now, 'pl', pl)
         add(pfx .. 'cue:' .. cue_id .. ':execs', now, eid)
         add(pfx .. 'idx:' .. acct .. ':execs', now, eid)
         if tr == 'webhook' then
@@ -52,10 +57,10 @@ for line in string.gmatch(ARGV[3], '[^\n]+') do
     end
     created = created + fired
     if new_nr == '-' then
-      redis.call('HSET', ck, 'nr', '', 'fc', (tonumber(c[6]) or 0) + fired)
+      redis.call('HSET', ck, 'nr', '', 'fc', (tonumber(c[5]) or 0) + fired)
       due_rem[#due_rem + 1] = cue_id
     else
-      redis.call('HSET', ck, 'nr', new_nr, 'fc', (tonumber(c[6]) or 0) + fired)
+      redis.call('HSET', ck, 'nr', new_nr, 'fc', (tonumber(c[5]) or 0) + fired)
       add(KEYS[1], new_nr, cue_id)
     end
   end
