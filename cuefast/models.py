@@ -105,13 +105,18 @@ CONFIG_ENCODER = msgspec.json.Encoder()
 CONFIG_DECODER = msgspec.json.Decoder(CueConfig)
 
 
+_SELF_DEFAULT = frozenset({"callback", "retry", "on_failure"})
+
+
 def stored_config(cfg: CueConfig) -> str:
     """The config JSON as stored: no schedule or catch_up (they live in ``sch``), no default
     values, no section left empty by that — a realistic cue's config is ~100 B, not ~370 B."""
     raw = msgspec.to_builtins(cfg)
     raw.pop("schedule", None)
     raw.pop("catch_up", None)
-    return CONFIG_ENCODER.encode({k: v for k, v in raw.items() if v != {}}).decode()
+    # a section whose default is itself (callback, retry, on_failure) and which holds only
+    # defaults encodes as {}: leave it out (an absent verification/delivery/alerts means None)
+    return CONFIG_ENCODER.encode({k: v for k, v in raw.items() if v != {} or k not in _SELF_DEFAULT}).decode()
 
 
 def config_json(stored: str, sch: str) -> str:
