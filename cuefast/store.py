@@ -48,6 +48,7 @@ SCRIPT_NAMES = (
 )
 
 DISPATCH_GROUP = "dispatchers"
+SMALL_VALUE = 64  # Redis's hash-max-listpack-value: a longer value makes a hash a hashtable
 
 Reserve = Literal["ok", "taken", "count"]
 
@@ -209,9 +210,21 @@ class Store:
 
     # ---- cues --------------------------------------------------------------------
     # A cue is two keys (docs/DESIGN.md "Why a cue is two keys"): its hash holds the small
-    # fields, and a string next to it holds "<stored config JSON>\n<payload JSON>" (compact
-    # JSON never contains a raw newline). Readers get one dict: "pl", and "cfg" as the full
-    # CueConfig JSON (models.config_json); writers pass "cfg" as models.stored_config.
+    # fields (a payload of at most 64 B too, as ``pl``: the scheduler copies it into every
+    # execution without a second read), and a string next to it holds the stored config JSON,
+    # followed by "\n<payload JSON>" when the payload is longer (compact JSON never contains a
+    # raw newline). Readers get one dict: "pl", and "cfg" as the full CueConfig JSON
+    # (models.config_json); writers pass "cfg" as models.stored_config.
+    @staticmethod
+    def _split_cue(fields: Mapping[str, str | int]) -> tuple[dict[str, str | int], str]:
+        """(the hash's fields, the config string) of a cue's ``fields``."""
+        small = {f: v for f, v in fields.items() if f not in ("cfg", "pl", "id")}
+        payload = str(fields["pl"])
+        if len(payload.encode()) <= SMALL_VALUE:
+            small["pl"] = payload
+            return small, str(fields["cfg"])
+        return small, f"{fields['cfg']}\n{payload}"
+
     def _status_indexes(self, p: int, account_id: str) -> list[str]:
         return [self.keys.cue_index(p, account_id, s) for s in CUE_STATUSES]
 
@@ -222,8 +235,11 @@ class Store:
         h = {str(k): str(v) for k, v in data.items()}
         h["id"] = cue_id
         if blob is not None:
-            stored, _, h["pl"] = str(blob).partition("\n")
+            stored, long, payload = str(blob).partition("\n")
             h["cfg"] = config_json(stored, h["sch"])
+            if long:
+                h["pl"] = payload
+            h.setdefault("pl", "{}")
         return h
 
     async def create_cue(self, cue_id: str, fields: Mapping[str, str | int]) -> bool:
@@ -231,7 +247,7 @@ class Store:
         k = self.keys
         p = k.cue_partition(cue_id)
         account_id = str(fields["acct"])
-        small = {f: v for f, v in fields.items() if f not in ("cfg", "pl", "id")}
+        small, blob = self._split_cue(fields)
         res = await self._run(
             "cue_create",
             [
@@ -240,7 +256,7 @@ class Store:
                 k.due(p),
                 k.cue_index(p, account_id, str(fields["status"])),
             ],
-            [cue_id, fields["ca"], fields["nr"], f"{fields['cfg']}\n{fields['pl']}", *_pairs(small)],
+            [cue_id, fields["ca"], fields["nr"], blob, *_pairs(small)],
         )
         return bool(res[0] == 1)
 
@@ -322,8 +338,7 @@ class Store:
         """Apply a PATCH. ``cfg`` and ``pl`` in ``fields`` go together (both or neither)."""
         k = self.keys
         p = k.cue_partition(cue_id)
-        small = {f: v for f, v in fields.items() if f not in ("cfg", "pl")}
-        blob = f"{fields['cfg']}\n{fields['pl']}" if "cfg" in fields else ""
+        small, blob = self._split_cue(fields) if "cfg" in fields else (dict(fields), "")
         res = await self._run(
             "cue_update",
             [k.cue(cue_id), k.due(p), *self._status_indexes(p, account_id), k.cue_config(cue_id)],

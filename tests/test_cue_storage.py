@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import pytest
 
+from cuefast.clock import FrozenClock
+from cuefast.config import Settings
 from cuefast.models import (
     CONFIG_DECODER,
     Alerts,
@@ -19,8 +21,10 @@ from cuefast.models import (
     schedule_summary,
     stored_config,
 )
+from cuefast.scheduler import Scheduler
+from cuefast.times import parse_datetime
 from tests.api.test_cues import HOOK, create, webhook_cue
-from tests.conftest import Api
+from tests.conftest import Api, make_api
 
 
 @pytest.mark.parametrize(
@@ -65,10 +69,11 @@ async def test_cue_keys_stay_compact_and_follow_create_patch_delete(api: Api) ->
     cid = cue["id"]
     assert await r.object("encoding", keys.cue(cid)) == "listpack"
     fields = await r.hgetall(keys.cue(cid))
-    assert set(fields) == {"acct", "name", "status", "tr", "nr", "ca", "sch"}  # defaults omitted
+    assert set(fields) == {"acct", "name", "status", "tr", "nr", "ca", "sch", "pl"}  # defaults omitted
     assert all(len(v) <= 64 for v in fields.values())
-    stored, _, payload = (await r.get(keys.cue_config(cid))).partition("\n")
-    assert payload == '{"task":"daily-digest","channel":"ops","limit":20}' and "schedule" not in stored
+    assert fields["pl"] == '{"task":"daily-digest","channel":"ops","limit":20}'
+    stored = await r.get(keys.cue_config(cid))
+    assert "\n" not in stored and "schedule" not in stored
     got = (await api.request("GET", f"/v1/cues/{cid}", key)).json()
     assert {k: got[k] for k in cue if k != "warning"} == {k: v for k, v in cue.items() if k != "warning"}
     listed = (await api.request("GET", "/v1/cues", key)).json()
@@ -91,6 +96,42 @@ async def test_cue_keys_stay_compact_and_follow_create_patch_delete(api: Api) ->
     res = await api.request("PATCH", f"/v1/cues/{cid}", key, json={"description": "only config"})
     assert res.json()["payload"] == {"n": 2}  # the payload is kept when only the config changes
     assert await r.object("encoding", keys.cue(cid)) == "listpack"
+    # a payload over 64 B moves to the config string (and back): the hash stays a listpack
+    big = {"text": "x" * 100}
+    res = await api.request("PATCH", f"/v1/cues/{cid}", key, json={"payload": big})
+    assert res.json()["payload"] == big
+    assert await r.hget(keys.cue(cid), "pl") is None
+    assert (await r.get(keys.cue_config(cid))).endswith('\n{"text":"' + "x" * 100 + '"}')
+    assert await r.object("encoding", keys.cue(cid)) == "listpack"
+    assert (await api.request("GET", f"/v1/cues/{cid}", key)).json()["payload"] == big
+    res = await api.request("PATCH", f"/v1/cues/{cid}", key, json={"payload": {"n": 3}, "description": "d"})
+    assert res.json()["payload"] == {"n": 3} and await r.hget(keys.cue(cid), "pl") == '{"n":3}'
+    assert "\n" not in await r.get(keys.cue_config(cid))
 
     assert (await api.request("DELETE", f"/v1/cues/{cid}", key)).status_code == 204
     assert await r.exists(keys.cue(cid), keys.cue_config(cid)) == 0
+
+
+@pytest.mark.parametrize("payload", [{"n": 1}, {"text": "y" * 200}])
+async def test_scheduler_and_dispatcher_read_short_and_long_payloads(
+    settings: Settings, payload: dict[str, object]
+) -> None:
+    clock = FrozenClock(parse_datetime("2031-01-06T08:59:30Z"))
+    api, rt = await make_api(settings, clock)
+    try:
+        key = await api.register()
+        cue = await create(
+            api, key, webhook_cue("p", schedule={"type": "recurring", "cron": "* * * * *"}, payload=payload)
+        )
+        clock.set(parse_datetime("2031-01-06T09:00:00.2Z"))
+        assert await Scheduler(rt.store, clock).tick() == 1
+        res = await api.request("GET", f"/v1/executions?cue_id={cue['id']}", key)
+        (e,) = res.json()["executions"]
+        assert e["payload"] == payload
+        p = rt.keys.cue_partition(cue["id"])
+        (row,) = await rt.store.deliver_start(p, [e["id"]], 60_000_000, clock.now_us())
+        assert not isinstance(row, str)
+        assert CONFIG_DECODER.decode(row[4]).callback.url == HOOK and row[5] == "p"
+    finally:
+        await api.client.aclose()
+        await rt.close()

@@ -2,7 +2,8 @@
   KEYS[1] cue hash  KEYS[2] cue config string  KEYS[3] due zset  KEYS[4] account index of the
   cue's status
   ARGV[1] cue id  ARGV[2] created µs (index score)  ARGV[3] next run µs ("" = not scheduled)
-  ARGV[4] "<config JSON>\n<payload JSON>"  ARGV[5..] field, value pairs
+  ARGV[4] the config string: "<config JSON>", or "<config JSON>\n<payload JSON>" when the
+  payload is over 64 B (a shorter one is the hash field 'pl')  ARGV[5..] field, value pairs
   returns {1} | {-1} a cue with that id exists ]]
 if redis.call('EXISTS', KEYS[1]) == 1 then return {-1} end
 local fields = {}

@@ -34,11 +34,12 @@ for i = 4, #ARGV do
   local cfg, c = nil, nil
   if code == 1 then
     local ck = pfx .. 'cue:' .. e[3]
-    local blob = redis.call('GET', ck .. ':cfg')  -- "<config JSON>\n<payload JSON>"
-    if not blob then
+    cfg = redis.call('GET', ck .. ':cfg')  -- "<config JSON>" [+ "\n<payload JSON>"]
+    if not cfg then
       code = 0
     else
-      cfg = string.sub(blob, 1, string.find(blob, '\n', 1, true) - 1)
+      local nl = string.find(cfg, '\n', 1, true)
+      if nl then cfg = string.sub(cfg, 1, nl - 1) end
       c = redis.call('HMGET', ck, 'name', 'sch')
     end
   end

@@ -20,11 +20,9 @@ local function add(key, score, member)
 end
 
 for line in string.gmatch(ARGV[3], '[^\n]+') do
-  local w = {}
-  for word in string.gmatch(line, '%S+') do w[#w + 1] = word end
-  local cue_id, expected, new_nr, k = w[1], w[2], w[3], tonumber(w[4])
+  local cue_id, expected, new_nr, slots = string.match(line, '^(%S+) (%S+) (%S+) %d+ ?(.*)$')
   local ck = pfx .. 'cue:' .. cue_id
-  local c = redis.call('HMGET', ck, 'status', 'nr', 'acct', 'tr', 'fc')
+  local c = redis.call('HMGET', ck, 'status', 'nr', 'acct', 'tr', 'fc', 'pl')
   if not c[1] then
     due_rem[#due_rem + 1] = cue_id
     skipped = skipped + 1
@@ -32,10 +30,9 @@ for line in string.gmatch(ARGV[3], '[^\n]+') do
     skipped = skipped + 1
   else
     local acct, tr = c[3], c[4]
-    local pl = nil  -- the cue's payload, read once the first slot is new
+    local pl = c[6]  -- a payload over 64 B is in the config string: read when a slot is new
     local fired = 0
-    for j = 0, k - 1 do
-      local slot, eid = w[5 + 2 * j], w[6 + 2 * j]
+    for slot, eid in string.gmatch(slots, '(%S+) (%S+)') do
       local ek = pfx .. 'exec:' .. eid
       if redis.call('EXISTS', ek) == 0 then
         if not pl then
@@ -45,7 +42,7 @@ for line in string.gmatch(ARGV[3], '[^\n]+') do
         -- absent fields mean their defaults: attempts 0, triggered_by scheduled, updated = created
         redis.call('HSET', ek, 'id', eid, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
           'st', 'pending', 'ca', now, 'pl', pl)
-        add(pfx .. 'cue:' .. cue_id .. ':execs', now, eid)
+        redis.call('ZADD', ck .. ':execs', now, eid)
         add(pfx .. 'idx:' .. acct .. ':execs', now, eid)
         if tr == 'webhook' then
           redis.call('XADD', KEYS[2], '*', 'e', eid)
