@@ -23,10 +23,11 @@ import redis as sync_redis
 
 from cuefast.clock import FrozenClock, SystemClock
 from cuefast.config import Settings, load_settings
+from cuefast.cues import new_cue_fields
 from cuefast.dispatcher import Dispatcher
 from cuefast.ids import new_account_id, new_cue_id
 from cuefast.keys import Keys
-from cuefast.models import CONFIG_ENCODER, Callback, CueConfig, Schedule, schedule_summary
+from cuefast.models import Callback, CueConfig, Retry, Schedule
 from cuefast.scheduler import Scheduler
 from cuefast.store import Store, connect
 from cuefast.times import parse_datetime
@@ -52,42 +53,29 @@ def _url() -> str:
 async def seed_cues(
     store: Store, n: int, *, cron: str, transport: str, url: str, due: int
 ) -> tuple[str, list[str]]:
-    """``n`` active cues of one account, all due at ``due``; returns (account id, cue ids)."""
+    """``n`` active cues of one account, all due at ``due``; returns (account id, cue ids).
+
+    Each is a realistic cue, written with the fields and scripts a create uses (name
+    reservation, then ``cue_create``): a name, a cron with a timezone, a webhook URL, a small
+    payload and a retry config."""
     account = new_account_id()
-    config = CueConfig(schedule=Schedule(type="recurring", cron=cron), callback=Callback(url=url))
-    cfg = CONFIG_ENCODER.encode(config).decode()
-    sch = schedule_summary(config)
-    keys = store.keys
+    config = CueConfig(
+        schedule=Schedule(type="recurring", cron=cron, timezone="America/New_York"),
+        callback=Callback(url=url),
+        retry=Retry(max_attempts=5, backoff_minutes=[1, 5, 30]),
+    )
+    payload = b'{"task":"daily-digest","channel":"ops","limit":20}'
     ids = [new_cue_id() for _ in range(n)]
-    for i in range(0, n, 2000):
-        async with store.redis.pipeline(transaction=False) as pipe:
-            for j, cue_id in enumerate(ids[i : i + 2000]):
-                p = keys.cue_partition(cue_id)
-                created = due - 1_000_000 + i + j
-                pipe.hset(
-                    keys.cue(cue_id),
-                    mapping={
-                        "id": cue_id,
-                        "acct": account,
-                        "name": f"c{i + j}",
-                        "status": "active",
-                        "tr": transport,
-                        "nr": due,
-                        "lr": "",
-                        "rc": 0,
-                        "fc": 0,
-                        "ca": created,
-                        "ua": created,
-                        "v": 1,
-                        "cfg": cfg,
-                        "sch": sch,
-                        "pl": '{"task":"bench","n":1}',
-                    },
-                )
-                pipe.zadd(keys.due(p), {cue_id: due})
-                pipe.zadd(keys.cue_index(p, account), {cue_id: created})
-                pipe.zadd(keys.cue_index(p, account, "active"), {cue_id: created})
-            await pipe.execute()
+
+    async def one(i: int, cue_id: str) -> None:
+        created = due - 1_000_000_000 + i
+        name = f"daily-digest-{i:06d}"
+        await store.reserve_name(account, name, cue_id, created)
+        fields = new_cue_fields(account, name, transport, due, config, payload, created)
+        await store.create_cue(cue_id, fields)
+
+    for i in range(0, n, 1000):
+        await asyncio.gather(*(one(i + j, cue_id) for j, cue_id in enumerate(ids[i : i + 1000])))
     return account, ids
 
 
@@ -242,30 +230,46 @@ async def bench_lateness(args: argparse.Namespace, prefix: str) -> None:
 
 
 async def bench_memory(args: argparse.Namespace, prefix: str) -> None:
+    """Redis bytes per active cue (everything a create writes: the cue's keys, its due entry,
+    its listing index entry, its name reservation) and per execution (the hash, its index
+    entries, its outbox entry), from ``used_memory`` before and after; plus what
+    ``MEMORY USAGE`` / ``OBJECT ENCODING`` say about one cue's own keys."""
     store = new_store(prefix, args.partitions)
     await store.preload()
     r = store.redis
-    before = int((await r.info("memory"))["used_memory"])
+    keys = store.keys
     due = 1_900_000_000_000_000
-    _account, ids = await seed_cues(
+    before = int((await r.info("memory"))["used_memory"])
+    account, ids = await seed_cues(
         store,
         args.cues,
         cron="*/5 * * * *",
         transport="webhook",
-        url="https://agent.example.com/run",
+        url="https://agent.example.com/hooks/run",
         due=due,
     )
     mid = int((await r.info("memory"))["used_memory"])
     await Scheduler(store, FrozenClock(due + 1)).tick()
     after = int((await r.info("memory"))["used_memory"])
-    keys = store.keys
-    sample_cue = await r.memory_usage(keys.cue(ids[0]))
+    cue_key, cfg_key = keys.cue(ids[0]), keys.cue_config(ids[0])
+    cue_bytes = await r.memory_usage(cue_key, samples=0)
+    cfg_bytes = await r.memory_usage(cfg_key, samples=0)
+    encoding = await r.object("encoding", cue_key)
+    shared = {
+        "due entry": [keys.due(p) for p in range(keys.partitions)],
+        "index entry": [keys.cue_index(p, account, "active") for p in range(keys.partitions)],
+        "name entry": [keys.cue_names(account)],
+    }
+    parts = []
+    for label, shared_keys in shared.items():
+        total = sum([await r.memory_usage(k, samples=0) or 0 for k in shared_keys])
+        parts.append(f"{label} {total / args.cues:.0f}")
     eids = await r.zrange(keys.cue_executions(ids[0]), 0, 0)
     sample_exec = await r.memory_usage(keys.execution(keys.execution_partition(eids[0]) or 0, eids[0]))
     print(
-        f"memory: per active cue {(mid - before) / args.cues:,.0f} B (hash alone {sample_cue} B); "
-        f"per execution {(after - mid) / args.cues:,.0f} B incl. indexes and outbox entry "
-        f"(hash alone {sample_exec} B)"
+        f"memory: per active cue {(mid - before) / args.cues:,.0f} B (cue hash {cue_bytes} B {encoding}, "
+        f"config string {cfg_bytes} B, {', '.join(parts)} B); per execution "
+        f"{(after - mid) / args.cues:,.0f} B incl. indexes and outbox entry (hash alone {sample_exec} B)"
     )
     await store.close()
 

@@ -47,7 +47,6 @@ from cuefast.executions import ExecutionFilters, ExecutionService, render_execut
 from cuefast.ids import new_cue_id, scheduled_execution_id
 from cuefast.models import (
     CONFIG_DECODER,
-    CONFIG_ENCODER,
     Account,
     Callback,
     CueConfig,
@@ -55,6 +54,7 @@ from cuefast.models import (
     Retry,
     Schedule,
     schedule_summary,
+    stored_config,
 )
 from cuefast.store import Store
 from cuefast.times import fmt_offset, fmt_z, parse_datetime
@@ -119,7 +119,32 @@ def render_cue(
         "catch_up": cfg.catch_up,
         "warning": warning,
         "created_at": fmt_z(int(h["ca"])),
-        "updated_at": fmt_z(int(h["ua"])),
+        "updated_at": fmt_z(int(h.get("ua") or h["ca"])),
+    }
+
+
+def new_cue_fields(
+    account_id: str,
+    name: str,
+    transport: str,
+    next_run: int | None,
+    config: CueConfig,
+    payload_json: bytes,
+    now: int,
+) -> dict[str, str | int]:
+    """What a create stores (``Store.create_cue`` splits ``cfg`` and ``pl`` off the hash).
+    Absent fields mean their defaults: no last run, run and fired counts 0, updated = created,
+    config version 1."""
+    return {
+        "acct": account_id,
+        "name": name,
+        "status": "active",
+        "tr": transport,
+        "nr": "" if next_run is None else next_run,
+        "ca": now,
+        "cfg": stored_config(config),
+        "sch": schedule_summary(config),
+        "pl": payload_json.decode(),
     }
 
 
@@ -213,7 +238,8 @@ class CueService:
         cue_id, _, reserved = holder.partition(":")
         if cue_id == own_cue:
             return False
-        if self.clock.now_us() - int(reserved or 0) < STALE_RESERVATION_US:
+        at = int(reserved or 0)  # seconds (µs in reservations written before they were seconds)
+        if self.clock.now_us() - (at if at > 10**14 else at * 1_000_000) < STALE_RESERVATION_US:
             return True
         return await self.store.cue_exists(cue_id)
 
@@ -278,23 +304,9 @@ class CueService:
         cue_id = new_cue_id()
         check_limit = self.settings.enforce_quotas
         await self._reserve(account, name, cue_id, check_limit=check_limit)
-        fields: dict[str, str | int] = {
-            "id": cue_id,
-            "acct": account.id,
-            "name": name,
-            "status": "active",
-            "tr": transport,
-            "nr": "" if checked.next_run is None else checked.next_run,
-            "lr": "",
-            "rc": 0,
-            "fc": 0,
-            "ca": now,
-            "ua": now,
-            "v": 1,
-            "cfg": CONFIG_ENCODER.encode(checked.config).decode(),
-            "sch": schedule_summary(checked.config),
-            "pl": (checked.payload_json or b"{}").decode(),
-        }
+        fields = new_cue_fields(
+            account.id, name, transport, checked.next_run, checked.config, checked.payload_json or b"{}", now
+        )
         try:
             created = await self.store.create_cue(cue_id, fields)
         except BaseException:
@@ -306,7 +318,9 @@ class CueService:
         warning = (
             NO_WORKER_WARNING if transport == "worker" and not await self._worker_alive(account) else None
         )
-        out = render_cue({k: str(v) for k, v in fields.items()}, checked.config, warning=warning)
+        out = render_cue(
+            {"id": cue_id, **{k: str(v) for k, v in fields.items()}}, checked.config, warning=warning
+        )
         return out
 
     async def _worker_alive(self, account: Account) -> bool:
@@ -481,15 +495,15 @@ class CueService:
         if name != old_name:
             await self._reserve(account, name, cue_id, check_limit=False)
         fields: dict[str, str | int] = {
-            "cfg": CONFIG_ENCODER.encode(cfg).decode(),
+            "cfg": stored_config(cfg),
             "sch": schedule_summary(cfg),
             "ua": now,
             "v": int(h.get("v") or 1) + 1,
         }
         if name != old_name:
             fields["name"] = name
-        if checked.payload_json is not None:
-            fields["pl"] = checked.payload_json.decode()
+        # the config and the payload are stored together: a PATCH rewrites both
+        fields["pl"] = h["pl"] if checked.payload_json is None else checked.payload_json.decode()
         res = await self.store.update_cue(
             cue_id,
             account.id,

@@ -89,7 +89,7 @@ class Keys:
 
     # ---- per-account slot -----------------------------------------------------------
     def cue_names(self, account_id: str) -> str:
-        """hash: cue name → "<cue id>:<reserved µs>" (name uniqueness)"""
+        """hash: cue name → "<cue id>:<reserved at, s>" (name uniqueness)"""
         return f"{self.prefix}:{{a:{account_id}}}:names"
 
     def workers(self, account_id: str) -> str:
@@ -107,16 +107,21 @@ class Keys:
 
     # ---- partition slots -------------------------------------------------------------
     def cue(self, cue_id: str) -> str:
+        """hash: the cue's small fields (models.py); every value <= 64 B keeps it a listpack"""
         return f"{self.part(self.cue_partition(cue_id))}:cue:{cue_id}"
+
+    def cue_config(self, cue_id: str) -> str:
+        """string: ``<config JSON>\n<payload JSON>`` of the cue (the values too long for its hash)"""
+        return f"{self.part(self.cue_partition(cue_id))}:cue:{cue_id}:cfg"
 
     def due(self, p: int) -> str:
         """zset: cue id → next fire (µs)"""
         return f"{self.part(p)}:due"
 
-    def cue_index(self, p: int, account_id: str, status: str | None = None) -> str:
-        """zset: cue id → created_at µs; all cues, or the cues in one status"""
-        suffix = "all" if status is None else status
-        return f"{self.part(p)}:idx:{account_id}:cues:{suffix}"
+    def cue_index(self, p: int, account_id: str, status: str) -> str:
+        """zset: cue id → created_at µs, an account's cues in one status (no "all" index: a
+        listing of every status merges the four, which saves a zset entry per cue)"""
+        return f"{self.part(p)}:idx:{account_id}:cues:{status}"
 
     def cue_executions(self, cue_id: str) -> str:
         """zset: execution id → created_at µs, the executions of one cue"""

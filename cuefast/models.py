@@ -1,23 +1,28 @@
 """msgspec Structs for stored and wire shapes shared by server, SDK and worker.
 
-Stored cue layout (one Redis hash per cue, see keys.py):
+Stored cue layout (see keys.py): a hash of small fields, kept under Redis's
+``hash-max-listpack-value`` (64 B) so it stays a compact listpack, and one string
+``<cue key>:cfg`` holding ``<config JSON>\n<payload JSON>`` (the two long values). The store
+joins them: readers get one dict with ``cfg`` and ``pl``.
 
 ==========  ====================================================================
-field       value
+field       value (an absent field means the default in brackets)
 ==========  ====================================================================
 ``acct``    owning account id
 ``name``    cue name
 ``status``  active | paused | completed | failed
 ``tr``      transport: webhook | worker
 ``nr``      next run, µs ("" = none)
-``lr``      last run, µs ("" = none)
-``rc``      run_count            ``fc``  fired_count
-``ca``      created_at µs        ``ua``  updated_at µs
-``v``       config version (bumped by every PATCH; optimistic concurrency)
-``cfg``     CueConfig as JSON (everything only PATCH changes)
-``pl``      payload: compact JSON exactly as submitted (key order kept)
-``sch``     schedule summary for the scheduler: ``<type>|<timezone>|<catch_up>|<cron>``
+``lr``      last run, µs [none]
+``rc``      run_count [0]        ``fc``  fired_count [0]
+``ca``      created_at µs        ``ua``  updated_at µs [= ``ca``]
+``v``       config version [1] (bumped by every PATCH; optimistic concurrency)
+``sch``     the schedule: ``<type>|<timezone>|<catch_up>|<at µs>|<cron>`` (read by the scheduler)
+``cfg``     (string key) the rest of the CueConfig as JSON, defaults omitted (``stored_config``)
+``pl``      (string key) payload: compact JSON exactly as submitted (key order kept)
 ==========  ====================================================================
+
+The cue id is the key's last part (the store adds ``id`` to what it reads).
 """
 
 from __future__ import annotations
@@ -35,39 +40,40 @@ class Schedule(msgspec.Struct, kw_only=True, omit_defaults=True):
     """µs since the epoch (one-time cues)."""
 
 
-class Callback(msgspec.Struct, kw_only=True):
+class Callback(msgspec.Struct, kw_only=True, omit_defaults=True):
     url: str | None = None
     method: str = "POST"
     headers: dict[str, str] = msgspec.field(default_factory=dict)
 
 
-class Retry(msgspec.Struct, kw_only=True):
+class Retry(msgspec.Struct, kw_only=True, omit_defaults=True):
     max_attempts: int = 3
     backoff_minutes: list[int] = msgspec.field(default_factory=lambda: list(DEFAULT_BACKOFF))
 
 
-class OnFailure(msgspec.Struct, kw_only=True):
+class OnFailure(msgspec.Struct, kw_only=True, omit_defaults=True):
     email: bool = True
     webhook: str | None = None
     pause: bool = False
 
 
-class Verification(msgspec.Struct, kw_only=True):
+class Verification(msgspec.Struct, kw_only=True, omit_defaults=True):
     mode: str = "none"
 
 
-class Delivery(msgspec.Struct, kw_only=True):
+class Delivery(msgspec.Struct, kw_only=True, omit_defaults=True):
     timeout_seconds: int = 30
     outcome_deadline_seconds: int | None = 300
 
 
-class Alerts(msgspec.Struct, kw_only=True):
+class Alerts(msgspec.Struct, kw_only=True, omit_defaults=True):
     consecutive_failures: int = 3
     missed_window_multiplier: int | None = None
 
 
-class CueConfig(msgspec.Struct, kw_only=True):
-    """The part of a cue that only create and PATCH change."""
+class CueConfig(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The part of a cue that only create and PATCH change (stored without its defaults:
+    changing a default here changes it for every stored cue that did not set it)."""
 
     description: str | None = None
     schedule: Schedule
@@ -81,13 +87,43 @@ class CueConfig(msgspec.Struct, kw_only=True):
 
 
 def schedule_summary(cfg: CueConfig) -> str:
-    """The ``sch`` field: what the scheduler needs, without decoding ``cfg``."""
+    """The ``sch`` field: ``<type>|<timezone>|<catch_up>|<at µs>|<cron>`` — what the scheduler
+    needs without decoding JSON, and the one stored copy of the schedule (``stored_config``
+    leaves it out). Zone names, cron expressions and the enums never contain ``|``, ``"`` or
+    ``\\`` (validated on input), so the parts need no escaping."""
     s = cfg.schedule
-    return f"{s.type}|{s.timezone}|{cfg.catch_up}|{s.cron or ''}"
+    return f"{s.type}|{s.timezone}|{cfg.catch_up}|{'' if s.at is None else s.at}|{s.cron or ''}"
+
+
+def summary_schedule(sch: str) -> tuple[Schedule, str]:
+    """``sch`` → (the schedule, catch_up)."""
+    kind, tz, catch_up, at, cron = sch.split("|", 4)
+    return Schedule(type=kind, timezone=tz, cron=cron or None, at=int(at) if at else None), catch_up
 
 
 CONFIG_ENCODER = msgspec.json.Encoder()
 CONFIG_DECODER = msgspec.json.Decoder(CueConfig)
+
+
+_SELF_DEFAULT = frozenset({"callback", "retry", "on_failure"})
+
+
+def stored_config(cfg: CueConfig) -> str:
+    """The config JSON as stored: no schedule or catch_up (they live in ``sch``), no default
+    values, no section left empty by that — a realistic cue's config is ~100 B, not ~370 B."""
+    raw = msgspec.to_builtins(cfg)
+    raw.pop("schedule", None)
+    raw.pop("catch_up", None)
+    # a section whose default is itself (callback, retry, on_failure) and which holds only
+    # defaults encodes as {}: leave it out (an absent verification/delivery/alerts means None)
+    return CONFIG_ENCODER.encode({k: v for k, v in raw.items() if v != {} or k not in _SELF_DEFAULT}).decode()
+
+
+def config_json(stored: str, sch: str) -> str:
+    """The full CueConfig JSON (what ``CONFIG_DECODER`` reads) from its stored parts."""
+    schedule, catch_up = summary_schedule(sch)
+    head = '{"schedule":' + CONFIG_ENCODER.encode(schedule).decode() + ',"catch_up":"' + catch_up + '"'
+    return head + ("}" if stored == "{}" else "," + stored[1:])
 
 
 class Account(msgspec.Struct, kw_only=True):

@@ -56,10 +56,10 @@ def latest_slot(expr: str, tz_name: str, first_due: int, now: int) -> int:
 def plan_cue(summary: str, due: int, now: int) -> tuple[tuple[int, ...], int | None]:
     """(slots to fire, new next_run) for a cue whose next_run ``due`` ≤ ``now``.
 
-    ``summary`` is the cue's ``sch`` field (``<type>|<timezone>|<catch_up>|<cron>``);
+    ``summary`` is the cue's ``sch`` field (``<type>|<timezone>|<catch_up>|<at>|<cron>``);
     cues sharing a schedule and a due time share the answer (memoised).
     """
-    kind, tz_name, catch_up, expr = summary.split("|", 3)
+    kind, tz_name, catch_up, _at, expr = summary.split("|", 4)
     if kind != "recurring" or not expr:
         return (due,), None  # one-time: fires once, however late
     tz = cron.resolve_timezone(tz_name)

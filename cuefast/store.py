@@ -19,7 +19,7 @@ from redis.commands.core import AsyncScript
 
 from cuefast.errors import ConfigError
 from cuefast.keys import CUE_STATUSES, Keys
-from cuefast.models import Account
+from cuefast.models import Account, config_json
 from cuefast.times import to_datetime
 
 log = logging.getLogger(__name__)
@@ -72,6 +72,7 @@ SCRIPT_NAMES = (
 
 DISPATCH_GROUP = "dispatchers"
 NOTICE_GROUP = "notifiers"
+SMALL_VALUE = 64  # Redis's hash-max-listpack-value: a longer value makes a hash a hashtable
 
 Reserve = Literal["ok", "taken", "count"]
 
@@ -313,7 +314,7 @@ class Store:
         res = await self._run(
             "name_reserve",
             [self.keys.cue_names(account_id)],
-            [name, f"{cue_id}:{now_us}", limit_hint, replace_if],
+            [name, f"{cue_id}:{now_us // 1_000_000}", limit_hint, replace_if],  # seconds: 6 B less
         )
         if res[0] == 1:
             return "ok", ""
@@ -329,37 +330,73 @@ class Store:
         return None if value is None else str(value)
 
     # ---- cues --------------------------------------------------------------------
+    # A cue is two keys (docs/DESIGN.md "Why a cue is two keys"): its hash holds the small
+    # fields (a payload of at most 64 B too, as ``pl``: the scheduler copies it into every
+    # execution without a second read), and a string next to it holds the stored config JSON,
+    # followed by "\n<payload JSON>" when the payload is longer (compact JSON never contains a
+    # raw newline). Readers get one dict: "pl", and "cfg" as the full CueConfig JSON
+    # (models.config_json); writers pass "cfg" as models.stored_config.
+    @staticmethod
+    def _split_cue(fields: Mapping[str, str | int]) -> tuple[dict[str, str | int], str]:
+        """(the hash's fields, the config string) of a cue's ``fields``."""
+        small = {f: v for f, v in fields.items() if f not in ("cfg", "pl", "id")}
+        payload = str(fields["pl"])
+        if len(payload.encode()) <= SMALL_VALUE:
+            small["pl"] = payload
+            return small, str(fields["cfg"])
+        return small, f"{fields['cfg']}\n{payload}"
+
     def _status_indexes(self, p: int, account_id: str) -> list[str]:
         return [self.keys.cue_index(p, account_id, s) for s in CUE_STATUSES]
 
+    @staticmethod
+    def _cue_view(cue_id: str, data: Mapping[Any, Any], blob: Any) -> dict[str, str] | None:
+        if not data:
+            return None
+        h = {str(k): str(v) for k, v in data.items()}
+        h["id"] = cue_id
+        if blob is not None:
+            stored, long, payload = str(blob).partition("\n")
+            h["cfg"] = config_json(stored, h["sch"])
+            if long:
+                h["pl"] = payload
+            h.setdefault("pl", "{}")
+        return h
+
     async def create_cue(self, cue_id: str, fields: Mapping[str, str | int]) -> bool:
+        """Write a new cue; ``fields`` as models.py names them, ``cfg`` and ``pl`` included."""
         k = self.keys
         p = k.cue_partition(cue_id)
         account_id = str(fields["acct"])
+        small, blob = self._split_cue(fields)
         res = await self._run(
             "cue_create",
             [
                 k.cue(cue_id),
+                k.cue_config(cue_id),
                 k.due(p),
-                k.cue_index(p, account_id),
                 k.cue_index(p, account_id, str(fields["status"])),
             ],
-            [cue_id, fields["ca"], fields["nr"], *_pairs(fields)],
+            [cue_id, fields["ca"], fields["nr"], blob, *_pairs(small)],
         )
         return bool(res[0] == 1)
 
     async def get_cue(self, cue_id: str) -> dict[str, str] | None:
-        data = await self.redis.hgetall(self.keys.cue(cue_id))
-        return {str(k): str(v) for k, v in data.items()} or None
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(self.keys.cue(cue_id))
+            pipe.get(self.keys.cue_config(cue_id))
+            data, blob = await pipe.execute()
+        return self._cue_view(cue_id, data, blob)
 
-    async def get_cues(self, cue_ids: Sequence[str]) -> list[dict[str, str]]:
+    async def get_cues(self, cue_ids: Sequence[str]) -> list[dict[str, str] | None]:
         if not cue_ids:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
             for cue_id in cue_ids:
                 pipe.hgetall(self.keys.cue(cue_id))
-            rows: list[dict[str, str]] = await pipe.execute()
-        return rows
+                pipe.get(self.keys.cue_config(cue_id))
+            rows = await pipe.execute()
+        return [self._cue_view(c, rows[2 * i], rows[2 * i + 1]) for i, c in enumerate(cue_ids)]
 
     async def cue_exists(self, cue_id: str) -> bool:
         return bool(await self.redis.exists(self.keys.cue(cue_id)))
@@ -387,16 +424,19 @@ class Store:
     ) -> tuple[list[str], int]:
         """A page of cue ids, newest first (ties: id descending), and the total.
 
-        Each partition contributes its newest ``offset + limit`` ids; merging those gives
-        the exact page because no id past that depth in any partition can be on it.
+        Each index (one per partition and status; all four statuses when ``status`` is None)
+        contributes its newest ``offset + limit`` ids; merging those gives the exact page
+        because no id past that depth in any index can be on it.
         """
         k = self.keys
         depth = offset + limit
+        statuses = CUE_STATUSES if status is None else (status,)
         async with self.redis.pipeline(transaction=False) as pipe:
             for p in range(k.partitions):
-                key = k.cue_index(p, account_id, status)
-                pipe.zrevrange(key, 0, depth - 1, withscores=True)
-                pipe.zcard(key)
+                for st in statuses:
+                    key = k.cue_index(p, account_id, st)
+                    pipe.zrevrange(key, 0, depth - 1, withscores=True)
+                    pipe.zcard(key)
             res = await pipe.execute()
         merged: list[tuple[float, str]] = []
         total = 0
@@ -416,12 +456,14 @@ class Store:
         next_run: str = "keep",
         fields: Mapping[str, str | int],
     ) -> Literal["ok", "missing", "conflict"]:
+        """Apply a PATCH. ``cfg`` and ``pl`` in ``fields`` go together (both or neither)."""
         k = self.keys
         p = k.cue_partition(cue_id)
+        small, blob = self._split_cue(fields) if "cfg" in fields else (dict(fields), "")
         res = await self._run(
             "cue_update",
-            [k.cue(cue_id), k.due(p), *self._status_indexes(p, account_id)],
-            [account_id, expected_version, cue_id, status, next_run, *_pairs(fields)],
+            [k.cue(cue_id), k.due(p), *self._status_indexes(p, account_id), k.cue_config(cue_id)],
+            [account_id, expected_version, cue_id, status, next_run, blob, *_pairs(small)],
         )
         return "ok" if res[0] == 1 else ("missing" if res[0] == -1 else "conflict")
 
@@ -431,7 +473,7 @@ class Store:
         p = k.cue_partition(cue_id)
         res = await self._run(
             "cue_delete",
-            [k.cue(cue_id), k.due(p), k.cue_index(p, account_id), *self._status_indexes(p, account_id)],
+            [k.cue(cue_id), k.cue_config(cue_id), k.due(p), *self._status_indexes(p, account_id)],
             [account_id, cue_id],
         )
         return str(res[1]) if res[0] == 1 else None
@@ -648,9 +690,14 @@ class Store:
             "deliver_start", [k.leases(p)], [lease_us, k.part(p) + ":", now_us, *execution_ids]
         )
         out: list[list[Any] | Literal["gone", "busy"]] = []
-        for i in range(0, len(res), 9):
+        for i in range(0, len(res), 10):
             code = int(res[i])
-            out.append(list(res[i + 1 : i + 9]) if code == 1 else ("busy" if code == -1 else "gone"))
+            if code == 1:
+                row = list(res[i + 1 : i + 9])
+                row[4] = config_json(row[4], res[i + 9])  # the stored config + the cue's sch
+                out.append(row)
+            else:
+                out.append("busy" if code == -1 else "gone")
         return out
 
     async def webhook_secrets(self, account_ids: Sequence[str]) -> dict[str, str]:
@@ -752,10 +799,11 @@ class Store:
         key = self.keys.cue_executions(cue_id)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(self.keys.cue(cue_id))
+            pipe.get(self.keys.cue_config(cue_id))
             pipe.zrevrange(key, offset, offset + limit - 1)
             pipe.zcard(key)
-            data, ids, total = await pipe.execute()
-        return ({str(k): str(v) for k, v in data.items()} or None), list(ids), int(total)
+            data, blob, ids, total = await pipe.execute()
+        return self._cue_view(cue_id, data, blob), list(ids), int(total)
 
     async def get_execution(self, execution_id: str) -> dict[str, str] | None:
         p = self.keys.execution_partition(execution_id)
@@ -1144,15 +1192,34 @@ class Store:
         return int(await self._run("cue_fail_pause", [k.due(p)], [k.part(p) + ":", *cue_ids]))
 
     async def cue_fields(self, cue_ids: Sequence[str], fields: Sequence[str]) -> dict[str, list[str | None]]:
-        """HMGET ``fields`` of each cue, one pipeline (absent cues: all None)."""
+        """``fields`` of each cue, one pipeline (absent cues: all None). ``cfg`` is the full
+        config JSON and ``pl`` the payload wherever the cue keeps them (its hash, or the config
+        string beside it: "Why a cue is two keys")."""
         ids = list(dict.fromkeys(cue_ids))
         if not ids:
             return {}
+        two_keys = "cfg" in fields or "pl" in fields
+        names = [f for f in fields if f != "cfg"] + (["sch", "pl"] if two_keys else [])
         async with self.redis.pipeline(transaction=False) as pipe:
             for cue_id in ids:
-                pipe.hmget(self.keys.cue(cue_id), list(fields))
+                pipe.hmget(self.keys.cue(cue_id), names)
+                if two_keys:
+                    pipe.get(self.keys.cue_config(cue_id))
             rows = await pipe.execute()
-        return {c: [None if v is None else str(v) for v in row] for c, row in zip(ids, rows, strict=True)}
+        step = 2 if two_keys else 1
+        out: dict[str, list[str | None]] = {}
+        for i, cue_id in enumerate(ids):
+            got = dict(zip(names, rows[i * step], strict=True))
+            blob = rows[i * step + 1] if two_keys else None
+            if all(v is None for v in got.values()) and blob is None:
+                out[cue_id] = [None] * len(fields)
+                continue
+            if two_keys and blob is not None:
+                stored, long, payload = str(blob).partition("\n")
+                got["cfg"] = config_json(stored, str(got.get("sch") or ""))
+                got["pl"] = payload if long else (got.get("pl") or "{}")
+            out[cue_id] = [None if got.get(f) is None else str(got[f]) for f in fields]
+        return out
 
     async def worker_last_seen(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
         """Last registry heartbeat µs of (account, worker id) pairs that are registered."""

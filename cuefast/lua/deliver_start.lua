@@ -1,10 +1,11 @@
 --[[ deliver_start: take a batch of webhook executions for one delivery attempt each (lease them)
-  KEYS[1] leases zset (execution id → lease expiry µs)  (execution and cue hashes are derived
+  KEYS[1] leases zset (execution id → lease expiry µs)  (execution and cue keys are derived
   from ARGV[2], the partition's key prefix, so every key shares the partition's slot)
   ARGV[1] lease µs (how long before an unfinished attempt counts as stale)
   ARGV[2] partition key prefix "<pfx>:{pNN}:"  ARGV[3] now µs  ARGV[4..] execution ids
-  returns 9 values per execution, in order:
-    {1, cue id, scheduled_for, attempts, payload, cue cfg, cue name, account, triggered_by}
+  returns 10 values per execution, in order:
+    {1, cue id, scheduled_for, attempts, payload, cue's stored config JSON, cue name, account,
+     triggered_by, cue's schedule summary (sch)}
   | {0, …} not deliverable (gone, finished, not webhook): drop the stream entry
   | {-1, …} another attempt holds a live lease: leave the entry pending ]]
 --!include dirty
@@ -13,8 +14,8 @@ local now_s = string.format('%.0f', now)
 local lease_s = string.format('%.0f', now + lease_us)
 local out = {}
 local function skip(code)
-  for _ = 1, 9 do out[#out + 1] = '' end
-  out[#out - 8] = code
+  for _ = 1, 10 do out[#out + 1] = '' end
+  out[#out - 9] = code
 end
 for i = 4, #ARGV do
   local eid = ARGV[i]
@@ -31,10 +32,17 @@ for i = 4, #ARGV do
   elseif st ~= 'pending' and st ~= 'retry_ready' then
     code = 0
   end
-  local c = nil
+  local cfg, c = nil, nil
   if code == 1 then
-    c = redis.call('HMGET', pfx .. 'cue:' .. e[3], 'cfg', 'name')
-    if not c[1] then code = 0 end
+    local ck = pfx .. 'cue:' .. e[3]
+    cfg = redis.call('GET', ck .. ':cfg')  -- "<config JSON>" [+ "\n<payload JSON>"]
+    if not cfg then
+      code = 0
+    else
+      local nl = string.find(cfg, '\n', 1, true)
+      if nl then cfg = string.sub(cfg, 1, nl - 1) end
+      c = redis.call('HMGET', ck, 'name', 'sch')
+    end
   end
   if code ~= 1 then
     skip(code)
@@ -48,7 +56,7 @@ for i = 4, #ARGV do
     dirty(ek)
     if not e[9] then redis.call('HSET', ek, 'sa', now_s) end
     redis.call('ZADD', KEYS[1], lease_s, eid)
-    local row = {1, e[3], e[4], e[5] or '0', e[6], c[1], c[2], e[7], e[8] or 'scheduled'}
+    local row = {1, e[3], e[4], e[5] or '0', e[6], cfg, c[1], e[7], e[8] or 'scheduled', c[2]}
     for _, v in ipairs(row) do out[#out + 1] = v end
   end
 end

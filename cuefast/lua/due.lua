@@ -1,7 +1,7 @@
 --[[ due: a batch of due cues with what the scheduler needs to plan them, in one call
   KEYS[1] due zset   ARGV[1] now µs  ARGV[2] batch size  ARGV[3] partition key prefix
   returns {cue id, next run µs, schedule summary ("" if the cue is gone), ...}
-  (schedule summary = the cue's "sch" field: "<type>|<timezone>|<catch_up>|<cron>") ]]
+  (schedule summary = the cue's "sch" field: "<type>|<timezone>|<catch_up>|<at>|<cron>") ]]
 local rows = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
 local out = {}
 for i = 1, #rows, 2 do

@@ -23,11 +23,9 @@ local function add(key, score, member)
 end
 
 for line in string.gmatch(ARGV[3], '[^\n]+') do
-  local w = {}
-  for word in string.gmatch(line, '%S+') do w[#w + 1] = word end
-  local cue_id, expected, new_nr, k = w[1], w[2], w[3], tonumber(w[4])
+  local cue_id, expected, new_nr, slots = string.match(line, '^(%S+) (%S+) (%S+) %d+ ?(.*)$')
   local ck = pfx .. 'cue:' .. cue_id
-  local c = redis.call('HMGET', ck, 'status', 'nr', 'acct', 'tr', 'pl', 'fc')
+  local c = redis.call('HMGET', ck, 'status', 'nr', 'acct', 'tr', 'fc', 'pl')
   if not c[1] then
     due_rem[#due_rem + 1] = cue_id
     skipped = skipped + 1
@@ -35,22 +33,26 @@ for line in string.gmatch(ARGV[3], '[^\n]+') do
     skipped = skipped + 1
   else
     local acct, tr = c[3], c[4]
+    local pl = c[6]  -- a payload over 64 B is in the config string: read when a slot is new
     local fired = 0
     local tk, ag = nil, nil
-    for j = 0, k - 1 do
-      local slot, eid = w[5 + 2 * j], w[6 + 2 * j]
+    for slot, eid in string.gmatch(slots, '(%S+) (%S+)') do
       local ek = pfx .. 'exec:' .. eid
       if redis.call('EXISTS', ek) == 0 then
+        if not pl then
+          local blob = redis.call('GET', ck .. ':cfg')  -- "<config JSON>\n<payload JSON>"
+          pl = blob and string.sub(blob, string.find(blob, '\n', 1, true) + 1) or '{}'
+        end
         -- absent fields mean their defaults: attempts 0, triggered_by scheduled, updated = created
         redis.call('HSET', ek, 'id', eid, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
-          'st', 'pending', 'ca', now, 'pl', c[5])
+          'st', 'pending', 'ca', now, 'pl', pl)
         dirty(ek)
-        add(pfx .. 'cue:' .. cue_id .. ':execs', now, eid)
+        redis.call('ZADD', ck .. ':execs', now, eid)
         add(pfx .. 'idx:' .. acct .. ':execs', now, eid)
         if tr == 'webhook' then
           redis.call('XADD', KEYS[2], '*', 'e', eid)
         else
-          if tk == nil then tk, ag = task_agent(c[5]) end
+          if tk == nil then tk, ag = task_agent(pl) end
           if tk ~= '' then redis.call('HSET', ek, 'tk', tk) end
           if ag ~= '' then redis.call('HSET', ek, 'ag', ag) end
           for _, wk in ipairs(work_keys(pfx, acct, tk, ag)) do add(wk, slot, eid) end
@@ -63,10 +65,10 @@ for line in string.gmatch(ARGV[3], '[^\n]+') do
     created = created + fired
     dirty(ck)
     if new_nr == '-' then
-      redis.call('HSET', ck, 'nr', '', 'fc', (tonumber(c[6]) or 0) + fired)
+      redis.call('HSET', ck, 'nr', '', 'fc', (tonumber(c[5]) or 0) + fired)
       due_rem[#due_rem + 1] = cue_id
     else
-      redis.call('HSET', ck, 'nr', new_nr, 'fc', (tonumber(c[6]) or 0) + fired)
+      redis.call('HSET', ck, 'nr', new_nr, 'fc', (tonumber(c[5]) or 0) + fired)
       add(KEYS[1], new_nr, cue_id)
     end
   end

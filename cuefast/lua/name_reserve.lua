@@ -1,6 +1,6 @@
 --[[ name_reserve: claim a cue name for a cue id, unique per account
-  KEYS[1] the account's cue-names hash (name → "<cue id>:<reserved µs>")
-  ARGV[1] name  ARGV[2] value "<cue id>:<now µs>"  ARGV[3] cue-limit hint: when >= 0 and the
+  KEYS[1] the account's cue-names hash (name → "<cue id>:<reserved at, s>")
+  ARGV[1] name  ARGV[2] value "<cue id>:<now s>"  ARGV[3] cue-limit hint: when >= 0 and the
   account already has that many names, answer -2 so the caller counts exactly (names also
   cover completed/failed cues, so fewer names than the limit proves the limit is not hit);
   -1 skips the hint  ARGV[4] replace-only-if value ("" = only if free): a stale reservation

@@ -7,6 +7,15 @@
 --   hash's vd ("1" = verdict counted).
 -- The alert id is a name-based UUID of (type, execution id): one alert per (type, execution)
 -- at most — the contract's dedup (user and cue are the execution's).
+-- the cue's stored config JSON (docs/DESIGN.md "Why a cue is two keys": the string beside the
+-- cue hash, "<config JSON>" or "<config JSON>\n<payload JSON>"; defaults are left out), or nil
+local function alert_cue_config(pfx, cue)
+  local blob = redis.call('GET', pfx .. 'cue:' .. cue .. ':cfg')
+  if not blob then return nil end
+  local nl = string.find(blob, '\n', 1, true)
+  return nl and string.sub(blob, 1, nl - 1) or blob
+end
+
 local function alert_raise(pfx, acct, cue, eid, atype, msg, md, now)
   local h = redis.sha1hex(atype .. '|' .. eid)
   local var = string.sub('89ab', tonumber(string.sub(h, 17, 17), 16) % 4 + 1)
@@ -26,7 +35,7 @@ end
 local function alert_verdict(pfx, eid, cue, acct, success, now)
   if redis.call('HSETNX', pfx .. 'exec:' .. eid, 'vd', '1') == 0 then return end
   local ck = pfx .. 'cue:' .. cue
-  local cfg = redis.call('HGET', ck, 'cfg')
+  local cfg = alert_cue_config(pfx, cue)
   if not cfg then return end
   dirty(pfx .. 'exec:' .. eid)
   dirty(ck)
@@ -48,8 +57,9 @@ end
 -- on_failure e-mail notice when the cue wants one
 local function alert_final_failure(pfx, eid, cue, acct, now)
   alert_verdict(pfx, eid, cue, acct, false, now)
-  local cfg = redis.call('HGET', pfx .. 'cue:' .. cue, 'cfg')
-  if cfg and string.find(cfg, '"email":true', 1, true) then
+  local cfg = alert_cue_config(pfx, cue)
+  -- on_failure.email defaults to true, and a stored config leaves defaults out
+  if cfg and not string.find(cfg, '"email":false', 1, true) then
     redis.call('XADD', pfx .. 'notices', '*', 'k', 'f', 'i', eid, 'n', '1')
   end
 end
