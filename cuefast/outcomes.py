@@ -155,7 +155,7 @@ class OutcomeService:
         Same rules as ``report`` item by item: one bad item does not fail the others."""
         ids = [eid for eid, parsed in items if not isinstance(parsed, CuefastError)]
         owned = await self.store.execution_cues(account.id, ids)
-        cfgs = await self.store.cue_fields(list(dict.fromkeys(owned.values())), ("cfg",))
+        cfgs = await self.store.cue_fields(list(dict.fromkeys(c for c, _ in owned.values())), ("cfg",))
         rows: list[tuple[str, str, bool, str, str, bool]] = []
         planned: dict[int, str] = {}
         now = self.clock.now_us()
@@ -164,10 +164,11 @@ class OutcomeService:
             if isinstance(parsed, CuefastError):
                 out.append(("", parsed))
                 continue
-            cue_id = owned.get(eid)
-            if cue_id is None:
+            found = owned.get(eid)
+            if found is None:
                 out.append(("", ExecutionNotFound()))
                 continue
+            cue_id = found[0]
             raw = cfgs.get(cue_id, [None])[0]
             cfg = CONFIG_DECODER.decode(raw) if raw else None
             success, result, error, metadata, evidence = parsed
@@ -189,6 +190,7 @@ class OutcomeService:
             planned[i] = state
             out.append((state, None))
         results = await self.store.record_outcomes(account.id, rows, now)
+        counted: list[tuple[str, str, bool]] = []
         for (i, _), res, row in zip(planned.items(), results, rows, strict=True):
             if res == "duplicate":
                 out[i] = ("", OutcomeAlreadyRecorded())
@@ -196,6 +198,8 @@ class OutcomeService:
                 out[i] = ("", ExecutionNotFound())
             else:
                 self.metrics.inc(OUTCOMES, ("true" if row[2] else "false",))
+                counted.append((account.id, month_of(owned[row[0]][1] or now), row[2]))
+        await self.store.count_outcomes(counted)  # monthly outcome counters (§13.1), one pipeline
         return out
 
     async def record(
@@ -232,7 +236,7 @@ class OutcomeService:
         )
         if res not in ("duplicate", "missing"):  # monthly outcome counters (§13.1), by creation month
             self.metrics.inc(OUTCOMES, ("true" if success else "false",))
-            await self.store.count_outcome(h["acct"], month_of(int(h.get("ca") or now)), success)
+            await self.store.count_outcomes([(h["acct"], month_of(int(h.get("ca") or now)), success)])
         return res, state
 
     async def record_from_response(self, execution_id: str, body: bytes) -> str | None:

@@ -203,14 +203,23 @@ class Store:
         counters = {str(f): int(v) for f, v in res[-1].items()}
         return sum(res[0:-1:2]), sum(res[1:-1:2]), counters
 
-    async def count_outcome(self, account_id: str, month: str, success: bool) -> None:
-        """Monthly outcome counters (CONTRACT.md §13.1): a recorded outcome adds to ``reported``
-        and to ``succeeded`` or ``failed``."""
-        key = self.keys.usage(account_id, month)
+    async def count_outcomes(self, outcomes: Sequence[tuple[str, str, bool]]) -> None:
+        """Monthly outcome counters (CONTRACT.md §13.1), one pipeline: each recorded outcome
+        (account, "YYYY-MM" of the execution's creation, success) adds to ``reported`` and to
+        ``succeeded`` or ``failed``."""
+        reported: dict[tuple[str, str], int] = {}
+        verdicts: dict[str, dict[tuple[str, str], int]] = {"succeeded": {}, "failed": {}}
+        for account_id, month, success in outcomes:
+            bucket = (account_id, month)
+            reported[bucket] = reported.get(bucket, 0) + 1
+            counts = verdicts["succeeded" if success else "failed"]
+            counts[bucket] = counts.get(bucket, 0) + 1
+        if not reported:
+            return
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hincrby(key, "reported", 1)
-            pipe.hincrby(key, "succeeded" if success else "failed", 1)
-            pipe.expire(key, 62 * 86400)
+            self._add_usage(pipe, reported, "reported")
+            for field, counts in verdicts.items():
+                self._add_usage(pipe, counts, field)
             await pipe.execute()
 
     async def count_failed_executions(self, p: int, execution_ids: Sequence[str]) -> None:
@@ -232,11 +241,15 @@ class Store:
         if not counts:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
-            for (account_id, month), n in counts.items():
-                key = self.keys.usage(account_id, month)
-                pipe.hincrby(key, "failed", n)
-                pipe.expire(key, 62 * 86400)
+            self._add_usage(pipe, counts, "failed")
             await pipe.execute()
+
+    def _add_usage(self, pipe: Any, counts: Mapping[tuple[str, str], int], field: str) -> None:
+        """Queue ``field`` += n on each (account, "YYYY-MM") monthly usage hash (62 d TTL)."""
+        for (account_id, month), n in counts.items():
+            key = self.keys.usage(account_id, month)
+            pipe.hincrby(key, field, n)
+            pipe.expire(key, 62 * 86400)
 
     async def register(
         self,
@@ -746,10 +759,8 @@ class Store:
         if not counts:
             return
         async with self.redis.pipeline(transaction=False) as pipe:
+            self._add_usage(pipe, counts, "executions")
             for (account_id, month), n in counts.items():
-                key = self.keys.usage(account_id, month)
-                pipe.hincrby(key, "executions", n)
-                pipe.expire(key, 62 * 86400)
                 self._mirror_executions(pipe, account_id, month, n)
             await pipe.execute()
 
@@ -1331,9 +1342,11 @@ class Store:
         value = await self.redis.get(self.keys.echo(token))
         return None if value is None else str(value)
 
-    async def execution_cues(self, account_id: str, execution_ids: Sequence[str]) -> dict[str, str]:
-        """The cue of each of the account's executions (absent: not found), one script per
-        partition, one round trip."""
+    async def execution_cues(
+        self, account_id: str, execution_ids: Sequence[str]
+    ) -> dict[str, tuple[str, int]]:
+        """(cue id, created µs) of each of the account's executions (absent: not found), one
+        script per partition, one round trip."""
         k = self.keys
         by_p: dict[int, list[str]] = {}
         for eid in execution_ids:
@@ -1347,9 +1360,12 @@ class Store:
                 for p, ids in parts
             ]
         )
-        out: dict[str, str] = {}
-        for (_, ids), cues in zip(parts, res, strict=True):
-            out.update({eid: str(cue) for eid, cue in zip(ids, cues, strict=True) if cue})
+        out: dict[str, tuple[str, int]] = {}
+        for (_, ids), rows in zip(parts, res, strict=True):
+            for eid, row in zip(ids, rows, strict=True):
+                if row:
+                    cue, _, created = str(row).partition(" ")
+                    out[eid] = (cue, int(float(created)))
         return out
 
     async def record_outcomes(

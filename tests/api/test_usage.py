@@ -270,3 +270,32 @@ async def test_deliveries_count_executions_and_final_failures(env_dispatch: Any)
     await sched.tick()
     body = (await api.request("GET", "/v1/usage", key)).json()
     assert body["outcomes"] == {"reported": 0, "succeeded": 0, "failed": 2}
+
+
+async def test_batch_outcomes_are_counted_by_creation_month(env: tuple[Api, FrozenClock]) -> None:
+    """Outcomes reported through the batch door (POST /v1/worker/outcomes, what `cuefast worker`
+    uses) move the same monthly counters, in the execution's creation month."""
+    api, clock = env
+    key = await api.register()
+    cue_id = await new_cue(api, key, "w")
+    for _ in range(3):
+        assert (await api.request("POST", f"/v1/cues/{cue_id}/fire", key, json={})).status_code == 200
+    claim = {"worker_id": "w1", "max": 10}
+    res = await api.request("POST", "/v1/worker/claim", key, json=claim)
+    eids = [e["execution_id"] for e in res.json()["executions"]]
+    assert len(eids) == 3
+    clock.set(at(2026, 12, 1, 0, 0, 1))  # reported in December, created in November
+    outcomes = [
+        {"execution_id": eids[0], "success": True},
+        {"execution_id": eids[1], "success": False, "error": "boom"},
+        {"execution_id": eids[2], "success": True},
+        {"execution_id": eids[2], "success": True},  # a repeat: refused, not counted
+    ]
+    res = await api.request(
+        "POST", "/v1/worker/outcomes", key, json={"worker_id": "w1", "outcomes": outcomes}
+    )
+    assert res.status_code == 200, res.text
+    assert [r["outcome_recorded"] for r in res.json()["results"]] == [True, True, True, False]
+    _, _, november = await api.rt.store.usage_counts(await account_id(api, key), "2026-11")
+    # (claims count as executions: §13.2)
+    assert november == {"executions": 3, "reported": 3, "succeeded": 2, "failed": 1}

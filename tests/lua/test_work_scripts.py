@@ -212,7 +212,8 @@ async def test_outcome_batch_once_and_owned(store: Store) -> None:
     pending = await arrange(store)
     foreign = await arrange(store, acct="other")
     await claim_ids(store, [claimed])
-    assert await store.execution_cues(ACCT, [claimed, foreign, "bad"]) == {claimed: "cue_aaaaaaaaaaaa"}
+    found = await store.execution_cues(ACCT, [claimed, foreign, "bad"])
+    assert list(found) == [claimed] and found[claimed][0] == "cue_aaaaaaaaaaaa"
     rows = [
         (claimed, '{"success": true}', True, "reported_success", "", False),
         (pending, '{"success": false}', False, "reported_failure", "boom", False),
