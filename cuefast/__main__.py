@@ -146,7 +146,13 @@ async def _serve(
     if scheduler:
         roles.append(
             asyncio.create_task(
-                Scheduler(rt.store, rt.clock, work=rt.reaper, metrics=rt.metrics).run(stopping),
+                Scheduler(
+                    rt.store,
+                    rt.clock,
+                    work=rt.reaper,
+                    metrics=rt.metrics,
+                    enforce_quotas=rt.settings.enforce_quotas,
+                ).run(stopping),
                 name="scheduler",
             )
         )

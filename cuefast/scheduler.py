@@ -16,6 +16,11 @@ Catch-up after downtime (per cue, ``catch_up``):
 * ``none`` — missed slots are skipped; the schedule continues at the next future slot.
 
 A slot counts as missed when it is more than ``ON_TIME_US`` behind the pass.
+
+Monthly execution limit (CONTRACT.md §13.2, ``enforce_quotas``): each batch's accounts are
+checked with one pipeline to the auth slot (``Store.quota_blocked``; the answers are kept for
+the rest of the pass, whose ``now`` is fixed); a blocked cue's plan line carries the flag "b"
+and ``materialize.lua`` creates its executions directly as failed.
 """
 
 from __future__ import annotations
@@ -86,12 +91,14 @@ class Scheduler:
         batch: int = BATCH,
         work: WorkReaper | None = None,
         metrics: m.Metrics | None = None,
+        enforce_quotas: bool = True,
     ) -> None:
         self.metrics = metrics or m.Metrics()
         self.store = store
         self.clock = clock
         self.batch = batch
         self.work = work
+        self.enforce_quotas = enforce_quotas
         """worker transport steps (expired leases, unclaimed work); None: not run by this scheduler"""
         if work is not None:
             store.unclaimed_window_us = work.settings.worker_unclaimed_seconds * 1_000_000
@@ -103,15 +110,16 @@ class Scheduler:
         partitions = list(range(self.store.keys.partitions))
         random.shuffle(partitions)  # several schedulers start on different partitions
         # Partitions run concurrently: Python plans one batch while Redis runs another's script.
-        created = sum(await asyncio.gather(*(self._drain(p, now) for p in partitions)))
+        quota: dict[str, bool] = {}  # account → blocked, for this pass (one `now`)
+        created = sum(await asyncio.gather(*(self._drain(p, now, quota) for p in partitions)))
         self.metrics.inc(m.EXECUTIONS_CREATED, ("scheduled",), created)
         await self.store.record_poller(now, created, int((time.monotonic() - started) * 1000))
         return created
 
-    async def _drain(self, p: int, now: int) -> int:
+    async def _drain(self, p: int, now: int, quota: dict[str, bool]) -> int:
         created = 0
         while True:
-            n, full = await self._partition(p, now)
+            n, full = await self._partition(p, now, quota)
             created += n
             if not full:
                 break
@@ -129,12 +137,27 @@ class Scheduler:
             await self.work.expire_unclaimed(p, now, self.batch)
         return created
 
-    async def _partition(self, p: int, now: int) -> tuple[int, bool]:
+    async def _blocked(
+        self, due: list[tuple[str, int, str, str]], now: int, quota: dict[str, bool]
+    ) -> set[str]:
+        """The batch's accounts past their monthly limit's grace period (empty when quotas are
+        off); accounts not yet seen in this pass are read in one pipeline."""
+        if not self.enforce_quotas:
+            return set()
+        unseen = list({acct for _, _, _, acct in due if acct and acct not in quota})
+        if unseen:
+            blocked = await self.store.quota_blocked(unseen, now)
+            for acct in unseen:
+                quota[acct] = acct in blocked
+        return {acct for _, _, _, acct in due if quota.get(acct)}
+
+    async def _partition(self, p: int, now: int, quota: dict[str, bool]) -> tuple[int, bool]:
         due = await self.store.due_cues(p, now, self.batch)
         if not due:
             return 0, False
+        blocked = await self._blocked(due, now, quota)
         plan: list[str] = []
-        for cue_id, due_at, summary in due:
+        for cue_id, due_at, summary, acct in due:
             if not summary:
                 plan.append(f"{cue_id} {due_at} - 0")  # gone: the script drops the due entry
                 continue
@@ -143,7 +166,8 @@ class Scheduler:
             except Exception:  # a cue that cannot be planned must not stop the others
                 log.exception("cannot plan cue", extra={"cue_id": cue_id})
                 continue
-            words = [cue_id, str(due_at), "-" if new_nr is None else str(new_nr), str(len(slots))]
+            count = f"{len(slots)}b" if blocked and acct in blocked else str(len(slots))
+            words = [cue_id, str(due_at), "-" if new_nr is None else str(new_nr), count]
             for slot in slots:
                 words += [str(slot), scheduled_execution_id(cue_id, slot, p)]
             plan.append(" ".join(words))

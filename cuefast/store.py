@@ -101,6 +101,10 @@ class AuthResult(NamedTuple):
 _AUTH_STATUS: dict[int, Literal["none", "unknown", "rotated"]] = {0: "none", -1: "unknown", -2: "rotated"}
 
 
+GRACE_US = 86_400_000_000
+"""the monthly execution limit's grace period (CONTRACT.md §13.2): 24 h"""
+
+
 def month_of(now_us: int) -> str:
     return to_datetime(now_us).strftime("%Y-%m")
 
@@ -506,16 +510,65 @@ class Store:
             )
 
     # ---- scheduler -------------------------------------------------------------------
-    async def due_cues(self, p: int, now_us: int, limit: int) -> list[tuple[str, int, str]]:
-        """Up to ``limit`` due cues of partition ``p``: (cue id, next run µs, schedule summary)."""
+    async def due_cues(self, p: int, now_us: int, limit: int) -> list[tuple[str, int, str, str]]:
+        """Up to ``limit`` due cues of partition ``p``: (cue id, next run µs, schedule summary,
+        account id); summary and account are "" for a cue that is gone."""
         res = await self._run("due", [self.keys.due(p)], [now_us, limit, self.keys.part(p) + ":"])
-        return [(str(res[i]), int(float(res[i + 1])), str(res[i + 2])) for i in range(0, len(res), 3)]
+        rows = range(0, len(res), 4)
+        return [(str(res[i]), int(float(res[i + 1])), str(res[i + 2]), str(res[i + 3])) for i in rows]
 
     async def materialize(self, p: int, now_us: int, plan: Sequence[str]) -> tuple[int, int]:
-        """Run ``materialize.lua`` for one partition; ``plan`` holds one line per cue."""
+        """Run ``materialize.lua`` for one partition; ``plan`` holds one line per cue. Returns
+        (executions created, cues skipped); executions created blocked by the monthly limit
+        (plan flag "b") count in usage ``outcomes.failed`` (§13.1: failed without an outcome)."""
         args: list[str | int] = [now_us, self.keys.part(p) + ":", "\n".join(plan)]
         res = await self._run("materialize", [self.keys.due(p), self.keys.outbox(p)], args)
+        if len(res) > 2:
+            month = month_of(now_us)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for i in range(2, len(res), 2):
+                    key = self.keys.usage(str(res[i]), month)
+                    pipe.hincrby(key, "failed", int(res[i + 1]))
+                    pipe.expire(key, 62 * 86400)
+                await pipe.execute()
         return int(res[0]), int(res[1])
+
+    async def quota_blocked(self, accounts: Sequence[str], now_us: int) -> set[str]:
+        """Which of ``accounts`` are past their monthly execution limit's grace period
+        (CONTRACT.md §13.2): the executions counter (mirrored in the account hash as
+        ``ex:<month>``) ≥ ``exec_limit`` and 24 h passed since the grace start ``qg:<month>``.
+        The first pass that finds an account at its limit starts the grace (HSETNX: racing
+        schedulers agree on one start). One pipeline to the auth slot; a second one only when a
+        grace period starts."""
+        if not accounts:
+            return set()
+        month = month_of(now_us)
+        ex, qg = f"ex:{month}", f"qg:{month}"
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for acct in accounts:
+                pipe.hmget(self.keys.account(acct), ["exec_limit", ex, qg])
+            rows = await pipe.execute()
+        blocked: set[str] = set()
+        starting: list[str] = []
+        for acct, (limit, used, grace) in zip(accounts, rows, strict=True):
+            if limit is None or int(used or 0) < int(limit):
+                continue
+            if grace is None:
+                starting.append(acct)
+            elif now_us >= int(grace) + GRACE_US:
+                blocked.add(acct)
+        if starting:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for acct in starting:
+                    key = self.keys.account(acct)
+                    pipe.hsetnx(key, qg, now_us)
+                    pipe.hdel(key, f"qg:{previous_month(month)}")
+                    pipe.hget(key, qg)
+                res = await pipe.execute()
+            for i, acct in enumerate(starting):
+                if now_us >= int(res[3 * i + 2]) + GRACE_US:
+                    blocked.add(acct)
+        return blocked
 
     async def expire_deadlines(self, p: int, now_us: int, batch: int) -> list[str]:
         """Executions whose outcome deadline passed → outcome_timeout; returns their ids."""

@@ -4,13 +4,20 @@
   ARGV[1] now µs  ARGV[2] partition key prefix  ARGV[3] the plan, one line per cue (one
   argument instead of thousands keeps the call cheap to encode), words separated by spaces:
   cue id, expected next_run (CAS: skipped if next_run moved), new next_run ("-" = none),
-  number of slots k, then k pairs (scheduled_for µs, deterministic execution id)
-  returns {executions created, cues skipped} ]]
+  number of slots k — followed by "b" when the account is past its monthly execution limit's
+  grace period (CONTRACT.md §13.2) — then k pairs (scheduled_for µs, deterministic execution id).
+  A blocked ("b") cue's new executions are created directly as failed ("Monthly execution limit
+  reached"): indexed, but no outbox entry, no work index, no alert; its next_run still advances
+  and a one-time cue becomes failed.
+  returns {executions created, cues skipped, then account id, blocked executions, ... per account} ]]
 --!include dirty
 --!include work_index
+--!include set_cue_status
 local now = ARGV[1]
 local pfx = ARGV[2]
 local created, skipped = 0, 0
+local blocked = {}  -- account → executions created blocked
+local BLOCKED = 'Monthly execution limit reached'
 local due_rem = {}
 local signal = {}  -- accounts that got claimable worker executions (one wake-up each)
 local zadds = {}  -- key → {score, member, ...}: written with one ZADD per key and chunk
@@ -23,7 +30,7 @@ local function add(key, score, member)
 end
 
 for line in string.gmatch(ARGV[3], '[^\n]+') do
-  local cue_id, expected, new_nr, slots = string.match(line, '^(%S+) (%S+) (%S+) %d+ ?(.*)$')
+  local cue_id, expected, new_nr, block, slots = string.match(line, '^(%S+) (%S+) (%S+) %d+(b?) ?(.*)$')
   local ck = pfx .. 'cue:' .. cue_id
   local c = redis.call('HMGET', ck, 'status', 'nr', 'acct', 'tr', 'fc', 'pl')
   if not c[1] then
@@ -43,13 +50,21 @@ for line in string.gmatch(ARGV[3], '[^\n]+') do
           local blob = redis.call('GET', ck .. ':cfg')  -- "<config JSON>\n<payload JSON>"
           pl = blob and string.sub(blob, string.find(blob, '\n', 1, true) + 1) or '{}'
         end
-        -- absent fields mean their defaults: attempts 0, triggered_by scheduled, updated = created
-        redis.call('HSET', ek, 'id', eid, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
-          'st', 'pending', 'ca', now, 'pl', pl)
         dirty(ek)
         redis.call('ZADD', ck .. ':execs', now, eid)
         add(pfx .. 'idx:' .. acct .. ':execs', now, eid)
-        if tr == 'webhook' then
+        if block == 'b' then
+          redis.call('HSET', ek, 'id', eid, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
+            'st', 'failed', 'ca', now, 'ua', now, 'em', BLOCKED, 'pl', pl)
+          blocked[acct] = (blocked[acct] or 0) + 1
+        else
+          -- absent fields mean their defaults: attempts 0, triggered_by scheduled, updated = created
+          redis.call('HSET', ek, 'id', eid, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
+            'st', 'pending', 'ca', now, 'pl', pl)
+        end
+        if block == 'b' then
+          -- blocked: nothing to deliver or claim
+        elseif tr == 'webhook' then
           redis.call('XADD', KEYS[2], '*', 'e', eid)
         else
           if tk == nil then tk, ag = task_agent(pl) end
@@ -71,6 +86,10 @@ for line in string.gmatch(ARGV[3], '[^\n]+') do
       redis.call('HSET', ck, 'nr', new_nr, 'fc', (tonumber(c[5]) or 0) + fired)
       add(KEYS[1], new_nr, cue_id)
     end
+    if block == 'b' and fired > 0 then
+      redis.call('HSET', ck, 'lr', now)
+      if new_nr == '-' then set_cue_status(pfx, cue_id, acct, 'failed') end
+    end
   end
 end
 
@@ -84,4 +103,6 @@ for i = 1, #due_rem, CHUNK do
   redis.call('ZREM', KEYS[1], unpack(due_rem, i, math.min(i + CHUNK - 1, #due_rem)))
 end
 for acct, _ in pairs(signal) do work_signal(pfx, acct) end
-return {created, skipped}
+local out = {created, skipped}
+for acct, n in pairs(blocked) do out[#out + 1] = acct; out[#out + 1] = n end
+return out
