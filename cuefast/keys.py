@@ -190,6 +190,12 @@ class Keys:
         """stream (capped): one entry ``a`` = account id whenever worker work becomes claimable"""
         return f"{self.part(p)}:worksig"
 
+    @property
+    def workers_seen(self) -> str:
+        """zset: "<account>|<worker id>" → last worker heartbeat µs, over every account (the
+        install-wide count in /health; entries older than a day are dropped)"""
+        return f"{self.auth}:workers_seen"
+
     def worker_info(self, account_id: str) -> str:
         """hash: worker id → "<registered µs>|<handlers JSON>" (the worker registry, §9.6)"""
         return f"{self.prefix}:{{a:{account_id}}}:workerinfo"

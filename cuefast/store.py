@@ -1303,7 +1303,27 @@ class Store:
             [k.workers(account_id), k.worker_info(account_id)],
             [worker_id, handlers_json, now_us],
         )
+        async with self.redis.pipeline(transaction=False) as pipe:  # the install-wide view (/health)
+            pipe.zadd(k.workers_seen, {f"{account_id}|{worker_id}": now_us})
+            pipe.zremrangebyscore(k.workers_seen, "-inf", f"({now_us - 86_400_000_000}")
+            await pipe.execute()
         return int(res[1])
+
+    async def workers_alive(self, now_us: int, alive_seconds: int) -> tuple[int, int | None]:
+        """Pull workers of every account alive now, and the latest heartbeat µs (None: none)."""
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.zcount(k.workers_seen, now_us - alive_seconds * 1_000_000, "+inf")
+            pipe.zrevrange(k.workers_seen, 0, 0, withscores=True)
+            alive, latest = await pipe.execute()
+        return int(alive), (int(latest[0][1]) if latest else None)
+
+    async def stale_attempts(self, now_us: int) -> int:
+        """Webhook attempts whose lease expired (a dispatcher died mid-delivery, §11.4)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in range(self.keys.partitions):
+                pipe.zcount(self.keys.leases(p), "-inf", now_us)
+            return sum(int(n) for n in await pipe.execute())
 
     async def list_workers(self, account_id: str) -> list[tuple[str, int, int, str]]:
         """(worker id, last heartbeat µs, registered µs, handlers JSON), latest heartbeat first."""
@@ -1324,6 +1344,7 @@ class Store:
             pipe.zrem(k.workers(account_id), worker_id)
             pipe.hdel(k.worker_info(account_id), worker_id)
             removed, _ = await pipe.execute()
+        await self.redis.zrem(k.workers_seen, f"{account_id}|{worker_id}")
         return bool(removed)
 
     async def signal_positions(self) -> list[str]:

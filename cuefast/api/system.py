@@ -7,10 +7,10 @@ from typing import Any
 from litestar import Request, Response, get
 from litestar.handlers import HTTPRouteHandler
 
-from cuefast import __version__, pg
+from cuefast import __version__, metrics, pg
 from cuefast.api.http import json_response
 from cuefast.runtime import Runtime
-from cuefast.times import fmt_offset
+from cuefast.times import fmt_offset, fmt_z
 
 
 async def _redis_ok(rt: Runtime) -> bool:
@@ -52,6 +52,33 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         redis_ok = await _redis_ok(rt)
         pg_ok = await _postgres_ok(rt)
         poller_status, poller = await _poller(rt)
+        workers: dict[str, Any] = {"active_count": 0}
+        queue = {"pending_outbox": 0, "stale_executions": 0, "pending_retries": 0, "pending_worker_claims": 0}
+        delivery = "unknown"
+        if redis_ok:
+            now = rt.clock.now_us()
+            read = await metrics.read_gauges(rt.store.redis, rt.keys, now)
+            gauges = {g.name: g for g in read if not g.labels}
+            procs = [g.labels[0][1] for g in read if g.name == "cuefast_processes" and g.labels]
+            if procs:  # processes that reported within 30 s (cuefast/metrics.py)
+                delivery = "ok" if any("dispatcher" in r for r in procs) else "none"
+            alive, latest = await rt.store.workers_alive(now, rt.settings.worker_alive_seconds)
+            workers = {"active_count": alive}
+            if alive and latest is not None:
+                workers["last_heartbeat"] = fmt_z(latest)
+
+            def gauge(name: str) -> int:
+                g = gauges.get(name)
+                return int(g.value) if g is not None else 0
+
+            queue = {
+                "pending_outbox": max(
+                    0, gauge("cuefast_outbox_entries") - gauge("cuefast_webhook_attempts_in_flight")
+                ),
+                "stale_executions": await rt.store.stale_attempts(now),
+                "pending_retries": gauge("cuefast_retry_backlog"),
+                "pending_worker_claims": gauge("cuefast_worker_claimable"),
+            }
         body: dict[str, Any] = {
             "status": "healthy" if redis_ok and pg_ok and poller_status != "stale" else "degraded",
             "version": __version__,
@@ -60,16 +87,11 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
                 "redis": "ok" if redis_ok else "error",
                 "postgres": "ok" if pg_ok else "error",
                 "poller": poller_status,
-                "worker": "unknown",
+                "worker": delivery,
             },
             "poller": poller,
-            "workers": {"active_count": 0},
-            "queue": {
-                "pending_outbox": 0,
-                "stale_executions": 0,
-                "pending_retries": 0,
-                "pending_worker_claims": 0,
-            },
+            "workers": workers,
+            "queue": queue,
         }
         return json_response(body)
 

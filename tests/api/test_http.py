@@ -149,3 +149,33 @@ async def test_unhandled_error_is_an_envelope_without_traceback(api: Api, monkey
     res = await api.request("GET", "/v1/cues", key)
     assert_error(res, 500, "internal_error", "An internal error occurred")
     assert "secret" not in res.text and "Traceback" not in res.text
+
+
+async def test_health_reports_workers_and_queues(api: Api) -> None:
+    """/health's worker and queue numbers are live: a registry heartbeat counts an alive pull
+    worker (any account), a fired worker execution a pending claim, a deleted worker is gone."""
+    key = await api.register()
+    res = await api.request(
+        "POST",
+        "/v1/cues",
+        key,
+        json={
+            "name": "w",
+            "transport": "worker",
+            "schedule": {"type": "recurring", "cron": "0 0 1 1 *"},
+            "payload": {"task": "t"},
+        },
+    )
+    assert res.status_code == 201, res.text
+    assert (await api.request("POST", f"/v1/cues/{res.json()['id']}/fire", key, json={})).status_code == 200
+    before = (await api.client.get("/health")).json()
+    assert before["workers"] == {"active_count": 0}
+    assert before["queue"]["pending_worker_claims"] == 1
+    beat = await api.request(
+        "POST", "/v1/worker/heartbeat", key, json={"worker_id": "box-1", "handlers": ["t"]}
+    )
+    assert beat.status_code == 200, beat.text
+    after = (await api.client.get("/health")).json()
+    assert after["workers"]["active_count"] == 1 and after["workers"]["last_heartbeat"].endswith("Z")
+    assert (await api.request("DELETE", "/v1/workers/box-1", key)).status_code == 204
+    assert (await api.client.get("/health")).json()["workers"] == {"active_count": 0}
