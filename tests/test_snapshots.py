@@ -159,6 +159,9 @@ class _FailingPool:
                             raise ConnectionError("postgres went away")
                         return await conn.execute(sql, *args)
 
+                    async def copy_records_to_table(self, table: str, **kw: Any) -> Any:
+                        return await conn.copy_records_to_table(table, **kw)
+
                 return Conn()
 
             async def __aexit__(self, *exc: Any) -> Any:
