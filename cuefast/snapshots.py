@@ -7,9 +7,9 @@ over when the lease lapses) repeatedly, per slot:
 1. ``snapshot_take.lua`` moves a bounded batch from the dirty set to the processing set in one
    step (or hands back an earlier batch that was never committed: a crash retries it first);
 2. gets the current hashes with it, each as one JSON object (encoded by the script);
-3. upserts them in one transaction with one multi-row statement per table (``unnest`` arrays,
-   ``INSERT … ON CONFLICT``; a row never goes back to an older ``updated_us``), and marks gone
-   cues deleted / drops gone executions;
+3. in one transaction, binary-COPYs them into temporary staging tables and upserts each table
+   with one ``INSERT … SELECT … ON CONFLICT`` (a row never goes back to an older
+   ``updated_us``), and marks gone cues deleted / drops gone executions;
 4. drops the batch from the processing set.
 
 An id changed again meanwhile is in the dirty set again and goes out with a later batch.
