@@ -154,6 +154,10 @@ async def run(n_cues: int, n_execs: int, partitions: int) -> None:
             f"snapshot: {stats.rows} rows in {secs:.1f}s = {stats.rows / secs:,.0f} rows/s "
             f"({stats.batches} batches, {stats.statements} statements)"
         )
+        print(
+            f"  stage seconds (summed over concurrent slots): take {stats.take_s:.1f}, "
+            f"build {stats.build_s:.1f}, pg {stats.pg_s:.1f}, commit {stats.commit_s:.1f}"
+        )
         await _wipe(store)
         t0 = time.perf_counter()
         r = await restore(store, pool, clock.now_us())

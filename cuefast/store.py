@@ -1032,17 +1032,12 @@ class Store:
         k = self.keys
         return bool(await self._run("snapshot_lease", [k.snapshot_lease], [mode, token, ms]) == 1)
 
-    async def snapshot_take(self, slot: str, batch: int) -> list[tuple[str, dict[str, str]]]:
+    async def snapshot_take(self, slot: str, batch: int) -> list[tuple[str, str]]:
         """Dirty members of ``slot`` to snapshot now (an uncommitted earlier batch first), each
-        with its current hash (``{}`` when it is gone): one script call."""
+        with its current hash as one JSON object (``""`` when it is gone): one script call."""
         k = self.keys
         res = await self._run("snapshot_take", [k.dirty(slot), k.dirty_processing(slot)], [batch])
-        out: list[tuple[str, dict[str, str]]] = []
-        for i in range(0, len(res), 2):
-            flat = res[i + 1]
-            it = iter(flat)
-            out.append((str(res[i]), dict(zip(it, it, strict=True))))
-        return out
+        return list(zip(res[0::2], res[1::2], strict=True))
 
     async def snapshot_commit(self, slot: str, members: Sequence[str]) -> None:
         """The batch is in PostgreSQL: drop it from the processing set."""

@@ -76,6 +76,25 @@ async def test_thousands_of_changes_go_out_in_a_few_batched_statements(settings:
         assert again.rows == 0 and again.statements == 0
 
 
+async def test_docs_keep_every_string_exactly(settings: Settings) -> None:
+    """The take script JSON-encodes each hash (cjson): unicode, quotes, slashes, backslashes and
+    control characters reach PostgreSQL's doc unchanged."""
+    async with snap_env(settings) as env:
+        key = await env.api.register()
+        tricky = 'café/ü 😀 "q" \\ </tag> \n\t\u0001 end'
+        cue = await new_cue(env.api, key, "tricky é/😀", payload={"text": tricky, "n": [1, 2.5, None]})
+        await env.snap.snapshot()
+        h = await env.rt.store.redis.hgetall(env.rt.keys.cue(cue["id"]))
+        async with env.pool.acquire() as conn:
+            doc = await conn.fetchval("SELECT doc::text FROM cues WHERE id = $1", cue["id"])
+            name = await conn.fetchval("SELECT name FROM cues WHERE id = $1", cue["id"])
+        got = msgspec.json.decode(doc)
+        blob = await env.rt.store.redis.get(env.rt.keys.cue_config(cue["id"]))
+        assert got.pop("_cfg") == blob and tricky in msgspec.json.decode(blob.partition("\n")[2])["text"]
+        assert h and got == h  # the cue hash, and its config string as '_cfg', exactly
+        assert name == "tricky é/😀"
+
+
 async def test_outcomes_evidence_and_deletes_reach_postgres(settings: Settings) -> None:
     async with snap_env(settings) as env:
         key = await env.api.register()
@@ -158,6 +177,9 @@ class _FailingPool:
                         if "INSERT INTO executions" in sql:
                             raise ConnectionError("postgres went away")
                         return await conn.execute(sql, *args)
+
+                    async def copy_records_to_table(self, table: str, **kw: Any) -> Any:
+                        return await conn.copy_records_to_table(table, **kw)
 
                 return Conn()
 
