@@ -18,6 +18,7 @@ from cuefast.scheduler import Scheduler
 from cuefast.snapshots import Snapshotter
 from cuefast.times import parse_datetime
 from tests.conftest import Api, make_api
+from tests.test_scheduler import new_cue  # noqa: F401  (re-exported for the snapshot tests)
 
 T0 = parse_datetime("2031-01-06T08:59:30Z")
 
@@ -57,20 +58,6 @@ async def snap_env(settings: Settings, **over: Any) -> AsyncIterator[Env]:
             await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         finally:
             await conn.close()
-
-
-async def new_cue(api: Api, key: str, name: str, **over: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "name": name,
-        "transport": "worker",
-        "schedule": {"type": "recurring", "cron": "* * * * *"},
-        "payload": {"task": name},
-    }
-    body.update(over)
-    res = await api.request("POST", "/v1/cues", key, json=body)
-    assert res.status_code == 201, res.text
-    out: dict[str, Any] = res.json()
-    return out
 
 
 async def fire(api: Api, key: str, cue_id: str, n: int = 1) -> list[str]:

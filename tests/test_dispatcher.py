@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -73,8 +74,18 @@ class Receiver:
         return f"http://{self.host}:{self.port}/hook"
 
 
+Env = tuple[Api, FrozenClock, Scheduler, Dispatcher, Receiver]
+
+
 @pytest.fixture
-async def env(settings: Settings) -> AsyncIterator[tuple[Api, FrozenClock, Scheduler, Dispatcher, Receiver]]:
+async def env(settings: Settings) -> AsyncIterator[Env]:
+    async with dispatch_env(settings) as e:
+        yield e
+
+
+@asynccontextmanager
+async def dispatch_env(settings: Settings) -> AsyncIterator[Env]:
+    """An in-process API, scheduler and dispatcher on a frozen clock (T0), and a receiver."""
     clock = FrozenClock(T0)
     api, rt = await make_api(settings, clock)
     receiver = Receiver()

@@ -9,39 +9,23 @@ from typing import Any
 import msgspec
 import pytest
 
-from cuefast.clock import FrozenClock
 from cuefast.config import Settings
 from cuefast.dispatcher import Dispatcher
 from cuefast.scheduler import Scheduler
 from cuefast.store import month_of
 from cuefast.times import parse_datetime
-from tests.conftest import Api, make_api
-from tests.test_dispatcher import Receiver, webhook_cue
+from tests.conftest import Api
+from tests.test_dispatcher import Env, dispatch_env, webhook_cue
 from tests.test_dispatcher import drain as drain_outbox
 
 T0 = parse_datetime("2031-01-06T08:59:30Z")
 BLOCKED = "Monthly execution limit reached"
 
-Env = tuple[Api, FrozenClock, Scheduler, Dispatcher, Receiver]
-
 
 @pytest.fixture
 async def env(settings: Settings) -> AsyncIterator[Env]:
-    settings = msgspec.structs.replace(settings, default_monthly_execution_limit=1)
-    clock = FrozenClock(T0)
-    api, rt = await make_api(settings, clock)
-    receiver = Receiver()
-    await receiver.start()
-    dispatcher = Dispatcher(rt.store, settings, clock)
-    await dispatcher.start()
-    try:
-        yield api, clock, Scheduler(rt.store, clock), dispatcher, receiver
-    finally:
-        await dispatcher.close()
-        assert receiver.runner is not None
-        await receiver.runner.cleanup()
-        await api.client.aclose()
-        await rt.close()
+    async with dispatch_env(msgspec.structs.replace(settings, default_monthly_execution_limit=1)) as e:
+        yield e
 
 
 async def drain(dispatcher: Dispatcher) -> list[str | None]:
