@@ -21,7 +21,7 @@ local BLOCKED = 'Monthly execution limit reached'
 local due_rem = {}
 local signal = {}  -- accounts that got claimable worker executions (one wake-up each)
 local zadds = {}  -- key → {score, member, ...}: written with one ZADD per key and chunk
-local marks = {}  -- snapshot dirty marks (docs/DESIGN.md), one SADD per chunk at the end
+local marks = {}  -- snapshot dirty marks, written by dirty_flush at the end
 
 local function add(key, score, member)
   local t = zadds[key]
@@ -51,7 +51,7 @@ for line in string.gmatch(ARGV[3], '[^\n]+') do
           local blob = redis.call('GET', ck .. ':cfg')  -- "<config JSON>\n<payload JSON>"
           pl = blob and string.sub(blob, string.find(blob, '\n', 1, true) + 1) or '{}'
         end
-        marks[#marks + 1] = 'exec:' .. eid
+        dirty(ek, marks)
         redis.call('ZADD', ck .. ':execs', now, eid)
         add(pfx .. 'idx:' .. acct .. ':execs', now, eid)
         if block == 'b' then
@@ -79,7 +79,7 @@ for line in string.gmatch(ARGV[3], '[^\n]+') do
       end
     end
     created = created + fired
-    marks[#marks + 1] = 'cue:' .. cue_id
+    dirty(ck, marks)
     if new_nr == '-' then
       redis.call('HSET', ck, 'nr', '', 'fc', (tonumber(c[5]) or 0) + fired)
       due_rem[#due_rem + 1] = cue_id
@@ -103,9 +103,7 @@ end
 for i = 1, #due_rem, CHUNK do
   redis.call('ZREM', KEYS[1], unpack(due_rem, i, math.min(i + CHUNK - 1, #due_rem)))
 end
-for i = 1, #marks, CHUNK do
-  redis.call('SADD', pfx .. 'dirty', unpack(marks, i, math.min(i + CHUNK - 1, #marks)))
-end
+dirty_flush(marks)
 for acct, _ in pairs(signal) do work_signal(pfx, acct) end
 local out = {created, skipped}
 for acct, n in pairs(blocked) do out[#out + 1] = acct; out[#out + 1] = n end

@@ -3,7 +3,23 @@
 -- `…:cue:<id>`, `<pfx>:{auth}:acct:<id>` — and its slot's dirty set `<pfx>:{…}:dirty` gets the
 -- key's tail (`exec:<id>`, `cue:<id>`, `acct:<id>`): same slot, so cluster-safe, and the member is
 -- all the snapshotter needs to read the object back. A deleted object is marked the same way.
-local function dirty(key)
+-- `defer` (optional): collect the marks in a table (dirty set → members) that dirty_flush writes
+-- with one SADD per set and 1,000 members, for a batch that marks many objects.
+local function dirty(key, defer)
   local pfx, tail = string.match(key, '^(.-}:)(.+)$')
-  redis.call('SADD', pfx .. 'dirty', tail)
+  if defer then
+    local set = pfx .. 'dirty'
+    local t = defer[set]
+    if not t then t = {}; defer[set] = t end
+    t[#t + 1] = tail
+  else
+    redis.call('SADD', pfx .. 'dirty', tail)
+  end
+end
+
+local function dirty_flush(defer)
+  for set, t in pairs(defer) do
+    for i = 1, #t, 1000 do redis.call('SADD', set, unpack(t, i, math.min(i + 999, #t))) end
+    defer[set] = nil
+  end
 end
