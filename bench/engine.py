@@ -19,6 +19,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import msgspec
 import redis as sync_redis
 
 from cuefast.clock import FrozenClock, SystemClock
@@ -51,9 +52,10 @@ def _url() -> str:
 
 
 async def seed_cues(
-    store: Store, n: int, *, cron: str, transport: str, url: str, due: int
+    store: Store, n: int, *, cron: str, transport: str, url: str, due: int, step_us: int = 0
 ) -> tuple[str, list[str]]:
     """``n`` active cues of one account, all due at ``due``; returns (account id, cue ids).
+    With ``step_us`` they are one-time cues instead, cue ``i`` at ``due + i * step_us``.
 
     Each is a realistic cue, written with the fields and scripts a create uses (name
     reservation, then ``cue_create``): a name, a cron with a timezone, a webhook URL, a small
@@ -70,8 +72,12 @@ async def seed_cues(
     async def one(i: int, cue_id: str) -> None:
         created = due - 1_000_000_000 + i
         name = f"daily-digest-{i:06d}"
+        at, cfg = due, config
+        if step_us:
+            at += i * step_us
+            cfg = msgspec.structs.replace(config, schedule=Schedule(type="once", at=at))
         await store.reserve_name(account, name, cue_id, created)
-        fields = new_cue_fields(account, name, transport, due, config, payload, created)
+        fields = new_cue_fields(account, name, transport, at, cfg, payload, created)
         await store.create_cue(cue_id, fields)
 
     for i in range(0, n, 1000):
@@ -135,10 +141,10 @@ def _free_port() -> int:
 
 @contextlib.asynccontextmanager
 async def webhook_setup(
-    args: argparse.Namespace, prefix: str, *, n: int, cron: str, due: int
+    args: argparse.Namespace, prefix: str, *, n: int, cron: str, due: int, step_us: int = 0
 ) -> AsyncIterator[tuple[Store, Settings, str]]:
     """A receiver process logging each request, a store, and ``n`` webhook cues to it due
-    at ``due``; yields (store, settings, receiver log path)."""
+    at ``due`` (or spread, see ``seed_cues``); yields (store, settings, receiver log path)."""
     port = _free_port()
     log_path = f"/tmp/cuefast-bench-{uuid.uuid4().hex[:6]}.log"
     receiver = await _receiver(port, log_path)
@@ -147,7 +153,7 @@ async def webhook_setup(
     await store.preload()
     try:
         url = f"http://127.0.0.1:{port}/hook"
-        await seed_cues(store, n, cron=cron, transport="webhook", url=url, due=due)
+        await seed_cues(store, n, cron=cron, transport="webhook", url=url, due=due, step_us=step_us)
         yield store, settings, log_path
     finally:
         receiver.terminate()
@@ -155,9 +161,21 @@ async def webhook_setup(
         os.unlink(log_path)
 
 
-def _lines(path: str) -> int:
-    with open(path) as fh:
-        return sum(1 for _ in fh)
+class _LineCounter:
+    """Lines in a file that only grows, reading only what was appended since the last call
+    (the benchmark polls it in the dispatcher's process; re-reading would cost CPU there)."""
+
+    def __init__(self, path: str) -> None:
+        self.fh = open(path, "rb")  # noqa: SIM115 - closed by close()
+        self.lines = 0
+
+    def __call__(self) -> int:
+        while chunk := self.fh.read(1 << 20):
+            self.lines += chunk.count(b"\n")
+        return self.lines
+
+    def close(self) -> None:
+        self.fh.close()
 
 
 async def bench_deliver(args: argparse.Namespace, prefix: str) -> None:
@@ -172,13 +190,15 @@ async def bench_deliver(args: argparse.Namespace, prefix: str) -> None:
             store, settings, SystemClock(), concurrency=args.concurrency, per_host=args.per_host
         )
         stop = asyncio.Event()
+        received = _LineCounter(log_path)
         t0, cpu0 = time.perf_counter(), time.process_time()
         task = asyncio.create_task(dispatcher.run(stop, block_ms=100))
         while True:
             await asyncio.sleep(0.2)
-            done = _lines(log_path)
+            done = received()
             if done >= args.executions or time.perf_counter() - t0 > 300:
                 break
+        received.close()
         dt, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         stop.set()
         await task
@@ -190,9 +210,15 @@ async def bench_deliver(args: argparse.Namespace, prefix: str) -> None:
 
 
 async def bench_lateness(args: argparse.Namespace, prefix: str) -> None:
+    """``--rate`` executions due per second for ``--seconds``: by default ``--rate`` cues on a
+    per-second cron (a burst of ``--rate`` at each whole second); with ``--spread``, one-time
+    cues whose due times are spaced evenly (one every 1/rate s, a steady stream)."""
     clock = SystemClock()
-    first = (clock.now_us() // 1_000_000 + 3) * 1_000_000
-    async with webhook_setup(args, prefix, n=args.rate, cron="* * * * * *", due=first) as (
+    n, step = args.rate, 0
+    if args.spread:
+        n, step = args.rate * args.seconds, 1_000_000 // args.rate
+    first = (clock.now_us() // 1_000_000 + 3 + n // 4000) * 1_000_000  # after seeding
+    async with webhook_setup(args, prefix, n=n, cron="* * * * * *", due=first, step_us=step) as (
         store,
         settings,
         log_path,
@@ -201,7 +227,7 @@ async def bench_lateness(args: argparse.Namespace, prefix: str) -> None:
         sched = asyncio.create_task(Scheduler(store, clock).run(stop, interval=0.01))
         dispatcher = Dispatcher(store, settings, clock, per_host=args.per_host)
         disp = asyncio.create_task(dispatcher.run(stop, block_ms=100))
-        await asyncio.sleep(args.seconds + 3)
+        await asyncio.sleep((first - clock.now_us()) / 1e6 + args.seconds + 1)
         stop.set()
         await asyncio.gather(sched, disp)
         late = []
@@ -224,7 +250,8 @@ async def bench_lateness(args: argparse.Namespace, prefix: str) -> None:
             p50 = statistics.median(values)
             p99 = values[int(len(values) * 0.99) - 1]
             print(
-                f"lateness ({label}): {len(values)} at {args.rate}/s for {args.seconds} s: "
+                f"lateness ({label}, {'spread' if args.spread else 'per-second burst'}): "
+                f"{len(values)} at {args.rate}/s for {args.seconds} s: "
                 f"p50 {p50:.1f} ms, p99 {p99:.1f} ms, max {values[-1]:.1f} ms"
             )
 
@@ -281,6 +308,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--executions", type=int, default=20_000)
     parser.add_argument("--rate", type=int, default=1000, help="cues firing every second (lateness)")
     parser.add_argument("--seconds", type=int, default=20)
+    parser.add_argument("--spread", action="store_true", help="lateness: due times evenly spaced")
     parser.add_argument("--concurrency", type=int, default=256)
     parser.add_argument("--partitions", type=int, default=16)
     parser.add_argument("--per-host", type=int, default=None, help="default: CUEFAST_DELIVERY_PER_HOST's")

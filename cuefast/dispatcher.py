@@ -181,6 +181,9 @@ QUEUED, WAITING, SENDING, FINISHING = range(4)
 """Phases of a leased attempt: behind its host's bound; waiting for a global slot; request
 sent (or being sent); result being recorded."""
 
+PRECHECK_MEMO = 10_000
+"""Callback URLs whose pre-check verdict a dispatcher keeps."""
+
 HOST_WAIT_S = 1.0
 """An attempt queued behind a saturated host longer than this means the host cannot keep
 up: its queue is handed back and, for as long again, new attempts for it are handed back
@@ -297,6 +300,8 @@ class Dispatcher:
         self._sweeper: asyncio.Task[None] | None = None
         self._releases: set[asyncio.Task[None]] = set()  # hand-backs being written
         self.host_wait_s = HOST_WAIT_S
+        self._prechecked: dict[str, str] = {}  # callback URL → precheck verdict
+        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     def stale_us(self, timeout_s: int) -> int:
         return max(self.settings.webhook_stale_seconds, timeout_s + 60) * 1_000_000
@@ -415,18 +420,15 @@ class Dispatcher:
         return not stop.is_set()
 
     async def _spawn(self, entries: list[tuple[int, str, str]]) -> None:
-        """Lease a batch (one script per partition), then admit each attempt to its host."""
-        by_partition: dict[int, list[tuple[str, str]]] = {}
-        for p, entry_id, eid in entries:
-            by_partition.setdefault(p, []).append((entry_id, eid))
-        batches = await asyncio.gather(*(self.start_batch(p, items) for p, items in by_partition.items()))
+        """Lease a batch (one pipeline of one script per partition), then admit each attempt
+        to its host."""
+        attempts = await self.start_batch(entries)
         loop = asyncio.get_running_loop()
         back: list[tuple[_Attempt, int]] = []
-        for batch in batches:
-            for a in batch:
-                delay = self._admit(a, loop.time())
-                if delay is not None:
-                    back.append((a, self.clock.now_us() + delay))
+        for a in attempts:
+            delay = self._admit(a, loop.time())
+            if delay is not None:
+                back.append((a, self.clock.now_us() + delay))
         await self._release(back)
 
     def _admit(self, a: _Attempt, now: float) -> int | None:
@@ -529,21 +531,28 @@ class Dispatcher:
         now = self.clock.now_us()
         await asyncio.gather(*(self.store.deliver_release(p, rows, now) for p, rows in by_partition.items()))
 
-    async def start_batch(self, p: int, items: list[tuple[str, str]]) -> list[_Attempt]:
-        """Lease the executions of these stream entries; entries of gone executions are acked."""
+    async def start_batch(self, entries: list[tuple[int, str, str]]) -> list[_Attempt]:
+        """Lease the executions of these (partition, stream entry, execution id) entries: one
+        script call per partition, all in one pipeline, then one pipeline for the secrets.
+        Entries of gone executions are acked."""
         now = self.clock.now_us()
         lease = self.stale_us(self.settings.webhook_timeout_seconds)
-        wanted = [(entry_id, eid) for entry_id, eid in items if eid]
-        for entry_id, eid in items:
-            if not eid:
+        by_partition: dict[int, list[tuple[str, str]]] = {}
+        for p, entry_id, eid in entries:
+            if eid:
+                by_partition.setdefault(p, []).append((entry_id, eid))
+            else:
                 await self.store.ack(p, entry_id)
-        started = await self.store.deliver_start(p, [eid for _, eid in wanted], lease, now)
+        started = await self.store.deliver_start_many(
+            {p: [eid for _, eid in items] for p, items in by_partition.items()}, lease, now
+        )
         attempts: list[_Attempt] = []
-        for (entry_id, eid), res in zip(wanted, started, strict=True):
-            if res == "gone":
-                await self.store.ack(p, entry_id)
-            elif res != "busy":  # "busy": a live attempt elsewhere; the entry stays pending
-                attempts.append(_Attempt(p, entry_id, eid, res, now + lease))
+        for p, items in by_partition.items():
+            for (entry_id, eid), res in zip(items, started[p], strict=True):
+                if res == "gone":
+                    await self.store.ack(p, entry_id)
+                elif res != "busy":  # "busy": a live attempt elsewhere; the entry stays pending
+                    attempts.append(_Attempt(p, entry_id, eid, res, now + lease))
         secrets = await self.store.webhook_secrets([a.account for a in attempts])
         for a in attempts:
             a.secret = secrets.get(a.account, "")
@@ -551,7 +560,7 @@ class Dispatcher:
 
     async def deliver(self, p: int, entry_id: str, eid: str) -> str | None:
         """One attempt for one execution; returns its new status (None if not deliverable)."""
-        attempts = await self.start_batch(p, [(entry_id, eid)])
+        attempts = await self.start_batch([(p, entry_id, eid)])
         return await self.attempt(attempts[0]) if attempts else None
 
     async def attempt(self, a: _Attempt) -> str | None:
@@ -631,31 +640,35 @@ class Dispatcher:
         return new_status
 
     async def _finish(self, p: int, row: list[str | int]) -> str | None:
-        """Group commit: results that arrive in the same loop turn share one script call."""
+        """Group commit: results that arrive in the same loop turn share one pipeline (one
+        script call per partition)."""
         fut: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-        queue = self._finishing.setdefault(p, [])
-        queue.append((row, fut))
-        if len(queue) == 1:
-            asyncio.get_running_loop().call_soon(self._start_flush, p)
+        if not self._finishing:
+            asyncio.get_running_loop().call_soon(self._start_flush)
+        self._finishing.setdefault(p, []).append((row, fut))
         return await fut
 
-    def _start_flush(self, p: int) -> None:
-        task = asyncio.create_task(self._flush_finishes(p))
+    def _start_flush(self) -> None:
+        task = asyncio.create_task(self._flush_finishes())
         self._flushes.add(task)
         task.add_done_callback(self._flushes.discard)
 
-    async def _flush_finishes(self, p: int) -> None:
-        batch = self._finishing.pop(p, [])
+    async def _flush_finishes(self) -> None:
+        batches, self._finishing = self._finishing, {}
         try:
-            statuses = await self.store.deliver_finish(p, [row for row, _ in batch], self.clock.now_us())
+            statuses = await self.store.deliver_finish_many(
+                {p: [row for row, _ in batch] for p, batch in batches.items()}, self.clock.now_us()
+            )
         except Exception as exc:
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc)
+            for batch in batches.values():
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc)
             return
-        for (_, fut), status in zip(batch, statuses, strict=True):
-            if not fut.done():
-                fut.set_result(status)
+        for p, batch in batches.items():
+            for (_, fut), status in zip(batch, statuses[p], strict=True):
+                if not fut.done():
+                    fut.set_result(status)
 
     async def flush_usage(self) -> None:
         """Write the aggregated monthly execution counts (every second, and at shutdown)."""
@@ -713,26 +726,50 @@ class Dispatcher:
         if status is None or not 200 <= status < 300:
             log.warning("on_failure webhook not accepted: %s", error or status)
 
+    def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
+        timeout = self._timeouts.get(seconds)
+        if timeout is None:
+            timeout = self._timeouts[seconds] = aiohttp.ClientTimeout(total=seconds)
+        return timeout
+
+    async def _precheck(self, url: str) -> str:
+        """``precheck``'s verdict for this URL ("" = passed, else the error text), kept per
+        URL: it depends on the URL and the policy only (no DNS), and is a measurable part of
+        an attempt's CPU. The memo is bounded (cleared when full)."""
+        verdict = self._prechecked.get(url)
+        if verdict is None:
+            try:
+                await precheck(url, self.policy)
+                verdict = ""
+            except UnsafeURL as exc:
+                verdict = exc.message
+            if len(self._prechecked) >= PRECHECK_MEMO:
+                self._prechecked.clear()
+            self._prechecked[url] = verdict
+        return verdict
+
     async def send(
         self, url: str, method: str, body: bytes, headers: dict[str, str], timeout_s: float
     ) -> tuple[int | None, str, bytes]:
         """(HTTP status or None, error text for a failed attempt, start of a 2xx body)."""
         assert self.session is not None, "start() first"
+        refused = await self._precheck(url)
+        if refused:
+            return None, refused, b""
         try:
-            await precheck(url, self.policy)
             async with self.session.request(
                 method,
                 url,
                 data=body if method != "GET" else None,
                 headers=headers,
                 allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=timeout_s),
+                timeout=self._timeout(timeout_s),
             ) as resp:
                 status = resp.status
                 if 200 <= status < 300:
                     return status, "", await resp.content.read(MAX_RESPONSE_BODY)
                 return status, error_for_status(status), b""
-        except UnsafeURL as exc:
+        except UnsafeURL as exc:  # from CheckedResolver, at connect time
             return None, exc.message, b""
         except TimeoutError:
             return None, "Webhook endpoint timed out", b""

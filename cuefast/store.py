@@ -16,6 +16,7 @@ from typing import Any, Literal, NamedTuple
 import msgspec
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from cuefast.errors import ConfigError
 from cuefast.keys import CUE_STATUSES, Keys
@@ -166,6 +167,26 @@ class Store:
 
     async def _run(self, name: str, keys: Sequence[str], args: Sequence[str | int | float]) -> Any:
         return await self._scripts[name](keys=list(keys), args=list(args))
+
+    async def _run_many(
+        self, calls: Sequence[tuple[str, Sequence[str], Sequence[str | int | float]]]
+    ) -> list[Any]:
+        """Several script calls (name, keys, args) in one round trip: a non-transactional
+        pipeline of EVALSHA, one connection. Each call still touches one slot's keys. A call
+        refused with NOSCRIPT (the server lost its script cache) ran nothing and is retried
+        alone, which loads the script; any other error is raised."""
+        if len(calls) <= 1:
+            return [await self._run(*call) for call in calls]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for name, keys, args in calls:
+                pipe.evalsha(self._scripts[name].sha, len(keys), *keys, *args)
+            results: list[Any] = await pipe.execute(raise_on_error=False)
+        for i, res in enumerate(results):
+            if isinstance(res, NoScriptError):
+                results[i] = await self._run(*calls[i])
+            elif isinstance(res, Exception):
+                raise res
+        return results
 
     # ---- accounts ----------------------------------------------------------------
     async def authenticate(
@@ -749,22 +770,32 @@ class Store:
         Per execution: the attempt's facts (cue id, scheduled_for, attempts, payload, cue cfg,
         cue name, account, triggered_by), or "gone" (drop its stream entry) or "busy" (a live
         attempt elsewhere holds it: leave the entry pending)."""
-        if not execution_ids:
-            return []
+        return (await self.deliver_start_many({p: execution_ids}, lease_us, now_us))[p]
+
+    async def deliver_start_many(
+        self, batches: Mapping[int, Sequence[str]], lease_us: int, now_us: int
+    ) -> dict[int, list[list[Any] | Literal["gone", "busy"]]]:
+        """``deliver_start`` for several partitions' batches in one pipeline."""
         k = self.keys
-        res = await self._run(
-            "deliver_start", [k.leases(p)], [lease_us, k.part(p) + ":", now_us, *execution_ids]
+        parts = [p for p, eids in batches.items() if eids]
+        replies = await self._run_many(
+            [
+                ("deliver_start", [k.leases(p)], [lease_us, k.part(p) + ":", now_us, *batches[p]])
+                for p in parts
+            ]
         )
-        out: list[list[Any] | Literal["gone", "busy"]] = []
-        for i in range(0, len(res), 10):
-            code = int(res[i])
-            if code == 1:
-                row = list(res[i + 1 : i + 9])
-                row[4] = config_json(row[4], res[i + 9])  # the stored config + the cue's sch
-                out.append(row)
-            else:
-                out.append("busy" if code == -1 else "gone")
-        return out
+        result: dict[int, list[list[Any] | Literal["gone", "busy"]]] = {p: [] for p in batches}
+        for p, res in zip(parts, replies, strict=True):
+            out = result[p]
+            for i in range(0, len(res), 10):
+                code = int(res[i])
+                if code == 1:
+                    row = list(res[i + 1 : i + 9])
+                    row[4] = config_json(row[4], res[i + 9])  # the stored config + the cue's sch
+                    out.append(row)
+                else:
+                    out.append("busy" if code == -1 else "gone")
+        return result
 
     async def webhook_secrets(self, account_ids: Sequence[str]) -> dict[str, str]:
         """Current webhook secrets of these accounts, one pipeline."""
@@ -782,14 +813,25 @@ class Store:
         None when the execution was no longer in flight. Each result row holds: execution id,
         "ok"/"fail", http status, error, next retry µs, outcome deadline µs, stream entry id,
         decides-one-time-cue 0/1, pause-on-failure 0/1 ("" for absent values)."""
-        if not results:
-            return []
+        return (await self.deliver_finish_many({p: results}, now_us))[p]
+
+    async def deliver_finish_many(
+        self, batches: Mapping[int, Sequence[Sequence[str | int]]], now_us: int
+    ) -> dict[int, list[str | None]]:
+        """``deliver_finish`` for several partitions' batches in one pipeline."""
         k = self.keys
-        args: list[str | int] = [k.part(p) + ":", now_us]
-        for row in results:
-            args.extend(row)
-        res = await self._run("deliver_finish", [k.leases(p), k.retries(p), k.outbox(p)], args)
-        return [str(v) if v else None for v in res]
+        parts = [p for p, rows in batches.items() if rows]
+        calls: list[tuple[str, Sequence[str], Sequence[str | int | float]]] = []
+        for p in parts:
+            args: list[str | int] = [k.part(p) + ":", now_us]
+            for row in batches[p]:
+                args.extend(row)
+            calls.append(("deliver_finish", [k.leases(p), k.retries(p), k.outbox(p)], args))
+        replies = await self._run_many(calls)
+        result: dict[int, list[str | None]] = {p: [] for p in batches}
+        for p, res in zip(parts, replies, strict=True):
+            result[p] = [str(v) if v else None for v in res]
+        return result
 
     async def deliver_release(
         self, p: int, attempts: Sequence[tuple[str, str, int, int]], now_us: int
@@ -1127,18 +1169,6 @@ class Store:
     unclaimed_window_us: int | None = None
     """CUEFAST_WORKER_UNCLAIMED_SECONDS in µs, set by a scheduler that runs the worker steps
     (``next_due_in`` then also wakes it for lease expiries and missed-claim timeouts)."""
-
-    async def _run_many(
-        self, calls: Sequence[tuple[str, Sequence[str], Sequence[str | int | float]]]
-    ) -> list[Any]:
-        """Several script calls in one round trip (a non-transactional pipeline)."""
-        if not calls:
-            return []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for name, keys, args in calls:
-                await self._scripts[name](keys=list(keys), args=list(args), client=pipe)
-            res: list[Any] = await pipe.execute()
-        return res
 
     async def peek_claimable(
         self, index_keys: Sequence[str], now_us: int, limit: int

@@ -94,20 +94,29 @@ SCRIPTS_CALLED: set[str] = set()
 def _one_slot_per_script() -> Iterator[None]:
     """Every script call of the whole suite (DESIGN.md §3.7): its KEYS, and every argument that
     names a key or a key prefix for keys derived inside the script, share one hash slot."""
-    original = Store._run
+    run, run_many = Store._run, Store._run_many
 
-    async def checked(self: Store, name: str, keys: Any, args: Any) -> Any:
+    def check(name: str, keys: Any, args: Any) -> None:
         named = [str(k) for k in keys] + [a for a in args if isinstance(a, str) and _KEYLIKE.match(a)]
         slots = {key_slot(k.encode()) for k in named}
         assert len(slots) <= 1, f"script {name} touches several hash slots: {named}"
         SCRIPTS_CALLED.add(name)
-        return await original(self, name, keys, args)
+
+    async def checked(self: Store, name: str, keys: Any, args: Any) -> Any:
+        check(name, keys, args)
+        return await run(self, name, keys, args)
+
+    async def checked_many(self: Store, calls: Any) -> Any:
+        for call in calls:
+            check(*call)
+        return await run_many(self, calls)
 
     Store._run = checked  # type: ignore[method-assign]
+    Store._run_many = checked_many  # type: ignore[method-assign]
     try:
         yield
     finally:
-        Store._run = original  # type: ignore[method-assign]
+        Store._run, Store._run_many = run, run_many  # type: ignore[method-assign]
 
 
 @pytest.fixture(scope="session")

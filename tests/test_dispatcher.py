@@ -331,13 +331,19 @@ async def test_crashed_dispatcher_entry_is_reclaimed_once_stale(env: Any, settin
     )
 
 
-async def test_run_loop_delivers_and_stops_gracefully(env: Any) -> None:
+@pytest.mark.parametrize("scripts_lost", [False, True])
+async def test_run_loop_delivers_and_stops_gracefully(env: Any, scripts_lost: bool) -> None:
+    """20 cues over several partitions: leases and results go one pipeline per batch (one
+    script call per partition); a server that lost its script cache (restart, SCRIPT FLUSH)
+    gets the scripts again and nothing is skipped or repeated."""
     api, clock, sched, _, receiver = env
     key = await api.register()
     for i in range(20):
         await webhook_cue(api, key, receiver.url, name=f"c{i}")
     clock.set(parse_datetime("2031-01-06T09:00:00Z"))
     await sched.tick()
+    if scripts_lost:
+        await api.rt.store.redis.script_flush()
     runner = Dispatcher(api.rt.store, api.rt.settings, clock)
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop, block_ms=50))
@@ -350,6 +356,8 @@ async def test_run_loop_delivers_and_stops_gracefully(env: Any) -> None:
         await asyncio.wait_for(task, 10)
     res = (await api.request("GET", "/v1/executions?status=success&limit=100", key)).json()
     assert res["total"] == 20
+    delivered = [r["headers"]["X-CueAPI-Execution-Id"] for r in receiver.requests]
+    assert sorted(delivered) == sorted(e["id"] for e in res["executions"])
 
 
 async def test_on_failure_pause_and_signed_notice(env: Any) -> None:
