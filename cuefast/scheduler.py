@@ -30,12 +30,13 @@ import functools
 import logging
 import random
 import time
+from collections.abc import Mapping
 
 from cuefast import cron
 from cuefast import metrics as m
 from cuefast.clock import Clock
 from cuefast.ids import scheduled_execution_id
-from cuefast.store import Store
+from cuefast.store import SCHEDULER_STEPS, Store
 from cuefast.work_reaper import WorkReaper
 
 log = logging.getLogger(__name__)
@@ -103,38 +104,47 @@ class Scheduler:
         if work is not None:
             store.unclaimed_window_us = work.settings.worker_unclaimed_seconds * 1_000_000
 
-    async def tick(self) -> int:
-        """One pass over every partition; returns the number of executions created."""
+    async def tick(self, due: Mapping[int, frozenset[str]] | None = None) -> int:
+        """One pass; returns the number of executions created. ``due`` ({partition: steps}, from
+        ``Store.due_work``) limits it to the partitions and steps with something due; None runs
+        every step of every partition."""
         started = time.monotonic()
         now = self.clock.now_us()
-        partitions = list(range(self.store.keys.partitions))
+        work = (
+            dict(due)
+            if due is not None
+            else dict.fromkeys(range(self.store.keys.partitions), SCHEDULER_STEPS)
+        )
+        partitions = list(work)
         random.shuffle(partitions)  # several schedulers start on different partitions
         # Partitions run concurrently: Python plans one batch while Redis runs another's script.
         quota: dict[str, bool] = {}  # account → blocked, for this pass (one `now`)
-        created = sum(await asyncio.gather(*(self._drain(p, now, quota) for p in partitions)))
+        created = sum(await asyncio.gather(*(self._drain(p, now, quota, work[p]) for p in partitions)))
         self.metrics.inc(m.EXECUTIONS_CREATED, ("scheduled",), created)
         await self.store.record_poller(now, created, int((time.monotonic() - started) * 1000))
         return created
 
-    async def _drain(self, p: int, now: int, quota: dict[str, bool]) -> int:
+    async def _drain(self, p: int, now: int, quota: dict[str, bool], steps: frozenset[str]) -> int:
         created = 0
-        while True:
+        while "cues" in steps:
             n, full = await self._partition(p, now, quota)
             created += n
             if not full:
                 break
-        while await self.store.move_due_retries(p, now, self.batch) == self.batch:
+        while "retries" in steps and await self.store.move_due_retries(p, now, self.batch) == self.batch:
             pass
-        while await self.store.move_due_delayed(p, now, self.batch) == self.batch:
+        while "delayed" in steps and await self.store.move_due_delayed(p, now, self.batch) == self.batch:
             pass
-        while True:
+        while "deadlines" in steps:
             timed_out = len(await self.store.expire_deadlines(p, now, self.batch))
             self.metrics.inc(m.OUTCOME_TIMEOUTS, (), timed_out)
             if timed_out < self.batch:
                 break
         if self.work is not None:
-            await self.work.reap_leases(p, now, self.batch)
-            await self.work.expire_unclaimed(p, now, self.batch)
+            if "leases" in steps:
+                await self.work.reap_leases(p, now, self.batch)
+            if "unclaimed" in steps:
+                await self.work.expire_unclaimed(p, now, self.batch)
         return created
 
     async def _blocked(
@@ -184,9 +194,9 @@ class Scheduler:
         while not stop.is_set():
             try:
                 now = self.clock.now_us()
-                wait_us = await self.store.next_due_in(now)
-                if wait_us is not None and wait_us <= 0:
-                    await self.tick()
+                due, wait_us = await self.store.due_work(now)
+                if due:
+                    await self.tick(due)
                     last_beat = time.monotonic()
                     wait_us = await self.store.next_due_in(self.clock.now_us())
                 elif time.monotonic() - last_beat >= 1.0:

@@ -73,6 +73,8 @@ SCRIPT_NAMES = (
 
 DISPATCH_GROUP = "dispatchers"
 NOTICE_GROUP = "notifiers"
+SCHEDULER_STEPS = frozenset({"cues", "retries", "delayed", "deadlines", "leases", "unclaimed"})
+"""the timed sets a scheduler pass works on (``Store.due_work``)"""
 SMALL_VALUE = 64  # Redis's hash-max-listpack-value: a longer value makes a hash a hashtable
 
 Reserve = Literal["ok", "taken", "count"]
@@ -865,22 +867,40 @@ class Store:
             pipe.xdel(self.keys.outbox(p), entry_id)
             await pipe.execute()
 
-    async def next_due_in(self, now_us: int) -> int | None:
-        """µs until the earliest due cue, retry, delayed fire, worker lease expiry or missed-claim
-        timeout (None: nothing scheduled)."""
+    async def due_work(self, now_us: int) -> tuple[dict[int, frozenset[str]], int | None]:
+        """What the scheduler has to do now, from the head of every partition's timed sets in
+        one pipeline: {partition: due steps} (steps named in ``SCHEDULER_STEPS``; lease expiries
+        and missed-claim timeouts only when worker steps run) and µs until the earliest head,
+        due or not (None: nothing scheduled)."""
         k = self.keys
         window = self.unclaimed_window_us
+        sets = [("cues", k.due), ("retries", k.retries), ("delayed", k.delayed), ("deadlines", k.deadlines)]
+        if window is not None:  # unclaimed entries are due one window after their score
+            sets += [("leases", k.claims), ("unclaimed", k.unclaimed)]
         async with self.redis.pipeline(transaction=False) as pipe:
             for p in range(k.partitions):
-                for key in (k.due(p), k.retries(p), k.delayed(p)):
-                    pipe.zrange(key, 0, 0, withscores=True)
-                if window is not None:  # worker steps run: lease expiries and missed-claim timeouts
-                    pipe.zrange(k.claims(p), 0, 0, withscores=True)
-                    pipe.zrange(k.unclaimed(p), 0, 0, withscores=True)
+                for _, key in sets:
+                    pipe.zrange(key(p), 0, 0, withscores=True)
             rows = await pipe.execute()
-        width = 3 if window is None else 5  # unclaimed entries are due one window after their score
-        scores = [float(r[0][1]) + (window or 0 if i % width == 4 else 0) for i, r in enumerate(rows) if r]
-        return None if not scores else int(min(scores)) - now_us
+        due: dict[int, frozenset[str]] = {}
+        earliest: int | None = None
+        for p in range(k.partitions):
+            steps: set[str] = set()
+            for (step, _), row in zip(sets, rows[p * len(sets) : (p + 1) * len(sets)], strict=True):
+                if not row:
+                    continue
+                at = int(float(row[0][1])) + (window or 0 if step == "unclaimed" else 0)
+                earliest = at if earliest is None else min(earliest, at)
+                if at <= now_us:
+                    steps.add(step)
+            if steps:
+                due[p] = frozenset(steps)
+        return due, None if earliest is None else earliest - now_us
+
+    async def next_due_in(self, now_us: int) -> int | None:
+        """µs until the earliest due cue, retry, delayed fire, outcome deadline, worker lease
+        expiry or missed-claim timeout (None: nothing scheduled)."""
+        return (await self.due_work(now_us))[1]
 
     async def record_snapshot(self, began_us: int) -> None:
         """A snapshot that began at ``began_us`` is in PostgreSQL (``/metrics`` snapshot lag)."""

@@ -12,8 +12,9 @@ import asyncio
 import os
 import re
 import socket
+import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -208,6 +209,20 @@ async def api(settings: Settings) -> AsyncIterator[Api]:
 @pytest.fixture
 def frozen_clock() -> FrozenClock:
     return FrozenClock(1_795_434_122_000_000)
+
+
+async def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
+    """Poll an (async) predicate until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
 
 
 def assert_error(res: httpx.Response, status: int, code: str, message: str | None = None) -> dict[str, Any]:

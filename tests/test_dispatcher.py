@@ -18,7 +18,7 @@ from cuefast.config import Settings
 from cuefast.dispatcher import Dispatcher
 from cuefast.scheduler import Scheduler
 from cuefast.times import parse_datetime
-from tests.conftest import Api, make_api
+from tests.conftest import Api, make_api, wait_for
 
 T0 = parse_datetime("2031-01-06T08:59:30Z")
 MIN = 60_000_000
@@ -452,6 +452,37 @@ async def test_outcome_deadline_times_out(env: Any) -> None:
     res = await api.request("POST", f"/v1/executions/{e['id']}/outcome", key, json={"success": True})
     assert res.status_code == 200
     assert (await only_execution(api, key, cue["id"]))["status"] == "outcome_timeout"
+
+
+async def test_run_loop_wakes_for_a_deadline_alone(env: Any) -> None:
+    """With nothing else due, the run loop still wakes for an outcome deadline, and a pass
+    runs only the steps that are due."""
+    api, clock, sched, dispatcher, receiver = env
+    key = await api.register()
+    cue = await webhook_cue(api, key, receiver.url, delivery={"outcome_deadline_seconds": 120})
+    clock.set(parse_datetime("2031-01-06T09:00:00Z"))
+    await sched.tick()
+    await api.request("PATCH", f"/v1/cues/{cue['id']}", key, json={"status": "paused"})
+    assert await drain(dispatcher) == ["pending_outcome"]
+    store = api.rt.store
+    assert (await store.due_work(clock.now_us()))[0] == {}
+    assert await store.next_due_in(clock.now_us()) == 120 * 1_000_000
+    clock.advance(120)
+    due, wait_us = await store.due_work(clock.now_us())
+    assert list(due.values()) == [frozenset({"deadlines"})] and wait_us == 0
+    stop = asyncio.Event()
+    task = asyncio.create_task(sched.run(stop))
+    try:
+        e = await wait_for(lambda: _timed_out(api, key, cue["id"]), timeout=10, what="the deadline to expire")
+    finally:
+        stop.set()
+        await task
+    assert e["error_message"] == "Outcome not reported within 120s"
+
+
+async def _timed_out(api: Api, key: str, cue_id: str) -> dict[str, Any] | None:
+    e = await only_execution(api, key, cue_id)
+    return e if e["status"] == "outcome_timeout" else None
 
 
 async def test_outcome_in_time_disarms_deadline(env: Any) -> None:

@@ -10,8 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from cuefast import AsyncCueFast, Context, CueAPIConnectionError, CueFast, Outco
 from cuefast.config import Settings
 from cuefast.sdk_models import Execution
 from cuefast.worker import WorkerStopped, load_app, outcome_report
+from tests.conftest import wait_for
 from tests.test_client import ROOT, LiveServer, free_port
 
 
@@ -37,20 +37,6 @@ def live(settings: Settings) -> Iterator[LiveServer]:
 async def client(live: LiveServer) -> AsyncIterator[AsyncCueFast]:
     async with AsyncCueFast(live.register(), base_url=live.url) as c:
         yield c
-
-
-async def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "condition") -> Any:
-    """Poll an (async) predicate until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def finished(client: AsyncCueFast, ids: list[str]) -> dict[str, Execution] | None:
