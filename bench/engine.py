@@ -256,6 +256,12 @@ async def bench_lateness(args: argparse.Namespace, prefix: str) -> None:
             )
 
 
+async def _dirty_bytes(store: Store) -> int:
+    """Bytes held by the snapshot dirty sets (cleared by the next snapshot)."""
+    keys = [store.keys.dirty(slot) for slot in store.keys.slots()]
+    return sum([await store.redis.memory_usage(k, samples=0) or 0 for k in keys])
+
+
 async def bench_memory(args: argparse.Namespace, prefix: str) -> None:
     """Redis bytes per active cue (everything a create writes: the cue's keys, its due entry,
     its listing index entry, its name reservation) and per execution (the hash, its index
@@ -276,8 +282,10 @@ async def bench_memory(args: argparse.Namespace, prefix: str) -> None:
         due=due,
     )
     mid = int((await r.info("memory"))["used_memory"])
+    marks_mid = await _dirty_bytes(store)
     await Scheduler(store, FrozenClock(due + 1)).tick()
     after = int((await r.info("memory"))["used_memory"])
+    marks_after = await _dirty_bytes(store)
     cue_key, cfg_key = keys.cue(ids[0]), keys.cue_config(ids[0])
     cue_bytes = await r.memory_usage(cue_key, samples=0)
     cfg_bytes = await r.memory_usage(cfg_key, samples=0)
@@ -293,10 +301,12 @@ async def bench_memory(args: argparse.Namespace, prefix: str) -> None:
         parts.append(f"{label} {total / args.cues:.0f}")
     eids = await r.zrange(keys.cue_executions(ids[0]), 0, 0)
     sample_exec = await r.memory_usage(keys.execution(keys.execution_partition(eids[0]) or 0, eids[0]))
+    n = args.cues
     print(
-        f"memory: per active cue {(mid - before) / args.cues:,.0f} B (cue hash {cue_bytes} B {encoding}, "
-        f"config string {cfg_bytes} B, {', '.join(parts)} B); per execution "
-        f"{(after - mid) / args.cues:,.0f} B incl. indexes and outbox entry (hash alone {sample_exec} B)"
+        f"memory: per active cue {(mid - before - marks_mid) / n:,.0f} B (cue hash {cue_bytes} B {encoding}, "
+        f"config string {cfg_bytes} B, {', '.join(parts)} B) + {marks_mid / n:.0f} B snapshot dirty mark "
+        f"until the next snapshot; per execution {(after - mid - marks_after + marks_mid) / n:,.0f} B incl. "
+        f"indexes and outbox entry (hash alone {sample_exec} B) + {(marks_after - marks_mid) / n:.0f} B dirty mark"
     )
     await store.close()
 
