@@ -13,6 +13,7 @@
 --!include alert
 local pfx, now = ARGV[1], ARGV[2]
 local out = {}
+local marks = {}  -- snapshot dirty marks, written by dirty_flush at the end
 
 local function finish(eid, result, hs, em, nxr, od, entry, once, pause)
   local ek = pfx .. 'exec:' .. eid
@@ -26,9 +27,9 @@ local function finish(eid, result, hs, em, nxr, od, entry, once, pause)
   local ck = pfx .. 'cue:' .. e[2]
   local cue_exists = redis.call('EXISTS', ck) == 1
   redis.call('HINCRBY', ek, 'att', 1)
-  dirty(ek)
+  dirty_at(pfx, 'exec:' .. eid, marks)
   if cue_exists then redis.call('HINCRBY', ck, 'rc', 1) end
-  if cue_exists then dirty(ck) end
+  if cue_exists then dirty_at(pfx, 'cue:' .. e[2], marks) end
   local status
   if result == 'ok' then
     if od ~= '' and not e[4] then
@@ -60,4 +61,5 @@ for i = 3, #ARGV, 9 do
   out[#out + 1] = finish(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5],
     ARGV[i + 6], ARGV[i + 7], ARGV[i + 8])
 end
+dirty_flush(marks)
 return out

@@ -13,6 +13,7 @@ local lease_us, pfx, now = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
 local now_s = string.format('%.0f', now)
 local lease_s = string.format('%.0f', now + lease_us)
 local out = {}
+local marks = {}  -- snapshot dirty marks, written by dirty_flush at the end
 local function skip(code)
   for _ = 1, 10 do out[#out + 1] = '' end
   out[#out - 9] = code
@@ -53,11 +54,12 @@ for i = 4, #ARGV do
         string.format('%d', math.floor((now - last) / 1000000)) .. 's')
     end
     redis.call('HSET', ek, 'st', 'delivering', 'la', now_s, 'ua', now_s)
-    dirty(ek)
+    dirty_at(pfx, 'exec:' .. eid, marks)
     if not e[9] then redis.call('HSET', ek, 'sa', now_s) end
     redis.call('ZADD', KEYS[1], lease_s, eid)
     local row = {1, e[3], e[4], e[5] or '0', e[6], cfg, c[1], e[7], e[8] or 'scheduled', c[2]}
     for _, v in ipairs(row) do out[#out + 1] = v end
   end
 end
+dirty_flush(marks)
 return out

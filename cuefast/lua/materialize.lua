@@ -51,7 +51,7 @@ for line in string.gmatch(ARGV[3], '[^\n]+') do
           local blob = redis.call('GET', ck .. ':cfg')  -- "<config JSON>\n<payload JSON>"
           pl = blob and string.sub(blob, string.find(blob, '\n', 1, true) + 1) or '{}'
         end
-        dirty(ek, marks)
+        dirty_at(pfx, 'exec:' .. eid, marks)
         redis.call('ZADD', ck .. ':execs', now, eid)
         add(pfx .. 'idx:' .. acct .. ':execs', now, eid)
         if block == 'b' then
@@ -79,7 +79,7 @@ for line in string.gmatch(ARGV[3], '[^\n]+') do
       end
     end
     created = created + fired
-    dirty(ck, marks)
+    dirty_at(pfx, 'cue:' .. cue_id, marks)
     if new_nr == '-' then
       redis.call('HSET', ck, 'nr', '', 'fc', (tonumber(c[5]) or 0) + fired)
       due_rem[#due_rem + 1] = cue_id

@@ -5,16 +5,21 @@
 -- all the snapshotter needs to read the object back. A deleted object is marked the same way.
 -- `defer` (optional): collect the marks in a table (dirty set → members) that dirty_flush writes
 -- with one SADD per set and 1,000 members, for a batch that marks many objects.
-local function dirty(key, defer)
-  local pfx, tail = string.match(key, '^(.-}:)(.+)$')
+local function dirty_at(pfx, tail, defer)  -- the same, for a key given as its slot prefix
+  -- "<pfx>:{…}:" and tail (cheaper inside a batch loop: no pattern match)
+  local set = pfx .. 'dirty'
   if defer then
-    local set = pfx .. 'dirty'
     local t = defer[set]
     if not t then t = {}; defer[set] = t end
     t[#t + 1] = tail
   else
-    redis.call('SADD', pfx .. 'dirty', tail)
+    redis.call('SADD', set, tail)
   end
+end
+
+local function dirty(key, defer)
+  local pfx, tail = string.match(key, '^(.-}:)(.+)$')
+  dirty_at(pfx, tail, defer)
 end
 
 local function dirty_flush(defer)
