@@ -454,16 +454,24 @@ async def test_outcome_deadline_times_out(env: Any) -> None:
     assert (await only_execution(api, key, cue["id"]))["status"] == "outcome_timeout"
 
 
-async def test_run_loop_wakes_for_a_deadline_alone(env: Any) -> None:
-    """With nothing else due, the run loop still wakes for an outcome deadline, and a pass
-    runs only the steps that are due."""
+async def one_pending_outcome(env: Env, deadline_seconds: int) -> tuple[str, dict[str, Any]]:
+    """A recurring cue with an outcome deadline, fired once and delivered (pending_outcome),
+    then paused so nothing else becomes due: (API key, cue)."""
     api, clock, sched, dispatcher, receiver = env
     key = await api.register()
-    cue = await webhook_cue(api, key, receiver.url, delivery={"outcome_deadline_seconds": 120})
+    cue = await webhook_cue(api, key, receiver.url, delivery={"outcome_deadline_seconds": deadline_seconds})
     clock.set(parse_datetime("2031-01-06T09:00:00Z"))
     await sched.tick()
     await api.request("PATCH", f"/v1/cues/{cue['id']}", key, json={"status": "paused"})
     assert await drain(dispatcher) == ["pending_outcome"]
+    return key, cue
+
+
+async def test_run_loop_wakes_for_a_deadline_alone(env: Any) -> None:
+    """With nothing else due, the run loop still wakes for an outcome deadline, and a pass
+    runs only the steps that are due."""
+    api, clock, sched, _, _ = env
+    key, cue = await one_pending_outcome(env, deadline_seconds=120)
     store = api.rt.store
     assert (await store.due_work(clock.now_us()))[0] == {}
     assert await store.next_due_in(clock.now_us()) == 120 * 1_000_000
@@ -486,13 +494,8 @@ async def _timed_out(api: Api, key: str, cue_id: str) -> dict[str, Any] | None:
 
 
 async def test_outcome_in_time_disarms_deadline(env: Any) -> None:
-    api, clock, sched, dispatcher, receiver = env
-    key = await api.register()
-    cue = await webhook_cue(api, key, receiver.url, delivery={"outcome_deadline_seconds": 60})
-    clock.set(parse_datetime("2031-01-06T09:00:00Z"))
-    await sched.tick()
-    await api.request("PATCH", f"/v1/cues/{cue['id']}", key, json={"status": "paused"})
-    await drain(dispatcher)
+    api, clock, sched, _, _ = env
+    key, cue = await one_pending_outcome(env, deadline_seconds=60)
     e = await only_execution(api, key, cue["id"])
     await api.request("POST", f"/v1/executions/{e['id']}/outcome", key, json={"success": True})
     clock.advance(3600)
