@@ -302,11 +302,12 @@ async def bench_memory(args: argparse.Namespace, prefix: str) -> None:
     eids = await r.zrange(keys.cue_executions(ids[0]), 0, 0)
     sample_exec = await r.memory_usage(keys.execution(keys.execution_partition(eids[0]) or 0, eids[0]))
     n = args.cues
+    cue_mark, exec_mark = marks_mid / n, (marks_after - marks_mid) / n
     print(
-        f"memory: per active cue {(mid - before - marks_mid) / n:,.0f} B (cue hash {cue_bytes} B {encoding}, "
-        f"config string {cfg_bytes} B, {', '.join(parts)} B) + {marks_mid / n:.0f} B snapshot dirty mark "
-        f"until the next snapshot; per execution {(after - mid - marks_after + marks_mid) / n:,.0f} B incl. "
-        f"indexes and outbox entry (hash alone {sample_exec} B) + {(marks_after - marks_mid) / n:.0f} B dirty mark"
+        f"memory: per active cue {(mid - before) / n - cue_mark:,.0f} B (cue hash {cue_bytes} B {encoding}, "
+        f"config string {cfg_bytes} B, {', '.join(parts)} B) + {cue_mark:.0f} B snapshot dirty mark "
+        f"until the next snapshot; per execution {(after - mid) / n - exec_mark:,.0f} B incl. "
+        f"indexes and outbox entry (hash alone {sample_exec} B) + {exec_mark:.0f} B dirty mark"
     )
     await store.close()
 
