@@ -44,6 +44,8 @@ log = logging.getLogger(__name__)
 BATCH = 500
 MAX_CATCH_UP = 1000
 ON_TIME_US = 10_000_000
+PLAN_RETRY_US = 60_000_000
+"""a cue whose schedule cannot be planned is tried again this much later (not every pass)"""
 _SEARCH_WINDOWS_US = (120_000_000, 7_200_000_000, 172_800_000_000, 5_184_000_000_000, 63_072_000_000_000)
 
 
@@ -174,7 +176,8 @@ class Scheduler:
             try:
                 slots, new_nr = plan_cue(summary, due_at, now)
             except Exception:  # a cue that cannot be planned must not stop the others
-                log.exception("cannot plan cue", extra={"cue_id": cue_id})
+                log.exception("cannot plan cue; trying again in 60 s", extra={"cue_id": cue_id})
+                plan.append(f"{cue_id} {due_at} {now + PLAN_RETRY_US} 0")  # no slot, due again later
                 continue
             count = f"{len(slots)}b" if blocked and acct in blocked else str(len(slots))
             words = [cue_id, str(due_at), "-" if new_nr is None else str(new_nr), count]

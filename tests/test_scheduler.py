@@ -11,7 +11,7 @@ import pytest
 from cuefast.clock import FrozenClock
 from cuefast.config import Settings
 from cuefast.ids import scheduled_execution_id
-from cuefast.scheduler import Scheduler
+from cuefast.scheduler import PLAN_RETRY_US, Scheduler
 from cuefast.times import parse_datetime
 from tests.conftest import Api, assert_error, make_api
 
@@ -165,6 +165,23 @@ async def test_deleted_cue_drops_its_due_entry(env: tuple[Api, FrozenClock, Sche
     clock.set(parse_datetime("2031-01-06T09:00:01Z"))
     assert await sched.tick() == 0
     assert await api.rt.store.redis.zscore(api.rt.keys.due(p), cue["id"]) is None
+
+
+async def test_unplannable_cue_backs_off_and_others_fire(env: tuple[Api, FrozenClock, Scheduler]) -> None:
+    """A cue whose stored schedule cannot be planned (here: a corrupted summary) neither stops
+    the pass nor is retried every pass: its due time moves a minute on."""
+    api, clock, sched = env
+    key = await api.register()
+    bad, good = await new_cue(api, key, "bad"), await new_cue(api, key, "good")
+    store, keys = api.rt.store, api.rt.keys
+    await store.redis.hset(keys.cue(bad["id"]), "sch", "recurring|No/Such_Zone|latest||* * * * *")
+    clock.set(parse_datetime("2031-01-06T09:00:01Z"))
+    assert await sched.tick() == 1
+    assert [e["cue_id"] for e in await executions(api, key, good["id"])] == [good["id"]]
+    assert await executions(api, key, bad["id"]) == []
+    due = await store.redis.zscore(keys.due(keys.cue_partition(bad["id"])), bad["id"])
+    assert due == clock.now_us() + PLAN_RETRY_US
+    assert await sched.tick() == 0  # not retried before then
 
 
 async def test_two_schedulers_hundreds_of_cues_each_slot_once(
