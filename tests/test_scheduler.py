@@ -167,6 +167,19 @@ async def test_deleted_cue_drops_its_due_entry(env: tuple[Api, FrozenClock, Sche
     assert await api.rt.store.redis.zscore(api.rt.keys.due(p), cue["id"]) is None
 
 
+async def test_stray_due_entry_of_a_paused_cue_is_dropped(env: tuple[Api, FrozenClock, Scheduler]) -> None:
+    api, clock, sched = env
+    key = await api.register()
+    cue = await new_cue(api, key, "c")
+    await api.request("PATCH", f"/v1/cues/{cue['id']}", key, json={"status": "paused"})
+    due_key = api.rt.keys.due(api.rt.keys.cue_partition(cue["id"]))
+    await api.rt.store.redis.zadd(due_key, {cue["id"]: 1})  # an entry a paused cue must not have
+    clock.set(parse_datetime("2031-01-06T09:00:01Z"))
+    assert await sched.tick() == 0
+    assert await api.rt.store.redis.zscore(due_key, cue["id"]) is None
+    assert await executions(api, key, cue["id"]) == []
+
+
 async def test_unplannable_cue_backs_off_and_others_fire(env: tuple[Api, FrozenClock, Scheduler]) -> None:
     """A cue whose stored schedule cannot be planned (here: a corrupted summary) neither stops
     the pass nor is retried every pass: its due time moves a minute on."""

@@ -37,7 +37,10 @@ for line in string.gmatch(ARGV[3], '[^\n]+') do
   if not c[1] then
     due_rem[#due_rem + 1] = cue_id
     skipped = skipped + 1
-  elseif c[1] ~= 'active' or c[2] ~= expected then
+  elseif c[1] ~= 'active' then  -- only an active cue has a due entry: drop a stray one
+    due_rem[#due_rem + 1] = cue_id
+    skipped = skipped + 1
+  elseif c[2] ~= expected then  -- a PATCH moved next_run (and its due entry) since the plan
     skipped = skipped + 1
   else
     local acct, tr = c[3], c[4]
