@@ -8,6 +8,7 @@ when non-zero.
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime, timedelta, tzinfo
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -23,13 +24,17 @@ def from_datetime(dt: datetime) -> int:
     return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
+@functools.lru_cache(maxsize=8192)
+def _second(secs: int) -> str:
+    """``YYYY-MM-DDTHH:MM:SS`` of a whole second, remembered: the timestamps a burst of
+    deliveries or a page of executions writes share few distinct seconds."""
+    dt = _EPOCH + timedelta(seconds=secs)
+    return f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}"
+
+
 def _base(us: int) -> str:
     secs, micro = divmod(us, 1_000_000)
-    dt = _EPOCH + timedelta(seconds=secs)
-    text = f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}"
-    if micro:
-        text += f".{micro:06d}"
-    return text
+    return f"{_second(secs)}.{micro:06d}" if micro else _second(secs)
 
 
 def fmt_z(us: int | None) -> str | None:
