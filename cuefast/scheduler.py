@@ -201,7 +201,7 @@ class Scheduler:
                 if due:
                     await self.tick(due)
                     last_beat = time.monotonic()
-                    wait_us = await self.store.next_due_in(self.clock.now_us())
+                    wait_us = 0  # look again after the shortest pause: the next read says how long
                 elif time.monotonic() - last_beat >= 1.0:
                     await self.store.record_poller(now, 0, 0)
                     last_beat = time.monotonic()

@@ -808,19 +808,14 @@ class Store:
             rows = await pipe.execute()
         return {a: str(v) for a, v in zip(ids, rows, strict=True) if v is not None}
 
-    async def deliver_finish(
-        self, p: int, results: Sequence[Sequence[str | int]], now_us: int
-    ) -> list[str | None]:
-        """Record a batch of attempt results (one script call); per attempt its new status, or
-        None when the execution was no longer in flight. Each result row holds: execution id,
-        "ok"/"fail", http status, error, next retry µs, outcome deadline µs, stream entry id,
-        decides-one-time-cue 0/1, pause-on-failure 0/1 ("" for absent values)."""
-        return (await self.deliver_finish_many({p: results}, now_us))[p]
-
     async def deliver_finish_many(
         self, batches: Mapping[int, Sequence[Sequence[str | int]]], now_us: int
     ) -> dict[int, list[str | None]]:
-        """``deliver_finish`` for several partitions' batches in one pipeline."""
+        """Record attempt results, one ``deliver_finish`` script call per partition, all in one
+        pipeline; per attempt its new status, or None when the execution was no longer in
+        flight. Each result row holds: execution id, "ok"/"fail", http status, error, next
+        retry µs, outcome deadline µs, stream entry id, decides-one-time-cue 0/1,
+        pause-on-failure 0/1 ("" for absent values)."""
         k = self.keys
         parts = [p for p, rows in batches.items() if rows]
         calls: list[tuple[str, Sequence[str], Sequence[str | int | float]]] = []
@@ -889,18 +884,13 @@ class Store:
             for (step, _), row in zip(sets, rows[p * len(sets) : (p + 1) * len(sets)], strict=True):
                 if not row:
                     continue
-                at = int(float(row[0][1])) + (window or 0 if step == "unclaimed" else 0)
+                at = int(float(row[0][1])) + ((window or 0) if step == "unclaimed" else 0)
                 earliest = at if earliest is None else min(earliest, at)
                 if at <= now_us:
                     steps.add(step)
             if steps:
                 due[p] = frozenset(steps)
         return due, None if earliest is None else earliest - now_us
-
-    async def next_due_in(self, now_us: int) -> int | None:
-        """µs until the earliest due cue, retry, delayed fire, outcome deadline, worker lease
-        expiry or missed-claim timeout (None: nothing scheduled)."""
-        return (await self.due_work(now_us))[1]
 
     async def record_snapshot(self, began_us: int) -> None:
         """A snapshot that began at ``began_us`` is in PostgreSQL (``/metrics`` snapshot lag)."""
@@ -1188,7 +1178,7 @@ class Store:
     # ---- worker transport ----------------------------------------------------------
     unclaimed_window_us: int | None = None
     """CUEFAST_WORKER_UNCLAIMED_SECONDS in µs, set by a scheduler that runs the worker steps
-    (``next_due_in`` then also wakes it for lease expiries and missed-claim timeouts)."""
+    (``due_work`` then also wakes it for lease expiries and missed-claim timeouts)."""
 
     async def peek_claimable(
         self, index_keys: Sequence[str], now_us: int, limit: int
