@@ -40,6 +40,7 @@ SCRIPT_NAMES = (
     "deliver_start",
     "deliver_finish",
     "deliver_release",
+    "deliver_extend",
     "retry_due",
     "execution_create",
     "delayed_due",
@@ -55,7 +56,6 @@ SCRIPT_NAMES = (
     "lease_reap",
     "missed",
     "deadline_arm",
-    "cue_fail_pause",
     "worker_heartbeat",
     "echo_store",
     "outcome_batch",
@@ -765,39 +765,61 @@ class Store:
         return out
 
     async def deliver_start(
-        self, p: int, execution_ids: Sequence[str], lease_us: int, now_us: int
+        self, p: int, execution_ids: Sequence[str], now_us: int, *, timeout_s: int, stale_s: int
     ) -> list[list[Any] | Literal["gone", "busy"]]:
         """Lease a batch of webhook executions for one attempt each (one script call).
 
         Per execution: the attempt's facts (cue id, scheduled_for, attempts, payload, cue cfg,
-        cue name, account, triggered_by), or "gone" (drop its stream entry) or "busy" (a live
-        attempt elsewhere holds it: leave the entry pending)."""
-        return (await self.deliver_start_many({p: execution_ids}, lease_us, now_us))[p]
+        cue name, account, triggered_by, lease expiry µs, timeout s), or "gone" (drop its
+        stream entry) or "busy" (a live attempt elsewhere holds it: leave the entry pending).
+        ``timeout_s`` is the timeout of a cue without ``delivery``, ``stale_s`` the lease floor:
+        each lease is max(stale_s, the attempt's own timeout + 60 s)."""
+        return (
+            await self.deliver_start_many({p: execution_ids}, now_us, timeout_s=timeout_s, stale_s=stale_s)
+        )[p]
 
     async def deliver_start_many(
-        self, batches: Mapping[int, Sequence[str]], lease_us: int, now_us: int
+        self, batches: Mapping[int, Sequence[str]], now_us: int, *, timeout_s: int, stale_s: int
     ) -> dict[int, list[list[Any] | Literal["gone", "busy"]]]:
         """``deliver_start`` for several partitions' batches in one pipeline."""
         k = self.keys
         parts = [p for p, eids in batches.items() if eids]
         replies = await self._run_many(
             [
-                ("deliver_start", [k.leases(p)], [lease_us, k.part(p) + ":", now_us, *batches[p]])
+                (
+                    "deliver_start",
+                    [k.leases(p)],
+                    [timeout_s, stale_s, k.part(p) + ":", now_us, *batches[p]],
+                )
                 for p in parts
             ]
         )
         result: dict[int, list[list[Any] | Literal["gone", "busy"]]] = {p: [] for p in batches}
         for p, res in zip(parts, replies, strict=True):
             out = result[p]
-            for i in range(0, len(res), 10):
+            for i in range(0, len(res), 12):
                 code = int(res[i])
                 if code == 1:
-                    row = list(res[i + 1 : i + 9])
+                    row = [*res[i + 1 : i + 9], int(res[i + 10]), int(res[i + 11])]
                     row[4] = config_json(row[4], res[i + 9])  # the stored config + the cue's sch
                     out.append(row)
                 else:
                     out.append("busy" if code == -1 else "gone")
         return result
+
+    async def deliver_extend(
+        self, p: int, leases: Sequence[tuple[str, int, int]], now_us: int
+    ) -> list[int | None]:
+        """Lengthen leased attempts' leases (one script call): each (execution id, lease expiry
+        µs it holds, new expiry µs) → the lease it now holds, or None when it no longer held
+        that lease (taken over or finished: it must not be sent)."""
+        if not leases:
+            return []
+        args: list[str | int] = [now_us]
+        for eid, held, new in leases:
+            args += [eid, held, new]
+        res = await self._run("deliver_extend", [self.keys.leases(p)], args)
+        return [int(v) if v else None for v in res]
 
     async def webhook_secrets(self, account_ids: Sequence[str]) -> dict[str, str]:
         """Current webhook secrets of these accounts, one pipeline."""
@@ -812,10 +834,11 @@ class Store:
         self, batches: Mapping[int, Sequence[Sequence[str | int]]], now_us: int
     ) -> dict[int, list[str | None]]:
         """Record attempt results, one ``deliver_finish`` script call per partition, all in one
-        pipeline; per attempt its new status, or None when the execution was no longer in
+        pipeline; per attempt its new status, "superseded" when the attempt no longer held its
+        lease (fenced out: nothing recorded), or None when the execution was no longer in
         flight. Each result row holds: execution id, "ok"/"fail", http status, error, next
-        retry µs, outcome deadline µs, stream entry id, decides-one-time-cue 0/1,
-        pause-on-failure 0/1 ("" for absent values)."""
+        retry µs, outcome deadline µs, stream entry id, decides-one-time-cue 0/1, the lease
+        expiry µs the attempt holds ("" for absent values)."""
         k = self.keys
         parts = [p for p, rows in batches.items() if rows]
         calls: list[tuple[str, Sequence[str], Sequence[str | int | float]]] = []
@@ -1283,12 +1306,6 @@ class Store:
         for eid, od in pairs:
             args += [eid, od]
         return int(await self._run("deadline_arm", [k.deadlines(p)], args))
-
-    async def pause_cues(self, p: int, cue_ids: Sequence[str]) -> int:
-        if not cue_ids:
-            return 0
-        k = self.keys
-        return int(await self._run("cue_fail_pause", [k.due(p)], [k.part(p) + ":", *cue_ids]))
 
     async def cue_fields(self, cue_ids: Sequence[str], fields: Sequence[str]) -> dict[str, list[str | None]]:
         """``fields`` of each cue, one pipeline (absent cues: all None). ``cfg`` is the full
