@@ -24,7 +24,7 @@ from cuefast.alerts import webhook_body
 from cuefast.clock import Clock
 from cuefast.config import Settings
 from cuefast.errors import ConfigError
-from cuefast.mail import Mailer
+from cuefast.mail import InsecureTransport, Mailer
 from cuefast.models import CONFIG_DECODER
 from cuefast.signing import canonical_json, sign
 from cuefast.store import Store
@@ -135,6 +135,9 @@ class NoticeSender:
                 done = await self._mail(ident, attempt, at)
             else:
                 done = True
+        except InsecureTransport as exc:  # a setting to fix, not a crash: no traceback
+            log.error("on_failure e-mail not sent: %s", exc, extra={"notice": kind, "id": ident})
+            done = False
         except Exception:
             log.exception("notice not sent", extra={"notice": kind, "id": ident})
             done = False
