@@ -7,6 +7,17 @@ failed) before the stream entry is acknowledged — so a dispatcher killed mid-d
 leaves a pending entry that another dispatcher takes over with XAUTOCLAIM once the
 attempt is stale (at-least-once; the execution id lets receivers dedupe).
 
+Leases follow each attempt's own timeout: max(``CUEFAST_WEBHOOK_STALE_SECONDS``, the cue's
+``delivery.timeout_seconds`` (else ``CUEFAST_WEBHOOK_TIMEOUT_SECONDS``) + 60 s), computed by
+the script from the cue's config. An attempt is sent only with its timeout plus
+``SEND_MARGIN_US`` of lease left (one that waited behind a busy host is extended first,
+fenced), so no other dispatcher can take an execution over while its request may be open.
+The lease expiry is the attempt's fencing token: a result is recorded, and a hand-back
+applied, only while the leases zset holds exactly that token. An attempt that lost its
+lease (it outlived it, and another dispatcher leased the execution again) records
+nothing — no status, no usage count, no on_failure — and leaves the stream entry to the
+current holder (``cuefast_webhook_attempts_total{status="superseded"}``).
+
 One pooled ``aiohttp.ClientSession`` per process, redirects never followed. Every attempt
 reads the cue's current URL, method, headers, timeout and retry policy and the account's
 current webhook secret. The target is SSRF-checked at send time without DNS
@@ -181,6 +192,12 @@ QUEUED, WAITING, SENDING, FINISHING = range(4)
 """Phases of a leased attempt: behind its host's bound; waiting for a global slot; request
 sent (or being sent); result being recorded."""
 
+SEND_MARGIN_US = 30_000_000
+"""An attempt is sent only with at least its timeout plus this much lease left (its lease is
+max(CUEFAST_WEBHOOK_STALE_SECONDS, timeout + 60 s) when taken); one that waited longer behind a
+busy host is given a fresh lease first, so a request can never still be open when another
+dispatcher may take the execution over."""
+
 PRECHECK_MEMO = 10_000
 """Callback URLs whose pre-check verdict a dispatcher keeps."""
 
@@ -217,6 +234,7 @@ class _Attempt:
         "eid",
         "entry_id",
         "lease_until",
+        "lease_us",
         "name",
         "p",
         "payload",
@@ -224,10 +242,11 @@ class _Attempt:
         "queued_at",
         "scheduled_for",
         "secret",
+        "timeout_s",
         "triggered_by",
     )
 
-    def __init__(self, p: int, entry_id: str, eid: str, row: list[Any], lease_until: int = 0) -> None:
+    def __init__(self, p: int, entry_id: str, eid: str, row: list[Any], now_us: int) -> None:
         self.p, self.entry_id, self.eid = p, entry_id, eid
         self.cue_id = str(row[0])
         self.scheduled_for = int(row[1])
@@ -238,7 +257,9 @@ class _Attempt:
         self.account = str(row[6])
         self.triggered_by = str(row[7])
         self.secret = ""
-        self.lease_until = lease_until
+        self.lease_until = int(row[8])  # the fencing token: the exact lease the script stored
+        self.lease_us = self.lease_until - now_us  # the lease's length (for an extension)
+        self.timeout_s = int(row[9])  # this attempt's HTTP timeout (the script's rule)
         self.config: CueConfig | None = None
         self.phase = WAITING
         self.queued_at = 0.0
@@ -293,7 +314,6 @@ class Dispatcher:
         self._tasks: dict[asyncio.Task[None], _Attempt] = {}  # attempts past their host's bound
         self._parked = 0  # attempts queued behind a saturated host
         self._room = asyncio.Event()
-        self._inflight: set[asyncio.Task[None]] = set()  # on_failure notices
         self._usage: dict[tuple[str, str], int] = {}
         self._finishing: dict[int, list[tuple[list[str | int], asyncio.Future[str | None]]]] = {}
         self._flushes: set[asyncio.Task[None]] = set()
@@ -302,9 +322,6 @@ class Dispatcher:
         self.host_wait_s = HOST_WAIT_S
         self._prechecked: dict[str, str] = {}  # callback URL → precheck verdict
         self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
-
-    def stale_us(self, timeout_s: int) -> int:
-        return max(self.settings.webhook_stale_seconds, timeout_s + 60) * 1_000_000
 
     async def start(self) -> None:
         await self.store.ensure_dispatch_groups()
@@ -333,7 +350,7 @@ class Dispatcher:
                 task.cancel()
                 unsent.append(a)
         await self._release_safely(unsent)
-        running = [t for t, a in self._tasks.items() if a.phase != WAITING] + list(self._inflight)
+        running = [t for t, a in self._tasks.items() if a.phase != WAITING]
         if running:
             _, late = await asyncio.wait(running, timeout=self.settings.delivery_shutdown_grace_seconds)
             cut = [self._tasks[t] for t in late if t in self._tasks and self._tasks[t].phase == SENDING]
@@ -391,6 +408,11 @@ class Dispatcher:
             await self.close()  # graceful: queued attempts released, sent ones awaited (see close)
 
     def _min_idle_ms(self) -> int:
+        """XAUTOCLAIM's min idle: the lease of an attempt at the default timeout. An entry of
+        a longer-timeout attempt may be claimed earlier: ``deliver_start.lua`` then answers
+        "busy" (its lease is live) and the entry stays pending with its new owner, so a
+        crashed attempt is re-sent at most this long (plus ``reclaim_every``) after its own
+        lease expired."""
         return max(self.settings.webhook_stale_seconds, self.settings.webhook_timeout_seconds + 60) * 1000
 
     def _room_left(self) -> int:
@@ -536,7 +558,6 @@ class Dispatcher:
         script call per partition, all in one pipeline, then one pipeline for the secrets.
         Entries of gone executions are acked."""
         now = self.clock.now_us()
-        lease = self.stale_us(self.settings.webhook_timeout_seconds)
         by_partition: dict[int, list[tuple[str, str]]] = {}
         for p, entry_id, eid in entries:
             if eid:
@@ -544,7 +565,10 @@ class Dispatcher:
             else:
                 await self.store.ack(p, entry_id)
         started = await self.store.deliver_start_many(
-            {p: [eid for _, eid in items] for p, items in by_partition.items()}, lease, now
+            {p: [eid for _, eid in items] for p, items in by_partition.items()},
+            now,
+            timeout_s=self.settings.webhook_timeout_seconds,
+            stale_s=self.settings.webhook_stale_seconds,
         )
         attempts: list[_Attempt] = []
         for p, items in by_partition.items():
@@ -552,7 +576,7 @@ class Dispatcher:
                 if res == "gone":
                     await self.store.ack(p, entry_id)
                 elif res != "busy":  # "busy": a live attempt elsewhere; the entry stays pending
-                    attempts.append(_Attempt(p, entry_id, eid, res, now + lease))
+                    attempts.append(_Attempt(p, entry_id, eid, res, now))
         secrets = await self.store.webhook_secrets([a.account for a in attempts])
         for a in attempts:
             a.secret = secrets.get(a.account, "")
@@ -567,6 +591,9 @@ class Dispatcher:
         """Send one leased attempt and record its result with the next state."""
         cfg = a.config or CONFIG_DECODER.decode(a.cfg)
         a.phase = SENDING
+        if not await self._lease_covers(a):
+            self.metrics.inc(m.WEBHOOK_ATTEMPTS, ("superseded",))
+            return None  # taken over while it waited: the current holder sends it
         attempt = a.attempts + 1
         scheduled_for = fmt_offset(a.scheduled_for) or ""
         method = cfg.callback.method
@@ -593,11 +620,10 @@ class Dispatcher:
             attempt=attempt,
             has_body=method != "GET",
         )
-        timeout = cfg.delivery.timeout_seconds if cfg.delivery else self.settings.webhook_timeout_seconds
         if attempt == 1:
             self.metrics.observe_us(m.LATENESS, ("webhook",), self.clock.now_us() - a.scheduled_for)
         sent = time.perf_counter_ns()
-        status, error, response = await self.send(cfg.callback.url or "", method, body, headers, timeout)
+        status, error, response = await self.send(cfg.callback.url or "", method, body, headers, a.timeout_s)
         a.phase = FINISHING
         self.metrics.observe_us(m.WEBHOOK_LATENCY, (), (time.perf_counter_ns() - sent) // 1000)
         ok = status is not None and 200 <= status < 300
@@ -618,10 +644,12 @@ class Dispatcher:
                 "" if deadline is None else deadline,
                 a.entry_id,
                 1 if a.triggered_by == "scheduled" and not recurring else 0,
-                1 if cfg.on_failure.pause and recurring else 0,
+                a.lease_until,
             ],
         )
         self.metrics.inc(m.WEBHOOK_ATTEMPTS, (new_status or "none",))
+        if new_status == "superseded":  # fenced out: another dispatcher took it over; not recorded
+            return None
         if new_status in ("success", "pending_outcome"):
             self.metrics.inc(m.EXECUTIONS_DELIVERED, ("webhook",))
             month = (a.account, month_of(done_at))
@@ -630,14 +658,26 @@ class Dispatcher:
                 await self.outcomes.record_from_response(a.eid, response)
         elif new_status == "failed":
             self.metrics.inc(m.EXECUTIONS_FAILED, ("webhook", "delivery"))
-            self._on_failure(
-                cfg, a.cue_id, a.name, a.eid, attempt, error, status, a.account, a.secret, done_at
-            )
             try:  # usage `outcomes.failed` (§13.1): a final delivery failure, no outcome reported
                 await self.store.count_failed_executions(a.p, [a.eid])
             except Exception:
                 log.warning("usage counter not written", extra={"execution_id": a.eid})
         return new_status
+
+    async def _lease_covers(self, a: _Attempt) -> bool:
+        """Whether the attempt may be sent now: its lease must outlast the request by
+        ``SEND_MARGIN_US``. One that waited too long (behind a busy host, or for a global slot)
+        gets a fresh lease of its length first, fenced (``deliver_extend.lua``); False when it
+        no longer holds its lease (taken over as stale meanwhile: it must not be sent)."""
+        now = self.clock.now_us()
+        if a.lease_until - now >= a.timeout_s * 1_000_000 + SEND_MARGIN_US:
+            return True
+        (held,) = await self.store.deliver_extend(a.p, [(a.eid, a.lease_until, now + a.lease_us)], now)
+        if held is None:
+            log.info("attempt taken over while it waited; not sent", extra={"execution_id": a.eid})
+            return False
+        a.lease_until = held
+        return True
 
     async def _finish(self, p: int, row: list[str | int]) -> str | None:
         """Group commit: results that arrive in the same loop turn share one pipeline (one
@@ -679,52 +719,6 @@ class Dispatcher:
             for key, n in counts.items():  # keep them for the next flush
                 self._usage[key] = self._usage.get(key, 0) + n
             raise
-
-    def _on_failure(
-        self,
-        cfg: CueConfig,
-        cue_id: str,
-        name: str,
-        eid: str,
-        attempts: int,
-        error: str,
-        status: int | None,
-        account_id: str,
-        secret: str,
-        now: int,
-    ) -> None:
-        """on_failure escalation (§12.1); the pause already happened with the final result."""
-        # on_failure.email: queued by deliver_finish.lua, sent by cuefast.notices
-        if cfg.on_failure.webhook:
-            notice = {
-                "attempts": attempts,
-                "cue_id": cue_id,
-                "cue_name": name,
-                "dashboard_url": self.settings.dashboard_url or None,
-                "event": "cue.failed",
-                "execution_id": eid,
-                "failed_at": fmt_offset(now),
-                "last_error": error[:MAX_ERROR],
-                "last_http_status": status,
-            }
-            task = asyncio.create_task(self._notify(cfg.on_failure.webhook, canonical_json(notice), secret))
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
-
-    async def _notify(self, url: str, body: bytes, secret: str) -> None:
-        ts = self.clock.now_us() // 1_000_000
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": USER_AGENT,
-            "X-CueAPI-Signature": sign(secret, ts, body),
-            "X-CueAPI-Timestamp": str(ts),
-        }
-        async with self._slots:
-            status, error, _ = await self.send(
-                url, "POST", body, headers, self.settings.notify_timeout_seconds
-            )
-        if status is None or not 200 <= status < 300:
-            log.warning("on_failure webhook not accepted: %s", error or status)
 
     def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
         timeout = self._timeouts.get(seconds)

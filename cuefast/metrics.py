@@ -71,7 +71,8 @@ EXECUTIONS_FAILED = Spec(
 WEBHOOK_ATTEMPTS = Spec(
     "cuefast_webhook_attempts_total",
     "Webhook delivery attempts by the execution status they led to "
-    "(success, pending_outcome, retrying, failed, none).",
+    "(success, pending_outcome, retrying, failed; superseded: the attempt had lost its lease and "
+    "recorded nothing; none: the execution was no longer in flight).",
     ("status",),
 )
 WEBHOOK_LATENCY = Spec(

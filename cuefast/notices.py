@@ -1,13 +1,14 @@
-"""Notices: alert webhooks (CONTRACT.md §12.6) and on_failure e-mails (§12.1), sent from the
-dispatcher role with its aiohttp session, SSRF policy and signing.
+"""Notices: alert webhooks (CONTRACT.md §12.6) and on_failure webhooks and e-mails (§12.1,
+§12.2), sent from the dispatcher role with its aiohttp session, SSRF policy and signing.
 
 The Lua script that records an event queues the notice on its partition's ``notices`` stream
-in the same call (``lua/lib/alert.lua``), so a notice is never lost between the event and its
-delivery. Any number of senders share the ``notifiers`` consumer group; an entry is
+in the same call (``lua/lib/alert.lua``: an alert, or a final failure's on_failure webhook and
+e-mail, whichever transport failed), so a notice is never lost between the event and its
+delivery, not even by a crash. Any number of senders share the ``notifiers`` consumer group; an entry is
 acknowledged only once it was sent, given up on, or rescheduled (``notice_retry.lua``), and
 entries left by a sender that died are taken over after ``RECLAIM_IDLE_MS``. A failed send is
 tried again after 10 s, 60 s and 300 s (``MAX_ATTEMPTS`` in all); receivers dedupe on
-``X-CueAPI-Alert-Id``.
+``X-CueAPI-Alert-Id`` (alerts) or the body's ``execution_id`` (``cue.failed``).
 """
 
 from __future__ import annotations
@@ -17,15 +18,15 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from cuefast.alerts import webhook_body
 from cuefast.clock import Clock
 from cuefast.config import Settings
 from cuefast.errors import ConfigError
-from cuefast.mail import Mailer
+from cuefast.mail import InsecureTransport, Mailer
 from cuefast.models import CONFIG_DECODER
-from cuefast.signing import sign
+from cuefast.signing import canonical_json, sign
 from cuefast.store import Store
 from cuefast.times import fmt_offset
 
@@ -36,8 +37,52 @@ MAX_ATTEMPTS = 4
 BACKOFF_S = (10, 60, 300)
 MAILS_PER_HOUR = 10
 RECLAIM_IDLE_MS = 120_000
+USER_AGENT = "CueAPI/1.0"
+MAX_ERROR = 500
+"""``last_error`` of a ``cue.failed`` notice and of an on_failure e-mail, at most (§12.2)"""
 _US = 1_000_000
 _HOUR_US = 3600 * _US
+
+
+def signed_headers(secret: str, ts: int, body: bytes) -> dict[str, str]:
+    """The headers of a notice POST (§12.2, §12.6): JSON, the CueAPI User-Agent, the §10.3
+    signature of ``body`` at ``ts`` (Unix s) keyed by ``secret``."""
+    return {
+        "Content-Type": "application/json",
+        "User-Agent": USER_AGENT,
+        "X-CueAPI-Signature": sign(secret, ts, body),
+        "X-CueAPI-Timestamp": str(ts),
+    }
+
+
+def cue_failed(
+    execution: Mapping[str, str],
+    *,
+    execution_id: str,
+    cue_name: str | None,
+    failed_at_us: int,
+    dashboard_url: str,
+    secret: str,
+    ts: int,
+) -> tuple[bytes, dict[str, str]]:
+    """The on_failure webhook (§12.2) of a finally failed execution, whichever transport: its
+    canonical body (§10.2) and signed headers. ``execution`` is the stored execution hash
+    (``cue``, ``att``, ``em``, ``hs``); ``secret`` the account's webhook secret."""
+    hs = execution.get("hs") or ""
+    body = canonical_json(
+        {
+            "attempts": int(execution.get("att") or 0),
+            "cue_id": execution.get("cue", ""),
+            "cue_name": cue_name,
+            "dashboard_url": dashboard_url or None,
+            "event": "cue.failed",
+            "execution_id": execution_id,
+            "failed_at": fmt_offset(failed_at_us),
+            "last_error": (execution.get("em") or "")[:MAX_ERROR],
+            "last_http_status": int(hs) if hs else None,
+        }
+    )
+    return body, signed_headers(secret, ts, body)
 
 
 class NoticeSender:
@@ -80,14 +125,19 @@ class NoticeSender:
         await asyncio.gather(*(self.handle(*e) for e in entries))
         return len(entries)
 
-    async def handle(self, p: int, entry_id: str, kind: str, ident: str, attempt: int) -> None:
+    async def handle(self, p: int, entry_id: str, kind: str, ident: str, attempt: int, at: int = 0) -> None:
         try:
             if kind == "a":
                 done = await self._alert(p, ident)
+            elif kind == "w":
+                done = await self._failure_webhook(ident, at)
             elif kind == "f":
-                done = await self._mail(ident, attempt)
+                done = await self._mail(ident, attempt, at)
             else:
                 done = True
+        except InsecureTransport as exc:  # a setting to fix, not a crash: no traceback
+            log.error("on_failure e-mail not sent: %s", exc, extra={"notice": kind, "id": ident})
+            done = False
         except Exception:
             log.exception("notice not sent", extra={"notice": kind, "id": ident})
             done = False
@@ -97,7 +147,8 @@ class NoticeSender:
             await self.store.finish_notice(p, entry_id)
         else:
             due = self.clock.now_us() + BACKOFF_S[min(attempt, len(BACKOFF_S)) - 1] * _US
-            await self.store.finish_notice(p, entry_id, f"{kind}|{ident}|{attempt + 1}", due)
+            retry = f"{kind}|{ident}|{attempt + 1}" + (f"|{at}" if at else "")
+            await self.store.finish_notice(p, entry_id, retry, due)
 
     async def _alert(self, p: int, alert_id: str) -> bool:
         """POST the alert to the account's alert webhook (§12.6); True when done."""
@@ -108,22 +159,49 @@ class NoticeSender:
         if not url:
             return True  # no alert webhook configured: the alert stays listed in GET /v1/alerts
         body = webhook_body(row)
-        ts = self.clock.now_us() // _US
-        headers = {
-            "Content-Type": "application/json",
-            "User-Agent": "CueAPI/1.0",
-            "X-CueAPI-Signature": sign(secret, ts, body),
-            "X-CueAPI-Timestamp": str(ts),
-            "X-CueAPI-Alert-Id": alert_id,
-            "X-CueAPI-Alert-Type": row.get("type", ""),
-        }
+        headers = signed_headers(secret, self.clock.now_us() // _US, body)
+        headers["X-CueAPI-Alert-Id"] = alert_id
+        headers["X-CueAPI-Alert-Type"] = row.get("type", "")
         status, error, _ = await self.send(url, "POST", body, headers, self.settings.notify_timeout_seconds)
         if status is not None and 200 <= status < 300:
             return True
         log.warning("alert webhook not accepted: %s", error or status, extra={"alert_id": alert_id})
         return False
 
-    async def _mail(self, execution_id: str, attempt: int) -> bool:
+    async def _failure_webhook(self, execution_id: str, at: int) -> bool:
+        """The on_failure webhook of a finally failed execution (§12.2), to the cue's current
+        ``on_failure.webhook``, signed with the account's current webhook secret; True when
+        done (accepted, or nothing to send)."""
+        h = await self.store.get_execution(execution_id)
+        if h is None:
+            return True
+        cue = await self.store.get_cue(h.get("cue", ""))
+        url = CONFIG_DECODER.decode(cue["cfg"]).on_failure.webhook if cue is not None else None
+        if cue is None or not url:
+            return True
+        acct = h.get("acct", "")
+        secret = (await self.store.webhook_secrets([acct])).get(acct, "")
+        now = self.clock.now_us()
+        body, headers = cue_failed(
+            h,
+            execution_id=execution_id,
+            cue_name=cue.get("name"),
+            failed_at_us=at or int(h.get("ua") or now),
+            dashboard_url=self.settings.dashboard_url,
+            secret=secret,
+            ts=now // _US,
+        )
+        status, error, _ = await self.send(url, "POST", body, headers, self.settings.notify_timeout_seconds)
+        if status is not None and 200 <= status < 300:
+            return True
+        log.warning(
+            "on_failure webhook not accepted: %s",
+            error or status,
+            extra={"cue_id": h.get("cue", ""), "execution_id": execution_id},
+        )
+        return False
+
+    async def _mail(self, execution_id: str, attempt: int, at: int = 0) -> bool:
         """The on_failure e-mail of a finally failed execution (§12.1); True when done."""
         h = await self.store.get_execution(execution_id)
         if h is None:
@@ -132,7 +210,7 @@ class NoticeSender:
         if cue is None or not CONFIG_DECODER.decode(cue["cfg"]).on_failure.email:
             return True
         acct, cue_id = h.get("acct", ""), h.get("cue", "")
-        error = (h.get("em") or "")[:500]
+        error = (h.get("em") or "")[:MAX_ERROR]
         extra = {"cue_id": cue_id, "execution_id": execution_id, "account_id": acct}
         if self.mailer is None:
             log.warning(
@@ -158,7 +236,7 @@ class NoticeSender:
             f"Status: {h.get('st', '')}",
             f"Attempts: {h.get('att') or 0}",
             f"Last error: {error}",
-            f"Failed at: {fmt_offset(int(h.get('ua') or now))}",
+            f"Failed at: {fmt_offset(at or int(h.get('ua') or now))}",
         ]
         if self.settings.dashboard_url:
             lines.append(f"Dashboard: {self.settings.dashboard_url}")

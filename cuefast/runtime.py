@@ -76,7 +76,6 @@ class Runtime:
 
     async def close(self) -> None:
         await self.work.close()
-        await self.reaper.close()
         await self.metrics_flusher.stop()
         if self._pg_task is not None:
             self._pg_task.cancel()

@@ -16,7 +16,7 @@ from typing import Any, Literal, NamedTuple
 import msgspec
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from cuefast.errors import ConfigError
 from cuefast.keys import CUE_STATUSES, Keys
@@ -40,6 +40,7 @@ SCRIPT_NAMES = (
     "deliver_start",
     "deliver_finish",
     "deliver_release",
+    "deliver_extend",
     "retry_due",
     "execution_create",
     "delayed_due",
@@ -55,7 +56,6 @@ SCRIPT_NAMES = (
     "lease_reap",
     "missed",
     "deadline_arm",
-    "cue_fail_pause",
     "worker_heartbeat",
     "echo_store",
     "outcome_batch",
@@ -728,29 +728,83 @@ class Store:
             await self._run("retry_due", [k.retries(p), k.outbox(p)], [k.part(p) + ":", batch, now_us])
         )
 
+    # ---- consumer groups (outbox, notices) ----------------------------------------------
+    async def ensure_groups(self, streams: Sequence[str], group: str) -> None:
+        """Create ``group`` on these streams (MKSTREAM; from the stream's start, so entries
+        written before it are read too); an existing group is left as it is. One round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in streams:
+                pipe.xgroup_create(key, group, id="0", mkstream=True)
+            results = await pipe.execute(raise_on_error=False)
+        for res in results:
+            if isinstance(res, Exception) and "BUSYGROUP" not in str(res):
+                raise res
+
+    async def _group_missing(self, streams: Sequence[str], group: str) -> None:
+        log.warning(
+            "consumer group %s missing on %d streams (Redis lost its data, or was restored): recreated",
+            group,
+            len(streams),
+        )
+        await self.ensure_groups(streams, group)
+
+    async def read_group(
+        self, group: str, consumer: str, streams: Sequence[str], count: int, block_ms: int | None
+    ) -> Any:
+        """XREADGROUP of new entries (">") on these streams. A stream or group that no longer
+        exists (NOGROUP: Redis lost its data, FLUSHDB, ``cuefast restore``; UNBLOCKED: it
+        vanished while the read blocked) is recreated and the read made again, so a reader
+        never stops on it. Every group read goes through here or ``claim_group``."""
+        ids: dict[Any, Any] = dict.fromkeys(streams, ">")
+        try:
+            return await self.redis.xreadgroup(group, consumer, ids, count=count, block=block_ms)
+        except ResponseError as exc:  # UNBLOCKED: a stream was deleted while this read blocked
+            if not str(exc).startswith(("NOGROUP", "UNBLOCKED")):
+                raise
+        await self._group_missing(streams, group)
+        return await self.redis.xreadgroup(group, consumer, ids, count=count, block=block_ms)
+
+    async def claim_group(
+        self, group: str, consumer: str, streams: Sequence[str], min_idle_ms: int, count: int
+    ) -> list[Any]:
+        """XAUTOCLAIM on each stream (one pipeline): the entries another consumer read and left
+        idle for ``min_idle_ms``, per stream (as XAUTOCLAIM's second value). Streams or groups
+        that no longer exist are recreated (nothing to claim there)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in streams:
+                pipe.xautoclaim(key, group, consumer, min_idle_ms, "0-0", count=count)
+            rows: list[Any] = await pipe.execute(raise_on_error=False)
+        missing: list[str] = []
+        out: list[Any] = []
+        for key, res in zip(streams, rows, strict=True):
+            if isinstance(res, ResponseError) and str(res).startswith("NOGROUP"):
+                missing.append(key)
+                out.append([])
+            elif isinstance(res, Exception):
+                raise res
+            else:
+                out.append(res[1])
+        if missing:
+            await self._group_missing(missing, group)
+        return out
+
     # ---- dispatcher ------------------------------------------------------------------
     async def ensure_dispatch_groups(self) -> None:
-        for p in range(self.keys.partitions):
-            try:
-                await self.redis.xgroup_create(self.keys.outbox(p), DISPATCH_GROUP, id="0", mkstream=True)
-            except Exception as exc:  # BUSYGROUP: it exists
-                if "BUSYGROUP" not in str(exc):
-                    raise
+        await self.ensure_groups([self.keys.outbox(p) for p in range(self.keys.partitions)], DISPATCH_GROUP)
 
     async def read_outbox(self, consumer: str, count: int, block_ms: int) -> list[tuple[int, str, str]]:
         """New outbox entries for this consumer: (partition, entry id, execution id)."""
-        streams: dict[Any, Any] = {self.keys.outbox(p): ">" for p in range(self.keys.partitions)}
-        res = await self.redis.xreadgroup(DISPATCH_GROUP, consumer, streams, count=count, block=block_ms)
-        return self._entries(res)
+        streams = [self.keys.outbox(p) for p in range(self.keys.partitions)]
+        return self._entries(await self.read_group(DISPATCH_GROUP, consumer, streams, count, block_ms))
 
     async def reclaim_outbox(self, consumer: str, min_idle_ms: int, count: int) -> list[tuple[int, str, str]]:
         """Entries another consumer read but never finished (it died): take them over."""
+        streams = [self.keys.outbox(p) for p in range(self.keys.partitions)]
         out: list[tuple[int, str, str]] = []
-        for p in range(self.keys.partitions):
-            res = await self.redis.xautoclaim(
-                self.keys.outbox(p), DISPATCH_GROUP, consumer, min_idle_ms, "0-0", count=count
-            )
-            for entry_id, fields in res[1]:
+        for p, entries in enumerate(
+            await self.claim_group(DISPATCH_GROUP, consumer, streams, min_idle_ms, count)
+        ):
+            for entry_id, fields in entries:
                 if fields and "e" in fields:
                     out.append((p, str(entry_id), str(fields["e"])))
         return out
@@ -765,39 +819,61 @@ class Store:
         return out
 
     async def deliver_start(
-        self, p: int, execution_ids: Sequence[str], lease_us: int, now_us: int
+        self, p: int, execution_ids: Sequence[str], now_us: int, *, timeout_s: int, stale_s: int
     ) -> list[list[Any] | Literal["gone", "busy"]]:
         """Lease a batch of webhook executions for one attempt each (one script call).
 
         Per execution: the attempt's facts (cue id, scheduled_for, attempts, payload, cue cfg,
-        cue name, account, triggered_by), or "gone" (drop its stream entry) or "busy" (a live
-        attempt elsewhere holds it: leave the entry pending)."""
-        return (await self.deliver_start_many({p: execution_ids}, lease_us, now_us))[p]
+        cue name, account, triggered_by, lease expiry µs, timeout s), or "gone" (drop its
+        stream entry) or "busy" (a live attempt elsewhere holds it: leave the entry pending).
+        ``timeout_s`` is the timeout of a cue without ``delivery``, ``stale_s`` the lease floor:
+        each lease is max(stale_s, the attempt's own timeout + 60 s)."""
+        return (
+            await self.deliver_start_many({p: execution_ids}, now_us, timeout_s=timeout_s, stale_s=stale_s)
+        )[p]
 
     async def deliver_start_many(
-        self, batches: Mapping[int, Sequence[str]], lease_us: int, now_us: int
+        self, batches: Mapping[int, Sequence[str]], now_us: int, *, timeout_s: int, stale_s: int
     ) -> dict[int, list[list[Any] | Literal["gone", "busy"]]]:
         """``deliver_start`` for several partitions' batches in one pipeline."""
         k = self.keys
         parts = [p for p, eids in batches.items() if eids]
         replies = await self._run_many(
             [
-                ("deliver_start", [k.leases(p)], [lease_us, k.part(p) + ":", now_us, *batches[p]])
+                (
+                    "deliver_start",
+                    [k.leases(p)],
+                    [timeout_s, stale_s, k.part(p) + ":", now_us, *batches[p]],
+                )
                 for p in parts
             ]
         )
         result: dict[int, list[list[Any] | Literal["gone", "busy"]]] = {p: [] for p in batches}
         for p, res in zip(parts, replies, strict=True):
             out = result[p]
-            for i in range(0, len(res), 10):
+            for i in range(0, len(res), 12):
                 code = int(res[i])
                 if code == 1:
-                    row = list(res[i + 1 : i + 9])
+                    row = [*res[i + 1 : i + 9], int(res[i + 10]), int(res[i + 11])]
                     row[4] = config_json(row[4], res[i + 9])  # the stored config + the cue's sch
                     out.append(row)
                 else:
                     out.append("busy" if code == -1 else "gone")
         return result
+
+    async def deliver_extend(
+        self, p: int, leases: Sequence[tuple[str, int, int]], now_us: int
+    ) -> list[int | None]:
+        """Lengthen leased attempts' leases (one script call): each (execution id, lease expiry
+        µs it holds, new expiry µs) → the lease it now holds, or None when it no longer held
+        that lease (taken over or finished: it must not be sent)."""
+        if not leases:
+            return []
+        args: list[str | int] = [now_us]
+        for eid, held, new in leases:
+            args += [eid, held, new]
+        res = await self._run("deliver_extend", [self.keys.leases(p)], args)
+        return [int(v) if v else None for v in res]
 
     async def webhook_secrets(self, account_ids: Sequence[str]) -> dict[str, str]:
         """Current webhook secrets of these accounts, one pipeline."""
@@ -812,10 +888,11 @@ class Store:
         self, batches: Mapping[int, Sequence[Sequence[str | int]]], now_us: int
     ) -> dict[int, list[str | None]]:
         """Record attempt results, one ``deliver_finish`` script call per partition, all in one
-        pipeline; per attempt its new status, or None when the execution was no longer in
+        pipeline; per attempt its new status, "superseded" when the attempt no longer held its
+        lease (fenced out: nothing recorded), or None when the execution was no longer in
         flight. Each result row holds: execution id, "ok"/"fail", http status, error, next
-        retry µs, outcome deadline µs, stream entry id, decides-one-time-cue 0/1,
-        pause-on-failure 0/1 ("" for absent values)."""
+        retry µs, outcome deadline µs, stream entry id, decides-one-time-cue 0/1, the lease
+        expiry µs the attempt holds ("" for absent values)."""
         k = self.keys
         parts = [p for p, rows in batches.items() if rows]
         calls: list[tuple[str, Sequence[str], Sequence[str | int | float]]] = []
@@ -1020,46 +1097,47 @@ class Store:
         return int(n)
 
     async def ensure_notice_groups(self) -> None:
-        for p in range(self.keys.partitions):
-            try:
-                await self.redis.xgroup_create(self.keys.notices(p), NOTICE_GROUP, id="0", mkstream=True)
-            except Exception as exc:  # BUSYGROUP: it exists
-                if "BUSYGROUP" not in str(exc):
-                    raise
+        await self.ensure_groups([self.keys.notices(p) for p in range(self.keys.partitions)], NOTICE_GROUP)
 
-    def _notice_entries(self, p: int, entries: Any) -> list[tuple[int, str, str, str, int]]:
+    def _notice_entries(self, p: int, entries: Any) -> list[tuple[int, str, str, str, int, int]]:
         return [
-            (p, str(entry_id), str(f.get("k", "")), str(f.get("i", "")), int(f.get("n") or 1))
+            (
+                p,
+                str(entry_id),
+                str(f.get("k", "")),
+                str(f.get("i", "")),
+                int(f.get("n") or 1),
+                int(f.get("t") or 0),
+            )
             for entry_id, f in entries or []
             if f
         ]
 
     async def read_notices(
         self, consumer: str, count: int, block_ms: int
-    ) -> list[tuple[int, str, str, str, int]]:
-        """New notices for this consumer: (partition, entry id, kind, id, attempt)."""
+    ) -> list[tuple[int, str, str, str, int, int]]:
+        """New notices for this consumer: (partition, entry id, kind, id, attempt, event µs or 0)."""
         k = self.keys
-        streams: dict[Any, Any] = {k.notices(p): ">" for p in range(k.partitions)}
+        streams = [k.notices(p) for p in range(k.partitions)]
         block = block_ms if block_ms > 0 else None  # 0 would block forever
-        res: Any = await self.redis.xreadgroup(NOTICE_GROUP, consumer, streams, count=count, block=block)
+        res = await self.read_group(NOTICE_GROUP, consumer, streams, count, block)
         index = {k.notices(p): p for p in range(k.partitions)}
-        out: list[tuple[int, str, str, str, int]] = []
+        out: list[tuple[int, str, str, str, int, int]] = []
         for stream, entries in res or []:
             out.extend(self._notice_entries(index[str(stream)], entries))
         return out
 
     async def reclaim_notices(
         self, consumer: str, min_idle_ms: int, count: int
-    ) -> list[tuple[int, str, str, str, int]]:
+    ) -> list[tuple[int, str, str, str, int, int]]:
         """Notices another sender read but never finished (it died): take them over."""
         k = self.keys
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for p in range(k.partitions):
-                pipe.xautoclaim(k.notices(p), NOTICE_GROUP, consumer, min_idle_ms, "0-0", count=count)
-            rows = await pipe.execute()
-        out: list[tuple[int, str, str, str, int]] = []
-        for p, res in enumerate(rows):
-            out.extend(self._notice_entries(p, res[1]))
+        streams = [k.notices(p) for p in range(k.partitions)]
+        out: list[tuple[int, str, str, str, int, int]] = []
+        for p, entries in enumerate(
+            await self.claim_group(NOTICE_GROUP, consumer, streams, min_idle_ms, count)
+        ):
+            out.extend(self._notice_entries(p, entries))
         return out
 
     async def finish_notice(self, p: int, entry_id: str, retry: str = "", due_us: int = 0) -> None:
@@ -1283,12 +1361,6 @@ class Store:
         for eid, od in pairs:
             args += [eid, od]
         return int(await self._run("deadline_arm", [k.deadlines(p)], args))
-
-    async def pause_cues(self, p: int, cue_ids: Sequence[str]) -> int:
-        if not cue_ids:
-            return 0
-        k = self.keys
-        return int(await self._run("cue_fail_pause", [k.due(p)], [k.part(p) + ":", *cue_ids]))
 
     async def cue_fields(self, cue_ids: Sequence[str], fields: Sequence[str]) -> dict[str, list[str | None]]:
         """``fields`` of each cue, one pipeline (absent cues: all None). ``cfg`` is the full

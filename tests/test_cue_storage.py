@@ -129,7 +129,7 @@ async def test_scheduler_and_dispatcher_read_short_and_long_payloads(
         (e,) = res.json()["executions"]
         assert e["payload"] == payload
         p = rt.keys.cue_partition(cue["id"])
-        (row,) = await rt.store.deliver_start(p, [e["id"]], 60_000_000, clock.now_us())
+        (row,) = await rt.store.deliver_start(p, [e["id"]], clock.now_us(), timeout_s=30, stale_s=60)
         assert not isinstance(row, str)
         assert CONFIG_DECODER.decode(row[4]).callback.url == HOOK and row[5] == "p"
     finally:

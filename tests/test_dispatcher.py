@@ -16,6 +16,7 @@ from aiohttp import web
 from cuefast.clock import FrozenClock
 from cuefast.config import Settings
 from cuefast.dispatcher import Dispatcher
+from cuefast.notices import NoticeSender
 from cuefast.scheduler import Scheduler
 from cuefast.times import parse_datetime
 from tests.conftest import Api, make_api, wait_for
@@ -311,7 +312,7 @@ async def test_crashed_dispatcher_entry_is_reclaimed_once_stale(env: Any, settin
     await sched.tick()
     # a dispatcher reads the entry, starts the attempt, and dies before finishing
     ((p, _entry_id, eid),) = await api.rt.store.read_outbox("dead-consumer", 10, 50)
-    (started,) = await api.rt.store.deliver_start(p, [eid], dispatcher.stale_us(30), clock.now_us())
+    (started,) = await api.rt.store.deliver_start(p, [eid], clock.now_us(), timeout_s=30, stale_s=300)
     assert isinstance(started, list)
     # while its lease is live, a reclaimer leaves the entry alone
     reclaimed = await api.rt.store.reclaim_outbox(dispatcher.consumer, 0, 10)
@@ -379,7 +380,10 @@ async def test_on_failure_pause_and_signed_notice(env: Any) -> None:
         clock.set(parse_datetime("2031-01-06T09:00:00Z"))
         await sched.tick()
         assert await drain(dispatcher) == ["failed"]
-        await asyncio.gather(*list(dispatcher._inflight))
+        # queued with the final result (durable), sent by the dispatcher's notice sender
+        sender = NoticeSender(api.rt.store, api.rt.settings, clock, dispatcher.send)
+        await sender.start()
+        assert await sender.step() == 2  # the webhook, and the e-mail (logged: no SMTP)
         detail = (await api.request("GET", f"/v1/cues/{cue['id']}", key)).json()
         assert detail["status"] == "paused" and detail["next_run"] is None
         (req,) = notices.requests

@@ -60,12 +60,12 @@ async def test_release_restores_status_and_only_for_the_lease_holder(
     await sched.tick()
     entries = [e for e in entries if e[2] != retried_eid] + await store.read_outbox("c1", 10, 50)
     assert len(entries) == 2
-    lease = dispatcher.stale_us(30)
+    lease = 300_000_000  # max(CUEFAST_WEBHOOK_STALE_SECONDS = 300 s, 30 s + 60 s)
     now = clock.now_us()
     leased = {}
     for p, entry, eid in entries:
-        (row,) = await store.deliver_start(p, [eid], lease, now)
-        assert isinstance(row, list)
+        (row,) = await store.deliver_start(p, [eid], now, timeout_s=30, stale_s=300)
+        assert isinstance(row, list) and row[8] == now + lease
         leased[eid] = (p, entry)
     before = {e["id"]: e for e in await statuses(api, key, {first["id"], retried["id"]})}
     assert {e["status"] for e in before.values()} == {"delivering"}

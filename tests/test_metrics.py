@@ -219,7 +219,6 @@ async def test_worker_missed_and_lease_expiry(settings: Settings) -> None:
         assert res.status_code == 200, res.text
         clock.advance(31)  # `missed` unclaimed for 61 s; the lease expired
         await sched.tick()
-        await rt.reaper.flush_notices()
         s = await scrape(api)
         assert value(s, "cuefast_executions_failed_total", transport="worker", reason="missed") == 1
         # no heartbeat since the claim: the expired lease is re-offered (retry_ready)

@@ -5,9 +5,14 @@
     execution id, result "ok" | "fail", http status ("" = none), error message ("" = none),
     next retry µs ("" = no attempts left), outcome deadline µs ("" = not armed),
     stream entry id ("" = none), 1 if this execution decides a one-time cue,
-    1 if a final failure pauses the recurring cue (on_failure.pause)
-  returns one new status per attempt ("" = the execution was not in flight: deleted, or its
-  result already recorded by another attempt) ]]
+    lease expiry µs the attempt holds (its fencing token, from deliver_start / deliver_extend)
+  A result is recorded only while the leases zset holds exactly that attempt's lease: an attempt
+  taken over meanwhile (its lease expired and another dispatcher leased the execution again)
+  is fenced out and touches nothing — not the execution, not the lease, not the stream entry,
+  which the current holder still needs. A final failure runs on_failure in the same call
+  (lib/alert.lua: pause, the e-mail and webhook notices).
+  returns one new status per attempt ("superseded" = fenced out, nothing recorded; "" = the
+  lease was held but the execution is no longer in flight, e.g. deleted) ]]
 --!include dirty
 --!include set_cue_status
 --!include alert
@@ -15,7 +20,9 @@ local pfx, now = ARGV[1], ARGV[2]
 local out = {}
 local marks = {}  -- snapshot dirty marks, written by dirty_flush at the end
 
-local function finish(eid, result, hs, em, nxr, od, entry, once, pause)
+local function finish(eid, result, hs, em, nxr, od, entry, once, lease)
+  local held = redis.call('ZSCORE', KEYS[1], eid)
+  if not held or tonumber(held) ~= tonumber(lease) then return 'superseded' end
   local ek = pfx .. 'exec:' .. eid
   redis.call('ZREM', KEYS[1], eid)
   if entry ~= '' then
@@ -51,8 +58,7 @@ local function finish(eid, result, hs, em, nxr, od, entry, once, pause)
     redis.call('HSET', ek, 'st', status, 'hs', hs, 'ua', now, 'em', em)
     if cue_exists then redis.call('HSET', ck, 'lr', now) end
     if once == '1' then set_cue_status(pfx, e[2], e[3], 'failed') end
-    if pause == '1' then set_cue_status(pfx, e[2], e[3], 'paused') end
-    alert_final_failure(pfx, eid, e[2], e[3], now)  -- streak, on_failure e-mail (§12)
+    alert_final_failure(pfx, eid, e[2], e[3], now)  -- streak, on_failure pause and notices (§12)
   end
   return status
 end

@@ -38,7 +38,7 @@ for i = 3, #ARGV, 3 do
         res = 'failed'
         redis.call('HSET', ek, 'st', res, 'ua', now, 'lx', '',
           'em', 'Worker lease expired; max attempts exhausted')
-        alert_final_failure(pfx, eid, e[7], acct, now)  -- streak, on_failure e-mail (§12)
+        alert_final_failure(pfx, eid, e[7], acct, now)  -- streak, on_failure pause and notices (§12)
         local ck = pfx .. 'cue:' .. e[7]
         if redis.call('EXISTS', ck) == 1 then
           redis.call('HSET', ck, 'lr', now)

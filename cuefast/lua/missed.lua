@@ -21,7 +21,7 @@ for _, eid in ipairs(ids) do
       'em', 'No worker claimed this execution within timeout window')
     dirty(ek)
     work_rem(pfx, e[3], eid, e[6], e[7])
-    alert_final_failure(pfx, eid, e[4], e[3], now)  -- streak, on_failure e-mail (§12)
+    alert_final_failure(pfx, eid, e[4], e[3], now)  -- streak, on_failure pause and notices (§12)
     local ck = pfx .. 'cue:' .. e[4]
     if redis.call('EXISTS', ck) == 1 then
       redis.call('HSET', ck, 'lr', now)

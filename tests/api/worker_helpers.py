@@ -10,6 +10,8 @@ import pytest
 
 from cuefast.clock import FrozenClock
 from cuefast.config import Settings
+from cuefast.dispatcher import Dispatcher
+from cuefast.notices import NoticeSender
 from cuefast.scheduler import Scheduler
 from tests.conftest import Api, make_api
 
@@ -22,6 +24,7 @@ class Env:
         self.clock = clock
         self.sched = sched
         self.rt = api.rt
+        self.sender: Dispatcher | None = None  # the SSRF-checked HTTP sender of the notices
 
     async def cue(self, key: str, name: str = "w", payload: Any = None, **over: Any) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -63,16 +66,32 @@ class Env:
     async def tick(self, seconds: float = 0) -> None:
         self.clock.advance(seconds)
         await self.sched.tick()
-        await self.rt.reaper.flush_notices()
+        await self.send_notices()
+
+    async def send_notices(self) -> int:
+        """Send the queued notices (on_failure webhooks and e-mails, alerts) as a dispatcher's
+        notice sender does; returns how many were handled."""
+        if self.sender is None:
+            self.sender = Dispatcher(self.rt.store, self.rt.settings, self.clock)
+            await self.sender.start()
+        notices = NoticeSender(self.rt.store, self.rt.settings, self.clock, self.sender.send)
+        await notices.start()
+        return await notices.step()
+
+    async def close(self) -> None:
+        if self.sender is not None:
+            await self.sender.close()
 
 
 @asynccontextmanager
 async def make_env(settings: Settings) -> AsyncIterator[Env]:
     clock = FrozenClock(T0)
     api, rt = await make_api(settings, clock)
+    env = Env(api, clock, Scheduler(rt.store, clock, work=rt.reaper))
     try:
-        yield Env(api, clock, Scheduler(rt.store, clock, work=rt.reaper))
+        yield env
     finally:
+        await env.close()
         await api.client.aclose()
         await rt.close()
 

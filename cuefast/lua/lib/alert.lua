@@ -2,7 +2,8 @@
 -- event. Keys, all in the execution's partition slot `pfx`:
 --   alert:<id> hash (acct, cue, eid, type, msg, md = metadata JSON, ca = created µs)
 --   idx:<acct>:alerts and idx:<acct>:alerts:<type> zsets (alert id → created µs)
---   notices stream (k = "a" alert | "f" on_failure e-mail, i = alert / execution id, n = attempt)
+--   notices stream (k = "a" alert | "f" on_failure e-mail | "w" on_failure webhook, i = alert /
+--   execution id, n = attempt, t = event µs for "f" / "w")
 --   the cue hash's fs (failure streak) and fsa ("1" = streak already alerted); the execution
 --   hash's vd ("1" = verdict counted).
 -- The alert id is a name-based UUID of (type, execution id): one alert per (type, execution)
@@ -54,13 +55,29 @@ local function alert_verdict(pfx, eid, cue, acct, success, now)
 end
 
 -- a final failure (§12.1: attempts exhausted, lease exhausted, missed): its verdict, and the
--- on_failure e-mail notice when the cue wants one
+-- cue's on_failure in the same script, so a crash cannot lose it: `pause` (a recurring cue that
+-- is active becomes paused, no next run), the `webhook` and `email` notices on the partition's
+-- notices stream (k = "w" / "f", i = execution id, t = failed at µs), sent by cuefast.notices.
+-- (needs set_cue_status included first)
 local function alert_final_failure(pfx, eid, cue, acct, now)
   alert_verdict(pfx, eid, cue, acct, false, now)
   local cfg = alert_cue_config(pfx, cue)
-  -- on_failure.email defaults to true, and a stored config leaves defaults out
-  if cfg and not string.find(cfg, '"email":false', 1, true) then
-    redis.call('XADD', pfx .. 'notices', '*', 'k', 'f', 'i', eid, 'n', '1')
+  if not cfg then return end
+  local ok, c = pcall(cjson.decode, cfg)
+  local of = ok and type(c) == 'table' and c.on_failure
+  if type(of) ~= 'table' then of = {} end  -- a stored config leaves defaults out
+  if of.pause == true then
+    local ck = pfx .. 'cue:' .. cue
+    local cur = redis.call('HMGET', ck, 'status', 'sch')
+    if cur[1] == 'active' and string.sub(cur[2] or '', 1, 10) == 'recurring|' then
+      set_cue_status(pfx, cue, acct, 'paused')
+    end
+  end
+  if type(of.webhook) == 'string' and of.webhook ~= '' then
+    redis.call('XADD', pfx .. 'notices', '*', 'k', 'w', 'i', eid, 'n', '1', 't', now)
+  end
+  if of.email ~= false then  -- on_failure.email defaults to true
+    redis.call('XADD', pfx .. 'notices', '*', 'k', 'f', 'i', eid, 'n', '1', 't', now)
   end
 end
 

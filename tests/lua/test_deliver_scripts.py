@@ -1,0 +1,127 @@
+"""The webhook delivery scripts one by one against real Redis (deliver_start, deliver_finish,
+deliver_extend): arrange keys → call → assert the return value and the resulting state. The
+lease each attempt gets follows its own timeout; a result or an extension counts only for the
+holder of the current lease (its expiry is the fencing token)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from cuefast.ids import new_execution_id
+from cuefast.keys import Keys
+from cuefast.store import DISPATCH_GROUP, Store, connect
+
+NOW = 1_000_000_000_000_000
+S = 1_000_000
+CUE = "cue_aaaaaaaaaaaa"
+
+
+@pytest.fixture
+async def store(backend_urls: tuple[str, str], key_prefix: str) -> AsyncIterator[Store]:
+    s = Store(connect(backend_urls[0]), Keys(key_prefix, 4))
+    await s.preload()
+    await s.ensure_dispatch_groups()
+    try:
+        yield s
+    finally:
+        await s.close()
+
+
+async def arrange(
+    store: Store, cfg: str, *, sch: str = "recurring|UTC|latest||* * * * *"
+) -> tuple[int, str, str]:
+    """A webhook cue with this stored config and one pending execution read from the outbox by
+    consumer "a": (partition, execution id, stream entry id)."""
+    k = store.keys
+    p = k.cue_partition(CUE)
+    eid = new_execution_id(p)
+    await store.redis.hset(k.cue(CUE), mapping={"acct": "acct1", "name": "n", "status": "active", "sch": sch})
+    await store.redis.set(k.cue_config(CUE), cfg + '\n{"a": 1}')
+    await store.redis.hset(
+        k.execution(p, eid),
+        mapping={"cue": CUE, "acct": "acct1", "tr": "webhook", "st": "pending", "sf": NOW, "pl": "{}"},
+    )
+    await store.redis.xadd(k.outbox(p), {"e": eid})
+    (entry,) = [e for e in await store.read_outbox("a", 10, 0) if e[2] == eid]
+    return p, eid, entry[1]
+
+
+async def start(store: Store, p: int, eid: str, now: int, timeout_s: int = 30, stale_s: int = 60) -> Any:
+    (row,) = await store.deliver_start(p, [eid], now, timeout_s=timeout_s, stale_s=stale_s)
+    return row
+
+
+def result(eid: str, entry: str, lease: int, ok: bool = True) -> list[str | int]:
+    return [eid, "ok" if ok else "fail", 200 if ok else 500, "" if ok else "boom", "", "", entry, 0, lease]
+
+
+@pytest.mark.parametrize(
+    ("cfg", "timeout_s", "lease_s"),
+    [
+        ("{}", 45, 105),  # no `delivery`: the setting (45 s), lease timeout + 60 s
+        ('{"delivery":{}}', 30, 90),  # `delivery` without timeout_seconds: its default, 30 s
+        ('{"delivery":{"timeout_seconds":400,"outcome_deadline_seconds":null}}', 400, 460),
+        ('{"delivery":{"outcome_deadline_seconds":60,"timeout_seconds":3600}}', 3600, 3660),
+        ('{"delivery":{"timeout_seconds":2}}', 2, 80),  # the stale floor (80 s) wins
+        # the key inside a string (description, header) is escaped, so it never counts
+        (
+            '{"description":"\\"delivery\\":{\\"timeout_seconds\\":999}","callback":{"headers":'
+            '{"delivery":"{\\"timeout_seconds\\":7}"}}}',
+            45,
+            105,
+        ),
+    ],
+)
+async def test_start_leases_each_attempt_for_its_own_timeout(
+    store: Store, cfg: str, timeout_s: int, lease_s: int
+) -> None:
+    p, eid, _ = await arrange(store, cfg)
+    row = await start(store, p, eid, NOW, timeout_s=45, stale_s=80)
+    assert row[8] == NOW + lease_s * S and row[9] == timeout_s
+    assert await store.redis.zscore(store.keys.leases(p), eid) == NOW + lease_s * S  # the same token
+
+
+async def test_a_stale_finish_after_a_takeover_records_nothing(store: Store) -> None:
+    k = store.keys
+    p, eid, entry = await arrange(store, '{"delivery":{"timeout_seconds":30}}')
+    first = (await start(store, p, eid, NOW))[8]  # lease 90 s
+    assert await start(store, p, eid, NOW + 89 * S) == "busy"  # live: nobody else may send it
+    second = (await start(store, p, eid, NOW + 91 * S))[8]  # expired: taken over
+    assert second == NOW + 181 * S
+    ek = k.execution(p, eid)
+    before = await store.redis.hgetall(ek)
+    # the first attempt's (failed) result arrives late: fenced out, nothing touched
+    res = await store.deliver_finish_many({p: [result(eid, entry, first, ok=False)]}, NOW + 100 * S)
+    assert res == {p: ["superseded"]}
+    assert await store.redis.hgetall(ek) == before
+    assert await store.redis.zscore(k.leases(p), eid) == second
+    assert await store.redis.zcard(k.retries(p)) == 0
+    pending = await store.redis.xpending(k.outbox(p), DISPATCH_GROUP)
+    assert pending["pending"] == 1  # the entry stays for the current holder
+    # the holder's result is recorded, with the stream entry acknowledged and deleted
+    res = await store.deliver_finish_many({p: [result(eid, entry, second)]}, NOW + 101 * S)
+    assert res == {p: ["success"]}
+    e = await store.redis.hgetall(ek)
+    assert e["st"] == "success" and e["att"] == "1" and e["hs"] == "200"
+    assert await store.redis.zscore(k.leases(p), eid) is None
+    assert await store.redis.xlen(k.outbox(p)) == 0
+    assert (await store.redis.xpending(k.outbox(p), DISPATCH_GROUP))["pending"] == 0
+    # and a repeat of it is fenced out too (its lease is gone)
+    res = await store.deliver_finish_many({p: [result(eid, entry, second)]}, NOW + 102 * S)
+    assert res == {p: ["superseded"]}
+    assert (await store.redis.hgetall(ek))["att"] == "1"
+
+
+async def test_extend_only_for_the_holder(store: Store) -> None:
+    k = store.keys
+    p, eid, _ = await arrange(store, "{}")
+    lease = (await start(store, p, eid, NOW))[8]
+    later = lease + 50 * S
+    assert await store.deliver_extend(p, [(eid, lease - 1, later)], NOW) == [None]
+    assert await store.redis.zscore(k.leases(p), eid) == lease
+    assert await store.deliver_extend(p, [(eid, lease, later)], NOW) == [later]
+    assert await store.redis.zscore(k.leases(p), eid) == later
+    assert await store.deliver_extend(p, [(eid, lease, later + S)], NOW) == [None]  # the old token
