@@ -30,6 +30,7 @@ import msgspec
 
 from cuefast.clock import Clock
 from cuefast.config import Settings
+from cuefast.executions import triggered_by
 from cuefast.store import Store
 
 log = logging.getLogger(__name__)
@@ -226,7 +227,7 @@ class Snapshotter:
                         h.get("acct", ""),
                         _i(h.get("sf")),
                         h.get("st", ""),
-                        h.get("tb") or "scheduled",
+                        triggered_by(h.get("tb")),
                         h.get("cw") or "",
                         h.get("os") or "",
                         _i(h.get("ca")),

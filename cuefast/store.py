@@ -665,7 +665,6 @@ class Store:
         success: bool,
         state: str,
         error: str,
-        once_cue: bool,
         now_us: int,
     ) -> str | Literal["duplicate", "missing"]:
         k = self.keys
@@ -675,7 +674,7 @@ class Store:
         res = await self._run(
             "outcome",
             [k.execution(p, execution_id)],
-            [outcome_json, 1 if success else 0, state, error, k.part(p) + ":", 1 if once_cue else 0, now_us],
+            [outcome_json, 1 if success else 0, state, error, k.part(p) + ":", now_us],
         )
         if res[0] == -1:
             return "duplicate"
@@ -1478,11 +1477,11 @@ class Store:
         return out
 
     async def record_outcomes(
-        self, account_id: str, rows: Sequence[tuple[str, str, bool, str, str, bool]], now_us: int
+        self, account_id: str, rows: Sequence[tuple[str, str, bool, str, str]], now_us: int
     ) -> list[str]:
         """Many outcomes, one ``outcome_batch.lua`` call per partition, one round trip; rows are
-        (execution id, outcome JSON, success, outcome_state, error, one-time cue). Per row its new
-        status, "duplicate" or "missing"."""
+        (execution id, outcome JSON, success, outcome_state, error). Per row its new status,
+        "duplicate" or "missing"."""
         k = self.keys
         by_p: dict[int, list[int]] = {}
         for i, row in enumerate(rows):
@@ -1493,8 +1492,8 @@ class Store:
         for p, idx in by_p.items():
             args: list[str | int | float] = [k.part(p) + ":", account_id, now_us]
             for i in idx:
-                eid, outcome_json, success, state, error, once = rows[i]
-                args += [eid, outcome_json, 1 if success else 0, state, error, 1 if once else 0]
+                eid, outcome_json, success, state, error = rows[i]
+                args += [eid, outcome_json, 1 if success else 0, state, error]
             calls.append(("outcome_batch", [k.claims(p)], args))
         out = [""] * len(rows)
         for idx, res in zip(by_p.values(), await self._run_many(calls), strict=True):

@@ -9,6 +9,7 @@
   | {0, …} not deliverable (gone, finished, not webhook): drop the stream entry
   | {-1, …} another attempt holds a live lease: leave the entry pending ]]
 --!include dirty
+--!include one_time
 local lease_us, pfx, now = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
 local now_s = string.format('%.0f', now)
 local lease_s = string.format('%.0f', now + lease_us)
@@ -57,7 +58,7 @@ for i = 4, #ARGV do
     dirty_at(pfx, 'exec:' .. eid, marks)
     if not e[9] then redis.call('HSET', ek, 'sa', now_s) end
     redis.call('ZADD', KEYS[1], lease_s, eid)
-    local row = {1, e[3], e[4], e[5] or '0', e[6], cfg, c[1], e[7], e[8] or 'scheduled', c[2]}
+    local row = {1, e[3], e[4], e[5] or '0', e[6], cfg, c[1], e[7], triggered_by(e[8]), c[2]}
     for _, v in ipairs(row) do out[#out + 1] = v end
   end
 end

@@ -62,7 +62,8 @@ for line in string.gmatch(ARGV[3], '[^\n]+') do
             'st', 'failed', 'ca', now, 'ua', now, 'em', BLOCKED, 'pl', pl)
           blocked[acct] = (blocked[acct] or 0) + 1
         else
-          -- absent fields mean their defaults: attempts 0, triggered_by scheduled, updated = created
+          -- absent fields mean their defaults: attempts 0, triggered_by scheduled (lib/one_time.lua),
+          -- updated = created
           redis.call('HSET', ek, 'id', eid, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
             'st', 'pending', 'ca', now, 'pl', pl)
         end
