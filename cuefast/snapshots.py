@@ -111,7 +111,13 @@ ON CONFLICT (id) DO UPDATE SET account_id = EXCLUDED.account_id, name = EXCLUDED
     deleted = false, doc = EXCLUDED.doc
 """
 
-_UPSERT_EXECUTIONS = """
+# History is never overwritten. A stored execution row is replaced only by a later version of
+# the same execution: the same ``created_us`` (an id created again — a slot fired a second
+# time — is another execution), an ``updated_us`` not older, a terminal status kept as it is,
+# and a recorded outcome kept recorded (``outcome_state`` is set with every outcome; evidence
+# and verification may still change it and the outcome JSON). A row refused here is counted
+# and logged by the snapshotter.
+_UPSERT_EXECUTIONS = f"""
 INSERT INTO executions (id, cue_id, account_id, scheduled_for_us, status, triggered_by, worker_id,
     outcome_state, created_us, updated_us, in_redis, doc)
 SELECT t.id, t.cue_id, t.account_id, t.sf, t.status, t.tb, t.cw, t.os, t.ca, t.ua, true, t.doc::json
@@ -120,6 +126,10 @@ ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, worker_id = EXCLUDED.wo
     outcome_state = EXCLUDED.outcome_state, updated_us = EXCLUDED.updated_us, in_redis = true,
     doc = EXCLUDED.doc
 WHERE executions.updated_us <= EXCLUDED.updated_us
+    AND executions.created_us = EXCLUDED.created_us
+    AND (executions.status NOT IN ({", ".join(f"'{s}'" for s in FINAL)})
+        OR executions.status = EXCLUDED.status)
+    AND (executions.outcome_state = '' OR EXCLUDED.outcome_state <> '')
 """
 
 _UPSERT_ALERTS = """
@@ -275,8 +285,15 @@ class Snapshotter:
             ):
                 if rows:
                     await conn.copy_records_to_table(table, records=rows)
-                    await conn.execute(sql)
+                    done = await conn.execute(sql)  # "INSERT 0 <rows inserted or updated>"
                     statements += 1
+                    if rows is execs and (refused := len(rows) - int(done.rsplit(" ", 1)[-1])):
+                        log.warning(
+                            "snapshot: %d execution row(s) of %s not replaced: PostgreSQL holds "
+                            "a later version or a recorded end of the same id",
+                            refused,
+                            slot,
+                        )
             if gone["cue"]:
                 await conn.execute("UPDATE cues SET deleted = true WHERE id = ANY($1::text[])", gone["cue"])
                 await conn.execute("DELETE FROM executions WHERE cue_id = ANY($1::text[])", gone["cue"])
