@@ -14,7 +14,8 @@ over when the lease lapses) repeatedly, per slot:
 
 An id changed again meanwhile is in the dirty set again and goes out with a later batch.
 After the snapshot it trims finished executions older than ``CUEFAST_REDIS_RETENTION`` from
-Redis, but only those PostgreSQL holds at their current version (``exec_trim.lua`` checks).
+Redis, but only those PostgreSQL holds at their current version (``exec_trim.lua`` checks),
+in two re-runnable halves (see "retention" below).
 """
 
 from __future__ import annotations
@@ -317,47 +318,65 @@ class Snapshotter:
         stats.deleted += sum(len(v) for v in gone.values())
 
     # ---- retention -------------------------------------------------------------------
+    # Two halves, each re-runnable, in this order: Redis (``trim_redis``: exec_trim.lua removes
+    # an execution and hands its id off in one atomic step), then PostgreSQL (``confirm_trim``:
+    # the handed-off rows become history, ``in_redis = false``, then leave the hand-off sets).
+    # Listings count an execution from Redis while Redis holds it and from PostgreSQL from the
+    # moment it is handed off (``Store.history_state``), so it is listed once at every point; a
+    # crash between or inside the halves leaves hand-offs that the next run confirms first.
     async def trim(self, *, max_batches: int = 20) -> int:
         """Remove finished executions older than the retention window from Redis (only those
-        PostgreSQL holds at their current version). Returns how many left Redis."""
-        cutoff = self.clock.now_us() - self.settings.redis_retention * 1_000_000
-        keys = self.store.keys
+        PostgreSQL holds at their current version). Returns how many left Redis in this run."""
+        await self.confirm_trim()  # what an interrupted run handed off
         removed = 0
         for _ in range(max_batches):
-            await self._renew()
-            async with self.pool.acquire() as conn:
-                rows = await conn.fetch(
-                    "SELECT id, updated_us, status, account_id FROM executions WHERE in_redis "
-                    "AND status = ANY($1::text[]) AND updated_us < $2 ORDER BY updated_us LIMIT $3",
-                    list(FINAL),
-                    cutoff,
-                    TRIM_BATCH,
-                )
-                if not rows:
-                    break
-                # out of the "in Redis" view first: a listing may briefly show one twice, never miss it
-                await conn.execute(
-                    "UPDATE executions SET in_redis = false WHERE id = ANY($1::uuid[])",
-                    [r["id"] for r in rows],
-                )
-            by_p: dict[int, list[tuple[str, int, str]]] = {}
-            for r in rows:
-                eid = str(r["id"])
-                p = keys.execution_partition(eid)
-                if p is not None:
-                    by_p.setdefault(p, []).append((eid, int(r["updated_us"]), r["status"]))
-            await self.store.mark_history({r["account_id"] for r in rows})  # before any leaves Redis
-            gone, kept = await self.store.trim_executions(by_p)
-            if kept:
-                async with self.pool.acquire() as conn:
-                    await conn.execute(
-                        "UPDATE executions SET in_redis = true WHERE id = ANY($1::uuid[])", kept
-                    )
-            removed += len(gone)
-            if len(rows) < TRIM_BATCH:
+            gone, picked = await self.trim_redis()
+            await self.confirm_trim()
+            removed += gone
+            if picked < TRIM_BATCH:
                 break
         self.stats.trimmed += removed
         return removed
+
+    async def trim_redis(self) -> tuple[int, int]:
+        """The Redis half, one batch: (executions removed from Redis and handed off, executions
+        picked). PostgreSQL is only read."""
+        await self._renew()
+        cutoff = self.clock.now_us() - self.settings.redis_retention * 1_000_000
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT id, updated_us, status, account_id FROM executions WHERE in_redis "
+                "AND status = ANY($1::text[]) AND updated_us < $2 ORDER BY updated_us LIMIT $3",
+                list(FINAL),
+                cutoff,
+                TRIM_BATCH,
+            )
+        if not rows:
+            return 0, 0
+        keys = self.store.keys
+        by_p: dict[int, list[tuple[str, int, str]]] = {}
+        for r in rows:
+            eid = str(r["id"])
+            p = keys.execution_partition(eid)
+            if p is not None:
+                by_p.setdefault(p, []).append((eid, int(r["updated_us"]), r["status"]))
+        await self.store.mark_history({r["account_id"] for r in rows})  # before any leaves Redis
+        gone, _kept = await self.store.trim_executions(by_p)  # kept: changed, dirty again
+        return len(gone), len(rows)
+
+    async def confirm_trim(self) -> int:
+        """The PostgreSQL half: every handed-off execution's row becomes history (``in_redis =
+        false``), then the hand-offs are dropped. Returns how many were confirmed."""
+        handed = await self.store.trim_handoff()
+        ids = [eid for batch in handed.values() for eid in batch]
+        if ids:
+            await self._renew()
+            async with self.pool.acquire() as conn:
+                await conn.execute(
+                    "UPDATE executions SET in_redis = false WHERE id = ANY($1::uuid[]) AND in_redis", ids
+                )
+        await self.store.trim_confirmed(handed)
+        return len(ids)
 
     async def cycle(self) -> SnapshotStats:
         stats = await self.snapshot()

@@ -1115,17 +1115,21 @@ class Store:
     async def trim_executions(
         self, rows_by_p: Mapping[int, Sequence[tuple[str, int, str]]]
     ) -> tuple[list[str], list[str]]:
-        """Retention: remove finished executions whose snapshotted (id, updated µs, status) is
-        still current; one ``exec_trim.lua`` call per partition, one round trip. Returns (removed
-        or already gone, kept because they changed)."""
+        """Retention, the Redis half: remove finished executions whose snapshotted (id, updated
+        µs, status) is still current; one ``exec_trim.lua`` call per partition, one round trip.
+        The removed (and already gone) ids are handed off (``Keys.trim_handoff``) in the same
+        step, until ``trim_confirmed``. Returns (removed or already gone, kept because they
+        changed)."""
         k = self.keys
+        await self.redis.set(k.trim_pending, 1)  # before any hand-off: listings read the sets
         calls: list[tuple[str, Sequence[str], Sequence[str | int | float]]] = []
         for p, rows in rows_by_p.items():
             slot = k.part(p)
             args: list[str | int | float] = [slot + ":"]
             for eid, ua, st in rows:
                 args += [eid, ua, st]
-            calls.append(("exec_trim", [k.dirty(slot), k.dirty_processing(slot)], args))
+            keys = [k.dirty(slot), k.dirty_processing(slot), k.trim_handoff(slot)]
+            calls.append(("exec_trim", keys, args))
         gone: list[str] = []
         kept: list[str] = []
         for res in await self._run_many(calls):
@@ -1134,6 +1138,41 @@ class Store:
             gone += vals[:cut]
             kept += vals[cut + 1 :]
         return gone, kept
+
+    async def trim_handoff(self) -> dict[int, list[str]]:
+        """Executions trimmed from Redis whose PostgreSQL rows are not yet marked history, per
+        partition (at most one trim batch: the snapshotter confirms each before the next)."""
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in range(k.partitions):
+                pipe.smembers(k.trim_handoff(k.part(p)))
+            res = await pipe.execute()
+        return {p: sorted(str(m) for m in ids) for p, ids in enumerate(res) if ids}
+
+    async def trim_confirmed(self, handed: Mapping[int, Sequence[str]]) -> None:
+        """These hand-offs are history rows in PostgreSQL now: drop them (and the pending flag once
+        every set is empty)."""
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p, ids in handed.items():
+                for i in range(0, len(ids), 5000):
+                    pipe.srem(k.trim_handoff(k.part(p)), *ids[i : i + 5000])
+            for p in range(k.partitions):
+                pipe.scard(k.trim_handoff(k.part(p)))
+            res = await pipe.execute()
+        if sum(int(n) for n in res[len(res) - k.partitions :]) == 0:
+            await self.redis.delete(k.trim_pending)
+
+    async def history_state(self, account_id: str) -> tuple[bool, list[str]]:
+        """Whether the account has executions only PostgreSQL holds, and the ids a trim has
+        removed from Redis whose rows are not yet marked history (any account's; usually none)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.exists(self.keys.has_history(account_id))
+            pipe.exists(self.keys.trim_pending)
+            has, pending = await pipe.execute()
+        if not has or not pending:
+            return bool(has), []
+        return True, [eid for ids in (await self.trim_handoff()).values() for eid in ids]
 
     async def restore_cues(self, batches: Sequence[tuple[int, Sequence[tuple[str, str]]]]) -> int:
         """Write cue hashes (id, JSON) back with their indexes; (partition, rows) per script call."""

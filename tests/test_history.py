@@ -249,3 +249,80 @@ async def test_cue_update_never_puts_a_fired_slot_back(settings: Settings) -> No
         assert fresh is not None and fresh["nr"] == "" and fresh["fa"] == stale["nr"]
         due = store.keys.due(store.keys.cue_partition(cue["id"]))
         assert await store.redis.zscore(due, cue["id"]) is None
+
+
+async def _listed_once(env: Env, key: str, cue_id: str, everything: set[str], of_cue: set[str]) -> None:
+    """Every listing shows each execution exactly once and counts it once."""
+    for size in (1, 3, 50):
+        ids, total = await _all_pages(env, key, "/v1/executions", "executions", size)
+        assert total == len(everything) and len(ids) == total and set(ids) == everything, size
+        ids, total = await _all_pages(env, key, f"/v1/cues/{cue_id}", "executions", size)
+        assert total == len(of_cue) and len(ids) == total and set(ids) == of_cue, size
+    ids, total = await _all_pages(env, key, "/v1/executions?status=success", "executions", 4)
+    assert total == len(of_cue) and len(ids) == total and set(ids) == of_cue
+
+
+async def _pg_in_redis(env: Env, ids: list[str]) -> dict[str, bool]:
+    async with env.pool.acquire() as conn:
+        rows = await conn.fetch(
+            "SELECT id::text AS id, in_redis FROM executions WHERE id = ANY($1::uuid[])", ids
+        )
+    return {r["id"]: r["in_redis"] for r in rows}
+
+
+async def test_a_trim_interrupted_between_its_halves_lists_once_and_converges(settings: Settings) -> None:
+    from cuefast.snapshots import Snapshotter
+
+    async with snap_env(settings, redis_retention=60) as env:
+        key = await env.api.register()
+        cue = await new_cue(env.api, key, "w")
+        other = await new_cue(env.api, key, "other")
+        old = await fire(env.api, key, cue["id"], 7)
+        await _succeed(env, key, old)
+        await env.snap.snapshot()
+        env.clock.advance(120)
+        recent = await fire(env.api, key, other["id"], 2)
+        everything, of_cue = set(old + recent), set(old)
+
+        # the Redis half only (the process dies before PostgreSQL hears of it)
+        assert await env.snap.trim_redis() == (7, 7)
+        assert await _in_redis(env, old) == set()
+        assert set((await _pg_in_redis(env, old)).values()) == {True}
+        await _listed_once(env, key, cue["id"], everything, of_cue)
+
+        # a fresh snapshotter finishes it first thing
+        await env.snap.release()
+        fresh = Snapshotter(env.rt.store, env.settings, env.clock, env.pool)
+        assert await fresh.acquire()
+        env.snap = fresh
+        assert await fresh.trim() == 0
+        assert set((await _pg_in_redis(env, old)).values()) == {False}
+        assert await env.rt.store.trim_handoff() == {}
+        assert not await env.rt.store.redis.exists(env.rt.keys.trim_pending)
+        await _listed_once(env, key, cue["id"], everything, of_cue)
+
+
+async def test_a_trim_interrupted_after_its_postgres_commit_lists_once_and_converges(
+    settings: Settings,
+) -> None:
+    async with snap_env(settings, redis_retention=60) as env:
+        key = await env.api.register()
+        cue = await new_cue(env.api, key, "w")
+        old = await fire(env.api, key, cue["id"], 5)
+        await _succeed(env, key, old)
+        await env.snap.snapshot()
+        env.clock.advance(120)
+        assert await env.snap.trim_redis() == (5, 5)
+        # the PostgreSQL half commits, then the process dies before the hand-offs are dropped
+        handed = await env.rt.store.trim_handoff()
+        async with env.pool.acquire() as conn:
+            await conn.execute(
+                "UPDATE executions SET in_redis = false WHERE id = ANY($1::uuid[])",
+                [eid for ids in handed.values() for eid in ids],
+            )
+        await _listed_once(env, key, cue["id"], set(old), set(old))
+        assert await env.snap.trim() == 0
+        assert await env.rt.store.trim_handoff() == {}
+        await _listed_once(env, key, cue["id"], set(old), set(old))
+        # and a trim with nothing to hand off leaves no pending flag behind
+        assert not await env.rt.store.redis.exists(env.rt.keys.trim_pending)
