@@ -288,6 +288,12 @@ class Keys:
         return f"{self.prefix}:{{snap}}:lease"
 
     @property
+    def snapshot_requests(self) -> str:
+        """hash: ``asked`` (snapshots requested by ``cuefast snapshot``), ``served`` (the highest
+        request a complete snapshot began after) — ``lua/snapshot_request.lua``"""
+        return f"{self.prefix}:{{snap}}:req"
+
+    @property
     def poller(self) -> str:
         """hash: the scheduler's last cycle (for /health)"""
         return f"{self.auth}:poller"

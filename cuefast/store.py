@@ -66,6 +66,7 @@ SCRIPT_NAMES = (
     # snapshots, retention and restore
     "snapshot_take",
     "snapshot_lease",
+    "snapshot_request",
     "exec_trim",
     "restore_cues",
     "restore_execs",
@@ -1082,6 +1083,15 @@ class Store:
         """The one-active-snapshotter lease: acquire (SET NX PX), renew or release it."""
         k = self.keys
         return bool(await self._run("snapshot_lease", [k.snapshot_lease], [mode, token, ms]) == 1)
+
+    async def snapshot_request(
+        self, mode: Literal["ask", "read", "served"], number: int = 0
+    ) -> tuple[int, int]:
+        """On-demand snapshots: ask for one (returns its number first), read, or record that a
+        snapshot which began after request ``number`` was made has completed. Returns (requests
+        made, highest request served)."""
+        res = await self._run("snapshot_request", [self.keys.snapshot_requests], [mode, number])
+        return int(res[0]), int(res[1])
 
     async def snapshot_take(self, slot: str, batch: int) -> list[tuple[str, str]]:
         """Dirty members of ``slot`` to snapshot now (an uncommitted earlier batch first), each
