@@ -157,6 +157,9 @@ class Snapshotter:
         self.stats = SnapshotStats()
         self.cycles = 0
         self._partitions_recorded = False
+        self._requests_seen = 0
+        """``asked`` when the last snapshot attempt began: a request it did not serve (it failed)
+        waits for the next interval instead of making the idle loop retry at once."""
 
     # ---- lease ---------------------------------------------------------------------
     async def acquire(self) -> bool:
@@ -193,6 +196,7 @@ class Snapshotter:
         before it began."""
         await self._record_partitions()
         asked, _ = await self.store.snapshot_request("read")  # requests made before it begins
+        self._requests_seen = asked
         began = self.clock.now_us()  # every change made before this is in PostgreSQL afterwards
         stats = SnapshotStats()
         gate = asyncio.Semaphore(concurrency)
@@ -392,7 +396,7 @@ class Snapshotter:
     # ---- the role ----------------------------------------------------------------------
     async def _idle(self, stopping: asyncio.Event) -> None:
         """Wait ``interval`` seconds, less when stopping or — while this one holds the lease —
-        when ``cuefast snapshot`` asks for a snapshot (checked every ``REQUEST_POLL`` s)."""
+        when ``cuefast snapshot`` makes a new request (checked every ``REQUEST_POLL`` s)."""
         loop = asyncio.get_running_loop()
         until = loop.time() + self.interval
         while (left := until - loop.time()) > 0:
@@ -406,7 +410,7 @@ class Snapshotter:
                     asked, served = await self.store.snapshot_request("read")
                 except Exception:  # Redis unreachable: the next cycle reports it
                     continue
-                if asked > served:
+                if asked > max(served, self._requests_seen):
                     return
 
     async def run(self, stopping: asyncio.Event, pool_getter: Any = None) -> None:

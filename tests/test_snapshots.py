@@ -258,3 +258,23 @@ async def test_a_recorded_terminal_execution_is_never_overwritten(settings: Sett
             await store.mark_dirty({store.keys.part(p): [f"exec:{eid}"]})
             await env.snap.snapshot()
             assert (await _pg_execs(env, acct))[eid] == recorded, fields
+
+
+async def test_only_a_new_request_cuts_the_interval_short(settings: Settings) -> None:
+    """The active snapshotter starts a cycle at once for a new ``cuefast snapshot`` request, but
+    a request its last attempt already saw (and failed to serve) waits for the interval: a
+    failing snapshot is not retried four times a second."""
+    async with snap_env(settings, snapshot_interval=2.0) as env:
+        store = env.rt.store
+        stopping = asyncio.Event()
+        await env.snap.snapshot()  # sees no request
+        ticket, _ = await store.snapshot_request("ask")
+        t0 = asyncio.get_running_loop().time()
+        await env.snap._idle(stopping)
+        assert asyncio.get_running_loop().time() - t0 < 1.5
+        env.snap._requests_seen = ticket  # an attempt began after the request and failed
+        t0 = asyncio.get_running_loop().time()
+        await env.snap._idle(stopping)
+        assert asyncio.get_running_loop().time() - t0 >= 1.9
+        await env.snap.snapshot()
+        assert await store.snapshot_request("read") == (ticket, ticket)
