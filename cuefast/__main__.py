@@ -191,8 +191,14 @@ async def _migrate(settings: Settings) -> None:
         await pool.close()
 
 
-async def _snapshot_once(settings: Settings) -> int:
-    """``cuefast snapshot``: one full snapshot now (waits for an active snapshotter's lease)."""
+SNAPSHOT_TIMEOUT_EXIT = 3
+
+
+async def _snapshot_once(settings: Settings, wait_s: float) -> int:
+    """``cuefast snapshot``: exit 0 once PostgreSQL holds everything that was changed when it
+    was called. With no snapshotter running it takes the lease and writes the snapshot itself;
+    while one runs (``cuefast serve`` / ``cuefast snapshotter``) it asks that one for a snapshot
+    now and waits for it (taking over if that one stops meanwhile), for at most ``wait_s`` seconds."""
     from cuefast.runtime import Runtime
     from cuefast.snapshots import Snapshotter
 
@@ -203,13 +209,23 @@ async def _snapshot_once(settings: Settings) -> int:
             print("cuefast: snapshot needs PostgreSQL (CUEFAST_DATABASE_URL)", file=sys.stderr)
             return 1
         snap = Snapshotter(rt.store, settings, rt.clock, rt.pg_pool)
-        for _ in range(int(snap.lease_ms / 500) + 2):
-            if await snap.acquire():
-                break
-            await asyncio.sleep(0.5)  # another snapshotter is writing: its lease ends or lapses
-        else:
-            print("cuefast: another snapshotter holds the lease", file=sys.stderr)
-            return 1
+        if not await snap.acquire():
+            ticket, _ = await rt.store.snapshot_request("ask")
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + wait_s
+            while not await snap.acquire():  # the running one stopped: write it here instead
+                _, served = await rt.store.snapshot_request("read")
+                if served >= ticket:
+                    print(f"snapshot: written by the running snapshotter (request {ticket})")
+                    return 0
+                if loop.time() >= deadline:
+                    print(
+                        f"cuefast: the running snapshotter did not complete a snapshot within {wait_s:g} s "
+                        "(see its log: is PostgreSQL reachable from it?); nothing is confirmed",
+                        file=sys.stderr,
+                    )
+                    return SNAPSHOT_TIMEOUT_EXIT
+                await asyncio.sleep(0.1)
         try:
             stats = await snap.snapshot()
         finally:
@@ -269,7 +285,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("scheduler", help="run the scheduler role only (any number may run)")
     sub.add_parser("dispatcher", help="run the webhook dispatcher role only (any number may run)")
     sub.add_parser("snapshotter", help="run the snapshotter role only (one active at a time; others idle)")
-    sub.add_parser("snapshot", help="write one snapshot to PostgreSQL now and exit")
+    p = sub.add_parser(
+        "snapshot",
+        help="make PostgreSQL hold everything changed so far, now (asks a running snapshotter, or "
+        "writes the snapshot itself), then exit: 0 done, 1 no PostgreSQL, 3 timed out",
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=300.0,
+        help="seconds to wait for a running snapshotter (default 300)",
+    )
     p = sub.add_parser("restore", help="rebuild Redis from the PostgreSQL snapshot (into an empty keyspace)")
     p.add_argument("--force", action="store_true", help="write even when Redis already holds data")
     sub.add_parser("migrate", help="apply the PostgreSQL schema (idempotent)")
@@ -373,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
             elif args.command == "snapshotter":
                 _run(_serve(filled, api=False, scheduler=False, dispatcher=False))
             elif args.command == "snapshot":
-                return int(_run(_snapshot_once(filled)))
+                return int(_run(_snapshot_once(filled, args.timeout)))
             elif args.command == "restore":
                 return int(_run(_restore(filled, args.force)))
             elif args.command == "migrate":

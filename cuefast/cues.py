@@ -486,7 +486,7 @@ class CueService:
         next_run: str | int = "keep"
         if error is None:
             next_run, error = await self._next_run_after_patch(
-                cue_id, cfg, cur_status, new_status, checked, schedule_changed, at_text is not None, now
+                account, h, cfg, cur_status, new_status, checked, schedule_changed, at_text is not None, now
             )
         if error is not None:
             if name != old_name:
@@ -529,7 +529,8 @@ class CueService:
 
     async def _next_run_after_patch(
         self,
-        cue_id: str,
+        account: Account,
+        h: dict[str, str],
         cfg: CueConfig,
         cur_status: str,
         new_status: str,
@@ -550,15 +551,25 @@ class CueService:
             return ("" if nr is None else nr), None
         # one-time
         assert sched.at is not None
-        if not new_at:
-            fired = await self.store.execution_exists(
-                scheduled_execution_id(cue_id, sched.at, self.store.keys.cue_partition(cue_id))
-            )
-            if fired:
-                if resuming:
-                    return "", InvalidSchedule("One-time cue has already fired; set a new schedule.at")
-                return "keep", None
+        if not new_at and await self._fired(account, h, sched.at):
+            if resuming:
+                return "", InvalidSchedule("One-time cue has already fired; set a new schedule.at")
+            return "keep", None
         return sched.at, None
+
+    async def _fired(self, account: Account, h: dict[str, str], at: int) -> bool:
+        """Whether the scheduled execution of a one-time cue's ``at`` exists or existed: the
+        cue's ``fa`` (set by ``materialize.lua`` when it fired; survives the execution's retention
+        trim and a restore), else the execution in Redis or in history (a cue that fired before
+        ``fa`` was recorded)."""
+        if h.get("fa") == str(at):
+            return True
+        cue_id = h["id"]
+        eid = scheduled_execution_id(cue_id, at, self.store.keys.cue_partition(cue_id))
+        if await self.store.execution_exists(eid):
+            return True
+        history = self.executions.history
+        return history is not None and await history.get(account.id, eid) is not None
 
     # ---- delete ------------------------------------------------------------------
     async def delete(self, account: Account, cue_id: str) -> None:

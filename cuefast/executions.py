@@ -41,6 +41,13 @@ TERMINAL = frozenset({"success", "failed", "missed", "outcome_timeout"})
 _FILTER_FIELDS = ("st", "cw", "os", "tb", "cla")
 
 
+def triggered_by(tb: str | None) -> str:
+    """An execution's ``triggered_by`` from its stored ``tb`` field, which the scheduler's
+    executions do not carry (the default, ``scheduled``): the one definition, read by every
+    Python reader (Lua: ``lua/lib/one_time.lua``)."""
+    return tb or "scheduled"
+
+
 def _int(value: str | None) -> int | None:
     return int(value) if value else None
 
@@ -65,7 +72,7 @@ def render_execution(h: dict[str, str]) -> dict[str, Any]:
         "outcome": msgspec.Raw(outcome) if outcome else None,
         "created_at": fmt_z(int(h["ca"])),
         "updated_at": fmt_z(int(h.get("ua") or h["ca"])),
-        "triggered_by": h.get("tb") or "scheduled",
+        "triggered_by": triggered_by(h.get("tb")),
         "payload": msgspec.Raw(h.get("pl") or "{}"),
         "outcome_state": h.get("os") or None,
         "claimed_by_worker": h.get("cw") or None,
@@ -99,7 +106,7 @@ class ExecutionFilters(msgspec.Struct, kw_only=True):
             (self.statuses is None or st in self.statuses)
             and (self.worker_id is None or cw == self.worker_id)
             and (self.outcome_state is None or os_ == self.outcome_state)
-            and (self.triggered_by is None or (tb or "scheduled") == self.triggered_by)
+            and (self.triggered_by is None or triggered_by(tb) == self.triggered_by)
         )
 
 

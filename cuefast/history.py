@@ -1,15 +1,16 @@
 """Execution history beyond Redis retention, read from PostgreSQL.
 
 Listings are Redis first (newest first), then the executions only PostgreSQL still holds
-(``in_redis = false``: trimmed by retention), newest first: one stable order, so offsets page
-through both without gaps or repeats, and ``total`` counts both. Filters apply to both sides.
+(``in_redis = false``: trimmed by retention, plus the ids a trim has removed from Redis whose
+rows are not yet marked — ``Store.history_state``), newest first: one stable order, so offsets
+page through both without gaps or repeats, and ``total`` counts both. Filters apply to both sides.
 Without PostgreSQL (not configured, or down) the history part is empty: Redis keeps serving.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -48,18 +49,22 @@ class History:
         filters: ExecutionFilters,
         offset: int,
         limit: int,
+        handed: Sequence[str] = (),
     ) -> tuple[list[dict[str, str]], int]:
-        """A page of the account's PostgreSQL-only executions (newest first) and their total."""
+        """A page of the account's PostgreSQL-only executions (newest first) and their total;
+        ``handed``: ids trimmed from Redis whose rows still say ``in_redis``."""
         pool = self._pool()
         if pool is None:
             return [], 0
-        where = ["account_id = $1", "NOT in_redis"]
         args: list[Any] = [account_id]
 
         def arg(value: Any) -> str:
             args.append(value)
             return f"${len(args)}"
 
+        # rows Redis no longer holds: marked, or handed off by a trim and not yet marked
+        visible = f"(NOT in_redis OR id = ANY({arg(list(handed))}::uuid[]))" if handed else "NOT in_redis"
+        where = ["account_id = $1", visible]
         if filters.cue_id is not None:
             where.append(f"cue_id = {arg(filters.cue_id)}")
         if filters.statuses is not None:
@@ -96,7 +101,10 @@ class History:
     ) -> tuple[list[dict[str, str]], int]:
         """The history rows of a page whose first ``redis_total`` positions Redis holds, and the
         history total (add it to ``redis_total``)."""
-        if self._pool() is None or not await self.store.has_history(account_id):
+        if self._pool() is None:
+            return [], 0
+        has, handed = await self.store.history_state(account_id)
+        if not has:
             return [], 0  # nothing of this account was ever trimmed: Redis holds it all
         in_redis = max(0, min(offset + limit, redis_total) - offset)
-        return await self.page(account_id, filters, max(0, offset - redis_total), limit - in_redis)
+        return await self.page(account_id, filters, max(0, offset - redis_total), limit - in_redis, handed)

@@ -265,6 +265,18 @@ class Keys:
         """set: dirty members taken by the snapshotter and not yet committed to PostgreSQL"""
         return f"{slot}:dirty:proc"
 
+    @staticmethod
+    def trim_handoff(part: str) -> str:
+        """set: execution ids ``exec_trim.lua`` removed from this partition whose PostgreSQL rows
+        are not yet marked history (``in_redis = false``); listings read those rows through it"""
+        return f"{part}:trimmed"
+
+    @property
+    def trim_pending(self) -> str:
+        """string: set before a trim hands executions off, deleted once every hand-off set is
+        empty again (listings read the hand-off sets only while it exists)"""
+        return f"{self.prefix}:{{snap}}:trimming"
+
     def has_history(self, account_id: str) -> str:
         """string: set once retention moved any of the account's executions to PostgreSQL only
         (listings skip the PostgreSQL query until then)"""
@@ -274,6 +286,12 @@ class Keys:
     def snapshot_lease(self) -> str:
         """string (PX): the token of the one active snapshotter"""
         return f"{self.prefix}:{{snap}}:lease"
+
+    @property
+    def snapshot_requests(self) -> str:
+        """hash: ``asked`` (snapshots requested by ``cuefast snapshot``), ``served`` (the highest
+        request a complete snapshot began after) — ``lua/snapshot_request.lua``"""
+        return f"{self.prefix}:{{snap}}:req"
 
     @property
     def poller(self) -> str:

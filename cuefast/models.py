@@ -15,6 +15,8 @@ field       value (an absent field means the default in brackets)
 ``nr``      next run, µs ("" = none)
 ``lr``      last run, µs [none]
 ``rc``      run_count [0]        ``fc``  fired_count [0]
+``fa``      the slot (µs) a cue without a next run fired last — a one-time cue's ``at`` once its
+            scheduled execution exists [none]; outlives that execution's retention trim
 ``ca``      created_at µs        ``ua``  updated_at µs [= ``ca``]
 ``v``       config version [1] (bumped by every PATCH; optimistic concurrency)
 ``sch``     the schedule: ``<type>|<timezone>|<catch_up>|<at µs>|<cron>`` (read by the scheduler)

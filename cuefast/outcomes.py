@@ -156,7 +156,7 @@ class OutcomeService:
         ids = [eid for eid, parsed in items if not isinstance(parsed, CuefastError)]
         owned = await self.store.execution_cues(account.id, ids)
         cfgs = await self.store.cue_fields(list(dict.fromkeys(c for c, _ in owned.values())), ("cfg",))
-        rows: list[tuple[str, str, bool, str, str, bool]] = []
+        rows: list[tuple[str, str, bool, str, str]] = []
         planned: dict[int, str] = {}
         now = self.clock.now_us()
         out: list[tuple[str, CuefastError | None]] = []
@@ -183,10 +183,7 @@ class OutcomeService:
                 "recorded_at": fmt_z(now),
                 **{name: evidence.get(name) for name in EVIDENCE},
             }
-            once = bool(cfg and cfg.schedule.type == "once")
-            rows.append(
-                (eid, msgspec.json.encode(outcome).decode(), success, state, (error or "")[:500], once)
-            )
+            rows.append((eid, msgspec.json.encode(outcome).decode(), success, state, (error or "")[:500]))
             planned[i] = state
             out.append((state, None))
         results = await self.store.record_outcomes(account.id, rows, now)
@@ -231,7 +228,6 @@ class OutcomeService:
             success,
             state,
             (error or "")[:500],
-            bool(cfg and cfg.schedule.type == "once"),
             now,
         )
         if res not in ("duplicate", "missing"):  # monthly outcome counters (§13.1), by creation month

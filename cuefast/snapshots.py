@@ -14,7 +14,8 @@ over when the lease lapses) repeatedly, per slot:
 
 An id changed again meanwhile is in the dirty set again and goes out with a later batch.
 After the snapshot it trims finished executions older than ``CUEFAST_REDIS_RETENTION`` from
-Redis, but only those PostgreSQL holds at their current version (``exec_trim.lua`` checks).
+Redis, but only those PostgreSQL holds at their current version (``exec_trim.lua`` checks),
+in two re-runnable halves (see "retention" below).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import msgspec
 
 from cuefast.clock import Clock
 from cuefast.config import Settings
+from cuefast.executions import triggered_by
 from cuefast.store import Store
 
 log = logging.getLogger(__name__)
@@ -38,6 +40,8 @@ BATCH = 2000
 """Dirty members per take (and per PostgreSQL transaction): the take script reads their hashes,
 so this bounds how long it holds Redis (18 ms measured here, on a loaded 2-core machine)."""
 TRIM_BATCH = 1000
+REQUEST_POLL = 0.25
+"""Seconds between the active snapshotter's checks for ``cuefast snapshot`` requests while idle."""
 FINAL = ("success", "failed", "missed", "outcome_timeout")
 
 _decode = msgspec.json.Decoder(dict[str, str]).decode
@@ -110,7 +114,13 @@ ON CONFLICT (id) DO UPDATE SET account_id = EXCLUDED.account_id, name = EXCLUDED
     deleted = false, doc = EXCLUDED.doc
 """
 
-_UPSERT_EXECUTIONS = """
+# History is never overwritten. A stored execution row is replaced only by a later version of
+# the same execution: the same ``created_us`` (an id created again — a slot fired a second
+# time — is another execution), an ``updated_us`` not older, a terminal status kept as it is,
+# and a recorded outcome kept recorded (``outcome_state`` is set with every outcome; evidence
+# and verification may still change it and the outcome JSON). A row refused here is counted
+# and logged by the snapshotter.
+_UPSERT_EXECUTIONS = f"""
 INSERT INTO executions (id, cue_id, account_id, scheduled_for_us, status, triggered_by, worker_id,
     outcome_state, created_us, updated_us, in_redis, doc)
 SELECT t.id, t.cue_id, t.account_id, t.sf, t.status, t.tb, t.cw, t.os, t.ca, t.ua, true, t.doc::json
@@ -119,6 +129,10 @@ ON CONFLICT (id) DO UPDATE SET status = EXCLUDED.status, worker_id = EXCLUDED.wo
     outcome_state = EXCLUDED.outcome_state, updated_us = EXCLUDED.updated_us, in_redis = true,
     doc = EXCLUDED.doc
 WHERE executions.updated_us <= EXCLUDED.updated_us
+    AND executions.created_us = EXCLUDED.created_us
+    AND (executions.status NOT IN ({", ".join(f"'{s}'" for s in FINAL)})
+        OR executions.status = EXCLUDED.status)
+    AND (executions.outcome_state = '' OR EXCLUDED.outcome_state <> '')
 """
 
 _UPSERT_ALERTS = """
@@ -143,6 +157,9 @@ class Snapshotter:
         self.stats = SnapshotStats()
         self.cycles = 0
         self._partitions_recorded = False
+        self._requests_seen = 0
+        """``asked`` when the last snapshot attempt began: a request it did not serve (it failed)
+        waits for the next interval instead of making the idle loop retry at once."""
 
     # ---- lease ---------------------------------------------------------------------
     async def acquire(self) -> bool:
@@ -175,8 +192,11 @@ class Snapshotter:
     async def snapshot(self, *, max_batches: int = 1_000_000, concurrency: int = 4) -> SnapshotStats:
         """Write everything dirty now (bounded batches) to PostgreSQL; the lease must be held.
         Slots are independent: up to ``concurrency`` of them are written at once (PostgreSQL
-        works while Python builds the next batch)."""
+        works while Python builds the next batch). Serves every ``cuefast snapshot`` request made
+        before it began."""
         await self._record_partitions()
+        asked, _ = await self.store.snapshot_request("read")  # requests made before it begins
+        self._requests_seen = asked
         began = self.clock.now_us()  # every change made before this is in PostgreSQL afterwards
         stats = SnapshotStats()
         gate = asyncio.Semaphore(concurrency)
@@ -201,6 +221,7 @@ class Snapshotter:
                 raise res
         # the snapshot lag /metrics reports (cuefast_snapshot_lag_seconds)
         await self.store.record_snapshot(began)
+        await self.store.snapshot_request("served", asked)
         return stats
 
     async def _write(self, slot: str, batch: list[tuple[str, str]], stats: SnapshotStats) -> None:
@@ -226,7 +247,7 @@ class Snapshotter:
                         h.get("acct", ""),
                         _i(h.get("sf")),
                         h.get("st", ""),
-                        h.get("tb") or "scheduled",
+                        triggered_by(h.get("tb")),
                         h.get("cw") or "",
                         h.get("os") or "",
                         _i(h.get("ca")),
@@ -274,8 +295,15 @@ class Snapshotter:
             ):
                 if rows:
                     await conn.copy_records_to_table(table, records=rows)
-                    await conn.execute(sql)
+                    done = await conn.execute(sql)  # "INSERT 0 <rows inserted or updated>"
                     statements += 1
+                    if rows is execs and (refused := len(rows) - int(done.rsplit(" ", 1)[-1])):
+                        log.warning(
+                            "snapshot: %d execution row(s) of %s not replaced: PostgreSQL holds "
+                            "a later version or a recorded end of the same id",
+                            refused,
+                            slot,
+                        )
             if gone["cue"]:
                 await conn.execute("UPDATE cues SET deleted = true WHERE id = ANY($1::text[])", gone["cue"])
                 await conn.execute("DELETE FROM executions WHERE cue_id = ANY($1::text[])", gone["cue"])
@@ -299,47 +327,65 @@ class Snapshotter:
         stats.deleted += sum(len(v) for v in gone.values())
 
     # ---- retention -------------------------------------------------------------------
+    # Two halves, each re-runnable, in this order: Redis (``trim_redis``: exec_trim.lua removes
+    # an execution and hands its id off in one atomic step), then PostgreSQL (``confirm_trim``:
+    # the handed-off rows become history, ``in_redis = false``, then leave the hand-off sets).
+    # Listings count an execution from Redis while Redis holds it and from PostgreSQL from the
+    # moment it is handed off (``Store.history_state``), so it is listed once at every point; a
+    # crash between or inside the halves leaves hand-offs that the next run confirms first.
     async def trim(self, *, max_batches: int = 20) -> int:
         """Remove finished executions older than the retention window from Redis (only those
-        PostgreSQL holds at their current version). Returns how many left Redis."""
-        cutoff = self.clock.now_us() - self.settings.redis_retention * 1_000_000
-        keys = self.store.keys
+        PostgreSQL holds at their current version). Returns how many left Redis in this run."""
+        await self.confirm_trim()  # what an interrupted run handed off
         removed = 0
         for _ in range(max_batches):
-            await self._renew()
-            async with self.pool.acquire() as conn:
-                rows = await conn.fetch(
-                    "SELECT id, updated_us, status, account_id FROM executions WHERE in_redis "
-                    "AND status = ANY($1::text[]) AND updated_us < $2 ORDER BY updated_us LIMIT $3",
-                    list(FINAL),
-                    cutoff,
-                    TRIM_BATCH,
-                )
-                if not rows:
-                    break
-                # out of the "in Redis" view first: a listing may briefly show one twice, never miss it
-                await conn.execute(
-                    "UPDATE executions SET in_redis = false WHERE id = ANY($1::uuid[])",
-                    [r["id"] for r in rows],
-                )
-            by_p: dict[int, list[tuple[str, int, str]]] = {}
-            for r in rows:
-                eid = str(r["id"])
-                p = keys.execution_partition(eid)
-                if p is not None:
-                    by_p.setdefault(p, []).append((eid, int(r["updated_us"]), r["status"]))
-            await self.store.mark_history({r["account_id"] for r in rows})  # before any leaves Redis
-            gone, kept = await self.store.trim_executions(by_p)
-            if kept:
-                async with self.pool.acquire() as conn:
-                    await conn.execute(
-                        "UPDATE executions SET in_redis = true WHERE id = ANY($1::uuid[])", kept
-                    )
-            removed += len(gone)
-            if len(rows) < TRIM_BATCH:
+            gone, picked = await self.trim_redis()
+            await self.confirm_trim()
+            removed += gone
+            if picked < TRIM_BATCH:
                 break
         self.stats.trimmed += removed
         return removed
+
+    async def trim_redis(self) -> tuple[int, int]:
+        """The Redis half, one batch: (executions removed from Redis and handed off, executions
+        picked). PostgreSQL is only read."""
+        await self._renew()
+        cutoff = self.clock.now_us() - self.settings.redis_retention * 1_000_000
+        async with self.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT id, updated_us, status, account_id FROM executions WHERE in_redis "
+                "AND status = ANY($1::text[]) AND updated_us < $2 ORDER BY updated_us LIMIT $3",
+                list(FINAL),
+                cutoff,
+                TRIM_BATCH,
+            )
+        if not rows:
+            return 0, 0
+        keys = self.store.keys
+        by_p: dict[int, list[tuple[str, int, str]]] = {}
+        for r in rows:
+            eid = str(r["id"])
+            p = keys.execution_partition(eid)
+            if p is not None:
+                by_p.setdefault(p, []).append((eid, int(r["updated_us"]), r["status"]))
+        await self.store.mark_history({r["account_id"] for r in rows})  # before any leaves Redis
+        gone, _kept = await self.store.trim_executions(by_p)  # kept: changed, dirty again
+        return len(gone), len(rows)
+
+    async def confirm_trim(self) -> int:
+        """The PostgreSQL half: every handed-off execution's row becomes history (``in_redis =
+        false``), then the hand-offs are dropped. Returns how many were confirmed."""
+        handed = await self.store.trim_handoff()
+        ids = [eid for batch in handed.values() for eid in batch]
+        if ids:
+            await self._renew()
+            async with self.pool.acquire() as conn:
+                await conn.execute(
+                    "UPDATE executions SET in_redis = false WHERE id = ANY($1::uuid[]) AND in_redis", ids
+                )
+        await self.store.trim_confirmed(handed)
+        return len(ids)
 
     async def cycle(self) -> SnapshotStats:
         stats = await self.snapshot()
@@ -348,6 +394,25 @@ class Snapshotter:
         return stats
 
     # ---- the role ----------------------------------------------------------------------
+    async def _idle(self, stopping: asyncio.Event) -> None:
+        """Wait ``interval`` seconds, less when stopping or — while this one holds the lease —
+        when ``cuefast snapshot`` makes a new request (checked every ``REQUEST_POLL`` s)."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + self.interval
+        while (left := until - loop.time()) > 0:
+            try:
+                await asyncio.wait_for(stopping.wait(), timeout=min(left, REQUEST_POLL))
+                return
+            except TimeoutError:
+                pass
+            if self.active:
+                try:
+                    asked, served = await self.store.snapshot_request("read")
+                except Exception:  # Redis unreachable: the next cycle reports it
+                    continue
+                if asked > max(served, self._requests_seen):
+                    return
+
     async def run(self, stopping: asyncio.Event, pool_getter: Any = None) -> None:
         """Idle until the lease is free, then snapshot every ``interval`` seconds until stopped."""
         try:
@@ -362,10 +427,7 @@ class Snapshotter:
                         log.warning("snapshot lease lost; idling")
                     except Exception:
                         log.exception("snapshot cycle failed; retrying next interval")
-                try:
-                    await asyncio.wait_for(stopping.wait(), timeout=self.interval)
-                except TimeoutError:
-                    pass
+                await self._idle(stopping)
             if self.active and self.pool is not None:  # a last snapshot on a clean shutdown
                 try:
                     await self.snapshot()

@@ -66,6 +66,7 @@ SCRIPT_NAMES = (
     # snapshots, retention and restore
     "snapshot_take",
     "snapshot_lease",
+    "snapshot_request",
     "exec_trim",
     "restore_cues",
     "restore_execs",
@@ -665,7 +666,6 @@ class Store:
         success: bool,
         state: str,
         error: str,
-        once_cue: bool,
         now_us: int,
     ) -> str | Literal["duplicate", "missing"]:
         k = self.keys
@@ -675,7 +675,7 @@ class Store:
         res = await self._run(
             "outcome",
             [k.execution(p, execution_id)],
-            [outcome_json, 1 if success else 0, state, error, k.part(p) + ":", 1 if once_cue else 0, now_us],
+            [outcome_json, 1 if success else 0, state, error, k.part(p) + ":", now_us],
         )
         if res[0] == -1:
             return "duplicate"
@@ -1162,6 +1162,15 @@ class Store:
         k = self.keys
         return bool(await self._run("snapshot_lease", [k.snapshot_lease], [mode, token, ms]) == 1)
 
+    async def snapshot_request(
+        self, mode: Literal["ask", "read", "served"], number: int = 0
+    ) -> tuple[int, int]:
+        """On-demand snapshots: ask for one (returns its number first), read, or record that a
+        snapshot which began after request ``number`` was made has completed. Returns (requests
+        made, highest request served)."""
+        res = await self._run("snapshot_request", [self.keys.snapshot_requests], [mode, number])
+        return int(res[0]), int(res[1])
+
     async def snapshot_take(self, slot: str, batch: int) -> list[tuple[str, str]]:
         """Dirty members of ``slot`` to snapshot now (an uncommitted earlier batch first), each
         with its current hash as one JSON object (``""`` when it is gone): one script call."""
@@ -1194,17 +1203,21 @@ class Store:
     async def trim_executions(
         self, rows_by_p: Mapping[int, Sequence[tuple[str, int, str]]]
     ) -> tuple[list[str], list[str]]:
-        """Retention: remove finished executions whose snapshotted (id, updated µs, status) is
-        still current; one ``exec_trim.lua`` call per partition, one round trip. Returns (removed
-        or already gone, kept because they changed)."""
+        """Retention, the Redis half: remove finished executions whose snapshotted (id, updated
+        µs, status) is still current; one ``exec_trim.lua`` call per partition, one round trip.
+        The removed (and already gone) ids are handed off (``Keys.trim_handoff``) in the same
+        step, until ``trim_confirmed``. Returns (removed or already gone, kept because they
+        changed)."""
         k = self.keys
+        await self.redis.set(k.trim_pending, 1)  # before any hand-off: listings read the sets
         calls: list[tuple[str, Sequence[str], Sequence[str | int | float]]] = []
         for p, rows in rows_by_p.items():
             slot = k.part(p)
             args: list[str | int | float] = [slot + ":"]
             for eid, ua, st in rows:
                 args += [eid, ua, st]
-            calls.append(("exec_trim", [k.dirty(slot), k.dirty_processing(slot)], args))
+            keys = [k.dirty(slot), k.dirty_processing(slot), k.trim_handoff(slot)]
+            calls.append(("exec_trim", keys, args))
         gone: list[str] = []
         kept: list[str] = []
         for res in await self._run_many(calls):
@@ -1213,6 +1226,41 @@ class Store:
             gone += vals[:cut]
             kept += vals[cut + 1 :]
         return gone, kept
+
+    async def trim_handoff(self) -> dict[int, list[str]]:
+        """Executions trimmed from Redis whose PostgreSQL rows are not yet marked history, per
+        partition (at most one trim batch: the snapshotter confirms each before the next)."""
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in range(k.partitions):
+                pipe.smembers(k.trim_handoff(k.part(p)))
+            res = await pipe.execute()
+        return {p: sorted(str(m) for m in ids) for p, ids in enumerate(res) if ids}
+
+    async def trim_confirmed(self, handed: Mapping[int, Sequence[str]]) -> None:
+        """These hand-offs are history rows in PostgreSQL now: drop them (and the pending flag once
+        every set is empty)."""
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p, ids in handed.items():
+                for i in range(0, len(ids), 5000):
+                    pipe.srem(k.trim_handoff(k.part(p)), *ids[i : i + 5000])
+            for p in range(k.partitions):
+                pipe.scard(k.trim_handoff(k.part(p)))
+            res = await pipe.execute()
+        if sum(int(n) for n in res[len(res) - k.partitions :]) == 0:
+            await self.redis.delete(k.trim_pending)
+
+    async def history_state(self, account_id: str) -> tuple[bool, list[str]]:
+        """Whether the account has executions only PostgreSQL holds, and the ids a trim has
+        removed from Redis whose rows are not yet marked history (any account's; usually none)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.exists(self.keys.has_history(account_id))
+            pipe.exists(self.keys.trim_pending)
+            has, pending = await pipe.execute()
+        if not has or not pending:
+            return bool(has), []
+        return True, [eid for ids in (await self.trim_handoff()).values() for eid in ids]
 
     async def restore_cues(self, batches: Sequence[tuple[int, Sequence[tuple[str, str]]]]) -> int:
         """Write cue hashes (id, JSON) back with their indexes; (partition, rows) per script call."""
@@ -1550,11 +1598,11 @@ class Store:
         return out
 
     async def record_outcomes(
-        self, account_id: str, rows: Sequence[tuple[str, str, bool, str, str, bool]], now_us: int
+        self, account_id: str, rows: Sequence[tuple[str, str, bool, str, str]], now_us: int
     ) -> list[str]:
         """Many outcomes, one ``outcome_batch.lua`` call per partition, one round trip; rows are
-        (execution id, outcome JSON, success, outcome_state, error, one-time cue). Per row its new
-        status, "duplicate" or "missing"."""
+        (execution id, outcome JSON, success, outcome_state, error). Per row its new status,
+        "duplicate" or "missing"."""
         k = self.keys
         by_p: dict[int, list[int]] = {}
         for i, row in enumerate(rows):
@@ -1565,8 +1613,8 @@ class Store:
         for p, idx in by_p.items():
             args: list[str | int | float] = [k.part(p) + ":", account_id, now_us]
             for i in idx:
-                eid, outcome_json, success, state, error, once = rows[i]
-                args += [eid, outcome_json, 1 if success else 0, state, error, 1 if once else 0]
+                eid, outcome_json, success, state, error = rows[i]
+                args += [eid, outcome_json, 1 if success else 0, state, error]
             calls.append(("outcome_batch", [k.claims(p)], args))
         out = [""] * len(rows)
         for idx, res in zip(by_p.values(), await self._run_many(calls), strict=True):

@@ -214,3 +214,67 @@ async def test_a_crash_between_take_and_commit_loses_nothing(settings: Settings)
         assert set(pg) == set(ids)
         assert pg[ids[0]]["st"] == "failed"
         assert await env.rt.store.dirty_count() == 0
+
+
+async def test_a_recorded_terminal_execution_is_never_overwritten(settings: Settings) -> None:
+    """The upsert's rule: a row is replaced only by a later version of the same execution (same
+    created_at), a terminal status stays, and a recorded outcome stays recorded."""
+    async with snap_env(settings) as env:
+        key = await env.api.register()
+        acct = await _account_id(env, key)
+        cue = await new_cue(env.api, key, "w")
+        [eid] = await fire(env.api, key, cue["id"])
+        res = await env.api.request("POST", f"/v1/executions/{eid}/outcome", key, json={"success": True})
+        assert res.status_code == 200, res.text
+        await env.snap.snapshot()
+        # a terminal execution still changes legitimately: evidence appended later goes out
+        env.clock.advance(5)
+        res = await env.api.request(
+            "PATCH", f"/v1/executions/{eid}/evidence", key, json={"external_id": "ext-9"}
+        )
+        assert res.status_code == 200, res.text
+        await env.snap.snapshot()
+        recorded = (await _pg_execs(env, acct))[eid]
+        assert recorded["st"] == "success" and msgspec.json.decode(recorded["oc"])["external_id"] == "ext-9"
+
+        store = env.rt.store
+        p = store.keys.execution_partition(eid)
+        assert p is not None
+        ek = store.keys.execution(p, eid)
+        h = await store.redis.hgetall(ek)
+        env.clock.advance(60)
+        now = str(env.clock.now_us())
+        stale = [
+            # the same id created again (a second firing of the slot): a new created_at
+            {**{f: h[f] for f in ("id", "cue", "acct", "tr", "sf", "pl")}, "st": "pending", "ca": now},
+            # the same execution, its outcome gone
+            {**{f: v for f, v in h.items() if f not in ("oc", "os")}, "ua": now},
+            # the same execution, another terminal status
+            {**h, "st": "failed", "ua": now},
+        ]
+        for fields in stale:
+            await store.redis.delete(ek)
+            await store.redis.hset(ek, mapping=fields)
+            await store.mark_dirty({store.keys.part(p): [f"exec:{eid}"]})
+            await env.snap.snapshot()
+            assert (await _pg_execs(env, acct))[eid] == recorded, fields
+
+
+async def test_only_a_new_request_cuts_the_interval_short(settings: Settings) -> None:
+    """The active snapshotter starts a cycle at once for a new ``cuefast snapshot`` request, but
+    a request its last attempt already saw (and failed to serve) waits for the interval: a
+    failing snapshot is not retried four times a second."""
+    async with snap_env(settings, snapshot_interval=2.0) as env:
+        store = env.rt.store
+        stopping = asyncio.Event()
+        await env.snap.snapshot()  # sees no request
+        ticket, _ = await store.snapshot_request("ask")
+        t0 = asyncio.get_running_loop().time()
+        await env.snap._idle(stopping)
+        assert asyncio.get_running_loop().time() - t0 < 1.5
+        env.snap._requests_seen = ticket  # an attempt began after the request and failed
+        t0 = asyncio.get_running_loop().time()
+        await env.snap._idle(stopping)
+        assert asyncio.get_running_loop().time() - t0 >= 1.9
+        await env.snap.snapshot()
+        assert await store.snapshot_request("read") == (ticket, ticket)

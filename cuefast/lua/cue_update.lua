@@ -4,11 +4,15 @@
   ARGV[1] account id  ARGV[2] expected version  ARGV[3] cue id  ARGV[4] new status ("" = keep)
   ARGV[5] next run: "keep" | "" (clear) | µs  ARGV[6] new config string: "<config JSON>"
   or "<config JSON>\n<payload JSON>" for a payload over 64 B ("" = keep)  ARGV[7..] field, value pairs (always includes the new version 'v' and 'ua')
-  returns {1} | {-1} no such cue for that account | {-2} version moved (re-read and retry) ]]
+  returns {1} | {-1} no such cue for that account | {-2} version moved, or the new next run is a
+  slot that has already fired (the cue's 'fa', set by materialize.lua): re-read and retry ]]
 --!include dirty
 local acct = redis.call('HGET', KEYS[1], 'acct')
 if acct ~= ARGV[1] then return {-1} end
 if (redis.call('HGET', KEYS[1], 'v') or '1') ~= ARGV[2] then return {-2} end  -- absent = 1
+if ARGV[5] ~= '' and ARGV[5] ~= 'keep' and redis.call('HGET', KEYS[1], 'fa') == ARGV[5] then
+  return {-2}  -- fired since the PATCH read the cue: the re-read sees 'fa'
+end
 local status_key = {active = KEYS[3], paused = KEYS[4], completed = KEYS[5], failed = KEYS[6]}
 local id = ARGV[3]
 dirty(KEYS[1])

@@ -4,6 +4,7 @@
   returns {number timed out, execution id, …} ]]
 --!include dirty
 --!include set_cue_status
+--!include one_time
 --!include alert
 local pfx = ARGV[1]
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[3], 'LIMIT', 0, tonumber(ARGV[2]))
@@ -26,11 +27,7 @@ for _, eid in ipairs(ids) do
     dirty(ek)
     out[#out + 1] = eid
     -- a one-time cue decided by its scheduled execution becomes failed
-    local ck = pfx .. 'cue:' .. e[6]
-    if (e[8] or 'scheduled') == 'scheduled' and redis.call('HGET', ck, 'sch') and
-        string.sub(redis.call('HGET', ck, 'sch'), 1, 5) == 'once|' then
-      set_cue_status(pfx, e[6], e[7], 'failed')
-    end
+    if decides_cue(pfx, e[6], e[8]) then set_cue_status(pfx, e[6], e[7], 'failed') end
   end
 end
 return out

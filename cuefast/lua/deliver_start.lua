@@ -16,6 +16,7 @@
   | {0, …} not deliverable (gone, finished, not webhook): drop the stream entry
   | {-1, …} another attempt holds a live lease: leave the entry pending ]]
 --!include dirty
+--!include one_time
 local default_timeout, floor_s = tonumber(ARGV[1]), tonumber(ARGV[2])
 local pfx, now = ARGV[3], tonumber(ARGV[4])
 local now_s = string.format('%.0f', now)
@@ -74,7 +75,7 @@ for i = 5, #ARGV do
     local timeout = timeout_of(cfg)
     local lease = string.format('%.0f', now + math.max(floor_s, timeout + 60) * 1000000)
     redis.call('ZADD', KEYS[1], lease, eid)
-    local row = {1, e[3], e[4], e[5] or '0', e[6], cfg, c[1], e[7], e[8] or 'scheduled', c[2], lease,
+    local row = {1, e[3], e[4], e[5] or '0', e[6], cfg, c[1], e[7], triggered_by(e[8]), c[2], lease,
       timeout}
     for _, v in ipairs(row) do out[#out + 1] = v end
   end

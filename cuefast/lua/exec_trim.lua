@@ -1,10 +1,14 @@
---[[ exec_trim: remove finished executions that PostgreSQL already holds (retention)
+--[[ exec_trim: remove finished executions that PostgreSQL already holds (retention, the Redis half)
   KEYS[1] the partition's dirty set  KEYS[2] the partition's processing set
+  KEYS[3] the partition's trim hand-off set
   ARGV[1] partition key prefix ("<pfx>:{pNN}:")  ARGV[2..] execution id, PG updated µs, PG status …
   An execution is removed — its hash and every index it can be in, as cue_purge.lua — only when
   its hash still has the snapshotted version (ua, or ca when never updated) and status, that
   status is final, and it is neither dirty nor being snapshotted. One that changed is marked dirty
-  (so the next snapshot catches up) and kept.
+  (so the next snapshot catches up) and kept. Every removed (or already gone) id is added to the
+  hand-off set in the same step: it has left Redis, and until the snapshotter has marked its row
+  history in PostgreSQL (in_redis = false; then it leaves the set) listings read its row through
+  the set, so it is listed and counted once whichever half a crash interrupts.
   returns {removed or already gone ids…, "|", kept ids…} ]]
 --!include work_index
 local pfx = ARGV[1]
@@ -36,6 +40,7 @@ for i = 2, #ARGV, 3 do
     gone[#gone + 1] = eid
   end
 end
+for i = 1, #gone, 1000 do redis.call('SADD', KEYS[3], unpack(gone, i, math.min(i + 999, #gone))) end
 gone[#gone + 1] = '|'
 for _, eid in ipairs(kept) do gone[#gone + 1] = eid end
 return gone

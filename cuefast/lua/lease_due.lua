@@ -4,6 +4,7 @@
   returns 10 values per expired claim: {id, account, worker, claimed_at, last heartbeat
   ("" = none), attempts, cue id, lease expiry, triggered_by, lease µs}; entries of executions
   that are gone or no longer claimed are dropped from the zset ]]
+--!include one_time
 local pfx = ARGV[1]
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[3], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
 local out = {}
@@ -14,7 +15,7 @@ for i = 1, #ids, 2 do
   if e[1] ~= 'delivering' or e[2] ~= 'worker' then
     redis.call('ZREM', KEYS[1], eid)
   else
-    local r = {eid, e[3], e[4] or '', e[5] or '', e[6] or '', e[7] or '0', e[8], lx, e[9] or 'scheduled',
+    local r = {eid, e[3], e[4] or '', e[5] or '', e[6] or '', e[7] or '0', e[8], lx, triggered_by(e[9]),
       e[10] or ''}
     for _, v in ipairs(r) do out[#out + 1] = v end
   end

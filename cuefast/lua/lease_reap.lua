@@ -7,6 +7,7 @@
   returns the resulting status per claim ("" = changed meanwhile, left alone) ]]
 --!include dirty
 --!include set_cue_status
+--!include one_time
 --!include work_index
 --!include alert
 local pfx, now = ARGV[1], ARGV[2]
@@ -43,10 +44,7 @@ for i = 3, #ARGV, 3 do
         if redis.call('EXISTS', ck) == 1 then
           redis.call('HSET', ck, 'lr', now)
           dirty(ck)
-          local sch = redis.call('HGET', ck, 'sch')
-          if (e[8] or 'scheduled') == 'scheduled' and sch and string.sub(sch, 1, 5) == 'once|' then
-            set_cue_status(pfx, e[7], acct, 'failed')
-          end
+          if decides_cue(pfx, e[7], e[8]) then set_cue_status(pfx, e[7], acct, 'failed') end
         end
       end
     end

@@ -8,7 +8,9 @@
   grace period (CONTRACT.md §13.2) — then k pairs (scheduled_for µs, deterministic execution id).
   A blocked ("b") cue's new executions are created directly as failed ("Monthly execution limit
   reached"): indexed, but no outbox entry, no work index, no alert; its next_run still advances
-  and a one-time cue becomes failed.
+  and a one-time cue becomes failed. A cue left without a next run ("-": a one-time cue) gets
+  'fa' = its last slot: "this slot has fired", which PATCH and cue_update.lua check (the
+  execution itself may since have been trimmed from Redis by retention).
   returns {executions created, cues skipped, then account id, blocked executions, ... per account} ]]
 --!include dirty
 --!include work_index
@@ -47,7 +49,9 @@ for line in string.gmatch(ARGV[3], '[^\n]+') do
     local pl = c[6]  -- a payload over 64 B is in the config string: read when a slot is new
     local fired = 0
     local tk, ag = nil, nil
+    local last = nil
     for slot, eid in string.gmatch(slots, '(%S+) (%S+)') do
+      last = slot
       local ek = pfx .. 'exec:' .. eid
       if redis.call('EXISTS', ek) == 0 then
         if not pl then
@@ -62,7 +66,8 @@ for line in string.gmatch(ARGV[3], '[^\n]+') do
             'st', 'failed', 'ca', now, 'ua', now, 'em', BLOCKED, 'pl', pl)
           blocked[acct] = (blocked[acct] or 0) + 1
         else
-          -- absent fields mean their defaults: attempts 0, triggered_by scheduled, updated = created
+          -- absent fields mean their defaults: attempts 0, triggered_by scheduled (lib/one_time.lua),
+          -- updated = created
           redis.call('HSET', ek, 'id', eid, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
             'st', 'pending', 'ca', now, 'pl', pl)
         end
@@ -85,6 +90,7 @@ for line in string.gmatch(ARGV[3], '[^\n]+') do
     dirty_at(pfx, 'cue:' .. cue_id, marks)
     if new_nr == '-' then
       redis.call('HSET', ck, 'nr', '', 'fc', (tonumber(c[5]) or 0) + fired)
+      if last then redis.call('HSET', ck, 'fa', last) end
       due_rem[#due_rem + 1] = cue_id
     else
       redis.call('HSET', ck, 'nr', new_nr, 'fc', (tonumber(c[5]) or 0) + fired)

@@ -7,6 +7,7 @@
   attempts} ]]
 --!include dirty
 --!include set_cue_status
+--!include one_time
 --!include work_index
 --!include alert
 local pfx, now = ARGV[1], ARGV[4]
@@ -26,10 +27,7 @@ for _, eid in ipairs(ids) do
     if redis.call('EXISTS', ck) == 1 then
       redis.call('HSET', ck, 'lr', now)
       dirty(ck)
-      local sch = redis.call('HGET', ck, 'sch')
-      if (e[5] or 'scheduled') == 'scheduled' and sch and string.sub(sch, 1, 5) == 'once|' then
-        set_cue_status(pfx, e[4], e[3], 'failed')
-      end
+      if decides_cue(pfx, e[4], e[5]) then set_cue_status(pfx, e[4], e[3], 'failed') end
     end
     for _, v in ipairs({eid, e[4], e[3], e[8] or '0'}) do out[#out + 1] = v end
   end

@@ -215,10 +215,10 @@ async def test_outcome_batch_once_and_owned(store: Store) -> None:
     found = await store.execution_cues(ACCT, [claimed, foreign, "bad"])
     assert list(found) == [claimed] and found[claimed][0] == "cue_aaaaaaaaaaaa"
     rows = [
-        (claimed, '{"success": true}', True, "reported_success", "", False),
-        (pending, '{"success": false}', False, "reported_failure", "boom", False),
-        (foreign, '{"success": true}', True, "reported_success", "", False),
-        (claimed, '{"success": false}', False, "reported_failure", "late", False),
+        (claimed, '{"success": true}', True, "reported_success", ""),
+        (pending, '{"success": false}', False, "reported_failure", "boom"),
+        (foreign, '{"success": true}', True, "reported_success", ""),
+        (claimed, '{"success": false}', False, "reported_failure", "late"),
     ]
     assert await store.record_outcomes(ACCT, rows, NOW) == ["success", "failed", "missing", "duplicate"]
     h = await store.redis.hgetall(k.execution(P, claimed))

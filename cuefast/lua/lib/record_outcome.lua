@@ -1,9 +1,10 @@
 -- record_outcome: write an execution's outcome once, atomically with its status effect (needs
--- set_cue_status, work_index and alert included first). Returns 1, status | -1 (an outcome is already
--- recorded) | -2 (no such execution, or not of `acct` when `acct` is given).
+-- set_cue_status, one_time, work_index and alert included first). Returns 1, status | -1 (an
+-- outcome is already recorded) | -2 (no such execution, or not of `acct` when `acct` is given).
+-- The scheduled execution of a one-time cue decides the cue when this outcome ends it.
 -- `defer` collects index removals and `cues` the run counts per cue (cue id → {n}); the caller
 -- writes them with outcome_flush (one call per key / cue for a whole batch).
-local function record_outcome(pfx, eid, acct, outcome_json, success, state, err, once, now, defer, cues)
+local function record_outcome(pfx, eid, acct, outcome_json, success, state, err, now, defer, cues)
   local ek = pfx .. 'exec:' .. eid
   local e = redis.call('HMGET', ek, 'st', 'tr', 'cue', 'acct', 'tb', 'oc', 'tk', 'ag')
   if not e[1] or (acct ~= '' and e[4] ~= acct) then return -2 end
@@ -32,7 +33,7 @@ local function record_outcome(pfx, eid, acct, outcome_json, success, state, err,
       work_rem(pfx, e[4], eid, e[7], e[8], defer)
       defer_zrem(defer, pfx .. 'claims', eid)
     end
-    if c.exists and once == '1' and e[5] == 'scheduled' then
+    if decides_cue(pfx, e[3], e[5]) then
       set_cue_status(pfx, e[3], e[4], st == 'success' and 'completed' or 'failed')
     end
   else
