@@ -632,7 +632,6 @@ class Dispatcher:
         deadline = None
         if ok and cfg.delivery is not None and cfg.delivery.outcome_deadline_seconds is not None:
             deadline = done_at + cfg.delivery.outcome_deadline_seconds * 1_000_000
-        recurring = cfg.schedule.type == "recurring"
         new_status = await self._finish(
             a.p,
             [
@@ -643,7 +642,6 @@ class Dispatcher:
                 "" if delay is None else done_at + delay,
                 "" if deadline is None else deadline,
                 a.entry_id,
-                1 if a.triggered_by == "scheduled" and not recurring else 0,
                 a.lease_until,
             ],
         )

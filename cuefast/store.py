@@ -891,8 +891,8 @@ class Store:
         pipeline; per attempt its new status, "superseded" when the attempt no longer held its
         lease (fenced out: nothing recorded), or None when the execution was no longer in
         flight. Each result row holds: execution id, "ok"/"fail", http status, error, next
-        retry µs, outcome deadline µs, stream entry id, decides-one-time-cue 0/1, the lease
-        expiry µs the attempt holds ("" for absent values)."""
+        retry µs, outcome deadline µs, stream entry id, the lease expiry µs the attempt holds
+        ("" for absent values)."""
         k = self.keys
         parts = [p for p, rows in batches.items() if rows]
         calls: list[tuple[str, Sequence[str], Sequence[str | int | float]]] = []

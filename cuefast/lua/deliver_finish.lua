@@ -1,11 +1,13 @@
 --[[ deliver_finish: record delivery attempts' results, each atomically with its next state
   KEYS[1] leases zset  KEYS[2] retry zset  KEYS[3] outbox stream  (execution and cue keys are
   derived from ARGV[1], the partition's key prefix, in the same slot)
-  ARGV[1] partition key prefix  ARGV[2] now µs, then 9 values per attempt:
+  ARGV[1] partition key prefix  ARGV[2] now µs, then 8 values per attempt:
     execution id, result "ok" | "fail", http status ("" = none), error message ("" = none),
     next retry µs ("" = no attempts left), outcome deadline µs ("" = not armed),
-    stream entry id ("" = none), 1 if this execution decides a one-time cue,
+    stream entry id ("" = none),
     lease expiry µs the attempt holds (its fencing token, from deliver_start / deliver_extend)
+  Whether the execution decides a one-time cue is read here (lib/one_time.lua), as in every
+  other script that ends an execution.
   A result is recorded only while the leases zset holds exactly that attempt's lease: an attempt
   taken over meanwhile (its lease expired and another dispatcher leased the execution again)
   is fenced out and touches nothing — not the execution, not the lease, not the stream entry,
@@ -15,12 +17,13 @@
   lease was held but the execution is no longer in flight, e.g. deleted) ]]
 --!include dirty
 --!include set_cue_status
+--!include one_time
 --!include alert
 local pfx, now = ARGV[1], ARGV[2]
 local out = {}
 local marks = {}  -- snapshot dirty marks, written by dirty_flush at the end
 
-local function finish(eid, result, hs, em, nxr, od, entry, once, lease)
+local function finish(eid, result, hs, em, nxr, od, entry, lease)
   local held = redis.call('ZSCORE', KEYS[1], eid)
   if not held or tonumber(held) ~= tonumber(lease) then return 'superseded' end
   local ek = pfx .. 'exec:' .. eid
@@ -29,7 +32,7 @@ local function finish(eid, result, hs, em, nxr, od, entry, once, lease)
     redis.call('XACK', KEYS[3], 'dispatchers', entry)
     redis.call('XDEL', KEYS[3], entry)
   end
-  local e = redis.call('HMGET', ek, 'st', 'cue', 'acct', 'oc')
+  local e = redis.call('HMGET', ek, 'st', 'cue', 'acct', 'oc', 'tb')
   if e[1] ~= 'delivering' then return '' end
   local ck = pfx .. 'cue:' .. e[2]
   local cue_exists = redis.call('EXISTS', ck) == 1
@@ -47,7 +50,9 @@ local function finish(eid, result, hs, em, nxr, od, entry, once, lease)
       status = 'success'
       redis.call('HSET', ek, 'st', status, 'hs', hs, 'ua', now, 'da', now, 'em', '')
       if cue_exists then redis.call('HSET', ck, 'lr', now) end
-      if once == '1' then set_cue_status(pfx, e[2], e[3], 'completed') end
+      if cue_exists and decides_cue(pfx, e[2], e[5]) then
+        set_cue_status(pfx, e[2], e[3], 'completed')
+      end
     end
   elseif nxr ~= '' then
     status = 'retrying'
@@ -57,15 +62,15 @@ local function finish(eid, result, hs, em, nxr, od, entry, once, lease)
     status = 'failed'
     redis.call('HSET', ek, 'st', status, 'hs', hs, 'ua', now, 'em', em)
     if cue_exists then redis.call('HSET', ck, 'lr', now) end
-    if once == '1' then set_cue_status(pfx, e[2], e[3], 'failed') end
+    if cue_exists and decides_cue(pfx, e[2], e[5]) then set_cue_status(pfx, e[2], e[3], 'failed') end
     alert_final_failure(pfx, eid, e[2], e[3], now)  -- streak, on_failure pause and notices (§12)
   end
   return status
 end
 
-for i = 3, #ARGV, 9 do
+for i = 3, #ARGV, 8 do
   out[#out + 1] = finish(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5],
-    ARGV[i + 6], ARGV[i + 7], ARGV[i + 8])
+    ARGV[i + 6], ARGV[i + 7])
 end
 dirty_flush(marks)
 return out

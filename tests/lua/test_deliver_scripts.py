@@ -55,7 +55,7 @@ async def start(store: Store, p: int, eid: str, now: int, timeout_s: int = 30, s
 
 
 def result(eid: str, entry: str, lease: int, ok: bool = True) -> list[str | int]:
-    return [eid, "ok" if ok else "fail", 200 if ok else 500, "" if ok else "boom", "", "", entry, 0, lease]
+    return [eid, "ok" if ok else "fail", 200 if ok else 500, "" if ok else "boom", "", "", entry, lease]
 
 
 @pytest.mark.parametrize(
