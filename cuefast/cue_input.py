@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from cuefast.models import Alerts, Delivery, OnFailure, Retry, Verification
-from cuefast.times import parse_datetime
+from cuefast.times import InstantOutOfRange, parse_datetime
 from cuefast.validate import MISSING, Checker, require_object
 
 TRANSPORTS = ("webhook", "worker")
@@ -89,6 +89,8 @@ def _schedule(c: Checker, value: Any, *, create: bool) -> ScheduleInput | Any:
         if out.at is not MISSING:
             try:
                 parse_datetime(out.at)
+            except InstantOutOfRange:
+                pass  # well-formed: the schedule stage answers invalid_schedule (its zone counts)
             except ValueError:
                 c.add("body.schedule.at", "Input should be a valid datetime")
                 out.at = MISSING
