@@ -20,7 +20,7 @@ from cuefast.render import render_rows, stored_json, stored_time
 from cuefast.signing import canonical_json
 from cuefast.store import Store
 from cuefast.times import RANGE_TEXT, InstantOutOfRange, fmt_offset, fmt_z, parse_datetime
-from cuefast.validate import query_int
+from cuefast.validate import MAX_OFFSET, query_int
 
 ALERT_TYPES = ("consecutive_failures", "outcome_timeout", "verification_failed")
 SEVERITY = "warning"
@@ -88,7 +88,7 @@ class AlertService:
             raise api_error(400, "invalid_filter", f"alert_type must be one of: {', '.join(ALERT_TYPES)}")
         since = _since(query.get("since"))
         limit = query_int(query, "limit", 20, 1, 100)
-        offset = query_int(query, "offset", 0, 0, None)
+        offset = query_int(query, "offset", 0, 0, MAX_OFFSET)
         rows, total = await self.store.alerts_page(account.id, alert_type, since, offset, limit)
         alerts = render_rows(rows, alert_json, "alert", lambda r: r.get("id", "?"))
         return {"alerts": alerts, "total": total, "limit": limit, "offset": offset}

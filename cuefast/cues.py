@@ -44,7 +44,7 @@ from cuefast.errors import (
     ValidationFailed,
 )
 from cuefast.executions import ExecutionFilters, ExecutionService, render_executions
-from cuefast.ids import new_cue_id, scheduled_execution_id
+from cuefast.ids import is_cue_id, new_cue_id, scheduled_execution_id
 from cuefast.models import (
     CONFIG_DECODER,
     Account,
@@ -371,7 +371,7 @@ class CueService:
 
     # ---- read --------------------------------------------------------------------
     async def get_owned(self, account: Account, cue_id: str) -> dict[str, str]:
-        if not cue_id.startswith("cue_") or len(cue_id) > 64:
+        if not is_cue_id(cue_id):
             raise CueNotFound()
         h = await self.store.get_cue(cue_id)
         if h is None or h.get("acct") != account.id:
@@ -382,7 +382,7 @@ class CueService:
         self, account: Account, cue_id: str, execution_limit: int, execution_offset: int
     ) -> dict[str, Any]:
         """A cue plus a page of its executions (newest first)."""
-        if not cue_id.startswith("cue_") or len(cue_id) > 64:
+        if not is_cue_id(cue_id):
             raise CueNotFound()
         h, ids, total = await self.store.get_cue_with_executions(cue_id, execution_limit, execution_offset)
         if h is None or h.get("acct") != account.id:
@@ -568,7 +568,7 @@ class CueService:
 
     # ---- delete ------------------------------------------------------------------
     async def delete(self, account: Account, cue_id: str) -> None:
-        if not cue_id.startswith("cue_") or len(cue_id) > 64:
+        if not is_cue_id(cue_id):
             raise CueNotFound()
         name = await self.store.delete_cue(cue_id, account.id)
         if name is None:

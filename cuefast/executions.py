@@ -26,7 +26,7 @@ from cuefast.errors import (
     InvalidSchedule,
     api_error,
 )
-from cuefast.ids import new_execution_id
+from cuefast.ids import is_cue_id, new_execution_id
 from cuefast.metrics import EXECUTIONS_CREATED, Metrics
 from cuefast.models import Account
 from cuefast.render import render_rows, stored_int, stored_json, stored_time
@@ -184,7 +184,7 @@ class ExecutionService:
 
     async def fire(self, account: Account, cue_id: str, req: FireRequest) -> dict[str, Any]:
         """A manual execution now (or at ``send_at``), with the effective payload (§7.10)."""
-        cue = await self.store.get_cue(cue_id) if cue_id.startswith("cue_") and len(cue_id) <= 64 else None
+        cue = await self.store.get_cue(cue_id) if is_cue_id(cue_id) else None
         if cue is None or cue.get("acct") != account.id:
             raise CueNotFound()
         now = self.clock.now_us()
@@ -306,7 +306,7 @@ class ExecutionService:
             older, total = await self._with_history(account, filters, offset, limit, total)
             return items + older, total, fmt_offset(first_claim)
         if filters.cue_id is not None:
-            cue = await self.store.get_cue(filters.cue_id) if filters.cue_id.startswith("cue_") else None
+            cue = await self.store.get_cue(filters.cue_id) if is_cue_id(filters.cue_id) else None
             if cue is None or cue.get("acct") != account.id:
                 return [], 0, None
             index_keys = [keys.cue_executions(filters.cue_id)]

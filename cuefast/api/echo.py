@@ -3,6 +3,9 @@
 ``POST /v1/echo/{token}`` needs no key (it is the webhook target): the body (≤ 1,000,000
 bytes) and lower-cased headers are kept for 300 s, at most 10 stored per client IP per hour.
 ``GET /v1/echo/{token}`` (with a key) answers ``waiting`` or what was delivered.
+
+Tokens are 16–256 URL-safe characters (``ids.is_echo_token``), checked before the key is
+built.
 """
 
 from __future__ import annotations
@@ -14,23 +17,22 @@ from litestar import Request, Response, get, post
 from litestar.handlers import HTTPRouteHandler
 
 from cuefast.api.http import json_response
-from cuefast.errors import EchoPayloadTooLarge, InvalidEchoToken, RateLimited
+from cuefast.errors import EchoPayloadTooLarge, InvalidEchoToken, InvalidPayload, RateLimited
+from cuefast.ids import is_echo_token
 from cuefast.runtime import Runtime
 from cuefast.times import fmt_offset
-from cuefast.validate import parse_json_body
+from cuefast.validate import has_bad_text, parse_json_body
 
-MIN_TOKEN = 16
-MAX_TOKEN = 256
 MAX_ECHO_BYTES = 1_000_000
 ECHO_TTL_SECONDS = 300
 ECHO_PER_IP_PER_HOUR = 10
 
 
 def _token(request: Request[Any, Any, Any]) -> str:
-    token = str(request.path_params["token"])
-    if not MIN_TOKEN <= len(token) <= MAX_TOKEN:
+    token = request.path_params["token"]
+    if not is_echo_token(token):
         raise InvalidEchoToken()
-    return token
+    return str(token)
 
 
 def routes(rt: Runtime) -> list[HTTPRouteHandler]:
@@ -44,6 +46,8 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         if len(raw) > MAX_ECHO_BYTES:
             raise EchoPayloadTooLarge()
         payload = parse_json_body(raw, required=False) if raw.strip() else None
+        if has_bad_text(payload):  # NUL or a lone surrogate: not storable as UTF-8 JSON
+            raise InvalidPayload()
         now = clock.now_us()
         record = {
             "payload": payload,
