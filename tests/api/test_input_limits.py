@@ -396,3 +396,11 @@ async def test_echo_input(api: Api) -> None:
         assert_error(await api.request("POST", f"/v1/echo/{token}", json={}), 400, "invalid_token")
         assert_error(await api.request("GET", f"/v1/echo/{token}", key), 400, "invalid_token")
     assert (await api.request("POST", f"/v1/echo/{'x' * 256}", json={})).status_code == 200
+
+
+async def test_non_json_errors_become_the_envelope(api: Api) -> None:
+    """Found by tests/fuzz: Litestar's OpenAPI routes answered their own 404 in HTML."""
+    for path in ("/docs/nope", "/docs/x/y", "/docs/swagger.json/x"):
+        assert_error(await api.client.get(path), 404, "http_error", "Not Found")
+    res = await api.client.get("/docs")
+    assert res.status_code == 200 and res.headers["content-type"].startswith("text/html")
