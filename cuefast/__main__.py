@@ -119,8 +119,13 @@ async def _serve(
         roles="+".join(
             r for r, on in (("api", api), ("scheduler", scheduler), ("dispatcher", dispatcher)) if on
         ),
+        refuse_eviction=True,  # the server roles refuse a Redis that may evict keys
     )
-    await rt.start()
+    try:
+        await rt.start()
+    except ConfigError:
+        await rt.close()
+        raise
     config = uvicorn.Config(
         create_app(rt, manage_runtime=False),
         host=settings.host,

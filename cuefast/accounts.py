@@ -59,7 +59,7 @@ def check_email(c: Checker, loc: str, value: Any) -> str | None:
     local = text.split("@", 1)[0]
     if (
         len(text) > 254
-        or not _EMAIL.match(text)
+        or not _EMAIL.fullmatch(text)  # (``match`` let a trailing newline through ``$``)
         or local.startswith(".")
         or local.endswith(".")
         or ".." in local
@@ -241,7 +241,7 @@ class AccountService:
             email = check_email(c, "body.email", obj["email"])
         if has_url:
             raw = obj["alert_webhook_url"]
-            url = c.string("body.alert_webhook_url", raw) if raw != "" else ""
+            url = c.string("body.alert_webhook_url", raw, max_len=2048) if raw != "" else ""
         c.raise_if_any()
         if url:
             try:

@@ -16,10 +16,11 @@ import msgspec
 
 from cuefast.errors import ValidationFailed, api_error
 from cuefast.models import Account
+from cuefast.render import render_rows, stored_json, stored_time
 from cuefast.signing import canonical_json
 from cuefast.store import Store
-from cuefast.times import fmt_offset, fmt_z, parse_datetime
-from cuefast.validate import query_int
+from cuefast.times import RANGE_TEXT, InstantOutOfRange, fmt_offset, fmt_z, parse_datetime
+from cuefast.validate import MAX_OFFSET, query_int
 
 ALERT_TYPES = ("consecutive_failures", "outcome_timeout", "verification_failed")
 SEVERITY = "warning"
@@ -31,17 +32,19 @@ def _metadata(row: Mapping[str, str]) -> Any:
 
 
 def alert_json(row: Mapping[str, str]) -> dict[str, Any]:
-    """An alert as ``GET /v1/alerts`` returns it (§12.5)."""
+    """An alert as ``GET /v1/alerts`` returns it (§12.5); a stored value that cannot be
+    rendered is null (``{}`` for metadata) and a logged data error."""
+    aid = row["id"]
     return {
-        "id": row["id"],
+        "id": aid,
         "cue_id": row.get("cue") or None,
         "execution_id": row.get("eid") or None,
         "alert_type": row.get("type"),
         "severity": SEVERITY,
         "message": row.get("msg", ""),
-        "metadata": _metadata(row),
+        "metadata": stored_json(row.get("md"), "alert", aid, "metadata", "{}"),
         "acknowledged": False,
-        "created_at": fmt_z(int(row["ca"])),
+        "created_at": stored_time(row.get("ca"), fmt_z, "alert", aid, "created_at"),
     }
 
 
@@ -69,6 +72,8 @@ def _since(raw: str | None) -> int | None:
         text = text.replace(" ", "+")
     try:
         return parse_datetime(text)
+    except InstantOutOfRange:
+        raise ValidationFailed([("query.since", f"Input {RANGE_TEXT}")]) from None
     except (ValueError, TypeError):
         raise ValidationFailed([("query.since", "Input should be a valid datetime")]) from None
 
@@ -83,6 +88,7 @@ class AlertService:
             raise api_error(400, "invalid_filter", f"alert_type must be one of: {', '.join(ALERT_TYPES)}")
         since = _since(query.get("since"))
         limit = query_int(query, "limit", 20, 1, 100)
-        offset = query_int(query, "offset", 0, 0, None)
+        offset = query_int(query, "offset", 0, 0, MAX_OFFSET)
         rows, total = await self.store.alerts_page(account.id, alert_type, since, offset, limit)
-        return {"alerts": [alert_json(r) for r in rows], "total": total, "limit": limit, "offset": offset}
+        alerts = render_rows(rows, alert_json, "alert", lambda r: r.get("id", "?"))
+        return {"alerts": alerts, "total": total, "limit": limit, "offset": offset}

@@ -65,6 +65,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     allow_register: bool = True
     allow_private_callbacks: bool = False
     allow_http_callbacks: bool = False
+    allow_eviction: bool = False
+    """Start the server roles even when Redis runs with a ``maxmemory-policy`` other than
+    ``noeviction`` (keys, i.e. cues and executions, can then vanish); logged as an error."""
     webhook_timeout_seconds: int = 30
     notify_timeout_seconds: int = 10
     webhook_stale_seconds: int = 300

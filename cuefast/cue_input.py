@@ -12,7 +12,7 @@ from typing import Any
 import msgspec
 
 from cuefast.models import Alerts, Delivery, OnFailure, Retry, Verification
-from cuefast.times import parse_datetime
+from cuefast.times import InstantOutOfRange, parse_datetime
 from cuefast.validate import MISSING, Checker, require_object
 
 TRANSPORTS = ("webhook", "worker")
@@ -20,6 +20,7 @@ METHODS = ("POST", "GET", "PUT", "PATCH")
 VERIFICATION_MODES = ("none", "require_external_id", "require_result_url", "require_artifacts", "manual")
 CATCH_UP = ("latest", "all", "none")
 CALLBACK_URL_REQUIRED = "Value error, callback.url is required for webhook transport"
+MAX_DESCRIPTION = 10_000
 
 
 class ScheduleInput(msgspec.Struct, kw_only=True):
@@ -89,6 +90,8 @@ def _schedule(c: Checker, value: Any, *, create: bool) -> ScheduleInput | Any:
         if out.at is not MISSING:
             try:
                 parse_datetime(out.at)
+            except InstantOutOfRange:
+                pass  # well-formed: the schedule stage answers invalid_schedule (its zone counts)
             except ValueError:
                 c.add("body.schedule.at", "Input should be a valid datetime")
                 out.at = MISSING
@@ -226,12 +229,14 @@ def _alerts(c: Checker, value: Any) -> dict[str, Any] | Any:
 def _common(c: Checker, body: dict[str, Any], draft: CueDraft, *, create: bool) -> None:
     """Fields shared by create and PATCH; a top-level null means "not provided"."""
     if body.get("name") is not None:
-        draft.name = c.string("body.name", body["name"], min_len=1, max_len=255)
+        draft.name = c.string("body.name", body["name"], min_len=1, max_len=255, single_line=True)
     elif create:
         c.add("body.name", "Field required")
     if "description" in body:
         desc = body["description"]
-        draft.description = None if desc is None else c.string("body.description", desc)
+        draft.description = (
+            None if desc is None else c.string("body.description", desc, max_len=MAX_DESCRIPTION)
+        )
     if body.get("schedule") is not None:
         draft.schedule = _schedule(c, body["schedule"], create=create)
     elif create:

@@ -43,8 +43,8 @@ from cuefast.errors import (
     UnsafeURL,
     ValidationFailed,
 )
-from cuefast.executions import ExecutionFilters, ExecutionService, render_execution
-from cuefast.ids import new_cue_id, scheduled_execution_id
+from cuefast.executions import ExecutionFilters, ExecutionService, render_executions
+from cuefast.ids import is_cue_id, new_cue_id, scheduled_execution_id
 from cuefast.models import (
     CONFIG_DECODER,
     Account,
@@ -56,8 +56,9 @@ from cuefast.models import (
     schedule_summary,
     stored_config,
 )
+from cuefast.render import render_rows, stored_int, stored_json, stored_time
 from cuefast.store import Store
-from cuefast.times import fmt_offset, fmt_z, parse_datetime
+from cuefast.times import MAX_INSTANT_TEXT, InstantOutOfRange, fmt_offset, fmt_z, parse_datetime
 from cuefast.validate import MISSING, has_bad_text
 
 log = logging.getLogger(__name__)
@@ -68,21 +69,20 @@ NO_WORKER_WARNING = "No active workers found. Start a cueapi-worker to process t
 _ENCODE = msgspec.json.encode
 
 
-def _int(value: str | None) -> int | None:
-    return int(value) if value else None
-
-
 def render_cue(
     h: dict[str, str], cfg: CueConfig | None = None, *, warning: str | None = None
 ) -> dict[str, Any]:
-    """A stored cue hash → the contract's Cue object (§7.1)."""
+    """A stored cue hash → the contract's Cue object (§7.1); a stored value that cannot be
+    rendered is null (``{}`` for the payload) and a logged data error (``cuefast.render``)."""
     cfg = cfg or CONFIG_DECODER.decode(h["cfg"])
+    cid = h["id"]
     s = cfg.schedule
     schedule: dict[str, Any] = {"type": s.type, "timezone": s.timezone}
     if s.cron is not None:
         schedule["cron"] = s.cron
-    if s.at is not None:
-        schedule["at"] = fmt_offset(s.at)
+    at = stored_time(s.at, fmt_offset, "cue", cid, "schedule.at")
+    if at is not None:
+        schedule["at"] = at
     cb = cfg.callback
     return {
         "id": h["id"],
@@ -92,12 +92,12 @@ def render_cue(
         "transport": h["tr"],
         "schedule": schedule,
         "callback": {"url": cb.url, "method": cb.method, "headers": cb.headers},
-        "payload": msgspec.Raw(h["pl"]),
+        "payload": stored_json(h.get("pl"), "cue", cid, "payload", "{}"),
         "retry": {"max_attempts": cfg.retry.max_attempts, "backoff_minutes": cfg.retry.backoff_minutes},
-        "next_run": fmt_z(_int(h.get("nr"))),
-        "last_run": fmt_z(_int(h.get("lr"))),
-        "run_count": int(h.get("rc") or 0),
-        "fired_count": int(h.get("fc") or 0),
+        "next_run": stored_time(h.get("nr"), fmt_z, "cue", cid, "next_run"),
+        "last_run": stored_time(h.get("lr"), fmt_z, "cue", cid, "last_run"),
+        "run_count": stored_int(h.get("rc"), "cue", cid, "run_count"),
+        "fired_count": stored_int(h.get("fc"), "cue", cid, "fired_count"),
         "on_failure": {
             "email": cfg.on_failure.email,
             "webhook": cfg.on_failure.webhook,
@@ -118,8 +118,8 @@ def render_cue(
         },
         "catch_up": cfg.catch_up,
         "warning": warning,
-        "created_at": fmt_z(int(h["ca"])),
-        "updated_at": fmt_z(int(h.get("ua") or h["ca"])),
+        "created_at": stored_time(h.get("ca"), fmt_z, "cue", cid, "created_at"),
+        "updated_at": stored_time(h.get("ua") or h.get("ca"), fmt_z, "cue", cid, "updated_at"),
     }
 
 
@@ -204,7 +204,12 @@ class CueService:
         if at_text is None and sched.at is None:
             return sched, InvalidSchedule("Timestamp is required for one-time schedules")
         if at_text is not None:
-            at = parse_datetime(at_text, tz)
+            try:
+                at = parse_datetime(at_text, tz)
+            except InstantOutOfRange as exc:
+                if not exc.late:
+                    return sched, InvalidSchedule("Scheduled time must be in the future")
+                return sched, InvalidSchedule(f"Scheduled time must not be after {MAX_INSTANT_TEXT}")
             if at <= now:
                 return sched, InvalidSchedule("Scheduled time must be in the future")
             sched = msgspec.structs.replace(sched, at=at)
@@ -366,7 +371,7 @@ class CueService:
 
     # ---- read --------------------------------------------------------------------
     async def get_owned(self, account: Account, cue_id: str) -> dict[str, str]:
-        if not cue_id.startswith("cue_") or len(cue_id) > 64:
+        if not is_cue_id(cue_id):
             raise CueNotFound()
         h = await self.store.get_cue(cue_id)
         if h is None or h.get("acct") != account.id:
@@ -377,7 +382,7 @@ class CueService:
         self, account: Account, cue_id: str, execution_limit: int, execution_offset: int
     ) -> dict[str, Any]:
         """A cue plus a page of its executions (newest first)."""
-        if not cue_id.startswith("cue_") or len(cue_id) > 64:
+        if not is_cue_id(cue_id):
             raise CueNotFound()
         h, ids, total = await self.store.get_cue_with_executions(cue_id, execution_limit, execution_offset)
         if h is None or h.get("acct") != account.id:
@@ -388,7 +393,7 @@ class CueService:
         if history is not None:  # executions beyond Redis retention (PostgreSQL)
             filters = ExecutionFilters(cue_id=cue_id)
             older, more = await history.merge(account.id, filters, execution_offset, execution_limit, total)
-            out["executions"] += [render_execution(e) for e in older]
+            out["executions"] += render_executions(list(older))
             total += more
         out["execution_total"] = total
         out["execution_limit"] = execution_limit
@@ -402,7 +407,8 @@ class CueService:
             return [], 0
         ids, total = await self.store.list_cue_ids(account.id, status, offset, limit)
         rows = await self.store.get_cues(ids)
-        return [render_cue(h) for h in rows if h and h.get("acct") == account.id], total
+        mine = [h for h in rows if h and h.get("acct") == account.id]
+        return render_rows(mine, render_cue, "cue", lambda h: h["id"]), total
 
     # ---- PATCH -------------------------------------------------------------------
     async def update(self, account: Account, cue_id: str, draft: CueDraft) -> dict[str, Any]:
@@ -573,7 +579,7 @@ class CueService:
 
     # ---- delete ------------------------------------------------------------------
     async def delete(self, account: Account, cue_id: str) -> None:
-        if not cue_id.startswith("cue_") or len(cue_id) > 64:
+        if not is_cue_id(cue_id):
             raise CueNotFound()
         name = await self.store.delete_cue(cue_id, account.id)
         if name is None:

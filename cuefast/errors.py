@@ -32,6 +32,12 @@ class CuefastError(Exception):
         return {"error": err}
 
 
+def _encodable(text: str) -> str:
+    """``text`` with any lone surrogate (from a client's key or value) spelled ``\\udXXX``, so
+    the envelope always encodes as UTF-8."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def api_error(status: int, code: str, message: str) -> CuefastError:
     """An ad-hoc error with an explicit status and code (rare paths)."""
     err = CuefastError(message)
@@ -47,6 +53,7 @@ class ValidationFailed(CuefastError):
     code = "validation_error"
 
     def __init__(self, problems: list[tuple[str, str]]) -> None:
+        problems = [(_encodable(loc), _encodable(text)) for loc, text in problems]
         loc, text = problems[0]
         super().__init__(
             f"{loc}: {text}",
@@ -236,7 +243,7 @@ class InvalidEchoToken(CuefastError):
     code = "invalid_token"
 
     def __init__(self) -> None:
-        super().__init__("Echo token must be at least 16 characters")
+        super().__init__("Echo token must be 16-256 characters of A-Z, a-z, 0-9, '.', '_', '~', '-'")
 
 
 class EchoPayloadTooLarge(CuefastError):

@@ -23,13 +23,15 @@ from cuefast.errors import (
     ExecutionNotFound,
     InvalidPayload,
     InvalidPayloadSize,
+    InvalidSchedule,
     api_error,
 )
-from cuefast.ids import new_execution_id
+from cuefast.ids import is_cue_id, new_execution_id
 from cuefast.metrics import EXECUTIONS_CREATED, Metrics
 from cuefast.models import Account
+from cuefast.render import render_rows, stored_int, stored_json, stored_time
 from cuefast.store import Store
-from cuefast.times import fmt_offset, fmt_z, parse_datetime
+from cuefast.times import RANGE_TEXT, InstantOutOfRange, fmt_offset, fmt_z, parse_datetime
 from cuefast.validate import MISSING, Checker, has_bad_text, require_object
 
 if TYPE_CHECKING:
@@ -48,41 +50,44 @@ def triggered_by(tb: str | None) -> str:
     return tb or "scheduled"
 
 
-def _int(value: str | None) -> int | None:
-    return int(value) if value else None
-
-
-def _time(h: dict[str, str], field: str) -> str | None:
-    return fmt_z(_int(h.get(field)))
-
-
 def render_execution(h: dict[str, str]) -> dict[str, Any]:
-    outcome = h.get("oc")
+    """A stored execution hash → the contract's Execution object (§8.1); a stored value that
+    cannot be rendered is null (``{}`` for the payload) and a logged data error."""
+    eid = h["id"]
+
+    def time(field: str, name: str) -> str | None:
+        return stored_time(h.get(field), fmt_z, "execution", eid, name)
+
     return {
-        "id": h["id"],
+        "id": eid,
         "cue_id": h["cue"],
-        "scheduled_for": fmt_z(int(h["sf"])),
+        "scheduled_for": time("sf", "scheduled_for"),
         "status": h["st"],
-        "http_status": _int(h.get("hs")),
-        "attempts": int(h.get("att") or 0),
+        "http_status": stored_int(h.get("hs"), "execution", eid, "http_status", None),
+        "attempts": stored_int(h.get("att"), "execution", eid, "attempts"),
         "error_message": h.get("em") or None,
-        "started_at": _time(h, "sa"),
-        "delivered_at": _time(h, "da"),
-        "last_attempt_at": _time(h, "la"),
-        "outcome": msgspec.Raw(outcome) if outcome else None,
-        "created_at": fmt_z(int(h["ca"])),
-        "updated_at": fmt_z(int(h.get("ua") or h["ca"])),
+        "started_at": time("sa", "started_at"),
+        "delivered_at": time("da", "delivered_at"),
+        "last_attempt_at": time("la", "last_attempt_at"),
+        "outcome": stored_json(h.get("oc"), "execution", eid, "outcome"),
+        "created_at": time("ca", "created_at"),
+        "updated_at": time("ua" if h.get("ua") else "ca", "updated_at"),
         "triggered_by": triggered_by(h.get("tb")),
-        "payload": msgspec.Raw(h.get("pl") or "{}"),
+        "payload": stored_json(h.get("pl"), "execution", eid, "payload", "{}"),
         "outcome_state": h.get("os") or None,
         "claimed_by_worker": h.get("cw") or None,
-        "claimed_at": _time(h, "cla"),
-        "last_heartbeat_at": _time(h, "lh"),
-        "lease_expires_at": _time(h, "lx"),
-        "next_retry": _time(h, "nxr"),
-        "outcome_deadline_at": _time(h, "od"),
+        "claimed_at": time("cla", "claimed_at"),
+        "last_heartbeat_at": time("lh", "last_heartbeat_at"),
+        "lease_expires_at": time("lx", "lease_expires_at"),
+        "next_retry": time("nxr", "next_retry"),
+        "outcome_deadline_at": time("od", "outcome_deadline_at"),
         "replayed_from": h.get("rf") or None,
     }
+
+
+def render_executions(rows: list[dict[str, str] | None]) -> list[dict[str, Any]]:
+    """A listing's rows; one that cannot be rendered at all is logged and left out."""
+    return render_rows(rows, render_execution, "execution", lambda h: h.get("id", "?"))
 
 
 class ExecutionFilters(msgspec.Struct, kw_only=True):
@@ -133,12 +138,15 @@ def parse_fire(body: Any) -> FireRequest:
         strategy = c.choice("body.merge_strategy", obj["merge_strategy"], ("merge", "replace"))
         if strategy is not MISSING:
             req.merge_strategy = strategy
+    out_of_range = False
     if obj.get("send_at") is not None:
         text = c.string("body.send_at", obj["send_at"])
         if text is not MISSING:
             try:
                 req.send_at = parse_datetime(text)
                 req.send_at_text = fmt_offset(req.send_at)
+            except InstantOutOfRange:
+                out_of_range = True
             except ValueError:
                 c.add("body.send_at", "Input should be a valid datetime")
     if obj.get("idempotency_key") is not None:
@@ -146,6 +154,8 @@ def parse_fire(body: Any) -> FireRequest:
         if key is not MISSING:
             req.idempotency_key = key
     c.raise_if_any()
+    if out_of_range:
+        raise InvalidSchedule(f"send_at {RANGE_TEXT}")
     return req
 
 
@@ -181,7 +191,7 @@ class ExecutionService:
 
     async def fire(self, account: Account, cue_id: str, req: FireRequest) -> dict[str, Any]:
         """A manual execution now (or at ``send_at``), with the effective payload (§7.10)."""
-        cue = await self.store.get_cue(cue_id) if cue_id.startswith("cue_") and len(cue_id) <= 64 else None
+        cue = await self.store.get_cue(cue_id) if is_cue_id(cue_id) else None
         if cue is None or cue.get("acct") != account.id:
             raise CueNotFound()
         now = self.clock.now_us()
@@ -278,7 +288,7 @@ class ExecutionService:
 
     async def cue_page(self, cue_id: str, ids: list[str]) -> list[dict[str, Any]]:
         rows = await self.store.get_executions(ids)
-        return [render_execution(h) for h in rows if h and h.get("cue") == cue_id]
+        return render_executions([h for h in rows if h and h.get("cue") == cue_id])
 
     async def _with_history(
         self, account: Account, filters: ExecutionFilters, offset: int, limit: int, redis_total: int
@@ -287,7 +297,7 @@ class ExecutionService:
         if self.history is None:
             return [], redis_total
         rows, older = await self.history.merge(account.id, filters, offset, limit, redis_total)
-        return [render_execution(h) for h in rows], redis_total + older
+        return render_executions(list(rows)), redis_total + older
 
     async def list(
         self, account: Account, filters: ExecutionFilters, limit: int, offset: int
@@ -299,11 +309,11 @@ class ExecutionService:
             page_ids, total = await self.store.index_page(index_keys, offset, limit)
             rows = await self.store.get_executions(page_ids)
             first_claim = await self.store.oldest_claimed(account.id)
-            items = [render_execution(h) for h in rows if h]
+            items = render_executions(rows)
             older, total = await self._with_history(account, filters, offset, limit, total)
             return items + older, total, fmt_offset(first_claim)
         if filters.cue_id is not None:
-            cue = await self.store.get_cue(filters.cue_id) if filters.cue_id.startswith("cue_") else None
+            cue = await self.store.get_cue(filters.cue_id) if is_cue_id(filters.cue_id) else None
             if cue is None or cue.get("acct") != account.id:
                 return [], 0, None
             index_keys = [keys.cue_executions(filters.cue_id)]
@@ -324,6 +334,6 @@ class ExecutionService:
                 oldest = int(cla) if oldest is None else min(oldest, int(cla))
         page_ids = matched[offset : offset + limit]
         rows = await self.store.get_executions(page_ids)
-        items = [render_execution(h) for h in rows if h]
+        items = render_executions(rows)
         older, total = await self._with_history(account, filters, offset, limit, len(matched))
         return items + older, total, fmt_offset(oldest)

@@ -1,4 +1,10 @@
-"""Identifiers and secrets (CONTRACT.md §3.3)."""
+"""Identifiers and secrets (CONTRACT.md §3.3).
+
+The ``is_*`` predicates are THE rule for each client-supplied id: every route (path, query
+or body) checks an id with its predicate before the id can reach a key name, and a
+malformed id is simply "not found" (§3.3). Execution ids also carry their partition in
+the last byte, which ``Keys.execution_partition`` checks on top of ``is_execution_id``.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +12,36 @@ import hashlib
 import re
 import secrets
 import uuid
+from typing import TypeGuard
 
 _ALNUM = "abcdefghijklmnopqrstuvwxyz0123456789"
 _SLUG_BAD = re.compile(r"[^a-z0-9]+")
+
+CUE_ID_RE = re.compile(r"cue_[a-z0-9]{12}")
+EXECUTION_ID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+ECHO_TOKEN_RE = re.compile(r"[A-Za-z0-9._~-]{16,256}")
+MAX_WORKER_ID = 255
+_WORKER_BAD = re.compile("[\x00-\x1f\x7f\ud800-\udfff]")
+
+
+def is_cue_id(value: object) -> TypeGuard[str]:
+    """``cue_`` + 12 of ``[a-z0-9]``."""
+    return isinstance(value, str) and CUE_ID_RE.fullmatch(value) is not None
+
+
+def is_execution_id(value: object) -> TypeGuard[str]:
+    """A UUID in canonical lowercase 8-4-4-4-12 form (alert ids have the same form)."""
+    return isinstance(value, str) and EXECUTION_ID_RE.fullmatch(value) is not None
+
+
+def is_worker_id(value: object) -> TypeGuard[str]:
+    """A client-chosen worker id: 1–255 characters, no control characters or lone surrogates."""
+    return isinstance(value, str) and 0 < len(value) <= MAX_WORKER_ID and _WORKER_BAD.search(value) is None
+
+
+def is_echo_token(value: object) -> TypeGuard[str]:
+    """An echo token: 16–256 URL-safe characters (the CLI's quickstart sends ``qs-<16 hex>``)."""
+    return isinstance(value, str) and ECHO_TOKEN_RE.fullmatch(value) is not None
 
 
 def new_cue_id() -> str:

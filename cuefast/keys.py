@@ -16,11 +16,11 @@ Every script's keys are built here from one slot, so each script touches one has
 
 from __future__ import annotations
 
-import re
 import zlib
 
-_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-CUE_ID_RE = re.compile(r"^cue_[a-z0-9]{12}$")
+from cuefast.ids import CUE_ID_RE, is_execution_id
+
+__all__ = ["CUE_ID_RE", "CUE_STATUSES", "Keys"]
 CUE_STATUSES = ("active", "paused", "completed", "failed")
 
 
@@ -40,7 +40,7 @@ class Keys:
 
     def execution_partition(self, execution_id: str) -> int | None:
         """The partition encoded in an execution id, or None for a malformed id."""
-        if len(execution_id) != 36 or not _UUID_RE.match(execution_id):
+        if not is_execution_id(execution_id):
             return None
         p = int(execution_id[-2:], 16)
         return p if p < self.partitions else None

@@ -18,13 +18,14 @@ from cuefast.metrics import OUTCOMES, Metrics
 from cuefast.models import CONFIG_DECODER, Account
 from cuefast.store import Store, month_of
 from cuefast.times import fmt_z
-from cuefast.validate import MISSING, Checker, require_object
+from cuefast.validate import MISSING, Checker, has_bad_text, has_surrogate, require_object
 
 MAX_TEXT = 16_384
 MAX_METADATA = 32_768
 EVIDENCE = ("external_id", "result_url", "result_ref", "result_type", "summary", "artifacts")
 _LIMITS = {"external_id": 500, "result_ref": 500, "result_type": 100, "summary": 500}
 VERIFIABLE = frozenset({"reported_success", "reported_failure", "verification_pending"})
+JSON_BAD_TEXT = "Value should not contain NUL characters or unpaired surrogates"
 
 
 ParsedOutcome = tuple[bool, str | None, str | None, Any, dict[str, Any]]
@@ -54,6 +55,8 @@ def _evidence(c: Checker, obj: dict[str, Any], loc: str = "body") -> dict[str, A
         if name == "artifacts":
             if not isinstance(value, list):
                 c.add(f"{loc}.artifacts", "Input should be a valid list")
+            elif has_bad_text(value):
+                c.add(f"{loc}.artifacts", JSON_BAD_TEXT)
             elif value:
                 out[name] = value
             continue
@@ -75,6 +78,9 @@ def _metadata(c: Checker, obj: dict[str, Any], loc: str = "body") -> Any:
     if not isinstance(value, dict):
         c.add(f"{loc}.metadata", "Input should be a valid dictionary")
         return None
+    if has_bad_text(value):
+        c.add(f"{loc}.metadata", JSON_BAD_TEXT)
+        return None
     if len(msgspec.json.encode(value)) > MAX_METADATA:
         raise MetadataTooLarge()
     return value
@@ -94,10 +100,12 @@ def parse_outcome(body: Any, loc: str = "body") -> ParsedOutcome:
         value = obj.get(name)
         if value is None:
             texts[name] = None
-        elif isinstance(value, str):
-            texts[name] = value[:MAX_TEXT]
-        else:
+        elif not isinstance(value, str):
             c.add(f"{loc}.{name}", "Input should be a valid string")
+        elif has_surrogate(value):  # cannot be stored as UTF-8 (NUL is fine: free text)
+            c.add(f"{loc}.{name}", "String should not contain unpaired surrogates")
+        else:
+            texts[name] = value[:MAX_TEXT]
     evidence = _evidence(c, obj, loc)
     c.raise_if_any()
     metadata = _metadata(c, obj, loc)

@@ -11,6 +11,7 @@ from cuefast.accounts import AccountService
 from cuefast.clock import Clock, SystemClock
 from cuefast.config import Settings
 from cuefast.cues import CueService
+from cuefast.errors import ConfigError
 from cuefast.executions import ExecutionService
 from cuefast.history import History
 from cuefast.keys import Keys
@@ -23,11 +24,48 @@ from cuefast.worker_registry import WorkerRegistry
 log = logging.getLogger(__name__)
 
 
-class Runtime:
-    """Redis store, PostgreSQL pool and the domain services of one process."""
+async def eviction_policies(redis: Any) -> set[str]:
+    """The ``maxmemory-policy`` of the server(s) behind ``redis`` (every node of a cluster):
+    ``CONFIG GET`` where allowed, else ``INFO memory``; empty when neither answers."""
+    found: set[str] = set()
 
-    def __init__(self, settings: Settings, clock: Clock | None = None, roles: str = "api") -> None:
+    def collect(value: Any, key: str) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                if k == key and isinstance(v, str | bytes):
+                    found.add(v.decode() if isinstance(v, bytes) else v)
+                else:
+                    collect(v, key)
+
+    try:
+        collect(await redis.config_get("maxmemory-policy"), "maxmemory-policy")
+    except Exception:  # CONFIG disabled or renamed (managed Redis)
+        pass
+    if not found:
+        try:
+            collect(await redis.info("memory"), "maxmemory_policy")
+        except Exception:
+            pass
+    return found
+
+
+class Runtime:
+    """Redis store, PostgreSQL pool and the domain services of one process.
+
+    ``refuse_eviction``: ``start`` raises ConfigError when Redis may evict keys (the server
+    roles; overridden by ``CUEFAST_ALLOW_EVICTION=true``). Every process logs that as an error.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock | None = None,
+        roles: str = "api",
+        *,
+        refuse_eviction: bool = False,
+    ) -> None:
         self.settings = settings
+        self.refuse_eviction = refuse_eviction
         self.clock: Clock = clock or SystemClock()
         self.keys = Keys(settings.key_prefix, settings.partitions)
         self.store = Store(connect(settings.redis_url), self.keys)
@@ -47,6 +85,7 @@ class Runtime:
 
     async def start(self) -> None:
         await self.store.redis.ping()
+        await self.check_eviction()
         await self.store.check_partitions()
         await self.store.preload()
         self.metrics_flusher.start()
@@ -58,6 +97,27 @@ class Runtime:
                     "postgres unreachable at start (%s); retrying in the background", type(exc).__name__
                 )
                 self._pg_task = asyncio.create_task(self._retry_pg())
+
+    async def check_eviction(self) -> None:
+        """Keys vanishing silently is data loss: Redis must run with ``noeviction``."""
+        evicting = sorted(p for p in await eviction_policies(self.store.redis) if p != "noeviction")
+        if not evicting:
+            return
+        policy = ", ".join(evicting)
+        log.error(
+            "Redis maxmemory-policy is %s, not noeviction: under memory pressure Redis deletes "
+            "keys (cues, executions, claims) without a trace. Run Redis with "
+            "'maxmemory-policy noeviction'%s",
+            policy,
+            " (CUEFAST_ALLOW_EVICTION=true: starting anyway)"
+            if self.settings.allow_eviction
+            else (" (CUEFAST_ALLOW_EVICTION=true starts anyway)" if self.refuse_eviction else ""),
+        )
+        if self.refuse_eviction and not self.settings.allow_eviction:
+            raise ConfigError(
+                f"Redis maxmemory-policy is {policy}; cuefast needs noeviction "
+                "(set CUEFAST_ALLOW_EVICTION=true to start anyway and accept losing data)"
+            )
 
     async def _connect_pg(self) -> None:
         pool = await pg.create_pool(self.settings.database_url, self.settings.database_schema)

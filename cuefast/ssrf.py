@@ -30,7 +30,12 @@ Host handling (the host is what gets judged, so it is normalised first):
 Addresses: IPv4-mapped IPv6 (``::ffff:a.b.c.d``) is judged, and connected to, as the IPv4
 address. NAT64 (``64:ff9b::/96``) and 6to4 (``2002::/16``) addresses are also blocked when
 the IPv4 address they embed is blocked. A resolver answer that is not an IP address counts
-as blocked (fail closed).
+as blocked (fail closed). Blocked whatever the policy, beyond the contract's list: the IETF
+protocol block ``192.0.0.0/24``, IPv4-compatible IPv6 ``::a.b.c.d`` (``::/96`` but ``::1``),
+IPv4-translated ``::ffff:0:a.b.c.d`` (``::ffff:0:0:0/96``), local-use NAT64
+``64:ff9b:1::/48`` (its embedding is not fixed, so nothing in it is judged by the IPv4
+address) and deprecated site-local ``fec0::/10``. One function, ``is_blocked_ip``, judges
+every address at save time and at delivery time.
 """
 
 from __future__ import annotations
@@ -70,10 +75,24 @@ def _nets(*cidrs: str) -> tuple[tuple[ipaddress.IPv4Network, ...], tuple[ipaddre
     return v4, v6
 
 
-# Blocked whatever the policy: unspecified, link-local (cloud metadata), multicast, reserved.
+# Blocked whatever the policy: unspecified, link-local (cloud metadata), multicast, reserved,
+# IETF protocol assignments, and the IPv6 forms that carry an IPv4 address no one routes as
+# IPv6 (IPv4-compatible, IPv4-translated, local-use NAT64) or are deprecated (site-local).
 _HARD_V4, _HARD_V6 = _nets(
-    "0.0.0.0/8", "169.254.0.0/16", "224.0.0.0/4", "240.0.0.0/4", "::/128", "fe80::/10", "ff00::/8"
+    "0.0.0.0/8",
+    "169.254.0.0/16",
+    "192.0.0.0/24",
+    "224.0.0.0/4",
+    "240.0.0.0/4",
+    "::/128",
+    "fe80::/10",
+    "ff00::/8",
+    "::ffff:0:0:0/96",
+    "64:ff9b:1::/48",
+    "fec0::/10",
 )
+_V4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+_LOOPBACK_V6 = ipaddress.IPv6Address("::1")
 # Blocked unless ``allow_private``: loopback, private, CGNAT, benchmarking, unique-local.
 _PRIVATE_V4, _PRIVATE_V6 = _nets(
     "10.0.0.0/8",
@@ -138,7 +157,7 @@ def is_blocked_ip(ip: IPAddress, policy: Policy) -> bool:
             return True
         if ip.ipv4_mapped is not None:
             return False
-        if any(ip in net for net in _HARD_V6):
+        if any(ip in net for net in _HARD_V6) or (ip in _V4_COMPATIBLE and ip != _LOOPBACK_V6):
             return True
         return not policy.allow_private and any(ip in net for net in _PRIVATE_V6)
     if any(ip in net for net in _HARD_V4):

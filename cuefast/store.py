@@ -398,7 +398,10 @@ class Store:
         h["id"] = cue_id
         if blob is not None:
             stored, long, payload = str(blob).partition("\n")
-            h["cfg"] = config_json(stored, h["sch"])
+            try:
+                h["cfg"] = config_json(stored, h.get("sch", ""))
+            except ValueError:  # an unreadable ``sch``: no config (the views log a data error)
+                pass
             if long:
                 h["pl"] = payload
             h.setdefault("pl", "{}")

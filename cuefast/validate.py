@@ -20,6 +20,40 @@ from cuefast.errors import InvalidJSON, ValidationFailed
 
 MISSING: Any = msgspec.UNSET
 _BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_CONTROL = re.compile("[\x00-\x1f\x7f]")
+BAD_TEXT = "String should not contain NUL characters or unpaired surrogates"
+
+MAX_DEPTH = 64
+"""Deepest nesting of arrays and objects a request body may have (README "Input limits")."""
+MAX_OFFSET = 10_000_000
+"""Largest ``offset`` / ``execution_offset`` a listing accepts."""
+MAX_HEADERS = 100
+MAX_HEADER_NAME = 256
+MAX_HEADER_VALUE = 8192
+"""``callback.headers``: at most this many entries, names and values at most this long."""
+MAX_QUERY_TEXT = 255
+"""Longest text query parameter used in a lookup (``task``, ``agent``)."""
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_FOLD_BRACKETS = bytes.maketrans(b"{}", b"[]")
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_QUERY_INT = re.compile(r"[+-]?[0-9]{1,20}")
+
+
+def too_deep(raw: bytes, limit: int = MAX_DEPTH) -> bool:
+    """Whether the JSON text ``raw`` nests arrays/objects deeper than ``limit``, decided on the
+    bytes before any decoder recurses: strings are cut out, brackets folded to ``[]``, and each
+    pass removes one innermost level (C-speed ``bytes`` operations; a body with at most
+    ``limit`` brackets is never scanned). Unbalanced text is left to the decoder (False)."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    levels = _JSON_STRING.sub(b"", raw).translate(_FOLD_BRACKETS, _NOT_BRACKETS)
+    for _ in range(limit):
+        inner = levels.replace(b"[]", b"")
+        if not inner or inner == levels:
+            return False
+        levels = inner
+    return True
 
 
 def _no_constants(name: str) -> Any:
@@ -29,14 +63,18 @@ def _no_constants(name: str) -> Any:
 def parse_json_body(raw: bytes, *, required: bool = True) -> Any:
     """Decode a request body. Empty → ``{}`` when the body is optional.
 
-    msgspec is tried first (fast); it refuses lone-surrogate escapes, which are valid
-    JSON, so the stdlib decoder (NaN/Infinity refused) settles those cases and the
-    payload checks can answer ``invalid_payload`` rather than ``invalid_json``.
+    Nesting deeper than ``MAX_DEPTH`` is refused first (422 ``body``), so nothing after
+    decoding ever recurses deeper than that. msgspec is tried first (fast); it refuses
+    lone-surrogate escapes, which are valid JSON, so the stdlib decoder (NaN/Infinity
+    refused) settles those cases and the text checks can answer ``invalid_payload`` /
+    422 rather than ``invalid_json``.
     """
     if not raw.strip():
         if required:
             raise ValidationFailed([("body", "Field required")])
         return {}
+    if too_deep(raw):
+        raise ValidationFailed([("body", f"JSON should not nest deeper than {MAX_DEPTH} levels")])
     try:
         return msgspec.json.decode(raw)
     except msgspec.DecodeError:
@@ -56,14 +94,27 @@ def require_object(body: Any) -> dict[str, Any]:
 
 
 def has_bad_text(value: Any) -> bool:
-    """True if any string (key or value) holds NUL or an unpaired surrogate."""
-    if isinstance(value, str):
-        return _BAD_TEXT.search(value) is not None
-    if isinstance(value, dict):
-        return any(has_bad_text(k) or has_bad_text(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(has_bad_text(v) for v in value)
+    """True if any string (key or value) holds NUL or an unpaired surrogate (iterative: any
+    depth)."""
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            if _BAD_TEXT.search(v):
+                return True
+        elif isinstance(v, dict):
+            for k, item in v.items():
+                if isinstance(k, str) and _BAD_TEXT.search(k):
+                    return True
+                stack.append(item)
+        elif isinstance(v, list):
+            stack.extend(v)
     return False
+
+
+def has_surrogate(text: str) -> bool:
+    """True if ``text`` holds an unpaired surrogate (it cannot be encoded as UTF-8)."""
+    return _SURROGATE.search(text) is not None
 
 
 class Checker:
@@ -88,6 +139,7 @@ class Checker:
         min_len: int = 0,
         max_len: int | None = None,
         clean: bool = True,
+        single_line: bool = False,
     ) -> Any:
         if not isinstance(value, str):
             self.add(loc, "Input should be a valid string")
@@ -99,7 +151,10 @@ class Checker:
             self.add(loc, f"String should have at most {max_len} characters")
             return MISSING
         if clean and _BAD_TEXT.search(value):
-            self.add(loc, "String should not contain NUL characters or unpaired surrogates")
+            self.add(loc, BAD_TEXT)
+            return MISSING
+        if single_line and _CONTROL.search(value):
+            self.add(loc, "String should not contain control characters (CR, LF, …)")
             return MISSING
         return value
 
@@ -168,9 +223,18 @@ class Checker:
         if not isinstance(value, dict):
             self.add(loc, "Input should be a valid dictionary")
             return MISSING
+        if len(value) > MAX_HEADERS:
+            self.add(loc, f"Dictionary should have at most {MAX_HEADERS} items")
+            return MISSING
         ok = True
         for key, val in value.items():
-            if not isinstance(val, str):
+            if len(key) > MAX_HEADER_NAME or (isinstance(val, str) and len(val) > MAX_HEADER_VALUE):
+                self.add(
+                    f"{loc}.{key[:MAX_HEADER_NAME]}",
+                    f"Header names have at most {MAX_HEADER_NAME} characters, values {MAX_HEADER_VALUE}",
+                )
+                ok = False
+            elif not isinstance(val, str):
                 self.add(f"{loc}.{key}", "Input should be a valid string")
                 ok = False
             elif _BAD_TEXT.search(key) or _BAD_TEXT.search(val) or "\r" in val or "\n" in val:
@@ -182,19 +246,32 @@ class Checker:
         return value if ok else MISSING
 
 
-def query_int(params: Mapping[str, str], name: str, default: int, ge: int, le: int | None) -> int:
-    """A pagination query parameter (CONTRACT.md §3.9)."""
+def query_int(params: Mapping[str, str], name: str, default: int, ge: int, le: int) -> int:
+    """A pagination query parameter (CONTRACT.md §3.9): ASCII digits with an optional sign,
+    between ``ge`` and ``le`` (every integer parameter has an upper bound)."""
     raw = params.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw.strip())
-    except ValueError:
+    text = raw.strip()
+    if not _QUERY_INT.fullmatch(text):
         raise ValidationFailed(
             [(f"query.{name}", "Input should be a valid integer, unable to parse string as an integer")]
-        ) from None
+        )
+    value = int(text)
     if value < ge:
         raise ValidationFailed([(f"query.{name}", f"Input should be greater than or equal to {ge}")])
-    if le is not None and value > le:
+    if value > le:
         raise ValidationFailed([(f"query.{name}", f"Input should be less than or equal to {le}")])
     return value
+
+
+def query_text(params: Mapping[str, str], name: str, max_len: int = MAX_QUERY_TEXT) -> str | None:
+    """A text query parameter that names something to look up (at most ``max_len``
+    characters, no control characters or lone surrogates); absent or empty → None."""
+    raw = params.get(name)
+    if not raw:
+        return None
+    c = Checker()
+    c.string(f"query.{name}", raw, min_len=1, max_len=max_len, single_line=True)
+    c.raise_if_any()
+    return raw

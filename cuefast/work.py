@@ -42,6 +42,7 @@ from cuefast.errors import (
     ExecutionNotFound,
     NotExecutionOwner,
 )
+from cuefast.ids import is_execution_id
 from cuefast.models import CONFIG_DECODER, Account
 from cuefast.outcomes import OutcomeService, ParsedOutcome, parse_outcome
 from cuefast.store import Store, month_of
@@ -321,8 +322,8 @@ class WorkService:
                 if self.store.keys.execution_partition(str(eid)) is None:
                     raise ExecutionNotFound()
                 items.append((str(eid), parsed))
-            except CuefastError as err:
-                items.append((str(eid) if isinstance(eid, str) else "", err))
+            except CuefastError as err:  # echoed back only when well-formed (always encodable)
+                items.append((eid if is_execution_id(eid) else "", err))
         results = await self.outcomes.report_many(account, items)
         return {
             "results": [

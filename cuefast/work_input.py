@@ -16,14 +16,14 @@ def worker_id_field(c: Checker, obj: dict[str, Any], loc: str = "body.worker_id"
     if obj.get("worker_id") is None:
         c.add(loc, "Field required")
         return MISSING
-    return c.string(loc, obj["worker_id"], min_len=1, max_len=255)
+    return c.string(loc, obj["worker_id"], min_len=1, max_len=255, single_line=True)
 
 
 def optional_text(c: Checker, obj: dict[str, Any], name: str) -> str | None:
     value = obj.get(name)
     if value is None:
         return None
-    checked = c.string(f"body.{name}", value, min_len=1, max_len=255)
+    checked = c.string(f"body.{name}", value, min_len=1, max_len=255, single_line=True)
     return None if checked is MISSING else str(checked)
 
 
@@ -69,7 +69,7 @@ def parse_batch_claim(body: Any, max_lease: int) -> BatchClaim:
         else:
             tasks = []
             for i, t in enumerate(raw):
-                checked = c.string(f"body.tasks.{i}", t, min_len=1, max_len=255)
+                checked = c.string(f"body.tasks.{i}", t, min_len=1, max_len=255, single_line=True)
                 if checked is not MISSING:
                     tasks.append(str(checked))
             tasks = list(dict.fromkeys(tasks))

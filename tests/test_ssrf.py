@@ -452,3 +452,50 @@ async def test_resolve_host() -> None:
     for host, policy in (("internal.example", STRICT), ("::1", STRICT), ("169.254.169.254", LOCAL)):
         with pytest.raises(UnsafeURL, match=f"^{AT_SEND}$"):
             await resolve_host(host, 80, policy, DNS)
+
+
+# ---- ranges beyond the contract's list (issue 12, A9): blocked at save and at delivery,
+# whatever the policy, both as literals and as resolver answers --------------------------------
+EXTRA_BLOCKED = [
+    "::127.0.0.1",  # IPv4-compatible IPv6
+    "::8.8.8.8",  # IPv4-compatible, public inside: the form itself is blocked
+    "64:ff9b:1::808:808",  # local-use NAT64 (RFC 8215)
+    "64:ff9b:1:ffff::1",
+    "::ffff:0:7f00:1",  # IPv4-translated (SIIT, ::ffff:0:0:0/96)
+    "::ffff:0:808:808",
+    "fec0::1",  # site-local (deprecated)
+    "feff:ffff::1",
+    "192.0.0.1",  # IETF protocol assignments
+    "192.0.0.170",  # NAT64 discovery
+    "192.0.0.255",
+]
+
+
+@pytest.mark.parametrize("addr", EXTRA_BLOCKED)
+async def test_extra_ranges_blocked_at_save_and_delivery(addr: str) -> None:
+    literal = f"https://[{addr}]/" if ":" in addr else f"https://{addr}/"
+
+    async def answers(host: str, port: int) -> list[str]:
+        return [addr]
+
+    for policy in (STRICT, LOCAL):
+        assert is_blocked_ip(ipaddress.ip_address(addr), policy)
+        assert await reason(literal, policy, NO_DNS) == BLOCKED
+        assert await send_reason(literal, policy, NO_DNS) == AT_SEND
+        assert await reason("https://public.example/", policy, answers) == BLOCKED
+        assert await send_reason("https://public.example/", policy, answers) == AT_SEND
+        with pytest.raises(UnsafeURL):
+            await resolve_host("public.example", 443, policy, answers)
+
+
+def test_extra_ranges_neighbours_stay_allowed() -> None:
+    for text in (
+        "192.0.1.1",
+        "191.255.255.255",
+        "::ffff:8.8.8.8",
+        "64:ff9b::808:808",
+        "fe00::1",
+        "2001:db9::1",
+    ):
+        assert not is_blocked_ip(ipaddress.ip_address(text), STRICT), text
+    assert not is_blocked_ip(ipaddress.ip_address("::1"), LOCAL)  # loopback is not "IPv4-compatible"

@@ -3,6 +3,14 @@
 ``POST /v1/echo/{token}`` needs no key (it is the webhook target): the body (≤ 1,000,000
 bytes) and lower-cased headers are kept for 300 s, at most 10 stored per client IP per hour.
 ``GET /v1/echo/{token}`` (with a key) answers ``waiting`` or what was delivered.
+
+Tokens are 16–256 URL-safe characters (``ids.is_echo_token``), checked before the key is
+built. Whoever knows a token can read its echo, so the stored headers — which carry a
+cue's custom ``callback.headers`` and its signature — are shown in full only to the account
+whose cue delivered them (``X-CueAPI-Cue-Id`` names a cue of the caller). A delivery by
+another account's cue shows no headers at all; a request that names no existing cue (a
+manual ``curl``) shows its headers with ``Authorization``, ``Proxy-Authorization``,
+``Cookie`` and ``X-CueAPI-Signature`` redacted.
 """
 
 from __future__ import annotations
@@ -14,23 +22,37 @@ from litestar import Request, Response, get, post
 from litestar.handlers import HTTPRouteHandler
 
 from cuefast.api.http import json_response
-from cuefast.errors import EchoPayloadTooLarge, InvalidEchoToken, RateLimited
+from cuefast.errors import EchoPayloadTooLarge, InvalidEchoToken, InvalidPayload, RateLimited
+from cuefast.ids import is_cue_id, is_echo_token
+from cuefast.models import Account
 from cuefast.runtime import Runtime
+from cuefast.store import Store
 from cuefast.times import fmt_offset
-from cuefast.validate import parse_json_body
+from cuefast.validate import has_bad_text, parse_json_body
 
-MIN_TOKEN = 16
-MAX_TOKEN = 256
 MAX_ECHO_BYTES = 1_000_000
 ECHO_TTL_SECONDS = 300
 ECHO_PER_IP_PER_HOUR = 10
+SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-cueapi-signature"})
+REDACTED = "[redacted]"
 
 
 def _token(request: Request[Any, Any, Any]) -> str:
-    token = str(request.path_params["token"])
-    if not MIN_TOKEN <= len(token) <= MAX_TOKEN:
+    token = request.path_params["token"]
+    if not is_echo_token(token):
         raise InvalidEchoToken()
-    return token
+    return str(token)
+
+
+async def visible_headers(store: Store, account: Account, headers: Any) -> dict[str, Any]:
+    """The stored headers as ``account`` may see them (module docstring)."""
+    if not isinstance(headers, dict):
+        return {}
+    cue_id = headers.get("x-cueapi-cue-id")
+    cue = await store.get_cue(cue_id) if is_cue_id(cue_id) else None
+    if cue is not None:
+        return headers if cue.get("acct") == account.id else {}
+    return {k: (REDACTED if k in SECRET_HEADERS else v) for k, v in headers.items()}
 
 
 def routes(rt: Runtime) -> list[HTTPRouteHandler]:
@@ -44,6 +66,8 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         if len(raw) > MAX_ECHO_BYTES:
             raise EchoPayloadTooLarge()
         payload = parse_json_body(raw, required=False) if raw.strip() else None
+        if has_bad_text(payload):  # NUL or a lone surrogate: not storable as UTF-8 JSON
+            raise InvalidPayload()
         now = clock.now_us()
         record = {
             "payload": payload,
@@ -63,12 +87,13 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
 
     @get("/v1/echo/{token:str}", summary="Read an echo", tags=["echo"])
     async def echo_read(request: Request[Any, Any, Any]) -> Response[bytes]:
-        await rt.accounts.authenticate(request.headers.get("authorization"))
+        account = await rt.accounts.authenticate(request.headers.get("authorization"))
         token = _token(request)
         held = await store.echo_get(token)
         if held is None:
             return json_response({"status": "waiting"})
         record = msgspec.json.decode(held)
+        record["headers"] = await visible_headers(store, account, record.get("headers"))
         return json_response({"status": "delivered", **record})
 
     return [echo_store, echo_read]

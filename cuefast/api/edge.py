@@ -2,7 +2,9 @@
 
 It wraps the Litestar app, so every response — including Litestar's own 404/405, a
 413, and a 500 from an exception nothing else caught — carries ``X-Request-Id`` and the
-CORS headers (CONTRACT.md §3.1, §3.11), and no traceback ever reaches a client.
+CORS headers (CONTRACT.md §3.1, §3.11), and no traceback ever reaches a client. An error
+response that is not JSON (Litestar's OpenAPI routes answer their own 404 in HTML) is
+replaced by the contract's envelope for its status (§3.5: every error is the envelope).
 """
 
 from __future__ import annotations
@@ -16,7 +18,14 @@ from typing import Any
 import msgspec
 
 from cuefast import metrics as m
-from cuefast.errors import CuefastError, InternalError, RequestTooLarge
+from cuefast.errors import (
+    CuefastError,
+    InternalError,
+    MethodNotAllowed,
+    NotFound,
+    RequestTooLarge,
+    api_error,
+)
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +49,26 @@ def _header(scope: Scope, name: bytes) -> bytes | None:
         if key == name:
             return bytes(value)
     return None
+
+
+def _is_json(headers: Any) -> bool:
+    for key, value in headers:
+        if bytes(key).lower() == b"content-type":
+            return bytes(value).split(b";")[0].strip().lower() == b"application/json"
+    return False
+
+
+def envelope_for(status: int) -> CuefastError:
+    """The contract's error for a bare HTTP status (an error some layer answered without one)."""
+    if status == 404:
+        return NotFound()
+    if status == 405:
+        return MethodNotAllowed()
+    if status == 413:
+        return RequestTooLarge()
+    if status >= 500:
+        return InternalError()
+    return api_error(status, "http_error", "Request failed")
 
 
 class Edge:
@@ -84,15 +113,22 @@ class Edge:
                 await self._error(send, RequestTooLarge(), extra)
                 return
         started = False
+        replaced = False
         status = 500
         t0 = time.perf_counter_ns()
 
         async def send_with_headers(message: Message) -> None:
-            nonlocal started, status
+            nonlocal started, status, replaced
             if message["type"] == "http.response.start":
                 started = True
                 status = int(message["status"])
+                if status >= 400 and not _is_json(message.get("headers", ())):
+                    replaced = True  # its body is dropped below
+                    await self._error(send, envelope_for(status), extra)
+                    return
                 message["headers"] = [*message.get("headers", ()), *extra]
+            elif replaced:
+                return
             await send(message)
 
         try:

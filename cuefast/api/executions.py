@@ -7,11 +7,11 @@ from typing import Any
 from litestar import Request, Response, get, patch, post
 from litestar.handlers import HTTPRouteHandler
 
-from cuefast.api.http import json_response, read_json
+from cuefast.api.http import json_response, path_execution_id, read_json
 from cuefast.errors import api_error
 from cuefast.executions import ExecutionFilters
 from cuefast.runtime import Runtime
-from cuefast.validate import query_int
+from cuefast.validate import MAX_OFFSET, query_int
 
 
 def _filters(q: Any) -> ExecutionFilters:
@@ -45,7 +45,7 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         account = await accounts.authenticate(request.headers.get("authorization"))
         q = request.query_params
         limit = query_int(q, "limit", 20, 1, 100)
-        offset = query_int(q, "offset", 0, 0, None)
+        offset = query_int(q, "offset", 0, 0, MAX_OFFSET)
         items, total, oldest = await executions.list(account, _filters(q), limit, offset)
         return json_response(
             {
@@ -61,14 +61,14 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
     @get("/v1/executions/{execution_id:str}", summary="Get an execution", tags=["executions"])
     async def get_execution(request: Request[Any, Any, Any]) -> Response[bytes]:
         account = await accounts.authenticate(request.headers.get("authorization"))
-        return json_response(await executions.get(account, request.path_params["execution_id"]))
+        return json_response(await executions.get(account, path_execution_id(request)))
 
     @post(
         "/v1/executions/{execution_id:str}/replay", summary="Replay a finished execution", tags=["executions"]
     )
     async def replay(request: Request[Any, Any, Any]) -> Response[bytes]:
         account = await accounts.authenticate(request.headers.get("authorization"))
-        return json_response(await executions.replay(account, request.path_params["execution_id"]))
+        return json_response(await executions.replay(account, path_execution_id(request)))
 
     outcomes = rt.outcomes
 
@@ -80,15 +80,13 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
     async def report_outcome(request: Request[Any, Any, Any]) -> Response[bytes]:
         account = await accounts.authenticate(request.headers.get("authorization"))
         body = await read_json(request)
-        return json_response(await outcomes.report(account, request.path_params["execution_id"], body))
+        return json_response(await outcomes.report(account, path_execution_id(request), body))
 
     @patch("/v1/executions/{execution_id:str}/evidence", summary="Append evidence", tags=["executions"])
     async def append_evidence(request: Request[Any, Any, Any]) -> Response[bytes]:
         account = await accounts.authenticate(request.headers.get("authorization"))
         body = await read_json(request)
-        return json_response(
-            await outcomes.append_evidence(account, request.path_params["execution_id"], body)
-        )
+        return json_response(await outcomes.append_evidence(account, path_execution_id(request), body))
 
     @post(
         "/v1/executions/{execution_id:str}/verify", summary="Mark verified or rejected", tags=["executions"]
@@ -96,7 +94,7 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
     async def verify(request: Request[Any, Any, Any]) -> Response[bytes]:
         account = await accounts.authenticate(request.headers.get("authorization"))
         body = await read_json(request, required=False)
-        return json_response(await outcomes.verify(account, request.path_params["execution_id"], body))
+        return json_response(await outcomes.verify(account, path_execution_id(request), body))
 
     @post(
         "/v1/executions/{execution_id:str}/verification-pending",
@@ -105,7 +103,7 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
     )
     async def verification_pending(request: Request[Any, Any, Any]) -> Response[bytes]:
         account = await accounts.authenticate(request.headers.get("authorization"))
-        return json_response(await outcomes.mark_pending(account, request.path_params["execution_id"]))
+        return json_response(await outcomes.mark_pending(account, path_execution_id(request)))
 
     return [
         list_executions,

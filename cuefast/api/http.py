@@ -7,7 +7,8 @@ from typing import Any
 import msgspec
 from litestar import Request, Response
 
-from cuefast.errors import CuefastError, InvalidJSON
+from cuefast.errors import CuefastError, CueNotFound, ExecutionNotFound, InvalidJSON, WorkerNotFound
+from cuefast.ids import is_cue_id, is_execution_id, is_worker_id
 from cuefast.validate import parse_json_body
 
 MAX_BODY = 1_048_576
@@ -34,3 +35,28 @@ async def read_json(request: Request[Any, Any, Any], *, required: bool = True) -
         return parse_json_body(raw, required=required)
     except RecursionError:
         raise InvalidJSON() from None
+
+
+# ---- path ids: checked against their format before anything reads a key (CONTRACT.md §3.3) ----
+def path_cue_id(request: Request[Any, Any, Any]) -> str:
+    """The ``{cue_id}`` path parameter; a malformed one is 404 ``cue_not_found``."""
+    cue_id = request.path_params["cue_id"]
+    if not is_cue_id(cue_id):
+        raise CueNotFound()
+    return str(cue_id)
+
+
+def path_execution_id(request: Request[Any, Any, Any]) -> str:
+    """The ``{execution_id}`` path parameter; a malformed one is 404 ``execution_not_found``."""
+    execution_id = request.path_params["execution_id"]
+    if not is_execution_id(execution_id):
+        raise ExecutionNotFound()
+    return str(execution_id)
+
+
+def path_worker_id(request: Request[Any, Any, Any]) -> str:
+    """The ``{worker_id}`` path parameter; a malformed one is 404 ``worker_not_found``."""
+    worker_id = request.path_params["worker_id"]
+    if not is_worker_id(worker_id):
+        raise WorkerNotFound()
+    return str(worker_id)

@@ -17,9 +17,9 @@ from typing import Any
 from litestar import Request, Response, delete, get, post
 from litestar.handlers import HTTPRouteHandler
 
-from cuefast.api.http import json_response, read_json
+from cuefast.api.http import json_response, path_execution_id, path_worker_id, read_json
 from cuefast.runtime import Runtime
-from cuefast.validate import Checker, query_int, require_object
+from cuefast.validate import Checker, query_int, query_text, require_object
 from cuefast.work_input import id_list, optional_text, parse_batch_claim, worker_id_field
 
 _BATCH_DOC = (
@@ -47,7 +47,7 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         account = await accounts.authenticate(request.headers.get("authorization"))
         q = request.query_params
         limit = query_int(q, "limit", 50, 1, 100)
-        items = await work.claimable(account, q.get("task"), q.get("agent"), limit)
+        items = await work.claimable(account, query_text(q, "task"), query_text(q, "agent"), limit)
         return json_response({"executions": items})
 
     @post("/v1/executions/claim", summary="Claim the oldest claimable execution", tags=["workers"])
@@ -68,7 +68,7 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         c = Checker()
         worker = worker_id_field(c, obj)
         c.raise_if_any()
-        return json_response(await work.claim_one(account, request.path_params["execution_id"], str(worker)))
+        return json_response(await work.claim_one(account, path_execution_id(request), str(worker)))
 
     @post(
         "/v1/executions/{execution_id:str}/heartbeat",
@@ -78,7 +78,7 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
     async def heartbeat(request: Request[Any, Any, Any]) -> Response[bytes]:
         account = await accounts.authenticate(request.headers.get("authorization"))
         worker = request.headers.get("x-worker-id")
-        return json_response(await work.heartbeat(account, request.path_params["execution_id"], worker))
+        return json_response(await work.heartbeat(account, path_execution_id(request), worker))
 
     @post("/v1/worker/heartbeat", summary="Worker registry heartbeat", tags=["workers"])
     async def worker_heartbeat(request: Request[Any, Any, Any]) -> Response[bytes]:
@@ -93,7 +93,7 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
     @delete("/v1/workers/{worker_id:str}", summary="Delete a worker", tags=["workers"], status_code=204)
     async def delete_worker(request: Request[Any, Any, Any]) -> None:
         account = await accounts.authenticate(request.headers.get("authorization"))
-        await registry.delete_worker(account, request.path_params["worker_id"])
+        await registry.delete_worker(account, path_worker_id(request))
 
     @post(
         "/v1/worker/claim",
@@ -117,8 +117,9 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         description=_BATCH_DOC
         + ' Body: {"worker_id": str, "outcomes": [{"execution_id", "success", "result", "error", "metadata",'
         ' "external_id", "result_url", "result_ref", "result_type", "artifacts", "summary"}]} (1-500).'
-        ' Answer: {"results": [{"execution_id", "outcome_recorded": bool, "outcome_state": str | null,'
-        ' "error": {"code", "message"} | null}]}; one bad item does not fail the others.',
+        ' Answer: {"results": [{"execution_id" (null when not a well-formed id), "outcome_recorded": bool,'
+        ' "outcome_state": str | null, "error": {"code", "message"} | null}]}, in request order; one bad'
+        " item does not fail the others.",
         tags=["workers (cuefast batch pull)"],
     )
     async def batch_outcomes(request: Request[Any, Any, Any]) -> Response[bytes]:

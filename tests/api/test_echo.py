@@ -88,3 +88,43 @@ async def test_quickstart_cue_delivers_to_own_echo(settings: Settings) -> None:
         await serving
         await api.client.aclose()
         await rt.close()
+
+
+async def test_headers_only_for_the_delivering_account(wenv: Env) -> None:
+    """Whoever knows a token can read its echo, so the stored headers (a cue's custom headers,
+    its signature) are shown in full only to the account whose cue delivered them."""
+    owner = await wenv.api.register()
+    other = await wenv.api.register()
+    cue = await wenv.cue(owner, "echo-owner")
+    delivery = {
+        "X-CueAPI-Cue-Id": cue["id"],
+        "X-CueAPI-Signature": "v1=" + "ab" * 32,
+        "Authorization": "Bearer customer-secret",
+        "X-Api-Key": "another-secret",
+    }
+    token = TOKEN + "-own"
+    res = await wenv.api.request("POST", f"/v1/echo/{token}", json={"m": 1}, headers=delivery)
+    assert res.status_code == 200, res.text
+    mine = (await wenv.api.request("GET", f"/v1/echo/{token}", owner)).json()
+    assert mine["headers"]["authorization"] == "Bearer customer-secret"
+    assert mine["headers"]["x-api-key"] == "another-secret"
+    assert mine["headers"]["x-cueapi-signature"] == "v1=" + "ab" * 32
+    theirs = (await wenv.api.request("GET", f"/v1/echo/{token}", other)).json()
+    assert theirs["status"] == "delivered" and theirs["payload"] == {"m": 1}  # what quickstart reads
+    assert theirs["headers"] == {}
+    # a request that names no cue of anyone (a manual curl): secrets redacted for every reader
+    token = TOKEN + "-curl"
+    manual = {
+        "Authorization": "Bearer mine",
+        "Proxy-Authorization": "Basic eA==",
+        "Cookie": "s=1",
+        "X-CueAPI-Signature": "v1=00",
+        "X-CueAPI-Cue-Id": "cue_000000000000",
+        "X-Other": "kept",
+    }
+    await wenv.api.request("POST", f"/v1/echo/{token}", json={}, headers=manual)
+    for key in (owner, other):
+        headers = (await wenv.api.request("GET", f"/v1/echo/{token}", key)).json()["headers"]
+        for name in ("authorization", "proxy-authorization", "cookie", "x-cueapi-signature"):
+            assert headers[name] == "[redacted]", name
+        assert headers["x-other"] == "kept" and headers["x-cueapi-cue-id"] == "cue_000000000000"
