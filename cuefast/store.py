@@ -1331,13 +1331,27 @@ class Store:
             rows = await pipe.execute()
         return {pair: int(score) for pair, score in zip(pairs, rows, strict=True) if score is not None}
 
-    async def worker_heartbeat(self, account_id: str, worker_id: str, handlers_json: str, now_us: int) -> int:
+    async def worker_heartbeat(
+        self,
+        account_id: str,
+        worker_id: str,
+        handlers_json: str,
+        now_us: int,
+        *,
+        limit: int,
+        expire_us: int,
+        alive_us: int,
+    ) -> int | None:
+        """Upsert a registry entry; its registration µs, or None when the worker is new and the
+        account already has ``limit`` workers, all alive (``worker_heartbeat.lua``)."""
         k = self.keys
         res = await self._run(
             "worker_heartbeat",
             [k.workers(account_id), k.worker_info(account_id)],
-            [worker_id, handlers_json, now_us],
+            [worker_id, handlers_json, limit, expire_us, alive_us, now_us],
         )
+        if int(res[0]) != 1:
+            return None
         async with self.redis.pipeline(transaction=False) as pipe:  # the install-wide view (/health)
             pipe.zadd(k.workers_seen, {f"{account_id}|{worker_id}": now_us})
             pipe.zremrangebyscore(k.workers_seen, "-inf", f"({now_us - 86_400_000_000}")
@@ -1360,17 +1374,19 @@ class Store:
                 pipe.zcount(self.keys.leases(p), "-inf", now_us)
             return sum(int(n) for n in await pipe.execute())
 
-    async def list_workers(self, account_id: str) -> list[tuple[str, int, int, str]]:
-        """(worker id, last heartbeat µs, registered µs, handlers JSON), latest heartbeat first."""
+    async def list_workers(self, account_id: str, since_us: int) -> list[tuple[str, int, int, str]]:
+        """(worker id, last heartbeat µs, registered µs, handlers JSON) of the workers seen at or
+        after ``since_us``, latest heartbeat first."""
         k = self.keys
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zrevrange(k.workers(account_id), 0, -1, withscores=True)
-            pipe.hgetall(k.worker_info(account_id))
-            ranked, info = await pipe.execute()
+        res: Any = await self.redis.zrevrangebyscore(k.workers(account_id), "+inf", since_us, withscores=True)
+        ranked = [(str(worker_id), score) for worker_id, score in res]
+        if not ranked:
+            return []
+        info = await self.redis.hmget(k.worker_info(account_id), [worker_id for worker_id, _ in ranked])
         out: list[tuple[str, int, int, str]] = []
-        for worker_id, score in ranked:
-            since, _, handlers = str(info.get(worker_id, "")).partition("|")
-            out.append((str(worker_id), int(score), int(since or score), handlers or "null"))
+        for (worker_id, score), held in zip(ranked, info, strict=True):
+            since, _, handlers = str(held or "").partition("|")
+            out.append((worker_id, int(score), int(since or score), handlers or "null"))
         return out
 
     async def delete_worker(self, account_id: str, worker_id: str) -> bool:
