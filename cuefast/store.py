@@ -1183,15 +1183,33 @@ class Store:
     async def peek_claimable(
         self, index_keys: Sequence[str], now_us: int, limit: int
     ) -> list[tuple[float, str, int]]:
-        """The oldest ``limit`` available entries over one index key per partition (``index_keys[p]``):
-        (scheduled_for µs, execution id, partition), oldest first (ties: id ascending)."""
+        """The oldest ``limit`` available entries over the index keys: (scheduled_for µs,
+        execution id, index of the key in ``index_keys``), oldest first (ties: id ascending)."""
+        return (await self.peek_work(index_keys, now_us, limit))[0]
+
+    async def peek_work(
+        self, index_keys: Sequence[str], now_us: int, limit: int
+    ) -> tuple[list[tuple[float, str, int]], list[int | None]]:
+        """``peek_claimable``, and per key the score of its first entry not yet available
+        (µs; None when none, or when the key has ``limit`` available entries): one command per
+        key (the oldest ``limit`` entries, whatever their score), one round trip."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for key in index_keys:
-                pipe.zrangebyscore(key, "-inf", now_us, start=0, num=limit, withscores=True)
+                pipe.zrangebyscore(key, "-inf", "+inf", start=0, num=limit, withscores=True)
             res = await pipe.execute()
-        merged = [(float(score), str(eid), p) for p, rows in enumerate(res) for eid, score in rows]
+        merged: list[tuple[float, str, int]] = []
+        later: list[int | None] = []
+        for i, rows in enumerate(res):
+            first_later: int | None = None
+            for eid, score in rows:
+                if score <= now_us:
+                    merged.append((float(score), str(eid), i))
+                else:
+                    first_later = int(score)
+                    break
+            later.append(first_later)
         merged.sort()
-        return merged[:limit]
+        return merged[:limit], later
 
     def _claim_call(
         self,
@@ -1406,12 +1424,15 @@ class Store:
             rows = await pipe.execute()
         return [str(r[0][0]) if r else "0-0" for r in rows]
 
-    async def read_signals(self, positions: list[str], block_ms: int) -> list[tuple[int, str, str]]:
-        """Work signals after ``positions`` (blocking up to ``block_ms``): (partition, entry id, account)."""
+    async def read_signals(
+        self, positions: list[str], block_ms: int, count: int = 1000
+    ) -> list[tuple[int, str, str]]:
+        """Work signals after ``positions`` (blocking up to ``block_ms``), at most ``count`` per
+        stream: (partition, entry id, account)."""
         streams: dict[Any, Any] = {
             self.keys.work_signal(p): positions[p] for p in range(self.keys.partitions)
         }
-        res: Any = await self.redis.xread(streams, count=1000, block=block_ms)
+        res: Any = await self.redis.xread(streams, count=count, block=block_ms)
         index = {self.keys.work_signal(p): p for p in range(self.keys.partitions)}
         out: list[tuple[int, str, str]] = []
         for stream, entries in res or []:
