@@ -75,6 +75,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     worker_alive_seconds: int = 180
     worker_unclaimed_seconds: int = 900
     worker_max_claim_seconds: int = 21600
+    worker_registry_limit: int = 1000
+    """Most workers registered per account (``POST /v1/worker/heartbeat``); cuefast setting."""
     default_plan: str = "free"
     default_cue_limit: int = 1_000_000
     default_monthly_execution_limit: int = 1_000_000_000
@@ -122,6 +124,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "worker_alive_seconds",
             "worker_unclaimed_seconds",
             "worker_max_claim_seconds",
+            "worker_registry_limit",
             "redis_retention",
             "delivery_concurrency",
             "delivery_per_host",

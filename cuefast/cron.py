@@ -13,7 +13,16 @@ cue's zone and then mapped to UTC:
 croniter quirks handled here:
 
 * it gives up after 50 years by default (``0 0 1 1 * 0 2090`` would "never fire" in 2026),
-  so every search may run for the whole 1970-2099 range and stops at 2100 on our side;
+  and the work of one of its searches grows with the span it covers: proving that
+  ``0 0 15W * L6`` never fires by walking to 2100 took ~100 ms, and every fire of an
+  expression with an impossible day side (``* * 31 4,6,9,11 1``) paid that side's whole
+  walk (~15 ms). So croniter is only ever asked to search two calendar years at a time,
+  and a longer search skips years whose calendar is known to hold no match (``_Side``):
+  any search, and so any validation, makes at most ``MAX_EMPTY_WINDOWS`` croniter calls
+  that find nothing per side of the expression, whatever the expression. The two sides of
+  a day-of-month/day-of-week OR are searched separately (croniter's own split, done once
+  at parse time) so that a side failing inside one two-year window does not hide the
+  other side's matches there;
 * ``R`` (random) fields pass its validation with a new value on each parse: rejected;
 * parsing costs 40-110 µs, so each expression is parsed once into a template and every
   search runs on a shallow copy of it (thread-safe, ~3x faster than parsing again);
@@ -26,18 +35,22 @@ America/New_York, timeit): an uncached search runs at about 29,000 calls/s (~35 
 the parsed template, one croniter step, zone mapping); an expression seen for the first time
 adds parsing (~140 µs, ~7,000/s). Memoised calls run at about 6,500,000/s (the same
 reference) and 5,000,000/s (a new reference inside the last known span). Proving that an
-expression never fires searches up to 2100 and takes about 2 ms.
+expression never fires takes at most 15 croniter calls of two calendar years each per side:
+the worst expressions found (``W`` against ``#``/``L`` weekdays, such as ``0 0 15W * L6``)
+take up to ~3,000 croniter field steps, ~10 ms (6,000-15,000 steps, ~100 ms, when croniter
+walked to 2100 in one call).
 """
 
 from __future__ import annotations
 
+import calendar
 import copy
 import functools
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from itertools import islice, takewhile
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo, available_timezones
 
 from croniter import CroniterBadDateError, croniter
@@ -56,7 +69,12 @@ NEVER_FIRES = "Cron expression never fires"
 _US = 1_000_000
 _ONE_US = timedelta(microseconds=1)
 _HORIZON_US = from_datetime(HORIZON.replace(tzinfo=UTC)) + 2 * 86_400 * _US  # after any zone's 2100
-_MAX_YEARS = HORIZON.year - 1970  # croniter's search span; its default (50) is too short
+_SPAN_YEARS = 1  # croniter's max_years_between_matches: one call searches its start year and the next
+MAX_EMPTY_WINDOWS = 15
+"""Most croniter calls that find no match in one search of one side of an expression (one per
+calendar kind, 14, plus the start's partial window): with at most two sides, the bound of every
+search's work."""
+_DOM, _DOW, _YEAR = 2, 4, 6  # croniter's field indexes
 _MEMO_SIZE = 65_536
 _FIELD = re.compile(r"\S+", re.ASCII)  # croniter's own field splitting
 _HASHED = re.compile(r"^[hr](\(\d+-\d+\))?(/\d+)?$", re.ASCII | re.IGNORECASE)  # H / R fields
@@ -99,15 +117,39 @@ def _resolve(name: str) -> ZoneInfo:
 # -- parsing -----------------------------------------------------------------------------
 
 
+class _Parsed(NamedTuple):
+    """An expression parsed once: one croniter per side of its day-of-month/day-of-week OR
+    (one when at most one of the two is restricted), copied per search."""
+
+    sides: tuple[Any, ...]
+    clean: bool
+    """False: a side keeps a ``#``/``L``-weekday or ``W`` condition; croniter then gives up on
+    the whole expression when one side has no match (kept: see ``_Search``)"""
+    years: frozenset[int] | None
+    """the years the 7th field allows (None: any)"""
+
+
 @functools.lru_cache(maxsize=4096)
-def _template(expr: str) -> Any:
-    """A croniter for ``expr`` to copy per search; InvalidSchedule if outside the dialect."""
+def _template(expr: str) -> _Parsed:
+    """``expr`` parsed; InvalidSchedule if outside the dialect."""
     if any(_HASHED.match(field) for field in _FIELD.findall(expr)):
         raise InvalidSchedule(INVALID)
     try:
-        return croniter(expr, datetime(2000, 1, 1), max_years_between_matches=_MAX_YEARS)
+        it = croniter(expr, datetime(2000, 1, 1), max_years_between_matches=_SPAN_YEARS)
     except Exception:  # croniter raises several unrelated types for bad input
         raise InvalidSchedule(INVALID) from None
+    field = it.expanded[_YEAR] if len(it.expanded) > _YEAR else ["*"]
+    years = None if "*" in field else frozenset(int(y) for y in field)
+    if it.expanded[_DOM][0] == "*" or it.expanded[_DOW][0] == "*":
+        return _Parsed((it,), True, years)
+    # croniter's own split (croniter._calc_next): each side is the expression with the other
+    # day field set to "*", and a match of either side is a match
+    sides = []
+    for star in (_DOW, _DOM):
+        side = copy.copy(it)
+        side.expanded = [["*"] if i == star else f for i, f in enumerate(it.expanded)]
+        sides.append(side)
+    return _Parsed(tuple(sides), not it.nth_weekday_of_month and not it.nearest_weekday, years)
 
 
 def validate_cron(expr: str, now_us: int) -> None:
@@ -148,17 +190,17 @@ def _transition(lo_us: int, hi_us: int, tz: ZoneInfo) -> int:
     return hi * _US
 
 
-def _wall_to_us(wall: datetime, tz: ZoneInfo) -> int:
-    """A naive wall time in ``tz`` → µs: a repeated time at its first occurrence, a time
-    inside a spring-forward gap at the end of the gap."""
+def _wall_to_us(wall: datetime, tz: ZoneInfo) -> tuple[int, bool]:
+    """A naive wall time in ``tz`` → (µs, inside a gap): a repeated time at its first
+    occurrence, a time inside a spring-forward gap at the end of the gap."""
     first = wall.replace(tzinfo=tz).astimezone(UTC)  # fold=0: the earlier reading
     if first.astimezone(tz).replace(tzinfo=None) == wall:
-        return from_datetime(first)
+        return from_datetime(first), False
     # Non-existent: fold=0 reads it with the old offset, fold=1 with the new one, and the
     # transition lies between the two instants.
     a = from_datetime(first)
     b = from_datetime(wall.replace(tzinfo=tz, fold=1).astimezone(UTC))
-    return _transition(min(a, b), max(a, b), tz)
+    return _transition(min(a, b), max(a, b), tz), True
 
 
 def _search_start(after_us: int, tz: ZoneInfo) -> datetime:
@@ -182,24 +224,105 @@ def _search_start(after_us: int, tz: ZoneInfo) -> datetime:
 # -- next fires --------------------------------------------------------------------------
 
 
+def _year_kind(year: int) -> tuple[int, bool]:
+    """Years of one kind have the same calendar: weekday of 1 January, and leap or not."""
+    return date(year, 1, 1).weekday(), calendar.isleap(year)
+
+
+class _Side:
+    """The search over one side of an expression (or the whole of it).
+
+    croniter searches at most two calendar years per call (``max_years_between_matches=1``:
+    the year its search starts in and the next). When a call finds nothing, every year it
+    searched in full holds no match, and neither does any year of the same kind (a match
+    depends on the year only through its calendar and the year field), so the search resumes
+    on 1 January of the next year the year field allows whose kind is not known to be empty.
+    There are 14 kinds: one search ends after at most ``MAX_EMPTY_WINDOWS`` empty calls.
+    """
+
+    def __init__(self, template: Any, years: frozenset[int] | None) -> None:
+        self.it = copy.copy(template)  # shallow: the parsed fields are shared, never mutated
+        self.years = years
+        self.empty: set[tuple[int, bool]] = set()
+        self.known: tuple[datetime, datetime] = (HORIZON, HORIZON)
+        """(t, m): the first match after every instant in [t, m) is m (HORIZON: none)"""
+
+    def next_after(self, t: datetime) -> datetime:
+        """The first matching wall time strictly after ``t``; HORIZON when none before 2100."""
+        if self.known[0] <= t < self.known[1]:
+            return self.known[1]
+        window, resumed = t, False
+        self.it.set_current(t, force=True)
+        while True:
+            try:
+                wall: datetime = self.it.get_next(datetime)
+                break
+            except CroniterBadDateError:
+                pass
+            # searched in full: the year after the window's start, and when the window began
+            # on a 1 January (a resumption) the year after that too
+            first = window.year + 1
+            last = first + 1 if resumed else first
+            self.empty.update(_year_kind(y) for y in range(first, last + 1) if self._allowed(y))
+            year = next(
+                (
+                    y
+                    for y in range(last + 1, HORIZON.year)
+                    if self._allowed(y) and _year_kind(y) not in self.empty
+                ),
+                None,
+            )
+            if year is None:
+                wall = HORIZON
+                break
+            window, resumed = datetime(year, 1, 1) - _ONE_US, True
+            self.it.set_current(window, force=True)
+        wall = min(wall, HORIZON)
+        self.known = (t, wall)
+        return wall
+
+    def _allowed(self, year: int) -> bool:
+        return self.years is None or year in self.years
+
+
+class _Search:
+    """Matching wall times of one expression, searched side by side."""
+
+    def __init__(self, expr: str) -> None:
+        parsed = _template(expr)
+        self.sides = [_Side(side, parsed.years) for side in parsed.sides]
+        self.clean = parsed.clean
+
+    def next_after(self, t: datetime) -> datetime | None:
+        """The first matching wall time strictly after ``t``, or None when none before 2100.
+
+        A match of either side is a match. As in croniter, a side that keeps a ``#``/``L``
+        weekday or a ``W`` condition and has no match ends the whole schedule (croniter gives
+        up on the expression when such a side fails; this search asks until 2100, where
+        croniter asked up to 129 years ahead)."""
+        wall = HORIZON
+        for side in self.sides:
+            found = side.next_after(t)
+            if found >= HORIZON and not self.clean:
+                return None
+            wall = min(wall, found)
+        return None if wall >= HORIZON else wall
+
+
 def _fires(expr: str, tz: ZoneInfo, after_us: int) -> Iterator[int]:
     """Every fire strictly after ``after_us``, ascending, until 2100 (wall clock)."""
     if after_us >= _HORIZON_US:
         return
-    it = copy.copy(_template(expr))  # shallow: the parsed fields are shared, never mutated
-    it.set_current(_search_start(after_us, tz), force=True)
+    search = _Search(expr)
+    cursor = _search_start(after_us, tz)
     last = after_us
-    while True:
-        try:
-            wall: datetime = it.get_next(datetime)
-        except CroniterBadDateError:  # no match within the search span
-            return
-        if wall >= HORIZON:
-            return
-        fire = _wall_to_us(wall, tz)
-        if fire > last:  # equal: another match collapsed into the same gap end
+    while (wall := search.next_after(cursor)) is not None:
+        fire, in_gap = _wall_to_us(wall, tz)
+        if fire > last:  # equal: an earlier match of the same gap already fired
             last = fire
             yield fire
+        # every match up to the wall time that ends a gap fires at that same instant: skip them
+        cursor = to_datetime(fire).astimezone(tz).replace(tzinfo=None) if in_gap else wall
 
 
 _LAST: dict[tuple[str, ZoneInfo], tuple[int, int]] = {}

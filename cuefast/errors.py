@@ -238,6 +238,16 @@ class WorkerNotFound(CuefastError):
         super().__init__("Worker not found")
 
 
+class WorkerLimitExceeded(CuefastError):
+    """A new worker's heartbeat when the account's registry is full of live workers (cuefast)."""
+
+    status = 403
+    code = "worker_limit_exceeded"
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"Worker limit of {limit} reached")
+
+
 class InvalidEchoToken(CuefastError):
     status = 400
     code = "invalid_token"

@@ -1312,15 +1312,33 @@ class Store:
     async def peek_claimable(
         self, index_keys: Sequence[str], now_us: int, limit: int
     ) -> list[tuple[float, str, int]]:
-        """The oldest ``limit`` available entries over one index key per partition (``index_keys[p]``):
-        (scheduled_for µs, execution id, partition), oldest first (ties: id ascending)."""
+        """The oldest ``limit`` available entries over the index keys: (scheduled_for µs,
+        execution id, index of the key in ``index_keys``), oldest first (ties: id ascending)."""
+        return (await self.peek_work(index_keys, now_us, limit))[0]
+
+    async def peek_work(
+        self, index_keys: Sequence[str], now_us: int, limit: int
+    ) -> tuple[list[tuple[float, str, int]], list[int | None]]:
+        """``peek_claimable``, and per key the score of its first entry not yet available
+        (µs; None when none, or when the key has ``limit`` available entries): one command per
+        key (the oldest ``limit`` entries, whatever their score), one round trip."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for key in index_keys:
-                pipe.zrangebyscore(key, "-inf", now_us, start=0, num=limit, withscores=True)
+                pipe.zrangebyscore(key, "-inf", "+inf", start=0, num=limit, withscores=True)
             res = await pipe.execute()
-        merged = [(float(score), str(eid), p) for p, rows in enumerate(res) for eid, score in rows]
+        merged: list[tuple[float, str, int]] = []
+        later: list[int | None] = []
+        for i, rows in enumerate(res):
+            first_later: int | None = None
+            for eid, score in rows:
+                if score <= now_us:
+                    merged.append((float(score), str(eid), i))
+                else:
+                    first_later = int(score)
+                    break
+            later.append(first_later)
         merged.sort()
-        return merged[:limit]
+        return merged[:limit], later
 
     def _claim_call(
         self,
@@ -1454,13 +1472,27 @@ class Store:
             rows = await pipe.execute()
         return {pair: int(score) for pair, score in zip(pairs, rows, strict=True) if score is not None}
 
-    async def worker_heartbeat(self, account_id: str, worker_id: str, handlers_json: str, now_us: int) -> int:
+    async def worker_heartbeat(
+        self,
+        account_id: str,
+        worker_id: str,
+        handlers_json: str,
+        now_us: int,
+        *,
+        limit: int,
+        expire_us: int,
+        alive_us: int,
+    ) -> int | None:
+        """Upsert a registry entry; its registration µs, or None when the worker is new and the
+        account already has ``limit`` workers, all alive (``worker_heartbeat.lua``)."""
         k = self.keys
         res = await self._run(
             "worker_heartbeat",
             [k.workers(account_id), k.worker_info(account_id)],
-            [worker_id, handlers_json, now_us],
+            [worker_id, handlers_json, limit, expire_us, alive_us, now_us],
         )
+        if int(res[0]) != 1:
+            return None
         async with self.redis.pipeline(transaction=False) as pipe:  # the install-wide view (/health)
             pipe.zadd(k.workers_seen, {f"{account_id}|{worker_id}": now_us})
             pipe.zremrangebyscore(k.workers_seen, "-inf", f"({now_us - 86_400_000_000}")
@@ -1483,17 +1515,19 @@ class Store:
                 pipe.zcount(self.keys.leases(p), "-inf", now_us)
             return sum(int(n) for n in await pipe.execute())
 
-    async def list_workers(self, account_id: str) -> list[tuple[str, int, int, str]]:
-        """(worker id, last heartbeat µs, registered µs, handlers JSON), latest heartbeat first."""
+    async def list_workers(self, account_id: str, since_us: int) -> list[tuple[str, int, int, str]]:
+        """(worker id, last heartbeat µs, registered µs, handlers JSON) of the workers seen at or
+        after ``since_us``, latest heartbeat first."""
         k = self.keys
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.zrevrange(k.workers(account_id), 0, -1, withscores=True)
-            pipe.hgetall(k.worker_info(account_id))
-            ranked, info = await pipe.execute()
+        res: Any = await self.redis.zrevrangebyscore(k.workers(account_id), "+inf", since_us, withscores=True)
+        ranked = [(str(worker_id), score) for worker_id, score in res]
+        if not ranked:
+            return []
+        info = await self.redis.hmget(k.worker_info(account_id), [worker_id for worker_id, _ in ranked])
         out: list[tuple[str, int, int, str]] = []
-        for worker_id, score in ranked:
-            since, _, handlers = str(info.get(worker_id, "")).partition("|")
-            out.append((str(worker_id), int(score), int(since or score), handlers or "null"))
+        for (worker_id, score), held in zip(ranked, info, strict=True):
+            since, _, handlers = str(held or "").partition("|")
+            out.append((worker_id, int(score), int(since or score), handlers or "null"))
         return out
 
     async def delete_worker(self, account_id: str, worker_id: str) -> bool:
@@ -1513,12 +1547,15 @@ class Store:
             rows = await pipe.execute()
         return [str(r[0][0]) if r else "0-0" for r in rows]
 
-    async def read_signals(self, positions: list[str], block_ms: int) -> list[tuple[int, str, str]]:
-        """Work signals after ``positions`` (blocking up to ``block_ms``): (partition, entry id, account)."""
+    async def read_signals(
+        self, positions: list[str], block_ms: int, count: int = 1000
+    ) -> list[tuple[int, str, str]]:
+        """Work signals after ``positions`` (blocking up to ``block_ms``), at most ``count`` per
+        stream: (partition, entry id, account)."""
         streams: dict[Any, Any] = {
             self.keys.work_signal(p): positions[p] for p in range(self.keys.partitions)
         }
-        res: Any = await self.redis.xread(streams, count=1000, block=block_ms)
+        res: Any = await self.redis.xread(streams, count=count, block=block_ms)
         index = {self.keys.work_signal(p): p for p in range(self.keys.partitions)}
         out: list[tuple[int, str, str]] = []
         for stream, entries in res or []:

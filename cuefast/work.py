@@ -18,9 +18,12 @@ each partition's index in one script call per partition, all pipelined in one ro
 
 Long-polling claims wait on a per-process ``WorkFeed``: one blocking ``XREAD`` over the
 partitions' capped signal streams (``worksig``), written by every script that makes work
-claimable; a signal for an account wakes that account's waiters, which then claim again.
-Any number of API processes each run their own feed (streams fan out), and a waiter also
-re-checks at least once a second (work whose ``send_at`` time arrives emits no signal).
+claimable; a signal for an account wakes that account's waiters with its partition. Any
+number of API processes each run their own feed (streams fan out). A long poll's work is
+bounded and proportional to what changed: one full read (task filters × partitions) when it
+starts, then one read of only the partitions signalled (or whose known future work — a
+``send_at`` fire, which emits no signal — became available), at most one read per
+``MIN_PASS_SECONDS``; an idle long poll reads nothing more until it ends.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 import msgspec
@@ -48,13 +52,14 @@ from cuefast.outcomes import OutcomeService, ParsedOutcome, parse_outcome
 from cuefast.store import Store, month_of
 from cuefast.times import fmt_offset, fmt_z
 from cuefast.validate import Checker, require_object
-from cuefast.work_feed import WorkFeed
+from cuefast.work_feed import Waiter, WorkFeed
 from cuefast.work_input import BatchClaim, worker_id_field
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH_ITEMS = 500
-RECHECK_SECONDS = 1.0
+MIN_PASS_SECONDS = 0.1
+"""a long poll re-reads at most this often, whatever the rate of signals (they coalesce)"""
 _CLAIMABLE = ("pending", "retry_ready")
 _US = 1_000_000
 
@@ -205,22 +210,41 @@ class WorkService:
     async def claim(
         self, account: Account, worker_id: str, filters: list[Filter], n: int, lease_us: int
     ) -> list[ClaimedItem]:
-        """Claim up to ``n`` of the oldest available executions matching any filter.
+        """Claim up to ``n`` of the oldest available executions matching any filter."""
+        every = range(self.store.keys.partitions)
+        return (await self._claim(account, worker_id, filters, n, lease_us, every))[0]
+
+    async def _claim(
+        self,
+        account: Account,
+        worker_id: str,
+        filters: list[Filter],
+        n: int,
+        lease_us: int,
+        partitions: Iterable[int],
+    ) -> tuple[list[ClaimedItem], dict[int, int | None]]:
+        """Claim up to ``n`` of the oldest available executions matching any filter in these
+        partitions; and per partition, when its first matching work not yet available becomes
+        available (µs; None: none seen).
 
         Peek (one pipelined read over every partition × filter index), then one ``claim.lua``
         per chosen index with its count, pipelined; entries lost to a concurrent claimer are
         made up for by another round (bounded)."""
         k = self.store.keys
         keys = [
-            (p, k.work_filtered(p, account.id, task, agent))
-            for task, agent in filters
-            for p in range(k.partitions)
+            (p, k.work_filtered(p, account.id, task, agent)) for p in partitions for task, agent in filters
         ]
+        later: dict[int, int | None] = {p: None for p, _ in keys}
         out: list[ClaimedItem] = []
         now = self.clock.now_us()
-        for _ in range(4):
+        for round_ in range(4):
             want = n - len(out)
-            entries = await self.store.peek_claimable([key for _, key in keys], now, want)
+            entries, heads = await self.store.peek_work([key for _, key in keys], now, want)
+            if round_ == 0:
+                for (p, _), head in zip(keys, heads, strict=True):
+                    known = later[p]
+                    if head is not None and (known is None or head < known):
+                        later[p] = head
             if not entries:
                 break
             counts = Counter(i for _, _, i in entries)
@@ -233,7 +257,7 @@ class WorkService:
         out.sort(key=lambda it: (it.scheduled_for, it.execution_id))
         if out:
             await self._after_claim(account, out, now)
-        return out
+        return out, later
 
     async def _after_claim(self, account: Account, items: list[ClaimedItem], now: int) -> None:
         """First claims count in the monthly executions counter (§13.2) and arm the cue's
@@ -270,28 +294,62 @@ class WorkService:
         filters: list[Filter] = (
             [(t, req.agent) for t in req.tasks] if req.tasks is not None else [(None, req.agent)]
         )
+
+        def answer(claimed: list[ClaimedItem]) -> dict[str, Any]:
+            return {"executions": [it.wire() for it in claimed], "lease_seconds": lease_s}
+
         if not filters:  # an empty task list matches nothing
-            return {"executions": [], "lease_seconds": lease_s}
+            return answer([])
+        if req.wait_seconds <= 0:
+            return answer(await self.claim(account, req.worker_id, filters, req.max, lease_s * _US))
+        waiter = await self.feed.subscribe(account.id)
+        try:
+            return answer(await self._long_poll(account, req, filters, lease_s * _US, waiter))
+        finally:
+            self.feed.unsubscribe(account.id, waiter)
+
+    async def _long_poll(
+        self, account: Account, req: BatchClaim, filters: list[Filter], lease_us: int, waiter: Waiter
+    ) -> list[ClaimedItem]:
+        """Claim, then wait for work until ``req.wait_seconds`` pass. The first pass reads every
+        partition; each later pass only the partitions signalled since the previous one (all of
+        them when the feed may have lost signals) and those whose earliest not-yet-available
+        work (seen by an earlier pass) is available now; at most one pass per MIN_PASS_SECONDS."""
         loop = asyncio.get_running_loop()
         end = loop.time() + req.wait_seconds
-        ev: asyncio.Event | None = None
-        try:
-            while True:
-                if req.wait_seconds > 0 and ev is None:
-                    ev = await self.feed.subscribe(account.id)
-                if ev is not None:
-                    ev.clear()
-                claimed = await self.claim(account, req.worker_id, filters, req.max, lease_s * _US)
-                left = end - loop.time()
-                if claimed or ev is None or left <= 0:
-                    return {"executions": [it.wire() for it in claimed], "lease_seconds": lease_s}
-                try:
-                    await asyncio.wait_for(ev.wait(), min(left, RECHECK_SECONDS))
-                except TimeoutError:
-                    pass
-        finally:
-            if ev is not None:
-                self.feed.unsubscribe(account.id, ev)
+        every = range(self.store.keys.partitions)
+        read: Iterable[int] = every
+        waiter.take()
+        due: dict[int, int] = {}  # partition → µs its earliest matching work becomes available
+        started = loop.time()
+        while True:
+            if read:
+                started = loop.time()
+                claimed, later = await self._claim(account, req.worker_id, filters, req.max, lease_us, read)
+                if claimed:
+                    return claimed
+                for p, at in later.items():
+                    if at is None:
+                        due.pop(p, None)
+                    else:
+                        due[p] = at
+            left = end - loop.time()
+            if left <= 0:
+                return []
+            soonest = min(due.values(), default=None)
+            if soonest is not None:
+                left = min(left, max(0.0, (soonest - self.clock.now_us()) / _US))
+            try:
+                await asyncio.wait_for(waiter.event.wait(), left)
+            except TimeoutError:
+                pass
+            pause = min(started + MIN_PASS_SECONDS, end) - loop.time()
+            if pause > 0:  # signals arriving meanwhile join this pass
+                await asyncio.sleep(pause)
+            changed = waiter.take()
+            now = self.clock.now_us()
+            ready = {p for p, at in due.items() if at <= now}
+            read = every if changed is None else sorted(changed | ready)
 
     async def batch_outcomes(self, account: Account, body: Any) -> dict[str, Any]:
         obj = require_object(body)

@@ -1,6 +1,10 @@
 """Long-poll wake-ups for batch claims: one blocking ``XREAD`` per API process over every
 partition's capped ``worksig`` stream (written by every script that makes worker work
-claimable). Streams fan out, so any number of API processes each run their own feed."""
+claimable). Streams fan out, so any number of API processes each run their own feed.
+
+A wake-up says which partitions changed, so a woken claimer re-reads only those. When
+signals may have been lost (the read failed, or a stream returned a full batch: it may have
+been trimmed past this feed's position), every waiter is told to re-read everything."""
 
 from __future__ import annotations
 
@@ -11,62 +15,106 @@ from cuefast.store import Store
 
 log = logging.getLogger(__name__)
 
+READ_COUNT = 1000
+"""entries read per stream per XREAD; a full batch may mean the capped stream (MAXLEN ~1000)
+was trimmed past the feed's position, so it wakes every waiter for a full re-read"""
+
+
+class Waiter:
+    """One waiting claimer: what changed for its account since it last looked."""
+
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.partitions: set[int] = set()
+        self.everything = False
+
+    def wake(self, partition: int | None) -> None:
+        """Work may have become claimable in ``partition`` (None: anywhere)."""
+        if partition is None:
+            self.everything = True
+        else:
+            self.partitions.add(partition)
+        self.event.set()
+
+    def take(self) -> set[int] | None:
+        """The partitions signalled since the last call (None: all of them), and clear."""
+        changed = None if self.everything else self.partitions
+        self.partitions, self.everything = set(), False
+        self.event.clear()
+        return changed
+
 
 class WorkFeed:
     """Wakes long-polling claimers of this process when work becomes claimable.
 
     One listener task (only while someone waits) blocks on ``XREAD`` over every partition's
-    signal stream and sets the events of the accounts named in new entries.
+    signal stream and wakes the waiters of the accounts named in new entries, with the
+    entry's partition.
     """
 
     def __init__(self, store: Store, block_ms: int = 1000) -> None:
         self.store = store
         self.block_ms = block_ms
-        self._waiters: dict[str, set[asyncio.Event]] = {}
+        self._waiters: dict[str, set[Waiter]] = {}
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
+        self._closing = False
 
-    async def subscribe(self, account_id: str) -> asyncio.Event:
-        ev = asyncio.Event()
-        self._waiters.setdefault(account_id, set()).add(ev)
+    async def subscribe(self, account_id: str) -> Waiter:
+        """A waiter for the account's signals; returns once the feed reads from now on."""
+        waiter = Waiter()
+        self._waiters.setdefault(account_id, set()).add(waiter)
         if self._task is None or self._task.done():
             self._ready = asyncio.Event()
+            self._closing = False
             self._task = asyncio.create_task(self._listen())
         await self._ready.wait()
-        return ev
+        return waiter
 
-    def unsubscribe(self, account_id: str, ev: asyncio.Event) -> None:
+    def unsubscribe(self, account_id: str, waiter: Waiter) -> None:
         waiters = self._waiters.get(account_id)
         if waiters is not None:
-            waiters.discard(ev)
+            waiters.discard(waiter)
             if not waiters:
                 del self._waiters[account_id]
 
+    def _wake_all(self) -> None:
+        for waiters in self._waiters.values():
+            for waiter in waiters:
+                waiter.wake(None)
+
     async def _listen(self) -> None:
         positions: list[str] | None = None
-        while True:
+        while not self._closing:
             try:
                 if positions is None:
                     positions = await self.store.signal_positions()
                     self._ready.set()
                 if not self._waiters:
                     return
-                for p, entry_id, account_id in await self.store.read_signals(positions, self.block_ms):
+                signals = await self.store.read_signals(positions, self.block_ms, READ_COUNT)
+                per_stream: dict[int, int] = {}
+                for p, entry_id, account_id in signals:
                     positions[p] = entry_id
-                    for ev in self._waiters.get(account_id, ()):
-                        ev.set()
+                    per_stream[p] = per_stream.get(p, 0) + 1
+                    for waiter in self._waiters.get(account_id, ()):
+                        waiter.wake(p)
+                if any(n >= READ_COUNT for n in per_stream.values()):
+                    self._wake_all()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("work feed read failed")
-                self._ready.set()  # waiters fall back to their periodic re-check
+                self._ready.set()
+                self._wake_all()  # signals may be lost: every waiter re-reads everything
                 await asyncio.sleep(0.5)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):
-                pass
-            self._task = None
+        """Stop the listener. Besides the cancel, a flag ends its loop after the current read:
+        a cancel that lands while redis-py's read timeout fires can be swallowed (the read is
+        retried), which left ``close`` waiting for ever."""
+        self._closing = True
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            await asyncio.wait({task})  # its outcome is not ours; a cancel of close() is

@@ -7,14 +7,16 @@ comments say how), never by asking croniter.
 from __future__ import annotations
 
 import random
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
+from cuefast import cron
 from cuefast.cron import next_fire, next_fires, resolve_timezone, validate_cron
 from cuefast.errors import InvalidSchedule, InvalidTimezone
-from cuefast.times import fmt_z, parse_datetime
+from cuefast.times import fmt_z, from_datetime, parse_datetime
 
 NOW = parse_datetime("2026-11-24T10:00:00Z")  # a Tuesday
 HOUR = 3600 * 1_000_000
@@ -90,6 +92,20 @@ DIALECT_ROWS = [
     ("0 0 31 12 *", "UTC", "2099-06-01T00:00:00Z", "2099-12-31T00:00:00Z"),
     ("0 0 1 1 *", "UTC", "2099-06-01T00:00:00Z", None),
     ("0 0 30 2 *", "UTC", "2026-11-24T10:00:00Z", None),
+    # rare fires: 29 February that is a Monday (the 5th Monday of February) is in 2044 and
+    # 2072 only, 28 years apart; each search must skip the years known to be empty
+    ("0 0 29 2 1#5", "UTC", "2026-11-24T10:00:00Z", "2044-02-29T00:00:00Z"),
+    ("0 0 29 2 1#5", "UTC", "2044-02-29T00:00:00Z", "2072-02-29T00:00:00Z"),
+    ("0 0 29 2 1#5", "UTC", "2072-02-29T00:00:00Z", None),
+    ("0 0 29 2 mon#5", "America/New_York", "2026-11-24T10:00:00Z", "2044-02-29T05:00:00Z"),
+    # a year field: 2030, 2037, 2044, …; only 2044 and 2072 of them are leap years
+    ("0 0 29 2 * 0 2030-2099/7", "UTC", "2026-11-24T10:00:00Z", "2044-02-29T00:00:00Z"),
+    ("0 0 29 2 * 0 2030-2099/7", "UTC", "2044-03-01T00:00:00Z", "2072-02-29T00:00:00Z"),
+    ("0 0 1 1 * 0 2099", "UTC", "2026-01-01T00:00:00Z", "2099-01-01T00:00:00Z"),
+    # an impossible day-of-month side (31 April…) leaves the day-of-week side: Mondays in
+    # April, June, September, November; 2027-04-05 is the first after 24 November 2026
+    ("0 9 31 4,6,9,11 1", "UTC", "2026-11-24T10:00:00Z", "2026-11-30T09:00:00Z"),
+    ("0 9 31 4,6,9,11 1", "UTC", "2026-11-30T09:00:00Z", "2027-04-05T09:00:00Z"),
 ]
 
 DST_ROWS = [
@@ -203,6 +219,32 @@ def test_next_fires_across_dst() -> None:
     ]
 
 
+def count_get_next(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count croniter searches (``get_next`` calls) from now on: ``[n]``."""
+    steps = [0]
+    real_get_next = croniter.get_next
+
+    def counting_get_next(self: croniter, *args: Any, **kwargs: Any) -> Any:
+        steps[0] += 1
+        return real_get_next(self, *args, **kwargs)
+
+    monkeypatch.setattr(croniter, "get_next", counting_get_next)
+    return steps
+
+
+def test_spring_forward_gap_is_skipped_not_walked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The 3,600 per-second matches inside a one-hour gap all fire once at its end: the search
+    jumps over them instead of stepping through each."""
+    steps = count_get_next(monkeypatch)
+    assert nfs("* * * * * *", "America/Los_Angeles", "2027-03-14T09:59:58Z", "2027-03-14T11:00:00Z", 4) == [
+        "2027-03-14T09:59:59Z",  # 01:59:59 PST
+        "2027-03-14T10:00:00Z",  # 02:00:00 … 02:59:59 and 03:00:00 PDT
+        "2027-03-14T10:00:01Z",
+        "2027-03-14T10:00:02Z",
+    ]
+    assert steps[0] <= 6
+
+
 def test_repeated_hour_is_skipped_not_walked(monkeypatch: pytest.MonkeyPatch) -> None:
     """A per-second schedule must not step through 3,600 repeated wall times one by one."""
     steps = 0
@@ -302,6 +344,116 @@ def test_never_fires_is_relative_to_now() -> None:
     validate_cron("0 0 1 6 * 0 2027", NOW)
     with pytest.raises(InvalidSchedule, match=r"^Cron expression never fires$"):
         validate_cron("0 0 1 6 * 0 2027", parse_datetime("2027-06-01T00:00:00Z"))
+
+
+# The expressions that cost the most to decide: ``W`` against a ``#``/``L`` weekday (they never
+# meet, and croniter walks month by month to prove it), impossible day-of-month sides, and
+# year fields over every remaining year. Before the search was bounded, the first took
+# 6,000-15,000 croniter field steps (~100 ms) each.
+WORST = [
+    "0 0 15W * L6",
+    "0 23 1 * mon#5",
+    "0 0 15W * 1#5,2#5",
+    "0 0 30 2 *",
+    "0 0 31 2,4,6,9,11 *",
+    "* * 15W * L6 * 2027-2099",
+    "0 0 15W * L1,L2,L3,L4,L5 0 1970-2099",
+    "0 0 15W * L0,L1,L2,L3,L4,L5,L6",
+    "0 0 15W * L0,L1,L2,L3,L4,L5,L6 0 2027-2099",
+    "0 0 15W * 0#5,1#5,2#5,3#5,4#5,5#5,6#5 0 2027-2099",
+    "0 0 29 2 1#5",  # fires, in 2044
+    "0 9 31 4,6,9,11 1",  # fires, but its day-of-month side never does
+]
+STEP_BUDGET = 4_000
+"""croniter field steps (``_get_next_nearest_diff``, ``_get_nth_weekday_of_month``,
+``_get_nearest_weekday`` calls) one validation may take; the worst found take ~3,000"""
+
+
+def count_field_steps(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count croniter's per-field search steps from now on: ``[n]``."""
+    steps = [0]
+    for name in ("_get_next_nearest_diff", "_get_nth_weekday_of_month", "_get_nearest_weekday"):
+        real = croniter.__dict__[name].__func__  # staticmethods
+
+        def counting(*args: Any, _real: Any = real) -> Any:
+            steps[0] += 1
+            return _real(*args)
+
+        monkeypatch.setattr(croniter, name, staticmethod(counting))
+    return steps
+
+
+def fresh(expr: str) -> None:
+    """Forget every memo of ``expr`` so the next call searches."""
+    cron._template.cache_clear()
+    cron._next_fire.cache_clear()
+    cron._LAST.clear()
+
+
+@pytest.mark.parametrize("expr", WORST)
+def test_validation_work_is_bounded(expr: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    fresh(expr)
+    searches = count_get_next(monkeypatch)
+    steps = count_field_steps(monkeypatch)
+    try:
+        validate_cron(expr, NOW)
+    except InvalidSchedule as exc:
+        assert exc.message == "Cron expression never fires"
+    assert searches[0] <= 2 * (cron.MAX_EMPTY_WINDOWS + 1)
+    assert steps[0] <= STEP_BUDGET, steps[0]
+    # the same bound holds in any zone and from any reference (the scheduler's planning)
+    for zone in ("America/Los_Angeles", "Australia/Lord_Howe"):
+        for ref in (NOW, parse_datetime("2099-12-31T23:00:00Z"), parse_datetime("1999-12-31T23:59:59Z")):
+            fresh(expr)
+            searches[0] = steps[0] = 0
+            next_fire(expr, resolve_timezone(zone), ref)
+            assert searches[0] <= 2 * (cron.MAX_EMPTY_WINDOWS + 1)
+            assert steps[0] <= STEP_BUDGET, (zone, ref, steps[0])
+
+
+def test_the_longest_worst_expression_is_bounded_and_one_more_character_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """At the length bound: the costliest 100-character expression found still validates within
+    the budget; at 101 characters it is refused before any search."""
+    longest = ",".join(str(m) for m in range(10, 30)) + " 0 15W * L0,L1,L2,L3,L4,L5,L6 0 2027-2099"
+    assert len(longest) == 100
+    fresh(longest)
+    steps = count_field_steps(monkeypatch)
+    with pytest.raises(InvalidSchedule, match=r"^Cron expression never fires$"):
+        validate_cron(longest, NOW)
+    assert 0 < steps[0] <= STEP_BUDGET
+    steps[0] = 0
+    with pytest.raises(InvalidSchedule, match=r"^Cron expression is too long$"):
+        validate_cron("0" + longest, NOW)
+    assert steps[0] == 0
+
+
+def test_bounded_search_agrees_with_one_long_croniter_search() -> None:
+    """Skipping the years whose calendar is known to hold no match never skips a fire: the next
+    fire (UTC) of rare expressions equals what one croniter search over the whole range finds."""
+    rng = random.Random(20261203)
+    doms = ["*", "29", "30", "31", "L", "13", "15W", "1W", "31W", "29,30"]
+    months = ["*", "2", "2,4", "4,6,9,11", "*/11", "12"]
+    dows = ["*", "1", "1#5", "5#2", "L6", "0#5,6#5", "L1", "mon#1"]
+    years = ["", " 0 *", " 0 2030-2099/7", " 0 2044,2072,2096", " 0 2027-2099/3"]
+    utc = resolve_timezone("UTC")
+    for _ in range(150):
+        expr = f"0 12 {rng.choice(doms)} {rng.choice(months)} {rng.choice(dows)}{rng.choice(years)}"
+        try:
+            reference = croniter(expr, datetime(2026, 11, 24, 10), max_years_between_matches=130)
+        except Exception:
+            continue
+        try:
+            want: Any = reference.get_next(datetime)
+        except CroniterBadDateError:
+            want = None
+        if want is not None and want.year >= 2100:
+            want = None
+        got = next_fire(expr, utc, NOW)
+        assert (fmt_z(got) if got else None) == (
+            fmt_z(from_datetime(want.replace(tzinfo=UTC))) if want else None
+        ), expr
 
 
 def test_too_long_is_checked_first() -> None:

@@ -6,9 +6,6 @@ import asyncio
 import time
 from typing import Any
 
-import pytest
-
-from cuefast import work
 from cuefast.config import Settings
 from tests.api.worker_helpers import Env, make_env, wenv  # noqa: F401  (fixture)
 from tests.conftest import assert_error
@@ -79,10 +76,7 @@ async def test_batch_claim_validation(wenv: Env) -> None:
     )
 
 
-async def test_long_poll_returns_when_work_arrives_and_empty_after_wait(
-    wenv: Env, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(work, "RECHECK_SECONDS", 60.0)  # only the signal can wake the waiter
+async def test_long_poll_returns_when_work_arrives_and_empty_after_wait(wenv: Env) -> None:
     key = await wenv.api.register()
     cue = await wenv.cue(key)
     started = time.monotonic()
@@ -265,12 +259,9 @@ async def test_openapi_documents_the_batch_routes(wenv: Env) -> None:
     assert "/v1/executions/claimable" in paths and "/v1/echo/{token}" in paths
 
 
-async def test_two_api_processes_share_claims_and_wake_ups(
-    settings: Settings, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_two_api_processes_share_claims_and_wake_ups(settings: Settings) -> None:
     """Two runtimes (as two API processes would be) on one Redis: a long poll served by one is
     woken by work created through the other, and their batch claims never overlap."""
-    monkeypatch.setattr(work, "RECHECK_SECONDS", 60.0)  # only the signal can wake the waiter
     async with make_env(settings) as a, make_env(settings) as b:
         key = await a.api.register()
         cue = await a.cue(key)

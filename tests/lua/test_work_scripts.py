@@ -191,12 +191,56 @@ async def test_deadline_arm_once(store: Store) -> None:
     assert await store.redis.zscore(store.keys.deadlines(P), eid) == NOW + 5
 
 
+ALIVE = 180_000_000
+EXPIRE = 86_400_000_000
+
+
+async def beat(store: Store, worker: str, at: int, limit: int = 1000, handlers: str = "null") -> int | None:
+    return await store.worker_heartbeat(
+        ACCT, worker, handlers, at, limit=limit, expire_us=EXPIRE, alive_us=ALIVE
+    )
+
+
 async def test_worker_heartbeat_keeps_registration(store: Store) -> None:
-    assert await store.worker_heartbeat(ACCT, "w", '["a"]', NOW) == NOW
-    assert await store.worker_heartbeat(ACCT, "w", "null", NOW + 7) == NOW
-    assert await store.list_workers(ACCT) == [("w", NOW + 7, NOW, "null")]
+    assert await beat(store, "w", NOW, handlers='["a"]') == NOW
+    assert await beat(store, "w", NOW + 7) == NOW
+    assert await store.list_workers(ACCT, 0) == [("w", NOW + 7, NOW, "null")]
     assert await store.delete_worker(ACCT, "w") is True
     assert await store.delete_worker(ACCT, "w") is False
+
+
+async def test_worker_heartbeat_limit_evicts_only_workers_no_longer_alive(store: Store) -> None:
+    k = store.keys
+    for i in range(3):
+        assert await beat(store, f"w{i}", NOW + i, limit=3) == NOW + i
+    assert await beat(store, "new", NOW + 3, limit=3) is None  # full of live workers
+    assert await beat(store, "w0", NOW + 4, limit=3) == NOW  # a known worker always may
+    assert await store.redis.zcard(k.workers(ACCT)) == 3
+    # w1 (last seen NOW + 1) is the longest silent; once it is no longer alive it makes room
+    assert await beat(store, "new", NOW + 1 + ALIVE, limit=3) is None  # exactly ALIVE old: alive
+    assert await beat(store, "new", NOW + 2 + ALIVE, limit=3) == NOW + 2 + ALIVE
+    listed = [w for w, *_ in await store.list_workers(ACCT, 0)]
+    assert listed == ["new", "w0", "w2"]
+    assert sorted(await store.redis.hkeys(k.worker_info(ACCT))) == ["new", "w0", "w2"]
+
+
+async def test_worker_heartbeat_sweeps_expired_entries_in_bounded_batches(store: Store) -> None:
+    k = store.keys
+    async with store.redis.pipeline(transaction=False) as pipe:  # 150 workers seen long ago
+        pipe.zadd(k.workers(ACCT), {f"old{i}": NOW + i for i in range(150)})
+        pipe.hset(k.worker_info(ACCT), mapping={f"old{i}": f"{NOW}|null" for i in range(150)})
+        await pipe.execute()
+    later = NOW + 149 + EXPIRE + 1  # every old entry is now older than the expiry
+    assert [w for w, *_ in await store.list_workers(ACCT, later - EXPIRE)] == []  # never listed
+    assert await beat(store, "x", later) == later
+    assert await store.redis.zcard(k.workers(ACCT)) == 51  # 100 dropped by this call
+    assert await store.redis.hlen(k.worker_info(ACCT)) == 51
+    assert await beat(store, "x", later + 1) == later
+    assert await store.redis.zrange(k.workers(ACCT), 0, -1) == ["x"]
+    assert await store.redis.hkeys(k.worker_info(ACCT)) == ["x"]
+    # the whole registry goes with the account's last heartbeat + the expiry
+    for key in (k.workers(ACCT), k.worker_info(ACCT)):
+        assert EXPIRE // 1000 <= await store.redis.pttl(key) <= EXPIRE // 1000 + 1000
 
 
 async def test_echo_store_limit(store: Store) -> None:
