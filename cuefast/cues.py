@@ -55,8 +55,9 @@ from cuefast.models import (
     Schedule,
     schedule_summary,
     stored_config,
+    summary_schedule,
 )
-from cuefast.render import render_rows, stored_int, stored_json, stored_time
+from cuefast.render import data_error, render_rows, stored_int, stored_json, stored_time
 from cuefast.store import Store
 from cuefast.times import MAX_INSTANT_TEXT, InstantOutOfRange, fmt_offset, fmt_z, parse_datetime
 from cuefast.validate import MISSING, has_bad_text
@@ -69,13 +70,28 @@ NO_WORKER_WARNING = "No active workers found. Start a cueapi-worker to process t
 _ENCODE = msgspec.json.encode
 
 
+def stored_cue_config(h: dict[str, str]) -> CueConfig:
+    """A stored cue's config; one that cannot be read (a corrupted record) is a logged data
+    error and renders as its schedule alone (from ``sch`` when that still parses) with every
+    other section at its default, so the cue can still be seen — and deleted — by its owner."""
+    try:
+        return CONFIG_DECODER.decode(h["cfg"])
+    except (KeyError, msgspec.DecodeError):
+        data_error("cue", h["id"], "config")
+    try:
+        schedule, catch_up = summary_schedule(h.get("sch", ""))
+    except ValueError:
+        schedule, catch_up = Schedule(type="recurring"), "latest"
+    return CueConfig(schedule=schedule, catch_up=catch_up)
+
+
 def render_cue(
     h: dict[str, str], cfg: CueConfig | None = None, *, warning: str | None = None
 ) -> dict[str, Any]:
     """A stored cue hash → the contract's Cue object (§7.1); a stored value that cannot be
     rendered is null (``{}`` for the payload) and a logged data error (``cuefast.render``)."""
-    cfg = cfg or CONFIG_DECODER.decode(h["cfg"])
     cid = h["id"]
+    cfg = cfg or stored_cue_config(h)
     s = cfg.schedule
     schedule: dict[str, Any] = {"type": s.type, "timezone": s.timezone}
     if s.cron is not None:
@@ -423,7 +439,7 @@ class CueService:
         self, account: Account, cue_id: str, h: dict[str, str], draft: CueDraft
     ) -> dict[str, Any] | None:
         now = self.clock.now_us()
-        cfg = CONFIG_DECODER.decode(h["cfg"])
+        cfg = stored_cue_config(h)
         old_name = h["name"]
         name: str = draft.name if draft.name is not MISSING else old_name
         if draft.description is not MISSING:

@@ -125,7 +125,15 @@ async def test_bad_stored_values_never_fail_a_listing(api: Api, caplog: pytest.L
     res = await api.request("GET", "/v1/cues", key)
     assert res.status_code == 200, res.text
     by_id = {c["id"]: c for c in res.json()["cues"]}
-    assert set(by_id) == {good["id"], bad["id"]}  # the unreadable one is left out, not a 500
+    assert set(by_id) == {good["id"], bad["id"], broken["id"]}  # never a 500
+    # no config can be read: listed with a default schedule, so its owner can find and delete it
+    assert by_id[broken["id"]]["schedule"] == {"type": "recurring", "timezone": "UTC"}
+    res = await api.request("GET", f"/v1/cues/{broken['id']}", key)
+    assert res.status_code == 200, res.text
+    res = await api.request("PATCH", f"/v1/cues/{broken['id']}", key, json={"status": "paused"})
+    assert res.status_code < 500, res.text
+    res = await api.request("DELETE", f"/v1/cues/{broken['id']}", key)
+    assert res.status_code in (200, 204), res.text
     c = by_id[bad["id"]]
     assert c["next_run"] is None and c["last_run"] is None and c["run_count"] == 0
     assert c["schedule"] == {"type": "once", "timezone": "UTC"}
