@@ -46,18 +46,30 @@ MAX_CATCH_UP = 1000
 ON_TIME_US = 10_000_000
 PLAN_RETRY_US = 60_000_000
 """a cue whose schedule cannot be planned is tried again this much later (not every pass)"""
-_SEARCH_WINDOWS_US = (120_000_000, 7_200_000_000, 172_800_000_000, 5_184_000_000_000, 63_072_000_000_000)
 
 
 def latest_slot(expr: str, tz_name: str, first_due: int, now: int) -> int:
-    """The most recent fire at or before ``now`` (``first_due`` is one such fire)."""
+    """The most recent fire at or before ``now`` (``first_due`` is one such fire).
+
+    Found by bisection over whole seconds — "is there a fire in [t, now]?" is
+    ``next_fire(t - 1) <= now``, which only turns false as t grows — so it costs about
+    log2(seconds since ``first_due``) bounded ``next_fire`` searches (≤ ~40), however many
+    fires were missed: a per-second cron after a day away is not walked fire by fire."""
     tz = cron.resolve_timezone(tz_name)
-    for window in _SEARCH_WINDOWS_US:
-        start = max(first_due, now - window)
-        fires = cron.next_fires(expr, tz, start - 1, now, 100_000)
-        if fires:
-            return fires[-1]
-    return first_due
+    best = first_due
+    following = cron.next_fire(expr, tz, best)
+    if following is None or following > now:
+        return best
+    best = following
+    lo, hi = best // 1_000_000, now // 1_000_000  # a fire ≥ second ``lo`` exists ≤ now
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        fire = cron.next_fire(expr, tz, mid * 1_000_000 - 1)
+        if fire is not None and fire <= now:
+            best, lo = fire, max(mid, fire // 1_000_000)
+        else:
+            hi = mid - 1
+    return best
 
 
 @functools.lru_cache(maxsize=4096)

@@ -567,3 +567,44 @@ def test_unknown_timezones(name: str) -> None:
 def test_non_string_timezone(value: object) -> None:
     with pytest.raises(InvalidTimezone):
         resolve_timezone(value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("expr", "tz", "first", "expected"),
+    [
+        # every second of 1 January only, found 36 h later: 86,400 fires were missed
+        ("* * 1 1 * *", "UTC", "2026-01-01T00:00:00Z", "2026-01-01T23:59:59Z"),
+        ("*/5 * * * *", "UTC", "2025-12-29T00:00:00Z", None),
+        ("0 9 * * 1-5", "America/New_York", "2025-11-03T14:00:00Z", None),
+        ("30 2 * * *", "Europe/Berlin", "2024-12-01T01:30:00Z", None),  # both DST changes
+        ("0 0 29 2 *", "UTC", "2016-02-29T00:00:00Z", None),  # leap days only
+    ],
+)
+def test_latest_slot_is_a_bounded_search(
+    expr: str, tz: str, first: str, expected: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The latest missed fire is found by bisection: the same answer as walking every fire,
+    in a bounded number of searches however many fires were missed."""
+    from cuefast import scheduler
+
+    zone = cron.resolve_timezone(tz)
+    now = parse_datetime("2026-01-02T12:00:00.5Z")
+    first_us = parse_datetime(first)
+    assert cron.next_fire(expr, zone, first_us - 1) == first_us
+    if expected is None:  # few enough fires to walk
+        walked, fire = first_us, first_us
+        while fire is not None and fire <= now:
+            walked, fire = fire, cron.next_fire(expr, zone, fire)
+    else:
+        walked = parse_datetime(expected)
+    steps = 0
+    real = cron._Search.next_after
+
+    def counted(self: Any, t: datetime) -> datetime | None:
+        nonlocal steps
+        steps += 1
+        return real(self, t)
+
+    monkeypatch.setattr(cron._Search, "next_after", counted)
+    assert scheduler.latest_slot(expr, tz, first_us, now) == walked
+    assert steps <= 200, steps
