@@ -91,6 +91,9 @@ __all__ = ["Context", "Outcome", "Worker", "WorkerStopped", "load_app", "outcome
 log = logging.getLogger("cuefast.worker")
 
 MAX_BATCH = 500
+MAX_HANDLERS = 100
+"""Tasks one daemon may serve: the server accepts at most this many per claim and per
+registry heartbeat (``work_input``, ``worker_registry``)."""
 
 
 class WorkerStopped(Exception):
@@ -266,6 +269,8 @@ class Worker:
             raise ValueError("api_key is required (argument, --api-key or CUEFAST_API_KEY)")
         if not self.handlers:
             raise ValueError("the worker has no handlers (use @worker.handler('task'))")
+        if len(self.handlers) > MAX_HANDLERS:  # the server refuses more in claims and heartbeats
+            raise ValueError(f"a worker serves at most {MAX_HANDLERS} tasks; run more workers")
         if not 1 <= len(self.worker_id) <= 255:
             raise ValueError("worker_id must be 1-255 characters")
         if self.concurrency < 1 or self.prefetch < 0:

@@ -423,6 +423,10 @@ def test_config_from_env_code_and_flags(tmp_path: Path) -> None:
         code.configure(bogus=1)
     with pytest.raises(ValueError, match="no handlers"):
         code._validate()
+    for i in range(101):  # more tasks than the server accepts in a claim or a heartbeat
+        code.handler(f"task-{i}")(lambda: None)
+    with pytest.raises(ValueError, match="at most 100 tasks"):
+        code._validate()
     assert Worker(environ={}).worker_id.endswith(f"-{os.getpid()}")
     with pytest.raises(ValueError, match="not a number"):
         Worker(environ={"CUEFAST_WORKER_CONCURRENCY": "many"})
