@@ -213,10 +213,12 @@ class Store:
     def _mirror_executions(self, pipe: Any, account_id: str, month: str, n: int) -> None:
         """Mirror a monthly executions increment into the account hash (field ``ex:<month>``,
         the previous month's field dropped) so ``auth.lua`` can set the usage warning without
-        reading another slot. Every increment of ``executions`` must go through here."""
+        reading another slot. Every increment of ``executions`` must go through here. The
+        account is marked dirty with it (the snapshot's copy of the hash stays exact)."""
         key = self.keys.account(account_id)
         pipe.hincrby(key, f"ex:{month}", n)
         pipe.hdel(key, f"ex:{previous_month(month)}")
+        pipe.sadd(self.keys.dirty(self.keys.auth), f"acct:{account_id}")
 
     async def usage_counts(self, account_id: str, month: str) -> tuple[int, int, dict[str, int]]:
         """(active cues, paused cues, the month's usage counters): one round trip."""
@@ -587,9 +589,10 @@ class Store:
                     pipe.hsetnx(key, qg, now_us)
                     pipe.hdel(key, f"qg:{previous_month(month)}")
                     pipe.hget(key, qg)
+                    pipe.sadd(self.keys.dirty(self.keys.auth), f"acct:{acct}")  # for the snapshotter
                 res = await pipe.execute()
             for i, acct in enumerate(starting):
-                if now_us >= int(res[3 * i + 2]) + GRACE_US:
+                if now_us >= int(res[4 * i + 2]) + GRACE_US:
                     blocked.add(acct)
         return blocked
 

@@ -10,6 +10,7 @@ import msgspec
 from cuefast.config import Settings
 from cuefast.ids import key_sha, new_execution_id
 from cuefast.snapshots import BATCH, LeaseLost, Snapshotter
+from cuefast.store import month_of
 from tests.snap_env import Env, fire, new_cue, snap_env
 
 
@@ -214,3 +215,30 @@ async def test_a_crash_between_take_and_commit_loses_nothing(settings: Settings)
         assert set(pg) == set(ids)
         assert pg[ids[0]]["st"] == "failed"
         assert await env.rt.store.dirty_count() == 0
+
+
+async def test_usage_mirror_fields_of_the_account_reach_postgres(settings: Settings) -> None:
+    """The executions counter's mirror (``ex:<month>``, written by ``Store.count_executions``)
+    and the quota grace start (``qg:<month>``, ``Store.quota_blocked``) live in the account
+    hash: the account is marked dirty with them, so after a snapshot PostgreSQL's copy equals
+    Redis (the chaos run found accounts whose PostgreSQL doc lacked ``ex:<month>``)."""
+    async with snap_env(settings) as env:
+        store = env.rt.store
+        acct = await _account_id(env, await env.api.register())
+        await store.set_account_fields(acct, {"exec_limit": 2})
+        await env.snap.snapshot()
+        now = env.clock.now_us()
+        await store.count_executions({(acct, month_of(now)): 3})
+        await env.snap.snapshot()
+        assert await _pg_account(env, acct) == await store.redis.hgetall(store.keys.account(acct))
+        assert await store.quota_blocked([acct], now) == set()  # the grace period starts now
+        await env.snap.snapshot()
+        redis_doc = await store.redis.hgetall(store.keys.account(acct))
+        assert {f"ex:{month_of(now)}", f"qg:{month_of(now)}"} <= set(redis_doc)
+        assert await _pg_account(env, acct) == redis_doc
+
+
+async def _pg_account(env: Env, account_id: str) -> dict[str, Any]:
+    async with env.pool.acquire() as conn:
+        doc = await conn.fetchval("SELECT doc::text FROM accounts WHERE id = $1", account_id)
+    return dict(msgspec.json.decode(doc))
