@@ -18,6 +18,8 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import NamedTuple
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 
@@ -151,14 +153,15 @@ class RedisServer:
 
 
 class PgProxy:
-    """A TCP relay 127.0.0.1:<port> → PostgreSQL that can refuse and drop connections.
+    """A TCP relay 127.0.0.1:<port> → PostgreSQL (TCP or unix socket) that can refuse and drop
+    connections.
 
     ``outage()`` closes every relayed connection at once (a transaction in flight sees its
     connection die) and, until ``restore()``, closes each new connection as soon as it is
     accepted (the client sees the server hang up before the startup packet is answered)."""
 
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self.target = (target_host, target_port)
+    def __init__(self, target: PgTarget) -> None:
+        self.target = target
         self.port = 0
         self.down = False
         self.outages = 0
@@ -170,12 +173,17 @@ class PgProxy:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
         self.port = int(self._server.sockets[0].getsockname()[1])
 
+    async def _open_upstream(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        if self.target.socket:
+            return await asyncio.open_unix_connection(self.target.socket)
+        return await asyncio.open_connection(self.target.host, self.target.port)
+
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.down:
             self._abort(writer)
             return
         try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
+            up_reader, up_writer = await self._open_upstream()
         except OSError:
             self._abort(writer)
             return
@@ -222,25 +230,31 @@ class PgProxy:
                 await asyncio.wait_for(self._server.wait_closed(), 5)
 
 
-def pg_target(dsn: str) -> tuple[str, int]:
-    """(host, port) of a TCP PostgreSQL DSN (ValueError for a unix-socket DSN)."""
-    from urllib.parse import urlsplit
+class PgTarget(NamedTuple):
+    host: str
+    port: int
+    socket: str  # the unix socket path ("" for TCP)
 
+
+def pg_target(dsn: str) -> PgTarget:
+    """Where a PostgreSQL DSN points: TCP host and port, or a unix socket (``host=/dir`` in the
+    query or a host that is a directory, as the embedded PostgreSQL's DSN has)."""
     parts = urlsplit(dsn)
-    host = parts.hostname or ""
-    if not host or host.startswith("/"):
-        raise ValueError("the chaos run proxies PostgreSQL over TCP; this DSN uses a unix socket")
-    return host, parts.port or 5432
+    query = dict(parse_qsl(parts.query))
+    host = query.get("host") or parts.hostname or ""
+    port = int(query.get("port") or parts.port or 5432)
+    if host.startswith("/"):
+        return PgTarget("", port, str(Path(host) / f".s.PGSQL.{port}"))
+    return PgTarget(host or "127.0.0.1", port, "")
 
 
 def proxied_dsn(dsn: str, port: int) -> str:
-    """The DSN with its host:port replaced by the proxy's."""
-    from urllib.parse import urlsplit, urlunsplit
-
+    """The DSN pointed at the proxy (127.0.0.1:<port>, no socket directory in the query)."""
     parts = urlsplit(dsn)
     userinfo = parts.netloc.rpartition("@")[0]
     netloc = (userinfo + "@" if userinfo else "") + f"127.0.0.1:{port}"
-    return urlunsplit(parts._replace(netloc=netloc))
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k not in ("host", "port")])
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def remove_tree(path: Path) -> None:
