@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
+
+from tests.procs import _LAUNCHER
 
 
 def free_port() -> int:
@@ -76,8 +80,8 @@ class RedisServer:
 
     def start(self) -> None:
         log = (self.dir / "redis.log").open("ab")
-        self.proc = subprocess.Popen(
-            [redis_binary(), *self._args()],
+        self.proc = subprocess.Popen(  # dies with the harness, even when it is killed with -9
+            [sys.executable, "-c", _LAUNCHER, str(os.getpid()), redis_binary(), *self._args()],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

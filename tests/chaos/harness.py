@@ -134,10 +134,11 @@ class Collected:
     post_conflicts: list[str]  # 409 on a first POST: someone else recorded an outcome
     observed: dict[str, str]  # eid → outcome JSON the first time it was seen through the API
     observed_changes: list[str]
-    page_duplicates: list[str]
+    page_duplicates: list[tuple[str, list[str]]]  # (account, ids twice on one page)
     deliveries: list[Any]
     unparsed_requests: list[str]
     handler_log: list[dict[str, Any]]
+    execs: dict[str, dict[str, str]]  # every execution: Redis's hash, or PostgreSQL's doc once trimmed
     redis_execs: dict[str, dict[str, str]]  # every execution hash under the prefix
     redis_cues: dict[str, dict[str, str]]
     redis_cue_execs: dict[str, list[str]]
@@ -207,7 +208,7 @@ class Chaos:
         self.post_conflicts: list[str] = []
         self.observed: dict[str, str] = {}
         self.observed_changes: list[str] = []
-        self.page_duplicates: list[str] = []
+        self.page_duplicates: list[tuple[str, list[str]]] = []
         self.statuses: Counter[str] = Counter()
         self.http_500s: list[str] = []
         self.unexpected_exits: list[str] = []
@@ -586,7 +587,7 @@ class Chaos:
                 ids = [e["id"] for e in items]
                 if len(ids) != len(set(ids)):
                     dup = [i for i, n in Counter(ids).items() if n > 1]
-                    self.page_duplicates.append(f"{account} newest page: {dup}")
+                    self.page_duplicates.append((account, dup))
                 for e in items:
                     self.observe(e)
             await asyncio.sleep(2.0)
@@ -763,10 +764,9 @@ class Chaos:
             out[eid] = window
         return out
 
-    async def stop_all(self) -> dict[str, int]:
-        """SIGTERM every role (the snapshotter last: it writes a final snapshot on the way out)."""
+    async def stop_roles(self, order: list[str]) -> dict[str, int]:
+        """SIGTERM the processes of these roles, one role after the other; their exit codes."""
         self._supervising = False
-        order = ["worker", "api", "scheduler", "dispatcher", "snapshotter"]
         codes: dict[str, int] = {}
         for role in order:
             names = [r.proc.name for r in self.roles if r.role == role and r.proc is not None]
@@ -954,8 +954,11 @@ class Chaos:
             self.timings["drain"] = (
                 time.monotonic() - self.t0 - self.timings["setup"] - self.timings["cycles"]
             )
+            # the snapshotter first (its clean stop writes a snapshot): no retention trim may move
+            # rows from Redis to the history while the listings are paged through
+            stop_codes = await self.stop_roles(["snapshotter"])
             listings = await self.collect_api()
-            stop_codes = await self.stop_all()
+            stop_codes |= await self.stop_roles(["worker", "api", "scheduler", "dispatcher"])
             snap = await self.snapshot_cli()
             rs = await self.collect_redis()
             pg = await self.collect_pg()
@@ -978,6 +981,7 @@ class Chaos:
                 deliveries=[d for r in self.receivers for d in r.deliveries],
                 unparsed_requests=[u for r in self.receivers for u in r.unsigned],
                 handler_log=self.read_handler_log(),
+                execs={**_trimmed(pg["execs"]), **rs["execs"]},
                 redis_execs=rs["execs"],
                 redis_cues=rs["cues"],
                 redis_cue_execs=rs["cue_execs"],
@@ -1026,6 +1030,11 @@ class Chaos:
                 await conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
             finally:
                 await conn.close()
+
+
+def _trimmed(pg_execs: dict[str, tuple[str, bool, str]]) -> dict[str, dict[str, str]]:
+    """Executions retention moved out of Redis: their last state is PostgreSQL's doc."""
+    return {eid: json.loads(doc) for eid, (_, in_redis, doc) in pg_execs.items() if not in_redis}
 
 
 def default_pg_dsn() -> str:
