@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed if args.seed is not None else int(time.time()) % 1_000_000,
     )
     work = Path(tempfile.mkdtemp(prefix="cuefast-chaos-"))
+    print(f"chaos: cuefast at {_git_head()}, {time.strftime('%Y-%m-%d %H:%M:%S %Z')}", flush=True)
     print(
         f"chaos: profile {profile.name}, {profile.cycles} cycles, seed {profile.seed} (dir {work})",
         flush=True,
@@ -49,6 +51,21 @@ def main(argv: list[str] | None = None) -> int:
     else:
         shutil.rmtree(work, ignore_errors=True)
     return 1 if failed else 0
+
+
+def _git_head() -> str:
+    """The commit the run tests (``+changes`` when the worktree has uncommitted changes)."""
+    root = Path(__file__).resolve().parents[2]
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown commit"
+    return sha + ("+changes" if dirty.stdout.strip() else "")
 
 
 if __name__ == "__main__":
