@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import pickle
 import shutil
 import subprocess
 import sys
@@ -16,6 +17,8 @@ from tests.chaos.harness import Chaos, default_pg_dsn
 from tests.chaos.invariants import check
 from tests.chaos.plan import PROFILES
 
+EVIDENCE = "collected.pickle"
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="./dev chaos", description=__doc__)
@@ -23,8 +26,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, help="seed of the fault schedule (default: the time)")
     parser.add_argument("--profile", choices=sorted(PROFILES), default="long")
     parser.add_argument("--keep", action="store_true", help="keep the run's directory (logs, Redis data)")
-    parser.add_argument("--database-url", default=default_pg_dsn(), help="PostgreSQL to proxy (TCP)")
+    parser.add_argument("--database-url", default=default_pg_dsn(), help="PostgreSQL to proxy")
+    parser.add_argument(
+        "--recheck", type=Path, help="check the evidence a kept run saved in this directory again"
+    )
     args = parser.parse_args(argv)
+    if args.recheck is not None:
+        with (args.recheck / EVIDENCE).open("rb") as f:
+            report = check(pickle.load(f))
+        print(report.table())
+        return 1 if report.violation_count else 0
     profile = PROFILES[args.profile]
     profile = profile.with_(
         cycles=args.cycles if args.cycles is not None else profile.cycles,
@@ -47,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     print(report.table())
     failed = report.violation_count > 0
     if args.keep or failed:
+        with (work / EVIDENCE).open("wb") as f:
+            pickle.dump(collected, f)  # --recheck reads it (after a change to the checks)
         print(f"run directory kept: {work}")
     else:
         shutil.rmtree(work, ignore_errors=True)

@@ -379,7 +379,7 @@ def _outcomes(c: Collected, rep: Report) -> None:
                 and "lease expired" not in h.get("em", "")
             ):
                 rep.bad("outcome lost", f"{eid} ({source}, {h.get('st')}): expected {want}")
-            elif source == "body" and _body_answered(c, eid):
+            elif source == "body" and h.get("da") and _body_answered(c, eid):
                 rep.bad("response-body outcome lost", f"{eid} ({h.get('st')}): answered {want}")
             continue
         got = {k: stored.get(k) for k in ("success", "result", "error")}
@@ -390,7 +390,9 @@ def _outcomes(c: Collected, rep: Report) -> None:
 
 
 def _body_answered(c: Collected, eid: str) -> bool:
-    """A receiver answered a 2xx with a response-body outcome to a sender that was still there."""
+    """A receiver answered a 2xx with a response-body outcome to a sender that was still there
+    (the caller also requires ``delivered_at``: an answer written just as the sender timed out
+    never reached it)."""
     return any(d.eid == eid and d.answer and "success" in d.answer and not d.gone for d in c.deliveries)
 
 
