@@ -130,14 +130,33 @@ def load_lua(name: str) -> str:
     return _INCLUDE.sub(lambda m: lua.joinpath("lib").joinpath(f"{m.group(1)}.lua").read_text(), text)
 
 
+def _no_maint_notifications() -> dict[str, Any]:
+    """Pool options that turn redis-py's maintenance notifications off (none for an older
+    redis-py, which has no such notifications and always checks a connection it hands out)."""
+    try:
+        from redis.maint_notifications import MaintNotificationsConfig
+    except ImportError:  # pragma: no cover - older redis-py
+        return {}
+    return {"maint_notifications_config": MaintNotificationsConfig(enabled=False)}
+
+
 def connect(url: str, max_connections: int = 128) -> aioredis.Redis:
     """A pooled asyncio client (hiredis parser when installed; str responses).
 
     The pool blocks (up to 30 s) when all connections are busy instead of failing, so
     hundreds of concurrent deliveries or requests share a bounded set of connections.
+
+    Maintenance notifications are off: in redis-py's default ("auto") mode the pool skips its
+    check of a connection it hands out, so after a Redis restart every pooled connection failed
+    its next command ("Connection closed by server") instead of being reconnected.
     """
     pool = aioredis.BlockingConnectionPool.from_url(
-        url, decode_responses=True, health_check_interval=30, max_connections=max_connections, timeout=30
+        url,
+        decode_responses=True,
+        health_check_interval=30,
+        max_connections=max_connections,
+        timeout=30,
+        **_no_maint_notifications(),
     )
     return aioredis.Redis(connection_pool=pool)
 
@@ -214,10 +233,12 @@ class Store:
     def _mirror_executions(self, pipe: Any, account_id: str, month: str, n: int) -> None:
         """Mirror a monthly executions increment into the account hash (field ``ex:<month>``,
         the previous month's field dropped) so ``auth.lua`` can set the usage warning without
-        reading another slot. Every increment of ``executions`` must go through here."""
+        reading another slot. Every increment of ``executions`` must go through here. The
+        account is marked dirty with it (the snapshot's copy of the hash stays exact)."""
         key = self.keys.account(account_id)
         pipe.hincrby(key, f"ex:{month}", n)
         pipe.hdel(key, f"ex:{previous_month(month)}")
+        pipe.sadd(self.keys.dirty(self.keys.auth), f"acct:{account_id}")
 
     async def usage_counts(self, account_id: str, month: str) -> tuple[int, int, dict[str, int]]:
         """(active cues, paused cues, the month's usage counters): one round trip."""
@@ -591,9 +612,10 @@ class Store:
                     pipe.hsetnx(key, qg, now_us)
                     pipe.hdel(key, f"qg:{previous_month(month)}")
                     pipe.hget(key, qg)
+                    pipe.sadd(self.keys.dirty(self.keys.auth), f"acct:{acct}")  # for the snapshotter
                 res = await pipe.execute()
             for i, acct in enumerate(starting):
-                if now_us >= int(res[3 * i + 2]) + GRACE_US:
+                if now_us >= int(res[4 * i + 2]) + GRACE_US:
                     blocked.add(acct)
         return blocked
 

@@ -369,6 +369,8 @@ class Worker:
             asyncio.create_task(self._flush_loop(), name="cuefast-worker-outcomes"),
         ]
         claimer = asyncio.create_task(self._claim_loop(tasks), name="cuefast-worker-claim")
+        for loop_task in (*background, claimer):
+            loop_task.add_done_callback(self._loop_ended)
         try:
             await self._stopping.wait()
             await self._shutdown(claimer)
@@ -391,6 +393,19 @@ class Worker:
             )
         if self._fatal is not None:
             raise WorkerStopped(str(self._fatal)) from self._fatal
+
+    def _loop_ended(self, task: asyncio.Task[None]) -> None:
+        """A loop that dies of an unexpected error must not leave the daemon running half-dead
+        (e.g. claiming work whose outcomes are never reported): log it and stop gracefully
+        with an error (exit code 1), so that a process manager restarts the daemon."""
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        assert exc is not None and self._stopping is not None
+        log.critical("%s failed unexpectedly; stopping the worker", task.get_name(), exc_info=exc)
+        if self._fatal is None:
+            self._fatal = exc
+        self._stopping.set()
 
     def _die(self, exc: BaseException) -> None:
         if self._fatal is None:
@@ -569,7 +584,7 @@ class Worker:
         try:
             res = await self.client.worker.report_outcomes(self.worker_id, batch)
         except CueAPIError as exc:
-            if isinstance(exc, _RETRYABLE | AuthenticationError) or exc.status_code is None:
+            if isinstance(exc, (*_RETRYABLE, AuthenticationError)) or exc.status_code is None:
                 raise
             # The batch as a whole was refused (e.g. one invalid item): report one by one.
             log.warning("outcome batch refused (%s); reporting one by one", exc)
@@ -601,7 +616,7 @@ class Worker:
             await self.client.executions.report_outcome(report.execution_id, **fields)
             self.stats.reported += 1
         except CueAPIError as exc:
-            if isinstance(exc, _RETRYABLE | AuthenticationError):
+            if isinstance(exc, (*_RETRYABLE, AuthenticationError)):
                 raise
             if exc.code == "outcome_already_recorded":
                 return
@@ -753,7 +768,7 @@ class Worker:
             log.error("%d outcomes could not be reported before exit", len(self._outbox) + self._flushing)
 
 
-async def _maybe_processed(exc: CueAPIError) -> bool:
+def _maybe_processed(exc: CueAPIError) -> bool:
     """The request may have reached the server (so a claim may have been made)."""
     if isinstance(exc, CueAPIServerError):
         return True

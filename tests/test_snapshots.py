@@ -10,6 +10,7 @@ import msgspec
 from cuefast.config import Settings
 from cuefast.ids import key_sha, new_execution_id
 from cuefast.snapshots import BATCH, LeaseLost, Snapshotter
+from cuefast.store import month_of
 from tests.snap_env import Env, fire, new_cue, snap_env
 
 
@@ -278,3 +279,30 @@ async def test_only_a_new_request_cuts_the_interval_short(settings: Settings) ->
         assert asyncio.get_running_loop().time() - t0 >= 1.9
         await env.snap.snapshot()
         assert await store.snapshot_request("read") == (ticket, ticket)
+
+
+async def test_usage_mirror_fields_of_the_account_reach_postgres(settings: Settings) -> None:
+    """The executions counter's mirror (``ex:<month>``, written by ``Store.count_executions``)
+    and the quota grace start (``qg:<month>``, ``Store.quota_blocked``) live in the account
+    hash: the account is marked dirty with them, so after a snapshot PostgreSQL's copy equals
+    Redis (the chaos run found accounts whose PostgreSQL doc lacked ``ex:<month>``)."""
+    async with snap_env(settings) as env:
+        store = env.rt.store
+        acct = await _account_id(env, await env.api.register())
+        await store.set_account_fields(acct, {"exec_limit": 2})
+        await env.snap.snapshot()
+        now = env.clock.now_us()
+        await store.count_executions({(acct, month_of(now)): 3})
+        await env.snap.snapshot()
+        assert await _pg_account(env, acct) == await store.redis.hgetall(store.keys.account(acct))
+        assert await store.quota_blocked([acct], now) == set()  # the grace period starts now
+        await env.snap.snapshot()
+        redis_doc = await store.redis.hgetall(store.keys.account(acct))
+        assert {f"ex:{month_of(now)}", f"qg:{month_of(now)}"} <= set(redis_doc)
+        assert await _pg_account(env, acct) == redis_doc
+
+
+async def _pg_account(env: Env, account_id: str) -> dict[str, Any]:
+    async with env.pool.acquire() as conn:
+        doc = await conn.fetchval("SELECT doc::text FROM accounts WHERE id = $1", account_id)
+    return dict(msgspec.json.decode(doc))

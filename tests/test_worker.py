@@ -14,12 +14,14 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from cuefast import AsyncCueFast, Context, CueAPIConnectionError, CueFast, Outcome, Worker
+from cuefast.client.errors import CueAPIServerError
 from cuefast.config import Settings
 from cuefast.sdk_models import Execution
-from cuefast.worker import WorkerStopped, load_app, outcome_report
+from cuefast.worker import WorkerStopped, _maybe_processed, load_app, outcome_report
 from tests.conftest import wait_for
 from tests.test_client import ROOT, LiveServer, free_port
 
@@ -390,6 +392,77 @@ async def test_reconnects_when_the_server_comes_back(settings: Settings, tmp_pat
             second.stop()
     assert proc.returncode == 0, err
     assert "failed" in err and "works again" in err
+
+
+@pytest.mark.timeout(90)
+async def test_outcome_finished_while_the_server_is_away_is_reported_when_it_is_back(
+    settings: Settings,
+) -> None:
+    """The handler finishes while the server is down: the outcome report fails (connection
+    refused), is retried with backoff, and is recorded once the server is back. (The retry
+    test of the report loop raised TypeError — ``tuple | type`` — and the loop died silently:
+    no outcome was ever reported again while the daemon kept claiming work.)"""
+    port = free_port()
+    first = LiveServer(settings, port).start()
+    key = first.register()
+    worker = Worker(api_key=key, base_url=first.url, worker_id="away-1", wait_seconds=1, max_backoff=0.5)
+    started, gate = asyncio.Event(), asyncio.Event()
+
+    @worker.handler("gated")
+    async def gated(payload: dict[str, Any], ctx: Context) -> str:
+        started.set()
+        await gate.wait()
+        return "finished while the server was away"
+
+    async with AsyncCueFast(key, base_url=first.url) as c:
+        eid = (await c.cues.fire(await _worker_cue(c, "gated"))).id
+    second: LiveServer | None = None
+    try:
+        async with Running(worker):
+            await wait_for(started.is_set, what="the handler running")
+            first.stop()
+            gate.set()
+            await wait_for(lambda: worker.stats.outcome_calls >= 2, what="reports tried while away")
+            second = LiveServer(settings, port).start()
+            async with AsyncCueFast(key, base_url=second.url) as c:
+
+                async def recorded() -> Any:
+                    return (await c.executions.get(eid)).outcome
+
+                outcome = await wait_for(recorded, timeout=30, what="the outcome recorded")
+            assert outcome.success and outcome.result == "finished while the server was away"
+    finally:
+        if second is not None:
+            second.stop()
+
+
+def test_only_a_claim_that_may_have_reached_the_server_asks_for_an_orphan_sweep() -> None:
+    """A refused connection never reached the server: no claim can have been made."""
+    refused = CueAPIConnectionError("ConnectError: refused", None, "connection_error")
+    refused.__cause__ = httpx.ConnectError("refused")
+    lost = CueAPIConnectionError("ReadError: reset", None, "connection_error")
+    lost.__cause__ = httpx.ReadError("reset")
+    assert _maybe_processed(refused) is False
+    assert _maybe_processed(lost) is True
+    assert _maybe_processed(CueAPIServerError("unavailable", 503, "service_unavailable")) is True
+
+
+async def test_a_loop_that_dies_stops_the_worker_with_an_error(
+    client: AsyncCueFast, live: LiveServer
+) -> None:
+    """An unexpected error in one of the daemon's loops ends ``serve`` with ``WorkerStopped``
+    (exit code 1) instead of leaving the daemon claiming work it can never report."""
+    key = client._core.headers["Authorization"][7:]
+    worker = Worker(api_key=key, base_url=live.url, worker_id="broken-1", wait_seconds=1)
+    worker.add_handler("t", lambda payload, ctx: "ok")
+
+    async def broken(batch: Any) -> None:
+        raise RuntimeError("a bug in the report loop")
+
+    worker._send_outcomes = broken  # type: ignore[method-assign]
+    await client.cues.fire(await _worker_cue(client, "t"))
+    with pytest.raises(WorkerStopped, match="a bug in the report loop"):
+        await asyncio.wait_for(worker.serve(), 30)
 
 
 async def test_invalid_key_stops_the_worker(live: LiveServer) -> None:
