@@ -315,7 +315,7 @@ class Dispatcher:
         self._parked = 0  # attempts queued behind a saturated host
         self._room = asyncio.Event()
         self._usage: dict[tuple[str, str], int] = {}
-        self._finishing: dict[int, list[tuple[list[str | int], asyncio.Future[str | None]]]] = {}
+        self._finishing: dict[int, list[tuple[list[str | int], asyncio.Future[tuple[str | None, bool]]]]] = {}
         self._flushes: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._releases: set[asyncio.Task[None]] = set()  # hand-backs being written
@@ -632,7 +632,14 @@ class Dispatcher:
         deadline = None
         if ok and cfg.delivery is not None and cfg.delivery.outcome_deadline_seconds is not None:
             deadline = done_at + cfg.delivery.outcome_deadline_seconds * 1_000_000
-        new_status = await self._finish(
+        body_outcome = None
+        if ok and response and self.settings.response_body_outcomes:
+            mode = cfg.verification.mode if cfg.verification else None
+            parsed = self.outcomes.from_response(response, mode, done_at)
+            if parsed is not None:
+                outcome_json, success, state, err = parsed
+                body_outcome = (outcome_json, "1" if success else "0", state, err)
+        new_status, recorded = await self._finish(
             a.p,
             [
                 a.eid,
@@ -643,17 +650,18 @@ class Dispatcher:
                 "" if deadline is None else deadline,
                 a.entry_id,
                 a.lease_until,
+                *(body_outcome or ("", "", "", "")),
             ],
         )
         self.metrics.inc(m.WEBHOOK_ATTEMPTS, (new_status or "none",))
         if new_status == "superseded":  # fenced out: another dispatcher took it over; not recorded
             return None
-        if new_status in ("success", "pending_outcome"):
+        if ok and new_status:  # delivered (a body outcome may have ended it as failed)
             self.metrics.inc(m.EXECUTIONS_DELIVERED, ("webhook",))
             month = (a.account, month_of(done_at))
             self._usage[month] = self._usage.get(month, 0) + 1
-            if self.settings.response_body_outcomes and response:
-                await self.outcomes.record_from_response(a.eid, response)
+            if recorded and body_outcome is not None:
+                await self._count_body_outcome(a, body_outcome[1] == "1")
         elif new_status == "failed":
             self.metrics.inc(m.EXECUTIONS_FAILED, ("webhook", "delivery"))
             try:  # usage `outcomes.failed` (§13.1): a final delivery failure, no outcome reported
@@ -677,10 +685,21 @@ class Dispatcher:
         a.lease_until = held
         return True
 
-    async def _finish(self, p: int, row: list[str | int]) -> str | None:
+    async def _count_body_outcome(self, a: _Attempt, success: bool) -> None:
+        """Metrics and the monthly outcome counter (§13.1) of a recorded body outcome (the
+        counter is best effort, written after the script like every outcome's)."""
+        self.metrics.inc(m.OUTCOMES, ("true" if success else "false",))
+        try:
+            owned = await self.store.execution_cues(a.account, [a.eid])
+            created = owned[a.eid][1] if a.eid in owned else self.clock.now_us()
+            await self.store.count_outcomes([(a.account, month_of(created), success)])
+        except Exception:
+            log.warning("usage counter not written", extra={"execution_id": a.eid})
+
+    async def _finish(self, p: int, row: list[str | int]) -> tuple[str | None, bool]:
         """Group commit: results that arrive in the same loop turn share one pipeline (one
         script call per partition)."""
-        fut: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[tuple[str | None, bool]] = asyncio.get_running_loop().create_future()
         if not self._finishing:
             asyncio.get_running_loop().call_soon(self._start_flush)
         self._finishing.setdefault(p, []).append((row, fut))

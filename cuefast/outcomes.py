@@ -243,16 +243,17 @@ class OutcomeService:
             await self.store.count_outcomes([(h["acct"], month_of(int(h.get("ca") or now)), success)])
         return res, state
 
-    async def record_from_response(self, execution_id: str, body: bytes) -> str | None:
-        """§10.6: a 2xx body ``{"success": bool, …}`` becomes the outcome if none exists yet."""
+    @staticmethod
+    def from_response(body: bytes, mode: str | None, now_us: int) -> tuple[str, bool, str, str] | None:
+        """§10.6: a 2xx body ``{"success": bool, …}`` as an outcome to record with the
+        delivery's result (``deliver_finish.lua`` writes it in the same call, if the execution
+        has none yet): (outcome JSON, success, outcome_state, error text), or None when the
+        body is not an outcome. Fields that do not pass their checks are left out."""
         try:
             obj = msgspec.json.decode(body)
         except msgspec.DecodeError:
             return None
         if not isinstance(obj, dict) or not isinstance(obj.get("success"), bool):
-            return None
-        h = await self.store.get_execution(execution_id)
-        if h is None or h.get("oc"):
             return None
         c = Checker()
         evidence = {
@@ -262,9 +263,21 @@ class OutcomeService:
             metadata = _metadata(Checker(), obj)
         except MetadataTooLarge:
             metadata = None
-        texts = {n: (obj[n][:MAX_TEXT] if isinstance(obj.get(n), str) else None) for n in ("result", "error")}
-        res, state = await self.record(h, obj["success"], texts["result"], texts["error"], metadata, evidence)
-        return state if res not in ("duplicate", "missing") else None
+        texts = {
+            n: (obj[n][:MAX_TEXT] if isinstance(obj.get(n), str) and not has_surrogate(obj[n]) else None)
+            for n in ("result", "error")
+        }
+        success: bool = obj["success"]
+        outcome = {
+            "success": success,
+            "result": texts["result"],
+            "error": texts["error"],
+            "metadata": metadata,
+            "recorded_at": fmt_z(now_us),
+            **{name: evidence.get(name) for name in EVIDENCE},
+        }
+        state = outcome_state(success, mode, evidence)
+        return msgspec.json.encode(outcome).decode(), success, state, (texts["error"] or "")[:500]
 
     async def _change(self, account: Account, execution_id: str, change: Any) -> dict[str, Any]:
         """Apply ``change(outcome dict, state) -> (fields, response)`` with compare-and-set."""

@@ -911,13 +911,14 @@ class Store:
 
     async def deliver_finish_many(
         self, batches: Mapping[int, Sequence[Sequence[str | int]]], now_us: int
-    ) -> dict[int, list[str | None]]:
+    ) -> dict[int, list[tuple[str | None, bool]]]:
         """Record attempt results, one ``deliver_finish`` script call per partition, all in one
-        pipeline; per attempt its new status, "superseded" when the attempt no longer held its
-        lease (fenced out: nothing recorded), or None when the execution was no longer in
-        flight. Each result row holds: execution id, "ok"/"fail", http status, error, next
-        retry µs, outcome deadline µs, stream entry id, the lease expiry µs the attempt holds
-        ("" for absent values)."""
+        pipeline; per attempt (its new status, whether the response body's outcome was
+        recorded). The status is "superseded" when the attempt no longer held its lease (fenced
+        out: nothing recorded), or None when the execution was no longer in flight. Each result
+        row holds: execution id, "ok"/"fail", http status, error, next retry µs, outcome
+        deadline µs, stream entry id, the lease expiry µs the attempt holds, then the body's
+        outcome (JSON, "1"/"0", outcome_state, error) or four "" ("" for absent values)."""
         k = self.keys
         parts = [p for p, rows in batches.items() if rows]
         calls: list[tuple[str, Sequence[str], Sequence[str | int | float]]] = []
@@ -927,9 +928,9 @@ class Store:
                 args.extend(row)
             calls.append(("deliver_finish", [k.leases(p), k.retries(p), k.outbox(p)], args))
         replies = await self._run_many(calls)
-        result: dict[int, list[str | None]] = {p: [] for p in batches}
+        result: dict[int, list[tuple[str | None, bool]]] = {p: [] for p in batches}
         for p, res in zip(parts, replies, strict=True):
-            result[p] = [str(v) if v else None for v in res]
+            result[p] = [(str(res[i]) if res[i] else None, bool(res[i + 1])) for i in range(0, len(res), 2)]
         return result
 
     async def deliver_release(

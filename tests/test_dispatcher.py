@@ -416,9 +416,11 @@ async def test_response_body_outcome_and_usage(env: Any) -> None:
     cue = await webhook_cue(api, key, receiver.url, delivery={"outcome_deadline_seconds": 60})
     clock.set(parse_datetime("2031-01-06T09:00:00Z"))
     await sched.tick()
-    assert await drain(dispatcher) == ["pending_outcome"]
+    # the body's outcome is recorded with the delivery, in one script call: it ends the attempt
+    assert await drain(dispatcher) == ["failed"]
     e = await only_execution(api, key, cue["id"])
     assert e["status"] == "failed" and e["outcome_state"] == "reported_failure"
+    assert e["delivered_at"] is not None
     assert e["outcome"]["error"] == "bad input" and e["outcome"]["external_id"] == "x1"
     assert e["outcome"]["summary"] is None  # invalid evidence value ignored
     res = await api.request("POST", f"/v1/executions/{e['id']}/outcome", key, json={"success": True})

@@ -154,6 +154,6 @@ async def test_response_body_outcome_decides_a_one_time_webhook_cue(env: Dispatc
     )
     clock.advance(30)
     await sched.tick()
-    assert await drain(dispatcher) == ["pending_outcome"]
+    assert await drain(dispatcher) == ["failed"]  # the body's outcome, recorded with the delivery
     assert (await only_execution(api, key, cue["id"]))["status"] == "failed"
     assert (await _cue(api, key, cue["id"]))["status"] == "failed"

@@ -1,11 +1,15 @@
 --[[ deliver_finish: record delivery attempts' results, each atomically with its next state
   KEYS[1] leases zset  KEYS[2] retry zset  KEYS[3] outbox stream  (execution and cue keys are
   derived from ARGV[1], the partition's key prefix, in the same slot)
-  ARGV[1] partition key prefix  ARGV[2] now µs, then 8 values per attempt:
+  ARGV[1] partition key prefix  ARGV[2] now µs, then 12 values per attempt:
     execution id, result "ok" | "fail", http status ("" = none), error message ("" = none),
     next retry µs ("" = no attempts left), outcome deadline µs ("" = not armed),
     stream entry id ("" = none),
-    lease expiry µs the attempt holds (its fencing token, from deliver_start / deliver_extend)
+    lease expiry µs the attempt holds (its fencing token, from deliver_start / deliver_extend),
+    then the outcome the 2xx response body carried (CONTRACT.md §10.6; "" = none): outcome
+    JSON, success "1" | "0", outcome_state, error text — recorded here, after the delivery's
+    own result and in the same call, unless the execution already has an outcome (a crash
+    cannot record the delivery and lose the body's outcome)
   Whether the execution decides a one-time cue is read here (lib/one_time.lua), as in every
   other script that ends an execution.
   A result is recorded only while the leases zset holds exactly that attempt's lease: an attempt
@@ -13,15 +17,19 @@
   is fenced out and touches nothing — not the execution, not the lease, not the stream entry,
   which the current holder still needs. A final failure runs on_failure in the same call
   (lib/alert.lua: pause, the e-mail and webhook notices).
-  returns one new status per attempt ("superseded" = fenced out, nothing recorded; "" = the
-  lease was held but the execution is no longer in flight, e.g. deleted) ]]
+  returns two values per attempt: the new status ("superseded" = fenced out, nothing recorded;
+  "" = the lease was held but the execution is no longer in flight, e.g. deleted), and "1" if
+  the body's outcome was recorded, else "" ]]
 --!include dirty
 --!include set_cue_status
 --!include one_time
+--!include work_index
 --!include alert
+--!include record_outcome
 local pfx, now = ARGV[1], ARGV[2]
 local out = {}
 local marks = {}  -- snapshot dirty marks, written by dirty_flush at the end
+local defer, cues = {}, {}  -- record_outcome's deferred index removals and run counts
 
 local function finish(eid, result, hs, em, nxr, od, entry, lease)
   local held = redis.call('ZSCORE', KEYS[1], eid)
@@ -68,9 +76,19 @@ local function finish(eid, result, hs, em, nxr, od, entry, lease)
   return status
 end
 
-for i = 3, #ARGV, 8 do
-  out[#out + 1] = finish(ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5],
+for i = 3, #ARGV, 12 do
+  local eid = ARGV[i]
+  local status = finish(eid, ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5],
     ARGV[i + 6], ARGV[i + 7])
+  local recorded = ''
+  if ARGV[i + 8] ~= '' and (status == 'success' or status == 'pending_outcome') then
+    local code, st = record_outcome(pfx, eid, '', ARGV[i + 8], ARGV[i + 9], ARGV[i + 10],
+      ARGV[i + 11], now, defer, cues)
+    if code == 1 then status, recorded = st, '1' end
+  end
+  out[#out + 1] = status
+  out[#out + 1] = recorded
 end
+outcome_flush(pfx, defer, cues, now)
 dirty_flush(marks)
 return out

@@ -68,18 +68,7 @@ WINDOWS = {
     ),
 }
 
-KNOWN = {
-    "concurrent duplicate delivery": "A1 (stale duplicate sends with long delivery timeouts)",
-    "one-time cue not completed": "A2 (one-time worker cues never completing)",
-    "cuefast snapshot failed": "A11 (`cuefast snapshot` failing while the service runs)",
-    "trimmed execution still in Redis": "A6 (trim crash window)",
-    "response-body outcome lost": (
-        "found by this run, open: the dispatcher records a response-body outcome in a second "
-        "step after deliver_finish (dispatcher.py, Dispatcher.attempt → "
-        "OutcomeService.record_from_response), so a kill -9 or a Redis failure between the two "
-        "loses it; the execution then times out"
-    ),
-}
+KNOWN: dict[str, str] = {}
 """Violation kinds an open defect explains (being fixed elsewhere): the short run in ``./dev
 test`` is an expected failure while only these occur. Remove an entry once its fix is merged."""
 POLICY_ERRORS = frozenset({"Could not connect to webhook endpoint", "Webhook endpoint timed out"})

@@ -54,8 +54,12 @@ async def start(store: Store, p: int, eid: str, now: int, timeout_s: int = 30, s
     return row
 
 
-def result(eid: str, entry: str, lease: int, ok: bool = True) -> list[str | int]:
-    return [eid, "ok" if ok else "fail", 200 if ok else 500, "" if ok else "boom", "", "", entry, lease]
+def result(
+    eid: str, entry: str, lease: int, ok: bool = True, *, deadline: int | str = "", body: tuple[str, ...] = ()
+) -> list[str | int]:
+    """A result row; ``body``: the response body's outcome (JSON, "1"/"0", state, error)."""
+    row: list[str | int] = [eid, "ok" if ok else "fail", 200 if ok else 500, "" if ok else "boom"]
+    return [*row, "", deadline, entry, lease, *(body or ("", "", "", ""))]
 
 
 @pytest.mark.parametrize(
@@ -95,7 +99,7 @@ async def test_a_stale_finish_after_a_takeover_records_nothing(store: Store) -> 
     before = await store.redis.hgetall(ek)
     # the first attempt's (failed) result arrives late: fenced out, nothing touched
     res = await store.deliver_finish_many({p: [result(eid, entry, first, ok=False)]}, NOW + 100 * S)
-    assert res == {p: ["superseded"]}
+    assert res == {p: [("superseded", False)]}
     assert await store.redis.hgetall(ek) == before
     assert await store.redis.zscore(k.leases(p), eid) == second
     assert await store.redis.zcard(k.retries(p)) == 0
@@ -103,7 +107,7 @@ async def test_a_stale_finish_after_a_takeover_records_nothing(store: Store) -> 
     assert pending["pending"] == 1  # the entry stays for the current holder
     # the holder's result is recorded, with the stream entry acknowledged and deleted
     res = await store.deliver_finish_many({p: [result(eid, entry, second)]}, NOW + 101 * S)
-    assert res == {p: ["success"]}
+    assert res == {p: [("success", False)]}
     e = await store.redis.hgetall(ek)
     assert e["st"] == "success" and e["att"] == "1" and e["hs"] == "200"
     assert await store.redis.zscore(k.leases(p), eid) is None
@@ -111,7 +115,7 @@ async def test_a_stale_finish_after_a_takeover_records_nothing(store: Store) -> 
     assert (await store.redis.xpending(k.outbox(p), DISPATCH_GROUP))["pending"] == 0
     # and a repeat of it is fenced out too (its lease is gone)
     res = await store.deliver_finish_many({p: [result(eid, entry, second)]}, NOW + 102 * S)
-    assert res == {p: ["superseded"]}
+    assert res == {p: [("superseded", False)]}
     assert (await store.redis.hgetall(ek))["att"] == "1"
 
 
@@ -125,3 +129,34 @@ async def test_extend_only_for_the_holder(store: Store) -> None:
     assert await store.deliver_extend(p, [(eid, lease, later)], NOW) == [later]
     assert await store.redis.zscore(k.leases(p), eid) == later
     assert await store.deliver_extend(p, [(eid, lease, later + S)], NOW) == [None]  # the old token
+
+
+@pytest.mark.parametrize(
+    ("deadline", "success", "status"), [("", "1", "success"), (NOW + 600 * S, "0", "failed")]
+)
+async def test_a_body_outcome_is_recorded_with_the_delivery(
+    store: Store, deadline: int | str, success: str, status: str
+) -> None:
+    """A 2xx body's outcome (§10.6) is written by the same call that records the delivery: no
+    crash can record one without the other. With an outcome deadline armed, the outcome ends
+    the execution (pending_outcome → its status) and disarms the deadline."""
+    k = store.keys
+    p, eid, entry = await arrange(store, '{"delivery":{"timeout_seconds":30}}')
+    lease = (await start(store, p, eid, NOW))[8]
+    body = ('{"success":%s,"result":"r"}' % ("true" if success == "1" else "false"), success, "", "")
+    row = result(eid, entry, lease, deadline=deadline, body=body)
+    res = await store.deliver_finish_many({p: [row]}, NOW + S)
+    assert res == {p: [(status, True)]}
+    e = await store.redis.hgetall(k.execution(p, eid))
+    assert e["st"] == status and e["oc"] == body[0] and e["da"] == str(NOW + S)
+    assert await store.redis.zscore(k.deadlines(p), eid) is None
+
+
+async def test_a_body_outcome_never_replaces_a_recorded_one(store: Store) -> None:
+    k = store.keys
+    p, eid, entry = await arrange(store, "{}")
+    await store.redis.hset(k.execution(p, eid), mapping={"oc": '{"success":true}', "os": "reported_success"})
+    lease = (await start(store, p, eid, NOW))[8]
+    row = result(eid, entry, lease, body=('{"success":false}', "0", "", ""))
+    assert await store.deliver_finish_many({p: [row]}, NOW + S) == {p: [("success", False)]}
+    assert (await store.redis.hget(k.execution(p, eid), "oc")) == '{"success":true}'
