@@ -24,13 +24,13 @@ import redis as sync_redis
 
 from cuefast.clock import FrozenClock, SystemClock
 from cuefast.config import Settings, load_settings
-from cuefast.cues import new_cue_fields
-from cuefast.dispatcher import Dispatcher
+from cuefast.engine.dispatcher import Dispatcher
+from cuefast.engine.scheduler import Scheduler
 from cuefast.ids import new_account_id, new_cue_id
-from cuefast.keys import Keys
 from cuefast.models import Callback, CueConfig, Retry, Schedule
-from cuefast.scheduler import Scheduler
+from cuefast.services.cues import new_cue_fields
 from cuefast.store import Store, connect
+from cuefast.store.keys import Keys
 from cuefast.times import parse_datetime
 
 RECEIVER = """

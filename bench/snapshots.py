@@ -21,14 +21,14 @@ import uuid
 import asyncpg
 import msgspec
 
-from cuefast import pg
 from cuefast.clock import SystemClock
 from cuefast.config import load_settings
+from cuefast.durability import schema as pg
+from cuefast.durability.restore import restore
+from cuefast.durability.snapshots import Snapshotter
 from cuefast.ids import new_execution_id
-from cuefast.keys import Keys
-from cuefast.restore import restore
-from cuefast.snapshots import Snapshotter
 from cuefast.store import Store, connect
+from cuefast.store.keys import Keys
 
 REDIS = os.environ.get("CUEFAST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PG = os.environ.get("CUEFAST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")

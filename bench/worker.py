@@ -49,8 +49,8 @@ async def _setup(url: str, prefix: str, n: int, task: str) -> str:
     import hashlib
 
     from cuefast.ids import new_execution_id
-    from cuefast.keys import Keys
     from cuefast.store import Store, connect
+    from cuefast.store.keys import Keys
 
     key = _register(url)
     async with AsyncCueFast(key, base_url=url) as client:

@@ -27,8 +27,8 @@ import httpx
 import redis as sync_redis
 
 from cuefast.ids import new_execution_id
-from cuefast.keys import Keys
 from cuefast.store import Store, connect
+from cuefast.store.keys import Keys
 
 REDIS = os.environ.get("CUEFAST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PG = os.environ.get("CUEFAST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")

@@ -19,9 +19,9 @@ _LAZY = {
     "AsyncCueFast": "cuefast.client",
     "verify_webhook": "cuefast.client.webhook",
     "CuePayload": "cuefast.client.payload",
-    "Worker": "cuefast.worker",
-    "Context": "cuefast.worker",
-    "Outcome": "cuefast.worker",
+    "Worker": "cuefast.worker.daemon",
+    "Context": "cuefast.worker.daemon",
+    "Outcome": "cuefast.worker.daemon",
     "CueAPIError": "cuefast.client.errors",
     "AuthenticationError": "cuefast.client.errors",
     "CueLimitExceededError": "cuefast.client.errors",
@@ -68,7 +68,7 @@ if TYPE_CHECKING:
     )
     from cuefast.client.payload import CuePayload
     from cuefast.client.webhook import verify_webhook
-    from cuefast.worker import Context, Outcome, Worker
+    from cuefast.worker.daemon import Context, Outcome, Worker
 
 
 def __getattr__(name: str) -> Any:

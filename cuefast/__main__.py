@@ -76,7 +76,7 @@ def backends(settings: Settings) -> Iterator[Settings]:
         log.info("backends: redis %s, postgres %s", redact(settings.redis_url), redact(settings.database_url))
         yield settings
         return
-    from cuefast.embedded import EmbeddedBackends
+    from cuefast.embedded.servers import EmbeddedBackends
 
     with EmbeddedBackends(settings.data_dir, want_redis=want_redis, want_postgres=want_pg) as eb:
         filled = settings.replace(
@@ -104,10 +104,10 @@ async def _serve(
     import uvicorn
 
     from cuefast.api import create_app
-    from cuefast.dispatcher import Dispatcher
+    from cuefast.durability.snapshots import Snapshotter
+    from cuefast.engine.dispatcher import Dispatcher
+    from cuefast.engine.scheduler import Scheduler
     from cuefast.runtime import Runtime
-    from cuefast.scheduler import Scheduler
-    from cuefast.snapshots import Snapshotter
 
     class Server(uvicorn.Server):
         @contextlib.contextmanager
@@ -187,7 +187,7 @@ async def _serve(
 
 
 async def _migrate(settings: Settings) -> None:
-    from cuefast import pg
+    from cuefast.durability import schema as pg
 
     pool = await pg.create_pool(settings.database_url, settings.database_schema)
     try:
@@ -204,8 +204,8 @@ async def _snapshot_once(settings: Settings, wait_s: float) -> int:
     was called. With no snapshotter running it takes the lease and writes the snapshot itself;
     while one runs (``cuefast serve`` / ``cuefast snapshotter``) it asks that one for a snapshot
     now and waits for it (taking over if that one stops meanwhile), for at most ``wait_s`` seconds."""
+    from cuefast.durability.snapshots import Snapshotter
     from cuefast.runtime import Runtime
-    from cuefast.snapshots import Snapshotter
 
     rt = Runtime(settings)
     await rt.start()
@@ -242,7 +242,7 @@ async def _snapshot_once(settings: Settings, wait_s: float) -> int:
 
 
 async def _restore(settings: Settings, force: bool) -> int:
-    from cuefast.restore import NotEmpty, restore
+    from cuefast.durability.restore import NotEmpty, restore
     from cuefast.runtime import Runtime
 
     rt = Runtime(settings)
@@ -340,7 +340,7 @@ def _worker(args: argparse.Namespace) -> int:
     """``cuefast worker``: the client side only (SDK + worker; no server modules)."""
     import os
 
-    from cuefast.worker import load_app
+    from cuefast.worker.daemon import load_app
 
     level = (args.log_level or os.environ.get("CUEFAST_LOG_LEVEL") or "INFO").upper()
     as_json = args.log_json or os.environ.get("CUEFAST_LOG_JSON", "").lower() in ("1", "true", "yes", "on")

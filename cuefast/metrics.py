@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cuefast.keys import Keys
+from cuefast.store.keys import Keys
 
 log = logging.getLogger(__name__)
 

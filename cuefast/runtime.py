@@ -6,20 +6,21 @@ import asyncio
 import logging
 from typing import Any
 
-from cuefast import metrics, pg
-from cuefast.accounts import AccountService
+from cuefast import metrics
 from cuefast.clock import Clock, SystemClock
 from cuefast.config import Settings
-from cuefast.cues import CueService
+from cuefast.durability import schema as pg
+from cuefast.durability.history import History
+from cuefast.engine.reaper import WorkReaper
 from cuefast.errors import ConfigError
-from cuefast.executions import ExecutionService
-from cuefast.history import History
-from cuefast.keys import Keys
-from cuefast.outcomes import OutcomeService
+from cuefast.services.accounts import AccountService
+from cuefast.services.claims import WorkService
+from cuefast.services.cues import CueService
+from cuefast.services.executions import ExecutionService
+from cuefast.services.outcomes import OutcomeService
+from cuefast.services.worker_registry import WorkerRegistry
 from cuefast.store import Store, connect
-from cuefast.work import WorkService
-from cuefast.work_reaper import WorkReaper
-from cuefast.worker_registry import WorkerRegistry
+from cuefast.store.keys import Keys
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ end of 2199 UTC. The upper bound keeps every µs value below 2**53, so it is exa
 double (Lua numbers and sorted-set scores are doubles) and always renderable.
 
 Rendering is total: ``fmt_z``/``fmt_offset`` answer None for a value no datetime can hold
-instead of raising (``cuefast.render`` logs such a stored value as a data error).
+instead of raising (``cuefast.services.render`` logs such a stored value as a data error).
 """
 
 from __future__ import annotations

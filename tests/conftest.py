@@ -75,7 +75,7 @@ def backend_urls() -> Iterator[tuple[str, str]]:
     if redis_url and pg_url:
         yield redis_url, pg_url
         return
-    from cuefast.embedded import EmbeddedBackends
+    from cuefast.embedded.servers import EmbeddedBackends
 
     data_dir = ROOT / ".cuefast" / f"test-backends-{os.getpid()}"
     try:

@@ -13,9 +13,9 @@ import asyncpg
 
 from cuefast.clock import FrozenClock
 from cuefast.config import Settings
+from cuefast.durability.snapshots import Snapshotter
+from cuefast.engine.scheduler import Scheduler
 from cuefast.runtime import Runtime
-from cuefast.scheduler import Scheduler
-from cuefast.snapshots import Snapshotter
 from cuefast.times import parse_datetime
 from tests.conftest import Api, make_api
 from tests.test_scheduler import new_cue  # noqa: F401  (re-exported for the snapshot tests)

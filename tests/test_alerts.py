@@ -17,9 +17,9 @@ import msgspec
 import pytest
 
 from cuefast.config import Settings
+from cuefast.engine.mail import Mailer
+from cuefast.engine.notices import MAX_ATTEMPTS, NoticeSender
 from cuefast.errors import ConfigError
-from cuefast.mail import Mailer
-from cuefast.notices import MAX_ATTEMPTS, NoticeSender
 from cuefast.times import parse_datetime
 from tests.api.worker_helpers import Env, make_env
 from tests.conftest import Api
@@ -406,7 +406,7 @@ async def test_email_logged_without_smtp(env: Any, caplog: pytest.LogCaptureFixt
     await drain(dispatcher)
     sender = sender_for(env)
     await sender.start()
-    with caplog.at_level("WARNING", logger="cuefast.notices"):
+    with caplog.at_level("WARNING", logger="cuefast.engine.notices"):
         assert await sender.step() == 1
     assert any("on_failure e-mail (no SMTP configured)" in r.getMessage() for r in caplog.records)
 
@@ -457,7 +457,7 @@ def test_smtp_url_forms_and_no_password_in_repr() -> None:
 def test_notice_and_alert_keys_share_the_partition_slot() -> None:
     from redis.crc import key_slot
 
-    from cuefast.keys import Keys
+    from cuefast.store.keys import Keys
 
     k = Keys("cf", 16)
     for p in (0, 7, 15):

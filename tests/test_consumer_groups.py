@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from cuefast.config import Settings
-from cuefast.notices import NoticeSender
+from cuefast.engine.notices import NoticeSender
 from cuefast.store import DISPATCH_GROUP, NOTICE_GROUP
 from cuefast.times import parse_datetime
 from tests.conftest import wait_for

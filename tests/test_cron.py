@@ -585,7 +585,7 @@ def test_latest_slot_is_a_bounded_search(
 ) -> None:
     """The latest missed fire is found by bisection: the same answer as walking every fire,
     in a bounded number of searches however many fires were missed."""
-    from cuefast import scheduler
+    from cuefast.engine import scheduler
 
     zone = cron.resolve_timezone(tz)
     now = parse_datetime("2026-01-02T12:00:00.5Z")

@@ -7,6 +7,7 @@ import pytest
 
 from cuefast.clock import FrozenClock
 from cuefast.config import Settings
+from cuefast.engine.scheduler import Scheduler
 from cuefast.models import (
     CONFIG_DECODER,
     Alerts,
@@ -21,7 +22,6 @@ from cuefast.models import (
     schedule_summary,
     stored_config,
 )
-from cuefast.scheduler import Scheduler
 from cuefast.times import parse_datetime
 from tests.api.test_cues import HOOK, create, webhook_cue
 from tests.conftest import Api, make_api

@@ -15,9 +15,9 @@ from aiohttp import web
 
 from cuefast.clock import FrozenClock
 from cuefast.config import Settings
-from cuefast.dispatcher import Dispatcher
-from cuefast.notices import NoticeSender
-from cuefast.scheduler import Scheduler
+from cuefast.engine.dispatcher import Dispatcher
+from cuefast.engine.notices import NoticeSender
+from cuefast.engine.scheduler import Scheduler
 from cuefast.times import parse_datetime
 from tests.conftest import Api, make_api, wait_for
 
@@ -512,7 +512,7 @@ async def test_outcome_in_time_disarms_deadline(env: Any) -> None:
 async def test_checked_resolver_under_the_default_strict_policy() -> None:
     """Regression: the connector's resolver must judge the host, not an http:// URL."""
     from cuefast import ssrf
-    from cuefast.dispatcher import CheckedResolver
+    from cuefast.engine.dispatcher import CheckedResolver
 
     async def dns(host: str, port: int) -> list[str]:
         return {"public.example": ["93.184.216.34"], "internal.example": ["10.0.0.7"]}[host]

@@ -15,7 +15,7 @@ import pytest
 
 from cuefast import ssrf
 from cuefast.config import Settings
-from cuefast.dispatcher import Dispatcher
+from cuefast.engine.dispatcher import Dispatcher
 from cuefast.times import parse_datetime
 from tests.test_dispatcher import drain, env, only_execution, webhook_cue
 

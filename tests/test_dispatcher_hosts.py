@@ -10,7 +10,7 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from cuefast.dispatcher import HOST_WAIT_S, Dispatcher, host_key
+from cuefast.engine.dispatcher import HOST_WAIT_S, Dispatcher, host_key
 from cuefast.times import parse_datetime
 from tests.test_dispatcher import Receiver, env, webhook_cue
 

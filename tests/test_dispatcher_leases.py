@@ -14,7 +14,7 @@ from aiohttp import web
 
 from cuefast import metrics as m
 from cuefast.config import Settings
-from cuefast.dispatcher import SEND_MARGIN_US, Dispatcher
+from cuefast.engine.dispatcher import SEND_MARGIN_US, Dispatcher
 from cuefast.times import parse_datetime
 from tests.conftest import wait_for
 from tests.test_dispatcher import Env, Receiver, dispatch_env, only_execution, webhook_cue

@@ -16,8 +16,8 @@ from redis.crc import key_slot
 
 from cuefast.clock import SystemClock
 from cuefast.config import Settings
-from cuefast.dispatcher import QUEUED, Dispatcher
-from cuefast.scheduler import Scheduler
+from cuefast.engine.dispatcher import QUEUED, Dispatcher
+from cuefast.engine.scheduler import Scheduler
 from cuefast.store import Store
 from cuefast.times import parse_datetime
 from tests.conftest import Api

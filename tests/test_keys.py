@@ -8,8 +8,8 @@ import pytest
 from redis.crc import key_slot
 
 from cuefast.ids import new_cue_id, new_execution_id, scheduled_execution_id
-from cuefast.keys import Keys
 from cuefast.store import SCRIPT_NAMES, Store, load_lua
+from cuefast.store.keys import Keys
 from tests.api.test_cues import create, webhook_cue
 from tests.conftest import Api
 

@@ -14,9 +14,9 @@ import pytest
 from cuefast import metrics as m
 from cuefast.clock import FrozenClock
 from cuefast.config import Settings
-from cuefast.dispatcher import Dispatcher
+from cuefast.engine.dispatcher import Dispatcher
+from cuefast.engine.scheduler import Scheduler
 from cuefast.runtime import Runtime
-from cuefast.scheduler import Scheduler
 from cuefast.times import parse_datetime
 from tests.conftest import Api, make_api
 from tests.procs import Processes, process_env

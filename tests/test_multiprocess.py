@@ -31,7 +31,7 @@ import pytest
 from aiohttp import web
 
 from cuefast.config import Settings
-from cuefast.cue_input import parse_create, parse_patch
+from cuefast.services.cue_input import parse_create, parse_patch
 from cuefast.store import DISPATCH_GROUP
 from tests.conftest import Api
 from tests.procs import Processes, process_env

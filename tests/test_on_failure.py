@@ -19,8 +19,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from cuefast.dispatcher import Dispatcher
-from cuefast.notices import MAX_ATTEMPTS, NoticeSender
+from cuefast.engine.dispatcher import Dispatcher
+from cuefast.engine.notices import MAX_ATTEMPTS, NoticeSender
 from cuefast.times import parse_datetime
 from tests.api.worker_helpers import Env, make_env
 from tests.conftest import Api
@@ -280,7 +280,7 @@ async def test_an_unverifiable_certificate_fails_the_send(
     api, clock, dispatcher = await failed_with_mail(env)
     sender = sender_for(api, clock, dispatcher, smtp_url=f"smtp://ops%40x.io:s3cr%2Ft@127.0.0.1:{port}")
     await sender.start()
-    with caplog.at_level("ERROR", logger="cuefast.notices"):
+    with caplog.at_level("ERROR", logger="cuefast.engine.notices"):
         assert await sender.step() == 1
     assert recorder.logins == [] and recorder.messages == []
     assert any("notice not sent" in r.getMessage() for r in caplog.records)
@@ -300,7 +300,7 @@ async def test_no_credentials_in_clear_without_starttls(
     api, clock, dispatcher = await failed_with_mail(env)
     sender = sender_for(api, clock, dispatcher, smtp_url=f"smtp://ops%40x.io:s3cr%2Ft@127.0.0.1:{port}")
     await sender.start()
-    with caplog.at_level("ERROR", logger="cuefast.notices"):
+    with caplog.at_level("ERROR", logger="cuefast.engine.notices"):
         assert await sender.step() == 1
         for wait in (10, 60, 300):  # retried by the notice policy, then given up
             clock.advance(wait)

@@ -10,8 +10,8 @@ import msgspec
 import pytest
 
 from cuefast.config import Settings
-from cuefast.dispatcher import Dispatcher
-from cuefast.scheduler import Scheduler
+from cuefast.engine.dispatcher import Dispatcher
+from cuefast.engine.scheduler import Scheduler
 from cuefast.store import month_of
 from cuefast.times import parse_datetime
 from tests.conftest import Api

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from cuefast.config import Settings
+from cuefast.durability.restore import NotEmpty, restore
 from cuefast.ids import scheduled_execution_id
-from cuefast.restore import NotEmpty, restore
 from cuefast.times import parse_datetime
 from tests.snap_env import Env, fire, new_cue, snap_env, wipe_redis
 

@@ -10,8 +10,8 @@ import pytest
 
 from cuefast.clock import FrozenClock
 from cuefast.config import Settings
+from cuefast.engine.scheduler import PLAN_RETRY_US, Scheduler
 from cuefast.ids import scheduled_execution_id
-from cuefast.scheduler import PLAN_RETRY_US, Scheduler
 from cuefast.times import parse_datetime
 from tests.conftest import Api, assert_error, make_api
 

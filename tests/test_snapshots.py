@@ -8,8 +8,8 @@ from typing import Any
 import msgspec
 
 from cuefast.config import Settings
+from cuefast.durability.snapshots import BATCH, LeaseLost, Snapshotter
 from cuefast.ids import key_sha, new_execution_id
-from cuefast.snapshots import BATCH, LeaseLost, Snapshotter
 from cuefast.store import month_of
 from tests.snap_env import Env, fire, new_cue, snap_env
 

@@ -19,9 +19,9 @@ import pytest
 
 from cuefast import AsyncCueFast, Context, CueAPIConnectionError, CueFast, Outcome, Worker
 from cuefast.client.errors import CueAPIServerError
+from cuefast.client.models import Execution
 from cuefast.config import Settings
-from cuefast.sdk_models import Execution
-from cuefast.worker import WorkerStopped, _maybe_processed, load_app, outcome_report
+from cuefast.worker.daemon import WorkerStopped, _maybe_processed, load_app, outcome_report
 from tests.conftest import wait_for
 from tests.test_client import ROOT, LiveServer, free_port
 

@@ -7,9 +7,9 @@ from typing import Any
 from litestar import Request, Response, get
 from litestar.handlers import HTTPRouteHandler
 
-from cuefast.alerts import AlertService
 from cuefast.api.http import json_response
 from cuefast.runtime import Runtime
+from cuefast.services.alerts import AlertService
 
 
 def routes(rt: Runtime) -> list[HTTPRouteHandler]:

@@ -7,10 +7,10 @@ from typing import Any
 from litestar import Request, Response, get, patch, post
 from litestar.handlers import HTTPRouteHandler
 
-from cuefast.accounts import require_confirmation
 from cuefast.api.http import json_response, read_json
 from cuefast.errors import NotFound
 from cuefast.runtime import Runtime
+from cuefast.services.accounts import require_confirmation
 
 
 def routes(rt: Runtime) -> list[HTTPRouteHandler]:

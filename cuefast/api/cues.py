@@ -7,13 +7,13 @@ from typing import Any
 from litestar import Request, Response, delete, get, patch, post
 from litestar.handlers import HTTPRouteHandler
 
-from cuefast.accounts import require_confirmation
 from cuefast.api.http import json_response, path_cue_id, read_json
-from cuefast.cue_input import parse_create, parse_patch
 from cuefast.errors import CueNotFound
-from cuefast.executions import parse_fire
 from cuefast.runtime import Runtime
-from cuefast.validate import MAX_OFFSET, Checker, query_int, require_object
+from cuefast.services.accounts import require_confirmation
+from cuefast.services.cue_input import parse_create, parse_patch
+from cuefast.services.executions import parse_fire
+from cuefast.services.validate import MAX_OFFSET, Checker, query_int, require_object
 
 
 def routes(rt: Runtime) -> list[HTTPRouteHandler]:

@@ -26,9 +26,9 @@ from cuefast.errors import EchoPayloadTooLarge, InvalidEchoToken, InvalidPayload
 from cuefast.ids import is_cue_id, is_echo_token
 from cuefast.models import Account
 from cuefast.runtime import Runtime
+from cuefast.services.validate import has_bad_text, parse_json_body
 from cuefast.store import Store
 from cuefast.times import fmt_offset
-from cuefast.validate import has_bad_text, parse_json_body
 
 MAX_ECHO_BYTES = 1_000_000
 ECHO_TTL_SECONDS = 300

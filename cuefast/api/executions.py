@@ -9,9 +9,9 @@ from litestar.handlers import HTTPRouteHandler
 
 from cuefast.api.http import json_response, path_execution_id, read_json
 from cuefast.errors import api_error
-from cuefast.executions import ExecutionFilters
 from cuefast.runtime import Runtime
-from cuefast.validate import MAX_OFFSET, query_int
+from cuefast.services.executions import ExecutionFilters
+from cuefast.services.validate import MAX_OFFSET, query_int
 
 
 def _filters(q: Any) -> ExecutionFilters:

@@ -9,7 +9,7 @@ from litestar import Request, Response
 
 from cuefast.errors import CuefastError, CueNotFound, ExecutionNotFound, InvalidJSON, WorkerNotFound
 from cuefast.ids import is_cue_id, is_execution_id, is_worker_id
-from cuefast.validate import parse_json_body
+from cuefast.services.validate import parse_json_body
 
 MAX_BODY = 1_048_576
 _ENCODER = msgspec.json.Encoder()

@@ -19,10 +19,10 @@ import logging
 
 import msgspec
 
-from cuefast.accounts import counted_request
 from cuefast.api.edge import ASGIApp, Message, Receive, Scope, Send
 from cuefast.errors import RateLimited
 from cuefast.runtime import Runtime
+from cuefast.services.accounts import counted_request
 from cuefast.store import Window
 
 log = logging.getLogger(__name__)

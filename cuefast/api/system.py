@@ -7,8 +7,9 @@ from typing import Any
 from litestar import Request, Response, get
 from litestar.handlers import HTTPRouteHandler
 
-from cuefast import __version__, metrics, pg
+from cuefast import __version__, metrics
 from cuefast.api.http import json_response
+from cuefast.durability import schema as pg
 from cuefast.runtime import Runtime
 from cuefast.times import fmt_offset, fmt_z
 

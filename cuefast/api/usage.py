@@ -9,7 +9,7 @@ from litestar.handlers import HTTPRouteHandler
 
 from cuefast.api.http import json_response
 from cuefast.runtime import Runtime
-from cuefast.usage import UsageService
+from cuefast.services.usage import UsageService
 
 
 def routes(rt: Runtime) -> list[HTTPRouteHandler]:

@@ -19,8 +19,8 @@ from litestar.handlers import HTTPRouteHandler
 
 from cuefast.api.http import json_response, path_execution_id, path_worker_id, read_json
 from cuefast.runtime import Runtime
-from cuefast.validate import Checker, query_int, query_text, require_object
-from cuefast.work_input import id_list, optional_text, parse_batch_claim, worker_id_field
+from cuefast.services.claim_input import id_list, optional_text, parse_batch_claim, worker_id_field
+from cuefast.services.validate import Checker, query_int, query_text, require_object
 
 _BATCH_DOC = (
     "cuefast extension (not part of CueAPI). Same claim/lease state as the CueAPI worker "

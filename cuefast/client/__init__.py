@@ -25,8 +25,8 @@ from cuefast.client._core import (
     call,
     op,
 )
+from cuefast.client.models import Usage
 from cuefast.client.resources import Alerts, Cues, Executions, WorkerBatch, Workers
-from cuefast.sdk_models import Usage
 
 DEFAULT_BASE_URL = "http://127.0.0.1:8000"
 DEFAULT_TIMEOUT = 30.0

@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 from cuefast.client._core import Call, Mode, Resource, call, drop_none, op
-from cuefast.sdk_models import (
+from cuefast.client.models import (
     AlertList,
     ClaimableList,
     ClaimBatch,

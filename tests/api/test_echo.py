@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cuefast.clock import FrozenClock
 from cuefast.config import Settings
-from cuefast.dispatcher import Dispatcher
+from cuefast.engine.dispatcher import Dispatcher
 from tests.api.worker_helpers import Env, wenv  # noqa: F401  (fixture)
 from tests.conftest import assert_error, make_api
 

@@ -12,9 +12,9 @@ from cuefast.clock import FrozenClock
 from cuefast.config import Settings
 from cuefast.ids import key_sha
 from cuefast.models import Account
+from cuefast.services.usage import usage_report
 from cuefast.store import month_of
 from cuefast.times import from_datetime, parse_datetime
-from cuefast.usage import usage_report
 from tests.conftest import Api, assert_error, make_api
 from tests.test_dispatcher import drain
 from tests.test_dispatcher import env as env_dispatch  # noqa: F401  (fixture)

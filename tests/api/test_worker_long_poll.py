@@ -12,13 +12,14 @@ import msgspec
 import pytest
 import redis.asyncio as aioredis
 
-from cuefast import work, work_feed
 from cuefast.config import Settings
-from cuefast.embedded import EmbeddedRedis
-from cuefast.keys import Keys
+from cuefast.embedded.servers import EmbeddedRedis
+from cuefast.services import claims as work
+from cuefast.services import work_feed
+from cuefast.services.work_feed import WorkFeed
 from cuefast.store import Store, connect
+from cuefast.store.keys import Keys
 from cuefast.times import fmt_z
-from cuefast.work_feed import WorkFeed
 from tests.api.worker_helpers import Env, make_env, wenv  # noqa: F401  (fixture)
 from tests.conftest import assert_error, wait_for
 

@@ -10,9 +10,9 @@ import pytest
 
 from cuefast.clock import FrozenClock
 from cuefast.config import Settings
-from cuefast.dispatcher import Dispatcher
-from cuefast.notices import NoticeSender
-from cuefast.scheduler import Scheduler
+from cuefast.engine.dispatcher import Dispatcher
+from cuefast.engine.notices import NoticeSender
+from cuefast.engine.scheduler import Scheduler
 from tests.conftest import Api, make_api
 
 T0 = 1_795_434_122_000_000

@@ -46,7 +46,7 @@ import asyncpg
 import httpx
 import redis.asyncio as aioredis
 
-from cuefast.keys import Keys
+from cuefast.store.keys import Keys
 from tests.chaos.backends import PgProxy, RedisServer, free_port, pg_target, proxied_dsn
 from tests.chaos.plan import Fault, Profile, schedule
 from tests.chaos.receiver import Receiver

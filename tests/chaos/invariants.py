@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cuefast.ids import scheduled_execution_id
-from cuefast.keys import Keys
+from cuefast.store.keys import Keys
 from tests.chaos.harness import PREFIX, TERMINAL, Collected, outcome_source, outcome_success
 from tests.chaos.worker_app import outcome_for
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from cuefast.ids import new_execution_id
-from cuefast.keys import Keys
 from cuefast.store import DISPATCH_GROUP, Store, connect
+from cuefast.store.keys import Keys
 
 NOW = 1_000_000_000_000_000
 S = 1_000_000

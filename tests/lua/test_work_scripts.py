@@ -11,8 +11,8 @@ import pytest
 from redis.crc import key_slot
 
 from cuefast.ids import new_execution_id
-from cuefast.keys import Keys
 from cuefast.store import Store, connect
+from cuefast.store.keys import Keys
 
 P = 1
 ACCT = "acct1"

@@ -31,7 +31,7 @@ import msgspec
 
 from cuefast.clock import Clock
 from cuefast.config import Settings
-from cuefast.executions import triggered_by
+from cuefast.services.executions import triggered_by
 from cuefast.store import Store
 
 log = logging.getLogger(__name__)

@@ -1,7 +1,7 @@
 -- one_time: which execution decides a one-time cue (CONTRACT.md §7.2) — the one definition every
 -- script uses. The scheduler's executions carry no 'tb' field (materialize.lua leaves defaults
 -- out): an execution's triggered_by is read only through triggered_by() (Python:
--- cuefast.executions.triggered_by).
+-- cuefast.services.executions.triggered_by).
 local function triggered_by(tb)
   if not tb or tb == '' then return 'scheduled' end
   return tb

@@ -35,9 +35,9 @@ from collections.abc import Mapping
 from cuefast import cron
 from cuefast import metrics as m
 from cuefast.clock import Clock
+from cuefast.engine.reaper import WorkReaper
 from cuefast.ids import scheduled_execution_id
 from cuefast.store import SCHEDULER_STEPS, Store
-from cuefast.work_reaper import WorkReaper
 
 log = logging.getLogger(__name__)
 

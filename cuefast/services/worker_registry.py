@@ -22,10 +22,10 @@ from cuefast.clock import Clock
 from cuefast.config import Settings
 from cuefast.errors import WorkerLimitExceeded, WorkerNotFound
 from cuefast.models import Account
+from cuefast.services.claim_input import worker_id_field
+from cuefast.services.validate import Checker, require_object
 from cuefast.store import Store
 from cuefast.times import fmt_z
-from cuefast.validate import Checker, require_object
-from cuefast.work_input import worker_id_field
 
 STALE_SECONDS = 900
 MAX_HANDLERS = 100

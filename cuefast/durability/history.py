@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from cuefast.executions import ExecutionFilters
+from cuefast.services.executions import ExecutionFilters
 from cuefast.store import Store
 
 log = logging.getLogger(__name__)

@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from cuefast.validate import MISSING, Checker, require_object
+from cuefast.services.validate import MISSING, Checker, require_object
 
 MAX_BATCH_CLAIM = 500
 MAX_WAIT_SECONDS = 30.0

@@ -42,9 +42,9 @@ from cuefast.ids import (
     slug_candidates,
 )
 from cuefast.models import Account
+from cuefast.services.validate import Checker, require_object
 from cuefast.store import AuthResult, Store, Window, month_of
 from cuefast.times import fmt_offset
-from cuefast.validate import Checker, require_object
 
 ROTATED_KEY_TTL_MS = 24 * 3600 * 1000
 _EMAIL = re.compile(

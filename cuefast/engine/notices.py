@@ -20,12 +20,12 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 
-from cuefast.alerts import webhook_body
 from cuefast.clock import Clock
 from cuefast.config import Settings
+from cuefast.engine.mail import InsecureTransport, Mailer
 from cuefast.errors import ConfigError
-from cuefast.mail import InsecureTransport, Mailer
 from cuefast.models import CONFIG_DECODER
+from cuefast.services.alerts import webhook_body
 from cuefast.signing import canonical_json, sign
 from cuefast.store import Store
 from cuefast.times import fmt_offset

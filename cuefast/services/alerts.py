@@ -4,7 +4,7 @@ Alerts are raised inside the Lua script that records the event (``lua/lib/alert.
 ``verification_failed`` with the outcome, ``consecutive_failures`` with the verdict that
 completes a cue's failure streak, ``outcome_timeout`` with the deadline expiry. Each alert
 is stored in its execution's partition and queued on that partition's notices stream in the
-same script; ``cuefast.notices`` delivers it to the account's alert webhook.
+same script; ``cuefast.engine.notices`` delivers it to the account's alert webhook.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import msgspec
 
 from cuefast.errors import ValidationFailed, api_error
 from cuefast.models import Account
-from cuefast.render import render_rows, stored_json, stored_time
+from cuefast.services.render import render_rows, stored_json, stored_time
+from cuefast.services.validate import MAX_OFFSET, query_int
 from cuefast.signing import canonical_json
 from cuefast.store import Store
 from cuefast.times import RANGE_TEXT, InstantOutOfRange, fmt_offset, fmt_z, parse_datetime
-from cuefast.validate import MAX_OFFSET, query_int
 
 ALERT_TYPES = ("consecutive_failures", "outcome_timeout", "verification_failed")
 SEVERITY = "warning"

@@ -19,8 +19,8 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError, ResponseError
 
 from cuefast.errors import ConfigError
-from cuefast.keys import CUE_STATUSES, Keys
 from cuefast.models import Account, config_json
+from cuefast.store.keys import CUE_STATUSES, Keys
 from cuefast.times import to_datetime
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ _INCLUDE = re.compile(r"^--!include (\w+)$", re.MULTILINE)
 def load_lua(name: str) -> str:
     """A script's text; a line ``--!include <lib>`` is replaced by ``lua/lib/<lib>.lua``
     (Redis scripts cannot load code, so shared functions are pasted in at load time)."""
-    lua = importlib.resources.files("cuefast.lua")
+    lua = importlib.resources.files("cuefast.store.lua")
     text = lua.joinpath(f"{name}.lua").read_text()
     return _INCLUDE.sub(lambda m: lua.joinpath("lib").joinpath(f"{m.group(1)}.lua").read_text(), text)
 

@@ -29,13 +29,13 @@ from cuefast.errors import (
 from cuefast.ids import is_cue_id, new_execution_id
 from cuefast.metrics import EXECUTIONS_CREATED, Metrics
 from cuefast.models import Account
-from cuefast.render import render_rows, stored_int, stored_json, stored_time
+from cuefast.services.render import render_rows, stored_int, stored_json, stored_time
+from cuefast.services.validate import MISSING, Checker, has_bad_text, require_object
 from cuefast.store import Store
 from cuefast.times import RANGE_TEXT, InstantOutOfRange, fmt_offset, fmt_z, parse_datetime
-from cuefast.validate import MISSING, Checker, has_bad_text, require_object
 
 if TYPE_CHECKING:
-    from cuefast.history import History
+    from cuefast.durability.history import History
 
 MAX_PAYLOAD_BYTES = 1_048_576
 TERMINAL = frozenset({"success", "failed", "missed", "outcome_timeout"})

@@ -14,9 +14,9 @@ from datetime import date
 from fractions import Fraction
 from typing import Any
 
-from cuefast.accounts import current_window
 from cuefast.clock import Clock
 from cuefast.models import Account
+from cuefast.services.accounts import current_window
 from cuefast.store import Store, month_of
 from cuefast.times import to_datetime
 

@@ -74,7 +74,8 @@ from cuefast.client.errors import (
     CueAPIServerError,
     RateLimitError,
 )
-from cuefast.handlers import (
+from cuefast.client.models import ClaimedExecution, LeaseExtension, OutcomeReport
+from cuefast.worker.handlers import (
     Context,
     Handler,
     Outcome,
@@ -84,11 +85,10 @@ from cuefast.handlers import (
     outcome_report,
     positional_arity,
 )
-from cuefast.sdk_models import ClaimedExecution, LeaseExtension, OutcomeReport
 
 __all__ = ["Context", "Outcome", "Worker", "WorkerStopped", "load_app", "outcome_report"]
 
-log = logging.getLogger("cuefast.worker")
+log = logging.getLogger("cuefast.worker.daemon")
 
 MAX_BATCH = 500
 MAX_HANDLERS = 100

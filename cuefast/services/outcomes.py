@@ -16,9 +16,9 @@ from cuefast.clock import Clock
 from cuefast.errors import Conflict, CuefastError, ExecutionNotFound, api_error
 from cuefast.metrics import OUTCOMES, Metrics
 from cuefast.models import CONFIG_DECODER, Account
+from cuefast.services.validate import MISSING, Checker, has_bad_text, has_surrogate, require_object
 from cuefast.store import Store, month_of
 from cuefast.times import fmt_z
-from cuefast.validate import MISSING, Checker, has_bad_text, has_surrogate, require_object
 
 MAX_TEXT = 16_384
 MAX_METADATA = 32_768

@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from cuefast.sdk_models import OutcomeReport
+from cuefast.client.models import OutcomeReport
 
 Handler = Callable[..., Any]
 OUTCOME_FIELDS = frozenset(f.name for f in msgspec.structs.fields(OutcomeReport)) - {"execution_id"}

@@ -72,7 +72,7 @@ from cuefast.clock import Clock
 from cuefast.config import Settings
 from cuefast.errors import UnsafeURL
 from cuefast.models import CONFIG_DECODER, CueConfig
-from cuefast.outcomes import OutcomeService
+from cuefast.services.outcomes import OutcomeService
 from cuefast.signing import canonical_json, decode_payload, sign
 from cuefast.store import Store, month_of
 from cuefast.times import fmt_offset
@@ -372,7 +372,7 @@ class Dispatcher:
 
     async def run(self, stop: asyncio.Event, *, block_ms: int = 1000, reclaim_every: float = 5.0) -> None:
         await self.start()
-        from cuefast.notices import NoticeSender  # alert webhooks and on_failure e-mails, same session
+        from cuefast.engine.notices import NoticeSender  # alert webhooks and on_failure e-mails, same session
 
         notices = asyncio.create_task(
             NoticeSender(self.store, self.settings, self.clock, self.send).run(stop)

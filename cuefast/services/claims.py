@@ -48,12 +48,12 @@ from cuefast.errors import (
 )
 from cuefast.ids import is_execution_id
 from cuefast.models import CONFIG_DECODER, Account
-from cuefast.outcomes import OutcomeService, ParsedOutcome, parse_outcome
+from cuefast.services.claim_input import BatchClaim, worker_id_field
+from cuefast.services.outcomes import OutcomeService, ParsedOutcome, parse_outcome
+from cuefast.services.validate import Checker, require_object
+from cuefast.services.work_feed import Waiter, WorkFeed
 from cuefast.store import Store, month_of
 from cuefast.times import fmt_offset, fmt_z
-from cuefast.validate import Checker, require_object
-from cuefast.work_feed import Waiter, WorkFeed
-from cuefast.work_input import BatchClaim, worker_id_field
 
 log = logging.getLogger(__name__)
 

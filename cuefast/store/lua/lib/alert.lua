@@ -57,7 +57,7 @@ end
 -- a final failure (§12.1: attempts exhausted, lease exhausted, missed): its verdict, and the
 -- cue's on_failure in the same script, so a crash cannot lose it: `pause` (a recurring cue that
 -- is active becomes paused, no next run), the `webhook` and `email` notices on the partition's
--- notices stream (k = "w" / "f", i = execution id, t = failed at µs), sent by cuefast.notices.
+-- notices stream (k = "w" / "f", i = execution id, t = failed at µs), sent by cuefast.engine.notices.
 -- (needs set_cue_status included first)
 local function alert_final_failure(pfx, eid, cue, acct, now)
   alert_verdict(pfx, eid, cue, acct, false, now)

@@ -2,7 +2,7 @@
 (worker alive, under the ceiling), re-offered as ``retry_ready`` or failed; claimable work
 nobody claimed in time becomes ``missed``. A final failure runs on_failure inside the script
 that decides it (``lua/lib/alert.lua``: the pause, and the webhook and e-mail notices queued on
-the partition's notices stream, which ``cuefast.notices`` sends), so a crash cannot lose it.
+the partition's notices stream, which ``cuefast.engine.notices`` sends), so a crash cannot lose it.
 Bounded batches per partition; every state change is a Lua script that re-checks what was
 judged."""
 

@@ -12,8 +12,8 @@ from typing import Any
 import msgspec
 
 from cuefast.models import Alerts, Delivery, OnFailure, Retry, Verification
+from cuefast.services.validate import MISSING, Checker, require_object
 from cuefast.times import InstantOutOfRange, parse_datetime
-from cuefast.validate import MISSING, Checker, require_object
 
 TRANSPORTS = ("webhook", "worker")
 METHODS = ("POST", "GET", "PUT", "PATCH")

@@ -21,16 +21,6 @@ import msgspec
 from cuefast import cron, ssrf
 from cuefast.clock import Clock
 from cuefast.config import Settings
-from cuefast.cue_input import (
-    CALLBACK_URL_REQUIRED,
-    CallbackInput,
-    CueDraft,
-    ScheduleInput,
-    merged_alerts,
-    merged_delivery,
-    merged_on_failure,
-    merged_retry,
-)
 from cuefast.errors import (
     CuefastError,
     CueLimitExceeded,
@@ -43,7 +33,6 @@ from cuefast.errors import (
     UnsafeURL,
     ValidationFailed,
 )
-from cuefast.executions import ExecutionFilters, ExecutionService, render_executions
 from cuefast.ids import is_cue_id, new_cue_id, scheduled_execution_id
 from cuefast.models import (
     CONFIG_DECODER,
@@ -57,10 +46,21 @@ from cuefast.models import (
     stored_config,
     summary_schedule,
 )
-from cuefast.render import data_error, render_rows, stored_int, stored_json, stored_time
+from cuefast.services.cue_input import (
+    CALLBACK_URL_REQUIRED,
+    CallbackInput,
+    CueDraft,
+    ScheduleInput,
+    merged_alerts,
+    merged_delivery,
+    merged_on_failure,
+    merged_retry,
+)
+from cuefast.services.executions import ExecutionFilters, ExecutionService, render_executions
+from cuefast.services.render import data_error, render_rows, stored_int, stored_json, stored_time
+from cuefast.services.validate import MISSING, has_bad_text
 from cuefast.store import Store
 from cuefast.times import MAX_INSTANT_TEXT, InstantOutOfRange, fmt_offset, fmt_z, parse_datetime
-from cuefast.validate import MISSING, has_bad_text
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ def render_cue(
     h: dict[str, str], cfg: CueConfig | None = None, *, warning: str | None = None
 ) -> dict[str, Any]:
     """A stored cue hash → the contract's Cue object (§7.1); a stored value that cannot be
-    rendered is null (``{}`` for the payload) and a logged data error (``cuefast.render``)."""
+    rendered is null (``{}`` for the payload) and a logged data error (``cuefast.services.render``)."""
     cid = h["id"]
     cfg = cfg or stored_cue_config(h)
     s = cfg.schedule

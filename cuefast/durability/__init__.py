@@ -1,0 +1,1 @@
+"""PostgreSQL: the schema, snapshots of changed state, restore after data loss, history."""

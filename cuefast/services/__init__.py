@@ -1,0 +1,1 @@
+"""What a request does: accounts, cues, executions, outcomes, alerts, usage, claims, workers."""
