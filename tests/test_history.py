@@ -326,3 +326,26 @@ async def test_a_trim_interrupted_after_its_postgres_commit_lists_once_and_conve
         await _listed_once(env, key, cue["id"], set(old), set(old))
         # and a trim with nothing to hand off leaves no pending flag behind
         assert not await env.rt.store.redis.exists(env.rt.keys.trim_pending)
+
+
+async def test_a_deleted_cues_history_is_gone_at_once(settings: Settings) -> None:
+    """After DELETE /v1/cues/{id}, its executions answer 404 and leave every listing at once,
+    even those PostgreSQL already holds (the snapshot that drops them may be seconds away)."""
+    async with snap_env(settings, redis_retention=3600) as env:
+        key = await env.api.register()
+        cue = await new_cue(env.api, key, "w")
+        other = await new_cue(env.api, key, "other")
+        ids = await fire(env.api, key, cue["id"], 3)
+        kept = await fire(env.api, key, other["id"], 1)
+        await _succeed(env, key, ids + kept)
+        await env.snap.snapshot()
+        env.clock.advance(7200)
+        assert await env.snap.trim() == 4  # PostgreSQL alone holds them now
+        assert not await _in_redis(env, ids)
+        res = await env.api.request("DELETE", f"/v1/cues/{cue['id']}", key)
+        assert res.status_code in (200, 204), res.text
+        for eid in ids:
+            res = await env.api.request("GET", f"/v1/executions/{eid}", key)
+            assert res.status_code == 404, res.text
+        seen, total = await _all_pages(env, key, "/v1/executions", "executions", 2)
+        assert seen == kept and total == 1

@@ -43,6 +43,21 @@ class History:
             return None
         return None if doc is None else dict(msgspec.json.decode(doc))
 
+    async def forget_cue(self, cue_id: str) -> None:
+        """A deleted cue's history goes at once (the cue row marked deleted, its executions
+        dropped), so neither a get nor a listing serves it until the next snapshot does the
+        same. Best effort: with PostgreSQL away, the snapshot that sees the cue gone does it
+        (and ``ExecutionService.get`` checks the cue in Redis meanwhile)."""
+        pool = self._pool()
+        if pool is None:
+            return
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                await conn.execute("UPDATE cues SET deleted = true WHERE id = $1", cue_id)
+                await conn.execute("DELETE FROM executions WHERE cue_id = $1", cue_id)
+        except Exception as exc:
+            log.warning("history of a deleted cue left to the snapshotter (%s)", type(exc).__name__)
+
     async def page(
         self,
         account_id: str,

@@ -602,3 +602,5 @@ class CueService:
             raise CueNotFound()
         await self.store.release_name(account.id, name, cue_id)
         await self.store.purge_cue_executions(cue_id, account.id)
+        if self.executions.history is not None:
+            await self.executions.history.forget_cue(cue_id)

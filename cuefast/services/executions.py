@@ -282,6 +282,8 @@ class ExecutionService:
             and self.store.keys.execution_partition(execution_id) is not None
         ):
             h = await self.history.get(account.id, execution_id)
+            if h is not None and not await self.store.cue_exists(h.get("cue", "")):
+                h = None  # its cue was deleted: the snapshot has not dropped the row yet
         if h is None or h.get("acct") != account.id:
             raise ExecutionNotFound()
         return render_execution(h)
