@@ -14,11 +14,10 @@ from litestar.exceptions import (
 )
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from cuefast import __version__
 from cuefast.api import alerts as alerts_api
-from cuefast.api import auth, cues, echo, executions, metrics, system, usage, workers
+from cuefast.api import auth, cues, docs, echo, executions, metrics, system, usage, workers
 from cuefast.api.deps import account_provider
 from cuefast.api.edge import Edge
 from cuefast.api.http import error_response, json_response
@@ -98,6 +97,7 @@ def create_litestar(rt: Runtime, *, manage_runtime: bool = True) -> Litestar:
         *usage.routes(rt),
         *alerts_api.routes(rt),
         *metrics.routes(rt),
+        *docs.routes(),
     ]
     return Litestar(
         route_handlers=handlers,
@@ -120,7 +120,7 @@ def create_litestar(rt: Runtime, *, manage_runtime: bool = True) -> Litestar:
             components=COMPONENTS,
             operation_id_creator=lambda handler, _method, _path: handler.handler_name,
             path="/docs",
-            render_plugins=[SwaggerRenderPlugin()],
+            render_plugins=[docs.render_plugin()],
         ),
         logging_config=None,
         debug=False,
