@@ -281,7 +281,7 @@ class ErrorInfo(Model, kw_only=True):
 
 
 class OutcomeItemResult(Model, kw_only=True):
-    execution_id: str
+    execution_id: str | None = None  # null when the item's id was not a well-formed one
     outcome_recorded: bool
     outcome_state: str | None = None
     error: ErrorInfo | None = None
