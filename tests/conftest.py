@@ -28,6 +28,7 @@ from cuefast.clock import FrozenClock, SystemClock
 from cuefast.config import Settings, load_settings
 from cuefast.runtime import Runtime
 from cuefast.store import Store
+from tests.contract.hook import contract_hook
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"
@@ -192,7 +193,9 @@ async def make_api(settings: Settings, clock: Any = None) -> tuple[Api, Runtime]
     rt = Runtime(settings, clock or SystemClock())
     await rt.start()
     transport = httpx.ASGITransport(app=create_app(rt, manage_runtime=False))  # type: ignore[arg-type]
-    client = httpx.AsyncClient(transport=transport, base_url="http://cuefast.test")
+    client = httpx.AsyncClient(  # every response is held to /openapi.json (tests/contract)
+        transport=transport, base_url="http://cuefast.test", event_hooks={"response": [contract_hook]}
+    )
     return Api(client, rt), rt
 
 

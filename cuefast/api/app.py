@@ -6,16 +6,22 @@ import logging
 from typing import Any
 
 from litestar import Litestar, Request, Response
-from litestar.exceptions import HTTPException, MethodNotAllowedException, NotFoundException
+from litestar.exceptions import (
+    HTTPException,
+    MethodNotAllowedException,
+    NotFoundException,
+    ValidationException,
+)
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.openapi import OpenAPIConfig
-from litestar.openapi.plugins import SwaggerRenderPlugin
 
 from cuefast import __version__
 from cuefast.api import alerts as alerts_api
-from cuefast.api import auth, cues, echo, executions, metrics, system, usage, workers
+from cuefast.api import auth, cues, docs, echo, executions, metrics, system, usage, workers
+from cuefast.api.deps import account_provider
 from cuefast.api.edge import Edge
 from cuefast.api.http import error_response, json_response
+from cuefast.api.openapi import COMPONENTS
 from cuefast.api.ratelimit import RateLimit
 from cuefast.errors import (
     CuefastError,
@@ -24,6 +30,7 @@ from cuefast.errors import (
     NotFound,
     RequestTooLarge,
     ServiceUnavailable,
+    ValidationFailed,
 )
 from cuefast.runtime import Runtime
 
@@ -38,11 +45,24 @@ except ImportError:  # pragma: no cover
     _UNAVAILABLE = ()
 
 
-def _on_cuefast_error(_: Request[Any, Any, Any], exc: CuefastError) -> Response[bytes]:
+def _on_cuefast_error(_: Request[Any, Any, Any], exc: CuefastError) -> Response[Any]:
     return error_response(exc)
 
 
-def _on_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response[bytes]:
+def _on_validation_exception(_: Request[Any, Any, Any], exc: ValidationException) -> Response[Any]:
+    """Litestar's own parameter validation, in the contract's 422 shape (``query.<name>`` …).
+    The handlers declare their parameters so that Litestar never validates anything itself
+    (the services parse bodies and query strings); this keeps the envelope if one ever does."""
+    problems: list[tuple[str, str]] = []
+    for item in exc.extra if isinstance(exc.extra, list) else []:
+        if isinstance(item, dict):
+            source, key = item.get("source") or "body", item.get("key") or ""
+            loc = f"{source}.{key}" if key else str(source)
+            problems.append((loc, str(item.get("message") or "Invalid value")))
+    return error_response(ValidationFailed(problems or [("body", str(exc.detail))]))
+
+
+def _on_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
     if isinstance(exc, NotFoundException):
         return error_response(NotFound())
     if isinstance(exc, MethodNotAllowedException):
@@ -57,7 +77,7 @@ def _on_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Respons
     )
 
 
-def _on_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+def _on_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     if _UNAVAILABLE and isinstance(exc, _UNAVAILABLE):
         log.error("data store unreachable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
         return error_response(ServiceUnavailable())
@@ -77,11 +97,15 @@ def create_litestar(rt: Runtime, *, manage_runtime: bool = True) -> Litestar:
         *usage.routes(rt),
         *alerts_api.routes(rt),
         *metrics.routes(rt),
+        *docs.routes(),
     ]
     return Litestar(
         route_handlers=handlers,
+        dependencies={"account": account_provider(rt.accounts)},
+        return_dto=None,
         exception_handlers={
             CuefastError: _on_cuefast_error,
+            ValidationException: _on_validation_exception,
             HTTPException: _on_http_exception,
             Exception: _on_exception,
         },
@@ -93,8 +117,10 @@ def create_litestar(rt: Runtime, *, manage_runtime: bool = True) -> Litestar:
             version=__version__,
             description="CueAPI-compatible scheduler API. Errors use the envelope "
             '{"error": {"code", "message", "status"}}.',
+            components=COMPONENTS,
+            operation_id_creator=lambda handler, _method, _path: handler.handler_name,
             path="/docs",
-            render_plugins=[SwaggerRenderPlugin()],
+            render_plugins=[docs.render_plugin()],
         ),
         logging_config=None,
         debug=False,

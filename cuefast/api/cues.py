@@ -1,45 +1,97 @@
-"""/v1/cues: create, list, get, PATCH, delete, bulk delete (CONTRACT.md §7)."""
+"""/v1/cues: create, list, get, PATCH, delete, bulk delete, fire (CONTRACT.md §7)."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from litestar import Request, Response, delete, get, patch, post
+from litestar import Response, delete, get, patch, post
 from litestar.handlers import HTTPRouteHandler
+from litestar.params import FromPath, QueryParams
 
+from cuefast.api import examples as ex
+from cuefast.api.auth import Confirm
+from cuefast.api.deps import CurrentAccount
 from cuefast.api.http import json_response, path_cue_id, read_json
-from cuefast.errors import CueNotFound
+from cuefast.api.openapi import OFFSET, Query, RawJSON, TextQuery, doc, limit
+from cuefast.client.bodies import BulkDeleteRequest, CueCreate, CueUpdate, FireRequest
+from cuefast.client.models import BulkDeleteResult, Cue, CueList, FireResult
+from cuefast.errors import (
+    ConfirmationRequired,
+    CueLimitExceeded,
+    CueNotFound,
+    DuplicateCueName,
+    InvalidCallbackURL,
+    InvalidPayload,
+    InvalidPayloadSize,
+    InvalidSchedule,
+    InvalidTimezone,
+    api_error,
+)
 from cuefast.runtime import Runtime
 from cuefast.services.accounts import require_confirmation
 from cuefast.services.cue_input import parse_create, parse_patch
 from cuefast.services.executions import parse_fire
-from cuefast.services.validate import MAX_OFFSET, Checker, query_int, require_object
+from cuefast.services.validate import Checker, require_object
+
+CUE_LIMIT = limit(50)
+EXECUTION_LIMIT = Query("execution_limit", 10, 1, 100, "embedded executions per page (1-100, default 10)")
+EXECUTION_OFFSET = Query("execution_offset", 0, 0, 10_000_000, "embedded executions to skip")
+STATUS = TextQuery("status", "exact match (`active`, `paused`, `completed`, `failed`)")
+_SAVE_ERRORS = [
+    DuplicateCueName("morning-brief"),
+    InvalidCallbackURL("URL must use https://"),
+    InvalidPayloadSize(),
+    InvalidPayload(),
+    InvalidTimezone("Mars/Olympus"),
+    InvalidSchedule("Invalid cron expression"),
+]
 
 
 def routes(rt: Runtime) -> list[HTTPRouteHandler]:
-    accounts = rt.accounts
     cues = rt.cues
 
-    @post("/v1/cues", summary="Create a cue", tags=["cues"])
-    async def create_cue(request: Request[Any, Any, Any]) -> Response[bytes]:
-        account = await accounts.authenticate(request.headers.get("authorization"))
-        draft = parse_create(await read_json(request))
-        return json_response(await cues.create(account, draft), 201)
+    @post(
+        "/v1/cues",
+        summary="Create a cue",
+        tags=["cues"],
+        **doc(
+            status=201,
+            body=CueCreate,
+            errors=[*_SAVE_ERRORS, CueLimitExceeded(10)],
+            body_example=ex.CUE_CREATE,
+            example=ex.CUE,
+        ),
+    )
+    async def create_cue(account: CurrentAccount, data: RawJSON = b"") -> Response[Cue]:
+        draft = parse_create(read_json(data))
+        return json_response(await cues.create(account, draft))
 
-    @get("/v1/cues", summary="List cues (newest first)", tags=["cues"])
-    async def list_cues(request: Request[Any, Any, Any]) -> Response[bytes]:
-        account = await accounts.authenticate(request.headers.get("authorization"))
-        q = request.query_params
-        limit = query_int(q, "limit", 50, 1, 100)
-        offset = query_int(q, "offset", 0, 0, MAX_OFFSET)
-        items, total = await cues.list(account, q.get("status"), limit, offset)
-        return json_response({"cues": items, "total": total, "limit": limit, "offset": offset})
+    @get(
+        "/v1/cues",
+        summary="List cues (newest first)",
+        tags=["cues"],
+        **doc(query=[STATUS, CUE_LIMIT, OFFSET], example=ex.CUE_LIST),
+    )
+    async def list_cues(query: QueryParams, account: CurrentAccount) -> Response[CueList]:
+        q = query
+        limit_, offset = CUE_LIMIT.read(q), OFFSET.read(q)
+        items, total = await cues.list(account, q.get("status"), limit_, offset)
+        return json_response({"cues": items, "total": total, "limit": limit_, "offset": offset})
 
-    @post("/v1/cues/bulk-delete", summary="Delete up to 100 cues", tags=["cues"])
-    async def bulk_delete(request: Request[Any, Any, Any]) -> Response[bytes]:
-        account = await accounts.authenticate(request.headers.get("authorization"))
-        require_confirmation(request.headers.get("x-confirm-destructive"))
-        body = require_object(await read_json(request))
+    @post(
+        "/v1/cues/bulk-delete",
+        summary="Delete up to 100 cues",
+        tags=["cues"],
+        **doc(
+            body=BulkDeleteRequest,
+            errors=[ConfirmationRequired()],
+            body_example={"ids": [ex.CUE_ID, "cue_zzzzzzzzzzzz"]},
+            example={"deleted": [ex.CUE_ID], "skipped": ["cue_zzzzzzzzzzzz"]},
+        ),
+    )
+    async def bulk_delete(
+        account: CurrentAccount, data: RawJSON = b"", confirm: Confirm = None
+    ) -> Response[BulkDeleteResult]:
+        require_confirmation(confirm)
+        body = require_object(read_json(data))
         c = Checker()
         ids = body.get("ids")
         if "ids" not in body:
@@ -65,35 +117,72 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
                 skipped.append(cue_id)
         return json_response({"deleted": deleted, "skipped": skipped})
 
-    @get("/v1/cues/{cue_id:str}", summary="Get a cue with a page of its executions", tags=["cues"])
-    async def get_cue(request: Request[Any, Any, Any]) -> Response[bytes]:
-        account = await accounts.authenticate(request.headers.get("authorization"))
-        cue_id = path_cue_id(request)
-        q = request.query_params
-        limit = query_int(q, "execution_limit", 10, 1, 100)
-        offset = query_int(q, "execution_offset", 0, 0, MAX_OFFSET)
-        out = await cues.get(account, cue_id, limit, offset)
+    @get(
+        "/v1/cues/{cue_id:str}",
+        summary="Get a cue with a page of its executions",
+        tags=["cues"],
+        **doc(
+            query=[EXECUTION_LIMIT, EXECUTION_OFFSET], errors=[CueNotFound()], example=ex.CUE_WITH_EXECUTIONS
+        ),
+    )
+    async def get_cue(query: QueryParams, account: CurrentAccount, cue_id: FromPath[str]) -> Response[Cue]:
+        cue_id = path_cue_id(cue_id)
+        q = query
+        out = await cues.get(account, cue_id, EXECUTION_LIMIT.read(q), EXECUTION_OFFSET.read(q))
         return json_response(out)
 
-    @patch("/v1/cues/{cue_id:str}", summary="Change a cue (only the fields sent)", tags=["cues"])
-    async def patch_cue(request: Request[Any, Any, Any]) -> Response[bytes]:
-        account = await accounts.authenticate(request.headers.get("authorization"))
-        cue_id = path_cue_id(request)
-        draft = parse_patch(await read_json(request))
+    @patch(
+        "/v1/cues/{cue_id:str}",
+        summary="Change a cue (only the fields sent)",
+        tags=["cues"],
+        **doc(
+            body=CueUpdate,
+            errors=[CueNotFound(), *_SAVE_ERRORS],
+            body_example={"status": "paused"},
+            example={**ex.CUE, "status": "paused", "next_run": None},
+        ),
+    )
+    async def patch_cue(account: CurrentAccount, cue_id: FromPath[str], data: RawJSON = b"") -> Response[Cue]:
+        cue_id = path_cue_id(cue_id)
+        draft = parse_patch(read_json(data))
         return json_response(await cues.update(account, cue_id, draft))
 
-    @delete("/v1/cues/{cue_id:str}", summary="Delete a cue", tags=["cues"], status_code=204)
-    async def delete_cue(request: Request[Any, Any, Any]) -> None:
-        account = await accounts.authenticate(request.headers.get("authorization"))
-        await cues.delete(account, path_cue_id(request))
+    @delete(
+        "/v1/cues/{cue_id:str}",
+        summary="Delete a cue",
+        tags=["cues"],
+        **doc(status=204, errors=[CueNotFound()]),
+    )
+    async def delete_cue(account: CurrentAccount, cue_id: FromPath[str]) -> None:
+        await cues.delete(account, path_cue_id(cue_id))
 
     @post(
-        "/v1/cues/{cue_id:str}/fire", summary="Fire a cue now (or at send_at)", tags=["cues"], status_code=200
+        "/v1/cues/{cue_id:str}/fire",
+        summary="Fire a cue now (or at send_at)",
+        tags=["cues"],
+        **doc(
+            body=FireRequest,
+            body_required=False,
+            errors=[
+                CueNotFound(),
+                InvalidPayloadSize(),
+                InvalidPayload(),
+                InvalidSchedule("Scheduled time must not be after 2199-12-31T23:59:59.999999Z"),
+                api_error(
+                    409,
+                    "idempotency_key_conflict",
+                    f"Idempotency key reused with a different request. Existing execution: {ex.EXECUTION_ID}",
+                ),
+            ],
+            body_example=ex.FIRE,
+            example=ex.FIRED,
+        ),
     )
-    async def fire_cue(request: Request[Any, Any, Any]) -> Response[bytes]:
-        account = await accounts.authenticate(request.headers.get("authorization"))
-        cue_id = path_cue_id(request)
-        req = parse_fire(await read_json(request, required=False))
+    async def fire_cue(
+        account: CurrentAccount, cue_id: FromPath[str], data: RawJSON = b""
+    ) -> Response[FireResult]:
+        cue_id = path_cue_id(cue_id)
+        req = parse_fire(read_json(data, required=False))
         return json_response(await rt.executions.fire(account, cue_id, req))
 
     return [create_cue, list_cues, bulk_delete, get_cue, patch_cue, delete_cue, fire_cue]

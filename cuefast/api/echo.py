@@ -20,9 +20,13 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.handlers import HTTPRouteHandler
+from litestar.params import FromPath
 
+from cuefast.api.deps import CurrentAccount
 from cuefast.api.http import json_response
-from cuefast.errors import EchoPayloadTooLarge, InvalidEchoToken, InvalidPayload, RateLimited
+from cuefast.api.openapi import RawJSON, doc
+from cuefast.client.models import Echo, EchoStored
+from cuefast.errors import EchoPayloadTooLarge, InvalidEchoToken, InvalidJSON, InvalidPayload, RateLimited
 from cuefast.ids import is_cue_id, is_echo_token
 from cuefast.models import Account
 from cuefast.runtime import Runtime
@@ -37,11 +41,10 @@ SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x
 REDACTED = "[redacted]"
 
 
-def _token(request: Request[Any, Any, Any]) -> str:
-    token = request.path_params["token"]
+def _token(token: FromPath[str]) -> str:
     if not is_echo_token(token):
         raise InvalidEchoToken()
-    return str(token)
+    return token
 
 
 async def visible_headers(store: Store, account: Account, headers: Any) -> dict[str, Any]:
@@ -59,10 +62,24 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
     store = rt.store
     clock = rt.clock
 
-    @post("/v1/echo/{token:str}", summary="Store an echo (no auth; CLI quickstart target)", tags=["echo"])
-    async def echo_store(request: Request[Any, Any, Any]) -> Response[bytes]:
-        token = _token(request)
-        raw = await request.body()
+    @post(
+        "/v1/echo/{token:str}",
+        summary="Store an echo (no auth; CLI quickstart target)",
+        tags=["echo"],
+        **doc(
+            body=Any,
+            body_required=False,
+            auth=False,
+            errors=[InvalidEchoToken(), InvalidJSON(), InvalidPayload(), EchoPayloadTooLarge()],
+            body_example={"task": "quickstart"},
+            example={"stored": True},
+        ),
+    )
+    async def echo_store(
+        request: Request[Any, Any, Any], token: FromPath[str], data: RawJSON = b""
+    ) -> Response[EchoStored]:
+        token = _token(token)
+        raw = data
         if len(raw) > MAX_ECHO_BYTES:
             raise EchoPayloadTooLarge()
         payload = parse_json_body(raw, required=False) if raw.strip() else None
@@ -85,10 +102,22 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
             return json_response(err.envelope(), err.status, {"Retry-After": str(retry)})
         return json_response({"stored": True})
 
-    @get("/v1/echo/{token:str}", summary="Read an echo", tags=["echo"])
-    async def echo_read(request: Request[Any, Any, Any]) -> Response[bytes]:
-        account = await rt.accounts.authenticate(request.headers.get("authorization"))
-        token = _token(request)
+    @get(
+        "/v1/echo/{token:str}",
+        summary="Read an echo",
+        tags=["echo"],
+        **doc(
+            errors=[InvalidEchoToken()],
+            example={
+                "status": "delivered",
+                "payload": {"task": "quickstart"},
+                "headers": {},
+                "received_at": "2026-11-23T11:41:18.397965+00:00",
+            },
+        ),
+    )
+    async def echo_read(account: CurrentAccount, token: FromPath[str]) -> Response[Echo]:
+        token = _token(token)
         held = await store.echo_get(token)
         if held is None:
             return json_response({"status": "waiting"})

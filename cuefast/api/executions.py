@@ -1,17 +1,43 @@
-"""/v1/executions: list and get (CONTRACT.md §8.3, §8.4)."""
+"""/v1/executions: list, get, replay, outcome, evidence, verification (CONTRACT.md §8)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from litestar import Request, Response, get, patch, post
+from litestar import Response, get, patch, post
 from litestar.handlers import HTTPRouteHandler
+from litestar.params import FromPath, QueryParams
 
+from cuefast.api import examples as ex
+from cuefast.api.deps import CurrentAccount
 from cuefast.api.http import json_response, path_execution_id, read_json
-from cuefast.errors import api_error
+from cuefast.api.openapi import OFFSET, RawJSON, TextQuery, doc, limit
+from cuefast.client.bodies import EvidenceRequest, OutcomeRequest, VerifyRequest
+from cuefast.client.models import (
+    EvidenceResult,
+    Execution,
+    ExecutionList,
+    OutcomeResult,
+    ReplayResult,
+    VerifyResult,
+)
+from cuefast.errors import Conflict, ExecutionNotFound, api_error
 from cuefast.runtime import Runtime
 from cuefast.services.executions import ExecutionFilters
-from cuefast.services.validate import MAX_OFFSET, query_int
+from cuefast.services.outcomes import MetadataTooLarge, OutcomeAlreadyRecorded
+
+EXEC_LIMIT = limit(20)
+FILTERS = [
+    TextQuery("cue_id", "exact"),
+    TextQuery("status", "exact (any status of §11.2)"),
+    TextQuery("status__in", "comma-separated statuses (not with `status`)"),
+    TextQuery("worker_id", "exact match on `claimed_by_worker`"),
+    TextQuery("outcome_state", "exact"),
+    TextQuery("triggered_by", "exact (`scheduled`, `manual_fire`, `replay`)"),
+]
+CONFLICTING = api_error(400, "conflicting_filters", "Pass either `status` or `status__in`, not both.")
+EMPTY_STATUS_IN = api_error(400, "invalid_status_in", "`status__in` must contain at least one status.")
+_NOT_FOUND = ExecutionNotFound()
 
 
 def _filters(q: Any) -> ExecutionFilters:
@@ -37,73 +63,136 @@ def _filters(q: Any) -> ExecutionFilters:
 
 
 def routes(rt: Runtime) -> list[HTTPRouteHandler]:
-    accounts = rt.accounts
     executions = rt.executions
+    outcomes = rt.outcomes
 
-    @get("/v1/executions", summary="List executions (newest first)", tags=["executions"])
-    async def list_executions(request: Request[Any, Any, Any]) -> Response[bytes]:
-        account = await accounts.authenticate(request.headers.get("authorization"))
-        q = request.query_params
-        limit = query_int(q, "limit", 20, 1, 100)
-        offset = query_int(q, "offset", 0, 0, MAX_OFFSET)
-        items, total, oldest = await executions.list(account, _filters(q), limit, offset)
+    @get(
+        "/v1/executions",
+        summary="List executions (newest first)",
+        tags=["executions"],
+        **doc(
+            query=[*FILTERS, EXEC_LIMIT, OFFSET],
+            errors=[CONFLICTING, EMPTY_STATUS_IN],
+            example=ex.EXECUTION_LIST,
+        ),
+    )
+    async def list_executions(query: QueryParams, account: CurrentAccount) -> Response[ExecutionList]:
+        q = query
+        limit_, offset = EXEC_LIMIT.read(q), OFFSET.read(q)
+        items, total, oldest = await executions.list(account, _filters(q), limit_, offset)
         return json_response(
             {
                 "executions": items,
                 "total": total,
-                "limit": limit,
+                "limit": limit_,
                 "offset": offset,
-                "has_more": offset + limit < total,
+                "has_more": offset + limit_ < total,
                 "oldest_claimed_at": oldest,
             }
         )
 
-    @get("/v1/executions/{execution_id:str}", summary="Get an execution", tags=["executions"])
-    async def get_execution(request: Request[Any, Any, Any]) -> Response[bytes]:
-        account = await accounts.authenticate(request.headers.get("authorization"))
-        return json_response(await executions.get(account, path_execution_id(request)))
+    @get(
+        "/v1/executions/{execution_id:str}",
+        summary="Get an execution",
+        tags=["executions"],
+        **doc(errors=[_NOT_FOUND], example=ex.EXECUTION),
+    )
+    async def get_execution(account: CurrentAccount, execution_id: FromPath[str]) -> Response[Execution]:
+        return json_response(await executions.get(account, path_execution_id(execution_id)))
 
     @post(
-        "/v1/executions/{execution_id:str}/replay", summary="Replay a finished execution", tags=["executions"]
+        "/v1/executions/{execution_id:str}/replay",
+        summary="Replay a finished execution",
+        tags=["executions"],
+        **doc(
+            errors=[
+                _NOT_FOUND,
+                api_error(409, "execution_in_flight", "Cannot replay an execution that is still in progress"),
+            ],
+            example=ex.REPLAYED,
+        ),
     )
-    async def replay(request: Request[Any, Any, Any]) -> Response[bytes]:
-        account = await accounts.authenticate(request.headers.get("authorization"))
-        return json_response(await executions.replay(account, path_execution_id(request)))
-
-    outcomes = rt.outcomes
+    async def replay(account: CurrentAccount, execution_id: FromPath[str]) -> Response[ReplayResult]:
+        return json_response(await executions.replay(account, path_execution_id(execution_id)))
 
     @post(
         "/v1/executions/{execution_id:str}/outcome",
         summary="Report an outcome (write-once)",
         tags=["executions"],
+        **doc(
+            body=OutcomeRequest,
+            errors=[_NOT_FOUND, OutcomeAlreadyRecorded(), MetadataTooLarge()],
+            body_example=ex.OUTCOME_REPORT,
+            example=ex.OUTCOME_RECORDED,
+        ),
     )
-    async def report_outcome(request: Request[Any, Any, Any]) -> Response[bytes]:
-        account = await accounts.authenticate(request.headers.get("authorization"))
-        body = await read_json(request)
-        return json_response(await outcomes.report(account, path_execution_id(request), body))
+    async def report_outcome(
+        account: CurrentAccount, execution_id: FromPath[str], data: RawJSON = b""
+    ) -> Response[OutcomeResult]:
+        body = read_json(data)
+        return json_response(await outcomes.report(account, path_execution_id(execution_id), body))
 
-    @patch("/v1/executions/{execution_id:str}/evidence", summary="Append evidence", tags=["executions"])
-    async def append_evidence(request: Request[Any, Any, Any]) -> Response[bytes]:
-        account = await accounts.authenticate(request.headers.get("authorization"))
-        body = await read_json(request)
-        return json_response(await outcomes.append_evidence(account, path_execution_id(request), body))
+    @patch(
+        "/v1/executions/{execution_id:str}/evidence",
+        summary="Append evidence",
+        tags=["executions"],
+        **doc(
+            body=EvidenceRequest,
+            errors=[
+                _NOT_FOUND,
+                Conflict("no_outcome", "Report outcome first before appending evidence"),
+                MetadataTooLarge(),
+            ],
+            body_example={"result_url": "https://ci.example.com/runs/42"},
+            example={
+                "execution_id": ex.EXECUTION_ID,
+                "outcome_state": "reported_success",
+                "evidence_updated": True,
+            },
+        ),
+    )
+    async def append_evidence(
+        account: CurrentAccount, execution_id: FromPath[str], data: RawJSON = b""
+    ) -> Response[EvidenceResult]:
+        body = read_json(data)
+        return json_response(await outcomes.append_evidence(account, path_execution_id(execution_id), body))
 
     @post(
-        "/v1/executions/{execution_id:str}/verify", summary="Mark verified or rejected", tags=["executions"]
+        "/v1/executions/{execution_id:str}/verify",
+        summary="Mark verified or rejected",
+        tags=["executions"],
+        **doc(
+            body=VerifyRequest,
+            body_required=False,
+            errors=[_NOT_FOUND, api_error(409, "invalid_state", "Cannot verify from state 'None'")],
+            body_example={"valid": False, "reason": "invoice mismatch"},
+            example={
+                "execution_id": ex.EXECUTION_ID,
+                "outcome_state": "verification_failed",
+                "valid": False,
+                "reason": "invoice mismatch",
+            },
+        ),
     )
-    async def verify(request: Request[Any, Any, Any]) -> Response[bytes]:
-        account = await accounts.authenticate(request.headers.get("authorization"))
-        body = await read_json(request, required=False)
-        return json_response(await outcomes.verify(account, path_execution_id(request), body))
+    async def verify(
+        account: CurrentAccount, execution_id: FromPath[str], data: RawJSON = b""
+    ) -> Response[VerifyResult]:
+        body = read_json(data, required=False)
+        return json_response(await outcomes.verify(account, path_execution_id(execution_id), body))
 
     @post(
         "/v1/executions/{execution_id:str}/verification-pending",
         summary="Mark verification pending",
         tags=["executions"],
+        **doc(
+            errors=[_NOT_FOUND, Conflict("no_outcome", "No outcome recorded yet")],
+            example={"execution_id": ex.EXECUTION_ID, "outcome_state": "verification_pending"},
+        ),
     )
-    async def verification_pending(request: Request[Any, Any, Any]) -> Response[bytes]:
-        account = await accounts.authenticate(request.headers.get("authorization"))
-        return json_response(await outcomes.mark_pending(account, path_execution_id(request)))
+    async def verification_pending(
+        account: CurrentAccount, execution_id: FromPath[str]
+    ) -> Response[VerifyResult]:
+        return json_response(await outcomes.mark_pending(account, path_execution_id(execution_id)))
 
     return [
         list_executions,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
-from litestar import Request, Response
+from litestar import Response
 
 from cuefast.errors import CuefastError, CueNotFound, ExecutionNotFound, InvalidJSON, WorkerNotFound
 from cuefast.ids import is_cue_id, is_execution_id, is_worker_id
@@ -16,7 +16,11 @@ _ENCODER = msgspec.json.Encoder()
 JSON = "application/json"
 
 
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response[bytes]:
+def json_response(
+    data: Any, status: int | None = None, headers: dict[str, str] | None = None
+) -> Response[Any]:
+    """``data`` encoded once with the shared msgspec encoder; ``status`` None = the route's
+    declared success status (its ``status_code``, which is what ``/openapi.json`` shows)."""
     return Response(content=_ENCODER.encode(data), status_code=status, media_type=JSON, headers=headers)
 
 
@@ -24,13 +28,13 @@ def empty_response(status: int = 204) -> Response[bytes]:
     return Response(content=b"", status_code=status)
 
 
-def error_response(err: CuefastError, headers: dict[str, str] | None = None) -> Response[bytes]:
+def error_response(err: CuefastError, headers: dict[str, str] | None = None) -> Response[Any]:
     return json_response(err.envelope(), err.status, headers)
 
 
-async def read_json(request: Request[Any, Any, Any], *, required: bool = True) -> Any:
-    """The request body as JSON whatever its Content-Type (empty → {} when optional)."""
-    raw = await request.body()
+def read_json(raw: bytes, *, required: bool = True) -> Any:
+    """The request body (``data: bytes`` of a ``JSONBody`` route) as JSON whatever its
+    Content-Type (empty → {} when optional)."""
     try:
         return parse_json_body(raw, required=required)
     except RecursionError:
@@ -38,25 +42,22 @@ async def read_json(request: Request[Any, Any, Any], *, required: bool = True) -
 
 
 # ---- path ids: checked against their format before anything reads a key (CONTRACT.md §3.3) ----
-def path_cue_id(request: Request[Any, Any, Any]) -> str:
+def path_cue_id(cue_id: str) -> str:
     """The ``{cue_id}`` path parameter; a malformed one is 404 ``cue_not_found``."""
-    cue_id = request.path_params["cue_id"]
     if not is_cue_id(cue_id):
         raise CueNotFound()
-    return str(cue_id)
+    return cue_id
 
 
-def path_execution_id(request: Request[Any, Any, Any]) -> str:
+def path_execution_id(execution_id: str) -> str:
     """The ``{execution_id}`` path parameter; a malformed one is 404 ``execution_not_found``."""
-    execution_id = request.path_params["execution_id"]
     if not is_execution_id(execution_id):
         raise ExecutionNotFound()
-    return str(execution_id)
+    return execution_id
 
 
-def path_worker_id(request: Request[Any, Any, Any]) -> str:
+def path_worker_id(worker_id: str) -> str:
     """The ``{worker_id}`` path parameter; a malformed one is 404 ``worker_not_found``."""
-    worker_id = request.path_params["worker_id"]
     if not is_worker_id(worker_id):
         raise WorkerNotFound()
-    return str(worker_id)
+    return worker_id

@@ -6,9 +6,13 @@ from typing import Any
 
 from litestar import Request, Response, get
 from litestar.handlers import HTTPRouteHandler
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import Example
 
 from cuefast import __version__, metrics
 from cuefast.api.http import json_response
+from cuefast.api.openapi import doc
+from cuefast.client.models import Health, Readiness, ServerInfo
 from cuefast.durability import schema as pg
 from cuefast.runtime import Runtime
 from cuefast.times import fmt_offset, fmt_z
@@ -26,6 +30,26 @@ async def _postgres_ok(rt: Runtime) -> bool:
 
 
 STALE_POLLER_US = 30_000_000
+HEALTH_EXAMPLE = {
+    "status": "healthy",
+    "version": __version__,
+    "timestamp": "2026-11-23T11:41:18.397965+00:00",
+    "services": {"redis": "ok", "postgres": "ok", "poller": "ok", "worker": "ok"},
+    "poller": {
+        "last_run": "2026-11-23T11:41:17.901233+00:00",
+        "seconds_ago": 0,
+        "cues_last_cycle": 3,
+        "cycle_duration_ms": 4,
+    },
+    "workers": {"active_count": 1, "last_heartbeat": "2026-11-23T11:41:02.120044Z"},
+    "queue": {"pending_outbox": 0, "stale_executions": 0, "pending_retries": 0, "pending_worker_claims": 2},
+}
+INFO_EXAMPLE = {
+    "version": __version__,
+    "authorization_backend": "SameTenantAuthorizationBackend",
+    "authentication_paths": {"per_user_api_key": True, "internal_token_with_on_behalf_of": False},
+    "disabled_primitives": ["device_code"],
+}
 
 
 async def _poller(rt: Runtime) -> tuple[str, dict[str, Any]]:
@@ -48,8 +72,13 @@ async def _poller(rt: Runtime) -> tuple[str, dict[str, Any]]:
 
 
 def routes(rt: Runtime) -> list[HTTPRouteHandler]:
-    @get("/health", summary="Liveness and diagnostics", tags=["system"])
-    async def health() -> Response[bytes]:
+    @get(
+        "/health",
+        summary="Liveness and diagnostics",
+        tags=["system"],
+        **doc(auth=False, counted=False, store=False, example=HEALTH_EXAMPLE),
+    )
+    async def health() -> Response[Health]:
         redis_ok = await _redis_ok(rt)
         pg_ok = await _postgres_ok(rt)
         poller_status, poller = await _poller(rt)
@@ -96,8 +125,26 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         }
         return json_response(body)
 
-    @get("/status", summary="Readiness", tags=["system"])
-    async def status() -> Response[bytes]:
+    @get(
+        "/status",
+        summary="Readiness",
+        tags=["system"],
+        **doc(
+            auth=False,
+            counted=False,
+            store=False,
+            example={"status": "healthy"},
+            responses={
+                503: ResponseSpec(
+                    data_container=Readiness,
+                    description="Redis unreachable",
+                    generate_examples=False,
+                    examples=[Example(value={"status": "down", "reason": "redis unreachable"})],
+                )
+            },
+        ),
+    )
+    async def status() -> Response[Readiness]:
         if not await _redis_ok(rt):
             return json_response({"status": "down", "reason": "redis unreachable"}, 503)
         if not await _postgres_ok(rt):
@@ -106,8 +153,13 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
             return json_response({"status": "degraded", "reason": "poller stale"})
         return json_response({"status": "healthy"})
 
-    @get("/v1/info", summary="Server facts (no auth)", tags=["system"])
-    async def info() -> Response[bytes]:
+    @get(
+        "/v1/info",
+        summary="Server facts (no auth)",
+        tags=["system"],
+        **doc(auth=False, counted=False, store=False, example=INFO_EXAMPLE),
+    )
+    async def info() -> Response[ServerInfo]:
         disabled = ["device_code"]
         if not rt.settings.enforce_quotas:
             disabled.insert(0, "quotas")
@@ -121,7 +173,7 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         )
 
     @get("/openapi.json", summary="OpenAPI schema", tags=["system"], include_in_schema=False)
-    async def openapi(request: Request[Any, Any, Any]) -> Response[bytes]:
+    async def openapi(request: Request[Any, Any, Any]) -> Response[Any]:
         schema = request.app.openapi_schema.to_schema()
         return json_response(schema)
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from litestar import Request, Response, get
+from litestar import Response, get
 from litestar.handlers import HTTPRouteHandler
 
+from cuefast.api import examples as ex
+from cuefast.api.deps import CurrentAccount
 from cuefast.api.http import json_response
+from cuefast.api.openapi import doc
+from cuefast.client.models import Usage
 from cuefast.runtime import Runtime
 from cuefast.services.usage import UsageService
 
@@ -15,9 +17,8 @@ from cuefast.services.usage import UsageService
 def routes(rt: Runtime) -> list[HTTPRouteHandler]:
     service = UsageService(rt.store, rt.clock)
 
-    @get("/v1/usage", summary="Usage this month and limits", tags=["usage"])
-    async def usage(request: Request[Any, Any, Any]) -> Response[bytes]:
-        account = await rt.accounts.authenticate(request.headers.get("authorization"))
+    @get("/v1/usage", summary="Usage this month and limits", tags=["usage"], **doc(example=ex.USAGE))
+    async def usage(account: CurrentAccount) -> Response[Usage]:
         return json_response(await service.usage(account))
 
     return [usage]

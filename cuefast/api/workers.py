@@ -12,20 +12,61 @@ claims whose handler never started).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from litestar import Request, Response, delete, get, post
+from litestar import Response, delete, get, post
 from litestar.handlers import HTTPRouteHandler
+from litestar.params import FromPath, HeaderParameter, QueryParams
 
+from cuefast.api import examples as ex
+from cuefast.api.deps import CurrentAccount
 from cuefast.api.http import json_response, path_execution_id, path_worker_id, read_json
+from cuefast.api.openapi import RawJSON, TextQuery, doc, limit
+from cuefast.client.bodies import (
+    BatchClaimRequest,
+    ClaimNextRequest,
+    ClaimRequest,
+    LeaseRequest,
+    OutcomeBatchRequest,
+    WorkerHeartbeatRequest,
+)
+from cuefast.client.models import (
+    ClaimableList,
+    ClaimBatch,
+    ClaimResult,
+    HeartbeatResult,
+    LeaseResult,
+    OutcomeBatchResult,
+    ReleaseResult,
+    WorkerHeartbeatResult,
+    WorkerList,
+)
+from cuefast.errors import (
+    ClaimFailed,
+    ExecutionNotClaiming,
+    ExecutionNotFound,
+    NotExecutionOwner,
+    WorkerLimitExceeded,
+    WorkerNotFound,
+)
 from cuefast.runtime import Runtime
 from cuefast.services.claim_input import id_list, optional_text, parse_batch_claim, worker_id_field
-from cuefast.services.validate import Checker, query_int, query_text, require_object
+from cuefast.services.validate import Checker, query_text, require_object
 
 _BATCH_DOC = (
     "cuefast extension (not part of CueAPI). Same claim/lease state as the CueAPI worker "
     'endpoints. Errors use the envelope {"error": {"code", "message", "status"}}.'
 )
+_BATCH_TAG = ["workers (cuefast batch pull)"]
+CLAIMABLE_LIMIT = limit(50)
+TASK = TextQuery("task", "exact match on the effective payload's `task` (≤ 255 characters)")
+AGENT = TextQuery("agent", "exact match on the effective payload's `agent` (≤ 255 characters)")
+WorkerHeader = Annotated[
+    str | None,
+    HeaderParameter(name="X-Worker-Id", description="when given, must be the claiming worker (else 403)"),
+]
+_NOT_FOUND = ExecutionNotFound()
+_LEASES_EXAMPLE = {"worker_id": "box-1", "execution_ids": ["034cdaba-8f4e-4b8e-9c1a-1d2e3f4a5b6c"]}
 
 
 def _worker_and_ids(body: Any) -> tuple[str, list[str]]:
@@ -38,22 +79,34 @@ def _worker_and_ids(body: Any) -> tuple[str, list[str]]:
 
 
 def routes(rt: Runtime) -> list[HTTPRouteHandler]:
-    accounts = rt.accounts
     work = rt.work
     registry = rt.workers
 
-    @get("/v1/executions/claimable", summary="List claimable worker executions", tags=["workers"])
-    async def claimable(request: Request[Any, Any, Any]) -> Response[bytes]:
-        account = await accounts.authenticate(request.headers.get("authorization"))
-        q = request.query_params
-        limit = query_int(q, "limit", 50, 1, 100)
-        items = await work.claimable(account, query_text(q, "task"), query_text(q, "agent"), limit)
+    @get(
+        "/v1/executions/claimable",
+        summary="List claimable worker executions",
+        tags=["workers"],
+        **doc(query=[TASK, AGENT, CLAIMABLE_LIMIT], example=ex.CLAIMABLE),
+    )
+    async def claimable(query: QueryParams, account: CurrentAccount) -> Response[ClaimableList]:
+        q = query
+        limit_ = CLAIMABLE_LIMIT.read(q)
+        items = await work.claimable(account, query_text(q, "task"), query_text(q, "agent"), limit_)
         return json_response({"executions": items})
 
-    @post("/v1/executions/claim", summary="Claim the oldest claimable execution", tags=["workers"])
-    async def claim_next(request: Request[Any, Any, Any]) -> Response[bytes]:
-        account = await accounts.authenticate(request.headers.get("authorization"))
-        obj = require_object(await read_json(request))
+    @post(
+        "/v1/executions/claim",
+        summary="Claim the oldest claimable execution",
+        tags=["workers"],
+        **doc(
+            body=ClaimNextRequest,
+            errors=[ClaimFailed("No executions available for claiming")],
+            body_example={"worker_id": "box-1", "task": "etl"},
+            example=ex.CLAIMED,
+        ),
+    )
+    async def claim_next(account: CurrentAccount, data: RawJSON = b"") -> Response[ClaimResult]:
+        obj = require_object(read_json(data))
         c = Checker()
         worker = worker_id_field(c, obj)
         task = optional_text(c, obj, "task")
@@ -61,95 +114,162 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         c.raise_if_any()
         return json_response(await work.claim_next(account, str(worker), task, agent))
 
-    @post("/v1/executions/{execution_id:str}/claim", summary="Claim an execution", tags=["workers"])
-    async def claim_one(request: Request[Any, Any, Any]) -> Response[bytes]:
-        account = await accounts.authenticate(request.headers.get("authorization"))
-        obj = require_object(await read_json(request))
+    @post(
+        "/v1/executions/{execution_id:str}/claim",
+        summary="Claim an execution",
+        tags=["workers"],
+        **doc(
+            body=ClaimRequest,
+            errors=[_NOT_FOUND, ClaimFailed("Execution not available for claiming")],
+            body_example={"worker_id": "box-1"},
+            example=ex.CLAIMED,
+        ),
+    )
+    async def claim_one(
+        account: CurrentAccount, execution_id: FromPath[str], data: RawJSON = b""
+    ) -> Response[ClaimResult]:
+        obj = require_object(read_json(data))
         c = Checker()
         worker = worker_id_field(c, obj)
         c.raise_if_any()
-        return json_response(await work.claim_one(account, path_execution_id(request), str(worker)))
+        return json_response(await work.claim_one(account, path_execution_id(execution_id), str(worker)))
 
     @post(
         "/v1/executions/{execution_id:str}/heartbeat",
         summary="Extend a claim's lease (optional X-Worker-Id ownership check)",
         tags=["workers"],
+        **doc(
+            errors=[_NOT_FOUND, ExecutionNotClaiming(), NotExecutionOwner()],
+            example={
+                "execution_id": "034cdaba-8f4e-4b8e-9c1a-1d2e3f4a5b6c",
+                "lease_extended_until": "2026-11-23T12:05:00.100200+00:00",
+                "acknowledged": True,
+            },
+        ),
     )
-    async def heartbeat(request: Request[Any, Any, Any]) -> Response[bytes]:
-        account = await accounts.authenticate(request.headers.get("authorization"))
-        worker = request.headers.get("x-worker-id")
-        return json_response(await work.heartbeat(account, path_execution_id(request), worker))
+    async def heartbeat(
+        account: CurrentAccount, execution_id: FromPath[str], worker: WorkerHeader = None
+    ) -> Response[HeartbeatResult]:
+        return json_response(await work.heartbeat(account, path_execution_id(execution_id), worker))
 
-    @post("/v1/worker/heartbeat", summary="Worker registry heartbeat", tags=["workers"])
-    async def worker_heartbeat(request: Request[Any, Any, Any]) -> Response[bytes]:
-        account = await accounts.authenticate(request.headers.get("authorization"))
-        return json_response(await registry.worker_heartbeat(account, await read_json(request)))
+    @post(
+        "/v1/worker/heartbeat",
+        summary="Worker registry heartbeat",
+        tags=["workers"],
+        **doc(
+            body=WorkerHeartbeatRequest,
+            errors=[WorkerLimitExceeded(1000)],
+            body_example={"worker_id": "box-1", "handlers": ["etl"]},
+            example={"acknowledged": True, "server_time": "2026-11-23T11:41:18.397965Z"},
+        ),
+    )
+    async def worker_heartbeat(
+        account: CurrentAccount, data: RawJSON = b""
+    ) -> Response[WorkerHeartbeatResult]:
+        return json_response(await registry.worker_heartbeat(account, read_json(data)))
 
-    @get("/v1/workers", summary="List workers (latest heartbeat first)", tags=["workers"])
-    async def list_workers(request: Request[Any, Any, Any]) -> Response[bytes]:
-        account = await accounts.authenticate(request.headers.get("authorization"))
+    @get(
+        "/v1/workers",
+        summary="List workers (latest heartbeat first)",
+        tags=["workers"],
+        **doc(example=ex.WORKERS),
+    )
+    async def list_workers(account: CurrentAccount) -> Response[WorkerList]:
         return json_response(await registry.list_workers(account))
 
-    @delete("/v1/workers/{worker_id:str}", summary="Delete a worker", tags=["workers"], status_code=204)
-    async def delete_worker(request: Request[Any, Any, Any]) -> None:
-        account = await accounts.authenticate(request.headers.get("authorization"))
-        await registry.delete_worker(account, path_worker_id(request))
+    @delete(
+        "/v1/workers/{worker_id:str}",
+        summary="Delete a worker",
+        tags=["workers"],
+        **doc(status=204, errors=[WorkerNotFound()]),
+    )
+    async def delete_worker(account: CurrentAccount, worker_id: FromPath[str]) -> None:
+        await registry.delete_worker(account, path_worker_id(worker_id))
 
     @post(
         "/v1/worker/claim",
         summary="Batch claim (cuefast): up to 500 executions, long-poll up to 30 s",
-        description=_BATCH_DOC
-        + ' Body: {"worker_id": str (1-255), "tasks": [str] | null (null = any task), "agent": str | null,'
-        ' "max": 1-500 (50), "wait_seconds": 0-30 (0), "lease_seconds": int | null (default and max:'
-        ' CUEFAST_WORKER_LEASE_SECONDS)}. Answer: {"executions": [{"execution_id", "cue_id", "cue_name",'
-        ' "task", "scheduled_for", "payload", "attempt", "lease_expires_at"}], "lease_seconds": int};'
-        " an empty list once the wait is over.",
-        tags=["workers (cuefast batch pull)"],
+        description=_BATCH_DOC + " An empty `executions` list once the wait is over.",
+        tags=_BATCH_TAG,
+        **doc(
+            body=BatchClaimRequest,
+            body_example={"worker_id": "box-1", "tasks": ["etl"], "max": 50, "wait_seconds": 10},
+            example={
+                "executions": [
+                    {
+                        **ex.CLAIMABLE["executions"][0],
+                        "lease_expires_at": "2026-11-23T11:58:00Z",
+                    }
+                ],
+                "lease_seconds": 900,
+            },
+        ),
     )
-    async def batch_claim(request: Request[Any, Any, Any]) -> Response[bytes]:
-        account = await accounts.authenticate(request.headers.get("authorization"))
-        req = parse_batch_claim(await read_json(request), rt.settings.worker_lease_seconds)
+    async def batch_claim(account: CurrentAccount, data: RawJSON = b"") -> Response[ClaimBatch]:
+        req = parse_batch_claim(read_json(data), rt.settings.worker_lease_seconds)
         return json_response(await work.batch_claim(account, req))
 
     @post(
         "/v1/worker/outcomes",
         summary="Batch outcomes (cuefast): up to 500, each like POST /v1/executions/{id}/outcome",
         description=_BATCH_DOC
-        + ' Body: {"worker_id": str, "outcomes": [{"execution_id", "success", "result", "error", "metadata",'
-        ' "external_id", "result_url", "result_ref", "result_type", "artifacts", "summary"}]} (1-500).'
-        ' Answer: {"results": [{"execution_id" (null when not a well-formed id), "outcome_recorded": bool,'
-        ' "outcome_state": str | null, "error": {"code", "message"} | null}]}, in request order; one bad'
-        " item does not fail the others.",
-        tags=["workers (cuefast batch pull)"],
+        + " Results come in request order; one bad item gets an item-level `error` (its"
+        " `execution_id` echoed only when well-formed) and does not fail the others.",
+        tags=_BATCH_TAG,
+        **doc(
+            body=OutcomeBatchRequest,
+            body_example={
+                "worker_id": "box-1",
+                "outcomes": [{"execution_id": "034cdaba-8f4e-4b8e-9c1a-1d2e3f4a5b6c", "success": True}],
+            },
+            example={
+                "results": [
+                    {
+                        "execution_id": "034cdaba-8f4e-4b8e-9c1a-1d2e3f4a5b6c",
+                        "outcome_recorded": True,
+                        "outcome_state": "reported_success",
+                        "error": None,
+                    }
+                ]
+            },
+        ),
     )
-    async def batch_outcomes(request: Request[Any, Any, Any]) -> Response[bytes]:
-        account = await accounts.authenticate(request.headers.get("authorization"))
-        return json_response(await work.batch_outcomes(account, await read_json(request)))
+    async def batch_outcomes(account: CurrentAccount, data: RawJSON = b"") -> Response[OutcomeBatchResult]:
+        return json_response(await work.batch_outcomes(account, read_json(data)))
 
     @post(
         "/v1/worker/leases",
         summary="Extend leases (cuefast) of executions this worker holds",
-        description=_BATCH_DOC
-        + ' Body: {"worker_id": str, "execution_ids": [str] (≤ 500)}. Answer: {"extended":'
-        ' [{"execution_id", "lease_expires_at"}], "lost": [execution ids no longer held by this worker]}.',
-        tags=["workers (cuefast batch pull)"],
+        description=_BATCH_DOC + " `lost`: execution ids no longer held by this worker.",
+        tags=_BATCH_TAG,
+        **doc(
+            body=LeaseRequest,
+            body_example=_LEASES_EXAMPLE,
+            example={
+                "extended": [
+                    {
+                        "execution_id": "034cdaba-8f4e-4b8e-9c1a-1d2e3f4a5b6c",
+                        "lease_expires_at": "2026-11-23T11:58:00Z",
+                    }
+                ],
+                "lost": [],
+            },
+        ),
     )
-    async def extend_leases(request: Request[Any, Any, Any]) -> Response[bytes]:
-        account = await accounts.authenticate(request.headers.get("authorization"))
-        worker, ids = _worker_and_ids(await read_json(request))
+    async def extend_leases(account: CurrentAccount, data: RawJSON = b"") -> Response[LeaseResult]:
+        worker, ids = _worker_and_ids(read_json(data))
         return json_response(await work.extend_leases(account, worker, ids))
 
     @post(
         "/v1/worker/release",
         summary="Release claims (cuefast) whose handler never started",
         description=_BATCH_DOC
-        + ' Body: {"worker_id": str, "execution_ids": [str] (≤ 500)}. The executions are claimable again at'
-        ' once and the attempt is not counted. Answer: {"released": int}.',
-        tags=["workers (cuefast batch pull)"],
+        + " The executions are claimable again at once and the attempt is not counted.",
+        tags=_BATCH_TAG,
+        **doc(body=LeaseRequest, body_example=_LEASES_EXAMPLE, example={"released": 1}),
     )
-    async def release(request: Request[Any, Any, Any]) -> Response[bytes]:
-        account = await accounts.authenticate(request.headers.get("authorization"))
-        worker, ids = _worker_and_ids(await read_json(request))
+    async def release(account: CurrentAccount, data: RawJSON = b"") -> Response[ReleaseResult]:
+        worker, ids = _worker_and_ids(read_json(data))
         return json_response(await work.release(account, worker, ids))
 
     return [

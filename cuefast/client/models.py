@@ -5,6 +5,11 @@ These are client-side views of the wire shapes. They are separate from ``cuefast
 Unknown keys are ignored and almost every field has a default, so a newer server that
 adds keys, or an older one that omits cuefast additions, still decodes. ``to_dict()``
 gives the plain JSON values (timestamps as ISO strings).
+
+The API declares these same Structs as its response types (``/openapi.json`` is generated
+from them), and tests/contract decodes every response the test suite sees into them with
+unknown fields forbidden, so a key the server sends and the Struct lacks is a test failure.
+Request bodies are in ``cuefast.client.bodies``.
 """
 
 from __future__ import annotations
@@ -276,7 +281,7 @@ class ErrorInfo(Model, kw_only=True):
 
 
 class OutcomeItemResult(Model, kw_only=True):
-    execution_id: str
+    execution_id: str | None = None  # null when the item's id was not a well-formed one
     outcome_recorded: bool
     outcome_state: str | None = None
     error: ErrorInfo | None = None
@@ -367,3 +372,166 @@ class Usage(Model, kw_only=True):
     outcomes: OutcomeUsage = msgspec.field(default_factory=OutcomeUsage)
     rate_limit: RateLimitUsage = msgspec.field(default_factory=RateLimitUsage)
     upgrade_url: str | None = None
+
+
+# --- errors (§3.5) ----------------------------------------------------------------------
+
+
+class ErrorDetail(Model, kw_only=True):
+    """One problem of a 422 ``validation_error``: ``field`` is the dotted location
+    (``body.retry.max_attempts``, ``query.limit``), ``message`` the text."""
+
+    field: str
+    message: str
+
+
+class ErrorBody(Model, kw_only=True):
+    code: str
+    message: str
+    status: int
+    details: list[ErrorDetail] | None = None
+
+
+class ErrorResponse(Model, kw_only=True):
+    """Every error: ``{"error": {"code", "message", "status"}}`` (``details`` on 422)."""
+
+    error: ErrorBody
+
+
+# --- health, status, info (§5) ------------------------------------------------------------
+
+
+class HealthServices(Model, kw_only=True):
+    redis: str
+    postgres: str
+    poller: str
+    worker: str
+
+
+class PollerHealth(Model, kw_only=True):
+    """The scheduler's last cycle; only ``status: "unknown"`` before the first one."""
+
+    status: str | None = None
+    last_run: dt.datetime | None = None
+    seconds_ago: int | None = None
+    cues_last_cycle: int | None = None
+    cycle_duration_ms: int | None = None
+
+
+class WorkersHealth(Model, kw_only=True):
+    active_count: int = 0
+    last_heartbeat: dt.datetime | None = None
+
+
+class QueueHealth(Model, kw_only=True):
+    pending_outbox: int = 0
+    stale_executions: int = 0
+    pending_retries: int = 0
+    pending_worker_claims: int = 0
+
+
+class Health(Model, kw_only=True):
+    status: str
+    version: str
+    timestamp: dt.datetime
+    services: HealthServices
+    poller: PollerHealth
+    workers: WorkersHealth = msgspec.field(default_factory=WorkersHealth)
+    queue: QueueHealth = msgspec.field(default_factory=QueueHealth)
+
+
+class Readiness(Model, kw_only=True):
+    """``GET /status``: ``healthy``, ``degraded`` (200) or ``down`` (503), with a reason."""
+
+    status: str
+    reason: str | None = None
+
+
+class AuthenticationPaths(Model, kw_only=True):
+    per_user_api_key: bool = True
+    internal_token_with_on_behalf_of: bool = False
+
+
+class ServerInfo(Model, kw_only=True):
+    version: str
+    authorization_backend: str = ""
+    authentication_paths: AuthenticationPaths = msgspec.field(default_factory=AuthenticationPaths)
+    disabled_primitives: list[str] = msgspec.field(default_factory=list)
+
+
+# --- auth and account (§6) -----------------------------------------------------------------
+
+
+class Registration(Model, kw_only=True):
+    api_key: str
+    email: str
+
+
+class KeyRotation(Model, kw_only=True):
+    api_key: str
+    previous_key_revoked: bool = True
+
+
+class KeyReveal(Model, kw_only=True):
+    """``api_key`` when it can be revealed; else null with the key's ``prefix`` and why."""
+
+    api_key: str | None = None
+    prefix: str | None = None
+    message: str | None = None
+
+
+class AccountInfo(Model, kw_only=True):
+    email: str
+    plan: str
+    active_cues: int = 0
+    active_cue_limit: int = 0
+    executions_this_month: int = 0
+    monthly_execution_limit: int = 0
+    rate_limit_per_minute: int = 0
+    has_webhook_secret: bool = True
+    api_key_prefix: str | None = None
+    slug: str | None = None
+
+
+class AccountUpdated(Model, kw_only=True):
+    updated_at: dt.datetime
+
+
+class WebhookSecret(Model, kw_only=True):
+    webhook_secret: str
+
+
+class WebhookSecretRotation(Model, kw_only=True):
+    webhook_secret: str
+    previous_secret_revoked: bool = True
+
+
+class AlertWebhookSecret(Model, kw_only=True):
+    alert_webhook_secret: str
+
+
+class AlertWebhookSecretRotation(Model, kw_only=True):
+    alert_webhook_secret: str
+    previous_secret_revoked: bool = True
+
+
+# --- cues: bulk delete (§7.9) and echo (§16.5) --------------------------------------------------
+
+
+class BulkDeleteResult(Model, kw_only=True):
+    deleted: list[str]
+    skipped: list[str]
+
+
+class EchoStored(Model, kw_only=True):
+    stored: bool = True
+
+
+class Echo(Model, kw_only=True):
+    """``waiting``, or ``delivered`` with what was received (headers as the caller may see
+    them)."""
+
+    status: str
+    payload: Any = None
+    headers: dict[str, str] | None = None
+    received_at: dt.datetime | None = None

@@ -1,0 +1,141 @@
+"""/openapi.json describes every operation (issue 13, item 4): request bodies, response schemas
+that are the SDK's own Structs, the real status codes, the error envelope per status, the bearer
+security scheme and examples. The live-server check of the same schema is tests/contract."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from cuefast.client import bodies, models
+from tests.conftest import Api
+
+NO_AUTH = {
+    ("get", "/health"),
+    ("get", "/status"),
+    ("get", "/v1/info"),
+    ("post", "/v1/auth/register"),
+    ("post", "/v1/echo/{token}"),
+}
+CREATED = {("post", "/v1/auth/register"), ("post", "/v1/cues")}
+NO_CONTENT = {("delete", "/v1/cues/{cue_id}"), ("delete", "/v1/workers/{worker_id}")}
+STRUCTS = {
+    name: obj
+    for module in (models, bodies)
+    for name, obj in vars(module).items()
+    if inspect.isclass(obj) and issubclass(obj, msgspec.Struct)
+}
+
+
+async def _schema(api: Api) -> dict[str, Any]:
+    res = await api.client.get("/openapi.json")
+    assert res.status_code == 200
+    schema: dict[str, Any] = res.json()
+    return schema
+
+
+def _ops(schema: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [(m, p, op) for p, item in schema["paths"].items() for m, op in item.items()]
+
+
+def _ref(media: dict[str, Any]) -> str:
+    ref = media["schema"]["$ref"]
+    assert ref.startswith("#/components/schemas/"), ref
+    return str(ref.rsplit("/", 1)[1])
+
+
+async def test_every_operation_documents_its_real_success_status(api: Api) -> None:
+    """Before: 17 POST routes advertised 201 and answered 200."""
+    schema = await _schema(api)
+    ops = _ops(schema)
+    assert len(ops) >= 41
+    for method, path, op in ops:
+        success = [s for s in op["responses"] if s.startswith("2")]
+        expected = "201" if (method, path) in CREATED else "204" if (method, path) in NO_CONTENT else "200"
+        assert success == [expected], (method, path, success)
+
+
+async def test_bodies_and_responses_are_the_sdk_structs(api: Api) -> None:
+    """Every request body and every JSON response names a Struct of ``cuefast.client`` (the
+    ones the SDK decodes); every error status is the envelope; before, there were no request
+    bodies, no component schemas and every response was a string."""
+    schema = await _schema(api)
+    components = schema["components"]["schemas"]
+    assert set(components) <= set(STRUCTS), set(components) - set(STRUCTS)
+    with_body = 0
+    for method, path, op in _ops(schema):
+        if "requestBody" in op:
+            with_body += 1
+            name = (
+                _ref(op["requestBody"]["content"]["application/json"]) if path != "/v1/echo/{token}" else ""
+            )
+            assert not name or STRUCTS[name].__module__ == bodies.__name__, (method, path, name)
+        elif method in ("post", "patch", "put"):
+            assert path.endswith(("/regenerate", "/replay", "/verification-pending", "/heartbeat")), path
+        for status, response in op["responses"].items():
+            if status == "204":
+                assert "content" not in response
+                continue
+            media = response["content"]["application/json"]
+            name = _ref(media)
+            if status.startswith("2") or path == "/status":
+                assert STRUCTS[name].__module__ == models.__name__, (method, path, status, name)
+            else:
+                assert name == "ErrorResponse", (method, path, status)
+                assert media["examples"], (method, path, status)
+                for example in media["examples"].values():
+                    envelope = msgspec.convert(example["value"], models.ErrorResponse)
+                    assert envelope.error.status == int(status), (method, path, example)
+        assert "500" in op["responses"], (method, path)
+    assert with_body == 17
+
+
+async def test_bearer_security_scheme_and_authenticated_operations(api: Api) -> None:
+    """Swagger's "Authorize" needs a security scheme and a security requirement per operation."""
+    schema = await _schema(api)
+    assert schema["components"]["securitySchemes"]["BearerAuth"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": schema["components"]["securitySchemes"]["BearerAuth"]["description"],
+    }
+    for method, path, op in _ops(schema):
+        if (method, path) in NO_AUTH:
+            assert "security" not in op and "401" not in op["responses"], (method, path)
+        else:
+            assert op["security"] == [{"BearerAuth": []}], (method, path)
+            assert "401" in op["responses"] and "429" in op["responses"], (method, path)
+
+
+async def test_query_parameters_and_examples_are_documented(api: Api) -> None:
+    schema = await _schema(api)
+    params = {p["name"]: p for p in schema["paths"]["/v1/cues"]["get"]["parameters"]}
+    assert params["limit"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 100, "default": 50}
+    assert params["offset"]["in"] == "query"
+    get_cue = schema["paths"]["/v1/cues/{cue_id}"]["get"]
+    names = {p["name"]: p["in"] for p in get_cue["parameters"]}
+    assert names == {"cue_id": "path", "execution_limit": "query", "execution_offset": "query"}
+    regen = schema["paths"]["/v1/auth/key/regenerate"]["post"]
+    assert [(p["name"], p["in"]) for p in regen["parameters"]] == [("X-Confirm-Destructive", "header")]
+    create = schema["paths"]["/v1/cues"]["post"]
+    assert create["requestBody"]["required"] is True
+    assert create["requestBody"]["content"]["application/json"]["examples"]
+    assert create["responses"]["201"]["content"]["application/json"]["examples"]
+    fire = schema["paths"]["/v1/cues/{cue_id}/fire"]["post"]
+    assert fire["requestBody"]["required"] is False
+    assert schema["paths"]["/v1/cues/{cue_id}"]["patch"]["operationId"] == "patch_cue"
+
+
+def test_handlers_get_the_account_from_the_dependency() -> None:
+    """The account comes from one Litestar dependency (``api/deps.py``), not from a call per
+    handler (36 before)."""
+    api_dir = Path(__file__).resolve().parents[2] / "cuefast" / "api"
+    calls = {
+        p.name: len(re.findall(r"\.authenticate\(", p.read_text()))
+        for p in api_dir.glob("*.py")
+        if re.search(r"\.authenticate\(", p.read_text())
+    }
+    assert calls == {"deps.py": 1}, calls
