@@ -45,7 +45,6 @@ async def main(url: str) -> None:
     r, k = rt.store.redis, rt.keys
     try:
         old = r.register_script(OLD_AUTH)
-        new = rt.store._scripts["auth"]
         await r.script_load(old.script)
         sha = key_sha((await rt.accounts.register({"email": "bench@example.com"}))["api_key"])
         res = await rt.store.authenticate(sha, count=False, now_us=0)
@@ -68,7 +67,7 @@ async def main(url: str) -> None:
 
         async def call_new() -> Any:
             keys = [k.api_keys, k.rotated_key(sha), window, k.ip_window("127.0.0.1")]
-            return await new(keys=keys, args=[sha, k.account_prefix, 60, month, 1, tick()])
+            return await rt.store.scripts.run("auth", keys, [sha, k.account_prefix, 60, month, 1, tick()])
 
         async def run(fn: Callable[[], Awaitable[Any]], concurrency: int) -> float:
             async def worker() -> None:

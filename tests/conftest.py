@@ -27,7 +27,7 @@ from cuefast.api import create_app
 from cuefast.clock import FrozenClock, SystemClock
 from cuefast.config import Settings, load_settings
 from cuefast.runtime import Runtime
-from cuefast.store import Store
+from cuefast.store.scripts import Scripts
 from tests.contract.hook import contract_hook
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,7 +96,7 @@ SCRIPTS_CALLED: set[str] = set()
 def _one_slot_per_script() -> Iterator[None]:
     """Every script call of the whole suite (DESIGN.md §3.7): its KEYS, and every argument that
     names a key or a key prefix for keys derived inside the script, share one hash slot."""
-    run, run_many = Store._run, Store._run_many
+    run, run_many = Scripts.run, Scripts.run_many
 
     def check(name: str, keys: Any, args: Any) -> None:
         named = [str(k) for k in keys] + [a for a in args if isinstance(a, str) and _KEYLIKE.match(a)]
@@ -104,21 +104,21 @@ def _one_slot_per_script() -> Iterator[None]:
         assert len(slots) <= 1, f"script {name} touches several hash slots: {named}"
         SCRIPTS_CALLED.add(name)
 
-    async def checked(self: Store, name: str, keys: Any, args: Any) -> Any:
+    async def checked(self: Scripts, name: str, keys: Any, args: Any) -> Any:
         check(name, keys, args)
         return await run(self, name, keys, args)
 
-    async def checked_many(self: Store, calls: Any) -> Any:
+    async def checked_many(self: Scripts, calls: Any) -> Any:
         for call in calls:
             check(*call)
         return await run_many(self, calls)
 
-    Store._run = checked  # type: ignore[method-assign]
-    Store._run_many = checked_many  # type: ignore[method-assign]
+    Scripts.run = checked  # type: ignore[method-assign]
+    Scripts.run_many = checked_many  # type: ignore[method-assign]
     try:
         yield
     finally:
-        Store._run, Store._run_many = run, run_many  # type: ignore[method-assign]
+        Scripts.run, Scripts.run_many = run, run_many  # type: ignore[method-assign]
 
 
 @pytest.fixture(scope="session")

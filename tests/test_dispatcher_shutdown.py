@@ -19,6 +19,7 @@ from cuefast.config import Settings
 from cuefast.engine.dispatcher import QUEUED, Dispatcher
 from cuefast.engine.scheduler import Scheduler
 from cuefast.store import Store
+from cuefast.store.scripts import Scripts
 from cuefast.times import parse_datetime
 from tests.conftest import Api
 from tests.procs import ROOT, process_env
@@ -35,14 +36,14 @@ async def test_release_restores_status_and_only_for_the_lease_holder(
     store: Store = api.rt.store
     keys = api.rt.keys
     calls: list[list[str]] = []
-    original = Store._run
+    original = Scripts.run
 
-    async def spy(self: Store, name: str, ks: Any, args: Any) -> Any:
+    async def spy(self: Scripts, name: str, ks: Any, args: Any) -> Any:
         if name == "deliver_release":
             calls.append(list(ks))
         return await original(self, name, ks, args)
 
-    monkeypatch.setattr(Store, "_run", spy)
+    monkeypatch.setattr(Scripts, "run", spy)
     key = await api.register()
     receiver.mode = "500"
     first = await webhook_cue(api, key, receiver.url, name="first")

@@ -10,6 +10,7 @@ from redis.crc import key_slot
 from cuefast.ids import new_cue_id, new_execution_id, scheduled_execution_id
 from cuefast.store import SCRIPT_NAMES, Store, load_lua
 from cuefast.store.keys import Keys
+from cuefast.store.scripts import Scripts
 from tests.api.test_cues import create, webhook_cue
 from tests.conftest import Api
 
@@ -46,13 +47,13 @@ def test_every_script_has_a_header() -> None:
 
 async def test_every_script_call_touches_one_slot(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[str, list[str]]] = []
-    original = Store._run
+    original = Scripts.run
 
-    async def spy(self: Store, name: str, keys: Any, args: Any) -> Any:
+    async def spy(self: Scripts, name: str, keys: Any, args: Any) -> Any:
         calls.append((name, list(keys)))
         return await original(self, name, keys, args)
 
-    monkeypatch.setattr(Store, "_run", spy)
+    monkeypatch.setattr(Scripts, "run", spy)
     key = await api.register()
     a = await create(api, key, webhook_cue("a"))
     await api.request("PATCH", f"/v1/cues/{a['id']}", key, json={"name": "b", "status": "paused"})

@@ -7,21 +7,22 @@ error fails at boot, not on the first request. Every script's KEYS come from
 
 from __future__ import annotations
 
-import importlib.resources
 import logging
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
 import msgspec
 import redis.asyncio as aioredis
-from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ResponseError
 
 from cuefast.errors import ConfigError
 from cuefast.models import Account, config_json
+from cuefast.store.connect import connect
 from cuefast.store.keys import CUE_STATUSES, Keys
+from cuefast.store.scripts import Call, Scripts, load_lua
 from cuefast.times import to_datetime
+
+__all__ = ["SCRIPT_NAMES", "AuthResult", "Store", "Window", "connect", "load_lua"]
 
 log = logging.getLogger(__name__)
 
@@ -119,48 +120,6 @@ def previous_month(month: str) -> str:
     return f"{year - 1}-12" if mon == 1 else f"{year:04d}-{mon - 1:02d}"
 
 
-_INCLUDE = re.compile(r"^--!include (\w+)$", re.MULTILINE)
-
-
-def load_lua(name: str) -> str:
-    """A script's text; a line ``--!include <lib>`` is replaced by ``lua/lib/<lib>.lua``
-    (Redis scripts cannot load code, so shared functions are pasted in at load time)."""
-    lua = importlib.resources.files("cuefast.store.lua")
-    text = lua.joinpath(f"{name}.lua").read_text()
-    return _INCLUDE.sub(lambda m: lua.joinpath("lib").joinpath(f"{m.group(1)}.lua").read_text(), text)
-
-
-def _no_maint_notifications() -> dict[str, Any]:
-    """Pool options that turn redis-py's maintenance notifications off (none for an older
-    redis-py, which has no such notifications and always checks a connection it hands out)."""
-    try:
-        from redis.maint_notifications import MaintNotificationsConfig
-    except ImportError:  # pragma: no cover - older redis-py
-        return {}
-    return {"maint_notifications_config": MaintNotificationsConfig(enabled=False)}
-
-
-def connect(url: str, max_connections: int = 128) -> aioredis.Redis:
-    """A pooled asyncio client (hiredis parser when installed; str responses).
-
-    The pool blocks (up to 30 s) when all connections are busy instead of failing, so
-    hundreds of concurrent deliveries or requests share a bounded set of connections.
-
-    Maintenance notifications are off: in redis-py's default ("auto") mode the pool skips its
-    check of a connection it hands out, so after a Redis restart every pooled connection failed
-    its next command ("Connection closed by server") instead of being reconnected.
-    """
-    pool = aioredis.BlockingConnectionPool.from_url(
-        url,
-        decode_responses=True,
-        health_check_interval=30,
-        max_connections=max_connections,
-        timeout=30,
-        **_no_maint_notifications(),
-    )
-    return aioredis.Redis(connection_pool=pool)
-
-
 def _pairs(mapping: Mapping[str, str | int]) -> list[str | int]:
     out: list[str | int] = []
     for k, v in mapping.items():
@@ -173,42 +132,14 @@ class Store:
     def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
         self.redis = redis
         self.keys = keys
-        self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script(load_lua(name)) for name in SCRIPT_NAMES
-        }
+        self.scripts = Scripts(redis, SCRIPT_NAMES)
 
     async def preload(self) -> None:
         """SCRIPT LOAD every script (fails at boot on a syntax error)."""
-        for name, script in self._scripts.items():
-            sha = await self.redis.script_load(script.script)
-            if sha != script.sha:  # pragma: no cover - redis-py computes the same digest
-                raise RuntimeError(f"script {name} loaded with an unexpected sha")
+        await self.scripts.preload()
 
     async def close(self) -> None:
         await self.redis.aclose()
-
-    async def _run(self, name: str, keys: Sequence[str], args: Sequence[str | int | float]) -> Any:
-        return await self._scripts[name](keys=list(keys), args=list(args))
-
-    async def _run_many(
-        self, calls: Sequence[tuple[str, Sequence[str], Sequence[str | int | float]]]
-    ) -> list[Any]:
-        """Several script calls (name, keys, args) in one round trip: a non-transactional
-        pipeline of EVALSHA, one connection. Each call still touches one slot's keys. A call
-        refused with NOSCRIPT (the server lost its script cache) ran nothing and is retried
-        alone, which loads the script; any other error is raised."""
-        if len(calls) <= 1:
-            return [await self._run(*call) for call in calls]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for name, keys, args in calls:
-                pipe.evalsha(self._scripts[name].sha, len(keys), *keys, *args)
-            results: list[Any] = await pipe.execute(raise_on_error=False)
-        for i, res in enumerate(results):
-            if isinstance(res, NoScriptError):
-                results[i] = await self._run(*calls[i])
-            elif isinstance(res, Exception):
-                raise res
-        return results
 
     # ---- accounts ----------------------------------------------------------------
     async def authenticate(
@@ -217,7 +148,7 @@ class Store:
         """Resolve ``key_sha`` ("" = no API key) and, with ``count``, count the request in the
         key's window (a valid key) or the IP's (anything else): one script call."""
         k = self.keys
-        res = await self._run(
+        res = await self.scripts.run(
             "auth",
             [k.api_keys, k.rotated_key(key_sha), k.key_window(key_sha), k.ip_window(ip)],
             [key_sha, k.account_prefix, ip_limit, month, 1 if count else 0, now_us],
@@ -311,7 +242,7 @@ class Store:
             for f, v in msgspec.structs.asdict(account).items()
             if f != "slug"
         }
-        res = await self._run(
+        res = await self.scripts.run(
             "register",
             [k.emails, k.api_keys, k.slugs, k.account(account.id)],
             [
@@ -340,7 +271,7 @@ class Store:
         now_us: int,
     ) -> bool:
         k = self.keys
-        res = await self._run(
+        res = await self.scripts.run(
             "key_rotate",
             [k.api_keys, k.account(account_id), k.rotated_key(old_sha)],
             [old_sha, new_sha, new_prefix, new_enc, ttl_ms, account_id, now_us],
@@ -355,7 +286,7 @@ class Store:
 
     async def change_email(self, account_id: str, email: str, now_us: int) -> bool:
         k = self.keys
-        res = await self._run(
+        res = await self.scripts.run(
             "email_change", [k.emails, k.account(account_id)], [account_id, email.lower(), email, now_us]
         )
         return bool(res[0] == 1)
@@ -373,7 +304,7 @@ class Store:
     ) -> tuple[Reserve, str]:
         """Reserve ``name`` for ``cue_id``. Returns ("ok", ""), ("taken", current value)
         or ("count", "") when the names alone cannot prove the cue limit is not hit."""
-        res = await self._run(
+        res = await self.scripts.run(
             "name_reserve",
             [self.keys.cue_names(account_id)],
             [name, f"{cue_id}:{now_us // 1_000_000}", limit_hint, replace_if],  # seconds: 6 B less
@@ -385,7 +316,7 @@ class Store:
         return "taken", str(res[1])
 
     async def release_name(self, account_id: str, name: str, cue_id: str) -> None:
-        await self._run("name_release", [self.keys.cue_names(account_id)], [name, cue_id])
+        await self.scripts.run("name_release", [self.keys.cue_names(account_id)], [name, cue_id])
 
     async def name_holder(self, account_id: str, name: str) -> str | None:
         value = await self.redis.hget(self.keys.cue_names(account_id), name)
@@ -434,7 +365,7 @@ class Store:
         p = k.cue_partition(cue_id)
         account_id = str(fields["acct"])
         small, blob = self._split_cue(fields)
-        res = await self._run(
+        res = await self.scripts.run(
             "cue_create",
             [
                 k.cue(cue_id),
@@ -525,7 +456,7 @@ class Store:
         k = self.keys
         p = k.cue_partition(cue_id)
         small, blob = self._split_cue(fields) if "cfg" in fields else (dict(fields), "")
-        res = await self._run(
+        res = await self.scripts.run(
             "cue_update",
             [k.cue(cue_id), k.due(p), *self._status_indexes(p, account_id), k.cue_config(cue_id)],
             [account_id, expected_version, cue_id, status, next_run, blob, *_pairs(small)],
@@ -536,7 +467,7 @@ class Store:
         """Delete; returns the cue's name, or None when it is not the account's cue."""
         k = self.keys
         p = k.cue_partition(cue_id)
-        res = await self._run(
+        res = await self.scripts.run(
             "cue_delete",
             [k.cue(cue_id), k.cue_config(cue_id), k.due(p), *self._status_indexes(p, account_id)],
             [account_id, cue_id],
@@ -561,7 +492,7 @@ class Store:
     async def due_cues(self, p: int, now_us: int, limit: int) -> list[tuple[str, int, str, str]]:
         """Up to ``limit`` due cues of partition ``p``: (cue id, next run µs, schedule summary,
         account id); summary and account are "" for a cue that is gone."""
-        res = await self._run("due", [self.keys.due(p)], [now_us, limit, self.keys.part(p) + ":"])
+        res = await self.scripts.run("due", [self.keys.due(p)], [now_us, limit, self.keys.part(p) + ":"])
         rows = range(0, len(res), 4)
         return [(str(res[i]), int(float(res[i + 1])), str(res[i + 2]), str(res[i + 3])) for i in rows]
 
@@ -570,7 +501,7 @@ class Store:
         (executions created, cues skipped); executions created blocked by the monthly limit
         (plan flag "b") count in usage ``outcomes.failed`` (§13.1: failed without an outcome)."""
         args: list[str | int] = [now_us, self.keys.part(p) + ":", "\n".join(plan)]
-        res = await self._run("materialize", [self.keys.due(p), self.keys.outbox(p)], args)
+        res = await self.scripts.run("materialize", [self.keys.due(p), self.keys.outbox(p)], args)
         if len(res) > 2:
             month = month_of(now_us)
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -622,14 +553,14 @@ class Store:
     async def expire_deadlines(self, p: int, now_us: int, batch: int) -> list[str]:
         """Executions whose outcome deadline passed → outcome_timeout; returns their ids."""
         k = self.keys
-        res = await self._run("deadline_due", [k.deadlines(p)], [k.part(p) + ":", batch, now_us])
+        res = await self.scripts.run("deadline_due", [k.deadlines(p)], [k.part(p) + ":", batch, now_us])
         timed_out = [str(v) for v in res[1:]]
         await self.count_failed_executions(p, timed_out)  # usage `outcomes.failed`
         return timed_out
 
     async def move_due_delayed(self, p: int, now_us: int, batch: int) -> int:
         k = self.keys
-        return int(await self._run("delayed_due", [k.delayed(p), k.outbox(p)], [batch, now_us]))
+        return int(await self.scripts.run("delayed_due", [k.delayed(p), k.outbox(p)], [batch, now_us]))
 
     async def create_execution(
         self,
@@ -650,7 +581,7 @@ class Store:
         """("created", "") | ("repeat", remembered response) | ("conflict", execution id) | ("no_cue", "")."""
         k = self.keys
         p = k.cue_partition(cue_id)
-        res = await self._run(
+        res = await self.scripts.run(
             "execution_create",
             [
                 k.execution(p, execution_id),
@@ -697,7 +628,7 @@ class Store:
         p = k.execution_partition(execution_id)
         if p is None:
             return "missing"
-        res = await self._run(
+        res = await self.scripts.run(
             "outcome",
             [k.execution(p, execution_id)],
             [outcome_json, 1 if success else 0, state, error, k.part(p) + ":", now_us],
@@ -716,7 +647,7 @@ class Store:
         if p is None:
             return -1
         return int(
-            await self._run(
+            await self.scripts.run(
                 "execution_cas",
                 [k.execution(p, execution_id)],
                 [expected_outcome, expected_state, *_pairs(fields)],
@@ -730,7 +661,7 @@ class Store:
         removed = 0
         while True:
             n = int(
-                await self._run(
+                await self.scripts.run(
                     "cue_purge",
                     [
                         k.cue_executions(cue_id),
@@ -750,7 +681,7 @@ class Store:
     async def move_due_retries(self, p: int, now_us: int, batch: int) -> int:
         k = self.keys
         return int(
-            await self._run("retry_due", [k.retries(p), k.outbox(p)], [k.part(p) + ":", batch, now_us])
+            await self.scripts.run("retry_due", [k.retries(p), k.outbox(p)], [k.part(p) + ":", batch, now_us])
         )
 
     # ---- consumer groups (outbox, notices) ----------------------------------------------
@@ -863,7 +794,7 @@ class Store:
         """``deliver_start`` for several partitions' batches in one pipeline."""
         k = self.keys
         parts = [p for p, eids in batches.items() if eids]
-        replies = await self._run_many(
+        replies = await self.scripts.run_many(
             [
                 (
                     "deliver_start",
@@ -897,7 +828,7 @@ class Store:
         args: list[str | int] = [now_us]
         for eid, held, new in leases:
             args += [eid, held, new]
-        res = await self._run("deliver_extend", [self.keys.leases(p)], args)
+        res = await self.scripts.run("deliver_extend", [self.keys.leases(p)], args)
         return [int(v) if v else None for v in res]
 
     async def webhook_secrets(self, account_ids: Sequence[str]) -> dict[str, str]:
@@ -921,13 +852,13 @@ class Store:
         outcome (JSON, "1"/"0", outcome_state, error) or four "" ("" for absent values)."""
         k = self.keys
         parts = [p for p, rows in batches.items() if rows]
-        calls: list[tuple[str, Sequence[str], Sequence[str | int | float]]] = []
+        calls: list[Call] = []
         for p in parts:
             args: list[str | int] = [k.part(p) + ":", now_us]
             for row in batches[p]:
                 args.extend(row)
             calls.append(("deliver_finish", [k.leases(p), k.retries(p), k.outbox(p)], args))
-        replies = await self._run_many(calls)
+        replies = await self.scripts.run_many(calls)
         result: dict[int, list[tuple[str | None, bool]]] = {p: [] for p in batches}
         for p, res in zip(parts, replies, strict=True):
             result[p] = [(str(res[i]) if res[i] else None, bool(res[i + 1])) for i in range(0, len(res), 2)]
@@ -946,7 +877,7 @@ class Store:
         args: list[str | int] = [k.part(p) + ":", now_us]
         for eid, entry_id, lease_until, requeue_at in attempts:
             args += [eid, entry_id, lease_until, requeue_at]
-        res = await self._run("deliver_release", [k.leases(p), k.outbox(p), k.delayed(p)], args)
+        res = await self.scripts.run("deliver_release", [k.leases(p), k.outbox(p), k.delayed(p)], args)
         return [str(v) if v else None for v in res]
 
     async def count_executions(self, counts: Mapping[tuple[str, str], int]) -> None:
@@ -1169,12 +1100,12 @@ class Store:
     async def finish_notice(self, p: int, entry_id: str, retry: str = "", due_us: int = 0) -> None:
         """Acknowledge a notice entry; ``retry`` ("<kind>|<id>|<attempt>") schedules it again."""
         k = self.keys
-        await self._run("notice_retry", [k.notices(p), k.notice_retries(p)], [entry_id, retry, due_us])
+        await self.scripts.run("notice_retry", [k.notices(p), k.notice_retries(p)], [entry_id, retry, due_us])
 
     async def move_due_notices(self, now_us: int, batch: int = 500) -> int:
         """Retries that are due → back onto each partition's notices stream (one round trip)."""
         k = self.keys
-        res = await self._run_many(
+        res = await self.scripts.run_many(
             [
                 ("notice_due", [k.notice_retries(p), k.notices(p)], [now_us, batch])
                 for p in range(k.partitions)
@@ -1186,7 +1117,7 @@ class Store:
     async def snapshot_lease(self, mode: Literal["acquire", "renew", "release"], token: str, ms: int) -> bool:
         """The one-active-snapshotter lease: acquire (SET NX PX), renew or release it."""
         k = self.keys
-        return bool(await self._run("snapshot_lease", [k.snapshot_lease], [mode, token, ms]) == 1)
+        return bool(await self.scripts.run("snapshot_lease", [k.snapshot_lease], [mode, token, ms]) == 1)
 
     async def snapshot_request(
         self, mode: Literal["ask", "read", "served"], number: int = 0
@@ -1194,14 +1125,14 @@ class Store:
         """On-demand snapshots: ask for one (returns its number first), read, or record that a
         snapshot which began after request ``number`` was made has completed. Returns (requests
         made, highest request served)."""
-        res = await self._run("snapshot_request", [self.keys.snapshot_requests], [mode, number])
+        res = await self.scripts.run("snapshot_request", [self.keys.snapshot_requests], [mode, number])
         return int(res[0]), int(res[1])
 
     async def snapshot_take(self, slot: str, batch: int) -> list[tuple[str, str]]:
         """Dirty members of ``slot`` to snapshot now (an uncommitted earlier batch first), each
         with its current hash as one JSON object (``""`` when it is gone): one script call."""
         k = self.keys
-        res = await self._run("snapshot_take", [k.dirty(slot), k.dirty_processing(slot)], [batch])
+        res = await self.scripts.run("snapshot_take", [k.dirty(slot), k.dirty_processing(slot)], [batch])
         return list(zip(res[0::2], res[1::2], strict=True))
 
     async def snapshot_commit(self, slot: str, members: Sequence[str]) -> None:
@@ -1236,7 +1167,7 @@ class Store:
         changed)."""
         k = self.keys
         await self.redis.set(k.trim_pending, 1)  # before any hand-off: listings read the sets
-        calls: list[tuple[str, Sequence[str], Sequence[str | int | float]]] = []
+        calls: list[Call] = []
         for p, rows in rows_by_p.items():
             slot = k.part(p)
             args: list[str | int | float] = [slot + ":"]
@@ -1246,7 +1177,7 @@ class Store:
             calls.append(("exec_trim", keys, args))
         gone: list[str] = []
         kept: list[str] = []
-        for res in await self._run_many(calls):
+        for res in await self.scripts.run_many(calls):
             vals = [str(v) for v in res]
             cut = vals.index("|")
             gone += vals[:cut]
@@ -1291,18 +1222,18 @@ class Store:
     async def restore_cues(self, batches: Sequence[tuple[int, Sequence[tuple[str, str]]]]) -> int:
         """Write cue hashes (id, JSON) back with their indexes; (partition, rows) per script call."""
         k = self.keys
-        calls: list[tuple[str, Sequence[str], Sequence[str | int | float]]] = []
+        calls: list[Call] = []
         for p, rows in batches:
             args: list[str | int | float] = [k.part(p) + ":"]
             for cue_id, doc in rows:
                 args += [cue_id, doc]
             calls.append(("restore_cues", [k.due(p)], args))
-        return sum(int(n) for n in await self._run_many(calls))
+        return sum(int(n) for n in await self.scripts.run_many(calls))
 
     async def restore_executions(self, batches: Sequence[tuple[int, Sequence[str]]], now_us: int) -> int:
         """Write execution hashes (JSON) back with their indexes; (partition, docs) per script call."""
         k = self.keys
-        res = await self._run_many(
+        res = await self.scripts.run_many(
             [("restore_execs", [k.outbox(p)], [k.part(p) + ":", now_us, *docs]) for p, docs in batches]
         )
         return sum(int(n) for n in res)
@@ -1392,7 +1323,7 @@ class Store:
         """One ``claim.lua`` call per request (partition, index key, count, ids), all in one round
         trip. Per request: rows ``[code, id, cue id, cue name, scheduled_for, attempt, payload,
         task, lease expiry]`` (code 1 claimed, -1 not found, -2 not claimable)."""
-        res = await self._run_many(
+        res = await self.scripts.run_many(
             [
                 self._claim_call(p, account_id, worker_id, lease_us, now_us, key, count, ids)
                 for p, key, count, ids in requests
@@ -1406,7 +1337,7 @@ class Store:
         """Extend leases; per id (code, new lease expiry µs): 1 ok, -1 not found, -2 not claimed,
         -3 another worker's."""
         k = self.keys
-        res = await self._run(
+        res = await self.scripts.run(
             "heartbeat",
             [k.claims(p)],
             [k.part(p) + ":", account_id, worker_id, default_lease_us, now_us, *ids],
@@ -1416,7 +1347,7 @@ class Store:
     async def release(self, p: int, account_id: str, worker_id: str, now_us: int, ids: Sequence[str]) -> int:
         k = self.keys
         return int(
-            await self._run(
+            await self.scripts.run(
                 "release",
                 [k.claims(p), k.claimed(p, account_id)],
                 [k.part(p) + ":", account_id, worker_id, now_us, *ids],
@@ -1427,7 +1358,7 @@ class Store:
         """Expired worker claims: [id, account, worker, claimed_at, last heartbeat, attempts, cue id,
         lease expiry, triggered_by, lease µs] each."""
         k = self.keys
-        res = await self._run("lease_due", [k.claims(p)], [k.part(p) + ":", batch, now_us])
+        res = await self.scripts.run("lease_due", [k.claims(p)], [k.part(p) + ":", batch, now_us])
         return [[str(v) for v in res[i : i + 10]] for i in range(0, len(res), 10)]
 
     async def lease_reap(self, p: int, decisions: Sequence[tuple[str, str, str]], now_us: int) -> list[str]:
@@ -1437,12 +1368,12 @@ class Store:
         args: list[str | int] = [k.part(p) + ":", now_us]
         for row in decisions:
             args.extend(row)
-        return [str(v) for v in await self._run("lease_reap", [k.claims(p)], args)]
+        return [str(v) for v in await self.scripts.run("lease_reap", [k.claims(p)], args)]
 
     async def missed(self, p: int, cutoff_us: int, batch: int, now_us: int) -> tuple[int, list[list[str]]]:
         """(entries taken, [id, cue id, account, attempts] of each execution that became missed)."""
         k = self.keys
-        res = await self._run("missed", [k.unclaimed(p)], [k.part(p) + ":", cutoff_us, batch, now_us])
+        res = await self.scripts.run("missed", [k.unclaimed(p)], [k.part(p) + ":", cutoff_us, batch, now_us])
         return int(res[0]), [[str(v) for v in res[i : i + 4]] for i in range(1, len(res), 4)]
 
     async def arm_deadlines(self, p: int, pairs: Sequence[tuple[str, int]], now_us: int) -> int:
@@ -1452,7 +1383,7 @@ class Store:
         args: list[str | int] = [k.part(p) + ":", now_us]
         for eid, od in pairs:
             args += [eid, od]
-        return int(await self._run("deadline_arm", [k.deadlines(p)], args))
+        return int(await self.scripts.run("deadline_arm", [k.deadlines(p)], args))
 
     async def cue_fields(self, cue_ids: Sequence[str], fields: Sequence[str]) -> dict[str, list[str | None]]:
         """``fields`` of each cue, one pipeline (absent cues: all None). ``cfg`` is the full
@@ -1509,7 +1440,7 @@ class Store:
         """Upsert a registry entry; its registration µs, or None when the worker is new and the
         account already has ``limit`` workers, all alive (``worker_heartbeat.lua``)."""
         k = self.keys
-        res = await self._run(
+        res = await self.scripts.run(
             "worker_heartbeat",
             [k.workers(account_id), k.worker_info(account_id)],
             [worker_id, handlers_json, limit, expire_us, alive_us, now_us],
@@ -1625,7 +1556,7 @@ class Store:
         self, ip: str, hour: int, token: str, record_json: str, limit: int, ttl_s: int
     ) -> bool:
         k = self.keys
-        res = await self._run(
+        res = await self.scripts.run(
             "echo_store", [k.echo_rate(ip, hour), k.echo(token)], [limit, record_json, ttl_s]
         )
         return bool(res[0] == 1)
@@ -1646,7 +1577,7 @@ class Store:
             if p is not None:
                 by_p.setdefault(p, []).append(eid)
         parts = list(by_p.items())
-        res = await self._run_many(
+        res = await self.scripts.run_many(
             [
                 ("execution_cues", [k.execution_index(p, account_id)], [k.part(p) + ":", account_id, *ids])
                 for p, ids in parts
@@ -1672,7 +1603,7 @@ class Store:
             p = k.execution_partition(row[0])
             assert p is not None
             by_p.setdefault(p, []).append(i)
-        calls: list[tuple[str, Sequence[str], Sequence[str | int | float]]] = []
+        calls: list[Call] = []
         for p, idx in by_p.items():
             args: list[str | int | float] = [k.part(p) + ":", account_id, now_us]
             for i in idx:
@@ -1680,7 +1611,7 @@ class Store:
                 args += [eid, outcome_json, 1 if success else 0, state, error]
             calls.append(("outcome_batch", [k.claims(p)], args))
         out = [""] * len(rows)
-        for idx, res in zip(by_p.values(), await self._run_many(calls), strict=True):
+        for idx, res in zip(by_p.values(), await self.scripts.run_many(calls), strict=True):
             for i, value in zip(idx, res, strict=True):
                 v = str(value)
                 out[i] = "duplicate" if v == "-1" else "missing" if v == "-2" else v

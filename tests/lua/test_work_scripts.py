@@ -13,6 +13,7 @@ from redis.crc import key_slot
 from cuefast.ids import new_execution_id
 from cuefast.store import Store, connect
 from cuefast.store.keys import Keys
+from cuefast.store.scripts import Scripts
 
 P = 1
 ACCT = "acct1"
@@ -276,18 +277,18 @@ async def test_every_worker_script_call_touches_one_slot(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[tuple[str, list[str]]] = []
-    original_run, original_many = Store._run, Store._run_many
+    original_run, original_many = Scripts.run, Scripts.run_many
 
-    async def run(self: Store, name: str, keys: Any, args: Any) -> Any:
+    async def run(self: Scripts, name: str, keys: Any, args: Any) -> Any:
         seen.append((name, list(keys)))
         return await original_run(self, name, keys, args)
 
-    async def many(self: Store, calls: Any) -> Any:
+    async def many(self: Scripts, calls: Any) -> Any:
         seen.extend((name, list(keys)) for name, keys, _ in calls)
         return await original_many(self, calls)
 
-    monkeypatch.setattr(Store, "_run", run)
-    monkeypatch.setattr(Store, "_run_many", many)
+    monkeypatch.setattr(Scripts, "run", run)
+    monkeypatch.setattr(Scripts, "run_many", many)
     await test_lease_due_and_reap_compare_and_set(store)
     await test_release_restores_claimability(store)
     await test_missed_only_takes_claimable_work(store)

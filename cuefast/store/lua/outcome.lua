@@ -3,11 +3,6 @@
   ARGV[1] outcome JSON  ARGV[2] success "1" | "0"  ARGV[3] outcome_state  ARGV[4] error text
   ARGV[5] partition key prefix  ARGV[6] now µs
   returns {1, status} | {-1} an outcome is already recorded | {-2} no such execution ]]
---!include dirty
---!include set_cue_status
---!include one_time
---!include work_index
---!include alert
 --!include record_outcome
 local eid = string.match(KEYS[1], 'exec:(.*)$')
 local defer, cues = {}, {}

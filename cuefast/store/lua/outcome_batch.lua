@@ -4,11 +4,6 @@
   ARGV[1] partition key prefix  ARGV[2] account id  ARGV[3] now µs, then 5 values per outcome:
   execution id, outcome JSON, success "1" | "0", outcome_state, error text
   returns one value per outcome: its new status | "-1" already recorded | "-2" not found ]]
---!include dirty
---!include set_cue_status
---!include one_time
---!include work_index
---!include alert
 --!include record_outcome
 local pfx, acct, now = ARGV[1], ARGV[2], ARGV[3]
 local out = {}

@@ -1,9 +1,13 @@
--- record_outcome: write an execution's outcome once, atomically with its status effect (needs
--- set_cue_status, one_time, work_index and alert included first). Returns 1, status | -1 (an
--- outcome is already recorded) | -2 (no such execution, or not of `acct` when `acct` is given).
+-- record_outcome: write an execution's outcome once, atomically with its status effect. Returns
+-- 1, status | -1 (an outcome is already recorded) | -2 (no such execution, or not of `acct` when
+-- `acct` is given).
 -- The scheduled execution of a one-time cue decides the cue when this outcome ends it.
 -- `defer` collects index removals and `cues` the run counts per cue (cue id → {n}); the caller
 -- writes them with outcome_flush (one call per key / cue for a whole batch).
+--!include dirty
+--!include one_time
+--!include work_index
+--!include alert
 local function record_outcome(pfx, eid, acct, outcome_json, success, state, err, now, defer, cues)
   local ek = pfx .. 'exec:' .. eid
   local e = redis.call('HMGET', ek, 'st', 'tr', 'cue', 'acct', 'tb', 'oc', 'tk', 'ag')
