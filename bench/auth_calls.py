@@ -1,4 +1,4 @@
-"""Cost of the auth script: 10,000 calls of the pre-rate-limit ``auth.lua`` (lookup only) vs
+"""Cost of the auth script: 10,000 calls of the pre-rate-limit ``accounts_authenticate.lua`` (lookup only) vs
 the current one (lookup + sliding-window count), in the same run.
 
     .venv/bin/python -m bench.auth_calls [redis-url]     (default redis://127.0.0.1:6379/0)
@@ -67,7 +67,9 @@ async def main(url: str) -> None:
 
         async def call_new() -> Any:
             keys = [k.api_keys, k.rotated_key(sha), window, k.ip_window("127.0.0.1")]
-            return await rt.store.scripts.run("auth", keys, [sha, k.account_prefix, 60, month, 1, tick()])
+            return await rt.store.scripts.run(
+                "accounts_authenticate", keys, [sha, k.account_prefix, 60, month, 1, tick()]
+            )
 
         async def run(fn: Callable[[], Awaitable[Any]], concurrency: int) -> float:
             async def worker() -> None:

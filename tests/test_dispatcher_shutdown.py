@@ -39,7 +39,7 @@ async def test_release_restores_status_and_only_for_the_lease_holder(
     original = Scripts.run
 
     async def spy(self: Scripts, name: str, ks: Any, args: Any) -> Any:
-        if name == "deliver_release":
+        if name == "delivery_release":
             calls.append(list(ks))
         return await original(self, name, ks, args)
 

@@ -63,15 +63,15 @@ async def test_every_script_call_touches_one_slot(api: Api, monkeypatch: pytest.
     assert res.status_code == 204
     seen = {name for name, _ in calls}
     assert {
-        "auth",
-        "register",
-        "name_reserve",
-        "cue_create",
-        "cue_update",
-        "name_release",
-        "cue_delete",
-        "email_change",
-        "key_rotate",
+        "accounts_authenticate",
+        "accounts_register",
+        "cues_reserve_name",
+        "cues_create",
+        "cues_update",
+        "cues_release_name",
+        "cues_delete",
+        "accounts_change_email",
+        "accounts_rotate_key",
     } <= seen
     for name, ks in calls:
         slots = {key_slot(k.encode()) for k in ks}

@@ -321,7 +321,7 @@ async def test_kill_9_one_scheduler_and_one_dispatcher_mid_run(
     already received some of them (killed mid-request). Then:
 
     * the surviving scheduler keeps every cue's slots contiguous (none lost, none twice) —
-      a scheduler holds no state between its atomic ``materialize.lua`` calls;
+      a scheduler holds no state between its atomic ``schedule_materialize.lua`` calls;
     * the surviving dispatchers deliver everything else, and the stranded executions stay
       ``pending``/``delivering`` — never finished without their entry acknowledged;
     * after the stale window the survivors take the stranded entries over (XAUTOCLAIM on

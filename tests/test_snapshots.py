@@ -15,7 +15,7 @@ from tests.snap_env import Env, fire, new_cue, snap_env
 
 
 async def _bulk_executions(env: Env, account_id: str, cue_id: str, n: int) -> list[str]:
-    """``n`` manual executions straight through execution_create.lua (the API path, minus HTTP)."""
+    """``n`` manual executions straight through executions_create.lua (the API path, minus HTTP)."""
     store = env.rt.store
     p = store.keys.cue_partition(cue_id)
     ids = [new_execution_id(p) for _ in range(n)]

@@ -4,7 +4,7 @@ Every mutating script marks what it changed in its slot's dirty set (``lua/lib/d
 One snapshotter at a time (a Redis lease, renewed while it works; another one idles and takes
 over when the lease lapses) repeatedly, per slot:
 
-1. ``snapshot_take.lua`` moves a bounded batch from the dirty set to the processing set in one
+1. ``snapshots_take.lua`` moves a bounded batch from the dirty set to the processing set in one
    step (or hands back an earlier batch that was never committed: a crash retries it first);
 2. gets the current hashes with it, each as one JSON object (encoded by the script);
 3. in one transaction, binary-COPYs them into temporary staging tables and upserts each table
@@ -14,7 +14,7 @@ over when the lease lapses) repeatedly, per slot:
 
 An id changed again meanwhile is in the dirty set again and goes out with a later batch.
 After the snapshot it trims finished executions older than ``CUEFAST_REDIS_RETENTION`` from
-Redis, but only those PostgreSQL holds at their current version (``exec_trim.lua`` checks),
+Redis, but only those PostgreSQL holds at their current version (``snapshots_trim.lua`` checks),
 in two re-runnable halves (see "retention" below).
 """
 
@@ -327,7 +327,7 @@ class Snapshotter:
         stats.deleted += sum(len(v) for v in gone.values())
 
     # ---- retention -------------------------------------------------------------------
-    # Two halves, each re-runnable, in this order: Redis (``trim_redis``: exec_trim.lua removes
+    # Two halves, each re-runnable, in this order: Redis (``trim_redis``: snapshots_trim.lua removes
     # an execution and hands its id off in one atomic step), then PostgreSQL (``confirm_trim``:
     # the handed-off rows become history, ``in_redis = false``, then leave the hand-off sets).
     # Listings count an execution from Redis while Redis holds it and from PostgreSQL from the

@@ -1,8 +1,8 @@
 """The dispatcher role: outbox stream → signed webhook deliveries (aiohttp), results in Lua.
 
 Each process is one consumer of the ``dispatchers`` group on every partition's outbox.
-An attempt is leased (``deliver_start.lua``) before the request and recorded with its
-next state (``deliver_finish.lua``: success, pending_outcome, retrying with backoff, or
+An attempt is leased (``delivery_start.lua``) before the request and recorded with its
+next state (``delivery_finish.lua``: success, pending_outcome, retrying with backoff, or
 failed) before the stream entry is acknowledged — so a dispatcher killed mid-delivery
 leaves a pending entry that another dispatcher takes over with XAUTOCLAIM once the
 attempt is stale (at-least-once; the execution id lets receivers dedupe).
@@ -32,7 +32,7 @@ holds at most its own bound of requests. Reads are sized so that attempts in mem
 within the global bound. When queued attempts leave no room to read (other hosts' work
 would wait) and a host's oldest queued attempt has waited longer than ``HOST_WAIT_S``, the
 host cannot keep up: that host's queue is handed back, and for ``HOST_WAIT_S`` more new
-attempts for it are handed back at once. Handing back (``deliver_release.lua``) removes
+attempts for it are handed back at once. Handing back (``delivery_release.lua``) removes
 the lease, acknowledges the stream entry, puts the status back (pending / retry_ready,
 no attempt counted) and re-queues the execution through the delayed zset after the time
 the host has been congested (1–30 s). So a stuck host costs Redis round trips at a
@@ -223,7 +223,7 @@ def host_key(url: str) -> str:
 
 
 class _Attempt:
-    """One leased delivery attempt (what ``deliver_start.lua`` returned for it)."""
+    """One leased delivery attempt (what ``delivery_start.lua`` returned for it)."""
 
     __slots__ = (
         "account",
@@ -409,7 +409,7 @@ class Dispatcher:
 
     def _min_idle_ms(self) -> int:
         """XAUTOCLAIM's min idle: the lease of an attempt at the default timeout. An entry of
-        a longer-timeout attempt may be claimed earlier: ``deliver_start.lua`` then answers
+        a longer-timeout attempt may be claimed earlier: ``delivery_start.lua`` then answers
         "busy" (its lease is live) and the entry stays pending with its new owner, so a
         crashed attempt is re-sent at most this long (plus ``reclaim_every``) after its own
         lease expired."""
@@ -543,7 +543,7 @@ class Dispatcher:
             log.exception("shutdown: could not release %d attempts", len(attempts))
 
     async def _release(self, items: list[tuple[_Attempt, int]]) -> None:
-        """Hand leased, unsent attempts back (``deliver_release.lua``, one call per
+        """Hand leased, unsent attempts back (``delivery_release.lua``, one call per
         partition): no attempt counted, re-queued at the given µs (0: at once)."""
         if not items:
             return
@@ -673,7 +673,7 @@ class Dispatcher:
     async def _lease_covers(self, a: _Attempt) -> bool:
         """Whether the attempt may be sent now: its lease must outlast the request by
         ``SEND_MARGIN_US``. One that waited too long (behind a busy host, or for a global slot)
-        gets a fresh lease of its length first, fenced (``deliver_extend.lua``); False when it
+        gets a fresh lease of its length first, fenced (``delivery_extend.lua``); False when it
         no longer holds its lease (taken over as stale meanwhile: it must not be sent)."""
         now = self.clock.now_us()
         if a.lease_until - now >= a.timeout_s * 1_000_000 + SEND_MARGIN_US:

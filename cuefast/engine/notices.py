@@ -5,7 +5,7 @@ The Lua script that records an event queues the notice on its partition's ``noti
 in the same call (``lua/lib/alert.lua``: an alert, or a final failure's on_failure webhook and
 e-mail, whichever transport failed), so a notice is never lost between the event and its
 delivery, not even by a crash. Any number of senders share the ``notifiers`` consumer group; an entry is
-acknowledged only once it was sent, given up on, or rescheduled (``notice_retry.lua``), and
+acknowledged only once it was sent, given up on, or rescheduled (``notices_finish.lua``), and
 entries left by a sender that died are taken over after ``RECLAIM_IDLE_MS``. A failed send is
 tried again after 10 s, 60 s and 300 s (``MAX_ATTEMPTS`` in all); receivers dedupe on
 ``X-CueAPI-Alert-Id`` (alerts) or the body's ``execution_id`` (``cue.failed``).

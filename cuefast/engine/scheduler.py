@@ -4,7 +4,7 @@ due webhook retries and delayed fires → back into the outbox; passed outcome d
 
 Each pass reads a bounded batch of due cues per partition, computes in Python which
 slots fire and the new ``next_run`` (cron maths with zones stays out of Lua), and hands
-the batch to ``materialize.lua``, which creates each execution under its deterministic
+the batch to ``schedule_materialize.lua``, which creates each execution under its deterministic
 id only if it does not exist yet and moves ``next_run`` only if nobody moved it first.
 So any number of schedulers, restarts and crashes never create two executions for one
 slot, and a PATCH racing a pass wins.
@@ -20,7 +20,7 @@ A slot counts as missed when it is more than ``ON_TIME_US`` behind the pass.
 Monthly execution limit (CONTRACT.md §13.2, ``enforce_quotas``): each batch's accounts are
 checked with one pipeline to the auth slot (``Store.quota_blocked``; the answers are kept for
 the rest of the pass, whose ``now`` is fixed); a blocked cue's plan line carries the flag "b"
-and ``materialize.lua`` creates its executions directly as failed.
+and ``schedule_materialize.lua`` creates its executions directly as failed.
 """
 
 from __future__ import annotations

@@ -5,10 +5,10 @@ Neighbours: ``work_input`` (request bodies), ``work_feed`` (long-poll wake-ups),
 
 Two doors, one state. The CueAPI endpoints (claimable / claim / claim-by-id / heartbeat) and
 cuefast's batch pull (``/v1/worker/claim|outcomes|leases|release``) both go through the same
-scripts — ``claim.lua``, ``heartbeat.lua``, ``release.lua``, ``lease_reap.lua`` — so their
-guarantees are identical: an execution is claimed by exactly one worker, its lease is real
-(``lease_seconds``), heartbeats extend it, and only after it expired (and its worker is not
-alive, §9.5) can anyone else get it.
+scripts — ``claims_claim.lua``, ``claims_heartbeat.lua``, ``claims_release.lua``,
+``claims_reap_leases.lua`` — so their guarantees are identical: an execution is claimed by
+exactly one worker, its lease is real (``lease_seconds``), heartbeats extend it, and only after
+it expired (and its worker is not alive, §9.5) can anyone else get it.
 
 Claimable work is indexed per partition in zsets scored by ``scheduled_for``: one per account
 (all tasks) and one per task, per agent and per (task, agent), so a filtered claim reads an
@@ -68,7 +68,7 @@ Filter = tuple[str | None, str | None]
 
 
 class ClaimedItem(msgspec.Struct, kw_only=True):
-    """One claimed execution (what ``claim.lua`` returned for it)."""
+    """One claimed execution (what ``claims_claim.lua`` returned for it)."""
 
     execution_id: str
     cue_id: str
@@ -227,7 +227,7 @@ class WorkService:
         partitions; and per partition, when its first matching work not yet available becomes
         available (µs; None: none seen).
 
-        Peek (one pipelined read over every partition × filter index), then one ``claim.lua``
+        Peek (one pipelined read over every partition × filter index), then one ``claims_claim.lua``
         per chosen index with its count, pipelined; entries lost to a concurrent claimer are
         made up for by another round (bounded)."""
         k = self.store.keys

@@ -581,7 +581,7 @@ class CueService:
 
     async def _fired(self, account: Account, h: dict[str, str], at: int) -> bool:
         """Whether the scheduled execution of a one-time cue's ``at`` exists or existed: the
-        cue's ``fa`` (set by ``materialize.lua`` when it fired; survives the execution's retention
+        cue's ``fa`` (set by ``schedule_materialize.lua`` when it fired; survives the execution's retention
         trim and a restore), else the execution in Redis or in history (a cue that fired before
         ``fa`` was recorded)."""
         if h.get("fa") == str(at):

@@ -1,6 +1,6 @@
 """Outcomes, evidence and verification (CONTRACT.md §8.5–§8.9), without HTTP.
 
-An outcome is written once, atomically with its status effect (``outcome.lua``); a
+An outcome is written once, atomically with its status effect (``outcomes_record.lua``); a
 second report is a 409 and the first stays. Evidence, ``/verify`` and
 ``/verification-pending`` change an existing outcome through a compare-and-set on the
 outcome and its state, retried on contention.
@@ -159,7 +159,7 @@ class OutcomeService:
         self, account: Account, items: list[tuple[str, ParsedOutcome | CuefastError]]
     ) -> list[tuple[str, CuefastError | None]]:
         """Record many checked outcomes in three round trips (executions, cue configs, one
-        pipelined ``outcome.lua`` call each); per item (outcome_state, None) or ("", error).
+        pipelined ``outcomes_record.lua`` call each); per item (outcome_state, None) or ("", error).
         Same rules as ``report`` item by item: one bad item does not fail the others."""
         ids = [eid for eid, parsed in items if not isinstance(parsed, CuefastError)]
         owned = await self.store.execution_cues(account.id, ids)
@@ -246,7 +246,7 @@ class OutcomeService:
     @staticmethod
     def from_response(body: bytes, mode: str | None, now_us: int) -> tuple[str, bool, str, str] | None:
         """§10.6: a 2xx body ``{"success": bool, …}`` as an outcome to record with the
-        delivery's result (``deliver_finish.lua`` writes it in the same call, if the execution
+        delivery's result (``delivery_finish.lua`` writes it in the same call, if the execution
         has none yet): (outcome JSON, success, outcome_state, error text), or None when the
         body is not an outcome. Fields that do not pass their checks are left out."""
         try:

@@ -27,50 +27,50 @@ __all__ = ["SCRIPT_NAMES", "AuthResult", "Store", "Window", "connect", "load_lua
 log = logging.getLogger(__name__)
 
 SCRIPT_NAMES = (
-    "auth",
-    "register",
-    "key_rotate",
-    "email_change",
-    "name_reserve",
-    "name_release",
-    "cue_create",
-    "cue_update",
-    "cue_delete",
-    "materialize",
-    "due",
-    "deliver_start",
-    "deliver_finish",
-    "deliver_release",
-    "deliver_extend",
-    "retry_due",
-    "execution_create",
-    "delayed_due",
-    "cue_purge",
-    "deadline_due",
-    "outcome",
-    "execution_cas",
+    "accounts_authenticate",
+    "accounts_register",
+    "accounts_rotate_key",
+    "accounts_change_email",
+    "cues_reserve_name",
+    "cues_release_name",
+    "cues_create",
+    "cues_update",
+    "cues_delete",
+    "schedule_materialize",
+    "schedule_due_cues",
+    "delivery_start",
+    "delivery_finish",
+    "delivery_release",
+    "delivery_extend",
+    "schedule_move_retries",
+    "executions_create",
+    "schedule_move_delayed",
+    "executions_purge_cue",
+    "schedule_expire_deadlines",
+    "outcomes_record",
+    "executions_cas",
     # worker transport
-    "claim",
-    "heartbeat",
-    "release",
-    "lease_due",
-    "lease_reap",
-    "missed",
-    "deadline_arm",
-    "worker_heartbeat",
-    "echo_store",
-    "outcome_batch",
-    "execution_cues",
+    "claims_claim",
+    "claims_heartbeat",
+    "claims_release",
+    "claims_expired_leases",
+    "claims_reap_leases",
+    "claims_expire_unclaimed",
+    "claims_arm_deadlines",
+    "workers_heartbeat",
+    "echo_save",
+    "outcomes_record_many",
+    "executions_cues",
     # alerts and notices
-    "notice_due",
-    "notice_retry",
+    "notices_move_due",
+    "notices_finish",
     # snapshots, retention and restore
-    "snapshot_take",
-    "snapshot_lease",
-    "snapshot_request",
-    "exec_trim",
+    "snapshots_take",
+    "snapshots_lease",
+    "snapshots_request",
+    "snapshots_trim",
     "restore_cues",
-    "restore_execs",
+    "restore_executions",
 )
 
 DISPATCH_GROUP = "dispatchers"
@@ -149,7 +149,7 @@ class Store:
         key's window (a valid key) or the IP's (anything else): one script call."""
         k = self.keys
         res = await self.scripts.run(
-            "auth",
+            "accounts_authenticate",
             [k.api_keys, k.rotated_key(key_sha), k.key_window(key_sha), k.ip_window(ip)],
             [key_sha, k.account_prefix, ip_limit, month, 1 if count else 0, now_us],
         )
@@ -163,7 +163,7 @@ class Store:
 
     def _mirror_executions(self, pipe: Any, account_id: str, month: str, n: int) -> None:
         """Mirror a monthly executions increment into the account hash (field ``ex:<month>``,
-        the previous month's field dropped) so ``auth.lua`` can set the usage warning without
+        the previous month's field dropped) so ``accounts_authenticate.lua`` can set the usage warning without
         reading another slot. Every increment of ``executions`` must go through here. The
         account is marked dirty with it (the snapshot's copy of the hash stays exact)."""
         key = self.keys.account(account_id)
@@ -243,7 +243,7 @@ class Store:
             if f != "slug"
         }
         res = await self.scripts.run(
-            "register",
+            "accounts_register",
             [k.emails, k.api_keys, k.slugs, k.account(account.id)],
             [
                 account.email_lc,
@@ -272,7 +272,7 @@ class Store:
     ) -> bool:
         k = self.keys
         res = await self.scripts.run(
-            "key_rotate",
+            "accounts_rotate_key",
             [k.api_keys, k.account(account_id), k.rotated_key(old_sha)],
             [old_sha, new_sha, new_prefix, new_enc, ttl_ms, account_id, now_us],
         )
@@ -287,7 +287,9 @@ class Store:
     async def change_email(self, account_id: str, email: str, now_us: int) -> bool:
         k = self.keys
         res = await self.scripts.run(
-            "email_change", [k.emails, k.account(account_id)], [account_id, email.lower(), email, now_us]
+            "accounts_change_email",
+            [k.emails, k.account(account_id)],
+            [account_id, email.lower(), email, now_us],
         )
         return bool(res[0] == 1)
 
@@ -305,7 +307,7 @@ class Store:
         """Reserve ``name`` for ``cue_id``. Returns ("ok", ""), ("taken", current value)
         or ("count", "") when the names alone cannot prove the cue limit is not hit."""
         res = await self.scripts.run(
-            "name_reserve",
+            "cues_reserve_name",
             [self.keys.cue_names(account_id)],
             [name, f"{cue_id}:{now_us // 1_000_000}", limit_hint, replace_if],  # seconds: 6 B less
         )
@@ -316,7 +318,7 @@ class Store:
         return "taken", str(res[1])
 
     async def release_name(self, account_id: str, name: str, cue_id: str) -> None:
-        await self.scripts.run("name_release", [self.keys.cue_names(account_id)], [name, cue_id])
+        await self.scripts.run("cues_release_name", [self.keys.cue_names(account_id)], [name, cue_id])
 
     async def name_holder(self, account_id: str, name: str) -> str | None:
         value = await self.redis.hget(self.keys.cue_names(account_id), name)
@@ -366,7 +368,7 @@ class Store:
         account_id = str(fields["acct"])
         small, blob = self._split_cue(fields)
         res = await self.scripts.run(
-            "cue_create",
+            "cues_create",
             [
                 k.cue(cue_id),
                 k.cue_config(cue_id),
@@ -457,7 +459,7 @@ class Store:
         p = k.cue_partition(cue_id)
         small, blob = self._split_cue(fields) if "cfg" in fields else (dict(fields), "")
         res = await self.scripts.run(
-            "cue_update",
+            "cues_update",
             [k.cue(cue_id), k.due(p), *self._status_indexes(p, account_id), k.cue_config(cue_id)],
             [account_id, expected_version, cue_id, status, next_run, blob, *_pairs(small)],
         )
@@ -468,7 +470,7 @@ class Store:
         k = self.keys
         p = k.cue_partition(cue_id)
         res = await self.scripts.run(
-            "cue_delete",
+            "cues_delete",
             [k.cue(cue_id), k.cue_config(cue_id), k.due(p), *self._status_indexes(p, account_id)],
             [account_id, cue_id],
         )
@@ -492,16 +494,18 @@ class Store:
     async def due_cues(self, p: int, now_us: int, limit: int) -> list[tuple[str, int, str, str]]:
         """Up to ``limit`` due cues of partition ``p``: (cue id, next run µs, schedule summary,
         account id); summary and account are "" for a cue that is gone."""
-        res = await self.scripts.run("due", [self.keys.due(p)], [now_us, limit, self.keys.part(p) + ":"])
+        res = await self.scripts.run(
+            "schedule_due_cues", [self.keys.due(p)], [now_us, limit, self.keys.part(p) + ":"]
+        )
         rows = range(0, len(res), 4)
         return [(str(res[i]), int(float(res[i + 1])), str(res[i + 2]), str(res[i + 3])) for i in rows]
 
     async def materialize(self, p: int, now_us: int, plan: Sequence[str]) -> tuple[int, int]:
-        """Run ``materialize.lua`` for one partition; ``plan`` holds one line per cue. Returns
+        """Run ``schedule_materialize.lua`` for one partition; ``plan`` holds one line per cue. Returns
         (executions created, cues skipped); executions created blocked by the monthly limit
         (plan flag "b") count in usage ``outcomes.failed`` (§13.1: failed without an outcome)."""
         args: list[str | int] = [now_us, self.keys.part(p) + ":", "\n".join(plan)]
-        res = await self.scripts.run("materialize", [self.keys.due(p), self.keys.outbox(p)], args)
+        res = await self.scripts.run("schedule_materialize", [self.keys.due(p), self.keys.outbox(p)], args)
         if len(res) > 2:
             month = month_of(now_us)
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -553,14 +557,18 @@ class Store:
     async def expire_deadlines(self, p: int, now_us: int, batch: int) -> list[str]:
         """Executions whose outcome deadline passed → outcome_timeout; returns their ids."""
         k = self.keys
-        res = await self.scripts.run("deadline_due", [k.deadlines(p)], [k.part(p) + ":", batch, now_us])
+        res = await self.scripts.run(
+            "schedule_expire_deadlines", [k.deadlines(p)], [k.part(p) + ":", batch, now_us]
+        )
         timed_out = [str(v) for v in res[1:]]
         await self.count_failed_executions(p, timed_out)  # usage `outcomes.failed`
         return timed_out
 
     async def move_due_delayed(self, p: int, now_us: int, batch: int) -> int:
         k = self.keys
-        return int(await self.scripts.run("delayed_due", [k.delayed(p), k.outbox(p)], [batch, now_us]))
+        return int(
+            await self.scripts.run("schedule_move_delayed", [k.delayed(p), k.outbox(p)], [batch, now_us])
+        )
 
     async def create_execution(
         self,
@@ -582,7 +590,7 @@ class Store:
         k = self.keys
         p = k.cue_partition(cue_id)
         res = await self.scripts.run(
-            "execution_create",
+            "executions_create",
             [
                 k.execution(p, execution_id),
                 k.cue(cue_id),
@@ -629,7 +637,7 @@ class Store:
         if p is None:
             return "missing"
         res = await self.scripts.run(
-            "outcome",
+            "outcomes_record",
             [k.execution(p, execution_id)],
             [outcome_json, 1 if success else 0, state, error, k.part(p) + ":", now_us],
         )
@@ -648,7 +656,7 @@ class Store:
             return -1
         return int(
             await self.scripts.run(
-                "execution_cas",
+                "executions_cas",
                 [k.execution(p, execution_id)],
                 [expected_outcome, expected_state, *_pairs(fields)],
             )
@@ -662,7 +670,7 @@ class Store:
         while True:
             n = int(
                 await self.scripts.run(
-                    "cue_purge",
+                    "executions_purge_cue",
                     [
                         k.cue_executions(cue_id),
                         k.execution_index(p, account_id),
@@ -681,7 +689,9 @@ class Store:
     async def move_due_retries(self, p: int, now_us: int, batch: int) -> int:
         k = self.keys
         return int(
-            await self.scripts.run("retry_due", [k.retries(p), k.outbox(p)], [k.part(p) + ":", batch, now_us])
+            await self.scripts.run(
+                "schedule_move_retries", [k.retries(p), k.outbox(p)], [k.part(p) + ":", batch, now_us]
+            )
         )
 
     # ---- consumer groups (outbox, notices) ----------------------------------------------
@@ -797,7 +807,7 @@ class Store:
         replies = await self.scripts.run_many(
             [
                 (
-                    "deliver_start",
+                    "delivery_start",
                     [k.leases(p)],
                     [timeout_s, stale_s, k.part(p) + ":", now_us, *batches[p]],
                 )
@@ -828,7 +838,7 @@ class Store:
         args: list[str | int] = [now_us]
         for eid, held, new in leases:
             args += [eid, held, new]
-        res = await self.scripts.run("deliver_extend", [self.keys.leases(p)], args)
+        res = await self.scripts.run("delivery_extend", [self.keys.leases(p)], args)
         return [int(v) if v else None for v in res]
 
     async def webhook_secrets(self, account_ids: Sequence[str]) -> dict[str, str]:
@@ -857,7 +867,7 @@ class Store:
             args: list[str | int] = [k.part(p) + ":", now_us]
             for row in batches[p]:
                 args.extend(row)
-            calls.append(("deliver_finish", [k.leases(p), k.retries(p), k.outbox(p)], args))
+            calls.append(("delivery_finish", [k.leases(p), k.retries(p), k.outbox(p)], args))
         replies = await self.scripts.run_many(calls)
         result: dict[int, list[tuple[str | None, bool]]] = {p: [] for p in batches}
         for p, res in zip(parts, replies, strict=True):
@@ -877,7 +887,7 @@ class Store:
         args: list[str | int] = [k.part(p) + ":", now_us]
         for eid, entry_id, lease_until, requeue_at in attempts:
             args += [eid, entry_id, lease_until, requeue_at]
-        res = await self.scripts.run("deliver_release", [k.leases(p), k.outbox(p), k.delayed(p)], args)
+        res = await self.scripts.run("delivery_release", [k.leases(p), k.outbox(p), k.delayed(p)], args)
         return [str(v) if v else None for v in res]
 
     async def count_executions(self, counts: Mapping[tuple[str, str], int]) -> None:
@@ -1100,14 +1110,16 @@ class Store:
     async def finish_notice(self, p: int, entry_id: str, retry: str = "", due_us: int = 0) -> None:
         """Acknowledge a notice entry; ``retry`` ("<kind>|<id>|<attempt>") schedules it again."""
         k = self.keys
-        await self.scripts.run("notice_retry", [k.notices(p), k.notice_retries(p)], [entry_id, retry, due_us])
+        await self.scripts.run(
+            "notices_finish", [k.notices(p), k.notice_retries(p)], [entry_id, retry, due_us]
+        )
 
     async def move_due_notices(self, now_us: int, batch: int = 500) -> int:
         """Retries that are due → back onto each partition's notices stream (one round trip)."""
         k = self.keys
         res = await self.scripts.run_many(
             [
-                ("notice_due", [k.notice_retries(p), k.notices(p)], [now_us, batch])
+                ("notices_move_due", [k.notice_retries(p), k.notices(p)], [now_us, batch])
                 for p in range(k.partitions)
             ]
         )
@@ -1117,7 +1129,7 @@ class Store:
     async def snapshot_lease(self, mode: Literal["acquire", "renew", "release"], token: str, ms: int) -> bool:
         """The one-active-snapshotter lease: acquire (SET NX PX), renew or release it."""
         k = self.keys
-        return bool(await self.scripts.run("snapshot_lease", [k.snapshot_lease], [mode, token, ms]) == 1)
+        return bool(await self.scripts.run("snapshots_lease", [k.snapshot_lease], [mode, token, ms]) == 1)
 
     async def snapshot_request(
         self, mode: Literal["ask", "read", "served"], number: int = 0
@@ -1125,14 +1137,14 @@ class Store:
         """On-demand snapshots: ask for one (returns its number first), read, or record that a
         snapshot which began after request ``number`` was made has completed. Returns (requests
         made, highest request served)."""
-        res = await self.scripts.run("snapshot_request", [self.keys.snapshot_requests], [mode, number])
+        res = await self.scripts.run("snapshots_request", [self.keys.snapshot_requests], [mode, number])
         return int(res[0]), int(res[1])
 
     async def snapshot_take(self, slot: str, batch: int) -> list[tuple[str, str]]:
         """Dirty members of ``slot`` to snapshot now (an uncommitted earlier batch first), each
         with its current hash as one JSON object (``""`` when it is gone): one script call."""
         k = self.keys
-        res = await self.scripts.run("snapshot_take", [k.dirty(slot), k.dirty_processing(slot)], [batch])
+        res = await self.scripts.run("snapshots_take", [k.dirty(slot), k.dirty_processing(slot)], [batch])
         return list(zip(res[0::2], res[1::2], strict=True))
 
     async def snapshot_commit(self, slot: str, members: Sequence[str]) -> None:
@@ -1161,7 +1173,7 @@ class Store:
         self, rows_by_p: Mapping[int, Sequence[tuple[str, int, str]]]
     ) -> tuple[list[str], list[str]]:
         """Retention, the Redis half: remove finished executions whose snapshotted (id, updated
-        µs, status) is still current; one ``exec_trim.lua`` call per partition, one round trip.
+        µs, status) is still current; one ``snapshots_trim.lua`` call per partition, one round trip.
         The removed (and already gone) ids are handed off (``Keys.trim_handoff``) in the same
         step, until ``trim_confirmed``. Returns (removed or already gone, kept because they
         changed)."""
@@ -1234,7 +1246,7 @@ class Store:
         """Write execution hashes (JSON) back with their indexes; (partition, docs) per script call."""
         k = self.keys
         res = await self.scripts.run_many(
-            [("restore_execs", [k.outbox(p)], [k.part(p) + ":", now_us, *docs]) for p, docs in batches]
+            [("restore_executions", [k.outbox(p)], [k.part(p) + ":", now_us, *docs]) for p, docs in batches]
         )
         return sum(int(n) for n in res)
 
@@ -1307,7 +1319,7 @@ class Store:
     ) -> tuple[str, list[str], list[str | int | float]]:
         k = self.keys
         return (
-            "claim",
+            "claims_claim",
             [index_key, k.claims(p), k.claimed(p, account_id)],
             [k.part(p) + ":", account_id, worker_id, lease_us, count, now_us, *ids],
         )
@@ -1320,7 +1332,7 @@ class Store:
         lease_us: int,
         now_us: int,
     ) -> list[list[list[Any]]]:
-        """One ``claim.lua`` call per request (partition, index key, count, ids), all in one round
+        """One ``claims_claim.lua`` call per request (partition, index key, count, ids), all in one round
         trip. Per request: rows ``[code, id, cue id, cue name, scheduled_for, attempt, payload,
         task, lease expiry]`` (code 1 claimed, -1 not found, -2 not claimable)."""
         res = await self.scripts.run_many(
@@ -1338,7 +1350,7 @@ class Store:
         -3 another worker's."""
         k = self.keys
         res = await self.scripts.run(
-            "heartbeat",
+            "claims_heartbeat",
             [k.claims(p)],
             [k.part(p) + ":", account_id, worker_id, default_lease_us, now_us, *ids],
         )
@@ -1348,7 +1360,7 @@ class Store:
         k = self.keys
         return int(
             await self.scripts.run(
-                "release",
+                "claims_release",
                 [k.claims(p), k.claimed(p, account_id)],
                 [k.part(p) + ":", account_id, worker_id, now_us, *ids],
             )
@@ -1358,7 +1370,7 @@ class Store:
         """Expired worker claims: [id, account, worker, claimed_at, last heartbeat, attempts, cue id,
         lease expiry, triggered_by, lease µs] each."""
         k = self.keys
-        res = await self.scripts.run("lease_due", [k.claims(p)], [k.part(p) + ":", batch, now_us])
+        res = await self.scripts.run("claims_expired_leases", [k.claims(p)], [k.part(p) + ":", batch, now_us])
         return [[str(v) for v in res[i : i + 10]] for i in range(0, len(res), 10)]
 
     async def lease_reap(self, p: int, decisions: Sequence[tuple[str, str, str]], now_us: int) -> list[str]:
@@ -1368,12 +1380,14 @@ class Store:
         args: list[str | int] = [k.part(p) + ":", now_us]
         for row in decisions:
             args.extend(row)
-        return [str(v) for v in await self.scripts.run("lease_reap", [k.claims(p)], args)]
+        return [str(v) for v in await self.scripts.run("claims_reap_leases", [k.claims(p)], args)]
 
     async def missed(self, p: int, cutoff_us: int, batch: int, now_us: int) -> tuple[int, list[list[str]]]:
         """(entries taken, [id, cue id, account, attempts] of each execution that became missed)."""
         k = self.keys
-        res = await self.scripts.run("missed", [k.unclaimed(p)], [k.part(p) + ":", cutoff_us, batch, now_us])
+        res = await self.scripts.run(
+            "claims_expire_unclaimed", [k.unclaimed(p)], [k.part(p) + ":", cutoff_us, batch, now_us]
+        )
         return int(res[0]), [[str(v) for v in res[i : i + 4]] for i in range(1, len(res), 4)]
 
     async def arm_deadlines(self, p: int, pairs: Sequence[tuple[str, int]], now_us: int) -> int:
@@ -1383,7 +1397,7 @@ class Store:
         args: list[str | int] = [k.part(p) + ":", now_us]
         for eid, od in pairs:
             args += [eid, od]
-        return int(await self.scripts.run("deadline_arm", [k.deadlines(p)], args))
+        return int(await self.scripts.run("claims_arm_deadlines", [k.deadlines(p)], args))
 
     async def cue_fields(self, cue_ids: Sequence[str], fields: Sequence[str]) -> dict[str, list[str | None]]:
         """``fields`` of each cue, one pipeline (absent cues: all None). ``cfg`` is the full
@@ -1438,10 +1452,10 @@ class Store:
         alive_us: int,
     ) -> int | None:
         """Upsert a registry entry; its registration µs, or None when the worker is new and the
-        account already has ``limit`` workers, all alive (``worker_heartbeat.lua``)."""
+        account already has ``limit`` workers, all alive (``workers_heartbeat.lua``)."""
         k = self.keys
         res = await self.scripts.run(
-            "worker_heartbeat",
+            "workers_heartbeat",
             [k.workers(account_id), k.worker_info(account_id)],
             [worker_id, handlers_json, limit, expire_us, alive_us, now_us],
         )
@@ -1557,7 +1571,7 @@ class Store:
     ) -> bool:
         k = self.keys
         res = await self.scripts.run(
-            "echo_store", [k.echo_rate(ip, hour), k.echo(token)], [limit, record_json, ttl_s]
+            "echo_save", [k.echo_rate(ip, hour), k.echo(token)], [limit, record_json, ttl_s]
         )
         return bool(res[0] == 1)
 
@@ -1579,7 +1593,7 @@ class Store:
         parts = list(by_p.items())
         res = await self.scripts.run_many(
             [
-                ("execution_cues", [k.execution_index(p, account_id)], [k.part(p) + ":", account_id, *ids])
+                ("executions_cues", [k.execution_index(p, account_id)], [k.part(p) + ":", account_id, *ids])
                 for p, ids in parts
             ]
         )
@@ -1594,7 +1608,7 @@ class Store:
     async def record_outcomes(
         self, account_id: str, rows: Sequence[tuple[str, str, bool, str, str]], now_us: int
     ) -> list[str]:
-        """Many outcomes, one ``outcome_batch.lua`` call per partition, one round trip; rows are
+        """Many outcomes, one ``outcomes_record_many.lua`` call per partition, one round trip; rows are
         (execution id, outcome JSON, success, outcome_state, error). Per row its new status,
         "duplicate" or "missing"."""
         k = self.keys
@@ -1609,7 +1623,7 @@ class Store:
             for i in idx:
                 eid, outcome_json, success, state, error = rows[i]
                 args += [eid, outcome_json, 1 if success else 0, state, error]
-            calls.append(("outcome_batch", [k.claims(p)], args))
+            calls.append(("outcomes_record_many", [k.claims(p)], args))
         out = [""] * len(rows)
         for idx, res in zip(by_p.values(), await self.scripts.run_many(calls), strict=True):
             for i, value in zip(idx, res, strict=True):

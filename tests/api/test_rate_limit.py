@@ -266,7 +266,8 @@ async def test_usage_warning_at_80_percent(rl: tuple[Api, FrozenClock]) -> None:
 
 
 async def test_the_window_is_trimmed_exactly(rl: tuple[Api, FrozenClock]) -> None:
-    """Many expired entries at once (galloping + bisection in auth.lua), every cut position."""
+    """Many expired entries at once (galloping + bisection in accounts_authenticate.lua), every cut
+    position."""
     api, _ = rl
     store = api.rt.store
     n = 300

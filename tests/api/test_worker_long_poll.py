@@ -90,7 +90,7 @@ async def test_a_long_poll_reads_only_what_changed(counted: tuple[Env, aioredis.
     eid = await env.fire(key, wanted["id"])
     res = await asyncio.wait_for(poll, 10)
     assert [i["execution_id"] for i in res.json()["executions"]] == [eid]
-    # 400 + 100 + 100 index reads, and the one inside claim.lua that took the execution
+    # 400 + 100 + 100 index reads, and the one inside claims_claim.lua that took the execution
     assert await calls(stats, "zrangebyscore") == first + 2 * len(TASKS) + 1
 
 
@@ -142,7 +142,7 @@ async def test_work_that_becomes_available_later_is_claimed_without_a_signal(
     env.clock.advance(1)
     out = await asyncio.wait_for(poll, 10)
     assert [i["execution_id"] for i in out.json()["executions"]] == [eid]
-    assert await calls(stats, "zrangebyscore") == partitions + 1 + 1  # + claim.lua's own
+    assert await calls(stats, "zrangebyscore") == partitions + 1 + 1  # + claims_claim.lua's own
 
 
 async def test_a_feed_that_may_have_lost_signals_wakes_everyone_for_a_full_read(

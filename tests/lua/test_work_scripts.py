@@ -298,15 +298,15 @@ async def test_every_worker_script_call_touches_one_slot(
     await test_outcome_batch_once_and_owned(store)
     names = {name for name, _ in seen}
     assert names >= {
-        "claim",
-        "heartbeat",
-        "release",
-        "lease_due",
-        "lease_reap",
-        "missed",
-        "deadline_arm",
-        "worker_heartbeat",
-        "echo_store",
+        "claims_claim",
+        "claims_heartbeat",
+        "claims_release",
+        "claims_expired_leases",
+        "claims_reap_leases",
+        "claims_expire_unclaimed",
+        "claims_arm_deadlines",
+        "workers_heartbeat",
+        "echo_save",
     }
     for name, keys in seen:
         assert len({key_slot(key.encode()) for key in keys}) == 1, (name, keys)
