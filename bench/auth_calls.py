@@ -20,8 +20,9 @@ from typing import Any
 
 from cuefast.config import load_settings
 from cuefast.ids import key_sha
+from cuefast.months import month_of
 from cuefast.runtime import Runtime
-from cuefast.store import month_of
+from cuefast.store.accounts import AUTHENTICATE
 
 N = 10_000
 OLD_AUTH = """
@@ -47,9 +48,9 @@ async def main(url: str) -> None:
         old = r.register_script(OLD_AUTH)
         await r.script_load(old.script)
         sha = key_sha((await rt.accounts.register({"email": "bench@example.com"}))["api_key"])
-        res = await rt.store.authenticate(sha, count=False, now_us=0)
+        res = await rt.store.accounts.authenticate(sha, count=False, now_us=0)
         assert res.account is not None
-        await rt.store.set_account_fields(res.account.id, {"rate_limit": 10**9})
+        await rt.store.accounts.set_fields(res.account.id, {"rate_limit": 10**9})
         clock = [time.time_ns() // 1000]
 
         def tick() -> int:
@@ -68,7 +69,7 @@ async def main(url: str) -> None:
         async def call_new() -> Any:
             keys = [k.api_keys, k.rotated_key(sha), window, k.ip_window("127.0.0.1")]
             return await rt.store.scripts.run(
-                "accounts_authenticate", keys, [sha, k.account_prefix, 60, month, 1, tick()]
+                AUTHENTICATE, keys, [tick(), sha, k.account_prefix, 60, month, 1]
             )
 
         async def run(fn: Callable[[], Awaitable[Any]], concurrency: int) -> float:

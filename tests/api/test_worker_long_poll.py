@@ -176,7 +176,7 @@ async def test_close_ends_the_feed_even_when_its_cancel_is_swallowed(
     anyway."""
     store = Store(connect(backend_urls[0]), Keys(key_prefix, 2))
     feed = WorkFeed(store, block_ms=100)
-    real = store.read_signals
+    real = store.claims.read_signals
 
     async def swallowing(*args: Any) -> Any:
         try:
@@ -187,7 +187,7 @@ async def test_close_ends_the_feed_even_when_its_cancel_is_swallowed(
             task.uncancel()
             return await real(*args)
 
-    monkeypatch.setattr(store, "read_signals", swallowing)
+    monkeypatch.setattr(store.claims, "read_signals", swallowing)
     try:
         await feed.subscribe("acct-a")
         listener = feed._task
@@ -196,7 +196,7 @@ async def test_close_ends_the_feed_even_when_its_cancel_is_swallowed(
         done, _ = await asyncio.wait({closing}, timeout=5)
         assert done == {closing}, "close() did not return"
     finally:
-        monkeypatch.setattr(store, "read_signals", real)
+        monkeypatch.setattr(store.claims, "read_signals", real)
         feed._closing = True  # the listener stops after its current read whatever happened
         await asyncio.wait({listener}, timeout=5)
         await store.close()

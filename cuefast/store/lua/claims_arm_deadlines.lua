@@ -1,9 +1,12 @@
---[[ claims_arm_deadlines: arm the outcome deadline of worker executions at their first claim (§11.5)
-  KEYS[1] deadlines zset  (execution keys derived from ARGV[1], the partition's key prefix)
-  ARGV[1] partition key prefix  ARGV[2] now µs, then pairs: execution id, deadline µs
+--[[ claims_arm_deadlines: arm the outcome deadline of worker executions at their first claim
+  (§11.5; execution keys derived from ARGV[2], the partition's key prefix)
+  KEYS[1] deadlines: zset, execution id → outcome deadline µs
+  ARGV[1] now: µs
+  ARGV[2] prefix: the partition's key prefix
+  ARGV[3..] deadlines: pairs of execution id, deadline µs
   returns the number armed (not armed: already armed, outcome recorded, or no longer claimed) ]]
 --!include dirty
-local pfx = ARGV[1]
+local pfx = ARGV[2]
 local armed = 0
 for i = 3, #ARGV, 2 do
   local eid, od = ARGV[i], ARGV[i + 1]

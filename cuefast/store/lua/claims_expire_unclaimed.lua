@@ -1,17 +1,20 @@
 --[[ claims_expire_unclaimed: claimable worker executions nobody claimed within the window → missed
-  KEYS[1] unclaimed zset (execution id → time it became claimable µs)  (execution, cue and index
-  keys are derived from ARGV[1], the partition's key prefix, in the same slot)
-  ARGV[1] partition key prefix  ARGV[2] cutoff µs (now − window: claimable before it = missed)
-  ARGV[3] batch size  ARGV[4] now µs
+  (execution, cue and index keys are derived from ARGV[2], the partition's key prefix, in the
+  same slot)
+  KEYS[1] unclaimed: zset, execution id → when it became claimable µs
+  ARGV[1] now: µs
+  ARGV[2] prefix: the partition's key prefix
+  ARGV[3] cutoff: µs (now − window: claimable before it = missed)
+  ARGV[4] batch: size
   returns {number of entries taken, then 4 values per missed execution: id, cue id, account,
-  attempts} ]]
+    attempts} ]]
 --!include dirty
 --!include set_cue_status
 --!include one_time
 --!include work_index
 --!include alert
-local pfx, now = ARGV[1], ARGV[4]
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))
+local now, pfx = ARGV[1], ARGV[2]
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[3], 'LIMIT', 0, tonumber(ARGV[4]))
 local out = {#ids}
 for _, eid in ipairs(ids) do
   redis.call('ZREM', KEYS[1], eid)

@@ -1,12 +1,15 @@
---[[ claims_expired_leases: worker claims whose lease has expired (the reaper decides what happens to each)
-  KEYS[1] claims zset (execution id → lease expiry µs)  (execution keys derived from ARGV[1])
-  ARGV[1] partition key prefix  ARGV[2] batch size  ARGV[3] now µs
+--[[ claims_expired_leases: worker claims whose lease has expired (the reaper decides what happens to
+  each; execution keys derived from ARGV[2])
+  KEYS[1] claims: zset, execution id → lease expiry µs
+  ARGV[1] now: µs
+  ARGV[2] prefix: the partition's key prefix
+  ARGV[3] batch: size
   returns 10 values per expired claim: {id, account, worker, claimed_at, last heartbeat
-  ("" = none), attempts, cue id, lease expiry, triggered_by, lease µs}; entries of executions
-  that are gone or no longer claimed are dropped from the zset ]]
+    ("" = none), attempts, cue id, lease expiry, triggered_by, lease µs}; entries of executions
+    that are gone or no longer claimed are dropped from the zset ]]
 --!include one_time
-local pfx = ARGV[1]
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[3], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[2]))
+local pfx = ARGV[2]
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, tonumber(ARGV[3]))
 local out = {}
 for i = 1, #ids, 2 do
   local eid, lx = ids[i], ids[i + 1]

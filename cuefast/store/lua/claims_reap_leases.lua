@@ -1,16 +1,19 @@
---[[ claims_reap_leases: apply the reaper's decision to expired worker claims, each only if the claim is
-  still the one that was judged (same status and lease expiry)
-  KEYS[1] claims zset  (execution, cue and index keys are derived from ARGV[1], same slot)
-  ARGV[1] partition key prefix  ARGV[2] now µs, then 3 values per claim: execution id,
-  the lease expiry µs that was judged, and the decision: "renew:<new expiry µs>" (its worker is
-  alive) | "reoffer" (attempts left) | "fail" (attempts exhausted)
+--[[ claims_reap_leases: apply the reaper's decision to expired worker claims, each only if the claim
+  is still the one that was judged (same status and lease expiry; execution, cue and index keys
+  are derived from ARGV[2], same slot)
+  KEYS[1] claims: zset, execution id → lease expiry µs
+  ARGV[1] now: µs
+  ARGV[2] prefix: the partition's key prefix
+  ARGV[3..] decisions: 3 values per claim: execution id, the lease expiry µs that was judged,
+    and the decision: "renew:<new expiry µs>" (its worker is alive) | "reoffer" (attempts left)
+    | "fail" (attempts exhausted)
   returns the resulting status per claim ("" = changed meanwhile, left alone) ]]
 --!include dirty
 --!include set_cue_status
 --!include one_time
 --!include work_index
 --!include alert
-local pfx, now = ARGV[1], ARGV[2]
+local now, pfx = ARGV[1], ARGV[2]
 local out = {}
 for i = 3, #ARGV, 3 do
   local eid, judged, decision = ARGV[i], ARGV[i + 1], ARGV[i + 2]

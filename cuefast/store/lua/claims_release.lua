@@ -1,13 +1,17 @@
---[[ claims_release: a worker gives back claims whose handler never started — claimable again at once,
-  the attempt not counted
-  KEYS[1] claims zset  KEYS[2] the account's claimed zset  (execution, cue and index keys are
-  derived from ARGV[1], the partition's key prefix, in the same slot)
-  ARGV[1] partition key prefix  ARGV[2] account id  ARGV[3] worker id  ARGV[4] now µs
-  ARGV[5..] execution ids
+--[[ claims_release: a worker gives back claims whose handler never started — claimable again at
+  once, the attempt not counted (execution, cue and index keys are derived from ARGV[2], the
+  partition's key prefix, in the same slot)
+  KEYS[1] claims: zset, execution id → lease expiry µs
+  KEYS[2] claimed: the account's zset, execution id → claimed_at µs
+  ARGV[1] now: µs
+  ARGV[2] prefix: the partition's key prefix
+  ARGV[3] account_id
+  ARGV[4] worker_id
+  ARGV[5..] execution_ids
   returns the number released (ids not held by this worker are left alone) ]]
 --!include dirty
 --!include work_index
-local pfx, acct, worker, now = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local now, pfx, acct, worker = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local released = 0
 for i = 5, #ARGV do
   local eid = ARGV[i]

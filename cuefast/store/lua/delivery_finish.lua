@@ -1,15 +1,19 @@
 --[[ delivery_finish: record delivery attempts' results, each atomically with its next state
-  KEYS[1] leases zset  KEYS[2] retry zset  KEYS[3] outbox stream  (execution and cue keys are
-  derived from ARGV[1], the partition's key prefix, in the same slot)
-  ARGV[1] partition key prefix  ARGV[2] now µs, then 12 values per attempt:
-    execution id, result "ok" | "fail", http status ("" = none), error message ("" = none),
-    next retry µs ("" = no attempts left), outcome deadline µs ("" = not armed),
-    stream entry id ("" = none),
-    lease expiry µs the attempt holds (its fencing token, from deliver_start / deliver_extend),
-    then the outcome the 2xx response body carried (CONTRACT.md §10.6; "" = none): outcome
-    JSON, success "1" | "0", outcome_state, error text — recorded here, after the delivery's
-    own result and in the same call, unless the execution already has an outcome (a crash
-    cannot record the delivery and lose the body's outcome)
+  (execution and cue keys are derived from ARGV[2], the partition's key prefix, in the same slot)
+  KEYS[1] leases: zset, execution id → lease expiry µs
+  KEYS[2] retries: zset, execution id → next retry µs
+  KEYS[3] outbox: stream
+  ARGV[1] now: µs
+  ARGV[2] prefix: the partition's key prefix
+  ARGV[3] group: the outbox's consumer group
+  ARGV[4..] attempts: 12 values per attempt: execution id, result "ok" | "fail", http status
+    ("" = none), error message ("" = none), next retry µs ("" = no attempts left), outcome
+    deadline µs ("" = not armed), stream entry id ("" = none), lease expiry µs the attempt holds
+    (its fencing token, from delivery_start / delivery_extend), then the outcome the 2xx
+    response body carried (CONTRACT.md §10.6; "" = none): outcome JSON, success "1" | "0",
+    outcome_state, error text — recorded here, after the delivery's own result and in the same
+    call, unless the execution already has an outcome (a crash cannot record the delivery and
+    lose the body's outcome)
   Whether the execution decides a one-time cue is read here (lib/one_time.lua), as in every
   other script that ends an execution.
   A result is recorded only while the leases zset holds exactly that attempt's lease: an attempt
@@ -17,31 +21,30 @@
   is fenced out and touches nothing — not the execution, not the lease, not the stream entry,
   which the current holder still needs. A final failure runs on_failure in the same call
   (lib/alert.lua: pause, the e-mail and webhook notices).
-  returns two values per attempt: the new status ("superseded" = fenced out, nothing recorded;
-  "" = the lease was held but the execution is no longer in flight, e.g. deleted), and "1" if
-  the body's outcome was recorded, else "" ]]
+  returns three values per attempt: OK, the new status, and 1 if the body's outcome was recorded
+    (else 0) | CONFLICT, "", 0: fenced out, nothing recorded | WRONG_STATE, "", 0: the lease was
+    held but the execution is no longer in flight (e.g. deleted) ]]
 --!include dirty
 --!include set_cue_status
 --!include one_time
---!include work_index
 --!include alert
 --!include record_outcome
-local pfx, now = ARGV[1], ARGV[2]
+local now, pfx, group = ARGV[1], ARGV[2], ARGV[3]
 local out = {}
 local marks = {}  -- snapshot dirty marks, written by dirty_flush at the end
 local defer, cues = {}, {}  -- record_outcome's deferred index removals and run counts
 
 local function finish(eid, result, hs, em, nxr, od, entry, lease)
   local held = redis.call('ZSCORE', KEYS[1], eid)
-  if not held or tonumber(held) ~= tonumber(lease) then return 'superseded' end
+  if not held or tonumber(held) ~= tonumber(lease) then return STATUS.CONFLICT end
   local ek = pfx .. 'exec:' .. eid
   redis.call('ZREM', KEYS[1], eid)
   if entry ~= '' then
-    redis.call('XACK', KEYS[3], 'dispatchers', entry)
+    redis.call('XACK', KEYS[3], group, entry)
     redis.call('XDEL', KEYS[3], entry)
   end
   local e = redis.call('HMGET', ek, 'st', 'cue', 'acct', 'oc', 'tb')
-  if e[1] ~= 'delivering' then return '' end
+  if e[1] ~= 'delivering' then return STATUS.WRONG_STATE end
   local ck = pfx .. 'cue:' .. e[2]
   local cue_exists = redis.call('EXISTS', ck) == 1
   redis.call('HINCRBY', ek, 'att', 1)
@@ -73,20 +76,21 @@ local function finish(eid, result, hs, em, nxr, od, entry, lease)
     if cue_exists and decides_cue(pfx, e[2], e[5]) then set_cue_status(pfx, e[2], e[3], 'failed') end
     alert_final_failure(pfx, eid, e[2], e[3], now)  -- streak, on_failure pause and notices (§12)
   end
-  return status
+  return STATUS.OK, status
 end
 
-for i = 3, #ARGV, 12 do
+for i = 4, #ARGV, 12 do
   local eid = ARGV[i]
-  local status = finish(eid, ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5],
+  local code, status = finish(eid, ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5],
     ARGV[i + 6], ARGV[i + 7])
-  local recorded = ''
+  local recorded = 0
   if ARGV[i + 8] ~= '' and (status == 'success' or status == 'pending_outcome') then
-    local code, st = record_outcome(pfx, eid, '', ARGV[i + 8], ARGV[i + 9], ARGV[i + 10],
+    local got, st = record_outcome(pfx, eid, '', ARGV[i + 8], ARGV[i + 9], ARGV[i + 10],
       ARGV[i + 11], now, defer, cues)
-    if code == 1 then status, recorded = st, '1' end
+    if got == STATUS.OK then status, recorded = st, 1 end
   end
-  out[#out + 1] = status
+  out[#out + 1] = code
+  out[#out + 1] = status or ''
   out[#out + 1] = recorded
 end
 outcome_flush(pfx, defer, cues, now)

@@ -1,9 +1,15 @@
---[[ executions_purge_cue: remove up to a batch of a deleted cue's executions (call until it returns 0)
-  KEYS[1] the cue's executions zset  KEYS[2] account execution index  KEYS[3] leases zset
-  KEYS[4] retry zset  KEYS[5] delayed zset  KEYS[6] account work zset
-  ARGV[1] partition key prefix  ARGV[2] batch size
-  returns number removed (queued outbox entries of removed executions are dropped by the
-  dispatcher when it finds them gone) ]]
+--[[ executions_purge_cue: remove up to a batch of a deleted cue's executions (call until it returns
+  less than the batch)
+  KEYS[1] cue_executions: zset, the cue's executions
+  KEYS[2] index: the account's execution index
+  KEYS[3] leases: zset
+  KEYS[4] retries: zset
+  KEYS[5] delayed: zset
+  KEYS[6] work: the account's work zset
+  ARGV[1] prefix: the partition's key prefix "<pfx>:{pNN}:"
+  ARGV[2] batch: size
+  returns the number removed (queued outbox entries of removed executions are dropped by the
+    dispatcher when it finds them gone) ]]
 --!include dirty
 --!include work_index
 local ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)

@@ -1,7 +1,8 @@
 --[[ notices_move_due: notice deliveries whose retry time came → back onto the notices stream
-  KEYS[1] notice retry zset (member "<kind>|<id>|<attempt>[|<event µs>]" → due µs)
-  KEYS[2] notices stream
-  ARGV[1] now µs  ARGV[2] batch size
+  KEYS[1] retries: zset, "<kind>|<id>|<attempt>[|<event µs>]" → due µs
+  KEYS[2] notices: stream
+  ARGV[1] now: µs
+  ARGV[2] batch: size
   returns the number moved ]]
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 for _, m in ipairs(due) do

@@ -1,13 +1,16 @@
---[[ schedule_expire_deadlines: executions whose outcome deadline passed without an outcome → outcome_timeout
-  KEYS[1] deadlines zset (execution id → outcome deadline µs)
-  ARGV[1] partition key prefix  ARGV[2] batch size  ARGV[3] now µs
+--[[ schedule_expire_deadlines: executions whose outcome deadline passed without an outcome →
+  outcome_timeout
+  KEYS[1] deadlines: zset, execution id → outcome deadline µs
+  ARGV[1] now: µs
+  ARGV[2] prefix: the partition's key prefix
+  ARGV[3] batch: size
   returns {number timed out, execution id, …} ]]
 --!include dirty
 --!include set_cue_status
 --!include one_time
 --!include alert
-local pfx = ARGV[1]
-local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[3], 'LIMIT', 0, tonumber(ARGV[2]))
+local now, pfx = ARGV[1], ARGV[2]
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
 local terminal = {success = true, failed = true, missed = true, outcome_timeout = true}
 local out = {0}
 for _, eid in ipairs(ids) do
@@ -17,13 +20,13 @@ for _, eid in ipairs(ids) do
   if e[1] and not terminal[e[1]] and (not e[2] or e[2] == '') then
     local start = tonumber(e[4] or e[5] or e[3])
     local secs = math.floor((tonumber(e[3]) - start) / 1000000 + 0.5)
-    redis.call('HSET', ek, 'st', 'outcome_timeout', 'ua', ARGV[3],
+    redis.call('HSET', ek, 'st', 'outcome_timeout', 'ua', now,
       'em', 'Outcome not reported within ' .. string.format('%d', secs) .. 's')
     out[1] = out[1] + 1
-    alert_verdict(pfx, eid, e[6], e[7], false, ARGV[3])  -- alerts (§12.4)
+    alert_verdict(pfx, eid, e[6], e[7], false, now)  -- alerts (§12.4)
     alert_raise(pfx, e[7], e[6], eid, 'outcome_timeout', 'Execution ' .. eid .. ' did not report an outcome within '
       .. string.format('%d', secs) .. ' seconds.', string.format('{"outcome_deadline_seconds":%d,"transport":"%s"}',
-      secs, e[9] or 'webhook'), ARGV[3])
+      secs, e[9] or 'webhook'), now)
     dirty(ek)
     out[#out + 1] = eid
     -- a one-time cue decided by its scheduled execution becomes failed

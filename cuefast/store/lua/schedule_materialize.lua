@@ -1,11 +1,15 @@
---[[ schedule_materialize: turn due cues into executions — one per (cue, scheduled_for) — and advance next_run
-  KEYS[1] due zset  KEYS[2] outbox stream  (every other key is derived from ARGV[2], the
-  partition's key prefix "<pfx>:{pNN}:", so all keys share the partition's slot)
-  ARGV[1] now µs  ARGV[2] partition key prefix  ARGV[3] the plan, one line per cue (one
-  argument instead of thousands keeps the call cheap to encode), words separated by spaces:
-  cue id, expected next_run (CAS: skipped if next_run moved), new next_run ("-" = none),
-  number of slots k — followed by "b" when the account is past its monthly execution limit's
-  grace period (CONTRACT.md §13.2) — then k pairs (scheduled_for µs, deterministic execution id).
+--[[ schedule_materialize: turn due cues into executions — one per (cue, scheduled_for) — and
+  advance next_run (every key but KEYS is derived from ARGV[2], the partition's key prefix
+  "<pfx>:{pNN}:", so all keys share the partition's slot)
+  KEYS[1] due: zset, cue id → next run µs
+  KEYS[2] outbox: stream
+  ARGV[1] now: µs
+  ARGV[2] prefix: the partition's key prefix
+  ARGV[3] plan: one line per cue (one argument instead of thousands keeps the call cheap to
+    encode), words separated by spaces: cue id, expected next_run (CAS: skipped if next_run
+    moved), new next_run ("-" = none), number of slots k — followed by "b" when the account is
+    past its monthly execution limit's grace period (CONTRACT.md §13.2) — then k pairs
+    (scheduled_for µs, deterministic execution id).
   A blocked ("b") cue's new executions are created directly as failed ("Monthly execution limit
   reached"): indexed, but no outbox entry, no work index, no alert; its next_run still advances
   and a one-time cue becomes failed. A cue left without a next run ("-": a one-time cue) gets

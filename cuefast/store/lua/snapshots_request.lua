@@ -1,9 +1,10 @@
 --[[ snapshots_request: snapshots on demand (`cuefast snapshot` while another process holds the
   snapshot lease). Requests are numbered; a snapshot serves every request made before it began.
-  KEYS[1] the request hash: `asked` = requests made so far, `served` = the highest request number
-  a complete snapshot has covered
-  ARGV[1] "ask" (a new request) | "read" | "served" (a snapshot that read `asked` = ARGV[2]
-  before it began has completed; `served` never moves back)  ARGV[2] that number ("served")
+  KEYS[1] requests: hash, `asked` = requests made so far, `served` = the highest request number
+    a complete snapshot has covered
+  ARGV[1] mode: "ask" (a new request) | "read" | "served" (a snapshot that read `asked` =
+    ARGV[2] before it began has completed; `served` never moves back)
+  ARGV[2] number: that number ("served")
   returns {asked, served} after the call (after "ask": asked is the new request's number) ]]
 if ARGV[1] == 'ask' then
   redis.call('HINCRBY', KEYS[1], 'asked', 1)

@@ -1,14 +1,18 @@
---[[ snapshots_trim: remove finished executions that PostgreSQL already holds (retention, the Redis half)
-  KEYS[1] the partition's dirty set  KEYS[2] the partition's processing set
-  KEYS[3] the partition's trim hand-off set
-  ARGV[1] partition key prefix ("<pfx>:{pNN}:")  ARGV[2..] execution id, PG updated µs, PG status …
-  An execution is removed — its hash and every index it can be in, as executions_purge_cue.lua — only when
-  its hash still has the snapshotted version (ua, or ca when never updated) and status, that
-  status is final, and it is neither dirty nor being snapshotted. One that changed is marked dirty
-  (so the next snapshot catches up) and kept. Every removed (or already gone) id is added to the
-  hand-off set in the same step: it has left Redis, and until the snapshotter has marked its row
-  history in PostgreSQL (in_redis = false; then it leaves the set) listings read its row through
-  the set, so it is listed and counted once whichever half a crash interrupts.
+--[[ snapshots_trim: remove finished executions that PostgreSQL already holds (retention, the Redis
+  half)
+  KEYS[1] dirty: the partition's dirty set
+  KEYS[2] processing: the partition's processing set
+  KEYS[3] handoff: the partition's trim hand-off set
+  ARGV[1] prefix: the partition's key prefix "<pfx>:{pNN}:"
+  ARGV[2..] executions: 3 values per execution: id, PostgreSQL's updated µs, PostgreSQL's status
+  An execution is removed — its hash and every index it can be in, as executions_purge_cue.lua
+  — only when its hash still has the snapshotted version (ua, or ca when never updated) and
+  status, that status is final, and it is neither dirty nor being snapshotted. One that changed
+  is marked dirty (so the next snapshot catches up) and kept. Every removed (or already gone) id
+  is added to the hand-off set in the same step: it has left Redis, and until the snapshotter
+  has marked its row history in PostgreSQL (in_redis = false; then it leaves the set) listings
+  read its row through the set, so it is listed and counted once whichever half a crash
+  interrupts.
   returns {removed or already gone ids…, "|", kept ids…} ]]
 --!include work_index
 local pfx = ARGV[1]
