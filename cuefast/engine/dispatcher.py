@@ -1,4 +1,4 @@
-"""The dispatcher role: outbox stream → signed webhook deliveries (aiohttp), results in Lua.
+"""The dispatcher role: outbox stream → signed webhook deliveries, results in Lua.
 
 Each process is one consumer of the ``dispatchers`` group on every partition's outbox.
 An attempt is leased (``deliver_start.lua``) before the request and recorded with its
