@@ -165,7 +165,8 @@ async def _serve(
     if dispatcher:
         roles.append(
             asyncio.create_task(
-                Dispatcher(rt.store, settings, rt.clock, metrics=rt.metrics).run(stopping), name="dispatcher"
+                Dispatcher(rt.store, settings, rt.clock, rt.webhooks, metrics=rt.metrics).run(stopping),
+                name="dispatcher",
             )
         )
         log.info("dispatcher running")
