@@ -212,6 +212,20 @@ class SendResult(NamedTuple):
         return self.status is not None and 200 <= self.status < 300
 
 
+async def read_bounded(content: aiohttp.StreamReader, limit: int) -> bytes:
+    """The body up to ``limit`` bytes: ``StreamReader.read(n)`` returns only what has
+    arrived so far, so a body sent in several pieces is read until its end or the limit."""
+    chunks: list[bytes] = []
+    left = limit
+    while left > 0:
+        chunk = await content.read(left)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
 class Webhooks:
     """The process's outbound HTTP client (see the module docstring). ``resolver`` replaces
     the system DNS for the SSRF check (tests); the connector's bound is
@@ -289,7 +303,7 @@ class Webhooks:
             ) as resp:
                 status = resp.status
                 if 200 <= status < 300:
-                    return SendResult(status, "", await resp.content.read(MAX_RESPONSE_BODY))
+                    return SendResult(status, "", await read_bounded(resp.content, MAX_RESPONSE_BODY))
                 return SendResult(status, error_for_status(status), b"")
         except UnsafeURL as exc:  # from CheckedResolver, at connect time
             return SendResult(None, exc.message, b"")
