@@ -259,6 +259,7 @@ def main() -> None:
     api.add_argument("--seconds", type=int, default=20)
     api.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     api.add_argument("--keys", nargs="+", default=["shared", "per-user"], choices=["shared", "per-user"])
+    api.add_argument("--workers", type=int, default=1, help="cuefast API processes (--workers)")
     api.add_argument("--rounds", type=int, default=1, help="repeat ceiling + every checkout")
     api.add_argument(
         "--compare",
