@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from cuefast.store.accounts import Accounts, AuthResult, Window
 from cuefast.store.alerts import Alerts
 from cuefast.store.claims import Claims
-from cuefast.store.connect import connect
+from cuefast.store.connect import UNREACHABLE, connect
 from cuefast.store.cues import Cues
 from cuefast.store.delivery import Delivery
 from cuefast.store.echo import Echo
@@ -31,7 +31,7 @@ from cuefast.store.system import System
 from cuefast.store.usage import Usage
 from cuefast.store.workers import Workers
 
-__all__ = ["SCRIPTS", "AuthResult", "Keys", "Status", "Store", "Window", "connect", "load_lua"]
+__all__ = ["SCRIPTS", "UNREACHABLE", "AuthResult", "Keys", "Status", "Store", "Window", "connect", "load_lua"]
 
 REPOSITORIES: tuple[type[Repository], ...] = (
     Accounts,

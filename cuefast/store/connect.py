@@ -5,6 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+UNREACHABLE: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError)
+"""what the client raises when Redis cannot be reached (the API answers 503)"""
 
 
 def _no_maint_notifications() -> dict[str, Any]:
