@@ -33,10 +33,6 @@ class Usage(Repository):
         counters = {str(f): int(v) for f, v in res[-1].items()}
         return UsageCounts(sum(res[0:-1:2]), sum(res[1:-1:2]), counters)
 
-    async def executions(self, account_id: str, month: str) -> int:
-        """The month's executions counter."""
-        return int(await self.redis.hget(self.keys.usage(account_id, month), "executions") or 0)
-
     async def add(self, field: str, counts: Mapping[tuple[str, str], int]) -> None:
         """``field`` += n on each (account, "YYYY-MM") monthly counter, one pipeline."""
         if not counts:
