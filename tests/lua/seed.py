@@ -13,6 +13,8 @@ NOW = 1_800_000_000_000_000
 S = 1_000_000
 ACCT = "acct1"
 CUE = "cue_aaaaaaaaaaaa"
+SIBLING = "cue_hhhhhhhhhhhh"
+"""another cue on CUE's partition (of 4)"""
 CREATED = NOW - 3600 * S
 """when seeded cues and executions were created"""
 RECURRING = "recurring|UTC|latest||* * * * *"
