@@ -5,9 +5,6 @@ marks)."""
 
 from __future__ import annotations
 
-import pytest
-from redis.exceptions import ResponseError
-
 from cuefast.ids import scheduled_execution_id
 from cuefast.store import Store
 from cuefast.store.schedule import DueCue, Materialized
@@ -289,17 +286,27 @@ async def test_expire_deadlines_a_manual_fire_does_not_decide_a_one_time_cue(sto
     assert await store.redis.hget(k.cue(CUE), "status") == "active"
 
 
-@pytest.mark.xfail(
-    raises=ResponseError, strict=True, reason="schedule_expire_deadlines: cla '' → nil arithmetic"
-)
 async def test_expire_deadlines_a_reoffered_worker_execution(store: Store) -> None:
     """A worker execution claimed once (its deadline armed at that claim), whose lease expired and
     which was re-offered (claims_reap_leases: 'cla' = "", the deadline stays armed) and not
-    claimed again before the deadline. The script computes the deadline's length from
-    ``da or cla or od``: "" is true in Lua, tonumber("") is nil, and the script fails — for the
-    whole partition's batch, on every pass, since this id stays at the head of the deadlines."""
+    claimed again before the deadline. Regression: the script computed the deadline's length
+    from ``da or cla or od``; "" is true in Lua, tonumber("") is nil, and the script failed — for
+    the whole partition's batch, on every pass. The length now comes from the cue's config, and
+    the execution leaves the claimable indexes it was re-offered on."""
     k = store.keys
-    p = await put_cue(store, tr="worker")
-    _, eid = await put_execution(store, tr="worker", st="retry_ready", att=1, cla="", od=NOW - S)
+    cfg = '{"transport":"worker","delivery":{"outcome_deadline_seconds":120}}'
+    p = await put_cue(store, tr="worker", cfg=cfg)
+    _, eid = await put_execution(
+        store, tr="worker", st="retry_ready", att=1, cla="", od=NOW - S, tk="summarize"
+    )
+    work = [k.work(p, ACCT), k.work(p, ACCT) + ":t:summarize", k.unclaimed(p)]
+    for key in work:
+        await store.redis.zadd(key, {eid: NOW - 60 * S})
     await store.redis.zadd(k.deadlines(p), {eid: NOW - S})
     assert await store.schedule.expire_deadlines(p, NOW, 10) == [eid]
+    h = await store.redis.hgetall(k.execution(p, eid))
+    assert (h["st"], h["em"]) == ("outcome_timeout", "Outcome not reported within 120s")
+    for key in work:
+        assert await store.redis.zscore(key, eid) is None, key
+    alert_ids = await store.redis.zrange(k.alert_index(p, ACCT, "outcome_timeout"), 0, -1)
+    assert len(alert_ids) == 1
