@@ -3,7 +3,8 @@
   KEYS[2] notices: stream
   ARGV[1] now: µs
   ARGV[2] batch: size
-  returns the number moved ]]
+  returns the number taken off the retries set (moved, or dropped when malformed: the
+  caller repeats while a whole batch was taken) ]]
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 for _, m in ipairs(due) do
   local k, i, n, t = string.match(m, '^([^|]*)|([^|]*)|(%d+)|?(%d*)$')
