@@ -146,10 +146,10 @@ async def test_work_that_becomes_available_later_is_claimed_without_a_signal(
 
 
 async def test_a_feed_that_may_have_lost_signals_wakes_everyone_for_a_full_read(
-    backend_urls: tuple[str, str], key_prefix: str, monkeypatch: pytest.MonkeyPatch
+    redis_url: str, key_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(work_feed, "READ_COUNT", 3)
-    store = Store(connect(backend_urls[0]), Keys(key_prefix, 2))
+    store = Store(connect(redis_url), Keys(key_prefix, 2))
     feed = WorkFeed(store, block_ms=100)
     try:
         mine = await feed.subscribe("acct-a")
@@ -169,12 +169,12 @@ async def test_a_feed_that_may_have_lost_signals_wakes_everyone_for_a_full_read(
 
 
 async def test_close_ends_the_feed_even_when_its_cancel_is_swallowed(
-    backend_urls: tuple[str, str], key_prefix: str, monkeypatch: pytest.MonkeyPatch
+    redis_url: str, key_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A cancel that lands while redis-py's read timeout fires is swallowed and the read retried
     (seen as a close() that never returned, ~1 run in 10 of the test above): the feed must stop
     anyway."""
-    store = Store(connect(backend_urls[0]), Keys(key_prefix, 2))
+    store = Store(connect(redis_url), Keys(key_prefix, 2))
     feed = WorkFeed(store, block_ms=100)
     real = store.read_signals
 
