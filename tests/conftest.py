@@ -172,8 +172,10 @@ def key_prefix(redis_url: str) -> Iterator[str]:
     _delete_prefix(redis_url, prefix)
 
 
-@pytest.fixture
-def settings(redis_url: str, database_url: str, key_prefix: str, pg_schema: str) -> Settings:
+def backend_settings(
+    redis_url: str, database_url: str, pg_schema: str, key_prefix: str, **overrides: Any
+) -> Settings:
+    """Settings on the session's backends, under ``key_prefix``: 4 partitions, private callbacks."""
     return load_settings(
         {},
         redis_url=redis_url,
@@ -182,7 +184,13 @@ def settings(redis_url: str, database_url: str, key_prefix: str, pg_schema: str)
         key_prefix=key_prefix,
         partitions=4,
         allow_private_callbacks=True,
+        **overrides,
     )
+
+
+@pytest.fixture
+def settings(redis_url: str, database_url: str, key_prefix: str, pg_schema: str) -> Settings:
+    return backend_settings(redis_url, database_url, pg_schema, key_prefix)
 
 
 class Api:

@@ -23,6 +23,8 @@ from tests.conftest import Api
 from tests.procs import process_env
 from tests.test_dispatcher import Receiver
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 
 

@@ -94,6 +94,7 @@ async def test_a_long_poll_reads_only_what_changed(counted: tuple[Env, aioredis.
     assert await calls(stats, "zrangebyscore") == first + 2 * len(TASKS) + 1
 
 
+@pytest.mark.slow
 async def test_a_burst_of_signals_costs_one_pass(
     counted: tuple[Env, aioredis.Redis], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -123,6 +124,7 @@ async def _at_least(stats: aioredis.Redis, n: int) -> bool:
     return await calls(stats, "zrangebyscore") >= n
 
 
+@pytest.mark.slow
 async def test_work_that_becomes_available_later_is_claimed_without_a_signal(
     counted: tuple[Env, aioredis.Redis],
 ) -> None:
