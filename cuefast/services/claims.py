@@ -1,6 +1,7 @@
 """Worker transport (CONTRACT.md §9): claimable work, claims, leases and the batch pull API.
-Neighbours: ``work_input`` (request bodies), ``work_feed`` (long-poll wake-ups),
-``work_reaper`` (scheduler steps: expired leases, unclaimed work, on_failure) and
+
+Neighbours: ``claim_input`` (request bodies), ``work_feed`` (long-poll wake-ups),
+``engine/reaper`` (scheduler steps: expired leases, unclaimed work, on_failure) and
 ``worker_registry`` (worker heartbeats, list, delete).
 
 Two doors, one state. The CueAPI endpoints (claimable / claim / claim-by-id / heartbeat) and
