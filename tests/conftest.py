@@ -10,6 +10,7 @@ each test owns the keys under its own prefix and deletes them afterwards.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import re
 import shutil
@@ -267,6 +268,14 @@ def assert_error(res: httpx.Response, status: int, code: str, message: str | Non
         assert err["message"] == message, err
     assert "x-request-id" in res.headers
     return dict(err)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Move what collection imported (Litestar, redis, msgspec, the test modules) out of the
+    garbage collector's way: every test that builds an app makes the collector run, and walking
+    those objects each time was ~15 % of the quick run's CPU time."""
+    gc.collect()
+    gc.freeze()
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

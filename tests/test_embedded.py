@@ -138,6 +138,7 @@ def test_redis_falls_back_to_tcp_for_long_paths(data_dir: Path) -> None:
         server.stop()
 
 
+@pytest.mark.slow
 async def test_postgres_data_survives_restart(data_dir: Path) -> None:
     server = EmbeddedPostgres(data_dir)
     dsn = server.start()
