@@ -1,14 +1,17 @@
-"""Benchmark runner: ``./dev bench api [--seconds N] [--users U]`` (also ``engine``, ``worker``).
+"""Benchmark runner: ``./dev bench api`` (also ``engine``, ``worker``, ``snapshots``).
 
-Starts ``cuefast serve`` (one process; the local Redis/PostgreSQL when they answer, else
-embedded ones), then runs locust headless from bench/locustfile.py against it, once for
-creates and once for gets, and prints one markdown row per run with the git SHA.
+``api`` first measures the ceiling (bench/ceiling.py: a bare Litestar + msgspec endpoint
+doing one Redis call), then starts ``cuefast serve`` once per scenario against the local
+Redis/PostgreSQL and runs locust headless (bench/locustfile.py) with a shared API key and
+with one account per user; every row is printed with its ratio to the ceiling of the same
+round. ``--compare DIR`` runs the same scenarios against another checkout in the same round.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import platform
 import socket
@@ -49,7 +52,25 @@ def _git_sha() -> str:
         return "unknown"
 
 
-def _run_locust(url: str, mode: str, users: int, seconds: int) -> dict[str, float]:
+MODES = ("get", "create", "list", "fire", "claim")
+REQUESTS = {
+    "ceiling": ["GET /ceiling/{id}"],
+    "get": ["GET /v1/cues/{id}"],
+    "create": ["POST /v1/cues"],
+    "list": ["GET /v1/executions"],
+    "fire": ["POST /v1/cues/{id}/fire", "POST /v1/executions/{id}/outcome"],
+    "claim": [
+        "POST /v1/cues/{id}/fire",
+        "POST /v1/executions/{id}/claim",
+        "POST /v1/executions/{id}/outcome",
+    ],
+}
+
+
+def _run_locust(
+    url: str, mode: str, users: int, seconds: int, env: dict[str, str]
+) -> dict[str, dict[str, float]]:
+    """One locust run of one scenario; the stats row of each request the scenario makes."""
     with tempfile.TemporaryDirectory() as tmp:
         prefix = os.path.join(tmp, "stats")
         cmd = [
@@ -71,60 +92,148 @@ def _run_locust(url: str, mode: str, users: int, seconds: int) -> dict[str, floa
             prefix,
             "--only-summary",
         ]
-        subprocess.run(cmd, env={**os.environ, "BENCH_MODE": mode}, check=True, capture_output=True)
+        subprocess.run(cmd, env={**os.environ, **env, "BENCH_MODE": mode}, check=True, capture_output=True)
         with open(prefix + "_stats.csv") as fh:
-            rows = list(csv.DictReader(fh))
-    name = "POST /v1/cues" if mode == "create" else "GET /v1/cues/{id}"
-    row = next(r for r in rows if r["Name"] == name)
+            rows = {r["Name"]: r for r in csv.DictReader(fh)}
     return {
-        "rps": float(row["Requests/s"]),
-        "p50": float(row["50%"]),
-        "p99": float(row["99%"]),
-        "failures": float(row["Failure Count"]),
-        "requests": float(row["Request Count"]),
+        name: {
+            "rps": float(rows[name]["Requests/s"]),
+            "p50": float(rows[name]["50%"]),
+            "p99": float(rows[name]["99%"]),
+            "failures": float(rows[name]["Failure Count"]),
+            "requests": float(rows[name]["Request Count"]),
+        }
+        for name in REQUESTS[mode]
+        if name in rows
     }
 
 
-def bench_api(args: argparse.Namespace) -> None:
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
+def _server_env(prefix: str) -> dict[str, str]:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("CUEFAST_")},
         "CUEFAST_ALLOW_PRIVATE_CALLBACKS": "true",
-        "CUEFAST_KEY_PREFIX": f"bench{uuid.uuid4().hex[:8]}",
+        "CUEFAST_KEY_PREFIX": prefix,
         "CUEFAST_LOG_LEVEL": "WARNING",
         "CUEFAST_IP_RATE_LIMIT": "1000000",  # every locust user registers from 127.0.0.1
+        "CUEFAST_DEFAULT_RATE_LIMIT_PER_MINUTE": "100000000",  # a shared key carries every user
     }
     env["CUEFAST_REDIS_URL"] = os.environ.get("CUEFAST_REDIS_URL", "redis://127.0.0.1:6379/0")
     env["CUEFAST_DATABASE_URL"] = os.environ.get(
         "CUEFAST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
     )
     env["CUEFAST_DATABASE_SCHEMA"] = "cuefast_bench"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "cuefast", args.role, "--port", str(port)], env=env, cwd=ROOT
+    return env
+
+
+def _post(url: str, body: dict[str, object], key: str = "") -> dict[str, object]:
+    req = urllib.request.Request(
+        url,
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {key}"} if key else {})},
+        method="POST",
     )
+    with urllib.request.urlopen(req, timeout=10) as res:
+        answer: dict[str, object] = json.loads(res.read())
+        return answer
+
+
+def _shared_account(url: str, mode: str) -> dict[str, str]:
+    """The locust env of a shared-key run: one account, one cue (fired 20 times for list)."""
+    from bench.locustfile import webhook_cue, worker_cue
+
+    key = str(_post(url + "/v1/auth/register", {"email": f"bench-{uuid.uuid4().hex}@example.com"})["api_key"])
+    body = worker_cue("shared") if mode in ("fire", "claim") else webhook_cue("shared")
+    cue = str(_post(url + "/v1/cues", body, key)["id"])
+    if mode == "list":
+        for _ in range(20):
+            _post(url + f"/v1/cues/{cue}/fire", {}, key)
+    return {"BENCH_KEY": key, "BENCH_CUE": cue}
+
+
+def _cleanup(redis_url: str, prefix: str) -> None:
+    import redis
+
+    r = redis.Redis.from_url(redis_url)
+    batch = list(r.scan_iter(match=prefix + ":*", count=5000))
+    for i in range(0, len(batch), 1000):
+        r.delete(*batch[i : i + 1000])
+
+
+def _ceiling(args: argparse.Namespace) -> float:
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "bench.ceiling", str(port)], cwd=ROOT)
     try:
-        _wait_healthy(url)
-        sha = _git_sha()
-        print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}")
-        print("| git | mode | users | seconds | requests/s | p50 ms | p99 ms | failures |")
-        print("|---|---|---|---|---|---|---|---|")
-        for mode in args.modes:
-            r = _run_locust(url, mode, args.users, args.seconds)
-            print(
-                f"| {sha} | {mode} | {args.users} | {args.seconds} | {r['rps']:.0f} | {r['p50']:.0f} | "
-                f"{r['p99']:.0f} | {r['failures']:.0f}/{r['requests']:.0f} |",
-                flush=True,
-            )
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/ceiling/x", timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise SystemExit("the ceiling server did not start") from None
+                time.sleep(0.2)
+        r = _run_locust(url, "ceiling", args.users, args.seconds, {})["GET /ceiling/{id}"]
+        print(
+            f"| ceiling | bare Litestar + msgspec, one HGETALL | {r['rps']:.0f} | {r['p50']:.0f} | "
+            f"{r['p99']:.0f} | {r['failures']:.0f}/{r['requests']:.0f} | 1.00 |",
+            flush=True,
+        )
+        return r["rps"]
     finally:
         server.terminate()
         server.wait(timeout=30)
-        import redis
 
-        r = redis.Redis.from_url(env["CUEFAST_REDIS_URL"])
-        batch = list(r.scan_iter(match=env["CUEFAST_KEY_PREFIX"] + ":*", count=5000))
-        for i in range(0, len(batch), 1000):
-            r.delete(*batch[i : i + 1000])
+
+def _target(args: argparse.Namespace, checkout: Path, ceiling: float) -> None:
+    """Every scenario against ``cuefast <role>`` run from ``checkout`` (its own .venv)."""
+    python = checkout / ".venv" / "bin" / "python"
+    sha = subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], cwd=checkout, text=True).strip()
+    for mode in args.modes:
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}"
+        env = _server_env(f"bench{uuid.uuid4().hex[:8]}")
+        server = subprocess.Popen(
+            [
+                str(python if python.exists() else sys.executable),
+                "-m",
+                "cuefast",
+                args.role,
+                "--port",
+                str(port),
+            ],
+            env=env,
+            cwd=checkout,
+        )
+        try:
+            _wait_healthy(url)
+            for keys in args.keys:
+                shared = _shared_account(url, mode) if keys == "shared" else {}
+                for name, r in _run_locust(url, mode, args.users, args.seconds, shared).items():
+                    ratio = r["rps"] / ceiling
+                    print(
+                        f"| {sha} | {mode}, {keys} key: {name} | {r['rps']:.0f} | {r['p50']:.0f} | "
+                        f"{r['p99']:.0f} | {r['failures']:.0f}/{r['requests']:.0f} | {ratio:.2f} |",
+                        flush=True,
+                    )
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+            _cleanup(env["CUEFAST_REDIS_URL"], env["CUEFAST_KEY_PREFIX"])
+
+
+def bench_api(args: argparse.Namespace) -> None:
+    checkouts = [ROOT, *(Path(p).resolve() for p in args.compare)]
+    print(
+        f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}; "
+        f"{args.users} users, {args.seconds} s per run, role {args.role}"
+    )
+    print("| git | scenario: request | requests/s | p50 ms | p99 ms | failures | ÷ ceiling |")
+    print("|---|---|---|---|---|---|---|")
+    for _ in range(args.rounds):
+        ceiling = _ceiling(args)
+        for checkout in checkouts:
+            _target(args, checkout, ceiling)
 
 
 def main() -> None:
@@ -145,10 +254,20 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(prog="./dev bench")
     sub = parser.add_subparsers(dest="bench", required=True)
-    api = sub.add_parser("api", help="HTTP API: POST /v1/cues and GET /v1/cues/{id} with locust")
+    api = sub.add_parser("api", help="HTTP API scenarios with locust, as ratios of a bare ceiling")
     api.add_argument("--users", type=int, default=50)
-    api.add_argument("--seconds", type=int, default=30)
-    api.add_argument("--modes", nargs="+", default=["create", "get"], choices=["create", "get"])
+    api.add_argument("--seconds", type=int, default=20)
+    api.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
+    api.add_argument("--keys", nargs="+", default=["shared", "per-user"], choices=["shared", "per-user"])
+    api.add_argument("--workers", type=int, default=1, help="cuefast API processes (--workers)")
+    api.add_argument("--rounds", type=int, default=1, help="repeat ceiling + every checkout")
+    api.add_argument(
+        "--compare",
+        nargs="*",
+        default=[],
+        metavar="CHECKOUT",
+        help="also run each scenario against these checkouts (each with its own .venv), in the same run",
+    )
     api.add_argument(
         "--role",
         default="serve",

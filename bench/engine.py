@@ -26,6 +26,7 @@ from cuefast.clock import FrozenClock, SystemClock
 from cuefast.config import Settings, load_settings
 from cuefast.engine.dispatcher import Dispatcher
 from cuefast.engine.scheduler import Scheduler
+from cuefast.engine.webhooks import Webhooks
 from cuefast.ids import new_account_id, new_cue_id
 from cuefast.models import Callback, CueConfig, Retry, Schedule
 from cuefast.services.cues import new_cue_fields
@@ -186,9 +187,9 @@ async def bench_deliver(args: argparse.Namespace, prefix: str) -> None:
         log_path,
     ):
         await Scheduler(store, SystemClock()).tick()  # fills the outbox
-        dispatcher = Dispatcher(
-            store, settings, SystemClock(), concurrency=args.concurrency, per_host=args.per_host
-        )
+        bounded = settings.replace(delivery_concurrency=args.concurrency)
+        webhooks = Webhooks(bounded)
+        dispatcher = Dispatcher(store, bounded, SystemClock(), webhooks, per_host=args.per_host)
         stop = asyncio.Event()
         received = _LineCounter(log_path)
         t0, cpu0 = time.perf_counter(), time.process_time()
@@ -202,6 +203,7 @@ async def bench_deliver(args: argparse.Namespace, prefix: str) -> None:
         dt, cpu = time.perf_counter() - t0, time.process_time() - cpu0
         stop.set()
         await task
+        await webhooks.close()
         print(
             f"deliver: {done} webhooks in {dt:.2f} s = {done / dt:,.0f}/s, dispatcher CPU "
             f"{cpu * 1e6 / max(done, 1):.0f} µs/webhook (one dispatcher, concurrency {args.concurrency}, "
@@ -225,11 +227,13 @@ async def bench_lateness(args: argparse.Namespace, prefix: str) -> None:
     ):
         stop = asyncio.Event()
         sched = asyncio.create_task(Scheduler(store, clock).run(stop, interval=0.01))
-        dispatcher = Dispatcher(store, settings, clock, per_host=args.per_host)
+        webhooks = Webhooks(settings)
+        dispatcher = Dispatcher(store, settings, clock, webhooks, per_host=args.per_host)
         disp = asyncio.create_task(dispatcher.run(stop, block_ms=100))
         await asyncio.sleep((first - clock.now_us()) / 1e6 + args.seconds + 1)
         stop.set()
         await asyncio.gather(sched, disp)
+        await webhooks.close()
         late = []
         with open(log_path) as fh:
             for line in fh:

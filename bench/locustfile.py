@@ -1,8 +1,13 @@
-"""Locust load for the cues API: ``BENCH_MODE=create`` (POST /v1/cues) or ``get`` (GET /v1/cues/{id}).
+"""Locust load for ``./dev bench api``: one scenario per run, chosen by ``BENCH_MODE``.
 
-Run through ``./dev bench api`` (see bench/README.md), which starts the server, registers
-accounts and runs locust headless. Never import this module from app or test code: locust
-monkey-patches the standard library on import.
+Scenarios: ``ceiling`` (the bare endpoint of bench/ceiling.py), ``get`` (GET a cue),
+``create`` (POST a cue), ``list`` (GET /v1/executions?limit=20), ``fire`` (fire a worker
+cue, then report its outcome), ``claim`` (fire, claim the execution, report its outcome).
+``BENCH_KEY`` set: every user shares that API key (how a fleet uses one account) and the
+cue ``BENCH_CUE``; unset: each user registers its own account and creates its own cue.
+
+Run through ``./dev bench api`` (see bench/README.md). Never import this module from app
+or test code: locust monkey-patches the standard library on import.
 """
 
 from __future__ import annotations
@@ -14,40 +19,98 @@ import uuid
 from locust import FastHttpUser, task
 
 MODE = os.environ.get("BENCH_MODE", "get")
+SHARED_KEY = os.environ.get("BENCH_KEY", "")
+SHARED_CUE = os.environ.get("BENCH_CUE", "")
 _counter = itertools.count()
+
+
+def webhook_cue(name: str) -> dict[str, object]:
+    """A recurring webhook cue with a timezone, headers and a payload: a create runs every
+    check (schema, name reservation, limit, SSRF, payload, timezone, cron)."""
+    return {
+        "name": name,
+        "schedule": {"type": "recurring", "cron": "*/5 * * * *", "timezone": "America/New_York"},
+        "callback": {"url": "http://127.0.0.1:9/hook", "headers": {"X-Team": "bench"}},
+        "payload": {"task": "bench", "n": 1},
+    }
+
+
+def worker_cue(name: str) -> dict[str, object]:
+    """A worker cue far in the future: executions come only from fires."""
+    return {
+        "name": name,
+        "schedule": {"type": "once", "at": "2199-01-01T00:00:00Z"},
+        "transport": "worker",
+        "payload": {"task": "bench"},
+    }
 
 
 class CueUser(FastHttpUser):
     def on_start(self) -> None:
-        res = self.client.post(
-            "/v1/auth/register", json={"email": f"bench-{uuid.uuid4().hex}@example.com"}, name="register"
-        )
-        self.headers = {"Authorization": f"Bearer {res.json()['api_key']}"}
         self.prefix = uuid.uuid4().hex[:8]
-        res = self.client.post(
-            "/v1/cues",
-            json=self._body(f"{self.prefix}-seed"),
-            headers=self.headers,
-            name="seed",
-        )
-        self.cue_id = res.json()["id"]
+        if MODE == "ceiling":
+            self.headers = {"Authorization": "Bearer bench"}
+            return
+        key = SHARED_KEY
+        if not key:
+            res = self.client.post(
+                "/v1/auth/register", json={"email": f"bench-{uuid.uuid4().hex}@example.com"}, name="register"
+            )
+            key = res.json()["api_key"]
+        self.headers = {"Authorization": f"Bearer {key}", "X-Worker-Id": f"bench-{self.prefix}"}
+        self.cue_id = SHARED_CUE
+        if not self.cue_id:
+            body = worker_cue if MODE in ("fire", "claim") else webhook_cue
+            res = self.client.post(
+                "/v1/cues", json=body(f"{self.prefix}-seed"), headers=self.headers, name="seed"
+            )
+            self.cue_id = res.json()["id"]
+            if MODE == "list":
+                for _ in range(20):
+                    self.client.post(
+                        f"/v1/cues/{self.cue_id}/fire", json={}, headers=self.headers, name="seed"
+                    )
 
-    def _body(self, name: str) -> dict[str, object]:
-        return {
-            "name": name,
-            "schedule": {"type": "recurring", "cron": "*/5 * * * *", "timezone": "America/New_York"},
-            "callback": {"url": "http://127.0.0.1:9/hook", "headers": {"X-Team": "bench"}},
-            "payload": {"task": "bench", "n": 1},
-        }
+    def _fire(self) -> str | None:
+        res = self.client.post(
+            f"/v1/cues/{self.cue_id}/fire", json={}, headers=self.headers, name="POST /v1/cues/{id}/fire"
+        )
+        return str(res.json()["id"]) if res.status_code == 200 else None
+
+    def _outcome(self, execution_id: str) -> None:
+        self.client.post(
+            f"/v1/executions/{execution_id}/outcome",
+            json={"success": True, "result": "ok"},
+            headers=self.headers,
+            name="POST /v1/executions/{id}/outcome",
+        )
 
     @task
     def work(self) -> None:
-        if MODE == "create":
+        if MODE == "ceiling":
+            self.client.get(f"/ceiling/{self.prefix}", headers=self.headers, name="GET /ceiling/{id}")
+        elif MODE == "create":
             self.client.post(
                 "/v1/cues",
-                json=self._body(f"{self.prefix}-{next(_counter)}"),
+                json=webhook_cue(f"{self.prefix}-{next(_counter)}"),
                 headers=self.headers,
                 name="POST /v1/cues",
             )
+        elif MODE == "list":
+            self.client.get("/v1/executions?limit=20", headers=self.headers, name="GET /v1/executions")
+        elif MODE == "fire":
+            execution_id = self._fire()
+            if execution_id:
+                self._outcome(execution_id)
+        elif MODE == "claim":
+            execution_id = self._fire()
+            if execution_id:
+                self.client.post(
+                    f"/v1/executions/{execution_id}/claim",
+                    json={"worker_id": f"bench-{self.prefix}"},
+                    headers=self.headers,
+                    name="POST /v1/executions/{id}/claim",
+                )
+                self._outcome(execution_id)
         else:
             self.client.get(f"/v1/cues/{self.cue_id}", headers=self.headers, name="GET /v1/cues/{id}")

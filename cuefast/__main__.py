@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -100,7 +101,9 @@ async def _serve(
     scheduler: bool = True,
     dispatcher: bool = True,
     snapshotter: bool = True,
+    sock: socket.socket | None = None,
 ) -> None:
+    """Run the chosen roles in this process; the API on ``sock`` when given (``--workers``)."""
     import uvicorn
 
     from cuefast.api import create_app
@@ -165,7 +168,8 @@ async def _serve(
     if dispatcher:
         roles.append(
             asyncio.create_task(
-                Dispatcher(rt.store, settings, rt.clock, metrics=rt.metrics).run(stopping), name="dispatcher"
+                Dispatcher(rt.store, settings, rt.clock, rt.webhooks, metrics=rt.metrics).run(stopping),
+                name="dispatcher",
             )
         )
         log.info("dispatcher running")
@@ -176,7 +180,7 @@ async def _serve(
     try:
         if api:
             log.info("cuefast %s serving on http://%s:%d", __version__, settings.host, settings.port)
-            await server.serve()
+            await server.serve(sockets=[sock] if sock is not None else None)
             stopping.set()
         else:
             await stopping.wait()
@@ -184,6 +188,22 @@ async def _serve(
         stopping.set()
         await asyncio.gather(*roles, return_exceptions=True)
         await rt.close()
+
+
+def _serve_forked(settings: Settings, *, background: bool) -> int:
+    """``serve``/``api --workers N``: N processes on one socket (cuefast.prefork); with
+    ``serve`` the first also runs the scheduler, dispatcher and snapshotter."""
+    from cuefast import prefork
+
+    sock = prefork.bind(settings.host, settings.port)
+    log.info("cuefast %s serving on http://%s:%d", __version__, settings.host, settings.port)
+
+    def child(index: int) -> int:
+        roles = background and index == 0
+        _run(_serve(settings, scheduler=roles, dispatcher=roles, snapshotter=roles, sock=sock))
+        return 0
+
+    return prefork.supervise(settings.api_workers, child)
 
 
 async def _migrate(settings: Settings) -> None:
@@ -287,6 +307,12 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text, description=text)
         p.add_argument("--host", help="address to bind (CUEFAST_HOST, default 127.0.0.1)")
         p.add_argument("--port", type=int, help="port to bind (CUEFAST_PORT, default 8000)")
+        p.add_argument(
+            "--workers",
+            type=int,
+            help="API processes serving the port (CUEFAST_API_WORKERS, default 1); with serve, "
+            "the first also runs the scheduler, dispatcher and snapshotter",
+        )
     sub.add_parser("scheduler", help="run the scheduler role only (any number may run)")
     sub.add_parser("dispatcher", help="run the webhook dispatcher role only (any number may run)")
     sub.add_parser("snapshotter", help="run the snapshotter role only (one active at a time; others idle)")
@@ -386,13 +412,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "worker":
         return _worker(args)
     try:
-        settings = load_settings(host=getattr(args, "host", None), port=getattr(args, "port", None))
+        settings = load_settings(
+            host=getattr(args, "host", None),
+            port=getattr(args, "port", None),
+            api_workers=getattr(args, "workers", None),
+        )
     except ConfigError as exc:
         print(f"cuefast: configuration error: {exc}", file=sys.stderr)
         return 2
     setup_logging(settings)
     try:
         with backends(settings) as filled:
+            if args.command in ("serve", "api") and filled.api_workers > 1:
+                return _serve_forked(filled, background=args.command == "serve")
             if args.command == "serve":
                 _run(_serve(filled))
             elif args.command == "api":

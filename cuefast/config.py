@@ -82,6 +82,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     default_monthly_execution_limit: int = 1_000_000_000
     default_rate_limit_per_minute: int = 60_000
     ip_rate_limit: int = 60
+    api_workers: int = 1
+    """API processes serving one port (``--workers``); cuefast setting."""
     enforce_quotas: bool = True
     response_body_outcomes: bool = True
     key_reveal_secret: str = ""
@@ -108,6 +110,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         if not 1 <= self.partitions <= 256:
             raise ConfigError("CUEFAST_PARTITIONS must be between 1 and 256")
+        if not 1 <= self.api_workers <= 64:
+            raise ConfigError("CUEFAST_API_WORKERS must be between 1 and 64")
         if not 1 <= self.port <= 65535:
             raise ConfigError("CUEFAST_PORT must be between 1 and 65535")
         if not self.key_prefix or any(c in self.key_prefix for c in "{}: "):

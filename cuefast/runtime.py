@@ -12,6 +12,7 @@ from cuefast.config import Settings
 from cuefast.durability import schema as pg
 from cuefast.durability.history import History
 from cuefast.engine.reaper import WorkReaper
+from cuefast.engine.webhooks import Webhooks
 from cuefast.errors import ConfigError
 from cuefast.services.accounts import AccountService
 from cuefast.services.claims import WorkService
@@ -82,6 +83,8 @@ class Runtime:
         self.work = WorkService(self.store, settings, self.clock, self.outcomes, self.metrics)
         self.workers = WorkerRegistry(self.store, settings, self.clock)
         self.reaper = WorkReaper(self.store, settings, self.clock, self.metrics)
+        self.webhooks = Webhooks(settings)
+        """the process's outbound HTTP client (deliveries, notices); its pool opens at the first send"""
         self._pg_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -137,6 +140,7 @@ class Runtime:
 
     async def close(self) -> None:
         await self.work.close()
+        await self.webhooks.close()
         await self.metrics_flusher.stop()
         if self._pg_task is not None:
             self._pg_task.cancel()

@@ -55,8 +55,8 @@ async def paused_cue(api: Api, key: str, url: str, **over: Any) -> dict[str, Any
 
 
 def sender_for(e: Any, settings: Settings | None = None) -> NoticeSender:
-    api, clock, _, dispatcher, _ = e
-    return NoticeSender(api.rt.store, settings or api.rt.settings, clock, dispatcher.send)
+    api, clock, _, _, _ = e
+    return NoticeSender(api.rt.store, settings or api.rt.settings, clock, api.rt.webhooks)
 
 
 async def test_verification_failed_alert_is_posted_signed_with_the_never_fetched_secret(env: Any) -> None:
@@ -423,7 +423,7 @@ async def test_dispatcher_run_sends_notices(env: Any) -> None:
     ex = await fire(api, key, cue["id"])
     await outcome(api, key, ex["id"], {"success": True})
     stop = asyncio.Event()
-    runner = type(dispatcher)(api.rt.store, api.rt.settings, dispatcher.clock)
+    runner = type(dispatcher)(api.rt.store, api.rt.settings, dispatcher.clock, api.rt.webhooks)
     task = asyncio.create_task(runner.run(stop, block_ms=50))
 
     async def posted() -> None:

@@ -50,6 +50,8 @@ def test_settings_are_frozen() -> None:
         ({"CUEFAST_REDIS_ULR": "x"}, "Unknown setting CUEFAST_REDIS_ULR (did you mean CUEFAST_REDIS_URL?)"),
         ({"CUEFAST_PARTITIONS": "many"}, "CUEFAST_PARTITIONS='many' is not an integer"),
         ({"CUEFAST_PARTITIONS": "0"}, "CUEFAST_PARTITIONS must be between 1 and 256"),
+        ({"CUEFAST_API_WORKERS": "0"}, "CUEFAST_API_WORKERS must be between 1 and 64"),
+        ({"CUEFAST_API_WORKERS": "65"}, "CUEFAST_API_WORKERS must be between 1 and 64"),
         ({"CUEFAST_ALLOW_REGISTER": "perhaps"}, "is not a boolean"),
         ({"CUEFAST_WORKER_LEASE_SECONDS": "0"}, "CUEFAST_WORKER_LEASE_SECONDS must be at least 1"),
         ({"CUEFAST_KEY_PREFIX": "a{b"}, "CUEFAST_KEY_PREFIX"),

@@ -68,7 +68,7 @@ async def test_notice_group_recreated_on_every_read(env: Any) -> None:
     await api.request("PATCH", f"/v1/cues/{cue['id']}", key, json={"status": "paused"})
     for p in range(k.partitions):
         await store.redis.delete(k.notices(p))  # no stream, no group (never created here)
-    sender = NoticeSender(store, api.rt.settings, clock, dispatcher.send)
+    sender = NoticeSender(store, api.rt.settings, clock, api.rt.webhooks)
     assert await sender.step(reclaim=True, idle_ms=0) == 0  # recreated
     await fire(api, key, cue["id"])
     assert await drain(dispatcher) == ["failed"]  # queues the on_failure webhook

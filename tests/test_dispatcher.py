@@ -18,6 +18,7 @@ from cuefast.config import Settings
 from cuefast.engine.dispatcher import Dispatcher
 from cuefast.engine.notices import NoticeSender
 from cuefast.engine.scheduler import Scheduler
+from cuefast.engine.webhooks import Webhooks
 from cuefast.times import parse_datetime
 from tests.conftest import Api, make_api, wait_for
 
@@ -91,7 +92,7 @@ async def dispatch_env(settings: Settings) -> AsyncIterator[Env]:
     api, rt = await make_api(settings, clock)
     receiver = Receiver()
     await receiver.start()
-    dispatcher = Dispatcher(rt.store, settings, clock)
+    dispatcher = Dispatcher(rt.store, settings, clock, rt.webhooks)
     await dispatcher.start()
     try:
         yield api, clock, Scheduler(rt.store, clock), dispatcher, receiver
@@ -267,7 +268,9 @@ async def test_blocked_at_delivery_time(env: Any, settings: Settings) -> None:
     api, clock, sched, _, receiver = env
     key = await api.register()
     cue = await webhook_cue(api, key, receiver.url, retry={"max_attempts": 1})
-    strict = Dispatcher(api.rt.store, settings.replace(allow_private_callbacks=False), clock)
+    strict_settings = settings.replace(allow_private_callbacks=False)
+    webhooks = Webhooks(strict_settings)
+    strict = Dispatcher(api.rt.store, strict_settings, clock, webhooks)
     await strict.start()
     try:
         clock.set(parse_datetime("2031-01-06T09:00:01Z"))
@@ -275,6 +278,7 @@ async def test_blocked_at_delivery_time(env: Any, settings: Settings) -> None:
         assert await drain(strict) == ["failed"]
     finally:
         await strict.close()
+        await webhooks.close()
     assert receiver.requests == []
     assert (await only_execution(api, key, cue["id"]))[
         "error_message"
@@ -346,7 +350,7 @@ async def test_run_loop_delivers_and_stops_gracefully(env: Any, scripts_lost: bo
     await sched.tick()
     if scripts_lost:
         await api.rt.store.redis.script_flush()
-    runner = Dispatcher(api.rt.store, api.rt.settings, clock)
+    runner = Dispatcher(api.rt.store, api.rt.settings, clock, api.rt.webhooks)
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop, block_ms=50))
     try:
@@ -382,7 +386,7 @@ async def test_on_failure_pause_and_signed_notice(env: Any) -> None:
         await sched.tick()
         assert await drain(dispatcher) == ["failed"]
         # queued with the final result (durable), sent by the dispatcher's notice sender
-        sender = NoticeSender(api.rt.store, api.rt.settings, clock, dispatcher.send)
+        sender = NoticeSender(api.rt.store, api.rt.settings, clock, api.rt.webhooks)
         await sender.start()
         assert await sender.step() == 2  # the webhook, and the e-mail (logged: no SMTP)
         detail = (await api.request("GET", f"/v1/cues/{cue['id']}", key)).json()
@@ -508,18 +512,3 @@ async def test_outcome_in_time_disarms_deadline(env: Any) -> None:
     clock.advance(3600)
     await sched.tick()
     assert (await only_execution(api, key, cue["id"]))["status"] == "success"
-
-
-async def test_checked_resolver_under_the_default_strict_policy() -> None:
-    """Regression: the connector's resolver must judge the host, not an http:// URL."""
-    from cuefast import ssrf
-    from cuefast.engine.dispatcher import CheckedResolver
-
-    async def dns(host: str, port: int) -> list[str]:
-        return {"public.example": ["93.184.216.34"], "internal.example": ["10.0.0.7"]}[host]
-
-    resolver = CheckedResolver(ssrf.Policy(), dns)
-    (hit,) = await resolver.resolve("public.example", 443)
-    assert hit["host"] == "93.184.216.34" and hit["port"] == 443 and hit["hostname"] == "public.example"
-    with pytest.raises(ssrf.UnsafeURL):
-        await resolver.resolve("internal.example", 443)

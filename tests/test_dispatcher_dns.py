@@ -1,7 +1,7 @@
 """Delivery-time SSRF checks without a DNS lookup per attempt (CONTRACT.md §10.8, §14).
 
-``send()`` pre-checks what needs no DNS (scheme, userinfo, names, literal IPs); a name is
-resolved and judged once per new connection by the connector's ``CheckedResolver``.
+``Webhooks.send`` pre-checks what needs no DNS (scheme, userinfo, names, literal IPs); a name
+is resolved and judged once per new connection by the connector's ``CheckedResolver``.
 Real aiohttp requests to real receivers on 127.0.0.1; DNS is injected where it is counted.
 """
 
@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -16,6 +18,7 @@ import pytest
 from cuefast import ssrf
 from cuefast.config import Settings
 from cuefast.engine.dispatcher import Dispatcher
+from cuefast.engine.webhooks import Webhooks
 from cuefast.times import parse_datetime
 from tests.test_dispatcher import drain, env, only_execution, webhook_cue
 
@@ -38,10 +41,20 @@ class CountingDNS:
         return self.answers[host]
 
 
-async def strict_dispatcher(api: Any, settings: Settings, clock: Any, dns: Any = None) -> Dispatcher:
-    d = Dispatcher(api.rt.store, settings.replace(**STRICT), clock, resolver=dns)
+@asynccontextmanager
+async def strict_dispatcher(
+    api: Any, settings: Settings, clock: Any, dns: Any = None
+) -> AsyncIterator[Dispatcher]:
+    """A dispatcher under the strict policy, with its own outbound client using ``dns``."""
+    strict = settings.replace(**STRICT)
+    webhooks = Webhooks(strict, dns)
+    d = Dispatcher(api.rt.store, strict, clock, webhooks)
     await d.start()
-    return d
+    try:
+        yield d
+    finally:
+        await d.close()
+        await webhooks.close()
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "[::ffff:127.0.0.1]", "localhost"])
@@ -51,13 +64,10 @@ async def test_blocked_literal_or_name_needs_no_dns(env: Any, settings: Settings
     url = f"http://{host}:{receiver.port}/hook"
     cue = await webhook_cue(api, key, url)  # saved under allow_private
     dns = CountingDNS({})
-    strict = await strict_dispatcher(api, settings, clock, dns)
-    try:
+    async with strict_dispatcher(api, settings, clock, dns) as strict:
         clock.set(parse_datetime("2031-01-06T09:00:01Z"))
         await sched.tick()
         assert await drain(strict) == ["retrying"]
-    finally:
-        await strict.close()
     assert dns.calls == [] and receiver.requests == []
     e = await only_execution(api, key, cue["id"])
     assert e["error_message"] == "Callback URL resolved to blocked IP" and e["http_status"] is None
@@ -67,9 +77,9 @@ async def test_blocked_literal_or_name_needs_no_dns(env: Any, settings: Settings
 async def test_name_resolving_to_blocked_ip_is_caught_by_the_connector(env: Any, settings: Settings) -> None:
     """The resolver hook is the one DNS check: its refusal surfaces through aiohttp as the
     contract's text, no request reaches the receiver."""
-    api, clock, _, _, receiver = env
+    _, _, _, _, receiver = env
     dns = CountingDNS({"hook.test": ["127.0.0.1"], "mixed.test": ["93.184.216.34", "10.0.0.7"]})
-    strict = await strict_dispatcher(api, settings, clock, dns)
+    strict = Webhooks(settings.replace(**STRICT), dns)
     try:
         for host in ("hook.test", "mixed.test", "nowhere.test"):
             res = await strict.send(f"http://{host}:{receiver.port}/hook", "POST", b"{}", {}, 5)
@@ -81,16 +91,15 @@ async def test_name_resolving_to_blocked_ip_is_caught_by_the_connector(env: Any,
 
 
 async def test_dns_once_per_connection_not_per_attempt(env: Any) -> None:
-    api, clock, _, _, receiver = env
+    api, _, _, _, receiver = env
     dns = CountingDNS({"hook.test": ["127.0.0.1"]})
-    d = Dispatcher(api.rt.store, api.rt.settings, clock, resolver=dns)
-    await d.start()
+    webhooks = Webhooks(api.rt.settings, dns)
     try:
         for _ in range(5):
-            status, error, _ = await d.send(f"http://hook.test:{receiver.port}/hook", "POST", b"{}", {}, 5)
-            assert (status, error) == (200, "")
+            sent = await webhooks.send(f"http://hook.test:{receiver.port}/hook", "POST", b"{}", {}, 5)
+            assert (sent.status, sent.error) == (200, "")
     finally:
-        await d.close()
+        await webhooks.close()
     assert len(receiver.requests) == 5
     assert len(dns.calls) == 1  # the kept-alive connection was reused; no lookup per attempt
     assert receiver.requests[0]["headers"]["Host"] == f"hook.test:{receiver.port}"
@@ -114,13 +123,10 @@ async def test_execution_to_loopback_name_retries_under_strict_policy(env: Any, 
     api, clock, sched, _, receiver = env
     key = await api.register()
     cue = await webhook_cue(api, key, f"http://{name}:{receiver.port}/hook")
-    strict = await strict_dispatcher(api, settings, clock)
-    try:
+    async with strict_dispatcher(api, settings, clock) as strict:
         clock.set(parse_datetime("2031-01-06T09:00:01Z"))
         await sched.tick()
         assert await drain(strict) == ["retrying"]
-    finally:
-        await strict.close()
     assert receiver.requests == []
     e = await only_execution(api, key, cue["id"])
     assert e["status"] == "retrying" and e["error_message"] == "Callback URL resolved to blocked IP"

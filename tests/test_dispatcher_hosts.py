@@ -48,7 +48,7 @@ async def test_hanging_host_does_not_block_a_fast_one(env: Any) -> None:
     slow.mode = "block"
     await slow.start()
     settings = api.rt.settings.replace(delivery_shutdown_grace_seconds=0.5)
-    dispatcher = Dispatcher(api.rt.store, settings, clock, concurrency=8, per_host=3)
+    dispatcher = Dispatcher(api.rt.store, settings, clock, api.rt.webhooks, concurrency=8, per_host=3)
     stop = asyncio.Event()
     task: asyncio.Task[None] | None = None
     try:

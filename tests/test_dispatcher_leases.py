@@ -79,7 +79,7 @@ async def test_a_slow_receiver_within_a_long_timeout_gets_one_request(env: Env) 
     the execution ends ``success``."""
     api, clock, _, first, _ = env
     receiver = await held(env)
-    second = Dispatcher(api.rt.store, api.rt.settings, clock)
+    second = Dispatcher(api.rt.store, api.rt.settings, clock, api.rt.webhooks)
     await second.start()
     try:
         key, cue = await one_execution(
@@ -113,7 +113,7 @@ async def test_a_result_that_lost_its_lease_records_nothing(env: Env) -> None:
     success is what the execution records."""
     api, clock, _, first, _ = env
     receiver = await held(env)
-    second = Dispatcher(api.rt.store, api.rt.settings, clock)
+    second = Dispatcher(api.rt.store, api.rt.settings, clock, api.rt.webhooks)
     await second.start()
     try:
         key, cue = await one_execution(env, receiver.url)  # default 30 s timeout: a 90 s lease

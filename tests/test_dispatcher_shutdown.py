@@ -106,7 +106,7 @@ async def test_stop_releases_queued_and_waiting_attempts_and_awaits_sent_ones(en
         r.mode = "block"
         await r.start()
     settings = api.rt.settings.replace(delivery_shutdown_grace_seconds=30)
-    first = Dispatcher(api.rt.store, settings, clock, concurrency=8, per_host=2)
+    first = Dispatcher(api.rt.store, settings, clock, api.rt.webhooks, concurrency=8, per_host=2)
     first.host_wait_s = 60  # nothing is handed back during the test: all of it is released by stop
     stop = asyncio.Event()
     task: asyncio.Task[None] | None = None
@@ -143,7 +143,7 @@ async def test_stop_releases_queued_and_waiting_attempts_and_awaits_sent_ones(en
         # another dispatcher takes the released work at once (no stale window, no XAUTOCLAIM)
         for r in slow:
             r.mode = "ok"
-        second = Dispatcher(api.rt.store, api.rt.settings, clock)
+        second = Dispatcher(api.rt.store, api.rt.settings, clock, api.rt.webhooks)
         await second.start()
         try:
             got = await drain(second)

@@ -145,7 +145,7 @@ async def env(settings: Settings) -> AsyncIterator[tuple[Api, FrozenClock, Sched
     api, rt = await make_api(settings, clock)
     receiver = Receiver()
     await receiver.start()
-    dispatcher = Dispatcher(rt.store, settings, clock, metrics=rt.metrics)
+    dispatcher = Dispatcher(rt.store, settings, clock, rt.webhooks, metrics=rt.metrics)
     await dispatcher.start()
     try:
         yield api, clock, Scheduler(rt.store, clock, work=rt.reaper, metrics=rt.metrics), dispatcher, receiver
@@ -263,7 +263,7 @@ async def test_counters_of_two_runtimes_add_up(env: Any, settings: Settings) -> 
     assert await drain(dispatcher) == ["success"]
     other = Runtime(settings, clock, roles="dispatcher")  # a second process's runtime
     await other.start()
-    second = Dispatcher(other.store, settings, clock, metrics=other.metrics)
+    second = Dispatcher(other.store, settings, clock, other.webhooks, metrics=other.metrics)
     await second.start()
     try:
         clock.set(parse_datetime("2031-01-06T09:01:00Z"))

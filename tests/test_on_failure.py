@@ -21,6 +21,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from cuefast.engine.dispatcher import Dispatcher
 from cuefast.engine.notices import MAX_ATTEMPTS, NoticeSender
+from cuefast.engine.webhooks import Webhooks
 from cuefast.times import parse_datetime
 from tests.api.worker_helpers import Env, make_env
 from tests.conftest import Api
@@ -41,8 +42,9 @@ async def stream(api: Api, name: str = "notices") -> list[dict[str, str]]:
     return out
 
 
-def sender_for(api: Api, clock: Any, dispatcher: Dispatcher, **settings: Any) -> NoticeSender:
-    return NoticeSender(api.rt.store, api.rt.settings.replace(**settings), clock, dispatcher.send)
+def sender_for(api: Api, clock: Any, webhooks: Webhooks | None = None, **settings: Any) -> NoticeSender:
+    """A notice sender with these settings, through ``webhooks`` (default: the runtime's)."""
+    return NoticeSender(api.rt.store, api.rt.settings.replace(**settings), clock, webhooks or api.rt.webhooks)
 
 
 async def test_a_webhook_final_failure_queues_on_failure_with_the_result(env: Any) -> None:
@@ -52,8 +54,7 @@ async def test_a_webhook_final_failure_queues_on_failure_with_the_result(env: An
     api, clock, sched, dispatcher, receiver = env
     notices = Receiver()
     await notices.start()
-    other = Dispatcher(api.rt.store, api.rt.settings, clock)
-    await other.start()
+    other = Webhooks(api.rt.settings)  # another process's outbound client
     try:
         key = await api.register()
         secret = (await api.request("GET", "/v1/auth/webhook-secret", key)).json()["webhook_secret"]
@@ -125,7 +126,7 @@ async def test_an_unaccepted_on_failure_webhook_is_retried_then_given_up(env: An
         await api.request("PATCH", f"/v1/cues/{cue['id']}", key, json={"status": "paused"})
         await fire(api, key, cue["id"])
         assert await drain(dispatcher) == ["failed"]
-        sender = sender_for(api, clock, dispatcher)
+        sender = sender_for(api, clock)
         await sender.start()
         assert await sender.step() == 1
         for wait in (10, 60, 300):
@@ -263,7 +264,7 @@ async def test_smtp_upgrades_with_starttls_before_the_credentials(
     recorder, port, ca = smtp_server
     monkeypatch.setenv("SSL_CERT_FILE", str(ca))  # the certificate is checked against it
     api, clock, dispatcher = await failed_with_mail(env)
-    sender = sender_for(api, clock, dispatcher, smtp_url=f"smtp://ops%40x.io:s3cr%2Ft@127.0.0.1:{port}")
+    sender = sender_for(api, clock, smtp_url=f"smtp://ops%40x.io:s3cr%2Ft@127.0.0.1:{port}")
     await sender.start()
     assert await sender.step() == 1
     assert recorder.logins == [("ops@x.io", "s3cr/t", True)]  # only after the upgrade
@@ -278,7 +279,7 @@ async def test_an_unverifiable_certificate_fails_the_send(
 ) -> None:
     recorder, port, _ = smtp_server  # its CA is not trusted here
     api, clock, dispatcher = await failed_with_mail(env)
-    sender = sender_for(api, clock, dispatcher, smtp_url=f"smtp://ops%40x.io:s3cr%2Ft@127.0.0.1:{port}")
+    sender = sender_for(api, clock, smtp_url=f"smtp://ops%40x.io:s3cr%2Ft@127.0.0.1:{port}")
     await sender.start()
     with caplog.at_level("ERROR", logger="cuefast.engine.notices"):
         assert await sender.step() == 1
@@ -298,7 +299,7 @@ async def test_no_credentials_in_clear_without_starttls(
 ) -> None:
     recorder, port, _ = smtp_server
     api, clock, dispatcher = await failed_with_mail(env)
-    sender = sender_for(api, clock, dispatcher, smtp_url=f"smtp://ops%40x.io:s3cr%2Ft@127.0.0.1:{port}")
+    sender = sender_for(api, clock, smtp_url=f"smtp://ops%40x.io:s3cr%2Ft@127.0.0.1:{port}")
     await sender.start()
     with caplog.at_level("ERROR", logger="cuefast.engine.notices"):
         assert await sender.step() == 1
@@ -312,7 +313,7 @@ async def test_no_credentials_in_clear_without_starttls(
     assert len(refusals) == MAX_ATTEMPTS and all(r.levelname == "ERROR" for r in refusals)
     assert "s3cr" not in caplog.text
     # without credentials, a server without STARTTLS still gets the mail
-    sender = sender_for(api, clock, dispatcher, smtp_url=f"smtp://127.0.0.1:{port}")
+    sender = sender_for(api, clock, smtp_url=f"smtp://127.0.0.1:{port}")
     key = await api.register("second@example.com")
     cue = await webhook_cue(api, key, env[4].url, name="plain", retry={"max_attempts": 1})
     await api.request("PATCH", f"/v1/cues/{cue['id']}", key, json={"status": "paused"})

@@ -1,4 +1,4 @@
-"""The dispatcher role: outbox stream → signed webhook deliveries (aiohttp), results in Lua.
+"""The dispatcher role: outbox stream → signed webhook deliveries, results in Lua.
 
 Each process is one consumer of the ``dispatchers`` group on every partition's outbox.
 An attempt is leased (``deliver_start.lua``) before the request and recorded with its
@@ -18,12 +18,9 @@ lease (it outlived it, and another dispatcher leased the execution again) record
 nothing — no status, no usage count, no on_failure — and leaves the stream entry to the
 current holder (``cuefast_webhook_attempts_total{status="superseded"}``).
 
-One pooled ``aiohttp.ClientSession`` per process, redirects never followed. Every attempt
-reads the cue's current URL, method, headers, timeout and retry policy and the account's
-current webhook secret. The target is SSRF-checked at send time without DNS
-(``precheck``: scheme, userinfo, names, literal IPs); a name is resolved and judged once
-per new connection by the connector's ``CheckedResolver``, which hands aiohttp only the
-checked address to connect to.
+Every attempt reads the cue's current URL, method, headers, timeout and retry policy and
+the account's current webhook secret; its request is built, SSRF-checked and sent by the
+process's ``Webhooks`` (engine/webhooks.py, shared with the notice sender).
 
 Concurrency (``CUEFAST_DELIVERY_CONCURRENCY`` global, ``CUEFAST_DELIVERY_PER_HOST`` per
 callback ``host:port``). A leased attempt first takes a slot of its host; when the host
@@ -63,40 +60,16 @@ from collections import deque
 from typing import Any
 from urllib.parse import urlsplit
 
-import aiohttp
-from aiohttp.abc import AbstractResolver, ResolveResult
-
 from cuefast import metrics as m
-from cuefast import ssrf
 from cuefast.clock import Clock
 from cuefast.config import Settings
-from cuefast.errors import UnsafeURL
+from cuefast.engine.webhooks import Webhooks, delivery_request
 from cuefast.models import CONFIG_DECODER, CueConfig
 from cuefast.services.outcomes import OutcomeService
-from cuefast.signing import canonical_json, decode_payload, sign
 from cuefast.store import Store, month_of
 from cuefast.times import fmt_offset
 
 log = logging.getLogger(__name__)
-
-USER_AGENT = "CueAPI/1.0"
-PROTECTED = frozenset({"content-type", "content-length", "host", "transfer-encoding", "connection"})
-MAX_ERROR = 500
-MAX_RESPONSE_BODY = 65_536
-
-
-def error_for_status(status: int) -> str:
-    if status == 404:
-        return "Webhook endpoint not found (404)"
-    if status == 408:
-        return "Webhook endpoint timed out"
-    if status == 500:
-        return "Webhook endpoint returned server error (500)"
-    if 400 <= status < 500:
-        return f"Webhook endpoint rejected request ({status})"
-    if status >= 500:
-        return f"Webhook endpoint server error ({status})"
-    return f"Webhook delivery failed ({status})"
 
 
 def next_retry_delay_us(cfg: CueConfig, attempt: int) -> int | None:
@@ -108,86 +81,6 @@ def next_retry_delay_us(cfg: CueConfig, attempt: int) -> int | None:
     return minutes * 60_000_000
 
 
-def request_headers(
-    cfg: CueConfig,
-    *,
-    signature: str,
-    ts: int,
-    cue_id: str,
-    execution_id: str,
-    scheduled_for: str,
-    attempt: int,
-    has_body: bool,
-) -> dict[str, str]:
-    headers = {"User-Agent": USER_AGENT}
-    for name, value in cfg.callback.headers.items():
-        low = name.lower()
-        if low in PROTECTED or low.startswith("x-cueapi-"):
-            continue  # custom headers never replace the signature or framing headers
-        headers[name] = value
-    if has_body:
-        headers["Content-Type"] = "application/json"
-    headers.update(
-        {
-            "X-CueAPI-Signature": signature,
-            "X-CueAPI-Timestamp": str(ts),
-            "X-CueAPI-Cue-Id": cue_id,
-            "X-CueAPI-Execution-Id": execution_id,
-            "X-CueAPI-Scheduled-For": scheduled_for,
-            "X-CueAPI-Attempt": str(attempt),
-        }
-    )
-    return headers
-
-
-class CheckedResolver(AbstractResolver):
-    """aiohttp resolver that only ever returns addresses that pass the SSRF rules."""
-
-    def __init__(self, policy: ssrf.Policy, resolver: ssrf.Resolver | None = None) -> None:
-        self.policy = policy
-        self.resolver = resolver
-
-    async def resolve(
-        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-    ) -> list[ResolveResult]:
-        # the host alone is judged here (the URL's scheme was checked before the request)
-        ip = await ssrf.resolve_host(host, port, self.policy, self.resolver)
-        fam = socket.AF_INET6 if ":" in ip else socket.AF_INET
-        return [
-            {
-                "hostname": host,
-                "host": ip,
-                "port": port,
-                "family": fam,
-                "proto": 0,
-                "flags": socket.AI_NUMERICHOST,
-            }
-        ]
-
-    async def close(self) -> None:
-        return None
-
-
-class _NameNeedsDNS(Exception):
-    """Raised by the pre-check's resolver: the host is a name, judged at connect time."""
-
-
-async def _no_dns(host: str, port: int) -> list[str]:
-    raise _NameNeedsDNS
-
-
-async def precheck(url: str, policy: ssrf.Policy) -> None:
-    """The delivery-time SSRF rules that need no DNS: scheme, userinfo, hostname syntax,
-    blocked names and a literal IP's range (aiohttp connects to a literal IP without asking
-    the resolver). A name is judged by ``CheckedResolver`` when the connector opens a new
-    connection, so a delivery costs at most one lookup per new connection and none per
-    attempt on a kept-alive one. Raises ``UnsafeURL`` with the delivery-time texts."""
-    try:
-        await ssrf.resolve_target(url, policy, _no_dns)
-    except _NameNeedsDNS:
-        return
-
-
 QUEUED, WAITING, SENDING, FINISHING = range(4)
 """Phases of a leased attempt: behind its host's bound; waiting for a global slot; request
 sent (or being sent); result being recorded."""
@@ -197,9 +90,6 @@ SEND_MARGIN_US = 30_000_000
 max(CUEFAST_WEBHOOK_STALE_SECONDS, timeout + 60 s) when taken); one that waited longer behind a
 busy host is given a fresh lease first, so a request can never still be open when another
 dispatcher may take the execution over."""
-
-PRECHECK_MEMO = 10_000
-"""Callback URLs whose pre-check verdict a dispatcher keeps."""
 
 HOST_WAIT_S = 1.0
 """An attempt queued behind a saturated host longer than this means the host cannot keep
@@ -288,27 +178,23 @@ class Dispatcher:
         store: Store,
         settings: Settings,
         clock: Clock,
+        webhooks: Webhooks,
         *,
         concurrency: int | None = None,
         per_host: int | None = None,
         batch: int = 1000,
-        resolver: ssrf.Resolver | None = None,
         metrics: m.Metrics | None = None,
     ) -> None:
         self.metrics = metrics or m.Metrics()
         self.store = store
         self.settings = settings
         self.clock = clock
+        self.webhooks = webhooks
         self.concurrency = concurrency or settings.delivery_concurrency
         self.per_host = per_host or settings.delivery_per_host
         self.batch = batch
-        self.resolver = resolver
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-        self.policy = ssrf.Policy(
-            allow_private=settings.allow_private_callbacks, allow_http=settings.allow_http_callbacks
-        )
         self.outcomes = OutcomeService(store, clock, self.metrics)
-        self.session: aiohttp.ClientSession | None = None
         self._slots = asyncio.Semaphore(self.concurrency)
         self._hosts: dict[str, _Host] = {}
         self._tasks: dict[asyncio.Task[None], _Attempt] = {}  # attempts past their host's bound
@@ -320,22 +206,14 @@ class Dispatcher:
         self._sweeper: asyncio.Task[None] | None = None
         self._releases: set[asyncio.Task[None]] = set()  # hand-backs being written
         self.host_wait_s = HOST_WAIT_S
-        self._prechecked: dict[str, str] = {}  # callback URL → precheck verdict
-        self._timeouts: dict[float, aiohttp.ClientTimeout] = {}
 
     async def start(self) -> None:
         await self.store.ensure_dispatch_groups()
-        connector = aiohttp.TCPConnector(
-            limit=self.concurrency,  # never waited on: the global slots bound every request
-            limit_per_host=0,  # the per-host bound is ours (an attempt waits without a slot)
-            resolver=CheckedResolver(self.policy, self.resolver),
-            use_dns_cache=False,
-        )
-        self.session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
 
     async def close(self) -> None:
         """Graceful stop: release attempts not sent, let sent ones finish within the grace
-        period, cut off and release the rest, write the counters, close the pool."""
+        period, cut off and release the rest, write the counters (the runtime closes the
+        process's ``Webhooks``: its notice sender may still be sending)."""
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
@@ -366,16 +244,13 @@ class Dispatcher:
             await self.flush_usage()
         except Exception:
             log.exception("could not write execution counters at shutdown")
-        if self.session is not None:
-            await self.session.close()
-            self.session = None
 
     async def run(self, stop: asyncio.Event, *, block_ms: int = 1000, reclaim_every: float = 5.0) -> None:
         await self.start()
-        from cuefast.engine.notices import NoticeSender  # alert webhooks and on_failure e-mails, same session
+        from cuefast.engine.notices import NoticeSender  # alert webhooks and on_failure e-mails
 
         notices = asyncio.create_task(
-            NoticeSender(self.store, self.settings, self.clock, self.send).run(stop)
+            NoticeSender(self.store, self.settings, self.clock, self.webhooks).run(stop)
         )
         loop = asyncio.get_running_loop()
         self._sweeper = asyncio.create_task(self._sweep_hosts())
@@ -595,37 +470,25 @@ class Dispatcher:
             self.metrics.inc(m.WEBHOOK_ATTEMPTS, ("superseded",))
             return None  # taken over while it waited: the current holder sends it
         attempt = a.attempts + 1
-        scheduled_for = fmt_offset(a.scheduled_for) or ""
-        method = cfg.callback.method
-        body = b""
-        if method != "GET":
-            body = canonical_json(
-                {
-                    "attempt": attempt,
-                    "cue_id": a.cue_id,
-                    "execution_id": a.eid,
-                    "name": a.name,
-                    "payload": decode_payload(a.payload),
-                    "scheduled_for": scheduled_for,
-                }
-            )
-        ts = self.clock.now_us() // 1_000_000
-        headers = request_headers(
+        body, headers = delivery_request(
             cfg,
-            signature=sign(a.secret, ts, body),
-            ts=ts,
+            secret=a.secret,
+            ts=self.clock.now_us() // 1_000_000,
             cue_id=a.cue_id,
             execution_id=a.eid,
-            scheduled_for=scheduled_for,
+            name=a.name,
+            payload=a.payload,
+            scheduled_for=fmt_offset(a.scheduled_for) or "",
             attempt=attempt,
-            has_body=method != "GET",
         )
         if attempt == 1:
             self.metrics.observe_us(m.LATENESS, ("webhook",), self.clock.now_us() - a.scheduled_for)
-        sent = time.perf_counter_ns()
-        status, error, response = await self.send(cfg.callback.url or "", method, body, headers, a.timeout_s)
+        started = time.perf_counter_ns()
+        status, error, response = await self.webhooks.send(
+            cfg.callback.url or "", cfg.callback.method, body, headers, a.timeout_s
+        )
         a.phase = FINISHING
-        self.metrics.observe_us(m.WEBHOOK_LATENCY, (), (time.perf_counter_ns() - sent) // 1000)
+        self.metrics.observe_us(m.WEBHOOK_LATENCY, (), (time.perf_counter_ns() - started) // 1000)
         ok = status is not None and 200 <= status < 300
         done_at = self.clock.now_us()
         delay = None if ok else next_retry_delay_us(cfg, attempt)
@@ -736,60 +599,3 @@ class Dispatcher:
             for key, n in counts.items():  # keep them for the next flush
                 self._usage[key] = self._usage.get(key, 0) + n
             raise
-
-    def _timeout(self, seconds: float) -> aiohttp.ClientTimeout:
-        timeout = self._timeouts.get(seconds)
-        if timeout is None:
-            timeout = self._timeouts[seconds] = aiohttp.ClientTimeout(total=seconds)
-        return timeout
-
-    async def _precheck(self, url: str) -> str:
-        """``precheck``'s verdict for this URL ("" = passed, else the error text), kept per
-        URL: it depends on the URL and the policy only (no DNS), and is a measurable part of
-        an attempt's CPU. The memo is bounded (cleared when full)."""
-        verdict = self._prechecked.get(url)
-        if verdict is None:
-            try:
-                await precheck(url, self.policy)
-                verdict = ""
-            except UnsafeURL as exc:
-                verdict = exc.message
-            if len(self._prechecked) >= PRECHECK_MEMO:
-                self._prechecked.clear()
-            self._prechecked[url] = verdict
-        return verdict
-
-    async def send(
-        self, url: str, method: str, body: bytes, headers: dict[str, str], timeout_s: float
-    ) -> tuple[int | None, str, bytes]:
-        """(HTTP status or None, error text for a failed attempt, start of a 2xx body)."""
-        assert self.session is not None, "start() first"
-        refused = await self._precheck(url)
-        if refused:
-            return None, refused, b""
-        try:
-            async with self.session.request(
-                method,
-                url,
-                data=body if method != "GET" else None,
-                headers=headers,
-                allow_redirects=False,
-                timeout=self._timeout(timeout_s),
-            ) as resp:
-                status = resp.status
-                if 200 <= status < 300:
-                    return status, "", await resp.content.read(MAX_RESPONSE_BODY)
-                return status, error_for_status(status), b""
-        except UnsafeURL as exc:  # from CheckedResolver, at connect time
-            return None, exc.message, b""
-        except TimeoutError:
-            return None, "Webhook endpoint timed out", b""
-        except (
-            aiohttp.ClientConnectorError,
-            aiohttp.ClientSSLError,
-            aiohttp.ServerDisconnectedError,
-            aiohttp.ClientOSError,
-        ):
-            return None, "Could not connect to webhook endpoint", b""
-        except aiohttp.ClientError as exc:
-            return None, (str(exc) or type(exc).__name__)[:MAX_ERROR], b""

@@ -1,5 +1,5 @@
 """Notices: alert webhooks (CONTRACT.md §12.6) and on_failure webhooks and e-mails (§12.1,
-§12.2), sent from the dispatcher role with its aiohttp session, SSRF policy and signing.
+§12.2), sent from the dispatcher role through the process's ``Webhooks`` (engine/webhooks.py).
 
 The Lua script that records an event queues the notice on its partition's ``notices`` stream
 in the same call (``lua/lib/alert.lua``: an alert, or a final failure's on_failure webhook and
@@ -18,79 +18,33 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
 
 from cuefast.clock import Clock
 from cuefast.config import Settings
 from cuefast.engine.mail import InsecureTransport, Mailer
+from cuefast.engine.webhooks import MAX_ERROR, Webhooks, cue_failed, signed_headers
 from cuefast.errors import ConfigError
 from cuefast.models import CONFIG_DECODER
 from cuefast.services.alerts import webhook_body
-from cuefast.signing import canonical_json, sign
 from cuefast.store import Store
 from cuefast.times import fmt_offset
 
 log = logging.getLogger(__name__)
 
-SendFn = Callable[[str, str, bytes, dict[str, str], float], Awaitable[tuple[int | None, str, bytes]]]
 MAX_ATTEMPTS = 4
 BACKOFF_S = (10, 60, 300)
 MAILS_PER_HOUR = 10
 RECLAIM_IDLE_MS = 120_000
-USER_AGENT = "CueAPI/1.0"
-MAX_ERROR = 500
-"""``last_error`` of a ``cue.failed`` notice and of an on_failure e-mail, at most (§12.2)"""
 _US = 1_000_000
 _HOUR_US = 3600 * _US
 
 
-def signed_headers(secret: str, ts: int, body: bytes) -> dict[str, str]:
-    """The headers of a notice POST (§12.2, §12.6): JSON, the CueAPI User-Agent, the §10.3
-    signature of ``body`` at ``ts`` (Unix s) keyed by ``secret``."""
-    return {
-        "Content-Type": "application/json",
-        "User-Agent": USER_AGENT,
-        "X-CueAPI-Signature": sign(secret, ts, body),
-        "X-CueAPI-Timestamp": str(ts),
-    }
-
-
-def cue_failed(
-    execution: Mapping[str, str],
-    *,
-    execution_id: str,
-    cue_name: str | None,
-    failed_at_us: int,
-    dashboard_url: str,
-    secret: str,
-    ts: int,
-) -> tuple[bytes, dict[str, str]]:
-    """The on_failure webhook (§12.2) of a finally failed execution, whichever transport: its
-    canonical body (§10.2) and signed headers. ``execution`` is the stored execution hash
-    (``cue``, ``att``, ``em``, ``hs``); ``secret`` the account's webhook secret."""
-    hs = execution.get("hs") or ""
-    body = canonical_json(
-        {
-            "attempts": int(execution.get("att") or 0),
-            "cue_id": execution.get("cue", ""),
-            "cue_name": cue_name,
-            "dashboard_url": dashboard_url or None,
-            "event": "cue.failed",
-            "execution_id": execution_id,
-            "failed_at": fmt_offset(failed_at_us),
-            "last_error": (execution.get("em") or "")[:MAX_ERROR],
-            "last_http_status": int(hs) if hs else None,
-        }
-    )
-    return body, signed_headers(secret, ts, body)
-
-
 class NoticeSender:
-    def __init__(self, store: Store, settings: Settings, clock: Clock, send: SendFn) -> None:
+    def __init__(self, store: Store, settings: Settings, clock: Clock, webhooks: Webhooks) -> None:
         self.store = store
         self.settings = settings
         self.clock = clock
-        self.send = send
+        self.webhooks = webhooks
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.mailer: Mailer | None = None
         if settings.smtp_url:
@@ -159,13 +113,12 @@ class NoticeSender:
         if not url:
             return True  # no alert webhook configured: the alert stays listed in GET /v1/alerts
         body = webhook_body(row)
-        headers = signed_headers(secret, self.clock.now_us() // _US, body)
-        headers["X-CueAPI-Alert-Id"] = alert_id
-        headers["X-CueAPI-Alert-Type"] = row.get("type", "")
-        status, error, _ = await self.send(url, "POST", body, headers, self.settings.notify_timeout_seconds)
-        if status is not None and 200 <= status < 300:
+        cueapi = {"X-CueAPI-Alert-Id": alert_id, "X-CueAPI-Alert-Type": row.get("type", "")}
+        headers = signed_headers(secret, self.clock.now_us() // _US, body, cueapi)
+        sent = await self.webhooks.send(url, "POST", body, headers, self.settings.notify_timeout_seconds)
+        if sent.ok:
             return True
-        log.warning("alert webhook not accepted: %s", error or status, extra={"alert_id": alert_id})
+        log.warning("alert webhook not accepted: %s", sent.error or sent.status, extra={"alert_id": alert_id})
         return False
 
     async def _failure_webhook(self, execution_id: str, at: int) -> bool:
@@ -191,12 +144,12 @@ class NoticeSender:
             secret=secret,
             ts=now // _US,
         )
-        status, error, _ = await self.send(url, "POST", body, headers, self.settings.notify_timeout_seconds)
-        if status is not None and 200 <= status < 300:
+        sent = await self.webhooks.send(url, "POST", body, headers, self.settings.notify_timeout_seconds)
+        if sent.ok:
             return True
         log.warning(
             "on_failure webhook not accepted: %s",
-            error or status,
+            sent.error or sent.status,
             extra={"cue_id": h.get("cue", ""), "execution_id": execution_id},
         )
         return False

@@ -72,7 +72,7 @@ async def test_quickstart_cue_delivers_to_own_echo(settings: Settings) -> None:
         )
         assert res.status_code == 201, res.text
         await api.request("POST", f"/v1/cues/{res.json()['id']}/fire", key)
-        dispatcher = Dispatcher(rt.store, rt.settings, clock)
+        dispatcher = Dispatcher(rt.store, rt.settings, clock, rt.webhooks)
         await dispatcher.start()
         try:
             entries = await rt.store.read_outbox(dispatcher.consumer, 10, 100)

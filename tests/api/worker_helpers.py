@@ -10,7 +10,6 @@ import pytest
 
 from cuefast.clock import FrozenClock
 from cuefast.config import Settings
-from cuefast.engine.dispatcher import Dispatcher
 from cuefast.engine.notices import NoticeSender
 from cuefast.engine.scheduler import Scheduler
 from tests.conftest import Api, make_api
@@ -24,7 +23,6 @@ class Env:
         self.clock = clock
         self.sched = sched
         self.rt = api.rt
-        self.sender: Dispatcher | None = None  # the SSRF-checked HTTP sender of the notices
 
     async def cue(self, key: str, name: str = "w", payload: Any = None, **over: Any) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -71,16 +69,9 @@ class Env:
     async def send_notices(self) -> int:
         """Send the queued notices (on_failure webhooks and e-mails, alerts) as a dispatcher's
         notice sender does; returns how many were handled."""
-        if self.sender is None:
-            self.sender = Dispatcher(self.rt.store, self.rt.settings, self.clock)
-            await self.sender.start()
-        notices = NoticeSender(self.rt.store, self.rt.settings, self.clock, self.sender.send)
+        notices = NoticeSender(self.rt.store, self.rt.settings, self.clock, self.rt.webhooks)
         await notices.start()
         return await notices.step()
-
-    async def close(self) -> None:
-        if self.sender is not None:
-            await self.sender.close()
 
 
 @asynccontextmanager
@@ -91,7 +82,6 @@ async def make_env(settings: Settings) -> AsyncIterator[Env]:
     try:
         yield env
     finally:
-        await env.close()
         await api.client.aclose()
         await rt.close()
 

@@ -1,0 +1,54 @@
+"""The API bench's ceiling: a bare Litestar + msgspec endpoint doing one Redis HGETALL.
+
+Served by uvicorn with the same settings as ``cuefast serve`` (uvloop, httptools, no access
+log), so ``./dev bench api`` can print each cuefast scenario as a ratio of what this stack
+does at best on the same machine in the same minute. Run: ``python -m bench.ceiling PORT``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import msgspec
+import redis.asyncio as aioredis
+import uvicorn
+from litestar import Litestar, Request, get
+
+KEY = "cuefast-bench-ceiling"
+URL = "redis://127.0.0.1:6379/0"
+
+
+class Cue(msgspec.Struct):
+    id: str
+    name: str
+    status: str
+    fields: dict[str, str]
+
+
+client: aioredis.Redis = aioredis.Redis.from_url(URL, decode_responses=True)
+
+
+@get("/ceiling/{cue_id:str}")
+async def read_cue(cue_id: str, request: Request) -> Cue:  # type: ignore[type-arg]
+    """One Redis call (HGETALL of a 10-field hash), one msgspec-encoded answer."""
+    data = await client.hgetall(KEY)
+    return Cue(id=cue_id, name=data.get("name", ""), status="active", fields=data)
+
+
+@asynccontextmanager
+async def lifespan(app: Litestar) -> AsyncIterator[None]:
+    await client.hset(KEY, mapping={f"f{i}": "x" * 20 for i in range(9)} | {"name": "bench"})
+    yield
+    await client.delete(KEY)
+    await client.aclose()
+
+
+def main() -> None:
+    app = Litestar([read_cue], lifespan=[lifespan], openapi_config=None)
+    uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()
