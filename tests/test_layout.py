@@ -42,7 +42,6 @@ OVERSIZED: frozenset[str] = frozenset(
         "cuefast/store/__init__.py",  # the store split turns it into one repository per domain
         "cuefast/engine/dispatcher.py",  # 601 lines after the move to engine/webhooks.py
         "cuefast/worker/daemon.py",  # to split: the claim/outcome loop, the CLI and app loading
-        "cuefast/services/cues.py",  # 606 lines; to split: the PATCH path (_update_once and its helpers)
     }
 )
 
