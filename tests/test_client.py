@@ -558,6 +558,7 @@ ENV503 = json.dumps({"error": {"code": "service_unavailable", "message": "down",
 WORKERS = json.dumps({"workers": []}).encode()
 
 
+@pytest.mark.slow  # random backoff: up to ~2 s
 def test_retries_idempotent_5xx_and_429(flaky: tuple[str, type[_Flaky]]) -> None:
     url, handler = flaky
     handler.script = [(503, {}, ENV503), (429, {"Retry-After": "0"}, b"{}"), (200, {}, WORKERS)]
