@@ -1,4 +1,4 @@
-"""Cost of the auth script: 10,000 calls of the pre-rate-limit ``auth.lua`` (lookup only) vs
+"""Cost of the auth script: 10,000 calls of the pre-rate-limit ``accounts_authenticate.lua`` (lookup only) vs
 the current one (lookup + sliding-window count), in the same run.
 
     .venv/bin/python -m bench.auth_calls [redis-url]     (default redis://127.0.0.1:6379/0)
@@ -20,8 +20,9 @@ from typing import Any
 
 from cuefast.config import load_settings
 from cuefast.ids import key_sha
+from cuefast.months import month_of
 from cuefast.runtime import Runtime
-from cuefast.store import month_of
+from cuefast.store.accounts import AUTHENTICATE
 
 N = 10_000
 OLD_AUTH = """
@@ -45,12 +46,11 @@ async def main(url: str) -> None:
     r, k = rt.store.redis, rt.keys
     try:
         old = r.register_script(OLD_AUTH)
-        new = rt.store._scripts["auth"]
         await r.script_load(old.script)
         sha = key_sha((await rt.accounts.register({"email": "bench@example.com"}))["api_key"])
-        res = await rt.store.authenticate(sha, count=False, now_us=0)
+        res = await rt.store.accounts.authenticate(sha, count=False, now_us=0)
         assert res.account is not None
-        await rt.store.set_account_fields(res.account.id, {"rate_limit": 10**9})
+        await rt.store.accounts.set_fields(res.account.id, {"rate_limit": 10**9})
         clock = [time.time_ns() // 1000]
 
         def tick() -> int:
@@ -68,7 +68,9 @@ async def main(url: str) -> None:
 
         async def call_new() -> Any:
             keys = [k.api_keys, k.rotated_key(sha), window, k.ip_window("127.0.0.1")]
-            return await new(keys=keys, args=[sha, k.account_prefix, 60, month, 1, tick()])
+            return await rt.store.scripts.run(
+                AUTHENTICATE, keys, [tick(), sha, k.account_prefix, 60, month, 1]
+            )
 
         async def run(fn: Callable[[], Awaitable[Any]], concurrency: int) -> float:
             async def worker() -> None:

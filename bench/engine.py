@@ -59,7 +59,7 @@ async def seed_cues(
     With ``step_us`` they are one-time cues instead, cue ``i`` at ``due + i * step_us``.
 
     Each is a realistic cue, written with the fields and scripts a create uses (name
-    reservation, then ``cue_create``): a name, a cron with a timezone, a webhook URL, a small
+    reservation, then ``cues_create``): a name, a cron with a timezone, a webhook URL, a small
     payload and a retry config."""
     account = new_account_id()
     config = CueConfig(
@@ -77,11 +77,11 @@ async def seed_cues(
         if step_us:
             at += i * step_us
             cfg = msgspec.structs.replace(config, schedule=Schedule(type="once", at=at))
-        await store.reserve_name(account, name, cue_id, created)
+        await store.cues.reserve_name(account, name, cue_id, created)
         fields = new_cue_fields(
             account, name, transport=transport, next_run=at, config=cfg, payload_json=payload, now=created
         )
-        await store.create_cue(cue_id, fields)
+        await store.cues.create(cue_id, fields)
 
     for i in range(0, n, 1000):
         await asyncio.gather(*(one(i + j, cue_id) for j, cue_id in enumerate(ids[i : i + 1000])))

@@ -78,7 +78,7 @@ async def _load(store: Store, n_cues: int, n_execs: int, now: int) -> str:
         by_p.setdefault(keys.cue_partition(cid), []).append((cid, msgspec.json.encode(h).decode()))
     calls = [(p, rows[i : i + 500]) for p, rows in by_p.items() for i in range(0, len(rows), 500)]
     for i in range(0, len(calls), 20):
-        await store.restore_cues(calls[i : i + 20])
+        await store.restore.cues(calls[i : i + 20])
     enc = msgspec.json.Encoder()
     done = 0
     while done < n_execs:
@@ -112,10 +112,12 @@ async def _load(store: Store, n_cues: int, n_execs: int, now: int) -> str:
             members.setdefault(p, []).append(f"exec:{eid}")
         ecalls = [(p, docs[i : i + 500]) for p, docs in ebatch.items() for i in range(0, len(docs), 500)]
         for i in range(0, len(ecalls), 20):
-            await store.restore_executions(ecalls[i : i + 20], now)
-        await store.mark_dirty({keys.part(p): m for p, m in members.items()})
+            await store.restore.executions(ecalls[i : i + 20], now)
+        await store.snapshots.mark_dirty({keys.part(p): m for p, m in members.items()})
         done += chunk
-    await store.mark_dirty({keys.part(p): [f"cue:{cid}" for cid, _ in rows] for p, rows in by_p.items()})
+    await store.snapshots.mark_dirty(
+        {keys.part(p): [f"cue:{cid}" for cid, _ in rows] for p, rows in by_p.items()}
+    )
     return acct
 
 
@@ -136,7 +138,7 @@ async def run(n_cues: int, n_execs: int, partitions: int) -> None:
     settings = load_settings({}, redis_url=REDIS, database_url=PG, key_prefix=prefix, partitions=partitions)
     store = Store(connect(REDIS), Keys(prefix, partitions))
     await store.preload()
-    await store.check_partitions()
+    await store.system.check_partitions()
     pool = await pg.create_pool(PG, schema, max_size=4)
     await pg.migrate(pool)
     clock = SystemClock()

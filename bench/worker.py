@@ -66,7 +66,7 @@ async def _setup(url: str, prefix: str, n: int, task: str) -> str:
 
     async def one() -> None:
         async with sem:
-            await store.create_execution(
+            await store.executions.create(
                 execution_id=new_execution_id(p),
                 cue_id=cue.id,
                 account_id=account_id,

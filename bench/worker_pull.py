@@ -80,7 +80,7 @@ async def setup(base: str, prefix: str, n: int) -> str:
 
     async def one() -> None:
         async with sem:
-            await store.create_execution(
+            await store.executions.create(
                 execution_id=new_execution_id(p),
                 cue_id=cue["id"],
                 account_id=str(account_id),

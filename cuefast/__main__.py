@@ -235,11 +235,11 @@ async def _snapshot_once(settings: Settings, wait_s: float) -> int:
             return 1
         snap = Snapshotter(rt.store, settings, rt.clock, rt.pg_pool)
         if not await snap.acquire():
-            ticket, _ = await rt.store.snapshot_request("ask")
+            ticket, _ = await rt.store.snapshots.request("ask")
             loop = asyncio.get_running_loop()
             deadline = loop.time() + wait_s
             while not await snap.acquire():  # the running one stopped: write it here instead
-                _, served = await rt.store.snapshot_request("read")
+                _, served = await rt.store.snapshots.request("read")
                 if served >= ticket:
                     print(f"snapshot: written by the running snapshotter (request {ticket})")
                     return 0
@@ -266,7 +266,7 @@ async def _restore(settings: Settings, force: bool) -> int:
     from cuefast.runtime import Runtime
 
     rt = Runtime(settings)
-    await rt.store.redis.ping()
+    await rt.store.system.ping()
     try:
         await rt._connect_pg()
         try:

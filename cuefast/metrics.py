@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cuefast.store.keys import Keys
+from cuefast.store.system import Backlog, System
 
 log = logging.getLogger(__name__)
 
@@ -177,10 +177,9 @@ def process_id(roles: str) -> str:
 class Flusher:
     """Adds a process's deltas to the install's hash, every ``interval`` and at stop."""
 
-    def __init__(self, metrics: Metrics, redis: Any, keys: Keys, clock: Any, interval: float = FLUSH_SECONDS):
+    def __init__(self, metrics: Metrics, system: System, clock: Any, interval: float = FLUSH_SECONDS):
         self.metrics = metrics
-        self.redis = redis
-        self.keys = keys
+        self.system = system
         self.clock = clock
         self.interval = interval
         self._task: asyncio.Task[None] | None = None
@@ -192,12 +191,7 @@ class Flusher:
     async def flush(self) -> None:
         counts = self.metrics.take()
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                key = self.keys.metrics_data
-                for field, n in counts.items():
-                    pipe.hincrby(key, field, n)
-                pipe.zadd(self.keys.metrics_processes, {self.member: self.clock.now_us()})
-                await pipe.execute()
+            await self.system.add_metrics(counts, self.member, self.clock.now_us())
         except BaseException:
             self.metrics.give_back(counts)  # kept for the next flush
             raise
@@ -221,7 +215,7 @@ class Flusher:
             self._task = None
         try:
             await self.flush()
-            await self.redis.zrem(self.keys.metrics_processes, self.member)
+            await self.system.drop_process(self.member)
         except Exception as exc:
             log.warning("metrics not flushed at shutdown: %s", type(exc).__name__)
 
@@ -235,61 +229,40 @@ class Gauge:
     labels: tuple[tuple[str, str], ...] = ()
 
 
-async def read_gauges(redis: Any, keys: Keys, now_us: int) -> list[Gauge]:
+async def read_gauges(system: System, now_us: int) -> list[Gauge]:
     """Backlog gauges summed over partitions, snapshot lag, scheduler heartbeat, processes:
     one pipelined read."""
-    P = keys.partitions
-    async with redis.pipeline(transaction=False) as pipe:
-        for p in range(P):
-            pipe.xlen(keys.outbox(p))
-            pipe.xrange(keys.outbox(p), "-", "+", count=1)
-            pipe.zcard(keys.retries(p))
-            pipe.zcard(keys.delayed(p))
-            pipe.zcard(keys.leases(p))
-            pipe.zcard(keys.unclaimed(p))
-            pipe.zcard(keys.claims(p))
-            pipe.zcard(keys.deadlines(p))
-            pipe.zcount(keys.due(p), "-inf", now_us - _US)
-        pipe.hget(keys.snapshot, "last_ok_us")
-        pipe.hget(keys.poller, "last_run")
-        pipe.zrangebyscore(keys.metrics_processes, now_us - PROCESS_ALIVE_US, "+inf")
-        pipe.zremrangebyscore(keys.metrics_processes, "-inf", f"({now_us - 10 * PROCESS_ALIVE_US}")
-        res = await pipe.execute()
-    width = 9
-    sums = [0] * width
-    oldest_ms: int | None = None
-    for p in range(P):
-        row = res[p * width : (p + 1) * width]
-        for i in (0, 2, 3, 4, 5, 6, 7, 8):
-            sums[i] += int(row[i])
-        if row[1]:
-            entry_id = row[1][0][0]
-            ms = int((entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)).split("-")[0])
-            oldest_ms = ms if oldest_ms is None else min(oldest_ms, ms)
-    snapshot, last_run, procs = res[P * width], res[P * width + 1], res[P * width + 2]
+    return gauges(await system.backlog(now_us, overdue_us=_US, alive_us=PROCESS_ALIVE_US), now_us)
+
+
+def gauges(b: Backlog, now_us: int) -> list[Gauge]:
+    """The live gauges of a backlog read (``store.system.backlog``)."""
+    oldest_ms = b.outbox_oldest_ms
     out = [
         Gauge(
             "cuefast_outbox_entries",
             "Webhook executions in the outbox streams (queued or in flight).",
-            sums[0],
+            b.outbox,
         ),
         Gauge(
             "cuefast_outbox_oldest_age_seconds",
             "Age of the oldest outbox entry (0 when empty): the dispatch lag.",
             0.0 if oldest_ms is None else max(0.0, now_us / _US - oldest_ms / 1000),
         ),
-        Gauge("cuefast_retry_backlog", "Webhook executions waiting for a retry.", sums[2]),
-        Gauge("cuefast_delayed_backlog", "Webhook fires scheduled for later (send_at).", sums[3]),
-        Gauge("cuefast_webhook_attempts_in_flight", "Leased webhook attempts.", sums[4]),
-        Gauge("cuefast_worker_claimable", "Worker executions waiting to be claimed.", sums[5]),
-        Gauge("cuefast_worker_claims_active", "Worker executions claimed, lease running.", sums[6]),
+        Gauge("cuefast_retry_backlog", "Webhook executions waiting for a retry.", b.retries),
+        Gauge("cuefast_delayed_backlog", "Webhook fires scheduled for later (send_at).", b.delayed),
+        Gauge("cuefast_webhook_attempts_in_flight", "Leased webhook attempts.", b.leases),
+        Gauge("cuefast_worker_claimable", "Worker executions waiting to be claimed.", b.claimable),
+        Gauge("cuefast_worker_claims_active", "Worker executions claimed, lease running.", b.claims),
         Gauge(
-            "cuefast_outcome_deadlines_armed", "Executions waiting for an outcome before a deadline.", sums[7]
+            "cuefast_outcome_deadlines_armed",
+            "Executions waiting for an outcome before a deadline.",
+            b.deadlines,
         ),
-        Gauge("cuefast_cues_overdue", "Cues whose next run is more than 1 s in the past.", sums[8]),
+        Gauge("cuefast_cues_overdue", "Cues whose next run is more than 1 s in the past.", b.overdue_cues),
     ]
-    if snapshot is not None:
-        ok_us = int(snapshot)
+    if b.snapshot_us is not None:
+        ok_us = b.snapshot_us
         out.append(
             Gauge(
                 "cuefast_snapshot_lag_seconds",
@@ -297,17 +270,17 @@ async def read_gauges(redis: Any, keys: Keys, now_us: int) -> list[Gauge]:
                 max(0.0, (now_us - ok_us) / _US),
             )
         )
-    if last_run is not None:
+    if b.poller_us is not None:
         out.append(
             Gauge(
                 "cuefast_scheduler_heartbeat_age_seconds",
                 "Seconds since a scheduler last ran a pass or a heartbeat.",
-                max(0.0, (now_us - int(last_run)) / _US),
+                max(0.0, (now_us - b.poller_us) / _US),
             )
         )
     by_role: dict[str, int] = {}
-    for member in procs:
-        role = (member.decode() if isinstance(member, bytes) else str(member)).split("|", 1)[0]
+    for member in b.processes:
+        role = member.split("|", 1)[0]
         by_role[role] = by_role.get(role, 0) + 1
     for role, n in sorted(by_role.items()):
         out.append(
@@ -319,11 +292,6 @@ async def read_gauges(redis: Any, keys: Keys, now_us: int) -> list[Gauge]:
             )
         )
     return out
-
-
-async def read_counters(redis: Any, keys: Keys) -> dict[str, int]:
-    raw = await redis.hgetall(keys.metrics_data)
-    return {(k.decode() if isinstance(k, bytes) else str(k)): int(v) for k, v in raw.items()}
 
 
 # ---- exposition (text format 0.0.4) -----------------------------------------------------------

@@ -26,31 +26,6 @@ from cuefast.store.keys import Keys
 log = logging.getLogger(__name__)
 
 
-async def eviction_policies(redis: Any) -> set[str]:
-    """The ``maxmemory-policy`` of the server(s) behind ``redis`` (every node of a cluster):
-    ``CONFIG GET`` where allowed, else ``INFO memory``; empty when neither answers."""
-    found: set[str] = set()
-
-    def collect(value: Any, key: str) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                if k == key and isinstance(v, str | bytes):
-                    found.add(v.decode() if isinstance(v, bytes) else v)
-                else:
-                    collect(v, key)
-
-    try:
-        collect(await redis.config_get("maxmemory-policy"), "maxmemory-policy")
-    except Exception:  # CONFIG disabled or renamed (managed Redis)
-        pass
-    if not found:
-        try:
-            collect(await redis.info("memory"), "maxmemory_policy")
-        except Exception:
-            pass
-    return found
-
-
 class Runtime:
     """Redis store, PostgreSQL pool and the domain services of one process.
 
@@ -74,7 +49,7 @@ class Runtime:
         self.pg_pool: Any = None
         self.metrics = metrics.Metrics(roles)
         """this process's counts, flushed to the install's hash (cuefast/metrics.py)"""
-        self.metrics_flusher = metrics.Flusher(self.metrics, self.store.redis, self.keys, self.clock)
+        self.metrics_flusher = metrics.Flusher(self.metrics, self.store.system, self.clock)
         self.accounts = AccountService(self.store, settings, self.clock)
         self.executions = ExecutionService(self.store, self.clock, self.metrics)
         self.executions.history = History(lambda: self.pg_pool, self.store)  # beyond Redis retention
@@ -88,9 +63,9 @@ class Runtime:
         self._pg_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await self.store.redis.ping()
+        await self.store.system.ping()
         await self.check_eviction()
-        await self.store.check_partitions()
+        await self.store.system.check_partitions()
         await self.store.preload()
         self.metrics_flusher.start()
         if self.settings.database_url:
@@ -104,7 +79,7 @@ class Runtime:
 
     async def check_eviction(self) -> None:
         """Keys vanishing silently is data loss: Redis must run with ``noeviction``."""
-        evicting = sorted(p for p in await eviction_policies(self.store.redis) if p != "noeviction")
+        evicting = sorted(p for p in await self.store.system.eviction_policies() if p != "noeviction")
         if not evicting:
             return
         policy = ", ".join(evicting)

@@ -30,7 +30,7 @@ from cuefast.api import create_app
 from cuefast.clock import FrozenClock, SystemClock
 from cuefast.config import Settings, load_settings
 from cuefast.runtime import Runtime
-from cuefast.store import Store
+from cuefast.store.scripts import Script, Scripts
 from tests.contract.hook import contract_hook
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,29 +117,29 @@ SCRIPTS_CALLED: set[str] = set()
 def _one_slot_per_script() -> Iterator[None]:
     """Every script call of the whole suite (DESIGN.md §3.7): its KEYS, and every argument that
     names a key or a key prefix for keys derived inside the script, share one hash slot."""
-    run, run_many = Store._run, Store._run_many
+    run, run_many = Scripts.run, Scripts.run_many
 
-    def check(name: str, keys: Any, args: Any) -> None:
+    def check(script: Script, keys: Any, args: Any) -> None:
         named = [str(k) for k in keys] + [a for a in args if isinstance(a, str) and _KEYLIKE.match(a)]
         slots = {key_slot(k.encode()) for k in named}
-        assert len(slots) <= 1, f"script {name} touches several hash slots: {named}"
-        SCRIPTS_CALLED.add(name)
+        assert len(slots) <= 1, f"script {script.name} touches several hash slots: {named}"
+        SCRIPTS_CALLED.add(script.name)
 
-    async def checked(self: Store, name: str, keys: Any, args: Any) -> Any:
-        check(name, keys, args)
-        return await run(self, name, keys, args)
+    async def checked(self: Scripts, script: Script, keys: Any, args: Any) -> Any:
+        check(script, keys, args)
+        return await run(self, script, keys, args)
 
-    async def checked_many(self: Store, calls: Any) -> Any:
+    async def checked_many(self: Scripts, calls: Any) -> Any:
         for call in calls:
             check(*call)
         return await run_many(self, calls)
 
-    Store._run = checked  # type: ignore[method-assign]
-    Store._run_many = checked_many  # type: ignore[method-assign]
+    Scripts.run = checked  # type: ignore[method-assign]
+    Scripts.run_many = checked_many  # type: ignore[method-assign]
     try:
         yield
     finally:
-        Store._run, Store._run_many = run, run_many  # type: ignore[method-assign]
+        Scripts.run, Scripts.run_many = run, run_many  # type: ignore[method-assign]
 
 
 @pytest.fixture(scope="session")
@@ -281,8 +281,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """After a run, name the Lua scripts no in-process test called (their one-slot rule was not
     exercised); informational, so that running a subset of the tests stays quiet."""
-    from cuefast.store import SCRIPT_NAMES
+    from cuefast.store import SCRIPTS
 
-    missing = sorted(set(SCRIPT_NAMES) - SCRIPTS_CALLED)
+    missing = sorted({s.name for s in SCRIPTS} - SCRIPTS_CALLED)
     if SCRIPTS_CALLED and missing and terminalreporter.config.option.verbose >= 0:
         terminalreporter.write_line(f"scripts not called in-process: {', '.join(missing)}")

@@ -160,7 +160,7 @@ async def test_final_delivery_failure_is_a_verdict_counted_once(env: Any) -> Non
     await outcome(api, key, ids[1], {"success": False})  # (3)
     (a,) = await alerts(api, key)
     assert a["alert_type"] == "consecutive_failures" and a["execution_id"] == ids[1]
-    stored = await api.rt.store.get_cue(cue["id"])
+    stored = await api.rt.store.cues.get(cue["id"])
     assert stored is not None and stored["fs"] == "3" and stored["fsa"] == "1"
 
 
@@ -253,7 +253,7 @@ async def test_notice_of_a_dead_sender_is_taken_over(env: Any) -> None:
     await outcome(api, key, ex["id"], {"success": True})
     dead, alive = sender_for(env), sender_for(env)
     await dead.start()
-    assert len(await api.rt.store.read_notices(dead.consumer, 10, 0)) == 1  # read, never finished
+    assert len(await api.rt.store.notices.read(dead.consumer, 10, 0)) == 1  # read, never finished
     assert await alive.step() == 0
     assert await alive.step(reclaim=True, idle_ms=0) == 1
     assert [r["path"] for r in receiver.requests] == ["/alerts"]

@@ -20,7 +20,8 @@ import redis
 
 from cuefast.config import Settings
 from cuefast.engine.notices import NoticeSender
-from cuefast.store import DISPATCH_GROUP, NOTICE_GROUP
+from cuefast.store.delivery import Delivery
+from cuefast.store.notices import Notices
 from cuefast.times import parse_datetime
 from tests.conftest import wait_for
 from tests.procs import Processes, cuefast_command, process_env
@@ -40,14 +41,14 @@ async def test_outbox_group_recreated_on_every_read(env: Any) -> None:
     assert await sched.tick() == 1
     await api.request("PATCH", f"/v1/cues/{cue['id']}", key, json={"status": "paused"})
     for p in range(k.partitions):  # the groups are gone, the entry is still in its stream
-        await store.redis.xgroup_destroy(k.outbox(p), DISPATCH_GROUP)
-    assert await store.reclaim_outbox(dispatcher.consumer, 0, 10) == []  # recreated, nothing pending
+        await store.redis.xgroup_destroy(k.outbox(p), Delivery.GROUP)
+    assert await store.delivery.reclaim(dispatcher.consumer, 0, 10) == []  # recreated, nothing pending
     for p in range(k.partitions):
-        await store.redis.xgroup_destroy(k.outbox(p), DISPATCH_GROUP)
+        await store.redis.xgroup_destroy(k.outbox(p), Delivery.GROUP)
     assert await drain(dispatcher) == ["success"]  # read from the recreated group's start
     for p in range(k.partitions):  # streams and groups gone altogether
         await store.redis.delete(k.outbox(p))
-    assert await store.read_outbox(dispatcher.consumer, 10, 10) == []
+    assert await store.delivery.read(dispatcher.consumer, 10, 10) == []
     await fire(api, key, cue["id"])
     assert await drain(dispatcher) == ["success"]
     assert len(receiver.requests) == 2
@@ -73,7 +74,7 @@ async def test_notice_group_recreated_on_every_read(env: Any) -> None:
     await fire(api, key, cue["id"])
     assert await drain(dispatcher) == ["failed"]  # queues the on_failure webhook
     for p in range(k.partitions):
-        await store.redis.xgroup_destroy(k.notices(p), NOTICE_GROUP)
+        await store.redis.xgroup_destroy(k.notices(p), Notices.GROUP)
     receiver.mode = "ok"
     assert await sender.step() == 1
     assert [r["path"] for r in receiver.requests] == ["/hook", "/f"]

@@ -22,6 +22,7 @@ from cuefast.models import (
     schedule_summary,
     stored_config,
 )
+from cuefast.store.delivery import Lease
 from cuefast.times import parse_datetime
 from tests.api.test_cues import HOOK, create, webhook_cue
 from tests.conftest import Api, make_api
@@ -129,9 +130,9 @@ async def test_scheduler_and_dispatcher_read_short_and_long_payloads(
         (e,) = res.json()["executions"]
         assert e["payload"] == payload
         p = rt.keys.cue_partition(cue["id"])
-        (row,) = await rt.store.deliver_start(p, [e["id"]], clock.now_us(), timeout_s=30, stale_s=60)
-        assert not isinstance(row, str)
-        assert CONFIG_DECODER.decode(row[4]).callback.url == HOOK and row[5] == "p"
+        (row,) = (await rt.store.delivery.start({p: [e["id"]]}, clock.now_us(), timeout_s=30, stale_s=60))[p]
+        assert isinstance(row, Lease)
+        assert CONFIG_DECODER.decode(row.config).callback.url == HOOK and row.name == "p"
     finally:
         await api.client.aclose()
         await rt.close()

@@ -19,6 +19,7 @@ from cuefast.engine.dispatcher import Dispatcher
 from cuefast.engine.notices import NoticeSender
 from cuefast.engine.scheduler import Scheduler
 from cuefast.engine.webhooks import Webhooks
+from cuefast.store.delivery import Lease
 from cuefast.times import parse_datetime
 from tests.conftest import Api, make_api, wait_for
 
@@ -106,7 +107,7 @@ async def dispatch_env(settings: Settings) -> AsyncIterator[Env]:
 
 async def drain(dispatcher: Dispatcher) -> list[str | None]:
     """Deliver everything in the outbox now, in this task (deterministic)."""
-    entries = await dispatcher.store.read_outbox(dispatcher.consumer, 1000, 50)
+    entries = await dispatcher.store.delivery.read(dispatcher.consumer, 1000, 50)
     return [await dispatcher.deliver(p, entry_id, eid) for p, entry_id, eid in entries]
 
 
@@ -315,21 +316,21 @@ async def test_crashed_dispatcher_entry_is_reclaimed_once_stale(env: Any, settin
     clock.set(parse_datetime("2031-01-06T09:00:00Z"))
     await sched.tick()
     # a dispatcher reads the entry, starts the attempt, and dies before finishing
-    ((p, _entry_id, eid),) = await api.rt.store.read_outbox("dead-consumer", 10, 50)
-    (started,) = await api.rt.store.deliver_start(p, [eid], clock.now_us(), timeout_s=30, stale_s=300)
-    assert isinstance(started, list)
+    ((p, _entry_id, eid),) = await api.rt.store.delivery.read("dead-consumer", 10, 50)
+    (started,) = (await api.rt.store.delivery.start({p: [eid]}, clock.now_us(), timeout_s=30, stale_s=300))[p]
+    assert isinstance(started, Lease)
     # while its lease is live, a reclaimer leaves the entry alone
-    reclaimed = await api.rt.store.reclaim_outbox(dispatcher.consumer, 0, 10)
+    reclaimed = await api.rt.store.delivery.reclaim(dispatcher.consumer, 0, 10)
     assert [await dispatcher.deliver(*r) for r in reclaimed] == [None]
     assert receiver.requests == []
     # once stale, the next reclaim delivers it: same attempt number, recorded once
     clock.advance(331)
-    reclaimed = await api.rt.store.reclaim_outbox(dispatcher.consumer, 0, 10)
+    reclaimed = await api.rt.store.delivery.reclaim(dispatcher.consumer, 0, 10)
     assert [await dispatcher.deliver(*r) for r in reclaimed] == ["success"]
     e = await only_execution(api, key, cue["id"])
     assert e["status"] == "success" and e["attempts"] == 1
     assert json.loads(receiver.requests[0]["body"])["attempt"] == 1
-    assert await api.rt.store.reclaim_outbox(dispatcher.consumer, 0, 10) == []
+    assert await api.rt.store.delivery.reclaim(dispatcher.consumer, 0, 10) == []
     assert (
         sum([await api.rt.store.redis.xlen(api.rt.keys.outbox(q)) for q in range(api.rt.keys.partitions)])
         == 0
@@ -484,10 +485,10 @@ async def test_run_loop_wakes_for_a_deadline_alone(env: Any) -> None:
     api, clock, sched, _, _ = env
     key, cue = await one_pending_outcome(env, deadline_seconds=120)
     store = api.rt.store
-    due, wait_us = await store.due_work(clock.now_us())
+    due, wait_us = await store.schedule.due_work(clock.now_us(), sched.unclaimed_window_us)
     assert due == {} and wait_us == 120 * 1_000_000
     clock.advance(120)
-    due, wait_us = await store.due_work(clock.now_us())
+    due, wait_us = await store.schedule.due_work(clock.now_us(), sched.unclaimed_window_us)
     assert list(due.values()) == [frozenset({"deadlines"})] and wait_us == 0
     stop = asyncio.Event()
     task = asyncio.create_task(sched.run(stop))

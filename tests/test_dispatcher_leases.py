@@ -85,12 +85,12 @@ async def test_a_slow_receiver_within_a_long_timeout_gets_one_request(env: Env) 
         key, cue = await one_execution(
             env, receiver.url, delivery={"timeout_seconds": 400, "outcome_deadline_seconds": None}
         )
-        ((p, entry_id, eid),) = await api.rt.store.read_outbox(first.consumer, 10, 50)
+        ((p, entry_id, eid),) = await api.rt.store.delivery.read(first.consumer, 10, 50)
         sending = asyncio.create_task(first.deliver(p, entry_id, eid))
         await wait_for(lambda: receiver.requests, what="the request")
         for at in (60, 100, 119):
             clock.set(T_FIRE + at * S)
-            for r in await api.rt.store.reclaim_outbox(second.consumer, 0, 10):
+            for r in await api.rt.store.delivery.reclaim(second.consumer, 0, 10):
                 assert await asyncio.wait_for(second.deliver(*r), 10) is None  # busy: leased
             assert len(receiver.requests) == 1
         clock.set(T_FIRE + 120 * S)
@@ -98,7 +98,7 @@ async def test_a_slow_receiver_within_a_long_timeout_gets_one_request(env: Env) 
         assert await asyncio.wait_for(sending, 10) == "success"
         for at in (150, 200):
             clock.set(T_FIRE + at * S)
-            assert await api.rt.store.reclaim_outbox(second.consumer, 0, 10) == []
+            assert await api.rt.store.delivery.reclaim(second.consumer, 0, 10) == []
         assert len(receiver.requests) == 1
         e = await only_execution(api, key, cue["id"])
         assert e["status"] == "success" and e["attempts"] == 1 and e["error_message"] is None
@@ -117,11 +117,11 @@ async def test_a_result_that_lost_its_lease_records_nothing(env: Env) -> None:
     await second.start()
     try:
         key, cue = await one_execution(env, receiver.url)  # default 30 s timeout: a 90 s lease
-        ((p, entry_id, eid),) = await api.rt.store.read_outbox(first.consumer, 10, 50)
+        ((p, entry_id, eid),) = await api.rt.store.delivery.read(first.consumer, 10, 50)
         stale = asyncio.create_task(first.deliver(p, entry_id, eid))
         await wait_for(lambda: receiver.requests, what="the first request")
         clock.set(T_FIRE + 91 * S)
-        ((_, reclaimed, _),) = await api.rt.store.reclaim_outbox(second.consumer, 0, 10)
+        ((_, reclaimed, _),) = await api.rt.store.delivery.reclaim(second.consumer, 0, 10)
         current = asyncio.create_task(second.deliver(p, reclaimed, eid))
         await wait_for(lambda: len(receiver.requests) == 2, what="the takeover's request")
         receiver.answers[0].set_result(500)  # the stale attempt's answer arrives first
@@ -148,7 +148,7 @@ async def test_an_attempt_that_waited_gets_a_fresh_lease_before_it_is_sent(env: 
     waited (behind a busy host, for a global slot) gets a fresh lease first."""
     api, clock, _, first, receiver = env
     key, cue = await one_execution(env, receiver.url, name="waits", delivery=NO_DEADLINE_20)
-    ((p, entry_id, eid),) = await api.rt.store.read_outbox(first.consumer, 10, 50)
+    ((p, entry_id, eid),) = await api.rt.store.delivery.read(first.consumer, 10, 50)
     (a,) = await first.start_batch([(p, entry_id, eid)])
     assert a.lease_until == T_FIRE + 80 * S and a.timeout_s == 20  # max(60 s, 20 s + 60 s)
     clock.set(a.lease_until - 20 * S - SEND_MARGIN_US + 1)  # waited: too little lease left
@@ -160,7 +160,7 @@ async def test_an_attempt_that_waited_gets_a_fresh_lease_before_it_is_sent(env: 
 async def test_an_attempt_taken_over_while_it_waited_is_not_sent(env: Env) -> None:
     api, clock, _, first, receiver = env
     key, cue = await one_execution(env, receiver.url, delivery=NO_DEADLINE_20)
-    ((p, entry_id, eid),) = await api.rt.store.read_outbox(first.consumer, 10, 50)
+    ((p, entry_id, eid),) = await api.rt.store.delivery.read(first.consumer, 10, 50)
     (a,) = await first.start_batch([(p, entry_id, eid)])
     clock.set(a.lease_until + 1)  # waited past its lease …
     (b,) = await first.start_batch([(p, entry_id, eid)])  # … and was taken over

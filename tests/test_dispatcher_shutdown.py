@@ -19,6 +19,8 @@ from cuefast.config import Settings
 from cuefast.engine.dispatcher import QUEUED, Dispatcher
 from cuefast.engine.scheduler import Scheduler
 from cuefast.store import Store
+from cuefast.store.delivery import Lease, ReleasedAttempt
+from cuefast.store.scripts import Script, Scripts
 from cuefast.times import parse_datetime
 from tests.conftest import Api
 from tests.procs import ROOT, process_env
@@ -35,14 +37,14 @@ async def test_release_restores_status_and_only_for_the_lease_holder(
     store: Store = api.rt.store
     keys = api.rt.keys
     calls: list[list[str]] = []
-    original = Store._run
+    original = Scripts.run
 
-    async def spy(self: Store, name: str, ks: Any, args: Any) -> Any:
-        if name == "deliver_release":
+    async def spy(self: Scripts, script: Script, ks: Any, args: Any) -> Any:
+        if script.name == "delivery_release":
             calls.append(list(ks))
-        return await original(self, name, ks, args)
+        return await original(self, script, ks, args)
 
-    monkeypatch.setattr(Store, "_run", spy)
+    monkeypatch.setattr(Scripts, "run", spy)
     key = await api.register()
     receiver.mode = "500"
     first = await webhook_cue(api, key, receiver.url, name="first")
@@ -53,29 +55,33 @@ async def test_release_restores_status_and_only_for_the_lease_holder(
         await api.request("PATCH", f"/v1/cues/{cue['id']}", key, json={"status": "paused"})
     # "retried" has one failed attempt behind it and is due again (retry_ready)
     retried_eid = (await only_execution(api, key, retried["id"]))["id"]
-    entries = await store.read_outbox("c1", 10, 50)
+    entries = await store.delivery.read("c1", 10, 50)
     (p, entry, eid) = next(e for e in entries if e[2] == retried_eid)
     assert (await dispatcher.deliver(p, entry, eid)) == "retrying"
     clock.advance(60)
     await sched.tick()
-    entries = [e for e in entries if e[2] != retried_eid] + await store.read_outbox("c1", 10, 50)
+    entries = [e for e in entries if e[2] != retried_eid] + await store.delivery.read("c1", 10, 50)
     assert len(entries) == 2
     lease = 300_000_000  # max(CUEFAST_WEBHOOK_STALE_SECONDS = 300 s, 30 s + 60 s)
     now = clock.now_us()
     leased = {}
     for p, entry, eid in entries:
-        (row,) = await store.deliver_start(p, [eid], now, timeout_s=30, stale_s=300)
-        assert isinstance(row, list) and row[8] == now + lease
+        (row,) = (await store.delivery.start({p: [eid]}, now, timeout_s=30, stale_s=300))[p]
+        assert isinstance(row, Lease) and row.lease_until == now + lease
         leased[eid] = (p, entry)
     before = {e["id"]: e for e in await statuses(api, key, {first["id"], retried["id"]})}
     assert {e["status"] for e in before.values()} == {"delivering"}
     # a release that does not hold the lease (another dispatcher took it over) changes nothing
     for eid, (p, entry) in leased.items():
-        assert await store.deliver_release(p, [(eid, entry, now + lease - 1, 0)], now) == [None]
+        assert await store.delivery.release(p, [ReleasedAttempt(eid, entry, now + lease - 1, 0)], now) == [
+            None
+        ]
     assert {e["status"] for e in await statuses(api, key, {first["id"], retried["id"]})} == {"delivering"}
     clock.advance(1)
     for eid, (p, entry) in leased.items():
-        assert await store.deliver_release(p, [(eid, entry, now + lease, 0)], clock.now_us()) in (
+        assert await store.delivery.release(
+            p, [ReleasedAttempt(eid, entry, now + lease, 0)], clock.now_us()
+        ) in (
             ["pending"],
             ["retry_ready"],
         )

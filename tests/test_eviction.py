@@ -19,7 +19,7 @@ import redis
 
 from cuefast.config import Settings
 from cuefast.errors import ConfigError
-from cuefast.runtime import Runtime, eviction_policies
+from cuefast.runtime import Runtime
 from tests.procs import cuefast_command, process_env
 
 
@@ -73,12 +73,12 @@ def evicting_redis(tmp_path: Path) -> Iterator[str]:
 async def test_policies_are_read(evicting_redis: str, settings: Settings) -> None:
     rt = Runtime(settings.replace(redis_url=evicting_redis))
     try:
-        assert await eviction_policies(rt.store.redis) == {"allkeys-lru"}
+        assert await rt.store.system.eviction_policies() == {"allkeys-lru"}
     finally:
         await rt.store.close()
     rt = Runtime(settings)  # the shared test server runs with noeviction
     try:
-        assert await eviction_policies(rt.store.redis) == {"noeviction"}
+        assert await rt.store.system.eviction_policies() == {"noeviction"}
     finally:
         await rt.store.close()
 

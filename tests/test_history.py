@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from cuefast.config import Settings
+from cuefast.store import Status
 from tests.snap_env import Env, fire, new_cue, snap_env
 
 
@@ -42,7 +43,7 @@ async def _all_pages(env: Env, key: str, path: str, field: str, size: int) -> tu
 
 
 async def _in_redis(env: Env, ids: list[str]) -> set[str]:
-    return {eid for eid, h in zip(ids, await env.rt.store.get_executions(ids), strict=True) if h}
+    return {eid for eid, h in zip(ids, await env.rt.store.executions.get_many(ids), strict=True) if h}
 
 
 @pytest.mark.slow
@@ -110,7 +111,7 @@ async def test_a_changed_execution_is_kept_and_snapshotted_again(settings: Setti
         await store.redis.hset(store.keys.execution(p, eid), "ua", str(env.clock.now_us()))
         assert await env.snap.trim() == 0
         assert await _in_redis(env, [eid]) == {eid}
-        assert await store.dirty_count() == 1  # marked for the next snapshot
+        assert await store.snapshots.dirty_count() == 1  # marked for the next snapshot
         await env.snap.snapshot()
         env.clock.advance(120)
         assert await env.snap.trim() == 1
@@ -239,16 +240,16 @@ async def test_cue_update_never_puts_a_fired_slot_back(settings: Settings) -> No
         at = "2031-01-06T09:00:00Z"
         cue = await new_cue(env.api, key, "once", schedule={"type": "once", "at": at})
         store = env.rt.store
-        stale = await store.get_cue(cue["id"])  # what a PATCH read before the slot fired
+        stale = await store.cues.get(cue["id"])  # what a PATCH read before the slot fired
         assert stale is not None and "fa" not in stale
         env.clock.advance(60)
         assert await env.scheduler().tick() == 1
         acct = stale["acct"]
-        res = await store.update_cue(
+        res = await store.cues.update(
             cue["id"], acct, stale.get("v") or "1", next_run=stale["nr"], fields={"ua": 1, "v": 2}
         )
-        assert res == "conflict"
-        fresh = await store.get_cue(cue["id"])
+        assert res is Status.CONFLICT
+        fresh = await store.cues.get(cue["id"])
         assert fresh is not None and fresh["nr"] == "" and fresh["fa"] == stale["nr"]
         due = store.keys.due(store.keys.cue_partition(cue["id"]))
         assert await store.redis.zscore(due, cue["id"]) is None
@@ -300,7 +301,7 @@ async def test_a_trim_interrupted_between_its_halves_lists_once_and_converges(se
         env.snap = fresh
         assert await fresh.trim() == 0
         assert set((await _pg_in_redis(env, old)).values()) == {False}
-        assert await env.rt.store.trim_handoff() == {}
+        assert await env.rt.store.snapshots.trim_handoff() == {}
         assert not await env.rt.store.redis.exists(env.rt.keys.trim_pending)
         await _listed_once(env, key, cue["id"], everything, of_cue)
 
@@ -317,7 +318,7 @@ async def test_a_trim_interrupted_after_its_postgres_commit_lists_once_and_conve
         env.clock.advance(120)
         assert await env.snap.trim_redis() == (5, 5)
         # the PostgreSQL half commits, then the process dies before the hand-offs are dropped
-        handed = await env.rt.store.trim_handoff()
+        handed = await env.rt.store.snapshots.trim_handoff()
         async with env.pool.acquire() as conn:
             await conn.execute(
                 "UPDATE executions SET in_redis = false WHERE id = ANY($1::uuid[])",
@@ -325,7 +326,7 @@ async def test_a_trim_interrupted_after_its_postgres_commit_lists_once_and_conve
             )
         await _listed_once(env, key, cue["id"], set(old), set(old))
         assert await env.snap.trim() == 0
-        assert await env.rt.store.trim_handoff() == {}
+        assert await env.rt.store.snapshots.trim_handoff() == {}
         await _listed_once(env, key, cue["id"], set(old), set(old))
         # and a trim with nothing to hand off leaves no pending flag behind
         assert not await env.rt.store.redis.exists(env.rt.keys.trim_pending)

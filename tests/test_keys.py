@@ -8,8 +8,9 @@ import pytest
 from redis.crc import key_slot
 
 from cuefast.ids import new_cue_id, new_execution_id, scheduled_execution_id
-from cuefast.store import SCRIPT_NAMES, Store, load_lua
+from cuefast.store import Store
 from cuefast.store.keys import Keys
+from cuefast.store.scripts import Script, Scripts
 from tests.api.test_cues import create, webhook_cue
 from tests.conftest import Api
 
@@ -37,22 +38,15 @@ def test_cue_partitions_spread_and_are_stable(partitions: int) -> None:
     assert all(keys.cue(i).startswith(keys.part(keys.cue_partition(i))) for i in ids[:50])
 
 
-def test_every_script_has_a_header() -> None:
-    for name in SCRIPT_NAMES:
-        text = load_lua(name)
-        assert text.startswith(f"--[[ {name}:"), name
-        assert "KEYS[1]" in text and "returns" in text, name
-
-
 async def test_every_script_call_touches_one_slot(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[str, list[str]]] = []
-    original = Store._run
+    original = Scripts.run
 
-    async def spy(self: Store, name: str, keys: Any, args: Any) -> Any:
-        calls.append((name, list(keys)))
-        return await original(self, name, keys, args)
+    async def spy(self: Scripts, script: Script, keys: Any, args: Any) -> Any:
+        calls.append((script.name, list(keys)))
+        return await original(self, script, keys, args)
 
-    monkeypatch.setattr(Store, "_run", spy)
+    monkeypatch.setattr(Scripts, "run", spy)
     key = await api.register()
     a = await create(api, key, webhook_cue("a"))
     await api.request("PATCH", f"/v1/cues/{a['id']}", key, json={"name": "b", "status": "paused"})
@@ -62,15 +56,15 @@ async def test_every_script_call_touches_one_slot(api: Api, monkeypatch: pytest.
     assert res.status_code == 204
     seen = {name for name, _ in calls}
     assert {
-        "auth",
-        "register",
-        "name_reserve",
-        "cue_create",
-        "cue_update",
-        "name_release",
-        "cue_delete",
-        "email_change",
-        "key_rotate",
+        "accounts_authenticate",
+        "accounts_register",
+        "cues_reserve_name",
+        "cues_create",
+        "cues_update",
+        "cues_release_name",
+        "cues_delete",
+        "accounts_change_email",
+        "accounts_rotate_key",
     } <= seen
     for name, ks in calls:
         slots = {key_slot(k.encode()) for k in ks}
@@ -82,4 +76,4 @@ async def test_partition_count_is_fixed_once_data_exists(api: Api) -> None:
 
     other = Store(api.rt.store.redis, Keys(api.rt.keys.prefix, api.rt.keys.partitions + 1))
     with pytest.raises(ConfigError, match="CUEFAST_PARTITIONS"):
-        await other.check_partitions()
+        await other.system.check_partitions()

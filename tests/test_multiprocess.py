@@ -32,7 +32,7 @@ from aiohttp import web
 
 from cuefast.config import Settings
 from cuefast.services.cue_input import parse_create, parse_patch
-from cuefast.store import DISPATCH_GROUP
+from cuefast.store.delivery import Delivery
 from tests.conftest import Api
 from tests.procs import Processes, process_env
 from tests.test_dispatcher import Receiver
@@ -153,19 +153,16 @@ class Cluster:
 
     async def executions(self) -> dict[str, dict[str, str]]:
         """Every execution of our cues: id → {cue, sf, st, att}."""
-        ids = [
-            eid for _, eid in await self.store.index_members([self.keys.cue_executions(c) for c in self.cues])
-        ]
-        names = ["cue", "sf", "st", "att"]
-        rows = await self.store.execution_fields(ids, names)
+        ids = [eid for cue_id in self.cues for _, eid in await self.store.executions.members("", cue_id)]
+        rows = await self.store.executions.fields(ids, ["cue", "sf", "st", "att"])
         out = {}
         for eid, row in zip(ids, rows, strict=True):
             assert row is not None, f"execution {eid} is indexed but gone"
-            out[eid] = {k: v or "" for k, v in zip(names, row, strict=True)}
+            out[eid] = {k: v or "" for k, v in row.items()}
         return out
 
     async def next_runs(self) -> dict[str, int]:
-        rows = await self.store.get_cues(list(self.cues))
+        rows = await self.store.cues.get_many(list(self.cues))
         return {cid: int(row["nr"]) for cid, row in zip(self.cues, rows, strict=True)}
 
     async def pending_of(self, consumer: str) -> list[tuple[int, str, str]]:
@@ -174,7 +171,7 @@ class Cluster:
         for p in range(self.keys.partitions):
             stream = self.keys.outbox(p)
             rows = await self.redis.xpending_range(
-                stream, DISPATCH_GROUP, min="-", max="+", count=100_000, consumername=consumer
+                stream, Delivery.GROUP, min="-", max="+", count=100_000, consumername=consumer
             )
             for row in rows:
                 entry_id = str(row["message_id"])
@@ -187,7 +184,7 @@ class Cluster:
         names = set()
         for p in range(self.keys.partitions):
             names |= {
-                str(r["name"]) for r in await self.redis.xinfo_consumers(self.keys.outbox(p), DISPATCH_GROUP)
+                str(r["name"]) for r in await self.redis.xinfo_consumers(self.keys.outbox(p), Delivery.GROUP)
             }
         return {int(name.rsplit("-", 2)[1]) for name in names}
 
@@ -207,7 +204,7 @@ class Cluster:
     async def pending_counts(self) -> dict[str, int]:
         counts: dict[str, int] = {}
         for p in range(self.keys.partitions):
-            summary = await self.redis.xpending(self.keys.outbox(p), DISPATCH_GROUP)
+            summary = await self.redis.xpending(self.keys.outbox(p), Delivery.GROUP)
             for c in summary["consumers"]:
                 counts[str(c["name"])] = counts.get(str(c["name"]), 0) + int(c["pending"])
         return counts
@@ -321,7 +318,7 @@ async def test_kill_9_one_scheduler_and_one_dispatcher_mid_run(
     already received some of them (killed mid-request). Then:
 
     * the surviving scheduler keeps every cue's slots contiguous (none lost, none twice) —
-      a scheduler holds no state between its atomic ``materialize.lua`` calls;
+      a scheduler holds no state between its atomic ``schedule_materialize.lua`` calls;
     * the surviving dispatchers deliver everything else, and the stranded executions stay
       ``pending``/``delivering`` — never finished without their entry acknowledged;
     * after the stale window the survivors take the stranded entries over (XAUTOCLAIM on
@@ -369,7 +366,7 @@ async def test_kill_9_one_scheduler_and_one_dispatcher_mid_run(
                     for p, entry_id, eid in stranded:
                         pipe.xclaim(
                             cluster.keys.outbox(p),
-                            DISPATCH_GROUP,
+                            Delivery.GROUP,
                             consumer,
                             0,
                             [entry_id],

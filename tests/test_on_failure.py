@@ -49,7 +49,7 @@ def sender_for(api: Api, clock: Any, webhooks: Webhooks | None = None, **setting
 
 async def test_a_webhook_final_failure_queues_on_failure_with_the_result(env: Any) -> None:
     """The dispatcher that recorded the failure keeps nothing in memory: the pause is done and
-    both notices are queued by ``deliver_finish.lua``; another process's notice sender sends the
+    both notices are queued by ``delivery_finish.lua``; another process's notice sender sends the
     webhook later, with the failure's own time, signed, byte-exact (§12.2)."""
     api, clock, sched, dispatcher, receiver = env
     notices = Receiver()

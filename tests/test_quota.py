@@ -12,7 +12,8 @@ import pytest
 from cuefast.config import Settings
 from cuefast.engine.dispatcher import Dispatcher
 from cuefast.engine.scheduler import Scheduler
-from cuefast.store import month_of
+from cuefast.months import month_of
+from cuefast.services.usage import count_executions
 from cuefast.times import parse_datetime
 from tests.conftest import Api
 from tests.test_dispatcher import Env, dispatch_env, webhook_cue
@@ -50,7 +51,7 @@ async def account_of(api: Api, cue_id: str) -> str:
 async def at_limit(api: Api, cue_id: str, now_us: int) -> str:
     """Count one execution this month for the cue's account (its limit is 1)."""
     acct = await account_of(api, cue_id)
-    await api.rt.store.count_executions({(acct, month_of(now_us)): 1})
+    await count_executions(api.rt.store, {(acct, month_of(now_us)): 1})
     return acct
 
 

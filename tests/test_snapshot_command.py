@@ -67,7 +67,7 @@ async def test_snapshot_asks_the_running_snapshotter(
         # changes made after that snapshot: nothing would write them for an hour
         cue = await new_cue(api, key, "later")
         execs = await fire(api, key, cue["id"], 3)
-        assert await rt.store.dirty_count() > 0
+        assert await rt.store.snapshots.dirty_count() > 0
         rc, out, err, took = await snapshot_command(env, "--timeout", "60")
         assert rc == 0, (out, err)
         assert "written by the running snapshotter" in out

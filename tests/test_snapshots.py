@@ -11,12 +11,13 @@ import pytest
 from cuefast.config import Settings
 from cuefast.durability.snapshots import BATCH, LeaseLost, Snapshotter
 from cuefast.ids import key_sha, new_execution_id
-from cuefast.store import month_of
+from cuefast.months import month_of
+from cuefast.services.usage import count_executions, quota_blocked
 from tests.snap_env import Env, fire, new_cue, snap_env
 
 
 async def _bulk_executions(env: Env, account_id: str, cue_id: str, n: int) -> list[str]:
-    """``n`` manual executions straight through execution_create.lua (the API path, minus HTTP)."""
+    """``n`` manual executions straight through executions_create.lua (the API path, minus HTTP)."""
     store = env.rt.store
     p = store.keys.cue_partition(cue_id)
     ids = [new_execution_id(p) for _ in range(n)]
@@ -24,7 +25,7 @@ async def _bulk_executions(env: Env, account_id: str, cue_id: str, n: int) -> li
     for i in range(0, n, 500):
         await asyncio.gather(
             *(
-                store.create_execution(
+                store.executions.create(
                     execution_id=eid,
                     cue_id=cue_id,
                     account_id=account_id,
@@ -59,7 +60,7 @@ async def test_thousands_of_changes_go_out_in_a_few_batched_statements(settings:
         cue = await new_cue(env.api, key, "bulk")
         n = 2 * BATCH + 1234
         ids = await _bulk_executions(env, acct, cue["id"], n)
-        assert await env.rt.store.dirty_count() == n + 2  # + the account and the cue
+        assert await env.rt.store.snapshots.dirty_count() == n + 2  # + the account and the cue
         began = env.rt.clock.now_us()
         stats = await env.snap.snapshot()
         assert stats.rows == n + 2
@@ -69,7 +70,7 @@ async def test_thousands_of_changes_go_out_in_a_few_batched_statements(settings:
         # account (auth slot) and the cue's partition shares the executions' batches
         assert stats.batches <= n // BATCH + 2
         assert stats.statements <= stats.batches * 2  # one multi-row upsert per table and batch
-        assert await env.rt.store.dirty_count() == 0
+        assert await env.rt.store.snapshots.dirty_count() == 0
         pg = await _pg_execs(env, acct)
         assert set(pg) == set(ids)
         async with env.pool.acquire() as conn:
@@ -149,13 +150,13 @@ async def test_one_snapshotter_is_active_and_another_takes_over_a_lapsed_lease(s
                 pass
             await new_cue(env.api, key, "after-takeover")
             async with asyncio.timeout(10):
-                while await env.rt.store.dirty_count():
+                while await env.rt.store.snapshots.dirty_count():
                     await asyncio.sleep(0.01)
         finally:
             stopping.set()
             await task
         assert not second.active  # released on stop
-        assert await env.rt.store.snapshot_lease("acquire", "someone", 1000)
+        assert await env.rt.store.snapshots.lease("acquire", "someone", 1000)
 
 
 class _FailingPool:
@@ -216,7 +217,7 @@ async def test_a_crash_between_take_and_commit_loses_nothing(settings: Settings)
         pg = await _pg_execs(env, acct)
         assert set(pg) == set(ids)
         assert pg[ids[0]]["st"] == "failed"
-        assert await env.rt.store.dirty_count() == 0
+        assert await env.rt.store.snapshots.dirty_count() == 0
 
 
 async def test_a_recorded_terminal_execution_is_never_overwritten(settings: Settings) -> None:
@@ -258,7 +259,7 @@ async def test_a_recorded_terminal_execution_is_never_overwritten(settings: Sett
         for fields in stale:
             await store.redis.delete(ek)
             await store.redis.hset(ek, mapping=fields)
-            await store.mark_dirty({store.keys.part(p): [f"exec:{eid}"]})
+            await store.snapshots.mark_dirty({store.keys.part(p): [f"exec:{eid}"]})
             await env.snap.snapshot()
             assert (await _pg_execs(env, acct))[eid] == recorded, fields
 
@@ -272,7 +273,7 @@ async def test_only_a_new_request_cuts_the_interval_short(settings: Settings) ->
         store = env.rt.store
         stopping = asyncio.Event()
         await env.snap.snapshot()  # sees no request
-        ticket, _ = await store.snapshot_request("ask")
+        ticket, _ = await store.snapshots.request("ask")
         t0 = asyncio.get_running_loop().time()
         await env.snap._idle(stopping)
         assert asyncio.get_running_loop().time() - t0 < 1.5
@@ -281,24 +282,24 @@ async def test_only_a_new_request_cuts_the_interval_short(settings: Settings) ->
         await env.snap._idle(stopping)
         assert asyncio.get_running_loop().time() - t0 >= 1.9
         await env.snap.snapshot()
-        assert await store.snapshot_request("read") == (ticket, ticket)
+        assert await store.snapshots.request("read") == (ticket, ticket)
 
 
 async def test_usage_mirror_fields_of_the_account_reach_postgres(settings: Settings) -> None:
-    """The executions counter's mirror (``ex:<month>``, written by ``Store.count_executions``)
-    and the quota grace start (``qg:<month>``, ``Store.quota_blocked``) live in the account
+    """The executions counter's mirror (``ex:<month>``, written by ``store.usage.count_executions``)
+    and the quota grace start (``qg:<month>``, ``services.usage.quota_blocked``) live in the account
     hash: the account is marked dirty with them, so after a snapshot PostgreSQL's copy equals
     Redis (the chaos run found accounts whose PostgreSQL doc lacked ``ex:<month>``)."""
     async with snap_env(settings) as env:
         store = env.rt.store
         acct = await _account_id(env, await env.api.register())
-        await store.set_account_fields(acct, {"exec_limit": 2})
+        await store.accounts.set_fields(acct, {"exec_limit": 2})
         await env.snap.snapshot()
         now = env.clock.now_us()
-        await store.count_executions({(acct, month_of(now)): 3})
+        await count_executions(store, {(acct, month_of(now)): 3})
         await env.snap.snapshot()
         assert await _pg_account(env, acct) == await store.redis.hgetall(store.keys.account(acct))
-        assert await store.quota_blocked([acct], now) == set()  # the grace period starts now
+        assert await quota_blocked(store, [acct], now) == set()  # the grace period starts now
         await env.snap.snapshot()
         redis_doc = await store.redis.hgetall(store.keys.account(acct))
         assert {f"ex:{month_of(now)}", f"qg:{month_of(now)}"} <= set(redis_doc)

@@ -33,16 +33,9 @@ from cuefast.errors import (
     ValidationFailed,
 )
 from cuefast.runtime import Runtime
+from cuefast.store import UNREACHABLE
 
 log = logging.getLogger(__name__)
-
-try:  # the redis client's connection errors mean the data store is unreachable → 503
-    from redis.exceptions import ConnectionError as RedisConnectionError
-    from redis.exceptions import TimeoutError as RedisTimeoutError
-
-    _UNAVAILABLE: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError)
-except ImportError:  # pragma: no cover
-    _UNAVAILABLE = ()
 
 
 def _on_cuefast_error(_: Request[Any, Any, Any], exc: CuefastError) -> Response[Any]:
@@ -78,7 +71,7 @@ def _on_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Respons
 
 
 def _on_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    if _UNAVAILABLE and isinstance(exc, _UNAVAILABLE):
+    if isinstance(exc, UNREACHABLE):
         log.error("data store unreachable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
         return error_response(ServiceUnavailable())
     log.exception("unhandled error on %s %s", request.method, request.url.path)

@@ -52,7 +52,7 @@ async def visible_headers(store: Store, account: Account, headers: Any) -> dict[
     if not isinstance(headers, dict):
         return {}
     cue_id = headers.get("x-cueapi-cue-id")
-    cue = await store.get_cue(cue_id) if is_cue_id(cue_id) else None
+    cue = await store.cues.get(cue_id) if is_cue_id(cue_id) else None
     if cue is not None:
         return headers if cue.get("acct") == account.id else {}
     return {k: (REDACTED if k in SECRET_HEADERS else v) for k, v in headers.items()}
@@ -93,7 +93,7 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         }
         ip = request.client.host if request.client else "unknown"
         hour = now // 3_600_000_000
-        stored = await store.echo_store(
+        stored = await store.echo.save(
             ip, hour, token, msgspec.json.encode(record).decode(), ECHO_PER_IP_PER_HOUR, ECHO_TTL_SECONDS
         )
         if not stored:
@@ -118,7 +118,7 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
     )
     async def echo_read(account: CurrentAccount, token: FromPath[str]) -> Response[Echo]:
         token = _token(token)
-        held = await store.echo_get(token)
+        held = await store.echo.get(token)
         if held is None:
             return json_response({"status": "waiting"})
         record = msgspec.json.decode(held)

@@ -35,7 +35,6 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
 
 async def _read(rt: Runtime) -> tuple[dict[str, int], list[metrics.Gauge]]:
     await rt.metrics_flusher.flush()  # this process's own counts are current
-    redis = rt.store.redis
-    counters = await metrics.read_counters(redis, rt.keys)
-    gauges = await metrics.read_gauges(redis, rt.keys, rt.clock.now_us())
+    counters = await rt.store.system.metrics()
+    gauges = await metrics.read_gauges(rt.store.system, rt.clock.now_us())
     return counters, gauges

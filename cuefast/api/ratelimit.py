@@ -1,6 +1,6 @@
 """Rate limiting (CONTRACT.md §3.7): an ASGI layer between the edge and the Litestar app.
 
-Each counted request costs one script call, ``auth.lua``, which authenticates the API key
+Each counted request costs one script call, ``accounts_authenticate.lua``, which authenticates the API key
 *and* counts the request in a 60 s sliding window: the key's (limit: the account's
 ``rate_limit_per_minute``, read in the same call, so a changed limit applies at once) or,
 for requests without a valid ``cue_sk_`` key, the client IP's (``CUEFAST_IP_RATE_LIMIT``).

@@ -20,7 +20,7 @@ from cuefast.times import fmt_offset, fmt_z
 
 async def _redis_ok(rt: Runtime) -> bool:
     try:
-        return bool(await rt.store.redis.ping())
+        return await rt.store.system.ping()
     except Exception:
         return False
 
@@ -55,18 +55,17 @@ INFO_EXAMPLE = {
 async def _poller(rt: Runtime) -> tuple[str, dict[str, Any]]:
     """The scheduler's last cycle: ("ok" | "stale" | "unknown", the /health poller object)."""
     try:
-        data = await rt.store.redis.hgetall(rt.keys.poller)
+        poller = await rt.store.system.poller()
     except Exception:
         return "unknown", {"status": "unknown"}
-    if not data:
+    if poller is None:
         return "unknown", {"status": "unknown"}
-    last = int(data["last_run"])
-    ago = max(0, rt.clock.now_us() - last)
+    ago = max(0, rt.clock.now_us() - poller.last_run_us)
     info = {
-        "last_run": fmt_offset(last),
+        "last_run": fmt_offset(poller.last_run_us),
         "seconds_ago": ago // 1_000_000,
-        "cues_last_cycle": int(data.get("cues_last_cycle", 0)),
-        "cycle_duration_ms": int(data.get("cycle_duration_ms", 0)),
+        "cues_last_cycle": poller.cues_last_cycle,
+        "cycle_duration_ms": poller.cycle_duration_ms,
     }
     return ("ok" if ago <= STALE_POLLER_US else "stale"), info
 
@@ -87,12 +86,12 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         delivery = "unknown"
         if redis_ok:
             now = rt.clock.now_us()
-            read = await metrics.read_gauges(rt.store.redis, rt.keys, now)
+            read = await metrics.read_gauges(rt.store.system, now)
             gauges = {g.name: g for g in read if not g.labels}
             procs = [g.labels[0][1] for g in read if g.name == "cuefast_processes" and g.labels]
             if procs:  # processes that reported within 30 s (cuefast/metrics.py)
                 delivery = "ok" if any("dispatcher" in r for r in procs) else "none"
-            alive, latest = await rt.store.workers_alive(now, rt.settings.worker_alive_seconds)
+            alive, latest = await rt.store.workers.alive(now, rt.settings.worker_alive_seconds)
             workers = {"active_count": alive}
             if alive and latest is not None:
                 workers["last_heartbeat"] = fmt_z(latest)
@@ -105,7 +104,7 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
                 "pending_outbox": max(
                     0, gauge("cuefast_outbox_entries") - gauge("cuefast_webhook_attempts_in_flight")
                 ),
-                "stale_executions": await rt.store.stale_attempts(now),
+                "stale_executions": await rt.store.delivery.stale_attempts(now),
                 "pending_retries": gauge("cuefast_retry_backlog"),
                 "pending_worker_claims": gauge("cuefast_worker_claimable"),
             }

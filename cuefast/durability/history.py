@@ -2,7 +2,7 @@
 
 Listings are Redis first (newest first), then the executions only PostgreSQL still holds
 (``in_redis = false``: trimmed by retention, plus the ids a trim has removed from Redis whose
-rows are not yet marked — ``Store.history_state``), newest first: one stable order, so offsets
+rows are not yet marked — ``store.snapshots.history_state``), newest first: one stable order, so offsets
 page through both without gaps or repeats, and ``total`` counts both. Filters apply to both sides.
 Without PostgreSQL (not configured, or down) the history part is empty: Redis keeps serving.
 """
@@ -118,7 +118,7 @@ class History:
         history total (add it to ``redis_total``)."""
         if self._pool() is None:
             return [], 0
-        has, handed = await self.store.history_state(account_id)
+        has, handed = await self.store.snapshots.history_state(account_id)
         if not has:
             return [], 0  # nothing of this account was ever trimmed: Redis holds it all
         in_redis = max(0, min(offset + limit, redis_total) - offset)

@@ -25,6 +25,7 @@ import msgspec
 
 from cuefast.errors import ConfigError
 from cuefast.store import Store
+from cuefast.store.restore import RestoredAlert
 
 CHUNK = 500
 """Objects per restore script call."""
@@ -85,7 +86,7 @@ async def restore(
     on_progress: Callable[[int], None] | None = None,
 ) -> RestoreStats:
     started = time.monotonic()
-    if not force and not await store.keyspace_empty():
+    if not force and not await store.restore.keyspace_empty():
         raise NotEmpty()
     keys = store.keys
     stats = RestoreStats()
@@ -105,20 +106,11 @@ async def restore(
         progress = Progress(
             int(counts["a"]) + int(counts["c"]) + int(counts["e"]) + int(counts["l"]), progress_out
         )
-        await store.check_partitions()
+        await store.system.check_partitions()
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             # accounts and their lookup maps (auth slot)
             async for batch in _chunks(conn, "SELECT doc::text AS doc FROM accounts", 2000):
-                async with store.redis.pipeline(transaction=False) as pipe:
-                    for r in batch:
-                        h: dict[str, str] = msgspec.json.decode(r["doc"])
-                        aid = h["id"]
-                        pipe.hset(keys.account(aid), mapping=h)  # type: ignore[arg-type]
-                        pipe.hset(keys.api_keys, h["key_sha"], aid)
-                        pipe.hset(keys.emails, h["email_lc"], aid)
-                        if h.get("slug"):
-                            pipe.hset(keys.slugs, h["slug"], aid)
-                    await pipe.execute()
+                await store.restore.accounts([msgspec.json.decode(r["doc"]) for r in batch])
                 stats.accounts += len(batch)
                 progress.add(len(batch), "accounts")
             # cues: hash, indexes, due time (partition slots) and name reservations (account slots)
@@ -136,11 +128,8 @@ async def restore(
                     (p, rows[i : i + CHUNK]) for p, rows in by_p.items() for i in range(0, len(rows), CHUNK)
                 ]
                 for i in range(0, len(calls), PIPE):
-                    stats.cues += await store.restore_cues(calls[i : i + PIPE])
-                async with store.redis.pipeline(transaction=False) as pipe:
-                    for aid, mapping in names.items():
-                        pipe.hset(keys.cue_names(aid), mapping=mapping)  # type: ignore[arg-type]
-                    await pipe.execute()
+                    stats.cues += await store.restore.cues(calls[i : i + PIPE])
+                await store.restore.names(names)
                 progress.add(len(batch), "cues")
             # executions Redis held at the last snapshot
             async for batch in _chunks(
@@ -155,28 +144,23 @@ async def restore(
                     (p, docs[i : i + CHUNK]) for p, docs in by_p2.items() for i in range(0, len(docs), CHUNK)
                 ]
                 for i in range(0, len(calls2), PIPE):
-                    stats.executions += await store.restore_executions(calls2[i : i + PIPE], now_us)
+                    stats.executions += await store.restore.executions(calls2[i : i + PIPE], now_us)
                 progress.add(len(batch), "executions")
                 if on_progress is not None:
                     on_progress(stats.executions)
             rows = await conn.fetch("SELECT DISTINCT account_id FROM executions WHERE NOT in_redis")
-            await store.mark_history(r["account_id"] for r in rows)
+            await store.snapshots.mark_history(r["account_id"] for r in rows)
             # alerts: each hash back on its execution's partition, with the account's indexes
             async for batch in _chunks(
                 conn, "SELECT id, doc::text AS doc FROM alerts WHERE NOT deleted", 2000
             ):
-                async with store.redis.pipeline(transaction=False) as pipe:
-                    for r in batch:
-                        doc = msgspec.json.decode(r["doc"])
-                        p = keys.execution_partition(str(doc.get("eid", "")))
-                        if p is None:
-                            continue
-                        alert_id, acct = str(r["id"]), str(doc.get("acct", ""))
-                        created = int(doc.get("ca", 0))
-                        pipe.hset(keys.alert(p, alert_id), mapping=doc)
-                        pipe.zadd(keys.alert_index(p, acct), {alert_id: created})
-                        pipe.zadd(keys.alert_index(p, acct, str(doc.get("type", ""))), {alert_id: created})
-                    await pipe.execute()
+                alerts: list[RestoredAlert] = []
+                for r in batch:
+                    doc = msgspec.json.decode(r["doc"])
+                    p = keys.execution_partition(str(doc.get("eid", "")))
+                    if p is not None:
+                        alerts.append(RestoredAlert(p, str(r["id"]), doc))
+                await store.restore.alerts(alerts)
                 stats.alerts += len(batch)
                 progress.add(len(batch), "alerts")
     progress.finish()

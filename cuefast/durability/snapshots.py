@@ -4,7 +4,7 @@ Every mutating script marks what it changed in its slot's dirty set (``lua/lib/d
 One snapshotter at a time (a Redis lease, renewed while it works; another one idles and takes
 over when the lease lapses) repeatedly, per slot:
 
-1. ``snapshot_take.lua`` moves a bounded batch from the dirty set to the processing set in one
+1. ``snapshots_take.lua`` moves a bounded batch from the dirty set to the processing set in one
    step (or hands back an earlier batch that was never committed: a crash retries it first);
 2. gets the current hashes with it, each as one JSON object (encoded by the script);
 3. in one transaction, binary-COPYs them into temporary staging tables and upserts each table
@@ -14,7 +14,7 @@ over when the lease lapses) repeatedly, per slot:
 
 An id changed again meanwhile is in the dirty set again and goes out with a later batch.
 After the snapshot it trims finished executions older than ``CUEFAST_REDIS_RETENTION`` from
-Redis, but only those PostgreSQL holds at their current version (``exec_trim.lua`` checks),
+Redis, but only those PostgreSQL holds at their current version (``snapshots_trim.lua`` checks),
 in two re-runnable halves (see "retention" below).
 """
 
@@ -163,17 +163,17 @@ class Snapshotter:
 
     # ---- lease ---------------------------------------------------------------------
     async def acquire(self) -> bool:
-        self.active = await self.store.snapshot_lease("acquire", self.token, self.lease_ms)
+        self.active = await self.store.snapshots.lease("acquire", self.token, self.lease_ms)
         return self.active
 
     async def _renew(self) -> None:
-        if not await self.store.snapshot_lease("renew", self.token, self.lease_ms):
+        if not await self.store.snapshots.lease("renew", self.token, self.lease_ms):
             self.active = False
             raise LeaseLost()
 
     async def release(self) -> None:
         if self.active:
-            await self.store.snapshot_lease("release", self.token, self.lease_ms)
+            await self.store.snapshots.lease("release", self.token, self.lease_ms)
             self.active = False
 
     # ---- one snapshot ----------------------------------------------------------------
@@ -195,7 +195,7 @@ class Snapshotter:
         works while Python builds the next batch). Serves every ``cuefast snapshot`` request made
         before it began."""
         await self._record_partitions()
-        asked, _ = await self.store.snapshot_request("read")  # requests made before it begins
+        asked, _ = await self.store.snapshots.request("read")  # requests made before it begins
         self._requests_seen = asked
         began = self.clock.now_us()  # every change made before this is in PostgreSQL afterwards
         stats = SnapshotStats()
@@ -206,7 +206,7 @@ class Snapshotter:
                 for _ in range(max_batches):
                     await self._renew()
                     t0 = time.perf_counter()
-                    batch = await self.store.snapshot_take(slot, BATCH)
+                    batch = await self.store.snapshots.take(slot, BATCH)
                     stats.take_s += time.perf_counter() - t0
                     if not batch:
                         return
@@ -220,8 +220,8 @@ class Snapshotter:
             if isinstance(res, BaseException):
                 raise res
         # the snapshot lag /metrics reports (cuefast_snapshot_lag_seconds)
-        await self.store.record_snapshot(began)
-        await self.store.snapshot_request("served", asked)
+        await self.store.snapshots.record(began)
+        await self.store.snapshots.request("served", asked)
         return stats
 
     async def _write(self, slot: str, batch: list[tuple[str, str]], stats: SnapshotStats) -> None:
@@ -319,7 +319,7 @@ class Snapshotter:
             await self._renew()  # fenced: a snapshotter that lost its lease commits nothing
         t2 = time.perf_counter()
         stats.pg_s += t2 - t1
-        await self.store.snapshot_commit(slot, members)
+        await self.store.snapshots.commit(slot, members)
         stats.commit_s += time.perf_counter() - t2
         stats.batches += 1
         stats.statements += statements
@@ -327,11 +327,11 @@ class Snapshotter:
         stats.deleted += sum(len(v) for v in gone.values())
 
     # ---- retention -------------------------------------------------------------------
-    # Two halves, each re-runnable, in this order: Redis (``trim_redis``: exec_trim.lua removes
+    # Two halves, each re-runnable, in this order: Redis (``trim_redis``: snapshots_trim.lua removes
     # an execution and hands its id off in one atomic step), then PostgreSQL (``confirm_trim``:
     # the handed-off rows become history, ``in_redis = false``, then leave the hand-off sets).
     # Listings count an execution from Redis while Redis holds it and from PostgreSQL from the
-    # moment it is handed off (``Store.history_state``), so it is listed once at every point; a
+    # moment it is handed off (``store.snapshots.history_state``), so it is listed once at every point; a
     # crash between or inside the halves leaves hand-offs that the next run confirms first.
     async def trim(self, *, max_batches: int = 20) -> int:
         """Remove finished executions older than the retention window from Redis (only those
@@ -369,14 +369,14 @@ class Snapshotter:
             p = keys.execution_partition(eid)
             if p is not None:
                 by_p.setdefault(p, []).append((eid, int(r["updated_us"]), r["status"]))
-        await self.store.mark_history({r["account_id"] for r in rows})  # before any leaves Redis
-        gone, _kept = await self.store.trim_executions(by_p)  # kept: changed, dirty again
+        await self.store.snapshots.mark_history({r["account_id"] for r in rows})  # before any leaves Redis
+        gone, _kept = await self.store.snapshots.trim(by_p)  # kept: changed, dirty again
         return len(gone), len(rows)
 
     async def confirm_trim(self) -> int:
         """The PostgreSQL half: every handed-off execution's row becomes history (``in_redis =
         false``), then the hand-offs are dropped. Returns how many were confirmed."""
-        handed = await self.store.trim_handoff()
+        handed = await self.store.snapshots.trim_handoff()
         ids = [eid for batch in handed.values() for eid in batch]
         if ids:
             await self._renew()
@@ -384,7 +384,7 @@ class Snapshotter:
                 await conn.execute(
                     "UPDATE executions SET in_redis = false WHERE id = ANY($1::uuid[]) AND in_redis", ids
                 )
-        await self.store.trim_confirmed(handed)
+        await self.store.snapshots.trim_confirmed(handed)
         return len(ids)
 
     async def cycle(self) -> SnapshotStats:
@@ -407,7 +407,7 @@ class Snapshotter:
                 pass
             if self.active:
                 try:
-                    asked, served = await self.store.snapshot_request("read")
+                    asked, served = await self.store.snapshots.request("read")
                 except Exception:  # Redis unreachable: the next cycle reports it
                     continue
                 if asked > max(served, self._requests_seen):

@@ -1,8 +1,8 @@
 """The dispatcher role: outbox stream → signed webhook deliveries, results in Lua.
 
 Each process is one consumer of the ``dispatchers`` group on every partition's outbox.
-An attempt is leased (``deliver_start.lua``) before the request and recorded with its
-next state (``deliver_finish.lua``: success, pending_outcome, retrying with backoff, or
+An attempt is leased (``delivery_start.lua``) before the request and recorded with its
+next state (``delivery_finish.lua``: success, pending_outcome, retrying with backoff, or
 failed) before the stream entry is acknowledged — so a dispatcher killed mid-delivery
 leaves a pending entry that another dispatcher takes over with XAUTOCLAIM once the
 attempt is stale (at-least-once; the execution id lets receivers dedupe).
@@ -29,7 +29,7 @@ holds at most its own bound of requests. Reads are sized so that attempts in mem
 within the global bound. When queued attempts leave no room to read (other hosts' work
 would wait) and a host's oldest queued attempt has waited longer than ``HOST_WAIT_S``, the
 host cannot keep up: that host's queue is handed back, and for ``HOST_WAIT_S`` more new
-attempts for it are handed back at once. Handing back (``deliver_release.lua``) removes
+attempts for it are handed back at once. Handing back (``delivery_release.lua``) removes
 the lease, acknowledges the stream entry, puts the status back (pending / retry_ready,
 no attempt counted) and re-queues the execution through the delayed zset after the time
 the host has been congested (1–30 s). So a stuck host costs Redis round trips at a
@@ -57,7 +57,6 @@ import socket
 import time
 import uuid
 from collections import deque
-from typing import Any
 from urllib.parse import urlsplit
 
 from cuefast import metrics as m
@@ -65,8 +64,11 @@ from cuefast.clock import Clock
 from cuefast.config import Settings
 from cuefast.engine.webhooks import Webhooks, delivery_request
 from cuefast.models import CONFIG_DECODER, CueConfig
+from cuefast.months import month_of
 from cuefast.services.outcomes import OutcomeService
-from cuefast.store import Store, month_of
+from cuefast.services.usage import count_executions, count_failed
+from cuefast.store import Status, Store
+from cuefast.store.delivery import AttemptResult, Finished, Lease, OutboxEntry, ReleasedAttempt
 from cuefast.times import fmt_offset
 
 log = logging.getLogger(__name__)
@@ -113,7 +115,7 @@ def host_key(url: str) -> str:
 
 
 class _Attempt:
-    """One leased delivery attempt (what ``deliver_start.lua`` returned for it)."""
+    """One leased delivery attempt (what ``delivery_start.lua`` returned for it)."""
 
     __slots__ = (
         "account",
@@ -136,20 +138,20 @@ class _Attempt:
         "triggered_by",
     )
 
-    def __init__(self, p: int, entry_id: str, eid: str, row: list[Any], now_us: int) -> None:
+    def __init__(self, p: int, entry_id: str, eid: str, lease: Lease, now_us: int) -> None:
         self.p, self.entry_id, self.eid = p, entry_id, eid
-        self.cue_id = str(row[0])
-        self.scheduled_for = int(row[1])
-        self.attempts = int(row[2] or 0)
-        self.payload = str(row[3])
-        self.cfg = str(row[4])
-        self.name = str(row[5])
-        self.account = str(row[6])
-        self.triggered_by = str(row[7])
+        self.cue_id = lease.cue_id
+        self.scheduled_for = lease.scheduled_for
+        self.attempts = lease.attempts
+        self.payload = lease.payload
+        self.cfg = lease.config
+        self.name = lease.name
+        self.account = lease.account_id
+        self.triggered_by = lease.triggered_by
         self.secret = ""
-        self.lease_until = int(row[8])  # the fencing token: the exact lease the script stored
+        self.lease_until = lease.lease_until  # the fencing token: the exact lease the script stored
         self.lease_us = self.lease_until - now_us  # the lease's length (for an extension)
-        self.timeout_s = int(row[9])  # this attempt's HTTP timeout (the script's rule)
+        self.timeout_s = lease.timeout_s  # this attempt's HTTP timeout (the script's rule)
         self.config: CueConfig | None = None
         self.phase = WAITING
         self.queued_at = 0.0
@@ -201,14 +203,14 @@ class Dispatcher:
         self._parked = 0  # attempts queued behind a saturated host
         self._room = asyncio.Event()
         self._usage: dict[tuple[str, str], int] = {}
-        self._finishing: dict[int, list[tuple[list[str | int], asyncio.Future[tuple[str | None, bool]]]]] = {}
+        self._finishing: dict[int, list[tuple[AttemptResult, asyncio.Future[Finished]]]] = {}
         self._flushes: set[asyncio.Task[None]] = set()
         self._sweeper: asyncio.Task[None] | None = None
         self._releases: set[asyncio.Task[None]] = set()  # hand-backs being written
         self.host_wait_s = HOST_WAIT_S
 
     async def start(self) -> None:
-        await self.store.ensure_dispatch_groups()
+        await self.store.delivery.ensure_groups()
 
     async def close(self) -> None:
         """Graceful stop: release attempts not sent, let sent ones finish within the grace
@@ -267,13 +269,13 @@ class Dispatcher:
                     if loop.time() >= next_reclaim:
                         next_reclaim = loop.time() + reclaim_every
                         await self._spawn(
-                            await self.store.reclaim_outbox(
+                            await self.store.delivery.reclaim(
                                 self.consumer, self._min_idle_ms(), self._per_stream()
                             )
                         )
                         if not await self._wait_for_room(stop):
                             break
-                    entries = await self.store.read_outbox(self.consumer, self._per_stream(), block_ms)
+                    entries = await self.store.delivery.read(self.consumer, self._per_stream(), block_ms)
                     await self._spawn(entries)  # even when stopping: close() releases them
                 except Exception:
                     log.exception("dispatcher loop error")
@@ -284,7 +286,7 @@ class Dispatcher:
 
     def _min_idle_ms(self) -> int:
         """XAUTOCLAIM's min idle: the lease of an attempt at the default timeout. An entry of
-        a longer-timeout attempt may be claimed earlier: ``deliver_start.lua`` then answers
+        a longer-timeout attempt may be claimed earlier: ``delivery_start.lua`` then answers
         "busy" (its lease is live) and the entry stays pending with its new owner, so a
         crashed attempt is re-sent at most this long (plus ``reclaim_every``) after its own
         lease expired."""
@@ -316,7 +318,7 @@ class Dispatcher:
                 pass
         return not stop.is_set()
 
-    async def _spawn(self, entries: list[tuple[int, str, str]]) -> None:
+    async def _spawn(self, entries: list[OutboxEntry]) -> None:
         """Lease a batch (one pipeline of one script per partition), then admit each attempt
         to its host."""
         attempts = await self.start_batch(entries)
@@ -418,17 +420,17 @@ class Dispatcher:
             log.exception("shutdown: could not release %d attempts", len(attempts))
 
     async def _release(self, items: list[tuple[_Attempt, int]]) -> None:
-        """Hand leased, unsent attempts back (``deliver_release.lua``, one call per
+        """Hand leased, unsent attempts back (``delivery_release.lua``, one call per
         partition): no attempt counted, re-queued at the given µs (0: at once)."""
         if not items:
             return
-        by_partition: dict[int, list[tuple[str, str, int, int]]] = {}
+        by_partition: dict[int, list[ReleasedAttempt]] = {}
         for a, at in items:
-            by_partition.setdefault(a.p, []).append((a.eid, a.entry_id, a.lease_until, at))
+            by_partition.setdefault(a.p, []).append(ReleasedAttempt(a.eid, a.entry_id, a.lease_until, at))
         now = self.clock.now_us()
-        await asyncio.gather(*(self.store.deliver_release(p, rows, now) for p, rows in by_partition.items()))
+        await asyncio.gather(*(self.store.delivery.release(p, rows, now) for p, rows in by_partition.items()))
 
-    async def start_batch(self, entries: list[tuple[int, str, str]]) -> list[_Attempt]:
+    async def start_batch(self, entries: list[OutboxEntry]) -> list[_Attempt]:
         """Lease the executions of these (partition, stream entry, execution id) entries: one
         script call per partition, all in one pipeline, then one pipeline for the secrets.
         Entries of gone executions are acked."""
@@ -438,8 +440,8 @@ class Dispatcher:
             if eid:
                 by_partition.setdefault(p, []).append((entry_id, eid))
             else:
-                await self.store.ack(p, entry_id)
-        started = await self.store.deliver_start_many(
+                await self.store.delivery.ack(p, entry_id)
+        started = await self.store.delivery.start(
             {p: [eid for _, eid in items] for p, items in by_partition.items()},
             now,
             timeout_s=self.settings.webhook_timeout_seconds,
@@ -448,18 +450,19 @@ class Dispatcher:
         attempts: list[_Attempt] = []
         for p, items in by_partition.items():
             for (entry_id, eid), res in zip(items, started[p], strict=True):
-                if res == "gone":
-                    await self.store.ack(p, entry_id)
-                elif res != "busy":  # "busy": a live attempt elsewhere; the entry stays pending
+                if isinstance(res, Lease):
                     attempts.append(_Attempt(p, entry_id, eid, res, now))
-        secrets = await self.store.webhook_secrets([a.account for a in attempts])
+                elif res is Status.NOT_FOUND:
+                    await self.store.delivery.ack(p, entry_id)
+                # BUSY: a live attempt elsewhere holds it; the entry stays pending
+        secrets = await self.store.accounts.webhook_secrets([a.account for a in attempts])
         for a in attempts:
             a.secret = secrets.get(a.account, "")
         return attempts
 
     async def deliver(self, p: int, entry_id: str, eid: str) -> str | None:
         """One attempt for one execution; returns its new status (None if not deliverable)."""
-        attempts = await self.start_batch([(p, entry_id, eid)])
+        attempts = await self.start_batch([OutboxEntry(p, entry_id, eid)])
         return await self.attempt(attempts[0]) if attempts else None
 
     async def attempt(self, a: _Attempt) -> str | None:
@@ -498,37 +501,36 @@ class Dispatcher:
         body_outcome = None
         if ok and response and self.settings.response_body_outcomes:
             mode = cfg.verification.mode if cfg.verification else None
-            parsed = self.outcomes.from_response(response, mode, done_at)
-            if parsed is not None:
-                outcome_json, success, state, err = parsed
-                body_outcome = (outcome_json, "1" if success else "0", state, err)
-        new_status, recorded = await self._finish(
+            body_outcome = self.outcomes.from_response(response, mode, done_at)
+        finished = await self._finish(
             a.p,
-            [
+            AttemptResult(
                 a.eid,
-                "ok" if ok else "fail",
-                "" if status is None else status,
+                ok,
+                status,
                 "" if ok else error,
-                "" if delay is None else done_at + delay,
-                "" if deadline is None else deadline,
+                None if delay is None else done_at + delay,
+                deadline,
                 a.entry_id,
                 a.lease_until,
-                *(body_outcome or ("", "", "", "")),
-            ],
+                body_outcome,
+            ),
         )
-        self.metrics.inc(m.WEBHOOK_ATTEMPTS, (new_status or "none",))
-        if new_status == "superseded":  # fenced out: another dispatcher took it over; not recorded
+        new_status = finished.execution_status if finished.status is Status.OK else None
+        if finished.status is Status.CONFLICT:  # fenced out: another dispatcher took it over; not recorded
+            self.metrics.inc(m.WEBHOOK_ATTEMPTS, ("superseded",))
             return None
+        self.metrics.inc(m.WEBHOOK_ATTEMPTS, (new_status or "none",))
         if ok and new_status:  # delivered (a body outcome may have ended it as failed)
             self.metrics.inc(m.EXECUTIONS_DELIVERED, ("webhook",))
             month = (a.account, month_of(done_at))
             self._usage[month] = self._usage.get(month, 0) + 1
-            if recorded and body_outcome is not None:
-                await self._count_body_outcome(a, body_outcome[1] == "1")
+            if finished.outcome_recorded and body_outcome is not None:
+                await self._count_body_outcome(a, body_outcome.success)
         elif new_status == "failed":
             self.metrics.inc(m.EXECUTIONS_FAILED, ("webhook", "delivery"))
             try:  # usage `outcomes.failed` (§13.1): a final delivery failure, no outcome reported
-                await self.store.count_failed_executions(a.p, [a.eid])
+                await count_failed(self.store, [a.eid])
             except Exception:
                 log.warning("usage counter not written", extra={"execution_id": a.eid})
         return new_status
@@ -536,12 +538,12 @@ class Dispatcher:
     async def _lease_covers(self, a: _Attempt) -> bool:
         """Whether the attempt may be sent now: its lease must outlast the request by
         ``SEND_MARGIN_US``. One that waited too long (behind a busy host, or for a global slot)
-        gets a fresh lease of its length first, fenced (``deliver_extend.lua``); False when it
+        gets a fresh lease of its length first, fenced (``delivery_extend.lua``); False when it
         no longer holds its lease (taken over as stale meanwhile: it must not be sent)."""
         now = self.clock.now_us()
         if a.lease_until - now >= a.timeout_s * 1_000_000 + SEND_MARGIN_US:
             return True
-        (held,) = await self.store.deliver_extend(a.p, [(a.eid, a.lease_until, now + a.lease_us)], now)
+        (held,) = await self.store.delivery.extend(a.p, [(a.eid, a.lease_until, now + a.lease_us)], now)
         if held is None:
             log.info("attempt taken over while it waited; not sent", extra={"execution_id": a.eid})
             return False
@@ -553,16 +555,16 @@ class Dispatcher:
         counter is best effort, written after the script like every outcome's)."""
         self.metrics.inc(m.OUTCOMES, ("true" if success else "false",))
         try:
-            owned = await self.store.execution_cues(a.account, [a.eid])
-            created = owned[a.eid][1] if a.eid in owned else self.clock.now_us()
-            await self.store.count_outcomes([(a.account, month_of(created), success)])
+            owned = await self.store.executions.cues(a.account, [a.eid])
+            created = owned[a.eid].created_us if a.eid in owned else self.clock.now_us()
+            await self.store.usage.count_outcomes([(a.account, month_of(created), success)])
         except Exception:
             log.warning("usage counter not written", extra={"execution_id": a.eid})
 
-    async def _finish(self, p: int, row: list[str | int]) -> tuple[str | None, bool]:
+    async def _finish(self, p: int, row: AttemptResult) -> Finished:
         """Group commit: results that arrive in the same loop turn share one pipeline (one
         script call per partition)."""
-        fut: asyncio.Future[tuple[str | None, bool]] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[Finished] = asyncio.get_running_loop().create_future()
         if not self._finishing:
             asyncio.get_running_loop().call_soon(self._start_flush)
         self._finishing.setdefault(p, []).append((row, fut))
@@ -576,7 +578,7 @@ class Dispatcher:
     async def _flush_finishes(self) -> None:
         batches, self._finishing = self._finishing, {}
         try:
-            statuses = await self.store.deliver_finish_many(
+            statuses = await self.store.delivery.finish(
                 {p: [row for row, _ in batch] for p, batch in batches.items()}, self.clock.now_us()
             )
         except Exception as exc:
@@ -594,7 +596,7 @@ class Dispatcher:
         """Write the aggregated monthly execution counts (every second, and at shutdown)."""
         counts, self._usage = self._usage, {}
         try:
-            await self.store.count_executions(counts)
+            await count_executions(self.store, counts)
         except Exception:
             for key, n in counts.items():  # keep them for the next flush
                 self._usage[key] = self._usage.get(key, 0) + n

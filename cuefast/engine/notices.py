@@ -5,7 +5,7 @@ The Lua script that records an event queues the notice on its partition's ``noti
 in the same call (``lua/lib/alert.lua``: an alert, or a final failure's on_failure webhook and
 e-mail, whichever transport failed), so a notice is never lost between the event and its
 delivery, not even by a crash. Any number of senders share the ``notifiers`` consumer group; an entry is
-acknowledged only once it was sent, given up on, or rescheduled (``notice_retry.lua``), and
+acknowledged only once it was sent, given up on, or rescheduled (``notices_finish.lua``), and
 entries left by a sender that died are taken over after ``RECLAIM_IDLE_MS``. A failed send is
 tried again after 10 s, 60 s and 300 s (``MAX_ATTEMPTS`` in all); receivers dedupe on
 ``X-CueAPI-Alert-Id`` (alerts) or the body's ``execution_id`` (``cue.failed``).
@@ -54,7 +54,7 @@ class NoticeSender:
                 log.error("on_failure e-mail disabled: %s", exc)
 
     async def start(self) -> None:
-        await self.store.ensure_notice_groups()
+        await self.store.notices.ensure_groups()
 
     async def run(self, stop: asyncio.Event, *, block_ms: int = 1000, reclaim_every: float = 30.0) -> None:
         await self.start()
@@ -73,9 +73,9 @@ class NoticeSender:
     async def step(self, *, block_ms: int = 0, reclaim: bool = False, idle_ms: int = RECLAIM_IDLE_MS) -> int:
         """Requeue due retries, take over notices idle for ``idle_ms`` in a dead sender's hands
         (with ``reclaim``), then send what is queued, concurrently; returns notices handled."""
-        await self.store.move_due_notices(self.clock.now_us())
-        entries = await self.store.reclaim_notices(self.consumer, idle_ms, 100) if reclaim else []
-        entries += await self.store.read_notices(self.consumer, 100, block_ms)
+        await self.store.notices.move_due(self.clock.now_us())
+        entries = await self.store.notices.reclaim(self.consumer, idle_ms, 100) if reclaim else []
+        entries += await self.store.notices.read(self.consumer, 100, block_ms)
         await asyncio.gather(*(self.handle(*e) for e in entries))
         return len(entries)
 
@@ -98,18 +98,18 @@ class NoticeSender:
         if done or attempt >= MAX_ATTEMPTS:
             if not done:
                 log.warning("notice given up after %d attempts", attempt, extra={"notice": kind, "id": ident})
-            await self.store.finish_notice(p, entry_id)
+            await self.store.notices.finish(p, entry_id)
         else:
             due = self.clock.now_us() + BACKOFF_S[min(attempt, len(BACKOFF_S)) - 1] * _US
             retry = f"{kind}|{ident}|{attempt + 1}" + (f"|{at}" if at else "")
-            await self.store.finish_notice(p, entry_id, retry, due)
+            await self.store.notices.finish(p, entry_id, retry, due)
 
     async def _alert(self, p: int, alert_id: str) -> bool:
         """POST the alert to the account's alert webhook (§12.6); True when done."""
-        row = await self.store.get_alert(p, alert_id)
+        row = await self.store.alerts.get(p, alert_id)
         if row is None:
             return True
-        url, secret, _ = await self.store.notice_targets(row.get("acct", ""))
+        url, secret, _ = await self.store.accounts.notice_targets(row.get("acct", ""))
         if not url:
             return True  # no alert webhook configured: the alert stays listed in GET /v1/alerts
         body = webhook_body(row)
@@ -125,15 +125,15 @@ class NoticeSender:
         """The on_failure webhook of a finally failed execution (§12.2), to the cue's current
         ``on_failure.webhook``, signed with the account's current webhook secret; True when
         done (accepted, or nothing to send)."""
-        h = await self.store.get_execution(execution_id)
+        h = await self.store.executions.get(execution_id)
         if h is None:
             return True
-        cue = await self.store.get_cue(h.get("cue", ""))
+        cue = await self.store.cues.get(h.get("cue", ""))
         url = CONFIG_DECODER.decode(cue["cfg"]).on_failure.webhook if cue is not None else None
         if cue is None or not url:
             return True
         acct = h.get("acct", "")
-        secret = (await self.store.webhook_secrets([acct])).get(acct, "")
+        secret = (await self.store.accounts.webhook_secrets([acct])).get(acct, "")
         now = self.clock.now_us()
         body, headers = cue_failed(
             h,
@@ -156,10 +156,10 @@ class NoticeSender:
 
     async def _mail(self, execution_id: str, attempt: int, at: int = 0) -> bool:
         """The on_failure e-mail of a finally failed execution (§12.1); True when done."""
-        h = await self.store.get_execution(execution_id)
+        h = await self.store.executions.get(execution_id)
         if h is None:
             return True
-        cue = await self.store.get_cue(h.get("cue", ""))
+        cue = await self.store.cues.get(h.get("cue", ""))
         if cue is None or not CONFIG_DECODER.decode(cue["cfg"]).on_failure.email:
             return True
         acct, cue_id = h.get("acct", ""), h.get("cue", "")
@@ -175,10 +175,10 @@ class NoticeSender:
             )
             return True
         now = self.clock.now_us()
-        if attempt == 1 and await self.store.count_mail(acct, now // _HOUR_US) > MAILS_PER_HOUR:
+        if attempt == 1 and await self.store.notices.count_mail(acct, now // _HOUR_US) > MAILS_PER_HOUR:
             log.warning("on_failure e-mail skipped: %d per hour sent", MAILS_PER_HOUR, extra=extra)
             return True
-        _, _, to = await self.store.notice_targets(acct)
+        _, _, to = await self.store.accounts.notice_targets(acct)
         if not to:
             return True
         name = cue.get("name", cue_id)

@@ -14,6 +14,7 @@ from cuefast import metrics as m
 from cuefast.clock import Clock
 from cuefast.config import Settings
 from cuefast.models import CONFIG_DECODER, CueConfig
+from cuefast.services.usage import count_failed
 from cuefast.store import Store
 
 log = logging.getLogger(__name__)
@@ -40,27 +41,33 @@ class WorkReaper:
         ceiling_us = self.settings.worker_max_claim_seconds * _US
         judged = 0
         for _ in range(100):  # bounded: each round removes or renews what it judged
-            rows = await self.store.lease_due(p, batch, now)
+            rows = await self.store.claims.expired_leases(p, batch, now)
             if not rows:
                 break
-            seen = await self.store.worker_last_seen([(r[1], r[2]) for r in rows])
-            cfgs = await self._configs([r[6] for r in rows])
+            seen = await self.store.workers.last_seen([(r.account_id, r.worker_id) for r in rows])
+            cfgs = await self._configs([r.cue_id for r in rows])
             decisions: list[tuple[str, str, str]] = []
-            for eid, acct, worker, cla, lh, att, cue_id, lx, _tb, ls in rows:
-                last = seen.get((acct, worker))
-                start = max(int(cla or 0), int(lh or 0))
+            for r in rows:
+                last = seen.get((r.account_id, r.worker_id))
+                start = max(r.claimed_at, r.heartbeat_at or 0)
                 if last is not None and last >= now - alive_us and now < start + ceiling_us:
-                    decisions.append((eid, lx, f"renew:{now + (int(ls) if ls else self.lease_us)}"))
+                    decisions.append(
+                        (
+                            r.execution_id,
+                            r.lease_until,
+                            f"renew:{now + (self.lease_us if r.lease_us is None else r.lease_us)}",
+                        )
+                    )
                     continue
-                cfg = cfgs.get(cue_id)
-                attempts_left = cfg is not None and int(att) < cfg.retry.max_attempts
-                decisions.append((eid, lx, "reoffer" if attempts_left else "fail"))
-            results = await self.store.lease_reap(p, decisions, now)
+                cfg = cfgs.get(r.cue_id)
+                attempts_left = cfg is not None and r.attempts < cfg.retry.max_attempts
+                decisions.append((r.execution_id, r.lease_until, "reoffer" if attempts_left else "fail"))
+            results = await self.store.claims.reap_leases(p, decisions, now)
             for _, _, decision in decisions:
                 self.metrics.inc(m.LEASE_EXPIRIES, (decision.split(":", 1)[0],))
-            failed = [row[0] for row, res in zip(rows, results, strict=True) if res == "failed"]
+            failed = [r.execution_id for r, res in zip(rows, results, strict=True) if res == "failed"]
             self.metrics.inc(m.EXECUTIONS_FAILED, ("worker", "lease_exhausted"), len(failed))
-            await self.store.count_failed_executions(p, failed)  # usage `failed`
+            await count_failed(self.store, failed)  # usage `failed`
             judged += len(rows)
             if len(rows) < batch:
                 break
@@ -71,9 +78,9 @@ class WorkReaper:
         cutoff = now - self.settings.worker_unclaimed_seconds * _US
         missed = 0
         for _ in range(100):
-            taken, rows = await self.store.missed(p, cutoff, batch, now)
+            taken, rows = await self.store.claims.expire_unclaimed(p, cutoff, batch, now)
             if rows:
-                await self.store.count_failed_executions(p, [r[0] for r in rows])  # usage `failed`
+                await count_failed(self.store, [r.execution_id for r in rows])  # usage `failed`
             missed += len(rows)
             self.metrics.inc(m.EXECUTIONS_FAILED, ("worker", "missed"), len(rows))
             if taken < batch:
@@ -81,5 +88,5 @@ class WorkReaper:
         return missed
 
     async def _configs(self, cue_ids: list[str]) -> dict[str, CueConfig]:
-        rows = await self.store.cue_fields(cue_ids, ("cfg",))
-        return {c: CONFIG_DECODER.decode(r[0]) for c, r in rows.items() if r[0]}
+        rows = await self.store.cues.fields(cue_ids, ("cfg",))
+        return {c: CONFIG_DECODER.decode(cfg) for c, r in rows.items() if (cfg := r["cfg"])}

@@ -4,7 +4,7 @@ due webhook retries and delayed fires → back into the outbox; passed outcome d
 
 Each pass reads a bounded batch of due cues per partition, computes in Python which
 slots fire and the new ``next_run`` (cron maths with zones stays out of Lua), and hands
-the batch to ``materialize.lua``, which creates each execution under its deterministic
+the batch to ``schedule_materialize.lua``, which creates each execution under its deterministic
 id only if it does not exist yet and moves ``next_run`` only if nobody moved it first.
 So any number of schedulers, restarts and crashes never create two executions for one
 slot, and a PATCH racing a pass wins.
@@ -18,9 +18,9 @@ Catch-up after downtime (per cue, ``catch_up``):
 A slot counts as missed when it is more than ``ON_TIME_US`` behind the pass.
 
 Monthly execution limit (CONTRACT.md §13.2, ``enforce_quotas``): each batch's accounts are
-checked with one pipeline to the auth slot (``Store.quota_blocked``; the answers are kept for
+checked with one pipeline to the auth slot (``services.usage.quota_blocked``; the answers are kept for
 the rest of the pass, whose ``now`` is fixed); a blocked cue's plan line carries the flag "b"
-and ``materialize.lua`` creates its executions directly as failed.
+and ``schedule_materialize.lua`` creates its executions directly as failed.
 """
 
 from __future__ import annotations
@@ -37,7 +37,10 @@ from cuefast import metrics as m
 from cuefast.clock import Clock
 from cuefast.engine.reaper import WorkReaper
 from cuefast.ids import scheduled_execution_id
-from cuefast.store import SCHEDULER_STEPS, Store
+from cuefast.months import month_of
+from cuefast.services.usage import count_failed, quota_blocked
+from cuefast.store import Store
+from cuefast.store.schedule import STEPS, DueCue
 
 log = logging.getLogger(__name__)
 
@@ -113,29 +116,28 @@ class Scheduler:
         self.clock = clock
         self.batch = batch
         self.work = work
-        self.enforce_quotas = enforce_quotas
         """worker transport steps (expired leases, unclaimed work); None: not run by this scheduler"""
-        if work is not None:
-            store.unclaimed_window_us = work.settings.worker_unclaimed_seconds * 1_000_000
+        self.enforce_quotas = enforce_quotas
+        self.unclaimed_window_us = (
+            None if work is None else work.settings.worker_unclaimed_seconds * 1_000_000
+        )
+        """CUEFAST_WORKER_UNCLAIMED_SECONDS in µs when this scheduler runs the worker steps (then
+        ``due_work`` also wakes it for lease expiries and missed-claim timeouts)"""
 
     async def tick(self, due: Mapping[int, frozenset[str]] | None = None) -> int:
         """One pass; returns the number of executions created. ``due`` ({partition: steps}, from
-        ``Store.due_work``) limits it to the partitions and steps with something due; None runs
+        ``store.schedule.due_work``) limits it to the partitions and steps with something due; None runs
         every step of every partition."""
         started = time.monotonic()
         now = self.clock.now_us()
-        work = (
-            dict(due)
-            if due is not None
-            else dict.fromkeys(range(self.store.keys.partitions), SCHEDULER_STEPS)
-        )
+        work = dict(due) if due is not None else dict.fromkeys(range(self.store.keys.partitions), STEPS)
         partitions = list(work)
         random.shuffle(partitions)  # several schedulers start on different partitions
         # Partitions run concurrently: Python plans one batch while Redis runs another's script.
         quota: dict[str, bool] = {}  # account → blocked, for this pass (one `now`)
         created = sum(await asyncio.gather(*(self._drain(p, now, quota, work[p]) for p in partitions)))
         self.metrics.inc(m.EXECUTIONS_CREATED, ("scheduled",), created)
-        await self.store.record_poller(now, created, int((time.monotonic() - started) * 1000))
+        await self.store.system.record_poller(now, created, int((time.monotonic() - started) * 1000))
         return created
 
     async def _drain(self, p: int, now: int, quota: dict[str, bool], steps: frozenset[str]) -> int:
@@ -145,14 +147,15 @@ class Scheduler:
             created += n
             if not full:
                 break
-        while "retries" in steps and await self.store.move_due_retries(p, now, self.batch) == self.batch:
+        while "retries" in steps and await self.store.schedule.move_retries(p, now, self.batch) == self.batch:
             pass
-        while "delayed" in steps and await self.store.move_due_delayed(p, now, self.batch) == self.batch:
+        while "delayed" in steps and await self.store.schedule.move_delayed(p, now, self.batch) == self.batch:
             pass
         while "deadlines" in steps:
-            timed_out = len(await self.store.expire_deadlines(p, now, self.batch))
-            self.metrics.inc(m.OUTCOME_TIMEOUTS, (), timed_out)
-            if timed_out < self.batch:
+            timed_out = await self.store.schedule.expire_deadlines(p, now, self.batch)
+            await count_failed(self.store, timed_out)  # usage `outcomes.failed`
+            self.metrics.inc(m.OUTCOME_TIMEOUTS, (), len(timed_out))
+            if len(timed_out) < self.batch:
                 break
         if self.work is not None:
             if "leases" in steps:
@@ -161,22 +164,20 @@ class Scheduler:
                 await self.work.expire_unclaimed(p, now, self.batch)
         return created
 
-    async def _blocked(
-        self, due: list[tuple[str, int, str, str]], now: int, quota: dict[str, bool]
-    ) -> set[str]:
+    async def _blocked(self, due: list[DueCue], now: int, quota: dict[str, bool]) -> set[str]:
         """The batch's accounts past their monthly limit's grace period (empty when quotas are
         off); accounts not yet seen in this pass are read in one pipeline."""
         if not self.enforce_quotas:
             return set()
-        unseen = list({acct for _, _, _, acct in due if acct and acct not in quota})
+        unseen = list({c.account_id for c in due if c.account_id and c.account_id not in quota})
         if unseen:
-            blocked = await self.store.quota_blocked(unseen, now)
+            blocked = await quota_blocked(self.store, unseen, now)
             for acct in unseen:
                 quota[acct] = acct in blocked
-        return {acct for _, _, _, acct in due if quota.get(acct)}
+        return {c.account_id for c in due if quota.get(c.account_id)}
 
     async def _partition(self, p: int, now: int, quota: dict[str, bool]) -> tuple[int, bool]:
-        due = await self.store.due_cues(p, now, self.batch)
+        due = await self.store.schedule.due_cues(p, now, self.batch)
         if not due:
             return 0, False
         blocked = await self._blocked(due, now, quota)
@@ -196,8 +197,11 @@ class Scheduler:
             for slot in slots:
                 words += [str(slot), scheduled_execution_id(cue_id, slot, p)]
             plan.append(" ".join(words))
-        created, _ = await self.store.materialize(p, now, plan)
-        return created, len(due) == self.batch
+        done = await self.store.schedule.materialize(p, now, plan)
+        if done.blocked:  # usage `outcomes.failed` (§13.1): created failed, without an outcome
+            month = month_of(now)
+            await self.store.usage.add("failed", {(acct, month): n for acct, n in done.blocked.items()})
+        return done.created, len(due) == self.batch
 
     async def run(self, stop: asyncio.Event, interval: float = 0.05) -> None:
         """Until ``stop`` is set: run a pass when something is due, otherwise sleep until the
@@ -209,13 +213,13 @@ class Scheduler:
         while not stop.is_set():
             try:
                 now = self.clock.now_us()
-                due, wait_us = await self.store.due_work(now)
+                due, wait_us = await self.store.schedule.due_work(now, self.unclaimed_window_us)
                 if due:
                     await self.tick(due)
                     last_beat = time.monotonic()
                     wait_us = 0  # look again after the shortest pause: the next read says how long
                 elif time.monotonic() - last_beat >= 1.0:
-                    await self.store.record_poller(now, 0, 0)
+                    await self.store.system.record_poller(now, 0, 0)
                     last_beat = time.monotonic()
                 failures = 0
                 delay = interval if wait_us is None else min(interval, max(wait_us / 1e6, 0.001))

@@ -42,8 +42,9 @@ from cuefast.ids import (
     slug_candidates,
 )
 from cuefast.models import Account
+from cuefast.months import month_of
 from cuefast.services.validate import Checker, require_object
-from cuefast.store import AuthResult, Store, Window, month_of
+from cuefast.store import AuthResult, Status, Store, Window
 from cuefast.times import fmt_offset
 
 ROTATED_KEY_TTL_MS = 24 * 3600 * 1000
@@ -120,8 +121,10 @@ class AccountService:
         if pre is not None and pre[0] == authorization:
             res = pre[1]
         else:
-            res = await self.store.authenticate(key_sha(token), count=False, now_us=self.clock.now_us())
-        if res.status == "rotated":
+            res = await self.store.accounts.authenticate(
+                key_sha(token), count=False, now_us=self.clock.now_us()
+            )
+        if res.status is Status.ROTATED:
             raise KeyRotated()
         if res.account is None:
             raise Unauthorized("Invalid API key")
@@ -131,7 +134,7 @@ class AccountService:
         """Authenticate (when the header carries an API key) and count the request in its
         rate-limit window — the key's, or the client IP's without a valid key (§3.7)."""
         key = api_key_of(authorization)
-        return await self.store.authenticate(
+        return await self.store.accounts.authenticate(
             key_sha(key) if key else "",
             ip=ip,
             ip_limit=self.settings.ip_rate_limit,
@@ -175,16 +178,16 @@ class AccountService:
             created=now,
             updated=now,
         )
-        res = await self.store.register(account, slug_candidates(email))
-        if res == "duplicate_email":
+        status, _ = await self.store.accounts.register(account, slug_candidates(email))
+        if status is Status.EXISTS:
             raise DuplicateEmail()
-        if res == "no_slug":  # pragma: no cover - 7 random candidates all taken
+        if status is Status.EXHAUSTED:  # pragma: no cover - 7 random candidates all taken
             raise RuntimeError("could not allocate a slug")
         return {"api_key": api_key, "email": email}
 
     async def rotate_key(self, account: Account) -> dict[str, Any]:
         api_key = new_api_key()
-        ok = await self.store.rotate_key(
+        status = await self.store.accounts.rotate_key(
             account.id,
             account.key_sha,
             key_sha(api_key),
@@ -193,7 +196,7 @@ class AccountService:
             ROTATED_KEY_TTL_MS,
             self.clock.now_us(),
         )
-        if not ok:
+        if status is not Status.OK:
             raise KeyRotated()
         return {"api_key": api_key, "previous_key_revoked": True}
 
@@ -214,7 +217,7 @@ class AccountService:
         return {"api_key": key}
 
     async def me(self, account: Account) -> dict[str, Any]:
-        active, _, counters = await self.store.usage_counts(account.id, month_of(self.clock.now_us()))
+        active, _, counters = await self.store.usage.counts(account.id, month_of(self.clock.now_us()))
         return {
             "email": account.email,
             "plan": account.plan,
@@ -249,20 +252,25 @@ class AccountService:
             except UnsafeURL as exc:
                 raise InvalidAlertWebhookURL(exc.message) from None
         now = self.clock.now_us()
-        if email is not None and not await self.store.change_email(account.id, email, now):
+        if (
+            email is not None
+            and await self.store.accounts.change_email(account.id, email, now) is not Status.OK
+        ):
             raise DuplicateEmail()
         if has_url:
-            await self.store.set_account_fields(account.id, {"alert_url": url or "", "updated": now})
+            await self.store.accounts.set_fields(account.id, {"alert_url": url or "", "updated": now})
         return {"updated_at": fmt_offset(now)}
 
     async def regenerate_webhook_secret(self, account: Account) -> dict[str, Any]:
         secret = new_webhook_secret()
-        await self.store.set_account_fields(account.id, {"wh_secret": secret, "updated": self.clock.now_us()})
+        await self.store.accounts.set_fields(
+            account.id, {"wh_secret": secret, "updated": self.clock.now_us()}
+        )
         return {"webhook_secret": secret, "previous_secret_revoked": True}
 
     async def regenerate_alert_secret(self, account: Account) -> dict[str, Any]:
         secret = new_alert_secret()
-        await self.store.set_account_fields(
+        await self.store.accounts.set_fields(
             account.id, {"alert_secret": secret, "updated": self.clock.now_us()}
         )
         return {"alert_webhook_secret": secret, "previous_secret_revoked": True}

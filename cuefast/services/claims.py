@@ -6,10 +6,10 @@ Neighbours: ``claim_input`` (request bodies), ``work_feed`` (long-poll wake-ups)
 
 Two doors, one state. The CueAPI endpoints (claimable / claim / claim-by-id / heartbeat) and
 cuefast's batch pull (``/v1/worker/claim|outcomes|leases|release``) both go through the same
-scripts — ``claim.lua``, ``heartbeat.lua``, ``release.lua``, ``lease_reap.lua`` — so their
-guarantees are identical: an execution is claimed by exactly one worker, its lease is real
-(``lease_seconds``), heartbeats extend it, and only after it expired (and its worker is not
-alive, §9.5) can anyone else get it.
+scripts — ``claims_claim.lua``, ``claims_heartbeat.lua``, ``claims_release.lua``,
+``claims_reap_leases.lua`` — so their guarantees are identical: an execution is claimed by
+exactly one worker, its lease is real (``lease_seconds``), heartbeats extend it, and only after
+it expired (and its worker is not alive, §9.5) can anyone else get it.
 
 Claimable work is indexed per partition in zsets scored by ``scheduled_for``: one per account
 (all tasks) and one per task, per agent and per (task, agent), so a filtered claim reads an
@@ -49,11 +49,14 @@ from cuefast.errors import (
 )
 from cuefast.ids import is_execution_id
 from cuefast.models import CONFIG_DECODER, Account
+from cuefast.months import month_of
 from cuefast.services.claim_input import BatchClaim, worker_id_field
 from cuefast.services.outcomes import OutcomeService, ParsedOutcome, parse_outcome
+from cuefast.services.usage import count_executions
 from cuefast.services.validate import Checker, require_object
 from cuefast.services.work_feed import Waiter, WorkFeed
-from cuefast.store import Store, month_of
+from cuefast.store import Status, Store
+from cuefast.store.claims import Claim, ClaimRequest, WorkIndex
 from cuefast.times import fmt_offset, fmt_z
 
 log = logging.getLogger(__name__)
@@ -69,7 +72,7 @@ Filter = tuple[str | None, str | None]
 
 
 class ClaimedItem(msgspec.Struct, kw_only=True):
-    """One claimed execution (what ``claim.lua`` returned for it)."""
+    """One claimed execution (what ``claims_claim.lua`` returned for it)."""
 
     execution_id: str
     cue_id: str
@@ -93,16 +96,16 @@ class ClaimedItem(msgspec.Struct, kw_only=True):
         }
 
 
-def _item(row: list[Any]) -> ClaimedItem:
+def _item(c: Claim) -> ClaimedItem:
     return ClaimedItem(
-        execution_id=str(row[1]),
-        cue_id=str(row[2]),
-        cue_name=str(row[3]),
-        scheduled_for=int(row[4]),
-        attempt=int(row[5]),
-        payload=str(row[6]) or "{}",
-        task=str(row[7]) or None,
-        lease_expires_at=int(row[8]),
+        execution_id=c.execution_id,
+        cue_id=c.cue_id,
+        cue_name=c.cue_name,
+        scheduled_for=c.scheduled_for,
+        attempt=c.attempt,
+        payload=c.payload,
+        task=c.task,
+        lease_expires_at=c.lease_until,
     )
 
 
@@ -131,26 +134,25 @@ class WorkService:
         self, account: Account, task: str | None, agent: str | None, limit: int
     ) -> list[dict[str, Any]]:
         """§9.1: claimable now, filters before the limit, oldest ``scheduled_for`` first."""
-        k = self.store.keys
-        keys = [k.work_filtered(p, account.id, task, agent) for p in range(k.partitions)]
-        entries = await self.store.peek_claimable(keys, self.clock.now_us(), limit)
-        ids = [eid for _, eid, _ in entries]
-        rows = await self.store.execution_fields(ids, ("st", "tr", "acct", "cue", "sf", "pl", "att", "tk"))
+        indexes = [WorkIndex(p, task, agent) for p in range(self.store.keys.partitions)]
+        peek = await self.store.claims.peek(account.id, indexes, self.clock.now_us(), limit)
+        ids = [a.execution_id for a in peek.available]
+        rows = await self.store.executions.fields(ids, ("st", "tr", "acct", "cue", "sf", "pl", "att", "tk"))
         live = [
             (eid, r)
             for eid, r in zip(ids, rows, strict=True)
-            if r is not None and r[0] in _CLAIMABLE and r[1] == "worker" and r[2] == account.id
+            if r is not None and r["st"] in _CLAIMABLE and r["tr"] == "worker" and r["acct"] == account.id
         ]
-        names = await self.store.cue_fields([str(r[3]) for _, r in live], ("name",))
+        names = await self.store.cues.fields([str(r["cue"]) for _, r in live], ("name",))
         return [
             {
                 "execution_id": eid,
-                "cue_id": r[3],
-                "cue_name": names.get(str(r[3]), [None])[0],
-                "task": r[7] or None,
-                "scheduled_for": fmt_z(int(r[4] or 0)),
-                "payload": msgspec.Raw(r[5] or "{}"),
-                "attempt": int(r[6] or 0),
+                "cue_id": r["cue"],
+                "cue_name": names.get(str(r["cue"]), {}).get("name"),
+                "task": r["tk"] or None,
+                "scheduled_for": fmt_z(int(r["sf"] or 0)),
+                "payload": msgspec.Raw(r["pl"] or "{}"),
+                "attempt": int(r["att"] or 0),
             }
             for eid, r in live
         ]
@@ -170,20 +172,17 @@ class WorkService:
 
     async def claim_one(self, account: Account, execution_id: str, worker_id: str) -> dict[str, Any]:
         """§9.3: claim this execution."""
-        k = self.store.keys
-        p = k.execution_partition(execution_id)
+        p = self.store.keys.execution_partition(execution_id)
         if p is None:
             raise ExecutionNotFound()
         now = self.clock.now_us()
-        res = await self.store.claim(
-            [(p, k.work(p, account.id), 0, [execution_id])], account.id, worker_id, self.lease_us, now
-        )
-        row = res[0][0]
-        if int(row[0]) == -1:
+        request = ClaimRequest(WorkIndex(p), 0, [execution_id])
+        ((claim,),) = await self.store.claims.claim(account.id, worker_id, self.lease_us, now, [request])
+        if claim.status is Status.NOT_FOUND:
             raise ExecutionNotFound()
-        if int(row[0]) != 1:
+        if claim.status is not Status.OK:
             raise ClaimFailed("Execution not available for claiming")
-        await self._after_claim(account, [_item(row)], now)
+        await self._after_claim(account, [_item(claim)], now)
         return {
             "claimed": True,
             "execution_id": execution_id,
@@ -196,16 +195,20 @@ class WorkService:
         if p is None:
             raise ExecutionNotFound()
         now = self.clock.now_us()
-        (code, lx), *_ = await self.store.heartbeat(
+        (beat,) = await self.store.claims.heartbeat(
             p, account.id, worker_id or "", self.lease_us, now, [execution_id]
         )
-        if code == -1:
+        if beat.status is Status.NOT_FOUND:
             raise ExecutionNotFound()
-        if code == -2:
+        if beat.status is Status.WRONG_STATE:
             raise ExecutionNotClaiming()
-        if code == -3:
+        if beat.status is Status.CONFLICT:
             raise NotExecutionOwner()
-        return {"execution_id": execution_id, "lease_extended_until": fmt_offset(lx), "acknowledged": True}
+        return {
+            "execution_id": execution_id,
+            "lease_extended_until": fmt_offset(beat.lease_until),
+            "acknowledged": True,
+        }
 
     # ---- the claim path shared by both doors ------------------------------------------
     async def claim(
@@ -229,30 +232,27 @@ class WorkService:
         partitions; and per partition, when its first matching work not yet available becomes
         available (µs; None: none seen).
 
-        Peek (one pipelined read over every partition × filter index), then one ``claim.lua``
+        Peek (one pipelined read over every partition × filter index), then one ``claims_claim.lua``
         per chosen index with its count, pipelined; entries lost to a concurrent claimer are
         made up for by another round (bounded)."""
-        k = self.store.keys
-        keys = [
-            (p, k.work_filtered(p, account.id, task, agent)) for p in partitions for task, agent in filters
-        ]
-        later: dict[int, int | None] = {p: None for p, _ in keys}
+        indexes = [WorkIndex(p, task, agent) for p in partitions for task, agent in filters]
+        later: dict[int, int | None] = {w.partition: None for w in indexes}
         out: list[ClaimedItem] = []
         now = self.clock.now_us()
         for round_ in range(4):
             want = n - len(out)
-            entries, heads = await self.store.peek_work([key for _, key in keys], now, want)
+            entries, heads = await self.store.claims.peek(account.id, indexes, now, want)
             if round_ == 0:
-                for (p, _), head in zip(keys, heads, strict=True):
-                    known = later[p]
+                for w, head in zip(indexes, heads, strict=True):
+                    known = later[w.partition]
                     if head is not None and (known is None or head < known):
-                        later[p] = head
+                        later[w.partition] = head
             if not entries:
                 break
-            counts = Counter(i for _, _, i in entries)
-            requests = [(keys[i][0], keys[i][1], c, ()) for i, c in counts.items()]
-            res = await self.store.claim(requests, account.id, worker_id, lease_us, now)
-            got = [_item(row) for rows in res for row in rows if int(row[0]) == 1]
+            counts = Counter(e.source for e in entries)
+            requests = [ClaimRequest(indexes[i], c) for i, c in counts.items()]
+            res = await self.store.claims.claim(account.id, worker_id, lease_us, now, requests)
+            got = [_item(c) for claims in res for c in claims if c.status is Status.OK]
             out.extend(got)
             if len(out) >= n or len(got) == len(entries) or (not got and len(entries) < want):
                 break
@@ -272,12 +272,12 @@ class WorkService:
         if not first:
             return
         _, cfgs = await asyncio.gather(
-            self.store.count_executions({(account.id, month_of(now)): len(first)}),
-            self.store.cue_fields([it.cue_id for it in first], ("cfg",)),
+            count_executions(self.store, {(account.id, month_of(now)): len(first)}),
+            self.store.cues.fields([it.cue_id for it in first], ("cfg",)),
         )
         arm: dict[int, list[tuple[str, int]]] = {}
         for it in first:
-            raw = cfgs.get(it.cue_id, [None])[0]
+            raw = cfgs.get(it.cue_id, {}).get("cfg")
             if not raw:
                 continue
             cfg = CONFIG_DECODER.decode(raw)
@@ -288,7 +288,7 @@ class WorkService:
                     (it.execution_id, now + cfg.delivery.outcome_deadline_seconds * _US)
                 )
         for p, pairs in arm.items():
-            await self.store.arm_deadlines(p, pairs, now)
+            await self.store.claims.arm_deadlines(p, pairs, now)
 
     # ---- batch door (cuefast extension) --------------------------------------------
     async def batch_claim(self, account: Account, req: BatchClaim) -> dict[str, Any]:
@@ -404,13 +404,16 @@ class WorkService:
         now = self.clock.now_us()
         parts = list(by_p.items())
         results = await asyncio.gather(
-            *(self.store.heartbeat(p, account.id, worker_id, self.lease_us, now, pids) for p, pids in parts)
+            *(
+                self.store.claims.heartbeat(p, account.id, worker_id, self.lease_us, now, pids)
+                for p, pids in parts
+            )
         )
         extended: list[dict[str, Any]] = []
         for (_, pids), res in zip(parts, results, strict=True):
-            for eid, (code, lx) in zip(pids, res, strict=True):
-                if code == 1:
-                    extended.append({"execution_id": eid, "lease_expires_at": fmt_z(lx)})
+            for eid, beat in zip(pids, res, strict=True):
+                if beat.status is Status.OK:
+                    extended.append({"execution_id": eid, "lease_expires_at": fmt_z(beat.lease_until)})
                 else:
                     lost.append(eid)
         return {"extended": extended, "lost": lost}
@@ -419,7 +422,7 @@ class WorkService:
         by_p, _ = self._by_partition(ids)
         now = self.clock.now_us()
         counts = await asyncio.gather(
-            *(self.store.release(p, account.id, worker_id, now, pids) for p, pids in by_p.items())
+            *(self.store.claims.release(p, account.id, worker_id, now, pids) for p, pids in by_p.items())
         )
         return {"released": sum(counts)}
 

@@ -61,7 +61,7 @@ from cuefast.services.cue_input import (
 from cuefast.services.executions import ExecutionFilters, ExecutionService, render_executions
 from cuefast.services.render import data_error, render_rows, stored_int, stored_json, stored_time
 from cuefast.services.validate import MISSING, has_bad_text
-from cuefast.store import Store
+from cuefast.store import Status, Store
 from cuefast.times import MAX_INSTANT_TEXT, InstantOutOfRange, fmt_offset, fmt_z, parse_datetime
 
 log = logging.getLogger(__name__)
@@ -151,7 +151,7 @@ def new_cue_fields(
     payload_json: bytes,
     now: int,
 ) -> dict[str, str | int]:
-    """What a create stores (``Store.create_cue`` splits ``cfg`` and ``pl`` off the hash).
+    """What a create stores (``store.cues.create`` splits ``cfg`` and ``pl`` off the hash).
     Absent fields mean their defaults: no last run, run and fired counts 0, updated = created,
     config version 1."""
     return {
@@ -258,13 +258,13 @@ class CueService:
 
     async def _check_name_and_limit(self, account: Account, name: str, own_cue: str | None) -> None:
         """The 409 and 403 stages, read-only (used when a later stage already failed)."""
-        holder = await self.store.name_holder(account.id, name)
+        holder = await self.store.cues.name_holder(account.id, name)
         if holder is not None and await self._holder_is_live(holder, own_cue):
             raise DuplicateCueName(name)
         if (
             own_cue is None
             and self.settings.enforce_quotas
-            and await self.store.count_live_cues(account.id) >= account.cue_limit
+            and await self.store.cues.count_live(account.id) >= account.cue_limit
         ):
             raise CueLimitExceeded(account.cue_limit)
 
@@ -275,7 +275,7 @@ class CueService:
         at = int(reserved or 0)  # seconds (µs in reservations written before they were seconds)
         if self.clock.now_us() - (at if at > 10**14 else at * 1_000_000) < STALE_RESERVATION_US:
             return True
-        return await self.store.cue_exists(cue_id)
+        return await self.store.cues.exists(cue_id)
 
     async def _reserve(self, account: Account, name: str, cue_id: str, *, check_limit: bool) -> None:
         """Reserve ``name`` for ``cue_id`` (409 / 403 as the contract orders them)."""
@@ -283,18 +283,18 @@ class CueService:
         hint = account.cue_limit if check_limit else -1
         replace_if = ""
         for _ in range(5):
-            res, current = await self.store.reserve_name(
+            res, current = await self.store.cues.reserve_name(
                 account.id, name, cue_id, now, limit_hint=hint, replace_if=replace_if
             )
-            if res == "ok":
+            if res is Status.OK:
                 return
-            if res == "taken":
+            if res is Status.EXISTS:
                 if await self._holder_is_live(current, cue_id):
                     raise DuplicateCueName(name)
                 replace_if = current  # a reservation whose cue never appeared: take it over
                 continue
-            # "count": too many names to prove the limit from them alone; count exactly
-            if await self.store.count_live_cues(account.id) >= account.cue_limit:
+            # COUNT: too many names to prove the limit from them alone; count exactly
+            if await self.store.cues.count_live(account.id) >= account.cue_limit:
                 raise CueLimitExceeded(account.cue_limit)
             hint = -1
         raise DuplicateCueName(name)
@@ -348,12 +348,12 @@ class CueService:
             now=now,
         )
         try:
-            created = await self.store.create_cue(cue_id, fields)
+            created = await self.store.cues.create(cue_id, fields)
         except BaseException:
-            await self.store.release_name(account.id, name, cue_id)
+            await self.store.cues.release_name(account.id, name, cue_id)
             raise
-        if not created:  # pragma: no cover - a 62-bit random id collision
-            await self.store.release_name(account.id, name, cue_id)
+        if created is not Status.OK:  # pragma: no cover - a 62-bit random id collision
+            await self.store.cues.release_name(account.id, name, cue_id)
             raise RuntimeError("cue id collision")
         warning = (
             NO_WORKER_WARNING if transport == "worker" and not await self._worker_alive(account) else None
@@ -365,7 +365,7 @@ class CueService:
 
     async def _worker_alive(self, account: Account) -> bool:
         """Whether the account has a pull worker alive (worker registry: §9.6)."""
-        return await self.store.any_worker_alive(
+        return await self.store.workers.any_alive(
             account.id, self.clock.now_us(), self.settings.worker_alive_seconds
         )
 
@@ -408,7 +408,7 @@ class CueService:
     async def get_owned(self, account: Account, cue_id: str) -> dict[str, str]:
         if not is_cue_id(cue_id):
             raise CueNotFound()
-        h = await self.store.get_cue(cue_id)
+        h = await self.store.cues.get(cue_id)
         if h is None or h.get("acct") != account.id:
             raise CueNotFound()
         return h
@@ -419,7 +419,7 @@ class CueService:
         """A cue plus a page of its executions (newest first)."""
         if not is_cue_id(cue_id):
             raise CueNotFound()
-        h, ids, total = await self.store.get_cue_with_executions(cue_id, execution_limit, execution_offset)
+        h, ids, total = await self.store.cues.get_with_executions(cue_id, execution_limit, execution_offset)
         if h is None or h.get("acct") != account.id:
             raise CueNotFound()
         out = render_cue(h)
@@ -440,8 +440,8 @@ class CueService:
     ) -> tuple[list[dict[str, Any]], int]:
         if status is not None and status not in ("active", "paused", "completed", "failed"):
             return [], 0
-        ids, total = await self.store.list_cue_ids(account.id, status, offset, limit)
-        rows = await self.store.get_cues(ids)
+        ids, total = await self.store.cues.list_ids(account.id, status, offset, limit)
+        rows = await self.store.cues.get_many(ids)
         mine = [h for h in rows if h and h.get("acct") == account.id]
         return render_rows(mine, render_cue, "cue", lambda h: h["id"]), total
 
@@ -496,7 +496,7 @@ class CueService:
             # the config and the payload are stored together: a PATCH rewrites both
             "pl": h["pl"] if checked.payload_json is None else checked.payload_json.decode(),
         }
-        res = await self.store.update_cue(
+        res = await self.store.cues.update(
             cue_id,
             account.id,
             h.get("v") or "1",
@@ -504,14 +504,14 @@ class CueService:
             next_run=str(next_run),
             fields=fields,
         )
-        if res != "ok":
+        if res is not Status.OK:
             if name != old_name:
-                await self.store.release_name(account.id, name, cue_id)
-            if res == "missing":
+                await self.store.cues.release_name(account.id, name, cue_id)
+            if res is Status.NOT_FOUND:
                 raise CueNotFound()
             return None  # concurrent PATCH: re-read and apply again
         if name != old_name:
-            await self.store.release_name(account.id, old_name, cue_id)
+            await self.store.cues.release_name(account.id, old_name, cue_id)
         h = {**h, **{k: str(v) for k, v in fields.items()}, "status": status}
         if next_run != "keep":
             h["nr"] = str(next_run)
@@ -548,14 +548,14 @@ class CueService:
 
     async def _fired(self, account: Account, h: dict[str, str], at: int) -> bool:
         """Whether the scheduled execution of a one-time cue's ``at`` exists or existed: the
-        cue's ``fa`` (set by ``materialize.lua`` when it fired; survives the execution's retention
+        cue's ``fa`` (set by ``schedule_materialize.lua`` when it fired; survives the execution's retention
         trim and a restore), else the execution in Redis or in history (a cue that fired before
         ``fa`` was recorded)."""
         if h.get("fa") == str(at):
             return True
         cue_id = h["id"]
         eid = scheduled_execution_id(cue_id, at, self.store.keys.cue_partition(cue_id))
-        if await self.store.execution_exists(eid):
+        if await self.store.executions.exists(eid):
             return True
         history = self.executions.history
         return history is not None and await history.get(account.id, eid) is not None
@@ -564,10 +564,10 @@ class CueService:
     async def delete(self, account: Account, cue_id: str) -> None:
         if not is_cue_id(cue_id):
             raise CueNotFound()
-        name = await self.store.delete_cue(cue_id, account.id)
+        name = await self.store.cues.delete(cue_id, account.id)
         if name is None:
             raise CueNotFound()
-        await self.store.release_name(account.id, name, cue_id)
-        await self.store.purge_cue_executions(cue_id, account.id)
+        await self.store.cues.release_name(account.id, name, cue_id)
+        await self.store.executions.purge_cue(cue_id, account.id)
         if self.executions.history is not None:
             await self.executions.history.forget_cue(cue_id)

@@ -31,7 +31,7 @@ from cuefast.metrics import EXECUTIONS_CREATED, Metrics
 from cuefast.models import Account
 from cuefast.services.render import render_rows, stored_int, stored_json, stored_time
 from cuefast.services.validate import MISSING, Checker, has_bad_text, require_object
-from cuefast.store import Store
+from cuefast.store import Status, Store
 from cuefast.times import RANGE_TEXT, InstantOutOfRange, fmt_offset, fmt_z, parse_datetime
 
 if TYPE_CHECKING:
@@ -191,7 +191,7 @@ class ExecutionService:
 
     async def fire(self, account: Account, cue_id: str, req: FireRequest) -> dict[str, Any]:
         """A manual execution now (or at ``send_at``), with the effective payload (§7.10)."""
-        cue = await self.store.get_cue(cue_id) if is_cue_id(cue_id) else None
+        cue = await self.store.cues.get(cue_id) if is_cue_id(cue_id) else None
         if cue is None or cue.get("acct") != account.id:
             raise CueNotFound()
         now = self.clock.now_us()
@@ -216,7 +216,7 @@ class ExecutionService:
         }
         response_json = msgspec.json.encode(response).decode()
         digest = hashlib.sha256(req.idempotency_key.encode()).hexdigest() if req.idempotency_key else ""
-        outcome, detail = await self.store.create_execution(
+        outcome, detail = await self.store.executions.create(
             execution_id=eid,
             cue_id=cue_id,
             account_id=account.id,
@@ -228,21 +228,21 @@ class ExecutionService:
             response_json=response_json,
             now_us=now,
         )
-        if outcome == "no_cue":
+        if outcome is Status.NOT_FOUND:
             raise CueNotFound()
-        if outcome == "conflict":
+        if outcome is Status.CONFLICT:
             raise Conflict(
                 "idempotency_key_conflict",
                 f"Idempotency key reused with a different request. Existing execution: {detail}",
             )
-        if outcome == "repeat":
+        if outcome is Status.REPEAT:
             return dict(msgspec.json.decode(detail))
         self.metrics.inc(EXECUTIONS_CREATED, ("manual_fire",))
         return response
 
     async def replay(self, account: Account, execution_id: str) -> dict[str, Any]:
         """A new execution for the same cue with the source's effective payload (§8.10)."""
-        src = await self.store.get_execution(execution_id)
+        src = await self.store.executions.get(execution_id)
         if src is None or src.get("acct") != account.id:
             raise ExecutionNotFound()
         if src["st"] not in TERMINAL:
@@ -252,7 +252,7 @@ class ExecutionService:
         cue_id = src["cue"]
         now = self.clock.now_us()
         eid = new_execution_id(self.store.keys.cue_partition(cue_id))
-        outcome, _ = await self.store.create_execution(
+        outcome, _ = await self.store.executions.create(
             execution_id=eid,
             cue_id=cue_id,
             account_id=account.id,
@@ -262,7 +262,7 @@ class ExecutionService:
             replayed_from=execution_id,
             now_us=now,
         )
-        if outcome != "created":
+        if outcome is not Status.OK:
             raise ExecutionNotFound()  # the cue is gone
         self.metrics.inc(EXECUTIONS_CREATED, ("replay",))
         return {
@@ -275,21 +275,21 @@ class ExecutionService:
         }
 
     async def get(self, account: Account, execution_id: str) -> dict[str, Any]:
-        h = await self.store.get_execution(execution_id)
+        h = await self.store.executions.get(execution_id)
         if (
             h is None
             and self.history is not None
             and self.store.keys.execution_partition(execution_id) is not None
         ):
             h = await self.history.get(account.id, execution_id)
-            if h is not None and not await self.store.cue_exists(h.get("cue", "")):
+            if h is not None and not await self.store.cues.exists(h.get("cue", "")):
                 h = None  # its cue was deleted: the snapshot has not dropped the row yet
         if h is None or h.get("acct") != account.id:
             raise ExecutionNotFound()
         return render_execution(h)
 
     async def cue_page(self, cue_id: str, ids: list[str]) -> list[dict[str, Any]]:
-        rows = await self.store.get_executions(ids)
+        rows = await self.store.executions.get_many(ids)
         return render_executions([h for h in rows if h and h.get("cue") == cue_id])
 
     async def _with_history(
@@ -305,37 +305,32 @@ class ExecutionService:
         self, account: Account, filters: ExecutionFilters, limit: int, offset: int
     ) -> tuple[list[dict[str, Any]], int, str | None]:
         """A page (newest first), the filtered total, and the earliest ``claimed_at``."""
-        keys = self.store.keys
         if filters.cue_id is None and filters.only_cue:  # no filter: indexes alone, no scan
-            index_keys = [keys.execution_index(p, account.id) for p in range(keys.partitions)]
-            page_ids, total = await self.store.index_page(index_keys, offset, limit)
-            rows = await self.store.get_executions(page_ids)
-            first_claim = await self.store.oldest_claimed(account.id)
+            page_ids, total = await self.store.executions.page(account.id, offset, limit)
+            rows = await self.store.executions.get_many(page_ids)
+            first_claim = await self.store.claims.oldest_claimed(account.id)
             items = render_executions(rows)
             older, total = await self._with_history(account, filters, offset, limit, total)
             return items + older, total, fmt_offset(first_claim)
         if filters.cue_id is not None:
-            cue = await self.store.get_cue(filters.cue_id) if is_cue_id(filters.cue_id) else None
+            cue = await self.store.cues.get(filters.cue_id) if is_cue_id(filters.cue_id) else None
             if cue is None or cue.get("acct") != account.id:
                 return [], 0, None
-            index_keys = [keys.cue_executions(filters.cue_id)]
-        else:
-            index_keys = [keys.execution_index(p, account.id) for p in range(keys.partitions)]
-        members = await self.store.index_members(index_keys)  # [(created µs, id)], newest first
-        fields = await self.store.execution_fields([eid for _, eid in members], _FILTER_FIELDS)
+        members = await self.store.executions.members(account.id, filters.cue_id)  # newest first
+        fields = await self.store.executions.fields([eid for _, eid in members], _FILTER_FIELDS)
         matched: list[str] = []
         oldest: int | None = None
         for (_, eid), vals in zip(members, fields, strict=True):
             if vals is None:
                 continue
-            st, cw, os_, tb, cla = vals
-            if not filters.match(st, cw, os_, tb):
+            if not filters.match(vals["st"], vals["cw"], vals["os"], vals["tb"]):
                 continue
             matched.append(eid)
+            cla = vals["cla"]
             if cla:
                 oldest = int(cla) if oldest is None else min(oldest, int(cla))
         page_ids = matched[offset : offset + limit]
-        rows = await self.store.get_executions(page_ids)
+        rows = await self.store.executions.get_many(page_ids)
         items = render_executions(rows)
         older, total = await self._with_history(account, filters, offset, limit, len(matched))
         return items + older, total, fmt_offset(oldest)

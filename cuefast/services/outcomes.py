@@ -1,6 +1,6 @@
 """Outcomes, evidence and verification (CONTRACT.md §8.5–§8.9), without HTTP.
 
-An outcome is written once, atomically with its status effect (``outcome.lua``); a
+An outcome is written once, atomically with its status effect (``outcomes_record.lua``); a
 second report is a 409 and the first stays. Evidence, ``/verify`` and
 ``/verification-pending`` change an existing outcome through a compare-and-set on the
 outcome and its state, retried on contention.
@@ -16,8 +16,11 @@ from cuefast.clock import Clock
 from cuefast.errors import Conflict, CuefastError, ExecutionNotFound, api_error
 from cuefast.metrics import OUTCOMES, Metrics
 from cuefast.models import CONFIG_DECODER, Account
+from cuefast.months import month_of
 from cuefast.services.validate import MISSING, Checker, has_bad_text, has_surrogate, require_object
-from cuefast.store import Store, month_of
+from cuefast.store import Status, Store
+from cuefast.store.delivery import BodyOutcome
+from cuefast.store.outcomes import Outcome
 from cuefast.times import fmt_z
 
 MAX_TEXT = 16_384
@@ -154,7 +157,7 @@ class OutcomeService:
         self.metrics = metrics or Metrics()
 
     async def _owned(self, account: Account, execution_id: str) -> dict[str, str]:
-        h = await self.store.get_execution(execution_id)
+        h = await self.store.executions.get(execution_id)
         if h is None or h.get("acct") != account.id:
             raise ExecutionNotFound()
         return h
@@ -163,9 +166,9 @@ class OutcomeService:
         parsed = parse_outcome(body)
         h = await self._owned(account, execution_id)
         res, state = await self.record(h, parsed)
-        if res == "duplicate":
+        if res is Status.EXISTS:
             raise OutcomeAlreadyRecorded()
-        if res == "missing":
+        if res is Status.NOT_FOUND:
             raise ExecutionNotFound()
         return {
             "execution_id": execution_id,
@@ -178,12 +181,12 @@ class OutcomeService:
         self, account: Account, items: list[tuple[str, ParsedOutcome | CuefastError]]
     ) -> list[tuple[str, CuefastError | None]]:
         """Record many checked outcomes in three round trips (executions, cue configs, one
-        pipelined ``outcome.lua`` call each); per item (outcome_state, None) or ("", error).
-        Same rules as ``report`` item by item: one bad item does not fail the others."""
+        pipelined ``outcomes_record_many.lua`` call per partition); per item (outcome_state, None)
+        or ("", error). Same rules as ``report`` item by item: one bad item does not fail the others."""
         ids = [eid for eid, parsed in items if not isinstance(parsed, CuefastError)]
-        owned = await self.store.execution_cues(account.id, ids)
-        cfgs = await self.store.cue_fields(list(dict.fromkeys(c for c, _ in owned.values())), ("cfg",))
-        rows: list[tuple[str, str, bool, str, str]] = []
+        owned = await self.store.executions.cues(account.id, ids)
+        cfgs = await self.store.cues.fields(list(dict.fromkeys(c.cue_id for c in owned.values())), ("cfg",))
+        rows: list[Outcome] = []
         planned: dict[int, str] = {}
         now = self.clock.now_us()
         out: list[tuple[str, CuefastError | None]] = []
@@ -195,49 +198,51 @@ class OutcomeService:
             if found is None:
                 out.append(("", ExecutionNotFound()))
                 continue
-            cue_id = found[0]
-            raw = cfgs.get(cue_id, [None])[0]
+            raw = cfgs.get(found.cue_id, {}).get("cfg")
             cfg = CONFIG_DECODER.decode(raw) if raw else None
             state = outcome_state(
                 parsed.success, cfg.verification.mode if cfg and cfg.verification else None, parsed.evidence
             )
-            rows.append((eid, parsed.document(now), parsed.success, state, (parsed.error or "")[:500]))
+            rows.append(Outcome(eid, parsed.document(now), parsed.success, state, (parsed.error or "")[:500]))
             planned[i] = state
             out.append((state, None))
-        results = await self.store.record_outcomes(account.id, rows, now)
+        results = await self.store.outcomes.record_many(account.id, rows, now)
         counted: list[tuple[str, str, bool]] = []
         for (i, _), res, row in zip(planned.items(), results, rows, strict=True):
-            if res == "duplicate":
+            if res.status is Status.EXISTS:
                 out[i] = ("", OutcomeAlreadyRecorded())
-            elif res == "missing":
+            elif res.status is not Status.OK:
                 out[i] = ("", ExecutionNotFound())
             else:
-                self.metrics.inc(OUTCOMES, ("true" if row[2] else "false",))
-                counted.append((account.id, month_of(owned[row[0]][1] or now), row[2]))
-        await self.store.count_outcomes(counted)  # monthly outcome counters (§13.1), one pipeline
+                self.metrics.inc(OUTCOMES, ("true" if row.success else "false",))
+                created = owned[row.execution_id].created_us
+                counted.append((account.id, month_of(created or now), row.success))
+        await self.store.usage.count_outcomes(counted)  # monthly outcome counters (§13.1), one pipeline
         return out
 
-    async def record(self, h: dict[str, str], parsed: ParsedOutcome) -> tuple[str, str]:
-        """Write an outcome for execution ``h``; (store result, outcome_state)."""
-        cue_raw = await self.store.get_cue(h["cue"])
+    async def record(self, h: dict[str, str], parsed: ParsedOutcome) -> tuple[Status, str]:
+        """Write an outcome for execution ``h``; (OK | EXISTS | NOT_FOUND, outcome_state)."""
+        cue_raw = await self.store.cues.get(h["cue"])
         cfg = CONFIG_DECODER.decode(cue_raw["cfg"]) if cue_raw else None
         mode = cfg.verification.mode if cfg and cfg.verification else None
         state = outcome_state(parsed.success, mode, parsed.evidence)
         now = self.clock.now_us()
-        res = await self.store.record_outcome(
-            h["id"], parsed.document(now), parsed.success, state, (parsed.error or "")[:500], now
+        res = await self.store.outcomes.record(
+            Outcome(h["id"], parsed.document(now), parsed.success, state, (parsed.error or "")[:500]), now
         )
-        if res not in ("duplicate", "missing"):  # monthly outcome counters (§13.1), by creation month
+        if res.status is Status.OK:  # monthly outcome counters (§13.1), by creation month
             self.metrics.inc(OUTCOMES, ("true" if parsed.success else "false",))
-            await self.store.count_outcomes([(h["acct"], month_of(int(h.get("ca") or now)), parsed.success)])
-        return res, state
+            await self.store.usage.count_outcomes(
+                [(h["acct"], month_of(int(h.get("ca") or now)), parsed.success)]
+            )
+        return res.status, state
 
     @staticmethod
-    def from_response(body: bytes, mode: str | None, now_us: int) -> tuple[str, bool, str, str] | None:
+    def from_response(body: bytes, mode: str | None, now_us: int) -> BodyOutcome | None:
         """§10.6: a 2xx body ``{"success": bool, …}`` as an outcome to record with the
-        delivery's result (``deliver_finish.lua`` writes it in the same call, if the execution
-        has none yet): (outcome JSON, success, outcome_state, error text), or None when the
-        body is not an outcome. Fields that do not pass their checks are left out."""
+        delivery's result (``delivery_finish.lua`` writes it in the same call, if the execution
+        has none yet), or None when the body is not an outcome. Fields that do not pass their
+        checks are left out."""
         try:
             obj = msgspec.json.decode(body)
         except msgspec.DecodeError:
@@ -266,7 +271,9 @@ class OutcomeService:
             **{name: evidence.get(name) for name in EVIDENCE},
         }
         state = outcome_state(success, mode, evidence)
-        return msgspec.json.encode(outcome).decode(), success, state, (texts["error"] or "")[:500]
+        return BodyOutcome(
+            msgspec.json.encode(outcome).decode(), success, state, (texts["error"] or "")[:500]
+        )
 
     async def _change(self, account: Account, execution_id: str, change: Any) -> dict[str, Any]:
         """Apply ``change(outcome dict, state) -> (fields, response)`` with compare-and-set."""
@@ -275,10 +282,10 @@ class OutcomeService:
             fields, response = change(
                 msgspec.json.decode(h["oc"]) if h.get("oc") else None, h.get("os") or None
             )
-            res = await self.store.execution_cas(execution_id, h.get("oc") or "", h.get("os") or "", fields)
-            if res == 1:
+            res = await self.store.executions.cas(execution_id, h.get("oc") or "", h.get("os") or "", fields)
+            if res is Status.OK:
                 return dict(response)
-            if res == -1:
+            if res is Status.NOT_FOUND:
                 raise ExecutionNotFound()
         raise RuntimeError("execution kept changing")  # pragma: no cover
 

@@ -10,15 +10,20 @@ the reference server), on exact fractions.
 from __future__ import annotations
 
 import calendar
+from collections.abc import Mapping, Sequence
 from datetime import date
 from fractions import Fraction
 from typing import Any
 
 from cuefast.clock import Clock
 from cuefast.models import Account
+from cuefast.months import month_of, previous_month
 from cuefast.services.accounts import current_window
-from cuefast.store import Store, month_of
+from cuefast.store import Store
 from cuefast.times import to_datetime
+
+GRACE_US = 86_400_000_000
+"""the monthly execution limit's grace period (CONTRACT.md §13.2): 24 h"""
 
 
 def _percent(used: int, limit: int) -> Fraction:
@@ -76,7 +81,7 @@ class UsageService:
 
     async def usage(self, account: Account) -> dict[str, Any]:
         now = self.clock.now_us()
-        active, paused, counters = await self.store.usage_counts(account.id, month_of(now))
+        active, paused, counters = await self.store.usage.counts(account.id, month_of(now))
         window = current_window()
         return usage_report(
             account,
@@ -86,3 +91,52 @@ class UsageService:
             window_count=window.requests if window is not None else 0,
             now_us=now,
         )
+
+
+async def count_executions(store: Store, counts: Mapping[tuple[str, str], int]) -> None:
+    """Add to monthly executions counters, {(account id, "YYYY-MM"): n}: one pipeline per month
+    (the account hash's mirror of the counter drops the previous month's)."""
+    by_month: dict[str, dict[str, int]] = {}
+    for (account_id, month), n in counts.items():
+        by_month.setdefault(month, {})[account_id] = n
+    for month, per_account in by_month.items():
+        await store.usage.count_executions(month, previous_month(month), per_account)
+
+
+async def count_failed(store: Store, execution_ids: Sequence[str]) -> None:
+    """Usage ``failed`` (§13.1) for executions that ended failed, missed or outcome_timeout: each
+    one without an outcome adds 1 in its creation month. Two round trips (read, then count); not
+    atomic with the status change (a crash in between loses the count, never a state)."""
+    if not execution_ids:
+        return
+    counts: dict[tuple[str, str], int] = {}
+    for row in await store.executions.fields(execution_ids, ("acct", "ca", "oc")):
+        if row is not None and row["acct"] and row["ca"] and not row["oc"]:
+            bucket = (row["acct"], month_of(int(row["ca"])))
+            counts[bucket] = counts.get(bucket, 0) + 1
+    await store.usage.add("failed", counts)
+
+
+async def quota_blocked(store: Store, accounts: Sequence[str], now_us: int) -> set[str]:
+    """Which of ``accounts`` are past their monthly execution limit's grace period (CONTRACT.md
+    §13.2): the month's executions ≥ ``exec_limit`` and 24 h passed since the grace start. The
+    first pass that finds an account at its limit starts the grace (racing schedulers agree on
+    one start). One pipeline to the auth slot; a second one only when a grace period starts."""
+    if not accounts:
+        return set()
+    month = month_of(now_us)
+    blocked: set[str] = set()
+    starting: list[str] = []
+    for acct, state in zip(accounts, await store.accounts.quota_states(accounts, month), strict=True):
+        if state.limit is None or state.used < state.limit:
+            continue
+        if state.grace_us is None:
+            starting.append(acct)
+        elif now_us >= state.grace_us + GRACE_US:
+            blocked.add(acct)
+    if starting:
+        started = await store.accounts.start_grace(starting, month, previous_month(month), now_us)
+        blocked.update(
+            acct for acct, grace in zip(starting, started, strict=True) if now_us >= grace + GRACE_US
+        )
+    return blocked

@@ -90,11 +90,11 @@ class WorkFeed:
         while not self._closing:
             try:
                 if positions is None:
-                    positions = await self.store.signal_positions()
+                    positions = await self.store.claims.signal_positions()
                     self._ready.set()
                 if not self._waiters:
                     return
-                signals = await self.store.read_signals(positions, self.block_ms, READ_COUNT)
+                signals = await self.store.claims.read_signals(positions, self.block_ms, READ_COUNT)
                 per_stream: dict[int, int] = {}
                 for p, entry_id, account_id in signals:
                     positions[p] = entry_id

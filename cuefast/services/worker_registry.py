@@ -56,7 +56,7 @@ class WorkerRegistry:
         c.raise_if_any()
         now = self.clock.now_us()
         limit = self.settings.worker_registry_limit
-        registered = await self.store.worker_heartbeat(
+        registered = await self.store.workers.heartbeat(
             account.id,
             worker,
             msgspec.json.encode(handlers).decode(),
@@ -76,7 +76,7 @@ class WorkerRegistry:
     async def list_workers(self, account: Account) -> dict[str, Any]:
         now = self.clock.now_us()
         out: list[dict[str, Any]] = []
-        for worker_id, last, since, handlers in await self.store.list_workers(
+        for worker_id, last, since, handlers in await self.store.workers.seen(
             account.id, now - self.expire_us
         ):
             age = max(0, (now - last) // _US)
@@ -100,5 +100,5 @@ class WorkerRegistry:
         return {"workers": out}
 
     async def delete_worker(self, account: Account, worker_id: str) -> None:
-        if not await self.store.delete_worker(account.id, worker_id):
+        if not await self.store.workers.delete(account.id, worker_id):
             raise WorkerNotFound()

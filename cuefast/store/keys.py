@@ -267,7 +267,7 @@ class Keys:
 
     @staticmethod
     def trim_handoff(part: str) -> str:
-        """set: execution ids ``exec_trim.lua`` removed from this partition whose PostgreSQL rows
+        """set: execution ids ``snapshots_trim.lua`` removed from this partition whose PostgreSQL rows
         are not yet marked history (``in_redis = false``); listings read those rows through it"""
         return f"{part}:trimmed"
 
@@ -290,7 +290,7 @@ class Keys:
     @property
     def snapshot_requests(self) -> str:
         """hash: ``asked`` (snapshots requested by ``cuefast snapshot``), ``served`` (the highest
-        request a complete snapshot began after) — ``lua/snapshot_request.lua``"""
+        request a complete snapshot began after) — ``lua/snapshots_request.lua``"""
         return f"{self.prefix}:{{snap}}:req"
 
     @property

@@ -75,7 +75,7 @@ async def test_quickstart_cue_delivers_to_own_echo(settings: Settings) -> None:
         dispatcher = Dispatcher(rt.store, rt.settings, clock, rt.webhooks)
         await dispatcher.start()
         try:
-            entries = await rt.store.read_outbox(dispatcher.consumer, 10, 100)
+            entries = await rt.store.delivery.read(dispatcher.consumer, 10, 100)
             for p, entry_id, eid in entries:
                 assert await dispatcher.deliver(p, entry_id, eid) == "success"
         finally:

@@ -15,8 +15,9 @@ from cuefast.api import create_app
 from cuefast.clock import FrozenClock
 from cuefast.config import Settings
 from cuefast.ids import key_sha
+from cuefast.months import month_of
 from cuefast.runtime import Runtime
-from cuefast.store import month_of
+from cuefast.services.usage import count_executions
 from tests.conftest import Api, assert_error, make_api
 
 T0 = 1_795_434_122_250_000  # 2026-11-23T11:42:02.25Z: not on a whole second, so rounding shows
@@ -34,14 +35,14 @@ async def rl(settings: Settings) -> AsyncIterator[tuple[Api, FrozenClock]]:
 
 
 async def account_id(api: Api, key: str) -> str:
-    res = await api.rt.store.authenticate(key_sha(key), count=False, now_us=0)
+    res = await api.rt.store.accounts.authenticate(key_sha(key), count=False, now_us=0)
     assert res.account is not None
     return res.account.id
 
 
 async def keyed(api: Api, limit: int) -> str:
     key = await api.register()
-    await api.rt.store.set_account_fields(await account_id(api, key), {"rate_limit": limit})
+    await api.rt.store.accounts.set_fields(await account_id(api, key), {"rate_limit": limit})
     return key
 
 
@@ -126,9 +127,9 @@ async def test_changed_limit_applies_at_once(rl: tuple[Api, FrozenClock]) -> Non
     acct = await account_id(api, key)
     for _ in range(3):
         assert (await api.request("GET", "/v1/cues", key)).status_code == 200
-    await api.rt.store.set_account_fields(acct, {"rate_limit": 2})
+    await api.rt.store.accounts.set_fields(acct, {"rate_limit": 2})
     assert_429(await api.request("GET", "/v1/cues", key), 2, 60, reset_of(T0))
-    await api.rt.store.set_account_fields(acct, {"rate_limit": 10})
+    await api.rt.store.accounts.set_fields(acct, {"rate_limit": 10})
     assert limits(await api.request("GET", "/v1/cues", key))[:2] == (10, 6)
 
 
@@ -240,23 +241,23 @@ async def test_usage_warning_at_80_percent(rl: tuple[Api, FrozenClock]) -> None:
     api, clock = rl
     key = await keyed(api, 1000)
     acct = await account_id(api, key)
-    await api.rt.store.set_account_fields(acct, {"exec_limit": 10})
+    await api.rt.store.accounts.set_fields(acct, {"exec_limit": 10})
     month = month_of(T0)
-    await api.rt.store.count_executions({(acct, month): 7})
+    await count_executions(api.rt.store, {(acct, month): 7})
     assert "x-cueapi-usage-warning" not in (await api.request("GET", "/v1/cues", key)).headers
-    await api.rt.store.count_executions({(acct, month): 1})
+    await count_executions(api.rt.store, {(acct, month): 1})
     res = await api.request("GET", "/v1/cues", key)
     assert res.headers["x-cueapi-usage-warning"] == "approaching_limit"
     assert (await api.request("GET", "/v1/auth/me", key)).json()["executions_this_month"] == 8
     res = await api.request("GET", "/v1/cues/cue_nope00000000", key)  # errors too
     assert res.headers["x-cueapi-usage-warning"] == "approaching_limit"
-    await api.rt.store.set_account_fields(acct, {"exec_limit": 11})  # 8 < 8.8: a raised limit
+    await api.rt.store.accounts.set_fields(acct, {"exec_limit": 11})  # 8 < 8.8: a raised limit
     assert "x-cueapi-usage-warning" not in (await api.request("GET", "/v1/cues", key)).headers
-    await api.rt.store.set_account_fields(acct, {"exec_limit": 10})
+    await api.rt.store.accounts.set_fields(acct, {"exec_limit": 10})
     clock.set(T0 + 8 * 86_400_000_000)  # December: a new month starts at 0
     assert "x-cueapi-usage-warning" not in (await api.request("GET", "/v1/cues", key)).headers
     # the mirror in the account hash keeps the current month only
-    await api.rt.store.count_executions({(acct, month_of(clock.now_us())): 9})
+    await count_executions(api.rt.store, {(acct, month_of(clock.now_us())): 9})
     fields = await api.rt.store.redis.hgetall(api.rt.keys.account(acct))
     assert fields.get("ex:2026-12") == "9" and "ex:2026-11" not in fields
     res = await api.request("GET", "/v1/cues", key)
@@ -267,18 +268,19 @@ async def test_usage_warning_at_80_percent(rl: tuple[Api, FrozenClock]) -> None:
 
 @pytest.mark.slow
 async def test_the_window_is_trimmed_exactly(rl: tuple[Api, FrozenClock]) -> None:
-    """Many expired entries at once (galloping + bisection in auth.lua), every cut position."""
+    """Many expired entries at once (galloping + bisection in accounts_authenticate.lua), every cut
+    position."""
     api, _ = rl
     store = api.rt.store
     n = 300
     for expired in (0, 1, 2, 3, 4, 7, 8, 15, 16, 17, 150, 298, 299, 300):
         ip = f"10.0.{expired}.1"
         for i in range(n):
-            res = await store.authenticate("", ip=ip, ip_limit=n, count=True, now_us=T0 + i * 1_000)
+            res = await store.accounts.authenticate("", ip=ip, ip_limit=n, count=True, now_us=T0 + i * 1_000)
             assert res.window is not None and res.window.counted
         # at now, entries with time <= now - 60 s are out: the first `expired` ones
         now = T0 + 60_000_000 + (expired - 1) * 1_000
-        res = await store.authenticate("", ip=ip, ip_limit=n, count=True, now_us=now)
+        res = await store.accounts.authenticate("", ip=ip, ip_limit=n, count=True, now_us=now)
         assert res.window is not None
         assert res.window.counted == (expired > 0)
         kept = n - expired
@@ -291,7 +293,7 @@ async def test_window_stays_sorted_when_clocks_differ(rl: tuple[Api, FrozenClock
     api, _ = rl
     store = api.rt.store
     for t in (T0, T0 + 5_000_000, T0 + 4_000_000):  # the third API process runs 1 s behind
-        await store.authenticate("", ip="10.2.2.2", ip_limit=10, count=True, now_us=t)
+        await store.accounts.authenticate("", ip="10.2.2.2", ip_limit=10, count=True, now_us=t)
     times = [int(v) for v in await store.redis.lrange(api.rt.keys.ip_window("10.2.2.2"), 0, -1)]
     assert times == sorted(times) == [T0, T0 + 5_000_000, T0 + 5_000_000]
 

@@ -12,8 +12,8 @@ from cuefast.clock import FrozenClock
 from cuefast.config import Settings
 from cuefast.ids import key_sha
 from cuefast.models import Account
-from cuefast.services.usage import usage_report
-from cuefast.store import month_of
+from cuefast.months import month_of
+from cuefast.services.usage import count_executions, usage_report
 from cuefast.times import from_datetime, parse_datetime
 from tests.conftest import Api, assert_error, make_api
 from tests.test_dispatcher import drain
@@ -39,7 +39,7 @@ async def env(settings: Settings) -> AsyncIterator[tuple[Api, FrozenClock]]:
 
 
 async def account_id(api: Api, key: str) -> str:
-    res = await api.rt.store.authenticate(key_sha(key), count=False, now_us=0)
+    res = await api.rt.store.accounts.authenticate(key_sha(key), count=False, now_us=0)
     assert res.account is not None
     return res.account.id
 
@@ -93,13 +93,13 @@ async def test_counts_limits_and_arithmetic(env: tuple[Api, FrozenClock]) -> Non
     api, _ = env
     key = await api.register()
     acct = await account_id(api, key)
-    await api.rt.store.set_account_fields(acct, {"cue_limit": 10, "exec_limit": 300, "rate_limit": 60})
+    await api.rt.store.accounts.set_fields(acct, {"cue_limit": 10, "exec_limit": 300, "rate_limit": 60})
     for i in range(4):
         await new_cue(api, key, f"a{i}")
     for i in range(2):
         await new_cue(api, key, f"p{i}", paused=True)
-    await api.rt.store.count_executions({(acct, month_of(T0)): 8})
-    await api.rt.store.count_executions({(acct, "2026-10"): 500})  # another month: not this one
+    await count_executions(api.rt.store, {(acct, month_of(T0)): 8})
+    await count_executions(api.rt.store, {(acct, "2026-10"): 500})  # another month: not this one
     body = (await api.request("GET", "/v1/usage", key)).json()
     assert body["cues"] == {"used": 6, "active": 4, "limit": 10, "remaining": 4, "percent_used": 60}
     assert body["executions"] == {
@@ -156,7 +156,7 @@ async def test_outcome_counters(env: tuple[Api, FrozenClock]) -> None:
     december = (await api.request("GET", "/v1/usage", key)).json()
     assert december["outcomes"] == {"reported": 0, "succeeded": 0, "failed": 0}
     assert december["billing_period"] == {"start": "2026-12-01", "end": "2026-12-31", "days_remaining": 30}
-    _, _, november = await api.rt.store.usage_counts(await account_id(api, key), "2026-11")
+    _, _, november = await api.rt.store.usage.counts(await account_id(api, key), "2026-11")
     assert november == {"reported": 3, "succeeded": 2, "failed": 1}
 
 
@@ -253,7 +253,7 @@ async def test_deliveries_count_executions_and_final_failures(env_dispatch: Any)
     api, clock, sched, dispatcher, receiver = env_dispatch
     key = await api.register()
     acct = await account_id(api, key)
-    await api.rt.store.set_account_fields(acct, {"exec_limit": 2})
+    await api.rt.store.accounts.set_fields(acct, {"exec_limit": 2})
     await dispatch_cue(api, key, receiver.url, name="ok")
     await dispatch_cue(api, key, "http://127.0.0.1:1/nothing", name="refused", retry={"max_attempts": 1})
     await dispatch_cue(api, key, receiver.url, name="late", delivery={"outcome_deadline_seconds": 60})
@@ -296,6 +296,6 @@ async def test_batch_outcomes_are_counted_by_creation_month(env: tuple[Api, Froz
     )
     assert res.status_code == 200, res.text
     assert [r["outcome_recorded"] for r in res.json()["results"]] == [True, True, True, False]
-    _, _, november = await api.rt.store.usage_counts(await account_id(api, key), "2026-11")
+    _, _, november = await api.rt.store.usage.counts(await account_id(api, key), "2026-11")
     # (claims count as executions: §13.2)
     assert november == {"executions": 3, "reported": 3, "succeeded": 2, "failed": 1}

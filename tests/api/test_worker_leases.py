@@ -198,10 +198,11 @@ async def test_scheduler_wakes_for_lease_expiry_and_missed_timeout(wenv: Env) ->
     await wenv.claim(key, first)  # lease ends at 900 s
     wenv.clock.advance(100)
     await wenv.fire(key, cue["id"])  # never claimed: missed at 1,000 s
-    assert (await wenv.rt.store.due_work(wenv.clock.now_us()))[1] == 800 * 1_000_000  # the lease first
+    window = wenv.sched.unclaimed_window_us
+    assert (await wenv.rt.store.schedule.due_work(wenv.clock.now_us(), window)).wait_us == 800 * 1_000_000
     await wenv.tick(801)  # lease reaped at 901 s (re-offered); next: the other's missed timeout
     assert (await wenv.get(key, first))["status"] == "retry_ready"
-    assert (await wenv.rt.store.due_work(wenv.clock.now_us()))[1] == 99 * 1_000_000
+    assert (await wenv.rt.store.schedule.due_work(wenv.clock.now_us(), window)).wait_us == 99 * 1_000_000
 
 
 async def test_first_claim_counts_one_monthly_execution(wenv: Env) -> None:

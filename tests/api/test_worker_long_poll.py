@@ -90,7 +90,7 @@ async def test_a_long_poll_reads_only_what_changed(counted: tuple[Env, aioredis.
     eid = await env.fire(key, wanted["id"])
     res = await asyncio.wait_for(poll, 10)
     assert [i["execution_id"] for i in res.json()["executions"]] == [eid]
-    # 400 + 100 + 100 index reads, and the one inside claim.lua that took the execution
+    # 400 + 100 + 100 index reads, and the one inside claims_claim.lua that took the execution
     assert await calls(stats, "zrangebyscore") == first + 2 * len(TASKS) + 1
 
 
@@ -144,7 +144,7 @@ async def test_work_that_becomes_available_later_is_claimed_without_a_signal(
     env.clock.advance(1)
     out = await asyncio.wait_for(poll, 10)
     assert [i["execution_id"] for i in out.json()["executions"]] == [eid]
-    assert await calls(stats, "zrangebyscore") == partitions + 1 + 1  # + claim.lua's own
+    assert await calls(stats, "zrangebyscore") == partitions + 1 + 1  # + claims_claim.lua's own
 
 
 async def test_a_feed_that_may_have_lost_signals_wakes_everyone_for_a_full_read(
@@ -178,7 +178,7 @@ async def test_close_ends_the_feed_even_when_its_cancel_is_swallowed(
     anyway."""
     store = Store(connect(redis_url), Keys(key_prefix, 2))
     feed = WorkFeed(store, block_ms=100)
-    real = store.read_signals
+    real = store.claims.read_signals
 
     async def swallowing(*args: Any) -> Any:
         try:
@@ -189,7 +189,7 @@ async def test_close_ends_the_feed_even_when_its_cancel_is_swallowed(
             task.uncancel()
             return await real(*args)
 
-    monkeypatch.setattr(store, "read_signals", swallowing)
+    monkeypatch.setattr(store.claims, "read_signals", swallowing)
     try:
         await feed.subscribe("acct-a")
         listener = feed._task
@@ -198,7 +198,7 @@ async def test_close_ends_the_feed_even_when_its_cancel_is_swallowed(
         done, _ = await asyncio.wait({closing}, timeout=5)
         assert done == {closing}, "close() did not return"
     finally:
-        monkeypatch.setattr(store, "read_signals", real)
+        monkeypatch.setattr(store.claims, "read_signals", real)
         feed._closing = True  # the listener stops after its current read whatever happened
         await asyncio.wait({listener}, timeout=5)
         await store.close()

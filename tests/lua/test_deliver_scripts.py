@@ -1,17 +1,17 @@
-"""The webhook delivery scripts one by one against real Redis (deliver_start, deliver_finish,
-deliver_extend): arrange keys → call → assert the return value and the resulting state. The
+"""The webhook delivery scripts one by one against real Redis (delivery_start, delivery_finish,
+delivery_extend): arrange keys → call → assert the return value and the resulting state. The
 lease each attempt gets follows its own timeout; a result or an extension counts only for the
 holder of the current lease (its expiry is the fencing token)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 
 from cuefast.ids import new_execution_id
-from cuefast.store import DISPATCH_GROUP, Store, connect
+from cuefast.store import Status, Store, connect
+from cuefast.store.delivery import AttemptResult, BodyOutcome, Finished, Lease
 from cuefast.store.keys import Keys
 
 NOW = 1_000_000_000_000_000
@@ -23,7 +23,7 @@ CUE = "cue_aaaaaaaaaaaa"
 async def store(redis_url: str, key_prefix: str) -> AsyncIterator[Store]:
     s = Store(connect(redis_url), Keys(key_prefix, 4))
     await s.preload()
-    await s.ensure_dispatch_groups()
+    await s.delivery.ensure_groups()
     try:
         yield s
     finally:
@@ -45,21 +45,36 @@ async def arrange(
         mapping={"cue": CUE, "acct": "acct1", "tr": "webhook", "st": "pending", "sf": NOW, "pl": "{}"},
     )
     await store.redis.xadd(k.outbox(p), {"e": eid})
-    (entry,) = [e for e in await store.read_outbox("a", 10, 0) if e[2] == eid]
-    return p, eid, entry[1]
+    (entry,) = [e for e in await store.delivery.read("a", 10, 0) if e.execution_id == eid]
+    return p, eid, entry.entry_id
 
 
-async def start(store: Store, p: int, eid: str, now: int, timeout_s: int = 30, stale_s: int = 60) -> Any:
-    (row,) = await store.deliver_start(p, [eid], now, timeout_s=timeout_s, stale_s=stale_s)
+async def start(
+    store: Store, p: int, eid: str, now: int, timeout_s: int = 30, stale_s: int = 60
+) -> Lease | Status:
+    (row,) = (await store.delivery.start({p: [eid]}, now, timeout_s=timeout_s, stale_s=stale_s))[p]
     return row
 
 
+async def lease_of(store: Store, p: int, eid: str, now: int, timeout_s: int = 30, stale_s: int = 60) -> Lease:
+    lease = await start(store, p, eid, now, timeout_s, stale_s)
+    assert isinstance(lease, Lease), lease
+    return lease
+
+
 def result(
-    eid: str, entry: str, lease: int, ok: bool = True, *, deadline: int | str = "", body: tuple[str, ...] = ()
-) -> list[str | int]:
-    """A result row; ``body``: the response body's outcome (JSON, "1"/"0", state, error)."""
-    row: list[str | int] = [eid, "ok" if ok else "fail", 200 if ok else 500, "" if ok else "boom"]
-    return [*row, "", deadline, entry, lease, *(body or ("", "", "", ""))]
+    eid: str,
+    entry: str,
+    lease: int,
+    ok: bool = True,
+    *,
+    deadline: int | None = None,
+    body: BodyOutcome | None = None,
+) -> AttemptResult:
+    """A result row; ``body``: the response body's outcome."""
+    return AttemptResult(
+        eid, ok, 200 if ok else 500, "" if ok else "boom", None, deadline, entry, lease, body
+    )
 
 
 @pytest.mark.parametrize(
@@ -83,72 +98,72 @@ async def test_start_leases_each_attempt_for_its_own_timeout(
     store: Store, cfg: str, timeout_s: int, lease_s: int
 ) -> None:
     p, eid, _ = await arrange(store, cfg)
-    row = await start(store, p, eid, NOW, timeout_s=45, stale_s=80)
-    assert row[8] == NOW + lease_s * S and row[9] == timeout_s
+    row = await lease_of(store, p, eid, NOW, timeout_s=45, stale_s=80)
+    assert row.lease_until == NOW + lease_s * S and row.timeout_s == timeout_s
     assert await store.redis.zscore(store.keys.leases(p), eid) == NOW + lease_s * S  # the same token
 
 
 async def test_a_stale_finish_after_a_takeover_records_nothing(store: Store) -> None:
     k = store.keys
     p, eid, entry = await arrange(store, '{"delivery":{"timeout_seconds":30}}')
-    first = (await start(store, p, eid, NOW))[8]  # lease 90 s
-    assert await start(store, p, eid, NOW + 89 * S) == "busy"  # live: nobody else may send it
-    second = (await start(store, p, eid, NOW + 91 * S))[8]  # expired: taken over
+    first = (await lease_of(store, p, eid, NOW)).lease_until  # lease 90 s
+    assert await start(store, p, eid, NOW + 89 * S) is Status.BUSY  # live: nobody else may send it
+    second = (await lease_of(store, p, eid, NOW + 91 * S)).lease_until  # expired: taken over
     assert second == NOW + 181 * S
     ek = k.execution(p, eid)
     before = await store.redis.hgetall(ek)
     # the first attempt's (failed) result arrives late: fenced out, nothing touched
-    res = await store.deliver_finish_many({p: [result(eid, entry, first, ok=False)]}, NOW + 100 * S)
-    assert res == {p: [("superseded", False)]}
+    res = await store.delivery.finish({p: [result(eid, entry, first, ok=False)]}, NOW + 100 * S)
+    assert res == {p: [Finished(Status.CONFLICT, "", False)]}
     assert await store.redis.hgetall(ek) == before
     assert await store.redis.zscore(k.leases(p), eid) == second
     assert await store.redis.zcard(k.retries(p)) == 0
-    pending = await store.redis.xpending(k.outbox(p), DISPATCH_GROUP)
+    pending = await store.redis.xpending(k.outbox(p), store.delivery.GROUP)
     assert pending["pending"] == 1  # the entry stays for the current holder
     # the holder's result is recorded, with the stream entry acknowledged and deleted
-    res = await store.deliver_finish_many({p: [result(eid, entry, second)]}, NOW + 101 * S)
-    assert res == {p: [("success", False)]}
+    res = await store.delivery.finish({p: [result(eid, entry, second)]}, NOW + 101 * S)
+    assert res == {p: [Finished(Status.OK, "success", False)]}
     e = await store.redis.hgetall(ek)
     assert e["st"] == "success" and e["att"] == "1" and e["hs"] == "200"
     assert await store.redis.zscore(k.leases(p), eid) is None
     assert await store.redis.xlen(k.outbox(p)) == 0
-    assert (await store.redis.xpending(k.outbox(p), DISPATCH_GROUP))["pending"] == 0
+    assert (await store.redis.xpending(k.outbox(p), store.delivery.GROUP))["pending"] == 0
     # and a repeat of it is fenced out too (its lease is gone)
-    res = await store.deliver_finish_many({p: [result(eid, entry, second)]}, NOW + 102 * S)
-    assert res == {p: [("superseded", False)]}
+    res = await store.delivery.finish({p: [result(eid, entry, second)]}, NOW + 102 * S)
+    assert res == {p: [Finished(Status.CONFLICT, "", False)]}
     assert (await store.redis.hgetall(ek))["att"] == "1"
 
 
 async def test_extend_only_for_the_holder(store: Store) -> None:
     k = store.keys
     p, eid, _ = await arrange(store, "{}")
-    lease = (await start(store, p, eid, NOW))[8]
+    lease = (await lease_of(store, p, eid, NOW)).lease_until
     later = lease + 50 * S
-    assert await store.deliver_extend(p, [(eid, lease - 1, later)], NOW) == [None]
+    assert await store.delivery.extend(p, [(eid, lease - 1, later)], NOW) == [None]
     assert await store.redis.zscore(k.leases(p), eid) == lease
-    assert await store.deliver_extend(p, [(eid, lease, later)], NOW) == [later]
+    assert await store.delivery.extend(p, [(eid, lease, later)], NOW) == [later]
     assert await store.redis.zscore(k.leases(p), eid) == later
-    assert await store.deliver_extend(p, [(eid, lease, later + S)], NOW) == [None]  # the old token
+    assert await store.delivery.extend(p, [(eid, lease, later + S)], NOW) == [None]  # the old token
 
 
 @pytest.mark.parametrize(
-    ("deadline", "success", "status"), [("", "1", "success"), (NOW + 600 * S, "0", "failed")]
+    ("deadline", "success", "status"), [(None, True, "success"), (NOW + 600 * S, False, "failed")]
 )
 async def test_a_body_outcome_is_recorded_with_the_delivery(
-    store: Store, deadline: int | str, success: str, status: str
+    store: Store, deadline: int | None, success: bool, status: str
 ) -> None:
     """A 2xx body's outcome (§10.6) is written by the same call that records the delivery: no
     crash can record one without the other. With an outcome deadline armed, the outcome ends
     the execution (pending_outcome → its status) and disarms the deadline."""
     k = store.keys
     p, eid, entry = await arrange(store, '{"delivery":{"timeout_seconds":30}}')
-    lease = (await start(store, p, eid, NOW))[8]
-    body = ('{"success":%s,"result":"r"}' % ("true" if success == "1" else "false"), success, "", "")
+    lease = (await lease_of(store, p, eid, NOW)).lease_until
+    body = BodyOutcome('{"success":%s,"result":"r"}' % ("true" if success else "false"), success, "", "")
     row = result(eid, entry, lease, deadline=deadline, body=body)
-    res = await store.deliver_finish_many({p: [row]}, NOW + S)
-    assert res == {p: [(status, True)]}
+    res = await store.delivery.finish({p: [row]}, NOW + S)
+    assert res == {p: [Finished(Status.OK, status, True)]}
     e = await store.redis.hgetall(k.execution(p, eid))
-    assert e["st"] == status and e["oc"] == body[0] and e["da"] == str(NOW + S)
+    assert e["st"] == status and e["oc"] == body.outcome_json and e["da"] == str(NOW + S)
     assert await store.redis.zscore(k.deadlines(p), eid) is None
 
 
@@ -156,7 +171,7 @@ async def test_a_body_outcome_never_replaces_a_recorded_one(store: Store) -> Non
     k = store.keys
     p, eid, entry = await arrange(store, "{}")
     await store.redis.hset(k.execution(p, eid), mapping={"oc": '{"success":true}', "os": "reported_success"})
-    lease = (await start(store, p, eid, NOW))[8]
-    row = result(eid, entry, lease, body=('{"success":false}', "0", "", ""))
-    assert await store.deliver_finish_many({p: [row]}, NOW + S) == {p: [("success", False)]}
+    lease = (await lease_of(store, p, eid, NOW)).lease_until
+    row = result(eid, entry, lease, body=BodyOutcome('{"success":false}', False, "", ""))
+    assert await store.delivery.finish({p: [row]}, NOW + S) == {p: [Finished(Status.OK, "success", False)]}
     assert (await store.redis.hget(k.execution(p, eid), "oc")) == '{"success":true}'

@@ -11,8 +11,11 @@ import pytest
 from redis.crc import key_slot
 
 from cuefast.ids import new_execution_id
-from cuefast.store import Store, connect
+from cuefast.store import Status, Store, connect
+from cuefast.store.claims import Claim, ClaimRequest, Heartbeat, WorkIndex
 from cuefast.store.keys import Keys
+from cuefast.store.outcomes import Outcome, Recorded
+from cuefast.store.scripts import Script, Scripts
 
 P = 1
 ACCT = "acct1"
@@ -70,8 +73,8 @@ async def arrange(
     return eid
 
 
-async def claim_ids(store: Store, ids: list[str], worker: str = "w1", acct: str = ACCT) -> list[list[Any]]:
-    (rows,) = await store.claim([(P, store.keys.work(P, acct), 0, ids)], acct, worker, LEASE, NOW)
+async def claim_ids(store: Store, ids: list[str], worker: str = "w1", acct: str = ACCT) -> list[Claim]:
+    (rows,) = await store.claims.claim(acct, worker, LEASE, NOW, [ClaimRequest(WorkIndex(P), 0, ids)])
     return rows
 
 
@@ -82,8 +85,15 @@ async def test_claim_ids_mode_codes_and_effects(store: Store) -> None:
     done = await arrange(store, st="success", listed=False)
     foreign = await arrange(store, acct="other")
     rows = await claim_ids(store, [ok, future, done, foreign, new_execution_id(P)])
-    assert [int(r[0]) for r in rows] == [1, -2, -2, -1, -1]
-    assert rows[0][1] == ok and int(rows[0][5]) == 1 and int(rows[0][8]) == NOW + LEASE and rows[0][7] == "t"
+    assert [r.status for r in rows] == [
+        Status.OK,
+        Status.WRONG_STATE,
+        Status.WRONG_STATE,
+        Status.NOT_FOUND,
+        Status.NOT_FOUND,
+    ]
+    assert rows[0].execution_id == ok and rows[0].attempt == 1 and rows[0].lease_until == NOW + LEASE
+    assert rows[0].task == "t"
     h = await store.redis.hgetall(k.execution(P, ok))
     assert h["st"] == "delivering" and h["cw"] == "w1" and h["cla"] == h["sa"] == h["la"] == str(NOW)
     assert h["att"] == "1" and h["ls"] == str(LEASE)
@@ -96,7 +106,7 @@ async def test_claim_ids_mode_codes_and_effects(store: Store) -> None:
         assert await store.redis.zscore(key, ok) is None, key
     assert await store.redis.zscore(k.claims(P), ok) == NOW + LEASE
     assert await store.redis.zscore(k.claimed(P, ACCT), ok) == NOW
-    assert int((await claim_ids(store, [ok], "w2"))[0][0]) == -2
+    assert (await claim_ids(store, [ok], "w2"))[0].status is Status.WRONG_STATE
 
 
 async def test_claim_count_mode_takes_oldest_and_drops_stale_entries(store: Store) -> None:
@@ -104,21 +114,29 @@ async def test_claim_count_mode_takes_oldest_and_drops_stale_entries(store: Stor
     ids = [await arrange(store, sf=NOW - 100 + i) for i in range(5)]
     await store.redis.hset(k.execution(P, ids[0]), "st", "success")  # stale index entry
     await store.redis.zadd(k.work_filtered(P, ACCT, "t", None), {"gone": NOW - 1000})
-    (rows,) = await store.claim([(P, k.work_filtered(P, ACCT, "t", None), 3, ())], ACCT, "w", LEASE, NOW)
-    assert [r[1] for r in rows] == ids[1:4]
+    (rows,) = await store.claims.claim(ACCT, "w", LEASE, NOW, [ClaimRequest(WorkIndex(P, "t"), 3)])
+    assert [r.execution_id for r in rows] == ids[1:4]
     assert await store.redis.zscore(k.work_filtered(P, ACCT, "t", None), "gone") is None
-    (rows,) = await store.claim([(P, k.work(P, ACCT), 10, ())], ACCT, "w", LEASE, NOW)
-    assert [r[1] for r in rows] == [ids[4]]
+    (rows,) = await store.claims.claim(ACCT, "w", LEASE, NOW, [ClaimRequest(WorkIndex(P), 10)])
+    assert [r.execution_id for r in rows] == [ids[4]]
 
 
 async def test_heartbeat_codes(store: Store) -> None:
     eid = await arrange(store)
     pending = await arrange(store)
     await claim_ids(store, [eid])
-    res = await store.heartbeat(P, ACCT, "", LEASE, NOW + 5, [eid, pending, new_execution_id(P)])
-    assert res == [(1, NOW + 5 + LEASE), (-2, None), (-1, None)]
-    assert await store.heartbeat(P, ACCT, "w2", LEASE, NOW, [eid]) == [(-3, None)]
-    assert await store.heartbeat(P, "other", "", LEASE, NOW, [eid]) == [(-1, None)]
+    res = await store.claims.heartbeat(P, ACCT, "", LEASE, NOW + 5, [eid, pending, new_execution_id(P)])
+    assert res == [
+        Heartbeat(Status.OK, NOW + 5 + LEASE),
+        Heartbeat(Status.WRONG_STATE, None),
+        Heartbeat(Status.NOT_FOUND, None),
+    ]
+    assert await store.claims.heartbeat(P, ACCT, "w2", LEASE, NOW, [eid]) == [
+        Heartbeat(Status.CONFLICT, None)
+    ]
+    assert await store.claims.heartbeat(P, "other", "", LEASE, NOW, [eid]) == [
+        Heartbeat(Status.NOT_FOUND, None)
+    ]
     assert await store.redis.zscore(store.keys.claims(P), eid) == NOW + 5 + LEASE
 
 
@@ -126,8 +144,8 @@ async def test_release_restores_claimability(store: Store) -> None:
     k = store.keys
     eid = await arrange(store)
     await claim_ids(store, [eid])
-    assert await store.release(P, ACCT, "intruder", NOW, [eid]) == 0
-    assert await store.release(P, ACCT, "w1", NOW + 1, [eid]) == 1
+    assert await store.claims.release(P, ACCT, "intruder", NOW, [eid]) == 0
+    assert await store.claims.release(P, ACCT, "w1", NOW + 1, [eid]) == 1
     h = await store.redis.hgetall(k.execution(P, eid))
     assert h["st"] == "pending" and h["att"] == "0" and h["cw"] == "" and h["sa"] == ""
     assert await store.redis.zscore(k.work_filtered(P, ACCT, "t", None), eid) == NOW - 10
@@ -140,12 +158,15 @@ async def test_lease_due_and_reap_compare_and_set(store: Store) -> None:
     renew, reoffer, fail, moved = [await arrange(store) for _ in range(4)]
     await claim_ids(store, [renew, reoffer, fail, moved])
     later = NOW + LEASE + 1
-    rows = await store.lease_due(P, 100, later)
-    assert sorted(r[0] for r in rows) == sorted([renew, reoffer, fail, moved])
-    assert all(r[1] == ACCT and r[2] == "w1" and r[5] == "1" and r[9] == str(LEASE) for r in rows)
+    rows = await store.claims.expired_leases(P, 100, later)
+    assert sorted(r.execution_id for r in rows) == sorted([renew, reoffer, fail, moved])
+    assert all(
+        r.account_id == ACCT and r.worker_id == "w1" and r.attempts == 1 and r.lease_us == LEASE for r in rows
+    )
     lx = str(NOW + LEASE)
-    await store.heartbeat(P, ACCT, "", LEASE, later, [moved])  # extended after the judgement
-    res = await store.lease_reap(
+    assert all(r.lease_until == lx for r in rows)
+    await store.claims.heartbeat(P, ACCT, "", LEASE, later, [moved])  # extended after the judgement
+    res = await store.claims.reap_leases(
         P,
         [
             (renew, lx, f"renew:{later + LEASE}"),
@@ -174,8 +195,8 @@ async def test_missed_only_takes_claimable_work(store: Store) -> None:
     await claim_ids(store, [claimed])
     await store.redis.zadd(k.unclaimed(P), {claimed: NOW - 2000})  # a stale entry
     young = await arrange(store, sf=NOW - 10)
-    taken, rows = await store.missed(P, NOW - 1000, 100, NOW)
-    assert taken == 2 and [r[0] for r in rows] == [old]
+    taken, rows = await store.claims.expire_unclaimed(P, NOW - 1000, 100, NOW)
+    assert taken == 2 and [r.execution_id for r in rows] == [old]
     assert await store.redis.hget(k.execution(P, old), "st") == "missed"
     assert await store.redis.hget(k.execution(P, claimed), "st") == "delivering"
     assert await store.redis.zscore(k.work(P, ACCT), old) is None
@@ -186,8 +207,8 @@ async def test_deadline_arm_once(store: Store) -> None:
     eid = await arrange(store)
     pending = await arrange(store)
     await claim_ids(store, [eid])
-    assert await store.arm_deadlines(P, [(eid, NOW + 5), (pending, NOW + 5)], NOW) == 1
-    assert await store.arm_deadlines(P, [(eid, NOW + 9)], NOW) == 0
+    assert await store.claims.arm_deadlines(P, [(eid, NOW + 5), (pending, NOW + 5)], NOW) == 1
+    assert await store.claims.arm_deadlines(P, [(eid, NOW + 9)], NOW) == 0
     assert await store.redis.zscore(store.keys.deadlines(P), eid) == NOW + 5
 
 
@@ -196,7 +217,7 @@ EXPIRE = 86_400_000_000
 
 
 async def beat(store: Store, worker: str, at: int, limit: int = 1000, handlers: str = "null") -> int | None:
-    return await store.worker_heartbeat(
+    return await store.workers.heartbeat(
         ACCT, worker, handlers, at, limit=limit, expire_us=EXPIRE, alive_us=ALIVE
     )
 
@@ -204,9 +225,9 @@ async def beat(store: Store, worker: str, at: int, limit: int = 1000, handlers: 
 async def test_worker_heartbeat_keeps_registration(store: Store) -> None:
     assert await beat(store, "w", NOW, handlers='["a"]') == NOW
     assert await beat(store, "w", NOW + 7) == NOW
-    assert await store.list_workers(ACCT, 0) == [("w", NOW + 7, NOW, "null")]
-    assert await store.delete_worker(ACCT, "w") is True
-    assert await store.delete_worker(ACCT, "w") is False
+    assert await store.workers.seen(ACCT, 0) == [("w", NOW + 7, NOW, "null")]
+    assert await store.workers.delete(ACCT, "w") is True
+    assert await store.workers.delete(ACCT, "w") is False
 
 
 async def test_worker_heartbeat_limit_evicts_only_workers_no_longer_alive(store: Store) -> None:
@@ -219,7 +240,7 @@ async def test_worker_heartbeat_limit_evicts_only_workers_no_longer_alive(store:
     # w1 (last seen NOW + 1) is the longest silent; once it is no longer alive it makes room
     assert await beat(store, "new", NOW + 1 + ALIVE, limit=3) is None  # exactly ALIVE old: alive
     assert await beat(store, "new", NOW + 2 + ALIVE, limit=3) == NOW + 2 + ALIVE
-    listed = [w for w, *_ in await store.list_workers(ACCT, 0)]
+    listed = [w.worker_id for w in await store.workers.seen(ACCT, 0)]
     assert listed == ["new", "w0", "w2"]
     assert sorted(await store.redis.hkeys(k.worker_info(ACCT))) == ["new", "w0", "w2"]
 
@@ -231,7 +252,7 @@ async def test_worker_heartbeat_sweeps_expired_entries_in_bounded_batches(store:
         pipe.hset(k.worker_info(ACCT), mapping={f"old{i}": f"{NOW}|null" for i in range(150)})
         await pipe.execute()
     later = NOW + 149 + EXPIRE + 1  # every old entry is now older than the expiry
-    assert [w for w, *_ in await store.list_workers(ACCT, later - EXPIRE)] == []  # never listed
+    assert await store.workers.seen(ACCT, later - EXPIRE) == []  # never listed
     assert await beat(store, "x", later) == later
     assert await store.redis.zcard(k.workers(ACCT)) == 51  # 100 dropped by this call
     assert await store.redis.hlen(k.worker_info(ACCT)) == 51
@@ -244,10 +265,10 @@ async def test_worker_heartbeat_sweeps_expired_entries_in_bounded_batches(store:
 
 
 async def test_echo_store_limit(store: Store) -> None:
-    assert all([await store.echo_store("1.2.3.4", 7, f"t{i}", "{}", 3, 300) for i in range(3)])
-    assert await store.echo_store("1.2.3.4", 7, "t9", "{}", 3, 300) is False
-    assert await store.echo_get("t9") is None and await store.echo_get("t0") == "{}"
-    assert await store.echo_store("1.2.3.4", 8, "t9", "{}", 3, 300) is True
+    assert all([await store.echo.save("1.2.3.4", 7, f"t{i}", "{}", 3, 300) for i in range(3)])
+    assert await store.echo.save("1.2.3.4", 7, "t9", "{}", 3, 300) is False
+    assert await store.echo.get("t9") is None and await store.echo.get("t0") == "{}"
+    assert await store.echo.save("1.2.3.4", 8, "t9", "{}", 3, 300) is True
 
 
 async def test_outcome_batch_once_and_owned(store: Store) -> None:
@@ -256,15 +277,20 @@ async def test_outcome_batch_once_and_owned(store: Store) -> None:
     pending = await arrange(store)
     foreign = await arrange(store, acct="other")
     await claim_ids(store, [claimed])
-    found = await store.execution_cues(ACCT, [claimed, foreign, "bad"])
-    assert list(found) == [claimed] and found[claimed][0] == "cue_aaaaaaaaaaaa"
+    found = await store.executions.cues(ACCT, [claimed, foreign, "bad"])
+    assert list(found) == [claimed] and found[claimed].cue_id == "cue_aaaaaaaaaaaa"
     rows = [
-        (claimed, '{"success": true}', True, "reported_success", ""),
-        (pending, '{"success": false}', False, "reported_failure", "boom"),
-        (foreign, '{"success": true}', True, "reported_success", ""),
-        (claimed, '{"success": false}', False, "reported_failure", "late"),
+        Outcome(claimed, '{"success": true}', True, "reported_success", ""),
+        Outcome(pending, '{"success": false}', False, "reported_failure", "boom"),
+        Outcome(foreign, '{"success": true}', True, "reported_success", ""),
+        Outcome(claimed, '{"success": false}', False, "reported_failure", "late"),
     ]
-    assert await store.record_outcomes(ACCT, rows, NOW) == ["success", "failed", "missing", "duplicate"]
+    assert await store.outcomes.record_many(ACCT, rows, NOW) == [
+        Recorded(Status.OK, "success"),
+        Recorded(Status.OK, "failed"),
+        Recorded(Status.NOT_FOUND, ""),
+        Recorded(Status.EXISTS, ""),
+    ]
     h = await store.redis.hgetall(k.execution(P, claimed))
     assert h["st"] == "success" and h["oc"] == '{"success": true}' and h["lx"] == ""
     assert await store.redis.zscore(k.claims(P), claimed) is None
@@ -276,18 +302,18 @@ async def test_every_worker_script_call_touches_one_slot(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[tuple[str, list[str]]] = []
-    original_run, original_many = Store._run, Store._run_many
+    original_run, original_many = Scripts.run, Scripts.run_many
 
-    async def run(self: Store, name: str, keys: Any, args: Any) -> Any:
-        seen.append((name, list(keys)))
-        return await original_run(self, name, keys, args)
+    async def run(self: Scripts, script: Script, keys: Any, args: Any) -> Any:
+        seen.append((script.name, list(keys)))
+        return await original_run(self, script, keys, args)
 
-    async def many(self: Store, calls: Any) -> Any:
-        seen.extend((name, list(keys)) for name, keys, _ in calls)
+    async def many(self: Scripts, calls: Any) -> Any:
+        seen.extend((script.name, list(keys)) for script, keys, _ in calls)
         return await original_many(self, calls)
 
-    monkeypatch.setattr(Store, "_run", run)
-    monkeypatch.setattr(Store, "_run_many", many)
+    monkeypatch.setattr(Scripts, "run", run)
+    monkeypatch.setattr(Scripts, "run_many", many)
     await test_lease_due_and_reap_compare_and_set(store)
     await test_release_restores_claimability(store)
     await test_missed_only_takes_claimable_work(store)
@@ -297,15 +323,15 @@ async def test_every_worker_script_call_touches_one_slot(
     await test_outcome_batch_once_and_owned(store)
     names = {name for name, _ in seen}
     assert names >= {
-        "claim",
-        "heartbeat",
-        "release",
-        "lease_due",
-        "lease_reap",
-        "missed",
-        "deadline_arm",
-        "worker_heartbeat",
-        "echo_store",
+        "claims_claim",
+        "claims_heartbeat",
+        "claims_release",
+        "claims_expired_leases",
+        "claims_reap_leases",
+        "claims_expire_unclaimed",
+        "claims_arm_deadlines",
+        "workers_heartbeat",
+        "echo_save",
     }
     for name, keys in seen:
         assert len({key_slot(key.encode()) for key in keys}) == 1, (name, keys)

@@ -1,9 +1,9 @@
 --[[ restore_cues: write snapshotted cues back into an empty partition (cuefast restore)
-  KEYS[1] the partition's due zset
-  ARGV[1] partition key prefix ("<pfx>:{pNN}:")  ARGV[2..] cue id, cue hash as a JSON object …
+  KEYS[1] due: the partition's due zset
+  ARGV[1] prefix: the partition's key prefix "<pfx>:{pNN}:"
+  ARGV[2..] cues: pairs of cue id, cue hash as a JSON object
   Each hash is written as it was (its field '_cfg' back into the cue's config string), with the
-  account's listing index of its status and, for an
-  active cue with a next run, its due entry.
+  account's listing index of its status and, for an active cue with a next run, its due entry.
   returns the number written ]]
 local pfx = ARGV[1]
 for i = 2, #ARGV, 2 do

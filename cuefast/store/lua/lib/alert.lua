@@ -10,6 +10,8 @@
 -- at most — the contract's dedup (user and cue are the execution's).
 -- the cue's stored config JSON (docs/DESIGN.md "Why a cue is two keys": the string beside the
 -- cue hash, "<config JSON>" or "<config JSON>\n<payload JSON>"; defaults are left out), or nil
+--!include dirty
+--!include set_cue_status
 local function alert_cue_config(pfx, cue)
   local blob = redis.call('GET', pfx .. 'cue:' .. cue .. ':cfg')
   if not blob then return nil end

@@ -1,5 +1,5 @@
 -- one_time: which execution decides a one-time cue (CONTRACT.md §7.2) — the one definition every
--- script uses. The scheduler's executions carry no 'tb' field (materialize.lua leaves defaults
+-- script uses. The scheduler's executions carry no 'tb' field (schedule_materialize.lua leaves defaults
 -- out): an execution's triggered_by is read only through triggered_by() (Python:
 -- cuefast.services.executions.triggered_by).
 local function triggered_by(tb)

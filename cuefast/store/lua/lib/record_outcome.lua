@@ -1,14 +1,18 @@
--- record_outcome: write an execution's outcome once, atomically with its status effect (needs
--- set_cue_status, one_time, work_index and alert included first). Returns 1, status | -1 (an
--- outcome is already recorded) | -2 (no such execution, or not of `acct` when `acct` is given).
+-- record_outcome: write an execution's outcome once, atomically with its status effect. Returns
+-- STATUS.OK, status | STATUS.EXISTS (an outcome is already recorded) | STATUS.NOT_FOUND (no such
+-- execution, or not of `acct` when `acct` is given).
 -- The scheduled execution of a one-time cue decides the cue when this outcome ends it.
 -- `defer` collects index removals and `cues` the run counts per cue (cue id → {n}); the caller
 -- writes them with outcome_flush (one call per key / cue for a whole batch).
+--!include dirty
+--!include one_time
+--!include work_index
+--!include alert
 local function record_outcome(pfx, eid, acct, outcome_json, success, state, err, now, defer, cues)
   local ek = pfx .. 'exec:' .. eid
   local e = redis.call('HMGET', ek, 'st', 'tr', 'cue', 'acct', 'tb', 'oc', 'tk', 'ag')
-  if not e[1] or (acct ~= '' and e[4] ~= acct) then return -2 end
-  if e[6] and e[6] ~= '' then return -1 end
+  if not e[1] or (acct ~= '' and e[4] ~= acct) then return STATUS.NOT_FOUND end
+  if e[6] and e[6] ~= '' then return STATUS.EXISTS end
   dirty(ek)
   local st, tr = e[1], e[2]
   local terminal = {success = true, failed = true, missed = true, outcome_timeout = true}
@@ -41,7 +45,7 @@ local function record_outcome(pfx, eid, acct, outcome_json, success, state, err,
   end
   if c.exists and tr == 'worker' then c.n = c.n + 1 end
   alert_outcome(pfx, eid, e[3], e[4], tr, success, state, now)  -- alerts (§12.4)
-  return 1, st
+  return STATUS.OK, st
 end
 
 local function outcome_flush(pfx, defer, cues, now)

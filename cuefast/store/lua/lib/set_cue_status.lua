@@ -1,5 +1,6 @@
 -- set_cue_status: move a cue to a final or paused status — its status index, its status, no
 -- next run, no due entry. No-op for a missing cue or one already in that status.
+--!include dirty
 local function set_cue_status(pfx, cue_id, account, status)
   local ck = pfx .. 'cue:' .. cue_id
   local cur = redis.call('HGET', ck, 'status')

@@ -1,0 +1,228 @@
+"""Webhook delivery: the outbox streams and the leased attempts (start, extend, finish, release)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import NamedTuple
+
+from cuefast.models import config_json
+from cuefast.store.scripts import Arg, Call, Script
+from cuefast.store.status import Status
+from cuefast.store.streams import GroupStreams
+
+START = Script(
+    "delivery_start", keys=("leases",), argv=("now", "prefix", "timeout_s", "stale_s"), rest="execution_ids"
+)
+EXTEND = Script("delivery_extend", keys=("leases",), argv=("now",), rest="leases")
+FINISH = Script(
+    "delivery_finish", keys=("leases", "retries", "outbox"), argv=("now", "prefix", "group"), rest="attempts"
+)
+RELEASE = Script(
+    "delivery_release", keys=("leases", "outbox", "delayed"), argv=("now", "prefix", "group"), rest="attempts"
+)
+
+
+class OutboxEntry(NamedTuple):
+    partition: int
+    entry_id: str
+    execution_id: str
+
+
+class Lease(NamedTuple):
+    """An execution leased for one attempt: what the attempt needs, ``lease_until`` (the fencing
+    token every later call presents) and the attempt's HTTP timeout (the script's rule)."""
+
+    cue_id: str
+    scheduled_for: int
+    attempts: int
+    payload: str
+    config: str
+    """the cue's full config JSON"""
+    name: str
+    account_id: str
+    triggered_by: str
+    lease_until: int
+    timeout_s: int
+
+
+class BodyOutcome(NamedTuple):
+    """The outcome a 2xx response body carried (CONTRACT.md §10.6)."""
+
+    outcome_json: str
+    success: bool
+    state: str
+    error: str
+
+
+class AttemptResult(NamedTuple):
+    """What one attempt got: ``next_retry_us`` None = no attempts left; ``deadline_us`` the
+    outcome deadline to arm (None: none)."""
+
+    execution_id: str
+    ok: bool
+    http_status: int | None
+    error: str
+    next_retry_us: int | None
+    deadline_us: int | None
+    entry_id: str
+    lease_until: int
+    outcome: BodyOutcome | None
+
+
+class Finished(NamedTuple):
+    """OK (``execution_status``: the execution's new status; ``outcome_recorded``: the body's
+    outcome too) | CONFLICT (fenced out: the attempt had lost its lease, nothing recorded) |
+    WRONG_STATE (no longer in flight)."""
+
+    status: Status
+    execution_status: str
+    outcome_recorded: bool
+
+
+class ReleasedAttempt(NamedTuple):
+    """A leased attempt handed back unsent, re-queued at ``requeue_us`` (≤ now: at once)."""
+
+    execution_id: str
+    entry_id: str
+    lease_until: int
+    requeue_us: int
+
+
+class Delivery(GroupStreams):
+    SCRIPTS = (START, EXTEND, FINISH, RELEASE)
+    GROUP = "dispatchers"
+
+    def streams(self) -> list[str]:
+        return [self.keys.outbox(p) for p in range(self.keys.partitions)]
+
+    async def read(self, consumer: str, count: int, block_ms: int) -> list[OutboxEntry]:
+        """New outbox entries for this consumer."""
+        return [
+            OutboxEntry(p, entry_id, str(fields.get("e", "")))
+            for p, entry_id, fields in await self.read_group(consumer, count, block_ms)
+        ]
+
+    async def reclaim(self, consumer: str, min_idle_ms: int, count: int) -> list[OutboxEntry]:
+        """Entries another consumer read but never finished (it died): take them over."""
+        return [
+            OutboxEntry(p, entry_id, str(fields["e"]))
+            for p, entry_id, fields in await self.claim_group(consumer, min_idle_ms, count)
+            if fields and "e" in fields
+        ]
+
+    async def ack(self, p: int, entry_id: str) -> None:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xack(self.keys.outbox(p), self.GROUP, entry_id)
+            pipe.xdel(self.keys.outbox(p), entry_id)
+            await pipe.execute()
+
+    async def start(
+        self, batches: Mapping[int, Sequence[str]], now_us: int, *, timeout_s: int, stale_s: int
+    ) -> dict[int, list[Lease | Status]]:
+        """Lease each execution of these partitions' batches for one attempt (one script call per
+        partition, one pipeline): its ``Lease``, or NOT_FOUND (drop its stream entry) or BUSY (a
+        live attempt elsewhere holds it: leave the entry pending). ``timeout_s`` is the timeout of
+        a cue without ``delivery``, ``stale_s`` the lease floor: each lease is max(stale_s, the
+        attempt's own timeout + 60 s)."""
+        k = self.keys
+        parts = [p for p, eids in batches.items() if eids]
+        replies = await self.scripts.run_many(
+            [
+                (START, [k.leases(p)], [now_us, k.part(p) + ":", timeout_s, stale_s, *batches[p]])
+                for p in parts
+            ]
+        )
+        result: dict[int, list[Lease | Status]] = {p: [] for p in batches}
+        for p, res in zip(parts, replies, strict=True):
+            out = result[p]
+            for i in range(0, len(res), 12):
+                status = Status(int(res[i]))
+                if status is not Status.OK:
+                    out.append(status)
+                    continue
+                cue_id, scheduled, attempts, payload, stored, name, account, tb, sch, lease, timeout = res[
+                    i + 1 : i + 12
+                ]
+                out.append(
+                    Lease(
+                        str(cue_id),
+                        int(scheduled),
+                        int(attempts or 0),
+                        str(payload),
+                        config_json(stored, sch),  # the stored config + the cue's sch
+                        str(name),
+                        str(account),
+                        str(tb),
+                        int(lease),
+                        int(timeout),
+                    )
+                )
+        return result
+
+    async def extend(self, p: int, leases: Sequence[tuple[str, int, int]], now_us: int) -> list[int | None]:
+        """Lengthen leased attempts' leases (one script call): each (execution id, lease expiry
+        µs it holds, new expiry µs) → the lease it now holds, or None when it no longer held
+        that lease (taken over or finished: it must not be sent)."""
+        if not leases:
+            return []
+        args: list[Arg] = [now_us]
+        for eid, held, new in leases:
+            args += [eid, held, new]
+        res = await self.scripts.run(EXTEND, [self.keys.leases(p)], args)
+        return [int(v) if v else None for v in res]
+
+    async def finish(
+        self, batches: Mapping[int, Sequence[AttemptResult]], now_us: int
+    ) -> dict[int, list[Finished]]:
+        """Record attempt results, one ``delivery_finish`` script call per partition, all in one
+        pipeline."""
+        k = self.keys
+        parts = [p for p, rows in batches.items() if rows]
+        calls: list[Call] = []
+        for p in parts:
+            args: list[Arg] = [now_us, k.part(p) + ":", self.GROUP]
+            for r in batches[p]:
+                body = r.outcome
+                args += [
+                    r.execution_id,
+                    "ok" if r.ok else "fail",
+                    "" if r.http_status is None else r.http_status,
+                    r.error,
+                    "" if r.next_retry_us is None else r.next_retry_us,
+                    "" if r.deadline_us is None else r.deadline_us,
+                    r.entry_id,
+                    r.lease_until,
+                    *(
+                        ("", "", "", "")
+                        if body is None
+                        else (body.outcome_json, int(body.success), body.state, body.error)
+                    ),
+                ]
+            calls.append((FINISH, [k.leases(p), k.retries(p), k.outbox(p)], args))
+        result: dict[int, list[Finished]] = {p: [] for p in batches}
+        for p, res in zip(parts, await self.scripts.run_many(calls), strict=True):
+            result[p] = [
+                Finished(Status(int(res[i])), str(res[i + 1]), int(res[i + 2]) == 1)
+                for i in range(0, len(res), 3)
+            ]
+        return result
+
+    async def release(self, p: int, attempts: Sequence[ReleasedAttempt], now_us: int) -> list[str | None]:
+        """Hand back leased attempts not sent (one script call): each goes back to pending /
+        retry_ready with no attempt counted, re-queued at its time. Per attempt its restored
+        status, or None when it no longer held that lease."""
+        if not attempts:
+            return []
+        k = self.keys
+        args: list[Arg] = [now_us, k.part(p) + ":", self.GROUP]
+        for a in attempts:
+            args += [a.execution_id, a.entry_id, a.lease_until, a.requeue_us]
+        res = await self.scripts.run(RELEASE, [k.leases(p), k.outbox(p), k.delayed(p)], args)
+        return [str(v) if v else None for v in res]
+
+    async def stale_attempts(self, now_us: int) -> int:
+        """Webhook attempts whose lease expired (a dispatcher died mid-delivery, §11.4)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in range(self.keys.partitions):
+                pipe.zcount(self.keys.leases(p), "-inf", now_us)
+            return sum(int(n) for n in await pipe.execute())

@@ -1,0 +1,84 @@
+--[[ accounts_authenticate: resolve an API key hash to its account and count the request in its
+  rate-limit window, in one round trip (CONTRACT.md §3.4, §3.7). All keys are on the auth slot.
+  KEYS[1] api_keys: hash, API-key sha256 → account id
+  KEYS[2] rotated: the rotated-key marker of this sha
+  KEYS[3] key_window: the rate-limit window of this key
+  KEYS[4] ip_window: the rate-limit window of the client IP
+  ARGV[1] now: µs
+  ARGV[2] key_sha: sha256 hex of the API key ("" = the request has no API key)
+  ARGV[3] account_prefix: "<pfx>:{auth}:acct:" (the account hash, same slot)
+  ARGV[4] ip_limit: requests per minute of one client IP
+  ARGV[5] month: "YYYY-MM" (the usage mirror field "ex:<month>" in the account hash)
+  ARGV[6] count: 1 = count the request, 0 = authenticate only (read-only)
+  A window is a list of request times (µs), oldest first, at most `limit` long: a request is
+  in it while its time > now - 60 s. A valid key counts against its own window with the
+  account's rate_limit; everything else (no key, unknown or rotated key) against the IP's.
+  A rejected request is not counted.
+  returns {status, verdict, count, limit, oldest µs, warn, field, value, ...}
+    status  OK (the account's fields follow) | NO_KEY | NOT_FOUND unknown key | ROTATED (24 h)
+    verdict 1 counted | 0 over the limit (not counted) | -1 not counting (ARGV[6] = 0)
+    count   requests in the window (including this one when counted)
+    warn    1 when executions this month >= 80 % of monthly_execution_limit ]]
+local WINDOW = 60000000
+local now, sha, counting = tonumber(ARGV[1]), ARGV[2], ARGV[6] == '1'
+
+local function window(key, limit)
+  local n = redis.call('LLEN', key)
+  local cutoff = now - WINDOW
+  local oldest = n > 0 and tonumber(redis.call('LINDEX', key, 0)) or nil
+  if oldest and oldest <= cutoff then
+    -- times are sorted: find the first index still in the window (galloping, then bisection)
+    local lo, hi, step = 0, n, 1
+    oldest = nil
+    while step < n do
+      local v = tonumber(redis.call('LINDEX', key, step))
+      if v > cutoff then hi, oldest = step, v; break end
+      lo = step
+      step = step * 2 + 1
+    end
+    while hi - lo > 1 do  -- index lo is out; index hi is in (its time: oldest) or hi == n
+      local mid = math.floor((lo + hi) / 2)
+      local v = tonumber(redis.call('LINDEX', key, mid))
+      if v > cutoff then hi, oldest = mid, v else lo = mid end
+    end
+    redis.call('LTRIM', key, hi, -1)
+    n = n - hi
+  end
+  if n >= limit then return {0, n, limit, oldest or now} end
+  local t, text = now, ARGV[1]
+  if n > 0 then  -- keep the list sorted when API processes' clocks differ slightly
+    local last = redis.call('LINDEX', key, -1)
+    if tonumber(last) > t then t, text = tonumber(last), last end
+  end
+  redis.call('RPUSH', key, text)
+  redis.call('PEXPIRE', key, 61000)
+  return {1, n + 1, limit, oldest or t}
+end
+
+local auth, acct = STATUS.NO_KEY, nil
+if sha ~= '' then
+  local id = redis.call('HGET', KEYS[1], sha)
+  if not id then
+    auth = redis.call('EXISTS', KEYS[2]) == 1 and STATUS.ROTATED or STATUS.NOT_FOUND
+  else
+    acct = redis.call('HGETALL', ARGV[3] .. id)
+    auth = #acct > 0 and STATUS.OK or STATUS.NOT_FOUND
+  end
+end
+
+local out
+if auth == STATUS.OK then
+  local f = {}
+  for i = 1, #acct, 2 do f[acct[i]] = acct[i + 1] end
+  local used = tonumber(f['ex:' .. ARGV[5]] or '0')
+  local warn = used * 5 >= tonumber(f['exec_limit'] or '0') * 4 and 1 or 0
+  local limit = tonumber(f['rate_limit'] or '0')
+  out = counting and window(KEYS[3], limit) or {-1, 0, limit, now}
+  out = {STATUS.OK, out[1], out[2], out[3], out[4], warn}
+  for i = 1, #acct do out[i + 6] = acct[i] end
+else
+  local limit = tonumber(ARGV[4])
+  out = counting and window(KEYS[4], limit) or {-1, 0, limit, now}
+  out = {auth, out[1], out[2], out[3], out[4], 0}
+end
+return out

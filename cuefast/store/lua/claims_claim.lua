@@ -1,0 +1,84 @@
+--[[ claims_claim: lease claimable worker executions to a worker (the one claim path of both doors;
+  execution, cue and other index keys are derived from ARGV[2], the partition's key prefix, in
+  the same slot)
+  KEYS[1] index: the zset to take from: the account's work zset, or a task/agent-filtered one
+  KEYS[2] claims: zset, execution id → lease expiry µs
+  KEYS[3] claimed: the account's zset, execution id → claimed_at µs
+  ARGV[1] now: µs
+  ARGV[2] prefix: the partition's key prefix
+  ARGV[3] account_id
+  ARGV[4] worker_id
+  ARGV[5] lease_us
+  ARGV[6] count: claim up to this many of the oldest available in KEYS[1] (0 = claim the ids in
+    ARGV[7..] instead)
+  ARGV[7..] execution_ids: with count 0
+  returns 9 values per claimed execution (count mode) or per id (ids mode):
+    {OK, id, cue id, cue name, scheduled_for, attempts after this claim, payload, task, lease expiry}
+    | {NOT_FOUND, id, ...} no such execution of this account | {WRONG_STATE, id, ...} not
+    claimable now ]]
+--!include dirty
+--!include work_index
+local now_s, pfx, acct, worker, lease_s = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local now, lease, count = tonumber(now_s), tonumber(lease_s), tonumber(ARGV[6])
+local lx = string.format('%.0f', now + lease)
+local base = pfx .. 'work:' .. acct
+local names = {}
+local out = {}
+
+local function row(code, eid, r)
+  out[#out + 1] = code
+  out[#out + 1] = eid
+  for i = 1, 7 do out[#out + 1] = r and r[i] or '' end
+end
+
+local defer = {}
+
+-- OK claimed | NOT_FOUND not this account's | WRONG_STATE not claimable; `checked`: the caller read it from an
+-- index with a score ≤ now (count mode), so availability needs no second look
+local function claim(eid, checked)
+  local ek = pfx .. 'exec:' .. eid
+  local e = redis.call('HMGET', ek, 'st', 'tr', 'acct', 'sf', 'tk', 'ag', 'sa', 'cue', 'pl', 'att')
+  if not e[1] or e[3] ~= acct then return STATUS.NOT_FOUND end
+  if e[2] ~= 'worker' or (e[1] ~= 'pending' and e[1] ~= 'retry_ready') then return STATUS.WRONG_STATE end
+  if not checked then
+    local listed = redis.call('ZSCORE', base, eid)
+    if not listed or tonumber(listed) > now then return STATUS.WRONG_STATE end
+  end
+  local att = (tonumber(e[10]) or 0) + 1
+  if not e[7] or e[7] == '' then
+    redis.call('HSET', ek, 'st', 'delivering', 'cw', worker, 'cla', now_s, 'la', now_s, 'ua', now_s,
+      'lx', lx, 'ls', lease_s, 'lh', '', 'att', att, 'sa', now_s)
+  else
+    redis.call('HSET', ek, 'st', 'delivering', 'cw', worker, 'cla', now_s, 'la', now_s, 'ua', now_s,
+      'lx', lx, 'ls', lease_s, 'lh', '', 'att', att)
+  end
+  work_rem(pfx, acct, eid, e[5], e[6], defer)
+  dirty(ek)
+  defer_zadd(defer, KEYS[2], lx, eid)
+  defer_zadd(defer, KEYS[3], now_s, eid)
+  local cue = e[8]
+  if names[cue] == nil then names[cue] = redis.call('HGET', pfx .. 'cue:' .. cue, 'name') or '' end
+  row(STATUS.OK, eid, {cue, names[cue], e[4], att, e[9] or '{}', e[5] or '', lx})
+  return STATUS.OK
+end
+
+if count == 0 then
+  for i = 7, #ARGV do
+    local code = claim(ARGV[i], false)
+    if code ~= STATUS.OK then row(code, ARGV[i], nil) end
+  end
+  defer_flush(defer)
+  return out
+end
+
+local claimed = 0
+for _ = 1, 4 do  -- stale index entries are dropped and the next ones tried (bounded)
+  local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_s, 'LIMIT', 0, count - claimed)
+  if #ids == 0 then break end
+  for _, eid in ipairs(ids) do
+    if claim(eid, true) == STATUS.OK then claimed = claimed + 1 else defer_zrem(defer, KEYS[1], eid) end
+  end
+  defer_flush(defer)
+  if claimed >= count then break end
+end
+return out

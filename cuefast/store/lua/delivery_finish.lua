@@ -1,0 +1,98 @@
+--[[ delivery_finish: record delivery attempts' results, each atomically with its next state
+  (execution and cue keys are derived from ARGV[2], the partition's key prefix, in the same slot)
+  KEYS[1] leases: zset, execution id → lease expiry µs
+  KEYS[2] retries: zset, execution id → next retry µs
+  KEYS[3] outbox: stream
+  ARGV[1] now: µs
+  ARGV[2] prefix: the partition's key prefix
+  ARGV[3] group: the outbox's consumer group
+  ARGV[4..] attempts: 12 values per attempt: execution id, result "ok" | "fail", http status
+    ("" = none), error message ("" = none), next retry µs ("" = no attempts left), outcome
+    deadline µs ("" = not armed), stream entry id ("" = none), lease expiry µs the attempt holds
+    (its fencing token, from delivery_start / delivery_extend), then the outcome the 2xx
+    response body carried (CONTRACT.md §10.6; "" = none): outcome JSON, success "1" | "0",
+    outcome_state, error text — recorded here, after the delivery's own result and in the same
+    call, unless the execution already has an outcome (a crash cannot record the delivery and
+    lose the body's outcome)
+  Whether the execution decides a one-time cue is read here (lib/one_time.lua), as in every
+  other script that ends an execution.
+  A result is recorded only while the leases zset holds exactly that attempt's lease: an attempt
+  taken over meanwhile (its lease expired and another dispatcher leased the execution again)
+  is fenced out and touches nothing — not the execution, not the lease, not the stream entry,
+  which the current holder still needs. A final failure runs on_failure in the same call
+  (lib/alert.lua: pause, the e-mail and webhook notices).
+  returns three values per attempt: OK, the new status, and 1 if the body's outcome was recorded
+    (else 0) | CONFLICT, "", 0: fenced out, nothing recorded | WRONG_STATE, "", 0: the lease was
+    held but the execution is no longer in flight (e.g. deleted) ]]
+--!include dirty
+--!include set_cue_status
+--!include one_time
+--!include alert
+--!include record_outcome
+local now, pfx, group = ARGV[1], ARGV[2], ARGV[3]
+local out = {}
+local marks = {}  -- snapshot dirty marks, written by dirty_flush at the end
+local defer, cues = {}, {}  -- record_outcome's deferred index removals and run counts
+
+local function finish(eid, result, hs, em, nxr, od, entry, lease)
+  local held = redis.call('ZSCORE', KEYS[1], eid)
+  if not held or tonumber(held) ~= tonumber(lease) then return STATUS.CONFLICT end
+  local ek = pfx .. 'exec:' .. eid
+  redis.call('ZREM', KEYS[1], eid)
+  if entry ~= '' then
+    redis.call('XACK', KEYS[3], group, entry)
+    redis.call('XDEL', KEYS[3], entry)
+  end
+  local e = redis.call('HMGET', ek, 'st', 'cue', 'acct', 'oc', 'tb')
+  if e[1] ~= 'delivering' then return STATUS.WRONG_STATE end
+  local ck = pfx .. 'cue:' .. e[2]
+  local cue_exists = redis.call('EXISTS', ck) == 1
+  redis.call('HINCRBY', ek, 'att', 1)
+  dirty_at(pfx, 'exec:' .. eid, marks)
+  if cue_exists then redis.call('HINCRBY', ck, 'rc', 1) end
+  if cue_exists then dirty_at(pfx, 'cue:' .. e[2], marks) end
+  local status
+  if result == 'ok' then
+    if od ~= '' and not e[4] then
+      status = 'pending_outcome'
+      redis.call('HSET', ek, 'st', status, 'hs', hs, 'ua', now, 'da', now, 'em', '', 'od', od)
+      redis.call('ZADD', pfx .. 'deadlines', od, eid)
+    else
+      status = 'success'
+      redis.call('HSET', ek, 'st', status, 'hs', hs, 'ua', now, 'da', now, 'em', '')
+      if cue_exists then redis.call('HSET', ck, 'lr', now) end
+      if cue_exists and decides_cue(pfx, e[2], e[5]) then
+        set_cue_status(pfx, e[2], e[3], 'completed')
+      end
+    end
+  elseif nxr ~= '' then
+    status = 'retrying'
+    redis.call('HSET', ek, 'st', status, 'hs', hs, 'ua', now, 'em', em, 'nxr', nxr)
+    redis.call('ZADD', KEYS[2], nxr, eid)
+  else
+    status = 'failed'
+    redis.call('HSET', ek, 'st', status, 'hs', hs, 'ua', now, 'em', em)
+    if cue_exists then redis.call('HSET', ck, 'lr', now) end
+    if cue_exists and decides_cue(pfx, e[2], e[5]) then set_cue_status(pfx, e[2], e[3], 'failed') end
+    alert_final_failure(pfx, eid, e[2], e[3], now)  -- streak, on_failure pause and notices (§12)
+  end
+  return STATUS.OK, status
+end
+
+for i = 4, #ARGV, 12 do
+  local eid = ARGV[i]
+  local code, status = finish(eid, ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5],
+    ARGV[i + 6], ARGV[i + 7])
+  local recorded = 0
+  if ARGV[i + 8] ~= '' and (status == 'success' or status == 'pending_outcome') then
+    local got, st = record_outcome(pfx, eid, '', ARGV[i + 8], ARGV[i + 9], ARGV[i + 10],
+      ARGV[i + 11], now, defer, cues)
+    if got == STATUS.OK then status, recorded = st, 1 end
+  end
+  out[#out + 1] = code
+  out[#out + 1] = status or ''
+  out[#out + 1] = recorded
+end
+outcome_flush(pfx, defer, cues, now)
+dirty_flush(marks)
+return out

@@ -1,0 +1,86 @@
+--[[ delivery_start: take a batch of webhook executions for one delivery attempt each (lease them;
+  execution and cue keys are derived from ARGV[2], the partition's key prefix, so every key
+  shares the partition's slot)
+  KEYS[1] leases: zset, execution id → lease expiry µs (the expiry is the attempt's fencing token)
+  ARGV[1] now: µs
+  ARGV[2] prefix: the partition's key prefix "<pfx>:{pNN}:"
+  ARGV[3] timeout_s: the default timeout (CUEFAST_WEBHOOK_TIMEOUT_SECONDS)
+  ARGV[4] stale_s: the lease floor (CUEFAST_WEBHOOK_STALE_SECONDS)
+  ARGV[5..] execution_ids
+  Each attempt's timeout is its cue's delivery.timeout_seconds (30, the field's default, when
+  `delivery` is set without it), else ARGV[3]; its lease is max(ARGV[4], timeout + 60) s
+  (CONTRACT.md §11.4), so a slow receiver is never sent the same attempt again while its
+  request may still be open.
+  returns 12 values per execution, in order:
+    {OK, cue id, scheduled_for, attempts, payload, cue's stored config JSON, cue name, account,
+     triggered_by, cue's schedule summary (sch), lease expiry µs (the token delivery_finish,
+     delivery_extend and delivery_release must present), timeout s}
+    | {NOT_FOUND, …} not deliverable (gone, finished, not webhook): drop the stream entry
+    | {BUSY, …} another attempt holds a live lease: leave the entry pending ]]
+--!include dirty
+--!include one_time
+local now, pfx = tonumber(ARGV[1]), ARGV[2]
+local default_timeout, floor_s = tonumber(ARGV[3]), tonumber(ARGV[4])
+local now_s = string.format('%.0f', now)
+local WIDTH = 12
+local out = {}
+local marks = {}  -- snapshot dirty marks, written by dirty_flush at the end
+local function skip(code)
+  for _ = 1, WIDTH do out[#out + 1] = '' end
+  out[#out - WIDTH + 1] = code
+end
+-- the attempt's timeout in s, from the stored config JSON (defaults are left out of it; a JSON
+-- string value cannot contain the unescaped '"delivery":{', so only the key itself matches)
+local function timeout_of(cfg)
+  local d = string.find(cfg, '"delivery":{', 1, true)
+  if not d then return default_timeout end
+  return tonumber(string.match(cfg, '^"delivery":{[^}]-"timeout_seconds":(%d+)', d)) or 30
+end
+for i = 5, #ARGV do
+  local eid = ARGV[i]
+  local ek = pfx .. 'exec:' .. eid
+  local e = redis.call('HMGET', ek, 'st', 'tr', 'cue', 'sf', 'att', 'pl', 'acct', 'tb', 'sa', 'la')
+  local st = e[1]
+  local code = STATUS.OK
+  local recovered = false
+  if not st or e[2] ~= 'webhook' then
+    code = STATUS.NOT_FOUND
+  elseif st == 'delivering' then
+    local lease = redis.call('ZSCORE', KEYS[1], eid)
+    if lease and tonumber(lease) > now then code = STATUS.BUSY else recovered = true end
+  elseif st ~= 'pending' and st ~= 'retry_ready' then
+    code = STATUS.NOT_FOUND
+  end
+  local cfg, c = nil, nil
+  if code == STATUS.OK then
+    local ck = pfx .. 'cue:' .. e[3]
+    cfg = redis.call('GET', ck .. ':cfg')  -- "<config JSON>" [+ "\n<payload JSON>"]
+    if not cfg then
+      code = STATUS.NOT_FOUND
+    else
+      local nl = string.find(cfg, '\n', 1, true)
+      if nl then cfg = string.sub(cfg, 1, nl - 1) end
+      c = redis.call('HMGET', ck, 'name', 'sch')
+    end
+  end
+  if code ~= STATUS.OK then
+    skip(code)
+  else
+    if recovered then
+      local last = tonumber(e[10] or now)
+      redis.call('HSET', ek, 'em', 'Recovered from stale delivering state after ' ..
+        string.format('%d', math.floor((now - last) / 1000000)) .. 's')
+    end
+    redis.call('HSET', ek, 'st', 'delivering', 'la', now_s, 'ua', now_s)
+    dirty_at(pfx, 'exec:' .. eid, marks)
+    if not e[9] then redis.call('HSET', ek, 'sa', now_s) end
+    local timeout = timeout_of(cfg)
+    local lease = string.format('%.0f', now + math.max(floor_s, timeout + 60) * 1000000)
+    redis.call('ZADD', KEYS[1], lease, eid)
+    local row = {STATUS.OK, e[3], e[4], e[5] or '0', e[6], cfg, c[1], e[7], triggered_by(e[8]), c[2], lease,
+      timeout}
+    for _, v in ipairs(row) do out[#out + 1] = v end
+  end
+end
+dirty_flush(marks)
+return out

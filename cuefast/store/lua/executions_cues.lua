@@ -1,0 +1,14 @@
+--[[ executions_cues: the cue and created time of each of an account's executions on one partition
+  (one call instead of one read per execution; batch outcomes need the cues' verification modes
+  and the creation month for the usage counters)
+  KEYS[1] index: the account's execution index (execution hashes derived from ARGV[1], same slot)
+  ARGV[1] prefix: the partition's key prefix
+  ARGV[2] account_id
+  ARGV[3..] execution_ids
+  returns one "<cue id> <created µs>" per execution ("" = no such execution of this account) ]]
+local out = {}
+for i = 3, #ARGV do
+  local e = redis.call('HMGET', ARGV[1] .. 'exec:' .. ARGV[i], 'acct', 'cue', 'ca')
+  out[#out + 1] = (e[1] == ARGV[2] and e[2] and (e[2] .. ' ' .. (e[3] or '0'))) or ''
+end
+return out

@@ -1,0 +1,48 @@
+--[[ restore_executions: write snapshotted executions back into an empty partition (cuefast restore)
+  KEYS[1] outbox: the partition's outbox stream
+  ARGV[1] now: µs
+  ARGV[2] prefix: the partition's key prefix "<pfx>:{pNN}:"
+  ARGV[3..] executions: execution hashes as JSON objects
+  Each hash is written as it was, with its listing indexes (cue, account) and the index its state
+  needs to move on: webhook pending / retry_ready / delivering → the outbox (a due one) or the
+  delayed zset (send_at later); retrying → the retry zset; an armed outcome deadline → deadlines;
+  worker pending / retry_ready → the claimable indexes; worker delivering → claims / claimed.
+  returns the number written ]]
+--!include work_index
+local now_s, pfx = ARGV[1], ARGV[2]
+local now = tonumber(now_s)
+local final = {success = true, failed = true, missed = true, outcome_timeout = true}
+local n = 0
+local function val(x, default) if x and x ~= '' then return x end return default end
+for i = 3, #ARGV do
+  local h = cjson.decode(ARGV[i])
+  local eid, acct, st = h['id'], h['acct'], h['st']
+  local ek = pfx .. 'exec:' .. eid
+  local flat = {}
+  for f, v in pairs(h) do flat[#flat + 1] = f; flat[#flat + 1] = v end
+  redis.call('HSET', ek, unpack(flat))
+  redis.call('ZADD', pfx .. 'cue:' .. h['cue'] .. ':execs', h['ca'], eid)
+  redis.call('ZADD', pfx .. 'idx:' .. acct .. ':execs', h['ca'], eid)
+  if not final[st] then
+    local od = h['od']
+    if od and od ~= '' and (not h['oc'] or h['oc'] == '') then redis.call('ZADD', pfx .. 'deadlines', od, eid) end
+    if h['tr'] == 'worker' then
+      if st == 'pending' or st == 'retry_ready' then
+        work_add(pfx, acct, eid, h['sf'], h['tk'], h['ag'], val(h['ua'], h['sf']))
+      elseif st == 'delivering' then
+        redis.call('ZADD', pfx .. 'claims', val(h['lx'], now_s), eid)
+        redis.call('ZADD', pfx .. 'claimed:' .. acct, val(h['cla'], now_s), eid)
+      end
+    elseif st == 'retrying' then
+      redis.call('ZADD', pfx .. 'retry', val(h['nxr'], now_s), eid)
+    elseif st == 'pending' or st == 'retry_ready' or st == 'delivering' then
+      if tonumber(h['sf']) > now and st == 'pending' then
+        redis.call('ZADD', pfx .. 'delayed', h['sf'], eid)
+      else
+        redis.call('XADD', KEYS[1], '*', 'e', eid)
+      end
+    end
+  end
+  n = n + 1
+end
+return n

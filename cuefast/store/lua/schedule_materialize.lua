@@ -1,0 +1,123 @@
+--[[ schedule_materialize: turn due cues into executions — one per (cue, scheduled_for) — and
+  advance next_run (every key but KEYS is derived from ARGV[2], the partition's key prefix
+  "<pfx>:{pNN}:", so all keys share the partition's slot)
+  KEYS[1] due: zset, cue id → next run µs
+  KEYS[2] outbox: stream
+  ARGV[1] now: µs
+  ARGV[2] prefix: the partition's key prefix
+  ARGV[3] plan: one line per cue (one argument instead of thousands keeps the call cheap to
+    encode), words separated by spaces: cue id, expected next_run (CAS: skipped if next_run
+    moved), new next_run ("-" = none), number of slots k — followed by "b" when the account is
+    past its monthly execution limit's grace period (CONTRACT.md §13.2) — then k pairs
+    (scheduled_for µs, deterministic execution id).
+  A blocked ("b") cue's new executions are created directly as failed ("Monthly execution limit
+  reached"): indexed, but no outbox entry, no work index, no alert; its next_run still advances
+  and a one-time cue becomes failed. A cue left without a next run ("-": a one-time cue) gets
+  'fa' = its last slot: "this slot has fired", which PATCH and cues_update.lua check (the
+  execution itself may since have been trimmed from Redis by retention).
+  returns {executions created, cues skipped, then account id, blocked executions, ... per account} ]]
+--!include dirty
+--!include work_index
+--!include set_cue_status
+local now = ARGV[1]
+local pfx = ARGV[2]
+local created, skipped = 0, 0
+local blocked = {}  -- account → executions created blocked
+local BLOCKED = 'Monthly execution limit reached'
+local due_rem = {}
+local signal = {}  -- accounts that got claimable worker executions (one wake-up each)
+local zadds = {}  -- key → {score, member, ...}: written with one ZADD per key and chunk
+local marks = {}  -- snapshot dirty marks, written by dirty_flush at the end
+
+local function add(key, score, member)
+  local t = zadds[key]
+  if not t then t = {}; zadds[key] = t end
+  t[#t + 1] = score
+  t[#t + 1] = member
+end
+
+for line in string.gmatch(ARGV[3], '[^\n]+') do
+  local cue_id, expected, new_nr, block, slots = string.match(line, '^(%S+) (%S+) (%S+) %d+(b?) ?(.*)$')
+  local ck = pfx .. 'cue:' .. cue_id
+  local c = redis.call('HMGET', ck, 'status', 'nr', 'acct', 'tr', 'fc', 'pl')
+  if not c[1] then
+    due_rem[#due_rem + 1] = cue_id
+    skipped = skipped + 1
+  elseif c[1] ~= 'active' then  -- only an active cue has a due entry: drop a stray one
+    due_rem[#due_rem + 1] = cue_id
+    skipped = skipped + 1
+  elseif c[2] ~= expected then  -- a PATCH moved next_run (and its due entry) since the plan
+    skipped = skipped + 1
+  else
+    local acct, tr = c[3], c[4]
+    local pl = c[6]  -- a payload over 64 B is in the config string: read when a slot is new
+    local fired = 0
+    local tk, ag = nil, nil
+    local last = nil
+    for slot, eid in string.gmatch(slots, '(%S+) (%S+)') do
+      last = slot
+      local ek = pfx .. 'exec:' .. eid
+      if redis.call('EXISTS', ek) == 0 then
+        if not pl then
+          local blob = redis.call('GET', ck .. ':cfg')  -- "<config JSON>\n<payload JSON>"
+          pl = blob and string.sub(blob, string.find(blob, '\n', 1, true) + 1) or '{}'
+        end
+        dirty_at(pfx, 'exec:' .. eid, marks)
+        redis.call('ZADD', ck .. ':execs', now, eid)
+        add(pfx .. 'idx:' .. acct .. ':execs', now, eid)
+        if block == 'b' then
+          redis.call('HSET', ek, 'id', eid, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
+            'st', 'failed', 'ca', now, 'ua', now, 'em', BLOCKED, 'pl', pl)
+          blocked[acct] = (blocked[acct] or 0) + 1
+        else
+          -- absent fields mean their defaults: attempts 0, triggered_by scheduled (lib/one_time.lua),
+          -- updated = created
+          redis.call('HSET', ek, 'id', eid, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
+            'st', 'pending', 'ca', now, 'pl', pl)
+        end
+        if block == 'b' then
+          -- blocked: nothing to deliver or claim
+        elseif tr == 'webhook' then
+          redis.call('XADD', KEYS[2], '*', 'e', eid)
+        else
+          if tk == nil then tk, ag = task_agent(pl) end
+          if tk ~= '' then redis.call('HSET', ek, 'tk', tk) end
+          if ag ~= '' then redis.call('HSET', ek, 'ag', ag) end
+          for _, wk in ipairs(work_keys(pfx, acct, tk, ag)) do add(wk, slot, eid) end
+          add(pfx .. 'unclaimed', slot, eid)
+          signal[acct] = true
+        end
+        fired = fired + 1
+      end
+    end
+    created = created + fired
+    dirty_at(pfx, 'cue:' .. cue_id, marks)
+    if new_nr == '-' then
+      redis.call('HSET', ck, 'nr', '', 'fc', (tonumber(c[5]) or 0) + fired)
+      if last then redis.call('HSET', ck, 'fa', last) end
+      due_rem[#due_rem + 1] = cue_id
+    else
+      redis.call('HSET', ck, 'nr', new_nr, 'fc', (tonumber(c[5]) or 0) + fired)
+      add(KEYS[1], new_nr, cue_id)
+    end
+    if block == 'b' and fired > 0 then
+      redis.call('HSET', ck, 'lr', now)
+      if new_nr == '-' then set_cue_status(pfx, cue_id, acct, 'failed') end
+    end
+  end
+end
+
+local CHUNK = 1000  -- values per call, well inside Lua's unpack limit
+for key, t in pairs(zadds) do
+  for i = 1, #t, CHUNK do
+    redis.call('ZADD', key, unpack(t, i, math.min(i + CHUNK - 1, #t)))
+  end
+end
+for i = 1, #due_rem, CHUNK do
+  redis.call('ZREM', KEYS[1], unpack(due_rem, i, math.min(i + CHUNK - 1, #due_rem)))
+end
+dirty_flush(marks)
+for acct, _ in pairs(signal) do work_signal(pfx, acct) end
+local out = {created, skipped}
+for acct, n in pairs(blocked) do out[#out + 1] = acct; out[#out + 1] = n end
+return out

@@ -1,0 +1,86 @@
+"""Restore: a snapshot written back into an empty keyspace (``cuefast restore``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+from cuefast.store.repository import Repository
+from cuefast.store.scripts import Script
+
+CUES = Script("restore_cues", keys=("due",), argv=("prefix",), rest="cues")
+EXECUTIONS = Script("restore_executions", keys=("outbox",), argv=("now", "prefix"), rest="executions")
+
+
+class RestoredAlert(NamedTuple):
+    """An alert hash to write back on its execution's partition."""
+
+    partition: int
+    alert_id: str
+    doc: dict[str, Any]
+
+
+class Restore(Repository):
+    SCRIPTS = (CUES, EXECUTIONS)
+
+    async def keyspace_empty(self) -> bool:
+        """No tenant data under this install's prefix (restore refuses to write over data): no
+        account maps, and no partition with due times, an outbox or unsnapshotted changes. Keys a
+        running API writes on its own (rate-limit windows, meta, the poller) do not count."""
+        k = self.keys
+        names = [k.api_keys, k.emails, k.slugs, k.dirty(k.auth)]
+        for p in range(k.partitions):
+            names += [k.due(p), k.outbox(p), k.dirty(k.part(p)), k.retries(p), k.delayed(p)]
+        return int(await self.redis.exists(*names)) == 0
+
+    async def accounts(self, docs: Sequence[Mapping[str, str]]) -> None:
+        """Account hashes with their key-hash, e-mail and slug maps (auth slot), one pipeline."""
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for h in docs:
+                aid = h["id"]
+                pipe.hset(k.account(aid), mapping=dict(h))  # type: ignore[arg-type]
+                pipe.hset(k.api_keys, h["key_sha"], aid)
+                pipe.hset(k.emails, h["email_lc"], aid)
+                if h.get("slug"):
+                    pipe.hset(k.slugs, h["slug"], aid)
+            await pipe.execute()
+
+    async def cues(self, batches: Sequence[tuple[int, Sequence[tuple[str, str]]]]) -> int:
+        """Cue hashes (id, JSON) with their indexes; (partition, rows) per script call, one
+        round trip. Returns the number written."""
+        k = self.keys
+        calls = []
+        for p, rows in batches:
+            args: list[str] = [k.part(p) + ":"]
+            for cue_id, doc in rows:
+                args += [cue_id, doc]
+            calls.append((CUES, [k.due(p)], args))
+        return sum(int(n) for n in await self.scripts.run_many(calls))
+
+    async def names(self, names: Mapping[str, Mapping[str, str]]) -> None:
+        """Cue-name reservations, {account id: {name: "<cue id>:<reserved at>"}}, one pipeline."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for account_id, mapping in names.items():
+                pipe.hset(self.keys.cue_names(account_id), mapping=dict(mapping))  # type: ignore[arg-type]
+            await pipe.execute()
+
+    async def executions(self, batches: Sequence[tuple[int, Sequence[str]]], now_us: int) -> int:
+        """Execution hashes (JSON) with their indexes; (partition, docs) per script call, one
+        round trip. Returns the number written."""
+        k = self.keys
+        res = await self.scripts.run_many(
+            [(EXECUTIONS, [k.outbox(p)], [now_us, k.part(p) + ":", *docs]) for p, docs in batches]
+        )
+        return sum(int(n) for n in res)
+
+    async def alerts(self, alerts: Sequence[RestoredAlert]) -> None:
+        """Alert hashes with the account's indexes (all, and of the alert's type), one pipeline."""
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for a in alerts:
+                acct, created = str(a.doc.get("acct", "")), int(a.doc.get("ca", 0))
+                pipe.hset(k.alert(a.partition, a.alert_id), mapping=a.doc)  # type: ignore[arg-type]
+                pipe.zadd(k.alert_index(a.partition, acct), {a.alert_id: created})
+                pipe.zadd(k.alert_index(a.partition, acct, str(a.doc.get("type", ""))), {a.alert_id: created})
+            await pipe.execute()

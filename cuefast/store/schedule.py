@@ -1,0 +1,113 @@
+"""The scheduler's timed sets: due cues, retries, delayed fires, outcome deadlines, what is next."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+from cuefast.store.repository import Repository
+from cuefast.store.scripts import Script
+
+DUE_CUES = Script("schedule_due_cues", keys=("due",), argv=("now", "batch", "prefix"))
+MATERIALIZE = Script("schedule_materialize", keys=("due", "outbox"), argv=("now", "prefix", "plan"))
+MOVE_RETRIES = Script("schedule_move_retries", keys=("retries", "outbox"), argv=("now", "prefix", "batch"))
+MOVE_DELAYED = Script("schedule_move_delayed", keys=("delayed", "outbox"), argv=("now", "batch"))
+EXPIRE_DEADLINES = Script("schedule_expire_deadlines", keys=("deadlines",), argv=("now", "prefix", "batch"))
+
+STEPS = frozenset({"cues", "retries", "delayed", "deadlines", "leases", "unclaimed"})
+"""the timed sets a scheduler pass works on (``Schedule.due_work``)"""
+
+
+class DueCue(NamedTuple):
+    """A due cue: its next run µs, schedule summary (the ``sch`` field) and account ("" both
+    when the cue is gone)."""
+
+    cue_id: str
+    due_us: int
+    summary: str
+    account_id: str
+
+
+class Materialized(NamedTuple):
+    """Executions created, cues skipped, and per account the executions created blocked by the
+    monthly limit (created as failed)."""
+
+    created: int
+    skipped: int
+    blocked: dict[str, int]
+
+
+class DueWork(NamedTuple):
+    """{partition: due steps} (steps named in ``STEPS``) and µs until the earliest head of any
+    timed set, due or not (None: nothing scheduled)."""
+
+    due: dict[int, frozenset[str]]
+    wait_us: int | None
+
+
+class Schedule(Repository):
+    SCRIPTS = (DUE_CUES, MATERIALIZE, MOVE_RETRIES, MOVE_DELAYED, EXPIRE_DEADLINES)
+
+    async def due_cues(self, p: int, now_us: int, limit: int) -> list[DueCue]:
+        """Up to ``limit`` due cues of partition ``p``."""
+        res = await self.scripts.run(DUE_CUES, [self.keys.due(p)], [now_us, limit, self.keys.part(p) + ":"])
+        return [
+            DueCue(str(res[i]), int(float(res[i + 1])), str(res[i + 2]), str(res[i + 3]))
+            for i in range(0, len(res), 4)
+        ]
+
+    async def materialize(self, p: int, now_us: int, plan: Sequence[str]) -> Materialized:
+        """Run ``schedule_materialize.lua`` for one partition; ``plan`` holds one line per cue."""
+        k = self.keys
+        res = await self.scripts.run(
+            MATERIALIZE, [k.due(p), k.outbox(p)], [now_us, k.part(p) + ":", "\n".join(plan)]
+        )
+        blocked = {str(res[i]): int(res[i + 1]) for i in range(2, len(res), 2)}
+        return Materialized(int(res[0]), int(res[1]), blocked)
+
+    async def move_retries(self, p: int, now_us: int, batch: int) -> int:
+        k = self.keys
+        return int(
+            await self.scripts.run(
+                MOVE_RETRIES, [k.retries(p), k.outbox(p)], [now_us, k.part(p) + ":", batch]
+            )
+        )
+
+    async def move_delayed(self, p: int, now_us: int, batch: int) -> int:
+        k = self.keys
+        return int(await self.scripts.run(MOVE_DELAYED, [k.delayed(p), k.outbox(p)], [now_us, batch]))
+
+    async def expire_deadlines(self, p: int, now_us: int, batch: int) -> list[str]:
+        """Executions whose outcome deadline passed → outcome_timeout; returns their ids."""
+        k = self.keys
+        res = await self.scripts.run(EXPIRE_DEADLINES, [k.deadlines(p)], [now_us, k.part(p) + ":", batch])
+        return [str(v) for v in res[1:]]
+
+    async def due_work(self, now_us: int, unclaimed_window_us: int | None) -> DueWork:
+        """What the scheduler has to do now, from the head of every partition's timed sets in
+        one pipeline. Lease expiries and missed-claim timeouts only with ``unclaimed_window_us``
+        (a scheduler that runs the worker steps): unclaimed entries are due that long after
+        their score."""
+        k = self.keys
+        sets = [("cues", k.due), ("retries", k.retries), ("delayed", k.delayed), ("deadlines", k.deadlines)]
+        if unclaimed_window_us is not None:
+            sets += [("leases", k.claims), ("unclaimed", k.unclaimed)]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in range(k.partitions):
+                for _, key in sets:
+                    pipe.zrange(key(p), 0, 0, withscores=True)
+            rows = await pipe.execute()
+        due: dict[int, frozenset[str]] = {}
+        earliest: int | None = None
+        for p in range(k.partitions):
+            steps: set[str] = set()
+            for (step, _), row in zip(sets, rows[p * len(sets) : (p + 1) * len(sets)], strict=True):
+                if not row:
+                    continue
+                at = int(float(row[0][1])) + ((unclaimed_window_us or 0) if step == "unclaimed" else 0)
+                earliest = at if earliest is None else min(earliest, at)
+                if at <= now_us:
+                    steps.add(step)
+            if steps:
+                due[p] = frozenset(steps)
+        return DueWork(due, None if earliest is None else earliest - now_us)

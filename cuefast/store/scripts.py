@@ -1,0 +1,110 @@
+"""The Lua script runner: load with includes, EVALSHA with a NOSCRIPT reload, pipelines."""
+
+from __future__ import annotations
+
+import importlib.resources
+import re
+from collections.abc import Iterable, Sequence
+from typing import Any, NamedTuple
+
+import redis.asyncio as aioredis
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
+
+from cuefast.store.status import lua_table
+
+
+class Script(NamedTuple):
+    """One script as its wrapper calls it: the names of its KEYS and ARGV in order, and ``rest``,
+    the name of a variable-length ARGV tail ("" = none). They are the names of the script's
+    header (``KEYS[1] <name>: …``); tests/lua/test_headers.py holds every header to its ``Script``
+    and ``Scripts.run`` every call to its counts."""
+
+    name: str
+    keys: tuple[str, ...]
+    argv: tuple[str, ...]
+    rest: str = ""
+
+
+Arg = str | int | float
+Call = tuple[Script, Sequence[str], Sequence[Arg]]
+"""one script call: (script, KEYS, ARGV)"""
+
+_INCLUDE = re.compile(r"^--!include (\w+)$", re.MULTILINE)
+_LUA = importlib.resources.files("cuefast.store.lua")
+
+
+def _resolve(text: str, seen: set[str]) -> str:
+    """``text`` with each ``--!include <lib>`` line replaced by ``lua/lib/<lib>.lua``, itself
+    resolved first; a lib already pasted in (directly or by another lib) is left out."""
+
+    def paste(m: re.Match[str]) -> str:
+        lib = m.group(1)
+        if lib in seen:
+            return ""
+        seen.add(lib)
+        return _resolve(_LUA.joinpath("lib").joinpath(f"{lib}.lua").read_text(), seen)
+
+    return _INCLUDE.sub(paste, text)
+
+
+def load_lua(name: str) -> str:
+    """The source of ``lua/<name>.lua`` as Redis runs it: the ``STATUS`` table (``status.Status``)
+    right after the header, and every ``--!include <lib>`` line replaced by ``lua/lib/<lib>.lua``,
+    transitively, each lib once (Redis scripts cannot load code, so shared functions are pasted
+    in at load time)."""
+    header, end, body = _LUA.joinpath(f"{name}.lua").read_text().partition("]]\n")
+    return header + end + lua_table() + _resolve(body, set())
+
+
+class Scripts:
+    """Every script of ``scripts``, registered once; ``preload`` loads them with ``SCRIPT LOAD`` so
+    a syntax error fails at boot, not on the first request."""
+
+    def __init__(self, redis: aioredis.Redis, scripts: Iterable[Script]) -> None:
+        self.redis = redis
+        self._scripts: dict[str, AsyncScript] = {
+            s.name: redis.register_script(load_lua(s.name)) for s in scripts
+        }
+
+    async def preload(self) -> None:
+        """SCRIPT LOAD every script (fails at boot on a syntax error)."""
+        for name, script in self._scripts.items():
+            sha = await self.redis.script_load(script.script)
+            if sha != script.sha:  # pragma: no cover - redis-py computes the same digest
+                raise RuntimeError(f"script {name} loaded with an unexpected sha")
+
+    async def run(self, script: Script, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        """EVALSHA; a NOSCRIPT answer (the server lost its script cache) loads it and runs it again."""
+        return await self._scripts[_checked(script, keys, args)](keys=list(keys), args=list(args))
+
+    async def run_many(self, calls: Sequence[Call]) -> list[Any]:
+        """Several script calls in one round trip: a non-transactional pipeline of EVALSHA, one
+        connection. Each call still touches one slot's keys. A call refused with NOSCRIPT ran
+        nothing and is retried alone, which loads the script; any other error is raised."""
+        if len(calls) <= 1:
+            return [await self.run(*call) for call in calls]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for script, keys, args in calls:
+                pipe.evalsha(self._scripts[_checked(script, keys, args)].sha, len(keys), *keys, *args)
+            results: list[Any] = await pipe.execute(raise_on_error=False)
+        for i, res in enumerate(results):
+            if isinstance(res, NoScriptError):
+                results[i] = await self.run(*calls[i])
+            elif isinstance(res, Exception):
+                raise res
+        return results
+
+
+def _checked(script: Script, keys: Sequence[str], args: Sequence[Arg]) -> str:
+    """The script's name, once the call passes as many KEYS and ARGV as it declares."""
+    if (
+        len(keys) != len(script.keys)
+        or len(args) < len(script.argv)
+        or (not script.rest and len(args) > len(script.argv))
+    ):
+        raise TypeError(
+            f"{script.name} takes {len(script.keys)} KEYS and {len(script.argv)} ARGV"
+            f"{' or more' if script.rest else ''}: called with {len(keys)} and {len(args)}"
+        )
+    return script.name

@@ -1,0 +1,87 @@
+"""Consumer-group streams (the outbox, the notices): groups recreated when Redis lost them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from redis.exceptions import ResponseError
+
+from cuefast.store.repository import Repository
+
+log = logging.getLogger(__name__)
+
+
+class GroupStreams(Repository):
+    """One stream per partition, read by the consumer group ``GROUP``. Every group read goes
+    through ``read_group`` or ``claim_group``: a stream or group that no longer exists (NOGROUP:
+    Redis lost its data, FLUSHDB, ``cuefast restore``) is recreated, so a reader never stops on it."""
+
+    GROUP = ""
+
+    def streams(self) -> list[str]:
+        raise NotImplementedError
+
+    async def ensure_groups(self, streams: Sequence[str] | None = None) -> None:
+        """Create the group on these streams (all by default; MKSTREAM; from the stream's start,
+        so entries written before it are read too); an existing group is left as it is. One round
+        trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in self.streams() if streams is None else streams:
+                pipe.xgroup_create(key, self.GROUP, id="0", mkstream=True)
+            results = await pipe.execute(raise_on_error=False)
+        for res in results:
+            if isinstance(res, Exception) and "BUSYGROUP" not in str(res):
+                raise res
+
+    async def _group_missing(self, streams: Sequence[str]) -> None:
+        log.warning(
+            "consumer group %s missing on %d streams (Redis lost its data, or was restored): recreated",
+            self.GROUP,
+            len(streams),
+        )
+        await self.ensure_groups(streams)
+
+    async def read_group(self, consumer: str, count: int, block_ms: int | None) -> list[tuple[int, str, Any]]:
+        """XREADGROUP of new entries (">") on every partition's stream: (partition, entry id,
+        fields). A missing stream or group (UNBLOCKED: it vanished while the read blocked) is
+        recreated and the read made again."""
+        streams = self.streams()
+        ids: dict[Any, Any] = dict.fromkeys(streams, ">")
+        res: Any
+        try:
+            res = await self.redis.xreadgroup(self.GROUP, consumer, ids, count=count, block=block_ms)
+        except ResponseError as exc:
+            if not str(exc).startswith(("NOGROUP", "UNBLOCKED")):
+                raise
+            await self._group_missing(streams)
+            res = await self.redis.xreadgroup(self.GROUP, consumer, ids, count=count, block=block_ms)
+        index = {key: p for p, key in enumerate(streams)}
+        return [
+            (index[str(stream)], str(entry_id), fields)
+            for stream, entries in res or []
+            for entry_id, fields in entries
+        ]
+
+    async def claim_group(self, consumer: str, min_idle_ms: int, count: int) -> list[tuple[int, str, Any]]:
+        """XAUTOCLAIM on every partition's stream (one pipeline): the entries another consumer read
+        and left idle for ``min_idle_ms``, as (partition, entry id, fields). Streams or groups that
+        no longer exist are recreated (nothing to claim there)."""
+        streams = self.streams()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for key in streams:
+                pipe.xautoclaim(key, self.GROUP, consumer, min_idle_ms, "0-0", count=count)
+            rows: list[Any] = await pipe.execute(raise_on_error=False)
+        missing: list[str] = []
+        out: list[tuple[int, str, Any]] = []
+        for p, (key, res) in enumerate(zip(streams, rows, strict=True)):
+            if isinstance(res, ResponseError) and str(res).startswith("NOGROUP"):
+                missing.append(key)
+            elif isinstance(res, Exception):
+                raise res
+            else:
+                out.extend((p, str(entry_id), fields) for entry_id, fields in res[1])
+        if missing:
+            await self._group_missing(missing)
+        return out

@@ -1,0 +1,159 @@
+"""The install itself: Redis health, partition count, scheduler heartbeat, metrics and backlog."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+
+from cuefast.errors import ConfigError
+from cuefast.store.repository import Repository
+
+
+class Poller(NamedTuple):
+    """The scheduler's last cycle."""
+
+    last_run_us: int
+    cues_last_cycle: int
+    cycle_duration_ms: int
+
+
+class Backlog(NamedTuple):
+    """The install's queues summed over partitions, and what /metrics shows beside them."""
+
+    outbox: int
+    outbox_oldest_ms: int | None
+    """the stream time of the oldest outbox entry (None: empty)"""
+    retries: int
+    delayed: int
+    leases: int
+    claimable: int
+    claims: int
+    deadlines: int
+    overdue_cues: int
+    """cues whose next run is more than ``overdue_us`` in the past"""
+    snapshot_us: int | None
+    """when the last complete snapshot began (None: never)"""
+    poller_us: int | None
+    """the scheduler's last cycle (None: never)"""
+    processes: list[str]
+    """"<roles>|<host>-<pid>" of the processes that flushed metrics within ``alive_us``"""
+
+
+class System(Repository):
+    async def ping(self) -> bool:
+        return bool(await self.redis.ping())
+
+    async def eviction_policies(self) -> set[str]:
+        """The ``maxmemory-policy`` of the server(s) (every node of a cluster): ``CONFIG GET``
+        where allowed, else ``INFO memory``; empty when neither answers."""
+        found: set[str] = set()
+
+        def collect(value: Any, key: str) -> None:
+            if isinstance(value, dict):
+                for k, v in value.items():
+                    if k == key and isinstance(v, str | bytes):
+                        found.add(v.decode() if isinstance(v, bytes) else v)
+                    else:
+                        collect(v, key)
+
+        try:
+            collect(await self.redis.config_get("maxmemory-policy"), "maxmemory-policy")
+        except Exception:  # CONFIG disabled or renamed (managed Redis)
+            pass
+        if not found:
+            try:
+                collect(await self.redis.info("memory"), "maxmemory_policy")
+            except Exception:
+                pass
+        return found
+
+    async def check_partitions(self) -> None:
+        """Refuse to run with a partition count other than the one this Redis was set up with."""
+        k = self.keys
+        await self.redis.hsetnx(k.meta, "partitions", k.partitions)
+        stored = int(await self.redis.hget(k.meta, "partitions") or 0)
+        if stored != k.partitions:
+            raise ConfigError(
+                f"CUEFAST_PARTITIONS={k.partitions} but this Redis holds data for {stored} "
+                "partitions; set CUEFAST_PARTITIONS to the stored value"
+            )
+
+    async def record_poller(self, now_us: int, cues: int, duration_ms: int) -> None:
+        await self.redis.hset(
+            self.keys.poller,
+            mapping={"last_run": now_us, "cues_last_cycle": cues, "cycle_duration_ms": duration_ms},
+        )
+
+    async def poller(self) -> Poller | None:
+        """The scheduler's last cycle (None: no scheduler ever ran)."""
+        data = await self.redis.hgetall(self.keys.poller)
+        if not data:
+            return None
+        return Poller(
+            int(data["last_run"]), int(data.get("cues_last_cycle", 0)), int(data.get("cycle_duration_ms", 0))
+        )
+
+    # ---- metrics (cuefast/metrics.py) ---------------------------------------------------------
+    async def add_metrics(self, counts: Mapping[str, int], process: str, now_us: int) -> None:
+        """Add a process's deltas to the install's hash and note the process as alive, one pipeline."""
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for field, n in counts.items():
+                pipe.hincrby(k.metrics_data, field, n)
+            pipe.zadd(k.metrics_processes, {process: now_us})
+            await pipe.execute()
+
+    async def drop_process(self, process: str) -> None:
+        await self.redis.zrem(self.keys.metrics_processes, process)
+
+    async def metrics(self) -> dict[str, int]:
+        """The install's counters and histogram buckets."""
+        raw = await self.redis.hgetall(self.keys.metrics_data)
+        return {str(k): int(v) for k, v in raw.items()}
+
+    async def backlog(self, now_us: int, *, overdue_us: int, alive_us: int) -> Backlog:
+        """The backlog over every partition, the snapshot and scheduler times and the live
+        processes: one pipelined read (processes silent for 10 × ``alive_us`` are dropped)."""
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in range(k.partitions):
+                pipe.xlen(k.outbox(p))
+                pipe.xrange(k.outbox(p), "-", "+", count=1)
+                pipe.zcard(k.retries(p))
+                pipe.zcard(k.delayed(p))
+                pipe.zcard(k.leases(p))
+                pipe.zcard(k.unclaimed(p))
+                pipe.zcard(k.claims(p))
+                pipe.zcard(k.deadlines(p))
+                pipe.zcount(k.due(p), "-inf", now_us - overdue_us)
+            pipe.hget(k.snapshot, "last_ok_us")
+            pipe.hget(k.poller, "last_run")
+            pipe.zrangebyscore(k.metrics_processes, now_us - alive_us, "+inf")
+            pipe.zremrangebyscore(k.metrics_processes, "-inf", f"({now_us - 10 * alive_us}")
+            res = await pipe.execute()
+        width = 9
+        sums = [0] * width
+        oldest_ms: int | None = None
+        for p in range(k.partitions):
+            row = res[p * width : (p + 1) * width]
+            for i in (0, 2, 3, 4, 5, 6, 7, 8):
+                sums[i] += int(row[i])
+            if row[1]:
+                ms = int(str(row[1][0][0]).split("-")[0])
+                oldest_ms = ms if oldest_ms is None else min(oldest_ms, ms)
+        snapshot, last_run, procs = res[-4], res[-3], res[-2]
+        outbox, _, retries, delayed, leases, claimable, claims, deadlines, overdue = sums
+        return Backlog(
+            outbox,
+            oldest_ms,
+            retries,
+            delayed,
+            leases,
+            claimable,
+            claims,
+            deadlines,
+            overdue,
+            None if snapshot is None else int(snapshot),
+            None if last_run is None else int(last_run),
+            [str(m) for m in procs],
+        )

@@ -1,0 +1,85 @@
+"""Monthly usage counters: each account's executions and outcomes per calendar month."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
+
+from cuefast.store.repository import Repository
+
+USAGE_TTL_S = 62 * 86400
+"""a month's counters outlive the month long enough to be read for it"""
+
+
+class UsageCounts(NamedTuple):
+    """Active and paused cues, and the month's counters (``executions``, ``reported``,
+    ``succeeded``, ``failed``)."""
+
+    active: int
+    paused: int
+    counters: dict[str, int]
+
+
+class Usage(Repository):
+    async def counts(self, account_id: str, month: str) -> UsageCounts:
+        """The cue counts and the month's usage counters: one round trip."""
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for p in range(k.partitions):
+                pipe.zcard(k.cue_index(p, account_id, "active"))
+                pipe.zcard(k.cue_index(p, account_id, "paused"))
+            pipe.hgetall(k.usage(account_id, month))
+            res = await pipe.execute()
+        counters = {str(f): int(v) for f, v in res[-1].items()}
+        return UsageCounts(sum(res[0:-1:2]), sum(res[1:-1:2]), counters)
+
+    async def add(self, field: str, counts: Mapping[tuple[str, str], int]) -> None:
+        """``field`` += n on each (account, "YYYY-MM") monthly counter, one pipeline."""
+        if not counts:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            self._add(pipe, field, counts)
+            await pipe.execute()
+
+    async def count_outcomes(self, outcomes: Sequence[tuple[str, str, bool]]) -> None:
+        """Outcome counters (CONTRACT.md §13.1), one pipeline: each recorded outcome (account,
+        "YYYY-MM" of the execution's creation, success) adds to ``reported`` and to
+        ``succeeded`` or ``failed``."""
+        reported: dict[tuple[str, str], int] = {}
+        verdicts: dict[str, dict[tuple[str, str], int]] = {"succeeded": {}, "failed": {}}
+        for account_id, month, success in outcomes:
+            bucket = (account_id, month)
+            reported[bucket] = reported.get(bucket, 0) + 1
+            counts = verdicts["succeeded" if success else "failed"]
+            counts[bucket] = counts.get(bucket, 0) + 1
+        if not reported:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            self._add(pipe, "reported", reported)
+            for field, counts in verdicts.items():
+                self._add(pipe, field, counts)
+            await pipe.execute()
+
+    async def count_executions(self, month: str, previous_month: str, counts: Mapping[str, int]) -> None:
+        """Add to the month's executions counter of each account ({account id: n}), one pipeline.
+        Every increment of ``executions`` goes through here: it is mirrored into the account
+        hash (field ``ex:<month>``, ``previous_month``'s field dropped) so
+        ``accounts_authenticate.lua`` can set the usage warning without reading another slot,
+        and the account is marked dirty with it (the snapshot's copy of the hash stays exact)."""
+        if not counts:
+            return
+        k = self.keys
+        async with self.redis.pipeline(transaction=False) as pipe:
+            self._add(pipe, "executions", {(account_id, month): n for account_id, n in counts.items()})
+            for account_id, n in counts.items():
+                key = k.account(account_id)
+                pipe.hincrby(key, f"ex:{month}", n)
+                pipe.hdel(key, f"ex:{previous_month}")
+                pipe.sadd(k.dirty(k.auth), f"acct:{account_id}")
+            await pipe.execute()
+
+    def _add(self, pipe: Any, field: str, counts: Mapping[tuple[str, str], int]) -> None:
+        for (account_id, month), n in counts.items():
+            key = self.keys.usage(account_id, month)
+            pipe.hincrby(key, field, n)
+            pipe.expire(key, USAGE_TTL_S)

@@ -1,0 +1,20 @@
+"""The script tests' store: real Redis, this test's key prefix, 4 partitions, every script loaded."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from cuefast.store import Store, connect
+from cuefast.store.keys import Keys
+
+
+@pytest.fixture
+async def store(redis_url: str, key_prefix: str) -> AsyncIterator[Store]:
+    s = Store(connect(redis_url), Keys(key_prefix, 4))
+    await s.preload()
+    try:
+        yield s
+    finally:
+        await s.close()

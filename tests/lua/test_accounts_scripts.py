@@ -1,0 +1,237 @@
+"""The account scripts one by one against real Redis (accounts_register, accounts_authenticate,
+accounts_rotate_key, accounts_change_email): arrange keys → call → assert the answer and the
+auth slot's state (key, e-mail and slug maps, the account hash, rate-limit windows, dirty marks)."""
+
+from __future__ import annotations
+
+import msgspec
+
+from cuefast.models import Account
+from cuefast.store import Status, Store
+from cuefast.store.accounts import Window
+from tests.lua.seed import NOW, S, dirty
+
+MONTH = "2027-01"
+DAY_MS = 24 * 3600 * 1000
+IP = "203.0.113.9"
+
+
+def account(n: int = 1, *, rate_limit: int = 100, exec_limit: int = 1000) -> Account:
+    return Account(
+        id=f"acct-{n}",
+        email=f"User{n}@Example.com",
+        email_lc=f"user{n}@example.com",
+        plan="free",
+        cue_limit=10,
+        exec_limit=exec_limit,
+        rate_limit=rate_limit,
+        wh_secret=f"whsec_{n}",
+        alert_secret=f"alert_{n}",
+        key_sha=f"sha-{n}",
+        key_prefix=f"cue_sk_{n}",
+        key_enc=f"enc-{n}",
+        created=NOW,
+        updated=NOW,
+    )
+
+
+async def register(store: Store, a: Account, slugs: tuple[str, ...] = ("user",)) -> tuple[Status, str]:
+    return await store.accounts.register(a, list(slugs))
+
+
+# ---- accounts_register ---------------------------------------------------------------------------
+async def test_register_writes_the_account_and_its_three_maps(store: Store) -> None:
+    k, a = store.keys, account()
+    assert await register(store, a, ("user", "user-1")) == (Status.OK, "user")
+    assert await store.redis.hget(k.emails, a.email_lc) == a.id
+    assert await store.redis.hget(k.api_keys, a.key_sha) == a.id
+    assert await store.redis.hget(k.slugs, "user") == a.id
+    stored = await store.redis.hgetall(k.account(a.id))
+    assert msgspec.convert(stored, Account, strict=False) == msgspec.structs.replace(a, slug="user")
+    assert await dirty(store, k.auth) == {f"acct:{a.id}"}
+
+
+async def test_register_a_taken_email_answers_exists_and_writes_nothing(store: Store) -> None:
+    k = store.keys
+    await register(store, account(1))
+    second = msgspec.structs.replace(account(2), email="USER1@example.com", email_lc="user1@example.com")
+    assert await register(store, second, ("other",)) == (Status.EXISTS, "")
+    assert await store.redis.hget(k.emails, "user1@example.com") == "acct-1"
+    assert await store.redis.hget(k.api_keys, second.key_sha) is None
+    assert await store.redis.hget(k.slugs, "other") is None
+    assert await store.redis.exists(k.account(second.id)) == 0
+
+
+async def test_register_takes_the_first_free_slug_or_answers_exhausted(store: Store) -> None:
+    k = store.keys
+    await register(store, account(1), ("user",))
+    assert await register(store, account(2), ("user", "user-a", "user-b")) == (Status.OK, "user-a")
+    assert await store.redis.hget(k.slugs, "user-a") == "acct-2"
+    a3 = account(3)
+    assert await register(store, a3, ("user", "user-a")) == (Status.EXHAUSTED, "")
+    assert await store.redis.hget(k.emails, a3.email_lc) is None
+    assert await store.redis.hget(k.api_keys, a3.key_sha) is None
+    assert await store.redis.exists(k.account(a3.id)) == 0
+    assert await store.redis.hlen(k.slugs) == 2
+
+
+# ---- accounts_authenticate -----------------------------------------------------------------------
+async def test_authenticate_a_valid_key_counts_in_the_key_window(store: Store) -> None:
+    k, a = store.keys, account(rate_limit=100)
+    await register(store, a)
+    res = await store.accounts.authenticate(a.key_sha, ip=IP, ip_limit=5, month=MONTH, count=True, now_us=NOW)
+    assert res.status is Status.OK and res.warn is False
+    assert res.account == msgspec.structs.replace(a, slug="user")
+    assert res.window == Window(True, 1, 100, NOW)
+    assert await store.redis.lrange(k.key_window(a.key_sha), 0, -1) == [str(NOW)]
+    assert 60_000 < await store.redis.pttl(k.key_window(a.key_sha)) <= 61_000
+    assert await store.redis.exists(k.ip_window(IP)) == 0
+
+
+async def test_authenticate_without_counting_writes_nothing(store: Store) -> None:
+    k, a = store.keys, account()
+    await register(store, a)
+    res = await store.accounts.authenticate(a.key_sha, month=MONTH, count=False, now_us=NOW)
+    assert res.status is Status.OK and res.window is None and res.account is not None
+    assert await store.redis.exists(k.key_window(a.key_sha), k.ip_window("")) == 0
+
+
+async def test_authenticate_no_key_and_unknown_key_count_against_the_ip(store: Store) -> None:
+    k = store.keys
+    for i, sha in enumerate(["", "not-a-key"]):
+        res = await store.accounts.authenticate(
+            sha, ip=IP, ip_limit=5, month=MONTH, count=True, now_us=NOW + i
+        )
+        assert res.status is (Status.NO_KEY if sha == "" else Status.NOT_FOUND)
+        assert res.account is None and res.warn is False
+        assert res.window == Window(True, i + 1, 5, NOW)
+    assert await store.redis.lrange(k.ip_window(IP), 0, -1) == [str(NOW), str(NOW + 1)]
+    assert await store.redis.exists(k.key_window("not-a-key")) == 0
+
+
+async def test_authenticate_a_key_whose_account_is_gone_is_unknown(store: Store) -> None:
+    k, a = store.keys, account()
+    await register(store, a)
+    await store.redis.delete(k.account(a.id))
+    res = await store.accounts.authenticate(a.key_sha, ip=IP, ip_limit=5, month=MONTH, count=True, now_us=NOW)
+    assert res.status is Status.NOT_FOUND and res.window == Window(True, 1, 5, NOW)
+    assert await store.redis.llen(k.ip_window(IP)) == 1
+
+
+async def test_authenticate_a_rotated_key_inside_and_after_its_24_hours(store: Store) -> None:
+    k, a = store.keys, account()
+    await register(store, a)
+    await store.accounts.rotate_key(a.id, a.key_sha, "sha-new", "cue_sk_new", "", DAY_MS, NOW)
+    res = await store.accounts.authenticate(a.key_sha, ip=IP, ip_limit=5, month=MONTH, count=True, now_us=NOW)
+    assert res.status is Status.ROTATED and res.account is None
+    assert res.window == Window(True, 1, 5, NOW)  # counted against the IP
+    assert await store.redis.llen(k.ip_window(IP)) == 1
+    new = await store.accounts.authenticate("sha-new", month=MONTH, count=False, now_us=NOW)
+    assert new.status is Status.OK and new.account is not None and new.account.key_sha == "sha-new"
+    # after 24 h the marker's PX has removed it: the old key is simply unknown
+    assert DAY_MS - 1000 < await store.redis.pttl(k.rotated_key(a.key_sha)) <= DAY_MS
+    await store.redis.delete(k.rotated_key(a.key_sha))
+    later = await store.accounts.authenticate(a.key_sha, month=MONTH, count=False, now_us=NOW)
+    assert later.status is Status.NOT_FOUND
+
+
+async def test_authenticate_rate_limit_window(store: Store) -> None:
+    """At most ``rate_limit`` requests whose time > now - 60 s; a rejected one is not counted;
+    the requests that left the window are trimmed."""
+    k, a = store.keys, account(rate_limit=3)
+    await register(store, a)
+    key = k.key_window(a.key_sha)
+    for i in range(3):
+        res = await store.accounts.authenticate(a.key_sha, month=MONTH, count=True, now_us=NOW + i * S)
+        assert res.window == Window(True, i + 1, 3, NOW)
+    over = await store.accounts.authenticate(a.key_sha, month=MONTH, count=True, now_us=NOW + 59 * S)
+    assert over.status is Status.OK and over.window == Window(False, 3, 3, NOW)
+    assert await store.redis.llen(key) == 3  # not counted
+    # at NOW + 60 s the first request (at NOW) is out of the window: room for one
+    res = await store.accounts.authenticate(a.key_sha, month=MONTH, count=True, now_us=NOW + 60 * S)
+    assert res.window == Window(True, 3, 3, NOW + S)
+    assert await store.redis.lrange(key, 0, -1) == [str(NOW + S), str(NOW + 2 * S), str(NOW + 60 * S)]
+
+
+async def test_authenticate_window_stays_sorted_when_a_clock_lags(store: Store) -> None:
+    k, a = store.keys, account()
+    await register(store, a)
+    await store.accounts.authenticate(a.key_sha, month=MONTH, count=True, now_us=NOW)
+    await store.accounts.authenticate(a.key_sha, month=MONTH, count=True, now_us=NOW - 5)  # a slower process
+    assert await store.redis.lrange(k.key_window(a.key_sha), 0, -1) == [str(NOW), str(NOW)]
+
+
+async def test_authenticate_warns_at_80_percent_of_the_monthly_limit(store: Store) -> None:
+    k, a = store.keys, account(exec_limit=10)
+    await register(store, a)
+    for used, warn in [(7, False), (8, True)]:
+        await store.redis.hset(k.account(a.id), f"ex:{MONTH}", used)
+        res = await store.accounts.authenticate(a.key_sha, month=MONTH, count=False, now_us=NOW)
+        assert res.warn is warn, used
+    res = await store.accounts.authenticate(a.key_sha, month="2027-02", count=False, now_us=NOW)
+    assert res.warn is False  # another month's count
+
+
+# ---- accounts_rotate_key -------------------------------------------------------------------------
+async def test_rotate_key_replaces_the_key_and_marks_the_old_one(store: Store) -> None:
+    k, a = store.keys, account()
+    await register(store, a)
+    await store.redis.delete(k.dirty(k.auth))
+    assert await store.accounts.rotate_key(
+        a.id, a.key_sha, "sha-new", "cue_sk_new", "enc", DAY_MS, NOW + S
+    ) is (Status.OK)
+    assert await store.redis.hgetall(k.api_keys) == {"sha-new": a.id}
+    assert await store.redis.get(k.rotated_key(a.key_sha)) == a.id
+    h = await store.redis.hgetall(k.account(a.id))
+    assert (h["key_sha"], h["key_prefix"], h["key_enc"], h["updated"]) == (
+        "sha-new",
+        "cue_sk_new",
+        "enc",
+        str(NOW + S),
+    )
+    assert await dirty(store, k.auth) == {f"acct:{a.id}"}
+
+
+async def test_rotate_key_with_a_key_no_longer_current_is_a_conflict(store: Store) -> None:
+    """Two concurrent rotations authenticated with the same key: the second changes nothing."""
+    k, a = store.keys, account()
+    await register(store, a)
+    await store.accounts.rotate_key(a.id, a.key_sha, "sha-b", "p-b", "", DAY_MS, NOW)
+    before = await store.redis.hgetall(k.account(a.id))
+    assert await store.accounts.rotate_key(a.id, a.key_sha, "sha-c", "p-c", "", DAY_MS, NOW + 1) is (
+        Status.CONFLICT
+    )
+    assert await store.redis.hgetall(k.account(a.id)) == before
+    assert await store.redis.hgetall(k.api_keys) == {"sha-b": a.id}
+    assert await store.redis.exists(k.rotated_key("sha-b")) == 0
+
+
+# ---- accounts_change_email -----------------------------------------------------------------------
+async def test_change_email_moves_the_unique_entry(store: Store) -> None:
+    k, a = store.keys, account()
+    await register(store, a)
+    await store.redis.delete(k.dirty(k.auth))
+    assert await store.accounts.change_email(a.id, "New@Example.com", NOW + S) is Status.OK
+    assert await store.redis.hgetall(k.emails) == {"new@example.com": a.id}
+    h = await store.redis.hgetall(k.account(a.id))
+    assert (h["email"], h["email_lc"], h["updated"]) == ("New@Example.com", "new@example.com", str(NOW + S))
+    assert await dirty(store, k.auth) == {f"acct:{a.id}"}
+    # the same address again (another spelling): still the account's, nothing else moves
+    assert await store.accounts.change_email(a.id, "NEW@example.com", NOW + 2 * S) is Status.OK
+    assert await store.redis.hgetall(k.emails) == {"new@example.com": a.id}
+    assert await store.redis.hget(k.account(a.id), "email") == "NEW@example.com"
+
+
+async def test_change_email_to_another_accounts_address_answers_exists(store: Store) -> None:
+    k = store.keys
+    await register(store, account(1), ("one",))
+    await register(store, account(2), ("two",))
+    await store.redis.delete(k.dirty(k.auth))
+    before = await store.redis.hgetall(k.account("acct-2"))
+    assert await store.accounts.change_email("acct-2", "USER1@example.com", NOW) is Status.EXISTS
+    assert await store.redis.hgetall(k.emails) == {
+        "user1@example.com": "acct-1",
+        "user2@example.com": "acct-2",
+    }
+    assert await store.redis.hgetall(k.account("acct-2")) == before
+    assert await dirty(store, k.auth) == set()

@@ -1,0 +1,190 @@
+"""The outcome scripts against real Redis (outcomes_record, outcomes_record_many): an outcome is
+written once, atomically with its status effect (indexes, the cue's run count, a one-time cue's
+end, the verdict and its alerts); a second one answers EXISTS and changes nothing."""
+
+from __future__ import annotations
+
+from cuefast.store import Status, Store
+from cuefast.store.outcomes import Outcome, Recorded
+from tests.lua.seed import ACCT, CREATED, CUE, NOW, SIBLING, S, dirty, put_cue, put_execution
+
+ONCE = f"once|UTC|latest|{NOW}|"
+WIN = '{"success":true}'
+LOSS = '{"success":false}'
+
+
+def won(eid: str, state: str = "reported_success") -> Outcome:
+    return Outcome(eid, WIN, True, state, "")
+
+
+def lost(eid: str, error: str = "boom") -> Outcome:
+    return Outcome(eid, LOSS, False, "reported_failure", error)
+
+
+async def claimed_worker_execution(store: Store, cue_id: str = CUE) -> tuple[int, str]:
+    """A worker execution claimed by "w1", with its lease and armed outcome deadline."""
+    k = store.keys
+    p, eid = await put_execution(
+        store, cue_id, tr="worker", st="delivering", tk="t", cw="w1", cla=NOW - S, lx=NOW + 99 * S, od=NOW + S
+    )
+    await store.redis.zadd(k.claims(p), {eid: NOW + 99 * S})
+    await store.redis.zadd(k.claimed(p, ACCT), {eid: NOW - S})
+    await store.redis.zadd(k.deadlines(p), {eid: NOW + S})
+    return p, eid
+
+
+# ---- outcomes_record -----------------------------------------------------------------------------
+async def test_record_success_ends_a_claimed_worker_execution(store: Store) -> None:
+    k = store.keys
+    await put_cue(store, tr="worker", fs=2)
+    p, eid = await claimed_worker_execution(store)
+    await store.redis.zadd(k.work_filtered(p, ACCT, "t", None), {eid: 1})  # a stale index entry goes too
+    assert await store.outcomes.record(won(eid), NOW) == Recorded(Status.OK, "success")
+    h = await store.redis.hgetall(k.execution(p, eid))
+    assert (h["st"], h["oc"], h["os"], h["ua"], h["da"], h["em"], h["od"], h["lx"], h["vd"]) == (
+        "success",
+        WIN,
+        "reported_success",
+        str(NOW),
+        str(NOW),
+        "",
+        "",
+        "",
+        "1",
+    )
+    for key in (
+        k.claims(p),
+        k.deadlines(p),
+        k.work(p, ACCT),
+        k.work_filtered(p, ACCT, "t", None),
+        k.unclaimed(p),
+    ):
+        assert await store.redis.zscore(key, eid) is None, key
+    c = await store.redis.hgetall(k.cue(CUE))
+    assert (c["rc"], c["lr"], c["fs"], c["fsa"]) == ("1", str(NOW), "0", "")  # a success resets the streak
+    assert await dirty(store, k.part(p)) == {f"exec:{eid}", f"cue:{CUE}"}
+
+
+async def test_record_failure_of_a_webhook_awaiting_its_outcome(store: Store) -> None:
+    """pending_outcome → failed with the error; a webhook's run count is the dispatcher's, not the
+    outcome's."""
+    k = store.keys
+    await put_cue(store)
+    p, eid = await put_execution(store, st="pending_outcome", da=NOW - S, od=NOW + S)
+    await store.redis.zadd(k.deadlines(p), {eid: NOW + S})
+    assert await store.outcomes.record(lost(eid), NOW) == Recorded(Status.OK, "failed")
+    h = await store.redis.hgetall(k.execution(p, eid))
+    assert (h["st"], h["em"], h["oc"], h["os"], h["da"]) == (
+        "failed",
+        "boom",
+        LOSS,
+        "reported_failure",
+        str(NOW - S),
+    )
+    assert await store.redis.zscore(k.deadlines(p), eid) is None
+    c = await store.redis.hgetall(k.cue(CUE))
+    assert c["fs"] == "1" and "rc" not in c and "lr" not in c
+
+
+async def test_record_on_a_finished_webhook_execution_keeps_its_status(store: Store) -> None:
+    """A delivered webhook (no deadline) reporting later: the outcome is stored, the status stays."""
+    k = store.keys
+    await put_cue(store)
+    p, eid = await put_execution(store, st="success", da=NOW - S)
+    assert await store.outcomes.record(lost(eid), NOW) == Recorded(Status.OK, "success")
+    h = await store.redis.hgetall(k.execution(p, eid))
+    assert (h["st"], h["oc"], h["os"], h["ua"]) == ("success", LOSS, "reported_failure", str(NOW))
+    assert "em" not in h
+
+
+async def test_record_an_outcome_already_recorded_answers_exists_and_changes_nothing(store: Store) -> None:
+    k = store.keys
+    await put_cue(store, tr="worker")
+    p, eid = await claimed_worker_execution(store)
+    await store.outcomes.record(won(eid), NOW)
+    await store.redis.delete(k.dirty(k.part(p)))
+    before = (await store.redis.hgetall(k.execution(p, eid)), await store.redis.hgetall(k.cue(CUE)))
+    assert await store.outcomes.record(lost(eid), NOW + S) == Recorded(Status.EXISTS, "")
+    assert await store.outcomes.record(won(eid), NOW + S) == Recorded(Status.EXISTS, "")
+    assert (await store.redis.hgetall(k.execution(p, eid)), await store.redis.hgetall(k.cue(CUE))) == before
+    assert await dirty(store, k.part(p)) == set()
+
+
+async def test_record_an_unknown_execution_is_not_found(store: Store) -> None:
+    k = store.keys
+    p = await put_cue(store)
+    _, eid = await put_execution(store)
+    await store.redis.delete(k.execution(p, eid))
+    assert await store.outcomes.record(won(eid), NOW) == Recorded(Status.NOT_FOUND, "")
+    assert await store.redis.exists(k.execution(p, eid)) == 0
+    assert await store.outcomes.record(won("not-an-id"), NOW) == Recorded(Status.NOT_FOUND, "")
+
+
+async def test_record_the_scheduled_execution_decides_a_one_time_cue(store: Store) -> None:
+    k = store.keys
+    p = await put_cue(store, sch=ONCE, tr="worker")
+    _, manual = await claimed_worker_execution(store)
+    await store.redis.hset(k.execution(p, manual), "tb", "manual")
+    assert await store.outcomes.record(won(manual), NOW) == Recorded(Status.OK, "success")
+    assert await store.redis.hget(k.cue(CUE), "status") == "active"  # a manual fire decides nothing
+    _, scheduled = await claimed_worker_execution(store)
+    assert await store.outcomes.record(won(scheduled), NOW) == Recorded(Status.OK, "success")
+    assert await store.redis.hget(k.cue(CUE), "status") == "completed"
+    assert await store.redis.zscore(k.cue_index(p, ACCT, "completed"), CUE) == CREATED
+    assert await store.redis.zscore(k.cue_index(p, ACCT, "active"), CUE) is None
+
+
+async def test_record_verification_failed_raises_its_alert(store: Store) -> None:
+    k = store.keys
+    p = await put_cue(store, tr="worker")
+    _, eid = await claimed_worker_execution(store)
+    assert await store.outcomes.record(
+        Outcome(eid, LOSS, False, "verification_failed", "no evidence"), NOW
+    ) == (Recorded(Status.OK, "failed"))
+    (alert_id,) = await store.redis.zrange(k.alert_index(p, ACCT, "verification_failed"), 0, -1)
+    a = await store.redis.hgetall(k.alert(p, alert_id))
+    assert (a["eid"], a["md"]) == (eid, '{"outcome_state":"verification_failed","transport":"worker"}')
+    assert await store.redis.zscore(k.alert_index(p, ACCT), alert_id) == NOW
+    assert [f for _, f in await store.redis.xrange(k.notices(p))] == [{"k": "a", "i": alert_id, "n": "1"}]
+
+
+async def test_record_consecutive_failures_alert_once_per_streak(store: Store) -> None:
+    k = store.keys
+    p = await put_cue(store, tr="worker", cfg='{"alerts":{"consecutive_failures":2}}')
+    ids = [(await claimed_worker_execution(store))[1] for _ in range(3)]
+    for eid in ids:
+        assert await store.outcomes.record(lost(eid), NOW) == Recorded(Status.OK, "failed")
+    c = await store.redis.hgetall(k.cue(CUE))
+    assert (c["fs"], c["fsa"], c["rc"]) == ("3", "1", "3")
+    (alert_id,) = await store.redis.zrange(k.alert_index(p, ACCT, "consecutive_failures"), 0, -1)
+    a = await store.redis.hgetall(k.alert(p, alert_id))
+    assert (a["eid"], a["md"]) == (ids[1], '{"consecutive_failures":2}')  # raised by the second
+
+
+# ---- outcomes_record_many ------------------------------------------------------------------------
+async def test_record_many_answers_per_outcome_and_counts_runs_per_cue(store: Store) -> None:
+    k = store.keys
+    p = await put_cue(store, tr="worker", rc=4)
+    await put_cue(store, SIBLING, tr="worker")
+    _, a = await claimed_worker_execution(store)
+    _, b = await claimed_worker_execution(store)
+    _, c = await claimed_worker_execution(store, SIBLING)
+    _, foreign = await put_execution(store, acct="other", tr="worker", st="delivering")
+    _, gone = await put_execution(store, tr="worker")
+    await store.redis.delete(k.execution(p, gone))
+    rows = [won(a), lost(b), won(c), won(foreign), won(gone), lost(a)]
+    assert await store.outcomes.record_many(ACCT, rows, NOW) == [
+        Recorded(Status.OK, "success"),
+        Recorded(Status.OK, "failed"),
+        Recorded(Status.OK, "success"),
+        Recorded(Status.NOT_FOUND, ""),
+        Recorded(Status.NOT_FOUND, ""),
+        Recorded(Status.EXISTS, ""),  # the batch's own first outcome for a counts
+    ]
+    assert (await store.redis.hget(k.execution(p, a), "oc")) == WIN
+    assert (await store.redis.hget(k.execution(p, foreign), "st")) == "delivering"
+    assert await store.redis.hget(k.cue(CUE), "rc") == "6"
+    assert await store.redis.hget(k.cue(SIBLING), "rc") == "1"
+    assert await store.redis.zcard(k.claims(p)) == 0
+    assert await store.redis.zcard(k.deadlines(p)) == 0
+    assert await store.redis.exists(k.execution(p, gone)) == 0

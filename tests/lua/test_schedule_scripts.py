@@ -1,0 +1,312 @@
+"""The scheduler's scripts one by one against real Redis (schedule_due_cues, schedule_materialize,
+schedule_move_retries, schedule_move_delayed, schedule_expire_deadlines): arrange keys → call →
+assert the answer and the state (executions, due entries, outbox and work indexes, alerts, dirty
+marks)."""
+
+from __future__ import annotations
+
+from cuefast.ids import scheduled_execution_id
+from cuefast.store import Store
+from cuefast.store.schedule import DueCue, Materialized
+from tests.lua.seed import (
+    ACCT,
+    CREATED,
+    CUE,
+    NOW,
+    RECURRING,
+    SIBLING,
+    S,
+    dirty,
+    put_cue,
+    put_execution,
+    stream_ids,
+)
+
+ONCE = f"once|UTC|latest|{NOW}|"
+MIN = 60 * S
+
+
+def line(cue_id: str, p: int, expected: int, new: int | None, slots: list[int], blocked: bool = False) -> str:
+    """One plan line as the scheduler writes it."""
+    words = [cue_id, str(expected), "-" if new is None else str(new), f"{len(slots)}{'b' if blocked else ''}"]
+    for slot in slots:
+        words += [str(slot), scheduled_execution_id(cue_id, slot, p)]
+    return " ".join(words)
+
+
+# ---- schedule_due_cues ---------------------------------------------------------------------------
+async def test_due_cues_reads_the_due_head_with_schedule_and_account(store: Store) -> None:
+    k = store.keys
+    p = await put_cue(store, nr=NOW - MIN)
+    await store.redis.zadd(k.due(p), {"cue_gone": NOW - 2 * MIN, "cue_later": NOW + 1, "cue_now": NOW})
+    rows = await store.schedule.due_cues(p, NOW, 10)
+    assert rows == [
+        DueCue("cue_gone", NOW - 2 * MIN, "", ""),  # gone: the scheduler plans it away
+        DueCue(CUE, NOW - MIN, RECURRING, ACCT),
+        DueCue("cue_now", NOW, "", ""),
+    ]
+    assert [r.cue_id for r in await store.schedule.due_cues(p, NOW, 1)] == ["cue_gone"]
+    assert await store.redis.zcard(k.due(p)) == 4  # read only
+
+
+# ---- schedule_materialize ------------------------------------------------------------------------
+async def test_materialize_webhook_slots_become_queued_executions(store: Store) -> None:
+    k = store.keys
+    p = await put_cue(store, nr=NOW - MIN, pl='{"a":1}', fc=5)
+    slots = [NOW - MIN, NOW]
+    res = await store.schedule.materialize(p, NOW, [line(CUE, p, NOW - MIN, NOW + MIN, slots)])
+    assert res == Materialized(2, 0, {})
+    ids = [scheduled_execution_id(CUE, s, p) for s in slots]
+    for eid, slot in zip(ids, slots, strict=True):
+        assert await store.redis.hgetall(k.execution(p, eid)) == {
+            "id": eid,
+            "cue": CUE,
+            "acct": ACCT,
+            "tr": "webhook",
+            "sf": str(slot),
+            "st": "pending",
+            "ca": str(NOW),
+            "pl": '{"a":1}',
+        }
+        assert await store.redis.zscore(k.cue_executions(CUE), eid) == NOW
+        assert await store.redis.zscore(k.execution_index(p, ACCT), eid) == NOW
+    assert await stream_ids(store, k.outbox(p)) == ids
+    h = await store.redis.hgetall(k.cue(CUE))
+    assert (h["nr"], h["fc"]) == (str(NOW + MIN), "7")
+    assert await store.redis.zscore(k.due(p), CUE) == NOW + MIN
+    assert await dirty(store, k.part(p)) == {f"cue:{CUE}", *(f"exec:{e}" for e in ids)}
+
+
+async def test_materialize_a_slot_already_materialized_is_not_created_twice(store: Store) -> None:
+    """A second scheduler (or a retried pass) planning the same slot finds its execution: the
+    cue's next run still advances, nothing is created or queued again."""
+    k = store.keys
+    p = await put_cue(store, nr=NOW)
+    await store.schedule.materialize(p, NOW, [line(CUE, p, NOW, NOW + MIN, [NOW])])
+    eid = scheduled_execution_id(CUE, NOW, p)
+    await store.redis.hset(k.execution(p, eid), "st", "success")
+    res = await store.schedule.materialize(p, NOW + 1, [line(CUE, p, NOW + MIN, NOW + 2 * MIN, [NOW])])
+    assert res == Materialized(0, 0, {})
+    assert await store.redis.hget(k.execution(p, eid), "st") == "success"
+    assert await store.redis.xlen(k.outbox(p)) == 1
+    h = await store.redis.hgetall(k.cue(CUE))
+    assert (h["nr"], h["fc"]) == (str(NOW + 2 * MIN), "1")
+
+
+async def test_materialize_skips_a_moved_gone_or_inactive_cue(store: Store) -> None:
+    """A next run moved since the plan: skipped, its due entry kept. A gone or non-active cue:
+    skipped and its (stray) due entry dropped."""
+    k = store.keys
+    p = await put_cue(store, nr=NOW + MIN)
+    await put_cue(store, SIBLING, status="paused")
+    await store.redis.zadd(k.due(p), {SIBLING: NOW, "cue_gone": NOW})
+    plan = [
+        line(CUE, p, NOW, NOW + MIN, [NOW]),
+        line(SIBLING, p, NOW, NOW + MIN, [NOW]),
+        line("cue_gone", p, NOW, NOW + MIN, [NOW]),
+    ]
+    assert await store.schedule.materialize(p, NOW, plan) == Materialized(0, 3, {})
+    assert await store.redis.zrange(k.due(p), 0, -1, withscores=True) == [(CUE, NOW + MIN)]
+    assert await store.redis.exists(k.execution(p, scheduled_execution_id(CUE, NOW, p))) == 0
+    assert await store.redis.xlen(k.outbox(p)) == 0
+    assert await store.redis.hget(k.cue(CUE), "fc") is None
+
+
+async def test_materialize_a_one_time_cue_records_the_fired_slot(store: Store) -> None:
+    k = store.keys
+    p = await put_cue(store, nr=NOW, sch=ONCE)
+    assert await store.schedule.materialize(p, NOW, [line(CUE, p, NOW, None, [NOW])]) == Materialized(
+        1, 0, {}
+    )
+    h = await store.redis.hgetall(k.cue(CUE))
+    assert (h["nr"], h["fa"], h["fc"], h["status"]) == ("", str(NOW), "1", "active")
+    assert await store.redis.zscore(k.due(p), CUE) is None
+
+
+async def test_materialize_worker_slots_are_claimable_with_task_and_agent(store: Store) -> None:
+    k = store.keys
+    p = await put_cue(store, nr=NOW, tr="worker", pl='{"task":"sum","agent":"bot"}')
+    await store.schedule.materialize(p, NOW + 5, [line(CUE, p, NOW, NOW + MIN, [NOW])])
+    eid = scheduled_execution_id(CUE, NOW, p)
+    h = await store.redis.hgetall(k.execution(p, eid))
+    assert (h["tr"], h["st"], h["tk"], h["ag"]) == ("worker", "pending", "sum", "bot")
+    for key in (
+        k.work(p, ACCT),
+        k.work_filtered(p, ACCT, "sum", None),
+        k.work_filtered(p, ACCT, None, "bot"),
+        k.work_filtered(p, ACCT, "sum", "bot"),
+        k.unclaimed(p),
+    ):
+        assert await store.redis.zscore(key, eid) == NOW, key
+    assert await store.redis.xlen(k.outbox(p)) == 0
+    assert [f for _, f in await store.redis.xrange(k.work_signal(p))] == [{"a": ACCT}]
+
+
+async def test_materialize_reads_a_long_payload_from_the_config_string(store: Store) -> None:
+    k = store.keys
+    payload = '{"text":"' + "x" * 80 + '"}'
+    p = await put_cue(store, nr=NOW, cfg="{}\n" + payload)
+    await store.redis.hdel(k.cue(CUE), "pl")
+    await store.schedule.materialize(p, NOW, [line(CUE, p, NOW, NOW + MIN, [NOW])])
+    assert await store.redis.hget(k.execution(p, scheduled_execution_id(CUE, NOW, p)), "pl") == payload
+
+
+async def test_materialize_blocked_by_the_monthly_limit_creates_failed_executions(store: Store) -> None:
+    """Past the limit's grace ("b"): executions created failed, listed but neither queued nor
+    claimable; counted per account; a one-time cue becomes failed."""
+    k = store.keys
+    p = await put_cue(store, nr=NOW, sch=ONCE)
+    res = await store.schedule.materialize(p, NOW, [line(CUE, p, NOW, None, [NOW], blocked=True)])
+    assert res == Materialized(1, 0, {ACCT: 1})
+    eid = scheduled_execution_id(CUE, NOW, p)
+    h = await store.redis.hgetall(k.execution(p, eid))
+    assert (h["st"], h["em"], h["ua"]) == ("failed", "Monthly execution limit reached", str(NOW))
+    assert await store.redis.zscore(k.execution_index(p, ACCT), eid) == NOW
+    assert await store.redis.xlen(k.outbox(p)) == 0
+    c = await store.redis.hgetall(k.cue(CUE))
+    assert (c["status"], c["lr"], c["fa"]) == ("failed", str(NOW), str(NOW))
+    assert await store.redis.zscore(k.cue_index(p, ACCT, "failed"), CUE) == CREATED
+    assert await store.redis.zscore(k.cue_index(p, ACCT, "active"), CUE) is None
+
+
+# ---- schedule_move_retries -----------------------------------------------------------------------
+async def test_move_retries_requeues_due_retrying_executions(store: Store) -> None:
+    k = store.keys
+    p, due = await put_execution(store, st="retrying", nxr=NOW - S)
+    _, later = await put_execution(store, st="retrying", nxr=NOW + S)
+    _, moved_on = await put_execution(store, st="success")  # finished meanwhile: a stale entry
+    await store.redis.zadd(k.retries(p), {due: NOW - S, later: NOW + S, moved_on: NOW - 2 * S})
+    assert await store.schedule.move_retries(p, NOW, 10) == 1
+    h = await store.redis.hgetall(k.execution(p, due))
+    assert (h["st"], h["nxr"], h["ua"]) == ("retry_ready", "", str(NOW))
+    assert await stream_ids(store, k.outbox(p)) == [due]
+    assert await store.redis.zrange(k.retries(p), 0, -1) == [later]
+    assert await store.redis.hget(k.execution(p, moved_on), "st") == "success"
+    assert await dirty(store, k.part(p)) == {f"exec:{due}"}
+
+
+async def test_move_retries_takes_a_bounded_batch(store: Store) -> None:
+    k = store.keys
+    ids = [(await put_execution(store, st="retrying"))[1] for _ in range(3)]
+    p = k.cue_partition(CUE)
+    await store.redis.zadd(k.retries(p), {eid: NOW - 10 + i for i, eid in enumerate(ids)})
+    assert await store.schedule.move_retries(p, NOW, 2) == 2
+    assert await stream_ids(store, k.outbox(p)) == ids[:2]
+    assert await store.schedule.move_retries(p, NOW, 2) == 1
+
+
+# ---- schedule_move_delayed -----------------------------------------------------------------------
+async def test_move_delayed_queues_what_is_due_in_bounded_batches(store: Store) -> None:
+    k = store.keys
+    p = 2
+    await store.redis.zadd(k.delayed(p), {"e1": NOW - 2, "e2": NOW - 1, "e3": NOW, "later": NOW + 1})
+    assert await store.schedule.move_delayed(p, NOW, 2) == 2
+    assert await stream_ids(store, k.outbox(p)) == ["e1", "e2"]
+    assert await store.schedule.move_delayed(p, NOW, 2) == 1
+    assert await stream_ids(store, k.outbox(p)) == ["e1", "e2", "e3"]
+    assert await store.redis.zrange(k.delayed(p), 0, -1) == ["later"]
+    assert await store.schedule.move_delayed(p, NOW, 2) == 0
+
+
+# ---- schedule_expire_deadlines -------------------------------------------------------------------
+async def test_expire_deadlines_times_out_a_webhook_execution_and_alerts(store: Store) -> None:
+    k = store.keys
+    p = await put_cue(store)
+    od = NOW - S
+    _, eid = await put_execution(store, st="pending_outcome", da=od - 300 * S, od=od)
+    await store.redis.zadd(k.deadlines(p), {eid: od})
+    assert await store.schedule.expire_deadlines(p, NOW, 10) == [eid]
+    h = await store.redis.hgetall(k.execution(p, eid))
+    assert (h["st"], h["ua"], h["em"], h["vd"]) == (
+        "outcome_timeout",
+        str(NOW),
+        "Outcome not reported within 300s",
+        "1",
+    )
+    assert await store.redis.zcard(k.deadlines(p)) == 0
+    assert await store.redis.hget(k.cue(CUE), "fs") == "1"  # the cue's failure streak
+    (alert_id,) = await store.redis.zrange(k.alert_index(p, ACCT, "outcome_timeout"), 0, -1)
+    a = await store.redis.hgetall(k.alert(p, alert_id))
+    assert (a["type"], a["eid"], a["cue"], a["acct"], a["ca"]) == (
+        "outcome_timeout",
+        eid,
+        CUE,
+        ACCT,
+        str(NOW),
+    )
+    assert a["md"] == '{"outcome_deadline_seconds":300,"transport":"webhook"}'
+    assert [f for _, f in await store.redis.xrange(k.notices(p))] == [{"k": "a", "i": alert_id, "n": "1"}]
+    assert await dirty(store, k.part(p)) == {f"exec:{eid}", f"cue:{CUE}", f"alert:{alert_id}"}
+
+
+async def test_expire_deadlines_a_worker_deadline_counts_from_the_claim(store: Store) -> None:
+    k = store.keys
+    p = await put_cue(store, tr="worker")
+    _, eid = await put_execution(store, tr="worker", st="delivering", cla=NOW - 61 * S, od=NOW - S)
+    await store.redis.zadd(k.deadlines(p), {eid: NOW - S})
+    assert await store.schedule.expire_deadlines(p, NOW, 10) == [eid]
+    assert await store.redis.hget(k.execution(p, eid), "em") == "Outcome not reported within 60s"
+    (alert_id,) = await store.redis.zrange(k.alert_index(p, ACCT, "outcome_timeout"), 0, -1)
+    md = await store.redis.hget(k.alert(p, alert_id), "md")
+    assert md == '{"outcome_deadline_seconds":60,"transport":"worker"}'
+
+
+async def test_expire_deadlines_leaves_reported_finished_and_future_ones(store: Store) -> None:
+    k = store.keys
+    p = await put_cue(store)
+    _, reported = await put_execution(store, st="pending_outcome", da=NOW - 9 * S, od=NOW - S, oc="{}")
+    _, finished = await put_execution(store, st="failed", da=NOW - 9 * S, od=NOW - S)
+    _, future = await put_execution(store, st="pending_outcome", da=NOW - 9 * S, od=NOW + S)
+    await store.redis.zadd(
+        k.deadlines(p), {reported: NOW - S, finished: NOW - S, "gone": NOW - S, future: NOW + S}
+    )
+    assert await store.schedule.expire_deadlines(p, NOW, 10) == []
+    assert await store.redis.zrange(k.deadlines(p), 0, -1) == [future]  # the passed ones are dropped
+    assert await store.redis.hget(k.execution(p, reported), "st") == "pending_outcome"
+    assert await store.redis.hget(k.execution(p, finished), "st") == "failed"
+    assert await store.redis.exists(k.alert_index(p, ACCT, "outcome_timeout")) == 0
+
+
+async def test_expire_deadlines_fails_the_one_time_cue_its_execution_decides(store: Store) -> None:
+    k = store.keys
+    p = await put_cue(store, sch=ONCE)
+    _, scheduled = await put_execution(store, st="pending_outcome", da=NOW - 9 * S, od=NOW)
+    await store.redis.zadd(k.deadlines(p), {scheduled: NOW})
+    assert await store.schedule.expire_deadlines(p, NOW, 10) == [scheduled]
+    assert await store.redis.hget(k.cue(CUE), "status") == "failed"
+    assert await store.redis.zscore(k.cue_index(p, ACCT, "failed"), CUE) == CREATED
+
+
+async def test_expire_deadlines_a_manual_fire_does_not_decide_a_one_time_cue(store: Store) -> None:
+    k = store.keys
+    p = await put_cue(store, sch=ONCE)
+    _, manual = await put_execution(store, st="pending_outcome", da=NOW - 9 * S, od=NOW, tb="manual")
+    await store.redis.zadd(k.deadlines(p), {manual: NOW})
+    assert await store.schedule.expire_deadlines(p, NOW, 10) == [manual]
+    assert await store.redis.hget(k.cue(CUE), "status") == "active"
+
+
+async def test_expire_deadlines_a_reoffered_worker_execution(store: Store) -> None:
+    """A worker execution claimed once (its deadline armed at that claim), whose lease expired and
+    which was re-offered (claims_reap_leases: 'cla' = "", the deadline stays armed) and not
+    claimed again before the deadline. Regression: the script computed the deadline's length
+    from ``da or cla or od``; "" is true in Lua, tonumber("") is nil, and the script failed — for
+    the whole partition's batch, on every pass. The length now comes from the cue's config, and
+    the execution leaves the claimable indexes it was re-offered on."""
+    k = store.keys
+    cfg = '{"transport":"worker","delivery":{"outcome_deadline_seconds":120}}'
+    p = await put_cue(store, tr="worker", cfg=cfg)
+    _, eid = await put_execution(
+        store, tr="worker", st="retry_ready", att=1, cla="", od=NOW - S, tk="summarize"
+    )
+    work = [k.work(p, ACCT), k.work(p, ACCT) + ":t:summarize", k.unclaimed(p)]
+    for key in work:
+        await store.redis.zadd(key, {eid: NOW - 60 * S})
+    await store.redis.zadd(k.deadlines(p), {eid: NOW - S})
+    assert await store.schedule.expire_deadlines(p, NOW, 10) == [eid]
+    h = await store.redis.hgetall(k.execution(p, eid))
+    assert (h["st"], h["em"]) == ("outcome_timeout", "Outcome not reported within 120s")
+    for key in work:
+        assert await store.redis.zscore(key, eid) is None, key
+    alert_ids = await store.redis.zrange(k.alert_index(p, ACCT, "outcome_timeout"), 0, -1)
+    assert len(alert_ids) == 1
