@@ -78,7 +78,9 @@ async def seed_cues(
             at += i * step_us
             cfg = msgspec.structs.replace(config, schedule=Schedule(type="once", at=at))
         await store.cues.reserve_name(account, name, cue_id, created)
-        fields = new_cue_fields(account, name, transport, at, cfg, payload, created)
+        fields = new_cue_fields(
+            account, name, transport=transport, next_run=at, config=cfg, payload_json=payload, now=created
+        )
         await store.cues.create(cue_id, fields)
 
     for i in range(0, n, 1000):

@@ -152,10 +152,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return msgspec.structs.replace(self, **changes)
 
 
-FIELDS: dict[str, type] = {
-    f.name: f.type  # type: ignore[misc]
-    for f in msgspec.structs.fields(Settings)
-}
+FIELDS: dict[str, type] = {f.name: f.type for f in msgspec.structs.fields(Settings)}
 
 
 def env_name(field: str) -> str:

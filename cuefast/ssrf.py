@@ -191,6 +191,37 @@ def literal_ip(host: str) -> IPAddress | None:
     return _inet_aton(host)
 
 
+def _host_port(netloc: str, default_port: int) -> tuple[str, int, IPAddress | None] | None:
+    """(host, port, literal address) of a netloc without credentials, or None when it names
+    no usable host: the host normalised (IDNA, no trailing dot, a literal in its canonical form)."""
+    literal: IPAddress | None
+    if netloc.startswith("["):
+        end = netloc.find("]")
+        literal = literal_ip(unquote(netloc[: end + 1])) if end > 0 else None
+        port_part = netloc[end + 1 :]
+        if literal is None or (port_part and not port_part.startswith(":")):
+            return None
+        host, port_text = literal.compressed, port_part[1:]
+    else:
+        raw_host, _, port_text = netloc.partition(":")
+        host = unquote(raw_host).lower()
+        if not host.isascii():
+            try:
+                host = host.encode("idna").decode("ascii")
+            except UnicodeError:
+                pass  # judged at rule 5: cannot resolve
+        host = host.rstrip(".")
+        if not host or _FORBIDDEN_HOST.search(host):
+            return None
+        literal = _inet_aton(host)
+        host = host if literal is None else str(literal)
+    if not port_text:
+        return host, default_port, literal
+    if len(port_text) <= 5 and port_text.isascii() and port_text.isdigit() and 0 < int(port_text) < 65536:
+        return host, int(port_text), literal
+    return None
+
+
 def _parse(url: str, policy: Policy) -> _URL | str:
     """The URL split and normalised, or the text of the first failing rule 1–4."""
     parts: SplitResult | None
@@ -206,42 +237,12 @@ def _parse(url: str, policy: Policy) -> _URL | str:
         return HTTP_OR_HTTPS if lenient else HTTPS_ONLY
     if parts is None:
         return NO_HOSTNAME
-    netloc = parts.netloc
-    if "@" in netloc:
+    if "@" in parts.netloc:
         return CREDENTIALS
-
-    literal: IPAddress | None
-    if netloc.startswith("["):
-        end = netloc.find("]")
-        literal = literal_ip(unquote(netloc[: end + 1])) if end > 0 else None
-        if literal is None:
-            return NO_HOSTNAME
-        host, port_part = literal.compressed, netloc[end + 1 :]
-        if port_part and not port_part.startswith(":"):
-            return NO_HOSTNAME
-        port_text = port_part[1:]
-    else:
-        raw_host, _, port_text = netloc.partition(":")
-        host = unquote(raw_host).lower()
-        if not host.isascii():
-            try:
-                host = host.encode("idna").decode("ascii")
-            except UnicodeError:
-                pass  # judged at rule 5: cannot resolve
-        host = host.rstrip(".")
-        if not host or _FORBIDDEN_HOST.search(host):
-            return NO_HOSTNAME
-        literal = _inet_aton(host)
-        if literal is not None:
-            host = str(literal)
-
-    if not port_text:
-        port = 443 if scheme == "https" else 80
-    elif len(port_text) <= 5 and port_text.isascii() and port_text.isdigit() and 0 < int(port_text) < 65536:
-        port = int(port_text)
-    else:
+    hostport = _host_port(parts.netloc, 443 if scheme == "https" else 80)
+    if hostport is None:
         return NO_HOSTNAME
-
+    host, port, literal = hostport
     if literal is None and host in (ALWAYS_BLOCKED_NAMES if policy.allow_private else BLOCKED_NAMES):
         return f"Blocked hostname: {host}"
 

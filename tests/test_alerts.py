@@ -411,6 +411,7 @@ async def test_email_logged_without_smtp(env: Any, caplog: pytest.LogCaptureFixt
     assert any("on_failure e-mail (no SMTP configured)" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.slow
 async def test_dispatcher_run_sends_notices(env: Any) -> None:
     """The hook: a running dispatcher also runs the notice sender (same session)."""
     api, _, _, dispatcher, receiver = env

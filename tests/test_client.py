@@ -40,6 +40,7 @@ from cuefast.api import create_app
 from cuefast.config import Settings
 from cuefast.runtime import Runtime
 from cuefast.signing import canonical_json, sign
+from tests.conftest import _delete_prefix, backend_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -132,13 +133,18 @@ class LiveServer:
         return res.status_code not in (404, 405)
 
 
-@pytest.fixture
-def live(settings: Settings) -> Iterator[LiveServer]:
-    server = LiveServer(settings).start()
+@pytest.fixture(scope="module")
+def live(redis_url: str, database_url: str, pg_schema: str) -> Iterator[LiveServer]:
+    """One server for the module (a start costs ~0.5 s): each test registers its own account,
+    and the per-IP limit that those registrations count in is lifted."""
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    cfg = backend_settings(redis_url, database_url, pg_schema, prefix, ip_rate_limit=1_000_000)
+    server = LiveServer(cfg).start()
     try:
         yield server
     finally:
         server.stop()
+        _delete_prefix(redis_url, prefix)
 
 
 @pytest.fixture(params=["sync", "async"])
@@ -452,7 +458,7 @@ async def test_batch_pull(sdk: Any, live: LiveServer) -> None:
 # --- errors, retries, transport -------------------------------------------------------------
 
 
-async def test_error_mapping(live: LiveServer, settings: Settings) -> None:
+async def test_error_mapping(live: LiveServer) -> None:
     key = live.register()
     with CueFast("cue_sk_" + "0" * 32, base_url=live.url) as bad, pytest.raises(AuthenticationError) as auth:
         bad.cues.list()
@@ -539,7 +545,7 @@ class _Flaky(http.server.BaseHTTPRequestHandler):
 def flaky() -> Iterator[tuple[str, type[_Flaky]]]:
     handler = type("Flaky", (_Flaky,), {"script": [], "seen": []})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)  # quick shutdown()
     thread.start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}", handler
@@ -552,6 +558,7 @@ ENV503 = json.dumps({"error": {"code": "service_unavailable", "message": "down",
 WORKERS = json.dumps({"workers": []}).encode()
 
 
+@pytest.mark.slow  # random backoff: up to ~2 s
 def test_retries_idempotent_5xx_and_429(flaky: tuple[str, type[_Flaky]]) -> None:
     url, handler = flaky
     handler.script = [(503, {}, ENV503), (429, {"Retry-After": "0"}, b"{}"), (200, {}, WORKERS)]

@@ -233,7 +233,7 @@ async def test_retries_with_backoff_then_failed(env: Any) -> None:
     [
         ("404", "Webhook endpoint not found (404)", 404),
         ("302", "Webhook delivery failed (302)", 302),
-        ("hang", "Webhook endpoint timed out", None),
+        pytest.param("hang", "Webhook endpoint timed out", None, marks=pytest.mark.slow),  # waits out 1 s
         ("reset", "Could not connect to webhook endpoint", None),
     ],
 )
@@ -337,6 +337,7 @@ async def test_crashed_dispatcher_entry_is_reclaimed_once_stale(env: Any, settin
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scripts_lost", [False, True])
 async def test_run_loop_delivers_and_stops_gracefully(env: Any, scripts_lost: bool) -> None:
     """20 cues over several partitions: leases and results go one pipeline per batch (one

@@ -10,6 +10,8 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
+
 from cuefast.engine.dispatcher import HOST_WAIT_S, Dispatcher, host_key
 from cuefast.times import parse_datetime
 from tests.test_dispatcher import Receiver, env, webhook_cue
@@ -39,6 +41,7 @@ def test_host_key() -> None:
     assert host_key("http://h:99999/x") == "http://h:99999/x"  # bad port: the URL itself
 
 
+@pytest.mark.slow
 async def test_hanging_host_does_not_block_a_fast_one(env: Any) -> None:
     api, clock, sched, _, fast = env
     slow = Receiver("127.0.0.2")

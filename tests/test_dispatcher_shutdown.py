@@ -104,6 +104,7 @@ async def test_release_restores_status_and_only_for_the_lease_holder(
     assert calls and all(len({key_slot(k.encode()) for k in ks}) == 1 for ks in calls)
 
 
+@pytest.mark.slow
 async def test_stop_releases_queued_and_waiting_attempts_and_awaits_sent_ones(env: Any) -> None:
     api, clock, sched, _, _ = env
     slow = [Receiver("127.0.0.2"), Receiver("127.0.0.3")]
@@ -174,6 +175,7 @@ async def test_stop_releases_queued_and_waiting_attempts_and_awaits_sent_ones(en
     assert sum(len(r.requests) for r in slow) == 16  # nothing was sent twice
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 async def test_sigterm_releases_work_to_another_dispatcher_process(api: Api, settings: Settings) -> None:
     """A real ``cuefast dispatcher`` gets SIGTERM while a slow host holds its attempts: the

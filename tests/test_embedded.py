@@ -138,6 +138,7 @@ def test_redis_falls_back_to_tcp_for_long_paths(data_dir: Path) -> None:
         server.stop()
 
 
+@pytest.mark.slow
 async def test_postgres_data_survives_restart(data_dir: Path) -> None:
     server = EmbeddedPostgres(data_dir)
     dsn = server.start()
@@ -220,6 +221,7 @@ async def _write(info: dict[str, Any]) -> None:
     await conn.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
 async def test_servers_stop_with_their_owner(data_dir: Path, sig: signal.Signals) -> None:
     proc, info = _start_child(data_dir)
@@ -274,6 +276,7 @@ eb.stop()
 """
 
 
+@pytest.mark.slow
 def test_ctrl_c_reaches_the_owner_only(data_dir: Path) -> None:
     """^C in a terminal signals the whole foreground process group: the servers must keep
     running until the owner has drained and stops them."""
@@ -319,6 +322,7 @@ def _sock_answers(path: Path) -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_cuefast_serve_on_embedded_default(data_dir: Path) -> None:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUEFAST_")}

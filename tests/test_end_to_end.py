@@ -23,6 +23,8 @@ from tests.conftest import Api
 from tests.procs import process_env
 from tests.test_dispatcher import Receiver
 
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -33,7 +35,7 @@ def _free_port() -> int:
 
 
 async def test_per_second_cron_each_slot_once_and_signed(
-    backend_urls: tuple[str, str], pg_schema: str
+    redis_url: str, database_url: str, pg_schema: str
 ) -> None:
     receiver = Receiver()
     await receiver.start()
@@ -41,8 +43,8 @@ async def test_per_second_cron_each_slot_once_and_signed(
     prefix = f"e2e{uuid.uuid4().hex[:8]}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUEFAST_")}
     env.update(
-        CUEFAST_REDIS_URL=backend_urls[0],
-        CUEFAST_DATABASE_URL=backend_urls[1],
+        CUEFAST_REDIS_URL=redis_url,
+        CUEFAST_DATABASE_URL=database_url,
         CUEFAST_DATABASE_SCHEMA=pg_schema,
         CUEFAST_KEY_PREFIX=prefix,
         CUEFAST_PARTITIONS="4",
@@ -111,7 +113,7 @@ async def test_per_second_cron_each_slot_once_and_signed(
         _, err = proc.communicate(timeout=30)
         assert receiver.runner is not None
         await receiver.runner.cleanup()
-        r = redis.Redis.from_url(backend_urls[0])
+        r = redis.Redis.from_url(redis_url)
         for k in r.scan_iter(match=f"{prefix}:*", count=1000):
             r.delete(k)
     assert proc.returncode == 0, err

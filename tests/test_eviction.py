@@ -105,6 +105,7 @@ async def test_server_roles_refuse_other_roles_log(
     assert "maxmemory-policy" not in caplog.text
 
 
+@pytest.mark.slow
 def test_cuefast_serve_refuses_an_evicting_redis(evicting_redis: str, settings: Settings) -> None:
     env = process_env(settings.replace(redis_url=evicting_redis), CUEFAST_PORT=str(_free_port()))
     res = subprocess.run(

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from cuefast.config import Settings
 from cuefast.store import Status
 from tests.snap_env import Env, fire, new_cue, snap_env
@@ -44,6 +46,7 @@ async def _in_redis(env: Env, ids: list[str]) -> set[str]:
     return {eid for eid, h in zip(ids, await env.rt.store.executions.get_many(ids), strict=True) if h}
 
 
+@pytest.mark.slow
 async def test_retention_trims_only_snapshotted_executions_and_history_still_lists_them(
     settings: Settings,
 ) -> None:

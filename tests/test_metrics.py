@@ -282,6 +282,7 @@ async def test_counters_of_two_runtimes_add_up(env: Any, settings: Settings) -> 
     assert value(s, "cuefast_processes", roles="dispatcher") == 0  # left on close
 
 
+@pytest.mark.slow
 async def test_dispatcher_process_counts_reach_the_api(api: Api, settings: Settings, tmp_path: Path) -> None:
     """A real ``cuefast dispatcher`` process delivers; its counts appear in the API's /metrics."""
     receiver = Receiver()

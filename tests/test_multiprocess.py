@@ -37,7 +37,7 @@ from tests.conftest import Api
 from tests.procs import Processes, process_env
 from tests.test_dispatcher import Receiver
 
-pytestmark = pytest.mark.timeout(90)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
 CUES = 400
 SECOND = 1_000_000

@@ -27,6 +27,7 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+@pytest.mark.slow
 async def test_two_api_processes_share_a_port_and_a_dead_one_is_replaced(
     settings: Settings, tmp_path: Path
 ) -> None:

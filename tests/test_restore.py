@@ -138,6 +138,7 @@ async def test_restore_is_refused_over_data_unless_forced(settings: Settings) ->
         assert res.status_code == 200 and res.json()["total"] == 1
 
 
+@pytest.mark.slow
 async def test_the_snapshot_and_restore_commands(settings: Settings) -> None:
     """``cuefast snapshot`` and ``cuefast restore`` as real processes."""
     import asyncio

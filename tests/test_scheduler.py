@@ -197,6 +197,7 @@ async def test_unplannable_cue_backs_off_and_others_fire(env: tuple[Api, FrozenC
     assert await sched.tick() == 0  # not retried before then
 
 
+@pytest.mark.slow
 async def test_two_schedulers_hundreds_of_cues_each_slot_once(
     env: tuple[Api, FrozenClock, Scheduler],
 ) -> None:

@@ -19,7 +19,7 @@ from tests.procs import Processes, cuefast_command, process_env
 from tests.snap_env import fire
 from tests.test_scheduler import new_cue
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 import msgspec
+import pytest
 
 from cuefast.config import Settings
 from cuefast.durability.snapshots import BATCH, LeaseLost, Snapshotter
@@ -51,6 +52,7 @@ async def _pg_execs(env: Env, account_id: str) -> dict[str, dict[str, Any]]:
     return {r["id"]: msgspec.json.decode(r["doc"]) for r in rows}
 
 
+@pytest.mark.slow
 async def test_thousands_of_changes_go_out_in_a_few_batched_statements(settings: Settings) -> None:
     async with snap_env(settings) as env:
         key = await env.api.register()
@@ -262,6 +264,7 @@ async def test_a_recorded_terminal_execution_is_never_overwritten(settings: Sett
             assert (await _pg_execs(env, acct))[eid] == recorded, fields
 
 
+@pytest.mark.slow
 async def test_only_a_new_request_cuts_the_interval_short(settings: Settings) -> None:
     """The active snapshotter starts a cycle at once for a new ``cuefast snapshot`` request, but
     a request its last attempt already saw (and failed to serve) waits for the interval: a

@@ -75,6 +75,7 @@ async def _worker_cue(client: AsyncCueFast, task: str, name: str | None = None, 
     return cue.id
 
 
+@pytest.mark.slow
 async def test_handlers_and_outcomes(client: AsyncCueFast, live: LiveServer) -> None:
     key = client._core.headers["Authorization"][7:]
     worker = Worker(api_key=key, base_url=live.url, worker_id="box-1", concurrency=4, wait_seconds=1)
@@ -145,6 +146,7 @@ async def test_handlers_and_outcomes(client: AsyncCueFast, live: LiveServer) -> 
     assert worker.stats.succeeded == 2 and worker.stats.failed == 3 and worker.stats.reported == 5
 
 
+@pytest.mark.slow
 async def test_concurrency_bound(client: AsyncCueFast, live: LiveServer) -> None:
     key = client._core.headers["Authorization"][7:]
     worker = Worker(api_key=key, base_url=live.url, worker_id="w", concurrency=3, prefetch=2, wait_seconds=1)
@@ -173,6 +175,7 @@ async def test_concurrency_bound(client: AsyncCueFast, live: LiveServer) -> None
     assert peak == 3
 
 
+@pytest.mark.slow
 async def test_claims_and_outcomes_are_batched(client: AsyncCueFast, live: LiveServer) -> None:
     key = client._core.headers["Authorization"][7:]
     worker = Worker(api_key=key, base_url=live.url, worker_id="w", concurrency=100, wait_seconds=1)
@@ -197,6 +200,7 @@ async def test_claims_and_outcomes_are_batched(client: AsyncCueFast, live: LiveS
     assert worker.stats.claim_calls <= 10, worker.stats
 
 
+@pytest.mark.slow
 async def test_orphan_sweep_releases_claims_whose_answer_was_lost(
     client: AsyncCueFast, live: LiveServer
 ) -> None:
@@ -226,6 +230,7 @@ async def test_orphan_sweep_releases_claims_whose_answer_was_lost(
     assert (await client.executions.get(mine)).status == "success"
 
 
+@pytest.mark.slow
 async def test_lease_heartbeats_keep_a_long_handler(settings: Settings) -> None:
     """Lease 2 s, worker 'alive' only 1 s after a registry heartbeat, the real scheduler
     reaping leases: only the daemon's lease extensions keep a 5-second handler's claim."""
@@ -312,6 +317,7 @@ def _write_app(tmp: Path) -> None:
     (tmp / "cf_test_app.py").write_text(textwrap.dedent(APP.format(marks=str(marks))))
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(90)
 async def test_sigterm_finishes_running_and_releases_unstarted(
     client: AsyncCueFast, live: LiveServer, tmp_path: Path
@@ -357,6 +363,7 @@ async def _count(client: AsyncCueFast, status: str, n: int) -> bool:
     return (await client.executions.list(status=status)).total == n
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(90)
 async def test_reconnects_when_the_server_comes_back(settings: Settings, tmp_path: Path) -> None:
     port = free_port()
@@ -398,6 +405,7 @@ async def test_reconnects_when_the_server_comes_back(settings: Settings, tmp_pat
     assert "failed" in err and "works again" in err
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(90)
 async def test_outcome_finished_while_the_server_is_away_is_reported_when_it_is_back(
     settings: Settings,
@@ -451,6 +459,7 @@ def test_only_a_claim_that_may_have_reached_the_server_asks_for_an_orphan_sweep(
     assert maybe_processed(CueAPIServerError("unavailable", 503, "service_unavailable")) is True
 
 
+@pytest.mark.slow
 async def test_a_loop_that_dies_stops_the_worker_with_an_error(
     client: AsyncCueFast, live: LiveServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

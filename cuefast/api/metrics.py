@@ -1,6 +1,8 @@
-"""GET /metrics: the install's counters and histograms (from Redis) and live gauges, in the
-Prometheus text format 0.0.4 (see cuefast/metrics.py). Exempt from rate limiting (§3.7);
-open by default, or behind ``Authorization: Bearer $CUEFAST_METRICS_TOKEN``."""
+"""GET /metrics: the install's counters, histograms and live gauges in Prometheus text format.
+
+Counters and histograms come from Redis, gauges are read live (see cuefast/metrics.py); the
+format is 0.0.4. Exempt from rate limiting (§3.7); open by default, or behind
+``Authorization: Bearer $CUEFAST_METRICS_TOKEN``."""
 
 from __future__ import annotations
 

@@ -214,9 +214,9 @@ def _operation_class(
     body_example: Any,
     example: Any,
 ) -> type[Operation]:
-    @dataclasses.dataclass
-    class Documented(Operation):
-        def __post_init__(self) -> None:
+    class Documented(Operation):  # not a new dataclass: generating one per route and app is slow
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
             if self.responses is not None:  # Litestar adds its own 400 shape where nothing answers it
                 self.responses = {k: v for k, v in self.responses.items() if k in allowed}
                 for status, response in self.responses.items():

@@ -65,27 +65,6 @@ class _Client(Resource[Mode], Generic[Mode]):
         return call("GET", "/v1/usage", Usage)
 
 
-def _core(
-    api_key: str | None,
-    base_url: str | None,
-    timeout: float,
-    max_retries: int,
-    retry_non_idempotent: bool,
-    max_retry_wait: float,
-    headers: Mapping[str, str] | None,
-) -> Core:
-    key, url = _resolve(api_key, base_url)
-    return Core(
-        key,
-        url,
-        timeout=timeout,
-        max_retries=max_retries,
-        retry_non_idempotent=retry_non_idempotent,
-        max_retry_wait=max_retry_wait,
-        headers=headers,
-    )
-
-
 class CueFast(_Client[SyncMode]):
     """Synchronous client.
 
@@ -106,7 +85,14 @@ class CueFast(_Client[SyncMode]):
         headers: Mapping[str, str] | None = None,
         http_client: httpx.Client | None = None,
     ) -> None:
-        core = _core(api_key, base_url, timeout, max_retries, retry_non_idempotent, max_retry_wait, headers)
+        core = Core(
+            *_resolve(api_key, base_url),
+            timeout=timeout,
+            max_retries=max_retries,
+            retry_non_idempotent=retry_non_idempotent,
+            max_retry_wait=max_retry_wait,
+            headers=headers,
+        )
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(
             base_url=core.base_url, headers=core.headers, timeout=timeout
@@ -145,7 +131,14 @@ class AsyncCueFast(_Client[AsyncMode]):
         http_client: httpx.AsyncClient | None = None,
         max_connections: int = 100,
     ) -> None:
-        core = _core(api_key, base_url, timeout, max_retries, retry_non_idempotent, max_retry_wait, headers)
+        core = Core(
+            *_resolve(api_key, base_url),
+            timeout=timeout,
+            max_retries=max_retries,
+            retry_non_idempotent=retry_non_idempotent,
+            max_retry_wait=max_retry_wait,
+            headers=headers,
+        )
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(
             base_url=core.base_url,

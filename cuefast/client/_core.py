@@ -190,7 +190,7 @@ class Core:
         return args
 
     def _backoff(self, attempt: int) -> float:
-        return random.uniform(0, min(8.0, 0.5 * 2**attempt))
+        return random.uniform(0, min(8.0, 0.5 * 2**attempt))  # noqa: S311 (jitter, not a secret)
 
     def answer(self, c: Call[T], attempt: int, res: httpx.Response) -> T | _Retry:
         status = res.status_code
@@ -210,7 +210,7 @@ class Core:
             if isinstance(err, RateLimitError):
                 wait = float(err.retry_after if err.retry_after is not None else 1)
                 if wait <= self.max_retry_wait:
-                    return _Retry(wait + random.uniform(0, 0.25))
+                    return _Retry(wait + random.uniform(0, 0.25))  # noqa: S311 (jitter)
             elif status >= 500 and (c.idempotent or self.retry_non_idempotent):
                 return _Retry(self._backoff(attempt))
         raise err

@@ -1,6 +1,7 @@
-"""API methods, grouped as in the CueAPI SDK: ``cues``, ``executions``, ``workers``,
-``alerts``, plus cuefast's batch pull (``worker``). Each method is written once as a
-builder (see ``_core``); the sync and async clients share these classes.
+"""API methods, grouped as in the CueAPI SDK, plus cuefast's batch pull (``worker``).
+
+The groups are ``cues``, ``executions``, ``workers`` and ``alerts``. Each method is written
+once as a builder (see ``_core``); the sync and async clients share these classes.
 """
 
 from __future__ import annotations

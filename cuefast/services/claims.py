@@ -1,6 +1,7 @@
 """Worker transport (CONTRACT.md §9): claimable work, claims, leases and the batch pull API.
-Neighbours: ``work_input`` (request bodies), ``work_feed`` (long-poll wake-ups),
-``work_reaper`` (scheduler steps: expired leases, unclaimed work, on_failure) and
+
+Neighbours: ``claim_input`` (request bodies), ``work_feed`` (long-poll wake-ups),
+``engine/reaper`` (scheduler steps: expired leases, unclaimed work, on_failure) and
 ``worker_registry`` (worker heartbeats, list, delete).
 
 Two doors, one state. The CueAPI endpoints (claimable / claim / claim-by-id / heartbeat) and
@@ -215,7 +216,7 @@ class WorkService:
     ) -> list[ClaimedItem]:
         """Claim up to ``n`` of the oldest available executions matching any filter."""
         every = range(self.store.keys.partitions)
-        return (await self._claim(account, worker_id, filters, n, lease_us, every))[0]
+        return (await self._claim(account, worker_id, filters, n, lease_us=lease_us, partitions=every))[0]
 
     async def _claim(
         self,
@@ -223,6 +224,7 @@ class WorkService:
         worker_id: str,
         filters: list[Filter],
         n: int,
+        *,
         lease_us: int,
         partitions: Iterable[int],
     ) -> tuple[list[ClaimedItem], dict[int, int | None]]:
@@ -325,7 +327,9 @@ class WorkService:
         while True:
             if read:
                 started = loop.time()
-                claimed, later = await self._claim(account, req.worker_id, filters, req.max, lease_us, read)
+                claimed, later = await self._claim(
+                    account, req.worker_id, filters, req.max, lease_us=lease_us, partitions=read
+                )
                 if claimed:
                     return claimed
                 for p, at in later.items():

@@ -1,17 +1,19 @@
 """Cue create and PATCH bodies → checked, typed drafts (schema stage, 422).
 
-Only the schema stage lives here; the later stages of the contract's check order
-(name, limit, SSRF, payload, timezone, schedule, on_failure SSRF) need Redis, DNS or
-the clock and run in ``cues.py``.
+Only the schema stage lives here, and the merge of a PATCH draft onto a stored config; the
+later stages of the contract's check order (name, limit, SSRF, payload, timezone, schedule,
+on_failure SSRF) need Redis, DNS or the clock and run in ``cues.py``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
 
-from cuefast.models import Alerts, Delivery, OnFailure, Retry, Verification
+from cuefast.models import Alerts, Callback, CueConfig, Delivery, OnFailure, Retry, Schedule, Verification
 from cuefast.services.validate import MISSING, Checker, require_object
 from cuefast.times import InstantOutOfRange, parse_datetime
 
@@ -226,6 +228,30 @@ def _alerts(c: Checker, value: Any) -> dict[str, Any] | Any:
     return out
 
 
+def _payload(c: Checker, payload: Any, *, create: bool) -> dict[str, Any] | Any:
+    if payload is None:
+        return {} if create else None
+    if not isinstance(payload, dict):
+        c.add("body.payload", "Input should be a valid dictionary")
+        return MISSING
+    return payload
+
+
+def _catch_up(c: Checker, value: Any) -> str | Any:
+    return c.choice("body.catch_up", value, CATCH_UP)
+
+
+_SECTIONS: dict[str, Callable[[Checker, Any], Any]] = {
+    "retry": _retry,
+    "on_failure": _on_failure,
+    "verification": _verification,
+    "delivery": _delivery,
+    "alerts": _alerts,
+    "catch_up": _catch_up,
+}
+"""Optional fields after ``payload``: each parsed when present and not null."""
+
+
 def _common(c: Checker, body: dict[str, Any], draft: CueDraft, *, create: bool) -> None:
     """Fields shared by create and PATCH; a top-level null means "not provided"."""
     if body.get("name") is not None:
@@ -244,25 +270,10 @@ def _common(c: Checker, body: dict[str, Any], draft: CueDraft, *, create: bool) 
     if body.get("callback") is not None:
         draft.callback = _callback(c, body["callback"])
     if "payload" in body:
-        payload = body["payload"]
-        if payload is None:
-            draft.payload = None if not create else {}
-        elif isinstance(payload, dict):
-            draft.payload = payload
-        else:
-            c.add("body.payload", "Input should be a valid dictionary")
-    if body.get("retry") is not None:
-        draft.retry = _retry(c, body["retry"])
-    if body.get("on_failure") is not None:
-        draft.on_failure = _on_failure(c, body["on_failure"])
-    if body.get("verification") is not None:
-        draft.verification = _verification(c, body["verification"])
-    if body.get("delivery") is not None:
-        draft.delivery = _delivery(c, body["delivery"])
-    if body.get("alerts") is not None:
-        draft.alerts = _alerts(c, body["alerts"])
-    if body.get("catch_up") is not None:
-        draft.catch_up = c.choice("body.catch_up", body["catch_up"], CATCH_UP)
+        draft.payload = _payload(c, body["payload"], create=create)
+    for field, parse in _SECTIONS.items():  # in this order: the 422's details follow it
+        if body.get(field) is not None:
+            setattr(draft, field, parse(c, body[field]))
 
 
 def parse_create(body: Any) -> CueDraft:
@@ -317,3 +328,68 @@ def merged_delivery(current: Delivery | None, patch: dict[str, Any]) -> Delivery
 
 def merged_alerts(current: Alerts | None, patch: dict[str, Any]) -> Alerts:
     return msgspec.structs.replace(current or Alerts(), **patch)
+
+
+@dataclass
+class Patched:
+    """A PATCH draft merged onto a stored config, and which checked parts it touched."""
+
+    config: CueConfig
+    at_text: str | None = None
+    """``schedule.at`` as sent (resolved in its timezone by the schedule stage)"""
+    schedule_changed: bool = False
+    callback_changed: bool = False
+    on_failure_changed: bool = False
+
+
+def merged_config(cfg: CueConfig, draft: CueDraft) -> Patched:
+    """``draft`` applied to ``cfg`` (changed in place): each section merges field by field."""
+    out = Patched(cfg, schedule_changed=draft.schedule is not MISSING)
+    if draft.description is not MISSING:
+        cfg.description = draft.description
+    if isinstance(draft.schedule, ScheduleInput):
+        cfg.schedule, out.at_text = _merged_schedule(cfg.schedule, draft.schedule)
+    if isinstance(draft.callback, CallbackInput):
+        out.callback_changed = _merge_callback(cfg.callback, draft.callback)
+    if draft.retry is not MISSING:
+        cfg.retry = merged_retry(cfg.retry, draft.retry)
+    if draft.on_failure is not MISSING:
+        out.on_failure_changed = "webhook" in draft.on_failure
+        cfg.on_failure = merged_on_failure(cfg.on_failure, draft.on_failure)
+    if draft.verification is not MISSING:
+        cfg.verification = draft.verification
+    if draft.delivery is not MISSING:
+        cfg.delivery = merged_delivery(cfg.delivery, dict(draft.delivery or {}))
+    if draft.alerts is not MISSING:
+        cfg.alerts = merged_alerts(cfg.alerts, dict(draft.alerts or {}))
+    if draft.catch_up is not MISSING:
+        cfg.catch_up = draft.catch_up
+    return out
+
+
+def _merged_schedule(current: Schedule, sent: ScheduleInput) -> tuple[Schedule, str | None]:
+    """The schedule after a PATCH, and ``at`` as sent: type and timezone kept unless sent; a
+    cue that becomes one-time needs a new ``at``, and a recurring one drops it."""
+    new_type = sent.type if sent.type is not MISSING else current.type
+    at_text = sent.at if sent.at is not MISSING else None
+    keeps_at = new_type == "once" and (at_text is not None or current.type == "once")
+    schedule = Schedule(
+        type=new_type,
+        timezone=sent.timezone if sent.timezone is not MISSING else current.timezone,
+        cron=sent.cron if sent.cron is not MISSING else (current.cron if new_type == "recurring" else None),
+        at=current.at if keeps_at else None,
+    )
+    return schedule, at_text
+
+
+def _merge_callback(callback: Callback, sent: CallbackInput) -> bool:
+    """Apply the sent callback fields; whether the URL changed (it is SSRF-checked again)."""
+    changed = False
+    if sent.url is not MISSING:
+        changed = sent.url != callback.url
+        callback.url = sent.url
+    if sent.method is not MISSING:
+        callback.method = sent.method
+    if sent.headers is not MISSING:
+        callback.headers = sent.headers
+    return changed

@@ -50,8 +50,10 @@ from cuefast.services.cue_input import (
     CALLBACK_URL_REQUIRED,
     CallbackInput,
     CueDraft,
+    Patched,
     ScheduleInput,
     merged_alerts,
+    merged_config,
     merged_delivery,
     merged_on_failure,
     merged_retry,
@@ -142,6 +144,7 @@ def render_cue(
 def new_cue_fields(
     account_id: str,
     name: str,
+    *,
     transport: str,
     next_run: int | None,
     config: CueConfig,
@@ -162,6 +165,36 @@ def new_cue_fields(
         "sch": schedule_summary(config),
         "pl": payload_json.decode(),
     }
+
+
+def checked_schedule(sched: Schedule, at_text: str | None, now: int) -> Schedule:
+    """The schedule stage (its timezone already valid): the schedule with ``at`` resolved from
+    ``at_text`` in its zone, or InvalidSchedule."""
+    if sched.type == "recurring":
+        if not sched.cron:
+            raise InvalidSchedule("Cron expression is required for recurring schedules")
+        cron.validate_cron(sched.cron, now)
+        return msgspec.structs.replace(sched, at=None)
+    if sched.type != "once":
+        raise InvalidSchedule("Schedule type must be 'once' or 'recurring'")
+    if at_text is not None:
+        sched = msgspec.structs.replace(sched, at=_future_instant(at_text, sched.timezone, now))
+    elif sched.at is None:
+        raise InvalidSchedule("Timestamp is required for one-time schedules")
+    return msgspec.structs.replace(sched, cron=None)
+
+
+def _future_instant(text: str, timezone: str, now: int) -> int:
+    """A one-time cue's ``at`` (µs), which must lie after ``now`` and within range."""
+    try:
+        at = parse_datetime(text, cron.resolve_timezone(timezone))
+    except InstantOutOfRange as exc:
+        if exc.late:
+            raise InvalidSchedule(f"Scheduled time must not be after {MAX_INSTANT_TEXT}") from None
+        raise InvalidSchedule("Scheduled time must be in the future") from None
+    if at <= now:
+        raise InvalidSchedule("Scheduled time must be in the future")
+    return at
 
 
 @dataclass
@@ -206,30 +239,10 @@ class CueService:
         """Timezone stage then schedule stage; returns the schedule with ``at`` resolved."""
         if tz_error is not None:
             return sched, tz_error
-        tz = cron.resolve_timezone(sched.timezone)
-        if sched.type not in ("once", "recurring"):
-            return sched, InvalidSchedule("Schedule type must be 'once' or 'recurring'")
-        if sched.type == "recurring":
-            if not sched.cron:
-                return sched, InvalidSchedule("Cron expression is required for recurring schedules")
-            try:
-                cron.validate_cron(sched.cron, now)
-            except InvalidSchedule as exc:
-                return sched, exc
-            return msgspec.structs.replace(sched, at=None), None
-        if at_text is None and sched.at is None:
-            return sched, InvalidSchedule("Timestamp is required for one-time schedules")
-        if at_text is not None:
-            try:
-                at = parse_datetime(at_text, tz)
-            except InstantOutOfRange as exc:
-                if not exc.late:
-                    return sched, InvalidSchedule("Scheduled time must be in the future")
-                return sched, InvalidSchedule(f"Scheduled time must not be after {MAX_INSTANT_TEXT}")
-            if at <= now:
-                return sched, InvalidSchedule("Scheduled time must be in the future")
-            sched = msgspec.structs.replace(sched, at=at)
-        return msgspec.structs.replace(sched, cron=None), None
+        try:
+            return checked_schedule(sched, at_text, now), None
+        except InvalidSchedule as exc:
+            return sched, exc
 
     def _tz_error(self, name: str) -> CuefastError | None:
         try:
@@ -326,7 +339,13 @@ class CueService:
         check_limit = self.settings.enforce_quotas
         await self._reserve(account, name, cue_id, check_limit=check_limit)
         fields = new_cue_fields(
-            account.id, name, transport, checked.next_run, checked.config, checked.payload_json or b"{}", now
+            account.id,
+            name,
+            transport=transport,
+            next_run=checked.next_run,
+            config=checked.config,
+            payload_json=checked.payload_json or b"{}",
+            now=now,
         )
         try:
             created = await self.store.cues.create(cue_id, fields)
@@ -439,76 +458,28 @@ class CueService:
         self, account: Account, cue_id: str, h: dict[str, str], draft: CueDraft
     ) -> dict[str, Any] | None:
         now = self.clock.now_us()
-        cfg = stored_cue_config(h)
-        old_name = h["name"]
-        name: str = draft.name if draft.name is not MISSING else old_name
-        if draft.description is not MISSING:
-            cfg.description = draft.description
-        # schedule: merged; type and timezone kept unless sent
-        schedule_changed = draft.schedule is not MISSING
-        at_text: str | None = None
-        if isinstance(draft.schedule, ScheduleInput):
-            s_in = draft.schedule
-            sched = cfg.schedule
-            new_type = s_in.type if s_in.type is not MISSING else sched.type
-            sched = Schedule(
-                type=new_type,
-                timezone=s_in.timezone if s_in.timezone is not MISSING else sched.timezone,
-                cron=s_in.cron
-                if s_in.cron is not MISSING
-                else (sched.cron if new_type == "recurring" else None),
-                at=sched.at if new_type == "once" else None,
-            )
-            at_text = s_in.at if s_in.at is not MISSING else None
-            if new_type == "once" and at_text is None and cfg.schedule.type != "once":
-                sched.at = None
-            cfg.schedule = sched
-        callback_changed = False
-        if isinstance(draft.callback, CallbackInput):
-            cb = draft.callback
-            if cb.url is not MISSING:
-                callback_changed = cb.url != cfg.callback.url
-                cfg.callback.url = cb.url
-            if cb.method is not MISSING:
-                cfg.callback.method = cb.method
-            if cb.headers is not MISSING:
-                cfg.callback.headers = cb.headers
-        if draft.retry is not MISSING:
-            cfg.retry = merged_retry(cfg.retry, draft.retry)
-        on_failure_changed = False
-        if draft.on_failure is not MISSING:
-            on_failure_changed = "webhook" in draft.on_failure
-            cfg.on_failure = merged_on_failure(cfg.on_failure, draft.on_failure)
-        if draft.verification is not MISSING:
-            cfg.verification = draft.verification
-        if draft.delivery is not MISSING:
-            cfg.delivery = merged_delivery(cfg.delivery, dict(draft.delivery or {}))
-        if draft.alerts is not MISSING:
-            cfg.alerts = merged_alerts(cfg.alerts, dict(draft.alerts or {}))
-        if draft.catch_up is not MISSING:
-            cfg.catch_up = draft.catch_up
+        patch = merged_config(stored_cue_config(h), draft)
+        cfg = patch.config
         if h["tr"] == "webhook" and cfg.callback.url is None:
             raise ValidationFailed([("body", CALLBACK_URL_REQUIRED)])
         payload_sent = draft.payload is not MISSING and draft.payload is not None
-
         checked = await self._later_stages(
             cfg,
             draft.payload if payload_sent else None,
-            at_text,
+            patch.at_text,
             now,
-            check_callback=callback_changed and h["tr"] == "webhook",
+            check_callback=patch.callback_changed and h["tr"] == "webhook",
             check_payload=payload_sent,
-            schedule_changed=schedule_changed,
-            on_failure_changed=on_failure_changed,
+            schedule_changed=patch.schedule_changed,
+            on_failure_changed=patch.on_failure_changed,
         )
-        error = checked.error
-        # status and next_run
-        cur_status = h["status"]
-        new_status: str = draft.status if draft.status is not MISSING else cur_status
+        old_name, name = h["name"], draft.name if draft.name is not MISSING else h["name"]
+        status: str = draft.status if draft.status is not MISSING else h["status"]
         next_run: str | int = "keep"
+        error = checked.error
         if error is None:
             next_run, error = await self._next_run_after_patch(
-                account, h, cfg, cur_status, new_status, checked, schedule_changed, at_text is not None, now
+                account, h, patch, status=status, scheduled=checked.next_run, now=now
             )
         if error is not None:
             if name != old_name:
@@ -521,17 +492,16 @@ class CueService:
             "sch": schedule_summary(cfg),
             "ua": now,
             "v": int(h.get("v") or 1) + 1,
+            **({"name": name} if name != old_name else {}),
+            # the config and the payload are stored together: a PATCH rewrites both
+            "pl": h["pl"] if checked.payload_json is None else checked.payload_json.decode(),
         }
-        if name != old_name:
-            fields["name"] = name
-        # the config and the payload are stored together: a PATCH rewrites both
-        fields["pl"] = h["pl"] if checked.payload_json is None else checked.payload_json.decode()
         res = await self.store.cues.update(
             cue_id,
             account.id,
             h.get("v") or "1",
-            status="" if new_status == cur_status else new_status,
-            next_run=next_run if isinstance(next_run, str) else str(next_run),
+            status="" if status == h["status"] else status,
+            next_run=str(next_run),
             fields=fields,
         )
         if res is not Status.OK:
@@ -542,9 +512,7 @@ class CueService:
             return None  # concurrent PATCH: re-read and apply again
         if name != old_name:
             await self.store.cues.release_name(account.id, old_name, cue_id)
-        h = dict(h)
-        h.update({k: str(v) for k, v in fields.items()})
-        h["status"] = new_status
+        h = {**h, **{k: str(v) for k, v in fields.items()}, "status": status}
         if next_run != "keep":
             h["nr"] = str(next_run)
         return render_cue(h, cfg)
@@ -553,27 +521,26 @@ class CueService:
         self,
         account: Account,
         h: dict[str, str],
-        cfg: CueConfig,
-        cur_status: str,
-        new_status: str,
-        checked: _Checked,
-        schedule_changed: bool,
-        new_at: bool,
+        patch: Patched,
+        *,
+        status: str,
+        scheduled: int | None,
         now: int,
     ) -> tuple[str | int, CuefastError | None]:
-        """What PATCH does to next_run (§7.7); an error for a fired one-time cue."""
-        if new_status == "paused":
+        """What PATCH does to next_run (§7.7); an error for a fired one-time cue. ``scheduled``
+        is the next run of a changed schedule (from the schedule stage)."""
+        if status == "paused":
             return "", None
-        resuming = new_status == "active" and cur_status != "active"
-        if not resuming and not (schedule_changed and new_status == "active"):
+        resuming = status == "active" and h["status"] != "active"
+        if not resuming and not (patch.schedule_changed and status == "active"):
             return "keep", None
-        sched = cfg.schedule
+        sched = patch.config.schedule
         if sched.type == "recurring":
-            nr = checked.next_run if schedule_changed else self.next_run_for(sched, now)
+            nr = scheduled if patch.schedule_changed else self.next_run_for(sched, now)
             return ("" if nr is None else nr), None
         # one-time
         assert sched.at is not None
-        if not new_at and await self._fired(account, h, sched.at):
+        if patch.at_text is None and await self._fired(account, h, sched.at):
             if resuming:
                 return "", InvalidSchedule("One-time cue has already fired; set a new schedule.at")
             return "keep", None

@@ -8,7 +8,7 @@ outcome and its state, retried on contention.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -31,8 +31,27 @@ VERIFIABLE = frozenset({"reported_success", "reported_failure", "verification_pe
 JSON_BAD_TEXT = "Value should not contain NUL characters or unpaired surrogates"
 
 
-ParsedOutcome = tuple[bool, str | None, str | None, Any, dict[str, Any]]
-"""success, result, error, metadata, evidence — checked and truncated"""
+class ParsedOutcome(NamedTuple):
+    """An outcome report, checked and truncated (``parse_outcome``)."""
+
+    success: bool
+    result: str | None
+    error: str | None
+    metadata: Any
+    evidence: dict[str, Any]
+
+    def document(self, now: int) -> str:
+        """The stored outcome JSON, recorded at ``now``."""
+        return msgspec.json.encode(
+            {
+                "success": self.success,
+                "result": self.result,
+                "error": self.error,
+                "metadata": self.metadata,
+                "recorded_at": fmt_z(now),
+                **{name: self.evidence.get(name) for name in EVIDENCE},
+            }
+        ).decode()
 
 
 class OutcomeAlreadyRecorded(Conflict):
@@ -113,7 +132,7 @@ def parse_outcome(body: Any, loc: str = "body") -> ParsedOutcome:
     c.raise_if_any()
     metadata = _metadata(c, obj, loc)
     c.raise_if_any()
-    return bool(success), texts["result"], texts["error"], metadata, evidence
+    return ParsedOutcome(bool(success), texts["result"], texts["error"], metadata, evidence)
 
 
 def outcome_state(success: bool, mode: str | None, evidence: dict[str, Any]) -> str:
@@ -146,7 +165,7 @@ class OutcomeService:
     async def report(self, account: Account, execution_id: str, body: Any) -> dict[str, Any]:
         parsed = parse_outcome(body)
         h = await self._owned(account, execution_id)
-        res, state = await self.record(h, *parsed)
+        res, state = await self.record(h, parsed)
         if res is Status.EXISTS:
             raise OutcomeAlreadyRecorded()
         if res is Status.NOT_FOUND:
@@ -181,21 +200,10 @@ class OutcomeService:
                 continue
             raw = cfgs.get(found.cue_id, {}).get("cfg")
             cfg = CONFIG_DECODER.decode(raw) if raw else None
-            success, result, error, metadata, evidence = parsed
             state = outcome_state(
-                success, cfg.verification.mode if cfg and cfg.verification else None, evidence
+                parsed.success, cfg.verification.mode if cfg and cfg.verification else None, parsed.evidence
             )
-            outcome = {
-                "success": success,
-                "result": result,
-                "error": error,
-                "metadata": metadata,
-                "recorded_at": fmt_z(now),
-                **{name: evidence.get(name) for name in EVIDENCE},
-            }
-            rows.append(
-                Outcome(eid, msgspec.json.encode(outcome).decode(), success, state, (error or "")[:500])
-            )
+            rows.append(Outcome(eid, parsed.document(now), parsed.success, state, (parsed.error or "")[:500]))
             planned[i] = state
             out.append((state, None))
         results = await self.store.outcomes.record_many(account.id, rows, now)
@@ -212,36 +220,21 @@ class OutcomeService:
         await self.store.usage.count_outcomes(counted)  # monthly outcome counters (§13.1), one pipeline
         return out
 
-    async def record(
-        self,
-        h: dict[str, str],
-        success: bool,
-        result: str | None,
-        error: str | None,
-        metadata: Any,
-        evidence: dict[str, Any],
-    ) -> tuple[Status, str]:
-        """Write an outcome for execution ``h`` (checked values); (OK | EXISTS | NOT_FOUND,
-        outcome_state)."""
+    async def record(self, h: dict[str, str], parsed: ParsedOutcome) -> tuple[Status, str]:
+        """Write an outcome for execution ``h``; (OK | EXISTS | NOT_FOUND, outcome_state)."""
         cue_raw = await self.store.cues.get(h["cue"])
         cfg = CONFIG_DECODER.decode(cue_raw["cfg"]) if cue_raw else None
         mode = cfg.verification.mode if cfg and cfg.verification else None
-        state = outcome_state(success, mode, evidence)
+        state = outcome_state(parsed.success, mode, parsed.evidence)
         now = self.clock.now_us()
-        outcome = {
-            "success": success,
-            "result": result,
-            "error": error,
-            "metadata": metadata,
-            "recorded_at": fmt_z(now),
-            **{name: evidence.get(name) for name in EVIDENCE},
-        }
         res = await self.store.outcomes.record(
-            Outcome(h["id"], msgspec.json.encode(outcome).decode(), success, state, (error or "")[:500]), now
+            Outcome(h["id"], parsed.document(now), parsed.success, state, (parsed.error or "")[:500]), now
         )
         if res.status is Status.OK:  # monthly outcome counters (§13.1), by creation month
-            self.metrics.inc(OUTCOMES, ("true" if success else "false",))
-            await self.store.usage.count_outcomes([(h["acct"], month_of(int(h.get("ca") or now)), success)])
+            self.metrics.inc(OUTCOMES, ("true" if parsed.success else "false",))
+            await self.store.usage.count_outcomes(
+                [(h["acct"], month_of(int(h.get("ca") or now)), parsed.success)]
+            )
         return res.status, state
 
     @staticmethod

@@ -1,6 +1,8 @@
-"""Long-poll wake-ups for batch claims: one blocking ``XREAD`` per API process over every
-partition's capped ``worksig`` stream (written by every script that makes worker work
-claimable). Streams fan out, so any number of API processes each run their own feed.
+"""Long-poll wake-ups for batch claims: one blocking ``XREAD`` per API process.
+
+The read covers every partition's capped ``worksig`` stream (written by every script that
+makes worker work claimable). Streams fan out, so any number of API processes each run their
+own feed.
 
 A wake-up says which partitions changed, so a woken claimer re-reads only those. When
 signals may have been lost (the read failed, or a stream returned a full batch: it may have

@@ -29,7 +29,7 @@ class Backoff:
             delay = float(exc.retry_after)
         else:
             base = min(self.cap, 0.2 * 2 ** (self.failures - 1))
-            delay = base / 2 + random.uniform(0, base / 2)
+            delay = base / 2 + random.uniform(0, base / 2)  # noqa: S311 (jitter, not a secret)
         if self.failures == 1:
             log.warning("%s failed (%s); retrying with backoff", self.what, exc)
         else:

@@ -183,6 +183,7 @@ def nested(depth: int) -> str:
     return "[" * depth + "]" * depth
 
 
+@pytest.mark.slow
 async def test_nesting_depth_is_bounded_on_every_body(api: Api) -> None:
     key = await api.register()
     # the body object is level 1, so a payload of 63 levels is a body of 64: accepted

@@ -266,6 +266,7 @@ async def test_usage_warning_at_80_percent(rl: tuple[Api, FrozenClock]) -> None:
     assert "x-cueapi-usage-warning" not in (await api.client.get("/v1/nope")).headers
 
 
+@pytest.mark.slow
 async def test_the_window_is_trimmed_exactly(rl: tuple[Api, FrozenClock]) -> None:
     """Many expired entries at once (galloping + bisection in accounts_authenticate.lua), every cut
     position."""

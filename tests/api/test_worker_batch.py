@@ -6,6 +6,8 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
+
 from cuefast.config import Settings
 from tests.api.worker_helpers import Env, make_env, wenv  # noqa: F401  (fixture)
 from tests.conftest import assert_error
@@ -76,6 +78,7 @@ async def test_batch_claim_validation(wenv: Env) -> None:
     )
 
 
+@pytest.mark.slow
 async def test_long_poll_returns_when_work_arrives_and_empty_after_wait(wenv: Env) -> None:
     key = await wenv.api.register()
     cue = await wenv.cue(key)
@@ -259,6 +262,7 @@ async def test_openapi_documents_the_batch_routes(wenv: Env) -> None:
     assert "/v1/executions/claimable" in paths and "/v1/echo/{token}" in paths
 
 
+@pytest.mark.slow
 async def test_two_api_processes_share_claims_and_wake_ups(settings: Settings) -> None:
     """Two runtimes (as two API processes would be) on one Redis: a long poll served by one is
     woken by work created through the other, and their batch claims never overlap."""

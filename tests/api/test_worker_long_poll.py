@@ -94,6 +94,7 @@ async def test_a_long_poll_reads_only_what_changed(counted: tuple[Env, aioredis.
     assert await calls(stats, "zrangebyscore") == first + 2 * len(TASKS) + 1
 
 
+@pytest.mark.slow
 async def test_a_burst_of_signals_costs_one_pass(
     counted: tuple[Env, aioredis.Redis], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -123,6 +124,7 @@ async def _at_least(stats: aioredis.Redis, n: int) -> bool:
     return await calls(stats, "zrangebyscore") >= n
 
 
+@pytest.mark.slow
 async def test_work_that_becomes_available_later_is_claimed_without_a_signal(
     counted: tuple[Env, aioredis.Redis],
 ) -> None:
@@ -146,10 +148,10 @@ async def test_work_that_becomes_available_later_is_claimed_without_a_signal(
 
 
 async def test_a_feed_that_may_have_lost_signals_wakes_everyone_for_a_full_read(
-    backend_urls: tuple[str, str], key_prefix: str, monkeypatch: pytest.MonkeyPatch
+    redis_url: str, key_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(work_feed, "READ_COUNT", 3)
-    store = Store(connect(backend_urls[0]), Keys(key_prefix, 2))
+    store = Store(connect(redis_url), Keys(key_prefix, 2))
     feed = WorkFeed(store, block_ms=100)
     try:
         mine = await feed.subscribe("acct-a")
@@ -169,12 +171,12 @@ async def test_a_feed_that_may_have_lost_signals_wakes_everyone_for_a_full_read(
 
 
 async def test_close_ends_the_feed_even_when_its_cancel_is_swallowed(
-    backend_urls: tuple[str, str], key_prefix: str, monkeypatch: pytest.MonkeyPatch
+    redis_url: str, key_prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A cancel that lands while redis-py's read timeout fires is swallowed and the read retried
     (seen as a close() that never returned, ~1 run in 10 of the test above): the feed must stop
     anyway."""
-    store = Store(connect(backend_urls[0]), Keys(key_prefix, 2))
+    store = Store(connect(redis_url), Keys(key_prefix, 2))
     feed = WorkFeed(store, block_ms=100)
     real = store.claims.read_signals
 

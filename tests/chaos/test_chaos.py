@@ -19,8 +19,8 @@ from tests.chaos.plan import CI
 pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.timeout(420)]
 
 
-async def test_chaos_short_run(backend_urls: tuple[str, str], tmp_path: Path) -> None:
-    dsn = backend_urls[1]
+async def test_chaos_short_run(database_url: str, tmp_path: Path) -> None:
+    dsn = database_url
     seed = int(os.environ.get("CUEFAST_CHAOS_SEED", CI.seed))
     profile = CI.with_(seed=seed)
     collected = await Chaos(profile, tmp_path, dsn).run()

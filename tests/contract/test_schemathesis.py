@@ -64,13 +64,13 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def live(
-    backend_urls: tuple[str, str], pg_schema: str, tmp_path_factory: pytest.TempPathFactory
+    redis_url: str, database_url: str, pg_schema: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Live]:
     prefix = f"t{uuid.uuid4().hex[:12]}"
     cfg = load_settings(
         {},
-        redis_url=backend_urls[0],
-        database_url=backend_urls[1],
+        redis_url=redis_url,
+        database_url=database_url,
         database_schema=pg_schema,
         key_prefix=prefix,
         partitions=4,
@@ -94,7 +94,7 @@ def live(
         yield Live(url)
     finally:
         asyncio.run(procs.close())
-        _delete_prefix(backend_urls[0], prefix)
+        _delete_prefix(redis_url, prefix)
 
 
 @pytest.mark.slow

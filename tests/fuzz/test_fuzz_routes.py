@@ -37,6 +37,8 @@ from cuefast.runtime import Runtime
 from tests.conftest import Api, make_api
 from tests.fuzz.conftest import CODES, COUNTS
 
+pytestmark = pytest.mark.slow
+
 EXAMPLES = int(os.environ.get("CUEFAST_FUZZ_EXAMPLES", "6"))
 LONG = EXAMPLES > 50
 _PARAM = re.compile(r"\{(\w+)(?::\w+)?\}")

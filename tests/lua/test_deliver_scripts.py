@@ -20,8 +20,8 @@ CUE = "cue_aaaaaaaaaaaa"
 
 
 @pytest.fixture
-async def store(backend_urls: tuple[str, str], key_prefix: str) -> AsyncIterator[Store]:
-    s = Store(connect(backend_urls[0]), Keys(key_prefix, 4))
+async def store(redis_url: str, key_prefix: str) -> AsyncIterator[Store]:
+    s = Store(connect(redis_url), Keys(key_prefix, 4))
     await s.preload()
     await s.delivery.ensure_groups()
     try:

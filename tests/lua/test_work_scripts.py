@@ -24,8 +24,8 @@ LEASE = 900_000_000
 
 
 @pytest.fixture
-async def store(backend_urls: tuple[str, str], key_prefix: str) -> AsyncIterator[Store]:
-    s = Store(connect(backend_urls[0]), Keys(key_prefix, 4))
+async def store(redis_url: str, key_prefix: str) -> AsyncIterator[Store]:
+    s = Store(connect(redis_url), Keys(key_prefix, 4))
     await s.preload()
     try:
         yield s

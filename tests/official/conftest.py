@@ -47,13 +47,13 @@ def cli_venv(official_venvs: dict[str, Venv]) -> Venv:
 
 
 def _serve(
-    backend_urls: tuple[str, str], pg_schema: str, log_dir: Path, **settings: str
+    redis_url: str, database_url: str, pg_schema: str, log_dir: Path, **settings: str
 ) -> Iterator[CuefastServer]:
     prefix = f"oc{uuid.uuid4().hex[:10]}"
     srv = CuefastServer(
         {
-            "CUEFAST_REDIS_URL": backend_urls[0],
-            "CUEFAST_DATABASE_URL": backend_urls[1],
+            "CUEFAST_REDIS_URL": redis_url,
+            "CUEFAST_DATABASE_URL": database_url,
             "CUEFAST_DATABASE_SCHEMA": pg_schema,
             "CUEFAST_KEY_PREFIX": prefix,
             "CUEFAST_PARTITIONS": "4",
@@ -69,7 +69,7 @@ def _serve(
         yield srv
     finally:
         code = srv.stop()
-        r = redis.Redis.from_url(backend_urls[0])
+        r = redis.Redis.from_url(redis_url)
         keys = list(r.scan_iter(match=f"{prefix}:*", count=1000))
         for i in range(0, len(keys), 500):
             r.delete(*keys[i : i + 500])
@@ -80,18 +80,18 @@ def _serve(
 
 @pytest.fixture(scope="module")
 def server(
-    backend_urls: tuple[str, str], pg_schema: str, tmp_path_factory: pytest.TempPathFactory
+    redis_url: str, database_url: str, pg_schema: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[CuefastServer]:
     """One server for the module: API + scheduler + dispatcher, private callbacks allowed."""
-    yield from _serve(backend_urls, pg_schema, tmp_path_factory.mktemp("cuefast-server"))
+    yield from _serve(redis_url, database_url, pg_schema, tmp_path_factory.mktemp("cuefast-server"))
 
 
 @pytest.fixture
 def short_lease_server(
-    backend_urls: tuple[str, str], pg_schema: str, tmp_path: Path
+    redis_url: str, database_url: str, pg_schema: str, tmp_path: Path
 ) -> Iterator[CuefastServer]:
     """A server whose worker claims lease for 2 s only (to outlast them with a slow handler)."""
-    yield from _serve(backend_urls, pg_schema, tmp_path, CUEFAST_WORKER_LEASE_SECONDS=str(LEASE))
+    yield from _serve(redis_url, database_url, pg_schema, tmp_path, CUEFAST_WORKER_LEASE_SECONDS=str(LEASE))
 
 
 def register(server: CuefastServer, prefix: str) -> tuple[str, str]:

@@ -27,7 +27,11 @@ from tests.official.conftest import CUE_LIMIT, LEASE, RATE_LIMIT, client_env, re
 from tests.official.server import CuefastServer
 from tests.official.venvs import Venv
 
-pytestmark = pytest.mark.timeout(300)  # the first run builds the venvs
+pytestmark = [
+    pytest.mark.official,
+    pytest.mark.slow,
+    pytest.mark.timeout(300),
+]  # the first run builds the venvs
 
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 StartWorker = Callable[[Path], "subprocess.Popen[str]"]

@@ -8,6 +8,8 @@ import pytest
 
 from tests.official.venvs import VenvError, ensure_venv, venv_path
 
+pytestmark = [pytest.mark.official, pytest.mark.slow]
+
 
 def test_failed_install_raises_with_pip_output_and_is_retried(tmp_path: Path) -> None:
     missing = str(tmp_path / "no-such-package-1.0-py3-none-any.whl")  # a local path: no registry lookup
