@@ -4,16 +4,14 @@ deadline_arm, worker_heartbeat, echo_store), and the one-slot rule for each."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from redis.crc import key_slot
 
 from cuefast.ids import new_execution_id
-from cuefast.store import Status, Store, connect
+from cuefast.store import Status, Store
 from cuefast.store.claims import Claim, ClaimRequest, Heartbeat, WorkIndex
-from cuefast.store.keys import Keys
 from cuefast.store.outcomes import Outcome, Recorded
 from cuefast.store.scripts import Script, Scripts
 
@@ -21,16 +19,6 @@ P = 1
 ACCT = "acct1"
 NOW = 1_000_000_000_000
 LEASE = 900_000_000
-
-
-@pytest.fixture
-async def store(redis_url: str, key_prefix: str) -> AsyncIterator[Store]:
-    s = Store(connect(redis_url), Keys(key_prefix, 4))
-    await s.preload()
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 async def arrange(
