@@ -52,6 +52,14 @@ class Retry(msgspec.Struct, kw_only=True, omit_defaults=True):
     max_attempts: int = 3
     backoff_minutes: list[int] = msgspec.field(default_factory=lambda: list(DEFAULT_BACKOFF))
 
+    def delay_after_us(self, attempt: int) -> int | None:
+        """Backoff after failed attempt ``attempt`` (1-based), or None when none are left."""
+        if attempt >= self.max_attempts:
+            return None
+        backoff = self.backoff_minutes
+        minutes = backoff[min(attempt - 1, len(backoff) - 1)] if backoff else 1
+        return minutes * 60_000_000
+
 
 class OnFailure(msgspec.Struct, kw_only=True, omit_defaults=True):
     email: bool = True

@@ -30,69 +30,78 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def supervise(n: int, child: Callable[[int], int]) -> int:
-    """Run ``child(index)`` in ``n`` forked processes until SIGTERM/SIGINT, then wait for
-    every child: 0 when each stopped cleanly, else the exit code of one that did not."""
-    pids: dict[int, int] = {}  # pid → index
-    born: dict[int, float] = {}
-    pause: dict[int, float] = dict.fromkeys(range(n), 0.0)
-    stopping = False
-    code = 0
+class _Supervisor:
+    """The parent's state: which child runs in which slot, since when, and whether we stop."""
 
-    def spawn(index: int) -> None:
+    def __init__(self, child: Callable[[int], int]) -> None:
+        self.child = child
+        self.pids: dict[int, int] = {}  # pid → slot index
+        self.born: dict[int, float] = {}  # slot index → monotonic start
+        self.pause: dict[int, float] = {}  # slot index → pause before its next restart
+        self.stopping = False
+        self.code = 0
+
+    def spawn(self, index: int) -> None:
         pid = os.fork()
         if pid == 0:  # the child: default signal handlers, its own server, never returns
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, signal.SIG_DFL)
             status = 1
             try:
-                status = child(index)
+                status = self.child(index)
             except BaseException:
                 log.exception("server process %d failed", index)
             finally:
                 os._exit(status)
-        pids[pid] = index
-        born[index] = time.monotonic()
+        self.pids[pid] = index
+        self.born[index] = time.monotonic()
 
-    def stop(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-        for pid in list(pids):
+    def stop(self, signum: int, _frame: object) -> None:
+        self.stopping = True
+        for pid in list(self.pids):
             try:
                 os.kill(pid, signum)
             except ProcessLookupError:
                 pass
 
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    def exited(self, pid: int, exit_code: int) -> None:
+        """Note a child's exit; start its slot again unless stopping (after a pause if young)."""
+        index = self.pids.pop(pid)
+        if self.stopping:
+            if exit_code not in (0, -signal.SIGTERM, -signal.SIGINT):
+                self.code = exit_code
+            return
+        young = time.monotonic() - self.born[index] < YOUNG_SECONDS
+        pause = min(MAX_PAUSE, max(1.0, self.pause.get(index, 0.0) * 2)) if young else 0.0
+        self.pause[index] = pause
+        log.error(
+            "server process %d (pid %d) exited with %d; starting it again%s",
+            index,
+            pid,
+            exit_code,
+            f" in {pause:g} s" if pause else "",
+        )
+        deadline = time.monotonic() + pause
+        while not self.stopping and time.monotonic() < deadline:
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+        if not self.stopping:
+            self.spawn(index)
+
+
+def supervise(n: int, child: Callable[[int], int]) -> int:
+    """Run ``child(index)`` in ``n`` forked processes until SIGTERM/SIGINT, then wait for
+    every child: 0 when each stopped cleanly, else the exit code of one that did not."""
+    sup = _Supervisor(child)
+    previous = {sig: signal.signal(sig, sup.stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
         for index in range(n):
-            spawn(index)
-        log.info("%d server processes on one socket (pids %s)", n, " ".join(map(str, pids)))
-        while pids:
+            sup.spawn(index)
+        log.info("%d server processes on one socket (pids %s)", n, " ".join(map(str, sup.pids)))
+        while sup.pids:
             pid, status = os.wait()
-            if pid not in pids:
-                continue
-            index = pids.pop(pid)
-            exit_code = os.waitstatus_to_exitcode(status)
-            if stopping:
-                if exit_code not in (0, -signal.SIGTERM, -signal.SIGINT):
-                    code = exit_code
-                continue
-            young = time.monotonic() - born[index] < YOUNG_SECONDS
-            pause[index] = min(MAX_PAUSE, max(1.0, pause[index] * 2)) if young else 0.0
-            log.error(
-                "server process %d (pid %d) exited with %d; starting it again%s",
-                index,
-                pid,
-                exit_code,
-                f" in {pause[index]:g} s" if pause[index] else "",
-            )
-            deadline = time.monotonic() + pause[index]
-            while not stopping and time.monotonic() < deadline:
-                time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
-            if not stopping:
-                spawn(index)
+            if pid in sup.pids:
+                sup.exited(pid, os.waitstatus_to_exitcode(status))
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    return code
+    return sup.code

@@ -21,19 +21,8 @@ SERVER = frozenset(
 
 # Today's exceptions, each with the change that removes it. A rule fails on an offender missing
 # here, and test_no_stale_exceptions on one listed here that is gone: both sets only shrink.
-KNOWN_OFFENDERS: frozenset[tuple[str, str]] = frozenset(
-    {
-        # engine/ was being reworked (engine/webhooks.py) while this test was written: to fix
-        ("cuefast/engine/notices.py", "docstring"),
-        ("cuefast/engine/reaper.py", "docstring"),
-        ("cuefast/engine/scheduler.py", "docstring"),
-    }
-)
-OVERSIZED: frozenset[str] = frozenset(
-    {
-        "cuefast/engine/dispatcher.py",  # 601 lines after the move to engine/webhooks.py
-    }
-)
+KNOWN_OFFENDERS: frozenset[tuple[str, str]] = frozenset()  # none left
+OVERSIZED: frozenset[str] = frozenset()  # none left
 
 
 @dataclass(frozen=True)

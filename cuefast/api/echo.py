@@ -94,7 +94,12 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         ip = request.client.host if request.client else "unknown"
         hour = now // 3_600_000_000
         stored = await store.echo.save(
-            ip, hour, token, msgspec.json.encode(record).decode(), ECHO_PER_IP_PER_HOUR, ECHO_TTL_SECONDS
+            ip,
+            hour,
+            token,
+            msgspec.json.encode(record).decode(),
+            limit=ECHO_PER_IP_PER_HOUR,
+            ttl_s=ECHO_TTL_SECONDS,
         )
         if not stored:
             retry = max(1, (hour + 1) * 3600 - now // 1_000_000)

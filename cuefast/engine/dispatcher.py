@@ -74,15 +74,6 @@ from cuefast.times import fmt_offset
 log = logging.getLogger(__name__)
 
 
-def next_retry_delay_us(cfg: CueConfig, attempt: int) -> int | None:
-    """Backoff after failed attempt ``attempt`` (1-based), or None when none are left."""
-    if attempt >= cfg.retry.max_attempts:
-        return None
-    backoff = cfg.retry.backoff_minutes
-    minutes = backoff[min(attempt - 1, len(backoff) - 1)] if backoff else 1
-    return minutes * 60_000_000
-
-
 QUEUED, WAITING, SENDING, FINISHING = range(4)
 """Phases of a leased attempt: behind its host's bound; waiting for a global slot; request
 sent (or being sent); result being recorded."""
@@ -494,7 +485,7 @@ class Dispatcher:
         self.metrics.observe_us(m.WEBHOOK_LATENCY, (), (time.perf_counter_ns() - started) // 1000)
         ok = status is not None and 200 <= status < 300
         done_at = self.clock.now_us()
-        delay = None if ok else next_retry_delay_us(cfg, attempt)
+        delay = None if ok else cfg.retry.delay_after_us(attempt)
         deadline = None
         if ok and cfg.delivery is not None and cfg.delivery.outcome_deadline_seconds is not None:
             deadline = done_at + cfg.delivery.outcome_deadline_seconds * 1_000_000

@@ -1,5 +1,7 @@
-"""Notices: alert webhooks (CONTRACT.md §12.6) and on_failure webhooks and e-mails (§12.1,
-§12.2), sent from the dispatcher role through the process's ``Webhooks`` (engine/webhooks.py).
+"""Notices: alert and on_failure webhooks and on_failure e-mails, read from the notices stream.
+
+Alert webhooks (CONTRACT.md §12.6) and on_failure webhooks and e-mails (§12.1, §12.2) are
+sent from the dispatcher role through the process's ``Webhooks`` (engine/webhooks.py).
 
 The Lua script that records an event queues the notice on its partition's ``notices`` stream
 in the same call (``lua/lib/alert.lua``: an alert, or a final failure's on_failure webhook and
@@ -27,6 +29,7 @@ from cuefast.errors import ConfigError
 from cuefast.models import CONFIG_DECODER
 from cuefast.services.alerts import webhook_body
 from cuefast.store import Store
+from cuefast.store.notices import Notice
 from cuefast.times import fmt_offset
 
 log = logging.getLogger(__name__)
@@ -76,10 +79,12 @@ class NoticeSender:
         await self.store.notices.move_due(self.clock.now_us())
         entries = await self.store.notices.reclaim(self.consumer, idle_ms, 100) if reclaim else []
         entries += await self.store.notices.read(self.consumer, 100, block_ms)
-        await asyncio.gather(*(self.handle(*e) for e in entries))
+        await asyncio.gather(*(self.handle(e) for e in entries))
         return len(entries)
 
-    async def handle(self, p: int, entry_id: str, kind: str, ident: str, attempt: int, at: int = 0) -> None:
+    async def handle(self, notice: Notice) -> None:
+        """Send one notice; finish its stream entry, or queue its retry with backoff."""
+        p, entry_id, kind, ident, attempt, at = notice
         try:
             if kind == "a":
                 done = await self._alert(p, ident)

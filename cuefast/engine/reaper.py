@@ -1,4 +1,6 @@
-"""Scheduler steps of the worker transport (CONTRACT.md §9.5, §12.1): expired leases are renewed
+"""The worker transport's scheduler steps: expired claim leases and unclaimed work.
+
+CONTRACT.md §9.5, §12.1: expired leases are renewed
 (worker alive, under the ceiling), re-offered as ``retry_ready`` or failed; claimable work
 nobody claimed in time becomes ``missed``. A final failure runs on_failure inside the script
 that decides it (``lua/lib/alert.lua``: the pause, and the webhook and e-mail notices queued on

@@ -1,5 +1,6 @@
-"""The scheduler role: due cues → executions, exactly one per (cue, scheduled_for);
-due webhook retries and delayed fires → back into the outbox; passed outcome deadlines →
+"""The scheduler role: due cues → executions, exactly one per (cue, scheduled_for).
+
+Also: due webhook retries and delayed fires → back into the outbox; passed outcome deadlines →
 ``outcome_timeout``.
 
 Each pass reads a bounded batch of due cues per partition, computes in Python which

@@ -193,8 +193,8 @@ class AccountService:
             key_sha(api_key),
             key_prefix(api_key),
             self.vault.seal(api_key),
-            ROTATED_KEY_TTL_MS,
-            self.clock.now_us(),
+            ttl_ms=ROTATED_KEY_TTL_MS,
+            now_us=self.clock.now_us(),
         )
         if status is not Status.OK:
             raise KeyRotated()

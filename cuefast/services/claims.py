@@ -196,7 +196,7 @@ class WorkService:
             raise ExecutionNotFound()
         now = self.clock.now_us()
         (beat,) = await self.store.claims.heartbeat(
-            p, account.id, worker_id or "", self.lease_us, now, [execution_id]
+            p, account.id, worker_id or "", self.lease_us, now_us=now, ids=[execution_id]
         )
         if beat.status is Status.NOT_FOUND:
             raise ExecutionNotFound()
@@ -405,7 +405,7 @@ class WorkService:
         parts = list(by_p.items())
         results = await asyncio.gather(
             *(
-                self.store.claims.heartbeat(p, account.id, worker_id, self.lease_us, now, pids)
+                self.store.claims.heartbeat(p, account.id, worker_id, self.lease_us, now_us=now, ids=pids)
                 for p, pids in parts
             )
         )

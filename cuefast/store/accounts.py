@@ -125,6 +125,7 @@ class Accounts(Repository):
         new_sha: str,
         new_prefix: str,
         new_enc: str,
+        *,
         ttl_ms: int,
         now_us: int,
     ) -> Status:

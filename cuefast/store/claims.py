@@ -173,7 +173,14 @@ class Claims(Repository):
         return [[_claim(rows[i : i + 9]) for i in range(0, len(rows), 9)] for rows in res]
 
     async def heartbeat(
-        self, p: int, account_id: str, worker_id: str, default_lease_us: int, now_us: int, ids: Sequence[str]
+        self,
+        p: int,
+        account_id: str,
+        worker_id: str,
+        default_lease_us: int,
+        *,
+        now_us: int,
+        ids: Sequence[str],
     ) -> list[Heartbeat]:
         """Extend leases (``worker_id`` "": no ownership check); a result per id."""
         k = self.keys

@@ -12,7 +12,7 @@ SAVE = Script("echo_save", keys=("rate", "record"), argv=("limit", "record", "tt
 class Echo(Repository):
     SCRIPTS = (SAVE,)
 
-    async def save(self, ip: str, hour: int, token: str, record_json: str, limit: int, ttl_s: int) -> bool:
+    async def save(self, ip: str, hour: int, token: str, record_json: str, *, limit: int, ttl_s: int) -> bool:
         """Keep the record unless the IP stored ``limit`` records this hour (False: not stored)."""
         k = self.keys
         res = await self.scripts.run(

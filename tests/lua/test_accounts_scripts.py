@@ -121,7 +121,7 @@ async def test_authenticate_a_key_whose_account_is_gone_is_unknown(store: Store)
 async def test_authenticate_a_rotated_key_inside_and_after_its_24_hours(store: Store) -> None:
     k, a = store.keys, account()
     await register(store, a)
-    await store.accounts.rotate_key(a.id, a.key_sha, "sha-new", "cue_sk_new", "", DAY_MS, NOW)
+    await store.accounts.rotate_key(a.id, a.key_sha, "sha-new", "cue_sk_new", "", ttl_ms=DAY_MS, now_us=NOW)
     res = await store.accounts.authenticate(a.key_sha, ip=IP, ip_limit=5, month=MONTH, count=True, now_us=NOW)
     assert res.status is Status.ROTATED and res.account is None
     assert res.window == Window(True, 1, 5, NOW)  # counted against the IP
@@ -178,7 +178,7 @@ async def test_rotate_key_replaces_the_key_and_marks_the_old_one(store: Store) -
     await register(store, a)
     await store.redis.delete(k.dirty(k.auth))
     assert await store.accounts.rotate_key(
-        a.id, a.key_sha, "sha-new", "cue_sk_new", "enc", DAY_MS, NOW + S
+        a.id, a.key_sha, "sha-new", "cue_sk_new", "enc", ttl_ms=DAY_MS, now_us=NOW + S
     ) is (Status.OK)
     assert await store.redis.hgetall(k.api_keys) == {"sha-new": a.id}
     assert await store.redis.get(k.rotated_key(a.key_sha)) == a.id
@@ -196,11 +196,11 @@ async def test_rotate_key_with_a_key_no_longer_current_is_a_conflict(store: Stor
     """Two concurrent rotations authenticated with the same key: the second changes nothing."""
     k, a = store.keys, account()
     await register(store, a)
-    await store.accounts.rotate_key(a.id, a.key_sha, "sha-b", "p-b", "", DAY_MS, NOW)
+    await store.accounts.rotate_key(a.id, a.key_sha, "sha-b", "p-b", "", ttl_ms=DAY_MS, now_us=NOW)
     before = await store.redis.hgetall(k.account(a.id))
-    assert await store.accounts.rotate_key(a.id, a.key_sha, "sha-c", "p-c", "", DAY_MS, NOW + 1) is (
-        Status.CONFLICT
-    )
+    assert await store.accounts.rotate_key(
+        a.id, a.key_sha, "sha-c", "p-c", "", ttl_ms=DAY_MS, now_us=NOW + 1
+    ) is (Status.CONFLICT)
     assert await store.redis.hgetall(k.account(a.id)) == before
     assert await store.redis.hgetall(k.api_keys) == {"sha-b": a.id}
     assert await store.redis.exists(k.rotated_key("sha-b")) == 0

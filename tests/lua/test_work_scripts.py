@@ -4,16 +4,14 @@ deadline_arm, worker_heartbeat, echo_store), and the one-slot rule for each."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from redis.crc import key_slot
 
 from cuefast.ids import new_execution_id
-from cuefast.store import Status, Store, connect
+from cuefast.store import Status, Store
 from cuefast.store.claims import Claim, ClaimRequest, Heartbeat, WorkIndex
-from cuefast.store.keys import Keys
 from cuefast.store.outcomes import Outcome, Recorded
 from cuefast.store.scripts import Script, Scripts
 
@@ -21,16 +19,6 @@ P = 1
 ACCT = "acct1"
 NOW = 1_000_000_000_000
 LEASE = 900_000_000
-
-
-@pytest.fixture
-async def store(redis_url: str, key_prefix: str) -> AsyncIterator[Store]:
-    s = Store(connect(redis_url), Keys(key_prefix, 4))
-    await s.preload()
-    try:
-        yield s
-    finally:
-        await s.close()
 
 
 async def arrange(
@@ -125,16 +113,18 @@ async def test_heartbeat_codes(store: Store) -> None:
     eid = await arrange(store)
     pending = await arrange(store)
     await claim_ids(store, [eid])
-    res = await store.claims.heartbeat(P, ACCT, "", LEASE, NOW + 5, [eid, pending, new_execution_id(P)])
+    res = await store.claims.heartbeat(
+        P, ACCT, "", LEASE, now_us=NOW + 5, ids=[eid, pending, new_execution_id(P)]
+    )
     assert res == [
         Heartbeat(Status.OK, NOW + 5 + LEASE),
         Heartbeat(Status.WRONG_STATE, None),
         Heartbeat(Status.NOT_FOUND, None),
     ]
-    assert await store.claims.heartbeat(P, ACCT, "w2", LEASE, NOW, [eid]) == [
+    assert await store.claims.heartbeat(P, ACCT, "w2", LEASE, now_us=NOW, ids=[eid]) == [
         Heartbeat(Status.CONFLICT, None)
     ]
-    assert await store.claims.heartbeat(P, "other", "", LEASE, NOW, [eid]) == [
+    assert await store.claims.heartbeat(P, "other", "", LEASE, now_us=NOW, ids=[eid]) == [
         Heartbeat(Status.NOT_FOUND, None)
     ]
     assert await store.redis.zscore(store.keys.claims(P), eid) == NOW + 5 + LEASE
@@ -165,7 +155,9 @@ async def test_lease_due_and_reap_compare_and_set(store: Store) -> None:
     )
     lx = str(NOW + LEASE)
     assert all(r.lease_until == lx for r in rows)
-    await store.claims.heartbeat(P, ACCT, "", LEASE, later, [moved])  # extended after the judgement
+    await store.claims.heartbeat(
+        P, ACCT, "", LEASE, now_us=later, ids=[moved]
+    )  # extended after the judgement
     res = await store.claims.reap_leases(
         P,
         [
@@ -265,10 +257,10 @@ async def test_worker_heartbeat_sweeps_expired_entries_in_bounded_batches(store:
 
 
 async def test_echo_store_limit(store: Store) -> None:
-    assert all([await store.echo.save("1.2.3.4", 7, f"t{i}", "{}", 3, 300) for i in range(3)])
-    assert await store.echo.save("1.2.3.4", 7, "t9", "{}", 3, 300) is False
+    assert all([await store.echo.save("1.2.3.4", 7, f"t{i}", "{}", limit=3, ttl_s=300) for i in range(3)])
+    assert await store.echo.save("1.2.3.4", 7, "t9", "{}", limit=3, ttl_s=300) is False
     assert await store.echo.get("t9") is None and await store.echo.get("t0") == "{}"
-    assert await store.echo.save("1.2.3.4", 8, "t9", "{}", 3, 300) is True
+    assert await store.echo.save("1.2.3.4", 8, "t9", "{}", limit=3, ttl_s=300) is True
 
 
 async def test_outcome_batch_once_and_owned(store: Store) -> None:
