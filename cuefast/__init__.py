@@ -20,8 +20,8 @@ _LAZY = {
     "verify_webhook": "cuefast.client.webhook",
     "CuePayload": "cuefast.client.payload",
     "Worker": "cuefast.worker.daemon",
-    "Context": "cuefast.worker.daemon",
-    "Outcome": "cuefast.worker.daemon",
+    "Context": "cuefast.worker.handlers",
+    "Outcome": "cuefast.worker.handlers",
     "CueAPIError": "cuefast.client.errors",
     "AuthenticationError": "cuefast.client.errors",
     "CueLimitExceededError": "cuefast.client.errors",
@@ -68,7 +68,8 @@ if TYPE_CHECKING:
     )
     from cuefast.client.payload import CuePayload
     from cuefast.client.webhook import verify_webhook
-    from cuefast.worker.daemon import Context, Outcome, Worker
+    from cuefast.worker.daemon import Worker
+    from cuefast.worker.handlers import Context, Outcome
 
 
 def __getattr__(name: str) -> Any:

@@ -366,7 +366,7 @@ def _worker(args: argparse.Namespace) -> int:
     """``cuefast worker``: the client side only (SDK + worker; no server modules)."""
     import os
 
-    from cuefast.worker.daemon import load_app
+    from cuefast.worker.app import load_app
 
     level = (args.log_level or os.environ.get("CUEFAST_LOG_LEVEL") or "INFO").upper()
     as_json = args.log_json or os.environ.get("CUEFAST_LOG_JSON", "").lower() in ("1", "true", "yes", "on")

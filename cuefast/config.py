@@ -27,7 +27,7 @@ _FOREIGN = frozenset(
         "CUEFAST_TEST_DATABASE_URL",
         "CUEFAST_TEST_EMBEDDED",
         "CUEFAST_VENV",
-        # the SDK and the worker daemon (cuefast/client, cuefast/worker/daemon.py)
+        # the SDK and the worker daemon (cuefast/client, cuefast/worker)
         "CUEFAST_API_KEY",
         "CUEFAST_WORKER_APP",
         "CUEFAST_WORKER_ID",

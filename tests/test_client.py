@@ -649,7 +649,7 @@ def test_import_cuefast_and_sdk_loads_no_server_dependency() -> None:
     code = (
         "import sys, cuefast\n"
         "from cuefast import CueFast, AsyncCueFast, verify_webhook, Worker, CueAPIError\n"
-        "import cuefast.client.models, cuefast.worker.daemon\n"
+        "import cuefast.client.models, cuefast.worker.app\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
         "{'redis', 'litestar', 'croniter', 'aiohttp', 'asyncpg', 'uvicorn', 'uvloop', 'cryptography'})\n"
         "server = sorted(m for m in sys.modules if m.startswith('cuefast.') and m.split('.')[1] in "
@@ -675,7 +675,7 @@ def test_worker_cli_path_loads_no_server_dependency() -> None:
         "import sys\n"
         "from cuefast.__main__ import build_parser\n"
         "build_parser().parse_args(['worker', '--app', 'x:y'])\n"
-        "import cuefast.worker.daemon\n"
+        "import cuefast.worker.app\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] in "
         "{'redis', 'litestar', 'croniter', 'aiohttp', 'asyncpg', 'uvicorn', 'uvloop'}))\n"
     )

@@ -21,7 +21,11 @@ from cuefast import AsyncCueFast, Context, CueAPIConnectionError, CueFast, Outco
 from cuefast.client.errors import CueAPIServerError
 from cuefast.client.models import Execution
 from cuefast.config import Settings
-from cuefast.worker.daemon import WorkerStopped, _maybe_processed, load_app, outcome_report
+from cuefast.worker.app import load_app
+from cuefast.worker.daemon import WorkerStopped
+from cuefast.worker.handlers import outcome_report
+from cuefast.worker.outcomes import Outbox
+from cuefast.worker.retry import maybe_processed
 from tests.conftest import wait_for
 from tests.test_client import ROOT, LiveServer, free_port
 
@@ -185,7 +189,7 @@ async def test_claims_and_outcomes_are_batched(client: AsyncCueFast, live: LiveS
     cue = await _worker_cue(client, "t")
     ids = [(await client.cues.fire(cue, payload_override={"i": i})).id for i in range(60)]
     async with Running(worker):
-        await wait_for(lambda: len(worker._running) == 60, what="all 60 running")
+        await wait_for(lambda: len(worker._runner.running) == 60, what="all 60 running")
         gate.set()
         done = await wait_for(lambda: finished(client, ids), what="all outcomes")
         await wait_for(lambda: worker.stats.reported == 60, what="all reported")
@@ -213,11 +217,11 @@ async def test_orphan_sweep_releases_claims_whose_answer_was_lost(
     mine = (await client.cues.fire(await _worker_cue(client, "t"))).id
     lost = (await client.cues.fire(await _worker_cue(client, "orphan"))).id
     async with Running(worker):
-        await wait_for(lambda: mine in worker._running, what="handler running")
+        await wait_for(lambda: mine in worker._runner.running, what="handler running")
         # a claim made under this worker's id whose answer never reached it
         got = await client.worker.claim(worker.worker_id, tasks=["orphan"], max=1)
         assert [e.execution_id for e in got.executions] == [lost]
-        await worker._sweep_orphans()
+        await worker._leases.sweep_orphans()
         assert worker.stats.released == 1
         assert (await client.executions.get(mine)).status == "delivering"  # held: kept
         gate.set()
@@ -450,14 +454,14 @@ def test_only_a_claim_that_may_have_reached_the_server_asks_for_an_orphan_sweep(
     refused.__cause__ = httpx.ConnectError("refused")
     lost = CueAPIConnectionError("ReadError: reset", None, "connection_error")
     lost.__cause__ = httpx.ReadError("reset")
-    assert _maybe_processed(refused) is False
-    assert _maybe_processed(lost) is True
-    assert _maybe_processed(CueAPIServerError("unavailable", 503, "service_unavailable")) is True
+    assert maybe_processed(refused) is False
+    assert maybe_processed(lost) is True
+    assert maybe_processed(CueAPIServerError("unavailable", 503, "service_unavailable")) is True
 
 
 @pytest.mark.slow
 async def test_a_loop_that_dies_stops_the_worker_with_an_error(
-    client: AsyncCueFast, live: LiveServer
+    client: AsyncCueFast, live: LiveServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An unexpected error in one of the daemon's loops ends ``serve`` with ``WorkerStopped``
     (exit code 1) instead of leaving the daemon claiming work it can never report."""
@@ -465,10 +469,10 @@ async def test_a_loop_that_dies_stops_the_worker_with_an_error(
     worker = Worker(api_key=key, base_url=live.url, worker_id="broken-1", wait_seconds=1)
     worker.add_handler("t", lambda payload, ctx: "ok")
 
-    async def broken(batch: Any) -> None:
+    async def broken(outbox: Outbox, batch: Any) -> None:
         raise RuntimeError("a bug in the report loop")
 
-    worker._send_outcomes = broken  # type: ignore[method-assign]
+    monkeypatch.setattr(Outbox, "send", broken)
     await client.cues.fire(await _worker_cue(client, "t"))
     with pytest.raises(WorkerStopped, match="a bug in the report loop"):
         await asyncio.wait_for(worker.serve(), 30)

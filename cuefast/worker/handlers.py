@@ -175,6 +175,13 @@ def minimal_report(report: OutcomeReport, note: str) -> OutcomeReport:
     )
 
 
+def is_async(fn: Handler) -> bool:
+    """``fn`` is a coroutine function, or an object whose ``__call__`` is one."""
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(
+        getattr(fn, "__call__", None)  # noqa: B004 - async callable objects
+    )
+
+
 def positional_arity(fn: Handler) -> int:
     try:
         params = inspect.signature(fn).parameters.values()
