@@ -113,12 +113,15 @@ class History:
         offset: int,
         limit: int,
         redis_total: int,
+        *,
+        flags: tuple[int, int] | None = None,
     ) -> tuple[list[dict[str, str]], int]:
         """The history rows of a page whose first ``redis_total`` positions Redis holds, and the
-        history total (add it to ``redis_total``)."""
+        history total (add it to ``redis_total``). ``flags``: the history flags, when the caller
+        read them in its own pipeline (``Snapshots.queue_history_flags``)."""
         if self._pool() is None:
             return [], 0
-        has, handed = await self.store.snapshots.history_state(account_id)
+        has, handed = await self.store.snapshots.history_state(account_id, flags)
         if not has:
             return [], 0  # nothing of this account was ever trimmed: Redis holds it all
         in_redis = max(0, min(offset + limit, redis_total) - offset)

@@ -419,15 +419,23 @@ class CueService:
         """A cue plus a page of its executions (newest first)."""
         if not is_cue_id(cue_id):
             raise CueNotFound()
-        h, ids, total = await self.store.cues.get_with_executions(cue_id, execution_limit, execution_offset)
+        history = self.executions.history
+        h, ids, total, flags = await self.store.cues.get_with_executions(
+            cue_id,
+            execution_limit,
+            execution_offset,
+            history_of=self.store.snapshots if history is not None else None,
+            account_id=account.id,
+        )
         if h is None or h.get("acct") != account.id:
             raise CueNotFound()
         out = render_cue(h)
         out["executions"] = await self.executions.cue_page(cue_id, ids) if ids else []
-        history = self.executions.history
         if history is not None:  # executions beyond Redis retention (PostgreSQL)
             filters = ExecutionFilters(cue_id=cue_id)
-            older, more = await history.merge(account.id, filters, execution_offset, execution_limit, total)
+            older, more = await history.merge(
+                account.id, filters, execution_offset, execution_limit, total, flags=flags
+            )
             out["executions"] += render_executions(list(older))
             total += more
         out["execution_total"] = total

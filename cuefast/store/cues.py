@@ -9,6 +9,7 @@ from cuefast.models import config_json
 from cuefast.store.keys import CUE_STATUSES
 from cuefast.store.repository import Repository, pairs
 from cuefast.store.scripts import Script
+from cuefast.store.snapshots import Snapshots
 from cuefast.store.status import Status
 
 CREATE = Script(
@@ -46,6 +47,8 @@ class CueWithExecutions(NamedTuple):
     cue: Cue | None
     execution_ids: list[str]
     total: int
+    history_flags: tuple[int, int] | None
+    """what ``Snapshots.history_state`` reads first, when asked for (``history_of``)"""
 
 
 # A cue is two keys (docs/DESIGN.md "Why a cue is two keys"): its hash holds the small fields (a
@@ -122,16 +125,23 @@ class Cues(Repository):
             rows = await pipe.execute()
         return [_view(c, rows[2 * i], rows[2 * i + 1]) for i, c in enumerate(cue_ids)]
 
-    async def get_with_executions(self, cue_id: str, limit: int, offset: int) -> CueWithExecutions:
-        """The cue, a page of its execution ids (newest first) and their total: one round trip."""
+    async def get_with_executions(
+        self, cue_id: str, limit: int, offset: int, history_of: Snapshots | None = None, account_id: str = ""
+    ) -> CueWithExecutions:
+        """The cue, a page of its execution ids (newest first) and their total — and, with
+        ``history_of``, the account's history flags (``Snapshots.queue_history_flags``): one
+        round trip."""
         key = self.keys.cue_executions(cue_id)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(self.keys.cue(cue_id))
             pipe.get(self.keys.cue_config(cue_id))
             pipe.zrevrange(key, offset, offset + limit - 1)
             pipe.zcard(key)
-            data, blob, ids, total = await pipe.execute()
-        return CueWithExecutions(_view(cue_id, data, blob), list(ids), int(total))
+            if history_of is not None:
+                history_of.queue_history_flags(pipe, account_id)
+            data, blob, ids, total, *flags = await pipe.execute()
+        history = (int(flags[0]), int(flags[1])) if flags else None
+        return CueWithExecutions(_view(cue_id, data, blob), list(ids), int(total), history)
 
     async def exists(self, cue_id: str) -> bool:
         return bool(await self.redis.exists(self.keys.cue(cue_id)))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from cuefast.store.repository import Repository
 from cuefast.store.scripts import Arg, Call, Script
@@ -133,13 +133,22 @@ class Snapshots(Repository):
         if sum(int(n) for n in res[len(res) - k.partitions :]) == 0:
             await self.redis.delete(k.trim_pending)
 
-    async def history_state(self, account_id: str) -> HistoryState:
-        """One pipeline with the ``has_history`` check; the hand-off sets are read only while a
-        trim may have filled them."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.exists(self.keys.has_history(account_id))
-            pipe.exists(self.keys.trim_pending)
-            has, pending = await pipe.execute()
+    def queue_history_flags(self, pipe: Any, account_id: str) -> None:
+        """Queue the two reads ``history_state`` starts with on another repository's pipeline
+        (their replies, in order, are its ``flags``): a read that needs them saves a round trip."""
+        pipe.exists(self.keys.has_history(account_id))
+        pipe.exists(self.keys.trim_pending)
+
+    async def history_state(self, account_id: str, flags: tuple[int, int] | None = None) -> HistoryState:
+        """One pipeline with the ``has_history`` check (none when ``flags`` were read already,
+        see ``queue_history_flags``); the hand-off sets are read only while a trim may have
+        filled them."""
+        if flags is None:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                self.queue_history_flags(pipe, account_id)
+                has, pending = await pipe.execute()
+        else:
+            has, pending = flags
         if not has or not pending:
             return HistoryState(bool(has), [])
         return HistoryState(True, [eid for ids in (await self.trim_handoff()).values() for eid in ids])
