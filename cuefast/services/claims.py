@@ -71,42 +71,18 @@ Filter = tuple[str | None, str | None]
 """(task, agent) of a claim; None = any"""
 
 
-class ClaimedItem(msgspec.Struct, kw_only=True):
-    """One claimed execution (what ``claims_claim.lua`` returned for it)."""
-
-    execution_id: str
-    cue_id: str
-    cue_name: str
-    scheduled_for: int
-    attempt: int
-    payload: str
-    task: str | None
-    lease_expires_at: int
-
-    def wire(self) -> dict[str, Any]:
-        return {
-            "execution_id": self.execution_id,
-            "cue_id": self.cue_id,
-            "cue_name": self.cue_name,
-            "task": self.task,
-            "scheduled_for": fmt_z(self.scheduled_for),
-            "payload": msgspec.Raw(self.payload),
-            "attempt": self.attempt,
-            "lease_expires_at": fmt_z(self.lease_expires_at),
-        }
-
-
-def _item(c: Claim) -> ClaimedItem:
-    return ClaimedItem(
-        execution_id=c.execution_id,
-        cue_id=c.cue_id,
-        cue_name=c.cue_name,
-        scheduled_for=c.scheduled_for,
-        attempt=c.attempt,
-        payload=c.payload,
-        task=c.task,
-        lease_expires_at=c.lease_until,
-    )
+def claim_wire(c: Claim) -> dict[str, Any]:
+    """One claimed execution as ``POST /v1/worker/claim`` answers it."""
+    return {
+        "execution_id": c.execution_id,
+        "cue_id": c.cue_id,
+        "cue_name": c.cue_name,
+        "task": c.task,
+        "scheduled_for": fmt_z(c.scheduled_for),
+        "payload": msgspec.Raw(c.payload),
+        "attempt": c.attempt,
+        "lease_expires_at": fmt_z(c.lease_until),
+    }
 
 
 class WorkService:
@@ -182,7 +158,7 @@ class WorkService:
             raise ExecutionNotFound()
         if claim.status is not Status.OK:
             raise ClaimFailed("Execution not available for claiming")
-        await self._after_claim(account, [_item(claim)], now)
+        await self._after_claim(account, [claim], now)
         return {
             "claimed": True,
             "execution_id": execution_id,
@@ -213,7 +189,7 @@ class WorkService:
     # ---- the claim path shared by both doors ------------------------------------------
     async def claim(
         self, account: Account, worker_id: str, filters: list[Filter], n: int, lease_us: int
-    ) -> list[ClaimedItem]:
+    ) -> list[Claim]:
         """Claim up to ``n`` of the oldest available executions matching any filter."""
         every = range(self.store.keys.partitions)
         return (await self._claim(account, worker_id, filters, n, lease_us=lease_us, partitions=every))[0]
@@ -227,7 +203,7 @@ class WorkService:
         *,
         lease_us: int,
         partitions: Iterable[int],
-    ) -> tuple[list[ClaimedItem], dict[int, int | None]]:
+    ) -> tuple[list[Claim], dict[int, int | None]]:
         """Claim up to ``n`` of the oldest available executions matching any filter in these
         partitions; and per partition, when its first matching work not yet available becomes
         available (µs; None: none seen).
@@ -237,7 +213,7 @@ class WorkService:
         made up for by another round (bounded)."""
         indexes = [WorkIndex(p, task, agent) for p in partitions for task, agent in filters]
         later: dict[int, int | None] = {w.partition: None for w in indexes}
-        out: list[ClaimedItem] = []
+        out: list[Claim] = []
         now = self.clock.now_us()
         for round_ in range(4):
             want = n - len(out)
@@ -252,7 +228,7 @@ class WorkService:
             counts = Counter(e.source for e in entries)
             requests = [ClaimRequest(indexes[i], c) for i, c in counts.items()]
             res = await self.store.claims.claim(account.id, worker_id, lease_us, now, requests)
-            got = [_item(c) for claims in res for c in claims if c.status is Status.OK]
+            got = [c for claims in res for c in claims if c.status is Status.OK]
             out.extend(got)
             if len(out) >= n or len(got) == len(entries) or (not got and len(entries) < want):
                 break
@@ -261,7 +237,7 @@ class WorkService:
             await self._after_claim(account, out, now)
         return out, later
 
-    async def _after_claim(self, account: Account, items: list[ClaimedItem], now: int) -> None:
+    async def _after_claim(self, account: Account, items: list[Claim], now: int) -> None:
         """First claims count in the monthly executions counter (§13.2) and arm the cue's
         outcome deadline (§11.5)."""
         self.metrics.inc(m.WORKER_CLAIMS, (), len(items))
@@ -297,8 +273,8 @@ class WorkService:
             [(t, req.agent) for t in req.tasks] if req.tasks is not None else [(None, req.agent)]
         )
 
-        def answer(claimed: list[ClaimedItem]) -> dict[str, Any]:
-            return {"executions": [it.wire() for it in claimed], "lease_seconds": lease_s}
+        def answer(claimed: list[Claim]) -> dict[str, Any]:
+            return {"executions": [claim_wire(c) for c in claimed], "lease_seconds": lease_s}
 
         if not filters:  # an empty task list matches nothing
             return answer([])
@@ -312,7 +288,7 @@ class WorkService:
 
     async def _long_poll(
         self, account: Account, req: BatchClaim, filters: list[Filter], lease_us: int, waiter: Waiter
-    ) -> list[ClaimedItem]:
+    ) -> list[Claim]:
         """Claim, then wait for work until ``req.wait_seconds`` pass. The first pass reads every
         partition; each later pass only the partitions signalled since the previous one (all of
         them when the feed may have lost signals) and those whose earliest not-yet-available
