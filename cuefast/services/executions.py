@@ -10,8 +10,10 @@ Times are µs; an absent field is null on the wire.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -293,12 +295,20 @@ class ExecutionService:
         return render_executions([h for h in rows if h and h.get("cue") == cue_id])
 
     async def _with_history(
-        self, account: Account, filters: ExecutionFilters, offset: int, limit: int, redis_total: int
+        self,
+        account: Account,
+        filters: ExecutionFilters,
+        offset: int,
+        limit: int,
+        redis_total: int,
+        *,
+        flags: tuple[int, int] | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
-        """The page's rows past what Redis holds, from PostgreSQL, and the combined total."""
+        """The page's rows past what Redis holds, from PostgreSQL, and the combined total
+        (``flags``: the history flags, when read already)."""
         if self.history is None:
             return [], redis_total
-        rows, older = await self.history.merge(account.id, filters, offset, limit, redis_total)
+        rows, older = await self.history.merge(account.id, filters, offset, limit, redis_total, flags=flags)
         return render_executions(list(rows)), redis_total + older
 
     async def list(
@@ -306,11 +316,17 @@ class ExecutionService:
     ) -> tuple[list[dict[str, Any]], int, str | None]:
         """A page (newest first), the filtered total, and the earliest ``claimed_at``."""
         if filters.cue_id is None and filters.only_cue:  # no filter: indexes alone, no scan
-            page_ids, total = await self.store.executions.page(account.id, offset, limit)
-            rows = await self.store.executions.get_many(page_ids)
-            first_claim = await self.store.claims.oldest_claimed(account.id)
+            store, parts = self.store, self.store.keys.partitions
+            also = [partial(store.claims.queue_oldest_claimed, account_id=account.id)]
+            if self.history is not None:
+                also.append(partial(store.snapshots.queue_history_flags, account_id=account.id))
+            page_ids, total, extra = await store.executions.page(account.id, offset, limit, also)
+            flags = (int(extra[parts]), int(extra[parts + 1])) if self.history is not None else None
+            rows, first_claim = await asyncio.gather(
+                store.executions.get_many(page_ids), store.claims.oldest_claimed(account.id, extra[:parts])
+            )
             items = render_executions(rows)
-            older, total = await self._with_history(account, filters, offset, limit, total)
+            older, total = await self._with_history(account, filters, offset, limit, total, flags=flags)
             return items + older, total, fmt_offset(first_claim)
         if filters.cue_id is not None:
             cue = await self.store.cues.get(filters.cue_id) if is_cue_id(filters.cue_id) else None

@@ -260,15 +260,24 @@ class Claims(Repository):
             args += [eid, od]
         return int(await self.scripts.run(ARM_DEADLINES, [k.deadlines(p)], args))
 
-    async def oldest_claimed(self, account_id: str) -> int | None:
+    def queue_oldest_claimed(self, pipe: Any, account_id: str) -> None:
+        """Queue the first read of ``oldest_claimed`` (one reply per partition, its ``heads``)
+        on another repository's pipeline, to save a round trip."""
+        for p in range(self.keys.partitions):
+            pipe.zrange(self.keys.claimed(p, account_id), 0, 0, withscores=True)
+
+    async def oldest_claimed(self, account_id: str, heads: list[Any] | None = None) -> int | None:
         """The earliest claimed_at µs among the account's executions that have one (the claimed
-        zsets); entries of executions that no longer exist are dropped on the way."""
+        zsets); entries of executions that no longer exist are dropped on the way. ``heads``: the
+        replies of ``queue_oldest_claimed`` when the caller read them already."""
         k = self.keys
         for _ in range(10):
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for p in range(k.partitions):
-                    pipe.zrange(k.claimed(p, account_id), 0, 0, withscores=True)
-                rows = await pipe.execute()
+            if heads is None:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    self.queue_oldest_claimed(pipe, account_id)
+                    rows = await pipe.execute()
+            else:
+                rows, heads = heads, None
             firsts = [(int(r[0][1]), str(r[0][0]), p) for p, r in enumerate(rows) if r]
             if not firsts:
                 return None

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import NamedTuple
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 from cuefast.store.repository import Repository, pairs
 from cuefast.store.scripts import Script
@@ -163,22 +163,29 @@ class Executions(Repository):
             return [k.cue_executions(cue_id)]
         return [k.execution_index(p, account_id) for p in range(k.partitions)]
 
-    async def page(self, account_id: str, offset: int, limit: int) -> tuple[list[str], int]:
+    async def page(
+        self, account_id: str, offset: int, limit: int, also: Sequence[Callable[[Any], None]] = ()
+    ) -> tuple[list[str], int, list[Any]]:
         """A page of the account's execution ids, newest first (ties: id descending), and the
-        total: each partition's index contributes its newest ``offset + limit`` members."""
+        total: each partition's index contributes its newest ``offset + limit`` members. Each of
+        ``also`` queues more reads on the same pipeline (another repository's ``queue_…``); their
+        replies come back third, in order: one round trip for the whole listing's reads."""
         depth = offset + limit
+        indexes = self._indexes(account_id, None)
         async with self.redis.pipeline(transaction=False) as pipe:
-            for key in self._indexes(account_id, None):
+            for key in indexes:
                 pipe.zrevrange(key, 0, depth - 1, withscores=True)
                 pipe.zcard(key)
+            for queue in also:
+                queue(pipe)
             res = await pipe.execute()
         merged: list[tuple[float, str]] = []
         total = 0
-        for i in range(0, len(res), 2):
+        for i in range(0, 2 * len(indexes), 2):
             merged.extend((float(score), str(member)) for member, score in res[i])
             total += int(res[i + 1])
         merged.sort(reverse=True)
-        return [member for _, member in merged[offset:depth]], total
+        return [member for _, member in merged[offset:depth]], total, res[2 * len(indexes) :]
 
     async def members(self, account_id: str, cue_id: str | None = None) -> list[tuple[float, str]]:
         """Every execution of the account (of one cue, whatever its account, when ``cue_id`` is
