@@ -188,44 +188,37 @@ def _verification(c: Checker, value: Any) -> Verification | Any:
     return MISSING if checked is MISSING else Verification(mode=checked)
 
 
-def _delivery(c: Checker, value: Any) -> dict[str, Any] | Any:
-    d = c.obj("body.delivery", value)
+def _int_section(
+    c: Checker, section: str, value: Any, fields: tuple[tuple[str, int, bool], ...]
+) -> dict[str, Any] | Any:
+    """An optional object of bounded integers (``1..le``): each given field checked; a field
+    marked nullable keeps an explicit null (it disarms), the others treat null as absent."""
+    d = c.obj(f"body.{section}", value)
     if d is MISSING:
         return MISSING
     out: dict[str, Any] = {}
-    if d.get("timeout_seconds") is not None:
-        v = c.integer("body.delivery.timeout_seconds", d["timeout_seconds"], ge=1, le=3600)
+    for name, le, nullable in fields:
+        if name not in d or (d[name] is None and not nullable):
+            continue
+        if d[name] is None:
+            out[name] = None
+            continue
+        v = c.integer(f"body.{section}.{name}", d[name], ge=1, le=le)
         if v is not MISSING:
-            out["timeout_seconds"] = v
-    if "outcome_deadline_seconds" in d:
-        raw = d["outcome_deadline_seconds"]
-        if raw is None:
-            out["outcome_deadline_seconds"] = None
-        else:
-            v = c.integer("body.delivery.outcome_deadline_seconds", raw, ge=1, le=86400)
-            if v is not MISSING:
-                out["outcome_deadline_seconds"] = v
+            out[name] = v
     return out
+
+
+def _delivery(c: Checker, value: Any) -> dict[str, Any] | Any:
+    return _int_section(
+        c, "delivery", value, (("timeout_seconds", 3600, False), ("outcome_deadline_seconds", 86400, True))
+    )
 
 
 def _alerts(c: Checker, value: Any) -> dict[str, Any] | Any:
-    a = c.obj("body.alerts", value)
-    if a is MISSING:
-        return MISSING
-    out: dict[str, Any] = {}
-    if a.get("consecutive_failures") is not None:
-        v = c.integer("body.alerts.consecutive_failures", a["consecutive_failures"], ge=1, le=100)
-        if v is not MISSING:
-            out["consecutive_failures"] = v
-    if "missed_window_multiplier" in a:
-        raw = a["missed_window_multiplier"]
-        if raw is None:
-            out["missed_window_multiplier"] = None
-        else:
-            v = c.integer("body.alerts.missed_window_multiplier", raw, ge=1, le=100)
-            if v is not MISSING:
-                out["missed_window_multiplier"] = v
-    return out
+    return _int_section(
+        c, "alerts", value, (("consecutive_failures", 100, False), ("missed_window_multiplier", 100, True))
+    )
 
 
 def _payload(c: Checker, payload: Any, *, create: bool) -> dict[str, Any] | Any:
