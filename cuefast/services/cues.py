@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -420,12 +421,10 @@ class CueService:
         if not is_cue_id(cue_id):
             raise CueNotFound()
         history = self.executions.history
-        h, ids, total, flags = await self.store.cues.get_with_executions(
-            cue_id,
-            execution_limit,
-            execution_offset,
-            history_of=self.store.snapshots if history is not None else None,
-            account_id=account.id,
+        snapshots = self.store.snapshots
+        also = [partial(snapshots.queue_history_flags, account_id=account.id)] if history is not None else []
+        h, ids, total, extra = await self.store.cues.get_with_executions(
+            cue_id, execution_limit, execution_offset, also
         )
         if h is None or h.get("acct") != account.id:
             raise CueNotFound()
@@ -434,7 +433,12 @@ class CueService:
         if history is not None:  # executions beyond Redis retention (PostgreSQL)
             filters = ExecutionFilters(cue_id=cue_id)
             older, more = await history.merge(
-                account.id, filters, execution_offset, execution_limit, total, flags=flags
+                account.id,
+                filters,
+                execution_offset,
+                execution_limit,
+                total,
+                flags=snapshots.history_flags(extra),
             )
             out["executions"] += render_executions(list(older))
             total += more

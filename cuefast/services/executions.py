@@ -321,7 +321,7 @@ class ExecutionService:
             if self.history is not None:
                 also.append(partial(store.snapshots.queue_history_flags, account_id=account.id))
             page_ids, total, extra = await store.executions.page(account.id, offset, limit, also)
-            flags = (int(extra[parts]), int(extra[parts + 1])) if self.history is not None else None
+            flags = store.snapshots.history_flags(extra[parts:]) if self.history is not None else None
             rows, first_claim = await asyncio.gather(
                 store.executions.get_many(page_ids), store.claims.oldest_claimed(account.id, extra[:parts])
             )

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from cuefast.models import config_json
 from cuefast.store.keys import CUE_STATUSES
 from cuefast.store.repository import Repository, pairs
 from cuefast.store.scripts import Script
-from cuefast.store.snapshots import Snapshots
 from cuefast.store.status import Status
 
 CREATE = Script(
@@ -47,8 +46,8 @@ class CueWithExecutions(NamedTuple):
     cue: Cue | None
     execution_ids: list[str]
     total: int
-    history_flags: tuple[int, int] | None
-    """what ``Snapshots.history_state`` reads first, when asked for (``history_of``)"""
+    extra: list[Any]
+    """the replies of the reads ``also`` queued on the same pipeline, in order"""
 
 
 # A cue is two keys (docs/DESIGN.md "Why a cue is two keys"): its hash holds the small fields (a
@@ -126,22 +125,20 @@ class Cues(Repository):
         return [_view(c, rows[2 * i], rows[2 * i + 1]) for i, c in enumerate(cue_ids)]
 
     async def get_with_executions(
-        self, cue_id: str, limit: int, offset: int, history_of: Snapshots | None = None, account_id: str = ""
+        self, cue_id: str, limit: int, offset: int, also: Sequence[Callable[[Any], None]] = ()
     ) -> CueWithExecutions:
-        """The cue, a page of its execution ids (newest first) and their total — and, with
-        ``history_of``, the account's history flags (``Snapshots.queue_history_flags``): one
-        round trip."""
+        """The cue, a page of its execution ids (newest first) and their total; each of ``also``
+        queues more reads on the same pipeline (another repository's ``queue_…``): one round trip."""
         key = self.keys.cue_executions(cue_id)
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hgetall(self.keys.cue(cue_id))
             pipe.get(self.keys.cue_config(cue_id))
             pipe.zrevrange(key, offset, offset + limit - 1)
             pipe.zcard(key)
-            if history_of is not None:
-                history_of.queue_history_flags(pipe, account_id)
-            data, blob, ids, total, *flags = await pipe.execute()
-        history = (int(flags[0]), int(flags[1])) if flags else None
-        return CueWithExecutions(_view(cue_id, data, blob), list(ids), int(total), history)
+            for queue in also:
+                queue(pipe)
+            data, blob, ids, total, *extra = await pipe.execute()
+        return CueWithExecutions(_view(cue_id, data, blob), list(ids), int(total), extra)
 
     async def exists(self, cue_id: str) -> bool:
         return bool(await self.redis.exists(self.keys.cue(cue_id)))

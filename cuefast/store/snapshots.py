@@ -135,9 +135,15 @@ class Snapshots(Repository):
 
     def queue_history_flags(self, pipe: Any, account_id: str) -> None:
         """Queue the two reads ``history_state`` starts with on another repository's pipeline
-        (their replies, in order, are its ``flags``): a read that needs them saves a round trip."""
+        (``history_flags`` of their replies are its ``flags``): a read that needs them saves a
+        round trip."""
         pipe.exists(self.keys.has_history(account_id))
         pipe.exists(self.keys.trim_pending)
+
+    @staticmethod
+    def history_flags(replies: Sequence[Any]) -> tuple[int, int]:
+        """The ``flags`` of ``history_state`` from the two replies ``queue_history_flags`` queued."""
+        return int(replies[0]), int(replies[1])
 
     async def history_state(self, account_id: str, flags: tuple[int, int] | None = None) -> HistoryState:
         """One pipeline with the ``has_history`` check (none when ``flags`` were read already,
