@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 import msgspec
 import redis.asyncio as aioredis
 import uvicorn
-from litestar import Litestar, Request, get
+from litestar import Litestar, get
 
 KEY = "cuefast-bench-ceiling"
 URL = "redis://127.0.0.1:6379/0"
@@ -31,7 +31,7 @@ client: aioredis.Redis = aioredis.Redis.from_url(URL, decode_responses=True)
 
 
 @get("/ceiling/{cue_id:str}")
-async def read_cue(cue_id: str, request: Request) -> Cue:  # type: ignore[type-arg]
+async def read_cue(cue_id: str) -> Cue:
     """One Redis call (HGETALL of a 10-field hash), one msgspec-encoded answer."""
     data = await client.hgetall(KEY)
     return Cue(id=cue_id, name=data.get("name", ""), status="active", fields=data)
