@@ -121,5 +121,5 @@ def create_litestar(rt: Runtime, *, manage_runtime: bool = True) -> Litestar:
 
 
 def create_app(rt: Runtime, *, manage_runtime: bool = True) -> Edge:
-    """The ASGI app to serve: the Litestar app behind the rate limiter behind the edge layer."""
-    return Edge(RateLimit(create_litestar(rt, manage_runtime=manage_runtime), rt), rt.metrics)  # type: ignore[arg-type]
+    """The ASGI app to serve: the Litestar app behind the edge layer, which rate-limits too."""
+    return Edge(create_litestar(rt, manage_runtime=manage_runtime), rt.metrics, RateLimit(rt))  # type: ignore[arg-type]
