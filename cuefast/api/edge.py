@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 
 from cuefast import metrics as m
+from cuefast.api.fast import FastRoutes, headers
 from cuefast.api.ratelimit import RateLimit, is_exempt, limited
 from cuefast.errors import (
     CuefastError,
@@ -74,6 +75,17 @@ def envelope_for(status: int) -> CuefastError:
     return api_error(status, "http_error", "Request failed")
 
 
+def _without_trailing_slash(scope: Scope) -> Scope:
+    """``scope``, or a copy without the trailing slash of its path (a trailing slash is none)."""
+    path: str = scope["path"]
+    if len(path) <= 1 or not path.endswith("/"):
+        return scope
+    scope = dict(scope)
+    scope["path"] = scope["path"].rstrip("/") or "/"
+    scope["raw_path"] = scope["path"].encode()
+    return scope
+
+
 def _edge_headers(scope: Scope) -> tuple[Any, Any, Any]:
     """The first ``Origin``, ``Content-Length`` and ``Authorization`` header values (or None)."""
     origin = length = auth = None
@@ -127,24 +139,27 @@ def _request_id() -> bytes:
 
 class Edge:
     """The one ASGI layer in front of the Litestar app: edge duties and, with ``limiter``, the
-    rate limit (``ratelimit.RateLimit``) — one ``await`` level and one send hook per request."""
+    rate limit (``ratelimit.RateLimit``) — one ``await`` level and one send hook per request;
+    with ``fast``, the hot routes answered without Litestar (``fast.FastRoutes``)."""
 
     def __init__(
-        self, app: ASGIApp, metrics: m.Metrics | None = None, limiter: RateLimit | None = None
+        self,
+        app: ASGIApp,
+        metrics: m.Metrics | None = None,
+        limiter: RateLimit | None = None,
+        fast: FastRoutes | None = None,
     ) -> None:
         self.app = app
         self.metrics = metrics or m.Metrics()
         self.limiter = limiter
+        self.fast = fast
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        scope = _without_trailing_slash(scope)
         path: str = scope["path"]
-        if len(path) > 1 and path.endswith("/"):
-            scope = dict(scope)
-            scope["path"] = path = path.rstrip("/") or "/"
-            scope["raw_path"] = path.encode()
         origin, length, auth = _edge_headers(scope)
         extra: list[tuple[bytes, bytes]] = [(b"x-request-id", _request_id())]
         if origin is not None and _cors(scope, origin, extra):
@@ -186,9 +201,16 @@ class Edge:
                 return
             await send(message)
 
+        hot = None if self.fast is None else self.fast.match(scope["method"], path)
         token = None if result is None else counted_request(authorization, result)
         try:
-            await self.app(scope, receive, send_with_headers)
+            if hot is None:
+                await self.app(scope, receive, send_with_headers)
+            else:  # answered here (fast.py): same answer as the Litestar route's
+                status, body = await hot.answer(scope, receive, authorization)
+                started = True
+                await send({"type": "http.response.start", "status": status, "headers": headers(body, after)})
+                await send({"type": "http.response.body", "body": body})
         except Exception:
             log.exception("unhandled error on %s %s", scope.get("method"), path)
             if not started:
