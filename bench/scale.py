@@ -527,6 +527,8 @@ async def run(
     redis_url: str,
     database_url: str,
     json_path: Path | None,
+    *,
+    schema: str = "cuefast_bench",
 ) -> dict[str, Any]:
     """The whole scenario; the result document (also written to ``json_path``)."""
     prefix = f"bscale{uuid.uuid4().hex[:8]}"
@@ -534,6 +536,7 @@ async def run(
     env.update(
         CUEFAST_REDIS_URL=redis_url,
         CUEFAST_DATABASE_URL=database_url,
+        CUEFAST_DATABASE_SCHEMA=schema,
         CUEFAST_PARTITIONS=str(PARTITIONS),
     )
     port = _free_port()
@@ -545,6 +548,7 @@ async def run(
     result: dict[str, Any] = {
         "bench": "scale",
         "git": _git_sha(),
+        "prefix": prefix,
         "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
         "requests": requests,
