@@ -12,8 +12,8 @@ workers (``store.claims.claim``) and most given an outcome (``store.outcomes.rec
 webhook executions read from the outbox, leased and finished (``store.delivery``: success, some
 with a body outcome, or failed). After each step, per filter of CONTRACT.md §8.3: ``--warmup``
 then ``--requests`` sequential ``GET /v1/executions`` with one client (p50/p99, the server
-process's CPU per request, and each answer's ``total`` checked against the seeding's own
-count); then Redis memory per execution (``INFO used_memory`` delta, and ``MEMORY USAGE`` of
+process's and Redis's CPU per request, and each answer's ``total`` checked against the
+seeding's own count); then Redis memory per execution (``INFO used_memory`` delta, and ``MEMORY USAGE`` of
 every key of the prefix: execution hashes, snapshot dirty sets, the rest).
 """
 
@@ -337,7 +337,14 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+async def _redis_cpu(store: Store) -> float:
+    """Redis's user + system CPU seconds (the whole server: other tenants count too)."""
+    info = await store.redis.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 async def measure(
+    store: Store,
     client: httpx.AsyncClient,
     pid: int,
     acct: Account,
@@ -353,7 +360,7 @@ async def measure(
             (await client.get("/v1/executions", params=query)).raise_for_status()
         times: list[float] = []
         totals: set[int] = set()
-        cpu0 = _cpu_seconds(pid)
+        cpu0, rcpu0 = _cpu_seconds(pid), await _redis_cpu(store)
         for _ in range(requests):
             t = time.perf_counter()
             res = await client.get("/v1/executions", params=query)
@@ -361,6 +368,7 @@ async def measure(
             res.raise_for_status()
             totals.add(int(res.json()["total"]))
         cpu = (_cpu_seconds(pid) - cpu0) / max(requests, 1) * 1000
+        rcpu = (await _redis_cpu(store) - rcpu0) / max(requests, 1) * 1000
         out.append(
             {
                 "filter": label,
@@ -372,6 +380,7 @@ async def measure(
                 "p99_ms": percentile(times, 0.99),
                 "max_ms": max(times),
                 "server_cpu_ms": cpu,
+                "redis_cpu_ms": rcpu,
             }
         )
     return out
@@ -489,13 +498,13 @@ def _print_step(step: dict[str, Any]) -> None:
         f"{seed['webhook_s']:.1f})",
         flush=True,
     )
-    print("| filter | total | p50 ms | p99 ms | max ms | server CPU ms/req |")
-    print("|---|---|---|---|---|---|")
+    print("| filter | total | p50 ms | p99 ms | max ms | server CPU ms/req | Redis CPU ms/req |")
+    print("|---|---|---|---|---|---|---|")
     for r in step["listings"]:
         total = str(r["expected_total"]) if r["total_ok"] else f"{r['totals']} != {r['expected_total']}!"
         print(
             f"| {r['filter']} | {total} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.1f} | "
-            f"{r['server_cpu_ms']:.2f} |"
+            f"{r['server_cpu_ms']:.2f} | {r['redis_cpu_ms']:.2f} |"
         )
     m = step["memory_per_execution"]
     print(
@@ -591,7 +600,7 @@ async def run(
                 }
                 prev_used = mem["used_memory"]
                 step["listings"] = (
-                    await measure(client, server.pid, acct, seeder.counts, requests, warmup)
+                    await measure(store, client, server.pid, acct, seeder.counts, requests, warmup)
                     if requests
                     else []
                 )
