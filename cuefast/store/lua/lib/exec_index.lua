@@ -69,3 +69,28 @@ local function exec_unindex(pfx, eid)
     redis.call('HDEL', ek, 'ix')
   end
 end
+
+-- the index entries of a brand-new execution (st and tb known; no outcome, claim or worker yet)
+-- collected for a batch: `zadds` (zset key → {score, member, …}) and `counts` (registry → cell
+-- → n), written by the caller with one ZADD per key and exec_index_flush; returns the `ix` value
+-- the caller stores in the new hash
+local function exec_index_new(pfx, eid, acct, cue, ca, st, tb, zadds, counts)
+  local cell = st .. '||' .. tb
+  for _, reg in ipairs({pfx .. 'ix:a:' .. acct, pfx .. 'ix:c:' .. cue}) do
+    local z = reg .. '|z|' .. cell
+    local t = zadds[z]
+    if not t then t = {}; zadds[z] = t end
+    t[#t + 1] = ca
+    t[#t + 1] = eid
+    local c = counts[reg]
+    if not c then c = {}; counts[reg] = c end
+    c[cell] = (c[cell] or 0) + 1
+  end
+  return cell .. '||'
+end
+
+local function exec_index_flush(counts)
+  for reg, c in pairs(counts) do
+    for cell, n in pairs(c) do redis.call('HINCRBY', reg, cell, n) end
+  end
+end
