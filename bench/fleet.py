@@ -32,6 +32,7 @@ from bench.__main__ import ROOT, _free_port, _git_sha, _post, _wait_healthy
 
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 FAR = "2199-01-01T00:00:00Z"
+IDLE_SECONDS = 10.0
 
 
 def _get(url: str, key: str) -> dict[str, Any]:
@@ -113,18 +114,21 @@ def _setup(url: str, receiver: str, n: int) -> list[dict[str, str]]:
     return accounts
 
 
-def _rss_kb(pid: int) -> int:
-    """Resident set of ``pid`` and its descendants, in KiB (from /proc)."""
-    total, todo = 0, [pid]
+def _usage(pid: int) -> tuple[int, float]:
+    """Resident set (KiB) and CPU seconds (user + system) of ``pid`` and its descendants."""
+    rss, cpu, todo = 0, 0.0, [pid]
+    tick = os.sysconf("SC_CLK_TCK")
     while todo:
         p = todo.pop()
         with contextlib.suppress(OSError):
             for line in Path(f"/proc/{p}/status").read_text().splitlines():
                 if line.startswith("VmRSS:"):
-                    total += int(line.split()[1])
+                    rss += int(line.split()[1])
+            stat = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            cpu += (int(stat[11]) + int(stat[12])) / tick
             for task_dir in Path(f"/proc/{p}/task").iterdir():
                 todo += [int(c) for c in (task_dir / "children").read_text().split()]
-    return total
+    return rss, cpu
 
 
 class Sampler(threading.Thread):
@@ -146,10 +150,12 @@ class Sampler(threading.Thread):
         t = time.time()
         executions = sum(_get(self.url + "/v1/executions?limit=1", a["key"])["total"] for a in self.accounts)
         memory = self.redis.info("memory")
+        rss, cpu = _usage(self.pid)
         self.samples.append(
             {
                 "t": t,
-                "rss_kb": _rss_kb(self.pid),
+                "rss_kb": rss,
+                "cpu_s": cpu,
                 "used_memory": float(memory["used_memory"]),
                 "executions": float(executions),
             }
@@ -184,9 +190,9 @@ def _locust(url: str, seconds: int, tmp: Path, accounts_file: Path, args: argpar
     return out
 
 
-def _failed_executions(url: str, accounts: list[dict[str, str]]) -> dict[str, int]:
+def _execution_states(url: str, accounts: list[dict[str, str]]) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for status in ("failed", "missed", "retrying", "outcome_timeout"):
+    for status in ("failed", "missed", "retrying", "outcome_timeout", "pending", "delivering"):
         counts[status] = sum(
             _get(f"{url}/v1/executions?status={status}&limit=1", a["key"])["total"] for a in accounts
         )
@@ -258,12 +264,15 @@ def run(args: argparse.Namespace, seconds: int) -> dict[str, Any]:
             accounts_file.write_text(json.dumps(accounts))
             sampler = Sampler(api.pid, redis_url, url, accounts)
             sampler.sample()
+            time.sleep(IDLE_SECONDS)  # a measuring window: the crons and deliveries without API load
+            sampler.sample()
+            idle = sampler.samples[:2]
             sampler.start()
             latencies = _locust(url, seconds, tmp, accounts_file, args)
             sampler.stopped.set()
             sampler.join()
             sampler.sample()
-            failed = _failed_executions(url, accounts)
+            states = _execution_states(url, accounts)
         finally:
             if args.redis_url:
                 from bench.__main__ import _cleanup
@@ -278,7 +287,9 @@ def run(args: argparse.Namespace, seconds: int) -> dict[str, Any]:
         "latencies": json.loads(latencies.read_text()),
         "deliveries": (tmp / "receiver.log").read_text().splitlines(),
         "samples": sampler.samples,
-        "failed_executions": failed,
+        "idle": idle,
+        "failed_executions": {k: v for k, v in states.items() if k not in ("pending", "delivering")},
+        "in_flight_at_end": {k: v for k, v in states.items() if k in ("pending", "delivering")},
         "server_errors": [line for line in server_log.splitlines() if "ERROR" in line or "Traceback" in line],
         "accounts": args.accounts,
         "users": {"agents": args.agents, "workers": args.workers, "dashboards": args.dashboards},

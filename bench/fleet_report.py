@@ -76,6 +76,21 @@ def deliveries(raw: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def server_cpu(raw: dict[str, Any]) -> dict[str, float]:
+    """The server's CPU over the sampled part of the run: share of one core and per request."""
+    lat, samples = raw["latencies"], raw["samples"]
+    inside = [s for s in samples if lat["start"] <= s["t"] <= lat["end"]]
+    a, b = raw["idle"]
+    idle = (b["cpu_s"] - a["cpu_s"]) / (b["t"] - a["t"])
+    if len(inside) < 2:
+        return {"busy": 0.0, "per_request_ms": 0.0, "idle_busy": idle}
+    first, last = inside[0], inside[-1]
+    cpu, wall = last["cpu_s"] - first["cpu_s"], last["t"] - first["t"]
+    rate = sum(len(ts) for _, _, ts, _ in lat["rows"]) / (lat["end"] - lat["start"])
+    busy = cpu / wall
+    return {"busy": busy, "per_request_ms": (busy - idle) / rate * 1000 if rate else 0.0, "idle_busy": idle}
+
+
 def errors(raw: dict[str, Any], table: dict[str, dict[str, float]]) -> dict[str, Any]:
     return {
         "request_failures": int(table["all"]["failures"]),
@@ -110,7 +125,12 @@ def print_common(raw: dict[str, Any]) -> dict[str, Any]:
             f"{r['max']:.0f} | {r['failures']:.0f} |"
         )
     seconds = raw["latencies"]["end"] - raw["latencies"]["start"]
-    print(f"sustained: {table['all']['rps']:.1f} requests/s over {seconds:.0f} s")
+    cpu = server_cpu(raw)
+    print(
+        f"sustained: {table['all']['rps']:.1f} requests/s over {seconds:.0f} s; server process "
+        f"{cpu['busy'] * 100:.0f} % of one core ({cpu['idle_busy'] * 100:.0f} % before the load: crons, "
+        f"deliveries, snapshots), so {cpu['per_request_ms']:.2f} ms CPU per request above that"
+    )
     print(f"deliveries: {dl['count']} = {dl['per_second']:.1f}/s received by the local receiver")
     for kind in [k for k in dl if k not in ("count", "per_second")]:
         d = dl[kind]
@@ -122,9 +142,10 @@ def print_common(raw: dict[str, Any]) -> dict[str, Any]:
         f"errors: {err['total']} (request failures {err['request_failures']}, executions "
         f"{err['failed_executions']}, server log errors {err['server_log_errors']})"
     )
+    print(f"in flight when the load stopped (not errors): {raw['in_flight_at_end']}")
     for line in raw["server_errors"][:5]:
         print("  server:", line[:200])
-    return {"machine": _machine(raw), "requests": table, "deliveries": dl, "errors": err}
+    return {"machine": _machine(raw), "requests": table, "deliveries": dl, "errors": err, "server_cpu": cpu}
 
 
 def soak_checks(raw: dict[str, Any]) -> dict[str, Any]:
