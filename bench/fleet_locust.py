@@ -9,8 +9,9 @@ the per-minute latencies of every request type go when the run stops (JSON, see 
   to the local receiver, or a worker cue the workers claim), then GETs the execution.
 * ``Worker``: batch-claims (``POST /v1/worker/claim``) the ``fleet`` task of the next account
   in its rotation and reports every outcome with evidence (``external_id``, ``result_url``,
-  ``summary``), alternately per execution (``POST /v1/executions/{id}/outcome``) and as one
-  batch (``POST /v1/worker/outcomes``); every 30 s it sends the registry heartbeat.
+  ``summary``): the first through ``POST /v1/executions/{id}/outcome``, the rest as one batch
+  (``POST /v1/worker/outcomes``, as the cuefast daemon does); every 30 s per account it sends
+  the registry heartbeat.
 * ``Dashboard``: lists executions filtered by ``status``, ``cue_id`` or ``outcome_state``,
   unfiltered, or the account's cues.
 
@@ -131,22 +132,22 @@ class Worker(FleetUser):
         )
         if res.status_code != 200:
             return
-        ids = [e["execution_id"] for e in res.json()["executions"]]
-        outcomes = [_outcome(i) for i in ids]
-        if len(ids) > 1 and self.turn % 2:
+        outcomes = [_outcome(e["execution_id"]) for e in res.json()["executions"]]
+        if not outcomes:
+            return
+        first = outcomes.pop(0)
+        self.client.post(
+            f"/v1/executions/{first.pop('execution_id')}/outcome",
+            json=first,
+            headers=headers,
+            name="POST /v1/executions/{id}/outcome",
+        )
+        if outcomes:
             self.client.post(
                 "/v1/worker/outcomes",
                 json={"worker_id": self.worker_id, "outcomes": outcomes},
                 headers=headers,
                 name="POST /v1/worker/outcomes",
-            )
-            return
-        for body in outcomes:
-            self.client.post(
-                f"/v1/executions/{body.pop('execution_id')}/outcome",
-                json=body,
-                headers=headers,
-                name="POST /v1/executions/{id}/outcome",
             )
 
 
