@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -200,7 +201,7 @@ def soak_checks(raw: dict[str, Any]) -> dict[str, Any]:
             "ratio": p99_last / p99_2,
             "per_request_ratio": creep,
             "per_minute_p99": {str(m + 1): v["all"] for m, v in minutes.items()},
-            "cpu": cpu_per_minute(raw),
+            "minutes": minutes_table(raw, server_cpu(raw)["idle_busy"]),
             "pass": p99_last <= 1.2 * p99_2,
         },
     }
@@ -218,16 +219,34 @@ def _fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
     return sxy / sxx, sxy * sxy / (sxx * syy)
 
 
-def cpu_per_minute(raw: dict[str, Any]) -> dict[str, float]:
-    """Minute → the server's share of one core, from the 10-s samples inside that minute."""
+def _cpu_at(samples: list[dict[str, float]], t: float) -> float | None:
+    """The server's CPU seconds at ``t``, interpolated between the samples around it."""
+    for a, b in itertools.pairwise(samples):
+        if a["t"] <= t <= b["t"]:
+            return a["cpu_s"] + (b["cpu_s"] - a["cpu_s"]) * (t - a["t"]) / (b["t"] - a["t"])
+    return None
+
+
+def minutes_table(raw: dict[str, Any], idle: float) -> dict[str, dict[str, float]]:
+    """Per full minute: requests/s, the server's share of one core, and its CPU per request
+    above the no-load baseline ``idle`` (a cost that does not depend on how much CPU the
+    machine's other work leaves the server)."""
     lat, samples = raw["latencies"], raw["samples"]
-    out: dict[str, float] = {}
+    counts: dict[int, int] = defaultdict(int)
+    for minute, _, ts, _ in lat["rows"]:
+        counts[minute] += len(ts)
+    out: dict[str, dict[str, float]] = {}
     for minute in range(int((lat["end"] - lat["start"]) // 60)):
         lo, hi = lat["start"] + minute * 60, lat["start"] + minute * 60 + 60
-        inside = [s for s in samples if lo <= s["t"] <= hi]
-        if len(inside) >= 2:
-            a, b = inside[0], inside[-1]
-            out[str(minute + 1)] = (b["cpu_s"] - a["cpu_s"]) / (b["t"] - a["t"])
+        a, b = _cpu_at(samples, lo), _cpu_at(samples, hi)
+        if a is None or b is None or not counts[minute]:
+            continue
+        busy = (b - a) / 60
+        out[str(minute + 1)] = {
+            "rps": counts[minute] / 60,
+            "busy": busy,
+            "cpu_ms_per_request": (busy - idle) * 60 / counts[minute] * 1000,
+        }
     return out
 
 
@@ -251,7 +270,15 @@ def print_soak(checks: dict[str, Any], errs: dict[str, Any]) -> bool:
         f"p99, all requests: minute 2 {lt['minute_2_p99']:.0f} ms, minute {lt['last_minute']} "
         f"{lt['last_minute_p99']:.0f} ms ({lt['ratio']:.2f}×) — {verdict[lt['pass']]} (≤ 1.2×)"
     )
-    print("  per minute:", ", ".join(f"{k}: {v:.0f}" for k, v in lt["per_minute_p99"].items()))
+    print(
+        "  | minute | requests/s | p99 ms | server, share of a core | server CPU ms per request above idle |"
+    )
+    print("  |---|---|---|---|---|")
+    for k, v in lt["minutes"].items():
+        print(
+            f"  | {k} | {v['rps']:.1f} | {lt['per_minute_p99'][k]:.0f} | {v['busy']:.2f} | "
+            f"{v['cpu_ms_per_request']:.2f} |"
+        )
     print(
         "  per request, last ÷ minute 2:",
         ", ".join(f"{k} {v:.2f}" for k, v in lt["per_request_ratio"].items()),
