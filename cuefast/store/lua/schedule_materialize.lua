@@ -19,6 +19,7 @@
 --!include dirty
 --!include work_index
 --!include set_cue_status
+--!include exec_index
 local now = ARGV[1]
 local pfx = ARGV[2]
 local created, skipped = 0, 0
@@ -64,7 +65,6 @@ for line in string.gmatch(ARGV[3], '[^\n]+') do
         end
         dirty_at(pfx, 'exec:' .. eid, marks)
         redis.call('ZADD', ck .. ':execs', now, eid)
-        add(pfx .. 'idx:' .. acct .. ':execs', now, eid)
         if block == 'b' then
           redis.call('HSET', ek, 'id', eid, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
             'st', 'failed', 'ca', now, 'ua', now, 'em', BLOCKED, 'pl', pl)
@@ -75,6 +75,7 @@ for line in string.gmatch(ARGV[3], '[^\n]+') do
           redis.call('HSET', ek, 'id', eid, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
             'st', 'pending', 'ca', now, 'pl', pl)
         end
+        exec_reindex(pfx, eid)
         if block == 'b' then
           -- blocked: nothing to deliver or claim
         elseif tr == 'webhook' then
