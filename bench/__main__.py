@@ -46,6 +46,18 @@ def _wait_healthy(url: str, timeout: float = 60.0) -> None:
     raise SystemExit(f"server at {url} did not become healthy")
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds the process ``pid`` has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_us_per_request(cpu_s: float, rows: dict[str, dict[str, float]]) -> float:
+    """The server's CPU µs per request served in a run (every request row of the scenario)."""
+    served = sum(r["requests"] for r in rows.values())
+    return cpu_s * 1e6 / served if served else 0.0
+
+
 def _git_sha() -> str:
     try:
         return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True).strip()
@@ -174,10 +186,13 @@ def _ceiling(args: argparse.Namespace) -> float:
                 if time.monotonic() > deadline:
                     raise SystemExit("the ceiling server did not start") from None
                 time.sleep(0.2)
-        r = _run_locust(url, "ceiling", args.users, args.seconds, {})["GET /ceiling/{id}"]
+        cpu0 = _cpu_seconds(server.pid)
+        rows = _run_locust(url, "ceiling", args.users, args.seconds, {})
+        cpu_us = _cpu_us_per_request(_cpu_seconds(server.pid) - cpu0, rows)
+        r = rows["GET /ceiling/{id}"]
         print(
             f"| ceiling | bare Litestar + msgspec, one HGETALL | {r['rps']:.0f} | {r['p50']:.0f} | "
-            f"{r['p99']:.0f} | {r['failures']:.0f}/{r['requests']:.0f} | 1.00 |",
+            f"{r['p99']:.0f} | {r['failures']:.0f}/{r['requests']:.0f} | 1.00 | {cpu_us:.0f} |",
             flush=True,
         )
         return r["rps"]
@@ -210,11 +225,15 @@ def _target(args: argparse.Namespace, checkout: Path, ceiling: float) -> None:
             _wait_healthy(url)
             for keys in args.keys:
                 shared = _shared_account(url, mode) if keys == "shared" else {}
-                for name, r in _run_locust(url, mode, args.users, args.seconds, shared).items():
+                cpu0 = _cpu_seconds(server.pid)
+                rows = _run_locust(url, mode, args.users, args.seconds, shared)
+                cpu_us = _cpu_us_per_request(_cpu_seconds(server.pid) - cpu0, rows)
+                for name, r in rows.items():
                     ratio = r["rps"] / ceiling
                     print(
                         f"| {sha} | {mode}, {keys} key: {name} | {r['rps']:.0f} | {r['p50']:.0f} | "
-                        f"{r['p99']:.0f} | {r['failures']:.0f}/{r['requests']:.0f} | {ratio:.2f} |",
+                        f"{r['p99']:.0f} | {r['failures']:.0f}/{r['requests']:.0f} | {ratio:.2f} | "
+                        f"{cpu_us:.0f} |",
                         flush=True,
                     )
         finally:
@@ -229,8 +248,11 @@ def bench_api(args: argparse.Namespace) -> None:
         f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}; "
         f"{args.users} users, {args.seconds} s per run, role {args.role}"
     )
-    print("| git | scenario: request | requests/s | p50 ms | p99 ms | failures | ÷ ceiling |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| git | scenario: request | requests/s | p50 ms | p99 ms | failures | ÷ ceiling "
+        "| server CPU µs/request |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     for _ in range(args.rounds):
         ceiling = _ceiling(args)
         for checkout in checkouts:

@@ -20,6 +20,7 @@ from cuefast.api import alerts as alerts_api
 from cuefast.api import auth, cues, docs, echo, executions, metrics, system, usage, workers
 from cuefast.api.deps import account_provider
 from cuefast.api.edge import Edge
+from cuefast.api.fast import FastRoutes
 from cuefast.api.http import error_response, json_response
 from cuefast.api.openapi import COMPONENTS
 from cuefast.api.ratelimit import RateLimit
@@ -121,5 +122,7 @@ def create_litestar(rt: Runtime, *, manage_runtime: bool = True) -> Litestar:
 
 
 def create_app(rt: Runtime, *, manage_runtime: bool = True) -> Edge:
-    """The ASGI app to serve: the Litestar app behind the rate limiter behind the edge layer."""
-    return Edge(RateLimit(create_litestar(rt, manage_runtime=manage_runtime), rt), rt.metrics)  # type: ignore[arg-type]
+    """The ASGI app to serve: the Litestar app behind the edge layer, which rate-limits too and
+    answers the hot routes itself (``fast.py``)."""
+    litestar = create_litestar(rt, manage_runtime=manage_runtime)
+    return Edge(litestar, rt.metrics, RateLimit(rt), FastRoutes(rt))  # type: ignore[arg-type]

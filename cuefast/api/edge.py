@@ -1,4 +1,4 @@
-"""The outermost ASGI layer: request ids, CORS, body-size guard, trailing slashes, last-resort 500.
+"""The one ASGI layer: request ids, CORS, body-size guard, trailing slashes, rate limit, last-resort 500.
 
 It wraps the Litestar app, so every response — including Litestar's own 404/405, a
 413, and a 500 from an exception nothing else caught — carries ``X-Request-Id`` and the
@@ -10,14 +10,16 @@ replaced by the contract's envelope for its status (§3.5: every error is the en
 from __future__ import annotations
 
 import logging
+import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import msgspec
 
 from cuefast import metrics as m
+from cuefast.api.fast import FastRoutes, headers
+from cuefast.api.ratelimit import RateLimit, is_exempt, limited
 from cuefast.errors import (
     CuefastError,
     InternalError,
@@ -26,6 +28,8 @@ from cuefast.errors import (
     RequestTooLarge,
     api_error,
 )
+from cuefast.services.accounts import counted_request, served
+from cuefast.store import AuthResult
 
 log = logging.getLogger(__name__)
 
@@ -71,51 +75,117 @@ def envelope_for(status: int) -> CuefastError:
     return api_error(status, "http_error", "Request failed")
 
 
+def _without_trailing_slash(scope: Scope) -> Scope:
+    """``scope``, or a copy without the trailing slash of its path (a trailing slash is none)."""
+    path: str = scope["path"]
+    if len(path) <= 1 or not path.endswith("/"):
+        return scope
+    scope = dict(scope)
+    scope["path"] = scope["path"].rstrip("/") or "/"
+    scope["raw_path"] = scope["path"].encode()
+    return scope
+
+
+def _edge_headers(scope: Scope) -> tuple[Any, Any, Any]:
+    """The first ``Origin``, ``Content-Length`` and ``Authorization`` header values (or None)."""
+    origin = length = auth = None
+    for key, value in scope.get("headers", ()):
+        if key == b"authorization":
+            if auth is None:
+                auth = value
+        elif key == b"content-length":
+            if length is None:
+                length = value
+        elif key == b"origin" and origin is None:
+            origin = value
+    return origin, length, auth
+
+
+def _cors(scope: Scope, origin: Any, extra: list[tuple[bytes, bytes]]) -> bool:
+    """Add the CORS headers of a request with ``origin`` to ``extra``; True for a preflight
+    (answered 204 by the edge)."""
+    extra += [
+        (b"access-control-allow-origin", bytes(origin)),
+        (b"access-control-allow-credentials", b"true"),
+        (b"access-control-expose-headers", EXPOSE),
+        (b"vary", b"Origin"),
+    ]
+    if scope["method"] == "OPTIONS" and _header(scope, b"access-control-request-method"):
+        req_headers = _header(scope, b"access-control-request-headers") or b"*"
+        extra += [
+            (b"access-control-allow-methods", ALLOW_METHODS),
+            (b"access-control-allow-headers", req_headers),
+            (b"access-control-max-age", b"600"),
+        ]
+        return True
+    return False
+
+
+def _too_large(length: Any) -> bool:
+    try:
+        return int(length) > MAX_BODY
+    except ValueError:
+        return False
+
+
+def _request_id() -> bytes:
+    """A random (version 4) UUID as text, without building a ``uuid.UUID``."""
+    b = bytearray(os.urandom(16))
+    b[6] = (b[6] & 0x0F) | 0x40
+    b[8] = (b[8] & 0x3F) | 0x80
+    h = b.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}".encode()
+
+
 class Edge:
-    def __init__(self, app: ASGIApp, metrics: m.Metrics | None = None) -> None:
+    """The one ASGI layer in front of the Litestar app: edge duties and, with ``limiter``, the
+    rate limit (``ratelimit.RateLimit``) — one ``await`` level and one send hook per request;
+    with ``fast``, the hot routes answered without Litestar (``fast.FastRoutes``)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: m.Metrics | None = None,
+        limiter: RateLimit | None = None,
+        fast: FastRoutes | None = None,
+    ) -> None:
         self.app = app
         self.metrics = metrics or m.Metrics()
+        self.limiter = limiter
+        self.fast = fast
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        scope = _without_trailing_slash(scope)
         path: str = scope["path"]
-        if len(path) > 1 and path.endswith("/"):
-            scope = dict(scope)
-            scope["path"] = path.rstrip("/") or "/"
-            scope["raw_path"] = scope["path"].encode()
-        extra: list[tuple[bytes, bytes]] = [(b"x-request-id", str(uuid.uuid4()).encode())]
-        origin = _header(scope, b"origin")
-        if origin is not None:
-            extra += [
-                (b"access-control-allow-origin", origin),
-                (b"access-control-allow-credentials", b"true"),
-                (b"access-control-expose-headers", EXPOSE),
-                (b"vary", b"Origin"),
-            ]
-            if scope["method"] == "OPTIONS" and _header(scope, b"access-control-request-method"):
-                req_headers = _header(scope, b"access-control-request-headers") or b"*"
-                extra += [
-                    (b"access-control-allow-methods", ALLOW_METHODS),
-                    (b"access-control-allow-headers", req_headers),
-                    (b"access-control-max-age", b"600"),
-                ]
-                await self._send(send, 204, b"", extra)
-                return
-        length = _header(scope, b"content-length")
-        if length is not None:
-            try:
-                too_large = int(length) > MAX_BODY
-            except ValueError:
-                too_large = False
-            if too_large:
-                await self._error(send, RequestTooLarge(), extra)
-                return
+        origin, length, auth = _edge_headers(scope)
+        extra: list[tuple[bytes, bytes]] = [(b"x-request-id", _request_id())]
+        if origin is not None and _cors(scope, origin, extra):
+            await self._send(send, 204, b"", extra)  # a preflight
+            return
+        if length is not None and _too_large(length):
+            await self._error(send, RequestTooLarge(), extra)
+            return
         started = False
         replaced = False
         status = 500
         t0 = time.perf_counter_ns()
+        authorization = None if auth is None else bytes(auth).decode("latin-1")
+        result: AuthResult | None = None
+        rate: list[tuple[bytes, bytes]] = []
+        if self.limiter is not None and not is_exempt(path):
+            result, now = await self.limiter.count(scope, authorization)
+            if result is not None:
+                rate, refused = limited(result, now, extra)
+                if refused is not None:  # 429: never reaches the app, not counted
+                    status = 429
+                    await send({"type": "http.response.start", "status": 429, "headers": refused[1]})
+                    await send({"type": "http.response.body", "body": refused[0]})
+                    self._observe(scope, status, t0)
+                    return
+        after = [*rate, *extra]
 
         async def send_with_headers(message: Message) -> None:
             nonlocal started, status, replaced
@@ -126,22 +196,36 @@ class Edge:
                     replaced = True  # its body is dropped below
                     await self._error(send, envelope_for(status), extra)
                     return
-                message["headers"] = [*message.get("headers", ()), *extra]
+                message["headers"] = [*message.get("headers", ()), *after]
             elif replaced:
                 return
             await send(message)
 
+        hot = None if self.fast is None else self.fast.match(scope["method"], path)
+        token = None if result is None else counted_request(authorization, result)
         try:
-            await self.app(scope, receive, send_with_headers)
+            if hot is None:
+                await self.app(scope, receive, send_with_headers)
+            else:  # answered here (fast.py): same answer as the Litestar route's
+                status, body = await hot.answer(scope, receive, authorization)
+                started = True
+                await send({"type": "http.response.start", "status": status, "headers": headers(body, after)})
+                await send({"type": "http.response.body", "body": body})
         except Exception:
             log.exception("unhandled error on %s %s", scope.get("method"), path)
             if not started:
                 await self._error(send, InternalError(), extra)
-        finally:  # by matched route template (bounded), never the raw path
-            route = scope.get("path_template") or "(unmatched)"
-            method = scope["method"] if scope["method"] in _METHODS else "other"
-            labels = (method, route, f"{status // 100}xx")
-            self.metrics.observe_us(m.HTTP_LATENCY, labels, (time.perf_counter_ns() - t0) // 1000)
+        finally:
+            if token is not None:
+                served(token)
+            self._observe(scope, status, t0)
+
+    def _observe(self, scope: Scope, status: int, t0: int) -> None:
+        """The request's latency, by matched route template (bounded), never the raw path."""
+        route = scope.get("path_template") or "(unmatched)"
+        method = scope["method"] if scope["method"] in _METHODS else "other"
+        labels = (method, route, f"{status // 100}xx")
+        self.metrics.observe_us(m.HTTP_LATENCY, labels, (time.perf_counter_ns() - t0) // 1000)
 
     async def _error(self, send: Send, err: CuefastError, extra: list[tuple[bytes, bytes]]) -> None:
         await self._send(send, err.status, msgspec.json.encode(err.envelope()), extra, json=True)

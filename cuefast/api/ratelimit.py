@@ -1,4 +1,4 @@
-"""Rate limiting (CONTRACT.md §3.7): an ASGI layer between the edge and the Litestar app.
+"""Rate limiting (CONTRACT.md §3.7): the limiter the edge layer calls before the Litestar app.
 
 Each counted request costs one script call, ``accounts_authenticate.lua``, which authenticates the API key
 *and* counts the request in a 60 s sliding window: the key's (limit: the account's
@@ -6,7 +6,7 @@ Each counted request costs one script call, ``accounts_authenticate.lua``, which
 for requests without a valid ``cue_sk_`` key, the client IP's (``CUEFAST_IP_RATE_LIMIT``).
 The result is handed to the handlers (``accounts.counted_request``), so their
 ``authenticate()`` makes no second call. A request over the limit gets the 429 envelope
-here and never reaches the app; it is not counted.
+from the edge and never reaches the app; it is not counted.
 
 Fail open: when the call fails (Redis unreachable), the request goes on unlimited and
 without rate-limit headers. Handlers that need an account then authenticate themselves and
@@ -16,16 +16,18 @@ answer 503 ``service_unavailable`` while Redis is down; routes that need no Redi
 from __future__ import annotations
 
 import logging
+from collections.abc import MutableMapping
+from typing import Any
 
 import msgspec
 
-from cuefast.api.edge import ASGIApp, Message, Receive, Scope, Send
 from cuefast.errors import RateLimited
 from cuefast.runtime import Runtime
-from cuefast.services.accounts import counted_request
-from cuefast.store import Window
+from cuefast.store import AuthResult, Window
 
 log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
 
 WINDOW_US = 60_000_000
 EXEMPT = (
@@ -76,53 +78,50 @@ def client_ip(scope: Scope) -> str:
     return str(client[0]) if client else "unknown"
 
 
-def _authorization(scope: Scope) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key == b"authorization":
-            return bytes(value).decode("latin-1")
-    return None
-
-
 class RateLimit:
-    def __init__(self, app: ASGIApp, rt: Runtime) -> None:
-        self.app = app
+    """The limiter the edge layer (``edge.Edge``) calls once per counted request; it is not an
+    ASGI layer of its own, so a request pays no extra ``await`` level and no second send hook."""
+
+    def __init__(self, rt: Runtime) -> None:
         self.accounts = rt.accounts
         self.clock = rt.clock
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or is_exempt(scope["path"]):
-            await self.app(scope, receive, send)
-            return
-        authorization = _authorization(scope)
+    async def count(self, scope: Scope, authorization: str | None) -> tuple[AuthResult | None, int]:
+        """(the auth script's result, now µs); (None, now) when the call failed (fail open)."""
         now = self.clock.now_us()
         try:
-            result = await self.accounts.count_request(authorization, client_ip(scope), now)
+            return await self.accounts.count_request(authorization, client_ip(scope), now), now
         except Exception as exc:  # fail open (§3.7)
             log.warning("rate limit skipped on %s: %s", scope["path"], type(exc).__name__)
-            await self.app(scope, receive, send)
-            return
-        window = result.window
-        assert window is not None
-        extra = rate_headers(window)
-        if result.warn:
-            extra.append(WARNING)
-        if not window.counted:
-            err = RateLimited(retry_after(window, now))
-            body = msgspec.json.encode(err.envelope())
-            headers = [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"retry-after", str(err.retry_after).encode()),
-                *extra,
-            ]
-            await send({"type": "http.response.start", "status": 429, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
-            return
+            return None, now
 
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", ()), *extra]
-            await send(message)
 
-        with counted_request(authorization, result):
-            await self.app(scope, receive, send_with_headers)
+def limited(
+    result: AuthResult, now: int, extra: list[tuple[bytes, bytes]]
+) -> tuple[list[tuple[bytes, bytes]], tuple[bytes, list[tuple[bytes, bytes]]] | None]:
+    """(the rate-limit headers of a counted request, None) or, over the limit, ([], the 429's
+    (body, headers) with ``extra`` after them)."""
+    window = result.window
+    assert window is not None
+    rate = rate_headers(window)
+    if result.warn:
+        rate.append(WARNING)
+    if window.counted:
+        return rate, None
+    return [], rejection(window, now, [*rate, *extra])
+
+
+def rejection(
+    window: Window, now: int, extra: list[tuple[bytes, bytes]]
+) -> tuple[bytes, list[tuple[bytes, bytes]]]:
+    """The 429 answer (body, headers) of a request over ``window``'s limit; ``extra`` (the rate
+    headers and the edge's own) goes after its own headers."""
+    err = RateLimited(retry_after(window, now))
+    body = msgspec.json.encode(err.envelope())
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"retry-after", str(err.retry_after).encode()),
+        *extra,
+    ]
+    return body, headers

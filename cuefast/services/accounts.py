@@ -11,9 +11,7 @@ import base64
 import hashlib
 import re
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -290,14 +288,17 @@ def api_key_of(authorization: str | None) -> str | None:
 _RESOLVED: ContextVar[tuple[str | None, AuthResult] | None] = ContextVar("cuefast_auth", default=None)
 
 
-@contextmanager
-def counted_request(authorization: str | None, result: AuthResult) -> Iterator[None]:
-    """Serve one request with ``result`` as its already resolved authentication."""
-    token = _RESOLVED.set((authorization, result))
-    try:
-        yield
-    finally:
-        _RESOLVED.reset(token)
+def counted_request(
+    authorization: str | None, result: AuthResult
+) -> Token[tuple[str | None, AuthResult] | None]:
+    """Serve the current request with ``result`` as its already resolved authentication, until
+    ``served`` is called with the token this returns."""
+    return _RESOLVED.set((authorization, result))
+
+
+def served(token: Token[tuple[str | None, AuthResult] | None]) -> None:
+    """The request ``token`` (from ``counted_request``) was for is done."""
+    _RESOLVED.reset(token)
 
 
 def current_window() -> Window | None:

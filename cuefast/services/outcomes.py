@@ -17,6 +17,7 @@ from cuefast.errors import Conflict, CuefastError, ExecutionNotFound, api_error
 from cuefast.metrics import OUTCOMES, Metrics
 from cuefast.models import CONFIG_DECODER, Account
 from cuefast.months import month_of
+from cuefast.services.cue_input import VERIFICATION_MODES
 from cuefast.services.validate import MISSING, Checker, has_bad_text, has_surrogate, require_object
 from cuefast.store import Status, Store
 from cuefast.store.delivery import BodyOutcome
@@ -163,17 +164,37 @@ class OutcomeService:
         return h
 
     async def report(self, account: Account, execution_id: str, body: Any) -> dict[str, Any]:
+        """One script call: the ownership check, the cue's verification mode (which picks the
+        outcome_state) and the write; then the monthly counters (another slot)."""
         parsed = parse_outcome(body)
-        h = await self._owned(account, execution_id)
-        res, state = await self.record(h, parsed)
-        if res is Status.EXISTS:
+        now = self.clock.now_us()
+        ev = parsed.evidence
+        states = (
+            {mode: outcome_state(True, mode, ev) for mode in VERIFICATION_MODES} if parsed.success else {}
+        )
+        res = await self.store.outcomes.report(
+            Outcome(
+                execution_id,
+                parsed.document(now),
+                parsed.success,
+                outcome_state(parsed.success, "", ev),  # a mode this server does not know
+                (parsed.error or "")[:500],
+            ),
+            now,
+            account_id=account.id,
+            states=states,
+        )
+        if res.status is Status.EXISTS:
             raise OutcomeAlreadyRecorded()
-        if res is Status.NOT_FOUND:
+        if res.status is not Status.OK:
             raise ExecutionNotFound()
+        self.metrics.inc(OUTCOMES, ("true" if parsed.success else "false",))
+        created = res.created_us if res.created_us is not None else now  # by creation month (§13.1)
+        await self.store.usage.count_outcomes([(account.id, month_of(created), parsed.success)])
         return {
             "execution_id": execution_id,
             "outcome_recorded": True,
-            "outcome_state": state,
+            "outcome_state": res.state,
             "reason": None,
         }
 
@@ -219,23 +240,6 @@ class OutcomeService:
                 counted.append((account.id, month_of(created or now), row.success))
         await self.store.usage.count_outcomes(counted)  # monthly outcome counters (§13.1), one pipeline
         return out
-
-    async def record(self, h: dict[str, str], parsed: ParsedOutcome) -> tuple[Status, str]:
-        """Write an outcome for execution ``h``; (OK | EXISTS | NOT_FOUND, outcome_state)."""
-        cue_raw = await self.store.cues.get(h["cue"])
-        cfg = CONFIG_DECODER.decode(cue_raw["cfg"]) if cue_raw else None
-        mode = cfg.verification.mode if cfg and cfg.verification else None
-        state = outcome_state(parsed.success, mode, parsed.evidence)
-        now = self.clock.now_us()
-        res = await self.store.outcomes.record(
-            Outcome(h["id"], parsed.document(now), parsed.success, state, (parsed.error or "")[:500]), now
-        )
-        if res.status is Status.OK:  # monthly outcome counters (§13.1), by creation month
-            self.metrics.inc(OUTCOMES, ("true" if parsed.success else "false",))
-            await self.store.usage.count_outcomes(
-                [(h["acct"], month_of(int(h.get("ca") or now)), parsed.success)]
-            )
-        return res.status, state
 
     @staticmethod
     def from_response(body: bytes, mode: str | None, now_us: int) -> BodyOutcome | None:

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
-from cuefast.store.repository import Repository
+from cuefast.store.repository import Repository, pairs
 from cuefast.store.scripts import Arg, Call, Script
 from cuefast.store.status import Status
 
 RECORD = Script(
     "outcomes_record",
     keys=("execution",),
-    argv=("now", "prefix", "outcome", "success", "outcome_state", "error"),
+    argv=("now", "prefix", "outcome", "success", "outcome_state", "error", "account_id"),
+    rest="states",
 )
 RECORD_MANY = Script(
     "outcomes_record_many", keys=("claims",), argv=("now", "prefix", "account_id"), rest="outcomes"
@@ -38,14 +39,33 @@ class Recorded(NamedTuple):
     execution_status: str
 
 
+class Reported(NamedTuple):
+    """``Recorded`` plus the outcome_state written and the execution's created_at µs (None:
+    not stored)."""
+
+    status: Status
+    execution_status: str
+    state: str
+    created_us: int | None
+
+
 class Outcomes(Repository):
     SCRIPTS = (RECORD, RECORD_MANY)
 
     async def record(self, outcome: Outcome, now_us: int) -> Recorded:
+        res = await self.report(outcome, now_us)
+        return Recorded(res.status, res.execution_status)
+
+    async def report(
+        self, outcome: Outcome, now_us: int, *, account_id: str = "", states: Mapping[str, str] | None = None
+    ) -> Reported:
+        """Record ``outcome`` of an execution of ``account_id`` ("" = any account's; another
+        account's is NOT_FOUND). ``states`` (verification mode → outcome_state) overrides
+        ``outcome.state`` for the mode of the execution's cue, read in the same script call."""
         k = self.keys
         p = k.execution_partition(outcome.execution_id)
         if p is None:
-            return Recorded(Status.NOT_FOUND, "")
+            return Reported(Status.NOT_FOUND, "", "", None)
         res = await self.scripts.run(
             RECORD,
             [k.execution(p, outcome.execution_id)],
@@ -56,10 +76,14 @@ class Outcomes(Repository):
                 int(outcome.success),
                 outcome.state,
                 outcome.error,
+                account_id,
+                *pairs(states or {}),
             ],
         )
         status = Status(int(res[0]))
-        return Recorded(status, str(res[1]) if status is Status.OK else "")
+        if status is not Status.OK:
+            return Reported(status, "", "", None)
+        return Reported(status, str(res[1]), str(res[2]), int(res[3]) if res[3] else None)
 
     async def record_many(self, account_id: str, outcomes: Sequence[Outcome], now_us: int) -> list[Recorded]:
         """Many outcomes of the account's executions (ids with a partition), one

@@ -5,7 +5,7 @@ end, the verdict and its alerts); a second one answers EXISTS and changes nothin
 from __future__ import annotations
 
 from cuefast.store import Status, Store
-from cuefast.store.outcomes import Outcome, Recorded
+from cuefast.store.outcomes import Outcome, Recorded, Reported
 from tests.lua.indexes import unindex
 from tests.lua.seed import ACCT, CREATED, CUE, NOW, SIBLING, S, dirty, put_cue, put_execution
 
@@ -108,6 +108,52 @@ async def test_record_an_outcome_already_recorded_answers_exists_and_changes_not
     assert await store.outcomes.record(won(eid), NOW + S) == Recorded(Status.EXISTS, "")
     assert (await store.redis.hgetall(k.execution(p, eid)), await store.redis.hgetall(k.cue(CUE))) == before
     assert await dirty(store, k.part(p)) == set()
+
+
+STATES = {
+    "none": "reported_success",
+    "manual": "verification_pending",
+    "require_external_id": "verified_success",
+}
+
+
+async def test_report_picks_the_state_of_the_cues_verification_mode(store: Store) -> None:
+    """With ``states`` the script reads the cue's config (beside the payload) for its verification
+    mode and records that mode's state; it answers the state and the execution's created_at."""
+    k = store.keys
+    for cfg, expected in (
+        ('{"verification":{"mode":"manual"}}\n{"big":"payload"}', "verification_pending"),
+        ('{"verification":{}}', "reported_success"),
+        ('{"verification":null}', "reported_success"),
+        ('{"verification":{"mode":"require_external_id"}}', "verified_success"),
+        ('{"verification":{"mode":"require_artifacts"}}', "verification_failed"),  # not in states
+    ):
+        await put_cue(store, cfg=cfg)
+        p, eid = await put_execution(store, st="pending_outcome", da=NOW - S)
+        got = await store.outcomes.report(
+            Outcome(eid, WIN, True, "verification_failed", ""), NOW, account_id=ACCT, states=STATES
+        )
+        assert got == Reported(Status.OK, "success", expected, CREATED), cfg
+        assert await store.redis.hget(k.execution(p, eid), "os") == expected
+
+
+async def test_report_without_the_cue_uses_the_state_of_mode_none(store: Store) -> None:
+    k = store.keys
+    p = await put_cue(store, cfg='{"verification":{"mode":"manual"}}')
+    _, eid = await put_execution(store, st="pending_outcome")
+    await store.redis.delete(k.cue(CUE), k.cue_config(CUE))
+    got = await store.outcomes.report(won(eid, "x"), NOW, account_id=ACCT, states=STATES)
+    assert (got.status, got.state) == (Status.OK, "reported_success")
+    assert await store.redis.hget(k.execution(p, eid), "os") == "reported_success"
+
+
+async def test_report_of_another_accounts_execution_is_not_found(store: Store) -> None:
+    k = store.keys
+    p = await put_cue(store)
+    _, eid = await put_execution(store, st="pending_outcome")
+    got = await store.outcomes.report(won(eid), NOW, account_id="acct_other", states=STATES)
+    assert got == Reported(Status.NOT_FOUND, "", "", None)
+    assert await store.redis.hget(k.execution(p, eid), "oc") is None
 
 
 async def test_record_an_unknown_execution_is_not_found(store: Store) -> None:

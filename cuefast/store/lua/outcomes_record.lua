@@ -1,17 +1,41 @@
 --[[ outcomes_record: record an execution's outcome exactly once, atomically with its status effect
-  KEYS[1] execution: the execution hash (the cue hash and indexes are derived from ARGV[2])
+  KEYS[1] execution: the execution hash (the cue hash, its config and indexes are derived from ARGV[2])
   ARGV[1] now: µs
   ARGV[2] prefix: the partition's key prefix
   ARGV[3] outcome: JSON
   ARGV[4] success: "1" | "0"
-  ARGV[5] outcome_state
+  ARGV[5] outcome_state: the state to record (unless ARGV[8..] names one for the cue's mode)
   ARGV[6] error: text
-  returns {OK, status} | {EXISTS} an outcome is already recorded | {NOT_FOUND} no such execution ]]
+  ARGV[7] account_id: the execution must be this account's ("" = any account's)
+  ARGV[8..] states: verification mode, outcome_state pairs: the state to record when the cue's
+    config has that verification mode ("none" without one, or without the cue)
+  returns {OK, status, outcome_state, created_at} | {EXISTS} an outcome is already recorded
+    | {NOT_FOUND} no such execution (of the account) ]]
 --!include record_outcome
-local now, pfx = ARGV[1], ARGV[2]
+local now, pfx, acct = ARGV[1], ARGV[2], ARGV[7]
 local eid = string.match(KEYS[1], 'exec:(.*)$')
+local state = ARGV[5]
+if #ARGV > 7 then  -- the cue's verification mode decides the state
+  local cue = redis.call('HGET', KEYS[1], 'cue')
+  local mode = 'none'
+  local blob = cue and redis.call('GET', pfx .. 'cue:' .. cue .. ':cfg')
+  if blob then  -- "<config JSON>[\n<payload JSON>]"
+    local nl = string.find(blob, '\n', 1, true)
+    local ok, cfg = pcall(cjson.decode, nl and string.sub(blob, 1, nl - 1) or blob)
+    if ok and type(cfg) == 'table' and type(cfg.verification) == 'table' then
+      local m = cfg.verification.mode
+      if type(m) == 'string' then mode = m end
+    end
+  end
+  for i = 8, #ARGV - 1, 2 do
+    if ARGV[i] == mode then
+      state = ARGV[i + 1]
+      break
+    end
+  end
+end
 local defer, cues = {}, {}
-local code, st = record_outcome(pfx, eid, '', ARGV[3], ARGV[4], ARGV[5], ARGV[6], now, defer, cues)
+local code, st = record_outcome(pfx, eid, acct, ARGV[3], ARGV[4], state, ARGV[6], now, defer, cues)
 if code ~= STATUS.OK then return {code} end
 outcome_flush(pfx, defer, cues, now)
-return {STATUS.OK, st}
+return {STATUS.OK, st, state, redis.call('HGET', KEYS[1], 'ca') or ''}
