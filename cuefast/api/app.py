@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from litestar import Litestar, Request, Response
@@ -21,7 +20,7 @@ from cuefast.api import auth, cues, docs, echo, executions, metrics, system, usa
 from cuefast.api.deps import account_provider
 from cuefast.api.edge import Edge
 from cuefast.api.fast import FastRoutes
-from cuefast.api.http import error_response, json_response
+from cuefast.api.http import error_response, json_response, unexpected
 from cuefast.api.openapi import COMPONENTS
 from cuefast.api.ratelimit import RateLimit
 from cuefast.errors import (
@@ -30,13 +29,9 @@ from cuefast.errors import (
     MethodNotAllowed,
     NotFound,
     RequestTooLarge,
-    ServiceUnavailable,
     ValidationFailed,
 )
 from cuefast.runtime import Runtime
-from cuefast.store import UNREACHABLE
-
-log = logging.getLogger(__name__)
 
 
 def _on_cuefast_error(_: Request[Any, Any, Any], exc: CuefastError) -> Response[Any]:
@@ -72,11 +67,7 @@ def _on_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Respons
 
 
 def _on_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
-    if isinstance(exc, UNREACHABLE):
-        log.error("data store unreachable on %s %s: %s", request.method, request.url.path, type(exc).__name__)
-        return error_response(ServiceUnavailable())
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
-    return error_response(InternalError())
+    return error_response(unexpected(exc, request.method, request.url.path))
 
 
 def create_litestar(rt: Runtime, *, manage_runtime: bool = True) -> Litestar:

@@ -11,7 +11,6 @@ logged 500 — what ``app.py``'s exception handlers answer. Everything else goes
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, NamedTuple
 
@@ -21,15 +20,12 @@ from litestar.datastructures import MultiDict
 
 from cuefast.api.cues import EXECUTION_LIMIT, EXECUTION_OFFSET
 from cuefast.api.deps import account_of
-from cuefast.api.http import MAX_BODY, path_cue_id, path_execution_id, read_json
-from cuefast.errors import CuefastError, InternalError, RequestTooLarge, ServiceUnavailable
+from cuefast.api.http import MAX_BODY, path_cue_id, path_execution_id, read_json, unexpected
+from cuefast.errors import CuefastError, InternalError, RequestTooLarge
 from cuefast.models import Account
 from cuefast.runtime import Runtime
 from cuefast.services.cue_input import parse_create
 from cuefast.services.executions import parse_fire
-from cuefast.store import UNREACHABLE
-
-log = logging.getLogger("cuefast.api.app")  # the logger of the exception handlers it stands in for
 
 Scope = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Any]]
@@ -143,14 +139,8 @@ class FastRoutes:
             return exc.status, _ENCODER.encode(exc.envelope())
         except Disconnected:
             err: CuefastError = InternalError()
-        except UNREACHABLE as exc:
-            log.error(
-                "data store unreachable on %s %s: %s", scope["method"], scope["path"], type(exc).__name__
-            )
-            err = ServiceUnavailable()
-        except Exception:
-            log.exception("unhandled error on %s %s", scope["method"], scope["path"])
-            err = InternalError()
+        except Exception as exc:
+            err = unexpected(exc, scope["method"], scope["path"])
         return err.status, _ENCODER.encode(err.envelope())
 
 

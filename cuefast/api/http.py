@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import msgspec
 from litestar import Response
 
-from cuefast.errors import CuefastError, CueNotFound, ExecutionNotFound, InvalidJSON, WorkerNotFound
+from cuefast.errors import (
+    CuefastError,
+    CueNotFound,
+    ExecutionNotFound,
+    InternalError,
+    InvalidJSON,
+    ServiceUnavailable,
+    WorkerNotFound,
+)
 from cuefast.ids import is_cue_id, is_execution_id, is_worker_id
 from cuefast.services.validate import parse_json_body
+from cuefast.store import UNREACHABLE
 
 MAX_BODY = 1_048_576
 _ENCODER = msgspec.json.Encoder()
@@ -30,6 +40,20 @@ def empty_response(status: int = 204) -> Response[bytes]:
 
 def error_response(err: CuefastError, headers: dict[str, str] | None = None) -> Response[Any]:
     return json_response(err.envelope(), err.status, headers)
+
+
+_errors = logging.getLogger("cuefast.api.app")
+
+
+def unexpected(exc: Exception, method: str, path: str) -> CuefastError:
+    """The answer to an exception no handler raised on purpose, logged (one definition for
+    Litestar's exception handler and the hot routes): an unreachable Redis/PostgreSQL → 503,
+    anything else → 500 with its traceback in the log (never in the answer)."""
+    if isinstance(exc, UNREACHABLE):
+        _errors.error("data store unreachable on %s %s: %s", method, path, type(exc).__name__)
+        return ServiceUnavailable()
+    _errors.error("unhandled error on %s %s", method, path, exc_info=exc)
+    return InternalError()
 
 
 def read_json(raw: bytes, *, required: bool = True) -> Any:
