@@ -1,6 +1,6 @@
 """Idle CPU of ``cuefast serve``: no cues, no traffic; CPU-seconds per wall second, as a percentage.
 
-``./dev bench idle [--seconds 60] [--warmup 5] [--embedded] [--compare CHECKOUT ...]``
+``./dev bench idle [--seconds 60] [--warmup 5] [--embedded] [--role serve] [--compare CHECKOUT ...]``
 
 Starts ``cuefast serve`` (every role) against the local Redis/PostgreSQL under a fresh key
 prefix and schema (``--embedded``: the embedded Valkey/PostgreSQL in a temporary directory),
@@ -59,8 +59,10 @@ def _tree_seconds(pids: list[int]) -> float:
     return total
 
 
-def measure(checkout: Path, seconds: float, warmup: float, embedded: bool) -> tuple[float, float]:
-    """(server %, children %) of one core while ``cuefast serve`` from ``checkout`` idles."""
+def measure(
+    checkout: Path, seconds: float, warmup: float, embedded: bool, role: str = "serve"
+) -> tuple[float, float]:
+    """(server %, children %) of one core while ``cuefast <role>`` from ``checkout`` idles."""
     python = checkout / ".venv" / "bin" / "python"
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
@@ -74,12 +76,13 @@ def measure(checkout: Path, seconds: float, warmup: float, embedded: bool) -> tu
             env["CUEFAST_DATA_DIR"] = tmp
         exe = str(python if python.exists() else sys.executable)
         server = subprocess.Popen(
-            [exe, "-m", "cuefast", "serve", "--port", str(port)],
+            [exe, "-m", "cuefast", role, *(["--port", str(port)] if role in ("serve", "api") else [])],
             env=env,
             cwd=checkout,
         )
         try:
-            _wait_healthy(url, timeout=120)
+            if role in ("serve", "api"):
+                _wait_healthy(url, timeout=120)
             time.sleep(warmup)
             kids = descendants(server.pid)
             own0, kids0, t0 = cpu_seconds(server.pid), _tree_seconds(kids), time.monotonic()
@@ -100,12 +103,15 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--embedded", action="store_true", help="embedded Valkey/PostgreSQL")
     parser.add_argument("--compare", nargs="*", default=[], metavar="CHECKOUT")
+    parser.add_argument(
+        "--role", default="serve", choices=["serve", "api", "scheduler", "dispatcher", "snapshotter"]
+    )
     args = parser.parse_args(argv)
-    print(f"idle `cuefast serve`, {args.seconds:g} s after {args.warmup:g} s, % of one core")
+    print(f"idle `cuefast {args.role}`, {args.seconds:g} s after {args.warmup:g} s, % of one core")
     for checkout in [ROOT, *(Path(p).resolve() for p in args.compare)]:
         sha = _git_sha() if checkout == ROOT else _sha(checkout)
-        own, kids = measure(checkout, args.seconds, args.warmup, args.embedded)
-        print(f"{sha}: cuefast serve {own:.2f} %", flush=True)
+        own, kids = measure(checkout, args.seconds, args.warmup, args.embedded, args.role)
+        print(f"{sha}: cuefast {args.role} {own:.2f} %", flush=True)
         if args.embedded:
             print(f"{sha}: embedded Valkey + PostgreSQL {kids:.2f} %", flush=True)
 

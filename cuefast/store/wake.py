@@ -15,9 +15,9 @@ from typing import Any
 
 from cuefast.store.repository import Repository
 
-HORIZON_US = 2_000_000
+HORIZON_US = 3_000_000
 """writers signal a due time earlier than now + this"""
-MAX_SLEEP_S = 1.0
+MAX_SLEEP_S = 2.0
 """the longest a scheduler sleeps between two reads of the heads of its timed sets"""
 STREAM_LEN = 64
 """entries kept (approximately): a scheduler only needs those newer than its cursor"""
