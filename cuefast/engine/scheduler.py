@@ -51,7 +51,7 @@ MAX_CATCH_UP = 1000
 ON_TIME_US = 10_000_000
 HEARTBEAT_S = 5.0
 """an idle scheduler writes its /health heartbeat this often (stale after 30 s)"""
-LISTEN_BLOCK_S = 2.0
+LISTEN_BLOCK_S = 3.0
 """one blocking read of the wake stream (below redis-py's 5 s socket timeout)"""
 MIN_READ_GAP_S = 0.01
 """signals never make a scheduler read the heads more often than this"""
