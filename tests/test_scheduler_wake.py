@@ -44,7 +44,7 @@ async def env(settings: Settings) -> AsyncIterator[tuple[Api, ShiftedClock, asyn
     stop = asyncio.Event()
     task = asyncio.create_task(Scheduler(rt.store, clock).run(stop, max_sleep=LONG_SLEEP))
     try:
-        await until(lambda: rt.store.system.poller(), "the scheduler's first pass")
+        await until(rt.store.system.poller, "the scheduler's first pass")
         yield api, clock, stop
     finally:
         stop.set()
