@@ -54,7 +54,7 @@ HEARTBEAT_S = 5.0
 LISTEN_BLOCK_S = 3.0
 """one blocking read of the wake stream (below redis-py's 5 s socket timeout)"""
 MIN_READ_GAP_S = 0.01
-"""signals never make a scheduler read the heads more often than this"""
+"""signals never make a scheduler read the heads more often than this (timed wake-ups do not wait)"""
 PLAN_RETRY_US = 60_000_000
 """a cue whose schedule cannot be planned is tried again this much later (not every pass)"""
 
@@ -234,9 +234,6 @@ class Scheduler:
         last_beat = 0.0
         last_read = 0.0
         while not stop.is_set():
-            gap = MIN_READ_GAP_S - (time.monotonic() - last_read)
-            if gap > 0:  # woken right after a read: signals arriving meanwhile join this one
-                await asyncio.sleep(gap)
             nudge.clear()  # before the read: a signal sent from now on wakes the next sleep
             try:
                 now = self.clock.now_us()
@@ -258,7 +255,10 @@ class Scheduler:
             try:
                 await asyncio.wait_for(nudge.wait(), delay)
             except TimeoutError:
-                pass
+                continue  # the time that was due: read at once
+            gap = MIN_READ_GAP_S - (time.monotonic() - last_read)
+            if gap > 0 and not stop.is_set():  # signals arriving meanwhile join the next read
+                await asyncio.sleep(gap)
 
     async def _wake_cursor(self, stop: asyncio.Event) -> str:
         """The wake stream's newest id, read before the first look at the heads (retried while
