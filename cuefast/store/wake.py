@@ -11,9 +11,12 @@ due later needs no signal: a scheduler re-reads at least every ``MAX_SLEEP_S`` <
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from cuefast.store.repository import Repository
+
+log = logging.getLogger(__name__)
 
 HORIZON_US = 3_000_000
 """writers signal a due time earlier than now + this"""
@@ -27,9 +30,14 @@ START = "0-0"
 
 class Wake(Repository):
     async def due(self, due_us: int, now_us: int) -> None:
-        """Signal the schedulers when ``due_us`` is within ``HORIZON_US`` of ``now_us`` (else nothing)."""
-        if due_us - now_us < HORIZON_US:
+        """Signal the schedulers when ``due_us`` is within ``HORIZON_US`` of ``now_us`` (else nothing).
+        Best effort: the write it follows is done, and a lost signal costs at most ``MAX_SLEEP_S``."""
+        if due_us - now_us >= HORIZON_US:
+            return
+        try:
             await self.redis.xadd(self.keys.wake, {"t": due_us}, maxlen=STREAM_LEN, approximate=True)
+        except Exception:
+            log.warning("scheduler wake-up not signalled", exc_info=True)
 
     async def cursor(self) -> str:
         """The newest entry's id: a scheduler waits for entries after it (read before its first
