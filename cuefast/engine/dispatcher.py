@@ -511,11 +511,8 @@ class Dispatcher:
             ),
         )
         new_status = finished.execution_status if finished.status is Status.OK else None
-        soon = deadline if new_status == "pending_outcome" else None
-        if new_status == "retrying" and delay is not None:
-            soon = done_at + delay
-        if soon is not None:  # a retry or an outcome deadline due soon wakes the schedulers
-            await self.store.wake.due(soon, done_at)
+        if new_status in ("retrying", "pending_outcome"):  # a retry or a deadline due soon: wake up
+            await self.store.wake.due(deadline if delay is None else done_at + delay, done_at)
         if finished.status is Status.CONFLICT:  # fenced out: another dispatcher took it over; not recorded
             self.metrics.inc(m.WEBHOOK_ATTEMPTS, ("superseded",))
             return None

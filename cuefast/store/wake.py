@@ -29,10 +29,11 @@ START = "0-0"
 
 
 class Wake(Repository):
-    async def due(self, due_us: int, now_us: int) -> None:
-        """Signal the schedulers when ``due_us`` is within ``HORIZON_US`` of ``now_us`` (else nothing).
-        Best effort: the write it follows is done, and a lost signal costs at most ``MAX_SLEEP_S``."""
-        if due_us - now_us >= HORIZON_US:
+    async def due(self, due_us: int | None, now_us: int) -> None:
+        """Signal the schedulers when ``due_us`` is within ``HORIZON_US`` of ``now_us`` (else, or
+        with None, nothing). Best effort: the write it follows is done, and a lost signal costs
+        at most ``MAX_SLEEP_S``."""
+        if due_us is None or due_us - now_us >= HORIZON_US:
             return
         try:
             await self.redis.xadd(self.keys.wake, {"t": due_us}, maxlen=STREAM_LEN, approximate=True)
