@@ -22,6 +22,7 @@ from cuefast.services.outcomes import OutcomeService
 from cuefast.services.worker_registry import WorkerRegistry
 from cuefast.store import Store, connect
 from cuefast.store.keys import Keys
+from cuefast.store.system import CURRENT_LAYOUT
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,13 @@ class Runtime:
     async def start(self) -> None:
         await self.store.system.ping()
         await self.check_eviction()
-        await self.store.system.check_partitions()
+        new_install = await self.store.system.check_partitions()
         await self.store.preload()
+        if not new_install and await self.store.system.layout() < CURRENT_LAYOUT:
+            log.warning("upgrading the execution listing indexes (once per install)")
+            n = await self.store.executions.upgrade_indexes()
+            await self.store.system.set_layout(CURRENT_LAYOUT)
+            log.warning("upgraded the listing indexes of %d executions", n)
         self.metrics_flusher.start()
         if self.settings.database_url:
             try:

@@ -153,7 +153,12 @@ class Cluster:
 
     async def executions(self) -> dict[str, dict[str, str]]:
         """Every execution of our cues: id → {cue, sf, st, att}."""
-        ids = [eid for cue_id in self.cues for _, eid in await self.store.executions.members("", cue_id)]
+        k = self.store.keys
+        ids = [
+            str(eid)
+            for cue_id in self.cues
+            for eid in await self.store.redis.zrange(k.cue_executions(cue_id), 0, -1)
+        ]
         rows = await self.store.executions.fields(ids, ["cue", "sf", "st", "att"])
         out = {}
         for eid, row in zip(ids, rows, strict=True):

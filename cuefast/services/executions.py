@@ -10,7 +10,6 @@ Times are µs; an absent field is null on the wire.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from functools import partial
@@ -41,8 +40,6 @@ if TYPE_CHECKING:
 
 MAX_PAYLOAD_BYTES = 1_048_576
 TERMINAL = frozenset({"success", "failed", "missed", "outcome_timeout"})
-
-_FILTER_FIELDS = ("st", "cw", "os", "tb", "cla")
 
 
 def triggered_by(tb: str | None) -> str:
@@ -98,23 +95,6 @@ class ExecutionFilters(msgspec.Struct, kw_only=True):
     worker_id: str | None = None
     outcome_state: str | None = None
     triggered_by: str | None = None
-
-    @property
-    def only_cue(self) -> bool:
-        return (
-            self.statuses is None
-            and self.worker_id is None
-            and self.outcome_state is None
-            and self.triggered_by is None
-        )
-
-    def match(self, st: str | None, cw: str | None, os_: str | None, tb: str | None) -> bool:
-        return (
-            (self.statuses is None or st in self.statuses)
-            and (self.worker_id is None or cw == self.worker_id)
-            and (self.outcome_state is None or os_ == self.outcome_state)
-            and (self.triggered_by is None or triggered_by(tb) == self.triggered_by)
-        )
 
 
 class FireRequest(msgspec.Struct, kw_only=True):
@@ -316,39 +296,35 @@ class ExecutionService:
     async def list(
         self, account: Account, filters: ExecutionFilters, limit: int, offset: int
     ) -> tuple[list[dict[str, Any]], int, str | None]:
-        """A page (newest first), the filtered total, and the earliest ``claimed_at``."""
-        if filters.cue_id is None and filters.only_cue:  # no filter: indexes alone, no scan
-            store, parts = self.store, self.store.keys.partitions
-            also = [partial(store.claims.queue_oldest_claimed, account_id=account.id)]
-            if self.history is not None:
-                also.append(partial(store.snapshots.queue_history_flags, account_id=account.id))
-            page_ids, total, extra = await store.executions.page(account.id, offset, limit, also)
-            flags = store.snapshots.history_flags(extra[parts:]) if self.history is not None else None
-            rows, first_claim = await asyncio.gather(
-                store.executions.get_many(page_ids), store.claims.oldest_claimed(account.id, extra[:parts])
-            )
-            items = render_executions(rows)
-            older, total = await self._with_history(account, filters, offset, limit, total, flags=flags)
-            return items + older, total, fmt_offset(first_claim)
-        if filters.cue_id is not None:
-            cue = await self.store.cues.get(filters.cue_id) if is_cue_id(filters.cue_id) else None
-            if cue is None or cue.get("acct") != account.id:
+        """A page (newest first), the filtered total, and the earliest ``claimed_at``: the listing
+        indexes answer every filter (no scan), in one round trip with the cue's owner and the
+        history flags, then one for the page's rows."""
+        store = self.store
+        cue_id = filters.cue_id
+        if cue_id is not None and not is_cue_id(cue_id):
+            return [], 0, None
+        also = []
+        if cue_id is not None:
+            also.append(partial(store.cues.queue_owner, cue_id=cue_id))
+        if self.history is not None:
+            also.append(partial(store.snapshots.queue_history_flags, account_id=account.id))
+        listing = await store.executions.listing(
+            account.id,
+            offset=offset,
+            limit=limit,
+            cue_id=cue_id,
+            worker_id=filters.worker_id,
+            statuses=sorted(filters.statuses) if filters.statuses is not None else None,
+            outcome_state=filters.outcome_state,
+            triggered_by=filters.triggered_by,
+            also=also,
+        )
+        extra = listing.extra
+        if cue_id is not None:
+            if extra[0] != account.id:
                 return [], 0, None
-        members = await self.store.executions.members(account.id, filters.cue_id)  # newest first
-        fields = await self.store.executions.fields([eid for _, eid in members], _FILTER_FIELDS)
-        matched: list[str] = []
-        oldest: int | None = None
-        for (_, eid), vals in zip(members, fields, strict=True):
-            if vals is None:
-                continue
-            if not filters.match(vals["st"], vals["cw"], vals["os"], vals["tb"]):
-                continue
-            matched.append(eid)
-            cla = vals["cla"]
-            if cla:
-                oldest = int(cla) if oldest is None else min(oldest, int(cla))
-        page_ids = matched[offset : offset + limit]
-        rows = await self.store.executions.get_many(page_ids)
-        items = render_executions(rows)
-        older, total = await self._with_history(account, filters, offset, limit, len(matched))
-        return items + older, total, fmt_offset(oldest)
+            extra = extra[1:]
+        flags = store.snapshots.history_flags(extra) if self.history is not None else None
+        items = render_executions(await store.executions.get_many(listing.ids))
+        older, total = await self._with_history(account, filters, offset, limit, listing.total, flags=flags)
+        return items + older, total, fmt_offset(listing.oldest_claimed_us)

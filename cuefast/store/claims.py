@@ -11,7 +11,7 @@ from cuefast.store.status import Status
 
 CLAIM = Script(
     "claims_claim",
-    keys=("index", "claims", "claimed"),
+    keys=("index", "claims"),
     argv=("now", "prefix", "account_id", "worker_id", "lease_us", "count"),
     rest="execution_ids",
 )
@@ -23,7 +23,7 @@ HEARTBEAT = Script(
 )
 RELEASE = Script(
     "claims_release",
-    keys=("claims", "claimed"),
+    keys=("claims",),
     argv=("now", "prefix", "account_id", "worker_id"),
     rest="execution_ids",
 )
@@ -163,7 +163,6 @@ class Claims(Repository):
                     [
                         self._index(account_id, r.work),
                         k.claims(r.work.partition),
-                        k.claimed(r.work.partition, account_id),
                     ],
                     [now_us, k.part(r.work.partition) + ":", account_id, worker_id, lease_us, r.take, *r.ids],
                 )
@@ -198,7 +197,7 @@ class Claims(Repository):
         return int(
             await self.scripts.run(
                 RELEASE,
-                [k.claims(p), k.claimed(p, account_id)],
+                [k.claims(p)],
                 [now_us, k.part(p) + ":", account_id, worker_id, *ids],
             )
         )
@@ -259,33 +258,6 @@ class Claims(Repository):
         for eid, od in deadlines:
             args += [eid, od]
         return int(await self.scripts.run(ARM_DEADLINES, [k.deadlines(p)], args))
-
-    def queue_oldest_claimed(self, pipe: Any, account_id: str) -> None:
-        """Queue the first read of ``oldest_claimed`` (one reply per partition, its ``heads``)
-        on another repository's pipeline, to save a round trip."""
-        for p in range(self.keys.partitions):
-            pipe.zrange(self.keys.claimed(p, account_id), 0, 0, withscores=True)
-
-    async def oldest_claimed(self, account_id: str, heads: list[Any] | None = None) -> int | None:
-        """The earliest claimed_at µs among the account's executions that have one (the claimed
-        zsets); entries of executions that no longer exist are dropped on the way. ``heads``: the
-        replies of ``queue_oldest_claimed`` when the caller read them already."""
-        k = self.keys
-        for _ in range(10):
-            if heads is None:
-                async with self.redis.pipeline(transaction=False) as pipe:
-                    self.queue_oldest_claimed(pipe, account_id)
-                    rows = await pipe.execute()
-            else:
-                rows, heads = heads, None
-            firsts = [(int(r[0][1]), str(r[0][0]), p) for p, r in enumerate(rows) if r]
-            if not firsts:
-                return None
-            score, eid, p = min(firsts)
-            if await self.redis.exists(k.execution(p, eid)):
-                return score
-            await self.redis.zrem(k.claimed(p, account_id), eid)
-        return None  # pragma: no cover - ten vanished executions in a row
 
     async def signal_positions(self) -> list[str]:
         """The last entry id of every partition's work signal stream ("0-0" when empty)."""

@@ -140,6 +140,11 @@ class Cues(Repository):
             data, blob, ids, total, *extra = await pipe.execute()
         return CueWithExecutions(_view(cue_id, data, blob), list(ids), int(total), extra)
 
+    def queue_owner(self, pipe: Any, cue_id: str) -> None:
+        """Queue the read of the cue's account id (None: no such cue) on another repository's
+        pipeline, to save a round trip."""
+        pipe.hget(self.keys.cue(cue_id), "acct")
+
     async def exists(self, cue_id: str) -> bool:
         return bool(await self.redis.exists(self.keys.cue(cue_id)))
 

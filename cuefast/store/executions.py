@@ -6,12 +6,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from cuefast.store.repository import Repository, pairs
-from cuefast.store.scripts import Script
+from cuefast.store.scripts import Arg, Call, Script
 from cuefast.store.status import Status
 
 CREATE = Script(
     "executions_create",
-    keys=("execution", "cue", "cue_executions", "index", "outbox", "delayed", "work", "idempotency"),
+    keys=("execution", "cue", "cue_executions", "outbox", "delayed", "work", "idempotency"),
     argv=(
         "now",
         "execution_id",
@@ -28,10 +28,14 @@ CREATE = Script(
 CAS = Script("executions_cas", keys=("execution",), argv=("outcome", "outcome_state"), rest="fields")
 PURGE_CUE = Script(
     "executions_purge_cue",
-    keys=("cue_executions", "index", "leases", "retries", "delayed", "work"),
+    keys=("cue_executions", "leases", "retries", "delayed", "work"),
     argv=("prefix", "batch"),
 )
-CUES = Script("executions_cues", keys=("index",), argv=("prefix", "account_id"), rest="execution_ids")
+CUES = Script("executions_cues", keys=("registry",), argv=("prefix", "account_id"), rest="execution_ids")
+LIST = Script(
+    "executions_list", keys=("registry",), argv=("depth", "outcome_state", "triggered_by"), rest="statuses"
+)
+REINDEX = Script("executions_reindex", keys=("registry",), argv=("prefix",), rest="execution_ids")
 
 Execution = dict[str, str]
 """an execution hash (fields named in cuefast/services/executions.py)"""
@@ -45,13 +49,23 @@ class Created(NamedTuple):
     detail: str
 
 
+class Listing(NamedTuple):
+    """``executions.listing``: the page's ids (newest first), the filtered total, the earliest
+    claimed_at µs in the filtered set (None: none has one), and the replies of ``also``."""
+
+    ids: list[str]
+    total: int
+    oldest_claimed_us: int | None
+    extra: list[Any]
+
+
 class ExecutionCue(NamedTuple):
     cue_id: str
     created_us: int
 
 
 class Executions(Repository):
-    SCRIPTS = (CREATE, CAS, PURGE_CUE, CUES)
+    SCRIPTS = (CREATE, CAS, PURGE_CUE, CUES, LIST, REINDEX)
 
     def _key(self, execution_id: str) -> str:
         """The hash key of an id (a malformed id: a key on partition 0 that cannot exist)."""
@@ -83,7 +97,6 @@ class Executions(Repository):
                 k.execution(p, execution_id),
                 k.cue(cue_id),
                 k.cue_executions(cue_id),
-                k.execution_index(p, account_id),
                 k.outbox(p),
                 k.delayed(p),
                 k.work(p, account_id),
@@ -157,46 +170,86 @@ class Executions(Repository):
                 )
         return out
 
-    def _indexes(self, account_id: str, cue_id: str | None) -> list[str]:
+    async def listing(
+        self,
+        account_id: str,
+        *,
+        offset: int,
+        limit: int,
+        cue_id: str | None = None,
+        worker_id: str | None = None,
+        statuses: Sequence[str] | None = None,
+        outcome_state: str | None = None,
+        triggered_by: str | None = None,
+        also: Sequence[Callable[[Any], None]] = (),
+    ) -> Listing:
+        """A page of the account's executions (of one cue when ``cue_id`` is given, whatever its
+        account: the caller checks it), newest first (ties: id descending), from the listing
+        indexes (``lua/lib/exec_index.lua``): one ``executions_list.lua`` call per registry — the
+        cue's, or the account's on every partition — in one round trip with ``also``. Work per
+        call grows with the matching cells and ``offset + limit``, never with the account."""
         k = self.keys
         if cue_id is not None:
-            return [k.cue_executions(cue_id)]
-        return [k.execution_index(p, account_id) for p in range(k.partitions)]
-
-    async def page(
-        self, account_id: str, offset: int, limit: int, also: Sequence[Callable[[Any], None]] = ()
-    ) -> tuple[list[str], int, list[Any]]:
-        """A page of the account's execution ids, newest first (ties: id descending), and the
-        total: each partition's index contributes its newest ``offset + limit`` members. Each of
-        ``also`` queues more reads on the same pipeline (another repository's ``queue_…``); their
-        replies come back third, in order: one round trip for the whole listing's reads."""
+            registries = [k.ix_cue(cue_id) if worker_id is None else k.ix_cue_worker(cue_id, worker_id)]
+        elif worker_id is None:
+            registries = [k.ix_account(p, account_id) for p in range(k.partitions)]
+        else:
+            registries = [k.ix_worker(p, account_id, worker_id) for p in range(k.partitions)]
         depth = offset + limit
-        indexes = self._indexes(account_id, None)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for key in indexes:
-                pipe.zrevrange(key, 0, depth - 1, withscores=True)
-                pipe.zcard(key)
-            for queue in also:
-                queue(pipe)
-            res = await pipe.execute()
-        merged: list[tuple[float, str]] = []
-        total = 0
-        for i in range(0, 2 * len(indexes), 2):
-            merged.extend((float(score), str(member)) for member, score in res[i])
-            total += int(res[i + 1])
-        merged.sort(reverse=True)
-        return [member for _, member in merged[offset:depth]], total, res[2 * len(indexes) :]
+        argv: list[Arg] = [
+            depth,
+            "" if outcome_state is None else "=" + outcome_state,
+            "" if triggered_by is None else "=" + triggered_by,
+            *(statuses or ()),
+        ]
+        res = await self.scripts.run_many([(LIST, [reg], argv) for reg in registries], also)
+        merged: list[tuple[int, str]] = []
+        total, oldest = 0, None
+        for rows in res[: len(registries)]:
+            total += int(rows[0])
+            if rows[1]:
+                oldest = int(rows[1]) if oldest is None else min(oldest, int(rows[1]))
+            merged.extend((int(rows[i + 1]), str(rows[i])) for i in range(2, len(rows), 2))
+        if len(registries) > 1:
+            merged.sort(reverse=True)
+        return Listing([eid for _, eid in merged[offset:depth]], total, oldest, res[len(registries) :])
 
-    async def members(self, account_id: str, cue_id: str | None = None) -> list[tuple[float, str]]:
-        """Every execution of the account (of one cue, whatever its account, when ``cue_id`` is
-        given) as (created µs, id), newest first (ties: id descending)."""
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for key in self._indexes(account_id, cue_id):
-                pipe.zrange(key, 0, -1, withscores=True)
-            res = await pipe.execute()
-        merged = [(float(row[1]), str(row[0])) for rows in res for row in rows]
-        merged.sort(reverse=True)
-        return merged
+    async def reindex(self, execution_ids: Sequence[str]) -> int:
+        """Put executions where their fields say in the listing indexes (an upgrade of data written
+        before them; test seeding); the number that exist."""
+        k = self.keys
+        by_p: dict[int, list[str]] = {}
+        for eid in execution_ids:
+            p = k.execution_partition(eid)
+            if p is not None:
+                by_p.setdefault(p, []).append(eid)
+        calls: list[Call] = [
+            (REINDEX, [k.ix_account(p, "")], [k.part(p) + ":", *ids[i : i + 1000]])
+            for p, ids in by_p.items()
+            for i in range(0, len(ids), 1000)
+        ]
+        return sum(int(n) for n in await self.scripts.run_many(calls))
+
+    async def upgrade_indexes(self) -> int:
+        """Index every execution of data written before the listing indexes (``reindex`` per
+        partition, by SCAN) and drop the zsets they replace (the account's per-partition
+        ``idx:<account>:execs`` and ``claimed:<account>``); idempotent, so processes starting
+        together may both run it. The number of executions indexed."""
+        k = self.keys
+        n = 0
+        for p in range(k.partitions):
+            part = k.part(p) + ":"
+            batch: list[str] = []
+            async for key in self.redis.scan_iter(match=part + "exec:*", count=1000):
+                batch.append(str(key)[len(part) + 5 :])
+                if len(batch) == 1000:
+                    n += await self.reindex(batch)
+                    batch = []
+            n += await self.reindex(batch)
+            for pattern in ("idx:*:execs", "claimed:*"):
+                async for key in self.redis.scan_iter(match=part + pattern, count=1000):
+                    await self.redis.delete(key)
+        return n
 
     async def cues(self, account_id: str, execution_ids: Sequence[str]) -> dict[str, ExecutionCue]:
         """The cue and created time of each of the account's executions (absent: not found), one
@@ -209,10 +262,7 @@ class Executions(Repository):
                 by_p.setdefault(p, []).append(eid)
         parts = list(by_p.items())
         res = await self.scripts.run_many(
-            [
-                (CUES, [k.execution_index(p, account_id)], [k.part(p) + ":", account_id, *ids])
-                for p, ids in parts
-            ]
+            [(CUES, [k.ix_account(p, account_id)], [k.part(p) + ":", account_id, *ids]) for p, ids in parts]
         )
         out: dict[str, ExecutionCue] = {}
         for (_, ids), rows in zip(parts, res, strict=True):
@@ -228,7 +278,6 @@ class Executions(Repository):
         p = k.cue_partition(cue_id)
         keys = [
             k.cue_executions(cue_id),
-            k.execution_index(p, account_id),
             k.leases(p),
             k.retries(p),
             k.delayed(p),

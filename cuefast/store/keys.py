@@ -130,9 +130,23 @@ class Keys:
     def execution(self, p: int, execution_id: str) -> str:
         return f"{self.part(p)}:exec:{execution_id}"
 
-    def execution_index(self, p: int, account_id: str) -> str:
-        """zset: execution id → created_at µs, an account's executions on one partition"""
-        return f"{self.part(p)}:idx:{account_id}:execs"
+    # ---- execution listing indexes (lua/lib/exec_index.lua spells them the same) -------
+    def ix_account(self, p: int, account_id: str) -> str:
+        """hash: cell "<st>|<os>|<tb>" → executions of the account on partition ``p`` in it; each
+        cell has zsets ``<registry>|z|<cell>`` (id → created µs) and ``|c|`` (id → claimed_at µs)"""
+        return f"{self.part(p)}:ix:a:{account_id}"
+
+    def ix_cue(self, cue_id: str) -> str:
+        """the registry (as ``ix_account``) of one cue's executions"""
+        return f"{self.part(self.cue_partition(cue_id))}:ix:c:{cue_id}"
+
+    def ix_worker(self, p: int, account_id: str, worker_id: str) -> str:
+        """the registry of the account's executions on ``p`` claimed by one worker"""
+        return f"{self.part(p)}:ix:w:{account_id}:{len(worker_id.encode())}:{worker_id}"
+
+    def ix_cue_worker(self, cue_id: str, worker_id: str) -> str:
+        """the registry of one cue's executions claimed by one worker"""
+        return f"{self.part(self.cue_partition(cue_id))}:ix:cw:{cue_id}:{len(worker_id.encode())}:{worker_id}"
 
     def outbox(self, p: int) -> str:
         """stream: webhook executions ready for delivery (field ``e`` = execution id)"""
@@ -181,10 +195,6 @@ class Keys:
     def unclaimed(self, p: int) -> str:
         """zset: claimable worker execution id → when it became claimable µs (missed timeouts)"""
         return f"{self.part(p)}:unclaimed"
-
-    def claimed(self, p: int, account_id: str) -> str:
-        """zset: an account's worker executions with a current claim → claimed_at µs"""
-        return f"{self.part(p)}:claimed:{account_id}"
 
     def work_signal(self, p: int) -> str:
         """stream (capped): one entry ``a`` = account id whenever worker work becomes claimable"""

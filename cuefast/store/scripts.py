@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib.resources
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 import redis.asyncio as aioredis
@@ -78,18 +78,22 @@ class Scripts:
         """EVALSHA; a NOSCRIPT answer (the server lost its script cache) loads it and runs it again."""
         return await self._scripts[_checked(script, keys, args)](keys=list(keys), args=list(args))
 
-    async def run_many(self, calls: Sequence[Call]) -> list[Any]:
+    async def run_many(self, calls: Sequence[Call], also: Sequence[Callable[[Any], None]] = ()) -> list[Any]:
         """Several script calls in one round trip: a non-transactional pipeline of EVALSHA, one
         connection. Each call still touches one slot's keys. A call refused with NOSCRIPT ran
-        nothing and is retried alone, which loads the script; any other error is raised."""
-        if len(calls) <= 1:
+        nothing and is retried alone, which loads the script; any other error is raised. Each of
+        ``also`` queues more reads on the same pipeline (another repository's ``queue_…``); their
+        replies follow the scripts' results, in order."""
+        if len(calls) <= 1 and not also:
             return [await self.run(*call) for call in calls]
         async with self.redis.pipeline(transaction=False) as pipe:
             for script, keys, args in calls:
                 pipe.evalsha(self._scripts[_checked(script, keys, args)].sha, len(keys), *keys, *args)
+            for queue in also:
+                queue(pipe)
             results: list[Any] = await pipe.execute(raise_on_error=False)
         for i, res in enumerate(results):
-            if isinstance(res, NoScriptError):
+            if i < len(calls) and isinstance(res, NoScriptError):
                 results[i] = await self.run(*calls[i])
             elif isinstance(res, Exception):
                 raise res

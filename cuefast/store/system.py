@@ -8,6 +8,11 @@ from typing import Any, NamedTuple
 from cuefast.errors import ConfigError
 from cuefast.store.repository import Repository
 
+LAYOUT = "layout"
+"""the meta hash's field: the data layout version (1: the execution listing indexes of
+``lua/lib/exec_index.lua``; absent: written before them, upgraded at start)"""
+CURRENT_LAYOUT = 1
+
 
 class Poller(NamedTuple):
     """The scheduler's last cycle."""
@@ -67,16 +72,27 @@ class System(Repository):
                 pass
         return found
 
-    async def check_partitions(self) -> None:
-        """Refuse to run with a partition count other than the one this Redis was set up with."""
+    async def check_partitions(self) -> bool:
+        """Refuse to run with a partition count other than the one this Redis was set up with;
+        True when this call set it up (a new install: its data is in the current layout)."""
         k = self.keys
-        await self.redis.hsetnx(k.meta, "partitions", k.partitions)
+        created = bool(await self.redis.hsetnx(k.meta, "partitions", k.partitions))
+        if created:
+            await self.redis.hset(k.meta, LAYOUT, CURRENT_LAYOUT)
         stored = int(await self.redis.hget(k.meta, "partitions") or 0)
         if stored != k.partitions:
             raise ConfigError(
                 f"CUEFAST_PARTITIONS={k.partitions} but this Redis holds data for {stored} "
                 "partitions; set CUEFAST_PARTITIONS to the stored value"
             )
+        return created
+
+    async def layout(self) -> int:
+        """The data layout this install's Redis is in (``CURRENT_LAYOUT`` once upgraded)."""
+        return int(await self.redis.hget(self.keys.meta, LAYOUT) or 0)
+
+    async def set_layout(self, layout: int) -> None:
+        await self.redis.hset(self.keys.meta, LAYOUT, layout)
 
     async def record_poller(self, now_us: int, cues: int, duration_ms: int) -> None:
         await self.redis.hset(

@@ -81,6 +81,16 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat()
 
 
+async def _account_executions(r: aioredis.Redis, keys: Keys, account_id: str) -> list[str]:
+    """Every execution id in the account's listing indexes (lua/lib/exec_index.lua), all partitions."""
+    ids: list[str] = []
+    for p in range(keys.partitions):
+        reg = keys.ix_account(p, account_id)
+        for cell in await r.hkeys(reg):
+            ids += await r.zrange(f"{reg}|z|{cell}", 0, -1)
+    return ids
+
+
 @dataclass
 class CueInfo:
     id: str
@@ -729,8 +739,7 @@ class Chaos:
     async def _exec_states(self, r: aioredis.Redis) -> dict[str, str]:
         ids: list[str] = []
         for acct in self.accounts.values():
-            for p in range(self.keys.partitions):
-                ids += await r.zrange(self.keys.execution_index(p, acct.id), 0, -1)
+            ids += await _account_executions(r, self.keys, acct.id)
         out: dict[str, str] = {}
         for i in range(0, len(ids), 2000):
             chunk = ids[i : i + 2000]
@@ -858,9 +867,7 @@ class Chaos:
             accounts: dict[str, dict[str, str]] = {}
             queues: dict[str, Any] = {}
             for name, acct in self.accounts.items():
-                acct_execs[name] = []
-                for p in range(k.partitions):
-                    acct_execs[name] += await r.zrange(k.execution_index(p, acct.id), 0, -1)
+                acct_execs[name] = await _account_executions(r, k, acct.id)
                 accounts[acct.id] = await r.hgetall(k.account(acct.id))
             for p in range(k.partitions):
                 for label, key in (

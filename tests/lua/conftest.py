@@ -8,6 +8,7 @@ import pytest
 
 from cuefast.store import Store, connect
 from cuefast.store.keys import Keys
+from tests.lua.indexes import assert_indexed
 
 
 @pytest.fixture
@@ -16,5 +17,6 @@ async def store(redis_url: str, key_prefix: str) -> AsyncIterator[Store]:
     await s.preload()
     try:
         yield s
+        await assert_indexed(s)  # every script test leaves the listing indexes consistent
     finally:
         await s.close()

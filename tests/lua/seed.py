@@ -82,7 +82,7 @@ async def put_execution(
     }
     await store.redis.hset(k.execution(p, eid), mapping=h)
     await store.redis.zadd(k.cue_executions(cue_id), {eid: CREATED})
-    await store.redis.zadd(k.execution_index(p, acct), {eid: CREATED})
+    await store.executions.reindex([eid])
     return p, eid
 
 

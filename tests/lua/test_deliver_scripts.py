@@ -44,6 +44,7 @@ async def arrange(
         k.execution(p, eid),
         mapping={"cue": CUE, "acct": "acct1", "tr": "webhook", "st": "pending", "sf": NOW, "pl": "{}"},
     )
+    await store.executions.reindex([eid])
     await store.redis.xadd(k.outbox(p), {"e": eid})
     (entry,) = [e for e in await store.delivery.read("a", 10, 0) if e.execution_id == eid]
     return p, eid, entry.entry_id
@@ -171,6 +172,7 @@ async def test_a_body_outcome_never_replaces_a_recorded_one(store: Store) -> Non
     k = store.keys
     p, eid, entry = await arrange(store, "{}")
     await store.redis.hset(k.execution(p, eid), mapping={"oc": '{"success":true}', "os": "reported_success"})
+    await store.executions.reindex([eid])
     lease = (await lease_of(store, p, eid, NOW)).lease_until
     row = result(eid, entry, lease, body=BodyOutcome('{"success":false}', False, "", ""))
     assert await store.delivery.finish({p: [row]}, NOW + S) == {p: [Finished(Status.OK, "success", False)]}

@@ -1,12 +1,17 @@
 """The execution scripts one by one against real Redis (executions_create, executions_cas,
-executions_cues, executions_purge_cue): arrange keys → call → assert the answer and the state
-(the execution hash, its listings, outbox / delayed / work indexes, idempotency records)."""
+executions_cues, executions_purge_cue, executions_list, executions_reindex): arrange keys → call
+→ assert the answer and the state (the execution hash, its listings, outbox / delayed / work
+indexes, idempotency records)."""
 
 from __future__ import annotations
 
+from functools import partial
+from typing import Any
+
 from cuefast.ids import new_execution_id
 from cuefast.store import Status, Store
-from cuefast.store.executions import PURGE_CUE, Created, ExecutionCue
+from cuefast.store.executions import PURGE_CUE, Created, ExecutionCue, Listing
+from tests.lua.indexes import listed, unindex
 from tests.lua.seed import ACCT, CREATED, CUE, NOW, SIBLING, S, dirty, put_cue, put_execution, stream_ids
 
 DAY_MS = 24 * 3600 * 1000
@@ -56,9 +61,10 @@ async def test_create_a_manual_webhook_fire_is_queued(store: Store) -> None:
         "ca": str(NOW),
         "ua": str(NOW),
         "pl": '{"a":1}',
+        "ix": "pending||manual||",
     }
     assert await store.redis.zscore(k.cue_executions(CUE), eid) == NOW
-    assert await store.redis.zscore(k.execution_index(p, ACCT), eid) == NOW
+    assert await listed(store, ACCT, eid) == NOW
     assert await stream_ids(store, k.outbox(p)) == [eid]
     assert await store.redis.zcard(k.delayed(p)) == 0
     assert await dirty(store, k.part(p)) == {f"exec:{eid}"}
@@ -160,7 +166,9 @@ async def test_cues_of_the_accounts_executions_only(store: Store) -> None:
     _, sibling = await put_execution(store, SIBLING)
     _, foreign = await put_execution(store, acct="other")
     _, no_ca = await put_execution(store)
+    await unindex(store, no_ca)
     await store.redis.hdel(k.execution(p, no_ca), "ca")
+    await store.executions.reindex([no_ca])
     gone = new_execution_id(p)
     found = await store.executions.cues(ACCT, [mine, sibling, foreign, no_ca, gone, "bad"])
     assert found == {
@@ -177,21 +185,19 @@ async def test_purge_cue_removes_executions_and_every_index_in_batches(store: St
     _, leased = await put_execution(store, st="delivering")
     _, retrying = await put_execution(store, st="retrying")
     _, delayed = await put_execution(store)
-    _, claimed = await put_execution(store, tr="worker", st="delivering", tk="t")
+    _, claimed = await put_execution(store, tr="worker", st="delivering", tk="t", cw="w1", cla=NOW)
     _, claimable = await put_execution(store, tr="worker", tk="t", ag="bot")
     _, kept = await put_execution(store, SIBLING)
     await store.redis.zadd(k.leases(p), {leased: NOW})
     await store.redis.zadd(k.retries(p), {retrying: NOW})
     await store.redis.zadd(k.delayed(p), {delayed: NOW})
     await store.redis.zadd(k.claims(p), {claimed: NOW})
-    await store.redis.zadd(k.claimed(p, ACCT), {claimed: NOW})
     work = [k.work(p, ACCT), k.work_filtered(p, ACCT, "t", None), k.work_filtered(p, ACCT, "t", "bot")]
     for key in [*work, k.work_filtered(p, ACCT, None, "bot"), k.unclaimed(p)]:
         await store.redis.zadd(key, {claimable: NOW})
     ids = {leased, retrying, delayed, claimed, claimable}
     keys = [
         k.cue_executions(CUE),
-        k.execution_index(p, ACCT),
         k.leases(p),
         k.retries(p),
         k.delayed(p),
@@ -202,10 +208,134 @@ async def test_purge_cue_removes_executions_and_every_index_in_batches(store: St
     assert await store.executions.purge_cue(CUE, ACCT, batch=3) == 2  # the rest
     for eid in ids:
         assert await store.redis.exists(k.execution(p, eid)) == 0
-    assert await store.redis.exists(k.cue_executions(CUE), *keys[2:], k.claims(p), k.claimed(p, ACCT)) == 0
+    assert await store.redis.exists(k.cue_executions(CUE), *keys[1:], k.claims(p)) == 0
     for key in [*work, k.work_filtered(p, ACCT, None, "bot"), k.unclaimed(p)]:
         assert await store.redis.exists(key) == 0, key
-    assert await store.redis.zrange(k.execution_index(p, ACCT), 0, -1) == [kept]
+    assert (await store.executions.listing(ACCT, offset=0, limit=10)).ids == [kept]
+    assert (await store.executions.listing(ACCT, offset=0, limit=10, cue_id=CUE)).total == 0
     assert await store.redis.exists(k.execution(p, kept)) == 1
     assert await dirty(store, k.part(p)) == {f"exec:{eid}" for eid in ids}
     assert await store.executions.purge_cue(CUE, ACCT) == 0
+
+
+# ---- executions_list / executions_reindex (lua/lib/exec_index.lua) ----------------------------------
+OTHER_PART_CUE = "cue_dddddddddddd"
+"""a cue on another partition than CUE's (of 4): account-wide listings merge partitions"""
+
+
+async def test_list_answers_every_filter_combination_from_the_indexes(store: Store) -> None:
+    """Every filter of GET /v1/executions, alone and combined, against the same filter applied
+    to the seeded hashes in Python: rows (newest first, ties by id descending), total and the
+    earliest claimed_at."""
+    await put_cue(store)
+    await put_cue(store, SIBLING)
+    await put_cue(store, OTHER_PART_CUE)
+    specs: list[dict[str, Any]] = [
+        {"st": "pending"},
+        {"st": "pending", "tb": "manual"},
+        {"st": "success", "os": "reported_success", "tb": "replay"},
+        {"st": "failed", "os": "reported_failure", "tr": "worker", "cw": "w1", "cla": NOW - 5 * S},
+        {"st": "delivering", "tr": "worker", "cw": "w1", "cla": NOW - 9 * S},
+        {"st": "delivering", "tr": "worker", "cw": "w|z|2", "cla": NOW - 7 * S},
+        {"st": "success", "os": "verified", "tr": "worker", "cw": "w|z|2", "cla": NOW - 8 * S},
+        {"st": "missed"},
+    ]
+    seeded: list[dict[str, Any]] = []
+    for i in range(24):
+        spec = dict(specs[i % len(specs)])
+        cue = (CUE, SIBLING, OTHER_PART_CUE)[i % 3]
+        ca = CREATED + (i // 2) * S  # pairs share a created time: ties are broken by id
+        _, eid = await put_execution(store, cue, ca=ca, **spec)
+        seeded.append({"id": eid, "cue": cue, "ca": ca, **spec})
+
+    def expect(**f: Any) -> tuple[list[str], int, int | None]:
+        rows = [
+            h
+            for h in seeded
+            if (f.get("cue_id") is None or h["cue"] == f["cue_id"])
+            and (f.get("worker_id") is None or h.get("cw") == f["worker_id"])
+            and (f.get("statuses") is None or h["st"] in f["statuses"])
+            and (f.get("outcome_state") is None or h.get("os") == f["outcome_state"])
+            and (f.get("triggered_by") is None or (h.get("tb") or "scheduled") == f["triggered_by"])
+        ]
+        rows.sort(key=lambda h: (h["ca"], h["id"]), reverse=True)
+        claimed = [h["cla"] for h in rows if h.get("cla")]
+        return [h["id"] for h in rows], len(rows), min(claimed) if claimed else None
+
+    filters: list[dict[str, Any]] = [
+        {},
+        {"statuses": ["pending"]},
+        {"statuses": ["success", "failed"]},
+        {"statuses": [""]},
+        {"outcome_state": "reported_success"},
+        {"triggered_by": "scheduled"},
+        {"triggered_by": "manual"},
+        {"worker_id": "w1"},
+        {"worker_id": "w|z|2", "statuses": ["delivering"]},
+        {"worker_id": "nobody"},
+        {"cue_id": CUE},
+        {"cue_id": SIBLING, "statuses": ["pending", "missed"]},
+        {"cue_id": OTHER_PART_CUE, "worker_id": "w1"},
+        {"cue_id": CUE, "outcome_state": "verified", "triggered_by": "scheduled"},
+    ]
+    for f in filters:
+        ids, total, oldest = expect(**f)
+        for offset, limit in ((0, 100), (0, 3), (2, 5), (30, 5)):
+            got = await store.executions.listing(ACCT, offset=offset, limit=limit, **f)
+            assert got == Listing(ids[offset : offset + limit], total, oldest, []), (f, offset, limit)
+
+
+async def test_list_reads_another_repositorys_replies_on_the_same_round_trip(store: Store) -> None:
+    await put_cue(store)
+    got = await store.executions.listing(
+        ACCT, offset=0, limit=1, cue_id=CUE, also=[partial(store.cues.queue_owner, cue_id=CUE)]
+    )
+    assert got == Listing([], 0, None, [ACCT])
+
+
+async def test_reindex_indexes_moves_and_repeats_harmlessly(store: Store) -> None:
+    """Data written before the indexes: reindex lists it; a changed field moves it; a second call
+    changes nothing (the counts move only with real zset changes); a gone id is not counted."""
+    k = store.keys
+    p = k.cue_partition(CUE)
+    eid = new_execution_id(p)
+    await store.redis.hset(
+        k.execution(p, eid),
+        mapping={
+            "id": eid,
+            "cue": CUE,
+            "acct": ACCT,
+            "st": "delivering",
+            "cw": "w1",
+            "cla": NOW,
+            "ca": CREATED,
+        },
+    )
+    assert await store.executions.reindex([eid, new_execution_id(p), "bad"]) == 1
+    assert await store.executions.reindex([eid]) == 1
+    assert await store.executions.listing(ACCT, offset=0, limit=5, worker_id="w1") == Listing(
+        [eid], 1, NOW, []
+    )
+    await store.redis.hset(k.execution(p, eid), mapping={"st": "failed", "cw": "", "cla": ""})
+    await store.executions.reindex([eid])
+    assert await store.executions.listing(ACCT, offset=0, limit=5, worker_id="w1") == Listing([], 0, None, [])
+    assert await store.executions.listing(ACCT, offset=0, limit=5, statuses=["failed"]) == Listing(
+        [eid], 1, None, []
+    )
+
+
+async def test_upgrade_indexes_lists_old_data_and_drops_the_replaced_zsets(store: Store) -> None:
+    k = store.keys
+    p = k.cue_partition(CUE)
+    ids = [new_execution_id(p) for _ in range(3)]
+    old = [f"{k.part(p)}:idx:{ACCT}:execs", f"{k.part(p)}:claimed:{ACCT}"]
+    for i, eid in enumerate(ids):
+        await store.redis.hset(
+            k.execution(p, eid),
+            mapping={"id": eid, "cue": CUE, "acct": ACCT, "st": "pending", "ca": CREATED + i},
+        )
+        await store.redis.zadd(old[0], {eid: CREATED + i})
+    await store.redis.zadd(old[1], {ids[0]: NOW})
+    assert await store.executions.upgrade_indexes() == 3
+    assert await store.redis.exists(*old) == 0
+    assert await store.executions.listing(ACCT, offset=0, limit=5) == Listing(ids[::-1], 3, None, [])

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from cuefast.store import Status, Store
 from cuefast.store.outcomes import Outcome, Recorded
+from tests.lua.indexes import unindex
 from tests.lua.seed import ACCT, CREATED, CUE, NOW, SIBLING, S, dirty, put_cue, put_execution
 
 ONCE = f"once|UTC|latest|{NOW}|"
@@ -28,7 +29,6 @@ async def claimed_worker_execution(store: Store, cue_id: str = CUE) -> tuple[int
         store, cue_id, tr="worker", st="delivering", tk="t", cw="w1", cla=NOW - S, lx=NOW + 99 * S, od=NOW + S
     )
     await store.redis.zadd(k.claims(p), {eid: NOW + 99 * S})
-    await store.redis.zadd(k.claimed(p, ACCT), {eid: NOW - S})
     await store.redis.zadd(k.deadlines(p), {eid: NOW + S})
     return p, eid
 
@@ -114,6 +114,7 @@ async def test_record_an_unknown_execution_is_not_found(store: Store) -> None:
     k = store.keys
     p = await put_cue(store)
     _, eid = await put_execution(store)
+    await unindex(store, eid)
     await store.redis.delete(k.execution(p, eid))
     assert await store.outcomes.record(won(eid), NOW) == Recorded(Status.NOT_FOUND, "")
     assert await store.redis.exists(k.execution(p, eid)) == 0
@@ -125,6 +126,7 @@ async def test_record_the_scheduled_execution_decides_a_one_time_cue(store: Stor
     p = await put_cue(store, sch=ONCE, tr="worker")
     _, manual = await claimed_worker_execution(store)
     await store.redis.hset(k.execution(p, manual), "tb", "manual")
+    await store.executions.reindex([manual])
     assert await store.outcomes.record(won(manual), NOW) == Recorded(Status.OK, "success")
     assert await store.redis.hget(k.cue(CUE), "status") == "active"  # a manual fire decides nothing
     _, scheduled = await claimed_worker_execution(store)
@@ -171,6 +173,7 @@ async def test_record_many_answers_per_outcome_and_counts_runs_per_cue(store: St
     _, c = await claimed_worker_execution(store, SIBLING)
     _, foreign = await put_execution(store, acct="other", tr="worker", st="delivering")
     _, gone = await put_execution(store, tr="worker")
+    await unindex(store, gone)
     await store.redis.delete(k.execution(p, gone))
     rows = [won(a), lost(b), won(c), won(foreign), won(gone), lost(a)]
     assert await store.outcomes.record_many(ACCT, rows, NOW) == [

@@ -8,6 +8,7 @@ from __future__ import annotations
 from cuefast.ids import scheduled_execution_id
 from cuefast.store import Store
 from cuefast.store.schedule import DueCue, Materialized
+from tests.lua.indexes import listed
 from tests.lua.seed import (
     ACCT,
     CREATED,
@@ -67,9 +68,10 @@ async def test_materialize_webhook_slots_become_queued_executions(store: Store) 
             "st": "pending",
             "ca": str(NOW),
             "pl": '{"a":1}',
+            "ix": "pending||||",
         }
         assert await store.redis.zscore(k.cue_executions(CUE), eid) == NOW
-        assert await store.redis.zscore(k.execution_index(p, ACCT), eid) == NOW
+        assert await listed(store, ACCT, eid) == NOW
     assert await stream_ids(store, k.outbox(p)) == ids
     h = await store.redis.hgetall(k.cue(CUE))
     assert (h["nr"], h["fc"]) == (str(NOW + MIN), "7")
@@ -85,6 +87,7 @@ async def test_materialize_a_slot_already_materialized_is_not_created_twice(stor
     await store.schedule.materialize(p, NOW, [line(CUE, p, NOW, NOW + MIN, [NOW])])
     eid = scheduled_execution_id(CUE, NOW, p)
     await store.redis.hset(k.execution(p, eid), "st", "success")
+    await store.executions.reindex([eid])
     res = await store.schedule.materialize(p, NOW + 1, [line(CUE, p, NOW + MIN, NOW + 2 * MIN, [NOW])])
     assert res == Materialized(0, 0, {})
     assert await store.redis.hget(k.execution(p, eid), "st") == "success"
@@ -161,7 +164,7 @@ async def test_materialize_blocked_by_the_monthly_limit_creates_failed_execution
     eid = scheduled_execution_id(CUE, NOW, p)
     h = await store.redis.hgetall(k.execution(p, eid))
     assert (h["st"], h["em"], h["ua"]) == ("failed", "Monthly execution limit reached", str(NOW))
-    assert await store.redis.zscore(k.execution_index(p, ACCT), eid) == NOW
+    assert await listed(store, ACCT, eid) == NOW
     assert await store.redis.xlen(k.outbox(p)) == 0
     c = await store.redis.hgetall(k.cue(CUE))
     assert (c["status"], c["lr"], c["fa"]) == ("failed", str(NOW), str(NOW))

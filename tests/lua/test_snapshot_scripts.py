@@ -10,6 +10,7 @@ import json
 from cuefast.ids import new_execution_id
 from cuefast.store import Keys, Status, Store
 from cuefast.store.snapshots import LEASE, Requests, Trimmed
+from tests.lua.indexes import listed
 from tests.lua.seed import ACCT, CREATED, CUE, NOW, SIBLING, S, dirty, put_cue, put_execution, stream_ids
 
 P = Keys("", 4).cue_partition(CUE)
@@ -112,7 +113,7 @@ async def test_trim_removes_only_unchanged_final_executions(store: Store) -> Non
     for eid in (done, never_updated):
         assert await store.redis.exists(k.execution(P, eid)) == 0
         assert await store.redis.zscore(k.cue_executions(CUE), eid) is None
-        assert await store.redis.zscore(k.execution_index(P, ACCT), eid) is None
+        assert await listed(store, ACCT, eid) is None
     for eid in (changed, running, marked, in_flight):
         assert await store.redis.exists(k.execution(P, eid)) == 1
     # the kept ones are dirty (the next snapshot catches up), except the one being snapshotted
@@ -130,7 +131,6 @@ async def test_trim_a_worker_execution_leaves_every_index(store: Store) -> None:
         k.work_filtered(P, ACCT, "t", "bot"),
         k.unclaimed(P),
         k.claims(P),
-        k.claimed(P, ACCT),
         k.leases(P),
         k.retries(P),
         k.delayed(P),
@@ -185,9 +185,11 @@ async def test_restore_executions_rebuilds_the_index_each_state_needs(store: Sto
     assert await store.restore.executions([(P, [json.dumps(d) for d in docs.values()])], NOW) == len(docs)
     ids = {name: d["id"] for name, d in docs.items()}
     for d in docs.values():
-        assert await store.redis.hgetall(k.execution(P, d["id"])) == d
+        stored = await store.redis.hgetall(k.execution(P, d["id"]))
+        assert stored.pop("ix") == f"{d['st']}|||{d.get('cla', '')}|{d.get('cw', '')}"
+        assert stored == d
         assert await store.redis.zscore(k.cue_executions(CUE), d["id"]) == CREATED
-        assert await store.redis.zscore(k.execution_index(P, ACCT), d["id"]) == CREATED
+        assert await listed(store, ACCT, d["id"]) == CREATED
     assert await stream_ids(store, k.outbox(P)) == [ids["due"], ids["ready"], ids["sending"]]
     assert await store.redis.zrange(k.delayed(P), 0, -1, withscores=True) == [(ids["later"], NOW + S)]
     assert await store.redis.zrange(k.retries(P), 0, -1, withscores=True) == [(ids["retrying"], NOW + 5 * S)]
@@ -196,6 +198,4 @@ async def test_restore_executions_rebuilds_the_index_each_state_needs(store: Sto
         assert await store.redis.zrange(key, 0, -1, withscores=True) == [(ids["claimable"], NOW - S)]
     assert await store.redis.zscore(k.unclaimed(P), ids["claimable"]) == NOW - 2 * S
     assert await store.redis.zrange(k.claims(P), 0, -1, withscores=True) == [(ids["claimed"], NOW + 60 * S)]
-    assert await store.redis.zrange(k.claimed(P, ACCT), 0, -1, withscores=True) == [
-        (ids["claimed"], NOW - 3 * S)
-    ]
+    assert (await store.executions.listing(ACCT, offset=0, limit=0)).oldest_claimed_us == NOW - 3 * S

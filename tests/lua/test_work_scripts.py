@@ -36,7 +36,7 @@ async def arrange(
     eid = new_execution_id(P)
     fields: dict[str, Any] = {
         "id": eid,
-        "cue": "cue_aaaaaaaaaaaa",
+        "cue": "cue_ffffffffffff",
         "acct": acct,
         "tr": "worker",
         "sf": sf,
@@ -50,6 +50,7 @@ async def arrange(
     if ag:
         fields["ag"] = ag
     await store.redis.hset(k.execution(P, eid), mapping=fields)
+    await store.executions.reindex([eid])
     if listed:
         for key in {
             k.work(P, acct),
@@ -93,7 +94,8 @@ async def test_claim_ids_mode_codes_and_effects(store: Store) -> None:
     ):
         assert await store.redis.zscore(key, ok) is None, key
     assert await store.redis.zscore(k.claims(P), ok) == NOW + LEASE
-    assert await store.redis.zscore(k.claimed(P, ACCT), ok) == NOW
+    listing = await store.executions.listing(ACCT, offset=0, limit=10, worker_id="w1")
+    assert (listing.ids, listing.oldest_claimed_us) == ([ok], NOW)
     assert (await claim_ids(store, [ok], "w2"))[0].status is Status.WRONG_STATE
 
 
@@ -101,6 +103,7 @@ async def test_claim_count_mode_takes_oldest_and_drops_stale_entries(store: Stor
     k = store.keys
     ids = [await arrange(store, sf=NOW - 100 + i) for i in range(5)]
     await store.redis.hset(k.execution(P, ids[0]), "st", "success")  # stale index entry
+    await store.executions.reindex([ids[0]])
     await store.redis.zadd(k.work_filtered(P, ACCT, "t", None), {"gone": NOW - 1000})
     (rows,) = await store.claims.claim(ACCT, "w", LEASE, NOW, [ClaimRequest(WorkIndex(P, "t"), 3)])
     assert [r.execution_id for r in rows] == ids[1:4]
@@ -270,7 +273,7 @@ async def test_outcome_batch_once_and_owned(store: Store) -> None:
     foreign = await arrange(store, acct="other")
     await claim_ids(store, [claimed])
     found = await store.executions.cues(ACCT, [claimed, foreign, "bad"])
-    assert list(found) == [claimed] and found[claimed].cue_id == "cue_aaaaaaaaaaaa"
+    assert list(found) == [claimed] and found[claimed].cue_id == "cue_ffffffffffff"
     rows = [
         Outcome(claimed, '{"success": true}', True, "reported_success", ""),
         Outcome(pending, '{"success": false}', False, "reported_failure", "boom"),

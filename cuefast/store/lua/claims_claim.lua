@@ -3,7 +3,6 @@
   the same slot)
   KEYS[1] index: the zset to take from: the account's work zset, or a task/agent-filtered one
   KEYS[2] claims: zset, execution id → lease expiry µs
-  KEYS[3] claimed: the account's zset, execution id → claimed_at µs
   ARGV[1] now: µs
   ARGV[2] prefix: the partition's key prefix
   ARGV[3] account_id
@@ -18,6 +17,7 @@
     claimable now ]]
 --!include dirty
 --!include work_index
+--!include exec_index
 local now_s, pfx, acct, worker, lease_s = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local now, lease, count = tonumber(now_s), tonumber(lease_s), tonumber(ARGV[6])
 local lx = string.format('%.0f', now + lease)
@@ -54,8 +54,8 @@ local function claim(eid, checked)
   end
   work_rem(pfx, acct, eid, e[5], e[6], defer)
   dirty(ek)
+  exec_reindex(pfx, eid)
   defer_zadd(defer, KEYS[2], lx, eid)
-  defer_zadd(defer, KEYS[3], now_s, eid)
   local cue = e[8]
   if names[cue] == nil then names[cue] = redis.call('HGET', pfx .. 'cue:' .. cue, 'name') or '' end
   row(STATUS.OK, eid, {cue, names[cue], e[4], att, e[9] or '{}', e[5] or '', lx})

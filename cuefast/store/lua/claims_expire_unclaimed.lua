@@ -13,6 +13,7 @@
 --!include one_time
 --!include work_index
 --!include alert
+--!include exec_index
 local now, pfx = ARGV[1], ARGV[2]
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[3], 'LIMIT', 0, tonumber(ARGV[4]))
 local out = {#ids}
@@ -24,6 +25,7 @@ for _, eid in ipairs(ids) do
     redis.call('HSET', ek, 'st', 'missed', 'ua', now,
       'em', 'No worker claimed this execution within timeout window')
     dirty(ek)
+    exec_reindex(pfx, eid)
     work_rem(pfx, e[3], eid, e[6], e[7])
     alert_final_failure(pfx, eid, e[4], e[3], now)  -- streak, on_failure pause and notices (§12)
     local ck = pfx .. 'cue:' .. e[4]

@@ -12,6 +12,7 @@
 --!include set_cue_status
 --!include one_time
 --!include work_index
+--!include exec_index
 --!include alert
 local now, pfx = ARGV[1], ARGV[2]
 local out = {}
@@ -33,15 +34,16 @@ for i = 3, #ARGV, 3 do
       redis.call('ZREM', KEYS[1], eid)
       if decision == 'reoffer' then
         res = 'retry_ready'
-        redis.call('ZREM', pfx .. 'claimed:' .. acct, eid)
         redis.call('HSET', ek, 'st', res, 'ua', now, 'cw', '', 'cla', '', 'lx', '', 'ls', '', 'lh', '',
           'em', 'Worker lease expired; execution re-offered')
+        exec_reindex(pfx, eid)
         work_add(pfx, acct, eid, e[4], e[5], e[6], now)
         work_signal(pfx, acct)
       else
         res = 'failed'
         redis.call('HSET', ek, 'st', res, 'ua', now, 'lx', '',
           'em', 'Worker lease expired; max attempts exhausted')
+        exec_reindex(pfx, eid)
         alert_final_failure(pfx, eid, e[7], acct, now)  -- streak, on_failure pause and notices (§12)
         local ck = pfx .. 'cue:' .. e[7]
         if redis.call('EXISTS', ck) == 1 then

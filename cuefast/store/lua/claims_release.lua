@@ -2,7 +2,6 @@
   once, the attempt not counted (execution, cue and index keys are derived from ARGV[2], the
   partition's key prefix, in the same slot)
   KEYS[1] claims: zset, execution id → lease expiry µs
-  KEYS[2] claimed: the account's zset, execution id → claimed_at µs
   ARGV[1] now: µs
   ARGV[2] prefix: the partition's key prefix
   ARGV[3] account_id
@@ -11,6 +10,7 @@
   returns the number released (ids not held by this worker are left alone) ]]
 --!include dirty
 --!include work_index
+--!include exec_index
 local now, pfx, acct, worker = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local released = 0
 for i = 5, #ARGV do
@@ -29,8 +29,8 @@ for i = 5, #ARGV do
         redis.call('ZREM', pfx .. 'deadlines', eid)
       end
     end
+    exec_reindex(pfx, eid)
     redis.call('ZREM', KEYS[1], eid)
-    redis.call('ZREM', KEYS[2], eid)
     work_add(pfx, acct, eid, e[6], e[7], e[8], now)
     released = released + 1
   end

@@ -29,6 +29,7 @@
 --!include one_time
 --!include alert
 --!include record_outcome
+--!include exec_index
 local now, pfx, group = ARGV[1], ARGV[2], ARGV[3]
 local out = {}
 local marks = {}  -- snapshot dirty marks, written by dirty_flush at the end
@@ -76,6 +77,7 @@ local function finish(eid, result, hs, em, nxr, od, entry, lease)
     if cue_exists and decides_cue(pfx, e[2], e[5]) then set_cue_status(pfx, e[2], e[3], 'failed') end
     alert_final_failure(pfx, eid, e[2], e[3], now)  -- streak, on_failure pause and notices (§12)
   end
+  exec_reindex(pfx, eid)
   return STATUS.OK, status
 end
 

@@ -16,6 +16,7 @@
   removed again (a retry's last_attempt_at keeps the lease time until its next attempt).
   returns one status per attempt ("" = not released) ]]
 --!include dirty
+--!include exec_index
 local now, pfx, group = ARGV[1], ARGV[2], ARGV[3]
 local out = {}
 for i = 4, #ARGV, 4 do
@@ -35,6 +36,7 @@ for i = 4, #ARGV, 4 do
       status = att > 0 and 'retry_ready' or 'pending'
       redis.call('HSET', ek, 'st', status, 'ua', now)
       dirty(ek)
+      exec_reindex(pfx, eid)
       if att == 0 and (not e[3] or e[3] == '') then redis.call('HDEL', ek, 'sa', 'la') end
       if tonumber(at) > tonumber(now) then
         redis.call('ZADD', KEYS[3], at, eid)

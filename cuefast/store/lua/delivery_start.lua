@@ -19,6 +19,7 @@
     | {BUSY, …} another attempt holds a live lease: leave the entry pending ]]
 --!include dirty
 --!include one_time
+--!include exec_index
 local now, pfx = tonumber(ARGV[1]), ARGV[2]
 local default_timeout, floor_s = tonumber(ARGV[3]), tonumber(ARGV[4])
 local now_s = string.format('%.0f', now)
@@ -73,6 +74,7 @@ for i = 5, #ARGV do
     end
     redis.call('HSET', ek, 'st', 'delivering', 'la', now_s, 'ua', now_s)
     dirty_at(pfx, 'exec:' .. eid, marks)
+    exec_reindex(pfx, eid)
     if not e[9] then redis.call('HSET', ek, 'sa', now_s) end
     local timeout = timeout_of(cfg)
     local lease = string.format('%.0f', now + math.max(floor_s, timeout + 60) * 1000000)

@@ -1,7 +1,8 @@
 --[[ executions_cues: the cue and created time of each of an account's executions on one partition
   (one call instead of one read per execution; batch outcomes need the cues' verification modes
   and the creation month for the usage counters)
-  KEYS[1] index: the account's execution index (execution hashes derived from ARGV[1], same slot)
+  KEYS[1] registry: the account's index registry on the partition (a slot-mate, not read; the
+    execution hashes are derived from ARGV[1])
   ARGV[1] prefix: the partition's key prefix
   ARGV[2] account_id
   ARGV[3..] execution_ids

@@ -6,9 +6,10 @@
   Each hash is written as it was, with its listing indexes (cue, account) and the index its state
   needs to move on: webhook pending / retry_ready / delivering → the outbox (a due one) or the
   delayed zset (send_at later); retrying → the retry zset; an armed outcome deadline → deadlines;
-  worker pending / retry_ready → the claimable indexes; worker delivering → claims / claimed.
+  worker pending / retry_ready → the claimable indexes; worker delivering → claims.
   returns the number written ]]
 --!include work_index
+--!include exec_index
 local now_s, pfx = ARGV[1], ARGV[2]
 local now = tonumber(now_s)
 local final = {success = true, failed = true, missed = true, outcome_timeout = true}
@@ -21,8 +22,9 @@ for i = 3, #ARGV do
   local flat = {}
   for f, v in pairs(h) do flat[#flat + 1] = f; flat[#flat + 1] = v end
   redis.call('HSET', ek, unpack(flat))
+  redis.call('HDEL', ek, 'ix')  -- where it was indexed before is not where it is now
+  exec_reindex(pfx, eid)
   redis.call('ZADD', pfx .. 'cue:' .. h['cue'] .. ':execs', h['ca'], eid)
-  redis.call('ZADD', pfx .. 'idx:' .. acct .. ':execs', h['ca'], eid)
   if not final[st] then
     local od = h['od']
     if od and od ~= '' and (not h['oc'] or h['oc'] == '') then redis.call('ZADD', pfx .. 'deadlines', od, eid) end
@@ -31,7 +33,6 @@ for i = 3, #ARGV do
         work_add(pfx, acct, eid, h['sf'], h['tk'], h['ag'], val(h['ua'], h['sf']))
       elseif st == 'delivering' then
         redis.call('ZADD', pfx .. 'claims', val(h['lx'], now_s), eid)
-        redis.call('ZADD', pfx .. 'claimed:' .. acct, val(h['cla'], now_s), eid)
       end
     elseif st == 'retrying' then
       redis.call('ZADD', pfx .. 'retry', val(h['nxr'], now_s), eid)

@@ -14,6 +14,7 @@
 --!include set_cue_status
 --!include one_time
 --!include alert
+--!include exec_index
 local now, pfx = ARGV[1], ARGV[2]
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
 local terminal = {success = true, failed = true, missed = true, outcome_timeout = true}
@@ -47,6 +48,7 @@ for _, eid in ipairs(ids) do
       .. string.format('%d', secs) .. ' seconds.', string.format('{"outcome_deadline_seconds":%d,"transport":"%s"}',
       secs, e[9] or 'webhook'), now)
     dirty(ek)
+    exec_reindex(pfx, eid)
     out[#out + 1] = eid
     -- a one-time cue decided by its scheduled execution becomes failed
     if decides_cue(pfx, e[6], e[8]) then set_cue_status(pfx, e[6], e[7], 'failed') end

@@ -19,6 +19,7 @@
 --!include dirty
 --!include work_index
 --!include set_cue_status
+--!include exec_index
 local now = ARGV[1]
 local pfx = ARGV[2]
 local created, skipped = 0, 0
@@ -28,6 +29,7 @@ local due_rem = {}
 local signal = {}  -- accounts that got claimable worker executions (one wake-up each)
 local zadds = {}  -- key → {score, member, ...}: written with one ZADD per key and chunk
 local marks = {}  -- snapshot dirty marks, written by dirty_flush at the end
+local counts = {}  -- listing index counts (lib/exec_index.lua), written by exec_index_flush
 
 local function add(key, score, member)
   local t = zadds[key]
@@ -64,16 +66,17 @@ for line in string.gmatch(ARGV[3], '[^\n]+') do
         end
         dirty_at(pfx, 'exec:' .. eid, marks)
         redis.call('ZADD', ck .. ':execs', now, eid)
-        add(pfx .. 'idx:' .. acct .. ':execs', now, eid)
         if block == 'b' then
+          local ix = exec_index_new(pfx, eid, acct, cue_id, now, 'failed', '', zadds, counts)
           redis.call('HSET', ek, 'id', eid, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
-            'st', 'failed', 'ca', now, 'ua', now, 'em', BLOCKED, 'pl', pl)
+            'st', 'failed', 'ca', now, 'ua', now, 'em', BLOCKED, 'pl', pl, 'ix', ix)
           blocked[acct] = (blocked[acct] or 0) + 1
         else
           -- absent fields mean their defaults: attempts 0, triggered_by scheduled (lib/one_time.lua),
           -- updated = created
+          local ix = exec_index_new(pfx, eid, acct, cue_id, now, 'pending', '', zadds, counts)
           redis.call('HSET', ek, 'id', eid, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
-            'st', 'pending', 'ca', now, 'pl', pl)
+            'st', 'pending', 'ca', now, 'pl', pl, 'ix', ix)
         end
         if block == 'b' then
           -- blocked: nothing to deliver or claim
@@ -116,6 +119,7 @@ end
 for i = 1, #due_rem, CHUNK do
   redis.call('ZREM', KEYS[1], unpack(due_rem, i, math.min(i + CHUNK - 1, #due_rem)))
 end
+exec_index_flush(counts)
 dirty_flush(marks)
 for acct, _ in pairs(signal) do work_signal(pfx, acct) end
 local out = {created, skipped}

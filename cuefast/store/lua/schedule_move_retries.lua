@@ -6,6 +6,7 @@
   ARGV[3] batch: size
   returns the number of executions re-queued ]]
 --!include dirty
+--!include exec_index
 local now, pfx = ARGV[1], ARGV[2]
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
 local moved = 0
@@ -15,6 +16,7 @@ for _, eid in ipairs(ids) do
   if redis.call('HGET', ek, 'st') == 'retrying' then
     redis.call('HSET', ek, 'st', 'retry_ready', 'nxr', '', 'ua', now)
     dirty(ek)
+    exec_reindex(pfx, eid)
     redis.call('XADD', KEYS[2], '*', 'e', eid)
     moved = moved + 1
   end

@@ -15,6 +15,7 @@
   interrupts.
   returns {removed or already gone ids…, "|", kept ids…} ]]
 --!include work_index
+--!include exec_index
 local pfx = ARGV[1]
 local final = {success = true, failed = true, missed = true, outcome_timeout = true}
 local gone, kept = {}, {}
@@ -34,9 +35,9 @@ for i = 2, #ARGV, 3 do
     if e[6] == 'worker' then
       work_rem(pfx, acct, eid, e[7], e[8])
       redis.call('ZREM', pfx .. 'claims', eid)
-      redis.call('ZREM', pfx .. 'claimed:' .. acct, eid)
     end
-    for _, k in ipairs({pfx .. 'cue:' .. e[4] .. ':execs', pfx .. 'idx:' .. acct .. ':execs', pfx .. 'leases',
+    exec_unindex(pfx, eid)
+    for _, k in ipairs({pfx .. 'cue:' .. e[4] .. ':execs', pfx .. 'leases',
         pfx .. 'retry', pfx .. 'delayed', pfx .. 'deadlines'}) do
       redis.call('ZREM', k, eid)
     end

@@ -8,6 +8,7 @@
 --!include one_time
 --!include work_index
 --!include alert
+--!include exec_index
 local function record_outcome(pfx, eid, acct, outcome_json, success, state, err, now, defer, cues)
   local ek = pfx .. 'exec:' .. eid
   local e = redis.call('HMGET', ek, 'st', 'tr', 'cue', 'acct', 'tb', 'oc', 'tk', 'ag')
@@ -43,6 +44,7 @@ local function record_outcome(pfx, eid, acct, outcome_json, success, state, err,
   else
     redis.call('HSET', ek, 'oc', outcome_json, 'os', state, 'ua', now)
   end
+  exec_reindex(pfx, eid)
   if c.exists and tr == 'worker' then c.n = c.n + 1 end
   alert_outcome(pfx, eid, e[3], e[4], tr, success, state, now)  -- alerts (§12.4)
   return STATUS.OK, st

@@ -1,0 +1,47 @@
+--[[ executions_list: one registry's part of an executions listing (lua/lib/exec_index.lua) — the
+  newest members of the cells that match the filters, their count and their earliest claimed_at;
+  the work is per matching cell (a few dozen at most), never per execution
+  KEYS[1] registry: hash, cell "<st>|<os>|<tb>" → executions in it (its zsets are slot-mates)
+  ARGV[1] depth: how many of the newest to return (the listing's offset + limit)
+  ARGV[2] outcome_state: "" = any, else "=" followed by the value
+  ARGV[3] triggered_by: "" = any, else "=" followed by the value ("=scheduled" also matches the
+    stored "", which means scheduled)
+  ARGV[4..] statuses: any of these (none = any status)
+  returns {total, earliest claimed_at µs ("" = none), then id, created µs, … up to depth pairs,
+    newest first (ties: id descending)} ]]
+local depth = tonumber(ARGV[1])
+local want_os, want_tb = ARGV[2], ARGV[3]
+local statuses = nil
+if #ARGV > 3 then
+  statuses = {}
+  for i = 4, #ARGV do statuses[ARGV[i]] = true end
+end
+local reg = KEYS[1]
+local cells = redis.call('HGETALL', reg)
+local total, oldest = 0, nil
+local rows = {}
+for i = 1, #cells, 2 do
+  local cell = cells[i]
+  local st, os, tb = string.match(cell, '^([^|]*)|([^|]*)|(.*)$')
+  if (statuses == nil or statuses[st])
+      and (want_os == '' or want_os == '=' .. os)
+      and (want_tb == '' or want_tb == '=' .. tb or (tb == '' and want_tb == '=scheduled')) then
+    total = total + tonumber(cells[i + 1])
+    local first = redis.call('ZRANGE', reg .. '|c|' .. cell, 0, 0, 'WITHSCORES')
+    if first[2] and (oldest == nil or tonumber(first[2]) < oldest) then oldest = tonumber(first[2]) end
+    if depth > 0 then
+      local members = redis.call('ZREVRANGE', reg .. '|z|' .. cell, 0, depth - 1, 'WITHSCORES')
+      for j = 1, #members, 2 do rows[#rows + 1] = {tonumber(members[j + 1]), members[j]} end
+    end
+  end
+end
+table.sort(rows, function(a, b)
+  if a[1] ~= b[1] then return a[1] > b[1] end
+  return a[2] > b[2]
+end)
+local out = {total, oldest and string.format('%d', oldest) or ''}
+for i = 1, math.min(depth, #rows) do
+  out[#out + 1] = rows[i][2]
+  out[#out + 1] = string.format('%d', rows[i][1])
+end
+return out
