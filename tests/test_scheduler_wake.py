@@ -165,3 +165,22 @@ async def test_wait_returns_the_entries_after_the_cursor(settings: Settings) -> 
     finally:
         await api.client.aclose()
         await rt.close()
+
+
+async def test_two_sleeping_schedulers_fire_a_new_cue_once_on_time(
+    env: tuple[Api, ShiftedClock, asyncio.Event],
+) -> None:
+    api, clock, stop = env
+    second = asyncio.create_task(Scheduler(api.rt.store, clock).run(stop, max_sleep=LONG_SLEEP))
+    key = await api.register()
+    body = {"name": "both", "transport": "worker", "schedule": {"type": "recurring", "cron": "* * * * *"}}
+    clock.at(parse_datetime("2031-01-06T08:59:59.4Z"))
+    res = await api.request("POST", "/v1/cues", key, json=body)
+    assert res.status_code == 201, res.text
+    cue_id = res.json()["id"]
+    (ex,) = await until(lambda: executions(api, key, cue_id), "the first fire")
+    late = parse_datetime(ex["created_at"]) - parse_datetime(ex["scheduled_for"])
+    assert 0 <= late <= BOUND_US, f"fired {late / 1000:.0f} ms after its time"
+    stop.set()  # both were woken by the one signal and both passed the slot
+    await asyncio.wait_for(second, 10)
+    assert len(await executions(api, key, cue_id)) == 1
