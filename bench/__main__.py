@@ -1,4 +1,5 @@
-"""Benchmark runner: ``./dev bench api`` (also ``engine``, ``worker``, ``snapshots``, ``idle``).
+"""Benchmark runner: ``./dev bench api`` (also ``engine``, ``worker``, ``snapshots``, ``scale``,
+``fleet``, ``soak``, ``idle``).
 
 ``api`` first measures the ceiling (bench/ceiling.py: a bare Litestar + msgspec endpoint
 doing one Redis call), then starts ``cuefast serve`` once per scenario against the local
@@ -246,6 +247,16 @@ def main() -> None:
         from bench.worker import main as worker_main
 
         worker_main(sys.argv[2:])
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "scale":
+        from bench.scale import main as scale_main
+
+        scale_main(sys.argv[2:])
+        return
+    if len(sys.argv) > 1 and sys.argv[1] in ("fleet", "soak"):
+        from bench.fleet_report import main as fleet_main
+
+        fleet_main(sys.argv[1:])
         return
     if len(sys.argv) > 1 and sys.argv[1] == "snapshots":
         from bench.snapshots import main as snapshots_main

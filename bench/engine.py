@@ -305,7 +305,8 @@ async def bench_memory(args: argparse.Namespace, prefix: str) -> None:
     for label, shared_keys in shared.items():
         total = sum([await r.memory_usage(k, samples=0) or 0 for k in shared_keys])
         parts.append(f"{label} {total / args.cues:.0f}")
-    eids = await r.zrange(keys.cue_executions(ids[0]), 0, 0)
+    reg = keys.ix_cue(ids[0])
+    eids = await r.zrange(f"{reg}|z|{(await r.hkeys(reg))[0]}", 0, 0)
     sample_exec = await r.memory_usage(keys.execution(keys.execution_partition(eids[0]) or 0, eids[0]))
     n = args.cues
     cue_mark, exec_mark = marks_mid / n, (marks_after - marks_mid) / n

@@ -24,6 +24,8 @@ from cuefast.store import Store, connect
 from cuefast.store.keys import Keys
 from cuefast.store.system import CURRENT_LAYOUT
 
+RECOMMENDED_LISTPACK_VALUE = 1024
+"""``hash-max-listpack-value`` that keeps an execution hash with an outcome a listpack (bench/README.md)"""
 log = logging.getLogger(__name__)
 
 
@@ -66,6 +68,7 @@ class Runtime:
     async def start(self) -> None:
         await self.store.system.ping()
         await self.check_eviction()
+        await self.check_hash_encoding()
         new_install = await self.store.system.check_partitions()
         await self.store.preload()
         if not new_install and await self.store.system.layout() < CURRENT_LAYOUT:
@@ -102,6 +105,21 @@ class Runtime:
             raise ConfigError(
                 f"Redis maxmemory-policy is {policy}; cuefast needs noeviction "
                 "(set CUEFAST_ALLOW_EVICTION=true to start anyway and accept losing data)"
+            )
+
+    async def check_hash_encoding(self) -> None:
+        """An execution hash holding one value over ``hash-max-listpack-value`` bytes (an outcome,
+        a payload: most of them, with Redis's default of 64) is stored as a hashtable of ~2 KB
+        instead of a listpack of ~1 KB: say so once at start (the embedded Valkey runs with 1024)."""
+        limit = await self.store.system.listpack_value_limit()
+        if limit is not None and limit < RECOMMENDED_LISTPACK_VALUE:
+            log.warning(
+                "Redis hash-max-listpack-value is %d: an execution with an outcome or a payload over "
+                "%d bytes takes about twice the memory; set 'hash-max-listpack-value %d' in redis.conf "
+                "(or CONFIG SET) to keep it compact",
+                limit,
+                limit,
+                RECOMMENDED_LISTPACK_VALUE,
             )
 
     async def _connect_pg(self) -> None:

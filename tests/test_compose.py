@@ -25,6 +25,7 @@ def test_services_images_and_healthchecks() -> None:
         assert "healthcheck" in svc
     cmd = " ".join(services["redis"]["command"])
     assert "--appendonly yes" in cmd and "--appendfsync everysec" in cmd
+    assert "--maxmemory-policy noeviction" in cmd and "--hash-max-listpack-value 1024" in cmd
     deps = services["cuefast"]["depends_on"]
     assert deps == {"redis": {"condition": "service_healthy"}, "postgres": {"condition": "service_healthy"}}
 

@@ -112,6 +112,8 @@ def test_redis_data_survives_restart(data_dir: Path) -> None:
     assert server.start() == url  # idempotent
     client = redis.Redis.from_url(url)
     assert client.ping()
+    # execution hashes with an outcome stay listpacks (runtime.check_hash_encoding)
+    assert client.config_get("hash-max-listpack-value") == {"hash-max-listpack-value": "1024"}
     client.set("k", "v")
     client.close()
     server.stop()

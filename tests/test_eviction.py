@@ -114,3 +114,24 @@ def test_cuefast_serve_refuses_an_evicting_redis(evicting_redis: str, settings: 
     assert res.returncode == 2, (res.stdout, res.stderr)
     assert "configuration error" in res.stderr and "CUEFAST_ALLOW_EVICTION=true" in res.stderr
     assert "maxmemory-policy is allkeys-lru" in res.stderr  # the logged error names the setting
+
+
+async def test_a_small_hash_listpack_limit_is_warned_about_once_at_start(
+    evicting_redis: str, settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis's default hash-max-listpack-value (64) stores an execution hash with an outcome as a
+    hashtable of about twice the memory: warned at start, silent once it is 1024 (the test's own
+    server, so CONFIG SET is ours to do)."""
+    caplog.set_level(logging.WARNING, logger="cuefast.runtime")
+    s = settings.replace(redis_url=evicting_redis, allow_eviction=True)
+    rt = Runtime(s)
+    assert await rt.store.system.listpack_value_limit() == 64
+    await rt.start()
+    await rt.close()
+    assert "hash-max-listpack-value is 64" in caplog.text
+    caplog.clear()
+    redis.Redis.from_url(evicting_redis).config_set("hash-max-listpack-value", 1024)
+    rt = Runtime(s)
+    await rt.start()
+    await rt.close()
+    assert "hash-max-listpack-value" not in caplog.text

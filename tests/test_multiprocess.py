@@ -153,11 +153,10 @@ class Cluster:
 
     async def executions(self) -> dict[str, dict[str, str]]:
         """Every execution of our cues: id → {cue, sf, st, att}."""
-        k = self.store.keys
         ids = [
-            str(eid)
+            eid
             for cue_id in self.cues
-            for eid in await self.store.redis.zrange(k.cue_executions(cue_id), 0, -1)
+            for eid in (await self.store.executions.listing("", offset=0, limit=10**6, cue_id=cue_id)).ids
         ]
         rows = await self.store.executions.fields(ids, ["cue", "sf", "st", "att"])
         out = {}

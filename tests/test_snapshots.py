@@ -306,6 +306,21 @@ async def test_usage_mirror_fields_of_the_account_reach_postgres(settings: Setti
         assert await _pg_account(env, acct) == redis_doc
 
 
+async def test_a_fragment_of_a_vanished_account_never_replaces_its_snapshot(settings: Settings) -> None:
+    """After a FLUSHDB (or any loss of the account hash) a late usage-mirror HINCRBY recreates the
+    hash as a fragment (``ex:<month>`` alone) and marks it dirty: the snapshot must keep the
+    complete copy in PostgreSQL, or ``cuefast restore`` would read an account without an id."""
+    async with snap_env(settings) as env:
+        store = env.rt.store
+        acct = await _account_id(env, await env.api.register())
+        await env.snap.snapshot()
+        complete = await _pg_account(env, acct)
+        await store.redis.delete(store.keys.account(acct))
+        await count_executions(store, {(acct, month_of(env.clock.now_us())): 1})
+        await env.snap.snapshot()
+        assert await _pg_account(env, acct) == complete
+
+
 async def _pg_account(env: Env, account_id: str) -> dict[str, Any]:
     async with env.pool.acquire() as conn:
         doc = await conn.fetchval("SELECT doc::text FROM accounts WHERE id = $1", account_id)

@@ -36,6 +36,9 @@ from cuefast.store import Store
 
 log = logging.getLogger(__name__)
 
+_IDENTITY = {"acct": "id", "cue": "acct", "exec": "id", "alert": "acct"}
+"""the field every complete hash of a kind has (one missing it is a fragment, not an object)"""
+
 BATCH = 2000
 """Dirty members per take (and per PostgreSQL transaction): the take script reads their hashes,
 so this bounds how long it holds Redis (18 ms measured here, on a loaded 2-core machine)."""
@@ -241,6 +244,13 @@ class Snapshotter:
                     gone[kind].append(oid)
                 continue
             h = _decode(doc)  # the take script's JSON of the hash: kept as ``doc`` as it is
+            if _IDENTITY.get(kind, "") not in h:
+                # a fragment: a counter written after the object itself vanished (e.g. the usage
+                # mirror's HINCRBY after a FLUSHDB) — never let it replace the durable copy
+                log.warning(
+                    "snapshot: %s lacks its %r field (a fragment); not written", member, _IDENTITY[kind]
+                )
+                continue
             if kind == "exec":
                 execs.append(
                     (

@@ -183,6 +183,7 @@ class EmbeddedRedis:
             "--appendonly", "yes",
             "--appendfsync", "everysec",
             "--save", "",
+            "--hash-max-listpack-value", "1024",  # execution hashes with an outcome stay compact
             "--daemonize", "no",
             "--logfile", str(self.logfile),
         ]  # fmt: skip

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from cuefast.models import config_json
+from cuefast.store.executions import LIST as EXECUTIONS_LIST
 from cuefast.store.keys import CUE_STATUSES
 from cuefast.store.repository import Repository, pairs
 from cuefast.store.scripts import Script
@@ -127,18 +128,20 @@ class Cues(Repository):
     async def get_with_executions(
         self, cue_id: str, limit: int, offset: int, also: Sequence[Callable[[Any], None]] = ()
     ) -> CueWithExecutions:
-        """The cue, a page of its execution ids (newest first) and their total; each of ``also``
-        queues more reads on the same pipeline (another repository's ``queue_…``): one round trip."""
-        key = self.keys.cue_executions(cue_id)
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(self.keys.cue(cue_id))
-            pipe.get(self.keys.cue_config(cue_id))
-            pipe.zrevrange(key, offset, offset + limit - 1)
-            pipe.zcard(key)
-            for queue in also:
-                queue(pipe)
-            data, blob, ids, total, *extra = await pipe.execute()
-        return CueWithExecutions(_view(cue_id, data, blob), list(ids), int(total), extra)
+        """The cue, a page of its execution ids (newest first, from its listing index:
+        ``executions_list.lua``) and their total; each of ``also`` queues more reads on the same
+        pipeline (another repository's ``queue_…``): one round trip."""
+        k = self.keys
+
+        def queue_cue(pipe: Any) -> None:
+            pipe.hgetall(k.cue(cue_id))
+            pipe.get(k.cue_config(cue_id))
+
+        page, data, blob, *extra = await self.scripts.run_many(
+            [(EXECUTIONS_LIST, [k.ix_cue(cue_id)], [offset + limit, "", ""])], [queue_cue, *also]
+        )
+        ids = [str(page[i]) for i in range(2 + 2 * offset, len(page), 2)]
+        return CueWithExecutions(_view(cue_id, data, blob), ids, int(page[0]), extra)
 
     def queue_owner(self, pipe: Any, cue_id: str) -> None:
         """Queue the read of the cue's account id (None: no such cue) on another repository's

@@ -11,7 +11,7 @@ from cuefast.store.status import Status
 
 CREATE = Script(
     "executions_create",
-    keys=("execution", "cue", "cue_executions", "outbox", "delayed", "work", "idempotency"),
+    keys=("execution", "cue", "outbox", "delayed", "work", "idempotency"),
     argv=(
         "now",
         "execution_id",
@@ -28,7 +28,7 @@ CREATE = Script(
 CAS = Script("executions_cas", keys=("execution",), argv=("outcome", "outcome_state"), rest="fields")
 PURGE_CUE = Script(
     "executions_purge_cue",
-    keys=("cue_executions", "leases", "retries", "delayed", "work"),
+    keys=("registry", "leases", "retries", "delayed", "work"),
     argv=("prefix", "batch"),
 )
 CUES = Script("executions_cues", keys=("registry",), argv=("prefix", "account_id"), rest="execution_ids")
@@ -96,7 +96,6 @@ class Executions(Repository):
             [
                 k.execution(p, execution_id),
                 k.cue(cue_id),
-                k.cue_executions(cue_id),
                 k.outbox(p),
                 k.delayed(p),
                 k.work(p, account_id),
@@ -232,9 +231,9 @@ class Executions(Repository):
 
     async def upgrade_indexes(self) -> int:
         """Index every execution of data written before the listing indexes (``reindex`` per
-        partition, by SCAN) and drop the zsets they replace (the account's per-partition
-        ``idx:<account>:execs`` and ``claimed:<account>``); idempotent, so processes starting
-        together may both run it. The number of executions indexed."""
+        partition, by SCAN) and drop the zsets they replace (``idx:<account>:execs``,
+        ``claimed:<account>``, ``cue:<cue>:execs``); idempotent, so processes starting together
+        may both run it. The number of executions indexed."""
         k = self.keys
         n = 0
         for p in range(k.partitions):
@@ -246,7 +245,7 @@ class Executions(Repository):
                     n += await self.reindex(batch)
                     batch = []
             n += await self.reindex(batch)
-            for pattern in ("idx:*:execs", "claimed:*"):
+            for pattern in ("idx:*:execs", "claimed:*", "cue:*:execs"):
                 async for key in self.redis.scan_iter(match=part + pattern, count=1000):
                     await self.redis.delete(key)
         return n
@@ -277,7 +276,7 @@ class Executions(Repository):
         k = self.keys
         p = k.cue_partition(cue_id)
         keys = [
-            k.cue_executions(cue_id),
+            k.ix_cue(cue_id),
             k.leases(p),
             k.retries(p),
             k.delayed(p),

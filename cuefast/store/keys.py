@@ -123,10 +123,6 @@ class Keys:
         listing of every status merges the four, which saves a zset entry per cue)"""
         return f"{self.part(p)}:idx:{account_id}:cues:{status}"
 
-    def cue_executions(self, cue_id: str) -> str:
-        """zset: execution id → created_at µs, the executions of one cue"""
-        return f"{self.part(self.cue_partition(cue_id))}:cue:{cue_id}:execs"
-
     def execution(self, p: int, execution_id: str) -> str:
         return f"{self.part(p)}:exec:{execution_id}"
 

@@ -48,6 +48,17 @@ class System(Repository):
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
 
+    async def listpack_value_limit(self) -> int | None:
+        """The server's ``hash-max-listpack-value`` (None: CONFIG is not allowed)."""
+        try:
+            found = await self.redis.config_get("hash-max-listpack-value")
+        except Exception:  # CONFIG disabled or renamed (managed Redis)
+            return None
+        try:
+            return int(str(found["hash-max-listpack-value"]))
+        except (KeyError, TypeError, ValueError):
+            return None
+
     async def eviction_policies(self) -> set[str]:
         """The ``maxmemory-policy`` of the server(s) (every node of a cluster): ``CONFIG GET``
         where allowed, else ``INFO memory``; empty when neither answers."""

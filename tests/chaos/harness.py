@@ -81,14 +81,21 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat()
 
 
-async def _account_executions(r: aioredis.Redis, keys: Keys, account_id: str) -> list[str]:
-    """Every execution id in the account's listing indexes (lua/lib/exec_index.lua), all partitions."""
+async def _registry_executions(r: aioredis.Redis, reg: str) -> list[str]:
+    """Every execution id in one listing index registry (lua/lib/exec_index.lua)."""
     ids: list[str] = []
-    for p in range(keys.partitions):
-        reg = keys.ix_account(p, account_id)
-        for cell in await r.hkeys(reg):
-            ids += await r.zrange(f"{reg}|z|{cell}", 0, -1)
+    for cell in await r.hkeys(reg):
+        ids += await r.zrange(f"{reg}|z|{cell}", 0, -1)
     return ids
+
+
+async def _account_executions(r: aioredis.Redis, keys: Keys, account_id: str) -> list[str]:
+    """Every execution id in the account's listing indexes, all partitions."""
+    return [
+        eid
+        for p in range(keys.partitions)
+        for eid in await _registry_executions(r, keys.ix_account(p, account_id))
+    ]
 
 
 @dataclass
@@ -862,7 +869,7 @@ class Chaos:
                 if cfg is not None:
                     h["_cfg"] = cfg
                 cues[cue.id] = h
-                cue_execs[cue.id] = await r.zrange(k.cue_executions(cue.id), 0, -1)
+                cue_execs[cue.id] = await _registry_executions(r, k.ix_cue(cue.id))
             acct_execs: dict[str, list[str]] = {}
             accounts: dict[str, dict[str, str]] = {}
             queues: dict[str, Any] = {}

@@ -49,12 +49,13 @@ async def assert_indexed(store: Store) -> None:
     assert have_counts == {reg: dict(c) for reg, c in counts.items()}
 
 
-async def listed(store: Store, acct: str, eid: str) -> float | None:
-    """The created µs the account's listing index holds for an execution (None: not listed)."""
+async def listed(store: Store, acct: str, eid: str, cue_id: str | None = None) -> float | None:
+    """The created µs the account's listing index (the cue's, with ``cue_id``) holds for an
+    execution (None: not listed)."""
     k = store.keys
     p = k.execution_partition(eid)
     assert p is not None
-    reg = k.ix_account(p, acct)
+    reg = k.ix_account(p, acct) if cue_id is None else k.ix_cue(cue_id)
     for cell in await store.redis.hkeys(reg):
         score = await store.redis.zscore(f"{reg}|z|{cell}", eid)
         if score is not None:

@@ -81,7 +81,6 @@ async def put_execution(
         **fields,
     }
     await store.redis.hset(k.execution(p, eid), mapping=h)
-    await store.redis.zadd(k.cue_executions(cue_id), {eid: CREATED})
     await store.executions.reindex([eid])
     return p, eid
 

@@ -63,7 +63,7 @@ async def test_create_a_manual_webhook_fire_is_queued(store: Store) -> None:
         "pl": '{"a":1}',
         "ix": "pending||manual||",
     }
-    assert await store.redis.zscore(k.cue_executions(CUE), eid) == NOW
+    assert await listed(store, ACCT, eid, CUE) == NOW
     assert await listed(store, ACCT, eid) == NOW
     assert await stream_ids(store, k.outbox(p)) == [eid]
     assert await store.redis.zcard(k.delayed(p)) == 0
@@ -117,7 +117,7 @@ async def test_create_with_an_idempotency_key_repeats_or_conflicts(store: Store)
     assert await fire(store, second, fingerprint="fp1") == Created(Status.REPEAT, f'{{"id":"{first}"}}')
     assert await fire(store, second, fingerprint="fp2") == Created(Status.CONFLICT, first)
     assert await store.redis.exists(k.execution(p, second)) == 0
-    assert await store.redis.zrange(k.cue_executions(CUE), 0, -1) == [first]
+    assert (await store.executions.listing(ACCT, offset=0, limit=9, cue_id=CUE)).ids == [first]
     assert await stream_ids(store, k.outbox(p)) == [first]
 
 
@@ -129,7 +129,7 @@ async def test_create_for_a_cue_not_the_accounts_is_not_found(store: Store) -> N
     await store.redis.delete(k.cue(CUE))
     assert await fire(store, eid) == Created(Status.NOT_FOUND, "")
     assert await store.redis.exists(k.execution(p, eid)) == 0
-    assert await store.redis.exists(k.cue_executions(CUE), k.outbox(p)) == 0
+    assert await store.redis.exists(k.ix_cue(CUE), k.outbox(p)) == 0
 
 
 # ---- executions_cas ------------------------------------------------------------------------------
@@ -197,18 +197,18 @@ async def test_purge_cue_removes_executions_and_every_index_in_batches(store: St
         await store.redis.zadd(key, {claimable: NOW})
     ids = {leased, retrying, delayed, claimed, claimable}
     keys = [
-        k.cue_executions(CUE),
+        k.ix_cue(CUE),
         k.leases(p),
         k.retries(p),
         k.delayed(p),
         k.work(p, ACCT),
     ]
     assert await store.scripts.run(PURGE_CUE, keys, [k.part(p) + ":", 3]) == 3  # a bounded batch
-    assert await store.redis.zcard(k.cue_executions(CUE)) == 2
+    assert (await store.executions.listing(ACCT, offset=0, limit=0, cue_id=CUE)).total == 2
     assert await store.executions.purge_cue(CUE, ACCT, batch=3) == 2  # the rest
     for eid in ids:
         assert await store.redis.exists(k.execution(p, eid)) == 0
-    assert await store.redis.exists(k.cue_executions(CUE), *keys[1:], k.claims(p)) == 0
+    assert await store.redis.exists(*keys, k.claims(p)) == 0
     for key in [*work, k.work_filtered(p, ACCT, None, "bot"), k.unclaimed(p)]:
         assert await store.redis.exists(key) == 0, key
     assert (await store.executions.listing(ACCT, offset=0, limit=10)).ids == [kept]

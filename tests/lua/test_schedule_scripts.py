@@ -70,7 +70,7 @@ async def test_materialize_webhook_slots_become_queued_executions(store: Store) 
             "pl": '{"a":1}',
             "ix": "pending||||",
         }
-        assert await store.redis.zscore(k.cue_executions(CUE), eid) == NOW
+        assert await listed(store, ACCT, eid, CUE) == NOW
         assert await listed(store, ACCT, eid) == NOW
     assert await stream_ids(store, k.outbox(p)) == ids
     h = await store.redis.hgetall(k.cue(CUE))

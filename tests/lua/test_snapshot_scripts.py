@@ -112,7 +112,7 @@ async def test_trim_removes_only_unchanged_final_executions(store: Store) -> Non
     assert res == Trimmed([done, never_updated, gone], [changed, running, marked, in_flight])
     for eid in (done, never_updated):
         assert await store.redis.exists(k.execution(P, eid)) == 0
-        assert await store.redis.zscore(k.cue_executions(CUE), eid) is None
+        assert await listed(store, ACCT, eid, CUE) is None
         assert await listed(store, ACCT, eid) is None
     for eid in (changed, running, marked, in_flight):
         assert await store.redis.exists(k.execution(P, eid)) == 1
@@ -188,7 +188,7 @@ async def test_restore_executions_rebuilds_the_index_each_state_needs(store: Sto
         stored = await store.redis.hgetall(k.execution(P, d["id"]))
         assert stored.pop("ix") == f"{d['st']}|||{d.get('cla', '')}|{d.get('cw', '')}"
         assert stored == d
-        assert await store.redis.zscore(k.cue_executions(CUE), d["id"]) == CREATED
+        assert await listed(store, ACCT, d["id"], CUE) == CREATED
         assert await listed(store, ACCT, d["id"]) == CREATED
     assert await stream_ids(store, k.outbox(P)) == [ids["due"], ids["ready"], ids["sending"]]
     assert await store.redis.zrange(k.delayed(P), 0, -1, withscores=True) == [(ids["later"], NOW + S)]

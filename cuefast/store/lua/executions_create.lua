@@ -1,11 +1,10 @@
 --[[ executions_create: a manual fire or a replay — one new execution, queued, optionally idempotent
   KEYS[1] execution: the new execution's hash
   KEYS[2] cue: the cue hash
-  KEYS[3] cue_executions: zset, the cue's executions → created µs
-  KEYS[4] outbox: stream
-  KEYS[5] delayed: zset, execution id → send_at µs
-  KEYS[6] work: the account's work zset (worker executions)
-  KEYS[7] idempotency: the idempotency record (a slot-mate when unused)
+  KEYS[3] outbox: stream
+  KEYS[4] delayed: zset, execution id → send_at µs
+  KEYS[5] work: the account's work zset (worker executions)
+  KEYS[6] idempotency: the idempotency record (a slot-mate when unused)
   ARGV[1] now: µs
   ARGV[2] execution_id
   ARGV[3] account_id
@@ -24,7 +23,7 @@
 local now_s, eid, acct, sf_s, payload, tb = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local now, sf, fingerprint = tonumber(now_s), tonumber(sf_s), ARGV[8]
 if fingerprint ~= '' then
-  local held = redis.call('GET', KEYS[7])
+  local held = redis.call('GET', KEYS[6])
   if held then
     local fp, first, response = string.match(held, '^([^|]*)|([^|]*)|(.*)$')
     if fp == fingerprint then return {STATUS.REPEAT, response} end
@@ -38,17 +37,16 @@ redis.call('HSET', KEYS[1], 'id', eid, 'cue', string.match(KEYS[2], 'cue:(.*)$')
   'sf', sf_s, 'st', 'pending', 'tb', tb, 'att', 0, 'ca', now_s, 'ua', now_s, 'pl', payload)
 dirty(KEYS[1])
 if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'rf', ARGV[7]) end
-redis.call('ZADD', KEYS[3], now_s, eid)
 local pfx = string.match(KEYS[1], '^(.*)exec:')
 exec_reindex(pfx, eid)
 if tr == 'webhook' then
   if sf > now then
-    redis.call('ZADD', KEYS[5], sf_s, eid)
+    redis.call('ZADD', KEYS[4], sf_s, eid)
   else
-    redis.call('XADD', KEYS[4], '*', 'e', eid)
+    redis.call('XADD', KEYS[3], '*', 'e', eid)
   end
 else
-  -- worker: claimable from scheduled_for on (KEYS[6] is the account's work zset; the task/agent
+  -- worker: claimable from scheduled_for on (KEYS[5] is the account's work zset; the task/agent
   -- indexes and the unclaimed zset are its slot-mates, derived from the same prefix)
   local tk, ag = task_agent(payload)
   if tk ~= '' then redis.call('HSET', KEYS[1], 'tk', tk) end
@@ -57,6 +55,6 @@ else
   if sf <= now then work_signal(pfx, acct) end
 end
 if fingerprint ~= '' then
-  redis.call('SET', KEYS[7], fingerprint .. '|' .. eid .. '|' .. ARGV[9], 'PX', tonumber(ARGV[10]))
+  redis.call('SET', KEYS[6], fingerprint .. '|' .. eid .. '|' .. ARGV[9], 'PX', tonumber(ARGV[10]))
 end
 return {STATUS.OK}

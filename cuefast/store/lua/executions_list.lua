@@ -19,7 +19,7 @@ end
 local reg = KEYS[1]
 local cells = redis.call('HGETALL', reg)
 local total, oldest = 0, nil
-local rows = {}
+local lists = {}  -- per matching cell: its newest members, flat {id, created, …}, newest first
 for i = 1, #cells, 2 do
   local cell = cells[i]
   local st, os, tb = string.match(cell, '^([^|]*)|([^|]*)|(.*)$')
@@ -31,17 +31,27 @@ for i = 1, #cells, 2 do
     if first[2] and (oldest == nil or tonumber(first[2]) < oldest) then oldest = tonumber(first[2]) end
     if depth > 0 then
       local members = redis.call('ZREVRANGE', reg .. '|z|' .. cell, 0, depth - 1, 'WITHSCORES')
-      for j = 1, #members, 2 do rows[#rows + 1] = {tonumber(members[j + 1]), members[j]} end
+      if #members > 0 then lists[#lists + 1] = members end
     end
   end
 end
-table.sort(rows, function(a, b)
-  if a[1] ~= b[1] then return a[1] > b[1] end
-  return a[2] > b[2]
-end)
 local out = {total, oldest and string.format('%d', oldest) or ''}
-for i = 1, math.min(depth, #rows) do
-  out[#out + 1] = rows[i][2]
-  out[#out + 1] = string.format('%d', rows[i][1])
+-- merge the cells' lists (each already newest first, ties by id descending, as ZREVRANGE orders
+-- them): O(depth × matching cells), no sort
+local at = {}
+for j = 1, #lists do at[j] = 1 end
+for _ = 1, depth do
+  local best, bs, bid = nil, nil, nil
+  for j = 1, #lists do
+    local l, a = lists[j], at[j]
+    if a < #l then
+      local s, id = tonumber(l[a + 1]), l[a]
+      if best == nil or s > bs or (s == bs and id > bid) then best, bs, bid = j, s, id end
+    end
+  end
+  if best == nil then break end
+  out[#out + 1] = bid
+  out[#out + 1] = lists[best][at[best] + 1]
+  at[best] = at[best] + 2
 end
 return out

@@ -1,6 +1,6 @@
 --[[ executions_purge_cue: remove up to a batch of a deleted cue's executions (call until it returns
   less than the batch)
-  KEYS[1] cue_executions: zset, the cue's executions
+  KEYS[1] registry: the cue's listing index registry (lua/lib/exec_index.lua)
   KEYS[2] leases: zset
   KEYS[3] retries: zset
   KEYS[4] delayed: zset
@@ -12,18 +12,27 @@
 --!include dirty
 --!include work_index
 --!include exec_index
-local ids = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[2]) - 1)
-for _, eid in ipairs(ids) do
-  local ek = ARGV[1] .. 'exec:' .. eid
-  local e = redis.call('HMGET', ek, 'tr', 'acct', 'tk', 'ag')
-  if e[1] == 'worker' then  -- the worker transport's indexes (claimable, claims)
-    work_rem(ARGV[1], e[2], eid, e[3], e[4])
-    redis.call('ZREM', ARGV[1] .. 'claims', eid)
+local batch = tonumber(ARGV[2])
+local n = 0
+for _, cell in ipairs(redis.call('HKEYS', KEYS[1])) do
+  for _, eid in ipairs(redis.call('ZRANGE', KEYS[1] .. '|z|' .. cell, 0, batch - n - 1)) do
+    local ek = ARGV[1] .. 'exec:' .. eid
+    local e = redis.call('HMGET', ek, 'tr', 'acct', 'tk', 'ag', 'ix')
+    if e[1] == 'worker' then  -- the worker transport's indexes (claimable, claims)
+      work_rem(ARGV[1], e[2], eid, e[3], e[4])
+      redis.call('ZREM', ARGV[1] .. 'claims', eid)
+    end
+    if e[5] then
+      exec_unindex(ARGV[1], eid)
+    elseif redis.call('ZREM', KEYS[1] .. '|z|' .. cell, eid) == 1
+        and redis.call('HINCRBY', KEYS[1], cell, -1) <= 0 then  -- a stray entry: its hash is gone
+      redis.call('HDEL', KEYS[1], cell)
+    end
+    redis.call('DEL', ek)
+    dirty(ek)
+    for k = 2, 5 do redis.call('ZREM', KEYS[k], eid) end
+    n = n + 1
   end
-  exec_unindex(ARGV[1], eid)
-  redis.call('DEL', ek)
-  dirty(ek)
-  redis.call('ZREM', KEYS[1], eid)
-  for k = 2, 5 do redis.call('ZREM', KEYS[k], eid) end
+  if n >= batch then break end
 end
-return #ids
+return n

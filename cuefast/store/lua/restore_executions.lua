@@ -24,7 +24,6 @@ for i = 3, #ARGV do
   redis.call('HSET', ek, unpack(flat))
   redis.call('HDEL', ek, 'ix')  -- where it was indexed before is not where it is now
   exec_reindex(pfx, eid)
-  redis.call('ZADD', pfx .. 'cue:' .. h['cue'] .. ':execs', h['ca'], eid)
   if not final[st] then
     local od = h['od']
     if od and od ~= '' and (not h['oc'] or h['oc'] == '') then redis.call('ZADD', pfx .. 'deadlines', od, eid) end

@@ -65,7 +65,6 @@ for line in string.gmatch(ARGV[3], '[^\n]+') do
           pl = blob and string.sub(blob, string.find(blob, '\n', 1, true) + 1) or '{}'
         end
         dirty_at(pfx, 'exec:' .. eid, marks)
-        redis.call('ZADD', ck .. ':execs', now, eid)
         if block == 'b' then
           local ix = exec_index_new(pfx, eid, acct, cue_id, now, 'failed', '', zadds, counts)
           redis.call('HSET', ek, 'id', eid, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,

@@ -37,7 +37,7 @@ for i = 2, #ARGV, 3 do
       redis.call('ZREM', pfx .. 'claims', eid)
     end
     exec_unindex(pfx, eid)
-    for _, k in ipairs({pfx .. 'cue:' .. e[4] .. ':execs', pfx .. 'leases',
+    for _, k in ipairs({pfx .. 'leases',
         pfx .. 'retry', pfx .. 'delayed', pfx .. 'deadlines'}) do
       redis.call('ZREM', k, eid)
     end

@@ -1,0 +1,655 @@
+"""Listing at scale (issue 14): one account grown to 300k executions; list latency and memory.
+
+``./dev bench scale [--sizes 1000,10000,100000,300000] [--requests 100] [--warmup 10] [--json PATH]``
+
+Starts ``cuefast api`` (its own process: no scheduler or dispatcher changes the data while it is
+measured) on the local Redis and PostgreSQL under a fresh key prefix, deleted afterwards.
+Registers one account and creates 50 cues (25 webhook, 25 worker) over HTTP, then grows the
+account to each size in turn through the store's own scripts (setup, timed but not a target):
+executions created with ``store.executions.create`` (90 % ``scheduled``, 8 % ``manual_fire``, 2 %
+``replay``; one busy worker cue holds ~10 %), then moved on: worker executions claimed by four
+workers (``store.claims.claim``) and most given an outcome (``store.outcomes.record_many``),
+webhook executions read from the outbox, leased and finished (``store.delivery``: success, some
+with a body outcome, or failed). After each step, per filter of CONTRACT.md §8.3: ``--warmup``
+then ``--requests`` sequential ``GET /v1/executions`` with one client (p50/p99, the server
+process's and Redis's CPU per request, and each answer's ``total`` checked against the
+seeding's own count); then Redis memory per execution (``INFO used_memory`` delta, and ``MEMORY USAGE`` of
+every key of the prefix: execution hashes, snapshot dirty sets, the rest).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import math
+import os
+import platform
+import random
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from bench.__main__ import ROOT, _cleanup, _free_port, _git_sha, _server_env
+from cuefast.ids import new_execution_id
+from cuefast.services.outcomes import outcome_state, parse_outcome
+from cuefast.store import Status, Store, connect
+from cuefast.store.claims import ClaimRequest, WorkIndex
+from cuefast.store.delivery import AttemptResult, BodyOutcome
+from cuefast.store.executions import Executions
+from cuefast.store.keys import Keys
+from cuefast.store.outcomes import Outcome
+from cuefast.store.scripts import Arg, Call, Script, Scripts
+
+SIZES = (1_000, 10_000, 100_000, 300_000)
+PARTITIONS = 16
+N_CUES = 50  # half webhook, half worker
+BUSY_SHARE = 0.10  # of every step's executions, on one worker cue
+WORKERS = ("scale-w0", "scale-w1", "scale-w2", "scale-w3")
+LEASE_US = 3_600_000_000  # claims stay held (no reaper runs in ``cuefast api``)
+CREATE_BATCH = 500  # script calls per pipeline
+CREATE_PIPELINES = 4  # pipelines in flight
+P50_TARGET_MS = 20.0
+P99_GROWTH_TARGET = 1.5
+MEMORY_TARGET_B = 1536
+
+Row = tuple[str, str, str, str, str]
+"""an execution as the filters see it: (cue, status, worker, outcome_state, triggered_by)"""
+
+
+@dataclass
+class Account:
+    key: str
+    account_id: str
+    webhook_cues: list[str]
+    worker_cues: list[str]
+    payloads: dict[str, str]
+
+    @property
+    def busy_cue(self) -> str:
+        return self.worker_cues[0]
+
+
+def filters(acct: Account) -> list[tuple[str, dict[str, str]]]:
+    """Every filter CONTRACT.md §8.3 allows, as (label, query)."""
+    busy, worker = acct.busy_cue, WORKERS[0]
+    return [
+        ("none", {}),
+        ("status=pending", {"status": "pending"}),
+        ("status__in=success,failed", {"status__in": "success,failed"}),
+        ("cue_id=<busy>", {"cue_id": busy}),
+        ("cue_id=<busy>&status=success", {"cue_id": busy, "status": "success"}),
+        ("outcome_state=reported_success", {"outcome_state": "reported_success"}),
+        ("triggered_by=manual_fire", {"triggered_by": "manual_fire"}),
+        ("worker_id=<w0>", {"worker_id": worker}),
+        ("worker_id=<w0>&status=success", {"worker_id": worker, "status": "success"}),
+        ("offset=1000", {"offset": "1000"}),
+    ]
+
+
+def expected_total(counts: Counter[Row], query: dict[str, str]) -> int:
+    """The ``total`` the listing must answer for ``query``, from the seeding's own bookkeeping."""
+    statuses = (
+        {query["status"]}
+        if "status" in query
+        else set(query["status__in"].split(","))
+        if "status__in" in query
+        else None
+    )
+    return sum(
+        n
+        for (cue, st, cw, os_, tb), n in counts.items()
+        if (statuses is None or st in statuses)
+        and query.get("cue_id", cue) == cue
+        and query.get("worker_id", cw) == cw
+        and query.get("outcome_state", os_) == os_
+        and query.get("triggered_by", tb) == tb
+    )
+
+
+async def register(client: httpx.AsyncClient, store: Store) -> Account:
+    """One account and its cues, through the API."""
+    res = await client.post("/v1/auth/register", json={"email": f"scale-{uuid.uuid4().hex[:8]}@bench.test"})
+    res.raise_for_status()
+    key = str(res.json()["api_key"])
+    client.headers["Authorization"] = f"Bearer {key}"
+    account_id = await store.redis.hget(store.keys.api_keys, hashlib.sha256(key.encode()).hexdigest())
+    acct = Account(key, str(account_id), [], [], {})
+    for i in range(N_CUES):
+        worker = i % 2 == 1
+        payload = {"task": f"report-{i % 5}", "customer": 1000 + i}
+        body: dict[str, Any] = {
+            "name": f"scale-{i}",
+            "schedule": {"type": "recurring", "cron": f"{i % 60} * * * *", "timezone": "Europe/Paris"},
+            "payload": payload,
+        }
+        if worker:
+            body["transport"] = "worker"
+        else:
+            body["callback"] = {"url": "http://127.0.0.1:9/hook", "headers": {"X-Team": "bench"}}
+        res = await client.post("/v1/cues", json=body)
+        res.raise_for_status()
+        cid = str(res.json()["id"])
+        (acct.worker_cues if worker else acct.webhook_cues).append(cid)
+        acct.payloads[cid] = json.dumps(payload, separators=(",", ":"))
+    return acct
+
+
+@dataclass
+class Seeder:
+    """Grows the account through the store's scripts and counts every execution's facts."""
+
+    store: Store
+    acct: Account
+    rng: random.Random = field(default_factory=lambda: random.Random(14))  # noqa: S311 - a fixed mix, not a secret
+    counts: Counter[Row] = field(default_factory=Counter)
+    total: int = 0
+    earlier: list[str] = field(default_factory=list)
+    """a few ids of earlier steps, for replays' ``replayed_from``"""
+
+    def states(self) -> Counter[str]:
+        out: Counter[str] = Counter()
+        for row, n in self.counts.items():
+            out[row[1]] += n
+        return out
+
+    def now(self) -> int:
+        return time.time_ns() // 1000
+
+    async def grow(self, n: int) -> dict[str, float]:
+        """``n`` more executions, moved into a realistic mix of states; seconds per stage."""
+        t0 = time.perf_counter()
+        rows = await self._create(n)
+        t1 = time.perf_counter()
+        await self._work(rows)
+        t2 = time.perf_counter()
+        await self._deliver(rows)
+        t3 = time.perf_counter()
+        self.counts.update((r[0], r[1], r[2], r[3], r[4]) for r in rows.values())
+        self.total += n
+        self.earlier = list(rows)[:100]
+        return {"create_s": t1 - t0, "worker_s": t2 - t1, "webhook_s": t3 - t2, "seed_s": t3 - t0}
+
+    async def _create(self, n: int) -> dict[str, list[str]]:
+        acct, keys, rng = self.acct, self.store.keys, self.rng
+        cues = acct.webhook_cues + acct.worker_cues
+        plan: list[tuple[str, str, str, str]] = []
+        for _ in range(n):
+            cue = acct.busy_cue if rng.random() < BUSY_SHARE else rng.choice(cues)
+            tb = rng.choices(("scheduled", "manual_fire", "replay"), (90, 8, 2))[0]
+            rf = rng.choice(self.earlier) if tb == "replay" and self.earlier else ""
+            plan.append((new_execution_id(keys.cue_partition(cue)), cue, tb, rf))
+        # The repository builds each call (its keys and arguments, as the API's fire does); the
+        # calls then run as pipelines of EVALSHA, a few pipelines at a time.
+        recorder = _Recorder(self.store.scripts)
+        making = Executions(self.store.redis, keys, recorder)
+        for eid, cue, tb, rf in plan:
+            now = self.now()
+            await making.create(
+                execution_id=eid,
+                cue_id=cue,
+                account_id=acct.account_id,
+                scheduled_us=now,
+                payload_json=acct.payloads[cue],
+                triggered_by=tb,
+                replayed_from=rf,
+                now_us=now,
+            )
+        calls = recorder.calls
+        sem = asyncio.Semaphore(CREATE_PIPELINES)
+
+        async def batch(chunk: Sequence[Call]) -> None:
+            async with sem:
+                for res in await self.store.scripts.run_many(chunk):
+                    assert Status(int(res[0])) is Status.OK, res
+
+        await asyncio.gather(
+            *(batch(calls[i : i + CREATE_BATCH]) for i in range(0, len(calls), CREATE_BATCH))
+        )
+        return {eid: [cue, "pending", "", "", tb] for eid, cue, tb, _ in plan}
+
+    async def _work(self, rows: dict[str, list[str]]) -> None:
+        """Worker executions: 95 % claimed (by one of ``WORKERS``), of those 95 % given an
+        outcome (85 % success); the rest stay pending or claimed."""
+        store, keys, rng, acct = self.store, self.store.keys, self.rng, self.acct
+        worker_cues = set(acct.worker_cues)
+        by_worker: dict[str, dict[int, list[str]]] = {w: {} for w in WORKERS}
+        for eid, row in rows.items():
+            if row[0] in worker_cues and rng.random() < 0.95:
+                p = keys.execution_partition(eid)
+                assert p is not None
+                by_worker[rng.choice(WORKERS)].setdefault(p, []).append(eid)
+        outcomes: list[Outcome] = []
+        now = self.now()
+        for worker, parts in by_worker.items():
+            requests = [
+                ClaimRequest(WorkIndex(p), 0, ids[i : i + 500])
+                for p, ids in parts.items()
+                for i in range(0, len(ids), 500)
+            ]
+            for i in range(0, len(requests), 64):
+                claimed = await store.claims.claim(
+                    acct.account_id, worker, LEASE_US, now, requests[i : i + 64]
+                )
+                for claim in (c for batch in claimed for c in batch):
+                    assert claim.status is Status.OK, claim
+                    rows[claim.execution_id][1:3] = ["delivering", worker]
+                    if rng.random() < 0.95:
+                        ok = rng.random() < 0.85
+                        parsed = parse_outcome(
+                            {"success": True, "result": "done", "metadata": {"rows": rng.randrange(1000)}}
+                            if ok
+                            else {"success": False, "error": "upstream timed out"}
+                        )
+                        state = outcome_state(ok, None, parsed.evidence)
+                        doc = parsed.document(now)
+                        outcomes.append(Outcome(claim.execution_id, doc, ok, state, parsed.error or ""))
+        for i in range(0, len(outcomes), 2000):
+            chunk = outcomes[i : i + 2000]
+            for o, rec in zip(
+                chunk, await store.outcomes.record_many(acct.account_id, chunk, now), strict=True
+            ):
+                assert rec.status is Status.OK, rec
+                rows[o.execution_id][1] = rec.execution_status
+                rows[o.execution_id][3] = o.state
+
+    async def _deliver(self, rows: dict[str, list[str]]) -> None:
+        """Webhook executions, from the outbox: 2 % left pending (read, never leased), the rest
+        leased and finished: 90 % a 200 (a third of them with a body outcome), 10 % a final 500."""
+        store, rng = self.store, self.rng
+        body = parse_outcome({"success": True, "result": "sent"})
+        while entries := await store.delivery.read("scale", 1000, None):
+            now = self.now()
+            batches: dict[int, list[str]] = {}
+            entry_of: dict[str, str] = {}
+            for e in entries:
+                if e.execution_id in rows and rng.random() < 0.98:
+                    batches.setdefault(e.partition, []).append(e.execution_id)
+                    entry_of[e.execution_id] = e.entry_id
+            leases = await store.delivery.start(batches, now, timeout_s=10, stale_s=60)
+            results: dict[int, list[AttemptResult]] = {}
+            for p, eids in batches.items():
+                for eid, lease in zip(eids, leases[p], strict=True):
+                    assert not isinstance(lease, Status), (eid, lease)
+                    ok = rng.random() < 0.9
+                    outcome = (
+                        BodyOutcome(body.document(now), True, "reported_success", "")
+                        if ok and rng.random() < 1 / 3
+                        else None
+                    )
+                    results.setdefault(p, []).append(
+                        AttemptResult(
+                            eid,
+                            ok,
+                            200 if ok else 500,
+                            "" if ok else "HTTP 500",
+                            None,
+                            None,
+                            entry_of[eid],
+                            lease.lease_until,
+                            outcome,
+                        )
+                    )
+            finished = await store.delivery.finish(results, now)
+            for p, done in finished.items():
+                for res, fin in zip(results[p], done, strict=True):
+                    assert fin.status is Status.OK, fin
+                    rows[res.execution_id][1] = fin.execution_status
+                    if fin.outcome_recorded:
+                        rows[res.execution_id][3] = "reported_success"
+
+
+class _Recorder(Scripts):
+    """A script runner that runs nothing: it keeps each call a repository method makes (and
+    answers OK), so the calls can be sent later as pipelines (``Scripts.run_many``)."""
+
+    def __init__(self, real: Scripts) -> None:
+        self.redis = real.redis
+        self._scripts = real._scripts
+        self.calls: list[Call] = []
+
+    async def run(self, script: Script, keys: Sequence[str], args: Sequence[Arg]) -> Any:
+        self.calls.append((script, list(keys), list(args)))
+        return [int(Status.OK)]
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def _cpu_seconds(pid: int) -> float:
+    """user + system CPU seconds of a process (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def _redis_cpu(store: Store) -> float:
+    """Redis's user + system CPU seconds (the whole server: other tenants count too)."""
+    info = await store.redis.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+async def measure(
+    store: Store,
+    client: httpx.AsyncClient,
+    pid: int,
+    acct: Account,
+    counts: Counter[Row],
+    requests: int,
+    warmup: int,
+) -> list[dict[str, Any]]:
+    """Per filter: ``warmup`` then ``requests`` sequential listings, timed one by one."""
+    out: list[dict[str, Any]] = []
+    for label, query in filters(acct):
+        expected = expected_total(counts, query)
+        for _ in range(warmup):
+            (await client.get("/v1/executions", params=query)).raise_for_status()
+        times: list[float] = []
+        totals: set[int] = set()
+        cpu0, rcpu0 = _cpu_seconds(pid), await _redis_cpu(store)
+        for _ in range(requests):
+            t = time.perf_counter()
+            res = await client.get("/v1/executions", params=query)
+            times.append((time.perf_counter() - t) * 1000)
+            res.raise_for_status()
+            totals.add(int(res.json()["total"]))
+        cpu = (_cpu_seconds(pid) - cpu0) / max(requests, 1) * 1000
+        rcpu = (await _redis_cpu(store) - rcpu0) / max(requests, 1) * 1000
+        out.append(
+            {
+                "filter": label,
+                "query": query,
+                "expected_total": expected,
+                "totals": sorted(totals),
+                "total_ok": totals == {expected},
+                "p50_ms": percentile(times, 0.5),
+                "p99_ms": percentile(times, 0.99),
+                "max_ms": max(times),
+                "server_cpu_ms": cpu,
+                "redis_cpu_ms": rcpu,
+            }
+        )
+    return out
+
+
+_EXEC_KEY = re.compile(r":exec:[^:]+$")
+
+
+async def memory(store: Store) -> dict[str, int]:
+    """``used_memory``, the number of keys in the database, and ``MEMORY USAGE`` (exact: samples 0)
+    of every key of the prefix, by kind: execution hashes, snapshot dirty sets, the rest."""
+    r = store.redis
+    info = await r.info("memory")
+    dbsize = int(await r.dbsize())
+    keys = [str(k) async for k in r.scan_iter(match=f"{store.keys.prefix}:*", count=10_000)]
+    sizes: dict[str, int] = {"exec_hashes": 0, "dirty_sets": 0, "other_keys": 0}
+    encodings: Counter[str] = Counter()
+    for i in range(0, len(keys), 5000):
+        chunk = keys[i : i + 5000]
+        async with r.pipeline(transaction=False) as pipe:
+            for k in chunk:
+                pipe.memory_usage(k, samples=0)
+                if _EXEC_KEY.search(k):
+                    pipe.object("encoding", k)
+            replies = iter(await pipe.execute())
+        for k in chunk:
+            b = int(next(replies) or 0)
+            if _EXEC_KEY.search(k):
+                sizes["exec_hashes"] += b
+                enc = str(next(replies))
+                encodings[f"exec_{enc}_keys"] += 1
+                encodings[f"exec_{enc}_bytes"] += b
+            elif k.endswith((":dirty", ":dirty:proc")):
+                sizes["dirty_sets"] += b
+            else:
+                sizes["other_keys"] += b
+    return {
+        "used_memory": int(info["used_memory"]),
+        "dbsize": dbsize,
+        "prefix_keys": len(keys),
+        **sizes,
+        **encodings,
+    }
+
+
+def _per_exec(mem: dict[str, int], base: dict[str, int], n: int) -> dict[str, float]:
+    return {
+        "used_memory_delta": (mem["used_memory"] - base["used_memory"]) / n,
+        "exec_hash": mem["exec_hashes"] / n,
+        "dirty_marks": (mem["dirty_sets"] - base["dirty_sets"]) / n,
+        "other_keys": (mem["other_keys"] - base["other_keys"]) / n,
+        "foreign_keys_delta": float(
+            (mem["dbsize"] - base["dbsize"]) - (mem["prefix_keys"] - base["prefix_keys"])
+        ),
+    }
+
+
+def targets(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Issue 14's three targets over the measured steps."""
+    out: list[dict[str, Any]] = []
+    last = steps[-1]
+    if last["listings"]:
+        out += _latency_targets(steps)
+    per = last["memory_per_execution"]["used_memory_delta"]
+    out.append(
+        {
+            "target": f"Redis memory <= {MEMORY_TARGET_B} B per execution (at {last['size']})",
+            "pass": per <= MEMORY_TARGET_B,
+            "detail": f"{per:,.0f} B (used_memory delta, incl. indexes and dirty marks)",
+        }
+    )
+    if not all(r["total_ok"] for s in steps for r in s["listings"]):
+        out.append({"target": "every listing's total equals the seeded count", "pass": False, "detail": ""})
+    return out
+
+
+def _latency_targets(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    slow = [
+        f"{s['size']}: {r['filter']} {r['p50_ms']:.1f} ms"
+        for s in steps
+        for r in s["listings"]
+        if r["p50_ms"] > P50_TARGET_MS
+    ]
+    out.append(
+        {
+            "target": f"p50 <= {P50_TARGET_MS:.0f} ms at every size, every filter",
+            "pass": not slow,
+            "detail": "; ".join(slow) or "all within",
+        }
+    )
+    first, last = steps[0], steps[-1]
+    if len(steps) > 1:
+        grown = []
+        for a, b in zip(first["listings"], last["listings"], strict=True):
+            ratio = b["p99_ms"] / a["p99_ms"]
+            if ratio > P99_GROWTH_TARGET:
+                grown.append(f"{a['filter']} x{ratio:.1f}")
+        out.append(
+            {
+                "target": f"p99 at {last['size']} <= {P99_GROWTH_TARGET} x p99 at {first['size']}"
+                + ("" if (first["size"], last["size"]) == (SIZES[0], SIZES[-1]) else " (issue: 300k vs 1k)"),
+                "pass": not grown,
+                "detail": "; ".join(grown) or "all within",
+            }
+        )
+    return out
+
+
+def _print_step(step: dict[str, Any]) -> None:
+    seed = step["seed"]
+    print(
+        f"\n## {step['size']:,} executions (+{step['added']:,} seeded in {seed['seed_s']:.1f} s: create "
+        f"{seed['create_s']:.1f}, worker claims/outcomes {seed['worker_s']:.1f}, webhook deliveries "
+        f"{seed['webhook_s']:.1f})",
+        flush=True,
+    )
+    print("| filter | total | p50 ms | p99 ms | max ms | server CPU ms/req | Redis CPU ms/req |")
+    print("|---|---|---|---|---|---|---|")
+    for r in step["listings"]:
+        total = str(r["expected_total"]) if r["total_ok"] else f"{r['totals']} != {r['expected_total']}!"
+        print(
+            f"| {r['filter']} | {total} | {r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['max_ms']:.1f} | "
+            f"{r['server_cpu_ms']:.2f} | {r['redis_cpu_ms']:.2f} |"
+        )
+    m = step["memory_per_execution"]
+    print(
+        f"memory per execution: {m['used_memory_delta']:,.0f} B (used_memory delta; marginal since the "
+        f"last step {step['marginal_bytes']:,.0f} B); MEMORY USAGE: exec hash {m['exec_hash']:,.0f} B, "
+        f"indexes/streams/other keys {m['other_keys']:,.0f} B, snapshot dirty marks {m['dirty_marks']:,.0f} B"
+        f"; keys of other prefixes changed meanwhile by {m['foreign_keys_delta']:+.0f}",
+        flush=True,
+    )
+    print(f"execution hashes by encoding: {_encodings(step['memory'])}", flush=True)
+
+
+def _encodings(mem: dict[str, int]) -> str:
+    """e.g. "hashtable 61 % (avg 1,901 B), listpack 39 % (avg 311 B)"."""
+    n = sum(v for k, v in mem.items() if k.startswith("exec_") and k.endswith("_keys"))
+    parts = []
+    for k, v in sorted(mem.items()):
+        if k.startswith("exec_") and k.endswith("_keys"):
+            enc = k.removeprefix("exec_").removesuffix("_keys")
+            avg = mem[f"exec_{enc}_bytes"] / v
+            parts.append(f"{enc} {100 * v / n:.0f} % (avg {avg:,.0f} B)")
+    return ", ".join(parts)
+
+
+async def run(
+    sizes: Sequence[int],
+    requests: int,
+    warmup: int,
+    redis_url: str,
+    database_url: str,
+    json_path: Path | None,
+    *,
+    schema: str = "cuefast_bench",
+) -> dict[str, Any]:
+    """The whole scenario; the result document (also written to ``json_path``)."""
+    prefix = f"bscale{uuid.uuid4().hex[:8]}"
+    env = _server_env(prefix)
+    env.update(
+        CUEFAST_REDIS_URL=redis_url,
+        CUEFAST_DATABASE_URL=database_url,
+        CUEFAST_DATABASE_SCHEMA=schema,
+        CUEFAST_PARTITIONS=str(PARTITIONS),
+    )
+    port = _free_port()
+    base_url = f"http://127.0.0.1:{port}"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cuefast", "api", "--port", str(port)], env=env, cwd=ROOT
+    )
+    store = Store(connect(redis_url, max_connections=64), Keys(prefix, PARTITIONS))
+    result: dict[str, Any] = {
+        "bench": "scale",
+        "git": _git_sha(),
+        "prefix": prefix,
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}",
+        "requests": requests,
+        "warmup": warmup,
+        "steps": [],
+    }
+    try:
+        async with httpx.AsyncClient(base_url=base_url, timeout=120) as client:
+            for _ in range(300):
+                if server.poll() is not None:
+                    raise SystemExit("cuefast api exited")
+                try:
+                    if (await client.get("/health")).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.2)
+            await store.preload()
+            result["redis"] = (await store.redis.info("server"))["redis_version"]
+            print(f"{result['machine']}; Redis {result['redis']}; git {result['git']}; prefix {prefix}")
+            base = await memory(store)
+            acct = await register(client, store)
+            await store.delivery.ensure_groups()
+            seeder = Seeder(store, acct)
+            prev_used = base["used_memory"]
+            for size in sorted(sizes):
+                added = size - seeder.total
+                if added <= 0:
+                    continue
+                seed = await seeder.grow(added)
+                mem = await memory(store)
+                step = {
+                    "size": size,
+                    "added": added,
+                    "seed": seed,
+                    "memory": mem,
+                    "memory_per_execution": _per_exec(mem, base, size),
+                    "marginal_bytes": (mem["used_memory"] - prev_used) / added,
+                    "states": dict(seeder.states().most_common()),
+                }
+                prev_used = mem["used_memory"]
+                step["listings"] = (
+                    await measure(store, client, server.pid, acct, seeder.counts, requests, warmup)
+                    if requests
+                    else []
+                )
+                result["steps"].append(step)
+                _print_step(step)
+        result["targets"] = targets(result["steps"]) if result["steps"] else []
+        print()
+        for t in result["targets"]:
+            print(f"{'PASS' if t['pass'] else 'FAIL'}: {t['target']} — {t['detail']}")
+        if json_path is not None:
+            json_path.write_text(json.dumps(result, indent=2))
+            print(f"results: {json_path}")
+        return result
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        await store.close()
+        _cleanup(redis_url, prefix)
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="./dev bench scale", description=__doc__)
+    parser.add_argument(
+        "--sizes",
+        default=",".join(str(s) for s in SIZES),
+        help="comma-separated execution counts, grown in order in one account",
+    )
+    parser.add_argument(
+        "--requests",
+        type=int,
+        default=100,
+        help="timed listings per filter and size (0: seeding and memory only)",
+    )
+    parser.add_argument("--warmup", type=int, default=10, help="untimed listings first")
+    parser.add_argument(
+        "--json", type=Path, default=None, help="result file (default: a fresh file in $TMPDIR)"
+    )
+    args = parser.parse_args(argv)
+    sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
+    path = (
+        args.json or Path(tempfile.gettempdir()) / f"cuefast-bench-scale-{_git_sha()}-{int(time.time())}.json"
+    )
+    asyncio.run(
+        run(
+            sizes,
+            args.requests,
+            args.warmup,
+            os.environ.get("CUEFAST_REDIS_URL", "redis://127.0.0.1:6379/0"),
+            os.environ.get("CUEFAST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"),
+            path,
+        )
+    )

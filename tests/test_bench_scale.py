@@ -1,0 +1,35 @@
+"""``./dev bench scale`` end to end at 200 executions: seeding, one listing per filter, memory, cleanup."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import redis
+
+from bench.scale import run
+
+
+@pytest.mark.slow
+async def test_scale_bench_small(redis_url: str, database_url: str, pg_schema: str, tmp_path: Path) -> None:
+    out = tmp_path / "scale.json"
+    result = await run([100, 200], 1, 0, redis_url, database_url, out, schema=pg_schema)
+    assert json.loads(out.read_text())["steps"][-1]["size"] == 200
+    steps = result["steps"]
+    assert [s["size"] for s in steps] == [100, 200]
+    for step in steps:
+        rows = step["listings"]
+        assert len(rows) == 10
+        for row in rows:
+            assert row["total_ok"], row  # every filter answers the seeding's own count
+        by_filter = {r["filter"]: r["expected_total"] for r in rows}
+        assert by_filter["none"] == step["size"] == by_filter["offset=1000"]
+        assert 0 < by_filter["cue_id=<busy>"] < step["size"]
+        assert 0 < by_filter["worker_id=<w0>&status=success"] < by_filter["worker_id=<w0>"]
+        assert sum(step["states"].values()) == step["size"]
+        assert {"pending", "success", "failed", "delivering"} <= set(step["states"])
+        assert step["memory"]["exec_hashes"] > 0
+    assert {t["target"].split(" ")[0] for t in result["targets"]} >= {"p50", "p99", "Redis"}
+    prefix = result["prefix"]
+    assert not list(redis.Redis.from_url(redis_url).scan_iter(match=prefix + ":*", count=1000))
