@@ -1,5 +1,5 @@
 """Benchmark runner: ``./dev bench api`` (also ``engine``, ``worker``, ``snapshots``, ``scale``,
-``fleet``, ``soak``).
+``fleet``, ``soak``, ``idle``).
 
 ``api`` first measures the ceiling (bench/ceiling.py: a bare Litestar + msgspec endpoint
 doing one Redis call), then starts ``cuefast serve`` once per scenario against the local
@@ -284,6 +284,11 @@ def main() -> None:
         from bench.snapshots import main as snapshots_main
 
         snapshots_main(sys.argv[2:])
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "idle":
+        from bench.idle import main as idle_main
+
+        idle_main(sys.argv[2:])
         return
     parser = argparse.ArgumentParser(prog="./dev bench")
     sub = parser.add_subparsers(dest="bench", required=True)

@@ -228,7 +228,7 @@ async def bench_lateness(args: argparse.Namespace, prefix: str) -> None:
         log_path,
     ):
         stop = asyncio.Event()
-        sched = asyncio.create_task(Scheduler(store, clock).run(stop, interval=0.01))
+        sched = asyncio.create_task(Scheduler(store, clock).run(stop))
         webhooks = Webhooks(settings)
         dispatcher = Dispatcher(store, settings, clock, webhooks, per_host=args.per_host)
         disp = asyncio.create_task(dispatcher.run(stop, block_ms=100))

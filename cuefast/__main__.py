@@ -117,6 +117,15 @@ async def _serve(
         def capture_signals(self) -> Iterator[None]:  # our handlers below; never re-raise
             yield
 
+        async def main_loop(self) -> None:
+            """uvicorn wakes every 0.1 s to notice ``should_exit`` and refresh the Date header
+            once a second; here it wakes once a second, and at once on a stop (idle CPU)."""
+            counter = 0
+            while not await self.on_tick(counter):
+                counter = (counter + 10) % 864000  # a multiple of 10: the header is refreshed
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stopping.wait(), 1.0)
+
     rt = Runtime(
         settings,
         roles="+".join(

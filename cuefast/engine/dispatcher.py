@@ -420,6 +420,9 @@ class Dispatcher:
             by_partition.setdefault(a.p, []).append(ReleasedAttempt(a.eid, a.entry_id, a.lease_until, at))
         now = self.clock.now_us()
         await asyncio.gather(*(self.store.delivery.release(p, rows, now) for p, rows in by_partition.items()))
+        later = [at for _, at in items if at > now]  # re-queued in `delayed`
+        if later:
+            await self.store.wake.due(min(later), now)
 
     async def start_batch(self, entries: list[OutboxEntry]) -> list[_Attempt]:
         """Lease the executions of these (partition, stream entry, execution id) entries: one
@@ -508,6 +511,8 @@ class Dispatcher:
             ),
         )
         new_status = finished.execution_status if finished.status is Status.OK else None
+        if new_status in ("retrying", "pending_outcome"):  # a retry or a deadline due soon: wake up
+            await self.store.wake.due(deadline if delay is None else done_at + delay, done_at)
         if finished.status is Status.CONFLICT:  # fenced out: another dispatcher took it over; not recorded
             self.metrics.inc(m.WEBHOOK_ATTEMPTS, ("superseded",))
             return None

@@ -38,6 +38,8 @@ MAX_ATTEMPTS = 4
 BACKOFF_S = (10, 60, 300)
 MAILS_PER_HOUR = 10
 RECLAIM_IDLE_MS = 120_000
+SWEEP_S = 5.0
+"""retries are moved back at least this often (retries this sender queued: when due)"""
 _US = 1_000_000
 _HOUR_US = 3600 * _US
 
@@ -47,6 +49,8 @@ class NoticeSender:
         self.store = store
         self.settings = settings
         self.clock = clock
+        self._retry_due: int | None = None
+        """the earliest retry this sender queued and has not moved back yet (µs)"""
         self.webhooks = webhooks
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.mailer: Mailer | None = None
@@ -63,20 +67,29 @@ class NoticeSender:
         await self.start()
         loop = asyncio.get_running_loop()
         next_reclaim = loop.time() + reclaim_every
+        next_sweep = loop.time()
         while not stop.is_set():
             try:
                 reclaim = loop.time() >= next_reclaim
                 if reclaim:
                     next_reclaim = loop.time() + reclaim_every
-                await self.step(block_ms=block_ms, reclaim=reclaim)
+                own_due = self._retry_due is not None and self.clock.now_us() >= self._retry_due
+                move = own_due or loop.time() >= next_sweep
+                if move:  # an idle sender runs the partitions' move scripts every SWEEP_S only
+                    next_sweep, self._retry_due = loop.time() + SWEEP_S, None
+                await self.step(block_ms=block_ms, reclaim=reclaim, move=move)
             except Exception:
                 log.exception("notice sender loop error")
                 await asyncio.sleep(1.0)
 
-    async def step(self, *, block_ms: int = 0, reclaim: bool = False, idle_ms: int = RECLAIM_IDLE_MS) -> int:
-        """Requeue due retries, take over notices idle for ``idle_ms`` in a dead sender's hands
-        (with ``reclaim``), then send what is queued, concurrently; returns notices handled."""
-        await self.store.notices.move_due(self.clock.now_us())
+    async def step(
+        self, *, block_ms: int = 0, reclaim: bool = False, idle_ms: int = RECLAIM_IDLE_MS, move: bool = True
+    ) -> int:
+        """Requeue due retries (with ``move``), take over notices idle for ``idle_ms`` in a dead
+        sender's hands (with ``reclaim``), then send what is queued, concurrently; returns
+        notices handled."""
+        if move:
+            await self.store.notices.move_due(self.clock.now_us())
         entries = await self.store.notices.reclaim(self.consumer, idle_ms, 100) if reclaim else []
         entries += await self.store.notices.read(self.consumer, 100, block_ms)
         await asyncio.gather(*(self.handle(e) for e in entries))
@@ -108,6 +121,7 @@ class NoticeSender:
             due = self.clock.now_us() + BACKOFF_S[min(attempt, len(BACKOFF_S)) - 1] * _US
             retry = f"{kind}|{ident}|{attempt + 1}" + (f"|{at}" if at else "")
             await self.store.notices.finish(p, entry_id, retry, due)
+            self._retry_due = due if self._retry_due is None else min(self._retry_due, due)
 
     async def _alert(self, p: int, alert_id: str) -> bool:
         """POST the alert to the account's alert webhook (§12.6); True when done."""

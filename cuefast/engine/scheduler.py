@@ -42,12 +42,19 @@ from cuefast.months import month_of
 from cuefast.services.usage import count_failed, quota_blocked
 from cuefast.store import Store
 from cuefast.store.schedule import STEPS, DueCue
+from cuefast.store.wake import MAX_SLEEP_S
 
 log = logging.getLogger(__name__)
 
 BATCH = 500
 MAX_CATCH_UP = 1000
 ON_TIME_US = 10_000_000
+HEARTBEAT_S = 5.0
+"""an idle scheduler writes its /health heartbeat this often (stale after 30 s)"""
+LISTEN_BLOCK_S = 3.0
+"""one blocking read of the wake stream (below redis-py's 5 s socket timeout)"""
+MIN_READ_GAP_S = 0.01
+"""signals never make a scheduler read the heads more often than this (timed wake-ups do not wait)"""
 PLAN_RETRY_US = 60_000_000
 """a cue whose schedule cannot be planned is tried again this much later (not every pass)"""
 
@@ -204,31 +211,83 @@ class Scheduler:
             await self.store.usage.add("failed", {(acct, month): n for acct, n in done.blocked.items()})
         return done.created, len(due) == self.batch
 
-    async def run(self, stop: asyncio.Event, interval: float = 0.05) -> None:
+    async def run(self, stop: asyncio.Event, max_sleep: float = MAX_SLEEP_S) -> None:
         """Until ``stop`` is set: run a pass when something is due, otherwise sleep until the
-        next due time (at most ``interval``, so cues created meanwhile are picked up
-        promptly). An idle check is one pipelined read; the /health heartbeat is still
-        written once a second. Errors are logged and back off."""
+        earliest head of the timed sets, at most ``max_sleep``, or until a writer signals that it
+        made something due sooner (``store.wake``: a listener blocked on the wake stream). An
+        idle scheduler thus reads the heads once per ``max_sleep``; the /health heartbeat is
+        written every ``HEARTBEAT_S``. Errors are logged and back off."""
+        nudge = asyncio.Event()
+        stop_waiter = asyncio.create_task(stop.wait())
+        stop_waiter.add_done_callback(lambda _: nudge.set())
+        cursor = await self._wake_cursor(stop)
+        listener = asyncio.create_task(self._listen(stop, cursor, nudge), name="scheduler-wake")
+        try:
+            await self._loop(stop, nudge, max_sleep)
+        finally:
+            for task in (listener, stop_waiter):
+                task.cancel()
+            await asyncio.gather(listener, stop_waiter, return_exceptions=True)
+
+    async def _loop(self, stop: asyncio.Event, nudge: asyncio.Event, max_sleep: float) -> None:
         failures = 0
         last_beat = 0.0
+        last_read = 0.0
         while not stop.is_set():
+            nudge.clear()  # before the read: a signal sent from now on wakes the next sleep
             try:
                 now = self.clock.now_us()
+                last_read = time.monotonic()
                 due, wait_us = await self.store.schedule.due_work(now, self.unclaimed_window_us)
                 if due:
                     await self.tick(due)
                     last_beat = time.monotonic()
                     wait_us = 0  # look again after the shortest pause: the next read says how long
-                elif time.monotonic() - last_beat >= 1.0:
+                elif time.monotonic() - last_beat >= HEARTBEAT_S:
                     await self.store.system.record_poller(now, 0, 0)
                     last_beat = time.monotonic()
                 failures = 0
-                delay = interval if wait_us is None else min(interval, max(wait_us / 1e6, 0.001))
+                delay = max_sleep if wait_us is None else min(max_sleep, max(wait_us / 1e6, 0.001))
             except Exception:
                 log.exception("scheduler pass failed")
                 failures += 1
-                delay = min(interval * 2**failures, 5.0)
+                delay = min(0.05 * 2**failures, 5.0)
             try:
-                await asyncio.wait_for(stop.wait(), delay)
+                await asyncio.wait_for(nudge.wait(), delay)
             except TimeoutError:
-                pass
+                continue  # the time that was due: read at once
+            gap = MIN_READ_GAP_S - (time.monotonic() - last_read)
+            if gap > 0 and not stop.is_set():  # signals arriving meanwhile join the next read
+                await asyncio.sleep(gap)
+
+    async def _wake_cursor(self, stop: asyncio.Event) -> str:
+        """The wake stream's newest id, read before the first look at the heads (retried while
+        Redis is unreachable)."""
+        failures = 0
+        while True:
+            try:
+                return await self.store.wake.cursor()
+            except Exception:
+                if stop.is_set():
+                    return "$"
+                log.exception("scheduler: cannot read the wake stream")
+                failures += 1
+                await asyncio.sleep(min(0.05 * 2**failures, 5.0))
+
+    async def _listen(self, stop: asyncio.Event, cursor: str, nudge: asyncio.Event) -> None:
+        """Block on the wake stream; every new entry wakes the run loop (after an error too,
+        so a signal lost meanwhile costs at most one extra read)."""
+        failures = 0
+        while not stop.is_set():
+            try:
+                new = await self.store.wake.wait(cursor, LISTEN_BLOCK_S)
+                failures = 0
+            except Exception:
+                log.warning("scheduler: wake stream read failed", exc_info=True)
+                nudge.set()
+                failures += 1
+                await asyncio.sleep(min(0.05 * 2**failures, 5.0))
+                continue
+            if new != cursor:
+                cursor = new
+                nudge.set()

@@ -158,7 +158,7 @@ class WorkService:
             raise ExecutionNotFound()
         if claim.status is not Status.OK:
             raise ClaimFailed("Execution not available for claiming")
-        await self._after_claim(account, [claim], now)
+        await self._after_claim(account, [claim], now, self.lease_us)
         return {
             "claimed": True,
             "execution_id": execution_id,
@@ -234,12 +234,13 @@ class WorkService:
                 break
         out.sort(key=lambda it: (it.scheduled_for, it.execution_id))
         if out:
-            await self._after_claim(account, out, now)
+            await self._after_claim(account, out, now, lease_us)
         return out, later
 
-    async def _after_claim(self, account: Account, items: list[Claim], now: int) -> None:
+    async def _after_claim(self, account: Account, items: list[Claim], now: int, lease_us: int) -> None:
         """First claims count in the monthly executions counter (§13.2) and arm the cue's
-        outcome deadline (§11.5)."""
+        outcome deadline (§11.5). A lease or deadline ending soon wakes the schedulers."""
+        await self.store.wake.due(now + lease_us, now)
         self.metrics.inc(m.WORKER_CLAIMS, (), len(items))
         self.metrics.inc(m.EXECUTIONS_DELIVERED, ("worker",), len(items))
         first = [it for it in items if it.attempt == 1]
@@ -265,6 +266,8 @@ class WorkService:
                 )
         for p, pairs in arm.items():
             await self.store.claims.arm_deadlines(p, pairs, now)
+        if arm:
+            await self.store.wake.due(min(at for pairs in arm.values() for _, at in pairs), now)
 
     # ---- batch door (cuefast extension) --------------------------------------------
     async def batch_claim(self, account: Account, req: BatchClaim) -> dict[str, Any]:

@@ -356,6 +356,8 @@ class CueService:
         if created is not Status.OK:  # pragma: no cover - a 62-bit random id collision
             await self.store.cues.release_name(account.id, name, cue_id)
             raise RuntimeError("cue id collision")
+        if checked.next_run is not None:
+            await self.store.wake.due(checked.next_run, now)  # due soon: wake the schedulers
         warning = (
             NO_WORKER_WARNING if transport == "worker" and not await self._worker_alive(account) else None
         )
@@ -524,6 +526,8 @@ class CueService:
             return None  # concurrent PATCH: re-read and apply again
         if name != old_name:
             await self.store.cues.release_name(account.id, old_name, cue_id)
+        if isinstance(next_run, int):
+            await self.store.wake.due(next_run, now)  # due soon: wake the schedulers
         h = {**h, **{k: str(v) for k, v in fields.items()}, "status": status}
         if next_run != "keep":
             h["nr"] = str(next_run)

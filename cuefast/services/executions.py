@@ -219,6 +219,8 @@ class ExecutionService:
             )
         if outcome is Status.REPEAT:
             return dict(msgspec.json.decode(detail))
+        if scheduled > now:  # a send_at fire waits in `delayed`: wake the schedulers if it is due soon
+            await self.store.wake.due(scheduled, now)
         self.metrics.inc(EXECUTIONS_CREATED, ("manual_fire",))
         return response
 

@@ -29,6 +29,7 @@ from cuefast.store.snapshots import Snapshots
 from cuefast.store.status import Status
 from cuefast.store.system import System
 from cuefast.store.usage import Usage
+from cuefast.store.wake import Wake
 from cuefast.store.workers import Workers
 
 __all__ = ["SCRIPTS", "UNREACHABLE", "AuthResult", "Keys", "Status", "Store", "Window", "connect", "load_lua"]
@@ -48,6 +49,7 @@ REPOSITORIES: tuple[type[Repository], ...] = (
     Snapshots,
     System,
     Usage,
+    Wake,
     Workers,
 )
 SCRIPTS: tuple[Script, ...] = tuple(script for repo in REPOSITORIES for script in repo.SCRIPTS)
@@ -74,6 +76,7 @@ class Store:
         self.snapshots = Snapshots(*parts)
         self.system = System(*parts)
         self.usage = Usage(*parts)
+        self.wake = Wake(*parts)
         self.workers = Workers(*parts)
 
     async def preload(self) -> None:

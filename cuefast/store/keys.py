@@ -300,6 +300,13 @@ class Keys:
         return f"{self.prefix}:{{snap}}:req"
 
     @property
+    def wake(self) -> str:
+        """stream, capped ~64: ``t`` = a due time µs a writer made due within ``wake.HORIZON_US``
+        (the scheduler blocks on it between passes). One slot, on purpose: every scheduler reads it
+        with one blocking XREAD (on Redis Cluster that is one node's connection)."""
+        return f"{self.prefix}:{{sched}}:wake"
+
+    @property
     def poller(self) -> str:
         """hash: the scheduler's last cycle (for /health)"""
         return f"{self.auth}:poller"

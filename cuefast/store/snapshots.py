@@ -52,6 +52,14 @@ class Snapshots(Repository):
         res = await self.scripts.run(REQUEST, [self.keys.snapshot_requests], [mode, number])
         return Requests(int(res[0]), int(res[1]))
 
+    async def dirty_slots(self, slots: Sequence[str]) -> list[str]:
+        """Those of ``slots`` with dirty members or an uncommitted batch (one pipeline)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for slot in slots:
+                pipe.exists(self.keys.dirty(slot), self.keys.dirty_processing(slot))
+            counts = await pipe.execute()
+        return [slot for slot, n in zip(slots, counts, strict=True) if int(n)]
+
     async def take(self, slot: str, batch: int) -> list[tuple[str, str]]:
         """Dirty members of ``slot`` to snapshot now (an uncommitted earlier batch first), each
         with its current hash as one JSON object (``""`` when it is gone): one script call."""
