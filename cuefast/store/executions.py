@@ -213,15 +213,20 @@ class Executions(Repository):
             merged.sort(reverse=True)
         return Listing([eid for _, eid in merged[offset:depth]], total, oldest, res[len(registries) :])
 
+    def _by_partition(self, execution_ids: Sequence[str]) -> dict[int, list[str]]:
+        """Well-formed ids grouped by the partition they carry (malformed ones left out)."""
+        by_p: dict[int, list[str]] = {}
+        for eid in execution_ids:
+            p = self.keys.execution_partition(eid)
+            if p is not None:
+                by_p.setdefault(p, []).append(eid)
+        return by_p
+
     async def reindex(self, execution_ids: Sequence[str]) -> int:
         """Put executions where their fields say in the listing indexes (an upgrade of data written
         before them; test seeding); the number that exist."""
         k = self.keys
-        by_p: dict[int, list[str]] = {}
-        for eid in execution_ids:
-            p = k.execution_partition(eid)
-            if p is not None:
-                by_p.setdefault(p, []).append(eid)
+        by_p = self._by_partition(execution_ids)
         calls: list[Call] = [
             (REINDEX, [k.ix_account(p, "")], [k.part(p) + ":", *ids[i : i + 1000]])
             for p, ids in by_p.items()
@@ -254,11 +259,7 @@ class Executions(Repository):
         """The cue and created time of each of the account's executions (absent: not found), one
         script per partition, one round trip."""
         k = self.keys
-        by_p: dict[int, list[str]] = {}
-        for eid in execution_ids:
-            p = k.execution_partition(eid)
-            if p is not None:
-                by_p.setdefault(p, []).append(eid)
+        by_p = self._by_partition(execution_ids)
         parts = list(by_p.items())
         res = await self.scripts.run_many(
             [(CUES, [k.ix_account(p, account_id)], [k.part(p) + ":", account_id, *ids]) for p, ids in parts]
