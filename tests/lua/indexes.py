@@ -37,6 +37,7 @@ async def assert_indexed(store: Store) -> None:
                 counts[reg][cell] += 1
                 if h.get("cla"):
                     want[f"{reg}|c|{cell}"][eid] = float(h["cla"])
+                    counts[reg][f"#{cell}"] += 1
     have: dict[str, dict[str, float]] = {}
     have_counts: dict[str, dict[str, int]] = {}
     async for found in store.redis.scan_iter(match=f"{k.prefix}:*:ix:*", count=1000):
@@ -75,7 +76,12 @@ async def unindex(store: Store, eid: str) -> None:
     cell = f"{st}|{os_}|{tb}"
     for reg in registries(store, p, h):
         await store.redis.zrem(f"{reg}|z|{cell}", eid)
-        await store.redis.zrem(f"{reg}|c|{cell}", eid)
         if await store.redis.hincrby(reg, cell, -1) <= 0:
             await store.redis.hdel(reg, cell)
+        if (
+            cla
+            and await store.redis.zrem(f"{reg}|c|{cell}", eid)
+            and await store.redis.hincrby(reg, f"#{cell}", -1) <= 0
+        ):
+            await store.redis.hdel(reg, f"#{cell}")
     await store.redis.hdel(key, "ix")

@@ -1,7 +1,8 @@
 --[[ executions_list: one registry's part of an executions listing (lua/lib/exec_index.lua) — the
   newest members of the cells that match the filters, their count and their earliest claimed_at;
   the work is per matching cell (a few dozen at most), never per execution
-  KEYS[1] registry: hash, cell "<st>|<os>|<tb>" → executions in it (its zsets are slot-mates)
+  KEYS[1] registry: hash, cell "<st>|<os>|<tb>" → executions in it, "#<cell>" → those with a
+    claimed_at (its zsets are slot-mates)
   ARGV[1] depth: how many of the newest to return (the listing's offset + limit)
   ARGV[2] outcome_state: "" = any, else "=" followed by the value
   ARGV[3] triggered_by: "" = any, else "=" followed by the value ("=scheduled" also matches the
@@ -19,16 +20,22 @@ end
 local reg = KEYS[1]
 local cells = redis.call('HGETALL', reg)
 local total, oldest = 0, nil
+local claimed = {}  -- cell → executions with a claimed_at ("#<cell>" fields)
+for i = 1, #cells, 2 do
+  if string.byte(cells[i]) == 35 then claimed[string.sub(cells[i], 2)] = true end  -- '#'
+end
 local lists = {}  -- per matching cell: its newest members, flat {id, created, …}, newest first
 for i = 1, #cells, 2 do
   local cell = cells[i]
-  local st, os, tb = string.match(cell, '^([^|]*)|([^|]*)|(.*)$')
-  if (statuses == nil or statuses[st])
+  local st, os, tb = string.match(cell, '^([^|#]*)|([^|]*)|(.*)$')
+  if st and (statuses == nil or statuses[st])
       and (want_os == '' or want_os == '=' .. os)
       and (want_tb == '' or want_tb == '=' .. tb or (tb == '' and want_tb == '=scheduled')) then
     total = total + tonumber(cells[i + 1])
-    local first = redis.call('ZRANGE', reg .. '|c|' .. cell, 0, 0, 'WITHSCORES')
-    if first[2] and (oldest == nil or tonumber(first[2]) < oldest) then oldest = tonumber(first[2]) end
+    if claimed[cell] then
+      local first = redis.call('ZRANGE', reg .. '|c|' .. cell, 0, 0, 'WITHSCORES')
+      if first[2] and (oldest == nil or tonumber(first[2]) < oldest) then oldest = tonumber(first[2]) end
+    end
     if depth > 0 then
       local members = redis.call('ZREVRANGE', reg .. '|z|' .. cell, 0, depth - 1, 'WITHSCORES')
       if #members > 0 then lists[#lists + 1] = members end

@@ -15,6 +15,7 @@
 local batch = tonumber(ARGV[2])
 local n = 0
 for _, cell in ipairs(redis.call('HKEYS', KEYS[1])) do
+  -- ('#<cell>' fields are claimed counts: their zset name is no key, so they list nothing)
   for _, eid in ipairs(redis.call('ZRANGE', KEYS[1] .. '|z|' .. cell, 0, batch - n - 1)) do
     local ek = ARGV[1] .. 'exec:' .. eid
     local e = redis.call('HMGET', ek, 'tr', 'acct', 'tk', 'ag', 'ix')

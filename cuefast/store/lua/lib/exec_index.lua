@@ -7,7 +7,8 @@
 --   <pfx>ix:w:<account>:<len>:<worker>      while it has a claimed_by_worker: that worker's
 --   <pfx>ix:cw:<cue>:<len>:<worker>         … and that worker's within the cue
 -- (the worker id is length-prefixed, so no id can spell another key). A registry is a hash
--- cell → number of executions in it, and each cell has two zsets:
+-- cell → number of executions in it, and "#<cell>" → how many of them have a claimed_at (absent:
+-- none, so a listing skips that cell's claimed_at zset). Each cell has two zsets:
 --   <registry>|z|<cell>   execution id → created µs (the listing order)
 --   <registry>|c|<cell>   execution id → claimed_at µs (only executions with a claimed_at)
 -- The execution hash's `ix` field records where it is indexed ("<st>|<os>|<tb>|<cla>|<worker>"),
@@ -34,13 +35,18 @@ local function ix_apply(pfx, eid, acct, cue, ix, ca, delta)
   for _, reg in ipairs(ix_registries(pfx, acct, cue, cw)) do
     if delta > 0 then
       if redis.call('ZADD', reg .. '|z|' .. cell, ca, eid) == 1 then redis.call('HINCRBY', reg, cell, 1) end
-      if cla ~= '' then redis.call('ZADD', reg .. '|c|' .. cell, cla, eid) end
+      if cla ~= '' and redis.call('ZADD', reg .. '|c|' .. cell, cla, eid) == 1 then
+        redis.call('HINCRBY', reg, '#' .. cell, 1)
+      end
     else
       if redis.call('ZREM', reg .. '|z|' .. cell, eid) == 1
           and redis.call('HINCRBY', reg, cell, -1) <= 0 then
         redis.call('HDEL', reg, cell)
       end
-      if cla ~= '' then redis.call('ZREM', reg .. '|c|' .. cell, eid) end
+      if cla ~= '' and redis.call('ZREM', reg .. '|c|' .. cell, eid) == 1
+          and redis.call('HINCRBY', reg, '#' .. cell, -1) <= 0 then
+        redis.call('HDEL', reg, '#' .. cell)
+      end
     end
   end
 end
