@@ -241,6 +241,10 @@ def run(args: argparse.Namespace, seconds: int) -> dict[str, Any]:
                 "",
                 "--appendonly",
                 "no",
+                "--maxmemory-policy",
+                "noeviction",
+                "--hash-max-listpack-value",  # as README "Redis settings" recommends
+                "1024",
             ]
             stack.enter_context(_process([*cmd, "--dir", str(tmp)], tmp / "redis.log"))
             _wait_port(redis_port, "redis-server")
