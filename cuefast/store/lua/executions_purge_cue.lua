@@ -25,9 +25,8 @@ for _, cell in ipairs(redis.call('HKEYS', KEYS[1])) do
     end
     if e[5] then
       exec_unindex(ARGV[1], eid)
-    elseif redis.call('ZREM', KEYS[1] .. '|z|' .. cell, eid) == 1
-        and redis.call('HINCRBY', KEYS[1], cell, -1) <= 0 then  -- a stray entry: its hash is gone
-      redis.call('HDEL', KEYS[1], cell)
+    else  -- a stray entry: its hash is gone
+      ix_take(KEYS[1], KEYS[1] .. '|z|' .. cell, cell, eid)
     end
     redis.call('DEL', ek)
     dirty(ek)

@@ -28,25 +28,29 @@ local function ix_registries(pfx, acct, cue, cw)
   return t
 end
 
+-- one member into / out of a registry's zset, and its count field moved only when the zset
+-- really changed (an emptied count is dropped)
+local function ix_put(reg, zset, field, score, eid)
+  if redis.call('ZADD', zset, score, eid) == 1 then redis.call('HINCRBY', reg, field, 1) end
+end
+
+local function ix_take(reg, zset, field, eid)
+  if redis.call('ZREM', zset, eid) == 1 and redis.call('HINCRBY', reg, field, -1) <= 0 then
+    redis.call('HDEL', reg, field)
+  end
+end
+
 -- add (delta 1) or remove (delta -1) one execution at position `ix` of every registry
 local function ix_apply(pfx, eid, acct, cue, ix, ca, delta)
   local st, os, tb, cla, cw = string.match(ix, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
   local cell = st .. '|' .. os .. '|' .. tb
   for _, reg in ipairs(ix_registries(pfx, acct, cue, cw)) do
     if delta > 0 then
-      if redis.call('ZADD', reg .. '|z|' .. cell, ca, eid) == 1 then redis.call('HINCRBY', reg, cell, 1) end
-      if cla ~= '' and redis.call('ZADD', reg .. '|c|' .. cell, cla, eid) == 1 then
-        redis.call('HINCRBY', reg, '#' .. cell, 1)
-      end
+      ix_put(reg, reg .. '|z|' .. cell, cell, ca, eid)
+      if cla ~= '' then ix_put(reg, reg .. '|c|' .. cell, '#' .. cell, cla, eid) end
     else
-      if redis.call('ZREM', reg .. '|z|' .. cell, eid) == 1
-          and redis.call('HINCRBY', reg, cell, -1) <= 0 then
-        redis.call('HDEL', reg, cell)
-      end
-      if cla ~= '' and redis.call('ZREM', reg .. '|c|' .. cell, eid) == 1
-          and redis.call('HINCRBY', reg, '#' .. cell, -1) <= 0 then
-        redis.call('HDEL', reg, '#' .. cell)
-      end
+      ix_take(reg, reg .. '|z|' .. cell, cell, eid)
+      if cla ~= '' then ix_take(reg, reg .. '|c|' .. cell, '#' .. cell, eid) end
     end
   end
 end
@@ -82,7 +86,7 @@ end
 -- the caller stores in the new hash
 local function exec_index_new(pfx, eid, acct, cue, ca, st, tb, zadds, counts)
   local cell = st .. '||' .. tb
-  for _, reg in ipairs({pfx .. 'ix:a:' .. acct, pfx .. 'ix:c:' .. cue}) do
+  for _, reg in ipairs(ix_registries(pfx, acct, cue, '')) do
     local z = reg .. '|z|' .. cell
     local t = zadds[z]
     if not t then t = {}; zadds[z] = t end
