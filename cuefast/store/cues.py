@@ -7,6 +7,7 @@ from typing import Any, NamedTuple
 
 from cuefast.models import config_json
 from cuefast.store.executions import LIST as EXECUTIONS_LIST
+from cuefast.store.executions import list_rows
 from cuefast.store.keys import CUE_STATUSES
 from cuefast.store.repository import Repository, pairs
 from cuefast.store.scripts import Script
@@ -140,7 +141,7 @@ class Cues(Repository):
         page, data, blob, *extra = await self.scripts.run_many(
             [(EXECUTIONS_LIST, [k.ix_cue(cue_id)], [offset + limit, "", ""])], [queue_cue, *also]
         )
-        ids = [str(page[i]) for i in range(2 + 2 * offset, len(page), 2)]
+        ids = [eid for _, eid in list_rows(page)[offset:]]
         return CueWithExecutions(_view(cue_id, data, blob), ids, int(page[0]), extra)
 
     def queue_owner(self, pipe: Any, cue_id: str) -> None:

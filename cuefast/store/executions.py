@@ -49,6 +49,11 @@ class Created(NamedTuple):
     detail: str
 
 
+def list_rows(reply: Sequence[Any]) -> list[tuple[int, str]]:
+    """(created µs, id) of the members in one ``executions_list.lua`` reply, newest first."""
+    return [(int(reply[i + 1]), str(reply[i])) for i in range(2, len(reply), 2)]
+
+
 class Listing(NamedTuple):
     """``executions.listing``: the page's ids (newest first), the filtered total, the earliest
     claimed_at µs in the filtered set (None: none has one), and the replies of ``also``."""
@@ -208,7 +213,7 @@ class Executions(Repository):
             total += int(rows[0])
             if rows[1]:
                 oldest = int(rows[1]) if oldest is None else min(oldest, int(rows[1]))
-            merged.extend((int(rows[i + 1]), str(rows[i])) for i in range(2, len(rows), 2))
+            merged.extend(list_rows(rows))
         if len(registries) > 1:
             merged.sort(reverse=True)
         return Listing([eid for _, eid in merged[offset:depth]], total, oldest, res[len(registries) :])
