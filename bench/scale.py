@@ -316,6 +316,7 @@ class _Recorder(Scripts):
 
     def __init__(self, real: Scripts) -> None:
         self.redis = real.redis
+        self.wire = real.wire
         self._scripts = real._scripts
         self.calls: list[Call] = []
 

@@ -84,4 +84,5 @@ class Store:
         await self.scripts.preload()
 
     async def close(self) -> None:
+        await self.scripts.wire.aclose()
         await self.redis.aclose()

@@ -12,6 +12,7 @@ from cuefast.store.keys import CUE_STATUSES
 from cuefast.store.repository import Repository, pairs
 from cuefast.store.scripts import Script
 from cuefast.store.status import Status
+from cuefast.store.wire import Batch
 
 CREATE = Script(
     "cues_create",
@@ -110,31 +111,31 @@ class Cues(Repository):
         return Status(int(res[0]))
 
     async def get(self, cue_id: str) -> Cue | None:
-        async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(self.keys.cue(cue_id))
-            pipe.get(self.keys.cue_config(cue_id))
-            data, blob = await pipe.execute()
+        pipe = self.wire.pipeline()
+        pipe.hgetall(self.keys.cue(cue_id))
+        pipe.get(self.keys.cue_config(cue_id))
+        data, blob = await pipe.execute()
         return _view(cue_id, data, blob)
 
     async def get_many(self, cue_ids: Sequence[str]) -> list[Cue | None]:
         if not cue_ids:
             return []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for cue_id in cue_ids:
-                pipe.hgetall(self.keys.cue(cue_id))
-                pipe.get(self.keys.cue_config(cue_id))
-            rows = await pipe.execute()
+        pipe = self.wire.pipeline()
+        for cue_id in cue_ids:
+            pipe.hgetall(self.keys.cue(cue_id))
+            pipe.get(self.keys.cue_config(cue_id))
+        rows = await pipe.execute()
         return [_view(c, rows[2 * i], rows[2 * i + 1]) for i, c in enumerate(cue_ids)]
 
     async def get_with_executions(
-        self, cue_id: str, limit: int, offset: int, also: Sequence[Callable[[Any], None]] = ()
+        self, cue_id: str, limit: int, offset: int, also: Sequence[Callable[[Batch], None]] = ()
     ) -> CueWithExecutions:
         """The cue, a page of its execution ids (newest first, from its listing index:
         ``executions_list.lua``) and their total; each of ``also`` queues more reads on the same
         pipeline (another repository's ``queue_…``): one round trip."""
         k = self.keys
 
-        def queue_cue(pipe: Any) -> None:
+        def queue_cue(pipe: Batch) -> None:
             pipe.hgetall(k.cue(cue_id))
             pipe.get(k.cue_config(cue_id))
 
@@ -144,7 +145,7 @@ class Cues(Repository):
         ids = [eid for _, eid in list_rows(page)[offset:]]
         return CueWithExecutions(_view(cue_id, data, blob), ids, int(page[0]), extra)
 
-    def queue_owner(self, pipe: Any, cue_id: str) -> None:
+    def queue_owner(self, pipe: Batch, cue_id: str) -> None:
         """Queue the read of the cue's account id (None: no such cue) on another repository's
         pipeline, to save a round trip."""
         pipe.hget(self.keys.cue(cue_id), "acct")
@@ -161,12 +162,12 @@ class Cues(Repository):
             return {}
         two_keys = "cfg" in fields or "pl" in fields
         names = [f for f in fields if f != "cfg"] + (["sch", "pl"] if two_keys else [])
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for cue_id in ids:
-                pipe.hmget(self.keys.cue(cue_id), names)
-                if two_keys:
-                    pipe.get(self.keys.cue_config(cue_id))
-            rows = await pipe.execute()
+        pipe = self.wire.pipeline()
+        for cue_id in ids:
+            pipe.hmget(self.keys.cue(cue_id), names)
+            if two_keys:
+                pipe.get(self.keys.cue_config(cue_id))
+        rows = await pipe.execute()
         step = 2 if two_keys else 1
         out: dict[str, dict[str, str | None]] = {}
         for i, cue_id in enumerate(ids):

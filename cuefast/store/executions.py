@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 from cuefast.store.repository import Repository, pairs
 from cuefast.store.scripts import Arg, Call, Script
 from cuefast.store.status import Status
+from cuefast.store.wire import Batch
 
 CREATE = Script(
     "executions_create",
@@ -138,17 +139,17 @@ class Executions(Repository):
         p = self.keys.execution_partition(execution_id)
         if p is None:
             return None
-        data = await self.redis.hgetall(self.keys.execution(p, execution_id))
-        return {str(k): str(v) for k, v in data.items()} or None
+        data = (await self.wire.pipeline().hgetall(self.keys.execution(p, execution_id)).execute())[0]
+        return data or None
 
     async def get_many(self, execution_ids: Sequence[str]) -> list[Execution | None]:
         if not execution_ids:
             return []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for eid in execution_ids:
-                pipe.hgetall(self._key(eid))
-            rows = await pipe.execute()
-        return [{str(k): str(v) for k, v in row.items()} or None for row in rows]
+        pipe = self.wire.pipeline()
+        for eid in execution_ids:
+            pipe.hgetall(self._key(eid))
+        rows = await pipe.execute()
+        return [row or None for row in rows]
 
     async def exists(self, execution_id: str) -> bool:
         p = self.keys.execution_partition(execution_id)
@@ -185,7 +186,7 @@ class Executions(Repository):
         statuses: Sequence[str] | None = None,
         outcome_state: str | None = None,
         triggered_by: str | None = None,
-        also: Sequence[Callable[[Any], None]] = (),
+        also: Sequence[Callable[[Batch], None]] = (),
     ) -> Listing:
         """A page of the account's executions (of one cue when ``cue_id`` is given, whatever its
         account: the caller checks it), newest first (ties: id descending), from the listing

@@ -1,4 +1,4 @@
-"""What every store repository holds: the Redis client, the key builder and the script runner."""
+"""What every store repository holds: the Redis clients, the key builder and the script runner."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ class Repository:
         self.redis = redis
         self.keys = keys
         self.scripts = scripts
+        self.wire = scripts.wire
 
 
 def pairs(mapping: Mapping[str, str | int]) -> list[str | int]:

@@ -1,4 +1,4 @@
-"""The Lua script runner: load with includes, EVALSHA with a NOSCRIPT reload, pipelines."""
+"""The Lua script runner: load with includes, EVALSHA over the wire with a NOSCRIPT reload, batches."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from cuefast.store.status import lua_table
+from cuefast.store.wire import Batch, Wire
 
 
 class Script(NamedTuple):
@@ -58,11 +59,13 @@ def load_lua(name: str) -> str:
 
 
 class Scripts:
-    """Every script of ``scripts``, registered once; ``preload`` loads them with ``SCRIPT LOAD`` so
-    a syntax error fails at boot, not on the first request."""
+    """Every script of ``scripts``, registered once and run over the store's ``Wire`` (EVALSHA);
+    ``preload`` loads them with ``SCRIPT LOAD`` so a syntax error fails at boot, not on the first
+    request."""
 
-    def __init__(self, redis: aioredis.Redis, scripts: Iterable[Script]) -> None:
+    def __init__(self, redis: aioredis.Redis, scripts: Iterable[Script], wire: Wire | None = None) -> None:
         self.redis = redis
+        self.wire = wire if wire is not None else Wire.of(redis)
         self._scripts: dict[str, AsyncScript] = {
             s.name: redis.register_script(load_lua(s.name)) for s in scripts
         }
@@ -76,22 +79,31 @@ class Scripts:
 
     async def run(self, script: Script, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         """EVALSHA; a NOSCRIPT answer (the server lost its script cache) loads it and runs it again."""
-        return await self._scripts[_checked(script, keys, args)](keys=list(keys), args=list(args))
+        s = self._scripts[_checked(script, keys, args)]
+        reply = (await self.wire.execute((("EVALSHA", s.sha, len(keys), *keys, *args),)))[0]
+        if isinstance(reply, NoScriptError):
+            await self.redis.script_load(s.script)
+            reply = (await self.wire.execute((("EVALSHA", s.sha, len(keys), *keys, *args),)))[0]
+        if isinstance(reply, Exception):
+            raise reply
+        return reply
 
-    async def run_many(self, calls: Sequence[Call], also: Sequence[Callable[[Any], None]] = ()) -> list[Any]:
-        """Several script calls in one round trip: a non-transactional pipeline of EVALSHA, one
-        connection. Each call still touches one slot's keys. A call refused with NOSCRIPT ran
-        nothing and is retried alone, which loads the script; any other error is raised. Each of
-        ``also`` queues more reads on the same pipeline (another repository's ``queue_…``); their
+    async def run_many(
+        self, calls: Sequence[Call], also: Sequence[Callable[[Batch], None]] = ()
+    ) -> list[Any]:
+        """Several script calls in one round trip (one ``Wire`` batch). Each call still touches
+        one slot's keys. A call refused with NOSCRIPT ran nothing and is retried alone, which
+        loads the script; any other error is raised. Each of ``also`` queues more reads on the
+        same batch (another repository's ``queue_…``, with redis-py's pipeline methods); their
         replies follow the scripts' results, in order."""
         if len(calls) <= 1 and not also:
             return [await self.run(*call) for call in calls]
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for script, keys, args in calls:
-                pipe.evalsha(self._scripts[_checked(script, keys, args)].sha, len(keys), *keys, *args)
-            for queue in also:
-                queue(pipe)
-            results: list[Any] = await pipe.execute(raise_on_error=False)
+        batch = self.wire.pipeline()
+        for script, keys, args in calls:
+            batch.evalsha(self._scripts[_checked(script, keys, args)].sha, len(keys), *keys, *args)
+        for queue in also:
+            queue(batch)
+        results = await batch.execute(raise_on_error=False)
         for i, res in enumerate(results):
             if i < len(calls) and isinstance(res, NoScriptError):
                 results[i] = await self.run(*calls[i])

@@ -8,6 +8,7 @@ from typing import Any, Literal, NamedTuple
 from cuefast.store.repository import Repository
 from cuefast.store.scripts import Arg, Call, Script
 from cuefast.store.status import Status
+from cuefast.store.wire import Batch
 
 LEASE = Script("snapshots_lease", keys=("lease",), argv=("mode", "token", "lease_ms"))
 REQUEST = Script("snapshots_request", keys=("requests",), argv=("mode", "number"))
@@ -141,7 +142,7 @@ class Snapshots(Repository):
         if sum(int(n) for n in res[len(res) - k.partitions :]) == 0:
             await self.redis.delete(k.trim_pending)
 
-    def queue_history_flags(self, pipe: Any, account_id: str) -> None:
+    def queue_history_flags(self, pipe: Batch, account_id: str) -> None:
         """Queue the two reads ``history_state`` starts with on another repository's pipeline
         (``history_flags`` of their replies are its ``flags``): a read that needs them saves a
         round trip."""
@@ -158,9 +159,9 @@ class Snapshots(Repository):
         see ``queue_history_flags``); the hand-off sets are read only while a trim may have
         filled them."""
         if flags is None:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                self.queue_history_flags(pipe, account_id)
-                has, pending = await pipe.execute()
+            pipe = self.wire.pipeline()
+            self.queue_history_flags(pipe, account_id)
+            has, pending = await pipe.execute()
         else:
             has, pending = flags
         if not has or not pending:

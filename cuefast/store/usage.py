@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from cuefast.store.repository import Repository
+from cuefast.store.wire import Batch
 
 USAGE_TTL_S = 62 * 86400
 """a month's counters outlive the month long enough to be read for it"""
@@ -24,12 +25,12 @@ class Usage(Repository):
     async def counts(self, account_id: str, month: str) -> UsageCounts:
         """The cue counts and the month's usage counters: one round trip."""
         k = self.keys
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for p in range(k.partitions):
-                pipe.zcard(k.cue_index(p, account_id, "active"))
-                pipe.zcard(k.cue_index(p, account_id, "paused"))
-            pipe.hgetall(k.usage(account_id, month))
-            res = await pipe.execute()
+        pipe = self.wire.pipeline()
+        for p in range(k.partitions):
+            pipe.zcard(k.cue_index(p, account_id, "active"))
+            pipe.zcard(k.cue_index(p, account_id, "paused"))
+        pipe.hgetall(k.usage(account_id, month))
+        res = await pipe.execute()
         counters = {str(f): int(v) for f, v in res[-1].items()}
         return UsageCounts(sum(res[0:-1:2]), sum(res[1:-1:2]), counters)
 
@@ -37,9 +38,9 @@ class Usage(Repository):
         """``field`` += n on each (account, "YYYY-MM") monthly counter, one pipeline."""
         if not counts:
             return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            self._add(pipe, field, counts)
-            await pipe.execute()
+        pipe = self.wire.pipeline()
+        self._add(pipe, field, counts)
+        await pipe.execute()
 
     async def count_outcomes(self, outcomes: Sequence[tuple[str, str, bool]]) -> None:
         """Outcome counters (CONTRACT.md §13.1), one pipeline: each recorded outcome (account,
@@ -54,11 +55,11 @@ class Usage(Repository):
             counts[bucket] = counts.get(bucket, 0) + 1
         if not reported:
             return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            self._add(pipe, "reported", reported)
-            for field, counts in verdicts.items():
-                self._add(pipe, field, counts)
-            await pipe.execute()
+        pipe = self.wire.pipeline()
+        self._add(pipe, "reported", reported)
+        for field, counts in verdicts.items():
+            self._add(pipe, field, counts)
+        await pipe.execute()
 
     async def count_executions(self, month: str, previous_month: str, counts: Mapping[str, int]) -> None:
         """Add to the month's executions counter of each account ({account id: n}), one pipeline.
@@ -69,16 +70,16 @@ class Usage(Repository):
         if not counts:
             return
         k = self.keys
-        async with self.redis.pipeline(transaction=False) as pipe:
-            self._add(pipe, "executions", {(account_id, month): n for account_id, n in counts.items()})
-            for account_id, n in counts.items():
-                key = k.account(account_id)
-                pipe.hincrby(key, f"ex:{month}", n)
-                pipe.hdel(key, f"ex:{previous_month}")
-                pipe.sadd(k.dirty(k.auth), f"acct:{account_id}")
-            await pipe.execute()
+        pipe = self.wire.pipeline()
+        self._add(pipe, "executions", {(account_id, month): n for account_id, n in counts.items()})
+        for account_id, n in counts.items():
+            key = k.account(account_id)
+            pipe.hincrby(key, f"ex:{month}", n)
+            pipe.hdel(key, f"ex:{previous_month}")
+            pipe.sadd(k.dirty(k.auth), f"acct:{account_id}")
+        await pipe.execute()
 
-    def _add(self, pipe: Any, field: str, counts: Mapping[tuple[str, str], int]) -> None:
+    def _add(self, pipe: Batch, field: str, counts: Mapping[tuple[str, str], int]) -> None:
         for (account_id, month), n in counts.items():
             key = self.keys.usage(account_id, month)
             pipe.hincrby(key, field, n)

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import math
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import httpx
 import pytest
-import redis.asyncio as aioredis
 
 from cuefast.api import create_app
 from cuefast.clock import FrozenClock
@@ -18,6 +17,7 @@ from cuefast.ids import key_sha
 from cuefast.months import month_of
 from cuefast.runtime import Runtime
 from cuefast.services.usage import count_executions
+from cuefast.store.wire import Wire
 from tests.conftest import Api, assert_error, make_api
 
 T0 = 1_795_434_122_250_000  # 2026-11-23T11:42:02.25Z: not on a whole second, so rounding shows
@@ -303,21 +303,22 @@ async def test_one_redis_call_per_authenticated_request(
 ) -> None:
     api, _ = rl
     key = await keyed(api, 100)
-    calls: list[str] = []
-    original = aioredis.Redis.execute_command
+    batches: list[list[str]] = []
+    original = Wire.execute
 
-    async def spy(self: aioredis.Redis, *args: Any, **kw: Any) -> Any:
-        calls.append(str(args[0]))
-        return await original(self, *args, **kw)
+    async def spy(self: Wire, commands: Sequence[Sequence[Any]]) -> list[Any]:
+        batches.append([str(c[0]) for c in commands])
+        return await original(self, commands)
 
-    monkeypatch.setattr(aioredis.Redis, "execute_command", spy)
+    monkeypatch.setattr(Wire, "execute", spy)
     res = await api.request("GET", "/v1/cues/cue_nope00000000", key)
     assert res.status_code == 404
-    assert calls[0] == "EVALSHA" and calls.count("EVALSHA") == 1
-    calls.clear()
+    assert batches[0] == ["EVALSHA"]  # the auth script: once, first
+    assert sum(b.count("EVALSHA") for b in batches) == 2  # + the cue's execution page
+    batches.clear()
     # /v1/auth/me: the auth call plus one pipeline of reads
     assert (await api.request("GET", "/v1/auth/me", key)).status_code == 200
-    assert calls == ["EVALSHA"]
+    assert len(batches) == 2 and batches[0] == ["EVALSHA"] and "EVALSHA" not in batches[1]
 
 
 async def test_fail_open_when_redis_is_unreachable(settings: Settings) -> None:
