@@ -120,19 +120,23 @@ async def history_page(
     scope.append("NOT in_redis")
     if worker:
         scope.append("worker_id <> ''")  # the worker indexes' predicate
-    cols = "SELECT created_us, id FROM executions WHERE "
-    branches: list[str] = []
+    # each branch a subquery of its own, ordered and bounded: planned alone, it reads its index in
+    # order (its equalities make the index's leading columns constant), and the union of
+    # ordered branches is a Merge Append (a pulled-up UNION ALL branch would be sorted whole)
+    newest = f"ORDER BY created_us DESC, id DESC LIMIT {int(offset) + int(limit)}"
+    ranges: list[str] = []
     unfiltered = filters.statuses is None and filters.outcome_state is None and filters.triggered_by is None
     if unfiltered and not worker:
-        branches.append(cols + " AND ".join(scope))  # the scope's one range
+        ranges.append(" AND ".join(scope))  # the scope's one range
     else:  # one range per matching cell
         for (st, os, tb), _ in cells:
             cell = [f"status = {sql(st)}", f"outcome_state = {sql(os)}", f"triggered_by = {sql(tb)}"]
-            branches.append(cols + " AND ".join([*scope, *cell]))
+            ranges.append(" AND ".join([*scope, *cell]))
     if moving:
-        branches.append(cols + " AND ".join(moving))
+        ranges.append(" AND ".join(moving))
+    union = " UNION ALL ".join(f"(SELECT created_us, id FROM executions WHERE {w} {newest})" for w in ranges)
     found = await conn.fetch(
-        f"SELECT p.doc FROM (SELECT created_us, id FROM ({' UNION ALL '.join(branches)}) u "
+        f"SELECT p.doc FROM (SELECT created_us, id FROM ({union}) u "
         f"ORDER BY created_us DESC, id DESC OFFSET {int(offset)} LIMIT {int(limit)}) k "
         "CROSS JOIN LATERAL (SELECT doc::text AS doc FROM executions e WHERE e.id = k.id) p "
         "ORDER BY k.created_us DESC, k.id DESC",

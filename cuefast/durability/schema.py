@@ -31,9 +31,12 @@ _V1_DROP = "DROP TABLE IF EXISTS accounts, cues, executions, alerts"
 # on ``executions`` append every change of the history (a row entering or leaving it, or moving
 # cell) to ``history_count_changes`` in the writing transaction itself: appends only, so
 # concurrent writers never wait on one another's count rows (no lock order to get wrong, no
-# deadlock). ``fold_counts`` (the snapshotter, after each trim, in its transaction) moves them into
-# ``history_counts``; a reader adds both. Upgrading to 3 drops the v2 history indexes (replaced)
-# and counts the existing history once, after the triggers exist, in the same transaction.
+# deadlock); deletes append one row per cell and statement. ``fold_counts`` (the snapshotter,
+# after each trim, in its transaction) moves them into ``history_counts``; a reader adds both.
+# The trim itself (``to_history``, the bulk of the history's arrivals) counts its rows into
+# ``history_counts`` directly, under the same lock as the fold. Upgrading to 3 drops the v2
+# history indexes (replaced) and counts the existing history once, after the triggers exist, in
+# the same transaction.
 _RECOUNT = """
 DELETE FROM history_count_changes;
 DELETE FROM history_counts;
@@ -47,26 +50,47 @@ WHERE NOT e.in_redis AND (NOT s.by_worker OR e.worker_id <> '')
 GROUP BY 1, 2, 3, 4, 5, 6;
 """
 
-FOLD_COUNTS = """
-WITH moved AS (DELETE FROM history_count_changes RETURNING *),
+
+def _into_counts(rows: str, n: str) -> str:
+    """The statement adding ``rows`` (a CTE of history rows' account_id, cue_id, worker_id,
+    status, outcome_state, triggered_by and ``n``) to every scope's cell in ``history_counts``,
+    in key order."""
+    return f"""{rows},
 scoped AS (
-    SELECT m.account_id, s.cue_id, s.worker_id, m.status, m.outcome_state, m.triggered_by, sum(m.n) AS n
+    SELECT m.account_id, s.cue_id, s.worker_id, m.status, m.outcome_state, m.triggered_by, {n} AS n
     FROM moved m
     CROSS JOIN LATERAL (VALUES ('', '', false), (m.cue_id, '', false), ('', m.worker_id, true),
-        (m.cue_id, m.worker_id, true))
-        AS s (cue_id, worker_id, by_worker)
+        (m.cue_id, m.worker_id, true)) AS s (cue_id, worker_id, by_worker)
     WHERE NOT s.by_worker OR m.worker_id <> ''
     GROUP BY 1, 2, 3, 4, 5, 6
-    HAVING sum(m.n) <> 0
+    HAVING {n} <> 0
 )
 INSERT INTO history_counts AS h (account_id, cue_id, worker_id, status, outcome_state, triggered_by, n)
 SELECT * FROM scoped ORDER BY 1, 2, 3, 4, 5, 6
 ON CONFLICT (account_id, cue_id, worker_id, status, outcome_state, triggered_by)
-DO UPDATE SET n = h.n + EXCLUDED.n
-"""
-"""Fold the appended count changes into ``history_counts``; see ``fold_counts``."""
+DO UPDATE SET n = h.n + EXCLUDED.n"""
+
+
+_FOLD = _into_counts("WITH moved AS (DELETE FROM history_count_changes RETURNING *)", "sum(m.n)")
+# a trim's rows: counted here at once (the row trigger stands aside: ``cuefast.counted``), so a
+# trim of thousands of rows adds a few count rows, not a change per row
+_TO_HISTORY = _into_counts(
+    "WITH moved AS (UPDATE executions SET in_redis = false WHERE id = ANY($1::uuid[]) AND in_redis "
+    "RETURNING account_id, cue_id, worker_id, status, outcome_state, triggered_by)",
+    "count(*)",
+)
 _DROP_EMPTY = "DELETE FROM history_counts WHERE n <= 0"
 _FOLD_LOCK = "SELECT pg_advisory_xact_lock(7301457292)"
+
+
+async def to_history(conn: Any, ids: list[str]) -> None:
+    """Make the executions ``ids`` history (``in_redis = false``: Redis no longer holds them) and
+    count them, inside the caller's transaction; then ``fold_counts``."""
+    await conn.execute(_FOLD_LOCK)
+    await conn.execute("SET LOCAL cuefast.counted = 'on'")
+    await conn.execute(_TO_HISTORY, ids)
+    await conn.execute("SET LOCAL cuefast.counted = 'off'")
+    await fold_counts(conn)
 
 
 async def fold_counts(conn: Any) -> None:
@@ -74,7 +98,7 @@ async def fold_counts(conn: Any) -> None:
     inside the caller's transaction (one folder at a time: an advisory lock; the changes a
     concurrent writer appends meanwhile wait for the next fold)."""
     await conn.execute(_FOLD_LOCK)
-    await conn.execute(FOLD_COUNTS)
+    await conn.execute(_FOLD)
     await conn.execute(_DROP_EMPTY)
 
 
@@ -203,6 +227,7 @@ CREATE OR REPLACE TRIGGER executions_history_insert AFTER INSERT ON executions
     FOR EACH ROW WHEN (NOT NEW.in_redis) EXECUTE FUNCTION executions_history_row();
 CREATE OR REPLACE TRIGGER executions_history_update AFTER UPDATE ON executions
     FOR EACH ROW WHEN ((NOT OLD.in_redis OR NOT NEW.in_redis)
+        AND current_setting('cuefast.counted', true) IS DISTINCT FROM 'on'
         AND (OLD.in_redis, OLD.account_id, OLD.cue_id, OLD.worker_id, OLD.status, OLD.outcome_state,
             OLD.triggered_by)
         IS DISTINCT FROM (NEW.in_redis, NEW.account_id, NEW.cue_id, NEW.worker_id, NEW.status,
