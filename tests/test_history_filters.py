@@ -215,6 +215,9 @@ async def test_counts_stay_exact_through_every_kind_of_write(pool: Any) -> None:
         history = [dict(r) for r in now]
         for f in _all_filters()[::5]:
             await _check_pages(conn, history, f)
+        await conn.execute("TRUNCATE executions")
+        await _counts_exact(conn)
+        assert await conn.fetchval("SELECT count(*) FROM history_counts") == 0
 
 
 async def test_a_trim_counts_with_no_change_per_row(pool: Any) -> None:

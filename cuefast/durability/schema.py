@@ -235,6 +235,14 @@ CREATE OR REPLACE TRIGGER executions_history_update AFTER UPDATE ON executions
     EXECUTE FUNCTION executions_history_row();
 CREATE OR REPLACE TRIGGER executions_history_delete AFTER DELETE ON executions
     REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION executions_history_deleted();
+CREATE OR REPLACE FUNCTION executions_history_truncated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM history_count_changes;
+    DELETE FROM history_counts;
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE TRIGGER executions_history_truncate AFTER TRUNCATE ON executions
+    FOR EACH STATEMENT EXECUTE FUNCTION executions_history_truncated();
 """
 
 
