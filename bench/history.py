@@ -1,8 +1,8 @@
 """History listings at scale (issue 14): one account's PostgreSQL history grown to 300k rows;
 p50/p99 per filter of CONTRACT.md §8.3 and the plan of each query.
 
-``./dev bench history [--sizes 10000,100000,300000] [--requests 200] [--legacy] [--explain PATH]
-[--json PATH]``
+``./dev bench history [--sizes 10000,100000,300000] [--requests 200] [--legacy [--legacy-requests 30]]
+[--explain PATH] [--json PATH]``
 
 Works on the local PostgreSQL (``CUEFAST_DATABASE_URL``, default
 ``postgresql://postgres@127.0.0.1:5432/test``) in a schema of its own, dropped afterwards; no
@@ -13,7 +13,8 @@ account of 50k rows, straight into ``executions`` as a snapshot would, then move
 85 % success, 10 % failed, 3 % missed, 2 % outcome_timeout; ``triggered_by`` 90 % scheduled,
 8 % manual_fire, 2 % replay; worker executions mostly with an outcome. After each step
 (``VACUUM ANALYZE``, as autovacuum would) every filter is read ``--requests`` times at offset 0
-("first") and at a random offset within its total ("any"), one connection, sequentially; every
+("first") and at a uniformly random offset within its total ("any"), one connection,
+sequentially, ``limit`` 20; every
 ``total`` is checked against ``count(*)``.
 ``--legacy`` also measures the v2 query (``count(*)`` + ``OFFSET`` on the v2 indexes, swapped in
 for the run and out again). ``--explain`` writes ``EXPLAIN (ANALYZE, BUFFERS)`` of each filter's
@@ -250,7 +251,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 if args.legacy:
                     await _swap(conn, True)
                     for name, f in FILTERS.items():
-                        old = await _measure(conn, legacy_page, f, totals[name], max(10, args.requests // 4))
+                        old = await _measure(conn, legacy_page, f, totals[name], args.legacy_requests)
                         step[name].update({f"v2_{k}": v for k, v in old.items()})
                     await _swap(conn, False)
                 for name, r in step.items():
@@ -302,6 +303,7 @@ def main(argv: Sequence[str]) -> None:
     parser.add_argument("--sizes", default="10000,100000,300000")
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--legacy", action="store_true", help="also measure the v2 query and indexes")
+    parser.add_argument("--legacy-requests", type=int, default=30, help="per filter and kind, with --legacy")
     parser.add_argument("--explain", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)

@@ -121,7 +121,10 @@ def _all_filters() -> list[ExecutionFilters]:
 
 async def _check_pages(conn: Any, rows: list[Row], f: ExecutionFilters, handed: Sequence[str] = ()) -> None:
     want = _expected(rows, f)
-    for offset, limit in ((0, 20), (0, 7), (5, 3), (max(0, len(want) - 2), 5), (len(want), 5), (0, 0)):
+    n = len(want)
+    # from the newest end, and past the middle from the oldest end
+    pages = [(0, 20), (0, 7), (5, 3), (n // 2 - 3, 7), (n // 2, 7), (n - 9, 7), (n - 2, 5), (n - 1, 1)]
+    for offset, limit in [(max(0, o), li) for o, li in pages] + [(n, 5), (0, 0), (0, n + 5)]:
         got, total = await history_page(conn, ACCT, f, offset, limit, handed=handed)
         assert total == len(want), f
         assert [h["id"] for h in got] == want[offset : offset + limit], (f, offset, limit)

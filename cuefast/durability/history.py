@@ -94,7 +94,8 @@ async def history_page(
     2. The page: unfiltered, one range of the scope's ``_all`` index; filtered (or a worker's),
        one range per matching cell of its ``_cell`` index, merged in order (a Merge Append), so
        the work is offset + limit index entries (index-only) whatever the filter's
-       selectivity; then the page's docs by primary key.
+       selectivity (a page past the middle: read from the oldest end, so at most total / 2);
+       then the page's docs by primary key.
     ``handed`` (rows a trim is moving, still ``in_redis``: rarely any) join both by primary key."""
     worker = filters.worker_id
     if worker == "":  # no execution is claimed by "" (Redis has no such registry either)
@@ -120,10 +121,15 @@ async def history_page(
     scope.append("NOT in_redis")
     if worker:
         scope.append("worker_id <> ''")  # the worker indexes' predicate
+    # a page past the middle is read from the oldest end (``total`` is exact, from the counts):
+    # the rows skipped are then fewer than total / 2
+    skip, take, order = int(offset), min(int(limit), total - int(offset)), "DESC"
+    if total - offset - take < offset:
+        skip, order = total - offset - take, "ASC"
     # each branch a subquery of its own, ordered and bounded: planned alone, it reads its index in
     # order (its equalities make the index's leading columns constant), and the union of
     # ordered branches is a Merge Append (a pulled-up UNION ALL branch would be sorted whole)
-    newest = f"ORDER BY created_us DESC, id DESC LIMIT {int(offset) + int(limit)}"
+    newest = f"ORDER BY created_us {order}, id {order} LIMIT {skip + take}"
     ranges: list[str] = []
     unfiltered = filters.statuses is None and filters.outcome_state is None and filters.triggered_by is None
     if unfiltered and not worker:
@@ -137,7 +143,7 @@ async def history_page(
     union = " UNION ALL ".join(f"(SELECT created_us, id FROM executions WHERE {w} {newest})" for w in ranges)
     found = await conn.fetch(
         f"SELECT p.doc FROM (SELECT created_us, id FROM ({union}) u "
-        f"ORDER BY created_us DESC, id DESC OFFSET {int(offset)} LIMIT {int(limit)}) k "
+        f"ORDER BY created_us {order}, id {order} OFFSET {skip} LIMIT {take}) k "
         "CROSS JOIN LATERAL (SELECT doc::text AS doc FROM executions e WHERE e.id = k.id) p "
         "ORDER BY k.created_us DESC, k.id DESC",
         *sql.args,
