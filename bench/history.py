@@ -18,7 +18,7 @@ sequentially, ``limit`` 20; every
 ``total`` is checked against ``count(*)``.
 ``--legacy`` also measures the v2 query (``count(*)`` + ``OFFSET`` on the v2 indexes, swapped in
 for the run and out again). ``--explain`` writes ``EXPLAIN (ANALYZE, BUFFERS)`` of each filter's
-queries at the last size (first page and a page at half the total) and fails on a sequential
+queries at the last size (first page, a page at half the total, the last page) and fails on a sequential
 scan of ``executions``.
 """
 
@@ -284,7 +284,8 @@ async def _explain_all(conn: Any, path: Path, totals: dict[str, int]) -> None:
     out: list[str] = []
     bad: list[str] = []
     for name, f in FILTERS.items():
-        for label, offset in (("first page", 0), ("page at half the total", totals[name] // 2)):
+        pages = (("first page", 0), ("page at half the total", totals[name] // 2))
+        for label, offset in (*pages, ("last page", max(0, totals[name] - 20))):
             ex = Explaining(conn)
             await history_page(ex, ACCOUNT, f, offset, 20)
             out.append(f"### {name}: {label} (offset {offset:,})\n")
