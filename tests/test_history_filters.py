@@ -19,6 +19,7 @@ from bench.history import Explaining
 from cuefast.durability.history import history_page
 from cuefast.durability.schema import create_pool, fold_counts, migrate, to_history
 from cuefast.services.executions import ExecutionFilters
+from tests.snap_env import counts_exact
 
 ACCT, OTHER = "acct_hist_a", "acct_hist_b"
 CUES = ("cue_hista00001", "cue_hista00002", "cue_hista00003")
@@ -158,41 +159,21 @@ async def test_handed_off_rows_are_listed_and_counted_with_the_history(pool: Any
         assert total == len(_expected(rows[:150], f)) == len(got)
 
 
-async def _counts_exact(conn: Any) -> None:
-    """Every scope's counts (folded or not) equal ``count(*)`` of the history rows."""
-    want = await conn.fetch(
-        "SELECT e.account_id, s.cue_id, s.worker_id, e.status, e.outcome_state, e.triggered_by, "
-        "count(*) AS n FROM executions e CROSS JOIN LATERAL (VALUES ('', '', false), (e.cue_id, '', false), "
-        "('', e.worker_id, true), (e.cue_id, e.worker_id, true)) AS s (cue_id, worker_id, by_worker) "
-        "WHERE NOT e.in_redis AND (NOT s.by_worker OR e.worker_id <> '') GROUP BY 1, 2, 3, 4, 5, 6"
-    )
-    got = await conn.fetch(
-        "SELECT account_id, cue_id, worker_id, status, outcome_state, triggered_by, sum(n) AS n FROM ("
-        "SELECT account_id, cue_id, worker_id, status, outcome_state, triggered_by, n FROM history_counts "
-        "UNION ALL SELECT c.account_id, s.cue_id, s.worker_id, c.status, c.outcome_state, c.triggered_by, "
-        "c.n "
-        "FROM history_count_changes c CROSS JOIN LATERAL (VALUES ('', '', false), (c.cue_id, '', false), "
-        "('', c.worker_id, true), (c.cue_id, c.worker_id, true)) AS s (cue_id, worker_id, by_worker) "
-        "WHERE NOT s.by_worker OR c.worker_id <> '') t GROUP BY 1, 2, 3, 4, 5, 6 HAVING sum(n) <> 0"
-    )
-    assert {tuple(r[:6]): int(r[6]) for r in got} == {tuple(r[:6]): int(r[6]) for r in want}
-
-
 async def test_counts_stay_exact_through_every_kind_of_write(pool: Any) -> None:
     rows = _rows(300, seed=5)
     theirs = _rows(50, seed=6, account=OTHER)
     ids = [r["id"] for r in rows]
     async with pool.acquire() as conn:
         await _insert(conn, rows + theirs)
-        await _counts_exact(conn)
+        await counts_exact(conn)
         async with conn.transaction():  # the trim: counted at once
             await to_history(conn, ids[:200] + [r["id"] for r in theirs])
-        await _counts_exact(conn)
+        await counts_exact(conn)
         # a row written straight as history (the insert trigger) and a plain UPDATE of in_redis
         extra = _rows(5, seed=7)
         await _insert(conn, extra, in_redis=False)
         await conn.execute("UPDATE executions SET in_redis = false WHERE id = ANY($1::uuid[])", ids[200:220])
-        await _counts_exact(conn)
+        await counts_exact(conn)
         # a history row moving cell, and one taken back by a snapshot's upsert (in_redis again)
         await conn.execute(
             "UPDATE executions SET outcome_state = 'verified_success', worker_id = 'w-9' WHERE id = $1::uuid",
@@ -200,16 +181,16 @@ async def test_counts_stay_exact_through_every_kind_of_write(pool: Any) -> None:
         )
         await conn.execute("UPDATE executions SET in_redis = true WHERE id = ANY($1::uuid[])", ids[1:4])
         await conn.execute("UPDATE executions SET doc = doc WHERE id = ANY($1::uuid[])", ids[:50])  # no move
-        await _counts_exact(conn)
+        await counts_exact(conn)
         # deletes: one execution, a whole cue (the snapshot; History.forget_cue)
         await conn.execute("DELETE FROM executions WHERE id = $1::uuid", ids[10])
         await conn.execute("DELETE FROM executions WHERE cue_id = ANY($1::text[])", [CUES[2]])
-        await _counts_exact(conn)
+        await counts_exact(conn)
         async with conn.transaction():
             await fold_counts(conn)
         assert await conn.fetchval("SELECT count(*) FROM history_count_changes") == 0
         assert await conn.fetchval("SELECT count(*) FROM history_counts WHERE n <= 0") == 0
-        await _counts_exact(conn)
+        await counts_exact(conn)
         # and the listings agree with the rows, through the folded counts
         now = await conn.fetch(
             "SELECT id::text AS id, cue_id, account_id, status, triggered_by, worker_id, outcome_state, "
@@ -219,7 +200,7 @@ async def test_counts_stay_exact_through_every_kind_of_write(pool: Any) -> None:
         for f in _all_filters()[::5]:
             await _check_pages(conn, history, f)
         await conn.execute("TRUNCATE executions")
-        await _counts_exact(conn)
+        await counts_exact(conn)
         assert await conn.fetchval("SELECT count(*) FROM history_counts") == 0
 
 
@@ -234,7 +215,7 @@ async def test_a_trim_counts_with_no_change_per_row(pool: Any) -> None:
             await to_history(conn, [r["id"] for r in rows])
         assert await conn.fetchval("SELECT count(*) FROM history_count_changes") == 0
         assert await conn.fetchval("SELECT current_setting('cuefast.counted', true)") in (None, "", "off")
-        await _counts_exact(conn)
+        await counts_exact(conn)
 
 
 async def test_every_filter_reads_indexes(pool: Any) -> None:
@@ -289,7 +270,7 @@ async def test_a_v2_database_is_migrated_at_start(database_url: str) -> None:
             }
             assert "executions_account_history" not in names and "executions_cue_history" not in names
             assert {"executions_hist_a_all", "executions_hist_a_cell", "executions_hist_cw_cell"} <= names
-            await _counts_exact(conn)
+            await counts_exact(conn)
             assert (
                 await conn.fetchval("SELECT sum(n) FROM history_counts WHERE cue_id = '' AND worker_id = ''")
                 == 180
@@ -300,7 +281,7 @@ async def test_a_v2_database_is_migrated_at_start(database_url: str) -> None:
             async with conn.transaction():
                 await to_history(conn, [r["id"] for r in rows[180:]])
             await conn.execute("DELETE FROM executions WHERE cue_id = $1", CUES[0])
-            await _counts_exact(conn)
+            await counts_exact(conn)
     finally:
         await p.close()
         conn = await asyncpg.connect(database_url)
