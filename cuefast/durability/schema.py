@@ -146,14 +146,12 @@ CREATE TABLE IF NOT EXISTS executions (
 -- a worker within a cue) one index per *cell* order (status, outcome_state, triggered_by, then
 -- newest first): a filtered page is a merge of the matching cells' ranges, each read in order,
 -- so it reads offset + limit entries whatever the filter's selectivity. The unfiltered account
--- and cue listings read one range (``_all``; their INCLUDE columns let a filter be checked in the
--- index alone). See durability/history.py.
+-- and cue listings read one range (``_all``). See durability/history.py.
 DROP INDEX IF EXISTS executions_account_history, executions_cue_history;
 CREATE INDEX IF NOT EXISTS executions_hist_a_all ON executions (account_id, created_us DESC, id DESC)
-    INCLUDE (status, outcome_state, triggered_by, worker_id, cue_id) WHERE NOT in_redis;
+    WHERE NOT in_redis;
 CREATE INDEX IF NOT EXISTS executions_hist_c_all
-    ON executions (cue_id, account_id, created_us DESC, id DESC)
-    INCLUDE (status, outcome_state, triggered_by, worker_id) WHERE NOT in_redis;
+    ON executions (cue_id, account_id, created_us DESC, id DESC) WHERE NOT in_redis;
 CREATE INDEX IF NOT EXISTS executions_hist_a_cell
     ON executions (account_id, status, outcome_state, triggered_by, created_us DESC, id DESC)
     WHERE NOT in_redis;
