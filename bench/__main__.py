@@ -1,4 +1,4 @@
-"""Benchmark runner: ``./dev bench api`` (also ``engine``, ``worker``, ``snapshots``, ``scale``,
+"""Benchmark runner: ``./dev bench api`` (also ``engine``, ``worker``, ``snapshots``, ``scale``, ``history``,
 ``fleet``, ``soak``, ``idle``).
 
 ``api`` first measures the ceiling (bench/ceiling.py: a bare Litestar + msgspec endpoint
@@ -274,6 +274,11 @@ def main() -> None:
         from bench.scale import main as scale_main
 
         scale_main(sys.argv[2:])
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "history":
+        from bench.history import main as history_main
+
+        history_main(sys.argv[2:])
         return
     if len(sys.argv) > 1 and sys.argv[1] in ("fleet", "soak"):
         from bench.fleet_report import main as fleet_main

@@ -74,3 +74,23 @@ async def wipe_redis(rt: Runtime) -> None:
     keys = [k async for k in rt.store.redis.scan_iter(match=f"{rt.keys.prefix}:*", count=1000)]
     for i in range(0, len(keys), 500):
         await rt.store.redis.delete(*keys[i : i + 500])
+
+
+async def counts_exact(conn: Any) -> None:
+    """Every scope's counts (folded or not) equal ``count(*)`` of the history rows."""
+    want = await conn.fetch(
+        "SELECT e.account_id, s.cue_id, s.worker_id, e.status, e.outcome_state, e.triggered_by, "
+        "count(*) AS n FROM executions e CROSS JOIN LATERAL (VALUES ('', '', false), (e.cue_id, '', false), "
+        "('', e.worker_id, true), (e.cue_id, e.worker_id, true)) AS s (cue_id, worker_id, by_worker) "
+        "WHERE NOT e.in_redis AND (NOT s.by_worker OR e.worker_id <> '') GROUP BY 1, 2, 3, 4, 5, 6"
+    )
+    got = await conn.fetch(
+        "SELECT account_id, cue_id, worker_id, status, outcome_state, triggered_by, sum(n) AS n FROM ("
+        "SELECT account_id, cue_id, worker_id, status, outcome_state, triggered_by, n FROM history_counts "
+        "UNION ALL SELECT c.account_id, s.cue_id, s.worker_id, c.status, c.outcome_state, c.triggered_by, "
+        "c.n "
+        "FROM history_count_changes c CROSS JOIN LATERAL (VALUES ('', '', false), (c.cue_id, '', false), "
+        "('', c.worker_id, true), (c.cue_id, c.worker_id, true)) AS s (cue_id, worker_id, by_worker) "
+        "WHERE NOT s.by_worker OR c.worker_id <> '') t GROUP BY 1, 2, 3, 4, 5, 6 HAVING sum(n) <> 0"
+    )
+    assert {tuple(r[:6]): int(r[6]) for r in got} == {tuple(r[:6]): int(r[6]) for r in want}

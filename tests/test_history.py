@@ -9,7 +9,7 @@ import pytest
 
 from cuefast.config import Settings
 from cuefast.store import Status
-from tests.snap_env import Env, fire, new_cue, snap_env
+from tests.snap_env import Env, counts_exact, fire, new_cue, snap_env
 
 
 async def _succeed(env: Env, key: str, ids: list[str]) -> None:
@@ -65,6 +65,9 @@ async def test_retention_trims_only_snapshotted_executions_and_history_still_lis
         env.clock.advance(1801 + 60)  # old and late finished over an hour ago
         assert await env.snap.trim() == 12
         assert await _in_redis(env, old) == set()
+        async with env.pool.acquire() as conn:  # the history's counts, kept by the trim
+            await counts_exact(conn)
+            assert await conn.fetchval("SELECT count(*) FROM history_count_changes") == 0
         assert await _in_redis(env, late + live + mine) == set(late + live + mine)
 
         everything = set(old + late + live + mine)
@@ -326,6 +329,9 @@ async def test_a_trim_interrupted_after_its_postgres_commit_lists_once_and_conve
             )
         await _listed_once(env, key, cue["id"], set(old), set(old))
         assert await env.snap.trim() == 0
+        async with env.pool.acquire() as conn:  # the direct UPDATE counted, then folded
+            await counts_exact(conn)
+            assert await conn.fetchval("SELECT count(*) FROM history_count_changes") == 0
         assert await env.rt.store.snapshots.trim_handoff() == {}
         await _listed_once(env, key, cue["id"], set(old), set(old))
         # and a trim with nothing to hand off leaves no pending flag behind
@@ -353,3 +359,5 @@ async def test_a_deleted_cues_history_is_gone_at_once(settings: Settings) -> Non
             assert res.status_code == 404, res.text
         seen, total = await _all_pages(env, key, "/v1/executions", "executions", 2)
         assert seen == kept and total == 1
+        async with env.pool.acquire() as conn:  # the deleted cue's history uncounted at once
+            await counts_exact(conn)

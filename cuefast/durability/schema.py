@@ -14,7 +14,7 @@ import asyncpg
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Version 1 declared typed tables that nothing ever wrote (no snapshotter existed); version 2
 # keeps each object's Redis hash verbatim in ``doc`` (restore writes it back as it was) next to
@@ -22,6 +22,85 @@ SCHEMA_VERSION = 2
 # nothing queries inside it, and text in, text out is cheaper both ways (snapshot and restore).
 # Upgrading from 1 drops the empty v1 tables.
 _V1_DROP = "DROP TABLE IF EXISTS accounts, cues, executions, alerts"
+
+# Version 3: history listings answer every filter of GET /v1/executions from indexes, and their
+# totals from counts (``history_counts``), mirroring the Redis listing registries
+# (lua/lib/exec_index.lua): a history row (``NOT in_redis``) is in one *cell* — status,
+# outcome_state, triggered_by — of each of its *scopes*: the account (cue_id = worker_id = ''),
+# its cue (cue_id), its worker (worker_id, when claimed) and its worker within its cue. Triggers
+# on ``executions`` append every change of the history (a row entering or leaving it, or moving
+# cell) to ``history_count_changes`` in the writing transaction itself: appends only, so
+# concurrent writers never wait on one another's count rows (no lock order to get wrong, no
+# deadlock); deletes append one row per cell and statement. ``fold_counts`` (the snapshotter,
+# after each trim, in its transaction) moves them into ``history_counts``; a reader adds both.
+# The trim itself (``to_history``, the bulk of the history's arrivals) counts its rows into
+# ``history_counts`` directly, under the same lock as the fold. Upgrading to 3 drops the v2
+# history indexes (replaced) and counts the existing history once, after the triggers exist, in
+# the same transaction.
+_RECOUNT = """
+DELETE FROM history_count_changes;
+DELETE FROM history_counts;
+INSERT INTO history_counts (account_id, cue_id, worker_id, status, outcome_state, triggered_by, n)
+SELECT e.account_id, s.cue_id, s.worker_id, e.status, e.outcome_state, e.triggered_by, count(*)
+FROM executions e
+CROSS JOIN LATERAL (VALUES ('', '', false), (e.cue_id, '', false), ('', e.worker_id, true),
+        (e.cue_id, e.worker_id, true))
+    AS s (cue_id, worker_id, by_worker)
+WHERE NOT e.in_redis AND (NOT s.by_worker OR e.worker_id <> '')
+GROUP BY 1, 2, 3, 4, 5, 6;
+"""
+
+
+def _into_counts(rows: str, n: str) -> str:
+    """The statement adding ``rows`` (a CTE of history rows' account_id, cue_id, worker_id,
+    status, outcome_state, triggered_by and ``n``) to every scope's cell in ``history_counts``,
+    in key order."""
+    return f"""{rows},
+scoped AS (
+    SELECT m.account_id, s.cue_id, s.worker_id, m.status, m.outcome_state, m.triggered_by, {n} AS n
+    FROM moved m
+    CROSS JOIN LATERAL (VALUES ('', '', false), (m.cue_id, '', false), ('', m.worker_id, true),
+        (m.cue_id, m.worker_id, true)) AS s (cue_id, worker_id, by_worker)
+    WHERE NOT s.by_worker OR m.worker_id <> ''
+    GROUP BY 1, 2, 3, 4, 5, 6
+    HAVING {n} <> 0
+)
+INSERT INTO history_counts AS h (account_id, cue_id, worker_id, status, outcome_state, triggered_by, n)
+SELECT * FROM scoped ORDER BY 1, 2, 3, 4, 5, 6
+ON CONFLICT (account_id, cue_id, worker_id, status, outcome_state, triggered_by)
+DO UPDATE SET n = h.n + EXCLUDED.n"""
+
+
+_FOLD = _into_counts("WITH moved AS (DELETE FROM history_count_changes RETURNING *)", "sum(m.n)")
+# a trim's rows: counted here at once (the row trigger stands aside: ``cuefast.counted``), so a
+# trim of thousands of rows adds a few count rows, not a change per row
+_TO_HISTORY = _into_counts(
+    "WITH moved AS (UPDATE executions SET in_redis = false WHERE id = ANY($1::uuid[]) AND in_redis "
+    "RETURNING account_id, cue_id, worker_id, status, outcome_state, triggered_by)",
+    "count(*)",
+)
+_DROP_EMPTY = "DELETE FROM history_counts WHERE n <= 0"
+_FOLD_LOCK = "SELECT pg_advisory_xact_lock(7301457292)"
+
+
+async def to_history(conn: Any, ids: list[str]) -> None:
+    """Make the executions ``ids`` history (``in_redis = false``: Redis no longer holds them) and
+    count them, inside the caller's transaction; then ``fold_counts``."""
+    await conn.execute(_FOLD_LOCK)
+    await conn.execute("SET LOCAL cuefast.counted = 'on'")
+    await conn.execute(_TO_HISTORY, ids)
+    await conn.execute("SET LOCAL cuefast.counted = 'off'")
+    await fold_counts(conn)
+
+
+async def fold_counts(conn: Any) -> None:
+    """Move the appended history count changes into ``history_counts`` and drop emptied cells,
+    inside the caller's transaction (one folder at a time: an advisory lock; the changes a
+    concurrent writer appends meanwhile wait for the next fold)."""
+    await conn.execute(_FOLD_LOCK)
+    await conn.execute(_FOLD)
+    await conn.execute(_DROP_EMPTY)
+
 
 DDL = """
 CREATE TABLE IF NOT EXISTS cuefast_meta (
@@ -63,11 +142,29 @@ CREATE TABLE IF NOT EXISTS executions (
     doc json NOT NULL
 );
 -- history listings read only what Redis no longer holds: rows still in Redis stay out of these
--- indexes (cheaper upserts, and counts that do not scan the recent rows)
-CREATE INDEX IF NOT EXISTS executions_account_history ON executions (account_id, created_us DESC, id DESC)
+-- indexes (a snapshot's upserts add no entries there). Per scope (the account, a cue, a worker,
+-- a worker within a cue) one index per *cell* order (status, outcome_state, triggered_by, then
+-- newest first): a filtered page is a merge of the matching cells' ranges, each read in order,
+-- so it reads offset + limit entries whatever the filter's selectivity. The unfiltered account
+-- and cue listings read one range (``_all``). See durability/history.py.
+DROP INDEX IF EXISTS executions_account_history, executions_cue_history;
+CREATE INDEX IF NOT EXISTS executions_hist_a_all ON executions (account_id, created_us DESC, id DESC)
     WHERE NOT in_redis;
-CREATE INDEX IF NOT EXISTS executions_cue_history ON executions (cue_id, created_us DESC, id DESC)
+CREATE INDEX IF NOT EXISTS executions_hist_c_all
+    ON executions (cue_id, account_id, created_us DESC, id DESC) WHERE NOT in_redis;
+CREATE INDEX IF NOT EXISTS executions_hist_a_cell
+    ON executions (account_id, status, outcome_state, triggered_by, created_us DESC, id DESC)
     WHERE NOT in_redis;
+CREATE INDEX IF NOT EXISTS executions_hist_c_cell
+    ON executions (cue_id, account_id, status, outcome_state, triggered_by, created_us DESC, id DESC)
+    WHERE NOT in_redis;
+CREATE INDEX IF NOT EXISTS executions_hist_w_cell
+    ON executions (account_id, worker_id, status, outcome_state, triggered_by, created_us DESC, id DESC)
+    WHERE NOT in_redis AND worker_id <> '';
+CREATE INDEX IF NOT EXISTS executions_hist_cw_cell
+    ON executions (cue_id, account_id, worker_id, status, outcome_state, triggered_by, created_us DESC,
+        id DESC)
+    WHERE NOT in_redis AND worker_id <> '';
 CREATE INDEX IF NOT EXISTS executions_trim ON executions (updated_us)
     WHERE in_redis AND status IN ('success', 'failed', 'missed', 'outcome_timeout');
 CREATE TABLE IF NOT EXISTS alerts (
@@ -78,6 +175,72 @@ CREATE TABLE IF NOT EXISTS alerts (
     doc json NOT NULL
 );
 CREATE INDEX IF NOT EXISTS alerts_account_created ON alerts (account_id, created_us DESC, id DESC);
+-- the history's counts: per account, scope (cue_id '' = every cue, worker_id '' = any worker) and
+-- cell; and the changes appended to them since the last fold (see _RECOUNT above)
+CREATE TABLE IF NOT EXISTS history_counts (
+    account_id text NOT NULL,
+    cue_id text NOT NULL,
+    worker_id text NOT NULL,
+    status text NOT NULL,
+    outcome_state text NOT NULL,
+    triggered_by text NOT NULL,
+    n bigint NOT NULL,
+    PRIMARY KEY (account_id, cue_id, worker_id, status, outcome_state, triggered_by)
+);
+-- emptied cells, for the fold to drop (no scan of the table)
+CREATE INDEX IF NOT EXISTS history_counts_empty ON history_counts (account_id) WHERE n <= 0;
+CREATE TABLE IF NOT EXISTS history_count_changes (
+    account_id text NOT NULL,
+    cue_id text NOT NULL,
+    worker_id text NOT NULL,
+    status text NOT NULL,
+    outcome_state text NOT NULL,
+    triggered_by text NOT NULL,
+    n integer NOT NULL
+);
+CREATE INDEX IF NOT EXISTS history_count_changes_account ON history_count_changes (account_id);
+-- a row entering the history counts +1 in its cell, one leaving it -1, one moving both
+CREATE OR REPLACE FUNCTION executions_history_row() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND NOT OLD.in_redis THEN
+        INSERT INTO history_count_changes VALUES (OLD.account_id, OLD.cue_id, OLD.worker_id,
+            OLD.status, OLD.outcome_state, OLD.triggered_by, -1);
+    END IF;
+    IF NOT NEW.in_redis THEN
+        INSERT INTO history_count_changes VALUES (NEW.account_id, NEW.cue_id, NEW.worker_id,
+            NEW.status, NEW.outcome_state, NEW.triggered_by, 1);
+    END IF;
+    RETURN NULL;
+END $$;
+-- deletes are counted per statement (a deleted cue drops its whole history at once)
+CREATE OR REPLACE FUNCTION executions_history_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO history_count_changes
+    SELECT account_id, cue_id, worker_id, status, outcome_state, triggered_by, -count(*)
+    FROM gone WHERE NOT in_redis GROUP BY 1, 2, 3, 4, 5, 6;
+    RETURN NULL;
+END $$;
+-- the WHEN clauses keep the snapshot's upserts (rows Redis holds) free of any trigger call
+CREATE OR REPLACE TRIGGER executions_history_insert AFTER INSERT ON executions
+    FOR EACH ROW WHEN (NOT NEW.in_redis) EXECUTE FUNCTION executions_history_row();
+CREATE OR REPLACE TRIGGER executions_history_update AFTER UPDATE ON executions
+    FOR EACH ROW WHEN ((NOT OLD.in_redis OR NOT NEW.in_redis)
+        AND current_setting('cuefast.counted', true) IS DISTINCT FROM 'on'
+        AND (OLD.in_redis, OLD.account_id, OLD.cue_id, OLD.worker_id, OLD.status, OLD.outcome_state,
+            OLD.triggered_by)
+        IS DISTINCT FROM (NEW.in_redis, NEW.account_id, NEW.cue_id, NEW.worker_id, NEW.status,
+            NEW.outcome_state, NEW.triggered_by))
+    EXECUTE FUNCTION executions_history_row();
+CREATE OR REPLACE TRIGGER executions_history_delete AFTER DELETE ON executions
+    REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION executions_history_deleted();
+CREATE OR REPLACE FUNCTION executions_history_truncated() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM history_count_changes;
+    DELETE FROM history_counts;
+    RETURN NULL;
+END $$;
+CREATE OR REPLACE TRIGGER executions_history_truncate AFTER TRUNCATE ON executions
+    FOR EACH STATEMENT EXECUTE FUNCTION executions_history_truncated();
 """
 
 
@@ -103,7 +266,9 @@ async def migrate(pool: Any) -> None:
         stored = await conn.fetchval("SELECT value FROM cuefast_meta WHERE key = 'schema_version'")
         if stored == "1":
             await conn.execute(_V1_DROP)
-        await conn.execute(DDL)
+        await conn.execute(DDL)  # the count triggers first: no history change is missed below
+        if stored is None or int(stored) < 3:
+            await conn.execute(_RECOUNT)
         await conn.execute(
             "INSERT INTO cuefast_meta (key, value) VALUES ('schema_version', $1) "
             "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",

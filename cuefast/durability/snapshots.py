@@ -31,6 +31,7 @@ import msgspec
 
 from cuefast.clock import Clock
 from cuefast.config import Settings
+from cuefast.durability.schema import fold_counts, to_history
 from cuefast.services.executions import triggered_by
 from cuefast.store import Store
 
@@ -392,10 +393,11 @@ class Snapshotter:
         ids = [eid for batch in handed.values() for eid in batch]
         if ids:
             await self._renew()
-            async with self.pool.acquire() as conn:
-                await conn.execute(
-                    "UPDATE executions SET in_redis = false WHERE id = ANY($1::uuid[]) AND in_redis", ids
-                )
+        async with self.pool.acquire() as conn, conn.transaction():
+            if ids:  # counted with them; and every other change of the history's counts folded
+                await to_history(conn, ids)
+            else:
+                await fold_counts(conn)
         await self.store.snapshots.trim_confirmed(handed)
         return len(ids)
 
