@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
+import redis.asyncio as aioredis
+from redis.client import NEVER_DECODE
+
 from cuefast.store.repository import Repository, pairs
 from cuefast.store.scripts import Arg, Call, Script
 from cuefast.store.status import Status
@@ -36,6 +39,36 @@ LIST = Script(
     "executions_list", keys=("registry",), argv=("depth", "outcome_state", "triggered_by"), rest="statuses"
 )
 REINDEX = Script("executions_reindex", keys=("registry",), argv=("prefix",), rest="execution_ids")
+UPGRADE_MEMBERS = Script("executions_upgrade_members", keys=("zset",), argv=("cursor", "count"))
+
+
+def index_member(execution_id: str) -> bytes:
+    """An execution's member in the listing index zsets (``ix_member`` of lua/lib/exec_index.lua):
+    the id's 16 bytes (an id that is no canonical UUID: itself)."""
+    if len(execution_id) == 36:
+        try:
+            return bytes.fromhex(execution_id.replace("-", ""))
+        except ValueError:
+            pass
+    return execution_id.encode()
+
+
+def index_id(member: bytes) -> str:
+    """The execution id of a listing index member (``ix_id``; a pre-layout-2 member is the id)."""
+    if len(member) != 16:
+        return member.decode()
+    h = member.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+async def index_members(redis: aioredis.Redis, zset: str) -> list[tuple[str, float]]:
+    """(execution id, score) of every member of a listing index zset, lowest score first (read
+    undecoded: members are bytes; for tests and tools, never a request path)."""
+    rows = await redis.execute_command("ZRANGE", zset, 0, -1, "WITHSCORES", **{NEVER_DECODE: True})
+    if rows and isinstance(rows[0], list | tuple):  # RESP3 pairs
+        return [(index_id(m), float(sc)) for m, sc in rows]
+    return [(index_id(rows[i]), float(rows[i + 1])) for i in range(0, len(rows), 2)]
+
 
 Execution = dict[str, str]
 """an execution hash (fields named in cuefast/services/executions.py)"""
@@ -70,7 +103,7 @@ class ExecutionCue(NamedTuple):
 
 
 class Executions(Repository):
-    SCRIPTS = (CREATE, CAS, PURGE_CUE, CUES, LIST, REINDEX)
+    SCRIPTS = (CREATE, CAS, PURGE_CUE, CUES, LIST, REINDEX, UPGRADE_MEMBERS)
 
     def _key(self, execution_id: str) -> str:
         """The hash key of an id (a malformed id: a key on partition 0 that cannot exist)."""
@@ -240,10 +273,13 @@ class Executions(Repository):
         return sum(int(n) for n in await self.scripts.run_many(calls))
 
     async def upgrade_indexes(self) -> int:
-        """Index every execution of data written before the listing indexes (``reindex`` per
-        partition, by SCAN) and drop the zsets they replace (``idx:<account>:execs``,
-        ``claimed:<account>``, ``cue:<cue>:execs``); idempotent, so processes starting together
-        may both run it. The number of executions indexed."""
+        """Bring the listing indexes to the current layout (idempotent, so processes starting
+        together may both run it): every execution reindexed (``reindex`` per partition, by SCAN:
+        data written before the indexes gets indexed, an ``ix`` of layout 1 — which held the
+        claimed_at itself — is rewritten), then every index zset's members still spelled as
+        36-character ids (layout 1) rewritten as their 16 bytes, and the zsets the indexes
+        replaced (``idx:<account>:execs``, ``claimed:<account>``, ``cue:<cue>:execs``) dropped.
+        The number of executions indexed."""
         k = self.keys
         n = 0
         for p in range(k.partitions):
@@ -255,6 +291,12 @@ class Executions(Repository):
                     n += await self.reindex(batch)
                     batch = []
             n += await self.reindex(batch)
+            async for key in self.redis.scan_iter(match=part + "ix:*|[zc]|*", count=1000, _type="zset"):
+                cursor = "0"
+                while True:
+                    cursor, _ = await self.scripts.run(UPGRADE_MEMBERS, [str(key)], [cursor, 1000])
+                    if str(cursor) == "0":
+                        break
             for pattern in ("idx:*:execs", "claimed:*", "cue:*:execs"):
                 async for key in self.redis.scan_iter(match=part + pattern, count=1000):
                     await self.redis.delete(key)

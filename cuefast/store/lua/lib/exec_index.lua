@@ -9,10 +9,15 @@
 -- (the worker id is length-prefixed, so no id can spell another key). A registry is a hash
 -- cell → number of executions in it, and "#<cell>" → how many of them have a claimed_at (absent:
 -- none, so a listing skips that cell's claimed_at zset). Each cell has two zsets:
---   <registry>|z|<cell>   execution id → created µs (the listing order)
---   <registry>|c|<cell>   execution id → claimed_at µs (only executions with a claimed_at)
--- The execution hash's `ix` field records where it is indexed ("<st>|<os>|<tb>|<cla>|<worker>"),
--- so a change moves it without reading any index. Every script that changes st, os, tb, cw or
+--   <registry>|z|<cell>   member → created µs (the listing order)
+--   <registry>|c|<cell>   member → claimed_at µs (only executions with a claimed_at)
+-- A member is the execution id's 16 bytes (ix_member; ix_id spells it back): a skiplist entry
+-- holds a 32-byte allocation for it instead of 48, a listpack entry 18 bytes instead of 38, and
+-- byte order is the canonical id's order, so ties still list by id. (Members written before
+-- layout 2 are the 36-character ids: ix_id returns them as they are and ix_take removes either
+-- form, so an index half upgraded still lists and moves right.)
+-- The execution hash's `ix` field records where it is indexed ("<st>|<os>|<tb>|<c>|<worker>",
+-- <c> "1" when it has a claimed_at), so a change moves it without reading any index. Every script that changes st, os, tb, cw or
 -- cla calls exec_reindex after the change; every script that deletes an execution calls
 -- exec_unindex before (the script tests check the indexes after every test). Counts move only
 -- when a zset really gained or lost the member, so a repeated call cannot skew them.
@@ -28,29 +33,56 @@ local function ix_registries(pfx, acct, cue, cw)
   return t
 end
 
--- one member into / out of a registry's zset, and its count field moved only when the zset
--- really changed (an emptied count is dropped)
-local function ix_put(reg, zset, field, score, eid)
-  if redis.call('ZADD', zset, score, eid) == 1 then redis.call('HINCRBY', reg, field, 1) end
+-- an execution id's index member: its 16 bytes (an id that is no canonical UUID: itself)
+local function ix_member(eid)
+  if #eid ~= 36 then return eid end
+  local h = string.gsub(eid, '-', '')
+  local a, b, c, d = tonumber(string.sub(h, 1, 8), 16), tonumber(string.sub(h, 9, 16), 16),
+    tonumber(string.sub(h, 17, 24), 16), tonumber(string.sub(h, 25, 32), 16)
+  if #h ~= 32 or not (a and b and c and d) then return eid end
+  local function be(n)
+    return math.floor(n / 16777216) % 256, math.floor(n / 65536) % 256, math.floor(n / 256) % 256, n % 256
+  end
+  local a1, a2, a3, a4 = be(a)
+  local b1, b2, b3, b4 = be(b)
+  local c1, c2, c3, c4 = be(c)
+  local d1, d2, d3, d4 = be(d)
+  return string.char(a1, a2, a3, a4, b1, b2, b3, b4, c1, c2, c3, c4, d1, d2, d3, d4)
 end
 
-local function ix_take(reg, zset, field, eid)
-  if redis.call('ZREM', zset, eid) == 1 and redis.call('HINCRBY', reg, field, -1) <= 0 then
+-- the execution id of an index member
+local function ix_id(m)
+  if #m ~= 16 then return m end
+  return string.format('%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x', string.byte(m, 1, 16))
+end
+
+-- one member into / out of a registry's zset, and its count field moved only when the zset
+-- really changed (an emptied count is dropped); `m` is ix_member(eid), and ix_take also removes
+-- the id's pre-layout-2 spelling
+local function ix_put(reg, zset, field, score, m)
+  if redis.call('ZADD', zset, score, m) == 1 then redis.call('HINCRBY', reg, field, 1) end
+end
+
+local function ix_take(reg, zset, field, m, eid)
+  if (redis.call('ZREM', zset, m) == 1 or (eid ~= m and redis.call('ZREM', zset, eid) == 1))
+      and redis.call('HINCRBY', reg, field, -1) <= 0 then
     redis.call('HDEL', reg, field)
   end
 end
 
--- add (delta 1) or remove (delta -1) one execution at position `ix` of every registry
-local function ix_apply(pfx, eid, acct, cue, ix, ca, delta)
-  local st, os, tb, cla, cw = string.match(ix, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
+-- add (delta 1) or remove (delta -1) one execution at position `ix` of every registry (`cla`:
+-- its claimed_at, when adding)
+local function ix_apply(pfx, eid, acct, cue, ix, ca, cla, delta)
+  local st, os, tb, c, cw = string.match(ix, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
   local cell = st .. '|' .. os .. '|' .. tb
+  local m = ix_member(eid)
   for _, reg in ipairs(ix_registries(pfx, acct, cue, cw)) do
     if delta > 0 then
-      ix_put(reg, reg .. '|z|' .. cell, cell, ca, eid)
-      if cla ~= '' then ix_put(reg, reg .. '|c|' .. cell, '#' .. cell, cla, eid) end
+      ix_put(reg, reg .. '|z|' .. cell, cell, ca, m)
+      if c ~= '' then ix_put(reg, reg .. '|c|' .. cell, '#' .. cell, cla, m) end
     else
-      ix_take(reg, reg .. '|z|' .. cell, cell, eid)
-      if cla ~= '' then ix_take(reg, reg .. '|c|' .. cell, '#' .. cell, eid) end
+      ix_take(reg, reg .. '|z|' .. cell, cell, m, eid)
+      if c ~= '' then ix_take(reg, reg .. '|c|' .. cell, '#' .. cell, m, eid) end
     end
   end
 end
@@ -61,12 +93,26 @@ local function exec_reindex(pfx, eid)
   local ek = pfx .. 'exec:' .. eid
   local e = redis.call('HMGET', ek, 'acct', 'cue', 'ca', 'st', 'os', 'tb', 'cla', 'cw', 'ix')
   if not e[1] or not e[2] then return end
-  local new = (e[4] or '') .. '|' .. (e[5] or '') .. '|' .. (e[6] or '') .. '|' .. (e[7] or '') .. '|' .. (e[8] or '')
+  local cla = e[7] or ''
+  local new = (e[4] or '') .. '|' .. (e[5] or '') .. '|' .. (e[6] or '') .. '|' .. (cla ~= '' and '1' or '')
+    .. '|' .. (e[8] or '')
   local old = e[9] or ''
-  if new == old then return end
+  if new == old then
+    -- the same cells: only a claimed_at that changed alone has its zsets rescored
+    if cla ~= '' then
+      local st, os, tb, _, cw = string.match(new, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
+      local cell = st .. '|' .. os .. '|' .. tb
+      local m = ix_member(eid)
+      local regs = ix_registries(pfx, e[1], e[2], cw)
+      if redis.call('ZSCORE', regs[1] .. '|c|' .. cell, m) ~= cla then
+        for _, reg in ipairs(regs) do ix_put(reg, reg .. '|c|' .. cell, '#' .. cell, cla, m) end
+      end
+    end
+    return
+  end
   local ca = e[3] or 0
-  if old ~= '' then ix_apply(pfx, eid, e[1], e[2], old, ca, -1) end
-  ix_apply(pfx, eid, e[1], e[2], new, ca, 1)
+  if old ~= '' then ix_apply(pfx, eid, e[1], e[2], old, ca, '', -1) end
+  ix_apply(pfx, eid, e[1], e[2], new, ca, cla, 1)
   redis.call('HSET', ek, 'ix', new)
 end
 
@@ -75,7 +121,7 @@ local function exec_unindex(pfx, eid)
   local ek = pfx .. 'exec:' .. eid
   local e = redis.call('HMGET', ek, 'acct', 'cue', 'ca', 'ix')
   if e[4] and e[4] ~= '' then
-    ix_apply(pfx, eid, e[1], e[2], e[4], e[3] or 0, -1)
+    ix_apply(pfx, eid, e[1], e[2], e[4], e[3] or 0, '', -1)
     redis.call('HDEL', ek, 'ix')
   end
 end
@@ -86,12 +132,13 @@ end
 -- the caller stores in the new hash
 local function exec_index_new(pfx, eid, acct, cue, ca, st, tb, zadds, counts)
   local cell = st .. '||' .. tb
+  local m = ix_member(eid)
   for _, reg in ipairs(ix_registries(pfx, acct, cue, '')) do
     local z = reg .. '|z|' .. cell
     local t = zadds[z]
     if not t then t = {}; zadds[z] = t end
     t[#t + 1] = ca
-    t[#t + 1] = eid
+    t[#t + 1] = m
     local c = counts[reg]
     if not c then c = {}; counts[reg] = c end
     c[cell] = (c[cell] or 0) + 1
