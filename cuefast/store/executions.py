@@ -64,7 +64,9 @@ def index_id(member: bytes) -> str:
 async def index_members(redis: aioredis.Redis, zset: str) -> list[tuple[str, float]]:
     """(execution id, score) of every member of a listing index zset, lowest score first (read
     undecoded: members are bytes; for tests and tools, never a request path)."""
-    rows = await redis.execute_command("ZRANGE", zset, 0, -1, "WITHSCORES", **{NEVER_DECODE: True})
+    rows = await redis.execute_command(  # type: ignore[no-untyped-call]
+        "ZRANGE", zset, 0, -1, "WITHSCORES", **{NEVER_DECODE: True}
+    )
     if rows and isinstance(rows[0], list | tuple):  # RESP3 pairs
         return [(index_id(m), float(sc)) for m, sc in rows]
     return [(index_id(rows[i]), float(rows[i + 1])) for i in range(0, len(rows), 2)]
