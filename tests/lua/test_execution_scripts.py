@@ -65,17 +65,37 @@ async def test_create_a_manual_webhook_fire_is_queued(store: Store) -> None:
         "sf": str(NOW),
         "st": "pending",
         "tb": "manual",
-        "att": "0",
         "ca": str(NOW),
-        "ua": str(NOW),
         "pl": '{"a":1}',
         "ix": "pending||manual||",
-    }
+    }  # attempts 0 and updated = created are absent, as the scheduler writes them
     assert await listed(store, ACCT, eid, CUE) == NOW
     assert await listed(store, ACCT, eid) == NOW
     assert await stream_ids(store, k.outbox(p)) == [eid]
     assert await store.redis.zcard(k.delayed(p)) == 0
     assert await dirty(store, k.part(p)) == {f"exec:{eid}"}
+
+
+async def test_create_leaves_the_default_triggered_by_unstored(store: Store) -> None:
+    """triggered_by "scheduled" (or "") is the default: not stored, as the scheduler's executions,
+    and listed in the same cell as theirs."""
+    k = store.keys
+    p = await put_cue(store)
+    for tb in ("scheduled", ""):
+        eid = new_execution_id(p)
+        await store.executions.create(
+            execution_id=eid,
+            cue_id=CUE,
+            account_id=ACCT,
+            scheduled_us=NOW,
+            payload_json="{}",
+            triggered_by=tb,
+            now_us=NOW,
+        )
+        h = await store.redis.hgetall(k.execution(p, eid))
+        assert "tb" not in h and h["ix"] == "pending||||"
+    got = await store.executions.listing(ACCT, offset=0, limit=5, triggered_by="scheduled")
+    assert got.total == 2
 
 
 async def test_create_a_replay_for_later_waits_in_the_delayed_set(store: Store) -> None:
