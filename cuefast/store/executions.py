@@ -76,6 +76,14 @@ Execution = dict[str, str]
 """an execution hash (fields named in cuefast/services/executions.py)"""
 
 
+def _execution(execution_id: str, data: Mapping[Any, Any]) -> Execution | None:
+    """A stored hash as an Execution, with its ``id`` (the key's: no hash field since layout 2;
+    None when the hash is gone)."""
+    if not data:
+        return None
+    return {"id": execution_id, **{str(k): str(v) for k, v in data.items()}}
+
+
 class Created(NamedTuple):
     """``executions.create``: OK | REPEAT (``detail``: the remembered response JSON) | CONFLICT
     (``detail``: the execution the idempotency key made) | NOT_FOUND (no such cue)."""
@@ -174,7 +182,7 @@ class Executions(Repository):
         if p is None:
             return None
         data = await self.redis.hgetall(self.keys.execution(p, execution_id))
-        return {str(k): str(v) for k, v in data.items()} or None
+        return _execution(execution_id, data)
 
     async def get_many(self, execution_ids: Sequence[str]) -> list[Execution | None]:
         if not execution_ids:
@@ -183,7 +191,7 @@ class Executions(Repository):
             for eid in execution_ids:
                 pipe.hgetall(self._key(eid))
             rows = await pipe.execute()
-        return [{str(k): str(v) for k, v in row.items()} or None for row in rows]
+        return [_execution(eid, row) for eid, row in zip(execution_ids, rows, strict=True)]
 
     async def exists(self, execution_id: str) -> bool:
         p = self.keys.execution_partition(execution_id)
@@ -274,13 +282,24 @@ class Executions(Repository):
         ]
         return sum(int(n) for n in await self.scripts.run_many(calls))
 
+    async def _upgrade_hashes(self, part: str, execution_ids: Sequence[str]) -> int:
+        """Layout 2 of a batch of one partition's hashes: no ``id`` field (the key has it), and
+        the listing indexes where the fields say (``reindex``)."""
+        if execution_ids:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for eid in execution_ids:
+                    pipe.hdel(f"{part}exec:{eid}", "id")
+                await pipe.execute()
+        return await self.reindex(execution_ids)
+
     async def upgrade_indexes(self) -> int:
-        """Bring the listing indexes to the current layout (idempotent, so processes starting
-        together may both run it): every execution reindexed (``reindex`` per partition, by SCAN:
-        data written before the indexes gets indexed, an ``ix`` of layout 1 — which held the
-        claimed_at itself — is rewritten), then every index zset's members still spelled as
-        36-character ids (layout 1) rewritten as their 16 bytes, and the zsets the indexes
-        replaced (``idx:<account>:execs``, ``claimed:<account>``, ``cue:<cue>:execs``) dropped.
+        """Bring the executions to the current layout (idempotent, so processes starting together
+        may both run it): every execution hash rid of its ``id`` field and reindexed (``reindex``
+        per partition, by SCAN: data written before the indexes gets indexed, an ``ix`` of
+        layout 1 — which held the claimed_at itself — is rewritten), then every index zset's
+        members still spelled as 36-character ids (layout 1) rewritten as their 16 bytes, and
+        the zsets the indexes replaced (``idx:<account>:execs``, ``claimed:<account>``,
+        ``cue:<cue>:execs``) dropped.
         The number of executions indexed."""
         k = self.keys
         n = 0
@@ -290,9 +309,9 @@ class Executions(Repository):
             async for key in self.redis.scan_iter(match=part + "exec:*", count=1000):
                 batch.append(str(key)[len(part) + 5 :])
                 if len(batch) == 1000:
-                    n += await self.reindex(batch)
+                    n += await self._upgrade_hashes(part, batch)
                     batch = []
-            n += await self.reindex(batch)
+            n += await self._upgrade_hashes(part, batch)
             async for key in self.redis.scan_iter(match=part + "ix:*|[zc]|*", count=1000, _type="zset"):
                 cursor = "0"
                 while True:

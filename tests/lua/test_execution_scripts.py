@@ -58,7 +58,6 @@ async def test_create_a_manual_webhook_fire_is_queued(store: Store) -> None:
     eid = new_execution_id(p)
     assert await fire(store, eid) == Created(Status.OK, "")
     assert await store.redis.hgetall(k.execution(p, eid)) == {
-        "id": eid,
         "cue": CUE,
         "acct": ACCT,
         "tr": "webhook",
@@ -406,8 +405,14 @@ async def test_upgrade_indexes_rewrites_layout_1_members_and_ix(store: Store) ->
     assert p is not None
     await store.redis.hset(k.execution(p, claimed), mapping={"st": "success", "os": "reported_failure"})
     await store.executions.reindex([claimed])
+    assert "id" in await store.redis.hgetall(k.execution(p, claimed))  # seeded as layout 1 wrote it
     assert await store.executions.upgrade_indexes() == 3
     assert await store.executions.upgrade_indexes() == 3  # idempotent
+    for eid in (pending, claimed, done):
+        q = k.execution_partition(eid)
+        assert q is not None
+        assert "id" not in await store.redis.hgetall(k.execution(q, eid))  # the key has it
+        assert (await store.executions.get(eid) or {})["id"] == eid
     got = await store.executions.listing(ACCT, offset=0, limit=10, worker_id="w1")
     assert sorted(got.ids) == sorted([claimed, done]) and got.total == 2
     assert got.oldest_claimed_us == NOW - 5 * S

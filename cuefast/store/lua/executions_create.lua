@@ -34,8 +34,8 @@ local c = redis.call('HMGET', KEYS[2], 'acct', 'tr')
 if c[1] ~= acct then return {STATUS.NOT_FOUND} end
 local tr = c[2]
 -- absent fields mean their defaults, as schedule_materialize.lua writes them: attempts 0,
--- triggered_by scheduled (lib/one_time.lua), updated = created
-redis.call('HSET', KEYS[1], 'id', eid, 'cue', string.match(KEYS[2], 'cue:(.*)$'), 'acct', acct, 'tr', tr,
+-- triggered_by scheduled (lib/one_time.lua), updated = created; the id is the key's (no field)
+redis.call('HSET', KEYS[1], 'cue', string.match(KEYS[2], 'cue:(.*)$'), 'acct', acct, 'tr', tr,
   'sf', sf_s, 'st', 'pending', 'ca', now_s, 'pl', payload)
 if tb ~= '' and tb ~= 'scheduled' then redis.call('HSET', KEYS[1], 'tb', tb) end
 dirty(KEYS[1])
