@@ -1,11 +1,13 @@
 """Executions: the wire object (CONTRACT.md §8.1) and the read side (get, list, cue page).
 
-Stored execution hash fields (partition slot, ``exec:<id>``): ``id cue acct tr sf st tb att
+Stored execution hash fields (partition slot, ``exec:<id>``): ``cue acct tr sf st tb att
 hs em sa da la ca ua pl os oc cw cla lh lx nxr od rf`` — scheduled_for, status,
 triggered_by, attempts, http_status, error_message, started/delivered/last-attempt,
-created/updated, payload JSON, outcome_state, outcome JSON, claimed_by_worker,
-claimed_at, last heartbeat, lease expiry, next retry, outcome deadline, replayed_from.
-Times are µs; an absent field is null on the wire.
+created/updated, payload JSON, outcome_state, outcome JSON (null members left out),
+claimed_by_worker, claimed_at, last heartbeat, lease expiry, next retry, outcome deadline,
+replayed_from. Times are µs; an absent field is null on the wire (attempts 0, triggered_by
+scheduled, updated = created). The id is the key's (``Executions.get`` adds it; hashes
+written before layout 2 also held an ``id`` field).
 """
 
 from __future__ import annotations
