@@ -484,7 +484,9 @@ def _durability(c: Collected, rep: Report) -> None:
     for slot, n in c.redis_dirty.items():
         if n:
             rep.bad("dirty marks left after the final snapshot", f"{slot}: {n}")
-    for eid, h in c.redis_execs.items():
+    for eid, stored in c.redis_execs.items():
+        # the snapshot doc carries the id; a hash since layout 2 does not (its key has it)
+        h = {"id": eid, **stored} if stored.get("acct") else stored
         row = c.pg_execs.get(eid)
         if row is None:
             rep.bad("execution missing from PostgreSQL", eid)
