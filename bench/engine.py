@@ -31,6 +31,7 @@ from cuefast.ids import new_account_id, new_cue_id
 from cuefast.models import Callback, CueConfig, Retry, Schedule
 from cuefast.services.cues import new_cue_fields
 from cuefast.store import Store, connect
+from cuefast.store.executions import index_members
 from cuefast.store.keys import Keys
 from cuefast.times import parse_datetime
 
@@ -306,7 +307,7 @@ async def bench_memory(args: argparse.Namespace, prefix: str) -> None:
         total = sum([await r.memory_usage(k, samples=0) or 0 for k in shared_keys])
         parts.append(f"{label} {total / args.cues:.0f}")
     reg = keys.ix_cue(ids[0])
-    eids = await r.zrange(f"{reg}|z|{(await r.hkeys(reg))[0]}", 0, 0)
+    eids = [eid for eid, _ in await index_members(r, f"{reg}|z|{(await r.hkeys(reg))[0]}")]
     sample_exec = await r.memory_usage(keys.execution(keys.execution_partition(eids[0]) or 0, eids[0]))
     n = args.cues
     cue_mark, exec_mark = marks_mid / n, (marks_after - marks_mid) / n

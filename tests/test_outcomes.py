@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import msgspec
 import pytest
 
 from tests.conftest import assert_error
@@ -23,7 +24,7 @@ async def report(api: Any, key: str, eid: str, body: dict[str, Any]) -> Any:
 
 
 async def test_outcome_is_write_once(env: Any) -> None:
-    api, _, _, dispatcher, receiver = env
+    api, _, sched, dispatcher, receiver = env
     key = await api.register()
     _, ex = await setup(api, key, receiver.url)
     await drain(dispatcher)
@@ -66,6 +67,16 @@ async def test_outcome_is_write_once(env: Any) -> None:
         "artifacts",
     }
     assert got["status"] == "success" and got["outcome_state"] == "reported_success"
+    assert o["error"] is None and o["summary"] is None and o["artifacts"] is None
+    # stored without its null members (they were ~100 bytes of every hash with an outcome)
+    stored = await sched.store.executions.get(ex["id"])
+    assert set(msgspec.json.decode(stored["oc"])) == {
+        "success",
+        "result",
+        "metadata",
+        "recorded_at",
+        "external_id",
+    }
 
 
 async def test_concurrent_reports_one_wins(env: Any) -> None:

@@ -250,7 +250,7 @@ async def test_a_recorded_terminal_execution_is_never_overwritten(settings: Sett
         now = str(env.clock.now_us())
         stale = [
             # the same id created again (a second firing of the slot): a new created_at
-            {**{f: h[f] for f in ("id", "cue", "acct", "tr", "sf", "pl")}, "st": "pending", "ca": now},
+            {**{f: h[f] for f in ("cue", "acct", "tr", "sf", "pl")}, "st": "pending", "ca": now},
             # the same execution, its outcome gone
             {**{f: v for f, v in h.items() if f not in ("oc", "os")}, "ua": now},
             # the same execution, another terminal status

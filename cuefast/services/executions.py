@@ -1,11 +1,13 @@
 """Executions: the wire object (CONTRACT.md §8.1) and the read side (get, list, cue page).
 
-Stored execution hash fields (partition slot, ``exec:<id>``): ``id cue acct tr sf st tb att
+Stored execution hash fields (partition slot, ``exec:<id>``): ``cue acct tr sf st tb att
 hs em sa da la ca ua pl os oc cw cla lh lx nxr od rf`` — scheduled_for, status,
 triggered_by, attempts, http_status, error_message, started/delivered/last-attempt,
-created/updated, payload JSON, outcome_state, outcome JSON, claimed_by_worker,
-claimed_at, last heartbeat, lease expiry, next retry, outcome deadline, replayed_from.
-Times are µs; an absent field is null on the wire.
+created/updated, payload JSON, outcome_state, outcome JSON (null members left out),
+claimed_by_worker, claimed_at, last heartbeat, lease expiry, next retry, outcome deadline,
+replayed_from. Times are µs; an absent field is null on the wire (attempts 0, triggered_by
+scheduled, updated = created). The id is the key's (``Executions.get`` adds it; hashes
+written before layout 2 also held an ``id`` field).
 """
 
 from __future__ import annotations
@@ -30,7 +32,8 @@ from cuefast.errors import (
 from cuefast.ids import is_cue_id, new_execution_id
 from cuefast.metrics import EXECUTIONS_CREATED, Metrics
 from cuefast.models import Account
-from cuefast.services.render import render_rows, stored_int, stored_json, stored_time
+from cuefast.services.outcomes import render_outcome
+from cuefast.services.render import data_error, render_rows, stored_int, stored_json, stored_time
 from cuefast.services.validate import MISSING, Checker, has_bad_text, require_object
 from cuefast.store import Status, Store
 from cuefast.times import RANGE_TEXT, InstantOutOfRange, fmt_offset, fmt_z, parse_datetime
@@ -47,6 +50,21 @@ def triggered_by(tb: str | None) -> str:
     executions do not carry (the default, ``scheduled``): the one definition, read by every
     Python reader (Lua: ``lua/lib/one_time.lua``)."""
     return tb or "scheduled"
+
+
+_JSON = msgspec.json.Decoder()
+
+
+def stored_outcome(raw: str | None, eid: str) -> Any:
+    """A stored outcome JSON (its null members left out: ``outcomes.outcome_json``) as the
+    contract's Outcome object; None when absent or unreadable (a logged data error)."""
+    if not raw:
+        return None
+    try:
+        return render_outcome(_JSON.decode(raw))
+    except msgspec.DecodeError:
+        data_error("execution", eid, "outcome")
+        return None
 
 
 def render_execution(h: dict[str, str]) -> dict[str, Any]:
@@ -68,7 +86,7 @@ def render_execution(h: dict[str, str]) -> dict[str, Any]:
         "started_at": time("sa", "started_at"),
         "delivered_at": time("da", "delivered_at"),
         "last_attempt_at": time("la", "last_attempt_at"),
-        "outcome": stored_json(h.get("oc"), "execution", eid, "outcome"),
+        "outcome": stored_outcome(h.get("oc"), eid),
         "created_at": time("ca", "created_at"),
         "updated_at": time("ua" if h.get("ua") else "ca", "updated_at"),
         "triggered_by": triggered_by(h.get("tb")),

@@ -27,9 +27,24 @@ from cuefast.times import fmt_z
 MAX_TEXT = 16_384
 MAX_METADATA = 32_768
 EVIDENCE = ("external_id", "result_url", "result_ref", "result_type", "summary", "artifacts")
+OUTCOME_KEYS = ("success", "result", "error", "metadata", "recorded_at", *EVIDENCE)
+"""the Outcome object's members (CONTRACT.md §8.1), in its order"""
 _LIMITS = {"external_id": 500, "result_ref": 500, "result_type": 100, "summary": 500}
 VERIFIABLE = frozenset({"reported_success", "reported_failure", "verification_pending"})
 JSON_BAD_TEXT = "Value should not contain NUL characters or unpaired surrogates"
+
+
+def outcome_json(outcome: dict[str, Any]) -> str:
+    """The stored outcome JSON: its null members left out (``render_outcome`` puts them back) —
+    most evidence is absent, and the nulls were ~100 bytes of every execution hash with one."""
+    return msgspec.json.encode({k: v for k, v in outcome.items() if v is not None}).decode()
+
+
+def render_outcome(outcome: Any) -> Any:
+    """A stored outcome (decoded) as the contract's object: every member, null where absent."""
+    if not isinstance(outcome, dict):
+        return outcome
+    return {**dict.fromkeys(OUTCOME_KEYS), **outcome}
 
 
 class ParsedOutcome(NamedTuple):
@@ -43,7 +58,7 @@ class ParsedOutcome(NamedTuple):
 
     def document(self, now: int) -> str:
         """The stored outcome JSON, recorded at ``now``."""
-        return msgspec.json.encode(
+        return outcome_json(
             {
                 "success": self.success,
                 "result": self.result,
@@ -52,7 +67,7 @@ class ParsedOutcome(NamedTuple):
                 "recorded_at": fmt_z(now),
                 **{name: self.evidence.get(name) for name in EVIDENCE},
             }
-        ).decode()
+        )
 
 
 class OutcomeAlreadyRecorded(Conflict):
@@ -275,9 +290,7 @@ class OutcomeService:
             **{name: evidence.get(name) for name in EVIDENCE},
         }
         state = outcome_state(success, mode, evidence)
-        return BodyOutcome(
-            msgspec.json.encode(outcome).decode(), success, state, (texts["error"] or "")[:500]
-        )
+        return BodyOutcome(outcome_json(outcome), success, state, (texts["error"] or "")[:500])
 
     async def _change(self, account: Account, execution_id: str, change: Any) -> dict[str, Any]:
         """Apply ``change(outcome dict, state) -> (fields, response)`` with compare-and-set."""
@@ -307,7 +320,7 @@ class OutcomeService:
             if outcome is None:
                 raise Conflict("no_outcome", "Report outcome first before appending evidence")
             outcome.update(evidence)
-            fields: dict[str, Any] = {"oc": msgspec.json.encode(outcome).decode(), "ua": self.clock.now_us()}
+            fields: dict[str, Any] = {"oc": outcome_json(outcome), "ua": self.clock.now_us()}
             if metadata:
                 fields["evm"] = msgspec.json.encode(metadata).decode()
             return fields, {"execution_id": execution_id, "outcome_state": state, "evidence_updated": True}
@@ -332,7 +345,7 @@ class OutcomeService:
                 suffix = f"verification rejected: {reason[:500]}"
                 old = outcome.get("summary") or ""
                 outcome["summary"] = (f"{old} | {suffix}" if old else suffix)[:500]
-                fields["oc"] = msgspec.json.encode(outcome).decode()
+                fields["oc"] = outcome_json(outcome)
             return fields, {
                 "execution_id": execution_id,
                 "outcome_state": new_state,

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
+import redis.asyncio as aioredis
+from redis.client import NEVER_DECODE
+
 from cuefast.store.repository import Repository, pairs
 from cuefast.store.scripts import Arg, Call, Script
 from cuefast.store.status import Status
@@ -37,9 +40,49 @@ LIST = Script(
     "executions_list", keys=("registry",), argv=("depth", "outcome_state", "triggered_by"), rest="statuses"
 )
 REINDEX = Script("executions_reindex", keys=("registry",), argv=("prefix",), rest="execution_ids")
+UPGRADE_MEMBERS = Script("executions_upgrade_members", keys=("zset",), argv=("cursor", "count"))
+
+
+def index_member(execution_id: str) -> bytes:
+    """An execution's member in the listing index zsets (``ix_member`` of lua/lib/exec_index.lua):
+    the id's 16 bytes (an id that is no canonical UUID: itself)."""
+    if len(execution_id) == 36:
+        try:
+            return bytes.fromhex(execution_id.replace("-", ""))
+        except ValueError:
+            pass
+    return execution_id.encode()
+
+
+def index_id(member: bytes) -> str:
+    """The execution id of a listing index member (``ix_id``; a pre-layout-2 member is the id)."""
+    if len(member) != 16:
+        return member.decode()
+    h = member.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+async def index_members(redis: aioredis.Redis, zset: str) -> list[tuple[str, float]]:
+    """(execution id, score) of every member of a listing index zset, lowest score first (read
+    undecoded: members are bytes; for tests and tools, never a request path)."""
+    rows = await redis.execute_command(  # type: ignore[no-untyped-call]
+        "ZRANGE", zset, 0, -1, "WITHSCORES", **{NEVER_DECODE: True}
+    )
+    if rows and isinstance(rows[0], list | tuple):  # RESP3 pairs
+        return [(index_id(m), float(sc)) for m, sc in rows]
+    return [(index_id(rows[i]), float(rows[i + 1])) for i in range(0, len(rows), 2)]
+
 
 Execution = dict[str, str]
 """an execution hash (fields named in cuefast/services/executions.py)"""
+
+
+def _execution(execution_id: str, data: Mapping[Any, Any]) -> Execution | None:
+    """A stored hash as an Execution, with its ``id`` (the key's: no hash field since layout 2;
+    None when the hash is gone)."""
+    if not data:
+        return None
+    return {"id": execution_id, **{str(k): str(v) for k, v in data.items()}}
 
 
 class Created(NamedTuple):
@@ -71,7 +114,7 @@ class ExecutionCue(NamedTuple):
 
 
 class Executions(Repository):
-    SCRIPTS = (CREATE, CAS, PURGE_CUE, CUES, LIST, REINDEX)
+    SCRIPTS = (CREATE, CAS, PURGE_CUE, CUES, LIST, REINDEX, UPGRADE_MEMBERS)
 
     def _key(self, execution_id: str) -> str:
         """The hash key of an id (a malformed id: a key on partition 0 that cannot exist)."""
@@ -140,7 +183,7 @@ class Executions(Repository):
         if p is None:
             return None
         data = (await self.wire.pipeline().hgetall(self.keys.execution(p, execution_id)).execute())[0]
-        return data or None
+        return _execution(execution_id, data)
 
     async def get_many(self, execution_ids: Sequence[str]) -> list[Execution | None]:
         if not execution_ids:
@@ -149,7 +192,7 @@ class Executions(Repository):
         for eid in execution_ids:
             pipe.hgetall(self._key(eid))
         rows = await pipe.execute()
-        return [row or None for row in rows]
+        return [_execution(eid, row) for eid, row in zip(execution_ids, rows, strict=True)]
 
     async def exists(self, execution_id: str) -> bool:
         p = self.keys.execution_partition(execution_id)
@@ -240,11 +283,25 @@ class Executions(Repository):
         ]
         return sum(int(n) for n in await self.scripts.run_many(calls))
 
+    async def _upgrade_hashes(self, part: str, execution_ids: Sequence[str]) -> int:
+        """Layout 2 of a batch of one partition's hashes: no ``id`` field (the key has it), and
+        the listing indexes where the fields say (``reindex``)."""
+        if execution_ids:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for eid in execution_ids:
+                    pipe.hdel(f"{part}exec:{eid}", "id")
+                await pipe.execute()
+        return await self.reindex(execution_ids)
+
     async def upgrade_indexes(self) -> int:
-        """Index every execution of data written before the listing indexes (``reindex`` per
-        partition, by SCAN) and drop the zsets they replace (``idx:<account>:execs``,
-        ``claimed:<account>``, ``cue:<cue>:execs``); idempotent, so processes starting together
-        may both run it. The number of executions indexed."""
+        """Bring the executions to the current layout (idempotent, so processes starting together
+        may both run it): every execution hash rid of its ``id`` field and reindexed (``reindex``
+        per partition, by SCAN: data written before the indexes gets indexed, an ``ix`` of
+        layout 1 — which held the claimed_at itself — is rewritten), then every index zset's
+        members still spelled as 36-character ids (layout 1) rewritten as their 16 bytes, and
+        the zsets the indexes replaced (``idx:<account>:execs``, ``claimed:<account>``,
+        ``cue:<cue>:execs``) dropped.
+        The number of executions indexed."""
         k = self.keys
         n = 0
         for p in range(k.partitions):
@@ -253,9 +310,15 @@ class Executions(Repository):
             async for key in self.redis.scan_iter(match=part + "exec:*", count=1000):
                 batch.append(str(key)[len(part) + 5 :])
                 if len(batch) == 1000:
-                    n += await self.reindex(batch)
+                    n += await self._upgrade_hashes(part, batch)
                     batch = []
-            n += await self.reindex(batch)
+            n += await self._upgrade_hashes(part, batch)
+            async for key in self.redis.scan_iter(match=part + "ix:*|[zc]|*", count=1000, _type="zset"):
+                cursor = "0"
+                while True:
+                    cursor, _ = await self.scripts.run(UPGRADE_MEMBERS, [str(key)], [cursor, 1000])
+                    if str(cursor) == "0":
+                        break
             for pattern in ("idx:*:execs", "claimed:*", "cue:*:execs"):
                 async for key in self.redis.scan_iter(match=part + pattern, count=1000):
                     await self.redis.delete(key)

@@ -10,8 +10,10 @@ from cuefast.store.repository import Repository
 
 LAYOUT = "layout"
 """the meta hash's field: the data layout version (1: the execution listing indexes of
-``lua/lib/exec_index.lua``; absent: written before them, upgraded at start)"""
-CURRENT_LAYOUT = 1
+``lua/lib/exec_index.lua``; 2: their members are the ids' 16 bytes and ``ix`` holds a claimed
+flag, not the claimed_at; absent: written before the indexes; an older layout is upgraded at
+start by ``Executions.upgrade_indexes``)"""
+CURRENT_LAYOUT = 2
 
 
 class Poller(NamedTuple):

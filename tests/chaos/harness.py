@@ -46,6 +46,7 @@ import asyncpg
 import httpx
 import redis.asyncio as aioredis
 
+from cuefast.store.executions import index_members
 from cuefast.store.keys import Keys
 from tests.chaos.backends import PgProxy, RedisServer, free_port, pg_target, proxied_dsn
 from tests.chaos.plan import Fault, Profile, schedule
@@ -85,7 +86,7 @@ async def _registry_executions(r: aioredis.Redis, reg: str) -> list[str]:
     """Every execution id in one listing index registry (lua/lib/exec_index.lua)."""
     ids: list[str] = []
     for cell in await r.hkeys(reg):
-        ids += await r.zrange(f"{reg}|z|{cell}", 0, -1)
+        ids += [eid for eid, _ in await index_members(r, f"{reg}|z|{cell}")]
     return ids
 
 

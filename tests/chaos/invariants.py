@@ -41,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cuefast.ids import scheduled_execution_id
+from cuefast.services.outcomes import render_outcome
 from cuefast.store.keys import Keys
 from tests.chaos.harness import PREFIX, TERMINAL, Collected, outcome_source, outcome_success
 from tests.chaos.worker_app import outcome_for
@@ -351,7 +352,7 @@ def _outcomes(c: Collected, rep: Report) -> None:
     for eid, h in c.execs.items():
         source, want = _outcome_expected(c, eid, h)
         raw = h.get("oc")
-        stored = json.loads(raw) if raw else None
+        stored = render_outcome(json.loads(raw)) if raw else None  # stored without its nulls
         if stored is not None:
             rep.counts["outcomes checked"] += 1
             seen = c.observed.get(eid)
@@ -483,7 +484,9 @@ def _durability(c: Collected, rep: Report) -> None:
     for slot, n in c.redis_dirty.items():
         if n:
             rep.bad("dirty marks left after the final snapshot", f"{slot}: {n}")
-    for eid, h in c.redis_execs.items():
+    for eid, stored in c.redis_execs.items():
+        # the snapshot doc carries the id; a hash since layout 2 does not (its key has it)
+        h = {"id": eid, **stored} if stored.get("acct") else stored
         row = c.pg_execs.get(eid)
         if row is None:
             rep.bad("execution missing from PostgreSQL", eid)

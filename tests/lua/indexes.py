@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 from cuefast.store import Store
+from cuefast.store.executions import index_member, index_members
 
 
 def registries(store: Store, p: int, h: dict[str, str]) -> list[str]:
@@ -30,7 +31,7 @@ async def assert_indexed(store: Store) -> None:
                 continue
             eid = str(key)[len(part) :]
             cell = f"{h.get('st', '')}|{h.get('os', '')}|{h.get('tb', '')}"
-            ix = f"{cell}|{h.get('cla', '')}|{h.get('cw', '')}"
+            ix = f"{cell}|{'1' if h.get('cla') else ''}|{h.get('cw', '')}"
             assert h.get("ix") == ix, f"{eid}: indexed as {h.get('ix')!r}, its fields say {ix!r}"
             for reg in registries(store, p, h):
                 want[f"{reg}|z|{cell}"][eid] = float(h.get("ca", 0))
@@ -43,7 +44,7 @@ async def assert_indexed(store: Store) -> None:
     async for found in store.redis.scan_iter(match=f"{k.prefix}:*:ix:*", count=1000):
         key = str(found)
         if await store.redis.type(key) == "zset":
-            have[key] = {str(m): s for m, s in await store.redis.zrange(key, 0, -1, withscores=True)}
+            have[key] = dict(await index_members(store.redis, key))
         else:
             have_counts[key] = {str(c): int(n) for c, n in (await store.redis.hgetall(key)).items()}
     assert have == dict(want)
@@ -58,7 +59,7 @@ async def listed(store: Store, acct: str, eid: str, cue_id: str | None = None) -
     assert p is not None
     reg = k.ix_account(p, acct) if cue_id is None else k.ix_cue(cue_id)
     for cell in await store.redis.hkeys(reg):
-        score = await store.redis.zscore(f"{reg}|z|{cell}", eid)
+        score = await store.redis.zscore(f"{reg}|z|{cell}", index_member(eid))
         if score is not None:
             return float(score)
     return None
@@ -75,12 +76,12 @@ async def unindex(store: Store, eid: str) -> None:
     st, os_, tb, cla, _ = h["ix"].split("|", 4)
     cell = f"{st}|{os_}|{tb}"
     for reg in registries(store, p, h):
-        await store.redis.zrem(f"{reg}|z|{cell}", eid)
+        await store.redis.zrem(f"{reg}|z|{cell}", index_member(eid))
         if await store.redis.hincrby(reg, cell, -1) <= 0:
             await store.redis.hdel(reg, cell)
         if (
             cla
-            and await store.redis.zrem(f"{reg}|c|{cell}", eid)
+            and await store.redis.zrem(f"{reg}|c|{cell}", index_member(eid))
             and await store.redis.hincrby(reg, f"#{cell}", -1) <= 0
         ):
             await store.redis.hdel(reg, f"#{cell}")

@@ -10,7 +10,15 @@ from typing import Any
 
 from cuefast.ids import new_execution_id
 from cuefast.store import Status, Store
-from cuefast.store.executions import PURGE_CUE, Created, ExecutionCue, Listing
+from cuefast.store.executions import (
+    PURGE_CUE,
+    Created,
+    ExecutionCue,
+    Listing,
+    index_id,
+    index_member,
+    index_members,
+)
 from tests.lua.indexes import listed, unindex
 from tests.lua.seed import ACCT, CREATED, CUE, NOW, SIBLING, S, dirty, put_cue, put_execution, stream_ids
 
@@ -50,24 +58,43 @@ async def test_create_a_manual_webhook_fire_is_queued(store: Store) -> None:
     eid = new_execution_id(p)
     assert await fire(store, eid) == Created(Status.OK, "")
     assert await store.redis.hgetall(k.execution(p, eid)) == {
-        "id": eid,
         "cue": CUE,
         "acct": ACCT,
         "tr": "webhook",
         "sf": str(NOW),
         "st": "pending",
         "tb": "manual",
-        "att": "0",
         "ca": str(NOW),
-        "ua": str(NOW),
         "pl": '{"a":1}',
         "ix": "pending||manual||",
-    }
+    }  # attempts 0 and updated = created are absent, as the scheduler writes them
     assert await listed(store, ACCT, eid, CUE) == NOW
     assert await listed(store, ACCT, eid) == NOW
     assert await stream_ids(store, k.outbox(p)) == [eid]
     assert await store.redis.zcard(k.delayed(p)) == 0
     assert await dirty(store, k.part(p)) == {f"exec:{eid}"}
+
+
+async def test_create_leaves_the_default_triggered_by_unstored(store: Store) -> None:
+    """triggered_by "scheduled" (or "") is the default: not stored, as the scheduler's executions,
+    and listed in the same cell as theirs."""
+    k = store.keys
+    p = await put_cue(store)
+    for tb in ("scheduled", ""):
+        eid = new_execution_id(p)
+        await store.executions.create(
+            execution_id=eid,
+            cue_id=CUE,
+            account_id=ACCT,
+            scheduled_us=NOW,
+            payload_json="{}",
+            triggered_by=tb,
+            now_us=NOW,
+        )
+        h = await store.redis.hgetall(k.execution(p, eid))
+        assert "tb" not in h and h["ix"] == "pending||||"
+    got = await store.executions.listing(ACCT, offset=0, limit=5, triggered_by="scheduled")
+    assert got.total == 2
 
 
 async def test_create_a_replay_for_later_waits_in_the_delayed_set(store: Store) -> None:
@@ -339,3 +366,78 @@ async def test_upgrade_indexes_lists_old_data_and_drops_the_replaced_zsets(store
     assert await store.executions.upgrade_indexes() == 3
     assert await store.redis.exists(*old) == 0
     assert await store.executions.listing(ACCT, offset=0, limit=5) == Listing(ids[::-1], 3, None, [])
+
+
+async def _as_layout_1(store: Store) -> int:
+    """Rewrite the listing indexes as layout 1 wrote them: members spelled as the 36-character
+    ids, ``ix`` holding the claimed_at itself; the number of members rewritten."""
+    k = store.keys
+    n = 0
+    async for found in store.redis.scan_iter(match=f"{k.prefix}:*:ix:*|[zc]|*", count=1000):
+        key = str(found)
+        for eid, score in await index_members(store.redis, key):
+            await store.redis.zrem(key, index_member(eid))
+            await store.redis.zadd(key, {eid: score})
+            n += 1
+    async for found in store.redis.scan_iter(match=f"{k.prefix}:*:exec:*", count=1000):
+        h = await store.redis.hgetall(str(found))
+        st, os_, tb, _, cw = h["ix"].split("|", 4)
+        await store.redis.hset(str(found), "ix", f"{st}|{os_}|{tb}|{h.get('cla', '')}|{cw}")
+    return n
+
+
+async def test_upgrade_indexes_rewrites_layout_1_members_and_ix(store: Store) -> None:
+    """Layout 1 indexes (36-character members, ``ix`` with the claimed_at): upgraded in place
+    (``executions_upgrade_members`` per zset, a reindex per execution), and
+    moves before the upgrade already take out either spelling; the invariant check after the
+    test sees layout 2 everywhere."""
+    await put_cue(store)
+    await put_cue(store, OTHER_PART_CUE)
+    _, pending = await put_execution(store)
+    _, claimed = await put_execution(store, tr="worker", st="delivering", cw="w1", cla=NOW - 3 * S)
+    _, done = await put_execution(
+        store, OTHER_PART_CUE, tr="worker", st="success", os="reported_success", cw="w1", cla=NOW - 5 * S
+    )
+    assert await _as_layout_1(store) == 2 + 2 * 4 + 2 * 4  # z, and c for claimed, per registry
+    # a move before the upgrade: the old spelling leaves, the counts stay right
+    k = store.keys
+    p = k.execution_partition(claimed)
+    assert p is not None
+    await store.redis.hset(k.execution(p, claimed), mapping={"st": "success", "os": "reported_failure"})
+    await store.executions.reindex([claimed])
+    assert "id" in await store.redis.hgetall(k.execution(p, claimed))  # seeded as layout 1 wrote it
+    assert await store.executions.upgrade_indexes() == 3
+    assert await store.executions.upgrade_indexes() == 3  # idempotent
+    for eid in (pending, claimed, done):
+        q = k.execution_partition(eid)
+        assert q is not None
+        assert "id" not in await store.redis.hgetall(k.execution(q, eid))  # the key has it
+        assert (await store.executions.get(eid) or {})["id"] == eid
+    got = await store.executions.listing(ACCT, offset=0, limit=10, worker_id="w1")
+    assert sorted(got.ids) == sorted([claimed, done]) and got.total == 2
+    assert got.oldest_claimed_us == NOW - 5 * S
+    got = await store.executions.listing(ACCT, offset=0, limit=10, statuses=["pending"])
+    assert got == Listing([pending], 1, None, [])
+    for eid in (pending, claimed, done):
+        q = k.execution_partition(eid)
+        assert q is not None
+        reg = k.ix_account(q, ACCT)
+        cells = [c for c in await store.redis.hkeys(reg) if not c.startswith("#")]
+        assert any([await store.redis.zscore(f"{reg}|z|{c}", index_member(eid)) for c in cells])
+
+
+async def test_members_are_the_ids_16_bytes_and_list_in_id_order(store: Store) -> None:
+    """Index members are ``index_member`` (16 bytes); a listing spells them back as ids, ties (same
+    created µs) by id descending, as with the ids themselves."""
+    await put_cue(store)
+    ids = sorted([(await put_execution(store))[1] for _ in range(6)])
+    k = store.keys
+    p = k.cue_partition(CUE)
+    reg = k.ix_account(p, ACCT)
+    members = await index_members(store.redis, f"{reg}|z|pending||")
+    assert sorted(eid for eid, _ in members) == ids
+    raw = await store.redis.execute_command("ZRANGE", f"{reg}|z|pending||", 0, -1, NEVER_DECODE=True)
+    assert [len(m) for m in raw] == [16] * 6 and [index_id(m) for m in raw] == ids
+    assert (await store.executions.listing(ACCT, offset=0, limit=10)).ids == ids[::-1]
+    assert (await store.executions.listing(ACCT, offset=2, limit=3, cue_id=CUE)).ids == ids[::-1][2:5]
+    assert index_id(index_member("not-a-uuid")) == "not-a-uuid"

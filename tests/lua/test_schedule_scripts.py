@@ -60,7 +60,6 @@ async def test_materialize_webhook_slots_become_queued_executions(store: Store) 
     ids = [scheduled_execution_id(CUE, s, p) for s in slots]
     for eid, slot in zip(ids, slots, strict=True):
         assert await store.redis.hgetall(k.execution(p, eid)) == {
-            "id": eid,
             "cue": CUE,
             "acct": ACCT,
             "tr": "webhook",

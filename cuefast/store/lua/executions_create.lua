@@ -10,7 +10,7 @@
   ARGV[3] account_id
   ARGV[4] scheduled_for: µs
   ARGV[5] payload: JSON
-  ARGV[6] triggered_by
+  ARGV[6] triggered_by: "" and "scheduled" (the default) are not stored
   ARGV[7] replayed_from: an execution id ("" = none)
   ARGV[8] fingerprint: of the idempotent request ("" = no idempotency key)
   ARGV[9] response: JSON to remember for the key
@@ -33,8 +33,11 @@ end
 local c = redis.call('HMGET', KEYS[2], 'acct', 'tr')
 if c[1] ~= acct then return {STATUS.NOT_FOUND} end
 local tr = c[2]
-redis.call('HSET', KEYS[1], 'id', eid, 'cue', string.match(KEYS[2], 'cue:(.*)$'), 'acct', acct, 'tr', tr,
-  'sf', sf_s, 'st', 'pending', 'tb', tb, 'att', 0, 'ca', now_s, 'ua', now_s, 'pl', payload)
+-- absent fields mean their defaults, as schedule_materialize.lua writes them: attempts 0,
+-- triggered_by scheduled (lib/one_time.lua), updated = created; the id is the key's (no field)
+redis.call('HSET', KEYS[1], 'cue', string.match(KEYS[2], 'cue:(.*)$'), 'acct', acct, 'tr', tr,
+  'sf', sf_s, 'st', 'pending', 'ca', now_s, 'pl', payload)
+if tb ~= '' and tb ~= 'scheduled' then redis.call('HSET', KEYS[1], 'tb', tb) end
 dirty(KEYS[1])
 if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'rf', ARGV[7]) end
 local pfx = string.match(KEYS[1], '^(.*)exec:')

@@ -10,6 +10,7 @@
   ARGV[4..] statuses: any of these (none = any status)
   returns {total, earliest claimed_at µs ("" = none), then id, created µs, … up to depth pairs,
     newest first (ties: id descending)} ]]
+--!include exec_index
 local depth = tonumber(ARGV[1])
 local want_os, want_tb = ARGV[2], ARGV[3]
 local statuses = nil
@@ -24,7 +25,7 @@ local claimed = {}  -- cell → executions with a claimed_at ("#<cell>" fields)
 for i = 1, #cells, 2 do
   if string.byte(cells[i]) == 35 then claimed[string.sub(cells[i], 2)] = true end  -- '#'
 end
-local lists = {}  -- per matching cell: its newest members, flat {id, created, …}, newest first
+local lists = {}  -- per matching cell: its newest members, flat {member, created, …}, newest first
 for i = 1, #cells, 2 do
   local cell = cells[i]
   local st, os, tb = string.match(cell, '^([^|#]*)|([^|]*)|(.*)$')
@@ -53,11 +54,11 @@ for _ = 1, depth do
     local l, a = lists[j], at[j]
     if a < #l then
       local s, id = tonumber(l[a + 1]), l[a]
-      if best == nil or s > bs or (s == bs and id > bid) then best, bs, bid = j, s, id end
+      if best == nil or s > bs or (s == bs and ix_id(id) > ix_id(bid)) then best, bs, bid = j, s, id end
     end
   end
   if best == nil then break end
-  out[#out + 1] = bid
+  out[#out + 1] = ix_id(bid)
   out[#out + 1] = lists[best][at[best] + 1]
   at[best] = at[best] + 2
 end

@@ -16,7 +16,8 @@ local batch = tonumber(ARGV[2])
 local n = 0
 for _, cell in ipairs(redis.call('HKEYS', KEYS[1])) do
   -- ('#<cell>' fields are claimed counts: their zset name is no key, so they list nothing)
-  for _, eid in ipairs(redis.call('ZRANGE', KEYS[1] .. '|z|' .. cell, 0, batch - n - 1)) do
+  for _, m in ipairs(redis.call('ZRANGE', KEYS[1] .. '|z|' .. cell, 0, batch - n - 1)) do
+    local eid = ix_id(m)
     local ek = ARGV[1] .. 'exec:' .. eid
     local e = redis.call('HMGET', ek, 'tr', 'acct', 'tk', 'ag', 'ix')
     if e[1] == 'worker' then  -- the worker transport's indexes (claimable, claims)
@@ -26,7 +27,7 @@ for _, cell in ipairs(redis.call('HKEYS', KEYS[1])) do
     if e[5] then
       exec_unindex(ARGV[1], eid)
     else  -- a stray entry: its hash is gone
-      ix_take(KEYS[1], KEYS[1] .. '|z|' .. cell, cell, eid)
+      ix_take(KEYS[1], KEYS[1] .. '|z|' .. cell, cell, m, eid)
     end
     redis.call('DEL', ek)
     dirty(ek)

@@ -20,7 +20,9 @@ for i = 3, #ARGV do
   local eid, acct, st = h['id'], h['acct'], h['st']
   local ek = pfx .. 'exec:' .. eid
   local flat = {}
-  for f, v in pairs(h) do flat[#flat + 1] = f; flat[#flat + 1] = v end
+  for f, v in pairs(h) do
+    if f ~= 'id' then flat[#flat + 1] = f; flat[#flat + 1] = v end  -- the id is the key's
+  end
   redis.call('HSET', ek, unpack(flat))
   redis.call('HDEL', ek, 'ix')  -- where it was indexed before is not where it is now
   exec_reindex(pfx, eid)

@@ -67,14 +67,14 @@ for line in string.gmatch(ARGV[3], '[^\n]+') do
         dirty_at(pfx, 'exec:' .. eid, marks)
         if block == 'b' then
           local ix = exec_index_new(pfx, eid, acct, cue_id, now, 'failed', '', zadds, counts)
-          redis.call('HSET', ek, 'id', eid, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
+          redis.call('HSET', ek, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
             'st', 'failed', 'ca', now, 'ua', now, 'em', BLOCKED, 'pl', pl, 'ix', ix)
           blocked[acct] = (blocked[acct] or 0) + 1
         else
           -- absent fields mean their defaults: attempts 0, triggered_by scheduled (lib/one_time.lua),
           -- updated = created
           local ix = exec_index_new(pfx, eid, acct, cue_id, now, 'pending', '', zadds, counts)
-          redis.call('HSET', ek, 'id', eid, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
+          redis.call('HSET', ek, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
             'st', 'pending', 'ca', now, 'pl', pl, 'ix', ix)
         end
         if block == 'b' then

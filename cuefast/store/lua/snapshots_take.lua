@@ -32,6 +32,8 @@ for _, m in ipairs(ids) do
     end
     if string.sub(m, 1, 4) == 'cue:' then
       h['_cfg'] = redis.call('GET', slot .. m .. ':cfg') or nil
+    elseif string.sub(m, 1, 5) == 'exec:' and h['acct'] and not h['id'] then
+      h['id'] = string.sub(m, 6)  -- an execution hash holds no id field (the key has it); the doc does
     end
     out[#out + 1] = cjson.encode(h)
   end

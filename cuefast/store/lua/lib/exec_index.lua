@@ -9,10 +9,15 @@
 -- (the worker id is length-prefixed, so no id can spell another key). A registry is a hash
 -- cell → number of executions in it, and "#<cell>" → how many of them have a claimed_at (absent:
 -- none, so a listing skips that cell's claimed_at zset). Each cell has two zsets:
---   <registry>|z|<cell>   execution id → created µs (the listing order)
---   <registry>|c|<cell>   execution id → claimed_at µs (only executions with a claimed_at)
--- The execution hash's `ix` field records where it is indexed ("<st>|<os>|<tb>|<cla>|<worker>"),
--- so a change moves it without reading any index. Every script that changes st, os, tb, cw or
+--   <registry>|z|<cell>   member → created µs (the listing order)
+--   <registry>|c|<cell>   member → claimed_at µs (only executions with a claimed_at)
+-- A member is the execution id's 16 bytes (ix_member; ix_id spells it back): a skiplist entry
+-- holds a 32-byte allocation for it instead of 48, a listpack entry 18 bytes instead of 38, and
+-- byte order is the canonical id's order, so ties still list by id. (Members written before
+-- layout 2 are the 36-character ids: ix_id returns them as they are and ix_take removes either
+-- form, so an index half upgraded still lists and moves right.)
+-- The execution hash's `ix` field records where it is indexed ("<st>|<os>|<tb>|<c>|<worker>",
+-- <c> "1" when it has a claimed_at), so a change moves it without reading any index. Every script that changes st, os, tb, cw or
 -- cla calls exec_reindex after the change; every script that deletes an execution calls
 -- exec_unindex before (the script tests check the indexes after every test). Counts move only
 -- when a zset really gained or lost the member, so a repeated call cannot skew them.
@@ -28,29 +33,80 @@ local function ix_registries(pfx, acct, cue, cw)
   return t
 end
 
--- one member into / out of a registry's zset, and its count field moved only when the zset
--- really changed (an emptied count is dropped)
-local function ix_put(reg, zset, field, score, eid)
-  if redis.call('ZADD', zset, score, eid) == 1 then redis.call('HINCRBY', reg, field, 1) end
+-- an execution id's index member: its 16 bytes (an id that is no canonical UUID: itself); by
+-- 4-digit groups, ~2 us a call (the scheduler pays it once per execution it creates)
+local function ix_member(eid)
+  if #eid ~= 36 then return eid end
+  local s, t, f, b = string.sub, tonumber, math.floor, string.byte
+  local n1, n2, n3, n4 = t(s(eid, 1, 4), 16), t(s(eid, 5, 8), 16), t(s(eid, 10, 13), 16), t(s(eid, 15, 18), 16)
+  local n5, n6, n7, n8 = t(s(eid, 20, 23), 16), t(s(eid, 25, 28), 16), t(s(eid, 29, 32), 16), t(s(eid, 33, 36), 16)
+  if not (n1 and n2 and n3 and n4 and n5 and n6 and n7 and n8)
+      or b(eid, 9) ~= 45 or b(eid, 14) ~= 45 or b(eid, 19) ~= 45 or b(eid, 24) ~= 45 then
+    return eid
+  end
+  return string.char(f(n1 / 256), n1 % 256, f(n2 / 256), n2 % 256, f(n3 / 256), n3 % 256, f(n4 / 256), n4 % 256,
+    f(n5 / 256), n5 % 256, f(n6 / 256), n6 % 256, f(n7 / 256), n7 % 256, f(n8 / 256), n8 % 256)
 end
 
-local function ix_take(reg, zset, field, eid)
-  if redis.call('ZREM', zset, eid) == 1 and redis.call('HINCRBY', reg, field, -1) <= 0 then
+-- the execution id of an index member (a listing spells thousands: one concatenation of
+-- table lookups is ~3x faster than string.format; the table is built at the first use in a call)
+local HEX = nil
+local function ix_id(m)
+  if #m ~= 16 then return m end
+  if not HEX then
+    HEX = {
+    '00','01','02','03','04','05','06','07','08','09','0a','0b','0c','0d','0e','0f',
+    '10','11','12','13','14','15','16','17','18','19','1a','1b','1c','1d','1e','1f',
+    '20','21','22','23','24','25','26','27','28','29','2a','2b','2c','2d','2e','2f',
+    '30','31','32','33','34','35','36','37','38','39','3a','3b','3c','3d','3e','3f',
+    '40','41','42','43','44','45','46','47','48','49','4a','4b','4c','4d','4e','4f',
+    '50','51','52','53','54','55','56','57','58','59','5a','5b','5c','5d','5e','5f',
+    '60','61','62','63','64','65','66','67','68','69','6a','6b','6c','6d','6e','6f',
+    '70','71','72','73','74','75','76','77','78','79','7a','7b','7c','7d','7e','7f',
+    '80','81','82','83','84','85','86','87','88','89','8a','8b','8c','8d','8e','8f',
+    '90','91','92','93','94','95','96','97','98','99','9a','9b','9c','9d','9e','9f',
+    'a0','a1','a2','a3','a4','a5','a6','a7','a8','a9','aa','ab','ac','ad','ae','af',
+    'b0','b1','b2','b3','b4','b5','b6','b7','b8','b9','ba','bb','bc','bd','be','bf',
+    'c0','c1','c2','c3','c4','c5','c6','c7','c8','c9','ca','cb','cc','cd','ce','cf',
+    'd0','d1','d2','d3','d4','d5','d6','d7','d8','d9','da','db','dc','dd','de','df',
+    'e0','e1','e2','e3','e4','e5','e6','e7','e8','e9','ea','eb','ec','ed','ee','ef',
+    'f0','f1','f2','f3','f4','f5','f6','f7','f8','f9','fa','fb','fc','fd','fe','ff'
+  }
+  end
+  local h = HEX
+  local a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, a16 = string.byte(m, 1, 16)
+  return h[a1 + 1] .. h[a2 + 1] .. h[a3 + 1] .. h[a4 + 1] .. '-' .. h[a5 + 1] .. h[a6 + 1] .. '-' .. h[a7 + 1]
+    .. h[a8 + 1] .. '-' .. h[a9 + 1] .. h[a10 + 1] .. '-' .. h[a11 + 1] .. h[a12 + 1] .. h[a13 + 1] .. h[a14 + 1]
+    .. h[a15 + 1] .. h[a16 + 1]
+end
+
+-- one member into / out of a registry's zset, and its count field moved only when the zset
+-- really changed (an emptied count is dropped); `m` is ix_member(eid), and ix_take also removes
+-- the id's pre-layout-2 spelling
+local function ix_put(reg, zset, field, score, m)
+  if redis.call('ZADD', zset, score, m) == 1 then redis.call('HINCRBY', reg, field, 1) end
+end
+
+local function ix_take(reg, zset, field, m, eid)
+  if (redis.call('ZREM', zset, m) == 1 or (eid ~= m and redis.call('ZREM', zset, eid) == 1))
+      and redis.call('HINCRBY', reg, field, -1) <= 0 then
     redis.call('HDEL', reg, field)
   end
 end
 
--- add (delta 1) or remove (delta -1) one execution at position `ix` of every registry
-local function ix_apply(pfx, eid, acct, cue, ix, ca, delta)
-  local st, os, tb, cla, cw = string.match(ix, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
+-- add (delta 1) or remove (delta -1) one execution at position `ix` of every registry (`cla`:
+-- its claimed_at, when adding)
+local function ix_apply(pfx, eid, acct, cue, ix, ca, cla, delta)
+  local st, os, tb, c, cw = string.match(ix, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
   local cell = st .. '|' .. os .. '|' .. tb
+  local m = ix_member(eid)
   for _, reg in ipairs(ix_registries(pfx, acct, cue, cw)) do
     if delta > 0 then
-      ix_put(reg, reg .. '|z|' .. cell, cell, ca, eid)
-      if cla ~= '' then ix_put(reg, reg .. '|c|' .. cell, '#' .. cell, cla, eid) end
+      ix_put(reg, reg .. '|z|' .. cell, cell, ca, m)
+      if c ~= '' then ix_put(reg, reg .. '|c|' .. cell, '#' .. cell, cla, m) end
     else
-      ix_take(reg, reg .. '|z|' .. cell, cell, eid)
-      if cla ~= '' then ix_take(reg, reg .. '|c|' .. cell, '#' .. cell, eid) end
+      ix_take(reg, reg .. '|z|' .. cell, cell, m, eid)
+      if c ~= '' then ix_take(reg, reg .. '|c|' .. cell, '#' .. cell, m, eid) end
     end
   end
 end
@@ -61,12 +117,26 @@ local function exec_reindex(pfx, eid)
   local ek = pfx .. 'exec:' .. eid
   local e = redis.call('HMGET', ek, 'acct', 'cue', 'ca', 'st', 'os', 'tb', 'cla', 'cw', 'ix')
   if not e[1] or not e[2] then return end
-  local new = (e[4] or '') .. '|' .. (e[5] or '') .. '|' .. (e[6] or '') .. '|' .. (e[7] or '') .. '|' .. (e[8] or '')
+  local cla = e[7] or ''
+  local new = (e[4] or '') .. '|' .. (e[5] or '') .. '|' .. (e[6] or '') .. '|' .. (cla ~= '' and '1' or '')
+    .. '|' .. (e[8] or '')
   local old = e[9] or ''
-  if new == old then return end
+  if new == old then
+    -- the same cells: only a claimed_at that changed alone has its zsets rescored
+    if cla ~= '' then
+      local st, os, tb, _, cw = string.match(new, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
+      local cell = st .. '|' .. os .. '|' .. tb
+      local m = ix_member(eid)
+      local regs = ix_registries(pfx, e[1], e[2], cw)
+      if redis.call('ZSCORE', regs[1] .. '|c|' .. cell, m) ~= cla then
+        for _, reg in ipairs(regs) do ix_put(reg, reg .. '|c|' .. cell, '#' .. cell, cla, m) end
+      end
+    end
+    return
+  end
   local ca = e[3] or 0
-  if old ~= '' then ix_apply(pfx, eid, e[1], e[2], old, ca, -1) end
-  ix_apply(pfx, eid, e[1], e[2], new, ca, 1)
+  if old ~= '' then ix_apply(pfx, eid, e[1], e[2], old, ca, '', -1) end
+  ix_apply(pfx, eid, e[1], e[2], new, ca, cla, 1)
   redis.call('HSET', ek, 'ix', new)
 end
 
@@ -75,7 +145,7 @@ local function exec_unindex(pfx, eid)
   local ek = pfx .. 'exec:' .. eid
   local e = redis.call('HMGET', ek, 'acct', 'cue', 'ca', 'ix')
   if e[4] and e[4] ~= '' then
-    ix_apply(pfx, eid, e[1], e[2], e[4], e[3] or 0, -1)
+    ix_apply(pfx, eid, e[1], e[2], e[4], e[3] or 0, '', -1)
     redis.call('HDEL', ek, 'ix')
   end
 end
@@ -86,12 +156,13 @@ end
 -- the caller stores in the new hash
 local function exec_index_new(pfx, eid, acct, cue, ca, st, tb, zadds, counts)
   local cell = st .. '||' .. tb
+  local m = ix_member(eid)
   for _, reg in ipairs(ix_registries(pfx, acct, cue, '')) do
     local z = reg .. '|z|' .. cell
     local t = zadds[z]
     if not t then t = {}; zadds[z] = t end
     t[#t + 1] = ca
-    t[#t + 1] = eid
+    t[#t + 1] = m
     local c = counts[reg]
     if not c then c = {}; counts[reg] = c end
     c[cell] = (c[cell] or 0) + 1
