@@ -1,5 +1,5 @@
 """Benchmark runner: ``./dev bench api`` (also ``engine``, ``worker``, ``snapshots``, ``scale``, ``history``,
-``fleet``, ``soak``, ``idle``).
+``fleet``, ``soak``, ``idle``, ``client``).
 
 ``api`` first measures the ceiling (bench/ceiling.py: a bare Litestar + msgspec endpoint
 doing one Redis call), then starts ``cuefast serve`` once per scenario against the local
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import importlib
 import json
 import os
 import platform
@@ -259,41 +260,25 @@ def bench_api(args: argparse.Namespace) -> None:
             _target(args, checkout, ceiling)
 
 
+# ./dev bench <name> …: the module whose main() takes the rest of the arguments (with the
+# name itself for the modules that serve two names)
+_MODULES = {
+    "engine": ("bench.engine", False),
+    "worker": ("bench.worker", False),
+    "scale": ("bench.scale", False),
+    "history": ("bench.history", False),
+    "fleet": ("bench.fleet_report", True),
+    "soak": ("bench.fleet_report", True),
+    "snapshots": ("bench.snapshots", False),
+    "idle": ("bench.idle", False),
+    "client": ("bench.client", False),
+}
+
+
 def main() -> None:
-    if len(sys.argv) > 1 and sys.argv[1] == "engine":
-        from bench.engine import main as engine_main
-
-        engine_main(sys.argv[2:])
-        return
-    if len(sys.argv) > 1 and sys.argv[1] == "worker":
-        from bench.worker import main as worker_main
-
-        worker_main(sys.argv[2:])
-        return
-    if len(sys.argv) > 1 and sys.argv[1] == "scale":
-        from bench.scale import main as scale_main
-
-        scale_main(sys.argv[2:])
-        return
-    if len(sys.argv) > 1 and sys.argv[1] == "history":
-        from bench.history import main as history_main
-
-        history_main(sys.argv[2:])
-        return
-    if len(sys.argv) > 1 and sys.argv[1] in ("fleet", "soak"):
-        from bench.fleet_report import main as fleet_main
-
-        fleet_main(sys.argv[1:])
-        return
-    if len(sys.argv) > 1 and sys.argv[1] == "snapshots":
-        from bench.snapshots import main as snapshots_main
-
-        snapshots_main(sys.argv[2:])
-        return
-    if len(sys.argv) > 1 and sys.argv[1] == "idle":
-        from bench.idle import main as idle_main
-
-        idle_main(sys.argv[2:])
+    if len(sys.argv) > 1 and sys.argv[1] in _MODULES:
+        module, with_name = _MODULES[sys.argv[1]]
+        importlib.import_module(module).main(sys.argv[1:] if with_name else sys.argv[2:])
         return
     parser = argparse.ArgumentParser(prog="./dev bench")
     sub = parser.add_subparsers(dest="bench", required=True)
