@@ -157,3 +157,19 @@ def test_on_uvloop(redis_url: str) -> None:
             await wire.aclose()
 
     assert uvloop.run(main()) == ["a", "b"]
+
+
+async def test_no_commands_no_round_trip(wire: Wire) -> None:
+    assert await wire.execute([]) == []
+
+
+async def test_a_reply_that_is_not_text_fails_its_connection_not_the_process(
+    wire: Wire, client: aioredis.Redis, key_prefix: str
+) -> None:
+    """Replies are decoded as UTF-8 (as redis-py's ``decode_responses``); a binary value read
+    by mistake fails the callers of that connection with ``ConnectionError``, and the next
+    call gets a new connection."""
+    await client.execute_command("SET", f"{key_prefix}:bin", b"\xff\xfe")  # type: ignore[no-untyped-call]
+    with pytest.raises(UNREACHABLE, match="Unreadable reply"):
+        await wire.call("GET", f"{key_prefix}:bin")
+    assert await wire.call("ECHO", "fine") == "fine"

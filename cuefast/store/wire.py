@@ -122,8 +122,8 @@ class _Connection(asyncio.Protocol):
         while True:
             try:
                 reply = reader.gets()
-            except hiredis.ProtocolError as exc:
-                self._fail(RedisConnectionError(f"Protocol error from Redis: {exc}"))
+            except Exception as exc:  # a protocol error, or a reply that is not UTF-8 text
+                self._fail(RedisConnectionError(f"Unreadable reply from Redis: {type(exc).__name__}"))
                 return
             if reply is _MORE:
                 return
@@ -257,6 +257,8 @@ class Wire:
     async def execute(self, commands: Sequence[Command]) -> list[Any]:
         """The replies of ``commands``, in order, sent together; an error reply is returned in
         its place as the exception redis-py raises for it. Connection failures raise."""
+        if not commands:
+            return []
         i = self._turn = (self._turn + 1) % len(self._slots)
         conn = self._slots[i]
         if conn is None or conn.closed or conn.loop is not asyncio.get_running_loop():
