@@ -36,11 +36,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import asyncpg
-
 from bench.__main__ import _git_sha
 from cuefast.durability.history import history_page
-from cuefast.durability.schema import DDL, create_pool, migrate, to_history
+from cuefast.durability.schema import DDL, create_pool, drop_schema, migrate, to_history
 from cuefast.services.executions import ExecutionFilters
 
 ACCOUNT = "acct_bench_history"
@@ -272,11 +270,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 )
     finally:
         await pool.close()
-        conn2 = await asyncpg.connect(dsn)
-        try:
-            await conn2.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await conn2.close()
+        await drop_schema(dsn, schema)
     return results
 
 

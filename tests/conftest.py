@@ -147,16 +147,9 @@ def pg_schema(database_url: str) -> Iterator[str]:
     """The session's own PostgreSQL schema, dropped at the end."""
     schema = f"cftest_{uuid.uuid4().hex[:10]}"
     yield schema
-    import asyncpg
+    from cuefast.durability.schema import drop_schema
 
-    async def drop() -> None:
-        conn = await asyncpg.connect(database_url)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await conn.close()
-
-    asyncio.run(drop())
+    asyncio.run(drop_schema(database_url, schema))
 
 
 def _delete_prefix(url: str, prefix: str) -> None:

@@ -9,10 +9,9 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
-
 from cuefast.clock import FrozenClock
 from cuefast.config import Settings
+from cuefast.durability.schema import drop_schema
 from cuefast.durability.snapshots import Snapshotter
 from cuefast.engine.scheduler import Scheduler
 from cuefast.runtime import Runtime
@@ -53,11 +52,7 @@ async def snap_env(settings: Settings, **over: Any) -> AsyncIterator[Env]:
         await snap.release()
         await api.client.aclose()
         await rt.close()
-        conn = await asyncpg.connect(own.database_url)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await conn.close()
+        await drop_schema(own.database_url, schema)
 
 
 async def fire(api: Api, key: str, cue_id: str, n: int = 1) -> list[str]:

@@ -19,6 +19,7 @@ import pytest
 import redis
 
 from cuefast.config import Settings
+from cuefast.durability.schema import drop_schema
 from cuefast.engine.notices import NoticeSender
 from cuefast.store.delivery import Delivery
 from cuefast.store.notices import Notices
@@ -143,11 +144,7 @@ async def test_flushdb_then_restore_while_serving_keeps_delivering(
         server.wait(10)
         assert receiver.runner is not None
         await receiver.runner.cleanup()
-        conn = await asyncpg.connect(own.database_url)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await conn.close()
+        await drop_schema(own.database_url, schema)
 
 
 def _pings(r: redis.Redis) -> bool:

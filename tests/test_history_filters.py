@@ -12,12 +12,11 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-import asyncpg
 import pytest
 
 from bench.history import Explaining
 from cuefast.durability.history import history_page
-from cuefast.durability.schema import create_pool, fold_counts, migrate, to_history
+from cuefast.durability.schema import create_pool, drop_schema, fold_counts, migrate, to_history
 from cuefast.services.executions import ExecutionFilters
 from tests.snap_env import counts_exact
 
@@ -40,11 +39,7 @@ async def pool(database_url: str) -> AsyncIterator[Any]:
         yield p
     finally:
         await p.close()
-        conn = await asyncpg.connect(database_url)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await conn.close()
+        await drop_schema(database_url, schema)
 
 
 def _rows(n: int, seed: int, account: str = ACCT, cues: tuple[str, ...] = CUES) -> list[Row]:
@@ -284,8 +279,4 @@ async def test_a_v2_database_is_migrated_at_start(database_url: str) -> None:
             await counts_exact(conn)
     finally:
         await p.close()
-        conn = await asyncpg.connect(database_url)
-        try:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await conn.close()
+        await drop_schema(database_url, schema)

@@ -256,6 +256,15 @@ async def create_pool(dsn: str, schema: str, *, min_size: int = 1, max_size: int
     )
 
 
+async def drop_schema(dsn: str, schema: str) -> None:
+    """Drop ``schema`` and everything in it (tests and benchmarks clean up their own)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()
+
+
 async def migrate(pool: Any) -> None:
     """Apply the schema idempotently (safe to run from several processes at once)."""
     async with pool.acquire() as conn, conn.transaction():
