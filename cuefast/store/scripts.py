@@ -80,10 +80,11 @@ class Scripts:
     async def run(self, script: Script, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         """EVALSHA; a NOSCRIPT answer (the server lost its script cache) loads it and runs it again."""
         s = self._scripts[_checked(script, keys, args)]
-        reply = (await self.wire.execute((("EVALSHA", s.sha, len(keys), *keys, *args),)))[0]
+        call = (("EVALSHA", s.sha, len(keys), *keys, *args),)
+        reply = (await self.wire.execute(call))[0]
         if isinstance(reply, NoScriptError):
             await self.redis.script_load(s.script)
-            reply = (await self.wire.execute((("EVALSHA", s.sha, len(keys), *keys, *args),)))[0]
+            reply = (await self.wire.execute(call))[0]
         if isinstance(reply, Exception):
             raise reply
         return reply
