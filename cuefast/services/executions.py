@@ -315,8 +315,9 @@ class ExecutionService:
         self, account: Account, filters: ExecutionFilters, limit: int, offset: int
     ) -> tuple[list[dict[str, Any]], int, str | None]:
         """A page (newest first), the filtered total, and the earliest ``claimed_at``: the listing
-        indexes answer every filter (no scan), in one round trip with the cue's owner and the
-        history flags, then one for the page's rows."""
+        indexes answer every filter (no scan), on the partitions the account may have executions
+        on (``Account.partitions``), in one round trip with the cue's owner and the history
+        flags — and the page's rows when one partition holds them all, else one more round trip."""
         store = self.store
         cue_id = filters.cue_id
         if cue_id is not None and not is_cue_id(cue_id):
@@ -335,6 +336,8 @@ class ExecutionService:
             statuses=sorted(filters.statuses) if filters.statuses is not None else None,
             outcome_state=filters.outcome_state,
             triggered_by=filters.triggered_by,
+            partitions=account.partitions,
+            rows=True,
             also=also,
         )
         extra = listing.extra
@@ -343,6 +346,7 @@ class ExecutionService:
                 return [], 0, None
             extra = extra[1:]
         flags = store.snapshots.history_flags(extra) if self.history is not None else None
-        items = render_executions(await store.executions.get_many(listing.ids))
+        rows = listing.rows if listing.rows is not None else await store.executions.get_many(listing.ids)
+        items = render_executions(rows)
         older, total = await self._with_history(account, filters, offset, limit, listing.total, flags=flags)
         return items + older, total, fmt_offset(listing.oldest_claimed_us)
