@@ -71,10 +71,19 @@ def render_execution(h: dict[str, str]) -> dict[str, Any]:
     """A stored execution hash → the contract's Execution object (§8.1); a stored value that
     cannot be rendered is null (``{}`` for the payload) and a logged data error."""
     eid = h["id"]
+    get = h.get
 
-    def time(field: str, name: str) -> str | None:
-        return stored_time(h.get(field), fmt_z, "execution", eid, name)
+    def time(field: str, name: str) -> str | None:  # stored_time, its usual case inlined
+        raw = get(field)
+        if not raw:
+            return None
+        try:
+            text = fmt_z(int(raw))
+        except ValueError:
+            text = None
+        return text if text is not None else stored_time(raw, fmt_z, "execution", eid, name)
 
+    created = time("ca", "created_at")
     return {
         "id": eid,
         "cue_id": h["cue"],
@@ -87,8 +96,8 @@ def render_execution(h: dict[str, str]) -> dict[str, Any]:
         "delivered_at": time("da", "delivered_at"),
         "last_attempt_at": time("la", "last_attempt_at"),
         "outcome": stored_outcome(h.get("oc"), eid),
-        "created_at": time("ca", "created_at"),
-        "updated_at": time("ua" if h.get("ua") else "ca", "updated_at"),
+        "created_at": created,
+        "updated_at": time("ua", "updated_at") if get("ua") else created,
         "triggered_by": triggered_by(h.get("tb")),
         "payload": stored_json(h.get("pl"), "execution", eid, "payload", "{}"),
         "outcome_state": h.get("os") or None,

@@ -93,7 +93,9 @@ def _flat_execution(execution_id: str, flat: Sequence[Any]) -> Execution | None:
     if not flat:
         return None
     it = iter(flat)
-    return {"id": execution_id, **{str(f): str(v) for f, v in zip(it, it, strict=True)}}
+    h: Execution = dict(zip(it, it, strict=True))  # the wire decodes replies: str already
+    h["id"] = execution_id
+    return h
 
 
 class Created(NamedTuple):
