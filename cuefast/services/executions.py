@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -33,9 +34,17 @@ from cuefast.ids import is_cue_id, new_execution_id
 from cuefast.metrics import EXECUTIONS_CREATED, Metrics
 from cuefast.models import Account
 from cuefast.services.outcomes import render_outcome
-from cuefast.services.render import data_error, render_rows, stored_int, stored_json, stored_time
+from cuefast.services.render import (
+    data_error,
+    data_errors,
+    render_rows,
+    stored_int,
+    stored_json,
+    stored_time,
+)
 from cuefast.services.validate import MISSING, Checker, has_bad_text, require_object
 from cuefast.store import Status, Store
+from cuefast.store.executions import execution_of
 from cuefast.times import RANGE_TEXT, InstantOutOfRange, fmt_offset, fmt_z, parse_datetime
 
 if TYPE_CHECKING:
@@ -114,6 +123,41 @@ def render_execution(h: dict[str, str]) -> dict[str, Any]:
 def render_executions(rows: list[dict[str, str] | None]) -> list[dict[str, Any]]:
     """A listing's rows; one that cannot be rendered at all is logged and left out."""
     return render_rows(rows, render_execution, "execution", lambda h: h.get("id", "?"))
+
+
+_ENCODER = msgspec.json.Encoder()
+_RENDERED: dict[tuple[str, ...], msgspec.Raw] = {}
+RENDERED_MAX = 8192
+"""rendered rows remembered per process (~1 KB each); the table is emptied when full"""
+
+
+def render_listed(ids: Sequence[str], rows: Sequence[Sequence[str]]) -> list[Any]:
+    """A listing's rows as a script returned them (``Listing.rows``), each rendered to JSON once
+    per distinct stored hash: the key is the id with every field and value, so any change to
+    the hash is a new key, and ``render_execution`` reads nothing else. A listing polled again
+    (an agent's loop, a dashboard) re-renders only what changed. A render that logged a data
+    error is not remembered (it logs again next time); gone and unrenderable rows are left out."""
+    out: list[Any] = []
+    for eid, flat in zip(ids, rows, strict=True):
+        if not flat:
+            continue
+        key = (eid, *flat)
+        raw = _RENDERED.get(key)
+        if raw is None:
+            h = execution_of(eid, flat)
+            assert h is not None
+            errors = data_errors()
+            try:
+                raw = msgspec.Raw(_ENCODER.encode(render_execution(h)))
+            except Exception:
+                data_error("execution", eid, "*")
+                continue
+            if data_errors() == errors:
+                if len(_RENDERED) >= RENDERED_MAX:
+                    _RENDERED.clear()
+                _RENDERED[key] = raw
+        out.append(raw)
+    return out
 
 
 class ExecutionFilters(msgspec.Struct, kw_only=True):
@@ -322,8 +366,9 @@ class ExecutionService:
 
     async def list(
         self, account: Account, filters: ExecutionFilters, limit: int, offset: int
-    ) -> tuple[list[dict[str, Any]], int, str | None]:
-        """A page (newest first), the filtered total, and the earliest ``claimed_at``: the listing
+    ) -> tuple[list[Any], int, str | None]:
+        """A page (newest first; a row is a dict or its JSON, ``msgspec.Raw``), the filtered total,
+        and the earliest ``claimed_at``: the listing
         indexes answer every filter (no scan), on the partitions the account may have executions
         on (``Account.partitions``), in one round trip with the cue's owner and the history
         flags — and the page's rows when one partition holds them all, else one more round trip."""
@@ -355,7 +400,9 @@ class ExecutionService:
                 return [], 0, None
             extra = extra[1:]
         flags = store.snapshots.history_flags(extra) if self.history is not None else None
-        rows = listing.rows if listing.rows is not None else await store.executions.get_many(listing.ids)
-        items = render_executions(rows)
+        if listing.rows is not None:
+            items = render_listed(listing.ids, listing.rows)
+        else:
+            items = render_executions(await store.executions.get_many(listing.ids))
         older, total = await self._with_history(account, filters, offset, limit, listing.total, flags=flags)
         return items + older, total, fmt_offset(listing.oldest_claimed_us)

@@ -88,8 +88,9 @@ def _execution(execution_id: str, data: Mapping[Any, Any]) -> Execution | None:
     return {"id": execution_id, **{str(k): str(v) for k, v in data.items()}}
 
 
-def _flat_execution(execution_id: str, flat: Sequence[Any]) -> Execution | None:
-    """A hash a script returned (HGETALL's flat field, value list) as an Execution."""
+def execution_of(execution_id: str, flat: Sequence[str]) -> Execution | None:
+    """A hash a script returned (HGETALL's flat field, value list: ``Listing.rows``) as an
+    Execution (None: the hash is gone)."""
     if not flat:
         return None
     it = iter(flat)
@@ -114,14 +115,14 @@ def list_rows(reply: Sequence[Any]) -> list[tuple[int, str]]:
 class Listing(NamedTuple):
     """``executions.listing``: the page's ids (newest first), the filtered total, the earliest
     claimed_at µs in the filtered set (None: none has one), the replies of ``also``, and the
-    page's hashes when the script could return them (one registry read; None: read them with
-    ``get_many``)."""
+    page's hashes when the script could return them (one registry read), each as HGETALL's flat
+    field, value list ([] = gone: ``execution_of``); None: read them with ``get_many``."""
 
     ids: list[str]
     total: int
     oldest_claimed_us: int | None
     extra: list[Any]
-    rows: list[Execution | None] | None = None
+    rows: list[list[str]] | None = None
 
 
 class ExecutionCue(NamedTuple):
@@ -283,7 +284,7 @@ class Executions(Repository):
             reply = res[0]
             page = list_rows(reply)[offset:depth]
             ids = [eid for _, eid in page]
-            got = [_flat_execution(e, row) for e, row in zip(ids, reply[2], strict=True)] if inline else None
+            got = reply[2] if inline else None
             oldest = int(reply[1]) if reply[1] else None
             return Listing(ids, int(reply[0]), oldest, res[1:], got)
         merged: list[tuple[int, str]] = []

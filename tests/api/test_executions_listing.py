@@ -3,10 +3,12 @@ reads only the partitions the account's cue-partition bitmap names yet misses no
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
 import httpx
+import msgspec
 
 from cuefast.api.app import create_litestar
 from cuefast.api.edge import Edge
@@ -105,3 +107,40 @@ async def test_a_listing_finds_executions_on_every_partition_of_the_account(api:
     assert (await listing("?limit=100"))["total"] == 13 and more[0] in {
         e["cue_id"] for e in (await listing("?limit=100"))["executions"]
     }
+
+
+def test_rendered_rows_are_reused_only_for_the_same_stored_hash(caplog: Any) -> None:
+    """``render_listed``: the same JSON as rendering the hash; reused only while every field and
+    value is the same; a row with a data error is rendered (and logged) every time."""
+    from cuefast.services import executions as svc
+
+    eid = str(uuid.uuid4())
+    flat = [
+        "cue",
+        "cue_aaaaaaaaaaaa",
+        "acct",
+        "a",
+        "st",
+        "pending",
+        "sf",
+        "1796000000123456",
+        "ca",
+        "1796000000000000",
+    ]
+    [first] = svc.render_listed([eid], [flat])
+    want = msgspec.json.encode(
+        svc.render_execution({"id": eid, **dict(zip(flat[::2], flat[1::2], strict=True))})
+    )
+    assert bytes(first) == want
+    [again] = svc.render_listed([eid], [list(flat)])
+    assert again is first
+    changed = [*flat[:5], "success", *flat[6:]]
+    [other] = svc.render_listed([eid], [changed])
+    assert msgspec.json.decode(bytes(other))["status"] == "success"
+    assert svc.render_listed([eid, eid], [[], changed]) == [other]  # a gone hash is left out
+    bad = [*flat[:7], "not-a-time", *flat[8:]]
+    caplog.set_level(logging.ERROR, logger="cuefast.data")
+    for _ in range(2):
+        [row] = svc.render_listed([eid], [bad])
+        assert msgspec.json.decode(bytes(row))["scheduled_for"] is None
+    assert sum("scheduled_for" in r.getMessage() for r in caplog.records) == 2

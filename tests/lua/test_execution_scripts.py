@@ -15,6 +15,7 @@ from cuefast.store.executions import (
     Created,
     ExecutionCue,
     Listing,
+    execution_of,
     index_id,
     index_member,
     index_members,
@@ -456,8 +457,9 @@ async def test_listing_reads_the_partitions_given_and_returns_rows_from_one(stor
     assert everywhere.ids == ids[1:4] and everywhere.total == 5 and everywhere.rows is None
     got = await store.executions.listing(ACCT, offset=1, limit=3, partitions=[p], rows=True)
     assert got[:4] == everywhere[:4]
-    assert got.rows == await store.executions.get_many(ids[1:4])
-    assert got.rows is not None and [r["id"] for r in got.rows if r] == ids[1:4]
+    assert got.rows is not None
+    inline = [execution_of(e, r) for e, r in zip(ids[1:4], got.rows, strict=True)]
+    assert inline == await store.executions.get_many(ids[1:4])
     two = await store.executions.listing(ACCT, offset=1, limit=3, partitions=[other, p], rows=True)
     assert two == everywhere
     assert await store.executions.listing(ACCT, offset=0, limit=3, partitions=[other]) == Listing(
@@ -465,9 +467,10 @@ async def test_listing_reads_the_partitions_given_and_returns_rows_from_one(stor
     )
     assert await store.executions.listing(ACCT, offset=0, limit=3, partitions=[]) == Listing([], 0, None, [])
     by_cue = await store.executions.listing(ACCT, offset=4, limit=3, cue_id=CUE, partitions=[], rows=True)
-    assert by_cue.ids == ids[4:] and by_cue.rows == await store.executions.get_many(ids[4:])
+    assert by_cue.ids == ids[4:] and by_cue.rows is not None
+    assert [execution_of(ids[4], by_cue.rows[0])] == await store.executions.get_many(ids[4:])
     kept = await store.redis.hgetall(k.execution(p, ids[2]))
     await store.redis.delete(k.execution(p, ids[2]))  # a hash gone while still indexed: None
     gone = await store.executions.listing(ACCT, offset=1, limit=3, partitions=[p], rows=True)
-    assert gone.rows is not None and gone.rows[1] is None
+    assert gone.rows is not None and gone.rows[1] == [] and execution_of(ids[2], []) is None
     await store.redis.hset(k.execution(p, ids[2]), mapping=kept)
