@@ -127,16 +127,20 @@ def render_executions(rows: list[dict[str, str] | None]) -> list[dict[str, Any]]
 
 _ENCODER = msgspec.json.Encoder()
 _RENDERED: dict[tuple[str, ...], msgspec.Raw] = {}
-RENDERED_MAX = 8192
-"""rendered rows remembered per process (~1 KB each); the table is emptied when full"""
+_RENDERED_BYTES = [0]
+RENDERED_MAX_BYTES = 16 << 20
+"""what the rendered rows a process remembers may hold (hash + JSON; emptied when full)"""
+RENDERED_ROW_MAX = 16 << 10
+"""a row bigger than this (a large payload or outcome) is rendered every time"""
 
 
 def render_listed(ids: Sequence[str], rows: Sequence[Sequence[str]]) -> list[Any]:
     """A listing's rows as a script returned them (``Listing.rows``), each rendered to JSON once
     per distinct stored hash: the key is the id with every field and value, so any change to
     the hash is a new key, and ``render_execution`` reads nothing else. A listing polled again
-    (an agent's loop, a dashboard) re-renders only what changed. A render that logged a data
-    error is not remembered (it logs again next time); gone and unrenderable rows are left out."""
+    (an agent's loop, a dashboard) re-renders only what changed. Bounded in bytes; a row with a
+    large payload, or whose render logged a data error (it logs again next time), is not
+    remembered; gone and unrenderable rows are left out."""
     out: list[Any] = []
     for eid, flat in zip(ids, rows, strict=True):
         if not flat:
@@ -152,10 +156,13 @@ def render_listed(ids: Sequence[str], rows: Sequence[Sequence[str]]) -> list[Any
             except Exception:
                 data_error("execution", eid, "*")
                 continue
-            if data_errors() == errors:
-                if len(_RENDERED) >= RENDERED_MAX:
+            size = len(raw) * 2  # the hash's text is about as long as its JSON
+            if data_errors() == errors and size <= RENDERED_ROW_MAX:
+                if _RENDERED_BYTES[0] + size > RENDERED_MAX_BYTES:
                     _RENDERED.clear()
+                    _RENDERED_BYTES[0] = 0
                 _RENDERED[key] = raw
+                _RENDERED_BYTES[0] += size
         out.append(raw)
     return out
 

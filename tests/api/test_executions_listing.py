@@ -144,3 +144,14 @@ def test_rendered_rows_are_reused_only_for_the_same_stored_hash(caplog: Any) -> 
         [row] = svc.render_listed([eid], [bad])
         assert msgspec.json.decode(bytes(row))["scheduled_for"] is None
     assert sum("scheduled_for" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_a_large_row_is_not_remembered() -> None:
+    from cuefast.services import executions as svc
+
+    eid = str(uuid.uuid4())
+    big = msgspec.json.encode({"blob": "x" * svc.RENDERED_ROW_MAX}).decode()
+    flat = ["cue", "cue_aaaaaaaaaaaa", "acct", "a", "st", "pending", "ca", "1796000000000000", "pl", big]
+    [first] = svc.render_listed([eid], [flat])
+    [again] = svc.render_listed([eid], [flat])
+    assert again is not first and bytes(again) == bytes(first)
