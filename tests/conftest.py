@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import pytest
@@ -96,6 +96,40 @@ def redis_url() -> Iterator[str]:
         yield url
     else:
         yield from _embedded("redis")
+
+
+@pytest.fixture(scope="session")
+def cluster_url() -> Iterator[str]:
+    """A seed URL of a Redis Cluster: ``CUEFAST_TEST_CLUSTER_URL``, else a local one of 3
+    primaries + 3 replicas (tests/cluster.py) started for the session on 7100–7105."""
+    url = os.environ.get("CUEFAST_TEST_CLUSTER_URL", "")
+    if url:
+        yield url
+        return
+    from tests.cluster import local_cluster
+
+    with local_cluster() as url:
+        yield url
+
+
+class Backend(NamedTuple):
+    """The Redis a parametrised test runs on: one server, or a Redis Cluster (seed URL)."""
+
+    url: str
+    cluster: bool
+
+
+BACKENDS = ["single", pytest.param("cluster", marks=pytest.mark.cluster)]
+"""``params`` of a fixture whose tests run on both (``-m "not cluster"`` skips the second)"""
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """One server (the session's ``redis_url``) or the session's Redis Cluster (marked
+    ``cluster``); keys are left on the cluster, which goes with the session."""
+    if request.param == "cluster":
+        return Backend(request.getfixturevalue("cluster_url"), True)
+    return Backend(request.getfixturevalue("redis_url"), False)
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from redis.exceptions import ResponseError
@@ -48,6 +48,8 @@ class GroupStreams(Repository):
         fields). A missing stream or group (UNBLOCKED: it vanished while the read blocked) is
         recreated and the read made again."""
         streams = self.streams()
+        if self.cluster:
+            return await self._read_group_per_slot(streams, consumer, count, block_ms)
         ids: dict[Any, Any] = dict.fromkeys(streams, ">")
         res: Any
         try:
@@ -60,6 +62,35 @@ class GroupStreams(Repository):
         index = {key: p for p, key in enumerate(streams)}
         return [
             (index[str(stream)], str(entry_id), fields)
+            for stream, entries in res or []
+            for entry_id, fields in entries
+        ]
+
+    async def _read_group_per_slot(
+        self, streams: list[str], consumer: str, count: int, block_ms: int | None
+    ) -> list[tuple[int, str, Any]]:
+        """``read_group`` on Redis Cluster: one XREADGROUP per stream (each its own slot), through
+        ``fanout.Fanout``."""
+
+        def one(key: str) -> Callable[[], Awaitable[Any]]:
+            async def read() -> Any:
+                ids: dict[Any, Any] = {key: ">"}
+                try:
+                    return await self.redis.xreadgroup(self.GROUP, consumer, ids, count=count, block=block_ms)
+                except ResponseError as exc:
+                    if not str(exc).startswith(("NOGROUP", "UNBLOCKED")):
+                        raise
+                    await self._group_missing([key])
+                    return await self.redis.xreadgroup(self.GROUP, consumer, ids, count=count, block=block_ms)
+
+            return read
+
+        reads = {(key, ">"): one(key) for key in streams}
+        answered = await self.fanout.read(reads, wait_all=block_ms is None)
+        index = {key: p for p, key in enumerate(streams)}
+        return [
+            (index[str(stream)], str(entry_id), fields)
+            for _, res in answered
             for stream, entries in res or []
             for entry_id, fields in entries
         ]

@@ -1,0 +1,71 @@
+"""Stream reads over many slots on Redis Cluster: one read per stream, concurrent, the slow ones carried over.
+
+On one Redis a reader names every partition's stream in one ``XREAD``/``XREADGROUP``. A cluster
+refuses a command whose keys span slots (``CROSSSLOT``), and each partition is its own slot, so
+there the reader sends one read per stream, each on its own connection to that stream's node.
+A call returns as soon as one of them answered (with whatever the others answered by then); a
+blocking read still waiting is kept, and the next call with the same stream and start id waits
+on it again instead of sending another, so one slow or idle node never holds the others' entries
+and nothing read is dropped. A read whose stream or start id the next call no longer asks for
+is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+Read = tuple[str, str]
+"""(stream, start id)"""
+
+
+class Fanout:
+    """The per-stream reads of one reader (one repository of one process)."""
+
+    def __init__(self) -> None:
+        self._reads: dict[Read, asyncio.Task[Any]] = {}
+
+    async def read(
+        self, reads: Mapping[Read, Callable[[], Awaitable[Any]]], *, wait_all: bool = False
+    ) -> list[tuple[Read, Any]]:
+        """Start the reads not already in flight (``reads[r]()``), wait for the first to answer
+        (``wait_all``: for all: non-blocking reads), and return every answered one's
+        (read, reply). An error is raised once the other answers are collected, unless some
+        read answered entries (the failed stream is read again next call)."""
+        loop = asyncio.get_running_loop()
+        for r in [r for r, t in self._reads.items() if r not in reads or t.get_loop() is not loop]:
+            self._reads.pop(r).cancel()
+        tasks = []
+        for r, start in reads.items():
+            task = self._reads.get(r)
+            if task is None:
+                task = self._reads[r] = asyncio.ensure_future(start())
+            tasks.append(task)
+        if tasks:
+            await asyncio.wait(
+                tasks, return_when=asyncio.ALL_COMPLETED if wait_all else asyncio.FIRST_COMPLETED
+            )
+        out: list[tuple[Read, Any]] = []
+        error: BaseException | None = None
+        for r in reads:
+            task = self._reads[r]
+            if not task.done():
+                continue
+            del self._reads[r]
+            if task.cancelled():
+                continue
+            exc = task.exception()
+            if exc is not None:
+                error = error or exc
+            else:
+                out.append((r, task.result()))
+        if error is not None and not any(reply for _, reply in out):
+            raise error
+        return out
+
+    def close(self) -> None:
+        """Cancel the reads in flight (the reader stops)."""
+        for task in self._reads.values():
+            task.cancel()
+        self._reads.clear()

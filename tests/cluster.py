@@ -1,0 +1,123 @@
+"""A local Redis Cluster for the tests: 3 primaries + 3 replicas on loopback, started once per session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+FIRST_PORT = int(os.environ.get("CUEFAST_TEST_CLUSTER_PORT", "7100"))
+"""the first of the six ports (the tests' range is 7100–7119)"""
+NODES = 6
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _cli(port: int, *args: str, timeout: float = 30.0) -> str:
+    done = subprocess.run(
+        ["redis-cli", "-p", str(port), *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    return done.stdout + done.stderr
+
+
+def _wait(what: str, check: object, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Redis Cluster: timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@contextmanager
+def local_cluster(first_port: int = FIRST_PORT, server: str = "redis-server") -> Iterator[str]:
+    """Start six ``redis-server --cluster-enabled yes`` on ``first_port``… and join them with
+    ``redis-cli --cluster create … --cluster-replicas 1``; yields a seed URL. Every node is shut
+    down (by its pid) and its directory removed afterwards."""
+    if shutil.which(server) is None or shutil.which("redis-cli") is None:
+        raise RuntimeError(f"{server} / redis-cli not found")
+    ports = [first_port + i for i in range(NODES)]
+    busy = [p for p in ports if not _free(p)]
+    if busy:
+        raise RuntimeError(f"Redis Cluster: ports {busy} are taken")
+    tmp = Path(tempfile.mkdtemp(prefix="cuefast-cluster-"))
+    pids: list[int] = []
+    try:
+        for port in ports:
+            subprocess.run(
+                [
+                    server,
+                    "--port", str(port),
+                    "--bind", "127.0.0.1",
+                    "--cluster-enabled", "yes",
+                    "--cluster-config-file", str(tmp / f"nodes-{port}.conf"),
+                    "--cluster-node-timeout", "2000",
+                    "--save", "",
+                    "--appendonly", "no",
+                    "--maxmemory-policy", "noeviction",
+                    "--hash-max-listpack-value", "1024",
+                    "--pidfile", str(tmp / f"redis-{port}.pid"),
+                    "--dir", str(tmp),
+                    "--daemonize", "yes",
+                ],
+                check=True,
+                capture_output=True,
+            )  # fmt: skip
+        for port in ports:
+            pidfile = tmp / f"redis-{port}.pid"
+            _wait(f"node {port}", lambda f=pidfile, p=port: f.exists() and "PONG" in _cli(p, "ping"))
+            pids.append(int(pidfile.read_text()))
+        out = _cli(
+            ports[0],
+            "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports],
+            "--cluster-replicas", "1", "--cluster-yes",
+            timeout=60,
+        )  # fmt: skip
+        if "[OK] All 16384 slots covered" not in out:
+            raise RuntimeError(f"redis-cli --cluster create failed:\n{out}")
+        for port in ports:
+            _wait(
+                f"cluster_state:ok on {port}", lambda p=port: "cluster_state:ok" in _cli(p, "cluster", "info")
+            )
+        _wait(
+            "every node to know all six",
+            lambda: all(_cli(p, "cluster", "nodes").count("connected") >= NODES for p in ports),
+        )
+        yield f"redis://127.0.0.1:{ports[0]}"
+    finally:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 10
+        for pid in pids:
+            while time.monotonic() < deadline:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(0.05)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":  # a cluster to try things by hand: python -m tests.cluster
+    with local_cluster() as url:
+        print(f"CUEFAST_REDIS_CLUSTER=true CUEFAST_REDIS_URL={url}  (Ctrl-C stops it)", flush=True)
+        try:
+            signal.pause()
+        except KeyboardInterrupt:
+            pass
