@@ -20,6 +20,7 @@ NODES = 6
 
 def _free(port: int) -> bool:
     with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as redis-server binds (TIME_WAIT is fine)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

@@ -186,6 +186,19 @@ def pg_schema(database_url: str) -> Iterator[str]:
     asyncio.run(drop_schema(database_url, schema))
 
 
+def delete_prefix(backend: Backend, prefix: str) -> None:
+    """Delete every key under ``prefix`` on one server or every primary of a cluster."""
+    if not backend.cluster:
+        _delete_prefix(backend.url, prefix)
+        return
+    r = redis.RedisCluster.from_url(backend.url)
+    try:
+        for key in list(r.scan_iter(match=f"{prefix}:*", count=1000)):
+            r.delete(key)
+    finally:
+        r.close()
+
+
 def _delete_prefix(url: str, prefix: str) -> None:
     r = redis.Redis.from_url(url)
     batch = list(r.scan_iter(match=f"{prefix}:*", count=1000))
@@ -219,6 +232,13 @@ def backend_settings(
 @pytest.fixture
 def settings(redis_url: str, database_url: str, key_prefix: str, pg_schema: str) -> Settings:
     return backend_settings(redis_url, database_url, pg_schema, key_prefix)
+
+
+@pytest.fixture
+def settings_on(backend: Backend, database_url: str, key_prefix: str, pg_schema: str) -> Settings:
+    """``settings`` on one server and on the Redis Cluster (parametrised by ``backend``): a module
+    whose roles must work on both overrides ``settings`` with it (``on_both_backends``)."""
+    return backend_settings(backend.url, database_url, pg_schema, key_prefix, redis_cluster=backend.cluster)
 
 
 class Api:

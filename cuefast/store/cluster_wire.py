@@ -8,8 +8,9 @@ touches one slot (scripts included), so a command never spans nodes.
 
 Redirections, per command (the others of the batch keep their replies):
 
-* ``MOVED <slot> <host:port>`` — the slot lives elsewhere now: the slot map is re-read from the
-  cluster and the command sent again;
+* ``MOVED <slot> <host:port>`` — the slot lives elsewhere now: the command is sent there, the
+  slot stays routed there, and the slot map is re-read from the cluster (at most every
+  ``REFRESH_EVERY_S``; a node that has not heard of the move yet answers MOVED again);
 * ``ASK <slot> <host:port>`` — the slot is migrating and this key already moved: ``ASKING`` and
   the command, together on one connection of the target;
 * ``TRYAGAIN`` (a multi-key command during a migration), ``CLUSTERDOWN`` (a failover in
@@ -46,11 +47,14 @@ _SCRIPTS = frozenset({"EVALSHA", "EVAL", "EVALSHA_RO", "EVAL_RO", "FCALL", "FCAL
 
 
 def command_key(command: Command) -> Arg | None:
-    """The key that routes ``command``: a script's first KEYS entry, else the first argument
-    (None: a keyless command, answered by any primary)."""
+    """The key that routes ``command``: a script's first KEYS entry, a stream read's first
+    stream, else the first argument (None: a keyless command, answered by any primary)."""
     name = str(command[0]).upper()
     if name in _SCRIPTS:
         return command[3] if int(command[2]) > 0 else None
+    if name in ("XREAD", "XREADGROUP"):
+        words = [str(a).upper() for a in command]
+        return command[words.index("STREAMS") + 1]
     return command[1] if len(command) > 1 else None
 
 
@@ -81,6 +85,8 @@ class ClusterWire:
         self._template: Endpoint | None = None
         self._stale = False
         self._refreshed = 0.0
+        self._moved: dict[int, str] = {}
+        """slot → node named by a MOVED reply since the slot map was last read"""
 
     def pipeline(self) -> Batch:
         return Batch(self)
@@ -137,6 +143,10 @@ class ClusterWire:
                 code, target = _redirect(reply)
                 if code == "ASK":
                     asks.append((i, target))
+                elif code == "MOVED":  # the reply names the slot's owner: trusted until a new map
+                    self._moved[int(str(reply).split(" ")[1])] = target
+                    redo.append(i)
+                    moved = True
                 elif code:
                     redo.append(i)
                     moved, wait = moved or code == "MOVED", wait or code != "MOVED"
@@ -156,7 +166,9 @@ class ClusterWire:
         nm = self.client.nodes_manager
         if key is None:
             return str(nm.default_node.name)
-        return str(nm.get_node_from_slot(_slot(key)).name)
+        slot = _slot(key)
+        moved = self._moved.get(slot)
+        return moved if moved is not None else str(nm.get_node_from_slot(slot).name)
 
     def _wire(self, name: str) -> Wire:
         wire = self._wires.get(name)
@@ -192,6 +204,10 @@ class ClusterWire:
                 await self.client.initialize()
             else:
                 await self.client.nodes_manager.initialize()
+            nm = self.client.nodes_manager
+            for slot, name in list(self._moved.items()):
+                if nm.slots_cache.get(slot) and nm.slots_cache[slot][0].name == name:
+                    del self._moved[slot]  # the map caught up (a later MOVED overrides it again)
         except RedisError:
             self._stale = True
             raise
