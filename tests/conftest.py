@@ -119,8 +119,9 @@ class Backend(NamedTuple):
     cluster: bool
 
 
-BACKENDS = ["single", pytest.param("cluster", marks=pytest.mark.cluster)]
-"""``params`` of a fixture whose tests run on both (``-m "not cluster"`` skips the second)"""
+BACKENDS = ["single", pytest.param("cluster", marks=[pytest.mark.cluster, pytest.mark.slow])]
+"""``params`` of a fixture whose tests run on both (``-m "not cluster"`` skips the second; it is
+also ``slow``, so the quick loop stays on one Redis)"""
 
 
 @pytest.fixture(params=BACKENDS)

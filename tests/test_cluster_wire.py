@@ -14,7 +14,7 @@ from cuefast.store import Store, connect
 from cuefast.store.cluster_wire import ClusterWire, command_key
 from cuefast.store.keys import Keys
 
-pytestmark = pytest.mark.cluster
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 
 @pytest.fixture

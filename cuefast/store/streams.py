@@ -102,9 +102,12 @@ class GroupStreams(Repository):
                 try:
                     return await self.redis.xreadgroup(self.GROUP, consumer, ids, count=count, block=block_ms)
                 except ResponseError as exc:
-                    if not str(exc).startswith(("NOGROUP", "UNBLOCKED")):
+                    if str(exc).startswith("UNBLOCKED"):  # the stream left the node (a slot migrated)
+                        await self.ensure_groups([key])  # or vanished: recreated (existing: left as is)
+                    elif str(exc).startswith("NOGROUP"):
+                        await self._group_missing([key])
+                    else:
                         raise
-                    await self._group_missing([key])
                     return await self.redis.xreadgroup(self.GROUP, consumer, ids, count=count, block=block_ms)
 
             return read
