@@ -114,6 +114,7 @@ def local_cluster(first_port: int = FIRST_PORT, server: str = "") -> Iterator[st
                     "--cluster-enabled", "yes",
                     "--cluster-config-file", str(tmp / f"nodes-{port}.conf"),
                     "--cluster-node-timeout", "2000",
+                    "--repl-diskless-sync-delay", "0",
                     "--save", "",
                     "--appendonly", "no",
                     "--maxmemory-policy", "noeviction",
@@ -140,6 +141,12 @@ def local_cluster(first_port: int = FIRST_PORT, server: str = "") -> Iterator[st
             )  # fmt: skip
             if "[OK] All 16384 slots covered" not in out:
                 raise RuntimeError(f"redis-cli --cluster create failed:\n{out}")
+        _wait(  # a replica that never synced is not promoted when its primary dies
+            "every replica in sync",
+            lambda: (
+                sum("master_link_status:up" in _info(p, "INFO", "replication") for p in ports) == NODES // 2
+            ),
+        )
         for port in ports:
             _wait(
                 f"cluster_state:ok on {port}",
@@ -167,9 +174,15 @@ def local_cluster(first_port: int = FIRST_PORT, server: str = "") -> Iterator[st
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _stop(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
 if __name__ == "__main__":  # a cluster to try things by hand: python -m tests.cluster
+    signal.signal(signal.SIGTERM, _stop)  # SIGINT is ignored in a background job
+    signal.signal(signal.SIGINT, _stop)
     with local_cluster() as url:
-        print(f"CUEFAST_REDIS_CLUSTER=true CUEFAST_REDIS_URL={url}  (Ctrl-C stops it)", flush=True)
+        print(f"CUEFAST_REDIS_CLUSTER=true CUEFAST_REDIS_URL={url}  (Ctrl-C or SIGTERM stops it)", flush=True)
         try:
             signal.pause()
         except KeyboardInterrupt:
