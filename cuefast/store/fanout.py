@@ -66,6 +66,17 @@ class Fanout:
             raise error
         return out
 
+    def take_answered(self) -> list[tuple[Read, Any]]:
+        """The kept reads that answered entries since the last call, taken (a kept read that
+        timed out or failed is dropped): for a caller that read by another way meanwhile."""
+        out: list[tuple[Read, Any]] = []
+        for r, task in list(self._reads.items()):
+            if task.done():
+                del self._reads[r]
+                if not task.cancelled() and task.exception() is None and task.result():
+                    out.append((r, task.result()))
+        return out
+
     def close(self) -> None:
         """Cancel the reads in flight (the reader stops)."""
         for task in self._reads.values():

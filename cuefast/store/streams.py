@@ -79,6 +79,12 @@ class GroupStreams(Repository):
             for key in streams
         ]
         out: list[tuple[int, str, Any]] = []
+        for _, res in self.fanout.take_answered():  # a blocking read of an earlier call answered since
+            out.extend(
+                (index[str(stream)], str(entry_id), fields)
+                for stream, entries in res
+                for entry_id, fields in entries
+            )
         missing: list[str] = []
         for key, res in zip(streams, await self.wire.execute(batch), strict=True):
             if isinstance(res, ResponseError) and str(res).startswith("NOGROUP"):
