@@ -181,7 +181,7 @@ def _checked_payload(payload: Any) -> str:
     return raw.decode()
 
 
-def _fire_response_head(eid: str, cue_id: str, scheduled_for: str) -> str:
+def _fire_response_head(eid: str, cue_id: str, scheduled_for: str | None) -> str:
     """A fire's response JSON up to its payload member's value (the last member, as ``fire``
     answers it)."""
     head = msgspec.json.encode(
