@@ -53,6 +53,15 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _redis_cpu_seconds() -> float:
+    """used_cpu_user + used_cpu_sys of the Redis at ``CUEFAST_REDIS_URL`` (the whole server: read
+    it per request only on a private one)."""
+    import redis
+
+    info = redis.Redis.from_url(os.environ.get("CUEFAST_REDIS_URL", "redis://127.0.0.1:6379/0")).info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def _cpu_us_per_request(cpu_s: float, rows: dict[str, dict[str, float]]) -> float:
     """The server's CPU µs per request served in a run (every request row of the scenario)."""
     served = sum(r["requests"] for r in rows.values())
@@ -242,13 +251,15 @@ def _ceiling(args: argparse.Namespace) -> float:
                 if time.monotonic() > deadline:
                     raise SystemExit("the ceiling server did not start") from None
                 time.sleep(0.2)
-        cpu0 = _cpu_seconds(server.pid)
+        cpu0, redis0 = _cpu_seconds(server.pid), _redis_cpu_seconds()
         rows = _run_locust(url, "ceiling", args.users, args.seconds, {})
         cpu_us = _cpu_us_per_request(_cpu_seconds(server.pid) - cpu0, rows)
+        redis_us = _cpu_us_per_request(_redis_cpu_seconds() - redis0, rows)
         r = rows["GET /ceiling/{id}"]
         print(
             f"| ceiling | bare Litestar + msgspec, one HGETALL | {r['rps']:.0f} | {r['p50']:.0f} | "
-            f"{r['p99']:.0f} | {r['failures']:.0f}/{r['requests']:.0f} | 1.00 | {cpu_us:.0f} |",
+            f"{r['p99']:.0f} | {r['failures']:.0f}/{r['requests']:.0f} | 1.00 | {cpu_us:.0f} | "
+            f"{redis_us:.0f} |",
             flush=True,
         )
         return r["rps"]
@@ -287,19 +298,20 @@ def _target(args: argparse.Namespace, checkout: Path, ceiling: float) -> None:
                     _settle(server.pid)
                 else:
                     shared = _shared_account(url, mode) if keys == "shared" else {}
-                cpu0 = _cpu_seconds(server.pid)
+                cpu0, redis0 = _cpu_seconds(server.pid), _redis_cpu_seconds()
                 try:
                     rows = _run_locust(url, mode, args.users, args.seconds, shared)
                 finally:
                     if mode == "outcome":
                         os.unlink(shared["BENCH_POOL"])
                 cpu_us = _cpu_us_per_request(_cpu_seconds(server.pid) - cpu0, rows)
+                redis_us = _cpu_us_per_request(_redis_cpu_seconds() - redis0, rows)
                 for name, r in rows.items():
                     ratio = r["rps"] / ceiling
                     print(
                         f"| {sha} | {mode}, {keys} key: {name} | {r['rps']:.0f} | {r['p50']:.0f} | "
                         f"{r['p99']:.0f} | {r['failures']:.0f}/{r['requests']:.0f} | {ratio:.2f} | "
-                        f"{cpu_us:.0f} |",
+                        f"{cpu_us:.0f} | {redis_us:.0f} |",
                         flush=True,
                     )
         finally:
@@ -316,9 +328,9 @@ def bench_api(args: argparse.Namespace) -> None:
     )
     print(
         "| git | scenario: request | requests/s | p50 ms | p99 ms | failures | ÷ ceiling "
-        "| server CPU µs/request |"
+        "| server CPU µs/request | Redis CPU µs/request |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for _ in range(args.rounds):
         ceiling = _ceiling(args)
         for checkout in checkouts:
