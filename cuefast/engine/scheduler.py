@@ -190,6 +190,7 @@ class Scheduler:
             return 0, False
         blocked = await self._blocked(due, now, quota)
         plan: list[str] = []
+        members: list[bytes] = []  # each slot's index member, in plan order
         for cue_id, due_at, summary, acct in due:
             if not summary:
                 plan.append(f"{cue_id} {due_at} - 0")  # gone: the script drops the due entry
@@ -203,9 +204,11 @@ class Scheduler:
             count = f"{len(slots)}b" if blocked and acct in blocked else str(len(slots))
             words = [cue_id, str(due_at), "-" if new_nr is None else str(new_nr), count]
             for slot in slots:
-                words += [str(slot), scheduled_execution_id(cue_id, slot, p)]
+                eid = scheduled_execution_id(cue_id, slot, p)
+                words += [str(slot), eid]
+                members.append(bytes.fromhex(eid.replace("-", "")))
             plan.append(" ".join(words))
-        done = await self.store.schedule.materialize(p, now, plan)
+        done = await self.store.schedule.materialize(p, now, plan, b"".join(members))
         if done.blocked:  # usage `outcomes.failed` (§13.1): created failed, without an outcome
             month = month_of(now)
             await self.store.usage.add("failed", {(acct, month): n for acct, n in done.blocked.items()})

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from cuefast.ids import scheduled_execution_id
 from cuefast.store import Store
+from cuefast.store.executions import index_member, index_members
 from cuefast.store.schedule import DueCue, Materialized
 from tests.lua.indexes import listed
 from tests.lua.seed import (
@@ -112,6 +113,23 @@ async def test_materialize_skips_a_moved_gone_or_inactive_cue(store: Store) -> N
     assert await store.redis.exists(k.execution(p, scheduled_execution_id(CUE, NOW, p))) == 0
     assert await store.redis.xlen(k.outbox(p)) == 0
     assert await store.redis.hget(k.cue(CUE), "fc") is None
+
+
+async def test_materialize_takes_the_index_members_the_scheduler_sends(store: Store) -> None:
+    """``members`` holds every plan slot's 16-byte member in plan order, a skipped cue's too: the
+    next cue's executions are indexed under their own ids."""
+    k = store.keys
+    p = await put_cue(store, nr=NOW + MIN)  # moved: its two slots are skipped
+    await put_cue(store, SIBLING, nr=NOW)
+    assert k.cue_partition(SIBLING) == p
+    plan = [line(CUE, p, NOW, NOW + MIN, [NOW - MIN, NOW]), line(SIBLING, p, NOW, NOW + MIN, [NOW])]
+    ids = [scheduled_execution_id(CUE, NOW - MIN, p), scheduled_execution_id(CUE, NOW, p)]
+    sibling = scheduled_execution_id(SIBLING, NOW, p)
+    members = b"".join(index_member(e) for e in [*ids, sibling])
+    assert await store.schedule.materialize(p, NOW, plan, members) == Materialized(1, 1, {})
+    assert await listed(store, ACCT, sibling, SIBLING) == NOW
+    assert await listed(store, ACCT, sibling) == NOW
+    assert await index_members(store.redis, f"{k.ix_cue(SIBLING)}|z|pending||") == [(sibling, NOW)]
 
 
 async def test_materialize_a_one_time_cue_records_the_fired_slot(store: Store) -> None:

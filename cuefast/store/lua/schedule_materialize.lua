@@ -10,6 +10,9 @@
     moved), new next_run ("-" = none), number of slots k — followed by "b" when the account is
     past its monthly execution limit's grace period (CONTRACT.md §13.2) — then k pairs
     (scheduled_for µs, deterministic execution id).
+  ARGV[4] members: the listing index member of every slot in the plan, in plan order: the
+    execution id's 16 bytes (lib/exec_index.lua ix_member), concatenated ("" = spell them here,
+    ~2 µs more per execution)
   A blocked ("b") cue's new executions are created directly as failed ("Monthly execution limit
   reached"): indexed, but no outbox entry, no work index, no alert; its next_run still advances
   and a one-time cue becomes failed. A cue left without a next run ("-": a one-time cue) gets
@@ -22,6 +25,9 @@
 --!include exec_index
 local now = ARGV[1]
 local pfx = ARGV[2]
+local members = ARGV[4]
+local at = 1  -- the next slot's member in `members`
+local exec_pfx, cue_pfx = pfx .. 'exec:', pfx .. 'cue:'
 local created, skipped = 0, 0
 local blocked = {}  -- account → executions created blocked
 local BLOCKED = 'Monthly execution limit reached'
@@ -29,6 +35,7 @@ local due_rem = {}
 local signal = {}  -- accounts that got claimable worker executions (one wake-up each)
 local zadds = {}  -- key → {score, member, ...}: written with one ZADD per key and chunk
 local marks = {}  -- snapshot dirty marks, written by dirty_flush at the end
+local dirt = dirty_batch(pfx, marks)  -- this slot's marks
 local counts = {}  -- listing index counts (lib/exec_index.lua), written by exec_index_flush
 
 local function add(key, score, member)
@@ -39,8 +46,10 @@ local function add(key, score, member)
 end
 
 for line in string.gmatch(ARGV[3], '[^\n]+') do
-  local cue_id, expected, new_nr, block, slots = string.match(line, '^(%S+) (%S+) (%S+) %d+(b?) ?(.*)$')
-  local ck = pfx .. 'cue:' .. cue_id
+  local cue_id, expected, new_nr, k, block, slots = string.match(line, '^(%S+) (%S+) (%S+) (%d+)(b?) ?(.*)$')
+  local mat = at  -- this line's first member; the next line's, whether this one fires or not
+  at = at + 16 * tonumber(k)
+  local ck = cue_pfx .. cue_id
   local c = redis.call('HMGET', ck, 'status', 'nr', 'acct', 'tr', 'fc', 'pl')
   if not c[1] then
     due_rem[#due_rem + 1] = cue_id
@@ -58,22 +67,25 @@ for line in string.gmatch(ARGV[3], '[^\n]+') do
     local last = nil
     for slot, eid in string.gmatch(slots, '(%S+) (%S+)') do
       last = slot
-      local ek = pfx .. 'exec:' .. eid
+      local ek = exec_pfx .. eid
+      local m = nil
+      if members ~= '' then m = string.sub(members, mat, mat + 15) end
+      mat = mat + 16
       if redis.call('EXISTS', ek) == 0 then
         if not pl then
           local blob = redis.call('GET', ck .. ':cfg')  -- "<config JSON>\n<payload JSON>"
           pl = blob and string.sub(blob, string.find(blob, '\n', 1, true) + 1) or '{}'
         end
-        dirty_at(pfx, 'exec:' .. eid, marks)
+        dirt[#dirt + 1] = 'exec:' .. eid
         if block == 'b' then
-          local ix = exec_index_new(pfx, eid, acct, cue_id, now, 'failed', '', zadds, counts)
+          local ix = exec_index_new(pfx, eid, acct, cue_id, now, 'failed', '', zadds, counts, m)
           redis.call('HSET', ek, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
             'st', 'failed', 'ca', now, 'ua', now, 'em', BLOCKED, 'pl', pl, 'ix', ix)
           blocked[acct] = (blocked[acct] or 0) + 1
         else
           -- absent fields mean their defaults: attempts 0, triggered_by scheduled (lib/one_time.lua),
           -- updated = created
-          local ix = exec_index_new(pfx, eid, acct, cue_id, now, 'pending', '', zadds, counts)
+          local ix = exec_index_new(pfx, eid, acct, cue_id, now, 'pending', '', zadds, counts, m)
           redis.call('HSET', ek, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
             'st', 'pending', 'ca', now, 'pl', pl, 'ix', ix)
         end
@@ -93,7 +105,7 @@ for line in string.gmatch(ARGV[3], '[^\n]+') do
       end
     end
     created = created + fired
-    dirty_at(pfx, 'cue:' .. cue_id, marks)
+    dirt[#dirt + 1] = 'cue:' .. cue_id
     if new_nr == '-' then
       redis.call('HSET', ck, 'nr', '', 'fc', (tonumber(c[5]) or 0) + fired)
       if last then redis.call('HSET', ck, 'fa', last) end

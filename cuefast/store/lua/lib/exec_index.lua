@@ -152,21 +152,23 @@ end
 
 -- the index entries of a brand-new execution (st and tb known; no outcome, claim or worker yet)
 -- collected for a batch: `zadds` (zset key → {score, member, …}) and `counts` (registry → cell
--- → n), written by the caller with one ZADD per key and exec_index_flush; returns the `ix` value
--- the caller stores in the new hash
-local function exec_index_new(pfx, eid, acct, cue, ca, st, tb, zadds, counts)
+-- → n), written by the caller with one ZADD per key and exec_index_flush; `m` (optional) is
+-- ix_member(eid) when the caller has it (a batch of thousands: the scheduler sends the 16 bytes,
+-- so Lua does not spell them); returns the `ix` value the caller stores in the new hash
+local function ix_new_entry(reg, cell, ca, m, zadds, counts)
+  local z = reg .. '|z|' .. cell
+  local t = zadds[z]
+  if t then t[#t + 1] = ca; t[#t + 1] = m else zadds[z] = {ca, m} end
+  local c = counts[reg]
+  if c then c[cell] = (c[cell] or 0) + 1 else counts[reg] = {[cell] = 1} end
+end
+
+local function exec_index_new(pfx, eid, acct, cue, ca, st, tb, zadds, counts, m)
   local cell = st .. '||' .. tb
-  local m = ix_member(eid)
-  for _, reg in ipairs(ix_registries(pfx, acct, cue, '')) do
-    local z = reg .. '|z|' .. cell
-    local t = zadds[z]
-    if not t then t = {}; zadds[z] = t end
-    t[#t + 1] = ca
-    t[#t + 1] = m
-    local c = counts[reg]
-    if not c then c = {}; counts[reg] = c end
-    c[cell] = (c[cell] or 0) + 1
-  end
+  m = m or ix_member(eid)
+  -- the registries of ix_registries(pfx, acct, cue, ''), without building its table
+  ix_new_entry(pfx .. 'ix:a:' .. acct, cell, ca, m, zadds, counts)
+  ix_new_entry(pfx .. 'ix:c:' .. cue, cell, ca, m, zadds, counts)
   return cell .. '||'
 end
 
