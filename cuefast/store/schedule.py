@@ -10,7 +10,7 @@ from cuefast.store.scripts import Script
 
 DUE_CUES = Script("schedule_due_cues", keys=("due",), argv=("now", "batch", "prefix"))
 MATERIALIZE = Script(
-    "schedule_materialize", keys=("due", "outbox"), argv=("now", "prefix", "plan", "members")
+    "schedule_materialize", keys=("due", "outbox"), argv=("now", "prefix", "members"), rest="plan"
 )
 MOVE_RETRIES = Script("schedule_move_retries", keys=("retries", "outbox"), argv=("now", "prefix", "batch"))
 MOVE_DELAYED = Script("schedule_move_delayed", keys=("delayed", "outbox"), argv=("now", "batch"))
@@ -61,13 +61,15 @@ class Schedule(Repository):
     async def materialize(
         self, p: int, now_us: int, plan: Sequence[str], members: bytes = b""
     ) -> Materialized:
-        """Run ``schedule_materialize.lua`` for one partition; ``plan`` holds one line per cue,
+        """Run ``schedule_materialize.lua`` for one partition; ``plan`` holds one line per cue
+        (words separated by spaces, each sent as its own argument),
         ``members`` the 16-byte index member of every slot in plan order (``index_member``; empty:
         the script spells them, slower)."""
         k = self.keys
-        res = await self.scripts.run(
-            MATERIALIZE, [k.due(p), k.outbox(p)], [now_us, k.part(p) + ":", "\n".join(plan), members]
-        )
+        args: list[str | int | bytes] = [now_us, k.part(p) + ":", members]
+        if plan:
+            args += " ".join(plan).split(" ")  # one argument per word
+        res = await self.scripts.run(MATERIALIZE, [k.due(p), k.outbox(p)], args)
         blocked = {str(res[i]): int(res[i + 1]) for i in range(2, len(res), 2)}
         return Materialized(int(res[0]), int(res[1]), blocked)
 

@@ -96,6 +96,22 @@ async def test_materialize_a_slot_already_materialized_is_not_created_twice(stor
     assert (h["nr"], h["fc"]) == (str(NOW + 2 * MIN), "1")
 
 
+async def test_materialize_checks_each_slot_when_any_execution_exists(store: Store) -> None:
+    """The plan's execution keys are checked at once; when one exists, each slot is checked on its
+    own (only the new one is created), and a slot listed twice in one plan is created once."""
+    k = store.keys
+    p = await put_cue(store, nr=NOW)
+    await store.schedule.materialize(p, NOW, [line(CUE, p, NOW, NOW + MIN, [NOW])])
+    await store.redis.hset(k.cue(CUE), "nr", NOW)
+    res = await store.schedule.materialize(p, NOW, [line(CUE, p, NOW, NOW + MIN, [NOW, NOW + S])])
+    assert res == Materialized(1, 0, {})
+    await put_cue(store, SIBLING, nr=NOW)
+    res = await store.schedule.materialize(p, NOW, [line(SIBLING, p, NOW, NOW + MIN, [NOW, NOW])])
+    assert res == Materialized(1, 0, {})
+    ids = [scheduled_execution_id(c, s, p) for c, s in [(CUE, NOW), (CUE, NOW + S), (SIBLING, NOW)]]
+    assert await stream_ids(store, k.outbox(p)) == ids
+
+
 async def test_materialize_skips_a_moved_gone_or_inactive_cue(store: Store) -> None:
     """A next run moved since the plan: skipped, its due entry kept. A gone or non-active cue:
     skipped and its (stray) due entry dropped."""

@@ -5,14 +5,14 @@
   KEYS[2] outbox: stream
   ARGV[1] now: µs
   ARGV[2] prefix: the partition's key prefix
-  ARGV[3] plan: one line per cue (one argument instead of thousands keeps the call cheap to
-    encode), words separated by spaces: cue id, expected next_run (CAS: skipped if next_run
-    moved), new next_run ("-" = none), number of slots k — followed by "b" when the account is
-    past its monthly execution limit's grace period (CONTRACT.md §13.2) — then k pairs
-    (scheduled_for µs, deterministic execution id).
-  ARGV[4] members: the listing index member of every slot in the plan, in plan order: the
+  ARGV[3] members: the listing index member of every slot in the plan, in plan order: the
     execution id's 16 bytes (lib/exec_index.lua ix_member), concatenated ("" = spell them here,
     ~2 µs more per execution)
+  ARGV[4..] plan: per cue, one argument per word (Redis hands them over as Lua strings: parsing
+    one long string with Lua patterns cost more than the rest of a cue's bookkeeping): cue id,
+    expected next_run (CAS: skipped if next_run moved), new next_run ("-" = none), number of
+    slots k — followed by "b" when the account is past its monthly execution limit's grace
+    period (CONTRACT.md §13.2) — then k pairs (scheduled_for µs, deterministic execution id).
   A blocked ("b") cue's new executions are created directly as failed ("Monthly execution limit
   reached"): indexed, but no outbox entry, no work index, no alert; its next_run still advances
   and a one-time cue becomes failed. A cue left without a next run ("-": a one-time cue) gets
@@ -25,8 +25,7 @@
 --!include exec_index
 local now = ARGV[1]
 local pfx = ARGV[2]
-local members = ARGV[4]
-local at = 1  -- the next slot's member in `members`
+local members = ARGV[3]
 local exec_pfx, cue_pfx = pfx .. 'exec:', pfx .. 'cue:'
 local created, skipped = 0, 0
 local blocked = {}  -- account → executions created blocked
@@ -45,10 +44,34 @@ local function add(key, score, member)
   t[#t + 1] = member
 end
 
-for line in string.gmatch(ARGV[3], '[^\n]+') do
-  local cue_id, expected, new_nr, k, block, slots = string.match(line, '^(%S+) (%S+) (%S+) (%d+)(b?) ?(.*)$')
-  local mat = at  -- this line's first member; the next line's, whether this one fires or not
-  at = at + 16 * tonumber(k)
+-- read the plan first: the execution keys of all its slots are checked with one EXISTS per
+-- 1,000 (almost always none exists: then no slot needs its own EXISTS below)
+local CHUNK = 1000  -- values per call, well inside Lua's unpack limit
+local l_cue, l_exp, l_new, l_block, l_first, l_last = {}, {}, {}, {}, {}, {}
+local s_slot, s_eid, s_ek = {}, {}, {}
+local a, nargs = 4, #ARGV
+while a <= nargs do
+  local count, block = ARGV[a + 3], ''
+  local k = tonumber(count)
+  if not k then k, block = tonumber(string.sub(count, 1, -2)), string.sub(count, -1) end
+  local i = #l_cue + 1
+  l_cue[i], l_exp[i], l_new[i], l_block[i], l_first[i] = ARGV[a], ARGV[a + 1], ARGV[a + 2], block, #s_ek + 1
+  a = a + 4
+  for _ = 1, k do
+    local j, eid = #s_ek + 1, ARGV[a + 1]
+    s_slot[j], s_eid[j], s_ek[j] = ARGV[a], eid, exec_pfx .. eid
+    a = a + 2
+  end
+  l_last[i] = #s_ek
+end
+local any_exists = false  -- else only a slot repeated within this plan can find its execution
+local made = {}  -- execution keys created by this call
+for i = 1, #s_ek, CHUNK do
+  if redis.call('EXISTS', unpack(s_ek, i, math.min(i + CHUNK - 1, #s_ek))) > 0 then any_exists = true end
+end
+
+for i = 1, #l_cue do
+  local cue_id, new_nr, block = l_cue[i], l_new[i], l_block[i]
   local ck = cue_pfx .. cue_id
   local c = redis.call('HMGET', ck, 'status', 'nr', 'acct', 'tr', 'fc', 'pl')
   if not c[1] then
@@ -57,7 +80,7 @@ for line in string.gmatch(ARGV[3], '[^\n]+') do
   elseif c[1] ~= 'active' then  -- only an active cue has a due entry: drop a stray one
     due_rem[#due_rem + 1] = cue_id
     skipped = skipped + 1
-  elseif c[2] ~= expected then  -- a PATCH moved next_run (and its due entry) since the plan
+  elseif c[2] ~= l_exp[i] then  -- a PATCH moved next_run (and its due entry) since the plan
     skipped = skipped + 1
   else
     local acct, tr = c[3], c[4]
@@ -65,13 +88,13 @@ for line in string.gmatch(ARGV[3], '[^\n]+') do
     local fired = 0
     local tk, ag = nil, nil
     local last = nil
-    for slot, eid in string.gmatch(slots, '(%S+) (%S+)') do
+    for j = l_first[i], l_last[i] do
+      local slot, eid, ek = s_slot[j], s_eid[j], s_ek[j]
       last = slot
-      local ek = exec_pfx .. eid
-      local m = nil
-      if members ~= '' then m = string.sub(members, mat, mat + 15) end
-      mat = mat + 16
-      if redis.call('EXISTS', ek) == 0 then
+      if not made[ek] and (not any_exists or redis.call('EXISTS', ek) == 0) then
+        made[ek] = true
+        local m = nil  -- the slot's index member, when the scheduler sent them
+        if members ~= '' then m = string.sub(members, j * 16 - 15, j * 16) end
         if not pl then
           local blob = redis.call('GET', ck .. ':cfg')  -- "<config JSON>\n<payload JSON>"
           pl = blob and string.sub(blob, string.find(blob, '\n', 1, true) + 1) or '{}'
@@ -121,7 +144,6 @@ for line in string.gmatch(ARGV[3], '[^\n]+') do
   end
 end
 
-local CHUNK = 1000  -- values per call, well inside Lua's unpack limit
 for key, t in pairs(zadds) do
   for i = 1, #t, CHUNK do
     redis.call('ZADD', key, unpack(t, i, math.min(i + CHUNK - 1, #t)))
