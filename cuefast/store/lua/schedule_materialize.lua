@@ -128,13 +128,14 @@ for i = 1, #l_cue do
       end
     end
     created = created + fired
+    local fc = string.format('%d', (tonumber(c[5]) or 0) + fired)  -- not "%.14g" (slower)
     dirt[#dirt + 1] = 'cue:' .. cue_id
     if new_nr == '-' then
-      redis.call('HSET', ck, 'nr', '', 'fc', (tonumber(c[5]) or 0) + fired)
+      redis.call('HSET', ck, 'nr', '', 'fc', fc)
       if last then redis.call('HSET', ck, 'fa', last) end
       due_rem[#due_rem + 1] = cue_id
     else
-      redis.call('HSET', ck, 'nr', new_nr, 'fc', (tonumber(c[5]) or 0) + fired)
+      redis.call('HSET', ck, 'nr', new_nr, 'fc', fc)
       add(KEYS[1], new_nr, cue_id)
     end
     if block == 'b' and fired > 0 then

@@ -155,25 +155,40 @@ end
 -- → n), written by the caller with one ZADD per key and exec_index_flush; `m` (optional) is
 -- ix_member(eid) when the caller has it (a batch of thousands: the scheduler sends the 16 bytes,
 -- so Lua does not spell them); returns the `ix` value the caller stores in the new hash
-local function ix_new_entry(reg, cell, ca, m, zadds, counts)
-  local z = reg .. '|z|' .. cell
+local function ix_new_entry(reg, z, cell, ca, m, zadds, counts)
   local t = zadds[z]
   if t then t[#t + 1] = ca; t[#t + 1] = m else zadds[z] = {ca, m} end
   local c = counts[reg]
   if c then c[cell] = (c[cell] or 0) + 1 else counts[reg] = {[cell] = 1} end
 end
 
+-- this call's strings for exec_index_new, each built once (a concatenation costs more than
+-- many table lookups): cell → its `ix` value; st → tb → cell; pfx → account → {registry, cell →
+-- zset}
+local IX_OF, IX_CELLS, IX_ACCTS = {}, {}, {}
+
 local function exec_index_new(pfx, eid, acct, cue, ca, st, tb, zadds, counts, m)
-  local cell = st .. '||' .. tb
   m = m or ix_member(eid)
+  local cells = IX_CELLS[st]
+  if not cells then cells = {}; IX_CELLS[st] = cells end
+  local cell = cells[tb]
+  if not cell then cell = st .. '||' .. tb; cells[tb] = cell; IX_OF[cell] = cell .. '||' end
   -- the registries of ix_registries(pfx, acct, cue, ''), without building its table
-  ix_new_entry(pfx .. 'ix:a:' .. acct, cell, ca, m, zadds, counts)
-  ix_new_entry(pfx .. 'ix:c:' .. cue, cell, ca, m, zadds, counts)
-  return cell .. '||'
+  local accts = IX_ACCTS[pfx]
+  if not accts then accts = {}; IX_ACCTS[pfx] = accts end
+  local a = accts[acct]
+  if not a then a = {[1] = pfx .. 'ix:a:' .. acct}; accts[acct] = a end
+  local az = a[cell]
+  if not az then az = a[1] .. '|z|' .. cell; a[cell] = az end
+  ix_new_entry(a[1], az, cell, ca, m, zadds, counts)
+  local reg = pfx .. 'ix:c:' .. cue
+  ix_new_entry(reg, reg .. '|z|' .. cell, cell, ca, m, zadds, counts)
+  return IX_OF[cell]
 end
 
 local function exec_index_flush(counts)
   for reg, c in pairs(counts) do
-    for cell, n in pairs(c) do redis.call('HINCRBY', reg, cell, n) end
+    -- n as a string: Lua would format a number with "%.14g" (slow); usually 1
+    for cell, n in pairs(c) do redis.call('HINCRBY', reg, cell, n == 1 and '1' or string.format('%d', n)) end
   end
 end
