@@ -37,7 +37,7 @@ from cuefast import cron
 from cuefast import metrics as m
 from cuefast.clock import Clock
 from cuefast.engine.reaper import WorkReaper
-from cuefast.ids import scheduled_execution_id
+from cuefast.ids import scheduled_execution_id_member
 from cuefast.months import month_of
 from cuefast.services.usage import count_failed, quota_blocked
 from cuefast.store import Store
@@ -204,9 +204,9 @@ class Scheduler:
             count = f"{len(slots)}b" if blocked and acct in blocked else str(len(slots))
             words = [cue_id, str(due_at), "-" if new_nr is None else str(new_nr), count]
             for slot in slots:
-                eid = scheduled_execution_id(cue_id, slot, p)
+                eid, member = scheduled_execution_id_member(cue_id, slot, p)
                 words += [str(slot), eid]
-                members.append(bytes.fromhex(eid.replace("-", "")))
+                members.append(member)
             plan.append(" ".join(words))
         done = await self.store.schedule.materialize(p, now, plan, b"".join(members))
         if done.blocked:  # usage `outcomes.failed` (§13.1): created failed, without an outcome
