@@ -1,5 +1,5 @@
 """Benchmark runner: ``./dev bench api`` (also ``engine``, ``worker``, ``snapshots``, ``scale``, ``history``,
-``fleet``, ``soak``, ``idle``, ``client``).
+``fleet``, ``soak``, ``idle``, ``client``, ``burst``).
 
 ``api`` first measures the ceiling (bench/ceiling.py: a bare Litestar + msgspec endpoint
 doing one Redis call), then starts ``cuefast serve`` once per scenario against the local
@@ -264,6 +264,7 @@ def bench_api(args: argparse.Namespace) -> None:
 # name itself for the modules that serve two names)
 _MODULES = {
     "engine": ("bench.engine", False),
+    "burst": ("bench.burst", False),
     "worker": ("bench.worker", False),
     "scale": ("bench.scale", False),
     "history": ("bench.history", False),
