@@ -53,10 +53,30 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _redis_cpu_seconds() -> float:
+    """used_cpu_user + used_cpu_sys of the Redis at ``CUEFAST_REDIS_URL`` (the whole server: read
+    it per request only on a private one)."""
+    import redis
+
+    info = redis.Redis.from_url(os.environ.get("CUEFAST_REDIS_URL", "redis://127.0.0.1:6379/0")).info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 def _cpu_us_per_request(cpu_s: float, rows: dict[str, dict[str, float]]) -> float:
     """The server's CPU µs per request served in a run (every request row of the scenario)."""
     served = sum(r["requests"] for r in rows.values())
     return cpu_s * 1e6 / served if served else 0.0
+
+
+def _settle(pid: int, timeout: float = 90.0) -> None:
+    """Wait until ``pid`` is idle (under 10 % of a core over half a second): the snapshotter of
+    ``serve`` has written what the seeding made dirty."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        cpu0 = _cpu_seconds(pid)
+        time.sleep(0.5)
+        if _cpu_seconds(pid) - cpu0 < 0.05:
+            return
 
 
 def _git_sha() -> str:
@@ -66,13 +86,16 @@ def _git_sha() -> str:
         return "unknown"
 
 
-MODES = ("get", "create", "list", "fire", "claim")
+MODES = ("get", "create", "list", "fire", "outcome", "fire_outcome", "claim")
+WORKER_MODES = ("fire", "outcome", "fire_outcome", "claim")
 REQUESTS = {
     "ceiling": ["GET /ceiling/{id}"],
     "get": ["GET /v1/cues/{id}"],
     "create": ["POST /v1/cues"],
     "list": ["GET /v1/executions"],
-    "fire": ["POST /v1/cues/{id}/fire", "POST /v1/executions/{id}/outcome"],
+    "fire": ["POST /v1/cues/{id}/fire"],
+    "outcome": ["POST /v1/executions/{id}/outcome", "refill"],
+    "fire_outcome": ["POST /v1/cues/{id}/fire", "POST /v1/executions/{id}/outcome"],
     "claim": [
         "POST /v1/cues/{id}/fire",
         "POST /v1/executions/{id}/claim",
@@ -156,12 +179,53 @@ def _shared_account(url: str, mode: str) -> dict[str, str]:
     from bench.locustfile import webhook_cue, worker_cue
 
     key = str(_post(url + "/v1/auth/register", {"email": f"bench-{uuid.uuid4().hex}@example.com"})["api_key"])
-    body = worker_cue("shared") if mode in ("fire", "claim") else webhook_cue("shared")
+    body = worker_cue("shared") if mode in WORKER_MODES else webhook_cue("shared")
     cue = str(_post(url + "/v1/cues", body, key)["id"])
     if mode == "list":
         for _ in range(20):
             _post(url + f"/v1/cues/{cue}/fire", {}, key)
     return {"BENCH_KEY": key, "BENCH_CUE": cue}
+
+
+def _fire_many(url: str, key: str, cue: str, n: int) -> list[str]:
+    """``n`` fires of ``cue`` (8 keep-alive connections in parallel): the execution ids."""
+    import http.client
+    from concurrent.futures import ThreadPoolExecutor
+
+    host, port = url.removeprefix("http://").split(":")
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
+
+    def fire(count: int) -> list[str]:
+        conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        ids = []
+        for _ in range(count):
+            conn.request("POST", f"/v1/cues/{cue}/fire", body=b"{}", headers=headers)
+            res = conn.getresponse()
+            body = res.read()
+            if res.status != 200:
+                raise SystemExit(f"seeding fire answered {res.status}: {body[:200]!r}")
+            ids.append(str(json.loads(body)["id"]))
+        conn.close()
+        return ids
+
+    with ThreadPoolExecutor(8) as pool:
+        return [eid for ids in pool.map(fire, [n // 8 + (i < n % 8) for i in range(8)]) for eid in ids]
+
+
+def _outcome_pool(url: str, keys: str, users: int, count: int, path: str) -> None:
+    """Write ``BENCH_POOL`` for the outcome scenario: ``count`` fired executions of one shared
+    account, or of one account per user (``count // users`` each)."""
+    from bench.locustfile import worker_cue
+
+    pool = []
+    for _ in range(1 if keys == "shared" else users):
+        email = f"bench-{uuid.uuid4().hex}@example.com"
+        key = str(_post(url + "/v1/auth/register", {"email": email})["api_key"])
+        cue = str(_post(url + "/v1/cues", worker_cue("pool"), key)["id"])
+        n = count if keys == "shared" else -(-count // users)
+        pool.append({"key": key, "cue": cue, "ids": _fire_many(url, key, cue, n)})
+    with open(path, "w") as fh:
+        json.dump(pool, fh)
 
 
 def _cleanup(redis_url: str, prefix: str) -> None:
@@ -187,13 +251,15 @@ def _ceiling(args: argparse.Namespace) -> float:
                 if time.monotonic() > deadline:
                     raise SystemExit("the ceiling server did not start") from None
                 time.sleep(0.2)
-        cpu0 = _cpu_seconds(server.pid)
+        cpu0, redis0 = _cpu_seconds(server.pid), _redis_cpu_seconds()
         rows = _run_locust(url, "ceiling", args.users, args.seconds, {})
         cpu_us = _cpu_us_per_request(_cpu_seconds(server.pid) - cpu0, rows)
+        redis_us = _cpu_us_per_request(_redis_cpu_seconds() - redis0, rows)
         r = rows["GET /ceiling/{id}"]
         print(
             f"| ceiling | bare Litestar + msgspec, one HGETALL | {r['rps']:.0f} | {r['p50']:.0f} | "
-            f"{r['p99']:.0f} | {r['failures']:.0f}/{r['requests']:.0f} | 1.00 | {cpu_us:.0f} |",
+            f"{r['p99']:.0f} | {r['failures']:.0f}/{r['requests']:.0f} | 1.00 | {cpu_us:.0f} | "
+            f"{redis_us:.0f} |",
             flush=True,
         )
         return r["rps"]
@@ -225,16 +291,27 @@ def _target(args: argparse.Namespace, checkout: Path, ceiling: float) -> None:
         try:
             _wait_healthy(url)
             for keys in args.keys:
-                shared = _shared_account(url, mode) if keys == "shared" else {}
-                cpu0 = _cpu_seconds(server.pid)
-                rows = _run_locust(url, mode, args.users, args.seconds, shared)
+                if mode == "outcome":  # outcomes are write-once: executions fired before the run
+                    pool_path = os.path.join(tempfile.gettempdir(), f"cuefast-pool-{uuid.uuid4().hex}.json")
+                    _outcome_pool(url, keys, args.users, int(ceiling * args.seconds * args.pool), pool_path)
+                    shared = {"BENCH_POOL": pool_path}
+                    _settle(server.pid)
+                else:
+                    shared = _shared_account(url, mode) if keys == "shared" else {}
+                cpu0, redis0 = _cpu_seconds(server.pid), _redis_cpu_seconds()
+                try:
+                    rows = _run_locust(url, mode, args.users, args.seconds, shared)
+                finally:
+                    if mode == "outcome":
+                        os.unlink(shared["BENCH_POOL"])
                 cpu_us = _cpu_us_per_request(_cpu_seconds(server.pid) - cpu0, rows)
+                redis_us = _cpu_us_per_request(_redis_cpu_seconds() - redis0, rows)
                 for name, r in rows.items():
                     ratio = r["rps"] / ceiling
                     print(
                         f"| {sha} | {mode}, {keys} key: {name} | {r['rps']:.0f} | {r['p50']:.0f} | "
                         f"{r['p99']:.0f} | {r['failures']:.0f}/{r['requests']:.0f} | {ratio:.2f} | "
-                        f"{cpu_us:.0f} |",
+                        f"{cpu_us:.0f} | {redis_us:.0f} |",
                         flush=True,
                     )
         finally:
@@ -251,9 +328,9 @@ def bench_api(args: argparse.Namespace) -> None:
     )
     print(
         "| git | scenario: request | requests/s | p50 ms | p99 ms | failures | ÷ ceiling "
-        "| server CPU µs/request |"
+        "| server CPU µs/request | Redis CPU µs/request |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|")
     for _ in range(args.rounds):
         ceiling = _ceiling(args)
         for checkout in checkouts:
@@ -290,6 +367,12 @@ def main() -> None:
     api.add_argument("--keys", nargs="+", default=["shared", "per-user"], choices=["shared", "per-user"])
     api.add_argument("--workers", type=int, default=1, help="cuefast API processes (--workers)")
     api.add_argument("--rounds", type=int, default=1, help="repeat ceiling + every checkout")
+    api.add_argument(
+        "--pool",
+        type=float,
+        default=0.8,
+        help="outcome: executions fired before each run, × ceiling req/s × seconds (past them: refills)",
+    )
     api.add_argument(
         "--compare",
         nargs="*",

@@ -7,6 +7,7 @@ does at best on the same machine in the same minute. Run: ``python -m bench.ceil
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,7 +18,7 @@ import uvicorn
 from litestar import Litestar, get
 
 KEY = "cuefast-bench-ceiling"
-URL = "redis://127.0.0.1:6379/0"
+URL = os.environ.get("CUEFAST_REDIS_URL", "redis://127.0.0.1:6379/0")  # the Redis cuefast is run against
 
 
 class Cue(msgspec.Struct):

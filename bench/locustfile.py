@@ -2,9 +2,13 @@
 
 Scenarios: ``ceiling`` (the bare endpoint of bench/ceiling.py), ``get`` (GET a cue),
 ``create`` (POST a cue), ``list`` (GET /v1/executions?limit=20), ``fire`` (fire a worker
-cue, then report its outcome), ``claim`` (fire, claim the execution, report its outcome).
+cue), ``outcome`` (report the outcome of an execution fired before the run), ``fire_outcome``
+(fire, then report its outcome), ``claim`` (fire, claim the execution, report its outcome).
 ``BENCH_KEY`` set: every user shares that API key (how a fleet uses one account) and the
 cue ``BENCH_CUE``; unset: each user registers its own account and creates its own cue.
+``outcome`` reads its accounts and executions from the JSON file ``BENCH_POOL`` instead
+(``[{"key": …, "ids": […]}, …]``, written by bench/__main__.py): user n takes entry n modulo
+their number; a user whose entry runs dry fires one more (request ``refill``, not counted).
 
 Run through ``./dev bench api`` (see bench/README.md). Never import this module from app
 or test code: locust monkey-patches the standard library on import.
@@ -13,8 +17,10 @@ or test code: locust monkey-patches the standard library on import.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import uuid
+from typing import Any
 
 from locust import FastHttpUser, task
 
@@ -22,6 +28,12 @@ MODE = os.environ.get("BENCH_MODE", "get")
 SHARED_KEY = os.environ.get("BENCH_KEY", "")
 SHARED_CUE = os.environ.get("BENCH_CUE", "")
 _counter = itertools.count()
+_users = itertools.count()
+POOL: list[dict[str, Any]] = []
+if MODE == "outcome":
+    with open(os.environ["BENCH_POOL"]) as fh:
+        POOL = json.load(fh)
+WORKER_MODES = ("fire", "outcome", "fire_outcome", "claim")
 
 
 def webhook_cue(name: str) -> dict[str, object]:
@@ -51,6 +63,12 @@ class CueUser(FastHttpUser):
         if MODE == "ceiling":
             self.headers = {"Authorization": "Bearer bench"}
             return
+        if MODE == "outcome":
+            entry = POOL[next(_users) % len(POOL)]
+            self.headers = {"Authorization": f"Bearer {entry['key']}", "X-Worker-Id": f"bench-{self.prefix}"}
+            self.cue_id = str(entry["cue"])
+            self.pool: list[str] = entry["ids"]  # shared by the users of one entry
+            return
         key = SHARED_KEY
         if not key:
             res = self.client.post(
@@ -60,7 +78,7 @@ class CueUser(FastHttpUser):
         self.headers = {"Authorization": f"Bearer {key}", "X-Worker-Id": f"bench-{self.prefix}"}
         self.cue_id = SHARED_CUE
         if not self.cue_id:
-            body = worker_cue if MODE in ("fire", "claim") else webhook_cue
+            body = worker_cue if MODE in WORKER_MODES else webhook_cue
             res = self.client.post(
                 "/v1/cues", json=body(f"{self.prefix}-seed"), headers=self.headers, name="seed"
             )
@@ -71,10 +89,8 @@ class CueUser(FastHttpUser):
                         f"/v1/cues/{self.cue_id}/fire", json={}, headers=self.headers, name="seed"
                     )
 
-    def _fire(self) -> str | None:
-        res = self.client.post(
-            f"/v1/cues/{self.cue_id}/fire", json={}, headers=self.headers, name="POST /v1/cues/{id}/fire"
-        )
+    def _fire(self, name: str = "POST /v1/cues/{id}/fire") -> str | None:
+        res = self.client.post(f"/v1/cues/{self.cue_id}/fire", json={}, headers=self.headers, name=name)
         return str(res.json()["id"]) if res.status_code == 200 else None
 
     def _outcome(self, execution_id: str) -> None:
@@ -99,6 +115,12 @@ class CueUser(FastHttpUser):
         elif MODE == "list":
             self.client.get("/v1/executions?limit=20", headers=self.headers, name="GET /v1/executions")
         elif MODE == "fire":
+            self._fire()
+        elif MODE == "outcome":
+            execution_id = self.pool.pop() if self.pool else self._fire("refill")
+            if execution_id:
+                self._outcome(execution_id)
+        elif MODE == "fire_outcome":
             execution_id = self._fire()
             if execution_id:
                 self._outcome(execution_id)

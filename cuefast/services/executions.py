@@ -181,6 +181,21 @@ def _checked_payload(payload: Any) -> str:
     return raw.decode()
 
 
+def _fire_response_head(eid: str, cue_id: str, scheduled_for: str | None) -> str:
+    """A fire's response JSON up to its payload member's value (the last member, as ``fire``
+    answers it)."""
+    head = msgspec.json.encode(
+        {
+            "id": eid,
+            "cue_id": cue_id,
+            "scheduled_for": scheduled_for,
+            "status": "pending",
+            "triggered_by": "manual_fire",
+        }
+    )
+    return head[:-1].decode() + ',"payload":'
+
+
 class ExecutionService:
     def __init__(self, store: Store, clock: Clock, metrics: Metrics | None = None) -> None:
         self.store = store
@@ -190,32 +205,31 @@ class ExecutionService:
         """Executions beyond Redis retention (PostgreSQL); set by the runtime."""
 
     async def fire(self, account: Account, cue_id: str, req: FireRequest) -> dict[str, Any]:
-        """A manual execution now (or at ``send_at``), with the effective payload (§7.10)."""
-        cue = await self.store.cues.get(cue_id) if is_cue_id(cue_id) else None
-        if cue is None or cue.get("acct") != account.id:
+        """A manual execution now (or at ``send_at``), with the effective payload (§7.10). Without
+        ``payload_override`` one script call reads the cue (owner, payload) and creates it; a
+        merge or replace reads the cue first (its owner is checked before the override's)."""
+        if not is_cue_id(cue_id):
             raise CueNotFound()
+        payload_json = ""  # the cue's, read by the script
+        if req.payload_override is not None:
+            cue = await self.store.cues.get(cue_id)
+            if cue is None or cue.get("acct") != account.id:
+                raise CueNotFound()
+            if req.merge_strategy == "replace":
+                payload_json = _checked_payload(req.payload_override)
+            else:
+                merged = msgspec.json.decode(cue["pl"])
+                merged.update(req.payload_override)
+                payload_json = _checked_payload(merged)
         now = self.clock.now_us()
-        if req.payload_override is None:
-            payload_json = cue["pl"]
-        elif req.merge_strategy == "replace":
-            payload_json = _checked_payload(req.payload_override)
-        else:
-            merged = msgspec.json.decode(cue["pl"])
-            merged.update(req.payload_override)
-            payload_json = _checked_payload(merged)
         scheduled = req.send_at if req.send_at is not None and req.send_at > now else now
         p = self.store.keys.cue_partition(cue_id)
         eid = new_execution_id(p)
-        response = {
-            "id": eid,
-            "cue_id": cue_id,
-            "scheduled_for": fmt_offset(scheduled),
-            "status": "pending",
-            "triggered_by": "manual_fire",
-            "payload": msgspec.Raw(payload_json),
-        }
-        response_json = msgspec.json.encode(response).decode()
-        digest = hashlib.sha256(req.idempotency_key.encode()).hexdigest() if req.idempotency_key else ""
+        sf = fmt_offset(scheduled)
+        digest = response = ""
+        if req.idempotency_key:  # remembered with the key (the script appends the cue's payload)
+            digest = hashlib.sha256(req.idempotency_key.encode()).hexdigest()
+            response = _fire_response_head(eid, cue_id, sf) + (payload_json + "}" if payload_json else "")
         outcome, detail = await self.store.executions.create(
             execution_id=eid,
             cue_id=cue_id,
@@ -225,7 +239,7 @@ class ExecutionService:
             triggered_by="manual_fire",
             idem_digest=digest,
             fingerprint=fire_fingerprint(req) if req.idempotency_key else "",
-            response_json=response_json,
+            response_json=response,
             now_us=now,
         )
         if outcome is Status.NOT_FOUND:
@@ -240,7 +254,14 @@ class ExecutionService:
         if scheduled > now:  # a send_at fire waits in `delayed`: wake the schedulers if it is due soon
             await self.store.wake.due(scheduled, now)
         self.metrics.inc(EXECUTIONS_CREATED, ("manual_fire",))
-        return response
+        return {
+            "id": eid,
+            "cue_id": cue_id,
+            "scheduled_for": sf,
+            "status": "pending",
+            "triggered_by": "manual_fire",
+            "payload": msgspec.Raw(payload_json or detail),
+        }
 
     async def replay(self, account: Account, execution_id: str) -> dict[str, Any]:
         """A new execution for the same cue with the source's effective payload (§8.10)."""

@@ -180,7 +180,7 @@ class OutcomeService:
 
     async def report(self, account: Account, execution_id: str, body: Any) -> dict[str, Any]:
         """One script call: the ownership check, the cue's verification mode (which picks the
-        outcome_state) and the write; then the monthly counters (another slot)."""
+        outcome_state), the write and the monthly counters (the partition's usage hash)."""
         parsed = parse_outcome(body)
         now = self.clock.now_us()
         ev = parsed.evidence
@@ -198,14 +198,13 @@ class OutcomeService:
             now,
             account_id=account.id,
             states=states,
+            count_usage=True,
         )
         if res.status is Status.EXISTS:
             raise OutcomeAlreadyRecorded()
         if res.status is not Status.OK:
             raise ExecutionNotFound()
         self.metrics.inc(OUTCOMES, ("true" if parsed.success else "false",))
-        created = res.created_us if res.created_us is not None else now  # by creation month (§13.1)
-        await self.store.usage.count_outcomes([(account.id, month_of(created), parsed.success)])
         return {
             "execution_id": execution_id,
             "outcome_recorded": True,

@@ -100,6 +100,11 @@ class Keys:
         """hash: monthly counters of one account (``executions``, outcomes …), month = YYYY-MM"""
         return f"{self.prefix}:{{a:{account_id}}}:usage:{month}"
 
+    def usage_part(self, p: int, account_id: str, month: str) -> str:
+        """hash: the monthly outcome counters one partition's script calls add (``reported``,
+        ``succeeded``, ``failed``: outcomes_record.lua); the month's usage adds them to ``usage``"""
+        return f"{self.part(p)}:usage:{account_id}:{month}"
+
     @property
     def meta(self) -> str:
         """hash: install-wide facts (``partitions``) checked at start"""

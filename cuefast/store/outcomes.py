@@ -8,11 +8,12 @@ from typing import NamedTuple
 from cuefast.store.repository import Repository, pairs
 from cuefast.store.scripts import Arg, Call, Script
 from cuefast.store.status import Status
+from cuefast.store.usage import USAGE_TTL_S
 
 RECORD = Script(
     "outcomes_record",
     keys=("execution",),
-    argv=("now", "prefix", "outcome", "success", "outcome_state", "error", "account_id"),
+    argv=("now", "prefix", "outcome", "success", "outcome_state", "error", "account_id", "usage_ttl_s"),
     rest="states",
 )
 RECORD_MANY = Script(
@@ -57,11 +58,19 @@ class Outcomes(Repository):
         return Recorded(res.status, res.execution_status)
 
     async def report(
-        self, outcome: Outcome, now_us: int, *, account_id: str = "", states: Mapping[str, str] | None = None
+        self,
+        outcome: Outcome,
+        now_us: int,
+        *,
+        account_id: str = "",
+        states: Mapping[str, str] | None = None,
+        count_usage: bool = False,
     ) -> Reported:
         """Record ``outcome`` of an execution of ``account_id`` ("" = any account's; another
         account's is NOT_FOUND). ``states`` (verification mode → outcome_state) overrides
-        ``outcome.state`` for the mode of the execution's cue, read in the same script call."""
+        ``outcome.state`` for the mode of the execution's cue, read in the same script call.
+        ``count_usage``: the same call counts it in the monthly usage counters (on the
+        partition's hash: ``Keys.usage_part``, which ``Usage.counts`` adds up)."""
         k = self.keys
         p = k.execution_partition(outcome.execution_id)
         if p is None:
@@ -77,6 +86,7 @@ class Outcomes(Repository):
                 outcome.state,
                 outcome.error,
                 account_id,
+                USAGE_TTL_S if count_usage else "",
                 *pairs(states or {}),
             ],
         )

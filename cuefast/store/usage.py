@@ -23,16 +23,21 @@ class UsageCounts(NamedTuple):
 
 class Usage(Repository):
     async def counts(self, account_id: str, month: str) -> UsageCounts:
-        """The cue counts and the month's usage counters: one round trip."""
+        """The cue counts and the month's usage counters (the account's hash plus each
+        partition's outcome counters): one round trip."""
         k = self.keys
         pipe = self.wire.pipeline()
         for p in range(k.partitions):
             pipe.zcard(k.cue_index(p, account_id, "active"))
             pipe.zcard(k.cue_index(p, account_id, "paused"))
+            pipe.hgetall(k.usage_part(p, account_id, month))
         pipe.hgetall(k.usage(account_id, month))
         res = await pipe.execute()
-        counters = {str(f): int(v) for f, v in res[-1].items()}
-        return UsageCounts(sum(res[0:-1:2]), sum(res[1:-1:2]), counters)
+        counters: dict[str, int] = {}
+        for hash_ in (*res[2:-1:3], res[-1]):
+            for f, v in hash_.items():
+                counters[str(f)] = counters.get(str(f), 0) + int(v)
+        return UsageCounts(sum(res[0:-1:3]), sum(res[1:-1:3]), counters)
 
     async def add(self, field: str, counts: Mapping[tuple[str, str], int]) -> None:
         """``field`` += n on each (account, "YYYY-MM") monthly counter, one pipeline."""

@@ -159,6 +159,41 @@ async def test_create_for_a_cue_not_the_accounts_is_not_found(store: Store) -> N
     assert await store.redis.exists(k.ix_cue(CUE), k.outbox(p)) == 0
 
 
+async def test_create_with_the_cues_payload_reads_it_in_the_same_call(store: Store) -> None:
+    """payload "": the cue's — its hash's ``pl``, else the tail of its config string (a long
+    payload), else {} — stored, answered, and appended to the remembered response."""
+    k = store.keys
+    p = await put_cue(store, pl='{"small":1}')
+    eid = new_execution_id(p)
+    assert await fire(store, eid, payload="") == Created(Status.OK, '{"small":1}')
+    assert await store.redis.hget(k.execution(p, eid), "pl") == '{"small":1}'
+    await store.redis.hdel(k.cue(CUE), "pl")
+    await store.redis.set(k.cue_config(CUE), '{}\n{"long":"x"}')
+    eid = new_execution_id(p)
+    assert await fire(store, eid, payload="", fingerprint="fp1") == Created(Status.OK, '{"long":"x"}')
+    assert await store.redis.hget(k.execution(p, eid), "pl") == '{"long":"x"}'
+    remembered = f'{{"id":"{eid}"}}{{"long":"x"}}}}'  # the response given, the payload, "}"
+    assert await store.redis.get(k.idempotency(CUE, "d1")) == f"fp1|{eid}|{remembered}"
+    await store.redis.set(k.cue_config(CUE), "{}")
+    eid = new_execution_id(p)
+    assert await fire(store, eid, payload="") == Created(Status.OK, "{}")
+    assert await store.redis.hget(k.execution(p, eid), "pl") == "{}"
+
+
+async def test_create_checks_the_owner_before_the_idempotency_key(store: Store) -> None:
+    """A held key of the cue answers only its owner: another account (or a deleted cue) is
+    NOT_FOUND, never the remembered response."""
+    k = store.keys
+    p = await put_cue(store)
+    first = new_execution_id(p)
+    assert await fire(store, first, fingerprint="fp1") == Created(Status.OK, "")
+    assert await fire(store, new_execution_id(p), fingerprint="fp1", acct="other") == Created(
+        Status.NOT_FOUND, ""
+    )
+    await store.redis.delete(k.cue(CUE))
+    assert await fire(store, new_execution_id(p), fingerprint="fp1") == Created(Status.NOT_FOUND, "")
+
+
 # ---- executions_cas ------------------------------------------------------------------------------
 async def test_cas_sets_fields_only_while_the_outcome_is_unchanged(store: Store) -> None:
     k = store.keys

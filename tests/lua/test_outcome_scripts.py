@@ -4,8 +4,14 @@ end, the verdict and its alerts); a second one answers EXISTS and changes nothin
 
 from __future__ import annotations
 
+import random
+from datetime import UTC, datetime
+
+from cuefast.months import month_of
 from cuefast.store import Status, Store
 from cuefast.store.outcomes import Outcome, Recorded, Reported
+from cuefast.store.usage import USAGE_TTL_S
+from cuefast.times import from_datetime
 from tests.lua.indexes import unindex
 from tests.lua.seed import ACCT, CREATED, CUE, NOW, SIBLING, S, dirty, put_cue, put_execution
 
@@ -237,3 +243,52 @@ async def test_record_many_answers_per_outcome_and_counts_runs_per_cue(store: St
     assert await store.redis.zcard(k.claims(p)) == 0
     assert await store.redis.zcard(k.deadlines(p)) == 0
     assert await store.redis.exists(k.execution(p, gone)) == 0
+
+
+# ---- outcomes_record: the monthly usage counters -------------------------------------------------
+async def test_record_counts_usage_in_the_partition_by_creation_month(store: Store) -> None:
+    """count_usage: ``reported`` and ``succeeded`` / ``failed`` += 1 on the partition's hash of the
+    execution's account and creation month, with the usage TTL; a refused repeat and a call
+    without count_usage count nothing; ``Usage.counts`` adds the partitions' hashes to the
+    account's."""
+    k = store.keys
+    await put_cue(store, tr="worker")
+    month = month_of(CREATED)
+    _, won_eid = await claimed_worker_execution(store)
+    p, lost_eid = await claimed_worker_execution(store)
+    _, uncounted = await claimed_worker_execution(store)
+    assert (await store.outcomes.report(won(won_eid), NOW, count_usage=True)).status is Status.OK
+    assert (await store.outcomes.report(lost(lost_eid), NOW, count_usage=True)).status is Status.OK
+    assert (await store.outcomes.report(won(won_eid), NOW, count_usage=True)).status is Status.EXISTS
+    assert (await store.outcomes.report(won(uncounted), NOW)).status is Status.OK
+    key = k.usage_part(p, ACCT, month)
+    assert key == f"{k.part(p)}:usage:{ACCT}:{month}"
+    assert await store.redis.hgetall(key) == {"reported": "2", "succeeded": "1", "failed": "1"}
+    assert USAGE_TTL_S - 5 < await store.redis.ttl(key) <= USAGE_TTL_S
+    await store.usage.count_outcomes([(ACCT, month, True)])  # the account slot's counters
+    counts = await store.usage.counts(ACCT, month)
+    assert counts.counters == {"reported": 3, "succeeded": 2, "failed": 1}
+
+
+async def test_record_usage_month_is_pythons_month_of(store: Store) -> None:
+    """The script's month of a creation instant (µs, UTC) is ``months.month_of``'s: month and
+    year edges, leap days, centuries, and random instants from 1970 to 2200."""
+    k = store.keys
+    await put_cue(store, tr="worker")
+    rng = random.Random(14)
+    edges = [
+        from_datetime(datetime(y, m, 1, tzinfo=UTC)) + d
+        for y in (1970, 1999, 2000, 2024, 2026, 2100, 2199)
+        for m in (1, 2, 3, 12)
+        for d in (-1, 0)
+    ]
+    edges += [from_datetime(datetime(2024, 2, 29, 23, 59, 59, tzinfo=UTC))]
+    edges += [from_datetime(datetime(2100, 2, 28, tzinfo=UTC))]
+    for ca in [*edges, *(rng.randrange(1, 7_258_118_400_000_000) for _ in range(150))]:
+        if ca < 0:
+            continue
+        p, eid = await put_execution(store, tr="worker", st="delivering", ca=ca)
+        assert (await store.outcomes.report(won(eid), NOW, count_usage=True)).status is Status.OK
+        key = k.usage_part(p, ACCT, month_of(ca))
+        assert await store.redis.hget(key, "reported") == "1", (ca, month_of(ca))
+        await store.redis.delete(key)

@@ -9,19 +9,24 @@
   ARGV[2] execution_id
   ARGV[3] account_id
   ARGV[4] scheduled_for: µs
-  ARGV[5] payload: JSON
+  ARGV[5] payload: JSON ("" = the cue's: its hash's pl, else the tail of its config string, else {})
   ARGV[6] triggered_by: "" and "scheduled" (the default) are not stored
   ARGV[7] replayed_from: an execution id ("" = none)
   ARGV[8] fingerprint: of the idempotent request ("" = no idempotency key)
-  ARGV[9] response: JSON to remember for the key
+  ARGV[9] response: JSON to remember for the key (with ARGV[5] "": up to its payload member's
+    value, which the script appends with the closing "}")
   ARGV[10] ttl_ms: of the idempotency record
-  returns {OK} created | {REPEAT, remembered response} same key and fingerprint
-    | {CONFLICT, existing execution id} same key, other fingerprint | {NOT_FOUND} no such cue ]]
+  returns {OK, payload} created (payload: the cue's, with ARGV[5] "") | {OK} created
+    | {REPEAT, remembered response} same key and fingerprint
+    | {CONFLICT, existing execution id} same key, other fingerprint
+    | {NOT_FOUND} no such cue (of the account: checked before the idempotency key) ]]
 --!include dirty
 --!include work_index
 --!include exec_index
 local now_s, eid, acct, sf_s, payload, tb = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local now, sf, fingerprint = tonumber(now_s), tonumber(sf_s), ARGV[8]
+local c = redis.call('HMGET', KEYS[2], 'acct', 'tr', 'pl')
+if c[1] ~= acct then return {STATUS.NOT_FOUND} end
 if fingerprint ~= '' then
   local held = redis.call('GET', KEYS[6])
   if held then
@@ -30,9 +35,15 @@ if fingerprint ~= '' then
     return {STATUS.CONFLICT, first}
   end
 end
-local c = redis.call('HMGET', KEYS[2], 'acct', 'tr')
-if c[1] ~= acct then return {STATUS.NOT_FOUND} end
-local tr = c[2]
+local tr, own = c[2], payload == ''
+if own then  -- the cue's payload: in its hash when small, else after the config string's newline
+  payload = c[3]
+  if not payload then
+    local blob = redis.call('GET', KEYS[2] .. ':cfg')
+    local nl = blob and string.find(blob, '\n', 1, true)
+    payload = nl and string.sub(blob, nl + 1) or '{}'
+  end
+end
 -- absent fields mean their defaults, as schedule_materialize.lua writes them: attempts 0,
 -- triggered_by scheduled (lib/one_time.lua), updated = created; the id is the key's (no field)
 redis.call('HSET', KEYS[1], 'cue', string.match(KEYS[2], 'cue:(.*)$'), 'acct', acct, 'tr', tr,
@@ -58,6 +69,8 @@ else
   if sf <= now then work_signal(pfx, acct) end
 end
 if fingerprint ~= '' then
-  redis.call('SET', KEYS[6], fingerprint .. '|' .. eid .. '|' .. ARGV[9], 'PX', tonumber(ARGV[10]))
+  local response = own and ARGV[9] .. payload .. '}' or ARGV[9]
+  redis.call('SET', KEYS[6], fingerprint .. '|' .. eid .. '|' .. response, 'PX', tonumber(ARGV[10]))
 end
+if own then return {STATUS.OK, payload} end
 return {STATUS.OK}
