@@ -61,14 +61,17 @@ class Schedule(Repository):
     async def materialize(
         self, p: int, now_us: int, plan: Sequence[str], members: bytes = b""
     ) -> Materialized:
-        """Run ``schedule_materialize.lua`` for one partition; ``plan`` holds one line per cue
-        (words separated by spaces, each sent as its own argument),
-        ``members`` the 16-byte index member of every slot in plan order (``index_member``; empty:
-        the script spells them, slower)."""
+        """``materialize_words`` for a plan given as one line per cue (words separated by spaces)."""
+        return await self.materialize_words(p, now_us, " ".join(plan).split(" ") if plan else [], members)
+
+    async def materialize_words(
+        self, p: int, now_us: int, words: Sequence[str], members: bytes = b""
+    ) -> Materialized:
+        """Run ``schedule_materialize.lua`` for one partition: ``words`` are the plan's words, each
+        sent as its own argument, ``members`` the 16-byte index member of every slot in plan order
+        (``index_member``; empty: the script spells them, slower)."""
         k = self.keys
-        args: list[str | int | bytes] = [now_us, k.part(p) + ":", members]
-        if plan:
-            args += " ".join(plan).split(" ")  # one argument per word
+        args: list[str | int | bytes] = [now_us, k.part(p) + ":", members, *words]
         res = await self.scripts.run(MATERIALIZE, [k.due(p), k.outbox(p)], args)
         blocked = {str(res[i]): int(res[i + 1]) for i in range(2, len(res), 2)}
         return Materialized(int(res[0]), int(res[1]), blocked)
