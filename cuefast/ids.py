@@ -96,6 +96,17 @@ def scheduled_execution_id(cue_id: str, scheduled_us: int, partition: int) -> st
     return _with_partition(digest, partition, 5)
 
 
+def scheduled_execution_id_member(cue_id: str, scheduled_us: int, partition: int) -> tuple[str, bytes]:
+    """``scheduled_execution_id`` and its 16 bytes (the listing index member,
+    ``store.executions.index_member``), from one digest: the scheduler sends both."""
+    raw = bytearray(hashlib.sha256(f"{cue_id}|{scheduled_us}".encode()).digest()[:16])
+    raw[6] = (raw[6] & 0x0F) | 0x50
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    raw[15] = partition
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}", bytes(raw)
+
+
 def slug_base(email: str) -> str:
     local = email.split("@", 1)[0].lower()
     slug = _SLUG_BAD.sub("-", local).strip("-")[:60].strip("-")

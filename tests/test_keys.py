@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 from redis.crc import key_slot
 
-from cuefast.ids import new_cue_id, new_execution_id, scheduled_execution_id
+from cuefast.ids import new_cue_id, new_execution_id, scheduled_execution_id, scheduled_execution_id_member
 from cuefast.store import Store
+from cuefast.store.executions import index_member
 from cuefast.store.keys import Keys
 from cuefast.store.scripts import Script, Scripts
 from tests.api.test_cues import create, webhook_cue
@@ -23,6 +24,9 @@ def test_execution_ids_carry_their_partition() -> None:
         sid = scheduled_execution_id("cue_abcdefghijkl", 1_795_434_120_000_000, p)
         assert keys.execution_partition(sid) == p
         assert sid == scheduled_execution_id("cue_abcdefghijkl", 1_795_434_120_000_000, p)
+        for slot in (1, 1_795_434_120_000_000 + p):  # the scheduler's pair: the same id, its member
+            sid = scheduled_execution_id("cue_abcdefghijkl", slot, p)
+            assert scheduled_execution_id_member("cue_abcdefghijkl", slot, p) == (sid, index_member(sid))
     assert scheduled_execution_id("cue_a", 1, 0) != scheduled_execution_id("cue_a", 2, 0)
     for bad in ("nope", "00000000-0000-0000-0000-0000000000ff", "ZZZZZZZZ-0000-0000-0000-000000000000", ""):
         assert keys.execution_partition(bad) is None

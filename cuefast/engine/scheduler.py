@@ -37,7 +37,7 @@ from cuefast import cron
 from cuefast import metrics as m
 from cuefast.clock import Clock
 from cuefast.engine.reaper import WorkReaper
-from cuefast.ids import scheduled_execution_id
+from cuefast.ids import scheduled_execution_id_member
 from cuefast.months import month_of
 from cuefast.services.usage import count_failed, quota_blocked
 from cuefast.store import Store
@@ -189,23 +189,25 @@ class Scheduler:
         if not due:
             return 0, False
         blocked = await self._blocked(due, now, quota)
-        plan: list[str] = []
+        words: list[str] = []  # the plan: per cue, its words (schedule_materialize.lua's header)
+        members: list[bytes] = []  # each slot's index member, in plan order
         for cue_id, due_at, summary, acct in due:
             if not summary:
-                plan.append(f"{cue_id} {due_at} - 0")  # gone: the script drops the due entry
+                words += [cue_id, str(due_at), "-", "0"]  # gone: the script drops the due entry
                 continue
             try:
                 slots, new_nr = plan_cue(summary, due_at, now)
             except Exception:  # a cue that cannot be planned must not stop the others
                 log.exception("cannot plan cue; trying again in 60 s", extra={"cue_id": cue_id})
-                plan.append(f"{cue_id} {due_at} {now + PLAN_RETRY_US} 0")  # no slot, due again later
+                words += [cue_id, str(due_at), str(now + PLAN_RETRY_US), "0"]  # no slot, due again later
                 continue
             count = f"{len(slots)}b" if blocked and acct in blocked else str(len(slots))
-            words = [cue_id, str(due_at), "-" if new_nr is None else str(new_nr), count]
+            words += [cue_id, str(due_at), "-" if new_nr is None else str(new_nr), count]
             for slot in slots:
-                words += [str(slot), scheduled_execution_id(cue_id, slot, p)]
-            plan.append(" ".join(words))
-        done = await self.store.schedule.materialize(p, now, plan)
+                eid, member = scheduled_execution_id_member(cue_id, slot, p)
+                words += [str(slot), eid]
+                members.append(member)
+        done = await self.store.schedule.materialize_words(p, now, words, b"".join(members))
         if done.blocked:  # usage `outcomes.failed` (§13.1): created failed, without an outcome
             month = month_of(now)
             await self.store.usage.add("failed", {(acct, month): n for acct, n in done.blocked.items()})

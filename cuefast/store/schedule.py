@@ -9,7 +9,9 @@ from cuefast.store.repository import Repository
 from cuefast.store.scripts import Script
 
 DUE_CUES = Script("schedule_due_cues", keys=("due",), argv=("now", "batch", "prefix"))
-MATERIALIZE = Script("schedule_materialize", keys=("due", "outbox"), argv=("now", "prefix", "plan"))
+MATERIALIZE = Script(
+    "schedule_materialize", keys=("due", "outbox"), argv=("now", "prefix", "members"), rest="plan"
+)
 MOVE_RETRIES = Script("schedule_move_retries", keys=("retries", "outbox"), argv=("now", "prefix", "batch"))
 MOVE_DELAYED = Script("schedule_move_delayed", keys=("delayed", "outbox"), argv=("now", "batch"))
 EXPIRE_DEADLINES = Script("schedule_expire_deadlines", keys=("deadlines",), argv=("now", "prefix", "batch"))
@@ -56,12 +58,21 @@ class Schedule(Repository):
             for i in range(0, len(res), 4)
         ]
 
-    async def materialize(self, p: int, now_us: int, plan: Sequence[str]) -> Materialized:
-        """Run ``schedule_materialize.lua`` for one partition; ``plan`` holds one line per cue."""
+    async def materialize(
+        self, p: int, now_us: int, plan: Sequence[str], members: bytes = b""
+    ) -> Materialized:
+        """``materialize_words`` for a plan given as one line per cue (words separated by spaces)."""
+        return await self.materialize_words(p, now_us, " ".join(plan).split(" ") if plan else [], members)
+
+    async def materialize_words(
+        self, p: int, now_us: int, words: Sequence[str], members: bytes = b""
+    ) -> Materialized:
+        """Run ``schedule_materialize.lua`` for one partition: ``words`` are the plan's words, each
+        sent as its own argument, ``members`` the 16-byte index member of every slot in plan order
+        (``index_member``; empty: the script spells them, slower)."""
         k = self.keys
-        res = await self.scripts.run(
-            MATERIALIZE, [k.due(p), k.outbox(p)], [now_us, k.part(p) + ":", "\n".join(plan)]
-        )
+        args: list[str | int | bytes] = [now_us, k.part(p) + ":", members, *words]
+        res = await self.scripts.run(MATERIALIZE, [k.due(p), k.outbox(p)], args)
         blocked = {str(res[i]): int(res[i + 1]) for i in range(2, len(res), 2)}
         return Materialized(int(res[0]), int(res[1]), blocked)
 

@@ -29,7 +29,7 @@ class Script(NamedTuple):
     rest: str = ""
 
 
-Arg = str | int | float
+Arg = str | int | float | bytes
 Call = tuple[Script, Sequence[str], Sequence[Arg]]
 """one script call: (script, KEYS, ARGV)"""
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from cuefast.ids import scheduled_execution_id
 from cuefast.store import Store
+from cuefast.store.executions import index_member, index_members
 from cuefast.store.schedule import DueCue, Materialized
 from tests.lua.indexes import listed
 from tests.lua.seed import (
@@ -95,6 +96,22 @@ async def test_materialize_a_slot_already_materialized_is_not_created_twice(stor
     assert (h["nr"], h["fc"]) == (str(NOW + 2 * MIN), "1")
 
 
+async def test_materialize_checks_each_slot_when_any_execution_exists(store: Store) -> None:
+    """The plan's execution keys are checked at once; when one exists, each slot is checked on its
+    own (only the new one is created), and a slot listed twice in one plan is created once."""
+    k = store.keys
+    p = await put_cue(store, nr=NOW)
+    await store.schedule.materialize(p, NOW, [line(CUE, p, NOW, NOW + MIN, [NOW])])
+    await store.redis.hset(k.cue(CUE), "nr", NOW)
+    res = await store.schedule.materialize(p, NOW, [line(CUE, p, NOW, NOW + MIN, [NOW, NOW + S])])
+    assert res == Materialized(1, 0, {})
+    await put_cue(store, SIBLING, nr=NOW)
+    res = await store.schedule.materialize(p, NOW, [line(SIBLING, p, NOW, NOW + MIN, [NOW, NOW])])
+    assert res == Materialized(1, 0, {})
+    ids = [scheduled_execution_id(c, s, p) for c, s in [(CUE, NOW), (CUE, NOW + S), (SIBLING, NOW)]]
+    assert await stream_ids(store, k.outbox(p)) == ids
+
+
 async def test_materialize_skips_a_moved_gone_or_inactive_cue(store: Store) -> None:
     """A next run moved since the plan: skipped, its due entry kept. A gone or non-active cue:
     skipped and its (stray) due entry dropped."""
@@ -112,6 +129,23 @@ async def test_materialize_skips_a_moved_gone_or_inactive_cue(store: Store) -> N
     assert await store.redis.exists(k.execution(p, scheduled_execution_id(CUE, NOW, p))) == 0
     assert await store.redis.xlen(k.outbox(p)) == 0
     assert await store.redis.hget(k.cue(CUE), "fc") is None
+
+
+async def test_materialize_takes_the_index_members_the_scheduler_sends(store: Store) -> None:
+    """``members`` holds every plan slot's 16-byte member in plan order, a skipped cue's too: the
+    next cue's executions are indexed under their own ids."""
+    k = store.keys
+    p = await put_cue(store, nr=NOW + MIN)  # moved: its two slots are skipped
+    await put_cue(store, SIBLING, nr=NOW)
+    assert k.cue_partition(SIBLING) == p
+    plan = [line(CUE, p, NOW, NOW + MIN, [NOW - MIN, NOW]), line(SIBLING, p, NOW, NOW + MIN, [NOW])]
+    ids = [scheduled_execution_id(CUE, NOW - MIN, p), scheduled_execution_id(CUE, NOW, p)]
+    sibling = scheduled_execution_id(SIBLING, NOW, p)
+    members = b"".join(index_member(e) for e in [*ids, sibling])
+    assert await store.schedule.materialize(p, NOW, plan, members) == Materialized(1, 1, {})
+    assert await listed(store, ACCT, sibling, SIBLING) == NOW
+    assert await listed(store, ACCT, sibling) == NOW
+    assert await index_members(store.redis, f"{k.ix_cue(SIBLING)}|z|pending||") == [(sibling, NOW)]
 
 
 async def test_materialize_a_one_time_cue_records_the_fired_slot(store: Store) -> None:

@@ -5,11 +5,14 @@
   KEYS[2] outbox: stream
   ARGV[1] now: µs
   ARGV[2] prefix: the partition's key prefix
-  ARGV[3] plan: one line per cue (one argument instead of thousands keeps the call cheap to
-    encode), words separated by spaces: cue id, expected next_run (CAS: skipped if next_run
-    moved), new next_run ("-" = none), number of slots k — followed by "b" when the account is
-    past its monthly execution limit's grace period (CONTRACT.md §13.2) — then k pairs
-    (scheduled_for µs, deterministic execution id).
+  ARGV[3] members: the listing index member of every slot in the plan, in plan order: the
+    execution id's 16 bytes (lib/exec_index.lua ix_member), concatenated ("" = spell them here,
+    ~2 µs more per execution)
+  ARGV[4..] plan: per cue, one argument per word (Redis hands them over as Lua strings: parsing
+    one long string with Lua patterns cost more than the rest of a cue's bookkeeping): cue id,
+    expected next_run (CAS: skipped if next_run moved), new next_run ("-" = none), number of
+    slots k — followed by "b" when the account is past its monthly execution limit's grace
+    period (CONTRACT.md §13.2) — then k pairs (scheduled_for µs, deterministic execution id).
   A blocked ("b") cue's new executions are created directly as failed ("Monthly execution limit
   reached"): indexed, but no outbox entry, no work index, no alert; its next_run still advances
   and a one-time cue becomes failed. A cue left without a next run ("-": a one-time cue) gets
@@ -22,6 +25,8 @@
 --!include exec_index
 local now = ARGV[1]
 local pfx = ARGV[2]
+local members = ARGV[3]
+local exec_pfx, cue_pfx = pfx .. 'exec:', pfx .. 'cue:'
 local created, skipped = 0, 0
 local blocked = {}  -- account → executions created blocked
 local BLOCKED = 'Monthly execution limit reached'
@@ -29,6 +34,7 @@ local due_rem = {}
 local signal = {}  -- accounts that got claimable worker executions (one wake-up each)
 local zadds = {}  -- key → {score, member, ...}: written with one ZADD per key and chunk
 local marks = {}  -- snapshot dirty marks, written by dirty_flush at the end
+local dirt = dirty_batch(pfx, marks)  -- this slot's marks
 local counts = {}  -- listing index counts (lib/exec_index.lua), written by exec_index_flush
 
 local function add(key, score, member)
@@ -38,9 +44,35 @@ local function add(key, score, member)
   t[#t + 1] = member
 end
 
-for line in string.gmatch(ARGV[3], '[^\n]+') do
-  local cue_id, expected, new_nr, block, slots = string.match(line, '^(%S+) (%S+) (%S+) %d+(b?) ?(.*)$')
-  local ck = pfx .. 'cue:' .. cue_id
+-- read the plan first: the execution keys of all its slots are checked with one EXISTS per
+-- 1,000 (almost always none exists: then no slot needs its own EXISTS below)
+local CHUNK = 1000  -- values per call, well inside Lua's unpack limit
+local l_cue, l_exp, l_new, l_block, l_first, l_last = {}, {}, {}, {}, {}, {}
+local s_slot, s_eid, s_ek = {}, {}, {}
+local a, nargs = 4, #ARGV
+while a <= nargs do
+  local count, block = ARGV[a + 3], ''
+  local k = tonumber(count)
+  if not k then k, block = tonumber(string.sub(count, 1, -2)), string.sub(count, -1) end
+  local i = #l_cue + 1
+  l_cue[i], l_exp[i], l_new[i], l_block[i], l_first[i] = ARGV[a], ARGV[a + 1], ARGV[a + 2], block, #s_ek + 1
+  a = a + 4
+  for _ = 1, k do
+    local j, eid = #s_ek + 1, ARGV[a + 1]
+    s_slot[j], s_eid[j], s_ek[j] = ARGV[a], eid, exec_pfx .. eid
+    a = a + 2
+  end
+  l_last[i] = #s_ek
+end
+local any_exists = false  -- else only a slot repeated within this plan can find its execution
+local made = {}  -- execution keys created by this call
+for i = 1, #s_ek, CHUNK do
+  if redis.call('EXISTS', unpack(s_ek, i, math.min(i + CHUNK - 1, #s_ek))) > 0 then any_exists = true end
+end
+
+for i = 1, #l_cue do
+  local cue_id, new_nr, block = l_cue[i], l_new[i], l_block[i]
+  local ck = cue_pfx .. cue_id
   local c = redis.call('HMGET', ck, 'status', 'nr', 'acct', 'tr', 'fc', 'pl')
   if not c[1] then
     due_rem[#due_rem + 1] = cue_id
@@ -48,7 +80,7 @@ for line in string.gmatch(ARGV[3], '[^\n]+') do
   elseif c[1] ~= 'active' then  -- only an active cue has a due entry: drop a stray one
     due_rem[#due_rem + 1] = cue_id
     skipped = skipped + 1
-  elseif c[2] ~= expected then  -- a PATCH moved next_run (and its due entry) since the plan
+  elseif c[2] ~= l_exp[i] then  -- a PATCH moved next_run (and its due entry) since the plan
     skipped = skipped + 1
   else
     local acct, tr = c[3], c[4]
@@ -56,24 +88,27 @@ for line in string.gmatch(ARGV[3], '[^\n]+') do
     local fired = 0
     local tk, ag = nil, nil
     local last = nil
-    for slot, eid in string.gmatch(slots, '(%S+) (%S+)') do
+    for j = l_first[i], l_last[i] do
+      local slot, eid, ek = s_slot[j], s_eid[j], s_ek[j]
       last = slot
-      local ek = pfx .. 'exec:' .. eid
-      if redis.call('EXISTS', ek) == 0 then
+      if not made[ek] and (not any_exists or redis.call('EXISTS', ek) == 0) then
+        made[ek] = true
+        local m = nil  -- the slot's index member, when the scheduler sent them
+        if members ~= '' then m = string.sub(members, j * 16 - 15, j * 16) end
         if not pl then
           local blob = redis.call('GET', ck .. ':cfg')  -- "<config JSON>\n<payload JSON>"
           pl = blob and string.sub(blob, string.find(blob, '\n', 1, true) + 1) or '{}'
         end
-        dirty_at(pfx, 'exec:' .. eid, marks)
+        dirt[#dirt + 1] = 'exec:' .. eid
         if block == 'b' then
-          local ix = exec_index_new(pfx, eid, acct, cue_id, now, 'failed', '', zadds, counts)
+          local ix = exec_index_new(pfx, eid, acct, cue_id, now, 'failed', '', zadds, counts, m)
           redis.call('HSET', ek, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
             'st', 'failed', 'ca', now, 'ua', now, 'em', BLOCKED, 'pl', pl, 'ix', ix)
           blocked[acct] = (blocked[acct] or 0) + 1
         else
           -- absent fields mean their defaults: attempts 0, triggered_by scheduled (lib/one_time.lua),
           -- updated = created
-          local ix = exec_index_new(pfx, eid, acct, cue_id, now, 'pending', '', zadds, counts)
+          local ix = exec_index_new(pfx, eid, acct, cue_id, now, 'pending', '', zadds, counts, m)
           redis.call('HSET', ek, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
             'st', 'pending', 'ca', now, 'pl', pl, 'ix', ix)
         end
@@ -93,13 +128,14 @@ for line in string.gmatch(ARGV[3], '[^\n]+') do
       end
     end
     created = created + fired
-    dirty_at(pfx, 'cue:' .. cue_id, marks)
+    local fc = string.format('%d', (tonumber(c[5]) or 0) + fired)  -- not "%.14g" (slower)
+    dirt[#dirt + 1] = 'cue:' .. cue_id
     if new_nr == '-' then
-      redis.call('HSET', ck, 'nr', '', 'fc', (tonumber(c[5]) or 0) + fired)
+      redis.call('HSET', ck, 'nr', '', 'fc', fc)
       if last then redis.call('HSET', ck, 'fa', last) end
       due_rem[#due_rem + 1] = cue_id
     else
-      redis.call('HSET', ck, 'nr', new_nr, 'fc', (tonumber(c[5]) or 0) + fired)
+      redis.call('HSET', ck, 'nr', new_nr, 'fc', fc)
       add(KEYS[1], new_nr, cue_id)
     end
     if block == 'b' and fired > 0 then
@@ -109,7 +145,6 @@ for line in string.gmatch(ARGV[3], '[^\n]+') do
   end
 end
 
-local CHUNK = 1000  -- values per call, well inside Lua's unpack limit
 for key, t in pairs(zadds) do
   for i = 1, #t, CHUNK do
     redis.call('ZADD', key, unpack(t, i, math.min(i + CHUNK - 1, #t)))

@@ -22,6 +22,15 @@ local function dirty(key, defer)
   dirty_at(pfx, tail, defer)
 end
 
+-- the deferred marks of slot prefix `pfx` (a table in `defer` that dirty_flush writes): a batch
+-- loop appends tails to it directly (no call and no set name built per mark)
+local function dirty_batch(pfx, defer)
+  local set = pfx .. 'dirty'
+  local t = defer[set]
+  if not t then t = {}; defer[set] = t end
+  return t
+end
+
 local function dirty_flush(defer)
   for set, t in pairs(defer) do
     for i = 1, #t, 1000 do redis.call('SADD', set, unpack(t, i, math.min(i + 999, #t))) end

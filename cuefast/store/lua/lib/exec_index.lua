@@ -152,26 +152,43 @@ end
 
 -- the index entries of a brand-new execution (st and tb known; no outcome, claim or worker yet)
 -- collected for a batch: `zadds` (zset key → {score, member, …}) and `counts` (registry → cell
--- → n), written by the caller with one ZADD per key and exec_index_flush; returns the `ix` value
--- the caller stores in the new hash
-local function exec_index_new(pfx, eid, acct, cue, ca, st, tb, zadds, counts)
-  local cell = st .. '||' .. tb
-  local m = ix_member(eid)
-  for _, reg in ipairs(ix_registries(pfx, acct, cue, '')) do
-    local z = reg .. '|z|' .. cell
-    local t = zadds[z]
-    if not t then t = {}; zadds[z] = t end
-    t[#t + 1] = ca
-    t[#t + 1] = m
-    local c = counts[reg]
-    if not c then c = {}; counts[reg] = c end
-    c[cell] = (c[cell] or 0) + 1
-  end
-  return cell .. '||'
+-- → n), written by the caller with one ZADD per key and exec_index_flush; `m` (optional) is
+-- ix_member(eid) when the caller has it (a batch of thousands: the scheduler sends the 16 bytes,
+-- so Lua does not spell them); returns the `ix` value the caller stores in the new hash
+local function ix_new_entry(reg, z, cell, ca, m, zadds, counts)
+  local t = zadds[z]
+  if t then t[#t + 1] = ca; t[#t + 1] = m else zadds[z] = {ca, m} end
+  local c = counts[reg]
+  if c then c[cell] = (c[cell] or 0) + 1 else counts[reg] = {[cell] = 1} end
+end
+
+-- this call's strings for exec_index_new, each built once (a concatenation costs more than
+-- many table lookups): cell → its `ix` value; st → tb → cell; pfx → account → {registry, cell →
+-- zset}
+local IX_OF, IX_CELLS, IX_ACCTS = {}, {}, {}
+
+local function exec_index_new(pfx, eid, acct, cue, ca, st, tb, zadds, counts, m)
+  m = m or ix_member(eid)
+  local cells = IX_CELLS[st]
+  if not cells then cells = {}; IX_CELLS[st] = cells end
+  local cell = cells[tb]
+  if not cell then cell = st .. '||' .. tb; cells[tb] = cell; IX_OF[cell] = cell .. '||' end
+  -- the registries of ix_registries(pfx, acct, cue, ''), without building its table
+  local accts = IX_ACCTS[pfx]
+  if not accts then accts = {}; IX_ACCTS[pfx] = accts end
+  local a = accts[acct]
+  if not a then a = {[1] = pfx .. 'ix:a:' .. acct}; accts[acct] = a end
+  local az = a[cell]
+  if not az then az = a[1] .. '|z|' .. cell; a[cell] = az end
+  ix_new_entry(a[1], az, cell, ca, m, zadds, counts)
+  local reg = pfx .. 'ix:c:' .. cue
+  ix_new_entry(reg, reg .. '|z|' .. cell, cell, ca, m, zadds, counts)
+  return IX_OF[cell]
 end
 
 local function exec_index_flush(counts)
   for reg, c in pairs(counts) do
-    for cell, n in pairs(c) do redis.call('HINCRBY', reg, cell, n) end
+    -- n as a string: Lua would format a number with "%.14g" (slow); usually 1
+    for cell, n in pairs(c) do redis.call('HINCRBY', reg, cell, n == 1 and '1' or string.format('%d', n)) end
   end
 end
