@@ -32,10 +32,14 @@ def main(n: int) -> None:
     url = f"http://127.0.0.1:{port}"
     env = _server_env(f"bench{uuid.uuid4().hex[:8]}")
     r = redis.Redis.from_url(env["CUEFAST_REDIS_URL"])
-    server = subprocess.Popen([sys.executable, "-m", "cuefast", "api", "--port", str(port)], env=env, cwd=ROOT)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "cuefast", "api", "--port", str(port)], env=env, cwd=ROOT
+    )
     try:
         _wait_healthy(url)
-        key = str(_post(url + "/v1/auth/register", {"email": f"bench-{uuid.uuid4().hex}@example.com"})["api_key"])
+        key = str(
+            _post(url + "/v1/auth/register", {"email": f"bench-{uuid.uuid4().hex}@example.com"})["api_key"]
+        )
         cue_body = {
             "name": "calls",
             "schedule": {"type": "once", "at": "2199-01-01T00:00:00Z"},
@@ -45,7 +49,11 @@ def main(n: int) -> None:
         cue = str(_post(url + "/v1/cues", cue_body, key)["id"])
         ids = _fire_many(url, key, cue, n + 1)
         conn = http.client.HTTPConnection(urlsplit(url).netloc)
-        headers = {"Authorization": f"Bearer {key}", "X-Worker-Id": "bench-calls", "Content-Type": "application/json"}
+        headers = {
+            "Authorization": f"Bearer {key}",
+            "X-Worker-Id": "bench-calls",
+            "Content-Type": "application/json",
+        }
         body = json.dumps({"success": True, "result": "ok"}).encode()
 
         def report(eid: str) -> None:
@@ -61,7 +69,7 @@ def main(n: int) -> None:
             report(eid)
         after = _stats(r)
         print(f"{n} outcomes; per outcome:\n| command | calls | µs |\n|---|---|---|")
-        total_calls = total_us = 0.0
+        total_calls = 0.0
         for cmd in sorted(after, key=lambda c: -(after[c][1] - before.get(c, (0, 0))[1])):
             calls = (after[cmd][0] - before.get(cmd, (0, 0))[0]) / n
             us = (after[cmd][1] - before.get(cmd, (0, 0))[1]) / n
