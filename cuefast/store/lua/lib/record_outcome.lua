@@ -9,7 +9,8 @@
 -- them with outcome_flush (one call per key / cue for a whole batch).
 -- Redis calls for one worker outcome (bench/outcome_calls.py): one HMGET of the execution, the
 -- cue's EXISTS and config GET, one HSET, the listing-index move (ZREM + HINCRBY, ZADD + HINCRBY
--- per registry), then outcome_flush: the ZREMs, the cue's HINCRBY + HSET, one SADD.
+-- per registry), then outcome_flush: the cue's HINCRBY + HSET, the ZREMs (leases, work indexes,
+-- unclaimed; deadlines and claims only when its od / cw say it is there), one SADD.
 --!include dirty
 --!include one_time
 --!include work_index
@@ -33,7 +34,7 @@ end
 local function record_outcome(pfx, eid, acct, outcome_json, success, state, err, now, defer, cues, states)
   local ek = pfx .. 'exec:' .. eid
   local e = redis.call('HMGET', ek, 'st', 'tr', 'cue', 'acct', 'tb', 'oc', 'tk', 'ag', 'ca', 'cla', 'cw', 'ix',
-    'vd')
+    'vd', 'od')
   if not e[1] or (acct ~= '' and e[4] ~= acct) then return STATUS.NOT_FOUND end
   if e[6] and e[6] ~= '' then return STATUS.EXISTS end
   local st, tr, cue, eacct = e[1], e[2], e[3], e[4]
@@ -66,10 +67,12 @@ local function record_outcome(pfx, eid, acct, outcome_json, success, state, err,
     end
     w[#w + 1] = 'od'; w[#w + 1] = ''; w[#w + 1] = 'lx'; w[#w + 1] = ''
     defer_zrem(defer, pfx .. 'leases', eid)
-    defer_zrem(defer, pfx .. 'deadlines', eid)
+    -- only an armed deadline (od set, the one script that clears it also removes it) is listed
+    if e[14] and e[14] ~= '' then defer_zrem(defer, pfx .. 'deadlines', eid) end
     if tr == 'worker' then  -- no longer claimable nor claimed (a late outcome is accepted too)
       work_rem(pfx, eacct, eid, e[7], e[8], defer)
-      defer_zrem(defer, pfx .. 'claims', eid)
+      -- only a claimed one (cw set by every claim, cleared only with its ZREM) is in claims
+      if e[11] and e[11] ~= '' then defer_zrem(defer, pfx .. 'claims', eid) end
     end
   end
   -- the listing cells (exec_reindex, with the fields already read: tb, cla and cw do not change)
