@@ -9,7 +9,8 @@
   ARGV[7] account_id: the execution must be this account's ("" = any account's)
   ARGV[8] usage_ttl_s: count the outcome in the partition's monthly usage hash of the execution's
     account and creation month, `<prefix>usage:<account>:<YYYY-MM>` (``reported`` and
-    ``succeeded`` / ``failed`` += 1), and give it this TTL ("" = not counted here)
+    ``succeeded`` / ``failed`` += 1), and give it this TTL when the first outcome creates it
+    ("" = not counted here)
   ARGV[9..] states: verification mode, outcome_state pairs: the state to record when the cue's
     config has that verification mode ("none" without one, or without the cue)
   returns {OK, status, outcome_state, created_at} | {EXISTS} an outcome is already recorded
@@ -43,8 +44,9 @@ if code ~= STATUS.OK then return {code} end
 outcome_flush(pfx, defer, cues, now)
 if ARGV[8] ~= '' then  -- by creation month (§13.1; an execution without one: now's)
   local uk = pfx .. 'usage:' .. eacct .. ':' .. month_of(tonumber(ca) or tonumber(now))
-  redis.call('HINCRBY', uk, 'reported', 1)
+  -- only this script writes the hash, every `reported` with the other field: the first one
+  -- created it and sets its TTL (from the month's first outcome, so it still outlives the month)
+  if redis.call('HINCRBY', uk, 'reported', 1) == 1 then redis.call('EXPIRE', uk, tonumber(ARGV[8])) end
   redis.call('HINCRBY', uk, ARGV[4] == '1' and 'succeeded' or 'failed', 1)
-  redis.call('EXPIRE', uk, tonumber(ARGV[8]))
 end
 return {STATUS.OK, st, state, ca or ''}
