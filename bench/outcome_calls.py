@@ -14,6 +14,7 @@ import http.client
 import json
 import subprocess
 import sys
+import time
 import uuid
 from urllib.parse import urlsplit
 
@@ -25,6 +26,26 @@ from bench.__main__ import ROOT, _cleanup, _fire_many, _free_port, _post, _serve
 def _stats(r: redis.Redis) -> dict[str, tuple[int, int]]:
     info = r.info("commandstats")
     return {k.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"])) for k, v in info.items()}
+
+
+def _direct(r: redis.Redis, prefix: str, ids: list[str]) -> float:
+    """Redis's µs per call of outcomes_record.lua alone (EVALSHA with the arguments the API
+    sends, in pipelines of 100: no HTTP, no auth script), over ``ids``."""
+    from cuefast.store.scripts import load_lua
+
+    sha = r.script_load(load_lua("outcomes_record"))
+    states = ["none", "reported_success", "require_external_id", "verification_failed", "manual", "x"]
+    before = _stats(r)
+    for i in range(0, len(ids), 100):
+        pipe = r.pipeline(transaction=False)
+        for eid in ids[i : i + 100]:
+            keys = [k.decode() for k in r.keys(f"{prefix}:{{p*}}:exec:{eid}")]
+            part = keys[0].rsplit("exec:", 1)[0]
+            args = [time.time_ns() // 1000, part, '{"success":true}', "1", "verification_failed", "", ""]
+            pipe.evalsha(sha, 1, keys[0], *args, 5356800, *states)
+        pipe.execute()
+    after = _stats(r)
+    return (after["evalsha"][1] - before["evalsha"][1]) / (after["evalsha"][0] - before["evalsha"][0])
 
 
 def main(n: int) -> None:
@@ -78,6 +99,8 @@ def main(n: int) -> None:
                 if not cmd.startswith(("evalsha", "eval", "info")):
                     total_calls += calls
         print(f"nested + plain commands per outcome: {total_calls:.1f}")
+        alone = _direct(r, env["CUEFAST_KEY_PREFIX"], _fire_many(url, key, cue, n))
+        print(f"outcomes_record.lua alone: {alone:.1f} µs")
     finally:
         server.terminate()
         server.wait(timeout=30)
