@@ -44,6 +44,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # --- backends ---------------------------------------------------------------
     redis_url: str = ""
     """Redis/Valkey URL (`redis://`, `rediss://`, `unix://`). Empty: embedded Valkey."""
+    redis_cluster: bool = False
+    """`CUEFAST_REDIS_URL` names one node (any) of a Redis Cluster: every role runs over
+    `redis.asyncio.RedisCluster` and a slot-routed wire (docs/DESIGN.md "Redis Cluster")."""
     database_url: str = ""
     """PostgreSQL DSN. Empty: embedded PostgreSQL."""
     database_schema: str = "public"
@@ -108,6 +111,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Seconds an execution stays in Redis once finished (older history is in PostgreSQL)."""
 
     def __post_init__(self) -> None:
+        if self.redis_cluster and not self.redis_url:
+            raise ConfigError("CUEFAST_REDIS_CLUSTER=true needs CUEFAST_REDIS_URL (one node of the cluster)")
+        if self.redis_cluster and self.redis_url.startswith("unix:"):
+            raise ConfigError("CUEFAST_REDIS_CLUSTER=true needs a redis:// or rediss:// URL")
         if not 1 <= self.partitions <= 256:
             raise ConfigError("CUEFAST_PARTITIONS must be between 1 and 256")
         if not 1 <= self.api_workers <= 64:

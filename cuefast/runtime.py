@@ -48,7 +48,7 @@ class Runtime:
         self.refuse_eviction = refuse_eviction
         self.clock: Clock = clock or SystemClock()
         self.keys = Keys(settings.key_prefix, settings.partitions)
-        self.store = Store(connect(settings.redis_url), self.keys)
+        self.store = Store(connect(settings.redis_url, cluster=settings.redis_cluster), self.keys)
         self.pg_pool: Any = None
         self.metrics = metrics.Metrics(roles)
         """this process's counts, flushed to the install's hash (cuefast/metrics.py)"""

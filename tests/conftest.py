@@ -19,7 +19,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 import pytest
@@ -99,6 +99,41 @@ def redis_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def cluster_url() -> Iterator[str]:
+    """A seed URL of a Redis Cluster: ``CUEFAST_TEST_CLUSTER_URL``, else a local one of 3
+    primaries + 3 replicas (tests/cluster.py) started for the session on 7100–7105."""
+    url = os.environ.get("CUEFAST_TEST_CLUSTER_URL", "")
+    if url:
+        yield url
+        return
+    from tests.cluster import local_cluster
+
+    with local_cluster() as url:
+        yield url
+
+
+class Backend(NamedTuple):
+    """The Redis a parametrised test runs on: one server, or a Redis Cluster (seed URL)."""
+
+    url: str
+    cluster: bool
+
+
+BACKENDS = ["single", pytest.param("cluster", marks=[pytest.mark.cluster, pytest.mark.slow])]
+"""``params`` of a fixture whose tests run on both (``-m "not cluster"`` skips the second; it is
+also ``slow``, so the quick loop stays on one Redis)"""
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """One server (the session's ``redis_url``) or the session's Redis Cluster (marked
+    ``cluster``); keys are left on the cluster, which goes with the session."""
+    if request.param == "cluster":
+        return Backend(request.getfixturevalue("cluster_url"), True)
+    return Backend(request.getfixturevalue("redis_url"), False)
+
+
+@pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     url = os.environ.get("CUEFAST_TEST_DATABASE_URL", "")
     if not url and _use_local() and _port_open("127.0.0.1", 5432) and _pg_answers(LOCAL_PG):
@@ -152,6 +187,19 @@ def pg_schema(database_url: str) -> Iterator[str]:
     asyncio.run(drop_schema(database_url, schema))
 
 
+def delete_prefix(backend: Backend, prefix: str) -> None:
+    """Delete every key under ``prefix`` on one server or every primary of a cluster."""
+    if not backend.cluster:
+        _delete_prefix(backend.url, prefix)
+        return
+    r = redis.RedisCluster.from_url(backend.url)
+    try:
+        for key in list(r.scan_iter(match=f"{prefix}:*", count=1000)):
+            r.delete(key)
+    finally:
+        r.close()
+
+
 def _delete_prefix(url: str, prefix: str) -> None:
     r = redis.Redis.from_url(url)
     batch = list(r.scan_iter(match=f"{prefix}:*", count=1000))
@@ -185,6 +233,13 @@ def backend_settings(
 @pytest.fixture
 def settings(redis_url: str, database_url: str, key_prefix: str, pg_schema: str) -> Settings:
     return backend_settings(redis_url, database_url, pg_schema, key_prefix)
+
+
+@pytest.fixture
+def settings_on(backend: Backend, database_url: str, key_prefix: str, pg_schema: str) -> Settings:
+    """``settings`` on one server and on the Redis Cluster (parametrised by ``backend``): a module
+    whose roles must work on both overrides ``settings`` with it (``on_both_backends``)."""
+    return backend_settings(backend.url, database_url, pg_schema, key_prefix, redis_cluster=backend.cluster)
 
 
 class Api:

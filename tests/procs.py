@@ -34,6 +34,7 @@ def process_env(settings: Settings, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUEFAST_")}
     env.update(
         CUEFAST_REDIS_URL=settings.redis_url,
+        CUEFAST_REDIS_CLUSTER=str(settings.redis_cluster).lower(),
         CUEFAST_DATABASE_URL=settings.database_url,
         CUEFAST_DATABASE_SCHEMA=settings.database_schema,
         CUEFAST_KEY_PREFIX=settings.key_prefix,

@@ -56,6 +56,11 @@ def test_settings_are_frozen() -> None:
         ({"CUEFAST_WORKER_LEASE_SECONDS": "0"}, "CUEFAST_WORKER_LEASE_SECONDS must be at least 1"),
         ({"CUEFAST_KEY_PREFIX": "a{b"}, "CUEFAST_KEY_PREFIX"),
         ({"CUEFAST_LOG_LEVEL": "LOUD"}, "CUEFAST_LOG_LEVEL"),
+        ({"CUEFAST_REDIS_CLUSTER": "true"}, "CUEFAST_REDIS_CLUSTER=true needs CUEFAST_REDIS_URL"),
+        (
+            {"CUEFAST_REDIS_CLUSTER": "true", "CUEFAST_REDIS_URL": "unix:///tmp/r.sock"},
+            "CUEFAST_REDIS_CLUSTER=true needs a redis:// or rediss:// URL",
+        ),
     ],
 )
 def test_bad_settings_are_refused(env: dict[str, str], message: str) -> None:

@@ -23,6 +23,13 @@ from cuefast.store.delivery import Lease
 from cuefast.times import parse_datetime
 from tests.conftest import Api, make_api, wait_for
 
+
+@pytest.fixture
+def settings(settings_on: Settings) -> Settings:
+    """This module's roles run on one server and on the Redis Cluster (marker ``cluster``)."""
+    return settings_on
+
+
 T0 = parse_datetime("2031-01-06T08:59:30Z")
 MIN = 60_000_000
 

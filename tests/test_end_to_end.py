@@ -16,10 +16,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
 from cuefast.config import Settings
-from tests.conftest import Api
+from tests.conftest import Api, Backend, delete_prefix
 from tests.procs import process_env
 from tests.test_dispatcher import Receiver
 
@@ -35,7 +34,7 @@ def _free_port() -> int:
 
 
 async def test_per_second_cron_each_slot_once_and_signed(
-    redis_url: str, database_url: str, pg_schema: str
+    backend: Backend, database_url: str, pg_schema: str
 ) -> None:
     receiver = Receiver()
     await receiver.start()
@@ -43,7 +42,8 @@ async def test_per_second_cron_each_slot_once_and_signed(
     prefix = f"e2e{uuid.uuid4().hex[:8]}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CUEFAST_")}
     env.update(
-        CUEFAST_REDIS_URL=redis_url,
+        CUEFAST_REDIS_URL=backend.url,
+        CUEFAST_REDIS_CLUSTER=str(backend.cluster).lower(),
         CUEFAST_DATABASE_URL=database_url,
         CUEFAST_DATABASE_SCHEMA=pg_schema,
         CUEFAST_KEY_PREFIX=prefix,
@@ -113,9 +113,7 @@ async def test_per_second_cron_each_slot_once_and_signed(
         _, err = proc.communicate(timeout=30)
         assert receiver.runner is not None
         await receiver.runner.cleanup()
-        r = redis.Redis.from_url(redis_url)
-        for k in r.scan_iter(match=f"{prefix}:*", count=1000):
-            r.delete(k)
+        delete_prefix(backend, prefix)
     assert proc.returncode == 0, err
     assert b"Traceback" not in err
 

@@ -23,6 +23,13 @@ from tests.procs import Processes, process_env
 from tests.test_dispatcher import Receiver, drain, webhook_cue
 from tests.test_multiprocess import until
 
+
+@pytest.fixture
+def settings(settings_on: Settings) -> Settings:
+    """This module's roles run on one server and on the Redis Cluster (marker ``cluster``)."""
+    return settings_on
+
+
 T0 = parse_datetime("2031-01-06T08:59:30Z")
 
 # ---- a small, strict parser of the text format 0.0.4 ---------------------------------------

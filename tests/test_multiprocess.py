@@ -39,6 +39,13 @@ from tests.test_dispatcher import Receiver
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
+
+@pytest.fixture
+def settings(settings_on: Settings) -> Settings:
+    """The processes run on one server and on the Redis Cluster (marker ``cluster``)."""
+    return settings_on
+
+
 CUES = 400
 SECOND = 1_000_000
 # A webhook timeout of 5 s makes the stale window max(1 s, 5 s + 60 s) = 65 s.

@@ -15,6 +15,12 @@ from cuefast.times import parse_datetime
 from tests.snap_env import Env, fire, new_cue, snap_env, wipe_redis
 
 
+@pytest.fixture
+def settings(settings_on: Settings) -> Settings:
+    """This module's roles run on one server and on the Redis Cluster (marker ``cluster``)."""
+    return settings_on
+
+
 async def _answers(env: Env, key: str, cue_ids: list[str], exec_ids: list[str]) -> dict[str, Any]:
     paths = ["/v1/auth/me", "/v1/cues", "/v1/cues?status=active", "/v1/executions", "/v1/executions?limit=2"]
     paths += ["/v1/alerts", "/v1/alerts?alert_type=consecutive_failures", "/v1/alerts?limit=1&offset=1"]
@@ -152,6 +158,7 @@ async def test_the_snapshot_and_restore_commands(settings: Settings) -> None:
         environ = {
             **{k: v for k, v in os.environ.items() if not k.startswith("CUEFAST_")},
             "CUEFAST_REDIS_URL": env.settings.redis_url,
+            "CUEFAST_REDIS_CLUSTER": str(env.settings.redis_cluster).lower(),
             "CUEFAST_DATABASE_URL": env.settings.database_url,
             "CUEFAST_DATABASE_SCHEMA": env.settings.database_schema,
             "CUEFAST_KEY_PREFIX": env.settings.key_prefix,

@@ -15,6 +15,13 @@ from cuefast.ids import scheduled_execution_id
 from cuefast.times import parse_datetime
 from tests.conftest import Api, assert_error, make_api
 
+
+@pytest.fixture
+def settings(settings_on: Settings) -> Settings:
+    """This module's roles run on one server and on the Redis Cluster (marker ``cluster``)."""
+    return settings_on
+
+
 T0 = parse_datetime("2031-01-06T08:59:30Z")  # a Monday
 MIN = 60_000_000
 

@@ -15,6 +15,13 @@ from cuefast.store.wake import HORIZON_US
 from cuefast.times import parse_datetime
 from tests.conftest import Api, make_api
 
+
+@pytest.fixture
+def settings(settings_on: Settings) -> Settings:
+    """This module's roles run on one server and on the Redis Cluster (marker ``cluster``)."""
+    return settings_on
+
+
 LONG_SLEEP = 30.0
 """the scheduler's longest sleep in these tests: without a signal it would fire ~30 s late"""
 BOUND_US = 250_000

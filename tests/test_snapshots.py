@@ -16,6 +16,12 @@ from cuefast.services.usage import count_executions, quota_blocked
 from tests.snap_env import Env, fire, new_cue, snap_env
 
 
+@pytest.fixture
+def settings(settings_on: Settings) -> Settings:
+    """This module's roles run on one server and on the Redis Cluster (marker ``cluster``)."""
+    return settings_on
+
+
 async def _bulk_executions(env: Env, account_id: str, cue_id: str, n: int) -> list[str]:
     """``n`` manual executions straight through executions_create.lua (the API path, minus HTTP)."""
     store = env.rt.store

@@ -84,5 +84,7 @@ class Store:
         await self.scripts.preload()
 
     async def close(self) -> None:
+        for repo in (self.claims, self.delivery, self.notices):
+            repo.fanout.close()
         await self.scripts.wire.aclose()
         await self.redis.aclose()

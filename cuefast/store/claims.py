@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple
 
 from cuefast.store.repository import Repository
@@ -272,10 +272,20 @@ class Claims(Repository):
         stream."""
         k = self.keys
         streams: dict[Any, Any] = {k.work_signal(p): positions[p] for p in range(k.partitions)}
-        res: Any = await self.redis.xread(streams, count=count, block=block_ms)
         index = {k.work_signal(p): p for p in range(k.partitions)}
+        replies: list[Any]
+        if self.cluster:  # one XREAD per stream (each its own slot): fanout.Fanout
+
+            def one(key: str, start: str) -> Callable[[], Awaitable[Any]]:
+                return lambda: self.redis.xread({key: start}, count=count, block=block_ms)
+
+            reads = {(s, i): one(s, i) for s, i in streams.items()}
+            replies = [res for _, res in await self.fanout.read(reads)]
+        else:
+            replies = [await self.redis.xread(streams, count=count, block=block_ms)]
         return [
             Signal(index[str(stream)], str(entry_id), str(fields.get("a", "")))
+            for res in replies
             for stream, entries in res or []
             for entry_id, fields in entries
         ]

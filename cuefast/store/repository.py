@@ -7,6 +7,8 @@ from typing import ClassVar
 
 import redis.asyncio as aioredis
 
+from cuefast.store.connect import is_cluster
+from cuefast.store.fanout import Fanout
 from cuefast.store.keys import Keys
 from cuefast.store.scripts import Script, Scripts
 
@@ -21,6 +23,10 @@ class Repository:
         self.keys = keys
         self.scripts = scripts
         self.wire = scripts.wire
+        self.cluster = is_cluster(redis)
+        """Redis Cluster: commands naming keys of several slots are split per slot"""
+        self.fanout = Fanout()
+        """this repository's per-stream reads on Redis Cluster (stream readers only)"""
 
 
 def pairs(mapping: Mapping[str, str | int]) -> list[str | int]:

@@ -11,6 +11,8 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
+from cuefast.store.cluster_wire import ClusterWire
+from cuefast.store.connect import is_cluster
 from cuefast.store.status import lua_table
 from cuefast.store.wire import Batch, Wire
 
@@ -63,9 +65,17 @@ class Scripts:
     ``preload`` loads them with ``SCRIPT LOAD`` so a syntax error fails at boot, not on the first
     request."""
 
-    def __init__(self, redis: aioredis.Redis, scripts: Iterable[Script], wire: Wire | None = None) -> None:
+    def __init__(
+        self, redis: aioredis.Redis, scripts: Iterable[Script], wire: Wire | ClusterWire | None = None
+    ) -> None:
         self.redis = redis
-        self.wire = wire if wire is not None else Wire.of(redis)
+        self.wire: Wire | ClusterWire
+        if wire is not None:
+            self.wire = wire
+        elif is_cluster(redis):  # SCRIPT LOAD goes to every primary; EVALSHA to its key's node
+            self.wire = ClusterWire(redis)  # type: ignore[arg-type]
+        else:
+            self.wire = Wire.of(redis)
         self._scripts: dict[str, AsyncScript] = {
             s.name: redis.register_script(load_lua(s.name)) for s in scripts
         }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from redis.exceptions import ResponseError
@@ -48,6 +48,8 @@ class GroupStreams(Repository):
         fields). A missing stream or group (UNBLOCKED: it vanished while the read blocked) is
         recreated and the read made again."""
         streams = self.streams()
+        if self.cluster:
+            return await self._read_group_per_slot(streams, consumer, count, block_ms)
         ids: dict[Any, Any] = dict.fromkeys(streams, ">")
         res: Any
         try:
@@ -60,6 +62,67 @@ class GroupStreams(Repository):
         index = {key: p for p, key in enumerate(streams)}
         return [
             (index[str(stream)], str(entry_id), fields)
+            for stream, entries in res or []
+            for entry_id, fields in entries
+        ]
+
+    async def _read_group_per_slot(
+        self, streams: list[str], consumer: str, count: int, block_ms: int | None
+    ) -> list[tuple[int, str, Any]]:
+        """``read_group`` on Redis Cluster, where each stream is its own slot: first one
+        non-blocking XREADGROUP per stream, in one wire batch (one round trip per node), so what
+        is queued anywhere comes back together; when nothing is, the blocking reads, one per
+        stream, through ``fanout.Fanout``."""
+        index = {key: p for p, key in enumerate(streams)}
+        batch = [
+            ("XREADGROUP", "GROUP", self.GROUP, consumer, "COUNT", count, "STREAMS", key, ">")
+            for key in streams
+        ]
+        out: list[tuple[int, str, Any]] = []
+        for _, res in self.fanout.take_answered():  # a blocking read of an earlier call answered since
+            out.extend(
+                (index[str(stream)], str(entry_id), fields)
+                for stream, entries in res
+                for entry_id, fields in entries
+            )
+        missing: list[str] = []
+        for key, res in zip(streams, await self.wire.execute(batch), strict=True):
+            if isinstance(res, ResponseError) and str(res).startswith("NOGROUP"):
+                missing.append(key)
+            elif isinstance(res, Exception):
+                raise res
+            else:
+                out.extend(
+                    (index[str(stream)], str(entry_id), _fields(fields))
+                    for stream, entries in res or []
+                    for entry_id, fields in entries
+                )
+        if missing:
+            await self._group_missing(missing)
+        if out or block_ms is None:
+            return out
+
+        def one(key: str) -> Callable[[], Awaitable[Any]]:
+            async def read() -> Any:
+                ids: dict[Any, Any] = {key: ">"}
+                try:
+                    return await self.redis.xreadgroup(self.GROUP, consumer, ids, count=count, block=block_ms)
+                except ResponseError as exc:
+                    if str(exc).startswith("UNBLOCKED"):  # the stream left the node (a slot migrated)
+                        await self.ensure_groups([key])  # or vanished: recreated (existing: left as is)
+                    elif str(exc).startswith("NOGROUP"):
+                        await self._group_missing([key])
+                    else:
+                        raise
+                    return await self.redis.xreadgroup(self.GROUP, consumer, ids, count=count, block=block_ms)
+
+            return read
+
+        reads = {(key, ">"): one(key) for key in streams}
+        answered = await self.fanout.read(reads)
+        return [
+            (index[str(stream)], str(entry_id), fields)
+            for _, res in answered
             for stream, entries in res or []
             for entry_id, fields in entries
         ]
@@ -85,3 +148,11 @@ class GroupStreams(Repository):
         if missing:
             await self._group_missing(missing)
         return out
+
+
+def _fields(flat: Any) -> dict[str, Any]:
+    """An entry's field list (as the wire returns it) as the dict redis-py makes of it."""
+    if flat is None:
+        return {}
+    it = iter(flat)
+    return dict(zip(it, it, strict=True))

@@ -27,7 +27,7 @@ import asyncio
 import ssl
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, Protocol, cast
 
 import hiredis
 import redis.asyncio as aioredis
@@ -217,8 +217,14 @@ class Endpoint(NamedTuple):
     def of(cls, client: aioredis.Redis) -> Endpoint:
         """The endpoint of ``client``'s connection pool (its URL already parsed by redis-py)."""
         pool = client.connection_pool
-        kwargs = dict(pool.connection_kwargs)
-        probe = pool.connection_class(**kwargs)  # never connected: redis-py's own reading of the settings
+        return cls.parse(pool.connection_class, pool.connection_kwargs)
+
+    @classmethod
+    def parse(cls, connection_class: Any, connection_kwargs: Any) -> Endpoint:
+        """The endpoint of redis-py connections built as ``connection_class(**connection_kwargs)``
+        (a pool's, or a cluster node's)."""
+        kwargs = dict(connection_kwargs)
+        probe = connection_class(**kwargs)  # never connected: redis-py's own reading of the settings
         username, password = kwargs.get("username"), kwargs.get("password")
         provider = kwargs.get("credential_provider")
         if provider is not None:  # pragma: no cover - not configured by cuefast
@@ -343,12 +349,19 @@ def _pairs(reply: Any) -> dict[str, str]:
     return dict(zip(it, it, strict=True))
 
 
+class Executes(Protocol):
+    """What a ``Batch`` runs on: a ``Wire``, or a ``cluster_wire.ClusterWire`` (the same calls,
+    routed by hash slot)."""
+
+    async def execute(self, commands: Sequence[Command]) -> list[Any]: ...
+
+
 class Batch:
     """Commands for one ``Wire.execute``, with redis-py's pipeline methods for the commands the
     store queues (``pipe.hgetall(key)``…) and the same reply shapes; ``async with`` like a
     pipeline."""
 
-    def __init__(self, wire: Wire) -> None:
+    def __init__(self, wire: Executes) -> None:
         self.wire = wire
         self.commands: list[Command] = []
         self.parsers: list[Callable[[Any], Any] | None] = []

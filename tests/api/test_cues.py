@@ -11,6 +11,13 @@ import pytest
 from cuefast.config import Settings
 from tests.conftest import Api, assert_error, make_api
 
+
+@pytest.fixture
+def settings(settings_on: Settings) -> Settings:
+    """This module's roles run on one server and on the Redis Cluster (marker ``cluster``)."""
+    return settings_on
+
+
 HOOK = "http://127.0.0.1:9/hook"
 Z_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z$")
 

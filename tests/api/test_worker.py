@@ -4,8 +4,17 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
+from cuefast.config import Settings
 from tests.api.worker_helpers import Env, wenv  # noqa: F401  (fixture)
 from tests.conftest import assert_error
+
+
+@pytest.fixture
+def settings(settings_on: Settings) -> Settings:
+    """This module's roles run on one server and on the Redis Cluster (marker ``cluster``)."""
+    return settings_on
 
 
 async def test_fired_execution_is_claimable_with_override(wenv: Env) -> None:  # checklist 40

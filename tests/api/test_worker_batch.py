@@ -13,6 +13,12 @@ from tests.api.worker_helpers import Env, make_env, wenv  # noqa: F401  (fixture
 from tests.conftest import assert_error
 
 
+@pytest.fixture
+def settings(settings_on: Settings) -> Settings:
+    """This module's roles run on one server and on the Redis Cluster (marker ``cluster``)."""
+    return settings_on
+
+
 async def batch_claim(env: Env, key: str, **body: Any) -> dict[str, Any]:
     body.setdefault("worker_id", "bw")
     res = await env.post(key, "/v1/worker/claim", body)

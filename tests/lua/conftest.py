@@ -8,12 +8,13 @@ import pytest
 
 from cuefast.store import Store, connect
 from cuefast.store.keys import Keys
+from tests.conftest import Backend
 from tests.lua.indexes import assert_indexed
 
 
 @pytest.fixture
-async def store(redis_url: str, key_prefix: str) -> AsyncIterator[Store]:
-    s = Store(connect(redis_url), Keys(key_prefix, 4))
+async def store(backend: Backend, key_prefix: str) -> AsyncIterator[Store]:
+    s = Store(connect(backend.url, cluster=backend.cluster), Keys(key_prefix, 4))
     await s.preload()
     try:
         yield s

@@ -13,6 +13,7 @@ from cuefast.ids import new_execution_id
 from cuefast.store import Status, Store, connect
 from cuefast.store.delivery import AttemptResult, BodyOutcome, Finished, Lease
 from cuefast.store.keys import Keys
+from tests.conftest import Backend
 
 NOW = 1_000_000_000_000_000
 S = 1_000_000
@@ -20,8 +21,8 @@ CUE = "cue_aaaaaaaaaaaa"
 
 
 @pytest.fixture
-async def store(redis_url: str, key_prefix: str) -> AsyncIterator[Store]:
-    s = Store(connect(redis_url), Keys(key_prefix, 4))
+async def store(backend: Backend, key_prefix: str) -> AsyncIterator[Store]:
+    s = Store(connect(backend.url, cluster=backend.cluster), Keys(key_prefix, 4))
     await s.preload()
     await s.delivery.ensure_groups()
     try:

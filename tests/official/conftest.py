@@ -10,8 +10,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-import redis
 
+from tests.conftest import BACKENDS, Backend, delete_prefix
 from tests.official.server import CuefastServer
 from tests.official.venvs import CLI_PINS, SDK_PINS, Venv, VenvError, ensure_venv
 
@@ -47,12 +47,13 @@ def cli_venv(official_venvs: dict[str, Venv]) -> Venv:
 
 
 def _serve(
-    redis_url: str, database_url: str, pg_schema: str, log_dir: Path, **settings: str
+    redis_url: str, database_url: str, pg_schema: str, log_dir: Path, cluster: bool = False, **settings: str
 ) -> Iterator[CuefastServer]:
     prefix = f"oc{uuid.uuid4().hex[:10]}"
     srv = CuefastServer(
         {
             "CUEFAST_REDIS_URL": redis_url,
+            "CUEFAST_REDIS_CLUSTER": str(cluster).lower(),
             "CUEFAST_DATABASE_URL": database_url,
             "CUEFAST_DATABASE_SCHEMA": pg_schema,
             "CUEFAST_KEY_PREFIX": prefix,
@@ -69,21 +70,24 @@ def _serve(
         yield srv
     finally:
         code = srv.stop()
-        r = redis.Redis.from_url(redis_url)
-        keys = list(r.scan_iter(match=f"{prefix}:*", count=1000))
-        for i in range(0, len(keys), 500):
-            r.delete(*keys[i : i + 500])
+        delete_prefix(Backend(redis_url, cluster), prefix)
         log = srv.log()
     assert code == 0, f"cuefast serve exited with {code}:\n{log[-5000:]}"
     assert "Traceback" not in log, log[-10000:]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=BACKENDS)
 def server(
-    redis_url: str, database_url: str, pg_schema: str, tmp_path_factory: pytest.TempPathFactory
+    request: pytest.FixtureRequest,
+    database_url: str,
+    pg_schema: str,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[CuefastServer]:
-    """One server for the module: API + scheduler + dispatcher, private callbacks allowed."""
-    yield from _serve(redis_url, database_url, pg_schema, tmp_path_factory.mktemp("cuefast-server"))
+    """One server for the module: API + scheduler + dispatcher, private callbacks allowed; on
+    one Redis, then on the Redis Cluster (marker ``cluster``)."""
+    cluster = request.param == "cluster"
+    url = request.getfixturevalue("cluster_url" if cluster else "redis_url")
+    yield from _serve(url, database_url, pg_schema, tmp_path_factory.mktemp("cuefast-server"), cluster)
 
 
 @pytest.fixture

@@ -1,0 +1,221 @@
+"""The wire on Redis Cluster: one ``Wire`` per node, commands routed by hash slot, redirections followed.
+
+``ClusterWire`` answers the same calls as ``wire.Wire`` (``execute``, ``call``, ``pipeline``) for a
+``RedisCluster`` client. Each command goes to the primary that serves its key's slot (the slot
+map is the client's, ``nodes_manager``); a batch is split into one ``Wire.execute`` per node, sent
+concurrently, and the replies are put back in the batch's order. Every command of the store
+touches one slot (scripts included), so a command never spans nodes.
+
+Redirections, per command (the others of the batch keep their replies):
+
+* ``MOVED <slot> <host:port>`` — the slot lives elsewhere now: the command is sent there, the
+  slot stays routed there, and the slot map is re-read from the cluster (at most every
+  ``REFRESH_EVERY_S``; a node that has not heard of the move yet answers MOVED again);
+* ``ASK <slot> <host:port>`` — the slot is migrating and this key already moved: ``ASKING`` and
+  the command, together on one connection of the target;
+* ``TRYAGAIN`` (a multi-key command during a migration), ``CLUSTERDOWN`` (a failover in
+  progress) — sent again after a short pause.
+
+After ``REDIRECTS`` rounds the last error reply is returned in place. A connection failure
+raises as on one Redis (whether Redis ran the commands is unknown) and has the slot map re-read
+before the next call, so a promoted replica takes over once the cluster elected it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.crc import key_slot
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from cuefast.store.wire import Arg, Batch, Command, Endpoint, Wire
+
+REDIRECTS = 8
+"""rounds of redirections (MOVED, ASK, TRYAGAIN, CLUSTERDOWN) one call follows"""
+REFRESH_EVERY_S = 0.2
+"""the slot map is re-read at most this often (a burst of MOVED replies costs one read)"""
+PAUSE_S = 0.05
+"""the first pause before resending a TRYAGAIN / CLUSTERDOWN command (doubled each round)"""
+
+_SCRIPTS = frozenset({"EVALSHA", "EVAL", "EVALSHA_RO", "EVAL_RO", "FCALL", "FCALL_RO"})
+
+
+def command_key(command: Command) -> Arg | None:
+    """The key that routes ``command``: a script's first KEYS entry, a stream read's first
+    stream, else the first argument (None: a keyless command, answered by any primary)."""
+    name = str(command[0]).upper()
+    if name in _SCRIPTS:
+        return command[3] if int(command[2]) > 0 else None
+    if name in ("XREAD", "XREADGROUP"):
+        words = [str(a).upper() for a in command]
+        return command[words.index("STREAMS") + 1]
+    return command[1] if len(command) > 1 else None
+
+
+def _slot(key: Arg) -> int:
+    data = key if isinstance(key, bytes) else str(key).encode()
+    return int(key_slot(data))
+
+
+def _redirect(reply: Any) -> tuple[str, str]:
+    """("MOVED" | "ASK" | "TRYAGAIN" | "CLUSTERDOWN", target host:port) for a redirection or
+    retry reply, ("", "") for any other."""
+    if not isinstance(reply, ResponseError):
+        return "", ""
+    code, _, rest = str(reply).partition(" ")
+    if code in ("MOVED", "ASK", "TRYAGAIN", "CLUSTERDOWN"):
+        return code, rest.rpartition(" ")[2]
+    return "", ""
+
+
+class ClusterWire:
+    """``Wire``\\ s to the nodes of one cluster (``size`` connections each), opened on first use."""
+
+    def __init__(self, client: aioredis.RedisCluster, *, size: int = 2, timeout: float = 60.0) -> None:
+        self.client = client
+        self.size = size
+        self.timeout = timeout
+        self._wires: dict[str, Wire] = {}
+        self._template: Endpoint | None = None
+        self._stale = False
+        self._refreshed = 0.0
+        self._moved: dict[int, str] = {}
+        """slot → node named by a MOVED reply since the slot map was last read"""
+
+    def pipeline(self) -> Batch:
+        return Batch(self)
+
+    async def call(self, *command: Arg) -> Any:
+        """One command's reply; an error reply raises."""
+        reply = (await self.execute((command,)))[0]
+        if isinstance(reply, RedisError):
+            raise reply
+        return reply
+
+    async def execute(self, commands: Sequence[Command]) -> list[Any]:
+        """The replies of ``commands``, in order; error replies in place (as ``Wire.execute``)."""
+        if not commands:
+            return []
+        nm = self.client.nodes_manager
+        if self._stale or not nm.slots_cache:
+            await self._refresh(force=not nm.slots_cache)
+        replies: list[Any] = [None] * len(commands)
+        todo = list(range(len(commands)))
+        pause = PAUSE_S
+        for _ in range(REDIRECTS):
+            todo, moved, wait = await self._round(commands, todo, replies)
+            if not todo:
+                break
+            if moved:
+                await self._refresh()
+            if wait:
+                await asyncio.sleep(pause)
+                pause *= 2
+        return replies
+
+    async def _round(
+        self, commands: Sequence[Command], todo: list[int], replies: list[Any]
+    ) -> tuple[list[int], bool, bool]:
+        """Send commands ``todo`` (one batch per node, concurrently; ASK redirections at once),
+        their replies into ``replies``; the ones to send again, whether a MOVED asks for a new
+        slot map, whether a TRYAGAIN / CLUSTERDOWN asks for a pause."""
+        groups: dict[str, list[int]] = {}
+        for i in todo:
+            groups.setdefault(self._node(commands[i]), []).append(i)
+        results = await asyncio.gather(
+            *(self._send(name, [commands[i] for i in idx]) for name, idx in groups.items()),
+            return_exceptions=True,
+        )
+        redo: list[int] = []
+        asks: list[tuple[int, str]] = []
+        moved = wait = False
+        for idx, res in zip(groups.values(), results, strict=True):
+            if isinstance(res, BaseException):
+                raise res
+            for i, reply in zip(idx, res, strict=True):
+                replies[i] = reply
+                code, target = _redirect(reply)
+                if code == "ASK":
+                    asks.append((i, target))
+                elif code == "MOVED":  # the reply names the slot's owner: trusted until a new map
+                    self._moved[int(str(reply).split(" ")[1])] = target
+                    redo.append(i)
+                    moved = True
+                elif code:
+                    redo.append(i)
+                    moved, wait = moved or code == "MOVED", wait or code != "MOVED"
+        if asks:
+            answers = await asyncio.gather(*(self._ask(target, commands[i]) for i, target in asks))
+            for (i, _), reply in zip(asks, answers, strict=True):
+                replies[i] = reply
+                code, _ = _redirect(reply)
+                if code:
+                    redo.append(i)
+                    moved, wait = moved or code != "TRYAGAIN", wait or code == "TRYAGAIN"
+        return redo, moved, wait
+
+    def _node(self, command: Command) -> str:
+        """The name (host:port) of the primary serving ``command``'s slot."""
+        key = command_key(command)
+        nm = self.client.nodes_manager
+        if key is None:
+            return str(nm.default_node.name)
+        slot = _slot(key)
+        moved = self._moved.get(slot)
+        return moved if moved is not None else str(nm.get_node_from_slot(slot).name)
+
+    def _wire(self, name: str) -> Wire:
+        wire = self._wires.get(name)
+        if wire is None:
+            if self._template is None:
+                node = self.client.get_default_node()
+                self._template = Endpoint.parse(node.connection_class, node.connection_kwargs)
+            host, _, port = name.rpartition(":")
+            endpoint = self._template._replace(host=host, port=int(port))
+            wire = self._wires[name] = Wire(endpoint, size=self.size, timeout=self.timeout)
+        return wire
+
+    async def _send(self, name: str, commands: list[Command]) -> list[Any]:
+        try:
+            return await self._wire(name).execute(commands)
+        except (RedisConnectionError, RedisTimeoutError):
+            self._stale = True  # a node died or moved: read the slot map before the next call
+            raise
+
+    async def _ask(self, target: str, command: Command) -> Any:
+        """``command`` on the node importing its slot, right after ``ASKING`` (one write)."""
+        return (await self._send(target, [("ASKING",), command]))[1]
+
+    async def _refresh(self, *, force: bool = False) -> None:
+        """Re-read the slot map (at most every ``REFRESH_EVERY_S`` unless ``force``)."""
+        now = time.monotonic()
+        if not force and now - self._refreshed < REFRESH_EVERY_S:
+            return
+        self._refreshed = now
+        self._stale = False
+        try:
+            if not self.client.nodes_manager.slots_cache:
+                await self.client.initialize()
+            else:
+                await self.client.nodes_manager.initialize()
+            nm = self.client.nodes_manager
+            for slot, name in list(self._moved.items()):
+                if nm.slots_cache.get(slot) and nm.slots_cache[slot][0].name == name:
+                    del self._moved[slot]  # the map caught up (a later MOVED overrides it again)
+        except RedisError:
+            self._stale = True
+            raise
+        known = {node.name for node in self.client.get_nodes()}
+        for name in [n for n in self._wires if n not in known]:
+            await self._wires.pop(name).aclose()
+
+    async def aclose(self) -> None:
+        for wire in self._wires.values():
+            await wire.aclose()
+        self._wires.clear()

@@ -1,0 +1,104 @@
+"""The slot-routed wire on a real Redis Cluster: batches split per node, MOVED and ASK followed."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+from redis.crc import key_slot
+from redis.exceptions import ResponseError
+
+from cuefast.store import Store, connect
+from cuefast.store.cluster_wire import ClusterWire, command_key
+from cuefast.store.keys import Keys
+
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+
+
+@pytest.fixture
+async def cluster(cluster_url: str) -> AsyncIterator[aioredis.RedisCluster]:
+    client = connect(cluster_url, cluster=True)
+    await client.initialize()  # type: ignore[attr-defined]
+    try:
+        yield client  # type: ignore[misc]
+    finally:
+        await client.aclose()
+
+
+def test_the_routing_key_of_each_command_the_store_sends() -> None:
+    assert command_key(("EVALSHA", "abc", 2, "k1", "k2", "a")) == "k1"
+    assert command_key(("EVALSHA", "abc", 0, "a")) is None
+    assert command_key(("HGETALL", "h")) == "h"
+    assert command_key(("XREADGROUP", "GROUP", "g", "c", "COUNT", 5, "STREAMS", "s", ">")) == "s"
+    assert command_key(("PING",)) is None
+
+
+async def test_a_batch_over_every_node_comes_back_in_order(cluster: aioredis.RedisCluster) -> None:
+    wire = ClusterWire(cluster)
+    tag = uuid.uuid4().hex[:8]
+    keys = [f"cw{tag}:{{s{i}}}" for i in range(60)]  # 60 slots: every primary holds some
+    nodes = {cluster.get_node_from_key(k).name for k in keys}  # type: ignore[union-attr]
+    assert len(nodes) == 3
+    try:
+        assert await wire.execute([("SET", k, i) for i, k in enumerate(keys)]) == ["OK"] * 60
+        assert await wire.execute([("GET", k) for k in reversed(keys)]) == [
+            str(i) for i in reversed(range(60))
+        ]
+        replies = await wire.execute([("GET", keys[0]), ("HGET", keys[1], "f"), ("GET", keys[2])])
+        assert replies[0] == "0" and isinstance(replies[1], ResponseError) and replies[2] == "2"  # in place
+        assert await wire.call("PING") == "PONG"
+    finally:
+        await wire.aclose()
+        for k in keys:
+            await cluster.delete(k)
+
+
+async def _node_id(client: aioredis.Redis) -> str:
+    return str(await client.execute_command("CLUSTER", "MYID"))
+
+
+async def test_moved_and_ask_are_followed_while_a_slot_migrates(cluster: aioredis.RedisCluster) -> None:
+    """A slot moves to another primary while the wire holds the old map: ASK while it migrates
+    (the key already on the target), MOVED once it is done; every read answers."""
+    tag = uuid.uuid4().hex[:8]
+    moved, stays = f"{{cw{tag}}}:moved", f"{{cw{tag}}}:stays"
+    slot = key_slot(moved.encode())
+    wire = ClusterWire(cluster)
+    await wire.execute([("SET", moved, "m"), ("SET", stays, "s")])
+    source_node = cluster.get_node_from_key(moved)
+    assert source_node is not None
+    target_node = next(n for n in cluster.get_primaries() if n.name != source_node.name)
+    source = aioredis.Redis(host=source_node.host, port=int(source_node.port), decode_responses=True)
+    target = aioredis.Redis(host=target_node.host, port=int(target_node.port), decode_responses=True)
+    try:
+        source_id, target_id = await _node_id(source), await _node_id(target)
+        await target.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", source_id)
+        await source.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", target_id)
+        await source.execute_command("MIGRATE", target_node.host, target_node.port, moved, 0, 5000)
+        assert await wire.execute([("GET", moved), ("GET", stays)]) == ["m", "s"]  # ASK, then here
+        await source.execute_command("MIGRATE", target_node.host, target_node.port, stays, 0, 5000)
+        for node in cluster.get_primaries():
+            client = aioredis.Redis(host=node.host, port=int(node.port))
+            await client.execute_command("CLUSTER", "SETSLOT", slot, "NODE", target_id)
+            await client.aclose()
+        got = await wire.execute([("GET", stays), ("GET", moved)])
+        assert got == ["s", "m"], [str(r) for r in got]  # MOVED: a new slot map
+        assert cluster.nodes_manager.get_node_from_slot(slot).name == target_node.name
+    finally:
+        await wire.aclose()
+        await source.aclose()
+        await target.aclose()
+        await cluster.delete(moved)
+        await cluster.delete(stays)
+
+
+async def test_scripts_are_loaded_again_on_every_primary_after_noscript(cluster_url: str) -> None:
+    store = Store(connect(cluster_url, cluster=True), Keys(f"t{uuid.uuid4().hex[:10]}", 4))
+    try:
+        await store.preload()
+        await store.redis.script_flush()  # every primary forgets (a failover to a new node, a restart)
+        assert await store.echo.save("203.0.113.9", 1, uuid.uuid4().hex, "{}", limit=10, ttl_s=60)
+    finally:
+        await store.close()
