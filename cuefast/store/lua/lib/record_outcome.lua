@@ -79,13 +79,14 @@ local function record_outcome(pfx, eid, acct, outcome_json, success, state, err,
   local cla = e[10] or ''
   local new = st .. '|' .. state .. '|' .. (e[5] or '') .. '|' .. (cla ~= '' and '1' or '') .. '|' .. (e[11] or '')
   local old = e[12] or ''
-  if new ~= old then
+  local move = new ~= old and eacct ~= nil  -- (exec_reindex leaves a hash without acct alone)
+  if move then
     w[#w + 1] = 'ix'; w[#w + 1] = new
   end
   local verdict = not e[13]  -- the first verdict (alert_verdict's HSETNX, folded into this HSET)
   if verdict then w[#w + 1] = 'vd'; w[#w + 1] = '1' end
   redis.call('HSET', ek, unpack(w))
-  if new ~= old then
+  if move then
     local ca = e[9] or 0
     if old ~= '' then ix_apply(pfx, eid, eacct, cue, old, ca, '', -1) end
     ix_apply(pfx, eid, eacct, cue, new, ca, cla, 1)
