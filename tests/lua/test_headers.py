@@ -113,6 +113,6 @@ def test_includes_resolve_transitively_each_lib_once() -> None:
     assert "--!include" not in text
     functions = re.findall(r"^local function (\w+)", text, re.MULTILINE)
     assert len(functions) == len(set(functions))
-    for needed in ("dirty", "set_cue_status", "decides_cue", "work_rem", "alert_outcome", "record_outcome"):
+    for needed in ("dirty", "set_cue_status", "decides_cue", "work_rem", "alert_streak", "record_outcome"):
         assert needed in functions, needed
     assert functions.index("dirty") < functions.index("set_cue_status") < functions.index("record_outcome")

@@ -245,6 +245,26 @@ async def test_record_many_answers_per_outcome_and_counts_runs_per_cue(store: St
     assert await store.redis.exists(k.execution(p, gone)) == 0
 
 
+async def test_record_many_keeps_the_failure_streak_in_batch_order(store: Store) -> None:
+    """record_outcome defers a success's streak reset to outcome_flush: a failure later in the
+    same batch must still count from the reset, and a success after failures ends at 0."""
+    k = store.keys
+    p = await put_cue(store, tr="worker", fs=5, fsa="1", cfg='{"alerts":{"consecutive_failures":2}}')
+    ids = [(await claimed_worker_execution(store))[1] for _ in range(5)]
+    rows = [won(ids[0]), lost(ids[1]), lost(ids[2])]
+    got = await store.outcomes.record_many(ACCT, rows, NOW)
+    assert [r.execution_status for r in got] == ["success", "failed", "failed"]
+    c = await store.redis.hgetall(k.cue(CUE))
+    assert (c["fs"], c["fsa"], c["rc"]) == ("2", "1", "3")  # reset, then 2 failures: alerted again
+    (alert_id,) = await store.redis.zrange(k.alert_index(p, ACCT, "consecutive_failures"), 0, -1)
+    assert (await store.redis.hgetall(k.alert(p, alert_id)))["eid"] == ids[2]
+    got = await store.outcomes.record_many(ACCT, [lost(ids[3]), won(ids[4])], NOW)
+    assert [r.execution_status for r in got] == ["failed", "success"]
+    c = await store.redis.hgetall(k.cue(CUE))
+    assert (c["fs"], c["fsa"], c["rc"], c["lr"]) == ("0", "", "5", str(NOW))
+    assert {f"exec:{e}" for e in ids} | {f"cue:{CUE}"} <= await dirty(store, k.part(p))
+
+
 # ---- outcomes_record: the monthly usage counters -------------------------------------------------
 async def test_record_counts_usage_in_the_partition_by_creation_month(store: Store) -> None:
     """count_usage: ``reported`` and ``succeeded`` / ``failed`` += 1 on the partition's hash of the

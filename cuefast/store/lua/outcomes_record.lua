@@ -9,7 +9,8 @@
   ARGV[7] account_id: the execution must be this account's ("" = any account's)
   ARGV[8] usage_ttl_s: count the outcome in the partition's monthly usage hash of the execution's
     account and creation month, `<prefix>usage:<account>:<YYYY-MM>` (``reported`` and
-    ``succeeded`` / ``failed`` += 1), and give it this TTL ("" = not counted here)
+    ``succeeded`` / ``failed`` += 1), and give it this TTL when the first outcome creates it
+    ("" = not counted here)
   ARGV[9..] states: verification mode, outcome_state pairs: the state to record when the cue's
     config has that verification mode ("none" without one, or without the cue)
   returns {OK, status, outcome_state, created_at} | {EXISTS} an outcome is already recorded
@@ -31,35 +32,21 @@ end
 
 local now, pfx, acct = ARGV[1], ARGV[2], ARGV[7]
 local eid = string.match(KEYS[1], 'exec:(.*)$')
-local state = ARGV[5]
+local states = nil
 if #ARGV > 8 then  -- the cue's verification mode decides the state
-  local cue = redis.call('HGET', KEYS[1], 'cue')
-  local mode = 'none'
-  local blob = cue and redis.call('GET', pfx .. 'cue:' .. cue .. ':cfg')
-  if blob then  -- "<config JSON>[\n<payload JSON>]"
-    local nl = string.find(blob, '\n', 1, true)
-    local ok, cfg = pcall(cjson.decode, nl and string.sub(blob, 1, nl - 1) or blob)
-    if ok and type(cfg) == 'table' and type(cfg.verification) == 'table' then
-      local m = cfg.verification.mode
-      if type(m) == 'string' then mode = m end
-    end
-  end
-  for i = 9, #ARGV - 1, 2 do
-    if ARGV[i] == mode then
-      state = ARGV[i + 1]
-      break
-    end
-  end
+  states = {}
+  for i = #ARGV - 1, 9, -2 do states[ARGV[i]] = ARGV[i + 1] end  -- the first pair of a mode wins
 end
 local defer, cues = {}, {}
-local code, st = record_outcome(pfx, eid, acct, ARGV[3], ARGV[4], state, ARGV[6], now, defer, cues)
+local code, st, state, ca, eacct = record_outcome(pfx, eid, acct, ARGV[3], ARGV[4], ARGV[5], ARGV[6], now, defer,
+  cues, states)
 if code ~= STATUS.OK then return {code} end
 outcome_flush(pfx, defer, cues, now)
-local ca = redis.call('HMGET', KEYS[1], 'ca', 'acct')
 if ARGV[8] ~= '' then  -- by creation month (§13.1; an execution without one: now's)
-  local uk = pfx .. 'usage:' .. ca[2] .. ':' .. month_of(tonumber(ca[1]) or tonumber(now))
-  redis.call('HINCRBY', uk, 'reported', 1)
+  local uk = pfx .. 'usage:' .. eacct .. ':' .. month_of(tonumber(ca) or tonumber(now))
+  -- only this script writes the hash, every `reported` with the other field: the first one
+  -- created it and sets its TTL (from the month's first outcome, so it still outlives the month)
+  if redis.call('HINCRBY', uk, 'reported', 1) == 1 then redis.call('EXPIRE', uk, tonumber(ARGV[8])) end
   redis.call('HINCRBY', uk, ARGV[4] == '1' and 'succeeded' or 'failed', 1)
-  redis.call('EXPIRE', uk, tonumber(ARGV[8]))
 end
-return {STATUS.OK, st, state, ca[1] or ''}
+return {STATUS.OK, st, state, ca or ''}

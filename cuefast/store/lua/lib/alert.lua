@@ -33,8 +33,22 @@ local function alert_raise(pfx, acct, cue, eid, atype, msg, md, now)
   redis.call('XADD', pfx .. 'notices', '*', 'k', 'a', 'i', id, 'n', '1')
 end
 
--- the execution's verdict (first one only): a failure adds to its cue's streak, a success resets it;
--- the streak reaching the cue's alerts.consecutive_failures (default 3) raises one alert
+-- a failed verdict of a cue with config `cfg`: its streak grows; reaching the cue's
+-- alerts.consecutive_failures (default 3) raises one alert
+local function alert_streak(pfx, eid, cue, acct, cfg, now)
+  local ck = pfx .. 'cue:' .. cue
+  local n = redis.call('HINCRBY', ck, 'fs', 1)
+  local limit = tonumber(string.match(cfg, '"consecutive_failures":(%d+)')) or 3
+  if n >= limit and redis.call('HGET', ck, 'fsa') ~= '1' then
+    redis.call('HSET', ck, 'fsa', '1')
+    alert_raise(pfx, acct, cue, eid, 'consecutive_failures',
+      'Cue ' .. cue .. ' has ' .. n .. ' consecutive failed executions.',
+      '{"consecutive_failures":' .. n .. '}', now)
+  end
+end
+
+-- the execution's verdict (first one only): a failure adds to its cue's streak, a success resets it
+-- (lib/record_outcome.lua does the same with the fields it already read)
 local function alert_verdict(pfx, eid, cue, acct, success, now)
   if redis.call('HSETNX', pfx .. 'exec:' .. eid, 'vd', '1') == 0 then return end
   local ck = pfx .. 'cue:' .. cue
@@ -46,14 +60,7 @@ local function alert_verdict(pfx, eid, cue, acct, success, now)
     redis.call('HSET', ck, 'fs', 0, 'fsa', '')
     return
   end
-  local n = redis.call('HINCRBY', ck, 'fs', 1)
-  local limit = tonumber(string.match(cfg, '"consecutive_failures":(%d+)')) or 3
-  if n >= limit and redis.call('HGET', ck, 'fsa') ~= '1' then
-    redis.call('HSET', ck, 'fsa', '1')
-    alert_raise(pfx, acct, cue, eid, 'consecutive_failures',
-      'Cue ' .. cue .. ' has ' .. n .. ' consecutive failed executions.',
-      '{"consecutive_failures":' .. n .. '}', now)
-  end
+  alert_streak(pfx, eid, cue, acct, cfg, now)
 end
 
 -- a final failure (§12.1: attempts exhausted, lease exhausted, missed): its verdict, and the
@@ -83,12 +90,9 @@ local function alert_final_failure(pfx, eid, cue, acct, now)
   end
 end
 
--- after an outcome was recorded: its verdict, and a verification_failed alert
-local function alert_outcome(pfx, eid, cue, acct, tr, success, state, now)
-  alert_verdict(pfx, eid, cue, acct, success == '1', now)
-  if state == 'verification_failed' then
-    alert_raise(pfx, acct, cue, eid, 'verification_failed',
-      'Execution ' .. eid .. ' reported success but failed verification (required evidence missing).',
-      '{"outcome_state":"verification_failed","transport":"' .. (tr or 'webhook') .. '"}', now)
-  end
+-- an outcome that reported success but failed verification: its alert
+local function alert_verification_failed(pfx, eid, cue, acct, tr, now)
+  alert_raise(pfx, acct, cue, eid, 'verification_failed',
+    'Execution ' .. eid .. ' reported success but failed verification (required evidence missing).',
+    '{"outcome_state":"verification_failed","transport":"' .. (tr or 'webhook') .. '"}', now)
 end

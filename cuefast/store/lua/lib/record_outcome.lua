@@ -1,63 +1,131 @@
 -- record_outcome: write an execution's outcome once, atomically with its status effect. Returns
--- STATUS.OK, status | STATUS.EXISTS (an outcome is already recorded) | STATUS.NOT_FOUND (no such
--- execution, or not of `acct` when `acct` is given).
+-- STATUS.OK, status, outcome_state, created_at µs (or nil), account | STATUS.EXISTS (an outcome is
+-- already recorded) | STATUS.NOT_FOUND (no such execution, or not of `acct` when `acct` is given).
 -- The scheduled execution of a one-time cue decides the cue when this outcome ends it.
--- `defer` collects index removals and `cues` the run counts per cue (cue id → {n}); the caller
--- writes them with outcome_flush (one call per key / cue for a whole batch).
+-- `states` (optional): verification mode → outcome_state, the state to record instead of `state`
+-- when the cue's config has that mode ("none" without one, or without the cue).
+-- `defer` collects index removals and dirty marks, `cues` per cue (cue id → {n = runs, exists,
+-- cfg = its config JSON or false, reset = a success reset its failure streak}); the caller writes
+-- them with outcome_flush (one call per key / cue for a whole batch).
+-- Redis calls for one worker outcome (bench/outcome_calls.py): one HMGET of the execution, the
+-- cue's EXISTS and config GET, one HSET, the listing-index move (ZREM + HINCRBY, ZADD + HINCRBY
+-- per registry), then outcome_flush: the cue's HINCRBY + HSET, the ZREMs (leases, work indexes,
+-- unclaimed; deadlines and claims only when its od / cw say it is there), one SADD.
 --!include dirty
 --!include one_time
 --!include work_index
 --!include alert
 --!include exec_index
-local function record_outcome(pfx, eid, acct, outcome_json, success, state, err, now, defer, cues)
+local RO_TERMINAL = {success = true, failed = true, missed = true, outcome_timeout = true}
+
+-- the cue's stored config JSON (without the payload), read once per script (false: none)
+local function ro_cfg(pfx, c, cue)
+  if c.cfg == nil then c.cfg = alert_cue_config(pfx, cue) or false end
+  return c.cfg
+end
+
+local function ro_mark(defer, pfx, tail)
+  local k = '!' .. pfx .. 'dirty'
+  local t = defer[k]
+  if not t then t = {}; defer[k] = t end
+  t[#t + 1] = tail
+end
+
+local function record_outcome(pfx, eid, acct, outcome_json, success, state, err, now, defer, cues, states)
   local ek = pfx .. 'exec:' .. eid
-  local e = redis.call('HMGET', ek, 'st', 'tr', 'cue', 'acct', 'tb', 'oc', 'tk', 'ag')
+  local e = redis.call('HMGET', ek, 'st', 'tr', 'cue', 'acct', 'tb', 'oc', 'tk', 'ag', 'ca', 'cla', 'cw', 'ix',
+    'vd', 'od')
   if not e[1] or (acct ~= '' and e[4] ~= acct) then return STATUS.NOT_FOUND end
   if e[6] and e[6] ~= '' then return STATUS.EXISTS end
-  dirty(ek)
-  local st, tr = e[1], e[2]
-  local terminal = {success = true, failed = true, missed = true, outcome_timeout = true}
-  local c = cues[e[3]]
+  local st, tr, cue, eacct = e[1], e[2], e[3], e[4]
+  local c = cues[cue]
   if not c then
-    c = {n = 0, exists = redis.call('EXISTS', pfx .. 'cue:' .. e[3]) == 1}
-    cues[e[3]] = c
+    c = {n = 0, exists = redis.call('EXISTS', pfx .. 'cue:' .. cue) == 1}
+    cues[cue] = c
   end
-  if not terminal[st] and (tr == 'worker' or st == 'pending_outcome') then
-    if success == '1' then
-      st = 'success'
-      redis.call('HSET', ek, 'oc', outcome_json, 'os', state, 'ua', now, 'st', st, 'da', now, 'em', '',
-        'od', '', 'lx', '')
+  if states then  -- the cue's verification mode decides the state
+    local mode = 'none'
+    local blob = ro_cfg(pfx, c, cue)
+    if blob then
+      local ok, cfg = pcall(cjson.decode, blob)
+      if ok and type(cfg) == 'table' and type(cfg.verification) == 'table' then
+        local m = cfg.verification.mode
+        if type(m) == 'string' then mode = m end
+      end
+    end
+    if states[mode] then state = states[mode] end
+  end
+  ro_mark(defer, pfx, 'exec:' .. eid)
+  local w = {'oc', outcome_json, 'os', state, 'ua', now}
+  if not RO_TERMINAL[st] and (tr == 'worker' or st == 'pending_outcome') then
+    st = success == '1' and 'success' or 'failed'
+    w[#w + 1] = 'st'; w[#w + 1] = st
+    if st == 'success' then
+      w[#w + 1] = 'da'; w[#w + 1] = now; w[#w + 1] = 'em'; w[#w + 1] = ''
     else
-      st = 'failed'
-      redis.call('HSET', ek, 'oc', outcome_json, 'os', state, 'ua', now, 'st', st, 'em', err, 'od', '',
-        'lx', '')
+      w[#w + 1] = 'em'; w[#w + 1] = err
     end
+    w[#w + 1] = 'od'; w[#w + 1] = ''; w[#w + 1] = 'lx'; w[#w + 1] = ''
     defer_zrem(defer, pfx .. 'leases', eid)
-    defer_zrem(defer, pfx .. 'deadlines', eid)
+    -- only an armed deadline (od set, the one script that clears it also removes it) is listed
+    if e[14] and e[14] ~= '' then defer_zrem(defer, pfx .. 'deadlines', eid) end
     if tr == 'worker' then  -- no longer claimable nor claimed (a late outcome is accepted too)
-      work_rem(pfx, e[4], eid, e[7], e[8], defer)
-      defer_zrem(defer, pfx .. 'claims', eid)
+      work_rem(pfx, eacct, eid, e[7], e[8], defer)
+      -- only a claimed one (cw set by every claim, cleared only with its ZREM) is in claims
+      if e[11] and e[11] ~= '' then defer_zrem(defer, pfx .. 'claims', eid) end
     end
-    if decides_cue(pfx, e[3], e[5]) then
-      set_cue_status(pfx, e[3], e[4], st == 'success' and 'completed' or 'failed')
-    end
-  else
-    redis.call('HSET', ek, 'oc', outcome_json, 'os', state, 'ua', now)
   end
-  exec_reindex(pfx, eid)
+  -- the listing cells (exec_reindex, with the fields already read: tb, cla and cw do not change)
+  local cla = e[10] or ''
+  local new = st .. '|' .. state .. '|' .. (e[5] or '') .. '|' .. (cla ~= '' and '1' or '') .. '|' .. (e[11] or '')
+  local old = e[12] or ''
+  local move = new ~= old and eacct ~= nil  -- (exec_reindex leaves a hash without acct alone)
+  if move then
+    w[#w + 1] = 'ix'; w[#w + 1] = new
+  end
+  local verdict = not e[13]  -- the first verdict (alert_verdict's HSETNX, folded into this HSET)
+  if verdict then w[#w + 1] = 'vd'; w[#w + 1] = '1' end
+  redis.call('HSET', ek, unpack(w))
+  if move then
+    local ca = e[9] or 0
+    if old ~= '' then ix_apply(pfx, eid, eacct, cue, old, ca, '', -1) end
+    ix_apply(pfx, eid, eacct, cue, new, ca, cla, 1)
+  end
+  if st ~= e[1] and decides_cue(pfx, cue, e[5]) then
+    set_cue_status(pfx, cue, eacct, st == 'success' and 'completed' or 'failed')
+  end
   if c.exists and tr == 'worker' then c.n = c.n + 1 end
-  alert_outcome(pfx, eid, e[3], e[4], tr, success, state, now)  -- alerts (§12.4)
-  return STATUS.OK, st
+  if verdict and ro_cfg(pfx, c, cue) then  -- alerts (§12.4): alert_verdict
+    c.marked = true
+    if success == '1' then
+      c.reset = true  -- written by outcome_flush with the cue's other fields
+    else
+      local ck = pfx .. 'cue:' .. cue
+      if c.reset then  -- a success earlier in this batch: its reset first
+        redis.call('HSET', ck, 'fs', 0, 'fsa', '')
+        c.reset = nil
+      end
+      alert_streak(pfx, eid, cue, eacct, c.cfg, now)
+    end
+  end
+  if state == 'verification_failed' then alert_verification_failed(pfx, eid, cue, eacct, tr, now) end
+  return STATUS.OK, st, state, e[9], eacct
 end
 
 local function outcome_flush(pfx, defer, cues, now)
-  defer_flush(defer)
   for cue, c in pairs(cues) do
+    local ck = pfx .. 'cue:' .. cue
     if c.n > 0 then
-      local ck = pfx .. 'cue:' .. cue
       redis.call('HINCRBY', ck, 'rc', c.n)
-      redis.call('HSET', ck, 'lr', now)
-      dirty(ck)
+      if c.reset then
+        redis.call('HSET', ck, 'lr', now, 'fs', 0, 'fsa', '')
+      else
+        redis.call('HSET', ck, 'lr', now)
+      end
+    elseif c.reset then
+      redis.call('HSET', ck, 'fs', 0, 'fsa', '')
     end
+    if c.n > 0 or c.marked then ro_mark(defer, pfx, 'cue:' .. cue) end
   end
+  defer_flush(defer)
 end

@@ -36,11 +36,14 @@ local function work_rem(pfx, acct, eid, tk, ag, defer)
   end
 end
 
--- deferred removals (key → members), and deferred additions under the key '+' .. key
--- (key → score, member, …)
+-- deferred removals (key → members), deferred additions under the key '+' .. key
+-- (key → score, member, …) and set additions under the key '!' .. key (key → members)
 local function defer_flush(defer)
   for k, t in pairs(defer) do
-    if string.sub(k, 1, 1) == '+' then
+    local op = string.sub(k, 1, 1)
+    if op == '!' then
+      for i = 1, #t, 1000 do redis.call('SADD', string.sub(k, 2), unpack(t, i, math.min(i + 999, #t))) end
+    elseif op == '+' then
       for i = 1, #t, 1000 do redis.call('ZADD', string.sub(k, 2), unpack(t, i, math.min(i + 999, #t))) end
     else
       for i = 1, #t, 1000 do redis.call('ZREM', k, unpack(t, i, math.min(i + 999, #t))) end
