@@ -1,4 +1,4 @@
-"""Issue 15 item 6: ``./dev bench cluster`` — materialisation and delivery on one Redis vs a 3-primary cluster."""
+"""``./dev bench cluster`` (issue 15): materialisation and delivery, 1 Redis vs a 3-primary cluster."""
 
 from __future__ import annotations
 
