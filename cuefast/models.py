@@ -155,6 +155,9 @@ class Account(msgspec.Struct, kw_only=True):
     slug: str = ""
     created: int
     updated: int
+    partitions: tuple[int, ...] | None = None
+    """Not in the hash: the partitions the account may have cues (so executions) on, from its
+    bitmap (``Keys.cue_partitions``) as authentication read it; None = any (no bitmap)."""
 
 
 ACCOUNT_DECODER_FIELDS = frozenset(f.name for f in msgspec.structs.fields(Account))

@@ -71,8 +71,12 @@ def fmt_z(us: int | None) -> str | None:
     datetime can hold (never raises)."""
     if us is None:
         return None
-    base = _base(us)
-    return None if base is None else base + "Z"
+    secs, micro = divmod(us, 1_000_000)  # _base inlined: a page of executions calls this ~60 times
+    try:
+        second = _second(secs)
+    except (OverflowError, ValueError):
+        return None
+    return f"{second}.{micro:06d}Z" if micro else second + "Z"
 
 
 def fmt_offset(us: int | None) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from litestar import Response, get, patch, post
@@ -22,8 +23,9 @@ from cuefast.client.models import (
     VerifyResult,
 )
 from cuefast.errors import Conflict, ExecutionNotFound, api_error
+from cuefast.models import Account
 from cuefast.runtime import Runtime
-from cuefast.services.executions import ExecutionFilters
+from cuefast.services.executions import ExecutionFilters, ExecutionService
 from cuefast.services.outcomes import MetadataTooLarge, OutcomeAlreadyRecorded
 
 EXEC_LIMIT = limit(20)
@@ -40,7 +42,7 @@ EMPTY_STATUS_IN = api_error(400, "invalid_status_in", "`status__in` must contain
 _NOT_FOUND = ExecutionNotFound()
 
 
-def _filters(q: Any) -> ExecutionFilters:
+def _filters(q: Mapping[str, str]) -> ExecutionFilters:
     status = q.get("status")
     status_in = q.get("status__in")
     if status is not None and status_in is not None:
@@ -62,6 +64,21 @@ def _filters(q: Any) -> ExecutionFilters:
     )
 
 
+async def list_page(executions: ExecutionService, account: Account, q: Mapping[str, str]) -> dict[str, Any]:
+    """The answer of ``GET /v1/executions`` (the Litestar route's and the edge's: ``fast.py``):
+    422 for a bad ``limit``/``offset`` first, then 400 for conflicting filters."""
+    limit_, offset = EXEC_LIMIT.read(q), OFFSET.read(q)
+    items, total, oldest = await executions.list(account, _filters(q), limit_, offset)
+    return {
+        "executions": items,
+        "total": total,
+        "limit": limit_,
+        "offset": offset,
+        "has_more": offset + limit_ < total,
+        "oldest_claimed_at": oldest,
+    }
+
+
 def routes(rt: Runtime) -> list[HTTPRouteHandler]:
     executions = rt.executions
     outcomes = rt.outcomes
@@ -77,19 +94,7 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         ),
     )
     async def list_executions(query: QueryParams, account: CurrentAccount) -> Response[ExecutionList]:
-        q = query
-        limit_, offset = EXEC_LIMIT.read(q), OFFSET.read(q)
-        items, total, oldest = await executions.list(account, _filters(q), limit_, offset)
-        return json_response(
-            {
-                "executions": items,
-                "total": total,
-                "limit": limit_,
-                "offset": offset,
-                "has_more": offset + limit_ < total,
-                "oldest_claimed_at": oldest,
-            }
-        )
+        return json_response(await list_page(executions, account, query))
 
     @get(
         "/v1/executions/{execution_id:str}",

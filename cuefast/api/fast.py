@@ -1,6 +1,6 @@
 """The hot routes answered by the edge itself, without Litestar's routing, DI and responses.
 
-``GET /v1/cues/{id}``, ``POST /v1/cues``, ``POST /v1/cues/{id}/fire`` and ``POST
+``GET /v1/cues/{id}``, ``GET /v1/executions``, ``POST /v1/cues``, ``POST /v1/cues/{id}/fire`` and ``POST
 /v1/executions/{id}/outcome`` are what a fleet calls most. They stay declared in Litestar (their
 ``/openapi.json`` entries, and Litestar answers them when the edge runs without a limiter), but
 the edge serves them here with the same steps and the same answers: the body read with the same
@@ -15,12 +15,11 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, NamedTuple
 
 import msgspec
-from litestar._parsers import parse_query_string
-from litestar.datastructures import MultiDict
 
 from cuefast.api.cues import EXECUTION_LIMIT, EXECUTION_OFFSET
 from cuefast.api.deps import account_of
-from cuefast.api.http import MAX_BODY, path_cue_id, path_execution_id, read_json, unexpected
+from cuefast.api.executions import list_page
+from cuefast.api.http import MAX_BODY, path_cue_id, path_execution_id, query_params, read_json, unexpected
 from cuefast.errors import CuefastError, InternalError, RequestTooLarge
 from cuefast.models import Account
 from cuefast.runtime import Runtime
@@ -84,8 +83,11 @@ class FastRoutes:
 
         async def get_cue(account: Account, cue_id: str, _: bytes, scope: Scope) -> Any:
             cue_id = path_cue_id(cue_id)
-            q = MultiDict(parse_query_string(scope.get("query_string", b"")))
+            q = query_params(scope.get("query_string", b""))
             return await cues.get(account, cue_id, EXECUTION_LIMIT.read(q), EXECUTION_OFFSET.read(q))
+
+        async def list_executions(account: Account, _: str, __: bytes, scope: Scope) -> Any:
+            return await list_page(executions, account, query_params(scope.get("query_string", b"")))
 
         async def create_cue(account: Account, _: str, data: bytes, __: Scope) -> Any:
             return await cues.create(account, parse_create(read_json(data)))
@@ -99,6 +101,7 @@ class FastRoutes:
             return await outcomes.report(account, path_execution_id(execution_id), body)
 
         self.get_cue = Route("/v1/cues/{cue_id}", 200, False, get_cue)
+        self.list_executions = Route("/v1/executions", 200, False, list_executions)
         self.create_cue = Route("/v1/cues", 201, True, create_cue)
         self.fire_cue = Route("/v1/cues/{cue_id}/fire", 200, True, fire_cue)
         self.report_outcome = Route("/v1/executions/{execution_id}/outcome", 200, True, report_outcome)
@@ -107,6 +110,8 @@ class FastRoutes:
         """(the hot route, its path id) of a request, or None (Litestar answers it). Ids that are
         a static sibling's path segment (``bulk-delete``, ``claim``…) are left to Litestar."""
         if method == "GET":
+            if path == "/v1/executions":
+                return Hot(self, self.list_executions, "")
             if path.startswith("/v1/cues/"):
                 cue_id = path[9:]
                 if cue_id and "/" not in cue_id and cue_id != "bulk-delete":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import parse_qsl
 
 import msgspec
 from litestar import Response
@@ -24,6 +25,16 @@ from cuefast.store import UNREACHABLE
 MAX_BODY = 1_048_576
 _ENCODER = msgspec.json.Encoder()
 JSON = "application/json"
+
+
+def query_params(query_string: bytes) -> dict[str, str]:
+    """A query string's parameters as the Litestar handlers read them (``QueryParams.get``):
+    latin-1 text, ``&``-separated, ``+`` and %-escapes decoded, blank values kept, the first of
+    repeated keys."""
+    params: dict[str, str] = {}
+    for key, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True, separator="&"):
+        params.setdefault(key, value)
+    return params
 
 
 def json_response(

@@ -348,6 +348,9 @@ class CueService:
             payload_json=checked.payload_json or b"{}",
             now=now,
         )
+        p = self.store.keys.cue_partition(cue_id)
+        if account.partitions is None or p not in account.partitions:  # bits are never cleared
+            await self.store.accounts.note_cue_partition(account.id, p)
         try:
             created = await self.store.cues.create(cue_id, fields)
         except BaseException:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -33,9 +34,17 @@ from cuefast.ids import is_cue_id, new_execution_id
 from cuefast.metrics import EXECUTIONS_CREATED, Metrics
 from cuefast.models import Account
 from cuefast.services.outcomes import render_outcome
-from cuefast.services.render import data_error, render_rows, stored_int, stored_json, stored_time
+from cuefast.services.render import (
+    data_error,
+    data_errors,
+    render_rows,
+    stored_int,
+    stored_json,
+    stored_time,
+)
 from cuefast.services.validate import MISSING, Checker, has_bad_text, require_object
 from cuefast.store import Status, Store
+from cuefast.store.executions import execution_of
 from cuefast.times import RANGE_TEXT, InstantOutOfRange, fmt_offset, fmt_z, parse_datetime
 
 if TYPE_CHECKING:
@@ -71,10 +80,19 @@ def render_execution(h: dict[str, str]) -> dict[str, Any]:
     """A stored execution hash → the contract's Execution object (§8.1); a stored value that
     cannot be rendered is null (``{}`` for the payload) and a logged data error."""
     eid = h["id"]
+    get = h.get
 
-    def time(field: str, name: str) -> str | None:
-        return stored_time(h.get(field), fmt_z, "execution", eid, name)
+    def time(field: str, name: str) -> str | None:  # stored_time, its usual case inlined
+        raw = get(field)
+        if not raw:
+            return None
+        try:
+            text = fmt_z(int(raw))
+        except ValueError:
+            text = None
+        return text if text is not None else stored_time(raw, fmt_z, "execution", eid, name)
 
+    created = time("ca", "created_at")
     return {
         "id": eid,
         "cue_id": h["cue"],
@@ -87,8 +105,8 @@ def render_execution(h: dict[str, str]) -> dict[str, Any]:
         "delivered_at": time("da", "delivered_at"),
         "last_attempt_at": time("la", "last_attempt_at"),
         "outcome": stored_outcome(h.get("oc"), eid),
-        "created_at": time("ca", "created_at"),
-        "updated_at": time("ua" if h.get("ua") else "ca", "updated_at"),
+        "created_at": created,
+        "updated_at": time("ua", "updated_at") if get("ua") else created,
         "triggered_by": triggered_by(h.get("tb")),
         "payload": stored_json(h.get("pl"), "execution", eid, "payload", "{}"),
         "outcome_state": h.get("os") or None,
@@ -105,6 +123,48 @@ def render_execution(h: dict[str, str]) -> dict[str, Any]:
 def render_executions(rows: list[dict[str, str] | None]) -> list[dict[str, Any]]:
     """A listing's rows; one that cannot be rendered at all is logged and left out."""
     return render_rows(rows, render_execution, "execution", lambda h: h.get("id", "?"))
+
+
+_ENCODER = msgspec.json.Encoder()
+_RENDERED: dict[tuple[str, ...], msgspec.Raw] = {}
+_RENDERED_BYTES = [0]
+RENDERED_MAX_BYTES = 16 << 20
+"""what the rendered rows a process remembers may hold (hash + JSON; emptied when full)"""
+RENDERED_ROW_MAX = 16 << 10
+"""a row bigger than this (a large payload or outcome) is rendered every time"""
+
+
+def render_listed(ids: Sequence[str], rows: Sequence[Sequence[str]]) -> list[Any]:
+    """A listing's rows as a script returned them (``Listing.rows``), each rendered to JSON once
+    per distinct stored hash: the key is the id with every field and value, so any change to
+    the hash is a new key, and ``render_execution`` reads nothing else. A listing polled again
+    (an agent's loop, a dashboard) re-renders only what changed. Bounded in bytes; a row with a
+    large payload, or whose render logged a data error (it logs again next time), is not
+    remembered; gone and unrenderable rows are left out."""
+    out: list[Any] = []
+    for eid, flat in zip(ids, rows, strict=True):
+        if not flat:
+            continue
+        key = (eid, *flat)
+        raw = _RENDERED.get(key)
+        if raw is None:
+            h = execution_of(eid, flat)
+            assert h is not None
+            errors = data_errors()
+            try:
+                raw = msgspec.Raw(_ENCODER.encode(render_execution(h)))
+            except Exception:
+                data_error("execution", eid, "*")
+                continue
+            size = len(raw) * 2  # the hash's text is about as long as its JSON
+            if data_errors() == errors and size <= RENDERED_ROW_MAX:
+                if _RENDERED_BYTES[0] + size > RENDERED_MAX_BYTES:
+                    _RENDERED.clear()
+                    _RENDERED_BYTES[0] = 0
+                _RENDERED[key] = raw
+                _RENDERED_BYTES[0] += size
+        out.append(raw)
+    return out
 
 
 class ExecutionFilters(msgspec.Struct, kw_only=True):
@@ -334,10 +394,12 @@ class ExecutionService:
 
     async def list(
         self, account: Account, filters: ExecutionFilters, limit: int, offset: int
-    ) -> tuple[list[dict[str, Any]], int, str | None]:
-        """A page (newest first), the filtered total, and the earliest ``claimed_at``: the listing
-        indexes answer every filter (no scan), in one round trip with the cue's owner and the
-        history flags, then one for the page's rows."""
+    ) -> tuple[list[Any], int, str | None]:
+        """A page (newest first; a row is a dict or its JSON, ``msgspec.Raw``), the filtered total,
+        and the earliest ``claimed_at``: the listing
+        indexes answer every filter (no scan), on the partitions the account may have executions
+        on (``Account.partitions``), in one round trip with the cue's owner and the history
+        flags — and the page's rows when one partition holds them all, else one more round trip."""
         store = self.store
         cue_id = filters.cue_id
         if cue_id is not None and not is_cue_id(cue_id):
@@ -356,6 +418,8 @@ class ExecutionService:
             statuses=sorted(filters.statuses) if filters.statuses is not None else None,
             outcome_state=filters.outcome_state,
             triggered_by=filters.triggered_by,
+            partitions=account.partitions,
+            rows=True,
             also=also,
         )
         extra = listing.extra
@@ -364,6 +428,9 @@ class ExecutionService:
                 return [], 0, None
             extra = extra[1:]
         flags = store.snapshots.history_flags(extra) if self.history is not None else None
-        items = render_executions(await store.executions.get_many(listing.ids))
+        if listing.rows is not None:
+            items = render_listed(listing.ids, listing.rows)
+        else:
+            items = render_executions(await store.executions.get_many(listing.ids))
         older, total = await self._with_history(account, filters, offset, limit, listing.total, flags=flags)
         return items + older, total, fmt_offset(listing.oldest_claimed_us)

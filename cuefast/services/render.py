@@ -22,8 +22,18 @@ _RAW = msgspec.json.Decoder(msgspec.Raw)
 Row = TypeVar("Row")
 
 
+_errors = [0]
+
+
+def data_errors() -> int:
+    """How many data errors this process has logged (a render that logged none is pure: its
+    answer may be reused for the same stored values)."""
+    return _errors[0]
+
+
 def data_error(kind: str, oid: str, field: str) -> None:
     """Log a stored value that cannot be rendered (the object and field, never the value)."""
+    _errors[0] += 1
     data_log.error("data error: %s %s: field %r cannot be rendered", kind, oid, field)
 
 

@@ -15,11 +15,11 @@ from cuefast.store.status import Status
 AUTHENTICATE = Script(
     "accounts_authenticate",
     keys=("api_keys", "rotated", "key_window", "ip_window"),
-    argv=("now", "key_sha", "account_prefix", "ip_limit", "month", "count"),
+    argv=("now", "key_sha", "account_prefix", "ip_limit", "month", "count", "partitions_prefix"),
 )
 REGISTER = Script(
     "accounts_register",
-    keys=("emails", "api_keys", "slugs", "account"),
+    keys=("emails", "api_keys", "slugs", "account", "cue_partitions"),
     argv=("email_lc", "account_id", "key_sha", "slug_count"),
     rest="slugs_and_fields",
 )
@@ -28,9 +28,18 @@ ROTATE_KEY = Script(
     keys=("api_keys", "account", "rotated"),
     argv=("now", "old_sha", "new_sha", "new_prefix", "new_enc", "ttl_ms", "account_id"),
 )
+CUE_PARTITION = Script("accounts_cue_partition", keys=("cue_partitions",), argv=("partition",))
 CHANGE_EMAIL = Script(
     "accounts_change_email", keys=("emails", "account"), argv=("now", "account_id", "email_lc", "email")
 )
+
+
+def cue_partitions(text: str) -> tuple[int, ...] | None:
+    """The partitions an account may have cues on, from the auth script's text ("3,7"; "*":
+    any — the account has no bitmap, None)."""
+    if text == "*":
+        return None
+    return tuple(int(p) for p in text.split(",")) if text else ()
 
 
 class Window(NamedTuple):
@@ -73,7 +82,7 @@ class QuotaState(NamedTuple):
 
 
 class Accounts(Repository):
-    SCRIPTS = (AUTHENTICATE, REGISTER, ROTATE_KEY, CHANGE_EMAIL)
+    SCRIPTS = (AUTHENTICATE, REGISTER, ROTATE_KEY, CHANGE_EMAIL, CUE_PARTITION)
 
     async def authenticate(
         self, key_sha: str, *, ip: str = "", ip_limit: int = 0, month: str = "", count: bool, now_us: int
@@ -84,15 +93,21 @@ class Accounts(Repository):
         res = await self.scripts.run(
             AUTHENTICATE,
             [k.api_keys, k.rotated_key(key_sha), k.key_window(key_sha), k.ip_window(ip)],
-            [now_us, key_sha, k.account_prefix, ip_limit, month, 1 if count else 0],
+            [now_us, key_sha, k.account_prefix, ip_limit, month, 1 if count else 0, k.cue_partitions_prefix],
         )
         status, verdict = Status(int(res[0])), int(res[1])
         window = None if verdict == -1 else Window(verdict == 1, int(res[2]), int(res[3]), int(res[4]))
         if status is not Status.OK:
             return AuthResult(status, None, window, False)
-        it = iter(res[6:])
+        it = iter(res[7:])
         account = msgspec.convert(dict(zip(it, it, strict=True)), Account, strict=False)
+        account.partitions = cue_partitions(str(res[6]))
         return AuthResult(status, account, window, res[5] == 1)
+
+    async def note_cue_partition(self, account_id: str, partition: int) -> None:
+        """Mark ``partition`` in the account's cue-partition bitmap (when it has one): before a
+        cue is written there, so listings that read only the bitmap's partitions miss none."""
+        await self.scripts.run(CUE_PARTITION, [self.keys.cue_partitions(account_id)], [partition])
 
     async def register(self, account: Account, slug_candidates: Sequence[str]) -> tuple[Status, str]:
         """Create ``account`` with the first free slug: (OK, slug) | (EXISTS, "") e-mail taken |
@@ -101,11 +116,11 @@ class Accounts(Repository):
         fields = {
             f: (v if not isinstance(v, bool) else int(v))
             for f, v in msgspec.structs.asdict(account).items()
-            if f != "slug"
+            if f not in ("slug", "partitions")
         }
         res = await self.scripts.run(
             REGISTER,
-            [k.emails, k.api_keys, k.slugs, k.account(account.id)],
+            [k.emails, k.api_keys, k.slugs, k.account(account.id), k.cue_partitions(account.id)],
             [
                 account.email_lc,
                 account.id,

@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 from redis.client import NEVER_DECODE
 
 from cuefast.store.repository import Repository, pairs
-from cuefast.store.scripts import Arg, Call, Script
+from cuefast.store.scripts import Call, Script
 from cuefast.store.status import Status
 from cuefast.store.wire import Batch
 
@@ -37,7 +37,10 @@ PURGE_CUE = Script(
 )
 CUES = Script("executions_cues", keys=("registry",), argv=("prefix", "account_id"), rest="execution_ids")
 LIST = Script(
-    "executions_list", keys=("registry",), argv=("depth", "outcome_state", "triggered_by"), rest="statuses"
+    "executions_list",
+    keys=("registry",),
+    argv=("depth", "outcome_state", "triggered_by", "rows", "rows_from"),
+    rest="statuses",
 )
 REINDEX = Script("executions_reindex", keys=("registry",), argv=("prefix",), rest="execution_ids")
 UPGRADE_MEMBERS = Script("executions_upgrade_members", keys=("zset",), argv=("cursor", "count"))
@@ -85,6 +88,17 @@ def _execution(execution_id: str, data: Mapping[Any, Any]) -> Execution | None:
     return {"id": execution_id, **{str(k): str(v) for k, v in data.items()}}
 
 
+def execution_of(execution_id: str, flat: Sequence[str]) -> Execution | None:
+    """A hash a script returned (HGETALL's flat field, value list: ``Listing.rows``) as an
+    Execution (None: the hash is gone)."""
+    if not flat:
+        return None
+    it = iter(flat)
+    h: Execution = dict(zip(it, it, strict=True))  # the wire decodes replies: str already
+    h["id"] = execution_id
+    return h
+
+
 class Created(NamedTuple):
     """``executions.create``: OK | REPEAT (``detail``: the remembered response JSON) | CONFLICT
     (``detail``: the execution the idempotency key made) | NOT_FOUND (no such cue)."""
@@ -95,17 +109,20 @@ class Created(NamedTuple):
 
 def list_rows(reply: Sequence[Any]) -> list[tuple[int, str]]:
     """(created µs, id) of the members in one ``executions_list.lua`` reply, newest first."""
-    return [(int(reply[i + 1]), str(reply[i])) for i in range(2, len(reply), 2)]
+    return [(int(reply[i + 1]), str(reply[i])) for i in range(3, len(reply), 2)]
 
 
 class Listing(NamedTuple):
     """``executions.listing``: the page's ids (newest first), the filtered total, the earliest
-    claimed_at µs in the filtered set (None: none has one), and the replies of ``also``."""
+    claimed_at µs in the filtered set (None: none has one), the replies of ``also``, and the
+    page's hashes when the script could return them (one registry read), each as HGETALL's flat
+    field, value list ([] = gone: ``execution_of``); None: read them with ``get_many``."""
 
     ids: list[str]
     total: int
     oldest_claimed_us: int | None
     extra: list[Any]
+    rows: list[list[str]] | None = None
 
 
 class ExecutionCue(NamedTuple):
@@ -229,37 +246,55 @@ class Executions(Repository):
         statuses: Sequence[str] | None = None,
         outcome_state: str | None = None,
         triggered_by: str | None = None,
+        partitions: Sequence[int] | None = None,
+        rows: bool = False,
         also: Sequence[Callable[[Batch], None]] = (),
     ) -> Listing:
         """A page of the account's executions (of one cue when ``cue_id`` is given, whatever its
         account: the caller checks it), newest first (ties: id descending), from the listing
         indexes (``lua/lib/exec_index.lua``): one ``executions_list.lua`` call per registry — the
-        cue's, or the account's on every partition — in one round trip with ``also``. Work per
-        call grows with the matching cells and ``offset + limit``, never with the account."""
+        cue's, or the account's on each of ``partitions`` (None: every partition; the account's
+        cue-partition bitmap as authentication read it, a superset of where its executions
+        are) — in one round trip with ``also``. With ``rows`` and one registry, the script also
+        returns the page's hashes (``Listing.rows``). Work per call grows with the matching
+        cells and ``offset + limit``, never with the account."""
         k = self.keys
+        parts = range(k.partitions) if partitions is None else partitions
         if cue_id is not None:
             registries = [k.ix_cue(cue_id) if worker_id is None else k.ix_cue_worker(cue_id, worker_id)]
+            parts = [k.cue_partition(cue_id)]
         elif worker_id is None:
-            registries = [k.ix_account(p, account_id) for p in range(k.partitions)]
+            registries = [k.ix_account(p, account_id) for p in parts]
         else:
-            registries = [k.ix_worker(p, account_id, worker_id) for p in range(k.partitions)]
+            registries = [k.ix_worker(p, account_id, worker_id) for p in parts]
         depth = offset + limit
-        argv: list[Arg] = [
+        inline = rows and len(registries) == 1
+        filters = (
             depth,
             "" if outcome_state is None else "=" + outcome_state,
             "" if triggered_by is None else "=" + triggered_by,
-            *(statuses or ()),
+        )
+        tail = tuple(statuses or ())
+        calls: list[Call] = [
+            (LIST, [reg], [*filters, k.part(p) + ":exec:" if inline else "", offset, *tail])
+            for reg, p in zip(registries, parts, strict=True)
         ]
-        res = await self.scripts.run_many([(LIST, [reg], argv) for reg in registries], also)
+        res = await self.scripts.run_many(calls, also)
+        if len(registries) == 1:
+            reply = res[0]
+            page = list_rows(reply)[offset:depth]
+            ids = [eid for _, eid in page]
+            got = reply[2] if inline else None
+            oldest = int(reply[1]) if reply[1] else None
+            return Listing(ids, int(reply[0]), oldest, res[1:], got)
         merged: list[tuple[int, str]] = []
         total, oldest = 0, None
-        for rows in res[: len(registries)]:
-            total += int(rows[0])
-            if rows[1]:
-                oldest = int(rows[1]) if oldest is None else min(oldest, int(rows[1]))
-            merged.extend(list_rows(rows))
-        if len(registries) > 1:
-            merged.sort(reverse=True)
+        for reply in res[: len(registries)]:
+            total += int(reply[0])
+            if reply[1]:
+                oldest = int(reply[1]) if oldest is None else min(oldest, int(reply[1]))
+            merged.extend(list_rows(reply))
+        merged.sort(reverse=True)
         return Listing([eid for _, eid in merged[offset:depth]], total, oldest, res[len(registries) :])
 
     def _by_partition(self, execution_ids: Sequence[str]) -> dict[int, list[str]]:

@@ -79,6 +79,15 @@ class Keys:
         """hash: the account (see store.ACCOUNT_FIELDS)"""
         return f"{self.auth}:acct:{account_id}"
 
+    @property
+    def cue_partitions_prefix(self) -> str:
+        return f"{self.auth}:cparts:"
+
+    def cue_partitions(self, account_id: str) -> str:
+        """string, a bitmap: bit p set = the account may have cues (so executions) on partition p;
+        absent = not tracked (an account older than the bitmap, or restored): any partition"""
+        return f"{self.auth}:cparts:{account_id}"
+
     def key_window(self, key_sha: str) -> str:
         """list: request times (µs) of one API key in its 60 s rate-limit window, oldest first"""
         return f"{self.auth}:rl:k:{key_sha}"

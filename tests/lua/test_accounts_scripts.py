@@ -81,11 +81,34 @@ async def test_authenticate_a_valid_key_counts_in_the_key_window(store: Store) -
     await register(store, a)
     res = await store.accounts.authenticate(a.key_sha, ip=IP, ip_limit=5, month=MONTH, count=True, now_us=NOW)
     assert res.status is Status.OK and res.warn is False
-    assert res.account == msgspec.structs.replace(a, slug="user")
+    assert res.account == msgspec.structs.replace(a, slug="user", partitions=())
     assert res.window == Window(True, 1, 100, NOW)
     assert await store.redis.lrange(k.key_window(a.key_sha), 0, -1) == [str(NOW)]
     assert 60_000 < await store.redis.pttl(k.key_window(a.key_sha)) <= 61_000
     assert await store.redis.exists(k.ip_window(IP)) == 0
+
+
+async def test_authenticate_reads_the_cue_partition_bitmap(store: Store) -> None:
+    """A registered account has an empty bitmap (tracked from the start); accounts_cue_partition
+    sets bits (partitions past the first byte too); an account without one (older than the
+    bitmap, or restored) reads as None — any partition — and stays without one."""
+    k, a = store.keys, account()
+    await register(store, a)
+
+    async def partitions() -> tuple[int, ...] | None:
+        res = await store.accounts.authenticate(a.key_sha, month=MONTH, count=False, now_us=NOW)
+        assert res.account is not None
+        return res.account.partitions
+
+    assert await partitions() == ()
+    for p in (12, 3, 3, 0):
+        await store.accounts.note_cue_partition(a.id, p)
+    assert await partitions() == (0, 3, 12)
+    await store.redis.delete(k.cue_partitions(a.id))
+    assert await partitions() is None
+    await store.accounts.note_cue_partition(a.id, 5)
+    assert await store.redis.exists(k.cue_partitions(a.id)) == 0
+    assert await partitions() is None
 
 
 async def test_authenticate_without_counting_writes_nothing(store: Store) -> None:

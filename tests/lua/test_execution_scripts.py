@@ -15,6 +15,7 @@ from cuefast.store.executions import (
     Created,
     ExecutionCue,
     Listing,
+    execution_of,
     index_id,
     index_member,
     index_members,
@@ -476,3 +477,35 @@ async def test_members_are_the_ids_16_bytes_and_list_in_id_order(store: Store) -
     assert (await store.executions.listing(ACCT, offset=0, limit=10)).ids == ids[::-1]
     assert (await store.executions.listing(ACCT, offset=2, limit=3, cue_id=CUE)).ids == ids[::-1][2:5]
     assert index_id(index_member("not-a-uuid")) == "not-a-uuid"
+
+
+async def test_listing_reads_the_partitions_given_and_returns_rows_from_one(store: Store) -> None:
+    """``partitions`` limits the registries read (the account's cue-partition bitmap); with one
+    registry and ``rows`` the script returns the page's hashes (from ``offset`` on), the same as
+    ``get_many``; with several, the rows are left to ``get_many`` (None)."""
+    await put_cue(store)
+    ids = sorted([(await put_execution(store))[1] for _ in range(5)])[::-1]
+    k = store.keys
+    p = k.cue_partition(CUE)
+    other = (p + 1) % k.partitions
+    everywhere = await store.executions.listing(ACCT, offset=1, limit=3)
+    assert everywhere.ids == ids[1:4] and everywhere.total == 5 and everywhere.rows is None
+    got = await store.executions.listing(ACCT, offset=1, limit=3, partitions=[p], rows=True)
+    assert got[:4] == everywhere[:4]
+    assert got.rows is not None
+    inline = [execution_of(e, r) for e, r in zip(ids[1:4], got.rows, strict=True)]
+    assert inline == await store.executions.get_many(ids[1:4])
+    two = await store.executions.listing(ACCT, offset=1, limit=3, partitions=[other, p], rows=True)
+    assert two == everywhere
+    assert await store.executions.listing(ACCT, offset=0, limit=3, partitions=[other]) == Listing(
+        [], 0, None, []
+    )
+    assert await store.executions.listing(ACCT, offset=0, limit=3, partitions=[]) == Listing([], 0, None, [])
+    by_cue = await store.executions.listing(ACCT, offset=4, limit=3, cue_id=CUE, partitions=[], rows=True)
+    assert by_cue.ids == ids[4:] and by_cue.rows is not None
+    assert [execution_of(ids[4], by_cue.rows[0])] == await store.executions.get_many(ids[4:])
+    kept = await store.redis.hgetall(k.execution(p, ids[2]))
+    await store.redis.delete(k.execution(p, ids[2]))  # a hash gone while still indexed: None
+    gone = await store.executions.listing(ACCT, offset=1, limit=3, partitions=[p], rows=True)
+    assert gone.rows is not None and gone.rows[1] == [] and execution_of(ids[2], []) is None
+    await store.redis.hset(k.execution(p, ids[2]), mapping=kept)

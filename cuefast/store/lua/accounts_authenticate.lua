@@ -10,15 +10,18 @@
   ARGV[4] ip_limit: requests per minute of one client IP
   ARGV[5] month: "YYYY-MM" (the usage mirror field "ex:<month>" in the account hash)
   ARGV[6] count: 1 = count the request, 0 = authenticate only (read-only)
+  ARGV[7] partitions_prefix: "<pfx>:{auth}:cparts:" (the account's cue-partition bitmap, same slot)
   A window is a list of request times (µs), oldest first, at most `limit` long: a request is
   in it while its time > now - 60 s. A valid key counts against its own window with the
   account's rate_limit; everything else (no key, unknown or rotated key) against the IP's.
   A rejected request is not counted.
-  returns {status, verdict, count, limit, oldest µs, warn, field, value, ...}
+  returns {status, verdict, count, limit, oldest µs, warn, partitions, field, value, ...}
     status  OK (the account's fields follow) | NO_KEY | NOT_FOUND unknown key | ROTATED (24 h)
     verdict 1 counted | 0 over the limit (not counted) | -1 not counting (ARGV[6] = 0)
     count   requests in the window (including this one when counted)
-    warn    1 when executions this month >= 80 % of monthly_execution_limit ]]
+    warn    1 when executions this month >= 80 % of monthly_execution_limit
+    partitions  the partitions the account may have cues on, "3,7" ("" none), "*" = any (no bitmap)
+  ]]
 local WINDOW = 60000000
 local now, sha, counting = tonumber(ARGV[1]), ARGV[2], ARGV[6] == '1'
 
@@ -55,13 +58,27 @@ local function window(key, limit)
   return {1, n + 1, limit, oldest or t}
 end
 
-local auth, acct = STATUS.NO_KEY, nil
+local function cue_partitions(key)
+  local bits = redis.call('GET', key)
+  if not bits then return '*' end
+  local parts = {}
+  for i = 1, #bits do
+    local b = string.byte(bits, i)
+    for j = 0, 7 do
+      if b >= 128 then parts[#parts + 1] = (i - 1) * 8 + j end  -- bit 0 is a byte's high bit
+      b = (b * 2) % 256
+    end
+  end
+  return table.concat(parts, ',')
+end
+
+local auth, acct, acct_id = STATUS.NO_KEY, nil, nil
 if sha ~= '' then
   local id = redis.call('HGET', KEYS[1], sha)
   if not id then
     auth = redis.call('EXISTS', KEYS[2]) == 1 and STATUS.ROTATED or STATUS.NOT_FOUND
   else
-    acct = redis.call('HGETALL', ARGV[3] .. id)
+    acct, acct_id = redis.call('HGETALL', ARGV[3] .. id), id
     auth = #acct > 0 and STATUS.OK or STATUS.NOT_FOUND
   end
 end
@@ -74,8 +91,8 @@ if auth == STATUS.OK then
   local warn = used * 5 >= tonumber(f['exec_limit'] or '0') * 4 and 1 or 0
   local limit = tonumber(f['rate_limit'] or '0')
   out = counting and window(KEYS[3], limit) or {-1, 0, limit, now}
-  out = {STATUS.OK, out[1], out[2], out[3], out[4], warn}
-  for i = 1, #acct do out[i + 6] = acct[i] end
+  out = {STATUS.OK, out[1], out[2], out[3], out[4], warn, cue_partitions(ARGV[7] .. acct_id)}
+  for i = 1, #acct do out[i + 7] = acct[i] end
 else
   local limit = tonumber(ARGV[4])
   out = counting and window(KEYS[4], limit) or {-1, 0, limit, now}

@@ -3,6 +3,7 @@
   KEYS[2] api_keys: hash, API-key sha256 → account id
   KEYS[3] slugs: hash, slug → account id
   KEYS[4] account: the new account's hash
+  KEYS[5] cue_partitions: its cue-partition bitmap, created empty (tracked from the start)
   ARGV[1] email_lc: the lower-case e-mail
   ARGV[2] account_id
   ARGV[3] key_sha: sha256 hex of the API key
@@ -25,5 +26,6 @@ local fields = {}
 for i = 5 + n, #ARGV do fields[#fields + 1] = ARGV[i] end
 redis.call('HSET', KEYS[4], unpack(fields))
 redis.call('HSET', KEYS[4], 'slug', slug)
+redis.call('SET', KEYS[5], '')
 dirty(KEYS[4])
 return {STATUS.OK, slug}

@@ -7,16 +7,21 @@
   ARGV[2] outcome_state: "" = any, else "=" followed by the value
   ARGV[3] triggered_by: "" = any, else "=" followed by the value ("=scheduled" also matches the
     stored "", which means scheduled)
-  ARGV[4..] statuses: any of these (none = any status)
-  returns {total, earliest claimed_at µs ("" = none), then id, created µs, … up to depth pairs,
+  ARGV[4] rows: "" = ids only; else the registry's partition's execution key prefix
+    "<pfx>:{pNN}:exec:" — the hashes of the page's members come back too (one round trip)
+  ARGV[5] rows_from: the rank (0-based) of the page's first member (the listing's offset)
+  ARGV[6..] statuses: any of these (none = any status)
+  returns {total, earliest claimed_at µs ("" = none), rows: {HGETALL of each member from rank
+    rows_from on, {} when gone} ({} without ARGV[4]), then id, created µs, … up to depth pairs,
     newest first (ties: id descending)} ]]
 --!include exec_index
 local depth = tonumber(ARGV[1])
 local want_os, want_tb = ARGV[2], ARGV[3]
+local rows_prefix, rows_from = ARGV[4], tonumber(ARGV[5])
 local statuses = nil
-if #ARGV > 3 then
+if #ARGV > 5 then
   statuses = {}
-  for i = 4, #ARGV do statuses[ARGV[i]] = true end
+  for i = 6, #ARGV do statuses[ARGV[i]] = true end
 end
 local reg = KEYS[1]
 local cells = redis.call('HGETALL', reg)
@@ -43,7 +48,8 @@ for i = 1, #cells, 2 do
     end
   end
 end
-local out = {total, oldest and string.format('%d', oldest) or ''}
+local rows = {}
+local out = {total, oldest and string.format('%d', oldest) or '', rows}
 -- merge the cells' lists (each already newest first, ties by id descending, as ZREVRANGE orders
 -- them): O(depth × matching cells), no sort
 local at = {}
@@ -58,7 +64,11 @@ for _ = 1, depth do
     end
   end
   if best == nil then break end
-  out[#out + 1] = ix_id(bid)
+  local id = ix_id(bid)
+  if rows_prefix ~= '' and (#out - 3) / 2 >= rows_from then
+    rows[#rows + 1] = redis.call('HGETALL', rows_prefix .. id)
+  end
+  out[#out + 1] = id
   out[#out + 1] = lists[best][at[best] + 1]
   at[best] = at[best] + 2
 end

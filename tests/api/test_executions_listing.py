@@ -1,0 +1,157 @@
+"""GET /v1/executions: the edge's answer (``fast.py``) is the Litestar route's, and a listing
+reads only the partitions the account's cue-partition bitmap names yet misses no execution."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import httpx
+import msgspec
+
+from cuefast.api.app import create_litestar
+from cuefast.api.edge import Edge
+from cuefast.api.ratelimit import RateLimit
+from tests.conftest import Api
+
+QUERIES = (
+    "",
+    "?limit=2",
+    "?limit=2&offset=1",
+    "?limit=1&limit=50",
+    "?limit=0",
+    "?limit=101",
+    "?offset=-1",
+    "?limit=abc",
+    "?status=pending",
+    "?status=",
+    "?status__in=pending,,failed",
+    "?status__in=,",
+    "?status=pending&status__in=failed",
+    "?triggered_by=manual_fire&outcome_state=",
+    "?worker_id=w1",
+    "?cue_id=nope",
+    "?cue_id=cue_000000000000",
+    "/",
+)
+
+
+async def fire_cues(api: Api, key: str, n: int) -> list[str]:
+    """``n`` cues (spread over partitions by their ids), each fired once: their cue ids."""
+    cues = []
+    for i in range(n):
+        body = {
+            "name": f"c{i}-{uuid.uuid4().hex[:6]}",
+            "transport": "worker",
+            "schedule": {"type": "recurring", "cron": "0 0 1 1 *"},
+            "payload": {"i": i},
+        }
+        res = await api.request("POST", "/v1/cues", key, json=body)
+        assert res.status_code == 201, res.text
+        cue_id = res.json()["id"]
+        assert (await api.request("POST", f"/v1/cues/{cue_id}/fire", key)).status_code == 200
+        cues.append(cue_id)
+    return cues
+
+
+async def test_the_edge_answers_the_listing_as_litestar_does(api: Api) -> None:
+    key = await api.register()
+    cues = await fire_cues(api, key, 3)
+    litestar_only = Edge(create_litestar(api.rt, manage_runtime=False), api.rt.metrics, RateLimit(api.rt))  # type: ignore[arg-type]
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=litestar_only),  # type: ignore[arg-type]
+        base_url="http://cuefast.test",
+    ) as plain:
+        for q in (*QUERIES, f"?cue_id={cues[1]}", f"?cue_id={cues[1]}&cue_id={cues[0]}"):
+            no_key: list[dict[str, str]] = (
+                [{}, {"Authorization": "Bearer cue_sk_bad"}] if q in ("", "?limit=0") else []
+            )
+            for auth in [{"Authorization": f"Bearer {key}"}, *no_key]:  # keyless: the IP's small limit
+                fast = await api.client.get("/v1/executions" + q, headers=auth)
+                slow = await plain.get("/v1/executions" + q, headers=auth)
+                assert (fast.status_code, fast.json()) == (slow.status_code, slow.json()), q
+                drop = {"x-request-id", "x-ratelimit-remaining", "x-ratelimit-reset"}
+                assert [(k, v) for k, v in fast.headers.items() if k not in drop] == [
+                    (k, v) for k, v in slow.headers.items() if k not in drop
+                ], q
+
+
+async def test_a_listing_finds_executions_on_every_partition_of_the_account(api: Api) -> None:
+    """The bitmap names each partition a cue was created on; an account without one (older than
+    it, or restored) is read on every partition; another account's partitions never leak."""
+    key = await api.register()
+    other = await api.register()
+    cues = await fire_cues(api, key, 12)
+    await fire_cues(api, other, 2)
+    k = api.rt.store.keys
+    parts = {k.cue_partition(c) for c in cues}
+    assert len(parts) > 1
+
+    async def listing(q: str = "") -> dict[str, Any]:
+        res = await api.request("GET", "/v1/executions" + q, key)
+        assert res.status_code == 200, res.text
+        out: dict[str, Any] = res.json()
+        return out
+
+    full = await listing("?limit=100")
+    assert full["total"] == 12 and sorted(e["cue_id"] for e in full["executions"]) == sorted(cues)
+    page = await listing("?limit=5&offset=3")
+    assert [e["id"] for e in page["executions"]] == [e["id"] for e in full["executions"][3:8]]
+    assert page["has_more"] is True
+    res = await api.rt.accounts.authenticate(f"Bearer {key}")
+    assert res.partitions is not None and set(res.partitions) == parts
+    await api.rt.store.redis.delete(k.cue_partitions(res.id))  # untracked: every partition
+    assert await listing("?limit=100") == full
+    more = await fire_cues(api, key, 1)
+    assert (await listing("?limit=100"))["total"] == 13 and more[0] in {
+        e["cue_id"] for e in (await listing("?limit=100"))["executions"]
+    }
+
+
+def test_rendered_rows_are_reused_only_for_the_same_stored_hash(caplog: Any) -> None:
+    """``render_listed``: the same JSON as rendering the hash; reused only while every field and
+    value is the same; a row with a data error is rendered (and logged) every time."""
+    from cuefast.services import executions as svc
+
+    eid = str(uuid.uuid4())
+    flat = [
+        "cue",
+        "cue_aaaaaaaaaaaa",
+        "acct",
+        "a",
+        "st",
+        "pending",
+        "sf",
+        "1796000000123456",
+        "ca",
+        "1796000000000000",
+    ]
+    [first] = svc.render_listed([eid], [flat])
+    want = msgspec.json.encode(
+        svc.render_execution({"id": eid, **dict(zip(flat[::2], flat[1::2], strict=True))})
+    )
+    assert bytes(first) == want
+    [again] = svc.render_listed([eid], [list(flat)])
+    assert again is first
+    changed = [*flat[:5], "success", *flat[6:]]
+    [other] = svc.render_listed([eid], [changed])
+    assert msgspec.json.decode(bytes(other))["status"] == "success"
+    assert svc.render_listed([eid, eid], [[], changed]) == [other]  # a gone hash is left out
+    bad = [*flat[:7], "not-a-time", *flat[8:]]
+    caplog.set_level(logging.ERROR, logger="cuefast.data")
+    for _ in range(2):
+        [row] = svc.render_listed([eid], [bad])
+        assert msgspec.json.decode(bytes(row))["scheduled_for"] is None
+    assert sum("scheduled_for" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_a_large_row_is_not_remembered() -> None:
+    from cuefast.services import executions as svc
+
+    eid = str(uuid.uuid4())
+    big = msgspec.json.encode({"blob": "x" * svc.RENDERED_ROW_MAX}).decode()
+    flat = ["cue", "cue_aaaaaaaaaaaa", "acct", "a", "st", "pending", "ca", "1796000000000000", "pl", big]
+    [first] = svc.render_listed([eid], [flat])
+    [again] = svc.render_listed([eid], [flat])
+    assert again is not first and bytes(again) == bytes(first)
