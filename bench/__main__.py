@@ -350,6 +350,7 @@ _MODULES = {
     "snapshots": ("bench.snapshots", False),
     "idle": ("bench.idle", False),
     "client": ("bench.client", False),
+    "cluster": ("bench.cluster", False),
 }
 
 

@@ -102,7 +102,8 @@ def cleanup(prefix: str) -> None:
 
 
 def new_store(prefix: str, partitions: int) -> Store:
-    return Store(connect(_url()), Keys(prefix, partitions))
+    cluster = os.environ.get("CUEFAST_REDIS_CLUSTER", "").lower() == "true"  # bench/cluster.py
+    return Store(connect(_url(), cluster=cluster), Keys(prefix, partitions))
 
 
 async def bench_materialize(args: argparse.Namespace, prefix: str) -> None:

@@ -62,3 +62,65 @@ def test_dockerfile_installs_the_server_extra_and_serves() -> None:
     assert "pip install '.[server]'" in text
     assert 'CMD ["cuefast", "serve", "--host", "0.0.0.0", "--port", "8000"]' in text
     assert "HEALTHCHECK" in text and "/health" in text
+
+
+# ---- docker-compose.cluster.yml: six Redis Cluster nodes, a one-shot join, the cuefast roles ----
+def _cluster() -> dict:  # type: ignore[type-arg]
+    return yaml.safe_load((ROOT / "docker-compose.cluster.yml").read_text())
+
+
+NODES = [f"redis-{i}" for i in range(1, 7)]
+ROLES = {"api", "scheduler", "dispatcher", "snapshotter"}
+
+
+def test_cluster_compose_services() -> None:
+    services = _cluster()["services"]
+    assert set(services) == {*NODES, "redis-cluster-init", "postgres", *ROLES}
+    for name in NODES:
+        node = services[name]
+        assert node["image"].startswith("redis:7") and "healthcheck" in node
+        cmd = " ".join(node["command"])
+        assert "--cluster-enabled yes" in cmd and "--appendonly yes" in cmd
+        assert "--maxmemory-policy noeviction" in cmd and "--hash-max-listpack-value 1024" in cmd
+        # clients reach every node by its service name (CLUSTER SLOTS answers the hostname)
+        assert f"--cluster-announce-hostname {name}" in cmd
+        assert "--cluster-preferred-endpoint-type hostname" in cmd
+        assert f"{name}-data:/data" in node["volumes"]
+    assert services["postgres"]["image"].startswith("postgres:16")
+
+
+def test_cluster_compose_join_runs_once_over_all_six() -> None:
+    init = _cluster()["services"]["redis-cluster-init"]
+    script = init["command"][-1]
+    assert "redis-cli --cluster create " + " ".join(f"{n}:6379" for n in NODES) in script
+    assert "--cluster-replicas 1 --cluster-yes" in script
+    assert "cluster_state:ok ||" in script  # a restart of the stack does not re-create
+    assert init["depends_on"] == {n: {"condition": "service_healthy"} for n in NODES}
+    assert init["restart"] == "no"
+
+
+def test_cluster_compose_roles_are_real_cli_invocations_over_the_cluster() -> None:
+    services = _cluster()["services"]
+    pg = services["postgres"]["environment"]
+    known = {f"CUEFAST_{f.upper()}" for f in FIELDS}
+    commands = set()
+    for role in ROLES:
+        svc = services[role]
+        assert svc["command"][0] == "cuefast"
+        args = build_parser().parse_args(svc["command"][1:])
+        commands.add(args.command)
+        env = svc["environment"]
+        assert set(env) <= known, set(env) - known
+        settings = load_settings({k: str(v) for k, v in env.items()})
+        assert settings.redis_cluster is True and settings.redis_url == "redis://redis-1:6379"
+        assert settings.database_url == (
+            f"postgresql://{pg['POSTGRES_USER']}:{pg['POSTGRES_PASSWORD']}@postgres:5432/{pg['POSTGRES_DB']}"
+        )
+        assert svc["depends_on"] == {
+            "redis-cluster-init": {"condition": "service_completed_successfully"},
+            "postgres": {"condition": "service_healthy"},
+        }
+    assert commands == ROLES
+    api = build_parser().parse_args(services["api"]["command"][1:])
+    assert api.host == "0.0.0.0" and api.port == 8000 and services["api"]["ports"] == ["8000:8000"]
+    assert "healthcheck" in services["api"]

@@ -130,7 +130,7 @@ class Claims(Repository):
     async def peek(self, account_id: str, indexes: Sequence[WorkIndex], now_us: int, limit: int) -> Peek:
         """The oldest ``limit`` available entries over ``indexes``: one command per index (its
         oldest ``limit`` entries, whatever their score), one round trip."""
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self.wire.pipeline() as pipe:  # follows ASK while a slot migrates
             for index in indexes:
                 pipe.zrangebyscore(
                     self._index(account_id, index), "-inf", "+inf", start=0, num=limit, withscores=True

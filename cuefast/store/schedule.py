@@ -103,7 +103,7 @@ class Schedule(Repository):
         sets = [("cues", k.due), ("retries", k.retries), ("delayed", k.delayed), ("deadlines", k.deadlines)]
         if unclaimed_window_us is not None:
             sets += [("leases", k.claims), ("unclaimed", k.unclaimed)]
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self.wire.pipeline() as pipe:  # follows ASK while a slot migrates
             for p in range(k.partitions):
                 for _, key in sets:
                     pipe.zrange(key(p), 0, 0, withscores=True)

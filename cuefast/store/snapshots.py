@@ -55,7 +55,7 @@ class Snapshots(Repository):
 
     async def dirty_slots(self, slots: Sequence[str]) -> list[str]:
         """Those of ``slots`` with dirty members or an uncommitted batch (one pipeline)."""
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self.wire.pipeline() as pipe:  # follows ASK while a slot migrates
             for slot in slots:
                 pipe.exists(self.keys.dirty(slot), self.keys.dirty_processing(slot))
             counts = await pipe.execute()

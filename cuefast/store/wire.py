@@ -344,6 +344,11 @@ class Wire:
             self._slots[i] = None
 
 
+def _scored(reply: list[Any]) -> list[tuple[Any, float]]:
+    """A flat ``member, score, …`` reply as redis-py's [(member, score)]."""
+    return [(reply[i], float(reply[i + 1])) for i in range(0, len(reply), 2)]
+
+
 def _pairs(reply: Any) -> dict[str, str]:
     it = iter(reply)
     return dict(zip(it, it, strict=True))
@@ -416,6 +421,19 @@ class Batch:
 
     def zcard(self, key: str) -> Batch:
         return self.execute_command("ZCARD", key)
+
+    def zrange(self, key: str, start: int, end: int, withscores: bool = False) -> Batch:
+        if withscores:
+            return self.execute_command("ZRANGE", key, start, end, "WITHSCORES", parse=_scored)
+        return self.execute_command("ZRANGE", key, start, end)
+
+    def zrangebyscore(
+        self, key: str, low: Arg, high: Arg, *, start: int, num: int, withscores: bool = False
+    ) -> Batch:
+        command: tuple[Arg, ...] = ("ZRANGEBYSCORE", key, low, high, "LIMIT", start, num)
+        if withscores:
+            return self.execute_command(*command, "WITHSCORES", parse=_scored)
+        return self.execute_command(*command)
 
     def hincrby(self, key: str, field: str, amount: int = 1) -> Batch:
         return self.execute_command("HINCRBY", key, field, amount)

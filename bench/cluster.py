@@ -1,0 +1,109 @@
+"""``./dev bench cluster`` (issue 15): materialisation and delivery, 1 Redis vs a 3-primary cluster."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import io
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+
+import redis as sync_redis
+
+from bench import engine
+from tests.cluster import local_cluster
+
+SINGLE_PORT = 7130
+CLUSTER_PORT = 7131
+"""the cluster's six nodes: 7131–7136"""
+
+
+@contextlib.contextmanager
+def single_redis(port: int) -> Iterator[str]:
+    """A private ``redis-server`` (no persistence), shut down afterwards."""
+    subprocess.run(
+        [
+            "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            "--maxmemory-policy", "noeviction", "--hash-max-listpack-value", "1024", "--daemonize", "yes",
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    r = sync_redis.Redis(port=port)
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            r.ping()
+            break
+        except sync_redis.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    try:
+        yield f"redis://127.0.0.1:{port}/0"
+    finally:
+        with contextlib.suppress(sync_redis.RedisError):
+            r.shutdown(nosave=True)
+        r.close()
+
+
+def _primaries(url: str, cluster: bool) -> list[sync_redis.Redis]:
+    if not cluster:
+        return [sync_redis.Redis.from_url(url)]
+    c = sync_redis.RedisCluster.from_url(url)
+    try:
+        return [sync_redis.Redis(host=n.host, port=int(n.port)) for n in c.get_primaries()]
+    finally:
+        c.close()
+
+
+def _cpu_us(nodes: list[sync_redis.Redis]) -> list[float]:
+    out = []
+    for n in nodes:
+        info = n.info("cpu")
+        out.append((float(info["used_cpu_sys"]) + float(info["used_cpu_user"])) * 1e6)
+    return out
+
+
+def _run(what: str, args: argparse.Namespace, url: str, cluster: bool) -> tuple[str, list[float]]:
+    """One engine bench against ``url``; its printed line and the Redis CPU µs each primary spent."""
+    os.environ["CUEFAST_REDIS_URL"] = url
+    os.environ["CUEFAST_REDIS_CLUSTER"] = "true" if cluster else "false"
+    nodes = _primaries(url, cluster)
+    before = _cpu_us(nodes)
+    out = io.StringIO()
+    prefix = f"bench{uuid.uuid4().hex[:8]}"
+    runner = engine.bench_materialize if what == "materialize" else engine.bench_deliver
+    with contextlib.redirect_stdout(out):
+        import uvloop
+
+        uvloop.run(runner(args, prefix))
+    spent = [b - a for a, b in zip(before, _cpu_us(nodes), strict=True)]
+    for n in nodes:
+        n.close()
+    return out.getvalue().strip(), spent
+
+
+def main(argv: list[str]) -> None:
+    parser = argparse.ArgumentParser(prog="./dev bench cluster")
+    parser.add_argument("--cues", type=int, default=50_000, help="due cues materialised in one tick")
+    parser.add_argument("--executions", type=int, default=10_000, help="webhooks delivered")
+    parser.add_argument("--partitions", type=int, default=16)
+    parser.add_argument("--concurrency", type=int, default=256)
+    parser.add_argument("--per-host", type=int, default=None)
+    args = parser.parse_args(argv)
+    counts = {"materialize": args.cues, "deliver": args.executions}
+    with single_redis(SINGLE_PORT) as single, local_cluster(CLUSTER_PORT) as cluster:
+        for what, n in counts.items():
+            for name, url, is_cluster in (("1 Redis", single, False), ("3-primary cluster", cluster, True)):
+                line, spent = _run(what, args, url, is_cluster)
+                per = ", ".join(f"{us / n:.1f}" for us in spent)
+                print(f"{name:>18}: {line}")
+                print(
+                    f"{'':>18}  Redis CPU µs per execution, per primary: [{per}] (sum {sum(spent) / n:.1f})"
+                )
+    asyncio.get_event_loop_policy()  # (uvloop.run leaves no loop behind)
