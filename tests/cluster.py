@@ -92,16 +92,28 @@ def _join(ports: list[int]) -> None:
             node.close()
 
 
+SEARCH = 40
+"""blocks of six ports tried from the asked first port (another run, or a node a killed run left)"""
+
+
+def free_ports(first_port: int) -> list[int]:
+    """The first block of six ports from ``first_port`` on whose ports and cluster-bus ports
+    (+10000) are all free: runs side by side, or a node a killed run left behind, do not collide."""
+    for block in range(SEARCH):
+        ports = [first_port + block * NODES + i for i in range(NODES)]
+        if all(_free(p) and _free(p + 10000) for p in ports):
+            return ports
+    raise RuntimeError(f"Redis Cluster: no six free ports from {first_port} on")
+
+
 @contextmanager
 def local_cluster(first_port: int = FIRST_PORT, server: str = "") -> Iterator[str]:
-    """Start six ``redis-server --cluster-enabled yes`` on ``first_port``… and join them with
+    """Start six ``redis-server --cluster-enabled yes`` on the first free ports from ``first_port``
+    (``free_ports``) and join them with
     ``redis-cli --cluster create … --cluster-replicas 1`` (``_join`` without redis-cli); yields
     a seed URL. Every node is shut down (by its pid) and its directory removed afterwards."""
     server = server or server_binary()
-    ports = [first_port + i for i in range(NODES)]
-    busy = [p for p in ports if not _free(p)]
-    if busy:
-        raise RuntimeError(f"Redis Cluster: ports {busy} are taken")
+    ports = free_ports(first_port)
     tmp = Path(tempfile.mkdtemp(prefix="cuefast-cluster-"))
     pids: list[int] = []
     try:

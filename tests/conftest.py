@@ -101,7 +101,7 @@ def redis_url() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def cluster_url() -> Iterator[str]:
     """A seed URL of a Redis Cluster: ``CUEFAST_TEST_CLUSTER_URL``, else a local one of 3
-    primaries + 3 replicas (tests/cluster.py) started for the session on 7100–7105."""
+    primaries + 3 replicas (tests/cluster.py) started for the session on the first free ports from 7100."""
     url = os.environ.get("CUEFAST_TEST_CLUSTER_URL", "")
     if url:
         yield url

@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(150)]
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRST_PORT = 7106
-"""its own cluster (7106–7111): the session's keeps its primaries"""
+"""its own cluster (the first free block from 7106): the session's keeps its primaries"""
 CUES = 8
 RESUME_S = 20.0
 """the bound asserted on the delivery stall (cluster-node-timeout is 2 s)"""

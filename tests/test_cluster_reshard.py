@@ -26,7 +26,7 @@ from tests.test_dispatcher import Receiver
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(150)]
 
 FIRST_PORT = 7120
-"""its own cluster (7120–7125): a slot moved here does not disturb the session's"""
+"""its own cluster (the first free block from 7120): a slot moved here does not disturb the session's"""
 PARTITIONS = 4
 """few partitions, so the moved one carries a quarter of the load"""
 WEBHOOK_CUES = 8
