@@ -20,6 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from cuefast.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,6 +45,33 @@ def process_env(settings: Settings, **extra: str) -> dict[str, str]:
         **extra,
     )
     return env
+
+
+def cluster_env(url: str, database_url: str, schema: str, prefix: str, **extra: str) -> dict[str, str]:
+    """The environment of a cuefast process on the Redis Cluster at ``url`` (any node)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CUEFAST_")}
+    env.update(
+        CUEFAST_REDIS_URL=url,
+        CUEFAST_REDIS_CLUSTER="true",
+        CUEFAST_DATABASE_URL=database_url,
+        CUEFAST_DATABASE_SCHEMA=schema,
+        CUEFAST_KEY_PREFIX=prefix,
+        CUEFAST_ALLOW_PRIVATE_CALLBACKS="true",
+        **extra,
+    )
+    return env
+
+
+async def until_healthy(client: httpx.AsyncClient, timeout: float = 30.0) -> None:
+    """Wait until the server behind ``client`` answers ``/health`` with 200."""
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                if (await client.get("/health")).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            await asyncio.sleep(0.1)
 
 
 def cuefast_command() -> list[str]:

@@ -19,6 +19,7 @@ import redis
 from aiohttp import web
 
 from tests.cluster import local_cluster
+from tests.procs import cluster_env, until_healthy
 from tests.test_dispatcher import Receiver
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(150)]
@@ -61,28 +62,13 @@ async def test_a_killed_primary_is_replaced_and_delivery_resumes(
     await receiver.start()
     port = _port_free()
     prefix = f"fo{uuid.uuid4().hex[:8]}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CUEFAST_")}
-    env.update(
-        CUEFAST_REDIS_URL=own_cluster,
-        CUEFAST_REDIS_CLUSTER="true",
-        CUEFAST_DATABASE_URL=database_url,
-        CUEFAST_DATABASE_SCHEMA=pg_schema,
-        CUEFAST_KEY_PREFIX=prefix,
-        CUEFAST_ALLOW_PRIVATE_CALLBACKS="true",
-    )
+    env = cluster_env(own_cluster, database_url, pg_schema, prefix)
     log = tmp_path / "serve.log"
     command = [sys.executable, "-m", "cuefast", "serve", "--port", str(port)]
     proc = subprocess.Popen(command, env=env, cwd=ROOT, stderr=log.open("wb"))
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            async with asyncio.timeout(30):
-                while True:
-                    try:
-                        if (await client.get("/health")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    await asyncio.sleep(0.1)
+            await until_healthy(client)
             res = await client.post("/v1/auth/register", json={"email": f"{prefix}@example.com"})
             auth = {"Authorization": f"Bearer {res.json()['api_key']}"}
             for i in range(CUES):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import socket
 import time
 import uuid
@@ -20,7 +19,7 @@ from redis.crc import key_slot
 
 from cuefast.store.keys import Keys
 from tests.cluster import local_cluster
-from tests.procs import Processes
+from tests.procs import Processes, cluster_env, until_healthy
 from tests.test_dispatcher import Receiver
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(150)]
@@ -139,30 +138,14 @@ async def test_a_busy_partition_moves_to_another_primary_under_load(
     await receiver.start()
     port = _port_free()
     prefix = f"rs{uuid.uuid4().hex[:8]}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CUEFAST_")}
-    env.update(
-        CUEFAST_REDIS_URL=own_cluster,
-        CUEFAST_REDIS_CLUSTER="true",
-        CUEFAST_DATABASE_URL=database_url,
-        CUEFAST_DATABASE_SCHEMA=pg_schema,
-        CUEFAST_KEY_PREFIX=prefix,
-        CUEFAST_PARTITIONS=str(PARTITIONS),
-        CUEFAST_ALLOW_PRIVATE_CALLBACKS="true",
-    )
+    env = cluster_env(own_cluster, database_url, pg_schema, prefix, CUEFAST_PARTITIONS=str(PARTITIONS))
     keys = Keys(prefix, PARTITIONS)
     failed = True
     async with Processes(tmp_path / "logs", lifetime=140) as procs:
         procs.start("serve", "serve", "--port", str(port), env=env)
         try:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-                async with asyncio.timeout(30):
-                    while True:
-                        try:
-                            if (await client.get("/health")).status_code == 200:
-                                break
-                        except httpx.TransportError:
-                            pass
-                        await asyncio.sleep(0.1)
+                await until_healthy(client)
                 api = Api(client)
                 reg = await api.call("POST", "/v1/auth/register", "", {"email": f"{prefix}@example.com"})
                 key = reg["api_key"]

@@ -19,7 +19,7 @@ import pytest
 
 from cuefast.config import Settings
 from tests.conftest import Api, Backend, delete_prefix
-from tests.procs import process_env
+from tests.procs import process_env, until_healthy
 from tests.test_dispatcher import Receiver
 
 pytestmark = pytest.mark.slow
@@ -59,14 +59,7 @@ async def test_per_second_cron_each_slot_once_and_signed(
     base = f"http://127.0.0.1:{port}"
     try:
         async with httpx.AsyncClient(base_url=base, timeout=5) as client:
-            async with asyncio.timeout(30):
-                while True:
-                    try:
-                        if (await client.get("/health")).status_code == 200:
-                            break
-                    except httpx.TransportError:
-                        pass
-                    await asyncio.sleep(0.1)
+            await until_healthy(client)
             key = (await client.post("/v1/auth/register", json={"email": "e2e@example.com"})).json()[
                 "api_key"
             ]
