@@ -62,6 +62,15 @@ def cluster_env(url: str, database_url: str, schema: str, prefix: str, **extra: 
     return env
 
 
+def free_port() -> int:
+    """A loopback TCP port nothing listens on now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 async def until_healthy(client: httpx.AsyncClient, timeout: float = 30.0) -> None:
     """Wait until the server behind ``client`` answers ``/health`` with 200."""
     async with asyncio.timeout(timeout):

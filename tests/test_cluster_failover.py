@@ -19,7 +19,7 @@ import redis
 from aiohttp import web
 
 from tests.cluster import local_cluster
-from tests.procs import cluster_env, until_healthy
+from tests.procs import cluster_env, free_port, until_healthy
 from tests.test_dispatcher import Receiver
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(150)]
@@ -47,20 +47,12 @@ def own_cluster() -> Iterator[str]:
         yield url
 
 
-def _port_free() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_a_killed_primary_is_replaced_and_delivery_resumes(
     own_cluster: str, database_url: str, pg_schema: str, tmp_path: Path
 ) -> None:
     receiver = TimedReceiver()
     await receiver.start()
-    port = _port_free()
+    port = free_port()
     prefix = f"fo{uuid.uuid4().hex[:8]}"
     env = cluster_env(own_cluster, database_url, pg_schema, prefix)
     log = tmp_path / "serve.log"

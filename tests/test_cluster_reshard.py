@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from redis.crc import key_slot
 
 from cuefast.store.keys import Keys
 from tests.cluster import local_cluster
-from tests.procs import Processes, cluster_env, until_healthy
+from tests.procs import Processes, cluster_env, free_port, until_healthy
 from tests.test_dispatcher import Receiver
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(150)]
@@ -40,12 +39,6 @@ SETTLE_S = 20.0
 def own_cluster() -> Iterator[str]:
     with local_cluster(FIRST_PORT) as url:
         yield url
-
-
-def _port_free() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Api:
@@ -136,7 +129,7 @@ async def test_a_busy_partition_moves_to_another_primary_under_load(
 ) -> None:
     receiver = Receiver()
     await receiver.start()
-    port = _port_free()
+    port = free_port()
     prefix = f"rs{uuid.uuid4().hex[:8]}"
     env = cluster_env(own_cluster, database_url, pg_schema, prefix, CUEFAST_PARTITIONS=str(PARTITIONS))
     keys = Keys(prefix, PARTITIONS)
