@@ -241,19 +241,21 @@ def _checked_payload(payload: Any) -> str:
     return raw.decode()
 
 
-def _fire_response_head(eid: str, cue_id: str, scheduled_for: str | None) -> str:
+def _fire_answer(eid: str, cue_id: str, scheduled_for: str | None) -> dict[str, Any]:
+    """A fire's answer without its payload (``payload`` is its last member)."""
+    return {
+        "id": eid,
+        "cue_id": cue_id,
+        "scheduled_for": scheduled_for,
+        "status": "pending",
+        "triggered_by": "manual_fire",
+    }
+
+
+def _fire_response_head(answer: dict[str, Any]) -> str:
     """A fire's response JSON up to its payload member's value (the last member, as ``fire``
     answers it)."""
-    head = msgspec.json.encode(
-        {
-            "id": eid,
-            "cue_id": cue_id,
-            "scheduled_for": scheduled_for,
-            "status": "pending",
-            "triggered_by": "manual_fire",
-        }
-    )
-    return head[:-1].decode() + ',"payload":'
+    return msgspec.json.encode(answer)[:-1].decode() + ',"payload":'
 
 
 class ExecutionService:
@@ -285,11 +287,11 @@ class ExecutionService:
         scheduled = req.send_at if req.send_at is not None and req.send_at > now else now
         p = self.store.keys.cue_partition(cue_id)
         eid = new_execution_id(p)
-        sf = fmt_offset(scheduled)
+        answer = _fire_answer(eid, cue_id, fmt_offset(scheduled))
         digest = response = ""
         if req.idempotency_key:  # remembered with the key (the script appends the cue's payload)
             digest = hashlib.sha256(req.idempotency_key.encode()).hexdigest()
-            response = _fire_response_head(eid, cue_id, sf) + (payload_json + "}" if payload_json else "")
+            response = _fire_response_head(answer) + (payload_json + "}" if payload_json else "")
         outcome, detail = await self.store.executions.create(
             execution_id=eid,
             cue_id=cue_id,
@@ -314,14 +316,7 @@ class ExecutionService:
         if scheduled > now:  # a send_at fire waits in `delayed`: wake the schedulers if it is due soon
             await self.store.wake.due(scheduled, now)
         self.metrics.inc(EXECUTIONS_CREATED, ("manual_fire",))
-        return {
-            "id": eid,
-            "cue_id": cue_id,
-            "scheduled_for": sf,
-            "status": "pending",
-            "triggered_by": "manual_fire",
-            "payload": msgspec.Raw(payload_json or detail),
-        }
+        return {**answer, "payload": msgspec.Raw(payload_json or detail)}
 
     async def replay(self, account: Account, execution_id: str) -> dict[str, Any]:
         """A new execution for the same cue with the source's effective payload (§8.10)."""
