@@ -147,9 +147,9 @@ class ClusterWire:
                     self._moved[int(str(reply).split(" ")[1])] = target
                     redo.append(i)
                     moved = True
-                elif code:
+                elif code:  # TRYAGAIN / CLUSTERDOWN: again after a pause
                     redo.append(i)
-                    moved, wait = moved or code == "MOVED", wait or code != "MOVED"
+                    wait = True
         if asks:
             answers = await asyncio.gather(*(self._ask(target, commands[i]) for i, target in asks))
             for (i, _), reply in zip(asks, answers, strict=True):
