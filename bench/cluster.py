@@ -1,4 +1,4 @@
-"""``./dev bench cluster`` (issue 15): materialisation and delivery, 1 Redis vs a 3-primary cluster."""
+"""``./dev bench cluster`` (issue 15): materialisation, delivery, the API; 1 Redis vs a 3-primary cluster."""
 
 from __future__ import annotations
 
@@ -14,12 +14,13 @@ from collections.abc import Iterator
 
 import redis as sync_redis
 
-from bench import engine
+from bench import cluster_api, engine
+from bench.cluster_api import cpu_us, primaries
 from tests.cluster import local_cluster
 
-SINGLE_PORT = 7130
-CLUSTER_PORT = 7131
-"""the cluster's six nodes: 7131–7136"""
+SINGLE_PORT = int(os.environ.get("BENCH_SINGLE_PORT", "7130"))
+CLUSTER_PORT = int(os.environ.get("BENCH_CLUSTER_PORT", "7131"))
+"""the first of the cluster's six nodes (7131–7136 by default)"""
 
 
 @contextlib.contextmanager
@@ -51,30 +52,12 @@ def single_redis(port: int) -> Iterator[str]:
         r.close()
 
 
-def _primaries(url: str, cluster: bool) -> list[sync_redis.Redis]:
-    if not cluster:
-        return [sync_redis.Redis.from_url(url)]
-    c = sync_redis.RedisCluster.from_url(url)
-    try:
-        return [sync_redis.Redis(host=n.host, port=int(n.port)) for n in c.get_primaries()]
-    finally:
-        c.close()
-
-
-def _cpu_us(nodes: list[sync_redis.Redis]) -> list[float]:
-    out = []
-    for n in nodes:
-        info = n.info("cpu")
-        out.append((float(info["used_cpu_sys"]) + float(info["used_cpu_user"])) * 1e6)
-    return out
-
-
 def _run(what: str, args: argparse.Namespace, url: str, cluster: bool) -> tuple[str, list[float]]:
     """One engine bench against ``url``; its printed line and the Redis CPU µs each primary spent."""
     os.environ["CUEFAST_REDIS_URL"] = url
     os.environ["CUEFAST_REDIS_CLUSTER"] = "true" if cluster else "false"
-    nodes = _primaries(url, cluster)
-    before = _cpu_us(nodes)
+    nodes = primaries(url, cluster)
+    before = cpu_us(nodes)
     out = io.StringIO()
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     runner = engine.bench_materialize if what == "materialize" else engine.bench_deliver
@@ -82,7 +65,7 @@ def _run(what: str, args: argparse.Namespace, url: str, cluster: bool) -> tuple[
         import uvloop
 
         uvloop.run(runner(args, prefix))
-    spent = [b - a for a, b in zip(before, _cpu_us(nodes), strict=True)]
+    spent = [b - a for a, b in zip(before, cpu_us(nodes), strict=True)]
     for n in nodes:
         n.close()
     return out.getvalue().strip(), spent
@@ -95,15 +78,32 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--partitions", type=int, default=16)
     parser.add_argument("--concurrency", type=int, default=256)
     parser.add_argument("--per-host", type=int, default=None)
+    modes = cluster_api.API_MODES
+    parser.add_argument(
+        "--what",
+        nargs="+",
+        default=["engine", "api"],
+        choices=["engine", "api"],
+        help="engine: materialisation and delivery; api: the HTTP scenarios of ./dev bench api (shared key)",
+    )
+    parser.add_argument("--modes", nargs="+", default=list(modes), choices=modes)
+    parser.add_argument("--users", type=int, default=50, help="api: locust users")
+    parser.add_argument("--seconds", type=int, default=20, help="api: seconds per run")
+    parser.add_argument("--pool", type=float, default=0.8, help="api outcome: as ./dev bench api --pool")
     args = parser.parse_args(argv)
     counts = {"materialize": args.cues, "deliver": args.executions}
     with single_redis(SINGLE_PORT) as single, local_cluster(CLUSTER_PORT) as cluster:
-        for what, n in counts.items():
-            for name, url, is_cluster in (("1 Redis", single, False), ("3-primary cluster", cluster, True)):
-                line, spent = _run(what, args, url, is_cluster)
-                per = ", ".join(f"{us / n:.1f}" for us in spent)
-                print(f"{name:>18}: {line}")
-                print(
-                    f"{'':>18}  Redis CPU µs per execution, per primary: [{per}] (sum {sum(spent) / n:.1f})"
-                )
+        if "engine" in args.what:
+            for what, n in counts.items():
+                for name, url, is_cluster in (
+                    ("1 Redis", single, False),
+                    ("3-primary cluster", cluster, True),
+                ):
+                    line, spent = _run(what, args, url, is_cluster)
+                    per = ", ".join(f"{us / n:.1f}" for us in spent)
+                    print(f"{name:>18}: {line}")
+                    total = sum(spent) / n
+                    print(f"{'':>18}  Redis CPU µs per execution, per primary: [{per}] (sum {total:.1f})")
+        if "api" in args.what:
+            cluster_api.run(args, single, cluster)
     asyncio.get_event_loop_policy()  # (uvloop.run leaves no loop behind)

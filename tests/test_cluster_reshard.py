@@ -17,14 +17,16 @@ import redis
 from redis.crc import key_slot
 
 from cuefast.store.keys import Keys
+from tests.cluster import FIRST_PORT as SESSION_PORT
 from tests.cluster import local_cluster
 from tests.procs import Processes, cluster_env, free_port, until_healthy
 from tests.test_dispatcher import Receiver
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(150)]
 
-FIRST_PORT = 7120
-"""its own cluster (the first free block from 7120): a slot moved here does not disturb the session's"""
+FIRST_PORT = SESSION_PORT + 20
+"""its own cluster (the first free block from 7120 by default): a slot moved here does not disturb
+the session's"""
 PARTITIONS = 4
 """few partitions, so the moved one carries a quarter of the load"""
 WEBHOOK_CUES = 8
@@ -33,6 +35,9 @@ MIGRATE_S = 3.0
 """the migration is paced over about this long, so the load overlaps it"""
 SETTLE_S = 20.0
 """the bound on every due slot up to the cut-off being delivered or claimed"""
+LATE_S = 3.0
+"""how much later than the move itself took a slot due during it may be delivered or claimed
+(a partition's scripts wait for a stable slot: ``scripts.stable_key``)"""
 
 
 @pytest.fixture(scope="module")
@@ -124,6 +129,17 @@ def _missing(seen: dict[str, set[str]], cues: list[str], cutoff: float) -> dict[
     return out
 
 
+def _lateness(arrivals: list[tuple[str, float, str]], start: float, end: float) -> list[float]:
+    """Seconds from scheduled_for to arrival of every (scheduled_for, arrival, cue) due between
+    ``start`` and ``end``."""
+    out = []
+    for scheduled_for, at, _ in arrivals:
+        due = datetime.fromisoformat(scheduled_for).timestamp()
+        if start <= due <= end:
+            out.append(at - due)
+    return out
+
+
 async def test_a_busy_partition_moves_to_another_primary_under_load(
     own_cluster: str, database_url: str, pg_schema: str, tmp_path: Path
 ) -> None:
@@ -163,6 +179,7 @@ async def test_a_busy_partition_moves_to_another_primary_under_load(
                 slot = key_slot(keys.part(busy).encode())
 
                 claimed: dict[str, set[str]] = {}
+                claimed_at: list[tuple[str, float, str]] = []  # (scheduled_for, when claimed, cue)
                 claimed_ids: list[str] = []
                 claimed_per_slot: dict[tuple[str, str], set[str]] = {}
                 stop = asyncio.Event()
@@ -179,6 +196,7 @@ async def test_a_busy_partition_moves_to_another_primary_under_load(
                             continue
                         for e in got["executions"]:
                             claimed.setdefault(e["cue_id"], set()).add(e["scheduled_for"])
+                            claimed_at.append((e["scheduled_for"], time.time(), e["cue_id"]))
                             claimed_ids.append(e["execution_id"])
                             claimed_per_slot.setdefault((e["cue_id"], e["scheduled_for"]), set()).add(
                                 e["execution_id"]
@@ -210,6 +228,7 @@ async def test_a_busy_partition_moves_to_another_primary_under_load(
                 async with asyncio.timeout(30):  # warm: three seconds of each cue
                     while len(receiver.requests) < 3 * WEBHOOK_CUES or len(claimed_ids) < 3 * WORKER_CUES:
                         await asyncio.sleep(0.05)
+                move_start = time.time()
                 moved = await asyncio.to_thread(_move_slot, own_cluster, slot)
                 cutoff = time.time() + 2
                 try:
@@ -230,6 +249,25 @@ async def test_a_busy_partition_moves_to_another_primary_under_load(
                     f"{len(receiver.requests)}, claims {len(claimed_ids)}"
                 )
                 assert api.failed == [], api.failed[:5]
+                hooks_at = [
+                    (b["scheduled_for"], r["at"], b["cue_id"])
+                    for r in receiver.requests
+                    for b in [json.loads(r["body"])]
+                ]
+                late = _lateness(hooks_at + claimed_at, move_start, cutoff)
+                arrivals = hooks_at + claimed_at
+                on_busy = _lateness(
+                    [a for a in arrivals if keys.cue_partition(a[2]) == busy], move_start, cutoff
+                )
+                others = _lateness(
+                    [a for a in arrivals if keys.cue_partition(a[2]) != busy], move_start, cutoff
+                )
+                print(
+                    f"slots due during the move: {len(late)}, latest {max(late):.2f} s after their time "
+                    f"(moving partition {max(on_busy, default=0):.2f} s, "
+                    f"others {max(others, default=0):.2f} s)"
+                )
+                assert late and max(late) <= moved["seconds"] + LATE_S, sorted(late)[-5:]
                 assert moved["keys"] > 0 and moved["rounds"] > 1
 
                 # the slot lives on the target now, and every node says so
@@ -256,6 +294,8 @@ async def test_a_busy_partition_moves_to_another_primary_under_load(
             if failed:
                 print(procs.logs())
             codes = await procs.stop_all(["serve"])
-        errors = procs.procs["serve"].stderr().count("Traceback")
+        logged = procs.procs["serve"].stderr()
+        assert "non local key" not in logged  # no script ran on the half-moved slot
+        errors = logged.count("Traceback")
         print(f"errors logged by serve during the move (retried, none surfaced): {errors}")
         assert codes == {"serve": 0}  # alive to the end, and stopped cleanly

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -48,7 +49,13 @@ class Receiver:
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         self.requests.append(
-            {"method": request.method, "path": request.path, "headers": dict(request.headers), "body": body}
+            {
+                "method": request.method,
+                "path": request.path,
+                "headers": dict(request.headers),
+                "body": body,
+                "at": time.time(),
+            }
         )
         if self.mode == "500":
             return web.Response(status=500, text="boom")

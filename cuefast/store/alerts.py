@@ -17,7 +17,7 @@ class Alerts(Repository):
         k = self.keys
         low: str | int = "-inf" if since_us is None else since_us
         depth = offset + limit
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self.wire.pipeline() as pipe:
             for p in range(k.partitions):
                 index = k.alert_index(p, account_id, alert_type)
                 pipe.zrevrangebyscore(index, "+inf", low, start=0, num=depth, withscores=True)
@@ -30,7 +30,7 @@ class Alerts(Repository):
             total += int(res[2 * p + 1])
         merged.sort(reverse=True)
         page = merged[offset:depth]
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self.wire.pipeline() as pipe:
             for _, alert_id, p in page:
                 pipe.hgetall(k.alert(p, alert_id))
             rows = await pipe.execute()

@@ -261,7 +261,7 @@ class Claims(Repository):
 
     async def signal_positions(self) -> list[str]:
         """The last entry id of every partition's work signal stream ("0-0" when empty)."""
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self.wire.pipeline() as pipe:  # follows ASK while a slot migrates
             for p in range(self.keys.partitions):
                 pipe.xrevrange(self.keys.work_signal(p), count=1)
             rows = await pipe.execute()

@@ -48,10 +48,13 @@ _SCRIPTS = frozenset({"EVALSHA", "EVAL", "EVALSHA_RO", "EVAL_RO", "FCALL", "FCAL
 
 def command_key(command: Command) -> Arg | None:
     """The key that routes ``command``: a script's first KEYS entry, a stream read's first
-    stream, else the first argument (None: a keyless command, answered by any primary)."""
+    stream, XGROUP's key (after its subcommand), else the first argument (None: a keyless
+    command, answered by any primary)."""
     name = str(command[0]).upper()
     if name in _SCRIPTS:
         return command[3] if int(command[2]) > 0 else None
+    if name == "XGROUP":  # XGROUP CREATE <key> …: a subcommand before the key
+        return command[2] if len(command) > 2 else None
     if name in ("XREAD", "XREADGROUP"):
         words = [str(a).upper() for a in command]
         return command[words.index("STREAMS") + 1]

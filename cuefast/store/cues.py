@@ -186,7 +186,7 @@ class Cues(Repository):
     async def count_live(self, account_id: str) -> int:
         """Cues in ``active`` or ``paused`` (what the cue limit counts)."""
         k = self.keys
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self.wire.pipeline() as pipe:  # follows ASK while a slot migrates
             for p in range(k.partitions):
                 pipe.zcard(k.cue_index(p, account_id, "active"))
                 pipe.zcard(k.cue_index(p, account_id, "paused"))
@@ -205,7 +205,7 @@ class Cues(Repository):
         k = self.keys
         depth = offset + limit
         statuses = CUE_STATUSES if status is None else (status,)
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self.wire.pipeline() as pipe:  # follows ASK while a slot migrates
             for p in range(k.partitions):
                 for st in statuses:
                     key = k.cue_index(p, account_id, st)

@@ -111,7 +111,7 @@ class Delivery(GroupStreams):
         ]
 
     async def ack(self, p: int, entry_id: str) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
+        async with self.wire.pipeline() as pipe:  # one key, in order on one connection
             pipe.xack(self.keys.outbox(p), self.GROUP, entry_id)
             pipe.xdel(self.keys.outbox(p), entry_id)
             await pipe.execute()
@@ -222,7 +222,7 @@ class Delivery(GroupStreams):
 
     async def stale_attempts(self, now_us: int) -> int:
         """Webhook attempts whose lease expired (a dispatcher died mid-delivery, §11.4)."""
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self.wire.pipeline() as pipe:  # follows ASK while a slot migrates
             for p in range(self.keys.partitions):
                 pipe.zcount(self.keys.leases(p), "-inf", now_us)
             return sum(int(n) for n in await pipe.execute())

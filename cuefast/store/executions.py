@@ -223,7 +223,7 @@ class Executions(Repository):
         """``fields`` of each execution (None where it is gone), pipelined in chunks."""
         out: list[dict[str, str | None] | None] = []
         for i in range(0, len(execution_ids), 1000):
-            async with self.redis.pipeline(transaction=False) as pipe:
+            async with self.wire.pipeline() as pipe:  # follows ASK while a slot migrates
                 for eid in execution_ids[i : i + 1000]:
                     pipe.hmget(self._key(eid), list(fields))
                 rows = await pipe.execute()
@@ -322,7 +322,7 @@ class Executions(Repository):
         """Layout 2 of a batch of one partition's hashes: no ``id`` field (the key has it), and
         the listing indexes where the fields say (``reindex``)."""
         if execution_ids:
-            async with self.redis.pipeline(transaction=False) as pipe:
+            async with self.wire.pipeline() as pipe:
                 for eid in execution_ids:
                     pipe.hdel(f"{part}exec:{eid}", "id")
                 await pipe.execute()

@@ -67,8 +67,8 @@ class Notices(GroupStreams):
     async def count_mail(self, account_id: str, hour: int) -> int:
         """Count one on_failure e-mail in the account's clock hour; returns the count so far."""
         key = self.keys.mail_count(account_id, hour)
-        async with self.redis.pipeline(transaction=True) as pipe:
+        async with self.wire.pipeline() as pipe:  # the key has its TTL from its first write on
+            pipe.execute_command("SET", key, 0, "EX", 3600, "NX")
             pipe.incr(key)
-            pipe.expire(key, 3600)
-            n, _ = await pipe.execute()
+            _, n = await pipe.execute()
         return int(n)

@@ -36,14 +36,14 @@ class Restore(Repository):
     async def accounts(self, docs: Sequence[Mapping[str, str]]) -> None:
         """Account hashes with their key-hash, e-mail and slug maps (auth slot), one pipeline."""
         k = self.keys
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self.wire.pipeline() as pipe:
             for h in docs:
                 aid = h["id"]
-                pipe.hset(k.account(aid), mapping=dict(h))  # type: ignore[arg-type]
-                pipe.hset(k.api_keys, h["key_sha"], aid)
-                pipe.hset(k.emails, h["email_lc"], aid)
+                pipe.hset(k.account(aid), mapping=dict(h))
+                pipe.hset(k.api_keys, {h["key_sha"]: aid})
+                pipe.hset(k.emails, {h["email_lc"]: aid})
                 if h.get("slug"):
-                    pipe.hset(k.slugs, h["slug"], aid)
+                    pipe.hset(k.slugs, {h["slug"]: aid})
             await pipe.execute()
 
     async def cues(self, batches: Sequence[tuple[int, Sequence[tuple[str, str]]]]) -> int:
@@ -60,9 +60,9 @@ class Restore(Repository):
 
     async def names(self, names: Mapping[str, Mapping[str, str]]) -> None:
         """Cue-name reservations, {account id: {name: "<cue id>:<reserved at>"}}, one pipeline."""
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self.wire.pipeline() as pipe:
             for account_id, mapping in names.items():
-                pipe.hset(self.keys.cue_names(account_id), mapping=dict(mapping))  # type: ignore[arg-type]
+                pipe.hset(self.keys.cue_names(account_id), mapping=dict(mapping))
             await pipe.execute()
 
     async def executions(self, batches: Sequence[tuple[int, Sequence[str]]], now_us: int) -> int:
@@ -77,10 +77,10 @@ class Restore(Repository):
     async def alerts(self, alerts: Sequence[RestoredAlert]) -> None:
         """Alert hashes with the account's indexes (all, and of the alert's type), one pipeline."""
         k = self.keys
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self.wire.pipeline() as pipe:
             for a in alerts:
                 acct, created = str(a.doc.get("acct", "")), int(a.doc.get("ca", 0))
-                pipe.hset(k.alert(a.partition, a.alert_id), mapping=a.doc)  # type: ignore[arg-type]
+                pipe.hset(k.alert(a.partition, a.alert_id), mapping=a.doc)
                 pipe.zadd(k.alert_index(a.partition, acct), {a.alert_id: created})
                 pipe.zadd(k.alert_index(a.partition, acct, str(a.doc.get("type", ""))), {a.alert_id: created})
             await pipe.execute()

@@ -79,6 +79,11 @@ class Scripts:
         self._scripts: dict[str, AsyncScript] = {
             s.name: redis.register_script(load_lua(s.name)) for s in scripts
         }
+        self.guarded = is_cluster(redis)
+        """Redis Cluster: each call also names its slot's ``stable_key`` (see there)"""
+
+    def _keys(self, keys: Sequence[str]) -> Sequence[str]:
+        return [*keys, stable_key(keys[0])] if self.guarded and keys else keys
 
     async def preload(self) -> None:
         """SCRIPT LOAD every script (fails at boot on a syntax error)."""
@@ -90,6 +95,7 @@ class Scripts:
     async def run(self, script: Script, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         """EVALSHA; a NOSCRIPT answer (the server lost its script cache) loads it and runs it again."""
         s = self._scripts[_checked(script, keys, args)]
+        keys = self._keys(keys)
         call = (("EVALSHA", s.sha, len(keys), *keys, *args),)
         reply = (await self.wire.execute(call))[0]
         if isinstance(reply, NoScriptError):
@@ -111,7 +117,9 @@ class Scripts:
             return [await self.run(*call) for call in calls]
         batch = self.wire.pipeline()
         for script, keys, args in calls:
-            batch.evalsha(self._scripts[_checked(script, keys, args)].sha, len(keys), *keys, *args)
+            sha = self._scripts[_checked(script, keys, args)].sha
+            sent = self._keys(keys)
+            batch.evalsha(sha, len(sent), *sent, *args)
         for queue in also:
             queue(batch)
         results = await batch.execute(raise_on_error=False)
@@ -121,6 +129,24 @@ class Scripts:
             elif isinstance(res, Exception):
                 raise res
         return results
+
+
+def stable_key(key: str) -> str:
+    """A key of ``key``'s hash slot that is never written: on Redis Cluster every script call
+    names it after its own KEYS, so a script never runs while its slot is half-moved.
+
+    A script builds most key names inside Lua (``<partition>:exec:<id>``…), which Redis cannot
+    check before it runs. While the slot migrates, such a key may already be on the target
+    (the script fails mid-way on the source: "non local key") or still on the source (run on
+    the target after ASK, it reads the key as missing). With this key, which is always missing,
+    Redis answers TRYAGAIN on either node until the slot is stable (source: some keys missing;
+    target under ASKING: several keys, some missing), before the script starts; the wire sends
+    the call again after a pause, and once the slot is moved it runs on the new owner."""
+    start = key.find("{")
+    end = key.find("}", start + 1) if start >= 0 else -1
+    if end > start + 1:
+        return key[: end + 1] + ":~stable"  # the same hash tag
+    return "{" + key + "}:~stable"
 
 
 def _checked(script: Script, keys: Sequence[str], args: Sequence[Arg]) -> str:

@@ -81,14 +81,14 @@ class Snapshots(Repository):
     async def dirty_count(self) -> int:
         """Members waiting for a snapshot (dirty + in flight) over every slot."""
         k = self.keys
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self.wire.pipeline() as pipe:
             for slot in k.slots():
                 pipe.scard(k.dirty(slot))
                 pipe.scard(k.dirty_processing(slot))
             return sum(int(n) for n in await pipe.execute())
 
     async def mark_dirty(self, members_by_slot: Mapping[str, Sequence[str]]) -> None:
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self.wire.pipeline() as pipe:
             for slot, members in members_by_slot.items():
                 if members:
                     pipe.sadd(self.keys.dirty(slot), *members)
@@ -122,7 +122,7 @@ class Snapshots(Repository):
         """Executions trimmed from Redis whose PostgreSQL rows are not yet marked history, per
         partition (at most one trim batch: the snapshotter confirms each before the next)."""
         k = self.keys
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self.wire.pipeline() as pipe:
             for p in range(k.partitions):
                 pipe.smembers(k.trim_handoff(k.part(p)))
             res = await pipe.execute()
@@ -132,7 +132,7 @@ class Snapshots(Repository):
         """These hand-offs are history rows in PostgreSQL now: drop them (and the pending flag once
         every set is empty)."""
         k = self.keys
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self.wire.pipeline() as pipe:
             for p, ids in handed.items():
                 for i in range(0, len(ids), 5000):
                     pipe.srem(k.trim_handoff(k.part(p)), *ids[i : i + 5000])
@@ -170,7 +170,7 @@ class Snapshots(Repository):
 
     async def mark_history(self, account_ids: Iterable[str]) -> None:
         """These accounts have executions only PostgreSQL holds (listings then read it too)."""
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self.wire.pipeline() as pipe:
             for account_id in account_ids:
                 pipe.set(self.keys.has_history(account_id), 1)
             await pipe.execute()

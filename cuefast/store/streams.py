@@ -27,7 +27,7 @@ class GroupStreams(Repository):
         """Create the group on these streams (all by default; MKSTREAM; from the stream's start,
         so entries written before it are read too); an existing group is left as it is. One round
         trip."""
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self.wire.pipeline() as pipe:  # follows ASK while a slot migrates
             for key in self.streams() if streams is None else streams:
                 pipe.xgroup_create(key, self.GROUP, id="0", mkstream=True)
             results = await pipe.execute(raise_on_error=False)
@@ -132,7 +132,7 @@ class GroupStreams(Repository):
         and left idle for ``min_idle_ms``, as (partition, entry id, fields). Streams or groups that
         no longer exist are recreated (nothing to claim there)."""
         streams = self.streams()
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self.wire.pipeline() as pipe:
             for key in streams:
                 pipe.xautoclaim(key, self.GROUP, consumer, min_idle_ms, "0-0", count=count)
             rows: list[Any] = await pipe.execute(raise_on_error=False)

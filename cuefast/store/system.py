@@ -126,7 +126,7 @@ class System(Repository):
     async def add_metrics(self, counts: Mapping[str, int], process: str, now_us: int) -> None:
         """Add a process's deltas to the install's hash and note the process as alive, one pipeline."""
         k = self.keys
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self.wire.pipeline() as pipe:
             for field, n in counts.items():
                 pipe.hincrby(k.metrics_data, field, n)
             pipe.zadd(k.metrics_processes, {process: now_us})
@@ -144,7 +144,7 @@ class System(Repository):
         """The backlog over every partition, the snapshot and scheduler times and the live
         processes: one pipelined read (processes silent for 10 × ``alive_us`` are dropped)."""
         k = self.keys
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self.wire.pipeline() as pipe:  # follows ASK while a slot migrates
             for p in range(k.partitions):
                 pipe.xlen(k.outbox(p))
                 pipe.xrange(k.outbox(p), "-", "+", count=1)

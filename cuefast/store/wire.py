@@ -26,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol, cast
 
 import hiredis
@@ -349,6 +349,19 @@ def _scored(reply: list[Any]) -> list[tuple[Any, float]]:
     return [(reply[i], float(reply[i + 1])) for i in range(0, len(reply), 2)]
 
 
+def _ok(reply: Any) -> bool:
+    return bool(reply == "OK")
+
+
+def _entries(reply: list[Any]) -> list[tuple[str, dict[str, str] | None]]:
+    """Stream entries as redis-py gives them: (id, fields dict), None for a deleted entry's fields."""
+    return [(e[0], None if e[1] is None else _pairs(e[1])) for e in reply if e is not None]
+
+
+def _autoclaimed(reply: list[Any]) -> list[Any]:
+    return [reply[0], _entries(reply[1]), reply[2] if len(reply) > 2 else []]
+
+
 def _pairs(reply: Any) -> dict[str, str]:
     it = iter(reply)
     return dict(zip(it, it, strict=True))
@@ -428,12 +441,55 @@ class Batch:
         return self.execute_command("ZRANGE", key, start, end)
 
     def zrangebyscore(
-        self, key: str, low: Arg, high: Arg, *, start: int, num: int, withscores: bool = False
+        self,
+        key: str,
+        low: Arg,
+        high: Arg,
+        *,
+        start: int | None = None,
+        num: int | None = None,
+        withscores: bool = False,
     ) -> Batch:
-        command: tuple[Arg, ...] = ("ZRANGEBYSCORE", key, low, high, "LIMIT", start, num)
+        limit = () if start is None or num is None else ("LIMIT", start, num)
+        return self._scores(("ZRANGEBYSCORE", key, low, high, *limit), withscores=withscores)
+
+    def zrevrangebyscore(
+        self,
+        key: str,
+        high: Arg,
+        low: Arg,
+        *,
+        start: int | None = None,
+        num: int | None = None,
+        withscores: bool = False,
+    ) -> Batch:
+        limit = () if start is None or num is None else ("LIMIT", start, num)
+        return self._scores(("ZREVRANGEBYSCORE", key, high, low, *limit), withscores=withscores)
+
+    def _scores(self, command: tuple[Arg, ...], *, withscores: bool) -> Batch:
         if withscores:
             return self.execute_command(*command, "WITHSCORES", parse=_scored)
         return self.execute_command(*command)
+
+    def zrevrange(self, key: str, start: int, end: int, withscores: bool = False) -> Batch:
+        if withscores:
+            return self.execute_command("ZREVRANGE", key, start, end, "WITHSCORES", parse=_scored)
+        return self.execute_command("ZREVRANGE", key, start, end)
+
+    def zadd(self, key: str, mapping: Mapping[str, Arg]) -> Batch:
+        return self.execute_command("ZADD", key, *(x for m, score in mapping.items() for x in (score, m)))
+
+    def zrem(self, key: str, *members: str) -> Batch:
+        return self.execute_command("ZREM", key, *members)
+
+    def zremrangebyscore(self, key: str, low: Arg, high: Arg) -> Batch:
+        return self.execute_command("ZREMRANGEBYSCORE", key, low, high)
+
+    def zscore(self, key: str, member: str) -> Batch:
+        return self.execute_command("ZSCORE", key, member, parse=float)
+
+    def zcount(self, key: str, low: Arg, high: Arg) -> Batch:
+        return self.execute_command("ZCOUNT", key, low, high)
 
     def hincrby(self, key: str, field: str, amount: int = 1) -> Batch:
         return self.execute_command("HINCRBY", key, field, amount)
@@ -443,6 +499,54 @@ class Batch:
 
     def sadd(self, key: str, *members: str) -> Batch:
         return self.execute_command("SADD", key, *members)
+
+    def srem(self, key: str, *members: str) -> Batch:
+        return self.execute_command("SREM", key, *members)
+
+    def scard(self, key: str) -> Batch:
+        return self.execute_command("SCARD", key)
+
+    def smembers(self, key: str) -> Batch:
+        return self.execute_command("SMEMBERS", key, parse=set)
+
+    def hset(self, key: str, mapping: Mapping[str, Arg]) -> Batch:
+        return self.execute_command("HSET", key, *(x for pair in mapping.items() for x in pair))
+
+    def set(self, key: str, value: Arg) -> Batch:
+        return self.execute_command("SET", key, value, parse=_ok)
+
+    def delete(self, *keys: str) -> Batch:
+        return self.execute_command("DEL", *keys)
+
+    def incr(self, key: str) -> Batch:
+        return self.execute_command("INCR", key)
+
+    def xlen(self, key: str) -> Batch:
+        return self.execute_command("XLEN", key)
+
+    def xrange(self, key: str, low: str = "-", high: str = "+", count: int | None = None) -> Batch:
+        tail: tuple[Arg, ...] = () if count is None else ("COUNT", count)
+        return self.execute_command("XRANGE", key, low, high, *tail, parse=_entries)
+
+    def xrevrange(self, key: str, high: str = "+", low: str = "-", count: int | None = None) -> Batch:
+        tail: tuple[Arg, ...] = () if count is None else ("COUNT", count)
+        return self.execute_command("XREVRANGE", key, high, low, *tail, parse=_entries)
+
+    def xgroup_create(self, key: str, group: str, id: str = "$", mkstream: bool = False) -> Batch:
+        return self.execute_command("XGROUP", "CREATE", key, group, id, *(("MKSTREAM",) if mkstream else ()))
+
+    def xautoclaim(  # noqa: PLR0917 - redis-py's signature
+        self, key: str, group: str, consumer: str, min_idle_ms: int, start: str = "0-0", count: int = 100
+    ) -> Batch:
+        """redis-py's reply: [next start, [(entry id, fields dict)…], deleted ids]."""
+        command = ("XAUTOCLAIM", key, group, consumer, min_idle_ms, start, "COUNT", count)
+        return self.execute_command(*command, parse=_autoclaimed)
+
+    def xack(self, key: str, group: str, *ids: str) -> Batch:
+        return self.execute_command("XACK", key, group, *ids)
+
+    def xdel(self, key: str, *ids: str) -> Batch:
+        return self.execute_command("XDEL", key, *ids)
 
     def expire(self, key: str, seconds: int) -> Batch:
         return self.execute_command("EXPIRE", key, seconds)

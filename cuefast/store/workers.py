@@ -57,7 +57,7 @@ class Workers(Repository):
         )
         if Status(int(res[0])) is not Status.OK:
             return None
-        async with self.redis.pipeline(transaction=False) as pipe:  # the install-wide view (/health)
+        async with self.wire.pipeline() as pipe:  # the install-wide view (/health)
             pipe.zadd(k.workers_seen, {f"{account_id}|{worker_id}": now_us})
             pipe.zremrangebyscore(k.workers_seen, "-inf", f"({now_us - SEEN_DAY_US}")
             await pipe.execute()
@@ -68,7 +68,7 @@ class Workers(Repository):
         pairs = list(dict.fromkeys(pairs))
         if not pairs:
             return {}
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self.wire.pipeline() as pipe:
             for account_id, worker_id in pairs:
                 pipe.zscore(self.keys.workers(account_id), worker_id)
             rows = await pipe.execute()
@@ -83,7 +83,7 @@ class Workers(Repository):
     async def alive(self, now_us: int, alive_seconds: int) -> WorkersAlive:
         """Pull workers of every account alive now, and the latest heartbeat."""
         k = self.keys
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self.wire.pipeline() as pipe:
             pipe.zcount(k.workers_seen, now_us - alive_seconds * 1_000_000, "+inf")
             pipe.zrevrange(k.workers_seen, 0, 0, withscores=True)
             alive, latest = await pipe.execute()
@@ -105,7 +105,7 @@ class Workers(Repository):
 
     async def delete(self, account_id: str, worker_id: str) -> bool:
         k = self.keys
-        async with self.redis.pipeline(transaction=True) as pipe:
+        async with self.wire.pipeline() as pipe:  # one slot, in order on one connection
             pipe.zrem(k.workers(account_id), worker_id)
             pipe.hdel(k.worker_info(account_id), worker_id)
             removed, _ = await pipe.execute()
