@@ -36,7 +36,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from cuefast.store.wire import Arg, Batch, Command, Endpoint, Wire
+from cuefast.store.wire import Arg, Batch, Command, Endpoint, Replicas, Wire
 
 REDIRECTS = 8
 """rounds of redirections (MOVED, ASK, TRYAGAIN, CLUSTERDOWN) one call follows"""
@@ -79,10 +79,19 @@ def _redirect(reply: Any) -> tuple[str, str]:
 class ClusterWire:
     """``Wire``\\ s to the nodes of one cluster (``size`` connections each), opened on first use."""
 
-    def __init__(self, client: aioredis.RedisCluster, *, size: int = 2, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        client: aioredis.RedisCluster,
+        *,
+        size: int = 2,
+        timeout: float = 60.0,
+        replicas: Replicas | None = None,
+    ) -> None:
         self.client = client
         self.size = size
         self.timeout = timeout
+        self.replicas = replicas
+        """``WAIT`` after each node's share of a batch that may write (``wire.Replicas``)"""
         self._wires: dict[str, Wire] = {}
         self._template: Endpoint | None = None
         self._stale = False
@@ -189,7 +198,9 @@ class ClusterWire:
                 self._template = Endpoint.parse(node.connection_class, node.connection_kwargs)
             host, _, port = name.rpartition(":")
             endpoint = self._template._replace(host=host, port=int(port))
-            wire = self._wires[name] = Wire(endpoint, size=self.size, timeout=self.timeout)
+            wire = self._wires[name] = Wire(
+                endpoint, size=self.size, timeout=self.timeout, replicas=self.replicas
+            )
         return wire
 
     async def _send(self, name: str, commands: list[Command]) -> list[Any]:
