@@ -178,8 +178,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigError("CUEFAST_REDIS_TLS_CERT and CUEFAST_REDIS_TLS_KEY go together")
         if self.redis_wait_replicas < 0:
             raise ConfigError("CUEFAST_REDIS_WAIT_REPLICAS must not be negative")
-        if self.redis_wait_timeout_ms < 1:
-            raise ConfigError("CUEFAST_REDIS_WAIT_TIMEOUT_MS must be at least 1 (0 would wait forever)")
+        if not 1 <= self.redis_wait_timeout_ms <= 30_000:  # 0 waits forever; the wire aborts at 60 s
+            raise ConfigError("CUEFAST_REDIS_WAIT_TIMEOUT_MS must be between 1 and 30000")
 
     def replace(self, **changes: Any) -> Settings:
         return msgspec.structs.replace(self, **changes)
