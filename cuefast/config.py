@@ -47,6 +47,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     redis_cluster: bool = False
     """`CUEFAST_REDIS_URL` names one node (any) of a Redis Cluster: every role runs over
     `redis.asyncio.RedisCluster` and a slot-routed wire (docs/DESIGN.md "Redis Cluster")."""
+    redis_tls_ca: str = ""
+    """PEM file of the CA that signed the Redis servers' certificates (``rediss://``); empty:
+    the system's CAs."""
+    redis_tls_cert: str = ""
+    """PEM client certificate for Redis (``tls-auth-clients yes``); with ``CUEFAST_REDIS_TLS_KEY``."""
+    redis_tls_key: str = ""
+    """PEM private key of ``CUEFAST_REDIS_TLS_CERT``."""
+    redis_wait_replicas: int = 0
+    """When above 0, every batch of writes on the store's wire ends with ``WAIT <n> <timeout>``
+    (same write, same round trip): a request is answered only once ``n`` replicas hold its
+    writes; fewer within the timeout answers 503 (README "Failover and the loss window")."""
+    redis_wait_timeout_ms: int = 1000
+    """How long a ``WAIT`` (``CUEFAST_REDIS_WAIT_REPLICAS``) waits for the replicas."""
     database_url: str = ""
     """PostgreSQL DSN. Empty: embedded PostgreSQL."""
     database_schema: str = "public"
@@ -111,10 +124,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Seconds an execution stays in Redis once finished (older history is in PostgreSQL)."""
 
     def __post_init__(self) -> None:
-        if self.redis_cluster and not self.redis_url:
-            raise ConfigError("CUEFAST_REDIS_CLUSTER=true needs CUEFAST_REDIS_URL (one node of the cluster)")
-        if self.redis_cluster and self.redis_url.startswith("unix:"):
-            raise ConfigError("CUEFAST_REDIS_CLUSTER=true needs a redis:// or rediss:// URL")
+        self._check_redis()
         if not 1 <= self.partitions <= 256:
             raise ConfigError("CUEFAST_PARTITIONS must be between 1 and 256")
         if not 1 <= self.api_workers <= 64:
@@ -154,6 +164,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigError("CUEFAST_DELIVERY_SHUTDOWN_GRACE_SECONDS must not be negative")
         if self.snapshot_interval <= 0:
             raise ConfigError("CUEFAST_SNAPSHOT_INTERVAL must be positive")
+
+    def _check_redis(self) -> None:
+        """The Redis settings hold together (cluster, TLS files, WAIT)."""
+        if self.redis_cluster and not self.redis_url:
+            raise ConfigError("CUEFAST_REDIS_CLUSTER=true needs CUEFAST_REDIS_URL (one node of the cluster)")
+        if self.redis_cluster and self.redis_url.startswith("unix:"):
+            raise ConfigError("CUEFAST_REDIS_CLUSTER=true needs a redis:// or rediss:// URL")
+        tls = (self.redis_tls_ca, self.redis_tls_cert, self.redis_tls_key)
+        if any(tls) and not self.redis_url.startswith("rediss://"):
+            raise ConfigError("CUEFAST_REDIS_TLS_* settings need a rediss:// CUEFAST_REDIS_URL")
+        if bool(self.redis_tls_cert) != bool(self.redis_tls_key):
+            raise ConfigError("CUEFAST_REDIS_TLS_CERT and CUEFAST_REDIS_TLS_KEY go together")
+        if self.redis_wait_replicas < 0:
+            raise ConfigError("CUEFAST_REDIS_WAIT_REPLICAS must not be negative")
+        if not 1 <= self.redis_wait_timeout_ms <= 30_000:  # 0 waits forever; the wire aborts at 60 s
+            raise ConfigError("CUEFAST_REDIS_WAIT_TIMEOUT_MS must be between 1 and 30000")
 
     def replace(self, **changes: Any) -> Settings:
         return msgspec.structs.replace(self, **changes)

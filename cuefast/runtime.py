@@ -21,8 +21,10 @@ from cuefast.services.executions import ExecutionService
 from cuefast.services.outcomes import OutcomeService
 from cuefast.services.worker_registry import WorkerRegistry
 from cuefast.store import Store, connect
+from cuefast.store.connect import Tls
 from cuefast.store.keys import Keys
 from cuefast.store.system import CURRENT_LAYOUT
+from cuefast.store.wire import Replicas
 
 RECOMMENDED_LISTPACK_VALUE = 1024
 """``hash-max-listpack-value`` that keeps an execution hash with an outcome a listpack (bench/README.md)"""
@@ -48,7 +50,13 @@ class Runtime:
         self.refuse_eviction = refuse_eviction
         self.clock: Clock = clock or SystemClock()
         self.keys = Keys(settings.key_prefix, settings.partitions)
-        self.store = Store(connect(settings.redis_url, cluster=settings.redis_cluster), self.keys)
+        tls = Tls(settings.redis_tls_ca, settings.redis_tls_cert, settings.redis_tls_key)
+        replicas = Replicas(settings.redis_wait_replicas, settings.redis_wait_timeout_ms)
+        self.store = Store(
+            connect(settings.redis_url, cluster=settings.redis_cluster, tls=tls),
+            self.keys,
+            replicas=replicas if replicas.needed else None,
+        )
         self.pg_pool: Any = None
         self.metrics = metrics.Metrics(roles)
         """this process's counts, flushed to the install's hash (cuefast/metrics.py)"""

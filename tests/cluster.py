@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, NamedTuple
 
 FIRST_PORT = int(os.environ.get("CUEFAST_TEST_CLUSTER_PORT", "7100"))
 """the first of the six ports (the tests' range is 7100–7119)"""
@@ -28,11 +29,80 @@ def _free(port: int) -> bool:
     return True
 
 
-def _info(port: int, *command: str) -> str:
+class TlsFiles(NamedTuple):
+    """PEM files of a test CA and of one certificate it signed (127.0.0.1, localhost): every
+    node serves it, and clients present it (``tls-auth-clients yes``)."""
+
+    ca: str
+    cert: str
+    key: str
+
+
+def make_certs(directory: Path) -> TlsFiles:
+    """A self-signed CA and a server/client certificate for 127.0.0.1, made with ``openssl``."""
+    d = directory
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    for args in (
+        ["genrsa", "-out", "ca.key", "2048"],
+        ["req", "-x509", "-new", "-nodes", "-key", "ca.key", "-sha256", "-days", "2",
+         "-subj", "/CN=cuefast test CA", "-out", "ca.crt"],
+        ["genrsa", "-out", "redis.key", "2048"],
+        ["req", "-new", "-key", "redis.key", "-subj", "/CN=127.0.0.1", "-out", "redis.csr"],
+        ["x509", "-req", "-in", "redis.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+         "-days", "2", "-sha256", "-extfile", "san.ext", "-out", "redis.crt"],
+    ):  # fmt: skip
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+    return TlsFiles(str(d / "ca.crt"), str(d / "redis.crt"), str(d / "redis.key"))
+
+
+class Access(NamedTuple):
+    """How the nodes are reached: a password (``requirepass`` / ``masterauth``), TLS (``tls-port``,
+    ``tls-cluster``, ``tls-replication``) or neither."""
+
+    password: str = ""
+    tls: TlsFiles | None = None
+
+    def server_args(self, port: int) -> list[str]:
+        args = ["--requirepass", self.password, "--masterauth", self.password] if self.password else []
+        if self.tls is None:
+            return [*args, "--port", str(port)]
+        return [
+            *args,
+            "--port", "0", "--tls-port", str(port),
+            "--tls-cert-file", self.tls.cert, "--tls-key-file", self.tls.key,
+            "--tls-ca-cert-file", self.tls.ca,
+            "--tls-cluster", "yes", "--tls-replication", "yes",
+        ]  # fmt: skip
+
+    def cli_args(self) -> list[str]:
+        args = ["-a", self.password, "--no-auth-warning"] if self.password else []
+        if self.tls is not None:
+            args += ["--tls", "--cacert", self.tls.ca, "--cert", self.tls.cert, "--key", self.tls.key]
+        return args
+
+    def redis_kwargs(self) -> dict[str, Any]:
+        """redis-py's options (``redis.Redis``, ``redis.Connection``) for a node."""
+        kwargs: dict[str, Any] = {"password": self.password} if self.password else {}
+        if self.tls is not None:
+            kwargs.update(ssl_ca_certs=self.tls.ca, ssl_certfile=self.tls.cert, ssl_keyfile=self.tls.key)
+        return kwargs
+
+    def url(self, port: int) -> str:
+        auth = f":{self.password}@" if self.password else ""
+        return f"{'rediss' if self.tls else 'redis'}://{auth}127.0.0.1:{port}"
+
+
+PLAIN = Access()
+
+
+def _info(port: int, *command: str, access: Access = PLAIN) -> str:
     """A node's raw answer to ``command`` as text ("" while it does not answer)."""
     import redis
 
-    conn = redis.Connection(port=port, socket_timeout=2)
+    if access.tls is not None:
+        conn: redis.Connection = redis.SSLConnection(port=port, socket_timeout=2, **access.redis_kwargs())
+    else:
+        conn = redis.Connection(port=port, socket_timeout=2, **access.redis_kwargs())
     try:
         conn.send_command(*command)
         reply = conn.read_response()
@@ -43,9 +113,13 @@ def _info(port: int, *command: str) -> str:
     return reply.decode() if isinstance(reply, bytes) else str(reply)
 
 
-def _cli(port: int, *args: str, timeout: float = 30.0) -> str:
+def _cli(port: int, *args: str, timeout: float = 30.0, access: Access = PLAIN) -> str:
     done = subprocess.run(
-        ["redis-cli", "-p", str(port), *args], capture_output=True, text=True, timeout=timeout, check=False
+        ["redis-cli", "-p", str(port), *access.cli_args(), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     return done.stdout + done.stderr
 
@@ -68,12 +142,13 @@ def server_binary() -> str:
     return str(get_binary_path())
 
 
-def _join(ports: list[int]) -> None:
+def _join(ports: list[int], access: Access = PLAIN) -> None:
     """What ``redis-cli --cluster create … --cluster-replicas 1`` does, for a machine without
     redis-cli: MEET, three slot ranges, a replica for each primary."""
     import redis
 
-    nodes = [redis.Redis(port=p, decode_responses=True) for p in ports]
+    ssl = {"ssl": True} if access.tls else {}
+    nodes = [redis.Redis(port=p, decode_responses=True, **ssl, **access.redis_kwargs()) for p in ports]
     try:
         for node in nodes[1:]:
             node.execute_command("CLUSTER", "MEET", "127.0.0.1", ports[0])
@@ -83,10 +158,12 @@ def _join(ports: list[int]) -> None:
             node.execute_command("CLUSTER", "ADDSLOTSRANGE", lo, hi)
         _wait(
             "the nodes to meet",
-            lambda: all(_info(p, "CLUSTER", "NODES").count("\n") >= NODES for p in ports),
+            lambda: all(_info(p, "CLUSTER", "NODES", access=access).count("\n") >= NODES for p in ports),
         )
         for replica, primary_port in zip(nodes[3:], ports[:3], strict=True):
-            replica.execute_command("CLUSTER", "REPLICATE", _info(primary_port, "CLUSTER", "MYID"))
+            replica.execute_command(
+                "CLUSTER", "REPLICATE", _info(primary_port, "CLUSTER", "MYID", access=access)
+            )
     finally:
         for node in nodes:
             node.close()
@@ -107,11 +184,12 @@ def free_ports(first_port: int) -> list[int]:
 
 
 @contextmanager
-def local_cluster(first_port: int = FIRST_PORT, server: str = "") -> Iterator[str]:
+def local_cluster(first_port: int = FIRST_PORT, server: str = "", access: Access = PLAIN) -> Iterator[str]:
     """Start six ``redis-server --cluster-enabled yes`` on the first free ports from ``first_port``
     (``free_ports``) and join them with
     ``redis-cli --cluster create … --cluster-replicas 1`` (``_join`` without redis-cli); yields
-    a seed URL. Every node is shut down (by its pid) and its directory removed afterwards."""
+    a seed URL (``rediss://`` and the password in it with ``access``). Every node is shut down
+    (by its pid) and its directory removed afterwards."""
     server = server or server_binary()
     ports = free_ports(first_port)
     tmp = Path(tempfile.mkdtemp(prefix="cuefast-cluster-"))
@@ -121,7 +199,7 @@ def local_cluster(first_port: int = FIRST_PORT, server: str = "") -> Iterator[st
             subprocess.run(
                 [
                     server,
-                    "--port", str(port),
+                    *access.server_args(port),
                     "--bind", "127.0.0.1",
                     "--cluster-enabled", "yes",
                     "--cluster-config-file", str(tmp / f"nodes-{port}.conf"),
@@ -140,35 +218,42 @@ def local_cluster(first_port: int = FIRST_PORT, server: str = "") -> Iterator[st
             )  # fmt: skip
         for port in ports:
             pidfile = tmp / f"redis-{port}.pid"
-            _wait(f"node {port}", lambda f=pidfile, p=port: f.exists() and _info(p, "PING") == "PONG")
+            _wait(
+                f"node {port}",
+                lambda f=pidfile, p=port: f.exists() and _info(p, "PING", access=access) == "PONG",
+            )
             pids.append(int(pidfile.read_text()))
         if shutil.which("redis-cli") is None:
-            _join(ports)
+            _join(ports, access)
         else:
             out = _cli(
                 ports[0],
                 "--cluster", "create", *[f"127.0.0.1:{p}" for p in ports],
                 "--cluster-replicas", "1", "--cluster-yes",
                 timeout=60,
+                access=access,
             )  # fmt: skip
             if "[OK] All 16384 slots covered" not in out:
                 raise RuntimeError(f"redis-cli --cluster create failed:\n{out}")
         _wait(  # a replica that never synced is not promoted when its primary dies
             "every replica in sync",
             lambda: (
-                sum("master_link_status:up" in _info(p, "INFO", "replication") for p in ports) == NODES // 2
+                sum("master_link_status:up" in _info(p, "INFO", "replication", access=access) for p in ports)
+                == NODES // 2
             ),
         )
         for port in ports:
             _wait(
                 f"cluster_state:ok on {port}",
-                lambda p=port: "cluster_state:ok" in _info(p, "CLUSTER", "INFO"),
+                lambda p=port: "cluster_state:ok" in _info(p, "CLUSTER", "INFO", access=access),
             )
         _wait(
             "every node to know all six",
-            lambda: all(_info(p, "CLUSTER", "NODES").count("connected") >= NODES for p in ports),
+            lambda: all(
+                _info(p, "CLUSTER", "NODES", access=access).count("connected") >= NODES for p in ports
+            ),
         )
-        yield f"redis://127.0.0.1:{ports[0]}"
+        yield access.url(ports[0])
     finally:
         for pid in pids:
             try:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -11,8 +13,9 @@ from redis.crc import key_slot
 from redis.exceptions import ResponseError
 
 from cuefast.store import Store, connect
-from cuefast.store.cluster_wire import ClusterWire, command_key
+from cuefast.store.cluster_wire import PAUSE_S, ClusterWire, command_key
 from cuefast.store.keys import Keys
+from cuefast.store.wire import Command
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -102,3 +105,49 @@ async def test_scripts_are_loaded_again_on_every_primary_after_noscript(cluster_
         assert await store.echo.save("203.0.113.9", 1, uuid.uuid4().hex, "{}", limit=10, ttl_s=60)
     finally:
         await store.close()
+
+
+class _Scripted(ClusterWire):
+    """A ``ClusterWire`` whose nodes first answer with ``script``'s replies (what a cluster says
+    while a slot migrates and a failover runs), then for real; ``sent`` notes when each send left."""
+
+    def __init__(self, client: aioredis.RedisCluster, script: list[str]) -> None:
+        super().__init__(client)
+        self.script = script
+        self.sent: list[float] = []
+
+    async def _send(self, name: str, commands: list[Command]) -> list[Any]:
+        self.sent.append(time.monotonic())
+        if self.script:
+            return [*[None] * (len(commands) - 1), ResponseError(self.script.pop(0))]  # ASKING: "OK"
+        return await super()._send(name, commands)
+
+
+@pytest.mark.parametrize(
+    "script",
+    [
+        ["CLUSTERDOWN The cluster is down"],
+        ["ASK {slot} {node}", "CLUSTERDOWN The cluster is down"],
+        ["TRYAGAIN Multiple keys request during rehashing of slot"],
+        ["ASK {slot} {node}", "TRYAGAIN Multiple keys request during rehashing of slot"],
+    ],
+    ids=["clusterdown", "ask-then-clusterdown", "tryagain", "ask-then-tryagain"],
+)
+async def test_a_clusterdown_or_tryagain_pauses_before_the_retry_after_an_ask_too(
+    cluster: aioredis.RedisCluster, script: list[str]
+) -> None:
+    """One retry policy: the command is sent again after ``PAUSE_S`` whether the CLUSTERDOWN /
+    TRYAGAIN answered its first send or the ``ASKING`` one an ASK asked for."""
+    key = f"cw{uuid.uuid4().hex[:8]}"
+    await cluster.set(key, "v")
+    node = cluster.get_node_from_key(key)
+    assert node is not None
+    steps = [s.format(slot=key_slot(key.encode()), node=node.name) for s in script]
+    wire = _Scripted(cluster, list(steps))
+    try:
+        assert await wire.execute([("GET", key)]) == ["v"]
+        assert len(wire.sent) == len(steps) + 1
+        assert wire.sent[-1] - wire.sent[-2] >= PAUSE_S
+    finally:
+        await wire.aclose()
+        await cluster.delete(key)

@@ -61,6 +61,17 @@ def test_settings_are_frozen() -> None:
             {"CUEFAST_REDIS_CLUSTER": "true", "CUEFAST_REDIS_URL": "unix:///tmp/r.sock"},
             "CUEFAST_REDIS_CLUSTER=true needs a redis:// or rediss:// URL",
         ),
+        (
+            {"CUEFAST_REDIS_URL": "redis://h:6379", "CUEFAST_REDIS_TLS_CA": "/ca.pem"},
+            "settings need a rediss:// CUEFAST_REDIS_URL",
+        ),
+        (
+            {"CUEFAST_REDIS_URL": "rediss://h:6379", "CUEFAST_REDIS_TLS_CERT": "/c.pem"},
+            "CUEFAST_REDIS_TLS_CERT and CUEFAST_REDIS_TLS_KEY go together",
+        ),
+        ({"CUEFAST_REDIS_WAIT_REPLICAS": "-1"}, "CUEFAST_REDIS_WAIT_REPLICAS must not be negative"),
+        ({"CUEFAST_REDIS_WAIT_TIMEOUT_MS": "0"}, "CUEFAST_REDIS_WAIT_TIMEOUT_MS must be between 1 and 30000"),
+        ({"CUEFAST_REDIS_WAIT_TIMEOUT_MS": "30001"}, "CUEFAST_REDIS_WAIT_TIMEOUT_MS must be between"),
     ],
 )
 def test_bad_settings_are_refused(env: dict[str, str], message: str) -> None:

@@ -30,6 +30,7 @@ from cuefast.store.status import Status
 from cuefast.store.system import System
 from cuefast.store.usage import Usage
 from cuefast.store.wake import Wake
+from cuefast.store.wire import Replicas
 from cuefast.store.workers import Workers
 
 __all__ = ["SCRIPTS", "UNREACHABLE", "AuthResult", "Keys", "Status", "Store", "Window", "connect", "load_lua"]
@@ -57,10 +58,11 @@ SCRIPTS: tuple[Script, ...] = tuple(script for repo in REPOSITORIES for script i
 
 
 class Store:
-    def __init__(self, redis: aioredis.Redis, keys: Keys) -> None:
+    def __init__(self, redis: aioredis.Redis, keys: Keys, *, replicas: Replicas | None = None) -> None:
+        """``replicas``: ``WAIT`` after each write on the wire (``wire.Replicas``)."""
         self.redis = redis
         self.keys = keys
-        self.scripts = Scripts(redis, SCRIPTS)
+        self.scripts = Scripts(redis, SCRIPTS, replicas=replicas)
         parts = (redis, keys, self.scripts)
         self.accounts = Accounts(*parts)
         self.alerts = Alerts(*parts)

@@ -16,6 +16,8 @@ Redirections, per command (the others of the batch keep their replies):
 * ``TRYAGAIN`` (a multi-key command during a migration), ``CLUSTERDOWN`` (a failover in
   progress) — sent again after a short pause.
 
+One policy whether the reply answered the first send or the ``ASKING`` one an ASK asked for.
+
 After ``REDIRECTS`` rounds the last error reply is returned in place. A connection failure
 raises as on one Redis (whether Redis ran the commands is unknown) and has the slot map re-read
 before the next call, so a promoted replica takes over once the cluster elected it.
@@ -34,7 +36,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from cuefast.store.wire import Arg, Batch, Command, Endpoint, Wire
+from cuefast.store.wire import Arg, Batch, Command, Endpoint, Replicas, Wire
 
 REDIRECTS = 8
 """rounds of redirections (MOVED, ASK, TRYAGAIN, CLUSTERDOWN) one call follows"""
@@ -80,10 +82,19 @@ def _redirect(reply: Any) -> tuple[str, str]:
 class ClusterWire:
     """``Wire``\\ s to the nodes of one cluster (``size`` connections each), opened on first use."""
 
-    def __init__(self, client: aioredis.RedisCluster, *, size: int = 2, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        client: aioredis.RedisCluster,
+        *,
+        size: int = 2,
+        timeout: float = 60.0,
+        replicas: Replicas | None = None,
+    ) -> None:
         self.client = client
         self.size = size
         self.timeout = timeout
+        self.replicas = replicas
+        """``WAIT`` after each node's share of a batch that may write (``wire.Replicas``)"""
         self._wires: dict[str, Wire] = {}
         self._template: Endpoint | None = None
         self._stale = False
@@ -146,22 +157,31 @@ class ClusterWire:
                 code, target = _redirect(reply)
                 if code == "ASK":
                     asks.append((i, target))
-                elif code == "MOVED":  # the reply names the slot's owner: trusted until a new map
-                    self._moved[int(str(reply).split(" ")[1])] = target
+                elif code:
                     redo.append(i)
-                    moved = True
-                elif code:  # TRYAGAIN / CLUSTERDOWN: again after a pause
-                    redo.append(i)
-                    wait = True
+                    refresh, pause = self._again(code, reply)
+                    moved, wait = moved or refresh, wait or pause
         if asks:
             answers = await asyncio.gather(*(self._ask(target, commands[i]) for i, target in asks))
             for (i, _), reply in zip(asks, answers, strict=True):
                 replies[i] = reply
                 code, _ = _redirect(reply)
-                if code:
+                if code:  # the same policy as for a first send (an ASK again: a new map)
                     redo.append(i)
-                    moved, wait = moved or code != "TRYAGAIN", wait or code == "TRYAGAIN"
+                    refresh, pause = self._again(code, reply)
+                    moved, wait = moved or refresh, wait or pause
         return redo, moved, wait
+
+    def _again(self, code: str, reply: Any) -> tuple[bool, bool]:
+        """The one retry policy for a command answered ``code`` (first send or ``ASKING`` one,
+        not an ASK followed at once): whether the slot map is to be re-read, whether to pause
+        before the next round. MOVED names the slot's owner, trusted until a new map."""
+        if code == "MOVED":
+            self._moved[int(str(reply).split(" ")[1])] = str(reply).rpartition(" ")[2]
+            return True, False
+        if code == "ASK":  # an ASK answered by an ASK: the map is behind
+            return True, False
+        return False, True  # TRYAGAIN / CLUSTERDOWN
 
     def _node(self, command: Command) -> str:
         """The name (host:port) of the primary serving ``command``'s slot."""
@@ -181,7 +201,9 @@ class ClusterWire:
                 self._template = Endpoint.parse(node.connection_class, node.connection_kwargs)
             host, _, port = name.rpartition(":")
             endpoint = self._template._replace(host=host, port=int(port))
-            wire = self._wires[name] = Wire(endpoint, size=self.size, timeout=self.timeout)
+            wire = self._wires[name] = Wire(
+                endpoint, size=self.size, timeout=self.timeout, replicas=self.replicas
+            )
         return wire
 
     async def _send(self, name: str, commands: list[Command]) -> list[Any]:

@@ -14,7 +14,7 @@ from redis.exceptions import NoScriptError
 from cuefast.store.cluster_wire import ClusterWire
 from cuefast.store.connect import is_cluster
 from cuefast.store.status import lua_table
-from cuefast.store.wire import Batch, Wire
+from cuefast.store.wire import Batch, Replicas, Wire
 
 
 class Script(NamedTuple):
@@ -66,16 +66,21 @@ class Scripts:
     request."""
 
     def __init__(
-        self, redis: aioredis.Redis, scripts: Iterable[Script], wire: Wire | ClusterWire | None = None
+        self,
+        redis: aioredis.Redis,
+        scripts: Iterable[Script],
+        wire: Wire | ClusterWire | None = None,
+        *,
+        replicas: Replicas | None = None,
     ) -> None:
         self.redis = redis
         self.wire: Wire | ClusterWire
         if wire is not None:
             self.wire = wire
         elif is_cluster(redis):  # SCRIPT LOAD goes to every primary; EVALSHA to its key's node
-            self.wire = ClusterWire(redis)  # type: ignore[arg-type]
+            self.wire = ClusterWire(redis, replicas=replicas)  # type: ignore[arg-type]
         else:
-            self.wire = Wire.of(redis)
+            self.wire = Wire.of(redis, replicas=replicas)
         self._scripts: dict[str, AsyncScript] = {
             s.name: redis.register_script(load_lua(s.name)) for s in scripts
         }

@@ -13,6 +13,11 @@ What stays on redis-py (``Store.redis``): blocking reads (``XREADGROUP BLOCK``/`
 ``WATCH``/``MULTI`` transactions, ``SCRIPT LOAD`` and admin commands — anything that holds a
 connection or waits on the server must not sit in front of other callers' replies.
 
+Replication (``Wire(…, replicas=Replicas(n, ms))``, ``CUEFAST_REDIS_WAIT_REPLICAS``): a batch that
+may write ends with ``WAIT n ms`` in the same write, on the same connection, so its replies come
+back once ``n`` replicas hold every write the connection made, in one round trip; fewer in time
+raises ``NotReplicated`` (the writes stay on the primary: whether they survive its loss is unknown).
+
 Failure: a connection that closes or breaks fails every command in flight on it with
 ``redis.exceptions.ConnectionError`` (whether Redis ran them is unknown, as with any client) and
 is reopened by the next call; a command unanswered after ``timeout`` seconds aborts its
@@ -67,6 +72,41 @@ _ERRORS: dict[str, Callable[[str], RedisError]] = {
     "WRONGPASS": AuthenticationError,
     "NOAUTH": AuthenticationError,
 }
+
+
+class NotReplicated(RedisTimeoutError):
+    """Fewer replicas than asked acknowledged a batch's writes within the WAIT timeout (the
+    primary applied them; a failover now may lose them). A timeout: the API answers 503."""
+
+
+class Replicas(NamedTuple):
+    """``WAIT needed timeout_ms`` after each batch that may write (``CUEFAST_REDIS_WAIT_REPLICAS``)."""
+
+    needed: int
+    timeout_ms: int
+
+
+READS = frozenset(
+    {
+        "GET", "MGET", "STRLEN", "EXISTS", "TTL", "PTTL", "TYPE", "PING", "ECHO", "TIME", "ASKING",
+        "HGET", "HMGET", "HGETALL", "HLEN", "HEXISTS", "HKEYS", "HVALS", "HSCAN",
+        "SCARD", "SISMEMBER", "SMEMBERS", "SSCAN",
+        "ZCARD", "ZCOUNT", "ZSCORE", "ZMSCORE", "ZRANGE", "ZRANGEBYSCORE", "ZREVRANGE",
+        "ZREVRANGEBYSCORE", "ZRANK", "ZSCAN", "LLEN", "LRANGE", "LINDEX",
+        "XLEN", "XRANGE", "XREVRANGE", "XREAD", "XINFO", "XPENDING",
+        "EVALSHA_RO", "EVAL_RO", "FCALL_RO", "SCAN", "INFO", "DBSIZE", "CLUSTER", "SCRIPT",
+    }
+)  # fmt: skip
+"""commands that never write (a batch of only these needs no ``WAIT``)"""
+
+
+def writes(commands: Sequence[Command]) -> bool:
+    """Whether ``commands`` may write (any command not in ``READS``; a script counts as a write)."""
+    for command in commands:
+        name = command[0]
+        if (name.decode() if isinstance(name, bytes) else str(name)).upper() not in READS:
+            return True
+    return False
 
 
 class _Reply(ResponseError):
@@ -249,15 +289,19 @@ class Wire:
     """``size`` multiplexed connections to one Redis, opened on first use and reopened after a
     failure; calls take them in turn."""
 
-    def __init__(self, endpoint: Endpoint, *, size: int = 2, timeout: float = 60.0) -> None:
+    def __init__(
+        self, endpoint: Endpoint, *, size: int = 2, timeout: float = 60.0, replicas: Replicas | None = None
+    ) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
+        self.replicas = replicas
         self._slots: list[_Connection | None] = [None] * size
         self._opening: list[asyncio.Future[_Connection] | None] = [None] * size
         self._turn = 0
 
     @classmethod
     def of(cls, client: aioredis.Redis, **kwargs: Any) -> Wire:
+        """A wire to the Redis ``client`` is configured for (``kwargs``: ``Wire``'s)."""
         return cls(Endpoint.of(client), **kwargs)
 
     async def execute(self, commands: Sequence[Command]) -> list[Any]:
@@ -269,6 +313,8 @@ class Wire:
         conn = self._slots[i]
         if conn is None or conn.closed or conn.loop is not asyncio.get_running_loop():
             conn = await self._open(i)
+        if self.replicas is not None and writes(commands):
+            return await self._replicated(conn, commands, self.replicas)
         replies = await conn.send(b"".join([_pack(c) for c in commands]), len(commands))
         for reply in replies:
             if type(reply) is _Reply:
@@ -284,6 +330,19 @@ class Wire:
 
     def pipeline(self) -> Batch:
         return Batch(self)
+
+    async def _replicated(self, conn: _Connection, commands: Sequence[Command], want: Replicas) -> list[Any]:
+        """``commands`` then ``WAIT``, in one write on ``conn``: their replies once ``want.needed``
+        replicas acknowledged the connection's writes (``NotReplicated`` when fewer did in time)."""
+        packed = b"".join([_pack(c) for c in commands]) + _pack(("WAIT", want.needed, want.timeout_ms))
+        replies = await conn.send(packed, len(commands) + 1)
+        acked = replies.pop()
+        if type(acked) is _Reply or int(acked) < want.needed:
+            raise NotReplicated(
+                f"{self.endpoint.describe()}: {acked} of {want.needed} replicas acknowledged "
+                f"within {want.timeout_ms} ms (written on the primary)"
+            )
+        return _errors_raised(replies)
 
     async def _open(self, i: int) -> _Connection:
         """Connection ``i``, opened once however many callers ask at the same time."""
