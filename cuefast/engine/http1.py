@@ -139,7 +139,8 @@ class Client:
         self.ssl_context = ssl_context
         self._idle: dict[tuple[str, str, int], deque[_Conn]] = {}
         self._open = 0
-        self._room = asyncio.Semaphore(limit)
+        self._busy = 0  # requests under way (at most ``limit``)
+        self._waiters: deque[asyncio.Future[None]] = deque()
         self._closed = False
         self._swept = time.monotonic()
 
@@ -216,26 +217,59 @@ class Client:
         and return (status, body start up to ``read_limit`` bytes; none for a non-2xx).
         Raises ``Closed``, ``OSError``, ``ssl.SSLError``, ``httptools.HttpParserError`` or
         what ``connect`` raises. The caller bounds the time (cancel: the connection closes)."""
-        async with self._room:
-            for retry in (True, False):
-                conn = self._take(key)
-                reused = conn is not None
-                if conn is None:
-                    conn = await self._new(key)
-                try:
-                    status, data = await self._exchange(conn, head, body, read_limit)
-                except Closed as exc:
-                    conn.close()
-                    self._open -= 1
-                    if retry and reused and not exc.started:
-                        continue  # closed while idle: the request did not reach the server
-                    raise
-                except BaseException:
-                    conn.close()
-                    self._open -= 1
-                    raise
-                self._put(conn)
-                return status, data
+        if self._busy >= self.limit or self._waiters:
+            await self._wait_turn()  # the slot is handed over: ``_busy`` already counts it
+        else:
+            self._busy += 1
+        try:
+            return await self._request(key, head, body, read_limit)
+        finally:
+            self._pass_turn()
+
+    def _pass_turn(self) -> None:
+        """Hand this request's slot to the oldest waiter still waiting, else free it."""
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
+        self._busy -= 1
+
+    async def _wait_turn(self) -> None:
+        """Wait for a slot handed over by a finishing request, in arrival order
+        (asyncio.Semaphore would do, but its ``locked()`` walks every waiter on each acquire in
+        Python 3.11)."""
+        fut = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        try:
+            await fut
+        except asyncio.CancelledError:
+            if fut.done() and not fut.cancelled():  # handed a slot, then cancelled: pass it on
+                self._pass_turn()
+            raise
+
+    async def _request(
+        self, key: tuple[str, str, int], head: bytes, body: bytes, read_limit: int
+    ) -> tuple[int, bytes]:
+        for retry in (True, False):
+            conn = self._take(key)
+            reused = conn is not None
+            if conn is None:
+                conn = await self._new(key)
+            try:
+                status, data = await self._exchange(conn, head, body, read_limit)
+            except Closed as exc:
+                conn.close()
+                self._open -= 1
+                if retry and reused and not exc.started:
+                    continue  # closed while idle: the request did not reach the server
+                raise
+            except BaseException:
+                conn.close()
+                self._open -= 1
+                raise
+            self._put(conn)
+            return status, data
         raise AssertionError("unreachable")
 
     async def _exchange(self, conn: _Conn, head: bytes, body: bytes, read_limit: int) -> tuple[int, bytes]:

@@ -94,6 +94,45 @@ def signed_headers(
     return headers
 
 
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_:.+\-]*")
+"""an id or timestamp that JSON encodes as itself between quotes"""
+_payload_json: dict[str, str] = {}
+"""stored payload JSON → its canonical text (payloads repeat: a cue's every execution)"""
+
+
+def delivery_body(
+    attempt: int, *, cue_id: str, execution_id: str, name: str, payload: str, scheduled_for: str
+) -> bytes:
+    """``canonical_json`` of a delivery's body (§10.2), built from pieces: the same bytes, but
+    the payload's canonical text is kept per stored payload and the fixed keys are not sorted
+    and encoded again for every attempt."""
+    canon = _payload_json.get(payload)
+    if canon is None:
+        canon = canonical_json(decode_payload(payload)).decode()
+        if len(_payload_json) >= PRECHECK_MEMO:
+            _payload_json.clear()
+        _payload_json[payload] = canon
+    if not (
+        _PLAIN_ID.fullmatch(cue_id)
+        and _PLAIN_ID.fullmatch(execution_id)
+        and _PLAIN_ID.fullmatch(scheduled_for)
+    ):
+        return canonical_json(
+            {
+                "attempt": attempt,
+                "cue_id": cue_id,
+                "execution_id": execution_id,
+                "name": name,
+                "payload": decode_payload(payload),
+                "scheduled_for": scheduled_for,
+            }
+        )
+    return (
+        f'{{"attempt": {attempt}, "cue_id": "{cue_id}", "execution_id": "{execution_id}", '
+        f'"name": {canonical_json(name).decode()}, "payload": {canon}, "scheduled_for": "{scheduled_for}"}}'
+    ).encode()
+
+
 def delivery_request(
     cfg: CueConfig,
     *,
@@ -112,15 +151,13 @@ def delivery_request(
     has_body = cfg.callback.method != "GET"
     body = b""
     if has_body:
-        body = canonical_json(
-            {
-                "attempt": attempt,
-                "cue_id": cue_id,
-                "execution_id": execution_id,
-                "name": name,
-                "payload": decode_payload(payload),
-                "scheduled_for": scheduled_for,
-            }
+        body = delivery_body(
+            attempt,
+            cue_id=cue_id,
+            execution_id=execution_id,
+            name=name,
+            payload=payload,
+            scheduled_for=scheduled_for,
         )
     cueapi = {
         "X-CueAPI-Cue-Id": cue_id,
