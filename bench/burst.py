@@ -1,6 +1,6 @@
 """Top-of-minute burst: N webhook cues due at one instant, delivered by real processes.
 
-``./dev bench burst [--cues 10000] [--dispatchers 1 2] [--per-host 256]``
+``./dev bench burst [--cues 10000] [--dispatchers 1 2] [--per-host 256] [--receiver raw|aiohttp]``
 
 For each dispatcher count in ``--dispatchers`` (one run each, same invocation, fresh key
 prefix and PostgreSQL schema): a receiver process that logs every request's arrival time and
@@ -62,7 +62,7 @@ async def one_burst(args: argparse.Namespace, dispatchers: int) -> dict[str, Any
     schema = f"cuefast_burst_{uuid.uuid4().hex[:8]}"
     port = _free_port()
     log_path = f"/tmp/cuefast-burst-{uuid.uuid4().hex[:6]}.log"
-    receiver = await _receiver(port, log_path)
+    receiver = await _receiver(port, log_path, args.receiver)
     env = {
         **_server_env(prefix),
         "CUEFAST_DATABASE_SCHEMA": schema,
@@ -124,6 +124,12 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--dispatchers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--per-host", type=int, default=256, help="CUEFAST_DELIVERY_PER_HOST (one receiver)")
     parser.add_argument("--partitions", type=int, default=16)
+    parser.add_argument(
+        "--receiver",
+        choices=("raw", "aiohttp"),
+        default="raw",
+        help="raw: an asyncio protocol + httptools (light, stands in for other machines); aiohttp: a web app",
+    )
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds after the due time")
     args = parser.parse_args(argv)
     import uvloop
@@ -131,7 +137,7 @@ def main(argv: list[str]) -> None:
     rows = [uvloop.run(one_burst(args, n)) for n in args.dispatchers]
     print(
         f"\nburst of {args.cues:,} webhook cues due at one instant, `cuefast serve` + n-1 "
-        f"`cuefast dispatcher`, one receiver, per host {args.per_host}; git {_git_sha()}"
+        f"`cuefast dispatcher`, one {args.receiver} receiver, per host {args.per_host}; git {_git_sha()}"
     )
     curve_heads = " | ".join(f"≤{ms} ms" for ms in CURVE_MS)
     print(f"| dispatchers | received | p50 | p90 | p99 | max | {curve_heads} |")

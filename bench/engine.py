@@ -124,8 +124,40 @@ async def bench_materialize(args: argparse.Namespace, prefix: str) -> None:
     await store.close()
 
 
-async def _receiver(port: int, log_path: str) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-c", RECEIVER, str(port), log_path])
+RAW_RECEIVER = """
+import asyncio, sys, time, httptools, uvloop
+out = open(sys.argv[2], "w", buffering=1 << 16)
+OK = b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\nContent-Type: text/plain\\r\\n\\r\\nok"
+class Hook(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.t, self.p, self.sf = transport, httptools.HttpRequestParser(self), b""
+    def data_received(self, data):
+        self.p.feed_data(data)
+    def on_header(self, name, value):
+        if name.lower() == b"x-cueapi-scheduled-for":
+            self.sf = value
+    def on_message_complete(self):
+        out.write(f"{time.time_ns() // 1000} {self.sf.decode()}\\n")
+        self.sf = b""
+        self.t.write(OK)
+async def main():
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.05, _flush)
+    server = await loop.create_server(Hook, "127.0.0.1", int(sys.argv[1]), backlog=4096)
+    await server.serve_forever()
+def _flush():
+    out.flush()
+    asyncio.get_running_loop().call_later(0.05, _flush)
+uvloop.run(main())
+"""
+"""A lighter receiver (``--receiver raw``): one asyncio protocol parsing requests with httptools,
+a fixed 200 answer, arrivals logged in a buffer flushed every 50 ms. It stands in for agents on
+other machines, so it should cost the box as little as it can; what it logs is the same."""
+
+
+async def _receiver(port: int, log_path: str, kind: str = "aiohttp") -> subprocess.Popen[bytes]:
+    source = RAW_RECEIVER if kind == "raw" else RECEIVER
+    proc = subprocess.Popen([sys.executable, "-c", source, str(port), log_path])
     for _ in range(200):
         try:
             _, w = await asyncio.open_connection("127.0.0.1", port)

@@ -20,11 +20,13 @@ from cuefast.engine.webhooks import (
     CheckedResolver,
     Webhooks,
     cue_failed,
+    delivery_body,
     delivery_request,
     error_for_status,
     signed_headers,
 )
 from cuefast.models import Callback, CueConfig, Schedule
+from cuefast.signing import canonical_json, decode_payload
 
 SECRET = "whsec_" + "ab" * 16
 TS = 1_795_434_300
@@ -349,3 +351,37 @@ async def test_a_body_sent_in_pieces_is_read_whole() -> None:
     async with receiving(answer) as receiver, client() as webhooks:
         sent = await webhooks.send(receiver.url, "POST", b"{}", {}, 5)
     assert sent == (200, "", b'{"success": true, "result": "done"}')
+
+
+@pytest.mark.parametrize(
+    ("name", "payload", "cue_id"),
+    [
+        ("daily", '{"b": 1, "a": [1, 2.5, null, true], "c": {"z": "é", "y": "\\u2028"}}', "cue_abc123"),
+        ('quote " and \\ é', "{}", "cue_x"),
+        ("n", '"just a string"', "cue_with space"),  # an id JSON would not keep as is
+        ("n", "[1e400, -0.0, 12345678901234567890]", "cue_y"),
+    ],
+)
+def test_the_delivery_body_is_canonical_json(name: str, payload: str, cue_id: str) -> None:
+    """``delivery_body`` builds the body from pieces and memoised payload text: byte for byte
+    ``canonical_json`` of the whole body (§10.2), for any name, payload and id."""
+    for attempt in (1, 12):
+        expected = canonical_json(
+            {
+                "attempt": attempt,
+                "cue_id": cue_id,
+                "execution_id": "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
+                "name": name,
+                "payload": decode_payload(payload),
+                "scheduled_for": "2026-12-04T12:00:00+00:00",
+            }
+        )
+        got = delivery_body(
+            attempt,
+            cue_id=cue_id,
+            execution_id="0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0",
+            name=name,
+            payload=payload,
+            scheduled_for="2026-12-04T12:00:00+00:00",
+        )
+        assert got == expected
