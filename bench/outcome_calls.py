@@ -42,7 +42,7 @@ def _direct(r: redis.Redis, prefix: str, ids: list[str]) -> float:
             keys = [k.decode() for k in r.keys(f"{prefix}:{{p*}}:exec:{eid}")]
             part = keys[0].rsplit("exec:", 1)[0]
             args = [time.time_ns() // 1000, part, '{"success":true}', "1", "verification_failed", "", ""]
-            pipe.evalsha(sha, 1, keys[0], *args, 5356800, *states)
+            pipe.evalsha(sha, 1, keys[0], *args, *states)
         pipe.execute()
     after = _stats(r)
     return (after["evalsha"][1] - before["evalsha"][1]) / (after["evalsha"][0] - before["evalsha"][0])

@@ -547,15 +547,9 @@ class Dispatcher:
         return True
 
     async def _count_body_outcome(self, a: _Attempt, success: bool) -> None:
-        """Metrics and the monthly outcome counter (§13.1) of a recorded body outcome (the
-        counter is best effort, written after the script like every outcome's)."""
+        """Metrics of a recorded body outcome (``delivery_finish.lua`` counted it in the monthly
+        usage counters, §13.1, in the call that recorded it: lib/record_outcome.lua)."""
         self.metrics.inc(m.OUTCOMES, ("true" if success else "false",))
-        try:
-            owned = await self.store.executions.cues(a.account, [a.eid])
-            created = owned[a.eid].created_us if a.eid in owned else self.clock.now_us()
-            await self.store.usage.count_outcomes([(a.account, month_of(created), success)])
-        except Exception:
-            log.warning("usage counter not written", extra={"execution_id": a.eid})
 
     async def _finish(self, p: int, row: AttemptResult) -> Finished:
         """Group commit: results that arrive in the same loop turn share one pipeline (one

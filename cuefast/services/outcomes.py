@@ -16,7 +16,6 @@ from cuefast.clock import Clock
 from cuefast.errors import Conflict, CuefastError, ExecutionNotFound, api_error
 from cuefast.metrics import OUTCOMES, Metrics
 from cuefast.models import CONFIG_DECODER, Account
-from cuefast.months import month_of
 from cuefast.services.cue_input import VERIFICATION_MODES
 from cuefast.services.validate import MISSING, Checker, has_bad_text, has_surrogate, require_object
 from cuefast.store import Status, Store
@@ -198,7 +197,6 @@ class OutcomeService:
             now,
             account_id=account.id,
             states=states,
-            count_usage=True,
         )
         if res.status is Status.EXISTS:
             raise OutcomeAlreadyRecorded()
@@ -242,17 +240,13 @@ class OutcomeService:
             planned[i] = state
             out.append((state, None))
         results = await self.store.outcomes.record_many(account.id, rows, now)
-        counted: list[tuple[str, str, bool]] = []
         for (i, _), res, row in zip(planned.items(), results, rows, strict=True):
             if res.status is Status.EXISTS:
                 out[i] = ("", OutcomeAlreadyRecorded())
             elif res.status is not Status.OK:
                 out[i] = ("", ExecutionNotFound())
-            else:
+            else:  # counted in the usage counters by the script (lib/record_outcome.lua)
                 self.metrics.inc(OUTCOMES, ("true" if row.success else "false",))
-                created = owned[row.execution_id].created_us
-                counted.append((account.id, month_of(created or now), row.success))
-        await self.store.usage.count_outcomes(counted)  # monthly outcome counters (§13.1), one pipeline
         return out
 
     @staticmethod

@@ -282,11 +282,11 @@ class Executions(Repository):
         res = await self.scripts.run_many(calls, also)
         if len(registries) == 1:
             reply = res[0]
-            page = list_rows(reply)[offset:depth]
-            ids = [eid for _, eid in page]
-            got = reply[2] if inline else None
             oldest = int(reply[1]) if reply[1] else None
-            return Listing(ids, int(reply[0]), oldest, res[1:], got)
+            if inline:  # the page alone: its ids, then their hashes
+                return Listing([str(eid) for eid in reply[3:]], int(reply[0]), oldest, res[1:], reply[2])
+            ids = [eid for _, eid in list_rows(reply)[offset:depth]]
+            return Listing(ids, int(reply[0]), oldest, res[1:])
         merged: list[tuple[int, str]] = []
         total, oldest = 0, None
         for reply in res[: len(registries)]:

@@ -106,12 +106,14 @@ class Keys:
         return f"{self.prefix}:{{a:{account_id}}}:workers"
 
     def usage(self, account_id: str, month: str) -> str:
-        """hash: monthly counters of one account (``executions``, outcomes …), month = YYYY-MM"""
+        """hash: monthly counters of one account (``executions``; ``failed`` of executions that
+        ended without an outcome), month = YYYY-MM"""
         return f"{self.prefix}:{{a:{account_id}}}:usage:{month}"
 
     def usage_part(self, p: int, account_id: str, month: str) -> str:
-        """hash: the monthly outcome counters one partition's script calls add (``reported``,
-        ``succeeded``, ``failed``: outcomes_record.lua); the month's usage adds them to ``usage``"""
+        """hash: the monthly outcome counters (``reported``, ``succeeded``, ``failed``) every
+        script that records an outcome adds on its partition (lib/record_outcome.lua); the
+        month's usage adds them to ``usage``"""
         return f"{self.part(p)}:usage:{account_id}:{month}"
 
     @property

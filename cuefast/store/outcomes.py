@@ -8,12 +8,11 @@ from typing import NamedTuple
 from cuefast.store.repository import Repository, pairs
 from cuefast.store.scripts import Arg, Call, Script
 from cuefast.store.status import Status
-from cuefast.store.usage import USAGE_TTL_S
 
 RECORD = Script(
     "outcomes_record",
     keys=("execution",),
-    argv=("now", "prefix", "outcome", "success", "outcome_state", "error", "account_id", "usage_ttl_s"),
+    argv=("now", "prefix", "outcome", "success", "outcome_state", "error", "account_id"),
     rest="states",
 )
 RECORD_MANY = Script(
@@ -64,13 +63,13 @@ class Outcomes(Repository):
         *,
         account_id: str = "",
         states: Mapping[str, str] | None = None,
-        count_usage: bool = False,
     ) -> Reported:
         """Record ``outcome`` of an execution of ``account_id`` ("" = any account's; another
         account's is NOT_FOUND). ``states`` (verification mode → outcome_state) overrides
         ``outcome.state`` for the mode of the execution's cue, read in the same script call.
-        ``count_usage``: the same call counts it in the monthly usage counters (on the
-        partition's hash: ``Keys.usage_part``, which ``Usage.counts`` adds up)."""
+        Every recorded outcome is counted in the monthly usage counters by the same call (the
+        partition's hash: ``Keys.usage_part``, which ``Usage.counts`` adds up), as by
+        ``record_many`` and ``delivery_finish.lua``'s body outcomes: lib/record_outcome.lua."""
         k = self.keys
         p = k.execution_partition(outcome.execution_id)
         if p is None:
@@ -86,7 +85,6 @@ class Outcomes(Repository):
                 outcome.state,
                 outcome.error,
                 account_id,
-                USAGE_TTL_S if count_usage else "",
                 *pairs(states or {}),
             ],
         )
@@ -97,7 +95,8 @@ class Outcomes(Repository):
 
     async def record_many(self, account_id: str, outcomes: Sequence[Outcome], now_us: int) -> list[Recorded]:
         """Many outcomes of the account's executions (ids with a partition), one
-        ``outcomes_record_many.lua`` call per partition, one round trip; a result per outcome."""
+        ``outcomes_record_many.lua`` call per partition, one round trip; a result per outcome
+        (each recorded one counted in the usage counters by the same call, as ``report``)."""
         k = self.keys
         by_p: dict[int, list[int]] = {}
         for i, o in enumerate(outcomes):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import NamedTuple
 
 from cuefast.store.repository import Repository
@@ -45,25 +45,6 @@ class Usage(Repository):
             return
         pipe = self.wire.pipeline()
         self._add(pipe, field, counts)
-        await pipe.execute()
-
-    async def count_outcomes(self, outcomes: Sequence[tuple[str, str, bool]]) -> None:
-        """Outcome counters (CONTRACT.md §13.1), one pipeline: each recorded outcome (account,
-        "YYYY-MM" of the execution's creation, success) adds to ``reported`` and to
-        ``succeeded`` or ``failed``."""
-        reported: dict[tuple[str, str], int] = {}
-        verdicts: dict[str, dict[tuple[str, str], int]] = {"succeeded": {}, "failed": {}}
-        for account_id, month, success in outcomes:
-            bucket = (account_id, month)
-            reported[bucket] = reported.get(bucket, 0) + 1
-            counts = verdicts["succeeded" if success else "failed"]
-            counts[bucket] = counts.get(bucket, 0) + 1
-        if not reported:
-            return
-        pipe = self.wire.pipeline()
-        self._add(pipe, "reported", reported)
-        for field, counts in verdicts.items():
-            self._add(pipe, field, counts)
         await pipe.execute()
 
     async def count_executions(self, month: str, previous_month: str, counts: Mapping[str, int]) -> None:

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from cuefast.ids import new_execution_id
+from cuefast.months import month_of
 from cuefast.store import Status, Store, connect
 from cuefast.store.delivery import AttemptResult, BodyOutcome, Finished, Lease
 from cuefast.store.keys import Keys
@@ -156,7 +157,9 @@ async def test_a_body_outcome_is_recorded_with_the_delivery(
 ) -> None:
     """A 2xx body's outcome (§10.6) is written by the same call that records the delivery: no
     crash can record one without the other. With an outcome deadline armed, the outcome ends
-    the execution (pending_outcome → its status) and disarms the deadline."""
+    the execution (pending_outcome → its status) and disarms the deadline. The same call counts
+    it in the monthly usage (the one path every recorded outcome takes: lib/record_outcome.lua;
+    this execution has no created_at, so the month is the call's)."""
     k = store.keys
     p, eid, entry = await arrange(store, '{"delivery":{"timeout_seconds":30}}')
     lease = (await lease_of(store, p, eid, NOW)).lease_until
@@ -167,6 +170,8 @@ async def test_a_body_outcome_is_recorded_with_the_delivery(
     e = await store.redis.hgetall(k.execution(p, eid))
     assert e["st"] == status and e["oc"] == body.outcome_json and e["da"] == str(NOW + S)
     assert await store.redis.zscore(k.deadlines(p), eid) is None
+    verdict = "succeeded" if success else "failed"
+    assert (await store.usage.counts("acct1", month_of(NOW + S))).counters == {"reported": 1, verdict: 1}
 
 
 async def test_a_body_outcome_never_replaces_a_recorded_one(store: Store) -> None:
@@ -178,3 +183,4 @@ async def test_a_body_outcome_never_replaces_a_recorded_one(store: Store) -> Non
     row = result(eid, entry, lease, body=BodyOutcome('{"success":false}', False, "", ""))
     assert await store.delivery.finish({p: [row]}, NOW + S) == {p: [Finished(Status.OK, "success", False)]}
     assert (await store.redis.hget(k.execution(p, eid), "oc")) == '{"success":true}'
+    assert (await store.usage.counts("acct1", month_of(NOW + S))).counters == {}  # nothing recorded

@@ -5,6 +5,7 @@ indexes, idempotency records)."""
 
 from __future__ import annotations
 
+import random
 from functools import partial
 from typing import Any
 
@@ -341,11 +342,54 @@ async def test_list_answers_every_filter_combination_from_the_indexes(store: Sto
         {"cue_id": OTHER_PART_CUE, "worker_id": "w1"},
         {"cue_id": CUE, "outcome_state": "verified", "triggered_by": "scheduled"},
     ]
+    k = store.keys
     for f in filters:
         ids, total, oldest = expect(**f)
         for offset, limit in ((0, 100), (0, 3), (2, 5), (30, 5)):
             got = await store.executions.listing(ACCT, offset=offset, limit=limit, **f)
             assert got == Listing(ids[offset : offset + limit], total, oldest, []), (f, offset, limit)
+        # with rows, on one registry (a cue's, or the account's on one partition): the page alone
+        # and its hashes in the same reply — one cell or many merged
+        part = k.cue_partition(f.get("cue_id") or CUE)
+        on_part = [eid for eid in ids if k.execution_partition(eid) == part]
+        if "cue_id" not in f:
+            total = len(on_part)
+            oldest = min((h["cla"] for h in seeded if h["id"] in on_part and h.get("cla")), default=None)
+        for offset, limit in ((0, 100), (0, 3), (2, 5), (30, 5)):
+            got = await store.executions.listing(
+                ACCT, offset=offset, limit=limit, partitions=[part], rows=True, **f
+            )
+            page = on_part[offset : offset + limit]
+            assert (got.ids, got.total, got.oldest_claimed_us) == (page, total, oldest), (f, offset, limit)
+            assert got.rows is not None
+            hashes = [execution_of(eid, row) for eid, row in zip(got.ids, got.rows, strict=True)]
+            assert hashes == await store.executions.get_many(page)
+
+
+async def test_list_merges_cells_lazily_in_order(store: Store) -> None:
+    """The merge reads each cell a part at a time (more only when the page needs it): 120
+    executions of one cue in 6 cells of very unequal sizes, with created times that tie within
+    and across cells, list exactly as sorting them does (newest first, ties by id descending)
+    at every offset and limit, with and without rows, filtered and not."""
+    await put_cue(store)
+    rng = random.Random(7)
+    cells = [("pending", ""), ("success", "reported_success"), ("failed", "reported_failure")]
+    seeded: list[tuple[int, str, str]] = []
+    for i in range(120):
+        st, os_ = cells[0] if i % 10 < 7 else rng.choice(cells)
+        tb = "manual" if rng.random() < 0.3 else ""
+        ca = CREATED + rng.randrange(40) * S
+        fields: dict[str, Any] = {"ca": ca, "tb": tb, **({"os": os_} if os_ else {})}
+        _, eid = await put_execution(store, CUE, st=st, **fields)
+        seeded.append((ca, eid, st))
+    for statuses in (None, ["pending", "failed"]):
+        ids = [eid for _, eid, st in sorted(seeded, reverse=True) if statuses is None or st in statuses]
+        for offset, limit in ((0, 1), (0, 20), (3, 7), (19, 2), (60, 50), (110, 20)):
+            for rows in (False, True):
+                got = await store.executions.listing(
+                    ACCT, offset=offset, limit=limit, cue_id=CUE, statuses=statuses, rows=rows
+                )
+                assert (got.ids, got.total) == (ids[offset : offset + limit], len(ids)), (offset, limit)
 
 
 async def test_list_reads_another_repositorys_replies_on_the_same_round_trip(store: Store) -> None:

@@ -265,27 +265,48 @@ async def test_record_many_keeps_the_failure_streak_in_batch_order(store: Store)
     assert {f"exec:{e}" for e in ids} | {f"cue:{CUE}"} <= await dirty(store, k.part(p))
 
 
-# ---- outcomes_record: the monthly usage counters -------------------------------------------------
+# ---- the monthly usage counters: one path, lib/record_outcome.lua --------------------------------
 async def test_record_counts_usage_in_the_partition_by_creation_month(store: Store) -> None:
-    """count_usage: ``reported`` and ``succeeded`` / ``failed`` += 1 on the partition's hash of the
-    execution's account and creation month, with the usage TTL; a refused repeat and a call
-    without count_usage count nothing; ``Usage.counts`` adds the partitions' hashes to the
-    account's."""
+    """Every recorded outcome: ``reported`` and ``succeeded`` / ``failed`` += 1 on the partition's
+    hash of the execution's account and creation month, with the usage TTL (the Lua constant is
+    ``USAGE_TTL_S``); a refused repeat counts nothing; ``Usage.counts`` adds the partitions'
+    hashes to the account's (where ``failed`` without an outcome is counted)."""
     k = store.keys
     await put_cue(store, tr="worker")
     month = month_of(CREATED)
     _, won_eid = await claimed_worker_execution(store)
     p, lost_eid = await claimed_worker_execution(store)
-    _, uncounted = await claimed_worker_execution(store)
-    assert (await store.outcomes.report(won(won_eid), NOW, count_usage=True)).status is Status.OK
-    assert (await store.outcomes.report(lost(lost_eid), NOW, count_usage=True)).status is Status.OK
-    assert (await store.outcomes.report(won(won_eid), NOW, count_usage=True)).status is Status.EXISTS
-    assert (await store.outcomes.report(won(uncounted), NOW)).status is Status.OK
+    assert (await store.outcomes.report(won(won_eid), NOW)).status is Status.OK
+    assert (await store.outcomes.report(lost(lost_eid), NOW)).status is Status.OK
+    assert (await store.outcomes.report(won(won_eid), NOW)).status is Status.EXISTS
+    assert (await store.outcomes.record(lost(lost_eid), NOW)).status is Status.EXISTS
     key = k.usage_part(p, ACCT, month)
     assert key == f"{k.part(p)}:usage:{ACCT}:{month}"
     assert await store.redis.hgetall(key) == {"reported": "2", "succeeded": "1", "failed": "1"}
     assert USAGE_TTL_S - 5 < await store.redis.ttl(key) <= USAGE_TTL_S
-    await store.usage.count_outcomes([(ACCT, month, True)])  # the account slot's counters
+    await store.usage.add("failed", {(ACCT, month): 1})  # a final failure without an outcome
+    counts = await store.usage.counts(ACCT, month)
+    assert counts.counters == {"reported": 2, "succeeded": 1, "failed": 2}
+
+
+async def test_record_many_counts_usage_like_record(store: Store) -> None:
+    """``outcomes_record_many.lua`` (batch pull) counts in the same partition hashes, once per
+    recorded outcome and in one HINCRBY per field for the batch; repeats and unknown ids count
+    nothing; nothing is written on the account slot."""
+    k = store.keys
+    await put_cue(store, tr="worker")
+    month = month_of(CREATED)
+    p, a = await claimed_worker_execution(store)
+    _, b = await claimed_worker_execution(store)
+    _, c = await claimed_worker_execution(store)
+    got = await store.outcomes.record_many(ACCT, [won(a), lost(b), won(c)], NOW)
+    assert [r.status for r in got] == [Status.OK] * 3
+    got = await store.outcomes.record_many(ACCT, [won(a), won(c)], NOW)
+    assert [r.status for r in got] == [Status.EXISTS] * 2
+    key = k.usage_part(p, ACCT, month)
+    assert await store.redis.hgetall(key) == {"reported": "3", "succeeded": "2", "failed": "1"}
+    assert USAGE_TTL_S - 5 < await store.redis.ttl(key) <= USAGE_TTL_S
+    assert not await store.redis.exists(k.usage(ACCT, month))
     counts = await store.usage.counts(ACCT, month)
     assert counts.counters == {"reported": 3, "succeeded": 2, "failed": 1}
 
@@ -308,7 +329,7 @@ async def test_record_usage_month_is_pythons_month_of(store: Store) -> None:
         if ca < 0:
             continue
         p, eid = await put_execution(store, tr="worker", st="delivering", ca=ca)
-        assert (await store.outcomes.report(won(eid), NOW, count_usage=True)).status is Status.OK
+        assert (await store.outcomes.report(won(eid), NOW)).status is Status.OK
         key = k.usage_part(p, ACCT, month_of(ca))
         assert await store.redis.hget(key, "reported") == "1", (ca, month_of(ca))
         await store.redis.delete(key)

@@ -6,7 +6,10 @@
 -- when the cue's config has that mode ("none" without one, or without the cue).
 -- `defer` collects index removals and dirty marks, `cues` per cue (cue id → {n = runs, exists,
 -- cfg = its config JSON or false, reset = a success reset its failure streak}); the caller writes
--- them with outcome_flush (one call per key / cue for a whole batch).
+-- them with outcome_flush (one call per key / cue for a whole batch). Every recorded outcome is
+-- counted in its partition's monthly usage hash of its account and creation month,
+-- `<prefix>usage:<account>:<YYYY-MM>` (``reported`` and ``succeeded`` / ``failed``; Keys.usage_part,
+-- which Usage.counts adds up), written by outcome_flush: the one place outcomes are counted.
 -- Redis calls for one worker outcome (bench/outcome_calls.py): one HMGET of the execution, the
 -- cue's EXISTS and config GET, one HSET, the listing-index move (ZREM + HINCRBY, ZADD + HINCRBY
 -- per registry), then outcome_flush: the cue's HINCRBY + HSET, the ZREMs (leases, work indexes,
@@ -17,6 +20,24 @@
 --!include alert
 --!include exec_index
 local RO_TERMINAL = {success = true, failed = true, missed = true, outcome_timeout = true}
+-- the monthly usage counters (CONTRACT.md §13.1) live 62 days from a month's first outcome
+-- (cuefast/store/usage.py USAGE_TTL_S, which tests compare)
+local RO_USAGE_TTL_S = 5356800
+-- this call's usage increments: hash key → {reported, succeeded, failed} (outcome_flush writes them)
+local RO_USAGE = {}
+
+-- "YYYY-MM" (UTC) of an instant in µs (days to civil date: H. Hinnant's algorithm)
+local function month_of(us)
+  local f = math.floor
+  local z = f(us / 86400000000) + 719468
+  local era = f(z / 146097)
+  local doe = z - era * 146097
+  local yoe = f((doe - f(doe / 1460) + f(doe / 36524) - f(doe / 146096)) / 365)
+  local doy = doe - (365 * yoe + f(yoe / 4) - f(yoe / 100))
+  local mp = f((5 * doy + 2) / 153)
+  local m = mp < 10 and mp + 3 or mp - 9
+  return string.format('%04d-%02d', yoe + era * 400 + (m <= 2 and 1 or 0), m)
+end
 
 -- the cue's stored config JSON (without the payload), read once per script (false: none)
 local function ro_cfg(pfx, c, cue)
@@ -109,6 +130,13 @@ local function record_outcome(pfx, eid, acct, outcome_json, success, state, err,
     end
   end
   if state == 'verification_failed' then alert_verification_failed(pfx, eid, cue, eacct, tr, now) end
+  if eacct then  -- usage (§13.1), by the execution's creation month (without one: now's)
+    local uk = pfx .. 'usage:' .. eacct .. ':' .. month_of(tonumber(e[9]) or tonumber(now))
+    local u = RO_USAGE[uk]
+    if not u then u = {0, 0, 0}; RO_USAGE[uk] = u end
+    u[1] = u[1] + 1
+    if success == '1' then u[2] = u[2] + 1 else u[3] = u[3] + 1 end
+  end
   return STATUS.OK, st, state, e[9], eacct
 end
 
@@ -127,5 +155,13 @@ local function outcome_flush(pfx, defer, cues, now)
     end
     if c.n > 0 or c.marked then ro_mark(defer, pfx, 'cue:' .. cue) end
   end
+  -- the partition's usage hashes: only record_outcome writes them, every `reported` with one of
+  -- the other fields, so the increment that creates a hash (`reported` == its n) sets its TTL
+  for uk, u in pairs(RO_USAGE) do
+    if redis.call('HINCRBY', uk, 'reported', u[1]) == u[1] then redis.call('EXPIRE', uk, RO_USAGE_TTL_S) end
+    if u[2] > 0 then redis.call('HINCRBY', uk, 'succeeded', u[2]) end
+    if u[3] > 0 then redis.call('HINCRBY', uk, 'failed', u[3]) end
+  end
+  RO_USAGE = {}
   defer_flush(defer)
 end
