@@ -1,5 +1,6 @@
-"""The layout-3 upgrade (accounts from the one ``{auth}`` slot to the auth shards) and the cue-
-partition bitmap backfill (store/account_layout.py) against real Redis."""
+"""The layout-3 upgrade (accounts from the one ``{auth}`` slot to the auth shards:
+accounts_upgrade_read, accounts_adopt) and the cue-partition bitmap backfill
+(accounts_backfill_partitions) against real Redis."""
 
 from __future__ import annotations
 
