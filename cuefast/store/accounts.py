@@ -185,28 +185,27 @@ class Accounts(Repository):
         k = self.keys
         ip_here = k.ip_shard(ip) == shard
         slot = k.shard(shard)
-        return list(
-            await self.scripts.run(
-                AUTHENTICATE,
-                [
-                    k.api_keys(shard),
-                    f"{slot}:rot:{key_sha}",
-                    k.key_window(shard, key_sha),
-                    k.ip_window(ip) if ip_here else f"{slot}:rl:ip:",
-                ],
-                [
-                    now_us,
-                    key_sha,
-                    k.account_prefix(shard),
-                    ip_limit,
-                    month,
-                    1 if count else 0,
-                    k.cue_partitions_prefix(shard),
-                    account_id,
-                    1 if ip_here else 0,
-                ],
-            )
+        res: list[Any] = await self.scripts.run(
+            AUTHENTICATE,
+            [
+                k.api_keys(shard),
+                f"{slot}:rot:{key_sha}",
+                k.key_window(shard, key_sha),
+                k.ip_window(ip) if ip_here else f"{slot}:rl:ip:",
+            ],
+            [
+                now_us,
+                key_sha,
+                k.account_prefix(shard),
+                ip_limit,
+                month,
+                1 if count else 0,
+                k.cue_partitions_prefix(shard),
+                account_id,
+                1 if ip_here else 0,
+            ],
         )
+        return res
 
     async def account_of_key(self, key_sha: str) -> str | None:
         """The account id an API-key hash maps to (tests, benches)."""

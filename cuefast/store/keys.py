@@ -34,12 +34,13 @@ functions of it; changing the count is a layout upgrade)"""
 class Keys:
     """Key builder for one install (prefix) and partition count."""
 
-    __slots__ = ("auth", "partitions", "prefix")
+    __slots__ = ("_shards", "auth", "partitions", "prefix")
 
     def __init__(self, prefix: str, partitions: int) -> None:
         self.prefix = prefix
         self.partitions = partitions
         self.auth = f"{prefix}:{{auth}}"
+        self._shards = tuple(f"{prefix}:{{a{n:02d}}}" for n in range(AUTH_SHARDS))
 
     # ---- partitions --------------------------------------------------------------
     def cue_partition(self, cue_id: str) -> int:
@@ -77,10 +78,10 @@ class Keys:
 
     def shard(self, n: int) -> str:
         """The slot of auth shard ``n``: ``<pfx>:{aNN}``."""
-        return f"{self.prefix}:{{a{n:02d}}}"
+        return self._shards[n]
 
     def all_shards(self) -> list[str]:
-        return [self.shard(n) for n in range(AUTH_SHARDS)]
+        return list(self._shards)
 
     def account_slot(self, account_id: str) -> str:
         return self.shard(self.account_shard(account_id))
