@@ -48,8 +48,10 @@ class AccountLayout(Repository):
         for pattern in ("acct:*", "cparts:*", "rot:*", "rl:*"):
             drop += [str(key) async for key in self.redis.scan_iter(match=old + pattern, count=1000)]
         for i in range(0, len(drop), 1000):
-            for key in drop[i : i + 1000]:  # one slot; one by one keeps a cluster happy
-                await self.redis.delete(key)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for key in drop[i : i + 1000]:
+                    pipe.delete(key)
+                await pipe.execute()
         return n
 
     async def _move(self, legacy_keys: str, old: str, ids: Sequence[str]) -> int:

@@ -23,8 +23,8 @@ async def test_issued_and_regenerated_keys_are_on_their_accounts_shard(api: Api)
     assert (await api.request("GET", "/v1/auth/me", new_key)).status_code == 200
 
 
-async def test_an_old_install_upgrades_at_start_and_its_keys_keep_working(settings: Settings) -> None:
-    first, rt = await make_api(settings)
+async def test_an_old_install_upgrades_at_start_and_its_keys_keep_working(settings_on: Settings) -> None:
+    first, rt = await make_api(settings_on)
     k = rt.keys
     try:  # an account as the layout before the shards wrote it, with a key of another shard
         while True:
@@ -59,7 +59,7 @@ async def test_an_old_install_upgrades_at_start_and_its_keys_keep_working(settin
     finally:
         await first.client.aclose()
         await rt.close()
-    api, rt = await make_api(settings)
+    api, rt = await make_api(settings_on)
     try:
         assert await rt.store.system.layout() == 3
         me = await api.request("GET", "/v1/auth/me", key)
