@@ -68,7 +68,7 @@ class Keys:
     @staticmethod
     def key_shard(key_sha: str) -> int:
         """The auth shard whose key map resolves this API-key hash (a key issued since the
-        shards is drawn so that it is its account's shard: ``ids.new_api_key``)."""
+        shards is drawn so that it is its account's shard: ``AccountService._new_key``)."""
         return zlib.crc32(key_sha.encode()) % AUTH_SHARDS
 
     @staticmethod
