@@ -57,19 +57,24 @@ async def main(url: str) -> None:
             clock[0] += 1000
             return clock[0]
 
-        window = k.key_window(sha)
+        shard = k.key_shard(sha)
+        window = k.key_window(shard, sha)
         for _ in range(60):
             await r.rpush(window, *[str(tick()) for _ in range(1000)])
         print(f"memory of a 60,000-entry window: {await r.memory_usage(window)} bytes")
         month = month_of(clock[0])
 
         async def call_old() -> Any:
-            return await old(keys=[k.api_keys, k.rotated_key(sha)], args=[sha, k.account_prefix])
+            return await old(
+                keys=[k.api_keys(shard), k.rotated_key(sha)], args=[sha, k.account_prefix(shard)]
+            )
 
         async def call_new() -> Any:
-            keys = [k.api_keys, k.rotated_key(sha), window, k.ip_window("127.0.0.1")]
+            keys = [k.api_keys(shard), k.rotated_key(sha), window, f"{k.shard(shard)}:rl:ip:"]
             return await rt.store.scripts.run(
-                AUTHENTICATE, keys, [tick(), sha, k.account_prefix, 60, month, 1]
+                AUTHENTICATE,
+                keys,
+                [tick(), sha, k.account_prefix(shard), 60, month, 1, k.cue_partitions_prefix(shard), "", 0],
             )
 
         async def run(fn: Callable[[], Awaitable[Any]], concurrency: int) -> float:

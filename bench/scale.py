@@ -124,7 +124,7 @@ async def register(client: httpx.AsyncClient, store: Store) -> Account:
     res.raise_for_status()
     key = str(res.json()["api_key"])
     client.headers["Authorization"] = f"Bearer {key}"
-    account_id = await store.redis.hget(store.keys.api_keys, hashlib.sha256(key.encode()).hexdigest())
+    account_id = await store.accounts.account_of_key(hashlib.sha256(key.encode()).hexdigest())
     acct = Account(key, str(account_id), [], [], {})
     for i in range(N_CUES):
         worker = i % 2 == 1

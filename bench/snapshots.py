@@ -54,7 +54,7 @@ async def _load(store: Store, n_cues: int, n_execs: int, now: int) -> str:
         "updated": str(now),
     }
     await store.redis.hset(keys.account(acct), mapping=account)  # type: ignore[arg-type]
-    await store.redis.sadd(keys.dirty(keys.auth), f"acct:{acct}")
+    await store.redis.sadd(keys.dirty(keys.account_slot(acct)), f"acct:{acct}")
     cfg = '{"callback":{"method":"POST","headers":{}},"retry":{"max_attempts":3,"backoff_minutes":[1,5,15]}}'
     cue_ids = [f"cue_{uuid.uuid4().hex[:12]}" for _ in range(n_cues)]
     by_p: dict[int, list[tuple[str, str]]] = {}

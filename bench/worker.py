@@ -58,7 +58,7 @@ async def _setup(url: str, prefix: str, n: int, task: str) -> str:
             f"bench-{task}", cron="0 0 1 1 *", transport="worker", payload={"task": task}
         )
     store = Store(connect(REDIS), Keys(prefix, PARTITIONS))
-    account_id = str(await store.redis.hget(store.keys.api_keys, hashlib.sha256(key.encode()).hexdigest()))
+    account_id = str(await store.accounts.account_of_key(hashlib.sha256(key.encode()).hexdigest()))
     p = store.keys.cue_partition(cue.id)
     now = time.time_ns() // 1000
     sem = asyncio.Semaphore(256)

@@ -73,7 +73,7 @@ async def setup(base: str, prefix: str, n: int) -> str:
         )
         cue = res.json()
     store = Store(connect(REDIS), Keys(prefix, PARTITIONS))
-    account_id = await store.redis.hget(store.keys.api_keys, _sha(key))
+    account_id = await store.accounts.account_of_key(_sha(key))
     p = store.keys.cue_partition(cue["id"])
     now = time.time_ns() // 1000
     sem = asyncio.Semaphore(256)

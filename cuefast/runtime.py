@@ -79,11 +79,17 @@ class Runtime:
         await self.check_hash_encoding()
         new_install = await self.store.system.check_partitions()
         await self.store.preload()
-        if not new_install and await self.store.system.layout() < CURRENT_LAYOUT:
+        layout = CURRENT_LAYOUT if new_install else await self.store.system.layout()
+        if layout < 2:
             log.warning("upgrading the execution listing indexes (once per install)")
             n = await self.store.executions.upgrade_indexes()
-            await self.store.system.set_layout(CURRENT_LAYOUT)
+            await self.store.system.set_layout(2)
             log.warning("upgraded the listing indexes of %d executions", n)
+        if layout < 3:
+            log.warning("moving the accounts to the auth shards (once per install)")
+            n = await self.store.account_layout.upgrade()
+            await self.store.system.set_layout(3)
+            log.warning("moved %d accounts to the auth shards", n)
         self.metrics_flusher.start()
         if self.settings.database_url:
             try:

@@ -10,7 +10,7 @@ import pytest
 
 from cuefast.config import Settings
 from cuefast.durability.restore import NotEmpty, restore
-from cuefast.ids import scheduled_execution_id
+from cuefast.ids import key_sha, scheduled_execution_id
 from cuefast.times import parse_datetime
 from tests.snap_env import Env, fire, new_cue, snap_env, wipe_redis
 
@@ -102,6 +102,10 @@ async def test_restore_rebuilds_what_the_api_answers_and_scheduling_resumes(sett
 
         after = await _answers(env, key, cues, execs)
         assert after == before
+        # the account's cue-partition bitmap is back, computed from its cues (listings read only those)
+        me = await env.rt.store.accounts.authenticate(key_sha(key), count=False, now_us=0)
+        assert me.account is not None
+        assert me.account.partitions == tuple(sorted({env.rt.keys.cue_partition(c) for c in cues}))
         # write-once outcomes survive
         res = await env.api.request("POST", f"/v1/executions/{slot1}/outcome", key, json={"success": False})
         assert res.status_code == 409, res.text

@@ -47,7 +47,7 @@ async def _bulk_executions(env: Env, account_id: str, cue_id: str, n: int) -> li
 
 
 async def _account_id(env: Env, key: str) -> str:
-    return str(await env.rt.store.redis.hget(env.rt.keys.api_keys, key_sha(key)))
+    return str(await env.rt.store.accounts.account_of_key(key_sha(key)))
 
 
 async def _pg_execs(env: Env, account_id: str) -> dict[str, dict[str, Any]]:

@@ -109,8 +109,11 @@ async def restore(
         await store.system.check_partitions()
         async with conn.transaction(isolation="repeatable_read", readonly=True):
             # accounts and their lookup maps (auth slot)
+            account_ids: list[str] = []
             async for batch in _chunks(conn, "SELECT doc::text AS doc FROM accounts", 2000):
-                await store.restore.accounts([msgspec.json.decode(r["doc"]) for r in batch])
+                docs = [msgspec.json.decode(r["doc"]) for r in batch]
+                account_ids += [str(d["id"]) for d in docs]
+                await store.restore.accounts(docs)
                 stats.accounts += len(batch)
                 progress.add(len(batch), "accounts")
             # cues: hash, indexes, due time (partition slots) and name reservations (account slots)
@@ -163,6 +166,8 @@ async def restore(
                 await store.restore.alerts(alerts)
                 stats.alerts += len(batch)
                 progress.add(len(batch), "alerts")
+            # every account's cue-partition bitmap, from its cues and executions now back
+            await store.account_layout.backfill_cue_partitions(account_ids)
     progress.finish()
     stats.seconds = time.monotonic() - started
     return stats

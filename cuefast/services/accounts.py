@@ -158,10 +158,11 @@ class AccountService:
         c.raise_if_any()
         assert email is not None
         s = self.settings
-        api_key = new_api_key()
+        account_id = new_account_id()
+        api_key = self._new_key(account_id)
         now = self.clock.now_us()
         account = Account(
-            id=new_account_id(),
+            id=account_id,
             email=email,
             email_lc=email.lower(),
             plan=s.default_plan,
@@ -183,8 +184,19 @@ class AccountService:
             raise RuntimeError("could not allocate a slug")
         return {"api_key": api_key, "email": email}
 
+    def _new_key(self, account_id: str) -> str:
+        """A new API key of the account's auth shard (its hash maps there: authentication is one
+        script on that one shard). Drawn by rejection — 64 tries on average, about 0.1 ms; the
+        key keeps 122 of its 128 random bits."""
+        keys = self.store.keys
+        home = keys.account_shard(account_id)
+        while True:
+            api_key = new_api_key()
+            if keys.key_shard(key_sha(api_key)) == home:
+                return api_key
+
     async def rotate_key(self, account: Account) -> dict[str, Any]:
-        api_key = new_api_key()
+        api_key = self._new_key(account.id)
         status = await self.store.accounts.rotate_key(
             account.id,
             account.key_sha,

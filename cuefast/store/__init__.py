@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import redis.asyncio as aioredis
 
+from cuefast.store.account_layout import AccountLayout
 from cuefast.store.accounts import Accounts, AuthResult, Window
 from cuefast.store.alerts import Alerts
 from cuefast.store.claims import Claims
@@ -36,6 +37,7 @@ from cuefast.store.workers import Workers
 __all__ = ["SCRIPTS", "UNREACHABLE", "AuthResult", "Keys", "Status", "Store", "Window", "connect", "load_lua"]
 
 REPOSITORIES: tuple[type[Repository], ...] = (
+    AccountLayout,
     Accounts,
     Alerts,
     Claims,
@@ -65,6 +67,7 @@ class Store:
         self.scripts = Scripts(redis, SCRIPTS, replicas=replicas)
         parts = (redis, keys, self.scripts)
         self.accounts = Accounts(*parts)
+        self.account_layout = AccountLayout(*parts)
         self.alerts = Alerts(*parts)
         self.claims = Claims(*parts)
         self.cues = Cues(*parts)

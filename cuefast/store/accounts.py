@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -15,23 +15,39 @@ from cuefast.store.status import Status
 AUTHENTICATE = Script(
     "accounts_authenticate",
     keys=("api_keys", "rotated", "key_window", "ip_window"),
-    argv=("now", "key_sha", "account_prefix", "ip_limit", "month", "count", "partitions_prefix"),
+    argv=(
+        "now",
+        "key_sha",
+        "account_prefix",
+        "ip_limit",
+        "month",
+        "count",
+        "partitions_prefix",
+        "account_id",
+        "ip_here",
+    ),
+)
+CREATE = Script(
+    "accounts_create",
+    keys=("api_keys", "account", "cue_partitions"),
+    argv=("account_id", "key_sha"),
+    rest="fields",
 )
 REGISTER = Script(
-    "accounts_register",
-    keys=("emails", "api_keys", "slugs", "account", "cue_partitions"),
-    argv=("email_lc", "account_id", "key_sha", "slug_count"),
-    rest="slugs_and_fields",
+    "accounts_register", keys=("emails", "slugs"), argv=("email_lc", "account_id", "slug_count"), rest="slugs"
 )
 ROTATE_KEY = Script(
     "accounts_rotate_key",
-    keys=("api_keys", "account", "rotated"),
-    argv=("now", "old_sha", "new_sha", "new_prefix", "new_enc", "ttl_ms", "account_id"),
+    keys=("api_keys", "account"),
+    argv=("now", "old_sha", "new_sha", "new_prefix", "new_enc", "account_id"),
+)
+RETIRE_KEY = Script(
+    "accounts_retire_key", keys=("api_keys", "rotated"), argv=("old_sha", "account_id", "ttl_ms")
 )
 CUE_PARTITION = Script("accounts_cue_partition", keys=("cue_partitions",), argv=("partition",))
-CHANGE_EMAIL = Script(
-    "accounts_change_email", keys=("emails", "account"), argv=("now", "account_id", "email_lc", "email")
-)
+RESERVE_EMAIL = Script("accounts_reserve_email", keys=("emails",), argv=("email_lc", "account_id"))
+CHANGE_EMAIL = Script("accounts_change_email", keys=("account",), argv=("now", "email_lc", "email"))
+RELEASE_EMAIL = Script("accounts_release_email", keys=("emails",), argv=("email_lc", "account_id"))
 
 
 def cue_partitions(text: str) -> tuple[int, ...] | None:
@@ -82,20 +98,70 @@ class QuotaState(NamedTuple):
 
 
 class Accounts(Repository):
-    SCRIPTS = (AUTHENTICATE, REGISTER, ROTATE_KEY, CHANGE_EMAIL, CUE_PARTITION)
+    SCRIPTS = (
+        AUTHENTICATE,
+        CREATE,
+        REGISTER,
+        ROTATE_KEY,
+        RETIRE_KEY,
+        CUE_PARTITION,
+        RESERVE_EMAIL,
+        CHANGE_EMAIL,
+        RELEASE_EMAIL,
+    )
 
     async def authenticate(
         self, key_sha: str, *, ip: str = "", ip_limit: int = 0, month: str = "", count: bool, now_us: int
     ) -> AuthResult:
         """Resolve ``key_sha`` ("" = no API key) and, with ``count``, count the request in the
-        key's window (a valid key) or the IP's (anything else): one script call."""
+        key's window (a valid key) or the IP's (anything else): one script call on one auth
+        shard — the key's, which is its account's. Two only for a key issued before the shards
+        (its account lives elsewhere) or a request without a valid key whose IP is on another
+        shard than the key."""
         k = self.keys
-        res = await self.scripts.run(
-            AUTHENTICATE,
-            [k.api_keys, k.rotated_key(key_sha), k.key_window(key_sha), k.ip_window(ip)],
-            [now_us, key_sha, k.account_prefix, ip_limit, month, 1 if count else 0, k.cue_partitions_prefix],
+        shard = k.key_shard(key_sha) if key_sha else k.ip_shard(ip)
+        res = await self._authenticate(
+            shard, key_sha, "", ip=ip, ip_limit=ip_limit, month=month, count=count, now_us=now_us
         )
-        status, verdict = Status(int(res[0])), int(res[1])
+        status = Status(int(res[0]))
+        if status is Status.ELSEWHERE:
+            account_id = str(res[6])
+            home = k.account_shard(account_id)
+            if home != shard:  # a key older than the shards: the account's shard answers
+                res = await self._authenticate(
+                    home,
+                    key_sha,
+                    account_id,
+                    ip=ip,
+                    ip_limit=ip_limit,
+                    month=month,
+                    count=count,
+                    now_us=now_us,
+                )
+                status = Status(int(res[0]))
+            else:  # the map names an account that is gone
+                status, res = (
+                    Status.NOT_FOUND,
+                    [Status.NOT_FOUND, -2 if count else -1, 0, ip_limit, now_us, 0],
+                )
+        verdict = int(res[1])
+        if verdict == -2:  # not a valid key: the request counts in its IP's window, on the IP's shard
+            res = [
+                status,
+                *(
+                    await self._authenticate(
+                        k.ip_shard(ip),
+                        "",
+                        "",
+                        ip=ip,
+                        ip_limit=ip_limit,
+                        month=month,
+                        count=True,
+                        now_us=now_us,
+                    )
+                )[1:],
+            ]
+            verdict = int(res[1])
         window = None if verdict == -1 else Window(verdict == 1, int(res[2]), int(res[3]), int(res[4]))
         if status is not Status.OK:
             return AuthResult(status, None, window, False)
@@ -104,6 +170,48 @@ class Accounts(Repository):
         account.partitions = cue_partitions(str(res[6]))
         return AuthResult(status, account, window, res[5] == 1)
 
+    async def _authenticate(
+        self,
+        shard: int,
+        key_sha: str,
+        account_id: str,
+        *,
+        ip: str,
+        ip_limit: int,
+        month: str,
+        count: bool,
+        now_us: int,
+    ) -> list[Any]:
+        k = self.keys
+        ip_here = k.ip_shard(ip) == shard
+        slot = k.shard(shard)
+        res: list[Any] = await self.scripts.run(
+            AUTHENTICATE,
+            [
+                k.api_keys(shard),
+                f"{slot}:rot:{key_sha}",
+                k.key_window(shard, key_sha),
+                k.ip_window(ip) if ip_here else f"{slot}:rl:ip:",
+            ],
+            [
+                now_us,
+                key_sha,
+                k.account_prefix(shard),
+                ip_limit,
+                month,
+                1 if count else 0,
+                k.cue_partitions_prefix(shard),
+                account_id,
+                1 if ip_here else 0,
+            ],
+        )
+        return res
+
+    async def account_of_key(self, key_sha: str) -> str | None:
+        """The account id an API-key hash maps to (tests, benches)."""
+        found = await self.redis.hget(self.keys.key_index(key_sha), key_sha)
+        return None if found is None else str(found)
+
     async def note_cue_partition(self, account_id: str, partition: int) -> None:
         """Mark ``partition`` in the account's cue-partition bitmap (when it has one): before a
         cue is written there, so listings that read only the bitmap's partitions miss none."""
@@ -111,27 +219,41 @@ class Accounts(Repository):
 
     async def register(self, account: Account, slug_candidates: Sequence[str]) -> tuple[Status, str]:
         """Create ``account`` with the first free slug: (OK, slug) | (EXISTS, "") e-mail taken |
-        (EXHAUSTED, "") every candidate taken."""
+        (EXHAUSTED, "") every candidate taken. ``account.key_sha`` must be of the account's
+        shard (``Keys.key_shard``). Three ordered steps over two slots, each safe to stop
+        after: the account on its shard (unreachable: nobody has its key yet), then its e-mail
+        and slug on the global slot (or the account deleted again), then its slug and the
+        snapshot mark on its shard."""
         k = self.keys
+        assert k.key_shard(account.key_sha) == k.account_shard(account.id), "a key of another shard"
         fields = {
             f: (v if not isinstance(v, bool) else int(v))
             for f, v in msgspec.structs.asdict(account).items()
             if f not in ("slug", "partitions")
         }
+        home = k.account_shard(account.id)
+        created = await self.scripts.run(
+            CREATE,
+            [k.api_keys(home), k.account(account.id), k.cue_partitions(account.id)],
+            [account.id, account.key_sha, *pairs(fields)],
+        )
+        if Status(int(created[0])) is not Status.OK:  # pragma: no cover - 72 random bits
+            raise RuntimeError("account id taken")
         res = await self.scripts.run(
             REGISTER,
-            [k.emails, k.api_keys, k.slugs, k.account(account.id), k.cue_partitions(account.id)],
-            [
-                account.email_lc,
-                account.id,
-                account.key_sha,
-                len(slug_candidates),
-                *slug_candidates,
-                *pairs(fields),
-            ],
+            [k.emails, k.slugs],
+            [account.email_lc, account.id, len(slug_candidates), *slug_candidates],
         )
         status = Status(int(res[0]))
-        return status, str(res[1]) if status is Status.OK else ""
+        if status is not Status.OK:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hdel(k.api_keys(home), account.key_sha)
+                pipe.delete(k.account(account.id), k.cue_partitions(account.id))
+                await pipe.execute()
+            return status, ""
+        slug = str(res[1])
+        await self.set_fields(account.id, {"slug": slug})
+        return status, slug
 
     async def rotate_key(
         self,
@@ -144,27 +266,47 @@ class Accounts(Repository):
         ttl_ms: int,
         now_us: int,
     ) -> Status:
-        """OK | CONFLICT: ``old_sha`` is no longer the account's key."""
+        """OK | CONFLICT: ``old_sha`` is no longer the account's key. ``new_sha`` must be of the
+        account's shard. Two steps: the account's shard takes the new key (the old one answers
+        key_rotated from then on: authentication trusts the account's ``key_sha``), then the old
+        key's shard drops its map entry and marks it rotated."""
         k = self.keys
+        home = k.account_shard(account_id)
+        assert k.key_shard(new_sha) == home, "a key of another shard"
         res = await self.scripts.run(
             ROTATE_KEY,
-            [k.api_keys, k.account(account_id), k.rotated_key(old_sha)],
-            [now_us, old_sha, new_sha, new_prefix, new_enc, ttl_ms, account_id],
+            [k.api_keys(home), k.account(account_id)],
+            [now_us, old_sha, new_sha, new_prefix, new_enc, account_id],
         )
-        return Status(int(res[0]))
+        status = Status(int(res[0]))
+        if status is Status.OK:
+            await self.scripts.run(
+                RETIRE_KEY, [k.key_index(old_sha), k.rotated_key(old_sha)], [old_sha, account_id, ttl_ms]
+            )
+        return status
 
     async def change_email(self, account_id: str, email: str, now_us: int) -> Status:
-        """OK | EXISTS: another account has that e-mail."""
+        """OK | EXISTS: another account has that e-mail. Three steps: the new e-mail reserved
+        (global slot), the account changed (its shard), the old one released (global slot); a
+        retried change completes one that stopped between them."""
         k = self.keys
-        res = await self.scripts.run(
-            CHANGE_EMAIL, [k.emails, k.account(account_id)], [now_us, account_id, email.lower(), email]
-        )
-        return Status(int(res[0]))
+        email_lc = email.lower()
+        res = await self.scripts.run(RESERVE_EMAIL, [k.emails], [email_lc, account_id])
+        if Status(int(res[0])) is not Status.OK:
+            return Status.EXISTS
+        res = await self.scripts.run(CHANGE_EMAIL, [k.account(account_id)], [now_us, email_lc, email])
+        if Status(int(res[0])) is not Status.OK:  # the account is gone: free the reservation
+            await self.scripts.run(RELEASE_EMAIL, [k.emails], [email_lc, account_id])
+            return Status.NOT_FOUND
+        old = str(res[1])
+        if old != email_lc:
+            await self.scripts.run(RELEASE_EMAIL, [k.emails], [old, account_id])
+        return Status.OK
 
     async def set_fields(self, account_id: str, fields: Mapping[str, str | int]) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hset(self.keys.account(account_id), mapping=dict(fields))  # type: ignore[arg-type]
-            pipe.sadd(self.keys.dirty(self.keys.auth), f"acct:{account_id}")  # for the snapshotter
+            pipe.sadd(self.keys.dirty(self.keys.account_slot(account_id)), f"acct:{account_id}")
             await pipe.execute()
 
     async def webhook_secrets(self, account_ids: Sequence[str]) -> dict[str, str]:
@@ -206,6 +348,8 @@ class Accounts(Repository):
                 pipe.hsetnx(key, f"qg:{month}", now_us)
                 pipe.hdel(key, f"qg:{previous_month}")
                 pipe.hget(key, f"qg:{month}")
-                pipe.sadd(self.keys.dirty(self.keys.auth), f"acct:{acct}")  # for the snapshotter
+                pipe.sadd(
+                    self.keys.dirty(self.keys.account_slot(acct)), f"acct:{acct}"
+                )  # for the snapshotter
             res = await pipe.execute()
         return [int(res[4 * i + 2]) for i in range(len(account_ids))]

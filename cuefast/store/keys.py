@@ -2,9 +2,13 @@
 
 Layout (DESIGN.md §4, with the project's choices written down in docs/DESIGN.md):
 
-* ``<pfx>:{auth}:…`` — the auth slot: API-key hash → account, rotated keys, e-mail and
-  slug uniqueness, account hashes, rate-limit windows. Every auth lookup (with its
-  rate-limit count) is one script on this slot.
+* ``<pfx>:{aNN}:…`` — auth shards (``AUTH_SHARDS``): an account's hash, cue-partition bitmap
+  and key rate-limit windows in ``crc32(account id) % 64``, the key map (sha → account) in
+  ``crc32(sha) % 64`` — the same shard for every key issued since the shards — and IP windows
+  in ``crc32(ip) % 64``. Every auth lookup (with its rate-limit count) is one script on one
+  shard.
+* ``<pfx>:{auth}:…`` — the global auth slot: e-mail and slug uniqueness (register and e-mail
+  changes only), meta, snapshot and poller state, workers_seen.
 * ``<pfx>:{a:<account>}:…`` — per-account slot: cue-name uniqueness.
 * ``<pfx>:{pNN}:…`` — partition slots: cues, due times, per-account listing indexes,
   executions. A cue's partition is ``crc32(cue_id) % P``; an execution lives in its
@@ -20,19 +24,23 @@ import zlib
 
 from cuefast.ids import CUE_ID_RE, is_execution_id
 
-__all__ = ["CUE_ID_RE", "CUE_STATUSES", "Keys"]
+__all__ = ["AUTH_SHARDS", "CUE_ID_RE", "CUE_STATUSES", "Keys"]
 CUE_STATUSES = ("active", "paused", "completed", "failed")
+AUTH_SHARDS = 64
+"""auth shards ``{a00}``…``{a63}`` (fixed: the shard of an account and of its keys are
+functions of it; changing the count is a layout upgrade)"""
 
 
 class Keys:
     """Key builder for one install (prefix) and partition count."""
 
-    __slots__ = ("auth", "partitions", "prefix")
+    __slots__ = ("_shards", "auth", "partitions", "prefix")
 
     def __init__(self, prefix: str, partitions: int) -> None:
         self.prefix = prefix
         self.partitions = partitions
         self.auth = f"{prefix}:{{auth}}"
+        self._shards = tuple(f"{prefix}:{{a{n:02d}}}" for n in range(AUTH_SHARDS))
 
     # ---- partitions --------------------------------------------------------------
     def cue_partition(self, cue_id: str) -> int:
@@ -51,50 +59,78 @@ class Keys:
     def all_parts(self) -> list[str]:
         return [self.part(p) for p in range(self.partitions)]
 
-    # ---- auth slot ---------------------------------------------------------------
-    @property
-    def api_keys(self) -> str:
-        """hash: sha256(api key) → account id"""
-        return f"{self.auth}:keys"
+    # ---- auth shards and the global auth slot ----------------------------------------
+    @staticmethod
+    def account_shard(account_id: str) -> int:
+        """The auth shard of an account: where its hash, bitmap and key windows live."""
+        return zlib.crc32(account_id.encode()) % AUTH_SHARDS
+
+    @staticmethod
+    def key_shard(key_sha: str) -> int:
+        """The auth shard whose key map resolves this API-key hash (a key issued since the
+        shards is drawn so that it is its account's shard: ``AccountService._new_key``)."""
+        return zlib.crc32(key_sha.encode()) % AUTH_SHARDS
+
+    @staticmethod
+    def ip_shard(ip: str) -> int:
+        """The auth shard holding a client IP's rate-limit window."""
+        return zlib.crc32(ip.encode()) % AUTH_SHARDS
+
+    def shard(self, n: int) -> str:
+        """The slot of auth shard ``n``: ``<pfx>:{aNN}``."""
+        return self._shards[n]
+
+    def all_shards(self) -> list[str]:
+        return list(self._shards)
+
+    def account_slot(self, account_id: str) -> str:
+        return self.shard(self.account_shard(account_id))
+
+    def api_keys(self, shard: int) -> str:
+        """hash: sha256(api key) → account id, for the keys whose ``key_shard`` is ``shard``"""
+        return f"{self.shard(shard)}:keys"
+
+    def key_index(self, key_sha: str) -> str:
+        """the ``api_keys`` hash that resolves ``key_sha``"""
+        return self.api_keys(self.key_shard(key_sha))
 
     def rotated_key(self, key_sha: str) -> str:
-        """string with a 24 h TTL: a replaced key (answers key_rotated)."""
-        return f"{self.auth}:rot:{key_sha}"
+        """string with a 24 h TTL: a replaced key (answers key_rotated), in the key's shard"""
+        return f"{self.shard(self.key_shard(key_sha))}:rot:{key_sha}"
 
     @property
     def emails(self) -> str:
-        """hash: lower-case e-mail → account id"""
+        """hash: lower-case e-mail → account id (global auth slot)"""
         return f"{self.auth}:emails"
 
     @property
     def slugs(self) -> str:
-        """hash: slug → account id"""
+        """hash: slug → account id (global auth slot)"""
         return f"{self.auth}:slugs"
 
-    @property
-    def account_prefix(self) -> str:
-        return f"{self.auth}:acct:"
+    def account_prefix(self, shard: int) -> str:
+        return f"{self.shard(shard)}:acct:"
 
     def account(self, account_id: str) -> str:
-        """hash: the account (see store.ACCOUNT_FIELDS)"""
-        return f"{self.auth}:acct:{account_id}"
+        """hash: the account (see store.ACCOUNT_FIELDS), in its shard"""
+        return f"{self.account_slot(account_id)}:acct:{account_id}"
 
-    @property
-    def cue_partitions_prefix(self) -> str:
-        return f"{self.auth}:cparts:"
+    def cue_partitions_prefix(self, shard: int) -> str:
+        return f"{self.shard(shard)}:cparts:"
 
     def cue_partitions(self, account_id: str) -> str:
         """string, a bitmap: bit p set = the account may have cues (so executions) on partition p;
-        absent = not tracked (an account older than the bitmap, or restored): any partition"""
-        return f"{self.auth}:cparts:{account_id}"
+        absent = not tracked (a restore not yet backfilled): any partition"""
+        return f"{self.account_slot(account_id)}:cparts:{account_id}"
 
-    def key_window(self, key_sha: str) -> str:
-        """list: request times (µs) of one API key in its 60 s rate-limit window, oldest first"""
-        return f"{self.auth}:rl:k:{key_sha}"
+    def key_window(self, shard: int, key_sha: str) -> str:
+        """list: request times (µs) of one API key in its 60 s rate-limit window, oldest first;
+        in its account's shard (``shard``)"""
+        return f"{self.shard(shard)}:rl:k:{key_sha}"
 
     def ip_window(self, ip: str) -> str:
         """list: request times (µs) of one client IP (requests without a valid API key)"""
-        return f"{self.auth}:rl:ip:{ip}"
+        return f"{self.shard(self.ip_shard(ip))}:rl:ip:{ip}"
 
     # ---- per-account slot -----------------------------------------------------------
     def cue_names(self, account_id: str) -> str:
@@ -273,8 +309,9 @@ class Keys:
 
     # ---- snapshots (docs/DESIGN.md "Snapshots, retention and restore") --------------------
     def slots(self) -> list[str]:
-        """Every slot that holds snapshotted objects: the auth slot, then each partition."""
-        return [self.auth, *self.all_parts()]
+        """Every slot that holds snapshotted objects: each auth shard (accounts), then each
+        partition."""
+        return [*self.all_shards(), *self.all_parts()]
 
     @staticmethod
     def dirty(slot: str) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
+from cuefast.store.keys import AUTH_SHARDS
 from cuefast.store.repository import Repository
 from cuefast.store.scripts import Script
 
@@ -28,19 +29,23 @@ class Restore(Repository):
         account maps, and no partition with due times, an outbox or unsnapshotted changes. Keys a
         running API writes on its own (rate-limit windows, meta, the poller) do not count."""
         k = self.keys
-        names = [k.api_keys, k.emails, k.slugs, k.dirty(k.auth)]
+        names = [k.emails, k.slugs, k.auth + ":keys", k.auth + ":dirty"]  # the latter two: before the shards
+        for n in range(AUTH_SHARDS):
+            names += [k.api_keys(n), k.dirty(k.shard(n))]
         for p in range(k.partitions):
             names += [k.due(p), k.outbox(p), k.dirty(k.part(p)), k.retries(p), k.delayed(p)]
         return int(await self.redis.exists(*names)) == 0
 
     async def accounts(self, docs: Sequence[Mapping[str, str]]) -> None:
-        """Account hashes with their key-hash, e-mail and slug maps (auth slot), one pipeline."""
+        """Account hashes (their shards) with their key-hash (the key's shard), e-mail and slug maps
+        (global auth slot), one pipeline. Their cue-partition bitmaps are backfilled once the
+        cues and executions are back (``AccountLayout.backfill_cue_partitions``)."""
         k = self.keys
         async with self.wire.pipeline() as pipe:
             for h in docs:
                 aid = h["id"]
                 pipe.hset(k.account(aid), mapping=dict(h))
-                pipe.hset(k.api_keys, {h["key_sha"]: aid})
+                pipe.hset(k.key_index(h["key_sha"]), {h["key_sha"]: aid})
                 pipe.hset(k.emails, {h["email_lc"]: aid})
                 if h.get("slug"):
                     pipe.hset(k.slugs, {h["slug"]: aid})

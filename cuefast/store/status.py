@@ -34,6 +34,9 @@ class Status(IntEnum):
     """every candidate is taken (slugs of a new account)"""
     COUNT = -9
     """the names alone cannot prove the cue limit is not reached: count the cues"""
+    ELSEWHERE = -10
+    """it is on another slot: a key issued before the auth shards, whose account lives in
+    another shard than the key's map entry (accounts_authenticate)"""
 
 
 def lua_table() -> str:

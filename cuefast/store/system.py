@@ -12,8 +12,9 @@ LAYOUT = "layout"
 """the meta hash's field: the data layout version (1: the execution listing indexes of
 ``lua/lib/exec_index.lua``; 2: their members are the ids' 16 bytes and ``ix`` holds a claimed
 flag, not the claimed_at; absent: written before the indexes; an older layout is upgraded at
-start by ``Executions.upgrade_indexes``)"""
-CURRENT_LAYOUT = 2
+start by ``Executions.upgrade_indexes``; 3: accounts on the auth shards ``{aNN}``, each with its
+cue-partition bitmap — ``AccountLayout.upgrade``)"""
+CURRENT_LAYOUT = 3
 
 
 class Poller(NamedTuple):

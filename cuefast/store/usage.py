@@ -62,7 +62,7 @@ class Usage(Repository):
             key = k.account(account_id)
             pipe.hincrby(key, f"ex:{month}", n)
             pipe.hdel(key, f"ex:{previous_month}")
-            pipe.sadd(k.dirty(k.auth), f"acct:{account_id}")
+            pipe.sadd(k.dirty(k.account_slot(account_id)), f"acct:{account_id}")
         await pipe.execute()
 
     def _add(self, pipe: Batch, field: str, counts: Mapping[tuple[str, str], int]) -> None:

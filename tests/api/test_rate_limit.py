@@ -86,7 +86,7 @@ async def test_window_edges(rl: tuple[Api, FrozenClock]) -> None:
     assert limits(await api.request("GET", "/v1/cues", key)) == (3, 0, reset_of(T0 + 60_000_000))
     # the stored window never holds more than the limit, and expires when idle
     r = api.rt.store.redis
-    wkey = api.rt.keys.key_window(key_sha(key))
+    wkey = api.rt.keys.key_window(api.rt.keys.key_shard(key_sha(key)), key_sha(key))
     assert await r.llen(wkey) == 3
     assert 0 < await r.pttl(wkey) <= 61_000
 

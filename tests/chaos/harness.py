@@ -407,7 +407,7 @@ class Chaos:
         secret = (await self.call("GET", "/v1/auth/webhook-secret", name)).json()["webhook_secret"]
         r = aioredis.Redis.from_url(self.redis.url, decode_responses=True)
         try:
-            acct = await r.hget(self.keys.api_keys, hashlib.sha256(key.encode()).hexdigest())
+            acct = await r.hget(self.keys.key_index(sha := hashlib.sha256(key.encode()).hexdigest()), sha)
         finally:
             await r.aclose()
         assert acct, "account id not found"

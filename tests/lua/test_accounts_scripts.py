@@ -1,6 +1,8 @@
-"""The account scripts one by one against real Redis (accounts_register, accounts_authenticate,
-accounts_rotate_key, accounts_change_email): arrange keys → call → assert the answer and the
-auth slot's state (key, e-mail and slug maps, the account hash, rate-limit windows, dirty marks)."""
+"""The account scripts through their store calls against real Redis (accounts_create with
+accounts_register, accounts_authenticate, accounts_rotate_key with accounts_retire_key,
+accounts_reserve_email / accounts_change_email / accounts_release_email): arrange keys → call →
+assert the answer and the state of the auth shards and the global auth slot (key, e-mail and
+slug maps, the account hash, rate-limit windows, dirty marks)."""
 
 from __future__ import annotations
 
@@ -9,11 +11,25 @@ import msgspec
 from cuefast.models import Account
 from cuefast.store import Status, Store
 from cuefast.store.accounts import Window
+from cuefast.store.keys import Keys
 from tests.lua.seed import NOW, S, dirty
 
 MONTH = "2027-01"
 DAY_MS = 24 * 3600 * 1000
 IP = "203.0.113.9"
+
+
+def sha_in(shard: int, tag: str) -> str:
+    """A stand-in key hash ``<tag>…`` of auth shard ``shard`` (as a drawn key is)."""
+    i = 0
+    while Keys.key_shard(f"{tag}-{i}") != shard:
+        i += 1
+    return f"{tag}-{i}"
+
+
+def sha_of(account_id: str, tag: str) -> str:
+    """A stand-in key hash of the account's shard."""
+    return sha_in(Keys.account_shard(account_id), tag)
 
 
 def account(n: int = 1, *, rate_limit: int = 100, exec_limit: int = 1000) -> Account:
@@ -27,7 +43,7 @@ def account(n: int = 1, *, rate_limit: int = 100, exec_limit: int = 1000) -> Acc
         rate_limit=rate_limit,
         wh_secret=f"whsec_{n}",
         alert_secret=f"alert_{n}",
-        key_sha=f"sha-{n}",
+        key_sha=sha_of(f"acct-{n}", f"sha-{n}"),
         key_prefix=f"cue_sk_{n}",
         key_enc=f"enc-{n}",
         created=NOW,
@@ -44,11 +60,11 @@ async def test_register_writes_the_account_and_its_three_maps(store: Store) -> N
     k, a = store.keys, account()
     assert await register(store, a, ("user", "user-1")) == (Status.OK, "user")
     assert await store.redis.hget(k.emails, a.email_lc) == a.id
-    assert await store.redis.hget(k.api_keys, a.key_sha) == a.id
+    assert await store.redis.hget(k.key_index(a.key_sha), a.key_sha) == a.id
     assert await store.redis.hget(k.slugs, "user") == a.id
     stored = await store.redis.hgetall(k.account(a.id))
     assert msgspec.convert(stored, Account, strict=False) == msgspec.structs.replace(a, slug="user")
-    assert await dirty(store, k.auth) == {f"acct:{a.id}"}
+    assert await dirty(store, k.account_slot(a.id)) == {f"acct:{a.id}"}
 
 
 async def test_register_a_taken_email_answers_exists_and_writes_nothing(store: Store) -> None:
@@ -57,7 +73,7 @@ async def test_register_a_taken_email_answers_exists_and_writes_nothing(store: S
     second = msgspec.structs.replace(account(2), email="USER1@example.com", email_lc="user1@example.com")
     assert await register(store, second, ("other",)) == (Status.EXISTS, "")
     assert await store.redis.hget(k.emails, "user1@example.com") == "acct-1"
-    assert await store.redis.hget(k.api_keys, second.key_sha) is None
+    assert await store.redis.hget(k.key_index(second.key_sha), second.key_sha) is None
     assert await store.redis.hget(k.slugs, "other") is None
     assert await store.redis.exists(k.account(second.id)) == 0
 
@@ -70,7 +86,7 @@ async def test_register_takes_the_first_free_slug_or_answers_exhausted(store: St
     a3 = account(3)
     assert await register(store, a3, ("user", "user-a")) == (Status.EXHAUSTED, "")
     assert await store.redis.hget(k.emails, a3.email_lc) is None
-    assert await store.redis.hget(k.api_keys, a3.key_sha) is None
+    assert await store.redis.hget(k.key_index(a3.key_sha), a3.key_sha) is None
     assert await store.redis.exists(k.account(a3.id)) == 0
     assert await store.redis.hlen(k.slugs) == 2
 
@@ -83,8 +99,8 @@ async def test_authenticate_a_valid_key_counts_in_the_key_window(store: Store) -
     assert res.status is Status.OK and res.warn is False
     assert res.account == msgspec.structs.replace(a, slug="user", partitions=())
     assert res.window == Window(True, 1, 100, NOW)
-    assert await store.redis.lrange(k.key_window(a.key_sha), 0, -1) == [str(NOW)]
-    assert 60_000 < await store.redis.pttl(k.key_window(a.key_sha)) <= 61_000
+    assert await store.redis.lrange(k.key_window(k.account_shard(a.id), a.key_sha), 0, -1) == [str(NOW)]
+    assert 60_000 < await store.redis.pttl(k.key_window(k.account_shard(a.id), a.key_sha)) <= 61_000
     assert await store.redis.exists(k.ip_window(IP)) == 0
 
 
@@ -116,7 +132,7 @@ async def test_authenticate_without_counting_writes_nothing(store: Store) -> Non
     await register(store, a)
     res = await store.accounts.authenticate(a.key_sha, month=MONTH, count=False, now_us=NOW)
     assert res.status is Status.OK and res.window is None and res.account is not None
-    assert await store.redis.exists(k.key_window(a.key_sha), k.ip_window("")) == 0
+    assert await store.redis.exists(k.key_window(k.account_shard(a.id), a.key_sha), k.ip_window("")) == 0
 
 
 async def test_authenticate_no_key_and_unknown_key_count_against_the_ip(store: Store) -> None:
@@ -129,7 +145,7 @@ async def test_authenticate_no_key_and_unknown_key_count_against_the_ip(store: S
         assert res.account is None and res.warn is False
         assert res.window == Window(True, i + 1, 5, NOW)
     assert await store.redis.lrange(k.ip_window(IP), 0, -1) == [str(NOW), str(NOW + 1)]
-    assert await store.redis.exists(k.key_window("not-a-key")) == 0
+    assert await store.redis.exists(k.key_window(k.key_shard("not-a-key"), "not-a-key")) == 0
 
 
 async def test_authenticate_a_key_whose_account_is_gone_is_unknown(store: Store) -> None:
@@ -144,13 +160,14 @@ async def test_authenticate_a_key_whose_account_is_gone_is_unknown(store: Store)
 async def test_authenticate_a_rotated_key_inside_and_after_its_24_hours(store: Store) -> None:
     k, a = store.keys, account()
     await register(store, a)
-    await store.accounts.rotate_key(a.id, a.key_sha, "sha-new", "cue_sk_new", "", ttl_ms=DAY_MS, now_us=NOW)
+    new_sha = sha_of(a.id, "sha-new")
+    await store.accounts.rotate_key(a.id, a.key_sha, new_sha, "cue_sk_new", "", ttl_ms=DAY_MS, now_us=NOW)
     res = await store.accounts.authenticate(a.key_sha, ip=IP, ip_limit=5, month=MONTH, count=True, now_us=NOW)
     assert res.status is Status.ROTATED and res.account is None
     assert res.window == Window(True, 1, 5, NOW)  # counted against the IP
     assert await store.redis.llen(k.ip_window(IP)) == 1
-    new = await store.accounts.authenticate("sha-new", month=MONTH, count=False, now_us=NOW)
-    assert new.status is Status.OK and new.account is not None and new.account.key_sha == "sha-new"
+    new = await store.accounts.authenticate(new_sha, month=MONTH, count=False, now_us=NOW)
+    assert new.status is Status.OK and new.account is not None and new.account.key_sha == new_sha
     # after 24 h the marker's PX has removed it: the old key is simply unknown
     assert DAY_MS - 1000 < await store.redis.pttl(k.rotated_key(a.key_sha)) <= DAY_MS
     await store.redis.delete(k.rotated_key(a.key_sha))
@@ -163,7 +180,7 @@ async def test_authenticate_rate_limit_window(store: Store) -> None:
     the requests that left the window are trimmed."""
     k, a = store.keys, account(rate_limit=3)
     await register(store, a)
-    key = k.key_window(a.key_sha)
+    key = k.key_window(k.account_shard(a.id), a.key_sha)
     for i in range(3):
         res = await store.accounts.authenticate(a.key_sha, month=MONTH, count=True, now_us=NOW + i * S)
         assert res.window == Window(True, i + 1, 3, NOW)
@@ -181,7 +198,10 @@ async def test_authenticate_window_stays_sorted_when_a_clock_lags(store: Store) 
     await register(store, a)
     await store.accounts.authenticate(a.key_sha, month=MONTH, count=True, now_us=NOW)
     await store.accounts.authenticate(a.key_sha, month=MONTH, count=True, now_us=NOW - 5)  # a slower process
-    assert await store.redis.lrange(k.key_window(a.key_sha), 0, -1) == [str(NOW), str(NOW)]
+    assert await store.redis.lrange(k.key_window(k.account_shard(a.id), a.key_sha), 0, -1) == [
+        str(NOW),
+        str(NOW),
+    ]
 
 
 async def test_authenticate_warns_at_80_percent_of_the_monthly_limit(store: Store) -> None:
@@ -199,46 +219,48 @@ async def test_authenticate_warns_at_80_percent_of_the_monthly_limit(store: Stor
 async def test_rotate_key_replaces_the_key_and_marks_the_old_one(store: Store) -> None:
     k, a = store.keys, account()
     await register(store, a)
-    await store.redis.delete(k.dirty(k.auth))
+    await store.redis.delete(k.dirty(k.account_slot(a.id)))
+    new_sha = sha_of(a.id, "sha-new")
     assert await store.accounts.rotate_key(
-        a.id, a.key_sha, "sha-new", "cue_sk_new", "enc", ttl_ms=DAY_MS, now_us=NOW + S
+        a.id, a.key_sha, new_sha, "cue_sk_new", "enc", ttl_ms=DAY_MS, now_us=NOW + S
     ) is (Status.OK)
-    assert await store.redis.hgetall(k.api_keys) == {"sha-new": a.id}
+    assert await store.redis.hgetall(k.key_index(new_sha)) == {new_sha: a.id}
     assert await store.redis.get(k.rotated_key(a.key_sha)) == a.id
     h = await store.redis.hgetall(k.account(a.id))
     assert (h["key_sha"], h["key_prefix"], h["key_enc"], h["updated"]) == (
-        "sha-new",
+        new_sha,
         "cue_sk_new",
         "enc",
         str(NOW + S),
     )
-    assert await dirty(store, k.auth) == {f"acct:{a.id}"}
+    assert await dirty(store, k.account_slot(a.id)) == {f"acct:{a.id}"}
 
 
 async def test_rotate_key_with_a_key_no_longer_current_is_a_conflict(store: Store) -> None:
     """Two concurrent rotations authenticated with the same key: the second changes nothing."""
     k, a = store.keys, account()
     await register(store, a)
-    await store.accounts.rotate_key(a.id, a.key_sha, "sha-b", "p-b", "", ttl_ms=DAY_MS, now_us=NOW)
+    sha_b, sha_c = sha_of(a.id, "sha-b"), sha_of(a.id, "sha-c")
+    await store.accounts.rotate_key(a.id, a.key_sha, sha_b, "p-b", "", ttl_ms=DAY_MS, now_us=NOW)
     before = await store.redis.hgetall(k.account(a.id))
     assert await store.accounts.rotate_key(
-        a.id, a.key_sha, "sha-c", "p-c", "", ttl_ms=DAY_MS, now_us=NOW + 1
+        a.id, a.key_sha, sha_c, "p-c", "", ttl_ms=DAY_MS, now_us=NOW + 1
     ) is (Status.CONFLICT)
     assert await store.redis.hgetall(k.account(a.id)) == before
-    assert await store.redis.hgetall(k.api_keys) == {"sha-b": a.id}
-    assert await store.redis.exists(k.rotated_key("sha-b")) == 0
+    assert await store.redis.hgetall(k.key_index(sha_b)) == {sha_b: a.id}
+    assert await store.redis.exists(k.rotated_key(sha_b)) == 0
 
 
 # ---- accounts_change_email -----------------------------------------------------------------------
 async def test_change_email_moves_the_unique_entry(store: Store) -> None:
     k, a = store.keys, account()
     await register(store, a)
-    await store.redis.delete(k.dirty(k.auth))
+    await store.redis.delete(k.dirty(k.account_slot(a.id)))
     assert await store.accounts.change_email(a.id, "New@Example.com", NOW + S) is Status.OK
     assert await store.redis.hgetall(k.emails) == {"new@example.com": a.id}
     h = await store.redis.hgetall(k.account(a.id))
     assert (h["email"], h["email_lc"], h["updated"]) == ("New@Example.com", "new@example.com", str(NOW + S))
-    assert await dirty(store, k.auth) == {f"acct:{a.id}"}
+    assert await dirty(store, k.account_slot(a.id)) == {f"acct:{a.id}"}
     # the same address again (another spelling): still the account's, nothing else moves
     assert await store.accounts.change_email(a.id, "NEW@example.com", NOW + 2 * S) is Status.OK
     assert await store.redis.hgetall(k.emails) == {"new@example.com": a.id}
@@ -249,7 +271,7 @@ async def test_change_email_to_another_accounts_address_answers_exists(store: St
     k = store.keys
     await register(store, account(1), ("one",))
     await register(store, account(2), ("two",))
-    await store.redis.delete(k.dirty(k.auth))
+    await store.redis.delete(k.dirty(k.account_slot("acct-2")))
     before = await store.redis.hgetall(k.account("acct-2"))
     assert await store.accounts.change_email("acct-2", "USER1@example.com", NOW) is Status.EXISTS
     assert await store.redis.hgetall(k.emails) == {
@@ -257,4 +279,68 @@ async def test_change_email_to_another_accounts_address_answers_exists(store: St
         "user2@example.com": "acct-2",
     }
     assert await store.redis.hgetall(k.account("acct-2")) == before
-    assert await dirty(store, k.auth) == set()
+    assert await dirty(store, k.account_slot("acct-2")) == set()
+
+
+# ---- keys issued before the auth shards ----------------------------------------------------------
+def legacy(n: int = 1) -> Account:
+    """An account whose key maps to another shard than the account's (issued before the shards)."""
+    a = account(n)
+    other = (Keys.account_shard(a.id) + 1) % 64
+    return msgspec.structs.replace(a, key_sha=sha_in(other, f"old-{n}"))
+
+
+async def _store_legacy(store: Store, a: Account) -> None:
+    """What the layout upgrade writes for such an account: its hash on its shard, its key's map
+    entry on the key's shard."""
+    k = store.keys
+    fields = {f: v for f, v in msgspec.structs.asdict(a).items() if f not in ("partitions", "slug")}
+    await store.redis.hset(k.account(a.id), mapping=fields)  # type: ignore[arg-type]
+    await store.redis.set(k.cue_partitions(a.id), "")
+    await store.redis.hset(k.key_index(a.key_sha), a.key_sha, a.id)
+
+
+async def test_a_key_from_before_the_shards_authenticates_in_two_steps(store: Store) -> None:
+    """The key's shard names the account; its shard answers and counts the key's window there."""
+    k, a = store.keys, legacy()
+    assert k.key_shard(a.key_sha) != k.account_shard(a.id)
+    await _store_legacy(store, a)
+    res = await store.accounts.authenticate(a.key_sha, ip=IP, ip_limit=5, month=MONTH, count=True, now_us=NOW)
+    assert res.status is Status.OK and res.account is not None and res.account.id == a.id
+    assert res.account.partitions == () and res.window == Window(True, 1, 100, NOW)
+    assert await store.redis.lrange(k.key_window(k.account_shard(a.id), a.key_sha), 0, -1) == [str(NOW)]
+
+
+async def test_rotating_a_key_from_before_the_shards_retires_it_on_its_own_shard(store: Store) -> None:
+    k, a = store.keys, legacy()
+    await _store_legacy(store, a)
+    new_sha = sha_of(a.id, "sha-new")
+    assert (
+        await store.accounts.rotate_key(a.id, a.key_sha, new_sha, "p", "", ttl_ms=DAY_MS, now_us=NOW)
+        is Status.OK
+    )
+    assert await store.redis.hget(k.key_index(a.key_sha), a.key_sha) is None
+    assert await store.redis.get(k.rotated_key(a.key_sha)) == a.id
+    old = await store.accounts.authenticate(a.key_sha, month=MONTH, count=False, now_us=NOW)
+    new = await store.accounts.authenticate(new_sha, month=MONTH, count=False, now_us=NOW)
+    assert old.status is Status.ROTATED and new.status is Status.OK
+
+
+async def test_a_map_entry_the_account_no_longer_holds_answers_rotated(store: Store) -> None:
+    """A rotation that stopped after its first step: the account's key_sha is the truth."""
+    k, a = store.keys, account()
+    await register(store, a)
+    new_sha = sha_of(a.id, "sha-new")
+    await store.redis.hset(k.account(a.id), "key_sha", new_sha)  # step one of a rotation, alone
+    res = await store.accounts.authenticate(a.key_sha, ip=IP, ip_limit=5, month=MONTH, count=True, now_us=NOW)
+    assert res.status is Status.ROTATED and res.window == Window(True, 1, 5, NOW)  # the IP's window
+    assert await store.redis.llen(k.ip_window(IP)) == 1
+
+
+async def test_change_email_completes_when_retried_after_a_stop(store: Store) -> None:
+    """Reserved but not yet changed (a process stopped after step one): the retry finishes."""
+    k, a = store.keys, account()
+    await register(store, a)
+    await store.redis.hset(k.emails, "new@example.com", a.id)
+    assert await store.accounts.change_email(a.id, "new@example.com", NOW) is Status.OK
+    assert await store.redis.hgetall(k.emails) == {"new@example.com": a.id}

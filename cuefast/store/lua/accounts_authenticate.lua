@@ -1,23 +1,30 @@
 --[[ accounts_authenticate: resolve an API key hash to its account and count the request in its
-  rate-limit window, in one round trip (CONTRACT.md §3.4, §3.7). All keys are on the auth slot.
-  KEYS[1] api_keys: hash, API-key sha256 → account id
+  rate-limit window, in one round trip (CONTRACT.md §3.4, §3.7). All keys are on one auth shard:
+  the key's (``Keys.key_shard``), which is its account's for every key issued since the shards.
+  KEYS[1] api_keys: hash, API-key sha256 → account id (this shard's keys)
   KEYS[2] rotated: the rotated-key marker of this sha
-  KEYS[3] key_window: the rate-limit window of this key
-  KEYS[4] ip_window: the rate-limit window of the client IP
+  KEYS[3] key_window: the rate-limit window of this key (in its account's shard)
+  KEYS[4] ip_window: the rate-limit window of the client IP (used only when ARGV[9] = 1)
   ARGV[1] now: µs
   ARGV[2] key_sha: sha256 hex of the API key ("" = the request has no API key)
-  ARGV[3] account_prefix: "<pfx>:{auth}:acct:" (the account hash, same slot)
+  ARGV[3] account_prefix: "<pfx>:{aNN}:acct:" (account hashes of this shard)
   ARGV[4] ip_limit: requests per minute of one client IP
   ARGV[5] month: "YYYY-MM" (the usage mirror field "ex:<month>" in the account hash)
   ARGV[6] count: 1 = count the request, 0 = authenticate only (read-only)
-  ARGV[7] partitions_prefix: "<pfx>:{auth}:cparts:" (the account's cue-partition bitmap, same slot)
+  ARGV[7] partitions_prefix: "<pfx>:{aNN}:cparts:" (cue-partition bitmaps of this shard)
+  ARGV[8] account_id: "" = look the key up in KEYS[1]; else the key's account, already looked up
+    in the key's shard (the second step for a key older than the shards)
+  ARGV[9] ip_here: 1 = KEYS[4] is on this shard (count a request without a valid key here)
   A window is a list of request times (µs), oldest first, at most `limit` long: a request is
   in it while its time > now - 60 s. A valid key counts against its own window with the
   account's rate_limit; everything else (no key, unknown or rotated key) against the IP's.
-  A rejected request is not counted.
+  A rejected request is not counted. The account's ``key_sha`` is the truth: a map entry of
+  another key (a rotation that stopped between its steps) answers ROTATED.
   returns {status, verdict, count, limit, oldest µs, warn, partitions, field, value, ...}
-    status  OK (the account's fields follow) | NO_KEY | NOT_FOUND unknown key | ROTATED (24 h)
-    verdict 1 counted | 0 over the limit (not counted) | -1 not counting (ARGV[6] = 0)
+    status  OK (the account's fields follow) | NO_KEY | NOT_FOUND unknown key | ROTATED (24 h) |
+            ELSEWHERE: the map names an account not on this shard, its id in "partitions"
+    verdict 1 counted | 0 over the limit (not counted) | -1 not counting (ARGV[6] = 0) |
+            -2 to count in the IP's shard (ARGV[9] = 0)
     count   requests in the window (including this one when counted)
     warn    1 when executions this month >= 80 % of monthly_execution_limit
     partitions  the partitions the account may have cues on, "3,7" ("" none), "*" = any (no bitmap)
@@ -74,12 +81,17 @@ end
 
 local auth, acct, acct_id = STATUS.NO_KEY, nil, nil
 if sha ~= '' then
-  local id = redis.call('HGET', KEYS[1], sha)
+  local id = ARGV[8] ~= '' and ARGV[8] or redis.call('HGET', KEYS[1], sha)
   if not id then
     auth = redis.call('EXISTS', KEYS[2]) == 1 and STATUS.ROTATED or STATUS.NOT_FOUND
   else
     acct, acct_id = redis.call('HGETALL', ARGV[3] .. id), id
-    auth = #acct > 0 and STATUS.OK or STATUS.NOT_FOUND
+    if #acct == 0 then
+      if ARGV[8] == '' then return {STATUS.ELSEWHERE, -1, 0, 0, now, 0, id} end
+      auth = STATUS.NOT_FOUND
+    else
+      auth = STATUS.OK
+    end
   end
 end
 
@@ -87,15 +99,23 @@ local out
 if auth == STATUS.OK then
   local f = {}
   for i = 1, #acct, 2 do f[acct[i]] = acct[i + 1] end
-  local used = tonumber(f['ex:' .. ARGV[5]] or '0')
-  local warn = used * 5 >= tonumber(f['exec_limit'] or '0') * 4 and 1 or 0
-  local limit = tonumber(f['rate_limit'] or '0')
-  out = counting and window(KEYS[3], limit) or {-1, 0, limit, now}
-  out = {STATUS.OK, out[1], out[2], out[3], out[4], warn, cue_partitions(ARGV[7] .. acct_id)}
-  for i = 1, #acct do out[i + 7] = acct[i] end
-else
-  local limit = tonumber(ARGV[4])
-  out = counting and window(KEYS[4], limit) or {-1, 0, limit, now}
-  out = {auth, out[1], out[2], out[3], out[4], 0}
+  if f['key_sha'] ~= sha then auth = STATUS.ROTATED end
+  if auth == STATUS.OK then
+    local used = tonumber(f['ex:' .. ARGV[5]] or '0')
+    local warn = used * 5 >= tonumber(f['exec_limit'] or '0') * 4 and 1 or 0
+    local limit = tonumber(f['rate_limit'] or '0')
+    out = counting and window(KEYS[3], limit) or {-1, 0, limit, now}
+    out = {STATUS.OK, out[1], out[2], out[3], out[4], warn, cue_partitions(ARGV[7] .. acct_id)}
+    for i = 1, #acct do out[i + 7] = acct[i] end
+    return out
+  end
 end
-return out
+local limit = tonumber(ARGV[4])
+if not counting then
+  out = {-1, 0, limit, now}
+elseif ARGV[9] == '1' then
+  out = window(KEYS[4], limit)
+else
+  out = {-2, 0, limit, now}
+end
+return {auth, out[1], out[2], out[3], out[4], 0}
