@@ -8,7 +8,7 @@ from typing import Any
 
 from cuefast import metrics
 from cuefast.clock import Clock, SystemClock
-from cuefast.config import Settings
+from cuefast.config import DEFAULT_PARTITIONS, Settings
 from cuefast.durability import schema as pg
 from cuefast.durability.history import History
 from cuefast.engine.reaper import WorkReaper
@@ -47,7 +47,8 @@ class Runtime:
         self.settings = settings
         self.refuse_eviction = refuse_eviction
         self.clock: Clock = clock or SystemClock()
-        self.keys = Keys(settings.key_prefix, settings.partitions)
+        self.keys = Keys(settings.key_prefix, settings.partitions or DEFAULT_PARTITIONS)
+        """``partitions`` becomes the stored count at ``start`` when CUEFAST_PARTITIONS is unset"""
         self.store = Store(connect(settings.redis_url, cluster=settings.redis_cluster), self.keys)
         self.pg_pool: Any = None
         self.metrics = metrics.Metrics(roles)
@@ -69,7 +70,7 @@ class Runtime:
         await self.store.system.ping()
         await self.check_eviction()
         await self.check_hash_encoding()
-        new_install = await self.store.system.check_partitions()
+        new_install = await self.store.system.check_partitions(explicit=bool(self.settings.partitions))
         await self.store.preload()
         if not new_install and await self.store.system.layout() < CURRENT_LAYOUT:
             log.warning("upgrading the execution listing indexes (once per install)")
