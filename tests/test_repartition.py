@@ -72,6 +72,15 @@ async def _seed(api: Api) -> dict[str, Any]:
                 )
                 assert got.status_code == 200, got.text
                 claimed.append((key, res.json()["id"]))
+        flaky = await create(api, key, webhook_cue("flaky", alerts={"consecutive_failures": 2}))
+        cues.append((key, flaky["id"]))
+        for _ in range(2):
+            res = await api.request("POST", f"/v1/cues/{flaky['id']}/fire", key, json={})
+            executions.append((key, res.json()["id"]))
+            out = await api.request(
+                "POST", f"/v1/executions/{res.json()['id']}/outcome", key, json={"success": False}
+            )
+            assert out.status_code == 200, out.text
         once = await create(
             api, key, webhook_cue("once", schedule={"type": "once", "at": "2099-01-01T00:00:00Z"})
         )
@@ -92,6 +101,8 @@ async def _view(api: Api, seed: dict[str, Any]) -> dict[str, Any]:
         out[f"cues {key}"] = await get("/v1/cues?limit=100", key)
         out[f"execs {key}"] = await get("/v1/executions?limit=100", key)
         out[f"claimable {key}"] = await get("/v1/executions/claimable", key)
+        out[f"alerts {key}"] = await get("/v1/alerts", key)
+        assert out[f"alerts {key}"]["alerts"], "the seed raises an alert per account"
         out[f"failed {key}"] = await get("/v1/executions?outcome_state=reported_failure&limit=100", key)
     for key, cue_id in seed["cues"]:
         out[cue_id] = await get(f"/v1/cues/{cue_id}", key)
@@ -154,7 +165,7 @@ async def test_repartition_keeps_every_answer(settings: Settings, monkeypatch: p
         stats = await rp.repartition(redis, settings.key_prefix, 64, probe.clock.now_us())
         assert (stats.source, stats.target) == (16, 64)
         assert stats.cues == len(seed["cues"]) and stats.executions == len(seed["executions"])
-        assert stats.idempotency == 20 and stats.moved > 0
+        assert stats.idempotency == 20 and stats.moved > 0 and stats.alerts == 2
     finally:
         await probe.close()
 
@@ -213,15 +224,17 @@ async def test_refusals_change_nothing(settings: Settings) -> None:
     api, rt = await make_api(settings)
     try:
         key = await api.register()
-        cue = await create(api, key, webhook_cue("a"))
         # an execution whose id carries the partition itself (written before ids carried the
         # cue's byte) that would not name its partition under 64
-        k = rt.keys
-        legacy = ""
-        while not legacy or Keys(k.prefix, 64).execution_partition(legacy) == Keys(
-            k.prefix, 64
-        ).cue_partition(cue["id"]):
-            legacy = new_execution_id(k.cue_partition(cue["id"]))
+        k, k64 = rt.keys, Keys(rt.keys.prefix, 64)
+        cue = await create(api, key, webhook_cue("a0"))
+        for n in range(1, 40):
+            if k64.cue_partition(cue["id"]) != k.cue_partition(cue["id"]):
+                break
+            await api.request("DELETE", f"/v1/cues/{cue['id']}", key)
+            cue = await create(api, key, webhook_cue(f"a{n}"))
+        legacy = new_execution_id(k.cue_partition(cue["id"]))
+        assert k64.execution_partition(legacy) != k64.cue_partition(cue["id"])
         owner = str(await rt.store.redis.hget(k.cue(cue["id"]), "acct"))
         await rt.store.executions.create(
             execution_id=legacy,

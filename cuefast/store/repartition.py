@@ -123,7 +123,7 @@ async def repartition(redis: aioredis.Redis, prefix: str, to: int, now_us: int) 
     await new.scripts.preload()
     owners = await _move_cues(old, new, found.cues, stats)
     exec_accounts = await _move_executions(old, new, found.executions, now_us, stats)
-    alert_parts = await _move_alerts(old, new, found.alerts, stats)
+    alert_parts = await _move_alerts(old, new, found.alerts, stats, exec_accounts)
     await _move_idempotency(old, new, found.idempotency, stats)
     await _move_usage(old, new, found.usage)
     await _move_notices(old, new, found, alert_parts, stats)
@@ -168,7 +168,7 @@ async def _scan(redis: aioredis.Redis, prefix: str) -> Found:
             pass  # moved with its cue's hash
         elif kind == "exec" and is_execution_id(tail):
             found.executions.append((p, tail))
-        elif kind == "alert" and is_execution_id(tail):
+        elif kind == "alert" and tail and ":" not in tail:  # a name-based id (lua/lib/alert.lua)
             found.alerts.append((p, tail))
         elif kind == "idem" and is_cue_id(tail.partition(":")[0]):
             cue_id, _, digest = tail.partition(":")
@@ -294,9 +294,14 @@ async def _move_executions(
 
 
 async def _move_alerts(
-    old: Store, new: Store, alerts: list[tuple[int, str]], stats: RepartitionStats
+    old: Store,
+    new: Store,
+    alerts: list[tuple[int, str]],
+    stats: RepartitionStats,
+    accounts: dict[str, set[int]],
 ) -> dict[str, int]:
-    """Each alert on its execution's new partition with the account's indexes; {alert id: partition}."""
+    """Each alert on its execution's new partition with the account's indexes (noted in
+    ``accounts``: {account: partitions}); returns {alert id: partition}."""
     where: dict[str, int] = {}
     for chunk in _chunks(alerts):
         async with old.redis.pipeline(transaction=False) as pipe:
@@ -312,6 +317,7 @@ async def _move_alerts(
             to = p % new.keys.partitions if to is None else to
             out.append(RestoredAlert(to, aid, dict(row)))
             where[aid] = to
+            accounts.setdefault(str(row.get("acct", "")), set()).add(to)
             if to != p:
                 gone.append(old.keys.alert(p, aid))
         await new.restore.alerts(out)
@@ -427,7 +433,7 @@ async def _rewrite_cue_partitions(
     redis: aioredis.Redis, k: Keys, owners: dict[str, str], exec_accounts: dict[str, set[int]]
 ) -> None:
     """Each account's partition bitmap (``{auth}:cparts:<account>``) set to the partitions of
-    its cues and executions under the new count (an account without one keeps none: any partition)."""
+    its cues, executions and alerts under the new count (an account without one keeps none: any partition)."""
     parts: dict[str, set[int]] = {acct: set(ps) for acct, ps in exec_accounts.items()}
     for cue_id, acct in owners.items():
         parts.setdefault(acct, set()).add(k.cue_partition(cue_id))
