@@ -275,3 +275,29 @@ def test_default_partitions_apply_to_new_installs_only() -> None:
     )
     with pytest.raises(ConfigError):
         load_settings({"CUEFAST_PARTITIONS": "257"})
+
+
+def test_the_command(
+    redis_url: str, database_url: str, key_prefix: str, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """``cuefast repartition --to N``: exit 0 and a summary; again: nothing to do; refused: exit 1."""
+    import asyncio
+
+    from cuefast.__main__ import main
+
+    async def install() -> None:
+        rt = Runtime(load_settings({}, redis_url=redis_url, key_prefix=key_prefix, partitions=16))
+        await rt.start()
+        await rt.close()
+
+    asyncio.run(install())
+    monkeypatch.setenv("CUEFAST_REDIS_URL", redis_url)
+    monkeypatch.setenv("CUEFAST_DATABASE_URL", database_url)
+    monkeypatch.setenv("CUEFAST_KEY_PREFIX", key_prefix)
+    monkeypatch.delenv("CUEFAST_PARTITIONS", raising=False)
+    assert main(["repartition", "--to", "32"]) == 0
+    assert "repartitioned 16 -> 32 partitions" in capsys.readouterr().out
+    assert main(["repartition", "--to", "32"]) == 0
+    assert "already has 32 partitions" in capsys.readouterr().out
+    assert main(["repartition", "--to", "24"]) == 1
+    assert "powers of two" in capsys.readouterr().err
