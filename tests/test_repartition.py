@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -291,13 +292,32 @@ def test_the_command(
         await rt.close()
 
     asyncio.run(install())
+    for name in [n for n in os.environ if n.startswith("CUEFAST_")]:  # e.g. the tests' own
+        monkeypatch.delenv(name)
     monkeypatch.setenv("CUEFAST_REDIS_URL", redis_url)
     monkeypatch.setenv("CUEFAST_DATABASE_URL", database_url)
     monkeypatch.setenv("CUEFAST_KEY_PREFIX", key_prefix)
-    monkeypatch.delenv("CUEFAST_PARTITIONS", raising=False)
     assert main(["repartition", "--to", "32"]) == 0
     assert "repartitioned 16 -> 32 partitions" in capsys.readouterr().out
     assert main(["repartition", "--to", "32"]) == 0
     assert "already has 32 partitions" in capsys.readouterr().out
     assert main(["repartition", "--to", "24"]) == 1
     assert "powers of two" in capsys.readouterr().err
+
+
+async def test_an_install_keeps_its_count_when_the_variable_is_unset(settings: Settings) -> None:
+    """Data written at 16, CUEFAST_PARTITIONS unset (the new default is 128): runs at 16, meta unchanged."""
+    api, rt = await make_api(settings)
+    key = await api.register()
+    cue = await create(api, key, webhook_cue("a"))
+    await api.client.aclose()
+    await rt.close()
+    api, rt = await make_api(replace(settings, partitions=0))
+    try:
+        assert rt.keys.partitions == 16 and DEFAULT_PARTITIONS == 128
+        assert await rt.store.redis.hget(rt.keys.meta, "partitions") == "16"
+        res = await api.request("GET", f"/v1/cues/{cue['id']}", key)
+        assert res.status_code == 200, res.text
+    finally:
+        await api.client.aclose()
+        await rt.close()
