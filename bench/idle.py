@@ -1,6 +1,7 @@
 """Idle CPU of ``cuefast serve``: no cues, no traffic; CPU-seconds per wall second, as a percentage.
 
-``./dev bench idle [--seconds 60] [--warmup 5] [--embedded] [--role serve] [--compare CHECKOUT ...]``
+``./dev bench idle [--seconds 60] [--warmup 5] [--embedded] [--role serve] [--partitions N ...]
+[--compare CHECKOUT ...]``
 
 Starts ``cuefast serve`` (every role) against the local Redis/PostgreSQL under a fresh key
 prefix and schema (``--embedded``: the embedded Valkey/PostgreSQL in a temporary directory),
@@ -8,7 +9,8 @@ waits for ``/health``, lets it settle ``--warmup`` seconds, then reads utime + s
 server process from ``/proc/<pid>/stat`` before and after ``--seconds`` seconds. With
 ``--embedded`` the child processes (Valkey, PostgreSQL) are reported on a second line.
 ``--compare`` measures other checkouts (each with its own ``.venv``, or this one's) right
-after, in the same run.
+after, in the same run; ``--partitions 16 256`` measures each partition count (a new install
+with ``CUEFAST_PARTITIONS=N``) in the same run.
 """
 
 from __future__ import annotations
@@ -60,7 +62,12 @@ def _tree_seconds(pids: list[int]) -> float:
 
 
 def measure(
-    checkout: Path, seconds: float, warmup: float, embedded: bool, role: str = "serve"
+    checkout: Path,
+    seconds: float,
+    warmup: float,
+    embedded: bool,
+    role: str = "serve",
+    partitions: int | None = None,
 ) -> tuple[float, float]:
     """(server %, children %) of one core while ``cuefast <role>`` from ``checkout`` idles."""
     python = checkout / ".venv" / "bin" / "python"
@@ -69,6 +76,8 @@ def measure(
     prefix = f"benchidle{os.getpid()}{port}"
     env = _server_env(prefix)
     env["CUEFAST_DATABASE_SCHEMA"] = "cuefast_bench_idle"
+    if partitions is not None:
+        env["CUEFAST_PARTITIONS"] = str(partitions)
     with tempfile.TemporaryDirectory() as tmp:
         if embedded:
             env.pop("CUEFAST_REDIS_URL")
@@ -106,14 +115,17 @@ def main(argv: list[str]) -> None:
     parser.add_argument(
         "--role", default="serve", choices=["serve", "api", "scheduler", "dispatcher", "snapshotter"]
     )
+    parser.add_argument("--partitions", nargs="*", type=int, default=[], metavar="N")
     args = parser.parse_args(argv)
     print(f"idle `cuefast {args.role}`, {args.seconds:g} s after {args.warmup:g} s, % of one core")
     for checkout in [ROOT, *(Path(p).resolve() for p in args.compare)]:
         sha = _git_sha() if checkout == ROOT else _sha(checkout)
-        own, kids = measure(checkout, args.seconds, args.warmup, args.embedded, args.role)
-        print(f"{sha}: cuefast {args.role} {own:.2f} %", flush=True)
-        if args.embedded:
-            print(f"{sha}: embedded Valkey + PostgreSQL {kids:.2f} %", flush=True)
+        for parts in args.partitions or [None]:
+            own, kids = measure(checkout, args.seconds, args.warmup, args.embedded, args.role, parts)
+            what = "" if parts is None else f" (CUEFAST_PARTITIONS={parts})"
+            print(f"{sha}: cuefast {args.role}{what} {own:.2f} %", flush=True)
+            if args.embedded:
+                print(f"{sha}: embedded Valkey + PostgreSQL {kids:.2f} %", flush=True)
 
 
 def _sha(checkout: Path) -> str:

@@ -279,7 +279,9 @@ async def _restore(settings: Settings, force: bool) -> int:
     try:
         await rt._connect_pg()
         try:
-            stats = await restore(rt.store, rt.pg_pool, rt.clock.now_us(), force=force)
+            stats = await restore(
+                rt.store, rt.pg_pool, rt.clock.now_us(), force=force, explicit=bool(settings.partitions)
+            )
         except NotEmpty:
             print(
                 f"cuefast: Redis already holds data under prefix {settings.key_prefix!r}; "
@@ -294,6 +296,39 @@ async def _restore(settings: Settings, force: bool) -> int:
         return 0
     finally:
         await rt.close()
+
+
+async def _repartition(settings: Settings, to: int) -> int:
+    from cuefast.clock import SystemClock
+    from cuefast.store import connect
+    from cuefast.store.repartition import Refused, repartition
+
+    redis = connect(settings.redis_url, cluster=settings.redis_cluster)
+    try:
+        stats = await repartition(redis, settings.key_prefix, to, SystemClock().now_us())
+    except Refused as exc:
+        print(f"cuefast: repartition refused: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await redis.aclose()
+    if stats.source == stats.target:
+        print(f"repartition: the install already has {to} partitions; nothing to do")
+        return 0
+    print(
+        f"repartitioned {stats.source} -> {stats.target} partitions: {stats.cues} cues, "
+        f"{stats.executions} executions, {stats.alerts} alerts, {stats.idempotency} idempotency keys, "
+        f"{stats.notices} notices ({stats.moved} objects changed partition) in {stats.seconds:.1f}s"
+    )
+    return 0
+
+
+async def _maintenance(settings: Settings, args: argparse.Namespace) -> int:
+    """The one-shot commands: snapshot, restore, repartition."""
+    if args.command == "snapshot":
+        return await _snapshot_once(settings, args.timeout)
+    if args.command == "restore":
+        return await _restore(settings, args.force)
+    return await _repartition(settings, args.to)
 
 
 def _run(coro: Any) -> Any:
@@ -338,6 +373,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = sub.add_parser("restore", help="rebuild Redis from the PostgreSQL snapshot (into an empty keyspace)")
     p.add_argument("--force", action="store_true", help="write even when Redis already holds data")
+    p = sub.add_parser(
+        "repartition",
+        help="move the install to another partition count (a power of two), with every cuefast "
+        "process stopped; run it again to finish an interrupted run (README 'Scaling out')",
+    )
+    p.add_argument("--to", type=int, required=True, metavar="N", help="the new partition count (1-256)")
     sub.add_parser("migrate", help="apply the PostgreSQL schema (idempotent)")
     _add_worker_parser(sub)
     return parser
@@ -444,10 +485,8 @@ def main(argv: list[str] | None = None) -> int:
                 _run(_serve(filled, api=False, scheduler=False, snapshotter=False))
             elif args.command == "snapshotter":
                 _run(_serve(filled, api=False, scheduler=False, dispatcher=False))
-            elif args.command == "snapshot":
-                return int(_run(_snapshot_once(filled, args.timeout)))
-            elif args.command == "restore":
-                return int(_run(_restore(filled, args.force)))
+            elif args.command in ("snapshot", "restore", "repartition"):
+                return int(_run(_maintenance(filled, args)))
             elif args.command == "migrate":
                 _run(_migrate(filled))
     except ConfigError as exc:

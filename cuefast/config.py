@@ -18,6 +18,9 @@ import msgspec
 from cuefast.errors import ConfigError
 
 PREFIX = "CUEFAST_"
+DEFAULT_PARTITIONS = 128
+"""Partitions of a new install when ``CUEFAST_PARTITIONS`` is unset: ~4-8 per primary on a
+Redis Cluster of 16-32 primaries (README "Scaling out"; idle cost measured in bench/README.md)."""
 
 # Variables that are read by tools around cuefast (the test suite, the bench), not by
 # the server; tolerated so that a shared environment does not stop the server.
@@ -68,8 +71,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Where the embedded servers keep their data."""
     key_prefix: str = "cf"
     """Prefix of every Redis key (lets several installs or test runs share one Redis)."""
-    partitions: int = 16
-    """Number of keyspace partitions (hash slots used); fixed once data exists."""
+    partitions: int = 0
+    """Number of keyspace partitions (hash slots used). 0 (unset): the count this Redis was set
+    up with, ``DEFAULT_PARTITIONS`` for a new install. A value that differs from the stored
+    count stops start-up; ``cuefast repartition --to N`` changes it (README "Scaling out")."""
     # --- serving ----------------------------------------------------------------
     host: str = "127.0.0.1"
     port: int = 8000
@@ -125,8 +130,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     def __post_init__(self) -> None:
         self._check_redis()
-        if not 1 <= self.partitions <= 256:
-            raise ConfigError("CUEFAST_PARTITIONS must be between 1 and 256")
+        if not 0 <= self.partitions <= 256:
+            raise ConfigError("CUEFAST_PARTITIONS must be between 1 and 256 (0 or unset: the stored count)")
         if not 1 <= self.api_workers <= 64:
             raise ConfigError("CUEFAST_API_WORKERS must be between 1 and 64")
         if not 1 <= self.port <= 65535:

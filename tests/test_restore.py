@@ -61,7 +61,7 @@ async def test_restore_rebuilds_what_the_api_answers_and_scheduling_resumes(sett
         sched = env.scheduler()
         env.clock.set(parse_datetime("2031-01-06T09:00:00.2Z"))
         assert await sched.tick() == 1
-        p = env.rt.keys.cue_partition(every["id"])
+        p = env.rt.keys.cue_byte(every["id"])
         slot1 = scheduled_execution_id(every["id"], parse_datetime("2031-01-06T09:00:00Z"), p)
         res = await env.api.request(
             "POST", f"/v1/executions/{slot1}/outcome", key, json={"success": True, "result": "ok"}

@@ -70,7 +70,7 @@ async def test_due_cue_becomes_one_execution(env: tuple[Api, FrozenClock, Schedu
     execs = await executions(api, key, cue["id"])
     assert len(execs) == 1
     e = execs[0]
-    p = api.rt.keys.cue_partition(cue["id"])
+    p = api.rt.keys.cue_byte(cue["id"])
     assert e["id"] == scheduled_execution_id(cue["id"], parse_datetime("2031-01-06T09:00:00Z"), p)
     assert e["scheduled_for"] == "2031-01-06T09:00:00Z" and e["status"] == "pending"
     assert e["triggered_by"] == "scheduled" and e["payload"] == {"task": "t", "n": 1} and e["attempts"] == 0

@@ -84,19 +84,16 @@ async def restore(
     force: bool = False,
     progress_out: TextIO | None = None,
     on_progress: Callable[[int], None] | None = None,
+    explicit: bool = True,
 ) -> RestoreStats:
+    """``explicit``: CUEFAST_PARTITIONS was set (else the snapshot's partition count is used)."""
     started = time.monotonic()
     if not force and not await store.restore.keyspace_empty():
         raise NotEmpty()
     keys = store.keys
     stats = RestoreStats()
     async with pool.acquire() as conn:
-        stored = await conn.fetchval("SELECT value FROM cuefast_meta WHERE key = 'partitions'")
-        if stored is not None and int(stored) != keys.partitions:
-            raise ConfigError(
-                f"CUEFAST_PARTITIONS={keys.partitions} but the snapshot was taken with {stored} "
-                "partitions; set CUEFAST_PARTITIONS to the stored value"
-            )
+        await _partitions(conn, store, explicit)
         counts = await conn.fetchrow(
             "SELECT (SELECT count(*) FROM accounts) AS a, "
             "(SELECT count(*) FROM cues WHERE NOT deleted) AS c, "
@@ -171,6 +168,19 @@ async def restore(
     progress.finish()
     stats.seconds = time.monotonic() - started
     return stats
+
+
+async def _partitions(conn: Any, store: Store, explicit: bool) -> None:
+    """Restore with the partition count the snapshot was taken with (the ids name partitions of it)."""
+    keys = store.keys
+    stored = await conn.fetchval("SELECT value FROM cuefast_meta WHERE key = 'partitions'")
+    if stored is not None and int(stored) != keys.partitions:
+        if explicit:
+            raise ConfigError(
+                f"CUEFAST_PARTITIONS={keys.partitions} but the snapshot was taken with {stored} "
+                "partitions; unset CUEFAST_PARTITIONS or set it to the stored value"
+            )
+        keys.partitions = int(stored)
 
 
 async def _chunks(conn: Any, sql: str, size: int) -> Any:

@@ -203,8 +203,9 @@ class Scheduler:
                 continue
             count = f"{len(slots)}b" if blocked and acct in blocked else str(len(slots))
             words += [cue_id, str(due_at), "-" if new_nr is None else str(new_nr), count]
+            byte = self.store.keys.cue_byte(cue_id)
             for slot in slots:
-                eid, member = scheduled_execution_id_member(cue_id, slot, p)
+                eid, member = scheduled_execution_id_member(cue_id, slot, byte)
                 words += [str(slot), eid]
                 members.append(member)
         done = await self.store.schedule.materialize_words(p, now, words, b"".join(members))

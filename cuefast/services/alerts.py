@@ -89,6 +89,8 @@ class AlertService:
         since = _since(query.get("since"))
         limit = query_int(query, "limit", 20, 1, 100)
         offset = query_int(query, "offset", 0, 0, MAX_OFFSET)
-        rows, total = await self.store.alerts.page(account.id, alert_type, since, offset, limit)
+        rows, total = await self.store.alerts.page(
+            account.id, alert_type, since, offset, limit, partitions=account.partitions
+        )
         alerts = render_rows(rows, alert_json, "alert", lambda r: r.get("id", "?"))
         return {"alerts": alerts, "total": total, "limit": limit, "offset": offset}

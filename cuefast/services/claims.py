@@ -32,7 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgspec
@@ -105,12 +105,19 @@ class WorkService:
     async def close(self) -> None:
         await self.feed.close()
 
+    def _every(self, account: Account) -> Sequence[int]:
+        """The partitions the account may have work on: those its bitmap names (work lives on its
+        cue's partition, and the bit is set before a cue is written), else all."""
+        if account.partitions is None:
+            return range(self.store.keys.partitions)
+        return account.partitions
+
     # ---- CueAPI door -------------------------------------------------------------
     async def claimable(
         self, account: Account, task: str | None, agent: str | None, limit: int
     ) -> list[dict[str, Any]]:
         """§9.1: claimable now, filters before the limit, oldest ``scheduled_for`` first."""
-        indexes = [WorkIndex(p, task, agent) for p in range(self.store.keys.partitions)]
+        indexes = [WorkIndex(p, task, agent) for p in self._every(account)]
         peek = await self.store.claims.peek(account.id, indexes, self.clock.now_us(), limit)
         ids = [a.execution_id for a in peek.available]
         rows = await self.store.executions.fields(ids, ("st", "tr", "acct", "cue", "sf", "pl", "att", "tk"))
@@ -191,7 +198,7 @@ class WorkService:
         self, account: Account, worker_id: str, filters: list[Filter], n: int, lease_us: int
     ) -> list[Claim]:
         """Claim up to ``n`` of the oldest available executions matching any filter."""
-        every = range(self.store.keys.partitions)
+        every = self._every(account)
         return (await self._claim(account, worker_id, filters, n, lease_us=lease_us, partitions=every))[0]
 
     async def _claim(
@@ -298,7 +305,7 @@ class WorkService:
         work (seen by an earlier pass) is available now; at most one pass per MIN_PASS_SECONDS."""
         loop = asyncio.get_running_loop()
         end = loop.time() + req.wait_seconds
-        every = range(self.store.keys.partitions)
+        every = self._every(account)
         read: Iterable[int] = every
         waiter.take()
         due: dict[int, int] = {}  # partition → µs its earliest matching work becomes available

@@ -573,11 +573,16 @@ class CueService:
         if h.get("fa") == str(at):
             return True
         cue_id = h["id"]
-        eid = scheduled_execution_id(cue_id, at, self.store.keys.cue_partition(cue_id))
-        if await self.store.executions.exists(eid):
-            return True
-        history = self.executions.history
-        return history is not None and await history.get(account.id, eid) is not None
+        k = self.store.keys
+        # the slot's id, and the one written before ids carried ``cue_byte`` (the partition itself)
+        for byte in dict.fromkeys((k.cue_byte(cue_id), k.cue_partition(cue_id))):
+            eid = scheduled_execution_id(cue_id, at, byte)
+            if await self.store.executions.exists(eid):
+                return True
+            history = self.executions.history
+            if history is not None and await history.get(account.id, eid) is not None:
+                return True
+        return False
 
     # ---- delete ------------------------------------------------------------------
     async def delete(self, account: Account, cue_id: str) -> None:

@@ -285,8 +285,7 @@ class ExecutionService:
                 payload_json = _checked_payload(merged)
         now = self.clock.now_us()
         scheduled = req.send_at if req.send_at is not None and req.send_at > now else now
-        p = self.store.keys.cue_partition(cue_id)
-        eid = new_execution_id(p)
+        eid = new_execution_id(self.store.keys.cue_byte(cue_id))
         answer = _fire_answer(eid, cue_id, fmt_offset(scheduled))
         digest = response = ""
         if req.idempotency_key:  # remembered with the key (the script appends the cue's payload)
@@ -329,7 +328,7 @@ class ExecutionService:
             )
         cue_id = src["cue"]
         now = self.clock.now_us()
-        eid = new_execution_id(self.store.keys.cue_partition(cue_id))
+        eid = new_execution_id(self.store.keys.cue_byte(cue_id))
         outcome, _ = await self.store.executions.create(
             execution_id=eid,
             cue_id=cue_id,

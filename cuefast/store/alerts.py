@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from cuefast.store.repository import Repository
 
 Alert = dict[str, str]
@@ -10,24 +12,34 @@ Alert = dict[str, str]
 
 class Alerts(Repository):
     async def page(
-        self, account_id: str, alert_type: str | None, since_us: int | None, offset: int, limit: int
+        self,
+        account_id: str,
+        alert_type: str | None,
+        since_us: int | None,
+        offset: int,
+        limit: int,
+        *,
+        partitions: Sequence[int] | None = None,
     ) -> tuple[list[Alert], int]:
         """An account's alerts newest first (ties: id descending) and the filtered total, merged
-        over the per-partition indexes: two round trips (indexes, then the page's hashes)."""
+        over the per-partition indexes of ``partitions`` (None: all; an alert lives on its
+        execution's partition, so the account's bitmap names them all): two round trips
+        (indexes, then the page's hashes)."""
         k = self.keys
+        parts = range(k.partitions) if partitions is None else partitions
         low: str | int = "-inf" if since_us is None else since_us
         depth = offset + limit
         async with self.wire.pipeline() as pipe:
-            for p in range(k.partitions):
+            for p in parts:
                 index = k.alert_index(p, account_id, alert_type)
                 pipe.zrevrangebyscore(index, "+inf", low, start=0, num=depth, withscores=True)
                 pipe.zcount(index, low, "+inf")
             res = await pipe.execute()
         merged: list[tuple[float, str, int]] = []
         total = 0
-        for p in range(k.partitions):
-            merged.extend((float(score), str(member), p) for member, score in res[2 * p])
-            total += int(res[2 * p + 1])
+        for i, p in enumerate(parts):
+            merged.extend((float(score), str(member), p) for member, score in res[2 * i])
+            total += int(res[2 * i + 1])
         merged.sort(reverse=True)
         page = merged[offset:depth]
         async with self.wire.pipeline() as pipe:

@@ -12,7 +12,10 @@ Layout (DESIGN.md §4, with the project's choices written down in docs/DESIGN.md
 * ``<pfx>:{a:<account>}:…`` — per-account slot: cue-name uniqueness.
 * ``<pfx>:{pNN}:…`` — partition slots: cues, due times, per-account listing indexes,
   executions. A cue's partition is ``crc32(cue_id) % P``; an execution lives in its
-  cue's partition and carries the partition number in the last byte of its UUID.
+  cue's partition and its UUID's last byte ``b`` names it: the partition is ``b % P``. The
+  byte is ``crc32(cue_id) % 256`` when P divides 256 (a power of two), so an id keeps naming
+  its cue's partition after ``cuefast repartition`` to another power of two
+  (``cue_byte``); ids written before that rule carry ``crc32(cue_id) % P`` itself.
 
 Every script's keys are built here from one slot, so each script touches one hash slot
 (tests assert it), which is what Redis Cluster needs.
@@ -46,12 +49,17 @@ class Keys:
     def cue_partition(self, cue_id: str) -> int:
         return zlib.crc32(cue_id.encode()) % self.partitions
 
+    def cue_byte(self, cue_id: str) -> int:
+        """The last byte of the cue's execution ids: ``crc32 % 256`` when P divides 256, so that
+        ``byte % P`` is the cue's partition for every power-of-two P; else the partition itself."""
+        crc = zlib.crc32(cue_id.encode())
+        return crc % 256 if 256 % self.partitions == 0 else crc % self.partitions
+
     def execution_partition(self, execution_id: str) -> int | None:
-        """The partition encoded in an execution id, or None for a malformed id."""
+        """The partition an execution id names (its last byte modulo P), or None for a malformed id."""
         if not is_execution_id(execution_id):
             return None
-        p = int(execution_id[-2:], 16)
-        return p if p < self.partitions else None
+        return int(execution_id[-2:], 16) % self.partitions
 
     def part(self, p: int) -> str:
         return f"{self.prefix}:{{p{p:02d}}}"
@@ -154,7 +162,8 @@ class Keys:
 
     @property
     def meta(self) -> str:
-        """hash: install-wide facts (``partitions``) checked at start"""
+        """hash: install-wide facts (``partitions``, ``layout``; ``repartition`` = "<from>><to>" while
+        ``cuefast repartition`` runs) checked at start"""
         return f"{self.auth}:meta"
 
     # ---- partition slots -------------------------------------------------------------

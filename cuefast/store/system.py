@@ -15,6 +15,8 @@ flag, not the claimed_at; absent: written before the indexes; an older layout is
 start by ``Executions.upgrade_indexes``; 3: accounts on the auth shards ``{aNN}``, each with its
 cue-partition bitmap — ``AccountLayout.upgrade``)"""
 CURRENT_LAYOUT = 3
+REPARTITION = "repartition"
+"""the meta hash's field while ``cuefast repartition`` runs: "<from>><to>" (start-up refuses)"""
 
 
 class Poller(NamedTuple):
@@ -86,19 +88,30 @@ class System(Repository):
                 pass
         return found
 
-    async def check_partitions(self) -> bool:
-        """Refuse to run with a partition count other than the one this Redis was set up with;
-        True when this call set it up (a new install: its data is in the current layout)."""
+    async def check_partitions(self, *, explicit: bool = True) -> bool:
+        """Run with the partition count this Redis was set up with; True when this call set it up
+        (a new install: its data is in the current layout). ``explicit`` (CUEFAST_PARTITIONS set):
+        a different stored count stops start-up; else ``keys.partitions`` becomes the stored count.
+        An unfinished ``cuefast repartition`` stops start-up either way."""
         k = self.keys
+        moving = str(await self.redis.hget(k.meta, REPARTITION) or "")
+        if moving:
+            raise ConfigError(
+                f"a `cuefast repartition` ({moving} partitions) did not finish; run it again "
+                "(with every cuefast process stopped) before starting cuefast"
+            )
         created = bool(await self.redis.hsetnx(k.meta, "partitions", k.partitions))
         if created:
             await self.redis.hset(k.meta, LAYOUT, CURRENT_LAYOUT)
         stored = int(await self.redis.hget(k.meta, "partitions") or 0)
         if stored != k.partitions:
-            raise ConfigError(
-                f"CUEFAST_PARTITIONS={k.partitions} but this Redis holds data for {stored} "
-                "partitions; set CUEFAST_PARTITIONS to the stored value"
-            )
+            if explicit:
+                raise ConfigError(
+                    f"CUEFAST_PARTITIONS={k.partitions} but this Redis holds data for {stored} "
+                    "partitions; unset CUEFAST_PARTITIONS (or set it to the stored value), or "
+                    "change the count with `cuefast repartition --to N`"
+                )
+            k.partitions = stored
         return created
 
     async def layout(self) -> int:

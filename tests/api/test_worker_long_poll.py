@@ -66,13 +66,14 @@ async def test_tasks_at_the_bound(wenv: Env) -> None:
 
 
 async def test_a_long_poll_reads_only_what_changed(counted: tuple[Env, aioredis.Redis]) -> None:
-    """100 task filters over 4 partitions: the first pass reads 400 indexes; a signal for the
-    account reads that signal's partition only (100); an idle wait reads nothing."""
+    """100 task filters over the account's partitions (its bitmap's; up to 4): the first pass reads
+    100 indexes per partition; a signal for the account reads that signal's partition only (100);
+    an idle wait reads nothing."""
     env, stats = counted
-    partitions = env.rt.store.keys.partitions
     key = await env.api.register()
     other = await env.cue(key, "other", {"task": "not-polled"})
     wanted = await env.cue(key, "wanted", {"task": "task-42"})
+    partitions = len({env.rt.store.keys.cue_partition(c["id"]) for c in (other, wanted)})  # its bitmap's
     stranger_key = await env.api.register()
     stranger = await env.cue(stranger_key, "s", {"task": "task-42"})
     await stats.config_resetstat()
@@ -90,7 +91,7 @@ async def test_a_long_poll_reads_only_what_changed(counted: tuple[Env, aioredis.
     eid = await env.fire(key, wanted["id"])
     res = await asyncio.wait_for(poll, 10)
     assert [i["execution_id"] for i in res.json()["executions"]] == [eid]
-    # 400 + 100 + 100 index reads, and the one inside claims_claim.lua that took the execution
+    # first pass + 100 + 100 index reads, and the one inside claims_claim.lua that took the execution
     assert await calls(stats, "zrangebyscore") == first + 2 * len(TASKS) + 1
 
 
@@ -102,10 +103,10 @@ async def test_a_burst_of_signals_costs_one_pass(
     each signalled partition once: the bound on a long poll's total work under any signal rate."""
     monkeypatch.setattr(work, "MIN_PASS_SECONDS", 3.0)  # room for the burst below
     env, stats = counted
-    partitions = env.rt.store.keys.partitions
     key = await env.api.register()
     cues = [await env.cue(key, f"other-{i}", {"task": "not-polled"}) for i in range(12)]
     wanted = await env.cue(key, "wanted", {"task": "task-7"})
+    partitions = len({env.rt.store.keys.cue_partition(c["id"]) for c in [*cues, wanted]})
     await stats.config_resetstat()
     poll = asyncio.create_task(
         env.post(key, "/v1/worker/claim", {"worker_id": "w", "tasks": TASKS, "wait_seconds": 20})
@@ -131,9 +132,9 @@ async def test_work_that_becomes_available_later_is_claimed_without_a_signal(
     """A send_at fire is listed with a future score and never signalled: the long poll wakes when
     the earliest such work its first pass saw becomes available, and reads only its partition."""
     env, stats = counted
-    partitions = env.rt.store.keys.partitions
     key = await env.api.register()
     cue = await env.cue(key)
+    partitions = 1  # the account's one cue's: a long poll reads the partitions its bitmap names
     send_at = env.clock.now_us() + 1_000_000
     res = await env.api.request("POST", f"/v1/cues/{cue['id']}/fire", key, json={"send_at": fmt_z(send_at)})
     assert res.status_code == 200, res.text
