@@ -30,12 +30,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cuefast.store.system import Backlog, System
+from cuefast.store.system import PROCESS_ALIVE_US, Backlog, System
 
 log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 2.0
-PROCESS_ALIVE_US = 30_000_000
 _US = 1_000_000
 
 

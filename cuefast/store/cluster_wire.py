@@ -36,7 +36,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from cuefast.store.wire import Arg, Batch, Command, Endpoint, Replicas, Wire
+from cuefast.store.batch import Batch
+from cuefast.store.wire import Arg, Command, Endpoint, Replicas, Wire
 
 REDIRECTS = 8
 """rounds of redirections (MOVED, ASK, TRYAGAIN, CLUSTERDOWN) one call follows"""

@@ -6,13 +6,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
 from cuefast.models import config_json
+from cuefast.store.batch import Batch
 from cuefast.store.executions import LIST as EXECUTIONS_LIST
 from cuefast.store.executions import list_rows
 from cuefast.store.keys import CUE_STATUSES
 from cuefast.store.repository import Repository, pairs
 from cuefast.store.scripts import Script
 from cuefast.store.status import Status
-from cuefast.store.wire import Batch
 
 CREATE = Script(
     "cues_create",

@@ -8,10 +8,10 @@ from typing import Any, NamedTuple
 import redis.asyncio as aioredis
 from redis.client import NEVER_DECODE
 
+from cuefast.store.batch import Batch
 from cuefast.store.repository import Repository, pairs
 from cuefast.store.scripts import Call, Script
 from cuefast.store.status import Status
-from cuefast.store.wire import Batch
 
 CREATE = Script(
     "executions_create",

@@ -31,11 +31,10 @@ import msgspec
 import redis.asyncio as aioredis
 
 from cuefast.ids import is_cue_id, is_execution_id
-from cuefast.metrics import PROCESS_ALIVE_US
 from cuefast.store import Store
 from cuefast.store.keys import Keys
 from cuefast.store.restore import RestoredAlert
-from cuefast.store.system import REPARTITION
+from cuefast.store.system import PROCESS_ALIVE_US, REPARTITION
 
 CHUNK = 500
 """objects per read pipeline and per restore script call"""
@@ -432,18 +431,19 @@ async def _move_dirty(old: Store, new: Store, sets: list[str], alert_parts: dict
 async def _rewrite_cue_partitions(
     redis: aioredis.Redis, k: Keys, owners: dict[str, str], exec_accounts: dict[str, set[int]]
 ) -> None:
-    """Each account's partition bitmap (``{auth}:cparts:<account>``) set to the partitions of
+    """Each account's partition bitmap (``{aNN}:cparts:<account>``) set to the partitions of
     its cues, executions and alerts under the new count (an account without one keeps none: any partition)."""
     parts: dict[str, set[int]] = {acct: set(ps) for acct, ps in exec_accounts.items()}
     for cue_id, acct in owners.items():
         parts.setdefault(acct, set()).add(k.cue_partition(cue_id))
-    head = k.cue_partitions_prefix
-    bitmaps = [str(key) async for key in redis.scan_iter(match=_glob_escape(head) + "*", count=1000)]
+    # one walk for the bitmaps of every auth shard ``{aNN}`` (not the ``{a:<acct>}`` slots)
+    match = _glob_escape(f"{k.prefix}:") + "{a[0-9][0-9]}:cparts:*"
+    bitmaps = [str(key) async for key in redis.scan_iter(match=match, count=1000)]
     async with redis.pipeline(transaction=False) as pipe:
         for key in bitmaps:
             pipe.execute_command("UNLINK", key)
             pipe.setbit(key, 0, 0)  # present and empty: no partition
-            for p in parts.get(key[len(head) :], ()):
+            for p in parts.get(key.split(":cparts:", 1)[1], ()):
                 pipe.setbit(key, p, 1)
         await pipe.execute()
 

@@ -11,10 +11,11 @@ import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
+from cuefast.store.batch import Batch
 from cuefast.store.cluster_wire import ClusterWire
 from cuefast.store.connect import is_cluster
 from cuefast.store.status import lua_table
-from cuefast.store.wire import Batch, Replicas, Wire
+from cuefast.store.wire import Replicas, Wire
 
 
 class Script(NamedTuple):

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
+from cuefast.store.batch import Batch
 from cuefast.store.repository import Repository
 from cuefast.store.scripts import Arg, Call, Script
 from cuefast.store.status import Status
-from cuefast.store.wire import Batch
 
 LEASE = Script("snapshots_lease", keys=("lease",), argv=("mode", "token", "lease_ms"))
 REQUEST = Script("snapshots_request", keys=("requests",), argv=("mode", "number"))

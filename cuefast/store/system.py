@@ -15,6 +15,8 @@ flag, not the claimed_at; absent: written before the indexes; an older layout is
 start by ``Executions.upgrade_indexes``; 3: accounts on the auth shards ``{aNN}``, each with its
 cue-partition bitmap — ``AccountLayout.upgrade``)"""
 CURRENT_LAYOUT = 3
+PROCESS_ALIVE_US = 30_000_000
+"""a process that flushed metrics within this long counts as running (``metrics``, ``repartition``)"""
 REPARTITION = "repartition"
 """the meta hash's field while ``cuefast repartition`` runs: "<from>><to>" (start-up refuses)"""
 

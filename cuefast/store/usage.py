@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import NamedTuple
 
+from cuefast.store.batch import Batch
 from cuefast.store.repository import Repository
-from cuefast.store.wire import Batch
 
 USAGE_TTL_S = 62 * 86400
 """a month's counters outlive the month long enough to be read for it"""
