@@ -185,7 +185,7 @@ def _slots(c: Collected, rep: Report, keys: Keys) -> None:
             for eid, h in by_cue.get(cue.id, [])
             if (h.get("tb") or "scheduled") == "scheduled"
         ]
-        p = keys.cue_partition(cue.id)
+        p = keys.cue_byte(cue.id)  # the id's last byte (``Keys.cue_byte``)
         for sf, eid in scheduled:
             if eid != scheduled_execution_id(cue.id, sf, p):
                 rep.bad("scheduled execution id not deterministic", f"{cue.id} slot {sf}: {eid}")

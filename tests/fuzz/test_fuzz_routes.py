@@ -360,7 +360,7 @@ class World:
         )
 
 
-IGNORED = re.compile(r":\{auth\}:rl:|:\{metrics\}:|:\{echo\}:ip:")
+IGNORED = re.compile(r":\{a\d\d\}:rl:|:\{metrics\}:|:\{echo\}:ip:")
 _DIGEST = """
 local keys = {}
 local cursor = "0"
