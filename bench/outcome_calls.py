@@ -16,6 +16,9 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import NamedTuple
 from urllib.parse import urlsplit
 
 import redis
@@ -48,7 +51,19 @@ def _direct(r: redis.Redis, prefix: str, ids: list[str]) -> float:
     return (after["evalsha"][1] - before["evalsha"][1]) / (after["evalsha"][0] - before["evalsha"][0])
 
 
-def main(n: int) -> None:
+class Served(NamedTuple):
+    """A ``cuefast api`` of this checkout with one registered account."""
+
+    url: str
+    key: str
+    redis: redis.Redis
+    prefix: str
+
+
+@contextmanager
+def served() -> Iterator[Served]:
+    """Start a ``cuefast api`` on a free port with its own key prefix, register an account;
+    stop the server and delete the prefix's keys afterwards."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     env = _server_env(f"bench{uuid.uuid4().hex[:8]}")
@@ -61,6 +76,32 @@ def main(n: int) -> None:
         key = str(
             _post(url + "/v1/auth/register", {"email": f"bench-{uuid.uuid4().hex}@example.com"})["api_key"]
         )
+        yield Served(url, key, r, env["CUEFAST_KEY_PREFIX"])
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        _cleanup(env["CUEFAST_REDIS_URL"], env["CUEFAST_KEY_PREFIX"])
+
+
+def print_deltas(
+    before: dict[str, tuple[int, int]], after: dict[str, tuple[int, int]], n: int, what: str
+) -> None:
+    """The commandstats deltas per request as a table, then the nested + plain commands count."""
+    print("| command | calls | µs |\n|---|---|---|")
+    total_calls = 0.0
+    for cmd in sorted(after, key=lambda c: -(after[c][1] - before.get(c, (0, 0))[1])):
+        calls = (after[cmd][0] - before.get(cmd, (0, 0))[0]) / n
+        us = (after[cmd][1] - before.get(cmd, (0, 0))[1]) / n
+        if calls >= 0.01:
+            print(f"| {cmd} | {calls:.2f} | {us:.1f} |")
+            if not cmd.startswith(("evalsha", "eval", "info")):
+                total_calls += calls
+    print(f"nested + plain commands per {what}: {total_calls:.1f}")
+
+
+def main(n: int) -> None:
+    with served() as srv:
+        url, key, r = srv.url, srv.key, srv.redis
         cue_body = {
             "name": "calls",
             "schedule": {"type": "once", "at": "2199-01-01T00:00:00Z"},
@@ -89,22 +130,10 @@ def main(n: int) -> None:
         for eid in ids:
             report(eid)
         after = _stats(r)
-        print(f"{n} outcomes; per outcome:\n| command | calls | µs |\n|---|---|---|")
-        total_calls = 0.0
-        for cmd in sorted(after, key=lambda c: -(after[c][1] - before.get(c, (0, 0))[1])):
-            calls = (after[cmd][0] - before.get(cmd, (0, 0))[0]) / n
-            us = (after[cmd][1] - before.get(cmd, (0, 0))[1]) / n
-            if calls >= 0.01:
-                print(f"| {cmd} | {calls:.2f} | {us:.1f} |")
-                if not cmd.startswith(("evalsha", "eval", "info")):
-                    total_calls += calls
-        print(f"nested + plain commands per outcome: {total_calls:.1f}")
-        alone = _direct(r, env["CUEFAST_KEY_PREFIX"], _fire_many(url, key, cue, n))
+        print(f"{n} outcomes; per outcome:")
+        print_deltas(before, after, n, "outcome")
+        alone = _direct(r, srv.prefix, _fire_many(url, key, cue, n))
         print(f"outcomes_record.lua alone: {alone:.1f} µs")
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        _cleanup(env["CUEFAST_REDIS_URL"], env["CUEFAST_KEY_PREFIX"])
 
 
 if __name__ == "__main__":

@@ -14,20 +14,14 @@ from __future__ import annotations
 
 import http.client
 import json
-import subprocess
 import sys
-import uuid
 from urllib.parse import urlsplit
 
 import redis
 
-from bench.__main__ import ROOT, _cleanup, _free_port, _post, _server_env, _wait_healthy
+from bench.__main__ import _post
 from bench.locustfile import webhook_cue
-
-
-def _stats(r: redis.Redis) -> dict[str, tuple[int, int]]:
-    info = r.info("commandstats")
-    return {k.removeprefix("cmdstat_"): (int(v["calls"]), int(v["usec"])) for k, v in info.items()}
+from bench.outcome_calls import _stats, print_deltas, served
 
 
 def _cpu(r: redis.Redis) -> float:
@@ -36,18 +30,8 @@ def _cpu(r: redis.Redis) -> float:
 
 
 def main(mode: str, n: int) -> None:
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = _server_env(f"bench{uuid.uuid4().hex[:8]}")
-    r = redis.Redis.from_url(env["CUEFAST_REDIS_URL"])
-    server = subprocess.Popen(
-        [sys.executable, "-m", "cuefast", "api", "--port", str(port)], env=env, cwd=ROOT
-    )
-    try:
-        _wait_healthy(url)
-        key = str(
-            _post(url + "/v1/auth/register", {"email": f"bench-{uuid.uuid4().hex}@example.com"})["api_key"]
-        )
+    with served() as srv:
+        url, key, r = srv.url, srv.key, srv.redis
         cue = str(_post(url + "/v1/cues", webhook_cue("calls"), key)["id"])
         for _ in range(20):
             _post(url + f"/v1/cues/{cue}/fire", {}, key)
@@ -73,20 +57,7 @@ def main(mode: str, n: int) -> None:
             request()
         after, cpu1 = _stats(r), _cpu(r)
         print(f"{n} × {mode}; Redis CPU per request {(cpu1 - cpu0) / n * 1e6:.1f} µs; per request:")
-        print("| command | calls | µs |\n|---|---|---|")
-        total_calls = 0.0
-        for cmd in sorted(after, key=lambda c: -(after[c][1] - before.get(c, (0, 0))[1])):
-            calls = (after[cmd][0] - before.get(cmd, (0, 0))[0]) / n
-            us = (after[cmd][1] - before.get(cmd, (0, 0))[1]) / n
-            if calls >= 0.01:
-                print(f"| {cmd} | {calls:.2f} | {us:.1f} |")
-                if not cmd.startswith(("evalsha", "eval", "info")):
-                    total_calls += calls
-        print(f"nested + plain commands per request: {total_calls:.1f}")
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-        _cleanup(env["CUEFAST_REDIS_URL"], env["CUEFAST_KEY_PREFIX"])
+        print_deltas(before, after, n, "request")
 
 
 if __name__ == "__main__":
