@@ -476,9 +476,8 @@ class ExecutionService:
             more = len(older) > limit
             nxt = Cursor(None, cursor.history + limit) if more else None
             return older[:limit], total, fmt_offset(listing.oldest_claimed_us), nxt
-        found = await self._redis_page(
-            account, filters, 0, limit + 1, None if cursor is None else cursor.after
-        )
+        after = None if cursor is None else cursor.after
+        found = await self._redis_page(account, filters, 0, limit + 1, after, render=limit)
         if found is None:
             return [], 0, None, None
         listing, items, flags = found
@@ -487,7 +486,7 @@ class ExecutionService:
             _, total = await self._with_history(
                 account, filters, listing.total, 0, listing.total, flags=flags
             )
-            return items[:limit], total, fmt_offset(listing.oldest_claimed_us), Cursor(last, None)
+            return items, total, fmt_offset(listing.oldest_claimed_us), Cursor(last, None)
         # Redis holds no more after this page: the rest of it (and what follows) from the history
         start = listing.total  # the history's first row
         older, total = await self._with_history(
@@ -532,6 +531,7 @@ class ExecutionService:
             partitions=account.partitions,
             rows=True,
             after=after,
+            created=after is not None or render is not None,
             also=also,
         )
         extra = listing.extra

@@ -217,6 +217,7 @@ class ReplayService:
                 triggered_by=sel.triggered_by,
                 partitions=account.partitions,
                 after=after,
+                created=True,
             )
             created = listing.created_us or []
             for eid, us in zip(listing.ids, created, strict=True):
