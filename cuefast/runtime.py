@@ -18,6 +18,7 @@ from cuefast.services.accounts import AccountService
 from cuefast.services.claims import WorkService
 from cuefast.services.cues import CueService
 from cuefast.services.executions import ExecutionService
+from cuefast.services.login import LoginService
 from cuefast.services.outcomes import OutcomeService
 from cuefast.services.worker_registry import WorkerRegistry
 from cuefast.store import Store, connect
@@ -63,6 +64,8 @@ class Runtime:
         """this process's counts, flushed to the install's hash (cuefast/metrics.py)"""
         self.metrics_flusher = metrics.Flusher(self.metrics, self.store.system, self.clock)
         self.accounts = AccountService(self.store, settings, self.clock)
+        self.login = LoginService(self.store, settings, self.clock, self.accounts)
+        """device codes, magic links, sessions (§16); authenticates session JWTs for ``accounts``"""
         self.executions = ExecutionService(self.store, self.clock, self.metrics)
         self.executions.history = History(lambda: self.pg_pool, self.store)  # beyond Redis retention
         self.outcomes = OutcomeService(self.store, self.clock, self.metrics)

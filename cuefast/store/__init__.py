@@ -20,6 +20,7 @@ from cuefast.store.delivery import Delivery
 from cuefast.store.echo import Echo
 from cuefast.store.executions import Executions
 from cuefast.store.keys import Keys
+from cuefast.store.login import Login
 from cuefast.store.notices import Notices
 from cuefast.store.outcomes import Outcomes
 from cuefast.store.repository import Repository
@@ -45,6 +46,7 @@ REPOSITORIES: tuple[type[Repository], ...] = (
     Delivery,
     Echo,
     Executions,
+    Login,
     Notices,
     Outcomes,
     Restore,
@@ -74,6 +76,7 @@ class Store:
         self.delivery = Delivery(*parts)
         self.echo = Echo(*parts)
         self.executions = Executions(*parts)
+        self.login = Login(*parts)
         self.notices = Notices(*parts)
         self.outcomes = Outcomes(*parts)
         self.restore = Restore(*parts)
