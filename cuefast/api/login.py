@@ -76,7 +76,9 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
             example={"verification_url": f"http://localhost:8000/auth/device?code={_DC}", "expires_in": 900},
         ),
     )
-    async def device_code(request: Request[Any, Any, Any], data: RawJSON = b"") -> Response[DeviceCode]:
+    async def create_device_code(
+        request: Request[Any, Any, Any], data: RawJSON = b""
+    ) -> Response[DeviceCode]:
         return json_response(await login.create_device_code(read_json(data), _ip(request)))
 
     @post(
@@ -96,7 +98,7 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
             },
         ),
     )
-    async def device_poll(data: RawJSON = b"") -> Response[DevicePoll]:
+    async def poll_device_code(data: RawJSON = b"") -> Response[DevicePoll]:
         return json_response(await login.poll(read_json(data)))
 
     @post(
@@ -116,7 +118,9 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
             example={"status": "email_sent"},
         ),
     )
-    async def submit_email(request: Request[Any, Any, Any], data: RawJSON = b"") -> Response[EmailSent]:
+    async def submit_device_email(
+        request: Request[Any, Any, Any], data: RawJSON = b""
+    ) -> Response[EmailSent]:
         return json_response(await login.submit_email(read_json(data), _ip(request)))
 
     @get(
@@ -132,7 +136,7 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         return pages.device_form(request, code)
 
     @post("/auth/device", summary="The sign-in page's form (mails the magic link)", tags=["login"], **_html())
-    async def device_form(request: Request[Any, Any, Any]) -> Response[str]:
+    async def device_page_form(request: Request[Any, Any, Any]) -> Response[str]:
         form = parse_qs((await request.body()).decode("utf-8", "replace"), max_num_fields=10)
         code, email = (form.get(k, [""])[0] for k in ("device_code", "email"))
         try:
@@ -153,7 +157,7 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         tags=["login"],
         **_html([TextQuery("token", "64 hex"), TextQuery("device_code", "the device code")]),
     )
-    async def verify(request: Request[Any, Any, Any]) -> Response[str]:
+    async def verify_magic_link(request: Request[Any, Any, Any]) -> Response[str]:
         params = request.query_params
         try:
             done = await login.verify(params.get("token") or "", params.get("device_code") or "")
@@ -176,7 +180,7 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
             },
         ),
     )
-    async def session(data: RawJSON = b"") -> Response[Session]:
+    async def create_session(data: RawJSON = b"") -> Response[Session]:
         return json_response(await login.exchange(read_json(data)))
 
     @post(
@@ -195,12 +199,12 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         return json_response(login.refresh(account))
 
     return [
-        device_code,
-        device_poll,
-        submit_email,
+        create_device_code,
+        poll_device_code,
+        submit_device_email,
         device_page,
-        device_form,
-        verify,
-        session,
+        device_page_form,
+        verify_magic_link,
+        create_session,
         session_refresh,
     ]

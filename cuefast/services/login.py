@@ -267,7 +267,10 @@ class LoginService:
         account_id, api_key = await self.account_for(email)
         session_token = secrets.token_hex(32)
         await self.store.login.put_token(
-            self.store.keys.session_once(sha(session_token)), account_id, SESSION_TOKEN_SECONDS
+            self.store.keys.session_once(sha(session_token)),
+            account_id,
+            now_us=self.clock.now_us(),
+            ttl_s=SESSION_TOKEN_SECONDS,
         )
         await self.store.login.step(
             code_sha,
@@ -305,7 +308,9 @@ class LoginService:
         now = self.clock.now_us()
         await self._link_limits(email, ip, now)
         token = secrets.token_hex(32)
-        await self.store.login.put_token(self.store.keys.magic_link(sha(token)), email, DEVICE_CODE_SECONDS)
+        await self.store.login.put_token(
+            self.store.keys.magic_link(sha(token)), email, now_us=now, ttl_s=DEVICE_CODE_SECONDS
+        )
         await self._send(email, link(token))
 
     async def redeem_magic_link(self, token: str) -> str | None:
@@ -315,7 +320,7 @@ class LoginService:
         Single use: the token is deleted as it is read."""
         if not isinstance(token, str) or not _HEX64.fullmatch(token):
             return None
-        email = await self.store.login.take_token(self.store.keys.magic_link(sha(token)))
+        email = await self.store.login.take_token(self.store.keys.magic_link(sha(token)), self.clock.now_us())
         if email is None:
             return None
         account_id, _ = await self.account_for(email)
@@ -335,7 +340,9 @@ class LoginService:
             raise SessionUnavailable()
         if not isinstance(token, str) or not _HEX64.fullmatch(token):
             raise InvalidSessionToken()
-        account_id = await self.store.login.take_token(self.store.keys.session_once(sha(token)))
+        account_id = await self.store.login.take_token(
+            self.store.keys.session_once(sha(token)), self.clock.now_us()
+        )
         if account_id is None:
             raise InvalidSessionToken()
         fields = await self.store.login.account_fields(account_id)

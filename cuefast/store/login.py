@@ -97,14 +97,19 @@ class Login(Repository):
             return Poll("approved", str(res[2]), str(res[3]), str(res[4]), res[5] == "1")
         return Poll(str(res[1]))
 
-    async def put_token(self, key: str, value: str, ttl_s: int) -> None:
-        """A one-time token's record (``Keys.magic_link`` / ``Keys.session_once``)."""
-        await self.redis.set(key, value, ex=ttl_s)
+    async def put_token(self, key: str, value: str, *, now_us: int, ttl_s: int) -> None:
+        """A one-time token's record (``Keys.magic_link`` / ``Keys.session_once``): ``value`` and
+        its expiry µs (the clock's, so a record expires on the service's clock; the key's TTL
+        drops it later)."""
+        await self.redis.set(key, f"{now_us + ttl_s * 1_000_000}|{value}", ex=ttl_s + 60)
 
-    async def take_token(self, key: str) -> str | None:
-        """The record of a one-time token, deleted as it is read (single use)."""
-        value = await self.redis.getdel(key)
-        return None if value is None else str(value)
+    async def take_token(self, key: str, now_us: int) -> str | None:
+        """The value of a live one-time token, deleted as it is read (single use)."""
+        held = await self.redis.getdel(key)
+        if held is None:
+            return None
+        expires, _, value = str(held).partition("|")
+        return value if expires.isdigit() and now_us < int(expires) else None
 
     async def account_id_of_email(self, email_lc: str) -> str | None:
         found = await self.redis.hget(self.keys.emails, email_lc)
