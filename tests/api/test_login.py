@@ -515,3 +515,20 @@ async def test_dashboard_magic_link_turns_into_an_account(env: Env) -> None:
     token = re.findall(r"token=([0-9a-f]{64})", env.records()[-1].getMessage())[0]
     assert await login.redeem_magic_link(token) is not None  # a new account, made as register makes one
     assert_error(await env.post("/v1/auth/register", {"email": "fresh@example.com"}), 409, "duplicate_email")
+
+
+async def test_flow_on_one_redis_and_on_the_cluster(
+    settings_on: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every login script touches one slot (the autouse check), and the flow works on a cluster."""
+    async for env in _env(settings_on, caplog, session_secret=SECRET):
+        key = await env.api.register("both@example.com")
+        got = await env.login("both-0001", "both@example.com")
+        assert got["existing_user"] is True
+        got = await env.login("both-0002", "newer@example.com")
+        jwt = (await env.post("/v1/auth/session", {"token": got["session_token"]})).json()["session_token"]
+        assert (await env.api.request("GET", "/v1/auth/me", jwt)).json()["email"] == "newer@example.com"
+        assert (await env.api.request("GET", "/v1/auth/me", key)).status_code == 200
+        for _ in range(4):
+            await env.post("/v1/auth/device-code", {"device_code": f"both-{_}-x"})
+        assert_limited(await env.post("/v1/auth/device-code", {"device_code": "both-9999"}))
