@@ -132,7 +132,9 @@ class Contract:
         if name is None:
             return [] if body == b"" else [f"{status} must have an empty body"]
         if name == HTML:
-            return [] if content_type.startswith(HTML) else [f"content-type {content_type!r}, documented {HTML}"]
+            return (
+                [] if content_type.startswith(HTML) else [f"content-type {content_type!r}, documented {HTML}"]
+            )
         if not content_type.startswith("application/json"):
             return [f"content-type {content_type!r}, documented application/json"]
         return check_body(name, body)
