@@ -30,6 +30,7 @@ from cuefast.errors import (
     InvalidDeviceStatus,
     InvalidSessionToken,
     RateLimited,
+    RequestTooLarge,
     SessionExpired,
     SessionUnavailable,
     UserNotFound,
@@ -53,7 +54,10 @@ _HTML = {
 
 
 def _html(query: list[TextQuery] | None = None) -> dict[str, Any]:
-    return {"media_type": "text/html", **doc(auth=False, counted=False, responses=_HTML, query=query or ())}
+    return {
+        "media_type": "text/html",
+        **doc(auth=False, counted=False, responses=_HTML, query=query or (), errors=[RequestTooLarge()]),
+    }
 
 
 def _ip(request: Request[Any, Any, Any]) -> str:
@@ -188,7 +192,7 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         summary="A fresh session JWT (any auth)",
         tags=["login"],
         **doc(
-            errors=[SessionUnavailable(), SessionExpired(), UserNotFound()],
+            errors=[SessionUnavailable(), SessionExpired(), UserNotFound(), RequestTooLarge()],
             example={
                 "session_token": "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.e30.c2ln",
                 "email": "alice@example.com",

@@ -243,7 +243,7 @@ TEMPLATES: dict[tuple[str, str], list[dict[str, Any]]] = {
     ("PATCH", "/v1/auth/me"): [{"email": "fuzz2@example.com", "alert_webhook_url": HOOK}],
     ("POST", "/v1/auth/device-code"): [{"device_code": "fuzz-new-code"}],
     ("POST", "/v1/auth/device-code/poll"): [{"device_code": "$device_code"}],
-    ("POST", "/v1/auth/device-code/submit-email"): [{"device_code": "$device_code", "email": "fz@example.com"}],
+    ("POST", "/v1/auth/device-code/submit-email"): [{"device_code": "$device_code", "email": "f@x.io"}],
     ("POST", "/v1/auth/session"): [{"token": "$session_token"}],
 }  # fmt: skip
 PAGES = {"/auth/device", "/v1/auth/verify"}
@@ -436,7 +436,8 @@ def check_response(res: httpx.Response, where: str, page: bool = False) -> None:
 
 async def make_world(settings: Settings) -> World:
     # no per-IP limit: unauthenticated fuzz requests would otherwise all be 429s after 60
-    api, _ = await make_api(settings.replace(ip_rate_limit=1_000_000_000))
+    # a session secret: without one the session routes answer 503 session_unavailable by design
+    api, _ = await make_api(settings.replace(ip_rate_limit=1_000_000_000, session_secret="f" * 32))
     w = World(api)
     await w.build()
     return w
@@ -466,7 +467,7 @@ def test_fuzz_route(settings: Settings, method: str, template: str) -> None:
 def _fuzz(loop: asyncio.AbstractEventLoop, world: World, method: str, template: str) -> None:
     api = world.api
     names = _PARAM.findall(template)
-    auth = st.sampled_from(["own", "own", "own", "other", "none", "garbage"])
+    auth = st.sampled_from(["own", "own", "own", "other", "none", "garbage", "jwt"])
     queries = st.dictionaries(
         st.sampled_from(
             ["limit", "offset", "status", "status__in", "cue_id", "worker_id", "outcome_state",
@@ -516,7 +517,13 @@ def _fuzz(loop: asyncio.AbstractEventLoop, world: World, method: str, template: 
         qs = "&".join(f"{_pct(k)}={_pct(v)}" for k, v in query.items())
         url = path + ("?" + qs if qs else "")
         hdrs = dict(extra)
-        key = {"own": world.key, "other": world.other_key, "none": None, "garbage": "cue_sk_" + "0" * 32}[who]
+        key = {
+            "own": world.key,
+            "other": world.other_key,
+            "none": None,
+            "garbage": "cue_sk_" + "0" * 32,
+            "jwt": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.AAAA",
+        }[who]
         if key is not None:
             hdrs["Authorization"] = f"Bearer {key}"
         before = await digest(api)
