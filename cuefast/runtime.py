@@ -11,6 +11,7 @@ from cuefast.clock import Clock, SystemClock
 from cuefast.config import DEFAULT_PARTITIONS, Settings
 from cuefast.durability import schema as pg
 from cuefast.durability.history import History
+from cuefast.engine.mail import Mailer
 from cuefast.engine.reaper import WorkReaper
 from cuefast.engine.webhooks import Webhooks
 from cuefast.errors import ConfigError
@@ -64,7 +65,8 @@ class Runtime:
         """this process's counts, flushed to the install's hash (cuefast/metrics.py)"""
         self.metrics_flusher = metrics.Flusher(self.metrics, self.store.system, self.clock)
         self.accounts = AccountService(self.store, settings, self.clock)
-        self.login = LoginService(self.store, settings, self.clock, self.accounts)
+        mailer = Mailer(settings.smtp_url, settings.notify_timeout_seconds) if settings.smtp_url else None
+        self.login = LoginService(self.store, settings, self.clock, self.accounts, mailer)
         """device codes, magic links, sessions (§16); authenticates session JWTs for ``accounts``"""
         self.executions = ExecutionService(self.store, self.clock, self.metrics)
         self.executions.history = History(lambda: self.pg_pool, self.store)  # beyond Redis retention

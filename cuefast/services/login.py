@@ -28,7 +28,8 @@ import logging
 import re
 import secrets
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from email.message import EmailMessage
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import quote
 
 import msgspec
@@ -37,7 +38,6 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from cuefast.clock import Clock
 from cuefast.config import Settings
-from cuefast.engine.mail import Mailer
 from cuefast.errors import (
     DeviceCodeExists,
     DeviceCodeExpired,
@@ -78,6 +78,15 @@ _HEX64 = re.compile(r"[0-9a-f]{64}")
 
 def sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class MailSender(Protocol):
+    """What the login needs of ``engine.mail.Mailer`` (the runtime hands it one; services do not
+    import the engine)."""
+
+    def message(self, to: str, subject: str, text: str) -> EmailMessage: ...
+
+    async def send(self, msg: EmailMessage) -> None: ...
 
 
 class LoginFailed(Exception):
@@ -139,15 +148,21 @@ def _retry_s(oldest_us: int, window_us: int, now_us: int) -> int:
 
 
 class LoginService:
-    def __init__(self, store: Store, settings: Settings, clock: Clock, accounts: AccountService) -> None:
+    def __init__(
+        self,
+        store: Store,
+        settings: Settings,
+        clock: Clock,
+        accounts: AccountService,
+        mailer: MailSender | None = None,
+    ) -> None:
+        """``mailer``: sends the magic links (``CUEFAST_SMTP_URL``); None: they are logged."""
         self.store = store
         self.settings = settings
         self.clock = clock
         self.accounts = accounts
         self.base_url = settings.base_url.rstrip("/")
-        self.mailer = (
-            Mailer(settings.smtp_url, settings.notify_timeout_seconds) if settings.smtp_url else None
-        )
+        self.mailer = mailer
         self.codec = SessionCodec(settings.session_secret) if settings.session_secret else None
         if self.codec is not None:
             accounts.session_account = self.session_account
