@@ -532,3 +532,13 @@ async def test_flow_on_one_redis_and_on_the_cluster(
         for _ in range(4):
             await env.post("/v1/auth/device-code", {"device_code": f"both-{_}-x"})
         assert_limited(await env.post("/v1/auth/device-code", {"device_code": "both-9999"}))
+
+
+def test_session_secret_setting() -> None:
+    from cuefast.config import load_settings
+    from cuefast.errors import ConfigError
+
+    assert load_settings({"CUEFAST_SESSION_SECRET": "k" * 32}).session_secret == "k" * 32
+    with pytest.raises(ConfigError, match="at least 32 characters"):
+        load_settings({"CUEFAST_SESSION_SECRET": "short"})
+    assert "k" * 32 not in repr(SessionCodec("k" * 32))

@@ -84,7 +84,7 @@ def _read_until(stream: IO[str], pattern: str, proc: subprocess.Popen[str]) -> r
             return found
 
 
-def _as_a_person(server: CuefastServer, sink: Sink, verification_url: str, email: str) -> None:
+def _as_a_person(server: CuefastServer, sink: Sink, verification_url: str, email: str) -> str:
     """Open the device page, send the form, open the magic link from the e-mail."""
     assert verification_url.startswith(f"{server.base_url}/auth/device?code=")
     with httpx.Client(timeout=15) as browser:
@@ -96,12 +96,14 @@ def _as_a_person(server: CuefastServer, sink: Sink, verification_url: str, email
             f"{server.base_url}/auth/device", data={"device_code": code.group(1), "email": email}
         )
         assert sent.status_code == 200 and "Check your e-mail" in sent.text, sent.text
-        done = browser.get(sink.link(email))
+        link = sink.link(email)
+        done = browser.get(link)
         assert done.status_code == 200 and "Signed in" in done.text, done.text
+    return link
 
 
-def _cli_login(cli_venv: Venv, server: CuefastServer, sink: Sink, home: Path, email: str) -> str:
-    """``cueapi login`` to the end; its output."""
+def _cli_login(cli_venv: Venv, server: CuefastServer, sink: Sink, home: Path, email: str) -> tuple[str, str]:
+    """``cueapi login`` to the end: its output and the magic link."""
     env = client_env(home, CUEAPI_API_BASE=f"{server.base_url}/v1", BROWSER="true")
     proc = subprocess.Popen(
         [str(cli_venv.bin("cueapi")), "login"],
@@ -114,7 +116,7 @@ def _cli_login(cli_venv: Venv, server: CuefastServer, sink: Sink, home: Path, em
     try:
         assert proc.stdout is not None
         url = _read_until(proc.stdout, r"visit: (\S+)", proc).group(1)
-        _as_a_person(server, sink, url, email)
+        link = _as_a_person(server, sink, url, email)
         out, _ = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
@@ -122,7 +124,7 @@ def _cli_login(cli_venv: Venv, server: CuefastServer, sink: Sink, home: Path, em
             proc.wait(10)
     assert proc.returncode == 0, out
     assert f"Authenticated as {email}" in out, out
-    return out
+    return out, link
 
 
 def _whoami(cli_venv: Venv, home: Path) -> str:
@@ -147,9 +149,11 @@ def test_cli_login_creates_an_account(
     cli_venv: Venv, login_server: CuefastServer, sink: Sink, tmp_path: Path
 ) -> None:
     email = f"cli-{uuid.uuid4().hex[:8]}@example.com"
-    out = _cli_login(cli_venv, login_server, sink, tmp_path, email)
+    out, link = _cli_login(cli_venv, login_server, sink, tmp_path, email)
     key = _saved_key(tmp_path)
     assert re.fullmatch(r"cue_sk_[0-9a-f]{32}", key) and key in out
+    log = login_server.log()  # the mail went out by SMTP: no link, token or key in the log
+    assert link.split("token=")[1][:64] not in log and key not in log and "session-secret" not in log
     who = _whoami(cli_venv, tmp_path)
     assert email in who and "Free" in who, who
 
