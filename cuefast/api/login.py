@@ -148,11 +148,11 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         except CuefastError as exc:
             if exc.status == 422 and 6 <= len(code) <= 128:  # the e-mail: ask again
                 return pages.device_form(request, code, "Please enter a valid e-mail address.", email)
-            return pages.failed(
-                request,
-                _FORM_ERRORS.get(exc.code, "This device code is not valid."),
-                exc.status if exc.status == 429 else 400,
-            )
+            if isinstance(exc, RateLimited):  # an integer Retry-After, like the JSON route's 429
+                return pages.failed(
+                    request, _FORM_ERRORS[exc.code], 429, {"Retry-After": str(exc.retry_after)}
+                )
+            return pages.failed(request, _FORM_ERRORS.get(exc.code, "This device code is not valid."))
         return pages.email_sent(request, email)
 
     @get(

@@ -31,7 +31,13 @@ _STYLE = (
 )
 
 
-def page(request: Request[Any, Any, Any], title: str, body: str, status: int = 200) -> Response[str]:
+def page(
+    request: Request[Any, Any, Any],
+    title: str,
+    body: str,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+) -> Response[str]:
     """An HTML page; an error status keeps its HTML (the edge's envelope is for the API)."""
     request.scope[PAGE] = True  # type: ignore[literal-required]
     html = (
@@ -40,7 +46,12 @@ def page(request: Request[Any, Any, Any], title: str, body: str, status: int = 2
         f"<title>{escape(title)}</title><style>{_STYLE}</style></head>"
         f"<body><main><h1>{escape(title)}</h1>{body}</main></body></html>"
     )
-    return Response(html, status_code=status, media_type="text/html; charset=utf-8", headers=HEADERS)
+    return Response(
+        html,
+        status_code=status,
+        media_type="text/html; charset=utf-8",
+        headers={**HEADERS, **(headers or {})},
+    )
 
 
 def device_form(
@@ -76,9 +87,11 @@ def verified(request: Request[Any, Any, Any], email: str, new_account: bool) -> 
     return page(request, "Signed in", body)
 
 
-def failed(request: Request[Any, Any, Any], message: str, status: int = 400) -> Response[str]:
+def failed(
+    request: Request[Any, Any, Any], message: str, status: int = 400, headers: dict[str, str] | None = None
+) -> Response[str]:
     body = (
         f'<p class="error" role="alert">{escape(message)}</p>'
         "<p>Run <code>cueapi login</code> again to get a new link.</p>"
     )
-    return page(request, "Sign-in failed", body, status)
+    return page(request, "Sign-in failed", body, status, headers)
