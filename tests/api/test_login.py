@@ -324,7 +324,9 @@ async def test_magic_links_per_email_and_per_ip(env: Env) -> None:
             await env.post(submit, {"device_code": code, "email": f"u{i}@example.com"})
         ).status_code == 200
     assert_limited(await env.post(submit, {"device_code": codes[10], "email": "z@example.com"}))
-    form = await env.api.client.post("/auth/device", data={"device_code": codes[11], "email": "f@example.com"})
+    form = await env.api.client.post(
+        "/auth/device", data={"device_code": codes[11], "email": "f@example.com"}
+    )
     assert form.status_code == 429 and form.headers["content-type"].startswith("text/html")
     assert int(form.headers["retry-after"]) >= 1 and "Too many" in form.text
     other = env.from_ip("127.0.0.9")
