@@ -53,8 +53,17 @@ class OnFailure(Model, kw_only=True):
     pause: bool = False
 
 
+class VerificationChecks(Model, kw_only=True):
+    """cuefast: evidence the server checks after a successful outcome."""
+
+    result_url_reachable: bool = False
+    result_schema: dict[str, Any] | None = None
+    external_id_pattern: str | None = None
+
+
 class Verification(Model, kw_only=True):
     mode: str = "none"
+    checks: VerificationChecks | None = None
 
 
 class Delivery(Model, kw_only=True):

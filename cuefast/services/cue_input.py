@@ -7,13 +7,25 @@ on_failure SSRF) need Redis, DNS or the clock and run in ``cues.py``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import jsonschema_rs
 import msgspec
 
-from cuefast.models import Alerts, Callback, CueConfig, Delivery, OnFailure, Retry, Schedule, Verification
+from cuefast.models import (
+    Alerts,
+    Callback,
+    CueConfig,
+    Delivery,
+    OnFailure,
+    Retry,
+    Schedule,
+    Verification,
+    VerificationChecks,
+)
 from cuefast.services.validate import MISSING, Checker, require_object
 from cuefast.times import InstantOutOfRange, parse_datetime
 
@@ -182,10 +194,66 @@ def _verification(c: Checker, value: Any) -> Verification | Any:
     if v is MISSING:
         return MISSING
     mode = v.get("mode")
-    if mode is None:
-        return Verification(mode="none")
-    checked = c.choice("body.verification.mode", mode, VERIFICATION_MODES)
-    return MISSING if checked is MISSING else Verification(mode=checked)
+    checked = "none" if mode is None else c.choice("body.verification.mode", mode, VERIFICATION_MODES)
+    checks = None if v.get("checks") is None else _checks(c, v["checks"])
+    if checked is MISSING or checks is MISSING:
+        return MISSING
+    return Verification(mode=checked, checks=checks)
+
+
+MAX_SCHEMA_BYTES = 16_384
+MAX_PATTERN = 256
+
+
+def _checks(c: Checker, value: Any) -> VerificationChecks | Any | None:
+    """``verification.checks`` (cuefast): each given check checked; {} or all off = None."""
+    loc = "body.verification.checks"
+    v = c.obj(loc, value)
+    if v is MISSING:
+        return MISSING
+    for name in v:
+        if name not in ("result_url_reachable", "result_schema", "external_id_pattern"):
+            c.add(f"{loc}.{name}", "Extra inputs are not permitted")
+    out = VerificationChecks()
+    if v.get("result_url_reachable") is not None:
+        ok = c.boolean(f"{loc}.result_url_reachable", v["result_url_reachable"])
+        out.result_url_reachable = ok is True
+    if v.get("result_schema") is not None:
+        schema = c.obj(f"{loc}.result_schema", v["result_schema"])
+        if schema is not MISSING:
+            problem = schema_problem(schema)
+            if problem:
+                c.add(f"{loc}.result_schema", problem)
+            else:
+                out.result_schema = schema
+    if v.get("external_id_pattern") is not None:
+        text = c.string(
+            f"{loc}.external_id_pattern", v["external_id_pattern"], min_len=1, max_len=MAX_PATTERN
+        )
+        if text is not MISSING:
+            try:
+                re.compile(text)
+                out.external_id_pattern = text
+            except re.error as exc:
+                c.add(f"{loc}.external_id_pattern", f"Input should be a valid regular expression ({exc})")
+    if out == VerificationChecks():
+        return None
+    return out
+
+
+def schema_problem(schema: dict[str, Any]) -> str:
+    """Why ``schema`` is no usable JSON Schema ("" = it is one)."""
+    try:
+        size = len(msgspec.json.encode(schema))
+    except (TypeError, ValueError):
+        return "Input should be a JSON object"
+    if size > MAX_SCHEMA_BYTES:
+        return f"JSON Schema should be at most {MAX_SCHEMA_BYTES} bytes"
+    try:
+        jsonschema_rs.validator_for(schema)
+    except Exception as exc:  # the library's ValidationError / ValueError for a bad schema
+        return f"Input should be a valid JSON Schema ({str(exc).splitlines()[0][:200]})"
+    return ""
 
 
 def _int_section(

@@ -43,6 +43,7 @@ from cuefast.models import (
     OnFailure,
     Retry,
     Schedule,
+    Verification,
     schedule_summary,
     stored_config,
     summary_schedule,
@@ -88,6 +89,13 @@ def stored_cue_config(h: dict[str, str]) -> CueConfig:
     return CueConfig(schedule=schedule, catch_up=catch_up)
 
 
+def _verification(v: Verification) -> dict[str, Any]:
+    """The cue's ``verification``: its mode, and cuefast's ``checks`` when it has some."""
+    if v.checks is None:
+        return {"mode": v.mode}
+    return {"mode": v.mode, "checks": msgspec.to_builtins(v.checks)}
+
+
 def render_cue(
     h: dict[str, str], cfg: CueConfig | None = None, *, warning: str | None = None
 ) -> dict[str, Any]:
@@ -122,7 +130,7 @@ def render_cue(
             "webhook": cfg.on_failure.webhook,
             "pause": cfg.on_failure.pause,
         },
-        "verification": None if cfg.verification is None else {"mode": cfg.verification.mode},
+        "verification": None if cfg.verification is None else _verification(cfg.verification),
         "delivery": None
         if cfg.delivery is None
         else {
