@@ -60,6 +60,7 @@ def _bulk_status(rt: Runtime, status: str, verb: str) -> HTTPRouteHandler:
         summary=f"{verb.capitalize()} the cues given by ids or by labels",
         tags=["cues"],
         name=f"bulk_{verb}",
+        operation_id=f"{verb}_cues",
         **doc(
             body=BulkStatusRequest,
             body_example={"labels": {"team": "growth"}},
