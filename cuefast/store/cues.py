@@ -335,6 +335,24 @@ class Cues(Repository):
             ],
         )
 
+    async def restore_labels(
+        self, rows: Sequence[tuple[str, str, int, Mapping[str, str]]], now_us: int
+    ) -> None:
+        """Index each (account id, cue id, created µs, labels) exactly (``cuefast restore``), one
+        round trip."""
+        k = self.keys
+        calls: list[Call] = [
+            (
+                SET_LABELS,
+                [k.cue_labels(acct)],
+                [now_us, k.label_index(acct, ""), cue_id, created, "set", *label_pairs(labels)],
+            )
+            for acct, cue_id, created, labels in rows
+            if labels
+        ]
+        if calls:
+            await self.scripts.run_many(calls)
+
     async def label_candidates(
         self, account_id: str, selectors: Sequence[tuple[str, str | None]]
     ) -> list[str]:

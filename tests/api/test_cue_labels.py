@@ -149,7 +149,9 @@ async def test_bulk_pause_and_resume_by_labels(api: Api) -> None:
     body = (await api.request("POST", "/v1/cues/pause", key, json={"labels": {"team": "growth"}})).json()
     assert (body["matched"], body["changed"], body["ids"]) == (2, 0, [])
     # resume the prod one only (AND of the labels)
-    res = await api.request("POST", "/v1/cues/resume", key, json={"labels": {"team": "growth", "env": "prod"}})
+    res = await api.request(
+        "POST", "/v1/cues/resume", key, json={"labels": {"team": "growth", "env": "prod"}}
+    )
     assert res.json() == {"matched": 1, "changed": 1, "ids": [g2["id"]]}
     got = (await api.request("GET", f"/v1/cues/{g2['id']}", key)).json()
     assert got["status"] == "active" and got["next_run"] is not None
