@@ -468,7 +468,7 @@ def _fuzz(loop: asyncio.AbstractEventLoop, world: World, method: str, template: 
              "triggered_by", "task", "agent", "since", "alert_type", "execution_limit", "execution_offset",
              "token", "code", "label"]
         ),
-        st.one_of(URL_TEXT, st.integers().map(str), world.id_values(), st.sampled_from(["team:growth", "env"])),
+        st.one_of(URL_TEXT, st.integers().map(str), world.id_values(), st.sampled_from(["team:x", "env"])),
         max_size=4,
     )  # fmt: skip
     header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40)
