@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from cuefast.models import Account
 from cuefast.services.cue_input import (
     LABEL_KEY_TEXT,
@@ -97,32 +99,40 @@ async def list_labelled(
     offset: int,
 ) -> tuple[list[dict[str, Any]], int]:
     """A page of the account's cues matching every selector (and ``status``), newest first,
-    and their total: the candidates from the index (no read of the account's other cues), their
-    owner and status in one pipeline, the page's cues in another."""
-    from cuefast.services.cues import render_cue, stored_cue_config  # cues.py imports this module
+    and their exact total: the candidates from the index (no read of the account's other cues),
+    each one's owner, status and labels in one pipeline, the page's cues in another."""
+    from cuefast.services.cues import render_cue  # cues.py imports this module
 
     cues = svc.store.cues
     ids = await cues.label_candidates(account.id, selectors)
-    info = await cues.fields(ids, ["acct", "status", "ca"])
-    live = [
-        i for i in ids if info[i]["acct"] == account.id and (status is None or info[i]["status"] == status)
-    ]
-    suspects: dict[str, tuple[int, dict[str, str]]] = {
-        i: (0, {}) for i in ids if info[i]["acct"] is None
-    }  # deleted (or not yet written) cues
-    rows = await cues.get_many(live[offset : offset + limit])
-    page = []
-    for h in rows:
-        if h is None:
+    info = await cues.fields(ids, ["acct", "status", "ca", "cfg"])
+    live: list[str] = []
+    suspects: dict[str, tuple[int, dict[str, str]]] = {}
+    for cue_id in ids:
+        row = info[cue_id]
+        if row["acct"] is None:  # deleted (or not yet written)
+            suspects[cue_id] = (0, {})
             continue
-        labels = stored_cue_config(h).labels
-        if matches(labels, selectors):
-            page.append(h)
-        else:  # the label was just taken away (or a crash left the entry): not listed
-            suspects[h["id"]] = (int(h.get("ca") or 0), labels)
+        if row["acct"] != account.id:
+            continue
+        labels = stored_labels(row["cfg"])
+        if not matches(labels, selectors):  # being changed (or a crash left the entry)
+            suspects[cue_id] = (int(row["ca"] or 0), labels)
+        elif status is None or row["status"] == status:
+            live.append(cue_id)
     if suspects:
         await repair(svc, account, suspects)
-    return render_rows(page, render_cue, "cue", lambda h: h["id"]), len(live)
+    rows = await cues.get_many(live[offset : offset + limit])
+    return render_rows(rows, render_cue, "cue", lambda h: h["id"]), len(live)
+
+
+def stored_labels(cfg: str | None) -> dict[str, str]:
+    """The labels in a cue's config JSON ({} when it has none or cannot be read)."""
+    try:
+        labels = msgspec.json.decode(cfg or "{}").get("labels") or {}
+        return {str(k): str(v) for k, v in labels.items()}
+    except (msgspec.DecodeError, AttributeError):
+        return {}
 
 
 async def repair(

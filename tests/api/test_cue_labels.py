@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
+from cuefast.clock import FrozenClock
 from cuefast.config import Settings
 from tests.api.test_cues import create, future, webhook_cue
-from tests.conftest import Api, assert_error
+from tests.conftest import Api, assert_error, make_api
 
 
 @pytest.fixture
@@ -223,3 +224,37 @@ async def test_bulk_bad_bodies_are_422(api: Api, body: Any) -> None:
 async def test_bulk_needs_a_key(api: Api) -> None:
     res = await api.request("POST", "/v1/cues/pause", None, json={"ids": ["cue_aaaaaaaaaaaa"]})
     assert res.status_code == 401
+
+
+async def test_a_crash_between_the_steps_leaves_a_superset_that_readers_repair(settings: Settings) -> None:
+    """The index is a superset (docs/DESIGN.md "Cue labels"): an entry whose cue never got (or
+    lost) the label is never listed, and a listing repairs it once it is older than 30 s."""
+    clock = FrozenClock(1_795_434_122_000_000)
+    api, rt = await make_api(settings, clock)
+    try:
+        key = await api.register()
+        cue = await create(api, key, webhook_cue("a", labels={"team": "x"}))
+        cues = rt.store.cues
+        stored = await cues.get(cue["id"])
+        assert stored is not None
+        acct = stored["acct"]
+        now = clock.now_us()
+        # a PATCH to team=y that crashed after its first step (the cue still says team=x)
+        await cues.index_labels(acct, cue["id"], now, {"team": "y"}, now, add=True)
+        # a create that crashed after its first step (no cue at all)
+        await cues.index_labels(acct, "cue_zzzzzzzzzzzz", now, {"team": "y"}, now, add=True)
+        assert await names(api, key, "label=team:y") == ([], 0)  # every candidate checked
+        assert await names(api, key, "label=team:x") == (["a"], 1)
+        # bulk pause by the stale label changes nothing
+        res = await api.request("POST", "/v1/cues/pause", key, json={"labels": {"team": "y"}})
+        assert res.json() == {"matched": 0, "changed": 0, "ids": []}
+        # young entries are left alone (they may be a write in progress) ...
+        assert set(await cues.label_candidates(acct, [("team", "y")])) == {cue["id"], "cue_zzzzzzzzzzzz"}
+        clock.advance(31)
+        await names(api, key, "label=team:y")  # ... older ones are repaired by the listing
+        assert await cues.label_candidates(acct, [("team", "y")]) == []
+        assert await cues.label_candidates(acct, [("team", "x")]) == [cue["id"]]
+        assert await names(api, key, "label=team:x") == (["a"], 1)
+    finally:
+        await api.client.aclose()
+        await rt.close()
