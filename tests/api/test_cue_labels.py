@@ -258,3 +258,31 @@ async def test_a_crash_between_the_steps_leaves_a_superset_that_readers_repair(s
     finally:
         await api.client.aclose()
         await rt.close()
+
+
+async def test_bulk_pause_rereads_a_cue_a_concurrent_patch_moved(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A PATCH landing between the bulk path's read and its write (the cue's version moved:
+    CONFLICT from cues_update.lua) is not overwritten: that cue is re-read and written again."""
+    key = await api.register()
+    a = await create(api, key, webhook_cue("a", labels={"team": "x"}))
+    b = await create(api, key, webhook_cue("b", labels={"team": "x"}))
+    cues = api.rt.store.cues
+    real = cues.update_many
+    calls: list[int] = []
+
+    async def racing(account_id: str, writes: Any) -> Any:
+        calls.append(len(writes))
+        if len(calls) == 1:  # a PATCH wins the race for cue a
+            res = await api.request("PATCH", f"/v1/cues/{a['id']}", key, json={"description": "raced"})
+            assert res.status_code == 200, res.text
+        return await real(account_id, writes)
+
+    monkeypatch.setattr(cues, "update_many", racing)
+    res = await api.request("POST", "/v1/cues/pause", key, json={"labels": {"team": "x"}})
+    body = res.json()
+    assert (body["matched"], body["changed"], sorted(body["ids"])) == (2, 2, sorted([a["id"], b["id"]]))
+    assert calls == [2, 1]  # the second round wrote only the cue that conflicted
+    got = (await api.request("GET", f"/v1/cues/{a['id']}", key)).json()
+    assert got["status"] == "paused" and got["description"] == "raced" and got["next_run"] is None
