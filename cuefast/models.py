@@ -105,6 +105,9 @@ class CueConfig(msgspec.Struct, kw_only=True, omit_defaults=True):
     delivery: Delivery | None = None
     alerts: Alerts | None = None
     catch_up: str = "latest"
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
+    """``{key: value}`` (``cue_input.checked_labels``); the account's label index mirrors it
+    (``store/cues.py``, ``cues_set_labels.lua``)."""
 
 
 def schedule_summary(cfg: CueConfig) -> str:

@@ -135,6 +135,7 @@ class Cue(Model, kw_only=True):
     delivery: Delivery | None = None
     alerts: AlertConfig | None = None
     catch_up: str = "latest"
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
     warning: str | None = None
     created_at: dt.datetime
     updated_at: dt.datetime
@@ -581,6 +582,15 @@ class Session(Model, kw_only=True):
 class BulkDeleteResult(Model, kw_only=True):
     deleted: list[str]
     skipped: list[str]
+
+
+class BulkStatusResult(Model, kw_only=True):
+    """``POST /v1/cues/pause`` / ``/resume``: the account's cues selected (``matched``) and
+    those the call paused or resumed (``changed``, their ids in ``ids``)."""
+
+    matched: int
+    changed: int
+    ids: list[str]
 
 
 class EchoStored(Model, kw_only=True):
