@@ -160,6 +160,22 @@ async def test_remembered_next_runs_of_moved_or_deleted_cues(env: tuple[Api, Fro
     assert await Scheduler(api.rt.store, clock).tick() == 0
 
 
+async def test_cues_beyond_the_memory_cap_are_read(
+    env: tuple[Api, FrozenClock, Scheduler], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With room to remember one cue, the other is read when due: both fire every slot."""
+    monkeypatch.setattr("cuefast.engine.scheduler.EXPECT_MAX", 1)
+    api, clock, sched = env
+    key = await api.register()
+    cues = [await new_cue(api, key, f"c{i}") for i in range(2)]
+    for minute in range(3):
+        clock.set(parse_datetime(f"2031-01-06T09:0{minute}:00.2Z"))
+        assert await sched.tick() == 2
+    assert sched._expected_n == 1
+    for cue in cues:
+        assert len(await executions(api, key, cue["id"])) == 3
+
+
 async def test_on_time_slot_fires_with_catch_up_none(env: tuple[Api, FrozenClock, Scheduler]) -> None:
     api, clock, sched = env
     key = await api.register()

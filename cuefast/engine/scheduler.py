@@ -37,6 +37,7 @@ import functools
 import heapq
 import logging
 import random
+import sys
 import time
 from collections.abc import Mapping
 
@@ -62,9 +63,10 @@ LISTEN_BLOCK_S = 3.0
 """one blocking read of the wake stream (below redis-py's 5 s socket timeout)"""
 MIN_READ_GAP_S = 0.01
 """signals never make a scheduler read the heads more often than this (timed wake-ups do not wait)"""
-EXPECT_MAX = 1_000_000
-"""at most this many expected next runs are remembered (``Scheduler._expect``, ~200 B each);
-beyond it cues are read before they are planned, as a fresh scheduler reads them"""
+EXPECT_MAX = 250_000
+"""at most this many expected next runs are remembered (``Scheduler._expect``, ~280 B each with
+the schedule and account strings shared); beyond it cues are read before they are planned, as a
+fresh scheduler reads them"""
 PLAN_RETRY_US = 60_000_000
 """a cue whose schedule cannot be planned is tried again this much later (not every pass)"""
 
@@ -247,8 +249,8 @@ class Scheduler:
                 continue
             count = f"{len(slots)}b" if blocked and acct in blocked else str(len(slots))
             words += [cue_id, str(due_at), summary, "-" if new_nr is None else str(new_nr), count]
-            if new_nr is not None:
-                self._expect(p, DueCue(cue_id, new_nr, summary, acct))
+            if new_nr is not None:  # (the strings many cues share, once)
+                self._expect(p, DueCue(cue_id, new_nr, sys.intern(summary), sys.intern(acct)))
             byte = self.store.keys.cue_byte(cue_id)
             for slot in slots:
                 eid, member = scheduled_execution_id_member(cue_id, slot, byte)
