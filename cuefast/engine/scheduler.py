@@ -11,7 +11,7 @@ cue's schedule is the one planned with. So any number of schedulers, restarts an
 never create two executions for one slot, and a PATCH racing a pass wins.
 
 One script call per batch: the call that materialises a batch also reads the next one. A cue
-this scheduler moved is remembered with its new next run, schedule and version (``_expect``)
+this scheduler moved is remembered with its new next run, schedule and account (``_expect``)
 and, once due, planned without being read again: the script's compare-and-set on (next run,
 schedule) is what makes such a plan valid, so a stale memory costs one skipped cue, which the
 same call's read then returns as it really is.
