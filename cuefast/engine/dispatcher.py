@@ -51,6 +51,7 @@ stale, or already recorded, is never touched.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
@@ -72,6 +73,10 @@ from cuefast.store.delivery import AttemptResult, Finished, Lease, OutboxEntry, 
 from cuefast.times import fmt_offset
 
 log = logging.getLogger(__name__)
+
+decode_config = functools.lru_cache(maxsize=4096)(CONFIG_DECODER.decode)
+"""a lease's config JSON → CueConfig, memoised (a burst's executions share few configs: ~0.3 µs
+instead of ~3.5 µs per attempt); the CueConfig is shared, and nothing here changes it"""
 
 
 QUEUED, WAITING, SENDING, FINISHING = range(4)
@@ -325,7 +330,7 @@ class Dispatcher:
         """Start the attempt if its host has a free slot, else queue it behind the host;
         returns the hand-back delay (µs) when the host is congested instead."""
         try:
-            a.config = CONFIG_DECODER.decode(a.cfg)
+            a.config = decode_config(a.cfg)
         except Exception:  # left leased: recovered as stale, like a crash mid-attempt
             log.exception("cannot decode cue config", extra={"execution_id": a.eid})
             return None
@@ -461,7 +466,7 @@ class Dispatcher:
 
     async def attempt(self, a: _Attempt) -> str | None:
         """Send one leased attempt and record its result with the next state."""
-        cfg = a.config or CONFIG_DECODER.decode(a.cfg)
+        cfg = a.config or decode_config(a.cfg)
         a.phase = SENDING
         if not await self._lease_covers(a):
             self.metrics.inc(m.WEBHOOK_ATTEMPTS, ("superseded",))
