@@ -68,6 +68,7 @@ from cuefast.months import month_of
 from cuefast.services.outcomes import OutcomeService
 from cuefast.services.usage import count_executions, count_failed
 from cuefast.store import Status, Store
+from cuefast.store.connect import UNREACHABLE
 from cuefast.store.delivery import AttemptResult, Finished, Lease, OutboxEntry, ReleasedAttempt
 from cuefast.times import fmt_offset
 
@@ -84,6 +85,8 @@ max(CUEFAST_WEBHOOK_STALE_SECONDS, timeout + 60 s) when taken); one that waited 
 busy host is given a fresh lease first, so a request can never still be open when another
 dispatcher may take the execution over."""
 
+UNSIGNED_RETRY_US = 1_000_000
+"""an attempt that cannot be signed (its account's shard is down) is re-queued this much later"""
 HOST_WAIT_S = 1.0
 """An attempt queued behind a saturated host longer than this means the host cannot keep
 up: its queue is handed back and, for as long again, new attempts for it are handed back
@@ -254,7 +257,10 @@ class Dispatcher:
                 try:
                     if loop.time() >= next_flush:
                         next_flush = loop.time() + 1.0
-                        await self.flush_usage()
+                        try:
+                            await self.flush_usage()
+                        except UNREACHABLE:  # a node down: the counts are kept for the next flush
+                            log.warning("execution counters not written (kept)", exc_info=True)
                     if not await self._wait_for_room(stop):
                         break
                     if loop.time() >= next_reclaim:
@@ -443,6 +449,9 @@ class Dispatcher:
         )
         attempts: list[_Attempt] = []
         for p, items in by_partition.items():
+            if p not in started:  # its node is down: the entries stay pending (taken over as stale)
+                log.warning("partition %d: %d attempts not leased, its node is down", p, len(items))
+                continue
             for (entry_id, eid), res in zip(items, started[p], strict=True):
                 if isinstance(res, Lease):
                     attempts.append(_Attempt(p, entry_id, eid, res, now))
@@ -450,8 +459,13 @@ class Dispatcher:
                     await self.store.delivery.ack(p, entry_id)
                 # BUSY: a live attempt elsewhere holds it; the entry stays pending
         secrets = await self.store.accounts.webhook_secrets([a.account for a in attempts])
+        unsigned = [a for a in attempts if a.account in secrets and secrets[a.account] is None]
+        if unsigned:  # an account's shard is down (Redis Cluster): hand those back for a second
+            log.warning("%d attempts handed back: their accounts' shard is down", len(unsigned))
+            await self._release([(a, now + UNSIGNED_RETRY_US) for a in unsigned])
+            attempts = [a for a in attempts if secrets.get(a.account, "") is not None]
         for a in attempts:
-            a.secret = secrets.get(a.account, "")
+            a.secret = secrets.get(a.account) or ""
         return attempts
 
     async def deliver(self, p: int, entry_id: str, eid: str) -> str | None:
@@ -578,7 +592,13 @@ class Dispatcher:
                         fut.set_exception(exc)
             return
         for p, batch in batches.items():
-            for (_, fut), status in zip(batch, statuses[p], strict=True):
+            got = statuses[p]
+            if isinstance(got, Exception):  # that partition's node is down: its attempts alone fail
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(got)
+                continue
+            for (_, fut), status in zip(batch, got, strict=True):
                 if not fut.done():
                     fut.set_result(status)
 

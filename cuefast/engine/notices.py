@@ -21,6 +21,8 @@ import os
 import socket
 import uuid
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+
 from cuefast.clock import Clock
 from cuefast.config import Settings
 from cuefast.engine.mail import InsecureTransport, Mailer
@@ -153,6 +155,8 @@ class NoticeSender:
             return True
         acct = h.get("acct", "")
         secret = (await self.store.accounts.webhook_secrets([acct])).get(acct, "")
+        if secret is None:  # its shard is down: the notice is retried as a failed send would be
+            raise RedisConnectionError(f"account {acct}: its shard cannot be reached")
         now = self.clock.now_us()
         body, headers = cue_failed(
             h,
