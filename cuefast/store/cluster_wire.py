@@ -181,17 +181,12 @@ class ClusterWire:
                     refresh, pause = self._again(code, reply)
                     moved, wait = moved or refresh, wait or pause
         if asks:
-            answers = await asyncio.gather(
-                *(self._ask(target, commands[i]) for i, target in asks), return_exceptions=True
-            )
-            for (i, _), reply in zip(asks, answers, strict=True):
-                if isinstance(reply, UNREACHABLE):
-                    replies[i] = reply
+            answers = await asyncio.gather(*(self._ask(target, commands[i]) for i, target in asks))
+            for (i, _), (reply, down) in zip(asks, answers, strict=True):
+                replies[i] = reply
+                if down:
                     lost.add(i)
                     continue
-                if isinstance(reply, BaseException):
-                    raise reply
-                replies[i] = reply
                 code, _ = _redirect(reply)
                 if code:  # the same policy as for a first send (an ASK again: a new map)
                     redo.append(i)
@@ -240,9 +235,13 @@ class ClusterWire:
             self._stale = True  # a node died or moved: read the slot map before the next call
             raise
 
-    async def _ask(self, target: str, command: Command) -> Any:
-        """``command`` on the node importing its slot, right after ``ASKING`` (one write)."""
-        return (await self._send(target, [("ASKING",), command]))[1]
+    async def _ask(self, target: str, command: Command) -> tuple[Any, bool]:
+        """``command`` on the node importing its slot, right after ``ASKING`` (one write): its
+        reply, and whether the node could not be reached (the reply is then that error)."""
+        try:
+            return (await self._send(target, [("ASKING",), command]))[1], False
+        except UNREACHABLE as exc:
+            return exc, True
 
     async def _refresh(self, *, force: bool = False) -> None:
         """Re-read the slot map (at most every ``REFRESH_EVERY_S`` unless ``force``)."""
