@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
@@ -9,6 +10,8 @@ from cuefast.models import config_json
 from cuefast.store.scripts import Arg, Call, Script
 from cuefast.store.status import Status
 from cuefast.store.streams import GroupStreams
+
+log = logging.getLogger(__name__)
 
 START = Script(
     "delivery_start", keys=("leases",), argv=("now", "prefix", "timeout_s", "stale_s"), rest="execution_ids"
@@ -137,6 +140,7 @@ class Delivery(GroupStreams):
         result: dict[int, list[Lease | Status]] = {p: [] for p in batches}
         for p, res in zip(parts, replies, strict=True):
             if isinstance(res, Exception):
+                log.warning("partition %d: %d attempts not leased (%s)", p, len(batches[p]), res)
                 del result[p]
                 continue
             out = result[p]
