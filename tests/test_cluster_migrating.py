@@ -253,46 +253,63 @@ async def test_a_pass_goes_on_without_the_half_moved_partition(
 async def test_blocking_stream_reads_ride_out_a_slot_move(
     store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Consumer-group reads blocked on every partition's outbox while P's slot moves (its stream
-    migrated away under the blocked read: UNBLOCKED, then ASK / TRYAGAIN on the retries): the
-    reader keeps answering the other partitions' entries, reads P's once moved, and logs at most
-    one line for the move."""
+    """Blocking reads of every partition's outbox (consumer group) and work signals (XREAD) while
+    P's slot moves key by key (its streams migrated away under the blocked reads; redis-py then
+    meets UNBLOCKED, ASK, TRYAGAIN, "TTL exhausted"): neither reader fails, both keep answering
+    the other partitions' entries, read P's once moved, and each logs at most one line."""
     k = store.keys
     await store.delivery.ensure_groups()
     for p in range(k.partitions):  # every stream exists (an entry each, read now)
         await store.scripts.wire.call("XADD", k.outbox(p), "*", "e", f"warm{p}")
+        await store.scripts.wire.call("XADD", k.work_signal(p), "*", "a", f"warm{p}")
+    for i in range(8):  # more of the slot, moved after the streams: the slot stays half-moved
+        await store.scripts.wire.call("SET", f"{k.part(P)}:~z{i}", i)
     assert len(await store.delivery.read("c1", 10, 100)) == k.partitions
+    positions = await store.claims.signal_positions()
     got: list[str] = []
+    signals: list[str] = []
     stop = asyncio.Event()
 
-    async def reader() -> None:
+    async def outboxes() -> None:
         while not stop.is_set():
             got.extend(e.execution_id for e in await store.delivery.read("c1", 10, 300))
 
+    async def work_feed() -> None:
+        while not stop.is_set():
+            for s in await store.claims.read_signals(positions, 300):
+                positions[s.partition] = s.entry_id
+                signals.append(s.account_id)
+
     caplog.set_level(logging.INFO)
-    task = asyncio.create_task(reader())
+    tasks = [asyncio.create_task(outboxes()), asyncio.create_task(work_feed())]
     m = Migration(store.redis, key_slot(k.part(P).encode()))  # type: ignore[arg-type]
     await m.start()
     try:
-        await asyncio.sleep(0.4)  # the reader is blocked on every stream
-        moving = await m.keys()
-        assert k.outbox(P) in moving
+        await asyncio.sleep(0.4)  # the readers are blocked on every stream
+        streams = [k.outbox(P), k.work_signal(P)]
+        moving = streams + sorted(set(await m.keys()) - set(streams))
         for key in moving:
-            await m.move([key])  # P's stream leaves the source under the blocked read
+            await m.move([key])  # P's streams leave the source under the blocked reads
             for p in range(k.partitions):
                 if p != P:
                     await store.scripts.wire.call("XADD", k.outbox(p), "*", "e", f"during{p}")
-            await asyncio.sleep(0.1)
+                    await store.scripts.wire.call("XADD", k.work_signal(p), "*", "a", f"during{p}")
+            await asyncio.sleep(0.2)
         others = (k.partitions - 1) * len(moving)
         await wait_for(lambda: sum(e.startswith("during") for e in got) == others, 10, "the others' entries")
+        await wait_for(
+            lambda: sum(a.startswith("during") for a in signals) == others, 10, "the others' signals"
+        )
     finally:
         await m.finish()
         await m.aclose()
     await store.scripts.wire.call("XADD", k.outbox(P), "*", "e", "after")
-    await wait_for(lambda: "after" in got, 10, "the moved partition's entry")
+    await store.scripts.wire.call("XADD", k.work_signal(P), "*", "a", "after")
+    await wait_for(lambda: "after" in got and "after" in signals, 10, "the moved partition's entries")
     stop.set()
-    await task
+    await asyncio.gather(*tasks)  # neither reader failed
     store.delivery.fanout.close()
+    store.claims.fanout.close()
     noisy = [r for r in caplog.records if r.name.startswith("cuefast") and r.levelno >= logging.WARNING]
-    assert len(noisy) <= 1, [r.getMessage() for r in noisy]
+    assert len(noisy) <= 2, [r.getMessage() for r in noisy]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

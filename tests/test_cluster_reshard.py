@@ -306,5 +306,11 @@ async def test_a_busy_partition_moves_to_another_primary_under_load(
         logged = procs.procs["serve"].stderr()
         assert "non local key" not in logged  # no script ran on the half-moved slot
         errors = logged.count("Traceback")
+        warnings = [line for line in logged.splitlines() if " WARNING " in line or " ERROR " in line]
         print(f"errors logged by serve during the move (retried, none surfaced): {errors}")
+        print("\n".join(["warnings and errors logged:", *warnings]))
+        # blocking stream reads ride the move out quietly (store.fanout: redis-py's "TTL exhausted"
+        # or UNBLOCKED on the moving stream is one warning per reader, not a loop error each time)
+        assert [line for line in warnings if " ERROR " in line] == []
+        assert len({line for line in warnings if "not read" in line}) <= 3
         assert codes == {"serve": 0}  # alive to the end, and stopped cleanly
