@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
 from cuefast.store.batch import Batch
+from cuefast.store.connect import UNREACHABLE
 from cuefast.store.repository import Repository
 from cuefast.store.scripts import Arg, Call, Script
 from cuefast.store.status import Status
@@ -54,12 +55,20 @@ class Snapshots(Repository):
         return Requests(int(res[0]), int(res[1]))
 
     async def dirty_slots(self, slots: Sequence[str]) -> list[str]:
-        """Those of ``slots`` with dirty members or an uncommitted batch (one pipeline)."""
+        """Those of ``slots`` with dirty members or an uncommitted batch (one pipeline); a slot
+        whose node could not be reached (Redis Cluster) is listed too: the others are written,
+        and its own write fails the snapshot, which is then not recorded as complete."""
         async with self.wire.pipeline() as pipe:  # follows ASK while a slot migrates
             for slot in slots:
                 pipe.exists(self.keys.dirty(slot), self.keys.dirty_processing(slot))
-            counts = await pipe.execute()
-        return [slot for slot, n in zip(slots, counts, strict=True) if int(n)]
+            counts = await pipe.execute(raise_on_error=False)
+        out = []
+        for slot, n in zip(slots, counts, strict=True):
+            if isinstance(n, Exception) and not isinstance(n, UNREACHABLE):
+                raise n
+            if isinstance(n, Exception) or int(n):
+                out.append(slot)
+        return out
 
     async def take(self, slot: str, batch: int) -> list[tuple[str, str]]:
         """Dirty members of ``slot`` to snapshot now (an uncommitted earlier batch first), each
