@@ -172,8 +172,9 @@ class Scheduler:
         wait_s: float | None,
     ) -> int:
         """Each partition's share of a pass as its own task (Python plans one batch while Redis
-        runs another's script); the executions created. A partition that fails (its node cannot
-        be reached) is logged and the others' work stands. With ``wait_s``, a partition still
+        runs another's script); the executions created. A partition that fails because its node
+        cannot be reached is logged and the others' work stands (any other error is raised once
+        they are done, as before). With ``wait_s``, a partition still
         running after that long (its node failing over, its slot half-moved: the store retries)
         is left running and the pass ends without it; the passes leave it out until it ends."""
         tasks = {
@@ -196,8 +197,9 @@ class Scheduler:
                 created += task.result()
         if failed:
             p, exc = failed[0]
-            if not isinstance(exc, UNREACHABLE) and len(failed) == len(tasks):
-                raise exc  # not a node down: every partition failed alike (the loop backs off)
+            for _, other in failed:
+                if not isinstance(other, UNREACHABLE):
+                    raise other  # not a node down: logged with its traceback (the loop backs off)
             self._warn(
                 "scheduler: %d of %d partitions failed this pass (partition %d: %s: %s); the others "
                 "are done", len(failed), len(tasks), p, type(exc).__name__, exc,
@@ -209,8 +211,10 @@ class Scheduler:
         self._running.pop(p, None)
         if task.cancelled():
             return
-        if (exc := task.exception()) is not None:
+        if (exc := task.exception()) is not None and isinstance(exc, UNREACHABLE):
             self._warn("scheduler: partition %d failed (%s: %s)", p, type(exc).__name__, exc)
+        elif exc is not None:
+            log.error("scheduler: partition %d failed", p, exc_info=exc)
         else:
             self.metrics.inc(m.EXECUTIONS_CREATED, ("scheduled",), task.result())
 
