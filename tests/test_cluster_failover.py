@@ -21,7 +21,7 @@ import pytest
 import redis
 from aiohttp import web
 
-from cuefast.store.keys import Keys
+from cuefast.store.keys import CUE_SPREAD, Keys
 from tests import cluster as fixture
 from tests.cluster import local_cluster
 from tests.procs import cluster_env, free_port, until_healthy
@@ -137,11 +137,22 @@ async def test_a_killed_primary_is_replaced_and_delivery_and_claims_resume(
             seed = redis.RedisCluster.from_url(own_cluster)
             shard = keys.shard(keys.key_shard(hashlib.sha256(api_key.encode()).hexdigest()))
             home = seed.get_node_from_key(shard)
-            node = next(n for n in seed.get_primaries() if n.name != home.name)
+            others = [n for n in seed.get_primaries() if n.name != home.name]
             seed_nodes = {p: seed.get_node_from_key(keys.part(p)).name for p in range(keys.partitions)}
             seed.close()
-            on_victim = {p for p, name in seed_nodes.items() if name == node.name}
             every_second = {"type": "recurring", "cron": "* * * * * *"}
+            # an account's cues are drawn onto CUE_SPREAD partitions (Keys.cue_group): those of a
+            # first cue's residue; the victim holds the most of them and not all
+            probe = {"name": "probe", "schedule": every_second, "callback": {"url": receiver.url}}
+            res = await client.post("/v1/cues", headers=auth, json=probe)
+            first = keys.cue_partition(res.json()["id"])
+            assert (await client.delete(f"/v1/cues/{res.json()['id']}", headers=auth)).status_code == 204
+            m = keys.partitions // CUE_SPREAD
+            group = {p for p in range(keys.partitions) if p % m == first % m}
+            held = {n.name: {p for p in group if seed_nodes[p] == n.name} for n in others}
+            node = max(others, key=lambda n: len(held[n.name]) if held[n.name] != group else -1)
+            on_victim = {p for p, name in seed_nodes.items() if name == node.name}
+            assert on_victim & group and group - on_victim, (group, held)
 
             async def cues(n: int, body: dict[str, Any]) -> list[str]:
                 """``n`` cues, half of them on the victim's partitions, half elsewhere (extra
