@@ -15,8 +15,7 @@ down and the client is retrying) is kept for the next call instead of holding th
 A read that fails because its node is down or its slot is moving (a failover, a resharding:
 connection errors, ``TRYAGAIN``/``MOVED``/``ASK``/``CLUSTERDOWN``, redis-py's "TTL exhausted",
 ``UNBLOCKED`` when the stream left the node) answers nothing after ``QUIET_PAUSE_S`` and is sent
-again by the next call; one warning is logged when the first stream fails, one line when every
-stream answers again.
+again by the next call; each reader logs one warning a minute at most for these.
 """
 
 from __future__ import annotations
@@ -39,6 +38,8 @@ GRACE_S = 0.1
 """how long the reads still waiting get once one has answered nothing"""
 QUIET_PAUSE_S = 0.5
 """a read failed by a node down or a slot moving answers nothing after this pause"""
+QUIET_LOG_S = 60.0
+"""such failures are logged at most once this often per reader (one line for a move)"""
 _MOVING = ("UNBLOCKED", "TRYAGAIN", "MOVED", "ASK", "CLUSTERDOWN")
 
 
@@ -54,30 +55,30 @@ class Fanout:
 
     def __init__(self) -> None:
         self._reads: dict[Read, asyncio.Task[Any]] = {}
-        self._failing: set[str] = set()
-        """streams whose last read failed quietly (``moving``)"""
+        self._logged = -QUIET_LOG_S
+        self._quieted = 0
+        """reads failed quietly (``moving``) since the last line logged"""
 
     async def _quiet(self, stream: str, start: Callable[[], Awaitable[Any]]) -> Any:
-        """``start()``'s reply; None after ``QUIET_PAUSE_S`` when it failed by ``moving``."""
+        """``start()``'s reply; None after ``QUIET_PAUSE_S`` when it failed by ``moving`` (one
+        line logged per ``QUIET_LOG_S`` at most)."""
         try:
-            reply = await start()
+            return await start()
         except Exception as exc:
             if not moving(exc):
                 raise
-            if not self._failing:
+            self._quieted += 1
+            at = asyncio.get_running_loop().time()
+            if at - self._logged >= QUIET_LOG_S:
                 log.warning(
                     "stream %s not read (%s: %s): its node is down or its slot is moving; read again "
-                    "until it answers (the other streams meanwhile; no more lines until all answer)",
-                    stream, type(exc).__name__, exc,
+                    "by the next call, the other streams meanwhile (%d such reads since the last line; "
+                    "the next line in %g s at the earliest)",
+                    stream, type(exc).__name__, exc, self._quieted, QUIET_LOG_S,
                 )  # fmt: skip
-            self._failing.add(stream)
+                self._logged, self._quieted = at, 0
             await asyncio.sleep(QUIET_PAUSE_S)
             return None
-        if stream in self._failing:
-            self._failing.discard(stream)
-            if not self._failing:
-                log.info("every stream read again (last: %s)", stream)
-        return reply
 
     async def read(self, reads: Mapping[Read, Callable[[], Awaitable[Any]]]) -> list[tuple[Read, Any]]:
         """Start the reads not already in flight (``reads[r]()``); wait until one answers entries
