@@ -199,13 +199,17 @@ async def test_a_script_waits_for_its_slot_to_be_stable(store: Store) -> None:
 
 
 T0 = parse_datetime("2031-01-06T08:59:30Z")
+MOVING = 2
+"""the partition these tests move (MOVING + 1 for the stream test): not P, whose slot the tests
+above move back and forth already (a slot moved again right after a move may meet a cluster
+whose nodes still disagree on its owner)"""
 
 
 async def test_a_pass_goes_on_without_the_half_moved_partition(
     cluster_url: str, database_url: str, pg_schema: str, key_prefix: str
 ) -> None:
-    """A due cue on every partition, partition P's slot half-moved: the run loop's pass
-    (``wait_s``) materialises the other partitions' cues and ends; P's share keeps waiting for
+    """A due cue on every partition, partition MOVING's slot half-moved: the run loop's pass
+    (``wait_s``) materialises the other partitions' cues and ends; its share keeps waiting for
     a stable slot (TRYAGAIN, retried), is left out of the next passes meanwhile, and creates its
     executions once the slot is moved."""
     settings = backend_settings(cluster_url, database_url, pg_schema, key_prefix, redis_cluster=True)
@@ -221,10 +225,10 @@ async def test_a_pass_goes_on_without_the_half_moved_partition(
             res = await api.request("POST", "/v1/cues", key, json=body)
             assert res.status_code == 201, res.text
             cues.setdefault(keys.cue_partition(res.json()["id"]), []).append(res.json()["id"])
-        others = sum(len(c) for p, c in cues.items() if p != P)
+        others = sum(len(c) for p, c in cues.items() if p != MOVING)
         scheduler = Scheduler(store, clock)
         clock.advance(60)  # every cue due
-        m = Migration(store.redis, key_slot(keys.part(P).encode()))  # type: ignore[arg-type]
+        m = Migration(store.redis, key_slot(keys.part(MOVING).encode()))  # type: ignore[arg-type]
         await m.start()
         try:
             moving = sorted(await m.keys())
@@ -234,14 +238,14 @@ async def test_a_pass_goes_on_without_the_half_moved_partition(
             took = time.monotonic() - started
             assert created == others  # the other partitions' cues: materialised in this pass
             assert took < 2.0, took  # not held by the moving partition (its scripts: TRYAGAIN)
-            assert set(scheduler._running) == {P}
-            clock.advance(60)  # the next minute: due again everywhere; P is still moving
+            assert set(scheduler._running) == {MOVING}
+            clock.advance(60)  # the next minute: due again everywhere; MOVING is still moving
             assert await scheduler.tick(wait_s=0.5) == others
         finally:
             await m.finish()
             await m.aclose()
         await wait_for(lambda: not scheduler._running, 20, "the moving partition's share to end")
-        for cue in cues[P]:
+        for cue in cues[MOVING]:
             res = await api.request("GET", "/v1/executions", key, params={"cue_id": cue})
             assert len(res.json()["executions"]) == 1  # its first minute (catch_up latest folds)
         print(f"\npass over {keys.partitions} partitions, one half-moved: {took:.2f} s")
@@ -253,17 +257,18 @@ async def test_a_pass_goes_on_without_the_half_moved_partition(
 async def test_blocking_stream_reads_ride_out_a_slot_move(
     store: Store, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Blocking reads of every partition's outbox (consumer group) and work signals (XREAD) while
-    P's slot moves key by key (its streams migrated away under the blocked reads; redis-py then
-    meets UNBLOCKED, ASK, TRYAGAIN, "TTL exhausted"): neither reader fails, both keep answering
-    the other partitions' entries, read P's once moved, and each logs at most one line."""
+    """Blocking reads of every partition's outbox (consumer group) and work signals (XREAD)
+    while one partition's slot moves key by key (its streams migrated away under the blocked
+    reads; redis-py then meets UNBLOCKED, ASK, TRYAGAIN, "TTL exhausted"): neither reader fails,
+    both keep answering the other partitions' entries, read the moved partition's once moved,
+    and each logs at most one line."""
     k = store.keys
     await store.delivery.ensure_groups()
     for p in range(k.partitions):  # every stream exists (an entry each, read now)
         await store.scripts.wire.call("XADD", k.outbox(p), "*", "e", f"warm{p}")
         await store.scripts.wire.call("XADD", k.work_signal(p), "*", "a", f"warm{p}")
     for i in range(8):  # more of the slot, moved after the streams: the slot stays half-moved
-        await store.scripts.wire.call("SET", f"{k.part(P)}:~z{i}", i)
+        await store.scripts.wire.call("SET", f"{k.part(MOVING + 1)}:~z{i}", i)
     assert len(await store.delivery.read("c1", 10, 100)) == k.partitions
     positions = await store.claims.signal_positions()
     got: list[str] = []
@@ -282,16 +287,16 @@ async def test_blocking_stream_reads_ride_out_a_slot_move(
 
     caplog.set_level(logging.INFO)
     tasks = [asyncio.create_task(outboxes()), asyncio.create_task(work_feed())]
-    m = Migration(store.redis, key_slot(k.part(P).encode()))  # type: ignore[arg-type]
+    m = Migration(store.redis, key_slot(k.part(MOVING + 1).encode()))  # type: ignore[arg-type]
     await m.start()
     try:
         await asyncio.sleep(0.4)  # the readers are blocked on every stream
-        streams = [k.outbox(P), k.work_signal(P)]
+        streams = [k.outbox(MOVING + 1), k.work_signal(MOVING + 1)]
         moving = streams + sorted(set(await m.keys()) - set(streams))
         for key in moving:
-            await m.move([key])  # P's streams leave the source under the blocked reads
+            await m.move([key])  # its streams leave the source under the blocked reads
             for p in range(k.partitions):
-                if p != P:
+                if p != MOVING + 1:
                     await store.scripts.wire.call("XADD", k.outbox(p), "*", "e", f"during{p}")
                     await store.scripts.wire.call("XADD", k.work_signal(p), "*", "a", f"during{p}")
             await asyncio.sleep(0.2)
@@ -303,8 +308,8 @@ async def test_blocking_stream_reads_ride_out_a_slot_move(
     finally:
         await m.finish()
         await m.aclose()
-    await store.scripts.wire.call("XADD", k.outbox(P), "*", "e", "after")
-    await store.scripts.wire.call("XADD", k.work_signal(P), "*", "a", "after")
+    await store.scripts.wire.call("XADD", k.outbox(MOVING + 1), "*", "e", "after")
+    await store.scripts.wire.call("XADD", k.work_signal(MOVING + 1), "*", "a", "after")
     await wait_for(lambda: "after" in got and "after" in signals, 10, "the moved partition's entries")
     stop.set()
     await asyncio.gather(*tasks)  # neither reader failed
