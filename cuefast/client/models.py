@@ -162,6 +162,8 @@ class ExecutionList(Model, kw_only=True):
     offset: int
     has_more: bool = False
     oldest_claimed_at: dt.datetime | None = None
+    next_cursor: str | None = None
+    """cuefast: set on a page asked for with ``cursor`` when another page follows"""
 
 
 class OutcomeResult(Model, kw_only=True):
@@ -182,6 +184,22 @@ class VerifyResult(Model, kw_only=True):
     outcome_state: str | None = None
     valid: bool | None = None
     reason: str | None = None
+
+
+class ReplayJob(Model, kw_only=True):
+    """cuefast: a bulk replay and its progress (``GET /v1/replays/{id}``)."""
+
+    id: str
+    status: str
+    filter: dict[str, Any]
+    limit: int
+    rate_per_second: int
+    selected: int
+    replayed: int
+    skipped: int
+    last_error: str | None = None
+    created_at: dt.datetime
+    finished_at: dt.datetime | None = None
 
 
 class ReplayResult(Model, kw_only=True):
