@@ -91,7 +91,8 @@ class Claimers:
                 eid = res.json()["execution_id"]
                 got = await self.client.get(f"/v1/executions/{eid}", headers=self.auth)
                 body = got.json()
-                self.claims.setdefault(eid, []).append((worker, at, body["cue_id"], body["scheduled_for"]))
+                claim = (worker, at, body["cue_id"], body["scheduled_for"])  # a 503 raises KeyError first
+                self.claims.setdefault(eid, []).append(claim)
                 await self.client.post(
                     f"/v1/executions/{eid}/outcome", headers=self.auth, json={"success": True}
                 )
