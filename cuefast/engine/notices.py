@@ -158,6 +158,11 @@ class NoticeSender:
             return True
         acct = h.get("acct", "")
         secret = (await self.store.accounts.webhook_secrets([acct])).get(acct, "")
+        if secret is None:  # its shard is down: the notice is retried as a failed send would be
+            log.warning(
+                "on_failure webhook not signed: the account's shard is down", extra={"account_id": acct}
+            )
+            return False
         now = self.clock.now_us()
         body, headers = cue_failed(
             h,

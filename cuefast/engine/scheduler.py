@@ -49,6 +49,7 @@ from cuefast.ids import scheduled_execution_id_member
 from cuefast.months import month_of
 from cuefast.services.usage import count_failed, quota_blocked
 from cuefast.store import Store
+from cuefast.store.connect import UNREACHABLE
 from cuefast.store.schedule import STEPS, DueCue, Materialized
 from cuefast.store.wake import MAX_SLEEP_S
 
@@ -67,6 +68,11 @@ EXPECT_MAX = 250_000
 """at most this many expected next runs are remembered (``Scheduler._expect``, ~280 B each with
 the schedule and account strings shared); beyond it cues are read before they are planned, as a
 fresh scheduler reads them"""
+STRAGGLER_S = 0.5
+"""in the run loop a pass waits this long for each partition's share before the next pass goes
+on without it (``Scheduler._fan_out``)"""
+WARN_EVERY_S = 5.0
+"""partition failures (a node down) are logged at most this often"""
 PLAN_RETRY_US = 60_000_000
 """a cue whose schedule cannot be planned is tried again this much later (not every pass)"""
 
@@ -138,6 +144,9 @@ class Scheduler:
         self.work = work
         """worker transport steps (expired leases, unclaimed work); None: not run by this scheduler"""
         self.enforce_quotas = enforce_quotas
+        self._running: dict[int, asyncio.Task[int]] = {}
+        """partitions whose share of an earlier pass is still running (``_fan_out``)"""
+        self._warned = -WARN_EVERY_S
         self.unclaimed_window_us = (
             None if work is None else work.settings.worker_unclaimed_seconds * 1_000_000
         )
@@ -148,10 +157,13 @@ class Scheduler:
         scheduler moved: planned again without a read when due (``_cues``)"""
         self._expected_n = 0
 
-    async def tick(self, due: Mapping[int, frozenset[str]] | None = None) -> int:
+    async def tick(
+        self, due: Mapping[int, frozenset[str]] | None = None, *, wait_s: float | None = None
+    ) -> int:
         """One pass; returns the number of executions created. ``due`` ({partition: steps}, from
         ``store.schedule.due_work``) limits it to the partitions and steps with something due; None runs
-        every step of every partition."""
+        every step of every partition. ``wait_s``: see ``_fan_out`` (None: the pass waits for
+        every partition)."""
         started = time.monotonic()
         now = self.clock.now_us()
         work = dict(due) if due is not None else dict.fromkeys(range(self.store.keys.partitions), STEPS)
@@ -159,10 +171,76 @@ class Scheduler:
         random.shuffle(partitions)  # several schedulers start on different partitions
         # Partitions run concurrently: Python plans one batch while Redis runs another's script.
         quota: dict[str, bool] = {}  # account → blocked, for this pass (one `now`)
-        created = sum(await asyncio.gather(*(self._drain(p, now, quota, work[p]) for p in partitions)))
+        created = await self._fan_out(partitions, now, quota, work, wait_s)
         self.metrics.inc(m.EXECUTIONS_CREATED, ("scheduled",), created)
-        await self.store.system.record_poller(now, created, int((time.monotonic() - started) * 1000))
+        try:
+            await self.store.system.record_poller(now, created, int((time.monotonic() - started) * 1000))
+        except UNREACHABLE:  # its node is down (a cluster failing over): the next pass writes it
+            self._warn("scheduler: /health heartbeat not written", exc_info=True)
         return created
+
+    async def _fan_out(
+        self,
+        partitions: list[int],
+        now: int,
+        quota: dict[str, bool],
+        work: Mapping[int, frozenset[str]],
+        wait_s: float | None,
+    ) -> int:
+        """Each partition's share of a pass as its own task (Python plans one batch while Redis
+        runs another's script); the executions created. A partition that fails because its node
+        cannot be reached is logged and the others' work stands (any other error is raised once
+        they are done, as before). With ``wait_s``, a partition still
+        running after that long (its node failing over, its slot half-moved: the store retries)
+        is left running and the pass ends without it; the passes leave it out until it ends."""
+        tasks = {
+            p: asyncio.create_task(self._drain(p, now, quota, work[p]))
+            for p in partitions
+            if p not in self._running
+        }
+        if not tasks:
+            return 0
+        await asyncio.wait(tasks.values(), timeout=wait_s)
+        created = 0
+        failed: list[tuple[int, BaseException]] = []
+        for p, task in tasks.items():
+            if not task.done():
+                self._running[p] = task
+                task.add_done_callback(functools.partial(self._ended, p))
+            elif (exc := task.exception()) is not None:
+                failed.append((p, exc))
+            else:
+                created += task.result()
+        if failed:
+            p, exc = failed[0]
+            for _, other in failed:
+                if not isinstance(other, UNREACHABLE):
+                    raise other  # not a node down: logged with its traceback (the loop backs off)
+            self._warn(
+                "scheduler: %d of %d partitions failed this pass (partition %d: %s: %s); the others "
+                "are done", len(failed), len(tasks), p, type(exc).__name__, exc,
+            )  # fmt: skip
+        return created
+
+    def _ended(self, p: int, task: asyncio.Task[int]) -> None:
+        """A partition's share that outlived its pass has ended: counted, or its error logged."""
+        self._running.pop(p, None)
+        if task.cancelled():
+            return
+        if (exc := task.exception()) is not None and isinstance(exc, UNREACHABLE):
+            self._warn("scheduler: partition %d failed (%s: %s)", p, type(exc).__name__, exc)
+        elif exc is not None:
+            log.error("scheduler: partition %d failed", p, exc_info=exc)
+        else:
+            self.metrics.inc(m.EXECUTIONS_CREATED, ("scheduled",), task.result())
+
+    def _warn(self, message: str, *args: object, exc_info: bool = False) -> None:
+        """A warning, at most one per ``WARN_EVERY_S`` (a node down fails every pass until its
+        replica takes over)."""
+        at = time.monotonic()
+        if at - self._warned >= WARN_EVERY_S:
+            self._warned = at
+            log.warning(message, *args, exc_info=exc_info)
 
     async def _drain(self, p: int, now: int, quota: dict[str, bool], steps: frozenset[str]) -> int:
         created = await self._cues(p, now, quota) if "cues" in steps else 0
@@ -190,7 +268,12 @@ class Scheduler:
             return set()
         unseen = list({c.account_id for c in due if c.account_id and c.account_id not in quota})
         if unseen:
-            blocked = await quota_blocked(self.store, unseen, now)
+            try:
+                blocked = await quota_blocked(self.store, unseen, now)
+            except UNREACHABLE:  # an account's shard is down (a cluster failing over): their
+                self._warn("scheduler: monthly limits not read; not enforced for this batch")
+                blocked = set()  # limits are enforced again by the next batch that reads them
+                unseen = []
             for acct in unseen:
                 quota[acct] = acct in blocked
         return {c.account_id for c in due if quota.get(c.account_id)}
@@ -276,9 +359,9 @@ class Scheduler:
         try:
             await self._loop(stop, nudge, max_sleep)
         finally:
-            for task in (listener, stop_waiter):
+            for task in (listener, stop_waiter, *self._running.values()):
                 task.cancel()
-            await asyncio.gather(listener, stop_waiter, return_exceptions=True)
+            await asyncio.gather(listener, stop_waiter, *self._running.values(), return_exceptions=True)
 
     async def _loop(self, stop: asyncio.Event, nudge: asyncio.Event, max_sleep: float) -> None:
         failures = 0
@@ -291,7 +374,7 @@ class Scheduler:
                 last_read = time.monotonic()
                 due, wait_us = await self.store.schedule.due_work(now, self.unclaimed_window_us)
                 if due:
-                    await self.tick(due)
+                    await self.tick(due, wait_s=STRAGGLER_S)
                     last_beat = time.monotonic()
                     wait_us = 0  # look again after the shortest pause: the next read says how long
                 elif time.monotonic() - last_beat >= HEARTBEAT_S:

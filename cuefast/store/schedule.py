@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from cuefast.store.connect import UNREACHABLE
 from cuefast.store.repository import Repository
 from cuefast.store.scripts import Script
 
@@ -14,6 +15,9 @@ MATERIALIZE = Script(
 MOVE_RETRIES = Script("schedule_move_retries", keys=("retries", "outbox"), argv=("now", "prefix", "batch"))
 MOVE_DELAYED = Script("schedule_move_delayed", keys=("delayed", "outbox"), argv=("now", "batch"))
 EXPIRE_DEADLINES = Script("schedule_expire_deadlines", keys=("deadlines",), argv=("now", "prefix", "batch"))
+
+UNREACHABLE_RETRY_US = 250_000
+"""a partition whose node could not be reached is looked at again this soon"""
 
 STEPS = frozenset({"cues", "retries", "delayed", "deadlines", "leases", "unclaimed"})
 """the timed sets a scheduler pass works on (``Schedule.due_work``)"""
@@ -100,7 +104,8 @@ class Schedule(Repository):
         """What the scheduler has to do now, from the head of every partition's timed sets in
         one pipeline. Lease expiries and missed-claim timeouts only with ``unclaimed_window_us``
         (a scheduler that runs the worker steps): unclaimed entries are due that long after
-        their score."""
+        their score. On Redis Cluster a partition whose primary cannot be reached is left out
+        (looked at again ``UNREACHABLE_RETRY_US`` later); the call raises only when none can."""
         k = self.keys
         sets = [("cues", k.due), ("retries", k.retries), ("delayed", k.delayed), ("deadlines", k.deadlines)]
         if unclaimed_window_us is not None:
@@ -109,12 +114,18 @@ class Schedule(Repository):
             for p in range(k.partitions):
                 for _, key in sets:
                     pipe.zrange(key(p), 0, 0, withscores=True)
-            rows = await pipe.execute()
+            rows = await pipe.execute(raise_on_error=False)
         due: dict[int, frozenset[str]] = {}
         earliest: int | None = None
         for p in range(k.partitions):
             steps: set[str] = set()
             for (step, _), row in zip(sets, rows[p * len(sets) : (p + 1) * len(sets)], strict=True):
+                if isinstance(row, UNREACHABLE):  # its node is down (a cluster failing over): look
+                    at = now_us + UNREACHABLE_RETRY_US  # again soon, the other partitions meanwhile
+                    earliest = at if earliest is None else min(earliest, at)
+                    continue
+                if isinstance(row, Exception):
+                    raise row
                 if not row:
                     continue
                 at = int(float(row[0][1])) + ((unclaimed_window_us or 0) if step == "unclaimed" else 0)
