@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from cuefast import __version__
+from cuefast import __version__, health
 from cuefast.config import Settings, load_settings
 from cuefast.errors import ConfigError, OperatorError
 
@@ -406,6 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--to", type=int, required=True, metavar="N", help="the new partition count (1-256)")
     sub.add_parser("migrate", help="apply the PostgreSQL schema (idempotent)")
+    health.add_parser(sub)
     _add_worker_parser(sub)
     return parser
 
@@ -515,6 +516,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "worker":
         return _worker(args)
+    if args.command == "health":
+        return health.run(args)
     try:
         return _command(args)
     except OperatorError as exc:  # every "fix this setting" stop: one line, no traceback

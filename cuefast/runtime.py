@@ -21,7 +21,7 @@ from cuefast.services.executions import ExecutionService
 from cuefast.services.outcomes import OutcomeService
 from cuefast.services.worker_registry import WorkerRegistry
 from cuefast.store import Store, connect
-from cuefast.store.connect import Tls, reach
+from cuefast.store.connect import Tls, problem
 from cuefast.store.keys import Keys
 from cuefast.store.system import CURRENT_LAYOUT
 from cuefast.store.wire import Replicas
@@ -76,7 +76,10 @@ class Runtime:
 
     async def reach_redis(self) -> None:
         """The process's first Redis command: ``OperatorError`` when Redis cannot be used."""
-        await reach(self.store.redis, self.settings.redis_url, self.tls)
+        try:
+            await self.store.system.ping()
+        except Exception as exc:
+            raise problem(exc, self.settings.redis_url, self.tls) from exc
 
     async def start(self, *, need_pg: bool = False) -> None:
         """Check Redis (``OperatorError`` when it cannot be used), upgrade its layout, connect
