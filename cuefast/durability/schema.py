@@ -326,9 +326,8 @@ def problem(exc: BaseException, dsn: str, schema: str = "public") -> OperatorErr
             "CUEFAST_DATABASE_URL and the network between them",
             transient=True,
         )
-    return OperatorError(
-        f"cannot use {at} ({type(exc).__name__}: {text}): check CUEFAST_DATABASE_URL",
-        transient=isinstance(exc, OSError | asyncpg.CannotConnectNowError),
+    return OperatorError(  # not known to be a wrong setting: a serving role rides it out
+        f"cannot use {at} ({type(exc).__name__}: {text}): check CUEFAST_DATABASE_URL", transient=True
     )
 
 
