@@ -273,6 +273,22 @@ async def test_executions_outcome_evidence_verify_replay(sdk: Any) -> None:
     assert (await r(sdk.executions.list(status="success"))).total == 0
     assert (await r(sdk.executions.list(status_in=["pending", "success"]))).total == 1
     assert (await r(sdk.executions.list(triggered_by="replay"))).total == 0
+    await r(sdk.cues.fire(cue.id))
+    both = [e.id for e in (await r(sdk.executions.list(cue_id=cue.id))).executions]
+    first_page = await r(sdk.executions.list(cue_id=cue.id, limit=1, cursor=""))
+    assert [e.id for e in first_page.executions] == both[:1] and first_page.next_cursor
+    last_page = await r(sdk.executions.list(cue_id=cue.id, limit=1, cursor=first_page.next_cursor))
+    assert [e.id for e in last_page.executions] == both[1:] and last_page.next_cursor is None
+    assert listing.next_cursor is None  # an offset page has none
+    job = await r(
+        sdk.executions.replay_many(status="failed", since="2020-01-01T00:00:00Z", rate_per_second=5)
+    )
+    assert (job.status, job.selected, job.filter) == (
+        "done",
+        0,
+        {"status": "failed", "since": "2020-01-01T00:00:00+00:00"},
+    )
+    assert (await r(sdk.executions.replay_status(job.id))).id == job.id
     with pytest.raises(InvalidScheduleError) as bad:
         await r(sdk.executions.list(status="a", status_in="b"))
     assert bad.value.code == "conflicting_filters" and bad.value.status_code == 400

@@ -140,7 +140,7 @@ class Cues(Repository):
             pipe.get(k.cue_config(cue_id))
 
         page, data, blob, *extra = await self.scripts.run_many(
-            [(EXECUTIONS_LIST, [k.ix_cue(cue_id)], [offset + limit, "", "", "", 0])], [queue_cue, *also]
+            [(EXECUTIONS_LIST, [k.ix_cue(cue_id)], [offset + limit, "", "", "", 0, ""])], [queue_cue, *also]
         )
         ids = [eid for _, eid in list_rows(page)[offset:]]
         return CueWithExecutions(_view(cue_id, data, blob), ids, int(page[0]), extra)
@@ -149,6 +149,11 @@ class Cues(Repository):
         """Queue the read of the cue's account id (None: no such cue) on another repository's
         pipeline, to save a round trip."""
         pipe.hget(self.keys.cue(cue_id), "acct")
+
+    async def owner(self, cue_id: str) -> str | None:
+        """The cue's account id (None: no such cue)."""
+        found = await self.redis.hget(self.keys.cue(cue_id), "acct")
+        return None if found is None else str(found)
 
     async def exists(self, cue_id: str) -> bool:
         return bool(await self.redis.exists(self.keys.cue(cue_id)))
