@@ -37,7 +37,11 @@ trace_ids: Callable[[], tuple[str, str] | None] | None = None
 """Set by ``cuefast.tracing`` when tracing is on: (trace id, span id) of the current span."""
 
 # Every attribute a plain LogRecord has: anything else on a record came from ``extra=``.
-_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {
+    "message",
+    "asctime",
+    "color_message",  # uvicorn's copy of the message with terminal colours
+}
 
 
 def utc_timestamp(created: float) -> str:

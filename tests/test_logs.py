@@ -95,7 +95,10 @@ def test_settings_choose_the_format() -> None:
 
     assert load_settings({}).effective_log_format == "auto"
     assert load_settings({"CUEFAST_LOG_JSON": "true"}).effective_log_format == "json"
-    assert load_settings({"CUEFAST_LOG_FORMAT": "text", "CUEFAST_LOG_JSON": "true"}).effective_log_format == "text"
+    assert (
+        load_settings({"CUEFAST_LOG_FORMAT": "text", "CUEFAST_LOG_JSON": "true"}).effective_log_format
+        == "text"
+    )
     with pytest.raises(ConfigError, match="CUEFAST_LOG_FORMAT"):
         load_settings({"CUEFAST_LOG_FORMAT": "yaml"})
 
