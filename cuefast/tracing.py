@@ -3,8 +3,9 @@
 Off unless ``configure`` (``cuefast …`` at start-up) finds the ``opentelemetry`` packages
 installed *and* ``CUEFAST_OTEL=true`` or ``OTEL_EXPORTER_OTLP_ENDPOINT`` (or its ``_TRACES_``
 form) set; ``OTEL_SDK_DISABLED=true`` keeps it off. While off, ``tracer`` is None and nothing
-else here runs (no ``opentelemetry`` import of ours): the API's edge is not wrapped, the webhook client is the plain one
-(``engine.webhooks.client``) and a scheduler pass tests one global. On, it installs the SDK's
+else here runs (no ``opentelemetry`` import of ours): the API's edge is not wrapped, the
+webhook client is the plain one (``engine.webhooks.client``) and a scheduler pass tests one
+global. On, it installs the SDK's
 tracer provider with a batching OTLP/HTTP exporter (its standard ``OTEL_*`` variables apply:
 endpoint, headers, ``OTEL_SERVICE_NAME``, default ``cuefast``) unless the process already has a
 provider (``opentelemetry-instrument``), which is then used.

@@ -39,8 +39,10 @@ async def private_redis() -> AsyncIterator[str]:
         pytest.skip("redis-server is not installed")
     port = free_port()
     proc = subprocess.Popen(
-        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
-        + ["--requirepass", REDIS_PASSWORD, "--maxmemory-policy", "noeviction"],
+        [
+            *(binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"),
+            *("--requirepass", REDIS_PASSWORD, "--maxmemory-policy", "noeviction"),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
