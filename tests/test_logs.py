@@ -5,7 +5,10 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import re
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 
@@ -13,7 +16,9 @@ import pytest
 
 from cuefast import logs
 from cuefast.api.edge import request_id
+from cuefast.config import Settings
 from tests.conftest import Api, assert_error
+from tests.procs import process_env
 
 ISO_Z = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z")
 
@@ -177,3 +182,35 @@ async def test_request_id_echoed_and_on_every_line_of_the_request(
         assert "about to fail" in by_id[rid]
         assert any(m.startswith("unhandled error on GET /v1/cues") for m in by_id[rid]), by_id[rid]
     assert logs.REQUEST_ID.get() is None  # reset after each request
+
+
+def _cli(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CUEFAST_")}
+    return subprocess.run(
+        [sys.executable, "-m", "cuefast", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**base, **env},
+    )
+
+
+@pytest.mark.slow
+def test_every_command_logs_through_the_one_setup(settings: Settings) -> None:
+    """A one-shot command writes JSON lines with UTC times to a pipe (auto), text when asked;
+    a bad format stops the server commands and the worker with exit 2."""
+    env = process_env(settings)
+    out = _cli("migrate", **env)
+    assert out.returncode == 0, out.stderr
+    first = json.loads(out.stderr.splitlines()[0])
+    assert first["logger"] == "cuefast" and first["message"].startswith("backends:")
+    assert ISO_Z.fullmatch(first["ts"])
+    out = _cli("migrate", **env, CUEFAST_LOG_FORMAT="text")
+    assert out.returncode == 0 and re.match(r"\d{4}-\d\d-\d\dT[\d:.]+Z INFO cuefast: backends:", out.stderr)
+    bad = _cli("migrate", **env, CUEFAST_LOG_FORMAT="yaml")
+    assert bad.returncode == 2 and "CUEFAST_LOG_FORMAT must be auto, json or text" in bad.stderr
+    worker = _cli("worker", "--log-level", "LOUD")
+    assert worker.returncode == 2 and "unknown log level" in worker.stderr
+    worker = _cli("worker", **{"CUEFAST_LOG_FORMAT": "xml"})
+    assert worker.returncode == 2 and "unknown log format" in worker.stderr
