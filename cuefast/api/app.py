@@ -16,7 +16,7 @@ from litestar.openapi import OpenAPIConfig
 
 from cuefast import __version__, tracing
 from cuefast.api import alerts as alerts_api
-from cuefast.api import auth, cues, docs, echo, executions, metrics, system, usage, workers
+from cuefast.api import auth, cues, docs, echo, executions, login, metrics, replays, system, usage, workers
 from cuefast.api.deps import account_provider
 from cuefast.api.edge import Edge
 from cuefast.api.fast import FastRoutes
@@ -76,8 +76,10 @@ def create_litestar(rt: Runtime, *, manage_runtime: bool = True) -> Litestar:
     handlers = [
         *system.routes(rt),
         *auth.routes(rt),
+        *login.routes(rt),
         *cues.routes(rt),
         *executions.routes(rt),
+        *replays.routes(rt),
         *workers.routes(rt),
         *echo.routes(rt),
         *usage.routes(rt),

@@ -20,8 +20,10 @@ from cuefast.store.delivery import Delivery
 from cuefast.store.echo import Echo
 from cuefast.store.executions import Executions
 from cuefast.store.keys import Keys
+from cuefast.store.login import Login
 from cuefast.store.notices import Notices
 from cuefast.store.outcomes import Outcomes
+from cuefast.store.replays import Replays
 from cuefast.store.repository import Repository
 from cuefast.store.restore import Restore
 from cuefast.store.schedule import Schedule
@@ -45,8 +47,10 @@ REPOSITORIES: tuple[type[Repository], ...] = (
     Delivery,
     Echo,
     Executions,
+    Login,
     Notices,
     Outcomes,
+    Replays,
     Restore,
     Schedule,
     Snapshots,
@@ -74,8 +78,10 @@ class Store:
         self.delivery = Delivery(*parts)
         self.echo = Echo(*parts)
         self.executions = Executions(*parts)
+        self.login = Login(*parts)
         self.notices = Notices(*parts)
         self.outcomes = Outcomes(*parts)
+        self.replays = Replays(*parts)
         self.restore = Restore(*parts)
         self.schedule = Schedule(*parts)
         self.snapshots = Snapshots(*parts)

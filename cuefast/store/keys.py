@@ -155,6 +155,32 @@ class Keys:
         """list: request times (µs) of one client IP (requests without a valid API key)"""
         return f"{self.shard(self.ip_shard(ip))}:rl:ip:{ip}"
 
+    # ---- login (device codes, magic links, one-time session tokens; §16) ---------------
+    def login_shard(self, digest: str) -> str:
+        """The auth shard of a login record or window: ``crc32(digest) % 64`` of the SHA-256 hex
+        (of a device code, a token, an e-mail) or of the client IP it is about."""
+        return self.shard(zlib.crc32(digest.encode()) % AUTH_SHARDS)
+
+    def device_code(self, code_sha: str) -> str:
+        """hash (TTL): one device code, by the SHA-256 of its value (store/login.py)"""
+        return f"{self.login_shard(code_sha)}:dc:{code_sha}"
+
+    def device_polls(self, code_sha: str) -> str:
+        """list: poll times µs of one device code (30 a minute), in the code's shard"""
+        return f"{self.login_shard(code_sha)}:rl:dcp:{code_sha}"
+
+    def login_window(self, kind: str, subject: str) -> str:
+        """list: request times µs of one login limit (``kind``) for one IP or e-mail digest"""
+        return f"{self.login_shard(subject)}:rl:{kind}:{subject}"
+
+    def magic_link(self, token_sha: str) -> str:
+        """string (TTL): the lower-case e-mail a standalone magic link (no device code) signs in"""
+        return f"{self.login_shard(token_sha)}:ml:{token_sha}"
+
+    def session_once(self, token_sha: str) -> str:
+        """string (TTL): the account id a one-time session token (from the poll) is exchanged for"""
+        return f"{self.login_shard(token_sha)}:st:{token_sha}"
+
     # ---- per-account slot -----------------------------------------------------------
     def cue_names(self, account_id: str) -> str:
         """hash: cue name → "<cue id>:<reserved at, s>" (name uniqueness)"""
@@ -281,6 +307,23 @@ class Keys:
     def worker_info(self, account_id: str) -> str:
         """hash: worker id → "<registered µs>|<handlers JSON>" (the worker registry, §9.6)"""
         return f"{self.prefix}:{{a:{account_id}}}:workerinfo"
+
+    def replays_active(self) -> str:
+        """zset: running bulk-replay job id → µs its next batch may start (or its runner's
+        lease ends); the ``{replays}`` slot holds every replay job's keys"""
+        return f"{self.prefix}:{{replays}}:active"
+
+    def replay(self, job_id: str) -> str:
+        """hash: a bulk-replay job (``store/replays.py``)"""
+        return f"{self.prefix}:{{replays}}:job:{job_id}"
+
+    def replay_ids(self, job_id: str) -> str:
+        """list: the source execution ids a bulk-replay job selected, in listing order"""
+        return f"{self.prefix}:{{replays}}:job:{job_id}:ids"
+
+    def replay_idem(self, account_id: str, key_digest: str) -> str:
+        """string (24 h TTL): "<fingerprint>|<job id>" of a bulk replay's Idempotency-Key"""
+        return f"{self.prefix}:{{replays}}:idem:{account_id}:{key_digest}"
 
     def echo(self, token: str) -> str:
         """string (300 s TTL): an echo request's JSON record (§16.5)"""
