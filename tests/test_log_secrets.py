@@ -2,7 +2,7 @@
 
 API keys (current, rotated, wrong), webhook and alert secrets (read, regenerated, used to sign
 deliveries), the passwords in the Redis (a private ``redis-server`` with ``requirepass``),
-PostgreSQL and SMTP URLs, the metrics token and the key-reveal secret: none may appear in what
+PostgreSQL and SMTP URLs, the metrics token, the key-reveal and session secrets: none may appear in what
 the process writes, whatever the level (issue 16 item 6).
 """
 
@@ -29,6 +29,7 @@ PG_PASSWORD = "pg-pw-Kd72hLq5"
 SMTP_PASSWORD = "smtp-pw-Tn44pRe9"
 METRICS_TOKEN = "metrics-token-Yb55gHs2"
 REVEAL_SECRET = "reveal-secret-Uc39vNm6"
+SESSION_SECRET = "session-secret-Wp61aLk8-0123456789abcdef"
 
 
 @pytest.fixture
@@ -85,9 +86,10 @@ async def test_no_secret_reaches_the_log(settings: Settings, private_redis: str,
         CUEFAST_SMTP_URL=f"smtp://mailer:{SMTP_PASSWORD}@127.0.0.1:{free_port()}",
         CUEFAST_METRICS_TOKEN=METRICS_TOKEN,
         CUEFAST_KEY_REVEAL_SECRET=REVEAL_SECRET,
+        CUEFAST_SESSION_SECRET=SESSION_SECRET,
         CUEFAST_SNAPSHOT_INTERVAL="0.5",
     )
-    secrets = [REDIS_PASSWORD, PG_PASSWORD, SMTP_PASSWORD, METRICS_TOKEN, REVEAL_SECRET]
+    secrets = [REDIS_PASSWORD, PG_PASSWORD, SMTP_PASSWORD, METRICS_TOKEN, REVEAL_SECRET, SESSION_SECRET]
     try:
         async with (
             Processes(tmp_path / "logs", lifetime=80) as procs,
