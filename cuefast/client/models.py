@@ -53,8 +53,17 @@ class OnFailure(Model, kw_only=True):
     pause: bool = False
 
 
+class VerificationChecks(Model, kw_only=True):
+    """cuefast: evidence the server checks after a successful outcome."""
+
+    result_url_reachable: bool = False
+    result_schema: dict[str, Any] | None = None
+    external_id_pattern: str | None = None
+
+
 class Verification(Model, kw_only=True):
     mode: str = "none"
+    checks: VerificationChecks | None = None
 
 
 class Delivery(Model, kw_only=True):
@@ -126,6 +135,7 @@ class Cue(Model, kw_only=True):
     delivery: Delivery | None = None
     alerts: AlertConfig | None = None
     catch_up: str = "latest"
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
     warning: str | None = None
     created_at: dt.datetime
     updated_at: dt.datetime
@@ -572,6 +582,15 @@ class Session(Model, kw_only=True):
 class BulkDeleteResult(Model, kw_only=True):
     deleted: list[str]
     skipped: list[str]
+
+
+class BulkStatusResult(Model, kw_only=True):
+    """``POST /v1/cues/pause`` / ``/resume``: the account's cues selected (``matched``) and
+    those the call paused or resumed (``changed``, their ids in ``ids``)."""
+
+    matched: int
+    changed: int
+    ids: list[str]
 
 
 class EchoStored(Model, kw_only=True):
