@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import logging
 import signal
 import socket
@@ -21,39 +20,17 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from cuefast import __version__, health
+from cuefast import __version__, health, logs, tracing
 from cuefast.config import Settings, load_settings
 from cuefast.errors import ConfigError, OperatorError
 
 log = logging.getLogger("cuefast")
 
 
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        out: dict[str, Any] = {
-            "ts": self.formatTime(record),
-            "level": record.levelname,
-            "logger": record.name,
-            "msg": record.getMessage(),
-        }
-        for key in ("cue_id", "execution_id", "account_id", "task", "worker_id", "error"):
-            if hasattr(record, key):
-                out[key] = getattr(record, key)
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out)
-
-
 def setup_logging(settings: Settings) -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if settings.log_json:
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(settings.log_level.upper())
-    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    """The one logging setup (``cuefast.logs``) and, when asked for and installed, tracing."""
+    logs.setup(settings.log_level, settings.effective_log_format)
+    tracing.configure(otel=settings.otel)
 
 
 def redact(url: str) -> str:
@@ -438,7 +415,12 @@ def _add_worker_parser(sub: Any) -> None:
     )
     p.add_argument("--heartbeat-interval", type=float, help="worker registry heartbeat interval (30 s)")
     p.add_argument("--log-level", help="DEBUG, INFO, WARNING, ... (CUEFAST_LOG_LEVEL, INFO)")
-    p.add_argument("--log-json", action="store_true", default=None, help="JSON log lines (CUEFAST_LOG_JSON)")
+    p.add_argument(
+        "--log-format",
+        choices=logs.FORMATS,
+        help="auto (JSON unless stderr is a terminal), json or text (CUEFAST_LOG_FORMAT, auto)",
+    )
+    p.add_argument("--log-json", action="store_true", default=None, help="same as --log-format json")
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -447,20 +429,14 @@ def _worker(args: argparse.Namespace) -> int:
 
     from cuefast.worker.app import load_app
 
-    level = (args.log_level or os.environ.get("CUEFAST_LOG_LEVEL") or "INFO").upper()
+    level = args.log_level or os.environ.get("CUEFAST_LOG_LEVEL") or "INFO"
     as_json = args.log_json or os.environ.get("CUEFAST_LOG_JSON", "").lower() in ("1", "true", "yes", "on")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        _JsonFormatter() if as_json else logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
-    )
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
+    fmt = args.log_format or os.environ.get("CUEFAST_LOG_FORMAT") or ("json" if as_json else "auto")
     try:
-        root.setLevel(level)
-    except ValueError:
-        print(f"cuefast: unknown log level {level!r}", file=sys.stderr)
+        logs.setup(level, fmt)
+    except ValueError as exc:
+        print(f"cuefast: {exc}", file=sys.stderr)
         return 2
-    logging.getLogger("httpx").setLevel(logging.WARNING)
     spec = args.app or os.environ.get("CUEFAST_WORKER_APP")
     if not spec:
         print("cuefast: worker needs --app module:worker (or CUEFAST_WORKER_APP)", file=sys.stderr)

@@ -79,7 +79,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "INFO"
+    log_format: str = "auto"
+    """``json`` (one object per line), ``text``, or ``auto``: JSON unless stderr is a terminal
+    (``cuefast.logs``; README "Logs and traces")."""
     log_json: bool = False
+    """The older switch: true = ``CUEFAST_LOG_FORMAT=json`` when the format is ``auto``."""
+    otel: bool = False
+    """Export OpenTelemetry spans (needs ``cuefast[otel]``); also on when
+    ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set (``cuefast.tracing``)."""
     metrics_token: str = ""
     """When set, GET /metrics needs ``Authorization: Bearer <token>``; empty: open."""
     # --- contract settings (CONTRACT.md §2) --------------------------------------
@@ -147,6 +154,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigError("CUEFAST_DATABASE_SCHEMA must be letters, digits and underscores")
         if self.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ConfigError("CUEFAST_LOG_LEVEL must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        if self.log_format.lower() not in {"auto", "json", "text"}:
+            raise ConfigError("CUEFAST_LOG_FORMAT must be auto, json or text")
         for name in (
             "webhook_timeout_seconds",
             "notify_timeout_seconds",
@@ -192,6 +201,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigError("CUEFAST_REDIS_WAIT_REPLICAS must not be negative")
         if not 1 <= self.redis_wait_timeout_ms <= 30_000:  # 0 waits forever; the wire aborts at 60 s
             raise ConfigError("CUEFAST_REDIS_WAIT_TIMEOUT_MS must be between 1 and 30000")
+
+    @property
+    def effective_log_format(self) -> str:
+        """``CUEFAST_LOG_FORMAT``, with ``CUEFAST_LOG_JSON=true`` meaning json when it is auto."""
+        fmt = self.log_format.lower()
+        return "json" if fmt == "auto" and self.log_json else fmt
 
     def replace(self, **changes: Any) -> Settings:
         return msgspec.structs.replace(self, **changes)

@@ -11,6 +11,7 @@ from cuefast.clock import Clock, SystemClock
 from cuefast.config import DEFAULT_PARTITIONS, Settings
 from cuefast.durability import schema as pg
 from cuefast.durability.history import History
+from cuefast.engine import webhooks as outbound
 from cuefast.engine.mail import Mailer
 from cuefast.engine.reaper import WorkReaper
 from cuefast.engine.webhooks import Webhooks
@@ -77,7 +78,7 @@ class Runtime:
         self.work = WorkService(self.store, settings, self.clock, self.outcomes, self.metrics)
         self.workers = WorkerRegistry(self.store, settings, self.clock)
         self.reaper = WorkReaper(self.store, settings, self.clock, self.metrics)
-        self.webhooks = Webhooks(settings)
+        self.webhooks: Webhooks = outbound.client(settings)
         """the process's outbound HTTP client (deliveries, notices); its pool opens at the first send"""
         self._pg_task: asyncio.Task[None] | None = None
 

@@ -14,7 +14,7 @@ from litestar.exceptions import (
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.openapi import OpenAPIConfig
 
-from cuefast import __version__
+from cuefast import __version__, tracing
 from cuefast.api import alerts as alerts_api
 from cuefast.api import auth, cues, docs, echo, executions, login, metrics, replays, system, usage, workers
 from cuefast.api.deps import account_provider
@@ -23,6 +23,7 @@ from cuefast.api.fast import FastRoutes
 from cuefast.api.http import error_response, json_response, unexpected
 from cuefast.api.openapi import COMPONENTS
 from cuefast.api.ratelimit import RateLimit
+from cuefast.api.traced import Traced
 from cuefast.errors import (
     CuefastError,
     InternalError,
@@ -114,8 +115,10 @@ def create_litestar(rt: Runtime, *, manage_runtime: bool = True) -> Litestar:
     )
 
 
-def create_app(rt: Runtime, *, manage_runtime: bool = True) -> Edge:
+def create_app(rt: Runtime, *, manage_runtime: bool = True) -> Edge | Traced:
     """The ASGI app to serve: the Litestar app behind the edge layer, which rate-limits too and
-    answers the hot routes itself (``fast.py``)."""
+    answers the hot routes itself (``fast.py``); inside a span per request while tracing is on
+    (``traced.py``; decided here, so without tracing the edge runs as it is)."""
     litestar = create_litestar(rt, manage_runtime=manage_runtime)
-    return Edge(litestar, rt.metrics, RateLimit(rt), FastRoutes(rt))  # type: ignore[arg-type]
+    edge = Edge(litestar, rt.metrics, RateLimit(rt), FastRoutes(rt))  # type: ignore[arg-type]
+    return edge if tracing.tracer is None else Traced(edge)

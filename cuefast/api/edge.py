@@ -2,7 +2,10 @@
 
 It wraps the Litestar app, so every response — including Litestar's own 404/405, a
 413, and a 500 from an exception nothing else caught — carries ``X-Request-Id`` and the
-CORS headers (CONTRACT.md §3.1, §3.11), and no traceback ever reaches a client. An error
+CORS headers (CONTRACT.md §3.1, §3.11), and no traceback ever reaches a client. The request
+id is the client's ``X-Request-Id`` when that is 1-128 safe characters (``request_id``),
+else a new UUID; ``logs.REQUEST_ID`` holds it while the request is served, so every log line
+of the request carries it. An error
 response that is not JSON (Litestar's OpenAPI routes answer their own 404 in HTML) is
 replaced by the contract's envelope for its status (§3.5: every error is the envelope).
 """
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -28,6 +32,7 @@ from cuefast.errors import (
     RequestTooLarge,
     api_error,
 )
+from cuefast.logs import REQUEST_ID
 from cuefast.services.accounts import counted_request, served
 from cuefast.store import AuthResult
 
@@ -89,9 +94,10 @@ def _without_trailing_slash(scope: Scope) -> Scope:
     return scope
 
 
-def _edge_headers(scope: Scope) -> tuple[Any, Any, Any]:
-    """The first ``Origin``, ``Content-Length`` and ``Authorization`` header values (or None)."""
-    origin = length = auth = None
+def _edge_headers(scope: Scope) -> tuple[Any, Any, Any, Any]:
+    """The first ``Origin``, ``Content-Length``, ``Authorization`` and ``X-Request-Id`` header
+    values (or None)."""
+    origin = length = auth = rid = None
     for key, value in scope.get("headers", ()):
         if key == b"authorization":
             if auth is None:
@@ -99,9 +105,12 @@ def _edge_headers(scope: Scope) -> tuple[Any, Any, Any]:
         elif key == b"content-length":
             if length is None:
                 length = value
-        elif key == b"origin" and origin is None:
-            origin = value
-    return origin, length, auth
+        elif key == b"origin":
+            if origin is None:
+                origin = value
+        elif key == b"x-request-id" and rid is None:
+            rid = value
+    return origin, length, auth, rid
 
 
 def _cors(scope: Scope, origin: Any, extra: list[tuple[bytes, bytes]]) -> bool:
@@ -129,6 +138,18 @@ def _too_large(length: Any) -> bool:
         return int(length) > MAX_BODY
     except ValueError:
         return False
+
+
+_SAFE_ID = re.compile(rb"[A-Za-z0-9._:/+=@-]{1,128}")
+"""a client's request id that is kept: bounded, and nothing that could split a log line or a
+header (no spaces, quotes, control characters)"""
+
+
+def request_id(given: Any) -> bytes:
+    """The request's id: the client's ``X-Request-Id`` when it is safe (``_SAFE_ID``), else new."""
+    if given is not None and _SAFE_ID.fullmatch(given):
+        return bytes(given)
+    return _request_id()
 
 
 def _request_id() -> bytes:
@@ -163,65 +184,69 @@ class Edge:
             return
         scope = _without_trailing_slash(scope)
         path: str = scope["path"]
-        origin, length, auth = _edge_headers(scope)
-        extra: list[tuple[bytes, bytes]] = [(b"x-request-id", _request_id())]
-        if origin is not None and _cors(scope, origin, extra):
-            await self._send(send, 204, b"", extra)  # a preflight
-            return
-        if length is not None and _too_large(length):
-            await self._error(send, RequestTooLarge(), extra)
-            return
-        started = False
-        replaced = False
-        status = 500
-        t0 = time.perf_counter_ns()
-        authorization = None if auth is None else bytes(auth).decode("latin-1")
-        result: AuthResult | None = None
-        rate: list[tuple[bytes, bytes]] = []
-        if self.limiter is not None and not is_exempt(path):
-            result, now = await self.limiter.count(scope, authorization)
-            if result is not None:
-                rate, refused = limited(result, now, extra)
-                if refused is not None:  # 429: never reaches the app, not counted
-                    status = 429
-                    await send({"type": "http.response.start", "status": 429, "headers": refused[1]})
-                    await send({"type": "http.response.body", "body": refused[0]})
-                    self._observe(scope, status, t0)
-                    return
-        after = [*rate, *extra]
-
-        async def send_with_headers(message: Message) -> None:
-            nonlocal started, status, replaced
-            if message["type"] == "http.response.start":
-                started = True
-                status = int(message["status"])
-                if status >= 400 and not _is_json(message.get("headers", ())) and not scope.get(PAGE):
-                    replaced = True  # its body is dropped below
-                    await self._error(send, envelope_for(status), extra)
-                    return
-                message["headers"] = [*message.get("headers", ()), *after]
-            elif replaced:
-                return
-            await send(message)
-
-        hot = None if self.fast is None else self.fast.match(scope["method"], path)
-        token = None if result is None else counted_request(authorization, result)
+        origin, length, auth, given_id = _edge_headers(scope)
+        reset = REQUEST_ID.set(rid := request_id(given_id))  # on every log line of the request (logs.py)
         try:
-            if hot is None:
-                await self.app(scope, receive, send_with_headers)
-            else:  # answered here (fast.py): same answer as the Litestar route's
-                status, body = await hot.answer(scope, receive, authorization)
-                started = True
-                await send({"type": "http.response.start", "status": status, "headers": headers(body, after)})
-                await send({"type": "http.response.body", "body": body})
-        except Exception:
-            log.exception("unhandled error on %s %s", scope.get("method"), path)
-            if not started:
-                await self._error(send, InternalError(), extra)
+            extra: list[tuple[bytes, bytes]] = [(b"x-request-id", rid)]
+            if origin is not None and _cors(scope, origin, extra):
+                await self._send(send, 204, b"", extra)  # a preflight
+                return
+            if length is not None and _too_large(length):
+                await self._error(send, RequestTooLarge(), extra)
+                return
+            started = replaced = False
+            status = 500
+            t0 = time.perf_counter_ns()
+            authorization = None if auth is None else bytes(auth).decode("latin-1")
+            result: AuthResult | None = None
+            rate: list[tuple[bytes, bytes]] = []
+            if self.limiter is not None and not is_exempt(path):
+                result, now = await self.limiter.count(scope, authorization)
+                if result is not None:
+                    rate, refused = limited(result, now, extra)
+                    if refused is not None:  # 429: never reaches the app, not counted
+                        await send({"type": "http.response.start", "status": 429, "headers": refused[1]})
+                        await send({"type": "http.response.body", "body": refused[0]})
+                        self._observe(scope, 429, t0)
+                        return
+            after = [*rate, *extra]
+
+            async def send_with_headers(message: Message) -> None:
+                nonlocal started, status, replaced
+                if message["type"] == "http.response.start":
+                    started = True
+                    status = int(message["status"])
+                    if status >= 400 and not _is_json(message.get("headers", ())) and not scope.get(PAGE):
+                        replaced = True  # its body is dropped below
+                        await self._error(send, envelope_for(status), extra)
+                        return
+                    message["headers"] = [*message.get("headers", ()), *after]
+                elif replaced:
+                    return
+                await send(message)
+
+            hot = None if self.fast is None else self.fast.match(scope["method"], path)
+            token = None if result is None else counted_request(authorization, result)
+            try:
+                if hot is None:
+                    await self.app(scope, receive, send_with_headers)
+                else:  # answered here (fast.py): same answer as the Litestar route's
+                    status, body = await hot.answer(scope, receive, authorization)
+                    started = True
+                    await send(
+                        {"type": "http.response.start", "status": status, "headers": headers(body, after)}
+                    )
+                    await send({"type": "http.response.body", "body": body})
+            except Exception:
+                log.exception("unhandled error on %s %s", scope.get("method"), path)
+                if not started:
+                    await self._error(send, InternalError(), extra)
+            finally:
+                if token is not None:
+                    served(token)
+                self._observe(scope, status, t0)
         finally:
-            if token is not None:
-                served(token)
-            self._observe(scope, status, t0)
+            REQUEST_ID.reset(reset)
 
     def _observe(self, scope: Scope, status: int, t0: int) -> None:
         """The request's latency, by matched route template (bounded), never the raw path."""

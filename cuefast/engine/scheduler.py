@@ -41,7 +41,7 @@ import sys
 import time
 from collections.abc import Mapping
 
-from cuefast import cron
+from cuefast import cron, tracing
 from cuefast import metrics as m
 from cuefast.clock import Clock
 from cuefast.engine.reaper import WorkReaper
@@ -163,7 +163,17 @@ class Scheduler:
         """One pass; returns the number of executions created. ``due`` ({partition: steps}, from
         ``store.schedule.due_work``) limits it to the partitions and steps with something due; None runs
         every step of every partition. ``wait_s``: see ``_fan_out`` (None: the pass waits for
-        every partition)."""
+        every partition). A span ``scheduler.pass`` while tracing is on."""
+        if tracing.tracer is None:
+            return await self._tick(due, wait_s)
+        with tracing.span(
+            "scheduler.pass", {"cuefast.partitions": len(due) if due is not None else -1}
+        ) as sp:
+            created = await self._tick(due, wait_s)
+            sp.set_attribute("cuefast.executions_created", created)
+            return created
+
+    async def _tick(self, due: Mapping[int, frozenset[str]] | None, wait_s: float | None) -> int:
         started = time.monotonic()
         now = self.clock.now_us()
         work = dict(due) if due is not None else dict.fromkeys(range(self.store.keys.partitions), STEPS)

@@ -14,6 +14,10 @@ per URL); a name is resolved and judged once per new connection by the connector
 ``CheckedResolver``, which hands aiohttp only the checked address to connect to. A plain URL
 (``plain_target``) with plain headers is sent by ``http1.Client`` instead: the same checks,
 bound, timeout and texts at a fraction of aiohttp's CPU per request.
+
+While tracing is on (``cuefast.tracing``) the process's client is ``TracedWebhooks``
+(``client``): each send is a span whose W3C ``traceparent`` goes into the headers before
+either path sends them, so both carry it; the signed bytes do not change.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import aiohttp
 import httptools
 from aiohttp.abc import AbstractResolver, ResolveResult
 
-from cuefast import ssrf
+from cuefast import ssrf, tracing
 from cuefast.config import Settings
 from cuefast.engine import http1
 from cuefast.errors import UnsafeURL
@@ -471,3 +475,25 @@ def host_key(url: str) -> str:
         return f"{parts.hostname or ''}:{port}"
     except ValueError:
         return url
+
+
+class TracedWebhooks(Webhooks):
+    """``Webhooks`` with a span per send and its ``traceparent`` in the request headers (the one
+    place both the http1 and the aiohttp path take their headers from)."""
+
+    async def send(
+        self, url: str, method: str, body: bytes, headers: dict[str, str], timeout_s: float
+    ) -> SendResult:
+        if tracing.tracer is None:
+            return await super().send(url, method, body, headers, timeout_s)
+        with tracing.webhook_span(method, url, headers) as (span, traced):
+            result = await super().send(url, method, body, traced, timeout_s)
+            tracing.end_webhook_span(span, result.status, result.error)
+            return result
+
+
+def client(settings: Settings, resolver: ssrf.Resolver | None = None) -> Webhooks:
+    """The process's outbound client: ``TracedWebhooks`` while tracing is on, else ``Webhooks``
+    (no span code on the delivery path)."""
+    cls = Webhooks if tracing.tracer is None else TracedWebhooks
+    return cls(settings, resolver)

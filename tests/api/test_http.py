@@ -14,13 +14,17 @@ async def test_unknown_route_and_wrong_method(api: Api) -> None:
     assert_error(await api.client.delete("/v1/auth/register"), 405, "http_error", "Method Not Allowed")
 
 
-async def test_request_id_is_fresh_and_client_value_ignored(api: Api) -> None:
+async def test_request_id_is_fresh_or_the_clients_safe_one(api: Api) -> None:
+    """A safe client ``X-Request-Id`` is echoed (issue 16 item 6; CONTRACT.md §3.11 ignored it),
+    anything else is replaced by a fresh UUID; see tests/test_logs.py for the log lines."""
     a = await api.client.get("/health", headers={"X-Request-Id": "mine"})
     b = await api.client.get("/v1/nope")
-    for res in (a, b):
+    c = await api.client.get("/v1/nope")
+    d = await api.client.get("/health", headers={"X-Request-Id": "has space"})
+    for res in (b, c, d):
         uuid.UUID(res.headers["x-request-id"])
-    assert a.headers["x-request-id"] != "mine"
-    assert a.headers["x-request-id"] != b.headers["x-request-id"]
+    assert a.headers["x-request-id"] == "mine"
+    assert b.headers["x-request-id"] != c.headers["x-request-id"]
 
 
 async def test_body_too_large(api: Api) -> None:
