@@ -14,7 +14,7 @@ from litestar.exceptions import (
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.openapi import OpenAPIConfig
 
-from cuefast import __version__
+from cuefast import __version__, dashboard
 from cuefast.api import alerts as alerts_api
 from cuefast.api import auth, cues, docs, echo, executions, metrics, system, usage, workers
 from cuefast.api.deps import account_provider
@@ -83,11 +83,13 @@ def create_litestar(rt: Runtime, *, manage_runtime: bool = True) -> Litestar:
         *alerts_api.routes(rt),
         *metrics.routes(rt),
         *docs.routes(),
+        *dashboard.routes(rt),
     ]
     return Litestar(
         route_handlers=handlers,
         dependencies={"account": account_provider(rt.accounts)},
         return_dto=None,
+        template_config=dashboard.TEMPLATES,
         exception_handlers={
             CuefastError: _on_cuefast_error,
             ValidationException: _on_validation_exception,

@@ -162,7 +162,9 @@ class Edge:
         path: str = scope["path"]
         origin, length, auth = _edge_headers(scope)
         extra: list[tuple[bytes, bytes]] = [(b"x-request-id", _request_id())]
-        if origin is not None and _cors(scope, origin, extra):
+        # the dashboard: no CORS (cookie sessions), and its own HTML error pages
+        page = path == "/dashboard" or path.startswith("/dashboard/")
+        if origin is not None and not page and _cors(scope, origin, extra):
             await self._send(send, 204, b"", extra)  # a preflight
             return
         if length is not None and _too_large(length):
@@ -192,7 +194,7 @@ class Edge:
             if message["type"] == "http.response.start":
                 started = True
                 status = int(message["status"])
-                if status >= 400 and not _is_json(message.get("headers", ())):
+                if status >= 400 and not page and not _is_json(message.get("headers", ())):
                     replaced = True  # its body is dropped below
                     await self._error(send, envelope_for(status), extra)
                     return
