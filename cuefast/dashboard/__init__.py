@@ -18,7 +18,7 @@ from litestar import Request, Response, Router
 from litestar.datastructures import CacheControlHeader, ResponseHeader
 from litestar.di import Provide
 from litestar.plugins.jinja import JinjaTemplateEngine
-from litestar.response import Template
+from litestar.response import Redirect, Template
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
@@ -63,9 +63,7 @@ def _sign_in(request: Request[Any, Any, Any], exc: SignInRequired) -> Response[A
     if request.method != "GET" or not target.startswith("/dashboard/") or target.endswith(".json"):
         target = "/dashboard/cues"
     why = "&why=expired" if exc.reason else ""
-    return Response(
-        None, status_code=303, headers={"location": f"/dashboard/login?next={quote(target)}{why}"}
-    )
+    return Redirect(f"/dashboard/login?next={quote(target)}{why}", status_code=303)
 
 
 def _error_page(status: int, message: str) -> Template:

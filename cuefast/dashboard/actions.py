@@ -12,7 +12,8 @@ import msgspec
 from litestar import Request, Response, get, post
 from litestar.datastructures import Cookie
 from litestar.handlers import HTTPRouteHandler
-from litestar.response import Template
+from litestar.params import FromPath
+from litestar.response import Redirect, Template
 
 from cuefast.api.http import path_cue_id, path_execution_id
 from cuefast.dashboard import csrf
@@ -36,8 +37,8 @@ def safe_next(target: str | None) -> str:
     return "/dashboard/cues"
 
 
-def redirect(location: str, cookies: list[Cookie] | None = None) -> Response[None]:
-    return Response(None, status_code=303, headers={"location": location}, cookies=cookies)
+def redirect(location: str, cookies: list[Cookie] | None = None) -> Redirect:
+    return Redirect(location, status_code=303, cookies=cookies)
 
 
 async def form(request: Request[Any, Any, Any], signed: Signed) -> dict[str, str]:
@@ -123,14 +124,14 @@ def routes(rt: Runtime, sessions: Sessions) -> list[HTTPRouteHandler]:
         )
 
     @post("/logout", status_code=303)
-    async def logout(request: Request[Any, Any, Any], signed: Account) -> Response[None]:
+    async def logout(request: Request[Any, Any, Any], signed: Account) -> Redirect:
         await form(request, signed)
         await sessions.sign_out(request)
         gone = Cookie(key=COOKIE, value="", path=PATH, max_age=0, httponly=True, samesite="lax")
         return redirect("/dashboard/login?why=signed_out", [gone])
 
     @post("/cues/{cue_id:str}/fire", status_code=303)
-    async def fire(request: Request[Any, Any, Any], signed: Account, cue_id: str) -> Response[None]:
+    async def fire(request: Request[Any, Any, Any], signed: Account, cue_id: FromPath[str]) -> Redirect:
         fields = await form(request, signed)
         cue_id = path_cue_id(cue_id)
         fired = await rt.executions.fire(signed.account, cue_id, parse_fire(fire_body(fields)))
@@ -141,17 +142,19 @@ def routes(rt: Runtime, sessions: Sessions) -> list[HTTPRouteHandler]:
         await rt.cues.update(signed.account, path_cue_id(cue_id), parse_patch({"status": status}))
 
     @post("/cues/{cue_id:str}/pause", status_code=303)
-    async def pause(request: Request[Any, Any, Any], signed: Account, cue_id: str) -> Response[None]:
+    async def pause(request: Request[Any, Any, Any], signed: Account, cue_id: FromPath[str]) -> Redirect:
         await set_status(request, signed, cue_id, "paused")
         return redirect(f"/dashboard/cues/{cue_id}?done=paused")
 
     @post("/cues/{cue_id:str}/resume", status_code=303)
-    async def resume(request: Request[Any, Any, Any], signed: Account, cue_id: str) -> Response[None]:
+    async def resume(request: Request[Any, Any, Any], signed: Account, cue_id: FromPath[str]) -> Redirect:
         await set_status(request, signed, cue_id, "active")
         return redirect(f"/dashboard/cues/{cue_id}?done=resumed")
 
     @post("/executions/{execution_id:str}/replay", status_code=303)
-    async def replay(request: Request[Any, Any, Any], signed: Account, execution_id: str) -> Response[None]:
+    async def replay(
+        request: Request[Any, Any, Any], signed: Account, execution_id: FromPath[str]
+    ) -> Redirect:
         await form(request, signed)
         done = await rt.executions.replay(signed.account, path_execution_id(execution_id))
         return redirect(f"/dashboard/executions/{quote(str(done['id']))}?done=replayed")

@@ -8,8 +8,8 @@ from typing import Any
 import msgspec
 from litestar import Request, Response, get
 from litestar.handlers import HTTPRouteHandler
-from litestar.params import SkipValidation
-from litestar.response import Template
+from litestar.params import FromPath, SkipValidation
+from litestar.response import Redirect, Template
 
 from cuefast.api.executions import list_page
 from cuefast.api.http import path_cue_id, path_execution_id, query_params
@@ -87,8 +87,8 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         return plain(items[0]) if items else None
 
     @get("/", name="dashboard_home")
-    async def home() -> Response[None]:
-        return Response(None, status_code=303, headers={"location": "/dashboard/cues"})
+    async def home() -> Redirect:
+        return Redirect("/dashboard/cues", status_code=303)
 
     @get("/cues")
     async def cues(request: Request[Any, Any, Any], signed: Account) -> Template:
@@ -105,7 +105,7 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         )
 
     @get("/cues/{cue_id:str}")
-    async def cue(request: Request[Any, Any, Any], signed: Account, cue_id: str) -> Template:
+    async def cue(request: Request[Any, Any, Any], signed: Account, cue_id: FromPath[str]) -> Template:
         q = filled(request)
         offset = _offset(q)
         found = plain(await rt.cues.get(signed.account, path_cue_id(cue_id), TIMELINE, offset))
@@ -137,7 +137,9 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         )
 
     @get("/executions/{execution_id:str}")
-    async def execution(request: Request[Any, Any, Any], signed: Account, execution_id: str) -> Template:
+    async def execution(
+        request: Request[Any, Any, Any], signed: Account, execution_id: FromPath[str]
+    ) -> Template:
         found = plain(await rt.executions.get(signed.account, path_execution_id(execution_id)))
         return page(request, signed, "execution.html", execution=found)
 
