@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 _DAYS = ("Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday")
 _MONTHS = ("", "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 TERMINAL_BAD = frozenset({"failed", "missed", "outcome_timeout"})
+OUTCOME_BAD = frozenset({"reported_failure", "verification_failed"})
 
 
 def _int(text: str, low: int, high: int) -> int | None:
@@ -120,6 +121,13 @@ def tone(status: str | None) -> str:
     if status in ("paused", "retrying", "retry_ready", "stale", "pending_outcome", "verification_pending"):
         return "warn"
     return "idle"
+
+
+def failing(execution: dict[str, Any] | None) -> bool:
+    """The execution failed: its delivery, or the outcome its agent reported."""
+    return bool(execution) and (
+        execution.get("status") in TERMINAL_BAD or execution.get("outcome_state") in OUTCOME_BAD
+    )
 
 
 def delivery_of(execution: dict[str, Any] | None) -> str:
