@@ -125,9 +125,9 @@ def tone(status: str | None) -> str:
 
 def failing(execution: dict[str, Any] | None) -> bool:
     """The execution failed: its delivery, or the outcome its agent reported."""
-    return bool(execution) and (
-        execution.get("status") in TERMINAL_BAD or execution.get("outcome_state") in OUTCOME_BAD
-    )
+    if not execution:
+        return False
+    return execution.get("status") in TERMINAL_BAD or execution.get("outcome_state") in OUTCOME_BAD
 
 
 def delivery_of(execution: dict[str, Any] | None) -> str:
