@@ -9,17 +9,31 @@
   var samples = [];
   var MAX = 60;
 
+  function top(values) {
+    return Math.max.apply(null, values.concat([1]));
+  }
+
   function points(values) {
-    var top = Math.max.apply(null, values.concat([1]));
-    var step = values.length > 1 ? 400 / (MAX - 1) : 0;
+    var high = top(values);
+    var step = 400 / (MAX - 1);
+    if (values.length === 1) { values = [values[0], values[0]]; }  // one sample: a short flat line
     return values.map(function (v, i) {
-      return (i * step).toFixed(1) + "," + (98 - (96 * v) / top).toFixed(1);
+      return (i * step).toFixed(1) + "," + (98 - (96 * v) / high).toFixed(1);
     }).join(" ");
   }
 
+  function setText(id, text) {
+    var el = document.getElementById(id);
+    if (el) { el.textContent = text; }
+  }
+
   function draw() {
-    backlogLine.setAttribute("points", points(samples.map(function (s) { return s.backlog; })));
-    ageLine.setAttribute("points", points(samples.map(function (s) { return s.age; })));
+    var backlog = samples.map(function (s) { return s.backlog; });
+    var ages = samples.map(function (s) { return s.age; });
+    backlogLine.setAttribute("points", points(backlog));
+    ageLine.setAttribute("points", points(ages));
+    setText("trend-backlog-max", String(top(backlog)));
+    setText("trend-age-max", top(ages).toFixed(1));
     var last = samples[samples.length - 1];
     if (last && now) {
       now.textContent = "backlog " + last.backlog + " · oldest outbox entry " + last.age.toFixed(1) +
