@@ -268,14 +268,25 @@ def _ceiling(args: argparse.Namespace) -> float:
         server.wait(timeout=30)
 
 
-def _target(args: argparse.Namespace, checkout: Path, ceiling: float) -> None:
-    """Every scenario against ``cuefast <role>`` run from ``checkout`` (its own .venv)."""
+def _variant_env(variant: str) -> dict[str, str]:
+    """``"K=V,K2=V2"`` (a ``--variants`` entry) as a dict; ``""`` is the server's defaults."""
+    pairs = [item.split("=", 1) for item in variant.split(",") if item]
+    if any(len(p) != 2 or not p[0].startswith("CUEFAST_") for p in pairs):
+        raise SystemExit(f"--variants: {variant!r} is not CUEFAST_NAME=value[,CUEFAST_NAME=value]")
+    return dict((k, v) for k, v in pairs)
+
+
+def _target(args: argparse.Namespace, checkout: Path, ceiling: float, variant: str = "") -> None:
+    """Every scenario against ``cuefast <role>`` run from ``checkout`` (its own .venv), with the
+    server settings of ``variant`` on top of the bench's own."""
     python = checkout / ".venv" / "bin" / "python"
     sha = subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], cwd=checkout, text=True).strip()
+    if variant:
+        sha = f"{sha} {variant}"
     for mode in args.modes:
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
-        env = _server_env(f"bench{uuid.uuid4().hex[:8]}")
+        env = {**_server_env(f"bench{uuid.uuid4().hex[:8]}"), **_variant_env(variant)}
         server = subprocess.Popen(
             [
                 str(python if python.exists() else sys.executable),
@@ -334,7 +345,8 @@ def bench_api(args: argparse.Namespace) -> None:
     for _ in range(args.rounds):
         ceiling = _ceiling(args)
         for checkout in checkouts:
-            _target(args, checkout, ceiling)
+            for variant in args.variants:
+                _target(args, checkout, ceiling, variant)
 
 
 # ./dev bench <name> …: the module whose main() takes the rest of the arguments (with the
@@ -380,6 +392,14 @@ def main() -> None:
         default=[],
         metavar="CHECKOUT",
         help="also run each scenario against these checkouts (each with its own .venv), in the same run",
+    )
+    api.add_argument(
+        "--variants",
+        nargs="+",
+        default=[""],
+        metavar="K=V[,K=V]",
+        help="run every checkout once per variant with these server settings "
+        "(e.g. CUEFAST_PARTITIONS=16 CUEFAST_PARTITIONS=128; '' = the defaults)",
     )
     api.add_argument(
         "--role",

@@ -10,6 +10,7 @@ import email.policy
 import hashlib
 import hmac
 import json
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -142,6 +143,9 @@ async def test_three_failure_outcomes_on_a_webhook_cue_raise_exactly_one_alert(e
     await outcome(api, key, e2, {"success": False})
     (b,) = await alerts(api, key, f"?since={second[0]['created_at']}&limit=1")
     assert b["cue_id"] == other["id"] and b["metadata"] == {"consecutive_failures": 2}
+    for x in [*second, b]:  # ids are canonical name-based UUIDs (RFC 9562 variant, version 5)
+        u = uuid.UUID(x["id"])
+        assert str(u) == x["id"] and u.version == 5 and u.variant == uuid.RFC_4122
 
 
 async def test_final_delivery_failure_is_a_verdict_counted_once(env: Any) -> None:

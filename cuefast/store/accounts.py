@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
@@ -50,12 +51,15 @@ CHANGE_EMAIL = Script("accounts_change_email", keys=("account",), argv=("now", "
 RELEASE_EMAIL = Script("accounts_release_email", keys=("emails",), argv=("email_lc", "account_id"))
 
 
-def cue_partitions(text: str) -> tuple[int, ...] | None:
-    """The partitions an account may have cues on, from the auth script's text ("3,7"; "*":
-    any — the account has no bitmap, None)."""
-    if text == "*":
+@functools.lru_cache(maxsize=4096)
+def cue_partitions(reply: str) -> tuple[int, ...] | None:
+    """The partitions an account may have cues on, from the auth script's reply: its bitmap in
+    hex (bit 0 = the first byte's high bit), or "*" (any — no bitmap: None). Few distinct
+    bitmaps recur, so each is decoded once per process."""
+    if reply == "*":
         return None
-    return tuple(int(p) for p in text.split(",")) if text else ()
+    octets = bytes.fromhex(reply)
+    return tuple(i * 8 + j for i, b in enumerate(octets) for j in range(8) if b & (0x80 >> j))
 
 
 class Window(NamedTuple):

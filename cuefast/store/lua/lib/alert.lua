@@ -21,7 +21,8 @@ end
 
 local function alert_raise(pfx, acct, cue, eid, atype, msg, md, now)
   local h = redis.sha1hex(atype .. '|' .. eid)
-  local var = string.sub('89ab', tonumber(string.sub(h, 17, 17), 16) % 4 + 1)
+  local v = tonumber(string.sub(h, 17, 17), 16) % 4 + 1
+  local var = string.sub('89ab', v, v)
   local id = string.sub(h, 1, 8) .. '-' .. string.sub(h, 9, 12) .. '-5' .. string.sub(h, 14, 16) .. '-' ..
     var .. string.sub(h, 18, 20) .. '-' .. string.sub(h, 21, 32)
   local ak = pfx .. 'alert:' .. id
