@@ -14,18 +14,18 @@ from typing import Any
 from urllib.parse import quote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from litestar import Request, Response, Router
+from litestar import Request, Response, Router, get
 from litestar.datastructures import CacheControlHeader, ResponseHeader
 from litestar.di import Provide
+from litestar.params import FromPath
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
-from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from cuefast.api.http import unexpected
 from cuefast.dashboard import actions, pages
 from cuefast.dashboard.session import Sessions, Signed, SignInRequired
-from cuefast.errors import CuefastError
+from cuefast.errors import CuefastError, NotFound
 from cuefast.runtime import Runtime
 
 HERE = Path(__file__).parent
@@ -83,6 +83,22 @@ def _on_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[A
     return _error_page(err.status, err.message)
 
 
+STATIC = {
+    path.name: (path.read_bytes(), "text/css" if path.suffix == ".css" else "text/javascript")
+    for path in (HERE / "static").iterdir()
+    if path.suffix in (".css", ".js")
+}
+"""the files under static/, read once: served by name from this table, never from a path"""
+
+
+@get("/static/{name:str}", cache_control=CacheControlHeader(max_age=300))
+async def static_file(name: FromPath[str]) -> Response[bytes]:
+    found = STATIC.get(name)
+    if found is None:
+        raise NotFound("No such file")
+    return Response(found[0], media_type=f"{found[1]}; charset=utf-8")
+
+
 def routes(rt: Runtime) -> list[Any]:
     sessions = Sessions(rt)
 
@@ -91,18 +107,11 @@ def routes(rt: Runtime) -> list[Any]:
 
     router = Router(
         path="/dashboard",
-        route_handlers=[*pages.routes(rt), *actions.routes(rt, sessions)],
+        route_handlers=[*pages.routes(rt), *actions.routes(rt, sessions), static_file],
         dependencies={"signed": Provide(signed)},
         exception_handlers={CuefastError: _on_error, Exception: _on_exception},
         response_headers=HEADERS,
         cache_control=CacheControlHeader(no_store=True),
         include_in_schema=False,
     )
-    static = create_static_files_router(
-        path="/dashboard/static",
-        directories=[HERE / "static"],
-        name="dashboard_static",
-        include_in_schema=False,
-        cache_control=CacheControlHeader(max_age=300),
-    )
-    return [router, static]
+    return [router]

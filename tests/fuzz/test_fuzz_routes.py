@@ -317,6 +317,17 @@ class World:
         self.other_key = ""
         self.ids: dict[str, list[str]] = {}
 
+    async def sign_in_dashboard(self) -> None:
+        """The client's cookie jar holds a dashboard session of ``key``: /dashboard pages are
+        fuzzed signed in (POST forms without the session's CSRF token are refused)."""
+        page = await self.api.client.get("/dashboard/login")
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert token, page.text
+        res = await self.api.client.post(
+            "/dashboard/login", data={"api_key": self.key, "csrf": token.group(1)}
+        )
+        assert res.status_code == 303, res.text
+
     async def build(self) -> None:
         api = self.api
         self.key = await api.register()
@@ -343,6 +354,7 @@ class World:
             await api.request("POST", "/v1/worker/heartbeat", key, json={"worker_id": "w1"})
         await api.request("POST", f"/v1/executions/{execs[0]}/outcome", self.key, json={"success": True})
         await api.request("POST", "/v1/echo/fuzz-token-0123456789", json={"a": 1})
+        await self.sign_in_dashboard()
         self.ids = {
             "cue_id": cues,
             "execution_id": execs,
@@ -412,6 +424,9 @@ async def digest(api: Api) -> dict[str, str]:
 def check_response(res: httpx.Response, where: str) -> None:
     assert res.status_code < 500, (where, res.status_code, res.text[:500])
     assert "x-request-id" in res.headers, where
+    if res.status_code >= 400 and res.url.path.startswith("/dashboard"):  # an HTML error page
+        assert res.headers.get("content-type", "").startswith("text/html"), where
+        return
     if res.status_code >= 400:
         assert res.headers.get("content-type", "").startswith("application/json"), where
         body = res.json()
@@ -512,7 +527,11 @@ def _fuzz(loop: asyncio.AbstractEventLoop, world: World, method: str, template: 
         COUNTS["requests"] += 1
         where = f"{method} {url[:200]} body={(body or b'')[:200]!r}"
         check_response(res, where)
-        code = res.json()["error"]["code"] if res.status_code >= 400 else ""
+        code = (
+            res.json()["error"]["code"]
+            if res.status_code >= 400 and "json" in res.headers["content-type"]
+            else ""
+        )
         CODES[f"{res.status_code} {code}".strip()] += 1
         if res.status_code >= 400:
             COUNTS["rejected"] += 1
