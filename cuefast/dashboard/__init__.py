@@ -17,6 +17,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from litestar import Request, Response, Router, get
 from litestar.datastructures import CacheControlHeader, ResponseHeader
 from litestar.di import Provide
+from litestar.exceptions import HTTPException, ValidationException
 from litestar.params import FromPath
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
@@ -78,6 +79,13 @@ def _on_error(_: Request[Any, Any, Any], exc: CuefastError) -> Response[Any]:
     return _error_page(exc.status, exc.message)
 
 
+def _on_http_exception(_: Request[Any, Any, Any], exc: HTTPException) -> Response[Any]:
+    """Litestar's own refusals (a form it cannot parse: 400/422, 405 …) as pages too."""
+    if exc.status_code >= 500:
+        return _on_exception(_, exc)
+    return _error_page(exc.status_code, str(exc.detail))
+
+
 def _on_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     err = unexpected(exc, request.method, request.url.path)  # logged there
     return _error_page(err.status, err.message)
@@ -109,7 +117,12 @@ def routes(rt: Runtime) -> list[Any]:
         path="/dashboard",
         route_handlers=[*pages.routes(rt), *actions.routes(rt, sessions), static_file],
         dependencies={"signed": Provide(signed)},
-        exception_handlers={CuefastError: _on_error, Exception: _on_exception},
+        exception_handlers={
+            CuefastError: _on_error,
+            HTTPException: _on_http_exception,
+            ValidationException: _on_http_exception,  # the app maps it to the envelope
+            Exception: _on_exception,
+        },
         response_headers=HEADERS,
         cache_control=CacheControlHeader(no_store=True),
         include_in_schema=False,

@@ -10,9 +10,11 @@ import httpx
 import pytest
 
 from cuefast.api import create_app
-from cuefast.dashboard import words
+from cuefast.config import Settings
+from cuefast.dashboard import live, words
 from cuefast.dashboard.actions import safe_next
-from tests.conftest import Api
+from cuefast.metrics import LATENESS
+from tests.conftest import Api, make_api
 
 CUE = {
     "name": "brief",
@@ -167,3 +169,42 @@ def test_schedules_in_words_and_safe_redirects() -> None:
     assert safe_next("https://evil.example/") == "/dashboard/cues"
     assert safe_next("//evil.example/dashboard/") == "/dashboard/cues"
     assert safe_next("/dashboard/usage") == "/dashboard/usage"
+
+
+async def test_live_view_hides_install_metrics_behind_a_metrics_token(settings: Settings) -> None:
+    api, rt = await make_api(settings.replace(metrics_token="s3cret"))
+    transport = httpx.ASGITransport(app=create_app(rt, manage_runtime=False))  # type: ignore[arg-type]
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://cuefast.test") as web:
+            await sign_in(web, await api.register())
+            page = await web.get("/dashboard/live")
+            assert page.status_code == 200 and "keeps its metrics private" in page.text
+            assert "live.js" not in page.text
+            assert (await web.get("/dashboard/live.json")).json() == {"private": True}
+    finally:
+        await api.client.aclose()
+        await rt.close()
+
+
+def test_lateness_quantiles_from_the_histogram_buckets() -> None:
+    name = LATENESS.name
+    counters = {
+        f"{name}\twebhook\t0": 90,
+        f"{name}\tworker\t0": 5,
+        f"{name}\twebhook\t4": 5,
+        f"{name}\twebhook\ts": 7,
+    }
+    buckets = live.lateness_buckets(counters)
+    assert sum(buckets) == 100 and buckets[0] == 95 and buckets[4] == 5
+    assert live.quantile(buckets, 0.5) == LATENESS.buckets[0]
+    assert live.quantile(buckets, 0.99) == LATENESS.buckets[4]
+    assert live.quantile([0] * len(buckets), 0.99) is None
+    over = [0] * len(buckets)
+    over[-1] = 1
+    assert live.seconds_text(live.quantile(over, 0.5)) == "over 3600 s"
+
+
+async def test_a_form_litestar_cannot_parse_is_a_page(api: Api, web: httpx.AsyncClient) -> None:
+    await sign_in(web, await api.register())
+    res = await web.post("/dashboard/logout", content=b"x", headers={"Content-Type": "multipart/form-data"})
+    assert 400 <= res.status_code < 500 and "text/html" in res.headers["content-type"], res.text
