@@ -17,7 +17,7 @@ from litestar.response import Redirect, Template
 
 from cuefast.api.http import path_cue_id, path_execution_id
 from cuefast.dashboard import csrf
-from cuefast.dashboard.pages import Account
+from cuefast.dashboard.pages import SignedIn
 from cuefast.dashboard.session import COOKIE, PATH, Sessions, Signed, over_tls, session_cookie
 from cuefast.errors import CuefastError, ValidationFailed
 from cuefast.runtime import Runtime
@@ -124,14 +124,14 @@ def routes(rt: Runtime, sessions: Sessions) -> list[HTTPRouteHandler]:
         )
 
     @post("/logout", status_code=303)
-    async def logout(request: Request[Any, Any, Any], signed: Account) -> Redirect:
+    async def logout(request: Request[Any, Any, Any], signed: SignedIn) -> Redirect:
         await form(request, signed)
         await sessions.sign_out(request)
         gone = Cookie(key=COOKIE, value="", path=PATH, max_age=0, httponly=True, samesite="lax")
         return redirect("/dashboard/login?why=signed_out", [gone])
 
     @post("/cues/{cue_id:str}/fire", status_code=303)
-    async def fire(request: Request[Any, Any, Any], signed: Account, cue_id: FromPath[str]) -> Redirect:
+    async def fire(request: Request[Any, Any, Any], signed: SignedIn, cue_id: FromPath[str]) -> Redirect:
         fields = await form(request, signed)
         cue_id = path_cue_id(cue_id)
         fired = await rt.executions.fire(signed.account, cue_id, parse_fire(fire_body(fields)))
@@ -142,18 +142,18 @@ def routes(rt: Runtime, sessions: Sessions) -> list[HTTPRouteHandler]:
         await rt.cues.update(signed.account, path_cue_id(cue_id), parse_patch({"status": status}))
 
     @post("/cues/{cue_id:str}/pause", status_code=303)
-    async def pause(request: Request[Any, Any, Any], signed: Account, cue_id: FromPath[str]) -> Redirect:
+    async def pause(request: Request[Any, Any, Any], signed: SignedIn, cue_id: FromPath[str]) -> Redirect:
         await set_status(request, signed, cue_id, "paused")
         return redirect(f"/dashboard/cues/{cue_id}?done=paused")
 
     @post("/cues/{cue_id:str}/resume", status_code=303)
-    async def resume(request: Request[Any, Any, Any], signed: Account, cue_id: FromPath[str]) -> Redirect:
+    async def resume(request: Request[Any, Any, Any], signed: SignedIn, cue_id: FromPath[str]) -> Redirect:
         await set_status(request, signed, cue_id, "active")
         return redirect(f"/dashboard/cues/{cue_id}?done=resumed")
 
     @post("/executions/{execution_id:str}/replay", status_code=303)
     async def replay(
-        request: Request[Any, Any, Any], signed: Account, execution_id: FromPath[str]
+        request: Request[Any, Any, Any], signed: SignedIn, execution_id: FromPath[str]
     ) -> Redirect:
         await form(request, signed)
         done = await rt.executions.replay(signed.account, path_execution_id(execution_id))

@@ -20,7 +20,8 @@ from cuefast.services.alerts import ALERT_TYPES, AlertService
 from cuefast.services.executions import ExecutionFilters
 from cuefast.services.usage import UsageService
 
-Account = SkipValidation[Signed]
+SignedIn = SkipValidation[Signed]
+"""the ``signed`` dependency of a page (the router provides it; no session: the sign-in form)"""
 EXECUTION_STATUSES = (
     "pending",
     "delivering",
@@ -91,7 +92,7 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         return Redirect("/dashboard/cues", status_code=303)
 
     @get("/cues")
-    async def cues(request: Request[Any, Any, Any], signed: Account) -> Template:
+    async def cues(request: Request[Any, Any, Any], signed: SignedIn) -> Template:
         q = filled(request)
         status = q.get("status")
         offset = _offset(q)
@@ -105,7 +106,7 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         )
 
     @get("/cues/{cue_id:str}")
-    async def cue(request: Request[Any, Any, Any], signed: Account, cue_id: FromPath[str]) -> Template:
+    async def cue(request: Request[Any, Any, Any], signed: SignedIn, cue_id: FromPath[str]) -> Template:
         q = filled(request)
         offset = _offset(q)
         found = plain(await rt.cues.get(signed.account, path_cue_id(cue_id), TIMELINE, offset))
@@ -121,7 +122,7 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         )
 
     @get("/executions")
-    async def executions(request: Request[Any, Any, Any], signed: Account) -> Template:
+    async def executions(request: Request[Any, Any, Any], signed: SignedIn) -> Template:
         q = filled(request)
         found = plain(await list_page(rt.executions, signed.account, q))
         return page(
@@ -138,19 +139,19 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
 
     @get("/executions/{execution_id:str}")
     async def execution(
-        request: Request[Any, Any, Any], signed: Account, execution_id: FromPath[str]
+        request: Request[Any, Any, Any], signed: SignedIn, execution_id: FromPath[str]
     ) -> Template:
         found = plain(await rt.executions.get(signed.account, path_execution_id(execution_id)))
         return page(request, signed, "execution.html", execution=found)
 
     @get("/alerts")
-    async def alert_list(request: Request[Any, Any, Any], signed: Account) -> Template:
+    async def alert_list(request: Request[Any, Any, Any], signed: SignedIn) -> Template:
         q = filled(request)
         found = plain(await alerts.list(signed.account, q))
         return page(request, signed, "alerts.html", result=found, q=q, types=ALERT_TYPES)
 
     @get("/workers")
-    async def workers(request: Request[Any, Any, Any], signed: Account) -> Template:
+    async def workers(request: Request[Any, Any, Any], signed: SignedIn) -> Template:
         found = plain(await rt.workers.list_workers(signed.account))["workers"]
 
         async def claims(worker_id: str) -> int:
@@ -164,7 +165,7 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         return page(request, signed, "workers.html", workers=found, alive_s=rt.settings.worker_alive_seconds)
 
     @get("/usage")
-    async def usage_page(request: Request[Any, Any, Any], signed: Account) -> Template:
+    async def usage_page(request: Request[Any, Any, Any], signed: SignedIn) -> Template:
         found = plain(await usage.usage(signed.account))
         return page(request, signed, "usage.html", usage=found)
 
@@ -183,13 +184,13 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
 
 def _live_routes(rt: Runtime) -> list[HTTPRouteHandler]:
     @get("/live")
-    async def live_page(request: Request[Any, Any, Any], signed: Account) -> Template:
+    async def live_page(request: Request[Any, Any, Any], signed: SignedIn) -> Template:
         private = bool(rt.settings.metrics_token)
         charts = None if private else live.charts(await live.read(rt))
         return page(request, signed, "live.html", private=private, charts=charts)
 
     @get("/live.json")
-    async def live_json(signed: Account) -> Response[Any]:
+    async def live_json(signed: SignedIn) -> Response[Any]:
         if rt.settings.metrics_token:
             return Response({"private": True}, media_type="application/json")
         data = await live.read(rt)
