@@ -18,7 +18,7 @@ from litestar.response import Redirect, Template
 from cuefast.api.http import path_cue_id, path_execution_id
 from cuefast.dashboard import csrf
 from cuefast.dashboard.pages import SignedIn
-from cuefast.dashboard.session import COOKIE, PATH, Sessions, Signed, over_tls, session_cookie
+from cuefast.dashboard.session import COOKIE, PATH, TTL_S, Sessions, Signed, over_tls, session_cookie
 from cuefast.errors import CuefastError, ValidationFailed
 from cuefast.runtime import Runtime
 from cuefast.services.cue_input import parse_patch
@@ -110,7 +110,7 @@ def routes(rt: Runtime, sessions: Sessions) -> list[HTTPRouteHandler]:
                 raise
             return login_page(request, error=exc.message, status=401, next_path=target)
         gone = Cookie(key=csrf.LOGIN_COOKIE, value="", path=PATH, max_age=0, httponly=True)
-        return redirect(target, [session_cookie(request, session_id, 12 * 3600), gone])
+        return redirect(target, [session_cookie(request, session_id, TTL_S), gone])
 
     @get("/login/magic")
     async def magic_link_stub() -> Template:
