@@ -58,6 +58,7 @@ class Served(NamedTuple):
     key: str
     redis: redis.Redis
     prefix: str
+    pid: int
 
 
 @contextmanager
@@ -76,7 +77,7 @@ def served() -> Iterator[Served]:
         key = str(
             _post(url + "/v1/auth/register", {"email": f"bench-{uuid.uuid4().hex}@example.com"})["api_key"]
         )
-        yield Served(url, key, r, env["CUEFAST_KEY_PREFIX"])
+        yield Served(url, key, r, env["CUEFAST_KEY_PREFIX"], server.pid)
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -1,10 +1,12 @@
 """Redis commands and CPU of one hot request — ``list`` (``GET /v1/executions?limit=20`` of a cue
-fired 20 times, as ``./dev bench api --modes list``) or ``create`` (``POST /v1/cues``, the
-bench's webhook cue) — sent ``N`` times one after another to a ``cuefast api`` of this checkout:
-the ``INFO commandstats`` deltas per request (nested script commands included) and Redis's
-CPU per request (``INFO cpu``).
+fired 20 times, as ``./dev bench api --modes list``), ``create`` (``POST /v1/cues``, the
+bench's webhook cue), ``get`` (``GET /v1/cues/{id}``) or ``fire`` (``POST /v1/cues/{id}/fire``)
+— sent ``N`` times one after another to a ``cuefast api`` of this checkout: the ``INFO
+commandstats`` deltas per request (nested script commands included), Redis's CPU per request
+(``INFO cpu``) and the server process's (``/proc``: CPU time, so less sensitive to a busy
+machine than a rate).
 
-    CUEFAST_REDIS_URL=redis://127.0.0.1:PORT/0 .venv/bin/python -m bench.route_calls list|create [N]
+    CUEFAST_REDIS_URL=redis://127.0.0.1:PORT/0 .venv/bin/python -m bench.route_calls list|create|get|fire [N]
 
 Exact only on a Redis nobody else uses (a private ``redis-server``): the deltas count every
 client's commands. ``bench/outcome_calls.py`` does the same for an outcome.
@@ -19,7 +21,7 @@ from urllib.parse import urlsplit
 
 import redis
 
-from bench.__main__ import _post
+from bench.__main__ import _cpu_seconds, _post
 from bench.locustfile import webhook_cue
 from bench.outcome_calls import _stats, print_deltas, served
 
@@ -42,6 +44,10 @@ def main(mode: str, n: int) -> None:
         def request() -> None:
             if mode == "list":
                 conn.request("GET", "/v1/executions?limit=20", headers=headers)
+            elif mode == "get":
+                conn.request("GET", f"/v1/cues/{cue}", headers=headers)
+            elif mode == "fire":
+                conn.request("POST", f"/v1/cues/{cue}/fire", body=b"{}", headers=headers)
             else:
                 body = json.dumps(webhook_cue(f"calls-{next(count)}")).encode()
                 conn.request("POST", "/v1/cues", body=body, headers=headers)
@@ -52,11 +58,14 @@ def main(mode: str, n: int) -> None:
 
         for _ in range(20):
             request()  # warm (script cache, connections, rendered rows)
-        before, cpu0 = _stats(r), _cpu(r)
+        before, cpu0, server0 = _stats(r), _cpu(r), _cpu_seconds(srv.pid)
         for _ in range(n):
             request()
-        after, cpu1 = _stats(r), _cpu(r)
-        print(f"{n} × {mode}; Redis CPU per request {(cpu1 - cpu0) / n * 1e6:.1f} µs; per request:")
+        after, cpu1, server1 = _stats(r), _cpu(r), _cpu_seconds(srv.pid)
+        print(
+            f"{n} × {mode}; per request: server CPU {(server1 - server0) / n * 1e6:.0f} µs, "
+            f"Redis CPU {(cpu1 - cpu0) / n * 1e6:.1f} µs; commands:"
+        )
         print_deltas(before, after, n, "request")
 
 

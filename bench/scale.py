@@ -95,7 +95,18 @@ def filters(acct: Account) -> list[tuple[str, dict[str, str]]]:
         ("worker_id=<w0>", {"worker_id": worker}),
         ("worker_id=<w0>&status=success", {"worker_id": worker, "status": "success"}),
         ("offset=1000", {"offset": "1000"}),
+        ("cursor after 1000", {"cursor": "@1000"}),  # cuefast's keyset cursor at the same depth
     ]
+
+
+async def _cursor_at(client: httpx.AsyncClient, depth: int) -> str:
+    """The ``next_cursor`` after the newest ``depth`` executions (walked 100 at a time)."""
+    cursor = ""
+    for _ in range(depth // 100):
+        res = await client.get("/v1/executions", params={"limit": "100", "cursor": cursor})
+        res.raise_for_status()
+        cursor = res.json()["next_cursor"] or ""
+    return cursor
 
 
 def expected_total(counts: Counter[Row], query: dict[str, str]) -> int:
@@ -355,8 +366,11 @@ async def measure(
 ) -> list[dict[str, Any]]:
     """Per filter: ``warmup`` then ``requests`` sequential listings, timed one by one."""
     out: list[dict[str, Any]] = []
-    for label, query in filters(acct):
-        expected = expected_total(counts, query)
+    for label, spec in filters(acct):
+        expected = expected_total(counts, spec)
+        query = spec
+        if spec.get("cursor", "").startswith("@"):
+            query = {"cursor": await _cursor_at(client, int(spec["cursor"][1:]))}
         for _ in range(warmup):
             (await client.get("/v1/executions", params=query)).raise_for_status()
         times: list[float] = []

@@ -13,6 +13,7 @@ import os
 import re
 import secrets
 import uuid
+import zlib
 from typing import TypeGuard
 
 _ALNUM = "abcdefghijklmnopqrstuvwxyz0123456789"
@@ -48,16 +49,30 @@ def is_echo_token(value: object) -> TypeGuard[str]:
 _CUE_ID_BYTES = bytes(ord(_ALNUM[b % 36]) for b in range(256))
 """random byte → id character: the 252 bytes below 7 × 36 map 7 each to every character"""
 _CUE_ID_REJECT = bytes(range(252, 256))
+_CUE_CRC = zlib.crc32(b"cue_")
 
 
-def new_cue_id() -> str:
+def new_cue_id(group: tuple[int, int] | None = None) -> str:
     """``cue_`` + 12 characters drawn uniformly from ``[a-z0-9]`` (62 bits): random bytes
     mapped with one ``bytes.translate``, the 4 values that would bias the draw dropped (12
-    characters out of 16 bytes; a shortfall, p ≈ 1e-15, draws again)."""
+    characters out of 16 bytes; a shortfall, p ≈ 1e-15, draws again).
+
+    With ``group`` = (m, r) (``Keys.cue_group``: an account's cues on few partitions), the
+    first of ~3m such ids, cut from one ``urandom``, with ``crc32(id) % m == r`` — uniform
+    over the ids of the group (none fits with p ≈ 5 %: drawn again)."""
+    if group is None:
+        while True:
+            drawn = os.urandom(16).translate(_CUE_ID_BYTES, _CUE_ID_REJECT)
+            if len(drawn) >= 12:
+                return "cue_" + drawn[:12].decode()
+    m, r = group
+    size = 36 * m
     while True:
-        drawn = os.urandom(16).translate(_CUE_ID_BYTES, _CUE_ID_REJECT)
-        if len(drawn) >= 12:
-            return "cue_" + drawn[:12].decode()
+        drawn = os.urandom(size + size // 32).translate(_CUE_ID_BYTES, _CUE_ID_REJECT)
+        view = memoryview(drawn)
+        for i in range(0, len(drawn) - 11, 12):
+            if zlib.crc32(view[i : i + 12], _CUE_CRC) % m == r:
+                return "cue_" + drawn[i : i + 12].decode()
 
 
 def new_api_key() -> str:

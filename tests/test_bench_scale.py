@@ -20,11 +20,11 @@ async def test_scale_bench_small(redis_url: str, database_url: str, pg_schema: s
     assert [s["size"] for s in steps] == [100, 200]
     for step in steps:
         rows = step["listings"]
-        assert len(rows) == 10
+        assert len(rows) == 11
         for row in rows:
             assert row["total_ok"], row  # every filter answers the seeding's own count
         by_filter = {r["filter"]: r["expected_total"] for r in rows}
-        assert by_filter["none"] == step["size"] == by_filter["offset=1000"]
+        assert by_filter["none"] == step["size"] == by_filter["offset=1000"] == by_filter["cursor after 1000"]
         assert 0 < by_filter["cue_id=<busy>"] < step["size"]
         assert 0 < by_filter["worker_id=<w0>&status=success"] < by_filter["worker_id=<w0>"]
         assert sum(step["states"].values()) == step["size"]

@@ -273,6 +273,13 @@ async def test_executions_outcome_evidence_verify_replay(sdk: Any) -> None:
     assert (await r(sdk.executions.list(status="success"))).total == 0
     assert (await r(sdk.executions.list(status_in=["pending", "success"]))).total == 1
     assert (await r(sdk.executions.list(triggered_by="replay"))).total == 0
+    await r(sdk.cues.fire(cue.id))
+    both = [e.id for e in (await r(sdk.executions.list(cue_id=cue.id))).executions]
+    first_page = await r(sdk.executions.list(cue_id=cue.id, limit=1, cursor=""))
+    assert [e.id for e in first_page.executions] == both[:1] and first_page.next_cursor
+    last_page = await r(sdk.executions.list(cue_id=cue.id, limit=1, cursor=first_page.next_cursor))
+    assert [e.id for e in last_page.executions] == both[1:] and last_page.next_cursor is None
+    assert listing.next_cursor is None  # an offset page has none
     with pytest.raises(InvalidScheduleError) as bad:
         await r(sdk.executions.list(status="a", status_in="b"))
     assert bad.value.code == "conflicting_filters" and bad.value.status_code == 400

@@ -42,6 +42,23 @@ async def _all_pages(env: Env, key: str, path: str, field: str, size: int) -> tu
             return seen, total
 
 
+async def _cursor_pages(env: Env, key: str, path: str, size: int) -> tuple[list[str], int]:
+    """Every page of ``path`` by cursor: the ids in order and the total (the same on each)."""
+    seen: list[str] = []
+    sep = "&" if "?" in path else "?"
+    cursor, totals = "", set()
+    while True:
+        res = await env.api.request("GET", f"{path}{sep}limit={size}&cursor={cursor}", key)
+        assert res.status_code == 200, res.text
+        body: dict[str, Any] = res.json()
+        seen += [e["id"] for e in body["executions"]]
+        totals.add(body["total"])
+        if body["next_cursor"] is None:
+            assert len(totals) == 1
+            return seen, totals.pop()
+        cursor = body["next_cursor"]
+
+
 async def _in_redis(env: Env, ids: list[str]) -> set[str]:
     return {eid for eid, h in zip(ids, await env.rt.store.executions.get_many(ids), strict=True) if h}
 
@@ -83,6 +100,10 @@ async def test_retention_trims_only_snapshotted_executions_and_history_still_lis
         assert total == 17 and set(ids) == set(old + late)
         ids, total = await _all_pages(env, key, "/v1/executions?status=pending", "executions", 5)
         assert total == 5 and set(ids) == set(live + mine)
+        for path in ("/v1/executions", f"/v1/executions?cue_id={cue['id']}", "/v1/executions?status=success"):
+            offset_ids, total = await _all_pages(env, key, path, "executions", 100)
+            for size in (1, 4, 9, 50):  # cuefast's cursor: Redis by keyset, then the history
+                assert await _cursor_pages(env, key, path, size) == (offset_ids, total), (path, size)
 
         res = await env.api.request("GET", f"/v1/executions/{old[0]}", key)
         assert res.status_code == 200, res.text

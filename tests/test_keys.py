@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from typing import Any
 
@@ -17,7 +18,7 @@ from cuefast.ids import (
 )
 from cuefast.store import Store
 from cuefast.store.executions import index_member
-from cuefast.store.keys import Keys
+from cuefast.store.keys import CUE_SPREAD, Keys
 from cuefast.store.scripts import Script, Scripts
 from tests.api.test_cues import create, webhook_cue
 from tests.conftest import Api
@@ -115,3 +116,41 @@ async def test_partition_count_is_fixed_once_data_exists(api: Api) -> None:
     other = Store(api.rt.store.redis, Keys(api.rt.keys.prefix, api.rt.keys.partitions + 1))
     with pytest.raises(ConfigError, match="CUEFAST_PARTITIONS"):
         await other.system.check_partitions()
+
+
+@pytest.mark.parametrize("partitions", [16, 64, 128, 256])
+def test_an_accounts_cue_ids_fall_on_eight_partitions(partitions: int) -> None:
+    """``Keys.cue_group``: every id drawn for an account is on one of its CUE_SPREAD
+    partitions, each of them is reached, and the ids stay well-formed and unique, their
+    characters uniform (the last one is chosen among those that fit the group)."""
+    keys = Keys("cf", partitions)
+    for account in ("acct_a", "acct_b", "acct_c"):
+        group = keys.cue_group(account)
+        assert group is not None
+        ids = [new_cue_id(group) for _ in range(3000)]
+        assert all(is_cue_id(i) for i in ids) and len(set(ids)) == len(ids)
+        parts = Counter(keys.cue_partition(i) for i in ids)
+        assert len(parts) == CUE_SPREAD and min(parts.values()) > 3000 / CUE_SPREAD / 2
+        counts = Counter(c for i in ids for c in i[4:])
+        expected = len(ids) * 12 / 36
+        assert sum((counts[c] - expected) ** 2 / expected for c in counts) < 80
+
+
+def test_no_cue_group_where_it_would_not_narrow() -> None:
+    assert Keys("cf", 8).cue_group("acct_a") is None  # P ≤ CUE_SPREAD: every partition anyway
+    assert Keys("cf", 1).cue_group("acct_a") is None
+    assert Keys("cf", 24).cue_group("acct_a") is None  # not a power of two
+
+
+async def test_an_accounts_cues_mark_at_most_eight_partitions(api: Api) -> None:
+    """Creating many cues sets at most CUE_SPREAD bits of the account's bitmap (listings read
+    only those partitions), and every cue is on a marked one."""
+    key = await api.register()
+    ids = [(await create(api, key, webhook_cue(f"c{i}")))["id"] for i in range(40)]
+    store = api.rt.store
+    k = store.keys
+    account_id = await store.accounts.account_of_key(hashlib.sha256(key.encode()).hexdigest())
+    assert account_id is not None
+    bits = {p for p in range(k.partitions) if await store.redis.getbit(k.cue_partitions(account_id), p)}
+    assert {k.cue_partition(i) for i in ids} <= bits
+    assert len(bits) <= min(CUE_SPREAD, k.partitions)

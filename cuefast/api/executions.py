@@ -22,10 +22,10 @@ from cuefast.client.models import (
     ReplayResult,
     VerifyResult,
 )
-from cuefast.errors import Conflict, ExecutionNotFound, api_error
+from cuefast.errors import Conflict, ExecutionNotFound, ValidationFailed, api_error
 from cuefast.models import Account
 from cuefast.runtime import Runtime
-from cuefast.services.executions import ExecutionFilters, ExecutionService
+from cuefast.services.executions import Cursor, ExecutionFilters, ExecutionService
 from cuefast.services.outcomes import MetadataTooLarge, OutcomeAlreadyRecorded
 
 EXEC_LIMIT = limit(20)
@@ -37,6 +37,11 @@ FILTERS = [
     TextQuery("outcome_state", "exact"),
     TextQuery("triggered_by", "exact (`scheduled`, `manual_fire`, `replay`)"),
 ]
+CURSOR = TextQuery(
+    "cursor",
+    "cuefast: keyset paging — pass it (empty for the first page), then each answer's `next_cursor`; "
+    "a page costs the same however deep it is (not with `offset`)",
+)
 CONFLICTING = api_error(400, "conflicting_filters", "Pass either `status` or `status__in`, not both.")
 EMPTY_STATUS_IN = api_error(400, "invalid_status_in", "`status__in` must contain at least one status.")
 _NOT_FOUND = ExecutionNotFound()
@@ -64,10 +69,37 @@ def _filters(q: Mapping[str, str]) -> ExecutionFilters:
     )
 
 
+def _cursor(q: Mapping[str, str], offset: int) -> Cursor | None:
+    """``cursor`` (cuefast: a previous page's ``next_cursor``); "" or absent = the first page."""
+    token = q.get("cursor")
+    if not token:
+        return None
+    cursor = Cursor.decode(token)
+    if cursor is None:
+        raise ValidationFailed([("query.cursor", "Input should be a `next_cursor` of an earlier page")])
+    if offset:
+        raise ValidationFailed([("query.offset", "Input should be 0 with `cursor` (pass one or the other)")])
+    return cursor
+
+
 async def list_page(executions: ExecutionService, account: Account, q: Mapping[str, str]) -> dict[str, Any]:
     """The answer of ``GET /v1/executions`` (the Litestar route's and the edge's: ``fast.py``):
-    422 for a bad ``limit``/``offset`` first, then 400 for conflicting filters."""
+    422 for a bad ``limit``/``offset``/``cursor`` first, then 400 for conflicting filters. With
+    ``cursor`` present (even empty: the first page), the page is cursor-paged and carries
+    ``next_cursor``; without, the contract's offset page (``next_cursor`` absent)."""
     limit_, offset = EXEC_LIMIT.read(q), OFFSET.read(q)
+    if "cursor" in q:
+        cursor = _cursor(q, offset)
+        items, total, oldest, nxt = await executions.list_after(account, _filters(q), limit_, cursor)
+        return {
+            "executions": items,
+            "total": total,
+            "limit": limit_,
+            "offset": 0,
+            "has_more": nxt is not None,
+            "oldest_claimed_at": oldest,
+            "next_cursor": None if nxt is None else nxt.encode(),
+        }
     items, total, oldest = await executions.list(account, _filters(q), limit_, offset)
     return {
         "executions": items,
@@ -88,7 +120,7 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         summary="List executions (newest first)",
         tags=["executions"],
         **doc(
-            query=[*FILTERS, EXEC_LIMIT, OFFSET],
+            query=[*FILTERS, EXEC_LIMIT, OFFSET, CURSOR],
             errors=[CONFLICTING, EMPTY_STATUS_IN],
             example=ex.EXECUTION_LIST,
         ),

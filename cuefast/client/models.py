@@ -162,6 +162,8 @@ class ExecutionList(Model, kw_only=True):
     offset: int
     has_more: bool = False
     oldest_claimed_at: dt.datetime | None = None
+    next_cursor: str | None = None
+    """cuefast: set on a page asked for with ``cursor`` when another page follows"""
 
 
 class OutcomeResult(Model, kw_only=True):

@@ -270,7 +270,11 @@ class Executions(Resource[Mode]):
         triggered_by: str | None = None,
         limit: int = 20,
         offset: int = 0,
+        cursor: str | None = None,
     ) -> Call[ExecutionList]:
+        """A page of executions. ``cursor`` (cuefast): "" for the first page, then each page's
+        ``next_cursor`` — keyset paging whose cost does not grow with depth (not with
+        ``offset``)."""
         if status_in is not None and not isinstance(status_in, str):
             status_in = ",".join(status_in)
         params = {
@@ -282,6 +286,7 @@ class Executions(Resource[Mode]):
             "triggered_by": triggered_by,
             "limit": limit,
             "offset": offset,
+            "cursor": cursor,
         }
         return call("GET", "/v1/executions", ExecutionList, params=params)
 

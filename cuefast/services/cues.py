@@ -336,7 +336,7 @@ class CueService:
         if checked.error is not None:
             await self._check_name_and_limit(account, name, None)
             raise checked.error
-        cue_id = new_cue_id()
+        cue_id = new_cue_id(self.store.keys.cue_group(account.id))
         check_limit = self.settings.enforce_quotas
         await self._reserve(account, name, cue_id, check_limit=check_limit)
         fields = new_cue_fields(

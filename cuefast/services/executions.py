@@ -12,11 +12,12 @@ written before layout 2 also held an ``id`` field).
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 from collections.abc import Sequence
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
 
@@ -30,7 +31,7 @@ from cuefast.errors import (
     InvalidSchedule,
     api_error,
 )
-from cuefast.ids import is_cue_id, new_execution_id
+from cuefast.ids import is_cue_id, is_execution_id, new_execution_id
 from cuefast.metrics import EXECUTIONS_CREATED, Metrics
 from cuefast.models import Account
 from cuefast.services.outcomes import render_outcome
@@ -44,7 +45,7 @@ from cuefast.services.render import (
 )
 from cuefast.services.validate import MISSING, Checker, has_bad_text, require_object
 from cuefast.store import Status, Store
-from cuefast.store.executions import execution_of
+from cuefast.store.executions import Listing, execution_of
 from cuefast.times import RANGE_TEXT, InstantOutOfRange, fmt_offset, fmt_z, parse_datetime
 
 if TYPE_CHECKING:
@@ -132,6 +133,49 @@ RENDERED_MAX_BYTES = 16 << 20
 """what the rendered rows a process remembers may hold (hash + JSON; emptied when full)"""
 RENDERED_ROW_MAX = 16 << 10
 """a row bigger than this (a large payload or outcome) is rendered every time"""
+
+
+Rows = list[Any]
+"""a listing's rendered rows (dicts, or their JSON as ``msgspec.Raw``)"""
+
+
+class Cursor(NamedTuple):
+    """Where a cursor-paged listing goes on: after ``after`` = (created µs, id) in Redis, or at
+    offset ``history`` into the PostgreSQL history (exactly one is set)."""
+
+    after: tuple[int, str] | None
+    history: int | None
+
+    def encode(self) -> str:
+        text = f"h{self.history}" if self.after is None else f"r{self.after[0]}.{self.after[1]}"
+        return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+    @staticmethod
+    def decode(token: str) -> Cursor | None:
+        """The cursor a ``next_cursor`` spelt; None for anything else."""
+        if not 0 < len(token) <= 96 or not token.isascii():
+            return None
+        try:
+            text = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        except ValueError:
+            return None
+        if text[:1] == "h" and text[1:].isdigit() and len(text) < 12:
+            return Cursor(None, int(text[1:]))
+        us, _, eid = text[1:].partition(".")
+        if text[:1] == "r" and us.isdigit() and len(us) < 20 and is_execution_id(eid):
+            return Cursor((int(us), eid), None)
+        return None
+
+
+def _last_created(listing: Listing, limit: int) -> tuple[int, str]:
+    """(created µs, id) of the ``limit``-th id of a listing asked for ``limit + 1``."""
+    eid = listing.ids[limit - 1]
+    if listing.created_us is not None:
+        return listing.created_us[limit - 1], eid
+    assert listing.rows is not None
+    flat = listing.rows[limit - 1]
+    fields = dict(zip(flat[::2], flat[1::2], strict=True))
+    return int(fields.get("ca") or 0), eid
 
 
 def render_listed(ids: Sequence[str], rows: Sequence[Sequence[str]]) -> list[Any]:
@@ -394,10 +438,72 @@ class ExecutionService:
         indexes answer every filter (no scan), on the partitions the account may have executions
         on (``Account.partitions``), in one round trip with the cue's owner and the history
         flags — and the page's rows when one partition holds them all, else one more round trip."""
+        found = await self._redis_page(account, filters, offset, limit, None)
+        if found is None:
+            return [], 0, None
+        listing, items, flags = found
+        older, total = await self._with_history(account, filters, offset, limit, listing.total, flags=flags)
+        return items + older, total, fmt_offset(listing.oldest_claimed_us)
+
+    async def list_after(
+        self, account: Account, filters: ExecutionFilters, limit: int, cursor: Cursor | None
+    ) -> tuple[Rows, int, str | None, Cursor | None]:
+        """``list`` by cursor (cuefast's ``cursor`` / ``next_cursor``): the page after
+        ``cursor`` (None: the first), the filtered total, the earliest ``claimed_at``, and the
+        cursor of the next page (None: this is the last). In Redis a cursor is a keyset —
+        (created µs, id) of the last row — so a page costs the same however deep it is; past
+        what Redis holds, it continues as an offset into the PostgreSQL history."""
+        if cursor is not None and cursor.history is not None:
+            found = await self._redis_page(account, filters, 0, 0, None)
+            if found is None:
+                return [], 0, None, None
+            listing, _, flags = found
+            start = listing.total + cursor.history
+            older, total = await self._with_history(
+                account, filters, start, limit + 1, listing.total, flags=flags
+            )
+            more = len(older) > limit
+            nxt = Cursor(None, cursor.history + limit) if more else None
+            return older[:limit], total, fmt_offset(listing.oldest_claimed_us), nxt
+        found = await self._redis_page(
+            account, filters, 0, limit + 1, None if cursor is None else cursor.after
+        )
+        if found is None:
+            return [], 0, None, None
+        listing, items, flags = found
+        if len(listing.ids) > limit:  # more in Redis: the next page starts after this one's last row
+            last = _last_created(listing, limit)
+            _, total = await self._with_history(
+                account, filters, listing.total, 0, listing.total, flags=flags
+            )
+            return items[:limit], total, fmt_offset(listing.oldest_claimed_us), Cursor(last, None)
+        # Redis holds no more after this page: the rest of it (and what follows) from the history
+        start = listing.total  # the history's first row
+        older, total = await self._with_history(
+            account, filters, start, limit - len(items) + 1, listing.total, flags=flags
+        )
+        more = len(older) > limit - len(items)
+        page = items + older[: limit - len(items)]
+        nxt = Cursor(None, limit - len(items)) if more else None
+        return page, total, fmt_offset(listing.oldest_claimed_us), nxt
+
+    async def _redis_page(
+        self,
+        account: Account,
+        filters: ExecutionFilters,
+        offset: int,
+        limit: int,
+        after: tuple[int, str] | None,
+        *,
+        render: int | None = None,
+    ) -> tuple[Listing, Rows, tuple[int, int] | None] | None:
+        """The Redis part of a listing: the store's ``Listing``, its rendered rows (of the first
+        ``render`` ids only, when given) and the history flags read in the same round trip; None
+        when ``cue_id`` is not the account's."""
         store = self.store
         cue_id = filters.cue_id
         if cue_id is not None and not is_cue_id(cue_id):
-            return [], 0, None
+            return None
         also = []
         if cue_id is not None:
             also.append(partial(store.cues.queue_owner, cue_id=cue_id))
@@ -414,17 +520,18 @@ class ExecutionService:
             triggered_by=filters.triggered_by,
             partitions=account.partitions,
             rows=True,
+            after=after,
             also=also,
         )
         extra = listing.extra
         if cue_id is not None:
             if extra[0] != account.id:
-                return [], 0, None
+                return None
             extra = extra[1:]
         flags = store.snapshots.history_flags(extra) if self.history is not None else None
+        ids = listing.ids if render is None else listing.ids[:render]
         if listing.rows is not None:
-            items = render_listed(listing.ids, listing.rows)
+            items = render_listed(ids, listing.rows[: len(ids)])
         else:
-            items = render_executions(await store.executions.get_many(listing.ids))
-        older, total = await self._with_history(account, filters, offset, limit, listing.total, flags=flags)
-        return items + older, total, fmt_offset(listing.oldest_claimed_us)
+            items = render_executions(await store.executions.get_many(ids))
+        return listing, items, flags

@@ -140,7 +140,7 @@ class Cues(Repository):
             pipe.get(k.cue_config(cue_id))
 
         page, data, blob, *extra = await self.scripts.run_many(
-            [(EXECUTIONS_LIST, [k.ix_cue(cue_id)], [offset + limit, "", "", "", 0])], [queue_cue, *also]
+            [(EXECUTIONS_LIST, [k.ix_cue(cue_id)], [offset + limit, "", "", "", 0, ""])], [queue_cue, *also]
         )
         ids = [eid for _, eid in list_rows(page)[offset:]]
         return CueWithExecutions(_view(cue_id, data, blob), ids, int(page[0]), extra)

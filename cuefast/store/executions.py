@@ -39,7 +39,7 @@ CUES = Script("executions_cues", keys=("registry",), argv=("prefix", "account_id
 LIST = Script(
     "executions_list",
     keys=("registry",),
-    argv=("depth", "outcome_state", "triggered_by", "rows", "rows_from"),
+    argv=("depth", "outcome_state", "triggered_by", "rows", "rows_from", "after"),
     rest="statuses",
 )
 REINDEX = Script("executions_reindex", keys=("registry",), argv=("prefix",), rest="execution_ids")
@@ -123,6 +123,8 @@ class Listing(NamedTuple):
     oldest_claimed_us: int | None
     extra: list[Any]
     rows: list[list[str]] | None = None
+    created_us: list[int] | None = None
+    """each page id's created µs, when the reply carried them (None with ``rows``: the rows do)"""
 
 
 class ExecutionCue(NamedTuple):
@@ -248,6 +250,7 @@ class Executions(Repository):
         triggered_by: str | None = None,
         partitions: Sequence[int] | None = None,
         rows: bool = False,
+        after: tuple[int, str] | None = None,
         also: Sequence[Callable[[Batch], None]] = (),
     ) -> Listing:
         """A page of the account's executions (of one cue when ``cue_id`` is given, whatever its
@@ -256,8 +259,10 @@ class Executions(Repository):
         cue's, or the account's on each of ``partitions`` (None: every partition; the account's
         cue-partition bitmap as authentication read it, a superset of where its executions
         are) — in one round trip with ``also``. With ``rows`` and one registry, the script also
-        returns the page's hashes (``Listing.rows``). Work per call grows with the matching
-        cells and ``offset + limit``, never with the account."""
+        returns the page's hashes (``Listing.rows``). ``after`` = (created µs, id): a keyset
+        cursor — only executions after it in that order count (``offset`` then counts from
+        it). Work per call grows with the matching cells and ``offset + limit``, never with the
+        account or with how deep the cursor is."""
         k = self.keys
         parts = range(k.partitions) if partitions is None else partitions
         if cue_id is not None:
@@ -275,8 +280,9 @@ class Executions(Repository):
             "" if triggered_by is None else "=" + triggered_by,
         )
         tail = tuple(statuses or ())
+        cursor = "" if after is None else f"{after[0]} {after[1]}"
         calls: list[Call] = [
-            (LIST, [reg], [*filters, k.part(p) + ":exec:" if inline else "", offset, *tail])
+            (LIST, [reg], [*filters, k.part(p) + ":exec:" if inline else "", offset, cursor, *tail])
             for reg, p in zip(registries, parts, strict=True)
         ]
         res = await self.scripts.run_many(calls, also)
@@ -285,8 +291,9 @@ class Executions(Repository):
             oldest = int(reply[1]) if reply[1] else None
             if inline:  # the page alone: its ids, then their hashes
                 return Listing([str(eid) for eid in reply[3:]], int(reply[0]), oldest, res[1:], reply[2])
-            ids = [eid for _, eid in list_rows(reply)[offset:depth]]
-            return Listing(ids, int(reply[0]), oldest, res[1:])
+            page = list_rows(reply)[offset:depth]
+            ids, created = [eid for _, eid in page], [c for c, _ in page]
+            return Listing(ids, int(reply[0]), oldest, res[1:], None, created)
         merged: list[tuple[int, str]] = []
         total, oldest = 0, None
         for reply in res[: len(registries)]:
@@ -295,7 +302,10 @@ class Executions(Repository):
                 oldest = int(reply[1]) if oldest is None else min(oldest, int(reply[1]))
             merged.extend(list_rows(reply))
         merged.sort(reverse=True)
-        return Listing([eid for _, eid in merged[offset:depth]], total, oldest, res[len(registries) :])
+        page = merged[offset:depth]
+        return Listing(
+            [eid for _, eid in page], total, oldest, res[len(registries) :], None, [c for c, _ in page]
+        )
 
     def _by_partition(self, execution_ids: Sequence[str]) -> dict[int, list[str]]:
         """Well-formed ids grouped by the partition they carry (malformed ones left out)."""

@@ -27,9 +27,12 @@ import zlib
 
 from cuefast.ids import CUE_ID_RE, is_execution_id
 
-__all__ = ["AUTH_SHARDS", "CUE_ID_RE", "CUE_STATUSES", "Keys"]
+__all__ = ["AUTH_SHARDS", "CUE_ID_RE", "CUE_SPREAD", "CUE_STATUSES", "Keys"]
 CUE_STATUSES = ("active", "paused", "completed", "failed")
 AUTH_SHARDS = 64
+CUE_SPREAD = 8
+"""the partitions an account's new cues are spread over (``Keys.cue_group``); cues made before
+(or while P ≤ 8) may be anywhere: the account's cue-partition bitmap says where"""
 """auth shards ``{a00}``…``{a63}`` (fixed: the shard of an account and of its keys are
 functions of it; changing the count is a layout upgrade)"""
 
@@ -48,6 +51,18 @@ class Keys:
     # ---- partitions --------------------------------------------------------------
     def cue_partition(self, cue_id: str) -> int:
         return zlib.crc32(cue_id.encode()) % self.partitions
+
+    def cue_group(self, account_id: str) -> tuple[int, int] | None:
+        """(m, r): an account's new cue ids are drawn with ``crc32(id) % m == r``
+        (``ids.new_cue_id``), so its cues fall on the ``CUE_SPREAD`` partitions ``≡ r (mod m)``
+        — whatever how many cues it has, its listings read at most that many partitions (and a
+        hot account still spreads over several nodes of a cluster). None (any id) when P is
+        not a power of two above ``CUE_SPREAD``."""
+        p = self.partitions
+        if p <= CUE_SPREAD or p & (p - 1):
+            return None
+        m = p // CUE_SPREAD
+        return m, zlib.crc32(account_id.encode()) % m
 
     def cue_byte(self, cue_id: str) -> int:
         """The last byte of the cue's execution ids: ``crc32 % 256`` when P divides 256, so that

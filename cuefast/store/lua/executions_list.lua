@@ -10,7 +10,9 @@
   ARGV[4] rows: "" = ids only; else the registry's partition's execution key prefix
     "<pfx>:{pNN}:exec:" — the page alone comes back, with its members' hashes (one round trip)
   ARGV[5] rows_from: the rank (0-based) of the page's first member (the listing's offset)
-  ARGV[6..] statuses: any of these (none = any status)
+  ARGV[6] after: "" = from the newest; else "<created µs> <id>", a keyset cursor: only members
+    after it in the order (older, or as old with a smaller id) count as ranks
+  ARGV[7..] statuses: any of these (none = any status)
   returns {total, earliest claimed_at µs ("" = none), rows, members…}: without ARGV[4], rows is
     {} and the members are id, created µs, … up to depth pairs, newest first (ties: id
     descending); with it, rows holds the HGETALL of each member of the page (ranks rows_from to
@@ -19,10 +21,12 @@
 local depth = tonumber(ARGV[1])
 local want_os, want_tb = ARGV[2], ARGV[3]
 local rows_prefix, rows_from = ARGV[4], tonumber(ARGV[5])
+local after_text, after_id = string.match(ARGV[6], '^(%d+) (.+)$')
+local after_s = after_text and tonumber(after_text)
 local statuses = nil
-if #ARGV > 5 then
+if #ARGV > 6 then
   statuses = {}
-  for i = 6, #ARGV do statuses[ARGV[i]] = true end
+  for i = 7, #ARGV do statuses[ARGV[i]] = true end
 end
 local reg = KEYS[1]
 local cells = redis.call('HGETALL', reg)
@@ -52,7 +56,7 @@ local rows = {}
 local out = {total, oldest and string.format('%d', oldest) or '', rows}
 local page = rows_prefix ~= ''
 if depth <= rows_from or #zsets == 0 then return out end
-if page and #zsets == 1 then  -- one cell: the page is one range of its zset, nothing to merge
+if page and #zsets == 1 and not after_s then  -- one cell: the page is one range of its zset, nothing to merge
   local members = redis.call('ZREVRANGE', zsets[1], rows_from, depth - 1)
   for j = 1, #members do
     local id = ix_id(members[j])
@@ -64,38 +68,79 @@ end
 -- merge the cells (each zset read newest first, ties by id descending, as ZREVRANGE orders
 -- them), lazily: each cell's newest depth / cells first, and more of a cell only when the merge
 -- has used what was read of it (then all the merge may still need) — the members read grow
--- with depth plus the cells, not depth × cells; no sort; ids spelled only for what is returned
+-- with depth plus the cells, not depth × cells. The cells' heads sit in a binary heap, so each
+-- rank costs ~log2(cells) comparisons instead of a pass over every cell; no sort; ids spelled
+-- only for ties and for what is returned
 local chunk = math.ceil(depth / #zsets)
 local lists, at, read = {}, {}, {}  -- per cell: members read {member, created, …}, cursor, count
-for j = 1, #zsets do
-  lists[j] = redis.call('ZREVRANGE', zsets[j], 0, math.min(chunk, sizes[j]) - 1, 'WITHSCORES')
-  at[j] = 1
-  read[j] = #lists[j] / 2
-end
-for rank = 0, depth - 1 do
-  local best, bs, bm = nil, nil, nil
-  for j = 1, #zsets do
-    local l, a = lists[j], at[j]
-    if a > #l and read[j] < sizes[j] then  -- this cell's read part is used up: read on
+local hs = {}  -- per cell: its head's created µs (the member is lists[j][at[j]])
+local rank = 0
+-- cell j's next member in place (read on when what was read is used up); false: no more
+local function advance(j)
+  while true do
+    local l = lists[j]
+    if at[j] > #l then
+      if read[j] >= sizes[j] then return false end
       local more = math.max(chunk, depth - rank)
       l = redis.call('ZREVRANGE', zsets[j], read[j], read[j] + more - 1, 'WITHSCORES')
-      lists[j], a, at[j] = l, 1, 1
+      if #l == 0 then return false end
+      lists[j], at[j] = l, 1
       read[j] = read[j] + #l / 2
     end
-    if a < #l then
-      local s, m = tonumber(l[a + 1]), l[a]
-      if best == nil or s > bs or (s == bs and ix_id(m) > ix_id(bm)) then best, bs, bm = j, s, m end
+    local s = tonumber(l[at[j] + 1])
+    -- a member as old as the cursor: past it only with a smaller id
+    if s ~= after_s or ix_id(l[at[j]]) < after_id then
+      hs[j] = s
+      return true
     end
+    at[j] = at[j] + 2
   end
-  if best == nil then break end
+end
+-- cell a's head comes before cell b's (newer; a tie by id descending)
+local function before(a, b)
+  local sa, sb = hs[a], hs[b]
+  if sa ~= sb then return sa > sb end
+  return ix_id(lists[a][at[a]]) > ix_id(lists[b][at[b]])
+end
+local heap, n = {}, 0
+local function down(i)
+  while true do
+    local l, r, top = 2 * i, 2 * i + 1, i
+    if l <= n and before(heap[l], heap[top]) then top = l end
+    if r <= n and before(heap[r], heap[top]) then top = r end
+    if top == i then return end
+    heap[i], heap[top] = heap[top], heap[i]
+    i = top
+  end
+end
+for j = 1, #zsets do
+  -- with a cursor, a cell starts at its first member not newer than it
+  local from = after_s and redis.call('ZCOUNT', zsets[j], '(' .. after_text, '+inf') or 0
+  local take = math.min(chunk, sizes[j] - from)
+  lists[j] = take > 0 and redis.call('ZREVRANGE', zsets[j], from, from + take - 1, 'WITHSCORES') or {}
+  at[j] = 1
+  read[j] = from + #lists[j] / 2
+  if advance(j) then n = n + 1; heap[n] = j end
+end
+for i = math.floor(n / 2), 1, -1 do down(i) end
+while rank < depth and n > 0 do
+  local best = heap[1]
+  local l, a = lists[best], at[best]
   if not page then
-    out[#out + 1] = ix_id(bm)
-    out[#out + 1] = lists[best][at[best] + 1]
+    out[#out + 1] = ix_id(l[a])
+    out[#out + 1] = l[a + 1]
   elseif rank >= rows_from then
-    local id = ix_id(bm)
+    local id = ix_id(l[a])
     rows[#rows + 1] = redis.call('HGETALL', rows_prefix .. id)
     out[#out + 1] = id
   end
-  at[best] = at[best] + 2
+  at[best] = a + 2
+  rank = rank + 1
+  if not advance(best) then
+    heap[1] = heap[n]
+    heap[n] = nil
+    n = n - 1
+  end
+  down(1)
 end
 return out
