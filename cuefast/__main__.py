@@ -109,6 +109,7 @@ async def _serve(
     from cuefast.api import create_app
     from cuefast.durability.snapshots import Snapshotter
     from cuefast.engine.dispatcher import Dispatcher
+    from cuefast.engine.replays import ReplayRunner
     from cuefast.engine.scheduler import Scheduler
     from cuefast.runtime import Runtime
 
@@ -181,6 +182,7 @@ async def _serve(
                 name="dispatcher",
             )
         )
+        roles.append(asyncio.create_task(ReplayRunner(rt.replays).run(stopping), name="replays"))
         log.info("dispatcher running")
     if snapshotter and settings.database_url:
         snap = Snapshotter(rt.store, settings, rt.clock)

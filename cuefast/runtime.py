@@ -19,6 +19,7 @@ from cuefast.services.claims import WorkService
 from cuefast.services.cues import CueService
 from cuefast.services.executions import ExecutionService
 from cuefast.services.outcomes import OutcomeService
+from cuefast.services.replays import ReplayService
 from cuefast.services.worker_registry import WorkerRegistry
 from cuefast.store import Store, connect
 from cuefast.store.connect import Tls
@@ -67,6 +68,7 @@ class Runtime:
         self.executions.history = History(lambda: self.pg_pool, self.store)  # beyond Redis retention
         self.outcomes = OutcomeService(self.store, self.clock, self.metrics)
         self.cues = CueService(self.store, settings, self.clock, self.executions)
+        self.replays = ReplayService(self.store, self.clock, self.executions)
         self.work = WorkService(self.store, settings, self.clock, self.outcomes, self.metrics)
         self.workers = WorkerRegistry(self.store, settings, self.clock)
         self.reaper = WorkReaper(self.store, settings, self.clock, self.metrics)

@@ -280,6 +280,15 @@ async def test_executions_outcome_evidence_verify_replay(sdk: Any) -> None:
     last_page = await r(sdk.executions.list(cue_id=cue.id, limit=1, cursor=first_page.next_cursor))
     assert [e.id for e in last_page.executions] == both[1:] and last_page.next_cursor is None
     assert listing.next_cursor is None  # an offset page has none
+    job = await r(
+        sdk.executions.replay_many(status="failed", since="2020-01-01T00:00:00Z", rate_per_second=5)
+    )
+    assert (job.status, job.selected, job.filter) == (
+        "done",
+        0,
+        {"status": "failed", "since": "2020-01-01T00:00:00+00:00"},
+    )
+    assert (await r(sdk.executions.replay_status(job.id))).id == job.id
     with pytest.raises(InvalidScheduleError) as bad:
         await r(sdk.executions.list(status="a", status_in="b"))
     assert bad.value.code == "conflicting_filters" and bad.value.status_code == 400

@@ -16,7 +16,7 @@ from litestar.openapi import OpenAPIConfig
 
 from cuefast import __version__, dashboard
 from cuefast.api import alerts as alerts_api
-from cuefast.api import auth, cues, docs, echo, executions, metrics, system, usage, workers
+from cuefast.api import auth, cues, docs, echo, executions, metrics, replays, system, usage, workers
 from cuefast.api.deps import account_provider
 from cuefast.api.edge import Edge
 from cuefast.api.fast import FastRoutes
@@ -77,6 +77,7 @@ def create_litestar(rt: Runtime, *, manage_runtime: bool = True) -> Litestar:
         *auth.routes(rt),
         *cues.routes(rt),
         *executions.routes(rt),
+        *replays.routes(rt),
         *workers.routes(rt),
         *echo.routes(rt),
         *usage.routes(rt),

@@ -165,6 +165,28 @@ class FireRequest(Body, kw_only=True):
 Str500 = Annotated[str, Meta(max_length=500)]
 
 
+class ReplayFilter(Body, kw_only=True):
+    """Which executions a bulk replay selects (all given ones must match; none = every one)."""
+
+    cue_id: str | None = None
+    status: str | None = None
+    status__in: list[str] | None = None
+    outcome_state: str | None = None
+    triggered_by: str | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+
+
+class BulkReplayRequest(Body, kw_only=True):
+    """cuefast: ``POST /v1/executions/replay`` — replay up to ``limit`` matching executions Redis
+    holds (newest first), ``rate_per_second`` at a time; finished ones only (others are skipped)."""
+
+    filter: ReplayFilter | None = None
+    limit: Annotated[int, Meta(ge=1, le=10_000)] | None = None
+    rate_per_second: Annotated[int, Meta(ge=1, le=1_000)] | None = None
+    idempotency_key: Annotated[str, Meta(min_length=1, max_length=256)] | None = None
+
+
 class OutcomeRequest(Body, kw_only=True):
     """``result``/``error`` longer than 16,384 characters are truncated, never refused;
     ``metadata`` at most 32,768 bytes of JSON."""

@@ -186,6 +186,22 @@ class VerifyResult(Model, kw_only=True):
     reason: str | None = None
 
 
+class ReplayJob(Model, kw_only=True):
+    """cuefast: a bulk replay and its progress (``GET /v1/replays/{id}``)."""
+
+    id: str
+    status: str
+    filter: dict[str, Any]
+    limit: int
+    rate_per_second: int
+    selected: int
+    replayed: int
+    skipped: int
+    last_error: str | None = None
+    created_at: dt.datetime
+    finished_at: dt.datetime | None = None
+
+
 class ReplayResult(Model, kw_only=True):
     id: str
     cue_id: str

@@ -29,6 +29,7 @@ from cuefast.client.models import (
     OutcomeReport,
     OutcomeResult,
     ReleaseResult,
+    ReplayJob,
     ReplayResult,
     VerifyResult,
     WorkerHeartbeatResult,
@@ -397,6 +398,43 @@ class Executions(Resource[Mode]):
     def replay(self, execution_id: str) -> Call[ReplayResult]:
         """A new execution of a finished one, with the same payload."""
         return call("POST", f"/v1/executions/{_id(execution_id)}/replay", ReplayResult, body={})
+
+    @op
+    def replay_many(
+        self,
+        *,
+        cue_id: str | None = None,
+        status: str | None = None,
+        status_in: Sequence[str] | None = None,
+        outcome_state: str | None = None,
+        triggered_by: str | None = None,
+        since: dt.datetime | str | None = None,
+        until: dt.datetime | str | None = None,
+        limit: int | None = None,
+        rate_per_second: int | None = None,
+        idempotency_key: str | None = None,
+    ) -> Call[ReplayJob]:
+        """cuefast: replay up to ``limit`` (≤ 10,000) matching finished executions at
+        ``rate_per_second``; follow it with ``replay_status``. An ``idempotency_key`` sent again
+        with the same request answers the first job."""
+        flt = drop_none(
+            cue_id=cue_id,
+            status=status,
+            status__in=list(status_in) if status_in is not None else None,
+            outcome_state=outcome_state,
+            triggered_by=triggered_by,
+            since=_iso(since),
+            until=_iso(until),
+        )
+        body = drop_none(
+            filter=flt, limit=limit, rate_per_second=rate_per_second, idempotency_key=idempotency_key
+        )
+        return call("POST", "/v1/executions/replay", ReplayJob, body=body)
+
+    @op
+    def replay_status(self, replay_id: str) -> Call[ReplayJob]:
+        """cuefast: a bulk replay's progress."""
+        return call("GET", f"/v1/replays/{_id(replay_id)}", ReplayJob)
 
 
 class Workers(Resource[Mode]):

@@ -363,8 +363,13 @@ class ExecutionService:
 
     async def replay(self, account: Account, execution_id: str) -> dict[str, Any]:
         """A new execution for the same cue with the source's effective payload (§8.10)."""
+        return await self.replay_one(account.id, execution_id)
+
+    async def replay_one(self, account_id: str, execution_id: str, *, job_id: str = "") -> dict[str, Any]:
+        """``replay`` for an account id; with ``job_id`` (a bulk replay's batch) idempotent per
+        (job, source): a batch run again after a crash makes no second execution."""
         src = await self.store.executions.get(execution_id)
-        if src is None or src.get("acct") != account.id:
+        if src is None or src.get("acct") != account_id:
             raise ExecutionNotFound()
         if src["st"] not in TERMINAL:
             raise api_error(
@@ -373,16 +378,22 @@ class ExecutionService:
         cue_id = src["cue"]
         now = self.clock.now_us()
         eid = new_execution_id(self.store.keys.cue_byte(cue_id))
+        digest = hashlib.sha256(f"replay:{job_id}:{execution_id}".encode()).hexdigest() if job_id else ""
         outcome, _ = await self.store.executions.create(
             execution_id=eid,
             cue_id=cue_id,
-            account_id=account.id,
+            account_id=account_id,
             scheduled_us=now,
             payload_json=src.get("pl") or "{}",
             triggered_by="replay",
             replayed_from=execution_id,
+            idem_digest=digest,
+            fingerprint="replay" if job_id else "",
+            response_json="{}" if job_id else "",
             now_us=now,
         )
+        if outcome is Status.REPEAT:
+            return {}
         if outcome is not Status.OK:
             raise ExecutionNotFound()  # the cue is gone
         self.metrics.inc(EXECUTIONS_CREATED, ("replay",))
@@ -465,9 +476,8 @@ class ExecutionService:
             more = len(older) > limit
             nxt = Cursor(None, cursor.history + limit) if more else None
             return older[:limit], total, fmt_offset(listing.oldest_claimed_us), nxt
-        found = await self._redis_page(
-            account, filters, 0, limit + 1, None if cursor is None else cursor.after
-        )
+        after = None if cursor is None else cursor.after
+        found = await self._redis_page(account, filters, 0, limit + 1, after, render=limit)
         if found is None:
             return [], 0, None, None
         listing, items, flags = found
@@ -476,7 +486,7 @@ class ExecutionService:
             _, total = await self._with_history(
                 account, filters, listing.total, 0, listing.total, flags=flags
             )
-            return items[:limit], total, fmt_offset(listing.oldest_claimed_us), Cursor(last, None)
+            return items, total, fmt_offset(listing.oldest_claimed_us), Cursor(last, None)
         # Redis holds no more after this page: the rest of it (and what follows) from the history
         start = listing.total  # the history's first row
         older, total = await self._with_history(
@@ -521,6 +531,7 @@ class ExecutionService:
             partitions=account.partitions,
             rows=True,
             after=after,
+            created=after is not None or render is not None,
             also=also,
         )
         extra = listing.extra

@@ -23,6 +23,7 @@ from cuefast.store.executions import Executions
 from cuefast.store.keys import Keys
 from cuefast.store.notices import Notices
 from cuefast.store.outcomes import Outcomes
+from cuefast.store.replays import Replays
 from cuefast.store.repository import Repository
 from cuefast.store.restore import Restore
 from cuefast.store.schedule import Schedule
@@ -49,6 +50,7 @@ REPOSITORIES: tuple[type[Repository], ...] = (
     Executions,
     Notices,
     Outcomes,
+    Replays,
     Restore,
     Schedule,
     Snapshots,
@@ -79,6 +81,7 @@ class Store:
         self.executions = Executions(*parts)
         self.notices = Notices(*parts)
         self.outcomes = Outcomes(*parts)
+        self.replays = Replays(*parts)
         self.restore = Restore(*parts)
         self.schedule = Schedule(*parts)
         self.snapshots = Snapshots(*parts)

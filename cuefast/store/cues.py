@@ -150,6 +150,11 @@ class Cues(Repository):
         pipeline, to save a round trip."""
         pipe.hget(self.keys.cue(cue_id), "acct")
 
+    async def owner(self, cue_id: str) -> str | None:
+        """The cue's account id (None: no such cue)."""
+        found = await self.redis.hget(self.keys.cue(cue_id), "acct")
+        return None if found is None else str(found)
+
     async def exists(self, cue_id: str) -> bool:
         return bool(await self.redis.exists(self.keys.cue(cue_id)))
 

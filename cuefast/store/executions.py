@@ -251,6 +251,7 @@ class Executions(Repository):
         partitions: Sequence[int] | None = None,
         rows: bool = False,
         after: tuple[int, str] | None = None,
+        created: bool = False,
         also: Sequence[Callable[[Batch], None]] = (),
     ) -> Listing:
         """A page of the account's executions (of one cue when ``cue_id`` is given, whatever its
@@ -261,7 +262,9 @@ class Executions(Repository):
         are) — in one round trip with ``also``. With ``rows`` and one registry, the script also
         returns the page's hashes (``Listing.rows``). ``after`` = (created µs, id): a keyset
         cursor — only executions after it in that order count (``offset`` then counts from
-        it). Work per call grows with the matching cells and ``offset + limit``, never with the
+        it). With ``created``, ``Listing.created_us`` holds each page id's created µs (not with
+        ``rows``: the rows do). Work per call grows with the matching cells and
+        ``offset + limit``, never with the
         account or with how deep the cursor is."""
         k = self.keys
         parts = range(k.partitions) if partitions is None else partitions
@@ -292,8 +295,10 @@ class Executions(Repository):
             if inline:  # the page alone: its ids, then their hashes
                 return Listing([str(eid) for eid in reply[3:]], int(reply[0]), oldest, res[1:], reply[2])
             page = list_rows(reply)[offset:depth]
-            ids, created = [eid for _, eid in page], [c for c, _ in page]
-            return Listing(ids, int(reply[0]), oldest, res[1:], None, created)
+            ids = [eid for _, eid in page]
+            return Listing(
+                ids, int(reply[0]), oldest, res[1:], None, [c for c, _ in page] if created else None
+            )
         merged: list[tuple[int, str]] = []
         total, oldest = 0, None
         for reply in res[: len(registries)]:
@@ -304,7 +309,12 @@ class Executions(Repository):
         merged.sort(reverse=True)
         page = merged[offset:depth]
         return Listing(
-            [eid for _, eid in page], total, oldest, res[len(registries) :], None, [c for c, _ in page]
+            [eid for _, eid in page],
+            total,
+            oldest,
+            res[len(registries) :],
+            None,
+            [c for c, _ in page] if created else None,
         )
 
     def _by_partition(self, execution_ids: Sequence[str]) -> dict[int, list[str]]:

@@ -287,6 +287,23 @@ class Keys:
         """hash: worker id → "<registered µs>|<handlers JSON>" (the worker registry, §9.6)"""
         return f"{self.prefix}:{{a:{account_id}}}:workerinfo"
 
+    def replays_active(self) -> str:
+        """zset: running bulk-replay job id → µs its next batch may start (or its runner's
+        lease ends); the ``{replays}`` slot holds every replay job's keys"""
+        return f"{self.prefix}:{{replays}}:active"
+
+    def replay(self, job_id: str) -> str:
+        """hash: a bulk-replay job (``store/replays.py``)"""
+        return f"{self.prefix}:{{replays}}:job:{job_id}"
+
+    def replay_ids(self, job_id: str) -> str:
+        """list: the source execution ids a bulk-replay job selected, in listing order"""
+        return f"{self.prefix}:{{replays}}:job:{job_id}:ids"
+
+    def replay_idem(self, account_id: str, key_digest: str) -> str:
+        """string (24 h TTL): "<fingerprint>|<job id>" of a bulk replay's Idempotency-Key"""
+        return f"{self.prefix}:{{replays}}:idem:{account_id}:{key_digest}"
+
     def echo(self, token: str) -> str:
         """string (300 s TTL): an echo request's JSON record (§16.5)"""
         return f"{self.prefix}:{{echo}}:rec:{token}"

@@ -21,7 +21,7 @@ NO_AUTH = {
     ("post", "/v1/auth/register"),
     ("post", "/v1/echo/{token}"),
 }
-CREATED = {("post", "/v1/auth/register"), ("post", "/v1/cues")}
+CREATED = {("post", "/v1/auth/register"), ("post", "/v1/cues"), ("post", "/v1/executions/replay")}
 NO_CONTENT = {("delete", "/v1/cues/{cue_id}"), ("delete", "/v1/workers/{worker_id}")}
 STRUCTS = {
     name: obj
@@ -91,7 +91,7 @@ async def test_bodies_and_responses_are_the_sdk_structs(api: Api) -> None:
                     envelope = msgspec.convert(example["value"], models.ErrorResponse)
                     assert envelope.error.status == int(status), (method, path, example)
         assert "500" in op["responses"], (method, path)
-    assert with_body == 17
+    assert with_body == 18
 
 
 async def test_bearer_security_scheme_and_authenticated_operations(api: Api) -> None:
