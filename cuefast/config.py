@@ -111,6 +111,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     dashboard_url: str = ""
     base_url: str = "http://localhost:8000"
     smtp_url: str = ""
+    """Outgoing mail (on_failure e-mails, magic links): ``smtp://`` or ``smtps://[user:pass@]host``;
+    empty: magic links are logged instead (engine/mail.py)."""
+    session_secret: str = ""
+    """HS256 key of session JWTs (§16.2), at least 32 characters; empty: the session routes answer
+    503 ``session_unavailable`` and only API keys authenticate. Never logged."""
     # --- webhook delivery (per dispatcher process) ----------------------------------
     delivery_concurrency: int = 512
     """Most webhook requests one dispatcher process has in flight."""
@@ -167,6 +172,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 raise ConfigError(f"{PREFIX}{name.upper()} must not be negative")
         if self.delivery_shutdown_grace_seconds < 0:
             raise ConfigError("CUEFAST_DELIVERY_SHUTDOWN_GRACE_SECONDS must not be negative")
+        if self.session_secret and len(self.session_secret) < 32:
+            raise ConfigError("CUEFAST_SESSION_SECRET must be at least 32 characters (or empty: no sessions)")
         if self.snapshot_interval <= 0:
             raise ConfigError("CUEFAST_SNAPSHOT_INTERVAL must be positive")
 

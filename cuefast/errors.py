@@ -307,3 +307,75 @@ class ServiceUnavailable(CuefastError):
 
 class ConfigError(Exception):
     """Bad configuration: start-up stops with this message (never an HTTP error)."""
+
+
+# --- login: device code, magic link, sessions (CONTRACT.md §16) ----------------------------
+class InvalidDeviceCode(CuefastError):
+    status = 400
+    code = "invalid_device_code"
+
+    def __init__(self) -> None:
+        super().__init__("Device code must be 6-128 characters")
+
+
+class DeviceCodeExists(Conflict):
+    def __init__(self) -> None:
+        super().__init__("device_code_exists", "Device code already in use")
+
+
+class DeviceCodeNotFound(CuefastError):
+    status = 404
+    code = "device_code_not_found"
+
+    def __init__(self) -> None:
+        super().__init__("Device code not found")
+
+
+class DeviceCodeExpired(CuefastError):
+    status = 400
+    code = "device_code_expired"
+
+    def __init__(self) -> None:
+        super().__init__("Device code expired")
+
+
+class InvalidDeviceStatus(CuefastError):
+    status = 400
+    code = "invalid_status"
+
+    def __init__(self, status: str) -> None:
+        super().__init__(f"Device code status is '{status}', expected 'pending'")
+
+
+class InvalidSessionToken(CuefastError):
+    """A one-time session token (from the device-code poll) unknown, used or expired."""
+
+    status = 401
+    code = "invalid_token"
+
+    def __init__(self) -> None:
+        super().__init__("Invalid or expired session token")
+
+
+class SessionExpired(CuefastError):
+    status = 401
+    code = "session_expired"
+
+    def __init__(self) -> None:
+        super().__init__("Session expired. Please log in again.")
+
+
+class UserNotFound(CuefastError):
+    status = 401
+    code = "user_not_found"
+
+    def __init__(self) -> None:
+        super().__init__("User not found")
+
+
+class SessionUnavailable(CuefastError):
+    status = 503
+    code = "session_unavailable"
+
+    def __init__(self) -> None:
+        super().__init__("Sessions are not configured on this server (CUEFAST_SESSION_SECRET is empty)")

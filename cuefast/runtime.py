@@ -11,6 +11,7 @@ from cuefast.clock import Clock, SystemClock
 from cuefast.config import DEFAULT_PARTITIONS, Settings
 from cuefast.durability import schema as pg
 from cuefast.durability.history import History
+from cuefast.engine.mail import Mailer
 from cuefast.engine.reaper import WorkReaper
 from cuefast.engine.webhooks import Webhooks
 from cuefast.errors import ConfigError
@@ -18,6 +19,7 @@ from cuefast.services.accounts import AccountService
 from cuefast.services.claims import WorkService
 from cuefast.services.cues import CueService
 from cuefast.services.executions import ExecutionService
+from cuefast.services.login import LoginService
 from cuefast.services.outcomes import OutcomeService
 from cuefast.services.replays import ReplayService
 from cuefast.services.worker_registry import WorkerRegistry
@@ -64,6 +66,9 @@ class Runtime:
         """this process's counts, flushed to the install's hash (cuefast/metrics.py)"""
         self.metrics_flusher = metrics.Flusher(self.metrics, self.store.system, self.clock)
         self.accounts = AccountService(self.store, settings, self.clock)
+        mailer = Mailer(settings.smtp_url, settings.notify_timeout_seconds) if settings.smtp_url else None
+        self.login = LoginService(self.store, settings, self.clock, self.accounts, mailer)
+        """device codes, magic links, sessions (§16); authenticates session JWTs for ``accounts``"""
         self.executions = ExecutionService(self.store, self.clock, self.metrics)
         self.executions.history = History(lambda: self.pg_pool, self.store)  # beyond Redis retention
         self.outcomes = OutcomeService(self.store, self.clock, self.metrics)

@@ -16,7 +16,7 @@ from litestar.openapi import OpenAPIConfig
 
 from cuefast import __version__, dashboard
 from cuefast.api import alerts as alerts_api
-from cuefast.api import auth, cues, docs, echo, executions, metrics, replays, system, usage, workers
+from cuefast.api import auth, cues, docs, echo, executions, login, metrics, replays, system, usage, workers
 from cuefast.api.deps import account_provider
 from cuefast.api.edge import Edge
 from cuefast.api.fast import FastRoutes
@@ -75,6 +75,7 @@ def create_litestar(rt: Runtime, *, manage_runtime: bool = True) -> Litestar:
     handlers = [
         *system.routes(rt),
         *auth.routes(rt),
+        *login.routes(rt),
         *cues.routes(rt),
         *executions.routes(rt),
         *replays.routes(rt),

@@ -40,6 +40,9 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 MAX_BODY = 1_048_576
+PAGE = "cuefast.page"
+"""scope key a handler sets on an HTML page for people (api/login_pages.py): its error statuses
+keep their HTML body instead of being replaced by the API's envelope"""
 EXPOSE = (
     b"X-Request-Id, X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, Retry-After, "
     b"X-CueAPI-Usage-Warning"
@@ -194,7 +197,12 @@ class Edge:
             if message["type"] == "http.response.start":
                 started = True
                 status = int(message["status"])
-                if status >= 400 and not page and not _is_json(message.get("headers", ())):
+                if (
+                    status >= 400
+                    and not page
+                    and not _is_json(message.get("headers", ()))
+                    and not scope.get(PAGE)
+                ):
                     replaced = True  # its body is dropped below
                     await self._error(send, envelope_for(status), extra)
                     return

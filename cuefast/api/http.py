@@ -15,6 +15,7 @@ from cuefast.errors import (
     ExecutionNotFound,
     InternalError,
     InvalidJSON,
+    RateLimited,
     ServiceUnavailable,
     WorkerNotFound,
 )
@@ -50,6 +51,9 @@ def empty_response(status: int = 204) -> Response[bytes]:
 
 
 def error_response(err: CuefastError, headers: dict[str, str] | None = None) -> Response[Any]:
+    """The envelope of ``err``; a 429 (``RateLimited``) carries its integer ``Retry-After``."""
+    if isinstance(err, RateLimited):
+        headers = {"Retry-After": str(err.retry_after), **(headers or {})}
     return json_response(err.envelope(), err.status, headers)
 
 

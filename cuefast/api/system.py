@@ -48,7 +48,7 @@ INFO_EXAMPLE = {
     "version": __version__,
     "authorization_backend": "SameTenantAuthorizationBackend",
     "authentication_paths": {"per_user_api_key": True, "internal_token_with_on_behalf_of": False},
-    "disabled_primitives": ["device_code"],
+    "disabled_primitives": [],
 }
 
 
@@ -159,9 +159,7 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         **doc(auth=False, counted=False, store=False, example=INFO_EXAMPLE),
     )
     async def info() -> Response[ServerInfo]:
-        disabled = ["device_code"]
-        if not rt.settings.enforce_quotas:
-            disabled.insert(0, "quotas")
+        disabled = [] if rt.settings.enforce_quotas else ["quotas"]
         return json_response(
             {
                 "version": __version__,

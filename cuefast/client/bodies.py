@@ -45,6 +45,25 @@ class AccountUpdate(Body, kw_only=True):
     alert_webhook_url: Annotated[str, Meta(max_length=2048)] | None = None
 
 
+# --- login (§16) ---------------------------------------------------------------------------------
+DeviceCodeText = Annotated[
+    str, Meta(min_length=6, max_length=128, description="6-128 characters, client-chosen")
+]
+
+
+class DeviceCodeRequest(Body, kw_only=True):
+    device_code: DeviceCodeText
+
+
+class SubmitEmailRequest(Body, kw_only=True):
+    device_code: DeviceCodeText
+    email: Annotated[str, Meta(max_length=254, description="an e-mail address")]
+
+
+class SessionRequest(Body, kw_only=True):
+    token: Annotated[str, Meta(description="the one-time `session_token` of an approved device-code poll")]
+
+
 # --- cues (§7) ---------------------------------------------------------------------------------
 
 

@@ -533,6 +533,39 @@ class AlertWebhookSecretRotation(Model, kw_only=True):
     previous_secret_revoked: bool = True
 
 
+# --- login: device code and sessions (§16) ----------------------------------------------------
+
+
+class DeviceCode(Model, kw_only=True):
+    """``POST /v1/auth/device-code`` (201): where the person signs in, and for how long."""
+
+    verification_url: str
+    expires_in: int
+
+
+class DevicePoll(Model, kw_only=True):
+    """``pending``, ``email_sent``, ``claimed``, ``expired``; or, once, ``approved`` with the
+    account's e-mail, its API key (a new account's, or a revealed one) or ``existing_user``,
+    and a one-time ``session_token`` for ``POST /v1/auth/session``."""
+
+    status: str
+    email: str | None = None
+    api_key: str | None = None
+    existing_user: bool | None = None
+    session_token: str | None = None
+
+
+class EmailSent(Model, kw_only=True):
+    status: str = "email_sent"
+
+
+class Session(Model, kw_only=True):
+    """A session JWT (HS256, 24 h) and the account's e-mail."""
+
+    session_token: str
+    email: str
+
+
 # --- cues: bulk delete (§7.9) and echo (§16.5) --------------------------------------------------
 
 

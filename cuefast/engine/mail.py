@@ -1,5 +1,8 @@
 """Outgoing e-mail over SMTP (``CUEFAST_SMTP_URL``), stdlib ``smtplib`` run in a thread.
 
+Two senders use it: on_failure notices (engine/notices.py) and the login's magic links
+(services/login.py, handed a ``Mailer`` by the runtime).
+
 ``smtp://[user:pass@]host[:port][?from=addr]`` (port 25 by default) or ``smtps://…`` (implicit
 TLS, port 465). ``smtp://`` upgrades the connection with STARTTLS whenever the server offers it
 (certificate and host name verified; a failed upgrade fails the send, never falls back to

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import re
 import secrets
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar, Token
 from typing import Any
 
@@ -114,6 +115,8 @@ class AccountService:
             allow_private=settings.allow_private_callbacks, allow_http=settings.allow_http_callbacks
         )
         self._month_cache: tuple[int, str] = (-1, "")
+        self.session_account: Callable[[str], Awaitable[Account]] | None = None
+        """the account of a session JWT (``LoginService`` sets it when sessions are configured)"""
 
     async def authenticate(self, authorization: str | None) -> Account:
         """The account of this Authorization header. The rate-limit layer has usually resolved
@@ -122,7 +125,9 @@ class AccountService:
             raise Unauthorized("Missing or invalid Authorization header")
         token = authorization[7:].strip()
         if not token.startswith("cue_sk_"):
-            raise InvalidSession()
+            if self.session_account is None:
+                raise InvalidSession()
+            return await self.session_account(token)  # a session JWT (§16.2, services/login.py)
         pre = _RESOLVED.get()
         if pre is not None and pre[0] == authorization:
             return _account_of(pre[1])
@@ -164,6 +169,13 @@ class AccountService:
             c.add("body.email", "Field required")
         c.raise_if_any()
         assert email is not None
+        _, api_key = await self.create(email)
+        return {"api_key": api_key, "email": email}
+
+    async def create(self, email: str) -> tuple[str, str]:
+        """A new account for a checked ``email``: (account id, API key); ``DuplicateEmail`` when
+        the e-mail is taken. Register and the magic-link login (services/login.py) both create
+        accounts here."""
         s = self.settings
         account_id = new_account_id()
         api_key = self._new_key(account_id)
@@ -189,7 +201,7 @@ class AccountService:
             raise DuplicateEmail()
         if status is Status.EXHAUSTED:  # pragma: no cover - 7 random candidates all taken
             raise RuntimeError("could not allocate a slug")
-        return {"api_key": api_key, "email": email}
+        return account_id, api_key
 
     def _new_key(self, account_id: str) -> str:
         """A new API key of the account's auth shard (its hash maps there: authentication is one

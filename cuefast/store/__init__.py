@@ -21,6 +21,7 @@ from cuefast.store.delivery import Delivery
 from cuefast.store.echo import Echo
 from cuefast.store.executions import Executions
 from cuefast.store.keys import Keys
+from cuefast.store.login import Login
 from cuefast.store.notices import Notices
 from cuefast.store.outcomes import Outcomes
 from cuefast.store.replays import Replays
@@ -48,6 +49,7 @@ REPOSITORIES: tuple[type[Repository], ...] = (
     Delivery,
     Echo,
     Executions,
+    Login,
     Notices,
     Outcomes,
     Replays,
@@ -79,6 +81,7 @@ class Store:
         self.delivery = Delivery(*parts)
         self.echo = Echo(*parts)
         self.executions = Executions(*parts)
+        self.login = Login(*parts)
         self.notices = Notices(*parts)
         self.outcomes = Outcomes(*parts)
         self.replays = Replays(*parts)

@@ -160,6 +160,32 @@ class Keys:
         """list: request times (µs) of one client IP (requests without a valid API key)"""
         return f"{self.shard(self.ip_shard(ip))}:rl:ip:{ip}"
 
+    # ---- login (device codes, magic links, one-time session tokens; §16) ---------------
+    def login_shard(self, digest: str) -> str:
+        """The auth shard of a login record or window: ``crc32(digest) % 64`` of the SHA-256 hex
+        (of a device code, a token, an e-mail) or of the client IP it is about."""
+        return self.shard(zlib.crc32(digest.encode()) % AUTH_SHARDS)
+
+    def device_code(self, code_sha: str) -> str:
+        """hash (TTL): one device code, by the SHA-256 of its value (store/login.py)"""
+        return f"{self.login_shard(code_sha)}:dc:{code_sha}"
+
+    def device_polls(self, code_sha: str) -> str:
+        """list: poll times µs of one device code (30 a minute), in the code's shard"""
+        return f"{self.login_shard(code_sha)}:rl:dcp:{code_sha}"
+
+    def login_window(self, kind: str, subject: str) -> str:
+        """list: request times µs of one login limit (``kind``) for one IP or e-mail digest"""
+        return f"{self.login_shard(subject)}:rl:{kind}:{subject}"
+
+    def magic_link(self, token_sha: str) -> str:
+        """string (TTL): the lower-case e-mail a standalone magic link (no device code) signs in"""
+        return f"{self.login_shard(token_sha)}:ml:{token_sha}"
+
+    def session_once(self, token_sha: str) -> str:
+        """string (TTL): the account id a one-time session token (from the poll) is exchanged for"""
+        return f"{self.login_shard(token_sha)}:st:{token_sha}"
+
     # ---- per-account slot -----------------------------------------------------------
     def cue_names(self, account_id: str) -> str:
         """hash: cue name → "<cue id>:<reserved at, s>" (name uniqueness)"""

@@ -93,7 +93,7 @@ async def test_info(api: Api) -> None:
         "version": "0.1.0",
         "authorization_backend": "SameTenantAuthorizationBackend",
         "authentication_paths": {"per_user_api_key": True, "internal_token_with_on_behalf_of": False},
-        "disabled_primitives": ["device_code"],
+        "disabled_primitives": [],
     }
 
 

@@ -38,8 +38,14 @@ class Operation:
     responses: dict[str, str | None]  # status → Struct name (None: no body)
 
 
+HTML = "text/html"
+"""the "Struct name" of a documented HTML page (the login pages for people)"""
+
+
 def _struct_name(response: dict[str, Any]) -> str | None:
     content = response.get("content") or {}
+    if HTML in content:
+        return HTML
     media = content.get("application/json")
     if media is None:
         return None
@@ -129,6 +135,10 @@ class Contract:
         name = op.responses[str(status)]
         if name is None:
             return [] if body == b"" else [f"{status} must have an empty body"]
+        if name == HTML:
+            return (
+                [] if content_type.startswith(HTML) else [f"content-type {content_type!r}, documented {HTML}"]
+            )
         if not content_type.startswith("application/json"):
             return [f"content-type {content_type!r}, documented application/json"]
         return check_body(name, body)

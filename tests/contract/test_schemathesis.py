@@ -77,7 +77,12 @@ def live(
         allow_private_callbacks=True,
     )
     port = _free_port()
-    env = process_env(cfg, CUEFAST_IP_RATE_LIMIT="1000000", CUEFAST_LOG_LEVEL="WARNING")
+    env = process_env(
+        cfg,
+        CUEFAST_IP_RATE_LIMIT="1000000",
+        CUEFAST_LOG_LEVEL="WARNING",
+        CUEFAST_SESSION_SECRET="schemathesis-session-secret-0123456789",  # else the session routes answer 503
+    )
     procs = Processes(Path(tmp_path_factory.mktemp("schemathesis")), lifetime=600)
     procs.start("serve", "serve", "--port", str(port), env=env)
     url = f"http://127.0.0.1:{port}"

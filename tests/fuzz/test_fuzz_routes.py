@@ -241,7 +241,13 @@ TEMPLATES: dict[tuple[str, str], list[dict[str, Any]]] = {
     ("POST", "/v1/worker/release"): [{"worker_id": "w1", "execution_ids": ["$execution_id"]}],
     ("POST", "/v1/auth/register"): [{"email": "fuzz@example.com"}],
     ("PATCH", "/v1/auth/me"): [{"email": "fuzz2@example.com", "alert_webhook_url": HOOK}],
+    ("POST", "/v1/auth/device-code"): [{"device_code": "fuzz-new-code"}],
+    ("POST", "/v1/auth/device-code/poll"): [{"device_code": "$device_code"}],
+    ("POST", "/v1/auth/device-code/submit-email"): [{"device_code": "$device_code", "email": "f@x.io"}],
+    ("POST", "/v1/auth/session"): [{"token": "$session_token"}],
 }  # fmt: skip
+PAGES = {"/auth/device", "/v1/auth/verify"}
+"""HTML pages for people: their 4xx answers are HTML pages, not the envelope"""
 
 
 def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
@@ -355,7 +361,10 @@ class World:
         await api.request("POST", f"/v1/executions/{execs[0]}/outcome", self.key, json={"success": True})
         await api.request("POST", "/v1/echo/fuzz-token-0123456789", json={"a": 1})
         await self.sign_in_dashboard()
+        await api.request("POST", "/v1/auth/device-code", json={"device_code": "fuzz-code-0001"})
         self.ids = {
+            "device_code": ["fuzz-code-0001", "fuzz-code-none"],
+            "session_token": ["5" * 64],
             "cue_id": cues,
             "execution_id": execs,
             "worker_id": ["w1", "w2"],
@@ -421,12 +430,15 @@ async def digest(api: Api) -> dict[str, str]:
     return out
 
 
-def check_response(res: httpx.Response, where: str) -> None:
+def check_response(res: httpx.Response, where: str, page: bool = False) -> None:
     assert res.status_code < 500, (where, res.status_code, res.text[:500])
     assert "x-request-id" in res.headers, where
     if res.status_code not in (413, 429) and res.status_code >= 400 and res.url.path.startswith("/dashboard"):
         # an HTML error page (a 413 is the edge's envelope, refused before any page)
         assert res.headers.get("content-type", "").startswith("text/html"), where
+        return
+    if page and res.headers.get("content-type", "").startswith("text/html"):
+        assert res.status_code in (200, 400, 429), where
         return
     if res.status_code >= 400:
         assert res.headers.get("content-type", "").startswith("application/json"), where
@@ -440,7 +452,8 @@ def check_response(res: httpx.Response, where: str) -> None:
 
 async def make_world(settings: Settings) -> World:
     # no per-IP limit: unauthenticated fuzz requests would otherwise all be 429s after 60
-    api, _ = await make_api(settings.replace(ip_rate_limit=1_000_000_000))
+    # a session secret: without one the session routes answer 503 session_unavailable by design
+    api, _ = await make_api(settings.replace(ip_rate_limit=1_000_000_000, session_secret="f" * 32))
     w = World(api)
     await w.build()
     return w
@@ -470,12 +483,12 @@ def test_fuzz_route(settings: Settings, method: str, template: str) -> None:
 def _fuzz(loop: asyncio.AbstractEventLoop, world: World, method: str, template: str) -> None:
     api = world.api
     names = _PARAM.findall(template)
-    auth = st.sampled_from(["own", "own", "own", "other", "none", "garbage"])
+    auth = st.sampled_from(["own", "own", "own", "other", "none", "garbage", "jwt"])
     queries = st.dictionaries(
         st.sampled_from(
             ["limit", "offset", "status", "status__in", "cue_id", "worker_id", "outcome_state",
              "triggered_by", "task", "agent", "since", "alert_type", "execution_limit", "execution_offset",
-             "token", "code"]
+             "token", "code", "device_code"]
         ),
         st.one_of(URL_TEXT, st.integers().map(str), world.id_values()),
         max_size=4,
@@ -520,19 +533,22 @@ def _fuzz(loop: asyncio.AbstractEventLoop, world: World, method: str, template: 
         qs = "&".join(f"{_pct(k)}={_pct(v)}" for k, v in query.items())
         url = path + ("?" + qs if qs else "")
         hdrs = dict(extra)
-        key = {"own": world.key, "other": world.other_key, "none": None, "garbage": "cue_sk_" + "0" * 32}[who]
+        key = {
+            "own": world.key,
+            "other": world.other_key,
+            "none": None,
+            "garbage": "cue_sk_" + "0" * 32,
+            "jwt": "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.AAAA",
+        }[who]
         if key is not None:
             hdrs["Authorization"] = f"Bearer {key}"
         before = await digest(api)
         res = await api.client.request(method, url, content=body, headers=hdrs)
         COUNTS["requests"] += 1
         where = f"{method} {url[:200]} body={(body or b'')[:200]!r}"
-        check_response(res, where)
-        code = (
-            res.json()["error"]["code"]
-            if res.status_code >= 400 and "json" in res.headers["content-type"]
-            else ""
-        )
+        html = res.headers.get("content-type", "").startswith("text/html")
+        check_response(res, where, template in PAGES)
+        code = ("html" if html else res.json()["error"]["code"]) if res.status_code >= 400 else ""
         CODES[f"{res.status_code} {code}".strip()] += 1
         if res.status_code >= 400:
             COUNTS["rejected"] += 1
