@@ -21,9 +21,9 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from cuefast import __version__
+from cuefast import __version__, health
 from cuefast.config import Settings, load_settings
-from cuefast.errors import ConfigError
+from cuefast.errors import ConfigError, OperatorError
 
 log = logging.getLogger("cuefast")
 
@@ -130,7 +130,14 @@ async def _serve(
     rt = Runtime(
         settings,
         roles="+".join(
-            r for r, on in (("api", api), ("scheduler", scheduler), ("dispatcher", dispatcher)) if on
+            r
+            for r, on in (
+                ("api", api),
+                ("scheduler", scheduler),
+                ("dispatcher", dispatcher),
+                ("snapshotter", snapshotter and bool(settings.database_url)),
+            )
+            if on
         ),
         refuse_eviction=True,  # the server roles refuse a Redis that may evict keys
     )
@@ -206,15 +213,31 @@ def _serve_forked(settings: Settings, *, background: bool) -> int:
     ``serve`` the first also runs the scheduler, dispatcher and snapshotter."""
     from cuefast import prefork
 
+    _run(_preflight(settings))  # a Redis that cannot be used stops here, not in N crash loops
     sock = prefork.bind(settings.host, settings.port)
     log.info("cuefast %s serving on http://%s:%d", __version__, settings.host, settings.port)
 
     def child(index: int) -> int:
         roles = background and index == 0
-        _run(_serve(settings, scheduler=roles, dispatcher=roles, snapshotter=roles, sock=sock))
+        try:
+            _run(_serve(settings, scheduler=roles, dispatcher=roles, snapshotter=roles, sock=sock))
+        except OperatorError as exc:
+            print(f"cuefast: {exc}", file=sys.stderr)
+            return 2
         return 0
 
     return prefork.supervise(settings.api_workers, child)
+
+
+async def _preflight(settings: Settings) -> None:
+    """Redis answers with the configured URL, password and certificates (``OperatorError``)."""
+    from cuefast.runtime import Runtime
+
+    rt = Runtime(settings)
+    try:
+        await rt.reach_redis()
+    finally:
+        await rt.store.close()
 
 
 async def _migrate(settings: Settings) -> None:
@@ -239,8 +262,8 @@ async def _snapshot_once(settings: Settings, wait_s: float) -> int:
     from cuefast.runtime import Runtime
 
     rt = Runtime(settings)
-    await rt.start()
     try:
+        await rt.start(need_pg=True)
         if rt.pg_pool is None:
             print("cuefast: snapshot needs PostgreSQL (CUEFAST_DATABASE_URL)", file=sys.stderr)
             return 1
@@ -277,8 +300,8 @@ async def _restore(settings: Settings, force: bool) -> int:
     from cuefast.runtime import Runtime
 
     rt = Runtime(settings)
-    await rt.store.system.ping()
     try:
+        await rt.reach_redis()
         await rt._connect_pg()
         try:
             stats = await restore(
@@ -303,10 +326,13 @@ async def _restore(settings: Settings, force: bool) -> int:
 async def _repartition(settings: Settings, to: int) -> int:
     from cuefast.clock import SystemClock
     from cuefast.store import connect
+    from cuefast.store.connect import Tls, reach
     from cuefast.store.repartition import Refused, repartition
 
-    redis = connect(settings.redis_url, cluster=settings.redis_cluster)
+    tls = Tls(settings.redis_tls_ca, settings.redis_tls_cert, settings.redis_tls_key)
+    redis = connect(settings.redis_url, cluster=settings.redis_cluster, tls=tls)
     try:
+        await reach(redis, settings.redis_url, tls)
         stats = await repartition(redis, settings.key_prefix, to, SystemClock().now_us())
     except Refused as exc:
         print(f"cuefast: repartition refused: {exc}", file=sys.stderr)
@@ -382,6 +408,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--to", type=int, required=True, metavar="N", help="the new partition count (1-256)")
     sub.add_parser("migrate", help="apply the PostgreSQL schema (idempotent)")
+    health.add_parser(sub)
     _add_worker_parser(sub)
     return parser
 
@@ -459,44 +486,59 @@ def _worker(args: argparse.Namespace) -> int:
     return worker.run()
 
 
+def _command(args: argparse.Namespace) -> int:
+    """Run a server role or a one-shot command (raises ``ConfigError``/``OperatorError``)."""
+    settings = load_settings(
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+        api_workers=getattr(args, "workers", None),
+    )
+    setup_logging(settings)
+    with backends(settings) as filled:
+        if args.command in ("serve", "api") and filled.api_workers > 1:
+            return _serve_forked(filled, background=args.command == "serve")
+        if args.command == "serve":
+            _run(_serve(filled))
+        elif args.command == "api":
+            _run(_serve(filled, scheduler=False, dispatcher=False, snapshotter=False))
+        elif args.command == "scheduler":
+            _run(_serve(filled, api=False, dispatcher=False, snapshotter=False))
+        elif args.command == "dispatcher":
+            _run(_serve(filled, api=False, scheduler=False, snapshotter=False))
+        elif args.command == "snapshotter":
+            _run(_serve(filled, api=False, scheduler=False, dispatcher=False))
+        elif args.command in ("snapshot", "restore", "repartition"):
+            return int(_run(_maintenance(filled, args)))
+        elif args.command == "migrate":
+            _run(_migrate(filled))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "worker":
         return _worker(args)
+    if args.command == "health":
+        return health.run(args)
     try:
-        settings = load_settings(
-            host=getattr(args, "host", None),
-            port=getattr(args, "port", None),
-            api_workers=getattr(args, "workers", None),
-        )
+        return _command(args)
+    except OperatorError as exc:  # every "fix this setting" stop: one line, no traceback
+        print(f"cuefast: {exc}", file=sys.stderr)
+        return 2
     except ConfigError as exc:
         print(f"cuefast: configuration error: {exc}", file=sys.stderr)
         return 2
-    setup_logging(settings)
-    try:
-        with backends(settings) as filled:
-            if args.command in ("serve", "api") and filled.api_workers > 1:
-                return _serve_forked(filled, background=args.command == "serve")
-            if args.command == "serve":
-                _run(_serve(filled))
-            elif args.command == "api":
-                _run(_serve(filled, scheduler=False, dispatcher=False, snapshotter=False))
-            elif args.command == "scheduler":
-                _run(_serve(filled, api=False, dispatcher=False, snapshotter=False))
-            elif args.command == "dispatcher":
-                _run(_serve(filled, api=False, scheduler=False, snapshotter=False))
-            elif args.command == "snapshotter":
-                _run(_serve(filled, api=False, scheduler=False, dispatcher=False))
-            elif args.command in ("snapshot", "restore", "repartition"):
-                return int(_run(_maintenance(filled, args)))
-            elif args.command == "migrate":
-                _run(_migrate(filled))
-    except ConfigError as exc:
-        print(f"cuefast: configuration error: {exc}", file=sys.stderr)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.split(".")[0] == "cuefast":
+            raise
+        print(
+            f"cuefast: `cuefast {args.command}` needs the server dependencies ({exc.name} is missing): "
+            "pip install 'cuefast[server]'",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         return 130
-    return 0
 
 
 if __name__ == "__main__":

@@ -309,6 +309,17 @@ class ConfigError(Exception):
     """Bad configuration: start-up stops with this message (never an HTTP error)."""
 
 
+class OperatorError(ConfigError):
+    """Something the operator must fix before cuefast can run — a backend unreachable, a password
+    refused, a certificate not trusted, an extra not installed: one line naming the setting and
+    the fix. The CLI prints it alone (no traceback) and exits 2. ``transient``: the backend may
+    come back by itself (refused, timed out), as opposed to a wrong setting."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
 # --- login: device code, magic link, sessions (CONTRACT.md §16) ----------------------------
 class InvalidDeviceCode(CuefastError):
     status = 400

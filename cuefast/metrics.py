@@ -148,6 +148,10 @@ class Metrics:
         total = (name, labels, "s")
         c[total] = c.get(total, 0) + value_us
 
+    def pending(self) -> bool:
+        """Whether anything was counted since the last ``take``."""
+        return bool(self._counts)
+
     def take(self) -> dict[str, int]:
         """The counts as hash fields (``<name>\\t<labels…>[\\t<suffix>]``), reset to zero."""
         counts, self._counts = self._counts, {}
@@ -208,6 +212,8 @@ class Flusher:
             self._task = asyncio.create_task(self._run(), name="metrics-flush")
 
     async def stop(self) -> None:
+        if self._task is None and not self.metrics.pending():
+            return  # never started (start-up stopped before) and nothing to write
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)

@@ -29,6 +29,8 @@ The cue id is the key's last part (the store adds ``id`` to what it reads).
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 DEFAULT_BACKOFF = (1, 5, 15)
@@ -67,8 +69,17 @@ class OnFailure(msgspec.Struct, kw_only=True, omit_defaults=True):
     pause: bool = False
 
 
+class VerificationChecks(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """cuefast: evidence the dispatcher checks after a successful outcome (issue 17)."""
+
+    result_url_reachable: bool = False
+    result_schema: dict[str, Any] | None = None
+    external_id_pattern: str | None = None
+
+
 class Verification(msgspec.Struct, kw_only=True, omit_defaults=True):
     mode: str = "none"
+    checks: VerificationChecks | None = None
 
 
 class Delivery(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -94,6 +105,9 @@ class CueConfig(msgspec.Struct, kw_only=True, omit_defaults=True):
     delivery: Delivery | None = None
     alerts: Alerts | None = None
     catch_up: str = "latest"
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
+    """``{key: value}`` (``cue_input.checked_labels``); the account's label index mirrors it
+    (``store/cues.py``, ``cues_set_labels.lua``)."""
 
 
 def schedule_summary(cfg: CueConfig) -> str:

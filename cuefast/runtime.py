@@ -14,7 +14,7 @@ from cuefast.durability.history import History
 from cuefast.engine.mail import Mailer
 from cuefast.engine.reaper import WorkReaper
 from cuefast.engine.webhooks import Webhooks
-from cuefast.errors import ConfigError
+from cuefast.errors import ConfigError, OperatorError
 from cuefast.services.accounts import AccountService
 from cuefast.services.claims import WorkService
 from cuefast.services.cues import CueService
@@ -24,7 +24,7 @@ from cuefast.services.outcomes import OutcomeService
 from cuefast.services.replays import ReplayService
 from cuefast.services.worker_registry import WorkerRegistry
 from cuefast.store import Store, connect
-from cuefast.store.connect import Tls
+from cuefast.store.connect import Tls, problem
 from cuefast.store.keys import Keys
 from cuefast.store.system import CURRENT_LAYOUT
 from cuefast.store.wire import Replicas
@@ -54,7 +54,7 @@ class Runtime:
         self.clock: Clock = clock or SystemClock()
         self.keys = Keys(settings.key_prefix, settings.partitions or DEFAULT_PARTITIONS)
         """``partitions`` becomes the stored count at ``start`` when CUEFAST_PARTITIONS is unset"""
-        tls = Tls(settings.redis_tls_ca, settings.redis_tls_cert, settings.redis_tls_key)
+        self.tls = tls = Tls(settings.redis_tls_ca, settings.redis_tls_cert, settings.redis_tls_key)
         replicas = Replicas(settings.redis_wait_replicas, settings.redis_wait_timeout_ms)
         self.store = Store(
             connect(settings.redis_url, cluster=settings.redis_cluster, tls=tls),
@@ -81,8 +81,19 @@ class Runtime:
         """the process's outbound HTTP client (deliveries, notices); its pool opens at the first send"""
         self._pg_task: asyncio.Task[None] | None = None
 
-    async def start(self) -> None:
-        await self.store.system.ping()
+    async def reach_redis(self) -> None:
+        """The process's first Redis command: ``OperatorError`` when Redis cannot be used."""
+        try:
+            await self.store.system.ping()
+        except Exception as exc:
+            raise problem(exc, self.settings.redis_url, self.tls) from exc
+
+    async def start(self, *, need_pg: bool = False) -> None:
+        """Check Redis (``OperatorError`` when it cannot be used), upgrade its layout, connect
+        PostgreSQL. A PostgreSQL that is only unreachable (refused, timed out) is retried in the
+        background — the API serves from Redis meanwhile — unless ``need_pg``; a wrong setting
+        (password, database, DSN) raises ``OperatorError`` either way."""
+        await self.reach_redis()
         await self.check_eviction()
         await self.check_hash_encoding()
         new_install = await self.store.system.check_partitions(explicit=bool(self.settings.partitions))
@@ -102,7 +113,14 @@ class Runtime:
         if self.settings.database_url:
             try:
                 await self._connect_pg()
+            except OperatorError as exc:
+                if need_pg or not exc.transient:
+                    raise
+                log.error("%s; retrying in the background (the API serves from Redis meanwhile)", exc)
+                self._pg_task = asyncio.create_task(self._retry_pg())
             except Exception as exc:  # the API keeps serving from Redis; /status says degraded
+                if need_pg:
+                    raise
                 log.error(
                     "postgres unreachable at start (%s); retrying in the background", type(exc).__name__
                 )

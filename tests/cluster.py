@@ -9,7 +9,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -184,12 +184,15 @@ def free_ports(first_port: int) -> list[int]:
 
 
 @contextmanager
-def local_cluster(first_port: int = FIRST_PORT, server: str = "", access: Access = PLAIN) -> Iterator[str]:
+def local_cluster(
+    first_port: int = FIRST_PORT, server: str = "", access: Access = PLAIN, extra: Sequence[str] = ()
+) -> Iterator[str]:
     """Start six ``redis-server --cluster-enabled yes`` on the first free ports from ``first_port``
     (``free_ports``) and join them with
     ``redis-cli --cluster create … --cluster-replicas 1`` (``_join`` without redis-cli); yields
-    a seed URL (``rediss://`` and the password in it with ``access``). Every node is shut down
-    (by its pid) and its directory removed afterwards."""
+    a seed URL (``rediss://`` and the password in it with ``access``; ``extra``: more
+    ``redis-server`` arguments). Every node is shut down (by its pid) and its directory removed
+    afterwards."""
     server = server or server_binary()
     ports = free_ports(first_port)
     tmp = Path(tempfile.mkdtemp(prefix="cuefast-cluster-"))
@@ -212,6 +215,7 @@ def local_cluster(first_port: int = FIRST_PORT, server: str = "", access: Access
                     "--pidfile", str(tmp / f"redis-{port}.pid"),
                     "--dir", str(tmp),
                     "--daemonize", "yes",
+                    *extra,
                 ],
                 check=True,
                 capture_output=True,

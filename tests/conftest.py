@@ -164,10 +164,10 @@ def _one_slot_per_script() -> Iterator[None]:
         check(script, keys, args)
         return await run(self, script, keys, args)
 
-    async def checked_many(self: Scripts, calls: Any, also: Any = ()) -> Any:
+    async def checked_many(self: Scripts, calls: Any, also: Any = (), *, partial: bool = False) -> Any:
         for call in calls:
             check(*call)
-        return await run_many(self, calls, also)
+        return await run_many(self, calls, also, partial=partial)
 
     Scripts.run = checked  # type: ignore[method-assign]
     Scripts.run_many = checked_many  # type: ignore[method-assign]

@@ -235,6 +235,27 @@ async def test_cue_lifecycle(sdk: Any) -> None:
     assert cue.to_dict()["schedule"]["cron"] == "0 9 * * *"
 
 
+async def test_labels_filter_and_bulk_pause_resume(sdk: Any) -> None:
+    hook = "http://127.0.0.1:9/hook"
+    a = await r(sdk.cues.create("a", cron="0 9 * * *", callback=hook, labels={"team": "x", "env": "prod"}))
+    b = await r(sdk.cues.create("b", cron="0 9 * * *", callback=hook, labels={"team": "x"}))
+    c = await r(sdk.cues.create("c", cron="0 9 * * *", callback=hook))
+    assert a.labels == {"team": "x", "env": "prod"} and c.labels == {}
+    assert [x.id for x in (await r(sdk.cues.list(labels={"team": "x"}))).cues] == [b.id, a.id]
+    assert [x.id for x in (await r(sdk.cues.list(labels={"env": None}))).cues] == [a.id]
+    assert (await r(sdk.cues.list(labels=["team:x", "env:prod"]))).total == 1
+    paused = await r(sdk.cues.pause_many(labels={"team": "x"}))
+    assert (paused.matched, paused.changed, sorted(paused.ids)) == (2, 2, sorted([a.id, b.id]))
+    assert (await r(sdk.cues.get(a.id))).status == "paused"
+    assert (await r(sdk.cues.get(c.id))).status == "active"
+    resumed = await r(sdk.cues.resume_many(ids=[a.id, c.id]))
+    assert (resumed.matched, resumed.changed, resumed.ids) == (2, 1, [a.id])
+    b2 = await r(sdk.cues.update(b.id, labels={}))
+    assert b2.labels == {} and (await r(sdk.cues.list(labels={"team": "x"}))).total == 1
+    with pytest.raises(ValueError):
+        sdk.cues.pause_many()
+
+
 async def test_fire_merge_replace_and_idempotency(sdk: Any) -> None:
     cue = await r(sdk.cues.create("w", cron="0 0 1 1 *", transport="worker", payload={"task": "a", "n": 1}))
     fired = await r(sdk.cues.fire(cue.id, payload_override={"n": 2, "x": True}))

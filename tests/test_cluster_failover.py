@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import math
 import os
 import signal
 import subprocess
@@ -12,13 +14,14 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 import redis
 from aiohttp import web
 
-from cuefast.store.keys import Keys
+from cuefast.store.keys import CUE_SPREAD, Keys
 from tests import cluster as fixture
 from tests.cluster import local_cluster
 from tests.procs import cluster_env, free_port, until_healthy
@@ -38,18 +41,26 @@ RESUME_S = 20.0
 """the bound asserted on the delivery stall and on the claim stall (cluster-node-timeout is 2 s)"""
 
 
+OTHERS_LATE_S = 1.5
+"""the bound on how late a cue on another primary is delivered during the failover window"""
+
+
 class TimedReceiver(Receiver):
-    """A ``Receiver`` that notes when each request arrived (``at``, monotonic)."""
+    """A ``Receiver`` that notes when each request arrived (``at``, monotonic; ``wall``, epoch s)."""
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         res = await super().handle(request)  # "ok" mode: no await between its append and here
         self.requests[-1]["at"] = time.monotonic()
+        self.requests[-1]["wall"] = time.time()
         return res
 
 
 @pytest.fixture(scope="module")
 def own_cluster() -> Iterator[str]:
-    with local_cluster(FIRST_PORT) as url:
+    """Its own cluster; ``cluster-require-full-coverage no``: while the dead primary's slots are
+    uncovered (from its FAIL mark to its replica's promotion) the other primaries keep serving —
+    with the default ``yes`` every node answers CLUSTERDOWN meanwhile (README "Failover")."""
+    with local_cluster(FIRST_PORT, extra=("--cluster-require-full-coverage", "no")) as url:
         yield url
 
 
@@ -80,7 +91,8 @@ class Claimers:
                 eid = res.json()["execution_id"]
                 got = await self.client.get(f"/v1/executions/{eid}", headers=self.auth)
                 body = got.json()
-                self.claims.setdefault(eid, []).append((worker, at, body["cue_id"], body["scheduled_for"]))
+                claim = (worker, at, body["cue_id"], body["scheduled_for"])  # a 503 raises KeyError first
+                self.claims.setdefault(eid, []).append(claim)
                 await self.client.post(
                     f"/v1/executions/{eid}/outcome", headers=self.auth, json={"success": True}
                 )
@@ -120,23 +132,62 @@ async def test_a_killed_primary_is_replaced_and_delivery_and_claims_resume(
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             await until_healthy(client)
-            res = await client.post("/v1/auth/register", json={"email": f"{prefix}@example.com"})
-            auth = {"Authorization": f"Bearer {res.json()['api_key']}"}
+            keys = Keys(prefix, 128)  # a new install's count (CUEFAST_PARTITIONS unset)
             every_second = {"type": "recurring", "cron": "* * * * * *"}
-            for i in range(CUES):
-                body = {"name": f"s{i}", "schedule": every_second, "callback": {"url": receiver.url}}
-                assert (await client.post("/v1/cues", headers=auth, json=body)).status_code == 201
-            worker_cues = []
-            for i in range(WORKER_CUES):
-                body = {
-                    "name": f"w{i}",
-                    "schedule": every_second,
-                    "transport": "worker",
-                    "payload": {"task": "fo"},
+            seed = redis.RedisCluster.from_url(own_cluster, decode_responses=True)
+            seed_nodes = {p: seed.get_node_from_key(keys.part(p)).name for p in range(keys.partitions)}
+            for attempt in range(10):
+                # the victim: neither the account's auth shard's primary nor its account slot's
+                # ({a:<id>}: usage counters, worker registry) — with either down, nothing of that
+                # account can be authenticated, signed or claimed, whatever the partition — and
+                # holding some, not all, of the CUE_SPREAD partitions its cues are drawn onto
+                # (Keys.cue_group: those of a first cue's residue)
+                email = f"{prefix}{attempt}@example.com"
+                api_key = (await client.post("/v1/auth/register", json={"email": email})).json()["api_key"]
+                auth = {"Authorization": f"Bearer {api_key}"}
+                sha = hashlib.sha256(api_key.encode()).hexdigest()
+                account = seed.hget(keys.key_index(sha), sha)
+                spared = {seed.get_node_from_key(keys.key_index(sha)).name}
+                spared.add(seed.get_node_from_key(keys.usage(str(account), "2000-01")).name)
+                probe = {"name": "probe", "schedule": every_second, "callback": {"url": receiver.url}}
+                res = await client.post("/v1/cues", headers=auth, json=probe)
+                first = keys.cue_partition(res.json()["id"])
+                assert (await client.delete(f"/v1/cues/{res.json()['id']}", headers=auth)).status_code == 204
+                m = keys.partitions // CUE_SPREAD
+                group = {p for p in range(keys.partitions) if p % m == first % m}
+                held = {
+                    n.name: {p for p in group if seed_nodes[p] == n.name}
+                    for n in seed.get_primaries()
+                    if n.name not in spared
                 }
-                res = await client.post("/v1/cues", headers=auth, json=body)
-                assert res.status_code == 201
-                worker_cues.append(res.json()["id"])
+                fit = [name for name, ps in held.items() if ps and ps != group]
+                if fit:
+                    break
+            else:
+                raise AssertionError("no account whose cues a primary could be killed under")
+            node = seed.get_node(node_name=fit[0])
+            seed.close()
+            on_victim = {p for p, name in seed_nodes.items() if name == node.name}
+
+            async def cues(n: int, body: dict[str, Any]) -> list[str]:
+                """``n`` cues, half of them on the victim's partitions, half elsewhere (extra
+                ones deleted)."""
+                made: dict[bool, list[str]] = {True: [], False: []}
+                while min(len(v) for v in made.values()) < n // 2:
+                    res = await client.post("/v1/cues", headers=auth, json={**body, "name": uuid.uuid4().hex})
+                    assert res.status_code == 201
+                    cue = res.json()["id"]
+                    side = made[keys.cue_partition(cue) in on_victim]
+                    if len(side) < n // 2:
+                        side.append(cue)
+                    else:
+                        assert (await client.delete(f"/v1/cues/{cue}", headers=auth)).status_code == 204
+                return made[True] + made[False]
+
+            hook_cues = await cues(CUES, {"schedule": every_second, "callback": {"url": receiver.url}})
+            worker_cues = await cues(
+                WORKER_CUES, {"schedule": every_second, "transport": "worker", "payload": {"task": "fo"}}
+            )
             claimers = Claimers(client, auth)
             tasks = [asyncio.create_task(claimers.run(f"w{i}")) for i in range(CLAIMERS)]
             async with asyncio.timeout(30):
@@ -144,19 +195,28 @@ async def test_a_killed_primary_is_replaced_and_delivery_and_claims_resume(
                     await asyncio.sleep(0.05)
 
             # the primary of the first worker cue's partition dies (its slots hold that cue's work)
-            part = Keys(prefix, 16).cue_partition(worker_cues[0])
-            seed = redis.RedisCluster.from_url(own_cluster)
-            node = seed.get_node_from_key(f"{prefix}:{{p{part:02d}}}")
-            seed.close()
-            assert node is not None
+            assert keys.cue_partition(worker_cues[0]) in on_victim
             victim = redis.Redis(host=node.host, port=int(node.port))
             pid = int(victim.info("server")["process_id"])
             victim.close()
             before = len(receiver.requests)
             killed, killed_wall = time.monotonic(), time.time()
+            victims = {c for c in hook_cues if keys.cue_partition(c) in on_victim}
+
+            def victim_back() -> float | None:
+                """When (monotonic) a victim's cue was first delivered for a second due after the
+                kill (materialised once its partition was back)."""
+                times = [
+                    r["at"]
+                    for r in receiver.requests[before:]
+                    if (b := json.loads(r["body"]))["cue_id"] in victims
+                    and _epoch(b["scheduled_for"]) > killed_wall + 1
+                ]
+                return min(times, default=None)
+
             os.kill(pid, signal.SIGKILL)
             async with asyncio.timeout(RESUME_S + 30):
-                while len(receiver.requests) < before + 3 * CUES or any(
+                while not victim_back() or any(
                     claimers.first_after(cue, killed_wall + 2) is None for cue in worker_cues
                 ):  # three more seconds' worth of deliveries; every worker cue claimed again
                     await asyncio.sleep(0.05)
@@ -164,12 +224,50 @@ async def test_a_killed_primary_is_replaced_and_delivery_and_claims_resume(
             delivery = stalled[0] - killed
             resumed = [claimers.first_after(cue, killed_wall) for cue in worker_cues]
             claims = max(at for at in resumed if at is not None) - killed
+            # the victim's cues: when their first second after the kill was delivered
+            bodies = [(json.loads(r["body"]), r) for r in receiver.requests[before:]]
+            back = (victim_back() or killed) - killed
+            # the other primaries' cues, every second due in that window: delivered, and on time
+            window = (killed_wall + 0.5, killed_wall + back - 0.5)
+            late = {
+                (b["cue_id"], int(_epoch(b["scheduled_for"]))): r["wall"] - _epoch(b["scheduled_for"])
+                for b, r in bodies
+                if b["cue_id"] not in victims and window[0] <= _epoch(b["scheduled_for"]) <= window[1]
+            }
+            due = {
+                (c, t)
+                for c in hook_cues
+                if c not in victims
+                for t in range(math.ceil(window[0]), math.floor(window[1]) + 1)
+            }
+            worst = max(late.values(), default=0.0)
+            # the other primaries' worker cues: claimed (over the API, polled every 50 ms) meanwhile
+            claim_late = [
+                at - killed + killed_wall - _epoch(due)
+                for entries in claimers.claims.values()
+                for _, at, cue, due in entries[:1]
+                if keys.cue_partition(cue) not in on_victim and window[0] <= _epoch(due) <= window[1]
+            ]
             print(
-                f"\nkill -9 of {node.name}: delivery resumed {delivery:.2f} s after, every worker cue "
-                f"claimed again {claims:.2f} s after ({claimers.errors} claim errors meanwhile)"
+                f"\nkill -9 of {node.name}: delivery resumed {delivery:.2f} s after, its partitions' "
+                f"cues {back:.2f} s after, every worker cue claimed again {claims:.2f} s after "
+                f"({claimers.errors} claim errors meanwhile); the other primaries' cues: "
+                f"{len(late)} deliveries due meanwhile, {len(due - set(late))} missing, at most "
+                f"{worst:.2f} s late; their worker cues: {len(claim_late)} claimed, at most "
+                f"{max(claim_late, default=0.0):.2f} s late"
             )
             assert delivery < RESUME_S
             assert claims < RESUME_S
+            assert back > 2  # the window this measures: the victim's partitions were down
+            missing = sorted(due - set(late))
+            after = {
+                (b["cue_id"], int(_epoch(b["scheduled_for"]))): round(r["wall"] - killed_wall, 2)
+                for b, r in bodies
+            }
+            detail = [(c, t - killed_wall, keys.cue_partition(c), after.get((c, t))) for c, t in missing]
+            assert not missing, detail  # every second of the other primaries' cues delivered
+            assert worst < OTHERS_LATE_S
+            assert claim_late and max(claim_late) < OTHERS_LATE_S
             claimers.stop.set()
             await asyncio.gather(*tasks)
 

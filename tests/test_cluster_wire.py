@@ -10,12 +10,14 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from redis.crc import key_slot
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from cuefast.store import Store, connect
 from cuefast.store.cluster_wire import PAUSE_S, ClusterWire, command_key
 from cuefast.store.keys import Keys
 from cuefast.store.wire import Command
+from tests.procs import free_port
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -52,6 +54,27 @@ async def test_a_batch_over_every_node_comes_back_in_order(cluster: aioredis.Red
         replies = await wire.execute([("GET", keys[0]), ("HGET", keys[1], "f"), ("GET", keys[2])])
         assert replies[0] == "0" and isinstance(replies[1], ResponseError) and replies[2] == "2"  # in place
         assert await wire.call("PING") == "PONG"
+    finally:
+        await wire.aclose()
+        for k in keys:
+            await cluster.delete(k)
+
+
+async def test_a_node_that_cannot_be_reached_fails_only_its_share(cluster: aioredis.RedisCluster) -> None:
+    """One node down (here: a slot routed to a port nothing listens on, as a MOVED to a dead node
+    would): its commands get the connection error in place, the other nodes' replies stand; a
+    batch that reaches no node raises, as on one Redis."""
+    wire = ClusterWire(cluster)
+    tag = uuid.uuid4().hex[:8]
+    keys = [f"cw{tag}:{{s{i}}}" for i in range(12)]
+    try:
+        assert await wire.execute([("SET", k, i) for i, k in enumerate(keys)]) == ["OK"] * 12
+        wire._moved[key_slot(keys[3].encode())] = f"127.0.0.1:{free_port()}"  # that slot's node: down
+        replies = await wire.execute([("GET", k) for k in keys])
+        assert isinstance(replies[3], RedisConnectionError)
+        assert replies[:3] + replies[4:] == [str(i) for i in range(12) if i != 3]
+        with pytest.raises(RedisConnectionError):
+            await wire.execute([("GET", keys[3])])
     finally:
         await wire.aclose()
         for k in keys:

@@ -57,11 +57,17 @@ def test_command_is_a_real_cli_invocation() -> None:
     assert args.command == "serve" and args.host == "0.0.0.0" and args.port == 8000
 
 
-def test_dockerfile_installs_the_server_extra_and_serves() -> None:
+def test_dockerfile_installs_the_lock_and_serves() -> None:
+    """The image installs the pinned, hashed lock (tests/test_packaging.py checks it covers the
+    server extra), then cuefast without dependencies; its healthcheck is the api probe."""
     text = (ROOT / "Dockerfile").read_text()
-    assert "pip install '.[server]'" in text
+    assert "COPY requirements.lock ./" in text
+    assert "pip install --require-hashes --no-deps -r requirements.lock" in text
+    assert "pip install --no-deps ." in text
     assert 'CMD ["cuefast", "serve", "--host", "0.0.0.0", "--port", "8000"]' in text
-    assert "HEALTHCHECK" in text and "/health" in text
+    assert "HEALTHCHECK" in text and 'CMD ["cuefast", "health", "--role", "api"]' in text
+    args = build_parser().parse_args(["health", "--role", "api"])
+    assert args.command == "health" and args.role == "api"
 
 
 # ---- docker-compose.cluster.yml: six Redis Cluster nodes, a one-shot join, the cuefast roles ----

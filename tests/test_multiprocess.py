@@ -329,7 +329,8 @@ async def test_kill_9_one_scheduler_and_one_dispatcher_mid_run(
     already received some of them (killed mid-request). Then:
 
     * the surviving scheduler keeps every cue's slots contiguous (none lost, none twice) —
-      a scheduler holds no state between its atomic ``schedule_materialize.lua`` calls;
+      what a scheduler remembers between its atomic ``schedule_materialize.lua`` calls (the
+      next runs it set) is only a plan the script checks against the cue before it writes;
     * the surviving dispatchers deliver everything else, and the stranded executions stay
       ``pending``/``delivering`` — never finished without their entry acknowledged;
     * after the stale window the survivors take the stranded entries over (XAUTOCLAIM on

@@ -43,7 +43,7 @@ async def _seed(api: Api) -> dict[str, Any]:
     claimed: list[tuple[str, str]] = []
     for n, key in enumerate(keys):
         for i in range(10):
-            cue = await create(api, key, webhook_cue(f"h{i}"))
+            cue = await create(api, key, webhook_cue(f"h{i}", labels={"team": "ab"[i % 2], "i": str(i)}))
             cues.append((key, cue["id"]))
             res = await api.request(
                 "POST",
@@ -100,6 +100,9 @@ async def _view(api: Api, seed: dict[str, Any]) -> dict[str, Any]:
 
     for key in seed["keys"]:
         out[f"cues {key}"] = await get("/v1/cues?limit=100", key)
+        out[f"labelled {key}"] = await get("/v1/cues?limit=100&label=team:a", key)
+        out[f"labelled2 {key}"] = await get("/v1/cues?limit=3&offset=2&label=i&label=team:b", key)
+        assert out[f"labelled {key}"]["total"] == 5 and out[f"labelled2 {key}"]["total"] == 5
         out[f"execs {key}"] = await get("/v1/executions?limit=100", key)
         out[f"claimable {key}"] = await get("/v1/executions/claimable", key)
         out[f"alerts {key}"] = await get("/v1/alerts", key)
@@ -216,6 +219,11 @@ async def test_repartition_keeps_every_answer(settings: Settings, monkeypatch: p
         assert rt.keys.cue_partition(new["id"]) < 64
         listed = await api.request("GET", "/v1/cues?limit=100", key)
         assert len(listed.json()["cues"]) == len(before[f"cues {key}"]["cues"]) + 1
+        # the label index followed the cues: bulk pause by labels finds every one
+        res = await api.request("POST", "/v1/cues/pause", key, json={"labels": {"team": "a"}})
+        assert res.json()["changed"] == 5, res.text
+        res = await api.request("GET", "/v1/cues?limit=100&label=team:a&status=paused", key)
+        assert res.json()["total"] == 5
     finally:
         await api.client.aclose()
         await rt.close()

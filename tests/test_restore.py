@@ -186,3 +186,40 @@ async def test_the_snapshot_and_restore_commands(settings: Settings) -> None:
         assert "restored 1 accounts, 1 cues" in out and "100%" in err
         res = await env.api.request("GET", f"/v1/cues/{cue['id']}", key)
         assert res.status_code == 200 and res.json()["name"] == "cli"
+
+
+async def test_labels_and_their_index_survive_a_restore(settings: Settings) -> None:
+    async with snap_env(settings) as env:
+        key = await env.api.register()
+        a = await new_cue(
+            env.api, key, "a", labels={"team": "growth", "env": "prod"}, payload={"p": "x" * 80}
+        )
+        b = await new_cue(env.api, key, "b", labels={"team": "growth"})
+        await new_cue(env.api, key, "c")
+        queries = ["label=team:growth", "label=env", "label=team:growth&label=env:prod", "label=team:ops"]
+
+        async def listed() -> dict[str, Any]:
+            out = {}
+            for q in queries:
+                res = await env.api.request("GET", f"/v1/cues?{q}", key)
+                assert res.status_code == 200, res.text
+                out[q] = res.json()
+            return out
+
+        before = await listed()
+        everything = (await env.api.request("GET", "/v1/cues", key)).json()["cues"]
+        in_order = [c["id"] for c in everything if c["id"] in (a["id"], b["id"])]  # frozen clock: ties
+        assert [c["id"] for c in before["label=team:growth"]["cues"]] == in_order
+        await env.snap.snapshot()
+        await wipe_redis(env.rt)
+        await _restore(env)
+        assert await listed() == before
+        got = (await env.api.request("GET", f"/v1/cues/{a['id']}", key)).json()
+        assert got["labels"] == {"team": "growth", "env": "prod"}
+        # the restored index is maintained as before
+        res = await env.api.request("PATCH", f"/v1/cues/{a['id']}", key, json={"labels": {"team": "ops"}})
+        assert res.status_code == 200, res.text
+        res = await env.api.request("GET", "/v1/cues?label=team:growth", key)
+        assert [c["id"] for c in res.json()["cues"]] == [b["id"]]
+        res = await env.api.request("POST", "/v1/cues/pause", key, json={"labels": {"team": "ops"}})
+        assert res.json() == {"matched": 1, "changed": 1, "ids": [a["id"]]}

@@ -115,6 +115,67 @@ async def test_catch_up_after_downtime(
     assert detail["fired_count"] == len(expected)
 
 
+async def test_a_remembered_next_run_follows_a_patch_that_keeps_it(
+    env: tuple[Api, FrozenClock, Scheduler],
+) -> None:
+    """The scheduler plans a cue it moved itself without reading it again; a PATCH since then
+    that changes the schedule but not the next run (here catch_up latest → all) must still decide
+    the plan: the script's version check skips the remembered plan, its read returns the cue as
+    it is, and every missed slot fires."""
+    api, clock, sched = env
+    key = await api.register()
+    cue = await new_cue(api, key, "c")
+    clock.set(parse_datetime("2031-01-06T09:00:00.2Z"))
+    assert await sched.tick() == 1  # remembers the cue at 09:01 with catch_up latest
+    res = await api.request("PATCH", f"/v1/cues/{cue['id']}", key, json={"catch_up": "all"})
+    assert res.status_code == 200 and res.json()["next_run"] == "2031-01-06T09:01:00Z", res.text
+    clock.set(parse_datetime("2031-01-06T09:03:30Z"))  # 09:01, 09:02, 09:03 due
+    assert await sched.tick() == 3
+    got = sorted(e["scheduled_for"] for e in await executions(api, key, cue["id"]))
+    assert got == [f"2031-01-06T09:0{m}:00Z" for m in range(4)]
+
+
+async def test_remembered_next_runs_of_moved_or_deleted_cues(env: tuple[Api, FrozenClock, Scheduler]) -> None:
+    """Remembered next runs that are stale — a cue PATCHed to an earlier time, one deleted, one
+    paused — neither fire nor hide what is really due; a second scheduler that remembers nothing
+    finds nothing left to do."""
+    api, clock, sched = env
+    key = await api.register()
+    moved = await new_cue(api, key, "moved", schedule={"type": "recurring", "cron": "*/10 * * * *"})
+    gone = await new_cue(api, key, "gone")
+    paused = await new_cue(api, key, "paused")
+    kept = await new_cue(api, key, "kept")
+    clock.set(parse_datetime("2031-01-06T09:00:00.2Z"))
+    assert await sched.tick() == 4  # remembers moved at 09:10, the others at 09:01
+    res = await api.request("PATCH", f"/v1/cues/{moved['id']}", key, json={"schedule": {"cron": "* * * * *"}})
+    assert res.status_code == 200 and res.json()["next_run"] == "2031-01-06T09:01:00Z", res.text
+    assert (await api.request("DELETE", f"/v1/cues/{gone['id']}", key)).status_code == 204
+    res = await api.request("PATCH", f"/v1/cues/{paused['id']}", key, json={"status": "paused"})
+    assert res.status_code == 200, res.text
+    clock.set(parse_datetime("2031-01-06T09:01:00.2Z"))
+    assert await sched.tick() == 2  # moved (read: not remembered at 09:01) and kept
+    assert len(await executions(api, key, moved["id"])) == 2
+    assert len(await executions(api, key, paused["id"])) == 1
+    assert len(await executions(api, key, kept["id"])) == 2
+    assert await Scheduler(api.rt.store, clock).tick() == 0
+
+
+async def test_cues_beyond_the_memory_cap_are_read(
+    env: tuple[Api, FrozenClock, Scheduler], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With room to remember one cue, the other is read when due: both fire every slot."""
+    monkeypatch.setattr("cuefast.engine.scheduler.EXPECT_MAX", 1)
+    api, clock, sched = env
+    key = await api.register()
+    cues = [await new_cue(api, key, f"c{i}") for i in range(2)]
+    for minute in range(3):
+        clock.set(parse_datetime(f"2031-01-06T09:0{minute}:00.2Z"))
+        assert await sched.tick() == 2
+    assert sched._expected_n == 1
+    for cue in cues:
+        assert len(await executions(api, key, cue["id"])) == 3
+
+
 async def test_on_time_slot_fires_with_catch_up_none(env: tuple[Api, FrozenClock, Scheduler]) -> None:
     api, clock, sched = env
     key = await api.register()

@@ -12,8 +12,7 @@ from cuefast.api import examples as ex
 from cuefast.api.deps import CurrentAccount
 from cuefast.api.http import json_response, read_json
 from cuefast.api.openapi import RawJSON, doc
-from cuefast.client.bodies import AccountUpdate, RegisterRequest
-from cuefast.client.models import (
+from cuefast.client.account_models import (
     AccountInfo,
     AccountUpdated,
     AlertWebhookSecret,
@@ -24,6 +23,7 @@ from cuefast.client.models import (
     WebhookSecret,
     WebhookSecretRotation,
 )
+from cuefast.client.bodies import AccountUpdate, RegisterRequest
 from cuefast.errors import (
     ConfirmationRequired,
     DuplicateEmail,

@@ -1,4 +1,4 @@
-"""/v1/cues: create, list, get, PATCH, delete, bulk delete, fire (CONTRACT.md §7)."""
+"""/v1/cues: create, list, get, PATCH, delete, bulk delete, bulk pause/resume, fire (CONTRACT.md §7)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from cuefast.api.auth import Confirm
 from cuefast.api.deps import CurrentAccount
 from cuefast.api.http import json_response, path_cue_id, read_json
 from cuefast.api.openapi import OFFSET, Query, RawJSON, TextQuery, doc, limit
-from cuefast.client.bodies import BulkDeleteRequest, CueCreate, CueUpdate, FireRequest
-from cuefast.client.models import BulkDeleteResult, Cue, CueList, FireResult
+from cuefast.client.bodies import BulkDeleteRequest, BulkStatusRequest, CueCreate, CueUpdate, FireRequest
+from cuefast.client.models import BulkDeleteResult, BulkStatusResult, Cue, CueList, FireResult
 from cuefast.errors import (
     ConfirmationRequired,
     CueLimitExceeded,
@@ -28,6 +28,8 @@ from cuefast.errors import (
 from cuefast.runtime import Runtime
 from cuefast.services.accounts import require_confirmation
 from cuefast.services.cue_input import parse_create, parse_patch
+from cuefast.services.cue_labels import parse_bulk_status, parse_selectors
+from cuefast.services.cue_status import set_status_many
 from cuefast.services.executions import parse_fire
 from cuefast.services.validate import Checker, require_object
 
@@ -35,6 +37,10 @@ CUE_LIMIT = limit(50)
 EXECUTION_LIMIT = Query("execution_limit", 10, 1, 100, "embedded executions per page (1-100, default 10)")
 EXECUTION_OFFSET = Query("execution_offset", 0, 0, 10_000_000, "embedded executions to skip")
 STATUS = TextQuery("status", "exact match (`active`, `paused`, `completed`, `failed`)")
+LABEL = TextQuery(
+    "label",
+    "`key:value` (cues labelled so) or `key` (cues with the key); repeat it for cues matching all",
+)
 _SAVE_ERRORS = [
     DuplicateCueName("morning-brief"),
     InvalidCallbackURL("URL must use https://"),
@@ -43,6 +49,29 @@ _SAVE_ERRORS = [
     InvalidTimezone("Mars/Olympus"),
     InvalidSchedule("Invalid cron expression"),
 ]
+
+
+def _bulk_status(rt: Runtime, status: str, verb: str) -> HTTPRouteHandler:
+    """``POST /v1/cues/pause`` (status paused) or ``/resume`` (active)."""
+    cues = rt.cues
+
+    @post(
+        f"/v1/cues/{verb}",
+        summary=f"{verb.capitalize()} the cues given by ids or by labels",
+        tags=["cues"],
+        name=f"bulk_{verb}",
+        operation_id=f"{verb}_cues",
+        **doc(
+            body=BulkStatusRequest,
+            body_example={"labels": {"team": "growth"}},
+            example={"matched": 2, "changed": 1, "ids": [ex.CUE_ID]},
+        ),
+    )
+    async def handler(account: CurrentAccount, data: RawJSON = b"") -> Response[BulkStatusResult]:
+        ids, labels = parse_bulk_status(read_json(data))
+        return json_response(await set_status_many(cues, account, status, ids=ids, labels=labels))
+
+    return handler
 
 
 def routes(rt: Runtime) -> list[HTTPRouteHandler]:
@@ -68,12 +97,13 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         "/v1/cues",
         summary="List cues (newest first)",
         tags=["cues"],
-        **doc(query=[STATUS, CUE_LIMIT, OFFSET], example=ex.CUE_LIST),
+        **doc(query=[STATUS, LABEL, CUE_LIMIT, OFFSET], example=ex.CUE_LIST),
     )
     async def list_cues(query: QueryParams, account: CurrentAccount) -> Response[CueList]:
         q = query
         limit_, offset = CUE_LIMIT.read(q), OFFSET.read(q)
-        items, total = await cues.list(account, q.get("status"), limit_, offset)
+        labels = parse_selectors(q.getall("label", []))
+        items, total = await cues.list(account, q.get("status"), limit_, offset, labels)
         return json_response({"cues": items, "total": total, "limit": limit_, "offset": offset})
 
     @post(
@@ -185,4 +215,14 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         req = parse_fire(read_json(data, required=False))
         return json_response(await rt.executions.fire(account, cue_id, req))
 
-    return [create_cue, list_cues, bulk_delete, get_cue, patch_cue, delete_cue, fire_cue]
+    return [
+        create_cue,
+        list_cues,
+        bulk_delete,
+        _bulk_status(rt, "paused", "pause"),
+        _bulk_status(rt, "active", "resume"),
+        get_cue,
+        patch_cue,
+        delete_cue,
+        fire_cue,
+    ]

@@ -19,8 +19,13 @@ from cuefast.api.deps import CurrentAccount
 from cuefast.api.http import json_response, read_json
 from cuefast.api.openapi import RawJSON, TextQuery, doc
 from cuefast.api.ratelimit import client_ip
+from cuefast.client.account_models import (
+    DeviceCode,
+    DevicePoll,
+    EmailSent,
+    Session,
+)
 from cuefast.client.bodies import DeviceCodeRequest, SessionRequest, SubmitEmailRequest
-from cuefast.client.models import DeviceCode, DevicePoll, EmailSent, Session
 from cuefast.errors import (
     CuefastError,
     DeviceCodeExists,

@@ -128,6 +128,29 @@ class AlertsInput(Body, kw_only=True):
 
 CatchUp = Literal["latest", "all", "none"]
 Description = Annotated[str, Meta(max_length=10_000)]
+LabelKey = Annotated[
+    str,
+    Meta(
+        max_length=317,
+        pattern=r"^([a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?/)?[a-zA-Z0-9]([-a-zA-Z0-9_.]{0,61}[a-zA-Z0-9])?$",
+        description="1-63 characters [a-zA-Z0-9._-], alphanumeric at both ends; optional DNS prefix and '/'",
+    ),
+]
+LabelValue = Annotated[
+    str,
+    Meta(
+        max_length=63,
+        pattern=r"^([a-zA-Z0-9]([-a-zA-Z0-9_.]{0,61}[a-zA-Z0-9])?)?$",
+        description="0-63 characters [a-zA-Z0-9._-], alphanumeric at both ends",
+    ),
+]
+Labels = Annotated[
+    dict[LabelKey, LabelValue],
+    Meta(
+        max_length=32,
+        description="at most 32 labels, `{key: value}`; selectable with `?label=` and bulk pause/resume",
+    ),
+]
 
 
 class CueCreate(Body, kw_only=True):
@@ -146,6 +169,7 @@ class CueCreate(Body, kw_only=True):
     delivery: DeliveryInput | None = None
     alerts: AlertsInput | None = None
     catch_up: CatchUp = "latest"
+    labels: Labels | None = None
 
 
 class CueUpdate(Body, kw_only=True, forbid_unknown_fields=True):
@@ -164,10 +188,19 @@ class CueUpdate(Body, kw_only=True, forbid_unknown_fields=True):
     delivery: DeliveryInput | None = None
     alerts: AlertsInput | None = None
     catch_up: CatchUp | None = None
+    labels: Labels | None = None  # replaces the cue's labels; {} (or an explicit null) clears them
 
 
 class BulkDeleteRequest(Body, kw_only=True):
     ids: Annotated[list[str], Meta(min_length=1, max_length=100)]
+
+
+class BulkStatusRequest(Body, kw_only=True):
+    """``POST /v1/cues/pause`` and ``/v1/cues/resume``: exactly one of ``ids`` (1-1,000 of the
+    account's cue ids; others are skipped) and ``labels`` (1-32 labels; the cues carrying all)."""
+
+    ids: Annotated[list[str], Meta(min_length=1, max_length=1000)] | None = None
+    labels: Annotated[dict[LabelKey, LabelValue], Meta(min_length=1, max_length=32)] | None = None
 
 
 class FireRequest(Body, kw_only=True):

@@ -19,12 +19,7 @@ from typing import Any
 
 import msgspec
 
-
-class Model(msgspec.Struct, kw_only=True):
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = msgspec.to_builtins(self)
-        return out
-
+from cuefast.client._model import Model
 
 # --- cues (§7) ---------------------------------------------------------------------
 
@@ -53,8 +48,17 @@ class OnFailure(Model, kw_only=True):
     pause: bool = False
 
 
+class VerificationChecks(Model, kw_only=True):
+    """cuefast: evidence the server checks after a successful outcome."""
+
+    result_url_reachable: bool = False
+    result_schema: dict[str, Any] | None = None
+    external_id_pattern: str | None = None
+
+
 class Verification(Model, kw_only=True):
     mode: str = "none"
+    checks: VerificationChecks | None = None
 
 
 class Delivery(Model, kw_only=True):
@@ -126,6 +130,7 @@ class Cue(Model, kw_only=True):
     delivery: Delivery | None = None
     alerts: AlertConfig | None = None
     catch_up: str = "latest"
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
     warning: str | None = None
     created_at: dt.datetime
     updated_at: dt.datetime
@@ -477,101 +482,21 @@ class ServerInfo(Model, kw_only=True):
     disabled_primitives: list[str] = msgspec.field(default_factory=list)
 
 
-# --- auth and account (§6) -----------------------------------------------------------------
-
-
-class Registration(Model, kw_only=True):
-    api_key: str
-    email: str
-
-
-class KeyRotation(Model, kw_only=True):
-    api_key: str
-    previous_key_revoked: bool = True
-
-
-class KeyReveal(Model, kw_only=True):
-    """``api_key`` when it can be revealed; else null with the key's ``prefix`` and why."""
-
-    api_key: str | None = None
-    prefix: str | None = None
-    message: str | None = None
-
-
-class AccountInfo(Model, kw_only=True):
-    email: str
-    plan: str
-    active_cues: int = 0
-    active_cue_limit: int = 0
-    executions_this_month: int = 0
-    monthly_execution_limit: int = 0
-    rate_limit_per_minute: int = 0
-    has_webhook_secret: bool = True
-    api_key_prefix: str | None = None
-    slug: str | None = None
-
-
-class AccountUpdated(Model, kw_only=True):
-    updated_at: dt.datetime
-
-
-class WebhookSecret(Model, kw_only=True):
-    webhook_secret: str
-
-
-class WebhookSecretRotation(Model, kw_only=True):
-    webhook_secret: str
-    previous_secret_revoked: bool = True
-
-
-class AlertWebhookSecret(Model, kw_only=True):
-    alert_webhook_secret: str
-
-
-class AlertWebhookSecretRotation(Model, kw_only=True):
-    alert_webhook_secret: str
-    previous_secret_revoked: bool = True
-
-
-# --- login: device code and sessions (§16) ----------------------------------------------------
-
-
-class DeviceCode(Model, kw_only=True):
-    """``POST /v1/auth/device-code`` (201): where the person signs in, and for how long."""
-
-    verification_url: str
-    expires_in: int
-
-
-class DevicePoll(Model, kw_only=True):
-    """``pending``, ``email_sent``, ``claimed``, ``expired``; or, once, ``approved`` with the
-    account's e-mail, its API key (a new account's, or a revealed one) or ``existing_user``,
-    and a one-time ``session_token`` for ``POST /v1/auth/session``."""
-
-    status: str
-    email: str | None = None
-    api_key: str | None = None
-    existing_user: bool | None = None
-    session_token: str | None = None
-
-
-class EmailSent(Model, kw_only=True):
-    status: str = "email_sent"
-
-
-class Session(Model, kw_only=True):
-    """A session JWT (HS256, 24 h) and the account's e-mail."""
-
-    session_token: str
-    email: str
-
-
 # --- cues: bulk delete (§7.9) and echo (§16.5) --------------------------------------------------
 
 
 class BulkDeleteResult(Model, kw_only=True):
     deleted: list[str]
     skipped: list[str]
+
+
+class BulkStatusResult(Model, kw_only=True):
+    """``POST /v1/cues/pause`` / ``/resume``: the account's cues selected (``matched``) and
+    those the call paused or resumed (``changed``, their ids in ``ids``)."""
+
+    matched: int
+    changed: int
+    ids: list[str]
 
 
 class EchoStored(Model, kw_only=True):

@@ -14,6 +14,7 @@ from urllib.parse import quote
 from cuefast.client._core import Call, Mode, Resource, call, drop_none, op
 from cuefast.client.models import (
     AlertList,
+    BulkStatusResult,
     ClaimableList,
     ClaimBatch,
     ClaimResult,
@@ -65,6 +66,19 @@ def _callback(url: str | Json | None, method: str | None, headers: Mapping[str, 
     return cb
 
 
+def _selectors(labels: Mapping[str, str | None] | Sequence[str]) -> list[str]:
+    """``?label=`` values: ``key:value``, or ``key`` alone."""
+    if isinstance(labels, Mapping):
+        return [k if v is None else f"{k}:{v}" for k, v in labels.items()]
+    return [str(x) for x in labels]
+
+
+def _bulk(ids: Sequence[str] | None, labels: Mapping[str, str] | None) -> dict[str, Any]:
+    if (ids is None) == (labels is None):
+        raise ValueError("Give exactly one of 'ids' and 'labels'")
+    return {"ids": list(ids)} if ids is not None else {"labels": dict(labels or {})}
+
+
 class Cues(Resource[Mode]):
     """Cues: schedules (CONTRACT.md §7)."""
 
@@ -88,6 +102,7 @@ class Cues(Resource[Mode]):
         delivery: Json | None = None,
         alerts: Json | None = None,
         catch_up: str | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> Call[Cue]:
         """Create a cue: ``cron`` (recurring) or ``at`` (once); ``callback`` is the webhook
         URL (webhook transport) — ``transport="worker"`` cues are pulled by workers."""
@@ -114,14 +129,26 @@ class Cues(Resource[Mode]):
                 delivery=delivery,
                 alerts=alerts,
                 catch_up=catch_up,
+                labels=None if labels is None else dict(labels),
             )
         )
         return call("POST", "/v1/cues", Cue, body=body)
 
     @op
-    def list(self, *, limit: int = 20, offset: int = 0, status: str | None = None) -> Call[CueList]:
-        """A page of cues, newest first."""
-        return call("GET", "/v1/cues", CueList, params={"limit": limit, "offset": offset, "status": status})
+    def list(
+        self,
+        *,
+        limit: int = 20,
+        offset: int = 0,
+        status: str | None = None,
+        labels: Mapping[str, str | None] | Sequence[str] | None = None,
+    ) -> Call[CueList]:
+        """A page of cues, newest first; ``labels``: only cues carrying all of them (``{key:
+        value}``, a None value = the key with any value; or ``"key:value"`` / ``"key"`` texts)."""
+        params: dict[str, Any] = {"limit": limit, "offset": offset, "status": status}
+        if labels is not None:
+            params["label"] = _selectors(labels)
+        return call("GET", "/v1/cues", CueList, params=params)
 
     @op
     def get(
@@ -152,8 +179,10 @@ class Cues(Resource[Mode]):
         delivery: Json | None = None,
         alerts: Json | None = None,
         catch_up: str | None = None,
+        labels: Mapping[str, str] | None = None,
     ) -> Call[Cue]:
-        """Change only the fields given (``callback`` may be a URL or a dict)."""
+        """Change only the fields given (``callback`` may be a URL or a dict); ``labels``
+        replaces the cue's labels (``{}`` clears them)."""
         body = drop_none(
             name=name,
             description=description,
@@ -166,6 +195,7 @@ class Cues(Resource[Mode]):
             alerts=alerts,
             catch_up=catch_up,
             callback=_callback(callback, callback_method, callback_headers),
+            labels=None if labels is None else dict(labels),
         )
         schedule: dict[str, Any] = {}
         if cron is not None:
@@ -185,6 +215,20 @@ class Cues(Resource[Mode]):
     @op
     def resume(self, cue_id: str) -> Call[Cue]:
         return Cues.update.build(self, cue_id, status="active")
+
+    @op
+    def pause_many(
+        self, *, ids: Sequence[str] | None = None, labels: Mapping[str, str] | None = None
+    ) -> Call[BulkStatusResult]:
+        """Pause the active cues among ``ids`` (≤ 1,000), or those carrying all ``labels``."""
+        return call("POST", "/v1/cues/pause", BulkStatusResult, body=_bulk(ids, labels))
+
+    @op
+    def resume_many(
+        self, *, ids: Sequence[str] | None = None, labels: Mapping[str, str] | None = None
+    ) -> Call[BulkStatusResult]:
+        """Resume the paused cues among ``ids`` (≤ 1,000), or those carrying all ``labels``."""
+        return call("POST", "/v1/cues/resume", BulkStatusResult, body=_bulk(ids, labels))
 
     @op
     def delete(self, cue_id: str) -> Call[None]:

@@ -119,17 +119,7 @@ async def restore(
                 "SELECT id, account_id, name, created_us, doc::text AS doc FROM cues WHERE NOT deleted",
                 5000,
             ):
-                by_p: dict[int, list[tuple[str, str]]] = {}
-                names: dict[str, dict[str, str]] = {}
-                for r in batch:
-                    by_p.setdefault(keys.cue_partition(r["id"]), []).append((r["id"], r["doc"]))
-                    names.setdefault(r["account_id"], {})[r["name"]] = f"{r['id']}:{r['created_us']}"
-                calls = [
-                    (p, rows[i : i + CHUNK]) for p, rows in by_p.items() for i in range(0, len(rows), CHUNK)
-                ]
-                for i in range(0, len(calls), PIPE):
-                    stats.cues += await store.restore.cues(calls[i : i + PIPE])
-                await store.restore.names(names)
+                stats.cues += await _restore_cues(store, batch, now_us)
                 progress.add(len(batch), "cues")
             # executions Redis held at the last snapshot
             async for batch in _chunks(
@@ -198,3 +188,37 @@ async def _chunks(conn: Any, sql: str, size: int) -> Any:
         except BaseException:
             ahead.cancel()
             raise
+
+
+def _cue_labels(doc: str) -> tuple[int, dict[str, str]]:
+    """(created µs, labels) of a snapshotted cue (its hash as JSON, the config string as
+    ``_cfg``: "<config JSON>" or "<config JSON>\n<payload JSON>")."""
+    h = msgspec.json.decode(doc)
+    stored = str(h.get("_cfg") or "{}").partition("\n")[0]
+    try:
+        labels = msgspec.json.decode(stored).get("labels") or {}
+    except (msgspec.DecodeError, AttributeError):
+        labels = {}
+    return int(h.get("ca") or 0), {str(k): str(v) for k, v in dict(labels).items()}
+
+
+async def _restore_cues(store: Store, batch: list[Any], now_us: int) -> int:
+    """One batch of cue rows: hashes, indexes and due times (partition slots), name reservations
+    and the label index (account slots). Returns the number of cues written."""
+    keys = store.keys
+    written = 0
+    by_p: dict[int, list[tuple[str, str]]] = {}
+    names: dict[str, dict[str, str]] = {}
+    labelled: list[tuple[str, str, int, dict[str, str]]] = []
+    for r in batch:
+        by_p.setdefault(keys.cue_partition(r["id"]), []).append((r["id"], r["doc"]))
+        names.setdefault(r["account_id"], {})[r["name"]] = f"{r['id']}:{r['created_us']}"
+        if "labels" in r["doc"]:  # the label index (account slot) from the cue's config
+            labelled.append((r["account_id"], r["id"], *_cue_labels(r["doc"])))
+    calls = [(p, rows[i : i + CHUNK]) for p, rows in by_p.items() for i in range(0, len(rows), CHUNK)]
+    for i in range(0, len(calls), PIPE):
+        written += await store.restore.cues(calls[i : i + PIPE])
+    await store.restore.names(names)
+    for i in range(0, len(labelled), CHUNK):
+        await store.cues.restore_labels(labelled[i : i + CHUNK], now_us)
+    return written

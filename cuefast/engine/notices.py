@@ -1,4 +1,4 @@
-"""Notices: alert and on_failure webhooks and on_failure e-mails, read from the notices stream.
+"""Notices: alert and on_failure webhooks, on_failure e-mails and verification checks (stream).
 
 Alert webhooks (CONTRACT.md §12.6) and on_failure webhooks and e-mails (§12.1, §12.2) are
 sent from the dispatcher role through the process's ``Webhooks`` (engine/webhooks.py).
@@ -23,11 +23,13 @@ import uuid
 
 from cuefast.clock import Clock
 from cuefast.config import Settings
+from cuefast.engine.checks import Checker
 from cuefast.engine.mail import InsecureTransport, Mailer
 from cuefast.engine.webhooks import MAX_ERROR, Webhooks, cue_failed, signed_headers
 from cuefast.errors import ConfigError
 from cuefast.models import CONFIG_DECODER
 from cuefast.services.alerts import webhook_body
+from cuefast.services.outcomes import OutcomeService
 from cuefast.store import Store
 from cuefast.store.notices import Notice
 from cuefast.times import fmt_offset
@@ -52,6 +54,7 @@ class NoticeSender:
         self._retry_due: int | None = None
         """the earliest retry this sender queued and has not moved back yet (µs)"""
         self.webhooks = webhooks
+        self.checks = Checker(store, webhooks, OutcomeService(store, clock))
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.mailer: Mailer | None = None
         if settings.smtp_url:
@@ -105,6 +108,8 @@ class NoticeSender:
                 done = await self._failure_webhook(ident, at)
             elif kind == "f":
                 done = await self._mail(ident, attempt, at)
+            elif kind == "v":
+                done = await self.checks.run(ident, attempt >= MAX_ATTEMPTS)
             else:
                 done = True
         except InsecureTransport as exc:  # a setting to fix, not a crash: no traceback
@@ -153,6 +158,11 @@ class NoticeSender:
             return True
         acct = h.get("acct", "")
         secret = (await self.store.accounts.webhook_secrets([acct])).get(acct, "")
+        if secret is None:  # its shard is down: the notice is retried as a failed send would be
+            log.warning(
+                "on_failure webhook not signed: the account's shard is down", extra={"account_id": acct}
+            )
+            return False
         now = self.clock.now_us()
         body, headers = cue_failed(
             h,

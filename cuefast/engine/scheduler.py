@@ -6,9 +6,15 @@ Also: due webhook retries and delayed fires → back into the outbox; passed out
 Each pass reads a bounded batch of due cues per partition, computes in Python which
 slots fire and the new ``next_run`` (cron maths with zones stays out of Lua), and hands
 the batch to ``schedule_materialize.lua``, which creates each execution under its deterministic
-id only if it does not exist yet and moves ``next_run`` only if nobody moved it first.
-So any number of schedulers, restarts and crashes never create two executions for one
-slot, and a PATCH racing a pass wins.
+id only if it does not exist yet and moves ``next_run`` only if nobody moved it first and the
+cue's schedule is the one planned with. So any number of schedulers, restarts and crashes
+never create two executions for one slot, and a PATCH racing a pass wins.
+
+One script call per batch: the call that materialises a batch also reads the next one. A cue
+this scheduler moved is remembered with its new next run, schedule and account (``_expect``)
+and, once due, planned without being read again: the script's compare-and-set on (next run,
+schedule) is what makes such a plan valid, so a stale memory costs one skipped cue, which the
+same call's read then returns as it really is.
 
 Catch-up after downtime (per cue, ``catch_up``):
 
@@ -28,8 +34,10 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import heapq
 import logging
 import random
+import sys
 import time
 from collections.abc import Mapping
 
@@ -41,7 +49,8 @@ from cuefast.ids import scheduled_execution_id_member
 from cuefast.months import month_of
 from cuefast.services.usage import count_failed, quota_blocked
 from cuefast.store import Store
-from cuefast.store.schedule import STEPS, DueCue
+from cuefast.store.connect import UNREACHABLE
+from cuefast.store.schedule import STEPS, DueCue, Materialized
 from cuefast.store.wake import MAX_SLEEP_S
 
 log = logging.getLogger(__name__)
@@ -55,6 +64,15 @@ LISTEN_BLOCK_S = 3.0
 """one blocking read of the wake stream (below redis-py's 5 s socket timeout)"""
 MIN_READ_GAP_S = 0.01
 """signals never make a scheduler read the heads more often than this (timed wake-ups do not wait)"""
+EXPECT_MAX = 250_000
+"""at most this many expected next runs are remembered (``Scheduler._expect``, ~280 B each with
+the schedule and account strings shared); beyond it cues are read before they are planned, as a
+fresh scheduler reads them"""
+STRAGGLER_S = 0.5
+"""in the run loop a pass waits this long for each partition's share before the next pass goes
+on without it (``Scheduler._fan_out``)"""
+WARN_EVERY_S = 5.0
+"""partition failures (a node down) are logged at most this often"""
 PLAN_RETRY_US = 60_000_000
 """a cue whose schedule cannot be planned is tried again this much later (not every pass)"""
 
@@ -126,16 +144,26 @@ class Scheduler:
         self.work = work
         """worker transport steps (expired leases, unclaimed work); None: not run by this scheduler"""
         self.enforce_quotas = enforce_quotas
+        self._running: dict[int, asyncio.Task[int]] = {}
+        """partitions whose share of an earlier pass is still running (``_fan_out``)"""
+        self._warned = -WARN_EVERY_S
         self.unclaimed_window_us = (
             None if work is None else work.settings.worker_unclaimed_seconds * 1_000_000
         )
         """CUEFAST_WORKER_UNCLAIMED_SECONDS in µs when this scheduler runs the worker steps (then
         ``due_work`` also wakes it for lease expiries and missed-claim timeouts)"""
+        self._expected: dict[int, list[tuple[int, DueCue]]] = {}
+        """per partition, a heap of (next run, the cue as it was planned) of the cues this
+        scheduler moved: planned again without a read when due (``_cues``)"""
+        self._expected_n = 0
 
-    async def tick(self, due: Mapping[int, frozenset[str]] | None = None) -> int:
+    async def tick(
+        self, due: Mapping[int, frozenset[str]] | None = None, *, wait_s: float | None = None
+    ) -> int:
         """One pass; returns the number of executions created. ``due`` ({partition: steps}, from
         ``store.schedule.due_work``) limits it to the partitions and steps with something due; None runs
-        every step of every partition."""
+        every step of every partition. ``wait_s``: see ``_fan_out`` (None: the pass waits for
+        every partition)."""
         started = time.monotonic()
         now = self.clock.now_us()
         work = dict(due) if due is not None else dict.fromkeys(range(self.store.keys.partitions), STEPS)
@@ -143,18 +171,79 @@ class Scheduler:
         random.shuffle(partitions)  # several schedulers start on different partitions
         # Partitions run concurrently: Python plans one batch while Redis runs another's script.
         quota: dict[str, bool] = {}  # account → blocked, for this pass (one `now`)
-        created = sum(await asyncio.gather(*(self._drain(p, now, quota, work[p]) for p in partitions)))
+        created = await self._fan_out(partitions, now, quota, work, wait_s)
         self.metrics.inc(m.EXECUTIONS_CREATED, ("scheduled",), created)
-        await self.store.system.record_poller(now, created, int((time.monotonic() - started) * 1000))
+        try:
+            await self.store.system.record_poller(now, created, int((time.monotonic() - started) * 1000))
+        except UNREACHABLE:  # its node is down (a cluster failing over): the next pass writes it
+            self._warn("scheduler: /health heartbeat not written", exc_info=True)
         return created
 
-    async def _drain(self, p: int, now: int, quota: dict[str, bool], steps: frozenset[str]) -> int:
+    async def _fan_out(
+        self,
+        partitions: list[int],
+        now: int,
+        quota: dict[str, bool],
+        work: Mapping[int, frozenset[str]],
+        wait_s: float | None,
+    ) -> int:
+        """Each partition's share of a pass as its own task (Python plans one batch while Redis
+        runs another's script); the executions created. A partition that fails because its node
+        cannot be reached is logged and the others' work stands (any other error is raised once
+        they are done, as before). With ``wait_s``, a partition still
+        running after that long (its node failing over, its slot half-moved: the store retries)
+        is left running and the pass ends without it; the passes leave it out until it ends."""
+        tasks = {
+            p: asyncio.create_task(self._drain(p, now, quota, work[p]))
+            for p in partitions
+            if p not in self._running
+        }
+        if not tasks:
+            return 0
+        await asyncio.wait(tasks.values(), timeout=wait_s)
         created = 0
-        while "cues" in steps:
-            n, full = await self._partition(p, now, quota)
-            created += n
-            if not full:
-                break
+        failed: list[tuple[int, BaseException]] = []
+        for p, task in tasks.items():
+            if not task.done():
+                self._running[p] = task
+                task.add_done_callback(functools.partial(self._ended, p))
+            elif (exc := task.exception()) is not None:
+                failed.append((p, exc))
+            else:
+                created += task.result()
+        if failed:
+            p, exc = failed[0]
+            for _, other in failed:
+                if not isinstance(other, UNREACHABLE):
+                    raise other  # not a node down: logged with its traceback (the loop backs off)
+            self._warn(
+                "scheduler: %d of %d partitions failed this pass (partition %d: %s: %s); the others "
+                "are done", len(failed), len(tasks), p, type(exc).__name__, exc,
+            )  # fmt: skip
+        return created
+
+    def _ended(self, p: int, task: asyncio.Task[int]) -> None:
+        """A partition's share that outlived its pass has ended: counted, or its error logged."""
+        self._running.pop(p, None)
+        if task.cancelled():
+            return
+        if (exc := task.exception()) is not None and isinstance(exc, UNREACHABLE):
+            self._warn("scheduler: partition %d failed (%s: %s)", p, type(exc).__name__, exc)
+        elif exc is not None:
+            log.error("scheduler: partition %d failed", p, exc_info=exc)
+        else:
+            self.metrics.inc(m.EXECUTIONS_CREATED, ("scheduled",), task.result())
+
+    def _warn(self, message: str, *args: object, exc_info: bool = False) -> None:
+        """A warning, at most one per ``WARN_EVERY_S`` (a node down fails every pass until its
+        replica takes over)."""
+        at = time.monotonic()
+        if at - self._warned >= WARN_EVERY_S:
+            self._warned = at
+            log.warning(message, *args, exc_info=exc_info)
+
+    async def _drain(self, p: int, now: int, quota: dict[str, bool], steps: frozenset[str]) -> int:
+        created = await self._cues(p, now, quota) if "cues" in steps else 0
         while "retries" in steps and await self.store.schedule.move_retries(p, now, self.batch) == self.batch:
             pass
         while "delayed" in steps and await self.store.schedule.move_delayed(p, now, self.batch) == self.batch:
@@ -179,40 +268,82 @@ class Scheduler:
             return set()
         unseen = list({c.account_id for c in due if c.account_id and c.account_id not in quota})
         if unseen:
-            blocked = await quota_blocked(self.store, unseen, now)
+            try:
+                blocked = await quota_blocked(self.store, unseen, now)
+            except UNREACHABLE:  # an account's shard is down (a cluster failing over): their
+                self._warn("scheduler: monthly limits not read; not enforced for this batch")
+                blocked = set()  # limits are enforced again by the next batch that reads them
+                unseen = []
             for acct in unseen:
                 quota[acct] = acct in blocked
         return {c.account_id for c in due if quota.get(c.account_id)}
 
-    async def _partition(self, p: int, now: int, quota: dict[str, bool]) -> tuple[int, bool]:
-        due = await self.store.schedule.due_cues(p, now, self.batch)
-        if not due:
-            return 0, False
+    def _expected_due(self, p: int, now: int) -> list[DueCue]:
+        """The cues this scheduler moved to a next run ≤ ``now`` on partition ``p`` (popped: each
+        is sent once; the script's CAS drops any that a PATCH or another scheduler moved since)."""
+        heap = self._expected.get(p)
+        if not heap:
+            return []
+        rows: dict[str, DueCue] = {}
+        while heap and heap[0][0] <= now:
+            row = heapq.heappop(heap)[1]
+            rows[row.cue_id] = row
+            self._expected_n -= 1
+        return list(rows.values())
+
+    def _expect(self, p: int, row: DueCue) -> None:
+        if self._expected_n < EXPECT_MAX:
+            heapq.heappush(self._expected.setdefault(p, []), (row.due_us, row))
+            self._expected_n += 1
+
+    async def _cues(self, p: int, now: int, quota: dict[str, bool]) -> int:
+        """Materialise partition ``p``'s due cues. Each ``schedule_materialize.lua`` call
+        materialises one batch and reads the next: the cues this scheduler expects (it set their
+        next run itself: no read needed to plan them) go first, then whatever the reads find
+        due (new cues, PATCHed ones, a stale expectation's real state), until a read is short."""
+        pending = self._expected_due(p, now)
+        reading = True
+        created = 0
+        while pending or reading:
+            chunk, pending = pending[: self.batch], pending[self.batch :]
+            read = self.batch if reading and not pending else 0
+            done = await self._materialize(p, now, quota, chunk, read)
+            created += done.created
+            if read:
+                pending, reading = list(done.due), len(done.due) == self.batch
+        return created
+
+    async def _materialize(
+        self, p: int, now: int, quota: dict[str, bool], due: list[DueCue], read: int
+    ) -> Materialized:
         blocked = await self._blocked(due, now, quota)
         words: list[str] = []  # the plan: per cue, its words (schedule_materialize.lua's header)
         members: list[bytes] = []  # each slot's index member, in plan order
-        for cue_id, due_at, summary, acct in due:
+        for row in due:
+            cue_id, due_at, summary, acct = row
             if not summary:
-                words += [cue_id, str(due_at), "-", "0"]  # gone: the script drops the due entry
+                words += [cue_id, str(due_at), "", "-", "0"]  # gone: the script drops the due entry
                 continue
             try:
                 slots, new_nr = plan_cue(summary, due_at, now)
             except Exception:  # a cue that cannot be planned must not stop the others
                 log.exception("cannot plan cue; trying again in 60 s", extra={"cue_id": cue_id})
-                words += [cue_id, str(due_at), str(now + PLAN_RETRY_US), "0"]  # no slot, due again later
+                words += [cue_id, str(due_at), summary, str(now + PLAN_RETRY_US), "0"]  # due again later
                 continue
             count = f"{len(slots)}b" if blocked and acct in blocked else str(len(slots))
-            words += [cue_id, str(due_at), "-" if new_nr is None else str(new_nr), count]
+            words += [cue_id, str(due_at), summary, "-" if new_nr is None else str(new_nr), count]
+            if new_nr is not None:  # (the strings many cues share, once)
+                self._expect(p, DueCue(cue_id, new_nr, sys.intern(summary), sys.intern(acct)))
             byte = self.store.keys.cue_byte(cue_id)
             for slot in slots:
                 eid, member = scheduled_execution_id_member(cue_id, slot, byte)
                 words += [str(slot), eid]
                 members.append(member)
-        done = await self.store.schedule.materialize_words(p, now, words, b"".join(members))
+        done = await self.store.schedule.materialize_words(p, now, words, b"".join(members), read)
         if done.blocked:  # usage `outcomes.failed` (§13.1): created failed, without an outcome
             month = month_of(now)
             await self.store.usage.add("failed", {(acct, month): n for acct, n in done.blocked.items()})
-        return done.created, len(due) == self.batch
+        return done
 
     async def run(self, stop: asyncio.Event, max_sleep: float = MAX_SLEEP_S) -> None:
         """Until ``stop`` is set: run a pass when something is due, otherwise sleep until the
@@ -228,9 +359,9 @@ class Scheduler:
         try:
             await self._loop(stop, nudge, max_sleep)
         finally:
-            for task in (listener, stop_waiter):
+            for task in (listener, stop_waiter, *self._running.values()):
                 task.cancel()
-            await asyncio.gather(listener, stop_waiter, return_exceptions=True)
+            await asyncio.gather(listener, stop_waiter, *self._running.values(), return_exceptions=True)
 
     async def _loop(self, stop: asyncio.Event, nudge: asyncio.Event, max_sleep: float) -> None:
         failures = 0
@@ -243,7 +374,7 @@ class Scheduler:
                 last_read = time.monotonic()
                 due, wait_us = await self.store.schedule.due_work(now, self.unclaimed_window_us)
                 if due:
-                    await self.tick(due)
+                    await self.tick(due, wait_s=STRAGGLER_S)
                     last_beat = time.monotonic()
                     wait_us = 0  # look again after the shortest pause: the next read says how long
                 elif time.monotonic() - last_beat >= HEARTBEAT_S:

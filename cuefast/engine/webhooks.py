@@ -460,3 +460,14 @@ class Webhooks:
             return SendResult(None, (str(exc) or type(exc).__name__)[:MAX_ERROR], b"")
         except ValueError:  # aiohttp refuses a header with CR/LF (a stored callback header)
             return SendResult(None, INVALID_HEADER, b"")
+
+
+def host_key(url: str) -> str:
+    """``host:port`` of a callback URL, what the per-host bound counts (the URL itself when
+    it does not parse: it fails the SSRF pre-check anyway)."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+        return f"{parts.hostname or ''}:{port}"
+    except ValueError:
+        return url

@@ -7,13 +7,25 @@ on_failure SSRF) need Redis, DNS or the clock and run in ``cues.py``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import jsonschema_rs
 import msgspec
 
-from cuefast.models import Alerts, Callback, CueConfig, Delivery, OnFailure, Retry, Schedule, Verification
+from cuefast.models import (
+    Alerts,
+    Callback,
+    CueConfig,
+    Delivery,
+    OnFailure,
+    Retry,
+    Schedule,
+    Verification,
+    VerificationChecks,
+)
 from cuefast.services.validate import MISSING, Checker, require_object
 from cuefast.times import InstantOutOfRange, parse_datetime
 
@@ -23,6 +35,18 @@ VERIFICATION_MODES = ("none", "require_external_id", "require_result_url", "requ
 CATCH_UP = ("latest", "all", "none")
 CALLBACK_URL_REQUIRED = "Value error, callback.url is required for webhook transport"
 MAX_DESCRIPTION = 10_000
+MAX_LABELS = 32
+_LABEL_NAME = r"[a-zA-Z0-9](?:[-a-zA-Z0-9_.]{0,61}[a-zA-Z0-9])?"
+LABEL_KEY = re.compile(rf"(?:[a-z0-9](?:[-a-z0-9.]{{0,251}}[a-z0-9])?/)?{_LABEL_NAME}")
+"""a Kubernetes label key: an optional DNS prefix (≤ 253 chars, lower case) and ``/``, then
+1-63 chars ``[a-zA-Z0-9]([-a-zA-Z0-9_.]*[a-zA-Z0-9])?``"""
+LABEL_VALUE = re.compile(f"(?:{_LABEL_NAME})?")
+"""a label value: empty, or a name as above (0-63 chars)"""
+LABEL_KEY_TEXT = (
+    "Label keys must be 1-63 characters [a-zA-Z0-9._-], starting and ending alphanumeric, "
+    "with an optional DNS prefix and '/'"
+)
+LABEL_VALUE_TEXT = "Label values must be 0-63 characters [a-zA-Z0-9._-], starting and ending alphanumeric"
 
 
 class ScheduleInput(msgspec.Struct, kw_only=True):
@@ -56,6 +80,7 @@ class CueDraft(msgspec.Struct, kw_only=True):
     delivery: Any = MISSING  # dict[str, Any]
     alerts: Any = MISSING  # dict[str, Any]
     catch_up: Any = MISSING
+    labels: Any = MISSING  # dict[str, str]; {} clears
 
 
 PATCH_FIELDS = frozenset(
@@ -72,6 +97,7 @@ PATCH_FIELDS = frozenset(
         "delivery",
         "alerts",
         "catch_up",
+        "labels",
     }
 )
 
@@ -182,10 +208,66 @@ def _verification(c: Checker, value: Any) -> Verification | Any:
     if v is MISSING:
         return MISSING
     mode = v.get("mode")
-    if mode is None:
-        return Verification(mode="none")
-    checked = c.choice("body.verification.mode", mode, VERIFICATION_MODES)
-    return MISSING if checked is MISSING else Verification(mode=checked)
+    checked = "none" if mode is None else c.choice("body.verification.mode", mode, VERIFICATION_MODES)
+    checks = None if v.get("checks") is None else _checks(c, v["checks"])
+    if checked is MISSING or checks is MISSING:
+        return MISSING
+    return Verification(mode=checked, checks=checks)
+
+
+MAX_SCHEMA_BYTES = 16_384
+MAX_PATTERN = 256
+
+
+def _checks(c: Checker, value: Any) -> VerificationChecks | Any | None:
+    """``verification.checks`` (cuefast): each given check checked; {} or all off = None."""
+    loc = "body.verification.checks"
+    v = c.obj(loc, value)
+    if v is MISSING:
+        return MISSING
+    for name in v:
+        if name not in ("result_url_reachable", "result_schema", "external_id_pattern"):
+            c.add(f"{loc}.{name}", "Extra inputs are not permitted")
+    out = VerificationChecks()
+    if v.get("result_url_reachable") is not None:
+        ok = c.boolean(f"{loc}.result_url_reachable", v["result_url_reachable"])
+        out.result_url_reachable = ok is True
+    if v.get("result_schema") is not None:
+        schema = c.obj(f"{loc}.result_schema", v["result_schema"])
+        if schema is not MISSING:
+            problem = schema_problem(schema)
+            if problem:
+                c.add(f"{loc}.result_schema", problem)
+            else:
+                out.result_schema = schema
+    if v.get("external_id_pattern") is not None:
+        text = c.string(
+            f"{loc}.external_id_pattern", v["external_id_pattern"], min_len=1, max_len=MAX_PATTERN
+        )
+        if text is not MISSING:
+            try:
+                re.compile(text)
+                out.external_id_pattern = text
+            except re.error as exc:
+                c.add(f"{loc}.external_id_pattern", f"Input should be a valid regular expression ({exc})")
+    if out == VerificationChecks():
+        return None
+    return out
+
+
+def schema_problem(schema: dict[str, Any]) -> str:
+    """Why ``schema`` is no usable JSON Schema ("" = it is one)."""
+    try:
+        size = len(msgspec.json.encode(schema))
+    except (TypeError, ValueError):
+        return "Input should be a JSON object"
+    if size > MAX_SCHEMA_BYTES:
+        return f"JSON Schema should be at most {MAX_SCHEMA_BYTES} bytes"
+    try:
+        jsonschema_rs.validator_for(schema)
+    except Exception as exc:  # the library's ValidationError / ValueError for a bad schema
+        return f"Input should be a valid JSON Schema ({str(exc).splitlines()[0][:200]})"
+    return ""
 
 
 def _int_section(
@@ -230,6 +312,41 @@ def _payload(c: Checker, payload: Any, *, create: bool) -> dict[str, Any] | Any:
     return payload
 
 
+def is_label_key(key: str) -> bool:
+    return len(key) <= 317 and LABEL_KEY.fullmatch(key) is not None
+
+
+def is_label_value(value: str) -> bool:
+    return LABEL_VALUE.fullmatch(value) is not None
+
+
+def checked_labels(c: Checker, loc: str, value: Any) -> dict[str, str] | Any:
+    """A labels object (``null`` = none): at most 32 pairs, keys and values as
+    ``LABEL_KEY`` / ``LABEL_VALUE`` say. A bad key is reported at ``loc`` without echoing it
+    (it may hold text the error envelope must not carry)."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        c.add(loc, "Input should be a valid dictionary")
+        return MISSING
+    if len(value) > MAX_LABELS:
+        c.add(loc, f"Dictionary should have at most {MAX_LABELS} items")
+        return MISSING
+    out: dict[str, str] = {}
+    for key, v in value.items():
+        if not isinstance(key, str) or not is_label_key(key):
+            c.add(loc, LABEL_KEY_TEXT)
+            return MISSING
+        if not isinstance(v, str):
+            c.add(f"{loc}.{key}", "Input should be a valid string")
+            return MISSING
+        if not is_label_value(v):
+            c.add(f"{loc}.{key}", LABEL_VALUE_TEXT)
+            return MISSING
+        out[key] = v
+    return out
+
+
 def _catch_up(c: Checker, value: Any) -> str | Any:
     return c.choice("body.catch_up", value, CATCH_UP)
 
@@ -267,6 +384,8 @@ def _common(c: Checker, body: dict[str, Any], draft: CueDraft, *, create: bool) 
     for field, parse in _SECTIONS.items():  # in this order: the 422's details follow it
         if body.get(field) is not None:
             setattr(draft, field, parse(c, body[field]))
+    if "labels" in body:  # null clears (PATCH) / none (create)
+        draft.labels = checked_labels(c, "body.labels", body["labels"])
 
 
 def parse_create(body: Any) -> CueDraft:
@@ -333,6 +452,7 @@ class Patched:
     schedule_changed: bool = False
     callback_changed: bool = False
     on_failure_changed: bool = False
+    labels_changed: bool = False
 
 
 def merged_config(cfg: CueConfig, draft: CueDraft) -> Patched:
@@ -357,6 +477,9 @@ def merged_config(cfg: CueConfig, draft: CueDraft) -> Patched:
         cfg.alerts = merged_alerts(cfg.alerts, dict(draft.alerts or {}))
     if draft.catch_up is not MISSING:
         cfg.catch_up = draft.catch_up
+    if draft.labels is not MISSING:
+        out.labels_changed = draft.labels != cfg.labels
+        cfg.labels = dict(draft.labels)
     return out
 
 

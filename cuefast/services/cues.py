@@ -34,7 +34,7 @@ from cuefast.errors import (
     UnsafeURL,
     ValidationFailed,
 )
-from cuefast.ids import is_cue_id, new_cue_id, scheduled_execution_id
+from cuefast.ids import is_cue_id, new_cue_id
 from cuefast.models import (
     CONFIG_DECODER,
     Account,
@@ -43,6 +43,7 @@ from cuefast.models import (
     OnFailure,
     Retry,
     Schedule,
+    Verification,
     schedule_summary,
     stored_config,
     summary_schedule,
@@ -51,7 +52,6 @@ from cuefast.services.cue_input import (
     CALLBACK_URL_REQUIRED,
     CallbackInput,
     CueDraft,
-    Patched,
     ScheduleInput,
     merged_alerts,
     merged_config,
@@ -59,6 +59,8 @@ from cuefast.services.cue_input import (
     merged_on_failure,
     merged_retry,
 )
+from cuefast.services.cue_labels import Selector, list_labelled
+from cuefast.services.cue_status import next_run_after
 from cuefast.services.executions import ExecutionFilters, ExecutionService, render_executions
 from cuefast.services.render import data_error, render_rows, stored_int, stored_json, stored_time
 from cuefast.services.validate import MISSING, has_bad_text
@@ -86,6 +88,13 @@ def stored_cue_config(h: dict[str, str]) -> CueConfig:
     except ValueError:
         schedule, catch_up = Schedule(type="recurring"), "latest"
     return CueConfig(schedule=schedule, catch_up=catch_up)
+
+
+def _verification(v: Verification) -> dict[str, Any]:
+    """The cue's ``verification``: its mode, and cuefast's ``checks`` when it has some."""
+    if v.checks is None:
+        return {"mode": v.mode}
+    return {"mode": v.mode, "checks": msgspec.to_builtins(v.checks)}
 
 
 def render_cue(
@@ -122,7 +131,7 @@ def render_cue(
             "webhook": cfg.on_failure.webhook,
             "pause": cfg.on_failure.pause,
         },
-        "verification": None if cfg.verification is None else {"mode": cfg.verification.mode},
+        "verification": None if cfg.verification is None else _verification(cfg.verification),
         "delivery": None
         if cfg.delivery is None
         else {
@@ -136,6 +145,7 @@ def render_cue(
             "missed_window_multiplier": cfg.alerts.missed_window_multiplier,
         },
         "catch_up": cfg.catch_up,
+        "labels": dict(cfg.labels),
         "warning": warning,
         "created_at": stored_time(h.get("ca"), fmt_z, "cue", cid, "created_at"),
         "updated_at": stored_time(h.get("ua") or h.get("ca"), fmt_z, "cue", cid, "updated_at"),
@@ -329,6 +339,7 @@ class CueService:
             delivery=None if draft.delivery is MISSING else merged_delivery(None, draft.delivery),
             alerts=None if draft.alerts is MISSING else merged_alerts(None, draft.alerts),
             catch_up=draft.catch_up if draft.catch_up is not MISSING else "latest",
+            labels=draft.labels if draft.labels is not MISSING else {},
         )
         checked = await self._later_stages(
             config, draft.payload, at_text, now, check_callback=transport == "webhook"
@@ -351,10 +362,13 @@ class CueService:
         p = self.store.keys.cue_partition(cue_id)
         if account.partitions is None or p not in account.partitions:  # bits are never cleared
             await self.store.accounts.note_cue_partition(account.id, p)
+        labels = checked.config.labels
         try:
+            if labels:  # indexed before the cue exists (docs/DESIGN.md "Cue labels")
+                await self.store.cues.index_labels(account.id, cue_id, now, labels, now, add=True)
             created = await self.store.cues.create(cue_id, fields)
         except BaseException:
-            await self.store.cues.release_name(account.id, name, cue_id)
+            await self.store.cues.release_name(account.id, name, cue_id, unindex=bool(labels))
             raise
         if created is not Status.OK:  # pragma: no cover - a 62-bit random id collision
             await self.store.cues.release_name(account.id, name, cue_id)
@@ -453,10 +467,17 @@ class CueService:
         return out
 
     async def list(
-        self, account: Account, status: str | None, limit: int, offset: int
+        self,
+        account: Account,
+        status: str | None,
+        limit: int,
+        offset: int,
+        labels: list[Selector] | None = None,
     ) -> tuple[list[dict[str, Any]], int]:
         if status is not None and status not in ("active", "paused", "completed", "failed"):
             return [], 0
+        if labels:
+            return await list_labelled(self, account, status, labels, limit=limit, offset=offset)
         ids, total = await self.store.cues.list_ids(account.id, status, offset, limit)
         rows = await self.store.cues.get_many(ids)
         mine = [h for h in rows if h and h.get("acct") == account.id]
@@ -495,8 +516,8 @@ class CueService:
         next_run: str | int = "keep"
         error = checked.error
         if error is None:
-            next_run, error = await self._next_run_after_patch(
-                account, h, patch, status=status, scheduled=checked.next_run, now=now
+            next_run, error = await next_run_after(
+                self, account, h, patch, status=status, scheduled=checked.next_run, now=now
             )
         if error is not None:
             if name != old_name:
@@ -504,6 +525,9 @@ class CueService:
             raise error
         if name != old_name:
             await self._reserve(account, name, cue_id, check_limit=False)
+        created = int(h.get("ca") or 0)
+        if patch.labels_changed and cfg.labels:  # the index first: a superset while the cue changes
+            await self.store.cues.index_labels(account.id, cue_id, created, cfg.labels, now, add=True)
         fields: dict[str, str | int] = {
             "cfg": stored_config(cfg),
             "sch": schedule_summary(cfg),
@@ -529,60 +553,14 @@ class CueService:
             return None  # concurrent PATCH: re-read and apply again
         if name != old_name:
             await self.store.cues.release_name(account.id, old_name, cue_id)
+        if patch.labels_changed:  # then exactly the cue's labels
+            await self.store.cues.index_labels(account.id, cue_id, created, cfg.labels, now, add=False)
         if isinstance(next_run, int):
             await self.store.wake.due(next_run, now)  # due soon: wake the schedulers
         h = {**h, **{k: str(v) for k, v in fields.items()}, "status": status}
         if next_run != "keep":
             h["nr"] = str(next_run)
         return render_cue(h, cfg)
-
-    async def _next_run_after_patch(
-        self,
-        account: Account,
-        h: dict[str, str],
-        patch: Patched,
-        *,
-        status: str,
-        scheduled: int | None,
-        now: int,
-    ) -> tuple[str | int, CuefastError | None]:
-        """What PATCH does to next_run (§7.7); an error for a fired one-time cue. ``scheduled``
-        is the next run of a changed schedule (from the schedule stage)."""
-        if status == "paused":
-            return "", None
-        resuming = status == "active" and h["status"] != "active"
-        if not resuming and not (patch.schedule_changed and status == "active"):
-            return "keep", None
-        sched = patch.config.schedule
-        if sched.type == "recurring":
-            nr = scheduled if patch.schedule_changed else self.next_run_for(sched, now)
-            return ("" if nr is None else nr), None
-        # one-time
-        assert sched.at is not None
-        if patch.at_text is None and await self._fired(account, h, sched.at):
-            if resuming:
-                return "", InvalidSchedule("One-time cue has already fired; set a new schedule.at")
-            return "keep", None
-        return sched.at, None
-
-    async def _fired(self, account: Account, h: dict[str, str], at: int) -> bool:
-        """Whether the scheduled execution of a one-time cue's ``at`` exists or existed: the
-        cue's ``fa`` (set by ``schedule_materialize.lua`` when it fired; survives the execution's retention
-        trim and a restore), else the execution in Redis or in history (a cue that fired before
-        ``fa`` was recorded)."""
-        if h.get("fa") == str(at):
-            return True
-        cue_id = h["id"]
-        k = self.store.keys
-        # the slot's id, and the one written before ids carried ``cue_byte`` (the partition itself)
-        for byte in dict.fromkeys((k.cue_byte(cue_id), k.cue_partition(cue_id))):
-            eid = scheduled_execution_id(cue_id, at, byte)
-            if await self.store.executions.exists(eid):
-                return True
-            history = self.executions.history
-            if history is not None and await history.get(account.id, eid) is not None:
-                return True
-        return False
 
     # ---- delete ------------------------------------------------------------------
     async def delete(self, account: Account, cue_id: str) -> None:
@@ -591,7 +569,7 @@ class CueService:
         name = await self.store.cues.delete(cue_id, account.id)
         if name is None:
             raise CueNotFound()
-        await self.store.cues.release_name(account.id, name, cue_id)
+        await self.store.cues.release_name(account.id, name, cue_id, unindex=True)
         await self.store.executions.purge_cue(cue_id, account.id)
         if self.executions.history is not None:
             await self.executions.history.forget_cue(cue_id)

@@ -150,7 +150,16 @@ def parse_outcome(body: Any, loc: str = "body") -> ParsedOutcome:
     return ParsedOutcome(bool(success), texts["result"], texts["error"], metadata, evidence)
 
 
-def outcome_state(success: bool, mode: str | None, evidence: dict[str, Any]) -> str:
+def outcome_state(success: bool, mode: str | None, evidence: dict[str, Any], checks: bool = False) -> str:
+    """§8.6; with cuefast's ``verification.checks`` a success that passed the mode waits for
+    them (``verification_pending``) — the rule ``lib/record_outcome.lua`` applies too."""
+    state = _mode_state(success, mode, evidence)
+    if checks and state in ("reported_success", "verified_success"):
+        return "verification_pending"
+    return state
+
+
+def _mode_state(success: bool, mode: str | None, evidence: dict[str, Any]) -> str:
     if not success:
         return "reported_failure"
     if mode in (None, "none"):
@@ -171,9 +180,9 @@ class OutcomeService:
         self.clock = clock
         self.metrics = metrics or Metrics()
 
-    async def _owned(self, account: Account, execution_id: str) -> dict[str, str]:
+    async def _owned(self, account_id: str, execution_id: str) -> dict[str, str]:
         h = await self.store.executions.get(execution_id)
-        if h is None or h.get("acct") != account.id:
+        if h is None or h.get("acct") != account_id:
             raise ExecutionNotFound()
         return h
 
@@ -233,8 +242,12 @@ class OutcomeService:
                 continue
             raw = cfgs.get(found.cue_id, {}).get("cfg")
             cfg = CONFIG_DECODER.decode(raw) if raw else None
+            ver = cfg.verification if cfg else None
             state = outcome_state(
-                parsed.success, cfg.verification.mode if cfg and cfg.verification else None, parsed.evidence
+                parsed.success,
+                ver.mode if ver else None,
+                parsed.evidence,
+                checks=ver is not None and ver.checks is not None,
             )
             rows.append(Outcome(eid, parsed.document(now), parsed.success, state, (parsed.error or "")[:500]))
             planned[i] = state
@@ -285,14 +298,23 @@ class OutcomeService:
         state = outcome_state(success, mode, evidence)
         return BodyOutcome(outcome_json(outcome), success, state, (texts["error"] or "")[:500])
 
-    async def _change(self, account: Account, execution_id: str, change: Any) -> dict[str, Any]:
-        """Apply ``change(outcome dict, state) -> (fields, response)`` with compare-and-set."""
+    async def _change(
+        self, account_id: str, execution_id: str, change: Any, *, alert: bool = False
+    ) -> dict[str, Any]:
+        """Apply ``change(outcome dict, state) -> (fields, response)`` with compare-and-set; with
+        ``alert``, a change to ``verification_failed`` raises that alert in the same step."""
         for _ in range(20):
-            h = await self._owned(account, execution_id)
+            h = await self._owned(account_id, execution_id)
             fields, response = change(
                 msgspec.json.decode(h["oc"]) if h.get("oc") else None, h.get("os") or None
             )
-            res = await self.store.executions.cas(execution_id, h.get("oc") or "", h.get("os") or "", fields)
+            res = await self.store.executions.cas(
+                execution_id,
+                h.get("oc") or "",
+                h.get("os") or "",
+                fields,
+                alert_at_us=self.clock.now_us() if alert else None,
+            )
             if res is Status.OK:
                 return dict(response)
             if res is Status.NOT_FOUND:
@@ -318,7 +340,7 @@ class OutcomeService:
                 fields["evm"] = msgspec.json.encode(metadata).decode()
             return fields, {"execution_id": execution_id, "outcome_state": state, "evidence_updated": True}
 
-        return await self._change(account, execution_id, change)
+        return await self._change(account.id, execution_id, change)
 
     async def verify(self, account: Account, execution_id: str, body: Any) -> dict[str, Any]:
         obj = require_object(body)
@@ -326,6 +348,13 @@ class OutcomeService:
         valid = True if obj.get("valid") is None else c.boolean("body.valid", obj["valid"])
         reason = None if obj.get("reason") is None else c.string("body.reason", obj["reason"])
         c.raise_if_any()
+        return await self._verify(account.id, execution_id, valid, reason)
+
+    async def _verify(
+        self, account_id: str, execution_id: str, valid: bool, reason: str | None, *, alert: bool = False
+    ) -> dict[str, Any]:
+        """``verify`` for an account id; with ``alert`` (the dispatcher's checks) a rejection
+        raises the ``verification_failed`` alert too."""
 
         def change(
             outcome: dict[str, Any] | None, state: str | None
@@ -346,7 +375,22 @@ class OutcomeService:
                 "reason": reason,
             }
 
-        return await self._change(account, execution_id, change)
+        return await self._change(account_id, execution_id, change, alert=alert)
+
+    async def settle_checks(self, execution_id: str, problem: str) -> bool:
+        """The dispatcher's verification checks are done: ``verified_success``, or with a
+        ``problem`` ``verification_failed`` (the reason appended to the summary, and the
+        ``verification_failed`` alert raised in the same compare-and-set). False when the execution is gone or
+        no longer waits for them (verified by hand meanwhile)."""
+        h = await self.store.executions.get(execution_id)
+        if h is None or h.get("os") != "verification_pending":
+            return False
+        reason = f"check failed: {problem}" if problem else None
+        try:
+            await self._verify(h.get("acct", ""), execution_id, not problem, reason, alert=True)
+        except CuefastError:
+            return False
+        return True
 
     async def mark_pending(self, account: Account, execution_id: str) -> dict[str, Any]:
         def change(
@@ -359,4 +403,4 @@ class OutcomeService:
                 {"execution_id": execution_id, "outcome_state": "verification_pending"},
             )
 
-        return await self._change(account, execution_id, change)
+        return await self._change(account.id, execution_id, change)

@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from cuefast.models import Account
+from cuefast.store.connect import UNREACHABLE
 from cuefast.store.repository import Repository, pairs
 from cuefast.store.scripts import Script
 from cuefast.store.status import Status
@@ -213,7 +214,7 @@ class Accounts(Repository):
 
     async def account_of_key(self, key_sha: str) -> str | None:
         """The account id an API-key hash maps to (tests, benches)."""
-        found = await self.redis.hget(self.keys.key_index(key_sha), key_sha)
+        found = await self.wire.call("HGET", self.keys.key_index(key_sha), key_sha)
         return None if found is None else str(found)
 
     async def note_cue_partition(self, account_id: str, partition: int) -> None:
@@ -250,7 +251,7 @@ class Accounts(Repository):
         )
         status = Status(int(res[0]))
         if status is not Status.OK:
-            async with self.redis.pipeline(transaction=True) as pipe:
+            async with self.wire.pipeline() as pipe:  # one slot: in order on one connection
                 pipe.hdel(k.api_keys(home), account.key_sha)
                 pipe.delete(k.account(account.id), k.cue_partitions(account.id))
                 await pipe.execute()
@@ -308,28 +309,39 @@ class Accounts(Repository):
         return Status.OK
 
     async def set_fields(self, account_id: str, fields: Mapping[str, str | int]) -> None:
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self.keys.account(account_id), mapping=dict(fields))  # type: ignore[arg-type]
+        async with self.wire.pipeline() as pipe:  # one slot: in order, in one write, on one connection
+            pipe.hset(self.keys.account(account_id), fields)
             pipe.sadd(self.keys.dirty(self.keys.account_slot(account_id)), f"acct:{account_id}")
             await pipe.execute()
 
-    async def webhook_secrets(self, account_ids: Sequence[str]) -> dict[str, str]:
-        """Current webhook secrets of these accounts, one pipeline."""
+    async def webhook_secrets(self, account_ids: Sequence[str]) -> dict[str, str | None]:
+        """Current webhook secrets of these accounts, one pipeline; an account without one is
+        left out. None: the account's shard could not be reached (Redis Cluster, its primary
+        down; the others' secrets are read), so its webhooks cannot be signed now."""
         ids = list(dict.fromkeys(account_ids))
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self.wire.pipeline() as pipe:
             for account_id in ids:
                 pipe.hget(self.keys.account(account_id), "wh_secret")
-            rows = await pipe.execute()
-        return {a: str(v) for a, v in zip(ids, rows, strict=True) if v is not None}
+            rows = await pipe.execute(raise_on_error=False)
+        out: dict[str, str | None] = {}
+        for a, v in zip(ids, rows, strict=True):
+            if isinstance(v, UNREACHABLE):
+                out[a] = None
+            elif isinstance(v, Exception):
+                raise v
+            elif v is not None:
+                out[a] = str(v)
+        return out
 
     async def notice_targets(self, account_id: str) -> NoticeTargets:
-        row = await self.redis.hmget(self.keys.account(account_id), ["alert_url", "alert_secret", "email"])
+        key = self.keys.account(account_id)
+        row = await self.wire.call("HMGET", key, "alert_url", "alert_secret", "email")
         return NoticeTargets(str(row[0] or ""), str(row[1] or ""), str(row[2] or ""))
 
     async def quota_states(self, account_ids: Sequence[str], month: str) -> list[QuotaState]:
         """The monthly limit, the month's executions and the grace start of each account: one
         pipeline to the auth slot."""
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self.wire.pipeline() as pipe:
             for acct in account_ids:
                 pipe.hmget(self.keys.account(acct), ["exec_limit", f"ex:{month}", f"qg:{month}"])
             rows = await pipe.execute()
@@ -346,7 +358,7 @@ class Accounts(Repository):
         """Start the grace period ``qg:<month>`` of each account at ``now_us`` unless one started
         already (HSETNX: racing schedulers agree on one start); drops ``previous_month``'s. Returns
         each account's grace start µs. One pipeline."""
-        async with self.redis.pipeline(transaction=False) as pipe:
+        async with self.wire.pipeline() as pipe:
             for acct in account_ids:
                 key = self.keys.account(acct)
                 pipe.hsetnx(key, f"qg:{month}", now_us)

@@ -160,6 +160,9 @@ class Batch:
     def hincrby(self, key: str, field: str, amount: int = 1) -> Batch:
         return self.execute_command("HINCRBY", key, field, amount)
 
+    def hsetnx(self, key: str, field: str, value: Arg) -> Batch:
+        return self.execute_command("HSETNX", key, field, value)
+
     def hdel(self, key: str, *fields: str) -> Batch:
         return self.execute_command("HDEL", key, *fields)
 

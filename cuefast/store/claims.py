@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple
 
+from cuefast.store.connect import UNREACHABLE
 from cuefast.store.repository import Repository
 from cuefast.store.scripts import Arg, Script
 from cuefast.store.status import Status
@@ -129,18 +130,21 @@ class Claims(Repository):
 
     async def peek(self, account_id: str, indexes: Sequence[WorkIndex], now_us: int, limit: int) -> Peek:
         """The oldest ``limit`` available entries over ``indexes``: one command per index (its
-        oldest ``limit`` entries, whatever their score), one round trip."""
+        oldest ``limit`` entries, whatever their score), one round trip. An index whose node
+        could not be reached (Redis Cluster, a primary down) offers nothing this time."""
         async with self.wire.pipeline() as pipe:  # follows ASK while a slot migrates
             for index in indexes:
                 pipe.zrangebyscore(
                     self._index(account_id, index), "-inf", "+inf", start=0, num=limit, withscores=True
                 )
-            res = await pipe.execute()
+            res = await pipe.execute(raise_on_error=False)
         merged: list[Available] = []
         later: list[int | None] = []
-        for i, rows in enumerate(res):
+        for i, got in enumerate(res):
+            if isinstance(got, Exception) and not isinstance(got, UNREACHABLE):
+                raise got
             first_later: int | None = None
-            for eid, score in rows:
+            for eid, score in [] if isinstance(got, Exception) else got:
                 if score <= now_us:
                     merged.append(Available(float(score), str(eid), i))
                 else:

@@ -18,9 +18,16 @@ Redirections, per command (the others of the batch keep their replies):
 
 One policy whether the reply answered the first send or the ``ASKING`` one an ASK asked for.
 
-After ``REDIRECTS`` rounds the last error reply is returned in place. A connection failure
-raises as on one Redis (whether Redis ran the commands is unknown) and has the slot map re-read
-before the next call, so a promoted replica takes over once the cluster elected it.
+After ``REDIRECTS`` rounds the last error reply is returned in place.
+
+A node that cannot be reached fails only its own share of a batch: each of its commands gets the
+connection error (``redis.exceptions.ConnectionError`` / ``TimeoutError``, whether Redis ran
+them is unknown) in place, and the other nodes' replies come back as usual, so a batch over
+every partition still answers for the partitions of the nodes that are up (callers that need
+every reply raise the first error, as ``Batch.execute`` does by default). Only when no command
+of the batch reached a node does ``execute`` raise, as on one Redis. A connection failure has
+the slot map re-read before the next call, so a promoted replica takes over once the cluster
+elected it.
 """
 
 from __future__ import annotations
@@ -37,6 +44,7 @@ from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cuefast.store.batch import Batch
+from cuefast.store.connect import UNREACHABLE
 from cuefast.store.wire import Arg, Command, Endpoint, Replicas, Wire
 
 REDIRECTS = 8
@@ -122,9 +130,10 @@ class ClusterWire:
             await self._refresh(force=not nm.slots_cache)
         replies: list[Any] = [None] * len(commands)
         todo = list(range(len(commands)))
+        lost: set[int] = set()  # commands whose node could not be reached (its error in place)
         pause = PAUSE_S
         for _ in range(REDIRECTS):
-            todo, moved, wait = await self._round(commands, todo, replies)
+            todo, moved, wait = await self._round(commands, todo, replies, lost)
             if not todo:
                 break
             if moved:
@@ -132,14 +141,17 @@ class ClusterWire:
             if wait:
                 await asyncio.sleep(pause)
                 pause *= 2
+        if len(lost) == len(commands):  # nothing reached Redis: as a failure on one Redis
+            raise replies[0]
         return replies
 
     async def _round(
-        self, commands: Sequence[Command], todo: list[int], replies: list[Any]
+        self, commands: Sequence[Command], todo: list[int], replies: list[Any], lost: set[int]
     ) -> tuple[list[int], bool, bool]:
         """Send commands ``todo`` (one batch per node, concurrently; ASK redirections at once),
-        their replies into ``replies``; the ones to send again, whether a MOVED asks for a new
-        slot map, whether a TRYAGAIN / CLUSTERDOWN asks for a pause."""
+        their replies into ``replies`` (a node's connection error in place of each of its
+        commands, their indexes added to ``lost``); the ones to send again, whether a MOVED asks
+        for a new slot map, whether a TRYAGAIN / CLUSTERDOWN asks for a pause."""
         groups: dict[str, list[int]] = {}
         for i in todo:
             groups.setdefault(self._node(commands[i]), []).append(i)
@@ -151,8 +163,14 @@ class ClusterWire:
         asks: list[tuple[int, str]] = []
         moved = wait = False
         for idx, res in zip(groups.values(), results, strict=True):
+            if isinstance(res, UNREACHABLE):  # that node's share only: the others' replies stand
+                for i in idx:
+                    replies[i] = res
+                lost.update(idx)
+                continue
             if isinstance(res, BaseException):
                 raise res
+            lost.difference_update(idx)
             for i, reply in zip(idx, res, strict=True):
                 replies[i] = reply
                 code, target = _redirect(reply)
@@ -164,8 +182,11 @@ class ClusterWire:
                     moved, wait = moved or refresh, wait or pause
         if asks:
             answers = await asyncio.gather(*(self._ask(target, commands[i]) for i, target in asks))
-            for (i, _), reply in zip(asks, answers, strict=True):
+            for (i, _), (reply, down) in zip(asks, answers, strict=True):
                 replies[i] = reply
+                if down:
+                    lost.add(i)
+                    continue
                 code, _ = _redirect(reply)
                 if code:  # the same policy as for a first send (an ASK again: a new map)
                     redo.append(i)
@@ -214,9 +235,13 @@ class ClusterWire:
             self._stale = True  # a node died or moved: read the slot map before the next call
             raise
 
-    async def _ask(self, target: str, command: Command) -> Any:
-        """``command`` on the node importing its slot, right after ``ASKING`` (one write)."""
-        return (await self._send(target, [("ASKING",), command]))[1]
+    async def _ask(self, target: str, command: Command) -> tuple[Any, bool]:
+        """``command`` on the node importing its slot, right after ``ASKING`` (one write): its
+        reply, and whether the node could not be reached (the reply is then that error)."""
+        try:
+            return (await self._send(target, [("ASKING",), command]))[1], False
+        except UNREACHABLE as exc:
+            return exc, True
 
     async def _refresh(self, *, force: bool = False) -> None:
         """Re-read the slot map (at most every ``REFRESH_EVERY_S`` unless ``force``)."""

@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import ssl
 from typing import Any, NamedTuple, cast
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
+from redis.exceptions import AuthenticationError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from cuefast.errors import OperatorError
 
 UNREACHABLE: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError)
 """what the client raises when Redis cannot be reached (the API answers 503)"""
@@ -56,6 +63,12 @@ def connect(
     its next command ("Connection closed by server") instead of being reconnected.
     """
     options = tls.options() if tls is not None and url.startswith("rediss://") else {}
+    if options:
+        for name, path in zip(("CA", "CERT", "KEY"), tls or Tls(), strict=True):
+            if path and not os.access(path, os.R_OK):
+                raise OperatorError(
+                    f"CUEFAST_REDIS_TLS_{name}={path} cannot be read: point it at a readable PEM file"
+                )
     if cluster:
         return connect_cluster(url, **options)
     pool = aioredis.BlockingConnectionPool.from_url(
@@ -96,3 +109,103 @@ def connect_cluster(url: str, **options: Any) -> aioredis.Redis:
 def is_cluster(client: Any) -> bool:
     """Whether ``client`` is a ``RedisCluster`` (``connect_cluster``)."""
     return isinstance(client, aioredis.RedisCluster)
+
+
+async def reach(client: aioredis.Redis, url: str, tls: Tls | None = None) -> None:
+    """PING the server(s) behind ``client`` (a process's first Redis command): any failure is
+    an ``OperatorError`` saying which setting to fix (``problem``)."""
+    try:
+        await client.ping()
+    except Exception as exc:
+        raise problem(exc, url, tls) from exc
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from, outermost first."""
+    seen: list[BaseException] = []
+    cur: BaseException | None = exc
+    while cur is not None and cur not in seen:
+        seen.append(cur)
+        cur = cur.__cause__ or cur.__context__
+    return seen
+
+
+def _where(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+        if parts.scheme == "unix":
+            return f"unix socket {parts.path}"
+        return f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
+    except ValueError:
+        return "the configured address"
+
+
+def problem(exc: BaseException, url: str, tls: Tls | None = None) -> OperatorError:  # noqa: PLR0911 (one return per case)
+    """The one-line, actionable account of why Redis at ``url`` could not be used."""
+    at = f"Redis at {_where(url)}"
+    chain = _chain(exc)
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    secure = url.startswith("rediss://")
+    auth = next((e for e in chain if isinstance(e, AuthenticationError)), None)
+    if auth is not None:
+        if "required" in str(auth).lower():
+            return OperatorError(
+                f"{at} requires a password and CUEFAST_REDIS_URL has none: "
+                "put it in the URL (redis://:PASSWORD@host:port, or redis://USER:PASSWORD@…)"
+            )
+        return OperatorError(
+            f"{at} refused the user/password in CUEFAST_REDIS_URL ({auth}): "
+            "fix the password (redis://:PASSWORD@host:port) or the ACL user (redis://USER:PASSWORD@…)"
+        )
+    for e in chain:
+        if isinstance(e, ssl.SSLCertVerificationError):
+            if "hostname" in str(e).lower() or "ip address mismatch" in str(e).lower():
+                return OperatorError(
+                    f"TLS: the certificate of {at} does not name that host ({e.verify_message}): use the "
+                    "host name it was issued for in CUEFAST_REDIS_URL"
+                )
+            fix = (
+                f"CUEFAST_REDIS_TLS_CA={tls.ca} is not the CA that signed it: point it at that CA's PEM file"
+                if tls is not None and tls.ca
+                else "set CUEFAST_REDIS_TLS_CA to the PEM file of the CA that signed it"
+            )
+            return OperatorError(f"TLS: the certificate of {at} is not trusted ({e.verify_message}): {fix}")
+        if isinstance(e, ssl.SSLError):
+            return OperatorError(
+                f"TLS handshake with {at} failed ({e.reason or e}): check that it is a TLS port and, "
+                "when it requires client certificates (tls-auth-clients), CUEFAST_REDIS_TLS_CERT/_KEY"
+            )
+    for e in chain:
+        if isinstance(e, socket.gaierror):
+            return OperatorError(
+                f"cannot resolve the host of CUEFAST_REDIS_URL ({_where(url)}: {e.strerror}): "
+                "fix the host name",
+                transient=True,
+            )
+        if isinstance(e, ConnectionRefusedError | FileNotFoundError):
+            return OperatorError(
+                f"{at} refused the connection (nothing listens there): start Redis, or fix CUEFAST_REDIS_URL",
+                transient=True,
+            )
+        if isinstance(e, ConnectionResetError) and not secure:
+            return OperatorError(
+                f"{at} closed the connection at once: if it is a TLS port, use rediss:// in "
+                "CUEFAST_REDIS_URL",
+                transient=True,
+            )
+    if any(isinstance(e, RedisTimeoutError | TimeoutError) for e in chain):
+        hint = (
+            "is it a TLS port? (rediss:// needs Redis's tls-port; use redis:// for a plain port)"
+            if secure
+            else "check the host and port in CUEFAST_REDIS_URL and the network between them"
+        )
+        return OperatorError(f"{at} did not answer in time: {hint}", transient=True)
+    if isinstance(exc, ResponseError):
+        return OperatorError(
+            f"{at} refused cuefast's first command ({text}): give the CUEFAST_REDIS_URL user "
+            "every command on the install's keys (ACL), or check the server"
+        )
+    return OperatorError(
+        f"cannot use {at} ({text}): check CUEFAST_REDIS_URL (and CUEFAST_REDIS_TLS_* for rediss://)",
+        transient=isinstance(exc, RedisConnectionError | OSError),
+    )

@@ -1,4 +1,4 @@
-"""Cues: a cue's two keys, its status indexes and due entry, cue-name reservations."""
+"""Cues: a cue's two keys, its status indexes and due entry, cue-name reservations, the label index."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from cuefast.store.executions import LIST as EXECUTIONS_LIST
 from cuefast.store.executions import list_rows
 from cuefast.store.keys import CUE_STATUSES
 from cuefast.store.repository import Repository, pairs
-from cuefast.store.scripts import Script
+from cuefast.store.scripts import Call, Script
 from cuefast.store.status import Status
 
 CREATE = Script(
@@ -35,6 +35,9 @@ RESERVE_NAME = Script(
     "cues_reserve_name", keys=("names",), argv=("now", "name", "cue_id", "limit_hint", "replace_if")
 )
 RELEASE_NAME = Script("cues_release_name", keys=("names",), argv=("name", "cue_id"))
+SET_LABELS = Script(
+    "cues_set_labels", keys=("labels",), argv=("now", "prefix", "cue_id", "score", "mode"), rest="pairs"
+)
 
 SMALL_VALUE = 64  # Redis's hash-max-listpack-value: a longer value makes a hash a hashtable
 
@@ -87,7 +90,7 @@ def _view(cue_id: str, data: Mapping[Any, Any], blob: Any) -> Cue | None:
 
 
 class Cues(Repository):
-    SCRIPTS = (CREATE, UPDATE, DELETE, RESERVE_NAME, RELEASE_NAME)
+    SCRIPTS = (CREATE, UPDATE, DELETE, RESERVE_NAME, RELEASE_NAME, SET_LABELS)
 
     def _status_indexes(self, p: int, account_id: str) -> list[str]:
         return [self.keys.cue_index(p, account_id, s) for s in CUE_STATUSES]
@@ -247,6 +250,24 @@ class Cues(Repository):
         )
         return Status(int(res[0]))
 
+    async def update_many(
+        self, account_id: str, writes: Sequence[tuple[str, str, str, str, Mapping[str, str | int]]]
+    ) -> list[Status]:
+        """``update`` of many cues without a config change, one round trip: each (cue id, the
+        version read, the new status, next_run, fields)."""
+        k = self.keys
+        calls = []
+        for cue_id, version, status, next_run, fields in writes:
+            p = k.cue_partition(cue_id)
+            calls.append(
+                (
+                    UPDATE,
+                    [k.cue(cue_id), k.due(p), *self._status_indexes(p, account_id), k.cue_config(cue_id)],
+                    [account_id, version, cue_id, status, next_run, "", *pairs(fields)],
+                )
+            )
+        return [Status(int(res[0])) for res in await self.scripts.run_many(calls)] if calls else []
+
     async def delete(self, cue_id: str, account_id: str) -> str | None:
         """Delete; returns the cue's name, or None when it is not the account's cue."""
         k = self.keys
@@ -278,10 +299,108 @@ class Cues(Repository):
         status = Status(int(res[0]))
         return status, str(res[1]) if status is Status.EXISTS else ""
 
-    async def release_name(self, account_id: str, name: str, cue_id: str) -> None:
-        """Free ``name`` if it still belongs to ``cue_id``."""
-        await self.scripts.run(RELEASE_NAME, [self.keys.cue_names(account_id)], [name, cue_id])
+    async def release_name(self, account_id: str, name: str, cue_id: str, *, unindex: bool = False) -> None:
+        """Free ``name`` if it still belongs to ``cue_id``; ``unindex``: and drop the cue from the
+        account's label index (a deleted cue: the same round trip, the same slot)."""
+        k = self.keys
+        calls: list[Call] = [(RELEASE_NAME, [k.cue_names(account_id)], [name, cue_id])]
+        if unindex:
+            calls.append(
+                (SET_LABELS, [k.cue_labels(account_id)], [0, k.label_index(account_id, ""), cue_id, 0, "set"])
+            )
+        await self.scripts.run_many(calls)
 
     async def name_holder(self, account_id: str, name: str) -> str | None:
         value = await self.redis.hget(self.keys.cue_names(account_id), name)
         return None if value is None else str(value)
+
+    # ---- labels (the account's index, on the account's slot: docs/DESIGN.md "Cue labels") ------
+    async def index_labels(
+        self,
+        account_id: str,
+        cue_id: str,
+        created_us: int,
+        labels: Mapping[str, str],
+        now_us: int,
+        *,
+        add: bool,
+    ) -> None:
+        """Index ``labels`` for the cue: ``add`` (before the cue's write) keeps what the index
+        holds for it too; otherwise (after the write) the index holds exactly ``labels``."""
+        await self.scripts.run(
+            SET_LABELS,
+            [self.keys.cue_labels(account_id)],
+            [
+                now_us,
+                self.keys.label_index(account_id, ""),
+                cue_id,
+                created_us,
+                "add" if add else "set",
+                *label_pairs(labels),
+            ],
+        )
+
+    async def restore_labels(
+        self, rows: Sequence[tuple[str, str, int, Mapping[str, str]]], now_us: int
+    ) -> None:
+        """Index each (account id, cue id, created µs, labels) exactly (``cuefast restore``), one
+        round trip."""
+        k = self.keys
+        calls: list[Call] = [
+            (
+                SET_LABELS,
+                [k.cue_labels(acct)],
+                [now_us, k.label_index(acct, ""), cue_id, created, "set", *label_pairs(labels)],
+            )
+            for acct, cue_id, created, labels in rows
+            if labels
+        ]
+        if calls:
+            await self.scripts.run_many(calls)
+
+    async def label_candidates(
+        self, account_id: str, selectors: Sequence[tuple[str, str | None]]
+    ) -> list[str]:
+        """The cue ids the index holds for every selector (``(key, value)``; value None: the key
+        with any value), newest first (ties: id descending). A superset of the cues that carry
+        the labels now (callers check each cue)."""
+        k = self.keys
+        names = list(dict.fromkeys(k.label_index(account_id, key, value) for key, value in selectors))
+        rows: Any
+        if len(names) == 1:
+            rows = await self.redis.zrange(names[0], 0, -1, withscores=True)
+        else:
+            rows = await self.redis.zinter(names, aggregate="MAX", withscores=True)
+        ordered = sorted(((float(score), str(member)) for member, score in rows), reverse=True)
+        return [member for _, member in ordered]
+
+    async def indexed_labels(self, account_id: str, cue_ids: Sequence[str]) -> list[str | None]:
+        """What the index holds for each cue ("<written µs>,<k>=<v>,…"; None: nothing)."""
+        if not cue_ids:
+            return []
+        values = await self.redis.hmget(self.keys.cue_labels(account_id), list(cue_ids))
+        return [None if v is None else str(v) for v in values]
+
+    async def repair_labels(
+        self, account_id: str, fixes: Sequence[tuple[str, int, str, Mapping[str, str]]], now_us: int
+    ) -> None:
+        """Each (cue id, its created µs, the value read, the cue's labels now — {} for a deleted
+        cue): the index made to hold exactly those labels if it still holds the value read (one
+        round trip)."""
+        k = self.keys
+        prefix = k.label_index(account_id, "")
+        calls: list[Call] = [
+            (
+                SET_LABELS,
+                [k.cue_labels(account_id)],
+                [now_us, prefix, cid, ca, "set_if", seen, *label_pairs(lb)],
+            )
+            for cid, ca, seen, lb in fixes
+        ]
+        if calls:
+            await self.scripts.run_many(calls)
+
+
+def label_pairs(labels: Mapping[str, str]) -> list[str]:
+    """``labels`` as the script's 'k=v' arguments."""
+    return [f"{key}={value}" for key, value in labels.items()]

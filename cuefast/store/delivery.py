@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import logging
 from collections.abc import Mapping, Sequence
 from typing import NamedTuple
 
@@ -9,6 +11,11 @@ from cuefast.models import config_json
 from cuefast.store.scripts import Arg, Call, Script
 from cuefast.store.status import Status
 from cuefast.store.streams import GroupStreams
+
+_config_json = functools.lru_cache(maxsize=4096)(config_json)
+"""``config_json`` memoised: the cues of a burst share few (stored config, schedule) pairs (~2.5 µs
+each otherwise)"""
+log = logging.getLogger(__name__)
 
 START = Script(
     "delivery_start", keys=("leases",), argv=("now", "prefix", "timeout_s", "stale_s"), rest="execution_ids"
@@ -123,17 +130,23 @@ class Delivery(GroupStreams):
         partition, one pipeline): its ``Lease``, or NOT_FOUND (drop its stream entry) or BUSY (a
         live attempt elsewhere holds it: leave the entry pending). ``timeout_s`` is the timeout of
         a cue without ``delivery``, ``stale_s`` the lease floor: each lease is max(stale_s, the
-        attempt's own timeout + 60 s)."""
+        attempt's own timeout + 60 s). A partition whose node could not be reached (Redis
+        Cluster) is left out of the result: its entries stay pending (taken over as stale)."""
         k = self.keys
         parts = [p for p, eids in batches.items() if eids]
         replies = await self.scripts.run_many(
             [
                 (START, [k.leases(p)], [now_us, k.part(p) + ":", timeout_s, stale_s, *batches[p]])
                 for p in parts
-            ]
+            ],
+            partial=True,
         )
         result: dict[int, list[Lease | Status]] = {p: [] for p in batches}
         for p, res in zip(parts, replies, strict=True):
+            if isinstance(res, Exception):
+                log.warning("partition %d: %d attempts not leased (%s)", p, len(batches[p]), res)
+                del result[p]
+                continue
             out = result[p]
             for i in range(0, len(res), 12):
                 status = Status(int(res[i]))
@@ -149,7 +162,7 @@ class Delivery(GroupStreams):
                         int(scheduled),
                         int(attempts or 0),
                         str(payload),
-                        config_json(stored, sch),  # the stored config + the cue's sch
+                        _config_json(stored, sch),  # the stored config + the cue's sch
                         str(name),
                         str(account),
                         str(tb),
@@ -173,9 +186,10 @@ class Delivery(GroupStreams):
 
     async def finish(
         self, batches: Mapping[int, Sequence[AttemptResult]], now_us: int
-    ) -> dict[int, list[Finished]]:
+    ) -> dict[int, list[Finished] | Exception]:
         """Record attempt results, one ``delivery_finish`` script call per partition, all in one
-        pipeline."""
+        pipeline. A partition whose node could not be reached gets the error instead of its
+        list (Redis Cluster; the others are recorded)."""
         k = self.keys
         parts = [p for p, rows in batches.items() if rows]
         calls: list[Call] = []
@@ -199,8 +213,11 @@ class Delivery(GroupStreams):
                     ),
                 ]
             calls.append((FINISH, [k.leases(p), k.retries(p), k.outbox(p)], args))
-        result: dict[int, list[Finished]] = {p: [] for p in batches}
-        for p, res in zip(parts, await self.scripts.run_many(calls), strict=True):
+        result: dict[int, list[Finished] | Exception] = {p: [] for p in batches}
+        for p, res in zip(parts, await self.scripts.run_many(calls, partial=True), strict=True):
+            if isinstance(res, Exception):
+                result[p] = res
+                continue
             result[p] = [
                 Finished(Status(int(res[i])), str(res[i + 1]), int(res[i + 2]) == 1)
                 for i in range(0, len(res), 3)

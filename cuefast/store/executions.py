@@ -29,7 +29,9 @@ CREATE = Script(
         "ttl_ms",
     ),
 )
-CAS = Script("executions_cas", keys=("execution",), argv=("outcome", "outcome_state"), rest="fields")
+CAS = Script(
+    "executions_cas", keys=("execution",), argv=("outcome", "outcome_state", "alert_at"), rest="fields"
+)
 PURGE_CUE = Script(
     "executions_purge_cue",
     keys=("registry", "leases", "retries", "delayed", "work"),
@@ -185,15 +187,25 @@ class Executions(Repository):
         return Created(Status(int(res[0])), str(res[1]) if len(res) > 1 else "")
 
     async def cas(
-        self, execution_id: str, expected_outcome: str, expected_state: str, fields: Mapping[str, str | int]
+        self,
+        execution_id: str,
+        expected_outcome: str,
+        expected_state: str,
+        fields: Mapping[str, str | int],
+        *,
+        alert_at_us: int | None = None,
     ) -> Status:
         """Set ``fields`` only if the outcome and outcome_state are still the expected ones: OK |
-        CONFLICT (re-read and retry) | NOT_FOUND."""
+        CONFLICT (re-read and retry) | NOT_FOUND. With ``alert_at_us``, fields that make the
+        outcome_state ``verification_failed`` raise that alert in the same step."""
         p = self.keys.execution_partition(execution_id)
         if p is None:
             return Status.NOT_FOUND
+        alert = "" if alert_at_us is None else alert_at_us
         res = await self.scripts.run(
-            CAS, [self.keys.execution(p, execution_id)], [expected_outcome, expected_state, *pairs(fields)]
+            CAS,
+            [self.keys.execution(p, execution_id)],
+            [expected_outcome, expected_state, alert, *pairs(fields)],
         )
         return Status(int(res))
 

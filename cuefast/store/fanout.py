@@ -8,17 +8,46 @@ then), or once all answered nothing (their ``BLOCK`` timed out). A blocking read
 is kept, and the next call with the same stream and start id waits on it again instead of
 sending another, so one slow or idle node never holds the others' entries and nothing read is
 dropped; a kept read that answered nothing is sent again. A read whose stream or start id the
-next call no longer asks for is cancelled.
+next call no longer asks for is cancelled. Once every read has answered or one answered nothing
+(its ``BLOCK`` ran out), the others get ``GRACE_S`` more: a read still waiting then (its node is
+down and the client is retrying) is kept for the next call instead of holding this one.
+
+A read that fails because its node is down or its slot is moving (a failover, a resharding:
+connection errors, ``TRYAGAIN``/``MOVED``/``ASK``/``CLUSTERDOWN``, redis-py's "TTL exhausted",
+``UNBLOCKED`` when the stream left the node) answers nothing after ``QUIET_PAUSE_S`` and is sent
+again by the next call; each reader logs one warning a minute at most for these.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from redis.exceptions import ClusterError, RedisClusterException, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+log = logging.getLogger(__name__)
+
 Read = tuple[str, str]
 """(stream, start id)"""
+
+GRACE_S = 0.1
+"""how long the reads still waiting get once one has answered nothing"""
+QUIET_PAUSE_S = 0.5
+"""a read failed by a node down or a slot moving answers nothing after this pause"""
+QUIET_LOG_S = 60.0
+"""such failures are logged at most once this often per reader (one line for a move)"""
+_MOVING = ("UNBLOCKED", "TRYAGAIN", "MOVED", "ASK", "CLUSTERDOWN")
+
+
+def moving(exc: BaseException) -> bool:
+    """Whether ``exc`` says the stream's node is down or its slot is moving (read it again later)."""
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError | ClusterError | RedisClusterException):
+        return True
+    return isinstance(exc, ResponseError) and str(exc).startswith(_MOVING)
 
 
 class Fanout:
@@ -26,6 +55,30 @@ class Fanout:
 
     def __init__(self) -> None:
         self._reads: dict[Read, asyncio.Task[Any]] = {}
+        self._logged = -QUIET_LOG_S
+        self._quieted = 0
+        """reads failed quietly (``moving``) since the last line logged"""
+
+    async def _quiet(self, stream: str, start: Callable[[], Awaitable[Any]]) -> Any:
+        """``start()``'s reply; None after ``QUIET_PAUSE_S`` when it failed by ``moving`` (one
+        line logged per ``QUIET_LOG_S`` at most)."""
+        try:
+            return await start()
+        except Exception as exc:
+            if not moving(exc):
+                raise
+            self._quieted += 1
+            at = asyncio.get_running_loop().time()
+            if at - self._logged >= QUIET_LOG_S:
+                log.warning(
+                    "stream %s not read (%s: %s): its node is down or its slot is moving; read again "
+                    "by the next call, the other streams meanwhile (%d such reads since the last line; "
+                    "the next line in %g s at the earliest)",
+                    stream, type(exc).__name__, exc, self._quieted, QUIET_LOG_S,
+                )  # fmt: skip
+                self._logged, self._quieted = at, 0
+            await asyncio.sleep(QUIET_PAUSE_S)
+            return None
 
     async def read(self, reads: Mapping[Read, Callable[[], Awaitable[Any]]]) -> list[tuple[Read, Any]]:
         """Start the reads not already in flight (``reads[r]()``); wait until one answers entries
@@ -42,12 +95,14 @@ class Fanout:
         pending = set()
         for r, start in reads.items():
             if r not in self._reads:
-                self._reads[r] = asyncio.ensure_future(start())
+                self._reads[r] = asyncio.ensure_future(self._quiet(r[0], start))
             pending.add(self._reads[r])
+        timeout: float | None = None
         while pending:
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            if any(t.cancelled() or t.exception() is not None or t.result() for t in done):
+            done, pending = await asyncio.wait(pending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if not done or any(t.cancelled() or t.exception() is not None or t.result() for t in done):
                 break
+            timeout = GRACE_S  # one answered nothing: the others' BLOCK runs out about now too
         out: list[tuple[Read, Any]] = []
         error: BaseException | None = None
         for r in reads:

@@ -9,7 +9,7 @@ Layout (DESIGN.md §4, with the project's choices written down in docs/DESIGN.md
   shard.
 * ``<pfx>:{auth}:…`` — the global auth slot: e-mail and slug uniqueness (register and e-mail
   changes only), meta, snapshot and poller state, workers_seen.
-* ``<pfx>:{a:<account>}:…`` — per-account slot: cue-name uniqueness.
+* ``<pfx>:{a:<account>}:…`` — per-account slot: cue-name uniqueness, the cue label index.
 * ``<pfx>:{pNN}:…`` — partition slots: cues, due times, per-account listing indexes,
   executions. A cue's partition is ``crc32(cue_id) % P``; an execution lives in its
   cue's partition and its UUID's last byte ``b`` names it: the partition is ``b % P``. The
@@ -190,6 +190,16 @@ class Keys:
     def cue_names(self, account_id: str) -> str:
         """hash: cue name → "<cue id>:<reserved at, s>" (name uniqueness)"""
         return f"{self.prefix}:{{a:{account_id}}}:names"
+
+    def cue_labels(self, account_id: str) -> str:
+        """hash: cue id → "<written µs>,<k>=<v>,…", the label pairs the index holds for the cue"""
+        return f"{self.prefix}:{{a:{account_id}}}:labels"
+
+    def label_index(self, account_id: str, key: str, value: str | None = None) -> str:
+        """zset: cue id → created µs, the account's cues labelled ``key=value`` (``value`` None:
+        those with the key); ``label_index(a, "")`` is the prefix ``cues_set_labels.lua`` gets"""
+        tail = key if value is None else f"{key}={value}"
+        return f"{self.prefix}:{{a:{account_id}}}:lbl:{tail}"
 
     def workers(self, account_id: str) -> str:
         """zset: worker id → last worker heartbeat µs (the worker registry, §9.6)"""

@@ -5,16 +5,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
+from cuefast.store.connect import UNREACHABLE
 from cuefast.store.repository import Repository
 from cuefast.store.scripts import Script
 
-DUE_CUES = Script("schedule_due_cues", keys=("due",), argv=("now", "batch", "prefix"))
 MATERIALIZE = Script(
-    "schedule_materialize", keys=("due", "outbox"), argv=("now", "prefix", "members"), rest="plan"
+    "schedule_materialize", keys=("due", "outbox"), argv=("now", "prefix", "members", "read"), rest="plan"
 )
 MOVE_RETRIES = Script("schedule_move_retries", keys=("retries", "outbox"), argv=("now", "prefix", "batch"))
 MOVE_DELAYED = Script("schedule_move_delayed", keys=("delayed", "outbox"), argv=("now", "batch"))
 EXPIRE_DEADLINES = Script("schedule_expire_deadlines", keys=("deadlines",), argv=("now", "prefix", "batch"))
+
+UNREACHABLE_RETRY_US = 250_000
+"""a partition whose node could not be reached is looked at again this soon"""
 
 STEPS = frozenset({"cues", "retries", "delayed", "deadlines", "leases", "unclaimed"})
 """the timed sets a scheduler pass works on (``Schedule.due_work``)"""
@@ -31,12 +34,13 @@ class DueCue(NamedTuple):
 
 
 class Materialized(NamedTuple):
-    """Executions created, cues skipped, and per account the executions created blocked by the
-    monthly limit (created as failed)."""
+    """Executions created, cues skipped, per account the executions created blocked by the
+    monthly limit (created as failed), and the due cues read after the plan (``read``)."""
 
     created: int
     skipped: int
     blocked: dict[str, int]
+    due: tuple[DueCue, ...] = ()
 
 
 class DueWork(NamedTuple):
@@ -48,33 +52,35 @@ class DueWork(NamedTuple):
 
 
 class Schedule(Repository):
-    SCRIPTS = (DUE_CUES, MATERIALIZE, MOVE_RETRIES, MOVE_DELAYED, EXPIRE_DEADLINES)
+    SCRIPTS = (MATERIALIZE, MOVE_RETRIES, MOVE_DELAYED, EXPIRE_DEADLINES)
 
     async def due_cues(self, p: int, now_us: int, limit: int) -> list[DueCue]:
-        """Up to ``limit`` due cues of partition ``p``."""
-        res = await self.scripts.run(DUE_CUES, [self.keys.due(p)], [now_us, limit, self.keys.part(p) + ":"])
-        return [
-            DueCue(str(res[i]), int(float(res[i + 1])), str(res[i + 2]), str(res[i + 3]))
-            for i in range(0, len(res), 4)
-        ]
+        """Up to ``limit`` due cues of partition ``p`` (``schedule_materialize.lua`` with no plan)."""
+        return list((await self.materialize_words(p, now_us, [], read=limit)).due)
 
     async def materialize(
-        self, p: int, now_us: int, plan: Sequence[str], members: bytes = b""
+        self, p: int, now_us: int, plan: Sequence[Sequence[str]], members: bytes = b"", read: int = 0
     ) -> Materialized:
-        """``materialize_words`` for a plan given as one line per cue (words separated by spaces)."""
-        return await self.materialize_words(p, now_us, " ".join(plan).split(" ") if plan else [], members)
+        """``materialize_words`` for a plan given as each cue's words."""
+        return await self.materialize_words(p, now_us, [w for cue in plan for w in cue], members, read)
 
     async def materialize_words(
-        self, p: int, now_us: int, words: Sequence[str], members: bytes = b""
+        self, p: int, now_us: int, words: Sequence[str], members: bytes = b"", read: int = 0
     ) -> Materialized:
         """Run ``schedule_materialize.lua`` for one partition: ``words`` are the plan's words, each
         sent as its own argument, ``members`` the 16-byte index member of every slot in plan order
-        (``index_member``; empty: the script spells them, slower)."""
+        (``index_member``; empty: the script spells them, slower); then read up to ``read`` due
+        cues in the same call."""
         k = self.keys
-        args: list[str | int | bytes] = [now_us, k.part(p) + ":", members, *words]
+        args: list[str | int | bytes] = [now_us, k.part(p) + ":", members, read, *words]
         res = await self.scripts.run(MATERIALIZE, [k.due(p), k.outbox(p)], args)
-        blocked = {str(res[i]): int(res[i + 1]) for i in range(2, len(res), 2)}
-        return Materialized(int(res[0]), int(res[1]), blocked)
+        bl, rows = res[2], res[3]
+        blocked = {str(bl[i]): int(bl[i + 1]) for i in range(0, len(bl), 2)}
+        due = tuple(
+            DueCue(str(rows[i]), int(float(rows[i + 1])), str(rows[i + 2]), str(rows[i + 3]))
+            for i in range(0, len(rows), 4)
+        )
+        return Materialized(int(res[0]), int(res[1]), blocked, due)
 
     async def move_retries(self, p: int, now_us: int, batch: int) -> int:
         k = self.keys
@@ -98,7 +104,8 @@ class Schedule(Repository):
         """What the scheduler has to do now, from the head of every partition's timed sets in
         one pipeline. Lease expiries and missed-claim timeouts only with ``unclaimed_window_us``
         (a scheduler that runs the worker steps): unclaimed entries are due that long after
-        their score."""
+        their score. On Redis Cluster a partition whose primary cannot be reached is left out
+        (looked at again ``UNREACHABLE_RETRY_US`` later); the call raises only when none can."""
         k = self.keys
         sets = [("cues", k.due), ("retries", k.retries), ("delayed", k.delayed), ("deadlines", k.deadlines)]
         if unclaimed_window_us is not None:
@@ -107,12 +114,18 @@ class Schedule(Repository):
             for p in range(k.partitions):
                 for _, key in sets:
                     pipe.zrange(key(p), 0, 0, withscores=True)
-            rows = await pipe.execute()
+            rows = await pipe.execute(raise_on_error=False)
         due: dict[int, frozenset[str]] = {}
         earliest: int | None = None
         for p in range(k.partitions):
             steps: set[str] = set()
             for (step, _), row in zip(sets, rows[p * len(sets) : (p + 1) * len(sets)], strict=True):
+                if isinstance(row, UNREACHABLE):  # its node is down (a cluster failing over): look
+                    at = now_us + UNREACHABLE_RETRY_US  # again soon, the other partitions meanwhile
+                    earliest = at if earliest is None else min(earliest, at)
+                    continue
+                if isinstance(row, Exception):
+                    raise row
                 if not row:
                     continue
                 at = int(float(row[0][1])) + ((unclaimed_window_us or 0) if step == "unclaimed" else 0)

@@ -13,7 +13,7 @@ from redis.exceptions import NoScriptError
 
 from cuefast.store.batch import Batch
 from cuefast.store.cluster_wire import ClusterWire
-from cuefast.store.connect import is_cluster
+from cuefast.store.connect import UNREACHABLE, is_cluster
 from cuefast.store.status import lua_table
 from cuefast.store.wire import Replicas, Wire
 
@@ -112,13 +112,21 @@ class Scripts:
         return reply
 
     async def run_many(
-        self, calls: Sequence[Call], also: Sequence[Callable[[Batch], None]] = ()
+        self,
+        calls: Sequence[Call],
+        also: Sequence[Callable[[Batch], None]] = (),
+        *,
+        partial: bool = False,
     ) -> list[Any]:
         """Several script calls in one round trip (one ``Wire`` batch). Each call still touches
         one slot's keys. A call refused with NOSCRIPT ran nothing and is retried alone, which
         loads the script; any other error is raised. Each of ``also`` queues more reads on the
         same batch (another repository's ``queue_…``, with redis-py's pipeline methods); their
-        replies follow the scripts' results, in order."""
+        replies follow the scripts' results, in order.
+
+        ``partial``: a call whose node could not be reached (Redis Cluster: a primary down,
+        ``connect.UNREACHABLE``) gets that error in its place instead of failing the others'
+        results; the batch still raises when no call reached Redis."""
         if len(calls) <= 1 and not also:
             return [await self.run(*call) for call in calls]
         batch = self.wire.pipeline()
@@ -132,6 +140,8 @@ class Scripts:
         for i, res in enumerate(results):
             if i < len(calls) and isinstance(res, NoScriptError):
                 results[i] = await self.run(*calls[i])
+            elif partial and isinstance(res, UNREACHABLE):
+                continue
             elif isinstance(res, Exception):
                 raise res
         return results

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
 from cuefast.store.batch import Batch
+from cuefast.store.connect import UNREACHABLE
 from cuefast.store.repository import Repository
 from cuefast.store.scripts import Arg, Call, Script
 from cuefast.store.status import Status
@@ -54,12 +55,20 @@ class Snapshots(Repository):
         return Requests(int(res[0]), int(res[1]))
 
     async def dirty_slots(self, slots: Sequence[str]) -> list[str]:
-        """Those of ``slots`` with dirty members or an uncommitted batch (one pipeline)."""
+        """Those of ``slots`` with dirty members or an uncommitted batch (one pipeline); a slot
+        whose node could not be reached (Redis Cluster) is listed too: the others are written,
+        and its own write fails the snapshot, which is then not recorded as complete."""
         async with self.wire.pipeline() as pipe:  # follows ASK while a slot migrates
             for slot in slots:
                 pipe.exists(self.keys.dirty(slot), self.keys.dirty_processing(slot))
-            counts = await pipe.execute()
-        return [slot for slot, n in zip(slots, counts, strict=True) if int(n)]
+            counts = await pipe.execute(raise_on_error=False)
+        out = []
+        for slot, n in zip(slots, counts, strict=True):
+            if isinstance(n, Exception) and not isinstance(n, UNREACHABLE):
+                raise n
+            if isinstance(n, Exception) or int(n):
+                out.append(slot)
+        return out
 
     async def take(self, slot: str, batch: int) -> list[tuple[str, str]]:
         """Dirty members of ``slot`` to snapshot now (an uncommitted earlier batch first), each
@@ -72,11 +81,11 @@ class Snapshots(Repository):
         """The batch is in PostgreSQL: drop it from the processing set."""
         key = self.keys.dirty_processing(slot)
         for i in range(0, len(members), 5000):
-            await self.redis.srem(key, *members[i : i + 5000])
+            await self.wire.call("SREM", key, *members[i : i + 5000])
 
     async def record(self, began_us: int) -> None:
         """A snapshot that began at ``began_us`` is in PostgreSQL (``/metrics`` snapshot lag)."""
-        await self.redis.hset(self.keys.snapshot, "last_ok_us", began_us)
+        await self.wire.call("HSET", self.keys.snapshot, "last_ok_us", began_us)
 
     async def dirty_count(self) -> int:
         """Members waiting for a snapshot (dirty + in flight) over every slot."""
@@ -101,7 +110,7 @@ class Snapshots(Repository):
         trip. The removed (and already gone) ids are handed off (``Keys.trim_handoff``) in the
         same step, until ``trim_confirmed``."""
         k = self.keys
-        await self.redis.set(k.trim_pending, 1)  # before any hand-off: listings read the sets
+        await self.wire.call("SET", k.trim_pending, 1)  # before any hand-off: listings read the sets
         calls: list[Call] = []
         for p, rows in rows_by_p.items():
             slot = k.part(p)
@@ -140,7 +149,7 @@ class Snapshots(Repository):
                 pipe.scard(k.trim_handoff(k.part(p)))
             res = await pipe.execute()
         if sum(int(n) for n in res[len(res) - k.partitions :]) == 0:
-            await self.redis.delete(k.trim_pending)
+            await self.wire.call("DEL", k.trim_pending)
 
     def queue_history_flags(self, pipe: Batch, account_id: str) -> None:
         """Queue the two reads ``history_state`` starts with on another repository's pipeline

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from redis.exceptions import ResponseError
 
+from cuefast.store.connect import UNREACHABLE
 from cuefast.store.repository import Repository
+
+WARN_EVERY_S = 5.0
+"""streams on a node that is down are logged at most this often"""
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +24,7 @@ class GroupStreams(Repository):
     Redis lost its data, FLUSHDB, ``cuefast restore``) is recreated, so a reader never stops on it."""
 
     GROUP = ""
+    _warned = -3600.0
 
     def streams(self) -> list[str]:
         raise NotImplementedError
@@ -32,8 +38,20 @@ class GroupStreams(Repository):
                 pipe.xgroup_create(key, self.GROUP, id="0", mkstream=True)
             results = await pipe.execute(raise_on_error=False)
         for res in results:
+            if isinstance(res, UNREACHABLE):  # its node is down: NOGROUP recreates it once it is back
+                continue
             if isinstance(res, Exception) and "BUSYGROUP" not in str(res):
                 raise res
+
+    def _unreachable(self, count: int, stream: str) -> None:
+        """Streams whose node could not be reached (Redis Cluster, a primary down): the others
+        were read; logged at most once per ``WARN_EVERY_S``."""
+        at = time.monotonic()
+        if at - self._warned >= WARN_EVERY_S:
+            self._warned = at
+            log.warning(
+                "%s: %d streams not read, their node is down (%s…); the others are", self.GROUP, count, stream
+            )
 
     async def _group_missing(self, streams: Sequence[str]) -> None:
         log.warning(
@@ -86,9 +104,12 @@ class GroupStreams(Repository):
                 for entry_id, fields in entries
             )
         missing: list[str] = []
+        down: set[str] = set()
         for key, res in zip(streams, await self.wire.execute(batch), strict=True):
             if isinstance(res, ResponseError) and str(res).startswith("NOGROUP"):
                 missing.append(key)
+            elif isinstance(res, UNREACHABLE):  # its node is down: read again by the next call
+                down.add(key)
             elif isinstance(res, Exception):
                 raise res
             else:
@@ -99,6 +120,8 @@ class GroupStreams(Repository):
                 )
         if missing:
             await self._group_missing(missing)
+        if down:
+            self._unreachable(len(down), next(iter(down)))
         if out or block_ms is None:
             return out
 
@@ -118,7 +141,7 @@ class GroupStreams(Repository):
 
             return read
 
-        reads = {(key, ">"): one(key) for key in streams}
+        reads = {(key, ">"): one(key) for key in streams if key not in down}  # no wait on a node down
         answered = await self.fanout.read(reads)
         return [
             (index[str(stream)], str(entry_id), fields)
@@ -141,6 +164,8 @@ class GroupStreams(Repository):
         for p, (key, res) in enumerate(zip(streams, rows, strict=True)):
             if isinstance(res, ResponseError) and str(res).startswith("NOGROUP"):
                 missing.append(key)
+            elif isinstance(res, UNREACHABLE):  # its node is down: the next claim takes them
+                self._unreachable(1, key)
             elif isinstance(res, Exception):
                 raise res
             else:

@@ -121,12 +121,18 @@ class System(Repository):
         return int(await self.redis.hget(self.keys.meta, LAYOUT) or 0)
 
     async def set_layout(self, layout: int) -> None:
-        await self.redis.hset(self.keys.meta, LAYOUT, layout)
+        await self.wire.call("HSET", self.keys.meta, LAYOUT, layout)
 
     async def record_poller(self, now_us: int, cues: int, duration_ms: int) -> None:
-        await self.redis.hset(
+        await self.wire.call(
+            "HSET",
             self.keys.poller,
-            mapping={"last_run": now_us, "cues_last_cycle": cues, "cycle_duration_ms": duration_ms},
+            "last_run",
+            now_us,
+            "cues_last_cycle",
+            cues,
+            "cycle_duration_ms",
+            duration_ms,
         )
 
     async def poller(self) -> Poller | None:
@@ -149,7 +155,7 @@ class System(Repository):
             await pipe.execute()
 
     async def drop_process(self, process: str) -> None:
-        await self.redis.zrem(self.keys.metrics_processes, process)
+        await self.wire.call("ZREM", self.keys.metrics_processes, process)
 
     async def metrics(self) -> dict[str, int]:
         """The install's counters and histogram buckets."""

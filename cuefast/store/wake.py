@@ -36,7 +36,7 @@ class Wake(Repository):
         if due_us is None or due_us - now_us >= HORIZON_US:
             return
         try:
-            await self.redis.xadd(self.keys.wake, {"t": due_us}, maxlen=STREAM_LEN, approximate=True)
+            await self.wire.call("XADD", self.keys.wake, "MAXLEN", "~", STREAM_LEN, "*", "t", due_us)
         except Exception:
             log.warning("scheduler wake-up not signalled", exc_info=True)
 

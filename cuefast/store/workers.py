@@ -109,5 +109,5 @@ class Workers(Repository):
             pipe.zrem(k.workers(account_id), worker_id)
             pipe.hdel(k.worker_info(account_id), worker_id)
             removed, _ = await pipe.execute()
-        await self.redis.zrem(k.workers_seen, f"{account_id}|{worker_id}")
+        await self.wire.call("ZREM", k.workers_seen, f"{account_id}|{worker_id}")
         return bool(removed)

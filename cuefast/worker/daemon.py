@@ -35,7 +35,8 @@ How it runs (one asyncio loop):
   and every ``heartbeat_interval`` (30 s);
 * **server away**: every loop retries with exponential backoff (0.2 s doubling to
   ``max_backoff``, jittered) and logs once when it is lost and once when it is back;
-  a 401 stops the worker (exit code 1);
+  one line per backoff of the claim loop names the server and the setting; a 401 stops the
+  worker (exit code 2: fix CUEFAST_API_KEY; 1 for any other fatal error);
 * **shutdown** (SIGINT/SIGTERM, or ``stop()``): no new claims; executions claimed but not
   started are released (claimable again at once); running handlers get ``grace_seconds``
   to finish and their outcomes are flushed; after that (or on a second signal) async
@@ -71,6 +72,9 @@ from cuefast.worker.retry import Backoff, maybe_processed
 __all__ = ["Worker", "WorkerStopped"]
 
 log = logging.getLogger("cuefast.worker.daemon")
+WRONG_KEY_EXIT = 2
+"""``run()``'s exit code when the server refuses the API key (a setting to fix, like the
+server's own configuration errors); 1 is any other fatal error"""
 
 
 class WorkerStopped(Exception):
@@ -198,6 +202,13 @@ class Worker:
         try:
             runner(main())
         except WorkerStopped as exc:
+            if isinstance(exc.__cause__, AuthenticationError):
+                log.critical(
+                    "worker stopped: the server refused the API key (%s): set CUEFAST_API_KEY / --api-key "
+                    "to a valid key of the account whose cues this worker runs",
+                    exc,
+                )
+                return WRONG_KEY_EXIT
             log.critical("worker stopped: %s", exc)
             return 1
         return 0
@@ -337,7 +348,7 @@ class Worker:
     # --- claiming and running ------------------------------------------------------------
 
     async def _claim_loop(self, tasks: list[str]) -> None:
-        backoff = Backoff("claim", self.max_backoff)
+        backoff = Backoff("claim", self.max_backoff, server=str(self.client.base_url))
         stopping, runner = self._stopping, self._runner
         assert stopping is not None
         while not stopping.is_set():

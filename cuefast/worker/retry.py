@@ -16,11 +16,14 @@ RETRYABLE = (CueAPIConnectionError, CueAPIServerError, RateLimitError)
 
 
 class Backoff:
-    """Exponential backoff with jitter, and a lost/back log line per outage."""
+    """Exponential backoff with jitter, and a lost/back log line per outage. ``server`` (the
+    claim loop's, the daemon's heartbeat to the operator): one line per backoff instead, naming
+    the server and, while it cannot be reached, the setting to check."""
 
-    def __init__(self, what: str, cap: float) -> None:
+    def __init__(self, what: str, cap: float, *, server: str = "") -> None:
         self.what = what
         self.cap = cap
+        self.server = server
         self.failures = 0
 
     def failed(self, exc: BaseException) -> float:
@@ -30,7 +33,27 @@ class Backoff:
         else:
             base = min(self.cap, 0.2 * 2 ** (self.failures - 1))
             delay = base / 2 + random.uniform(0, base / 2)  # noqa: S311 (jitter, not a secret)
-        if self.failures == 1:
+        if self.server:
+            if isinstance(exc, CueAPIConnectionError):
+                log.warning(
+                    "cannot reach the cuefast server at %s (%s): check CUEFAST_BASE_URL / --base-url "
+                    "and that the server runs; %s retry %d in %.1fs",
+                    self.server,
+                    exc,
+                    self.what,
+                    self.failures,
+                    delay,
+                )
+            else:
+                log.warning(
+                    "%s failed at %s (%s); retry %d in %.1fs",
+                    self.what,
+                    self.server,
+                    exc,
+                    self.failures,
+                    delay,
+                )
+        elif self.failures == 1:
             log.warning("%s failed (%s); retrying with backoff", self.what, exc)
         else:
             log.debug("%s failed again (%s); next try in %.1fs", self.what, exc, delay)

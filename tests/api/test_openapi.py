@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from cuefast.client import bodies, models
+from cuefast.client import account_models, bodies, models
 from tests.conftest import Api
 
 NO_AUTH = {
@@ -34,12 +34,13 @@ CREATED = {
     ("post", "/v1/auth/device-code"),
     ("post", "/v1/executions/replay"),
 }
+RESPONSE_MODULES = {models.__name__, account_models.__name__}
 PAGES = {"/auth/device", "/v1/auth/verify"}
 """HTML pages for people (login): text/html answers, documented as such"""
 NO_CONTENT = {("delete", "/v1/cues/{cue_id}"), ("delete", "/v1/workers/{worker_id}")}
 STRUCTS = {
     name: obj
-    for module in (models, bodies)
+    for module in (models, account_models, bodies)
     for name, obj in vars(module).items()
     if inspect.isclass(obj) and issubclass(obj, msgspec.Struct)
 }
@@ -102,7 +103,7 @@ async def test_bodies_and_responses_are_the_sdk_structs(api: Api) -> None:
             media = response["content"]["application/json"]
             name = _ref(media)
             if status.startswith("2") or path == "/status":
-                assert STRUCTS[name].__module__ == models.__name__, (method, path, status, name)
+                assert STRUCTS[name].__module__ in RESPONSE_MODULES, (method, path, status, name)
             else:
                 assert name == "ErrorResponse", (method, path, status)
                 assert media["examples"], (method, path, status)
@@ -110,7 +111,7 @@ async def test_bodies_and_responses_are_the_sdk_structs(api: Api) -> None:
                     envelope = msgspec.convert(example["value"], models.ErrorResponse)
                     assert envelope.error.status == int(status), (method, path, example)
         assert "500" in op["responses"], (method, path)
-    assert with_body == 22
+    assert with_body == 24  # main's 22 + POST /v1/cues/pause and /resume
 
 
 async def test_bearer_security_scheme_and_authenticated_operations(api: Api) -> None:
@@ -159,3 +160,20 @@ def test_handlers_get_the_account_from_the_dependency() -> None:
         if re.search(r"\.authenticate\(", p.read_text())
     }
     assert calls == {"deps.py": 1}, calls
+
+
+async def test_labels_and_bulk_pause_resume_are_documented(api: Api) -> None:
+    schema = await _schema(api)
+    params = {p["name"]: p for p in schema["paths"]["/v1/cues"]["get"]["parameters"]}
+    assert params["label"]["in"] == "query" and "key:value" in params["label"]["description"]
+    comps = schema["components"]["schemas"]
+    for name in ("Cue", "CueCreate", "CueUpdate"):
+        assert "labels" in comps[name]["properties"], name
+    for verb in ("pause", "resume"):
+        op = schema["paths"][f"/v1/cues/{verb}"]["post"]
+        assert op["operationId"] == f"{verb}_cues"
+        body = op["requestBody"]["content"]["application/json"]["schema"]
+        assert body == {"$ref": "#/components/schemas/BulkStatusRequest"}
+        ok = op["responses"]["200"]["content"]["application/json"]["schema"]
+        assert ok == {"$ref": "#/components/schemas/BulkStatusResult"}
+    assert set(comps["BulkStatusRequest"]["properties"]) == {"ids", "labels"}

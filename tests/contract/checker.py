@@ -19,11 +19,11 @@ from typing import Any
 import msgspec
 from msgspec import inspect as mi
 
-from cuefast.client import bodies, models
+from cuefast.client import account_models, bodies, models
 
 STRUCTS: dict[str, type[msgspec.Struct]] = {
     name: obj
-    for module in (models, bodies)
+    for module in (models, account_models, bodies)
     for name, obj in vars(module).items()
     if inspect.isclass(obj) and issubclass(obj, msgspec.Struct)
 }

@@ -179,6 +179,8 @@ FIELDS = [
     "alert_webhook_url",
     "token",
     "device_code",
+    "labels",
+    "team",
 ]  # fmt: skip  (no "wait_seconds": a valid long-poll would only make the run slow)
 
 
@@ -211,17 +213,21 @@ TEMPLATES: dict[tuple[str, str], list[dict[str, Any]]] = {
          "retry": {"max_attempts": 2, "backoff_minutes": [1]},
          "on_failure": {"webhook": HOOK, "pause": True}, "verification": {"mode": "manual"},
          "delivery": {"timeout_seconds": 5, "outcome_deadline_seconds": 60},
-         "alerts": {"consecutive_failures": 2, "missed_window_multiplier": 3}, "catch_up": "all"},
+         "alerts": {"consecutive_failures": 2, "missed_window_multiplier": 3}, "catch_up": "all",
+         "labels": {"team": "growth", "example.com/tier": "", "env": "prod"}},
     ],
     ("PATCH", "/v1/cues/{cue_id:str}"): [
         {"name": "renamed", "description": "d", "status": "paused", "schedule": {"cron": "0 0 1 1 *"},
          "callback": {"url": HOOK}, "payload": {"a": 1}, "retry": {"max_attempts": 3}},
         {"schedule": {"type": "once", "at": LATER, "timezone": "America/New_York"}, "status": "active"},
+        {"labels": {"team": "ops", "env": "prod"}, "status": "paused"},
     ],
     ("POST", "/v1/cues/{cue_id:str}/fire"): [
         {"payload_override": {"a": 1}, "merge_strategy": "replace", "send_at": LATER, "idempotency_key": "k"},
     ],
     ("POST", "/v1/cues/bulk-delete"): [{"ids": ["cue_aaaaaaaaaaaa", "$cue_id"]}],
+    ("POST", "/v1/cues/pause"): [{"ids": ["cue_aaaaaaaaaaaa", "$cue_id"]}, {"labels": {"team": "growth"}}],
+    ("POST", "/v1/cues/resume"): [{"ids": ["$cue_id"]}, {"labels": {"team": "growth", "env": "prod"}}],
     ("POST", "/v1/executions/{execution_id:str}/outcome"): [
         {"success": True, "result": "r", "error": None, "metadata": {"k": 1}, "external_id": "e",
          "result_url": "https://example.com/r", "artifacts": [1], "summary": "s"},
@@ -350,6 +356,7 @@ class World:
                     "transport": transport,
                     "schedule": {"type": "recurring", "cron": "0 0 1 1 *"},
                     "payload": {"task": "t"},
+                    "labels": {"team": "growth", "env": transport},
                     **extra,
                 }
                 res = await api.request("POST", "/v1/cues", key, json=body)
@@ -488,9 +495,9 @@ def _fuzz(loop: asyncio.AbstractEventLoop, world: World, method: str, template: 
         st.sampled_from(
             ["limit", "offset", "status", "status__in", "cue_id", "worker_id", "outcome_state",
              "triggered_by", "task", "agent", "since", "alert_type", "execution_limit", "execution_offset",
-             "token", "code", "device_code"]
+             "token", "code", "device_code", "label"]
         ),
-        st.one_of(URL_TEXT, st.integers().map(str), world.id_values()),
+        st.one_of(URL_TEXT, st.integers().map(str), world.id_values(), st.sampled_from(["team:x", "env"])),
         max_size=4,
     )  # fmt: skip
     header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40)

@@ -216,6 +216,37 @@ async def test_cas_sets_fields_only_while_the_outcome_is_unchanged(store: Store)
     assert await store.redis.hget(k.execution(p, eid), "os") == "verified"
 
 
+async def test_cas_raises_the_verification_failed_alert_only_when_asked(store: Store) -> None:
+    """alert_at (the dispatcher's verification checks): a change to verification_failed raises the
+    alert in the same step; without it (a manual verify) or to another state, none."""
+    k = store.keys
+    p, eid = await put_execution(store, st="success", oc="{}", os="verification_pending")
+    ix = k.part(p) + f":idx:{ACCT}:alerts"
+    assert (
+        await store.executions.cas(
+            eid, "{}", "verification_pending", {"os": "verified_success"}, alert_at_us=NOW
+        )
+        is Status.OK
+    )
+    assert await store.redis.zcard(ix) == 0
+    assert (
+        await store.executions.cas(eid, "{}", "verified_success", {"os": "verification_failed"}) is Status.OK
+    )
+    assert await store.redis.zcard(ix) == 0
+    assert (
+        await store.executions.cas(eid, "{}", "verification_failed", {"os": "verification_pending"})
+        is Status.OK
+    )
+    assert (
+        await store.executions.cas(
+            eid, "{}", "verification_pending", {"os": "verification_failed"}, alert_at_us=NOW
+        )
+        is Status.OK
+    )
+    (alert_id,) = await store.redis.zrange(ix, 0, -1)
+    assert await store.redis.hget(k.part(p) + f":alert:{alert_id}", "type") == "verification_failed"
+
+
 async def test_cas_on_a_missing_execution_is_not_found(store: Store) -> None:
     k = store.keys
     eid = new_execution_id(1)

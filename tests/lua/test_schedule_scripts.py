@@ -1,4 +1,4 @@
-"""The scheduler's scripts one by one against real Redis (schedule_due_cues, schedule_materialize,
+"""The scheduler's scripts one by one against real Redis (schedule_materialize and its due read,
 schedule_move_retries, schedule_move_delayed, schedule_expire_deadlines): arrange keys → call →
 assert the answer and the state (executions, due entries, outbox and work indexes, alerts, dirty
 marks)."""
@@ -28,15 +28,24 @@ ONCE = f"once|UTC|latest|{NOW}|"
 MIN = 60 * S
 
 
-def line(cue_id: str, p: int, expected: int, new: int | None, slots: list[int], blocked: bool = False) -> str:
-    """One plan line as the scheduler writes it."""
-    words = [cue_id, str(expected), "-" if new is None else str(new), f"{len(slots)}{'b' if blocked else ''}"]
+def line(
+    cue_id: str,
+    p: int,
+    expected: int,
+    new: int | None,
+    slots: list[int],
+    blocked: bool = False,
+    sch: str = RECURRING,
+) -> list[str]:
+    """One cue's plan words as the scheduler writes them (``sch``: the schedule planned with)."""
+    count = f"{len(slots)}{'b' if blocked else ''}"
+    words = [cue_id, str(expected), sch, "-" if new is None else str(new), count]
     for slot in slots:
         words += [str(slot), scheduled_execution_id(cue_id, slot, p)]
-    return " ".join(words)
+    return words
 
 
-# ---- schedule_due_cues ---------------------------------------------------------------------------
+# ---- the due read ---------------------------------------------------------------------------------
 async def test_due_cues_reads_the_due_head_with_schedule_and_account(store: Store) -> None:
     k = store.keys
     p = await put_cue(store, nr=NOW - MIN)
@@ -131,6 +140,31 @@ async def test_materialize_skips_a_moved_gone_or_inactive_cue(store: Store) -> N
     assert await store.redis.hget(k.cue(CUE), "fc") is None
 
 
+async def test_materialize_skips_a_cue_whose_schedule_changed_since_the_plan(store: Store) -> None:
+    """A PATCH that changed the schedule but not the next run (e.g. catch_up): the plan was made
+    from the old schedule, so it is skipped and the cue stays due; the same call's read returns it
+    with its schedule as it is now."""
+    k = store.keys
+    p = await put_cue(store, nr=NOW, sch=RECURRING.replace("latest", "all"))
+    res = await store.schedule.materialize(p, NOW, [line(CUE, p, NOW, NOW + MIN, [NOW])], read=10)
+    assert res == Materialized(0, 1, {}, (DueCue(CUE, NOW, RECURRING.replace("latest", "all"), ACCT),))
+    assert await store.redis.exists(k.execution(p, scheduled_execution_id(CUE, NOW, p))) == 0
+    assert await store.redis.hget(k.cue(CUE), "nr") == str(NOW)
+
+
+async def test_materialize_reads_the_next_due_batch_after_its_plan(store: Store) -> None:
+    """The due read runs after the plan: a cue just materialised is no longer due, the others
+    are returned oldest first, at most ``read`` of them."""
+    p = await put_cue(store, nr=NOW)
+    await put_cue(store, SIBLING, nr=NOW - MIN)
+    assert store.keys.cue_partition(SIBLING) == p
+    await store.redis.zadd(store.keys.due(p), {"cue_gone": NOW - 2 * MIN})
+    res = await store.schedule.materialize(p, NOW, [line(CUE, p, NOW, NOW + MIN, [NOW])], read=1)
+    assert res == Materialized(1, 0, {}, (DueCue("cue_gone", NOW - 2 * MIN, "", ""),))
+    res = await store.schedule.materialize(p, NOW, [], read=10)
+    assert res.due == (DueCue("cue_gone", NOW - 2 * MIN, "", ""), DueCue(SIBLING, NOW - MIN, RECURRING, ACCT))
+
+
 async def test_materialize_takes_the_index_members_the_scheduler_sends(store: Store) -> None:
     """``members`` holds every plan slot's 16-byte member in plan order, a skipped cue's too: the
     next cue's executions are indexed under their own ids."""
@@ -151,9 +185,9 @@ async def test_materialize_takes_the_index_members_the_scheduler_sends(store: St
 async def test_materialize_a_one_time_cue_records_the_fired_slot(store: Store) -> None:
     k = store.keys
     p = await put_cue(store, nr=NOW, sch=ONCE)
-    assert await store.schedule.materialize(p, NOW, [line(CUE, p, NOW, None, [NOW])]) == Materialized(
-        1, 0, {}
-    )
+    assert await store.schedule.materialize(
+        p, NOW, [line(CUE, p, NOW, None, [NOW], sch=ONCE)]
+    ) == Materialized(1, 0, {})
     h = await store.redis.hgetall(k.cue(CUE))
     assert (h["nr"], h["fa"], h["fc"], h["status"]) == ("", str(NOW), "1", "active")
     assert await store.redis.zscore(k.due(p), CUE) is None
@@ -192,7 +226,7 @@ async def test_materialize_blocked_by_the_monthly_limit_creates_failed_execution
     claimable; counted per account; a one-time cue becomes failed."""
     k = store.keys
     p = await put_cue(store, nr=NOW, sch=ONCE)
-    res = await store.schedule.materialize(p, NOW, [line(CUE, p, NOW, None, [NOW], blocked=True)])
+    res = await store.schedule.materialize(p, NOW, [line(CUE, p, NOW, None, [NOW], blocked=True, sch=ONCE)])
     assert res == Materialized(1, 0, {ACCT: 1})
     eid = scheduled_execution_id(CUE, NOW, p)
     h = await store.redis.hgetall(k.execution(p, eid))

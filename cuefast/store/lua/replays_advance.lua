@@ -6,7 +6,8 @@
   ARGV[3] pos: where the batch started (a runner whose lease ran out and was overtaken finds
     the job moved on and changes nothing)
   ARGV[4] n: ids in the batch
-  ARGV[5] replayed, ARGV[6] skipped: of them
+  ARGV[5] replayed: of them
+  ARGV[6] skipped: of them
   ARGV[7] next_at: µs the next batch may start
   ARGV[8] last_error: why the last skipped one was ("" = keep the one held)
   returns 1 moved on | 0 stale batch ]]

@@ -8,7 +8,7 @@
   ARGV[3] fingerprint: of the request ("" = no Idempotency-Key)
   ARGV[4] ttl_ms: of the idempotency record
   ARGV[5] fields: how many field, value pairs follow
-  ARGV[6..] the job's fields, then the source ids
+  ARGV[6..] fields_then_ids: the job's field, value pairs, then the source ids
   returns {OK, job id} | {REPEAT, job id} same key and request | {CONFLICT, job id} same key,
     another request ]]
 local fingerprint = ARGV[3]

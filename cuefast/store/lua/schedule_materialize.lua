@@ -1,6 +1,7 @@
 --[[ schedule_materialize: turn due cues into executions — one per (cue, scheduled_for) — and
-  advance next_run (every key but KEYS is derived from ARGV[2], the partition's key prefix
-  "<pfx>:{pNN}:", so all keys share the partition's slot)
+  advance next_run, then read the next batch of due cues (one call per batch of a pass: the read
+  of batch n+1 rides on the call that materialises batch n; every key but KEYS is derived from
+  ARGV[2], the partition's key prefix "<pfx>:{pNN}:", so all keys share the partition's slot)
   KEYS[1] due: zset, cue id → next run µs
   KEYS[2] outbox: stream
   ARGV[1] now: µs
@@ -8,17 +9,24 @@
   ARGV[3] members: the listing index member of every slot in the plan, in plan order: the
     execution id's 16 bytes (lib/exec_index.lua ix_member), concatenated ("" = spell them here,
     ~2 µs more per execution)
-  ARGV[4..] plan: per cue, one argument per word (Redis hands them over as Lua strings: parsing
+  ARGV[4] read: after the plan, return up to this many due cues ("0" = none)
+  ARGV[5..] plan: per cue, one argument per word (Redis hands them over as Lua strings: parsing
     one long string with Lua patterns cost more than the rest of a cue's bookkeeping): cue id,
-    expected next_run (CAS: skipped if next_run moved), new next_run ("-" = none), number of
-    slots k — followed by "b" when the account is past its monthly execution limit's grace
-    period (CONTRACT.md §13.2) — then k pairs (scheduled_for µs, deterministic execution id).
+    expected next_run and expected schedule summary 'sch' (CAS: skipped if next_run moved or a
+    PATCH changed the schedule, so a plan always follows the schedule it was computed from),
+    new next_run ("-" = none), number of slots k — followed by "b" when the account is past
+    its monthly execution limit's grace period (CONTRACT.md §13.2) — then k pairs (scheduled_for
+    µs, deterministic execution id).
   A blocked ("b") cue's new executions are created directly as failed ("Monthly execution limit
   reached"): indexed, but no outbox entry, no work index, no alert; its next_run still advances
   and a one-time cue becomes failed. A cue left without a next run ("-": a one-time cue) gets
   'fa' = its last slot: "this slot has fired", which PATCH and cues_update.lua check (the
   execution itself may since have been trimmed from Redis by retention).
-  returns {executions created, cues skipped, then account id, blocked executions, ... per account} ]]
+  returns {executions created, cues skipped, {account id, blocked executions, ... per account},
+    {cue id, next run µs, schedule summary ("" if the cue is gone), account id ("" if gone), ...
+    per due cue read}} — schedule summary = the cue's
+    "sch" field, "<type>|<timezone>|<catch_up>|<at>|<cron>"; the account lets the scheduler check
+    the monthly execution limit ]]
 --!include dirty
 --!include work_index
 --!include set_cue_status
@@ -47,16 +55,17 @@ end
 -- read the plan first: the execution keys of all its slots are checked with one EXISTS per
 -- 1,000 (almost always none exists: then no slot needs its own EXISTS below)
 local CHUNK = 1000  -- values per call, well inside Lua's unpack limit
-local l_cue, l_exp, l_new, l_block, l_first, l_last = {}, {}, {}, {}, {}, {}
+local l_cue, l_exp, l_sch, l_new, l_block, l_first, l_last = {}, {}, {}, {}, {}, {}, {}
 local s_slot, s_eid, s_ek = {}, {}, {}
-local a, nargs = 4, #ARGV
+local a, nargs = 5, #ARGV
 while a <= nargs do
-  local count, block = ARGV[a + 3], ''
+  local count, block = ARGV[a + 4], ''
   local k = tonumber(count)
   if not k then k, block = tonumber(string.sub(count, 1, -2)), string.sub(count, -1) end
   local i = #l_cue + 1
-  l_cue[i], l_exp[i], l_new[i], l_block[i], l_first[i] = ARGV[a], ARGV[a + 1], ARGV[a + 2], block, #s_ek + 1
-  a = a + 4
+  l_cue[i], l_exp[i], l_sch[i], l_new[i], l_block[i], l_first[i] =
+    ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], block, #s_ek + 1
+  a = a + 5
   for _ = 1, k do
     local j, eid = #s_ek + 1, ARGV[a + 1]
     s_slot[j], s_eid[j], s_ek[j] = ARGV[a], eid, exec_pfx .. eid
@@ -73,14 +82,14 @@ end
 for i = 1, #l_cue do
   local cue_id, new_nr, block = l_cue[i], l_new[i], l_block[i]
   local ck = cue_pfx .. cue_id
-  local c = redis.call('HMGET', ck, 'status', 'nr', 'acct', 'tr', 'fc', 'pl')
+  local c = redis.call('HMGET', ck, 'status', 'nr', 'acct', 'tr', 'fc', 'pl', 'sch')
   if not c[1] then
     due_rem[#due_rem + 1] = cue_id
     skipped = skipped + 1
   elseif c[1] ~= 'active' then  -- only an active cue has a due entry: drop a stray one
     due_rem[#due_rem + 1] = cue_id
     skipped = skipped + 1
-  elseif c[2] ~= l_exp[i] then  -- a PATCH moved next_run (and its due entry) since the plan
+  elseif c[2] ~= l_exp[i] or c[7] ~= l_sch[i] then  -- moved, or its schedule PATCHed, since the plan
     skipped = skipped + 1
   else
     local acct, tr = c[3], c[4]
@@ -156,6 +165,17 @@ end
 exec_index_flush(counts)
 dirty_flush(marks)
 for acct, _ in pairs(signal) do work_signal(pfx, acct) end
-local out = {created, skipped}
-for acct, n in pairs(blocked) do out[#out + 1] = acct; out[#out + 1] = n end
-return out
+local bl = {}
+for acct, n in pairs(blocked) do bl[#bl + 1] = acct; bl[#bl + 1] = n end
+local rows = {}
+if ARGV[4] ~= '0' then
+  local head = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, ARGV[4])
+  for i = 1, #head, 2 do
+    local c = redis.call('HMGET', cue_pfx .. head[i], 'sch', 'acct')
+    rows[#rows + 1] = head[i]
+    rows[#rows + 1] = head[i + 1]
+    rows[#rows + 1] = c[1] or ''
+    rows[#rows + 1] = c[2] or ''
+  end
+end
+return {created, skipped, bl, rows}

@@ -2,8 +2,9 @@
 -- event. Keys, all in the execution's partition slot `pfx`:
 --   alert:<id> hash (acct, cue, eid, type, msg, md = metadata JSON, ca = created µs)
 --   idx:<acct>:alerts and idx:<acct>:alerts:<type> zsets (alert id → created µs)
---   notices stream (k = "a" alert | "f" on_failure e-mail | "w" on_failure webhook, i = alert /
---   execution id, n = attempt, t = event µs for "f" / "w")
+--   notices stream (k = "a" alert | "f" on_failure e-mail | "w" on_failure webhook | "v" an
+--   outcome's verification checks (lib/record_outcome.lua), i = alert / execution id, n = attempt,
+--   t = event µs for "f" / "w")
 --   the cue hash's fs (failure streak) and fsa ("1" = streak already alerted); the execution
 --   hash's vd ("1" = verdict counted).
 -- The alert id is a name-based UUID of (type, execution id): one alert per (type, execution)

@@ -76,6 +76,14 @@ local function record_outcome(pfx, eid, acct, outcome_json, success, state, err,
     end
     if states[mode] then state = states[mode] end
   end
+  -- cuefast's verification.checks: a success waits for the dispatcher's checks (notice "v")
+  local checks = false
+  if success == '1' and (state == 'reported_success' or state == 'verified_success') then
+    local blob = ro_cfg(pfx, c, cue)
+    if blob and string.find(blob, '"checks":', 1, true) then
+      state, checks = 'verification_pending', true
+    end
+  end
   ro_mark(defer, pfx, 'exec:' .. eid)
   local w = {'oc', outcome_json, 'os', state, 'ua', now}
   if not RO_TERMINAL[st] and (tr == 'worker' or st == 'pending_outcome') then
@@ -130,6 +138,7 @@ local function record_outcome(pfx, eid, acct, outcome_json, success, state, err,
     end
   end
   if state == 'verification_failed' then alert_verification_failed(pfx, eid, cue, eacct, tr, now) end
+  if checks then redis.call('XADD', pfx .. 'notices', '*', 'k', 'v', 'i', eid, 'n', '1') end
   if eacct then  -- usage (§13.1), by the execution's creation month (without one: now's)
     local uk = pfx .. 'usage:' .. eacct .. ':' .. month_of(tonumber(e[9]) or tonumber(now))
     local u = RO_USAGE[uk]
