@@ -15,7 +15,18 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "cuefast"
 MAX_LINES = 600
 SERVER = frozenset(
-    {"store", "services", "engine", "durability", "api", "embedded", "runtime", "metrics", "__main__"}
+    {
+        "store",
+        "services",
+        "engine",
+        "durability",
+        "api",
+        "dashboard",
+        "embedded",
+        "runtime",
+        "metrics",
+        "__main__",
+    }
 )
 """the rows whose code only the server install can run"""
 
@@ -226,9 +237,9 @@ def test_only_the_store_talks_to_redis() -> None:
     assert_none(redis_offenders() - KNOWN_OFFENDERS)
 
 
-def test_only_the_api_uses_litestar() -> None:
+def test_only_the_api_and_the_dashboard_use_litestar() -> None:
     users = {m.row for m in modules().values() for i in imports(m.name) if top(i.module) == "litestar"}
-    assert users == {"api"}
+    assert users == {"api", "dashboard"}
 
 
 def test_store_and_services_stay_below_their_callers() -> None:

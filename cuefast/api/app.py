@@ -14,7 +14,7 @@ from litestar.exceptions import (
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
 from litestar.openapi import OpenAPIConfig
 
-from cuefast import __version__, tracing
+from cuefast import __version__, dashboard, tracing
 from cuefast.api import alerts as alerts_api
 from cuefast.api import auth, cues, docs, echo, executions, login, metrics, replays, system, usage, workers
 from cuefast.api.deps import account_provider
@@ -86,11 +86,13 @@ def create_litestar(rt: Runtime, *, manage_runtime: bool = True) -> Litestar:
         *alerts_api.routes(rt),
         *metrics.routes(rt),
         *docs.routes(),
+        *dashboard.routes(rt),
     ]
     return Litestar(
         route_handlers=handlers,
         dependencies={"account": account_provider(rt.accounts)},
         return_dto=None,
+        template_config=dashboard.TEMPLATES,
         exception_handlers={
             CuefastError: _on_cuefast_error,
             ValidationException: _on_validation_exception,

@@ -188,7 +188,9 @@ class Edge:
         reset = REQUEST_ID.set(rid := request_id(given_id))  # on every log line of the request (logs.py)
         try:
             extra: list[tuple[bytes, bytes]] = [(b"x-request-id", rid)]
-            if origin is not None and _cors(scope, origin, extra):
+            # the dashboard: no CORS (cookie sessions), and its own HTML error pages
+            page = path == "/dashboard" or path.startswith("/dashboard/")
+            if origin is not None and not page and _cors(scope, origin, extra):
                 await self._send(send, 204, b"", extra)  # a preflight
                 return
             if length is not None and _too_large(length):
@@ -205,9 +207,7 @@ class Edge:
                 if result is not None:
                     rate, refused = limited(result, now, extra)
                     if refused is not None:  # 429: never reaches the app, not counted
-                        await send({"type": "http.response.start", "status": 429, "headers": refused[1]})
-                        await send({"type": "http.response.body", "body": refused[0]})
-                        self._observe(scope, 429, t0)
+                        await self._refuse(scope, send, refused, t0)
                         return
             after = [*rate, *extra]
 
@@ -216,7 +216,12 @@ class Edge:
                 if message["type"] == "http.response.start":
                     started = True
                     status = int(message["status"])
-                    if status >= 400 and not _is_json(message.get("headers", ())) and not scope.get(PAGE):
+                    if (
+                        status >= 400
+                        and not page
+                        and not _is_json(message.get("headers", ()))
+                        and not scope.get(PAGE)
+                    ):
                         replaced = True  # its body is dropped below
                         await self._error(send, envelope_for(status), extra)
                         return
@@ -247,6 +252,14 @@ class Edge:
                 self._observe(scope, status, t0)
         finally:
             REQUEST_ID.reset(reset)
+
+    async def _refuse(
+        self, scope: Scope, send: Send, refused: tuple[bytes, list[tuple[bytes, bytes]]], t0: int
+    ) -> None:
+        """Answer the rate limiter's 429 (body, headers)."""
+        await send({"type": "http.response.start", "status": 429, "headers": refused[1]})
+        await send({"type": "http.response.body", "body": refused[0]})
+        self._observe(scope, 429, t0)
 
     def _observe(self, scope: Scope, status: int, t0: int) -> None:
         """The request's latency, by matched route template (bounded), never the raw path."""

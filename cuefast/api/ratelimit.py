@@ -40,6 +40,7 @@ EXEMPT = (
     "/redoc",
     "/auth/device",
     "/v1/auth/verify",
+    "/dashboard",  # pages for people (a signed-in session, or the sign-in form)
 )
 _EXEMPT_SUBTREES = tuple(p + "/" for p in EXEMPT)
 WARNING = (b"x-cueapi-usage-warning", b"approaching_limit")

@@ -69,6 +69,14 @@ def check_email(c: Checker, loc: str, value: Any) -> str | None:
     return text
 
 
+def _account_of(res: AuthResult) -> Account:
+    if res.status is Status.ROTATED:
+        raise KeyRotated()
+    if res.account is None:
+        raise Unauthorized("Invalid API key")
+    return res.account
+
+
 class KeyVault:
     """Encrypts API keys for reveal; disabled when the secret is empty."""
 
@@ -122,16 +130,15 @@ class AccountService:
             return await self.session_account(token)  # a session JWT (§16.2, services/login.py)
         pre = _RESOLVED.get()
         if pre is not None and pre[0] == authorization:
-            res = pre[1]
-        else:
-            res = await self.store.accounts.authenticate(
-                key_sha(token), count=False, now_us=self.clock.now_us()
-            )
-        if res.status is Status.ROTATED:
-            raise KeyRotated()
-        if res.account is None:
-            raise Unauthorized("Invalid API key")
-        return res.account
+            return _account_of(pre[1])
+        return await self.authenticate_key_sha(key_sha(token))
+
+    async def authenticate_key_sha(self, sha: str) -> Account:
+        """The account of the API key whose SHA-256 is ``sha`` (the dashboard's sessions hold the
+        sha of the key that signed in): the same script and the same 401s as ``authenticate``."""
+        return _account_of(
+            await self.store.accounts.authenticate(sha, count=False, now_us=self.clock.now_us())
+        )
 
     async def count_request(self, authorization: str | None, ip: str, now_us: int) -> AuthResult:
         """Authenticate (when the header carries an API key) and count the request in its

@@ -16,6 +16,7 @@ from cuefast.store.alerts import Alerts
 from cuefast.store.claims import Claims
 from cuefast.store.connect import UNREACHABLE, connect
 from cuefast.store.cues import Cues
+from cuefast.store.dashboard_sessions import DashboardSessions
 from cuefast.store.delivery import Delivery
 from cuefast.store.echo import Echo
 from cuefast.store.executions import Executions
@@ -44,6 +45,7 @@ REPOSITORIES: tuple[type[Repository], ...] = (
     Alerts,
     Claims,
     Cues,
+    DashboardSessions,
     Delivery,
     Echo,
     Executions,
@@ -75,6 +77,7 @@ class Store:
         self.alerts = Alerts(*parts)
         self.claims = Claims(*parts)
         self.cues = Cues(*parts)
+        self.dashboard_sessions = DashboardSessions(*parts)
         self.delivery = Delivery(*parts)
         self.echo = Echo(*parts)
         self.executions = Executions(*parts)

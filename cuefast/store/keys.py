@@ -121,6 +121,11 @@ class Keys:
         """string with a 24 h TTL: a replaced key (answers key_rotated), in the key's shard"""
         return f"{self.shard(self.key_shard(key_sha))}:rot:{key_sha}"
 
+    def dashboard_session(self, session_sha: str) -> str:
+        """string with a TTL: a dashboard session (sha256 of its cookie) → "<key sha>\\t<csrf
+        token>", in the auth shard of that sha (cuefast/dashboard/session.py)"""
+        return f"{self.shard(self.key_shard(session_sha))}:dsess:{session_sha}"
+
     @property
     def emails(self) -> str:
         """hash: lower-case e-mail → account id (global auth slot)"""

@@ -329,6 +329,17 @@ class World:
         self.other_key = ""
         self.ids: dict[str, list[str]] = {}
 
+    async def sign_in_dashboard(self) -> None:
+        """The client's cookie jar holds a dashboard session of ``key``: /dashboard pages are
+        fuzzed signed in (POST forms without the session's CSRF token are refused)."""
+        page = await self.api.client.get("/dashboard/login")
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert token, page.text
+        res = await self.api.client.post(
+            "/dashboard/login", data={"api_key": self.key, "csrf": token.group(1)}
+        )
+        assert res.status_code == 303, res.text
+
     async def build(self) -> None:
         api = self.api
         self.key = await api.register()
@@ -356,6 +367,7 @@ class World:
             await api.request("POST", "/v1/worker/heartbeat", key, json={"worker_id": "w1"})
         await api.request("POST", f"/v1/executions/{execs[0]}/outcome", self.key, json={"success": True})
         await api.request("POST", "/v1/echo/fuzz-token-0123456789", json={"a": 1})
+        await self.sign_in_dashboard()
         await api.request("POST", "/v1/auth/device-code", json={"device_code": "fuzz-code-0001"})
         self.ids = {
             "device_code": ["fuzz-code-0001", "fuzz-code-none"],
@@ -428,6 +440,10 @@ async def digest(api: Api) -> dict[str, str]:
 def check_response(res: httpx.Response, where: str, page: bool = False) -> None:
     assert res.status_code < 500, (where, res.status_code, res.text[:500])
     assert "x-request-id" in res.headers, where
+    if res.status_code not in (413, 429) and res.status_code >= 400 and res.url.path.startswith("/dashboard"):
+        # an HTML error page (a 413 is the edge's envelope, refused before any page)
+        assert res.headers.get("content-type", "").startswith("text/html"), where
+        return
     if page and res.headers.get("content-type", "").startswith("text/html"):
         assert res.status_code in (200, 400, 429), where
         return

@@ -1,0 +1,210 @@
+"""/dashboard without a browser: sign-in through the API's auth path, the session cookie, CSRF,
+HTML errors, and another account's objects (404 pages, actions refused)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from cuefast.api import create_app
+from cuefast.config import Settings
+from cuefast.dashboard import live, words
+from cuefast.dashboard.actions import safe_next
+from cuefast.metrics import LATENESS
+from tests.conftest import Api, make_api
+
+CUE = {
+    "name": "brief",
+    "schedule": {"type": "recurring", "cron": "0 9 * * 1-5", "timezone": "Europe/Paris"},
+    "callback": {"url": "https://127.0.0.1:9/run"},
+    "payload": {"task": "brief"},
+}
+
+
+@pytest.fixture
+async def web(api: Api) -> AsyncIterator[httpx.AsyncClient]:
+    """A browser-like client (cookies kept, redirects not followed) on the same app."""
+    transport = httpx.ASGITransport(app=create_app(api.rt, manage_runtime=False))  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://cuefast.test") as client:
+        yield client
+
+
+def form_token(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, html
+    return found.group(1)
+
+
+async def sign_in(web: httpx.AsyncClient, key: str, **headers: str) -> httpx.Response:
+    page = await web.get("/dashboard/login")
+    assert page.status_code == 200
+    return await web.post(
+        "/dashboard/login",
+        data={"api_key": key, "csrf": form_token(page.text), "next": "/dashboard/cues"},
+        headers=headers,
+    )
+
+
+async def test_pages_need_a_session_and_sign_in_sets_a_safe_cookie(api: Api, web: httpx.AsyncClient) -> None:
+    res = await web.get("/dashboard/cues")
+    assert res.status_code == 303
+    assert res.headers["location"] == "/dashboard/login?next=/dashboard/cues"
+    key = await api.register()
+    res = await sign_in(web, key)
+    assert res.status_code == 303 and res.headers["location"] == "/dashboard/cues"
+    cookie = next(c for c in res.headers.get_list("set-cookie") if c.startswith("cuefast_session="))
+    flags = {f.strip().lower() for f in cookie.split(";")[1:]}
+    assert {"httponly", "samesite=lax", "path=/dashboard"} <= flags
+    assert "secure" not in flags  # plain HTTP here
+    value = cookie.split(";")[0].split("=", 1)[1]
+    assert key not in cookie and len(value) >= 40
+    # Redis holds only the session id's hash, with a TTL
+    stored = await api.rt.store.redis.keys(f"{api.rt.settings.key_prefix}:*:dsess:*")
+    assert len(stored) == 1 and value not in stored[0]
+    assert 0 < await api.rt.store.redis.pttl(stored[0]) <= 12 * 3600 * 1000
+    page = await web.get("/dashboard/cues")
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+    assert "access-control-allow-origin" not in page.headers
+
+
+async def test_cookie_is_secure_behind_tls(api: Api, web: httpx.AsyncClient) -> None:
+    res = await sign_in(web, await api.register(), **{"X-Forwarded-Proto": "https"})
+    cookie = next(c for c in res.headers.get_list("set-cookie") if c.startswith("cuefast_session="))
+    assert "secure" in cookie.lower()
+
+
+async def test_wrong_key_and_missing_csrf_are_refused(api: Api, web: httpx.AsyncClient) -> None:
+    res = await sign_in(web, "cue_sk_" + "0" * 32)
+    assert res.status_code == 401 and "Invalid API key" in res.text
+    assert "cuefast_session" not in res.headers.get("set-cookie", "")
+    res = await web.post("/dashboard/login", data={"api_key": await api.register(), "csrf": "forged"})
+    assert res.status_code == 403 and "text/html" in res.headers["content-type"]
+
+
+async def test_every_post_form_checks_csrf(api: Api, web: httpx.AsyncClient) -> None:
+    key = await api.register()
+    cue = (await api.request("POST", "/v1/cues", key, json=CUE)).json()
+    await sign_in(web, key)
+    token = form_token((await web.get(f"/dashboard/cues/{cue['id']}")).text)
+    for action in ("fire", "pause", "resume"):
+        res = await web.post(f"/dashboard/cues/{cue['id']}/{action}", data={"csrf": token[:-1] + "x"})
+        assert res.status_code == 403, action
+    assert (await api.request("GET", f"/v1/cues/{cue['id']}", key)).json()["status"] == "active"
+    res = await web.post(f"/dashboard/cues/{cue['id']}/pause", data={"csrf": token})
+    assert res.status_code == 303
+    assert (await api.request("GET", f"/v1/cues/{cue['id']}", key)).json()["status"] == "paused"
+    assert (await web.post("/dashboard/logout", data={})).status_code == 403
+
+
+async def test_another_accounts_objects_are_404_and_untouchable(api: Api, web: httpx.AsyncClient) -> None:
+    mine, theirs = await api.register(), await api.register()
+    cue = (await api.request("POST", "/v1/cues", theirs, json=CUE)).json()
+    fired = (await api.request("POST", f"/v1/cues/{cue['id']}/fire", theirs, json={})).json()
+    await sign_in(web, mine)
+    token = form_token((await web.get("/dashboard/cues")).text)
+    for path in (f"/dashboard/cues/{cue['id']}", f"/dashboard/executions/{fired['id']}"):
+        res = await web.get(path)
+        assert res.status_code == 404 and "text/html" in res.headers["content-type"], path
+        assert "Not found" in res.text
+    for path in (
+        f"/dashboard/cues/{cue['id']}/fire",
+        f"/dashboard/cues/{cue['id']}/pause",
+        f"/dashboard/executions/{fired['id']}/replay",
+    ):
+        assert (await web.post(path, data={"csrf": token})).status_code == 404, path
+    listed = await web.get(f"/dashboard/executions?cue_id={cue['id']}")
+    assert listed.status_code == 200 and fired["id"] not in listed.text
+    assert cue["id"] not in (await web.get("/dashboard/cues")).text
+    theirs_now = (await api.request("GET", f"/v1/cues/{cue['id']}", theirs)).json()
+    assert theirs_now["status"] == "active" and theirs_now["execution_total"] == 1  # no fire, no replay
+
+
+async def test_rotating_the_key_ends_the_session(api: Api, web: httpx.AsyncClient) -> None:
+    key = await api.register()
+    await sign_in(web, key)
+    assert (await web.get("/dashboard/usage")).status_code == 200
+    res = await api.request("POST", "/v1/auth/key/regenerate", key, headers={"X-Confirm-Destructive": "true"})
+    assert res.status_code == 200
+    res = await web.get("/dashboard/usage")
+    assert res.status_code == 303 and "why=expired" in res.headers["location"]
+
+
+async def test_sign_out_deletes_the_session(api: Api, web: httpx.AsyncClient) -> None:
+    await sign_in(web, await api.register())
+    old = web.cookies.get("cuefast_session", path="/dashboard")
+    token = form_token((await web.get("/dashboard/cues")).text)
+    res = await web.post("/dashboard/logout", data={"csrf": token})
+    assert res.status_code == 303 and res.headers["location"].startswith("/dashboard/login")
+    web.cookies.set("cuefast_session", old or "", path="/dashboard")
+    assert (await web.get("/dashboard/cues")).status_code == 303  # the old cookie is dead
+
+
+async def test_errors_are_pages_and_the_magic_link_stub_is_unlinked(api: Api, web: httpx.AsyncClient) -> None:
+    await sign_in(web, await api.register())
+    res = await web.get("/dashboard/executions?status=failed&status__in=missed")
+    assert res.status_code == 400 and "text/html" in res.headers["content-type"]
+    assert "either `status` or `status__in`" in res.text.replace("&#96;", "`")
+    res = await web.get("/dashboard/login/magic")
+    assert res.status_code == 404 and "Magic-link sign-in is not available" in res.text
+    for page in ("/dashboard/login", "/dashboard/cues", "/dashboard/live"):
+        assert "/login/magic" not in (await web.get(page)).text
+    assert (
+        (await api.request("GET", "/v1/cues/cue_zzzzzzzzzzzz"))
+        .headers["content-type"]
+        .startswith("application/json")
+    )
+
+
+def test_schedules_in_words_and_safe_redirects() -> None:
+    assert words.cron_words("0 9 * * 1-5") == "at 09:00 on Monday to Friday"
+    assert words.cron_words("*/15 * * * *") == "every 15 minutes"
+    assert words.cron_words("30 * * * *") == "every hour at minute 30"
+    assert words.cron_words("0 0 1 * *") == "at 00:00 on day 1 of every month"
+    assert words.cron_words("0 9 * 1 *") == "cron 0 9 * 1 *"
+    assert words.in_zone("2026-12-04T08:00:00Z", "Europe/Paris") == "2026-12-04 09:00:00 CET"
+    assert safe_next("https://evil.example/") == "/dashboard/cues"
+    assert safe_next("//evil.example/dashboard/") == "/dashboard/cues"
+    assert safe_next("/dashboard/usage") == "/dashboard/usage"
+
+
+async def test_live_view_hides_install_metrics_behind_a_metrics_token(settings: Settings) -> None:
+    api, rt = await make_api(settings.replace(metrics_token="s3cret"))
+    transport = httpx.ASGITransport(app=create_app(rt, manage_runtime=False))  # type: ignore[arg-type]
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://cuefast.test") as web:
+            await sign_in(web, await api.register())
+            page = await web.get("/dashboard/live")
+            assert page.status_code == 200 and "keeps its metrics private" in page.text
+            assert "live.js" not in page.text
+            assert (await web.get("/dashboard/live.json")).json() == {"private": True}
+    finally:
+        await api.client.aclose()
+        await rt.close()
+
+
+def test_lateness_quantiles_from_the_histogram_buckets() -> None:
+    name = LATENESS.name
+    counters = {
+        f"{name}\twebhook\t0": 90,
+        f"{name}\tworker\t0": 5,
+        f"{name}\twebhook\t4": 5,
+        f"{name}\twebhook\ts": 7,
+    }
+    buckets = live.lateness_buckets(counters)
+    assert sum(buckets) == 100 and buckets[0] == 95 and buckets[4] == 5
+    assert live.quantile(buckets, 0.5) == LATENESS.buckets[0]
+    assert live.quantile(buckets, 0.99) == LATENESS.buckets[4]
+    assert live.quantile([0] * len(buckets), 0.99) is None
+    over = [0] * len(buckets)
+    over[-1] = 1
+    assert live.seconds_text(live.quantile(over, 0.5)) == "over 3600 s"
+
+
+async def test_a_form_litestar_cannot_parse_is_a_page(api: Api, web: httpx.AsyncClient) -> None:
+    await sign_in(web, await api.register())
+    res = await web.post("/dashboard/logout", content=b"x", headers={"Content-Type": "multipart/form-data"})
+    assert 400 <= res.status_code < 500 and "text/html" in res.headers["content-type"], res.text
