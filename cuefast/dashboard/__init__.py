@@ -24,7 +24,7 @@ from litestar.response import Redirect, Template
 from litestar.template.config import TemplateConfig
 
 from cuefast.api.http import unexpected
-from cuefast.dashboard import actions, pages
+from cuefast.dashboard import actions, magic, pages
 from cuefast.dashboard.session import Sessions, Signed, SignInRequired
 from cuefast.errors import CuefastError, NotFound
 from cuefast.runtime import Runtime
@@ -115,7 +115,12 @@ def routes(rt: Runtime) -> list[Any]:
 
     router = Router(
         path="/dashboard",
-        route_handlers=[*pages.routes(rt), *actions.routes(rt, sessions), static_file],
+        route_handlers=[
+            *pages.routes(rt),
+            *actions.routes(rt, sessions),
+            *magic.routes(rt, sessions),
+            static_file,
+        ],
         dependencies={"signed": Provide(signed)},
         exception_handlers={
             CuefastError: _on_error,

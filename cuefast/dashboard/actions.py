@@ -1,4 +1,4 @@
-"""The dashboard's forms (POST): sign-in and sign-out, fire, pause and resume, replay.
+"""The dashboard's forms (POST): sign-in (API key or magic link) and sign-out, fire, pause and resume, replay.
 
 Every form carries a CSRF token (``csrf.py``); every action calls the service the API route
 calls, with the signed-in account, so another account's cue or execution is "not found"."""
@@ -64,7 +64,12 @@ def fire_body(fields: dict[str, str]) -> dict[str, Any]:
 
 
 def login_page(
-    request: Request[Any, Any, Any], *, error: str = "", status: int = 200, next_path: str = ""
+    request: Request[Any, Any, Any],
+    *,
+    error: str = "",
+    status: int = 200,
+    next_path: str = "",
+    notice: str = "",
 ) -> Template:
     token = request.cookies.get(csrf.LOGIN_COOKIE) or csrf.new_token()
     cookie = Cookie(
@@ -75,7 +80,7 @@ def login_page(
         samesite="strict",
         secure=over_tls(request),
     )
-    reason = REASONS.get(request.query_params.get("why") or "", "")
+    reason = notice or REASONS.get(request.query_params.get("why") or "", "")
     return Template(
         template_name="login.html",
         context={
@@ -111,17 +116,6 @@ def routes(rt: Runtime, sessions: Sessions) -> list[HTTPRouteHandler]:
             return login_page(request, error=exc.message, status=401, next_path=target)
         gone = Cookie(key=csrf.LOGIN_COOKIE, value="", path=PATH, max_age=0, httponly=True)
         return redirect(target, [session_cookie(request, session_id, TTL_S), gone])
-
-    @get("/login/magic")
-    async def magic_link_stub() -> Template:
-        """MAGIC-LINK HOOK: not linked from any page. When magic-link login (issue 16 item 1,
-        services/login.py) lands, this verifies the link's token, then starts a session with
-        ``Sessions.sign_in_account(account)`` and sets ``session_cookie`` as ``login`` does."""
-        return Template(
-            template_name="error.html",
-            context={"status": 404, "message": "Magic-link sign-in is not available on this server yet."},
-            status_code=404,
-        )
 
     @post("/logout", status_code=303)
     async def logout(request: Request[Any, Any, Any], signed: SignedIn) -> Redirect:
@@ -159,4 +153,4 @@ def routes(rt: Runtime, sessions: Sessions) -> list[HTTPRouteHandler]:
         done = await rt.executions.replay(signed.account, path_execution_id(execution_id))
         return redirect(f"/dashboard/executions/{quote(str(done['id']))}?done=replayed")
 
-    return [login_form, login, magic_link_stub, logout, fire, pause, resume, replay]
+    return [login_form, login, logout, fire, pause, resume, replay]

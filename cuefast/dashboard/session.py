@@ -82,8 +82,7 @@ class Sessions:
         return await self._create(key_sha(api_key.strip()))
 
     async def sign_in_account(self, account: Account) -> str:
-        """MAGIC-LINK HOOK (issue 16 item 1, not wired yet): once ``services/login.py`` has
-        verified a magic link for ``account``, this starts a dashboard session for it (the
+        """A session for an account whose magic link ``services/login.py`` redeemed (the
         account's current key, authenticated on every request like a pasted one)."""
         return await self._create(account.key_sha)
 

@@ -370,6 +370,11 @@ class LoginService:
             raise SessionUnavailable()
         return {"session_token": self.new_session(account.id, account.email), "email": account.email}
 
+    async def account(self, account_id: str) -> Account | None:
+        """The account with this id (None: no such account) — the dashboard's magic-link sign-in."""
+        fields = await self.store.login.account_fields(account_id)
+        return msgspec.convert(fields, Account, strict=False) if fields else None
+
     def new_session(self, account_id: str, email: str) -> str:
         """A 24 h session JWT for the account (``SessionUnavailable`` without a secret)."""
         if self.codec is None:
