@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -12,6 +13,7 @@ import redis.asyncio as aioredis
 from redis.crc import key_slot
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cuefast.store import Store, connect
 from cuefast.store.cluster_wire import PAUSE_S, ClusterWire, command_key
@@ -77,6 +79,35 @@ async def test_a_node_that_cannot_be_reached_fails_only_its_share(cluster: aiore
             await wire.execute([("GET", keys[3])])
     finally:
         await wire.aclose()
+        for k in keys:
+            await cluster.delete(k)
+
+
+async def test_a_node_that_hangs_is_left_behind_by_a_patient_read(cluster: aioredis.RedisCluster) -> None:
+    """A node that accepts and never answers (no error ever comes): with ``patience_s`` its
+    commands get a timeout in place after that long and the other nodes' replies stand — what
+    the scheduler's read of due work uses, so a hanging primary stalls only its partitions."""
+
+    async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # until the client gives up
+        writer.close()
+
+    server = await asyncio.start_server(hang, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    wire = ClusterWire(cluster)
+    tag = uuid.uuid4().hex[:8]
+    keys = [f"cw{tag}:{{s{i}}}" for i in range(12)]
+    try:
+        assert await wire.execute([("SET", k, i) for i, k in enumerate(keys)]) == ["OK"] * 12
+        wire._moved[key_slot(keys[3].encode())] = f"127.0.0.1:{port}"  # that slot's node hangs
+        started = time.monotonic()
+        replies = await wire.execute([("GET", k) for k in keys], patience_s=0.5)
+        assert 0.4 < time.monotonic() - started < 3.0
+        assert isinstance(replies[3], RedisTimeoutError)
+        assert replies[:3] + replies[4:] == [str(i) for i in range(12) if i != 3]
+    finally:
+        await wire.aclose()
+        server.close()
         for k in keys:
             await cluster.delete(k)
 

@@ -37,7 +37,7 @@ class Executes(Protocol):
     """What a ``Batch`` runs on: a ``Wire``, or a ``cluster_wire.ClusterWire`` (the same calls,
     routed by hash slot)."""
 
-    async def execute(self, commands: Sequence[Command]) -> list[Any]: ...
+    async def execute(self, commands: Sequence[Command], patience_s: float | None = None) -> list[Any]: ...
 
 
 class Batch:
@@ -65,10 +65,11 @@ class Batch:
         self.parsers.append(parse)
         return self
 
-    async def execute(self, raise_on_error: bool = True) -> list[Any]:
+    async def execute(self, raise_on_error: bool = True, patience_s: float | None = None) -> list[Any]:
+        """The replies (``patience_s``: see ``ClusterWire.execute``; reads only)."""
         if not self.commands:
             return []
-        replies = await self.wire.execute(self.commands)
+        replies = await self.wire.execute(self.commands, patience_s)
         for i, parse in enumerate(self.parsers):
             reply = replies[i]
             if isinstance(reply, RedisError):

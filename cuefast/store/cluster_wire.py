@@ -57,6 +57,28 @@ PAUSE_S = 0.05
 _SCRIPTS = frozenset({"EVALSHA", "EVAL", "EVALSHA_RO", "EVAL_RO", "FCALL", "FCALL_RO"})
 
 
+async def _answers(sends: Sequence[asyncio.Future[list[Any]]], patience_s: float | None) -> list[Any]:
+    """Each node's replies or its exception; with ``patience_s``, a node still silent after it
+    is a ``RedisTimeoutError`` (the send goes on; its outcome is dropped)."""
+    if patience_s is None:
+        return list(await asyncio.gather(*sends, return_exceptions=True))
+    _, pending = await asyncio.wait(sends, timeout=patience_s)
+    out: list[Any] = []
+    for send in sends:
+        if send in pending:
+            send.add_done_callback(_drop)
+            out.append(RedisTimeoutError(f"no answer within {patience_s} s"))
+        else:
+            out.append(send.exception() or send.result())
+    return out
+
+
+def _drop(send: asyncio.Future[list[Any]]) -> None:
+    """A send nobody waits for any more: its exception is retrieved (never logged as lost)."""
+    if not send.cancelled():
+        send.exception()
+
+
 def command_key(command: Command) -> Arg | None:
     """The key that routes ``command``: a script's first KEYS entry, a stream read's first
     stream, XGROUP's key (after its subcommand), else the first argument (None: a keyless
@@ -121,8 +143,12 @@ class ClusterWire:
             raise reply
         return reply
 
-    async def execute(self, commands: Sequence[Command]) -> list[Any]:
-        """The replies of ``commands``, in order; error replies in place (as ``Wire.execute``)."""
+    async def execute(self, commands: Sequence[Command], patience_s: float | None = None) -> list[Any]:
+        """The replies of ``commands``, in order; error replies in place (as ``Wire.execute``).
+        With ``patience_s`` (reads only: a write must not be left behind), a node that has not
+        answered within that long — hanging, not refusing — counts as unreachable for this
+        call (a ``RedisTimeoutError`` in place of each of its commands); its late answer is
+        dropped."""
         if not commands:
             return []
         nm = self.client.nodes_manager
@@ -133,7 +159,7 @@ class ClusterWire:
         lost: set[int] = set()  # commands whose node could not be reached (its error in place)
         pause = PAUSE_S
         for _ in range(REDIRECTS):
-            todo, moved, wait = await self._round(commands, todo, replies, lost)
+            todo, moved, wait = await self._round(commands, todo, replies, lost, patience_s)
             if not todo:
                 break
             if moved:
@@ -146,7 +172,12 @@ class ClusterWire:
         return replies
 
     async def _round(
-        self, commands: Sequence[Command], todo: list[int], replies: list[Any], lost: set[int]
+        self,
+        commands: Sequence[Command],
+        todo: list[int],
+        replies: list[Any],
+        lost: set[int],
+        patience_s: float | None = None,
     ) -> tuple[list[int], bool, bool]:
         """Send commands ``todo`` (one batch per node, concurrently; ASK redirections at once),
         their replies into ``replies`` (a node's connection error in place of each of its
@@ -155,10 +186,10 @@ class ClusterWire:
         groups: dict[str, list[int]] = {}
         for i in todo:
             groups.setdefault(self._node(commands[i]), []).append(i)
-        results = await asyncio.gather(
-            *(self._send(name, [commands[i] for i in idx]) for name, idx in groups.items()),
-            return_exceptions=True,
-        )
+        sends = [
+            asyncio.ensure_future(self._send(n, [commands[i] for i in idx])) for n, idx in groups.items()
+        ]
+        results = await _answers(sends, patience_s)
         redo: list[int] = []
         asks: list[tuple[int, str]] = []
         moved = wait = False

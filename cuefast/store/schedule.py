@@ -18,6 +18,9 @@ EXPIRE_DEADLINES = Script("schedule_expire_deadlines", keys=("deadlines",), argv
 
 UNREACHABLE_RETRY_US = 250_000
 """a partition whose node could not be reached is looked at again this soon"""
+DUE_PATIENCE_S = 1.0
+"""on Redis Cluster, how long the read of what is due waits for a node: one that hangs (not
+refusing, so no error comes) is left out of that pass like a dead one"""
 
 STEPS = frozenset({"cues", "retries", "delayed", "deadlines", "leases", "unclaimed"})
 """the timed sets a scheduler pass works on (``Schedule.due_work``)"""
@@ -105,7 +108,8 @@ class Schedule(Repository):
         one pipeline. Lease expiries and missed-claim timeouts only with ``unclaimed_window_us``
         (a scheduler that runs the worker steps): unclaimed entries are due that long after
         their score. On Redis Cluster a partition whose primary cannot be reached is left out
-        (looked at again ``UNREACHABLE_RETRY_US`` later); the call raises only when none can."""
+        (looked at again ``UNREACHABLE_RETRY_US`` later), and so is one whose node has not
+        answered within ``DUE_PATIENCE_S``; the call raises only when none can."""
         k = self.keys
         sets = [("cues", k.due), ("retries", k.retries), ("delayed", k.delayed), ("deadlines", k.deadlines)]
         if unclaimed_window_us is not None:
@@ -114,7 +118,7 @@ class Schedule(Repository):
             for p in range(k.partitions):
                 for _, key in sets:
                     pipe.zrange(key(p), 0, 0, withscores=True)
-            rows = await pipe.execute(raise_on_error=False)
+            rows = await pipe.execute(raise_on_error=False, patience_s=DUE_PATIENCE_S)
         due: dict[int, frozenset[str]] = {}
         earliest: int | None = None
         for p in range(k.partitions):

@@ -307,9 +307,11 @@ class Wire:
         """A wire to the Redis ``client`` is configured for (``kwargs``: ``Wire``'s)."""
         return cls(Endpoint.of(client), **kwargs)
 
-    async def execute(self, commands: Sequence[Command]) -> list[Any]:
+    async def execute(self, commands: Sequence[Command], patience_s: float | None = None) -> list[Any]:
         """The replies of ``commands``, in order, sent together; an error reply is returned in
-        its place as the exception redis-py raises for it. Connection failures raise."""
+        its place as the exception redis-py raises for it. Connection failures raise.
+        ``patience_s`` is for Redis Cluster (``ClusterWire.execute``): one Redis answers all or
+        nothing, so it waits as long as the wire's timeout."""
         if not commands:
             return []
         i = self._turn = (self._turn + 1) % len(self._slots)
