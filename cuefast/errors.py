@@ -174,6 +174,16 @@ class CueNotFound(CuefastError):
         super().__init__("Cue not found")
 
 
+class ReplayNotFound(CuefastError):
+    """cuefast's bulk replays: no such job of this account."""
+
+    status = 404
+    code = "replay_not_found"
+
+    def __init__(self) -> None:
+        super().__init__("Replay not found")
+
+
 class ExecutionNotFound(CuefastError):
     status = 404
     code = "execution_not_found"

@@ -11,9 +11,8 @@ from cuefast.api.http import json_response, read_json
 from cuefast.api.openapi import RawJSON, doc
 from cuefast.client.bodies import BulkReplayRequest
 from cuefast.client.models import ReplayJob
-from cuefast.errors import api_error
+from cuefast.errors import ReplayNotFound, api_error
 from cuefast.runtime import Runtime
-from cuefast.services.replays import ReplayNotFound
 
 JOB = {
     "id": "rpl_3f9a1c0d2e4b5a6978",

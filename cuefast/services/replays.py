@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 
 from cuefast.clock import Clock
-from cuefast.errors import CuefastError, api_error
+from cuefast.errors import CuefastError, ReplayNotFound, api_error
 from cuefast.ids import is_cue_id
 from cuefast.models import Account
 from cuefast.services.executions import ExecutionService
@@ -31,14 +31,6 @@ _FILTERS = ("cue_id", "status", "status__in", "outcome_state", "triggered_by", "
 _PAGE = 1_000
 _AFTER_EVERY_ID = "g"
 """a keyset id after every execution id (ids are lowercase hex): from ``until`` inclusive"""
-
-
-class ReplayNotFound(CuefastError):
-    status = 404
-    code = "replay_not_found"
-
-    def __init__(self) -> None:
-        super().__init__("Replay not found")
 
 
 class _Selection(msgspec.Struct, kw_only=True):
