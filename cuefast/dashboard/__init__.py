@@ -24,7 +24,7 @@ from litestar.response import Redirect, Template
 from litestar.template.config import TemplateConfig
 
 from cuefast.api.http import unexpected
-from cuefast.dashboard import actions, magic, pages
+from cuefast.dashboard import actions, bulk, magic, pages
 from cuefast.dashboard.session import Sessions, Signed, SignInRequired
 from cuefast.errors import CuefastError, NotFound
 from cuefast.runtime import Runtime
@@ -119,6 +119,7 @@ def routes(rt: Runtime) -> list[Any]:
             *pages.routes(rt),
             *actions.routes(rt, sessions),
             *magic.routes(rt, sessions),
+            *bulk.routes(rt),
             static_file,
         ],
         dependencies={"signed": Provide(signed)},

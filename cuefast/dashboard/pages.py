@@ -17,6 +17,7 @@ from cuefast.dashboard import live, words
 from cuefast.dashboard.session import Signed
 from cuefast.runtime import Runtime
 from cuefast.services.alerts import ALERT_TYPES, AlertService
+from cuefast.services.cue_labels import parse_selectors
 from cuefast.services.executions import ExecutionFilters
 from cuefast.services.usage import UsageService
 
@@ -49,6 +50,8 @@ NOTICES = {
     "paused": "The cue is paused.",
     "resumed": "The cue is active again.",
     "replayed": "Replayed: this is the new execution.",
+    "bulk_paused": "The active cues with that label are paused.",
+    "bulk_resumed": "The paused cues with that label are active again.",
 }
 
 
@@ -94,15 +97,24 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
     @get("/cues")
     async def cues(request: Request[Any, Any, Any], signed: SignedIn) -> Template:
         q = filled(request)
-        status = q.get("status")
+        status, label = q.get("status"), q.get("label")
         offset = _offset(q)
-        items, total = await rt.cues.list(signed.account, status, CUE_PAGE, offset)
+        selectors = parse_selectors([label]) if label else None
+        items, total = await rt.cues.list(signed.account, status, CUE_PAGE, offset, selectors)
         rows = plain(items)
         lasts = await asyncio.gather(*(last_execution(signed, c["id"]) for c in rows))
         for cue, last in zip(rows, lasts, strict=True):
             cue["last"] = last
         return page(
-            request, signed, "cues.html", cues=rows, total=total, status=status, offset=offset, size=CUE_PAGE
+            request,
+            signed,
+            "cues.html",
+            cues=rows,
+            total=total,
+            status=status,
+            label=label or "",
+            offset=offset,
+            size=CUE_PAGE,
         )
 
     @get("/cues/{cue_id:str}")

@@ -245,3 +245,45 @@ async def test_magic_link_signs_in_once_after_a_button(
     assert made_up.status_code == 400
     bad = await web.post("/dashboard/login/magic/send", data={"email": "nope", "csrf": body["csrf"]})
     assert bad.status_code == 400
+
+
+async def test_labels_filter_bulk_pause_and_bulk_replay(api: Api, web: httpx.AsyncClient) -> None:
+    """Issue 17 in the dashboard: cues filtered by label and paused / resumed together; the
+    listed executions replayed in bulk, the job's page showing its progress; a forged form
+    changes nothing."""
+    key = await api.register()
+    made = []
+    for i, team in enumerate(("growth", "growth", "ops")):
+        body = {**CUE, "name": f"c{i}", "labels": {"team": team}}
+        res = await api.request("POST", "/v1/cues", key, json=body)
+        assert res.status_code == 201, res.text
+        made.append(res.json()["id"])
+    await sign_in(web, key)
+    page = await web.get("/dashboard/cues?label=team:growth")
+    assert page.status_code == 200 and made[0] in page.text and made[2] not in page.text
+    assert "team=growth" in page.text and 'action="/dashboard/cues/bulk"' in page.text
+    token = form_token(page.text)
+    assert (
+        await web.post("/dashboard/cues/bulk", data={"csrf": "x", "label": "team:growth", "to": "paused"})
+    ).status_code == 403
+    res = await web.post("/dashboard/cues/bulk", data={"csrf": token, "label": "team:growth", "to": "paused"})
+    assert res.status_code == 303 and "done=bulk_paused" in res.headers["location"]
+    states = {c: (await api.request("GET", f"/v1/cues/{c}", key)).json()["status"] for c in made}
+    assert states == {made[0]: "paused", made[1]: "paused", made[2]: "active"}
+    bad = await web.get("/dashboard/cues?label=" + "x" * 300)
+    assert bad.status_code == 422 and "text/html" in bad.headers["content-type"]
+    for _ in range(2):
+        assert (await api.request("POST", f"/v1/cues/{made[2]}/fire", key)).status_code == 200
+    listed = await web.get(f"/dashboard/executions?cue_id={made[2]}")
+    assert 'action="/dashboard/executions/replay"' in listed.text
+    res = await web.post(
+        "/dashboard/executions/replay",
+        data={"csrf": token, "cue_id": made[2], "limit": "5", "rate_per_second": "10"},
+    )
+    assert res.status_code == 303 and res.headers["location"].startswith("/dashboard/replays/rpl_")
+    job = await web.get(res.headers["location"])
+    assert job.status_code == 200 and "Selected" in job.text and ">2 (at most 5)<" in job.text
+    stranger = httpx.AsyncClient(transport=web._transport, base_url="http://cuefast.test")  # type: ignore[attr-defined]
+    async with stranger:
+        await sign_in(stranger, await api.register())
+        assert (await stranger.get(res.headers["location"])).status_code == 404

@@ -318,6 +318,25 @@ async def test_actions(browser: Any, site: Site, shots: Path) -> None:
     await page.get_by_text(f"(from {fired})").wait_for()
     await shot(page, shots, "execution-replayed")
 
+    # bulk: every cue with a label paused, then resumed; the listed executions replayed
+    async with httpx.AsyncClient(base_url=site.base) as client:
+        await _api(
+            client, "PATCH", f"/v1/cues/{site.ids['brief']}", site.key, json={"labels": {"team": "bots"}}
+        )
+    await page.goto("/dashboard/cues")
+    await page.get_by_label("Label").fill("team:bots")
+    await page.get_by_role("button", name="Show").click()
+    await page.get_by_role("button", name="Pause all with team:bots").click()
+    await page.get_by_role("status").filter(has_text="are paused").wait_for()
+    await page.get_by_role("button", name="Resume all with team:bots").click()
+    await page.get_by_role("status").filter(has_text="active again").wait_for()
+    await shot(page, shots, "cues-by-label")
+    await page.goto(f"/dashboard/executions?cue_id={site.ids['brief']}")
+    await page.get_by_role("button", name="Replay matching").click()
+    await page.wait_for_url("**/dashboard/replays/rpl_*")
+    await page.get_by_role("heading", level=1).filter(has_text="Bulk replay").wait_for()
+    await shot(page, shots, "bulk-replay")
+
     # keyboard only: the skip link, then the first nav link
     await page.goto("/dashboard/cues")
     await page.keyboard.press("Tab")
