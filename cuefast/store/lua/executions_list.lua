@@ -136,6 +136,7 @@ while rank < depth and n > 0 do
   end
   at[best] = a + 2
   rank = rank + 1
+  if rank >= depth then break end  -- the page is full: read no further (no ZREVRANGE for nothing)
   if not advance(best) then
     heap[1] = heap[n]
     heap[n] = nil
