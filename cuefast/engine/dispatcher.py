@@ -51,6 +51,7 @@ stale, or already recorded, is never touched.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import os
@@ -268,14 +269,15 @@ class Dispatcher:
                     await asyncio.sleep(1.0)
         finally:
             await asyncio.gather(notices, return_exceptions=True)
+            with contextlib.suppress(*UNREACHABLE):  # reads still blocking at the stop (a cluster):
+                await self._spawn(await self.store.delivery.settle())  # their entries, released by close
             await self.close()  # graceful: queued attempts released, sent ones awaited (see close)
 
     def _min_idle_ms(self) -> int:
-        """XAUTOCLAIM's min idle: the lease of an attempt at the default timeout. An entry of
-        a longer-timeout attempt may be claimed earlier: ``delivery_start.lua`` then answers
-        "busy" (its lease is live) and the entry stays pending with its new owner, so a
-        crashed attempt is re-sent at most this long (plus ``reclaim_every``) after its own
-        lease expired."""
+        """XAUTOCLAIM's min idle: the lease of an attempt at the default timeout. An entry of a
+        longer-timeout attempt may be claimed earlier: ``delivery_start.lua`` then answers "busy"
+        (its lease is live) and the entry stays pending with its new owner, so a crashed attempt
+        is re-sent at most this long (plus ``reclaim_every``) after its own lease expired."""
         return max(self.settings.webhook_stale_seconds, self.settings.webhook_timeout_seconds + 60) * 1000
 
     def _room_left(self) -> int:

@@ -69,7 +69,11 @@ class Batch:
         """The replies (``patience_s``: see ``ClusterWire.execute``; reads only)."""
         if not self.commands:
             return []
-        replies = await self.wire.execute(self.commands, patience_s)
+        replies = await (
+            self.wire.execute(self.commands)
+            if patience_s is None
+            else self.wire.execute(self.commands, patience_s=patience_s)
+        )
         for i, parse in enumerate(self.parsers):
             reply = replies[i]
             if isinstance(reply, RedisError):

@@ -109,6 +109,14 @@ class Delivery(GroupStreams):
             for p, entry_id, fields in await self.read_group(consumer, count, block_ms)
         ]
 
+    async def settle(self) -> list[OutboxEntry]:
+        """At a dispatcher's stop: the entries its blocking reads still in flight were handed
+        (Redis Cluster), for the dispatcher to hand back."""
+        return [
+            OutboxEntry(p, entry_id, str(fields.get("e", "")))
+            for p, entry_id, fields in await self.settle_reads()
+        ]
+
     async def reclaim(self, consumer: str, min_idle_ms: int, count: int) -> list[OutboxEntry]:
         """Entries another consumer read but never finished (it died): take them over."""
         return [

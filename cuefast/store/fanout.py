@@ -121,6 +121,16 @@ class Fanout:
             raise error
         return out
 
+    async def settle(self, wait_s: float) -> list[tuple[Read, Any]]:
+        """At the reader's stop: wait up to ``wait_s`` for the kept reads (each ends with its
+        ``BLOCK``), cancel the rest, and take the ones that answered entries — entries Redis has
+        already handed this consumer, which the reader must hand back rather than leave pending."""
+        if self._reads:
+            await asyncio.wait(list(self._reads.values()), timeout=wait_s)
+        out = self.take_answered()
+        self.close()
+        return out
+
     def take_answered(self) -> list[tuple[Read, Any]]:
         """The kept reads that answered entries since the last call, taken (a kept read that
         timed out or failed is dropped): for a caller that read by another way meanwhile."""

@@ -84,6 +84,19 @@ class GroupStreams(Repository):
             for entry_id, fields in entries
         ]
 
+    async def settle_reads(self, timeout_s: float = 2.0) -> list[tuple[int, str, Any]]:
+        """At a reader's stop on Redis Cluster: what its still-blocking reads answered (``Fanout.
+        settle``), as ``read_group`` returns it; on one Redis nothing is left in flight."""
+        if not self.cluster:
+            return []
+        index = {key: p for p, key in enumerate(self.streams())}
+        return [
+            (index[str(stream)], str(entry_id), fields)
+            for _, res in await self.fanout.settle(timeout_s)
+            for stream, entries in res or []
+            for entry_id, fields in entries
+        ]
+
     async def _read_group_per_slot(
         self, streams: list[str], consumer: str, count: int, block_ms: int | None
     ) -> list[tuple[int, str, Any]]:

@@ -306,9 +306,9 @@ async def test_one_redis_call_per_authenticated_request(
     batches: list[list[str]] = []
     original = Wire.execute
 
-    async def spy(self: Wire, commands: Sequence[Sequence[Any]]) -> list[Any]:
+    async def spy(self: Wire, commands: Sequence[Sequence[Any]], *rest: Any, **kw: Any) -> list[Any]:
         batches.append([str(c[0]) for c in commands])
-        return await original(self, commands)
+        return await original(self, commands, *rest, **kw)
 
     monkeypatch.setattr(Wire, "execute", spy)
     res = await api.request("GET", "/v1/cues/cue_nope00000000", key)
