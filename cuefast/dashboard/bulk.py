@@ -38,7 +38,8 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         flt: dict[str, Any] = {k: v for k, v in fields.items() if k in EXECUTION_FILTERS and v.strip()}
         if "status__in" in flt:
             flt["status__in"] = [s.strip() for s in flt["status__in"].split(",") if s.strip()]
-        flt.pop("worker_id", None)  # not a replay filter
+        if flt.pop("worker_id", None):  # not a replay filter: replaying more than listed is wrong
+            raise ValidationFailed([("worker_id", "A bulk replay cannot select by worker")])
         body: dict[str, Any] = {"filter": flt}
         for name in ("limit", "rate_per_second"):
             text = fields.get(name, "").strip()

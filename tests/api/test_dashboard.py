@@ -281,6 +281,12 @@ async def test_labels_filter_bulk_pause_and_bulk_replay(api: Api, web: httpx.Asy
         data={"csrf": token, "cue_id": made[2], "limit": "5", "rate_per_second": "10"},
     )
     assert res.status_code == 303 and res.headers["location"].startswith("/dashboard/replays/rpl_")
+    by_worker = await web.post("/dashboard/executions/replay", data={"csrf": token, "worker_id": "w1"})
+    assert by_worker.status_code == 422  # never a wider replay than the listing
+    assert (
+        'action="/dashboard/executions/replay"'
+        not in (await web.get("/dashboard/executions?worker_id=w1")).text
+    )
     job = await web.get(res.headers["location"])
     assert job.status_code == 200 and "Selected" in job.text and ">2 (at most 5)<" in job.text
     stranger = httpx.AsyncClient(transport=web._transport, base_url="http://cuefast.test")  # type: ignore[attr-defined]
