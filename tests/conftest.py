@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import os
 import re
 import shutil
@@ -142,6 +143,18 @@ def database_url() -> Iterator[str]:
         yield url
     else:
         yield from _embedded("postgres")
+
+
+@pytest.fixture(autouse=True)
+def _root_logger_put_back() -> Iterator[None]:
+    """The root logger's handlers and level as they were before each test: a test that runs
+    ``cuefast.__main__.main`` in-process installs a handler on pytest's captured stderr, which
+    is closed after that test and would break every later log line ("--- Logging error ---")."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    yield
+    root.handlers[:] = saved[0]
+    root.setLevel(saved[1])
 
 
 _KEYLIKE = re.compile(r"^[A-Za-z0-9_]+:\{[^{}]+\}(:|$)")

@@ -24,8 +24,10 @@ def settings(settings_on: Settings) -> Settings:
 
 LONG_SLEEP = 30.0
 """the scheduler's longest sleep in these tests: without a signal it would fire ~30 s late"""
-BOUND_US = 250_000
-"""lateness allowed (the scheduler used to poll every 50 ms; the rest is a loaded 2-core machine)"""
+BOUND_US = 5_000_000
+"""lateness allowed: a sixth of LONG_SLEEP, so a fire within it proves the scheduler was woken
+(asleep, it would be ~30 s late) while a loaded 2-core CI machine cannot fail it; how late a
+woken scheduler actually is belongs to the benchmarks (``bench burst``), not to a timed test"""
 
 
 class ShiftedClock:
