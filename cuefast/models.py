@@ -85,6 +85,9 @@ class Verification(msgspec.Struct, kw_only=True, omit_defaults=True):
 class Delivery(msgspec.Struct, kw_only=True, omit_defaults=True):
     timeout_seconds: int = 30
     outcome_deadline_seconds: int | None = 300
+    max_concurrency: int | None = None
+    """cuefast (issue 17): at most this many of the cue's attempts in flight at once, across every
+    dispatcher (``lua/lib/cue_cap.lua`` reads it from the stored JSON); None: no cap"""
 
 
 class Alerts(msgspec.Struct, kw_only=True, omit_defaults=True):

@@ -119,6 +119,18 @@ class VerificationInput(Body, kw_only=True):
 class DeliveryInput(Body, kw_only=True):
     timeout_seconds: Annotated[int, Meta(ge=1, le=3600)] = 30
     outcome_deadline_seconds: Annotated[int, Meta(ge=1, le=86400)] | None = 300
+    max_concurrency: (
+        Annotated[
+            int,
+            Meta(
+                ge=1,
+                le=1000,
+                description="cuefast: at most this many of the cue's delivery attempts in flight at once "
+                "(across every dispatcher; the others wait, pending, in order); null removes the cap",
+            ),
+        ]
+        | None
+    ) = None
 
 
 class AlertsInput(Body, kw_only=True):

@@ -64,6 +64,8 @@ class Verification(Model, kw_only=True):
 class Delivery(Model, kw_only=True):
     timeout_seconds: int = 30
     outcome_deadline_seconds: int | None = None
+    max_concurrency: int | None = None
+    """cuefast: the cue's concurrency cap (absent from the response when none)"""
 
 
 class AlertConfig(Model, kw_only=True):

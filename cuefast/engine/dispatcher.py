@@ -36,16 +36,16 @@ the host has been congested (1–30 s). So a stuck host costs Redis round trips 
 decreasing rate, never the dispatcher's capacity, and its work is not lost if this
 process dies (the lease would expire as usual).
 
+A cue's ``delivery.max_concurrency`` is enforced in the scripts, not here (lib/cue_cap.lua):
+an execution over its cap is answered QUEUED and its entry dropped; it waits pending.
+
 Graceful stop (``close``). Attempts leased but not sent (queued behind a host, or not
 started) are released at once with a fresh outbox entry: another dispatcher delivers them
-immediately, not after the stale window. Requests already sent are awaited for
-``CUEFAST_DELIVERY_SHUTDOWN_GRACE_SECONDS``; those still running then are cancelled and
-released the same way. Such a request may already have reached the receiver, so it can
-be delivered twice — with the same execution id and attempt number, exactly what stale
-recovery would do minutes later; at-least-once allows it and cutting off is better than
-being killed with the lease held. A release only applies while the attempt still holds
-the very lease it took (checked in the script), so an attempt meanwhile taken over as
-stale, or already recorded, is never touched.
+immediately. Requests already sent are awaited for ``CUEFAST_DELIVERY_SHUTDOWN_GRACE_SECONDS``;
+those still running then are cancelled and released the same way. Such a request may have
+reached the receiver, so it can be delivered twice — same execution id and attempt number,
+as stale recovery would; at-least-once allows it. A release only applies while the attempt
+still holds the very lease it took (checked in the script).
 """
 
 from __future__ import annotations
@@ -76,8 +76,7 @@ from cuefast.times import fmt_offset
 log = logging.getLogger(__name__)
 
 decode_config = functools.lru_cache(maxsize=4096)(CONFIG_DECODER.decode)
-"""a lease's config JSON → CueConfig, memoised (a burst's executions share few configs: ~0.3 µs
-instead of ~3.5 µs per attempt); the CueConfig is shared, and nothing here changes it"""
+"""a lease's config JSON → CueConfig, memoised (~0.3 µs instead of ~3.5 µs); shared, never changed"""
 
 
 QUEUED, WAITING, SENDING, FINISHING = range(4)
@@ -85,10 +84,9 @@ QUEUED, WAITING, SENDING, FINISHING = range(4)
 sent (or being sent); result being recorded."""
 
 SEND_MARGIN_US = 30_000_000
-"""An attempt is sent only with at least its timeout plus this much lease left (its lease is
-max(CUEFAST_WEBHOOK_STALE_SECONDS, timeout + 60 s) when taken); one that waited longer behind a
-busy host is given a fresh lease first, so a request can never still be open when another
-dispatcher may take the execution over."""
+"""An attempt is sent only with at least its timeout plus this much lease left; one that waited
+longer behind a busy host is given a fresh lease first, so a request can never still be open
+when another dispatcher may take the execution over."""
 
 UNSIGNED_RETRY_US = 1_000_000  # an attempt that cannot be signed (its shard is down) waits this long
 HOST_WAIT_S = 1.0
@@ -431,7 +429,7 @@ class Dispatcher:
             if eid:
                 by_partition.setdefault(p, []).append((entry_id, eid))
             else:
-                await self.store.delivery.ack(p, entry_id)
+                await self.store.delivery.ack([(p, entry_id)])
         started = await self.store.delivery.start(
             {p: [eid for _, eid in items] for p, items in by_partition.items()},
             now,
@@ -439,15 +437,17 @@ class Dispatcher:
             stale_s=self.settings.webhook_stale_seconds,
         )
         attempts: list[_Attempt] = []
+        drop: list[tuple[int, str]] = []  # gone, or QUEUED behind its cue's cap (a permit re-queues it)
         for p, items in by_partition.items():
             if p not in started:  # its node is down: the entries stay pending (taken over as stale)
                 continue
             for (entry_id, eid), res in zip(items, started[p], strict=True):
                 if isinstance(res, Lease):
                     attempts.append(_Attempt(p, entry_id, eid, res, now))
-                elif res is Status.NOT_FOUND:
-                    await self.store.delivery.ack(p, entry_id)
+                elif res is Status.NOT_FOUND or res is Status.QUEUED:
+                    drop.append((p, entry_id))
                 # BUSY: a live attempt elsewhere holds it; the entry stays pending
+        await self.store.delivery.ack(drop)
         secrets = await self.store.accounts.webhook_secrets([a.account for a in attempts])
         unsigned = [a for a in attempts if a.account in secrets and secrets[a.account] is None]
         if unsigned:  # its account's shard is down (Redis Cluster): handed back for a second

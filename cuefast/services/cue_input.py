@@ -291,9 +291,20 @@ def _int_section(
     return out
 
 
+MAX_CONCURRENCY = 1000
+"""the largest ``delivery.max_concurrency`` (a cap's permits are one zset in the cue's slot)"""
+
+
 def _delivery(c: Checker, value: Any) -> dict[str, Any] | Any:
     return _int_section(
-        c, "delivery", value, (("timeout_seconds", 3600, False), ("outcome_deadline_seconds", 86400, True))
+        c,
+        "delivery",
+        value,
+        (
+            ("timeout_seconds", 3600, False),
+            ("outcome_deadline_seconds", 86400, True),
+            ("max_concurrency", MAX_CONCURRENCY, True),
+        ),
     )
 
 

@@ -40,6 +40,7 @@ from cuefast.models import (
     Account,
     Callback,
     CueConfig,
+    Delivery,
     OnFailure,
     Retry,
     Schedule,
@@ -97,6 +98,17 @@ def _verification(v: Verification) -> dict[str, Any]:
     return {"mode": v.mode, "checks": msgspec.to_builtins(v.checks)}
 
 
+def _delivery(d: Delivery) -> dict[str, Any]:
+    """The cue's ``delivery``: the contract's two fields, and cuefast's cap when it has one."""
+    out: dict[str, Any] = {
+        "timeout_seconds": d.timeout_seconds,
+        "outcome_deadline_seconds": d.outcome_deadline_seconds,
+    }
+    if d.max_concurrency is not None:
+        out["max_concurrency"] = d.max_concurrency
+    return out
+
+
 def render_cue(
     h: dict[str, str], cfg: CueConfig | None = None, *, warning: str | None = None
 ) -> dict[str, Any]:
@@ -132,12 +144,7 @@ def render_cue(
             "pause": cfg.on_failure.pause,
         },
         "verification": None if cfg.verification is None else _verification(cfg.verification),
-        "delivery": None
-        if cfg.delivery is None
-        else {
-            "timeout_seconds": cfg.delivery.timeout_seconds,
-            "outcome_deadline_seconds": cfg.delivery.outcome_deadline_seconds,
-        },
+        "delivery": None if cfg.delivery is None else _delivery(cfg.delivery),
         "alerts": None
         if cfg.alerts is None
         else {

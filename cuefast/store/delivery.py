@@ -125,10 +125,14 @@ class Delivery(GroupStreams):
             if fields and "e" in fields
         ]
 
-    async def ack(self, p: int, entry_id: str) -> None:
-        async with self.wire.pipeline() as pipe:  # one key, in order on one connection
-            pipe.xack(self.keys.outbox(p), self.GROUP, entry_id)
-            pipe.xdel(self.keys.outbox(p), entry_id)
+    async def ack(self, entries: Sequence[tuple[int, str]]) -> None:
+        """Acknowledge and delete these (partition, stream entry id) outbox entries (one pipeline)."""
+        if not entries:
+            return
+        async with self.wire.pipeline() as pipe:  # in order per key
+            for p, entry_id in entries:
+                pipe.xack(self.keys.outbox(p), self.GROUP, entry_id)
+                pipe.xdel(self.keys.outbox(p), entry_id)
             await pipe.execute()
 
     async def start(

@@ -16,8 +16,12 @@
      triggered_by, cue's schedule summary (sch), lease expiry µs (the token delivery_finish,
      delivery_extend and delivery_release must present), timeout s}
     | {NOT_FOUND, …} not deliverable (gone, finished, not webhook): drop the stream entry
-    | {BUSY, …} another attempt holds a live lease: leave the entry pending ]]
+    | {BUSY, …} another attempt holds a live lease: leave the entry pending
+    | {QUEUED, …} its cue's delivery.max_concurrency is reached: it stays pending on the cue's
+      waiting list (lib/cue_cap.lua), and a freed permit gives it a fresh outbox entry: drop this
+      one ]]
 --!include dirty
+--!include cue_cap
 --!include one_time
 --!include exec_index
 local now, pfx = tonumber(ARGV[1]), ARGV[2]
@@ -52,7 +56,7 @@ for i = 5, #ARGV do
   elseif st ~= 'pending' and st ~= 'retry_ready' then
     code = STATUS.NOT_FOUND
   end
-  local cfg, c = nil, nil
+  local cfg, c, cap = nil, nil, nil
   if code == STATUS.OK then
     local ck = pfx .. 'cue:' .. e[3]
     cfg = redis.call('GET', ck .. ':cfg')  -- "<config JSON>" [+ "\n<payload JSON>"]
@@ -62,6 +66,15 @@ for i = 5, #ARGV do
       local nl = string.find(cfg, '\n', 1, true)
       if nl then cfg = string.sub(cfg, 1, nl - 1) end
       c = redis.call('HMGET', ck, 'name', 'sch')
+      cap = cap_of(cfg)
+      if cap then
+        if recovered then  -- an attempt taken over keeps (or, restored, retakes) its permit
+          redis.call('ZADD', pfx .. 'cap:' .. e[3], now_s, eid)
+          redis.call('HSET', ek, 'cp', '1')
+        elseif not cap_admit(pfx, e[3], eid, cap, now) then
+          code = STATUS.QUEUED
+        end
+      end
     end
   end
   if code ~= STATUS.OK then
@@ -79,6 +92,7 @@ for i = 5, #ARGV do
     local timeout = timeout_of(cfg)
     local lease = string.format('%.0f', now + math.max(floor_s, timeout + 60) * 1000000)
     redis.call('ZADD', KEYS[1], lease, eid)
+    if cap then redis.call('ZADD', pfx .. 'cap:' .. e[3], lease, eid) end  -- checked after it
     local row = {STATUS.OK, e[3], e[4], e[5] or '0', e[6], cfg, c[1], e[7], triggered_by(e[8]), c[2], lease,
       timeout}
     for _, v in ipairs(row) do out[#out + 1] = v end
