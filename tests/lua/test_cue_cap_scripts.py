@@ -12,14 +12,12 @@ from cuefast.store import Status, Store
 from cuefast.store.delivery import AttemptResult, Lease, ReleasedAttempt
 from tests.lua.seed import ACCT, CUE, NOW, S, put_cue, put_execution, stream_ids
 
-CAP1 = '{"delivery":{"outcome_deadline_seconds":null,"max_concurrency":1}}'
-"""a stored config: at most one attempt in flight, no outcome deadline"""
-
 
 def cfg(cap: int | None) -> str:
+    """A stored config: at most ``cap`` attempts in flight (None: no cap), no outcome deadline."""
     if cap is None:
         return '{"delivery":{"outcome_deadline_seconds":null}}'
-    return '{"delivery":{"outcome_deadline_seconds":null,"max_concurrency":%d}}' % cap
+    return '{"delivery":{"outcome_deadline_seconds":null,"max_concurrency":' + str(cap) + "}}"
 
 
 async def pending(store: Store, n: int, cap: int | None = 1) -> tuple[int, list[str]]:
@@ -152,7 +150,9 @@ async def test_a_hand_back_keeps_the_permit_for_the_requeued_attempt(store: Stor
     lease = await start(store, p, e1)
     assert isinstance(lease, Lease)
     assert await start(store, p, e2) is Status.QUEUED
-    assert await store.delivery.release(p, [ReleasedAttempt(e1, "", lease.lease_until, NOW)], NOW) == ["pending"]
+    assert await store.delivery.release(p, [ReleasedAttempt(e1, "", lease.lease_until, NOW)], NOW) == [
+        "pending"
+    ]
     assert await state(store, p) == ([e1], [e2])
     assert await stream_ids(store, k.outbox(p)) == [e1]
     assert isinstance(await start(store, p, e1), Lease)  # it starts again under its permit

@@ -1,0 +1,150 @@
+"""A cue's ``delivery.max_concurrency`` end to end: the API takes and shows it, and two
+dispatchers sharing the outbox never have more of the cue's attempts in flight than the cap
+(real receiver on 127.0.0.1; on one server and on the Redis Cluster)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import web
+
+from cuefast.engine.dispatcher import Dispatcher
+from tests.conftest import assert_error
+from tests.test_dispatcher import Receiver, env, settings, webhook_cue
+from tests.test_dispatcher_hosts import until
+from tests.test_fire import fire
+
+__all__ = ["env", "settings"]
+
+
+class SlowReceiver(Receiver):
+    """Answers 200 after ``delay`` s, counting each cue's requests open at once."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+        self.open: dict[str, int] = {}
+        self.most: dict[str, int] = {}
+        self.order: list[str] = []
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        cue = request.headers["X-CueAPI-Cue-Id"]
+        self.open[cue] = self.open.get(cue, 0) + 1
+        self.most[cue] = max(self.most.get(cue, 0), self.open[cue])
+        self.order.append(json.loads(await request.read())["execution_id"])
+        try:
+            await asyncio.sleep(self.delay)  # the slow receiver itself, not a synchronisation
+        finally:
+            self.open[cue] -= 1
+        return web.json_response({"ok": True})
+
+
+async def test_max_concurrency_is_validated_shown_and_patched(env: Any) -> None:
+    api, _, _, _, receiver = env
+    key = await api.register()
+    cue = await webhook_cue(api, key, receiver.url, delivery={"max_concurrency": 2})
+    assert cue["delivery"] == {"timeout_seconds": 30, "outcome_deadline_seconds": 300, "max_concurrency": 2}
+    plain = await webhook_cue(api, key, receiver.url, name="plain", delivery={"timeout_seconds": 5})
+    assert plain["delivery"] == {"timeout_seconds": 5, "outcome_deadline_seconds": 300}  # no key: no cap
+    res = await api.request("PATCH", f"/v1/cues/{cue['id']}", key, json={"delivery": {"timeout_seconds": 9}})
+    assert res.json()["delivery"]["max_concurrency"] == 2  # merged per sub-field
+    res = await api.request(
+        "PATCH", f"/v1/cues/{cue['id']}", key, json={"delivery": {"max_concurrency": None}}
+    )
+    assert res.json()["delivery"] == {"timeout_seconds": 9, "outcome_deadline_seconds": 300}
+    for bad in (0, 1001, "2", 1.5):
+        res = await api.request(
+            "POST",
+            "/v1/cues",
+            key,
+            json={
+                "name": f"bad-{bad}",
+                "schedule": {"type": "recurring", "cron": "* * * * *"},
+                "callback": {"url": receiver.url},
+                "delivery": {"max_concurrency": bad},
+            },
+        )
+        assert_error(res, 422, "validation_error")
+
+
+async def test_two_dispatchers_never_exceed_the_cap_and_deliver_in_order(env: Any) -> None:
+    api, clock, _, _, _ = env
+    slow = SlowReceiver(0.15)
+    await slow.start()
+    settings = api.rt.settings
+    dispatchers = [Dispatcher(api.rt.store, settings, clock, api.rt.webhooks) for _ in range(2)]
+    stop = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        key = await api.register()
+        cue = await webhook_cue(
+            api, key, slow.url, delivery={"max_concurrency": 1, "outcome_deadline_seconds": None}
+        )
+        other = await webhook_cue(
+            api, key, slow.url, name="uncapped", delivery={"outcome_deadline_seconds": None}
+        )
+        fired = [(await fire(api, key, cue["id"]))["id"] for _ in range(6)]
+        for _ in range(3):
+            await fire(api, key, other["id"])
+        tasks = [asyncio.create_task(d.run(stop, block_ms=50)) for d in dispatchers]
+
+        async def done() -> bool:
+            res = await api.request("GET", "/v1/executions?limit=100", key)
+            rows = res.json()["executions"]
+            return len(rows) == 9 and all(e["status"] == "success" for e in rows)
+
+        await until(done, 30, "every execution to be delivered")
+        capped = [e for e in slow.order if e in fired]
+        assert capped == fired  # one at a time, in the order they were queued
+        assert len(slow.order) == 9
+        assert slow.most[cue["id"]] == 1
+        k = api.rt.keys
+        p = k.cue_partition(cue["id"])
+        redis = api.rt.store.redis
+        assert await redis.zcard(f"{k.part(p)}:cap:{cue['id']}") == 0  # every permit given back
+        assert await redis.llen(f"{k.part(p)}:capq:{cue['id']}") == 0
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert slow.runner is not None
+        await slow.runner.cleanup()
+
+
+async def test_waiting_executions_stay_pending(env: Any) -> None:
+    """Over the cap an execution is listed ``pending`` (no attempt) until a permit frees."""
+    api, _, _, dispatcher, receiver = env
+    receiver.mode = "block"
+    key = await api.register()
+    cue = await webhook_cue(
+        api, key, receiver.url, delivery={"max_concurrency": 1, "outcome_deadline_seconds": None}
+    )
+    ids = [(await fire(api, key, cue["id"]))["id"] for _ in range(3)]
+    stop = asyncio.Event()
+    task = asyncio.create_task(dispatcher.run(stop, block_ms=50))
+    try:
+
+        async def one_sent() -> bool:
+            return len(receiver.requests) == 1
+
+        await until(one_sent, 10, "the first attempt to reach the receiver")
+
+        async def statuses() -> list[str]:
+            return [(await api.request("GET", f"/v1/executions/{i}", key)).json()["status"] for i in ids]
+
+        async def queued() -> bool:
+            return await statuses() == ["delivering", "pending", "pending"]
+
+        await until(queued, 10, "the others to wait pending")
+        receiver.mode = "ok"
+        receiver.unblock.set()
+
+        async def all_done() -> bool:
+            return await statuses() == ["success"] * 3
+
+        await until(all_done, 10, "the waiters to be delivered")
+        assert len(receiver.requests) == 3
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
