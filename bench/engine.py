@@ -1,4 +1,4 @@
-"""Engine benchmarks (issue 3): ``./dev bench engine {materialize,deliver,lateness,memory}``.
+"""Engine benchmarks (issue 3): ``./dev bench engine {materialize,deliver,deliver-caps,lateness,memory}``.
 
 All run against the local Redis (``CUEFAST_REDIS_URL`` overrides) under a fresh key
 prefix that is deleted afterwards. Cues are written straight into Redis with the same
@@ -28,7 +28,7 @@ from cuefast.engine.dispatcher import Dispatcher
 from cuefast.engine.scheduler import Scheduler
 from cuefast.engine.webhooks import Webhooks
 from cuefast.ids import new_account_id, new_cue_id
-from cuefast.models import Callback, CueConfig, Retry, Schedule
+from cuefast.models import Callback, CueConfig, Delivery, Retry, Schedule
 from cuefast.services.cues import new_cue_fields
 from cuefast.store import Store, connect
 from cuefast.store.executions import index_members
@@ -54,19 +54,29 @@ def _url() -> str:
 
 
 async def seed_cues(
-    store: Store, n: int, *, cron: str, transport: str, url: str, due: int, step_us: int = 0
+    store: Store,
+    n: int,
+    *,
+    cron: str,
+    transport: str,
+    url: str,
+    due: int,
+    step_us: int = 0,
+    cap: int | None = None,
 ) -> tuple[str, list[str]]:
     """``n`` active cues of one account, all due at ``due``; returns (account id, cue ids).
     With ``step_us`` they are one-time cues instead, cue ``i`` at ``due + i * step_us``.
 
     Each is a realistic cue, written with the fields and scripts a create uses (name
     reservation, then ``cues_create``): a name, a cron with a timezone, a webhook URL, a small
-    payload and a retry config."""
+    payload and a retry config (and with ``cap`` a ``delivery.max_concurrency``, no outcome
+    deadline)."""
     account = new_account_id()
     config = CueConfig(
         schedule=Schedule(type="recurring", cron=cron, timezone="America/New_York"),
         callback=Callback(url=url),
         retry=Retry(max_attempts=5, backoff_minutes=[1, 5, 30]),
+        delivery=None if cap is None else Delivery(max_concurrency=cap, outcome_deadline_seconds=None),
     )
     payload = b'{"task":"daily-digest","channel":"ops","limit":20}'
     ids = [new_cue_id() for _ in range(n)]
@@ -183,7 +193,14 @@ def _free_port() -> int:
 
 @contextlib.asynccontextmanager
 async def webhook_setup(
-    args: argparse.Namespace, prefix: str, *, n: int, cron: str, due: int, step_us: int = 0
+    args: argparse.Namespace,
+    prefix: str,
+    *,
+    n: int,
+    cron: str,
+    due: int,
+    step_us: int = 0,
+    cap: int | None = None,
 ) -> AsyncIterator[tuple[Store, Settings, str]]:
     """A receiver process logging each request, a store, and ``n`` webhook cues to it due
     at ``due`` (or spread, see ``seed_cues``); yields (store, settings, receiver log path)."""
@@ -195,7 +212,7 @@ async def webhook_setup(
     await store.preload()
     try:
         url = f"http://127.0.0.1:{port}/hook"
-        await seed_cues(store, n, cron=cron, transport="webhook", url=url, due=due, step_us=step_us)
+        await seed_cues(store, n, cron=cron, transport="webhook", url=url, due=due, step_us=step_us, cap=cap)
         yield store, settings, log_path
     finally:
         receiver.terminate()
@@ -221,8 +238,30 @@ class _LineCounter:
 
 
 async def bench_deliver(args: argparse.Namespace, prefix: str) -> None:
+    await _deliver(args, prefix)
+
+
+async def bench_deliver_caps(args: argparse.Namespace, prefix: str) -> None:
+    """``deliver`` without and with a ``delivery.max_concurrency`` of ``--cap`` on every cue,
+    alternated for ``--rounds`` rounds in this one run (each round on fresh cues): the cost of
+    taking and giving back a permit per attempt when the cap does not bind (one execution per
+    cue), as the ratio of the medians."""
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    for r in range(args.rounds):
+        for capped in (False, True):
+            sub = f"{prefix}:{r}{'c' if capped else 'n'}"
+            rates[capped].append(await _deliver(args, sub, cap=args.cap if capped else None))
+            cleanup(sub)
+    plain, capped_rate = statistics.median(rates[False]), statistics.median(rates[True])
+    print(
+        f"deliver-caps: median {plain:,.0f}/s without a cap, {capped_rate:,.0f}/s with max_concurrency "
+        f"{args.cap} on every cue: ratio {capped_rate / plain:.3f} ({args.rounds} rounds each, alternated)"
+    )
+
+
+async def _deliver(args: argparse.Namespace, prefix: str, cap: int | None = None) -> float:
     due = SystemClock().now_us() - 1_000_000
-    async with webhook_setup(args, prefix, n=args.executions, cron="0 0 1 1 *", due=due) as (
+    async with webhook_setup(args, prefix, n=args.executions, cron="0 0 1 1 *", due=due, cap=cap) as (
         store,
         settings,
         log_path,
@@ -248,8 +287,9 @@ async def bench_deliver(args: argparse.Namespace, prefix: str) -> None:
         print(
             f"deliver: {done} webhooks in {dt:.2f} s = {done / dt:,.0f}/s, dispatcher CPU "
             f"{cpu * 1e6 / max(done, 1):.0f} µs/webhook (one dispatcher, concurrency {args.concurrency}, "
-            f"per host {dispatcher.per_host})"
+            f"per host {dispatcher.per_host}{'' if cap is None else f', max_concurrency {cap} per cue'})"
         )
+        return done / dt
 
 
 async def bench_lateness(args: argparse.Namespace, prefix: str) -> None:
@@ -360,7 +400,9 @@ async def bench_memory(args: argparse.Namespace, prefix: str) -> None:
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="./dev bench engine")
-    parser.add_argument("what", choices=["materialize", "deliver", "lateness", "memory"])
+    parser.add_argument("what", choices=["materialize", "deliver", "deliver-caps", "lateness", "memory"])
+    parser.add_argument("--cap", type=int, default=1, help="deliver-caps: each cue's max_concurrency")
+    parser.add_argument("--rounds", type=int, default=3, help="deliver-caps: rounds of each variant")
     parser.add_argument("--cues", type=int, default=100_000)
     parser.add_argument("--executions", type=int, default=20_000)
     parser.add_argument("--rate", type=int, default=1000, help="cues firing every second (lateness)")
@@ -374,6 +416,7 @@ def main(argv: list[str]) -> None:
     runner: dict[str, Any] = {
         "materialize": bench_materialize,
         "deliver": bench_deliver,
+        "deliver-caps": bench_deliver_caps,
         "lateness": bench_lateness,
         "memory": bench_memory,
     }
