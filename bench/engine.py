@@ -241,25 +241,37 @@ async def bench_deliver(args: argparse.Namespace, prefix: str) -> None:
     await _deliver(args, prefix)
 
 
+def _redis_cpu_s() -> float:
+    """The Redis server's CPU time so far (user + sys, s): its work per delivery, which other
+    processes on the box do not inflate the way they do wall-clock rates."""
+    info = sync_redis.Redis.from_url(_url()).info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
 async def bench_deliver_caps(args: argparse.Namespace, prefix: str) -> None:
     """``deliver`` without and with a ``delivery.max_concurrency`` of ``--cap`` on every cue,
     alternated for ``--rounds`` rounds in this one run (each round on fresh cues): the cost of
     taking and giving back a permit per attempt when the cap does not bind (one execution per
     cue), as the ratio of the medians."""
     rates: dict[bool, list[float]] = {False: [], True: []}
+    redis_us: dict[bool, list[float]] = {False: [], True: []}
     for r in range(args.rounds):
         for capped in (False, True):
             sub = f"{prefix}:{r}{'c' if capped else 'n'}"
-            rates[capped].append(await _deliver(args, sub, cap=args.cap if capped else None))
+            rate, per = await _deliver(args, sub, cap=args.cap if capped else None)
+            rates[capped].append(rate)
+            redis_us[capped].append(per)
             cleanup(sub)
     plain, capped_rate = statistics.median(rates[False]), statistics.median(rates[True])
+    plain_us, capped_us = statistics.median(redis_us[False]), statistics.median(redis_us[True])
     print(
-        f"deliver-caps: median {plain:,.0f}/s without a cap, {capped_rate:,.0f}/s with max_concurrency "
-        f"{args.cap} on every cue: ratio {capped_rate / plain:.3f} ({args.rounds} rounds each, alternated)"
+        f"deliver-caps ({args.rounds} rounds each, alternated; max_concurrency {args.cap} on every cue): "
+        f"median {plain:,.0f}/s without, {capped_rate:,.0f}/s with a cap: ratio {capped_rate / plain:.3f}; "
+        f"Redis CPU {plain_us:.1f} vs {capped_us:.1f} µs/webhook: ratio {capped_us / plain_us:.3f}"
     )
 
 
-async def _deliver(args: argparse.Namespace, prefix: str, cap: int | None = None) -> float:
+async def _deliver(args: argparse.Namespace, prefix: str, cap: int | None = None) -> tuple[float, float]:
     due = SystemClock().now_us() - 1_000_000
     async with webhook_setup(args, prefix, n=args.executions, cron="0 0 1 1 *", due=due, cap=cap) as (
         store,
@@ -272,6 +284,7 @@ async def _deliver(args: argparse.Namespace, prefix: str, cap: int | None = None
         dispatcher = Dispatcher(store, bounded, SystemClock(), webhooks, per_host=args.per_host)
         stop = asyncio.Event()
         received = _LineCounter(log_path)
+        redis_cpu0 = _redis_cpu_s()
         t0, cpu0 = time.perf_counter(), time.process_time()
         task = asyncio.create_task(dispatcher.run(stop, block_ms=100))
         while True:
@@ -281,15 +294,17 @@ async def _deliver(args: argparse.Namespace, prefix: str, cap: int | None = None
                 break
         received.close()
         dt, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        redis_us = (_redis_cpu_s() - redis_cpu0) * 1e6 / max(done, 1)
         stop.set()
         await task
         await webhooks.close()
         print(
             f"deliver: {done} webhooks in {dt:.2f} s = {done / dt:,.0f}/s, dispatcher CPU "
-            f"{cpu * 1e6 / max(done, 1):.0f} µs/webhook (one dispatcher, concurrency {args.concurrency}, "
+            f"{cpu * 1e6 / max(done, 1):.0f} µs/webhook, Redis CPU {redis_us:.1f} µs/webhook "
+            f"(one dispatcher, concurrency {args.concurrency}, "
             f"per host {dispatcher.per_host}{'' if cap is None else f', max_concurrency {cap} per cue'})"
         )
-        return done / dt
+        return done / dt, redis_us
 
 
 async def bench_lateness(args: argparse.Namespace, prefix: str) -> None:

@@ -440,6 +440,11 @@ class CueService:
             raise CueNotFound()
         return h
 
+    async def cap_state(self, cue_id: str) -> tuple[int, int]:
+        """(attempts holding a permit, executions waiting for one) of a cue with a
+        ``delivery.max_concurrency`` (the caller has checked the cue is the account's)."""
+        return await self.store.delivery.cap_state(cue_id)
+
     async def get(
         self, account: Account, cue_id: str, execution_limit: int, execution_offset: int
     ) -> dict[str, Any]:

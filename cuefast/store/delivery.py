@@ -249,6 +249,15 @@ class Delivery(GroupStreams):
         res = await self.scripts.run(RELEASE, [k.leases(p), k.outbox(p), k.delayed(p)], args)
         return [str(v) if v else None for v in res]
 
+    async def cap_state(self, cue_id: str) -> tuple[int, int]:
+        """A cue's ``delivery.max_concurrency`` now: (permits held, executions waiting for one)."""
+        base = f"{self.keys.part(self.keys.cue_partition(cue_id))}:"
+        async with self.wire.pipeline() as pipe:
+            pipe.zcard(f"{base}cap:{cue_id}")
+            pipe.execute_command("LLEN", f"{base}capq:{cue_id}")
+            held, waiting = await pipe.execute()
+        return int(held), int(waiting)
+
     async def stale_attempts(self, now_us: int) -> int:
         """Webhook attempts whose lease expired (a dispatcher died mid-delivery, §11.4)."""
         async with self.wire.pipeline() as pipe:  # follows ASK while a slot migrates

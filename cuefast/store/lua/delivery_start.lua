@@ -44,7 +44,7 @@ end
 for i = 5, #ARGV do
   local eid = ARGV[i]
   local ek = pfx .. 'exec:' .. eid
-  local e = redis.call('HMGET', ek, 'st', 'tr', 'cue', 'sf', 'att', 'pl', 'acct', 'tb', 'sa', 'la')
+  local e = redis.call('HMGET', ek, 'st', 'tr', 'cue', 'sf', 'att', 'pl', 'acct', 'tb', 'sa', 'la', 'cp')
   local st = e[1]
   local code = STATUS.OK
   local recovered = false
@@ -67,13 +67,10 @@ for i = 5, #ARGV do
       if nl then cfg = string.sub(cfg, 1, nl - 1) end
       c = redis.call('HMGET', ck, 'name', 'sch')
       cap = cap_of(cfg)
-      if cap then
-        if recovered then  -- an attempt taken over keeps (or, restored, retakes) its permit
-          redis.call('ZADD', pfx .. 'cap:' .. e[3], now_s, eid)
-          redis.call('HSET', ek, 'cp', '1')
-        elseif not cap_admit(pfx, e[3], eid, cap, now) then
-          code = STATUS.QUEUED
-        end
+      -- a holder (granted, handed back, or taken over as stale) keeps its permit; a restored
+      -- attempt in flight retakes one (the cap may be passed once); the others are judged
+      if cap and not recovered and e[11] ~= '1' and not cap_admit(pfx, e[3], eid, cap, now, e[11]) then
+        code = STATUS.QUEUED
       end
     end
   end
@@ -85,14 +82,18 @@ for i = 5, #ARGV do
       redis.call('HSET', ek, 'em', 'Recovered from stale delivering state after ' ..
         string.format('%d', math.floor((now - last) / 1000000)) .. 's')
     end
-    redis.call('HSET', ek, 'st', 'delivering', 'la', now_s, 'ua', now_s)
+    if cap then
+      redis.call('HSET', ek, 'st', 'delivering', 'la', now_s, 'ua', now_s, 'cp', '1')
+    else
+      redis.call('HSET', ek, 'st', 'delivering', 'la', now_s, 'ua', now_s)
+    end
     dirty_at(pfx, 'exec:' .. eid, marks)
     exec_reindex(pfx, eid)
     if not e[9] then redis.call('HSET', ek, 'sa', now_s) end
     local timeout = timeout_of(cfg)
     local lease = string.format('%.0f', now + math.max(floor_s, timeout + 60) * 1000000)
     redis.call('ZADD', KEYS[1], lease, eid)
-    if cap then redis.call('ZADD', pfx .. 'cap:' .. e[3], lease, eid) end  -- checked after it
+    if cap then redis.call('ZADD', pfx .. 'cap:' .. e[3], lease, eid) end  -- the permit, checked after it
     local row = {STATUS.OK, e[3], e[4], e[5] or '0', e[6], cfg, c[1], e[7], triggered_by(e[8]), c[2], lease,
       timeout}
     for _, v in ipairs(row) do out[#out + 1] = v end

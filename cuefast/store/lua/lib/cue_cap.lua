@@ -51,26 +51,30 @@ local function cap_wake(pfx, cue, n, now)
   end
 end
 
--- may `eid` (about to be leased) start under the cap `n`? true: it holds a permit (it had one, or
--- took a free one behind no waiter); false: it joined the waiting list (or was on it already)
-local function cap_admit(pfx, cue, eid, n, now)
-  local ck = pfx .. 'cap:' .. cue
-  if redis.call('ZSCORE', ck, eid) then return true end
-  local ek = pfx .. 'exec:' .. eid
-  if redis.call('HGET', ek, 'cp') == 'w' then  -- a second entry of a waiter: not listed twice,
-    cap_wake(pfx, cue, n, now)                  -- but a permit freed meanwhile is handed out
+local function cap_wait(pfx, cue, eid)
+  redis.call('RPUSH', pfx .. 'capq:' .. cue, eid)
+  redis.call('HSET', pfx .. 'exec:' .. eid, 'cp', 'w')
+  return false
+end
+
+-- may `eid` (about to be leased, holding no permit: its `cp` field is `cp`) start under the cap
+-- `n`? true: a permit is free and no one waits for it — the caller takes it (ZADD to the cap's
+-- zset with its lease, `cp` = '1' with its other fields); false: it joined the waiting list (or
+-- was on it already). Waiters go first: a raised cap lets them through before `eid` is judged.
+local function cap_admit(pfx, cue, eid, n, now, cp)
+  if cp == 'w' then  -- a second entry of a waiter: not listed twice, but a permit freed
+    cap_wake(pfx, cue, n, now)  -- meanwhile is handed out
     return false
   end
-  cap_wake(pfx, cue, n, now)  -- the cap may have been raised: waiters first, in order
-  local qk = pfx .. 'capq:' .. cue
-  if redis.call('LLEN', qk) == 0 and redis.call('ZCARD', ck) >= n then cap_prune(pfx, cue, now) end
-  if redis.call('LLEN', qk) > 0 or redis.call('ZCARD', ck) >= n then
-    redis.call('RPUSH', qk, eid)
-    redis.call('HSET', ek, 'cp', 'w')
-    return false
+  local ck, qk = pfx .. 'cap:' .. cue, pfx .. 'capq:' .. cue
+  if redis.call('LLEN', qk) > 0 then
+    cap_wake(pfx, cue, n, now)
+    if redis.call('LLEN', qk) > 0 then return cap_wait(pfx, cue, eid) end
   end
-  redis.call('ZADD', ck, string.format('%.0f', tonumber(now) + CAP_GRANT_US), eid)
-  redis.call('HSET', ek, 'cp', '1')
+  if redis.call('ZCARD', ck) >= n then
+    cap_prune(pfx, cue, now)
+    if redis.call('ZCARD', ck) >= n then return cap_wait(pfx, cue, eid) end
+  end
   return true
 end
 
@@ -79,6 +83,7 @@ end
 local function cap_release(pfx, cue, eid, now)
   redis.call('ZREM', pfx .. 'cap:' .. cue, eid)
   redis.call('HDEL', pfx .. 'exec:' .. eid, 'cp')
+  if redis.call('LLEN', pfx .. 'capq:' .. cue) == 0 then return end
   local cfg = redis.call('GET', pfx .. 'cue:' .. cue .. ':cfg')
   local n = nil
   if cfg then n = cap_of(cfg) end
