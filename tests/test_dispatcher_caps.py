@@ -54,6 +54,8 @@ async def test_max_concurrency_is_validated_shown_and_patched(env: Any) -> None:
         "PATCH", f"/v1/cues/{cue['id']}", key, json={"delivery": {"max_concurrency": None}}
     )
     assert res.json()["delivery"] == {"timeout_seconds": 9, "outcome_deadline_seconds": 300}
+    schema = (await api.client.get("/openapi.json")).json()["components"]["schemas"]
+    assert "1000" in json.dumps(schema["DeliveryInput"]["properties"]["max_concurrency"])
     for bad in (0, 1001, "2", 1.5):
         res = await api.request(
             "POST",
