@@ -1,6 +1,7 @@
-"""A cue's ``delivery.max_concurrency`` end to end: the API takes and shows it, and two
-dispatchers sharing the outbox never have more of the cue's attempts in flight than the cap
-(real receiver on 127.0.0.1; on one server and on the Redis Cluster)."""
+"""A cue's ``delivery.max_concurrency`` and ``max_per_second`` end to end: the API takes and shows
+them, two dispatchers sharing the outbox never have more of the cue's attempts in flight than the
+cap, and a rate cap spreads a host's attempts (real receivers on 127.0.0.1; on one server and on
+the Redis Cluster)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from typing import Any
 
 from aiohttp import web
 
+from cuefast.clock import SystemClock
 from cuefast.engine.dispatcher import Dispatcher
+from cuefast.engine.scheduler import Scheduler
 from tests.conftest import assert_error
 from tests.test_dispatcher import Receiver, env, settings, webhook_cue
 from tests.test_dispatcher_hosts import until
@@ -150,3 +153,38 @@ async def test_waiting_executions_stay_pending(env: Any) -> None:
     finally:
         stop.set()
         await asyncio.wait_for(task, 10)
+
+
+async def test_a_rate_cap_spreads_a_hosts_attempts_across_dispatchers(env: Any) -> None:
+    """Two cues of one account on one host, ``max_per_second`` 5: their 6 attempts are spaced
+    about 200 ms apart whichever of two dispatchers sends them (refused ones are handed back to
+    their slot, through the delayed set). Real time here: the rate is the point."""
+    api, _, _, _, receiver = env
+    clock = SystemClock()
+    key = await api.register()
+    rate = {"max_per_second": 5, "outcome_deadline_seconds": None}
+    cues = [await webhook_cue(api, key, receiver.url, name=f"r{i}", delivery=rate) for i in range(2)]
+    shown = (await api.request("GET", f"/v1/cues/{cues[0]['id']}", key)).json()["delivery"]
+    assert shown["max_per_second"] == 5
+    for i in range(6):
+        await fire(api, key, cues[i % 2]["id"])
+    settings = api.rt.settings
+    dispatchers = [Dispatcher(api.rt.store, settings, clock, api.rt.webhooks) for _ in range(2)]
+    scheduler = Scheduler(api.rt.store, clock)
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(d.run(stop, block_ms=50)) for d in dispatchers]
+    try:
+
+        async def delivered() -> bool:
+            await scheduler.tick()  # moves handed-back attempts whose slot came back to the outbox
+            return len(receiver.requests) >= 6
+
+        await until(delivered, 30, "every attempt to be sent")
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    times = sorted(r["at"] for r in receiver.requests)
+    assert len(times) == 6
+    assert times[-1] - times[0] >= 5 * 0.2 - 0.15  # five intervals (less the send jitter)
+    rows = (await api.request("GET", "/v1/executions?limit=10", key)).json()["executions"]
+    assert [e["status"] for e in rows] == ["success"] * 6 and all(e["attempts"] == 1 for e in rows)

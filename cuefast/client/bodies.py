@@ -131,6 +131,18 @@ class DeliveryInput(Body, kw_only=True):
         ]
         | None
     ) = None
+    max_per_second: (
+        Annotated[
+            int,
+            Meta(
+                ge=1,
+                le=1000,
+                description="cuefast: the cue's attempts reach its callback host at most this often, evenly "
+                "spaced, in a window per (account, host); null removes the cap",
+            ),
+        ]
+        | None
+    ) = None
 
 
 class AlertsInput(Body, kw_only=True):

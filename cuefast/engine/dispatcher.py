@@ -36,8 +36,8 @@ the host has been congested (1–30 s). So a stuck host costs Redis round trips 
 decreasing rate, never the dispatcher's capacity, and its work is not lost if this
 process dies (the lease would expire as usual).
 
-A cue's ``delivery.max_concurrency`` is enforced in the scripts, not here (lib/cue_cap.lua):
-an execution over its cap is answered QUEUED and its entry dropped; it waits pending.
+A cue's ``delivery.max_concurrency`` is enforced in the scripts (lib/cue_cap.lua: over it,
+QUEUED); its ``max_per_second``, per (account, host), just before sending (engine/rates.py).
 
 Graceful stop (``close``). Attempts leased but not sent (queued behind a host, or not
 started) are released at once with a fresh outbox entry: another dispatcher delivers them
@@ -63,6 +63,7 @@ from collections import deque
 from cuefast import metrics as m
 from cuefast.clock import Clock
 from cuefast.config import Settings
+from cuefast.engine.rates import HostRates
 from cuefast.engine.webhooks import Webhooks, delivery_request, host_key
 from cuefast.models import CONFIG_DECODER, CueConfig
 from cuefast.months import month_of
@@ -84,9 +85,8 @@ QUEUED, WAITING, SENDING, FINISHING = range(4)
 sent (or being sent); result being recorded."""
 
 SEND_MARGIN_US = 30_000_000
-"""An attempt is sent only with at least its timeout plus this much lease left; one that waited
-longer behind a busy host is given a fresh lease first, so a request can never still be open
-when another dispatcher may take the execution over."""
+"""An attempt is sent only with its timeout plus this much lease left (else it gets a fresh lease
+first): no request is still open when another dispatcher may take the execution over."""
 
 UNSIGNED_RETRY_US = 1_000_000  # an attempt that cannot be signed (its shard is down) waits this long
 HOST_WAIT_S = 1.0
@@ -182,6 +182,7 @@ class Dispatcher:
         self.batch = batch
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.outcomes = OutcomeService(store, clock, self.metrics)
+        self.rates = HostRates(store)
         self._slots = asyncio.Semaphore(self.concurrency)
         self._hosts: dict[str, _Host] = {}
         self._tasks: dict[asyncio.Task[None], _Attempt] = {}  # attempts past their host's bound
@@ -466,6 +467,10 @@ class Dispatcher:
         """Send one leased attempt and record its result with the next state."""
         cfg = a.config or decode_config(a.cfg)
         a.phase = SENDING
+        wait = await self.rates.wait_us(a.account, cfg, self.clock.now_us()) if cfg.delivery else 0
+        if wait:  # its host's delivery.max_per_second: handed back until its slot
+            await self._release([(a, self.clock.now_us() + wait)])
+            return None
         if not await self._lease_covers(a):
             self.metrics.inc(m.WEBHOOK_ATTEMPTS, ("superseded",))
             return None  # taken over while it waited: the current holder sends it
@@ -524,8 +529,8 @@ class Dispatcher:
             self.metrics.inc(m.EXECUTIONS_DELIVERED, ("webhook",))
             month = (a.account, month_of(done_at))
             self._usage[month] = self._usage.get(month, 0) + 1
-            if finished.outcome_recorded and body_outcome is not None:
-                await self._count_body_outcome(a, body_outcome.success)
+            if finished.outcome_recorded and body_outcome is not None:  # usage counted by the script
+                self.metrics.inc(m.OUTCOMES, ("true" if body_outcome.success else "false",))
         elif new_status == "failed":
             self.metrics.inc(m.EXECUTIONS_FAILED, ("webhook", "delivery"))
             try:  # usage `outcomes.failed` (§13.1): a final delivery failure, no outcome reported
@@ -548,11 +553,6 @@ class Dispatcher:
             return False
         a.lease_until = held
         return True
-
-    async def _count_body_outcome(self, a: _Attempt, success: bool) -> None:
-        """Metrics of a recorded body outcome (``delivery_finish.lua`` counted it in the monthly
-        usage counters, §13.1, in the call that recorded it: lib/record_outcome.lua)."""
-        self.metrics.inc(m.OUTCOMES, ("true" if success else "false",))
 
     async def _finish(self, p: int, row: AttemptResult) -> Finished:
         """Group commit: results that arrive in the same loop turn share one pipeline (one

@@ -293,6 +293,8 @@ def _int_section(
 
 MAX_CONCURRENCY = 1000
 """the largest ``delivery.max_concurrency`` (a cap's permits are one zset in the cue's slot)"""
+MAX_PER_SECOND = 1000
+"""the largest ``delivery.max_per_second`` (attempts 1 ms apart)"""
 
 
 def _delivery(c: Checker, value: Any) -> dict[str, Any] | Any:
@@ -304,6 +306,7 @@ def _delivery(c: Checker, value: Any) -> dict[str, Any] | Any:
             ("timeout_seconds", 3600, False),
             ("outcome_deadline_seconds", 86400, True),
             ("max_concurrency", MAX_CONCURRENCY, True),
+            ("max_per_second", MAX_PER_SECOND, True),
         ),
     )
 

@@ -99,13 +99,15 @@ def _verification(v: Verification) -> dict[str, Any]:
 
 
 def _delivery(d: Delivery) -> dict[str, Any]:
-    """The cue's ``delivery``: the contract's two fields, and cuefast's cap when it has one."""
+    """The cue's ``delivery``: the contract's two fields, and cuefast's caps when it has them."""
     out: dict[str, Any] = {
         "timeout_seconds": d.timeout_seconds,
         "outcome_deadline_seconds": d.outcome_deadline_seconds,
     }
     if d.max_concurrency is not None:
         out["max_concurrency"] = d.max_concurrency
+    if d.max_per_second is not None:
+        out["max_per_second"] = d.max_per_second
     return out
 
 

@@ -27,6 +27,7 @@ FINISH = Script(
 RELEASE = Script(
     "delivery_release", keys=("leases", "outbox", "delayed"), argv=("now", "prefix", "group"), rest="attempts"
 )
+RATE = Script("delivery_rate", keys=("window",), argv=("now", "interval_us"))
 
 
 class OutboxEntry(NamedTuple):
@@ -96,7 +97,7 @@ class ReleasedAttempt(NamedTuple):
 
 
 class Delivery(GroupStreams):
-    SCRIPTS = (START, EXTEND, FINISH, RELEASE)
+    SCRIPTS = (START, EXTEND, FINISH, RELEASE, RATE)
     GROUP = "dispatchers"
 
     def streams(self) -> list[str]:
@@ -248,6 +249,13 @@ class Delivery(GroupStreams):
             args += [a.execution_id, a.entry_id, a.lease_until, a.requeue_us]
         res = await self.scripts.run(RELEASE, [k.leases(p), k.outbox(p), k.delayed(p)], args)
         return [str(v) if v else None for v in res]
+
+    async def rate(self, account_id: str, host: str, per_second: int, now_us: int) -> tuple[bool, int]:
+        """Take the next send slot of ``host`` for this account under ``per_second`` (one script on
+        the account's slot): (True, when the next one may go) | (False, when this one may go)."""
+        key = self.keys.host_rate(account_id, host)
+        ok, at = await self.scripts.run(RATE, [key], [now_us, 1_000_000 // per_second])
+        return int(ok) == 1, int(at)
 
     async def cap_state(self, cue_id: str) -> tuple[int, int]:
         """A cue's ``delivery.max_concurrency`` now: (permits held, executions waiting for one)."""

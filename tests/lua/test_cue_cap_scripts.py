@@ -172,3 +172,18 @@ async def test_cues_delete_and_restore_executions_drop_what_the_cap_keeps(store:
     assert e2 in await stream_ids(store, k.outbox(p))
     assert await store.cues.delete(CUE, ACCT) is not None
     assert not await store.redis.exists(f"{k.part(p)}:cap:{CUE}", f"{k.part(p)}:capq:{CUE}")
+
+
+async def test_delivery_rate_spaces_a_hosts_attempts_by_the_interval(store: Store) -> None:
+    """delivery_rate: one window per (account, host) on the account's slot; one attempt per
+    interval, a refused one told when it may go (and nothing written for it)."""
+    k = store.keys
+    assert await store.delivery.rate(ACCT, "h:80", 4, NOW) == (True, NOW + S // 4)
+    assert await store.delivery.rate(ACCT, "h:80", 4, NOW + 1) == (False, NOW + S // 4)
+    assert await store.delivery.rate(ACCT, "h:80", 4, NOW + S // 8) == (False, NOW + S // 4)
+    assert await store.delivery.rate(ACCT, "other:80", 4, NOW) == (True, NOW + S // 4)  # per host
+    assert await store.delivery.rate("acct2", "h:80", 4, NOW) == (True, NOW + S // 4)  # per account
+    assert await store.delivery.rate(ACCT, "h:80", 4, NOW + S // 4) == (True, NOW + S // 2)
+    key = k.host_rate(ACCT, "h:80")
+    assert await store.redis.get(key) == str(NOW + S // 2)
+    assert 0 < await store.redis.pttl(key) <= 60_250  # the window outlives its interval, then goes
