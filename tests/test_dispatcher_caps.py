@@ -14,6 +14,7 @@ from aiohttp import web
 from cuefast.clock import SystemClock
 from cuefast.engine.dispatcher import Dispatcher
 from cuefast.engine.scheduler import Scheduler
+from cuefast.engine.webhooks import host_key
 from tests.conftest import assert_error
 from tests.test_dispatcher import Receiver, env, settings, webhook_cue
 from tests.test_dispatcher_hosts import until
@@ -31,16 +32,21 @@ class SlowReceiver(Receiver):
         self.open: dict[str, int] = {}
         self.most: dict[str, int] = {}
         self.order: list[str] = []
+        self.open_all = 0
+        self.most_all = 0
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         cue = request.headers["X-CueAPI-Cue-Id"]
         self.open[cue] = self.open.get(cue, 0) + 1
         self.most[cue] = max(self.most.get(cue, 0), self.open[cue])
+        self.open_all += 1
+        self.most_all = max(self.most_all, self.open_all)
         self.order.append(json.loads(await request.read())["execution_id"])
         try:
             await asyncio.sleep(self.delay)  # the slow receiver itself, not a synchronisation
         finally:
             self.open[cue] -= 1
+            self.open_all -= 1
         return web.json_response({"ok": True})
 
 
@@ -188,3 +194,40 @@ async def test_a_rate_cap_spreads_a_hosts_attempts_across_dispatchers(env: Any) 
     assert times[-1] - times[0] >= 5 * 0.2 - 0.15  # five intervals (less the send jitter)
     rows = (await api.request("GET", "/v1/executions?limit=10", key)).json()["executions"]
     assert [e["status"] for e in rows] == ["success"] * 6 and all(e["attempts"] == 1 for e in rows)
+
+
+async def test_a_host_cap_holds_across_an_accounts_cues_and_two_dispatchers(env: Any) -> None:
+    """``max_concurrency_per_host`` 1 on three cues of one account sharing a slow host: never two
+    requests at the host at once, whichever dispatcher sends; every execution delivered once."""
+    api, clock, _, _, _ = env
+    slow = SlowReceiver(0.1)
+    await slow.start()
+    dispatchers = [Dispatcher(api.rt.store, api.rt.settings, clock, api.rt.webhooks) for _ in range(2)]
+    stop = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        key = await api.register()
+        cap = {"max_concurrency_per_host": 1, "outcome_deadline_seconds": None}
+        cues = [await webhook_cue(api, key, slow.url, name=f"h{i}", delivery=cap) for i in range(3)]
+        assert cues[0]["delivery"]["max_concurrency_per_host"] == 1
+        for i in range(6):
+            await fire(api, key, cues[i % 3]["id"])
+        tasks = [asyncio.create_task(d.run(stop, block_ms=50)) for d in dispatchers]
+
+        async def done() -> bool:
+            rows = (await api.request("GET", "/v1/executions?limit=100", key)).json()["executions"]
+            return len(rows) == 6 and all(e["status"] == "success" for e in rows)
+
+        await until(done, 30, "every execution to be delivered")
+        assert len(slow.order) == 6 and slow.most_all == 1
+        rows = (await api.request("GET", "/v1/executions?limit=100", key)).json()["executions"]
+        assert all(e["attempts"] == 1 for e in rows)
+        owner = (await api.rt.store.cues.get(cues[0]["id"]))["acct"]
+        permits, waiting = api.rt.keys.host_permits(owner, host_key(slow.url))
+        redis = api.rt.store.redis
+        assert await redis.zcard(permits) == 0 and await redis.llen(waiting) == 0  # all given back
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert slow.runner is not None
+        await slow.runner.cleanup()

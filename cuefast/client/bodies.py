@@ -131,6 +131,18 @@ class DeliveryInput(Body, kw_only=True):
         ]
         | None
     ) = None
+    max_concurrency_per_host: (
+        Annotated[
+            int,
+            Meta(
+                ge=1,
+                le=1000,
+                description="cuefast: at most this many attempts in flight to the cue's callback host, "
+                "counted over the account's cues on that host; null removes the cap",
+            ),
+        ]
+        | None
+    ) = None
     max_per_second: (
         Annotated[
             int,

@@ -273,10 +273,8 @@ class Dispatcher:
             await self.close()  # graceful: queued attempts released, sent ones awaited (see close)
 
     def _min_idle_ms(self) -> int:
-        """XAUTOCLAIM's min idle: the lease of an attempt at the default timeout. An entry of a
-        longer-timeout attempt may be claimed earlier: ``delivery_start.lua`` then answers "busy"
-        (its lease is live) and the entry stays pending with its new owner, so a crashed attempt
-        is re-sent at most this long (plus ``reclaim_every``) after its own lease expired."""
+        """XAUTOCLAIM's min idle: the lease at the default timeout (a longer attempt's entry claimed
+        earlier is "busy" and stays pending with its new owner; docs/DESIGN.md "Leases")."""
         return max(self.settings.webhook_stale_seconds, self.settings.webhook_timeout_seconds + 60) * 1000
 
     def _room_left(self) -> int:
@@ -467,13 +465,13 @@ class Dispatcher:
         """Send one leased attempt and record its result with the next state."""
         cfg = a.config or decode_config(a.cfg)
         a.phase = SENDING
-        wait = await self.rates.wait_us(a.account, cfg, self.clock.now_us()) if cfg.delivery else 0
-        if wait:  # its host's delivery.max_per_second: handed back until its slot
-            await self._release([(a, self.clock.now_us() + wait)])
-            return None
         if not await self._lease_covers(a):
             self.metrics.inc(m.WEBHOOK_ATTEMPTS, ("superseded",))
             return None  # taken over while it waited: the current holder sends it
+        now = self.clock.now_us()  # its host's caps (engine/rates.py): refused, handed back until its turn
+        if cfg.delivery and (wait := await self.rates.before(a, cfg, now)):
+            await self._release([(a, now + wait)])
+            return None
         attempt = a.attempts + 1
         body, headers = delivery_request(
             cfg,
@@ -493,6 +491,8 @@ class Dispatcher:
             cfg.callback.url or "", cfg.callback.method, body, headers, a.timeout_s
         )
         a.phase = FINISHING
+        if cfg.delivery and cfg.delivery.max_concurrency_per_host:  # the request is over
+            await self.rates.after(a.account, a.eid, cfg, self.clock.now_us())
         self.metrics.observe_us(m.WEBHOOK_LATENCY, (), (time.perf_counter_ns() - started) // 1000)
         ok = status is not None and 200 <= status < 300
         done_at = self.clock.now_us()

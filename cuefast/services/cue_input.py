@@ -306,6 +306,7 @@ def _delivery(c: Checker, value: Any) -> dict[str, Any] | Any:
             ("timeout_seconds", 3600, False),
             ("outcome_deadline_seconds", 86400, True),
             ("max_concurrency", MAX_CONCURRENCY, True),
+            ("max_concurrency_per_host", MAX_CONCURRENCY, True),
             ("max_per_second", MAX_PER_SECOND, True),
         ),
     )

@@ -106,6 +106,8 @@ def _delivery(d: Delivery) -> dict[str, Any]:
     }
     if d.max_concurrency is not None:
         out["max_concurrency"] = d.max_concurrency
+    if d.max_concurrency_per_host is not None:
+        out["max_concurrency_per_host"] = d.max_concurrency_per_host
     if d.max_per_second is not None:
         out["max_per_second"] = d.max_per_second
     return out

@@ -187,3 +187,62 @@ async def test_delivery_rate_spaces_a_hosts_attempts_by_the_interval(store: Stor
     key = k.host_rate(ACCT, "h:80")
     assert await store.redis.get(key) == str(NOW + S // 2)
     assert 0 < await store.redis.pttl(key) <= 60_250  # the window outlives its interval, then goes
+
+
+class Held:
+    """A leased attempt as the host caps see it (``store.delivery.Attempt``)."""
+
+    def __init__(self, p: int, eid: str, lease_until: int, account: str = ACCT) -> None:
+        self.account, self.p, self.eid, self.lease_until = account, p, eid, lease_until
+
+
+async def host_state(store: Store, host: str = "h:80") -> tuple[list[str], list[str]]:
+    permits, waiting = store.keys.host_permits(ACCT, host)
+    return (
+        sorted(str(m) for m in await store.redis.zrange(permits, 0, -1)),
+        [str(w) for w in await store.redis.lrange(waiting, 0, -1)],
+    )
+
+
+async def test_delivery_host_take_and_give_hold_a_cap_per_account_host_in_order(store: Store) -> None:
+    """delivery_host_take / delivery_host_give on the account's slot, delivery_wake on the
+    partition: over the cap an attempt waits (listed once, in order); a give reserves the room for
+    the oldest waiter and moves it from the delayed zset to its outbox; its attempt then takes the
+    reserved permit."""
+    k = store.keys
+    await store.delivery.ensure_groups()
+    p, (e1, e2, e3) = await pending(store, 3, cap=None)
+    lease = NOW + 90 * S
+    assert await store.delivery.host_take(Held(p, e1, lease), "h:80", 1, NOW)
+    assert not await store.delivery.host_take(Held(p, e2, lease), "h:80", 1, NOW)
+    assert not await store.delivery.host_take(Held(p, e3, lease), "h:80", 1, NOW)
+    assert not await store.delivery.host_take(Held(p, e2, lease), "h:80", 1, NOW + 1)  # listed once
+    assert await host_state(store) == ([e1], [f"{p}|{e2}", f"{p}|{e3}"])
+    assert await store.delivery.host_take(Held(p, e1, lease), "other:80", 1, NOW)  # per host
+    for eid in (e2, e3):  # handed back, re-queued later (the safety net)
+        await store.redis.zadd(k.delayed(p), {eid: NOW + 30 * S})
+    await store.delivery.host_give(ACCT, "h:80", 1, e1, NOW + S)
+    assert await host_state(store) == ([e2], [f"{p}|{e3}"])  # reserved for the oldest waiter
+    assert await stream_ids(store, k.outbox(p)) == [e2]
+    assert await store.redis.zrange(k.delayed(p), 0, -1) == [e3]
+    assert not await store.delivery.host_take(Held(p, e3, lease), "h:80", 1, NOW + S)  # e2's turn
+    assert await store.delivery.host_take(Held(p, e2, lease), "h:80", 1, NOW + S)
+    assert await store.redis.zscore(k.host_permits(ACCT, "h:80")[0], e2) == lease
+    await store.delivery.wake([f"{p}|{e2}"], NOW)  # not in delayed any more: not queued twice
+    assert await stream_ids(store, k.outbox(p)) == [e2]
+
+
+async def test_a_dead_holders_host_permit_expires_with_its_lease(store: Store) -> None:
+    """A dispatcher that took a permit and died never gives it back: it expires at the attempt's
+    lease, and the next take lets the oldest waiter through first."""
+    k = store.keys
+    await store.delivery.ensure_groups()
+    p, (e1, e2, e3) = await pending(store, 3, cap=None)
+    assert await store.delivery.host_take(Held(p, e1, NOW + 90 * S), "h:80", 1, NOW)
+    assert not await store.delivery.host_take(Held(p, e2, NOW + 90 * S), "h:80", 1, NOW)
+    await store.redis.zadd(k.delayed(p), {e2: NOW + 30 * S})
+    assert not await store.delivery.host_take(Held(p, e3, NOW + 90 * S), "h:80", 1, NOW + 89 * S)
+    late = NOW + 91 * S
+    assert not await store.delivery.host_take(Held(p, e3, late + 90 * S), "h:80", 1, late)  # e2 first
+    assert await host_state(store) == ([e2], [f"{p}|{e3}"])
+    assert await stream_ids(store, k.outbox(p)) == [e2]
