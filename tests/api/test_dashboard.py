@@ -311,3 +311,8 @@ async def test_the_cue_page_shows_its_concurrency_cap_and_its_waiters(
     page = (await web.get(f"/dashboard/cues/{cue['id']}")).text
     assert "2 waiting on the cap (pending)" in page
     assert "Concurrency cap" not in (await web.get(f"/dashboard/cues/{plain['id']}")).text
+    hosts = {**CUE, "name": "hosts", "delivery": {"max_concurrency_per_host": 3, "max_per_second": 7}}
+    other = (await api.request("POST", "/v1/cues", key, json=hosts)).json()
+    page = (await web.get(f"/dashboard/cues/{other['id']}")).text
+    assert "at most 3 requests open at its callback host" in page
+    assert "at most 7 attempts per second to its callback host" in page
