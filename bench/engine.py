@@ -62,21 +62,20 @@ async def seed_cues(
     url: str,
     due: int,
     step_us: int = 0,
-    cap: int | None = None,
+    delivery: Delivery | None = None,
 ) -> tuple[str, list[str]]:
     """``n`` active cues of one account, all due at ``due``; returns (account id, cue ids).
     With ``step_us`` they are one-time cues instead, cue ``i`` at ``due + i * step_us``.
 
     Each is a realistic cue, written with the fields and scripts a create uses (name
     reservation, then ``cues_create``): a name, a cron with a timezone, a webhook URL, a small
-    payload and a retry config (and with ``cap`` a ``delivery.max_concurrency``, no outcome
-    deadline)."""
+    payload and a retry config (and ``delivery``, e.g. a cap, when given)."""
     account = new_account_id()
     config = CueConfig(
         schedule=Schedule(type="recurring", cron=cron, timezone="America/New_York"),
         callback=Callback(url=url),
         retry=Retry(max_attempts=5, backoff_minutes=[1, 5, 30]),
-        delivery=None if cap is None else Delivery(max_concurrency=cap, outcome_deadline_seconds=None),
+        delivery=delivery,
     )
     payload = b'{"task":"daily-digest","channel":"ops","limit":20}'
     ids = [new_cue_id() for _ in range(n)]
@@ -200,7 +199,7 @@ async def webhook_setup(
     cron: str,
     due: int,
     step_us: int = 0,
-    cap: int | None = None,
+    delivery: Delivery | None = None,
 ) -> AsyncIterator[tuple[Store, Settings, str]]:
     """A receiver process logging each request, a store, and ``n`` webhook cues to it due
     at ``due`` (or spread, see ``seed_cues``); yields (store, settings, receiver log path)."""
@@ -212,7 +211,9 @@ async def webhook_setup(
     await store.preload()
     try:
         url = f"http://127.0.0.1:{port}/hook"
-        await seed_cues(store, n, cron=cron, transport="webhook", url=url, due=due, step_us=step_us, cap=cap)
+        await seed_cues(
+            store, n, cron=cron, transport="webhook", url=url, due=due, step_us=step_us, delivery=delivery
+        )
         yield store, settings, log_path
     finally:
         receiver.terminate()
@@ -249,31 +250,38 @@ def _redis_cpu_s() -> float:
 
 
 async def bench_deliver_caps(args: argparse.Namespace, prefix: str) -> None:
-    """``deliver`` without and with a ``delivery.max_concurrency`` of ``--cap`` on every cue,
-    alternated for ``--rounds`` rounds in this one run (each round on fresh cues): the cost of
-    taking and giving back a permit per attempt when the cap does not bind (one execution per
-    cue), as the ratio of the medians."""
+    """``deliver`` without and with a cap of ``--cap`` on every cue (``--kind cue``:
+    ``delivery.max_concurrency``; ``host``: ``max_concurrency_per_host``, all cues on the one
+    receiver host, so pick a ``--cap`` above ``--concurrency`` for it not to bind), alternated for
+    ``--rounds`` rounds in this one run (each round on fresh cues): the cost of taking and giving
+    back a permit per attempt when the cap does not bind, as the ratio of the medians."""
+    field = "max_concurrency" if args.kind == "cue" else "max_concurrency_per_host"
+    capped_delivery = Delivery(outcome_deadline_seconds=None, **{field: args.cap})
     rates: dict[bool, list[float]] = {False: [], True: []}
     redis_us: dict[bool, list[float]] = {False: [], True: []}
     for r in range(args.rounds):
         for capped in (False, True):
             sub = f"{prefix}:{r}{'c' if capped else 'n'}"
-            rate, per = await _deliver(args, sub, cap=args.cap if capped else None)
+            rate, per = await _deliver(args, sub, capped_delivery if capped else None)
             rates[capped].append(rate)
             redis_us[capped].append(per)
             cleanup(sub)
     plain, capped_rate = statistics.median(rates[False]), statistics.median(rates[True])
     plain_us, capped_us = statistics.median(redis_us[False]), statistics.median(redis_us[True])
     print(
-        f"deliver-caps ({args.rounds} rounds each, alternated; max_concurrency {args.cap} on every cue): "
+        f"deliver-caps ({args.rounds} rounds each, alternated; {field} {args.cap} on every cue): "
         f"median {plain:,.0f}/s without, {capped_rate:,.0f}/s with a cap: ratio {capped_rate / plain:.3f}; "
         f"Redis CPU {plain_us:.1f} vs {capped_us:.1f} µs/webhook: ratio {capped_us / plain_us:.3f}"
     )
 
 
-async def _deliver(args: argparse.Namespace, prefix: str, cap: int | None = None) -> tuple[float, float]:
+async def _deliver(
+    args: argparse.Namespace, prefix: str, delivery: Delivery | None = None
+) -> tuple[float, float]:
     due = SystemClock().now_us() - 1_000_000
-    async with webhook_setup(args, prefix, n=args.executions, cron="0 0 1 1 *", due=due, cap=cap) as (
+    async with webhook_setup(
+        args, prefix, n=args.executions, cron="0 0 1 1 *", due=due, delivery=delivery
+    ) as (
         store,
         settings,
         log_path,
@@ -302,7 +310,7 @@ async def _deliver(args: argparse.Namespace, prefix: str, cap: int | None = None
             f"deliver: {done} webhooks in {dt:.2f} s = {done / dt:,.0f}/s, dispatcher CPU "
             f"{cpu * 1e6 / max(done, 1):.0f} µs/webhook, Redis CPU {redis_us:.1f} µs/webhook "
             f"(one dispatcher, concurrency {args.concurrency}, "
-            f"per host {dispatcher.per_host}{'' if cap is None else f', max_concurrency {cap} per cue'})"
+            f"per host {dispatcher.per_host}{'' if delivery is None else ', capped'})"
         )
         return done / dt, redis_us
 
@@ -416,7 +424,8 @@ async def bench_memory(args: argparse.Namespace, prefix: str) -> None:
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="./dev bench engine")
     parser.add_argument("what", choices=["materialize", "deliver", "deliver-caps", "lateness", "memory"])
-    parser.add_argument("--cap", type=int, default=1, help="deliver-caps: each cue's max_concurrency")
+    parser.add_argument("--cap", type=int, default=1, help="deliver-caps: the cap on every cue")
+    parser.add_argument("--kind", choices=["cue", "host"], default="cue", help="deliver-caps: which cap")
     parser.add_argument("--rounds", type=int, default=3, help="deliver-caps: rounds of each variant")
     parser.add_argument("--cues", type=int, default=100_000)
     parser.add_argument("--executions", type=int, default=20_000)
