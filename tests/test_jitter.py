@@ -115,7 +115,8 @@ async def test_jitter_out_of_range_or_wrong_type_is_422(env: Any, value: Any, ms
     assert err["message"] == f"body.schedule.jitter_seconds: {msg}"
     assert (await api.request("GET", "/v1/cues", key)).json()["total"] == 0  # nothing written
     cue = await webhook_cue(api, key, receiver.url)
-    res = await api.request("PATCH", f"/v1/cues/{cue['id']}", key, json={"schedule": {"jitter_seconds": value}})
+    patch = {"schedule": {"jitter_seconds": value}}
+    res = await api.request("PATCH", f"/v1/cues/{cue['id']}", key, json=patch)
     assert assert_error(res, 422, "validation_error")["details"][0]["field"] == "body.schedule.jitter_seconds"
 
 
@@ -126,7 +127,12 @@ async def test_jitter_on_the_cue_create_patch_and_clear(env: Any) -> None:
     assert "jitter_seconds" not in plain["schedule"]  # not sent: the cue object as before
     sched = {"type": "recurring", "cron": "* * * * *", "jitter_seconds": 3600}
     cue = await webhook_cue(api, key, receiver.url, name="spread", schedule=sched)
-    assert cue["schedule"] == {"type": "recurring", "timezone": "UTC", "cron": "* * * * *", "jitter_seconds": 3600}
+    assert cue["schedule"] == {
+        "type": "recurring",
+        "timezone": "UTC",
+        "cron": "* * * * *",
+        **{"jitter_seconds": 3600},
+    }
     assert cue["next_run"] == "2031-01-06T09:00:00Z"  # next_run is the slot, not its fire time
     path = f"/v1/cues/{cue['id']}"
     res = await api.request("PATCH", path, key, json={"schedule": {"timezone": "Europe/Paris"}})
