@@ -8,14 +8,20 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import httpx
 import pytest
 
 from cuefast import cron
 from cuefast import metrics as m
-from cuefast.config import Settings
+from cuefast.api import create_app
+from cuefast.api.app import create_litestar
+from cuefast.config import Settings, load_settings
+from cuefast.dashboard import words
 from cuefast.engine.scheduler import Scheduler
 from cuefast.models import CueConfig, Schedule, schedule_summary, summary_schedule
+from cuefast.runtime import Runtime
 from cuefast.times import fmt_z, parse_datetime
+from tests.api.test_dashboard import sign_in
 from tests.api.worker_helpers import make_env
 from tests.conftest import assert_error
 from tests.test_dispatcher import T0, drain, env, only_execution, webhook_cue  # noqa: F401  (fixture)
@@ -247,3 +253,38 @@ async def test_worker_cannot_claim_before_fire_at(settings: Settings) -> None:
         assert res.status_code == 200, res.text
         assert w.rt.metrics.take()[LATENESS_SUM.format("worker")] == 100_000
         assert (await w.get(key, eid))["status"] == "delivering"
+
+
+# ---- dashboard -----------------------------------------------------------------------------
+
+
+async def test_dashboard_shows_the_jitter_and_fire_at(env: Any) -> None:
+    api, clock, sched, _, receiver = env
+    key = await api.register()
+    sch = {"type": "recurring", "cron": "* * * * *", "jitter_seconds": 45}
+    cue = await webhook_cue(api, key, receiver.url, schedule=sch)
+    plain = await webhook_cue(api, key, receiver.url, name="plain")
+    clock.set(SLOT)
+    await sched.tick()
+    e = await only_execution(api, key, cue["id"])
+    p = await only_execution(api, key, plain["id"])
+    transport = httpx.ASGITransport(app=create_app(api.rt, manage_runtime=False))  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://cuefast.test") as web:
+        assert (await sign_in(web, key)).status_code == 303
+        page = (await web.get(f"/dashboard/cues/{cue['id']}")).text
+        assert "<dt>Jitter</dt><dd>each fire up to 45 s after its slot" in page
+        assert "<dt>Jitter</dt>" not in (await web.get(f"/dashboard/cues/{plain['id']}")).text
+        page = (await web.get(f"/dashboard/executions/{e['id']}")).text
+        at = words.in_zone(e["fire_at"], "UTC")
+        assert f"<dt>Fires at</dt><dd>{at} (jitter)</dd>" in page
+        assert "<dt>Fires at</dt>" not in (await web.get(f"/dashboard/executions/{p['id']}")).text
+
+
+def test_openapi_declares_jitter_and_fire_at() -> None:
+    rt = Runtime(load_settings({}, redis_url="redis://127.0.0.1:1/0", database_url="x"))
+    schemas = create_litestar(rt, manage_runtime=False).openapi_schema.to_schema()["components"]["schemas"]
+    assert schemas["ScheduleInput"]["properties"]["jitter_seconds"]["maximum"] == 3600
+    assert "jitter_seconds" in schemas["ScheduleChange"]["properties"]
+    assert "jitter_seconds" in schemas["Schedule"]["properties"]
+    assert "fire_at" in schemas["Execution"]["properties"]
+    assert "fire_at" not in schemas["Execution"].get("required", [])
