@@ -241,7 +241,12 @@ async def test_worker_cannot_claim_before_fire_at(settings: Settings) -> None:
         eid = items[0]["id"]
         assert items[0]["scheduled_for"] == fmt_z(slot) and items[0]["fire_at"] == fmt_z(fire_at)
         assert await w.claimable(key) == []
-        assert_error(await w.claim(key, eid), 409, "claim_failed")
+        assert_error(await w.claim(key, eid), 409, "claim_failed")  # by id
+        assert_error(
+            await w.post(key, "/v1/executions/claim", {"worker_id": "w1"}), 409, "claim_failed"
+        )  # next
+        batch = await w.post(key, "/v1/worker/claim", {"worker_id": "w1"})
+        assert batch.status_code == 200 and batch.json()["executions"] == []  # batch pull
         w.clock.set(fire_at - 1)
         assert await w.claimable(key) == []
         w.clock.set(fire_at)
