@@ -11,10 +11,11 @@
   `delivery` is set without it), else ARGV[3]; its lease is max(ARGV[4], timeout + 60) s
   (CONTRACT.md §11.4), so a slow receiver is never sent the same attempt again while its
   request may still be open.
-  returns 12 values per execution, in order:
+  returns 13 values per execution, in order:
     {OK, cue id, scheduled_for, attempts, payload, cue's stored config JSON, cue name, account,
      triggered_by, cue's schedule summary (sch), lease expiry µs (the token delivery_finish,
-     delivery_extend and delivery_release must present), timeout s}
+     delivery_extend and delivery_release must present), timeout s, fire_at µs ("" = the
+     scheduled_for: no jitter)}
     | {NOT_FOUND, …} not deliverable (gone, finished, not webhook): drop the stream entry
     | {BUSY, …} another attempt holds a live lease: leave the entry pending
     | {QUEUED, …} its cue's delivery.max_concurrency is reached: it stays pending on the cue's
@@ -27,7 +28,7 @@
 local now, pfx = tonumber(ARGV[1]), ARGV[2]
 local default_timeout, floor_s = tonumber(ARGV[3]), tonumber(ARGV[4])
 local now_s = string.format('%.0f', now)
-local WIDTH = 12
+local WIDTH = 13
 local out = {}
 local marks = {}  -- snapshot dirty marks, written by dirty_flush at the end
 local function skip(code)
@@ -44,7 +45,7 @@ end
 for i = 5, #ARGV do
   local eid = ARGV[i]
   local ek = pfx .. 'exec:' .. eid
-  local e = redis.call('HMGET', ek, 'st', 'tr', 'cue', 'sf', 'att', 'pl', 'acct', 'tb', 'sa', 'la', 'cp')
+  local e = redis.call('HMGET', ek, 'st', 'tr', 'cue', 'sf', 'att', 'pl', 'acct', 'tb', 'sa', 'la', 'ft', 'cp')
   local st = e[1]
   local code = STATUS.OK
   local recovered = false
@@ -69,7 +70,7 @@ for i = 5, #ARGV do
       cap = cap_of(cfg)
       -- a holder (granted, handed back, or taken over as stale) keeps its permit; a restored
       -- attempt in flight retakes one (the cap may be passed once); the others are judged
-      if cap and not recovered and e[11] ~= '1' and not cap_admit(pfx, e[3], eid, cap, now, e[11]) then
+      if cap and not recovered and e[12] ~= '1' and not cap_admit(pfx, e[3], eid, cap, now, e[12]) then
         code = STATUS.QUEUED
       end
     end
@@ -95,7 +96,7 @@ for i = 5, #ARGV do
     redis.call('ZADD', KEYS[1], lease, eid)
     if cap then redis.call('ZADD', pfx .. 'cap:' .. e[3], lease, eid) end  -- the permit, checked after it
     local row = {STATUS.OK, e[3], e[4], e[5] or '0', e[6], cfg, c[1], e[7], triggered_by(e[8]), c[2], lease,
-      timeout}
+      timeout, e[11] or ''}
     for _, v in ipairs(row) do out[#out + 1] = v end
   end
 end

@@ -6,7 +6,8 @@
   Each hash is written as it was, with its listing indexes (cue, account) and the index its state
   needs to move on: webhook pending / retry_ready / delivering → the outbox (a due one) or the
   delayed zset (send_at later); retrying → the retry zset; an armed outcome deadline → deadlines;
-  worker pending / retry_ready → the claimable indexes; worker delivering → claims.
+  worker pending / retry_ready → the claimable indexes; worker delivering → claims. A jittered
+  execution ('ft') waits for its fire_at instead of its scheduled_for.
   returns the number written ]]
 --!include work_index
 --!include exec_index
@@ -29,19 +30,20 @@ for i = 3, #ARGV do
   redis.call('HDEL', ek, 'ix', 'cp')
   exec_reindex(pfx, eid)
   if not final[st] then
+    local at = val(h['ft'], h['sf'])  -- jitter: available from fire_at
     local od = h['od']
     if od and od ~= '' and (not h['oc'] or h['oc'] == '') then redis.call('ZADD', pfx .. 'deadlines', od, eid) end
     if h['tr'] == 'worker' then
       if st == 'pending' or st == 'retry_ready' then
-        work_add(pfx, acct, eid, h['sf'], h['tk'], h['ag'], val(h['ua'], h['sf']))
+        work_add(pfx, acct, eid, at, h['tk'], h['ag'], val(h['ua'], at))
       elseif st == 'delivering' then
         redis.call('ZADD', pfx .. 'claims', val(h['lx'], now_s), eid)
       end
     elseif st == 'retrying' then
       redis.call('ZADD', pfx .. 'retry', val(h['nxr'], now_s), eid)
     elseif st == 'pending' or st == 'retry_ready' or st == 'delivering' then
-      if tonumber(h['sf']) > now and st == 'pending' then
-        redis.call('ZADD', pfx .. 'delayed', h['sf'], eid)
+      if tonumber(at) > now and st == 'pending' then
+        redis.call('ZADD', pfx .. 'delayed', at, eid)
       else
         redis.call('XADD', KEYS[1], '*', 'e', eid)
       end
