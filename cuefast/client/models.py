@@ -130,6 +130,7 @@ class Cue(Model, kw_only=True):
     delivery: Delivery | None = None
     alerts: AlertConfig | None = None
     catch_up: str = "latest"
+    overlap: str = "allow"
     labels: dict[str, str] = msgspec.field(default_factory=dict)
     warning: str | None = None
     created_at: dt.datetime

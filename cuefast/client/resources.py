@@ -102,6 +102,7 @@ class Cues(Resource[Mode]):
         delivery: Json | None = None,
         alerts: Json | None = None,
         catch_up: str | None = None,
+        overlap: str | None = None,
         labels: Mapping[str, str] | None = None,
     ) -> Call[Cue]:
         """Create a cue: ``cron`` (recurring) or ``at`` (once); ``callback`` is the webhook
@@ -129,6 +130,7 @@ class Cues(Resource[Mode]):
                 delivery=delivery,
                 alerts=alerts,
                 catch_up=catch_up,
+                overlap=overlap,
                 labels=None if labels is None else dict(labels),
             )
         )
@@ -179,6 +181,7 @@ class Cues(Resource[Mode]):
         delivery: Json | None = None,
         alerts: Json | None = None,
         catch_up: str | None = None,
+        overlap: str | None = None,
         labels: Mapping[str, str] | None = None,
     ) -> Call[Cue]:
         """Change only the fields given (``callback`` may be a URL or a dict); ``labels``
@@ -194,6 +197,7 @@ class Cues(Resource[Mode]):
             delivery=delivery,
             alerts=alerts,
             catch_up=catch_up,
+            overlap=overlap,
             callback=_callback(callback, callback_method, callback_headers),
             labels=None if labels is None else dict(labels),
         )

@@ -12,7 +12,8 @@
 --!include exec_index
 local now_s, pfx = ARGV[1], ARGV[2]
 local now = tonumber(now_s)
-local final = {success = true, failed = true, missed = true, outcome_timeout = true}
+local final = {success = true, failed = true, missed = true, outcome_timeout = true, skipped = true,
+  cancelled = true}
 local n = 0
 local function val(x, default) if x and x ~= '' then return x end return default end
 for i = 3, #ARGV do

@@ -17,7 +17,8 @@
 --!include exec_index
 local now, pfx = ARGV[1], ARGV[2]
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
-local terminal = {success = true, failed = true, missed = true, outcome_timeout = true}
+local terminal = {success = true, failed = true, missed = true, outcome_timeout = true, skipped = true,
+  cancelled = true}
 local out = {0}
 local function num(v) if v and v ~= '' then return tonumber(v) end end
 local function deadline_seconds(e)

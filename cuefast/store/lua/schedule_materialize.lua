@@ -22,6 +22,10 @@
   and a one-time cue becomes failed. A cue left without a next run ("-": a one-time cue) gets
   'fa' = its last slot: "this slot has fired", which PATCH and cues_update.lua check (the
   execution itself may since have been trimmed from Redis by retention).
+  A cue with an overlap policy ('ov', lib/overlap.lua): while the execution its 'lx' names is not
+  final, a new slot under "skip" is created as skipped (indexed, never queued); each slot the cue
+  releases to run becomes its 'lx', so of several slots in one pass only the first can run. A
+  one-time cue whose slot is held back so becomes failed (its slot never runs).
   returns {executions created, cues skipped, {account id, blocked executions, ... per account},
     {cue id, next run µs, schedule summary ("" if the cue is gone), account id ("" if gone), ...
     per due cue read}} — schedule summary = the cue's
@@ -31,6 +35,7 @@
 --!include work_index
 --!include set_cue_status
 --!include exec_index
+--!include overlap
 local now = ARGV[1]
 local pfx = ARGV[2]
 local members = ARGV[3]
@@ -82,7 +87,7 @@ end
 for i = 1, #l_cue do
   local cue_id, new_nr, block = l_cue[i], l_new[i], l_block[i]
   local ck = cue_pfx .. cue_id
-  local c = redis.call('HMGET', ck, 'status', 'nr', 'acct', 'tr', 'fc', 'pl', 'sch')
+  local c = redis.call('HMGET', ck, 'status', 'nr', 'acct', 'tr', 'fc', 'pl', 'sch', 'ov', 'lx')
   if not c[1] then
     due_rem[#due_rem + 1] = cue_id
     skipped = skipped + 1
@@ -97,6 +102,9 @@ for i = 1, #l_cue do
     local fired = 0
     local tk, ag = nil, nil
     local last = nil
+    local ov = block ~= 'b' and c[8] ~= 'allow' and c[8]  -- a policy (a blocked slot is final at once)
+    local busy, lx = ov and ov_running(pfx, c[9]), nil
+    local held = false  -- the last new slot was not released to run (a one-time cue then fails)
     for j = l_first[i], l_last[i] do
       local slot, eid, ek = s_slot[j], s_eid[j], s_ek[j]
       last = slot
@@ -109,7 +117,13 @@ for i = 1, #l_cue do
           pl = blob and string.sub(blob, string.find(blob, '\n', 1, true) + 1) or '{}'
         end
         dirt[#dirt + 1] = 'exec:' .. eid
-        if block == 'b' then
+        local mode = 'run'
+        if busy and ov == 'skip' then mode = 'skip' end
+        if mode == 'skip' then
+          local ix = exec_index_new(pfx, eid, acct, cue_id, now, 'skipped', '', zadds, counts, m)
+          redis.call('HSET', ek, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
+            'st', 'skipped', 'ca', now, 'ua', now, 'em', OV_SKIPPED, 'pl', pl, 'ix', ix)
+        elseif block == 'b' then
           local ix = exec_index_new(pfx, eid, acct, cue_id, now, 'failed', '', zadds, counts, m)
           redis.call('HSET', ek, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
             'st', 'failed', 'ca', now, 'ua', now, 'em', BLOCKED, 'pl', pl, 'ix', ix)
@@ -121,8 +135,10 @@ for i = 1, #l_cue do
           redis.call('HSET', ek, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
             'st', 'pending', 'ca', now, 'pl', pl, 'ix', ix)
         end
-        if block == 'b' then
-          -- blocked: nothing to deliver or claim
+        if ov and mode == 'run' then busy, lx = true, eid end
+        held = mode ~= 'run'
+        if block == 'b' or mode ~= 'run' then
+          -- blocked or held back: nothing to deliver or claim
         elseif tr == 'webhook' then
           redis.call('XADD', KEYS[2], '*', 'e', eid)
         else
@@ -139,6 +155,7 @@ for i = 1, #l_cue do
     created = created + fired
     local fc = string.format('%d', (tonumber(c[5]) or 0) + fired)  -- not "%.14g" (slower)
     dirt[#dirt + 1] = 'cue:' .. cue_id
+    if lx then redis.call('HSET', ck, 'lx', lx) end
     if new_nr == '-' then
       redis.call('HSET', ck, 'nr', '', 'fc', fc)
       if last then redis.call('HSET', ck, 'fa', last) end
@@ -147,6 +164,7 @@ for i = 1, #l_cue do
       redis.call('HSET', ck, 'nr', new_nr, 'fc', fc)
       add(KEYS[1], new_nr, cue_id)
     end
+    if held and new_nr == '-' then set_cue_status(pfx, cue_id, acct, 'failed') end
     if block == 'b' and fired > 0 then
       redis.call('HSET', ck, 'lr', now)
       if new_nr == '-' then set_cue_status(pfx, cue_id, acct, 'failed') end

@@ -19,7 +19,8 @@
 --!include work_index
 --!include alert
 --!include exec_index
-local RO_TERMINAL = {success = true, failed = true, missed = true, outcome_timeout = true}
+local RO_TERMINAL = {success = true, failed = true, missed = true, outcome_timeout = true, skipped = true,
+  cancelled = true}  -- an outcome for one of these is stored as late: the status stays
 -- the monthly usage counters (CONTRACT.md §13.1) live 62 days from a month's first outcome
 -- (cuefast/store/usage.py USAGE_TTL_S, which tests compare)
 local RO_USAGE_TTL_S = 5356800
