@@ -21,7 +21,7 @@ field       value (an absent field means the default in brackets)
 ``v``       config version [1] (bumped by every PATCH; optimistic concurrency)
 ``sch``     the schedule: ``<type>|<timezone>|<catch_up>|<at µs>|<cron>`` (read by the scheduler)
 ``ov``      overlap policy, the scheduler's copy of ``CueConfig.overlap`` [allow]
-``lx``      the latest execution the scheduler released to run (overlap policy other than allow
+``rx``      the latest execution the scheduler released to run (overlap policy other than allow
             only) [none]   ``bw``  the execution waiting behind it (``buffer_one``) [none]
 ``cfg``     (string key) the rest of the CueConfig as JSON, defaults omitted (``stored_config``)
 ``pl``      (string key) payload: compact JSON exactly as submitted (key order kept)

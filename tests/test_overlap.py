@@ -177,4 +177,59 @@ async def test_allow_runs_every_slot_as_today(env: Env, transport: str) -> None:
     await tick_at(clock, sched, "2031-01-06T09:01:00.1Z")
     assert set((await statuses(api, key, cue["id"])).values()) == {"pending"}
     h = await api.rt.store.redis.hgetall(api.rt.keys.cue(cue["id"]))
-    assert "ov" not in h and "lx" not in h  # nothing new stored for a cue without a policy
+    assert "ov" not in h and "rx" not in h  # nothing new stored for a cue without a policy
+
+
+# ---- cancel_previous ------------------------------------------------------------------------------
+async def test_cancel_previous_worker_the_holder_learns_it_and_a_late_outcome_is_stored(env: Env) -> None:
+    api, clock, sched = env
+    key = await api.register()
+    cue = await new_cue(api, key, "w", overlap="cancel_previous")
+    await tick_at(clock, sched, "2031-01-06T09:00:00.1Z")
+    first = (await listing(api, key, f"cue_id={cue['id']}"))["executions"][0]
+    res = await api.request("POST", f"/v1/executions/{first['id']}/claim", key, json={"worker_id": "w1"})
+    assert res.status_code == 200, res.text
+    await tick_at(clock, sched, "2031-01-06T09:01:00.1Z")
+    got = await statuses(api, key, cue["id"])
+    assert got == {"2031-01-06T09:00:00Z": "cancelled", "2031-01-06T09:01:00Z": "pending"}
+    res = await api.request("POST", f"/v1/executions/{first['id']}/heartbeat", key, json={})
+    assert_error(res, 409, "execution_cancelled")
+    res = await api.request(
+        "POST", "/v1/worker/leases", key, json={"worker_id": "w1", "execution_ids": [first["id"]]}
+    )
+    assert res.status_code == 200, res.text
+    assert res.json() == {"extended": [], "lost": [], "cancelled": [first["id"]]}
+    res = await api.request("POST", f"/v1/executions/{first['id']}/outcome", key, json={"success": True})
+    assert res.status_code == 200, res.text  # stored as late: the status stays cancelled
+    e = (await api.request("GET", f"/v1/executions/{first['id']}", key)).json()
+    assert e["status"] == "cancelled" and e["outcome"]["success"] is True
+    assert e["error_message"] == "Cancelled: a later slot came due (overlap: cancel_previous)"
+    cancelled = await listing(api, key, "status=cancelled")
+    assert cancelled["total"] == 1
+    usage = (await api.request("GET", "/v1/usage", key)).json()
+    assert usage["outcomes"]["failed"] == 0  # superseded, not failed
+
+
+async def test_cancel_previous_webhook_cancels_an_undelivered_execution(env: Env) -> None:
+    api, clock, sched = env
+    key = await api.register()
+    cue = await new_cue(api, key, "h", transport="webhook", overlap="cancel_previous")
+    await tick_at(clock, sched, "2031-01-06T09:00:00.1Z")
+    await tick_at(clock, sched, "2031-01-06T09:01:00.1Z")
+    assert await statuses(api, key, cue["id"]) == {
+        "2031-01-06T09:00:00Z": "cancelled",
+        "2031-01-06T09:01:00Z": "pending",
+    }
+
+
+@pytest.mark.parametrize("transport", ["webhook", "worker"])
+async def test_cancel_previous_catch_up_runs_the_last_missed_slot(env: Env, transport: str) -> None:
+    api, clock, sched = env
+    key = await api.register()
+    cue = await new_cue(api, key, "c", transport=transport, overlap="cancel_previous", catch_up="all")
+    await tick_at(clock, sched, "2031-01-06T09:02:30Z")
+    assert await statuses(api, key, cue["id"]) == {
+        "2031-01-06T09:00:00Z": "cancelled",
+        "2031-01-06T09:01:00Z": "cancelled",
+        "2031-01-06T09:02:00Z": "pending",
+    }

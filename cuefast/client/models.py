@@ -323,6 +323,8 @@ class LeaseExtension(Model, kw_only=True):
 class LeaseResult(Model, kw_only=True):
     extended: list[LeaseExtension]
     lost: list[str]
+    cancelled: list[str] = msgspec.field(default_factory=list)
+    """cancelled by their cue's overlap policy (``cancel_previous``): stop their handlers"""
 
 
 class ReleaseResult(Model, kw_only=True):

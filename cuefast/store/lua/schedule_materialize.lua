@@ -22,10 +22,12 @@
   and a one-time cue becomes failed. A cue left without a next run ("-": a one-time cue) gets
   'fa' = its last slot: "this slot has fired", which PATCH and cues_update.lua check (the
   execution itself may since have been trimmed from Redis by retention).
-  A cue with an overlap policy ('ov', lib/overlap.lua): while the execution its 'lx' names is not
+  A cue with an overlap policy ('ov', lib/overlap.lua): while the execution its 'rx' names is not
   final, a new slot under "skip" is created as skipped (indexed, never queued); each slot the cue
-  releases to run becomes its 'lx', so of several slots in one pass only the first can run. A
-  one-time cue whose slot is held back so becomes failed (its slot never runs).
+  releases to run becomes its 'rx', so of several slots in one pass only the first can run.
+  Under "cancel_previous" the running one is cancelled (lib/overlap.lua ov_cancel) and the slot
+  runs; of several slots in one pass only the last runs, the earlier ones are created cancelled.
+  A one-time cue whose slot is held back so becomes failed (its slot never runs).
   returns {executions created, cues skipped, {account id, blocked executions, ... per account},
     {cue id, next run µs, schedule summary ("" if the cue is gone), account id ("" if gone), ...
     per due cue read}} — schedule summary = the cue's
@@ -87,7 +89,7 @@ end
 for i = 1, #l_cue do
   local cue_id, new_nr, block = l_cue[i], l_new[i], l_block[i]
   local ck = cue_pfx .. cue_id
-  local c = redis.call('HMGET', ck, 'status', 'nr', 'acct', 'tr', 'fc', 'pl', 'sch', 'ov', 'lx')
+  local c = redis.call('HMGET', ck, 'status', 'nr', 'acct', 'tr', 'fc', 'pl', 'sch', 'ov', 'rx')
   if not c[1] then
     due_rem[#due_rem + 1] = cue_id
     skipped = skipped + 1
@@ -103,7 +105,7 @@ for i = 1, #l_cue do
     local tk, ag = nil, nil
     local last = nil
     local ov = block ~= 'b' and c[8] ~= 'allow' and c[8]  -- a policy (a blocked slot is final at once)
-    local busy, lx = ov and ov_running(pfx, c[9]), nil
+    local busy, rx = ov and ov_running(pfx, c[9]), nil
     local held = false  -- the last new slot was not released to run (a one-time cue then fails)
     for j = l_first[i], l_last[i] do
       local slot, eid, ek = s_slot[j], s_eid[j], s_ek[j]
@@ -118,11 +120,21 @@ for i = 1, #l_cue do
         end
         dirt[#dirt + 1] = 'exec:' .. eid
         local mode = 'run'
-        if busy and ov == 'skip' then mode = 'skip' end
-        if mode == 'skip' then
-          local ix = exec_index_new(pfx, eid, acct, cue_id, now, 'skipped', '', zadds, counts, m)
+        if ov == 'skip' then
+          if busy then mode = 'skip' end
+        elseif ov == 'cancel_previous' then
+          if j < l_last[i] then
+            mode = 'cancel'  -- a later slot of this pass supersedes it at once
+          elseif busy and rx == nil then
+            ov_cancel(pfx, c[9], now)
+          end
+        end
+        if mode == 'skip' or mode == 'cancel' then
+          local st = mode == 'skip' and 'skipped' or 'cancelled'
+          local ix = exec_index_new(pfx, eid, acct, cue_id, now, st, '', zadds, counts, m)
           redis.call('HSET', ek, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
-            'st', 'skipped', 'ca', now, 'ua', now, 'em', OV_SKIPPED, 'pl', pl, 'ix', ix)
+            'st', st, 'ca', now, 'ua', now, 'em', mode == 'skip' and OV_SKIPPED or OV_SUPERSEDED,
+            'pl', pl, 'ix', ix)
         elseif block == 'b' then
           local ix = exec_index_new(pfx, eid, acct, cue_id, now, 'failed', '', zadds, counts, m)
           redis.call('HSET', ek, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
@@ -135,7 +147,7 @@ for i = 1, #l_cue do
           redis.call('HSET', ek, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
             'st', 'pending', 'ca', now, 'pl', pl, 'ix', ix)
         end
-        if ov and mode == 'run' then busy, lx = true, eid end
+        if ov and mode == 'run' then busy, rx = true, eid end
         held = mode ~= 'run'
         if block == 'b' or mode ~= 'run' then
           -- blocked or held back: nothing to deliver or claim
@@ -155,7 +167,7 @@ for i = 1, #l_cue do
     created = created + fired
     local fc = string.format('%d', (tonumber(c[5]) or 0) + fired)  -- not "%.14g" (slower)
     dirt[#dirt + 1] = 'cue:' .. cue_id
-    if lx then redis.call('HSET', ck, 'lx', lx) end
+    if rx then redis.call('HSET', ck, 'rx', rx) end
     if new_nr == '-' then
       redis.call('HSET', ck, 'nr', '', 'fc', fc)
       if last then redis.call('HSET', ck, 'fa', last) end

@@ -1,21 +1,52 @@
 -- overlap: a cue's overlap policy (CueConfig.overlap, the cue hash's 'ov'; absent = allow) —
 -- what a slot coming due does while the cue's previous execution is not final (docs/DESIGN.md
--- "Overlap policy"). The cue hash keeps 'lx', the last execution the scheduler released to run
+-- "Overlap policy"). The cue hash keeps 'rx', the last execution the scheduler released to run
 -- (written only under a policy other than allow), so schedule_materialize.lua decides in O(1):
 -- one HGET of that execution's status. 'bw' is the execution waiting behind it (buffer_one).
 -- An execution is final when its status is one of OV_FINAL: the contract's terminal statuses
 -- and the two of this feature. Non-final covers every state where an outcome is still expected:
 -- a worker claim (delivering) waits for its outcome, and a webhook delivered with an armed
 -- outcome deadline is pending_outcome; a webhook delivered without one is success (final).
+--!include dirty
+--!include work_index
+--!include exec_index
 local OV_FINAL = {
   success = true, failed = true, missed = true, outcome_timeout = true, skipped = true, cancelled = true,
 }
 local OV_SKIPPED = 'Skipped: the previous execution was still running (overlap: skip)'
 local OV_SKIPPED_WAITING = 'Skipped: an execution was already waiting (overlap: buffer_one)'
+local OV_SUPERSEDED = 'Cancelled: a later slot of the same pass superseded it (overlap: cancel_previous)'
 
 -- true while execution `eid` (an id, or nil / '' for none) exists and is not final
 local function ov_running(pfx, eid)
   if not eid or eid == '' then return false end
   local st = redis.call('HGET', pfx .. 'exec:' .. eid, 'st')
   return st ~= false and not OV_FINAL[st]
+end
+
+-- cancel_previous: end the running execution `eid` as cancelled (final) — out of every queue it
+-- waits in (claimable indexes, unclaimed window, retry, delayed and deadline zsets). A worker
+-- holding the claim learns it at its next lease extension (claims_heartbeat.lua answers
+-- "cancelled"); a webhook attempt in flight is not recalled, and its result no longer changes
+-- the status (delivery_finish.lua finds it not delivering); an outcome reported afterwards is
+-- stored as late (lib/record_outcome.lua: cancelled is final). No on_failure, no alert, no
+-- usage `failed`: it was superseded, not failed. Its claim lease is left for the holder's
+-- fenced calls to clear. Returns true when it was running.
+local OV_CANCELLED = 'Cancelled: a later slot came due (overlap: cancel_previous)'
+local function ov_cancel(pfx, eid, now)
+  local ek = pfx .. 'exec:' .. eid
+  local e = redis.call('HMGET', ek, 'st', 'tr', 'acct', 'tk', 'ag')
+  if not e[1] or OV_FINAL[e[1]] then return false end
+  if e[2] == 'worker' then
+    work_rem(pfx, e[3], eid, e[4] or '', e[5] or '')
+  else
+    redis.call('ZREM', pfx .. 'retry', eid)
+    redis.call('ZREM', pfx .. 'delayed', eid)
+  end
+  redis.call('ZREM', pfx .. 'deadlines', eid)
+  redis.call('HSET', ek, 'st', 'cancelled', 'ua', now, 'em', OV_CANCELLED)
+  redis.call('HDEL', ek, 'nxr')
+  dirty_at(pfx, 'exec:' .. eid)
+  exec_reindex(pfx, eid)
+  return true
 end
