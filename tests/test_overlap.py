@@ -233,3 +233,52 @@ async def test_cancel_previous_catch_up_runs_the_last_missed_slot(env: Env, tran
         "2031-01-06T09:01:00Z": "cancelled",
         "2031-01-06T09:02:00Z": "pending",
     }
+
+
+# ---- buffer_one -----------------------------------------------------------------------------------
+async def test_buffer_one_worker_releases_the_waiting_slot_when_the_running_one_ends(env: Env) -> None:
+    api, clock, sched = env
+    key = await api.register()
+    cue = await new_cue(api, key, "w", overlap="buffer_one")
+    await tick_at(clock, sched, "2031-01-06T09:00:00.1Z")
+    first = (await listing(api, key, f"cue_id={cue['id']}"))["executions"][0]
+    res = await api.request("POST", f"/v1/executions/{first['id']}/claim", key, json={"worker_id": "w1"})
+    assert res.status_code == 200, res.text
+    await tick_at(clock, sched, "2031-01-06T09:01:00.1Z")
+    await tick_at(clock, sched, "2031-01-06T09:02:00.1Z")
+    assert await statuses(api, key, cue["id"]) == {
+        "2031-01-06T09:00:00Z": "delivering",
+        "2031-01-06T09:01:00Z": "pending",  # waiting, not offered
+        "2031-01-06T09:02:00Z": "skipped",
+    }
+    claimable = (await api.request("GET", "/v1/executions/claimable", key)).json()
+    assert claimable["executions"] == []
+    res = await api.request("POST", f"/v1/executions/{first['id']}/outcome", key, json={"success": False})
+    assert res.status_code == 200, res.text
+    claimable = (await api.request("GET", "/v1/executions/claimable", key)).json()
+    assert [e["scheduled_for"] for e in claimable["executions"]] == ["2031-01-06T09:01:00Z"]
+    await tick_at(clock, sched, "2031-01-06T09:03:00.1Z")  # the released one now runs: this waits
+    got = await statuses(api, key, cue["id"])
+    assert (got["2031-01-06T09:01:00Z"], got["2031-01-06T09:03:00Z"]) == ("pending", "pending")
+    claimable = (await api.request("GET", "/v1/executions/claimable", key)).json()
+    assert len(claimable["executions"]) == 1  # 09:03 waits behind 09:01
+
+
+@pytest.mark.parametrize("transport", ["webhook", "worker"])
+async def test_buffer_one_catch_up_runs_one_and_buffers_one(env: Env, transport: str) -> None:
+    api, clock, sched = env
+    key = await api.register()
+    cue = await new_cue(api, key, "c", transport=transport, overlap="buffer_one", catch_up="all")
+    await tick_at(clock, sched, "2031-01-06T09:03:30Z")
+    assert await statuses(api, key, cue["id"]) == {
+        "2031-01-06T09:00:00Z": "pending",
+        "2031-01-06T09:01:00Z": "pending",
+        "2031-01-06T09:02:00Z": "skipped",
+        "2031-01-06T09:03:00Z": "skipped",
+    }
+    if transport == "webhook":
+        p = api.rt.keys.cue_partition(cue["id"])
+        assert await api.rt.store.redis.xlen(api.rt.keys.outbox(p)) == 1
+    else:
+        claimable = (await api.request("GET", "/v1/executions/claimable", key)).json()
+        assert [e["scheduled_for"] for e in claimable["executions"]] == ["2031-01-06T09:00:00Z"]

@@ -248,3 +248,149 @@ async def test_delivery_finish_of_a_cancelled_attempt_changes_nothing(store: Sto
     assert await store.redis.zscore(k.leases(p), eid) is None
     assert await store.redis.xlen(k.outbox(p)) == 0
     assert await start(store, p, eid, NOW + 2 * S) is Status.NOT_FOUND
+
+
+# ---- buffer_one: materialise holds one back, every finalisation path releases it --------------
+WAITING = "Skipped: an execution was already waiting (overlap: buffer_one)"
+
+
+async def buffered(
+    store: Store, tr: str, prev_st: str = "delivering", **prev: object
+) -> tuple[int, str, str]:
+    """A buffer_one cue whose running execution ``prev`` (status ``prev_st``) has one slot waiting
+    behind it, materialised: (partition, running id, waiting id)."""
+    p, run = await put_execution(store, tr=tr, st=prev_st, **prev)
+    await put_cue(store, nr=NOW, tr=tr, ov="buffer_one", rx=run, pl='{"task":"t"}')
+    await store.schedule.materialize(p, NOW, [line(CUE, p, NOW, NOW + MIN, [NOW])])
+    return p, run, scheduled_execution_id(CUE, NOW, p)
+
+
+async def queued(store: Store, p: int, eid: str) -> bool:
+    """Queued for delivery (outbox) or claimable (work index and unclaimed window)."""
+    k = store.keys
+    in_outbox = eid in await stream_ids(store, k.outbox(p))
+    claimable_now = (
+        eid in await claimable(store, p) and await store.redis.zscore(k.unclaimed(p), eid) is not None
+    )
+    return in_outbox or claimable_now
+
+
+@pytest.mark.parametrize("tr", ["webhook", "worker"])
+async def test_buffer_one_holds_one_slot_back_and_skips_the_next(store: Store, tr: str) -> None:
+    k = store.keys
+    p, run, wait = await buffered(store, tr)
+    h = await store.redis.hgetall(k.execution(p, wait))
+    assert h["st"] == "pending" and not await queued(store, p, wait)
+    cue = await store.redis.hgetall(k.cue(CUE))
+    assert (cue["rx"], cue["bw"]) == (run, wait)
+    await store.redis.hset(k.cue(CUE), "nr", NOW + MIN)
+    await store.schedule.materialize(p, NOW + MIN, [line(CUE, p, NOW + MIN, NOW + 2 * MIN, [NOW + MIN])])
+    later = await store.redis.hgetall(k.execution(p, scheduled_execution_id(CUE, NOW + MIN, p)))
+    assert (later["st"], later["em"]) == ("skipped", WAITING)
+    assert await store.redis.hget(k.cue(CUE), "bw") == wait
+
+
+@pytest.mark.parametrize("tr", ["webhook", "worker"])
+async def test_buffer_one_catch_up_runs_one_buffers_one_skips_the_rest(store: Store, tr: str) -> None:
+    k = store.keys
+    p = await put_cue(store, nr=NOW - 3 * MIN, tr=tr, ov="buffer_one")
+    slots = [NOW - 3 * MIN, NOW - 2 * MIN, NOW - MIN, NOW]
+    await store.schedule.materialize(p, NOW, [line(CUE, p, NOW - 3 * MIN, NOW + MIN, slots)])
+    ids = [scheduled_execution_id(CUE, s, p) for s in slots]
+    assert [await store.redis.hget(k.execution(p, e), "st") for e in ids] == [
+        "pending",
+        "pending",
+        "skipped",
+        "skipped",
+    ]
+    assert [await queued(store, p, e) for e in ids[:2]] == [True, False]
+    cue = await store.redis.hgetall(k.cue(CUE))
+    assert (cue["rx"], cue["bw"]) == (ids[0], ids[1])
+
+
+async def test_buffer_one_released_by_an_outcome(store: Store) -> None:
+    """outcomes_record ends the running worker execution: the waiting one becomes claimable
+    (its unclaimed window from now) and the cue's 'rx'; 'bw' is cleared."""
+    k = store.keys
+    p, run, wait = await buffered(store, "worker", cw="w1", cla=NOW - S)
+    got = await store.outcomes.record(Outcome(run, '{"success":true}', True, "reported_success", ""), NOW + S)
+    assert got.status is Status.OK
+    assert await queued(store, p, wait)
+    assert await store.redis.zscore(k.unclaimed(p), wait) == NOW + S
+    assert await store.redis.hget(k.execution(p, wait), "tk") == "t"
+    cue = await store.redis.hgetall(k.cue(CUE))
+    assert cue["rx"] == wait and "bw" not in cue
+
+
+async def test_buffer_one_released_by_outcomes_record_many(store: Store) -> None:
+    p, run, wait = await buffered(store, "worker", cw="w1", cla=NOW - S)
+    (got,) = await store.outcomes.record_many(
+        ACCT, [Outcome(run, '{"success":false}', False, "reported_failure", "x")], NOW + S
+    )
+    assert got.status is Status.OK
+    assert await queued(store, p, wait)
+
+
+@pytest.mark.parametrize("ok", [True, False])
+async def test_buffer_one_released_by_delivery_finish(store: Store, ok: bool) -> None:
+    """A webhook attempt ends success, or failed with no attempts left: the waiting one is
+    queued to the outbox. A failure with attempts left (retrying) releases nothing."""
+    k = store.keys
+    p, run, entry = await arrange(store, "{}")
+    await store.redis.hset(k.cue(CUE), mapping={"ov": "buffer_one", "rx": run, "nr": NOW, "tr": "webhook"})
+    lease = await lease_of(store, p, run, NOW)
+    await store.schedule.materialize(p, NOW, [line(CUE, p, NOW, NOW + MIN, [NOW])])
+    wait = scheduled_execution_id(CUE, NOW, p)
+    assert not await queued(store, p, wait)
+    await store.delivery.finish({p: [result(run, entry, lease.lease_until, ok=ok)]}, NOW + S)
+    assert await store.redis.hget(k.execution(p, run), "st") == ("success" if ok else "failed")
+    assert await queued(store, p, wait)
+    assert await store.redis.hget(k.cue(CUE), "rx") == wait
+
+
+async def test_buffer_one_not_released_while_the_running_one_retries(store: Store) -> None:
+    k = store.keys
+    p, run, entry = await arrange(store, "{}")
+    await store.redis.hset(k.cue(CUE), mapping={"ov": "buffer_one", "rx": run, "nr": NOW, "tr": "webhook"})
+    lease = await lease_of(store, p, run, NOW)
+    await store.schedule.materialize(p, NOW, [line(CUE, p, NOW, NOW + MIN, [NOW])])
+    wait = scheduled_execution_id(CUE, NOW, p)
+    row = result(run, entry, lease.lease_until, ok=False)._replace(next_retry_us=NOW + MIN)
+    await store.delivery.finish({p: [row]}, NOW + S)
+    assert await store.redis.hget(k.execution(p, run), "st") == "retrying"
+    assert not await queued(store, p, wait)
+
+
+async def test_buffer_one_released_by_a_lease_reaped_to_failed(store: Store) -> None:
+    k = store.keys
+    p, run, wait = await buffered(store, "worker", cw="w1", cla=NOW - 9 * S, lx=NOW - S, att=3)
+    await store.redis.zadd(k.claims(p), {run: NOW - S})
+    assert await store.claims.reap_leases(p, [(run, str(NOW - S), "fail")], NOW) == ["failed"]
+    assert await queued(store, p, wait)
+
+
+async def test_buffer_one_released_by_an_unclaimed_execution_missed(store: Store) -> None:
+    k = store.keys
+    p, run, wait = await buffered(store, "worker", prev_st="pending")
+    await store.redis.zadd(k.unclaimed(p), {run: NOW - 9 * MIN})
+    taken, missed = await store.claims.expire_unclaimed(p, NOW - MIN, 10, NOW)
+    assert [m.execution_id for m in missed] == [run]
+    assert await store.redis.hget(k.execution(p, run), "st") == "missed"
+    assert await queued(store, p, wait)
+
+
+async def test_buffer_one_released_by_an_outcome_deadline(store: Store) -> None:
+    k = store.keys
+    p, run, wait = await buffered(store, "webhook", prev_st="pending_outcome", od=NOW - S, da=NOW - MIN)
+    await store.redis.zadd(k.deadlines(p), {run: NOW - S})
+    assert await store.schedule.expire_deadlines(p, NOW, 10) == [run]
+    assert await queued(store, p, wait)
+
+
+async def test_buffer_one_a_manual_fire_ending_releases_nothing(store: Store) -> None:
+    """Only the cue's 'rx' ending releases: another of its executions ending (a manual fire
+    reporting its outcome) leaves the waiting one waiting."""
+    p, run, wait = await buffered(store, "worker", cw="w1", cla=NOW - S)
+    _, fire = await put_execution(store, tr="worker", st="delivering", tb="manual_fire", cw="w1", cla=NOW - S)
+    await store.outcomes.record(Outcome(fire, '{"success":true}', True, "reported_success", ""), NOW + S)
+    assert not await queued(store, p, wait)

@@ -25,7 +25,9 @@
   A cue with an overlap policy ('ov', lib/overlap.lua): while the execution its 'rx' names is not
   final, a new slot under "skip" is created as skipped (indexed, never queued); each slot the cue
   releases to run becomes its 'rx', so of several slots in one pass only the first can run.
-  Under "cancel_previous" the running one is cancelled (lib/overlap.lua ov_cancel) and the slot
+  Under "buffer_one" the first such slot is created pending but not queued, as the cue's 'bw'
+  (released by the script that makes the running one final: lib/overlap.lua ov_settled), and
+  a slot due while one waits is skipped. Under "cancel_previous" the running one is cancelled (lib/overlap.lua ov_cancel) and the slot
   runs; of several slots in one pass only the last runs, the earlier ones are created cancelled.
   A one-time cue whose slot is held back so becomes failed (its slot never runs).
   returns {executions created, cues skipped, {account id, blocked executions, ... per account},
@@ -89,7 +91,7 @@ end
 for i = 1, #l_cue do
   local cue_id, new_nr, block = l_cue[i], l_new[i], l_block[i]
   local ck = cue_pfx .. cue_id
-  local c = redis.call('HMGET', ck, 'status', 'nr', 'acct', 'tr', 'fc', 'pl', 'sch', 'ov', 'rx')
+  local c = redis.call('HMGET', ck, 'status', 'nr', 'acct', 'tr', 'fc', 'pl', 'sch', 'ov', 'rx', 'bw')
   if not c[1] then
     due_rem[#due_rem + 1] = cue_id
     skipped = skipped + 1
@@ -106,6 +108,8 @@ for i = 1, #l_cue do
     local last = nil
     local ov = block ~= 'b' and c[8] ~= 'allow' and c[8]  -- a policy (a blocked slot is final at once)
     local busy, rx = ov and ov_running(pfx, c[9]), nil
+    -- buffer_one: an execution already waiting ('bw', still pending) takes the one place
+    local waiting = ov == 'buffer_one' and c[10] and redis.call('HGET', exec_pfx .. c[10], 'st') == 'pending'
     local held = false  -- the last new slot was not released to run (a one-time cue then fails)
     for j = l_first[i], l_last[i] do
       local slot, eid, ek = s_slot[j], s_eid[j], s_ek[j]
@@ -122,6 +126,8 @@ for i = 1, #l_cue do
         local mode = 'run'
         if ov == 'skip' then
           if busy then mode = 'skip' end
+        elseif ov == 'buffer_one' then
+          if busy then mode = waiting and 'skip' or 'wait' end
         elseif ov == 'cancel_previous' then
           if j < l_last[i] then
             mode = 'cancel'  -- a later slot of this pass supersedes it at once
@@ -130,11 +136,15 @@ for i = 1, #l_cue do
           end
         end
         if mode == 'skip' or mode == 'cancel' then
-          local st = mode == 'skip' and 'skipped' or 'cancelled'
+          local st, em = 'skipped', OV_SKIPPED
+          if mode == 'cancel' then
+            st, em = 'cancelled', OV_SUPERSEDED
+          elseif ov == 'buffer_one' then
+            em = OV_SKIPPED_WAITING
+          end
           local ix = exec_index_new(pfx, eid, acct, cue_id, now, st, '', zadds, counts, m)
           redis.call('HSET', ek, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
-            'st', st, 'ca', now, 'ua', now, 'em', mode == 'skip' and OV_SKIPPED or OV_SUPERSEDED,
-            'pl', pl, 'ix', ix)
+            'st', st, 'ca', now, 'ua', now, 'em', em, 'pl', pl, 'ix', ix)
         elseif block == 'b' then
           local ix = exec_index_new(pfx, eid, acct, cue_id, now, 'failed', '', zadds, counts, m)
           redis.call('HSET', ek, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
@@ -148,7 +158,11 @@ for i = 1, #l_cue do
             'st', 'pending', 'ca', now, 'pl', pl, 'ix', ix)
         end
         if ov and mode == 'run' then busy, rx = true, eid end
-        held = mode ~= 'run'
+        if mode == 'wait' then
+          waiting = true
+          redis.call('HSET', ck, 'bw', eid)
+        end
+        held = mode == 'skip' or mode == 'cancel'
         if block == 'b' or mode ~= 'run' then
           -- blocked or held back: nothing to deliver or claim
         elseif tr == 'webhook' then

@@ -50,3 +50,32 @@ local function ov_cancel(pfx, eid, now)
   exec_reindex(pfx, eid)
   return true
 end
+
+-- buffer_one: the execution waiting behind the running one ('bw': created pending, not queued)
+-- is released — queued to the outbox (webhook) or listed claimable (worker; its unclaimed
+-- window starts now) and made the cue's 'rx' — by whichever script makes the running one final.
+-- Every such script calls this after writing the final status (outcome recorded, delivery
+-- succeeded or failed for good, lease reaped to failed, unclaimed to missed, deadline to
+-- outcome_timeout): one HGET when the cue has nothing waiting. Releases only while the cue's
+-- 'rx' is final, so an unrelated execution ending (a manual fire) releases nothing early.
+local function ov_settled(pfx, cue_id, now)
+  local ck = pfx .. 'cue:' .. cue_id
+  local bw = redis.call('HGET', ck, 'bw')
+  if not bw then return end
+  if ov_running(pfx, redis.call('HGET', ck, 'rx')) then return end
+  redis.call('HDEL', ck, 'bw')
+  dirty_at(pfx, 'cue:' .. cue_id)
+  local ek = pfx .. 'exec:' .. bw
+  local e = redis.call('HMGET', ek, 'st', 'tr', 'acct', 'sf', 'pl')
+  if e[1] ~= 'pending' then return end  -- gone, or moved on by other means
+  redis.call('HSET', ck, 'rx', bw)
+  if e[2] == 'webhook' then
+    redis.call('XADD', pfx .. 'outbox', '*', 'e', bw)
+  else
+    local tk, ag = task_agent(e[5] or '{}')
+    if tk ~= '' then redis.call('HSET', ek, 'tk', tk) end
+    if ag ~= '' then redis.call('HSET', ek, 'ag', ag) end
+    work_add(pfx, e[3], bw, e[4], tk, ag, now)
+    work_signal(pfx, e[3])
+  end
+end
