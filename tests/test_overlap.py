@@ -7,13 +7,17 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 
+from cuefast.api import create_app
 from cuefast.clock import FrozenClock
 from cuefast.config import Settings
 from cuefast.engine.scheduler import Scheduler
 from cuefast.times import parse_datetime
+from tests.api.test_dashboard import sign_in
 from tests.conftest import Api, assert_error, make_api
+from tests.snap_env import snap_env
 
 T0 = parse_datetime("2031-01-06T08:59:30Z")
 
@@ -282,3 +286,50 @@ async def test_buffer_one_catch_up_runs_one_and_buffers_one(env: Env, transport:
     else:
         claimable = (await api.request("GET", "/v1/executions/claimable", key)).json()
         assert [e["scheduled_for"] for e in claimable["executions"]] == ["2031-01-06T09:00:00Z"]
+
+
+# ---- the dashboard --------------------------------------------------------------------------------
+async def test_dashboard_shows_the_policy_and_the_new_statuses(env: Env) -> None:
+    api, clock, sched = env
+    key = await api.register()
+    skip = await new_cue(api, key, "s", overlap="skip")
+    cancel = await new_cue(api, key, "c", overlap="cancel_previous")
+    await tick_at(clock, sched, "2031-01-06T09:00:00.1Z")
+    await tick_at(clock, sched, "2031-01-06T09:01:00.1Z")
+    transport = httpx.ASGITransport(app=create_app(api.rt, manage_runtime=False))  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://cuefast.test") as web:
+        assert (await sign_in(web, key)).status_code == 303
+        page = (await web.get(f"/dashboard/cues/{skip['id']}")).text
+        assert "skip — a slot due while the previous one runs is recorded as skipped" in page
+        assert '<span class="badge idle">skipped</span>' in page
+        page = (await web.get(f"/dashboard/cues/{cancel['id']}")).text
+        assert "cancel previous — a slot due cancels the one still running" in page
+        assert '<span class="badge warn">cancelled</span>' in page
+        listed = (await web.get("/dashboard/executions?status=skipped")).text
+        assert '<option value="cancelled">' in listed and '<option value="skipped" selected>' in listed
+        assert ">1 execution<" in listed and '<span class="badge idle">skipped</span>' in listed
+
+
+# ---- PostgreSQL ---------------------------------------------------------------------------------
+async def test_skipped_and_cancelled_executions_are_snapshotted_and_trimmable(settings: Settings) -> None:
+    async with snap_env(settings) as senv:
+        api, clock, sched = senv.api, senv.clock, senv.scheduler()
+        key = await api.register()
+        skip = await new_cue(api, key, "s", overlap="skip")
+        cancel = await new_cue(api, key, "c", overlap="cancel_previous")
+        await tick_at(clock, sched, "2031-01-06T09:00:00.1Z")
+        await tick_at(clock, sched, "2031-01-06T09:01:00.1Z")
+        await senv.snap.snapshot()
+        async with senv.pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT cue_id, status FROM executions WHERE cue_id = ANY($1::text[])",
+                [skip["id"], cancel["id"]],
+            )
+            # the partial index retention reads through covers the two final statuses
+            pred = await conn.fetchval(
+                "SELECT pg_get_indexdef(indexrelid) FROM pg_index WHERE indexrelid::regclass::text "
+                "LIKE '%executions_trim_final'"
+            )
+        got = sorted((r["cue_id"] == skip["id"], r["status"]) for r in rows)
+        assert got == [(False, "cancelled"), (False, "pending"), (True, "pending"), (True, "skipped")]
+        assert "'skipped'" in pred and "'cancelled'" in pred
