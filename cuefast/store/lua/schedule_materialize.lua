@@ -132,7 +132,7 @@ for i = 1, #l_cue do
           if j < l_last[i] then
             mode = 'cancel'  -- a later slot of this pass supersedes it at once
           elseif busy and rx == nil then
-            ov_cancel(pfx, c[9], now)
+            ov_cancel(pfx, c[9], now, dirt)
           end
         end
         if mode == 'skip' or mode == 'cancel' then

@@ -24,29 +24,31 @@ local function ov_running(pfx, eid)
   return st ~= false and not OV_FINAL[st]
 end
 
--- cancel_previous: end the running execution `eid` as cancelled (final) — out of every queue it
--- waits in (claimable indexes, unclaimed window, retry, delayed and deadline zsets). A worker
+-- cancel_previous: end the running execution `eid` as cancelled (final) — out of the queue its
+-- status has it wait in (claimable indexes and unclaimed window, retry zset; the deadline zset
+-- when a deadline is armed; a scheduled execution is never in the delayed zset). A worker
 -- holding the claim learns it at its next lease extension (claims_heartbeat.lua answers
 -- "cancelled"); a webhook attempt in flight is not recalled, and its result no longer changes
 -- the status (delivery_finish.lua finds it not delivering); an outcome reported afterwards is
 -- stored as late (lib/record_outcome.lua: cancelled is final). No on_failure, no alert, no
 -- usage `failed`: it was superseded, not failed. Its claim lease is left for the holder's
--- fenced calls to clear. Returns true when it was running.
+-- fenced calls to clear. `dirt` (optional): a list the caller writes as dirty marks (else one
+-- SADD now). Returns true when it was running.
 local OV_CANCELLED = 'Cancelled: a later slot came due (overlap: cancel_previous)'
-local function ov_cancel(pfx, eid, now)
+local function ov_cancel(pfx, eid, now, dirt)
   local ek = pfx .. 'exec:' .. eid
-  local e = redis.call('HMGET', ek, 'st', 'tr', 'acct', 'tk', 'ag')
-  if not e[1] or OV_FINAL[e[1]] then return false end
+  local e = redis.call('HMGET', ek, 'st', 'tr', 'acct', 'tk', 'ag', 'od')
+  local st = e[1]
+  if not st or OV_FINAL[st] then return false end
   if e[2] == 'worker' then
-    work_rem(pfx, e[3], eid, e[4] or '', e[5] or '')
-  else
+    if st == 'pending' or st == 'retry_ready' then work_rem(pfx, e[3], eid, e[4] or '', e[5] or '') end
+  elseif st == 'retrying' then
     redis.call('ZREM', pfx .. 'retry', eid)
-    redis.call('ZREM', pfx .. 'delayed', eid)
+    redis.call('HDEL', ek, 'nxr')
   end
-  redis.call('ZREM', pfx .. 'deadlines', eid)
+  if e[6] and e[6] ~= '' then redis.call('ZREM', pfx .. 'deadlines', eid) end
   redis.call('HSET', ek, 'st', 'cancelled', 'ua', now, 'em', OV_CANCELLED)
-  redis.call('HDEL', ek, 'nxr')
-  dirty_at(pfx, 'exec:' .. eid)
+  if dirt then dirt[#dirt + 1] = 'exec:' .. eid else dirty_at(pfx, 'exec:' .. eid) end
   exec_reindex(pfx, eid)
   return true
 end
