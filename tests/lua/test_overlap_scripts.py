@@ -4,6 +4,8 @@ running execution. Arrange keys → call → assert the answer and the state."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from cuefast.ids import scheduled_execution_id
@@ -394,3 +396,19 @@ async def test_buffer_one_a_manual_fire_ending_releases_nothing(store: Store) ->
     _, fire = await put_execution(store, tr="worker", st="delivering", tb="manual_fire", cw="w1", cla=NOW - S)
     await store.outcomes.record(Outcome(fire, '{"success":true}', True, "reported_success", ""), NOW + S)
     assert not await queued(store, p, wait)
+
+
+async def test_restore_executions_keeps_a_buffered_execution_unqueued(store: Store) -> None:
+    """After a restore the cue (restored first) still names its waiting execution ('bw'):
+    restore_executions lists it but queues only the running one."""
+    k = store.keys
+    p = k.cue_partition(CUE)
+    run, wait = scheduled_execution_id(CUE, NOW - MIN, p), scheduled_execution_id(CUE, NOW, p)
+    await put_cue(store, nr=NOW + MIN, ov="buffer_one", rx=run, bw=wait)
+    docs = [
+        {"id": e, "cue": CUE, "acct": ACCT, "tr": "webhook", "st": "pending", "sf": str(sf), "ca": str(NOW)}
+        for e, sf in ((run, NOW - MIN), (wait, NOW))
+    ]
+    assert await store.restore.executions([(p, [json.dumps(d) for d in docs])], NOW) == 2
+    assert await stream_ids(store, k.outbox(p)) == [run]
+    assert await listed(store, ACCT, wait, CUE) == NOW

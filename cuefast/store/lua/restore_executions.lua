@@ -6,7 +6,8 @@
   Each hash is written as it was, with its listing indexes (cue, account) and the index its state
   needs to move on: webhook pending / retry_ready / delivering → the outbox (a due one) or the
   delayed zset (send_at later); retrying → the retry zset; an armed outcome deadline → deadlines;
-  worker pending / retry_ready → the claimable indexes; worker delivering → claims.
+  worker pending / retry_ready → the claimable indexes; worker delivering → claims. A pending
+  execution its cue holds back ('bw', overlap buffer_one; cues are restored first) stays unqueued.
   returns the number written ]]
 --!include work_index
 --!include exec_index
@@ -27,7 +28,8 @@ for i = 3, #ARGV do
   redis.call('HSET', ek, unpack(flat))
   redis.call('HDEL', ek, 'ix')  -- where it was indexed before is not where it is now
   exec_reindex(pfx, eid)
-  if not final[st] then
+  local waiting = st == 'pending' and redis.call('HGET', pfx .. 'cue:' .. (h['cue'] or ''), 'bw') == eid
+  if not final[st] and not waiting then
     local od = h['od']
     if od and od ~= '' and (not h['oc'] or h['oc'] == '') then redis.call('ZADD', pfx .. 'deadlines', od, eid) end
     if h['tr'] == 'worker' then
