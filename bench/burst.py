@@ -1,6 +1,7 @@
 """Top-of-minute burst: N webhook cues due at one instant, delivered by real processes.
 
-``./dev bench burst [--cues 10000] [--dispatchers 1 2] [--per-host 256] [--receiver raw|aiohttp]``
+``./dev bench burst [--cues 10000] [--dispatchers 1 2] [--per-host 256] [--receiver raw|aiohttp]
+[--jitter-seconds S …]``
 
 For each dispatcher count in ``--dispatchers`` (one run each, same invocation, fresh key
 prefix and PostgreSQL schema): a receiver process that logs every request's arrival time and
@@ -10,6 +11,13 @@ Redis (as a create writes them), all due at the same whole second a few seconds 
 ``dispatchers - 1`` more ``cuefast dispatcher`` processes. When every webhook has arrived (or
 ``--timeout`` passed) it prints receipt lateness (arrival − ``scheduled_for``) p50/p90/p99/max
 and the curve: the share received by 100 ms … 5 s.
+
+``--jitter-seconds S …`` (one run per value and dispatcher count, e.g. ``0 60``): the cues carry
+``schedule.jitter_seconds`` S. Lateness is then measured against each execution's ``fire_at``,
+recomputed here from the logged cue id and slot with ``cron.jitter_offset_us`` (independent of
+what the engine stored), and the spread is printed: the window from the first to the last
+arrival, deliveries per second over it (mean and peak second) and the most in any 100 ms —
+beside the most the fire_at times themselves put in any 100 ms (the plan's own spread).
 Against the local Redis/PostgreSQL (``CUEFAST_REDIS_URL`` / ``CUEFAST_DATABASE_URL``).
 """
 
@@ -26,6 +34,7 @@ from typing import Any
 
 from bench.__main__ import ROOT, _cleanup, _free_port, _git_sha, _server_env, _wait_healthy
 from bench.engine import _receiver, new_store, seed_cues
+from cuefast.cron import jitter_offset_us
 from cuefast.durability.schema import drop_schema
 from cuefast.times import parse_datetime
 
@@ -42,13 +51,36 @@ def percentile(values: list[float], q: float) -> float:
 
 def read_log(path: str) -> list[float]:
     """Lateness in ms of every logged request (arrival µs − its ``scheduled_for``)."""
-    late = []
+    return sorted((got - sf) / 1000 for got, sf, _ in read_arrivals(path))
+
+
+def read_arrivals(path: str) -> list[tuple[int, int, str]]:
+    """(arrival µs, ``scheduled_for`` µs, cue id or "") of every logged request."""
+    out = []
     with open(path) as fh:
         for line in fh:
-            got, _, sched_for = line.partition(" ")
-            if sched_for.strip():
-                late.append((int(got) - parse_datetime(sched_for.strip())) / 1000)
-    return sorted(late)
+            parts = line.split()
+            if len(parts) >= 2:
+                out.append((int(parts[0]), parse_datetime(parts[1]), parts[2] if len(parts) > 2 else ""))
+    return out
+
+
+def spread(arrivals: list[int]) -> dict[str, float]:
+    """How a burst's arrivals (µs) spread: window (s, first to last), mean and peak deliveries
+    per second (whole seconds from the first arrival), the most in any 100 ms bucket."""
+    first = min(arrivals)
+    window = (max(arrivals) - first) / 1e6
+    per_s: dict[int, int] = {}
+    per_100ms: dict[int, int] = {}
+    for t in arrivals:
+        per_s[(t - first) // 1_000_000] = per_s.get((t - first) // 1_000_000, 0) + 1
+        per_100ms[(t - first) // 100_000] = per_100ms.get((t - first) // 100_000, 0) + 1
+    return {
+        "window_s": window,
+        "mean_per_s": len(arrivals) / max(window, 1.0),
+        "peak_per_s": max(per_s.values()),
+        "max_per_100ms": max(per_100ms.values()),
+    }
 
 
 def _count(path: str) -> int:
@@ -56,7 +88,7 @@ def _count(path: str) -> int:
         return fh.read().count(b"\n")
 
 
-async def one_burst(args: argparse.Namespace, dispatchers: int) -> dict[str, Any]:
+async def one_burst(args: argparse.Namespace, dispatchers: int, jitter_s: int = 0) -> dict[str, Any]:
     """Seed, start the processes, wait for every webhook; the run's figures."""
     prefix = f"burst{uuid.uuid4().hex[:8]}"
     schema = f"cuefast_burst_{uuid.uuid4().hex[:8]}"
@@ -77,7 +109,9 @@ async def one_burst(args: argparse.Namespace, dispatchers: int) -> dict[str, Any
         # the due second lies after seeding (~1 s per 5,000 cues here) and the processes' start
         due = (int(t0) + LEAD_S + args.cues // 5000) * 1_000_000
         url = f"http://127.0.0.1:{port}/hook"
-        await seed_cues(store, args.cues, cron="0 0 1 1 *", transport="webhook", url=url, due=due)
+        await seed_cues(
+            store, args.cues, cron="0 0 1 1 *", transport="webhook", url=url, due=due, jitter_s=jitter_s
+        )
         await store.close()
         api_port = _free_port()
         serve = [sys.executable, "-m", "cuefast", "serve", "--host", "127.0.0.1", "--port", str(api_port)]
@@ -87,9 +121,9 @@ async def one_burst(args: argparse.Namespace, dispatchers: int) -> dict[str, Any
         _wait_healthy(f"http://127.0.0.1:{api_port}")
         ready_s = due / 1e6 - time.time()
         deadline = due / 1e6 + args.timeout
-        while _count(log_path) < args.cues and time.time() < deadline:
+        while _count(log_path) < args.cues and time.time() < deadline + jitter_s:
             await asyncio.sleep(0.1)
-        late = read_log(log_path)
+        arrivals = read_arrivals(log_path)
     finally:
         for p in procs:
             p.terminate()
@@ -104,10 +138,18 @@ async def one_burst(args: argparse.Namespace, dispatchers: int) -> dict[str, Any
         await drop_schema(env["CUEFAST_DATABASE_URL"], schema)
         if os.path.exists(log_path):
             os.unlink(log_path)
-    if not late:
+    if not arrivals:
         raise SystemExit(f"burst with {dispatchers} dispatcher(s): no webhook arrived")
+    if jitter_s and not all(cue for _, _, cue in arrivals):
+        raise SystemExit("--jitter-seconds needs the cue id in the receiver's log: use --receiver raw")
+    # lateness against fire_at (= scheduled_for without jitter), from the pure offset function
+    fires = [sf + jitter_offset_us(cue, sf, jitter_s) for _, sf, cue in arrivals]
+    late = sorted((got - fire) / 1000 for (got, _, _), fire in zip(arrivals, fires, strict=True))
     return {
         "dispatchers": dispatchers,
+        "jitter": jitter_s,
+        **spread([got for got, _, _ in arrivals]),
+        "planned_max_per_100ms": spread(fires)["max_per_100ms"],
         "received": len(late),
         "ready_s": ready_s,
         "p50": percentile(late, 0.50),
@@ -130,23 +172,38 @@ def main(argv: list[str]) -> None:
         default="raw",
         help="raw: an asyncio protocol + httptools (light, stands in for other machines); aiohttp: a web app",
     )
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds after the due time")
+    parser.add_argument(
+        "--timeout", type=float, default=120.0, help="seconds after the due time (plus the jitter span)"
+    )
+    parser.add_argument(
+        "--jitter-seconds",
+        type=int,
+        nargs="+",
+        default=[0],
+        help="schedule.jitter_seconds of the cues; one run per value (e.g. 0 60)",
+    )
     args = parser.parse_args(argv)
     import uvloop
 
-    rows = [uvloop.run(one_burst(args, n)) for n in args.dispatchers]
+    rows = [uvloop.run(one_burst(args, n, j)) for j in args.jitter_seconds for n in args.dispatchers]
     print(
         f"\nburst of {args.cues:,} webhook cues due at one instant, `cuefast serve` + n-1 "
         f"`cuefast dispatcher`, one {args.receiver} receiver, per host {args.per_host}; git {_git_sha()}"
     )
+    print("lateness = arrival − fire_at (fire_at = scheduled_for without jitter); spread over the arrivals")
     curve_heads = " | ".join(f"≤{ms} ms" for ms in CURVE_MS)
-    print(f"| dispatchers | received | p50 | p90 | p99 | max | {curve_heads} |")
-    print("|---" * (6 + len(CURVE_MS)) + "|")
+    print(
+        f"| dispatchers | received | p50 | p90 | p99 | max | jitter | window | mean /s | peak /s | "
+        f"max /100 ms | fire_at max /100 ms | {curve_heads} |"
+    )
+    print("|---" * (12 + len(CURVE_MS)) + "|")
     for r in rows:
         curve = " | ".join(f"{share:.0%}" for share in r["curve"])
         print(
             f"| {r['dispatchers']} | {r['received']:,} | {r['p50']:,.0f} ms | "
-            f"{r['p90']:,.0f} ms | {r['p99']:,.0f} ms | {r['max']:,.0f} ms | {curve} |"
+            f"{r['p90']:,.0f} ms | {r['p99']:,.0f} ms | {r['max']:,.0f} ms | {r['jitter']} s | "
+            f"{r['window_s']:.1f} s | {r['mean_per_s']:,.0f} | {r['peak_per_s']:,} | "
+            f"{r['max_per_100ms']:,} | {r['planned_max_per_100ms']:,} | {curve} |"
         )
         if r["ready_s"] < 0:
             print(f"  (the processes were healthy {-r['ready_s']:.1f} s after the due time: raise LEAD_S)")

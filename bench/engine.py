@@ -62,17 +62,19 @@ async def seed_cues(
     url: str,
     due: int,
     step_us: int = 0,
+    jitter_s: int = 0,
     overlap: str = "allow",
 ) -> tuple[str, list[str]]:
     """``n`` active cues of one account, all due at ``due``; returns (account id, cue ids).
-    With ``step_us`` they are one-time cues instead, cue ``i`` at ``due + i * step_us``.
+    With ``step_us`` they are one-time cues instead, cue ``i`` at ``due + i * step_us``;
+    ``jitter_s``: their ``schedule.jitter_seconds``.
 
     Each is a realistic cue, written with the fields and scripts a create uses (name
     reservation, then ``cues_create``): a name, a cron with a timezone, a webhook URL, a small
     payload and a retry config."""
     account = new_account_id()
     config = CueConfig(
-        schedule=Schedule(type="recurring", cron=cron, timezone="America/New_York"),
+        schedule=Schedule(type="recurring", cron=cron, timezone="America/New_York", jitter_seconds=jitter_s),
         callback=Callback(url=url),
         retry=Retry(max_attempts=5, backoff_minutes=[1, 5, 30]),
         overlap=overlap,
@@ -144,15 +146,18 @@ out = open(sys.argv[2], "w", buffering=1 << 16)
 OK = b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\nContent-Type: text/plain\\r\\n\\r\\nok"
 class Hook(asyncio.Protocol):
     def connection_made(self, transport):
-        self.t, self.p, self.sf = transport, httptools.HttpRequestParser(self), b""
+        self.t, self.p, self.sf, self.cue = transport, httptools.HttpRequestParser(self), b"", b""
     def data_received(self, data):
         self.p.feed_data(data)
     def on_header(self, name, value):
-        if name.lower() == b"x-cueapi-scheduled-for":
+        name = name.lower()
+        if name == b"x-cueapi-scheduled-for":
             self.sf = value
+        elif name == b"x-cueapi-cue-id":
+            self.cue = value
     def on_message_complete(self):
-        out.write(f"{time.time_ns() // 1000} {self.sf.decode()}\\n")
-        self.sf = b""
+        out.write(f"{time.time_ns() // 1000} {self.sf.decode()} {self.cue.decode()}\\n")
+        self.sf = self.cue = b""
         self.t.write(OK)
 async def main():
     loop = asyncio.get_running_loop()
@@ -166,7 +171,8 @@ uvloop.run(main())
 """
 """A lighter receiver (``--receiver raw``): one asyncio protocol parsing requests with httptools,
 a fixed 200 answer, arrivals logged in a buffer flushed every 50 ms. It stands in for agents on
-other machines, so it should cost the box as little as it can; what it logs is the same."""
+other machines, so it should cost the box as little as it can; it logs the same, plus the cue
+id (``X-CueAPI-Cue-Id``: the burst recomputes each jittered fire_at from it)."""
 
 
 async def _receiver(port: int, log_path: str, kind: str = "aiohttp") -> subprocess.Popen[bytes]:

@@ -46,6 +46,7 @@ from __future__ import annotations
 import calendar
 import copy
 import functools
+import hashlib
 import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
@@ -357,3 +358,20 @@ def next_fires(expr: str, tz: ZoneInfo, after_us: int, until_us: int, limit: int
     """Every fire in (after_us, until_us], oldest first, at most ``limit`` of them."""
     fires = takewhile(lambda fire: fire <= until_us, _fires(expr, tz, after_us))
     return list(islice(fires, max(limit, 0)))
+
+
+MAX_JITTER_SECONDS = 3600
+"""``schedule.jitter_seconds`` is 0–3600 (``services/cue_input.py``)"""
+_JITTER_PERSON = b"cuefast-jitter"
+
+
+def jitter_offset_us(cue_id: str, slot_us: int, jitter_seconds: int) -> int:
+    """The delay (µs, in ``[0, jitter_seconds·10⁶)``) of a cue's fire of slot ``slot_us``: a pure
+    function of its arguments — BLAKE2b (8-byte digest, personalised ``cuefast-jitter``) of
+    ``"<cue id>|<slot µs>"`` read big-endian, modulo the span. The same on every process, after
+    restarts and on every scheduler, so a slot planned twice gets one ``fire_at``; the modulo
+    bias over a 64-bit digest is below 10⁻⁹. 0 when jitter is off."""
+    if jitter_seconds <= 0:
+        return 0
+    digest = hashlib.blake2b(f"{cue_id}|{slot_us}".encode(), digest_size=8, person=_JITTER_PERSON).digest()
+    return int.from_bytes(digest, "big") % (jitter_seconds * _US)

@@ -82,7 +82,7 @@ WEBHOOK_LATENCY = Spec(
 )
 LATENESS = Spec(
     "cuefast_execution_lateness_seconds",
-    "First attempt start (webhook) or first claim (worker) minus scheduled_for.",
+    "First attempt start (webhook) or first claim (worker) minus fire_at (= scheduled_for without jitter).",
     ("transport",),
     LATENESS_BUCKETS,
 )
@@ -255,7 +255,11 @@ def gauges(b: Backlog, now_us: int) -> list[Gauge]:
             0.0 if oldest_ms is None else max(0.0, now_us / _US - oldest_ms / 1000),
         ),
         Gauge("cuefast_retry_backlog", "Webhook executions waiting for a retry.", b.retries),
-        Gauge("cuefast_delayed_backlog", "Webhook fires scheduled for later (send_at).", b.delayed),
+        Gauge(
+            "cuefast_delayed_backlog",
+            "Webhook executions waiting for a later time (send_at, jittered fire_at).",
+            b.delayed,
+        ),
         Gauge("cuefast_webhook_attempts_in_flight", "Leased webhook attempts.", b.leases),
         Gauge("cuefast_worker_claimable", "Worker executions waiting to be claimed.", b.claimable),
         Gauge("cuefast_worker_claims_active", "Worker executions claimed, lease running.", b.claims),

@@ -19,7 +19,8 @@ field       value (an absent field means the default in brackets)
             scheduled execution exists [none]; outlives that execution's retention trim
 ``ca``      created_at µs        ``ua``  updated_at µs [= ``ca``]
 ``v``       config version [1] (bumped by every PATCH; optimistic concurrency)
-``sch``     the schedule: ``<type>|<timezone>|<catch_up>|<at µs>|<cron>`` (read by the scheduler)
+``sch``     the schedule: ``<type>|<timezone>|<catch_up>|<at µs>|<cron>`` (read by the scheduler),
+            then ``|<jitter_seconds>`` when jitter is on
 ``ov``      overlap policy, the scheduler's copy of ``CueConfig.overlap`` [allow]
 ``rx``      the latest execution the scheduler released to run (overlap policy other than allow
             only) [none]   ``bw``  the execution waiting behind it (``buffer_one``) [none]
@@ -45,6 +46,10 @@ class Schedule(msgspec.Struct, kw_only=True, omit_defaults=True):
     cron: str | None = None
     at: int | None = None
     """µs since the epoch (one-time cues)."""
+    jitter_seconds: int = 0
+    """cuefast: each fire is delayed by a deterministic offset in ``[0, jitter_seconds)`` s
+    (``cron.jitter_offset_us``); ``scheduled_for`` stays the slot, the execution's ``fire_at``
+    is when it is delivered or claimable."""
 
 
 class Callback(msgspec.Struct, kw_only=True, omit_defaults=True):
@@ -122,13 +127,18 @@ def schedule_summary(cfg: CueConfig) -> str:
     leaves it out). Zone names, cron expressions and the enums never contain ``|``, ``"`` or
     ``\\`` (validated on input), so the parts need no escaping."""
     s = cfg.schedule
-    return f"{s.type}|{s.timezone}|{cfg.catch_up}|{'' if s.at is None else s.at}|{s.cron or ''}"
+    head = f"{s.type}|{s.timezone}|{cfg.catch_up}|{'' if s.at is None else s.at}|{s.cron or ''}"
+    return f"{head}|{s.jitter_seconds}" if s.jitter_seconds else head
 
 
 def summary_schedule(sch: str) -> tuple[Schedule, str]:
-    """``sch`` → (the schedule, catch_up)."""
-    kind, tz, catch_up, at, cron = sch.split("|", 4)
-    return Schedule(type=kind, timezone=tz, cron=cron or None, at=int(at) if at else None), catch_up
+    """``sch`` → (the schedule, catch_up). A sixth part, present only when jitter is on, is
+    ``jitter_seconds`` (a cue without jitter keeps the five-part summary it always had)."""
+    kind, tz, catch_up, at, cron, *rest = sch.split("|", 5)
+    jitter = int(rest[0]) if rest else 0
+    at_us = int(at) if at else None
+    schedule = Schedule(type=kind, timezone=tz, cron=cron or None, at=at_us, jitter_seconds=jitter)
+    return schedule, catch_up
 
 
 CONFIG_ENCODER = msgspec.json.Encoder()

@@ -259,6 +259,19 @@ async def test_labels_filter_and_bulk_pause_resume(sdk: Any) -> None:
         sdk.cues.pause_many()
 
 
+async def test_jitter_seconds(sdk: Any) -> None:
+    """cuefast's schedule.jitter_seconds through the SDK: set, kept by a schedule change, off
+    with 0; a plain cue decodes with 0 and a manual fire's execution with no fire_at."""
+    cue = await r(sdk.cues.create("j", cron="0 9 * * *", transport="worker", jitter_seconds=90))
+    assert cue.schedule.jitter_seconds == 90
+    cue = await r(sdk.cues.update(cue.id, timezone="Europe/Paris"))
+    assert (cue.schedule.timezone, cue.schedule.jitter_seconds) == ("Europe/Paris", 90)
+    cue = await r(sdk.cues.update(cue.id, jitter_seconds=0))
+    assert cue.schedule.jitter_seconds == 0
+    fired = await r(sdk.cues.fire(cue.id))
+    assert (await r(sdk.executions.get(fired.id))).fire_at is None
+
+
 async def test_fire_merge_replace_and_idempotency(sdk: Any) -> None:
     cue = await r(sdk.cues.create("w", cron="0 0 1 1 *", transport="worker", payload={"task": "a", "n": 1}))
     fired = await r(sdk.cues.fire(cue.id, payload_override={"n": 2, "x": True}))

@@ -75,6 +75,8 @@ class ScheduleInput(Body, kw_only=True):
     cron: Annotated[str, Meta(max_length=100)] | None = None
     at: dt.datetime | None = None
     timezone: str = "UTC"
+    jitter_seconds: Annotated[int, Meta(ge=0, le=3600)] = 0
+    """cuefast: spread each fire by a deterministic offset in [0, jitter_seconds) s"""
 
 
 class ScheduleChange(Body, kw_only=True):
@@ -84,6 +86,8 @@ class ScheduleChange(Body, kw_only=True):
     cron: Annotated[str, Meta(max_length=100)] | None = None
     at: dt.datetime | None = None
     timezone: str | None = None
+    jitter_seconds: Annotated[int, Meta(ge=0, le=3600)] | None = None
+    """cuefast: 0 turns jitter off; omitted keeps it"""
 
 
 class CallbackInput(Body, kw_only=True):

@@ -29,6 +29,9 @@ class Schedule(Model, kw_only=True):
     timezone: str = "UTC"
     cron: str | None = None
     at: dt.datetime | None = None
+    jitter_seconds: int = 0
+    """cuefast: fires are spread by a deterministic offset in [0, jitter_seconds) s; absent on
+    the wire (0 here) when off"""
 
 
 class Callback(Model, kw_only=True):
@@ -109,6 +112,10 @@ class Execution(Model, kw_only=True):
     next_retry: dt.datetime | None = None
     outcome_deadline_at: dt.datetime | None = None
     replayed_from: str | None = None
+    fire_at: dt.datetime | None = None
+    """cuefast: when a jittered scheduled execution is delivered or claimable (``scheduled_for``
+    stays its slot); absent on the wire, None here, for every other execution — it fires at
+    ``scheduled_for``"""
 
 
 class Cue(Model, kw_only=True):

@@ -104,15 +104,19 @@ class Cues(Resource[Mode]):
         catch_up: str | None = None,
         overlap: str | None = None,
         labels: Mapping[str, str] | None = None,
+        jitter_seconds: int | None = None,
     ) -> Call[Cue]:
         """Create a cue: ``cron`` (recurring) or ``at`` (once); ``callback`` is the webhook
-        URL (webhook transport) — ``transport="worker"`` cues are pulled by workers."""
+        URL (webhook transport) — ``transport="worker"`` cues are pulled by workers.
+        ``jitter_seconds`` (cuefast, 0–3600) spreads each fire by a deterministic offset."""
         if cron is not None:
             schedule: dict[str, Any] = {"type": "recurring", "cron": cron, "timezone": timezone}
         elif at is not None:
             schedule = {"type": "once", "at": _iso(at), "timezone": timezone}
         else:
             raise ValueError("Either 'cron' or 'at' must be provided")
+        if jitter_seconds is not None:
+            schedule["jitter_seconds"] = jitter_seconds
         body: dict[str, Any] = {
             "name": name,
             "schedule": schedule,
@@ -183,9 +187,10 @@ class Cues(Resource[Mode]):
         catch_up: str | None = None,
         overlap: str | None = None,
         labels: Mapping[str, str] | None = None,
+        jitter_seconds: int | None = None,
     ) -> Call[Cue]:
         """Change only the fields given (``callback`` may be a URL or a dict); ``labels``
-        replaces the cue's labels (``{}`` clears them)."""
+        replaces the cue's labels (``{}`` clears them); ``jitter_seconds=0`` turns jitter off."""
         body = drop_none(
             name=name,
             description=description,
@@ -208,6 +213,8 @@ class Cues(Resource[Mode]):
             schedule = {"type": "once", "at": _iso(at)}
         if timezone is not None:
             schedule["timezone"] = timezone
+        if jitter_seconds is not None:
+            schedule["jitter_seconds"] = jitter_seconds
         if schedule:
             body["schedule"] = schedule
         return call("PATCH", f"/v1/cues/{_id(cue_id)}", Cue, body=body)

@@ -18,9 +18,9 @@ lease (it outlived it, and another dispatcher leased the execution again) record
 nothing — no status, no usage count, no on_failure — and leaves the stream entry to the
 current holder (``cuefast_webhook_attempts_total{status="superseded"}``).
 
-Every attempt reads the cue's current URL, method, headers, timeout and retry policy and
-the account's current webhook secret; its request is built, SSRF-checked and sent by the
-process's ``Webhooks`` (engine/webhooks.py, shared with the notice sender).
+Every attempt reads the cue's current URL, method, headers, timeout and retry policy and the
+account's webhook secret; its request is built, SSRF-checked and sent by the process's
+``Webhooks`` (engine/webhooks.py, shared with the notice sender). Lateness: from ``fire_at``.
 
 Concurrency (``CUEFAST_DELIVERY_CONCURRENCY`` global, ``CUEFAST_DELIVERY_PER_HOST`` per
 callback ``host:port``). A leased attempt first takes a slot of its host; when the host
@@ -112,6 +112,7 @@ class _Attempt:
         "cue_id",
         "eid",
         "entry_id",
+        "fire_at",
         "lease_until",
         "lease_us",
         "name",
@@ -126,9 +127,8 @@ class _Attempt:
     )
 
     def __init__(self, p: int, entry_id: str, eid: str, lease: Lease, now_us: int) -> None:
-        self.p, self.entry_id, self.eid = p, entry_id, eid
-        self.cue_id = lease.cue_id
-        self.scheduled_for = lease.scheduled_for
+        self.p, self.entry_id, self.eid, self.cue_id = p, entry_id, eid, lease.cue_id
+        self.scheduled_for, self.fire_at = lease.scheduled_for, lease.fire_at  # lateness: from fire_at
         self.attempts = lease.attempts
         self.payload = lease.payload
         self.cfg = lease.config
@@ -482,7 +482,7 @@ class Dispatcher:
             attempt=attempt,
         )
         if attempt == 1:
-            self.metrics.observe_us(m.LATENESS, ("webhook",), self.clock.now_us() - a.scheduled_for)
+            self.metrics.observe_us(m.LATENESS, ("webhook",), self.clock.now_us() - a.fire_at)
         started = time.perf_counter_ns()
         status, error, response = await self.webhooks.send(
             cfg.callback.url or "", cfg.callback.method, body, headers, a.timeout_s

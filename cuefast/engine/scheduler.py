@@ -108,7 +108,7 @@ def plan_cue(summary: str, due: int, now: int) -> tuple[tuple[int, ...], int | N
     ``summary`` is the cue's ``sch`` field (``<type>|<timezone>|<catch_up>|<at>|<cron>``);
     cues sharing a schedule and a due time share the answer (memoised).
     """
-    kind, tz_name, catch_up, _at, expr = summary.split("|", 4)
+    kind, tz_name, catch_up, _at, expr, *_jitter = summary.split("|", 5)
     if kind != "recurring" or not expr:
         return (due,), None  # one-time: fires once, however late
     tz = cron.resolve_timezone(tz_name)
@@ -124,6 +124,13 @@ def plan_cue(summary: str, due: int, now: int) -> tuple[tuple[int, ...], int | N
     if catch_up == "none":
         return ((last,) if now - last <= ON_TIME_US else ()), cron.next_fire(expr, tz, max(last, now))
     return (last,), cron.next_fire(expr, tz, last)
+
+
+@functools.lru_cache(maxsize=4096)
+def jitter_of(summary: str) -> int:
+    """A schedule summary's ``jitter_seconds`` (its optional sixth part; 0 = none)."""
+    parts = summary.split("|", 5)
+    return int(parts[5]) if len(parts) == 6 and parts[5] else 0
 
 
 class Scheduler:
@@ -341,6 +348,9 @@ class Scheduler:
                 words += [cue_id, str(due_at), summary, str(now + PLAN_RETRY_US), "0"]  # due again later
                 continue
             count = f"{len(slots)}b" if blocked and acct in blocked else str(len(slots))
+            jitter = jitter_of(summary)
+            if jitter:  # jitter: every slot gets its fire_at as a third word (the "j" flag)
+                count += "j"
             words += [cue_id, str(due_at), summary, "-" if new_nr is None else str(new_nr), count]
             if new_nr is not None:  # (the strings many cues share, once)
                 self._expect(p, DueCue(cue_id, new_nr, sys.intern(summary), sys.intern(acct)))
@@ -348,6 +358,8 @@ class Scheduler:
             for slot in slots:
                 eid, member = scheduled_execution_id_member(cue_id, slot, byte)
                 words += [str(slot), eid]
+                if jitter:
+                    words.append(str(slot + cron.jitter_offset_us(cue_id, slot, jitter)))
                 members.append(member)
         done = await self.store.schedule.materialize_words(p, now, words, b"".join(members), read)
         if done.blocked:  # usage `outcomes.failed` (§13.1): created failed, without an outcome

@@ -255,7 +255,7 @@ class WorkService:
         self.metrics.inc(m.EXECUTIONS_DELIVERED, ("worker",), len(items))
         first = [it for it in items if it.attempt == 1]
         for it in first:
-            self.metrics.observe_us(m.LATENESS, ("worker",), now - it.scheduled_for)
+            self.metrics.observe_us(m.LATENESS, ("worker",), now - it.fire_at)
         if not first:
             return
         _, cfgs = await asyncio.gather(

@@ -15,6 +15,7 @@ from typing import Any
 import jsonschema_rs
 import msgspec
 
+from cuefast.cron import MAX_JITTER_SECONDS
 from cuefast.models import (
     Alerts,
     Callback,
@@ -57,6 +58,7 @@ class ScheduleInput(msgspec.Struct, kw_only=True):
     cron: Any = MISSING  # str | None
     at: Any = MISSING  # str | None
     timezone: Any = MISSING  # str
+    jitter_seconds: Any = MISSING  # int 0..3600 (cuefast; null = not sent)
 
 
 class CallbackInput(msgspec.Struct, kw_only=True):
@@ -128,6 +130,10 @@ def _schedule(c: Checker, value: Any, *, create: bool) -> ScheduleInput | Any:
                 out.at = MISSING
     if sched.get("timezone") is not None:
         out.timezone = c.string("body.schedule.timezone", sched["timezone"])
+    if sched.get("jitter_seconds") is not None:  # cuefast: null = not sent (PATCH keeps it)
+        out.jitter_seconds = c.integer(
+            "body.schedule.jitter_seconds", sched["jitter_seconds"], ge=0, le=MAX_JITTER_SECONDS
+        )
     return out
 
 
@@ -504,6 +510,7 @@ def _merged_schedule(current: Schedule, sent: ScheduleInput) -> tuple[Schedule, 
         timezone=sent.timezone if sent.timezone is not MISSING else current.timezone,
         cron=sent.cron if sent.cron is not MISSING else (current.cron if new_type == "recurring" else None),
         at=current.at if keeps_at else None,
+        jitter_seconds=sent.jitter_seconds if sent.jitter_seconds is not MISSING else current.jitter_seconds,
     )
     return schedule, at_text
 

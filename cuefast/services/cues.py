@@ -111,6 +111,8 @@ def render_cue(
     at = stored_time(s.at, fmt_offset, "cue", cid, "schedule.at")
     if at is not None:
         schedule["at"] = at
+    if s.jitter_seconds:  # cuefast: absent when off, as the contract leaves out unset keys here
+        schedule["jitter_seconds"] = s.jitter_seconds
     cb = cfg.callback
     return {
         "id": h["id"],
@@ -328,6 +330,7 @@ class CueService:
             type=s_in.type,
             timezone=s_in.timezone if s_in.timezone is not MISSING else "UTC",
             cron=s_in.cron if s_in.cron is not MISSING else None,
+            jitter_seconds=s_in.jitter_seconds if s_in.jitter_seconds is not MISSING else 0,
         )
         at_text = s_in.at if s_in.at is not MISSING else None
         on_failure = merged_on_failure(OnFailure(), draft.on_failure or {})

@@ -5,9 +5,10 @@ hs em sa da la ca ua pl os oc cw cla lh lx nxr od rf`` — scheduled_for, status
 triggered_by, attempts, http_status, error_message, started/delivered/last-attempt,
 created/updated, payload JSON, outcome_state, outcome JSON (null members left out),
 claimed_by_worker, claimed_at, last heartbeat, lease expiry, next retry, outcome deadline,
-replayed_from. Times are µs; an absent field is null on the wire (attempts 0, triggered_by
-scheduled, updated = created). The id is the key's (``Executions.get`` adds it; hashes
-written before layout 2 also held an ``id`` field).
+replayed_from; ``ft`` fire_at (jitter: written only when the cue has ``jitter_seconds``, the
+wire's ``fire_at`` key is absent otherwise). Times are µs; an absent field is null on the wire
+(attempts 0, triggered_by scheduled, updated = created). The id is the key's (``Executions.get``
+adds it; hashes written before layout 2 also held an ``id`` field).
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def render_execution(h: dict[str, str]) -> dict[str, Any]:
         return text if text is not None else stored_time(raw, fmt_z, "execution", eid, name)
 
     created = time("ca", "created_at")
-    return {
+    out = {
         "id": eid,
         "cue_id": h["cue"],
         "scheduled_for": time("sf", "scheduled_for"),
@@ -120,6 +121,9 @@ def render_execution(h: dict[str, str]) -> dict[str, Any]:
         "outcome_deadline_at": time("od", "outcome_deadline_at"),
         "replayed_from": h.get("rf") or None,
     }
+    if get("ft"):  # jitter: only a jittered scheduled execution has a fire_at apart from its slot
+        out["fire_at"] = time("ft", "fire_at")
+    return out
 
 
 def render_executions(rows: list[dict[str, str] | None]) -> list[dict[str, Any]]:

@@ -82,6 +82,8 @@ class Claim(NamedTuple):
     payload: str
     task: str | None
     lease_until: int
+    fire_at: int
+    """when it became claimable: the jittered fire time, else ``scheduled_for`` (lateness)"""
 
 
 class Heartbeat(NamedTuple):
@@ -175,7 +177,7 @@ class Claims(Repository):
                 for r in requests
             ]
         )
-        return [[_claim(rows[i : i + 9]) for i in range(0, len(rows), 9)] for rows in res]
+        return [[_claim(rows[i : i + 10]) for i in range(0, len(rows), 10)] for rows in res]
 
     async def heartbeat(
         self,
@@ -304,8 +306,8 @@ class Claims(Repository):
 def _claim(row: Sequence[Any]) -> Claim:
     status = Status(int(row[0]))
     if status is not Status.OK:
-        return Claim(status, str(row[1]), "", "", 0, 0, "{}", None, 0)
-    _, eid, cue_id, name, sf, att, payload, task, lx = row
+        return Claim(status, str(row[1]), "", "", 0, 0, "{}", None, 0, 0)
+    _, eid, cue_id, name, sf, att, payload, task, lx, fire = row
     return Claim(
         status,
         str(eid),
@@ -316,4 +318,5 @@ def _claim(row: Sequence[Any]) -> Claim:
         str(payload) or "{}",
         str(task) or None,
         int(lx),
+        int(fire) if fire else int(sf),
     )

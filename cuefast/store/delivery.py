@@ -50,6 +50,8 @@ class Lease(NamedTuple):
     triggered_by: str
     lease_until: int
     timeout_s: int
+    fire_at: int
+    """when the attempt was due: the jittered fire time, else ``scheduled_for`` (lateness)"""
 
 
 class BodyOutcome(NamedTuple):
@@ -156,14 +158,16 @@ class Delivery(GroupStreams):
                 del result[p]
                 continue
             out = result[p]
-            for i in range(0, len(res), 12):
+            for i in range(0, len(res), 13):
                 status = Status(int(res[i]))
                 if status is not Status.OK:
                     out.append(status)
                     continue
-                cue_id, scheduled, attempts, payload, stored, name, account, tb, sch, lease, timeout = res[
-                    i + 1 : i + 12
+                row = res[i + 1 : i + 13]
+                cue_id, scheduled, attempts, payload, stored, name, account, tb, sch, lease, timeout = row[
+                    :11
                 ]
+                fire = row[11]
                 out.append(
                     Lease(
                         str(cue_id),
@@ -176,6 +180,7 @@ class Delivery(GroupStreams):
                         str(tb),
                         int(lease),
                         int(timeout),
+                        int(fire) if fire else int(scheduled),
                     )
                 )
         return result

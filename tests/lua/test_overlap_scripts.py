@@ -412,3 +412,51 @@ async def test_restore_executions_keeps_a_buffered_execution_unqueued(store: Sto
     assert await store.restore.executions([(p, [json.dumps(d) for d in docs])], NOW) == 2
     assert await stream_ids(store, k.outbox(p)) == [run]
     assert await listed(store, ACCT, wait, CUE) == NOW
+
+
+# ---- with jitter (a fire_at per slot, 'ft') -----------------------------------------------------
+async def test_skip_with_jitter_the_skipped_slot_waits_nowhere(store: Store) -> None:
+    k = store.keys
+    p, prev = await put_execution(store, st="delivering")
+    await put_cue(store, nr=NOW, ov="skip", rx=prev)
+    await store.schedule.materialize(p, NOW, [line(CUE, p, NOW, NOW + MIN, [NOW], fire=[NOW + 9 * S])])
+    eid = scheduled_execution_id(CUE, NOW, p)
+    assert await store.redis.hget(k.execution(p, eid), "st") == "skipped"
+    assert await store.redis.zcard(k.delayed(p)) == 0 and await store.redis.xlen(k.outbox(p)) == 0
+
+
+async def test_cancel_previous_takes_a_jittered_webhook_off_the_delayed_zset(store: Store) -> None:
+    k = store.keys
+    p, prev = await put_execution(store, st="pending", ft=NOW + 30 * S)
+    await store.redis.zadd(k.delayed(p), {prev: NOW + 30 * S})
+    await put_cue(store, nr=NOW, ov="cancel_previous", rx=prev)
+    await store.schedule.materialize(p, NOW, [line(CUE, p, NOW, NOW + MIN, [NOW], fire=[NOW + 9 * S])])
+    assert await store.redis.hget(k.execution(p, prev), "st") == "cancelled"
+    eid = scheduled_execution_id(CUE, NOW, p)
+    assert await store.redis.zrange(k.delayed(p), 0, -1, withscores=True) == [(eid, NOW + 9 * S)]
+
+
+@pytest.mark.parametrize("tr", ["webhook", "worker"])
+async def test_buffer_one_releases_a_jittered_slot_not_before_its_fire_at(store: Store, tr: str) -> None:
+    """The waiting slot's fire_at is still ahead when the running one ends (webhook: its outcome
+    deadline passes; worker: its outcome): a webhook one goes to the delayed zset, a worker one
+    into the work indexes scored (and its unclaimed window starting) at fire_at."""
+    k = store.keys
+    if tr == "webhook":
+        p, run = await put_execution(store, st="pending_outcome", od=NOW, da=NOW - MIN)
+        await store.redis.zadd(k.deadlines(p), {run: NOW})
+    else:
+        p, run = await put_execution(store, tr=tr, st="delivering", cw="w1", cla=NOW - S)
+    await put_cue(store, nr=NOW, tr=tr, ov="buffer_one", rx=run)
+    fire = NOW + 30 * S
+    await store.schedule.materialize(p, NOW, [line(CUE, p, NOW, NOW + MIN, [NOW], fire=[fire])])
+    wait = scheduled_execution_id(CUE, NOW, p)
+    assert await store.redis.zcard(k.delayed(p)) == 0 and await claimable(store, p) == []
+    if tr == "webhook":
+        assert await store.schedule.expire_deadlines(p, NOW + S, 10) == [run]
+        assert await store.redis.zrange(k.delayed(p), 0, -1, withscores=True) == [(wait, fire)]
+        assert await store.redis.xlen(k.outbox(p)) == 0
+    else:
+        await store.outcomes.record(Outcome(run, '{"success":true}', True, "reported_success", ""), NOW + S)
+        assert await store.redis.zscore(k.work(p, ACCT), wait) == fire
+        assert await store.redis.zscore(k.unclaimed(p), wait) == fire

@@ -36,12 +36,16 @@ def line(
     slots: list[int],
     blocked: bool = False,
     sch: str = RECURRING,
+    fire: list[int] | None = None,
 ) -> list[str]:
-    """One cue's plan words as the scheduler writes them (``sch``: the schedule planned with)."""
-    count = f"{len(slots)}{'b' if blocked else ''}"
+    """One cue's plan words as the scheduler writes them (``sch``: the schedule planned with;
+    ``fire``: jitter, each slot's fire_at)."""
+    count = f"{len(slots)}{'b' if blocked else ''}{'j' if fire is not None else ''}"
     words = [cue_id, str(expected), sch, "-" if new is None else str(new), count]
-    for slot in slots:
+    for i, slot in enumerate(slots):
         words += [str(slot), scheduled_execution_id(cue_id, slot, p)]
+        if fire is not None:
+            words.append(str(fire[i]))
     return words
 
 
@@ -237,6 +241,63 @@ async def test_materialize_blocked_by_the_monthly_limit_creates_failed_execution
     assert (c["status"], c["lr"], c["fa"]) == ("failed", str(NOW), str(NOW))
     assert await store.redis.zscore(k.cue_index(p, ACCT, "failed"), CUE) == CREATED
     assert await store.redis.zscore(k.cue_index(p, ACCT, "active"), CUE) is None
+
+
+# ---- jitter ("j": a fire_at per slot) --------------------------------------------------------------
+JITTERED = RECURRING + "|60"
+
+
+async def test_materialize_jitter_webhook_waits_in_delayed_until_fire_at(store: Store) -> None:
+    """A slot whose fire_at is ahead: executed as pending with 'ft', in the delayed zset (not the
+    outbox); one whose fire_at has passed is queued at once; schedule_move_delayed queues the
+    waiting one at its fire_at."""
+    k = store.keys
+    p = await put_cue(store, nr=NOW - MIN, sch=JITTERED)
+    slots, fire = [NOW - MIN, NOW], [NOW - MIN + 7 * S, NOW + 30 * S]
+    res = await store.schedule.materialize(
+        p, NOW, [line(CUE, p, NOW - MIN, NOW + MIN, slots, sch=JITTERED, fire=fire)]
+    )
+    assert res == Materialized(2, 0, {})
+    late, ahead = (scheduled_execution_id(CUE, s, p) for s in slots)
+    for eid, slot, at in ((late, slots[0], fire[0]), (ahead, slots[1], fire[1])):
+        h = await store.redis.hgetall(k.execution(p, eid))
+        assert (h["st"], h["sf"], h["ft"]) == ("pending", str(slot), str(at))
+    assert await stream_ids(store, k.outbox(p)) == [late]
+    assert await store.redis.zrange(k.delayed(p), 0, -1, withscores=True) == [(ahead, NOW + 30 * S)]
+    assert await store.schedule.move_delayed(p, NOW + 30 * S - 1, 10) == 0
+    assert await store.schedule.move_delayed(p, NOW + 30 * S, 10) == 1
+    assert await stream_ids(store, k.outbox(p)) == [late, ahead]
+
+
+async def test_materialize_jitter_worker_is_listed_from_fire_at(store: Store) -> None:
+    k = store.keys
+    p = await put_cue(store, nr=NOW, tr="worker", sch=JITTERED, pl='{"task":"sum"}')
+    await store.schedule.materialize(
+        p, NOW, [line(CUE, p, NOW, NOW + MIN, [NOW], sch=JITTERED, fire=[NOW + 9 * S])]
+    )
+    eid = scheduled_execution_id(CUE, NOW, p)
+    assert await store.redis.hget(k.execution(p, eid), "ft") == str(NOW + 9 * S)
+    for key in (k.work(p, ACCT), k.work_filtered(p, ACCT, "sum", None), k.unclaimed(p)):
+        assert await store.redis.zscore(key, eid) == NOW + 9 * S, key
+    assert await store.redis.zcard(k.delayed(p)) == 0 and await store.redis.xlen(k.outbox(p)) == 0
+
+
+async def test_materialize_jitter_with_the_monthly_limit_flag(store: Store) -> None:
+    """ "bj": blocked and jittered — created failed with its fire_at, never queued."""
+    k = store.keys
+    p = await put_cue(store, nr=NOW, sch=JITTERED)
+    plan = [line(CUE, p, NOW, NOW + MIN, [NOW], blocked=True, sch=JITTERED, fire=[NOW + S])]
+    assert await store.schedule.materialize(p, NOW, plan) == Materialized(1, 0, {ACCT: 1})
+    h = await store.redis.hgetall(k.execution(p, scheduled_execution_id(CUE, NOW, p)))
+    assert (h["st"], h["ft"]) == ("failed", str(NOW + S))
+    assert await store.redis.zcard(k.delayed(p)) == 0 and await store.redis.xlen(k.outbox(p)) == 0
+
+
+async def test_materialize_without_jitter_writes_no_fire_at(store: Store) -> None:
+    k = store.keys
+    p = await put_cue(store, nr=NOW)
+    await store.schedule.materialize(p, NOW, [line(CUE, p, NOW, NOW + MIN, [NOW])])
+    assert await store.redis.hget(k.execution(p, scheduled_execution_id(CUE, NOW, p)), "ft") is None
 
 
 # ---- schedule_move_retries -----------------------------------------------------------------------

@@ -205,3 +205,18 @@ async def test_restore_executions_rebuilds_the_index_each_state_needs(store: Sto
     assert await store.redis.zscore(k.unclaimed(P), ids["claimable"]) == NOW - 2 * S
     assert await store.redis.zrange(k.claims(P), 0, -1, withscores=True) == [(ids["claimed"], NOW + 60 * S)]
     assert (await store.executions.listing(ACCT, offset=0, limit=0)).oldest_claimed_us == NOW - 3 * S
+
+
+async def test_restore_executions_a_jittered_one_waits_for_its_fire_at(store: Store) -> None:
+    """Jitter: a pending execution whose fire_at ('ft') is ahead goes back to the delayed zset
+    (webhook) or the claimable indexes scored by fire_at (worker), not to the outbox."""
+    k = store.keys
+    hook = doc("pending", ft=NOW + 7 * S)
+    work = doc("pending", "worker", tk="t", ft=NOW + 8 * S)
+    passed = doc("pending", ft=NOW - 1)
+    docs = [hook, work, passed]
+    assert await store.restore.executions([(P, [json.dumps(d) for d in docs])], NOW) == 3
+    assert await stream_ids(store, k.outbox(P)) == [passed["id"]]
+    assert await store.redis.zrange(k.delayed(P), 0, -1, withscores=True) == [(hook["id"], NOW + 7 * S)]
+    for key in (k.work(P, ACCT), k.work_filtered(P, ACCT, "t", None), k.unclaimed(P)):
+        assert await store.redis.zscore(key, work["id"]) == NOW + 8 * S, key

@@ -11,8 +11,9 @@
   ARGV[6] count: claim up to this many of the oldest available in KEYS[1] (0 = claim the ids in
     ARGV[7..] instead)
   ARGV[7..] execution_ids: with count 0
-  returns 9 values per claimed execution (count mode) or per id (ids mode):
-    {OK, id, cue id, cue name, scheduled_for, attempts after this claim, payload, task, lease expiry}
+  returns 10 values per claimed execution (count mode) or per id (ids mode):
+    {OK, id, cue id, cue name, scheduled_for, attempts after this claim, payload, task, lease expiry,
+     fire_at ("" = scheduled_for: no jitter)}
     | {NOT_FOUND, id, ...} no such execution of this account | {WRONG_STATE, id, ...} not
     claimable now ]]
 --!include dirty
@@ -28,7 +29,7 @@ local out = {}
 local function row(code, eid, r)
   out[#out + 1] = code
   out[#out + 1] = eid
-  for i = 1, 7 do out[#out + 1] = r and r[i] or '' end
+  for i = 1, 8 do out[#out + 1] = r and r[i] or '' end
 end
 
 local defer = {}
@@ -37,7 +38,7 @@ local defer = {}
 -- index with a score ≤ now (count mode), so availability needs no second look
 local function claim(eid, checked)
   local ek = pfx .. 'exec:' .. eid
-  local e = redis.call('HMGET', ek, 'st', 'tr', 'acct', 'sf', 'tk', 'ag', 'sa', 'cue', 'pl', 'att')
+  local e = redis.call('HMGET', ek, 'st', 'tr', 'acct', 'sf', 'tk', 'ag', 'sa', 'cue', 'pl', 'att', 'ft')
   if not e[1] or e[3] ~= acct then return STATUS.NOT_FOUND end
   if e[2] ~= 'worker' or (e[1] ~= 'pending' and e[1] ~= 'retry_ready') then return STATUS.WRONG_STATE end
   if not checked then
@@ -58,7 +59,7 @@ local function claim(eid, checked)
   defer_zadd(defer, KEYS[2], lx, eid)
   local cue = e[8]
   if names[cue] == nil then names[cue] = redis.call('HGET', pfx .. 'cue:' .. cue, 'name') or '' end
-  row(STATUS.OK, eid, {cue, names[cue], e[4], att, e[9] or '{}', e[5] or '', lx})
+  row(STATUS.OK, eid, {cue, names[cue], e[4], att, e[9] or '{}', e[5] or '', lx, e[11] or ''})
   return STATUS.OK
 end
 

@@ -11,10 +11,11 @@
   `delivery` is set without it), else ARGV[3]; its lease is max(ARGV[4], timeout + 60) s
   (CONTRACT.md §11.4), so a slow receiver is never sent the same attempt again while its
   request may still be open.
-  returns 12 values per execution, in order:
+  returns 13 values per execution, in order:
     {OK, cue id, scheduled_for, attempts, payload, cue's stored config JSON, cue name, account,
      triggered_by, cue's schedule summary (sch), lease expiry µs (the token delivery_finish,
-     delivery_extend and delivery_release must present), timeout s}
+     delivery_extend and delivery_release must present), timeout s, fire_at µs ("" = the
+     scheduled_for: no jitter)}
     | {NOT_FOUND, …} not deliverable (gone, finished, not webhook): drop the stream entry
     | {BUSY, …} another attempt holds a live lease: leave the entry pending ]]
 --!include dirty
@@ -23,7 +24,7 @@
 local now, pfx = tonumber(ARGV[1]), ARGV[2]
 local default_timeout, floor_s = tonumber(ARGV[3]), tonumber(ARGV[4])
 local now_s = string.format('%.0f', now)
-local WIDTH = 12
+local WIDTH = 13
 local out = {}
 local marks = {}  -- snapshot dirty marks, written by dirty_flush at the end
 local function skip(code)
@@ -40,7 +41,7 @@ end
 for i = 5, #ARGV do
   local eid = ARGV[i]
   local ek = pfx .. 'exec:' .. eid
-  local e = redis.call('HMGET', ek, 'st', 'tr', 'cue', 'sf', 'att', 'pl', 'acct', 'tb', 'sa', 'la')
+  local e = redis.call('HMGET', ek, 'st', 'tr', 'cue', 'sf', 'att', 'pl', 'acct', 'tb', 'sa', 'la', 'ft')
   local st = e[1]
   local code = STATUS.OK
   local recovered = false
@@ -80,7 +81,7 @@ for i = 5, #ARGV do
     local lease = string.format('%.0f', now + math.max(floor_s, timeout + 60) * 1000000)
     redis.call('ZADD', KEYS[1], lease, eid)
     local row = {STATUS.OK, e[3], e[4], e[5] or '0', e[6], cfg, c[1], e[7], triggered_by(e[8]), c[2], lease,
-      timeout}
+      timeout, e[11] or ''}
     for _, v in ipairs(row) do out[#out + 1] = v end
   end
 end

@@ -6,8 +6,9 @@
   Each hash is written as it was, with its listing indexes (cue, account) and the index its state
   needs to move on: webhook pending / retry_ready / delivering → the outbox (a due one) or the
   delayed zset (send_at later); retrying → the retry zset; an armed outcome deadline → deadlines;
-  worker pending / retry_ready → the claimable indexes; worker delivering → claims. A pending
-  execution its cue holds back ('bw', overlap buffer_one; cues are restored first) stays unqueued.
+  worker pending / retry_ready → the claimable indexes; worker delivering → claims. A jittered
+  execution ('ft') waits for its fire_at instead of its scheduled_for. A pending execution its
+  cue holds back ('bw', overlap buffer_one; cues are restored first) stays unqueued.
   returns the number written ]]
 --!include work_index
 --!include exec_index
@@ -30,19 +31,20 @@ for i = 3, #ARGV do
   exec_reindex(pfx, eid)
   local waiting = st == 'pending' and redis.call('HGET', pfx .. 'cue:' .. (h['cue'] or ''), 'bw') == eid
   if not final[st] and not waiting then
+    local at = val(h['ft'], h['sf'])  -- jitter: available from fire_at
     local od = h['od']
     if od and od ~= '' and (not h['oc'] or h['oc'] == '') then redis.call('ZADD', pfx .. 'deadlines', od, eid) end
     if h['tr'] == 'worker' then
       if st == 'pending' or st == 'retry_ready' then
-        work_add(pfx, acct, eid, h['sf'], h['tk'], h['ag'], val(h['ua'], h['sf']))
+        work_add(pfx, acct, eid, at, h['tk'], h['ag'], val(h['ua'], at))
       elseif st == 'delivering' then
         redis.call('ZADD', pfx .. 'claims', val(h['lx'], now_s), eid)
       end
     elseif st == 'retrying' then
       redis.call('ZADD', pfx .. 'retry', val(h['nxr'], now_s), eid)
     elseif st == 'pending' or st == 'retry_ready' or st == 'delivering' then
-      if tonumber(h['sf']) > now and st == 'pending' then
-        redis.call('ZADD', pfx .. 'delayed', h['sf'], eid)
+      if tonumber(at) > now and st == 'pending' then
+        redis.call('ZADD', pfx .. 'delayed', at, eid)
       else
         redis.call('XADD', KEYS[1], '*', 'e', eid)
       end

@@ -15,8 +15,13 @@
     expected next_run and expected schedule summary 'sch' (CAS: skipped if next_run moved or a
     PATCH changed the schedule, so a plan always follows the schedule it was computed from),
     new next_run ("-" = none), number of slots k — followed by "b" when the account is past
-    its monthly execution limit's grace period (CONTRACT.md §13.2) — then k pairs (scheduled_for
-    µs, deterministic execution id).
+    its monthly execution limit's grace period (CONTRACT.md §13.2), and/or by "j" when the cue
+    has jitter — then k pairs (scheduled_for µs, deterministic execution id), triples with "j"
+    (… , fire_at µs).
+  Jitter ("j"): the execution records 'ft' = fire_at; one whose fire_at is still ahead waits
+  like a send_at fire — a webhook one in the partition's delayed zset (schedule_move_delayed.lua
+  queues it then), a worker one in the work indexes and unclaimed zset scored by fire_at (not
+  claimable before).
   A blocked ("b") cue's new executions are created directly as failed ("Monthly execution limit
   reached"): indexed, but no outbox entry, no work index, no alert; its next_run still advances
   and a one-time cue becomes failed. A cue left without a next run ("-": a one-time cue) gets
@@ -66,11 +71,19 @@ end
 local CHUNK = 1000  -- values per call, well inside Lua's unpack limit
 local l_cue, l_exp, l_sch, l_new, l_block, l_first, l_last = {}, {}, {}, {}, {}, {}, {}
 local s_slot, s_eid, s_ek = {}, {}, {}
+local s_fire = {}  -- jitter: slot index → fire_at µs (only slots of cues with jitter)
 local a, nargs = 5, #ARGV
 while a <= nargs do
   local count, block = ARGV[a + 4], ''
   local k = tonumber(count)
-  if not k then k, block = tonumber(string.sub(count, 1, -2)), string.sub(count, -1) end
+  -- jitter: flag "j", a third word per slot (its fire_at)
+  local width = 2
+  if not k then
+    local digits, flags = string.match(count, '^(%d+)(%a+)$')
+    k = tonumber(digits)
+    if string.find(flags, 'b', 1, true) then block = 'b' end
+    if string.find(flags, 'j', 1, true) then width = 3 end
+  end
   local i = #l_cue + 1
   l_cue[i], l_exp[i], l_sch[i], l_new[i], l_block[i], l_first[i] =
     ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], block, #s_ek + 1
@@ -78,7 +91,8 @@ while a <= nargs do
   for _ = 1, k do
     local j, eid = #s_ek + 1, ARGV[a + 1]
     s_slot[j], s_eid[j], s_ek[j] = ARGV[a], eid, exec_pfx .. eid
-    a = a + 2
+    if width == 3 then s_fire[j] = ARGV[a + 2] end
+    a = a + width
   end
   l_last[i] = #s_ek
 end
@@ -163,16 +177,27 @@ for i = 1, #l_cue do
           redis.call('HSET', ck, 'bw', eid)
         end
         held = mode == 'skip' or mode == 'cancel'
+        -- jitter: record fire_at; available from then on (the slot's score becomes fire_at)
+        local avail = slot
+        local fire = s_fire[j]
+        if fire then
+          redis.call('HSET', ek, 'ft', fire)
+          avail = fire
+        end
         if block == 'b' or mode ~= 'run' then
           -- blocked or held back: nothing to deliver or claim
         elseif tr == 'webhook' then
-          redis.call('XADD', KEYS[2], '*', 'e', eid)
+          if fire and tonumber(fire) > tonumber(now) then
+            add(pfx .. 'delayed', fire, eid)  -- jitter: queued by schedule_move_delayed.lua at fire_at
+          else
+            redis.call('XADD', KEYS[2], '*', 'e', eid)
+          end
         else
           if tk == nil then tk, ag = task_agent(pl) end
           if tk ~= '' then redis.call('HSET', ek, 'tk', tk) end
           if ag ~= '' then redis.call('HSET', ek, 'ag', ag) end
-          for _, wk in ipairs(work_keys(pfx, acct, tk, ag)) do add(wk, slot, eid) end
-          add(pfx .. 'unclaimed', slot, eid)
+          for _, wk in ipairs(work_keys(pfx, acct, tk, ag)) do add(wk, avail, eid) end
+          add(pfx .. 'unclaimed', avail, eid)
           signal[acct] = true
         end
         fired = fired + 1

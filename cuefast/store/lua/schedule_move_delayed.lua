@@ -1,5 +1,7 @@
---[[ schedule_move_delayed: webhook executions fired with a future send_at → outbox when it comes
-  KEYS[1] delayed: zset, execution id → send_at µs
+--[[ schedule_move_delayed: webhook executions waiting for a future time → outbox when it comes:
+  fires with a future send_at, and scheduled executions whose jittered fire_at was still ahead
+  when schedule_materialize.lua created them (one mechanism for both)
+  KEYS[1] delayed: zset, execution id → send_at / fire_at µs
   KEYS[2] outbox: stream
   ARGV[1] now: µs
   ARGV[2] batch: size

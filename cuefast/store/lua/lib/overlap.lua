@@ -25,8 +25,9 @@ local function ov_running(pfx, eid)
 end
 
 -- cancel_previous: end the running execution `eid` as cancelled (final) — out of the queue its
--- status has it wait in (claimable indexes and unclaimed window, retry zset; the deadline zset
--- when a deadline is armed; a scheduled execution is never in the delayed zset). A worker
+-- status has it wait in (claimable indexes and unclaimed window, retry zset, the delayed zset for
+-- a jittered webhook one waiting for its fire_at 'ft'; the deadline zset when a deadline is
+-- armed). A worker
 -- holding the claim learns it at its next lease extension (claims_heartbeat.lua answers
 -- "cancelled"); a webhook attempt in flight is not recalled, and its result no longer changes
 -- the status (delivery_finish.lua finds it not delivering); an outcome reported afterwards is
@@ -37,11 +38,13 @@ end
 local OV_CANCELLED = 'Cancelled: a later slot came due (overlap: cancel_previous)'
 local function ov_cancel(pfx, eid, now, dirt)
   local ek = pfx .. 'exec:' .. eid
-  local e = redis.call('HMGET', ek, 'st', 'tr', 'acct', 'tk', 'ag', 'od')
+  local e = redis.call('HMGET', ek, 'st', 'tr', 'acct', 'tk', 'ag', 'od', 'ft')
   local st = e[1]
   if not st or OV_FINAL[st] then return false end
   if e[2] == 'worker' then
     if st == 'pending' or st == 'retry_ready' then work_rem(pfx, e[3], eid, e[4] or '', e[5] or '') end
+  elseif st == 'pending' and e[7] then
+    redis.call('ZREM', pfx .. 'delayed', eid)  -- jitter: waiting for its fire_at
   elseif st == 'retrying' then
     redis.call('ZREM', pfx .. 'retry', eid)
     redis.call('HDEL', ek, 'nxr')
@@ -55,7 +58,9 @@ end
 
 -- buffer_one: the execution waiting behind the running one ('bw': created pending, not queued)
 -- is released — queued to the outbox (webhook) or listed claimable (worker; its unclaimed
--- window starts now) and made the cue's 'rx' — by whichever script makes the running one final.
+-- window starts now), or with jitter not before its fire_at 'ft' (the delayed zset; the work
+-- indexes scored by it) — and made the cue's 'rx' — by whichever script makes the running one
+-- final.
 -- Every such script calls this after writing the final status (outcome recorded, delivery
 -- succeeded or failed for good, lease reaped to failed, unclaimed to missed, deadline to
 -- outcome_timeout): one HGET when the cue has nothing waiting. Releases only while the cue's
@@ -68,16 +73,21 @@ local function ov_settled(pfx, cue_id, now)
   redis.call('HDEL', ck, 'bw')
   dirty_at(pfx, 'cue:' .. cue_id)
   local ek = pfx .. 'exec:' .. bw
-  local e = redis.call('HMGET', ek, 'st', 'tr', 'acct', 'sf', 'pl')
+  local e = redis.call('HMGET', ek, 'st', 'tr', 'acct', 'sf', 'pl', 'ft')
   if e[1] ~= 'pending' then return end  -- gone, or moved on by other means
   redis.call('HSET', ck, 'rx', bw)
+  local fire = tonumber(e[6])  -- jitter: not before its fire_at
   if e[2] == 'webhook' then
-    redis.call('XADD', pfx .. 'outbox', '*', 'e', bw)
+    if fire and fire > tonumber(now) then
+      redis.call('ZADD', pfx .. 'delayed', e[6], bw)
+    else
+      redis.call('XADD', pfx .. 'outbox', '*', 'e', bw)
+    end
   else
     local tk, ag = task_agent(e[5] or '{}')
     if tk ~= '' then redis.call('HSET', ek, 'tk', tk) end
     if ag ~= '' then redis.call('HSET', ek, 'ag', ag) end
-    work_add(pfx, e[3], bw, e[4], tk, ag, now)
+    work_add(pfx, e[3], bw, e[6] or e[4], tk, ag, (fire and fire > tonumber(now)) and e[6] or now)
     work_signal(pfx, e[3])
   end
 end
