@@ -63,6 +63,7 @@ async def seed_cues(
     due: int,
     step_us: int = 0,
     jitter_s: int = 0,
+    overlap: str = "allow",
     delivery: Delivery | None = None,
 ) -> tuple[str, list[str]]:
     """``n`` active cues of one account, all due at ``due``; returns (account id, cue ids).
@@ -77,6 +78,7 @@ async def seed_cues(
         schedule=Schedule(type="recurring", cron=cron, timezone="America/New_York", jitter_seconds=jitter_s),
         callback=Callback(url=url),
         retry=Retry(max_attempts=5, backoff_minutes=[1, 5, 30]),
+        overlap=overlap,
         delivery=delivery,
     )
     payload = b'{"task":"daily-digest","channel":"ops","limit":20}'

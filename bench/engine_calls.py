@@ -1,6 +1,6 @@
 """Redis work per scheduled execution: ``INFO commandstats`` (and optionally callgrind) around passes.
 
-    CUEFAST_REDIS_URL=redis://127.0.0.1:PORT/0 .venv/bin/python -m bench.engine_calls [--cues N]
+    CUEFAST_REDIS_URL=redis://127.0.0.1:PORT/0 .venv/bin/python -m bench.engine_calls [--cues N] [--overlap P]
 
 Seeds ``N`` webhook cues as ``./dev bench engine materialize`` does (cron ``*/5``, all due at one
 instant), then runs a cold pass (the scheduler has never seen the cues) and a warm pass (the same
@@ -50,7 +50,13 @@ async def run(args: argparse.Namespace) -> None:
     clock = FrozenClock(DUE + 100_000)
     try:
         await seed_cues(
-            store, args.cues, cron="*/5 * * * *", transport="webhook", url="http://127.0.0.1:9/h", due=DUE
+            store,
+            args.cues,
+            cron="*/5 * * * *",
+            transport="webhook",
+            url="http://127.0.0.1:9/h",
+            due=DUE,
+            overlap=args.overlap,
         )
         sched = Scheduler(store, clock, batch=args.batch)
         for name, at in (("cold", DUE + 100_000), ("warm", DUE + STEP + 100_000)):
@@ -87,6 +93,12 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=int(os.environ.get("CUEFAST_PARTITIONS", "16")))
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--callgrind", action="store_true", help="the Redis runs under callgrind")
+    ap.add_argument(
+        "--overlap",
+        default="allow",
+        choices=("allow", "skip", "buffer_one", "cancel_previous"),
+        help="the cues' overlap policy (the warm pass finds each cold execution still pending)",
+    )
     asyncio.run(run(ap.parse_args()))
 
 

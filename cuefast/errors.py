@@ -232,6 +232,14 @@ class ExecutionNotClaiming(Conflict):
         super().__init__("execution_not_claiming", "Execution is not currently being claimed")
 
 
+class ExecutionCancelled(Conflict):
+    """cuefast: the execution was cancelled by its cue's overlap policy (``cancel_previous``):
+    its holder must stop (a heartbeat answers this instead of ``execution_not_claiming``)."""
+
+    def __init__(self) -> None:
+        super().__init__("execution_cancelled", "Execution was cancelled: a later slot of its cue came due")
+
+
 class NotExecutionOwner(CuefastError):
     status = 403
     code = "not_execution_owner"

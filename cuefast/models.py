@@ -21,6 +21,9 @@ field       value (an absent field means the default in brackets)
 ``v``       config version [1] (bumped by every PATCH; optimistic concurrency)
 ``sch``     the schedule: ``<type>|<timezone>|<catch_up>|<at µs>|<cron>`` (read by the scheduler),
             then ``|<jitter_seconds>`` when jitter is on
+``ov``      overlap policy, the scheduler's copy of ``CueConfig.overlap`` [allow]
+``rx``      the latest execution the scheduler released to run (overlap policy other than allow
+            only) [none]   ``bw``  the execution waiting behind it (``buffer_one``) [none]
 ``cfg``     (string key) the rest of the CueConfig as JSON, defaults omitted (``stored_config``)
 ``pl``      (string key) payload: compact JSON exactly as submitted (key order kept)
 ==========  ====================================================================
@@ -120,6 +123,9 @@ class CueConfig(msgspec.Struct, kw_only=True, omit_defaults=True):
     delivery: Delivery | None = None
     alerts: Alerts | None = None
     catch_up: str = "latest"
+    overlap: str = "allow"
+    """what a slot coming due while the previous execution is not final does (issue 17):
+    allow | skip | buffer_one | cancel_previous; mirrored into the hash as ``ov``"""
     labels: dict[str, str] = msgspec.field(default_factory=dict)
     """``{key: value}`` (``cue_input.checked_labels``); the account's label index mirrors it
     (``store/cues.py``, ``cues_set_labels.lua``)."""

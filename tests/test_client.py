@@ -189,6 +189,7 @@ async def test_cue_lifecycle(sdk: Any) -> None:
             delivery={"timeout_seconds": 5, "max_concurrency": 3},
             alerts={"consecutive_failures": 4},
             catch_up="none",
+            overlap="skip",
         )
     )
     assert cue.id.startswith("cue_") and cue.name == "morning" and cue.status == "active"
@@ -200,13 +201,13 @@ async def test_cue_lifecycle(sdk: Any) -> None:
     assert cue.delivery is not None and cue.delivery.timeout_seconds == 5
     assert cue.delivery.max_concurrency == 3  # cuefast's concurrency cap
     assert cue.alerts is not None and cue.alerts.consecutive_failures == 4
-    assert cue.catch_up == "none" and cue.description == "daily"
+    assert cue.catch_up == "none" and cue.description == "daily" and cue.overlap == "skip"
     assert cue.next_run is not None and cue.next_run.tzinfo is not None
     assert cue.next_run.astimezone(dt.timezone(dt.timedelta(hours=-5))).hour in (9, 10)
 
     once = await r(sdk.cues.create("once", at=_future(), transport="worker", payload={"task": "etl"}))
     assert once.transport == "worker" and once.schedule.type == "once"
-    assert once.callback.url is None and once.next_run == once.schedule.at
+    assert once.callback.url is None and once.next_run == once.schedule.at and once.overlap == "allow"
 
     listing = await r(sdk.cues.list(limit=1))
     assert listing.total == 2 and listing.limit == 1 and listing.offset == 0 and len(listing.cues) == 1
@@ -220,6 +221,8 @@ async def test_cue_lifecycle(sdk: Any) -> None:
     updated = await r(sdk.cues.update(cue.id, description="x", callback="http://127.0.0.1:10/h2"))
     assert updated.description == "x" and updated.callback.url == "http://127.0.0.1:10/h2"
     assert updated.callback.headers == {"X-Team": "ops"}  # merged, not replaced
+    assert updated.overlap == "skip"
+    assert (await r(sdk.cues.update(cue.id, overlap="cancel_previous"))).overlap == "cancel_previous"
     tz_only = await r(sdk.cues.update(cue.id, timezone="UTC", cron="30 10 * * *"))
     assert tz_only.schedule.timezone == "UTC" and tz_only.schedule.cron == "30 10 * * *"
 

@@ -48,6 +48,7 @@ CUE: dict[str, Any] = {
     "delivery": None,
     "alerts": None,
     "catch_up": "latest",
+    "overlap": "allow",
     "warning": None,
     "created_at": "2026-11-23T11:41:18.397965Z",
     "updated_at": "2026-11-23T11:41:18.397965Z",

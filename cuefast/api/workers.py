@@ -43,6 +43,7 @@ from cuefast.client.models import (
 )
 from cuefast.errors import (
     ClaimFailed,
+    ExecutionCancelled,
     ExecutionNotClaiming,
     ExecutionNotFound,
     NotExecutionOwner,
@@ -139,7 +140,7 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         summary="Extend a claim's lease (optional X-Worker-Id ownership check)",
         tags=["workers"],
         **doc(
-            errors=[_NOT_FOUND, ExecutionNotClaiming(), NotExecutionOwner()],
+            errors=[_NOT_FOUND, ExecutionNotClaiming(), ExecutionCancelled(), NotExecutionOwner()],
             example={
                 "execution_id": "034cdaba-8f4e-4b8e-9c1a-1d2e3f4a5b6c",
                 "lease_extended_until": "2026-11-23T12:05:00.100200+00:00",
@@ -240,7 +241,9 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
     @post(
         "/v1/worker/leases",
         summary="Extend leases (cuefast) of executions this worker holds",
-        description=_BATCH_DOC + " `lost`: execution ids no longer held by this worker.",
+        description=_BATCH_DOC
+        + " `lost`: execution ids no longer held by this worker. `cancelled`: execution ids its"
+        " cue's overlap policy (`cancel_previous`) cancelled: stop their handlers.",
         tags=_BATCH_TAG,
         **doc(
             body=LeaseRequest,
@@ -253,6 +256,7 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
                     }
                 ],
                 "lost": [],
+                "cancelled": [],
             },
         ),
     )

@@ -167,6 +167,7 @@ class AlertsInput(Body, kw_only=True):
 
 
 CatchUp = Literal["latest", "all", "none"]
+Overlap = Literal["allow", "skip", "buffer_one", "cancel_previous"]
 Description = Annotated[str, Meta(max_length=10_000)]
 LabelKey = Annotated[
     str,
@@ -209,6 +210,7 @@ class CueCreate(Body, kw_only=True):
     delivery: DeliveryInput | None = None
     alerts: AlertsInput | None = None
     catch_up: CatchUp = "latest"
+    overlap: Overlap = "allow"
     labels: Labels | None = None
 
 
@@ -228,6 +230,7 @@ class CueUpdate(Body, kw_only=True, forbid_unknown_fields=True):
     delivery: DeliveryInput | None = None
     alerts: AlertsInput | None = None
     catch_up: CatchUp | None = None
+    overlap: Overlap | None = None
     labels: Labels | None = None  # replaces the cue's labels; {} (or an explicit null) clears them
 
 

@@ -143,6 +143,7 @@ class Cue(Model, kw_only=True):
     delivery: Delivery | None = None
     alerts: AlertConfig | None = None
     catch_up: str = "latest"
+    overlap: str = "allow"
     labels: dict[str, str] = msgspec.field(default_factory=dict)
     warning: str | None = None
     created_at: dt.datetime
@@ -335,6 +336,8 @@ class LeaseExtension(Model, kw_only=True):
 class LeaseResult(Model, kw_only=True):
     extended: list[LeaseExtension]
     lost: list[str]
+    cancelled: list[str] = msgspec.field(default_factory=list)
+    """cancelled by their cue's overlap policy (``cancel_previous``): stop their handlers"""
 
 
 class ReleaseResult(Model, kw_only=True):

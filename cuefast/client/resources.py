@@ -102,6 +102,7 @@ class Cues(Resource[Mode]):
         delivery: Json | None = None,
         alerts: Json | None = None,
         catch_up: str | None = None,
+        overlap: str | None = None,
         labels: Mapping[str, str] | None = None,
         jitter_seconds: int | None = None,
     ) -> Call[Cue]:
@@ -133,6 +134,7 @@ class Cues(Resource[Mode]):
                 delivery=delivery,
                 alerts=alerts,
                 catch_up=catch_up,
+                overlap=overlap,
                 labels=None if labels is None else dict(labels),
             )
         )
@@ -183,6 +185,7 @@ class Cues(Resource[Mode]):
         delivery: Json | None = None,
         alerts: Json | None = None,
         catch_up: str | None = None,
+        overlap: str | None = None,
         labels: Mapping[str, str] | None = None,
         jitter_seconds: int | None = None,
     ) -> Call[Cue]:
@@ -199,6 +202,7 @@ class Cues(Resource[Mode]):
             delivery=delivery,
             alerts=alerts,
             catch_up=catch_up,
+            overlap=overlap,
             callback=_callback(callback, callback_method, callback_headers),
             labels=None if labels is None else dict(labels),
         )

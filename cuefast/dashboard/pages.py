@@ -33,6 +33,8 @@ EXECUTION_STATUSES = (
     "failed",
     "missed",
     "outcome_timeout",
+    "skipped",
+    "cancelled",
 )
 OUTCOME_STATES = (
     "reported_success",

@@ -118,7 +118,15 @@ def tone(status: str | None) -> str:
         return "ok"
     if status in TERMINAL_BAD or status in ("reported_failure", "verification_failed", "dead"):
         return "bad"
-    if status in ("paused", "retrying", "retry_ready", "stale", "pending_outcome", "verification_pending"):
+    if status in (
+        "paused",
+        "retrying",
+        "retry_ready",
+        "stale",
+        "pending_outcome",
+        "verification_pending",
+        "cancelled",
+    ):
         return "warn"
     return "idle"
 
@@ -135,6 +143,8 @@ def delivery_of(execution: dict[str, Any] | None) -> str:
     if not execution:
         return "—"
     status = str(execution.get("status") or "")
+    if status in ("skipped", "cancelled"):  # the cue's overlap policy: the reason is the status
+        return status
     if execution.get("delivered_at"):
         code = execution.get("http_status")
         return f"delivered{f' (HTTP {code})' if code else ''}"
@@ -143,6 +153,19 @@ def delivery_of(execution: dict[str, Any] | None) -> str:
     if status in ("failed", "missed"):
         return "not delivered"
     return status or "—"
+
+
+OVERLAP_WORDS = {
+    "allow": "allow — every slot runs, even while the previous one is still running",
+    "skip": "skip — a slot due while the previous one runs is recorded as skipped",
+    "buffer_one": "buffer one — one slot waits for the previous one to finish; more are skipped",
+    "cancel_previous": "cancel previous — a slot due cancels the one still running",
+}
+
+
+def overlap_words(policy: str | None) -> str:
+    """A cue's overlap policy in words."""
+    return OVERLAP_WORDS.get(policy or "allow", str(policy))
 
 
 def outcome_of(execution: dict[str, Any] | None) -> str:

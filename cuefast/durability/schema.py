@@ -170,8 +170,9 @@ CREATE INDEX IF NOT EXISTS executions_hist_cw_cell
     ON executions (cue_id, account_id, worker_id, status, outcome_state, triggered_by, created_us DESC,
         id DESC)
     WHERE NOT in_redis AND worker_id <> '';
-CREATE INDEX IF NOT EXISTS executions_trim ON executions (updated_us)
-    WHERE in_redis AND status IN ('success', 'failed', 'missed', 'outcome_timeout');
+DROP INDEX IF EXISTS executions_trim;
+CREATE INDEX IF NOT EXISTS executions_trim_final ON executions (updated_us)
+    WHERE in_redis AND status IN ('success', 'failed', 'missed', 'outcome_timeout', 'skipped', 'cancelled');
 CREATE TABLE IF NOT EXISTS alerts (
     id text PRIMARY KEY,
     account_id text NOT NULL,

@@ -48,7 +48,7 @@ REQUEST_POLL = 1.0
 TRIM_EVERY_S = 60.0
 """the role trims at most this often (retention is counted in days; an idle trim is a query)"""
 """Seconds between the active snapshotter's checks for ``cuefast snapshot`` requests while idle."""
-FINAL = ("success", "failed", "missed", "outcome_timeout")
+FINAL = ("success", "failed", "missed", "outcome_timeout", "skipped", "cancelled")
 
 _decode = msgspec.json.Decoder(dict[str, str]).decode
 

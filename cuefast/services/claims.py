@@ -43,6 +43,7 @@ from cuefast.config import Settings
 from cuefast.errors import (
     ClaimFailed,
     CuefastError,
+    ExecutionCancelled,
     ExecutionNotClaiming,
     ExecutionNotFound,
     NotExecutionOwner,
@@ -183,6 +184,8 @@ class WorkService:
         )
         if beat.status is Status.NOT_FOUND:
             raise ExecutionNotFound()
+        if beat.cancelled:
+            raise ExecutionCancelled()
         if beat.status is Status.WRONG_STATE:
             raise ExecutionNotClaiming()
         if beat.status is Status.CONFLICT:
@@ -396,13 +399,16 @@ class WorkService:
             )
         )
         extended: list[dict[str, Any]] = []
+        cancelled: list[str] = []
         for (_, pids), res in zip(parts, results, strict=True):
             for eid, beat in zip(pids, res, strict=True):
                 if beat.status is Status.OK:
                     extended.append({"execution_id": eid, "lease_expires_at": fmt_z(beat.lease_until)})
+                elif beat.cancelled:  # the overlap policy cancelled it: the worker stops its handler
+                    cancelled.append(eid)
                 else:
                     lost.append(eid)
-        return {"extended": extended, "lost": lost}
+        return {"extended": extended, "lost": lost, "cancelled": cancelled}
 
     async def release(self, account: Account, worker_id: str, ids: list[str]) -> dict[str, Any]:
         by_p, _ = self._by_partition(ids)

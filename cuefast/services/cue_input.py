@@ -34,6 +34,7 @@ TRANSPORTS = ("webhook", "worker")
 METHODS = ("POST", "GET", "PUT", "PATCH")
 VERIFICATION_MODES = ("none", "require_external_id", "require_result_url", "require_artifacts", "manual")
 CATCH_UP = ("latest", "all", "none")
+OVERLAP = ("allow", "skip", "buffer_one", "cancel_previous")
 CALLBACK_URL_REQUIRED = "Value error, callback.url is required for webhook transport"
 MAX_DESCRIPTION = 10_000
 MAX_LABELS = 32
@@ -82,6 +83,7 @@ class CueDraft(msgspec.Struct, kw_only=True):
     delivery: Any = MISSING  # dict[str, Any]
     alerts: Any = MISSING  # dict[str, Any]
     catch_up: Any = MISSING
+    overlap: Any = MISSING
     labels: Any = MISSING  # dict[str, str]; {} clears
 
 
@@ -99,6 +101,7 @@ PATCH_FIELDS = frozenset(
         "delivery",
         "alerts",
         "catch_up",
+        "overlap",
         "labels",
     }
 )
@@ -372,6 +375,10 @@ def _catch_up(c: Checker, value: Any) -> str | Any:
     return c.choice("body.catch_up", value, CATCH_UP)
 
 
+def _overlap(c: Checker, value: Any) -> str | Any:
+    return c.choice("body.overlap", value, OVERLAP)
+
+
 _SECTIONS: dict[str, Callable[[Checker, Any], Any]] = {
     "retry": _retry,
     "on_failure": _on_failure,
@@ -379,6 +386,7 @@ _SECTIONS: dict[str, Callable[[Checker, Any], Any]] = {
     "delivery": _delivery,
     "alerts": _alerts,
     "catch_up": _catch_up,
+    "overlap": _overlap,
 }
 """Optional fields after ``payload``: each parsed when present and not null."""
 
@@ -498,6 +506,8 @@ def merged_config(cfg: CueConfig, draft: CueDraft) -> Patched:
         cfg.alerts = merged_alerts(cfg.alerts, dict(draft.alerts or {}))
     if draft.catch_up is not MISSING:
         cfg.catch_up = draft.catch_up
+    if draft.overlap is not MISSING:
+        cfg.overlap = draft.overlap
     if draft.labels is not MISSING:
         out.labels_changed = draft.labels != cfg.labels
         cfg.labels = dict(draft.labels)

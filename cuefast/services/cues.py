@@ -158,6 +158,7 @@ def render_cue(
             "missed_window_multiplier": cfg.alerts.missed_window_multiplier,
         },
         "catch_up": cfg.catch_up,
+        "overlap": cfg.overlap,
         "labels": dict(cfg.labels),
         "warning": warning,
         "created_at": stored_time(h.get("ca"), fmt_z, "cue", cid, "created_at"),
@@ -188,6 +189,7 @@ def new_cue_fields(
         "cfg": stored_config(config),
         "sch": schedule_summary(config),
         "pl": payload_json.decode(),
+        **({"ov": config.overlap} if config.overlap != "allow" else {}),
     }
 
 
@@ -353,6 +355,7 @@ class CueService:
             delivery=None if draft.delivery is MISSING else merged_delivery(None, draft.delivery),
             alerts=None if draft.alerts is MISSING else merged_alerts(None, draft.alerts),
             catch_up=draft.catch_up if draft.catch_up is not MISSING else "latest",
+            overlap=draft.overlap if draft.overlap is not MISSING else "allow",
             labels=draft.labels if draft.labels is not MISSING else {},
         )
         checked = await self._later_stages(
@@ -555,6 +558,8 @@ class CueService:
             **({"name": name} if name != old_name else {}),
             # the config and the payload are stored together: a PATCH rewrites both
             "pl": h["pl"] if checked.payload_json is None else checked.payload_json.decode(),
+            # the scheduler's copy of the overlap policy (absent = allow)
+            **({"ov": cfg.overlap} if cfg.overlap != "allow" or "ov" in h else {}),
         }
         res = await self.store.cues.update(
             cue_id,

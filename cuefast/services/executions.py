@@ -53,7 +53,8 @@ if TYPE_CHECKING:
     from cuefast.durability.history import History
 
 MAX_PAYLOAD_BYTES = 1_048_576
-TERMINAL = frozenset({"success", "failed", "missed", "outcome_timeout"})
+TERMINAL = frozenset({"success", "failed", "missed", "outcome_timeout", "skipped", "cancelled"})
+"""final statuses: the contract's four and the overlap policy's (lib/overlap.lua OV_FINAL)"""
 
 
 def triggered_by(tb: str | None) -> str:

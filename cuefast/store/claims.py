@@ -88,10 +88,12 @@ class Claim(NamedTuple):
 
 class Heartbeat(NamedTuple):
     """OK (``lease_until``: the new lease expiry µs) | NOT_FOUND | WRONG_STATE (not a claimed
-    worker execution) | CONFLICT (another worker's claim)."""
+    worker execution; ``cancelled`` when its cue's overlap policy cancelled it) | CONFLICT
+    (another worker's claim)."""
 
     status: Status
     lease_until: int | None
+    cancelled: bool = False
 
 
 class ExpiredClaim(NamedTuple):
@@ -192,10 +194,14 @@ class Claims(Repository):
         res = await self.scripts.run(
             HEARTBEAT, [k.claims(p)], [now_us, k.part(p) + ":", account_id, worker_id, default_lease_us, *ids]
         )
-        return [
-            Heartbeat(Status(int(res[i])), int(res[i + 1]) if res[i + 1] else None)
-            for i in range(0, len(res), 2)
-        ]
+        out: list[Heartbeat] = []
+        for i in range(0, len(res), 2):
+            code, value = Status(int(res[i])), str(res[i + 1] or "")
+            if value == "cancelled":
+                out.append(Heartbeat(code, None, cancelled=True))
+            else:
+                out.append(Heartbeat(code, int(value) if value else None))
+        return out
 
     async def release(self, p: int, account_id: str, worker_id: str, now_us: int, ids: Sequence[str]) -> int:
         """Give claims back (claimable again at once); the number released."""

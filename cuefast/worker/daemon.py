@@ -30,7 +30,9 @@ How it runs (one asyncio loop):
   never dropped because the server is away — it is retried until recorded;
 * **leases** of running and waiting executions are extended together
   (``POST /v1/worker/leases``) every third of the lease; a lease reported lost sets
-  ``context.lease_lost`` (the outcome is still reported; the server accepts late ones);
+  ``context.lease_lost`` (the outcome is still reported; the server accepts late ones); one
+  reported ``cancelled`` (its cue's overlap policy ``cancel_previous``) is stopped at once —
+  an async handler cancelled, a sync one flagged ``context.cancelled`` — and not reported;
 * **registry heartbeat** (``POST /v1/worker/heartbeat`` with the handler names) at start
   and every ``heartbeat_interval`` (30 s);
 * **server away**: every loop retries with exponential backoff (0.2 s doubling to

@@ -60,6 +60,10 @@ class Context:
     lease_expires_at: dt.datetime | None = None
     lease_lost: bool = False
     """Set when the server reported the claim lost (lease expired and re-offered)."""
+    cancelled: bool = False
+    """Set when the server reported the execution cancelled by its cue's overlap policy
+    (``cancel_previous``): an async handler is cancelled, a sync one should check this and stop;
+    its outcome is not reported."""
 
 
 def _text(value: Any) -> str | None:

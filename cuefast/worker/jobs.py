@@ -44,6 +44,7 @@ class Stats:
     reported: int = 0
     released: int = 0
     lost: int = 0
+    cancelled: int = 0
     claim_calls: int = 0
     outcome_calls: int = 0
     started_at: float = field(default_factory=time.monotonic)
@@ -118,6 +119,28 @@ class Runner:
                 job.task.cancel()
         self.running.clear()
         return [j.item.execution_id for j in stuck]
+
+    def cancel(self, execution_id: str) -> bool:
+        """Stop the handler of an execution the server cancelled (its cue's overlap policy): an
+        async one is cancelled, a sync one is left to its thread with ``context.cancelled`` set;
+        no outcome is reported. A claim still waiting for a slot is dropped. True if it was held."""
+        for item in self.waiting:
+            if item.execution_id == execution_id:
+                self.waiting.remove(item)
+                return True
+        job = self.running.pop(execution_id, None)
+        if job is None or job.abandoned:
+            return False
+        job.abandoned = True
+        job.context.cancelled = True
+        if job.task is not None:
+            job.task.cancel()
+        self.slot_free.set()
+        if not self.running:
+            self.jobs_done.set()
+        if not self._stopping.is_set():
+            self.start_waiting()
+        return True
 
     async def _run(self, job: Job) -> None:
         item, ctx = job.item, job.context

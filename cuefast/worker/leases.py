@@ -54,6 +54,7 @@ class Leases:
                 for i in range(0, len(ids), MAX_BATCH):
                     res = await self.client.worker.extend_leases(self.worker_id, ids[i : i + MAX_BATCH])
                     self._note(res.extended, res.lost)
+                    self._cancel(res.cancelled)
             except AuthenticationError as exc:
                 self._die(exc)
                 return
@@ -74,6 +75,16 @@ class Leases:
             job = self.runner.running.get(ext.execution_id)
             if job is not None:
                 job.context.lease_expires_at = ext.lease_expires_at
+
+    def _cancel(self, cancelled: list[str]) -> None:
+        for execution_id in cancelled:
+            if self.runner.cancel(execution_id):
+                self.stats.cancelled += 1
+                log.warning(
+                    "execution %s cancelled by its cue's overlap policy: handler stopped",
+                    execution_id,
+                    extra={"execution_id": execution_id},
+                )
 
     async def sweep_orphans(self) -> None:
         """Release executions the server says this worker holds but the worker does not know

@@ -149,6 +149,7 @@ FIELDS = [
     "consecutive_failures",
     "missed_window_multiplier",
     "catch_up",
+    "overlap",
     "payload_override",
     "merge_strategy",
     "send_at",
@@ -214,7 +215,7 @@ TEMPLATES: dict[tuple[str, str], list[dict[str, Any]]] = {
          "on_failure": {"webhook": HOOK, "pause": True}, "verification": {"mode": "manual"},
          "delivery": {"timeout_seconds": 5, "outcome_deadline_seconds": 60},
          "alerts": {"consecutive_failures": 2, "missed_window_multiplier": 3}, "catch_up": "all",
-         "labels": {"team": "growth", "example.com/tier": "", "env": "prod"}},
+         "overlap": "buffer_one", "labels": {"team": "growth", "example.com/tier": "", "env": "prod"}},
     ],
     ("PATCH", "/v1/cues/{cue_id:str}"): [
         {"name": "renamed", "description": "d", "status": "paused", "schedule": {"cron": "0 0 1 1 *"},

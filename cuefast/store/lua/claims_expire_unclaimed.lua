@@ -14,6 +14,7 @@
 --!include work_index
 --!include alert
 --!include exec_index
+--!include overlap
 local now, pfx = ARGV[1], ARGV[2]
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[3], 'LIMIT', 0, tonumber(ARGV[4]))
 local out = {#ids}
@@ -33,6 +34,7 @@ for _, eid in ipairs(ids) do
       redis.call('HSET', ck, 'lr', now)
       dirty(ck)
       if decides_cue(pfx, e[4], e[5]) then set_cue_status(pfx, e[4], e[3], 'failed') end
+      ov_settled(pfx, e[4], now)  -- buffer_one: release the execution waiting behind it
     end
     for _, v in ipairs({eid, e[4], e[3], e[8] or '0'}) do out[#out + 1] = v end
   end

@@ -8,8 +8,9 @@
   ARGV[5] lease_us: the default lease (when the claim recorded none)
   ARGV[6..] execution_ids
   returns 2 values per id: {OK, new lease expiry µs} | {NOT_FOUND, ""} no such execution of this
-    account | {WRONG_STATE, ""} not a claimed worker execution | {CONFLICT, ""} claimed by
-    another worker ]]
+    account | {WRONG_STATE, ""} not a claimed worker execution | {WRONG_STATE, "cancelled"}
+    cancelled by its cue's overlap policy (lib/overlap.lua): its holder must stop | {CONFLICT, ""}
+    claimed by another worker ]]
 --!include dirty
 local now_s, pfx, acct, worker = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local now = tonumber(now_s)
@@ -23,6 +24,7 @@ for i = 6, #ARGV do
     code = STATUS.NOT_FOUND
   elseif e[2] ~= 'worker' or e[1] ~= 'delivering' then
     code = STATUS.WRONG_STATE
+    if e[1] == 'cancelled' then lx = 'cancelled' end
   elseif worker ~= '' and e[4] ~= worker then
     code = STATUS.CONFLICT
   else

@@ -13,6 +13,7 @@
 --!include one_time
 --!include work_index
 --!include exec_index
+--!include overlap
 --!include alert
 local now, pfx = ARGV[1], ARGV[2]
 local out = {}
@@ -50,6 +51,7 @@ for i = 3, #ARGV, 3 do
           redis.call('HSET', ck, 'lr', now)
           dirty(ck)
           if decides_cue(pfx, e[7], e[8]) then set_cue_status(pfx, e[7], acct, 'failed') end
+          ov_settled(pfx, e[7], now)  -- buffer_one: release the execution waiting behind it
         end
       end
     end

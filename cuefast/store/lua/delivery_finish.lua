@@ -34,6 +34,7 @@
 --!include record_outcome
 --!include exec_index
 --!include cue_cap
+--!include overlap
 local now, pfx, group = ARGV[1], ARGV[2], ARGV[3]
 local out = {}
 local marks = {}  -- snapshot dirty marks, written by dirty_flush at the end
@@ -83,6 +84,9 @@ local function finish(eid, result, hs, em, nxr, od, entry, lease)
     alert_final_failure(pfx, eid, e[2], e[3], now)  -- streak, on_failure pause and notices (§12)
   end
   exec_reindex(pfx, eid)
+  if cue_exists and (status == 'success' or status == 'failed') then
+    ov_settled(pfx, e[2], now)  -- buffer_one: release the execution waiting behind it
+  end
   return STATUS.OK, status
 end
 

@@ -7,13 +7,15 @@
   needs to move on: webhook pending / retry_ready / delivering → the outbox (a due one) or the
   delayed zset (send_at later); retrying → the retry zset; an armed outcome deadline → deadlines;
   worker pending / retry_ready → the claimable indexes; worker delivering → claims. A jittered
-  execution ('ft') waits for its fire_at instead of its scheduled_for.
+  execution ('ft') waits for its fire_at instead of its scheduled_for. A pending execution its
+  cue holds back ('bw', overlap buffer_one; cues are restored first) stays unqueued.
   returns the number written ]]
 --!include work_index
 --!include exec_index
 local now_s, pfx = ARGV[1], ARGV[2]
 local now = tonumber(now_s)
-local final = {success = true, failed = true, missed = true, outcome_timeout = true}
+local final = {success = true, failed = true, missed = true, outcome_timeout = true, skipped = true,
+  cancelled = true}
 local n = 0
 local function val(x, default) if x and x ~= '' then return x end return default end
 for i = 3, #ARGV do
@@ -29,7 +31,8 @@ for i = 3, #ARGV do
   -- waiting list (lib/cue_cap.lua) is not restored: the attempt is queued again below
   redis.call('HDEL', ek, 'ix', 'cp')
   exec_reindex(pfx, eid)
-  if not final[st] then
+  local waiting = st == 'pending' and redis.call('HGET', pfx .. 'cue:' .. (h['cue'] or ''), 'bw') == eid
+  if not final[st] and not waiting then
     local at = val(h['ft'], h['sf'])  -- jitter: available from fire_at
     local od = h['od']
     if od and od ~= '' and (not h['oc'] or h['oc'] == '') then redis.call('ZADD', pfx .. 'deadlines', od, eid) end

@@ -15,9 +15,11 @@
 --!include one_time
 --!include alert
 --!include exec_index
+--!include overlap
 local now, pfx = ARGV[1], ARGV[2]
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
-local terminal = {success = true, failed = true, missed = true, outcome_timeout = true}
+local terminal = {success = true, failed = true, missed = true, outcome_timeout = true, skipped = true,
+  cancelled = true}
 local out = {0}
 local function num(v) if v and v ~= '' then return tonumber(v) end end
 local function deadline_seconds(e)
@@ -52,6 +54,7 @@ for _, eid in ipairs(ids) do
     out[#out + 1] = eid
     -- a one-time cue decided by its scheduled execution becomes failed
     if decides_cue(pfx, e[6], e[8]) then set_cue_status(pfx, e[6], e[7], 'failed') end
+    if e[6] then ov_settled(pfx, e[6], now) end  -- buffer_one: release the one waiting behind it
   end
 end
 return out

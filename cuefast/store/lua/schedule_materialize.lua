@@ -27,6 +27,14 @@
   and a one-time cue becomes failed. A cue left without a next run ("-": a one-time cue) gets
   'fa' = its last slot: "this slot has fired", which PATCH and cues_update.lua check (the
   execution itself may since have been trimmed from Redis by retention).
+  A cue with an overlap policy ('ov', lib/overlap.lua): while the execution its 'rx' names is not
+  final, a new slot under "skip" is created as skipped (indexed, never queued); each slot the cue
+  releases to run becomes its 'rx', so of several slots in one pass only the first can run.
+  Under "buffer_one" the first such slot is created pending but not queued, as the cue's 'bw'
+  (released by the script that makes the running one final: lib/overlap.lua ov_settled), and
+  a slot due while one waits is skipped. Under "cancel_previous" the running one is cancelled (lib/overlap.lua ov_cancel) and the slot
+  runs; of several slots in one pass only the last runs, the earlier ones are created cancelled.
+  A one-time cue whose slot is held back so becomes failed (its slot never runs).
   returns {executions created, cues skipped, {account id, blocked executions, ... per account},
     {cue id, next run µs, schedule summary ("" if the cue is gone), account id ("" if gone), ...
     per due cue read}} — schedule summary = the cue's
@@ -36,6 +44,7 @@
 --!include work_index
 --!include set_cue_status
 --!include exec_index
+--!include overlap
 local now = ARGV[1]
 local pfx = ARGV[2]
 local members = ARGV[3]
@@ -96,7 +105,7 @@ end
 for i = 1, #l_cue do
   local cue_id, new_nr, block = l_cue[i], l_new[i], l_block[i]
   local ck = cue_pfx .. cue_id
-  local c = redis.call('HMGET', ck, 'status', 'nr', 'acct', 'tr', 'fc', 'pl', 'sch')
+  local c = redis.call('HMGET', ck, 'status', 'nr', 'acct', 'tr', 'fc', 'pl', 'sch', 'ov', 'rx', 'bw')
   if not c[1] then
     due_rem[#due_rem + 1] = cue_id
     skipped = skipped + 1
@@ -111,6 +120,11 @@ for i = 1, #l_cue do
     local fired = 0
     local tk, ag = nil, nil
     local last = nil
+    local ov = block ~= 'b' and c[8] ~= 'allow' and c[8]  -- a policy (a blocked slot is final at once)
+    local busy, rx = ov and ov_running(pfx, c[9]), nil
+    -- buffer_one: an execution already waiting ('bw', still pending) takes the one place
+    local waiting = ov == 'buffer_one' and c[10] and redis.call('HGET', exec_pfx .. c[10], 'st') == 'pending'
+    local held = false  -- the last new slot was not released to run (a one-time cue then fails)
     for j = l_first[i], l_last[i] do
       local slot, eid, ek = s_slot[j], s_eid[j], s_ek[j]
       last = slot
@@ -123,7 +137,29 @@ for i = 1, #l_cue do
           pl = blob and string.sub(blob, string.find(blob, '\n', 1, true) + 1) or '{}'
         end
         dirt[#dirt + 1] = 'exec:' .. eid
-        if block == 'b' then
+        local mode = 'run'
+        if ov == 'skip' then
+          if busy then mode = 'skip' end
+        elseif ov == 'buffer_one' then
+          if busy then mode = waiting and 'skip' or 'wait' end
+        elseif ov == 'cancel_previous' then
+          if j < l_last[i] then
+            mode = 'cancel'  -- a later slot of this pass supersedes it at once
+          elseif busy and rx == nil then
+            ov_cancel(pfx, c[9], now, dirt)
+          end
+        end
+        if mode == 'skip' or mode == 'cancel' then
+          local st, em = 'skipped', OV_SKIPPED
+          if mode == 'cancel' then
+            st, em = 'cancelled', OV_SUPERSEDED
+          elseif ov == 'buffer_one' then
+            em = OV_SKIPPED_WAITING
+          end
+          local ix = exec_index_new(pfx, eid, acct, cue_id, now, st, '', zadds, counts, m)
+          redis.call('HSET', ek, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
+            'st', st, 'ca', now, 'ua', now, 'em', em, 'pl', pl, 'ix', ix)
+        elseif block == 'b' then
           local ix = exec_index_new(pfx, eid, acct, cue_id, now, 'failed', '', zadds, counts, m)
           redis.call('HSET', ek, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
             'st', 'failed', 'ca', now, 'ua', now, 'em', BLOCKED, 'pl', pl, 'ix', ix)
@@ -135,6 +171,12 @@ for i = 1, #l_cue do
           redis.call('HSET', ek, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
             'st', 'pending', 'ca', now, 'pl', pl, 'ix', ix)
         end
+        if ov and mode == 'run' then busy, rx = true, eid end
+        if mode == 'wait' then
+          waiting = true
+          redis.call('HSET', ck, 'bw', eid)
+        end
+        held = mode == 'skip' or mode == 'cancel'
         -- jitter: record fire_at; available from then on (the slot's score becomes fire_at)
         local avail = slot
         local fire = s_fire[j]
@@ -142,8 +184,8 @@ for i = 1, #l_cue do
           redis.call('HSET', ek, 'ft', fire)
           avail = fire
         end
-        if block == 'b' then
-          -- blocked: nothing to deliver or claim
+        if block == 'b' or mode ~= 'run' then
+          -- blocked or held back: nothing to deliver or claim
         elseif tr == 'webhook' then
           if fire and tonumber(fire) > tonumber(now) then
             add(pfx .. 'delayed', fire, eid)  -- jitter: queued by schedule_move_delayed.lua at fire_at
@@ -164,6 +206,7 @@ for i = 1, #l_cue do
     created = created + fired
     local fc = string.format('%d', (tonumber(c[5]) or 0) + fired)  -- not "%.14g" (slower)
     dirt[#dirt + 1] = 'cue:' .. cue_id
+    if rx then redis.call('HSET', ck, 'rx', rx) end
     if new_nr == '-' then
       redis.call('HSET', ck, 'nr', '', 'fc', fc)
       if last then redis.call('HSET', ck, 'fa', last) end
@@ -172,6 +215,7 @@ for i = 1, #l_cue do
       redis.call('HSET', ck, 'nr', new_nr, 'fc', fc)
       add(KEYS[1], new_nr, cue_id)
     end
+    if held and new_nr == '-' then set_cue_status(pfx, cue_id, acct, 'failed') end
     if block == 'b' and fired > 0 then
       redis.call('HSET', ck, 'lr', now)
       if new_nr == '-' then set_cue_status(pfx, cue_id, acct, 'failed') end

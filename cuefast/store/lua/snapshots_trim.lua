@@ -17,7 +17,8 @@
 --!include work_index
 --!include exec_index
 local pfx = ARGV[1]
-local final = {success = true, failed = true, missed = true, outcome_timeout = true}
+local final = {success = true, failed = true, missed = true, outcome_timeout = true, skipped = true,
+  cancelled = true}
 local gone, kept = {}, {}
 for i = 2, #ARGV, 3 do
   local eid, ua, st = ARGV[i], ARGV[i + 1], ARGV[i + 2]

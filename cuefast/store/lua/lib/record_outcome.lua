@@ -19,7 +19,9 @@
 --!include work_index
 --!include alert
 --!include exec_index
-local RO_TERMINAL = {success = true, failed = true, missed = true, outcome_timeout = true}
+--!include overlap
+local RO_TERMINAL = {success = true, failed = true, missed = true, outcome_timeout = true, skipped = true,
+  cancelled = true}  -- an outcome for one of these is stored as late: the status stays
 -- the monthly usage counters (CONTRACT.md §13.1) live 62 days from a month's first outcome
 -- (cuefast/store/usage.py USAGE_TTL_S, which tests compare)
 local RO_USAGE_TTL_S = 5356800
@@ -123,6 +125,7 @@ local function record_outcome(pfx, eid, acct, outcome_json, success, state, err,
   if st ~= e[1] and decides_cue(pfx, cue, e[5]) then
     set_cue_status(pfx, cue, eacct, st == 'success' and 'completed' or 'failed')
   end
+  if st ~= e[1] and c.exists then ov_settled(pfx, cue, now) end  -- buffer_one: release the waiting one
   if c.exists and tr == 'worker' then c.n = c.n + 1 end
   if verdict and ro_cfg(pfx, c, cue) then  -- alerts (§12.4): alert_verdict
     c.marked = true
