@@ -1,4 +1,4 @@
-"""Engine benchmarks (issue 3): ``./dev bench engine {materialize,deliver,lateness,memory}``.
+"""Engine benchmarks (issue 3): ``./dev bench engine {materialize,deliver,deliver-caps,lateness,memory}``.
 
 All run against the local Redis (``CUEFAST_REDIS_URL`` overrides) under a fresh key
 prefix that is deleted afterwards. Cues are written straight into Redis with the same
@@ -28,7 +28,7 @@ from cuefast.engine.dispatcher import Dispatcher
 from cuefast.engine.scheduler import Scheduler
 from cuefast.engine.webhooks import Webhooks
 from cuefast.ids import new_account_id, new_cue_id
-from cuefast.models import Callback, CueConfig, Retry, Schedule
+from cuefast.models import Callback, CueConfig, Delivery, Retry, Schedule
 from cuefast.services.cues import new_cue_fields
 from cuefast.store import Store, connect
 from cuefast.store.executions import index_members
@@ -64,6 +64,7 @@ async def seed_cues(
     step_us: int = 0,
     jitter_s: int = 0,
     overlap: str = "allow",
+    delivery: Delivery | None = None,
 ) -> tuple[str, list[str]]:
     """``n`` active cues of one account, all due at ``due``; returns (account id, cue ids).
     With ``step_us`` they are one-time cues instead, cue ``i`` at ``due + i * step_us``;
@@ -71,13 +72,14 @@ async def seed_cues(
 
     Each is a realistic cue, written with the fields and scripts a create uses (name
     reservation, then ``cues_create``): a name, a cron with a timezone, a webhook URL, a small
-    payload and a retry config."""
+    payload and a retry config (and ``delivery``, e.g. a cap, when given)."""
     account = new_account_id()
     config = CueConfig(
         schedule=Schedule(type="recurring", cron=cron, timezone="America/New_York", jitter_seconds=jitter_s),
         callback=Callback(url=url),
         retry=Retry(max_attempts=5, backoff_minutes=[1, 5, 30]),
         overlap=overlap,
+        delivery=delivery,
     )
     payload = b'{"task":"daily-digest","channel":"ops","limit":20}'
     ids = [new_cue_id() for _ in range(n)]
@@ -198,7 +200,14 @@ def _free_port() -> int:
 
 @contextlib.asynccontextmanager
 async def webhook_setup(
-    args: argparse.Namespace, prefix: str, *, n: int, cron: str, due: int, step_us: int = 0
+    args: argparse.Namespace,
+    prefix: str,
+    *,
+    n: int,
+    cron: str,
+    due: int,
+    step_us: int = 0,
+    delivery: Delivery | None = None,
 ) -> AsyncIterator[tuple[Store, Settings, str]]:
     """A receiver process logging each request, a store, and ``n`` webhook cues to it due
     at ``due`` (or spread, see ``seed_cues``); yields (store, settings, receiver log path)."""
@@ -210,7 +219,9 @@ async def webhook_setup(
     await store.preload()
     try:
         url = f"http://127.0.0.1:{port}/hook"
-        await seed_cues(store, n, cron=cron, transport="webhook", url=url, due=due, step_us=step_us)
+        await seed_cues(
+            store, n, cron=cron, transport="webhook", url=url, due=due, step_us=step_us, delivery=delivery
+        )
         yield store, settings, log_path
     finally:
         receiver.terminate()
@@ -236,8 +247,49 @@ class _LineCounter:
 
 
 async def bench_deliver(args: argparse.Namespace, prefix: str) -> None:
+    await _deliver(args, prefix)
+
+
+def _redis_cpu_s() -> float:
+    """The Redis server's CPU time so far (user + sys, s): its work per delivery, which other
+    processes on the box do not inflate the way they do wall-clock rates."""
+    info = sync_redis.Redis.from_url(_url()).info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+async def bench_deliver_caps(args: argparse.Namespace, prefix: str) -> None:
+    """``deliver`` without and with a cap of ``--cap`` on every cue (``--kind cue``:
+    ``delivery.max_concurrency``; ``host``: ``max_concurrency_per_host``, all cues on the one
+    receiver host, so pick a ``--cap`` above ``--concurrency`` for it not to bind), alternated for
+    ``--rounds`` rounds in this one run (each round on fresh cues): the cost of taking and giving
+    back a permit per attempt when the cap does not bind, as the ratio of the medians."""
+    field = "max_concurrency" if args.kind == "cue" else "max_concurrency_per_host"
+    capped_delivery = Delivery(outcome_deadline_seconds=None, **{field: args.cap})
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    redis_us: dict[bool, list[float]] = {False: [], True: []}
+    for r in range(args.rounds):
+        for capped in (False, True):
+            sub = f"{prefix}:{r}{'c' if capped else 'n'}"
+            rate, per = await _deliver(args, sub, capped_delivery if capped else None)
+            rates[capped].append(rate)
+            redis_us[capped].append(per)
+            cleanup(sub)
+    plain, capped_rate = statistics.median(rates[False]), statistics.median(rates[True])
+    plain_us, capped_us = statistics.median(redis_us[False]), statistics.median(redis_us[True])
+    print(
+        f"deliver-caps ({args.rounds} rounds each, alternated; {field} {args.cap} on every cue): "
+        f"median {plain:,.0f}/s without, {capped_rate:,.0f}/s with a cap: ratio {capped_rate / plain:.3f}; "
+        f"Redis CPU {plain_us:.1f} vs {capped_us:.1f} µs/webhook: ratio {capped_us / plain_us:.3f}"
+    )
+
+
+async def _deliver(
+    args: argparse.Namespace, prefix: str, delivery: Delivery | None = None
+) -> tuple[float, float]:
     due = SystemClock().now_us() - 1_000_000
-    async with webhook_setup(args, prefix, n=args.executions, cron="0 0 1 1 *", due=due) as (
+    async with webhook_setup(
+        args, prefix, n=args.executions, cron="0 0 1 1 *", due=due, delivery=delivery
+    ) as (
         store,
         settings,
         log_path,
@@ -248,6 +300,7 @@ async def bench_deliver(args: argparse.Namespace, prefix: str) -> None:
         dispatcher = Dispatcher(store, bounded, SystemClock(), webhooks, per_host=args.per_host)
         stop = asyncio.Event()
         received = _LineCounter(log_path)
+        redis_cpu0 = _redis_cpu_s()
         t0, cpu0 = time.perf_counter(), time.process_time()
         task = asyncio.create_task(dispatcher.run(stop, block_ms=100))
         while True:
@@ -257,14 +310,17 @@ async def bench_deliver(args: argparse.Namespace, prefix: str) -> None:
                 break
         received.close()
         dt, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+        redis_us = (_redis_cpu_s() - redis_cpu0) * 1e6 / max(done, 1)
         stop.set()
         await task
         await webhooks.close()
         print(
             f"deliver: {done} webhooks in {dt:.2f} s = {done / dt:,.0f}/s, dispatcher CPU "
-            f"{cpu * 1e6 / max(done, 1):.0f} µs/webhook (one dispatcher, concurrency {args.concurrency}, "
-            f"per host {dispatcher.per_host})"
+            f"{cpu * 1e6 / max(done, 1):.0f} µs/webhook, Redis CPU {redis_us:.1f} µs/webhook "
+            f"(one dispatcher, concurrency {args.concurrency}, "
+            f"per host {dispatcher.per_host}{'' if delivery is None else ', capped'})"
         )
+        return done / dt, redis_us
 
 
 async def bench_lateness(args: argparse.Namespace, prefix: str) -> None:
@@ -375,7 +431,10 @@ async def bench_memory(args: argparse.Namespace, prefix: str) -> None:
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="./dev bench engine")
-    parser.add_argument("what", choices=["materialize", "deliver", "lateness", "memory"])
+    parser.add_argument("what", choices=["materialize", "deliver", "deliver-caps", "lateness", "memory"])
+    parser.add_argument("--cap", type=int, default=1, help="deliver-caps: the cap on every cue")
+    parser.add_argument("--kind", choices=["cue", "host"], default="cue", help="deliver-caps: which cap")
+    parser.add_argument("--rounds", type=int, default=3, help="deliver-caps: rounds of each variant")
     parser.add_argument("--cues", type=int, default=100_000)
     parser.add_argument("--executions", type=int, default=20_000)
     parser.add_argument("--rate", type=int, default=1000, help="cues firing every second (lateness)")
@@ -389,6 +448,7 @@ def main(argv: list[str]) -> None:
     runner: dict[str, Any] = {
         "materialize": bench_materialize,
         "deliver": bench_deliver,
+        "deliver-caps": bench_deliver_caps,
         "lateness": bench_lateness,
         "memory": bench_memory,
     }

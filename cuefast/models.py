@@ -93,6 +93,16 @@ class Verification(msgspec.Struct, kw_only=True, omit_defaults=True):
 class Delivery(msgspec.Struct, kw_only=True, omit_defaults=True):
     timeout_seconds: int = 30
     outcome_deadline_seconds: int | None = 300
+    max_concurrency: int | None = None
+    """cuefast (issue 17): at most this many of the cue's attempts in flight at once, across every
+    dispatcher (``lua/lib/cue_cap.lua`` reads it from the stored JSON); None: no cap"""
+    max_concurrency_per_host: int | None = None
+    """cuefast (issue 17): at most this many attempts in flight to the cue's callback host, counted
+    over the account's cues on that host (``engine/rates.py``); None: no cap"""
+    max_per_second: int | None = None
+    """cuefast (issue 17): the cue's attempts go to its callback host at most this often, in a
+    window per (account, host) shared with the account's other cues for that host
+    (``engine/rates.py``); None: no cap"""
 
 
 class Alerts(msgspec.Struct, kw_only=True, omit_defaults=True):

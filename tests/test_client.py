@@ -186,7 +186,7 @@ async def test_cue_lifecycle(sdk: Any) -> None:
             retry={"max_attempts": 2, "backoff_minutes": [1]},
             on_failure={"pause": True},
             verification="require_external_id",
-            delivery={"timeout_seconds": 5},
+            delivery={"timeout_seconds": 5, "max_concurrency": 3},
             alerts={"consecutive_failures": 4},
             catch_up="none",
             overlap="skip",
@@ -199,6 +199,7 @@ async def test_cue_lifecycle(sdk: Any) -> None:
     assert cue.retry.max_attempts == 2 and cue.on_failure is not None and cue.on_failure.pause
     assert cue.verification is not None and cue.verification.mode == "require_external_id"
     assert cue.delivery is not None and cue.delivery.timeout_seconds == 5
+    assert cue.delivery.max_concurrency == 3  # cuefast's concurrency cap
     assert cue.alerts is not None and cue.alerts.consecutive_failures == 4
     assert cue.catch_up == "none" and cue.description == "daily" and cue.overlap == "skip"
     assert cue.next_run is not None and cue.next_run.tzinfo is not None

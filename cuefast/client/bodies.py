@@ -123,6 +123,42 @@ class VerificationInput(Body, kw_only=True):
 class DeliveryInput(Body, kw_only=True):
     timeout_seconds: Annotated[int, Meta(ge=1, le=3600)] = 30
     outcome_deadline_seconds: Annotated[int, Meta(ge=1, le=86400)] | None = 300
+    max_concurrency: (
+        Annotated[
+            int,
+            Meta(
+                ge=1,
+                le=1000,
+                description="cuefast: at most this many of the cue's delivery attempts in flight at once "
+                "(across every dispatcher; the others wait, pending, in order); null removes the cap",
+            ),
+        ]
+        | None
+    ) = None
+    max_concurrency_per_host: (
+        Annotated[
+            int,
+            Meta(
+                ge=1,
+                le=1000,
+                description="cuefast: at most this many attempts in flight to the cue's callback host, "
+                "counted over the account's cues on that host; null removes the cap",
+            ),
+        ]
+        | None
+    ) = None
+    max_per_second: (
+        Annotated[
+            int,
+            Meta(
+                ge=1,
+                le=1000,
+                description="cuefast: the cue's attempts reach its callback host at most this often, evenly "
+                "spaced, in a window per (account, host); null removes the cap",
+            ),
+        ]
+        | None
+    ) = None
 
 
 class AlertsInput(Body, kw_only=True):

@@ -67,6 +67,12 @@ class Verification(Model, kw_only=True):
 class Delivery(Model, kw_only=True):
     timeout_seconds: int = 30
     outcome_deadline_seconds: int | None = None
+    max_concurrency: int | None = None
+    """cuefast: the cue's concurrency cap (absent from the response when none)"""
+    max_concurrency_per_host: int | None = None
+    """cuefast: the cue's concurrency cap per callback host (absent from the response when none)"""
+    max_per_second: int | None = None
+    """cuefast: the cue's rate cap per callback host (absent from the response when none)"""
 
 
 class AlertConfig(Model, kw_only=True):

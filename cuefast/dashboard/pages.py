@@ -125,11 +125,13 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         offset = _offset(q)
         found = plain(await rt.cues.get(signed.account, path_cue_id(cue_id), TIMELINE, offset))
         recent = plain(await alerts.list(signed.account, {"limit": "100"}))["alerts"]
+        capped = (found.get("delivery") or {}).get("max_concurrency")
         return page(
             request,
             signed,
             "cue.html",
             cue=found,
+            cap=await rt.cues.cap_state(found["id"]) if capped else None,
             alerts=_of_cue(recent, cue_id),
             offset=offset,
             size=TIMELINE,

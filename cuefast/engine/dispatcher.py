@@ -36,16 +36,16 @@ the host has been congested (1–30 s). So a stuck host costs Redis round trips 
 decreasing rate, never the dispatcher's capacity, and its work is not lost if this
 process dies (the lease would expire as usual).
 
+A cue's ``delivery.max_concurrency`` is enforced in the scripts (lib/cue_cap.lua: over it,
+QUEUED); its ``max_per_second``, per (account, host), just before sending (engine/rates.py).
+
 Graceful stop (``close``). Attempts leased but not sent (queued behind a host, or not
 started) are released at once with a fresh outbox entry: another dispatcher delivers them
-immediately, not after the stale window. Requests already sent are awaited for
-``CUEFAST_DELIVERY_SHUTDOWN_GRACE_SECONDS``; those still running then are cancelled and
-released the same way. Such a request may already have reached the receiver, so it can
-be delivered twice — with the same execution id and attempt number, exactly what stale
-recovery would do minutes later; at-least-once allows it and cutting off is better than
-being killed with the lease held. A release only applies while the attempt still holds
-the very lease it took (checked in the script), so an attempt meanwhile taken over as
-stale, or already recorded, is never touched.
+immediately. Requests already sent are awaited for ``CUEFAST_DELIVERY_SHUTDOWN_GRACE_SECONDS``;
+those still running then are cancelled and released the same way. Such a request may have
+reached the receiver, so it can be delivered twice — same execution id and attempt number,
+as stale recovery would; at-least-once allows it. A release only applies while the attempt
+still holds the very lease it took (checked in the script).
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ from collections import deque
 from cuefast import metrics as m
 from cuefast.clock import Clock
 from cuefast.config import Settings
+from cuefast.engine.rates import HostRates
 from cuefast.engine.webhooks import Webhooks, delivery_request, host_key
 from cuefast.models import CONFIG_DECODER, CueConfig
 from cuefast.months import month_of
@@ -76,8 +77,7 @@ from cuefast.times import fmt_offset
 log = logging.getLogger(__name__)
 
 decode_config = functools.lru_cache(maxsize=4096)(CONFIG_DECODER.decode)
-"""a lease's config JSON → CueConfig, memoised (a burst's executions share few configs: ~0.3 µs
-instead of ~3.5 µs per attempt); the CueConfig is shared, and nothing here changes it"""
+"""a lease's config JSON → CueConfig, memoised (~0.3 µs instead of ~3.5 µs); shared, never changed"""
 
 
 QUEUED, WAITING, SENDING, FINISHING = range(4)
@@ -85,10 +85,8 @@ QUEUED, WAITING, SENDING, FINISHING = range(4)
 sent (or being sent); result being recorded."""
 
 SEND_MARGIN_US = 30_000_000
-"""An attempt is sent only with at least its timeout plus this much lease left (its lease is
-max(CUEFAST_WEBHOOK_STALE_SECONDS, timeout + 60 s) when taken); one that waited longer behind a
-busy host is given a fresh lease first, so a request can never still be open when another
-dispatcher may take the execution over."""
+"""An attempt is sent only with its timeout plus this much lease left (else it gets a fresh lease
+first): no request is still open when another dispatcher may take the execution over."""
 
 UNSIGNED_RETRY_US = 1_000_000  # an attempt that cannot be signed (its shard is down) waits this long
 HOST_WAIT_S = 1.0
@@ -184,6 +182,7 @@ class Dispatcher:
         self.batch = batch
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.outcomes = OutcomeService(store, clock, self.metrics)
+        self.rates = HostRates(store)
         self._slots = asyncio.Semaphore(self.concurrency)
         self._hosts: dict[str, _Host] = {}
         self._tasks: dict[asyncio.Task[None], _Attempt] = {}  # attempts past their host's bound
@@ -274,10 +273,8 @@ class Dispatcher:
             await self.close()  # graceful: queued attempts released, sent ones awaited (see close)
 
     def _min_idle_ms(self) -> int:
-        """XAUTOCLAIM's min idle: the lease of an attempt at the default timeout. An entry of a
-        longer-timeout attempt may be claimed earlier: ``delivery_start.lua`` then answers "busy"
-        (its lease is live) and the entry stays pending with its new owner, so a crashed attempt
-        is re-sent at most this long (plus ``reclaim_every``) after its own lease expired."""
+        """XAUTOCLAIM's min idle: the lease at the default timeout (a longer attempt's entry claimed
+        earlier is "busy" and stays pending with its new owner; docs/DESIGN.md "Leases")."""
         return max(self.settings.webhook_stale_seconds, self.settings.webhook_timeout_seconds + 60) * 1000
 
     def _room_left(self) -> int:
@@ -431,7 +428,7 @@ class Dispatcher:
             if eid:
                 by_partition.setdefault(p, []).append((entry_id, eid))
             else:
-                await self.store.delivery.ack(p, entry_id)
+                await self.store.delivery.ack([(p, entry_id)])
         started = await self.store.delivery.start(
             {p: [eid for _, eid in items] for p, items in by_partition.items()},
             now,
@@ -439,15 +436,17 @@ class Dispatcher:
             stale_s=self.settings.webhook_stale_seconds,
         )
         attempts: list[_Attempt] = []
+        drop: list[tuple[int, str]] = []  # gone, or QUEUED behind its cue's cap (a permit re-queues it)
         for p, items in by_partition.items():
             if p not in started:  # its node is down: the entries stay pending (taken over as stale)
                 continue
             for (entry_id, eid), res in zip(items, started[p], strict=True):
                 if isinstance(res, Lease):
                     attempts.append(_Attempt(p, entry_id, eid, res, now))
-                elif res is Status.NOT_FOUND:
-                    await self.store.delivery.ack(p, entry_id)
+                elif res is Status.NOT_FOUND or res is Status.QUEUED:
+                    drop.append((p, entry_id))
                 # BUSY: a live attempt elsewhere holds it; the entry stays pending
+        await self.store.delivery.ack(drop)
         secrets = await self.store.accounts.webhook_secrets([a.account for a in attempts])
         unsigned = [a for a in attempts if a.account in secrets and secrets[a.account] is None]
         if unsigned:  # its account's shard is down (Redis Cluster): handed back for a second
@@ -469,6 +468,10 @@ class Dispatcher:
         if not await self._lease_covers(a):
             self.metrics.inc(m.WEBHOOK_ATTEMPTS, ("superseded",))
             return None  # taken over while it waited: the current holder sends it
+        now = self.clock.now_us()  # its host's caps (engine/rates.py): refused, handed back until its turn
+        if cfg.delivery and (wait := await self.rates.before(a, cfg, now)):
+            await self._release([(a, now + wait)])
+            return None
         attempt = a.attempts + 1
         body, headers = delivery_request(
             cfg,
@@ -488,6 +491,8 @@ class Dispatcher:
             cfg.callback.url or "", cfg.callback.method, body, headers, a.timeout_s
         )
         a.phase = FINISHING
+        if cfg.delivery and cfg.delivery.max_concurrency_per_host:  # the request is over
+            await self.rates.after(a.account, a.eid, cfg, self.clock.now_us())
         self.metrics.observe_us(m.WEBHOOK_LATENCY, (), (time.perf_counter_ns() - started) // 1000)
         ok = status is not None and 200 <= status < 300
         done_at = self.clock.now_us()
@@ -524,8 +529,8 @@ class Dispatcher:
             self.metrics.inc(m.EXECUTIONS_DELIVERED, ("webhook",))
             month = (a.account, month_of(done_at))
             self._usage[month] = self._usage.get(month, 0) + 1
-            if finished.outcome_recorded and body_outcome is not None:
-                await self._count_body_outcome(a, body_outcome.success)
+            if finished.outcome_recorded and body_outcome is not None:  # usage counted by the script
+                self.metrics.inc(m.OUTCOMES, ("true" if body_outcome.success else "false",))
         elif new_status == "failed":
             self.metrics.inc(m.EXECUTIONS_FAILED, ("webhook", "delivery"))
             try:  # usage `outcomes.failed` (§13.1): a final delivery failure, no outcome reported
@@ -548,11 +553,6 @@ class Dispatcher:
             return False
         a.lease_until = held
         return True
-
-    async def _count_body_outcome(self, a: _Attempt, success: bool) -> None:
-        """Metrics of a recorded body outcome (``delivery_finish.lua`` counted it in the monthly
-        usage counters, §13.1, in the call that recorded it: lib/record_outcome.lua)."""
-        self.metrics.inc(m.OUTCOMES, ("true" if success else "false",))
 
     async def _finish(self, p: int, row: AttemptResult) -> Finished:
         """Group commit: results that arrive in the same loop turn share one pipeline (one

@@ -300,9 +300,24 @@ def _int_section(
     return out
 
 
+MAX_CONCURRENCY = 1000
+"""the largest ``delivery.max_concurrency`` (a cap's permits are one zset in the cue's slot)"""
+MAX_PER_SECOND = 1000
+"""the largest ``delivery.max_per_second`` (attempts 1 ms apart)"""
+
+
 def _delivery(c: Checker, value: Any) -> dict[str, Any] | Any:
     return _int_section(
-        c, "delivery", value, (("timeout_seconds", 3600, False), ("outcome_deadline_seconds", 86400, True))
+        c,
+        "delivery",
+        value,
+        (
+            ("timeout_seconds", 3600, False),
+            ("outcome_deadline_seconds", 86400, True),
+            ("max_concurrency", MAX_CONCURRENCY, True),
+            ("max_concurrency_per_host", MAX_CONCURRENCY, True),
+            ("max_per_second", MAX_PER_SECOND, True),
+        ),
     )
 
 

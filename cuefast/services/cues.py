@@ -40,6 +40,7 @@ from cuefast.models import (
     Account,
     Callback,
     CueConfig,
+    Delivery,
     OnFailure,
     Retry,
     Schedule,
@@ -97,6 +98,21 @@ def _verification(v: Verification) -> dict[str, Any]:
     return {"mode": v.mode, "checks": msgspec.to_builtins(v.checks)}
 
 
+def _delivery(d: Delivery) -> dict[str, Any]:
+    """The cue's ``delivery``: the contract's two fields, and cuefast's caps when it has them."""
+    out: dict[str, Any] = {
+        "timeout_seconds": d.timeout_seconds,
+        "outcome_deadline_seconds": d.outcome_deadline_seconds,
+    }
+    if d.max_concurrency is not None:
+        out["max_concurrency"] = d.max_concurrency
+    if d.max_concurrency_per_host is not None:
+        out["max_concurrency_per_host"] = d.max_concurrency_per_host
+    if d.max_per_second is not None:
+        out["max_per_second"] = d.max_per_second
+    return out
+
+
 def render_cue(
     h: dict[str, str], cfg: CueConfig | None = None, *, warning: str | None = None
 ) -> dict[str, Any]:
@@ -134,12 +150,7 @@ def render_cue(
             "pause": cfg.on_failure.pause,
         },
         "verification": None if cfg.verification is None else _verification(cfg.verification),
-        "delivery": None
-        if cfg.delivery is None
-        else {
-            "timeout_seconds": cfg.delivery.timeout_seconds,
-            "outcome_deadline_seconds": cfg.delivery.outcome_deadline_seconds,
-        },
+        "delivery": None if cfg.delivery is None else _delivery(cfg.delivery),
         "alerts": None
         if cfg.alerts is None
         else {
@@ -438,6 +449,11 @@ class CueService:
         if h is None or h.get("acct") != account.id:
             raise CueNotFound()
         return h
+
+    async def cap_state(self, cue_id: str) -> tuple[int, int]:
+        """(attempts holding a permit, executions waiting for one) of a cue with a
+        ``delivery.max_concurrency`` (the caller has checked the cue is the account's)."""
+        return await self.store.delivery.cap_state(cue_id)
 
     async def get(
         self, account: Account, cue_id: str, execution_limit: int, execution_offset: int

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from cuefast.models import config_json
 from cuefast.store.scripts import Arg, Call, Script
@@ -27,6 +27,27 @@ FINISH = Script(
 RELEASE = Script(
     "delivery_release", keys=("leases", "outbox", "delayed"), argv=("now", "prefix", "group"), rest="attempts"
 )
+RATE = Script("delivery_rate", keys=("window",), argv=("now", "interval_us"))
+HOST_TAKE = Script(
+    "delivery_host_take",
+    keys=("permits", "waiting"),
+    argv=("now", "cap", "until", "execution_id", "partition", "grant_until"),
+)
+HOST_GIVE = Script(
+    "delivery_host_give", keys=("permits", "waiting"), argv=("now", "cap", "execution_id", "grant_until")
+)
+WAKE = Script("delivery_wake", keys=("delayed", "outbox"), argv=("now",), rest="execution_ids")
+HOST_GRANT_US = 60_000_000
+"""a host permit reserved for a waiter expires after this if its attempt never comes"""
+
+
+class Attempt(Protocol):
+    """What the host caps need of a leased attempt (the dispatcher's)."""
+
+    account: str
+    p: int
+    eid: str
+    lease_until: int
 
 
 class OutboxEntry(NamedTuple):
@@ -98,7 +119,7 @@ class ReleasedAttempt(NamedTuple):
 
 
 class Delivery(GroupStreams):
-    SCRIPTS = (START, EXTEND, FINISH, RELEASE)
+    SCRIPTS = (START, EXTEND, FINISH, RELEASE, RATE, HOST_TAKE, HOST_GIVE, WAKE)
     GROUP = "dispatchers"
 
     def streams(self) -> list[str]:
@@ -127,10 +148,14 @@ class Delivery(GroupStreams):
             if fields and "e" in fields
         ]
 
-    async def ack(self, p: int, entry_id: str) -> None:
-        async with self.wire.pipeline() as pipe:  # one key, in order on one connection
-            pipe.xack(self.keys.outbox(p), self.GROUP, entry_id)
-            pipe.xdel(self.keys.outbox(p), entry_id)
+    async def ack(self, entries: Sequence[tuple[int, str]]) -> None:
+        """Acknowledge and delete these (partition, stream entry id) outbox entries (one pipeline)."""
+        if not entries:
+            return
+        async with self.wire.pipeline() as pipe:  # in order per key
+            for p, entry_id in entries:
+                pipe.xack(self.keys.outbox(p), self.GROUP, entry_id)
+                pipe.xdel(self.keys.outbox(p), entry_id)
             await pipe.execute()
 
     async def start(
@@ -249,6 +274,51 @@ class Delivery(GroupStreams):
             args += [a.execution_id, a.entry_id, a.lease_until, a.requeue_us]
         res = await self.scripts.run(RELEASE, [k.leases(p), k.outbox(p), k.delayed(p)], args)
         return [str(v) if v else None for v in res]
+
+    async def rate(self, account_id: str, host: str, per_second: int, now_us: int) -> tuple[bool, int]:
+        """Take the next send slot of ``host`` for this account under ``per_second`` (one script on
+        the account's slot): (True, when the next one may go) | (False, when this one may go)."""
+        key = self.keys.host_rate(account_id, host)
+        ok, at = await self.scripts.run(RATE, [key], [now_us, 1_000_000 // per_second])
+        return int(ok) == 1, int(at)
+
+    async def host_take(self, a: Attempt, host: str, cap: int, now_us: int) -> bool:
+        """A permit of the account's concurrency cap on ``host`` for this attempt until its lease
+        expires (True), or it joined the host's waiting list (False); waiters whose turn came
+        meanwhile are moved to their outbox."""
+        keys = list(self.keys.host_permits(a.account, host))
+        args: list[Arg] = [now_us, cap, a.lease_until, a.eid, a.p, now_us + HOST_GRANT_US]
+        res = await self.scripts.run(HOST_TAKE, keys, args)
+        await self.wake([str(w) for w in res[1:]], now_us)
+        return int(res[0]) == 1
+
+    async def host_give(self, account_id: str, host: str, cap: int, eid: str, now_us: int) -> None:
+        """Give the attempt's host permit back; the oldest waiters it makes room for get one
+        reserved and are moved to their outbox."""
+        keys = list(self.keys.host_permits(account_id, host))
+        res = await self.scripts.run(HOST_GIVE, keys, [now_us, cap, eid, now_us + HOST_GRANT_US])
+        await self.wake([str(w) for w in res], now_us)
+
+    async def wake(self, waiters: Sequence[str], now_us: int) -> None:
+        """Move ``<p>|<execution id>`` waiters from their partition's delayed zset to its outbox."""
+        by_partition: dict[int, list[str]] = {}
+        for w in waiters:
+            p, _, eid = w.partition("|")
+            by_partition.setdefault(int(p), []).append(eid)
+        if by_partition:
+            k = self.keys
+            await self.scripts.run_many(
+                [(WAKE, [k.delayed(p), k.outbox(p)], [now_us, *ids]) for p, ids in by_partition.items()]
+            )
+
+    async def cap_state(self, cue_id: str) -> tuple[int, int]:
+        """A cue's ``delivery.max_concurrency`` now: (permits held, executions waiting for one)."""
+        base = f"{self.keys.part(self.keys.cue_partition(cue_id))}:"
+        async with self.wire.pipeline() as pipe:
+            pipe.zcard(f"{base}cap:{cue_id}")
+            pipe.execute_command("LLEN", f"{base}capq:{cue_id}")
+            held, waiting = await pipe.execute()
+        return int(held), int(waiting)
 
     async def stale_attempts(self, now_us: int) -> int:
         """Webhook attempts whose lease expired (a dispatcher died mid-delivery, §11.4)."""

@@ -201,6 +201,18 @@ class Keys:
         tail = key if value is None else f"{key}={value}"
         return f"{self.prefix}:{{a:{account_id}}}:lbl:{tail}"
 
+    def host_permits(self, account_id: str, host: str) -> tuple[str, str]:
+        """zset: execution id → µs its permit expires, the attempts holding a permit of the account's
+        ``delivery.max_concurrency_per_host`` for callback ``host``; list: ``<p>|<execution id>``
+        of those waiting for one, oldest first (``delivery_host_take.lua``)"""
+        base = f"{self.prefix}:{{a:{account_id}}}:hcap:{host}"
+        return base, base + ":q"
+
+    def host_rate(self, account_id: str, host: str) -> str:
+        """string, PX: µs the account's next webhook attempt to callback ``host`` (``host:port``)
+        may be sent at, under ``delivery.max_per_second`` (``delivery_rate.lua``)"""
+        return f"{self.prefix}:{{a:{account_id}}}:rate:{host}"
+
     def workers(self, account_id: str) -> str:
         """zset: worker id → last worker heartbeat µs (the worker registry, §9.6)"""
         return f"{self.prefix}:{{a:{account_id}}}:workers"

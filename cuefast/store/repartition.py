@@ -42,8 +42,10 @@ _KEY = re.compile(r"\{p(\d+)\}:(.*)", re.S)
 DERIVED = frozenset(
     {"due", "outbox", "leases", "retry", "deadlines", "delayed", "claims", "unclaimed", "worksig"}
 )
-DERIVED_PREFIXES = ("idx:", "ix:", "work:")
-"""cue / alert / execution listing indexes and claimable-work indexes: rebuilt from the objects"""
+DERIVED_PREFIXES = ("idx:", "ix:", "work:", "cap:", "capq:")
+"""cue / alert / execution listing indexes and claimable-work indexes: rebuilt from the objects;
+a cue's concurrency permits and waiting list: dropped (the restore scripts queue every pending
+attempt again, and it takes a permit afresh)"""
 
 
 class Refused(Exception):

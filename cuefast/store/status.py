@@ -37,6 +37,9 @@ class Status(IntEnum):
     ELSEWHERE = -10
     """it is on another slot: a key issued before the auth shards, whose account lives in
     another shard than the key's map entry (accounts_authenticate)"""
+    QUEUED = -11
+    """it waits its turn: a concurrency cap is reached (delivery_start; docs/DESIGN.md
+    "Concurrency caps")"""
 
 
 def lua_table() -> str:

@@ -293,3 +293,26 @@ async def test_labels_filter_bulk_pause_and_bulk_replay(api: Api, web: httpx.Asy
     async with stranger:
         await sign_in(stranger, await api.register())
         assert (await stranger.get(res.headers["location"])).status_code == 404
+
+
+async def test_the_cue_page_shows_its_concurrency_cap_and_its_waiters(
+    api: Api, web: httpx.AsyncClient
+) -> None:
+    key = await api.register()
+    capped = {**CUE, "delivery": {"max_concurrency": 2}}
+    cue = (await api.request("POST", "/v1/cues", key, json=capped)).json()
+    plain = (await api.request("POST", "/v1/cues", key, json={**CUE, "name": "plain"})).json()
+    await sign_in(web, key)
+    page = (await web.get(f"/dashboard/cues/{cue['id']}")).text
+    assert "at most 2 delivery attempts in flight at once: 0 in flight now" in page
+    assert "waiting on the cap" not in page
+    k = api.rt.keys
+    await api.rt.store.redis.rpush(f"{k.part(k.cue_partition(cue['id']))}:capq:{cue['id']}", "e1", "e2")
+    page = (await web.get(f"/dashboard/cues/{cue['id']}")).text
+    assert "2 waiting on the cap (pending)" in page
+    assert "Concurrency cap" not in (await web.get(f"/dashboard/cues/{plain['id']}")).text
+    hosts = {**CUE, "name": "hosts", "delivery": {"max_concurrency_per_host": 3, "max_per_second": 7}}
+    other = (await api.request("POST", "/v1/cues", key, json=hosts)).json()
+    page = (await web.get(f"/dashboard/cues/{other['id']}")).text
+    assert "at most 3 requests open at its callback host" in page
+    assert "at most 7 attempts per second to its callback host" in page

@@ -13,6 +13,10 @@
 local vals = redis.call('HMGET', KEYS[1], 'acct', 'name')
 if vals[1] ~= ARGV[1] then return {STATUS.NOT_FOUND} end
 redis.call('DEL', KEYS[1], KEYS[2])
+-- its delivery.max_concurrency permits and waiting list (lib/cue_cap.lua; same slot): the waiting
+-- executions can no longer be delivered (their cue is gone)
+local pfx = string.match(KEYS[1], '^(.-}:)')
+redis.call('DEL', pfx .. 'cap:' .. ARGV[2], pfx .. 'capq:' .. ARGV[2])
 dirty(KEYS[1])
 redis.call('ZREM', KEYS[3], ARGV[2])
 for i = 4, 7 do redis.call('ZREM', KEYS[i], ARGV[2]) end

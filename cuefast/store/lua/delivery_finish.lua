@@ -14,6 +14,9 @@
     outcome_state, error text — recorded here, after the delivery's own result and in the same
     call, unless the execution already has an outcome (a crash cannot record the delivery and
     lose the body's outcome)
+  An attempt holding a permit of its cue's delivery.max_concurrency gives it back here, and the
+  oldest waiters the cue's current cap lets through get theirs with a fresh outbox entry
+  (lib/cue_cap.lua).
   Whether the execution decides a one-time cue is read here (lib/one_time.lua), as in every
   other script that ends an execution.
   A result is recorded only while the leases zset holds exactly that attempt's lease: an attempt
@@ -30,6 +33,7 @@
 --!include alert
 --!include record_outcome
 --!include exec_index
+--!include cue_cap
 --!include overlap
 local now, pfx, group = ARGV[1], ARGV[2], ARGV[3]
 local out = {}
@@ -45,7 +49,8 @@ local function finish(eid, result, hs, em, nxr, od, entry, lease)
     redis.call('XACK', KEYS[3], group, entry)
     redis.call('XDEL', KEYS[3], entry)
   end
-  local e = redis.call('HMGET', ek, 'st', 'cue', 'acct', 'oc', 'tb')
+  local e = redis.call('HMGET', ek, 'st', 'cue', 'acct', 'oc', 'tb', 'cp')
+  if e[6] == '1' then cap_release(pfx, e[2], eid, now) end  -- the cue's permit, to its next waiter
   if e[1] ~= 'delivering' then return STATUS.WRONG_STATE end
   local ck = pfx .. 'cue:' .. e[2]
   local cue_exists = redis.call('EXISTS', ck) == 1

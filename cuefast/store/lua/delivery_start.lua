@@ -17,8 +17,12 @@
      delivery_extend and delivery_release must present), timeout s, fire_at µs ("" = the
      scheduled_for: no jitter)}
     | {NOT_FOUND, …} not deliverable (gone, finished, not webhook): drop the stream entry
-    | {BUSY, …} another attempt holds a live lease: leave the entry pending ]]
+    | {BUSY, …} another attempt holds a live lease: leave the entry pending
+    | {QUEUED, …} its cue's delivery.max_concurrency is reached: it stays pending on the cue's
+      waiting list (lib/cue_cap.lua), and a freed permit gives it a fresh outbox entry: drop this
+      one ]]
 --!include dirty
+--!include cue_cap
 --!include one_time
 --!include exec_index
 local now, pfx = tonumber(ARGV[1]), ARGV[2]
@@ -41,7 +45,7 @@ end
 for i = 5, #ARGV do
   local eid = ARGV[i]
   local ek = pfx .. 'exec:' .. eid
-  local e = redis.call('HMGET', ek, 'st', 'tr', 'cue', 'sf', 'att', 'pl', 'acct', 'tb', 'sa', 'la', 'ft')
+  local e = redis.call('HMGET', ek, 'st', 'tr', 'cue', 'sf', 'att', 'pl', 'acct', 'tb', 'sa', 'la', 'ft', 'cp')
   local st = e[1]
   local code = STATUS.OK
   local recovered = false
@@ -53,7 +57,7 @@ for i = 5, #ARGV do
   elseif st ~= 'pending' and st ~= 'retry_ready' then
     code = STATUS.NOT_FOUND
   end
-  local cfg, c = nil, nil
+  local cfg, c, cap = nil, nil, nil
   if code == STATUS.OK then
     local ck = pfx .. 'cue:' .. e[3]
     cfg = redis.call('GET', ck .. ':cfg')  -- "<config JSON>" [+ "\n<payload JSON>"]
@@ -63,6 +67,12 @@ for i = 5, #ARGV do
       local nl = string.find(cfg, '\n', 1, true)
       if nl then cfg = string.sub(cfg, 1, nl - 1) end
       c = redis.call('HMGET', ck, 'name', 'sch')
+      cap = cap_of(cfg)
+      -- a holder (granted, handed back, or taken over as stale) keeps its permit; a restored
+      -- attempt in flight retakes one (the cap may be passed once); the others are judged
+      if cap and not recovered and e[12] ~= '1' and not cap_admit(pfx, e[3], eid, cap, now, e[12]) then
+        code = STATUS.QUEUED
+      end
     end
   end
   if code ~= STATUS.OK then
@@ -73,13 +83,18 @@ for i = 5, #ARGV do
       redis.call('HSET', ek, 'em', 'Recovered from stale delivering state after ' ..
         string.format('%d', math.floor((now - last) / 1000000)) .. 's')
     end
-    redis.call('HSET', ek, 'st', 'delivering', 'la', now_s, 'ua', now_s)
+    if cap then
+      redis.call('HSET', ek, 'st', 'delivering', 'la', now_s, 'ua', now_s, 'cp', '1')
+    else
+      redis.call('HSET', ek, 'st', 'delivering', 'la', now_s, 'ua', now_s)
+    end
     dirty_at(pfx, 'exec:' .. eid, marks)
     exec_reindex(pfx, eid)
     if not e[9] then redis.call('HSET', ek, 'sa', now_s) end
     local timeout = timeout_of(cfg)
     local lease = string.format('%.0f', now + math.max(floor_s, timeout + 60) * 1000000)
     redis.call('ZADD', KEYS[1], lease, eid)
+    if cap then redis.call('ZADD', pfx .. 'cap:' .. e[3], lease, eid) end  -- the permit, checked after it
     local row = {STATUS.OK, e[3], e[4], e[5] or '0', e[6], cfg, c[1], e[7], triggered_by(e[8]), c[2], lease,
       timeout, e[11] or ''}
     for _, v in ipairs(row) do out[#out + 1] = v end

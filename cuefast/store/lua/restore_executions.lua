@@ -27,7 +27,9 @@ for i = 3, #ARGV do
     if f ~= 'id' then flat[#flat + 1] = f; flat[#flat + 1] = v end  -- the id is the key's
   end
   redis.call('HSET', ek, unpack(flat))
-  redis.call('HDEL', ek, 'ix')  -- where it was indexed before is not where it is now
+  -- where it was indexed before is not where it is now; a cap permit or place in a cap's
+  -- waiting list (lib/cue_cap.lua) is not restored: the attempt is queued again below
+  redis.call('HDEL', ek, 'ix', 'cp')
   exec_reindex(pfx, eid)
   local waiting = st == 'pending' and redis.call('HGET', pfx .. 'cue:' .. (h['cue'] or ''), 'bw') == eid
   if not final[st] and not waiting then

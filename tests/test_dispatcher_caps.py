@@ -1,0 +1,233 @@
+"""A cue's ``delivery.max_concurrency`` and ``max_per_second`` end to end: the API takes and shows
+them, two dispatchers sharing the outbox never have more of the cue's attempts in flight than the
+cap, and a rate cap spreads a host's attempts (real receivers on 127.0.0.1; on one server and on
+the Redis Cluster)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from aiohttp import web
+
+from cuefast.clock import SystemClock
+from cuefast.engine.dispatcher import Dispatcher
+from cuefast.engine.scheduler import Scheduler
+from cuefast.engine.webhooks import host_key
+from tests.conftest import assert_error
+from tests.test_dispatcher import Receiver, env, settings, webhook_cue
+from tests.test_dispatcher_hosts import until
+from tests.test_fire import fire
+
+__all__ = ["env", "settings"]
+
+
+class SlowReceiver(Receiver):
+    """Answers 200 after ``delay`` s, counting each cue's requests open at once."""
+
+    def __init__(self, delay: float) -> None:
+        super().__init__()
+        self.delay = delay
+        self.open: dict[str, int] = {}
+        self.most: dict[str, int] = {}
+        self.order: list[str] = []
+        self.open_all = 0
+        self.most_all = 0
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        cue = request.headers["X-CueAPI-Cue-Id"]
+        self.open[cue] = self.open.get(cue, 0) + 1
+        self.most[cue] = max(self.most.get(cue, 0), self.open[cue])
+        self.open_all += 1
+        self.most_all = max(self.most_all, self.open_all)
+        self.order.append(json.loads(await request.read())["execution_id"])
+        try:
+            await asyncio.sleep(self.delay)  # the slow receiver itself, not a synchronisation
+        finally:
+            self.open[cue] -= 1
+            self.open_all -= 1
+        return web.json_response({"ok": True})
+
+
+async def test_max_concurrency_is_validated_shown_and_patched(env: Any) -> None:
+    api, _, _, _, receiver = env
+    key = await api.register()
+    cue = await webhook_cue(api, key, receiver.url, delivery={"max_concurrency": 2})
+    assert cue["delivery"] == {"timeout_seconds": 30, "outcome_deadline_seconds": 300, "max_concurrency": 2}
+    plain = await webhook_cue(api, key, receiver.url, name="plain", delivery={"timeout_seconds": 5})
+    assert plain["delivery"] == {"timeout_seconds": 5, "outcome_deadline_seconds": 300}  # no key: no cap
+    res = await api.request("PATCH", f"/v1/cues/{cue['id']}", key, json={"delivery": {"timeout_seconds": 9}})
+    assert res.json()["delivery"]["max_concurrency"] == 2  # merged per sub-field
+    res = await api.request(
+        "PATCH", f"/v1/cues/{cue['id']}", key, json={"delivery": {"max_concurrency": None}}
+    )
+    assert res.json()["delivery"] == {"timeout_seconds": 9, "outcome_deadline_seconds": 300}
+    schema = (await api.client.get("/openapi.json")).json()["components"]["schemas"]
+    assert "1000" in json.dumps(schema["DeliveryInput"]["properties"]["max_concurrency"])
+    for bad in (0, 1001, "2", 1.5):
+        res = await api.request(
+            "POST",
+            "/v1/cues",
+            key,
+            json={
+                "name": f"bad-{bad}",
+                "schedule": {"type": "recurring", "cron": "* * * * *"},
+                "callback": {"url": receiver.url},
+                "delivery": {"max_concurrency": bad},
+            },
+        )
+        assert_error(res, 422, "validation_error")
+
+
+async def test_two_dispatchers_never_exceed_the_cap_and_deliver_in_order(env: Any) -> None:
+    api, clock, _, _, _ = env
+    slow = SlowReceiver(0.15)
+    await slow.start()
+    settings = api.rt.settings
+    dispatchers = [Dispatcher(api.rt.store, settings, clock, api.rt.webhooks) for _ in range(2)]
+    stop = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        key = await api.register()
+        cue = await webhook_cue(
+            api, key, slow.url, delivery={"max_concurrency": 1, "outcome_deadline_seconds": None}
+        )
+        other = await webhook_cue(
+            api, key, slow.url, name="uncapped", delivery={"outcome_deadline_seconds": None}
+        )
+        fired = [(await fire(api, key, cue["id"]))["id"] for _ in range(6)]
+        for _ in range(3):
+            await fire(api, key, other["id"])
+        tasks = [asyncio.create_task(d.run(stop, block_ms=50)) for d in dispatchers]
+
+        async def done() -> bool:
+            res = await api.request("GET", "/v1/executions?limit=100", key)
+            rows = res.json()["executions"]
+            return len(rows) == 9 and all(e["status"] == "success" for e in rows)
+
+        await until(done, 30, "every execution to be delivered")
+        capped = [e for e in slow.order if e in fired]
+        assert capped == fired  # one at a time, in the order they were queued
+        assert len(slow.order) == 9
+        assert slow.most[cue["id"]] == 1
+        k = api.rt.keys
+        p = k.cue_partition(cue["id"])
+        redis = api.rt.store.redis
+        assert await redis.zcard(f"{k.part(p)}:cap:{cue['id']}") == 0  # every permit given back
+        assert await redis.llen(f"{k.part(p)}:capq:{cue['id']}") == 0
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert slow.runner is not None
+        await slow.runner.cleanup()
+
+
+async def test_waiting_executions_stay_pending(env: Any) -> None:
+    """Over the cap an execution is listed ``pending`` (no attempt) until a permit frees."""
+    api, _, _, dispatcher, receiver = env
+    receiver.mode = "block"
+    key = await api.register()
+    cue = await webhook_cue(
+        api, key, receiver.url, delivery={"max_concurrency": 1, "outcome_deadline_seconds": None}
+    )
+    ids = [(await fire(api, key, cue["id"]))["id"] for _ in range(3)]
+    stop = asyncio.Event()
+    task = asyncio.create_task(dispatcher.run(stop, block_ms=50))
+    try:
+
+        async def one_sent() -> bool:
+            return len(receiver.requests) == 1
+
+        await until(one_sent, 10, "the first attempt to reach the receiver")
+
+        async def statuses() -> list[str]:
+            return [(await api.request("GET", f"/v1/executions/{i}", key)).json()["status"] for i in ids]
+
+        async def queued() -> bool:
+            return await statuses() == ["delivering", "pending", "pending"]
+
+        await until(queued, 10, "the others to wait pending")
+        receiver.mode = "ok"
+        receiver.unblock.set()
+
+        async def all_done() -> bool:
+            return await statuses() == ["success"] * 3
+
+        await until(all_done, 10, "the waiters to be delivered")
+        assert len(receiver.requests) == 3
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+
+async def test_a_rate_cap_spreads_a_hosts_attempts_across_dispatchers(env: Any) -> None:
+    """Two cues of one account on one host, ``max_per_second`` 5: their 6 attempts are spaced
+    about 200 ms apart whichever of two dispatchers sends them (refused ones are handed back to
+    their slot, through the delayed set). Real time here: the rate is the point."""
+    api, _, _, _, receiver = env
+    clock = SystemClock()
+    key = await api.register()
+    rate = {"max_per_second": 5, "outcome_deadline_seconds": None}
+    cues = [await webhook_cue(api, key, receiver.url, name=f"r{i}", delivery=rate) for i in range(2)]
+    shown = (await api.request("GET", f"/v1/cues/{cues[0]['id']}", key)).json()["delivery"]
+    assert shown["max_per_second"] == 5
+    for i in range(6):
+        await fire(api, key, cues[i % 2]["id"])
+    settings = api.rt.settings
+    dispatchers = [Dispatcher(api.rt.store, settings, clock, api.rt.webhooks) for _ in range(2)]
+    scheduler = Scheduler(api.rt.store, clock)
+    stop = asyncio.Event()
+    tasks = [asyncio.create_task(d.run(stop, block_ms=50)) for d in dispatchers]
+    try:
+
+        async def delivered() -> bool:
+            await scheduler.tick()  # moves handed-back attempts whose slot came back to the outbox
+            return len(receiver.requests) >= 6
+
+        await until(delivered, 30, "every attempt to be sent")
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    times = sorted(r["at"] for r in receiver.requests)
+    assert len(times) == 6
+    assert times[-1] - times[0] >= 5 * 0.2 - 0.15  # five intervals (less the send jitter)
+    rows = (await api.request("GET", "/v1/executions?limit=10", key)).json()["executions"]
+    assert [e["status"] for e in rows] == ["success"] * 6 and all(e["attempts"] == 1 for e in rows)
+
+
+async def test_a_host_cap_holds_across_an_accounts_cues_and_two_dispatchers(env: Any) -> None:
+    """``max_concurrency_per_host`` 1 on three cues of one account sharing a slow host: never two
+    requests at the host at once, whichever dispatcher sends; every execution delivered once."""
+    api, clock, _, _, _ = env
+    slow = SlowReceiver(0.1)
+    await slow.start()
+    dispatchers = [Dispatcher(api.rt.store, api.rt.settings, clock, api.rt.webhooks) for _ in range(2)]
+    stop = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        key = await api.register()
+        cap = {"max_concurrency_per_host": 1, "outcome_deadline_seconds": None}
+        cues = [await webhook_cue(api, key, slow.url, name=f"h{i}", delivery=cap) for i in range(3)]
+        assert cues[0]["delivery"]["max_concurrency_per_host"] == 1
+        for i in range(6):
+            await fire(api, key, cues[i % 3]["id"])
+        tasks = [asyncio.create_task(d.run(stop, block_ms=50)) for d in dispatchers]
+
+        async def done() -> bool:
+            rows = (await api.request("GET", "/v1/executions?limit=100", key)).json()["executions"]
+            return len(rows) == 6 and all(e["status"] == "success" for e in rows)
+
+        await until(done, 30, "every execution to be delivered")
+        assert len(slow.order) == 6 and slow.most_all == 1
+        rows = (await api.request("GET", "/v1/executions?limit=100", key)).json()["executions"]
+        assert all(e["attempts"] == 1 for e in rows)
+        owner = (await api.rt.store.cues.get(cues[0]["id"]))["acct"]
+        permits, waiting = api.rt.keys.host_permits(owner, host_key(slow.url))
+        redis = api.rt.store.redis
+        assert await redis.zcard(permits) == 0 and await redis.llen(waiting) == 0  # all given back
+    finally:
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert slow.runner is not None
+        await slow.runner.cleanup()
