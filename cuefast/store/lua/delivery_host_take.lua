@@ -17,19 +17,21 @@
     outbox ]]
 local now, grant = ARGV[1], ARGV[2]
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)
+local held, nwait = redis.call('ZCARD', KEYS[1]), redis.call('LLEN', KEYS[2])  -- kept up to date below
 local n = (#ARGV - 2) / 4
 local out, woken = {}, {}
 for i = 0, n - 1 do
   local cap, untl, eid, p = tonumber(ARGV[3 + 4 * i]), ARGV[4 + 4 * i], ARGV[5 + 4 * i], ARGV[6 + 4 * i]
   local taken = false
-  while redis.call('LLEN', KEYS[2]) > 0 and redis.call('ZCARD', KEYS[1]) < cap do  -- waiters first
+  while nwait > 0 and held < cap do  -- waiters first
     local w = redis.call('LPOP', KEYS[2])
+    nwait = nwait - 1
     local wid = string.match(w, '|(.*)$')
     if wid == eid then
-      redis.call('ZADD', KEYS[1], untl, eid)
+      held = held + redis.call('ZADD', KEYS[1], untl, eid)
       taken = true
     elseif not redis.call('ZSCORE', KEYS[1], wid) then
-      redis.call('ZADD', KEYS[1], grant, wid)
+      held = held + redis.call('ZADD', KEYS[1], grant, wid)
       woken[#woken + 1] = w
     end
   end
@@ -37,16 +39,16 @@ for i = 0, n - 1 do
     if redis.call('ZSCORE', KEYS[1], eid) then
       redis.call('ZADD', KEYS[1], untl, eid)
       taken = true
-    elseif redis.call('LLEN', KEYS[2]) == 0 and redis.call('ZCARD', KEYS[1]) < cap then
-      redis.call('ZADD', KEYS[1], untl, eid)
+    elseif nwait == 0 and held < cap then
+      held = held + redis.call('ZADD', KEYS[1], untl, eid)
       taken = true
     elseif not redis.call('LPOS', KEYS[2], p .. '|' .. eid) then  -- a waiter is listed once
-      redis.call('RPUSH', KEYS[2], p .. '|' .. eid)
+      nwait = redis.call('RPUSH', KEYS[2], p .. '|' .. eid)
     end
   end
   out[#out + 1] = taken and 1 or 0
 end
 for _, w in ipairs(woken) do out[#out + 1] = w end
 redis.call('PEXPIRE', KEYS[1], 86400000)  -- a cap no longer used leaves nothing behind
-if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], 86400000) end
+if nwait > 0 then redis.call('PEXPIRE', KEYS[2], 86400000) end
 return out
