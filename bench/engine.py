@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import bisect
 import contextlib
+import itertools
 import os
 import statistics
 import subprocess
@@ -27,7 +29,7 @@ from cuefast.config import Settings, load_settings
 from cuefast.engine.dispatcher import Dispatcher
 from cuefast.engine.scheduler import Scheduler
 from cuefast.engine.webhooks import Webhooks
-from cuefast.ids import new_account_id, new_cue_id
+from cuefast.ids import new_account_id, new_cue_id, new_execution_id
 from cuefast.models import Callback, CueConfig, Delivery, Retry, Schedule
 from cuefast.services.cues import new_cue_fields
 from cuefast.store import Store, connect
@@ -36,12 +38,15 @@ from cuefast.store.keys import Keys
 from cuefast.times import parse_datetime
 
 RECEIVER = """
-import sys, time, uvloop
+import asyncio, sys, time, uvloop
 from aiohttp import web
 out = open(sys.argv[2], "w", buffering=1)
+delay = float(sys.argv[3]) / 1000 if len(sys.argv) > 3 else 0.0
 async def hook(request):
     await request.read()
     out.write(f"{time.time_ns() // 1000} {request.headers.get('X-CueAPI-Scheduled-For', '')}\\n")
+    if delay:  # a slow agent: answers this long after the request arrived (logged on arrival)
+        await asyncio.sleep(delay)
     return web.Response(text="ok")
 app = web.Application()
 app.router.add_post("/hook", hook)
@@ -177,9 +182,14 @@ other machines, so it should cost the box as little as it can; it logs the same,
 id (``X-CueAPI-Cue-Id``: the burst recomputes each jittered fire_at from it)."""
 
 
-async def _receiver(port: int, log_path: str, kind: str = "aiohttp") -> subprocess.Popen[bytes]:
+async def _receiver(
+    port: int, log_path: str, kind: str = "aiohttp", delay_ms: float = 0.0
+) -> subprocess.Popen[bytes]:
+    """A receiver process on ``port`` logging each request (``delay_ms``: the aiohttp one answers
+    each request that long after it arrived, a slow agent)."""
     source = RAW_RECEIVER if kind == "raw" else RECEIVER
-    proc = subprocess.Popen([sys.executable, "-c", source, str(port), log_path])
+    extra = [str(delay_ms)] if delay_ms else []
+    proc = subprocess.Popen([sys.executable, "-c", source, str(port), log_path, *extra])
     for _ in range(200):
         try:
             _, w = await asyncio.open_connection("127.0.0.1", port)
@@ -208,20 +218,23 @@ async def webhook_setup(
     due: int,
     step_us: int = 0,
     delivery: Delivery | None = None,
+    seeded: list[tuple[str, list[str]]] | None = None,
 ) -> AsyncIterator[tuple[Store, Settings, str]]:
     """A receiver process logging each request, a store, and ``n`` webhook cues to it due
     at ``due`` (or spread, see ``seed_cues``); yields (store, settings, receiver log path)."""
     port = _free_port()
     log_path = f"/tmp/cuefast-bench-{uuid.uuid4().hex[:6]}.log"
-    receiver = await _receiver(port, log_path)
+    receiver = await _receiver(port, log_path, delay_ms=getattr(args, "delay_ms", 0.0))
     settings = load_settings({}, allow_private_callbacks=True)
     store = new_store(prefix, args.partitions)
     await store.preload()
     try:
         url = f"http://127.0.0.1:{port}/hook"
-        await seed_cues(
+        made = await seed_cues(
             store, n, cron=cron, transport="webhook", url=url, due=due, step_us=step_us, delivery=delivery
         )
+        if seeded is not None:  # the caller wants (account id, cue ids)
+            seeded.append(made)
         yield store, settings, log_path
     finally:
         receiver.terminate()
@@ -321,6 +334,71 @@ async def _deliver(
             f"per host {dispatcher.per_host}{'' if delivery is None else ', capped'})"
         )
         return done / dt, redis_us
+
+
+async def bench_deliver_bound(args: argparse.Namespace, prefix: str) -> None:
+    """Caps that bind: ``--executions`` manual executions of ONE cue, all due now, to a receiver
+    that answers after ``--delay-ms``; ``--kind cue``: for each of ``--caps`` as
+    ``delivery.max_concurrency`` (the rate should approach cap / delay); ``--kind rate``: each as
+    ``max_per_second`` (the achieved rate, the spacing of arrivals, the most in any 1 s window)."""
+    for cap in (int(c) for c in args.caps.split(",")):
+        field = "max_per_second" if args.kind == "rate" else "max_concurrency"
+        sub = f"{prefix}:b{cap}"
+        delivery = Delivery(outcome_deadline_seconds=None, **{field: cap})
+        now = SystemClock().now_us()
+        seeded: list[tuple[str, list[str]]] = []
+        later = now + 86_400_000_000  # the cue's own schedule never fires during the run
+        async with webhook_setup(
+            args, sub, n=1, cron="0 0 1 1 *", due=later, delivery=delivery, seeded=seeded
+        ) as (
+            store,
+            settings,
+            log_path,
+        ):
+            account, (cue,) = seeded[0]
+            for i in range(0, args.executions, 500):
+                await asyncio.gather(
+                    *(
+                        store.executions.create(
+                            execution_id=new_execution_id(store.keys.cue_byte(cue)),
+                            cue_id=cue,
+                            account_id=account,
+                            scheduled_us=now,
+                            payload_json="",
+                            triggered_by="manual_fire",
+                            now_us=now,
+                        )
+                        for _ in range(min(500, args.executions - i))
+                    )
+                )
+            bounded = settings.replace(delivery_concurrency=args.concurrency)
+            webhooks = Webhooks(bounded)
+            dispatcher = Dispatcher(store, bounded, SystemClock(), webhooks, per_host=args.per_host)
+            stop = asyncio.Event()
+            received = _LineCounter(log_path)
+            t0 = time.perf_counter()
+            task = asyncio.create_task(dispatcher.run(stop, block_ms=100))
+            scheduler = asyncio.create_task(Scheduler(store, SystemClock()).run(stop))  # hand-backs
+            while received() < args.executions and time.perf_counter() - t0 < 300:
+                await asyncio.sleep(0.1)
+            received.close()
+            stop.set()
+            await asyncio.gather(task, scheduler)
+            await webhooks.close()
+            with open(log_path) as fh:
+                at = sorted(int(line.split()[0]) for line in fh if line.strip())
+        n, span = len(at), (at[-1] - at[0]) / 1e6 if len(at) > 1 else 0.0
+        rate = (n - 1) / span if span else 0.0
+        gaps = sorted(b - a for a, b in itertools.pairwise(at))
+        most = max((bisect.bisect_left(at, t + 1_000_000) - i for i, t in enumerate(at)), default=0)
+        ideal = cap if args.kind == "rate" else cap * 1000 / args.delay_ms
+        print(
+            f"deliver-bound {field} {cap}: {n} webhooks of one cue in {span:.2f} s = {rate:,.1f}/s "
+            f"(ideal {ideal:,.1f}/s, ratio {rate / ideal:.3f}); arrival gaps ms: min {gaps[0] / 1000:.1f}, "
+            f"median {statistics.median(gaps) / 1000:.1f}, p99 {gaps[int(len(gaps) * 0.99)] / 1000:.1f}, "
+            f"max {gaps[-1] / 1000:.1f}; most in any 1 s: {most} (receiver delay {args.delay_ms} ms)"
+        )
+        cleanup(sub)
 
 
 async def bench_lateness(args: argparse.Namespace, prefix: str) -> None:
@@ -431,9 +509,17 @@ async def bench_memory(args: argparse.Namespace, prefix: str) -> None:
 
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="./dev bench engine")
-    parser.add_argument("what", choices=["materialize", "deliver", "deliver-caps", "lateness", "memory"])
+    parser.add_argument(
+        "what", choices=["materialize", "deliver", "deliver-caps", "deliver-bound", "lateness", "memory"]
+    )
+    parser.add_argument("--caps", default="1,4,16", help="deliver-bound: the caps to run, one after another")
+    parser.add_argument(
+        "--delay-ms", type=float, default=20.0, help="deliver-bound: the receiver's answer time"
+    )
     parser.add_argument("--cap", type=int, default=1, help="deliver-caps: the cap on every cue")
-    parser.add_argument("--kind", choices=["cue", "host"], default="cue", help="deliver-caps: which cap")
+    parser.add_argument(
+        "--kind", choices=["cue", "host", "rate"], default="cue", help="deliver-caps / -bound: which cap"
+    )
     parser.add_argument("--rounds", type=int, default=3, help="deliver-caps: rounds of each variant")
     parser.add_argument("--cues", type=int, default=100_000)
     parser.add_argument("--executions", type=int, default=20_000)
@@ -449,6 +535,7 @@ def main(argv: list[str]) -> None:
         "materialize": bench_materialize,
         "deliver": bench_deliver,
         "deliver-caps": bench_deliver_caps,
+        "deliver-bound": bench_deliver_bound,
         "lateness": bench_lateness,
         "memory": bench_memory,
     }

@@ -231,3 +231,50 @@ async def test_a_host_cap_holds_across_an_accounts_cues_and_two_dispatchers(env:
         await asyncio.gather(*tasks, return_exceptions=True)
         assert slow.runner is not None
         await slow.runner.cleanup()
+
+
+async def test_batched_host_takes_of_two_racing_dispatchers_never_pass_the_cap(env: Any) -> None:
+    """``max_concurrency_per_host`` 3 on three cues of one account, 24 executions due at once and
+    two dispatchers racing for them: each takes its batch's permits in one call per (account,
+    host) and gives them back with the results, and the host never has more than 3 requests
+    open; every execution delivered once, every permit given back."""
+    api, clock, _, _, _ = env
+    slow = SlowReceiver(0.05)
+    await slow.start()
+    dispatchers = [Dispatcher(api.rt.store, api.rt.settings, clock, api.rt.webhooks) for _ in range(2)]
+    delivery = api.rt.store.delivery
+    sizes: list[int] = []
+    take_call = delivery.take_call
+
+    def spy(account: str, host: str, rows: Any, now_us: int) -> Any:  # the real call, its size noted
+        sizes.append(len(rows))
+        return take_call(account, host, rows, now_us)
+
+    delivery.take_call = spy  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        key = await api.register()
+        cap = {"max_concurrency_per_host": 3, "outcome_deadline_seconds": None}
+        cues = [await webhook_cue(api, key, slow.url, name=f"b{i}", delivery=cap) for i in range(3)]
+        for i in range(24):
+            await fire(api, key, cues[i % 3]["id"])
+        tasks = [asyncio.create_task(d.run(stop, block_ms=50)) for d in dispatchers]
+
+        async def done() -> bool:
+            rows = (await api.request("GET", "/v1/executions?limit=100", key)).json()["executions"]
+            return len(rows) == 24 and all(e["status"] == "success" for e in rows)
+
+        await until(done, 60, "every execution to be delivered")
+        assert len(slow.order) == 24 and len(set(slow.order)) == 24 and slow.most_all <= 3
+        assert max(sizes) > 1  # a batch's attempts asked in one call
+        owner = (await api.rt.store.cues.get(cues[0]["id"]))["acct"]
+        permits, waiting = api.rt.keys.host_permits(owner, host_key(slow.url))
+        redis = api.rt.store.redis
+        assert await redis.zcard(permits) == 0 and await redis.llen(waiting) == 0  # all given back
+    finally:
+        delivery.take_call = take_call  # type: ignore[method-assign]
+        stop.set()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        assert slow.runner is not None
+        await slow.runner.cleanup()

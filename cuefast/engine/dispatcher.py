@@ -37,7 +37,9 @@ decreasing rate, never the dispatcher's capacity, and its work is not lost if th
 process dies (the lease would expire as usual).
 
 A cue's ``delivery.max_concurrency`` is enforced in the scripts (lib/cue_cap.lua: over it,
-QUEUED); its ``max_per_second``, per (account, host), just before sending (engine/rates.py).
+QUEUED); its ``max_per_second`` and ``max_concurrency_per_host``, per (account, host), just
+before sending, for a batch's attempts together (engine/rates.py; permits given back with the
+results, engine/finishes.py).
 
 Graceful stop (``close``). Attempts leased but not sent (queued behind a host, or not
 started) are released at once with a fresh outbox entry: another dispatcher delivers them
@@ -63,6 +65,7 @@ from collections import deque
 from cuefast import metrics as m
 from cuefast.clock import Clock
 from cuefast.config import Settings
+from cuefast.engine.finishes import Finishes
 from cuefast.engine.rates import HostRates
 from cuefast.engine.webhooks import Webhooks, delivery_request, host_key
 from cuefast.models import CONFIG_DECODER, CueConfig
@@ -71,7 +74,7 @@ from cuefast.services.outcomes import OutcomeService
 from cuefast.services.usage import count_executions, count_failed
 from cuefast.store import Status, Store
 from cuefast.store.connect import UNREACHABLE
-from cuefast.store.delivery import AttemptResult, Finished, Lease, OutboxEntry, ReleasedAttempt
+from cuefast.store.delivery import AttemptResult, Lease, OutboxEntry, ReleasedAttempt
 from cuefast.times import fmt_offset
 
 log = logging.getLogger(__name__)
@@ -189,8 +192,7 @@ class Dispatcher:
         self._parked = 0  # attempts queued behind a saturated host
         self._room = asyncio.Event()
         self._usage: dict[tuple[str, str], int] = {}
-        self._finishing: dict[int, list[tuple[AttemptResult, asyncio.Future[Finished]]]] = {}
-        self._flushes: set[asyncio.Task[None]] = set()
+        self.finishes = Finishes(store, clock, self.rates)  # group commit of results (and permits)
         self._sweeper: asyncio.Task[None] | None = None
         self._releases: set[asyncio.Task[None]] = set()  # hand-backs being written
         self.host_wait_s = HOST_WAIT_S
@@ -491,8 +493,6 @@ class Dispatcher:
             cfg.callback.url or "", cfg.callback.method, body, headers, a.timeout_s
         )
         a.phase = FINISHING
-        if cfg.delivery and cfg.delivery.max_concurrency_per_host:  # the request is over
-            await self.rates.after(a.account, a.eid, cfg, self.clock.now_us())
         self.metrics.observe_us(m.WEBHOOK_LATENCY, (), (time.perf_counter_ns() - started) // 1000)
         ok = status is not None and 200 <= status < 300
         done_at = self.clock.now_us()
@@ -504,7 +504,7 @@ class Dispatcher:
         if ok and response and self.settings.response_body_outcomes:
             mode = cfg.verification.mode if cfg.verification else None
             body_outcome = self.outcomes.from_response(response, mode, done_at)
-        finished = await self._finish(
+        finished = await self.finishes.finish(  # the host permit back (the request is over), one trip
             a.p,
             AttemptResult(
                 a.eid,
@@ -517,6 +517,7 @@ class Dispatcher:
                 a.lease_until,
                 body_outcome,
             ),
+            self.rates.give(a, cfg) if cfg.delivery else None,
         )
         new_status = finished.execution_status if finished.status is Status.OK else None
         if new_status in ("retrying", "pending_outcome"):  # a retry or a deadline due soon: wake up
@@ -553,38 +554,6 @@ class Dispatcher:
             return False
         a.lease_until = held
         return True
-
-    async def _finish(self, p: int, row: AttemptResult) -> Finished:
-        """Group commit: results that arrive in the same loop turn share one pipeline (one
-        script call per partition)."""
-        fut: asyncio.Future[Finished] = asyncio.get_running_loop().create_future()
-        if not self._finishing:
-            asyncio.get_running_loop().call_soon(self._start_flush)
-        self._finishing.setdefault(p, []).append((row, fut))
-        return await fut
-
-    def _start_flush(self) -> None:
-        task = asyncio.create_task(self._flush_finishes())
-        self._flushes.add(task)
-        task.add_done_callback(self._flushes.discard)
-
-    async def _flush_finishes(self) -> None:
-        batches, self._finishing = self._finishing, {}
-        try:
-            statuses = await self.store.delivery.finish(
-                {p: [row for row, _ in batch] for p, batch in batches.items()}, self.clock.now_us()
-            )
-        except Exception as exc:
-            for batch in batches.values():
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc)
-            return
-        for p, batch in batches.items():
-            got = statuses[p]  # an error: that partition's node is down (its attempts alone fail)
-            for i, (_, fut) in enumerate(batch):
-                if not fut.done():
-                    fut.set_exception(got) if isinstance(got, Exception) else fut.set_result(got[i])
 
     async def flush_usage(self, quiet: tuple[type[BaseException], ...] = ()) -> None:
         """Write the aggregated monthly execution counts (every second, and at shutdown); an

@@ -23,6 +23,7 @@ either path sends them, so both carry it; the signed bytes do not change.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import socket
 from collections.abc import Mapping
@@ -466,9 +467,11 @@ class Webhooks:
             return SendResult(None, INVALID_HEADER, b"")
 
 
+@functools.lru_cache(maxsize=4096)
 def host_key(url: str) -> str:
     """``host:port`` of a callback URL, what the per-host bound counts (the URL itself when
-    it does not parse: it fails the SSRF pre-check anyway)."""
+    it does not parse: it fails the SSRF pre-check anyway); memoised (a cue's attempts ask it up
+    to three times each: its host's bound and the host caps)."""
     try:
         parts = urlsplit(url)
         port = parts.port or (443 if parts.scheme.lower() == "https" else 80)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Mapping, Sequence
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from cuefast.models import config_json
 from cuefast.store.scripts import Arg, Call, Script
@@ -27,14 +27,12 @@ FINISH = Script(
 RELEASE = Script(
     "delivery_release", keys=("leases", "outbox", "delayed"), argv=("now", "prefix", "group"), rest="attempts"
 )
-RATE = Script("delivery_rate", keys=("window",), argv=("now", "interval_us"))
+RATE = Script("delivery_rate", keys=("window",), argv=("now",), rest="intervals_us")
 HOST_TAKE = Script(
-    "delivery_host_take",
-    keys=("permits", "waiting"),
-    argv=("now", "cap", "until", "execution_id", "partition", "grant_until"),
+    "delivery_host_take", keys=("permits", "waiting"), argv=("now", "grant_until"), rest="attempts"
 )
 HOST_GIVE = Script(
-    "delivery_host_give", keys=("permits", "waiting"), argv=("now", "cap", "execution_id", "grant_until")
+    "delivery_host_give", keys=("permits", "waiting"), argv=("now", "grant_until"), rest="attempts"
 )
 WAKE = Script("delivery_wake", keys=("delayed", "outbox"), argv=("now",), rest="execution_ids")
 HOST_GRANT_US = 60_000_000
@@ -48,6 +46,10 @@ class Attempt(Protocol):
     p: int
     eid: str
     lease_until: int
+
+
+HostTake = tuple[int, Attempt]
+"""an attempt asking for a host permit: (its cue's max_concurrency_per_host, the attempt)"""
 
 
 class OutboxEntry(NamedTuple):
@@ -228,9 +230,16 @@ class Delivery(GroupStreams):
         """Record attempt results, one ``delivery_finish`` script call per partition, all in one
         pipeline. A partition whose node could not be reached gets the error instead of its
         list (Redis Cluster; the others are recorded)."""
+        return (await self.finish_with(batches, [], now_us))[0]
+
+    async def finish_with(
+        self, batches: Mapping[int, Sequence[AttemptResult]], before: Sequence[Call], now_us: int
+    ) -> tuple[dict[int, list[Finished] | Exception], list[Any]]:
+        """``finish``, with the ``before`` script calls (host permits given back: ``give_call``)
+        first in the same pipeline; their replies (or errors) come second."""
         k = self.keys
         parts = [p for p, rows in batches.items() if rows]
-        calls: list[Call] = []
+        calls: list[Call] = list(before)
         for p in parts:
             args: list[Arg] = [now_us, k.part(p) + ":", self.GROUP]
             for r in batches[p]:
@@ -251,8 +260,9 @@ class Delivery(GroupStreams):
                     ),
                 ]
             calls.append((FINISH, [k.leases(p), k.retries(p), k.outbox(p)], args))
+        replies = await self.scripts.run_many(calls, partial=True)
         result: dict[int, list[Finished] | Exception] = {p: [] for p in batches}
-        for p, res in zip(parts, await self.scripts.run_many(calls, partial=True), strict=True):
+        for p, res in zip(parts, replies[len(before) :], strict=True):
             if isinstance(res, Exception):
                 result[p] = res
                 continue
@@ -260,7 +270,7 @@ class Delivery(GroupStreams):
                 Finished(Status(int(res[i])), str(res[i + 1]), int(res[i + 2]) == 1)
                 for i in range(0, len(res), 3)
             ]
-        return result
+        return result, replies[: len(before)]
 
     async def release(self, p: int, attempts: Sequence[ReleasedAttempt], now_us: int) -> list[str | None]:
         """Hand back leased attempts not sent (one script call): each goes back to pending /
@@ -275,28 +285,61 @@ class Delivery(GroupStreams):
         res = await self.scripts.run(RELEASE, [k.leases(p), k.outbox(p), k.delayed(p)], args)
         return [str(v) if v else None for v in res]
 
+    def rate_call(self, account_id: str, host: str, per_seconds: Sequence[int], now_us: int) -> Call:
+        """Take ``host``'s next send slots for this account, one per attempt in order under its
+        cue's per-second rate (``delivery_rate``, on the account's slot; replies: ``rate_reply``)."""
+        return (
+            RATE,
+            [self.keys.host_rate(account_id, host)],
+            [now_us, *(1_000_000 // r for r in per_seconds)],
+        )
+
+    @staticmethod
+    def rate_reply(res: Sequence[Any]) -> list[tuple[bool, int]]:
+        """Per attempt: (True, when the next one may go) | (False, when this one may go)."""
+        return [(int(res[i]) == 1, int(res[i + 1])) for i in range(0, len(res), 2)]
+
+    def take_call(self, account_id: str, host: str, rows: Sequence[HostTake], now_us: int) -> Call:
+        """Permits of the account's concurrency cap on ``host`` for these attempts, in order, each
+        until its lease expires, or it joins the host's waiting list (``delivery_host_take``,
+        on the account's slot; replies: ``take_reply``)."""
+        args: list[Arg] = [now_us, now_us + HOST_GRANT_US]
+        for cap, a in rows:
+            args += [cap, a.lease_until, a.eid, a.p]
+        return (HOST_TAKE, list(self.keys.host_permits(account_id, host)), args)
+
+    @staticmethod
+    def take_reply(res: Sequence[Any], n: int) -> tuple[list[bool], list[str]]:
+        """(per attempt: taken, the waiters given a reserved permit meanwhile)."""
+        return [int(v) == 1 for v in res[:n]], [str(w) for w in res[n:]]
+
+    def give_call(self, account_id: str, host: str, rows: Sequence[tuple[int, str]], now_us: int) -> Call:
+        """Give these (cap, execution id) attempts' host permits back; the oldest waiters they
+        make room for get one reserved (``delivery_host_give``; replies: the waiters woken)."""
+        args: list[Arg] = [now_us, now_us + HOST_GRANT_US]
+        for cap, eid in rows:
+            args += [cap, eid]
+        return (HOST_GIVE, list(self.keys.host_permits(account_id, host)), args)
+
     async def rate(self, account_id: str, host: str, per_second: int, now_us: int) -> tuple[bool, int]:
-        """Take the next send slot of ``host`` for this account under ``per_second`` (one script on
-        the account's slot): (True, when the next one may go) | (False, when this one may go)."""
-        key = self.keys.host_rate(account_id, host)
-        ok, at = await self.scripts.run(RATE, [key], [now_us, 1_000_000 // per_second])
-        return int(ok) == 1, int(at)
+        """Take the next send slot of ``host`` for one attempt (``rate_call``)."""
+        (res,) = self.rate_reply(
+            await self.scripts.run(*self.rate_call(account_id, host, [per_second], now_us))
+        )
+        return res
 
     async def host_take(self, a: Attempt, host: str, cap: int, now_us: int) -> bool:
-        """A permit of the account's concurrency cap on ``host`` for this attempt until its lease
-        expires (True), or it joined the host's waiting list (False); waiters whose turn came
-        meanwhile are moved to their outbox."""
-        keys = list(self.keys.host_permits(a.account, host))
-        args: list[Arg] = [now_us, cap, a.lease_until, a.eid, a.p, now_us + HOST_GRANT_US]
-        res = await self.scripts.run(HOST_TAKE, keys, args)
-        await self.wake([str(w) for w in res[1:]], now_us)
-        return int(res[0]) == 1
+        """A permit of ``host``'s cap for one attempt (True), or it is listed as waiting (False);
+        waiters whose turn came meanwhile are moved to their outbox (``take_call``)."""
+        res = await self.scripts.run(*self.take_call(a.account, host, [(cap, a)], now_us))
+        (taken,), woken = self.take_reply(res, 1)
+        await self.wake(woken, now_us)
+        return taken
 
     async def host_give(self, account_id: str, host: str, cap: int, eid: str, now_us: int) -> None:
-        """Give the attempt's host permit back; the oldest waiters it makes room for get one
-        reserved and are moved to their outbox."""
-        keys = list(self.keys.host_permits(account_id, host))
-        res = await self.scripts.run(HOST_GIVE, keys, [now_us, cap, eid, now_us + HOST_GRANT_US])
+        """Give one attempt's host permit back; the waiters it makes room for get one reserved and
+        are moved to their outbox (``give_call``)."""
+        res = await self.scripts.run(*self.give_call(account_id, host, [(cap, eid)], now_us))
         await self.wake([str(w) for w in res], now_us)
 
     async def wake(self, waiters: Sequence[str], now_us: int) -> None:

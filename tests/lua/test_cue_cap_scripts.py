@@ -246,3 +246,43 @@ async def test_a_dead_holders_host_permit_expires_with_its_lease(store: Store) -
     assert not await store.delivery.host_take(Held(p, e3, late + 90 * S), "h:80", 1, late)  # e2 first
     assert await host_state(store) == ([e2], [f"{p}|{e3}"])
     assert await stream_ids(store, k.outbox(p)) == [e2]
+
+
+async def test_one_delivery_rate_call_judges_a_batch_in_order(store: Store) -> None:
+    """delivery_rate with several attempts (a dispatcher's batch): the first whose slot is due goes
+    and moves the window, the others are told the window's time, as one call each would be."""
+    d = store.delivery
+    calls = [d.rate_call(ACCT, "h:80", [4, 4, 2], NOW), d.rate_call(ACCT, "other:80", [4], NOW)]
+    first, other = await store.scripts.run_many(calls)
+    assert d.rate_reply(first) == [(True, NOW + S // 4), (False, NOW + S // 4), (False, NOW + S // 4)]
+    assert d.rate_reply(other) == [(True, NOW + S // 4)]
+    (late,) = await store.scripts.run_many([d.rate_call(ACCT, "h:80", [2, 4], NOW + S // 4)])
+    assert d.rate_reply(late) == [(True, NOW + 3 * S // 4), (False, NOW + 3 * S // 4)]  # its own interval
+
+
+async def test_one_host_take_call_admits_a_batch_up_to_the_cap_in_order(store: Store) -> None:
+    """delivery_host_take with several attempts: judged in order, each as its own call would be —
+    a re-send keeps its permit, at most ``cap`` hold one, the rest are listed once in order; one
+    delivery_host_give for several attempts reserves the room they leave for the oldest waiters."""
+    k, d = store.keys, store.delivery
+    await d.ensure_groups()
+    p, (e1, e2, e3, e4, e5) = await pending(store, 5, cap=None)
+    lease = NOW + 90 * S
+    rows = [(2, Held(p, e, lease)) for e in (e1, e2, e3, e4)]
+    (res,) = await store.scripts.run_many([d.take_call(ACCT, "h:80", rows, NOW)])
+    assert d.take_reply(res, 4) == ([True, True, False, False], [])
+    assert await host_state(store) == (sorted([e1, e2]), [f"{p}|{e3}", f"{p}|{e4}"])
+    again = [(2, Held(p, e, lease)) for e in (e4, e1, e5)]  # e4 listed once, e1 a re-send, e5 behind
+    (res,) = await store.scripts.run_many([d.take_call(ACCT, "h:80", again, NOW + 1)])
+    assert d.take_reply(res, 3) == ([False, True, False], [])
+    assert await host_state(store) == (sorted([e1, e2]), [f"{p}|{e3}", f"{p}|{e4}", f"{p}|{e5}"])
+    for eid in (e3, e4, e5):
+        await store.redis.zadd(k.delayed(p), {eid: NOW + 30 * S})
+    (woken,) = await store.scripts.run_many([d.give_call(ACCT, "h:80", [(2, e1), (2, e2)], NOW + S)])
+    assert woken == [f"{p}|{e3}", f"{p}|{e4}"]  # the two oldest waiters get the two permits
+    assert await host_state(store) == (sorted([e3, e4]), [f"{p}|{e5}"])
+    await d.wake([str(w) for w in woken], NOW + S)
+    assert await stream_ids(store, k.outbox(p)) == [e3, e4]
+    rows = [(2, Held(p, e, lease)) for e in (e5, e4, e3)]  # e5 still waits: e3, e4 hold the cap
+    (res,) = await store.scripts.run_many([d.take_call(ACCT, "h:80", rows, NOW + S)])
+    assert d.take_reply(res, 3) == ([False, True, True], [])
