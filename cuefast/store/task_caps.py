@@ -97,6 +97,21 @@ class TaskCaps(Repository):
             args += [eid, lx]
         return int(await self.scripts.run(EXTEND, [waiting], args))
 
+    async def after_reap(
+        self, account_id: str, renewed: Sequence[tuple[str, int]], ended: Sequence[str], now_us: int
+    ) -> None:
+        """The reaper judged expired claims of the account: renewed ones (worker alive) keep
+        their permits until the new lease expiry; re-offered and failed ones give them back (they
+        expired with the lease already: this wakes the waiters). Reads the account's caps (one
+        ``HGET``) since the reaper has no account: only on this rare path."""
+        caps = parse_caps(str(await self.redis.hget(self.keys.account(account_id), "tcaps") or ""))
+        if not caps:
+            return
+        tasks = sorted(caps)
+        await self.extend(account_id, tasks, renewed, now_us)
+        if await self.give(account_id, tasks, ended, now_us):
+            await self.signal(account_id)
+
     async def signal(self, account_id: str) -> None:
         """Wake the account's long-polling claimers everywhere (a permit freed: the work it lets
         through may be on any partition): a ``worksig`` entry marked ``w`` = ``*``."""

@@ -199,3 +199,18 @@ async def test_two_concurrent_claim_loops_never_hold_more_than_the_cap(wenv: Env
     assert sorted(done) == sorted(ids)  # every execution went once
     assert 1 <= most <= cap
     assert (await get_cap(wenv, key, "t"))["held"] == 0
+
+
+async def test_a_lease_the_reaper_renews_keeps_its_permit(wenv: Env) -> None:
+    key = await wenv.api.register()
+    cue = await wenv.cue(key, "capped", {"task": "t"})
+    ids = await fired(wenv, key, cue["id"], 2)
+    await set_cap(wenv, key, "t", 1)
+    res = await wenv.post(key, "/v1/worker/heartbeat", {"worker_id": "alive"})
+    assert res.status_code == 200, res.text
+    (item,) = await claim(wenv, key, "alive", lease_seconds=60)
+    assert item["execution_id"] == ids[0]
+    await wenv.tick(61)  # the lease expired, but its worker is alive: renewed, permit too
+    assert (await wenv.get(key, ids[0]))["status"] == "delivering"
+    assert await claim(wenv, key, "w2") == []
+    assert (await get_cap(wenv, key, "t"))["held"] == 1
