@@ -50,11 +50,11 @@ async def _setup(url: str, prefix: str, n: int, task: str, cap: int = 0) -> str:
     straight through the store (setup is not measured; firing them over HTTP is slower)."""
     import hashlib
 
+    import httpx
+
     from cuefast.ids import new_execution_id
     from cuefast.store import Store, connect
     from cuefast.store.keys import Keys
-
-    import httpx
 
     key = _register(url)
     if cap:
