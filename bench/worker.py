@@ -14,7 +14,7 @@ N claimable executions of a worker cue (through the store; not measured), then d
 
 Prints one markdown row per mode and ``--caps`` value: cycles/s from the first claim to the last
 recorded outcome. ``--caps 0 10000`` runs each mode without a task claim cap and with one that
-never binds (``PUT /v1/worker/tasks/{task}/cap``), in the same run: the cost of the cap itself.
+never binds (``PUT /v1/worker/task-caps/{task}``), in the same run: the cost of the cap itself.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ async def _setup(url: str, prefix: str, n: int, task: str, cap: int = 0) -> str:
     key = _register(url)
     if cap:
         res = httpx.put(
-            f"{url}/v1/worker/tasks/{task}/cap",
+            f"{url}/v1/worker/task-caps/{task}",
             json={"max_concurrency": cap},
             headers={"Authorization": f"Bearer {key}"},
         )

@@ -82,7 +82,10 @@ def _worker_and_ids(body: Any) -> tuple[str, list[str]]:
     return str(worker), ids
 
 
-def _task(raw: str) -> str:
+def _task(raw: Any) -> str:
+    """The task of a ``{task:path}`` parameter (it may hold "/"; Litestar gives it with a leading "/")."""
+    raw = str(raw)
+    raw = raw[1:] if raw.startswith("/") else raw
     c = Checker()
     task = c.string("path.task", raw, min_len=1, max_len=255, single_line=True)
     c.raise_if_any()
@@ -299,7 +302,7 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         worker, ids = _worker_and_ids(read_json(data))
         return json_response(await work.release(account, worker, ids))
 
-    cap_path = "/v1/worker/tasks/{task:str}/cap"
+    cap_path = "/v1/worker/task-caps/{task:path}"
     cap_doc = (
         " At most `max_concurrency` of the account's executions of this task (the effective"
         " payload's `task`) are claimed at once, over every worker and door; the others stay"

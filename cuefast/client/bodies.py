@@ -358,6 +358,6 @@ class LeaseRequest(Body, kw_only=True):
 
 
 class TaskCapRequest(Body, kw_only=True):
-    """``PUT /v1/worker/tasks/{task}/cap``: the most claims of the task held at once."""
+    """``PUT /v1/worker/task-caps/{task}``: the most claims of the task held at once."""
 
     max_concurrency: Annotated[int, Meta(ge=1, le=10000)]

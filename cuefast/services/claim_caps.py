@@ -1,6 +1,6 @@
 """Per-(account, task) caps on worker claims held at once (issue 17 item 3, worker transport).
 
-An account sets ``PUT /v1/worker/tasks/{task}/cap`` {"max_concurrency": n}: at most *n* of its
+An account sets ``PUT /v1/worker/task-caps/{task}`` {"max_concurrency": n}: at most *n* of its
 executions of that task are claimed (held under a lease) at once, over every worker, door and API
 process. The setting lives in the account hash (``tcaps``), so authentication already reads it
 with the account: an account without task caps pays no extra round trip anywhere.

@@ -1,4 +1,4 @@
-"""Per-(account, task) caps on worker claims held at once (PUT /v1/worker/tasks/{task}/cap):
+"""Per-(account, task) caps on worker claims held at once (PUT /v1/worker/task-caps/{task}):
 every claim door respects them, executions over the cap stay pending and go in order, gives and
 lease expiry free permits, and a freed permit wakes a long poll."""
 
@@ -14,7 +14,7 @@ from cuefast.ids import key_sha
 from tests.api.worker_helpers import Env, wenv  # noqa: F401  (fixture)
 from tests.conftest import assert_error
 
-CAP_PATH = "/v1/worker/tasks/{}/cap"
+CAP_PATH = "/v1/worker/task-caps/{}"
 
 
 @pytest.fixture
