@@ -110,6 +110,13 @@ class ClaimCaps:
         if caps and leases:
             await self.store.task_caps.extend(account.id, sorted(caps), leases, self.clock.now_us())
 
+    async def list(self, account: Account) -> list[dict[str, object]]:
+        """Every capped task of the account with its permits held now, by task name."""
+        caps = caps_of(account)
+        tasks = sorted(caps)
+        held = await self.store.task_caps.held(account.id, tasks, self.clock.now_us()) if tasks else []
+        return [{"task": t, "max_concurrency": caps[t], "held": n} for t, n in zip(tasks, held, strict=True)]
+
     async def get(self, account: Account, task: str) -> dict[str, object]:
         cap = caps_of(account).get(task)
         (held,) = await self.store.task_caps.held(account.id, [task], self.clock.now_us())
