@@ -50,6 +50,7 @@ from cuefast.errors import (
     ExecutionNotFound,
     NotExecutionOwner,
     TaskCapLimit,
+    ValidationFailed,
     WorkerLimitExceeded,
     WorkerNotFound,
 )
@@ -309,6 +310,7 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         " `pending` and are claimed in order as claims end. `held`: claims holding a permit now."
     )
     cap_example = {"task": "etl", "max_concurrency": 4, "held": 1}
+    bad_task = ValidationFailed([("path.task", "String should have at most 255 characters")])
 
     @put(
         cap_path,
@@ -317,7 +319,7 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         tags=_BATCH_TAG,
         **doc(
             body=TaskCapRequest,
-            errors=[TaskCapLimit("An account may cap at most 100 tasks")],
+            errors=[TaskCapLimit("An account may cap at most 100 tasks"), bad_task],
             body_example={"max_concurrency": 4},
             example=cap_example,
         ),
@@ -333,7 +335,7 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         summary="A worker task's claim cap (cuefast)",
         description=_BATCH_DOC + cap_doc + " `max_concurrency` null: not capped.",
         tags=_BATCH_TAG,
-        **doc(example=cap_example),
+        **doc(errors=[bad_task], example=cap_example),
     )
     async def get_task_cap(account: CurrentAccount, task: FromPath[str]) -> Response[TaskCap]:
         return json_response(await work.caps.get(account, _task(task)))
@@ -343,7 +345,7 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         summary="Remove a worker task's claim cap (cuefast)",
         description=_BATCH_DOC + " Waiting claims of the task go at once.",
         tags=_BATCH_TAG,
-        **doc(status=200, example={"task": "etl", "max_concurrency": None, "held": 0}),
+        **doc(status=200, errors=[bad_task], example={"task": "etl", "max_concurrency": None, "held": 0}),
     )
     async def delete_task_cap(account: CurrentAccount, task: FromPath[str]) -> Response[TaskCap]:
         return json_response(await work.caps.delete(account, _task(task)))
