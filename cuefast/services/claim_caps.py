@@ -25,7 +25,7 @@ from cuefast.clock import Clock
 from cuefast.errors import TaskCapLimit
 from cuefast.models import Account
 from cuefast.store import Store
-from cuefast.store.claims import Claim
+from cuefast.store.claims import Available, Claim, WorkIndex
 from cuefast.store.task_caps import parse_caps
 
 MAX_CAPPED_TASKS = 100
@@ -60,13 +60,34 @@ class Reservation:
         self.token = secrets.token_hex(8)
         self.reserved: dict[str, int] = {}
 
-    async def take(self, want: int, lease_until: int, now_us: int) -> str:
-        """Reserve up to ``want`` permits of each reachable capped task: the claim's budget."""
+    async def take(self, want: int, lease_until: int, now_us: int) -> None:
+        """Reserve up to ``want`` permits of each reachable capped task."""
         wants = {t: (self.caps[t], want) for t in self.tasks}
         self.reserved = await self.store.task_caps.take(
             self.account.id, self.token, lease_until, wants, now_us
         )
-        return "\n".join(f"{t}\n{n}" for t, n in self.reserved.items())
+
+    @staticmethod
+    def budget(allowed: dict[str, int]) -> str:
+        """``claims_claim.lua``'s budget ARGV: every reserved task, with its allowance (0 too)."""
+        return "\n".join(f"{t}\n{n}" for t, n in allowed.items())
+
+    def split(self, entries: Sequence[Available], indexes: Sequence[WorkIndex]) -> dict[int, str]:
+        """Share the reservation among the claim's calls (one per index; each call enforces only
+        its own budget, so the allowances must never add up to more than was reserved): the
+        entries in age order, each taking one permit of its index's task, or, from an index of
+        any task, one of every capped task (its task is not known before the claim — this may
+        leave permits unused this round, never over-use them)."""
+        left = dict(self.reserved)
+        per: dict[int, dict[str, int]] = {}
+        for e in entries:
+            allowed = per.setdefault(e.source, dict.fromkeys(left, 0))
+            task = indexes[e.source].task
+            for t in left if task is None else ([task] if task in left else []):
+                if left[t] > 0:
+                    left[t] -= 1
+                    allowed[t] += 1
+        return {i: self.budget(allowed) for i, allowed in per.items()}
 
     @property
     def blocked(self) -> bool:

@@ -162,12 +162,13 @@ class WorkService:
         if p is None:
             raise ExecutionNotFound()
         now = self.clock.now_us()
-        request = ClaimRequest(WorkIndex(p), 0, [execution_id])
         held = self.caps.reservation(account, [(None, None)])
-        budget = "" if held is None else await held.take(1, now + self.lease_us, now)
-        ((claim,),) = await self.store.claims.claim(
-            account.id, worker_id, self.lease_us, now, [request], budget=budget
-        )
+        budget = ""
+        if held is not None:
+            await held.take(1, now + self.lease_us, now)
+            budget = held.budget(held.reserved)
+        request = ClaimRequest(WorkIndex(p), 0, [execution_id], budget)
+        ((claim,),) = await self.store.claims.claim(account.id, worker_id, self.lease_us, now, [request])
         if held is not None:
             await held.bind([claim] if claim.status is Status.OK else [], now)
         if claim.status is Status.NOT_FOUND:
@@ -247,13 +248,14 @@ class WorkService:
             if not entries:
                 break
             counts = Counter(e.source for e in entries)
-            requests = [ClaimRequest(indexes[i], c) for i, c in counts.items()]
-            budget = ""
+            budgets: dict[int, str] = {}
             if held is not None:  # permits of the capped tasks first (claim_caps)
-                budget = await held.take(len(entries), now + lease_us, now)
+                await held.take(len(entries), now + lease_us, now)
                 if held.blocked and all(t in held.caps for t, _ in filters):
                     break  # every filter names a full capped task: nothing to claim
-            res = await self.store.claims.claim(account.id, worker_id, lease_us, now, requests, budget=budget)
+                budgets = held.split(entries, indexes)
+            requests = [ClaimRequest(indexes[i], c, (), budgets.get(i, "")) for i, c in counts.items()]
+            res = await self.store.claims.claim(account.id, worker_id, lease_us, now, requests)
             got = [c for claims in res for c in claims if c.status is Status.OK]
             if held is not None:
                 await held.bind(got, now)

@@ -62,11 +62,14 @@ class Peek(NamedTuple):
 
 
 class ClaimRequest(NamedTuple):
-    """Claim up to ``take`` of the oldest available entries of ``work`` (0: the ``ids`` instead)."""
+    """Claim up to ``take`` of the oldest available entries of ``work`` (0: the ``ids`` instead).
+    ``budget``: the permits this call may use per capped task (``claim_caps.Reservation.split``;
+    "" = no task cap reachable)."""
 
     work: WorkIndex
     take: int
     ids: Sequence[str] = ()
+    budget: str = ""
 
 
 class Claim(NamedTuple):
@@ -167,13 +170,9 @@ class Claims(Repository):
         lease_us: int,
         now_us: int,
         requests: Sequence[ClaimRequest],
-        *,
-        budget: str = "",
     ) -> list[list[Claim]]:
         """One ``claims_claim.lua`` call per request, all in one round trip; per request the
-        claimed executions (count mode) or a result per id (ids mode). ``budget``: the permits
-        reserved per capped task (``claim_caps.budget``), shared by the requests: with several,
-        the caller reserves enough for each (it binds what was used)."""
+        claimed executions (count mode) or a result per id (ids mode)."""
         k = self.keys
         res = await self.scripts.run_many(
             [
@@ -190,7 +189,7 @@ class Claims(Repository):
                         worker_id,
                         lease_us,
                         r.take,
-                        budget,
+                        r.budget,
                         *r.ids,
                     ],
                 )

@@ -214,3 +214,27 @@ async def test_a_lease_the_reaper_renews_keeps_its_permit(wenv: Env) -> None:
     assert (await wenv.get(key, ids[0]))["status"] == "delivering"
     assert await claim(wenv, key, "w2") == []
     assert (await get_cap(wenv, key, "t"))["held"] == 1
+
+
+async def test_the_cap_holds_over_partitions(wenv: Env) -> None:
+    """One claim call per partition, each enforcing its own share: the shares never add up to
+    more than the permits reserved."""
+    key = await wenv.api.register()
+    keys = wenv.rt.store.keys
+    cues: dict[int, str] = {}
+    for i in range(40):  # cues of one task on several partitions
+        cue = await wenv.cue(key, f"c{i}", {"task": "t"})
+        cues.setdefault(keys.cue_partition(cue["id"]), cue["id"])
+        if len(cues) == 3:
+            break
+    assert len(cues) == 3
+    ids = [await wenv.fire(key, c) for c in cues.values() for _ in range(2)]
+    await set_cap(wenv, key, "t", 2)
+    for body in ({"max": 50}, {"max": 50, "tasks": ["t"]}):
+        got = await claim(wenv, key, **body)
+        assert len(got) == 2, body
+        assert (await get_cap(wenv, key, "t"))["held"] == 2
+        for item in got:
+            await outcome(wenv, key, item["execution_id"])
+    got = await claim(wenv, key, max=50)
+    assert len(got) == 2 and {i["execution_id"] for i in got} <= set(ids)

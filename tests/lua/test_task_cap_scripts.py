@@ -91,16 +91,16 @@ async def test_claim_budget_skips_capped_work_and_keeps_it_listed_in_order(store
     capped = [await arrange(store, sf=NOW - 100 + i) for i in range(3)]
     free = await arrange(store, sf=NOW - 50, tk="u")
     (rows,) = await store.claims.claim(
-        ACCT, "w", LEASE, NOW, [ClaimRequest(WorkIndex(P), 10)], budget="t\n1\nzzz\n0"
+        ACCT, "w", LEASE, NOW, [ClaimRequest(WorkIndex(P), 10, (), "t\n1\nzzz\n0")]
     )
     assert [r.execution_id for r in rows] == [capped[0], free]
     assert await store.redis.zrange(k.work(P, ACCT), 0, -1) == capped[1:]  # still listed, in order
     (rows,) = await store.claims.claim(
-        ACCT, "w", LEASE, NOW, [ClaimRequest(WorkIndex(P, "t"), 10)], budget="t\n0"
+        ACCT, "w", LEASE, NOW, [ClaimRequest(WorkIndex(P, "t"), 10, (), "t\n0")]
     )
     assert rows == []
     (rows,) = await store.claims.claim(
-        ACCT, "w", LEASE, NOW, [ClaimRequest(WorkIndex(P), 0, [capped[2], capped[1]])], budget="t\n1"
+        ACCT, "w", LEASE, NOW, [ClaimRequest(WorkIndex(P), 0, [capped[2], capped[1]], "t\n1")]
     )
     assert [(r.execution_id, r.status) for r in rows] == [
         (capped[2], Status.OK),
