@@ -98,6 +98,8 @@ class Reservation:
         """Permits for the claimed executions of capped tasks; the rest back (waking waiters)."""
         rows = [(c.task, c.execution_id, c.lease_until) for c in claimed if c.task in self.reserved]
         bound = [(str(t), e, lx) for t, e, lx in rows]
+        if not bound and self.blocked:  # nothing reserved, nothing claimed: nothing to do
+            return
         if await self.store.task_caps.bind(self.account.id, self.token, self.reserved, bound, now_us):
             await self.store.task_caps.signal(self.account.id)
 
