@@ -1,6 +1,6 @@
 """Worker throughput: claim → outcome cycles per second with no-op handlers.
 
-``./dev bench worker [--executions N] [--modes batch single] [--role serve|api] ...``
+``./dev bench worker [--executions N] [--modes batch single] [--role serve|api] [--caps 0 10000] ...``
 
 Starts ``cuefast <role>`` as its own process (the local Redis/PostgreSQL by default), queues
 N claimable executions of a worker cue (through the store; not measured), then drains them:
@@ -12,7 +12,9 @@ N claimable executions of a worker cue (through the store; not measured), then d
   ``POST /v1/executions/claim`` + ``POST /v1/executions/{id}/outcome`` (what one claim per
   execution costs, as the official worker does it).
 
-Prints one markdown row per mode: cycles/s from the first claim to the last recorded outcome.
+Prints one markdown row per mode and ``--caps`` value: cycles/s from the first claim to the last
+recorded outcome. ``--caps 0 10000`` runs each mode without a task claim cap and with one that
+never binds (``PUT /v1/worker/task-caps/{task}``), in the same run: the cost of the cap itself.
 """
 
 from __future__ import annotations
@@ -43,16 +45,25 @@ def _register(url: str) -> str:
     return str(res.json()["api_key"])
 
 
-async def _setup(url: str, prefix: str, n: int, task: str) -> str:
+async def _setup(url: str, prefix: str, n: int, task: str, cap: int = 0) -> str:
     """A fresh account with one worker cue and ``n`` claimable executions of it, queued
     straight through the store (setup is not measured; firing them over HTTP is slower)."""
     import hashlib
+
+    import httpx
 
     from cuefast.ids import new_execution_id
     from cuefast.store import Store, connect
     from cuefast.store.keys import Keys
 
     key = _register(url)
+    if cap:
+        res = httpx.put(
+            f"{url}/v1/worker/task-caps/{task}",
+            json={"max_concurrency": cap},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        res.raise_for_status()
     async with AsyncCueFast(key, base_url=url) as client:
         cue = await client.cues.create(
             f"bench-{task}", cron="0 0 1 1 *", transport="worker", payload={"task": task}
@@ -83,8 +94,8 @@ async def _setup(url: str, prefix: str, n: int, task: str) -> str:
     return key
 
 
-async def run_batch(url: str, prefix: str, n: int, concurrency: int, prefetch: int) -> float:
-    key = await _setup(url, prefix, n, "noop")
+async def run_batch(url: str, prefix: str, n: int, concurrency: int, prefetch: int, cap: int) -> float:
+    key = await _setup(url, prefix, n, "noop", cap)
     worker = Worker(
         api_key=key,
         base_url=url,
@@ -111,8 +122,8 @@ async def run_batch(url: str, prefix: str, n: int, concurrency: int, prefetch: i
     return n / elapsed
 
 
-async def run_single(url: str, prefix: str, n: int, clients: int) -> float:
-    key = await _setup(url, prefix, n, "noop1")
+async def run_single(url: str, prefix: str, n: int, clients: int, cap: int) -> float:
+    key = await _setup(url, prefix, n, "noop1", cap)
     done = errors = 0
     async with AsyncCueFast(key, base_url=url, max_retries=0, max_connections=clients) as client:
 
@@ -147,6 +158,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--prefetch", type=int, default=500, help="batch: claims waiting for a slot")
     parser.add_argument("--clients", type=int, default=32, help="single: concurrent claim/outcome loops")
     parser.add_argument("--role", default="serve", choices=["serve", "api"])
+    parser.add_argument(
+        "--caps", nargs="+", type=int, default=[0], help="task claim caps to run with (0: none), in turn"
+    )
     args = parser.parse_args(argv)
 
     port = _free_port()
@@ -176,18 +190,18 @@ def main(argv: list[str]) -> None:
         _wait_healthy(url)
         sha = _git_sha()
         print(f"machine: {platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}")
-        print("| git | mode | role | executions | settings | cycles/s |")
-        print("|---|---|---|---|---|---|")
+        print("| git | mode | role | executions | settings | task cap | cycles/s |")
+        print("|---|---|---|---|---|---|---|")
         for mode in args.modes:
-            if mode == "batch":
-                rate = run(run_batch(url, prefix, args.executions, args.concurrency, args.prefetch))
-                settings = f"concurrency {args.concurrency}, prefetch {args.prefetch}"
-            else:
-                rate = run(run_single(url, prefix, args.executions, args.clients))
-                settings = f"{args.clients} clients"
-            print(
-                f"| {sha} | {mode} | {args.role} | {args.executions} | {settings} | {rate:,.0f} |", flush=True
-            )
+            for cap in args.caps:
+                if mode == "batch":
+                    rate = run(run_batch(url, prefix, args.executions, args.concurrency, args.prefetch, cap))
+                    settings = f"concurrency {args.concurrency}, prefetch {args.prefetch}"
+                else:
+                    rate = run(run_single(url, prefix, args.executions, args.clients, cap))
+                    settings = f"{args.clients} clients"
+                row = f"| {sha} | {mode} | {args.role} | {args.executions} | {settings} | {cap or '-'} |"
+                print(f"{row} {rate:,.0f} |", flush=True)
     finally:
         server.terminate()
         server.wait(timeout=30)

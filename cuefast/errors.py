@@ -298,6 +298,13 @@ class RequestTooLarge(CuefastError):
         super().__init__("Request body exceeds 1048576 bytes")
 
 
+class TaskCapLimit(CuefastError):
+    """A new task cap when the account already caps the most tasks it may (cuefast)."""
+
+    status = 403
+    code = "task_cap_limit_exceeded"
+
+
 class RateLimited(CuefastError):
     status = 429
     code = "rate_limit_exceeded"

@@ -195,6 +195,9 @@ class Account(msgspec.Struct, kw_only=True):
     slug: str = ""
     created: int
     updated: int
+    tcaps: str = ""
+    """JSON task → the most worker claims of that task held at once ("" = no task caps;
+    ``PUT /v1/worker/task-caps/{task}``)"""
     partitions: tuple[int, ...] | None = None
     """Not in the hash: the partitions the account may have cues (so executions) on, from its
     bitmap (``Keys.cue_partitions``) as authentication read it; None = any (no bitmap)."""

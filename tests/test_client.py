@@ -509,6 +509,20 @@ async def test_batch_pull(sdk: Any, live: LiveServer) -> None:
     assert sorted(e.execution_id for e in rest.executions) == sorted([ids[2], ids[3], ids[4]])
 
 
+async def test_task_claim_cap(sdk: Any, live: LiveServer) -> None:
+    cue = await r(sdk.cues.create("w", cron="0 0 1 1 *", transport="worker", payload={"task": "etl/x"}))
+    ids = [(await r(sdk.cues.fire(cue.id))).id for _ in range(3)]
+    assert (await r(sdk.workers.task_cap("etl/x"))).max_concurrency is None
+    cap = await r(sdk.workers.set_task_cap("etl/x", 2))
+    assert (cap.task, cap.max_concurrency, cap.held) == ("etl/x", 2, 0)
+    batch = await r(sdk.worker.claim("box-1", max=10))
+    assert [e.execution_id for e in batch.executions] == ids[:2]
+    assert (await r(sdk.workers.task_cap("etl/x"))).held == 2
+    gone = await r(sdk.workers.delete_task_cap("etl/x"))
+    assert gone.max_concurrency is None
+    assert [e.execution_id for e in (await r(sdk.worker.claim("box-1", max=10))).executions] == ids[2:]
+
+
 # --- errors, retries, transport -------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from litestar import Response, delete, get, post
+from litestar import Response, delete, get, post, put
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, HeaderParameter, QueryParams
 
@@ -28,6 +28,7 @@ from cuefast.client.bodies import (
     ClaimRequest,
     LeaseRequest,
     OutcomeBatchRequest,
+    TaskCapRequest,
     WorkerHeartbeatRequest,
 )
 from cuefast.client.models import (
@@ -38,6 +39,7 @@ from cuefast.client.models import (
     LeaseResult,
     OutcomeBatchResult,
     ReleaseResult,
+    TaskCap,
     WorkerHeartbeatResult,
     WorkerList,
 )
@@ -47,6 +49,8 @@ from cuefast.errors import (
     ExecutionNotClaiming,
     ExecutionNotFound,
     NotExecutionOwner,
+    TaskCapLimit,
+    ValidationFailed,
     WorkerLimitExceeded,
     WorkerNotFound,
 )
@@ -77,6 +81,29 @@ def _worker_and_ids(body: Any) -> tuple[str, list[str]]:
     ids = id_list(c, obj, "execution_ids", 500)
     c.raise_if_any()
     return str(worker), ids
+
+
+def _task(raw: Any) -> str:
+    """The task of a ``{task:path}`` parameter (it may hold "/"; Litestar gives it with a leading "/")."""
+    raw = str(raw)
+    raw = raw[1:] if raw.startswith("/") else raw
+    c = Checker()
+    task = c.string("path.task", raw, min_len=1, max_len=255, single_line=True)
+    c.raise_if_any()
+    return str(task)
+
+
+def _cap(body: Any) -> int:
+    obj = require_object(body)
+    c = Checker()
+    raw = obj.get("max_concurrency")
+    if raw is None:
+        c.add("body.max_concurrency", "Field required")
+    else:
+        raw = c.integer("body.max_concurrency", raw, ge=1, le=10000)
+    c.raise_if_any()
+    assert isinstance(raw, int)
+    return raw
 
 
 def routes(rt: Runtime) -> list[HTTPRouteHandler]:
@@ -276,7 +303,57 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         worker, ids = _worker_and_ids(read_json(data))
         return json_response(await work.release(account, worker, ids))
 
+    cap_path = "/v1/worker/task-caps/{task:path}"
+    cap_doc = (
+        " At most `max_concurrency` of the account's executions of this task (the effective"
+        " payload's `task`) are claimed at once, over every worker and door; the others stay"
+        " `pending` and are claimed in order as claims end. `held`: claims holding a permit now."
+    )
+    cap_example = {"task": "etl", "max_concurrency": 4, "held": 1}
+    bad_task = ValidationFailed([("path.task", "String should have at most 255 characters")])
+
+    @put(
+        cap_path,
+        summary="Cap a worker task's claims held at once (cuefast)",
+        description=_BATCH_DOC + cap_doc,
+        tags=_BATCH_TAG,
+        **doc(
+            body=TaskCapRequest,
+            errors=[TaskCapLimit("An account may cap at most 100 tasks"), bad_task],
+            body_example={"max_concurrency": 4},
+            example=cap_example,
+        ),
+    )
+    async def put_task_cap(
+        account: CurrentAccount, task: FromPath[str], data: RawJSON = b""
+    ) -> Response[TaskCap]:
+        cap = _cap(read_json(data))
+        return json_response(await work.caps.put(account, _task(task), cap))
+
+    @get(
+        cap_path,
+        summary="A worker task's claim cap (cuefast)",
+        description=_BATCH_DOC + cap_doc + " `max_concurrency` null: not capped.",
+        tags=_BATCH_TAG,
+        **doc(errors=[bad_task], example=cap_example),
+    )
+    async def get_task_cap(account: CurrentAccount, task: FromPath[str]) -> Response[TaskCap]:
+        return json_response(await work.caps.get(account, _task(task)))
+
+    @delete(
+        cap_path,
+        summary="Remove a worker task's claim cap (cuefast)",
+        description=_BATCH_DOC + " Waiting claims of the task go at once.",
+        tags=_BATCH_TAG,
+        **doc(status=200, errors=[bad_task], example={"task": "etl", "max_concurrency": None, "held": 0}),
+    )
+    async def delete_task_cap(account: CurrentAccount, task: FromPath[str]) -> Response[TaskCap]:
+        return json_response(await work.caps.delete(account, _task(task)))
+
     return [
+        put_task_cap,
+        get_task_cap,
+        delete_task_cap,
         claimable,
         claim_next,
         claim_one,

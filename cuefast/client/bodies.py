@@ -355,3 +355,9 @@ class LeaseRequest(Body, kw_only=True):
 
     worker_id: WorkerId
     execution_ids: ExecutionIds
+
+
+class TaskCapRequest(Body, kw_only=True):
+    """``PUT /v1/worker/task-caps/{task}``: the most claims of the task held at once."""
+
+    max_concurrency: Annotated[int, Meta(ge=1, le=10000)]

@@ -344,6 +344,15 @@ class ReleaseResult(Model, kw_only=True):
     released: int
 
 
+class TaskCap(Model, kw_only=True):
+    """A worker task's claim cap (cuefast): ``max_concurrency`` None = not capped; ``held``:
+    claims of the task holding a permit now."""
+
+    task: str
+    max_concurrency: int | None
+    held: int
+
+
 # --- alerts (§12.5) and usage (§13.1) --------------------------------------------------
 
 

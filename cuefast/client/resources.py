@@ -32,6 +32,7 @@ from cuefast.client.models import (
     ReleaseResult,
     ReplayJob,
     ReplayResult,
+    TaskCap,
     VerifyResult,
     WorkerHeartbeatResult,
     WorkerList,
@@ -507,6 +508,21 @@ class Workers(Resource[Mode]):
     def heartbeat(self, worker_id: str, handlers: Sequence[str] | None = None) -> Call[WorkerHeartbeatResult]:
         body = {"worker_id": worker_id, "handlers": list(handlers) if handlers is not None else None}
         return call("POST", "/v1/worker/heartbeat", WorkerHeartbeatResult, body=body, idempotent=True)
+
+    @op
+    def task_cap(self, task: str) -> Call[TaskCap]:
+        """cuefast: a task's claim cap (``max_concurrency`` None: not capped)."""
+        return call("GET", f"/v1/worker/task-caps/{_id(task)}", TaskCap)
+
+    @op
+    def set_task_cap(self, task: str, max_concurrency: int) -> Call[TaskCap]:
+        """cuefast: at most ``max_concurrency`` claims of ``task`` held at once, account-wide."""
+        body = {"max_concurrency": max_concurrency}
+        return call("PUT", f"/v1/worker/task-caps/{_id(task)}", TaskCap, body=body, idempotent=True)
+
+    @op
+    def delete_task_cap(self, task: str) -> Call[TaskCap]:
+        return call("DELETE", f"/v1/worker/task-caps/{_id(task)}", TaskCap, idempotent=True)
 
 
 class Alerts(Resource[Mode]):

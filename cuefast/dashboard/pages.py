@@ -178,7 +178,15 @@ def routes(rt: Runtime) -> list[HTTPRouteHandler]:
         counts = await asyncio.gather(*(claims(w["worker_id"]) for w in found))
         for w, n in zip(found, counts, strict=True):
             w["claims"] = n
-        return page(request, signed, "workers.html", workers=found, alive_s=rt.settings.worker_alive_seconds)
+        caps = await rt.work.caps.list(signed.account)
+        return page(
+            request,
+            signed,
+            "workers.html",
+            workers=found,
+            caps=caps,
+            alive_s=rt.settings.worker_alive_seconds,
+        )
 
     @get("/usage")
     async def usage_page(request: Request[Any, Any, Any], signed: SignedIn) -> Template:

@@ -18,6 +18,7 @@ from cuefast.config import Settings
 from cuefast.models import CONFIG_DECODER, CueConfig
 from cuefast.services.usage import count_failed
 from cuefast.store import Store
+from cuefast.store.claims import ExpiredClaim
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class WorkReaper:
                 attempts_left = cfg is not None and r.attempts < cfg.retry.max_attempts
                 decisions.append((r.execution_id, r.lease_until, "reoffer" if attempts_left else "fail"))
             results = await self.store.claims.reap_leases(p, decisions, now)
+            await self._task_caps(rows, decisions, results, now)
             for _, _, decision in decisions:
                 self.metrics.inc(m.LEASE_EXPIRIES, (decision.split(":", 1)[0],))
             failed = [r.execution_id for r, res in zip(rows, results, strict=True) if res == "failed"]
@@ -74,6 +76,26 @@ class WorkReaper:
             if len(rows) < batch:
                 break
         return judged
+
+    async def _task_caps(
+        self,
+        rows: list[ExpiredClaim],
+        decisions: list[tuple[str, str, str]],
+        results: list[str],
+        now: int,
+    ) -> None:
+        """Permits of per-task claim caps follow what the reaper did (``claim_caps``)."""
+        per: dict[str, tuple[list[tuple[str, int]], list[str]]] = {}
+        for r, (_, _, decision), res in zip(rows, decisions, results, strict=True):
+            if not res:  # changed meanwhile: not ours to judge
+                continue
+            renewed, ended = per.setdefault(r.account_id, ([], []))
+            if decision.startswith("renew:"):
+                renewed.append((r.execution_id, int(decision[6:])))
+            else:
+                ended.append(r.execution_id)
+        for account_id, (renewed, ended) in per.items():
+            await self.store.task_caps.after_reap(account_id, renewed, ended, now)
 
     async def expire_unclaimed(self, p: int, now: int, batch: int = BATCH) -> int:
         """Claimable executions nobody claimed within CUEFAST_WORKER_UNCLAIMED_SECONDS → missed."""

@@ -51,6 +51,7 @@ from cuefast.errors import (
 from cuefast.ids import is_execution_id
 from cuefast.models import CONFIG_DECODER, Account
 from cuefast.months import month_of
+from cuefast.services.claim_caps import ClaimCaps
 from cuefast.services.claim_input import BatchClaim, worker_id_field
 from cuefast.services.outcomes import OutcomeService, ParsedOutcome, parse_outcome
 from cuefast.services.usage import count_executions
@@ -102,6 +103,7 @@ class WorkService:
         self.outcomes = outcomes
         self.lease_us = settings.worker_lease_seconds * _US
         self.feed = WorkFeed(store)
+        self.caps = ClaimCaps(store, clock)
 
     async def close(self) -> None:
         await self.feed.close()
@@ -160,8 +162,15 @@ class WorkService:
         if p is None:
             raise ExecutionNotFound()
         now = self.clock.now_us()
-        request = ClaimRequest(WorkIndex(p), 0, [execution_id])
+        held = self.caps.reservation(account, [(None, None)])
+        budget = ""
+        if held is not None:
+            await held.take(1, now + self.lease_us, now)
+            budget = held.budget(held.reserved)
+        request = ClaimRequest(WorkIndex(p), 0, [execution_id], budget)
         ((claim,),) = await self.store.claims.claim(account.id, worker_id, self.lease_us, now, [request])
+        if held is not None:
+            await held.bind([claim] if claim.status is Status.OK else [], now)
         if claim.status is Status.NOT_FOUND:
             raise ExecutionNotFound()
         if claim.status is not Status.OK:
@@ -190,6 +199,8 @@ class WorkService:
             raise ExecutionNotClaiming()
         if beat.status is Status.CONFLICT:
             raise NotExecutionOwner()
+        if beat.lease_until is not None:
+            await self.caps.extend(account, [(execution_id, beat.lease_until)])
         return {
             "execution_id": execution_id,
             "lease_extended_until": fmt_offset(beat.lease_until),
@@ -225,6 +236,7 @@ class WorkService:
         later: dict[int, int | None] = {w.partition: None for w in indexes}
         out: list[Claim] = []
         now = self.clock.now_us()
+        held = self.caps.reservation(account, filters)
         for round_ in range(4):
             want = n - len(out)
             entries, heads = await self.store.claims.peek(account.id, indexes, now, want)
@@ -236,9 +248,17 @@ class WorkService:
             if not entries:
                 break
             counts = Counter(e.source for e in entries)
-            requests = [ClaimRequest(indexes[i], c) for i, c in counts.items()]
+            budgets: dict[int, str] = {}
+            if held is not None:  # permits of the capped tasks first (claim_caps)
+                await held.take(len(entries), now + lease_us, now)
+                if held.blocked and all(t in held.caps for t, _ in filters):
+                    break  # every filter names a full capped task: nothing to claim
+                budgets = held.split(entries, indexes)
+            requests = [ClaimRequest(indexes[i], c, (), budgets.get(i, "")) for i, c in counts.items()]
             res = await self.store.claims.claim(account.id, worker_id, lease_us, now, requests)
             got = [c for claims in res for c in claims if c.status is Status.OK]
+            if held is not None:
+                await held.bind(got, now)
             out.extend(got)
             if len(out) >= n or len(got) == len(entries) or (not got and len(entries) < want):
                 break
@@ -400,23 +420,28 @@ class WorkService:
         )
         extended: list[dict[str, Any]] = []
         cancelled: list[str] = []
+        moved: list[tuple[str, int]] = []
         for (_, pids), res in zip(parts, results, strict=True):
             for eid, beat in zip(pids, res, strict=True):
                 if beat.status is Status.OK:
+                    moved.append((eid, beat.lease_until or 0))
                     extended.append({"execution_id": eid, "lease_expires_at": fmt_z(beat.lease_until)})
                 elif beat.cancelled:  # the overlap policy cancelled it: the worker stops its handler
                     cancelled.append(eid)
                 else:
                     lost.append(eid)
+        await self.caps.extend(account, moved)
         return {"extended": extended, "lost": lost, "cancelled": cancelled}
 
     async def release(self, account: Account, worker_id: str, ids: list[str]) -> dict[str, Any]:
         by_p, _ = self._by_partition(ids)
         now = self.clock.now_us()
-        counts = await asyncio.gather(
+        released = await asyncio.gather(
             *(self.store.claims.release(p, account.id, worker_id, now, pids) for p, pids in by_p.items())
         )
-        return {"released": sum(counts)}
+        ids_back = [eid for got in released for eid in got]
+        await self.caps.give(account, ids_back)
+        return {"released": len(ids_back)}
 
     def _by_partition(self, ids: list[str]) -> tuple[dict[int, list[str]], list[str]]:
         by_p: dict[int, list[str]] = {}

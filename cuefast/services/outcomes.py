@@ -16,6 +16,7 @@ from cuefast.clock import Clock
 from cuefast.errors import Conflict, CuefastError, ExecutionNotFound, api_error
 from cuefast.metrics import OUTCOMES, Metrics
 from cuefast.models import CONFIG_DECODER, Account
+from cuefast.services.claim_caps import ClaimCaps
 from cuefast.services.cue_input import VERIFICATION_MODES
 from cuefast.services.validate import MISSING, Checker, has_bad_text, has_surrogate, require_object
 from cuefast.store import Status, Store
@@ -179,6 +180,7 @@ class OutcomeService:
         self.store = store
         self.clock = clock
         self.metrics = metrics or Metrics()
+        self.caps = ClaimCaps(store, clock)
 
     async def _owned(self, account_id: str, execution_id: str) -> dict[str, str]:
         h = await self.store.executions.get(execution_id)
@@ -212,6 +214,7 @@ class OutcomeService:
         if res.status is not Status.OK:
             raise ExecutionNotFound()
         self.metrics.inc(OUTCOMES, ("true" if parsed.success else "false",))
+        await self.caps.give(account, [execution_id])  # its task cap's permit, if any
         return {
             "execution_id": execution_id,
             "outcome_recorded": True,
@@ -260,6 +263,9 @@ class OutcomeService:
                 out[i] = ("", ExecutionNotFound())
             else:  # counted in the usage counters by the script (lib/record_outcome.lua)
                 self.metrics.inc(OUTCOMES, ("true" if row.success else "false",))
+        await self.caps.give(
+            account, [r.execution_id for r, res in zip(rows, results, strict=True) if res.status is Status.OK]
+        )
         return out
 
     @staticmethod

@@ -96,11 +96,11 @@ class WorkFeed:
                     return
                 signals = await self.store.claims.read_signals(positions, self.block_ms, READ_COUNT)
                 per_stream: dict[int, int] = {}
-                for p, entry_id, account_id in signals:
+                for p, entry_id, account_id, anywhere in signals:
                     positions[p] = entry_id
                     per_stream[p] = per_stream.get(p, 0) + 1
                     for waiter in self._waiters.get(account_id, ()):
-                        waiter.wake(p)
+                        waiter.wake(None if anywhere else p)
                 if any(n >= READ_COUNT for n in per_stream.values()):
                     self._wake_all()
             except asyncio.CancelledError:

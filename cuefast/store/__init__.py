@@ -32,6 +32,7 @@ from cuefast.store.scripts import Script, Scripts, load_lua
 from cuefast.store.snapshots import Snapshots
 from cuefast.store.status import Status
 from cuefast.store.system import System
+from cuefast.store.task_caps import TaskCaps
 from cuefast.store.usage import Usage
 from cuefast.store.wake import Wake
 from cuefast.store.wire import Replicas
@@ -57,6 +58,7 @@ REPOSITORIES: tuple[type[Repository], ...] = (
     Schedule,
     Snapshots,
     System,
+    TaskCaps,
     Usage,
     Wake,
     Workers,
@@ -89,6 +91,7 @@ class Store:
         self.schedule = Schedule(*parts)
         self.snapshots = Snapshots(*parts)
         self.system = System(*parts)
+        self.task_caps = TaskCaps(*parts)
         self.usage = Usage(*parts)
         self.wake = Wake(*parts)
         self.workers = Workers(*parts)

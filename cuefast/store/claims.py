@@ -13,7 +13,7 @@ from cuefast.store.status import Status
 CLAIM = Script(
     "claims_claim",
     keys=("index", "claims"),
-    argv=("now", "prefix", "account_id", "worker_id", "lease_us", "count"),
+    argv=("now", "prefix", "account_id", "worker_id", "lease_us", "count", "budget"),
     rest="execution_ids",
 )
 HEARTBEAT = Script(
@@ -62,11 +62,14 @@ class Peek(NamedTuple):
 
 
 class ClaimRequest(NamedTuple):
-    """Claim up to ``take`` of the oldest available entries of ``work`` (0: the ``ids`` instead)."""
+    """Claim up to ``take`` of the oldest available entries of ``work`` (0: the ``ids`` instead).
+    ``budget``: the permits this call may use per capped task (``claim_caps.Reservation.split``;
+    "" = no task cap reachable)."""
 
     work: WorkIndex
     take: int
     ids: Sequence[str] = ()
+    budget: str = ""
 
 
 class Claim(NamedTuple):
@@ -124,6 +127,8 @@ class Signal(NamedTuple):
     partition: int
     entry_id: str
     account_id: str
+    anywhere: bool = False
+    """a permit of a task cap freed: the work it lets through may be on any partition"""
 
 
 class Claims(Repository):
@@ -159,7 +164,12 @@ class Claims(Repository):
         return Peek(merged[:limit], later)
 
     async def claim(
-        self, account_id: str, worker_id: str, lease_us: int, now_us: int, requests: Sequence[ClaimRequest]
+        self,
+        account_id: str,
+        worker_id: str,
+        lease_us: int,
+        now_us: int,
+        requests: Sequence[ClaimRequest],
     ) -> list[list[Claim]]:
         """One ``claims_claim.lua`` call per request, all in one round trip; per request the
         claimed executions (count mode) or a result per id (ids mode)."""
@@ -172,7 +182,16 @@ class Claims(Repository):
                         self._index(account_id, r.work),
                         k.claims(r.work.partition),
                     ],
-                    [now_us, k.part(r.work.partition) + ":", account_id, worker_id, lease_us, r.take, *r.ids],
+                    [
+                        now_us,
+                        k.part(r.work.partition) + ":",
+                        account_id,
+                        worker_id,
+                        lease_us,
+                        r.take,
+                        r.budget,
+                        *r.ids,
+                    ],
                 )
                 for r in requests
             ]
@@ -203,16 +222,15 @@ class Claims(Repository):
                 out.append(Heartbeat(code, int(value) if value else None))
         return out
 
-    async def release(self, p: int, account_id: str, worker_id: str, now_us: int, ids: Sequence[str]) -> int:
-        """Give claims back (claimable again at once); the number released."""
+    async def release(
+        self, p: int, account_id: str, worker_id: str, now_us: int, ids: Sequence[str]
+    ) -> list[str]:
+        """Give claims back (claimable again at once); the ids released."""
         k = self.keys
-        return int(
-            await self.scripts.run(
-                RELEASE,
-                [k.claims(p)],
-                [now_us, k.part(p) + ":", account_id, worker_id, *ids],
-            )
+        res = await self.scripts.run(
+            RELEASE, [k.claims(p)], [now_us, k.part(p) + ":", account_id, worker_id, *ids]
         )
+        return [str(v) for v in res]
 
     async def expired_leases(self, p: int, batch: int, now_us: int) -> list[ExpiredClaim]:
         k = self.keys
@@ -296,7 +314,7 @@ class Claims(Repository):
         else:
             replies = [await self.redis.xread(streams, count=count, block=block_ms)]
         return [
-            Signal(index[str(stream)], str(entry_id), str(fields.get("a", "")))
+            Signal(index[str(stream)], str(entry_id), str(fields.get("a", "")), fields.get("w") == "*")
             for res in replies
             for stream, entries in res or []
             for entry_id, fields in entries

@@ -208,6 +208,13 @@ class Keys:
         base = f"{self.prefix}:{{a:{account_id}}}:hcap:{host}"
         return base, base + ":q"
 
+    def task_permits(self, account_id: str) -> tuple[str, str]:
+        """The account's per-task claim caps (``claims_cap_take.lua``): the prefix of the permit
+        zsets (task t: prefix + t, execution id → its claim's lease expiry µs) and the hash
+        task → 1 of the tasks a claimer found full (a give wakes the account's claimers)"""
+        base = f"{self.prefix}:{{a:{account_id}}}:tcap"
+        return base + ":", base + "w"
+
     def host_rate(self, account_id: str, host: str) -> str:
         """string, PX: µs the account's next webhook attempt to callback ``host`` (``host:port``)
         may be sent at, under ``delivery.max_per_second`` (``delivery_rate.lua``)"""

@@ -316,3 +316,14 @@ async def test_the_cue_page_shows_its_concurrency_cap_and_its_waiters(
     page = (await web.get(f"/dashboard/cues/{other['id']}")).text
     assert "at most 3 requests open at its callback host" in page
     assert "at most 7 attempts per second to its callback host" in page
+
+
+async def test_workers_page_lists_task_claim_caps(api: Api, web: httpx.AsyncClient) -> None:
+    key = await api.register()
+    await sign_in(web, key)
+    assert "Task claim caps" not in (await web.get("/dashboard/workers")).text
+    res = await api.request("PUT", "/v1/worker/task-caps/etl", key, json={"max_concurrency": 3})
+    assert res.status_code == 200, res.text
+    html = (await web.get("/dashboard/workers")).text
+    assert "Task claim caps" in html and "<code>etl</code>" in html
+    assert '<td data-label="Cap">3</td>' in html and '<td data-label="Held">0</td>' in html

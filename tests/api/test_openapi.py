@@ -111,7 +111,7 @@ async def test_bodies_and_responses_are_the_sdk_structs(api: Api) -> None:
                     envelope = msgspec.convert(example["value"], models.ErrorResponse)
                     assert envelope.error.status == int(status), (method, path, example)
         assert "500" in op["responses"], (method, path)
-    assert with_body == 24  # main's 22 + POST /v1/cues/pause and /resume
+    assert with_body == 25  # main's 22 + POST /v1/cues/pause and /resume + PUT task cap
 
 
 async def test_bearer_security_scheme_and_authenticated_operations(api: Api) -> None:

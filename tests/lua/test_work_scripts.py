@@ -137,8 +137,8 @@ async def test_release_restores_claimability(store: Store) -> None:
     k = store.keys
     eid = await arrange(store)
     await claim_ids(store, [eid])
-    assert await store.claims.release(P, ACCT, "intruder", NOW, [eid]) == 0
-    assert await store.claims.release(P, ACCT, "w1", NOW + 1, [eid]) == 1
+    assert await store.claims.release(P, ACCT, "intruder", NOW, [eid]) == []
+    assert await store.claims.release(P, ACCT, "w1", NOW + 1, [eid]) == [eid]
     h = await store.redis.hgetall(k.execution(P, eid))
     assert h["st"] == "pending" and h["att"] == "0" and h["cw"] == "" and h["sa"] == ""
     assert await store.redis.zscore(k.work_filtered(P, ACCT, "t", None), eid) == NOW - 10

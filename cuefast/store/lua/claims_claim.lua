@@ -9,8 +9,11 @@
   ARGV[4] worker_id
   ARGV[5] lease_us
   ARGV[6] count: claim up to this many of the oldest available in KEYS[1] (0 = claim the ids in
-    ARGV[7..] instead)
-  ARGV[7..] execution_ids: with count 0
+    ARGV[8..] instead)
+  ARGV[7] budget: "" (no task cap) | "task\nn\ntask\nn…": the permits claims_cap_take.lua
+    reserved for this claim per capped task; an execution of a capped task with none left is
+    not claimed and stays in its index (WRONG_STATE in ids mode)
+  ARGV[8..] execution_ids: with count 0
   returns 10 values per claimed execution (count mode) or per id (ids mode):
     {OK, id, cue id, cue name, scheduled_for, attempts after this claim, payload, task, lease expiry,
      fire_at ("" = scheduled_for: no jitter)}
@@ -22,6 +25,12 @@
 local now_s, pfx, acct, worker, lease_s = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local now, lease, count = tonumber(now_s), tonumber(lease_s), tonumber(ARGV[6])
 local lx = string.format('%.0f', now + lease)
+local budget = nil
+if ARGV[7] ~= '' then
+  budget = {}
+  for task, n in string.gmatch(ARGV[7] .. '\n', '([^\n]*)\n([^\n]*)\n') do budget[task] = tonumber(n) end
+end
+local CAPPED = 0
 local base = pfx .. 'work:' .. acct
 local names = {}
 local out = {}
@@ -45,6 +54,11 @@ local function claim(eid, checked)
     local listed = redis.call('ZSCORE', base, eid)
     if not listed or tonumber(listed) > now then return STATUS.WRONG_STATE end
   end
+  local left = budget and e[5] and budget[e[5]]
+  if left then
+    if left <= 0 then return CAPPED end
+    budget[e[5]] = left - 1
+  end
   local att = (tonumber(e[10]) or 0) + 1
   if not e[7] or e[7] == '' then
     redis.call('HSET', ek, 'st', 'delivering', 'cw', worker, 'cla', now_s, 'la', now_s, 'ua', now_s,
@@ -64,20 +78,28 @@ local function claim(eid, checked)
 end
 
 if count == 0 then
-  for i = 7, #ARGV do
+  for i = 8, #ARGV do
     local code = claim(ARGV[i], false)
+    if code == CAPPED then code = STATUS.WRONG_STATE end
     if code ~= STATUS.OK then row(code, ARGV[i], nil) end
   end
   defer_flush(defer)
   return out
 end
 
-local claimed = 0
+local claimed, skipped = 0, 0
 for _ = 1, 4 do  -- stale index entries are dropped and the next ones tried (bounded)
-  local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_s, 'LIMIT', 0, count - claimed)
+  local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now_s, 'LIMIT', skipped, count - claimed)
   if #ids == 0 then break end
   for _, eid in ipairs(ids) do
-    if claim(eid, true) == STATUS.OK then claimed = claimed + 1 else defer_zrem(defer, KEYS[1], eid) end
+    local code = claim(eid, true)
+    if code == STATUS.OK then
+      claimed = claimed + 1
+    elseif code == CAPPED then  -- over its task's cap: stays listed, in order, for later
+      skipped = skipped + 1
+    else
+      defer_zrem(defer, KEYS[1], eid)
+    end
   end
   defer_flush(defer)
   if claimed >= count then break end

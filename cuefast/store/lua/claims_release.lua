@@ -7,12 +7,12 @@
   ARGV[3] account_id
   ARGV[4] worker_id
   ARGV[5..] execution_ids
-  returns the number released (ids not held by this worker are left alone) ]]
+  returns the ids released (ids not held by this worker are left alone) ]]
 --!include dirty
 --!include work_index
 --!include exec_index
 local now, pfx, acct, worker = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local released = 0
+local released = {}
 for i = 5, #ARGV do
   local eid = ARGV[i]
   local ek = pfx .. 'exec:' .. eid
@@ -32,8 +32,8 @@ for i = 5, #ARGV do
     exec_reindex(pfx, eid)
     redis.call('ZREM', KEYS[1], eid)
     work_add(pfx, acct, eid, e[6], e[7], e[8], now)
-    released = released + 1
+    released[#released + 1] = eid
   end
 end
-if released > 0 then work_signal(pfx, acct) end
+if #released > 0 then work_signal(pfx, acct) end
 return released
