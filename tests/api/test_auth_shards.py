@@ -57,7 +57,8 @@ async def test_an_old_install_upgrades_at_start_and_its_keys_keep_working(settin
         await rt.store.redis.hset(k.emails, "old@example.com", "acct_old")
         await rt.store.redis.hset(k.slugs, "old", "acct_old")
         # a cue name reserved in the account slot, as the layout before 4 kept them
-        await rt.store.redis.hset(k.legacy_cue_names("acct_old"), "taken", f"cue_aaaaaaaaaaaa:{int(time.time())}")
+        held = f"cue_aaaaaaaaaaaa:{int(time.time())}"
+        await rt.store.redis.hset(k.legacy_cue_names("acct_old"), "taken", held)
         await rt.store.system.set_layout(2)
     finally:
         await first.client.aclose()
@@ -74,6 +75,14 @@ async def test_an_old_install_upgrades_at_start_and_its_keys_keep_working(settin
         assert res.status_code == 409  # its e-mail is still taken
         limited = await api.request("GET", "/v1/cues", key)
         assert limited.status_code == 200 and limited.headers["X-RateLimit-Remaining"] == "98"
+        body = {
+            "name": "taken",
+            "transport": "worker",
+            "schedule": {"type": "recurring", "cron": "0 0 * * *"},
+        }
+        for _ in range(2):  # the key's first create, then one reserved by the auth script
+            res = await api.request("POST", "/v1/cues", key, json=body)
+            assert res.status_code == 409 and res.json()["error"]["code"] == "duplicate_cue_name"
     finally:
         await api.client.aclose()
         await rt.close()

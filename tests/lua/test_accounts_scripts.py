@@ -1,5 +1,6 @@
 """The account scripts through their store calls against real Redis (accounts_create with
-accounts_register, accounts_authenticate (with a create's name reservation), accounts_rotate_key with accounts_retire_key,
+accounts_register, accounts_authenticate (and a create's name reserved in the same call),
+accounts_rotate_key with accounts_retire_key,
 accounts_reserve_email / accounts_change_email / accounts_release_email): arrange keys → call →
 assert the answer and the state of the auth shards and the global auth slot (key, e-mail and
 slug maps, the account hash, rate-limit windows, dirty marks)."""
