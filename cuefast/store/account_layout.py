@@ -1,5 +1,4 @@
-"""Accounts' layout upgrades: the move from one ``{auth}`` slot to the auth shards, bitmap backfill,
-the cue-names hashes from the account slot ``{a:<id>}`` to the account's auth shard."""
+"""Accounts' layout upgrades: accounts and cue names to the auth shards, bitmap backfill."""
 
 from __future__ import annotations
 
