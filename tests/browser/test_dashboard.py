@@ -72,6 +72,13 @@ async def _seed(client: httpx.AsyncClient, hook: str) -> Site:
 
     ids = {"brief": await cue(key, "morning-brief"), "flaky": await cue(key, "flaky-report")}
     ids["checked"] = await cue(key, "invoice-run", verification={"mode": "require_external_id"})
+    ids["controls"] = await cue(  # issue 17's scheduling controls: jitter, overlap, caps
+        key,
+        "crawler",
+        schedule={"type": "recurring", "cron": "0 9 * * *", "jitter_seconds": 120},
+        overlap="skip",
+        delivery={"max_concurrency": 2, "max_per_second": 5, "outcome_deadline_seconds": None},
+    )
     ids["etl"] = await cue(
         key,
         "nightly-etl",
@@ -196,6 +203,7 @@ async def test_every_page_at_both_widths(browser: Any, site: Site, shots: Path) 
     pages = {
         "cues": "/dashboard/cues",
         "cue": f"/dashboard/cues/{ids['brief']}",
+        "cue-controls": f"/dashboard/cues/{ids['controls']}",
         "executions": "/dashboard/executions",
         "execution": f"/dashboard/executions/{ids['brief_exec']}",
         "alerts": "/dashboard/alerts",
@@ -246,6 +254,12 @@ async def test_what_the_pages_show(browser: Any, site: Site) -> None:
     await page.get_by_label("Type").select_option("outcome_timeout")
     await page.get_by_role("button", name="Filter").click()
     await page.get_by_text("No alerts.").wait_for()
+
+    await page.goto(f"/dashboard/cues/{ids['controls']}")
+    await page.get_by_text("each fire up to 120 s after its slot").wait_for()
+    await page.get_by_text("skip — a slot due while the previous one runs is recorded as skipped").wait_for()
+    await page.get_by_text("at most 2 delivery attempts in flight at once").wait_for()
+    await page.get_by_text("at most 5 attempts per second to its callback host").wait_for()
 
     await page.goto(f"/dashboard/cues/{ids['checked']}")
     await page.get_by_role("region", name="Alerts").get_by_text("verification_failed").wait_for()
