@@ -195,19 +195,19 @@ class FastRoutes:
         return pre
 
     async def _create(self, account: Account, pre: Prepared) -> Any:
-        """A create prepared before the auth script (``prepare``)."""
-        if pre.sha and pre.reservation is None:
+        """A create prepared before the auth script (``prepare``): the key's account learnt for its
+        next create; the cue takes the reserved id when the reservation was for this account."""
+        r = pre.reservation
+        if pre.sha and (r is None or r.account_id != account.id):
             if len(self.hints) >= _HINTS:
                 self.hints.clear()
             self.hints[pre.sha] = account.id
         if pre.parse_error is not None:
             raise pre.parse_error
         assert pre.draft is not None
-        r = pre.reservation
-        reserved = (
-            None if r is None or r.account_id != account.id else (r.cue_id, pre.reserved and pre.reserved[0])
-        )
-        return await self.cues.create(account, pre.draft, reserved)
+        if r is None or r.account_id != account.id:
+            return await self.cues.create(account, pre.draft)
+        return await self.cues.create(account, pre.draft, (r.cue_id, pre.reserved and pre.reserved[0]))
 
     async def answer(
         self,
