@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 
 from cuefast.store.keys import CUE_STATUSES
@@ -65,7 +66,8 @@ class AccountLayout(Repository):
         k = self.keys
         head, tail = f"{k.prefix}:{{a:", "}:names"
         n = 0
-        async for found in self.redis.scan_iter(match=head + "*" + tail, count=1000):
+        match = re.sub(r"([*?\[\]\\])", r"\\\1", head) + "*" + tail  # the prefix's glob characters escaped
+        async for found in self.redis.scan_iter(match=match, count=1000):
             key = str(found)
             aid = key[len(head) : -len(tail)]
             if not aid or "}" in aid or key != k.legacy_cue_names(aid):
