@@ -74,7 +74,20 @@ async def main(url: str) -> None:
             return await rt.store.scripts.run(
                 AUTHENTICATE,
                 keys,
-                [tick(), sha, k.account_prefix(shard), 60, month, 1, k.cue_partitions_prefix(shard), "", 0],
+                [
+                    *(
+                        tick(),
+                        sha,
+                        k.account_prefix(shard),
+                        60,
+                        month,
+                        1,
+                        k.cue_partitions_prefix(shard),
+                        "",
+                        0,
+                    ),
+                    *(k.names_prefix(shard), "", "", "", 0),  # no create's name to reserve
+                ],
             )
 
         async def run(fn: Callable[[], Awaitable[Any]], concurrency: int) -> float:

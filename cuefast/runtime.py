@@ -110,6 +110,11 @@ class Runtime:
             n = await self.store.account_layout.upgrade()
             await self.store.system.set_layout(3)
             log.warning("moved %d accounts to the auth shards", n)
+        if layout < 4:
+            log.warning("moving the cue-names hashes to the auth shards (once per install)")
+            n = await self.store.account_layout.move_names()
+            await self.store.system.set_layout(4)
+            log.warning("moved the cue names of %d accounts", n)
         self.metrics_flusher.start()
         if self.settings.database_url:
             try:

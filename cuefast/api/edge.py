@@ -22,7 +22,7 @@ from typing import Any
 import msgspec
 
 from cuefast import metrics as m
-from cuefast.api.fast import FastRoutes, headers
+from cuefast.api.fast import FastRoutes, Hot, Prepared, headers
 from cuefast.api.ratelimit import RateLimit, is_exempt, limited
 from cuefast.errors import (
     CuefastError,
@@ -202,8 +202,10 @@ class Edge:
             authorization = None if auth is None else bytes(auth).decode("latin-1")
             result: AuthResult | None = None
             rate: list[tuple[bytes, bytes]] = []
+            hot = None if self.fast is None else self.fast.match(scope["method"], path)
+            pre: Prepared | None = None
             if self.limiter is not None and not is_exempt(path):
-                result, now = await self.limiter.count(scope, authorization)
+                result, now, pre = await self._count(self.limiter, scope, receive, hot, authorization)
                 if result is not None:
                     rate, refused = limited(result, now, extra)
                     if refused is not None:  # 429: never reaches the app, not counted
@@ -230,13 +232,12 @@ class Edge:
                     return
                 await send(message)
 
-            hot = None if self.fast is None else self.fast.match(scope["method"], path)
             token = None if result is None else counted_request(authorization, result)
             try:
                 if hot is None:
                     await self.app(scope, receive, send_with_headers)
                 else:  # answered here (fast.py): same answer as the Litestar route's
-                    status, body = await hot.answer(scope, receive, authorization)
+                    status, body = await hot.answer(scope, receive, authorization, pre=pre)
                     started = True
                     await send(
                         {"type": "http.response.start", "status": status, "headers": headers(body, after)}
@@ -252,6 +253,21 @@ class Edge:
                 self._observe(scope, status, t0)
         finally:
             REQUEST_ID.reset(reset)
+
+    @staticmethod
+    async def _count(
+        limiter: RateLimit, scope: Scope, receive: Receive, hot: Hot | None, authorization: str | None
+    ) -> tuple[AuthResult | None, int, Prepared | None]:
+        """The rate limiter's call (``RateLimit.count``); a create is read and parsed first, so the
+        call also reserves its name (``fast.FastRoutes.prepare``)."""
+        if hot is None or not hot.prepares:
+            result, now = await limiter.count(scope, authorization)
+            return result, now, None
+        pre = await hot.routes.prepare(receive, authorization)
+        result, now = await limiter.count(scope, authorization, pre.reservation)
+        if result is not None:
+            pre.reserved = result.reserved
+        return result, now, pre
 
     async def _refuse(
         self, scope: Scope, send: Send, refused: tuple[bytes, list[tuple[bytes, bytes]]], t0: int

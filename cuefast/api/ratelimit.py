@@ -24,6 +24,7 @@ import msgspec
 from cuefast.errors import RateLimited
 from cuefast.runtime import Runtime
 from cuefast.store import AuthResult, Window
+from cuefast.store.accounts import Reservation
 
 log = logging.getLogger(__name__)
 
@@ -87,11 +88,14 @@ class RateLimit:
         self.accounts = rt.accounts
         self.clock = rt.clock
 
-    async def count(self, scope: Scope, authorization: str | None) -> tuple[AuthResult | None, int]:
-        """(the auth script's result, now µs); (None, now) when the call failed (fail open)."""
+    async def count(
+        self, scope: Scope, authorization: str | None, reserve: Reservation | None = None
+    ) -> tuple[AuthResult | None, int]:
+        """(the auth script's result, now µs); (None, now) when the call failed (fail open).
+        ``reserve``: a create's name reservation, made in the same call (``fast.Prepared``)."""
         now = self.clock.now_us()
         try:
-            return await self.accounts.count_request(authorization, client_ip(scope), now), now
+            return await self.accounts.count_request(authorization, client_ip(scope), now, reserve), now
         except Exception as exc:  # fail open (§3.7)
             log.warning("rate limit skipped on %s: %s", scope["path"], type(exc).__name__)
             return None, now

@@ -44,6 +44,7 @@ from cuefast.models import Account
 from cuefast.months import month_of
 from cuefast.services.validate import Checker, require_object
 from cuefast.store import AuthResult, Status, Store, Window
+from cuefast.store.accounts import Reservation
 from cuefast.times import fmt_offset
 
 ROTATED_KEY_TTL_MS = 24 * 3600 * 1000
@@ -140,9 +141,12 @@ class AccountService:
             await self.store.accounts.authenticate(sha, count=False, now_us=self.clock.now_us())
         )
 
-    async def count_request(self, authorization: str | None, ip: str, now_us: int) -> AuthResult:
+    async def count_request(
+        self, authorization: str | None, ip: str, now_us: int, reserve: Reservation | None = None
+    ) -> AuthResult:
         """Authenticate (when the header carries an API key) and count the request in its
-        rate-limit window — the key's, or the client IP's without a valid key (§3.7)."""
+        rate-limit window — the key's, or the client IP's without a valid key (§3.7);
+        ``reserve``: a create's cue name, reserved in the same call once the request is counted."""
         key = api_key_of(authorization)
         return await self.store.accounts.authenticate(
             key_sha(key) if key else "",
@@ -151,6 +155,7 @@ class AccountService:
             month=self._month(now_us),
             count=True,
             now_us=now_us,
+            reserve=reserve,
         )
 
     def _month(self, now_us: int) -> str:

@@ -326,7 +326,11 @@ class CueService:
         raise DuplicateCueName(name)
 
     # ---- create ------------------------------------------------------------------
-    async def create(self, account: Account, draft: CueDraft) -> dict[str, Any]:
+    async def create(
+        self, account: Account, draft: CueDraft, reserved: tuple[str, Status | None] | None = None
+    ) -> dict[str, Any]:
+        """``reserved``: (cue id, OK/EXISTS/COUNT or None unknown) of the name reservation the
+        edge folded into the auth script (api/fast.py): the cue takes that id; not OK, reserved here."""
         now = self.clock.now_us()
         name: str = draft.name
         transport: str = draft.transport
@@ -362,20 +366,18 @@ class CueService:
             config, draft.payload, at_text, now, check_callback=transport == "webhook"
         )
         if checked.error is not None:
+            if reserved is not None:  # the name is not this request's: freed first
+                await self.store.cues.release_name(account.id, name, reserved[0])
             await self._check_name_and_limit(account, name, None)
             raise checked.error
-        cue_id = new_cue_id(self.store.keys.cue_group(account.id))
-        check_limit = self.settings.enforce_quotas
-        await self._reserve(account, name, cue_id, check_limit=check_limit)
+        cue_id = new_cue_id(self.store.keys.cue_group(account.id)) if reserved is None else reserved[0]
+        if reserved is None or reserved[1] is not Status.OK:
+            await self._reserve(account, name, cue_id, check_limit=self.settings.enforce_quotas)
+        payload_json, next_run = checked.payload_json or b"{}", checked.next_run
         fields = new_cue_fields(
-            account.id,
-            name,
-            transport=transport,
-            next_run=checked.next_run,
-            config=checked.config,
-            payload_json=checked.payload_json or b"{}",
-            now=now,
-        )
+            account.id, name, transport=transport, next_run=next_run, config=checked.config,
+            payload_json=payload_json, now=now,
+        )  # fmt: skip
         p = self.store.keys.cue_partition(cue_id)
         if account.partitions is None or p not in account.partitions:  # bits are never cleared
             await self.store.accounts.note_cue_partition(account.id, p)
@@ -395,10 +397,9 @@ class CueService:
         warning = (
             NO_WORKER_WARNING if transport == "worker" and not await self._worker_alive(account) else None
         )
-        out = render_cue(
+        return render_cue(
             {"id": cue_id, **{k: str(v) for k, v in fields.items()}}, checked.config, warning=warning
         )
-        return out
 
     async def _worker_alive(self, account: Account) -> bool:
         """Whether the account has a pull worker alive (worker registry: §9.6)."""

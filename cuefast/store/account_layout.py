@@ -1,7 +1,8 @@
-"""Accounts' layout upgrades: the move from one ``{auth}`` slot to the auth shards, bitmap backfill."""
+"""Accounts' layout upgrades: accounts and cue names to the auth shards, bitmap backfill."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 
 from cuefast.store.keys import CUE_STATUSES
@@ -52,6 +53,33 @@ class AccountLayout(Repository):
                 for key in drop[i : i + 1000]:
                     pipe.delete(key)
                 await pipe.execute()
+        return n
+
+    async def move_names(self) -> int:
+        """Move every account's cue-names hash of the layout before 4 (``<pfx>:{a:<id>}:names``)
+        to its auth shard (``Keys.cue_names``), where the auth script reserves a create's name.
+        Merged, never overwritten: a name the new hash already holds (reserved by a process
+        already upgraded) keeps its value; the old hash is dropped after. Idempotent (processes
+        starting together may both run it). Processes of the previous version must be stopped
+        first: a name one of them reserves in the old hash after the move is not seen. The
+        number of hashes moved."""
+        k = self.keys
+        head, tail = f"{k.prefix}:{{a:", "}:names"
+        n = 0
+        match = re.sub(r"([*?\[\]\\])", r"\\\1", head) + "*" + tail  # the prefix's glob characters escaped
+        async for found in self.redis.scan_iter(match=match, count=1000):
+            key = str(found)
+            aid = key[len(head) : -len(tail)]
+            if not aid or "}" in aid or key != k.legacy_cue_names(aid):
+                continue
+            names = await self.redis.hgetall(key)
+            if names:
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for name, value in names.items():
+                        pipe.hsetnx(k.cue_names(aid), name, value)
+                    await pipe.execute()
+            await self.redis.delete(key)
+            n += 1
         return n
 
     async def _move(self, legacy_keys: str, old: str, ids: Sequence[str]) -> int:

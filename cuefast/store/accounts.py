@@ -27,6 +27,11 @@ AUTHENTICATE = Script(
         "partitions_prefix",
         "account_id",
         "ip_here",
+        "names_prefix",
+        "reserve_name",
+        "reserve_cue_id",
+        "reserve_account",
+        "reserve_limit",
     ),
 )
 CREATE = Script(
@@ -73,15 +78,28 @@ class Window(NamedTuple):
     oldest_us: int
 
 
+class Reservation(NamedTuple):
+    """A create's name reservation folded into the auth script (docs/DESIGN.md "Cue names"):
+    ``name`` for ``cue_id``, drawn for ``account_id`` (a hint: nothing is reserved unless the key
+    resolves to that account); ``limit``: with the account's ``cue_limit`` as the hint."""
+
+    name: str
+    cue_id: str
+    account_id: str
+    limit: bool
+
+
 class AuthResult(NamedTuple):
     """``status`` OK (``account`` set), NO_KEY, NOT_FOUND (an unknown key) or ROTATED;
     ``window`` is None when the request was not counted; ``warn``: executions this month
-    reached 80 % of the monthly limit."""
+    reached 80 % of the monthly limit; ``reserved``: what the folded ``Reservation`` answered —
+    (OK, ""), (EXISTS, holder), (COUNT, "") as ``CueStore.reserve_name`` — None: not made."""
 
     status: Status
     account: Account | None
     window: Window | None
     warn: bool
+    reserved: tuple[Status, str] | None = None
 
 
 class NoticeTargets(NamedTuple):
@@ -116,17 +134,34 @@ class Accounts(Repository):
     )
 
     async def authenticate(
-        self, key_sha: str, *, ip: str = "", ip_limit: int = 0, month: str = "", count: bool, now_us: int
+        self,
+        key_sha: str,
+        *,
+        ip: str = "",
+        ip_limit: int = 0,
+        month: str = "",
+        count: bool,
+        now_us: int,
+        reserve: Reservation | None = None,
     ) -> AuthResult:
         """Resolve ``key_sha`` ("" = no API key) and, with ``count``, count the request in the
         key's window (a valid key) or the IP's (anything else): one script call on one auth
         shard — the key's, which is its account's. Two only for a key issued before the shards
         (its account lives elsewhere) or a request without a valid key whose IP is on another
-        shard than the key."""
+        shard than the key. ``reserve``: and reserve a create's cue name once the request is
+        counted (the account's cue-names hash is on its shard), in the same call."""
         k = self.keys
         shard = k.key_shard(key_sha) if key_sha else k.ip_shard(ip)
         res = await self._authenticate(
-            shard, key_sha, "", ip=ip, ip_limit=ip_limit, month=month, count=count, now_us=now_us
+            shard,
+            key_sha,
+            "",
+            ip=ip,
+            ip_limit=ip_limit,
+            month=month,
+            count=count,
+            now_us=now_us,
+            reserve=reserve,
         )
         status = Status(int(res[0]))
         if status is Status.ELSEWHERE:
@@ -142,6 +177,7 @@ class Accounts(Repository):
                     month=month,
                     count=count,
                     now_us=now_us,
+                    reserve=reserve,
                 )
                 status = Status(int(res[0]))
             else:  # the map names an account that is gone
@@ -170,10 +206,12 @@ class Accounts(Repository):
         window = None if verdict == -1 else Window(verdict == 1, int(res[2]), int(res[3]), int(res[4]))
         if status is not Status.OK:
             return AuthResult(status, None, window, False)
-        it = iter(res[7:])
+        it = iter(res[9:])
         account = msgspec.convert(dict(zip(it, it, strict=True)), Account, strict=False)
         account.partitions = cue_partitions(str(res[6]))
-        return AuthResult(status, account, window, res[5] == 1)
+        made = int(res[7])
+        reserved = None if made == 0 else (Status(made), str(res[8]))
+        return AuthResult(status, account, window, res[5] == 1, reserved)
 
     async def _authenticate(
         self,
@@ -186,6 +224,7 @@ class Accounts(Repository):
         month: str,
         count: bool,
         now_us: int,
+        reserve: Reservation | None = None,
     ) -> list[Any]:
         k = self.keys
         ip_here = k.ip_shard(ip) == shard
@@ -208,6 +247,17 @@ class Accounts(Repository):
                 k.cue_partitions_prefix(shard),
                 account_id,
                 1 if ip_here else 0,
+                *(
+                    ("", "", "", "", 0)
+                    if reserve is None
+                    else (
+                        k.names_prefix(shard),
+                        reserve.name,
+                        reserve.cue_id,
+                        reserve.account_id,
+                        1 if reserve.limit else 0,
+                    )
+                ),
             ],
         )
         return res

@@ -186,9 +186,17 @@ class Keys:
         """string (TTL): the account id a one-time session token (from the poll) is exchanged for"""
         return f"{self.login_shard(token_sha)}:st:{token_sha}"
 
-    # ---- per-account slot -----------------------------------------------------------
+    def names_prefix(self, shard: int) -> str:
+        return f"{self.shard(shard)}:names:"
+
     def cue_names(self, account_id: str) -> str:
-        """hash: cue name → "<cue id>:<reserved at, s>" (name uniqueness)"""
+        """hash: cue name → "<cue id>:<reserved at, s>" (name uniqueness), in the account's shard
+        (layout 4: so the auth script can reserve a create's name in its round trip)"""
+        return f"{self.account_slot(account_id)}:names:{account_id}"
+
+    # ---- per-account slot -----------------------------------------------------------
+    def legacy_cue_names(self, account_id: str) -> str:
+        """the cue-names hash before layout 4 (moved to ``cue_names`` at startup)"""
         return f"{self.prefix}:{{a:{account_id}}}:names"
 
     def cue_labels(self, account_id: str) -> str:

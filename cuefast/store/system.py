@@ -13,8 +13,9 @@ LAYOUT = "layout"
 ``lua/lib/exec_index.lua``; 2: their members are the ids' 16 bytes and ``ix`` holds a claimed
 flag, not the claimed_at; absent: written before the indexes; an older layout is upgraded at
 start by ``Executions.upgrade_indexes``; 3: accounts on the auth shards ``{aNN}``, each with its
-cue-partition bitmap — ``AccountLayout.upgrade``)"""
-CURRENT_LAYOUT = 3
+cue-partition bitmap — ``AccountLayout.upgrade``; 4: each account's cue-names hash on its
+auth shard, not its ``{a:<id>}`` slot — ``AccountLayout.move_names``)"""
+CURRENT_LAYOUT = 4
 PROCESS_ALIVE_US = 30_000_000
 """a process that flushed metrics within this long counts as running (``metrics``, ``repartition``)"""
 REPARTITION = "repartition"

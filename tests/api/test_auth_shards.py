@@ -4,6 +4,7 @@ the layout before the shards upgrades at start with its issued keys still workin
 from __future__ import annotations
 
 import secrets
+import time
 
 from cuefast.config import Settings
 from cuefast.ids import key_sha
@@ -55,13 +56,18 @@ async def test_an_old_install_upgrades_at_start_and_its_keys_keep_working(settin
         await rt.store.redis.hset(old + "keys", key_sha(key), "acct_old")
         await rt.store.redis.hset(k.emails, "old@example.com", "acct_old")
         await rt.store.redis.hset(k.slugs, "old", "acct_old")
+        # a cue name reserved in the account slot, as the layout before 4 kept them
+        held = f"cue_aaaaaaaaaaaa:{int(time.time())}"
+        await rt.store.redis.hset(k.legacy_cue_names("acct_old"), "taken", held)
         await rt.store.system.set_layout(2)
     finally:
         await first.client.aclose()
         await rt.close()
     api, rt = await make_api(settings_on)
     try:
-        assert await rt.store.system.layout() == 3
+        assert await rt.store.system.layout() == 4
+        assert await rt.store.redis.exists(k.legacy_cue_names("acct_old")) == 0
+        assert list(await rt.store.redis.hgetall(k.cue_names("acct_old"))) == ["taken"]
         me = await api.request("GET", "/v1/auth/me", key)
         assert me.status_code == 200 and me.json()["email"] == "old@example.com"
         assert await rt.store.redis.get(k.cue_partitions("acct_old")) == ""  # backfilled: no cues
@@ -69,6 +75,14 @@ async def test_an_old_install_upgrades_at_start_and_its_keys_keep_working(settin
         assert res.status_code == 409  # its e-mail is still taken
         limited = await api.request("GET", "/v1/cues", key)
         assert limited.status_code == 200 and limited.headers["X-RateLimit-Remaining"] == "98"
+        body = {
+            "name": "taken",
+            "transport": "worker",
+            "schedule": {"type": "recurring", "cron": "0 0 * * *"},
+        }
+        for _ in range(2):  # the key's first create, then one reserved by the auth script
+            res = await api.request("POST", "/v1/cues", key, json=body)
+            assert res.status_code == 409 and res.json()["error"]["code"] == "duplicate_cue_name"
     finally:
         await api.client.aclose()
         await rt.close()

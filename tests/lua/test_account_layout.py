@@ -90,3 +90,21 @@ async def test_backfill_gives_untracked_accounts_their_partitions_and_keeps_trac
     await store.accounts.note_cue_partition("acct-8", 2)
     assert await store.account_layout.backfill_cue_partitions(["acct-8"]) == 0  # tracked: left alone
     assert await store.redis.getbit(k.cue_partitions("acct-8"), 2) == 1
+
+
+async def test_move_names_merges_each_accounts_names_into_its_shard_and_drops_the_old_hash(
+    store: Store,
+) -> None:
+    """Layout 4: ``{a:<id>}:names`` to the account's auth shard; a name the new hash already
+    holds (reserved by an upgraded process) keeps its value; idempotent."""
+    k = store.keys
+    await store.redis.hset(k.legacy_cue_names("acct-1"), mapping={"a": "cue_a:1", "b": "cue_b:2"})
+    await store.redis.hset(k.legacy_cue_names("acct-2"), mapping={"c": "cue_c:3"})
+    await store.redis.hset(k.cue_names("acct-1"), "b", "cue_new:9")
+    await store.redis.hset(k.cue_labels("acct-1"), "cue_a", "1,x=y")  # same slot, not a names hash
+    assert await store.account_layout.move_names() == 2
+    assert await store.account_layout.move_names() == 0
+    assert await store.redis.hgetall(k.cue_names("acct-1")) == {"a": "cue_a:1", "b": "cue_new:9"}
+    assert await store.redis.hgetall(k.cue_names("acct-2")) == {"c": "cue_c:3"}
+    assert await store.redis.exists(k.legacy_cue_names("acct-1"), k.legacy_cue_names("acct-2")) == 0
+    assert await store.redis.hget(k.cue_labels("acct-1"), "cue_a") == "1,x=y"

@@ -1,5 +1,6 @@
 """The account scripts through their store calls against real Redis (accounts_create with
-accounts_register, accounts_authenticate, accounts_rotate_key with accounts_retire_key,
+accounts_register, accounts_authenticate (and a create's name reserved in the same call),
+accounts_rotate_key with accounts_retire_key,
 accounts_reserve_email / accounts_change_email / accounts_release_email): arrange keys → call →
 assert the answer and the state of the auth shards and the global auth slot (key, e-mail and
 slug maps, the account hash, rate-limit windows, dirty marks)."""
@@ -10,7 +11,7 @@ import msgspec
 
 from cuefast.models import Account
 from cuefast.store import Status, Store
-from cuefast.store.accounts import Window
+from cuefast.store.accounts import AuthResult, Reservation, Window
 from cuefast.store.keys import Keys
 from tests.lua.seed import NOW, S, dirty
 
@@ -347,3 +348,60 @@ async def test_change_email_completes_when_retried_after_a_stop(store: Store) ->
     await store.redis.hset(k.emails, "new@example.com", a.id)
     assert await store.accounts.change_email(a.id, "new@example.com", NOW) is Status.OK
     assert await store.redis.hgetall(k.emails) == {"new@example.com": a.id}
+
+
+# ---- accounts_authenticate: a create's name reserved in the same call ------------------------------
+async def _auth(store: Store, a: Account, reserve: Reservation | None, *, now: int = NOW) -> AuthResult:
+    return await store.accounts.authenticate(
+        a.key_sha, ip=IP, ip_limit=5, month=MONTH, count=True, now_us=now, reserve=reserve
+    )
+
+
+async def test_authenticate_reserves_a_creates_name_on_the_accounts_shard(store: Store) -> None:
+    k, a = store.keys, account()
+    await register(store, a)
+    res = await _auth(store, a, Reservation("nightly", "cue_aaaaaaaaaaaa", a.id, True))
+    assert res.status is Status.OK and res.reserved == (Status.OK, "")
+    held = f"cue_aaaaaaaaaaaa:{NOW // 1_000_000}"
+    assert await store.redis.hgetall(k.cue_names(a.id)) == {"nightly": held}
+    assert k.cue_names(a.id).startswith(k.account_slot(a.id) + ":")
+    # the same cue again: its own name; another cue: the holder, nothing written
+    again = await _auth(store, a, Reservation("nightly", "cue_aaaaaaaaaaaa", a.id, True))
+    assert again.reserved == (Status.OK, "")
+    other = await _auth(store, a, Reservation("nightly", "cue_bbbbbbbbbbbb", a.id, True))
+    assert other.reserved == (Status.EXISTS, held)
+    assert await store.redis.hgetall(k.cue_names(a.id)) == {"nightly": held}
+
+
+async def test_authenticate_reservation_asks_for_a_count_at_the_cue_limit_hint(store: Store) -> None:
+    k, a = store.keys, account()  # cue_limit 10
+    await register(store, a)
+    await store.redis.hset(k.cue_names(a.id), mapping={f"n{i}": f"cue_x{i}:1" for i in range(10)})
+    res = await _auth(store, a, Reservation("eleventh", "cue_aaaaaaaaaaaa", a.id, True))
+    assert res.reserved == (Status.COUNT, "")
+    assert await store.redis.hlen(k.cue_names(a.id)) == 10
+    unlimited = await _auth(store, a, Reservation("eleventh", "cue_aaaaaaaaaaaa", a.id, False))
+    assert unlimited.reserved == (Status.OK, "") and await store.redis.hlen(k.cue_names(a.id)) == 11
+
+
+async def test_authenticate_reserves_nothing_for_a_refused_request_or_another_account(store: Store) -> None:
+    """Over the rate limit (429), an unknown key (401), a cue id drawn for another account (a
+    wrong hint): nothing reserved, and the verdicts as without a reservation."""
+    k, a = store.keys, account(rate_limit=1)
+    await register(store, a)
+    wrong = await _auth(store, a, Reservation("x", "cue_aaaaaaaaaaaa", "acct-other", True))
+    assert wrong.status is Status.OK and wrong.reserved is None and wrong.window == Window(True, 1, 1, NOW)
+    over = await _auth(store, a, Reservation("x", "cue_aaaaaaaaaaaa", a.id, True), now=NOW + 1)
+    assert over.window is not None and over.window.counted is False and over.reserved is None
+    unknown = msgspec.structs.replace(a, key_sha=sha_of(a.id, "nobody"))
+    res = await _auth(store, unknown, Reservation("x", "cue_aaaaaaaaaaaa", a.id, True))
+    assert res.status is Status.NOT_FOUND and res.reserved is None
+    assert await store.redis.exists(k.cue_names(a.id)) == 0
+
+
+async def test_a_key_from_before_the_shards_reserves_on_its_accounts_shard(store: Store) -> None:
+    k, a = store.keys, legacy()
+    await _store_legacy(store, a)
+    res = await _auth(store, a, Reservation("nightly", "cue_aaaaaaaaaaaa", a.id, True))
+    assert res.status is Status.OK and res.reserved == (Status.OK, "")
+    assert await store.redis.hget(k.cue_names(a.id), "nightly") == f"cue_aaaaaaaaaaaa:{NOW // 1_000_000}"

@@ -15,12 +15,20 @@
   ARGV[8] account_id: "" = look the key up in KEYS[1]; else the key's account, already looked up
     in the key's shard (the second step for a key older than the shards)
   ARGV[9] ip_here: 1 = KEYS[4] is on this shard (count a request without a valid key here)
+  ARGV[10] names_prefix: "<pfx>:{aNN}:names:" (cue-names hashes of this shard)
+  ARGV[11] reserve_name: a create's cue name to reserve once the request is authenticated and
+    counted ("" = none): in the account's cue-names hash, as cues_reserve_name.lua does
+  ARGV[12] reserve_cue_id: the cue id to reserve it for
+  ARGV[13] reserve_account: the account that cue id was drawn for (a hint): nothing is reserved
+    unless the key resolves to it
+  ARGV[14] reserve_limit: 1 = with the account's cue_limit as the limit hint, 0 = without
   A window is a list of request times (µs), oldest first, at most `limit` long: a request is
   in it while its time > now - 60 s. A valid key counts against its own window with the
   account's rate_limit; everything else (no key, unknown or rotated key) against the IP's.
   A rejected request is not counted. The account's ``key_sha`` is the truth: a map entry of
   another key (a rotation that stopped between its steps) answers ROTATED.
-  returns {status, verdict, count, limit, oldest µs, warn, partitions, field, value, ...}
+  returns {status, verdict, count, limit, oldest µs, warn, partitions, reserved, holder, field,
+    value, ...}
     status  OK (the account's fields follow) | NO_KEY | NOT_FOUND unknown key | ROTATED (24 h) |
             ELSEWHERE: the map names an account not on this shard, its id in "partitions"
     verdict 1 counted | 0 over the limit (not counted) | -1 not counting (ARGV[6] = 0) |
@@ -29,7 +37,9 @@
     warn    1 when executions this month >= 80 % of monthly_execution_limit
     partitions  the account's cue-partition bitmap in hex (bit 0 is the first byte's high bit);
             "*" = any partition (no bitmap)
+    reserved  0 nothing reserved | OK | EXISTS (holder: the name's value) | COUNT (lib/reserve_name)
   ]]
+--!include reserve_name
 local WINDOW = 60000000
 local now, sha, counting = tonumber(ARGV[1]), ARGV[2], ARGV[6] == '1'
 
@@ -100,8 +110,14 @@ if auth == STATUS.OK then
     local warn = used * 5 >= tonumber(f['exec_limit'] or '0') * 4 and 1 or 0
     local limit = tonumber(f['rate_limit'] or '0')
     out = counting and window(KEYS[3], limit) or {-1, 0, limit, now}
-    out = {STATUS.OK, out[1], out[2], out[3], out[4], warn, cue_partitions(ARGV[7] .. acct_id)}
-    for i = 1, #acct do out[i + 7] = acct[i] end
+    local reserved = {0, ''}
+    if out[1] == 1 and ARGV[11] ~= '' and ARGV[13] == acct_id then
+      local hint = ARGV[14] == '1' and tonumber(f['cue_limit'] or '0') or -1
+      reserved = reserve_name(ARGV[10] .. acct_id, now, ARGV[11], ARGV[12], hint, '')
+    end
+    out = {STATUS.OK, out[1], out[2], out[3], out[4], warn, cue_partitions(ARGV[7] .. acct_id),
+      reserved[1], reserved[2] or ''}
+    for i = 1, #acct do out[i + 9] = acct[i] end
     return out
   end
 end
