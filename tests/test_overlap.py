@@ -4,7 +4,6 @@ Cluster: the ``cluster`` variant of ``settings_on``)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -16,26 +15,14 @@ from cuefast.config import Settings
 from cuefast.engine.scheduler import Scheduler
 from cuefast.times import parse_datetime
 from tests.api.test_dashboard import sign_in
-from tests.conftest import Api, assert_error, make_api
+from tests.conftest import Api, assert_error
 from tests.snap_env import snap_env
-
-T0 = parse_datetime("2031-01-06T08:59:30Z")
+from tests.test_scheduler import T0, env  # noqa: F401  (env: the scheduler tests' fixture, at T0)
 
 
 @pytest.fixture
 def settings(settings_on: Settings) -> Settings:
     return settings_on
-
-
-@pytest.fixture
-async def env(settings: Settings) -> AsyncIterator[tuple[Api, FrozenClock, Scheduler]]:
-    clock = FrozenClock(T0)
-    api, rt = await make_api(settings, clock)
-    try:
-        yield api, clock, Scheduler(rt.store, clock)
-    finally:
-        await api.client.aclose()
-        await rt.close()
 
 
 Env = tuple[Api, FrozenClock, Scheduler]
