@@ -132,6 +132,7 @@ for i = 1, #l_cue do
     -- buffer_one: an execution already waiting ('bw', still pending) takes the one place
     local waiting = ov == 'buffer_one' and c[10] and call('HGET', exec_pfx .. c[10], 'st') == 'pending'
     local held = false  -- the last new slot was not released to run (a one-time cue then fails)
+    local once = l_first[i] == l_last[i]  -- one slot: its cue registry entries written at once
     for j = l_first[i], l_last[i] do
       local slot, eid, ek = s_slot[j], s_eid[j], s_ek[j]
       last = slot
@@ -163,18 +164,18 @@ for i = 1, #l_cue do
           elseif ov == 'buffer_one' then
             em = OV_SKIPPED_WAITING
           end
-          local ix = exec_index_new(pfx, eid, acct, cue_id, now, st, '', zadds, counts, m)
+          local ix = exec_index_new(pfx, eid, acct, cue_id, now, st, '', zadds, counts, m, once)
           call('HSET', ek, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
             'st', st, 'ca', now, 'ua', now, 'em', em, 'pl', pl, 'ix', ix)
         elseif block == 'b' then
-          local ix = exec_index_new(pfx, eid, acct, cue_id, now, 'failed', '', zadds, counts, m)
+          local ix = exec_index_new(pfx, eid, acct, cue_id, now, 'failed', '', zadds, counts, m, once)
           call('HSET', ek, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
             'st', 'failed', 'ca', now, 'ua', now, 'em', BLOCKED, 'pl', pl, 'ix', ix)
           blocked[acct] = (blocked[acct] or 0) + 1
         else
           -- absent fields mean their defaults: attempts 0, triggered_by scheduled (lib/one_time.lua),
           -- updated = created
-          local ix = exec_index_new(pfx, eid, acct, cue_id, now, 'pending', '', zadds, counts, m)
+          local ix = exec_index_new(pfx, eid, acct, cue_id, now, 'pending', '', zadds, counts, m, once)
           call('HSET', ek, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
             'st', 'pending', 'ca', now, 'pl', pl, 'ix', ix)
         end
