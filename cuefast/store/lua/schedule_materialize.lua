@@ -74,6 +74,7 @@ local l_cue, l_exp, l_sch, l_new, l_block, l_first, l_last = {}, {}, {}, {}, {},
 local s_slot, s_eid, s_ek = {}, {}, {}
 local s_fire = {}  -- jitter: slot index → fire_at µs (only slots of cues with jitter)
 local a, nargs = 5, #argv
+local nc, ns = 0, 0  -- cues and slots read so far (counters: `#t` is a search)
 while a <= nargs do
   local count, block = argv[a + 4], ''
   local k = tonumber(count)
@@ -85,25 +86,26 @@ while a <= nargs do
     if string.find(flags, 'b', 1, true) then block = 'b' end
     if string.find(flags, 'j', 1, true) then width = 3 end
   end
-  local i = #l_cue + 1
-  l_cue[i], l_exp[i], l_sch[i], l_new[i], l_block[i], l_first[i] =
-    argv[a], argv[a + 1], argv[a + 2], argv[a + 3], block, #s_ek + 1
+  nc = nc + 1
+  l_cue[nc], l_exp[nc], l_sch[nc], l_new[nc], l_block[nc], l_first[nc] =
+    argv[a], argv[a + 1], argv[a + 2], argv[a + 3], block, ns + 1
   a = a + 5
   for _ = 1, k do
-    local j, eid = #s_ek + 1, argv[a + 1]
-    s_slot[j], s_eid[j], s_ek[j] = argv[a], eid, exec_pfx .. eid
-    if width == 3 then s_fire[j] = argv[a + 2] end
+    local eid = argv[a + 1]
+    ns = ns + 1
+    s_slot[ns], s_eid[ns], s_ek[ns] = argv[a], eid, exec_pfx .. eid
+    if width == 3 then s_fire[ns] = argv[a + 2] end
     a = a + width
   end
-  l_last[i] = #s_ek
+  l_last[nc] = ns
 end
 local any_exists = false  -- else only a slot repeated within this plan can find its execution
 local made = {}  -- execution keys created by this call
-for i = 1, #s_ek, CHUNK do
-  if call('EXISTS', unpack(s_ek, i, math.min(i + CHUNK - 1, #s_ek))) > 0 then any_exists = true end
+for i = 1, ns, CHUNK do
+  if call('EXISTS', unpack(s_ek, i, math.min(i + CHUNK - 1, ns))) > 0 then any_exists = true end
 end
 
-for i = 1, #l_cue do
+for i = 1, nc do
   local cue_id, new_nr, block = l_cue[i], l_new[i], l_block[i]
   local ck = cue_pfx .. cue_id
   -- (the overlap fields 'rx' and 'bw' are read only for a cue with a policy: an absent field
