@@ -356,20 +356,15 @@ async def bench_deliver_bound(args: argparse.Namespace, prefix: str) -> None:
             log_path,
         ):
             account, (cue,) = seeded[0]
-            for i in range(0, args.executions, 500):
-                await asyncio.gather(
-                    *(
-                        store.executions.create(
-                            execution_id=new_execution_id(store.keys.cue_byte(cue)),
-                            cue_id=cue,
-                            account_id=account,
-                            scheduled_us=now,
-                            payload_json="",
-                            triggered_by="manual_fire",
-                            now_us=now,
-                        )
-                        for _ in range(min(500, args.executions - i))
-                    )
+            for i in range(args.executions):  # one after another: the outbox in scheduled_for order
+                await store.executions.create(
+                    execution_id=new_execution_id(store.keys.cue_byte(cue)),
+                    cue_id=cue,
+                    account_id=account,
+                    scheduled_us=now - args.executions + i,  # 1 µs apart: the order, read back
+                    payload_json="",
+                    triggered_by="manual_fire",
+                    now_us=now,
                 )
             bounded = settings.replace(delivery_concurrency=args.concurrency)
             webhooks = Webhooks(bounded)
@@ -386,7 +381,9 @@ async def bench_deliver_bound(args: argparse.Namespace, prefix: str) -> None:
             await asyncio.gather(task, scheduler)
             await webhooks.close()
             with open(log_path) as fh:
-                at = sorted(int(line.split()[0]) for line in fh if line.strip())
+                got = sorted((int(f[0]), parse_datetime(f[1])) for f in map(str.split, fh) if f)
+        at = [t for t, _ in got]
+        in_order = sum(a < b for (_, a), (_, b) in itertools.pairwise(got)) / max(len(got) - 1, 1)
         n, span = len(at), (at[-1] - at[0]) / 1e6 if len(at) > 1 else 0.0
         rate = (n - 1) / span if span else 0.0
         gaps = sorted(b - a for a, b in itertools.pairwise(at))
@@ -396,7 +393,8 @@ async def bench_deliver_bound(args: argparse.Namespace, prefix: str) -> None:
             f"deliver-bound {field} {cap}: {n} webhooks of one cue in {span:.2f} s = {rate:,.1f}/s "
             f"(ideal {ideal:,.1f}/s, ratio {rate / ideal:.3f}); arrival gaps ms: min {gaps[0] / 1000:.1f}, "
             f"median {statistics.median(gaps) / 1000:.1f}, p99 {gaps[int(len(gaps) * 0.99)] / 1000:.1f}, "
-            f"max {gaps[-1] / 1000:.1f}; most in any 1 s: {most} (receiver delay {args.delay_ms} ms)"
+            f"max {gaps[-1] / 1000:.1f}; most in any 1 s: {most}; in order (FIFO) {in_order:.1%} of "
+            f"consecutive arrivals (receiver delay {args.delay_ms} ms)"
         )
         cleanup(sub)
 

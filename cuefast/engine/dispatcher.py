@@ -185,7 +185,7 @@ class Dispatcher:
         self.batch = batch
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.outcomes = OutcomeService(store, clock, self.metrics)
-        self.rates = HostRates(store)
+        self.rates = HostRates(store, clock)
         self._slots = asyncio.Semaphore(self.concurrency)
         self._hosts: dict[str, _Host] = {}
         self._tasks: dict[asyncio.Task[None], _Attempt] = {}  # attempts past their host's bound
@@ -472,7 +472,7 @@ class Dispatcher:
             return None  # taken over while it waited: the current holder sends it
         now = self.clock.now_us()  # its host's caps (engine/rates.py): refused, handed back until its turn
         if cfg.delivery and (wait := await self.rates.before(a, cfg, now)):
-            await self._release([(a, now + wait)])
+            await self._release([(a, self.clock.now_us() + wait)])
             return None
         attempt = a.attempts + 1
         body, headers = delivery_request(

@@ -27,7 +27,7 @@ FINISH = Script(
 RELEASE = Script(
     "delivery_release", keys=("leases", "outbox", "delayed"), argv=("now", "prefix", "group"), rest="attempts"
 )
-RATE = Script("delivery_rate", keys=("window",), argv=("now",), rest="intervals_us")
+RATE = Script("delivery_host_rate", keys=("window", "booked"), argv=("now",), rest="attempts")
 HOST_TAKE = Script(
     "delivery_host_take", keys=("permits", "waiting"), argv=("now", "grant_until"), rest="attempts"
 )
@@ -46,6 +46,7 @@ class Attempt(Protocol):
     p: int
     eid: str
     lease_until: int
+    attempts: int
 
 
 HostTake = tuple[int, Attempt]
@@ -285,18 +286,18 @@ class Delivery(GroupStreams):
         res = await self.scripts.run(RELEASE, [k.leases(p), k.outbox(p), k.delayed(p)], args)
         return [str(v) if v else None for v in res]
 
-    def rate_call(self, account_id: str, host: str, per_seconds: Sequence[int], now_us: int) -> Call:
-        """Take ``host``'s next send slots for this account, one per attempt in order under its
-        cue's per-second rate (``delivery_rate``, on the account's slot; replies: ``rate_reply``)."""
-        return (
-            RATE,
-            [self.keys.host_rate(account_id, host)],
-            [now_us, *(1_000_000 // r for r in per_seconds)],
-        )
+    def rate_call(self, account_id: str, host: str, rows: Sequence[tuple[int, str]], now_us: int) -> Call:
+        """``host``'s send slots for this account, one per (cue's max_per_second, booking member
+        ``<execution id>:<attempt number>``) in order: now, or a slot booked for it
+        (``delivery_host_rate``, on the account's slot; replies: ``rate_reply``)."""
+        args: list[Arg] = [now_us]
+        for per_second, member in rows:
+            args += [1_000_000 // per_second, member]
+        return (RATE, list(self.keys.host_rate(account_id, host)), args)
 
     @staticmethod
     def rate_reply(res: Sequence[Any]) -> list[tuple[bool, int]]:
-        """Per attempt: (True, when the next one may go) | (False, when this one may go)."""
+        """Per attempt: (True: it goes now, the next free slot) | (False, the slot booked for it)."""
         return [(int(res[i]) == 1, int(res[i + 1])) for i in range(0, len(res), 2)]
 
     def take_call(self, account_id: str, host: str, rows: Sequence[HostTake], now_us: int) -> Call:
@@ -321,10 +322,12 @@ class Delivery(GroupStreams):
             args += [cap, eid]
         return (HOST_GIVE, list(self.keys.host_permits(account_id, host)), args)
 
-    async def rate(self, account_id: str, host: str, per_second: int, now_us: int) -> tuple[bool, int]:
-        """Take the next send slot of ``host`` for one attempt (``rate_call``)."""
+    async def rate(
+        self, account_id: str, host: str, per_second: int, now_us: int, member: str = "x:1"
+    ) -> tuple[bool, int]:
+        """A send slot of ``host`` for one attempt (``rate_call``)."""
         (res,) = self.rate_reply(
-            await self.scripts.run(*self.rate_call(account_id, host, [per_second], now_us))
+            await self.scripts.run(*self.rate_call(account_id, host, [(per_second, member)], now_us))
         )
         return res
 
