@@ -86,15 +86,16 @@ class TaskCaps(Repository):
         return int(res) == 1
 
     async def extend(
-        self, account_id: str, tasks: Sequence[str], leases: Sequence[tuple[str, int]], now_us: int
+        self, account_id: str, tasks: Sequence[str], leases: Sequence[tuple[str, int, str]], now_us: int
     ) -> int:
-        """Move the permits of these (execution id, new lease expiry) to the new expiry."""
+        """Move the permits of these (execution id, new lease expiry, task — "" unknown) to the new
+        expiry; a claim of a known capped task without one gets it (``claims_cap_extend.lua``)."""
         if not leases or not tasks:
             return 0
         prefix, waiting = self.keys.task_permits(account_id)
         args: list[Arg] = [now_us, prefix, len(tasks), *tasks]
-        for eid, lx in leases:
-            args += [eid, lx]
+        for eid, lx, task in leases:
+            args += [eid, lx, task]
         return int(await self.scripts.run(EXTEND, [waiting], args))
 
     async def after_reap(
@@ -108,7 +109,7 @@ class TaskCaps(Repository):
         if not caps:
             return
         tasks = sorted(caps)
-        await self.extend(account_id, tasks, renewed, now_us)
+        await self.extend(account_id, tasks, [(eid, lx, "") for eid, lx in renewed], now_us)
         if await self.give(account_id, tasks, ended, now_us):
             await self.signal(account_id)
 
