@@ -595,6 +595,9 @@ class CueService:
         if name is None:
             raise CueNotFound()
         await self.store.cues.release_name(account.id, name, cue_id, unindex=True)
-        await self.store.executions.purge_cue(cue_id, account.id)
+        claimed: list[str] = []
+        await self.store.executions.purge_cue(cue_id, account.id, claimed=claimed)
+        if claimed and account.tcaps:  # their task cap permits back (the claims ended with the cue)
+            await self.store.task_caps.after_reap(account.id, [], claimed, self.clock.now_us())
         if self.executions.history is not None:
             await self.executions.history.forget_cue(cue_id)

@@ -103,8 +103,9 @@ class TaskCaps(Repository):
     ) -> None:
         """The reaper judged expired claims of the account: renewed ones (worker alive) keep
         their permits until the new lease expiry; re-offered and failed ones give them back (they
-        expired with the lease already: this wakes the waiters). Reads the account's caps (one
-        ``HGET``) since the reaper has no account: only on this rare path."""
+        expired with the lease already: this wakes the waiters). Also the claims the scheduler's
+        ``cancel_previous`` ended (``ended`` only). Reads the account's caps (one ``HGET``) since
+        neither caller has the account: only on these rare paths."""
         caps = parse_caps(str(await self.redis.hget(self.keys.account(account_id), "tcaps") or ""))
         if not caps:
             return
