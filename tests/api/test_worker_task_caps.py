@@ -270,3 +270,19 @@ async def test_a_claimer_dying_between_claim_and_bind_cannot_pass_the_cap(
     assert (await get_cap(wenv, key, "t"))["held"] == 1
     await outcome(wenv, key, ids[0])
     assert [i["execution_id"] for i in await claim(wenv, key, "w2", max=10)] == [ids[1]]
+
+
+async def test_deleting_a_cue_gives_its_claims_permits_back(wenv: Env) -> None:
+    """A cue delete removes its executions, claimed ones too: their permits go back with them (not
+    when their leases end), so another cue's work of the same task is claimable at once."""
+    key = await wenv.api.register()
+    gone = await wenv.cue(key, "gone", {"task": "t"})
+    kept = await wenv.cue(key, "kept", {"task": "t"})
+    (held,) = await fired(wenv, key, gone["id"], 1)
+    (nxt,) = await fired(wenv, key, kept["id"], 1)
+    await set_cap(wenv, key, "t", 1)
+    assert [i["execution_id"] for i in await claim(wenv, key, max=10)] == [held]
+    res = await wenv.api.request("DELETE", f"/v1/cues/{gone['id']}", key)
+    assert res.status_code in (200, 204), res.text
+    assert (await get_cap(wenv, key, "t"))["held"] == 0
+    assert [i["execution_id"] for i in await claim(wenv, key, "w2", max=10)] == [nxt]
