@@ -66,7 +66,7 @@ from cuefast import metrics as m
 from cuefast.clock import Clock
 from cuefast.config import Settings
 from cuefast.engine.finishes import Finishes
-from cuefast.engine.rates import HostRates
+from cuefast.engine.rates import HOLD_US, LEAD_US, HostRates
 from cuefast.engine.webhooks import Webhooks, delivery_request, host_key
 from cuefast.models import CONFIG_DECODER, CueConfig
 from cuefast.months import month_of
@@ -354,8 +354,9 @@ class Dispatcher:
 
     async def _guarded(self, a: _Attempt, host: _Host) -> None:
         try:
-            async with self._slots:
-                await self.attempt(a)
+            if await self._rate_slot(a, host):
+                async with self._slots:
+                    await self.attempt(a)
         except Exception:
             log.exception("delivery failed unexpectedly", extra={"execution_id": a.eid})
         finally:
@@ -365,6 +366,26 @@ class Dispatcher:
                 self._launch(host.queue.popleft(), host)
             elif host.active == 0 and not host.congested_until > asyncio.get_running_loop().time():
                 self._hosts.pop(host.key, None)
+
+    async def _rate_slot(self, a: _Attempt, host: _Host) -> bool:
+        """A rate-capped attempt's send slot is booked (engine/rates.py ``slot``); it waits for a
+        near one holding neither its host's nor a global slot (the attempts behind it book theirs
+        meanwhile: in order), a far one is handed back to come back before it (False)."""
+        now = self.clock.now_us()
+        wait = await self.rates.slot(a, a.config, now) if a.config and a.config.delivery else 0
+        if wait > HOLD_US:
+            await self._release([(a, now + wait - LEAD_US)])
+            return False
+        if wait:
+            host.active -= 1
+            if host.queue:
+                self._parked -= 1
+                self._launch(host.queue.popleft(), host)
+            try:
+                await asyncio.sleep(wait / 1e6)
+            finally:
+                host.active += 1
+        return True
 
     async def _sweep_hosts(self) -> None:
         """Twice per ``host_wait_s``: while attempts queued behind saturated hosts leave no room

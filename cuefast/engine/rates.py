@@ -45,6 +45,7 @@ class _Ask(NamedTuple):
     cap: int
     now_us: int
     fut: asyncio.Future[int]
+    book: bool = False
 
 
 class HostRates:
@@ -95,13 +96,24 @@ class HostRates:
             else 0
         )
 
-    async def _ask(self, a: Attempt, host: str, per_second: int, cap: int, now_us: int) -> int:
+    async def slot(self, a: Attempt, cfg: CueConfig, now_us: int) -> int:
+        """µs until the send slot booked for the attempt under its cue's ``max_per_second`` (0: it
+        is due, or the cue has no rate cap): booked now if it has none, never taken — ``before``
+        takes it. The dispatcher waits for a near one holding neither a host nor a global slot."""
+        d = cfg.delivery
+        if d is None or not d.max_per_second:
+            return 0
+        return await self._ask(a, host_key(cfg.callback.url or ""), d.max_per_second, 0, now_us, book=True)
+
+    async def _ask(
+        self, a: Attempt, host: str, per_second: int, cap: int, now_us: int, *, book: bool = False
+    ) -> int:
         """One cap's answer for the attempt, asked with the others of this loop turn."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[int] = loop.create_future()
         if not self._asks:
             loop.call_soon(self._start_flush)
-        self._asks.append(_Ask(a, host, per_second, cap, now_us, fut))
+        self._asks.append(_Ask(a, host, per_second, cap, now_us, fut, book))
         return await fut
 
     @staticmethod
@@ -146,14 +158,17 @@ class HostRates:
         return await self.store.scripts.run_many(calls, partial=True) if calls else []
 
     async def _rates(self, asks: list[_Ask], now_us: int) -> list[int | BaseException]:
-        """Each attempt's wait for its host's send slot (0: taken), one call per (account, host)."""
-        groups: dict[tuple[str, str], list[_Ask]] = {}
+        """Each attempt's wait for its host's send slot (0: taken, or due if only booked), one call
+        per (account, host, booking only)."""
+        groups: dict[tuple[str, str, bool], list[_Ask]] = {}
         for q in asks:
-            groups.setdefault((q.a.account, q.host), []).append(q)
+            groups.setdefault((q.a.account, q.host, q.book), []).append(q)
         d = self.store.delivery
         calls = [
-            d.rate_call(acct, host, [(q.per_second, f"{q.a.eid}:{q.a.attempts + 1}") for q in g], now_us)
-            for (acct, host), g in groups.items()
+            d.rate_call(
+                acct, host, [(q.per_second, f"{q.a.eid}:{q.a.attempts + 1}") for q in g], now_us, book=book
+            )
+            for (acct, host, book), g in groups.items()
         ]
         waits: dict[int, int | BaseException] = {}
         for g, res in zip(groups.values(), await self._run(calls), strict=True):
@@ -161,7 +176,7 @@ class HostRates:
                 waits.update((id(q), res) for q in g)
                 continue
             for q, (ok, at) in zip(g, d.rate_reply(res), strict=True):
-                waits[id(q)] = 0 if ok else max(at - now_us, MIN_WAIT_US)
+                waits[id(q)] = 0 if ok else max(at - now_us, 0 if q.book else MIN_WAIT_US)
         return [waits[id(q)] for q in asks]
 
     async def _takes(self, asks: list[_Ask], now_us: int, answers: dict[int, int | BaseException]) -> None:

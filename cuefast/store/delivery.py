@@ -27,7 +27,7 @@ FINISH = Script(
 RELEASE = Script(
     "delivery_release", keys=("leases", "outbox", "delayed"), argv=("now", "prefix", "group"), rest="attempts"
 )
-RATE = Script("delivery_host_rate", keys=("window", "booked"), argv=("now",), rest="attempts")
+RATE = Script("delivery_host_rate", keys=("window", "booked"), argv=("now", "book"), rest="attempts")
 HOST_TAKE = Script(
     "delivery_host_take", keys=("permits", "waiting"), argv=("now", "grant_until"), rest="attempts"
 )
@@ -286,11 +286,13 @@ class Delivery(GroupStreams):
         res = await self.scripts.run(RELEASE, [k.leases(p), k.outbox(p), k.delayed(p)], args)
         return [str(v) if v else None for v in res]
 
-    def rate_call(self, account_id: str, host: str, rows: Sequence[tuple[int, str]], now_us: int) -> Call:
+    def rate_call(
+        self, account_id: str, host: str, rows: Sequence[tuple[int, str]], now_us: int, *, book: bool = False
+    ) -> Call:
         """``host``'s send slots for this account, one per (cue's max_per_second, booking member
-        ``<execution id>:<attempt number>``) in order: now, or a slot booked for it
-        (``delivery_host_rate``, on the account's slot; replies: ``rate_reply``)."""
-        args: list[Arg] = [now_us]
+        ``<execution id>:<attempt number>``) in order: now, or a slot booked for it (``book``: only
+        booked, none goes) (``delivery_host_rate``, on the account's slot; replies: ``rate_reply``)."""
+        args: list[Arg] = [now_us, 1 if book else 0]
         for per_second, member in rows:
             args += [1_000_000 // per_second, member]
         return (RATE, list(self.keys.host_rate(account_id, host)), args)
@@ -323,12 +325,18 @@ class Delivery(GroupStreams):
         return (HOST_GIVE, list(self.keys.host_permits(account_id, host)), args)
 
     async def rate(
-        self, account_id: str, host: str, per_second: int, now_us: int, member: str = "x:1"
+        self,
+        account_id: str,
+        host: str,
+        per_second: int,
+        now_us: int,
+        member: str = "x:1",
+        *,
+        book: bool = False,
     ) -> tuple[bool, int]:
         """A send slot of ``host`` for one attempt (``rate_call``)."""
-        (res,) = self.rate_reply(
-            await self.scripts.run(*self.rate_call(account_id, host, [(per_second, member)], now_us))
-        )
+        call = self.rate_call(account_id, host, [(per_second, member)], now_us, book=book)
+        (res,) = self.rate_reply(await self.scripts.run(*call))
         return res
 
     async def host_take(self, a: Attempt, host: str, cap: int, now_us: int) -> bool:

@@ -318,3 +318,17 @@ async def test_one_host_take_call_admits_a_batch_up_to_the_cap_in_order(store: S
     rows = [(2, Held(p, e, lease)) for e in (e5, e4, e3)]  # e5 still waits: e3, e4 hold the cap
     (res,) = await store.scripts.run_many([d.take_call(ACCT, "h:80", rows, NOW + S)])
     assert d.take_reply(res, 3) == ([False, True, True], [])
+
+
+async def test_delivery_host_rate_booking_only_never_lets_one_go(store: Store) -> None:
+    """delivery_host_rate with book "1" (the dispatcher books before it waits for a host or a
+    global slot): a free window is booked now, not taken; a booking is told its slot, due or not;
+    the ask with book "0" at the slot takes it."""
+    d = store.delivery
+    assert await d.rate(ACCT, "h:80", 4, NOW, "e1:1", book=True) == (False, NOW)  # booked now
+    assert await d.rate(ACCT, "h:80", 4, NOW, "e2:1", book=True) == (False, NOW + S // 4)
+    assert await d.rate(ACCT, "h:80", 4, NOW + 1, "e1:1", book=True) == (False, NOW)  # kept
+    assert await d.rate(ACCT, "h:80", 4, NOW + 2, "e3:1") == (False, NOW + S // 2)  # behind them
+    assert await d.rate(ACCT, "h:80", 4, NOW + 3, "e1:1") == (True, NOW + 3 * S // 4)  # taken
+    assert await d.rate(ACCT, "h:80", 4, NOW + S // 4, "e2:1", book=True) == (False, NOW + S // 4)
+    assert await d.rate(ACCT, "h:80", 4, NOW + S // 4 + 1, "e2:1") == (True, NOW + 3 * S // 4)
