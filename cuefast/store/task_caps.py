@@ -114,6 +114,30 @@ class TaskCaps(Repository):
         if await self.give(account_id, tasks, ended, now_us):
             await self.signal(account_id)
 
+    async def rebuild(self, claims: Sequence[tuple[str, str, str, int]]) -> int:
+        """After a restore (permits are not snapshotted): a permit for each restored claim
+        (account id, execution id, task, lease expiry µs) of a task its account caps, scored by its
+        lease. One ``HGET`` of each account's caps, one pipeline of ``ZADD``s; returns the number
+        written."""
+        accounts = sorted({acct for acct, _, task, _ in claims if task})
+        if not accounts:
+            return 0
+        async with self.wire.pipeline() as pipe:
+            for acct in accounts:
+                pipe.hget(self.keys.account(acct), "tcaps")
+            caps = {
+                a: parse_caps(str(raw or "")) for a, raw in zip(accounts, await pipe.execute(), strict=True)
+            }
+        rows = [(acct, eid, task, lx) for acct, eid, task, lx in claims if task in caps.get(acct, {})]
+        if rows:
+            async with self.wire.pipeline() as pipe:
+                for acct, eid, task, lx in rows:
+                    key = self.keys.task_permits(acct)[0] + task
+                    pipe.zadd(key, {eid: lx})
+                    pipe.expire(key, 86_400)
+                await pipe.execute()
+        return len(rows)
+
     async def signal(self, account_id: str) -> None:
         """Wake the account's long-polling claimers everywhere (a permit freed: the work it lets
         through may be on any partition): a ``worksig`` entry marked ``w`` = ``*``."""
