@@ -273,10 +273,13 @@ def _redis_cpu_s() -> float:
 async def bench_deliver_caps(args: argparse.Namespace, prefix: str) -> None:
     """``deliver`` without and with a cap of ``--cap`` on every cue (``--kind cue``:
     ``delivery.max_concurrency``; ``host``: ``max_concurrency_per_host``, all cues on the one
-    receiver host, so pick a ``--cap`` above ``--concurrency`` for it not to bind), alternated for
+    receiver host, so pick a ``--cap`` above ``--concurrency`` for it not to bind; ``rate``:
+    ``max_per_second``, one window for them all, so pick a ``--cap`` far above the throughput), alternated for
     ``--rounds`` rounds in this one run (each round on fresh cues): the cost of taking and giving
     back a permit per attempt when the cap does not bind, as the ratio of the medians."""
-    field = "max_concurrency" if args.kind == "cue" else "max_concurrency_per_host"
+    field = {"cue": "max_concurrency", "host": "max_concurrency_per_host", "rate": "max_per_second"}[
+        args.kind
+    ]
     capped_delivery = Delivery(outcome_deadline_seconds=None, **{field: args.cap})
     rates: dict[bool, list[float]] = {False: [], True: []}
     redis_us: dict[bool, list[float]] = {False: [], True: []}

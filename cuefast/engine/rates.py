@@ -56,12 +56,13 @@ class HostRates:
     (account, host) for all of them, all calls in one round trip (a second one for the permits
     when rate slots were asked too).
 
-    * ``max_per_second``: ``delivery_host_rate.lua`` lets each attempt go now or books it the
-      host's next free slot (kept across asks, by execution id and attempt number): a slot within
-      ``HOLD_US`` is waited for here, then asked again (the booking consumed, it goes); a later
-      one is handed back to come back ``LEAD_US`` before it. So a cap that binds sends at its
-      rate, in the order attempts asked, whichever dispatcher holds them; a dispatcher that dies
-      holding one leaves its booking to whoever takes the attempt over (lease expiry).
+    * ``max_per_second``: ``delivery_host_rate.lua`` books each attempt the host's next free slot
+      (kept across asks, by execution id and attempt number): ``slot`` books and says how far it
+      is (the dispatcher waits for one within ``HOLD_US`` holding no host or global slot, and
+      hands back a later one to come back ``LEAD_US`` before it); ``before`` then asks to go,
+      consuming the booking (one still ahead is waited for here). So a cap that binds sends at
+      its rate, in the order attempts booked, whichever dispatcher holds them; a dispatcher that
+      dies holding one leaves its booking to whoever takes the attempt over (lease expiry).
     * ``max_concurrency_per_host``: ``delivery_host_take.lua`` gives it a permit until its lease
       expires, or lists it as waiting (it is handed back, re-queued after ``HOST_FALLBACK_US``);
       the permit goes back with the attempt's result (``give``: the finish's round trip), and the
