@@ -126,25 +126,59 @@ def new_store(prefix: str, partitions: int) -> Store:
 
 async def bench_materialize(args: argparse.Namespace, prefix: str) -> None:
     """Two passes of one scheduler: ``cold`` (it has never seen the cues: each is read before it
-    is planned) and ``warm`` (the next slot five minutes later: the cues it moved itself)."""
+    is planned) and ``warm`` (the next slot five minutes later: the cues it moved itself). The
+    cues' ``overlap`` is ``--overlap``; ``--overlap compare``: ``--rounds`` rounds alternating
+    ``allow`` and ``skip`` on fresh cues in this one run (under ``skip`` the warm pass finds each
+    cue's cold execution still pending — never delivered — and creates its slot as skipped), with
+    the medians and their ratio."""
+    if args.overlap != "compare":
+        await _materialize(args, prefix, args.overlap)
+        return
+    rates: dict[str, dict[str, list[float]]] = {p: {"cold": [], "warm": []} for p in ("allow", "skip")}
+    for r in range(args.rounds):
+        for policy in ("allow", "skip"):
+            sub = f"{prefix}:{r}{policy[0]}"
+            for name, rate in (await _materialize(args, sub, policy)).items():
+                rates[policy][name].append(rate)
+            cleanup(sub)
+    for name in ("cold", "warm"):
+        allow, skip = (statistics.median(rates[p][name]) for p in ("allow", "skip"))
+        print(
+            f"materialize ({name}, {args.rounds} rounds alternated): median {allow:,.0f}/s allow, "
+            f"{skip:,.0f}/s skip: ratio skip/allow {skip / allow:.3f} "
+            f"(allow {[round(x) for x in rates['allow'][name]]}, "
+            f"skip {[round(x) for x in rates['skip'][name]]})"
+        )
+
+
+async def _materialize(args: argparse.Namespace, prefix: str, overlap: str) -> dict[str, float]:
     store = new_store(prefix, args.partitions)
     await store.preload()
     due = 1_900_000_000_000_000
     await seed_cues(
-        store, args.cues, cron="*/5 * * * *", transport="webhook", url="http://127.0.0.1:9/h", due=due
+        store,
+        args.cues,
+        cron="*/5 * * * *",
+        transport="webhook",
+        url="http://127.0.0.1:9/h",
+        due=due,
+        overlap=overlap,
     )
     clock = FrozenClock(due + 100_000)
     sched = Scheduler(store, clock)
+    out: dict[str, float] = {}
     for name, at in (("cold", due + 100_000), ("warm", due + 300_000_000 + 100_000)):
         clock.set(at)
         t0 = time.perf_counter()
         created = await sched.tick()
         dt = time.perf_counter() - t0
+        out[name] = created / dt
         print(
-            f"materialize ({name}): {created} executions from {args.cues} due cues in {dt:.2f} s = "
-            f"{created / dt:,.0f}/s (P={args.partitions}, batch={sched.batch})"
+            f"materialize ({name}, overlap {overlap}): {created} executions from {args.cues} due cues "
+            f"in {dt:.2f} s = {created / dt:,.0f}/s (P={args.partitions}, batch={sched.batch})"
         )
     await store.close()
+    return out
 
 
 RAW_RECEIVER = """
@@ -521,7 +555,15 @@ def main(argv: list[str]) -> None:
     parser.add_argument(
         "--kind", choices=["cue", "host", "rate"], default="cue", help="deliver-caps / -bound: which cap"
     )
-    parser.add_argument("--rounds", type=int, default=3, help="deliver-caps: rounds of each variant")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="deliver-caps, materialize: rounds of each variant"
+    )
+    parser.add_argument(
+        "--overlap",
+        choices=["allow", "skip", "buffer_one", "cancel_previous", "compare"],
+        default="allow",
+        help="materialize: the cues' overlap policy (compare: allow and skip alternated)",
+    )
     parser.add_argument("--cues", type=int, default=100_000)
     parser.add_argument("--executions", type=int, default=20_000)
     parser.add_argument("--rate", type=int, default=1000, help="cues firing every second (lateness)")
