@@ -376,10 +376,14 @@ async def _deliver(
 async def bench_deliver_bound(args: argparse.Namespace, prefix: str) -> None:
     """Caps that bind: ``--executions`` manual executions of ONE cue, all due now, to a receiver
     that answers after ``--delay-ms``; ``--kind cue``: for each of ``--caps`` as
-    ``delivery.max_concurrency`` (the rate should approach cap / delay); ``--kind rate``: each as
-    ``max_per_second`` (the achieved rate, the spacing of arrivals, the most in any 1 s window)."""
+    ``delivery.max_concurrency`` (the rate should approach cap / delay; ``host``: as
+    ``max_concurrency_per_host``, the same); ``--kind rate``: each as ``max_per_second`` (the
+    achieved rate, the spacing of arrivals, the most in any 1 s window). Also: the share of
+    consecutive arrivals in the executions' order (FIFO)."""
     for cap in (int(c) for c in args.caps.split(",")):
-        field = "max_per_second" if args.kind == "rate" else "max_concurrency"
+        field = {"cue": "max_concurrency", "host": "max_concurrency_per_host", "rate": "max_per_second"}[
+            args.kind
+        ]
         sub = f"{prefix}:b{cap}"
         delivery = Delivery(outcome_deadline_seconds=None, **{field: cap})
         now = SystemClock().now_us()
