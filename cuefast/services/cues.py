@@ -595,9 +595,4 @@ class CueService:
         if name is None:
             raise CueNotFound()
         await self.store.cues.release_name(account.id, name, cue_id, unindex=True)
-        claimed: list[str] = []
-        await self.store.executions.purge_cue(cue_id, account.id, claimed=claimed)
-        if claimed and account.tcaps:  # their task cap permits back (the claims ended with the cue)
-            await self.store.task_caps.after_reap(account.id, [], claimed, self.clock.now_us())
-        if self.executions.history is not None:
-            await self.executions.history.forget_cue(cue_id)
+        await self.executions.purge_cue(account, cue_id)
