@@ -27,7 +27,7 @@ FINISH = Script(
 RELEASE = Script(
     "delivery_release", keys=("leases", "outbox", "delayed"), argv=("now", "prefix", "group"), rest="attempts"
 )
-RATE = Script("delivery_host_rate", keys=("window", "booked"), argv=("now", "book"), rest="attempts")
+RATE = Script("delivery_host_rate", keys=("window", "booked"), argv=("now", "book", "late"), rest="attempts")
 HOST_TAKE = Script(
     "delivery_host_take", keys=("permits", "waiting"), argv=("now", "grant_until"), rest="attempts"
 )
@@ -37,6 +37,11 @@ HOST_GIVE = Script(
 WAKE = Script("delivery_wake", keys=("delayed", "outbox"), argv=("now",), rest="execution_ids")
 HOST_GRANT_US = 60_000_000
 """a host permit reserved for a waiter expires after this if its attempt never comes"""
+RATE_LATE_US = 100_000
+"""a booked send slot (``max_per_second``) may still be taken this long after it (or one interval,
+if longer): the way from the dispatcher's wake-up to its ask (a global slot, the lease check, a
+round trip) must not cost an attempt its place; later than that (a dead holder's, taken over
+after its lease) it is booked again behind the others"""
 
 
 class Attempt(Protocol):
@@ -292,7 +297,7 @@ class Delivery(GroupStreams):
         """``host``'s send slots for this account, one per (cue's max_per_second, booking member
         ``<execution id>:<attempt number>``) in order: now, or a slot booked for it (``book``: only
         booked, none goes) (``delivery_host_rate``, on the account's slot; replies: ``rate_reply``)."""
-        args: list[Arg] = [now_us, 1 if book else 0]
+        args: list[Arg] = [now_us, 1 if book else 0, RATE_LATE_US]
         for per_second, member in rows:
             args += [1_000_000 // per_second, member]
         return (RATE, list(self.keys.host_rate(account_id, host)), args)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from cuefast.store import Status, Store
-from cuefast.store.delivery import AttemptResult, Lease, ReleasedAttempt
+from cuefast.store.delivery import RATE_LATE_US, AttemptResult, Lease, ReleasedAttempt
 from tests.lua.seed import ACCT, CUE, NOW, S, put_cue, put_execution, stream_ids
 
 
@@ -332,3 +332,19 @@ async def test_delivery_host_rate_booking_only_never_lets_one_go(store: Store) -
     assert await d.rate(ACCT, "h:80", 4, NOW + 3, "e1:1") == (True, NOW + 3 * S // 4)  # taken
     assert await d.rate(ACCT, "h:80", 4, NOW + S // 4, "e2:1", book=True) == (False, NOW + S // 4)
     assert await d.rate(ACCT, "h:80", 4, NOW + S // 4 + 1, "e2:1") == (True, NOW + 3 * S // 4)
+
+
+async def test_delivery_host_rate_takes_a_booking_up_to_the_late_floor(store: Store) -> None:
+    """At a fast rate (1,000/s: 1 ms apart) a booking may still be taken up to ``RATE_LATE_US``
+    (100 ms) after its slot — the dispatcher's own way from its wake-up to its ask — not only one
+    interval; later, it is booked again behind the slots handed out since."""
+    d = store.delivery
+    assert RATE_LATE_US == 100_000
+    assert await d.rate(ACCT, "h:80", 1000, NOW, "e1:1", book=True) == (False, NOW)
+    assert await d.rate(ACCT, "h:80", 1000, NOW, "e2:1", book=True) == (False, NOW + 1000)
+    assert await d.rate(ACCT, "h:80", 1000, NOW, "e3:1", book=True) == (False, NOW + 2000)
+    assert await d.rate(ACCT, "h:80", 1000, NOW + 50_000, "e1:1") == (True, NOW + 3000)  # 50 ms late
+    assert await d.rate(ACCT, "h:80", 1000, NOW + 101_001, "e2:1") == (True, NOW + 102_001)  # rebooked:
+    # the window was free by then, so it goes at once — behind nothing
+    assert await d.rate(ACCT, "h:80", 1000, NOW + 101_002, "e4:1", book=True) == (False, NOW + 102_001)
+    assert await d.rate(ACCT, "h:80", 1000, NOW + 202_500, "e3:1") == (True, NOW + 203_500)

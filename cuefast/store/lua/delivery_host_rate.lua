@@ -10,28 +10,29 @@
   ARGV[1] now: µs
   ARGV[2] book: "1" = only book (nothing goes: the caller waits for its slot, then asks again
     with "0"), "0" = go when due
-  ARGV[3..] attempts: 2 values per attempt: 1,000,000 / its cue's max_per_second (µs), its
+  ARGV[3] late: µs a booking may still be taken after its slot (at least one interval)
+  ARGV[4..] attempts: 2 values per attempt: 1,000,000 / its cue's max_per_second (µs), its
     booking member "<execution id>:<attempt number>"
-  Each attempt, in order: booked and its slot is due (not later than one interval ago) → it
-  goes, its booking consumed (book: told its slot); booked, not yet due → told its slot; booked
-  but more than one interval late (its holder died, or it came back late), or not booked → the
-  next free slot: now if the window is free (it goes; book: it is booked now), else it is booked
-  that slot. Bookings older than an hour (their attempt never came back: deleted, cancelled) are
+  Each attempt, in order: booked and its slot is due (not later than `late` ago) → it goes, its
+  booking consumed (book: told its slot); booked, not yet due → told its slot; booked but later
+  than that (its holder died, or it came back late), or not booked → the next free slot: now if
+  the window is free (it goes; book: it is booked now), else it is booked that slot. Bookings older than an hour (their attempt never came back: deleted, cancelled) are
   dropped.
   returns per attempt two values: 1, µs of the next free slot (it goes now) | 0, µs of the slot
     booked for it (not before then) ]]
-local now, book = tonumber(ARGV[1]), ARGV[2] == '1'
+local now, book, late = tonumber(ARGV[1]), ARGV[2] == '1', tonumber(ARGV[3])
 local at = tonumber(redis.call('GET', KEYS[1]) or '0')
 local moved = false
 redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', '(' .. string.format('%.0f', now - 3600000000))
 local out = {}
-for i = 3, #ARGV, 2 do
+for i = 4, #ARGV, 2 do
   local interval, member = tonumber(ARGV[i]), ARGV[i + 1]
   local slot = tonumber(redis.call('ZSCORE', KEYS[2], member))
-  if slot and slot >= now - interval and (book or slot > now) then
+  local due = slot and slot >= now - math.max(interval, late)
+  if due and (book or slot > now) then
     out[#out + 1] = 0
     out[#out + 1] = string.format('%.0f', slot)
-  elseif slot and slot <= now and slot >= now - interval then
+  elseif due then
     redis.call('ZREM', KEYS[2], member)
     out[#out + 1] = 1
     out[#out + 1] = string.format('%.0f', at)
