@@ -334,3 +334,35 @@ async def test_a_dead_dispatchers_rate_bookings_are_kept_by_the_one_taking_over(
     rows = (await api.request("GET", "/v1/executions?limit=10", key)).json()["executions"]
     assert [e["status"] for e in rows] == ["success"] * 6 and all(e["attempts"] == 1 for e in rows)
     assert not await store.redis.exists(api.rt.keys.host_rate(owner, host)[1])  # bookings consumed
+
+
+async def test_attempts_waiting_for_their_rate_slot_keep_the_per_host_bound(env: Any) -> None:
+    """A rate-capped attempt waits for its send slot without holding its host's place in the
+    dispatcher (the ones behind it book theirs meanwhile); when its slot comes and the host is
+    full it goes back to the front of the host's queue — so a slow host never has more requests
+    open than ``CUEFAST_DELIVERY_PER_HOST`` (2 here), every execution delivered once."""
+    api, _, _, _, _ = env
+    clock = SystemClock()
+    slow = SlowReceiver(0.15)
+    await slow.start()
+    dispatcher = Dispatcher(api.rt.store, api.rt.settings, clock, api.rt.webhooks, per_host=2)
+    stop = asyncio.Event()
+    task: asyncio.Task[None] | None = None
+    try:
+        key = await api.register()
+        rate = {"max_per_second": 1000, "outcome_deadline_seconds": None}
+        cue = await webhook_cue(api, key, slow.url, name="fast-rate", delivery=rate)
+        fired = [(await fire(api, key, cue["id"]))["id"] for _ in range(8)]
+        task = asyncio.create_task(dispatcher.run(stop, block_ms=50))
+        await until(lambda: _all_sent(slow, 8), 30, "every attempt to be sent")
+        assert sorted(slow.order) == sorted(fired) and slow.most_all <= 2
+    finally:
+        stop.set()
+        if task is not None:
+            await asyncio.wait_for(task, 10)
+        assert slow.runner is not None
+        await slow.runner.cleanup()
+
+
+async def _all_sent(receiver: SlowReceiver, n: int) -> bool:
+    return len(receiver.order) >= n
