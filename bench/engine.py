@@ -108,6 +108,14 @@ async def seed_cues(
 
 
 def cleanup(prefix: str) -> None:
+    if os.environ.get("CUEFAST_REDIS_CLUSTER", "").lower() == "true":  # bench/cluster.py: every primary
+        from redis.cluster import RedisCluster
+
+        rc = RedisCluster.from_url(_url())
+        for key in rc.scan_iter(match=f"{prefix}:*", count=5000):
+            rc.unlink(key)  # one key a call: keys of one batch are on many slots
+        rc.close()
+        return
     r = sync_redis.Redis.from_url(_url())
     batch: list[bytes] = []
     for key in r.scan_iter(match=f"{prefix}:*", count=5000):
