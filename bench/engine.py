@@ -163,14 +163,9 @@ async def _materialize(args: argparse.Namespace, prefix: str, overlap: str) -> d
     store = new_store(prefix, args.partitions)
     await store.preload()
     due = 1_900_000_000_000_000
+    url = "http://127.0.0.1:9/h"
     await seed_cues(
-        store,
-        args.cues,
-        cron="*/5 * * * *",
-        transport="webhook",
-        url="http://127.0.0.1:9/h",
-        due=due,
-        overlap=overlap,
+        store, args.cues, cron="*/5 * * * *", transport="webhook", url=url, due=due, overlap=overlap
     )
     clock = FrozenClock(due + 100_000)
     sched = Scheduler(store, clock)
