@@ -12,6 +12,7 @@ from cuefast.clock import FrozenClock
 from cuefast.config import Settings
 from cuefast.engine.scheduler import PLAN_RETRY_US, Scheduler
 from cuefast.ids import scheduled_execution_id
+from cuefast.store.schedule import DueCue
 from cuefast.times import parse_datetime
 from tests.conftest import Api, assert_error, make_api
 
@@ -158,6 +159,27 @@ async def test_remembered_next_runs_of_moved_or_deleted_cues(env: tuple[Api, Fro
     assert len(await executions(api, key, paused["id"])) == 1
     assert len(await executions(api, key, kept["id"])) == 2
     assert await Scheduler(api.rt.store, clock).tick() == 0
+
+
+def test_remembered_cues_come_due_by_next_run(env: tuple[Api, FrozenClock, Scheduler]) -> None:
+    """The remembered cues (bucketed by next run) come back once each, only when due, oldest run
+    first; a cue remembered at two runs comes back as remembered last."""
+    _, _, sched = env
+    a10, b10, a20, c30 = (
+        DueCue("a", 10, "s1", "acct"),
+        DueCue("b", 10, "s1", "acct"),
+        DueCue("a", 20, "s2", "acct"),
+        DueCue("c", 30, "s1", "acct"),
+    )
+    for row in (c30, a10, b10, a20):
+        sched._expect(3, row)
+    assert sched._expected_n == 4
+    assert sched._expected_due(3, 9) == [] and sched._expected_due(2, 30) == []
+    assert sched._expected_due(3, 25) == [a20, b10]  # "a" once, as remembered at run 20
+    assert sched._expected_n == 1
+    assert sched._expected_due(3, 25) == []
+    assert sched._expected_due(3, 30) == [c30]
+    assert sched._expected_n == 0
 
 
 async def test_cues_beyond_the_memory_cap_are_read(

@@ -159,9 +159,11 @@ class Scheduler:
         )
         """CUEFAST_WORKER_UNCLAIMED_SECONDS in µs when this scheduler runs the worker steps (then
         ``due_work`` also wakes it for lease expiries and missed-claim timeouts)"""
-        self._expected: dict[int, list[tuple[int, DueCue]]] = {}
-        """per partition, a heap of (next run, the cue as it was planned) of the cues this
-        scheduler moved: planned again without a read when due (``_cues``)"""
+        self._expected: dict[int, tuple[list[int], dict[int, list[DueCue]]]] = {}
+        """per partition, the cues this scheduler moved, as they were planned, by next run: a heap
+        of the next runs and each one's cues (a top-of-minute burst shares one next run: a heap of
+        (next run, cue) compared the cues field by field, ~2.6 µs a cue); planned again without a
+        read when due (``_cues``)"""
         self._expected_n = 0
 
     async def tick(
@@ -298,19 +300,29 @@ class Scheduler:
     def _expected_due(self, p: int, now: int) -> list[DueCue]:
         """The cues this scheduler moved to a next run ≤ ``now`` on partition ``p`` (popped: each
         is sent once; the script's CAS drops any that a PATCH or another scheduler moved since)."""
-        heap = self._expected.get(p)
-        if not heap:
+        expected = self._expected.get(p)
+        if not expected:
             return []
+        heap, by_run = expected
         rows: dict[str, DueCue] = {}
-        while heap and heap[0][0] <= now:
-            row = heapq.heappop(heap)[1]
-            rows[row.cue_id] = row
-            self._expected_n -= 1
+        while heap and heap[0] <= now:
+            bucket = by_run.pop(heapq.heappop(heap))
+            self._expected_n -= len(bucket)
+            for row in bucket:  # the last one remembered for a cue wins
+                rows[row.cue_id] = row
         return list(rows.values())
 
     def _expect(self, p: int, row: DueCue) -> None:
         if self._expected_n < EXPECT_MAX:
-            heapq.heappush(self._expected.setdefault(p, []), (row.due_us, row))
+            expected = self._expected.get(p)
+            if expected is None:
+                expected = self._expected[p] = ([], {})
+            bucket = expected[1].get(row.due_us)
+            if bucket is None:
+                expected[1][row.due_us] = [row]
+                heapq.heappush(expected[0], row.due_us)
+            else:
+                bucket.append(row)
             self._expected_n += 1
 
     async def _cues(self, p: int, now: int, quota: dict[str, bool]) -> int:

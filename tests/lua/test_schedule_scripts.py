@@ -92,6 +92,25 @@ async def test_materialize_webhook_slots_become_queued_executions(store: Store) 
     assert await dirty(store, k.part(p)) == {f"cue:{CUE}", *(f"exec:{e}" for e in ids)}
 
 
+async def test_materialize_indexes_a_cue_with_one_slot_and_a_cue_with_several(store: Store) -> None:
+    """A cue's one new execution goes into its cue registry at once, several are collected and
+    written after the plan: both end up counted and listed the same (also with an execution the
+    cue had before, and in the account's registry)."""
+    k = store.keys
+    p = await put_cue(store, nr=NOW - MIN)
+    assert await put_cue(store, SIBLING, nr=NOW) == p
+    _, old = await put_execution(store, SIBLING, st="success")
+    plan = [line(CUE, p, NOW - MIN, NOW + MIN, [NOW - MIN, NOW]), line(SIBLING, p, NOW, NOW + MIN, [NOW])]
+    assert await store.schedule.materialize(p, NOW, plan) == Materialized(3, 0, {})
+    assert await store.redis.hgetall(k.ix_cue(CUE)) == {"pending||": "2"}
+    assert await store.redis.hgetall(k.ix_cue(SIBLING)) == {"pending||": "1", "success||": "1"}
+    assert await store.redis.hgetall(k.ix_account(p, ACCT)) == {"pending||": "3", "success||": "1"}
+    for cue_id, slot in ((CUE, NOW - MIN), (CUE, NOW), (SIBLING, NOW)):
+        eid = scheduled_execution_id(cue_id, slot, p)
+        assert await listed(store, ACCT, eid, cue_id) == NOW
+    assert await listed(store, ACCT, old, SIBLING) is not None
+
+
 async def test_materialize_a_slot_already_materialized_is_not_created_twice(store: Store) -> None:
     """A second scheduler (or a retried pass) planning the same slot finds its execution: the
     cue's next run still advances, nothing is created or queued again."""

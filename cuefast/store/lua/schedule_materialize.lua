@@ -46,6 +46,7 @@
 --!include set_cue_status
 --!include exec_index
 --!include overlap
+local call, sub, argv = redis.call, string.sub, ARGV  -- (locals: a global is a table lookup)
 local now = ARGV[1]
 local pfx = ARGV[2]
 local members = ARGV[3]
@@ -74,9 +75,10 @@ local CHUNK = 1000  -- values per call, well inside Lua's unpack limit
 local l_cue, l_exp, l_sch, l_new, l_block, l_first, l_last = {}, {}, {}, {}, {}, {}, {}
 local s_slot, s_eid, s_ek = {}, {}, {}
 local s_fire = {}  -- jitter: slot index → fire_at µs (only slots of cues with jitter)
-local a, nargs = 5, #ARGV
+local a, nargs = 5, #argv
+local nc, ns = 0, 0  -- cues and slots read so far (counters: `#t` is a search)
 while a <= nargs do
-  local count, block = ARGV[a + 4], ''
+  local count, block = argv[a + 4], ''
   local k = tonumber(count)
   -- jitter: flag "j", a third word per slot (its fire_at)
   local width = 2
@@ -86,28 +88,31 @@ while a <= nargs do
     if string.find(flags, 'b', 1, true) then block = 'b' end
     if string.find(flags, 'j', 1, true) then width = 3 end
   end
-  local i = #l_cue + 1
-  l_cue[i], l_exp[i], l_sch[i], l_new[i], l_block[i], l_first[i] =
-    ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], block, #s_ek + 1
+  nc = nc + 1
+  l_cue[nc], l_exp[nc], l_sch[nc], l_new[nc], l_block[nc], l_first[nc] =
+    argv[a], argv[a + 1], argv[a + 2], argv[a + 3], block, ns + 1
   a = a + 5
   for _ = 1, k do
-    local j, eid = #s_ek + 1, ARGV[a + 1]
-    s_slot[j], s_eid[j], s_ek[j] = ARGV[a], eid, exec_pfx .. eid
-    if width == 3 then s_fire[j] = ARGV[a + 2] end
+    local eid = argv[a + 1]
+    ns = ns + 1
+    s_slot[ns], s_eid[ns], s_ek[ns] = argv[a], eid, exec_pfx .. eid
+    if width == 3 then s_fire[ns] = argv[a + 2] end
     a = a + width
   end
-  l_last[i] = #s_ek
+  l_last[nc] = ns
 end
 local any_exists = false  -- else only a slot repeated within this plan can find its execution
 local made = {}  -- execution keys created by this call
-for i = 1, #s_ek, CHUNK do
-  if redis.call('EXISTS', unpack(s_ek, i, math.min(i + CHUNK - 1, #s_ek))) > 0 then any_exists = true end
+for i = 1, ns, CHUNK do
+  if call('EXISTS', unpack(s_ek, i, math.min(i + CHUNK - 1, ns))) > 0 then any_exists = true end
 end
 
-for i = 1, #l_cue do
+for i = 1, nc do
   local cue_id, new_nr, block = l_cue[i], l_new[i], l_block[i]
   local ck = cue_pfx .. cue_id
-  local c = redis.call('HMGET', ck, 'status', 'nr', 'acct', 'tr', 'fc', 'pl', 'sch', 'ov', 'rx', 'bw')
+  -- (the overlap fields 'rx' and 'bw' are read only for a cue with a policy: an absent field
+  -- costs a scan of the whole hash)
+  local c = call('HMGET', ck, 'status', 'nr', 'acct', 'tr', 'fc', 'pl', 'sch', 'ov')
   if not c[1] then
     due_rem[#due_rem + 1] = cue_id
     skipped = skipped + 1
@@ -123,19 +128,24 @@ for i = 1, #l_cue do
     local tk, ag = nil, nil
     local last = nil
     local ov = block ~= 'b' and c[8] ~= 'allow' and c[8]  -- a policy (a blocked slot is final at once)
+    if ov then
+      local o = call('HMGET', ck, 'rx', 'bw')
+      c[9], c[10] = o[1], o[2]
+    end
     local busy, rx = ov and ov_running(pfx, c[9]), nil
     -- buffer_one: an execution already waiting ('bw', still pending) takes the one place
-    local waiting = ov == 'buffer_one' and c[10] and redis.call('HGET', exec_pfx .. c[10], 'st') == 'pending'
+    local waiting = ov == 'buffer_one' and c[10] and call('HGET', exec_pfx .. c[10], 'st') == 'pending'
     local held = false  -- the last new slot was not released to run (a one-time cue then fails)
+    local once = l_first[i] == l_last[i]  -- one slot: its cue registry entries written at once
     for j = l_first[i], l_last[i] do
       local slot, eid, ek = s_slot[j], s_eid[j], s_ek[j]
       last = slot
-      if not made[ek] and (not any_exists or redis.call('EXISTS', ek) == 0) then
+      if not made[ek] and (not any_exists or call('EXISTS', ek) == 0) then
         made[ek] = true
         local m = nil  -- the slot's index member, when the scheduler sent them
-        if members ~= '' then m = string.sub(members, j * 16 - 15, j * 16) end
+        if members ~= '' then m = sub(members, j * 16 - 15, j * 16) end
         if not pl then
-          local blob = redis.call('GET', ck .. ':cfg')  -- "<config JSON>\n<payload JSON>"
+          local blob = call('GET', ck .. ':cfg')  -- "<config JSON>\n<payload JSON>"
           pl = blob and string.sub(blob, string.find(blob, '\n', 1, true) + 1) or '{}'
         end
         dirt[#dirt + 1] = 'exec:' .. eid
@@ -161,32 +171,32 @@ for i = 1, #l_cue do
           elseif ov == 'buffer_one' then
             em = OV_SKIPPED_WAITING
           end
-          local ix = exec_index_new(pfx, eid, acct, cue_id, now, st, '', zadds, counts, m)
-          redis.call('HSET', ek, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
+          local ix = exec_index_new(pfx, eid, acct, cue_id, now, st, '', zadds, counts, m, once)
+          call('HSET', ek, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
             'st', st, 'ca', now, 'ua', now, 'em', em, 'pl', pl, 'ix', ix)
         elseif block == 'b' then
-          local ix = exec_index_new(pfx, eid, acct, cue_id, now, 'failed', '', zadds, counts, m)
-          redis.call('HSET', ek, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
+          local ix = exec_index_new(pfx, eid, acct, cue_id, now, 'failed', '', zadds, counts, m, once)
+          call('HSET', ek, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
             'st', 'failed', 'ca', now, 'ua', now, 'em', BLOCKED, 'pl', pl, 'ix', ix)
           blocked[acct] = (blocked[acct] or 0) + 1
         else
           -- absent fields mean their defaults: attempts 0, triggered_by scheduled (lib/one_time.lua),
           -- updated = created
-          local ix = exec_index_new(pfx, eid, acct, cue_id, now, 'pending', '', zadds, counts, m)
-          redis.call('HSET', ek, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
+          local ix = exec_index_new(pfx, eid, acct, cue_id, now, 'pending', '', zadds, counts, m, once)
+          call('HSET', ek, 'cue', cue_id, 'acct', acct, 'tr', tr, 'sf', slot,
             'st', 'pending', 'ca', now, 'pl', pl, 'ix', ix)
         end
         if ov and mode == 'run' then busy, rx = true, eid end
         if mode == 'wait' then
           waiting = true
-          redis.call('HSET', ck, 'bw', eid)
+          call('HSET', ck, 'bw', eid)
         end
         held = mode == 'skip' or mode == 'cancel'
         -- jitter: record fire_at; available from then on (the slot's score becomes fire_at)
         local avail = slot
         local fire = s_fire[j]
         if fire then
-          redis.call('HSET', ek, 'ft', fire)
+          call('HSET', ek, 'ft', fire)
           avail = fire
         end
         if block == 'b' or mode ~= 'run' then
@@ -195,12 +205,12 @@ for i = 1, #l_cue do
           if fire and tonumber(fire) > tonumber(now) then
             add(pfx .. 'delayed', fire, eid)  -- jitter: queued by schedule_move_delayed.lua at fire_at
           else
-            redis.call('XADD', KEYS[2], '*', 'e', eid)
+            call('XADD', KEYS[2], '*', 'e', eid)
           end
         else
           if tk == nil then tk, ag = task_agent(pl) end
-          if tk ~= '' then redis.call('HSET', ek, 'tk', tk) end
-          if ag ~= '' then redis.call('HSET', ek, 'ag', ag) end
+          if tk ~= '' then call('HSET', ek, 'tk', tk) end
+          if ag ~= '' then call('HSET', ek, 'ag', ag) end
           for _, wk in ipairs(work_keys(pfx, acct, tk, ag)) do add(wk, avail, eid) end
           add(pfx .. 'unclaimed', avail, eid)
           signal[acct] = true
@@ -211,18 +221,18 @@ for i = 1, #l_cue do
     created = created + fired
     local fc = string.format('%d', (tonumber(c[5]) or 0) + fired)  -- not "%.14g" (slower)
     dirt[#dirt + 1] = 'cue:' .. cue_id
-    if rx then redis.call('HSET', ck, 'rx', rx) end
+    if rx then call('HSET', ck, 'rx', rx) end
     if new_nr == '-' then
-      redis.call('HSET', ck, 'nr', '', 'fc', fc)
-      if last then redis.call('HSET', ck, 'fa', last) end
+      call('HSET', ck, 'nr', '', 'fc', fc)
+      if last then call('HSET', ck, 'fa', last) end
       due_rem[#due_rem + 1] = cue_id
     else
-      redis.call('HSET', ck, 'nr', new_nr, 'fc', fc)
+      call('HSET', ck, 'nr', new_nr, 'fc', fc)
       add(KEYS[1], new_nr, cue_id)
     end
     if held and new_nr == '-' then set_cue_status(pfx, cue_id, acct, 'failed') end
     if block == 'b' and fired > 0 then
-      redis.call('HSET', ck, 'lr', now)
+      call('HSET', ck, 'lr', now)
       if new_nr == '-' then set_cue_status(pfx, cue_id, acct, 'failed') end
     end
   end
@@ -230,11 +240,11 @@ end
 
 for key, t in pairs(zadds) do
   for i = 1, #t, CHUNK do
-    redis.call('ZADD', key, unpack(t, i, math.min(i + CHUNK - 1, #t)))
+    call('ZADD', key, unpack(t, i, math.min(i + CHUNK - 1, #t)))
   end
 end
 for i = 1, #due_rem, CHUNK do
-  redis.call('ZREM', KEYS[1], unpack(due_rem, i, math.min(i + CHUNK - 1, #due_rem)))
+  call('ZREM', KEYS[1], unpack(due_rem, i, math.min(i + CHUNK - 1, #due_rem)))
 end
 exec_index_flush(counts)
 dirty_flush(marks)
@@ -243,9 +253,9 @@ local bl = {}
 for acct, n in pairs(blocked) do bl[#bl + 1] = acct; bl[#bl + 1] = n end
 local rows = {}
 if ARGV[4] ~= '0' then
-  local head = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, ARGV[4])
+  local head = call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES', 'LIMIT', 0, ARGV[4])
   for i = 1, #head, 2 do
-    local c = redis.call('HMGET', cue_pfx .. head[i], 'sch', 'acct')
+    local c = call('HMGET', cue_pfx .. head[i], 'sch', 'acct')
     rows[#rows + 1] = head[i]
     rows[#rows + 1] = head[i + 1]
     rows[#rows + 1] = c[1] or ''
