@@ -132,7 +132,7 @@ def render_executions(rows: list[dict[str, str] | None]) -> list[dict[str, Any]]
 
 
 _ENCODER = msgspec.json.Encoder()
-_RENDERED: dict[tuple[str, ...], msgspec.Raw] = {}
+_RENDERED: dict[tuple[str, str], msgspec.Raw] = {}
 _RENDERED_BYTES = [0]
 RENDERED_MAX_BYTES = 16 << 20
 """what the rendered rows a process remembers may hold (hash + JSON; emptied when full)"""
@@ -178,26 +178,25 @@ def _last_created(listing: Listing, limit: int) -> tuple[int, str]:
     if listing.created_us is not None:
         return listing.created_us[limit - 1], eid
     assert listing.rows is not None
-    flat = listing.rows[limit - 1]
-    fields = dict(zip(flat[::2], flat[1::2], strict=True))
-    return int(fields.get("ca") or 0), eid
+    h = execution_of(eid, listing.rows[limit - 1])
+    return int((h or {}).get("ca") or 0), eid
 
 
-def render_listed(ids: Sequence[str], rows: Sequence[Sequence[str]]) -> list[Any]:
+def render_listed(ids: Sequence[str], rows: Sequence[str]) -> list[Any]:
     """A listing's rows as a script returned them (``Listing.rows``), each rendered to JSON once
-    per distinct stored hash: the key is the id with every field and value, so any change to
+    per distinct stored hash: the key is the id with the hash's JSON text, so any change to
     the hash is a new key, and ``render_execution`` reads nothing else. A listing polled again
     (an agent's loop, a dashboard) re-renders only what changed. Bounded in bytes; a row with a
     large payload, or whose render logged a data error (it logs again next time), is not
     remembered; gone and unrenderable rows are left out."""
     out: list[Any] = []
-    for eid, flat in zip(ids, rows, strict=True):
-        if not flat:
+    for eid, row in zip(ids, rows, strict=True):
+        if not row:
             continue
-        key = (eid, *flat)
+        key = (eid, row)
         raw = _RENDERED.get(key)
         if raw is None:
-            h = execution_of(eid, flat)
+            h = execution_of(eid, row)
             assert h is not None
             errors = data_errors()
             try:

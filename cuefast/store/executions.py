@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple
 
+import msgspec
 import redis.asyncio as aioredis
 from redis.client import NEVER_DECODE
 
@@ -90,12 +91,15 @@ def _execution(execution_id: str, data: Mapping[Any, Any]) -> Execution | None:
     return {"id": execution_id, **{str(k): str(v) for k, v in data.items()}}
 
 
-def execution_of(execution_id: str, flat: Sequence[str]) -> Execution | None:
-    """A hash a script returned (HGETALL's flat field, value list: ``Listing.rows``) as an
-    Execution (None: the hash is gone)."""
-    if not flat:
+_ROW = msgspec.json.Decoder(list[str])
+
+
+def execution_of(execution_id: str, row: str) -> Execution | None:
+    """A hash as ``executions_list.lua`` returns it (``Listing.rows``: the JSON array of HGETALL's
+    fields and values) as an Execution (None: the hash is gone, "")."""
+    if not row:
         return None
-    it = iter(flat)
+    it = iter(_ROW.decode(row))
     h: Execution = dict(zip(it, it, strict=True))  # the wire decodes replies: str already
     h["id"] = execution_id
     return h
@@ -117,14 +121,15 @@ def list_rows(reply: Sequence[Any]) -> list[tuple[int, str]]:
 class Listing(NamedTuple):
     """``executions.listing``: the page's ids (newest first), the filtered total, the earliest
     claimed_at µs in the filtered set (None: none has one), the replies of ``also``, and the
-    page's hashes when the script could return them (one registry read), each as HGETALL's flat
-    field, value list ([] = gone: ``execution_of``); None: read them with ``get_many``."""
+    page's hashes when the script could return them (one registry read), each as the JSON text
+    of HGETALL's flat field, value list ("" = gone: ``execution_of``); None: read them with
+    ``get_many``."""
 
     ids: list[str]
     total: int
     oldest_claimed_us: int | None
     extra: list[Any]
-    rows: list[list[str]] | None = None
+    rows: list[str] | None = None
     created_us: list[int] | None = None
     """each page id's created µs, when the reply carried them (None with ``rows``: the rows do)"""
 

@@ -113,6 +113,11 @@ async def test_a_listing_finds_executions_on_every_partition_of_the_account(api:
     }
 
 
+def _row(flat: list[str]) -> str:
+    """A hash as ``executions_list.lua`` returns it: the JSON array of HGETALL's reply."""
+    return msgspec.json.encode(flat).decode()
+
+
 def test_rendered_rows_are_reused_only_for_the_same_stored_hash(caplog: Any) -> None:
     """``render_listed``: the same JSON as rendering the hash; reused only while every field and
     value is the same; a row with a data error is rendered (and logged) every time."""
@@ -131,21 +136,21 @@ def test_rendered_rows_are_reused_only_for_the_same_stored_hash(caplog: Any) -> 
         "ca",
         "1796000000000000",
     ]
-    [first] = svc.render_listed([eid], [flat])
+    [first] = svc.render_listed([eid], [_row(flat)])
     want = msgspec.json.encode(
         svc.render_execution({"id": eid, **dict(zip(flat[::2], flat[1::2], strict=True))})
     )
     assert bytes(first) == want
-    [again] = svc.render_listed([eid], [list(flat)])
+    [again] = svc.render_listed([eid], [_row(list(flat))])
     assert again is first
     changed = [*flat[:5], "success", *flat[6:]]
-    [other] = svc.render_listed([eid], [changed])
+    [other] = svc.render_listed([eid], [_row(changed)])
     assert msgspec.json.decode(bytes(other))["status"] == "success"
-    assert svc.render_listed([eid, eid], [[], changed]) == [other]  # a gone hash is left out
+    assert svc.render_listed([eid, eid], ["", _row(changed)]) == [other]  # a gone hash is left out
     bad = [*flat[:7], "not-a-time", *flat[8:]]
     caplog.set_level(logging.ERROR, logger="cuefast.data")
     for _ in range(2):
-        [row] = svc.render_listed([eid], [bad])
+        [row] = svc.render_listed([eid], [_row(bad)])
         assert msgspec.json.decode(bytes(row))["scheduled_for"] is None
     assert sum("scheduled_for" in r.getMessage() for r in caplog.records) == 2
 
@@ -156,8 +161,8 @@ def test_a_large_row_is_not_remembered() -> None:
     eid = str(uuid.uuid4())
     big = msgspec.json.encode({"blob": "x" * svc.RENDERED_ROW_MAX}).decode()
     flat = ["cue", "cue_aaaaaaaaaaaa", "acct", "a", "st", "pending", "ca", "1796000000000000", "pl", big]
-    [first] = svc.render_listed([eid], [flat])
-    [again] = svc.render_listed([eid], [flat])
+    [first] = svc.render_listed([eid], [_row(flat)])
+    [again] = svc.render_listed([eid], [_row(flat)])
     assert again is not first and bytes(again) == bytes(first)
 
 

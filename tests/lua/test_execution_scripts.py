@@ -582,5 +582,20 @@ async def test_listing_reads_the_partitions_given_and_returns_rows_from_one(stor
     kept = await store.redis.hgetall(k.execution(p, ids[2]))
     await store.redis.delete(k.execution(p, ids[2]))  # a hash gone while still indexed: None
     gone = await store.executions.listing(ACCT, offset=1, limit=3, partitions=[p], rows=True)
-    assert gone.rows is not None and gone.rows[1] == [] and execution_of(ids[2], []) is None
+    assert gone.rows is not None and gone.rows[1] == "" and execution_of(ids[2], "") is None
     await store.redis.hset(k.execution(p, ids[2]), mapping=kept)
+
+
+async def test_listing_rows_carry_any_text_exactly(store: Store) -> None:
+    """A row comes back as the JSON text of its hash (Lua's cjson): quotes, backslashes,
+    slashes, control characters, non-ASCII and empty values read back exactly as ``get_many``
+    reads them."""
+    await put_cue(store)
+    awkward = '{"q":"a \\"quoted\\" \\\\ back/slash","t":"tab\\tnl\\n","u":"héllo ✓ 𝄞","c":"\\u0001"}'
+    _, eid = await put_execution(store, pl=awkward, rs='line\nbreak\t\x01 "/\\ é 𝄞', ev="", ou="{}")
+    p = store.keys.cue_partition(CUE)
+    got = await store.executions.listing(ACCT, offset=0, limit=1, partitions=[p], rows=True)
+    assert got.ids == [eid] and got.rows is not None
+    [stored] = await store.executions.get_many([eid])
+    assert execution_of(eid, got.rows[0]) == stored
+    assert stored is not None and stored["pl"] == awkward

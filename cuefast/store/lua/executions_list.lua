@@ -15,8 +15,10 @@
   ARGV[7..] statuses: any of these (none = any status)
   returns {total, earliest claimed_at µs ("" = none), rows, members…}: without ARGV[4], rows is
     {} and the members are id, created µs, … up to depth pairs, newest first (ties: id
-    descending); with it, rows holds the HGETALL of each member of the page (ranks rows_from to
-    depth - 1; {} when gone) and the members are the page's ids alone, in the same order ]]
+    descending); with it, rows holds each member of the page's hash (ranks rows_from to
+    depth - 1) as the JSON array of its HGETALL's fields and values ("" when gone: one string
+    per row, 20 reply strings for a page and not 20 × 40) and the members are the page's ids
+    alone, in the same order ]]
 --!include exec_index
 local depth = tonumber(ARGV[1])
 local want_os, want_tb = ARGV[2], ARGV[3]
@@ -53,6 +55,12 @@ for i = 1, #cells, 2 do
   end
 end
 local rows = {}
+-- a member's hash as one JSON text ("" when gone)
+local function row(id)
+  local h = redis.call('HGETALL', rows_prefix .. id)
+  if #h == 0 then return '' end
+  return cjson.encode(h)
+end
 local out = {total, oldest and string.format('%d', oldest) or '', rows}
 local page = rows_prefix ~= ''
 if depth <= rows_from or #zsets == 0 then return out end
@@ -60,7 +68,7 @@ if page and #zsets == 1 and not after_s then  -- one cell: the page is one range
   local members = redis.call('ZREVRANGE', zsets[1], rows_from, depth - 1)
   for j = 1, #members do
     local id = ix_id(members[j])
-    rows[j] = redis.call('HGETALL', rows_prefix .. id)
+    rows[j] = row(id)
     out[j + 3] = id
   end
   return out
@@ -131,7 +139,7 @@ while rank < depth and n > 0 do
     out[#out + 1] = l[a + 1]
   elseif rank >= rows_from then
     local id = ix_id(l[a])
-    rows[#rows + 1] = redis.call('HGETALL', rows_prefix .. id)
+    rows[#rows + 1] = row(id)
     out[#out + 1] = id
   end
   at[best] = a + 2
