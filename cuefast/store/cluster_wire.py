@@ -31,7 +31,8 @@ elected it.
 
 A node that hangs — a stopped or stuck process, a silent network: its connections stay open and
 nothing comes back, so no connection error ever comes — is treated the same way after
-``HANG_S``: a node that has not answered its share of a call within that long gets a
+``HANG_S``: a node that has not answered its share of a call within that long, and has sent
+nothing at all for that long (a node busy answering other callers is alive), gets a
 ``RedisTimeoutError`` in place of each of its commands (the call returns the other nodes'
 replies), and from then on the node is *silent*: every later call fails its share at once,
 without sending or waiting, until the send that found it silent ends (the node answered, or its
@@ -49,7 +50,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -85,13 +86,28 @@ class Silent(RedisTimeoutError):
     sent because the node is silent: whether it ran is unknown (an ``UNREACHABLE`` error)."""
 
 
-async def _answers(sends: Sequence[asyncio.Future[list[Any]]], patience_s: float) -> list[Any]:
-    """Each node's replies or its exception; a node still silent after ``patience_s`` is a
-    ``Silent`` error (the send goes on; its outcome is dropped)."""
-    _, pending = await asyncio.wait(sends, timeout=patience_s)
+async def _answers(
+    sends: Sequence[asyncio.Future[list[Any]]],
+    patience_s: float,
+    heard: Callable[[int], float] = lambda _: 0.0,
+) -> list[Any]:
+    """Each node's replies or its exception; a send unanswered after ``patience_s`` whose node
+    has sent nothing for that long either (``heard(i)``: when send ``i``'s node last sent
+    anything, event loop time) is a ``Silent`` error (the send goes on; its outcome is
+    dropped). A node still answering other callers is waited for: a long call is not a hang."""
+    loop = asyncio.get_running_loop()
+    pending: set[asyncio.Future[list[Any]]] = set(sends)
+    silent: set[asyncio.Future[list[Any]]] = set()
+    while pending:
+        _, pending = await asyncio.wait(pending, timeout=patience_s)
+        now = loop.time()
+        for i, send in enumerate(sends):
+            if send in pending and now - heard(i) >= patience_s:
+                pending.discard(send)
+                silent.add(send)
     out: list[Any] = []
     for send in sends:
-        if send in pending:
+        if send in silent:
             send.add_done_callback(_drop)
             out.append(Silent(f"no answer within {patience_s:g} s"))
         else:
@@ -220,7 +236,10 @@ class ClusterWire:
         sends = [
             asyncio.ensure_future(self._send(n, [commands[i] for i in idx])) for n, idx in groups.items()
         ]
-        results = await _answers(sends, self.hang_s if patience_s is None else patience_s)
+        names = list(groups)
+        results = await _answers(
+            sends, self.hang_s if patience_s is None else patience_s, lambda i: self._heard_at(names[i])
+        )
         redo: list[int] = []
         asks: list[tuple[int, str]] = []
         moved = wait = False
@@ -292,6 +311,10 @@ class ClusterWire:
             )
         return wire
 
+    def _heard_at(self, name: str) -> float:
+        wire = self._wires.get(name)
+        return 0.0 if wire is None else wire.heard()
+
     def _hush(self, name: str, send: asyncio.Future[list[Any]]) -> None:
         """``name`` did not answer ``send`` in time: silent until ``send`` ends; the slot map is
         re-read before the next call (its replica may be promoted by then)."""
@@ -339,7 +362,7 @@ class ClusterWire:
         """``command`` on the node importing its slot, right after ``ASKING`` (one write): its
         reply, and whether the node could not be reached (the reply is then that error)."""
         send = asyncio.ensure_future(self._send(target, [("ASKING",), command]))
-        res = (await _answers([send], self.hang_s))[0]
+        res = (await _answers([send], self.hang_s, lambda _: self._heard_at(target)))[0]
         if isinstance(res, Silent) and not send.done():
             self._hush(target, send)
         if isinstance(res, UNREACHABLE):

@@ -153,12 +153,15 @@ class _Connection(asyncio.Protocol):
         self.watching = False
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self.heard = loop.time()
+        """when Redis last sent anything on this connection (``Wire.heard``)"""
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
+        self.heard = self.loop.time()
         reader = self.reader
         reader.feed(data)
         waiting = self.waiting
@@ -401,6 +404,11 @@ class Wire:
                     err = error(reply)
                     raise err if isinstance(err, RedisConnectionError) else AuthenticationError(str(err))
         return conn
+
+    def heard(self) -> float:
+        """When (event loop time) this Redis last sent anything on an open connection (0: none
+        open): a node answering other callers is alive, however long one call takes."""
+        return max((c.heard for c in self._slots if c is not None and not c.closed), default=0.0)
 
     async def aclose(self) -> None:
         loop = asyncio.get_running_loop()
