@@ -89,22 +89,25 @@ class Silent(RedisTimeoutError):
 async def _answers(
     sends: Sequence[asyncio.Future[list[Any]]],
     patience_s: float,
-    heard: Callable[[int], float] = lambda _: 0.0,
+    heard: Callable[[int], int] = lambda _: 0,
 ) -> list[Any]:
     """Each node's replies or its exception; a send unanswered after ``patience_s`` whose node
-    has sent nothing for that long either (``heard(i)``: when send ``i``'s node last sent
-    anything, event loop time) is a ``Silent`` error (the send goes on; its outcome is
-    dropped). A node still answering other callers is waited for: a long call is not a hang."""
-    loop = asyncio.get_running_loop()
+    sent nothing during that time either (``heard(i)``: a count of what send ``i``'s node
+    sent, ``Wire.heard``) is a ``Silent`` error (the send goes on; its outcome is dropped). A
+    node still answering other callers is waited for another ``patience_s``: a long call is
+    not a hang."""
     pending: set[asyncio.Future[list[Any]]] = set(sends)
     silent: set[asyncio.Future[list[Any]]] = set()
+    counts = [heard(i) for i in range(len(sends))]
     while pending:
         _, pending = await asyncio.wait(pending, timeout=patience_s)
-        now = loop.time()
         for i, send in enumerate(sends):
-            if send in pending and now - heard(i) >= patience_s:
-                pending.discard(send)
-                silent.add(send)
+            if send in pending:
+                count = heard(i)
+                if count == counts[i]:
+                    pending.discard(send)
+                    silent.add(send)
+                counts[i] = count
     out: list[Any] = []
     for send in sends:
         if send in silent:
@@ -311,9 +314,9 @@ class ClusterWire:
             )
         return wire
 
-    def _heard_at(self, name: str) -> float:
+    def _heard_at(self, name: str) -> int:
         wire = self._wires.get(name)
-        return 0.0 if wire is None else wire.heard()
+        return 0 if wire is None else wire.heard()
 
     def _hush(self, name: str, send: asyncio.Future[list[Any]]) -> None:
         """``name`` did not answer ``send`` in time: silent until ``send`` ends; the slot map is

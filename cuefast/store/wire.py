@@ -153,15 +153,15 @@ class _Connection(asyncio.Protocol):
         self.watching = False
         self.transport: asyncio.Transport | None = None
         self.closed = False
-        self.heard = loop.time()
-        """when Redis last sent anything on this connection (``Wire.heard``)"""
+        self.reads = 0
+        """socket reads that brought data (``Wire.heard``)"""
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
-        self.heard = self.loop.time()
+        self.reads += 1
         reader = self.reader
         reader.feed(data)
         waiting = self.waiting
@@ -405,10 +405,10 @@ class Wire:
                     raise err if isinstance(err, RedisConnectionError) else AuthenticationError(str(err))
         return conn
 
-    def heard(self) -> float:
-        """When (event loop time) this Redis last sent anything on an open connection (0: none
-        open): a node answering other callers is alive, however long one call takes."""
-        return max((c.heard for c in self._slots if c is not None and not c.closed), default=0.0)
+    def heard(self) -> int:
+        """How many times this Redis sent anything on the open connections: a count that moves
+        while the node answers other callers (alive, however long one call takes)."""
+        return sum(c.reads for c in self._slots if c is not None and not c.closed)
 
     async def aclose(self) -> None:
         loop = asyncio.get_running_loop()
