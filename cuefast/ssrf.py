@@ -41,6 +41,7 @@ every address at save time and at delivery time.
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import re
 import socket
@@ -149,8 +150,10 @@ def _embedded_v4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
     return ip.sixtofour
 
 
+@functools.lru_cache(maxsize=4096)
 def is_blocked_ip(ip: IPAddress, policy: Policy) -> bool:
-    """True when ``ip`` lies in a range the policy blocks (§14)."""
+    """True when ``ip`` lies in a range the policy blocks (§14); remembered (a pure function:
+    a fleet's callbacks resolve to few addresses, and each is judged once per delivery)."""
     if isinstance(ip, ipaddress.IPv6Address):
         inner = _embedded_v4(ip)
         if inner is not None and is_blocked_ip(inner, policy):
@@ -222,8 +225,10 @@ def _host_port(netloc: str, default_port: int) -> tuple[str, int, IPAddress | No
     return None
 
 
+@functools.lru_cache(maxsize=1024)
 def _parse(url: str, policy: Policy) -> _URL | str:
-    """The URL split and normalised, or the text of the first failing rule 1–4."""
+    """The URL split and normalised, or the text of the first failing rule 1–4. A pure function
+    of its arguments (no DNS), remembered: a fleet creates many cues with the same callback."""
     parts: SplitResult | None
     try:
         parts = urlsplit(url)

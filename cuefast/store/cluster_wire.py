@@ -162,7 +162,7 @@ class ClusterWire:
         self,
         client: aioredis.RedisCluster,
         *,
-        size: int = 2,
+        size: int = 1,
         timeout: float = 60.0,
         replicas: Replicas | None = None,
     ) -> None:

@@ -293,10 +293,12 @@ class Endpoint(NamedTuple):
 
 class Wire:
     """``size`` multiplexed connections to one Redis, opened on first use and reopened after a
-    failure; calls take them in turn."""
+    failure; calls take them in turn. One by default: every command of a loop iteration leaves
+    in one write and comes back in one read (two cost ~10 % more CPU per request in the server
+    and in Redis, bench/README.md)."""
 
     def __init__(
-        self, endpoint: Endpoint, *, size: int = 2, timeout: float = 60.0, replicas: Replicas | None = None
+        self, endpoint: Endpoint, *, size: int = 1, timeout: float = 60.0, replicas: Replicas | None = None
     ) -> None:
         self.endpoint = endpoint
         self.timeout = timeout
