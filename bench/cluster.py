@@ -71,6 +71,40 @@ def _run(what: str, args: argparse.Namespace, url: str, cluster: bool) -> tuple[
     return out.getvalue().strip(), spent
 
 
+CAP_RUNS: tuple[tuple[str, dict[str, object]], ...] = (
+    ("caps", {"kind": "host", "cap": 1000}),
+    ("caps", {"kind": "rate", "cap": 1_000_000}),
+    ("bound", {"kind": "cue", "caps": "4", "executions": 1000}),
+    ("bound", {"kind": "host", "caps": "4", "executions": 1000}),
+    ("bound", {"kind": "rate", "caps": "50", "executions": 500}),
+)
+"""``--what caps``: the delivery caps' cost when they do not bind (``deliver-caps``: a host cap of
+1,000 and a rate of 1,000,000/s on every cue, ``--rounds`` alternated with no cap) and their rate
+when they bind (``deliver-bound``: one cue, a receiver answering in 20 ms)."""
+
+
+def _run_caps(args: argparse.Namespace, url: str, cluster: bool) -> None:
+    """The ``CAP_RUNS`` against ``url``: each one's printed lines and the Redis CPU per primary."""
+    os.environ["CUEFAST_REDIS_URL"] = url
+    os.environ["CUEFAST_REDIS_CLUSTER"] = "true" if cluster else "false"
+    for kind, over in CAP_RUNS:
+        run = argparse.Namespace(**{**vars(args), "delay_ms": 20.0, **over})
+        nodes = primaries(url, cluster)
+        before = cpu_us(nodes)
+        out = io.StringIO()
+        runner = engine.bench_deliver_caps if kind == "caps" else engine.bench_deliver_bound
+        with contextlib.redirect_stdout(out):
+            import uvloop
+
+            uvloop.run(runner(run, f"bench{uuid.uuid4().hex[:8]}"))
+        spent = [b - a for a, b in zip(before, cpu_us(nodes), strict=True)]
+        for n in nodes:
+            n.close()
+        lines = [x for x in out.getvalue().splitlines() if x.startswith(("deliver-caps", "deliver-bound"))]
+        print("\n".join(f"{'cluster' if cluster else '1 Redis':>8}: {x}" for x in lines))
+        print(f"{'':>8}  Redis CPU s per primary: [{', '.join(f'{us / 1e6:.2f}' for us in spent)}]")
+
+
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="./dev bench cluster")
     parser.add_argument("--cues", type=int, default=50_000, help="due cues materialised in one tick")
@@ -83,9 +117,11 @@ def main(argv: list[str]) -> None:
         "--what",
         nargs="+",
         default=["engine", "api"],
-        choices=["engine", "api"],
-        help="engine: materialisation and delivery; api: the HTTP scenarios of ./dev bench api (shared key)",
+        choices=["engine", "api", "caps"],
+        help="engine: materialisation and delivery; api: the HTTP scenarios of ./dev bench api (shared key); "
+        "caps: the delivery caps (CAP_RUNS)",
     )
+    parser.add_argument("--rounds", type=int, default=3, help="caps: rounds of each deliver-caps variant")
     parser.add_argument("--modes", nargs="+", default=list(modes), choices=modes)
     parser.add_argument("--users", type=int, default=50, help="api: locust users")
     parser.add_argument("--seconds", type=int, default=20, help="api: seconds per run")
@@ -106,4 +142,7 @@ def main(argv: list[str]) -> None:
                     print(f"{'':>18}  Redis CPU µs per execution, per primary: [{per}] (sum {total:.1f})")
         if "api" in args.what:
             cluster_api.run(args, single, cluster)
+        if "caps" in args.what:
+            for url, is_cluster in ((single, False), (cluster, True)):
+                _run_caps(args, url, is_cluster)
     asyncio.get_event_loop_policy()  # (uvloop.run leaves no loop behind)

@@ -108,6 +108,14 @@ async def seed_cues(
 
 
 def cleanup(prefix: str) -> None:
+    if os.environ.get("CUEFAST_REDIS_CLUSTER", "").lower() == "true":  # bench/cluster.py: every primary
+        from redis.cluster import RedisCluster
+
+        rc = RedisCluster.from_url(_url())
+        for key in rc.scan_iter(match=f"{prefix}:*", count=5000):
+            rc.unlink(key)  # one key a call: keys of one batch are on many slots
+        rc.close()
+        return
     r = sync_redis.Redis.from_url(_url())
     batch: list[bytes] = []
     for key in r.scan_iter(match=f"{prefix}:*", count=5000):
@@ -126,25 +134,54 @@ def new_store(prefix: str, partitions: int) -> Store:
 
 async def bench_materialize(args: argparse.Namespace, prefix: str) -> None:
     """Two passes of one scheduler: ``cold`` (it has never seen the cues: each is read before it
-    is planned) and ``warm`` (the next slot five minutes later: the cues it moved itself)."""
+    is planned) and ``warm`` (the next slot five minutes later: the cues it moved itself). The
+    cues' ``overlap`` is ``--overlap``; ``--overlap compare``: ``--rounds`` rounds alternating
+    ``allow`` and ``skip`` on fresh cues in this one run (under ``skip`` the warm pass finds each
+    cue's cold execution still pending — never delivered — and creates its slot as skipped), with
+    the medians and their ratio."""
+    if args.overlap != "compare":
+        await _materialize(args, prefix, args.overlap)
+        return
+    rates: dict[str, dict[str, list[float]]] = {p: {"cold": [], "warm": []} for p in ("allow", "skip")}
+    for r in range(args.rounds):
+        for policy in ("allow", "skip"):
+            sub = f"{prefix}:{r}{policy[0]}"
+            for name, rate in (await _materialize(args, sub, policy)).items():
+                rates[policy][name].append(rate)
+            cleanup(sub)
+    for name in ("cold", "warm"):
+        allow, skip = (statistics.median(rates[p][name]) for p in ("allow", "skip"))
+        print(
+            f"materialize ({name}, {args.rounds} rounds alternated): median {allow:,.0f}/s allow, "
+            f"{skip:,.0f}/s skip: ratio skip/allow {skip / allow:.3f} "
+            f"(allow {[round(x) for x in rates['allow'][name]]}, "
+            f"skip {[round(x) for x in rates['skip'][name]]})"
+        )
+
+
+async def _materialize(args: argparse.Namespace, prefix: str, overlap: str) -> dict[str, float]:
     store = new_store(prefix, args.partitions)
     await store.preload()
     due = 1_900_000_000_000_000
+    url = "http://127.0.0.1:9/h"
     await seed_cues(
-        store, args.cues, cron="*/5 * * * *", transport="webhook", url="http://127.0.0.1:9/h", due=due
+        store, args.cues, cron="*/5 * * * *", transport="webhook", url=url, due=due, overlap=overlap
     )
     clock = FrozenClock(due + 100_000)
     sched = Scheduler(store, clock)
+    out: dict[str, float] = {}
     for name, at in (("cold", due + 100_000), ("warm", due + 300_000_000 + 100_000)):
         clock.set(at)
         t0 = time.perf_counter()
         created = await sched.tick()
         dt = time.perf_counter() - t0
+        out[name] = created / dt
         print(
-            f"materialize ({name}): {created} executions from {args.cues} due cues in {dt:.2f} s = "
-            f"{created / dt:,.0f}/s (P={args.partitions}, batch={sched.batch})"
+            f"materialize ({name}, overlap {overlap}): {created} executions from {args.cues} due cues "
+            f"in {dt:.2f} s = {created / dt:,.0f}/s (P={args.partitions}, batch={sched.batch})"
         )
     await store.close()
+    return out
 
 
 RAW_RECEIVER = """
@@ -273,10 +310,13 @@ def _redis_cpu_s() -> float:
 async def bench_deliver_caps(args: argparse.Namespace, prefix: str) -> None:
     """``deliver`` without and with a cap of ``--cap`` on every cue (``--kind cue``:
     ``delivery.max_concurrency``; ``host``: ``max_concurrency_per_host``, all cues on the one
-    receiver host, so pick a ``--cap`` above ``--concurrency`` for it not to bind), alternated for
+    receiver host, so pick a ``--cap`` above ``--concurrency`` for it not to bind; ``rate``:
+    ``max_per_second``, one window for them all, so pick a ``--cap`` far above the throughput), alternated for
     ``--rounds`` rounds in this one run (each round on fresh cues): the cost of taking and giving
     back a permit per attempt when the cap does not bind, as the ratio of the medians."""
-    field = "max_concurrency" if args.kind == "cue" else "max_concurrency_per_host"
+    field = {"cue": "max_concurrency", "host": "max_concurrency_per_host", "rate": "max_per_second"}[
+        args.kind
+    ]
     capped_delivery = Delivery(outcome_deadline_seconds=None, **{field: args.cap})
     rates: dict[bool, list[float]] = {False: [], True: []}
     redis_us: dict[bool, list[float]] = {False: [], True: []}
@@ -339,10 +379,14 @@ async def _deliver(
 async def bench_deliver_bound(args: argparse.Namespace, prefix: str) -> None:
     """Caps that bind: ``--executions`` manual executions of ONE cue, all due now, to a receiver
     that answers after ``--delay-ms``; ``--kind cue``: for each of ``--caps`` as
-    ``delivery.max_concurrency`` (the rate should approach cap / delay); ``--kind rate``: each as
-    ``max_per_second`` (the achieved rate, the spacing of arrivals, the most in any 1 s window)."""
+    ``delivery.max_concurrency`` (the rate should approach cap / delay; ``host``: as
+    ``max_concurrency_per_host``, the same); ``--kind rate``: each as ``max_per_second`` (the
+    achieved rate, the spacing of arrivals, the most in any 1 s window). Also: the share of
+    consecutive arrivals in the executions' order (FIFO)."""
     for cap in (int(c) for c in args.caps.split(",")):
-        field = "max_per_second" if args.kind == "rate" else "max_concurrency"
+        field = {"cue": "max_concurrency", "host": "max_concurrency_per_host", "rate": "max_per_second"}[
+            args.kind
+        ]
         sub = f"{prefix}:b{cap}"
         delivery = Delivery(outcome_deadline_seconds=None, **{field: cap})
         now = SystemClock().now_us()
@@ -356,20 +400,15 @@ async def bench_deliver_bound(args: argparse.Namespace, prefix: str) -> None:
             log_path,
         ):
             account, (cue,) = seeded[0]
-            for i in range(0, args.executions, 500):
-                await asyncio.gather(
-                    *(
-                        store.executions.create(
-                            execution_id=new_execution_id(store.keys.cue_byte(cue)),
-                            cue_id=cue,
-                            account_id=account,
-                            scheduled_us=now,
-                            payload_json="",
-                            triggered_by="manual_fire",
-                            now_us=now,
-                        )
-                        for _ in range(min(500, args.executions - i))
-                    )
+            for i in range(args.executions):  # one after another: the outbox in scheduled_for order
+                await store.executions.create(
+                    execution_id=new_execution_id(store.keys.cue_byte(cue)),
+                    cue_id=cue,
+                    account_id=account,
+                    scheduled_us=now - args.executions + i,  # 1 µs apart: the order, read back
+                    payload_json="",
+                    triggered_by="manual_fire",
+                    now_us=now,
                 )
             bounded = settings.replace(delivery_concurrency=args.concurrency)
             webhooks = Webhooks(bounded)
@@ -386,7 +425,9 @@ async def bench_deliver_bound(args: argparse.Namespace, prefix: str) -> None:
             await asyncio.gather(task, scheduler)
             await webhooks.close()
             with open(log_path) as fh:
-                at = sorted(int(line.split()[0]) for line in fh if line.strip())
+                got = sorted((int(f[0]), parse_datetime(f[1])) for f in map(str.split, fh) if f)
+        at = [t for t, _ in got]
+        in_order = sum(a < b for (_, a), (_, b) in itertools.pairwise(got)) / max(len(got) - 1, 1)
         n, span = len(at), (at[-1] - at[0]) / 1e6 if len(at) > 1 else 0.0
         rate = (n - 1) / span if span else 0.0
         gaps = sorted(b - a for a, b in itertools.pairwise(at))
@@ -396,7 +437,8 @@ async def bench_deliver_bound(args: argparse.Namespace, prefix: str) -> None:
             f"deliver-bound {field} {cap}: {n} webhooks of one cue in {span:.2f} s = {rate:,.1f}/s "
             f"(ideal {ideal:,.1f}/s, ratio {rate / ideal:.3f}); arrival gaps ms: min {gaps[0] / 1000:.1f}, "
             f"median {statistics.median(gaps) / 1000:.1f}, p99 {gaps[int(len(gaps) * 0.99)] / 1000:.1f}, "
-            f"max {gaps[-1] / 1000:.1f}; most in any 1 s: {most} (receiver delay {args.delay_ms} ms)"
+            f"max {gaps[-1] / 1000:.1f}; most in any 1 s: {most}; in order (FIFO) {in_order:.1%} of "
+            f"consecutive arrivals (receiver delay {args.delay_ms} ms)"
         )
         cleanup(sub)
 
@@ -520,7 +562,15 @@ def main(argv: list[str]) -> None:
     parser.add_argument(
         "--kind", choices=["cue", "host", "rate"], default="cue", help="deliver-caps / -bound: which cap"
     )
-    parser.add_argument("--rounds", type=int, default=3, help="deliver-caps: rounds of each variant")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="deliver-caps, materialize: rounds of each variant"
+    )
+    parser.add_argument(
+        "--overlap",
+        choices=["allow", "skip", "buffer_one", "cancel_previous", "compare"],
+        default="allow",
+        help="materialize: the cues' overlap policy (compare: allow and skip alternated)",
+    )
     parser.add_argument("--cues", type=int, default=100_000)
     parser.add_argument("--executions", type=int, default=20_000)
     parser.add_argument("--rate", type=int, default=1000, help="cues firing every second (lateness)")

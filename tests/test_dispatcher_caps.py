@@ -6,6 +6,7 @@ the Redis Cluster)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from typing import Any
 
@@ -15,6 +16,7 @@ from cuefast.clock import SystemClock
 from cuefast.engine.dispatcher import Dispatcher
 from cuefast.engine.scheduler import Scheduler
 from cuefast.engine.webhooks import host_key
+from cuefast.store.delivery import Lease
 from tests.conftest import assert_error
 from tests.test_dispatcher import Receiver, env, settings, webhook_cue
 from tests.test_dispatcher_hosts import until
@@ -163,8 +165,8 @@ async def test_waiting_executions_stay_pending(env: Any) -> None:
 
 async def test_a_rate_cap_spreads_a_hosts_attempts_across_dispatchers(env: Any) -> None:
     """Two cues of one account on one host, ``max_per_second`` 5: their 6 attempts are spaced
-    about 200 ms apart whichever of two dispatchers sends them (refused ones are handed back to
-    their slot, through the delayed set). Real time here: the rate is the point."""
+    about 200 ms apart whichever of two dispatchers sends them, each cue's in the order fired (each
+    booked the host's next slot, waited for in memory). Real time here: the rate is the point."""
     api, _, _, _, receiver = env
     clock = SystemClock()
     key = await api.register()
@@ -172,8 +174,7 @@ async def test_a_rate_cap_spreads_a_hosts_attempts_across_dispatchers(env: Any) 
     cues = [await webhook_cue(api, key, receiver.url, name=f"r{i}", delivery=rate) for i in range(2)]
     shown = (await api.request("GET", f"/v1/cues/{cues[0]['id']}", key)).json()["delivery"]
     assert shown["max_per_second"] == 5
-    for i in range(6):
-        await fire(api, key, cues[i % 2]["id"])
+    fired = [(await fire(api, key, cues[i % 2]["id"]))["id"] for i in range(6)]
     settings = api.rt.settings
     dispatchers = [Dispatcher(api.rt.store, settings, clock, api.rt.webhooks) for _ in range(2)]
     scheduler = Scheduler(api.rt.store, clock)
@@ -192,6 +193,9 @@ async def test_a_rate_cap_spreads_a_hosts_attempts_across_dispatchers(env: Any) 
     times = sorted(r["at"] for r in receiver.requests)
     assert len(times) == 6
     assert times[-1] - times[0] >= 5 * 0.2 - 0.15  # five intervals (less the send jitter)
+    sent = [json.loads(r["body"])["execution_id"] for r in receiver.requests]
+    assert [e for e in sent if e in fired[0::2]] == fired[0::2]  # each cue's in the order fired
+    assert [e for e in sent if e in fired[1::2]] == fired[1::2]
     rows = (await api.request("GET", "/v1/executions?limit=10", key)).json()["executions"]
     assert [e["status"] for e in rows] == ["success"] * 6 and all(e["attempts"] == 1 for e in rows)
 
@@ -278,3 +282,87 @@ async def test_batched_host_takes_of_two_racing_dispatchers_never_pass_the_cap(e
         await asyncio.gather(*tasks, return_exceptions=True)
         assert slow.runner is not None
         await slow.runner.cleanup()
+
+
+async def test_a_dead_dispatchers_rate_bookings_are_kept_by_the_one_taking_over(env: Any) -> None:
+    """``max_per_second`` 2 on one cue, 6 executions: a dispatcher leases them, books the host's
+    next six slots (0.5 s apart, up to 3 s ahead) and dies. Another takes the attempts over (their
+    leases expired): it sends each in its booked slot — the near ones waited for in memory, the far
+    ones handed back through the delayed set to come back before theirs — in the booked order, each
+    once, and no booking is left behind."""
+    api, _, _, _, receiver = env
+    clock = SystemClock()
+    store = api.rt.store
+    key = await api.register()
+    cue = await webhook_cue(
+        api, key, receiver.url, delivery={"max_per_second": 2, "outcome_deadline_seconds": None}
+    )
+    fired = [(await fire(api, key, cue["id"]))["id"] for _ in range(6)]
+    entries = await store.delivery.read("dead-consumer", 10, 50)
+    assert [e.execution_id for e in entries] == fired
+    (p,) = {e.partition for e in entries}
+    past = clock.now_us() - 300_000_000  # leased 5 min ago: the leases have expired
+    leased = (await store.delivery.start({p: fired}, past, timeout_s=30, stale_s=30))[p]
+    assert all(isinstance(x, Lease) for x in leased)
+    owner = (await store.cues.get(cue["id"]))["acct"]
+    host, now = host_key(receiver.url), clock.now_us()
+    rows = [(2, "someone-else:1"), *((2, f"{e}:1") for e in fired)]  # the free slot goes to another
+    (res,) = await store.scripts.run_many([store.delivery.rate_call(owner, host, rows, now)])
+    booked = store.delivery.rate_reply(res)
+    assert booked == [(True, now + 500_000), *((False, now + 500_000 * (i + 1)) for i in range(6))]
+    taker = Dispatcher(store, api.rt.settings, clock, api.rt.webhooks)
+    scheduler = Scheduler(store, clock)
+    reclaimed = await store.delivery.reclaim(taker.consumer, 0, 10)
+    assert len(reclaimed) == 6
+    sending = asyncio.gather(*(taker.deliver(*r) for r in reclaimed))
+    stop = asyncio.Event()
+    runner = asyncio.create_task(taker.run(stop, block_ms=50))  # reads the handed-back ones again
+    try:
+
+        async def delivered() -> bool:
+            await scheduler.tick()  # moves handed-back attempts near their slot to the outbox
+            return len(receiver.requests) >= 6
+
+        await until(delivered, 30, "every attempt to be sent")
+        await sending
+    finally:
+        stop.set()
+        await asyncio.gather(runner, return_exceptions=True)
+    assert [json.loads(r["body"])["execution_id"] for r in receiver.requests] == fired
+    times = [r["at"] for r in receiver.requests]
+    assert all(b - a >= 0.5 - 0.1 for a, b in itertools.pairwise(times))  # spaced (less send jitter)
+    rows = (await api.request("GET", "/v1/executions?limit=10", key)).json()["executions"]
+    assert [e["status"] for e in rows] == ["success"] * 6 and all(e["attempts"] == 1 for e in rows)
+    assert not await store.redis.exists(api.rt.keys.host_rate(owner, host)[1])  # bookings consumed
+
+
+async def test_attempts_waiting_for_their_rate_slot_keep_the_per_host_bound(env: Any) -> None:
+    """A rate-capped attempt waits for its send slot without holding its host's place in the
+    dispatcher (the ones behind it book theirs meanwhile); when its slot comes and the host is
+    full it goes back to the front of the host's queue — so a slow host never has more requests
+    open than ``CUEFAST_DELIVERY_PER_HOST`` (2 here), every execution delivered once."""
+    api, _, _, _, _ = env
+    clock = SystemClock()
+    slow = SlowReceiver(0.15)
+    await slow.start()
+    dispatcher = Dispatcher(api.rt.store, api.rt.settings, clock, api.rt.webhooks, per_host=2)
+    stop = asyncio.Event()
+    task: asyncio.Task[None] | None = None
+    try:
+        key = await api.register()
+        rate = {"max_per_second": 1000, "outcome_deadline_seconds": None}
+        cue = await webhook_cue(api, key, slow.url, name="fast-rate", delivery=rate)
+        fired = [(await fire(api, key, cue["id"]))["id"] for _ in range(8)]
+        task = asyncio.create_task(dispatcher.run(stop, block_ms=50))
+        await until(lambda: _all_sent(slow, 8), 30, "every attempt to be sent")
+        assert sorted(slow.order) == sorted(fired) and slow.most_all <= 2
+    finally:
+        stop.set()
+        if task is not None:
+            await asyncio.wait_for(task, 10)
+        assert slow.runner is not None
+        await slow.runner.cleanup()
+
+
+async def _all_sent(receiver: SlowReceiver, n: int) -> bool:
+    return len(receiver.order) >= n

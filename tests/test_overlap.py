@@ -320,3 +320,26 @@ async def test_skipped_and_cancelled_executions_are_snapshotted_and_trimmable(se
         got = sorted((r["cue_id"] == skip["id"], r["status"]) for r in rows)
         assert got == [(False, "cancelled"), (False, "pending"), (True, "pending"), (True, "skipped")]
         assert "'skipped'" in pred and "'cancelled'" in pred
+
+
+async def test_cancel_previous_gives_a_cancelled_claims_task_cap_permit_back(env: Env) -> None:
+    """A claim cancel_previous ends no longer counts against its task's claim cap: its permit goes
+    back when the scheduler cancels it, not when its lease ends, so the slot that superseded it
+    can be claimed at once under a cap of 1."""
+    api, clock, sched = env
+    key = await api.register()
+    res = await api.request("PUT", "/v1/worker/task-caps/w", key, json={"max_concurrency": 1})
+    assert res.status_code == 200, res.text
+    cue = await new_cue(api, key, "w", overlap="cancel_previous")
+    await tick_at(clock, sched, "2031-01-06T09:00:00.1Z")
+    first = (await listing(api, key, f"cue_id={cue['id']}"))["executions"][0]
+    res = await api.request("POST", f"/v1/executions/{first['id']}/claim", key, json={"worker_id": "w1"})
+    assert res.status_code == 200, res.text
+    held = (await api.request("GET", "/v1/worker/task-caps/w", key)).json()["held"]
+    assert held == 1
+    await tick_at(clock, sched, "2031-01-06T09:01:00.1Z")  # within the claim's lease
+    assert (await statuses(api, key, cue["id"]))["2031-01-06T09:00:00Z"] == "cancelled"
+    assert (await api.request("GET", "/v1/worker/task-caps/w", key)).json()["held"] == 0
+    res = await api.request("POST", "/v1/worker/claim", key, json={"worker_id": "w2"})
+    assert res.status_code == 200, res.text
+    assert [e["scheduled_for"] for e in res.json()["executions"]] == ["2031-01-06T09:01:00Z"]

@@ -223,3 +223,34 @@ async def test_labels_and_their_index_survive_a_restore(settings: Settings) -> N
         assert [c["id"] for c in res.json()["cues"]] == [b["id"]]
         res = await env.api.request("POST", "/v1/cues/pause", key, json={"labels": {"team": "ops"}})
         assert res.json() == {"matched": 1, "changed": 1, "ids": [a["id"]]}
+
+
+async def test_task_cap_permits_are_rebuilt_from_the_restored_claims(settings: Settings) -> None:
+    """Per-task claim cap permits are not snapshotted: a restore writes one for each execution it
+    restores as claimed (task capped, scored by the claim's lease), so the cap still holds — the
+    next claim finds it full instead of passing it."""
+    async with snap_env(settings) as env:
+        key = await env.api.register()
+        res = await env.api.request("PUT", "/v1/worker/task-caps/job", key, json={"max_concurrency": 1})
+        assert res.status_code == 200, res.text
+        cue = await new_cue(env.api, key, "job", schedule={"type": "recurring", "cron": "0 0 1 1 *"})
+        ids = await fire(env.api, key, cue["id"], 2)
+        res = await env.api.request("POST", "/v1/worker/claim", key, json={"worker_id": "w1", "max": 5})
+        (held,) = [e["execution_id"] for e in res.json()["executions"]]  # one of the two (same time)
+        (rest,) = set(ids) - {held}
+        await env.snap.snapshot()
+        await wipe_redis(env.rt)
+        await _restore(env)
+        res = await env.api.request("GET", "/v1/worker/task-caps/job", key)
+        assert res.json() == {"task": "job", "max_concurrency": 1, "held": 1}
+        res = await env.api.request("POST", "/v1/worker/claim", key, json={"worker_id": "w2", "max": 5})
+        assert res.status_code == 200 and res.json()["executions"] == []  # the cap holds
+        res = await env.api.request(
+            "POST",
+            "/v1/worker/outcomes",
+            key,
+            json={"worker_id": "w1", "outcomes": [{"execution_id": held, "success": True}]},
+        )
+        assert res.status_code == 200, res.text
+        res = await env.api.request("POST", "/v1/worker/claim", key, json={"worker_id": "w2", "max": 5})
+        assert [e["execution_id"] for e in res.json()["executions"]] == [rest]

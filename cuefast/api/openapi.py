@@ -16,6 +16,9 @@ against a live server.
 * Errors: the contract's envelope per status, with examples made from the real error
   classes; the statuses every route of a kind can answer (401, 413, 422, 429, 500, 503) are
   added by ``doc()``.
+* Bounds of 0: Litestar copies a field's ``ge``/``gt``/``le``/``lt`` to an optional field's
+  schema only when truthy, so ``ScheduleChange.jitter_seconds`` (``ge=0``) lost its
+  ``minimum: 0``; ``_keep_zero_bounds`` (applied at import) writes those too.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from collections.abc import Generator, Iterable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Annotated, Any, Generic, TypeAlias, TypeVar
 
+from litestar._openapi.schema_generation.schema import SchemaCreator
 from litestar.dto import AbstractDTO, DTOConfig, DTOFieldDefinition
 from litestar.openapi.datastructures import ResponseSpec
 from litestar.openapi.spec import (
@@ -73,6 +77,27 @@ COMPONENTS = Components(
         )
     }
 )
+
+
+_BOUNDS = (("ge", "minimum"), ("gt", "exclusive_minimum"), ("le", "maximum"), ("lt", "exclusive_maximum"))
+
+
+def _keep_zero_bounds() -> None:
+    """Wrap ``SchemaCreator._apply_kwarg_definition_metadata`` (its ``if value := …`` drops a
+    bound of 0) so a numeric bound of 0 the schema lacks is written as well."""
+    apply = SchemaCreator._apply_kwarg_definition_metadata
+
+    def with_zero_bounds(self: SchemaCreator, field: FieldDefinition, schema: Schema) -> None:
+        apply(self, field, schema)
+        for kwarg, prop in _BOUNDS:
+            value = getattr(field.kwarg_definition, kwarg, None)
+            if type(value) in (int, float) and value == 0 and getattr(schema, prop, None) is None:
+                setattr(schema, prop, value)
+
+    SchemaCreator._apply_kwarg_definition_metadata = with_zero_bounds  # type: ignore[method-assign]
+
+
+_keep_zero_bounds()
 
 
 class SchemaBody(AbstractDTO[T], Generic[T]):

@@ -121,7 +121,8 @@ async def restore(
             ):
                 stats.cues += await _restore_cues(store, batch, now_us)
                 progress.add(len(batch), "cues")
-            # executions Redis held at the last snapshot
+            # executions Redis held at the last snapshot (claimed ones: their task cap permits after)
+            claimed: list[tuple[str, str, str, int]] = []
             async for batch in _chunks(
                 conn, "SELECT id, doc::text AS doc FROM executions WHERE in_redis", 10000
             ):
@@ -134,10 +135,11 @@ async def restore(
                     (p, docs[i : i + CHUNK]) for p, docs in by_p2.items() for i in range(0, len(docs), CHUNK)
                 ]
                 for i in range(0, len(calls2), PIPE):
-                    stats.executions += await store.restore.executions(calls2[i : i + PIPE], now_us)
+                    stats.executions += await store.restore.executions(calls2[i : i + PIPE], now_us, claimed)
                 progress.add(len(batch), "executions")
                 if on_progress is not None:
                     on_progress(stats.executions)
+            await store.task_caps.rebuild(claimed)  # permits are not snapshotted: from the claims
             rows = await conn.fetch("SELECT DISTINCT account_id FROM executions WHERE NOT in_redis")
             await store.snapshots.mark_history(r["account_id"] for r in rows)
             # alerts: each hash back on its execution's partition, with the account's indexes

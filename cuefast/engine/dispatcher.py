@@ -60,13 +60,13 @@ import os
 import socket
 import time
 import uuid
-from collections import deque
 
 from cuefast import metrics as m
 from cuefast.clock import Clock
 from cuefast.config import Settings
 from cuefast.engine.finishes import Finishes
-from cuefast.engine.rates import HostRates
+from cuefast.engine.hosts import HOST_WAIT_S, Host
+from cuefast.engine.rates import HOLD_US, LEAD_US, HostRates
 from cuefast.engine.webhooks import Webhooks, delivery_request, host_key
 from cuefast.models import CONFIG_DECODER, CueConfig
 from cuefast.months import month_of
@@ -92,14 +92,6 @@ SEND_MARGIN_US = 30_000_000
 first): no request is still open when another dispatcher may take the execution over."""
 
 UNSIGNED_RETRY_US = 1_000_000  # an attempt that cannot be signed (its shard is down) waits this long
-HOST_WAIT_S = 1.0
-"""An attempt queued behind a saturated host longer than this means the host cannot keep
-up: its queue is handed back and, for as long again, new attempts for it are handed back
-at once."""
-HAND_BACK_MIN_S = 1.0
-HAND_BACK_MAX_S = 30.0
-"""Handed-back attempts are re-queued after the time their host has been congested,
-clamped to these bounds (a host that stays stuck is retried less and less often)."""
 
 
 class _Attempt:
@@ -145,23 +137,6 @@ class _Attempt:
         self.queued_at = 0.0
 
 
-class _Host:
-    """One target host's bound: requests in flight and attempts queued behind them."""
-
-    __slots__ = ("active", "congested_since", "congested_until", "key", "queue")
-
-    def __init__(self, key: str) -> None:
-        self.key = key
-        self.active = 0
-        self.queue: deque[_Attempt] = deque()
-        self.congested_since = 0.0  # loop time the host was first found congested (0: it is not)
-        self.congested_until = 0.0  # until then, new attempts for it are handed back at once
-
-    def hand_back_delay_us(self, now: float) -> int:
-        waited = now - (self.congested_since or now)
-        return int(min(max(waited, HAND_BACK_MIN_S), HAND_BACK_MAX_S) * 1_000_000)
-
-
 class Dispatcher:
     def __init__(
         self,
@@ -185,9 +160,9 @@ class Dispatcher:
         self.batch = batch
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.outcomes = OutcomeService(store, clock, self.metrics)
-        self.rates = HostRates(store)
+        self.rates = HostRates(store, clock)
         self._slots = asyncio.Semaphore(self.concurrency)
-        self._hosts: dict[str, _Host] = {}
+        self._hosts: dict[str, Host] = {}
         self._tasks: dict[asyncio.Task[None], _Attempt] = {}  # attempts past their host's bound
         self._parked = 0  # attempts queued behind a saturated host
         self._room = asyncio.Event()
@@ -328,7 +303,7 @@ class Dispatcher:
         key = host_key(a.config.callback.url or "")
         host = self._hosts.get(key)
         if host is None:
-            host = self._hosts[key] = _Host(key)
+            host = self._hosts[key] = Host(key)
         if host.active < self.per_host:
             host.congested_since = 0.0
             self._launch(a, host)
@@ -340,7 +315,7 @@ class Dispatcher:
         self._parked += 1
         return None
 
-    def _launch(self, a: _Attempt, host: _Host) -> None:
+    def _launch(self, a: _Attempt, host: Host) -> None:
         host.active += 1
         a.phase = WAITING
         task = asyncio.create_task(self._guarded(a, host))
@@ -352,19 +327,55 @@ class Dispatcher:
         if not self._room.is_set() and self._room_left() >= self._low_water():
             self._room.set()  # wake the reader only when a batch fits (not per attempt)
 
-    async def _guarded(self, a: _Attempt, host: _Host) -> None:
+    async def _guarded(self, a: _Attempt, host: Host) -> None:
+        held: bool | None = True  # None: queued again behind its host (it holds no place)
         try:
-            async with self._slots:
-                await self.attempt(a)
+            if held := await self._rate_slot(a, host):
+                async with self._slots:
+                    await self.attempt(a)
         except Exception:
             log.exception("delivery failed unexpectedly", extra={"execution_id": a.eid})
         finally:
-            host.active -= 1
-            if host.queue:
-                self._parked -= 1
-                self._launch(host.queue.popleft(), host)
-            elif host.active == 0 and not host.congested_until > asyncio.get_running_loop().time():
-                self._hosts.pop(host.key, None)
+            if held is not None:
+                self._leave(host)
+
+    def _leave(self, host: Host) -> None:
+        """An attempt gives its place at its host back: the next queued one takes it."""
+        host.active -= 1
+        if host.queue:
+            self._parked -= 1
+            self._launch(host.queue.popleft(), host)
+        elif host.idle(asyncio.get_running_loop().time()):
+            self._hosts.pop(host.key, None)
+
+    async def _rate_slot(self, a: _Attempt, host: Host) -> bool | None:
+        """A rate-capped attempt's send slot is booked (engine/rates.py ``slot``); it waits for a
+        near one holding neither its host's place nor a global slot (the attempts behind it book
+        theirs meanwhile: in order), then takes a place again — or, the host full, goes back to
+        the front of its queue (None); a far one is handed back to come back before it (False)."""
+        now = self.clock.now_us()
+        wait = await self.rates.slot(a, a.config, now) if a.config and a.config.delivery else 0
+        if wait > HOLD_US:
+            await self._release([(a, now + wait - LEAD_US)])
+            return False
+        if not wait:
+            return True
+        host.waiting += 1
+        self._leave(host)
+        try:
+            await asyncio.sleep(wait / 1e6)
+        except asyncio.CancelledError:
+            host.active += 1  # (given back by the caller: a stop released it)
+            raise
+        finally:
+            host.waiting -= 1
+        if host.active < self.per_host:
+            host.active += 1
+            return True
+        a.phase, a.queued_at = QUEUED, asyncio.get_running_loop().time()
+        host.queue.appendleft(a)
+        self._parked += 1
+        return None
 
     async def _sweep_hosts(self) -> None:
         """Twice per ``host_wait_s``: while attempts queued behind saturated hosts leave no room
@@ -385,7 +396,7 @@ class Dispatcher:
                     back.extend((a, at) for a in host.queue)
                     self._parked -= len(host.queue)
                     host.queue.clear()
-                elif not host.queue and host.active == 0 and now >= host.congested_until:
+                elif host.idle(now):
                     self._hosts.pop(host.key, None)
             if back:
                 log.info("handing back %d attempts queued behind congested hosts", len(back))
@@ -472,7 +483,7 @@ class Dispatcher:
             return None  # taken over while it waited: the current holder sends it
         now = self.clock.now_us()  # its host's caps (engine/rates.py): refused, handed back until its turn
         if cfg.delivery and (wait := await self.rates.before(a, cfg, now)):
-            await self._release([(a, now + wait)])
+            await self._release([(a, self.clock.now_us() + wait)])
             return None
         attempt = a.attempts + 1
         body, headers = delivery_request(

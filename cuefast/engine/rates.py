@@ -6,6 +6,7 @@ import asyncio
 import logging
 from typing import Any, NamedTuple
 
+from cuefast.clock import Clock
 from cuefast.engine.webhooks import host_key
 from cuefast.models import CueConfig
 from cuefast.store import Store
@@ -16,8 +17,13 @@ log = logging.getLogger(__name__)
 
 MIN_WAIT_US = 1_000
 """a refused attempt waits at least this long"""
-MAX_REMEMBERED = 10_000
-"""(account, host) slots remembered; past ones are dropped beyond this"""
+HOLD_US = 2_000_000
+"""an attempt whose booked send slot is at most this far waits for it in memory (holding its
+lease, which has far more than this left: dispatcher.SEND_MARGIN_US)"""
+LEAD_US = 1_000_000
+"""one whose slot is farther is handed back to come back this long before its slot (then waits
+the rest in memory), so the trip through the delayed set, the scheduler and a new lease does not
+make it late"""
 HOST_FALLBACK_US = 30_000_000
 """an attempt waiting for a host permit is re-queued after this even if no permit frees for it
 (a give lost to a crash): the waiting list is the wake-up, this only the safety net"""
@@ -39,6 +45,7 @@ class _Ask(NamedTuple):
     cap: int
     now_us: int
     fut: asyncio.Future[int]
+    book: bool = False
 
 
 class HostRates:
@@ -49,19 +56,21 @@ class HostRates:
     (account, host) for all of them, all calls in one round trip (a second one for the permits
     when rate slots were asked too).
 
-    * ``max_per_second``: ``delivery_rate.lua`` gives each attempt the host's next send slot. A
-      refused attempt is told to come back at the next slot this process has not yet handed out,
-      so attempts refused together come back spaced by the interval (another process's may still
-      collide: refused again, they move on).
+    * ``max_per_second``: ``delivery_host_rate.lua`` books each attempt the host's next free slot
+      (kept across asks, by execution id and attempt number): ``slot`` books and says how far it
+      is (the dispatcher waits for one within ``HOLD_US`` holding no host or global slot, and
+      hands back a later one to come back ``LEAD_US`` before it); ``before`` then asks to go,
+      consuming the booking (one still ahead is waited for here). So a cap that binds sends at
+      its rate, in the order attempts booked, whichever dispatcher holds them; a dispatcher that
+      dies holding one leaves its booking to whoever takes the attempt over (lease expiry).
     * ``max_concurrency_per_host``: ``delivery_host_take.lua`` gives it a permit until its lease
       expires, or lists it as waiting (it is handed back, re-queued after ``HOST_FALLBACK_US``);
       the permit goes back with the attempt's result (``give``: the finish's round trip), and the
       waiters it makes room for get a reserved permit and are moved to their outbox at once
       (``delivery_wake.lua``)."""
 
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self._next: dict[tuple[str, str], int] = {}  # (account, host) → the next slot handed out
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self.store, self.clock = store, clock
         self._asks: list[_Ask] = []
         self._flushes: set[asyncio.Task[None]] = set()
 
@@ -70,12 +79,42 @@ class HostRates:
         d = cfg.delivery
         if d is None or not (d.max_per_second or d.max_concurrency_per_host):
             return 0
+        host = host_key(cfg.callback.url or "")
+        if d.max_per_second:
+            for _ in range(3):  # booked, waited for, asked again: it goes (else re-booked, rarely)
+                wait = await self._ask(a, host, d.max_per_second, 0, now_us)
+                if wait == 0:
+                    break
+                if wait > HOLD_US:
+                    return max(wait - LEAD_US, MIN_WAIT_US)
+                await asyncio.sleep(wait / 1e6)  # its own slot: no one else sends in it
+                now_us = max(self.clock.now_us(), now_us + wait)
+            else:
+                return MIN_WAIT_US
+        return (
+            await self._ask(a, host, 0, d.max_concurrency_per_host, now_us)
+            if d.max_concurrency_per_host
+            else 0
+        )
+
+    async def slot(self, a: Attempt, cfg: CueConfig, now_us: int) -> int:
+        """µs until the send slot booked for the attempt under its cue's ``max_per_second`` (0: it
+        is due, or the cue has no rate cap): booked now if it has none, never taken — ``before``
+        takes it. The dispatcher waits for a near one holding neither a host nor a global slot."""
+        d = cfg.delivery
+        if d is None or not d.max_per_second:
+            return 0
+        return await self._ask(a, host_key(cfg.callback.url or ""), d.max_per_second, 0, now_us, book=True)
+
+    async def _ask(
+        self, a: Attempt, host: str, per_second: int, cap: int, now_us: int, *, book: bool = False
+    ) -> int:
+        """One cap's answer for the attempt, asked with the others of this loop turn."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[int] = loop.create_future()
         if not self._asks:
             loop.call_soon(self._start_flush)
-        host = host_key(cfg.callback.url or "")
-        self._asks.append(_Ask(a, host, d.max_per_second or 0, d.max_concurrency_per_host or 0, now_us, fut))
+        self._asks.append(_Ask(a, host, per_second, cap, now_us, fut, book))
         return await fut
 
     @staticmethod
@@ -120,30 +159,26 @@ class HostRates:
         return await self.store.scripts.run_many(calls, partial=True) if calls else []
 
     async def _rates(self, asks: list[_Ask], now_us: int) -> list[int | BaseException]:
-        """Each attempt's wait for its host's send slot (0: taken), one call per (account, host)."""
-        groups: dict[tuple[str, str], list[_Ask]] = {}
+        """Each attempt's wait for its host's send slot (0: taken, or due if only booked), one call
+        per (account, host, booking only)."""
+        groups: dict[tuple[str, str, bool], list[_Ask]] = {}
         for q in asks:
-            groups.setdefault((q.a.account, q.host), []).append(q)
+            groups.setdefault((q.a.account, q.host, q.book), []).append(q)
         d = self.store.delivery
         calls = [
-            d.rate_call(acct, host, [q.per_second for q in g], now_us) for (acct, host), g in groups.items()
+            d.rate_call(
+                acct, host, [(q.per_second, f"{q.a.eid}:{q.a.attempts + 1}") for q in g], now_us, book=book
+            )
+            for (acct, host, book), g in groups.items()
         ]
         waits: dict[int, int | BaseException] = {}
-        for ((acct, host), g), res in zip(groups.items(), await self._run(calls), strict=True):
+        for g, res in zip(groups.values(), await self._run(calls), strict=True):
             if isinstance(res, Exception):
                 waits.update((id(q), res) for q in g)
                 continue
             for q, (ok, at) in zip(g, d.rate_reply(res), strict=True):
-                waits[id(q)] = 0 if ok else self._refused(acct, host, q.per_second, at, now_us)
+                waits[id(q)] = 0 if ok else max(at - now_us, 0 if q.book else MIN_WAIT_US)
         return [waits[id(q)] for q in asks]
-
-    def _refused(self, account: str, host: str, per_second: int, at: int, now_us: int) -> int:
-        key = (account, host)
-        slot = max(at, self._next.get(key, 0))
-        if len(self._next) >= MAX_REMEMBERED:
-            self._next = {k: v for k, v in self._next.items() if v > now_us}
-        self._next[key] = slot + 1_000_000 // per_second
-        return max(slot - now_us, MIN_WAIT_US)
 
     async def _takes(self, asks: list[_Ask], now_us: int, answers: dict[int, int | BaseException]) -> None:
         """Host permits for these attempts, one call per (account, host); refused ones wait for

@@ -365,6 +365,11 @@ class Scheduler:
         if done.blocked:  # usage `outcomes.failed` (§13.1): created failed, without an outcome
             month = month_of(now)
             await self.store.usage.add("failed", {(acct, month): n for acct, n in done.blocked.items()})
+        ended: dict[str, list[str]] = {}  # claims cancel_previous ended: their task cap permits back
+        for acct, eid in done.ended:
+            ended.setdefault(acct, []).append(eid)
+        for acct, ids in ended.items():
+            await self.store.task_caps.after_reap(acct, [], ids, now)
         return done
 
     async def run(self, stop: asyncio.Event, max_sleep: float = MAX_SLEEP_S) -> None:

@@ -127,8 +127,10 @@ class ClaimCaps:
         ):
             await self.store.task_caps.signal(account.id)
 
-    async def extend(self, account: Account, leases: Sequence[tuple[str, int]]) -> None:
-        """Held claims whose lease moved keep their permits until the new expiry."""
+    async def extend(self, account: Account, leases: Sequence[tuple[str, int, str]]) -> None:
+        """Held claims whose lease moved, (execution id, lease expiry, task), keep their permits
+        until the new expiry; a live claim of a capped task that has none gets it (its claimer
+        died before the bind: its placeholder expires with the first lease)."""
         caps = caps_of(account)
         if caps and leases:
             await self.store.task_caps.extend(account.id, sorted(caps), leases, self.clock.now_us())

@@ -200,7 +200,7 @@ class WorkService:
         if beat.status is Status.CONFLICT:
             raise NotExecutionOwner()
         if beat.lease_until is not None:
-            await self.caps.extend(account, [(execution_id, beat.lease_until)])
+            await self.caps.extend(account, [(execution_id, beat.lease_until, beat.task or "")])
         return {
             "execution_id": execution_id,
             "lease_extended_until": fmt_offset(beat.lease_until),
@@ -420,11 +420,11 @@ class WorkService:
         )
         extended: list[dict[str, Any]] = []
         cancelled: list[str] = []
-        moved: list[tuple[str, int]] = []
+        moved: list[tuple[str, int, str]] = []
         for (_, pids), res in zip(parts, results, strict=True):
             for eid, beat in zip(pids, res, strict=True):
                 if beat.status is Status.OK:
-                    moved.append((eid, beat.lease_until or 0))
+                    moved.append((eid, beat.lease_until or 0, beat.task or ""))
                     extended.append({"execution_id": eid, "lease_expires_at": fmt_z(beat.lease_until)})
                 elif beat.cancelled:  # the overlap policy cancelled it: the worker stops its handler
                     cancelled.append(eid)

@@ -595,6 +595,4 @@ class CueService:
         if name is None:
             raise CueNotFound()
         await self.store.cues.release_name(account.id, name, cue_id, unindex=True)
-        await self.store.executions.purge_cue(cue_id, account.id)
-        if self.executions.history is not None:
-            await self.executions.history.forget_cue(cue_id)
+        await self.executions.purge_cue(account, cue_id)

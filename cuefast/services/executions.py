@@ -314,6 +314,16 @@ class ExecutionService:
         self.history: History | None = None
         """Executions beyond Redis retention (PostgreSQL); set by the runtime."""
 
+    async def purge_cue(self, account: Account, cue_id: str) -> None:
+        """A deleted cue's executions go (Redis, then its history): the claimed ones give their
+        task cap permits back at once (their claims ended with the cue)."""
+        claimed: list[str] = []
+        await self.store.executions.purge_cue(cue_id, account.id, claimed=claimed)
+        if claimed and account.tcaps:
+            await self.store.task_caps.after_reap(account.id, [], claimed, self.clock.now_us())
+        if self.history is not None:
+            await self.history.forget_cue(cue_id)
+
     async def fire(self, account: Account, cue_id: str, req: FireRequest) -> dict[str, Any]:
         """A manual execution now (or at ``send_at``), with the effective payload (§7.10). Without
         ``payload_override`` one script call reads the cue (owner, payload) and creates it; a

@@ -92,11 +92,13 @@ class Claim(NamedTuple):
 class Heartbeat(NamedTuple):
     """OK (``lease_until``: the new lease expiry µs) | NOT_FOUND | WRONG_STATE (not a claimed
     worker execution; ``cancelled`` when its cue's overlap policy cancelled it) | CONFLICT
-    (another worker's claim)."""
+    (another worker's claim). ``task``: an OK one's task (its claim cap's permit follows the
+    lease: ``task_caps.extend``)."""
 
     status: Status
     lease_until: int | None
     cancelled: bool = False
+    task: str | None = None
 
 
 class ExpiredClaim(NamedTuple):
@@ -214,12 +216,12 @@ class Claims(Repository):
             HEARTBEAT, [k.claims(p)], [now_us, k.part(p) + ":", account_id, worker_id, default_lease_us, *ids]
         )
         out: list[Heartbeat] = []
-        for i in range(0, len(res), 2):
-            code, value = Status(int(res[i])), str(res[i + 1] or "")
+        for i in range(0, len(res), 3):
+            code, value, task = Status(int(res[i])), str(res[i + 1] or ""), str(res[i + 2] or "")
             if value == "cancelled":
                 out.append(Heartbeat(code, None, cancelled=True))
             else:
-                out.append(Heartbeat(code, int(value) if value else None))
+                out.append(Heartbeat(code, int(value) if value else None, task=task or None))
         return out
 
     async def release(

@@ -27,7 +27,7 @@ FINISH = Script(
 RELEASE = Script(
     "delivery_release", keys=("leases", "outbox", "delayed"), argv=("now", "prefix", "group"), rest="attempts"
 )
-RATE = Script("delivery_rate", keys=("window",), argv=("now",), rest="intervals_us")
+RATE = Script("delivery_host_rate", keys=("window", "booked"), argv=("now", "book", "late"), rest="attempts")
 HOST_TAKE = Script(
     "delivery_host_take", keys=("permits", "waiting"), argv=("now", "grant_until"), rest="attempts"
 )
@@ -37,6 +37,11 @@ HOST_GIVE = Script(
 WAKE = Script("delivery_wake", keys=("delayed", "outbox"), argv=("now",), rest="execution_ids")
 HOST_GRANT_US = 60_000_000
 """a host permit reserved for a waiter expires after this if its attempt never comes"""
+RATE_LATE_US = 100_000
+"""a booked send slot (``max_per_second``) may still be taken this long after it (or one interval,
+if longer): the way from the dispatcher's wake-up to its ask (a global slot, the lease check, a
+round trip) must not cost an attempt its place; later than that (a dead holder's, taken over
+after its lease) it is booked again behind the others"""
 
 
 class Attempt(Protocol):
@@ -46,6 +51,7 @@ class Attempt(Protocol):
     p: int
     eid: str
     lease_until: int
+    attempts: int
 
 
 HostTake = tuple[int, Attempt]
@@ -285,18 +291,20 @@ class Delivery(GroupStreams):
         res = await self.scripts.run(RELEASE, [k.leases(p), k.outbox(p), k.delayed(p)], args)
         return [str(v) if v else None for v in res]
 
-    def rate_call(self, account_id: str, host: str, per_seconds: Sequence[int], now_us: int) -> Call:
-        """Take ``host``'s next send slots for this account, one per attempt in order under its
-        cue's per-second rate (``delivery_rate``, on the account's slot; replies: ``rate_reply``)."""
-        return (
-            RATE,
-            [self.keys.host_rate(account_id, host)],
-            [now_us, *(1_000_000 // r for r in per_seconds)],
-        )
+    def rate_call(
+        self, account_id: str, host: str, rows: Sequence[tuple[int, str]], now_us: int, *, book: bool = False
+    ) -> Call:
+        """``host``'s send slots for this account, one per (cue's max_per_second, booking member
+        ``<execution id>:<attempt number>``) in order: now, or a slot booked for it (``book``: only
+        booked, none goes) (``delivery_host_rate``, on the account's slot; replies: ``rate_reply``)."""
+        args: list[Arg] = [now_us, 1 if book else 0, RATE_LATE_US]
+        for per_second, member in rows:
+            args += [1_000_000 // per_second, member]
+        return (RATE, list(self.keys.host_rate(account_id, host)), args)
 
     @staticmethod
     def rate_reply(res: Sequence[Any]) -> list[tuple[bool, int]]:
-        """Per attempt: (True, when the next one may go) | (False, when this one may go)."""
+        """Per attempt: (True: it goes now, the next free slot) | (False, the slot booked for it)."""
         return [(int(res[i]) == 1, int(res[i + 1])) for i in range(0, len(res), 2)]
 
     def take_call(self, account_id: str, host: str, rows: Sequence[HostTake], now_us: int) -> Call:
@@ -321,11 +329,19 @@ class Delivery(GroupStreams):
             args += [cap, eid]
         return (HOST_GIVE, list(self.keys.host_permits(account_id, host)), args)
 
-    async def rate(self, account_id: str, host: str, per_second: int, now_us: int) -> tuple[bool, int]:
-        """Take the next send slot of ``host`` for one attempt (``rate_call``)."""
-        (res,) = self.rate_reply(
-            await self.scripts.run(*self.rate_call(account_id, host, [per_second], now_us))
-        )
+    async def rate(
+        self,
+        account_id: str,
+        host: str,
+        per_second: int,
+        now_us: int,
+        member: str = "x:1",
+        *,
+        book: bool = False,
+    ) -> tuple[bool, int]:
+        """A send slot of ``host`` for one attempt (``rate_call``)."""
+        call = self.rate_call(account_id, host, [(per_second, member)], now_us, book=book)
+        (res,) = self.rate_reply(await self.scripts.run(*call))
         return res
 
     async def host_take(self, a: Attempt, host: str, cap: int, now_us: int) -> bool:

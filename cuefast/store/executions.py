@@ -413,8 +413,11 @@ class Executions(Repository):
                     out[eid] = ExecutionCue(cue, int(float(created)))
         return out
 
-    async def purge_cue(self, cue_id: str, account_id: str, batch: int = 500) -> int:
-        """Remove a deleted cue's executions in bounded batches."""
+    async def purge_cue(
+        self, cue_id: str, account_id: str, batch: int = 500, claimed: list[str] | None = None
+    ) -> int:
+        """Remove a deleted cue's executions in bounded batches (the ids of those that were claimed
+        added to ``claimed``: their task cap permits are the caller's to give back)."""
         k = self.keys
         p = k.cue_partition(cue_id)
         keys = [
@@ -426,7 +429,10 @@ class Executions(Repository):
         ]
         removed = 0
         while True:
-            n = int(await self.scripts.run(PURGE_CUE, keys, [k.part(p) + ":", batch]))
+            res = await self.scripts.run(PURGE_CUE, keys, [k.part(p) + ":", batch])
+            n = int(res[0])
+            if claimed is not None:
+                claimed += [str(v) for v in res[1:]]
             removed += n
             if n < batch:
                 return removed

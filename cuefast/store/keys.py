@@ -223,10 +223,13 @@ class Keys:
         base = f"{self.prefix}:{{a:{account_id}}}:tcap"
         return base + ":", base + "w"
 
-    def host_rate(self, account_id: str, host: str) -> str:
-        """string, PX: µs the account's next webhook attempt to callback ``host`` (``host:port``)
-        may be sent at, under ``delivery.max_per_second`` (``delivery_rate.lua``)"""
-        return f"{self.prefix}:{{a:{account_id}}}:rate:{host}"
+    def host_rate(self, account_id: str, host: str) -> tuple[str, str]:
+        """string, PX: µs of the next free send slot of the account's webhook attempts to callback
+        ``host`` (``host:port``) under ``delivery.max_per_second``; zset: ``<execution id>:<attempt
+        number>`` → µs of the slot booked for an attempt that could not go at once
+        (``delivery_host_rate.lua``)"""
+        base = f"{self.prefix}:{{a:{account_id}}}:rate:{host}"
+        return base, base + ":b"
 
     def workers(self, account_id: str) -> str:
         """zset: worker id → last worker heartbeat µs (the worker registry, §9.6)"""

@@ -70,14 +70,25 @@ class Restore(Repository):
                 pipe.hset(self.keys.cue_names(account_id), mapping=dict(mapping))
             await pipe.execute()
 
-    async def executions(self, batches: Sequence[tuple[int, Sequence[str]]], now_us: int) -> int:
+    async def executions(
+        self,
+        batches: Sequence[tuple[int, Sequence[str]]],
+        now_us: int,
+        claimed: list[tuple[str, str, str, int]] | None = None,
+    ) -> int:
         """Execution hashes (JSON) with their indexes; (partition, docs) per script call, one
-        round trip. Returns the number written."""
+        round trip. Returns the number written; the worker executions restored as claimed are
+        added to ``claimed`` as (account id, execution id, task, lease expiry µs)."""
         k = self.keys
         res = await self.scripts.run_many(
             [(EXECUTIONS, [k.outbox(p)], [now_us, k.part(p) + ":", *docs]) for p, docs in batches]
         )
-        return sum(int(n) for n in res)
+        for r in res:
+            if claimed is not None:
+                claimed += [
+                    (str(r[i]), str(r[i + 1]), str(r[i + 2]), int(r[i + 3])) for i in range(1, len(r), 4)
+                ]
+        return sum(int(r[0]) for r in res)
 
     async def alerts(self, alerts: Sequence[RestoredAlert]) -> None:
         """Alert hashes with the account's indexes (all, and of the alert's type), one pipeline."""

@@ -38,12 +38,14 @@ class DueCue(NamedTuple):
 
 class Materialized(NamedTuple):
     """Executions created, cues skipped, per account the executions created blocked by the
-    monthly limit (created as failed), and the due cues read after the plan (``read``)."""
+    monthly limit (created as failed), the due cues read after the plan (``read``), and the
+    (account, execution id) of claims ``cancel_previous`` ended (their task cap permits to give)."""
 
     created: int
     skipped: int
     blocked: dict[str, int]
     due: tuple[DueCue, ...] = ()
+    ended: tuple[tuple[str, str], ...] = ()
 
 
 class DueWork(NamedTuple):
@@ -83,7 +85,8 @@ class Schedule(Repository):
             DueCue(str(rows[i]), int(float(rows[i + 1])), str(rows[i + 2]), str(rows[i + 3]))
             for i in range(0, len(rows), 4)
         )
-        return Materialized(int(res[0]), int(res[1]), blocked, due)
+        ended = tuple((str(res[4][i]), str(res[4][i + 1])) for i in range(0, len(res[4]), 2))
+        return Materialized(int(res[0]), int(res[1]), blocked, due, ended)
 
     async def move_retries(self, p: int, now_us: int, batch: int) -> int:
         k = self.keys

@@ -86,15 +86,16 @@ class TaskCaps(Repository):
         return int(res) == 1
 
     async def extend(
-        self, account_id: str, tasks: Sequence[str], leases: Sequence[tuple[str, int]], now_us: int
+        self, account_id: str, tasks: Sequence[str], leases: Sequence[tuple[str, int, str]], now_us: int
     ) -> int:
-        """Move the permits of these (execution id, new lease expiry) to the new expiry."""
+        """Move the permits of these (execution id, new lease expiry, task — "" unknown) to the new
+        expiry; a claim of a known capped task without one gets it (``claims_cap_extend.lua``)."""
         if not leases or not tasks:
             return 0
         prefix, waiting = self.keys.task_permits(account_id)
         args: list[Arg] = [now_us, prefix, len(tasks), *tasks]
-        for eid, lx in leases:
-            args += [eid, lx]
+        for eid, lx, task in leases:
+            args += [eid, lx, task]
         return int(await self.scripts.run(EXTEND, [waiting], args))
 
     async def after_reap(
@@ -102,15 +103,40 @@ class TaskCaps(Repository):
     ) -> None:
         """The reaper judged expired claims of the account: renewed ones (worker alive) keep
         their permits until the new lease expiry; re-offered and failed ones give them back (they
-        expired with the lease already: this wakes the waiters). Reads the account's caps (one
-        ``HGET``) since the reaper has no account: only on this rare path."""
+        expired with the lease already: this wakes the waiters). Also the claims the scheduler's
+        ``cancel_previous`` ended (``ended`` only). Reads the account's caps (one ``HGET``) since
+        neither caller has the account: only on these rare paths."""
         caps = parse_caps(str(await self.redis.hget(self.keys.account(account_id), "tcaps") or ""))
         if not caps:
             return
         tasks = sorted(caps)
-        await self.extend(account_id, tasks, renewed, now_us)
+        await self.extend(account_id, tasks, [(eid, lx, "") for eid, lx in renewed], now_us)
         if await self.give(account_id, tasks, ended, now_us):
             await self.signal(account_id)
+
+    async def rebuild(self, claims: Sequence[tuple[str, str, str, int]]) -> int:
+        """After a restore (permits are not snapshotted): a permit for each restored claim
+        (account id, execution id, task, lease expiry µs) of a task its account caps, scored by its
+        lease. One ``HGET`` of each account's caps, one pipeline of ``ZADD``s; returns the number
+        written."""
+        accounts = sorted({acct for acct, _, task, _ in claims if task})
+        if not accounts:
+            return 0
+        async with self.wire.pipeline() as pipe:
+            for acct in accounts:
+                pipe.hget(self.keys.account(acct), "tcaps")
+            caps = {
+                a: parse_caps(str(raw or "")) for a, raw in zip(accounts, await pipe.execute(), strict=True)
+            }
+        rows = [(acct, eid, task, lx) for acct, eid, task, lx in claims if task in caps.get(acct, {})]
+        if rows:
+            async with self.wire.pipeline() as pipe:
+                for acct, eid, task, lx in rows:
+                    key = self.keys.task_permits(acct)[0] + task
+                    pipe.zadd(key, {eid: lx})
+                    pipe.expire(key, 86_400)
+                await pipe.execute()
+        return len(rows)
 
     async def signal(self, account_id: str) -> None:
         """Wake the account's long-polling claimers everywhere (a permit freed: the work it lets

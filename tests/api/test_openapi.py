@@ -177,3 +177,32 @@ async def test_labels_and_bulk_pause_resume_are_documented(api: Api) -> None:
         ok = op["responses"]["200"]["content"]["application/json"]["schema"]
         assert ok == {"$ref": "#/components/schemas/BulkStatusResult"}
     assert set(comps["BulkStatusRequest"]["properties"]) == {"ids", "labels"}
+
+
+def _bounds(t: msgspec.inspect.Type) -> dict[str, float]:
+    """The numeric bounds msgspec enforces on a field's type (an optional one's too)."""
+    if isinstance(t, msgspec.inspect.UnionType):
+        return {k: v for member in t.types for k, v in _bounds(member).items()}
+    if isinstance(t, (msgspec.inspect.IntType, msgspec.inspect.FloatType)):
+        return {k: v for k in ("ge", "gt", "le", "lt") if (v := getattr(t, k)) is not None}
+    return {}
+
+
+async def test_every_numeric_bound_of_a_body_is_in_the_schema(api: Api) -> None:
+    """Each ``Meta(ge=…, le=…)`` of a component Struct's field is its schema's minimum/maximum —
+    a bound of 0 too (Litestar dropped those on optional fields: ``ScheduleChange.jitter_seconds``
+    had ``maximum: 3600`` and no ``minimum``)."""
+    components = (await _schema(api))["components"]["schemas"]
+    names = {"ge": "minimum", "gt": "exclusiveMinimum", "le": "maximum", "lt": "exclusiveMaximum"}
+    checked = 0
+    for name, component in components.items():
+        info = msgspec.inspect.type_info(STRUCTS[name])
+        assert isinstance(info, msgspec.inspect.StructType)
+        for f in info.fields:
+            for bound, value in _bounds(f.type).items():
+                prop = component["properties"][f.encode_name]
+                assert prop.get(names[bound]) == value, (name, f.name, bound, prop)
+                checked += 1
+    assert checked >= 20
+    jitter = components["ScheduleChange"]["properties"]["jitter_seconds"]
+    assert (jitter["minimum"], jitter["maximum"]) == (0, 3600)

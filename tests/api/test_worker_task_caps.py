@@ -11,6 +11,7 @@ import pytest
 
 from cuefast.config import Settings
 from cuefast.ids import key_sha
+from cuefast.services.claim_caps import Reservation
 from tests.api.worker_helpers import Env, wenv  # noqa: F401  (fixture)
 from tests.conftest import assert_error
 
@@ -238,3 +239,50 @@ async def test_the_cap_holds_over_partitions(wenv: Env) -> None:
             await outcome(wenv, key, item["execution_id"])
     got = await claim(wenv, key, max=50)
     assert len(got) == 2 and {i["execution_id"] for i in got} <= set(ids)
+
+
+async def test_a_claimer_dying_between_claim_and_bind_cannot_pass_the_cap(
+    wenv: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The claim holds its permit only as a placeholder until the bind, scored by its first lease:
+    a claimer that dies before the bind leaves a live claim whose placeholder expires with that
+    lease. Its worker's heartbeat writes the claim's own permit (the heartbeat knows its task), so
+    past the first lease the claim is still counted and the cap is not passed."""
+    key = await wenv.api.register()
+    cue = await wenv.cue(key, "capped", {"task": "t"})
+    ids = await fired(wenv, key, cue["id"], 2)
+    await set_cap(wenv, key, "t", 1)
+
+    async def dies(*_: Any) -> None:
+        raise RuntimeError("the claiming process died before the bind")
+
+    monkeypatch.setattr(Reservation, "bind", dies)
+    res = await wenv.post(key, "/v1/worker/claim", {"worker_id": "w1", "lease_seconds": 60})
+    assert res.status_code == 500
+    monkeypatch.undo()
+    assert (await wenv.get(key, ids[0]))["status"] == "delivering"  # claimed, never bound
+    wenv.clock.advance(30)
+    res = await wenv.post(key, "/v1/worker/leases", {"worker_id": "w1", "execution_ids": [ids[0]]})
+    assert res.status_code == 200 and res.json()["extended"], res.text
+    await wenv.tick(40)  # past the first lease (the placeholder's), within the extended one
+    assert (await wenv.get(key, ids[0]))["status"] == "delivering"
+    assert await claim(wenv, key, "w2", max=10) == []  # still counted: the cap holds
+    assert (await get_cap(wenv, key, "t"))["held"] == 1
+    await outcome(wenv, key, ids[0])
+    assert [i["execution_id"] for i in await claim(wenv, key, "w2", max=10)] == [ids[1]]
+
+
+async def test_deleting_a_cue_gives_its_claims_permits_back(wenv: Env) -> None:
+    """A cue delete removes its executions, claimed ones too: their permits go back with them (not
+    when their leases end), so another cue's work of the same task is claimable at once."""
+    key = await wenv.api.register()
+    gone = await wenv.cue(key, "gone", {"task": "t"})
+    kept = await wenv.cue(key, "kept", {"task": "t"})
+    (held,) = await fired(wenv, key, gone["id"], 1)
+    (nxt,) = await fired(wenv, key, kept["id"], 1)
+    await set_cap(wenv, key, "t", 1)
+    assert [i["execution_id"] for i in await claim(wenv, key, max=10)] == [held]
+    res = await wenv.api.request("DELETE", f"/v1/cues/{gone['id']}", key)
+    assert res.status_code in (200, 204), res.text
+    assert (await get_cap(wenv, key, "t"))["held"] == 0
+    assert [i["execution_id"] for i in await claim(wenv, key, "w2", max=10)] == [nxt]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 from cuefast.store import Status, Store
-from cuefast.store.delivery import AttemptResult, Lease, ReleasedAttempt
+from cuefast.store.delivery import RATE_LATE_US, AttemptResult, Lease, ReleasedAttempt
 from tests.lua.seed import ACCT, CUE, NOW, S, put_cue, put_execution, stream_ids
 
 
@@ -174,19 +174,46 @@ async def test_cues_delete_and_restore_executions_drop_what_the_cap_keeps(store:
     assert not await store.redis.exists(f"{k.part(p)}:cap:{CUE}", f"{k.part(p)}:capq:{CUE}")
 
 
-async def test_delivery_rate_spaces_a_hosts_attempts_by_the_interval(store: Store) -> None:
-    """delivery_rate: one window per (account, host) on the account's slot; one attempt per
-    interval, a refused one told when it may go (and nothing written for it)."""
-    k = store.keys
-    assert await store.delivery.rate(ACCT, "h:80", 4, NOW) == (True, NOW + S // 4)
-    assert await store.delivery.rate(ACCT, "h:80", 4, NOW + 1) == (False, NOW + S // 4)
-    assert await store.delivery.rate(ACCT, "h:80", 4, NOW + S // 8) == (False, NOW + S // 4)
-    assert await store.delivery.rate(ACCT, "other:80", 4, NOW) == (True, NOW + S // 4)  # per host
-    assert await store.delivery.rate("acct2", "h:80", 4, NOW) == (True, NOW + S // 4)  # per account
-    assert await store.delivery.rate(ACCT, "h:80", 4, NOW + S // 4) == (True, NOW + S // 2)
-    key = k.host_rate(ACCT, "h:80")
-    assert await store.redis.get(key) == str(NOW + S // 2)
-    assert 0 < await store.redis.pttl(key) <= 60_250  # the window outlives its interval, then goes
+async def test_delivery_host_rate_books_a_hosts_slots_one_interval_apart(store: Store) -> None:
+    """delivery_host_rate: one window per (account, host) on the account's slot; one attempt per
+    interval — one that cannot go now is booked the next free slot, keeps it when it asks again
+    (told the same slot before it, let go at it, the booking consumed), and a later one is booked
+    behind it: slots are handed out in the order attempts ask."""
+    k, d = store.keys, store.delivery
+    assert await d.rate(ACCT, "h:80", 4, NOW, "e1:1") == (True, NOW + S // 4)
+    assert await d.rate(ACCT, "h:80", 4, NOW + 1, "e2:1") == (False, NOW + S // 4)  # booked
+    assert await d.rate(ACCT, "h:80", 4, NOW + 2, "e3:1") == (False, NOW + S // 2)  # behind it
+    assert await d.rate(ACCT, "h:80", 4, NOW + S // 8, "e2:1") == (False, NOW + S // 4)  # kept
+    assert await d.rate(ACCT, "other:80", 4, NOW, "e4:1") == (True, NOW + S // 4)  # per host
+    assert await d.rate("acct2", "h:80", 4, NOW, "e5:1") == (True, NOW + S // 4)  # per account
+    window, booked = k.host_rate(ACCT, "h:80")
+    assert await store.redis.zrange(booked, 0, -1, withscores=True) == [
+        ("e2:1", NOW + S // 4),
+        ("e3:1", NOW + S // 2),
+    ]
+    assert await d.rate(ACCT, "h:80", 4, NOW + S // 4 + 5, "e2:1") == (True, NOW + 3 * S // 4)  # its slot
+    assert await d.rate(ACCT, "h:80", 4, NOW + S // 4 + 6, "e6:1") == (False, NOW + 3 * S // 4)
+    assert await store.redis.zscore(booked, "e2:1") is None  # consumed: a retry asks anew
+    assert await store.redis.get(window) == str(NOW + S)
+    assert 0 < await store.redis.pttl(window) <= 60_000 + 750 + 50  # a minute past its last slot
+
+
+async def test_delivery_host_rate_rebooks_a_late_booking_and_drops_old_ones(store: Store) -> None:
+    """A booking asked for more than one interval after its slot (its dispatcher died, or it came
+    back late) is not sent on top of the slots handed out since: it goes behind them (or at once
+    when the window is free); bookings an hour old are dropped (their attempt never came)."""
+    k, d = store.keys, store.delivery
+    _, booked = k.host_rate(ACCT, "h:80")
+    assert await d.rate(ACCT, "h:80", 4, NOW, "e1:1") == (True, NOW + S // 4)
+    assert await d.rate(ACCT, "h:80", 4, NOW, "e2:1") == (False, NOW + S // 4)
+    assert await d.rate(ACCT, "h:80", 4, NOW, "e3:1") == (False, NOW + S // 2)
+    assert await d.rate(ACCT, "h:80", 4, NOW + S // 2 + 1, "e2:1") == (False, NOW + 3 * S // 4)  # behind
+    assert await d.rate(ACCT, "h:80", 4, NOW + S // 2 + 2, "e3:1") == (True, NOW + S)  # on time
+    assert await d.rate(ACCT, "h:80", 4, NOW + 5 * S, "e2:1") == (True, NOW + 5 * S + S // 4)  # free
+    assert await store.redis.zcard(booked) == 0
+    assert await d.rate(ACCT, "h:80", 4, NOW + 5 * S, "e7:1") == (False, NOW + 5 * S + S // 4)
+    assert await d.rate(ACCT, "h:80", 4, NOW + 3606 * S, "e8:1") == (True, NOW + 3606 * S + S // 4)
+    assert await store.redis.zcard(booked) == 0  # e7's booking, an hour old, dropped
 
 
 class Held:
@@ -194,6 +221,7 @@ class Held:
 
     def __init__(self, p: int, eid: str, lease_until: int, account: str = ACCT) -> None:
         self.account, self.p, self.eid, self.lease_until = account, p, eid, lease_until
+        self.attempts = 0
 
 
 async def host_state(store: Store, host: str = "h:80") -> tuple[list[str], list[str]]:
@@ -248,16 +276,20 @@ async def test_a_dead_holders_host_permit_expires_with_its_lease(store: Store) -
     assert await stream_ids(store, k.outbox(p)) == [e2]
 
 
-async def test_one_delivery_rate_call_judges_a_batch_in_order(store: Store) -> None:
-    """delivery_rate with several attempts (a dispatcher's batch): the first whose slot is due goes
-    and moves the window, the others are told the window's time, as one call each would be."""
+async def test_one_delivery_host_rate_call_judges_a_batch_in_order(store: Store) -> None:
+    """delivery_host_rate with several attempts (a dispatcher's batch): the first goes and moves
+    the window, the others are booked the next slots in order (each after the one before by its
+    own cue's interval), as one call each would be."""
     d = store.delivery
-    calls = [d.rate_call(ACCT, "h:80", [4, 4, 2], NOW), d.rate_call(ACCT, "other:80", [4], NOW)]
+    rows = [(4, "e1:1"), (4, "e2:1"), (2, "e3:1")]
+    calls = [d.rate_call(ACCT, "h:80", rows, NOW), d.rate_call(ACCT, "other:80", [(4, "e4:1")], NOW)]
     first, other = await store.scripts.run_many(calls)
-    assert d.rate_reply(first) == [(True, NOW + S // 4), (False, NOW + S // 4), (False, NOW + S // 4)]
+    assert d.rate_reply(first) == [(True, NOW + S // 4), (False, NOW + S // 4), (False, NOW + S // 2)]
     assert d.rate_reply(other) == [(True, NOW + S // 4)]
-    (late,) = await store.scripts.run_many([d.rate_call(ACCT, "h:80", [2, 4], NOW + S // 4)])
-    assert d.rate_reply(late) == [(True, NOW + 3 * S // 4), (False, NOW + 3 * S // 4)]  # its own interval
+    (late,) = await store.scripts.run_many(
+        [d.rate_call(ACCT, "h:80", [(4, "e2:1"), (4, "e5:1")], NOW + S // 4)]
+    )
+    assert d.rate_reply(late) == [(True, NOW + S), (False, NOW + S)]  # e3's own interval: 500 ms
 
 
 async def test_one_host_take_call_admits_a_batch_up_to_the_cap_in_order(store: Store) -> None:
@@ -286,3 +318,33 @@ async def test_one_host_take_call_admits_a_batch_up_to_the_cap_in_order(store: S
     rows = [(2, Held(p, e, lease)) for e in (e5, e4, e3)]  # e5 still waits: e3, e4 hold the cap
     (res,) = await store.scripts.run_many([d.take_call(ACCT, "h:80", rows, NOW + S)])
     assert d.take_reply(res, 3) == ([False, True, True], [])
+
+
+async def test_delivery_host_rate_booking_only_never_lets_one_go(store: Store) -> None:
+    """delivery_host_rate with book "1" (the dispatcher books before it waits for a host or a
+    global slot): a free window is booked now, not taken; a booking is told its slot, due or not;
+    the ask with book "0" at the slot takes it."""
+    d = store.delivery
+    assert await d.rate(ACCT, "h:80", 4, NOW, "e1:1", book=True) == (False, NOW)  # booked now
+    assert await d.rate(ACCT, "h:80", 4, NOW, "e2:1", book=True) == (False, NOW + S // 4)
+    assert await d.rate(ACCT, "h:80", 4, NOW + 1, "e1:1", book=True) == (False, NOW)  # kept
+    assert await d.rate(ACCT, "h:80", 4, NOW + 2, "e3:1") == (False, NOW + S // 2)  # behind them
+    assert await d.rate(ACCT, "h:80", 4, NOW + 3, "e1:1") == (True, NOW + 3 * S // 4)  # taken
+    assert await d.rate(ACCT, "h:80", 4, NOW + S // 4, "e2:1", book=True) == (False, NOW + S // 4)
+    assert await d.rate(ACCT, "h:80", 4, NOW + S // 4 + 1, "e2:1") == (True, NOW + 3 * S // 4)
+
+
+async def test_delivery_host_rate_takes_a_booking_up_to_the_late_floor(store: Store) -> None:
+    """At a fast rate (1,000/s: 1 ms apart) a booking may still be taken up to ``RATE_LATE_US``
+    (100 ms) after its slot — the dispatcher's own way from its wake-up to its ask — not only one
+    interval; later, it is booked again behind the slots handed out since."""
+    d = store.delivery
+    assert RATE_LATE_US == 100_000
+    assert await d.rate(ACCT, "h:80", 1000, NOW, "e1:1", book=True) == (False, NOW)
+    assert await d.rate(ACCT, "h:80", 1000, NOW, "e2:1", book=True) == (False, NOW + 1000)
+    assert await d.rate(ACCT, "h:80", 1000, NOW, "e3:1", book=True) == (False, NOW + 2000)
+    assert await d.rate(ACCT, "h:80", 1000, NOW + 50_000, "e1:1") == (True, NOW + 3000)  # 50 ms late
+    assert await d.rate(ACCT, "h:80", 1000, NOW + 101_001, "e2:1") == (True, NOW + 102_001)  # rebooked:
+    # the window was free by then, so it goes at once — behind nothing
+    assert await d.rate(ACCT, "h:80", 1000, NOW + 101_002, "e4:1", book=True) == (False, NOW + 102_001)
+    assert await d.rate(ACCT, "h:80", 1000, NOW + 202_500, "e3:1") == (True, NOW + 203_500)

@@ -137,12 +137,13 @@ CANCELLED = "Cancelled: a later slot came due (overlap: cancel_previous)"
 
 async def test_cancel_previous_ends_a_claimed_worker_execution_and_runs_the_slot(store: Store) -> None:
     """The claimed one becomes cancelled (final; out of the deadline zset; its claim lease left
-    for the holder's fenced calls), the new slot is claimable and becomes 'rx'."""
+    for the holder's fenced calls; named in the reply, for its task cap permit to be given back),
+    the new slot is claimable and becomes 'rx'."""
     k = store.keys
     p, prev = await claimed_worker_execution(store)
     await put_cue(store, nr=NOW, tr="worker", ov="cancel_previous", rx=prev)
     res = await store.schedule.materialize(p, NOW, [line(CUE, p, NOW, NOW + MIN, [NOW])])
-    assert res == Materialized(1, 0, {})
+    assert res == Materialized(1, 0, {}, ended=((ACCT, prev),))
     h = await store.redis.hgetall(k.execution(p, prev))
     assert (h["st"], h["em"], h["ua"], h["cw"]) == ("cancelled", CANCELLED, str(NOW), "w1")
     assert await store.redis.zscore(k.deadlines(p), prev) is None

@@ -186,9 +186,13 @@ async def test_restore_executions_rebuilds_the_index_each_state_needs(store: Sto
         "reported": doc("pending_outcome", od=NOW + 9 * S, oc="{}"),
         "done": doc("success", od=NOW + 9 * S),
         "claimable": doc("pending", "worker", tk="t", ua=NOW - 2 * S),
-        "claimed": doc("delivering", "worker", lx=NOW + 60 * S, cla=NOW - 3 * S),
+        "claimed": doc("delivering", "worker", tk="t", lx=NOW + 60 * S, cla=NOW - 3 * S),
     }
-    assert await store.restore.executions([(P, [json.dumps(d) for d in docs.values()])], NOW) == len(docs)
+    held: list[tuple[str, str, str, int]] = []
+    assert await store.restore.executions([(P, [json.dumps(d) for d in docs.values()])], NOW, held) == len(
+        docs
+    )
+    assert held == [(ACCT, docs["claimed"]["id"], "t", NOW + 60 * S)]  # its task cap permit: rebuilt
     ids = {name: d["id"] for name, d in docs.items()}
     for d in docs.values():
         stored = await store.redis.hgetall(k.execution(P, d["id"]))

@@ -80,10 +80,16 @@ async def test_extend_moves_only_held_permits_forward(store: Store) -> None:
     caps = store.task_caps
     prefix, _ = store.keys.task_permits(ACCT)
     await store.redis.zadd(prefix + "t", {"e1": UNTIL})
-    assert await caps.extend(ACCT, ["t", "u"], [("e1", UNTIL + 9), ("e2", UNTIL + 9)], NOW) == 1
-    assert await caps.extend(ACCT, ["t"], [("e1", UNTIL)], NOW) == 0  # never backwards
+    assert await caps.extend(ACCT, ["t", "u"], [("e1", UNTIL + 9, ""), ("e2", UNTIL + 9, "")], NOW) == 1
+    assert await caps.extend(ACCT, ["t"], [("e1", UNTIL, "")], NOW) == 0  # never backwards
+    assert await caps.extend(ACCT, ["t"], [("e1", UNTIL, "t")], NOW) == 0
     assert await permits(store) == {"e1": UNTIL + 9}
     assert await permits(store, "u") == {}
+    # a live claim of a known capped task without a permit (its claimer died before the bind)
+    # gets one; a task not capped, none
+    assert await caps.extend(ACCT, ["t", "u"], [("e3", UNTIL + 5, "u"), ("e4", UNTIL, "x")], NOW) == 1
+    assert await permits(store, "u") == {"e3": UNTIL + 5}
+    assert await permits(store, "x") == {}
 
 
 async def test_claim_budget_skips_capped_work_and_keeps_it_listed_in_order(store: Store) -> None:

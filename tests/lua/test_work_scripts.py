@@ -120,7 +120,7 @@ async def test_heartbeat_codes(store: Store) -> None:
         P, ACCT, "", LEASE, now_us=NOW + 5, ids=[eid, pending, new_execution_id(P)]
     )
     assert res == [
-        Heartbeat(Status.OK, NOW + 5 + LEASE),
+        Heartbeat(Status.OK, NOW + 5 + LEASE, task="t"),  # its task: its claim cap's permit follows
         Heartbeat(Status.WRONG_STATE, None),
         Heartbeat(Status.NOT_FOUND, None),
     ]

@@ -7,13 +7,15 @@
   KEYS[5] work: the account's work zset
   ARGV[1] prefix: the partition's key prefix "<pfx>:{pNN}:"
   ARGV[2] batch: size
-  returns the number removed (queued outbox entries of removed executions are dropped by the
-    dispatcher when it finds them gone) ]]
+  returns {the number removed, the ids of those that were claimed (worker executions held under a
+    lease: the caller gives their task cap permits back)…} (queued outbox entries of removed
+    executions are dropped by the dispatcher when it finds them gone) ]]
 --!include dirty
 --!include work_index
 --!include exec_index
 local batch = tonumber(ARGV[2])
 local n = 0
+local claimed = {}
 for _, cell in ipairs(redis.call('HKEYS', KEYS[1])) do
   -- ('#<cell>' fields are claimed counts: their zset name is no key, so they list nothing)
   for _, m in ipairs(redis.call('ZRANGE', KEYS[1] .. '|z|' .. cell, 0, batch - n - 1)) do
@@ -22,7 +24,7 @@ for _, cell in ipairs(redis.call('HKEYS', KEYS[1])) do
     local e = redis.call('HMGET', ek, 'tr', 'acct', 'tk', 'ag', 'ix')
     if e[1] == 'worker' then  -- the worker transport's indexes (claimable, claims)
       work_rem(ARGV[1], e[2], eid, e[3], e[4])
-      redis.call('ZREM', ARGV[1] .. 'claims', eid)
+      if redis.call('ZREM', ARGV[1] .. 'claims', eid) == 1 then claimed[#claimed + 1] = eid end
     end
     if e[5] then
       exec_unindex(ARGV[1], eid)
@@ -36,4 +38,4 @@ for _, cell in ipairs(redis.call('HKEYS', KEYS[1])) do
   end
   if n >= batch then break end
 end
-return n
+return {n, unpack(claimed)}

@@ -9,7 +9,9 @@
   worker pending / retry_ready → the claimable indexes; worker delivering → claims. A jittered
   execution ('ft') waits for its fire_at instead of its scheduled_for. A pending execution its
   cue holds back ('bw', overlap buffer_one; cues are restored first) stays unqueued.
-  returns the number written ]]
+  returns {the number written, then 4 values per worker execution restored as claimed: account
+    id, execution id, task ("" none), lease expiry µs} (the caller rebuilds the per-task claim
+    cap permits from them: store/task_caps.py ``rebuild``) ]]
 --!include work_index
 --!include exec_index
 local now_s, pfx = ARGV[1], ARGV[2]
@@ -17,6 +19,7 @@ local now = tonumber(now_s)
 local final = {success = true, failed = true, missed = true, outcome_timeout = true, skipped = true,
   cancelled = true}
 local n = 0
+local claimed = {}
 local function val(x, default) if x and x ~= '' then return x end return default end
 for i = 3, #ARGV do
   local h = cjson.decode(ARGV[i])
@@ -41,6 +44,7 @@ for i = 3, #ARGV do
         work_add(pfx, acct, eid, at, h['tk'], h['ag'], val(h['ua'], at))
       elseif st == 'delivering' then
         redis.call('ZADD', pfx .. 'claims', val(h['lx'], now_s), eid)
+        for _, v in ipairs({acct, eid, val(h['tk'], ''), val(h['lx'], now_s)}) do claimed[#claimed + 1] = v end
       end
     elseif st == 'retrying' then
       redis.call('ZADD', pfx .. 'retry', val(h['nxr'], now_s), eid)
@@ -54,4 +58,4 @@ for i = 3, #ARGV do
   end
   n = n + 1
 end
-return n
+return {n, unpack(claimed)}

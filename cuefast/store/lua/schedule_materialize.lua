@@ -37,7 +37,8 @@
   A one-time cue whose slot is held back so becomes failed (its slot never runs).
   returns {executions created, cues skipped, {account id, blocked executions, ... per account},
     {cue id, next run µs, schedule summary ("" if the cue is gone), account id ("" if gone), ...
-    per due cue read}} — schedule summary = the cue's
+    per due cue read}, {account id, execution id, ... per claimed worker execution cancel_previous
+    cancelled (the scheduler gives its task cap's permit back)}} — schedule summary = the cue's
     "sch" field, "<type>|<timezone>|<catch_up>|<at>|<cron>"; the account lets the scheduler check
     the monthly execution limit ]]
 --!include dirty
@@ -51,6 +52,7 @@ local members = ARGV[3]
 local exec_pfx, cue_pfx = pfx .. 'exec:', pfx .. 'cue:'
 local created, skipped = 0, 0
 local blocked = {}  -- account → executions created blocked
+local ended = {}  -- account, execution id: claims cancel_previous ended
 local BLOCKED = 'Monthly execution limit reached'
 local due_rem = {}
 local signal = {}  -- accounts that got claimable worker executions (one wake-up each)
@@ -146,7 +148,10 @@ for i = 1, #l_cue do
           if j < l_last[i] then
             mode = 'cancel'  -- a later slot of this pass supersedes it at once
           elseif busy and rx == nil then
-            ov_cancel(pfx, c[9], now, dirt)
+            if ov_cancel(pfx, c[9], now, dirt) == 'claim' then
+              ended[#ended + 1] = acct  -- its task cap's permit: given back by the scheduler
+              ended[#ended + 1] = c[9]
+            end
           end
         end
         if mode == 'skip' or mode == 'cancel' then
@@ -247,4 +252,4 @@ if ARGV[4] ~= '0' then
     rows[#rows + 1] = c[2] or ''
   end
 end
-return {created, skipped, bl, rows}
+return {created, skipped, bl, rows, ended}

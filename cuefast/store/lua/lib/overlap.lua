@@ -33,8 +33,9 @@ end
 -- the status (delivery_finish.lua finds it not delivering); an outcome reported afterwards is
 -- stored as late (lib/record_outcome.lua: cancelled is final). No on_failure, no alert, no
 -- usage `failed`: it was superseded, not failed. Its claim lease is left for the holder's
--- fenced calls to clear. `dirt` (optional): a list the caller writes as dirty marks (else one
--- SADD now). Returns true when it was running.
+-- fenced calls to clear; its per-task claim cap permit (account slot) is the caller's to give
+-- back. `dirt` (optional): a list the caller writes as dirty marks (else one SADD now). Returns
+-- false when it was not running, 'claim' when it was a claimed worker execution, else true.
 local OV_CANCELLED = 'Cancelled: a later slot came due (overlap: cancel_previous)'
 local function ov_cancel(pfx, eid, now, dirt)
   local ek = pfx .. 'exec:' .. eid
@@ -53,7 +54,7 @@ local function ov_cancel(pfx, eid, now, dirt)
   redis.call('HSET', ek, 'st', 'cancelled', 'ua', now, 'em', OV_CANCELLED)
   if dirt then dirt[#dirt + 1] = 'exec:' .. eid else dirty_at(pfx, 'exec:' .. eid) end
   exec_reindex(pfx, eid)
-  return true
+  return (e[2] == 'worker' and st == 'delivering') and 'claim' or true
 end
 
 -- buffer_one: the execution waiting behind the running one ('bw': created pending, not queued)
