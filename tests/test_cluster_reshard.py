@@ -310,7 +310,7 @@ async def test_a_busy_partition_moves_to_another_primary_under_load(
         print(f"errors logged by serve during the move (retried, none surfaced): {errors}")
         print("\n".join(["warnings and errors logged:", *warnings]))
         # blocking stream reads ride the move out quietly (store.fanout: redis-py's "TTL exhausted"
-        # or UNBLOCKED on the moving stream is one warning per reader, not a loop error each time)
+        # or UNBLOCKED on the moving stream is retried at debug level, not a warning or a loop error)
         assert [line for line in warnings if " ERROR " in line] == []
-        assert len({line for line in warnings if "not read" in line}) <= 3
+        assert [line for line in warnings if "its slot is moving" in line or "TTL exhausted" in line] == []
         assert codes == {"serve": 0}  # alive to the end, and stopped cleanly

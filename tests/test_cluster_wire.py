@@ -16,7 +16,8 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cuefast.store import Store, connect
-from cuefast.store.cluster_wire import PAUSE_S, ClusterWire, command_key
+from cuefast.store.cluster_wire import PAUSE_S, ClusterWire, Silent, command_key
+from cuefast.store.connect import UNREACHABLE
 from cuefast.store.keys import Keys
 from cuefast.store.wire import Command
 from tests.procs import free_port
@@ -106,6 +107,68 @@ async def test_a_node_that_hangs_is_left_behind_by_a_patient_read(cluster: aiore
         assert isinstance(replies[3], RedisTimeoutError)
         assert replies[:3] + replies[4:] == [str(i) for i in range(12) if i != 3]
     finally:
+        await wire.aclose()
+        server.close()
+        for k in keys:
+            await cluster.delete(k)
+
+
+async def test_a_node_that_hangs_fails_its_share_of_writes_then_every_call_at_once(
+    cluster: aioredis.RedisCluster,
+) -> None:
+    """Writes too (the scheduler's and dispatcher's passes): a node that accepts and never
+    answers gets ``Silent`` in place of its commands after ``hang_s`` while the others' writes
+    stand; from then on its share of every call fails at once, nothing more is sent to it (no
+    caller queues behind it), until the unanswered send ends (here: the node closes the
+    connection); then it is sent to again."""
+    received: list[bytes] = []
+    close = asyncio.Event()
+
+    async def hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        async def read() -> None:
+            while data := await reader.read(65536):
+                received.append(data)
+
+        reading = asyncio.ensure_future(read())
+        await close.wait()
+        reading.cancel()
+        writer.close()
+
+    server = await asyncio.start_server(hang, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    wire = ClusterWire(cluster)
+    wire.hang_s = 0.3
+    tag = uuid.uuid4().hex[:8]
+    keys = [f"cw{tag}:{{s{i}}}" for i in range(12)]
+    hung = f"127.0.0.1:{port}"
+    try:
+        await wire.execute([("GET", k) for k in keys])  # the slot map read
+        wire._moved[key_slot(keys[3].encode())] = hung  # that slot's node hangs
+        wire._refreshed = time.monotonic() + 3600  # and stays in the map (not re-read here)
+        replies = await wire.execute([("SET", k, i) for i, k in enumerate(keys)])
+        assert isinstance(replies[3], Silent)
+        assert replies[:3] + replies[4:] == ["OK"] * 11
+        assert await cluster.get(keys[4]) == "4"  # the other nodes' writes were made
+        async with asyncio.timeout(5):
+            while not received:  # the hanging node got its share once
+                await asyncio.sleep(0.01)
+        sent = sum(len(d) for d in received)
+        assert hung in wire._silent
+        replies = await wire.execute([("SET", k, i + 100) for i, k in enumerate(keys)])
+        assert isinstance(replies[3], Silent) and replies[:3] + replies[4:] == ["OK"] * 11
+        with pytest.raises(Silent):  # a call only for the silent node: fails as a whole
+            await wire.execute([("GET", keys[3])])
+        await asyncio.sleep(0)
+        assert sum(len(d) for d in received) == sent  # nothing more was sent to it
+        close.set()  # the unanswered send ends (connection closed): sent to again
+        async with asyncio.timeout(5):
+            while hung in wire._silent:
+                await asyncio.sleep(0.01)
+        with pytest.raises(UNREACHABLE) as failed:  # sent: the node closes each connection now
+            await wire.execute([("GET", keys[3])])
+        assert not isinstance(failed.value, Silent)
+    finally:
+        close.set()
         await wire.aclose()
         server.close()
         for k in keys:

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import pytest
+from redis.exceptions import ClusterError, MovedError, ResponseError, TryAgainError
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from cuefast.store import fanout
 from cuefast.store.fanout import Fanout
 
 
@@ -83,3 +89,40 @@ async def test_a_read_no_longer_asked_for_is_cancelled_and_answers_are_taken_onc
     await settle()
     assert fan.take_answered() == [(("a", "2-0"), ["late a"])]
     assert fan.take_answered() == []
+
+
+async def test_a_slot_on_the_move_is_retried_quietly_a_node_down_warned(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A read that meets a resharding (redis-py's "TTL exhausted" after following MOVED/ASK/
+    TRYAGAIN, ``UNBLOCKED`` when the stream left the node) answers nothing and is sent again by
+    the next call, logged at debug level only: noise, not a fault. A node down (a connection
+    error) is retried the same way but warned about, once per ``QUIET_LOG_S``."""
+    monkeypatch.setattr(fanout, "QUIET_PAUSE_S", 0.0)
+    fan = Fanout()
+    sent: dict[str, int] = {}
+
+    def failing(stream: str, exc: BaseException) -> Callable[[], Awaitable[Any]]:
+        async def read() -> Any:
+            sent[stream] = sent.get(stream, 0) + 1
+            raise exc
+
+        return read
+
+    moves = [
+        ClusterError("TTL exhausted."),
+        ResponseError("UNBLOCKED the stream key no longer exists"),
+        TryAgainError("Multiple keys request during rehashing of slot"),
+        MovedError("3999 127.0.0.1:6381"),
+    ]
+    with caplog.at_level(logging.DEBUG, logger="cuefast.store.fanout"):
+        for exc in moves:
+            assert await fan.read({("s", ">"): failing("s", exc)}) == [(("s", ">"), None)]
+        assert sent == {"s": len(moves)}  # each call sent it again
+        assert [r.levelno for r in caplog.records] == [logging.DEBUG] * len(moves)
+        caplog.clear()
+        for _ in range(2):
+            down = failing("d", RedisConnectionError("Error 111 connecting"))
+            assert await fan.read({("d", ">"): down}) == [(("d", ">"), None)]
+        assert [r.levelno for r in caplog.records] == [logging.WARNING]  # once per QUIET_LOG_S
+    fan.close()

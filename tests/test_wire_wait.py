@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 import pytest
 import redis.asyncio as aioredis
 
-from cuefast.store import UNREACHABLE, connect
+from cuefast.store import UNREACHABLE, Keys, Store, connect
+from cuefast.store.dashboard_sessions import DashboardSession
 from cuefast.store.wire import NotReplicated, Replicas, Wire, writes
 
 
@@ -47,3 +48,28 @@ async def test_a_write_no_replica_acknowledged_raises_after_the_timeout(
         assert time.monotonic() - started < 0.15
     finally:
         await wire.aclose()
+
+
+async def test_the_writes_beside_the_scripts_wait_for_replicas_too(
+    client: aioredis.Redis, redis_url: str, key_prefix: str
+) -> None:
+    """Dashboard sessions, one-time login tokens, a login window's give-back, a removed task
+    cap's permits and the claimers' wake-up go through the wire (they were redis-py calls,
+    outside ``CUEFAST_REDIS_WAIT_REPLICAS``): with no replica each raises ``NotReplicated``."""
+    store = Store(connect(redis_url), Keys(key_prefix, 4), replicas=Replicas(1, 50))
+    writes_ = [
+        store.dashboard_sessions.create("s" * 64, DashboardSession("k" * 64, "csrf"), 60_000),
+        store.dashboard_sessions.delete("s" * 64),
+        store.login.put_token(store.keys.magic_link("t" * 64), "v", now_us=1, ttl_s=60),
+        store.login.take_token(store.keys.magic_link("t" * 64), 1),
+        store.login.give_back("ip", "127.0.0.1", 1),
+        store.task_caps.drop("acct", "task"),
+        store.task_caps.signal("acct"),
+    ]
+    try:
+        for write in writes_:
+            with pytest.raises(NotReplicated):
+                await write
+        assert await store.dashboard_sessions.get("s" * 64) is None  # reads carry no WAIT
+    finally:
+        await store.close()

@@ -28,13 +28,29 @@ every reply raise the first error, as ``Batch.execute`` does by default). Only w
 of the batch reached a node does ``execute`` raise, as on one Redis. A connection failure has
 the slot map re-read before the next call, so a promoted replica takes over once the cluster
 elected it.
+
+A node that hangs — a stopped or stuck process, a silent network: its connections stay open and
+nothing comes back, so no connection error ever comes — is treated the same way after
+``HANG_S``: a node that has not answered its share of a call within that long, and has sent
+nothing at all for that long (a node busy answering other callers is alive), gets a
+``RedisTimeoutError`` in place of each of its commands (the call returns the other nodes'
+replies), and from then on the node is *silent*: every later call fails its share at once,
+without sending or waiting, until the send that found it silent ends (the node answered, or its
+connection failed at the wire's timeout), and the slot map is re-read (a promoted replica
+takes the slots over). So a hanging primary costs each caller at most one ``HANG_S`` wait
+(those in flight when it stopped), not one per call. A write whose node went silent may still
+be run by that node if it wakes up before it is failed over (or never, when it is): its
+outcome is unknown, as after a connection error, and every write of the store is safe to send
+again (deterministic execution ids, the scripts' compare-and-set on next runs, lease fencing
+tokens, idempotency keys).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -47,33 +63,62 @@ from cuefast.store.batch import Batch
 from cuefast.store.connect import UNREACHABLE
 from cuefast.store.wire import Arg, Command, Endpoint, Replicas, Wire
 
+HANG_S = 1.0
+"""a node that has not answered a call's share within this long is silent (see the module
+docstring); a ``WAIT`` for replicas (``CUEFAST_REDIS_WAIT_REPLICAS``) adds its timeout"""
 REDIRECTS = 8
 """rounds of redirections (MOVED, ASK, TRYAGAIN, CLUSTERDOWN) one call follows"""
 REFRESH_EVERY_S = 0.2
 """the slot map is re-read at most this often (a burst of MOVED replies costs one read)"""
+REFRESH_WAIT_S = 0.1
+"""a call waits this long at most for a slot map being re-read, then goes on with the known one
+(the read may be held by a hanging node, up to ``HANG_S``: it carries on meanwhile)"""
 PAUSE_S = 0.05
 """the first pause before resending a TRYAGAIN / CLUSTERDOWN command (doubled each round)"""
+
+log = logging.getLogger(__name__)
 
 _SCRIPTS = frozenset({"EVALSHA", "EVAL", "EVALSHA_RO", "EVAL_RO", "FCALL", "FCALL_RO"})
 
 
-async def _answers(sends: Sequence[asyncio.Future[list[Any]]], patience_s: float | None) -> list[Any]:
-    """Each node's replies or its exception; with ``patience_s``, a node still silent after it
-    is a ``RedisTimeoutError`` (the send goes on; its outcome is dropped)."""
-    if patience_s is None:
-        return list(await asyncio.gather(*sends, return_exceptions=True))
-    _, pending = await asyncio.wait(sends, timeout=patience_s)
+class Silent(RedisTimeoutError):
+    """A node's share of a call that was not answered within its patience (``HANG_S``), or not
+    sent because the node is silent: whether it ran is unknown (an ``UNREACHABLE`` error)."""
+
+
+async def _answers(
+    sends: Sequence[asyncio.Future[list[Any]]],
+    patience_s: float,
+    heard: Callable[[int], int] = lambda _: 0,
+) -> list[Any]:
+    """Each node's replies or its exception; a send unanswered after ``patience_s`` whose node
+    sent nothing during that time either (``heard(i)``: a count of what send ``i``'s node
+    sent, ``Wire.heard``) is a ``Silent`` error (the send goes on; its outcome is dropped). A
+    node still answering other callers is waited for another ``patience_s``: a long call is
+    not a hang."""
+    pending: set[asyncio.Future[list[Any]]] = set(sends)
+    silent: set[asyncio.Future[list[Any]]] = set()
+    counts = [heard(i) for i in range(len(sends))]
+    while pending:
+        _, pending = await asyncio.wait(pending, timeout=patience_s)
+        for i, send in enumerate(sends):
+            if send in pending:
+                count = heard(i)
+                if count == counts[i]:
+                    pending.discard(send)
+                    silent.add(send)
+                counts[i] = count
     out: list[Any] = []
     for send in sends:
-        if send in pending:
+        if send in silent:
             send.add_done_callback(_drop)
-            out.append(RedisTimeoutError(f"no answer within {patience_s} s"))
+            out.append(Silent(f"no answer within {patience_s:g} s"))
         else:
             out.append(send.exception() or send.result())
     return out
 
 
-def _drop(send: asyncio.Future[list[Any]]) -> None:
+def _drop(send: asyncio.Future[Any]) -> None:
     """A send nobody waits for any more: its exception is retrieved (never logged as lost)."""
     if not send.cancelled():
         send.exception()
@@ -126,10 +171,15 @@ class ClusterWire:
         self.timeout = timeout
         self.replicas = replicas
         """``WAIT`` after each node's share of a batch that may write (``wire.Replicas``)"""
+        self.hang_s = HANG_S + (replicas.timeout_ms / 1000 if replicas is not None else 0.0)
+        """how long a node's share of a call is waited for (``HANG_S``, plus a ``WAIT``'s timeout)"""
+        self._silent: dict[str, float] = {}
+        """node → when it was found silent (``HANG_S``): its share of every call fails at once"""
         self._wires: dict[str, Wire] = {}
         self._template: Endpoint | None = None
         self._stale = False
         self._refreshed = 0.0
+        self._refreshing: asyncio.Task[None] | None = None
         self._moved: dict[int, str] = {}
         """slot → node named by a MOVED reply since the slot map was last read"""
 
@@ -145,15 +195,15 @@ class ClusterWire:
 
     async def execute(self, commands: Sequence[Command], patience_s: float | None = None) -> list[Any]:
         """The replies of ``commands``, in order; error replies in place (as ``Wire.execute``).
-        With ``patience_s`` (reads only: a write must not be left behind), a node that has not
-        answered within that long — hanging, not refusing — counts as unreachable for this
-        call (a ``RedisTimeoutError`` in place of each of its commands); its late answer is
-        dropped."""
+        A node that has not answered within ``patience_s`` (default ``hang_s``) — hanging, not
+        refusing — counts as unreachable for this call (a ``Silent`` error in place of each of
+        its commands; its late answer is dropped) and is silent from then on (module
+        docstring)."""
         if not commands:
             return []
         nm = self.client.nodes_manager
         if self._stale or not nm.slots_cache:
-            await self._refresh(force=not nm.slots_cache)
+            await (self._refresh(force=True) if not nm.slots_cache else self._refresh_soon())
         replies: list[Any] = [None] * len(commands)
         todo = list(range(len(commands)))
         lost: set[int] = set()  # commands whose node could not be reached (its error in place)
@@ -163,7 +213,7 @@ class ClusterWire:
             if not todo:
                 break
             if moved:
-                await self._refresh()
+                await self._refresh_soon()
             if wait:
                 await asyncio.sleep(pause)
                 pause *= 2
@@ -189,12 +239,17 @@ class ClusterWire:
         sends = [
             asyncio.ensure_future(self._send(n, [commands[i] for i in idx])) for n, idx in groups.items()
         ]
-        results = await _answers(sends, patience_s)
+        names = list(groups)
+        results = await _answers(
+            sends, self.hang_s if patience_s is None else patience_s, lambda i: self._heard_at(names[i])
+        )
         redo: list[int] = []
         asks: list[tuple[int, str]] = []
         moved = wait = False
-        for idx, res in zip(groups.values(), results, strict=True):
+        for (node, idx), send, res in zip(groups.items(), sends, results, strict=True):
             if isinstance(res, UNREACHABLE):  # that node's share only: the others' replies stand
+                if isinstance(res, Silent) and not send.done():
+                    self._hush(node, send)
                 for i in idx:
                     replies[i] = res
                 lost.update(idx)
@@ -259,7 +314,47 @@ class ClusterWire:
             )
         return wire
 
+    def _heard_at(self, name: str) -> int:
+        wire = self._wires.get(name)
+        return 0 if wire is None else wire.heard()
+
+    def _hush(self, name: str, send: asyncio.Future[list[Any]]) -> None:
+        """``name`` did not answer ``send`` in time: silent until ``send`` ends; the slot map is
+        re-read before the next call (its replica may be promoted by then)."""
+        if name not in self._silent:
+            log.warning("Redis node %s has not answered for %g s: its share of calls fails until it does",
+                        name, self.hang_s)  # fmt: skip
+            self._silent[name] = time.monotonic()
+            self._steer()
+        self._stale = True
+        send.add_done_callback(lambda _: self._heard(name))
+
+    def _steer(self) -> None:
+        """Keep redis-py's default node on a primary that answers: its client asks that node
+        ``COMMAND GETKEYS`` before every stream read it sends (``XREADGROUP``/``XREAD``, blocking
+        reads stay on redis-py) and waits for the answer without a timeout, so a default node
+        that hangs would hold every such read, and a re-read slot map does not move it."""
+        nm = self.client.nodes_manager
+        primaries = [n for n in self.client.get_primaries() if n.name not in self._silent]
+        if not primaries:
+            return
+        parser = self.client.commands_parser
+        names = {n.name for n in primaries}
+        if nm.default_node is None or nm.default_node.name not in names:
+            nm.default_node = primaries[0]
+        node = getattr(parser, "node", None)
+        if node is None or node.name not in names:
+            parser.node = nm.default_node
+
+    def _heard(self, name: str) -> None:
+        if self._silent.pop(name, None) is not None:
+            log.info("Redis node %s: its unanswered call ended (answered, failed or replaced)", name)
+
     async def _send(self, name: str, commands: list[Command]) -> list[Any]:
+        since = self._silent.get(name)
+        if since is not None:  # a hanging node: fail at once, queue nothing behind it, and
+            self._stale = True  # look for its replacement (the map read at most every REFRESH_EVERY_S)
+            raise Silent(f"{name} has not answered for {time.monotonic() - since:.1f} s")
         try:
             return await self._wire(name).execute(commands)
         except (RedisConnectionError, RedisTimeoutError):
@@ -269,35 +364,62 @@ class ClusterWire:
     async def _ask(self, target: str, command: Command) -> tuple[Any, bool]:
         """``command`` on the node importing its slot, right after ``ASKING`` (one write): its
         reply, and whether the node could not be reached (the reply is then that error)."""
-        try:
-            return (await self._send(target, [("ASKING",), command]))[1], False
-        except UNREACHABLE as exc:
-            return exc, True
+        send = asyncio.ensure_future(self._send(target, [("ASKING",), command]))
+        res = (await _answers([send], self.hang_s, lambda _: self._heard_at(target)))[0]
+        if isinstance(res, Silent) and not send.done():
+            self._hush(target, send)
+        if isinstance(res, UNREACHABLE):
+            return res, True
+        if isinstance(res, BaseException):
+            raise res
+        return res[1], False
+
+    async def _refresh_soon(self) -> None:
+        """Re-read the slot map (one read at a time, ``_refresh``), waiting for it at most
+        ``REFRESH_WAIT_S``: a read that takes longer carries on and the known map stays in use."""
+        task = self._refreshing
+        if task is None or task.done() or task.get_loop() is not asyncio.get_running_loop():
+            task = self._refreshing = asyncio.ensure_future(self._refresh())
+            task.add_done_callback(_drop)
+        await asyncio.wait([task], timeout=REFRESH_WAIT_S)
 
     async def _refresh(self, *, force: bool = False) -> None:
-        """Re-read the slot map (at most every ``REFRESH_EVERY_S`` unless ``force``)."""
+        """Re-read the slot map (at most every ``REFRESH_EVERY_S`` unless ``force``). A read that
+        fails while a map is known leaves that map in use (and read again by the next call);
+        with none known, it raises."""
         now = time.monotonic()
         if not force and now - self._refreshed < REFRESH_EVERY_S:
             return
         self._refreshed = now
         self._stale = False
         try:
-            if not self.client.nodes_manager.slots_cache:
-                await self.client.initialize()
-            else:
-                await self.client.nodes_manager.initialize()
+            # bounded: redis-py asks a node picked at random, which may be the one hanging
+            async with asyncio.timeout(self.hang_s):
+                if not self.client.nodes_manager.slots_cache:
+                    await self.client.initialize()
+                else:
+                    await self.client.nodes_manager.initialize()
             nm = self.client.nodes_manager
             for slot, name in list(self._moved.items()):
                 if nm.slots_cache.get(slot) and nm.slots_cache[slot][0].name == name:
                     del self._moved[slot]  # the map caught up (a later MOVED overrides it again)
-        except RedisError:
+        except (TimeoutError, RedisError) as exc:
             self._stale = True
+            if self.client.nodes_manager.slots_cache:
+                log.debug("slot map not read (%s: %s); the known one stays in use", type(exc).__name__, exc)
+                return
+            if isinstance(exc, TimeoutError):
+                raise Silent(f"the slot map was not read within {self.hang_s:g} s") from None
             raise
+        self._steer()
         known = {node.name for node in self.client.get_nodes()}
         for name in [n for n in self._wires if n not in known]:
             await self._wires.pop(name).aclose()
 
     async def aclose(self) -> None:
+        task = self._refreshing
+        if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
+            task.cancel()
         for wire in self._wires.values():
             await wire.aclose()
         self._wires.clear()

@@ -16,16 +16,15 @@ class DashboardSession(NamedTuple):
 
 class DashboardSessions(Repository):
     async def create(self, session_sha: str, session: DashboardSession, ttl_ms: int) -> None:
-        await self.redis.set(
-            self.keys.dashboard_session(session_sha), f"{session.key_sha}\t{session.csrf}", px=ttl_ms
-        )
+        value = f"{session.key_sha}\t{session.csrf}"  # on the wire: covered by WAIT (durable state)
+        await self.wire.call("SET", self.keys.dashboard_session(session_sha), value, "PX", ttl_ms)
 
     async def get(self, session_sha: str) -> DashboardSession | None:
-        value = await self.redis.get(self.keys.dashboard_session(session_sha))
+        value = await self.wire.call("GET", self.keys.dashboard_session(session_sha))
         if value is None:
             return None
         key_sha, _, csrf = str(value).partition("\t")
         return DashboardSession(key_sha, csrf) if key_sha and csrf else None
 
     async def delete(self, session_sha: str) -> None:
-        await self.redis.delete(self.keys.dashboard_session(session_sha))
+        await self.wire.call("DEL", self.keys.dashboard_session(session_sha))

@@ -15,7 +15,11 @@ down and the client is retrying) is kept for the next call instead of holding th
 A read that fails because its node is down or its slot is moving (a failover, a resharding:
 connection errors, ``TRYAGAIN``/``MOVED``/``ASK``/``CLUSTERDOWN``, redis-py's "TTL exhausted",
 ``UNBLOCKED`` when the stream left the node) answers nothing after ``QUIET_PAUSE_S`` and is sent
-again by the next call; each reader logs one warning a minute at most for these.
+again by the next call. A slot on the move (``slot_moving``: ``UNBLOCKED``/``TRYAGAIN``/``MOVED``/
+``ASK`` and redis-py's "TTL exhausted" after following them) is logged at debug level only: it
+is the expected course of a resharding, retried until the slot is stable, and the slot-routed
+wire reads the same streams meanwhile. A node down (connection errors, ``CLUSTERDOWN``) is
+logged as one warning a minute at most per reader.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from redis.exceptions import ClusterError, RedisClusterException, ResponseError
+from redis.exceptions import AskError, ClusterError, RedisClusterException, ResponseError, TryAgainError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -41,13 +45,25 @@ QUIET_PAUSE_S = 0.5
 QUIET_LOG_S = 60.0
 """such failures are logged at most once this often per reader (one line for a move)"""
 _MOVING = ("UNBLOCKED", "TRYAGAIN", "MOVED", "ASK", "CLUSTERDOWN")
+_SLOT_MOVES = ("UNBLOCKED", "TRYAGAIN", "MOVED", "ASK")
 
 
 def moving(exc: BaseException) -> bool:
     """Whether ``exc`` says the stream's node is down or its slot is moving (read it again later)."""
     if isinstance(exc, RedisConnectionError | RedisTimeoutError | ClusterError | RedisClusterException):
         return True
+    if slot_moving(exc):
+        return True
     return isinstance(exc, ResponseError) and str(exc).startswith(_MOVING)
+
+
+def slot_moving(exc: BaseException) -> bool:
+    """Whether ``exc`` says only that the stream's slot is moving (a resharding: not a fault)."""
+    if isinstance(exc, AskError | TryAgainError):  # MovedError is an AskError
+        return True
+    if isinstance(exc, ResponseError):
+        return str(exc).startswith(_SLOT_MOVES)
+    return isinstance(exc, ClusterError) and "TTL exhausted" in str(exc)
 
 
 class Fanout:
@@ -67,11 +83,16 @@ class Fanout:
         except Exception as exc:
             if not moving(exc):
                 raise
+            if slot_moving(exc):
+                log.debug("stream %s not read (%s: %s): its slot is moving; read again", stream,
+                          type(exc).__name__, exc)  # fmt: skip
+                await asyncio.sleep(QUIET_PAUSE_S)
+                return None
             self._quieted += 1
             at = asyncio.get_running_loop().time()
             if at - self._logged >= QUIET_LOG_S:
                 log.warning(
-                    "stream %s not read (%s: %s): its node is down or its slot is moving; read again "
+                    "stream %s not read (%s: %s): its node is down; read again "
                     "by the next call, the other streams meanwhile (%d such reads since the last line; "
                     "the next line in %g s at the earliest)",
                     stream, type(exc).__name__, exc, self._quieted, QUIET_LOG_S,

@@ -52,7 +52,7 @@ class Login(Repository):
 
     async def give_back(self, kind: str, subject: str, now_us: int) -> None:
         """Uncount a request ``take`` counted at ``now_us`` (another limit refused it)."""
-        await self.redis.lrem(self.keys.login_window(kind, subject), -1, str(now_us))
+        await self.wire.call("LREM", self.keys.login_window(kind, subject), -1, str(now_us))
 
     async def create_device(self, code_sha: str, *, now_us: int, expires_us: int, keep_s: int) -> bool:
         """False: a live code has this value."""
@@ -101,11 +101,11 @@ class Login(Repository):
         """A one-time token's record (``Keys.magic_link`` / ``Keys.session_once``): ``value`` and
         its expiry µs (the clock's, so a record expires on the service's clock; the key's TTL
         drops it later)."""
-        await self.redis.set(key, f"{now_us + ttl_s * 1_000_000}|{value}", ex=ttl_s + 60)
+        await self.wire.call("SET", key, f"{now_us + ttl_s * 1_000_000}|{value}", "EX", ttl_s + 60)
 
     async def take_token(self, key: str, now_us: int) -> str | None:
         """The value of a live one-time token, deleted as it is read (single use)."""
-        held = await self.redis.getdel(key)
+        held = await self.wire.call("GETDEL", key)
         if held is None:
             return None
         expires, _, value = str(held).partition("|")

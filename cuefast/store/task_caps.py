@@ -46,7 +46,7 @@ class TaskCaps(Repository):
     async def drop(self, account_id: str, task: str) -> None:
         """Forget a removed cap's permits."""
         prefix, _ = self.keys.task_permits(account_id)
-        await self.redis.delete(prefix + task)
+        await self.wire.call("DEL", prefix + task)
 
     async def take(
         self, account_id: str, token: str, until_us: int, wants: Mapping[str, tuple[int, int]], now_us: int
@@ -141,6 +141,6 @@ class TaskCaps(Repository):
     async def signal(self, account_id: str) -> None:
         """Wake the account's long-polling claimers everywhere (a permit freed: the work it lets
         through may be on any partition): a ``worksig`` entry marked ``w`` = ``*``."""
-        await self.redis.xadd(
-            self.keys.work_signal(0), {"a": account_id, "w": "*"}, maxlen=1000, approximate=True
+        await self.wire.call(
+            "XADD", self.keys.work_signal(0), "MAXLEN", "~", 1000, "*", "a", account_id, "w", "*"
         )

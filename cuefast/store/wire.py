@@ -153,12 +153,15 @@ class _Connection(asyncio.Protocol):
         self.watching = False
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self.reads = 0
+        """socket reads that brought data (``Wire.heard``)"""
 
     # -- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
     def data_received(self, data: bytes) -> None:
+        self.reads += 1
         reader = self.reader
         reader.feed(data)
         waiting = self.waiting
@@ -403,6 +406,11 @@ class Wire:
                     err = error(reply)
                     raise err if isinstance(err, RedisConnectionError) else AuthenticationError(str(err))
         return conn
+
+    def heard(self) -> int:
+        """How many times this Redis sent anything on the open connections: a count that moves
+        while the node answers other callers (alive, however long one call takes)."""
+        return sum(c.reads for c in self._slots if c is not None and not c.closed)
 
     async def aclose(self) -> None:
         loop = asyncio.get_running_loop()
