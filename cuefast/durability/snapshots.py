@@ -34,6 +34,7 @@ from cuefast.config import Settings
 from cuefast.durability.schema import fold_counts, to_history
 from cuefast.services.executions import triggered_by
 from cuefast.store import Store
+from cuefast.store.connect import UNREACHABLE
 
 log = logging.getLogger(__name__)
 
@@ -445,6 +446,8 @@ class Snapshotter:
                                 next_trim = loop.time() + TRIM_EVERY_S
                     except LeaseLost:
                         log.warning("snapshot lease lost; idling")
+                    except UNREACHABLE as exc:  # a node down (a cluster failing over): no traceback
+                        log.warning("snapshot cycle: Redis unreachable (%s); retrying next interval", exc)
                     except Exception:
                         log.exception("snapshot cycle failed; retrying next interval")
                 await self._idle(stopping)
