@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -173,6 +174,52 @@ async def test_a_node_that_hangs_fails_its_share_of_writes_then_every_call_at_on
         server.close()
         for k in keys:
             await cluster.delete(k)
+
+
+async def test_a_stall_of_this_process_is_not_counted_as_the_nodes_silence(
+    cluster: aioredis.RedisCluster,
+) -> None:
+    """A node is judged silent only after ``patience_s`` in which this process was watching:
+    when its own event loop stalled (a GC pause, a long computation, a starved or paused
+    machine — the node stalled too), the time it lost is not the node's. Here the whole
+    process stalls past the patience while its command waits, and the node answers 50 ms after
+    the stall ends (it was stopped along with it): the reply comes back, no ``Silent``, and
+    the node is not marked silent (before: ``Silent`` at the first look after the stall)."""
+    received = asyncio.Event()
+    answer = asyncio.Event()
+
+    async def slow(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65536)
+        received.set()
+        await answer.wait()
+        writer.write(b"$2\r\nhi\r\n")
+        with contextlib.suppress(ConnectionError):  # the client closes when it is done
+            await writer.drain()
+            await reader.read()
+        writer.close()
+
+    server = await asyncio.start_server(slow, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    wire = ClusterWire(cluster)
+    key = f"cw{uuid.uuid4().hex[:8]}:{{s0}}"
+    node = f"127.0.0.1:{port}"
+    try:
+        await wire.execute([("GET", key)])  # the slot map read
+        wire._moved[key_slot(key.encode())] = node
+        wire._refreshed = time.monotonic() + 3600
+        call = asyncio.ensure_future(wire.execute([("GET", key)], patience_s=0.4))
+        async with asyncio.timeout(5):
+            await received.wait()
+        loop = asyncio.get_running_loop()
+        loop.call_later(0.65, answer.set)  # 0.05 s after the stall below ends
+        time.sleep(0.6)  # the fault: this process (and the node with it) stalls past the patience
+        async with asyncio.timeout(5):
+            assert await call == ["hi"]
+        assert node not in wire._silent
+    finally:
+        answer.set()
+        await wire.aclose()
+        server.close()
 
 
 async def _node_id(client: aioredis.Redis) -> str:

@@ -32,7 +32,8 @@ elected it.
 A node that hangs — a stopped or stuck process, a silent network: its connections stay open and
 nothing comes back, so no connection error ever comes — is treated the same way after
 ``HANG_S``: a node that has not answered its share of a call within that long, and has sent
-nothing at all for that long (a node busy answering other callers is alive), gets a
+nothing at all for that long (a node busy answering other callers is alive) — that long of
+this process watching: time it lost to a stall of its own is not the node's — gets a
 ``RedisTimeoutError`` in place of each of its commands (the call returns the other nodes'
 replies), and from then on the node is *silent*: every later call fails its share at once,
 without sending or waiting, until the send that found it silent ends (the node answered, or its
@@ -75,6 +76,10 @@ REFRESH_WAIT_S = 0.1
 (the read may be held by a hanging node, up to ``HANG_S``: it carries on meanwhile)"""
 PAUSE_S = 0.05
 """the first pause before resending a TRYAGAIN / CLUSTERDOWN command (doubled each round)"""
+LOOKS = 4
+"""how often a waiting call looks at a node's silence within its patience (``_answers``)"""
+LOOK_SLACK = 1.5
+"""the most one look credits as watched, in looks: a stall of this process counts no more"""
 
 log = logging.getLogger(__name__)
 
@@ -91,23 +96,32 @@ async def _answers(
     patience_s: float,
     heard: Callable[[int], int] = lambda _: 0,
 ) -> list[Any]:
-    """Each node's replies or its exception; a send unanswered after ``patience_s`` whose node
-    sent nothing during that time either (``heard(i)``: a count of what send ``i``'s node
-    sent, ``Wire.heard``) is a ``Silent`` error (the send goes on; its outcome is dropped). A
-    node still answering other callers is waited for another ``patience_s``: a long call is
-    not a hang."""
+    """Each node's replies or its exception; a send unanswered while its node sent nothing at
+    all (``heard(i)``: a count of what send ``i``'s node sent, ``Wire.heard``) for
+    ``patience_s`` of watching is a ``Silent`` error (the send goes on; its outcome is dropped).
+    A node still answering other callers is waited for again: a long call is not a hang.
+    Watching is looked at every ``patience_s / LOOKS``, and a look credits at most
+    ``LOOK_SLACK`` looks' time: when this process stalls (a GC pause, a long computation, a
+    starved or paused machine — and the node with it), the time lost is not the node's, and
+    it gets watched time after the stall to answer."""
+    loop = asyncio.get_running_loop()
+    look = patience_s / LOOKS
     pending: set[asyncio.Future[list[Any]]] = set(sends)
     silent: set[asyncio.Future[list[Any]]] = set()
     counts = [heard(i) for i in range(len(sends))]
+    quiet = [0.0] * len(sends)
     while pending:
-        _, pending = await asyncio.wait(pending, timeout=patience_s)
+        began = loop.time()
+        _, pending = await asyncio.wait(pending, timeout=look)
+        watched = min(loop.time() - began, look * LOOK_SLACK)
         for i, send in enumerate(sends):
             if send in pending:
                 count = heard(i)
-                if count == counts[i]:
+                quiet[i] = quiet[i] + watched if count == counts[i] else 0.0
+                counts[i] = count
+                if quiet[i] >= patience_s * (1 - 1e-9):
                     pending.discard(send)
                     silent.add(send)
-                counts[i] = count
     out: list[Any] = []
     for send in sends:
         if send in silent:
