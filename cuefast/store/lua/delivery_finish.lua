@@ -49,41 +49,49 @@ local function finish(eid, result, hs, em, nxr, od, entry, lease)
     redis.call('XACK', KEYS[3], group, entry)
     redis.call('XDEL', KEYS[3], entry)
   end
-  local e = redis.call('HMGET', ek, 'st', 'cue', 'acct', 'oc', 'tb', 'cp')
+  local e = redis.call('HMGET', ek, 'st', 'cue', 'acct', 'oc', 'tb', 'cp', 'att', 'ca', 'os', 'cla', 'cw', 'ix')
   if e[6] == '1' then cap_release(pfx, e[2], eid, now) end  -- the cue's permit, to its next waiter
   if e[1] ~= 'delivering' then return STATUS.WRONG_STATE end
   local ck = pfx .. 'cue:' .. e[2]
   local cue_exists = redis.call('EXISTS', ck) == 1
-  redis.call('HINCRBY', ek, 'att', 1)
   dirty_at(pfx, 'exec:' .. eid, marks)
   if cue_exists then redis.call('HINCRBY', ck, 'rc', 1) end
   if cue_exists then dirty_at(pfx, 'cue:' .. e[2], marks) end
-  local status
+  -- one write of the hash: the result, the attempt counted, `ix` when the cells change (ix_move)
+  local status, w
   if result == 'ok' then
     if od ~= '' and not e[4] then
       status = 'pending_outcome'
-      redis.call('HSET', ek, 'st', status, 'hs', hs, 'ua', now, 'da', now, 'em', '', 'od', od)
+      w = {'st', status, 'hs', hs, 'ua', now, 'da', now, 'em', '', 'od', od}
       redis.call('ZADD', pfx .. 'deadlines', od, eid)
     else
       status = 'success'
-      redis.call('HSET', ek, 'st', status, 'hs', hs, 'ua', now, 'da', now, 'em', '')
-      if cue_exists then redis.call('HSET', ck, 'lr', now) end
-      if cue_exists and decides_cue(pfx, e[2], e[5]) then
-        set_cue_status(pfx, e[2], e[3], 'completed')
-      end
+      w = {'st', status, 'hs', hs, 'ua', now, 'da', now, 'em', ''}
     end
   elseif nxr ~= '' then
     status = 'retrying'
-    redis.call('HSET', ek, 'st', status, 'hs', hs, 'ua', now, 'em', em, 'nxr', nxr)
+    w = {'st', status, 'hs', hs, 'ua', now, 'em', em, 'nxr', nxr}
     redis.call('ZADD', KEYS[2], nxr, eid)
   else
     status = 'failed'
-    redis.call('HSET', ek, 'st', status, 'hs', hs, 'ua', now, 'em', em)
+    w = {'st', status, 'hs', hs, 'ua', now, 'em', em}
+  end
+  w[#w + 1] = 'att'
+  w[#w + 1] = string.format('%d', (tonumber(e[7]) or 0) + 1)
+  local new = ix_of(status, e[9], e[5], e[10], e[11])
+  if ix_move(pfx, eid, e[3], e[2], e[8], e[10], e[12] or '', new) then
+    w[#w + 1] = 'ix'; w[#w + 1] = new
+  end
+  redis.call('HSET', ek, unpack(w))
+  if status == 'success' or status == 'failed' then
     if cue_exists then redis.call('HSET', ck, 'lr', now) end
-    if cue_exists and decides_cue(pfx, e[2], e[5]) then set_cue_status(pfx, e[2], e[3], 'failed') end
+    if cue_exists and decides_cue(pfx, e[2], e[5]) then
+      set_cue_status(pfx, e[2], e[3], status == 'success' and 'completed' or 'failed')
+    end
+  end
+  if status == 'failed' then
     alert_final_failure(pfx, eid, e[2], e[3], now)  -- streak, on_failure pause and notices (§12)
   end
-  exec_reindex(pfx, eid)
   if cue_exists and (status == 'success' or status == 'failed') then
     ov_settled(pfx, e[2], now)  -- buffer_one: release the execution waiting behind it
   end

@@ -45,7 +45,8 @@ end
 for i = 5, #ARGV do
   local eid = ARGV[i]
   local ek = pfx .. 'exec:' .. eid
-  local e = redis.call('HMGET', ek, 'st', 'tr', 'cue', 'sf', 'att', 'pl', 'acct', 'tb', 'sa', 'la', 'ft', 'cp')
+  local e = redis.call('HMGET', ek, 'st', 'tr', 'cue', 'sf', 'att', 'pl', 'acct', 'tb', 'sa', 'la', 'ft', 'cp',
+    'ca', 'os', 'cla', 'cw', 'ix')
   local st = e[1]
   local code = STATUS.OK
   local recovered = false
@@ -78,19 +79,22 @@ for i = 5, #ARGV do
   if code ~= STATUS.OK then
     skip(code)
   else
+    -- one write of the hash: the attempt's fields and, when its cells change, `ix` (ix_move)
+    local w = {'st', 'delivering', 'la', now_s, 'ua', now_s}
     if recovered then
       local last = tonumber(e[10] or now)
-      redis.call('HSET', ek, 'em', 'Recovered from stale delivering state after ' ..
-        string.format('%d', math.floor((now - last) / 1000000)) .. 's')
+      w[#w + 1] = 'em'
+      w[#w + 1] = 'Recovered from stale delivering state after ' ..
+        string.format('%d', math.floor((now - last) / 1000000)) .. 's'
     end
-    if cap then
-      redis.call('HSET', ek, 'st', 'delivering', 'la', now_s, 'ua', now_s, 'cp', '1')
-    else
-      redis.call('HSET', ek, 'st', 'delivering', 'la', now_s, 'ua', now_s)
+    if cap then w[#w + 1] = 'cp'; w[#w + 1] = '1' end
+    if not e[9] then w[#w + 1] = 'sa'; w[#w + 1] = now_s end
+    local new = ix_of('delivering', e[14], e[8], e[15], e[16])
+    if ix_move(pfx, eid, e[7], e[3], e[13], e[15], e[17] or '', new) then
+      w[#w + 1] = 'ix'; w[#w + 1] = new
     end
+    redis.call('HSET', ek, unpack(w))
     dirty_at(pfx, 'exec:' .. eid, marks)
-    exec_reindex(pfx, eid)
-    if not e[9] then redis.call('HSET', ek, 'sa', now_s) end
     local timeout = timeout_of(cfg)
     local lease = string.format('%.0f', now + math.max(floor_s, timeout + 60) * 1000000)
     redis.call('ZADD', KEYS[1], lease, eid)

@@ -111,15 +111,35 @@ local function ix_apply(pfx, eid, acct, cue, ix, ca, cla, delta)
   end
 end
 
+-- the `ix` value (the cells an execution is in) of these fields: "<st>|<os>|<tb>|<c>|<worker>"
+-- (missing fields, false from HMGET, count as "")
+local function ix_of(st, os, tb, cla, cw)
+  return (st or '') .. '|' .. (os or '') .. '|' .. (tb or '') .. '|' .. ((cla or '') ~= '' and '1' or '')
+    .. '|' .. (cw or '')
+end
+
+-- move execution `eid` from the cells of `old` (its stored `ix`) to those of `new` (ix_of its
+-- fields after a change): true when it moved, and the caller stores `ix` = new with its own
+-- HSET of the hash (the fields were read once, the hash written once); false when the cells
+-- are the same (a claimed_at that changed alone: exec_reindex) or the hash has no acct / cue
+-- (left alone, as exec_reindex leaves it)
+local function ix_move(pfx, eid, acct, cue, ca, cla, old, new)
+  if new == old or not acct or not cue then return false end
+  ca = ca or 0
+  if old ~= '' then ix_apply(pfx, eid, acct, cue, old, ca, '', -1) end
+  ix_apply(pfx, eid, acct, cue, new, ca, cla or '', 1)
+  return true
+end
+
 -- index execution `eid` where its current fields say (moving it if they changed); a gone hash
--- is left alone (call exec_unindex before deleting one)
+-- is left alone (call exec_unindex before deleting one). A script that has just read and
+-- written the fields uses ix_of and ix_move instead (no second read, no second write).
 local function exec_reindex(pfx, eid)
   local ek = pfx .. 'exec:' .. eid
   local e = redis.call('HMGET', ek, 'acct', 'cue', 'ca', 'st', 'os', 'tb', 'cla', 'cw', 'ix')
   if not e[1] or not e[2] then return end
   local cla = e[7] or ''
-  local new = (e[4] or '') .. '|' .. (e[5] or '') .. '|' .. (e[6] or '') .. '|' .. (cla ~= '' and '1' or '')
-    .. '|' .. (e[8] or '')
+  local new = ix_of(e[4], e[5], e[6], cla, e[8])
   local old = e[9] or ''
   if new == old then
     -- the same cells: only a claimed_at that changed alone has its zsets rescored
@@ -134,9 +154,7 @@ local function exec_reindex(pfx, eid)
     end
     return
   end
-  local ca = e[3] or 0
-  if old ~= '' then ix_apply(pfx, eid, e[1], e[2], old, ca, '', -1) end
-  ix_apply(pfx, eid, e[1], e[2], new, ca, cla, 1)
+  ix_move(pfx, eid, e[1], e[2], e[3], cla, old, new)
   redis.call('HSET', ek, 'ix', new)
 end
 

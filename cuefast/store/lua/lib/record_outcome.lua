@@ -107,21 +107,13 @@ local function record_outcome(pfx, eid, acct, outcome_json, success, state, err,
     end
   end
   -- the listing cells (exec_reindex, with the fields already read: tb, cla and cw do not change)
-  local cla = e[10] or ''
-  local new = st .. '|' .. state .. '|' .. (e[5] or '') .. '|' .. (cla ~= '' and '1' or '') .. '|' .. (e[11] or '')
-  local old = e[12] or ''
-  local move = new ~= old and eacct ~= nil  -- (exec_reindex leaves a hash without acct alone)
-  if move then
+  local new = ix_of(st, state, e[5], e[10], e[11])
+  if ix_move(pfx, eid, eacct, cue, e[9], e[10], e[12] or '', new) then
     w[#w + 1] = 'ix'; w[#w + 1] = new
   end
   local verdict = not e[13]  -- the first verdict (alert_verdict's HSETNX, folded into this HSET)
   if verdict then w[#w + 1] = 'vd'; w[#w + 1] = '1' end
   redis.call('HSET', ek, unpack(w))
-  if move then
-    local ca = e[9] or 0
-    if old ~= '' then ix_apply(pfx, eid, eacct, cue, old, ca, '', -1) end
-    ix_apply(pfx, eid, eacct, cue, new, ca, cla, 1)
-  end
   if st ~= e[1] and decides_cue(pfx, cue, e[5]) then
     set_cue_status(pfx, cue, eacct, st == 'success' and 'completed' or 'failed')
   end
