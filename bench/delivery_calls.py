@@ -7,8 +7,9 @@ one scheduler pass materialise them, reads the outbox as a dispatcher does, then
 execution for an attempt (``delivery_start.lua``, batches of ``--batch`` per partition, one
 pipeline per round as the dispatcher sends them) and records a 200 for each
 (``delivery_finish.lua``, the same batches), and prints per delivery for each step: Redis calls
-and µs per command (nested script commands included) and ``EVALSHA`` µs. No HTTP: the scripts'
-own cost, which is what bounds a burst on one Redis core (bench/README.md "Engine").
+and µs per command (nested script commands included) and ``EVALSHA`` µs. ``--callgrind``: the
+Redis runs under callgrind (as for ``bench.engine_calls``), one dump per step. No HTTP: the
+scripts' own cost, which is what bounds a burst on one Redis core (bench/README.md "Engine").
 
 Exact only on a Redis nobody else uses (a private ``redis-server``).
 """
@@ -25,7 +26,7 @@ from collections.abc import Sequence
 import redis as sync_redis
 
 from bench.engine import _url, cleanup, new_store, seed_cues
-from bench.engine_calls import DUE, _stats
+from bench.engine_calls import DUE, _callgrind, _stats
 from cuefast.clock import FrozenClock
 from cuefast.engine.scheduler import Scheduler
 from cuefast.store import Status
@@ -63,6 +64,14 @@ def _batches(entries: Sequence[OutboxEntry], size: int) -> list[dict[int, list[O
 async def run(args: argparse.Namespace) -> None:
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     r = sync_redis.Redis.from_url(_url())
+    pid = int(r.info("server")["process_id"])
+
+    def measure(on: bool) -> None:  # callgrind counts only the step itself, dumped after it
+        if args.callgrind:
+            _callgrind(pid, "-i on" if on else "-i off")
+            if not on:
+                _callgrind(pid, "-d")
+
     store = new_store(prefix, args.partitions)
     await store.preload()
     clock = FrozenClock(DUE + 100_000)
@@ -82,6 +91,7 @@ async def run(args: argparse.Namespace) -> None:
         now = DUE + 200_000
         leased: list[tuple[OutboxEntry, Lease]] = []
         before = _stats(r)
+        measure(True)
         t0 = time.perf_counter()
         for rnd in rounds:
             res = await store.delivery.start(
@@ -93,6 +103,7 @@ async def run(args: argparse.Namespace) -> None:
                         raise SystemExit(f"{e.execution_id} not leased: {lease!r}")
                     leased.append((e, lease))
         dt_start = time.perf_counter() - t0
+        measure(False)
         _print(f"delivery_start ({dt_start:.3f} s)", before, _stats(r), len(leased))
         results: dict[int, list[AttemptResult]] = {}
         for e, lease in leased:
@@ -100,6 +111,7 @@ async def run(args: argparse.Namespace) -> None:
                 AttemptResult(e.execution_id, True, 200, "", None, None, e.entry_id, lease.lease_until, None)
             )
         before = _stats(r)
+        measure(True)
         t0 = time.perf_counter()
         done = 0
         while any(results.values()):
@@ -113,6 +125,7 @@ async def run(args: argparse.Namespace) -> None:
                 done += len(fin)
                 results[p] = results[p][args.batch :]
         dt_finish = time.perf_counter() - t0
+        measure(False)
         _print(f"delivery_finish ({dt_finish:.3f} s)", before, _stats(r), done)
     finally:
         await store.close()
@@ -124,6 +137,7 @@ def main() -> None:
     ap.add_argument("--cues", type=int, default=10_000)
     ap.add_argument("--partitions", type=int, default=int(os.environ.get("CUEFAST_PARTITIONS", "16")))
     ap.add_argument("--batch", type=int, default=32, help="executions per partition per script call")
+    ap.add_argument("--callgrind", action="store_true", help="the Redis runs under callgrind")
     asyncio.run(run(ap.parse_args()))
 
 

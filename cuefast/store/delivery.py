@@ -157,13 +157,18 @@ class Delivery(GroupStreams):
         ]
 
     async def ack(self, entries: Sequence[tuple[int, str]]) -> None:
-        """Acknowledge and delete these (partition, stream entry id) outbox entries (one pipeline)."""
+        """Acknowledge and delete these (partition, stream entry id) outbox entries (one pipeline,
+        one XACK and one XDEL per stream: XDEL rescans for the stream's first id once per call,
+        lib/outbox_ack.lua)."""
         if not entries:
             return
-        async with self.wire.pipeline() as pipe:  # in order per key
-            for p, entry_id in entries:
-                pipe.xack(self.keys.outbox(p), self.GROUP, entry_id)
-                pipe.xdel(self.keys.outbox(p), entry_id)
+        ids: dict[int, list[str]] = {}
+        for p, entry_id in entries:
+            ids.setdefault(p, []).append(entry_id)
+        async with self.wire.pipeline() as pipe:
+            for p, entry_ids in ids.items():
+                pipe.xack(self.keys.outbox(p), self.GROUP, *entry_ids)
+                pipe.xdel(self.keys.outbox(p), *entry_ids)
             await pipe.execute()
 
     async def start(

@@ -137,6 +137,24 @@ async def test_a_stale_finish_after_a_takeover_records_nothing(store: Store) -> 
     assert (await store.redis.hgetall(ek))["att"] == "1"
 
 
+async def test_one_finish_call_acknowledges_and_deletes_each_recorded_entry_only(store: Store) -> None:
+    """A batch's stream entries are acknowledged and deleted together at the end of the call
+    (lib/outbox_ack.lua: one XDEL for the batch): every recorded attempt's entry goes, and a
+    fenced-out attempt's entry stays pending for its current holder, wherever it sits."""
+    k = store.keys
+    arranged = [await arrange(store, "{}") for _ in range(4)]
+    p = arranged[0][0]
+    leases = [(await lease_of(store, p, eid, NOW)).lease_until for _, eid, _ in arranged]
+    taken = (await lease_of(store, p, arranged[1][1], NOW + 200 * S)).lease_until  # stale: taken over
+    results = [result(eid, entry, lease) for (_, eid, entry), lease in zip(arranged, leases, strict=True)]
+    res = await store.delivery.finish({p: results}, NOW + 201 * S)
+    assert [f.status for f in res[p]] == [Status.OK, Status.CONFLICT, Status.OK, Status.OK]
+    assert await store.redis.xlen(k.outbox(p)) == 1
+    pending = await store.redis.xpending_range(k.outbox(p), store.delivery.GROUP, "-", "+", 10)
+    assert [str(x["message_id"]) for x in pending] == [arranged[1][2]]
+    assert await store.redis.zscore(k.leases(p), arranged[1][1]) == taken
+
+
 async def test_extend_only_for_the_holder(store: Store) -> None:
     k = store.keys
     p, eid, _ = await arrange(store, "{}")

@@ -35,27 +35,26 @@
 --!include exec_index
 --!include cue_cap
 --!include overlap
+--!include outbox_ack
 local now, pfx, group = ARGV[1], ARGV[2], ARGV[3]
 local out = {}
 local marks = {}  -- snapshot dirty marks, written by dirty_flush at the end
 local defer, cues = {}, {}  -- record_outcome's deferred index removals and run counts
+local acks = {}  -- stream entries to acknowledge and delete, together at the end (outbox_ack)
 
 local function finish(eid, result, hs, em, nxr, od, entry, lease)
   local held = redis.call('ZSCORE', KEYS[1], eid)
   if not held or tonumber(held) ~= tonumber(lease) then return STATUS.CONFLICT end
   local ek = pfx .. 'exec:' .. eid
   redis.call('ZREM', KEYS[1], eid)
-  if entry ~= '' then
-    redis.call('XACK', KEYS[3], group, entry)
-    redis.call('XDEL', KEYS[3], entry)
-  end
+  if entry ~= '' then acks[#acks + 1] = entry end
   local e = redis.call('HMGET', ek, 'st', 'cue', 'acct', 'oc', 'tb', 'cp', 'att', 'ca', 'os', 'cla', 'cw', 'ix')
   if e[6] == '1' then cap_release(pfx, e[2], eid, now) end  -- the cue's permit, to its next waiter
   if e[1] ~= 'delivering' then return STATUS.WRONG_STATE end
   local ck = pfx .. 'cue:' .. e[2]
   local cue_exists = redis.call('EXISTS', ck) == 1
   dirty_at(pfx, 'exec:' .. eid, marks)
-  if cue_exists then redis.call('HINCRBY', ck, 'rc', 1) end
+  if cue_exists then redis.call('HINCRBY', ck, 'rc', '1') end
   if cue_exists then dirty_at(pfx, 'cue:' .. e[2], marks) end
   -- one write of the hash: the result, the attempt counted, `ix` when the cells change (ix_move)
   local status, w
@@ -113,5 +112,6 @@ for i = 4, #ARGV, 12 do
   out[#out + 1] = recorded
 end
 outcome_flush(pfx, defer, cues, now)
+outbox_ack(KEYS[3], group, acks)
 dirty_flush(marks)
 return out

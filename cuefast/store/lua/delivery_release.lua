@@ -17,18 +17,17 @@
   returns one status per attempt ("" = not released) ]]
 --!include dirty
 --!include exec_index
+--!include outbox_ack
 local now, pfx, group = ARGV[1], ARGV[2], ARGV[3]
 local out = {}
+local acks = {}  -- stream entries to acknowledge and delete, together at the end (outbox_ack)
 for i = 4, #ARGV, 4 do
   local eid, entry, lease, at = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2]), ARGV[i + 3]
   local held = redis.call('ZSCORE', KEYS[1], eid)
   local status = ''
   if held and tonumber(held) == lease then
     redis.call('ZREM', KEYS[1], eid)
-    if entry ~= '' then
-      redis.call('XACK', KEYS[2], group, entry)
-      redis.call('XDEL', KEYS[2], entry)
-    end
+    if entry ~= '' then acks[#acks + 1] = entry end
     local ek = pfx .. 'exec:' .. eid
     local e = redis.call('HMGET', ek, 'st', 'att', 'em')
     if e[1] == 'delivering' then
@@ -47,4 +46,5 @@ for i = 4, #ARGV, 4 do
   end
   out[#out + 1] = status
 end
+outbox_ack(KEYS[2], group, acks)
 return out
