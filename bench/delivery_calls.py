@@ -10,6 +10,8 @@ pipeline per round as the dispatcher sends them) and records a 200 for each
 and µs per command (nested script commands included) and ``EVALSHA`` µs. ``--callgrind``: the
 Redis runs under callgrind (as for ``bench.engine_calls``), one dump per step. No HTTP: the
 scripts' own cost, which is what bounds a burst on one Redis core (bench/README.md "Engine").
+Last, what the snapshotter's ``snapshots_take.lua`` then costs for what they made dirty (every
+execution and its cue; per delivery too).
 
 Exact only on a Redis nobody else uses (a private ``redis-server``).
 """
@@ -28,6 +30,7 @@ import redis as sync_redis
 from bench.engine import _url, cleanup, new_store, seed_cues
 from bench.engine_calls import DUE, _callgrind, _stats
 from cuefast.clock import FrozenClock
+from cuefast.durability.snapshots import BATCH as SNAPSHOT_BATCH
 from cuefast.engine.scheduler import Scheduler
 from cuefast.store import Status
 from cuefast.store.delivery import AttemptResult, Lease, OutboxEntry
@@ -127,6 +130,19 @@ async def run(args: argparse.Namespace) -> None:
         dt_finish = time.perf_counter() - t0
         measure(False)
         _print(f"delivery_finish ({dt_finish:.3f} s)", before, _stats(r), done)
+        # what the snapshotter then takes of them: each execution and its cue (snapshots_take.lua)
+        before = _stats(r)
+        measure(True)
+        t0 = time.perf_counter()
+        taken = 0
+        for p in range(args.partitions):
+            slot = store.keys.part(p)
+            while batch := await store.snapshots.take(slot, SNAPSHOT_BATCH):
+                await store.snapshots.commit(slot, [m for m, _ in batch])
+                taken += len(batch)
+        dt_take = time.perf_counter() - t0
+        measure(False)
+        _print(f"snapshots_take ({dt_take:.3f} s, {taken} objects)", before, _stats(r), done)
     finally:
         await store.close()
         cleanup(prefix)
