@@ -41,12 +41,14 @@
   ]]
 --!include reserve_name
 local WINDOW = 60000000
+-- constant arguments are strings: Redis 7.0 spells a Lua number given to redis.call with
+-- snprintf("%.17g"), ~2.2k instructions a call (callgrind; 7.2 has a faster conversion)
 local now, sha, counting = tonumber(ARGV[1]), ARGV[2], ARGV[6] == '1'
 
 local function window(key, limit)
   local n = redis.call('LLEN', key)
   local cutoff = now - WINDOW
-  local oldest = n > 0 and tonumber(redis.call('LINDEX', key, 0)) or nil
+  local oldest = n > 0 and tonumber(redis.call('LINDEX', key, '0')) or nil
   if oldest and oldest <= cutoff then
     -- times are sorted: find the first index still in the window (galloping, then bisection)
     local lo, hi, step = 0, n, 1
@@ -62,17 +64,17 @@ local function window(key, limit)
       local v = tonumber(redis.call('LINDEX', key, mid))
       if v > cutoff then hi, oldest = mid, v else lo = mid end
     end
-    redis.call('LTRIM', key, hi, -1)
+    redis.call('LTRIM', key, hi, '-1')
     n = n - hi
   end
   if n >= limit then return {0, n, limit, oldest or now} end
   local t, text = now, ARGV[1]
   if n > 0 then  -- keep the list sorted when API processes' clocks differ slightly
-    local last = redis.call('LINDEX', key, -1)
+    local last = redis.call('LINDEX', key, '-1')
     if tonumber(last) > t then t, text = tonumber(last), last end
   end
   redis.call('RPUSH', key, text)
-  redis.call('PEXPIRE', key, 61000)
+  redis.call('PEXPIRE', key, '61000')
   return {1, n + 1, limit, oldest or t}
 end
 
