@@ -82,8 +82,8 @@ end
 
 -- one member into / out of a registry's zset, and its count field moved only when the zset
 -- really changed (an emptied count is dropped); `m` is ix_member(eid), and ix_take also removes
--- the id's pre-layout-2 spelling. The increments are strings: a Lua number given to redis.call
--- is spelled with sprintf("%.14g"), ~2k instructions each (callgrind)
+-- the id's pre-layout-2 spelling. The increments are strings: Redis 7.0 spells a Lua number
+-- given to redis.call with snprintf("%.17g"), ~2.2k instructions each (callgrind)
 local function ix_put(reg, zset, field, score, m)
   if redis.call('ZADD', zset, score, m) == 1 then redis.call('HINCRBY', reg, field, '1') end
 end
