@@ -87,12 +87,10 @@ local function finish(eid, result, hs, em, nxr, od, entry, lease)
     if cue_exists and decides_cue(pfx, e[2], e[5]) then
       set_cue_status(pfx, e[2], e[3], status == 'success' and 'completed' or 'failed')
     end
-  end
-  if status == 'failed' then
-    alert_final_failure(pfx, eid, e[2], e[3], now)  -- streak, on_failure pause and notices (§12)
-  end
-  if cue_exists and (status == 'success' or status == 'failed') then
-    ov_settled(pfx, e[2], now)  -- buffer_one: release the execution waiting behind it
+    if status == 'failed' then
+      alert_final_failure(pfx, eid, e[2], e[3], now)  -- streak, on_failure pause and notices (§12)
+    end
+    if cue_exists then ov_settled(pfx, e[2], now) end  -- buffer_one: release the one waiting behind it
   end
   return STATUS.OK, status
 end
