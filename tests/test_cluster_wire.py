@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -34,6 +34,32 @@ async def cluster(cluster_url: str) -> AsyncIterator[aioredis.RedisCluster]:
         yield client  # type: ignore[misc]
     finally:
         await client.aclose()
+
+
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+@contextlib.asynccontextmanager
+async def fake_node(
+    cluster: aioredis.RedisCluster, handle: Handler
+) -> AsyncIterator[tuple[ClusterWire, str]]:
+    """A fake node on a free port (``handle`` serves each connection: it hangs, or answers when
+    the test says) and a ``ClusterWire`` over the cluster: (wire, the node's host:port). Both
+    closed afterwards."""
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    wire = ClusterWire(cluster)
+    try:
+        yield wire, f"127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        await wire.aclose()
+        server.close()
+
+
+async def route_to(wire: ClusterWire, key: str, node: str) -> None:
+    """Read the slot map, then route ``key``'s slot to ``node`` and keep it so (not re-read)."""
+    await wire.execute([("GET", key)])
+    wire._moved[key_slot(key.encode())] = node
+    wire._refreshed = time.monotonic() + 3600
 
 
 def test_the_routing_key_of_each_command_the_store_sends() -> None:
@@ -94,24 +120,20 @@ async def test_a_node_that_hangs_is_left_behind_by_a_patient_read(cluster: aiore
         await reader.read()  # until the client gives up
         writer.close()
 
-    server = await asyncio.start_server(hang, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    wire = ClusterWire(cluster)
     tag = uuid.uuid4().hex[:8]
     keys = [f"cw{tag}:{{s{i}}}" for i in range(12)]
-    try:
-        assert await wire.execute([("SET", k, i) for i, k in enumerate(keys)]) == ["OK"] * 12
-        wire._moved[key_slot(keys[3].encode())] = f"127.0.0.1:{port}"  # that slot's node hangs
-        started = time.monotonic()
-        replies = await wire.execute([("GET", k) for k in keys], patience_s=0.5)
-        assert 0.4 < time.monotonic() - started < 3.0
-        assert isinstance(replies[3], RedisTimeoutError)
-        assert replies[:3] + replies[4:] == [str(i) for i in range(12) if i != 3]
-    finally:
-        await wire.aclose()
-        server.close()
-        for k in keys:
-            await cluster.delete(k)
+    async with fake_node(cluster, hang) as (wire, node):
+        try:
+            assert await wire.execute([("SET", k, i) for i, k in enumerate(keys)]) == ["OK"] * 12
+            wire._moved[key_slot(keys[3].encode())] = node  # that slot's node hangs
+            started = time.monotonic()
+            replies = await wire.execute([("GET", k) for k in keys], patience_s=0.5)
+            assert 0.4 < time.monotonic() - started < 3.0
+            assert isinstance(replies[3], RedisTimeoutError)
+            assert replies[:3] + replies[4:] == [str(i) for i in range(12) if i != 3]
+        finally:
+            for k in keys:
+                await cluster.delete(k)
 
 
 async def test_a_node_that_hangs_fails_its_share_of_writes_then_every_call_at_once(
@@ -135,45 +157,38 @@ async def test_a_node_that_hangs_fails_its_share_of_writes_then_every_call_at_on
         reading.cancel()
         writer.close()
 
-    server = await asyncio.start_server(hang, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    wire = ClusterWire(cluster)
-    wire.hang_s = 0.3
     tag = uuid.uuid4().hex[:8]
     keys = [f"cw{tag}:{{s{i}}}" for i in range(12)]
-    hung = f"127.0.0.1:{port}"
-    try:
-        await wire.execute([("GET", k) for k in keys])  # the slot map read
-        wire._moved[key_slot(keys[3].encode())] = hung  # that slot's node hangs
-        wire._refreshed = time.monotonic() + 3600  # and stays in the map (not re-read here)
-        replies = await wire.execute([("SET", k, i) for i, k in enumerate(keys)])
-        assert isinstance(replies[3], Silent)
-        assert replies[:3] + replies[4:] == ["OK"] * 11
-        assert await cluster.get(keys[4]) == "4"  # the other nodes' writes were made
-        async with asyncio.timeout(5):
-            while not received:  # the hanging node got its share once
-                await asyncio.sleep(0.01)
-        sent = sum(len(d) for d in received)
-        assert hung in wire._silent
-        replies = await wire.execute([("SET", k, i + 100) for i, k in enumerate(keys)])
-        assert isinstance(replies[3], Silent) and replies[:3] + replies[4:] == ["OK"] * 11
-        with pytest.raises(Silent):  # a call only for the silent node: fails as a whole
-            await wire.execute([("GET", keys[3])])
-        await asyncio.sleep(0)
-        assert sum(len(d) for d in received) == sent  # nothing more was sent to it
-        close.set()  # the unanswered send ends (connection closed): sent to again
-        async with asyncio.timeout(5):
-            while hung in wire._silent:
-                await asyncio.sleep(0.01)
-        with pytest.raises(UNREACHABLE) as failed:  # sent: the node closes each connection now
-            await wire.execute([("GET", keys[3])])
-        assert not isinstance(failed.value, Silent)
-    finally:
-        close.set()
-        await wire.aclose()
-        server.close()
-        for k in keys:
-            await cluster.delete(k)
+    async with fake_node(cluster, hang) as (wire, hung):
+        wire.hang_s = 0.3
+        try:
+            await route_to(wire, keys[3], hung)  # that slot's node hangs
+            replies = await wire.execute([("SET", k, i) for i, k in enumerate(keys)])
+            assert isinstance(replies[3], Silent)
+            assert replies[:3] + replies[4:] == ["OK"] * 11
+            assert await cluster.get(keys[4]) == "4"  # the other nodes' writes were made
+            async with asyncio.timeout(5):
+                while not received:  # the hanging node got its share once
+                    await asyncio.sleep(0.01)
+            sent = sum(len(d) for d in received)
+            assert hung in wire._silent
+            replies = await wire.execute([("SET", k, i + 100) for i, k in enumerate(keys)])
+            assert isinstance(replies[3], Silent) and replies[:3] + replies[4:] == ["OK"] * 11
+            with pytest.raises(Silent):  # a call only for the silent node: fails as a whole
+                await wire.execute([("GET", keys[3])])
+            await asyncio.sleep(0)
+            assert sum(len(d) for d in received) == sent  # nothing more was sent to it
+            close.set()  # the unanswered send ends (connection closed): sent to again
+            async with asyncio.timeout(5):
+                while hung in wire._silent:
+                    await asyncio.sleep(0.01)
+            with pytest.raises(UNREACHABLE) as failed:  # sent: the node closes each connection now
+                await wire.execute([("GET", keys[3])])
+            assert not isinstance(failed.value, Silent)
+        finally:
+            close.set()
+            for k in keys:
+                await cluster.delete(k)
 
 
 async def test_a_stall_of_this_process_is_not_counted_as_the_nodes_silence(
@@ -198,28 +213,21 @@ async def test_a_stall_of_this_process_is_not_counted_as_the_nodes_silence(
             await reader.read()
         writer.close()
 
-    server = await asyncio.start_server(slow, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    wire = ClusterWire(cluster)
     key = f"cw{uuid.uuid4().hex[:8]}:{{s0}}"
-    node = f"127.0.0.1:{port}"
-    try:
-        await wire.execute([("GET", key)])  # the slot map read
-        wire._moved[key_slot(key.encode())] = node
-        wire._refreshed = time.monotonic() + 3600
-        call = asyncio.ensure_future(wire.execute([("GET", key)], patience_s=0.4))
-        async with asyncio.timeout(5):
-            await received.wait()
-        loop = asyncio.get_running_loop()
-        loop.call_later(0.65, answer.set)  # 0.05 s after the stall below ends
-        time.sleep(0.6)  # the fault: this process (and the node with it) stalls past the patience
-        async with asyncio.timeout(5):
-            assert await call == ["hi"]
-        assert node not in wire._silent
-    finally:
-        answer.set()
-        await wire.aclose()
-        server.close()
+    async with fake_node(cluster, slow) as (wire, node):
+        try:
+            await route_to(wire, key, node)
+            call = asyncio.ensure_future(wire.execute([("GET", key)], patience_s=0.4))
+            async with asyncio.timeout(5):
+                await received.wait()
+            loop = asyncio.get_running_loop()
+            loop.call_later(0.65, answer.set)  # 0.05 s after the stall below ends
+            time.sleep(0.6)  # the fault: this process (and the node with it) stalls past the patience
+            async with asyncio.timeout(5):
+                assert await call == ["hi"]
+            assert node not in wire._silent
+        finally:
+            answer.set()
 
 
 async def _node_id(client: aioredis.Redis) -> str:
