@@ -14,6 +14,11 @@ docs/DESIGN.md "Cue names"); a read or parse error is still answered at its usua
 id needs the account (``Keys.cue_group``): it is drawn for the account the key resolved to last
 time (``_HINTS``, a key's account never changes), and the script reserves nothing unless the key
 resolves to that account — a key's first create reserves in the service, as without the edge.
+
+The two reads, ``GET /v1/cues/{id}`` and ``GET /v1/executions``, are shared while in flight
+(``api/shared.py``): a request identical to one whose Redis read has not left yet (same route,
+account, path id and query string) gets that one's answer, authenticated and rate-limited as its
+own.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from cuefast.api.cues import EXECUTION_LIMIT, EXECUTION_OFFSET
 from cuefast.api.deps import account_of
 from cuefast.api.executions import list_page
 from cuefast.api.http import MAX_BODY, path_cue_id, path_execution_id, query_params, read_json, unexpected
+from cuefast.api.shared import Shared
 from cuefast.errors import CuefastError, InternalError, RequestTooLarge
 from cuefast.ids import key_sha, new_cue_id
 from cuefast.models import Account
@@ -119,6 +125,7 @@ class FastRoutes:
         self.keys = rt.keys
         self.quotas = rt.settings.enforce_quotas
         self.hints: dict[str, str] = {}
+        self.shared: Shared[tuple[int, bytes]] = Shared()
         cues, executions, outcomes = rt.cues, rt.executions, rt.outcomes
         self.cues = cues
 
@@ -229,14 +236,35 @@ class FastRoutes:
                 return route.status, _ENCODER.encode(await self._create(account, pre))
             data = await read_body(receive) if route.body else b""
             account = await account_of(self.accounts, authorization)
-            return route.status, _ENCODER.encode(await route.handler(account, path_id, data, scope))
-        except CuefastError as exc:
-            return exc.status, _ENCODER.encode(exc.envelope())
-        except Disconnected:
-            err: CuefastError = InternalError()
         except Exception as exc:
-            err = unexpected(exc, scope["method"], scope["path"])
-        return err.status, _ENCODER.encode(err.envelope())
+            return _failed(exc, scope)
+        if route.body:
+            return await _respond(route, account, path_id, data, scope)
+        # a read: shared with the identical ones that arrive before it leaves (api/shared.py)
+        key = (route.template, account.id, path_id, scope.get("query_string", b""))
+        return await self.shared.answer(key, lambda: _respond(route, account, path_id, data, scope))
+
+
+async def _respond(
+    route: Route, account: Account, path_id: str, data: bytes, scope: Scope
+) -> tuple[int, bytes]:
+    """(status, JSON body) of ``route``'s handler for an authenticated request."""
+    try:
+        return route.status, _ENCODER.encode(await route.handler(account, path_id, data, scope))
+    except Exception as exc:
+        return _failed(exc, scope)
+
+
+def _failed(exc: Exception, scope: Scope) -> tuple[int, bytes]:
+    """(status, JSON body) of a hot request that raised: a ``CuefastError`` is its envelope, a
+    client gone before its body a 500, anything else a logged 500 (``http.unexpected``)."""
+    if isinstance(exc, CuefastError):
+        err = exc
+    elif isinstance(exc, Disconnected):
+        err = InternalError()
+    else:
+        err = unexpected(exc, scope["method"], scope["path"])
+    return err.status, _ENCODER.encode(err.envelope())
 
 
 def headers(body: bytes, after: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
