@@ -86,13 +86,14 @@ def _git_sha() -> str:
         return "unknown"
 
 
-MODES = ("get", "create", "list", "fire", "outcome", "fire_outcome", "claim")
+MODES = ("get", "create", "list", "list_distinct", "fire", "outcome", "fire_outcome", "claim")
 WORKER_MODES = ("fire", "outcome", "fire_outcome", "claim")
 REQUESTS = {
     "ceiling": ["GET /ceiling/{id}"],
     "get": ["GET /v1/cues/{id}"],
     "create": ["POST /v1/cues"],
     "list": ["GET /v1/executions"],
+    "list_distinct": ["GET /v1/executions"],
     "fire": ["POST /v1/cues/{id}/fire"],
     "outcome": ["POST /v1/executions/{id}/outcome", "refill"],
     "fire_outcome": ["POST /v1/cues/{id}/fire", "POST /v1/executions/{id}/outcome"],
@@ -175,15 +176,14 @@ def _post(url: str, body: dict[str, object], key: str = "") -> dict[str, object]
 
 
 def _shared_account(url: str, mode: str) -> dict[str, str]:
-    """The locust env of a shared-key run: one account, one cue (fired 20 times for list)."""
-    from bench.locustfile import webhook_cue, worker_cue
+    """The locust env of a shared-key run: one account, one cue (fired first for the listings)."""
+    from bench.locustfile import LIST_FIRES, webhook_cue, worker_cue
 
     key = str(_post(url + "/v1/auth/register", {"email": f"bench-{uuid.uuid4().hex}@example.com"})["api_key"])
     body = worker_cue("shared") if mode in WORKER_MODES else webhook_cue("shared")
     cue = str(_post(url + "/v1/cues", body, key)["id"])
-    if mode == "list":
-        for _ in range(20):
-            _post(url + f"/v1/cues/{cue}/fire", {}, key)
+    for _ in range(LIST_FIRES.get(mode, 0)):
+        _post(url + f"/v1/cues/{cue}/fire", {}, key)
     return {"BENCH_KEY": key, "BENCH_CUE": cue}
 
 

@@ -1,8 +1,10 @@
 """Locust load for ``./dev bench api``: one scenario per run, chosen by ``BENCH_MODE``.
 
 Scenarios: ``ceiling`` (the bare endpoint of bench/ceiling.py), ``get`` (GET a cue),
-``create`` (POST a cue), ``list`` (GET /v1/executions?limit=20), ``fire`` (fire a worker
-cue), ``outcome`` (report the outcome of an execution fired before the run), ``fire_outcome``
+``create`` (POST a cue), ``list`` (GET /v1/executions?limit=20), ``list_distinct`` (the
+same, each user at its own offset 0-49: no two users' listings are identical, so none is
+shared in flight), ``fire`` (fire a worker cue), ``outcome`` (report the outcome of an
+execution fired before the run), ``fire_outcome``
 (fire, then report its outcome), ``claim`` (fire, claim the execution, report its outcome).
 ``BENCH_KEY`` set: every user shares that API key (how a fleet uses one account) and the
 cue ``BENCH_CUE``; unset: each user registers its own account and creates its own cue.
@@ -29,11 +31,14 @@ SHARED_KEY = os.environ.get("BENCH_KEY", "")
 SHARED_CUE = os.environ.get("BENCH_CUE", "")
 _counter = itertools.count()
 _users = itertools.count()
+_offsets = itertools.count()
 POOL: list[dict[str, Any]] = []
 if MODE == "outcome":
     with open(os.environ["BENCH_POOL"]) as fh:
         POOL = json.load(fh)
 WORKER_MODES = ("fire", "outcome", "fire_outcome", "claim")
+LIST_FIRES = {"list": 20, "list_distinct": 70}
+"""fires of the listed cue before a list run: every page is full (offsets up to 49)"""
 
 
 def webhook_cue(name: str) -> dict[str, object]:
@@ -60,6 +65,7 @@ def worker_cue(name: str) -> dict[str, object]:
 class CueUser(FastHttpUser):
     def on_start(self) -> None:
         self.prefix = uuid.uuid4().hex[:8]
+        self.offset = next(_offsets) % 50
         if MODE == "ceiling":
             self.headers = {"Authorization": "Bearer bench"}
             return
@@ -83,8 +89,8 @@ class CueUser(FastHttpUser):
                 "/v1/cues", json=body(f"{self.prefix}-seed"), headers=self.headers, name="seed"
             )
             self.cue_id = res.json()["id"]
-            if MODE == "list":
-                for _ in range(20):
+            if MODE in ("list", "list_distinct"):
+                for _ in range(LIST_FIRES[MODE]):
                     self.client.post(
                         f"/v1/cues/{self.cue_id}/fire", json={}, headers=self.headers, name="seed"
                     )
@@ -114,6 +120,9 @@ class CueUser(FastHttpUser):
             )
         elif MODE == "list":
             self.client.get("/v1/executions?limit=20", headers=self.headers, name="GET /v1/executions")
+        elif MODE == "list_distinct":
+            path = f"/v1/executions?limit=20&offset={self.offset}"
+            self.client.get(path, headers=self.headers, name="GET /v1/executions")
         elif MODE == "fire":
             self._fire()
         elif MODE == "outcome":
