@@ -23,7 +23,7 @@ class Shared(Generic[T]):
     async def answer(self, key: Hashable, make: Callable[[], Awaitable[T]]) -> T:
         """``make()``'s answer, or that of an identical call not yet sent to Redis."""
         entry = self._open.get(key)
-        if entry is not None and entry[0] == sent():
+        if entry is not None and entry[0] == sent() and entry[1].get_loop() is asyncio.get_running_loop():
             return await asyncio.shield(entry[1])
         task = asyncio.ensure_future(make())
         self._open[key] = (sent(), task)

@@ -9,6 +9,7 @@ from typing import Any, NamedTuple
 import msgspec
 
 from cuefast.models import Account
+from cuefast.store.auth_batches import Batches
 from cuefast.store.connect import UNREACHABLE
 from cuefast.store.repository import Repository, pairs
 from cuefast.store.scripts import Script
@@ -89,6 +90,16 @@ class Reservation(NamedTuple):
     limit: bool
 
 
+class Asker(NamedTuple):
+    """Whose requests an auth call counts: the API key's sha ("" = none), the client IP, the
+    IP's limit and the month of the usage warning (requests alike are counted in one call)."""
+
+    key_sha: str
+    ip: str
+    ip_limit: int
+    month: str
+
+
 class AuthResult(NamedTuple):
     """``status`` OK (``account`` set), NO_KEY, NOT_FOUND (an unknown key) or ROTATED;
     ``window`` is None when the request was not counted; ``warn``: executions this month
@@ -133,6 +144,10 @@ class Accounts(Repository):
         RELEASE_EMAIL,
     )
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._batches: Batches[AuthResult] = Batches(self._count_batch)
+
     async def authenticate(
         self,
         key_sha: str,
@@ -149,84 +164,71 @@ class Accounts(Repository):
         shard — the key's, which is its account's. Two only for a key issued before the shards
         (its account lives elsewhere) or a request without a valid key whose IP is on another
         shard than the key. ``reserve``: and reserve a create's cue name once the request is
-        counted (the account's cue-names hash is on its shard), in the same call."""
+        counted (the account's cue-names hash is on its shard), in the same call. Counted
+        requests of one key and IP without a reservation that arrive in the same event-loop
+        iteration share that call (``auth_batches``): it counts them in order, as it would have
+        counted their calls sent one after another."""
+        who = Asker(key_sha, ip, ip_limit, month)
+        if count and key_sha and reserve is None:
+            return await self._batches.join(who, now_us)
+        return (await self._count(who, 1 if count else 0, now_us, reserve))[0]
+
+    async def _count_batch(self, who: Any, n: int, now_us: int) -> list[AuthResult]:
+        return await self._count(who, n, now_us, None)
+
+    async def _count(self, who: Asker, n: int, now_us: int, reserve: Reservation | None) -> list[AuthResult]:
+        """``authenticate`` for ``n`` requests of ``who`` (0: one, not counted), one result each."""
         k = self.keys
-        shard = k.key_shard(key_sha) if key_sha else k.ip_shard(ip)
-        res = await self._authenticate(
-            shard,
-            key_sha,
-            "",
-            ip=ip,
-            ip_limit=ip_limit,
-            month=month,
-            count=count,
-            now_us=now_us,
-            reserve=reserve,
-        )
+        shard = k.key_shard(who.key_sha) if who.key_sha else k.ip_shard(who.ip)
+        res = await self._authenticate(shard, who, "", n=n, now_us=now_us, reserve=reserve)
         status = Status(int(res[0]))
         if status is Status.ELSEWHERE:
             account_id = str(res[6])
             home = k.account_shard(account_id)
             if home != shard:  # a key older than the shards: the account's shard answers
-                res = await self._authenticate(
-                    home,
-                    key_sha,
-                    account_id,
-                    ip=ip,
-                    ip_limit=ip_limit,
-                    month=month,
-                    count=count,
-                    now_us=now_us,
-                    reserve=reserve,
-                )
+                res = await self._authenticate(home, who, account_id, n=n, now_us=now_us, reserve=reserve)
                 status = Status(int(res[0]))
             else:  # the map names an account that is gone
                 status, res = (
                     Status.NOT_FOUND,
-                    [Status.NOT_FOUND, -2 if count else -1, 0, ip_limit, now_us, 0],
+                    [Status.NOT_FOUND, -2 if n else -1, 0, who.ip_limit, now_us, 0],
                 )
-        verdict = int(res[1])
-        if verdict == -2:  # not a valid key: the request counts in its IP's window, on the IP's shard
-            res = [
-                status,
-                *(
-                    await self._authenticate(
-                        k.ip_shard(ip),
-                        "",
-                        "",
-                        ip=ip,
-                        ip_limit=ip_limit,
-                        month=month,
-                        count=True,
-                        now_us=now_us,
-                    )
-                )[1:],
+        if int(res[1]) == -2:  # not a valid key: the requests count in their IP's window, on the IP's shard
+            by_ip = who._replace(key_sha="")
+            res = [status, *(await self._authenticate(k.ip_shard(who.ip), by_ip, "", n=n, now_us=now_us))[1:]]
+        counted = int(res[1])
+        windows: list[Window | None] = [None]
+        if counted != -1:
+            total, limit, oldest = int(res[2]), int(res[3]), int(res[4])
+            first = total - counted  # in the window before these requests
+            windows = [
+                Window(True, first + i + 1, limit, oldest)
+                if i < counted
+                else Window(False, total, limit, oldest)
+                for i in range(n)
             ]
-            verdict = int(res[1])
-        window = None if verdict == -1 else Window(verdict == 1, int(res[2]), int(res[3]), int(res[4]))
         if status is not Status.OK:
-            return AuthResult(status, None, window, False)
+            return [AuthResult(status, None, w, False) for w in windows]
         it = iter(res[9:])
         account = msgspec.convert(dict(zip(it, it, strict=True)), Account, strict=False)
         account.partitions = cue_partitions(str(res[6]))
         made = int(res[7])
         reserved = None if made == 0 else (Status(made), str(res[8]))
-        return AuthResult(status, account, window, res[5] == 1, reserved)
+        return [AuthResult(status, account, w, res[5] == 1, reserved) for w in windows]
 
     async def _authenticate(
         self,
         shard: int,
-        key_sha: str,
+        who: Asker,
         account_id: str,
         *,
-        ip: str,
-        ip_limit: int,
-        month: str,
-        count: bool,
+        n: int,
         now_us: int,
         reserve: Reservation | None = None,
     ) -> list[Any]:
+        """One call of the auth script on ``shard``, counting ``n`` requests of ``who``."""
         k = self.keys
+        key_sha, ip = who.key_sha, who.ip
         ip_here = k.ip_shard(ip) == shard
         slot = k.shard(shard)
         res: list[Any] = await self.scripts.run(
@@ -241,9 +243,9 @@ class Accounts(Repository):
                 now_us,
                 key_sha,
                 k.account_prefix(shard),
-                ip_limit,
-                month,
-                1 if count else 0,
+                who.ip_limit,
+                who.month,
+                n,
                 k.cue_partitions_prefix(shard),
                 account_id,
                 1 if ip_here else 0,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -333,3 +334,52 @@ async def test_fail_open_when_redis_is_unreachable(settings: Settings) -> None:
             assert_error(res, 503, "service_unavailable")  # authentication itself needs Redis
         finally:
             await rt.close()
+
+
+async def test_one_keys_requests_in_one_iteration_are_counted_in_one_call(
+    rl: tuple[Api, FrozenClock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``auth_batches``: the script counts a batch in order — the first that fit are counted,
+    the rest refused and not counted — exactly as the same requests sent one by one."""
+    api, clock = rl
+    key = await keyed(api, 5)
+    scripts: list[int] = []
+    original = Wire.execute
+
+    async def spy(self: Wire, commands: Sequence[Sequence[Any]], *rest: Any, **kw: Any) -> list[Any]:
+        scripts.extend(1 for c in commands if c[0] == "EVALSHA")
+        return await original(self, commands, *rest, **kw)
+
+    monkeypatch.setattr(Wire, "execute", spy)
+    clock.set(T0)
+    answers = await asyncio.gather(*(api.request("GET", "/v1/cues", key) for _ in range(8)))
+    assert [a.status_code for a in answers] == [200] * 5 + [429] * 3
+    assert [limits(a)[1] for a in answers[:5]] == [4, 3, 2, 1, 0]
+    for a in answers[5:]:
+        assert_429(a, 5, 60, reset_of(T0))
+    assert len(scripts) == 1  # 8 auth calls in one (the 429s never reach the route)
+    window = api.rt.keys.key_window(api.rt.keys.key_shard(key_sha(key)), key_sha(key))
+    assert [int(t) for t in await api.rt.store.redis.lrange(window, 0, -1)] == [T0] * 5
+    # the window is full: the next batch is refused whole, and not counted
+    scripts.clear()
+    clock.set(T0 + 1_000_000)
+    again = await asyncio.gather(*(api.request("GET", "/v1/cues", key) for _ in range(3)))
+    assert [a.status_code for a in again] == [429] * 3 and len(scripts) == 1
+    assert await api.rt.store.redis.llen(window) == 5
+
+
+async def test_a_batch_is_counted_from_where_the_window_stands(rl: tuple[Api, FrozenClock]) -> None:
+    api, _ = rl
+    key = await keyed(api, 10)
+    store = api.rt.store.accounts
+    sha = key_sha(key)
+    first = await store.authenticate(sha, count=True, now_us=T0)
+    assert first.window == (True, 1, 10, T0)
+    many = await asyncio.gather(*(store.authenticate(sha, count=True, now_us=T0 + i) for i in range(1, 13)))
+    assert [(w.counted, w.requests) for w in (r.window for r in many) if w] == [
+        *((True, n) for n in range(2, 11)),
+        *((False, 10) for _ in range(3)),
+    ]
+    assert {r.account.id for r in many if r.account} == {first.account.id if first.account else ""}
+    # a request carrying a name reservation (a create) is never batched
+    assert all(r.reserved is None for r in many)

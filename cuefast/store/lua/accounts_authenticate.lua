@@ -10,7 +10,9 @@
   ARGV[3] account_prefix: "<pfx>:{aNN}:acct:" (account hashes of this shard)
   ARGV[4] ip_limit: requests per minute of one client IP
   ARGV[5] month: "YYYY-MM" (the usage mirror field "ex:<month>" in the account hash)
-  ARGV[6] count: 1 = count the request, 0 = authenticate only (read-only)
+  ARGV[6] count: n >= 1 = count n requests of this key and IP (one, or a batch that arrived
+    together: Accounts.authenticate), in order, as long as the window has room; 0 = authenticate
+    only (read-only)
   ARGV[7] partitions_prefix: "<pfx>:{aNN}:cparts:" (cue-partition bitmaps of this shard)
   ARGV[8] account_id: "" = look the key up in KEYS[1]; else the key's account, already looked up
     in the key's shard (the second step for a key older than the shards)
@@ -23,17 +25,19 @@
     unless the key resolves to it
   ARGV[14] reserve_limit: 1 = with the account's cue_limit as the limit hint, 0 = without
   A window is a list of request times (µs), oldest first, at most `limit` long: a request is
-  in it while its time > now - 60 s. A valid key counts against its own window with the
-  account's rate_limit; everything else (no key, unknown or rotated key) against the IP's.
+  in it while its time > now - 60 s (a batch's requests all take its time). A valid key counts
+  against its own window with the account's rate_limit; everything else (no key, unknown or
+  rotated key) against the IP's.
   A rejected request is not counted. The account's ``key_sha`` is the truth: a map entry of
   another key (a rotation that stopped between its steps) answers ROTATED.
   returns {status, verdict, count, limit, oldest µs, warn, partitions, reserved, holder, field,
     value, ...}
     status  OK (the account's fields follow) | NO_KEY | NOT_FOUND unknown key | ROTATED (24 h) |
             ELSEWHERE: the map names an account not on this shard, its id in "partitions"
-    verdict 1 counted | 0 over the limit (not counted) | -1 not counting (ARGV[6] = 0) |
-            -2 to count in the IP's shard (ARGV[9] = 0)
-    count   requests in the window (including this one when counted)
+    verdict k >= 1: the first k of the n requests counted (the others over the limit) | 0 over
+            the limit (none counted) | -1 not counting (ARGV[6] = 0) | -2 to count in the IP's
+            shard (ARGV[9] = 0)
+    count   requests in the window (including the k counted)
     warn    1 when executions this month >= 80 % of monthly_execution_limit
     partitions  the account's cue-partition bitmap in hex (bit 0 is the first byte's high bit);
             "*" = any partition (no bitmap)
@@ -43,7 +47,8 @@
 local WINDOW = 60000000
 -- constant arguments are strings: Redis 7.0 spells a Lua number given to redis.call with
 -- snprintf("%.17g"), ~2.2k instructions a call (callgrind; 7.2 has a faster conversion)
-local now, sha, counting = tonumber(ARGV[1]), ARGV[2], ARGV[6] == '1'
+local now, sha, asked = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[6])
+local counting = asked > 0
 
 local function window(key, limit)
   local n = redis.call('LLEN', key)
@@ -73,9 +78,16 @@ local function window(key, limit)
     local last = redis.call('LINDEX', key, '-1')
     if tonumber(last) > t then t, text = tonumber(last), last end
   end
-  redis.call('RPUSH', key, text)
+  local k = math.min(asked, limit - n)
+  if k == 1 then
+    redis.call('RPUSH', key, text)
+  else
+    local times = {}
+    for i = 1, k do times[i] = text end
+    redis.call('RPUSH', key, unpack(times))
+  end
   redis.call('PEXPIRE', key, '61000')
-  return {1, n + 1, limit, oldest or t}
+  return {k, n + k, limit, oldest or t}
 end
 
 -- the account's cue-partition bitmap in hex (Python decodes and caches it: spelling the
