@@ -10,9 +10,13 @@ import subprocess
 import sys
 from typing import Any
 
+import httpx
+
+from cuefast.api import create_app
 from cuefast.engine.checks import local_problem
 from cuefast.engine.notices import MAX_ATTEMPTS, NoticeSender
 from cuefast.models import VerificationChecks
+from tests.api.test_dashboard import sign_in
 from tests.test_alerts import alerts, outcome, sender_for
 from tests.test_dispatcher import env  # noqa: F401  (fixture)
 from tests.test_fire import fire
@@ -181,3 +185,27 @@ def test_a_pattern_matches_the_whole_id() -> None:
     ):
         problem = local_problem({"external_id": ext}, VerificationChecks(external_id_pattern=pattern))
         assert (problem == "") is ok, (pattern, ext, problem)
+
+
+async def test_the_dashboard_shows_a_cues_checks_and_an_executions_verdict(env: Any) -> None:
+    """Issue 17: the checks appear on the dashboard. Before: the cue page showed neither the
+    verification mode nor the checks (the verdict was visible only on the execution)."""
+    api, _, _, _, _ = env
+    key = await api.register()
+    checks = {"external_id_pattern": "ch_<[0-9]+>", "result_schema": {"type": "object"}}
+    cue = await worker_cue(api, key, checks, mode="require_external_id")
+    plain = await worker_cue(api, key, {})
+    ex = await fire(api, key, cue["id"])
+    await outcome(api, key, ex["id"], {"success": True, "external_id": "x_1"})
+    await checked(sender_for(env))
+    transport = httpx.ASGITransport(app=create_app(api.rt, manage_runtime=False))  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://cuefast.test") as web:
+        assert (await sign_in(web, key)).status_code == 303
+        page = (await web.get(f"/dashboard/cues/{cue['id']}")).text
+        assert "<dt>Evidence</dt>" in page
+        assert "require_external_id" in page
+        assert "external id matches <code>ch_&lt;[0-9]+&gt;</code>" in page  # escaped
+        assert "result satisfies a JSON Schema" in page and "result URL" not in page
+        assert "<dt>Evidence</dt>" not in (await web.get(f"/dashboard/cues/{plain['id']}")).text
+        shown = (await web.get(f"/dashboard/executions/{ex['id']}")).text
+        assert "verification_failed" in shown and "external_id does not match external_id_pattern" in shown
