@@ -273,6 +273,44 @@ async def test_jitter_seconds(sdk: Any) -> None:
     assert (await r(sdk.executions.get(fired.id))).fire_at is None
 
 
+async def test_verification_checks_and_host_caps(sdk: Any) -> None:
+    """cuefast's verification.checks and the per-host caps through the SDK (issue 17 items 3 and
+    5): sent in ``verification`` / ``delivery``, read back typed, changed and removed by update."""
+    checks = {
+        "external_id_pattern": "ch_[0-9]+",
+        "result_schema": {"type": "object"},
+        "result_url_reachable": True,
+    }
+    cue = await r(
+        sdk.cues.create(
+            "v",
+            cron="0 9 * * *",
+            callback="http://127.0.0.1:9/hook",
+            verification={"mode": "require_external_id", "checks": checks},
+            delivery={"max_concurrency_per_host": 4, "max_per_second": 20, "outcome_deadline_seconds": None},
+        )
+    )
+    assert cue.verification.mode == "require_external_id"
+    got = cue.verification.checks
+    assert (got.external_id_pattern, got.result_schema, got.result_url_reachable) == (
+        "ch_[0-9]+",
+        {"type": "object"},
+        True,
+    )
+    assert (cue.delivery.max_concurrency_per_host, cue.delivery.max_per_second) == (4, 20)
+    cue = await r(
+        sdk.cues.update(cue.id, verification={"mode": "none", "checks": {"external_id_pattern": "x+"}})
+    )
+    assert (
+        cue.verification.checks.external_id_pattern == "x+" and cue.verification.checks.result_schema is None
+    )
+    cue = await r(sdk.cues.update(cue.id, verification={"mode": "none", "checks": {}}))
+    assert cue.verification is None or cue.verification.checks is None
+    with pytest.raises(CueAPIError) as bad:
+        await r(sdk.cues.update(cue.id, verification={"checks": {"external_id_pattern": "(a"}}))
+    assert bad.value.status_code == 422
+
+
 async def test_fire_merge_replace_and_idempotency(sdk: Any) -> None:
     cue = await r(sdk.cues.create("w", cron="0 0 1 1 *", transport="worker", payload={"task": "a", "n": 1}))
     fired = await r(sdk.cues.fire(cue.id, payload_override={"n": 2, "x": True}))

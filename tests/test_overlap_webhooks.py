@@ -103,3 +103,39 @@ async def test_skip_runs_again_once_the_delivery_succeeded(settings: Settings) -
             "09:01": "skipped",
             "09:02": "success",
         }
+
+
+async def test_skip_counts_a_delivered_execution_awaiting_its_outcome_as_running(settings: Settings) -> None:
+    """The issue's "delivered-but-no-outcome counts as running when an outcome is expected", with
+    real deliveries: under an armed ``outcome_deadline_seconds`` the 2xx leaves 09:00
+    ``pending_outcome`` and 09:01 is skipped; its outcome ends it and 09:02 runs. Without a
+    deadline (no outcome expected) the delivered 09:00 is final and 09:01 runs."""
+    async with dispatch_env(settings) as env:
+        api, clock, sched, dispatcher, receiver = env
+        key = await api.register()
+        waits = await webhook_cue(
+            api, key, receiver.url, name="waits", overlap="skip", delivery={"outcome_deadline_seconds": 3600}
+        )
+        plain = await webhook_cue(api, key, receiver.url, name="plain", overlap="skip")
+        clock.set(parse_datetime("2031-01-06T09:00:00.1Z"))
+        await sched.tick()
+        assert sorted(await drain(dispatcher)) == ["pending_outcome", "success"]
+        clock.set(parse_datetime("2031-01-06T09:01:00.1Z"))
+        await sched.tick()
+        assert await drain(dispatcher) == ["success"]  # plain's 09:01; waits' 09:01 is skipped
+        assert await statuses(api, key, waits["id"]) == {"09:00": "pending_outcome", "09:01": "skipped"}
+        assert await statuses(api, key, plain["id"]) == {"09:00": "success", "09:01": "success"}
+        first = (
+            await api.request("GET", f"/v1/executions?cue_id={waits['id']}&status=pending_outcome", key)
+        ).json()
+        eid = first["executions"][0]["id"]
+        res = await api.request("POST", f"/v1/executions/{eid}/outcome", key, json={"success": True})
+        assert res.status_code == 200, res.text
+        clock.set(parse_datetime("2031-01-06T09:02:00.1Z"))
+        await sched.tick()
+        assert sorted(await drain(dispatcher)) == ["pending_outcome", "success"]
+        assert await statuses(api, key, waits["id"]) == {
+            "09:00": "success",
+            "09:01": "skipped",
+            "09:02": "pending_outcome",
+        }

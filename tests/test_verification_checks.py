@@ -6,9 +6,17 @@ are retried."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
+import httpx
+
+from cuefast.api import create_app
+from cuefast.engine.checks import local_problem
 from cuefast.engine.notices import MAX_ATTEMPTS, NoticeSender
+from cuefast.models import VerificationChecks
+from tests.api.test_dashboard import sign_in
 from tests.test_alerts import alerts, outcome, sender_for
 from tests.test_dispatcher import env  # noqa: F401  (fixture)
 from tests.test_fire import fire
@@ -124,6 +132,10 @@ async def test_bad_checks_are_validation_errors(env: Any) -> None:
         ({"result_schema": {"type": "nope"}}, "body.verification.checks.result_schema"),
         ({"result_schema": []}, "body.verification.checks.result_schema"),
         ({"external_id_pattern": "(unclosed"}, "body.verification.checks.external_id_pattern"),
+        (
+            {"external_id_pattern": "a)|(b"},
+            "body.verification.checks.external_id_pattern",
+        ),  # no escape from anchoring
         ({"external_id_pattern": "x" * 300}, "body.verification.checks.external_id_pattern"),
         ({"result_url_reachable": "maybe"}, "body.verification.checks.result_url_reachable"),
         ({"other": 1}, "body.verification.checks.other"),
@@ -138,3 +150,62 @@ async def test_bad_checks_are_validation_errors(env: Any) -> None:
         res = await api.request("POST", "/v1/cues", key, json=body)
         assert res.status_code == 422, (checks, res.text)
         assert res.json()["error"]["details"][0]["field"] == field
+
+
+CATASTROPHIC = (
+    "from cuefast.engine.checks import local_problem\n"
+    "from cuefast.models import VerificationChecks\n"
+    "checks = VerificationChecks(external_id_pattern='(a+)+')\n"
+    "print(local_problem({'external_id': 'a' * 499 + '!'}, checks))\n"
+)
+
+
+def test_a_backtracking_pattern_cannot_stall_the_dispatcher() -> None:
+    """Before: the pattern ran on Python's ``re``, which backtracks exponentially — ``(a+)+``
+    against 24 a's and a "!" took 1.2 s, against 499 for ever — on the dispatcher's event loop,
+    so one account's id stopped every delivery of the process. (In a subprocess, so the test
+    fails by its timeout instead of hanging.)"""
+    cmd = [sys.executable, "-c", CATASTROPHIC]
+    done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "external_id does not match external_id_pattern"
+
+
+def test_a_pattern_matches_the_whole_id() -> None:
+    for pattern, ext, ok in (
+        ("ch_[0-9]+", "ch_123", True),
+        ("ch_[0-9]+", "ch_123\n", False),  # no match before a trailing newline
+        ("ch_[0-9]+", "xch_123", False),
+        ("ch_[0-9]+", "ch_123x", False),
+        ("a|ab", "ab", True),  # an alternation is anchored as a whole
+        (r"(\w+)-\1", "ab-ab", True),  # backreferences work (bounded backtracking)
+        (r"(\w+)-\1", "ab-ba", False),
+        (r"(?=ch_)\w+", "ch_1", True),  # lookahead too
+        (r"(\w+)+\1", "a" * 400 + "!", False),  # past the backtracking bound: no match, at once
+    ):
+        problem = local_problem({"external_id": ext}, VerificationChecks(external_id_pattern=pattern))
+        assert (problem == "") is ok, (pattern, ext, problem)
+
+
+async def test_the_dashboard_shows_a_cues_checks_and_an_executions_verdict(env: Any) -> None:
+    """Issue 17: the checks appear on the dashboard. Before: the cue page showed neither the
+    verification mode nor the checks (the verdict was visible only on the execution)."""
+    api, _, _, _, _ = env
+    key = await api.register()
+    checks = {"external_id_pattern": "ch_<[0-9]+>", "result_schema": {"type": "object"}}
+    cue = await worker_cue(api, key, checks, mode="require_external_id")
+    plain = await worker_cue(api, key, {})
+    ex = await fire(api, key, cue["id"])
+    await outcome(api, key, ex["id"], {"success": True, "external_id": "x_1"})
+    await checked(sender_for(env))
+    transport = httpx.ASGITransport(app=create_app(api.rt, manage_runtime=False))  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://cuefast.test") as web:
+        assert (await sign_in(web, key)).status_code == 303
+        page = (await web.get(f"/dashboard/cues/{cue['id']}")).text
+        assert "<dt>Evidence</dt>" in page
+        assert "require_external_id" in page
+        assert "external id matches <code>ch_&lt;[0-9]+&gt;</code>" in page  # escaped
+        assert "result satisfies a JSON Schema" in page and "result URL" not in page
+        assert "<dt>Evidence</dt>" not in (await web.get(f"/dashboard/cues/{plain['id']}")).text
+        shown = (await web.get(f"/dashboard/executions/{ex['id']}")).text
+        assert "verification_failed" in shown and "external_id does not match external_id_pattern" in shown

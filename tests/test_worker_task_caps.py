@@ -5,12 +5,17 @@ and every execution still finishes."""
 from __future__ import annotations
 
 import asyncio
+import uuid
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from cuefast import AsyncCueFast, Context, Worker
+from cuefast.config import Settings
 from tests.conftest import wait_for
+from tests.procs import Processes, free_port, process_env, until_healthy
 from tests.test_worker import Running, _worker_cue, client, finished, live  # noqa: F401  (fixtures)
 
 
@@ -49,3 +54,55 @@ async def test_two_daemons_share_the_cap(client: AsyncCueFast, live: Any) -> Non
         await wait_for(lambda: finished(client, ids), timeout=60, what="all outcomes")
     assert peak == 2
     assert (await client.workers.task_cap("t")).held == 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_two_api_processes_share_the_cap(settings: Settings, tmp_path: Path) -> None:
+    """Issue 17 item 3: the cap holds across API processes, not only within one. Two ``cuefast
+    api`` OS processes on one Redis, a daemon on each, a cap of 2: never more than 2 handlers run
+    at once, and every execution finishes."""
+    ports = [free_port(), free_port()]
+    running = peak = 0
+    gate = asyncio.Event()
+
+    def daemon(key: str, url: str, name: str) -> Worker:
+        worker = Worker(api_key=key, base_url=url, worker_id=name, concurrency=4, prefetch=4, wait_seconds=1)
+
+        @worker.handler("t")
+        async def handler(payload: dict[str, Any], ctx: Context) -> None:
+            nonlocal running, peak
+            running += 1
+            peak = max(peak, running)
+            try:
+                await gate.wait()
+            finally:
+                running -= 1
+
+        return worker
+
+    async with Processes(tmp_path / "logs") as procs:
+        urls = []
+        for i, port in enumerate(ports):
+            procs.start(f"api{i}", "api", "--port", str(port), env=process_env(settings))
+            urls.append(f"http://127.0.0.1:{port}")
+        for url in urls:
+            async with httpx.AsyncClient(base_url=url) as probe:
+                await until_healthy(probe)
+        async with httpx.AsyncClient(base_url=urls[0]) as http:
+            res = await http.post("/v1/auth/register", json={"email": f"caps-{uuid.uuid4().hex}@example.com"})
+            assert res.status_code == 201, res.text
+            key = str(res.json()["api_key"])
+        async with AsyncCueFast(key, base_url=urls[1]) as client:
+            await client.workers.set_task_cap("t", 2)
+            cue = await _worker_cue(client, "t")
+            ids = [(await client.cues.fire(cue, payload_override={"i": i})).id for i in range(10)]
+            async with Running(daemon(key, urls[0], "a")), Running(daemon(key, urls[1], "b")):
+                await wait_for(lambda: running == 2, what="two handlers running")
+                assert (await client.executions.list(status="delivering")).total == 2
+                assert (await client.workers.task_cap("t")).held == 2
+                gate.set()
+                await wait_for(lambda: finished(client, ids), timeout=60, what="all outcomes")
+            assert peak == 2
+            assert (await client.workers.task_cap("t")).held == 0
+        assert procs.problems() == []

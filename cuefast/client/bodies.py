@@ -116,8 +116,35 @@ class OnFailureInput(Body, kw_only=True):
     pause: bool = False
 
 
+class VerificationChecksInput(Body, kw_only=True):
+    """cuefast: evidence the server checks after a successful outcome (README "Evidence that is
+    checked"); at least one check, or the object means none."""
+
+    result_url_reachable: bool = False
+    result_schema: (
+        Annotated[
+            dict[str, Any],
+            Meta(description="a JSON Schema (at most 16,384 bytes) the outcome's `result` must satisfy"),
+        ]
+        | None
+    ) = None
+    external_id_pattern: (
+        Annotated[
+            str,
+            Meta(
+                min_length=1,
+                max_length=256,
+                description="a regular expression (JSON Schema `pattern` dialect) the outcome's "
+                "`external_id` must match whole",
+            ),
+        ]
+        | None
+    ) = None
+
+
 class VerificationInput(Body, kw_only=True):
     mode: Literal["none", "require_external_id", "require_result_url", "require_artifacts", "manual"] = "none"
+    checks: VerificationChecksInput | None = None
 
 
 class DeliveryInput(Body, kw_only=True):

@@ -168,6 +168,19 @@ def overlap_words(policy: str | None) -> str:
     return OVERLAP_WORDS.get(policy or "allow", str(policy))
 
 
+def evidence_checks(verification: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """A cue's ``verification.checks`` as (words, code) pairs, code "" when the words say all."""
+    checks = (verification or {}).get("checks") or {}
+    out: list[tuple[str, str]] = []
+    if checks.get("external_id_pattern"):
+        out.append(("external id matches", str(checks["external_id_pattern"])))
+    if checks.get("result_schema") is not None:
+        out.append(("result satisfies a JSON Schema", ""))
+    if checks.get("result_url_reachable"):
+        out.append(("result URL answers a GET with 2xx", ""))
+    return out
+
+
 def outcome_of(execution: dict[str, Any] | None) -> str:
     """The outcome half: what the agent reported (or that it reported nothing yet)."""
     if not execution:

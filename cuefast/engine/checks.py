@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import re
 from typing import Any
 
 import jsonschema_rs
@@ -12,6 +11,7 @@ import msgspec
 
 from cuefast.engine.webhooks import Webhooks
 from cuefast.models import CONFIG_DECODER, VerificationChecks
+from cuefast.services.cue_input import id_pattern
 from cuefast.services.outcomes import OutcomeService
 from cuefast.store import Store
 
@@ -19,11 +19,6 @@ log = logging.getLogger(__name__)
 
 CHECK_TIMEOUT_S = 10.0
 MAX_EXTERNAL_ID = 500
-
-
-@functools.lru_cache(maxsize=256)
-def _pattern(text: str) -> re.Pattern[str]:
-    return re.compile(text)
 
 
 @functools.lru_cache(maxsize=256)
@@ -38,7 +33,11 @@ def local_problem(outcome: dict[str, Any], checks: VerificationChecks) -> str:
         ext = outcome.get("external_id")
         if not isinstance(ext, str) or not ext:
             return "external_id is missing"
-        if _pattern(checks.external_id_pattern).fullmatch(ext[:MAX_EXTERNAL_ID]) is None:
+        try:
+            matches = id_pattern(checks.external_id_pattern).is_valid(ext[:MAX_EXTERNAL_ID])
+        except ValueError:  # stored before patterns were read by this engine
+            matches = False
+        if not matches:
             return "external_id does not match external_id_pattern"
     if checks.result_schema is not None:
         result = outcome.get("result")

@@ -7,6 +7,7 @@ on_failure SSRF) need Redis, DNS or the clock and run in ``cues.py``.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -255,13 +256,34 @@ def _checks(c: Checker, value: Any) -> VerificationChecks | Any | None:
         )
         if text is not MISSING:
             try:
-                re.compile(text)
+                id_pattern(text)
                 out.external_id_pattern = text
-            except re.error as exc:
+            except ValueError as exc:
                 c.add(f"{loc}.external_id_pattern", f"Input should be a valid regular expression ({exc})")
     if out == VerificationChecks():
         return None
     return out
+
+
+PATTERN_BACKTRACK_LIMIT = 100_000
+"""Most backtracking steps one ``external_id_pattern`` match may take; past it: no match."""
+
+
+@functools.lru_cache(maxsize=256)
+def id_pattern(text: str) -> Any:
+    """The matcher of an ``external_id_pattern``: a JSON Schema validator of strings that match
+    it whole. The engine is jsonschema-rs's (fancy-regex, the dialect of JSON Schema's
+    ``pattern``): linear time unless the pattern uses backreferences or lookaround, and then at
+    most PATTERN_BACKTRACK_LIMIT steps. Never Python's ``re``, which backtracks exponentially on
+    ``(a+)+`` — the check runs on the dispatcher's event loop. ValueError: not a pattern (the
+    pattern must compile alone, so anchoring it cannot change what it means)."""
+    opts = jsonschema_rs.FancyRegexOptions(backtrack_limit=PATTERN_BACKTRACK_LIMIT)
+    try:
+        jsonschema_rs.validator_for({"pattern": text}, pattern_options=opts)
+        whole = {"type": "string", "pattern": f"^(?:{text})$"}
+        return jsonschema_rs.validator_for(whole, pattern_options=opts)
+    except (jsonschema_rs.ValidationError, ValueError) as exc:
+        raise ValueError(str(exc).splitlines()[0][:200]) from exc
 
 
 def schema_problem(schema: dict[str, Any]) -> str:

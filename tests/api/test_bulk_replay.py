@@ -141,6 +141,29 @@ async def test_since_until_limit_and_unfinished_sources(env: tuple[Api, FrozenCl
     )
 
 
+async def test_outcome_state_and_trigger_filters(env: tuple[Api, FrozenClock]) -> None:
+    """The issue's ``outcome_state`` filter (and ``triggered_by``): only executions whose agent
+    reported that outcome are replayed; the replays themselves are not picked up again."""
+    api, clock = env
+    key = await api.register()
+    cue = await worker_cue(api, key, "o")
+    good, bad = [], []
+    for _ in range(2):
+        clock.advance(1)
+        good.append(await fire(api, key, cue, True))
+        bad.append(await fire(api, key, cue, False))
+    body = {"filter": {"outcome_state": "reported_failure", "triggered_by": "manual_fire"}}
+    job = (await api.request("POST", "/v1/executions/replay", key, json=body)).json()
+    assert job["selected"] == 2, job
+    await api.rt.replays.step()
+    assert sorted(e["replayed_from"] for e in await replays_of(api, key)) == sorted(bad)
+    body = {"filter": {"cue_id": cue, "outcome_state": "reported_success"}}
+    job = (await api.request("POST", "/v1/executions/replay", key, json=body)).json()
+    assert job["selected"] == 2, job
+    await api.rt.replays.step()
+    assert sorted(e["replayed_from"] for e in await replays_of(api, key)) == sorted(bad + good)
+
+
 async def test_idempotency_and_isolation(env: tuple[Api, FrozenClock]) -> None:
     api, _ = env
     key, stranger = await api.register(), await api.register()

@@ -206,3 +206,34 @@ async def test_every_numeric_bound_of_a_body_is_in_the_schema(api: Api) -> None:
     assert checked >= 20
     jitter = components["ScheduleChange"]["properties"]["jitter_seconds"]
     assert (jitter["minimum"], jitter["maximum"]) == (0, 3600)
+
+
+def _props(comps: dict[str, Any], prop: dict[str, Any]) -> dict[str, Any]:
+    """The properties of an object property (through ``$ref`` and a nullable ``oneOf``)."""
+    for option in prop.get("oneOf", [prop]):
+        if "$ref" in option:
+            found: dict[str, Any] = comps[option["$ref"].rsplit("/", 1)[1]]["properties"]
+            return found
+    raise AssertionError(prop)
+
+
+async def test_the_scheduling_controls_are_in_the_request_bodies(api: Api) -> None:
+    """Issue 17: each new cue field is in the schema a client sends, not only in the Cue it
+    reads back. Before: ``verification.checks`` was in ``Cue`` and missing from
+    ``CueCreate``/``CueUpdate`` (``VerificationInput`` had ``mode`` alone)."""
+    comps = (await _schema(api))["components"]["schemas"]
+    for name in ("CueCreate", "CueUpdate"):
+        body = comps[name]["properties"]
+        policies = [x for x in body["overlap"]["enum"] if x is not None]  # CueUpdate: null too
+        assert policies == ["allow", "skip", "buffer_one", "cancel_previous"], name
+        assert "labels" in body
+        assert "jitter_seconds" in _props(comps, body["schedule"])
+        delivery = _props(comps, body["delivery"])
+        assert {"max_concurrency", "max_concurrency_per_host", "max_per_second"} <= set(delivery)
+        verification = _props(comps, body["verification"])
+        checks = _props(comps, verification["checks"])
+        assert set(checks) == {"result_url_reachable", "result_schema", "external_id_pattern"}, name
+        assert (checks["external_id_pattern"]["minLength"], checks["external_id_pattern"]["maxLength"]) == (
+            1,
+            256,
+        )
