@@ -36,7 +36,8 @@ MIN = 60_000_000
 
 
 class Receiver:
-    """A real HTTP server; ``mode`` decides the answer: ok, 500, 404, 302, hang, reset."""
+    """A real HTTP server; ``mode`` decides the answer: ok, 500, 404, 302, hang, slow, reset;
+    ``most_in_flight``: the most requests it was answering at once."""
 
     def __init__(self, host: str = "127.0.0.1") -> None:
         self.host = host
@@ -45,8 +46,17 @@ class Receiver:
         self.runner: web.AppRunner | None = None
         self.port = 0
         self.unblock = asyncio.Event()
+        self.in_flight = self.most_in_flight = 0
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            return await self._answer(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         self.requests.append(
             {
@@ -65,6 +75,8 @@ class Receiver:
             return web.Response(status=302, headers={"Location": "http://127.0.0.1:1/elsewhere"})
         if self.mode == "hang":
             await asyncio.sleep(3)
+        if self.mode == "slow":  # a receiver that takes its time answering
+            await asyncio.sleep(0.1)
         if self.mode == "block":  # until released (the sender dies meanwhile)
             await self.unblock.wait()
         if self.mode == "outcome":

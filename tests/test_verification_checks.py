@@ -13,12 +13,13 @@ from typing import Any
 import httpx
 
 from cuefast.api import create_app
+from cuefast.config import Settings
 from cuefast.engine.checks import local_problem
-from cuefast.engine.notices import MAX_ATTEMPTS, NoticeSender
+from cuefast.engine.notices import IN_FLIGHT, MAX_ATTEMPTS, STEP_MAX, NoticeSender
 from cuefast.models import VerificationChecks
 from tests.api.test_dashboard import sign_in
 from tests.test_alerts import alerts, outcome, sender_for
-from tests.test_dispatcher import env  # noqa: F401  (fixture)
+from tests.test_dispatcher import dispatch_env, env  # noqa: F401  (fixture)
 from tests.test_fire import fire
 
 CHECKS = {
@@ -105,6 +106,29 @@ async def test_an_unreachable_result_url_is_retried_then_fails(env: Any) -> None
     await outcome(api, key, ex["id"], {"success": True, "result_url": receiver.url})
     await checked(sender)
     assert await state(api, key, ex["id"]) == "verification_failed"
+
+
+async def test_checks_run_a_bounded_number_at_once(settings: Settings) -> None:
+    """However many checks are queued, a sender fetches at most IN_FLIGHT result URLs at once
+    (they share the outbound connections with deliveries) and reads at most STEP_MAX a step."""
+    async with dispatch_env(settings.replace(partitions=1)) as env:  # one stream: all in one read
+        await bounded(env)
+
+
+async def bounded(env: Any) -> None:
+    api, _, _, _, receiver = env
+    key = await api.register()
+    cue = await worker_cue(api, key, {"result_url_reachable": True})
+    ids = []
+    for _ in range(IN_FLIGHT + 36):
+        ex = await fire(api, key, cue["id"])
+        await outcome(api, key, ex["id"], {"success": True, "result_url": receiver.url})
+        ids.append(ex["id"])
+    receiver.mode = "slow"
+    sender = sender_for(env)
+    assert await sender.step() == IN_FLIGHT + 36 <= STEP_MAX
+    assert receiver.most_in_flight == IN_FLIGHT  # (every one at once before)
+    assert {await state(api, key, eid) for eid in ids} == {"verified_success"}
 
 
 async def test_checks_follow_the_evidence_mode_and_a_manual_verdict(env: Any) -> None:

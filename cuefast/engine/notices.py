@@ -40,6 +40,12 @@ MAX_ATTEMPTS = 4
 BACKOFF_S = (10, 60, 300)
 MAILS_PER_HOUR = 10
 RECLAIM_IDLE_MS = 120_000
+STEP_MAX = 256
+"""notices one step takes at most (its read asks each partition's stream for its share): a
+step's notices are all handled before the next read, so a step lasts about one send"""
+IN_FLIGHT = 64
+"""notices being sent or checked at once per process: they share the dispatcher's outbound
+connections with webhook deliveries"""
 SWEEP_S = 5.0
 """retries are moved back at least this often (retries this sender queued: when due)"""
 _US = 1_000_000
@@ -55,6 +61,7 @@ class NoticeSender:
         """the earliest retry this sender queued and has not moved back yet (µs)"""
         self.webhooks = webhooks
         self.checks = Checker(store, webhooks, OutcomeService(store, clock))
+        self._in_flight = asyncio.Semaphore(IN_FLIGHT)
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.mailer: Mailer | None = None
         if settings.smtp_url:
@@ -93,10 +100,15 @@ class NoticeSender:
         notices handled."""
         if move:
             await self.store.notices.move_due(self.clock.now_us())
-        entries = await self.store.notices.reclaim(self.consumer, idle_ms, 100) if reclaim else []
-        entries += await self.store.notices.read(self.consumer, 100, block_ms)
-        await asyncio.gather(*(self.handle(e) for e in entries))
+        share = max(1, STEP_MAX // self.store.keys.partitions)
+        entries = await self.store.notices.reclaim(self.consumer, idle_ms, share) if reclaim else []
+        entries += await self.store.notices.read(self.consumer, share, block_ms)
+        await asyncio.gather(*(self._bounded(e) for e in entries))
         return len(entries)
+
+    async def _bounded(self, notice: Notice) -> None:
+        async with self._in_flight:
+            await self.handle(notice)
 
     async def handle(self, notice: Notice) -> None:
         """Send one notice; finish its stream entry, or queue its retry with backoff."""
