@@ -19,40 +19,44 @@ from tests.procs import Processes, free_port, process_env, until_healthy
 from tests.test_worker import Running, _worker_cue, client, finished, live  # noqa: F401  (fixtures)
 
 
+class Gauge:
+    """Handlers of task ``t`` held until ``gate`` opens: how many run now, and the most at once."""
+
+    def __init__(self) -> None:
+        self.running = self.peak = 0
+        self.gate = asyncio.Event()
+
+    def daemon(self, key: str, url: str, name: str) -> Worker:
+        """A worker daemon on ``url`` whose handler of ``t`` is counted here."""
+        worker = Worker(api_key=key, base_url=url, worker_id=name, concurrency=4, prefetch=4, wait_seconds=1)
+
+        @worker.handler("t")
+        async def handler(payload: dict[str, Any], ctx: Context) -> None:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+            try:
+                await self.gate.wait()
+            finally:
+                self.running -= 1
+
+        return worker
+
+
 @pytest.mark.slow
 async def test_two_daemons_share_the_cap(client: AsyncCueFast, live: Any) -> None:
     key = client._core.headers["Authorization"][7:]
     await client.workers.set_task_cap("t", 2)
-    running = peak = 0
-    gate = asyncio.Event()
-
-    def daemon(name: str) -> Worker:
-        worker = Worker(
-            api_key=key, base_url=live.url, worker_id=name, concurrency=4, prefetch=4, wait_seconds=1
-        )
-
-        @worker.handler("t")
-        async def handler(payload: dict[str, Any], ctx: Context) -> None:
-            nonlocal running, peak
-            running += 1
-            peak = max(peak, running)
-            try:
-                await gate.wait()
-            finally:
-                running -= 1
-
-        return worker
-
+    g = Gauge()
     cue = await _worker_cue(client, "t")
     ids = [(await client.cues.fire(cue, payload_override={"i": i})).id for i in range(10)]
-    async with Running(daemon("a")), Running(daemon("b")):
-        await wait_for(lambda: running == 2, what="two handlers running")
+    async with Running(g.daemon(key, live.url, "a")), Running(g.daemon(key, live.url, "b")):
+        await wait_for(lambda: g.running == 2, what="two handlers running")
         delivering = await client.executions.list(status="delivering")
         assert delivering.total == 2  # the cap, over both daemons (prefetch included)
         assert (await client.workers.task_cap("t")).held == 2
-        gate.set()
+        g.gate.set()
         await wait_for(lambda: finished(client, ids), timeout=60, what="all outcomes")
-    assert peak == 2
+    assert g.peak == 2
     assert (await client.workers.task_cap("t")).held == 0
 
 
@@ -63,24 +67,7 @@ async def test_two_api_processes_share_the_cap(settings: Settings, tmp_path: Pat
     api`` OS processes on one Redis, a daemon on each, a cap of 2: never more than 2 handlers run
     at once, and every execution finishes."""
     ports = [free_port(), free_port()]
-    running = peak = 0
-    gate = asyncio.Event()
-
-    def daemon(key: str, url: str, name: str) -> Worker:
-        worker = Worker(api_key=key, base_url=url, worker_id=name, concurrency=4, prefetch=4, wait_seconds=1)
-
-        @worker.handler("t")
-        async def handler(payload: dict[str, Any], ctx: Context) -> None:
-            nonlocal running, peak
-            running += 1
-            peak = max(peak, running)
-            try:
-                await gate.wait()
-            finally:
-                running -= 1
-
-        return worker
-
+    g = Gauge()
     async with Processes(tmp_path / "logs") as procs:
         urls = []
         for i, port in enumerate(ports):
@@ -97,12 +84,12 @@ async def test_two_api_processes_share_the_cap(settings: Settings, tmp_path: Pat
             await client.workers.set_task_cap("t", 2)
             cue = await _worker_cue(client, "t")
             ids = [(await client.cues.fire(cue, payload_override={"i": i})).id for i in range(10)]
-            async with Running(daemon(key, urls[0], "a")), Running(daemon(key, urls[1], "b")):
-                await wait_for(lambda: running == 2, what="two handlers running")
+            async with Running(g.daemon(key, urls[0], "a")), Running(g.daemon(key, urls[1], "b")):
+                await wait_for(lambda: g.running == 2, what="two handlers running")
                 assert (await client.executions.list(status="delivering")).total == 2
                 assert (await client.workers.task_cap("t")).held == 2
-                gate.set()
+                g.gate.set()
                 await wait_for(lambda: finished(client, ids), timeout=60, what="all outcomes")
-            assert peak == 2
+            assert g.peak == 2
             assert (await client.workers.task_cap("t")).held == 0
         assert procs.problems() == []
