@@ -18,7 +18,7 @@ import shutil
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -32,6 +32,7 @@ from cuefast.clock import FrozenClock, SystemClock
 from cuefast.config import Settings, load_settings
 from cuefast.runtime import Runtime
 from cuefast.store.scripts import Script, Scripts
+from cuefast.store.wire import Wire
 from tests.contract.hook import contract_hook
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -188,6 +189,48 @@ def _one_slot_per_script() -> Iterator[None]:
         yield
     finally:
         Scripts.run, Scripts.run_many = run, run_many  # type: ignore[method-assign]
+
+
+WIRE_SLOT_ERRORS: list[str] = []
+"""commands the store's wire was asked to send that name keys of several hash slots"""
+
+
+def several_slots(command: Sequence[Any]) -> list[str]:
+    """The key-like arguments of one wire command when they span several hash slots, else []
+    (on Redis Cluster such a command is refused with CROSSSLOT, or misrouted by its first key)."""
+    named = [a for a in command[1:] if isinstance(a, str) and _KEYLIKE.match(a)]
+    return named if len({key_slot(a.encode()) for a in named}) > 1 else []
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_slot_per_wire_command() -> Iterator[None]:
+    """Every command the store sends through its wire (``Wire.execute``: every batch, on one
+    Redis and, per node, on a cluster) names keys of one hash slot, as the cluster needs; checked
+    on one Redis too, so the quick suite finds a multi-slot ``DEL``/``EXISTS``/batch command before
+    a cluster would. Recorded (a caller may swallow an exception) and failed by ``_no_wire_slot_error``."""
+    execute = Wire.execute
+
+    async def checked(self: Wire, commands: Sequence[Any], patience_s: float | None = None) -> list[Any]:
+        for command in commands:
+            named = several_slots(command)
+            if named:
+                WIRE_SLOT_ERRORS.append(f"{command[0]} touches several hash slots: {named}")
+        return await execute(self, commands, patience_s)
+
+    Wire.execute = checked  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        Wire.execute = execute  # type: ignore[method-assign]
+
+
+@pytest.fixture(autouse=True)
+def _no_wire_slot_error() -> Iterator[None]:
+    """A test fails when its code sent a wire command over several hash slots."""
+    WIRE_SLOT_ERRORS.clear()
+    yield
+    errors, WIRE_SLOT_ERRORS[:] = WIRE_SLOT_ERRORS[:], []
+    assert not errors, errors[:3]
 
 
 @pytest.fixture(scope="session")

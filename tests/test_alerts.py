@@ -27,6 +27,13 @@ from tests.conftest import Api
 from tests.test_dispatcher import Receiver, drain, env, webhook_cue  # noqa: F401  (fixture)
 from tests.test_fire import fire
 
+
+@pytest.fixture
+def settings(settings_on: Settings) -> Settings:
+    """This module's roles run on one server and on the Redis Cluster (marker ``cluster``)."""
+    return settings_on
+
+
 VF_MSG = "Execution {} reported success but failed verification (required evidence missing)."
 
 

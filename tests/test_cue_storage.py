@@ -28,6 +28,12 @@ from tests.api.test_cues import HOOK, create, webhook_cue
 from tests.conftest import Api, make_api
 
 
+@pytest.fixture
+def settings(settings_on: Settings) -> Settings:
+    """This module's roles run on one server and on the Redis Cluster (marker ``cluster``)."""
+    return settings_on
+
+
 @pytest.mark.parametrize(
     "cfg",
     [

@@ -19,6 +19,13 @@ from cuefast.times import parse_datetime
 from tests.conftest import wait_for
 from tests.test_dispatcher import Env, Receiver, dispatch_env, only_execution, webhook_cue
 
+
+@pytest.fixture
+def settings(settings_on: Settings) -> Settings:
+    """This module's roles run on one server and on the Redis Cluster (marker ``cluster``)."""
+    return settings_on
+
+
 T_FIRE = parse_datetime("2031-01-06T09:00:00Z")
 S = 1_000_000
 NO_DEADLINE_20 = {"timeout_seconds": 20, "outcome_deadline_seconds": None}

@@ -27,6 +27,13 @@ from tests.procs import ROOT, process_env
 from tests.test_dispatcher import Receiver, drain, env, only_execution, webhook_cue
 from tests.test_dispatcher_hosts import statuses, until
 
+
+@pytest.fixture
+def settings(settings_on: Settings) -> Settings:
+    """This module's roles run on one server and on the Redis Cluster (marker ``cluster``)."""
+    return settings_on
+
+
 __all__ = ["env"]
 
 

@@ -6,9 +6,18 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
+
+from cuefast.config import Settings
 from cuefast.times import parse_datetime
 from tests.conftest import assert_error
 from tests.test_dispatcher import drain, env, only_execution, webhook_cue  # noqa: F401  (fixture)
+
+
+@pytest.fixture
+def settings(settings_on: Settings) -> Settings:
+    """This module's roles run on one server and on the Redis Cluster (marker ``cluster``)."""
+    return settings_on
 
 
 async def fire(api: Any, key: str, cue_id: str, body: Any = None, status: int = 200) -> dict[str, Any]:

@@ -16,6 +16,13 @@ from cuefast.config import Settings
 from tests.procs import Processes, process_env
 from tests.test_client import ROOT, LiveServer, free_port
 
+
+@pytest.fixture
+def settings(settings_on: Settings) -> Settings:
+    """This module's roles run on one server and on the Redis Cluster (marker ``cluster``)."""
+    return settings_on
+
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(150)]
 
 

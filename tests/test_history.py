@@ -12,6 +12,12 @@ from cuefast.store import Status
 from tests.snap_env import Env, counts_exact, fire, new_cue, snap_env
 
 
+@pytest.fixture
+def settings(settings_on: Settings) -> Settings:
+    """This module's roles run on one server and on the Redis Cluster (marker ``cluster``)."""
+    return settings_on
+
+
 async def _succeed(env: Env, key: str, ids: list[str]) -> None:
     for eid in ids:
         res = await env.api.request("POST", f"/v1/executions/{eid}/outcome", key, json={"success": True})

@@ -21,7 +21,7 @@ from cuefast.store.executions import index_member
 from cuefast.store.keys import CUE_SPREAD, Keys
 from cuefast.store.scripts import Script, Scripts
 from tests.api.test_cues import create, webhook_cue
-from tests.conftest import Api
+from tests.conftest import WIRE_SLOT_ERRORS, Api, several_slots
 
 
 def test_execution_ids_carry_their_partition() -> None:
@@ -108,6 +108,20 @@ async def test_every_script_call_touches_one_slot(api: Api, monkeypatch: pytest.
     for name, ks in calls:
         slots = {key_slot(k.encode()) for k in ks}
         assert len(slots) == 1, (name, ks)
+
+
+async def test_a_wire_command_over_several_slots_is_caught(api: Api) -> None:
+    """The suite's guard (``conftest._one_slot_per_wire_command``) records a wire command whose
+    keys span slots — which Redis Cluster refuses (CROSSSLOT) — and passes one slot's keys."""
+    keys = api.rt.store.keys
+    one = keys.part(0) + ":x", keys.part(0) + ":y"
+    two = keys.part(0) + ":x", keys.part(1) + ":x"
+    assert several_slots(("DEL", *one)) == [] and several_slots(("DEL", *two)) == list(two)
+    assert await api.rt.store.scripts.wire.execute([("EXISTS", *one)]) == [0]
+    assert WIRE_SLOT_ERRORS == []
+    await api.rt.store.scripts.wire.execute([("EXISTS", *two)])  # one Redis answers; a cluster would not
+    assert [f"EXISTS touches several hash slots: {list(two)}"] == WIRE_SLOT_ERRORS
+    WIRE_SLOT_ERRORS.clear()
 
 
 async def test_partition_count_is_fixed_once_data_exists(api: Api) -> None:

@@ -19,6 +19,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
+from cuefast.config import Settings
 from cuefast.engine.dispatcher import Dispatcher
 from cuefast.engine.notices import MAX_ATTEMPTS, NoticeSender
 from cuefast.engine.webhooks import Webhooks
@@ -29,6 +30,13 @@ from tests.test_alerts import hmac_v1
 from tests.test_client import free_port
 from tests.test_dispatcher import Receiver, drain, env, webhook_cue
 from tests.test_fire import fire
+
+
+@pytest.fixture
+def settings(settings_on: Settings) -> Settings:
+    """This module's roles run on one server and on the Redis Cluster (marker ``cluster``)."""
+    return settings_on
+
 
 __all__ = ["env"]
 

@@ -9,11 +9,19 @@ from typing import Any
 
 import pytest
 
+from cuefast.config import Settings
 from tests.api.worker_helpers import Env as WorkerEnv
 from tests.api.worker_helpers import wenv  # noqa: F401  (fixture)
 from tests.test_dispatcher import Env as DispatchEnv
 from tests.test_dispatcher import drain, env, only_execution, webhook_cue  # noqa: F401  (fixture)
 from tests.test_scheduler import executions
+
+
+@pytest.fixture
+def settings(settings_on: Settings) -> Settings:
+    """This module's roles run on one server and on the Redis Cluster (marker ``cluster``)."""
+    return settings_on
+
 
 AT = "2026-11-23T11:45:00Z"  # the worker env's T0 is 2026-11-23T11:42:02Z
 

@@ -8,9 +8,16 @@ from typing import Any
 import msgspec
 import pytest
 
+from cuefast.config import Settings
 from tests.conftest import assert_error
 from tests.test_dispatcher import drain, env, webhook_cue  # noqa: F401  (fixture)
 from tests.test_fire import fire
+
+
+@pytest.fixture
+def settings(settings_on: Settings) -> Settings:
+    """This module's roles run on one server and on the Redis Cluster (marker ``cluster``)."""
+    return settings_on
 
 
 async def setup(api: Any, key: str, url: str, **over: Any) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -29,6 +29,13 @@ from tests.conftest import make_api, wait_for
 from tests.test_client import LiveServer
 from tests.test_worker import Running, _worker_env
 
+
+@pytest.fixture
+def settings(settings_on: Settings) -> Settings:
+    """This module's roles run on one server and on the Redis Cluster (marker ``cluster``)."""
+    return settings_on
+
+
 APP = """
 import asyncio
 from pathlib import Path

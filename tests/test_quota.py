@@ -19,6 +19,13 @@ from tests.conftest import Api
 from tests.test_dispatcher import Env, dispatch_env, webhook_cue
 from tests.test_dispatcher import drain as drain_outbox
 
+
+@pytest.fixture
+def settings(settings_on: Settings) -> Settings:
+    """This module's roles run on one server and on the Redis Cluster (marker ``cluster``)."""
+    return settings_on
+
+
 T0 = parse_datetime("2031-01-06T08:59:30Z")
 BLOCKED = "Monthly execution limit reached"
 

@@ -19,6 +19,13 @@ from tests.procs import Processes, cuefast_command, process_env
 from tests.snap_env import fire
 from tests.test_scheduler import new_cue
 
+
+@pytest.fixture
+def settings(settings_on: Settings) -> Settings:
+    """This module's roles run on one server and on the Redis Cluster (marker ``cluster``)."""
+    return settings_on
+
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 

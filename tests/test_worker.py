@@ -31,6 +31,12 @@ from tests.test_client import ROOT, LiveServer, free_port
 
 
 @pytest.fixture
+def settings(settings_on: Settings) -> Settings:
+    """This module's roles run on one server and on the Redis Cluster (marker ``cluster``)."""
+    return settings_on
+
+
+@pytest.fixture
 def live(settings: Settings) -> Iterator[LiveServer]:
     server = LiveServer(settings).start()
     try:

@@ -102,13 +102,10 @@ class GroupStreams(Repository):
     ) -> list[tuple[int, str, Any]]:
         """``read_group`` on Redis Cluster, where each stream is its own slot: first one
         non-blocking XREADGROUP per stream, in one wire batch (one round trip per node), so what
-        is queued anywhere comes back together; when nothing is, the blocking reads, one per
+        is queued anywhere comes back together (a stream whose group was missing is read again
+        once it is recreated, as on one Redis); when nothing is, the blocking reads, one per
         stream, through ``fanout.Fanout``."""
         index = {key: p for p, key in enumerate(streams)}
-        batch = [
-            ("XREADGROUP", "GROUP", self.GROUP, consumer, "COUNT", count, "STREAMS", key, ">")
-            for key in streams
-        ]
         out: list[tuple[int, str, Any]] = []
         for _, res in self.fanout.take_answered():  # a blocking read of an earlier call answered since
             out.extend(
@@ -116,23 +113,30 @@ class GroupStreams(Repository):
                 for stream, entries in res
                 for entry_id, fields in entries
             )
-        missing: list[str] = []
         down: set[str] = set()
-        for key, res in zip(streams, await self.wire.execute(batch), strict=True):
-            if isinstance(res, ResponseError) and str(res).startswith("NOGROUP"):
-                missing.append(key)
-            elif isinstance(res, UNREACHABLE):  # its node is down: read again by the next call
-                down.add(key)
-            elif isinstance(res, Exception):
-                raise res
-            else:
-                out.extend(
-                    (index[str(stream)], str(entry_id), _fields(fields))
-                    for stream, entries in res or []
-                    for entry_id, fields in entries
-                )
-        if missing:
-            await self._group_missing(missing)
+        todo, again = streams, True
+        while todo:
+            batch = [
+                ("XREADGROUP", "GROUP", self.GROUP, consumer, "COUNT", count, "STREAMS", key, ">")
+                for key in todo
+            ]
+            missing: list[str] = []
+            for key, res in zip(todo, await self.wire.execute(batch), strict=True):
+                if isinstance(res, ResponseError) and str(res).startswith("NOGROUP"):
+                    missing.append(key)
+                elif isinstance(res, UNREACHABLE):  # its node is down: read again by the next call
+                    down.add(key)
+                elif isinstance(res, Exception):
+                    raise res
+                else:
+                    out.extend(
+                        (index[str(stream)], str(entry_id), _fields(fields))
+                        for stream, entries in res or []
+                        for entry_id, fields in entries
+                    )
+            if missing:
+                await self._group_missing(missing)
+            todo, again = (missing if again else []), False  # read once more, as on one Redis
         if down:
             self._unreachable(len(down), next(iter(down)))
         if out or block_ms is None:

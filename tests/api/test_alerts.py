@@ -11,6 +11,13 @@ from cuefast.clock import FrozenClock
 from cuefast.config import Settings
 from tests.conftest import Api, assert_error, make_api
 
+
+@pytest.fixture
+def settings(settings_on: Settings) -> Settings:
+    """This module's roles run on one server and on the Redis Cluster (marker ``cluster``)."""
+    return settings_on
+
+
 T0 = 1_795_434_122_000_000
 TYPES_MSG = "alert_type must be one of: consecutive_failures, outcome_timeout, verification_failed"
 

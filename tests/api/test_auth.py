@@ -10,6 +10,13 @@ import pytest
 from cuefast.config import Settings
 from tests.conftest import Api, assert_error, make_api
 
+
+@pytest.fixture
+def settings(settings_on: Settings) -> Settings:
+    """This module's roles run on one server and on the Redis Cluster (marker ``cluster``)."""
+    return settings_on
+
+
 CONFIRM = {"X-Confirm-Destructive": "true"}
 
 

@@ -13,6 +13,13 @@ from cuefast.clock import FrozenClock
 from cuefast.config import Settings
 from tests.conftest import Api, make_api
 
+
+@pytest.fixture
+def settings(settings_on: Settings) -> Settings:
+    """This module's roles run on one server and on the Redis Cluster (marker ``cluster``)."""
+    return settings_on
+
+
 S = 1_000_000
 
 

@@ -7,10 +7,17 @@ from typing import Any
 
 import pytest
 
+from cuefast.config import Settings
 from cuefast.ids import scheduled_execution_id
 from cuefast.times import parse_datetime
 from tests.api.test_cues import HOOK, create, future, webhook_cue
 from tests.conftest import Api, assert_error
+
+
+@pytest.fixture
+def settings(settings_on: Settings) -> Settings:
+    """This module's roles run on one server and on the Redis Cluster (marker ``cluster``)."""
+    return settings_on
 
 
 async def patch(api: Api, key: str, cue_id: str, body: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,13 @@ from cuefast.dashboard.actions import safe_next
 from cuefast.metrics import LATENESS
 from tests.conftest import Api, make_api
 
+
+@pytest.fixture
+def settings(settings_on: Settings) -> Settings:
+    """This module's roles run on one server and on the Redis Cluster (marker ``cluster``)."""
+    return settings_on
+
+
 CUE = {
     "name": "brief",
     "schedule": {"type": "recurring", "cron": "0 9 * * 1-5", "timezone": "Europe/Paris"},
@@ -63,7 +70,8 @@ async def test_pages_need_a_session_and_sign_in_sets_a_safe_cookie(api: Api, web
     value = cookie.split(";")[0].split("=", 1)[1]
     assert key not in cookie and len(value) >= 40
     # Redis holds only the session id's hash, with a TTL
-    stored = await api.rt.store.redis.keys(f"{api.rt.settings.key_prefix}:*:dsess:*")
+    match = f"{api.rt.settings.key_prefix}:*:dsess:*"  # SCAN: every primary of a cluster (KEYS: one node)
+    stored = [key async for key in api.rt.store.redis.scan_iter(match=match)]
     assert len(stored) == 1 and value not in stored[0]
     assert 0 < await api.rt.store.redis.pttl(stored[0]) <= 12 * 3600 * 1000
     page = await web.get("/dashboard/cues")

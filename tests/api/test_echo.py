@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import pytest
+
 from cuefast.clock import FrozenClock
 from cuefast.config import Settings
 from cuefast.engine.dispatcher import Dispatcher
 from tests.api.worker_helpers import Env, wenv  # noqa: F401  (fixture)
 from tests.conftest import assert_error, make_api
+
+
+@pytest.fixture
+def settings(settings_on: Settings) -> Settings:
+    """This module's roles run on one server and on the Redis Cluster (marker ``cluster``)."""
+    return settings_on
+
 
 TOKEN = "tok-0123456789abcdef"
 

@@ -9,11 +9,20 @@ from typing import Any
 
 import httpx
 import msgspec
+import pytest
 
 from cuefast.api.app import create_litestar
 from cuefast.api.edge import Edge
 from cuefast.api.ratelimit import RateLimit
+from cuefast.config import Settings
 from tests.conftest import Api
+
+
+@pytest.fixture
+def settings(settings_on: Settings) -> Settings:
+    """This module's roles run on one server and on the Redis Cluster (marker ``cluster``)."""
+    return settings_on
+
 
 QUERIES = (
     "",

@@ -20,6 +20,13 @@ from tests.test_dispatcher import drain
 from tests.test_dispatcher import env as env_dispatch  # noqa: F401  (fixture)
 from tests.test_dispatcher import webhook_cue as dispatch_cue
 
+
+@pytest.fixture
+def settings(settings_on: Settings) -> Settings:
+    """This module's roles run on one server and on the Redis Cluster (marker ``cluster``)."""
+    return settings_on
+
+
 T0 = 1_795_434_122_000_000  # 2026-11-23T11:42:02Z
 
 

@@ -14,6 +14,12 @@ from tests.conftest import assert_error
 from tests.test_dispatcher import Receiver
 
 
+@pytest.fixture
+def settings(settings_on: Settings) -> Settings:
+    """This module's roles run on one server and on the Redis Cluster (marker ``cluster``)."""
+    return settings_on
+
+
 async def registry_beat(env: Env, key: str, worker: str) -> None:
     res = await env.post(key, "/v1/worker/heartbeat", {"worker_id": worker, "handlers": ["t"]})
     assert res.status_code == 200, res.text

@@ -6,10 +6,17 @@ from __future__ import annotations
 from typing import Any
 
 import msgspec
+import pytest
 
 from cuefast.config import Settings
 from tests.api.worker_helpers import Env, make_env, wenv  # noqa: F401  (fixture)
 from tests.conftest import assert_error
+
+
+@pytest.fixture
+def settings(settings_on: Settings) -> Settings:
+    """This module's roles run on one server and on the Redis Cluster (marker ``cluster``)."""
+    return settings_on
 
 
 async def heartbeat(env: Env, key: str, worker: str, handlers: Any = None) -> Any:
