@@ -1,5 +1,4 @@
-"""Identical reads shared while in flight: a request that asks what an earlier one asked, before
-that one's first command left for Redis, waits for its answer instead of asking again."""
+"""Identical reads shared while in flight: a request like one not yet sent to Redis awaits its answer."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""One API key's requests counted together: those that arrive in one event-loop iteration share
-one call of the auth script, which counts them in order (``Accounts.authenticate``)."""
+"""One API key's requests of one event-loop turn counted together, in one auth-script call."""
 
 from __future__ import annotations
 
