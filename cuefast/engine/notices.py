@@ -41,8 +41,8 @@ BACKOFF_S = (10, 60, 300)
 MAILS_PER_HOUR = 10
 RECLAIM_IDLE_MS = 120_000
 STEP_MAX = 256
-"""notices one step takes at most (its read asks each partition's stream for its share): a
-step's notices are all handled before the next read, so a step lasts about one send"""
+"""new notices one step reads at most (each partition's stream its share; as many again when it
+takes over a dead sender's): all are handled, IN_FLIGHT at once, before the next read"""
 IN_FLIGHT = 64
 """notices being sent or checked at once per process: they share the dispatcher's outbound
 connections with webhook deliveries"""
