@@ -9,11 +9,11 @@ from typing import Any, NamedTuple
 import msgspec
 
 from cuefast.models import Account
-from cuefast.store.auth_batches import Batches
 from cuefast.store.connect import UNREACHABLE
 from cuefast.store.repository import Repository, pairs
 from cuefast.store.scripts import Script
 from cuefast.store.status import Status
+from cuefast.store.turn_batches import Batches
 
 AUTHENTICATE = Script(
     "accounts_authenticate",
@@ -29,11 +29,8 @@ AUTHENTICATE = Script(
         "account_id",
         "ip_here",
         "names_prefix",
-        "reserve_name",
-        "reserve_cue_id",
-        "reserve_account",
-        "reserve_limit",
     ),
+    rest="reservations",
 )
 CREATE = Script(
     "accounts_create",
@@ -59,6 +56,12 @@ RELEASE_EMAIL = Script("accounts_release_email", keys=("emails",), argv=("email_
 
 
 @functools.lru_cache(maxsize=4096)
+def _reserved(made: int, holder: str) -> tuple[Status, str] | None:
+    """A reservation's answer from the auth script: None when it was not made (not counted, or
+    the key's account is not the one the cue id was drawn for)."""
+    return None if made == 0 else (Status(made), holder)
+
+
 def cue_partitions(reply: str) -> tuple[int, ...] | None:
     """The partitions an account may have cues on, from the auth script's reply: its bitmap in
     hex (bit 0 = the first byte's high bit), or "*" (any — no bitmap: None). Few distinct
@@ -146,7 +149,7 @@ class Accounts(Repository):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._batches: Batches[AuthResult] = Batches(self._count_batch)
+        self._batches: Batches[Reservation | None, AuthResult] = Batches(self._count)
 
     async def authenticate(
         self,
@@ -165,28 +168,27 @@ class Accounts(Repository):
         (its account lives elsewhere) or a request without a valid key whose IP is on another
         shard than the key. ``reserve``: and reserve a create's cue name once the request is
         counted (the account's cue-names hash is on its shard), in the same call. Counted
-        requests of one key and IP without a reservation that arrive in the same event-loop
-        iteration share that call (``auth_batches``): it counts them in order, as it would have
-        counted their calls sent one after another."""
+        requests of one key and IP that arrive in the same event-loop iteration share that call
+        (``turn_batches``): it counts them, and makes their reservations, in order, as it would
+        have for their calls sent one after another."""
         who = Asker(key_sha, ip, ip_limit, month)
-        if count and key_sha and reserve is None:
-            return await self._batches.join(who, now_us)
-        return (await self._count(who, 1 if count else 0, now_us, reserve))[0]
+        if count and key_sha:
+            return await self._batches.join(who, now_us, reserve)
+        return (await self._count(who, [reserve] if count else [], now_us))[0]
 
-    async def _count_batch(self, who: Any, n: int, now_us: int) -> list[AuthResult]:
-        return await self._count(who, n, now_us, None)
-
-    async def _count(self, who: Asker, n: int, now_us: int, reserve: Reservation | None) -> list[AuthResult]:
-        """``authenticate`` for ``n`` requests of ``who`` (0: one, not counted), one result each."""
+    async def _count(self, who: Any, reserves: Sequence[Reservation | None], now_us: int) -> list[AuthResult]:
+        """``authenticate`` for the requests of ``who``, one per item of ``reserves`` (none: one
+        request, not counted), one result each."""
         k = self.keys
+        n = len(reserves)
         shard = k.key_shard(who.key_sha) if who.key_sha else k.ip_shard(who.ip)
-        res = await self._authenticate(shard, who, "", n=n, now_us=now_us, reserve=reserve)
+        res = await self._authenticate(shard, who, "", n=n, now_us=now_us, reserves=reserves)
         status = Status(int(res[0]))
         if status is Status.ELSEWHERE:
             account_id = str(res[6])
             home = k.account_shard(account_id)
             if home != shard:  # a key older than the shards: the account's shard answers
-                res = await self._authenticate(home, who, account_id, n=n, now_us=now_us, reserve=reserve)
+                res = await self._authenticate(home, who, account_id, n=n, now_us=now_us, reserves=reserves)
                 status = Status(int(res[0]))
             else:  # the map names an account that is gone
                 status, res = (
@@ -212,9 +214,18 @@ class Accounts(Repository):
         it = iter(res[9:])
         account = msgspec.convert(dict(zip(it, it, strict=True)), Account, strict=False)
         account.partitions = cue_partitions(str(res[6]))
-        made = int(res[7])
-        reserved = None if made == 0 else (Status(made), str(res[8]))
-        return [AuthResult(status, account, w, res[5] == 1, reserved) for w in windows]
+        warn = res[5] == 1
+        if not res[7]:  # no reservation asked: the common case
+            return [AuthResult(status, account, w, warn) for w in windows]
+        answers = iter(zip(res[7], res[8], strict=True))  # one per reservation asked, in order
+        results = []
+        for w, r in zip(windows, reserves or [None], strict=True):
+            reserved = None
+            if r is not None:
+                made, holder = next(answers)
+                reserved = _reserved(int(made), str(holder))
+            results.append(AuthResult(status, account, w, warn, reserved))
+        return results
 
     async def _authenticate(
         self,
@@ -224,9 +235,10 @@ class Accounts(Repository):
         *,
         n: int,
         now_us: int,
-        reserve: Reservation | None = None,
+        reserves: Sequence[Reservation | None] = (),
     ) -> list[Any]:
-        """One call of the auth script on ``shard``, counting ``n`` requests of ``who``."""
+        """One call of the auth script on ``shard``, counting ``n`` requests of ``who`` and making
+        their name reservations (``reserves``: one per request, None where it has none)."""
         k = self.keys
         key_sha, ip = who.key_sha, who.ip
         ip_here = k.ip_shard(ip) == shard
@@ -249,16 +261,12 @@ class Accounts(Repository):
                 k.cue_partitions_prefix(shard),
                 account_id,
                 1 if ip_here else 0,
+                k.names_prefix(shard),
                 *(
-                    ("", "", "", "", 0)
-                    if reserve is None
-                    else (
-                        k.names_prefix(shard),
-                        reserve.name,
-                        reserve.cue_id,
-                        reserve.account_id,
-                        1 if reserve.limit else 0,
-                    )
+                    arg
+                    for i, r in enumerate(reserves, 1)
+                    if r is not None
+                    for arg in (i, r.name, r.cue_id, r.account_id, 1 if r.limit else 0)
                 ),
             ],
         )

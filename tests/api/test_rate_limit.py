@@ -350,7 +350,7 @@ async def test_fail_open_when_redis_is_unreachable(settings: Settings) -> None:
 async def test_one_keys_requests_in_one_iteration_are_counted_in_one_call(
     rl: tuple[Api, FrozenClock], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``auth_batches``: the script counts a batch in order — the first that fit are counted,
+    """``turn_batches``: the script counts a batch in order — the first that fit are counted,
     the rest refused and not counted — exactly as the same requests sent one by one."""
     api, clock = rl
     key = await keyed(api, 5)
@@ -377,6 +377,43 @@ async def test_one_keys_requests_in_one_iteration_are_counted_in_one_call(
     again = await asyncio.gather(*(api.request("GET", "/v1/cues", key) for _ in range(3)))
     assert [a.status_code for a in again] == [429] * 3 and len(scripts) == 1
     assert await api.rt.store.redis.llen(window) == 5
+
+
+async def test_creates_of_one_iteration_share_the_call_in_order(
+    rl: tuple[Api, FrozenClock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Creates join the key's batch with their name reservations: one auth call for the lot, and
+    the answers of calls one after another — the first create of a name wins, the next gets 409,
+    the ones over the rate limit 429 (and reserve nothing)."""
+    api, clock = rl
+    key = await keyed(api, 6)
+    clock.set(T0)
+
+    def worker_cue(name: str) -> dict[str, Any]:
+        return {"name": name, "transport": "worker", "schedule": {"type": "recurring", "cron": "0 9 * * *"}}
+
+    first = await api.request("POST", "/v1/cues", key, json=worker_cue("first"))  # the key's account learnt
+    assert first.status_code == 201, first.text
+    scripts: list[int] = []
+    original = Wire.execute
+    auth_keys = api.rt.keys.api_keys(api.rt.keys.key_shard(key_sha(key)))  # the auth script's KEYS[1]
+
+    async def spy(self: Wire, commands: Sequence[Sequence[Any]], *rest: Any, **kw: Any) -> list[Any]:
+        scripts.extend(1 for c in commands if c[0] == "EVALSHA" and auth_keys in c)
+        return await original(self, commands, *rest, **kw)
+
+    names = ["a", "b", "a", "c", "d", "e", "a"]
+    monkeypatch.setattr(Wire, "execute", spy)
+    answers = await asyncio.gather(*(api.request("POST", "/v1/cues", key, json=worker_cue(n)) for n in names))
+    assert [a.status_code for a in answers] == [201, 201, 409, 201, 201, 429, 429]
+    assert_error(answers[2], 409, "duplicate_cue_name")
+    assert [limits(a)[1] for a in answers[:5]] == [4, 3, 2, 1, 0]
+    assert len(scripts) == 1  # 7 auth calls in one
+    clock.set(T0 + 61_000_000)
+    listed = (await api.request("GET", "/v1/cues", key, params={"limit": 50})).json()["cues"]
+    assert sorted(c["name"] for c in listed) == ["a", "b", "c", "d", "first"]
+    names_key = api.rt.keys.cue_names(await account_id(api, key))
+    assert sorted(await api.rt.store.redis.hkeys(names_key)) == ["a", "b", "c", "d", "first"]
 
 
 async def test_a_batch_is_counted_from_where_the_window_stands(rl: tuple[Api, FrozenClock]) -> None:

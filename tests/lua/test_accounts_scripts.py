@@ -7,12 +7,18 @@ slug maps, the account hash, rate-limit windows, dirty marks)."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
 import msgspec
+import pytest
 
 from cuefast.models import Account
 from cuefast.store import Status, Store
 from cuefast.store.accounts import AuthResult, Reservation, Window
 from cuefast.store.keys import Keys
+from cuefast.store.wire import Wire
 from tests.lua.seed import NOW, S, dirty
 
 MONTH = "2027-01"
@@ -405,3 +411,68 @@ async def test_a_key_from_before_the_shards_reserves_on_its_accounts_shard(store
     res = await _auth(store, a, Reservation("nightly", "cue_aaaaaaaaaaaa", a.id, True))
     assert res.status is Status.OK and res.reserved == (Status.OK, "")
     assert await store.redis.hget(k.cue_names(a.id), "nightly") == f"cue_aaaaaaaaaaaa:{NOW // 1_000_000}"
+
+
+async def test_creates_of_one_iteration_reserve_in_one_call_in_order(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``turn_batches``: creates (name reservations) and other requests of one key arriving
+    together share one auth call, which counts them and makes the reservations in arrival order
+    — exactly what separate calls, one after another, would have answered: the counted creates
+    reserve (a second create of one name gets the first's holder), the refused ones reserve
+    nothing, a plain request in between is counted in its place."""
+    k, a = store.keys, account(rate_limit=5)
+    await register(store, a)
+    calls: list[int] = []
+    original = Wire.execute
+
+    async def spy(self: Wire, commands: Sequence[Sequence[Any]], *rest: Any, **kw: Any) -> list[Any]:
+        calls.extend(1 for c in commands if c[0] == "EVALSHA")
+        return await original(self, commands, *rest, **kw)
+
+    monkeypatch.setattr(Wire, "execute", spy)
+    asks = [
+        Reservation("a", "cue_aaaaaaaaaaaa", a.id, True),
+        None,  # a GET
+        Reservation("b", "cue_bbbbbbbbbbbb", a.id, True),
+        Reservation("a", "cue_cccccccccccc", a.id, True),  # the name the first took
+        Reservation("d", "cue_dddddddddddd", "acct-other", True),  # drawn for another account
+        Reservation("e", "cue_eeeeeeeeeeee", a.id, True),  # over the rate limit (the 6th)
+        None,
+    ]
+    got = await asyncio.gather(*(_auth(store, a, r) for r in asks))
+    assert len(calls) == 1
+    held = f"cue_aaaaaaaaaaaa:{NOW // 1_000_000}"
+    assert [r.reserved for r in got] == [
+        (Status.OK, ""),
+        None,
+        (Status.OK, ""),
+        (Status.EXISTS, held),
+        None,
+        None,
+        None,
+    ]
+    assert [(r.window.counted, r.window.requests) for r in got if r.window] == [
+        *((True, n) for n in range(1, 6)),
+        (False, 5),
+        (False, 5),
+    ]
+    assert await store.redis.hgetall(k.cue_names(a.id)) == {
+        "a": held,
+        "b": f"cue_bbbbbbbbbbbb:{NOW // 1_000_000}",
+    }
+
+
+async def test_creates_of_one_batch_stop_at_the_cue_limit_hint_in_order(store: Store) -> None:
+    k, a = store.keys, account()  # cue_limit 10
+    await register(store, a)
+    await store.redis.hset(k.cue_names(a.id), mapping={f"n{i}": f"cue_x{i}:1" for i in range(8)})
+    asks = [Reservation(f"new{i}", f"cue_{i:012d}", a.id, True) for i in range(4)]
+    got = await asyncio.gather(*(_auth(store, a, r) for r in asks))
+    assert [r.reserved for r in got] == [
+        (Status.OK, ""),
+        (Status.OK, ""),
+        (Status.COUNT, ""),
+        (Status.COUNT, ""),
+    ]
+    assert await store.redis.hlen(k.cue_names(a.id)) == 10

@@ -18,20 +18,21 @@
     in the key's shard (the second step for a key older than the shards)
   ARGV[9] ip_here: 1 = KEYS[4] is on this shard (count a request without a valid key here)
   ARGV[10] names_prefix: "<pfx>:{aNN}:names:" (cue-names hashes of this shard)
-  ARGV[11] reserve_name: a create's cue name to reserve once the request is authenticated and
-    counted ("" = none): in the account's cue-names hash, as cues_reserve_name.lua does
-  ARGV[12] reserve_cue_id: the cue id to reserve it for
-  ARGV[13] reserve_account: the account that cue id was drawn for (a hint): nothing is reserved
-    unless the key resolves to it
-  ARGV[14] reserve_limit: 1 = with the account's cue_limit as the limit hint, 0 = without
+  ARGV[11..] reservations: creates' cue names, 5 values per create of the batch: i (its place,
+    1..n, ascending), name, cue_id (the cue id to reserve it for), account (the account that
+    cue id was drawn for, a hint: nothing is reserved unless the key resolves to it), limit (1 =
+    with the account's cue_limit as the limit hint, 0 = without). Request i's name is reserved
+    once it is authenticated and counted, in the account's cue-names hash as
+    cues_reserve_name.lua does, in order: two creates of one batch asking one name are answered
+    as two calls would be
   A window is a list of request times (µs), oldest first, at most `limit` long: a request is
   in it while its time > now - 60 s (a batch's requests all take its time). A valid key counts
   against its own window with the account's rate_limit; everything else (no key, unknown or
   rotated key) against the IP's.
   A rejected request is not counted. The account's ``key_sha`` is the truth: a map entry of
   another key (a rotation that stopped between its steps) answers ROTATED.
-  returns {status, verdict, count, limit, oldest µs, warn, partitions, reserved, holder, field,
-    value, ...}
+  returns {status, verdict, count, limit, oldest µs, warn, partitions, {reserved...},
+    {holder...}, field, value, ...}
     status  OK (the account's fields follow) | NO_KEY | NOT_FOUND unknown key | ROTATED (24 h) |
             ELSEWHERE: the map names an account not on this shard, its id in "partitions"
     verdict k >= 1: the first k of the n requests counted (the others over the limit) | 0 over
@@ -41,7 +42,8 @@
     warn    1 when executions this month >= 80 % of monthly_execution_limit
     partitions  the account's cue-partition bitmap in hex (bit 0 is the first byte's high bit);
             "*" = any partition (no bitmap)
-    reserved  0 nothing reserved | OK | EXISTS (holder: the name's value) | COUNT (lib/reserve_name)
+    reserved  per reservation asked (ARGV[11..]), in order: 0 nothing reserved | OK | EXISTS
+            (holder: the name's value) | COUNT (lib/reserve_name); holder: those values ('' none)
   ]]
 --!include reserve_name
 local WINDOW = 60000000
@@ -124,13 +126,18 @@ if auth == STATUS.OK then
     local warn = used * 5 >= tonumber(f['exec_limit'] or '0') * 4 and 1 or 0
     local limit = tonumber(f['rate_limit'] or '0')
     out = counting and window(KEYS[3], limit) or {-1, 0, limit, now}
-    local reserved = {0, ''}
-    if out[1] == 1 and ARGV[11] ~= '' and ARGV[13] == acct_id then
-      local hint = ARGV[14] == '1' and tonumber(f['cue_limit'] or '0') or -1
-      reserved = reserve_name(ARGV[10] .. acct_id, now, ARGV[11], ARGV[12], hint, '')
+    local made, holders, counted = {}, {}, out[1]
+    for j = 11, #ARGV, 5 do
+      local r, h = 0, ''
+      if tonumber(ARGV[j]) <= counted and ARGV[j + 3] == acct_id then
+        local hint = ARGV[j + 4] == '1' and tonumber(f['cue_limit'] or '0') or -1
+        local got = reserve_name(ARGV[10] .. acct_id, now, ARGV[j + 1], ARGV[j + 2], hint, '')
+        r, h = got[1], got[2] or ''
+      end
+      made[#made + 1], holders[#holders + 1] = r, h
     end
     out = {STATUS.OK, out[1], out[2], out[3], out[4], warn, cue_partitions(ARGV[7] .. acct_id),
-      reserved[1], reserved[2] or ''}
+      made, holders}
     for i = 1, #acct do out[i + 9] = acct[i] end
     return out
   end

@@ -1,4 +1,4 @@
-"""One API key's requests of one event-loop turn counted together, in one auth-script call."""
+"""Requests of one event-loop turn sharing one script call: a key's auth calls, an account's outcomes."""
 
 from __future__ import annotations
 
@@ -7,33 +7,36 @@ from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
+I = TypeVar("I")  # noqa: E741 - what a request brings to the call (a create's name, an outcome)
 
-Run = Callable[[Hashable, int, int], Awaitable[Sequence[T]]]
-"""(group, how many requests, now µs) → one answer per request, in arrival order"""
+Run = Callable[[Hashable, Sequence[I], int], Awaitable[Sequence[T]]]
+"""(group, each request's item in arrival order, now µs) → one answer per request, in that order"""
 
 
-class _Batch(Generic[T]):
-    __slots__ = ("futures", "loop", "now_us")
+class _Batch(Generic[I, T]):
+    __slots__ = ("futures", "items", "loop", "now_us")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.futures: list[asyncio.Future[T]] = []
+        self.items: list[I] = []
         self.now_us = 0
 
 
-class Batches(Generic[T]):
+class Batches(Generic[I, T]):
     """Open batches by group. A request joins its group's open batch; the batch closes when its
     call starts, at the next turn of the event loop, so every request that arrived meanwhile —
     whatever else it awaited first — is in it. The call runs as its own task: a request that
-    goes away is still counted, as it would be had its own call been sent."""
+    goes away is still counted (its outcome recorded), as it would be had its own call been sent."""
 
-    def __init__(self, run: Run[T]) -> None:
+    def __init__(self, run: Run[I, T]) -> None:
         self._run = run
-        self._open: dict[Hashable, _Batch[T]] = {}
+        self._open: dict[Hashable, _Batch[I, T]] = {}
         self._calls: set[asyncio.Task[None]] = set()  # held until done (the loop holds weakly)
 
-    async def join(self, group: Hashable, now_us: int) -> T:
-        """This request's answer from its batch's call (the batch's latest ``now_us`` is used)."""
+    async def join(self, group: Hashable, now_us: int, item: I) -> T:
+        """This request's answer from its batch's call (the batch's latest ``now_us`` is used);
+        ``item`` goes to the call in arrival order."""
         loop = asyncio.get_running_loop()
         batch = self._open.get(group)
         if batch is None or batch.loop is not loop:  # (a batch of a loop that stopped: never sent)
@@ -43,15 +46,16 @@ class Batches(Generic[T]):
             call.add_done_callback(self._calls.discard)
         future: asyncio.Future[T] = loop.create_future()
         batch.futures.append(future)
+        batch.items.append(item)
         batch.now_us = max(batch.now_us, now_us)
         return await future
 
-    async def _send(self, group: Hashable, batch: _Batch[T]) -> None:
+    async def _send(self, group: Hashable, batch: _Batch[I, T]) -> None:
         if self._open.get(group) is batch:
             del self._open[group]  # closed: later requests start the next batch
         futures = batch.futures
         try:
-            answers = await self._run(group, len(futures), batch.now_us)
+            answers = await self._run(group, batch.items, batch.now_us)
         except Exception as exc:
             for future in futures:
                 if not future.done():
