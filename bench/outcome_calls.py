@@ -44,8 +44,8 @@ def _direct(r: redis.Redis, prefix: str, ids: list[str]) -> float:
         for eid in ids[i : i + 100]:
             keys = [k.decode() for k in r.keys(f"{prefix}:{{p*}}:exec:{eid}")]
             part = keys[0].rsplit("exec:", 1)[0]
-            args = [time.time_ns() // 1000, part, '{"success":true}', "1", "verification_failed", "", ""]
-            pipe.evalsha(sha, 1, keys[0], *args, *states)
+            args = [time.time_ns() // 1000, part, "", eid, '{"success":true}', "1", "verification_failed", ""]
+            pipe.evalsha(sha, 1, part + "claims", *args, len(states) // 2, *states)
         pipe.execute()
     after = _stats(r)
     return (after["evalsha"][1] - before["evalsha"][1]) / (after["evalsha"][0] - before["evalsha"][0])

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import NamedTuple
+from collections.abc import Hashable, Mapping, Sequence
+from typing import Any, NamedTuple, cast
 
 from cuefast.store.repository import Repository, pairs
 from cuefast.store.scripts import Arg, Call, Script
 from cuefast.store.status import Status
+from cuefast.store.turn_batches import Batches
 
-RECORD = Script(
-    "outcomes_record",
-    keys=("execution",),
-    argv=("now", "prefix", "outcome", "success", "outcome_state", "error", "account_id"),
-    rest="states",
-)
+RECORD = Script("outcomes_record", keys=("claims",), argv=("now", "prefix", "account_id"), rest="outcomes")
 RECORD_MANY = Script(
     "outcomes_record_many", keys=("claims",), argv=("now", "prefix", "account_id"), rest="outcomes"
 )
@@ -52,6 +48,10 @@ class Reported(NamedTuple):
 class Outcomes(Repository):
     SCRIPTS = (RECORD, RECORD_MANY)
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._batches: Batches[tuple[Outcome, Mapping[str, str] | None], Reported] = Batches(self._report)
+
     async def record(self, outcome: Outcome, now_us: int) -> Recorded:
         res = await self.report(outcome, now_us)
         return Recorded(res.status, res.execution_status)
@@ -69,29 +69,31 @@ class Outcomes(Repository):
         ``outcome.state`` for the mode of the execution's cue, read in the same script call.
         Every recorded outcome is counted in the monthly usage counters by the same call (the
         partition's hash: ``Keys.usage_part``, which ``Usage.counts`` adds up), as by
-        ``record_many`` and ``delivery_finish.lua``'s body outcomes: lib/record_outcome.lua."""
-        k = self.keys
-        p = k.execution_partition(outcome.execution_id)
+        ``record_many`` and ``delivery_finish.lua``'s body outcomes: lib/record_outcome.lua.
+        Outcomes of one account's executions of one partition that arrive in the same
+        event-loop iteration share one call (``turn_batches``), recorded in arrival order —
+        each answered as its own call, sent after the others, would have been."""
+        p = self.keys.execution_partition(outcome.execution_id)
         if p is None:
             return Reported(Status.NOT_FOUND, "", "", None)
-        res = await self.scripts.run(
-            RECORD,
-            [k.execution(p, outcome.execution_id)],
-            [
-                now_us,
-                k.part(p) + ":",
-                outcome.outcome_json,
-                int(outcome.success),
-                outcome.state,
-                outcome.error,
-                account_id,
-                *pairs(states or {}),
-            ],
-        )
-        status = Status(int(res[0]))
-        if status is not Status.OK:
-            return Reported(status, "", "", None)
-        return Reported(status, str(res[1]), str(res[2]), int(res[3]) if res[3] else None)
+        return await self._batches.join((p, account_id), now_us, (outcome, states))
+
+    async def _report(
+        self, group: Hashable, asked: Sequence[tuple[Outcome, Mapping[str, str] | None]], now_us: int
+    ) -> list[Reported]:
+        """One ``outcomes_record.lua`` call for ``asked`` (of one partition and account), in order."""
+        p, account_id = cast(tuple[int, str], group)
+        k = self.keys
+        args: list[Arg] = [now_us, k.part(p) + ":", account_id]
+        for o, states in asked:
+            args += [o.execution_id, o.outcome_json, int(o.success), o.state, o.error, len(states or ())]
+            args += pairs(states or {})
+        res = await self.scripts.run(RECORD, [k.claims(p)], args)
+        out = []
+        for i in range(0, len(res), 4):
+            status, st, state, created = Status(int(res[i])), str(res[i + 1]), str(res[i + 2]), res[i + 3]
+            out.append(Reported(status, st, state, int(created) if created else None))
+        return out
 
     async def record_many(self, account_id: str, outcomes: Sequence[Outcome], now_us: int) -> list[Recorded]:
         """Many outcomes of the account's executions (ids with a partition), one

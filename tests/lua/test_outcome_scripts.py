@@ -4,13 +4,19 @@ end, the verdict and its alerts); a second one answers EXISTS and changes nothin
 
 from __future__ import annotations
 
+import asyncio
 import random
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
+
+import pytest
 
 from cuefast.months import month_of
 from cuefast.store import Status, Store
 from cuefast.store.outcomes import Outcome, Recorded, Reported
 from cuefast.store.usage import USAGE_TTL_S
+from cuefast.store.wire import Wire
 from cuefast.times import from_datetime
 from tests.lua.indexes import unindex
 from tests.lua.seed import ACCT, CREATED, CUE, NOW, SIBLING, S, dirty, put_cue, put_execution
@@ -263,6 +269,52 @@ async def test_record_many_keeps_the_failure_streak_in_batch_order(store: Store)
     c = await store.redis.hgetall(k.cue(CUE))
     assert (c["fs"], c["fsa"], c["rc"], c["lr"]) == ("0", "", "5", str(NOW))
     assert {f"exec:{e}" for e in ids} | {f"cue:{CUE}"} <= await dirty(store, k.part(p))
+
+
+async def test_reports_of_one_iteration_are_recorded_in_one_call_in_order(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``Outcomes.report``: an account's outcomes for one partition that arrive together share one
+    ``outcomes_record.lua`` call, answered as calls one after another would be — a second outcome
+    for one execution EXISTS, each picks its own state from its cue's mode, the failure streak and
+    run count follow arrival order; another account's report is a call of its own."""
+    k = store.keys
+    p = await put_cue(
+        store, tr="worker", fs=5, fsa="1", cfg='{"verification":{"mode":"require_external_id"}}'
+    )
+    ids = [(await claimed_worker_execution(store))[1] for _ in range(3)]
+    calls: list[str] = []
+    original = Wire.execute
+
+    async def spy(self: Wire, commands: Sequence[Sequence[Any]], *rest: Any, **kw: Any) -> list[Any]:
+        calls.extend(str(c[3]) for c in commands if c[0] == "EVALSHA")
+        return await original(self, commands, *rest, **kw)
+
+    monkeypatch.setattr(Wire, "execute", spy)
+    with_id = {"require_external_id": "verified_success", "none": "reported_success"}
+    without = {"require_external_id": "verification_failed", "none": "reported_success"}
+    got = await asyncio.gather(
+        store.outcomes.report(won(ids[0]), NOW, account_id=ACCT, states=with_id),
+        store.outcomes.report(lost(ids[1]), NOW, account_id=ACCT),
+        store.outcomes.report(won(ids[0]), NOW, account_id=ACCT, states=with_id),  # again
+        store.outcomes.report(won(ids[2]), NOW, account_id=ACCT, states=without),
+        store.outcomes.report(won(ids[1]), NOW, account_id="other"),  # not its account: alone
+    )
+    assert got == [
+        Reported(Status.OK, "success", "verified_success", CREATED),
+        Reported(Status.OK, "failed", "reported_failure", CREATED),
+        Reported(Status.EXISTS, "", "", None),
+        Reported(Status.OK, "success", "verification_failed", CREATED),
+        Reported(Status.NOT_FOUND, "", "", None),
+    ]
+    assert sorted(calls) == sorted([k.claims(p)] * 2)  # one call per (partition, account)
+    c = await store.redis.hgetall(k.cue(CUE))
+    assert (c["rc"], c["fs"]) == ("3", "0")  # a success (reset), a failure (1), a success (reset)
+    assert [await store.redis.hget(k.execution(p, e), "os") for e in ids] == [
+        "verified_success",
+        "reported_failure",
+        "verification_failed",
+    ]
 
 
 # ---- the monthly usage counters: one path, lib/record_outcome.lua --------------------------------
