@@ -16,7 +16,7 @@ time (``_HINTS``, a key's account never changes), and the script reserves nothin
 resolves to that account — a key's first create reserves in the service, as without the edge.
 
 The two reads, ``GET /v1/cues/{id}`` and ``GET /v1/executions``, are shared while in flight
-(``api/shared.py``): a request identical to one whose Redis read has not left yet (same route,
+(``api/shared.py``): a request identical to one whose Redis read has not started yet (same route,
 account, path id and query string) gets that one's answer, authenticated and rate-limited as its
 own.
 """

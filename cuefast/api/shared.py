@@ -1,37 +1,33 @@
-"""Identical reads shared while in flight: a request like one not yet sent to Redis awaits its answer."""
+"""Identical reads shared while in flight: a request like one whose read has not started awaits its answer."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Generic, TypeVar
 
-from cuefast.store.wire import sent
+from cuefast.store.turn_batches import Batches
 
 T = TypeVar("T")
 
+Make = Callable[[], Awaitable[T]]
+
 
 class Shared(Generic[T]):
-    """Answers in flight by key. Sharing one is exact: the earlier request's reads are sent
-    only after the later one arrived (no wire has written since the earlier registered: ``sent``),
-    so its answer is one the later request could have read itself."""
+    """Answers in flight by key, as turn batches (``store/turn_batches.py``): an identical
+    request that arrives before the read's call starts — the next turn of the event loop — gets
+    its answer. Sharing it is exact: the read is sent after the later request arrived, so the
+    answer is one that request could have read itself (a request that follows a completed
+    Redis write arrives a turn or more after that write's reply, and so after any read it could
+    have joined started: it never gets an answer from before the write)."""
 
     def __init__(self) -> None:
-        self._open: dict[Hashable, tuple[int, asyncio.Future[T]]] = {}
+        self._batches: Batches[Make[T], T] = Batches(self._read)
 
-    async def answer(self, key: Hashable, make: Callable[[], Awaitable[T]]) -> T:
-        """``make()``'s answer, or that of an identical call not yet sent to Redis."""
-        entry = self._open.get(key)
-        if entry is not None and entry[0] == sent() and entry[1].get_loop() is asyncio.get_running_loop():
-            return await asyncio.shield(entry[1])
-        task = asyncio.ensure_future(make())
-        self._open[key] = (sent(), task)
-        task.add_done_callback(lambda t: self._done(key, t))
-        return await asyncio.shield(task)
+    async def answer(self, key: Hashable, make: Make[T]) -> T:
+        """``make()``'s answer, or that of an identical call that has not started yet."""
+        return await self._batches.join(key, 0, make)
 
-    def _done(self, key: Hashable, task: asyncio.Future[T]) -> None:
-        entry = self._open.get(key)
-        if entry is not None and entry[1] is task:
-            del self._open[key]
-        if not task.cancelled():
-            task.exception()  # retrieved: every waiter may have gone
+    @staticmethod
+    async def _read(key: Hashable, makes: Sequence[Make[T]], now_us: int) -> list[T]:
+        answer = await makes[0]()  # the first request's read; the others await its answer
+        return [answer] * len(makes)

@@ -139,16 +139,6 @@ class _Waiter(NamedTuple):
     sent: float
 
 
-_SENT = [0]
-"""how many writes the wire connections of this process have made (``sent``)"""
-
-
-def sent() -> int:
-    """A count that moves whenever any wire connection of this process writes to Redis: equal
-    counts at two moments mean no command left between them (``api/shared.py``)."""
-    return _SENT[0]
-
-
 class _Connection(asyncio.Protocol):
     """One socket: an output buffer flushed once per loop iteration, and the callers waiting for
     replies, oldest first."""
@@ -219,7 +209,6 @@ class _Connection(asyncio.Protocol):
         out, self.out = self.out, []
         if not self.closed and self.transport is not None:
             self.transport.write(out[0] if len(out) == 1 else b"".join(out))
-            _SENT[0] += 1
 
     def _watch(self) -> None:
         """Once a second while replies are awaited: abort the connection when the oldest has
