@@ -55,13 +55,13 @@ CHANGE_EMAIL = Script("accounts_change_email", keys=("account",), argv=("now", "
 RELEASE_EMAIL = Script("accounts_release_email", keys=("emails",), argv=("email_lc", "account_id"))
 
 
-@functools.lru_cache(maxsize=4096)
 def _reserved(made: int, holder: str) -> tuple[Status, str] | None:
     """A reservation's answer from the auth script: None when it was not made (not counted, or
     the key's account is not the one the cue id was drawn for)."""
     return None if made == 0 else (Status(made), holder)
 
 
+@functools.lru_cache(maxsize=4096)
 def cue_partitions(reply: str) -> tuple[int, ...] | None:
     """The partitions an account may have cues on, from the auth script's reply: its bitmap in
     hex (bit 0 = the first byte's high bit), or "*" (any — no bitmap: None). Few distinct

@@ -127,6 +127,7 @@ async def test_authenticate_reads_the_cue_partition_bitmap(store: Store) -> None
     for p in (12, 3, 3, 0):
         await store.accounts.note_cue_partition(a.id, p)
     assert await partitions() == (0, 3, 12)
+    assert await partitions() is await partitions()  # decoded once per bitmap (remembered)
     for p in range(255, -1, -1):  # the widest bitmap (256 partitions), set high bit first
         await store.redis.setbit(k.cue_partitions(a.id), p, 1)
     assert await partitions() == tuple(range(256))
