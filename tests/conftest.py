@@ -224,6 +224,21 @@ def _one_slot_per_wire_command() -> Iterator[None]:
         Wire.execute = execute  # type: ignore[method-assign]
 
 
+@pytest.fixture
+def wire_batches(monkeypatch: pytest.MonkeyPatch) -> list[list[Sequence[Any]]]:
+    """Every batch of commands the store's wires send from now on (``Wire.execute``: one per
+    round trip on one Redis, one per node on a cluster), in order; ``clear()`` it to count a step."""
+    batches: list[list[Sequence[Any]]] = []
+    execute = Wire.execute
+
+    async def spy(self: Wire, commands: Sequence[Sequence[Any]], *rest: Any, **kw: Any) -> list[Any]:
+        batches.append(list(commands))
+        return await execute(self, commands, *rest, **kw)
+
+    monkeypatch.setattr(Wire, "execute", spy)
+    return batches
+
+
 @pytest.fixture(autouse=True)
 def _no_wire_slot_error() -> Iterator[None]:
     """A test fails when its code sent a wire command over several hash slots."""

@@ -18,7 +18,6 @@ from cuefast.ids import key_sha
 from cuefast.months import month_of
 from cuefast.runtime import Runtime
 from cuefast.services.usage import count_executions
-from cuefast.store.wire import Wire
 from tests.conftest import Api, assert_error, make_api
 
 
@@ -307,28 +306,25 @@ async def test_window_stays_sorted_when_clocks_differ(rl: tuple[Api, FrozenClock
 
 
 async def test_one_redis_call_per_authenticated_request(
-    rl: tuple[Api, FrozenClock], monkeypatch: pytest.MonkeyPatch
+    rl: tuple[Api, FrozenClock], wire_batches: list[list[Sequence[Any]]]
 ) -> None:
     api, _ = rl
     if api.rt.settings.redis_cluster:
         pytest.skip("counts one Redis's batches; a cluster's wire sends one batch per node")
     key = await keyed(api, 100)
-    batches: list[list[str]] = []
-    original = Wire.execute
 
-    async def spy(self: Wire, commands: Sequence[Sequence[Any]], *rest: Any, **kw: Any) -> list[Any]:
-        batches.append([str(c[0]) for c in commands])
-        return await original(self, commands, *rest, **kw)
+    def names() -> list[list[str]]:
+        return [[str(c[0]) for c in b] for b in wire_batches]
 
-    monkeypatch.setattr(Wire, "execute", spy)
+    wire_batches.clear()
     res = await api.request("GET", "/v1/cues/cue_nope00000000", key)
     assert res.status_code == 404
-    assert batches[0] == ["EVALSHA"]  # the auth script: once, first
-    assert sum(b.count("EVALSHA") for b in batches) == 2  # + the cue's execution page
-    batches.clear()
+    assert names()[0] == ["EVALSHA"]  # the auth script: once, first
+    assert sum(b.count("EVALSHA") for b in names()) == 2  # + the cue's execution page
+    wire_batches.clear()
     # /v1/auth/me: the auth call plus one pipeline of reads
     assert (await api.request("GET", "/v1/auth/me", key)).status_code == 200
-    assert len(batches) == 2 and batches[0] == ["EVALSHA"] and "EVALSHA" not in batches[1]
+    assert len(names()) == 2 and names()[0] == ["EVALSHA"] and "EVALSHA" not in names()[1]
 
 
 async def test_fail_open_when_redis_is_unreachable(settings: Settings) -> None:
@@ -347,40 +343,38 @@ async def test_fail_open_when_redis_is_unreachable(settings: Settings) -> None:
             await rt.close()
 
 
+def scripts(batches: list[list[Sequence[Any]]]) -> int:
+    """How many script calls ``batches`` (the ``wire_batches`` fixture) carried."""
+    return sum(1 for b in batches for c in b if c[0] == "EVALSHA")
+
+
 async def test_one_keys_requests_in_one_iteration_are_counted_in_one_call(
-    rl: tuple[Api, FrozenClock], monkeypatch: pytest.MonkeyPatch
+    rl: tuple[Api, FrozenClock], wire_batches: list[list[Sequence[Any]]]
 ) -> None:
     """``turn_batches``: the script counts a batch in order — the first that fit are counted,
     the rest refused and not counted — exactly as the same requests sent one by one."""
     api, clock = rl
     key = await keyed(api, 5)
-    scripts: list[int] = []
-    original = Wire.execute
-
-    async def spy(self: Wire, commands: Sequence[Sequence[Any]], *rest: Any, **kw: Any) -> list[Any]:
-        scripts.extend(1 for c in commands if c[0] == "EVALSHA")
-        return await original(self, commands, *rest, **kw)
-
-    monkeypatch.setattr(Wire, "execute", spy)
+    wire_batches.clear()
     clock.set(T0)
     answers = await asyncio.gather(*(api.request("GET", "/v1/cues", key) for _ in range(8)))
     assert [a.status_code for a in answers] == [200] * 5 + [429] * 3
     assert [limits(a)[1] for a in answers[:5]] == [4, 3, 2, 1, 0]
     for a in answers[5:]:
         assert_429(a, 5, 60, reset_of(T0))
-    assert len(scripts) == 1  # 8 auth calls in one (the 429s never reach the route)
+    assert scripts(wire_batches) == 1  # 8 auth calls in one (the 429s never reach the route)
     window = api.rt.keys.key_window(api.rt.keys.key_shard(key_sha(key)), key_sha(key))
     assert [int(t) for t in await api.rt.store.redis.lrange(window, 0, -1)] == [T0] * 5
     # the window is full: the next batch is refused whole, and not counted
-    scripts.clear()
+    wire_batches.clear()
     clock.set(T0 + 1_000_000)
     again = await asyncio.gather(*(api.request("GET", "/v1/cues", key) for _ in range(3)))
-    assert [a.status_code for a in again] == [429] * 3 and len(scripts) == 1
+    assert [a.status_code for a in again] == [429] * 3 and scripts(wire_batches) == 1
     assert await api.rt.store.redis.llen(window) == 5
 
 
 async def test_creates_of_one_iteration_share_the_call_in_order(
-    rl: tuple[Api, FrozenClock], monkeypatch: pytest.MonkeyPatch
+    rl: tuple[Api, FrozenClock], wire_batches: list[list[Sequence[Any]]]
 ) -> None:
     """Creates join the key's batch with their name reservations: one auth call for the lot, and
     the answers of calls one after another — the first create of a name wins, the next gets 409,
@@ -394,21 +388,14 @@ async def test_creates_of_one_iteration_share_the_call_in_order(
 
     first = await api.request("POST", "/v1/cues", key, json=worker_cue("first"))  # the key's account learnt
     assert first.status_code == 201, first.text
-    scripts: list[int] = []
-    original = Wire.execute
     auth_keys = api.rt.keys.api_keys(api.rt.keys.key_shard(key_sha(key)))  # the auth script's KEYS[1]
-
-    async def spy(self: Wire, commands: Sequence[Sequence[Any]], *rest: Any, **kw: Any) -> list[Any]:
-        scripts.extend(1 for c in commands if c[0] == "EVALSHA" and auth_keys in c)
-        return await original(self, commands, *rest, **kw)
-
     names = ["a", "b", "a", "c", "d", "e", "a"]
-    monkeypatch.setattr(Wire, "execute", spy)
+    wire_batches.clear()
     answers = await asyncio.gather(*(api.request("POST", "/v1/cues", key, json=worker_cue(n)) for n in names))
     assert [a.status_code for a in answers] == [201, 201, 409, 201, 201, 429, 429]
     assert_error(answers[2], 409, "duplicate_cue_name")
     assert [limits(a)[1] for a in answers[:5]] == [4, 3, 2, 1, 0]
-    assert len(scripts) == 1  # 7 auth calls in one
+    assert sum(1 for b in wire_batches for c in b if c[0] == "EVALSHA" and auth_keys in c) == 1  # 7 in one
     clock.set(T0 + 61_000_000)
     listed = (await api.request("GET", "/v1/cues", key, params={"limit": 50})).json()["cues"]
     assert sorted(c["name"] for c in listed) == ["a", "b", "c", "d", "first"]

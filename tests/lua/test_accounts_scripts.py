@@ -12,13 +12,11 @@ from collections.abc import Sequence
 from typing import Any
 
 import msgspec
-import pytest
 
 from cuefast.models import Account
 from cuefast.store import Status, Store
 from cuefast.store.accounts import AuthResult, Reservation, Window
 from cuefast.store.keys import Keys
-from cuefast.store.wire import Wire
 from tests.lua.seed import NOW, S, dirty
 
 MONTH = "2027-01"
@@ -415,7 +413,7 @@ async def test_a_key_from_before_the_shards_reserves_on_its_accounts_shard(store
 
 
 async def test_creates_of_one_iteration_reserve_in_one_call_in_order(
-    store: Store, monkeypatch: pytest.MonkeyPatch
+    store: Store, wire_batches: list[list[Sequence[Any]]]
 ) -> None:
     """``turn_batches``: creates (name reservations) and other requests of one key arriving
     together share one auth call, which counts them and makes the reservations in arrival order
@@ -424,14 +422,7 @@ async def test_creates_of_one_iteration_reserve_in_one_call_in_order(
     nothing, a plain request in between is counted in its place."""
     k, a = store.keys, account(rate_limit=5)
     await register(store, a)
-    calls: list[int] = []
-    original = Wire.execute
-
-    async def spy(self: Wire, commands: Sequence[Sequence[Any]], *rest: Any, **kw: Any) -> list[Any]:
-        calls.extend(1 for c in commands if c[0] == "EVALSHA")
-        return await original(self, commands, *rest, **kw)
-
-    monkeypatch.setattr(Wire, "execute", spy)
+    wire_batches.clear()
     asks = [
         Reservation("a", "cue_aaaaaaaaaaaa", a.id, True),
         None,  # a GET
@@ -442,7 +433,7 @@ async def test_creates_of_one_iteration_reserve_in_one_call_in_order(
         None,
     ]
     got = await asyncio.gather(*(_auth(store, a, r) for r in asks))
-    assert len(calls) == 1
+    assert sum(1 for b in wire_batches for c in b if c[0] == "EVALSHA") == 1
     held = f"cue_aaaaaaaaaaaa:{NOW // 1_000_000}"
     assert [r.reserved for r in got] == [
         (Status.OK, ""),

@@ -10,13 +10,10 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
-
 from cuefast.months import month_of
 from cuefast.store import Status, Store
 from cuefast.store.outcomes import Outcome, Recorded, Reported
 from cuefast.store.usage import USAGE_TTL_S
-from cuefast.store.wire import Wire
 from cuefast.times import from_datetime
 from tests.lua.indexes import unindex
 from tests.lua.seed import ACCT, CREATED, CUE, NOW, SIBLING, S, dirty, put_cue, put_execution
@@ -272,7 +269,7 @@ async def test_record_many_keeps_the_failure_streak_in_batch_order(store: Store)
 
 
 async def test_reports_of_one_iteration_are_recorded_in_one_call_in_order(
-    store: Store, monkeypatch: pytest.MonkeyPatch
+    store: Store, wire_batches: list[list[Sequence[Any]]]
 ) -> None:
     """``Outcomes.report``: an account's outcomes for one partition that arrive together share one
     ``outcomes_record.lua`` call, answered as calls one after another would be — a second outcome
@@ -283,14 +280,7 @@ async def test_reports_of_one_iteration_are_recorded_in_one_call_in_order(
         store, tr="worker", fs=5, fsa="1", cfg='{"verification":{"mode":"require_external_id"}}'
     )
     ids = [(await claimed_worker_execution(store))[1] for _ in range(3)]
-    calls: list[str] = []
-    original = Wire.execute
-
-    async def spy(self: Wire, commands: Sequence[Sequence[Any]], *rest: Any, **kw: Any) -> list[Any]:
-        calls.extend(str(c[3]) for c in commands if c[0] == "EVALSHA")
-        return await original(self, commands, *rest, **kw)
-
-    monkeypatch.setattr(Wire, "execute", spy)
+    wire_batches.clear()
     with_id = {"require_external_id": "verified_success", "none": "reported_success"}
     without = {"require_external_id": "verification_failed", "none": "reported_success"}
     got = await asyncio.gather(
@@ -307,7 +297,8 @@ async def test_reports_of_one_iteration_are_recorded_in_one_call_in_order(
         Reported(Status.OK, "success", "verification_failed", CREATED),
         Reported(Status.NOT_FOUND, "", "", None),
     ]
-    assert sorted(calls) == sorted([k.claims(p)] * 2)  # one call per (partition, account)
+    calls = [str(c[3]) for b in wire_batches for c in b if c[0] == "EVALSHA"]
+    assert calls == [k.claims(p)] * 2  # one call per (partition, account)
     c = await store.redis.hgetall(k.cue(CUE))
     assert (c["rc"], c["fs"]) == ("3", "0")  # a success (reset), a failure (1), a success (reset)
     assert [await store.redis.hget(k.execution(p, e), "os") for e in ids] == [
