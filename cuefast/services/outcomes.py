@@ -226,7 +226,7 @@ class OutcomeService:
         self, account: Account, items: list[tuple[str, ParsedOutcome | CuefastError]]
     ) -> list[tuple[str, CuefastError | None]]:
         """Record many checked outcomes in three round trips (executions, cue configs, one
-        pipelined ``outcomes_record_many.lua`` call per partition); per item (outcome_state, None)
+        pipelined ``outcomes_record.lua`` call per partition); per item (outcome_state, None)
         or ("", error). Same rules as ``report`` item by item: one bad item does not fail the others."""
         ids = [eid for eid, parsed in items if not isinstance(parsed, CuefastError)]
         owned = await self.store.executions.cues(account.id, ids)

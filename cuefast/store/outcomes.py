@@ -11,9 +11,6 @@ from cuefast.store.status import Status
 from cuefast.store.turn_batches import Batches
 
 RECORD = Script("outcomes_record", keys=("claims",), argv=("now", "prefix", "account_id"), rest="outcomes")
-RECORD_MANY = Script(
-    "outcomes_record_many", keys=("claims",), argv=("now", "prefix", "account_id"), rest="outcomes"
-)
 
 
 class Outcome(NamedTuple):
@@ -46,7 +43,7 @@ class Reported(NamedTuple):
 
 
 class Outcomes(Repository):
-    SCRIPTS = (RECORD, RECORD_MANY)
+    SCRIPTS = (RECORD,)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -97,7 +94,8 @@ class Outcomes(Repository):
 
     async def record_many(self, account_id: str, outcomes: Sequence[Outcome], now_us: int) -> list[Recorded]:
         """Many outcomes of the account's executions (ids with a partition), one
-        ``outcomes_record_many.lua`` call per partition, one round trip; a result per outcome
+        ``outcomes_record.lua`` call per partition (no verification-mode states: each outcome
+        carries its state), one round trip; a result per outcome
         (each recorded one counted in the usage counters by the same call, as ``report``)."""
         k = self.keys
         by_p: dict[int, list[int]] = {}
@@ -110,10 +108,10 @@ class Outcomes(Repository):
             args: list[Arg] = [now_us, k.part(p) + ":", account_id]
             for i in idx:
                 o = outcomes[i]
-                args += [o.execution_id, o.outcome_json, int(o.success), o.state, o.error]
-            calls.append((RECORD_MANY, [k.claims(p)], args))
+                args += [o.execution_id, o.outcome_json, int(o.success), o.state, o.error, 0]
+            calls.append((RECORD, [k.claims(p)], args))
         out = [Recorded(Status.NOT_FOUND, "")] * len(outcomes)
         for idx, res in zip(by_p.values(), await self.scripts.run_many(calls), strict=True):
             for n, i in enumerate(idx):
-                out[i] = Recorded(Status(int(res[2 * n])), str(res[2 * n + 1]))
+                out[i] = Recorded(Status(int(res[4 * n])), str(res[4 * n + 1]))
         return out

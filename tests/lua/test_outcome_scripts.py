@@ -1,4 +1,4 @@
-"""The outcome scripts against real Redis (outcomes_record, outcomes_record_many): an outcome is
+"""The outcome script against real Redis (outcomes_record: one outcome, a turn's, a batch's): an outcome is
 written once, atomically with its status effect (indexes, the cue's run count, a one-time cue's
 end, the verdict and its alerts); a second one answers EXISTS and changes nothing."""
 
@@ -218,7 +218,7 @@ async def test_record_consecutive_failures_alert_once_per_streak(store: Store) -
     assert (a["eid"], a["md"]) == (ids[1], '{"consecutive_failures":2}')  # raised by the second
 
 
-# ---- outcomes_record_many ------------------------------------------------------------------------
+# ---- many outcomes in one call (record_many: a worker's batch) -----------------------------------
 async def test_record_many_answers_per_outcome_and_counts_runs_per_cue(store: Store) -> None:
     k = store.keys
     p = await put_cue(store, tr="worker", rc=4)
@@ -333,7 +333,7 @@ async def test_record_counts_usage_in_the_partition_by_creation_month(store: Sto
 
 
 async def test_record_many_counts_usage_like_record(store: Store) -> None:
-    """``outcomes_record_many.lua`` (batch pull) counts in the same partition hashes, once per
+    """``record_many`` (batch pull) counts in the same partition hashes, once per
     recorded outcome and in one HINCRBY per field for the batch; repeats and unknown ids count
     nothing; nothing is written on the account slot."""
     k = store.keys

@@ -325,7 +325,7 @@ async def test_buffer_one_released_by_an_outcome(store: Store) -> None:
     assert cue["rx"] == wait and "bw" not in cue
 
 
-async def test_buffer_one_released_by_outcomes_record_many(store: Store) -> None:
+async def test_buffer_one_released_by_a_batch_of_outcomes(store: Store) -> None:
     p, run, wait = await buffered(store, "worker", cw="w1", cla=NOW - S)
     (got,) = await store.outcomes.record_many(
         ACCT, [Outcome(run, '{"success":false}', False, "reported_failure", "x")], NOW + S

@@ -1,6 +1,6 @@
---[[ outcomes_record: record the outcomes reported to the API for executions of one partition (one
-  request's, or those of one account that arrived together: Outcomes.report), in order, each exactly
-  once and atomically with its status effect
+--[[ outcomes_record: record outcomes of executions of one partition — one request's, those of one
+  account that arrived together (Outcomes.report) or a worker's batch (Outcomes.record_many) — in
+  order, each exactly once and atomically with its status effect
   KEYS[1] claims: zset (execution, cue and index keys are derived from ARGV[2], same slot)
   ARGV[1] now: µs
   ARGV[2] prefix: the partition's key prefix
