@@ -333,7 +333,7 @@ class _Recorder(Scripts):
 
     async def run(self, script: Script, keys: Sequence[str], args: Sequence[Arg]) -> Any:
         self.calls.append((script, list(keys), list(args)))
-        return [int(Status.OK)]
+        return [int(Status.OK), ""]
 
 
 def percentile(values: Sequence[float], q: float) -> float:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable, Hashable, Mapping, Sequence
+from typing import Any, NamedTuple, cast
 
 import msgspec
 import redis.asyncio as aioredis
@@ -11,24 +11,12 @@ from redis.client import NEVER_DECODE
 
 from cuefast.store.batch import Batch
 from cuefast.store.repository import Repository, pairs
-from cuefast.store.scripts import Call, Script
+from cuefast.store.scripts import Arg, Call, Script
 from cuefast.store.status import Status
+from cuefast.store.turn_batches import Batches
 
 CREATE = Script(
-    "executions_create",
-    keys=("execution", "cue", "outbox", "delayed", "work", "idempotency"),
-    argv=(
-        "now",
-        "execution_id",
-        "account_id",
-        "scheduled_for",
-        "payload",
-        "triggered_by",
-        "replayed_from",
-        "fingerprint",
-        "response",
-        "ttl_ms",
-    ),
+    "executions_create", keys=("cue", "outbox", "delayed", "work"), argv=("now", "account_id"), rest="creates"
 )
 CAS = Script(
     "executions_cas", keys=("execution",), argv=("outcome", "outcome_state", "alert_at"), rest="fields"
@@ -139,8 +127,26 @@ class ExecutionCue(NamedTuple):
     created_us: int
 
 
+class _Create(NamedTuple):
+    """One execution to create (``Executions.create``'s arguments, the script's order)."""
+
+    execution_id: str
+    scheduled_us: int
+    payload_json: str
+    triggered_by: str
+    replayed_from: str
+    idem_digest: str
+    fingerprint: str
+    response_json: str
+    idem_ttl_ms: int
+
+
 class Executions(Repository):
     SCRIPTS = (CREATE, CAS, PURGE_CUE, CUES, LIST, REINDEX, UPGRADE_MEMBERS)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._batches: Batches[_Create, Created] = Batches(self._create)
 
     def _key(self, execution_id: str) -> str:
         """The hash key of an id (a malformed id: a key on partition 0 that cannot exist)."""
@@ -163,33 +169,34 @@ class Executions(Repository):
         idem_ttl_ms: int = 24 * 3600 * 1000,
         now_us: int,
     ) -> Created:
-        """A manual fire or replay, queued (``fingerprint`` "": no idempotency key)."""
+        """A manual fire or replay, queued (``fingerprint`` "": no idempotency key). Creates of one
+        cue for one account that arrive in the same event-loop iteration share one script call
+        (``turn_batches``), made in arrival order — each answered as its own call, sent after the
+        others, would have been (an idempotency key used twice: the second is a REPEAT)."""
+        made = _Create(
+            execution_id,
+            scheduled_us,
+            payload_json,
+            triggered_by,
+            replayed_from,
+            idem_digest,
+            fingerprint,
+            response_json,
+            idem_ttl_ms,
+        )
+        return await self._batches.join((cue_id, account_id), now_us, made)
+
+    async def _create(self, group: Hashable, made: Sequence[_Create], now_us: int) -> list[Created]:
+        """One ``executions_create.lua`` call for ``made`` (of one cue and account), in order."""
+        cue_id, account_id = cast(tuple[str, str], group)
         k = self.keys
         p = k.cue_partition(cue_id)
-        res = await self.scripts.run(
-            CREATE,
-            [
-                k.execution(p, execution_id),
-                k.cue(cue_id),
-                k.outbox(p),
-                k.delayed(p),
-                k.work(p, account_id),
-                k.idempotency(cue_id, idem_digest),
-            ],
-            [
-                now_us,
-                execution_id,
-                account_id,
-                scheduled_us,
-                payload_json,
-                triggered_by,
-                replayed_from,
-                fingerprint,
-                response_json,
-                idem_ttl_ms,
-            ],
-        )
-        return Created(Status(int(res[0])), str(res[1]) if len(res) > 1 else "")
+        args: list[Arg] = [now_us, account_id]
+        for m in made:
+            args += m
+        keys = [k.cue(cue_id), k.outbox(p), k.delayed(p), k.work(p, account_id)]
+        res = await self.scripts.run(CREATE, keys, args)
+        return [Created(Status(int(res[i])), str(res[i + 1])) for i in range(0, len(res), 2)]
 
     async def cas(
         self,

@@ -1,4 +1,4 @@
-"""Requests of one event-loop turn sharing one script call: a key's auth calls, an account's outcomes."""
+"""Requests of one event-loop turn sharing one script call: auth calls, outcomes, fires, reads."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable, Hashable, Sequence
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
-I = TypeVar("I")  # noqa: E741 - what a request brings to the call (a create's name, an outcome)
+I = TypeVar("I")  # noqa: E741 - what a request brings to the call (a name to reserve, an outcome…)
 
 Run = Callable[[Hashable, Sequence[I], int], Awaitable[Sequence[T]]]
 """(group, each request's item in arrival order, now µs) → one answer per request, in that order"""

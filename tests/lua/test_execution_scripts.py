@@ -5,7 +5,9 @@ indexes, idempotency records)."""
 
 from __future__ import annotations
 
+import asyncio
 import random
+from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
@@ -194,6 +196,38 @@ async def test_create_checks_the_owner_before_the_idempotency_key(store: Store) 
     )
     await store.redis.delete(k.cue(CUE))
     assert await fire(store, new_execution_id(p), fingerprint="fp1") == Created(Status.NOT_FOUND, "")
+
+
+async def test_creates_of_one_iteration_share_one_call_in_order(
+    store: Store, wire_batches: list[list[Sequence[Any]]]
+) -> None:
+    """``turn_batches``: fires of one cue and account arriving together are made by one
+    ``executions_create.lua`` call, answered as calls one after another would be — an
+    idempotency key's second use REPEATs (same request) or CONFLICTs (another) the first of the
+    batch, the cue's payload is read once for all; another account's fire is a call of its own."""
+    k = store.keys
+    p = await put_cue(store, pl='{"small":1}')
+    ids = [new_execution_id(p) for _ in range(5)]
+    wire_batches.clear()
+    got = await asyncio.gather(
+        fire(store, ids[0], fingerprint="fp1"),
+        fire(store, ids[1], payload=""),
+        fire(store, ids[2], fingerprint="fp1"),  # the same key and request: the first's answer
+        fire(store, ids[3], fingerprint="fp2"),  # the same key, another request
+        fire(store, ids[4], acct="other"),
+    )
+    assert got == [
+        Created(Status.OK, ""),
+        Created(Status.OK, '{"small":1}'),
+        Created(Status.REPEAT, f'{{"id":"{ids[0]}"}}'),
+        Created(Status.CONFLICT, ids[0]),
+        Created(Status.NOT_FOUND, ""),
+    ]
+    calls = [c for b in wire_batches for c in b if c[0] == "EVALSHA"]
+    assert [c[3] for c in calls] == [k.cue(CUE)] * 2  # one call per (cue, account)
+    assert await stream_ids(store, k.outbox(p)) == ids[:2]
+    assert [await store.redis.exists(k.execution(p, e)) for e in ids] == [1, 1, 0, 0, 0]
+    assert await store.redis.hget(k.execution(p, ids[1]), "pl") == '{"small":1}'
 
 
 # ---- executions_cas ------------------------------------------------------------------------------
