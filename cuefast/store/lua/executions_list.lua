@@ -57,16 +57,22 @@ for i = 1, #cells, 2 do
     if claimed[cell] then held[#held + 1] = cell end
   end
 end
--- the cells' bounds (lib/exec_index.lua; an account's or a worker's registry has them), read only
--- when more than one cell is to be read: newest created ≤ zb[cell], oldest claimed_at ≥ cb[cell];
--- a cell without one may hold anything
+-- the cells' bounds (lib/exec_index.lua; an account's or a worker's registry has them), those
+-- of the cells to choose among alone (one ZMSCORE): newest created ≤ zb[cell], oldest claimed_at
+-- ≥ cb[cell]; a cell without one may hold anything
 local zb, cb = {}, {}
-if #matching > 1 or #held > 1 then
-  local b = redis.call('ZRANGE', reg .. '|b', 0, -1, 'WITHSCORES')
-  for i = 1, #b, 2 do
-    local m = b[i]
-    if string.byte(m) == 122 then zb[string.sub(m, 2)] = tonumber(b[i + 1])  -- 'z'
-    else cb[string.sub(m, 2)] = -tonumber(b[i + 1]) end
+local nz = #matching > 1 and #matching or 0
+local nc = #held > 1 and #held or 0
+if nz + nc > 0 then
+  local names = {}
+  for i = 1, nz do names[i] = 'z' .. matching[i] end
+  for i = 1, nc do names[nz + i] = 'c' .. held[i] end
+  local b = redis.call('ZMSCORE', reg .. '|b', unpack(names))
+  for i = 1, nz do
+    if b[i] then zb[matching[i]] = tonumber(b[i]) end
+  end
+  for i = 1, nc do
+    if b[nz + i] then cb[held[i]] = -tonumber(b[nz + i]) end
   end
 end
 -- the earliest claimed_at: the cells' heads by lower bound, lowest first (no bound: before
