@@ -88,17 +88,20 @@ end
 
 -- one member into / out of a registry's zset, and its count field moved only when the zset
 -- really changed (an emptied count is dropped); `m` is ix_member(eid), and ix_take also removes
--- the id's pre-layout-2 spelling. The increments are strings: Redis 7.0 spells a Lua number
+-- the id's pre-layout-2 spelling (`bounded`: the registry has a bounds zset, an account's or a
+-- worker's — not a cue's, whose cells empty on every move of a cue's only execution). The
+-- increments are strings: Redis 7.0 spells a Lua number
 -- given to redis.call with snprintf("%.17g"), ~2.2k instructions each (callgrind)
 local function ix_put(reg, zset, field, score, m)
   if redis.call('ZADD', zset, score, m) == 1 then redis.call('HINCRBY', reg, field, '1') end
 end
 
-local function ix_take(reg, zset, field, m, eid)
+local function ix_take(reg, zset, field, m, eid, bounded)
   if (redis.call('ZREM', zset, m) == 1 or (eid ~= m and redis.call('ZREM', zset, eid) == 1))
       and redis.call('HINCRBY', reg, field, '-1') <= 0 then
     redis.call('HDEL', reg, field)
-    -- an emptied cell's bound goes too ("#<cell>" → "c<cell>", "<cell>" → "z<cell>")
+    -- a bounded registry's emptied cell drops its bound ("#<cell>" → "c<cell>", "<cell>" → "z<cell>")
+    if not bounded then return end
     if string.byte(field) == 35 then
       redis.call('ZREM', reg .. '|b', 'c' .. string.sub(field, 2))
     else
@@ -136,8 +139,8 @@ local function ix_apply(pfx, eid, acct, cue, ix, ca, cla, delta)
       -- the account's (1) and the worker's (3) registries are listed over partitions: bounded
       if i % 2 == 1 then ix_bound(reg, cell, ca, c ~= '' and cla or '') end
     else
-      ix_take(reg, reg .. '|z|' .. cell, cell, m, eid)
-      if c ~= '' then ix_take(reg, reg .. '|c|' .. cell, '#' .. cell, m, eid) end
+      ix_take(reg, reg .. '|z|' .. cell, cell, m, eid, i % 2 == 1)
+      if c ~= '' then ix_take(reg, reg .. '|c|' .. cell, '#' .. cell, m, eid, i % 2 == 1) end
     end
   end
 end
