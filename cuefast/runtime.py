@@ -115,6 +115,11 @@ class Runtime:
             n = await self.store.account_layout.move_names()
             await self.store.system.set_layout(4)
             log.warning("moved the cue names of %d accounts", n)
+        if layout < 5:
+            log.warning("bounding the execution listing cells (once per install)")
+            n = await self.store.executions.upgrade_bounds()
+            await self.store.system.set_layout(5)
+            log.warning("bounded %d listing cells", n)
         self.metrics_flusher.start()
         if self.settings.database_url:
             try:

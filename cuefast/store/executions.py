@@ -35,6 +35,7 @@ LIST = Script(
 )
 REINDEX = Script("executions_reindex", keys=("registry",), argv=("prefix",), rest="execution_ids")
 UPGRADE_MEMBERS = Script("executions_upgrade_members", keys=("zset",), argv=("cursor", "count"))
+BOUND = Script("executions_bound", keys=("registry",), argv=())
 
 
 def index_member(execution_id: str) -> bytes:
@@ -142,7 +143,7 @@ class _Create(NamedTuple):
 
 
 class Executions(Repository):
-    SCRIPTS = (CREATE, CAS, PURGE_CUE, CUES, LIST, REINDEX, UPGRADE_MEMBERS)
+    SCRIPTS = (CREATE, CAS, PURGE_CUE, CUES, LIST, REINDEX, UPGRADE_MEMBERS, BOUND)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -401,6 +402,20 @@ class Executions(Repository):
             for pattern in ("idx:*:execs", "claimed:*", "cue:*:execs"):
                 async for key in self.redis.scan_iter(match=part + pattern, count=1000):
                     await self.redis.delete(key)
+        return n
+
+    async def upgrade_bounds(self) -> int:
+        """Layout 5: every account and worker registry (``ix:a:*``, ``ix:w:*``, found by SCAN) given
+        the bounds of what its cells hold (``executions_bound.lua``; idempotent, and the puts keep
+        them from then on), so a listing skips the cells that cannot hold its page. The number
+        of cells bounded."""
+        k = self.keys
+        n = 0
+        for p in range(k.partitions):
+            part = k.part(p) + ":"
+            for pattern in ("ix:a:*", "ix:w:*"):
+                async for key in self.redis.scan_iter(match=part + pattern, count=1000, _type="hash"):
+                    n += int(await self.scripts.run(BOUND, [str(key)], []))
         return n
 
     async def cues(self, account_id: str, execution_ids: Sequence[str]) -> dict[str, ExecutionCue]:

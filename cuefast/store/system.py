@@ -14,8 +14,9 @@ LAYOUT = "layout"
 flag, not the claimed_at; absent: written before the indexes; an older layout is upgraded at
 start by ``Executions.upgrade_indexes``; 3: accounts on the auth shards ``{aNN}``, each with its
 cue-partition bitmap — ``AccountLayout.upgrade``; 4: each account's cue-names hash on its
-auth shard, not its ``{a:<id>}`` slot — ``AccountLayout.move_names``)"""
-CURRENT_LAYOUT = 4
+auth shard, not its ``{a:<id>}`` slot — ``AccountLayout.move_names``; 5: the account and worker
+listing registries' bounds zsets — ``Executions.upgrade_bounds``)"""
+CURRENT_LAYOUT = 5
 PROCESS_ALIVE_US = 30_000_000
 """a process that flushed metrics within this long counts as running (``metrics``, ``repartition``)"""
 REPARTITION = "repartition"

@@ -8,6 +8,7 @@ import time
 
 from cuefast.config import Settings
 from cuefast.ids import key_sha
+from cuefast.store.system import CURRENT_LAYOUT
 from tests.conftest import Api, make_api
 
 
@@ -65,7 +66,7 @@ async def test_an_old_install_upgrades_at_start_and_its_keys_keep_working(settin
         await rt.close()
     api, rt = await make_api(settings_on)
     try:
-        assert await rt.store.system.layout() == 4
+        assert await rt.store.system.layout() == CURRENT_LAYOUT
         assert await rt.store.redis.exists(k.legacy_cue_names("acct_old")) == 0
         assert list(await rt.store.redis.hgetall(k.cue_names("acct_old"))) == ["taken"]
         me = await api.request("GET", "/v1/auth/me", key)

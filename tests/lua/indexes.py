@@ -41,14 +41,45 @@ async def assert_indexed(store: Store) -> None:
                     counts[reg][f"#{cell}"] += 1
     have: dict[str, dict[str, float]] = {}
     have_counts: dict[str, dict[str, int]] = {}
+    bounds: dict[str, dict[str, float]] = {}
     async for found in store.redis.scan_iter(match=f"{k.prefix}:*:ix:*", count=1000):
         key = str(found)
-        if await store.redis.type(key) == "zset":
+        if key.endswith("|b"):
+            bounds[key[:-2]] = {
+                str(m): float(sc) for m, sc in await store.redis.zrange(key, 0, -1, withscores=True)
+            }
+        elif await store.redis.type(key) == "zset":
             have[key] = dict(await index_members(store.redis, key))
         else:
             have_counts[key] = {str(c): int(n) for c, n in (await store.redis.hgetall(key)).items()}
     assert have == dict(want)
     assert have_counts == {reg: dict(c) for reg, c in counts.items()}
+    assert_bounded(want, counts, bounds)
+
+
+def assert_bounded(
+    want: dict[str, dict[str, float]], counts: dict[str, dict[str, int]], bounds: dict[str, dict[str, float]]
+) -> None:
+    """Every cell of an account's or a worker's registry has bounds that hold: "z<cell>" no older
+    than its newest created, "c<cell>" (negated) no later than its oldest claimed_at; no bound for
+    a cell that is gone, no bounds key for another registry."""
+    for reg, found in bounds.items():
+        assert ":ix:a:" in reg or ":ix:w:" in reg, f"bounds of {reg}"
+        assert found, f"{reg}|b is empty"
+        for member in found:
+            field = ("#" if member[0] == "c" else "") + member[1:]
+            assert field in counts.get(reg, {}), f"{reg}: bound {member} of no cell"
+    for reg, cells in counts.items():
+        if ":ix:a:" not in reg and ":ix:w:" not in reg:
+            continue
+        for field in cells:
+            cell = field.removeprefix("#")
+            if field.startswith("#"):
+                oldest = min(want[f"{reg}|c|{cell}"].values())
+                assert -bounds[reg][f"c{cell}"] <= oldest, f"{reg} {field}"
+            else:
+                newest = max(want[f"{reg}|z|{cell}"].values())
+                assert bounds[reg][f"z{cell}"] >= newest, f"{reg} {field}"
 
 
 async def listed(store: Store, acct: str, eid: str, cue_id: str | None = None) -> float | None:
@@ -79,10 +110,12 @@ async def unindex(store: Store, eid: str) -> None:
         await store.redis.zrem(f"{reg}|z|{cell}", index_member(eid))
         if await store.redis.hincrby(reg, cell, -1) <= 0:
             await store.redis.hdel(reg, cell)
+            await store.redis.zrem(f"{reg}|b", f"z{cell}")
         if (
             cla
             and await store.redis.zrem(f"{reg}|c|{cell}", index_member(eid))
             and await store.redis.hincrby(reg, f"#{cell}", -1) <= 0
         ):
             await store.redis.hdel(reg, f"#{cell}")
+            await store.redis.zrem(f"{reg}|b", f"c{cell}")
     await store.redis.hdel(key, "ix")

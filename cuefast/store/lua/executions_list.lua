@@ -1,8 +1,8 @@
 --[[ executions_list: one registry's part of an executions listing (lua/lib/exec_index.lua) — the
   newest members of the cells that match the filters, their count and their earliest claimed_at;
-  the work is per matching cell (a few dozen at most), never per execution
+  the work is per cell that can hold them (the cells' bounds tell which), never per execution
   KEYS[1] registry: hash, cell "<st>|<os>|<tb>" → executions in it, "#<cell>" → those with a
-    claimed_at (its zsets are slot-mates)
+    claimed_at (its zsets and its bounds zset "<registry>|b" are slot-mates)
   ARGV[1] depth: how many of the newest to return (the listing's offset + limit)
   ARGV[2] outcome_state: "" = any, else "=" followed by the value
   ARGV[3] triggered_by: "" = any, else "=" followed by the value ("=scheduled" also matches the
@@ -37,22 +37,66 @@ local claimed = {}  -- cell → executions with a claimed_at ("#<cell>" fields)
 for i = 1, #cells, 2 do
   if string.byte(cells[i]) == 35 then claimed[string.sub(cells[i], 2)] = true end  -- '#'
 end
-local zsets, sizes = {}, {}  -- the matching cells' zsets and how many members each holds
+local matching, held = {}, {}  -- the matching cells, and those of them with a claimed_at
+local count = {}  -- cell → how many members its zset holds
+local any = statuses == nil and want_os == '' and want_tb == ''  -- no filter: every cell matches
 for i = 1, #cells, 2 do
   local cell = cells[i]
-  local st, os, tb = string.match(cell, '^([^|#]*)|([^|]*)|(.*)$')
-  if st and (statuses == nil or statuses[st])
+  local ok = any and string.byte(cell) ~= 35
+  if not any then
+    local st, os, tb = string.match(cell, '^([^|#]*)|([^|]*)|(.*)$')
+    ok = st and (statuses == nil or statuses[st])
       and (want_os == '' or want_os == '=' .. os)
-      and (want_tb == '' or want_tb == '=' .. tb or (tb == '' and want_tb == '=scheduled')) then
+      and (want_tb == '' or want_tb == '=' .. tb or (tb == '' and want_tb == '=scheduled'))
+  end
+  if ok then
     local n = tonumber(cells[i + 1])
     total = total + n
-    if claimed[cell] then
-      local first = redis.call('ZRANGE', reg .. '|c|' .. cell, 0, 0, 'WITHSCORES')
-      if first[2] and (oldest == nil or tonumber(first[2]) < oldest) then oldest = tonumber(first[2]) end
-    end
-    zsets[#zsets + 1] = reg .. '|z|' .. cell
-    sizes[#sizes + 1] = n
+    matching[#matching + 1] = cell
+    count[cell] = n
+    if claimed[cell] then held[#held + 1] = cell end
   end
+end
+-- the cells' bounds (lib/exec_index.lua; an account's or a worker's registry has them), those
+-- of the cells to choose among alone (one ZMSCORE): newest created ≤ zb[cell], oldest claimed_at
+-- ≥ cb[cell]; a cell without one may hold anything
+local zb, cb = {}, {}
+local nz = #matching > 1 and #matching or 0
+local nc = #held > 1 and #held or 0
+if nz + nc > 0 then
+  local names = {}
+  for i = 1, nz do names[i] = 'z' .. matching[i] end
+  for i = 1, nc do names[nz + i] = 'c' .. held[i] end
+  local b = redis.call('ZMSCORE', reg .. '|b', unpack(names))
+  for i = 1, nz do
+    if b[i] then zb[matching[i]] = tonumber(b[i]) end
+  end
+  for i = 1, nc do
+    if b[nz + i] then cb[held[i]] = -tonumber(b[nz + i]) end
+  end
+end
+-- the earliest claimed_at: the cells' heads by lower bound, lowest first (no bound: before
+-- any), until the earliest found is no later than the lowest bound left (none of the rest can
+-- be earlier); a pass over what is left picks each (no sort: a few cells are read)
+local left = #held
+while left > 0 do
+  local k, lb = 1, cb[held[1]] or -math.huge
+  for i = 2, left do
+    local b = cb[held[i]] or -math.huge
+    if b < lb then k, lb = i, b end
+  end
+  if oldest and lb >= oldest then break end
+  local first = redis.call('ZRANGE', reg .. '|c|' .. held[k], 0, 0, 'WITHSCORES')
+  if first[2] and (oldest == nil or tonumber(first[2]) < oldest) then oldest = tonumber(first[2]) end
+  held[k] = held[left]
+  left = left - 1
+end
+local zsets, ubs, sizes = {}, {}, {}  -- per matching cell: its zset, bound (+inf: none), size
+for j, cell in ipairs(matching) do
+  zsets[j] = reg .. '|z|' .. cell
+  ubs[j] = zb[cell] or math.huge
+  if after_s and ubs[j] > after_s then ubs[j] = after_s end  -- past the cursor: no newer than it
+  sizes[j] = count[cell]
 end
 local rows = {}
 -- a member's hash as one JSON text ("" when gone)
@@ -74,11 +118,13 @@ if page and #zsets == 1 and not after_s then  -- one cell: the page is one range
   return out
 end
 -- merge the cells (each zset read newest first, ties by id descending, as ZREVRANGE orders
--- them), lazily: each cell's newest depth / cells first, and more of a cell only when the merge
--- has used what was read of it (then all the merge may still need) — the members read grow
--- with depth plus the cells, not depth × cells. The cells' heads sit in a binary heap, so each
--- rank costs ~log2(cells) comparisons instead of a pass over every cell; no sort; ids spelled
--- only for ties and for what is returned
+-- them), lazily: a cell is opened only once its bound is no older than the merge's next member
+-- (so a cell whose newest cannot be in the page is never read: the cells read grow with what
+-- the page holds, not with the cells the account has populated), then its newest depth / cells,
+-- and more of it only when the merge has used what was read of it (then all the merge may
+-- still need) — the members read grow with depth plus the cells, not depth × cells. The open
+-- cells' heads sit in a binary heap, so each rank costs ~log2(cells) comparisons instead of a
+-- pass over every cell; ids spelled only for ties and for what is returned
 local chunk = math.ceil(depth / #zsets)
 local lists, at, read = {}, {}, {}  -- per cell: members read {member, created, …}, cursor, count
 local hs = {}  -- per cell: its head's created µs (the member is lists[j][at[j]])
@@ -121,16 +167,49 @@ local function down(i)
     i = top
   end
 end
-for j = 1, #zsets do
-  -- with a cursor, a cell starts at its first member not newer than it
-  local from = after_s and redis.call('ZCOUNT', zsets[j], '(' .. after_text, '+inf') or 0
-  local take = math.min(chunk, sizes[j] - from)
-  lists[j] = take > 0 and redis.call('ZREVRANGE', zsets[j], from, from + take - 1, 'WITHSCORES') or {}
-  at[j] = 1
-  read[j] = from + #lists[j] / 2
-  if advance(j) then n = n + 1; heap[n] = j end
+-- the cells opened are zsets[1..opened]; pick() moves the unopened one with the highest bound
+-- to opened + 1 (a pass over the unopened: no sort, as only a few are opened)
+local opened = 0
+local function pick()
+  local o = opened + 1
+  local k = o
+  for j = o + 1, #zsets do
+    if ubs[j] > ubs[k] then k = j end
+  end
+  if k ~= o then
+    zsets[o], zsets[k] = zsets[k], zsets[o]
+    ubs[o], ubs[k] = ubs[k], ubs[o]
+    sizes[o], sizes[k] = sizes[k], sizes[o]
+  end
 end
-for i = math.floor(n / 2), 1, -1 do down(i) end
+-- open the next cells while one may hold a member as new as the heap's head or newer (a bound
+-- equal to it too: a tie goes by id), or while the heap is empty
+local function open()
+  while opened < #zsets and (n == 0 or ubs[opened + 1] >= hs[heap[1]]) do
+    opened = opened + 1
+    local j = opened
+    if opened < #zsets then pick() end
+    -- with a cursor, a cell starts at its first member not newer than it
+    local from = after_s and redis.call('ZCOUNT', zsets[j], '(' .. after_text, '+inf') or 0
+    local take = math.min(chunk, sizes[j] - from)
+    lists[j] = take > 0 and redis.call('ZREVRANGE', zsets[j], from, from + take - 1, 'WITHSCORES') or {}
+    at[j] = 1
+    read[j] = from + #lists[j] / 2
+    if advance(j) then
+      n = n + 1
+      heap[n] = j
+      local i = n  -- up the heap
+      while i > 1 do
+        local p = math.floor(i / 2)
+        if not before(heap[i], heap[p]) then break end
+        heap[i], heap[p] = heap[p], heap[i]
+        i = p
+      end
+    end
+  end
+end
+pick()
+open()
 while rank < depth and n > 0 do
   local best = heap[1]
   local l, a = lists[best], at[best]
@@ -151,5 +230,6 @@ while rank < depth and n > 0 do
     n = n - 1
   end
   down(1)
+  open()
 end
 return out

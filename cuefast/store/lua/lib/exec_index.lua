@@ -11,6 +11,12 @@
 -- none, so a listing skips that cell's claimed_at zset). Each cell has two zsets:
 --   <registry>|z|<cell>   member → created µs (the listing order)
 --   <registry>|c|<cell>   member → claimed_at µs (only executions with a claimed_at)
+-- A registry listed over partitions (account, worker) also has a *bounds* zset, so a listing
+-- opens only the cells that can hold what it returns (docs/DESIGN.md "Execution listing indexes"):
+--   <registry>|b          "z<cell>" → an upper bound of the newest created µs in the cell's zset,
+--                         "c<cell>" → minus a lower bound of its oldest claimed_at
+-- both kept by one ZADD GT per put (a removal leaves a bound a bound; an emptied cell drops its
+-- member, so an emptied registry drops the key). A cell without a bound is read as before.
 -- A member is the execution id's 16 bytes (ix_member; ix_id spells it back): a skiplist entry
 -- holds a 32-byte allocation for it instead of 48, a listpack entry 18 bytes instead of 38, and
 -- byte order is the canonical id's order, so ties still list by id. (Members written before
@@ -82,16 +88,41 @@ end
 
 -- one member into / out of a registry's zset, and its count field moved only when the zset
 -- really changed (an emptied count is dropped); `m` is ix_member(eid), and ix_take also removes
--- the id's pre-layout-2 spelling. The increments are strings: Redis 7.0 spells a Lua number
+-- the id's pre-layout-2 spelling (`bounded`: the registry has a bounds zset, an account's or a
+-- worker's — not a cue's, whose cells empty on every move of a cue's only execution). The
+-- increments are strings: Redis 7.0 spells a Lua number
 -- given to redis.call with snprintf("%.17g"), ~2.2k instructions each (callgrind)
 local function ix_put(reg, zset, field, score, m)
   if redis.call('ZADD', zset, score, m) == 1 then redis.call('HINCRBY', reg, field, '1') end
 end
 
-local function ix_take(reg, zset, field, m, eid)
+local function ix_take(reg, zset, field, m, eid, bounded)
   if (redis.call('ZREM', zset, m) == 1 or (eid ~= m and redis.call('ZREM', zset, eid) == 1))
       and redis.call('HINCRBY', reg, field, '-1') <= 0 then
     redis.call('HDEL', reg, field)
+    -- a bounded registry's emptied cell drops its bound ("#<cell>" → "c<cell>", "<cell>" → "z<cell>")
+    if not bounded then return end
+    if string.byte(field) == 35 then
+      redis.call('ZREM', reg .. '|b', 'c' .. string.sub(field, 2))
+    else
+      redis.call('ZREM', reg .. '|b', 'z' .. field)
+    end
+  end
+end
+
+-- minus a score, spelled exactly (a number as redis.call spells it, "%.17g"; a string unchanged)
+local function ix_neg(v)
+  if type(v) == 'number' then return -v end
+  return '-' .. v
+end
+
+-- raise cell's bounds in registry `reg`'s bounds zset to cover a member created `ca` and, when
+-- `cla` is not "", claimed at `cla` (one ZADD GT: the c bound is stored negated)
+local function ix_bound(reg, cell, ca, cla)
+  if cla ~= '' then
+    redis.call('ZADD', reg .. '|b', 'GT', ca, 'z' .. cell, ix_neg(cla), 'c' .. cell)
+  else
+    redis.call('ZADD', reg .. '|b', 'GT', ca, 'z' .. cell)
   end
 end
 
@@ -101,13 +132,15 @@ local function ix_apply(pfx, eid, acct, cue, ix, ca, cla, delta)
   local st, os, tb, c, cw = string.match(ix, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
   local cell = st .. '|' .. os .. '|' .. tb
   local m = ix_member(eid)
-  for _, reg in ipairs(ix_registries(pfx, acct, cue, cw)) do
+  for i, reg in ipairs(ix_registries(pfx, acct, cue, cw)) do
     if delta > 0 then
       ix_put(reg, reg .. '|z|' .. cell, cell, ca, m)
       if c ~= '' then ix_put(reg, reg .. '|c|' .. cell, '#' .. cell, cla, m) end
+      -- the account's (1) and the worker's (3) registries are listed over partitions: bounded
+      if i % 2 == 1 then ix_bound(reg, cell, ca, c ~= '' and cla or '') end
     else
-      ix_take(reg, reg .. '|z|' .. cell, cell, m, eid)
-      if c ~= '' then ix_take(reg, reg .. '|c|' .. cell, '#' .. cell, m, eid) end
+      ix_take(reg, reg .. '|z|' .. cell, cell, m, eid, i % 2 == 1)
+      if c ~= '' then ix_take(reg, reg .. '|c|' .. cell, '#' .. cell, m, eid, i % 2 == 1) end
     end
   end
 end
@@ -150,7 +183,10 @@ local function exec_reindex(pfx, eid)
       local m = ix_member(eid)
       local regs = ix_registries(pfx, e[1], e[2], cw)
       if redis.call('ZSCORE', regs[1] .. '|c|' .. cell, m) ~= cla then
-        for _, reg in ipairs(regs) do ix_put(reg, reg .. '|c|' .. cell, '#' .. cell, cla, m) end
+        for i, reg in ipairs(regs) do
+          ix_put(reg, reg .. '|c|' .. cell, '#' .. cell, cla, m)
+          if i % 2 == 1 then redis.call('ZADD', reg .. '|b', 'GT', ix_neg(cla), 'c' .. cell) end
+        end
       end
     end
     return
@@ -185,6 +221,8 @@ end
 -- many table lookups): cell → its `ix` value; st → tb → cell; pfx → account → {registry, cell →
 -- zset}
 local IX_OF, IX_CELLS, IX_ACCTS = {}, {}, {}
+-- the account registries' bounds this call's new entries need: registry → cell → newest created
+local IX_BOUNDS = {}
 
 -- `once` (optional): this is the cue's only new execution in the batch, so its entries in the
 -- cue's registry are written at once (a ZADD and an HINCRBY) instead of collected: a key that
@@ -204,6 +242,11 @@ local function exec_index_new(pfx, eid, acct, cue, ca, st, tb, zadds, counts, m,
   local az = a[cell]
   if not az then az = a[1] .. '|z|' .. cell; a[cell] = az end
   ix_new_entry(a[1], az, cell, ca, m, zadds, counts)
+  -- the account registry's bound of the cell (exec_index_flush): the newest created of the batch
+  local b = IX_BOUNDS[a[1]]
+  if not b then b = {}; IX_BOUNDS[a[1]] = b end
+  local had = b[cell]
+  if had == nil or tonumber(ca) > tonumber(had) then b[cell] = ca end
   local reg = pfx .. 'ix:c:' .. cue
   if once then
     redis.call('ZADD', reg .. '|z|' .. cell, ca, m)
@@ -219,4 +262,10 @@ local function exec_index_flush(counts)
     -- n as a string: Lua would format a number with "%.14g" (slow); usually 1
     for cell, n in pairs(c) do redis.call('HINCRBY', reg, cell, n == 1 and '1' or string.format('%d', n)) end
   end
+  for reg, b in pairs(IX_BOUNDS) do
+    local args = {}
+    for cell, ca in pairs(b) do args[#args + 1] = ca; args[#args + 1] = 'z' .. cell end
+    redis.call('ZADD', reg .. '|b', 'GT', unpack(args))
+  end
+  IX_BOUNDS = {}
 end
