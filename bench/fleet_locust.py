@@ -79,9 +79,14 @@ class Agent(FleetUser):
 
     fixed_count = int(os.environ.get("FLEET_AGENTS", "12"))
 
+    hooks = 0
+    """fires so far: the webhook cue on even ones, the worker cue on odd ones (the agent's own
+    count — the shared ``_ids`` advanced twice per loop, so every fire picked the worker cue)"""
+
     @task
     def fire_and_read(self) -> None:
-        cue = self.account["fire_hook"] if next(_ids) % 2 else self.account["agent_work"]
+        self.hooks += 1
+        cue = self.account["fire_hook"] if self.hooks % 2 else self.account["agent_work"]
         body = {
             "payload_override": {
                 "agent": f"agent-{self.n}",
