@@ -134,8 +134,12 @@ def render_executions(rows: list[dict[str, str] | None]) -> list[dict[str, Any]]
 _ENCODER = msgspec.json.Encoder()
 _RENDERED: dict[tuple[str, str], msgspec.Raw] = {}
 _RENDERED_BYTES = [0]
-RENDERED_MAX_BYTES = 16 << 20
-"""what the rendered rows a process remembers may hold (hash + JSON; emptied when full)"""
+RENDERED_MAX_BYTES = 4 << 20
+"""what the rendered rows a process remembers may hold (hash + JSON + their objects; emptied
+when full): a few thousand rows — the pages dashboards and agents poll — filled within minutes,
+so a serving process's memory levels off early (16 MiB took a soak's whole 10 minutes)"""
+_ROW_OBJECTS = 256
+"""bytes of the key tuple, the strings' headers, the Raw and the dict slot of one row"""
 RENDERED_ROW_MAX = 16 << 10
 """a row bigger than this (a large payload or outcome) is rendered every time"""
 
@@ -204,7 +208,7 @@ def render_listed(ids: Sequence[str], rows: Sequence[str]) -> list[Any]:
             except Exception:
                 data_error("execution", eid, "*")
                 continue
-            size = len(raw) * 2  # the hash's text is about as long as its JSON
+            size = len(raw) * 2 + _ROW_OBJECTS  # the hash's text is about as long as its JSON
             if data_errors() == errors and size <= RENDERED_ROW_MAX:
                 if _RENDERED_BYTES[0] + size > RENDERED_MAX_BYTES:
                     _RENDERED.clear()
