@@ -80,17 +80,18 @@ class Outcomes(Repository):
     ) -> list[Reported]:
         """One ``outcomes_record.lua`` call for ``asked`` (of one partition and account), in order."""
         p, account_id = cast(tuple[int, str], group)
+        return _reported(await self.scripts.run(*self._call(p, account_id, asked, now_us)))
+
+    def _call(
+        self, p: int, account_id: str, asked: Sequence[tuple[Outcome, Mapping[str, str] | None]], now_us: int
+    ) -> Call:
+        """The ``outcomes_record.lua`` call recording ``asked`` on partition ``p``, in order."""
         k = self.keys
         args: list[Arg] = [now_us, k.part(p) + ":", account_id]
         for o, states in asked:
             args += [o.execution_id, o.outcome_json, int(o.success), o.state, o.error, len(states or ())]
             args += pairs(states or {})
-        res = await self.scripts.run(RECORD, [k.claims(p)], args)
-        out = []
-        for i in range(0, len(res), 4):
-            status, st, state, created = Status(int(res[i])), str(res[i + 1]), str(res[i + 2]), res[i + 3]
-            out.append(Reported(status, st, state, int(created) if created else None))
-        return out
+        return RECORD, [k.claims(p)], args
 
     async def record_many(self, account_id: str, outcomes: Sequence[Outcome], now_us: int) -> list[Recorded]:
         """Many outcomes of the account's executions (ids with a partition), one
@@ -103,15 +104,20 @@ class Outcomes(Repository):
             p = k.execution_partition(o.execution_id)
             assert p is not None
             by_p.setdefault(p, []).append(i)
-        calls: list[Call] = []
-        for p, idx in by_p.items():
-            args: list[Arg] = [now_us, k.part(p) + ":", account_id]
-            for i in idx:
-                o = outcomes[i]
-                args += [o.execution_id, o.outcome_json, int(o.success), o.state, o.error, 0]
-            calls.append((RECORD, [k.claims(p)], args))
+        calls = [
+            self._call(p, account_id, [(outcomes[i], None) for i in idx], now_us) for p, idx in by_p.items()
+        ]
         out = [Recorded(Status.NOT_FOUND, "")] * len(outcomes)
         for idx, res in zip(by_p.values(), await self.scripts.run_many(calls), strict=True):
-            for n, i in enumerate(idx):
-                out[i] = Recorded(Status(int(res[4 * n])), str(res[4 * n + 1]))
+            for i, r in zip(idx, _reported(res), strict=True):
+                out[i] = Recorded(r.status, r.execution_status)
         return out
+
+
+def _reported(res: Sequence[Any]) -> list[Reported]:
+    """An ``outcomes_record.lua`` reply: four values per outcome, in the call's order."""
+    out = []
+    for i in range(0, len(res), 4):
+        status, st, state, created = Status(int(res[i])), str(res[i + 1]), str(res[i + 2]), res[i + 3]
+        out.append(Reported(status, st, state, int(created) if created else None))
+    return out
