@@ -268,12 +268,14 @@ async def webhook_setup(
     step_us: int = 0,
     delivery: Delivery | None = None,
     seeded: list[tuple[str, list[str]]] | None = None,
+    delay_ms: float = 0.0,
 ) -> AsyncIterator[tuple[Store, Settings, str]]:
-    """A receiver process logging each request, a store, and ``n`` webhook cues to it due
-    at ``due`` (or spread, see ``seed_cues``); yields (store, settings, receiver log path)."""
+    """A receiver process logging each request (answering ``delay_ms`` after its arrival: only
+    ``deliver-bound`` asks for a slow receiver), a store, and ``n`` webhook cues to it due at
+    ``due`` (or spread, see ``seed_cues``); yields (store, settings, receiver log path)."""
     port = _free_port()
     log_path = f"/tmp/cuefast-bench-{uuid.uuid4().hex[:6]}.log"
-    receiver = await _receiver(port, log_path, delay_ms=getattr(args, "delay_ms", 0.0))
+    receiver = await _receiver(port, log_path, delay_ms=delay_ms)
     settings = load_settings({}, allow_private_callbacks=True)
     store = new_store(prefix, args.partitions)
     await store.preload()
@@ -405,7 +407,14 @@ async def bench_deliver_bound(args: argparse.Namespace, prefix: str) -> None:
         seeded: list[tuple[str, list[str]]] = []
         later = now + 86_400_000_000  # the cue's own schedule never fires during the run
         async with webhook_setup(
-            args, sub, n=1, cron="0 0 1 1 *", due=later, delivery=delivery, seeded=seeded
+            args,
+            sub,
+            n=1,
+            cron="0 0 1 1 *",
+            due=later,
+            delivery=delivery,
+            seeded=seeded,
+            delay_ms=args.delay_ms,
         ) as (
             store,
             settings,
@@ -561,14 +570,18 @@ async def bench_memory(args: argparse.Namespace, prefix: str) -> None:
     await store.close()
 
 
-def main(argv: list[str]) -> None:
+def arguments() -> argparse.ArgumentParser:
+    """The command line of ``./dev bench engine``."""
     parser = argparse.ArgumentParser(prog="./dev bench engine")
     parser.add_argument(
         "what", choices=["materialize", "deliver", "deliver-caps", "deliver-bound", "lateness", "memory"]
     )
     parser.add_argument("--caps", default="1,4,16", help="deliver-bound: the caps to run, one after another")
     parser.add_argument(
-        "--delay-ms", type=float, default=20.0, help="deliver-bound: the receiver's answer time"
+        "--delay-ms",
+        type=float,
+        default=20.0,
+        help="deliver-bound: the receiver's answer time (every other run's receiver answers at once)",
     )
     parser.add_argument("--cap", type=int, default=1, help="deliver-caps: the cap on every cue")
     parser.add_argument(
@@ -591,7 +604,11 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--concurrency", type=int, default=256)
     parser.add_argument("--partitions", type=int, default=16)
     parser.add_argument("--per-host", type=int, default=None, help="default: CUEFAST_DELIVERY_PER_HOST's")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str]) -> None:
+    args = arguments().parse_args(argv)
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     runner: dict[str, Any] = {
         "materialize": bench_materialize,

@@ -1,0 +1,45 @@
+"""``./dev bench engine``: only ``deliver-bound`` gets a slow receiver; the other runs' answers at once."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from bench import engine
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize(
+    ("argv", "delay_ms"),
+    [
+        (["deliver", "--executions", "40"], 0.0),
+        (["deliver-caps", "--executions", "40", "--rounds", "1"], 0.0),
+        (["deliver-bound", "--executions", "4", "--caps", "4"], 20.0),
+        (["deliver-bound", "--executions", "4", "--caps", "4", "--delay-ms", "5"], 5.0),
+    ],
+)
+async def test_only_deliver_bound_delays_the_receiver(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, argv: list[str], delay_ms: float
+) -> None:
+    # Before the fix every run that set up webhook cues passed --delay-ms's default of 20 ms
+    # to its receiver: `deliver` measured 64 per host / 20 ms ≈ 2,300/s, not the dispatcher.
+    monkeypatch.setenv("CUEFAST_REDIS_URL", redis_url)
+    asked: list[float] = []
+    real = engine._receiver
+
+    async def receiver(*a: Any, delay_ms: float = 0.0, **kw: Any) -> Any:
+        asked.append(delay_ms)
+        return await real(*a, delay_ms=delay_ms, **kw)
+
+    monkeypatch.setattr(engine, "_receiver", receiver)
+    args = engine.arguments().parse_args([*argv, "--partitions", "2"])
+    runner = {"deliver": engine.bench_deliver, "deliver-caps": engine.bench_deliver_caps}
+    prefix = f"tbench{uuid.uuid4().hex[:8]}"
+    try:
+        await runner.get(args.what, engine.bench_deliver_bound)(args, prefix)
+    finally:
+        engine.cleanup(prefix)
+    assert asked and set(asked) == {delay_ms}
