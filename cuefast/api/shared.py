@@ -21,7 +21,7 @@ class Shared(Generic[T]):
     have joined started: it never gets an answer from before the write)."""
 
     def __init__(self) -> None:
-        self._batches: Batches[Make[T], T] = Batches(self._read)
+        self._batches: Batches[Hashable, Make[T], T] = Batches(self._read)
 
     async def answer(self, key: Hashable, make: Make[T]) -> T:
         """``make()``'s answer, or that of an identical call that has not started yet."""

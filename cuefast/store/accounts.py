@@ -149,7 +149,7 @@ class Accounts(Repository):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._batches: Batches[Reservation | None, AuthResult] = Batches(self._count)
+        self._batches: Batches[Asker, Reservation | None, AuthResult] = Batches(self._count)
 
     async def authenticate(
         self,
@@ -176,7 +176,9 @@ class Accounts(Repository):
             return await self._batches.join(who, now_us, reserve)
         return (await self._count(who, [reserve] if count else [], now_us))[0]
 
-    async def _count(self, who: Any, reserves: Sequence[Reservation | None], now_us: int) -> list[AuthResult]:
+    async def _count(
+        self, who: Asker, reserves: Sequence[Reservation | None], now_us: int
+    ) -> list[AuthResult]:
         """``authenticate`` for the requests of ``who``, one per item of ``reserves`` (none: one
         request, not counted), one result each."""
         k = self.keys

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Mapping, Sequence
-from typing import Any, NamedTuple, cast
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 import msgspec
 import redis.asyncio as aioredis
@@ -147,7 +147,7 @@ class Executions(Repository):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._batches: Batches[_Create, Created] = Batches(self._create)
+        self._batches: Batches[tuple[str, str], _Create, Created] = Batches(self._create)
 
     def _key(self, execution_id: str) -> str:
         """The hash key of an id (a malformed id: a key on partition 0 that cannot exist)."""
@@ -187,9 +187,9 @@ class Executions(Repository):
         )
         return await self._batches.join((cue_id, account_id), now_us, made)
 
-    async def _create(self, group: Hashable, made: Sequence[_Create], now_us: int) -> list[Created]:
+    async def _create(self, group: tuple[str, str], made: Sequence[_Create], now_us: int) -> list[Created]:
         """One ``executions_create.lua`` call for ``made`` (of one cue and account), in order."""
-        cue_id, account_id = cast(tuple[str, str], group)
+        cue_id, account_id = group
         k = self.keys
         p = k.cue_partition(cue_id)
         args: list[Arg] = [now_us, account_id]

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
-from typing import Any, NamedTuple, cast
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 from cuefast.store.repository import Repository, pairs
 from cuefast.store.scripts import Arg, Call, Script
@@ -47,7 +47,9 @@ class Outcomes(Repository):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._batches: Batches[tuple[Outcome, Mapping[str, str] | None], Reported] = Batches(self._report)
+        self._batches: Batches[tuple[int, str], tuple[Outcome, Mapping[str, str] | None], Reported] = Batches(
+            self._report
+        )
 
     async def record(self, outcome: Outcome, now_us: int) -> Recorded:
         res = await self.report(outcome, now_us)
@@ -76,10 +78,10 @@ class Outcomes(Repository):
         return await self._batches.join((p, account_id), now_us, (outcome, states))
 
     async def _report(
-        self, group: Hashable, asked: Sequence[tuple[Outcome, Mapping[str, str] | None]], now_us: int
+        self, group: tuple[int, str], asked: Sequence[tuple[Outcome, Mapping[str, str] | None]], now_us: int
     ) -> list[Reported]:
         """One ``outcomes_record.lua`` call for ``asked`` (of one partition and account), in order."""
-        p, account_id = cast(tuple[int, str], group)
+        p, account_id = group
         return _reported(await self.scripts.run(*self._call(p, account_id, asked, now_us)))
 
     def _call(

@@ -8,8 +8,9 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 I = TypeVar("I")  # noqa: E741 - what a request brings to the call (a name to reserve, an outcome…)
+G = TypeVar("G", bound=Hashable)  # what requests share a call by (an asker, a partition and account…)
 
-Run = Callable[[Hashable, Sequence[I], int], Awaitable[Sequence[T]]]
+Run = Callable[[G, Sequence[I], int], Awaitable[Sequence[T]]]
 """(group, each request's item in arrival order, now µs) → one answer per request, in that order"""
 
 
@@ -23,18 +24,18 @@ class _Batch(Generic[I, T]):
         self.now_us = 0
 
 
-class Batches(Generic[I, T]):
+class Batches(Generic[G, I, T]):
     """Open batches by group. A request joins its group's open batch; the batch closes when its
     call starts, at the next turn of the event loop, so every request that arrived meanwhile —
     whatever else it awaited first — is in it. The call runs as its own task: a request that
     goes away is still counted (its outcome recorded), as it would be had its own call been sent."""
 
-    def __init__(self, run: Run[I, T]) -> None:
+    def __init__(self, run: Run[G, I, T]) -> None:
         self._run = run
-        self._open: dict[Hashable, _Batch[I, T]] = {}
+        self._open: dict[G, _Batch[I, T]] = {}
         self._calls: set[asyncio.Task[None]] = set()  # held until done (the loop holds weakly)
 
-    async def join(self, group: Hashable, now_us: int, item: I) -> T:
+    async def join(self, group: G, now_us: int, item: I) -> T:
         """This request's answer from its batch's call (the batch's latest ``now_us`` is used);
         ``item`` goes to the call in arrival order."""
         loop = asyncio.get_running_loop()
@@ -50,7 +51,7 @@ class Batches(Generic[I, T]):
         batch.now_us = max(batch.now_us, now_us)
         return await future
 
-    async def _send(self, group: Hashable, batch: _Batch[I, T]) -> None:
+    async def _send(self, group: G, batch: _Batch[I, T]) -> None:
         if self._open.get(group) is batch:
             del self._open[group]  # closed: later requests start the next batch
         futures = batch.futures
