@@ -12,6 +12,7 @@ from typing import Any
 
 from cuefast.months import month_of
 from cuefast.store import Status, Store
+from cuefast.store.executions import index_member
 from cuefast.store.outcomes import Outcome, Recorded, Reported
 from cuefast.store.usage import USAGE_TTL_S
 from cuefast.times import from_datetime
@@ -306,6 +307,48 @@ async def test_reports_of_one_iteration_are_recorded_in_one_call_in_order(
         "reported_failure",
         "verification_failed",
     ]
+
+
+async def test_a_batchs_index_moves_are_written_per_zset_and_counted_exactly(store: Store) -> None:
+    """outcomes_record.lua moves a batch's executions in the listing indexes with one ZREM and one
+    ZADD per cell zset (lib/exec_index.lua ix_flush): claimed and unclaimed executions of two
+    cues, a cell the batch empties and refills, members still spelled as 36-character ids
+    (layout 1), an outcome repeated in the batch — the counts, members and bounds are what
+    moving them one by one gives (the invariant check after the test recomputes them all)."""
+    k = store.keys
+    p = await put_cue(store, tr="worker")
+    await put_cue(store, SIBLING, tr="worker")
+    claimed = [(await claimed_worker_execution(store, cue))[1] for cue in (CUE, CUE, SIBLING)]
+    _, waiting = await put_execution(store, tr="worker")
+    _, done = await put_execution(store, tr="worker", st="failed", os="reported_failure", oc=LOSS)
+    _, late = await put_execution(store, tr="worker", st="success")  # success without an outcome
+    old = k.ix_account(p, ACCT) + "|z|pending||"
+    member = await store.redis.zscore(old, index_member(waiting))
+    assert member is not None
+    await store.redis.zrem(old, index_member(waiting))  # as layout 1 spelt it
+    await store.redis.zadd(old, {waiting: member})
+    before = await store.redis.info("commandstats")
+    rows = [
+        won(claimed[0]),
+        lost(claimed[1]),
+        won(claimed[2]),
+        won(waiting),
+        won(late),
+        won(done),
+        lost(waiting),
+    ]
+    got = await store.outcomes.record_many(ACCT, rows, NOW)
+    after = await store.redis.info("commandstats")
+    assert [r.status for r in got] == [Status.OK] * 5 + [Status.EXISTS] * 2
+    assert [r.execution_status for r in got[:5]] == ["success", "failed", "success", "success", "success"]
+    acct = await store.redis.hgetall(k.ix_account(p, ACCT))
+    assert "pending||" not in acct  # the batch emptied it: its count and bound are gone
+    assert acct["success|reported_success|"] == "4" and acct["#success|reported_success|"] == "2"
+    assert acct["failed|reported_failure|"] == "2" and acct["#failed|reported_failure|"] == "1"
+    bounds = dict(await store.redis.zrange(k.ix_account(p, ACCT) + "|b", 0, -1, withscores=True))
+    assert "zpending||" not in bounds and bounds["csuccess|reported_success|"] == -(NOW - S)
+    zadds = after["cmdstat_zadd"]["calls"] - before.get("cmdstat_zadd", {"calls": 0})["calls"]
+    assert zadds == 22  # one per cell zset (20) and bounds zset (2), not one per execution and registry
 
 
 # ---- the monthly usage counters: one path, lib/record_outcome.lua --------------------------------

@@ -15,7 +15,7 @@
 --!include record_outcome
 
 local now, pfx, acct = ARGV[1], ARGV[2], ARGV[3]
-local out, defer, cues = {}, {}, {}
+local out, defer, cues, ixd = {}, {}, {}, ix_deferred()  -- ixd: the listing moves, one write per zset
 local i = 4
 while i <= #ARGV do
   local n = tonumber(ARGV[i + 5])
@@ -25,7 +25,7 @@ while i <= #ARGV do
     for j = i + 4 + 2 * n, i + 6, -2 do states[ARGV[j]] = ARGV[j + 1] end  -- the first pair of a mode wins
   end
   local code, st, state, ca = record_outcome(pfx, ARGV[i], acct, ARGV[i + 1], ARGV[i + 2], ARGV[i + 3],
-    ARGV[i + 4], now, defer, cues, states)
+    ARGV[i + 4], now, defer, cues, states, ixd)
   if code == STATUS.OK then
     out[#out + 1] = code; out[#out + 1] = st; out[#out + 1] = state; out[#out + 1] = ca or ''
   else
@@ -33,5 +33,5 @@ while i <= #ARGV do
   end
   i = i + 6 + 2 * n
 end
-outcome_flush(pfx, defer, cues, now)  -- with the usage counters (lib/record_outcome.lua)
+outcome_flush(pfx, defer, cues, now, ixd)  -- with the usage counters (lib/record_outcome.lua)
 return out

@@ -126,14 +126,58 @@ local function ix_bound(reg, cell, ca, cla)
   end
 end
 
+-- A batch's moves, deferred (ix_move's `ixd`, made by ix_deferred, written by ix_flush): one
+-- ZREM and one ZADD per zset, one HINCRBY per count and one ZADD GT per bounds zset for the
+-- whole batch, instead of four to nine calls per execution. Only for a script in which each
+-- execution moves at most once and nothing reads the indexes before the flush
+-- (outcomes_record.lua: a second outcome of an execution in one call is EXISTS).
+local function ix_deferred()
+  return {z = {}, order = {}, b = {}}
+end
+
+-- the deferred work on `zset` (a cell's zset of registry `reg`, counted in its field `field`)
+local function ixd_zset(ixd, reg, zset, field, bounded)
+  local t = ixd.z[zset]
+  if not t then
+    t = {reg = reg, field = field, bounded = bounded, rem = {}, ids = {}, add = {}}
+    ixd.z[zset] = t
+    ixd.order[#ixd.order + 1] = zset
+  end
+  return t
+end
+
+-- raise a deferred bound: `name` ("z<cell>" / "c<cell>") of `reg`'s bounds zset to `score`
+-- (spelled as ZADD gets it) when it is higher than what the batch has for it
+local function ixd_bound(ixd, reg, name, score)
+  local b = ixd.b[reg]
+  if not b then b = {}; ixd.b[reg] = b end
+  local had = b[name]
+  if not had or tonumber(score) > tonumber(had) then b[name] = score end
+end
+
 -- add (delta 1) or remove (delta -1) one execution at position `ix` of every registry (`cla`:
--- its claimed_at, when adding)
-local function ix_apply(pfx, eid, acct, cue, ix, ca, cla, delta)
+-- its claimed_at, when adding); `ixd` (optional): deferred to ix_flush
+local function ix_apply(pfx, eid, acct, cue, ix, ca, cla, delta, ixd)
   local st, os, tb, c, cw = string.match(ix, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
   local cell = st .. '|' .. os .. '|' .. tb
   local m = ix_member(eid)
   for i, reg in ipairs(ix_registries(pfx, acct, cue, cw)) do
-    if delta > 0 then
+    if ixd then
+      local bounded = i % 2 == 1
+      local t = ixd_zset(ixd, reg, reg .. '|z|' .. cell, cell, bounded)
+      local tc = c ~= '' and ixd_zset(ixd, reg, reg .. '|c|' .. cell, '#' .. cell, bounded)
+      if delta > 0 then
+        t.add[#t.add + 1] = ca; t.add[#t.add + 1] = m
+        if tc then tc.add[#tc.add + 1] = cla; tc.add[#tc.add + 1] = m end
+        if bounded then
+          ixd_bound(ixd, reg, 'z' .. cell, ca)
+          if tc then ixd_bound(ixd, reg, 'c' .. cell, ix_neg(cla)) end
+        end
+      else
+        t.rem[#t.rem + 1] = m; t.ids[#t.ids + 1] = eid
+        if tc then tc.rem[#tc.rem + 1] = m; tc.ids[#tc.ids + 1] = eid end
+      end
+    elseif delta > 0 then
       ix_put(reg, reg .. '|z|' .. cell, cell, ca, m)
       if c ~= '' then ix_put(reg, reg .. '|c|' .. cell, '#' .. cell, cla, m) end
       -- the account's (1) and the worker's (3) registries are listed over partitions: bounded
@@ -156,13 +200,60 @@ end
 -- fields after a change): true when it moved, and the caller stores `ix` = new with its own
 -- HSET of the hash (the fields were read once, the hash written once); false when the cells
 -- are the same (a claimed_at that changed alone: exec_reindex) or the hash has no acct / cue
--- (left alone, as exec_reindex leaves it)
-local function ix_move(pfx, eid, acct, cue, ca, cla, old, new)
+-- (left alone, as exec_reindex leaves it). `ixd` (optional, ix_deferred): the writes are
+-- collected for ix_flush
+local function ix_move(pfx, eid, acct, cue, ca, cla, old, new, ixd)
   if new == old or not acct or not cue then return false end
   ca = ca or 0
-  if old ~= '' then ix_apply(pfx, eid, acct, cue, old, ca, '', -1) end
-  ix_apply(pfx, eid, acct, cue, new, ca, cla or '', 1)
+  if old ~= '' then ix_apply(pfx, eid, acct, cue, old, ca, '', -1, ixd) end
+  ix_apply(pfx, eid, acct, cue, new, ca, cla or '', 1, ixd)
   return true
+end
+
+-- write a batch's deferred moves (ix_deferred): the removals first, so a cell the batch empties
+-- drops its count and bound as ix_take would, then the additions (counts move by what the zsets
+-- really lost and gained), then each bounds zset's raised bounds with one ZADD GT
+local function ix_flush(ixd)
+  for _, zset in ipairs(ixd.order) do
+    local t = ixd.z[zset]
+    local k = #t.rem
+    if k > 0 then
+      local n = 0
+      for i = 1, k, 1000 do n = n + redis.call('ZREM', zset, unpack(t.rem, i, math.min(i + 999, k))) end
+      if n < k then  -- members written before layout 2: their 36-character ids
+        local old = {}
+        for j = 1, k do
+          if t.ids[j] ~= t.rem[j] then old[#old + 1] = t.ids[j] end
+        end
+        for i = 1, #old, 1000 do n = n + redis.call('ZREM', zset, unpack(old, i, math.min(i + 999, #old))) end
+      end
+      if n > 0 and redis.call('HINCRBY', t.reg, t.field, string.format('%d', -n)) <= 0 then
+        redis.call('HDEL', t.reg, t.field)
+        if t.bounded then  -- an emptied cell drops its bound ("#<cell>" → "c<cell>", "<cell>" → "z<cell>")
+          if string.byte(t.field) == 35 then
+            redis.call('ZREM', t.reg .. '|b', 'c' .. string.sub(t.field, 2))
+          else
+            redis.call('ZREM', t.reg .. '|b', 'z' .. t.field)
+          end
+        end
+      end
+    end
+  end
+  for _, zset in ipairs(ixd.order) do
+    local t = ixd.z[zset]
+    local k = #t.add
+    if k > 0 then
+      local n = 0
+      for i = 1, k, 2000 do n = n + redis.call('ZADD', zset, unpack(t.add, i, math.min(i + 1999, k))) end
+      if n > 0 then redis.call('HINCRBY', t.reg, t.field, n == 1 and '1' or string.format('%d', n)) end
+    end
+  end
+  for reg, b in pairs(ixd.b) do
+    local args = {}
+    for name, score in pairs(b) do args[#args + 1] = score; args[#args + 1] = name end
+    redis.call('ZADD', reg .. '|b', 'GT', unpack(args))
+  end
+  ixd.z, ixd.order, ixd.b = {}, {}, {}
 end
 
 -- index execution `eid` where its current fields say (moving it if they changed); a gone hash

@@ -66,16 +66,17 @@ end
 -- succeeded or failed for good, lease reaped to failed, unclaimed to missed, deadline to
 -- outcome_timeout): one HGET when the cue has nothing waiting. Releases only while the cue's
 -- 'rx' is final, so an unrelated execution ending (a manual fire) releases nothing early.
+-- Returns true when nothing waits any more (none did, or it was released).
 local function ov_settled(pfx, cue_id, now)
   local ck = pfx .. 'cue:' .. cue_id
   local bw = redis.call('HGET', ck, 'bw')
-  if not bw then return end
-  if ov_running(pfx, redis.call('HGET', ck, 'rx')) then return end
+  if not bw then return true end
+  if ov_running(pfx, redis.call('HGET', ck, 'rx')) then return false end
   redis.call('HDEL', ck, 'bw')
   dirty_at(pfx, 'cue:' .. cue_id)
   local ek = pfx .. 'exec:' .. bw
   local e = redis.call('HMGET', ek, 'st', 'tr', 'acct', 'sf', 'pl', 'ft')
-  if e[1] ~= 'pending' then return end  -- gone, or moved on by other means
+  if e[1] ~= 'pending' then return true end  -- gone, or moved on by other means
   redis.call('HSET', ck, 'rx', bw)
   local fire = tonumber(e[6])  -- jitter: not before its fire_at
   if e[2] == 'webhook' then
@@ -91,4 +92,5 @@ local function ov_settled(pfx, cue_id, now)
     work_add(pfx, e[3], bw, e[6] or e[4], tk, ag, (fire and fire > tonumber(now)) and e[6] or now)
     work_signal(pfx, e[3])
   end
+  return true
 end

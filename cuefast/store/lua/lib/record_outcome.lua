@@ -54,7 +54,7 @@ local function ro_mark(defer, pfx, tail)
   t[#t + 1] = tail
 end
 
-local function record_outcome(pfx, eid, acct, outcome_json, success, state, err, now, defer, cues, states)
+local function record_outcome(pfx, eid, acct, outcome_json, success, state, err, now, defer, cues, states, ixd)
   local ek = pfx .. 'exec:' .. eid
   local e = redis.call('HMGET', ek, 'st', 'tr', 'cue', 'acct', 'tb', 'oc', 'tk', 'ag', 'ca', 'cla', 'cw', 'ix',
     'vd', 'od')
@@ -108,7 +108,7 @@ local function record_outcome(pfx, eid, acct, outcome_json, success, state, err,
   end
   -- the listing cells (exec_reindex, with the fields already read: tb, cla and cw do not change)
   local new = ix_of(st, state, e[5], e[10], e[11])
-  if ix_move(pfx, eid, eacct, cue, e[9], e[10], e[12] or '', new) then
+  if ix_move(pfx, eid, eacct, cue, e[9], e[10], e[12] or '', new, ixd) then
     w[#w + 1] = 'ix'; w[#w + 1] = new
   end
   local verdict = not e[13]  -- the first verdict (alert_verdict's HSETNX, folded into this HSET)
@@ -117,7 +117,9 @@ local function record_outcome(pfx, eid, acct, outcome_json, success, state, err,
   if st ~= e[1] and decides_cue(pfx, cue, e[5]) then
     set_cue_status(pfx, cue, eacct, st == 'success' and 'completed' or 'failed')
   end
-  if st ~= e[1] and c.exists then ov_settled(pfx, cue, now) end  -- buffer_one: release the waiting one
+  -- buffer_one: release the waiting one (a cue found with none waiting is not asked again: only
+  -- the scheduler makes one wait)
+  if st ~= e[1] and c.exists and not c.idle then c.idle = ov_settled(pfx, cue, now) end
   if c.exists and tr == 'worker' then c.n = c.n + 1 end
   if verdict and ro_cfg(pfx, c, cue) then  -- alerts (§12.4): alert_verdict
     c.marked = true
@@ -144,7 +146,8 @@ local function record_outcome(pfx, eid, acct, outcome_json, success, state, err,
   return STATUS.OK, st, state, e[9], eacct
 end
 
-local function outcome_flush(pfx, defer, cues, now)
+local function outcome_flush(pfx, defer, cues, now, ixd)
+  if ixd then ix_flush(ixd) end
   for cue, c in pairs(cues) do
     local ck = pfx .. 'cue:' .. cue
     if c.n > 0 then
