@@ -106,6 +106,40 @@ async def test_start_leases_each_attempt_for_its_own_timeout(
     assert await store.redis.zscore(store.keys.leases(p), eid) == NOW + lease_s * S  # the same token
 
 
+async def test_a_batch_moves_each_execution_once_even_when_listed_twice(store: Store) -> None:
+    """delivery_start.lua writes a batch's listing moves at its end (lib/exec_index.lua ix_flush):
+    an execution listed twice in one batch is leased once and BUSY the second time, so it moves
+    once, and a stale one taken over stays where it is (the invariant check after the test
+    recomputes every index)."""
+    k = store.keys
+    p, a, _ = await arrange(store, "{}")
+    b = new_execution_id(p)
+    stale = new_execution_id(p)
+    for eid, st in ((b, "pending"), (stale, "delivering")):
+        fields = {
+            "cue": CUE,
+            "acct": "acct1",
+            "tr": "webhook",
+            "st": st,
+            "sf": NOW,
+            "pl": "{}",
+            "la": NOW - 900 * S,
+        }
+        await store.redis.hset(k.execution(p, eid), mapping=fields)
+    await store.executions.reindex([b, stale])
+    rows = (await store.delivery.start({p: [a, b, a, stale, b]}, NOW, timeout_s=30, stale_s=60))[p]
+    assert [r if isinstance(r, Status) else "lease" for r in rows] == [
+        "lease",
+        "lease",
+        Status.BUSY,
+        "lease",
+        Status.BUSY,
+    ]
+    cells = await store.redis.hgetall(k.ix_account(p, "acct1"))
+    assert cells == {"delivering||": "3"}
+    assert await store.redis.hgetall(k.ix_cue(CUE)) == {"delivering||": "3"}
+
+
 async def test_a_stale_finish_after_a_takeover_records_nothing(store: Store) -> None:
     k = store.keys
     p, eid, entry = await arrange(store, '{"delivery":{"timeout_seconds":30}}')

@@ -31,6 +31,9 @@ local now_s = string.format('%.0f', now)
 local WIDTH = 13
 local out = {}
 local marks = {}  -- snapshot dirty marks, written by dirty_flush at the end
+-- the batch's listing moves (lib/exec_index.lua), one write per zset at the end: an execution
+-- moves at most once here (a second entry of it finds its live lease: BUSY)
+local ixd = ix_deferred()
 local function skip(code)
   for _ = 1, WIDTH do out[#out + 1] = '' end
   out[#out - WIDTH + 1] = code
@@ -90,7 +93,7 @@ for i = 5, #ARGV do
     if cap then w[#w + 1] = 'cp'; w[#w + 1] = '1' end
     if not e[9] then w[#w + 1] = 'sa'; w[#w + 1] = now_s end
     local new = ix_of('delivering', e[14], e[8], e[15], e[16])
-    if ix_move(pfx, eid, e[7], e[3], e[13], e[15], e[17] or '', new) then
+    if ix_move(pfx, eid, e[7], e[3], e[13], e[15], e[17] or '', new, ixd) then
       w[#w + 1] = 'ix'; w[#w + 1] = new
     end
     redis.call('HSET', ek, unpack(w))
@@ -104,5 +107,6 @@ for i = 5, #ARGV do
     for _, v in ipairs(row) do out[#out + 1] = v end
   end
 end
+ix_flush(ixd)
 dirty_flush(marks)
 return out
