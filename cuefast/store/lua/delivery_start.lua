@@ -31,9 +31,10 @@ local now_s = string.format('%.0f', now)
 local WIDTH = 13
 local out = {}
 local marks = {}  -- snapshot dirty marks, written by dirty_flush at the end
--- the batch's listing moves (lib/exec_index.lua), one write per zset at the end: an execution
--- moves at most once here (a second entry of it finds its live lease: BUSY)
-local ixd = ix_deferred()
+-- a batch's listing moves (lib/exec_index.lua), one write per zset at the end: an execution
+-- moves at most once here (a second entry of it finds its live lease: BUSY); a single one moves
+-- at once
+local ixd = #ARGV > 5 and ix_deferred() or nil
 local function skip(code)
   for _ = 1, WIDTH do out[#out + 1] = '' end
   out[#out - WIDTH + 1] = code
@@ -107,6 +108,6 @@ for i = 5, #ARGV do
     for _, v in ipairs(row) do out[#out + 1] = v end
   end
 end
-ix_flush(ixd)
+if ixd then ix_flush(ixd) end
 dirty_flush(marks)
 return out

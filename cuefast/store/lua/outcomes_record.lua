@@ -15,7 +15,10 @@
 --!include record_outcome
 
 local now, pfx, acct = ARGV[1], ARGV[2], ARGV[3]
-local out, defer, cues, ixd = {}, {}, {}, ix_deferred()  -- ixd: the listing moves, one write per zset
+local out, defer, cues = {}, {}, {}
+-- more than one outcome: the listing moves are written once per zset at the end (a single one
+-- moves at once: collecting would only add tables)
+local ixd = #ARGV > 9 + 2 * (tonumber(ARGV[9]) or 0) and ix_deferred() or nil
 local i = 4
 while i <= #ARGV do
   local n = tonumber(ARGV[i + 5])
