@@ -1,4 +1,4 @@
-"""``./dev bench engine``: only ``deliver-bound`` gets a slow receiver; the other runs' answers at once."""
+"""`./dev bench engine` and the engine-side bench tools: the receiver delay each run gets, outcome batches."""
 
 from __future__ import annotations
 
@@ -43,3 +43,13 @@ async def test_only_deliver_bound_delays_the_receiver(
     finally:
         engine.cleanup(prefix)
     assert asked and set(asked) == {delay_ms}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_outcome_batches_records_every_outcome(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``python -m bench.outcome_batches`` end to end on a few outcomes (its figures: bench/README.md)."""
+    from bench import outcome_batches
+
+    monkeypatch.setenv("CUEFAST_REDIS_URL", redis_url)
+    assert await outcome_batches.run(40, 8) > 0
