@@ -96,17 +96,22 @@ local function ix_put(reg, zset, field, score, m)
   if redis.call('ZADD', zset, score, m) == 1 then redis.call('HINCRBY', reg, field, '1') end
 end
 
+-- a cell whose count fell to zero: its count field goes and, in a bounded registry, its bound
+-- ("#<cell>" → "c<cell>", "<cell>" → "z<cell>")
+local function ix_emptied(reg, field, bounded)
+  redis.call('HDEL', reg, field)
+  if not bounded then return end
+  if string.byte(field) == 35 then
+    redis.call('ZREM', reg .. '|b', 'c' .. string.sub(field, 2))
+  else
+    redis.call('ZREM', reg .. '|b', 'z' .. field)
+  end
+end
+
 local function ix_take(reg, zset, field, m, eid, bounded)
   if (redis.call('ZREM', zset, m) == 1 or (eid ~= m and redis.call('ZREM', zset, eid) == 1))
       and redis.call('HINCRBY', reg, field, '-1') <= 0 then
-    redis.call('HDEL', reg, field)
-    -- a bounded registry's emptied cell drops its bound ("#<cell>" → "c<cell>", "<cell>" → "z<cell>")
-    if not bounded then return end
-    if string.byte(field) == 35 then
-      redis.call('ZREM', reg .. '|b', 'c' .. string.sub(field, 2))
-    else
-      redis.call('ZREM', reg .. '|b', 'z' .. field)
-    end
+    ix_emptied(reg, field, bounded)
   end
 end
 
@@ -214,39 +219,32 @@ end
 -- drops its count and bound as ix_take would, then the additions (counts move by what the zsets
 -- really lost and gained), then each bounds zset's raised bounds with one ZADD GT
 local function ix_flush(ixd)
+  -- `cmd` on `key` with the values of list `t`, `step` at a time: the sum of the replies
+  local function each(cmd, key, t, step)
+    local n = 0
+    for i = 1, #t, step do n = n + redis.call(cmd, key, unpack(t, i, math.min(i + step - 1, #t))) end
+    return n
+  end
   for _, zset in ipairs(ixd.order) do
     local t = ixd.z[zset]
-    local k = #t.rem
-    if k > 0 then
-      local n = 0
-      for i = 1, k, 1000 do n = n + redis.call('ZREM', zset, unpack(t.rem, i, math.min(i + 999, k))) end
-      if n < k then  -- members written before layout 2: their 36-character ids
+    if #t.rem > 0 then
+      local n = each('ZREM', zset, t.rem, 1000)
+      if n < #t.rem then  -- members written before layout 2: their 36-character ids
         local old = {}
-        for j = 1, k do
+        for j = 1, #t.rem do
           if t.ids[j] ~= t.rem[j] then old[#old + 1] = t.ids[j] end
         end
-        for i = 1, #old, 1000 do n = n + redis.call('ZREM', zset, unpack(old, i, math.min(i + 999, #old))) end
+        n = n + each('ZREM', zset, old, 1000)
       end
       if n > 0 and redis.call('HINCRBY', t.reg, t.field, string.format('%d', -n)) <= 0 then
-        redis.call('HDEL', t.reg, t.field)
-        if t.bounded then  -- an emptied cell drops its bound ("#<cell>" → "c<cell>", "<cell>" → "z<cell>")
-          if string.byte(t.field) == 35 then
-            redis.call('ZREM', t.reg .. '|b', 'c' .. string.sub(t.field, 2))
-          else
-            redis.call('ZREM', t.reg .. '|b', 'z' .. t.field)
-          end
-        end
+        ix_emptied(t.reg, t.field, t.bounded)
       end
     end
   end
   for _, zset in ipairs(ixd.order) do
     local t = ixd.z[zset]
-    local k = #t.add
-    if k > 0 then
-      local n = 0
-      for i = 1, k, 2000 do n = n + redis.call('ZADD', zset, unpack(t.add, i, math.min(i + 1999, k))) end
-      if n > 0 then redis.call('HINCRBY', t.reg, t.field, n == 1 and '1' or string.format('%d', n)) end
-    end
+    local n = #t.add > 0 and each('ZADD', zset, t.add, 2000) or 0
+    if n > 0 then redis.call('HINCRBY', t.reg, t.field, n == 1 and '1' or string.format('%d', n)) end
   end
   for reg, b in pairs(ixd.b) do
     local args = {}
