@@ -79,14 +79,19 @@ class Agent(FleetUser):
 
     fixed_count = int(os.environ.get("FLEET_AGENTS", "12"))
 
-    hooks = 0
-    """fires so far: the webhook cue on even ones, the worker cue on odd ones (the agent's own
-    count — the shared ``_ids`` advanced twice per loop, so every fire picked the worker cue)"""
+    fires = 0
+    """this agent's fires so far (its own count: the shared ``_ids`` advances twice per loop, so
+    alternating by it picked the worker cue every time)"""
+
+    def next_cue(self) -> str:
+        """The cue of this agent's next fire: the webhook cue on its 1st, 3rd, … fire, the worker
+        cue on its 2nd, 4th, …"""
+        self.fires += 1
+        return self.account["fire_hook"] if self.fires % 2 else self.account["agent_work"]
 
     @task
     def fire_and_read(self) -> None:
-        self.hooks += 1
-        cue = self.account["fire_hook"] if self.hooks % 2 else self.account["agent_work"]
+        cue = self.next_cue()
         body = {
             "payload_override": {
                 "agent": f"agent-{self.n}",
