@@ -151,13 +151,22 @@ local function ixd_zset(ixd, reg, zset, field, bounded)
   return t
 end
 
--- raise a deferred bound: `name` ("z<cell>" / "c<cell>") of `reg`'s bounds zset to `score`
--- (spelled as ZADD gets it) when it is higher than what the batch has for it
-local function ixd_bound(ixd, reg, name, score)
-  local b = ixd.b[reg]
-  if not b then b = {}; ixd.b[reg] = b end
+-- A batch's bounds (ix_deferred's `b`, exec_index_new's IX_BOUNDS): registry → bound name
+-- ("z<cell>" / "c<cell>") → the highest score the batch needs, spelled as ZADD gets it (the c
+-- bound negated). ix_raise raises one, ix_write_bounds writes each registry's with one ZADD GT.
+local function ix_raise(bounds, reg, name, score)
+  local b = bounds[reg]
+  if not b then b = {}; bounds[reg] = b end
   local had = b[name]
-  if not had or tonumber(score) > tonumber(had) then b[name] = score end
+  if had == nil or tonumber(score) > tonumber(had) then b[name] = score end
+end
+
+local function ix_write_bounds(bounds)
+  for reg, b in pairs(bounds) do
+    local args = {}
+    for name, score in pairs(b) do args[#args + 1] = score; args[#args + 1] = name end
+    redis.call('ZADD', reg .. '|b', 'GT', unpack(args))
+  end
 end
 
 -- add (delta 1) or remove (delta -1) one execution at position `ix` of every registry (`cla`:
@@ -175,8 +184,8 @@ local function ix_apply(pfx, eid, acct, cue, ix, ca, cla, delta, ixd)
         t.add[#t.add + 1] = ca; t.add[#t.add + 1] = m
         if tc then tc.add[#tc.add + 1] = cla; tc.add[#tc.add + 1] = m end
         if bounded then
-          ixd_bound(ixd, reg, 'z' .. cell, ca)
-          if tc then ixd_bound(ixd, reg, 'c' .. cell, ix_neg(cla)) end
+          ix_raise(ixd.b, reg, 'z' .. cell, ca)
+          if tc then ix_raise(ixd.b, reg, 'c' .. cell, ix_neg(cla)) end
         end
       else
         t.rem[#t.rem + 1] = m; t.ids[#t.ids + 1] = eid
@@ -246,11 +255,7 @@ local function ix_flush(ixd)
     local n = #t.add > 0 and each('ZADD', zset, t.add, 2000) or 0
     if n > 0 then redis.call('HINCRBY', t.reg, t.field, n == 1 and '1' or string.format('%d', n)) end
   end
-  for reg, b in pairs(ixd.b) do
-    local args = {}
-    for name, score in pairs(b) do args[#args + 1] = score; args[#args + 1] = name end
-    redis.call('ZADD', reg .. '|b', 'GT', unpack(args))
-  end
+  ix_write_bounds(ixd.b)
   ixd.z, ixd.order, ixd.b = {}, {}, {}
 end
 
@@ -307,10 +312,10 @@ local function ix_new_entry(reg, z, cell, ca, m, zadds, counts)
 end
 
 -- this call's strings for exec_index_new, each built once (a concatenation costs more than
--- many table lookups): cell → its `ix` value; st → tb → cell; pfx → account → {registry, cell →
--- zset}
-local IX_OF, IX_CELLS, IX_ACCTS = {}, {}, {}
--- the account registries' bounds this call's new entries need: registry → cell → newest created
+-- many table lookups): cell → its `ix` value; cell → its bound's name; st → tb → cell; pfx →
+-- account → {registry, cell → zset}
+local IX_OF, IX_ZNAME, IX_CELLS, IX_ACCTS = {}, {}, {}, {}
+-- the account registries' bounds this call's new entries need (ix_raise): the newest created
 local IX_BOUNDS = {}
 
 -- `once` (optional): this is the cue's only new execution in the batch, so its entries in the
@@ -322,7 +327,9 @@ local function exec_index_new(pfx, eid, acct, cue, ca, st, tb, zadds, counts, m,
   local cells = IX_CELLS[st]
   if not cells then cells = {}; IX_CELLS[st] = cells end
   local cell = cells[tb]
-  if not cell then cell = st .. '||' .. tb; cells[tb] = cell; IX_OF[cell] = cell .. '||' end
+  if not cell then
+    cell = st .. '||' .. tb; cells[tb] = cell; IX_OF[cell] = cell .. '||'; IX_ZNAME[cell] = 'z' .. cell
+  end
   -- the registries of ix_registries(pfx, acct, cue, ''), without building its table
   local accts = IX_ACCTS[pfx]
   if not accts then accts = {}; IX_ACCTS[pfx] = accts end
@@ -332,10 +339,7 @@ local function exec_index_new(pfx, eid, acct, cue, ca, st, tb, zadds, counts, m,
   if not az then az = a[1] .. '|z|' .. cell; a[cell] = az end
   ix_new_entry(a[1], az, cell, ca, m, zadds, counts)
   -- the account registry's bound of the cell (exec_index_flush): the newest created of the batch
-  local b = IX_BOUNDS[a[1]]
-  if not b then b = {}; IX_BOUNDS[a[1]] = b end
-  local had = b[cell]
-  if had == nil or tonumber(ca) > tonumber(had) then b[cell] = ca end
+  ix_raise(IX_BOUNDS, a[1], IX_ZNAME[cell], ca)
   local reg = pfx .. 'ix:c:' .. cue
   if once then
     redis.call('ZADD', reg .. '|z|' .. cell, ca, m)
@@ -351,10 +355,6 @@ local function exec_index_flush(counts)
     -- n as a string: Lua would format a number with "%.14g" (slow); usually 1
     for cell, n in pairs(c) do redis.call('HINCRBY', reg, cell, n == 1 and '1' or string.format('%d', n)) end
   end
-  for reg, b in pairs(IX_BOUNDS) do
-    local args = {}
-    for cell, ca in pairs(b) do args[#args + 1] = ca; args[#args + 1] = 'z' .. cell end
-    redis.call('ZADD', reg .. '|b', 'GT', unpack(args))
-  end
+  ix_write_bounds(IX_BOUNDS)
   IX_BOUNDS = {}
 end
