@@ -85,7 +85,11 @@ _TO_HISTORY = _into_counts(
     "count(*)",
 )
 _DROP_EMPTY = "DELETE FROM history_counts WHERE n <= 0"
+# the transaction-scoped advisory locks that serialise this database's cuefast processes: the
+# schema's creation, its migration, the history counts' fold
 _FOLD_LOCK = "SELECT pg_advisory_xact_lock(7301457292)"
+_SCHEMA_LOCK = "SELECT pg_advisory_xact_lock(7301457290)"
+_MIGRATE_LOCK = "SELECT pg_advisory_xact_lock(7301457291)"
 
 
 async def to_history(conn: Any, ids: list[str]) -> None:
@@ -256,7 +260,11 @@ async def create_pool(dsn: str, schema: str, *, min_size: int = 1, max_size: int
     try:
         conn = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT)
         try:
-            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            # one creator at a time: CREATE SCHEMA IF NOT EXISTS racing another one fails with a
+            # unique violation on pg_namespace (processes that start together)
+            async with conn.transaction():
+                await conn.execute(_SCHEMA_LOCK)
+                await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
         finally:
             await conn.close()
     except Exception as exc:
@@ -344,7 +352,7 @@ async def drop_schema(dsn: str, schema: str) -> None:
 async def migrate(pool: Any) -> None:
     """Apply the schema idempotently (safe to run from several processes at once)."""
     async with pool.acquire() as conn, conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock(7301457291)")
+        await conn.execute(_MIGRATE_LOCK)
         await conn.execute(
             "CREATE TABLE IF NOT EXISTS cuefast_meta (key text PRIMARY KEY, value text NOT NULL)"
         )
