@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import socket
@@ -172,6 +173,7 @@ async def _serve(
         snap = Snapshotter(rt.store, settings, rt.clock)
         roles.append(asyncio.create_task(snap.run(stopping, lambda: rt.pg_pool), name="snapshotter"))
         log.info("snapshotter running (one active per install; every %ss)", settings.snapshot_interval)
+    settle_heap()
     try:
         if api:
             log.info("cuefast %s serving on http://%s:%d", __version__, settings.host, settings.port)
@@ -183,6 +185,17 @@ async def _serve(
         stopping.set()
         await asyncio.gather(*roles, return_exceptions=True)
         await rt.close()
+
+
+def settle_heap() -> None:
+    """Move what start-up made — the imported modules, the app, the loaded scripts, ~120,000
+    objects — into the collector's permanent generation (``gc.freeze``), after collecting the
+    garbage among it: a full (generation 2) collection then walks only the objects made since.
+    Unfrozen, each full collection of ``cuefast serve`` took 35–50 ms, every ~20 s under the
+    fleet soak — a stall of the whole event loop, which requests in flight wait out."""
+    gc.collect()
+    gc.freeze()
+    log.info("heap settled: %d objects frozen out of the collector's full passes", gc.get_freeze_count())
 
 
 def _serve_forked(settings: Settings, *, background: bool) -> int:
