@@ -191,7 +191,7 @@ def settle_heap() -> None:
     """Move what start-up made — the imported modules, the app, the loaded scripts, ~120,000
     objects — into the collector's permanent generation (``gc.freeze``), after collecting the
     garbage among it: a full (generation 2) collection then walks only the objects made since.
-    Unfrozen, each full collection of ``cuefast serve`` took 35–50 ms, every ~20 s under the
+    Unfrozen, each full collection of ``cuefast serve`` took 35–70 ms, every ~20 s under the
     fleet soak — a stall of the whole event loop, which requests in flight wait out."""
     gc.collect()
     gc.freeze()

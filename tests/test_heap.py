@@ -1,6 +1,6 @@
 """Server processes settle their heap at start (``cuefast.__main__.settle_heap``): what start-up
 made is frozen out of the collector's full passes, so a generation-2 collection of a running
-server walks only what it made since (unfrozen: 35–50 ms event-loop stalls every ~20 s under
+server walks only what it made since (unfrozen: 35–70 ms event-loop stalls every ~20 s under
 the fleet soak, bench/README.md)."""
 
 from __future__ import annotations
