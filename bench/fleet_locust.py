@@ -20,7 +20,6 @@ Never import this module from app or test code: locust monkey-patches the standa
 
 from __future__ import annotations
 
-import gc
 import itertools
 import json
 import os
@@ -29,6 +28,8 @@ from collections import defaultdict
 from typing import Any
 
 from locust import FastHttpUser, constant_pacing, events, task
+
+from cuefast.heap import settle_heap
 
 with open(os.environ["FLEET_ACCOUNTS"]) as _fh:
     ACCOUNTS: list[dict[str, str]] = json.load(_fh)
@@ -40,12 +41,8 @@ _failures: dict[tuple[int, str], int] = defaultdict(int)
 _clock = {"start": 0.0, "end": 0.0}
 
 
-@events.init.add_listener
-def _settle_heap(**_: Any) -> None:
-    """The load generator's start-up objects frozen out of its collector's full passes, as
-    cuefast's servers do (``settle_heap``): its own GC stalls would land in what it measures."""
-    gc.collect()
-    gc.freeze()
+# the load generator's own full GC passes would land in the latencies it records
+events.init.add_listener(lambda **_: settle_heap())
 
 
 @events.test_start.add_listener

@@ -18,7 +18,6 @@ or test code: locust monkey-patches the standard library on import.
 
 from __future__ import annotations
 
-import gc
 import itertools
 import json
 import os
@@ -26,6 +25,8 @@ import uuid
 from typing import Any
 
 from locust import FastHttpUser, events, task
+
+from cuefast.heap import settle_heap
 
 MODE = os.environ.get("BENCH_MODE", "get")
 SHARED_KEY = os.environ.get("BENCH_KEY", "")
@@ -63,12 +64,8 @@ def worker_cue(name: str) -> dict[str, object]:
     }
 
 
-@events.init.add_listener
-def _settle_heap(**_: Any) -> None:
-    """The load generator's start-up objects frozen out of its collector's full passes, as
-    cuefast's servers do (``settle_heap``): its own GC stalls would land in what it measures."""
-    gc.collect()
-    gc.freeze()
+# the load generator's own full GC passes would land in the latencies it records
+events.init.add_listener(lambda **_: settle_heap())
 
 
 class CueUser(FastHttpUser):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import gc
 import logging
 import signal
 import socket
@@ -24,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 from cuefast import __version__, health, logs, tracing
 from cuefast.config import Settings, load_settings
 from cuefast.errors import ConfigError, OperatorError
+from cuefast.heap import settle_heap
 
 log = logging.getLogger("cuefast")
 
@@ -185,17 +185,6 @@ async def _serve(
         stopping.set()
         await asyncio.gather(*roles, return_exceptions=True)
         await rt.close()
-
-
-def settle_heap() -> None:
-    """Move what start-up made — the imported modules, the app, the loaded scripts, ~120,000
-    objects — into the collector's permanent generation (``gc.freeze``), after collecting the
-    garbage among it: a full (generation 2) collection then walks only the objects made since.
-    Unfrozen, each full collection of ``cuefast serve`` took 35–70 ms, every ~20 s under the
-    fleet soak — a stall of the whole event loop, which requests in flight wait out."""
-    gc.collect()
-    gc.freeze()
-    log.info("heap settled: %d objects frozen out of the collector's full passes", gc.get_freeze_count())
 
 
 def _serve_forked(settings: Settings, *, background: bool) -> int:

@@ -1,22 +1,27 @@
-"""Server processes settle their heap at start (``cuefast.__main__.settle_heap``): what start-up
-made is frozen out of the collector's full passes, so a generation-2 collection of a running
-server walks only what it made since (unfrozen: 35–70 ms event-loop stalls every ~20 s under
-the fleet soak, bench/README.md)."""
+"""Long-running processes settle their heap at start (``cuefast.heap.settle_heap``): what
+start-up made is frozen out of the collector's full passes, so a generation-2 collection of a
+running server or worker daemon walks only what it made since (unfrozen: 35–70 ms event-loop
+stalls every ~20 s under the fleet soak, bench/README.md)."""
 
 from __future__ import annotations
 
 import asyncio
 import gc
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
-from cuefast.__main__ import settle_heap
 from cuefast.config import Settings
+from cuefast.heap import settle_heap
 from tests.procs import Processes, free_port, process_env, until_healthy
+from tests.test_client import ROOT, LiveServer
 
 
 def test_settle_heap_takes_the_heap_out_of_full_collections() -> None:
@@ -65,3 +70,53 @@ async def test_every_server_role_settles_its_heap_at_start(settings: Settings, t
                 await asyncio.sleep(0.1)
         assert _frozen(serve.stderr()) > 50_000  # the imports, the app, the scripts
         assert _frozen(dispatcher.stderr()) > 20_000
+
+
+_APP = """
+from cuefast import Worker
+
+worker = Worker()
+
+
+@worker.handler("quick")
+async def quick(payload, ctx):
+    return "quick"
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(90)
+async def test_the_worker_daemon_settles_its_heap_at_start(settings: Settings, tmp_path: Path) -> None:
+    live = LiveServer(settings, free_port()).start()
+    try:
+        (tmp_path / "cf_heap_app.py").write_text(_APP)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CUEFAST_")}
+        env.update(
+            CUEFAST_API_KEY=live.register(),
+            CUEFAST_BASE_URL=live.url,
+            PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]),
+        )
+        err = tmp_path / "worker.err"
+        with err.open("w") as fe:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "cuefast", "worker", "--app", "cf_heap_app:worker"]
+                + ["--log-level", "INFO", "--log-format", "json"],
+                env=env,
+                cwd=tmp_path,
+                stdin=subprocess.DEVNULL,
+                stderr=fe,
+            )
+        try:
+            async with asyncio.timeout(60):
+                while not _frozen(err.read_text()):
+                    assert proc.poll() is None, err.read_text()
+                    await asyncio.sleep(0.1)
+            proc.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(proc.wait, 30) == 0, err.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+        assert _frozen(err.read_text()) > 10_000  # the SDK, the worker, the app
+    finally:
+        live.stop()

@@ -64,6 +64,7 @@ from typing import Any
 from cuefast.client import AsyncCueFast
 from cuefast.client.errors import AuthenticationError, CueAPIError
 from cuefast.client.models import ClaimedExecution
+from cuefast.heap import settle_heap
 from cuefast.worker.handlers import Handler
 from cuefast.worker.jobs import Runner, Stats
 from cuefast.worker.leases import Leases
@@ -201,6 +202,7 @@ class Worker:
                 loop.add_signal_handler(sig, self._on_signal, sig)
             await self.serve()
 
+        settle_heap()  # the imports, the app and its handlers: out of the collector's full passes
         try:
             runner(main())
         except WorkerStopped as exc:
