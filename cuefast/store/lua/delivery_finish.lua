@@ -41,10 +41,13 @@ local out = {}
 local marks = {}  -- snapshot dirty marks, written by dirty_flush at the end
 local defer, cues = {}, {}  -- record_outcome's deferred index removals and run counts
 local acks = {}  -- stream entries to acknowledge and delete, together at the end (outbox_ack)
+-- the usual attempt counts' successors (a table lookup; tonumber is two strtod, ~1.4k instructions)
+local NEXT_ATT = {['0'] = '1', ['1'] = '2', ['2'] = '3', ['3'] = '4', ['4'] = '5'}
 
 local function finish(eid, result, hs, em, nxr, od, entry, lease)
   local held = redis.call('ZSCORE', KEYS[1], eid)
-  if not held or tonumber(held) ~= tonumber(lease) then return STATUS.CONFLICT end
+  -- (the strings first: the lease comes back as ZSCORE spells it, and a tonumber is two strtod)
+  if not held or (held ~= lease and tonumber(held) ~= tonumber(lease)) then return STATUS.CONFLICT end
   local ek = pfx .. 'exec:' .. eid
   redis.call('ZREM', KEYS[1], eid)
   if entry ~= '' then acks[#acks + 1] = entry end
@@ -76,7 +79,7 @@ local function finish(eid, result, hs, em, nxr, od, entry, lease)
     w = {'st', status, 'hs', hs, 'ua', now, 'em', em}
   end
   w[#w + 1] = 'att'
-  w[#w + 1] = string.format('%d', (tonumber(e[7]) or 0) + 1)
+  w[#w + 1] = not e[7] and '1' or NEXT_ATT[e[7]] or string.format('%d', (tonumber(e[7]) or 0) + 1)
   local new = ix_of(status, e[9], e[5], e[10], e[11])
   if ix_move(pfx, eid, e[3], e[2], e[8], e[10], e[12] or '', new) then
     w[#w + 1] = 'ix'; w[#w + 1] = new

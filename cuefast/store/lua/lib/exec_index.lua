@@ -29,8 +29,31 @@
 -- when a zset really gained or lost the member, so a repeated call cannot skew them.
 -- Spelled the same in cuefast/store/keys.py (Keys.ix_*), which tests compare.
 
+-- this call's strings, each built once (a concatenation or a pattern match costs more than
+-- many table lookups): pfx → account → {[1] = its registry, cell → the cell's zset}; an `ix`
+-- value → {st, os, tb, c, worker, cell} (a batch's executions share a few)
+local IX_ACCTS, IX_PARSED = {}, {}
+
+local function ix_acct(pfx, acct)
+  local accts = IX_ACCTS[pfx]
+  if not accts then accts = {}; IX_ACCTS[pfx] = accts end
+  local a = accts[acct]
+  if not a then a = {[1] = pfx .. 'ix:a:' .. acct}; accts[acct] = a end
+  return a
+end
+
+local function ix_parse(ix)
+  local p = IX_PARSED[ix]
+  if not p then
+    local st, os, tb, c, cw = string.match(ix, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
+    p = {st, os, tb, c, cw, st .. '|' .. os .. '|' .. tb}
+    IX_PARSED[ix] = p
+  end
+  return p
+end
+
 local function ix_registries(pfx, acct, cue, cw)
-  local t = {pfx .. 'ix:a:' .. acct, pfx .. 'ix:c:' .. cue}
+  local t = {ix_acct(pfx, acct)[1], pfx .. 'ix:c:' .. cue}
   if cw ~= '' then
     local w = string.len(cw) .. ':' .. cw
     t[3] = pfx .. 'ix:w:' .. acct .. ':' .. w
@@ -172,15 +195,19 @@ local function ix_write_bounds(bounds)
 end
 
 -- add (delta 1) or remove (delta -1) one execution at position `ix` of every registry (`cla`:
--- its claimed_at, when adding); `ixd` (optional): deferred to ix_flush
-local function ix_apply(pfx, eid, acct, cue, ix, ca, cla, delta, ixd)
-  local st, os, tb, c, cw = string.match(ix, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
-  local cell = st .. '|' .. os .. '|' .. tb
-  local m = ix_member(eid)
+-- its claimed_at, when adding); `ixd` (optional): deferred to ix_flush; `m` (optional):
+-- ix_member(eid), when the caller has it
+local function ix_apply(pfx, eid, acct, cue, ix, ca, cla, delta, ixd, m)
+  local p = ix_parse(ix)
+  local c, cw, cell = p[4], p[5], p[6]
+  m = m or ix_member(eid)
+  local a = ix_acct(pfx, acct)
+  local az = a[cell]
+  if not az then az = a[1] .. '|z|' .. cell; a[cell] = az end
   for i, reg in ipairs(ix_registries(pfx, acct, cue, cw)) do
     if ixd then
       local bounded = i % 2 == 1
-      local t = ixd_zset(ixd, reg, reg .. '|z|' .. cell, cell, bounded)
+      local t = ixd_zset(ixd, reg, i == 1 and az or reg .. '|z|' .. cell, cell, bounded)
       local tc = c ~= '' and ixd_zset(ixd, reg, reg .. '|c|' .. cell, '#' .. cell, bounded)
       if delta > 0 then
         t.add[#t.add + 1] = ca; t.add[#t.add + 1] = m
@@ -194,12 +221,12 @@ local function ix_apply(pfx, eid, acct, cue, ix, ca, cla, delta, ixd)
         if tc then tc.rem[#tc.rem + 1] = m; tc.ids[#tc.ids + 1] = eid end
       end
     elseif delta > 0 then
-      ix_put(reg, reg .. '|z|' .. cell, cell, ca, m)
+      ix_put(reg, i == 1 and az or reg .. '|z|' .. cell, cell, ca, m)
       if c ~= '' then ix_put(reg, reg .. '|c|' .. cell, '#' .. cell, cla, m) end
       -- the account's (1) and the worker's (3) registries are listed over partitions: bounded
       if i % 2 == 1 then ix_bound(reg, cell, ca, c ~= '' and cla or '') end
     else
-      ix_take(reg, reg .. '|z|' .. cell, cell, m, eid, i % 2 == 1)
+      ix_take(reg, i == 1 and az or reg .. '|z|' .. cell, cell, m, eid, i % 2 == 1)
       if c ~= '' then ix_take(reg, reg .. '|c|' .. cell, '#' .. cell, m, eid, i % 2 == 1) end
     end
   end
@@ -221,8 +248,9 @@ end
 local function ix_move(pfx, eid, acct, cue, ca, cla, old, new, ixd)
   if new == old or not acct or not cue then return false end
   ca = ca or 0
-  if old ~= '' then ix_apply(pfx, eid, acct, cue, old, ca, '', -1, ixd) end
-  ix_apply(pfx, eid, acct, cue, new, ca, cla or '', 1, ixd)
+  local m = ix_member(eid)
+  if old ~= '' then ix_apply(pfx, eid, acct, cue, old, ca, '', -1, ixd, m) end
+  ix_apply(pfx, eid, acct, cue, new, ca, cla or '', 1, ixd, m)
   return true
 end
 
@@ -314,9 +342,9 @@ local function ix_new_entry(reg, z, cell, ca, m, zadds, counts)
 end
 
 -- this call's strings for exec_index_new, each built once (a concatenation costs more than
--- many table lookups): cell → its `ix` value; cell → its bound's name; st → tb → cell; pfx →
--- account → {registry, cell → zset}
-local IX_OF, IX_ZNAME, IX_CELLS, IX_ACCTS = {}, {}, {}, {}
+-- many table lookups): cell → its `ix` value; cell → its bound's name; st → tb → cell (and
+-- the accounts' registries and zsets: ix_acct)
+local IX_OF, IX_ZNAME, IX_CELLS = {}, {}, {}
 -- the account registries' bounds this call's new entries need (ix_raise): the newest created
 local IX_BOUNDS = {}
 
@@ -333,10 +361,7 @@ local function exec_index_new(pfx, eid, acct, cue, ca, st, tb, zadds, counts, m,
     cell = st .. '||' .. tb; cells[tb] = cell; IX_OF[cell] = cell .. '||'; IX_ZNAME[cell] = 'z' .. cell
   end
   -- the registries of ix_registries(pfx, acct, cue, ''), without building its table
-  local accts = IX_ACCTS[pfx]
-  if not accts then accts = {}; IX_ACCTS[pfx] = accts end
-  local a = accts[acct]
-  if not a then a = {[1] = pfx .. 'ix:a:' .. acct}; accts[acct] = a end
+  local a = ix_acct(pfx, acct)
   local az = a[cell]
   if not az then az = a[1] .. '|z|' .. cell; a[cell] = az end
   ix_new_entry(a[1], az, cell, ca, m, zadds, counts)
