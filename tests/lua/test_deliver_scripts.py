@@ -15,6 +15,7 @@ from cuefast.store import Status, Store, connect
 from cuefast.store.delivery import AttemptResult, BodyOutcome, Finished, Lease
 from cuefast.store.keys import Keys
 from tests.conftest import Backend
+from tests.lua.indexes import assert_indexed
 
 NOW = 1_000_000_000_000_000
 S = 1_000_000
@@ -28,6 +29,7 @@ async def store(backend: Backend, key_prefix: str) -> AsyncIterator[Store]:
     await s.delivery.ensure_groups()
     try:
         yield s
+        await assert_indexed(s)  # as tests/lua/conftest.py's store: the listing indexes consistent
     finally:
         await s.close()
 
