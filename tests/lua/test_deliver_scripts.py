@@ -191,6 +191,30 @@ async def test_one_finish_call_acknowledges_and_deletes_each_recorded_entry_only
     assert await store.redis.zscore(k.leases(p), arranged[1][1]) == taken
 
 
+async def test_one_finish_call_mixes_deferred_and_immediate_index_moves(store: Store) -> None:
+    """In one finish call, an attempt whose body carried no outcome has its listing move
+    deferred to the end of the call (the accounts' registries: one write per zset), and one
+    with a body outcome is moved at once (record_outcome moves it a second time): the same
+    cells, both ways, end consistent (the autouse check) and list what each execution is."""
+    k = store.keys
+    arranged = [await arrange(store, "{}") for _ in range(4)]
+    p = arranged[0][0]
+    leases = [(await lease_of(store, p, eid, NOW)).lease_until for _, eid, _ in arranged]
+    body = BodyOutcome('{"success":true}', True, "reported_success", "")
+    rows = [
+        result(eid, entry, lease, body=body if i % 2 else None)
+        for i, ((_, eid, entry), lease) in enumerate(zip(arranged, leases, strict=True))
+    ]
+    res = await store.delivery.finish({p: rows}, NOW + S)
+    assert [(f.status, f.execution_status, f.outcome_recorded) for f in res[p]] == [
+        (Status.OK, "success", False),
+        (Status.OK, "success", True),
+    ] * 2
+    for i, (_, eid, _) in enumerate(arranged):
+        e = await store.redis.hgetall(k.execution(p, eid))
+        assert e["st"] == "success" and e["ix"] == ("success|reported_success|||" if i % 2 else "success||||")
+
+
 async def test_extend_only_for_the_holder(store: Store) -> None:
     k = store.keys
     p, eid, _ = await arrange(store, "{}")

@@ -44,7 +44,13 @@ local acks = {}  -- stream entries to acknowledge and delete, together at the en
 -- the usual attempt counts' successors (a table lookup; tonumber is two strtod, ~1.4k instructions)
 local NEXT_ATT = {['0'] = '1', ['1'] = '2', ['2'] = '3', ['3'] = '4', ['4'] = '5'}
 
-local function finish(eid, result, hs, em, nxr, od, entry, lease)
+-- a batch's listing moves (lib/exec_index.lua): the accounts' registries written once per zset
+-- at the end, for an attempt whose response carried no outcome (record_outcome moves an
+-- execution a second time, which a deferred batch cannot hold: each execution moves at most
+-- once there; that attempt's move is written at once)
+local ixd = #ARGV > 15 and ix_deferred() or nil
+
+local function finish(eid, result, hs, em, nxr, od, entry, lease, ixd)
   local held = redis.call('ZSCORE', KEYS[1], eid)
   -- (the strings first: the lease comes back as ZSCORE spells it, and a tonumber is two strtod)
   if not held or (held ~= lease and tonumber(held) ~= tonumber(lease)) then return STATUS.CONFLICT end
@@ -81,7 +87,7 @@ local function finish(eid, result, hs, em, nxr, od, entry, lease)
   w[#w + 1] = 'att'
   w[#w + 1] = not e[7] and '1' or NEXT_ATT[e[7]] or string.format('%d', (tonumber(e[7]) or 0) + 1)
   local new = ix_of(status, e[9], e[5], e[10], e[11])
-  if ix_move(pfx, eid, e[3], e[2], e[8], e[10], e[12] or '', new) then
+  if ix_move(pfx, eid, e[3], e[2], e[8], e[10], e[12] or '', new, ixd) then
     w[#w + 1] = 'ix'; w[#w + 1] = new
   end
   redis.call('HSET', ek, unpack(w))
@@ -101,7 +107,7 @@ end
 for i = 4, #ARGV, 12 do
   local eid = ARGV[i]
   local code, status = finish(eid, ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5],
-    ARGV[i + 6], ARGV[i + 7])
+    ARGV[i + 6], ARGV[i + 7], ARGV[i + 8] == '' and ixd or nil)
   local recorded = 0
   if ARGV[i + 8] ~= '' and (status == 'success' or status == 'pending_outcome') then
     local got, st = record_outcome(pfx, eid, '', ARGV[i + 8], ARGV[i + 9], ARGV[i + 10],
@@ -112,6 +118,7 @@ for i = 4, #ARGV, 12 do
   out[#out + 1] = status or ''
   out[#out + 1] = recorded
 end
+if ixd then ix_flush(ixd) end
 outcome_flush(pfx, defer, cues, now)
 outbox_ack(KEYS[3], group, acks)
 dirty_flush(marks)

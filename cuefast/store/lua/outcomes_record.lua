@@ -18,7 +18,7 @@ local now, pfx, acct = ARGV[1], ARGV[2], ARGV[3]
 local out, defer, cues = {}, {}, {}
 -- more than one outcome: the listing moves are written once per zset at the end (a single one
 -- moves at once: collecting would only add tables)
-local ixd = #ARGV > 9 + 2 * (tonumber(ARGV[9]) or 0) and ix_deferred() or nil
+local ixd = #ARGV > 9 + 2 * (tonumber(ARGV[9]) or 0) and ix_deferred(true) or nil
 local i = 4
 while i <= #ARGV do
   local n = tonumber(ARGV[i + 5])
