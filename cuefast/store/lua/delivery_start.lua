@@ -35,9 +35,14 @@ local marks = {}  -- snapshot dirty marks, written by dirty_flush at the end
 -- moves at most once here (a second entry of it finds its live lease: BUSY); a single one moves
 -- at once
 local ixd = #ARGV > 5 and ix_deferred() or nil
+-- the leases, one ZADD at the end (an execution leased earlier in this call is BUSY if listed
+-- again: `leased`)
+local leases, leased = {}, {}
+local no = 0  -- values in `out` (a counter: `#t` is a search)
 local function skip(code)
-  for _ = 1, WIDTH do out[#out + 1] = '' end
-  out[#out - WIDTH + 1] = code
+  out[no + 1] = code
+  for j = 2, WIDTH do out[no + j] = '' end
+  no = no + WIDTH
 end
 -- the attempt's timeout in s, from the stored config JSON (defaults are left out of it; a JSON
 -- string value cannot contain the unescaped '"delivery":{', so only the key itself matches)
@@ -45,6 +50,19 @@ local function timeout_of(cfg)
   local d = string.find(cfg, '"delivery":{', 1, true)
   if not d then return default_timeout end
   return tonumber(string.match(cfg, '^"delivery":{[^}]-"timeout_seconds":(%d+)', d)) or 30
+end
+-- per stored config, its timeout, cap (false: none) and lease text, each found once (a batch's
+-- cues share a few configs, and equal Lua strings are one object, so a table finds them)
+local CFGS = {}
+local function cfg_of(cfg)
+  local c = CFGS[cfg]
+  if not c then
+    local timeout = timeout_of(cfg)
+    c = {timeout, cap_of(cfg) or false,
+      string.format('%.0f', now + math.max(floor_s, timeout + 60) * 1000000)}
+    CFGS[cfg] = c
+  end
+  return c
 end
 for i = 5, #ARGV do
   local eid = ARGV[i]
@@ -57,12 +75,12 @@ for i = 5, #ARGV do
   if not st or e[2] ~= 'webhook' then
     code = STATUS.NOT_FOUND
   elseif st == 'delivering' then
-    local lease = redis.call('ZSCORE', KEYS[1], eid)
-    if lease and tonumber(lease) > now then code = STATUS.BUSY else recovered = true end
+    local lease = not leased[eid] and redis.call('ZSCORE', KEYS[1], eid)
+    if leased[eid] or (lease and tonumber(lease) > now) then code = STATUS.BUSY else recovered = true end
   elseif st ~= 'pending' and st ~= 'retry_ready' then
     code = STATUS.NOT_FOUND
   end
-  local cfg, c, cap = nil, nil, nil
+  local cfg, c, cap, cc = nil, nil, nil, nil
   if code == STATUS.OK then
     local ck = pfx .. 'cue:' .. e[3]
     cfg = redis.call('GET', ck .. ':cfg')  -- "<config JSON>" [+ "\n<payload JSON>"]
@@ -72,7 +90,8 @@ for i = 5, #ARGV do
       local nl = string.find(cfg, '\n', 1, true)
       if nl then cfg = string.sub(cfg, 1, nl - 1) end
       c = redis.call('HMGET', ck, 'name', 'sch')
-      cap = cap_of(cfg)
+      cc = cfg_of(cfg)
+      cap = cc[2] or nil
       -- a holder (granted, handed back, or taken over as stale) keeps its permit; a restored
       -- attempt in flight retakes one (the cap may be passed once); the others are judged
       if cap and not recovered and e[12] ~= '1' and not cap_admit(pfx, e[3], eid, cap, now, e[12]) then
@@ -99,14 +118,20 @@ for i = 5, #ARGV do
     end
     redis.call('HSET', ek, unpack(w))
     dirty_at(pfx, 'exec:' .. eid, marks)
-    local timeout = timeout_of(cfg)
-    local lease = string.format('%.0f', now + math.max(floor_s, timeout + 60) * 1000000)
-    redis.call('ZADD', KEYS[1], lease, eid)
+    local timeout, lease = cc[1], cc[3]
+    leases[#leases + 1] = lease
+    leases[#leases + 1] = eid
+    leased[eid] = true
     if cap then redis.call('ZADD', pfx .. 'cap:' .. e[3], lease, eid) end  -- the permit, checked after it
-    local row = {STATUS.OK, e[3], e[4], e[5] or '0', e[6], cfg, c[1], e[7], triggered_by(e[8]), c[2], lease,
-      timeout, e[11] or ''}
-    for _, v in ipairs(row) do out[#out + 1] = v end
+    out[no + 1], out[no + 2], out[no + 3], out[no + 4], out[no + 5], out[no + 6], out[no + 7] =
+      STATUS.OK, e[3], e[4], e[5] or '0', e[6], cfg, c[1]
+    out[no + 8], out[no + 9], out[no + 10], out[no + 11], out[no + 12], out[no + 13] =
+      e[7], triggered_by(e[8]), c[2], lease, timeout, e[11] or ''
+    no = no + WIDTH
   end
+end
+for i = 1, #leases, 1000 do
+  redis.call('ZADD', KEYS[1], unpack(leases, i, math.min(i + 999, #leases)))
 end
 if ixd then ix_flush(ixd) end
 dirty_flush(marks)
