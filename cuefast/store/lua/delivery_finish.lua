@@ -41,8 +41,9 @@ local out = {}
 local marks = {}  -- snapshot dirty marks, written by dirty_flush at the end
 local defer, cues = {}, {}  -- record_outcome's deferred index removals and run counts
 local acks = {}  -- stream entries to acknowledge and delete, together at the end (outbox_ack)
--- the usual attempt counts' successors (a table lookup; tonumber is two strtod, ~1.4k instructions)
-local NEXT_ATT = {['0'] = '1', ['1'] = '2', ['2'] = '3', ['3'] = '4', ['4'] = '5'}
+-- the usual counts' successors, as text (a table lookup; tonumber is two strtod, ~1.4k
+-- instructions): an attempt's, a cue's runs (absent: '1')
+local NEXT_ATT = {[false] = '1', ['0'] = '1', ['1'] = '2', ['2'] = '3', ['3'] = '4', ['4'] = '5'}
 
 -- a batch's listing moves (lib/exec_index.lua): the accounts' registries written once per zset
 -- at the end, for an attempt whose response carried no outcome (record_outcome moves an
@@ -61,9 +62,12 @@ local function finish(eid, result, hs, em, nxr, od, entry, lease, ixd)
   if e[6] == '1' then cap_release(pfx, e[2], eid, now) end  -- the cue's permit, to its next waiter
   if e[1] ~= 'delivering' then return STATUS.WRONG_STATE end
   local ck = pfx .. 'cue:' .. e[2]
-  local cue_exists = redis.call('EXISTS', ck) == 1
+  -- what the attempt reads of its cue, in one call: 'status' is in every cue hash (absent: the
+  -- cue is gone, or only a fragment a counter left, which is not written to either), the run
+  -- count, the schedule (decides_cue) and the one waiting behind it (ov_settled)
+  local cf = redis.call('HMGET', ck, 'status', 'rc', 'sch', 'bw')
+  local cue_exists = cf[1] ~= false
   dirty_at(pfx, 'exec:' .. eid, marks)
-  if cue_exists then redis.call('HINCRBY', ck, 'rc', '1') end
   if cue_exists then dirty_at(pfx, 'cue:' .. e[2], marks) end
   -- one write of the hash: the result, the attempt counted, `ix` when the cells change (ix_move)
   local status, w
@@ -85,21 +89,25 @@ local function finish(eid, result, hs, em, nxr, od, entry, lease, ixd)
     w = {'st', status, 'hs', hs, 'ua', now, 'em', em}
   end
   w[#w + 1] = 'att'
-  w[#w + 1] = not e[7] and '1' or NEXT_ATT[e[7]] or string.format('%d', (tonumber(e[7]) or 0) + 1)
+  w[#w + 1] = NEXT_ATT[e[7]] or string.format('%d', (tonumber(e[7]) or 0) + 1)
   local new = ix_of(status, e[9], e[5], e[10], e[11])
   if ix_move(pfx, eid, e[3], e[2], e[8], e[10], e[12] or '', new, ixd) then
     w[#w + 1] = 'ix'; w[#w + 1] = new
   end
   redis.call('HSET', ek, unpack(w))
+  -- the run counted, and the last run when it ended: one write of the cue
+  local rc = cue_exists and (NEXT_ATT[cf[2]] or string.format('%d', (tonumber(cf[2]) or 0) + 1))
   if status == 'success' or status == 'failed' then
-    if cue_exists then redis.call('HSET', ck, 'lr', now) end
-    if cue_exists and decides_cue(pfx, e[2], e[5]) then
+    if cue_exists then redis.call('HSET', ck, 'rc', rc, 'lr', now) end
+    if cue_exists and decides_cue(pfx, e[2], e[5], cf[3]) then
       set_cue_status(pfx, e[2], e[3], status == 'success' and 'completed' or 'failed')
     end
     if status == 'failed' then
       alert_final_failure(pfx, eid, e[2], e[3], now)  -- streak, on_failure pause and notices (§12)
     end
-    if cue_exists then ov_settled(pfx, e[2], now) end  -- buffer_one: release the one waiting behind it
+    if cue_exists then ov_settled(pfx, e[2], now, cf[4]) end  -- buffer_one: release the one waiting behind it
+  elseif cue_exists then
+    redis.call('HSET', ck, 'rc', rc)
   end
   return STATUS.OK, status
 end

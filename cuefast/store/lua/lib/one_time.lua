@@ -9,9 +9,10 @@ end
 
 -- true when the cue `cue_id` is one-time and an execution triggered by `tb` (its raw 'tb' field)
 -- is its scheduled one: that execution's terminal status decides the cue (completed on success,
--- failed on any other end). A cue that is gone decides nothing.
-local function decides_cue(pfx, cue_id, tb)
+-- failed on any other end). A cue that is gone decides nothing. `sch` (optional): the cue's
+-- 'sch' field when the caller has read it (false: absent)
+local function decides_cue(pfx, cue_id, tb, sch)
   if triggered_by(tb) ~= 'scheduled' then return false end
-  local sch = redis.call('HGET', pfx .. 'cue:' .. cue_id, 'sch')
+  if sch == nil then sch = redis.call('HGET', pfx .. 'cue:' .. cue_id, 'sch') end
   return sch ~= false and string.sub(sch, 1, 5) == 'once|'
 end

@@ -66,10 +66,11 @@ end
 -- succeeded or failed for good, lease reaped to failed, unclaimed to missed, deadline to
 -- outcome_timeout): one HGET when the cue has nothing waiting. Releases only while the cue's
 -- 'rx' is final, so an unrelated execution ending (a manual fire) releases nothing early.
--- Returns true when nothing waits any more (none did, or it was released).
-local function ov_settled(pfx, cue_id, now)
+-- Returns true when nothing waits any more (none did, or it was released). `bw` (optional): the
+-- cue's 'bw' field when the caller has read it (false: absent; then no call at all).
+local function ov_settled(pfx, cue_id, now, bw)
   local ck = pfx .. 'cue:' .. cue_id
-  local bw = redis.call('HGET', ck, 'bw')
+  if bw == nil then bw = redis.call('HGET', ck, 'bw') end
   if not bw then return true end
   if ov_running(pfx, redis.call('HGET', ck, 'rx')) then return false end
   redis.call('HDEL', ck, 'bw')
