@@ -363,8 +363,10 @@ local function exec_index_new(pfx, eid, acct, cue, ca, st, tb, zadds, counts, m,
   if not cell then
     cell = st .. '||' .. tb; cells[tb] = cell; IX_OF[cell] = cell .. '||'; IX_ZNAME[cell] = 'z' .. cell
   end
-  -- the registries of ix_registries(pfx, acct, cue, ''), without building its table
-  local a = ix_acct(pfx, acct)
+  -- the registries of ix_registries(pfx, acct, cue, ''), without building its table (and
+  -- without a call to ix_acct once this account's are built: ~1k instructions a scheduled execution)
+  local accts = IX_ACCTS[pfx]
+  local a = accts and accts[acct] or ix_acct(pfx, acct)
   local az = a[cell]
   if not az then az = a[1] .. '|z|' .. cell; a[cell] = az end
   ix_new_entry(a[1], az, cell, ca, m, zadds, counts)
