@@ -7,9 +7,10 @@ Seeds 50 worker cues of one account and ``--outcomes`` manual executions of them
 then records a success for each through the store's own ``record_many``, ``--batch`` per call
 and partition — what a turn's outcomes of one account, or a worker's batch, cost Redis — and
 prints the ``EVALSHA`` µs per outcome from ``INFO commandstats`` (with ``--callgrind``, on a
-Redis under callgrind as for ``bench.engine_calls``: the recording alone is counted and dumped). No HTTP, no auth. Exact only
-on a Redis nobody else uses (a private ``redis-server``); run it alternated with another
-checkout (``PYTHONPATH=<worktree>``) to compare.
+Redis under callgrind as for ``bench.engine_calls``: the recording alone is counted and
+dumped). No HTTP, no auth. Exact only on a Redis nobody else uses (a private
+``redis-server``); run it alternated with another checkout (``PYTHONPATH=<worktree>``) to
+compare.
 """
 
 from __future__ import annotations

@@ -72,6 +72,7 @@ async def test_every_server_role_settles_its_heap_at_start(settings: Settings, t
         assert _frozen(dispatcher.stderr()) > 20_000
 
 
+_WORKER = (sys.executable, "-m", "cuefast", "worker", "--app", "cf_heap_app:worker")
 _APP = """
 from cuefast import Worker
 
@@ -99,8 +100,7 @@ async def test_the_worker_daemon_settles_its_heap_at_start(settings: Settings, t
         err = tmp_path / "worker.err"
         with err.open("w") as fe:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "cuefast", "worker", "--app", "cf_heap_app:worker"]
-                + ["--log-level", "INFO", "--log-format", "json"],
+                [*_WORKER, "--log-level", "INFO", "--log-format", "json"],
                 env=env,
                 cwd=tmp_path,
                 stdin=subprocess.DEVNULL,
