@@ -31,9 +31,9 @@ local now_s = string.format('%.0f', now)
 local WIDTH = 13
 local out = {}
 local marks = {}  -- snapshot dirty marks, written by dirty_flush at the end
--- a batch's listing moves (lib/exec_index.lua), one write per zset at the end: an execution
--- moves at most once here (a second entry of it finds its live lease: BUSY); a single one moves
--- at once
+-- a batch's listing moves (lib/exec_index.lua), one write per zset of the accounts' registries
+-- at the end (each cue's, which gets one member, at once: ix_deferred): an execution moves at
+-- most once here (a second entry of it finds its live lease: BUSY); a single one moves at once
 local ixd = #ARGV > 5 and ix_deferred() or nil
 -- the leases, one ZADD at the end (an execution leased earlier in this call is BUSY if listed
 -- again: `leased`)
