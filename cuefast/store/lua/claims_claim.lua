@@ -42,12 +42,19 @@ local function row(code, eid, r)
 end
 
 local defer = {}
+-- a batch's listing moves (lib/exec_index.lua), one write per zset of the accounts' and the
+-- workers' registries at the end (an execution moves at most once here: a second listing of it
+-- finds it delivering), and the snapshot dirty marks with one SADD
+local ixd = ix_deferred()
+local marks = {}
+local dirt = dirty_batch(pfx, marks)
 
 -- OK claimed | NOT_FOUND not this account's | WRONG_STATE not claimable; `checked`: the caller read it from an
 -- index with a score ≤ now (count mode), so availability needs no second look
 local function claim(eid, checked)
   local ek = pfx .. 'exec:' .. eid
-  local e = redis.call('HMGET', ek, 'st', 'tr', 'acct', 'sf', 'tk', 'ag', 'sa', 'cue', 'pl', 'att', 'ft')
+  local e = redis.call('HMGET', ek, 'st', 'tr', 'acct', 'sf', 'tk', 'ag', 'sa', 'cue', 'pl', 'att', 'ft', 'ca', 'os',
+    'tb', 'ix')
   if not e[1] or e[3] ~= acct then return STATUS.NOT_FOUND end
   if e[2] ~= 'worker' or (e[1] ~= 'pending' and e[1] ~= 'retry_ready') then return STATUS.WRONG_STATE end
   if not checked then
@@ -60,16 +67,18 @@ local function claim(eid, checked)
     budget[e[5]] = left - 1
   end
   local att = (tonumber(e[10]) or 0) + 1
-  if not e[7] or e[7] == '' then
-    redis.call('HSET', ek, 'st', 'delivering', 'cw', worker, 'cla', now_s, 'la', now_s, 'ua', now_s,
-      'lx', lx, 'ls', lease_s, 'lh', '', 'att', att, 'sa', now_s)
-  else
-    redis.call('HSET', ek, 'st', 'delivering', 'cw', worker, 'cla', now_s, 'la', now_s, 'ua', now_s,
-      'lx', lx, 'ls', lease_s, 'lh', '', 'att', att)
+  -- one write of the hash: the claim's fields and `ix`, the cells it moves to (ix_move: the
+  -- status is new, so the cells always change)
+  local w = {'st', 'delivering', 'cw', worker, 'cla', now_s, 'la', now_s, 'ua', now_s,
+    'lx', lx, 'ls', lease_s, 'lh', '', 'att', string.format('%d', att)}
+  if not e[7] or e[7] == '' then w[#w + 1] = 'sa'; w[#w + 1] = now_s end
+  local new = ix_of('delivering', e[13], e[14], now_s, worker)
+  if ix_move(pfx, eid, e[3], e[8], e[12], now_s, e[15] or '', new, ixd) then
+    w[#w + 1] = 'ix'; w[#w + 1] = new
   end
+  redis.call('HSET', ek, unpack(w))
   work_rem(pfx, acct, eid, e[5], e[6], defer)
-  dirty(ek)
-  exec_reindex(pfx, eid)
+  dirt[#dirt + 1] = 'exec:' .. eid
   defer_zadd(defer, KEYS[2], lx, eid)
   local cue = e[8]
   if names[cue] == nil then names[cue] = redis.call('HGET', pfx .. 'cue:' .. cue, 'name') or '' end
@@ -84,6 +93,8 @@ if count == 0 then
     if code ~= STATUS.OK then row(code, ARGV[i], nil) end
   end
   defer_flush(defer)
+  ix_flush(ixd)
+  dirty_flush(marks)
   return out
 end
 
@@ -104,4 +115,6 @@ for _ = 1, 4 do  -- stale index entries are dropped and the next ones tried (bou
   defer_flush(defer)
   if claimed >= count then break end
 end
+ix_flush(ixd)
+dirty_flush(marks)
 return out
