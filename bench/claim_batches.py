@@ -18,12 +18,9 @@ import argparse
 import asyncio
 import uuid
 
-import redis as sync_redis
-
-from bench.engine import _url, cleanup, new_store, seed_cues
-from bench.engine_calls import _callgrind
+from bench.engine import cleanup, new_store
+from bench.script_batches import evalsha_us, seed_worker_executions
 from cuefast.clock import SystemClock
-from cuefast.ids import new_execution_id
 from cuefast.store.claims import ClaimRequest, WorkIndex
 
 
@@ -34,42 +31,14 @@ async def run(executions: int, batch: int, callgrind: bool = False) -> tuple[int
     try:
         await store.preload()
         now = SystemClock().now_us()
-        acct, cues = await seed_cues(
-            store, 50, cron="0 0 1 1 *", transport="worker", url="", due=now - 1_000_000
-        )
-        parts: set[int] = set()
-        for i in range(executions):
-            cue = cues[i % len(cues)]
-            await store.executions.create(
-                execution_id=new_execution_id(store.keys.cue_byte(cue)),
-                cue_id=cue,
-                account_id=acct,
-                scheduled_us=now - executions + i,
-                payload_json="",
-                triggered_by="manual_fire",
-                now_us=now,
-            )
-            parts.add(store.keys.cue_partition(cue))
-        r = sync_redis.Redis.from_url(_url())
-        pid = int(r.info("server")["process_id"])
-        if callgrind:
-            _callgrind(pid, "-i on")
-        before = r.info("commandstats")["cmdstat_evalsha"]["usec"]
+        acct, by_p = await seed_worker_executions(store, executions, now)
         claimed = 0
-        for p in sorted(parts):
-            while True:
-                (got,) = await store.claims.claim(
-                    acct, "bench-worker", 300_000_000, now, [ClaimRequest(WorkIndex(p), batch)]
-                )
-                if not got:
-                    break
-                claimed += len(got)
-        spent = int(r.info("commandstats")["cmdstat_evalsha"]["usec"]) - int(before)
-        if callgrind:
-            _callgrind(pid, "-i off")
-            _callgrind(pid, "-d")
-        r.close()
-        return claimed, spent / max(claimed, 1)
+        with evalsha_us(callgrind) as spent:
+            for p in sorted(by_p):
+                request = [ClaimRequest(WorkIndex(p), batch)]
+                while got := (await store.claims.claim(acct, "bench-worker", 300_000_000, now, request))[0]:
+                    claimed += len(got)
+        return claimed, spent[0] / max(claimed, 1)
     finally:
         await store.close()
         cleanup(prefix)

@@ -19,12 +19,9 @@ import argparse
 import asyncio
 import uuid
 
-import redis as sync_redis
-
-from bench.engine import _url, cleanup, new_store, seed_cues
-from bench.engine_calls import _callgrind
+from bench.engine import cleanup, new_store
+from bench.script_batches import evalsha_us, seed_worker_executions
 from cuefast.clock import SystemClock
-from cuefast.ids import new_execution_id
 from cuefast.store.outcomes import Outcome
 
 
@@ -35,40 +32,16 @@ async def run(outcomes: int, batch: int, callgrind: bool = False) -> float:
     try:
         await store.preload()
         now = SystemClock().now_us()
-        acct, cues = await seed_cues(
-            store, 50, cron="0 0 1 1 *", transport="worker", url="", due=now - 1_000_000
-        )
-        by_p: dict[int, list[str]] = {}
-        for i in range(outcomes):
-            cue = cues[i % len(cues)]
-            eid = new_execution_id(store.keys.cue_byte(cue))
-            await store.executions.create(
-                execution_id=eid,
-                cue_id=cue,
-                account_id=acct,
-                scheduled_us=now + i,
-                payload_json="",
-                triggered_by="manual_fire",
-                now_us=now,
-            )
-            by_p.setdefault(store.keys.cue_partition(cue), []).append(eid)
-        r = sync_redis.Redis.from_url(_url())
-        pid = int(r.info("server")["process_id"])
-        if callgrind:
-            _callgrind(pid, "-i on")
-        before = r.info("commandstats")["cmdstat_evalsha"]["usec"]
-        for eids in by_p.values():
-            for i in range(0, len(eids), batch):
-                rows = [
-                    Outcome(e, '{"success":true}', True, "reported_success", "") for e in eids[i : i + batch]
-                ]
-                await store.outcomes.record_many(acct, rows, now)
-        spent = int(r.info("commandstats")["cmdstat_evalsha"]["usec"]) - int(before)
-        if callgrind:
-            _callgrind(pid, "-i off")
-            _callgrind(pid, "-d")
-        r.close()
-        return spent / outcomes
+        acct, by_p = await seed_worker_executions(store, outcomes, now)
+        with evalsha_us(callgrind) as spent:
+            for eids in by_p.values():
+                for i in range(0, len(eids), batch):
+                    rows = [
+                        Outcome(e, '{"success":true}', True, "reported_success", "")
+                        for e in eids[i : i + batch]
+                    ]
+                    await store.outcomes.record_many(acct, rows, now)
+        return spent[0] / outcomes
     finally:
         await store.close()
         cleanup(prefix)
