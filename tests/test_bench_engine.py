@@ -53,3 +53,15 @@ async def test_outcome_batches_records_every_outcome(redis_url: str, monkeypatch
 
     monkeypatch.setenv("CUEFAST_REDIS_URL", redis_url)
     assert await outcome_batches.run(40, 8) > 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(120)
+async def test_claim_batches_claims_every_execution(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``python -m bench.claim_batches`` end to end on a few executions: the batch pull's calls
+    claim every one of them (its figures: bench/README.md)."""
+    from bench import claim_batches
+
+    monkeypatch.setenv("CUEFAST_REDIS_URL", redis_url)
+    claimed, per = await claim_batches.run(40, 8)
+    assert claimed == 40 and per > 0
