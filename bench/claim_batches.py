@@ -6,7 +6,7 @@
 Seeds 50 worker cues of one account and ``--executions`` manual executions of them (round
 robin), then claims them the way the batch pull does — per partition, ``--batch`` at a time
 from the account's work index (count mode) — through the store's own ``Claims.claim``, and
-prints the ``EVALSHA`` µs per claim from ``INFO commandstats`` (with ``--callgrind``, on a Redis
+prints the script µs per claim from ``INFO commandstats`` (with ``--callgrind``, on a Redis
 under callgrind as for ``bench.engine_calls``: the claims alone are counted and dumped). No
 HTTP, no auth. Exact only on a Redis nobody else uses; run it alternated with another checkout
 (``PYTHONPATH=<worktree>``) to compare.
@@ -19,7 +19,7 @@ import asyncio
 import uuid
 
 from bench.engine import cleanup, new_store
-from bench.script_batches import evalsha_us, seed_worker_executions
+from bench.script_batches import script_us, seed_worker_executions
 from cuefast.clock import SystemClock
 from cuefast.store.claims import ClaimRequest, WorkIndex
 
@@ -33,7 +33,7 @@ async def run(executions: int, batch: int, callgrind: bool = False) -> tuple[int
         now = SystemClock().now_us()
         acct, by_p = await seed_worker_executions(store, executions, now)
         claimed = 0
-        with evalsha_us(callgrind) as spent:
+        with script_us(callgrind) as spent:
             for p in sorted(by_p):
                 request = [ClaimRequest(WorkIndex(p), batch)]
                 while got := (await store.claims.claim(acct, "bench-worker", 300_000_000, now, request))[0]:
@@ -53,7 +53,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     claimed, per = asyncio.run(run(args.executions, args.batch, args.callgrind))
-    print(f"{claimed} claims in calls of {args.batch}: Redis {per:.1f} µs per claim (EVALSHA)")
+    print(f"{claimed} claims in calls of {args.batch}: Redis {per:.1f} µs per claim (FCALL)")
 
 
 if __name__ == "__main__":

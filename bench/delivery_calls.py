@@ -43,7 +43,7 @@ def _print(name: str, before: dict[str, tuple[int, int]], after: dict[str, tuple
         if calls - c0 and cmd not in ("info", "xreadgroup"):
             rows.append((cmd, (calls - c0) / n, (usec - u0) / n))
     rows.sort(key=lambda row: -row[2])
-    nested = sum(c for cmd, c, _ in rows if cmd != "evalsha")
+    nested = sum(c for cmd, c, _ in rows if cmd not in ("evalsha", "fcall"))
     print(f"{name}: {n} deliveries; per delivery {nested:.2f} nested commands")
     for cmd, calls, usec in rows:
         print(f"  {cmd:<18} {calls:7.3f} calls  {usec:6.2f} µs")

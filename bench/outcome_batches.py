@@ -6,7 +6,7 @@
 Seeds 50 worker cues of one account and ``--outcomes`` manual executions of them (round robin),
 then records a success for each through the store's own ``record_many``, ``--batch`` per call
 and partition — what a turn's outcomes of one account, or a worker's batch, cost Redis — and
-prints the ``EVALSHA`` µs per outcome from ``INFO commandstats`` (with ``--callgrind``, on a
+prints the script µs per outcome from ``INFO commandstats`` (with ``--callgrind``, on a
 Redis under callgrind as for ``bench.engine_calls``: the recording alone is counted and
 dumped). No HTTP, no auth. Exact only on a Redis nobody else uses (a private
 ``redis-server``); run it alternated with another checkout (``PYTHONPATH=<worktree>``) to
@@ -20,7 +20,7 @@ import asyncio
 import uuid
 
 from bench.engine import cleanup, new_store
-from bench.script_batches import evalsha_us, seed_worker_executions
+from bench.script_batches import script_us, seed_worker_executions
 from cuefast.clock import SystemClock
 from cuefast.store.outcomes import Outcome
 
@@ -33,7 +33,7 @@ async def run(outcomes: int, batch: int, callgrind: bool = False) -> float:
         await store.preload()
         now = SystemClock().now_us()
         acct, by_p = await seed_worker_executions(store, outcomes, now)
-        with evalsha_us(callgrind) as spent:
+        with script_us(callgrind) as spent:
             for eids in by_p.values():
                 for i in range(0, len(eids), batch):
                     rows = [
@@ -56,7 +56,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     per = asyncio.run(run(args.outcomes, args.batch, args.callgrind))
-    print(f"{args.outcomes} outcomes in calls of {args.batch}: Redis {per:.1f} µs per outcome (EVALSHA)")
+    print(f"{args.outcomes} outcomes in calls of {args.batch}: Redis {per:.1f} µs per outcome (FCALL)")
 
 
 if __name__ == "__main__":

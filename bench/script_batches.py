@@ -34,20 +34,25 @@ async def seed_worker_executions(store: Store, n: int, now: int) -> tuple[str, d
     return acct, by_p
 
 
+def _script_usec(r: sync_redis.Redis) -> int:
+    stats = r.info("commandstats")
+    return sum(int(stats.get(f"cmdstat_{c}", {}).get("usec", 0)) for c in ("fcall", "evalsha"))
+
+
 @contextlib.contextmanager
-def evalsha_us(callgrind: bool) -> Iterator[list[int]]:
-    """The ``EVALSHA`` µs the block spends (``INFO commandstats``), in the yielded list once it
-    exits; ``callgrind``: the Redis runs under callgrind (bench/engine_calls.py), which counts
-    the block alone and dumps it."""
+def script_us(callgrind: bool) -> Iterator[list[int]]:
+    """The script µs (``FCALL`` + ``EVALSHA``) the block spends (``INFO commandstats``), in the
+    yielded list once it exits; ``callgrind``: the Redis runs under callgrind
+    (bench/engine_calls.py), which counts the block alone and dumps it."""
     r = sync_redis.Redis.from_url(_url())
     pid = int(r.info("server")["process_id"])
     spent: list[int] = []
     try:
         if callgrind:
             _callgrind(pid, "-i on")
-        before = int(r.info("commandstats")["cmdstat_evalsha"]["usec"])
+        before = _script_usec(r)
         yield spent
-        spent.append(int(r.info("commandstats")["cmdstat_evalsha"]["usec"]) - before)
+        spent.append(_script_usec(r) - before)
         if callgrind:
             _callgrind(pid, "-i off")
             _callgrind(pid, "-d")

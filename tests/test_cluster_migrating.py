@@ -169,16 +169,16 @@ async def test_a_script_waits_for_its_slot_to_be_stable(store: Store) -> None:
     for key, eid in ((moved, "e1"), (stays, "e2")):
         await store.scripts.wire.call("HSET", key, "acct", acct, "cue", f"c-{eid}", "ca", 5)
     await store.scripts.wire.call("HSET", registry, "x", 1)
-    sha = store.scripts._scripts[CUES.name].sha
+    fn = store.scripts._functions[CUES.name].name
     argv = [k.part(P) + ":", acct, "e1", "e2"]
     m = await _migration(store)
     finished = False
     try:
         await m.move([moved])
-        bare = ("EVALSHA", sha, 1, registry, *argv)
+        bare = ("FCALL", fn, 1, registry, *argv)
         with pytest.raises(ResponseError, match="non local key"):  # the unguarded call, on the source
             await m.source.execute_command(*bare)
-        guarded = ("EVALSHA", sha, 2, registry, stable_key(registry), *argv)
+        guarded = ("FCALL", fn, 2, registry, stable_key(registry), *argv)
         with pytest.raises(TryAgainError):
             await m.source.execute_command(*guarded)
         await m.move([registry])  # every declared key on the target: ASK there

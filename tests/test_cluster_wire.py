@@ -274,6 +274,8 @@ async def test_scripts_are_loaded_again_on_every_primary_after_noscript(cluster_
     try:
         await store.preload()
         await store.redis.script_flush()  # every primary forgets (a failover to a new node, a restart)
+        for name in store.scripts.function_names():
+            await store.redis.function_delete(name)
         assert await store.echo.save("203.0.113.9", 1, uuid.uuid4().hex, "{}", limit=10, ttl_s=60)
     finally:
         await store.close()

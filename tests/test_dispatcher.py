@@ -368,7 +368,7 @@ async def test_crashed_dispatcher_entry_is_reclaimed_once_stale(env: Any, settin
 async def test_run_loop_delivers_and_stops_gracefully(env: Any, scripts_lost: bool) -> None:
     """20 cues over several partitions: leases and results go one pipeline per batch (one
     script call per partition); a server that lost its script cache (restart, SCRIPT FLUSH)
-    gets the scripts again and nothing is skipped or repeated."""
+    gets the scripts (Redis functions) again and nothing is skipped or repeated."""
     api, clock, sched, _, receiver = env
     key = await api.register()
     for i in range(20):
@@ -377,6 +377,8 @@ async def test_run_loop_delivers_and_stops_gracefully(env: Any, scripts_lost: bo
     await sched.tick()
     if scripts_lost:
         await api.rt.store.redis.script_flush()
+        for name in api.rt.store.scripts.function_names():
+            await api.rt.store.redis.function_delete(name)
     runner = Dispatcher(api.rt.store, api.rt.settings, clock, api.rt.webhooks)
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop, block_ms=50))

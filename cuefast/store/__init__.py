@@ -97,7 +97,7 @@ class Store:
         self.workers = Workers(*parts)
 
     async def preload(self) -> None:
-        """SCRIPT LOAD every script (fails at boot on a syntax error)."""
+        """Load every script (``Scripts.preload``: fails at boot on a syntax error)."""
         await self.scripts.preload()
 
     async def close(self) -> None:

@@ -1,21 +1,29 @@
-"""The Lua script runner: load with includes, EVALSHA over the wire with a NOSCRIPT reload, batches."""
+"""The Lua script runner: load with includes, FCALL (or EVALSHA) over the wire with a reload, batches."""
 
 from __future__ import annotations
 
+import hashlib
 import importlib.resources
+import logging
 import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoPermissionError, NoScriptError, ResponseError
 
 from cuefast.store.batch import Batch
 from cuefast.store.cluster_wire import ClusterWire
 from cuefast.store.connect import UNREACHABLE, is_cluster
 from cuefast.store.status import lua_table
 from cuefast.store.wire import Replicas, Wire
+
+log = logging.getLogger(__name__)
+
+RELOADS = 3
+"""loads of a missing function before its call fails (another version's boot may prune it
+between a load and the call: rare, and each try costs one round trip)"""
 
 
 class Script(NamedTuple):
@@ -61,10 +69,51 @@ def load_lua(name: str) -> str:
     return header + end + lua_table() + _resolve(body, set())
 
 
+_FLAGS = re.compile(r"^--!flags ([\w -]+)$", re.MULTILINE)
+
+
+class Function(NamedTuple):
+    """A script as a Redis function: its library's code (``FUNCTION LOAD``) and the name FCALL
+    calls, which carries a digest of the code, so two versions of cuefast on one Redis (a
+    rolling upgrade) each call their own."""
+
+    name: str
+    code: str
+
+
+def load_function(name: str) -> Function:
+    """``lua/<name>.lua`` as a Redis function library (Redis ≥ 7). The library defines the
+    ``STATUS`` table and the included libs' functions once, when it is loaded; a call runs only
+    the script's own body, as ``callback(KEYS, ARGV)`` — an ``EVALSHA`` re-creates all of them
+    on every call (~40–95k instructions of the server's CPU before the script's first command,
+    callgrind). A lib that keeps state for one call defines ``<lib>_reset()``, which the callback
+    runs first (a library outlives its calls). Flags: ``allow-cross-slot-keys`` keeps EVAL's
+    rule that a script may touch keys it did not declare on its node (cuefast derives them in
+    the declared key's slot), and a script headed ``--!flags no-writes`` is a read, which Redis
+    serves even past ``maxmemory``; any other function is refused there before it runs (an
+    EVAL script failed at its first write, after its reads)."""
+    header, end, body = _LUA.joinpath(f"{name}.lua").read_text().partition("]]\n")
+    includes = "".join(m.group(0) + "\n" for m in _INCLUDE.finditer(body))
+    rest = _INCLUDE.sub("", body)
+    seen: set[str] = set()
+    libs = _resolve(includes, seen)
+    resets = "".join(f"{lib}_reset()\n" for lib in sorted(seen) if f"local function {lib}_reset()" in libs)
+    flags = ["allow-cross-slot-keys", *(f for m in _FLAGS.finditer(rest) for f in m.group(1).split())]
+    tail = ", ".join(f"'{f}'" for f in flags)
+    code = header + end + lua_table() + libs, resets + rest, tail
+    fn = f"cuefast_{name}_{hashlib.sha256(''.join(code).encode()).hexdigest()[:12]}"
+    return Function(
+        fn,
+        f"#!lua name={fn}\n{code[0]}"
+        f"redis.register_function{{function_name = '{fn}', callback = function(KEYS, ARGV)\n"
+        f"{code[1]}\nend, flags = {{{tail}}}}}\n",
+    )
+
+
 class Scripts:
-    """Every script of ``scripts``, registered once and run over the store's ``Wire`` (EVALSHA);
-    ``preload`` loads them with ``SCRIPT LOAD`` so a syntax error fails at boot, not on the first
-    request."""
+    """Every script of ``scripts``, registered once and run over the store's ``Wire``: as a Redis
+    function (``FCALL``, ``load_function``) where the server has them, else with ``EVALSHA``.
+    ``preload`` loads them all so a syntax error fails at boot, not on the first request."""
 
     def __init__(
         self,
@@ -73,40 +122,102 @@ class Scripts:
         wire: Wire | ClusterWire | None = None,
         *,
         replicas: Replicas | None = None,
+        functions: bool = True,
     ) -> None:
         self.redis = redis
         self.wire: Wire | ClusterWire
         if wire is not None:
             self.wire = wire
-        elif is_cluster(redis):  # SCRIPT LOAD goes to every primary; EVALSHA to its key's node
+        elif is_cluster(redis):  # loads go to every primary; calls to their key's node
             self.wire = ClusterWire(redis, replicas=replicas)  # type: ignore[arg-type]
         else:
             self.wire = Wire.of(redis, replicas=replicas)
-        self._scripts: dict[str, AsyncScript] = {
-            s.name: redis.register_script(load_lua(s.name)) for s in scripts
-        }
+        names = [s.name for s in scripts]
+        self._scripts: dict[str, AsyncScript] = {n: redis.register_script(load_lua(n)) for n in names}
+        self._functions: dict[str, Function] = {n: load_function(n) for n in names}
+        self.functions = functions
+        """calls are FCALLs; off (EVALSHA from then on) once the server refuses FUNCTION LOAD
+        (Redis < 7, or an ACL without it)"""
         self.guarded = is_cluster(redis)
         """Redis Cluster: each call also names its slot's ``stable_key`` (see there)"""
 
     def _keys(self, keys: Sequence[str]) -> Sequence[str]:
         return [*keys, stable_key(keys[0])] if self.guarded and keys else keys
 
+    def _command(self, name: str, keys: Sequence[str], args: Sequence[Arg]) -> tuple[Arg, ...]:
+        if self.functions:
+            return ("FCALL", self._functions[name].name, len(keys), *keys, *args)
+        return ("EVALSHA", self._scripts[name].sha, len(keys), *keys, *args)
+
+    def function_names(self) -> list[str]:
+        """The function (and library) names this version of cuefast calls."""
+        return [f.name for f in self._functions.values()]
+
     async def preload(self) -> None:
-        """SCRIPT LOAD every script (fails at boot on a syntax error)."""
+        """Load every script (fails at boot on a syntax error): each function library not yet on
+        the server, after deleting cuefast's libraries of other versions (a process of another
+        version that still runs loads its own again on its next call of one); with EVALSHA,
+        SCRIPT LOAD each."""
+        if self.functions:
+            await self._prune()
         for name, script in self._scripts.items():
+            if self.functions and await self._load(self._functions[name]):
+                continue
             sha = await self.redis.script_load(script.script)
             if sha != script.sha:  # pragma: no cover - redis-py computes the same digest
                 raise RuntimeError(f"script {name} loaded with an unexpected sha")
 
+    async def _prune(self) -> None:
+        try:
+            listed: Any = await self.redis.function_list("cuefast_*")
+        except ResponseError:  # no FUNCTION: _load finds out and says so
+            return
+        rows = [r for node in listed.values() for r in node] if isinstance(listed, dict) else listed
+        ours = set(self.function_names())
+        for row in rows:
+            info = dict(zip(row[::2], row[1::2], strict=True)) if isinstance(row, list) else row
+            lib = info.get(b"library_name", info.get("library_name", b""))
+            lib = lib.decode() if isinstance(lib, bytes) else str(lib)
+            if lib.startswith("cuefast_") and lib not in ours:
+                try:
+                    await self.redis.function_delete(lib)
+                except ResponseError:  # another process deleted it first
+                    pass
+
+    async def _load(self, fn: Function) -> bool:
+        """FUNCTION LOAD ``fn``'s library (every primary of a cluster); False, and EVALSHA from
+        then on, when the server refuses functions."""
+        try:
+            await self.redis.function_load(fn.code)
+        except ResponseError as exc:
+            text = str(exc)
+            if "already exists" in text:
+                return True
+            if isinstance(exc, NoPermissionError) or "unknown command" in text.lower():
+                if self.functions:
+                    log.warning("Redis refuses FUNCTION LOAD (%s): scripts run with EVALSHA", text)
+                self.functions = False
+                return False
+            raise
+        return True
+
+    async def _reload(self, name: str) -> None:
+        """Load ``name`` again after the server answered that it has no such function / script."""
+        if self.functions and await self._load(self._functions[name]):
+            return
+        await self.redis.script_load(self._scripts[name].script)
+
     async def run(self, script: Script, keys: Sequence[str], args: Sequence[Arg]) -> Any:
-        """EVALSHA; a NOSCRIPT answer (the server lost its script cache) loads it and runs it again."""
-        s = self._scripts[_checked(script, keys, args)]
+        """FCALL (or EVALSHA); a server without the function (a restart without persistence, a
+        new node, another version's prune) or the script (NOSCRIPT) gets it and runs it again."""
+        name = _checked(script, keys, args)
         keys = self._keys(keys)
-        call = (("EVALSHA", s.sha, len(keys), *keys, *args),)
-        reply = (await self.wire.execute(call))[0]
-        if isinstance(reply, NoScriptError):
-            await self.redis.script_load(s.script)
-            reply = (await self.wire.execute(call))[0]
+        reply = (await self.wire.execute((self._command(name, keys, args),)))[0]
+        for _ in range(RELOADS):
+            if not _missing(reply):
+                break
+            await self._reload(name)
+            reply = (await self.wire.execute((self._command(name, keys, args),)))[0]
         if isinstance(reply, Exception):
             raise reply
         return reply
@@ -119,10 +230,10 @@ class Scripts:
         partial: bool = False,
     ) -> list[Any]:
         """Several script calls in one round trip (one ``Wire`` batch). Each call still touches
-        one slot's keys. A call refused with NOSCRIPT ran nothing and is retried alone, which
-        loads the script; any other error is raised. Each of ``also`` queues more reads on the
-        same batch (another repository's ``queue_…``, with redis-py's pipeline methods); their
-        replies follow the scripts' results, in order.
+        one slot's keys. A call refused because the server lacks its function or script ran
+        nothing and is retried alone, which loads it; any other error is raised. Each of
+        ``also`` queues more reads on the same batch (another repository's ``queue_…``, with
+        redis-py's pipeline methods); their replies follow the scripts' results, in order.
 
         ``partial``: a call whose node could not be reached (Redis Cluster: a primary down,
         ``connect.UNREACHABLE``) gets that error in its place instead of failing the others'
@@ -131,20 +242,26 @@ class Scripts:
             return [await self.run(*call) for call in calls]
         batch = self.wire.pipeline()
         for script, keys, args in calls:
-            sha = self._scripts[_checked(script, keys, args)].sha
-            sent = self._keys(keys)
-            batch.evalsha(sha, len(sent), *sent, *args)
+            batch.execute_command(*self._command(_checked(script, keys, args), self._keys(keys), args))
         for queue in also:
             queue(batch)
         results = await batch.execute(raise_on_error=False)
         for i, res in enumerate(results):
-            if i < len(calls) and isinstance(res, NoScriptError):
+            if i < len(calls) and _missing(res):
                 results[i] = await self.run(*calls[i])
             elif partial and isinstance(res, UNREACHABLE):
                 continue
             elif isinstance(res, Exception):
                 raise res
         return results
+
+
+def _missing(reply: object) -> bool:
+    """Whether ``reply`` says the server lacks the function or script called (it ran nothing)."""
+    if isinstance(reply, NoScriptError):
+        return True
+    text = str(reply) if isinstance(reply, ResponseError) else ""
+    return "Function not found" in text or "unknown command 'FCALL'" in text  # Redis < 7
 
 
 def stable_key(key: str) -> str:

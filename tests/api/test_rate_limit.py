@@ -319,12 +319,12 @@ async def test_one_redis_call_per_authenticated_request(
     wire_batches.clear()
     res = await api.request("GET", "/v1/cues/cue_nope00000000", key)
     assert res.status_code == 404
-    assert names()[0] == ["EVALSHA"]  # the auth script: once, first
-    assert sum(b.count("EVALSHA") for b in names()) == 2  # + the cue's execution page
+    assert names()[0] == ["FCALL"]  # the auth script: once, first
+    assert sum(b.count("FCALL") for b in names()) == 2  # + the cue's execution page
     wire_batches.clear()
     # /v1/auth/me: the auth call plus one pipeline of reads
     assert (await api.request("GET", "/v1/auth/me", key)).status_code == 200
-    assert len(names()) == 2 and names()[0] == ["EVALSHA"] and "EVALSHA" not in names()[1]
+    assert len(names()) == 2 and names()[0] == ["FCALL"] and "FCALL" not in names()[1]
 
 
 async def test_fail_open_when_redis_is_unreachable(settings: Settings) -> None:
@@ -345,7 +345,7 @@ async def test_fail_open_when_redis_is_unreachable(settings: Settings) -> None:
 
 def scripts(batches: list[list[Sequence[Any]]]) -> int:
     """How many script calls ``batches`` (the ``wire_batches`` fixture) carried."""
-    return sum(1 for b in batches for c in b if c[0] == "EVALSHA")
+    return sum(1 for b in batches for c in b if c[0] == "FCALL")
 
 
 async def test_one_keys_requests_in_one_iteration_are_counted_in_one_call(
@@ -395,7 +395,7 @@ async def test_creates_of_one_iteration_share_the_call_in_order(
     assert [a.status_code for a in answers] == [201, 201, 409, 201, 201, 429, 429]
     assert_error(answers[2], 409, "duplicate_cue_name")
     assert [limits(a)[1] for a in answers[:5]] == [4, 3, 2, 1, 0]
-    assert sum(1 for b in wire_batches for c in b if c[0] == "EVALSHA" and auth_keys in c) == 1  # 7 in one
+    assert sum(1 for b in wire_batches for c in b if c[0] == "FCALL" and auth_keys in c) == 1  # 7 in one
     clock.set(T0 + 61_000_000)
     listed = (await api.request("GET", "/v1/cues", key, params={"limit": 50})).json()["cues"]
     assert sorted(c["name"] for c in listed) == ["a", "b", "c", "d", "first"]

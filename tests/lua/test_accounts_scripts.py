@@ -433,7 +433,7 @@ async def test_creates_of_one_iteration_reserve_in_one_call_in_order(
         None,
     ]
     got = await asyncio.gather(*(_auth(store, a, r) for r in asks))
-    assert sum(1 for b in wire_batches for c in b if c[0] == "EVALSHA") == 1
+    assert sum(1 for b in wire_batches for c in b if c[0] == "FCALL") == 1
     held = f"cue_aaaaaaaaaaaa:{NOW // 1_000_000}"
     assert [r.reserved for r in got] == [
         (Status.OK, ""),

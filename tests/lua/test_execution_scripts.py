@@ -223,7 +223,7 @@ async def test_creates_of_one_iteration_share_one_call_in_order(
         Created(Status.CONFLICT, ids[0]),
         Created(Status.NOT_FOUND, ""),
     ]
-    calls = [c for b in wire_batches for c in b if c[0] == "EVALSHA"]
+    calls = [c for b in wire_batches for c in b if c[0] == "FCALL"]
     assert [c[3] for c in calls] == [k.cue(CUE)] * 2  # one call per (cue, account)
     assert await stream_ids(store, k.outbox(p)) == ids[:2]
     assert [await store.redis.exists(k.execution(p, e)) for e in ids] == [1, 1, 0, 0, 0]

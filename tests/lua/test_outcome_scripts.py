@@ -10,6 +10,9 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+from redis.exceptions import ResponseError
+
 from cuefast.months import month_of
 from cuefast.store import Status, Store
 from cuefast.store.executions import index_member
@@ -298,7 +301,7 @@ async def test_reports_of_one_iteration_are_recorded_in_one_call_in_order(
         Reported(Status.OK, "success", "verification_failed", CREATED),
         Reported(Status.NOT_FOUND, "", "", None),
     ]
-    calls = [str(c[3]) for b in wire_batches for c in b if c[0] == "EVALSHA"]
+    calls = [str(c[3]) for b in wire_batches for c in b if c[0] == "FCALL"]
     assert calls == [k.claims(p)] * 2  # one call per (partition, account)
     c = await store.redis.hgetall(k.cue(CUE))
     assert (c["rc"], c["fs"]) == ("3", "0")  # a success (reset), a failure (1), a success (reset)
@@ -395,6 +398,30 @@ async def test_record_many_counts_usage_like_record(store: Store) -> None:
     assert not await store.redis.exists(k.usage(ACCT, month))
     counts = await store.usage.counts(ACCT, month)
     assert counts.counters == {"reported": 3, "succeeded": 2, "failed": 1}
+
+
+async def test_a_failed_call_leaves_nothing_for_the_next(store: Store) -> None:
+    """A Redis function's library outlives its calls (scripts.load_function): a call that fails
+    after counting an outcome must not hand that count to the next call. The first call records
+    one outcome, then fails on a malformed second one before its flush (Python never sends
+    one: this is the only way to make the script fail midway); the next call counts its own
+    outcome only — as an EVAL, whose state dies with each call, always did."""
+    k = store.keys
+    await put_cue(store, tr="worker")
+    p, a = await claimed_worker_execution(store)
+    _, b = await claimed_worker_execution(store)
+    script, keys, args = store.outcomes._call(p, ACCT, [(won(a), None)], NOW)
+    broken = [*args, "no-such-execution", WIN, 1, "reported_success", "", "not a count"]
+    ix = await store.redis.hget(k.execution(p, a), "ix")
+    with pytest.raises(ResponseError):
+        await store.scripts.run(script, keys, broken)
+    # the failed call's own half-written state (any failed script's): `a` goes, by hand
+    await store.redis.hset(k.execution(p, a), "ix", ix)
+    await unindex(store, a)
+    await store.redis.delete(k.execution(p, a))
+    assert (await store.outcomes.record(won(b), NOW)).status is Status.OK
+    key = k.usage_part(p, ACCT, month_of(CREATED))
+    assert await store.redis.hgetall(key) == {"reported": "1", "succeeded": "1"}
 
 
 async def test_record_usage_month_is_pythons_month_of(store: Store) -> None:

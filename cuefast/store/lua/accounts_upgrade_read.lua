@@ -5,6 +5,7 @@
   ARGV[2..] account_ids: the accounts to read
   returns {{id, partitions, field, value, ...}, ...} per id with a hash; partitions "3,7" ("" none),
     "*" no bitmap ]]
+--!flags no-writes
 local pfx = ARGV[1]
 local out = {}
 for i = 2, #ARGV do

@@ -7,6 +7,7 @@
   ARGV[2] account_id
   ARGV[3..] execution_ids
   returns one "<cue id> <created µs>" per execution ("" = no such execution of this account) ]]
+--!flags no-writes
 local out = {}
 for i = 3, #ARGV do
   local e = redis.call('HMGET', ARGV[1] .. 'exec:' .. ARGV[i], 'acct', 'cue', 'ca')

@@ -19,6 +19,7 @@
     depth - 1) as the JSON array of its HGETALL's fields and values ("" when gone: one string
     per row, 20 reply strings for a page and not 20 × 40) and the members are the page's ids
     alone, in the same order ]]
+--!flags no-writes
 --!include exec_index
 local depth = tonumber(ARGV[1])
 local want_os, want_tb = ARGV[2], ARGV[3]

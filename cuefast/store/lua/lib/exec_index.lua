@@ -390,3 +390,10 @@ local function exec_index_flush(counts)
   ix_write_bounds(IX_BOUNDS)
   IX_BOUNDS = {}
 end
+
+-- a call's start (a Redis function's library outlives its calls: scripts.load_function): the
+-- caches of this call's accounts and `ix` values and its pending bounds start empty (the
+-- strings of IX_OF, IX_ZNAME and IX_CELLS depend on nothing but a status and a trigger: kept)
+local function exec_index_reset()
+  IX_ACCTS, IX_PARSED, IX_BOUNDS = {}, {}, {}
+end

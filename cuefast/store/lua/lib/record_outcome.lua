@@ -172,3 +172,8 @@ local function outcome_flush(pfx, defer, cues, now, ixd)
   RO_USAGE = {}
   defer_flush(defer)
 end
+
+-- a call's start (scripts.load_function): no usage increments yet
+local function record_outcome_reset()
+  RO_USAGE = {}
+end

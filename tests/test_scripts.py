@@ -1,0 +1,94 @@
+"""The script runner (``cuefast.store.scripts``) on a private redis-server: scripts run as Redis
+functions, other versions' libraries are pruned at boot, a server that refuses functions gets
+EVALSHA, and a lost function is loaded again."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from cuefast.store import Keys, Store, connect
+from cuefast.store.scripts import load_function, load_lua
+from tests.chaos.backends import RedisServer
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[RedisServer]:
+    s = RedisServer(tmp_path / "redis", appendfsync="no")
+    s.start()
+    try:
+        await s.wait_ready()
+        yield s
+    finally:
+        s.stop()
+
+
+def _libraries(url: str) -> set[str]:
+    with redis.Redis.from_url(url, decode_responses=True) as r:
+        rows = [dict(zip(row[::2], row[1::2], strict=True)) for row in r.function_list()]
+    return {row["library_name"] for row in rows}
+
+
+async def _works(store: Store) -> None:
+    """A script call that writes, and its read back."""
+    assert await store.echo.save("203.0.113.9", 1, uuid.uuid4().hex, "{}", limit=10, ttl_s=60)
+
+
+async def test_scripts_are_functions_and_other_versions_are_pruned(server: RedisServer) -> None:
+    with redis.Redis.from_url(server.url) as r:
+        old = load_function("echo_save").code.replace("cuefast_echo_save_", "cuefast_echo_save_0ld", 2)
+        r.function_load(old)  # a library of another version of cuefast
+        r.function_load("#!lua name=theirs\nredis.register_function('theirs', function() return 1 end)")
+    store = Store(connect(server.url), Keys(f"t{uuid.uuid4().hex[:10]}", 4))
+    try:
+        await store.preload()
+        assert store.scripts.functions
+        assert _libraries(server.url) == {*store.scripts.function_names(), "theirs"}
+        await _works(store)
+        with redis.Redis.from_url(server.url, decode_responses=True) as r:
+            calls = r.info("commandstats")
+        assert calls["cmdstat_fcall"]["calls"] >= 1 and "cmdstat_evalsha" not in calls
+        with redis.Redis.from_url(server.url) as r:  # the server forgets one (FUNCTION FLUSH, a new node)
+            r.function_delete(load_function("echo_save").name)
+        await _works(store)  # loaded again, then run
+        assert load_function("echo_save").name in _libraries(server.url)
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("preload", [True, False])
+async def test_a_server_that_refuses_functions_gets_evalsha(server: RedisServer, preload: bool) -> None:
+    """An ACL without FUNCTION (or a Redis before 7): the store says so once and runs every
+    script with EVALSHA, whether it finds out at boot or at its first call."""
+    with redis.Redis.from_url(server.url) as r:
+        r.acl_setuser("cuefast", enabled=True, nopass=True, keys=["*"], commands=["+@all", "-function"])
+    url = server.url.replace("redis://", "redis://cuefast:x@")
+    store = Store(connect(url), Keys(f"t{uuid.uuid4().hex[:10]}", 4))
+    try:
+        if preload:
+            await store.preload()
+        await _works(store)
+        assert not store.scripts.functions
+        with redis.Redis.from_url(server.url, decode_responses=True) as r:
+            calls = r.info("commandstats")
+            assert r.script_exists(redis.client.Redis.register_script(r, load_lua("echo_save")).sha) == [True]
+        assert calls["cmdstat_evalsha"]["calls"] >= 1
+        assert calls.get("cmdstat_fcall", {"calls": 0})["calls"] == (0 if preload else 1)  # "not found"
+        assert _libraries(server.url) == set()
+    finally:
+        await store.close()
+
+
+def test_every_script_is_a_function_of_its_own_version() -> None:
+    """The function name carries a digest of the library's code; a read is flagged no-writes."""
+    fn = load_function("executions_list")
+    assert fn.name.startswith("cuefast_executions_list_") and fn.code.startswith(f"#!lua name={fn.name}\n")
+    assert "'no-writes'" in fn.code and "'allow-cross-slot-keys'" in fn.code
+    assert "'no-writes'" not in load_function("outcomes_record").code
+    assert "exec_index_reset()\nrecord_outcome_reset()\n" in load_function("outcomes_record").code
