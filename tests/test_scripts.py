@@ -14,6 +14,7 @@ import redis
 from cuefast.store import Keys, Store, connect
 from cuefast.store.scripts import load_function, load_lua
 from tests.chaos.backends import RedisServer
+from tests.conftest import backend_settings, make_api
 
 pytestmark = pytest.mark.slow
 
@@ -92,3 +93,36 @@ def test_every_script_is_a_function_of_its_own_version() -> None:
     assert "'no-writes'" in fn.code and "'allow-cross-slot-keys'" in fn.code
     assert "'no-writes'" not in load_function("outcomes_record").code
     assert "exec_index_reset()\nrecord_outcome_reset()\n" in load_function("outcomes_record").code
+
+
+async def test_a_full_redis_refuses_writes_whole_with_503(
+    server: RedisServer, database_url: str, pg_schema: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Past ``maxmemory`` (noeviction) Redis refuses a function that may write before it starts:
+    the API answers the 503 envelope, logs one line without a traceback, and nothing is
+    half-written — once memory is back the account holds exactly what it held."""
+    settings = backend_settings(server.url, database_url, pg_schema, f"t{uuid.uuid4().hex[:10]}")
+    api, rt = await make_api(settings)
+    body = {
+        "name": "c",
+        "schedule": {"type": "recurring", "cron": "0 9 * * *"},
+        "callback": {"url": "http://127.0.0.1:9/h"},
+    }
+    try:
+        key = await api.register()
+        assert (await api.request("POST", "/v1/cues", key, json=body)).status_code == 201
+        with redis.Redis.from_url(server.url) as r:
+            r.config_set("maxmemory", 1)
+        try:
+            res = await api.request("POST", "/v1/cues", key, json={**body, "name": "d"})
+            assert res.status_code == 503, res.text
+            assert res.json()["error"]["code"] == "service_unavailable"
+        finally:
+            with redis.Redis.from_url(server.url) as r:
+                r.config_set("maxmemory", 0)
+        assert "out of memory" in caplog.text and "Traceback" not in caplog.text
+        cues = (await api.request("GET", "/v1/cues", key)).json()
+        assert [c["name"] for c in cues["cues"]] == ["c"]
+    finally:
+        await api.client.aclose()
+        await rt.close()

@@ -21,7 +21,7 @@ from cuefast.errors import (
 )
 from cuefast.ids import is_cue_id, is_execution_id, is_worker_id
 from cuefast.services.validate import parse_json_body
-from cuefast.store import UNREACHABLE
+from cuefast.store import FULL, UNREACHABLE
 
 MAX_BODY = 1_048_576
 _ENCODER = msgspec.json.Encoder()
@@ -62,10 +62,14 @@ _errors = logging.getLogger("cuefast.api.app")
 
 def unexpected(exc: Exception, method: str, path: str) -> CuefastError:
     """The answer to an exception no handler raised on purpose, logged (one definition for
-    Litestar's exception handler and the hot routes): an unreachable Redis/PostgreSQL → 503,
-    anything else → 500 with its traceback in the log (never in the answer)."""
+    Litestar's exception handler and the hot routes): an unreachable Redis/PostgreSQL, or a
+    Redis past its ``maxmemory`` (OOM), → 503, anything else → 500 with its traceback in the
+    log (never in the answer)."""
     if isinstance(exc, UNREACHABLE):
         _errors.error("data store unreachable on %s %s: %s", method, path, type(exc).__name__)
+        return ServiceUnavailable()
+    if isinstance(exc, FULL):  # a script that may write is refused before it starts
+        _errors.error("Redis is out of memory (maxmemory) on %s %s: nothing was written", method, path)
         return ServiceUnavailable()
     _errors.error("unhandled error on %s %s", method, path, exc_info=exc)
     return InternalError()

@@ -14,7 +14,7 @@ from cuefast.store.account_layout import AccountLayout
 from cuefast.store.accounts import Accounts, AuthResult, Window
 from cuefast.store.alerts import Alerts
 from cuefast.store.claims import Claims
-from cuefast.store.connect import UNREACHABLE, connect
+from cuefast.store.connect import FULL, UNREACHABLE, connect
 from cuefast.store.cues import Cues
 from cuefast.store.dashboard_sessions import DashboardSessions
 from cuefast.store.delivery import Delivery
@@ -38,7 +38,18 @@ from cuefast.store.wake import Wake
 from cuefast.store.wire import Replicas
 from cuefast.store.workers import Workers
 
-__all__ = ["SCRIPTS", "UNREACHABLE", "AuthResult", "Keys", "Status", "Store", "Window", "connect", "load_lua"]
+__all__ = [
+    "FULL",
+    "SCRIPTS",
+    "UNREACHABLE",
+    "AuthResult",
+    "Keys",
+    "Status",
+    "Store",
+    "Window",
+    "connect",
+    "load_lua",
+]
 
 REPOSITORIES: tuple[type[Repository], ...] = (
     AccountLayout,

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple, cast
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
-from redis.exceptions import AuthenticationError, ResponseError
+from redis.exceptions import AuthenticationError, OutOfMemoryError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -17,6 +17,10 @@ from cuefast.errors import OperatorError
 
 UNREACHABLE: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError)
 """what the client raises when Redis cannot be reached (the API answers 503)"""
+
+FULL: type[BaseException] = OutOfMemoryError
+"""what the client raises when Redis is past its ``maxmemory`` and refused a write before it
+started (a script that may write is refused whole: scripts.load_function; the API answers 503)"""
 
 
 class Tls(NamedTuple):
