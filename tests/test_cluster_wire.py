@@ -281,6 +281,25 @@ async def test_scripts_are_loaded_again_on_every_primary_after_noscript(cluster_
         await store.close()
 
 
+async def test_a_primary_that_lost_the_functions_alone_gets_them_again(cluster_url: str) -> None:
+    """One primary without the functions (a new node after resharding) while the others have
+    them: the reload replaces the library on every primary, so the others' copies do not fail
+    it, and the call runs."""
+    store = Store(connect(cluster_url, cluster=True), Keys(f"t{uuid.uuid4().hex[:10]}", 4))
+    try:
+        await store.preload()
+        node = store.redis.get_node_from_key(store.keys.echo_rate("203.0.113.9", 1))  # type: ignore[attr-defined]
+        direct = aioredis.Redis(host=node.host, port=int(node.port))
+        try:
+            for name in store.scripts.function_names():
+                await direct.function_delete(name)
+        finally:
+            await direct.aclose()
+        assert await store.echo.save("203.0.113.9", 1, uuid.uuid4().hex, "{}", limit=10, ttl_s=60)
+    finally:
+        await store.close()
+
+
 class _Scripted(ClusterWire):
     """A ``ClusterWire`` whose nodes first answer with ``script``'s replies (what a cluster says
     while a slot migrates and a failover runs), then for real; ``sent`` notes when each send left."""

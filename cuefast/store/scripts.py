@@ -154,10 +154,9 @@ class Scripts:
         return [f.name for f in self._functions.values()]
 
     async def preload(self) -> None:
-        """Load every script (fails at boot on a syntax error): each function library not yet on
-        the server, after deleting cuefast's libraries of other versions (a process of another
-        version that still runs loads its own again on its next call of one); with EVALSHA,
-        SCRIPT LOAD each."""
+        """Load every script (fails at boot on a syntax error): each function library, after
+        deleting cuefast's libraries of other versions (a process of another version that still
+        runs loads its own again on its next call of one); with EVALSHA, SCRIPT LOAD each."""
         if self.functions:
             await self._prune()
         for name, script in self._scripts.items():
@@ -185,14 +184,13 @@ class Scripts:
                     pass
 
     async def _load(self, fn: Function) -> bool:
-        """FUNCTION LOAD ``fn``'s library (every primary of a cluster); False, and EVALSHA from
-        then on, when the server refuses functions."""
+        """FUNCTION LOAD ``fn``'s library (every primary of a cluster: REPLACE, so a node that has
+        it does not fail the load for one that lacks it); False, and EVALSHA from then on, when
+        the server refuses functions."""
         try:
-            await self.redis.function_load(fn.code)
+            await self.redis.function_load(fn.code, replace=True)
         except ResponseError as exc:
             text = str(exc)
-            if "already exists" in text:
-                return True
             if isinstance(exc, NoPermissionError) or "unknown command" in text.lower():
                 if self.functions:
                     log.warning("Redis refuses FUNCTION LOAD (%s): scripts run with EVALSHA", text)
