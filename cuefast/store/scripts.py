@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.resources
 import logging
@@ -60,6 +61,7 @@ def _resolve(text: str, seen: set[str]) -> str:
     return _INCLUDE.sub(paste, text)
 
 
+@functools.cache  # the package's files: the same text for every Store of the process
 def load_lua(name: str) -> str:
     """The source of ``lua/<name>.lua`` as Redis runs it: the ``STATUS`` table (``status.Status``)
     right after the header, and every ``--!include <lib>`` line replaced by ``lua/lib/<lib>.lua``,
@@ -81,6 +83,7 @@ class Function(NamedTuple):
     code: str
 
 
+@functools.cache
 def load_function(name: str) -> Function:
     """``lua/<name>.lua`` as a Redis function library (Redis ≥ 7). The library defines the
     ``STATUS`` table and the included libs' functions once, when it is loaded; a call runs only
