@@ -20,6 +20,7 @@ from cuefast.store import Store, connect
 from cuefast.store.cluster_wire import PAUSE_S, ClusterWire, Silent, command_key
 from cuefast.store.connect import UNREACHABLE
 from cuefast.store.keys import Keys
+from cuefast.store.scripts import load_function
 from cuefast.store.wire import Command
 from tests.procs import free_port
 
@@ -277,6 +278,24 @@ async def test_scripts_are_loaded_again_on_every_primary_after_noscript(cluster_
         for name in store.scripts.function_names():
             await store.redis.function_delete(name)
         assert await store.echo.save("203.0.113.9", 1, uuid.uuid4().hex, "{}", limit=10, ttl_s=60)
+    finally:
+        await store.close()
+
+
+async def test_preload_deletes_other_versions_libraries_on_every_primary(cluster_url: str) -> None:
+    """FUNCTION LIST answers per primary on a cluster: a library of another version of cuefast,
+    on every primary, is deleted (once: the delete reaches them all) and this version's stay."""
+    store = Store(connect(cluster_url, cluster=True), Keys(f"t{uuid.uuid4().hex[:10]}", 4))
+    try:
+        old = load_function("echo_save").code.replace("cuefast_echo_save_", "cuefast_echo_save_0ld", 2)
+        await store.redis.function_load(old, replace=True)
+        await store.preload()
+        listed = await store.redis.function_list("cuefast_echo_save_*")
+        libs = {
+            node: [dict(zip(row[::2], row[1::2], strict=True))["library_name"] for row in rows]
+            for node, rows in listed.items()
+        }
+        assert len(libs) == 3 and all(names == [load_function("echo_save").name] for names in libs.values())
     finally:
         await store.close()
 

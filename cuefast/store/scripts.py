@@ -174,17 +174,14 @@ class Scripts:
             listed: Any = await self.redis.function_list("cuefast_*")
         except ResponseError:  # no FUNCTION: _load finds out and says so
             return
+        # a cluster answers per primary; a row is RESP2's flat field/value list (decoded)
         rows = [r for node in listed.values() for r in node] if isinstance(listed, dict) else listed
-        ours = set(self.function_names())
-        for row in rows:
-            info = dict(zip(row[::2], row[1::2], strict=True)) if isinstance(row, list) else row
-            lib = info.get(b"library_name", info.get("library_name", b""))
-            lib = lib.decode() if isinstance(lib, bytes) else str(lib)
-            if lib.startswith("cuefast_") and lib not in ours:
-                try:
-                    await self.redis.function_delete(lib)
-                except ResponseError:  # another process deleted it first
-                    pass
+        libs = {dict(zip(row[::2], row[1::2], strict=True))["library_name"] for row in rows}
+        for lib in sorted(libs - set(self.function_names())):  # once each: a delete reaches every primary
+            try:
+                await self.redis.function_delete(lib)
+            except ResponseError:  # another process deleted it first
+                pass
 
     async def _load(self, fn: Function) -> bool:
         """FUNCTION LOAD ``fn``'s library (every primary of a cluster: REPLACE, so a node that has
