@@ -20,7 +20,7 @@ from cuefast.store import Store, connect
 from cuefast.store.cluster_wire import PAUSE_S, ClusterWire, Silent, command_key
 from cuefast.store.connect import UNREACHABLE
 from cuefast.store.keys import Keys
-from cuefast.store.scripts import load_function
+from cuefast.store.scripts import library_names, load_function
 from cuefast.store.wire import Command
 from tests.procs import free_port
 
@@ -291,11 +291,8 @@ async def test_preload_deletes_other_versions_libraries_on_every_primary(cluster
         await store.redis.function_load(old, replace=True)
         await store.preload()
         listed = await store.redis.function_list("cuefast_echo_save_*")
-        libs = {
-            node: [dict(zip(row[::2], row[1::2], strict=True))["library_name"] for row in rows]
-            for node, rows in listed.items()
-        }
-        assert len(libs) == 3 and all(names == [load_function("echo_save").name] for names in libs.values())
+        libs = {node: library_names(rows) for node, rows in listed.items()}
+        assert len(libs) == 3 and all(names == {load_function("echo_save").name} for names in libs.values())
     finally:
         await store.close()
 

@@ -12,7 +12,7 @@ import pytest
 import redis
 
 from cuefast.store import Keys, Store, connect
-from cuefast.store.scripts import load_function, load_lua
+from cuefast.store.scripts import library_names, load_function, load_lua
 from tests.chaos.backends import RedisServer
 from tests.conftest import backend_settings, make_api
 
@@ -32,8 +32,7 @@ async def server(tmp_path: Path) -> AsyncIterator[RedisServer]:
 
 def _libraries(url: str) -> set[str]:
     with redis.Redis.from_url(url, decode_responses=True) as r:
-        rows = [dict(zip(row[::2], row[1::2], strict=True)) for row in r.function_list()]
-    return {row["library_name"] for row in rows}
+        return library_names(r.function_list())
 
 
 async def _works(store: Store) -> None:

@@ -174,10 +174,9 @@ class Scripts:
             listed: Any = await self.redis.function_list("cuefast_*")
         except ResponseError:  # no FUNCTION: _load finds out and says so
             return
-        # a cluster answers per primary; a row is RESP2's flat field/value list (decoded)
-        rows = [r for node in listed.values() for r in node] if isinstance(listed, dict) else listed
-        libs = {dict(zip(row[::2], row[1::2], strict=True))["library_name"] for row in rows}
-        for lib in sorted(libs - set(self.function_names())):  # once each: a delete reaches every primary
+        for lib in sorted(
+            library_names(listed) - set(self.function_names())
+        ):  # a delete reaches every primary
             try:
                 await self.redis.function_delete(lib)
             except ResponseError:  # another process deleted it first
@@ -252,6 +251,13 @@ class Scripts:
             elif isinstance(res, Exception):
                 raise res
         return results
+
+
+def library_names(listed: Any) -> set[str]:
+    """The library names of a ``FUNCTION LIST`` reply: decoded RESP2 rows (flat field/value
+    lists), or a cluster's dict of them per primary (their union)."""
+    rows = [r for node in listed.values() for r in node] if isinstance(listed, dict) else listed
+    return {dict(zip(row[::2], row[1::2], strict=True))["library_name"] for row in rows}
 
 
 def _missing(reply: object) -> bool:
