@@ -397,11 +397,36 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     gc.freeze()
 
 
+SHOTS = Path(os.environ.get("CUEFAST_SCREENSHOTS") or Path(__file__).parent / "browser" / "screenshots")
+"""where the browser tests save their screenshots (tests/browser)"""
+SHOTS_TAKEN: list[str] = []
+"""the screenshots this process saved (tests/browser/conftest.py ``taken``)"""
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """In an xdist worker: hand what the summary names to the controlling process."""
+    out = getattr(session.config, "workeroutput", None)
+    if out is not None:
+        out["scripts_called"] = sorted(SCRIPTS_CALLED)
+        out["shots_taken"] = list(SHOTS_TAKEN)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: Any) -> None:
+    """In the controlling process of ``-n N`` (pytest-xdist): gather each worker's lists."""
+    out = getattr(node, "workeroutput", {})
+    SCRIPTS_CALLED.update(out.get("scripts_called", ()))
+    SHOTS_TAKEN.extend(out.get("shots_taken", ()))
+
+
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     """After a run, name the Lua scripts no in-process test called (their one-slot rule was not
-    exercised); informational, so that running a subset of the tests stays quiet."""
+    exercised; informational, so that running a subset of the tests stays quiet) and where the
+    browser tests' screenshots are."""
     from cuefast.store import SCRIPTS
 
     missing = sorted({s.name for s in SCRIPTS} - SCRIPTS_CALLED)
     if SCRIPTS_CALLED and missing and terminalreporter.config.option.verbose >= 0:
         terminalreporter.write_line(f"scripts not called in-process: {', '.join(missing)}")
+    if SHOTS_TAKEN:
+        terminalreporter.write_line(f"dashboard screenshots ({len(SHOTS_TAKEN)}): {SHOTS}")

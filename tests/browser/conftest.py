@@ -12,12 +12,10 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-SHOTS = Path(os.environ.get("CUEFAST_SCREENSHOTS") or Path(__file__).parent / "screenshots")
-_TAKEN: list[Path] = []
+from tests.conftest import SHOTS, SHOTS_TAKEN
 
 
 def chromium_path() -> str | None:
@@ -50,9 +48,5 @@ def shots() -> Path:
 
 
 def taken(path: Path) -> None:
-    _TAKEN.append(path)
-
-
-def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if _TAKEN:
-        terminalreporter.write_line(f"dashboard screenshots ({len(_TAKEN)}): {SHOTS}")
+    """Count a saved screenshot for the run's summary (tests/conftest.py names the directory)."""
+    SHOTS_TAKEN.append(str(path))
