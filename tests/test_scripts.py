@@ -4,6 +4,8 @@ EVALSHA, and a lost function is loaded again."""
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,7 +15,7 @@ import redis
 
 from cuefast.store import Keys, Store, connect
 from cuefast.store.scripts import library_names, load_function, load_lua
-from tests.chaos.backends import RedisServer
+from tests.chaos.backends import RedisServer, free_port
 from tests.conftest import backend_settings, make_api
 
 pytestmark = pytest.mark.slow
@@ -94,12 +96,65 @@ def test_every_script_is_a_function_of_its_own_version() -> None:
     assert "exec_index_reset()\nrecord_outcome_reset()\n" in load_function("outcomes_record").code
 
 
-async def test_a_full_redis_refuses_writes_whole_with_503(
-    server: RedisServer, database_url: str, pg_schema: str, caplog: pytest.LogCaptureFixture
+class Refusal:
+    """A state in which the server refuses a command before running it: ``begin`` enters it,
+    ``end`` leaves it, ``logged`` is what the API's one log line says."""
+
+    def __init__(self, url: str, kind: str) -> None:
+        self.url, self.kind = url, kind
+        self.busy: threading.Thread | None = None
+        self.logged = {
+            "full": "out of memory",
+            "replica": "ReadOnlyError: You can't write",
+            "busy": "busy running a script",
+        }[kind]
+
+    def begin(self) -> None:
+        with redis.Redis.from_url(self.url) as r:
+            if self.kind == "full":  # past maxmemory (noeviction): OOM
+                r.config_set("maxmemory", 1)
+            elif self.kind == "replica":  # a failed-over primary that came back as a replica: READONLY
+                r.replicaof("127.0.0.1", str(free_port()))  # a primary that never answers: the data stays
+            else:  # another client's script past busy-reply-threshold: BUSY
+                r.config_set("busy-reply-threshold", 50)
+                self.busy = threading.Thread(target=self._spin)
+                self.busy.start()
+                self._until_busy()
+
+    def _spin(self) -> None:
+        with redis.Redis.from_url(self.url) as r, contextlib.suppress(redis.ResponseError):
+            r.eval("while true do end", 0)  # until SCRIPT KILL
+
+    def _until_busy(self) -> None:
+        with redis.Redis.from_url(self.url) as r:
+            while True:
+                try:
+                    r.ping()
+                except redis.ResponseError as exc:
+                    assert str(exc).startswith("BUSY"), exc
+                    return
+                assert self.busy is not None and self.busy.is_alive()
+
+    def end(self) -> None:
+        with redis.Redis.from_url(self.url) as r:
+            if self.kind == "full":
+                r.config_set("maxmemory", 0)
+            elif self.kind == "replica":
+                r.replicaof("NO", "ONE")
+            else:
+                assert self.busy is not None
+                r.script_kill()
+                self.busy.join()
+
+
+@pytest.mark.parametrize("kind", ["full", "replica", "busy"])
+async def test_a_redis_that_refuses_writes_gets_503_and_nothing_half_written(
+    server: RedisServer, database_url: str, pg_schema: str, caplog: pytest.LogCaptureFixture, kind: str
 ) -> None:
-    """Past ``maxmemory`` (noeviction) Redis refuses a function that may write before it starts:
-    the API answers the 503 envelope, logs one line without a traceback, and nothing is
-    half-written — once memory is back the account holds exactly what it held."""
+    """Redis refuses a function that may write before it starts — past ``maxmemory``
+    (noeviction), a replica since a failover (READONLY), busy with another client's long script
+    (BUSY): the API answers the 503 envelope, logs one line without a traceback, and nothing is
+    half-written — once the server serves again the account holds exactly what it held."""
     settings = backend_settings(server.url, database_url, pg_schema, f"t{uuid.uuid4().hex[:10]}")
     api, rt = await make_api(settings)
     body = {
@@ -107,19 +162,18 @@ async def test_a_full_redis_refuses_writes_whole_with_503(
         "schedule": {"type": "recurring", "cron": "0 9 * * *"},
         "callback": {"url": "http://127.0.0.1:9/h"},
     }
+    refusal = Refusal(server.url, kind)
     try:
         key = await api.register()
         assert (await api.request("POST", "/v1/cues", key, json=body)).status_code == 201
-        with redis.Redis.from_url(server.url) as r:
-            r.config_set("maxmemory", 1)
+        refusal.begin()
         try:
             res = await api.request("POST", "/v1/cues", key, json={**body, "name": "d"})
             assert res.status_code == 503, res.text
             assert res.json()["error"]["code"] == "service_unavailable"
         finally:
-            with redis.Redis.from_url(server.url) as r:
-                r.config_set("maxmemory", 0)
-        assert "out of memory" in caplog.text and "Traceback" not in caplog.text
+            refusal.end()
+        assert refusal.logged in caplog.text and "Traceback" not in caplog.text
         cues = (await api.request("GET", "/v1/cues", key)).json()
         assert [c["name"] for c in cues["cues"]] == ["c"]
     finally:

@@ -9,18 +9,46 @@ from typing import Any, NamedTuple, cast
 from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
-from redis.exceptions import AuthenticationError, OutOfMemoryError, ResponseError
+from redis.exceptions import (
+    AuthenticationError,
+    ClusterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cuefast.errors import OperatorError
 
-UNREACHABLE: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError)
-"""what the client raises when Redis cannot be reached (the API answers 503)"""
+UNREACHABLE: tuple[type[BaseException], ...] = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ReadOnlyError,
+    ClusterDownError,
+    TryAgainError,
+)
+"""what the client raises when Redis cannot be reached (whether the command ran is then
+unknown), or when its node cannot serve the command now and did not run it: a replica since a
+failover (READONLY), a cluster slot without a primary (CLUSTERDOWN, MASTERDOWN), a slot still
+migrating after the cluster wire's retries (TRYAGAIN). Every role tries again later; the API
+answers 503."""
 
 FULL: type[BaseException] = OutOfMemoryError
 """what the client raises when Redis is past its ``maxmemory`` and refused a write before it
 started (a script that may write is refused whole: scripts.load_function; the API answers 503)"""
+
+
+def refusal(exc: BaseException) -> str:
+    """Why Redis refused a command whole before running it, so that nothing was written ("" when
+    it did not): past its ``maxmemory`` (``FULL``), or busy with a script that has run past
+    ``busy-reply-threshold`` (BUSY, which redis-py raises as a plain ``ResponseError``)."""
+    if isinstance(exc, FULL):
+        return "out of memory (maxmemory)"
+    if isinstance(exc, ResponseError) and str(exc).startswith("BUSY "):
+        return "busy running a script (busy-reply-threshold)"
+    return ""
 
 
 class Tls(NamedTuple):
