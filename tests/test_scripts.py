@@ -21,9 +21,16 @@ from tests.conftest import backend_settings, make_api
 pytestmark = pytest.mark.slow
 
 
+class OwnServer(RedisServer):
+    """The tests' private redis-server, whose ``dir`` a test may move (a protected config)."""
+
+    def _args(self) -> list[str]:
+        return [*super()._args(), "--enable-protected-configs", "yes"]
+
+
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[RedisServer]:
-    s = RedisServer(tmp_path / "redis", appendfsync="no")
+    s = OwnServer(tmp_path / "redis", appendfsync="no")
     s.start()
     try:
         await s.wait_ready()
@@ -103,10 +110,13 @@ class Refusal:
     def __init__(self, url: str, kind: str) -> None:
         self.url, self.kind = url, kind
         self.busy: threading.Thread | None = None
+        self.dir = ""
         self.logged = {
             "full": "out of memory",
             "replica": "ReadOnlyError: You can't write",
             "busy": "busy running a script",
+            "misconf": "unable to persist to disk",
+            "noreplicas": "short of replicas",
         }[kind]
 
     def begin(self) -> None:
@@ -115,6 +125,20 @@ class Refusal:
                 r.config_set("maxmemory", 1)
             elif self.kind == "replica":  # a failed-over primary that came back as a replica: READONLY
                 r.replicaof("127.0.0.1", str(free_port()))  # a primary that never answers: the data stays
+            elif self.kind == "misconf":  # an RDB save that failed (its directory gone): MISCONF
+                self.dir = r.config_get("dir")["dir"]
+                gone = Path(self.dir) / "gone"
+                gone.mkdir()
+                r.config_set("save", "3600 1")
+                r.config_set("dir", str(gone))
+                gone.rmdir()
+                r.bgsave()
+                while (p := r.info("persistence"))["rdb_bgsave_in_progress"] or p[
+                    "rdb_last_bgsave_status"
+                ] == "ok":
+                    assert p["rdb_bgsave_in_progress"] or p["rdb_last_bgsave_status"] == "err", p
+            elif self.kind == "noreplicas":  # fewer replicas than min-replicas-to-write: NOREPLICAS
+                r.config_set("min-replicas-to-write", 1)
             else:  # another client's script past busy-reply-threshold: BUSY
                 r.config_set("busy-reply-threshold", 50)
                 self.busy = threading.Thread(target=self._spin)
@@ -141,19 +165,26 @@ class Refusal:
                 r.config_set("maxmemory", 0)
             elif self.kind == "replica":
                 r.replicaof("NO", "ONE")
+            elif self.kind == "misconf":
+                r.config_set("dir", self.dir)
+                r.config_set("save", "")
+                r.config_set("stop-writes-on-bgsave-error", "no")
+            elif self.kind == "noreplicas":
+                r.config_set("min-replicas-to-write", 0)
             else:
                 assert self.busy is not None
                 r.script_kill()
                 self.busy.join()
 
 
-@pytest.mark.parametrize("kind", ["full", "replica", "busy"])
+@pytest.mark.parametrize("kind", ["full", "replica", "busy", "misconf", "noreplicas"])
 async def test_a_redis_that_refuses_writes_gets_503_and_nothing_half_written(
     server: RedisServer, database_url: str, pg_schema: str, caplog: pytest.LogCaptureFixture, kind: str
 ) -> None:
     """Redis refuses a function that may write before it starts — past ``maxmemory``
     (noeviction), a replica since a failover (READONLY), busy with another client's long script
-    (BUSY): the API answers the 503 envelope, logs one line without a traceback, and nothing is
+    (BUSY), its last save failed (MISCONF), fewer replicas than ``min-replicas-to-write``
+    (NOREPLICAS): the API answers the 503 envelope, logs one line without a traceback, and nothing is
     half-written — once the server serves again the account holds exactly what it held."""
     settings = backend_settings(server.url, database_url, pg_schema, f"t{uuid.uuid4().hex[:10]}")
     api, rt = await make_api(settings)

@@ -197,7 +197,7 @@ _STATUS_TEXT = {
     422: "Validation error (`details` lists every problem)",
     429: "Rate limited (`Retry-After` seconds)",
     500: "Internal error",
-    503: "Data store unreachable or refusing writes (full, read-only, busy)",
+    503: "Data store unreachable or refusing writes (full, read-only, busy, …)",
 }
 _VALIDATION = ValidationFailed([("body.name", "Field required")])
 _COMMON = {

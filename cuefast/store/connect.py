@@ -40,14 +40,22 @@ FULL: type[BaseException] = OutOfMemoryError
 started (a script that may write is refused whole: scripts.load_function; the API answers 503)"""
 
 
+REFUSALS = {
+    "BUSY": "busy running a script (busy-reply-threshold)",
+    "MISCONF": "unable to persist to disk (MISCONF: its last RDB save or AOF write failed)",
+    "NOREPLICAS": "short of replicas (min-replicas-to-write)",
+}
+"""error codes redis-py raises as a plain ``ResponseError`` for a command Redis refused whole
+before running it (a function that may write counts as a write), and what each means"""
+
+
 def refusal(exc: BaseException) -> str:
     """Why Redis refused a command whole before running it, so that nothing was written ("" when
-    it did not): past its ``maxmemory`` (``FULL``), or busy with a script that has run past
-    ``busy-reply-threshold`` (BUSY, which redis-py raises as a plain ``ResponseError``)."""
+    it did not): past its ``maxmemory`` (``FULL``), or one of ``REFUSALS``."""
     if isinstance(exc, FULL):
         return "out of memory (maxmemory)"
-    if isinstance(exc, ResponseError) and str(exc).startswith("BUSY "):
-        return "busy running a script (busy-reply-threshold)"
+    if type(exc) is ResponseError:
+        return REFUSALS.get(str(exc).partition(" ")[0], "")
     return ""
 
 
