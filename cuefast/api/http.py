@@ -8,7 +8,6 @@ from urllib.parse import parse_qsl
 
 import msgspec
 from litestar import Response
-from redis.exceptions import ResponseError
 
 from cuefast.errors import (
     CuefastError,
@@ -22,7 +21,7 @@ from cuefast.errors import (
 )
 from cuefast.ids import is_cue_id, is_execution_id, is_worker_id
 from cuefast.services.validate import parse_json_body
-from cuefast.store import UNREACHABLE, refusal
+from cuefast.store import UNREACHABLE, refusal, unreachable_cause
 
 MAX_BODY = 1_048_576
 _ENCODER = msgspec.json.Encoder()
@@ -65,23 +64,16 @@ def unexpected(exc: Exception, method: str, path: str) -> CuefastError:
     """The answer to an exception no handler raised on purpose, logged (one definition for
     Litestar's exception handler and the hot routes): a Redis/PostgreSQL that cannot be reached
     or cannot serve now (``UNREACHABLE``), or a Redis that refused the command before running
-    it (``refusal``: past its ``maxmemory``, busy with a long script), → 503; anything else →
+    it (``refusal``: past its ``maxmemory``, busy, a failed save, short of replicas), → 503; anything else →
     500 with its traceback in the log (never in the answer)."""
     if isinstance(exc, UNREACHABLE):
-        _errors.error("data store unavailable on %s %s: %s", method, path, _reason(exc))
+        _errors.error("data store unavailable on %s %s: %s", method, path, unreachable_cause(exc))
         return ServiceUnavailable()
     if why := refusal(exc):  # a script that may write is refused before it starts
         _errors.error("Redis is %s on %s %s: nothing was written", why, method, path)
         return ServiceUnavailable()
     _errors.error("unhandled error on %s %s", method, path, exc_info=exc)
     return InternalError()
-
-
-def _reason(exc: Exception) -> str:
-    """The error's type, and for a Redis error reply its text (a server's words, no secret)."""
-    if isinstance(exc, ResponseError):
-        return f"{type(exc).__name__}: {exc}"
-    return type(exc).__name__
 
 
 def read_json(raw: bytes, *, required: bool = True) -> Any:

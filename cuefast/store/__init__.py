@@ -14,7 +14,7 @@ from cuefast.store.account_layout import AccountLayout
 from cuefast.store.accounts import Accounts, AuthResult, Window
 from cuefast.store.alerts import Alerts
 from cuefast.store.claims import Claims
-from cuefast.store.connect import FULL, UNREACHABLE, connect, refusal
+from cuefast.store.connect import FULL, UNREACHABLE, connect, refusal, unreachable_cause
 from cuefast.store.cues import Cues
 from cuefast.store.dashboard_sessions import DashboardSessions
 from cuefast.store.delivery import Delivery
@@ -50,6 +50,7 @@ __all__ = [
     "connect",
     "load_lua",
     "refusal",
+    "unreachable_cause",
 ]
 
 REPOSITORIES: tuple[type[Repository], ...] = (

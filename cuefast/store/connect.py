@@ -35,6 +35,15 @@ failover (READONLY), a cluster slot without a primary (CLUSTERDOWN, MASTERDOWN),
 migrating after the cluster wire's retries (TRYAGAIN). Every role tries again later; the API
 answers 503."""
 
+
+def unreachable_cause(exc: BaseException) -> str:
+    """An ``UNREACHABLE`` error for a log line: its type, and for a Redis error reply (READONLY,
+    CLUSTERDOWN, …) the server's own words, which hold no secret."""
+    if isinstance(exc, ResponseError):
+        return f"{type(exc).__name__}: {exc}"
+    return type(exc).__name__
+
+
 FULL: type[BaseException] = OutOfMemoryError
 """what the client raises when Redis is past its ``maxmemory`` and refused a write before it
 started (a script that may write is refused whole: scripts.load_function; the API answers 503)"""
