@@ -34,7 +34,7 @@ from cuefast.config import Settings
 from cuefast.durability.schema import fold_counts, to_history
 from cuefast.services.executions import triggered_by
 from cuefast.store import Store
-from cuefast.store.connect import UNREACHABLE
+from cuefast.store.outage import Outage
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +158,7 @@ class Snapshotter:
         self.clock = clock
         self.pool = pool
         self.token = secrets.token_hex(8)
+        self.outage = Outage(log, "snapshot cycle")
         self.interval = settings.snapshot_interval
         self.lease_ms = max(int(self.interval * 3000), 15_000)
         self.active = False
@@ -444,12 +445,11 @@ class Snapshotter:
                             await self.cycle(trim=trim)
                             if trim:
                                 next_trim = loop.time() + TRIM_EVERY_S
+                        self.outage.ok()
                     except LeaseLost:
                         log.warning("snapshot lease lost; idling")
-                    except UNREACHABLE as exc:  # a node down (a cluster failing over): no traceback
-                        log.warning("snapshot cycle: Redis unreachable (%s); retrying next interval", exc)
-                    except Exception:
-                        log.exception("snapshot cycle failed; retrying next interval")
+                    except Exception as exc:  # Redis down or refusing writes: a warning, no traceback
+                        self.outage.failed(exc, "snapshot cycle failed; retrying next interval")
                 await self._idle(stopping)
             if self.active and self.pool is not None:  # a last snapshot on a clean shutdown
                 try:

@@ -75,6 +75,7 @@ from cuefast.services.usage import count_executions, count_failed
 from cuefast.store import Status, Store
 from cuefast.store.connect import UNREACHABLE
 from cuefast.store.delivery import AttemptResult, Lease, OutboxEntry, ReleasedAttempt
+from cuefast.store.outage import Outage
 from cuefast.times import fmt_offset
 
 log = logging.getLogger(__name__)
@@ -152,6 +153,7 @@ class Dispatcher:
     ) -> None:
         self.metrics = metrics or m.Metrics()
         self.store = store
+        self.outage = Outage(log, "dispatcher")
         self.settings = settings
         self.clock = clock
         self.webhooks = webhooks
@@ -211,7 +213,6 @@ class Dispatcher:
             log.exception("could not write execution counters at shutdown")
 
     async def run(self, stop: asyncio.Event, *, block_ms: int = 1000, reclaim_every: float = 5.0) -> None:
-        await self.start()
         from cuefast.engine.notices import NoticeSender  # alert webhooks and on_failure e-mails
 
         notices = asyncio.create_task(
@@ -221,9 +222,13 @@ class Dispatcher:
         self._sweeper = asyncio.create_task(self._sweep_hosts())
         next_reclaim = loop.time()
         next_flush = loop.time() + 1.0
+        started = False  # the groups made: retried with the passes (Redis may be down at start)
         try:
             while not stop.is_set():
                 try:
+                    if not started:
+                        await self.start()
+                        started = True
                     if loop.time() >= next_flush:
                         next_flush = loop.time() + 1.0
                         await self.flush_usage(quiet=UNREACHABLE)  # a node down: kept, not a loop error
@@ -240,8 +245,9 @@ class Dispatcher:
                             break
                     entries = await self.store.delivery.read(self.consumer, self._per_stream(), block_ms)
                     await self._spawn(entries)  # even when stopping: close() releases them
-                except Exception:
-                    log.exception("dispatcher loop error")
+                    self.outage.ok()
+                except Exception as exc:
+                    self.outage.failed(exc, "dispatcher loop error")
                     await asyncio.sleep(1.0)
         finally:
             await asyncio.gather(notices, return_exceptions=True)

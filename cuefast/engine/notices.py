@@ -32,6 +32,7 @@ from cuefast.services.alerts import webhook_body
 from cuefast.services.outcomes import OutcomeService
 from cuefast.store import Store
 from cuefast.store.notices import Notice
+from cuefast.store.outage import Outage
 from cuefast.times import fmt_offset
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ _HOUR_US = 3600 * _US
 class NoticeSender:
     def __init__(self, store: Store, settings: Settings, clock: Clock, webhooks: Webhooks) -> None:
         self.store = store
+        self.outage = Outage(log, "notice sender")
         self.settings = settings
         self.clock = clock
         self._retry_due: int | None = None
@@ -74,12 +76,15 @@ class NoticeSender:
         await self.store.notices.ensure_groups()
 
     async def run(self, stop: asyncio.Event, *, block_ms: int = 1000, reclaim_every: float = 30.0) -> None:
-        await self.start()
         loop = asyncio.get_running_loop()
         next_reclaim = loop.time() + reclaim_every
         next_sweep = loop.time()
+        started = False  # the groups made: retried with the passes (Redis may be down at start)
         while not stop.is_set():
             try:
+                if not started:
+                    await self.start()
+                    started = True
                 reclaim = loop.time() >= next_reclaim
                 if reclaim:
                     next_reclaim = loop.time() + reclaim_every
@@ -88,8 +93,9 @@ class NoticeSender:
                 if move:  # an idle sender runs the partitions' move scripts every SWEEP_S only
                     next_sweep, self._retry_due = loop.time() + SWEEP_S, None
                 await self.step(block_ms=block_ms, reclaim=reclaim, move=move)
-            except Exception:
-                log.exception("notice sender loop error")
+                self.outage.ok()
+            except Exception as exc:
+                self.outage.failed(exc, "notice sender loop error")
                 await asyncio.sleep(1.0)
 
     async def step(

@@ -50,6 +50,7 @@ from cuefast.months import month_of
 from cuefast.services.usage import count_failed, quota_blocked
 from cuefast.store import Store
 from cuefast.store.connect import UNREACHABLE
+from cuefast.store.outage import Outage
 from cuefast.store.schedule import STEPS, DueCue, Materialized
 from cuefast.store.wake import MAX_SLEEP_S
 
@@ -147,6 +148,7 @@ class Scheduler:
         self.metrics = metrics or m.Metrics()
         self.store = store
         self.clock = clock
+        self.outage = Outage(log, "scheduler")
         self.batch = batch
         self.work = work
         """worker transport steps (expired leases, unclaimed work); None: not run by this scheduler"""
@@ -420,9 +422,10 @@ class Scheduler:
                     await self.store.system.record_poller(now, 0, 0)
                     last_beat = time.monotonic()
                 failures = 0
+                self.outage.ok()
                 delay = max_sleep if wait_us is None else min(max_sleep, max(wait_us / 1e6, 0.001))
-            except Exception:
-                log.exception("scheduler pass failed")
+            except Exception as exc:
+                self.outage.failed(exc, "scheduler pass failed")
                 failures += 1
                 delay = min(0.05 * 2**failures, 5.0)
             try:
@@ -439,11 +442,13 @@ class Scheduler:
         failures = 0
         while True:
             try:
-                return await self.store.wake.cursor()
-            except Exception:
+                cursor = await self.store.wake.cursor()
+                self.outage.ok()
+                return cursor
+            except Exception as exc:
                 if stop.is_set():
                     return "$"
-                log.exception("scheduler: cannot read the wake stream")
+                self.outage.failed(exc, "scheduler: cannot read the wake stream")
                 failures += 1
                 await asyncio.sleep(min(0.05 * 2**failures, 5.0))
 

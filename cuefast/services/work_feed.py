@@ -14,6 +14,7 @@ import asyncio
 import logging
 
 from cuefast.store import Store
+from cuefast.store.outage import Outage
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,7 @@ class WorkFeed:
     def __init__(self, store: Store, block_ms: int = 1000) -> None:
         self.store = store
         self.block_ms = block_ms
+        self.outage = Outage(log, "work feed")
         self._waiters: dict[str, set[Waiter]] = {}
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
@@ -103,10 +105,11 @@ class WorkFeed:
                         waiter.wake(None if anywhere else p)
                 if any(n >= READ_COUNT for n in per_stream.values()):
                     self._wake_all()
+                self.outage.ok()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("work feed read failed")
+            except Exception as exc:
+                self.outage.failed(exc, "work feed read failed")
                 self._ready.set()
                 self._wake_all()  # signals may be lost: every waiter re-reads everything
                 await asyncio.sleep(0.5)

@@ -1,0 +1,205 @@
+"""The background roles while Redis is down or refusing writes (a node down, a cluster failing
+over, a full or busy server): one warning naming the cause when it starts, no traceback a pass,
+every pass retried, and one line when it ends (``cuefast.store.outage``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from cuefast.clock import FrozenClock, SystemClock
+from cuefast.config import Settings
+from cuefast.durability.snapshots import Snapshotter
+from cuefast.engine.dispatcher import Dispatcher
+from cuefast.engine.notices import NoticeSender
+from cuefast.engine.scheduler import Scheduler
+from cuefast.engine.webhooks import Webhooks
+from cuefast.services.work_feed import WorkFeed
+from cuefast.store import Store
+from cuefast.store.connect import connect
+from cuefast.store.keys import Keys
+from cuefast.store.outage import Outage, unavailable
+from cuefast.times import parse_datetime
+from tests.chaos.backends import RedisServer
+from tests.conftest import backend_settings, make_api, wait_for
+from tests.refusals import OwnServer, Refusal
+
+
+def _closed_port() -> int:
+    """A loopback port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _records(caplog: pytest.LogCaptureFixture, logger: str) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == logger]
+
+
+Role = Callable[[Store, Settings, asyncio.Event], tuple[Outage, Awaitable[None]]]
+"""a role over ``store``: its outage log and the coroutine that runs it until the event is set"""
+
+
+def _scheduler(store: Store, settings: Settings, stop: asyncio.Event) -> tuple[Outage, Awaitable[None]]:
+    role = Scheduler(store, SystemClock())
+    return role.outage, role.run(stop, max_sleep=0.05)
+
+
+def _dispatcher(store: Store, settings: Settings, stop: asyncio.Event) -> tuple[Outage, Awaitable[None]]:
+    role = Dispatcher(store, settings, SystemClock(), Webhooks(settings))
+    return role.outage, role.run(stop, block_ms=10)
+
+
+def _notices(store: Store, settings: Settings, stop: asyncio.Event) -> tuple[Outage, Awaitable[None]]:
+    role = NoticeSender(store, settings, SystemClock(), Webhooks(settings))
+    return role.outage, role.run(stop, block_ms=10)
+
+
+def _snapshotter(store: Store, settings: Settings, stop: asyncio.Event) -> tuple[Outage, Awaitable[None]]:
+    # the pool is never reached: taking the lease (Redis) fails first
+    role = Snapshotter(store, settings.replace(snapshot_interval=0.05), SystemClock(), pool=object())
+    return role.outage, role.run(stop)
+
+
+def _work_feed(store: Store, settings: Settings, stop: asyncio.Event) -> tuple[Outage, Awaitable[None]]:
+    feed = WorkFeed(store, block_ms=10)
+
+    async def run() -> None:
+        await feed.subscribe("acct")  # starts the listener, which reads until closed
+        await stop.wait()
+        await feed.close()
+
+    return feed.outage, run()
+
+
+ROLES: dict[str, tuple[Role, str]] = {
+    "scheduler": (_scheduler, "cuefast.engine.scheduler"),
+    "dispatcher": (_dispatcher, "cuefast.engine.dispatcher"),
+    "notices": (_notices, "cuefast.engine.notices"),
+    "snapshotter": (_snapshotter, "cuefast.durability.snapshots"),
+    "work_feed": (_work_feed, "cuefast.services.work_feed"),
+}
+
+
+@pytest.mark.parametrize("name", ROLES)
+async def test_an_unreachable_redis_is_one_warning_not_a_traceback_a_pass(
+    settings: Settings, caplog: pytest.LogCaptureFixture, name: str
+) -> None:
+    """Every pass fails (nothing listens on the port) and is retried; the log gets one warning
+    naming the cause, no traceback and no error line."""
+    redis = connect(f"redis://127.0.0.1:{_closed_port()}/0")
+    store = Store(redis, Keys(settings.key_prefix, 16))
+    make, logger = ROLES[name]
+    caplog.set_level(logging.INFO, logger=logger)
+    stop = asyncio.Event()
+    outage, run = make(store, settings, stop)
+    task = asyncio.ensure_future(run)
+    try:
+        await wait_for(lambda: outage.failures >= 2 or task.done(), 30, "two failed passes")
+        assert not task.done(), task  # the role did not die of it
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        await redis.aclose()
+    records = _records(caplog, logger)
+    warned = [r for r in records if "Redis unavailable (ConnectionError)" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].levelno == logging.WARNING, records
+    assert all(r.exc_info is None and r.levelno < logging.ERROR for r in records), records
+
+
+def test_an_outage_repeats_its_warning_at_most_once_a_period_and_says_when_it_ends(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log = logging.getLogger("tests.outage")
+    caplog.set_level(logging.INFO, logger="tests.outage")
+    outage = Outage(log, "a loop", repeat_s=3600)
+    bug = ValueError("a bug")
+    for _ in range(5):
+        outage.failed(RedisConnectionError("refused"), "a pass failed")
+    assert [r.getMessage() for r in caplog.records] == [
+        "a loop: Redis unavailable (ConnectionError); retrying"
+    ]
+    outage.repeat_s = 0  # the period has passed: the next failure repeats it, with the count
+    outage.failed(RedisConnectionError("refused"), "a pass failed")
+    assert caplog.records[-1].getMessage().startswith("a loop: Redis still unavailable after ")
+    assert "6 failed attempts (ConnectionError)" in caplog.records[-1].getMessage()
+    outage.ok()
+    assert "a loop: Redis available again after " in caplog.records[-1].getMessage()
+    assert "6 failed attempts" in caplog.records[-1].getMessage()
+    outage.ok()  # no outage: nothing more
+    assert len(caplog.records) == 3 and all(r.exc_info is None for r in caplog.records)
+    # anything else is a bug: its traceback, every time, and it is no outage
+    outage.failed(bug, "a pass failed")
+    outage.failed(bug, "a pass failed")
+    assert [r.getMessage() for r in caplog.records[3:]] == ["a pass failed"] * 2
+    assert all(r.exc_info is not None and r.levelno == logging.ERROR for r in caplog.records[3:])
+    assert outage.since is None and unavailable(bug) == ""
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[RedisServer]:
+    s = OwnServer(tmp_path / "redis", appendfsync="no")
+    s.start()
+    try:
+        await s.wait_ready()
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["full", "misconf"])
+async def test_a_scheduler_on_a_redis_refusing_writes_warns_once_then_catches_up(
+    server: RedisServer, database_url: str, pg_schema: str, caplog: pytest.LogCaptureFixture, kind: str
+) -> None:
+    """A Redis past maxmemory or unable to save refuses the materialise script whole: the
+    scheduler warns once (no traceback), retries, and once the server takes writes again says so
+    and creates the slot that fell due meanwhile — once."""
+    settings = backend_settings(server.url, database_url, pg_schema, f"t{uuid.uuid4().hex[:10]}")
+    clock = FrozenClock(parse_datetime("2031-01-06T08:00:30Z"))
+    api, rt = await make_api(settings, clock)
+    caplog.set_level(logging.INFO, logger="cuefast.engine.scheduler")
+    refusal = Refusal(server.url, kind)
+    stop = asyncio.Event()
+    scheduler = Scheduler(rt.store, clock)
+    task: asyncio.Task[None] | None = None
+    try:
+        key = await api.register()
+        body = {
+            "name": "every-minute",
+            "schedule": {"type": "recurring", "cron": "* * * * *"},
+            "transport": "worker",
+        }
+        res = await api.request("POST", "/v1/cues", key, json=body)
+        assert res.status_code == 201, res.text
+        cue_id = res.json()["id"]
+        refusal.begin()
+        clock.advance(60)  # 08:01:30: the 08:01 slot is due
+        task = asyncio.create_task(scheduler.run(stop, max_sleep=0.05))
+        try:
+            await wait_for(lambda: scheduler.outage.failures >= 3 or task.done(), 30, "refused passes")
+            assert not task.done(), task
+        finally:
+            refusal.end()
+        await wait_for(lambda: scheduler.outage.since is None, 30, "a pass after the refusal")
+        listing = (await api.request("GET", f"/v1/executions?cue_id={cue_id}", key)).json()
+        assert [e["scheduled_for"] for e in listing["executions"]] == ["2031-01-06T08:01:00Z"], listing
+    finally:
+        stop.set()
+        if task is not None:
+            await asyncio.wait_for(task, 30)
+        await api.client.aclose()
+        await rt.close()
+    records = _records(caplog, "cuefast.engine.scheduler")
+    messages = [r.getMessage() for r in records]
+    cause = f"scheduler: Redis unavailable (refusing writes: {refusal.logged}"
+    assert sum(m.startswith(cause) for m in messages) == 1, messages
+    assert sum("Redis available again" in m for m in messages) == 1, messages
+    assert all(r.exc_info is None for r in records), messages
