@@ -1,6 +1,6 @@
 """Listing at scale (issue 14): one account grown to 300k executions; list latency and memory.
 
-``./dev bench scale [--sizes 1000,10000,100000,300000] [--requests 500] [--warmup 10] [--json PATH]``
+``./dev bench scale [--sizes 1000,10000,100000,300000] [--requests 2000] [--warmup 10] [--json PATH]``
 
 Starts ``cuefast api`` (its own process: no scheduler or dispatcher changes the data while it is
 measured) on the local Redis and PostgreSQL under a fresh key prefix, deleted afterwards.
@@ -14,7 +14,7 @@ with a body outcome, or failed). After each step, per filter of CONTRACT.md §8.
 then ``--requests`` sequential ``GET /v1/executions`` with one client (p50/p99, the server
 process's and Redis's CPU per request, and each answer's ``total`` checked against the
 seeding's own count); then Redis memory per execution (``INFO used_memory`` delta, and ``MEMORY USAGE`` of
-every key of the prefix: execution hashes, snapshot dirty sets, the rest).
+every key of the prefix: execution hashes, snapshot dirty sets, the rest, and the rest by kind).
 """
 
 from __future__ import annotations
@@ -498,6 +498,7 @@ async def memory(store: Store) -> dict[str, int]:
     keys = [str(k) async for k in r.scan_iter(match=f"{store.keys.prefix}:*", count=10_000)]
     sizes: dict[str, int] = {"exec_hashes": 0, "dirty_sets": 0, "other_keys": 0}
     encodings: Counter[str] = Counter()
+    families: Counter[str] = Counter()  # the other keys' bytes by kind (_family)
     for i in range(0, len(keys), 5000):
         chunk = keys[i : i + 5000]
         async with r.pipeline(transaction=False) as pipe:
@@ -517,13 +518,23 @@ async def memory(store: Store) -> dict[str, int]:
                 sizes["dirty_sets"] += b
             else:
                 sizes["other_keys"] += b
+                families[f"other:{_family(k)}"] += b
     return {
         "used_memory": int(info["used_memory"]),
         "dbsize": dbsize,
         "prefix_keys": len(keys),
         **sizes,
         **encodings,
+        **families,
     }
+
+
+def _family(key: str) -> str:
+    """A key's kind for the memory breakdown: its name after the slot tag, up to the first id
+    (``ix:a``, ``ix:c``, ``outbox``, ``cue``…)."""
+    tail = key.split("}:", 1)[-1]
+    words = tail.split(":")
+    return ":".join(words[:2]) if words[0] == "ix" else words[0].split("|")[0]
 
 
 def _per_exec(mem: dict[str, int], base: dict[str, int], n: int) -> dict[str, float]:
@@ -661,6 +672,15 @@ def _print_step(step: dict[str, Any]) -> None:
         flush=True,
     )
     print(f"execution hashes by encoding: {_encodings(step['memory'])}", flush=True)
+    print(f"other keys per execution, by kind: {_families(step)}", flush=True)
+
+
+def _families(step: dict[str, Any]) -> str:
+    """The other keys' ``MEMORY USAGE`` per execution by kind, largest first (e.g. "ix:a 402 B")."""
+    mem, n = step["memory"], step["size"]
+    kinds = ((v, k.removeprefix("other:")) for k, v in mem.items() if k.startswith("other:"))
+    rows = sorted(kinds, reverse=True)
+    return ", ".join(f"{k} {v / n:,.0f} B" for v, k in rows if v / n >= 1) or "-"
 
 
 def _encodings(mem: dict[str, int]) -> str:
@@ -796,9 +816,9 @@ def main(argv: list[str]) -> None:
     parser.add_argument(
         "--requests",
         type=int,
-        default=500,
-        help="timed listings per filter and size (0: seeding and memory only; the p99 of 500 is "
-        "the 5th slowest, of 100 the 2nd: nearly the max)",
+        default=2000,
+        help="timed listings per filter and size (0: seeding and memory only; the p99 of 2,000 is "
+        "the 20th slowest, of 500 the 5th, of 100 the 2nd: nearly the max)",
     )
     parser.add_argument("--warmup", type=int, default=10, help="untimed listings first")
     parser.add_argument(
