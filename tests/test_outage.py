@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
+from redis import Redis, RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from cuefast.clock import FrozenClock, SystemClock
@@ -203,3 +204,59 @@ async def test_a_scheduler_on_a_redis_refusing_writes_warns_once_then_catches_up
     assert sum(m.startswith(cause) for m in messages) == 1, messages
     assert sum("Redis available again" in m for m in messages) == 1, messages
     assert all(r.exc_info is None for r in records), messages
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+async def test_a_cluster_shard_refusing_writes_leaves_the_other_shards_work_done(
+    cluster_url: str, database_url: str, pg_schema: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One primary of a Redis Cluster past maxmemory: a scheduler pass creates the slots of the
+    cues on the other shards, warns (no traceback) that the full shard's partitions failed, and
+    the next pass after the shard takes writes again creates the rest — every slot once."""
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    settings = backend_settings(cluster_url, database_url, pg_schema, prefix, redis_cluster=True)
+    clock = FrozenClock(parse_datetime("2031-01-06T08:00:30Z"))
+    api, rt = await make_api(settings, clock)
+    caplog.set_level(logging.INFO, logger="cuefast.engine.scheduler")
+    seed = RedisCluster.from_url(cluster_url, decode_responses=True)
+    keys = rt.store.keys
+    full: Redis | None = None
+    try:
+        key = await api.register()
+        cues: list[str] = []
+        for i in range(16):
+            body = {
+                "name": f"c{i}",
+                "schedule": {"type": "recurring", "cron": "* * * * *"},
+                "transport": "worker",
+            }
+            res = await api.request("POST", "/v1/cues", key, json=body)
+            assert res.status_code == 201, res.text
+            cues.append(res.json()["id"])
+        node_of = {c: seed.get_node_from_key(keys.part(keys.cue_partition(c))) for c in cues}
+        target = node_of[cues[0]]
+        refused = {c for c in cues if node_of[c].name == target.name}
+        assert refused != set(cues), "every cue on one shard: nothing to tell apart"
+        full = Redis(host=target.host, port=target.port)
+        full.config_set("maxmemory", 1)  # noeviction: writes refused with OOM, reads served
+        clock.advance(60)  # 08:01:30: every cue's 08:01 slot is due
+        scheduler = Scheduler(rt.store, clock)
+        assert await scheduler.tick() == len(cues) - len(refused)
+        full.config_set("maxmemory", 0)
+        assert await scheduler.tick() == len(refused)
+        assert await scheduler.tick() == 0
+        for c in cues:
+            listing = (await api.request("GET", f"/v1/executions?cue_id={c}", key)).json()
+            assert [e["scheduled_for"] for e in listing["executions"]] == ["2031-01-06T08:01:00Z"], listing
+    finally:
+        if full is not None:
+            full.config_set("maxmemory", 0)
+            full.close()
+        seed.close()
+        await api.client.aclose()
+        await rt.close()
+    records = _records(caplog, "cuefast.engine.scheduler")
+    warned = [r.getMessage() for r in records if "partitions failed this pass" in r.getMessage()]
+    assert len(warned) == 1 and "refusing writes: out of memory" in warned[0], warned
+    assert all(r.exc_info is None and r.levelno < logging.ERROR for r in records), records

@@ -49,8 +49,7 @@ from cuefast.ids import scheduled_execution_id_member
 from cuefast.months import month_of
 from cuefast.services.usage import count_failed, quota_blocked
 from cuefast.store import Store
-from cuefast.store.connect import UNREACHABLE
-from cuefast.store.outage import Outage
+from cuefast.store.outage import Outage, unavailable
 from cuefast.store.schedule import STEPS, DueCue, Materialized
 from cuefast.store.wake import MAX_SLEEP_S
 
@@ -196,8 +195,10 @@ class Scheduler:
         self.metrics.inc(m.EXECUTIONS_CREATED, ("scheduled",), created)
         try:
             await self.store.system.record_poller(now, created, int((time.monotonic() - started) * 1000))
-        except UNREACHABLE:  # its node is down (a cluster failing over): the next pass writes it
-            self._warn("scheduler: /health heartbeat not written", exc_info=True)
+        except Exception as exc:  # its node down or refusing writes: the next pass writes it
+            if not (why := unavailable(exc)):
+                raise
+            self._warn("scheduler: /health heartbeat not written (%s)", why)
         return created
 
     async def _fan_out(
@@ -210,10 +211,12 @@ class Scheduler:
     ) -> int:
         """Each partition's share of a pass as its own task (Python plans one batch while Redis
         runs another's script); the executions created. A partition that fails because its node
-        cannot be reached is logged and the others' work stands (any other error is raised once
-        they are done, as before). With ``wait_s``, a partition still
-        running after that long (its node failing over, its slot half-moved: the store retries)
-        is left running and the pass ends without it; the passes leave it out until it ends."""
+        cannot be reached or refuses writes (``unavailable``: a node down, full, busy…) is logged
+        and the others' work stands; when every partition failed so, or any failed otherwise, the
+        first error is raised once they are done (the loop's ``Outage`` logs it). With
+        ``wait_s``, a partition still running after that long (its node failing over, its slot
+        half-moved: the store retries) is left running and the pass ends without it; the passes
+        leave it out until it ends."""
         tasks = {
             p: asyncio.create_task(self._drain(p, now, quota, work[p]))
             for p in partitions
@@ -235,11 +238,13 @@ class Scheduler:
         if failed:
             p, exc = failed[0]
             for _, other in failed:
-                if not isinstance(other, UNREACHABLE):
+                if not unavailable(other):
                     raise other  # not a node down: logged with its traceback (the loop backs off)
+            if len(failed) == len(tasks):
+                raise exc  # the whole store: the loop's outage log (one warning, retried)
             self._warn(
-                "scheduler: %d of %d partitions failed this pass (partition %d: %s: %s); the others "
-                "are done", len(failed), len(tasks), p, type(exc).__name__, exc,
+                "scheduler: %d of %d partitions failed this pass (partition %d: %s); the others "
+                "are done", len(failed), len(tasks), p, unavailable(exc),
             )  # fmt: skip
         return created
 
@@ -248,20 +253,20 @@ class Scheduler:
         self._running.pop(p, None)
         if task.cancelled():
             return
-        if (exc := task.exception()) is not None and isinstance(exc, UNREACHABLE):
-            self._warn("scheduler: partition %d failed (%s: %s)", p, type(exc).__name__, exc)
+        if (exc := task.exception()) is not None and (why := unavailable(exc)):
+            self._warn("scheduler: partition %d failed (%s)", p, why)
         elif exc is not None:
             log.error("scheduler: partition %d failed", p, exc_info=exc)
         else:
             self.metrics.inc(m.EXECUTIONS_CREATED, ("scheduled",), task.result())
 
-    def _warn(self, message: str, *args: object, exc_info: bool = False) -> None:
+    def _warn(self, message: str, *args: object) -> None:
         """A warning, at most one per ``WARN_EVERY_S`` (a node down fails every pass until its
         replica takes over)."""
         at = time.monotonic()
         if at - self._warned >= WARN_EVERY_S:
             self._warned = at
-            log.warning(message, *args, exc_info=exc_info)
+            log.warning(message, *args)
 
     async def _drain(self, p: int, now: int, quota: dict[str, bool], steps: frozenset[str]) -> int:
         created = await self._cues(p, now, quota) if "cues" in steps else 0
@@ -291,7 +296,9 @@ class Scheduler:
         if unseen:
             try:
                 blocked = await quota_blocked(self.store, unseen, now)
-            except UNREACHABLE:  # an account's shard is down (a cluster failing over): their
+            except Exception as exc:  # an account's shard down (a cluster failing over): their
+                if not unavailable(exc):
+                    raise
                 self._warn("scheduler: monthly limits not read; not enforced for this batch")
                 blocked = set()  # limits are enforced again by the next batch that reads them
                 unseen = []
