@@ -260,3 +260,83 @@ async def test_a_cluster_shard_refusing_writes_leaves_the_other_shards_work_done
     warned = [r.getMessage() for r in records if "partitions failed this pass" in r.getMessage()]
     assert len(warned) == 1 and "refusing writes: out of memory" in warned[0], warned
     assert all(r.exc_info is None and r.levelno < logging.ERROR for r in records), records
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+async def test_a_cluster_shard_refusing_writes_leaves_the_other_outboxes_read(
+    cluster_url: str, database_url: str, pg_schema: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A consumer-group read is a write (it moves the entry into the pending list): a primary
+    with fewer replicas than its ``min-replicas-to-write`` refuses it. A dispatcher's read still
+    gets the other shards' outbox entries, warns once naming the cause, and reads the refused
+    shard's entries once it takes writes again."""
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    settings = backend_settings(cluster_url, database_url, pg_schema, prefix, redis_cluster=True)
+    api, rt = await make_api(settings)
+    caplog.set_level(logging.INFO, logger="cuefast.store.streams")
+    seed = RedisCluster.from_url(cluster_url, decode_responses=True)
+    keys = rt.store.keys
+    refusing: Redis | None = None
+    try:
+        key = await api.register()
+        fired: dict[str, int] = {}  # execution id → partition
+        for i in range(12):
+            body = {
+                "name": f"c{i}",
+                "schedule": {"type": "recurring", "cron": "0 9 * * *"},
+                "callback": {"url": "http://127.0.0.1:9/h"},
+            }
+            cue = (await api.request("POST", "/v1/cues", key, json=body)).json()["id"]
+            res = await api.request("POST", f"/v1/cues/{cue}/fire", key)
+            assert res.status_code in (200, 201, 202), res.text
+            fired[res.json()["id"]] = keys.cue_partition(cue)
+        node_of = {p: seed.get_node_from_key(keys.outbox(p)) for p in set(fired.values())}
+        target = next(iter(node_of.values()))
+        held = {e for e, p in fired.items() if node_of[p].name == target.name}
+        assert held != set(fired), "every execution on one shard: nothing to tell apart"
+        await rt.store.delivery.ensure_groups()
+        refusing = Redis(host=target.host, port=target.port)
+        refusing.config_set("min-replicas-to-write", 2)  # it has one: NOREPLICAS for every write
+        first = await rt.store.delivery.read("c1", 100, None)
+        assert {e.execution_id for e in first} == set(fired) - held
+        refusing.config_set("min-replicas-to-write", 0)
+        then = await rt.store.delivery.read("c1", 100, None)
+        assert {e.execution_id for e in then} == held
+    finally:
+        if refusing is not None:
+            refusing.config_set("min-replicas-to-write", 0)
+            refusing.close()
+        seed.close()
+        await api.client.aclose()
+        await rt.close()
+    records = _records(caplog, "cuefast.store.streams")
+    warned = [r.getMessage() for r in records if "streams not read" in r.getMessage()]
+    assert len(warned) == 1 and "refusing writes: short of replicas" in warned[0], warned
+    assert all(r.exc_info is None for r in records), records
+
+
+async def test_execution_counters_kept_through_an_outage_with_one_warning(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The dispatcher writes its monthly execution counts every second: while Redis is down they
+    are kept for the next flush and the log gets one warning, not one a second."""
+    redis = connect(f"redis://127.0.0.1:{_closed_port()}/0")
+    dispatcher = Dispatcher(
+        Store(redis, Keys(settings.key_prefix, 16)), settings, SystemClock(), Webhooks(settings)
+    )
+    caplog.set_level(logging.INFO, logger="cuefast.engine.dispatcher")
+    dispatcher._usage = {("acct", "2031-01"): 3}
+    try:
+        for _ in range(3):
+            await dispatcher.flush_usage(quiet=True)
+        assert dispatcher._usage == {("acct", "2031-01"): 3}  # kept
+        with pytest.raises(RedisConnectionError):  # at shutdown: raised (logged by the caller)
+            await dispatcher.flush_usage()
+        assert dispatcher._usage == {("acct", "2031-01"): 3}
+    finally:
+        await redis.aclose()
+    records = _records(caplog, "cuefast.engine.dispatcher")
+    assert [r.getMessage() for r in records] == [
+        "dispatcher: execution counters (kept): Redis unavailable (ConnectionError); retrying"
+    ]

@@ -75,7 +75,7 @@ from cuefast.services.usage import count_executions, count_failed
 from cuefast.store import Status, Store
 from cuefast.store.connect import UNREACHABLE
 from cuefast.store.delivery import AttemptResult, Lease, OutboxEntry, ReleasedAttempt
-from cuefast.store.outage import Outage
+from cuefast.store.outage import Outage, unavailable
 from cuefast.times import fmt_offset
 
 log = logging.getLogger(__name__)
@@ -154,6 +154,7 @@ class Dispatcher:
         self.metrics = metrics or m.Metrics()
         self.store = store
         self.outage = Outage(log, "dispatcher")
+        self.usage_outage = Outage(log, "dispatcher: execution counters (kept)")
         self.settings = settings
         self.clock = clock
         self.webhooks = webhooks
@@ -231,7 +232,7 @@ class Dispatcher:
                         started = True
                     if loop.time() >= next_flush:
                         next_flush = loop.time() + 1.0
-                        await self.flush_usage(quiet=UNREACHABLE)  # a node down: kept, not a loop error
+                        await self.flush_usage(quiet=True)  # a node down: kept, not a loop error
                     if not await self._wait_for_room(stop):
                         break
                     if loop.time() >= next_reclaim:
@@ -572,15 +573,21 @@ class Dispatcher:
         a.lease_until = held
         return True
 
-    async def flush_usage(self, quiet: tuple[type[BaseException], ...] = ()) -> None:
-        """Write the aggregated monthly execution counts (every second, and at shutdown); an
-        error of ``quiet`` is logged, not raised (the counts are kept for the next flush)."""
+    async def flush_usage(self, *, quiet: bool = False) -> None:
+        """Write the aggregated monthly execution counts (every second, and at shutdown); with
+        ``quiet``, a Redis (node) down or refusing writes is logged by ``usage_outage`` — once
+        when it starts, not every second — instead of raised (the counts are kept for the next
+        flush)."""
+        if not self._usage:
+            return
         counts, self._usage = self._usage, {}
         try:
             await count_executions(self.store, counts)
         except Exception as exc:
             for key, n in counts.items():  # keep them for the next flush
                 self._usage[key] = self._usage.get(key, 0) + n
-            if not isinstance(exc, quiet):
+            if not (quiet and unavailable(exc)):
                 raise
-            log.warning("execution counters not written (kept): %s: %s", type(exc).__name__, exc)
+            self.usage_outage.failed(exc, "execution counters not written (kept)")
+        else:
+            self.usage_outage.ok()

@@ -9,7 +9,7 @@ from typing import Any
 
 from redis.exceptions import ResponseError
 
-from cuefast.store.connect import UNREACHABLE
+from cuefast.store.outage import unavailable
 from cuefast.store.repository import Repository
 
 WARN_EVERY_S = 5.0
@@ -38,19 +38,23 @@ class GroupStreams(Repository):
                 pipe.xgroup_create(key, self.GROUP, id="0", mkstream=True)
             results = await pipe.execute(raise_on_error=False)
         for res in results:
-            if isinstance(res, UNREACHABLE):  # its node is down: NOGROUP recreates it once it is back
+            if unavailable(res):  # its node down or refusing writes: NOGROUP recreates it later
                 continue
             if isinstance(res, Exception) and "BUSYGROUP" not in str(res):
                 raise res
 
-    def _unreachable(self, count: int, stream: str) -> None:
-        """Streams whose node could not be reached (Redis Cluster, a primary down): the others
-        were read; logged at most once per ``WARN_EVERY_S``."""
+    def _unreachable(self, count: int, stream: str, why: str) -> None:
+        """Streams whose node could not serve them (Redis Cluster: a primary down, full, busy…;
+        ``outage.unavailable``): the others were read; logged at most once per ``WARN_EVERY_S``."""
         at = time.monotonic()
         if at - self._warned >= WARN_EVERY_S:
             self._warned = at
             log.warning(
-                "%s: %d streams not read, their node is down (%s…); the others are", self.GROUP, count, stream
+                "%s: %d streams not read, their node is unavailable (%s: %s…); the others are",
+                self.GROUP,
+                count,
+                why,
+                stream,
             )
 
     async def _group_missing(self, streams: Sequence[str]) -> None:
@@ -113,7 +117,7 @@ class GroupStreams(Repository):
                 for stream, entries in res
                 for entry_id, fields in entries
             )
-        down: set[str] = set()
+        down: dict[str, str] = {}  # stream → why its node did not serve it
         todo, again = streams, True
         while todo:
             batch = [
@@ -124,8 +128,8 @@ class GroupStreams(Repository):
             for key, res in zip(todo, await self.wire.execute(batch), strict=True):
                 if isinstance(res, ResponseError) and str(res).startswith("NOGROUP"):
                     missing.append(key)
-                elif isinstance(res, UNREACHABLE):  # its node is down: read again by the next call
-                    down.add(key)
+                elif why := unavailable(res):  # its node down or refusing writes: read next call
+                    down[key] = why
                 elif isinstance(res, Exception):
                     raise res
                 else:
@@ -138,7 +142,7 @@ class GroupStreams(Repository):
                 await self._group_missing(missing)
             todo, again = (missing if again else []), False  # read once more, as on one Redis
         if down:
-            self._unreachable(len(down), next(iter(down)))
+            self._unreachable(len(down), *next(iter(down.items())))
         if out or block_ms is None:
             return out
 
@@ -181,8 +185,8 @@ class GroupStreams(Repository):
         for p, (key, res) in enumerate(zip(streams, rows, strict=True)):
             if isinstance(res, ResponseError) and str(res).startswith("NOGROUP"):
                 missing.append(key)
-            elif isinstance(res, UNREACHABLE):  # its node is down: the next claim takes them
-                self._unreachable(1, key)
+            elif why := unavailable(res):  # its node down or refusing writes: the next claim
+                self._unreachable(1, key, why)
             elif isinstance(res, Exception):
                 raise res
             else:
