@@ -5,14 +5,17 @@ every pass retried, and one line when it ends (``cuefast.store.outage``)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis import Redis, RedisCluster
+from redis.cluster import ClusterNode
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from cuefast.clock import FrozenClock, SystemClock
@@ -22,6 +25,7 @@ from cuefast.engine.dispatcher import Dispatcher
 from cuefast.engine.notices import NoticeSender
 from cuefast.engine.scheduler import Scheduler
 from cuefast.engine.webhooks import Webhooks
+from cuefast.runtime import Runtime
 from cuefast.services.work_feed import WorkFeed
 from cuefast.store import Store
 from cuefast.store.connect import connect
@@ -29,8 +33,8 @@ from cuefast.store.keys import Keys
 from cuefast.store.outage import Outage, unavailable
 from cuefast.times import parse_datetime
 from tests.chaos.backends import RedisServer
-from tests.conftest import backend_settings, make_api, wait_for
-from tests.refusals import OwnServer, Refusal
+from tests.conftest import Api, backend_settings, make_api, wait_for
+from tests.refusals import Refusal, own_server
 
 
 def _closed_port() -> int:
@@ -146,13 +150,8 @@ def test_an_outage_repeats_its_warning_at_most_once_a_period_and_says_when_it_en
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[RedisServer]:
-    s = OwnServer(tmp_path / "redis", appendfsync="no")
-    s.start()
-    try:
-        await s.wait_ready()
+    async with own_server(tmp_path) as s:
         yield s
-    finally:
-        s.stop()
 
 
 @pytest.mark.slow
@@ -206,6 +205,35 @@ async def test_a_scheduler_on_a_redis_refusing_writes_warns_once_then_catches_up
     assert all(r.exc_info is None for r in records), messages
 
 
+@contextlib.asynccontextmanager
+async def _on_cluster(
+    cluster_url: str, database_url: str, pg_schema: str, clock: Any = None
+) -> AsyncIterator[tuple[Api, Runtime, RedisCluster]]:
+    """An API on the session's Redis Cluster under a fresh prefix, and a client of the cluster."""
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    settings = backend_settings(cluster_url, database_url, pg_schema, prefix, redis_cluster=True)
+    api, rt = await make_api(settings, clock)
+    seed = RedisCluster.from_url(cluster_url, decode_responses=True)
+    try:
+        yield api, rt, seed
+    finally:
+        seed.close()
+        await api.client.aclose()
+        await rt.close()
+
+
+@contextlib.contextmanager
+def _configured(node: ClusterNode, name: str, value: int) -> Iterator[Redis]:
+    """One cluster node with ``name`` set to ``value`` until the block ends (then 0)."""
+    r = Redis(host=node.host, port=node.port)
+    try:
+        r.config_set(name, value)
+        yield r
+    finally:
+        r.config_set(name, 0)
+        r.close()
+
+
 @pytest.mark.slow
 @pytest.mark.cluster
 async def test_a_cluster_shard_refusing_writes_leaves_the_other_shards_work_done(
@@ -214,15 +242,10 @@ async def test_a_cluster_shard_refusing_writes_leaves_the_other_shards_work_done
     """One primary of a Redis Cluster past maxmemory: a scheduler pass creates the slots of the
     cues on the other shards, warns (no traceback) that the full shard's partitions failed, and
     the next pass after the shard takes writes again creates the rest — every slot once."""
-    prefix = f"t{uuid.uuid4().hex[:10]}"
-    settings = backend_settings(cluster_url, database_url, pg_schema, prefix, redis_cluster=True)
     clock = FrozenClock(parse_datetime("2031-01-06T08:00:30Z"))
-    api, rt = await make_api(settings, clock)
     caplog.set_level(logging.INFO, logger="cuefast.engine.scheduler")
-    seed = RedisCluster.from_url(cluster_url, decode_responses=True)
-    keys = rt.store.keys
-    full: Redis | None = None
-    try:
+    async with _on_cluster(cluster_url, database_url, pg_schema, clock) as (api, rt, seed):
+        keys = rt.store.keys
         key = await api.register()
         cues: list[str] = []
         for i in range(16):
@@ -238,24 +261,15 @@ async def test_a_cluster_shard_refusing_writes_leaves_the_other_shards_work_done
         target = node_of[cues[0]]
         refused = {c for c in cues if node_of[c].name == target.name}
         assert refused != set(cues), "every cue on one shard: nothing to tell apart"
-        full = Redis(host=target.host, port=target.port)
-        full.config_set("maxmemory", 1)  # noeviction: writes refused with OOM, reads served
         clock.advance(60)  # 08:01:30: every cue's 08:01 slot is due
         scheduler = Scheduler(rt.store, clock)
-        assert await scheduler.tick() == len(cues) - len(refused)
-        full.config_set("maxmemory", 0)
+        with _configured(target, "maxmemory", 1):  # noeviction: writes refused with OOM, reads served
+            assert await scheduler.tick() == len(cues) - len(refused)
         assert await scheduler.tick() == len(refused)
         assert await scheduler.tick() == 0
         for c in cues:
             listing = (await api.request("GET", f"/v1/executions?cue_id={c}", key)).json()
             assert [e["scheduled_for"] for e in listing["executions"]] == ["2031-01-06T08:01:00Z"], listing
-    finally:
-        if full is not None:
-            full.config_set("maxmemory", 0)
-            full.close()
-        seed.close()
-        await api.client.aclose()
-        await rt.close()
     records = _records(caplog, "cuefast.engine.scheduler")
     warned = [r.getMessage() for r in records if "partitions failed this pass" in r.getMessage()]
     assert len(warned) == 1 and "refusing writes: out of memory" in warned[0], warned
@@ -271,14 +285,9 @@ async def test_a_cluster_shard_refusing_writes_leaves_the_other_outboxes_read(
     with fewer replicas than its ``min-replicas-to-write`` refuses it. A dispatcher's read still
     gets the other shards' outbox entries, warns once naming the cause, and reads the refused
     shard's entries once it takes writes again."""
-    prefix = f"t{uuid.uuid4().hex[:10]}"
-    settings = backend_settings(cluster_url, database_url, pg_schema, prefix, redis_cluster=True)
-    api, rt = await make_api(settings)
     caplog.set_level(logging.INFO, logger="cuefast.store.streams")
-    seed = RedisCluster.from_url(cluster_url, decode_responses=True)
-    keys = rt.store.keys
-    refusing: Redis | None = None
-    try:
+    async with _on_cluster(cluster_url, database_url, pg_schema) as (api, rt, seed):
+        keys = rt.store.keys
         key = await api.register()
         fired: dict[str, int] = {}  # execution id → partition
         for i in range(12):
@@ -296,20 +305,11 @@ async def test_a_cluster_shard_refusing_writes_leaves_the_other_outboxes_read(
         held = {e for e, p in fired.items() if node_of[p].name == target.name}
         assert held != set(fired), "every execution on one shard: nothing to tell apart"
         await rt.store.delivery.ensure_groups()
-        refusing = Redis(host=target.host, port=target.port)
-        refusing.config_set("min-replicas-to-write", 2)  # it has one: NOREPLICAS for every write
-        first = await rt.store.delivery.read("c1", 100, None)
+        with _configured(target, "min-replicas-to-write", 2):  # it has one: NOREPLICAS for every write
+            first = await rt.store.delivery.read("c1", 100, None)
         assert {e.execution_id for e in first} == set(fired) - held
-        refusing.config_set("min-replicas-to-write", 0)
         then = await rt.store.delivery.read("c1", 100, None)
         assert {e.execution_id for e in then} == held
-    finally:
-        if refusing is not None:
-            refusing.config_set("min-replicas-to-write", 0)
-            refusing.close()
-        seed.close()
-        await api.client.aclose()
-        await rt.close()
     records = _records(caplog, "cuefast.store.streams")
     warned = [r.getMessage() for r in records if "streams not read" in r.getMessage()]
     assert len(warned) == 1 and "refusing writes: short of replicas" in warned[0], warned

@@ -15,20 +15,15 @@ from cuefast.store import Keys, Store, connect
 from cuefast.store.scripts import library_names, load_function, load_lua
 from tests.chaos.backends import RedisServer
 from tests.conftest import assert_error, backend_settings, make_api
-from tests.refusals import KINDS, OwnServer, Refusal
+from tests.refusals import KINDS, Refusal, own_server
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[RedisServer]:
-    s = OwnServer(tmp_path / "redis", appendfsync="no")
-    s.start()
-    try:
-        await s.wait_ready()
+    async with own_server(tmp_path) as s:
         yield s
-    finally:
-        s.stop()
 
 
 def _libraries(url: str) -> set[str]:
