@@ -32,9 +32,10 @@ from cuefast.store.connect import connect
 from cuefast.store.keys import Keys
 from cuefast.store.outage import Outage, unavailable
 from cuefast.times import parse_datetime
-from tests.chaos.backends import RedisServer
+from tests.chaos.backends import PgProxy, RedisServer, pg_target, proxied_dsn
 from tests.conftest import Api, backend_settings, make_api, wait_for
 from tests.refusals import Refusal, own_server
+from tests.snap_env import fire, new_cue, snap_env
 
 
 def _closed_port() -> int:
@@ -340,3 +341,58 @@ async def test_execution_counters_kept_through_an_outage_with_one_warning(
     assert [r.getMessage() for r in records] == [
         "dispatcher: execution counters (kept): Redis unavailable (ConnectionError); retrying"
     ]
+
+
+async def test_a_postgresql_outage_is_one_warning_for_the_snapshotter_and_history(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """PostgreSQL behind a relay that drops every connection and refuses new ones: the
+    snapshotter's cycles fail and are retried with one warning, no traceback a cycle; the
+    history reads answer from Redis alone with one warning, not a line a request; both say
+    when it ends, and the snapshot catches up."""
+    proxy = PgProxy(pg_target(settings.database_url))
+    await proxy.start()
+    over = {"database_url": proxied_dsn(settings.database_url, proxy.port), "snapshot_interval": 0.05}
+    for logger in ("cuefast.durability.snapshots", "cuefast.durability.history"):
+        caplog.set_level(logging.INFO, logger=logger)
+    stop = asyncio.Event()
+    try:
+        async with snap_env(settings, **over) as env:
+            store, history = env.rt.store, env.rt.executions.history
+            key = await env.api.register()
+            cue = await new_cue(env.api, key, "w")
+            task = asyncio.ensure_future(env.snap.run(stop))
+            await wait_for(lambda: _clean(store), 30, "the first snapshot")
+            proxy.outage()
+            ids = await fire(env.api, key, cue["id"], 3)  # Redis serves; PostgreSQL cannot take them
+            await wait_for(lambda: env.snap.outage.failures >= 3 or task.done(), 30, "failed cycles")
+            assert not task.done(), task
+            for _ in range(3):
+                assert await history.get("acct", ids[0]) is None
+            assert history.outage.failures == 3
+            proxy.restore()
+            await wait_for(lambda: env.snap.outage.since is None and _clean(store), 30, "the catch-up")
+            assert await history.get("acct", ids[0]) is None  # (another account's: not found)
+            assert history.outage.since is None
+            async with env.pool.acquire() as conn:
+                held = await conn.fetchval("SELECT count(*) FROM executions WHERE id = ANY($1::uuid[])", ids)
+            assert held == 3
+            stop.set()
+            await asyncio.wait_for(task, 30)
+    finally:
+        stop.set()
+        await proxy.close()
+    for logger, what in (
+        ("cuefast.durability.snapshots", "snapshot cycle"),
+        ("cuefast.durability.history", "execution history"),
+    ):
+        records = _records(caplog, logger)
+        said = [r.getMessage() for r in records]
+        assert len([m for m in said if m.startswith(f"{what}: PostgreSQL unavailable (")]) == 1, said
+        assert len([m for m in said if m.startswith(f"{what}: PostgreSQL available again after ")]) == 1, said
+        assert all(r.exc_info is None and r.levelno < logging.ERROR for r in records), said
+
+
+async def _clean(store: Store) -> bool:
+    """Nothing dirty left: every change is in PostgreSQL."""
+    return await store.snapshots.dirty_count() == 0

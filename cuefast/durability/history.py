@@ -15,10 +15,14 @@ from typing import Any
 
 import msgspec
 
+from cuefast.durability.schema import pg_unavailable
 from cuefast.services.executions import ExecutionFilters
 from cuefast.store import Store
+from cuefast.store.outage import Outage
 
 log = logging.getLogger(__name__)
+
+PG = {"PostgreSQL": pg_unavailable}
 
 
 Cell = tuple[str, str, str]
@@ -155,6 +159,10 @@ class History:
     def __init__(self, pool_getter: Callable[[], Any], store: Store) -> None:
         self._pool = pool_getter
         self.store = store
+        # a PostgreSQL outage is one warning, not a line per request that reads history
+        self.outage = Outage(
+            log, "execution history", stores=PG, then="answering from Redis alone until it is back"
+        )
 
     async def get(self, account_id: str, execution_id: str) -> dict[str, str] | None:
         """A snapshotted execution's hash (trimmed from Redis, or Redis lost it)."""
@@ -169,8 +177,9 @@ class History:
                     account_id,
                 )
         except Exception as exc:
-            log.warning("history unavailable (%s)", type(exc).__name__)
+            self.outage.failed(exc, "execution history read failed; answered from Redis alone")
             return None
+        self.outage.ok()
         return None if doc is None else dict(msgspec.json.decode(doc))
 
     async def forget_cue(self, cue_id: str) -> None:
@@ -185,8 +194,10 @@ class History:
             async with pool.acquire() as conn, conn.transaction():
                 await conn.execute("UPDATE cues SET deleted = true WHERE id = $1", cue_id)
                 await conn.execute("DELETE FROM executions WHERE cue_id = $1", cue_id)
-        except Exception as exc:
-            log.warning("history of a deleted cue left to the snapshotter (%s)", type(exc).__name__)
+        except Exception as exc:  # the snapshot that sees the cue gone does it
+            self.outage.failed(exc, "history of a deleted cue left to the snapshotter")
+            return
+        self.outage.ok()
 
     async def page(
         self,
@@ -203,10 +214,12 @@ class History:
             return [], 0
         try:
             async with pool.acquire() as conn:
-                return await history_page(conn, account_id, filters, offset, limit, handed=handed)
+                found = await history_page(conn, account_id, filters, offset, limit, handed=handed)
         except Exception as exc:
-            log.warning("history unavailable (%s)", type(exc).__name__)
+            self.outage.failed(exc, "execution history read failed; listed from Redis alone")
             return [], 0
+        self.outage.ok()
+        return found
 
     async def merge(
         self,

@@ -377,3 +377,28 @@ async def ping(pool: Any) -> bool:
         return True
     except Exception:
         return False
+
+
+PG_UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,  # refused, reset, no route (a socket error; also ConnectionError and its kin)
+    TimeoutError,  # a connect or a pool acquire that timed out
+    asyncpg.PostgresConnectionError,  # SQLSTATE class 08: the connection failed or is gone
+    asyncpg.CannotConnectNowError,  # 57P03: starting up, shutting down, in recovery
+    asyncpg.AdminShutdownError,  # 57P01: terminated by an administrator or a fast shutdown
+    asyncpg.CrashShutdownError,  # 57P02: another backend crashed
+    asyncpg.InsufficientResourcesError,  # class 53: disk full, out of memory, too many connections
+    asyncpg.ReadOnlySQLTransactionError,  # 25006: a standby since a failover
+)
+"""what asyncpg raises when PostgreSQL cannot be reached or cannot serve now (the statement
+failed whole, or the connection died under it: its transaction is rolled back)"""
+
+
+def pg_unavailable(exc: BaseException) -> str:
+    """Why PostgreSQL could not serve a call now (``PG_UNAVAILABLE``), as a log line's cause: the
+    error's type, and a server error's own first line (no secret in either); "" for any other
+    error (a bug, or a statement PostgreSQL rejected: log it whole)."""
+    if not isinstance(exc, PG_UNAVAILABLE):
+        return ""
+    if isinstance(exc, asyncpg.PostgresError) and (text := str(exc).splitlines()[0] if str(exc) else ""):
+        return f"{type(exc).__name__}: {text}"
+    return type(exc).__name__

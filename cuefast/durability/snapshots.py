@@ -31,10 +31,10 @@ import msgspec
 
 from cuefast.clock import Clock
 from cuefast.config import Settings
-from cuefast.durability.schema import fold_counts, to_history
+from cuefast.durability.schema import fold_counts, pg_unavailable, to_history
 from cuefast.services.executions import triggered_by
 from cuefast.store import Store
-from cuefast.store.outage import Outage
+from cuefast.store.outage import Outage, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,9 @@ TRIM_EVERY_S = 60.0
 FINAL = ("success", "failed", "missed", "outcome_timeout", "skipped", "cancelled")
 
 _decode = msgspec.json.Decoder(dict[str, str]).decode
+
+STORES = {"Redis": unavailable, "PostgreSQL": pg_unavailable}
+"""the data stores a snapshot cycle needs: either one down is an outage (``Outage``), not a bug"""
 
 
 @dataclass
@@ -158,7 +161,7 @@ class Snapshotter:
         self.clock = clock
         self.pool = pool
         self.token = secrets.token_hex(8)
-        self.outage = Outage(log, "snapshot cycle")
+        self.outage = Outage(log, "snapshot cycle", stores=STORES)
         self.interval = settings.snapshot_interval
         self.lease_ms = max(int(self.interval * 3000), 15_000)
         self.active = False
@@ -448,7 +451,7 @@ class Snapshotter:
                         self.outage.ok()
                     except LeaseLost:
                         log.warning("snapshot lease lost; idling")
-                    except Exception as exc:  # Redis down or refusing writes: a warning, no traceback
+                    except Exception as exc:  # Redis or PostgreSQL unavailable: a warning, no traceback
                         self.outage.failed(exc, "snapshot cycle failed; retrying next interval")
                 await self._idle(stopping)
             if self.active and self.pool is not None:  # a last snapshot on a clean shutdown

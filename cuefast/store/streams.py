@@ -43,7 +43,7 @@ class GroupStreams(Repository):
             if isinstance(res, Exception) and "BUSYGROUP" not in str(res):
                 raise res
 
-    def _unreachable(self, count: int, stream: str, why: str) -> None:
+    def _unavailable(self, count: int, stream: str, why: str) -> None:
         """Streams whose node could not serve them (Redis Cluster: a primary down, full, busy…;
         ``outage.unavailable``): the others were read; logged at most once per ``WARN_EVERY_S``."""
         at = time.monotonic()
@@ -142,7 +142,7 @@ class GroupStreams(Repository):
                 await self._group_missing(missing)
             todo, again = (missing if again else []), False  # read once more, as on one Redis
         if down:
-            self._unreachable(len(down), *next(iter(down.items())))
+            self._unavailable(len(down), *next(iter(down.items())))
         if out or block_ms is None:
             return out
 
@@ -186,7 +186,7 @@ class GroupStreams(Repository):
             if isinstance(res, ResponseError) and str(res).startswith("NOGROUP"):
                 missing.append(key)
             elif why := unavailable(res):  # its node down or refusing writes: the next claim
-                self._unreachable(1, key, why)
+                self._unavailable(1, key, why)
             elif isinstance(res, Exception):
                 raise res
             else:
