@@ -62,10 +62,11 @@ _errors = logging.getLogger("cuefast.api.app")
 
 def unexpected(exc: Exception, method: str, path: str) -> CuefastError:
     """The answer to an exception no handler raised on purpose, logged (one definition for
-    Litestar's exception handler and the hot routes): a Redis/PostgreSQL that cannot be reached
-    or cannot serve now (``UNREACHABLE``), or a Redis that refused the command before running
-    it (``refusal``: past its ``maxmemory``, busy, a failed save, short of replicas), → 503; anything else →
-    500 with its traceback in the log (never in the answer)."""
+    Litestar's exception handler and the hot routes): a Redis that cannot be reached or cannot
+    serve now (``UNREACHABLE``; PostgreSQL's history reads never raise: they answer from Redis
+    alone, ``durability/history.py``), or a Redis that refused the command before running it
+    (``refusal``: past its ``maxmemory``, busy, a failed save, short of replicas), → 503;
+    anything else → 500 with its traceback in the log (never in the answer)."""
     if isinstance(exc, UNREACHABLE):
         _errors.error("data store unavailable on %s %s: %s", method, path, unreachable_cause(exc))
         return ServiceUnavailable()
