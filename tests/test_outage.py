@@ -1,6 +1,7 @@
 """The background roles while Redis is down or refusing writes (a node down, a cluster failing
-over, a full or busy server): one warning naming the cause when it starts, no traceback a pass,
-every pass retried, and one line when it ends (``cuefast.store.outage``)."""
+over, a full or busy server), and the snapshotter and history reads while PostgreSQL is down:
+one warning naming the cause when it starts, no traceback a pass, every pass retried, and one
+line when it ends (``cuefast.store.outage``)."""
 
 from __future__ import annotations
 

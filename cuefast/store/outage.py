@@ -47,9 +47,8 @@ class Outage:
     without a traceback when its outage starts, then one a minute while it lasts with how many
     passes failed — every pass is retried (``then`` says what happens instead), and a traceback
     a pass would bury the log under one known cause — and any other error with its traceback,
-    every time. ``ok`` after a pass that
-    succeeded: once an outage ends, one line says how long it lasted (a warning too, so that a
-    log filtered to warnings shows both ends)."""
+    every time. ``ok`` after a pass that succeeded: once an outage ends, one line per store says
+    how long it lasted (a warning too, so that a log filtered to warnings shows both ends)."""
 
     def __init__(
         self,
