@@ -27,6 +27,7 @@ from cuefast.services.worker_registry import WorkerRegistry
 from cuefast.store import Store, connect
 from cuefast.store.connect import Tls, problem
 from cuefast.store.keys import Keys
+from cuefast.store.outage import Outage
 from cuefast.store.system import CURRENT_LAYOUT
 from cuefast.store.wire import Replicas
 
@@ -81,6 +82,12 @@ class Runtime:
         self.webhooks: Webhooks = outbound.client(settings)
         """the process's outbound HTTP client (deliveries, notices); its pool opens at the first send"""
         self._pg_task: asyncio.Task[None] | None = None
+        self._pg_outage = Outage(
+            log,
+            "startup",
+            stores=pg.POSTGRES,
+            then="retrying in the background (the API serves from Redis meanwhile)",
+        )
 
     async def reach_redis(self) -> None:
         """The process's first Redis command: ``OperatorError`` when Redis cannot be used."""
@@ -124,17 +131,10 @@ class Runtime:
         if self.settings.database_url:
             try:
                 await self._connect_pg()
-            except OperatorError as exc:
-                if need_pg or not exc.transient:
-                    raise
-                log.error("%s; retrying in the background (the API serves from Redis meanwhile)", exc)
-                self._pg_task = asyncio.create_task(self._retry_pg())
             except Exception as exc:  # the API keeps serving from Redis; /status says degraded
-                if need_pg:
+                if need_pg or (isinstance(exc, OperatorError) and not exc.transient):
                     raise
-                log.error(
-                    "postgres unreachable at start (%s); retrying in the background", type(exc).__name__
-                )
+                self._pg_outage.failed(exc, "could not start using PostgreSQL")
                 self._pg_task = asyncio.create_task(self._retry_pg())
 
     async def check_eviction(self) -> None:
@@ -175,17 +175,25 @@ class Runtime:
 
     async def _connect_pg(self) -> None:
         pool = await pg.create_pool(self.settings.database_url, self.settings.database_schema)
-        await pg.migrate(pool)
+        try:
+            await pg.migrate(pool)
+        except BaseException:
+            pool.terminate()  # a retry opens a new one
+            raise
         self.pg_pool = pool
 
     async def _retry_pg(self) -> None:
+        """Until PostgreSQL can be used: every 1 s, doubling to 30 s. The outage is logged as any
+        background loop's (``Outage``: a reminder a minute, one line when it ends); an error that
+        is no outage — a migration PostgreSQL rejects — with its traceback each time."""
         delay = 1.0
         while self.pg_pool is None:
             await asyncio.sleep(delay)
             try:
                 await self._connect_pg()
-                log.info("postgres connected")
-            except Exception:
+                self._pg_outage.ok()
+            except Exception as exc:
+                self._pg_outage.failed(exc, "could not start using PostgreSQL")
                 delay = min(delay * 2, 30.0)
 
     async def close(self) -> None:

@@ -33,7 +33,9 @@ from cuefast.config import Settings, load_settings
 from cuefast.runtime import Runtime
 from cuefast.store.scripts import Script, Scripts
 from cuefast.store.wire import Wire
+from tests.chaos.backends import RedisServer
 from tests.contract.hook import contract_hook
+from tests.refusals import OwnServer
 
 ROOT = Path(__file__).resolve().parent.parent
 LOCAL_REDIS = "redis://127.0.0.1:6379/0"
@@ -299,6 +301,19 @@ def backend_settings(
         allow_private_callbacks=True,
         **overrides,
     )
+
+
+@pytest.fixture
+async def own_redis(tmp_path: Path) -> AsyncIterator[RedisServer]:
+    """A private redis-server for this test alone (``tests/refusals.OwnServer``: one it may put
+    in states that refuse writes), stopped after it."""
+    s = OwnServer(tmp_path / "redis", appendfsync="no")
+    s.start()
+    try:
+        await s.wait_ready()
+        yield s
+    finally:
+        s.stop()
 
 
 @pytest.fixture

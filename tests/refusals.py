@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import redis
@@ -21,18 +20,6 @@ class OwnServer(RedisServer):
 
     def _args(self) -> list[str]:
         return [*super()._args(), "--enable-protected-configs", "yes"]
-
-
-@contextlib.asynccontextmanager
-async def own_server(tmp_path: Path) -> AsyncIterator[RedisServer]:
-    """A running ``OwnServer`` in ``tmp_path``, stopped after the block."""
-    s = OwnServer(tmp_path / "redis", appendfsync="no")
-    s.start()
-    try:
-        await s.wait_ready()
-        yield s
-    finally:
-        s.stop()
 
 
 class Refusal:

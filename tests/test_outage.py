@@ -11,7 +11,6 @@ import logging
 import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -35,7 +34,7 @@ from cuefast.store.outage import Outage, unavailable
 from cuefast.times import parse_datetime
 from tests.chaos.backends import PgProxy, RedisServer, pg_target, proxied_dsn
 from tests.conftest import Api, backend_settings, make_api, wait_for
-from tests.refusals import Refusal, own_server
+from tests.refusals import Refusal
 from tests.snap_env import fire, new_cue, snap_env
 
 
@@ -150,25 +149,19 @@ def test_an_outage_repeats_its_warning_at_most_once_a_period_and_says_when_it_en
     assert outage.since is None and unavailable(bug) == ""
 
 
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[RedisServer]:
-    async with own_server(tmp_path) as s:
-        yield s
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["full", "misconf"])
 async def test_a_scheduler_on_a_redis_refusing_writes_warns_once_then_catches_up(
-    server: RedisServer, database_url: str, pg_schema: str, caplog: pytest.LogCaptureFixture, kind: str
+    own_redis: RedisServer, database_url: str, pg_schema: str, caplog: pytest.LogCaptureFixture, kind: str
 ) -> None:
     """A Redis past maxmemory or unable to save refuses the materialise script whole: the
     scheduler warns once (no traceback), retries, and once the server takes writes again says so
     and creates the slot that fell due meanwhile — once."""
-    settings = backend_settings(server.url, database_url, pg_schema, f"t{uuid.uuid4().hex[:10]}")
+    settings = backend_settings(own_redis.url, database_url, pg_schema, f"t{uuid.uuid4().hex[:10]}")
     clock = FrozenClock(parse_datetime("2031-01-06T08:00:30Z"))
     api, rt = await make_api(settings, clock)
     caplog.set_level(logging.INFO, logger="cuefast.engine.scheduler")
-    refusal = Refusal(server.url, kind)
+    refusal = Refusal(own_redis.url, kind)
     stop = asyncio.Event()
     scheduler = Scheduler(rt.store, clock)
     task: asyncio.Task[None] | None = None
@@ -397,3 +390,33 @@ async def test_a_postgresql_outage_is_one_warning_for_the_snapshotter_and_histor
 async def _clean(store: Store) -> bool:
     """Nothing dirty left: every change is in PostgreSQL."""
     return await store.snapshots.dirty_count() == 0
+
+
+async def test_a_process_started_while_postgresql_is_down_says_when_it_is_back(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A serving process whose PostgreSQL is away at start serves from Redis and retries in the
+    background: one warning naming the server and the setting (no traceback), quiet retries,
+    and one line once PostgreSQL can be used (before: a retry loop that said nothing of an error
+    that was no outage, and "postgres connected" at INFO)."""
+    proxy = PgProxy(pg_target(settings.database_url))
+    await proxy.start()
+    proxy.outage()
+    caplog.set_level(logging.INFO, logger="cuefast.runtime")
+    rt = Runtime(settings.replace(database_url=proxied_dsn(settings.database_url, proxy.port)))
+    try:
+        await rt.start()
+        assert rt.pg_pool is None
+        await wait_for(lambda: rt._pg_outage.failures >= 2, 30, "a retry in the background")
+        proxy.restore()
+        await wait_for(lambda: rt.pg_pool is not None, 30, "PostgreSQL in use")
+    finally:
+        await rt.close()
+        await proxy.close()
+    records = _records(caplog, "cuefast.runtime")
+    said = [r.getMessage() for r in records]
+    down = [m for m in said if m.startswith("startup: PostgreSQL unavailable (")]
+    assert len(down) == 1 and "CUEFAST_DATABASE_URL" in down[0], said
+    assert "retrying in the background (the API serves from Redis meanwhile)" in down[0]
+    assert len([m for m in said if m.startswith("startup: PostgreSQL available again after ")]) == 1, said
+    assert all(r.exc_info is None and r.levelno < logging.ERROR for r in records), said

@@ -15,14 +15,12 @@ from typing import Any
 
 import msgspec
 
-from cuefast.durability.schema import pg_unavailable
+from cuefast.durability.schema import POSTGRES
 from cuefast.services.executions import ExecutionFilters
 from cuefast.store import Store
 from cuefast.store.outage import Outage
 
 log = logging.getLogger(__name__)
-
-PG = {"PostgreSQL": pg_unavailable}
 
 
 Cell = tuple[str, str, str]
@@ -161,7 +159,7 @@ class History:
         self.store = store
         # a PostgreSQL outage is one warning, not a line per request that reads history
         self.outage = Outage(
-            log, "execution history", stores=PG, then="answering from Redis alone until it is back"
+            log, "execution history", stores=POSTGRES, then="answering from Redis alone until it is back"
         )
 
     async def get(self, account_id: str, execution_id: str) -> dict[str, str] | None:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 import socket
 import ssl
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 import asyncpg
 
 from cuefast.errors import OperatorError
+from cuefast.store.outage import Classifier
 
 log = logging.getLogger(__name__)
 
@@ -396,9 +398,16 @@ failed whole, or the connection died under it: its transaction is rolled back)""
 def pg_unavailable(exc: BaseException) -> str:
     """Why PostgreSQL could not serve a call now (``PG_UNAVAILABLE``), as a log line's cause: the
     error's type, and a server error's own first line (no secret in either); "" for any other
-    error (a bug, or a statement PostgreSQL rejected: log it whole)."""
+    error (a bug, or a statement PostgreSQL rejected: log it whole). ``create_pool``'s
+    ``OperatorError`` is one when ``transient`` (its message names the server and the setting)."""
+    if isinstance(exc, OperatorError):  # create_pool's account of a first connection that failed
+        return str(exc) if exc.transient else ""
     if not isinstance(exc, PG_UNAVAILABLE):
         return ""
     if isinstance(exc, asyncpg.PostgresError) and (text := str(exc).splitlines()[0] if str(exc) else ""):
         return f"{type(exc).__name__}: {text}"
     return type(exc).__name__
+
+
+POSTGRES: Mapping[str, Classifier] = {"PostgreSQL": pg_unavailable}
+"""the data store a loop that uses PostgreSQL can find unavailable (``cuefast.store.outage``)"""

@@ -31,10 +31,10 @@ import msgspec
 
 from cuefast.clock import Clock
 from cuefast.config import Settings
-from cuefast.durability.schema import fold_counts, pg_unavailable, to_history
+from cuefast.durability.schema import POSTGRES, fold_counts, to_history
 from cuefast.services.executions import triggered_by
 from cuefast.store import Store
-from cuefast.store.outage import Outage, unavailable
+from cuefast.store.outage import REDIS, Outage
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +46,14 @@ BATCH = 2000
 so this bounds how long it holds Redis (18 ms measured here, on a loaded 2-core machine)."""
 TRIM_BATCH = 1000
 REQUEST_POLL = 1.0
+"""Seconds between the active snapshotter's checks for ``cuefast snapshot`` requests while idle."""
 TRIM_EVERY_S = 60.0
 """the role trims at most this often (retention is counted in days; an idle trim is a query)"""
-"""Seconds between the active snapshotter's checks for ``cuefast snapshot`` requests while idle."""
 FINAL = ("success", "failed", "missed", "outcome_timeout", "skipped", "cancelled")
 
 _decode = msgspec.json.Decoder(dict[str, str]).decode
 
-STORES = {"Redis": unavailable, "PostgreSQL": pg_unavailable}
+STORES = {**REDIS, **POSTGRES}
 """the data stores a snapshot cycle needs: either one down is an outage (``Outage``), not a bug"""
 
 
