@@ -7,7 +7,9 @@ both deleted afterwards). Setup (not measured): one account, ``--cues`` worker c
 ``--executions`` finished executions with outcomes spread over them, written straight into
 Redis by the restore scripts (the fastest bulk loader we have), every object marked dirty.
 Measured: (1) one full snapshot — everything dirty → PostgreSQL, the snapshotter's own batches;
-(2) Redis keys of the prefix deleted, then ``cuefast restore``'s code path → Redis.
+(2) Redis keys of the prefix deleted, then ``cuefast restore``'s code path → Redis. Each prints
+the CPU seconds it took of this process and of the Redis server (``INFO cpu``: exact only on a
+private Redis), so a run shows which side bounds it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import uuid
 
 import asyncpg
 import msgspec
+import redis as sync_redis
 
+from bench.engine import _redis_cpu
 from cuefast.clock import SystemClock
 from cuefast.config import load_settings
 from cuefast.durability import schema as pg
@@ -132,6 +136,16 @@ async def _wipe(store: Store) -> None:
         await store.redis.delete(*batch)
 
 
+def _cpu(info: sync_redis.Redis) -> tuple[float, float]:
+    """(this process's, the Redis server's) CPU seconds so far."""
+    return time.process_time(), _redis_cpu(info)
+
+
+def _cpu_text(info: sync_redis.Redis, since: tuple[float, float]) -> str:
+    now = _cpu(info)
+    return f"CPU: this process {now[0] - since[0]:.1f} s, Redis {now[1] - since[1]:.1f} s"
+
+
 async def run(n_cues: int, n_execs: int, partitions: int) -> None:
     prefix = f"bsnap{uuid.uuid4().hex[:8]}"
     schema = f"bench_snap_{uuid.uuid4().hex[:8]}"
@@ -142,32 +156,33 @@ async def run(n_cues: int, n_execs: int, partitions: int) -> None:
     pool = await pg.create_pool(PG, schema, max_size=4)
     await pg.migrate(pool)
     clock = SystemClock()
+    info = sync_redis.Redis.from_url(REDIS)
     try:
         t0 = time.perf_counter()
         await _load(store, n_cues, n_execs, clock.now_us())
         print(f"setup: {n_cues} cues + {n_execs} executions into Redis in {time.perf_counter() - t0:.1f}s")
         snap = Snapshotter(store, settings, clock, pool)
         assert await snap.acquire()
-        t0 = time.perf_counter()
+        t0, cpu = time.perf_counter(), _cpu(info)
         stats = await snap.snapshot()
         secs = time.perf_counter() - t0
         await snap.release()
         print(
             f"snapshot: {stats.rows} rows in {secs:.1f}s = {stats.rows / secs:,.0f} rows/s "
-            f"({stats.batches} batches, {stats.statements} statements)"
+            f"({stats.batches} batches, {stats.statements} statements); {_cpu_text(info, cpu)}"
         )
         print(
             f"  stage seconds (summed over concurrent slots): take {stats.take_s:.1f}, "
             f"build {stats.build_s:.1f}, pg {stats.pg_s:.1f}, commit {stats.commit_s:.1f}"
         )
         await _wipe(store)
-        t0 = time.perf_counter()
+        t0, cpu = time.perf_counter(), _cpu(info)
         r = await restore(store, pool, clock.now_us())
         secs = time.perf_counter() - t0
         total = r.accounts + r.cues + r.executions
         print(
             f"restore: {r.accounts} accounts, {r.cues} cues, {r.executions} executions in {secs:.1f}s "
-            f"= {total / secs:,.0f} objects/s"
+            f"= {total / secs:,.0f} objects/s; {_cpu_text(info, cpu)}"
         )
     finally:
         await _wipe(store)
@@ -178,6 +193,7 @@ async def run(n_cues: int, n_execs: int, partitions: int) -> None:
         finally:
             await conn.close()
         await store.close()
+        info.close()
 
 
 def main(argv: list[str] | None = None) -> None:
