@@ -211,6 +211,23 @@ async def test_restore_executions_rebuilds_the_index_each_state_needs(store: Sto
     assert (await store.executions.listing(ACCT, offset=0, limit=0)).oldest_claimed_us == NOW - 3 * S
 
 
+async def test_restore_executions_over_executions_already_there_moves_their_index(store: Store) -> None:
+    """``cuefast restore --force`` into a keyspace that holds an execution already, and a batch
+    that names one twice: the hash ends as the last doc says, indexed only there (before, the
+    restore dropped the stored ``ix`` and indexed it anew, so the cell it was in kept it)."""
+    k = store.keys
+    first = doc("pending", "worker", tk="t")
+    assert await store.restore.executions([(P, [json.dumps(first)])], NOW) == 1
+    done = {**first, "st": "success", "os": "reported_success", "cla": str(NOW - S), "cw": "w1"}
+    assert await store.restore.executions([(P, [json.dumps(done)])], NOW) == 1  # over it
+    twice = doc("pending")
+    later = {**twice, "st": "failed"}
+    assert await store.restore.executions([(P, [json.dumps(twice), json.dumps(later)])], NOW) == 2
+    assert (await store.redis.hgetall(k.execution(P, first["id"])))["ix"] == "success|reported_success||1|w1"
+    assert (await store.redis.hgetall(k.execution(P, twice["id"])))["ix"] == "failed||||"
+    # (the fixture checks every index against the hashes: one cell each, counts right)
+
+
 async def test_restore_executions_a_jittered_one_waits_for_its_fire_at(store: Store) -> None:
     """Jitter: a pending execution whose fire_at ('ft') is ahead goes back to the delayed zset
     (webhook) or the claimable indexes scored by fire_at (worker), not to the outbox."""

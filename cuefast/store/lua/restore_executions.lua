@@ -9,6 +9,12 @@
   worker pending / retry_ready → the claimable indexes; worker delivering → claims. A jittered
   execution ('ft') waits for its fire_at instead of its scheduled_for. A pending execution its
   cue holds back ('bw', overlap buffer_one; cues are restored first) stays unqueued.
+  Each hash is written once, with the `ix` its fields give, and its entries in the accounts' and
+  workers' listing registries are written together at the end of the call (lib/exec_index.lua
+  ix_deferred: one ZADD and one HINCRBY per cell zset and batch; a cue's registries at once, as
+  a batch rarely holds two executions of one cue): when none of the batch's keys exists (a
+  restore into an empty keyspace), no execution is read back. One whose key exists (`--force`,
+  or named twice) is overwritten and moved from where its stored `ix` says it is indexed.
   returns {the number written, then 4 values per worker execution restored as claimed: account
     id, execution id, task ("" none), lease expiry µs} (the caller rebuilds the per-task claim
     cap permits from them: store/task_caps.py ``rebuild``) ]]
@@ -21,20 +27,44 @@ local final = {success = true, failed = true, missed = true, outcome_timeout = t
 local n = 0
 local claimed = {}
 local function val(x, default) if x and x ~= '' then return x end return default end
+local docs, keys = {}, {}
 for i = 3, #ARGV do
   local h = cjson.decode(ARGV[i])
-  local eid, acct, st = h['id'], h['acct'], h['st']
-  local ek = pfx .. 'exec:' .. eid
+  docs[#docs + 1] = h
+  keys[#keys + 1] = pfx .. 'exec:' .. h['id']
+end
+-- one EXISTS per 1,000 keys: almost always none exists, and then none is read back below
+local any_exists = false
+for i = 1, #keys, 1000 do
+  if redis.call('EXISTS', unpack(keys, i, math.min(i + 999, #keys))) > 0 then any_exists = true end
+end
+local ixd = ix_deferred()
+local made = {}  -- keys this call wrote (an execution twice in a batch: the second overwrites)
+for i, h in ipairs(docs) do
+  local eid, acct, cue, st = h['id'], h['acct'], h['cue'], h['st']
+  local ek = keys[i]
   local flat = {}
   for f, v in pairs(h) do
-    if f ~= 'id' then flat[#flat + 1] = f; flat[#flat + 1] = v end  -- the id is the key's
+    -- the id is the key's; where it was indexed before is not where it is now; a cap permit or
+    -- place in a cap's waiting list (lib/cue_cap.lua) is not restored: the attempt is queued
+    -- again below
+    if f ~= 'id' and f ~= 'ix' and f ~= 'cp' then flat[#flat + 1] = f; flat[#flat + 1] = v end
   end
-  redis.call('HSET', ek, unpack(flat))
-  -- where it was indexed before is not where it is now; a cap permit or place in a cap's
-  -- waiting list (lib/cue_cap.lua) is not restored: the attempt is queued again below
-  redis.call('HDEL', ek, 'ix', 'cp')
-  exec_reindex(pfx, eid)
-  local waiting = st == 'pending' and redis.call('HGET', pfx .. 'cue:' .. (h['cue'] or ''), 'bw') == eid
+  if made[ek] or (any_exists and redis.call('EXISTS', ek) == 1) then
+    -- its stored `ix` says where this keyspace indexes it: exec_reindex moves it from there
+    -- (the deferred entries written first, so that it finds them)
+    ix_flush(ixd)
+    redis.call('HSET', ek, unpack(flat))
+    redis.call('HDEL', ek, 'cp')
+    exec_reindex(pfx, eid)
+  else
+    local new = acct and cue and ix_of(st, h['os'], h['tb'], h['cla'], h['cw'])
+    if new then flat[#flat + 1] = 'ix'; flat[#flat + 1] = new end
+    redis.call('HSET', ek, unpack(flat))
+    if new then ix_move(pfx, eid, acct, cue, h['ca'], h['cla'] or '', '', new, ixd) end
+  end
+  made[ek] = true
+  local waiting = st == 'pending' and redis.call('HGET', pfx .. 'cue:' .. (cue or ''), 'bw') == eid
   if not final[st] and not waiting then
     local at = val(h['ft'], h['sf'])  -- jitter: available from fire_at
     local od = h['od']
@@ -58,4 +88,5 @@ for i = 3, #ARGV do
   end
   n = n + 1
 end
+ix_flush(ixd)
 return {n, unpack(claimed)}
