@@ -3,7 +3,12 @@
 ``FLEET_ACCOUNTS`` names a JSON file written by bench/fleet.py: one object per account with its
 ``key`` and cue ids (``fire_hook``, ``agent_work``, ``second_hook``, ...). ``FLEET_OUT`` is where
 the per-minute latencies of every request type go when the run stops (JSON, see ``_dump``).
-``FLEET_PACE`` is the seconds each user takes per loop (``constant_pacing``, default 0.5).
+``FLEET_PACE`` is the seconds each user takes per loop (default 0.5), from its own phase: user i
+of n starts its first loop i/n of a pace after the others and keeps that phase
+(``FleetUser.wait_time``). Locust starts every user within ~10 ms, and its
+``constant_pacing`` measures from that start, so with it every user sent at the same instant of
+every loop — a herd of 30 requests, whose queue was most of what the latencies measured
+(p50 ~20 ms on a server 8 % busy; bench/README.md "Sixteenth session").
 
 * ``Agent``: fires a cue of one account with a ``payload_override`` (a webhook cue delivered
   to the local receiver, or a worker cue the workers claim), then GETs the execution.
@@ -27,7 +32,7 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from locust import FastHttpUser, constant_pacing, events, task
+from locust import FastHttpUser, events, task
 
 from cuefast.heap import settle_heap
 
@@ -36,6 +41,8 @@ with open(os.environ["FLEET_ACCOUNTS"]) as _fh:
 PACE = float(os.environ.get("FLEET_PACE", "0.5"))
 CLAIM_MAX = 25
 _ids = itertools.count()
+_starts = itertools.count()  # the users' start order: each one's phase of the pace
+USERS = sum(int(os.environ.get(f"FLEET_{role}", "0")) for role in ("AGENTS", "WORKERS", "DASHBOARDS"))
 _times: dict[tuple[int, str], list[float]] = defaultdict(list)
 _failures: dict[tuple[int, str], int] = defaultdict(int)
 _clock = {"start": 0.0, "end": 0.0}
@@ -69,9 +76,17 @@ def _dump(**_: Any) -> None:
 
 class FleetUser(FastHttpUser):
     abstract = True
-    wait_time = constant_pacing(PACE)
+
+    def wait_time(self) -> float:
+        """Until this user's next loop: one pace after its last one was due (at once, and from
+        now on, if that has passed)."""
+        now = time.monotonic()
+        self.due = max(self.due + PACE, now)
+        return self.due - now
 
     def on_start(self) -> None:
+        time.sleep(PACE * next(_starts) / max(USERS, 1))  # its phase (gevent's sleep: locust patches it)
+        self.due = time.monotonic()  # its first loop's start
         self.n = next(_ids)
         self.account = ACCOUNTS[self.n % len(ACCOUNTS)]
         self.headers = {"Authorization": f"Bearer {self.account['key']}"}
