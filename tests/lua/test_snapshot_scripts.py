@@ -228,6 +228,23 @@ async def test_restore_executions_over_executions_already_there_moves_their_inde
     # (the fixture checks every index against the hashes: one cell each, counts right)
 
 
+async def test_restore_executions_over_hashes_whose_registries_are_gone(store: Store) -> None:
+    """A repartition deletes the derived keys — the listing registries among them — and writes
+    each execution back with this script, onto its own key when its partition stays: the hash
+    still names the cells of the deleted registries, and it is indexed again all the same."""
+    k = store.keys
+    docs = [doc("success", os="reported_success", cla=str(NOW - S), cw="w1"), doc("pending")]
+    body = [json.dumps(d) for d in docs]
+    assert await store.restore.executions([(P, body)], NOW) == 2
+    derived = [key async for key in store.redis.scan_iter(match=f"{k.prefix}:*:ix:*", count=1000)]
+    assert derived
+    await store.redis.delete(*derived)
+    assert await store.restore.executions([(P, body)], NOW) == 2
+    for d in docs:
+        assert await listed(store, ACCT, d["id"], CUE) == CREATED
+        assert await listed(store, ACCT, d["id"]) == CREATED
+
+
 async def test_restore_executions_a_jittered_one_waits_for_its_fire_at(store: Store) -> None:
     """Jitter: a pending execution whose fire_at ('ft') is ahead goes back to the delayed zset
     (webhook) or the claimable indexes scored by fire_at (worker), not to the outbox."""

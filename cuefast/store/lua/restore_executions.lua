@@ -13,8 +13,9 @@
   workers' listing registries are written together at the end of the call (lib/exec_index.lua
   ix_deferred: one ZADD and one HINCRBY per cell zset and batch; a cue's registries at once, as
   a batch rarely holds two executions of one cue): when none of the batch's keys exists (a
-  restore into an empty keyspace), no execution is read back. One whose key exists (`--force`,
-  or named twice) is overwritten and moved from where its stored `ix` says it is indexed.
+  restore into an empty keyspace), no execution is read back. One whose key exists (`--force`;
+  a repartition, which deletes the registries first; named twice) is taken out of the cells its
+  stored `ix` names, replaced, and indexed where the doc says.
   returns {the number written, then 4 values per worker execution restored as claimed: account
     id, execution id, task ("" none), lease expiry µs} (the caller rebuilds the per-task claim
     cap permits from them: store/task_caps.py ``rebuild``) ]]
@@ -50,16 +51,18 @@ for i, h in ipairs(docs) do
     -- again below
     if f ~= 'id' and f ~= 'ix' and f ~= 'cp' then flat[#flat + 1] = f; flat[#flat + 1] = v end
   end
+  local new = acct and cue and ix_of(st, h['os'], h['tb'], h['cla'], h['cw'])
+  if new then flat[#flat + 1] = 'ix'; flat[#flat + 1] = new end
   if made[ek] or (any_exists and redis.call('EXISTS', ek) == 1) then
-    -- its stored `ix` says where this keyspace indexes it: exec_reindex moves it from there
-    -- (the deferred entries written first, so that it finds them)
+    -- out of wherever its stored `ix` says it is listed (nothing there when the registries are
+    -- gone: a repartition deletes them first), then in where the doc says, at once (the
+    -- deferred entries written first, so that the removal finds them)
     ix_flush(ixd)
+    exec_unindex(pfx, eid)
+    redis.call('DEL', ek)  -- the hash as the doc has it, no field of the one it replaces
     redis.call('HSET', ek, unpack(flat))
-    redis.call('HDEL', ek, 'cp')
-    exec_reindex(pfx, eid)
+    if new then ix_move(pfx, eid, acct, cue, h['ca'], h['cla'] or '', '', new) end
   else
-    local new = acct and cue and ix_of(st, h['os'], h['tb'], h['cla'], h['cw'])
-    if new then flat[#flat + 1] = 'ix'; flat[#flat + 1] = new end
     redis.call('HSET', ek, unpack(flat))
     if new then ix_move(pfx, eid, acct, cue, h['ca'], h['cla'] or '', '', new, ixd) end
   end
