@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
+import asyncpg
 import pytest
 from redis import Redis, RedisCluster
 from redis.cluster import ClusterNode
@@ -20,6 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from cuefast.clock import FrozenClock, SystemClock
 from cuefast.config import Settings
+from cuefast.durability.schema import pg_unavailable
 from cuefast.durability.snapshots import Snapshotter
 from cuefast.engine.dispatcher import Dispatcher
 from cuefast.engine.notices import NoticeSender
@@ -335,6 +337,26 @@ async def test_execution_counters_kept_through_an_outage_with_one_warning(
     assert [r.getMessage() for r in records] == [
         "dispatcher: execution counters (kept): Redis unavailable (ConnectionError); retrying"
     ]
+
+
+def test_a_connection_that_dies_inside_a_transaction_is_an_outage() -> None:
+    """asyncpg reports a connection that died inside ``async with conn.transaction()`` as an
+    ``InterfaceError`` ("cannot call Transaction.__aexit__(): the underlying connection is
+    closed") raised while handling the death itself: an outage, not a bug (a CI run of the test
+    below logged a snapshot cycle's traceback for it)."""
+    died = asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+    try:
+        try:
+            raise died
+        except asyncpg.PostgresError:
+            raise asyncpg.InterfaceError(  # noqa: B904 (asyncpg raises it so: context, not cause)
+                "cannot call Transaction.__aexit__(): the underlying connection is closed"
+            )
+    except asyncpg.InterfaceError as exc:
+        closing = exc
+    assert pg_unavailable(closing) == pg_unavailable(died) != ""
+    busy = asyncpg.InterfaceError("cannot perform operation: another operation is in progress")
+    assert pg_unavailable(busy) == ""  # a misuse raised on its own: a bug
 
 
 async def test_a_postgresql_outage_is_one_warning_for_the_snapshotter_and_history(

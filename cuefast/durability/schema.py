@@ -399,9 +399,15 @@ def pg_unavailable(exc: BaseException) -> str:
     """Why PostgreSQL could not serve a call now (``PG_UNAVAILABLE``), as a log line's cause: the
     error's type, and a server error's own first line (no secret in either); "" for any other
     error (a bug, or a statement PostgreSQL rejected: log it whole). ``create_pool``'s
-    ``OperatorError`` is one when ``transient`` (its message names the server and the setting)."""
+    ``OperatorError`` is one when ``transient`` (its message names the server and the setting);
+    an asyncpg ``InterfaceError`` raised while a connection died is one when what it was raised
+    from is."""
     if isinstance(exc, OperatorError):  # create_pool's account of a first connection that failed
         return str(exc) if exc.transient else ""
+    if isinstance(exc, asyncpg.InterfaceError) and (inner := exc.__cause__ or exc.__context__):
+        # asyncpg's own error about a connection that died under it ("cannot call
+        # Transaction.__aexit__(): the underlying connection is closed"): the death is the cause
+        return pg_unavailable(inner)
     if not isinstance(exc, PG_UNAVAILABLE):
         return ""
     if isinstance(exc, asyncpg.PostgresError) and (text := str(exc).splitlines()[0] if str(exc) else ""):
