@@ -159,7 +159,10 @@ def create_worker_cue() -> None:
     cue = S["client"].cues.create(
         # a cron that does not fire while the scenario runs: a scheduled execution would be
         # claimable, and claim-next finds nothing only when none is (worker_claim_heartbeat_outcome)
-        "etl", cron="0 0 1 1 *", transport="worker", payload={"task": "etl", "n": 1}
+        "etl",
+        cron="0 0 1 1 *",
+        transport="worker",
+        payload={"task": "etl", "n": 1},
     )
     assert cue.transport == "worker"
     assert (cue.callback.url, cue.callback.method, cue.callback.headers) == (None, "POST", {})
