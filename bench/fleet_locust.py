@@ -42,7 +42,10 @@ PACE = float(os.environ.get("FLEET_PACE", "0.5"))
 CLAIM_MAX = 25
 _ids = itertools.count()
 _starts = itertools.count()  # the users' start order: each one's phase of the pace
-USERS = sum(int(os.environ.get(f"FLEET_{role}", "0")) for role in ("AGENTS", "WORKERS", "DASHBOARDS"))
+AGENTS = int(os.environ.get("FLEET_AGENTS", "12"))
+WORKERS = int(os.environ.get("FLEET_WORKERS", "8"))
+DASHBOARDS = int(os.environ.get("FLEET_DASHBOARDS", "10"))
+USERS = AGENTS + WORKERS + DASHBOARDS
 _times: dict[tuple[int, str], list[float]] = defaultdict(list)
 _failures: dict[tuple[int, str], int] = defaultdict(int)
 _clock = {"start": 0.0, "end": 0.0}
@@ -98,7 +101,7 @@ class FleetUser(FastHttpUser):
 class Agent(FleetUser):
     """An agent: fires with a payload override, then reads the execution it created."""
 
-    fixed_count = int(os.environ.get("FLEET_AGENTS", "12"))
+    fixed_count = AGENTS
 
     fires = 0
     """this agent's fires so far (its own count: the shared ``_ids`` advances twice per loop, so
@@ -133,7 +136,7 @@ class Agent(FleetUser):
 class Worker(FleetUser):
     """A worker process serving every account in turn (one key per account)."""
 
-    fixed_count = int(os.environ.get("FLEET_WORKERS", "8"))
+    fixed_count = WORKERS
 
     def on_start(self) -> None:
         super().on_start()
@@ -196,7 +199,7 @@ def _outcome(execution_id: str) -> dict[str, Any]:
 class Dashboard(FleetUser):
     """A dashboard page: one listing per loop, filtered like a UI does."""
 
-    fixed_count = int(os.environ.get("FLEET_DASHBOARDS", "10"))
+    fixed_count = DASHBOARDS
 
     @task
     def look(self) -> None:
