@@ -52,6 +52,13 @@ def single_redis(port: int) -> Iterator[str]:
         r.close()
 
 
+def _engine_args(args: argparse.Namespace, what: str, **over: object) -> argparse.Namespace:
+    """The arguments of ``./dev bench engine what``: engine's own defaults, this bench's values for
+    the options both have, then ``over`` (an option engine gains needs nothing here)."""
+    base = vars(engine.arguments().parse_args([what]))
+    return argparse.Namespace(**{**base, **{k: v for k, v in vars(args).items() if k in base}, **over})
+
+
 def _run(what: str, args: argparse.Namespace, url: str, cluster: bool) -> tuple[str, list[float]]:
     """One engine bench against ``url``; its printed line and the Redis CPU µs each primary spent."""
     os.environ["CUEFAST_REDIS_URL"] = url
@@ -64,7 +71,7 @@ def _run(what: str, args: argparse.Namespace, url: str, cluster: bool) -> tuple[
     with contextlib.redirect_stdout(out):
         import uvloop
 
-        uvloop.run(runner(args, prefix))
+        uvloop.run(runner(_engine_args(args, what), prefix))
     spent = [b - a for a, b in zip(before, cpu_us(nodes), strict=True)]
     for n in nodes:
         n.close()
@@ -88,7 +95,7 @@ def _run_caps(args: argparse.Namespace, url: str, cluster: bool) -> None:
     os.environ["CUEFAST_REDIS_URL"] = url
     os.environ["CUEFAST_REDIS_CLUSTER"] = "true" if cluster else "false"
     for kind, over in CAP_RUNS:
-        run = argparse.Namespace(**{**vars(args), "delay_ms": 20.0, **over})
+        run = _engine_args(args, "deliver-caps" if kind == "caps" else "deliver-bound", delay_ms=20.0, **over)
         nodes = primaries(url, cluster)
         before = cpu_us(nodes)
         out = io.StringIO()
