@@ -38,6 +38,12 @@ UPGRADE_MEMBERS = Script("executions_upgrade_members", keys=("zset",), argv=("cu
 BOUND = Script("executions_bound", keys=("registry",), argv=())
 
 
+SHARE_FACTOR = 3
+"""a listing over n registries first asks each for this × depth ÷ n of the newest (at most the
+depth): with executions spread evenly, one registry holds more of a page than that rarely
+enough that asking it again costs less than every registry returning the whole depth"""
+
+
 def index_member(execution_id: str) -> bytes:
     """An execution's member in the listing index zsets (``ix_member`` of lua/lib/exec_index.lua):
     the id's 16 bytes (an id that is no canonical UUID: itself)."""
@@ -302,19 +308,23 @@ class Executions(Repository):
             registries = [k.ix_worker(p, account_id, worker_id) for p in parts]
         depth = offset + limit
         inline = rows and len(registries) == 1
-        filters = (
-            depth,
-            "" if outcome_state is None else "=" + outcome_state,
-            "" if triggered_by is None else "=" + triggered_by,
-        )
+        os_arg = "" if outcome_state is None else "=" + outcome_state
+        tb_arg = "" if triggered_by is None else "=" + triggered_by
         tail = tuple(statuses or ())
         cursor = "" if after is None else f"{after[0]} {after[1]}"
-        calls: list[Call] = [
-            (LIST, [reg], [*filters, k.part(p) + ":exec:" if inline else "", offset, cursor, *tail])
-            for reg, p in zip(registries, parts, strict=True)
-        ]
-        res = await self.scripts.run_many(calls, also)
-        if len(registries) == 1:
+        n = len(registries)
+        share = depth if n <= 1 else min(depth, -(-SHARE_FACTOR * depth // n))
+
+        def call(reg: str, p: int, want: int) -> Call:
+            """The script's call for ``want`` of the newest (with the page's rows: from ``offset``)."""
+            if inline:
+                return (LIST, [reg], [want, os_arg, tb_arg, k.part(p) + ":exec:", offset, cursor, *tail])
+            return (LIST, [reg], [want, os_arg, tb_arg, "", 0, cursor, *tail])
+
+        res = await self.scripts.run_many(
+            [call(reg, p, share) for reg, p in zip(registries, parts, strict=True)], also
+        )
+        if n == 1:
             reply = res[0]
             oldest = int(reply[1]) if reply[1] else None
             if inline:  # the page alone: its ids, then their hashes
@@ -324,20 +334,34 @@ class Executions(Repository):
             return Listing(
                 ids, int(reply[0]), oldest, res[1:], None, [c for c, _ in page] if created else None
             )
-        merged: list[tuple[int, str]] = []
+        replies = res[:n]
+        listed = [list_rows(reply) for reply in replies]
+        merged = sorted((row for rows in listed for row in rows), reverse=True)
+        if share < depth:
+            # a registry that returned its whole share may hold more of the page: those whose
+            # last member is newer than the page's last (or all such, short of a page) are
+            # asked again for the full depth, in one more round trip (rare unless the newest
+            # executions crowd onto few partitions)
+            edge = merged[depth - 1] if len(merged) >= depth else None
+            again = [
+                i for i, rows in enumerate(listed) if len(rows) == share and (edge is None or rows[-1] > edge)
+            ]
+            if again:
+                more = await self.scripts.run_many([call(registries[i], parts[i], depth) for i in again])
+                for i, reply in zip(again, more, strict=True):
+                    replies[i], listed[i] = reply, list_rows(reply)
+                merged = sorted((row for rows in listed for row in rows), reverse=True)
         total, oldest = 0, None
-        for reply in res[: len(registries)]:
+        for reply in replies:
             total += int(reply[0])
             if reply[1]:
                 oldest = int(reply[1]) if oldest is None else min(oldest, int(reply[1]))
-            merged.extend(list_rows(reply))
-        merged.sort(reverse=True)
         page = merged[offset:depth]
         return Listing(
             [eid for _, eid in page],
             total,
             oldest,
-            res[len(registries) :],
+            res[n:],
             None,
             [c for c, _ in page] if created else None,
         )

@@ -3,6 +3,7 @@ reads only the partitions the account's cue-partition bitmap names yet misses no
 
 from __future__ import annotations
 
+import itertools
 import logging
 import uuid
 from typing import Any
@@ -15,6 +16,7 @@ from cuefast.api.app import create_litestar
 from cuefast.api.edge import Edge
 from cuefast.api.ratelimit import RateLimit
 from cuefast.config import Settings
+from cuefast.store import executions as executions_store
 from tests.conftest import Api
 
 
@@ -265,3 +267,43 @@ def test_remembered_rows_hold_no_more_memory_than_their_cap(monkeypatch: pytest.
     assert 0 < len(svc._RENDERED) < 20_000  # it emptied itself at least once
     assert peak_held <= cap, (peak_held, cap)
     assert accounted >= 0.95 * held, (accounted, held)  # the count does not undercount
+
+
+async def test_pages_are_exact_when_the_newest_crowd_onto_one_partition(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A listing over several partitions first asks each for a share of the page
+    (``SHARE_FACTOR`` × depth ÷ partitions; 1 here, so that it binds on this few); a partition
+    that may hold more of the page is asked again for all of it. With the newest executions all
+    on one cue's partition, every offset page (filtered or not) and every cursor page is still
+    exactly a slice of the full listing, and the second asking happened."""
+    monkeypatch.setattr(executions_store, "SHARE_FACTOR", 1)
+    key = await api.register()
+    cues = await fire_cues(api, key, 8)
+    busy = cues[0]
+    for _ in range(12):
+        assert (await api.request("POST", f"/v1/cues/{busy}/fire", key)).status_code == 200
+    store = api.rt.store
+    assert len({store.keys.cue_partition(c) for c in cues}) > 1
+    scripts = store.executions.scripts
+    run_many = scripts.run_many
+    wants: list[int] = []  # per batch of listing calls: the most any call asked for
+
+    async def recording(calls: Any, also: Any = (), **kw: Any) -> Any:
+        wants.append(max(int(args[0]) for _, _, args in calls))
+        return await run_many(calls, also, **kw)
+
+    monkeypatch.setattr(scripts, "run_many", recording)
+    for query in ("", "&status=pending", "&triggered_by=manual_fire"):
+        res = await api.request("GET", f"/v1/executions?limit=100{query}", key)
+        full = [e["id"] for e in res.json()["executions"]]
+        assert len(full) == 20
+        for limit in (1, 3, 5):
+            for offset in range(0, len(full) + 1):
+                res = await api.request("GET", f"/v1/executions?limit={limit}&offset={offset}{query}", key)
+                body = res.json()
+                assert [e["id"] for e in body["executions"]] == full[offset : offset + limit], (query, limit)
+                assert body["total"] == 20
+            got, totals = await _cursor_walk(api, key, query, limit)
+            assert got == full and totals == {20}, (query, limit)
+    assert any(b > a for a, b in itertools.pairwise(wants))  # asked again, for more
