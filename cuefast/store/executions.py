@@ -39,9 +39,13 @@ BOUND = Script("executions_bound", keys=("registry",), argv=())
 
 
 SHARE_FACTOR = 3
-"""a listing over n registries first asks each for this × depth ÷ n of the newest (at most the
-depth): with executions spread evenly, one registry holds more of a page than that rarely
+"""a listing over n ≥ ``SHARE_FROM`` registries first asks each for this × depth ÷ n of the
+newest: with executions spread evenly, one registry holds more of a page than that rarely
 enough that asking it again costs less than every registry returning the whole depth"""
+SHARE_FROM = 8
+"""below this many registries each is asked for the whole depth: a share of 3/4 to 3/7 of it
+saves little merging and still sends a partition that holds much of the page (an account's
+few busy cues) a second call (measured: bench/README.md "Seventeenth session")"""
 
 
 def index_member(execution_id: str) -> bytes:
@@ -313,7 +317,7 @@ class Executions(Repository):
         tail = tuple(statuses or ())
         cursor = "" if after is None else f"{after[0]} {after[1]}"
         n = len(registries)
-        share = depth if n <= 1 else min(depth, -(-SHARE_FACTOR * depth // n))
+        share = depth if n < SHARE_FROM else min(depth, -(-SHARE_FACTOR * depth // n))
 
         def call(reg: str, p: int, want: int) -> Call:
             """The script's call for ``want`` of the newest (with the page's rows: from ``offset``)."""
