@@ -24,7 +24,7 @@ import uuid
 import httpx
 
 from bench.__main__ import ROOT, _cleanup, _free_port, _server_env
-from bench.scale import PARTITIONS, WORKERS, Seeder, _redis_cpu, register
+from bench.scale import PARTITIONS, WORKERS, Seeder, _redis_cpu, register, wait_healthy
 from cuefast.store import Store, connect
 from cuefast.store.keys import Keys
 
@@ -49,13 +49,7 @@ async def run(redis_url: str, size: int, n: int) -> None:
     store = Store(connect(redis_url, max_connections=16), Keys(prefix, PARTITIONS))
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
-            for _ in range(300):
-                try:
-                    if (await client.get("/health")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.2)
+            await wait_healthy(client, server)
             await store.preload()
             await store.delivery.ensure_groups()
             acct = await register(client, store)

@@ -133,6 +133,20 @@ def expected_total(counts: Counter[Row], query: dict[str, str]) -> int:
     )
 
 
+async def wait_healthy(client: httpx.AsyncClient, server: subprocess.Popen[bytes]) -> None:
+    """Until the ``cuefast api`` behind ``client`` answers ``/health`` (60 s at most)."""
+    for _ in range(300):
+        if server.poll() is not None:
+            raise SystemExit("cuefast api exited")
+        try:
+            if (await client.get("/health")).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        await asyncio.sleep(0.2)
+    raise SystemExit("cuefast api did not become healthy")
+
+
 async def register(client: httpx.AsyncClient, store: Store) -> Account:
     """One account and its cues, through the API."""
     res = await client.post("/v1/auth/register", json={"email": f"scale-{uuid.uuid4().hex[:8]}@bench.test"})
@@ -734,15 +748,7 @@ async def run(
     }
     try:
         async with httpx.AsyncClient(base_url=base_url, timeout=120) as client:
-            for _ in range(300):
-                if server.poll() is not None:
-                    raise SystemExit("cuefast api exited")
-                try:
-                    if (await client.get("/health")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                await asyncio.sleep(0.2)
+            await wait_healthy(client, server)
             await store.preload()
             result["redis"] = (await store.redis.info("server"))["redis_version"]
             print(f"{result['machine']}; Redis {result['redis']}; git {result['git']}; prefix {prefix}")
