@@ -25,6 +25,8 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+from bench.cpu import process_seconds, redis_url_seconds
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -47,19 +49,9 @@ def _wait_healthy(url: str, timeout: float = 60.0) -> None:
     raise SystemExit(f"server at {url} did not become healthy")
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds the process ``pid`` has used so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _redis_cpu_seconds() -> float:
-    """used_cpu_user + used_cpu_sys of the Redis at ``CUEFAST_REDIS_URL`` (the whole server: read
-    it per request only on a private one)."""
-    import redis
-
-    info = redis.Redis.from_url(os.environ.get("CUEFAST_REDIS_URL", "redis://127.0.0.1:6379/0")).info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+def _redis_url() -> str:
+    """The Redis the benchmarks use: ``CUEFAST_REDIS_URL``, else the local one."""
+    return os.environ.get("CUEFAST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def _cpu_us_per_request(cpu_s: float, rows: dict[str, dict[str, float]]) -> float:
@@ -73,9 +65,9 @@ def _settle(pid: int, timeout: float = 90.0) -> None:
     ``serve`` has written what the seeding made dirty."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        cpu0 = _cpu_seconds(pid)
+        cpu0 = process_seconds(pid)
         time.sleep(0.5)
-        if _cpu_seconds(pid) - cpu0 < 0.05:
+        if process_seconds(pid) - cpu0 < 0.05:
             return
 
 
@@ -155,7 +147,7 @@ def _server_env(prefix: str) -> dict[str, str]:
         "CUEFAST_IP_RATE_LIMIT": "1000000",  # every locust user registers from 127.0.0.1
         "CUEFAST_DEFAULT_RATE_LIMIT_PER_MINUTE": "100000000",  # a shared key carries every user
     }
-    env["CUEFAST_REDIS_URL"] = os.environ.get("CUEFAST_REDIS_URL", "redis://127.0.0.1:6379/0")
+    env["CUEFAST_REDIS_URL"] = _redis_url()
     env["CUEFAST_DATABASE_URL"] = os.environ.get(
         "CUEFAST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
     )
@@ -251,10 +243,10 @@ def _ceiling(args: argparse.Namespace) -> float:
                 if time.monotonic() > deadline:
                     raise SystemExit("the ceiling server did not start") from None
                 time.sleep(0.2)
-        cpu0, redis0 = _cpu_seconds(server.pid), _redis_cpu_seconds()
+        cpu0, redis0 = process_seconds(server.pid), redis_url_seconds(_redis_url())
         rows = _run_locust(url, "ceiling", args.users, args.seconds, {})
-        cpu_us = _cpu_us_per_request(_cpu_seconds(server.pid) - cpu0, rows)
-        redis_us = _cpu_us_per_request(_redis_cpu_seconds() - redis0, rows)
+        cpu_us = _cpu_us_per_request(process_seconds(server.pid) - cpu0, rows)
+        redis_us = _cpu_us_per_request(redis_url_seconds(_redis_url()) - redis0, rows)
         r = rows["GET /ceiling/{id}"]
         print(
             f"| ceiling | bare Litestar + msgspec, one HGETALL | {r['rps']:.0f} | {r['p50']:.0f} | "
@@ -309,14 +301,14 @@ def _target(args: argparse.Namespace, checkout: Path, ceiling: float, variant: s
                     _settle(server.pid)
                 else:
                     shared = _shared_account(url, mode) if keys == "shared" else {}
-                cpu0, redis0 = _cpu_seconds(server.pid), _redis_cpu_seconds()
+                cpu0, redis0 = process_seconds(server.pid), redis_url_seconds(_redis_url())
                 try:
                     rows = _run_locust(url, mode, args.users, args.seconds, shared)
                 finally:
                     if mode == "outcome":
                         os.unlink(shared["BENCH_POOL"])
-                cpu_us = _cpu_us_per_request(_cpu_seconds(server.pid) - cpu0, rows)
-                redis_us = _cpu_us_per_request(_redis_cpu_seconds() - redis0, rows)
+                cpu_us = _cpu_us_per_request(process_seconds(server.pid) - cpu0, rows)
+                redis_us = _cpu_us_per_request(redis_url_seconds(_redis_url()) - redis0, rows)
                 for name, r in rows.items():
                     ratio = r["rps"] / ceiling
                     print(

@@ -16,7 +16,6 @@ from bench.__main__ import (
     ROOT,
     _ceiling,
     _cleanup,
-    _cpu_seconds,
     _cpu_us_per_request,
     _free_port,
     _git_sha,
@@ -27,6 +26,7 @@ from bench.__main__ import (
     _shared_account,
     _wait_healthy,
 )
+from bench.cpu import info_seconds, process_seconds
 
 API_MODES = ("get", "create", "list", "fire", "outcome")
 """GET cue, create, list, fire, outcome: the shared-key scenarios compared"""
@@ -44,12 +44,8 @@ def primaries(url: str, cluster: bool) -> list[sync_redis.Redis]:
 
 
 def cpu_us(nodes: list[sync_redis.Redis]) -> list[float]:
-    """used_cpu_user + used_cpu_sys of each node so far, µs."""
-    out = []
-    for n in nodes:
-        info = n.info("cpu")
-        out.append((float(info["used_cpu_sys"]) + float(info["used_cpu_user"])) * 1e6)
-    return out
+    """Each node's CPU so far (:func:`bench.cpu.info_seconds`), µs."""
+    return [info_seconds(n.info("cpu")) * 1e6 for n in nodes]
 
 
 def _cleanup_cluster(url: str, prefix: str) -> None:
@@ -82,9 +78,9 @@ def _one(args: argparse.Namespace, mode: str, name: str, url: str, cluster: bool
             _settle(server.pid)
         else:
             shared = _shared_account(base, mode)
-        cpu0, redis0 = _cpu_seconds(server.pid), cpu_us(nodes)
+        cpu0, redis0 = process_seconds(server.pid), cpu_us(nodes)
         rows = _run_locust(base, mode, args.users, args.seconds, shared)
-        server_us = _cpu_us_per_request(_cpu_seconds(server.pid) - cpu0, rows)
+        server_us = _cpu_us_per_request(process_seconds(server.pid) - cpu0, rows)
         served = sum(r["requests"] for r in rows.values()) or 1.0
         spent = [(b - a) / served for a, b in zip(redis0, cpu_us(nodes), strict=True)]
         per = ", ".join(f"{us:.0f}" for us in spent)

@@ -24,6 +24,7 @@ from typing import Any
 import msgspec
 import redis as sync_redis
 
+from bench.cpu import redis_seconds, redis_url_seconds
 from cuefast.clock import FrozenClock, SystemClock
 from cuefast.config import Settings, load_settings
 from cuefast.engine.dispatcher import Dispatcher
@@ -107,13 +108,6 @@ async def seed_cues(
     return account, ids
 
 
-def _redis_cpu(r: sync_redis.Redis) -> float:
-    """The Redis server's CPU seconds so far (user + system, ``INFO cpu``): exact only on a
-    Redis nobody else uses."""
-    info = r.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
-
-
 def cleanup(prefix: str) -> None:
     if os.environ.get("CUEFAST_REDIS_CLUSTER", "").lower() == "true":  # bench/cluster.py: every primary
         from redis.cluster import RedisCluster
@@ -180,11 +174,11 @@ async def _materialize(args: argparse.Namespace, prefix: str, overlap: str) -> d
     out: dict[str, float] = {}
     for name, at in (("cold", due + 100_000), ("warm", due + 300_000_000 + 100_000)):
         clock.set(at)
-        redis0, cpu0 = _redis_cpu(r), time.process_time()
+        redis0, cpu0 = redis_seconds(r), time.process_time()
         t0 = time.perf_counter()
         created = await sched.tick()
         dt = time.perf_counter() - t0
-        redis_us = (_redis_cpu(r) - redis0) * 1e6 / max(created, 1)
+        redis_us = (redis_seconds(r) - redis0) * 1e6 / max(created, 1)
         python_us = (time.process_time() - cpu0) * 1e6 / max(created, 1)
         out[name] = created / dt
         print(
@@ -314,13 +308,6 @@ async def bench_deliver(args: argparse.Namespace, prefix: str) -> None:
     await _deliver(args, prefix)
 
 
-def _redis_cpu_s() -> float:
-    """The Redis server's CPU time so far (user + sys, s): its work per delivery, which other
-    processes on the box do not inflate the way they do wall-clock rates."""
-    info = sync_redis.Redis.from_url(_url()).info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
-
-
 async def bench_deliver_caps(args: argparse.Namespace, prefix: str) -> None:
     """``deliver`` without and with a cap of ``--cap`` on every cue (``--kind cue``:
     ``delivery.max_concurrency``; ``host``: ``max_concurrency_per_host``, all cues on the one
@@ -367,7 +354,7 @@ async def _deliver(
         dispatcher = Dispatcher(store, bounded, SystemClock(), webhooks, per_host=args.per_host)
         stop = asyncio.Event()
         received = _LineCounter(log_path)
-        redis_cpu0 = _redis_cpu_s()
+        redis_cpu0 = redis_url_seconds(_url())
         t0, cpu0 = time.perf_counter(), time.process_time()
         task = asyncio.create_task(dispatcher.run(stop, block_ms=100))
         while True:
@@ -377,7 +364,7 @@ async def _deliver(
                 break
         received.close()
         dt, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-        redis_us = (_redis_cpu_s() - redis_cpu0) * 1e6 / max(done, 1)
+        redis_us = (redis_url_seconds(_url()) - redis_cpu0) * 1e6 / max(done, 1)
         stop.set()
         await task
         await webhooks.close()

@@ -24,15 +24,7 @@ import time
 from pathlib import Path
 
 from bench.__main__ import ROOT, _cleanup, _free_port, _git_sha, _server_env, _wait_healthy
-
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(pid: int) -> float:
-    """utime + stime of one process, in seconds."""
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
+from bench.cpu import process_seconds
 
 
 def descendants(pid: int) -> list[int]:
@@ -55,7 +47,7 @@ def _tree_seconds(pids: list[int]) -> float:
     total = 0.0
     for pid in pids:
         try:
-            total += cpu_seconds(pid)
+            total += process_seconds(pid)
         except OSError:
             pass
     return total
@@ -94,9 +86,9 @@ def measure(
                 _wait_healthy(url, timeout=120)
             time.sleep(warmup)
             kids = descendants(server.pid)
-            own0, kids0, t0 = cpu_seconds(server.pid), _tree_seconds(kids), time.monotonic()
+            own0, kids0, t0 = process_seconds(server.pid), _tree_seconds(kids), time.monotonic()
             time.sleep(seconds)
-            own1, kids1, t1 = cpu_seconds(server.pid), _tree_seconds(kids), time.monotonic()
+            own1, kids1, t1 = process_seconds(server.pid), _tree_seconds(kids), time.monotonic()
         finally:
             server.terminate()
             server.wait(timeout=30)

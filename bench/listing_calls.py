@@ -7,7 +7,8 @@ of 16 partitions, the same mix of states), then calls ``store.executions.listing
 what a page of 20 asks for) ``N`` times (1,000) per filter and prints, per listing, the time
 Redis spent in the scripts (``INFO commandstats`` ``fcall``/``fcall_ro`` usec: the commands' own
 time, without networking or the event loop), the server's whole CPU (``INFO cpu``), the wall
-time and the commands it ran. Exact only
+time and the commands it ran (calls per listing, and their own µs: a script's nested commands
+count apart). Exact only
 on a Redis nobody else uses: it resets the server's statistics.
 """
 
@@ -24,7 +25,8 @@ import uuid
 import httpx
 
 from bench.__main__ import ROOT, _cleanup, _free_port, _server_env
-from bench.scale import PARTITIONS, WORKERS, Seeder, _redis_cpu, register, wait_healthy
+from bench.cpu import redis_seconds_async
+from bench.scale import PARTITIONS, WORKERS, Seeder, register, wait_healthy
 from cuefast.store import Store, connect
 from cuefast.store.keys import Keys
 
@@ -57,7 +59,7 @@ async def run(redis_url: str, size: int, n: int) -> None:
         k = store.keys
         parts = [p for p in range(PARTITIONS) if await store.redis.exists(k.ix_account(p, acct.account_id))]
         print(f"{size:,} executions on partitions {parts}; {n} listings of 21 per filter")
-        print("| filter | Redis script µs per listing | Redis CPU µs | wall µs | commands per listing |")
+        print("| filter | Redis script µs per listing | Redis CPU µs | wall µs | commands per listing (µs) |")
         print("|---|---|---|---|---|")
         for label, statuses, triggered_by, worker_id in FILTERS:
             listing = functools.partial(
@@ -72,20 +74,22 @@ async def run(redis_url: str, size: int, n: int) -> None:
             )
             await listing()
             await store.redis.config_resetstat()
-            cpu0 = await _redis_cpu(store)
+            cpu0 = await redis_seconds_async(store.redis)
             t = time.perf_counter()
             for _ in range(n):
                 await listing()
             wall = (time.perf_counter() - t) / n * 1e6
-            cpu = (await _redis_cpu(store) - cpu0) / n * 1e6
+            cpu = (await redis_seconds_async(store.redis) - cpu0) / n * 1e6
             info = await store.redis.info("commandstats")
             script = sum(v["usec"] for name, v in info.items() if name in FCALLS)
             calls = {
-                name[8:]: v["calls"] / n
+                name[8:]: (v["calls"] / n, v["usec"] / n)
                 for name, v in info.items()
                 if name.startswith("cmdstat_") and v["calls"] >= n // 10 and "resetstat" not in name
             }
-            spelled = ", ".join(f"{c} {x:.0f}" for c, x in sorted(calls.items(), key=lambda i: -i[1]))
+            spelled = ", ".join(
+                f"{c} {x:.0f} ({us:.0f} µs)" for c, (x, us) in sorted(calls.items(), key=lambda i: -i[1][0])
+            )
             print(f"| {label} | {script / n:.0f} | {cpu:.0f} | {wall:.0f} | {spelled} |", flush=True)
     finally:
         server.terminate()

@@ -19,16 +19,10 @@ import json
 import sys
 from urllib.parse import urlsplit
 
-import redis
-
-from bench.__main__ import _cpu_seconds, _post
+from bench.__main__ import _post
+from bench.cpu import process_seconds, redis_seconds
 from bench.locustfile import webhook_cue
 from bench.outcome_calls import _stats, print_deltas, served
-
-
-def _cpu(r: redis.Redis) -> float:
-    info = r.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 def main(mode: str, n: int) -> None:
@@ -58,10 +52,10 @@ def main(mode: str, n: int) -> None:
 
         for _ in range(20):
             request()  # warm (script cache, connections, rendered rows)
-        before, cpu0, server0 = _stats(r), _cpu(r), _cpu_seconds(srv.pid)
+        before, cpu0, server0 = _stats(r), redis_seconds(r), process_seconds(srv.pid)
         for _ in range(n):
             request()
-        after, cpu1, server1 = _stats(r), _cpu(r), _cpu_seconds(srv.pid)
+        after, cpu1, server1 = _stats(r), redis_seconds(r), process_seconds(srv.pid)
         print(
             f"{n} × {mode}; per request: server CPU {(server1 - server0) / n * 1e6:.0f} µs, "
             f"Redis CPU {(cpu1 - cpu0) / n * 1e6:.1f} µs; commands:"

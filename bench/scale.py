@@ -42,6 +42,7 @@ from typing import Any
 import httpx
 
 from bench.__main__ import ROOT, _cleanup, _free_port, _git_sha, _server_env
+from bench.cpu import process_seconds, redis_seconds_async
 from cuefast.ids import new_execution_id
 from cuefast.services.outcomes import outcome_state, parse_outcome
 from cuefast.store import Status, Store, connect
@@ -359,19 +360,6 @@ def percentile(values: Sequence[float], q: float) -> float:
     return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
-def _cpu_seconds(pid: int) -> float:
-    """user + system CPU seconds of a process (Linux /proc)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-async def _redis_cpu(store: Store) -> float:
-    """Redis's user + system CPU seconds (the whole server: other tenants count too)."""
-    info = await store.redis.info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
-
-
 async def _listing(client: httpx.AsyncClient, acct: Account, query: dict[str, str]) -> tuple[float, int]:
     """One ``GET /v1/executions``: (ms, its ``total``)."""
     t = time.perf_counter()
@@ -418,13 +406,13 @@ async def measure(
         totals: set[int] = set()
         if commandstats:
             await store.redis.config_resetstat()
-        cpu0, rcpu0 = _cpu_seconds(pid), await _redis_cpu(store)
+        cpu0, rcpu0 = process_seconds(pid), await redis_seconds_async(store.redis)
         for _ in range(requests):
             ms, total = await _listing(client, acct, query)
             times.append(ms)
             totals.add(total)
-        cpu = (_cpu_seconds(pid) - cpu0) / max(requests, 1) * 1000
-        rcpu = (await _redis_cpu(store) - rcpu0) / max(requests, 1) * 1000
+        cpu = (process_seconds(pid) - cpu0) / max(requests, 1) * 1000
+        rcpu = (await redis_seconds_async(store.redis) - rcpu0) / max(requests, 1) * 1000
         stats = await _commandstats(store, requests) if commandstats else None
         row: dict[str, Any] = {
             "filter": label,

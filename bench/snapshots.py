@@ -24,7 +24,7 @@ import asyncpg
 import msgspec
 import redis as sync_redis
 
-from bench.engine import _redis_cpu
+from bench.cpu import redis_seconds
 from cuefast.clock import SystemClock
 from cuefast.config import load_settings
 from cuefast.durability import schema as pg
@@ -138,7 +138,7 @@ async def _wipe(store: Store) -> None:
 
 def _cpu(info: sync_redis.Redis) -> tuple[float, float]:
     """(this process's, the Redis server's) CPU seconds so far."""
-    return time.process_time(), _redis_cpu(info)
+    return time.process_time(), redis_seconds(info)
 
 
 def _cpu_text(info: sync_redis.Redis, since: tuple[float, float]) -> str:

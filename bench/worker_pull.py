@@ -26,6 +26,7 @@ import uuid
 import httpx
 import redis as sync_redis
 
+from bench.cpu import process_seconds, redis_url_seconds
 from cuefast.ids import new_execution_id
 from cuefast.store import Store, connect
 from cuefast.store.keys import Keys
@@ -93,18 +94,6 @@ async def setup(base: str, prefix: str, n: int) -> str:
     await asyncio.gather(*(one() for _ in range(n)))
     await store.close()
     return str(key)
-
-
-def _cpu_seconds(pid: int) -> float:
-    """user + system CPU seconds of a process (Linux /proc)."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def _redis_cpu() -> float:
-    info = sync_redis.Redis.from_url(REDIS).info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 def _sha(key: str) -> str:
@@ -190,7 +179,11 @@ async def run(args: argparse.Namespace) -> None:
         async with httpx.AsyncClient(
             base_url=base, headers={"Authorization": f"Bearer {key}"}, timeout=60, limits=limits
         ) as client:
-            cpu_api0, cpu_client0, cpu_redis0 = _cpu_seconds(proc.pid), time.process_time(), _redis_cpu()
+            cpu_api0, cpu_client0, cpu_redis0 = (
+                process_seconds(proc.pid),
+                time.process_time(),
+                redis_url_seconds(REDIS),
+            )
             t = time.perf_counter()
             if args.single:
                 counts = await asyncio.gather(
@@ -201,9 +194,9 @@ async def run(args: argparse.Namespace) -> None:
                     *(batch_loop(client, f"w{i}", args.max, lat) for i in range(args.workers))
                 )
             elapsed = time.perf_counter() - t
-            cpu_api = _cpu_seconds(proc.pid) - cpu_api0
+            cpu_api = process_seconds(proc.pid) - cpu_api0
             cpu_client = time.process_time() - cpu_client0
-            cpu_redis = _redis_cpu() - cpu_redis0
+            cpu_redis = redis_url_seconds(REDIS) - cpu_redis0
         total = sum(counts)
         mode = "single (CueAPI door)" if args.single else f"batch max={args.max}"
         rate = total / elapsed
