@@ -16,6 +16,7 @@ import msgspec
 import redis.asyncio as aioredis
 import uvicorn
 from litestar import Litestar, get
+from redis.typing import EncodableT, FieldT
 
 KEY = "cuefast-bench-ceiling"
 URL = os.environ.get("CUEFAST_REDIS_URL", "redis://127.0.0.1:6379/0")  # the Redis cuefast is run against
@@ -34,13 +35,16 @@ client: aioredis.Redis = aioredis.Redis.from_url(URL, decode_responses=True)
 @get("/ceiling/{cue_id:str}")
 async def read_cue(cue_id: str) -> Cue:
     """One Redis call (HGETALL of a 10-field hash), one msgspec-encoded answer."""
-    data = await client.hgetall(KEY)
+    # decode_responses=True: str keys and values (redis-py types them bytes | str either way)
+    data: dict[str, str] = await client.hgetall(KEY)  # type: ignore[assignment]
     return Cue(id=cue_id, name=data.get("name", ""), status="active", fields=data)
 
 
 @asynccontextmanager
 async def lifespan(app: Litestar) -> AsyncIterator[None]:
-    await client.hset(KEY, mapping={f"f{i}": "x" * 20 for i in range(9)} | {"name": "bench"})
+    fields: dict[FieldT, EncodableT] = {f"f{i}": "x" * 20 for i in range(9)}
+    fields["name"] = "bench"
+    await client.hset(KEY, mapping=fields)
     yield
     await client.delete(KEY)
     await client.aclose()

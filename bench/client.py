@@ -45,7 +45,11 @@ async def _main(url: str, calls: int, callers: int) -> None:
 
     async def py_pipe() -> object:
         async with client.pipeline(transaction=False) as p:
-            p.hgetall(key).hgetall(key).evalsha(sha, 1, key)
+            # one statement each: redis-py types an asyncio pipeline's commands as awaitables,
+            # not as the pipeline they return
+            p.hgetall(key)
+            p.hgetall(key)
+            p.evalsha(sha, 1, key)
             return await p.execute()
 
     async def wire_pipe() -> object:

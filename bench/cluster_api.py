@@ -38,7 +38,8 @@ def primaries(url: str, cluster: bool) -> list[sync_redis.Redis]:
         return [sync_redis.Redis.from_url(url)]
     c = sync_redis.RedisCluster.from_url(url)
     try:
-        return [sync_redis.Redis(host=n.host, port=int(n.port)) for n in c.get_primaries()]
+        nodes = c.get_primaries()  # type: ignore[no-untyped-call]  # redis-py: the sync one is unannotated
+        return [sync_redis.Redis(host=n.host, port=int(n.port)) for n in nodes]
     finally:
         c.close()
 

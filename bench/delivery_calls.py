@@ -45,8 +45,8 @@ def _print(name: str, before: dict[str, tuple[int, int]], after: dict[str, tuple
     rows.sort(key=lambda row: -row[2])
     nested = sum(c for cmd, c, _ in rows if cmd not in ("evalsha", "fcall"))
     print(f"{name}: {n} deliveries; per delivery {nested:.2f} nested commands")
-    for cmd, calls, usec in rows:
-        print(f"  {cmd:<18} {calls:7.3f} calls  {usec:6.2f} µs")
+    for cmd, per_calls, per_us in rows:
+        print(f"  {cmd:<18} {per_calls:7.3f} calls  {per_us:6.2f} µs")
 
 
 def _batches(entries: Sequence[OutboxEntry], size: int) -> list[dict[int, list[OutboxEntry]]]:
@@ -137,9 +137,9 @@ async def run(args: argparse.Namespace) -> None:
         taken = 0
         for p in range(args.partitions):
             slot = store.keys.part(p)
-            while batch := await store.snapshots.take(slot, SNAPSHOT_BATCH):
-                await store.snapshots.commit(slot, [m for m, _ in batch])
-                taken += len(batch)
+            while objects := await store.snapshots.take(slot, SNAPSHOT_BATCH):
+                await store.snapshots.commit(slot, [m for m, _ in objects])
+                taken += len(objects)
         dt_take = time.perf_counter() - t0
         measure(False)
         _print(f"snapshots_take ({dt_take:.3f} s, {taken} objects)", before, _stats(r), done)

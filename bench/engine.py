@@ -482,6 +482,7 @@ async def bench_lateness(args: argparse.Namespace, prefix: str) -> None:
         passed, started = [], []
         async for key in store.redis.scan_iter(match=f"{prefix}:*:exec:*", count=5000):
             sf, ca, sa = await store.redis.hmget(key, ["sf", "ca", "sa"])
+            assert sf is not None and ca is not None, key  # every execution has both
             passed.append((int(ca) - int(sf)) / 1000)
             if sa:
                 started.append((int(sa) - int(sf)) / 1000)
@@ -544,7 +545,8 @@ async def bench_memory(args: argparse.Namespace, prefix: str) -> None:
         total = sum([await r.memory_usage(k, samples=0) or 0 for k in shared_keys])
         parts.append(f"{label} {total / args.cues:.0f}")
     reg = keys.ix_cue(ids[0])
-    eids = [eid for eid, _ in await index_members(r, f"{reg}|z|{(await r.hkeys(reg))[0]}")]
+    field = str((await r.hkeys(reg))[0])  # a str: the store's client decodes replies
+    eids = [eid for eid, _ in await index_members(r, f"{reg}|z|{field}")]
     sample_exec = await r.memory_usage(keys.execution(keys.execution_partition(eids[0]) or 0, eids[0]))
     n = args.cues
     cue_mark, exec_mark = marks_mid / n, (marks_after - marks_mid) / n

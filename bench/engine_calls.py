@@ -79,8 +79,8 @@ async def run(args: argparse.Namespace) -> None:
             rows.sort(key=lambda row: -row[2])
             total = sum(u for _, _, u in rows)
             print(f"{name}: {created} executions in {dt:.3f} s = {created / dt:,.0f}/s")
-            for cmd, calls, usec in rows:
-                print(f"  {cmd:<18} {calls:7.3f} calls  {usec:6.2f} µs per execution")
+            for cmd, per_calls, per_us in rows:
+                print(f"  {cmd:<18} {per_calls:7.3f} calls  {per_us:6.2f} µs per execution")
             print(f"  (commandstats µs summed, scripts include their commands: {total:.2f})")
     finally:
         await store.close()

@@ -52,15 +52,15 @@ _clock = {"start": 0.0, "end": 0.0}
 
 
 # the load generator's own full GC passes would land in the latencies it records
-events.init.add_listener(lambda **_: settle_heap())
+events.init.add_listener(lambda **_: settle_heap())  # type: ignore[no-untyped-call]  # locust: unannotated
 
 
-@events.test_start.add_listener
+@events.test_start.add_listener  # type: ignore[untyped-decorator]  # locust: add_listener is unannotated
 def _on_start(**_: Any) -> None:
     _clock["start"] = time.time()
 
 
-@events.request.add_listener
+@events.request.add_listener  # type: ignore[untyped-decorator]  # locust: add_listener is unannotated
 def _on_request(name: str, response_time: float, exception: BaseException | None, **_: Any) -> None:
     minute = int((time.time() - _clock["start"]) // 60)
     _times[minute, name].append(response_time)
@@ -68,7 +68,7 @@ def _on_request(name: str, response_time: float, exception: BaseException | None
         _failures[minute, name] += 1
 
 
-@events.test_stop.add_listener
+@events.test_stop.add_listener  # type: ignore[untyped-decorator]  # locust: add_listener is unannotated
 def _dump(**_: Any) -> None:
     """``{"start", "end", "rows": [[minute, name, [response ms, ...], failures], ...]}``."""
     _clock["end"] = time.time()
@@ -79,6 +79,8 @@ def _dump(**_: Any) -> None:
 
 class FleetUser(FastHttpUser):
     abstract = True
+    due: float
+    """when this user's current loop was due (``time.monotonic``), set by ``on_start``"""
 
     def wait_time(self) -> float:
         """Until this user's next loop: one pace after its last one was due (at once, and from

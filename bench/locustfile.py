@@ -65,7 +65,7 @@ def worker_cue(name: str) -> dict[str, object]:
 
 
 # the load generator's own full GC passes would land in the latencies it records
-events.init.add_listener(lambda **_: settle_heap())
+events.init.add_listener(lambda **_: settle_heap())  # type: ignore[no-untyped-call]  # locust: unannotated
 
 
 class CueUser(FastHttpUser):

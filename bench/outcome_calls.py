@@ -42,9 +42,18 @@ def _direct(r: redis.Redis, prefix: str, ids: list[str]) -> float:
     for i in range(0, len(ids), 100):
         pipe = r.pipeline(transaction=False)
         for eid in ids[i : i + 100]:
-            keys = [k.decode() for k in r.keys(f"{prefix}:{{p*}}:exec:{eid}")]
+            keys = [k.decode() if isinstance(k, bytes) else k for k in r.keys(f"{prefix}:{{p*}}:exec:{eid}")]
             part = keys[0].rsplit("exec:", 1)[0]
-            args = [time.time_ns() // 1000, part, "", eid, '{"success":true}', "1", "verification_failed", ""]
+            args: list[int | str] = [
+                time.time_ns() // 1000,
+                part,
+                "",
+                eid,
+                '{"success":true}',
+                "1",
+                "verification_failed",
+                "",
+            ]
             pipe.evalsha(sha, 1, part + "claims", *args, len(states) // 2, *states)
         pipe.execute()
     after = _stats(r)
@@ -103,7 +112,7 @@ def print_deltas(
 def main(n: int) -> None:
     with served() as srv:
         url, key, r = srv.url, srv.key, srv.redis
-        cue_body = {
+        cue_body: dict[str, object] = {
             "name": "calls",
             "schedule": {"type": "once", "at": "2199-01-01T00:00:00Z"},
             "transport": "worker",

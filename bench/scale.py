@@ -332,6 +332,8 @@ class Seeder:
                     )
             finished = await store.delivery.finish(results, now)
             for p, done in finished.items():
+                if isinstance(done, Exception):  # a node unreachable (Redis Cluster)
+                    raise done
                 for res, fin in zip(results[p], done, strict=True):
                     assert fin.status is Status.OK, fin
                     rows[res.execution_id][1] = fin.execution_status

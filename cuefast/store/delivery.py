@@ -133,8 +133,8 @@ class Delivery(GroupStreams):
     def streams(self) -> list[str]:
         return [self.keys.outbox(p) for p in range(self.keys.partitions)]
 
-    async def read(self, consumer: str, count: int, block_ms: int) -> list[OutboxEntry]:
-        """New outbox entries for this consumer."""
+    async def read(self, consumer: str, count: int, block_ms: int | None) -> list[OutboxEntry]:
+        """New outbox entries for this consumer (``block_ms`` None: no wait, as ``read_group``)."""
         return [
             OutboxEntry(p, entry_id, str(fields.get("e", "")))
             for p, entry_id, fields in await self.read_group(consumer, count, block_ms)
