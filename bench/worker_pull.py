@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,7 +25,9 @@ import uuid
 import httpx
 import redis as sync_redis
 
+from bench.__main__ import _free_port
 from bench.cpu import process_seconds, redis_url_seconds
+from bench.scale import wait_healthy
 from cuefast.ids import new_execution_id
 from cuefast.store import Store, connect
 from cuefast.store.keys import Keys
@@ -34,26 +35,6 @@ from cuefast.store.keys import Keys
 REDIS = os.environ.get("CUEFAST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PG = os.environ.get("CUEFAST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
 PARTITIONS = 16
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def wait_healthy(base: str, proc: subprocess.Popen[bytes]) -> None:
-    async with httpx.AsyncClient(base_url=base) as client:
-        for _ in range(200):
-            if proc.poll() is not None:
-                raise RuntimeError("cuefast api exited")
-            try:
-                if (await client.get("/health")).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.1)
-    raise RuntimeError("cuefast api did not start")
 
 
 async def setup(base: str, prefix: str, n: int) -> str:
@@ -156,7 +137,7 @@ async def single_loop(client: httpx.AsyncClient, worker: str, lat: dict[str, lis
 
 async def run(args: argparse.Namespace) -> None:
     prefix = f"bw{uuid.uuid4().hex[:8]}"
-    port = free_port()
+    port = _free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("CUEFAST_")},
         "CUEFAST_REDIS_URL": REDIS,
@@ -170,7 +151,8 @@ async def run(args: argparse.Namespace) -> None:
     proc = subprocess.Popen(cmd, env=env)
     base = f"http://127.0.0.1:{port}"
     try:
-        await wait_healthy(base, proc)
+        async with httpx.AsyncClient(base_url=base) as client:
+            await wait_healthy(client, proc)
         t = time.perf_counter()
         key = await setup(base, prefix, args.executions)
         print(f"queued {args.executions} worker executions in {time.perf_counter() - t:.1f} s")
